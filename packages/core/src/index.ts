@@ -1,0 +1,3 @@
+export * from './types.js';
+export * from './backend.js';
+export * from './budget.js';
