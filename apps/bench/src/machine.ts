@@ -1,0 +1,27 @@
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import type { MachineInfo } from './results.js';
+
+/** CPU model, logical cores and Node version of this machine (GPU fields come from GPU benches). */
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() || 'unknown',
+    cores: Math.max(1, os.availableParallelism?.() ?? cpus.length),
+    node: process.version,
+  };
+}
+
+/** The short commit of HEAD, with `-dirty` when tracked files differ from it; `unknown` outside git. */
+export function gitCommit(cwd: string = process.cwd()): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd,
+      encoding: 'utf8',
+    }).trim();
+    return dirty.length > 0 ? `${commit}-dirty` : commit;
+  } catch {
+    return 'unknown';
+  }
+}

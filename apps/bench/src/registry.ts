@@ -1,0 +1,13 @@
+import type { Bench } from './harness.js';
+
+/**
+ * Every benchmark the CLI knows, by name. Add yours with one line: a module in
+ * `./benches/` whose default export is a {@link Bench}, loaded lazily so a bench's
+ * dependencies (a GPU addon, a browser) load only when it runs.
+ */
+export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
+};
+
+export function benchNames(): string[] {
+  return Object.keys(registry).sort();
+}
