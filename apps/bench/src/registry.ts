@@ -5,8 +5,7 @@ import type { Bench } from './harness.js';
  * `./benches/` whose default export is a {@link Bench}, loaded lazily so a bench's
  * dependencies (a GPU addon, a browser) load only when it runs.
  */
-export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
-};
+export const registry: Readonly<Record<string, () => Promise<Bench>>> = {};
 
 export function benchNames(): string[] {
   return Object.keys(registry).sort();
