@@ -5,7 +5,7 @@ export const DEFAULT_BUDGET = Object.freeze({ percent: 10, kMin: 128, roundTo: 1
 
 /** Typed error for arguments outside an op's domain. */
 export class KascadeRangeError extends RangeError {
-  override readonly name = 'KascadeRangeError';
+  override readonly name: string = 'KascadeRangeError';
 }
 
 function resolve(options: BudgetOptions = {}): { percent: number; kMin: number; roundTo: number } {
