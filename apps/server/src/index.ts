@@ -1,1 +1,17 @@
-export {};
+export { HttpError, type OpenAIErrorBody, type OpenAIErrorType } from './errors.js';
+export { createMetrics, type ServerMetrics } from './metrics.js';
+export { QueueAbortedError, QueueFullError, Scheduler, type SchedulerOptions } from './scheduler.js';
+export {
+  type ChatRequest,
+  type CompletionRequest,
+  type KascadeField,
+  POLICY_NAMES,
+  type PolicyName,
+} from './schemas.js';
+export {
+  type BuildServerOptions,
+  buildServer,
+  type KascadeServer,
+  PUBLIC_DIR,
+  type ServerLimits,
+} from './server.js';
