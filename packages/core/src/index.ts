@@ -6,6 +6,7 @@ export * from './errors.js';
 export * from './pooling.js';
 export * from './reference-backend.js';
 export * from './selection.js';
+export * from './similarity.js';
 export * from './softmax.js';
 export * from './topk.js';
 export * from './types.js';
