@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 
 // Tests import each package's TypeScript source through the `@kascade/source`
 // export condition; `vitest.dist.config.ts` re-runs them against the built `dist`.
-const include = ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'];
+const include = ['packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'scripts/**/*.test.ts'];
 
 export default defineConfig({
   resolve: { conditions: ['@kascade/source', ...defaultClientConditions] },

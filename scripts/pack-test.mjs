@@ -1,0 +1,273 @@
+#!/usr/bin/env node
+// Packaging gates for every publishable package in packages/*, run from `pnpm run check`
+// after the build:
+//   1. `pnpm pack` into a temp dir (workspace:^ ranges become real versions);
+//   2. `publint run <tarball> --strict` and `attw <tarball> --profile esm-only`;
+//   3. a scratch npm project in os.tmpdir(), OUTSIDE the workspace, that `npm install`s the
+//      tarball with the tarballs of the @kascade packages it depends on (third-party deps
+//      come from the registry, as for a user), then
+//      - imports it with plain `node` and checks it exports exactly the names the built dist does;
+//      - type-checks a consumer file (NodeNext, strict, skipLibCheck off) that touches every
+//        runtime export, so the .d.ts and the JavaScript agree.
+// Usage: node scripts/pack-test.mjs [package-dir-name ...]   (default: all of packages/*)
+import { execFile } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const bin = (name) => path.join(root, 'node_modules', '.bin', name);
+const keep = process.env.KASCADE_PACK_KEEP === '1';
+
+/** Runs a command; resolves with its output, rejects with an Error holding command and output. */
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, ...opts }, (err, stdout, stderr) => {
+      const output = `${stdout}${stderr}`.trim();
+      if (err) {
+        const e = new Error(
+          `\`${cmd} ${args.join(' ')}\` failed (exit ${err.code ?? err.signal}) in ${opts.cwd ?? root}\n${output}`,
+        );
+        reject(e);
+      } else resolve(output);
+    });
+  });
+}
+
+async function whichPnpm() {
+  try {
+    await run('pnpm', ['--version']);
+    return { cmd: 'pnpm', pre: [] };
+  } catch {
+    return { cmd: 'npx', pre: ['-y', 'pnpm@12.4.2'] };
+  }
+}
+
+function publishable() {
+  const wanted = process.argv.slice(2);
+  const dirs = readdirSync(path.join(root, 'packages'))
+    .filter((d) => existsSync(path.join(root, 'packages', d, 'package.json')))
+    .filter((d) => wanted.length === 0 || wanted.includes(d));
+  for (const w of wanted) if (!dirs.includes(w)) throw new Error(`no package directory packages/${w}`);
+  return dirs
+    .map((d) => {
+      const dir = path.join(root, 'packages', d);
+      return { dir, manifest: JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) };
+    })
+    .filter((p) => !p.manifest.private);
+}
+
+const tarballName = (name, version) => `${name.replace(/^@/, '').replace('/', '-')}-${version}.tgz`;
+
+/** The @kascade packages `name` needs at run time, itself included (dependencies + peers, transitively). */
+function closure(name, byName) {
+  const out = new Set();
+  const visit = (n) => {
+    if (out.has(n)) return;
+    const p = byName.get(n);
+    if (!p) throw new Error(`${name} depends on ${n}, which is not a publishable workspace package`);
+    out.add(n);
+    const m = p.manifest;
+    for (const dep of Object.keys({ ...m.dependencies, ...m.peerDependencies })) {
+      if (dep.startsWith('@kascade/')) visit(dep);
+    }
+  };
+  visit(name);
+  return [...out];
+}
+
+async function exportNames(cwd, specifier) {
+  const script = `const m = await import(${JSON.stringify(specifier)}); console.log(JSON.stringify(Object.keys(m).sort()));`;
+  const out = await run(process.execPath, ['--input-type=module', '-e', script], { cwd });
+  return JSON.parse(out.split('\n').at(-1));
+}
+
+const identifier = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+async function consumerCheck(pkg, byName, tarDir, scratchRoot) {
+  const { name } = pkg.manifest;
+  const scratch = path.join(scratchRoot, name.replace('/', '__'));
+  mkdirSync(scratch, { recursive: true });
+  writeFileSync(
+    path.join(scratch, 'package.json'),
+    `${JSON.stringify({ name: 'kascade-pack-consumer', version: '0.0.0', private: true, type: 'module' }, null, 2)}\n`,
+  );
+  const tarballs = closure(name, byName).map((n) =>
+    path.join(tarDir, tarballName(n, byName.get(n).manifest.version)),
+  );
+  await run(
+    'npm',
+    [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--loglevel=error',
+      '--prefer-offline',
+      ...tarballs,
+      '@types/node@20',
+    ],
+    { cwd: scratch },
+  );
+
+  // 1. Plain node imports the installed package; same runtime exports as the workspace dist.
+  const installed = await exportNames(scratch, name);
+  const built = await exportNames(pkg.dir, path.join(pkg.dir, 'dist', 'index.js'));
+  if (JSON.stringify(installed) !== JSON.stringify(built)) {
+    throw new Error(
+      `${name}: installed exports ${installed.join(', ')} differ from dist's ${built.join(', ')}`,
+    );
+  }
+
+  // 2. tsc on a consumer that touches every runtime export through the published types.
+  const names = installed.filter((n) => identifier.test(n) && n !== 'default');
+  writeFileSync(
+    path.join(scratch, 'consumer.ts'),
+    [
+      `import * as pkg from '${name}';`,
+      `export const used = [${names.map((n) => `pkg.${n}`).join(', ')}] as const;`,
+      `export type Module = typeof pkg;`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    path.join(scratch, 'tsconfig.json'),
+    `${JSON.stringify(
+      {
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          lib: ['ES2023'],
+          types: ['node'],
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+        },
+        files: ['consumer.ts'],
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  await run(
+    process.execPath,
+    [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
+    {
+      cwd: scratch,
+    },
+  );
+  // A package still being written may export only types; that is reported, not failed.
+  return installed.length === 0
+    ? 'imports and type-checks, but has no runtime exports yet'
+    : `${installed.length} exports import and type-check`;
+}
+
+async function main() {
+  const started = performance.now();
+  const pkgs = publishable();
+  const byName = new Map(pkgs.map((p) => [p.manifest.name, p]));
+  const pnpm = await whichPnpm();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'kascade-pack-'));
+  const tarDir = path.join(tmp, 'tarballs');
+  const failures = [];
+  const report = (name, step, ok, detail) => {
+    process.stdout.write(
+      `${ok ? 'PASS' : 'FAIL'}  ${name.padEnd(18)} ${step.padEnd(8)} ${detail.split('\n')[0]}\n`,
+    );
+    if (!ok) failures.push(`${name} ${step}: ${detail}`);
+  };
+
+  try {
+    for (const p of pkgs) {
+      const { name, version } = p.manifest;
+      if (!existsSync(path.join(p.dir, 'dist', 'index.js'))) {
+        report(
+          name,
+          'pack',
+          false,
+          `${path.relative(root, p.dir)}/dist/index.js is missing: build first (pnpm run build)`,
+        );
+        continue;
+      }
+      try {
+        await run(pnpm.cmd, [...pnpm.pre, 'pack', '--pack-destination', tarDir], { cwd: p.dir });
+        const tgz = path.join(tarDir, tarballName(name, version));
+        if (!existsSync(tgz)) throw new Error(`pnpm pack did not write ${tgz}`);
+        const listing = await run('tar', ['tzf', tgz]);
+        const leaked = listing.split('\n').filter((f) => /\.test\.|\/src\//.test(f));
+        if (leaked.length > 0) throw new Error(`tarball ships test or source files: ${leaked.join(', ')}`);
+        report(name, 'pack', true, `${listing.split('\n').length} files`);
+      } catch (e) {
+        report(name, 'pack', false, e.message);
+      }
+    }
+    const packed = pkgs.filter((p) =>
+      existsSync(path.join(tarDir, tarballName(p.manifest.name, p.manifest.version))),
+    );
+
+    await Promise.all(
+      packed.map(async (p) => {
+        const tgz = path.join(tarDir, tarballName(p.manifest.name, p.manifest.version));
+        try {
+          await run(bin('publint'), ['run', tgz, '--strict']);
+          report(p.manifest.name, 'publint', true, '--strict clean');
+        } catch (e) {
+          report(p.manifest.name, 'publint', false, e.message);
+        }
+        try {
+          await run(bin('attw'), [
+            tgz,
+            '--profile',
+            'esm-only',
+            '--no-definitely-typed',
+            '--format',
+            'ascii',
+            '--no-color',
+          ]);
+          report(p.manifest.name, 'attw', true, '--profile esm-only clean');
+        } catch (e) {
+          report(p.manifest.name, 'attw', false, e.message);
+        }
+      }),
+    );
+
+    const scratchRoot = path.join(tmp, 'consumers');
+    await Promise.all(
+      packed.map(async (p) => {
+        try {
+          report(p.manifest.name, 'consume', true, await consumerCheck(p, byName, tarDir, scratchRoot));
+        } catch (e) {
+          report(p.manifest.name, 'consume', false, e.message);
+        }
+      }),
+    );
+  } finally {
+    if (keep) process.stdout.write(`kept ${tmp}\n`);
+    else rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const secs = ((performance.now() - started) / 1000).toFixed(1);
+  if (failures.length > 0) {
+    process.stderr.write(
+      `\npack test: ${failures.length} failure(s) in ${secs} s\n\n${failures.join('\n\n')}\n`,
+    );
+    process.exit(1);
+  }
+  process.stdout.write(
+    `pack test: ${pkgs.length} packages packed, linted, installed and imported in ${secs} s\n`,
+  );
+}
+
+main().catch((e) => {
+  process.stderr.write(`pack test: ${e.stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,112 @@
+// Runs the code examples in every package README, so they stay real.
+// A fenced block marked ```ts, ```typescript, ```js or ```javascript runs; add a word after
+// the language to opt out with a reason (```ts skip, ```ts no-run, ```ts gpu). Blocks run as
+// ES modules that import `@kascade/*`: under `vitest.config.ts` from package source, under
+// `vitest.dist.config.ts` from the built dist.
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface Example {
+  readonly lang: 'ts' | 'js';
+  readonly line: number;
+  readonly code: string;
+}
+
+/** The runnable fenced blocks of a Markdown text (language ts/js with nothing after it). */
+function runnableBlocks(markdown: string): Example[] {
+  const out: Example[] = [];
+  const lines = markdown.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^(\s*)(`{3,}|~{3,})\s*([\w-]*)\s*(.*)$/.exec(lines[i]);
+    if (!open) continue;
+    const [, indent, fence, info, rest] = open;
+    const body: string[] = [];
+    let j = i + 1;
+    while (j < lines.length && !lines[j].trimStart().startsWith(fence))
+      body.push(lines[j++].slice(indent.length));
+    const lang = { ts: 'ts', typescript: 'ts', js: 'js', javascript: 'js' }[info] as 'ts' | 'js' | undefined;
+    if (lang && rest.trim() === '') out.push({ lang, line: i + 1, code: body.join('\n') });
+    i = j;
+  }
+  return out;
+}
+
+function readmes(): { pkg: string; name: string; file: string }[] {
+  const found = [];
+  for (const group of ['packages', 'apps']) {
+    for (const d of readdirSync(path.join(root, group))) {
+      const file = path.join(root, group, d, 'README.md');
+      const manifest = path.join(root, group, d, 'package.json');
+      if (existsSync(file) && existsSync(manifest)) {
+        found.push({
+          pkg: `${group}/${d}`,
+          name: JSON.parse(readFileSync(manifest, 'utf8')).name as string,
+          file,
+        });
+      }
+    }
+  }
+  return found;
+}
+
+// A scratch dir outside the repo whose node_modules/@kascade/* link to the workspace packages.
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'kascade-readme-'));
+mkdirSync(path.join(scratch, 'node_modules', '@kascade'), { recursive: true });
+for (const { pkg, name } of readmes()) {
+  if (name.startsWith('@kascade/')) {
+    symlinkSync(path.join(root, pkg), path.join(scratch, 'node_modules', name), 'dir');
+  }
+}
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe('runnableBlocks', () => {
+  it('keeps ts/js blocks without an opt-out word and gives their line', () => {
+    const md = [
+      '# x',
+      '```ts',
+      'a()',
+      '```',
+      '```ts skip',
+      'b()',
+      '```',
+      '```bash',
+      'c',
+      '```',
+      '```js',
+      'd()',
+      '```',
+    ].join('\n');
+    expect(runnableBlocks(md)).toEqual([
+      { lang: 'ts', line: 2, code: 'a()' },
+      { lang: 'js', line: 11, code: 'd()' },
+    ]);
+  });
+});
+
+for (const { pkg, file } of readmes()) {
+  const blocks = runnableBlocks(readFileSync(file, 'utf8'));
+  if (blocks.length === 0) continue;
+  describe(`${pkg}/README.md`, () => {
+    blocks.forEach((block, n) => {
+      it(`example at line ${block.line} runs`, async () => {
+        const f = path.join(scratch, `${pkg.replace('/', '-')}-${n}.${block.lang === 'ts' ? 'ts' : 'mjs'}`);
+        writeFileSync(f, `${block.code}\nexport {};\n`);
+        await expect(import(/* @vite-ignore */ pathToFileURL(f).href)).resolves.toBeDefined();
+      }, 120_000);
+    });
+  });
+}
