@@ -1,0 +1,10 @@
+export type { Architecture, ModelConfig, RopeScaling } from './config.js';
+export { parseConfig } from './config.js';
+export { denseAttention } from './dense.js';
+export { ModelLoadError, ModelUsageError } from './errors.js';
+export type { LayerAttention } from './hooks.js';
+export { matmul, matvec } from './kernels.js';
+export { type LoadModelOptions, loadModel } from './load.js';
+export type { CpuModel, PrefillOptions, SequenceState } from './model.js';
+export { createRandomModel, type RandomModelOptions } from './random.js';
+export type { ModelTokenizer, TokenizerMessage } from './tokenizer.js';

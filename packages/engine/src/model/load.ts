@@ -1,0 +1,137 @@
+import { readFile, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { type ModelConfig, parseConfig } from './config.js';
+import { ModelLoadError } from './errors.js';
+import { loadGgufModel } from './gguf.js';
+import { type CpuModel, CpuTransformer } from './model.js';
+import { openSafetensorsDir, type WeightSource } from './safetensors.js';
+import { loadHfTokenizer, type ModelTokenizer } from './tokenizer.js';
+import type { LayerWeights, ModelWeights } from './weights.js';
+
+export interface LoadModelOptions {
+  /** Overrides the model id (default: the directory or file name). */
+  readonly id?: string;
+  /** GGUF only: a directory with `tokenizer.json` (+ `tokenizer_config.json`) to use instead of the GGUF's vocabulary. */
+  readonly tokenizerDir?: string;
+}
+
+/**
+ * Loads a Hugging Face checkpoint directory (`config.json`, `model.safetensors` or a
+ * sharded `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json`) or a
+ * `.gguf` file (architecture `llama`, F32/F16/Q8_0). Weights are converted to f32.
+ */
+export async function loadModel(pathOrDir: string, options: LoadModelOptions = {}): Promise<CpuModel> {
+  const path = resolve(pathOrDir);
+  const info = await stat(path).catch((e: unknown) => {
+    throw new ModelLoadError(path, `cannot open: ${(e as Error).message}`);
+  });
+  if (info.isFile()) {
+    if (!path.endsWith('.gguf')) {
+      throw new ModelLoadError(path, 'expected a checkpoint directory or a .gguf file');
+    }
+    return loadGgufModel(path, options);
+  }
+  const configFile = join(path, 'config.json');
+  let configJson: unknown;
+  try {
+    configJson = JSON.parse(await readFile(configFile, 'utf8'));
+  } catch (e) {
+    throw new ModelLoadError(configFile, `cannot read config: ${(e as Error).message}`);
+  }
+  const config = parseConfig(configJson, configFile);
+  const genEos = await readGenerationEos(join(path, 'generation_config.json'));
+  const source = await openSafetensorsDir(path);
+  try {
+    const weights = await readHfWeights(source, config);
+    const tokenizer: ModelTokenizer = await loadHfTokenizer(path, [...config.eosTokenIds, ...genEos]);
+    const eosTokenIds = [...new Set([...config.eosTokenIds, ...genEos, ...tokenizer.eosTokenIds])];
+    return new CpuTransformer({
+      config: { ...config, eosTokenIds },
+      weights,
+      tokenizer,
+      id: options.id ?? basename(path),
+      randomWeights: false,
+    });
+  } finally {
+    await source.close();
+  }
+}
+
+async function readGenerationEos(file: string): Promise<number[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return [];
+  }
+  try {
+    const eos = (JSON.parse(text) as { eos_token_id?: unknown }).eos_token_id;
+    return (Array.isArray(eos) ? eos : [eos]).filter((x): x is number => typeof x === 'number');
+  } catch (e) {
+    throw new ModelLoadError(file, `not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Reads a tensor, checking it exists with the expected shape. */
+export async function readTensor(
+  source: WeightSource,
+  name: string,
+  shape: readonly number[],
+): Promise<Float32Array> {
+  const e = source.entry(name);
+  if (!e) throw new ModelLoadError(source.description, 'missing tensor', name);
+  if (e.shape.length !== shape.length || e.shape.some((s, i) => s !== shape[i])) {
+    throw new ModelLoadError(
+      e.file,
+      `shape [${e.shape.join(', ')}] does not match the config's [${shape.join(', ')}]`,
+      name,
+    );
+  }
+  const data = await source.read(name);
+  if (!data.every(Number.isFinite)) {
+    throw new ModelLoadError(e.file, 'holds NaN or infinite values', name);
+  }
+  return data;
+}
+
+async function readHfWeights(source: WeightSource, c: ModelConfig): Promise<ModelWeights> {
+  const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize } = c;
+  const t = (name: string, shape: readonly number[]) => readTensor(source, name, shape);
+  const opt = async (name: string, shape: readonly number[]) =>
+    source.entry(name) ? t(name, shape) : undefined;
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    const bias = async (proj: string, n: number, required: boolean) =>
+      required ? t(`${p}self_attn.${proj}_proj.bias`, [n]) : opt(`${p}self_attn.${proj}_proj.bias`, [n]);
+    const qBias = await bias('q', heads * d, c.attentionBias);
+    const kBias = await bias('k', kvHeads * d, c.attentionBias);
+    const vBias = await bias('v', kvHeads * d, c.attentionBias);
+    const oBias = await bias('o', dim, false);
+    const qNorm = c.qkNorm ? await t(`${p}self_attn.q_norm.weight`, [d]) : undefined;
+    const kNorm = c.qkNorm ? await t(`${p}self_attn.k_norm.weight`, [d]) : undefined;
+    layers.push({
+      inputNorm: await t(`${p}input_layernorm.weight`, [dim]),
+      q: await t(`${p}self_attn.q_proj.weight`, [heads * d, dim]),
+      k: await t(`${p}self_attn.k_proj.weight`, [kvHeads * d, dim]),
+      v: await t(`${p}self_attn.v_proj.weight`, [kvHeads * d, dim]),
+      o: await t(`${p}self_attn.o_proj.weight`, [dim, heads * d]),
+      ...(qBias ? { qBias } : {}),
+      ...(kBias ? { kBias } : {}),
+      ...(vBias ? { vBias } : {}),
+      ...(oBias ? { oBias } : {}),
+      ...(qNorm ? { qNorm } : {}),
+      ...(kNorm ? { kNorm } : {}),
+      postNorm: await t(`${p}post_attention_layernorm.weight`, [dim]),
+      gate: await t(`${p}mlp.gate_proj.weight`, [inter, dim]),
+      up: await t(`${p}mlp.up_proj.weight`, [inter, dim]),
+      down: await t(`${p}mlp.down_proj.weight`, [dim, inter]),
+    });
+  }
+  const embed = await t('model.embed_tokens.weight', [vocabSize, dim]);
+  const lmHead =
+    c.tieWordEmbeddings && !source.entry('lm_head.weight')
+      ? embed
+      : await t('lm_head.weight', [vocabSize, dim]);
+  return { embed, layers, finalNorm: await t('model.norm.weight', [dim]), lmHead };
+}

@@ -1,0 +1,319 @@
+import type { ModelConfig } from './config.js';
+import { abortError, ModelUsageError } from './errors.js';
+import type { LayerAttention } from './hooks.js';
+import { addInPlace, matmul, matvec, rmsNorm, swiglu } from './kernels.js';
+import { applyRope, ropeInverseFrequencies, ropeTables } from './rope.js';
+import type { ModelTokenizer } from './tokenizer.js';
+import type { ModelWeights } from './weights.js';
+
+/** One sequence's KV cache: per layer `k`, `v` of `[kvHeads, capacity, headDim]` f32, the first `length` tokens valid. */
+export interface SequenceState {
+  readonly capacity: number;
+  /** Tokens in the cache (the position of the next token). */
+  length: number;
+  readonly k: readonly Float32Array[];
+  readonly v: readonly Float32Array[];
+}
+
+export interface PrefillOptions {
+  /** Query tile size `T` (default 32): the attention hook sees chunks starting on tile boundaries. */
+  readonly tileSize?: number;
+  /** Tiles per chunk (default 1): the forward pass runs one chunk at a time and checks `signal` between chunks. */
+  readonly chunkTiles?: number;
+  readonly signal?: AbortSignal;
+  /** Called after each chunk with the tokens done so far and the total. */
+  readonly onTile?: (done: number, total: number) => void;
+}
+
+/** A model whose forward pass runs on the CPU, with attention delegated to a {@link LayerAttention}. */
+export interface CpuModel {
+  readonly config: ModelConfig;
+  readonly tokenizer: ModelTokenizer;
+  readonly id: string;
+  /** True for random-weight models (no trained weights). */
+  readonly randomWeights: boolean;
+  createSequence(capacity: number): SequenceState;
+  /** Runs the prompt through the model in query tiles; returns the logits `[vocab]` of its last token. */
+  prefill(
+    seq: SequenceState,
+    tokenIds: Int32Array | readonly number[],
+    attention: LayerAttention,
+    options?: PrefillOptions,
+  ): Float32Array;
+  /** Appends one token and returns its logits `[vocab]`. */
+  decode(seq: SequenceState, tokenId: number, attention: LayerAttention): Float32Array;
+  /**
+   * One decode step for several sequences at once (projections as matrix-matrix products
+   * over the batch). `attention` is one hook for all, or one per sequence.
+   */
+  decodeBatch(
+    seqs: readonly SequenceState[],
+    tokenIds: readonly number[],
+    attention: LayerAttention | readonly LayerAttention[],
+  ): Float32Array[];
+  dispose(): Promise<void>;
+}
+
+interface Group {
+  readonly seq: SequenceState;
+  /** First row of the group in the activation matrix. */
+  readonly row: number;
+  readonly count: number;
+  readonly decode: boolean;
+  readonly attention: LayerAttention;
+  readonly tileSize: number;
+}
+
+/** The forward pass of the Llama family over {@link ModelWeights}. */
+export class CpuTransformer implements CpuModel {
+  readonly config: ModelConfig;
+  readonly tokenizer: ModelTokenizer;
+  readonly id: string;
+  readonly randomWeights: boolean;
+  readonly weights: ModelWeights;
+  private readonly invFreq: Float32Array;
+  private disposed = false;
+
+  constructor(args: {
+    config: ModelConfig;
+    weights: ModelWeights;
+    tokenizer: ModelTokenizer;
+    id: string;
+    randomWeights: boolean;
+  }) {
+    this.config = args.config;
+    this.weights = args.weights;
+    this.tokenizer = args.tokenizer;
+    this.id = args.id;
+    this.randomWeights = args.randomWeights;
+    this.invFreq = ropeInverseFrequencies(args.config, args.weights.ropeFactors);
+  }
+
+  createSequence(capacity: number): SequenceState {
+    if (!Number.isInteger(capacity) || capacity <= 0) {
+      throw new ModelUsageError(`createSequence: capacity must be a positive integer, got ${capacity}`);
+    }
+    const { layers, kvHeads, headDim } = this.config;
+    const size = kvHeads * capacity * headDim;
+    const k: Float32Array[] = [];
+    const v: Float32Array[] = [];
+    for (let l = 0; l < layers; l++) {
+      k.push(new Float32Array(size));
+      v.push(new Float32Array(size));
+    }
+    return { capacity, length: 0, k, v };
+  }
+
+  prefill(
+    seq: SequenceState,
+    tokenIds: Int32Array | readonly number[],
+    attention: LayerAttention,
+    options: PrefillOptions = {},
+  ): Float32Array {
+    const tileSize = options.tileSize ?? 32;
+    const chunkTiles = options.chunkTiles ?? 1;
+    if (!Number.isInteger(tileSize) || tileSize <= 0) {
+      throw new ModelUsageError(`prefill: tileSize must be a positive integer, got ${tileSize}`);
+    }
+    if (!Number.isInteger(chunkTiles) || chunkTiles <= 0) {
+      throw new ModelUsageError(`prefill: chunkTiles must be a positive integer, got ${chunkTiles}`);
+    }
+    const total = tokenIds.length;
+    if (total === 0) throw new ModelUsageError('prefill: no tokens');
+    if (seq.length % tileSize !== 0) {
+      throw new ModelUsageError(
+        `prefill: the sequence holds ${seq.length} tokens, not a multiple of tileSize ${tileSize}; query tiles must start on tile boundaries`,
+      );
+    }
+    this.checkRoom(seq, total);
+    this.checkTokens(tokenIds);
+    const chunk = tileSize * chunkTiles;
+    let logits: Float32Array | undefined;
+    for (let done = 0; done < total; ) {
+      if (options.signal?.aborted) throw abortError(options.signal);
+      const count = Math.min(chunk, total - done);
+      const ids = Array.from({ length: count }, (_, i) => tokenIds[done + i]);
+      const h = this.forward([{ seq, row: 0, count, decode: false, attention, tileSize }], ids);
+      done += count;
+      if (done === total) logits = this.logits(h, count - 1);
+      options.onTile?.(done, total);
+    }
+    return logits!;
+  }
+
+  decode(seq: SequenceState, tokenId: number, attention: LayerAttention): Float32Array {
+    this.checkRoom(seq, 1);
+    this.checkTokens([tokenId]);
+    const h = this.forward([{ seq, row: 0, count: 1, decode: true, attention, tileSize: 1 }], [tokenId]);
+    return this.logits(h, 0);
+  }
+
+  decodeBatch(
+    seqs: readonly SequenceState[],
+    tokenIds: readonly number[],
+    attention: LayerAttention | readonly LayerAttention[],
+  ): Float32Array[] {
+    if (seqs.length !== tokenIds.length) {
+      throw new ModelUsageError(`decodeBatch: ${seqs.length} sequences but ${tokenIds.length} tokens`);
+    }
+    if (new Set(seqs).size !== seqs.length)
+      throw new ModelUsageError('decodeBatch: a sequence appears twice');
+    const hooks = Array.isArray(attention) ? (attention as readonly LayerAttention[]) : undefined;
+    if (hooks && hooks.length !== seqs.length) {
+      throw new ModelUsageError(`decodeBatch: ${seqs.length} sequences but ${hooks.length} attention hooks`);
+    }
+    for (const s of seqs) this.checkRoom(s, 1);
+    this.checkTokens(tokenIds);
+    const groups: Group[] = seqs.map((seq, i) => ({
+      seq,
+      row: i,
+      count: 1,
+      decode: true,
+      attention: hooks ? hooks[i] : (attention as LayerAttention),
+      tileSize: 1,
+    }));
+    const h = this.forward(groups, tokenIds);
+    return seqs.map((_, i) => this.logits(h, i));
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+  }
+
+  private checkRoom(seq: SequenceState, tokens: number): void {
+    if (this.disposed) throw new ModelUsageError('the model has been disposed');
+    if (seq.k.length !== this.config.layers)
+      throw new ModelUsageError('the sequence was created by another model');
+    if (seq.length + tokens > seq.capacity) {
+      throw new ModelUsageError(
+        `the sequence's KV cache holds ${seq.capacity} tokens: ${seq.length} used, ${tokens} more do not fit`,
+      );
+    }
+  }
+
+  private checkTokens(ids: ArrayLike<number>): void {
+    const vocab = this.config.vocabSize;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new ModelUsageError(`token id ${id} at index ${i} is outside the vocabulary [0, ${vocab})`);
+      }
+    }
+  }
+
+  /** Final norm and LM head for row `row` of the hidden states. */
+  private logits(h: Float32Array, row: number): Float32Array {
+    const { hiddenSize: dim, vocabSize, rmsNormEps } = this.config;
+    const x = new Float32Array(dim);
+    rmsNorm(h.subarray(row * dim, (row + 1) * dim), this.weights.finalNorm, x, 1, dim, rmsNormEps);
+    const out = new Float32Array(vocabSize);
+    matvec(this.weights.lmHead, x, out, vocabSize, dim);
+    return out;
+  }
+
+  /** Runs all layers over `rows` tokens (grouped by sequence); returns the final hidden states `[rows, hidden]`. */
+  private forward(groups: readonly Group[], ids: ArrayLike<number>): Float32Array {
+    const c = this.config;
+    const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, rmsNormEps: eps } = c;
+    const rows = ids.length;
+    const half = d / 2;
+    const qDim = heads * d;
+    const kvDim = kvHeads * d;
+    const h = new Float32Array(rows * dim);
+    for (let r = 0; r < rows; r++)
+      h.set(this.weights.embed.subarray(ids[r] * dim, (ids[r] + 1) * dim), r * dim);
+    // RoPE tables per row (positions differ between sequences of a batch).
+    const cos = new Float32Array(rows * half);
+    const sin = new Float32Array(rows * half);
+    for (const g of groups) {
+      const t = ropeTables(this.invFreq, g.seq.length, g.count);
+      cos.set(t.cos, g.row * half);
+      sin.set(t.sin, g.row * half);
+    }
+    const x = new Float32Array(rows * dim);
+    const q = new Float32Array(rows * qDim);
+    const k = new Float32Array(rows * kvDim);
+    const v = new Float32Array(rows * kvDim);
+    const attnRows = new Float32Array(rows * qDim);
+    const attnOut = new Float32Array(rows * dim);
+    const gate = new Float32Array(rows * inter);
+    const up = new Float32Array(rows * inter);
+    const down = new Float32Array(rows * dim);
+    for (let l = 0; l < c.layers; l++) {
+      const w = this.weights.layers[l];
+      rmsNorm(h, w.inputNorm, x, rows, dim, eps);
+      matmul(w.q, x, q, rows, qDim, dim, w.qBias);
+      matmul(w.k, x, k, rows, kvDim, dim, w.kBias);
+      matmul(w.v, x, v, rows, kvDim, dim, w.vBias);
+      if (w.qNorm) rmsNorm(q, w.qNorm, q, rows * heads, d, eps);
+      if (w.kNorm) rmsNorm(k, w.kNorm, k, rows * kvHeads, d, eps);
+      for (let r = 0; r < rows; r++) {
+        for (let hh = 0; hh < heads; hh++) applyRope(q, r * qDim + hh * d, cos, sin, r, half);
+        for (let j = 0; j < kvHeads; j++) applyRope(k, r * kvDim + j * d, cos, sin, r, half);
+      }
+      for (const g of groups) {
+        const { seq } = g;
+        const cap = seq.capacity;
+        const kc = seq.k[l];
+        const vc = seq.v[l];
+        const start = seq.length;
+        for (let t = 0; t < g.count; t++) {
+          const r = g.row + t;
+          for (let j = 0; j < kvHeads; j++) {
+            const dst = (j * cap + start + t) * d;
+            kc.set(k.subarray(r * kvDim + j * d, r * kvDim + (j + 1) * d), dst);
+            vc.set(v.subarray(r * kvDim + j * d, r * kvDim + (j + 1) * d), dst);
+          }
+        }
+        // q as [heads, count, headDim] for the hook.
+        const qh = new Float32Array(heads * g.count * d);
+        for (let t = 0; t < g.count; t++) {
+          for (let hh = 0; hh < heads; hh++) {
+            const src = (g.row + t) * qDim + hh * d;
+            qh.set(q.subarray(src, src + d), (hh * g.count + t) * d);
+          }
+        }
+        const shape = { heads, kvHeads, headDim: d, k: kc, v: vc, n: start + g.count, capacity: cap };
+        const out = g.decode
+          ? g.attention.decode(l, { ...shape, q: qh })
+          : g.attention.prefill(l, {
+              ...shape,
+              q: qh,
+              queries: g.count,
+              queryStart: start,
+              tileSize: g.tileSize,
+            });
+        if (out.length !== heads * g.count * d) {
+          throw new ModelUsageError(
+            `attention hook of layer ${l} returned ${out.length} values, expected ${heads * g.count * d}`,
+          );
+        }
+        for (let t = 0; t < g.count; t++) {
+          for (let hh = 0; hh < heads; hh++) {
+            const src = (hh * g.count + t) * d;
+            const dst = (g.row + t) * qDim + hh * d;
+            for (let i = 0; i < d; i++) attnRows[dst + i] = out[src + i];
+          }
+        }
+      }
+      matmul(w.o, attnRows, attnOut, rows, dim, qDim, w.oBias);
+      for (const g of groups) {
+        g.attention.observe?.(
+          l,
+          h.subarray(g.row * dim, (g.row + g.count) * dim),
+          attnOut.subarray(g.row * dim, (g.row + g.count) * dim),
+          g.count,
+        );
+      }
+      addInPlace(h, attnOut, rows * dim);
+      rmsNorm(h, w.postNorm, x, rows, dim, eps);
+      matmul(w.gate, x, gate, rows, inter, dim);
+      matmul(w.up, x, up, rows, inter, dim);
+      swiglu(gate, up, rows * inter);
+      matmul(w.down, gate, down, rows, dim, inter);
+      addInPlace(h, down, rows * dim);
+    }
+    for (const g of groups) g.seq.length += g.count;
+    return h;
+  }
+}

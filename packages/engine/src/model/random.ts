@@ -1,0 +1,83 @@
+import { completeConfig, type ModelConfig } from './config.js';
+import { type CpuModel, CpuTransformer } from './model.js';
+import { ByteTokenizer, type ModelTokenizer } from './tokenizer.js';
+import type { LayerWeights, ModelWeights } from './weights.js';
+
+/** A small seeded PRNG (mulberry32) giving uniforms in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface RandomModelOptions {
+  /** Defaults to the built-in byte-level tokenizer. */
+  readonly tokenizer?: ModelTokenizer;
+  readonly id?: string;
+}
+
+/**
+ * A model of the given shape with seeded random weights (uniform, scaled by `1/sqrt(fan-in)`
+ * so activations stay of order 1) and, unless given another, a byte-level tokenizer
+ * (`vocabSize` at least 258). The same config and seed give the same weights.
+ */
+export function createRandomModel(
+  partial: Partial<ModelConfig>,
+  seed: number,
+  options: RandomModelOptions = {},
+): CpuModel {
+  const tokenizer = options.tokenizer;
+  const config = completeConfig({
+    ...(tokenizer ? {} : { bosTokenId: ByteTokenizer.BOS, eosTokenIds: [ByteTokenizer.EOS] }),
+    ...partial,
+  });
+  const rand = mulberry32(seed);
+  const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize } = config;
+  const matrix = (rows: number, cols: number, scale = 1): Float32Array => {
+    const a = new Float32Array(rows * cols);
+    const r = (Math.sqrt(3) * scale) / Math.sqrt(cols);
+    for (let i = 0; i < a.length; i++) a[i] = (2 * rand() - 1) * r;
+    return a;
+  };
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < config.layers; l++) {
+    layers.push({
+      inputNorm: ones(dim),
+      q: matrix(heads * d, dim, 2),
+      k: matrix(kvHeads * d, dim, 2),
+      v: matrix(kvHeads * d, dim),
+      o: matrix(dim, heads * d, 0.5),
+      ...(config.attentionBias
+        ? { qBias: matrix(1, heads * d), kBias: matrix(1, kvHeads * d), vBias: matrix(1, kvHeads * d) }
+        : {}),
+      ...(config.qkNorm ? { qNorm: ones(d), kNorm: ones(d) } : {}),
+      postNorm: ones(dim),
+      gate: matrix(inter, dim),
+      up: matrix(inter, dim),
+      down: matrix(dim, inter, 0.5),
+    });
+  }
+  const embed = matrix(vocabSize, dim, Math.sqrt(dim));
+  const weights: ModelWeights = {
+    embed,
+    layers,
+    finalNorm: ones(dim),
+    lmHead: config.tieWordEmbeddings ? embed : matrix(vocabSize, dim),
+  };
+  if (!tokenizer && vocabSize < 258) {
+    throw new RangeError(`createRandomModel: the byte tokenizer needs vocabSize >= 258, got ${vocabSize}`);
+  }
+  return new CpuTransformer({
+    config,
+    weights,
+    tokenizer: tokenizer ?? new ByteTokenizer(vocabSize),
+    id: options.id ?? `kascade-random-${config.layers}L-${dim}h (random weights, seed ${seed})`,
+    randomWeights: true,
+  });
+}
