@@ -1,1 +1,36 @@
-export {};
+export * from './api.js';
+export {
+  type BackendProbe,
+  type BackendRequest,
+  BackendUnavailableError,
+  probeBackend,
+  selectBackend,
+} from './backend-select.js';
+export {
+  type CalibrateOptions,
+  type CalibrationModel,
+  type CalibrationProgress,
+  type CalibrationResult,
+  calibrateModel,
+  type DevPrompt,
+  recordingAttention,
+} from './calibrate.js';
+export {
+  type CpuKascadeEngine,
+  type CreateEngineOptions,
+  createEngine,
+  modelShape,
+  PLAN_FILE,
+  RANDOM_TINY_CONFIG,
+  RANDOM_TINY_ID,
+} from './engine.js';
+export {
+  type GenerationModel,
+  IncrementalDetokenizer,
+  type RunGenerationArgs,
+  runGeneration,
+  StopStringFilter,
+} from './generate.js';
+export type { LayerAttention } from './model/hooks.js';
+export * from './policies/index.js';
+export { argmax, createRng, createSampler, type Sampler, type SamplingOptions } from './sampling.js';
