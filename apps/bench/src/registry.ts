@@ -5,7 +5,10 @@ import type { Bench } from './harness.js';
  * `./benches/` whose default export is a {@link Bench}, loaded lazily so a bench's
  * dependencies (a GPU addon, a browser) load only when it runs.
  */
-export const registry: Readonly<Record<string, () => Promise<Bench>>> = {};
+export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
+  'core-topk': () => import('./benches/core-topk.js').then((m) => m.default),
+  'core-attention': () => import('./benches/core-attention.js').then((m) => m.default),
+};
 
 export function benchNames(): string[] {
   return Object.keys(registry).sort();
