@@ -1,3 +1,4 @@
+export { BACKENDS, type BackendFlag, ConfigError, parseConfig, type ServerConfig, USAGE } from './config.js';
 export { HttpError, type OpenAIErrorBody, type OpenAIErrorType } from './errors.js';
 export { createMetrics, type ServerMetrics } from './metrics.js';
 export { QueueAbortedError, QueueFullError, Scheduler, type SchedulerOptions } from './scheduler.js';
@@ -8,6 +9,7 @@ export {
   POLICY_NAMES,
   type PolicyName,
 } from './schemas.js';
+export { type Running, startServer } from './serve.js';
 export {
   type BuildServerOptions,
   buildServer,

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
+import { type Running, startServer } from './serve.js';
+import { postJson, sseEvents } from './test-helpers.js';
+
+describe('end to end with the real engine (built-in random-weight model, CPU)', () => {
+  let running: Running;
+  const lines: string[] = [];
+  beforeAll(async () => {
+    running = await startServer(parseConfig(['--port', '0', '--concurrency', '2'], {}), (line) =>
+      lines.push(line),
+    );
+  });
+  afterAll(() => running?.server.shutdown({ graceMs: 0 }));
+
+  it('starts with the random-weight model named as such and a calibrated plan', async () => {
+    const models = await (await fetch(`${running.url}/v1/models`)).json();
+    expect(models.data[0].id).toContain('random weights');
+    expect(models.data[0].kascade).toMatchObject({
+      random_weights: true,
+      plan_loaded: true,
+      default_policy: 'kascade',
+    });
+    expect(lines.join('\n')).toMatch(/plan: calibrated at startup/);
+  });
+
+  it('generates with Kascade and with dense, reporting the Kascade figures', async () => {
+    const prompt = 'Kascade reuses Top-k indices from anchor layers. '.repeat(4);
+    for (const policy of ['kascade', 'dense'] as const) {
+      const res = await postJson(`${running.url}/v1/completions`, {
+        prompt,
+        max_tokens: 4,
+        kascade: { policy },
+      });
+      expect(res.status).toBe(200);
+      const body = await res.json();
+      expect(body.usage.completion_tokens).toBeGreaterThan(0);
+      expect(body.usage.completion_tokens).toBeLessThanOrEqual(4);
+      expect(body.usage.kascade.policy).toBe(policy);
+      expect(body.usage.kascade.context_keys).toBeGreaterThan(body.usage.prompt_tokens - 1);
+      if (policy === 'kascade') {
+        expect(body.usage.kascade.anchor_layers[0]).toBe(0);
+        expect(body.usage.kascade.effective_k).toBeLessThan(body.usage.kascade.context_keys);
+      }
+    }
+  });
+
+  it('streams chat with the real engine', async () => {
+    const res = await postJson(`${running.url}/v1/chat/completions`, {
+      messages: [{ role: 'user', content: 'Say something.' }],
+      max_tokens: 5,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const events = sseEvents(await res.text());
+    expect(events.at(-1)).toBe('[DONE]');
+    const usage = JSON.parse(events.at(-2)!).usage;
+    expect(usage.completion_tokens).toBeGreaterThan(0);
+    expect(running.server.inFlight).toBe(0);
+  });
+
+  it('rejects a malformed plan in a request with a 400 naming kascade.plan', async () => {
+    const res = await postJson(`${running.url}/v1/completions`, {
+      prompt: 'x',
+      kascade: { policy: 'kascade', plan: { format: 'kascade-plan', version: 999 } },
+    });
+    expect(res.status).toBe(400);
+    const { error } = await res.json();
+    expect(error.param).toBe('kascade.plan');
+    expect(error.message).toMatch(/version/);
+  });
+});

@@ -1,0 +1,69 @@
+/**
+ * From a configuration to a listening server: load the engine, find or calibrate a plan,
+ * build the HTTP server, listen.
+ */
+import { parsePlan } from '@kascade/anchors';
+import { createEngine } from '@kascade/engine';
+import type { ServerConfig } from './config.js';
+import { buildServer, type KascadeServer } from './server.js';
+
+/** Short texts the built-in random-weight model is calibrated on when no plan is given. */
+const DEV_PROMPTS: readonly string[] = [
+  'Kascade reuses the Top-k key indices computed in a few anchor layers in the layers between them.',
+  'The quick brown fox jumps over the lazy dog, again and again, until the dog finally wakes up and chases it away.',
+  'Attention over a long context is dominated by a small set of keys; selecting them once per anchor saves time.',
+  'Once upon a time there was a server that answered requests in the shape clients already knew.',
+  'Prefill processes the prompt in tiles of queries; decode processes one token at a time with the KV cache.',
+  'Numbers: 1 2 3 5 8 13 21 34 55 89 144 233 377 610 987 1597 2584 4181 6765 10946 17711 28657.',
+];
+
+export interface Running {
+  readonly server: KascadeServer;
+  readonly url: string;
+  /** How the plan was obtained, for the startup log. */
+  readonly planSource: string;
+}
+
+export async function startServer(
+  config: ServerConfig,
+  log: (line: string) => void = () => {},
+): Promise<Running> {
+  const engine = await createEngine({
+    ...(config.model !== undefined ? { model: config.model } : {}),
+    ...(config.plan !== undefined ? { plan: config.plan } : {}),
+    backend: config.backend,
+  });
+  const model = engine.model;
+  log(`model: ${model.id} (${model.architecture}, ${model.layers} layers, context ${model.maxContext})`);
+  log(`backend: ${engine.backend.backend} (${engine.backend.reason})`);
+  let plan: unknown = engine.defaultPlan;
+  let planSource = plan === undefined ? 'none' : (config.plan ?? 'the model directory');
+  if (plan === undefined && config.calibrate === 'auto' && model.randomWeights) {
+    const t0 = performance.now();
+    // A small kMin so that the sparsity shows on the playground's short chats.
+    plan = await engine.calibrate(DEV_PROMPTS, { anchors: 'auto', budget: { percent: 10, kMin: 16 } });
+    planSource = `calibrated at startup on ${DEV_PROMPTS.length} built-in prompts in ${Math.round(performance.now() - t0)} ms`;
+  }
+  if (plan === undefined) {
+    log('plan: none; serving dense attention (give --plan FILE to serve Kascade)');
+  } else {
+    const anchors = (plan as { anchors?: unknown }).anchors;
+    log(`plan: ${planSource}; anchor layers ${JSON.stringify(anchors)}`);
+  }
+  const shape = { layers: model.layers, heads: model.heads, kvHeads: model.kvHeads, headDim: model.headDim };
+  const server = await buildServer({
+    engine,
+    plan,
+    validatePlan: (raw) => parsePlan(raw, shape),
+    concurrency: config.concurrency,
+    maxQueue: config.queue,
+    limits: {
+      maxTokens: Math.min(config.maxTokens, model.maxContext),
+      bodyLimitBytes: config.bodyLimitBytes,
+      ...(config.maxPromptTokens !== undefined ? { maxPromptTokens: config.maxPromptTokens } : {}),
+    },
+    logger: config.log,
+  });
+  const url = await server.listen({ host: config.host, port: config.port });
+  return { server, url, planSource };
+}
