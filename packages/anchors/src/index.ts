@@ -1,1 +1,5 @@
-export {};
+export * from './accumulator.js';
+export * from './errors.js';
+export * from './heads.js';
+export * from './plan.js';
+export * from './select.js';
