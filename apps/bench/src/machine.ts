@@ -2,13 +2,17 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { MachineInfo } from './results.js';
 
-/** CPU model, logical cores and Node version of this machine (GPU fields come from GPU benches). */
+/**
+ * CPU model, logical cores, Node version and the 1-minute load average when the run began (a
+ * shared machine's other work shows there); GPU fields come from GPU benches.
+ */
 export function machineInfo(): MachineInfo {
   const cpus = os.cpus();
   return {
     cpu: cpus[0]?.model.trim() || 'unknown',
     cores: Math.max(1, os.availableParallelism?.() ?? cpus.length),
     node: process.version,
+    loadAvg1m: Math.round(os.loadavg()[0] * 100) / 100,
   };
 }
 
