@@ -25,7 +25,9 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   const bench = await registry[args.bench]();
   const options = resolveOptions(bench, args.options);
-  const script = path.relative(process.cwd(), process.argv[1] ?? 'kascade-bench') || 'cli.js';
+  // The command as run from the repository root (where results resolve the same way).
+  const repoRoot = path.resolve(resultsDir, '..', '..', '..');
+  const script = process.argv[1] ? path.relative(repoRoot, process.argv[1]) : 'apps/bench/dist/cli.js';
   const command = ['node', script, ...argv].join(' ');
   process.stderr.write(
     `[kascade-bench] ${bench.name}: warmup ${options.warmup}, repeats ${options.repeats}${options.quick ? ', quick' : ''}\n`,
