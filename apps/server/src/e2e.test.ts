@@ -1,7 +1,8 @@
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from './config.js';
 import { type Running, startServer } from './serve.js';
-import { postJson, sseEvents } from './test-helpers.js';
+import { postJson, sseEvents, waitFor } from './test-helpers.js';
 
 describe('end to end with the real engine (built-in random-weight model, CPU)', () => {
   let running: Running;
@@ -68,5 +69,32 @@ describe('end to end with the real engine (built-in random-weight model, CPU)', 
     const { error } = await res.json();
     expect(error.param).toBe('kascade.plan');
     expect(error.message).toMatch(/version/);
+  });
+
+  it('a client that disconnects during a long prefill frees the engine promptly', async () => {
+    const prompt = 'Kascade anchors and reuse layers. '.repeat(120); // ~4000 byte tokens
+    const payload = JSON.stringify({ prompt, max_tokens: 5, kascade: { policy: 'dense' } });
+    const target = new URL(`${running.url}/v1/completions`);
+    const req = httpRequest({
+      host: target.hostname,
+      port: target.port,
+      path: target.pathname,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    });
+    req.on('error', () => {});
+    req.end(payload);
+    await waitFor(() => running.server.inFlight === 1, 'the generation to start');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const t0 = Date.now();
+    req.destroy();
+    await waitFor(() => running.server.inFlight === 0, 'the generation to be cancelled', 10_000);
+    const cancelMs = Date.now() - t0;
+    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    expect(metrics).toMatch(/kascade_cancelled_total\{phase="prefill"\} 1/);
+    // the next request is served at once
+    const res = await postJson(`${running.url}/v1/completions`, { prompt: 'after', max_tokens: 2 });
+    expect(res.status).toBe(200);
+    expect(cancelMs).toBeLessThan(2000);
   });
 });

@@ -40,8 +40,11 @@ export async function startServer(
   let planSource = plan === undefined ? 'none' : (config.plan ?? 'the model directory');
   if (plan === undefined && config.calibrate === 'auto' && model.randomWeights) {
     const t0 = performance.now();
-    // A small kMin so that the sparsity shows on the playground's short chats.
-    plan = await engine.calibrate(DEV_PROMPTS, { anchors: 'auto', budget: { percent: 10, kMin: 16 } });
+    // A demonstration plan for a model without trained weights: half the layers as anchors (so
+    // reuse layers exist; automatic K picks every layer on random weights) and a small kMin so
+    // that the sparsity shows on the playground's short chats.
+    const anchors = Math.max(1, Math.ceil(model.layers / 2));
+    plan = await engine.calibrate(DEV_PROMPTS, { anchors, budget: { percent: 10, kMin: 16 } });
     planSource = `calibrated at startup on ${DEV_PROMPTS.length} built-in prompts in ${Math.round(performance.now() - t0)} ms`;
   }
   if (plan === undefined) {
