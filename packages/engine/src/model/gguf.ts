@@ -273,7 +273,7 @@ function ggufTokenizer(meta: Meta, file: string, eos: readonly number[]): ModelT
       normalized: t.type === 4,
       special: t.type === 3,
     }));
-  const json = {
+  const json: Meta = {
     version: '1.0',
     added_tokens: added,
     normalizer: null,
@@ -286,6 +286,19 @@ function ggufTokenizer(meta: Meta, file: string, eos: readonly number[]): ModelT
     const id = meta[key];
     return typeof id === 'number' ? tokens[id] : undefined;
   };
+  // llama.cpp adds BOS when `tokenizer.ggml.add_bos_token` says so (Llama 3's 'llama-bpe' does by default).
+  const bosId = meta['tokenizer.ggml.bos_token_id'];
+  const addBos = meta['tokenizer.ggml.add_bos_token'] ?? (pre === 'llama-bpe' || pre === 'llama3');
+  if (addBos === true && typeof bosId === 'number') {
+    const bos = tokens[bosId];
+    const special = { SpecialToken: { id: bos, type_id: 0 } };
+    json.post_processor = {
+      type: 'TemplateProcessing',
+      single: [special, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [special, { Sequence: { id: 'A', type_id: 0 } }, special, { Sequence: { id: 'B', type_id: 0 } }],
+      special_tokens: { [bos]: { id: bos, ids: [bosId], tokens: [bos] } },
+    };
+  }
   const template = meta['tokenizer.chat_template'];
   const cfg: Meta = {
     ...(tokenAt('tokenizer.ggml.bos_token_id') ? { bos_token: tokenAt('tokenizer.ggml.bos_token_id') } : {}),
