@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CalibrationAccumulator, type CalibrationStatistics } from './accumulator.js';
 import { CalibrationError } from './errors.js';
-import { headSimilarity } from './heads.js';
+import { headMaps, headSimilarity } from './heads.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -159,6 +159,58 @@ describe('CalibrationAccumulator', () => {
     expect(Number.isNaN(stats.similarity.values[2])).toBe(true); // a = 1 > l = 0
     expect(stats.budget).toEqual({ percent: 10, kMin: 1, roundTo: 1 });
     expect(stats.tileSize).toBe(2);
+  });
+
+  it('finds swapped heads: Sim[a][l][j][u] scores anchor head u’s set on layer l head j', () => {
+    // G = 2, T = 2, n = 4, one prompt. Tile 1 selects 1 of keys {0, 1}.
+    // Layer 0: head 0 prefers key 0, head 1 key 1. Layer 1: head 0 prefers key 1, head 1 key 0.
+    const acc = new CalibrationAccumulator({
+      layers: 2,
+      kvHeads: 2,
+      tileSize: 2,
+      budget: { percent: 1, kMin: 1 },
+    });
+    const rows = (h0: number[], h1: number[]) =>
+      Float64Array.from([0, 0, 0, 0, ...h0, 0, 0, 0, 0, 0, 0, ...h1, 0, 0]);
+    acc.beginPrompt();
+    acc.addLayer({
+      layer: 0,
+      scores: rows([0.9, 0.1], [0.2, 0.8]),
+      diagonalMass: [1, 0, 1, 0],
+      tiles: 2,
+      importance: 1,
+    });
+    acc.addLayer({
+      layer: 1,
+      scores: rows([0.3, 0.7], [0.6, 0.4]),
+      diagonalMass: [1, 0, 1, 0],
+      tiles: 2,
+      importance: 1,
+    });
+    expect(() => acc.statistics()).toThrow(CalibrationError); // the open prompt is not counted yet
+    acc.endPrompt();
+    const sim = acc.statistics().similarity;
+    expect(headSimilarity(sim, 0, 1, 0, 1)).toBe(1);
+    expect(headSimilarity(sim, 0, 1, 0, 0)).toBeCloseTo(0.3 / 0.7, 15);
+    expect(headSimilarity(sim, 0, 1, 1, 0)).toBe(1);
+    expect(headSimilarity(sim, 0, 1, 1, 1)).toBeCloseTo(0.4 / 0.6, 15);
+    expect(headMaps(sim, [0])).toEqual([
+      [0, 1],
+      [1, 0],
+    ]);
+    // an aborted prompt leaves no trace
+    acc.beginPrompt();
+    acc.addLayer({
+      layer: 0,
+      scores: rows([0, 1], [1, 0]),
+      diagonalMass: [0, 0, 0, 0],
+      tiles: 2,
+      importance: 9,
+    });
+    acc.abortPrompt();
+    expect(acc.retainedLayers).toBe(0);
+    expect(acc.statistics().prompts).toBe(1);
+    expect(acc.statistics().similarity.values).toEqual(sim.values);
   });
 
   it('matches the naive twin on random attention (pooledPrefillScores), with partial tiles and g = 2', () => {
