@@ -76,12 +76,13 @@ export async function probeBackend(
   try {
     mod = (await importer(name)) as Record<string, unknown>;
   } catch (e) {
+    const missing = (e as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' && errorText(e).includes(name);
     return {
       backend,
       installed: false,
       available: false,
       runsWholeModels: false,
-      detail: `${name} is not installed or failed to load (${errorText(e)})`,
+      detail: missing ? `${name} is not installed` : `${name} failed to load (${errorText(e)})`,
     };
   }
   const { ok, why } = await availability(mod);

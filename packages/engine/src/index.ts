@@ -31,6 +31,6 @@ export {
   runGeneration,
   StopStringFilter,
 } from './generate.js';
-export type { LayerAttention } from './model/hooks.js';
+export * from './model/index.js';
 export * from './policies/index.js';
 export { argmax, createRng, createSampler, type Sampler, type SamplingOptions } from './sampling.js';

@@ -1,9 +1,11 @@
 import { PlanError } from '@kascade/anchors';
 import {
   type DecodeInputs,
+  type DecodeSelection,
   denseCausalPrefillAttention,
   denseDecodeAttention,
   type PrefillInputs,
+  type PrefillSelection,
   pooledDecodeScores,
   pooledPrefillScores,
   prefillTileBudget,
@@ -101,6 +103,10 @@ function oracleDecodeSet(inputs: DecodeInputs, k: number, j: number): number[] {
   return Array.from(topkIndices(pooled.subarray(j * inputs.n, (j + 1) * inputs.n), k)).sort((a, b) => a - b);
 }
 
+/** The decode selection of an event. */
+const dsel = (e: SelectionEvent | undefined) => e!.selection as DecodeSelection;
+const psel = (e: SelectionEvent | undefined) => e!.selection as PrefillSelection;
+
 function row(indices: Int32Array, from: number, count: number): number[] {
   return Array.from(indices.subarray(from, from + count)).sort((a, b) => a - b);
 }
@@ -158,9 +164,9 @@ describe('kascade policy at the op level', () => {
     // Layer 2's anchor set is the exact Top-k of these inputs; layer 3 reads the same object.
     expect(events[3]!.selection).toBe(events[2]!.selection);
     const k = topkBudget(100, { kMin: 4 });
-    expect(events[2]!.selection!.k).toBe(k);
+    expect(dsel(events[2]).k).toBe(k);
     for (let j = 0; j < 2; j++)
-      expect(row(events[2]!.selection!.indices, j * k, k)).toEqual(oracleDecodeSet(inputs, k, j));
+      expect(row(dsel(events[2]).indices, j * k, k)).toEqual(oracleDecodeSet(inputs, k, j));
     // Counters: layer 0 and layer 2 selected; sparse layers 1..3 attended k keys each.
     expect(policy.stats.anchorsHit).toBe(2);
     expect(policy.usage()).toMatchObject({
@@ -273,13 +279,13 @@ describe('streaming and all-heads-pooled', () => {
       onSelection: (e) => events.push(e),
     });
     policy.decode(0, decodeInputs(200, 1));
-    const s = events[0]!.selection!;
+    const s = dsel(events[0]);
     expect(s.k).toBe(topkBudget(200, budget));
     expect(s.k).toBe(20);
     const expected = [0, 1, 2, ...Array.from({ length: 17 }, (_, i) => 183 + i)];
     for (let j = 0; j < 2; j++) expect(row(s.indices, j * 20, 20)).toEqual(expected);
     policy.prefill(1, { ...prefillInputs(64, 32, 8, 2), tileSize: 32 });
-    const p = events[1]!.selection!;
+    const p = psel(events[1]);
     // The one tile starts at 32: k(32) = min(32, 10) = 10 earlier keys: 0,1,2 and 25..31.
     expect(p.counts[0]).toBe(10);
     expect(row(p.indices, 0, 10)).toEqual([0, 1, 2, 25, 26, 27, 28, 29, 30, 31]);
@@ -293,7 +299,7 @@ describe('streaming and all-heads-pooled', () => {
     });
     const inputs = decodeInputs(150, 4);
     for (let l = 0; l < 4; l++) policy.decode(l, inputs);
-    const s = events[2]!.selection!;
+    const s = dsel(events[2]);
     expect(row(s.indices, 0, s.k)).toEqual(row(s.indices, s.k, s.k));
     expect(policy.kind).toBe('all-heads-pooled');
   });

@@ -1,0 +1,240 @@
+#!/usr/bin/env node
+/**
+ * `kascade`: the engine's command line.
+ *
+ *   kascade calibrate --model DIR|FILE.gguf --data FILE.jsonl --anchors 5|auto --out plan.json
+ *   kascade generate  --model DIR|FILE.gguf [--plan plan.json] [--policy kascade] --prompt "..."
+ */
+import { realpathSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { serializePlan } from '@kascade/anchors';
+import type { PolicySpec } from './api.js';
+import type { CalibrationProgress, DevPrompt } from './calibrate.js';
+import { createEngine } from './engine.js';
+
+export interface CliIo {
+  readonly stdout: { write(s: string): unknown };
+  readonly stderr: { write(s: string): unknown; readonly isTTY?: boolean };
+}
+
+const USAGE = `kascade: Kascade sparse-attention engine
+
+  kascade calibrate --data FILE.jsonl --anchors K|auto --out plan.json [options]
+      --model DIR|FILE.gguf   checkpoint (default: the built-in random-weight model)
+      --data FILE.jsonl       one prompt per line: {"prompt": "..."}, {"text": "..."} or a JSON string
+      --anchors K|auto        anchor count (layer 0 included), or the fewest reaching --tau
+      --tau X                 threshold of --anchors auto (default 0.9)
+      --percent P --kmin K --round-to R --tile T   budget and tile size (defaults 10, 128, 1, 32)
+      --max-prompts N         use the first N prompts
+      --max-tokens N          cut prompts to N tokens
+
+  kascade generate --prompt TEXT [--model DIR|FILE.gguf] [--plan plan.json]
+      [--policy dense|kascade|oracle-topk|all-heads-pooled|streaming] [--max-tokens N]
+      [--temperature X] [--seed N]
+`;
+
+export class CliError extends Error {
+  override readonly name = 'CliError';
+}
+
+function numberOption(name: string, value: string | undefined, integer = true): number | undefined {
+  if (value === undefined) return undefined;
+  const x = Number(value);
+  if (!Number.isFinite(x) || (integer && !Number.isInteger(x))) {
+    throw new CliError(
+      `--${name} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return x;
+}
+
+/** Reads a JSONL development set: one prompt per non-empty line. */
+export function parseDevSet(text: string, file: string): DevPrompt[] {
+  const out: DevPrompt[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (e) {
+      throw new CliError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof value === 'string') out.push(value);
+    else if (value && typeof value === 'object') {
+      const o = value as { prompt?: unknown; text?: unknown };
+      const prompt =
+        typeof o.prompt === 'string' ? o.prompt : typeof o.text === 'string' ? o.text : undefined;
+      if (prompt === undefined)
+        throw new CliError(`${file}:${i + 1}: expected a "prompt" or "text" string field`);
+      out.push(prompt);
+    } else {
+      throw new CliError(`${file}:${i + 1}: expected a JSON string or object`);
+    }
+  });
+  if (out.length === 0) throw new CliError(`${file}: no prompts`);
+  return out;
+}
+
+/** `[#####.....] 3/10 prompts  1234 tokens  4.2 s` */
+export function progressBar(p: CalibrationProgress, width = 30): string {
+  const filled = Math.round((p.done / p.total) * width);
+  const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
+  return `[${bar}] ${p.done}/${p.total} prompts  ${p.tokens} tokens  ${(p.elapsedMs / 1000).toFixed(1)} s`;
+}
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+async function calibrate(args: string[], io: CliIo): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      anchors: { type: 'string' },
+      out: { type: 'string' },
+      tau: { type: 'string' },
+      percent: { type: 'string' },
+      kmin: { type: 'string' },
+      'round-to': { type: 'string' },
+      tile: { type: 'string' },
+      'max-prompts': { type: 'string' },
+      'max-tokens': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!values.data) throw new CliError('--data FILE.jsonl is required');
+  if (!values.anchors) throw new CliError('--anchors K|auto is required');
+  if (!values.out) throw new CliError('--out plan.json is required');
+  const anchors = values.anchors === 'auto' ? 'auto' : numberOption('anchors', values.anchors);
+  let devSet = parseDevSet(await readFile(values.data, 'utf8'), values.data);
+  const maxPrompts = numberOption('max-prompts', values['max-prompts']);
+  if (maxPrompts !== undefined) devSet = devSet.slice(0, maxPrompts);
+  const engine = await createEngine({ model: values.model, backend: 'cpu' });
+  try {
+    const m = engine.model;
+    io.stderr.write(
+      `model ${m.id}: ${m.layers} layers, ${m.heads} heads, ${m.kvHeads} KV heads, head dim ${m.headDim}` +
+        `${m.randomWeights ? ' (random weights)' : ''}\ncalibrating on ${devSet.length} prompts from ${values.data}\n`,
+    );
+    const tty = io.stderr.isTTY === true;
+    const { plan, layerSimilarity } = await engine.calibrateWithStatistics(devSet, {
+      anchors: anchors as number | 'auto',
+      tau: numberOption('tau', values.tau, false),
+      budget: {
+        percent: numberOption('percent', values.percent, false),
+        kMin: numberOption('kmin', values.kmin),
+        roundTo: numberOption('round-to', values['round-to']),
+      },
+      tileSize: numberOption('tile', values.tile),
+      maxPromptTokens: numberOption('max-tokens', values['max-tokens']),
+      onProgress: (p) => io.stderr.write(tty ? `\r${progressBar(p)}` : `${progressBar(p)}\n`),
+    });
+    if (tty) io.stderr.write('\n');
+    await writeFile(values.out, serializePlan(plan));
+    const cal = plan.calibration!;
+    const lines = [
+      `anchors: ${plan.anchors.join(' ')}   (objective ${cal.objective.toFixed(4)}, ${cal.prompts} prompts)`,
+      `${pad('layer', 6)}${pad('role', 8)}${pad('anchor', 7)}${pad('sim', 8)}${pad('importance', 12)}${pad('best other', 12)}head map`,
+    ];
+    let anchor = 0;
+    for (let l = 0; l < plan.model.layers; l++) {
+      const isAnchor = plan.anchors.includes(l);
+      if (isAnchor) anchor = l;
+      // The best similarity any earlier layer offers (what an anchor here forgoes by being one).
+      let bestOther = Number.NaN;
+      for (let a = 0; a < l; a++)
+        bestOther = Number.isNaN(bestOther)
+          ? layerSimilarity[a]![l]!
+          : Math.max(bestOther, layerSimilarity[a]![l]!);
+      lines.push(
+        `${pad(String(l), 6)}${pad(l === 0 ? 'dense' : isAnchor ? 'anchor' : 'reuse', 8)}${pad(String(anchor), 7)}` +
+          `${pad(cal.layerSimilarity[l]!.toFixed(4), 8)}${pad(cal.importance[l]!.toFixed(4), 12)}` +
+          `${pad(Number.isNaN(bestOther) ? '-' : bestOther.toFixed(4), 12)}[${plan.headMaps[l]!.join(',')}]`,
+      );
+    }
+    lines.push(`plan written to ${values.out}`);
+    io.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await engine.dispose();
+  }
+}
+
+async function generate(args: string[], io: CliIo): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      plan: { type: 'string' },
+      policy: { type: 'string' },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      seed: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.prompt === undefined) throw new CliError('--prompt TEXT is required');
+  const engine = await createEngine({
+    model: values.model,
+    plan: values.plan,
+    backend: 'cpu',
+    ...(values.policy ? { policy: values.policy as PolicySpec['kind'] } : {}),
+  });
+  try {
+    const gen = engine.generate(values.prompt, {
+      maxTokens: numberOption('max-tokens', values['max-tokens']) ?? 64,
+      temperature: numberOption('temperature', values.temperature, false),
+      seed: numberOption('seed', values.seed),
+    });
+    for await (const chunk of gen) io.stdout.write(chunk.text);
+    const u = await gen.usage;
+    io.stderr.write(
+      `\n[${u.kascade.policy}] ${u.promptTokens} prompt + ${u.completionTokens} generated tokens, ` +
+        `prefill ${u.prefillTokensPerS.toFixed(1)} tok/s, decode ${u.decodeTokensPerS.toFixed(1)} tok/s, ` +
+        `attention ${u.attentionMs.toFixed(1)} ms, effective k ${u.kascade.effectiveK.toFixed(1)} of ${u.kascade.contextKeys.toFixed(1)}, ` +
+        `finish: ${u.finishReason}\n`,
+    );
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: readonly string[], io: CliIo = process): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'calibrate') await calibrate(rest, io);
+    else if (command === 'generate') await generate(rest, io);
+    else if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      io.stdout.write(USAGE);
+      return command === undefined ? 1 : 0;
+    } else throw new CliError(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+    return 0;
+  } catch (e) {
+    io.stderr.write(
+      `kascade: ${e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e)}\n`,
+    );
+    return 2;
+  }
+}
+
+/** True when this file is the process's entry point (the `kascade` bin), not an import. */
+function invokedDirectly(): boolean {
+  const arg = process.argv[1];
+  if (arg === undefined) return false;
+  try {
+    return realpathSync(arg) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
