@@ -1,0 +1,220 @@
+/**
+ * `kascade-bench cuda-decode`: the CUDA decode kernels on one layer's KV cache, Llama-3.1-8B
+ * attention shape (32 query heads, 8 KV heads, d 128), bf16, p = 10%.
+ *
+ * Per (context, batch): dense, layer-0 dense anchor, anchor and reuse, each timed with CUDA
+ * events per call (warm-up, then repeats; medians), with achieved HBM bandwidth over the
+ * bytes each must read at least; a device-to-device copy in the same run (its bandwidth
+ * counts read + write); PyTorch SDPA (cuDNN and flash, enable_gqa) on the same shapes via
+ * `cuda-decode-torch.py` when python3 with torch is present; and the whole-model attention time
+ * of the paper's layout, t(layer0) + 4 t(anchor) + 27 t(reuse), against 32 t(dense).
+ * Inputs are normal random (device-side hash fill), never zeros.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { topkBudget } from '@kascade/core';
+import {
+  DeviceTensor,
+  anchorDecode,
+  copyDevice,
+  denseAnchorDecode,
+  denseDecode,
+  deviceInfo,
+  fillNormal,
+  isAvailable,
+  reuseDecode,
+  synchronize,
+  timeDevice,
+  unavailableReason,
+} from '@kascade/cuda';
+import { type Bench, timingCells } from '../harness.js';
+import type { Row } from '../results.js';
+import { summarize } from '../stats.js';
+
+const H = 32;
+const G = 8;
+const D = 128;
+const PERCENT = 10;
+const LAYERS = 32;
+const ANCHORS = 5; // layer 0 + 4 anchors (the paper's Llama-3.1-8B plan: 0 2 8 13 14)
+
+interface TorchRow {
+  batch: number;
+  context: number;
+  cudnnUs?: number;
+  flashUs?: number;
+}
+
+function torchScript(): string | null {
+  const candidates = [
+    process.env.KASCADE_TORCH_SCRIPT,
+    path.join(path.dirname(fileURLToPath(import.meta.url)), 'cuda-decode-torch.py'),
+    path.resolve('apps/bench/src/benches/cuda-decode-torch.py'),
+  ];
+  return candidates.find((c): c is string => !!c && existsSync(c)) ?? null;
+}
+
+function torchBaselines(
+  shapes: [number, number][],
+  warmup: number,
+  repeats: number,
+  note: (m: string) => void,
+): { rows: TorchRow[]; version?: string } {
+  const script = torchScript();
+  if (!script) {
+    note('torch baseline script not found; skipping PyTorch');
+    return { rows: [] };
+  }
+  const probe = spawnSync('python3', ['-c', 'import torch; assert torch.cuda.is_available()'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    note('python3 with CUDA torch not found; skipping PyTorch baselines');
+    return { rows: [] };
+  }
+  const cfg = JSON.stringify({ H, G, D, shapes, warmup, repeats });
+  const r = spawnSync('python3', [script, cfg], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    note(`torch baselines failed: ${r.stderr.slice(-400)}`);
+    return { rows: [] };
+  }
+  const parsed = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { rows: TorchRow[]; torch?: string };
+  return { rows: parsed.rows, version: parsed.torch };
+}
+
+const bench: Bench = {
+  name: 'cuda-decode',
+  description: 'CUDA decode kernels (dense, layer-0 anchor, anchor, reuse) vs PyTorch SDPA on the H200',
+  defaults: { warmup: 10, repeats: 50 },
+  async run(ctx) {
+    if (!isAvailable()) throw new Error(`cuda-decode needs a CUDA device: ${unavailableReason()}`);
+    const info = deviceInfo();
+    const contexts = ctx.quick ? [8192, 32768] : [8192, 32768, 131072];
+    const batches = ctx.quick ? [1, 4] : [1, 32];
+    const shapes: [number, number][] = [];
+    for (const n of contexts) for (const b of batches) shapes.push([b, n]);
+    if (!ctx.quick) shapes.push([1, 524288]);
+
+    ctx.progress('PyTorch SDPA baselines');
+    const torch = torchBaselines(shapes, ctx.warmup, ctx.repeats, ctx.progress);
+
+    const rows: Row[] = [];
+    const summary: Record<string, number> = {};
+    const stat = (us: Float64Array) => summarize(us);
+
+    // Copy bandwidth ceiling, same run: 2 GiB device-to-device, read + write counted.
+    const copyBytes = 2 * 1024 ** 3;
+    const src = DeviceTensor.empty('f32', [copyBytes / 4]);
+    const dst = DeviceTensor.empty('f32', [copyBytes / 4]);
+    fillNormal(src, 7);
+    const copyStats = stat(timeDevice(() => copyDevice(dst, src), ctx.warmup, ctx.repeats));
+    const copyGBps = (2 * copyBytes) / (copyStats.median * 1e3);
+    rows.push({ kernel: 'copy', context: 0, batch: 0, ...timingCells(copyStats), gbPerS: Math.round(copyGBps) });
+    src.free();
+    dst.free();
+
+    const label = (n: number) => `${Math.round(n / 1024)}k`;
+    for (const [batch, n] of shapes) {
+      ctx.progress(`batch ${batch}, context ${n}`);
+      const q = DeviceTensor.empty('bf16', [batch, H, D]);
+      const k = DeviceTensor.empty('bf16', [batch, G, n, D]);
+      const v = DeviceTensor.empty('bf16', [batch, G, n, D]);
+      fillNormal(q, 1 + n + batch);
+      fillNormal(k, 2 + n + batch);
+      fillNormal(v, 3 + n + batch);
+      const kk = topkBudget(n, { percent: PERCENT });
+      const out = DeviceTensor.empty('bf16', [batch, H, D]);
+      const sel = { kvHeads: G, k: kk, indices: DeviceTensor.empty('i32', [batch, G, kk]) };
+      const b = { q, k, v, n };
+      const identity = Array.from({ length: G }, (_, j) => j);
+      const headMap = Array.from({ length: G }, (_, j) => (j * 3 + 1) % G);
+      // The anchor fills the selection the reuse layers read.
+      anchorDecode(b, kk, { out, selection: sel });
+      synchronize();
+
+      const kvBytes = 2 * batch * G * n * D * 2;
+      const kBytes = kvBytes / 2;
+      const gatherBytes = 2 * batch * G * kk * D * 2;
+      const t = {
+        dense: stat(timeDevice(() => denseDecode(b, out), ctx.warmup, ctx.repeats)),
+        layer0: stat(timeDevice(() => denseAnchorDecode(b, kk, { out, selection: sel }), ctx.warmup, ctx.repeats)),
+        anchor: stat(timeDevice(() => anchorDecode(b, kk, { out, selection: sel }), ctx.warmup, ctx.repeats)),
+        reuse: stat(timeDevice(() => reuseDecode(b, sel, headMap, out), ctx.warmup, ctx.repeats)),
+      };
+      // Identity map too, to show the head map costs nothing.
+      const reuseId = stat(timeDevice(() => reuseDecode(b, sel, identity, out), ctx.warmup, ctx.repeats));
+      synchronize();
+      const bytes: Record<keyof typeof t, number> = {
+        dense: kvBytes,
+        layer0: kvBytes,
+        anchor: kBytes + gatherBytes,
+        reuse: gatherBytes,
+      };
+      for (const key of Object.keys(t) as (keyof typeof t)[]) {
+        const s = t[key];
+        rows.push({
+          kernel: key,
+          context: n,
+          batch,
+          k: kk,
+          ...timingCells(s),
+          gbPerS: Math.round(bytes[key] / (s.median * 1e3)),
+        });
+      }
+      rows.push({ kernel: 'reuse-identity-map', context: n, batch, k: kk, ...timingCells(reuseId), gbPerS: Math.round(gatherBytes / (reuseId.median * 1e3)) });
+      const tr = torch.rows.find((r) => r.batch === batch && r.context === n);
+      const torchBest = Math.min(tr?.cudnnUs ?? Number.POSITIVE_INFINITY, tr?.flashUs ?? Number.POSITIVE_INFINITY);
+      for (const [name, us] of [
+        ['torch-cudnn', tr?.cudnnUs],
+        ['torch-flash', tr?.flashUs],
+      ] as const) {
+        if (us !== undefined) rows.push({ kernel: name, context: n, batch, medianUs: Math.round(us * 100) / 100, gbPerS: Math.round(kvBytes / (us * 1e3)) });
+      }
+      const whole = t.layer0.median + (ANCHORS - 1) * t.anchor.median + (LAYERS - ANCHORS) * t.reuse.median;
+      const denseWhole = LAYERS * t.dense.median;
+      rows.push({ kernel: 'whole-model-kascade', context: n, batch, medianUs: Math.round(whole * 100) / 100 });
+      rows.push({ kernel: 'whole-model-dense', context: n, batch, medianUs: Math.round(denseWhole * 100) / 100 });
+      const tag = `${label(n)}_b${batch}`;
+      if (Number.isFinite(torchBest)) {
+        summary[`denseVsTorch_${tag}`] = round3(torchBest / t.dense.median);
+        summary[`wholeModelSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / whole);
+      }
+      summary[`wholeModelSpeedupVsDense_${tag}`] = round3(denseWhole / whole);
+      summary[`reuseOverDense_${tag}`] = round3(t.reuse.median / t.dense.median);
+      summary[`anchorOverDense_${tag}`] = round3(t.anchor.median / t.dense.median);
+      summary[`layer0OverDense_${tag}`] = round3(t.layer0.median / t.dense.median);
+      summary[`reuseBandwidthShare_${tag}`] = round3(gatherBytes / (t.reuse.median * 1e3) / copyGBps);
+      summary[`denseBandwidthShare_${tag}`] = round3(kvBytes / (t.dense.median * 1e3) / copyGBps);
+      for (const x of [q, k, v, out, sel.indices]) x.free();
+    }
+    summary.copyGBps = Math.round(copyGBps);
+    return {
+      config: {
+        dtype: 'bf16',
+        heads: H,
+        kvHeads: G,
+        headDim: D,
+        topkPercent: PERCENT,
+        layers: LAYERS,
+        anchors: ANCHORS,
+        timing: 'CUDA events around each call on the op stream, medians',
+        bytes:
+          'dense/layer0: K+V once; anchor: K once + gathered K+V rows; reuse: gathered K+V rows (k per KV head); copy: read+write',
+        torch: torch.version ?? 'not run',
+      },
+      rows,
+      summary,
+      machine: {
+        gpu: info.name,
+        cuda: `${Math.floor(info.runtimeVersion / 1000)}.${(info.runtimeVersion % 1000) / 10}`,
+        driver: `CUDA driver API ${Math.floor(info.driverVersion / 1000)}.${(info.driverVersion % 1000) / 10}`,
+      },
+    };
+  },
+};
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+export default bench;

@@ -1,0 +1,270 @@
+// Anchor decode ops: layer-0 dense anchor and the fused anchor, with the GPU radix Top-k.
+//
+// Pipeline (one sequence row = one (b, j) pair, kvHeads rows per sequence):
+//  1. attn_partial_kernel (decode_attention.cu) in scores-only mode (anchor: reads K once) or
+//     dense+logits mode (layer 0: the dense output too) writes the scaled logits
+//     [batch, heads, n] f32 and each split's softmax max/sum.
+//  2. pool_hist_kernel  grid (ceil(n/4096), rows), 256 threads: per head the global max/sum
+//     from the splits, then S(x) = sum_h exp2(l_h(x) - M_h) / L_h (post-softmax, group-pooled)
+//     -> pooled [rows, n] f32, and a 2048-bin histogram of the top 11 bits of S's bit pattern
+//     (S >= 0, so the unsigned pattern orders like the value; 8 exponent + 3 mantissa bits).
+//  3. select_step_kernel grid rows, 256 threads: finds the bin holding rank k from the top
+//     (block scan over the histogram), narrows the prefix, keeps the rank still wanted.
+//  4. refine_hist_kernel: next 11 bits, then the last 10, of the elements matching the prefix
+//     (steps 3-4 run for 3 digits: the threshold pattern is then exact).
+//  5. compact_kernel: every element above the threshold (warp-aggregated atomics) and the
+//     first `remaining` equal to it go to indices [rows, k]. Exactly k per row, no duplicates,
+//     order free; among exactly tied scores at the threshold the pick is arbitrary.
+//  6. anchor only: attn_partial_kernel in gather mode over the selected rows, then combine.
+// Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
+// pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
+#include "decode_attention.cuh"
+
+namespace kascade {
+
+template <int GS>
+__global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int splits,
+                                                        const float* __restrict__ logits,
+                                                        const float* __restrict__ part_ml,
+                                                        float* __restrict__ pooled, unsigned* __restrict__ hist) {
+  __shared__ unsigned sh[kHistBins];
+  __shared__ float Mh[GS], iL[GS];
+  const int row = blockIdx.y, b = row / G, j = row % G;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
+  const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
+  for (int h = warp; h < GS; h += blockDim.x / 32) {
+    const float* ml = part_ml + (bh0 + h) * splits * 2;
+    float M = -INFINITY;
+    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < splits; s += 32)
+      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+    L = warp_sum(L);
+    if (lane == 0) {
+      Mh[h] = M;
+      iL[h] = 1.f / L;
+    }
+  }
+  __syncthreads();
+  const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
+  for (int x = x0 + tid; x < x1; x += blockDim.x) {
+    float S = 0.f;
+#pragma unroll
+    for (int h = 0; h < GS; ++h) S += exp2f(logits[(bh0 + h) * n + x] - Mh[h]) * iL[h];
+    if (pooled) pooled[static_cast<size_t>(row) * n + x] = S;
+    atomicAdd(&sh[__float_as_uint(S) >> 21], 1u);
+  }
+  __syncthreads();
+  if (hist)
+    for (int i = tid; i < kHistBins; i += blockDim.x)
+      if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+}
+
+// state per row: [prefix, remaining rank, out count, tie count]
+__global__ void __launch_bounds__(256) select_step_kernel(int level, int topk, unsigned* __restrict__ hist,
+                                                          int* __restrict__ state) {
+  const int row = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int bits = level < 2 ? 11 : 10;
+  const int nb = 1 << bits, per = nb / 256;
+  unsigned* h = hist + static_cast<size_t>(row) * kHistBins;
+  int* st = state + row * 4;
+  const unsigned krem = level == 0 ? static_cast<unsigned>(topk) : static_cast<unsigned>(st[1]);
+  const unsigned prefix = level == 0 ? 0u : static_cast<unsigned>(st[0]);
+  __shared__ unsigned wsum[8];
+  unsigned cnt = 0;
+  for (int e = 0; e < per; ++e) cnt += h[nb - 1 - (tid * per + e)];
+  // Block exclusive scan of cnt, counting from the top bin down.
+  unsigned inc = cnt;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += y;
+  }
+  if (lane == 31) wsum[warp] = inc;
+  __syncthreads();
+  unsigned before = inc - cnt;
+  for (int w = 0; w < warp; ++w) before += wsum[w];
+  if (before < krem && before + cnt >= krem) {
+    unsigned cum = before;
+    for (int e = 0; e < per; ++e) {
+      const int bin = nb - 1 - (tid * per + e);
+      const unsigned c = h[bin];
+      if (cum + c >= krem) {
+        st[0] = static_cast<int>((prefix << bits) | static_cast<unsigned>(bin));
+        st[1] = static_cast<int>(krem - cum);
+        break;
+      }
+      cum += c;
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < kHistBins; i += blockDim.x) h[i] = 0;
+  if (level == 2 && tid == 0) {
+    st[2] = 0;
+    st[3] = 0;
+  }
+}
+
+__global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, const float* __restrict__ pooled,
+                                                          const int* __restrict__ state,
+                                                          unsigned* __restrict__ hist) {
+  __shared__ unsigned sh[kHistBins];
+  const int row = blockIdx.y, tid = threadIdx.x;
+  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
+  __syncthreads();
+  const unsigned prefix = static_cast<unsigned>(state[row * 4]);
+  const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
+  const float* pr = pooled + static_cast<size_t>(row) * n;
+  for (int x = x0 + tid; x < x1; x += blockDim.x) {
+    const unsigned u = __float_as_uint(pr[x]);
+    if (level == 1) {
+      if ((u >> 21) == prefix) atomicAdd(&sh[(u >> 10) & 0x7ffu], 1u);
+    } else {
+      if ((u >> 10) == prefix) atomicAdd(&sh[u & 0x3ffu], 1u);
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < kHistBins; i += blockDim.x)
+    if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+}
+
+__global__ void __launch_bounds__(256) compact_kernel(int n, int topk, const float* __restrict__ pooled,
+                                                      int* __restrict__ state, int* __restrict__ out) {
+  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+  int* st = state + row * 4;
+  const unsigned thr = static_cast<unsigned>(st[0]);
+  const int krem = st[1];
+  const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
+  const float* pr = pooled + static_cast<size_t>(row) * n;
+  int* o = out + static_cast<size_t>(row) * topk;
+  for (int base = x0; base < x1; base += blockDim.x) {
+    const int x = base + tid;
+    const bool in = x < x1;
+    const unsigned u = in ? __float_as_uint(pr[x]) : 0u;
+    const bool gt = in && u > thr;
+    const unsigned m = __ballot_sync(0xffffffffu, gt);
+    if (m) {
+      const int leader = __ffs(m) - 1;
+      int slot = 0;
+      if (lane == leader) slot = atomicAdd(&st[2], __popc(m));
+      slot = __shfl_sync(0xffffffffu, slot, leader);
+      if (gt) o[slot + __popc(m & ((1u << lane) - 1u))] = x;
+    }
+    if (in && u == thr) {
+      if (atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
+    }
+  }
+}
+
+static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
+                               int* indices, cudaStream_t st) {
+  const int rows = s.batch * s.kvHeads;
+  const int g = s.heads / s.kvHeads;
+  const dim3 grid(ceil_div(s.n, kSelectChunk), rows);
+  cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kHistBins * rows, st);
+  if (e != cudaSuccess) return e;
+  e = KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, s.heads, s.kvHeads, splits, w.logits, w.part_ml,
+                                               w.pooled, w.hist);
+    return cudaGetLastError();
+  });
+  if (e != cudaSuccess) return e;
+  for (int level = 0; level < 3; ++level) {
+    select_step_kernel<<<rows, 256, 0, st>>>(level, topk, w.hist, w.state);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (level < 2) {
+      refine_hist_kernel<<<grid, 256, 0, st>>>(level + 1, s.n, w.pooled, w.state, w.hist);
+      if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
+  }
+  compact_kernel<<<grid, 256, 0, st>>>(s.n, topk, w.pooled, w.state, indices);
+  return cudaGetLastError();
+}
+
+}  // namespace kascade
+
+using namespace kascade;
+
+static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size_t wsBytes,
+                                     const Workspace& w) {
+  const cudaError_t e = kascade_check_shape(s, nullptr);
+  if (e != cudaSuccess) return e;
+  if (topk < 1 || topk > s->n) return cudaErrorInvalidValue;
+  if (wsBytes < w.bytes) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, const void* q, const void* k,
+                                                   const void* v, void* out, int topk, int* indices,
+                                                   void* workspace, size_t wsBytes, cudaStream_t st) {
+  const Workspace w = workspace_layout(*s, topk, workspace);
+  cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
+  if (e != cudaSuccess) return e;
+  PartialArgs a{};
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.logits = w.logits;
+  a.part_o = w.part_o;
+  a.part_ml = w.part_ml;
+  a.splits = attn_splits(*s, s->n, &a.chunk);
+  if ((e = launch_partial(*s, kDenseLogits, a, st)) != cudaSuccess) return e;
+  if ((e = launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st)) != cudaSuccess) return e;
+  return pooled_topk(*s, a.splits, w, topk, indices, st);
+}
+
+extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const void* q, const void* k,
+                                             const void* v, void* out, int topk, int* indices,
+                                             void* workspace, size_t wsBytes, cudaStream_t st) {
+  const Workspace w = workspace_layout(*s, topk, workspace);
+  cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
+  if (e != cudaSuccess) return e;
+  PartialArgs a{};
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.logits = w.logits;
+  a.part_o = w.part_o;
+  a.part_ml = w.part_ml;
+  a.splits = attn_splits(*s, s->n, &a.chunk);
+  if ((e = launch_partial(*s, kScoresOnly, a, st)) != cudaSuccess) return e;
+  if ((e = pooled_topk(*s, a.splits, w, topk, indices, st)) != cudaSuccess) return e;
+  PartialArgs g{};
+  g.q = q;
+  g.k = k;
+  g.v = v;
+  g.indices = indices;
+  g.topk = topk;
+  g.selKvHeads = s->kvHeads;
+  for (int j = 0; j < s->kvHeads; ++j) g.headMap[j] = j;
+  g.part_o = w.part_o;
+  g.part_ml = w.part_ml;
+  g.splits = attn_splits(*s, topk, &g.chunk);
+  if ((e = launch_partial(*s, kGather, g, st)) != cudaSuccess) return e;
+  return launch_combine(*s, g.splits, w.part_o, w.part_ml, out, st);
+}
+
+extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const void* q, const void* k,
+                                             float* pooled, void* workspace, size_t wsBytes, cudaStream_t st) {
+  Workspace w = workspace_layout(*s, 1, workspace);
+  cudaError_t e = check_anchor_args(s, 1, wsBytes, w);
+  if (e != cudaSuccess) return e;
+  PartialArgs a{};
+  a.q = q;
+  a.k = k;
+  a.v = k;
+  a.logits = w.logits;
+  a.part_o = w.part_o;
+  a.part_ml = w.part_ml;
+  a.splits = attn_splits(*s, s->n, &a.chunk);
+  if ((e = launch_partial(*s, kScoresOnly, a, st)) != cudaSuccess) return e;
+  const int g = s->heads / s->kvHeads;
+  const dim3 grid(ceil_div(s->n, kSelectChunk), s->batch * s->kvHeads);
+  return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s->n, s->heads, s->kvHeads, a.splits, w.logits, w.part_ml,
+                                               pooled, nullptr);
+    return cudaGetLastError();
+  });
+}

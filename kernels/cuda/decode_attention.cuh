@@ -1,0 +1,58 @@
+// Internal interface between the decode attention kernels (decode_attention.cu) and the
+// anchor ops (anchor_decode.cu). Not part of the public C API.
+#pragma once
+#include "common.cuh"
+
+namespace kascade {
+
+// What the split-KV partial-attention kernel computes.
+enum AttnMode : int {
+  kDense = 0,        // softmax(q.K) V over keys 0..n-1
+  kDenseLogits = 1,  // the same, and writes the raw logits (log2 domain) for pooling
+  kScoresOnly = 2,   // logits + per-split softmax max/sum only (reads K, never V)
+  kGather = 3,       // softmax over the rows named by an index list, through a head map
+};
+
+constexpr int kMaxKvHeads = 64;
+constexpr int kTile = 64;              // keys per shared-memory tile
+constexpr int kMinKeysPerSplit = 256;  // the smallest split worth a block
+constexpr int kSelectChunk = 4096;     // pooled scores per block in the Top-k passes
+constexpr int kHistBins = 2048;        // 11-bit radix digits (11, 11, 10)
+
+struct PartialArgs {
+  const void* q;
+  const void* k;
+  const void* v;
+  const int* indices;  // kGather: [batch, selKvHeads, topk]
+  int topk;
+  int selKvHeads;
+  int headMap[kMaxKvHeads];
+  float* logits;   // [batch, heads, n], log2-domain scaled logits
+  float* part_o;   // [batch, heads, splits, headDim] unnormalised partial outputs
+  float* part_ml;  // [batch, heads, splits, 2] running max (log2 domain) and sum
+  int splits;
+  int chunk;       // list entries per split, a multiple of kTile
+};
+
+int device_sm_count();
+// Split-KV factor for a key list of listLen entries; writes the entries per split to *chunk.
+int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk);
+
+cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
+                           cudaStream_t st);
+cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
+                           const float* part_ml, void* out, cudaStream_t st);
+
+// Workspace carve-up, shared by every op.
+struct Workspace {
+  float* part_o;
+  float* part_ml;
+  float* logits;
+  float* pooled;
+  unsigned* hist;
+  int* state;
+  size_t bytes;
+};
+Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base);
+
+}  // namespace kascade

@@ -1,0 +1,75 @@
+// Kascade CUDA decode kernels: the C API the Node binding (and any other host) calls.
+//
+// No Node here: raw device pointers and a cudaStream_t in, cudaError_t out.
+//
+// Layout (documented once, shared by every op in this folder):
+//   q    [batch, heads, headDim]                    f16 or bf16
+//   k, v [batch, kvHeads, capacity, headDim]        f16 or bf16; tokens 0..n-1 valid per sequence
+//   out  [batch, heads, headDim]                    same dtype as q
+//   selection indices [batch, kvHeads, topk] int32  key positions, order within a row free
+// Query head h belongs to KV head j = h / g, g = heads / kvHeads in {1, 2, 4, 8}.
+// headDim in {64, 128}. All sequences of a batch share n (contiguous cache per sequence;
+// a page table can replace the `capacity` stride later).
+//
+// Every op needs a device workspace of kascade_decode_workspace_bytes(...) bytes.
+#pragma once
+#include <cstddef>
+#include <cuda_runtime.h>
+
+extern "C" {
+
+enum KascadeDType { KASCADE_F16 = 0, KASCADE_BF16 = 1 };
+
+struct KascadeDecodeShape {
+  int batch;
+  int heads;
+  int kvHeads;
+  int headDim;
+  int n;         // valid keys per sequence (the new token's key included)
+  int capacity;  // tokens per KV head row block (stride), >= n
+  float scale;   // softmax scale, usually 1/sqrt(headDim)
+  int dtype;     // KascadeDType
+  int splits;    // 0 = automatic split-KV factor; otherwise forced (for tuning)
+};
+
+// Bytes of workspace the ops below need for this shape and budget topk (0 for dense/reuse-only use).
+size_t kascade_decode_workspace_bytes(const KascadeDecodeShape* shape, int topk);
+
+// Validates a shape; returns cudaErrorInvalidValue and fills `why` (if non-null, 256 bytes) when it is unsupported.
+cudaError_t kascade_check_shape(const KascadeDecodeShape* shape, char* why);
+
+// Dense decode attention over all n keys (split-KV + combine).
+cudaError_t kascade_dense_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
+                                 const void* v, void* out, void* workspace, size_t workspaceBytes,
+                                 cudaStream_t stream);
+
+// Layer 0: dense output, plus the post-softmax group-pooled Top-k (topk per KV head) into indices.
+cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
+                                        const void* v, void* out, int topk, int* indices,
+                                        void* workspace, size_t workspaceBytes, cudaStream_t stream);
+
+// Anchor: fused scores + per-head softmax normalisation + group pooling + radix Top-k select,
+// then sparse attention over the selected rows.
+cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
+                                  const void* v, void* out, int topk, int* indices, void* workspace,
+                                  size_t workspaceBytes, cudaStream_t stream);
+
+// Reuse: sparse attention over the rows indices[b, headMap[j], :] of KV head j.
+// headMap is a HOST array of kvHeads entries, each in [0, selKvHeads).
+cudaError_t kascade_reuse_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
+                                 const void* v, void* out, int topk, const int* indices,
+                                 int selKvHeads, const int* headMap, void* workspace,
+                                 size_t workspaceBytes, cudaStream_t stream);
+
+// Pooled post-softmax scores S[b, j, x] (f32, [batch, kvHeads, n]) as the anchor computes them,
+// for checking the select against the reference.
+cudaError_t kascade_pooled_scores(const KascadeDecodeShape* shape, const void* q, const void* k,
+                                  float* pooled, void* workspace, size_t workspaceBytes,
+                                  cudaStream_t stream);
+}
+
+extern "C" {
+// Fills count elements (dtype 0 f16, 1 bf16, 2 f32) with normal(0, stddev) values from a counter hash.
+cudaError_t kascade_fill_normal(void* p, size_t count, int dtype, unsigned long long seed, float stddev,
+                                cudaStream_t stream);
+}

@@ -1,0 +1,261 @@
+import { type BudgetOptions, topkBudget } from '@kascade/core';
+import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
+import { CudaArgumentError } from './errors.js';
+import { DeviceTensor, requireNative } from './tensor.js';
+
+/** Attention data types the kernels take. */
+export type AttentionDType = 'bf16' | 'f16';
+
+/**
+ * One decode step of a batch on the device, one layer.
+ * - `q [batch, heads, headDim]`
+ * - `k`, `v` `[batch, kvHeads, capacity, headDim]`: the contiguous cache of each sequence;
+ *   tokens `0 .. n-1` are valid (the new token's key already appended). All sequences share `n`.
+ */
+export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
+  readonly q: DeviceTensor<D>;
+  readonly k: DeviceTensor<D>;
+  readonly v: DeviceTensor<D>;
+  readonly n: number;
+  /** Softmax scale; defaults to `1 / sqrt(headDim)`. */
+  readonly scale?: number;
+  /** Split-KV factor override (tuning); automatic when absent. */
+  readonly splits?: number;
+}
+
+/** The decode index slot on the device: `indices [batch, kvHeads, k]` int32, row order free. */
+export interface DeviceSelection {
+  readonly kvHeads: number;
+  readonly k: number;
+  readonly indices: DeviceTensor<'i32'>;
+}
+
+/** The shape a batch implies, checked: q and k/v agree, dtype matches, group size and head dim supported. */
+export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
+  const { q, k, v, n } = batch;
+  if (q.dtype !== k.dtype || k.dtype !== v.dtype || (q.dtype !== 'bf16' && q.dtype !== 'f16')) {
+    throw new CudaArgumentError(`q, k, v must share dtype bf16 or f16 (got ${q.dtype}, ${k.dtype}, ${v.dtype})`);
+  }
+  if (q.shape.length !== 3 || k.shape.length !== 4) {
+    throw new CudaArgumentError(
+      `q must be [batch, heads, headDim] and k, v [batch, kvHeads, capacity, headDim] (got q [${q.shape}], k [${k.shape}])`,
+    );
+  }
+  const [b, heads, headDim] = q.shape as [number, number, number];
+  const [kb, kvHeads, capacity, kd] = k.shape as [number, number, number, number];
+  if (v.shape.join() !== k.shape.join()) throw new CudaArgumentError(`v [${v.shape}] must match k [${k.shape}]`);
+  if (kb !== b || kd !== headDim) {
+    throw new CudaArgumentError(`k [${k.shape}] does not fit q [${q.shape}] (batch and headDim must agree)`);
+  }
+  if (heads % kvHeads !== 0 || ![1, 2, 4, 8].includes(heads / kvHeads)) {
+    throw new CudaArgumentError(`group size heads / kvHeads = ${heads}/${kvHeads} must be 1, 2, 4 or 8`);
+  }
+  if (headDim !== 64 && headDim !== 128) throw new CudaArgumentError(`headDim must be 64 or 128, got ${headDim}`);
+  if (!(Number.isInteger(n) && n >= 1 && n <= capacity)) {
+    throw new CudaArgumentError(`n must be an integer in 1..capacity = ${capacity}, got ${n}`);
+  }
+  const scale = batch.scale ?? 1 / Math.sqrt(headDim);
+  if (!(scale > 0 && Number.isFinite(scale))) throw new CudaArgumentError(`scale must be positive, got ${scale}`);
+  return { batch: b, heads, kvHeads, headDim, n, capacity, scale, dtype: q.dtype, splits: batch.splits ?? 0 };
+}
+
+function outputFor<D extends AttentionDType>(batch: DeviceDecodeBatch<D>, out?: DeviceTensor<D>): DeviceTensor<D> {
+  if (!out) return DeviceTensor.empty(batch.q.dtype, batch.q.shape);
+  if (out.dtype !== batch.q.dtype || out.shape.join() !== batch.q.shape.join()) {
+    throw new CudaArgumentError(`out must be ${batch.q.dtype} [${batch.q.shape}], got ${out.dtype} [${out.shape}]`);
+  }
+  return out;
+}
+
+function resolveTopk(n: number, budget: BudgetOptions | number): number {
+  const k = typeof budget === 'number' ? budget : topkBudget(n, budget);
+  if (!(Number.isInteger(k) && k >= 1 && k <= n)) throw new CudaArgumentError(`k must be in 1..n = ${n}, got ${k}`);
+  return k;
+}
+
+function selectionFor(shape: NativeDecodeShape, k: number, into?: DeviceSelection): DeviceSelection {
+  if (!into) {
+    return { kvHeads: shape.kvHeads, k, indices: DeviceTensor.empty('i32', [shape.batch, shape.kvHeads, k]) };
+  }
+  if (into.k !== k || into.kvHeads !== shape.kvHeads || into.indices.size !== shape.batch * shape.kvHeads * k) {
+    throw new CudaArgumentError(
+      `selection slot holds [${into.indices.shape}], the op needs [${shape.batch}, ${shape.kvHeads}, ${k}]`,
+    );
+  }
+  return into;
+}
+
+/** Dense decode attention (split-KV, GQA-aware). Asynchronous; returns `out [batch, heads, headDim]`. */
+export function denseDecode<D extends AttentionDType>(batch: DeviceDecodeBatch<D>, out?: DeviceTensor<D>): DeviceTensor<D> {
+  const shape = decodeShape(batch);
+  const o = outputFor(batch, out);
+  requireNative().denseDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer);
+  return o;
+}
+
+/** Result of the ops that attend and select. */
+export interface DeviceSelectedOutput<D extends AttentionDType> {
+  readonly out: DeviceTensor<D>;
+  readonly selection: DeviceSelection;
+}
+
+/**
+ * Layer 0: dense output plus the post-softmax group-pooled Top-k of every KV head
+ * (`k = topkBudget(n, budget)` unless a number is given) into the selection slot.
+ */
+export function denseAnchorDecode<D extends AttentionDType>(
+  batch: DeviceDecodeBatch<D>,
+  budget: BudgetOptions | number = {},
+  into: { out?: DeviceTensor<D>; selection?: DeviceSelection } = {},
+): DeviceSelectedOutput<D> {
+  const shape = decodeShape(batch);
+  const k = resolveTopk(shape.n, budget);
+  const o = outputFor(batch, into.out);
+  const sel = selectionFor(shape, k, into.selection);
+  requireNative().denseAnchorDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer, k, sel.indices.buffer);
+  return { out: o, selection: sel };
+}
+
+/** Anchor: fused scores, softmax, pooling and radix Top-k select, then sparse attention over the selection. */
+export function anchorDecode<D extends AttentionDType>(
+  batch: DeviceDecodeBatch<D>,
+  budget: BudgetOptions | number = {},
+  into: { out?: DeviceTensor<D>; selection?: DeviceSelection } = {},
+): DeviceSelectedOutput<D> {
+  const shape = decodeShape(batch);
+  const k = resolveTopk(shape.n, budget);
+  const o = outputFor(batch, into.out);
+  const sel = selectionFor(shape, k, into.selection);
+  requireNative().anchorDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer, k, sel.indices.buffer);
+  return { out: o, selection: sel };
+}
+
+/**
+ * Reuse: KV head `j` attends the rows `selection[b, headMap[j], :]` of its own K/V.
+ * Indices outside `0..n-1` are masked by the kernel (never read); check host-made
+ * selections with {@link uploadSelection}.
+ */
+export function reuseDecode<D extends AttentionDType>(
+  batch: DeviceDecodeBatch<D>,
+  selection: DeviceSelection,
+  headMap: ArrayLike<number>,
+  out?: DeviceTensor<D>,
+): DeviceTensor<D> {
+  const shape = decodeShape(batch);
+  if (selection.k > shape.n) throw new CudaArgumentError(`selection.k = ${selection.k} exceeds n = ${shape.n}`);
+  if (selection.indices.size !== shape.batch * selection.kvHeads * selection.k) {
+    throw new CudaArgumentError(
+      `selection indices hold ${selection.indices.size} entries, expected batch * kvHeads * k = ${shape.batch * selection.kvHeads * selection.k}`,
+    );
+  }
+  if (headMap.length !== shape.kvHeads) {
+    throw new CudaArgumentError(`headMap has ${headMap.length} entries, expected kvHeads = ${shape.kvHeads}`);
+  }
+  const map = Int32Array.from(headMap);
+  for (let j = 0; j < map.length; j++) {
+    if (!(Number.isInteger(headMap[j]) && (headMap[j] as number) >= 0 && (headMap[j] as number) < selection.kvHeads)) {
+      throw new CudaArgumentError(`headMap[${j}] = ${headMap[j]} is outside 0..${selection.kvHeads - 1}`);
+    }
+  }
+  const o = outputFor(batch, out);
+  requireNative().reuseDecode(
+    shape,
+    batch.q.buffer,
+    batch.k.buffer,
+    batch.v.buffer,
+    o.buffer,
+    selection.k,
+    selection.indices.buffer,
+    selection.kvHeads,
+    map,
+  );
+  return o;
+}
+
+/** The anchor's post-softmax group-pooled scores `[batch, kvHeads, n]` f32 (for checks). */
+export function pooledScores(batch: DeviceDecodeBatch): DeviceTensor<'f32'> {
+  const shape = decodeShape(batch);
+  const pooled = DeviceTensor.empty('f32', [shape.batch, shape.kvHeads, shape.n]);
+  requireNative().pooledScores(shape, batch.q.buffer, batch.k.buffer, null, pooled.buffer);
+  return pooled;
+}
+
+/**
+ * Uploads a host selection `[batch, kvHeads, k]`, checking every index is in `0..n-1` and
+ * no row repeats an index.
+ */
+export function uploadSelection(
+  indices: Int32Array,
+  dims: { batch: number; kvHeads: number; k: number; n: number },
+): DeviceSelection {
+  const { batch, kvHeads, k, n } = dims;
+  if (!(Number.isInteger(k) && k >= 1 && k <= n)) throw new CudaArgumentError(`k must be in 1..n = ${n}, got ${k}`);
+  if (indices.length !== batch * kvHeads * k) {
+    throw new CudaArgumentError(`indices has ${indices.length} entries, expected batch * kvHeads * k = ${batch * kvHeads * k}`);
+  }
+  const seen = new Uint32Array(n);
+  for (let r = 0; r < batch * kvHeads; r++) {
+    for (let i = r * k; i < (r + 1) * k; i++) {
+      const x = indices[i] as number;
+      if (!(x >= 0 && x < n)) throw new CudaArgumentError(`index ${x} at row ${r} is outside 0..${n - 1}`);
+      if (seen[x] === r + 1) throw new CudaArgumentError(`index ${x} repeats in row ${r}`);
+      seen[x] = r + 1;
+    }
+  }
+  return { kvHeads, k, indices: DeviceTensor.fromHost('i32', [batch, kvHeads, k], indices) };
+}
+
+/** Waits for every queued op; a kernel fault surfaces here as an Error with CUDA's message. */
+export function synchronize(): void {
+  requireNative().synchronize();
+}
+
+/** Device-to-device copy (the bandwidth ceiling benchmarks compare against). Asynchronous. */
+export function copyDevice(dst: DeviceTensor, src: DeviceTensor, bytes = Math.min(dst.bytes, src.bytes)): void {
+  requireNative().copyDevice(dst.buffer, src.buffer, bytes);
+}
+
+/** Fills a bf16/f16/f32 tensor with normal(0, stddev) values on the device. Asynchronous. */
+export function fillNormal(t: DeviceTensor, seed: number, stddev = 1): void {
+  if (t.dtype === 'i32') throw new CudaArgumentError('fillNormal: i32 tensors hold indices, not random values');
+  requireNative().fillNormal(t.buffer, t.dtype, seed, stddev);
+}
+
+/**
+ * Times `fn` with CUDA events on the op stream: `warmup` untimed calls, then `repeats` calls each
+ * bracketed by events. Returns the per-call microseconds.
+ */
+export function timeDevice(fn: () => void, warmup: number, repeats: number): Float64Array {
+  const native = requireNative();
+  for (let i = 0; i < warmup; i++) fn();
+  native.synchronize();
+  const starts = Array.from({ length: repeats }, () => new native.Event());
+  const ends = Array.from({ length: repeats }, () => new native.Event());
+  for (let i = 0; i < repeats; i++) {
+    starts[i]?.record();
+    fn();
+    ends[i]?.record();
+  }
+  const us = new Float64Array(repeats);
+  for (let i = 0; i < repeats; i++) us[i] = native.elapsedMs(starts[i] as never, ends[i] as never) * 1000;
+  native.synchronize();
+  return us;
+}
+
+/**
+ * Captures the ops `fn` issues into a CUDA graph (run `fn` once uncaptured first, so workspaces
+ * are allocated). `launch()` replays them with one launch.
+ */
+export function captureGraph(fn: () => void): NativeGraph {
+  const native = requireNative();
+  native.beginCapture();
+  try {
+    fn();
+  } catch (e) {
+    try {
+      native.endCapture();
+    } catch {}
+    throw e;
+  }
+  return native.endCapture();
+}
