@@ -49,6 +49,7 @@ export async function loadGgufModel(file: string, options: LoadModelOptions = {}
       tokenizer,
       id: options.id ?? basename(file),
       randomWeights: false,
+      ...(options.kernels ? { kernels: options.kernels } : {}),
     });
   } finally {
     await source.close();

@@ -13,6 +13,8 @@ export interface LoadModelOptions {
   readonly id?: string;
   /** GGUF only: a directory with `tokenizer.json` (+ `tokenizer_config.json`) to use instead of the GGUF's vocabulary. */
   readonly tokenizerDir?: string;
+  /** Matrix kernels: WebAssembly SIMD (default where available) or plain JS. */
+  readonly kernels?: 'wasm' | 'js';
 }
 
 /**
@@ -51,6 +53,7 @@ export async function loadModel(pathOrDir: string, options: LoadModelOptions = {
       tokenizer,
       id: options.id ?? basename(path),
       randomWeights: false,
+      ...(options.kernels ? { kernels: options.kernels } : {}),
     });
   } finally {
     await source.close();

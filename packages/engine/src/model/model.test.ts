@@ -33,6 +33,17 @@ describe('CpuModel forward pass', () => {
     });
   }
 
+  it('the WebAssembly SIMD and JS kernels give the same logits', () => {
+    const wasm = createRandomModel({ ...shape, architecture: 'qwen2' }, 9);
+    const js = createRandomModel({ ...shape, architecture: 'qwen2' }, 9, { kernels: 'js' });
+    expect([wasm.kernels, js.kernels]).toEqual(['wasm', 'js']);
+    const ids = Array.from({ length: 19 }, (_, i) => (i * 13) % 300);
+    const a = wasm.prefill(wasm.createSequence(19), ids, denseAttention(), { tileSize: 8 });
+    const b = js.prefill(js.createSequence(19), ids, denseAttention(), { tileSize: 8 });
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(a, b)).toBeGreaterThan(0); // really two different kernels
+  });
+
   it('decodeBatch matches decoding each sequence alone', () => {
     const model = createRandomModel(shape, 3);
     const prompts = [

@@ -1,10 +1,11 @@
 import type { ModelConfig } from './config.js';
 import { abortError, ModelUsageError } from './errors.js';
 import type { LayerAttention } from './hooks.js';
-import { addInPlace, matmul, matvec, rmsNorm, swiglu } from './kernels.js';
+import { addInPlace, matmul, rmsNorm, swiglu } from './kernels.js';
 import { applyRope, ropeInverseFrequencies, ropeTables } from './rope.js';
 import type { ModelTokenizer } from './tokenizer.js';
-import type { ModelWeights } from './weights.js';
+import { WasmArena } from './wasm.js';
+import type { LayerWeights, ModelWeights } from './weights.js';
 
 /** One sequence's KV cache: per layer `k`, `v` of `[kvHeads, capacity, headDim]` f32, the first `length` tokens valid. */
 export interface SequenceState {
@@ -32,6 +33,8 @@ export interface CpuModel {
   readonly id: string;
   /** True for random-weight models (no trained weights). */
   readonly randomWeights: boolean;
+  /** Which matrix kernels run: WebAssembly SIMD or plain JS. */
+  readonly kernels: 'wasm' | 'js';
   createSequence(capacity: number): SequenceState;
   /** Runs the prompt through the model in query tiles; returns the logits `[vocab]` of its last token. */
   prefill(
@@ -71,6 +74,9 @@ export class CpuTransformer implements CpuModel {
   readonly id: string;
   readonly randomWeights: boolean;
   readonly weights: ModelWeights;
+  /** Which matrix kernels run: WebAssembly SIMD (weights in a wasm arena) or plain JS. */
+  readonly kernels: 'wasm' | 'js';
+  private readonly arena: WasmArena | undefined;
   private readonly invFreq: Float32Array;
   private disposed = false;
 
@@ -80,9 +86,18 @@ export class CpuTransformer implements CpuModel {
     tokenizer: ModelTokenizer;
     id: string;
     randomWeights: boolean;
+    /** Default 'wasm' where WebAssembly SIMD and shared memory work, else 'js'. */
+    kernels?: 'wasm' | 'js';
   }) {
     this.config = args.config;
-    this.weights = args.weights;
+    this.arena = args.kernels === 'js' ? undefined : WasmArena.create();
+    if (args.kernels === 'wasm' && !this.arena) {
+      throw new ModelUsageError(
+        'WebAssembly SIMD kernels are unavailable in this runtime; use kernels: "js"',
+      );
+    }
+    this.kernels = this.arena ? 'wasm' : 'js';
+    this.weights = this.arena ? adoptWeights(this.arena, args.weights) : args.weights;
     this.tokenizer = args.tokenizer;
     this.id = args.id;
     this.randomWeights = args.randomWeights;
@@ -180,6 +195,23 @@ export class CpuTransformer implements CpuModel {
     this.disposed = true;
   }
 
+  /** `y = x W^T (+ bias)` for `tokens` rows, on the wasm kernels when the weight lives in the arena. */
+  private mm(
+    w: Float32Array,
+    x: Float32Array,
+    y: Float32Array,
+    tokens: number,
+    rows: number,
+    cols: number,
+    bias?: Float32Array,
+  ): void {
+    if (this.arena?.matmul(w, x, y, tokens, rows, cols)) {
+      if (bias) for (let t = 0; t < tokens; t++) for (let o = 0; o < rows; o++) y[t * rows + o] += bias[o];
+      return;
+    }
+    matmul(w, x, y, tokens, rows, cols, bias);
+  }
+
   private checkRoom(seq: SequenceState, tokens: number): void {
     if (this.disposed) throw new ModelUsageError('the model has been disposed');
     if (seq.k.length !== this.config.layers)
@@ -207,7 +239,7 @@ export class CpuTransformer implements CpuModel {
     const x = new Float32Array(dim);
     rmsNorm(h.subarray(row * dim, (row + 1) * dim), this.weights.finalNorm, x, 1, dim, rmsNormEps);
     const out = new Float32Array(vocabSize);
-    matvec(this.weights.lmHead, x, out, vocabSize, dim);
+    this.mm(this.weights.lmHead, x, out, 1, vocabSize, dim);
     return out;
   }
 
@@ -242,9 +274,9 @@ export class CpuTransformer implements CpuModel {
     for (let l = 0; l < c.layers; l++) {
       const w = this.weights.layers[l];
       rmsNorm(h, w.inputNorm, x, rows, dim, eps);
-      matmul(w.q, x, q, rows, qDim, dim, w.qBias);
-      matmul(w.k, x, k, rows, kvDim, dim, w.kBias);
-      matmul(w.v, x, v, rows, kvDim, dim, w.vBias);
+      this.mm(w.q, x, q, rows, qDim, dim, w.qBias);
+      this.mm(w.k, x, k, rows, kvDim, dim, w.kBias);
+      this.mm(w.v, x, v, rows, kvDim, dim, w.vBias);
       if (w.qNorm) rmsNorm(q, w.qNorm, q, rows * heads, d, eps);
       if (w.kNorm) rmsNorm(k, w.kNorm, k, rows * kvHeads, d, eps);
       for (let r = 0; r < rows; r++) {
@@ -296,7 +328,7 @@ export class CpuTransformer implements CpuModel {
           }
         }
       }
-      matmul(w.o, attnRows, attnOut, rows, dim, qDim, w.oBias);
+      this.mm(w.o, attnRows, attnOut, rows, dim, qDim, w.oBias);
       for (const g of groups) {
         g.attention.observe?.(
           l,
@@ -307,13 +339,39 @@ export class CpuTransformer implements CpuModel {
       }
       addInPlace(h, attnOut, rows * dim);
       rmsNorm(h, w.postNorm, x, rows, dim, eps);
-      matmul(w.gate, x, gate, rows, inter, dim);
-      matmul(w.up, x, up, rows, inter, dim);
+      this.mm(w.gate, x, gate, rows, inter, dim);
+      this.mm(w.up, x, up, rows, inter, dim);
       swiglu(gate, up, rows * inter);
-      matmul(w.down, gate, down, rows, dim, inter);
+      this.mm(w.down, gate, down, rows, dim, inter);
       addInPlace(h, down, rows * dim);
     }
     for (const g of groups) g.seq.length += g.count;
     return h;
   }
+}
+
+/** Moves the matrices into the wasm arena (vectors stay where they are); tied arrays stay tied. */
+function adoptWeights(arena: WasmArena, w: ModelWeights): ModelWeights {
+  const moved = new Map<Float32Array, Float32Array>();
+  const adopt = (a: Float32Array) => {
+    let b = moved.get(a);
+    if (!b) {
+      b = arena.adopt(a);
+      moved.set(a, b);
+    }
+    return b;
+  };
+  const layers = w.layers.map(
+    (l): LayerWeights => ({
+      ...l,
+      q: adopt(l.q),
+      k: adopt(l.k),
+      v: adopt(l.v),
+      o: adopt(l.o),
+      gate: adopt(l.gate),
+      up: adopt(l.up),
+      down: adopt(l.down),
+    }),
+  );
+  return { ...w, layers, lmHead: adopt(w.lmHead), embed: moved.get(w.embed) ?? w.embed };
 }

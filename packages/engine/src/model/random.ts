@@ -19,6 +19,8 @@ export interface RandomModelOptions {
   /** Defaults to the built-in byte-level tokenizer. */
   readonly tokenizer?: ModelTokenizer;
   readonly id?: string;
+  /** Matrix kernels: WebAssembly SIMD (default where available) or plain JS. */
+  readonly kernels?: 'wasm' | 'js';
 }
 
 /**
@@ -79,5 +81,6 @@ export function createRandomModel(
     tokenizer: tokenizer ?? new ByteTokenizer(vocabSize),
     id: options.id ?? `kascade-random-${config.layers}L-${dim}h (random weights, seed ${seed})`,
     randomWeights: true,
+    ...(options.kernels ? { kernels: options.kernels } : {}),
   });
 }

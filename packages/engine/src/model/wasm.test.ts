@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { matmul } from './kernels.js';
+import { mulberry32 } from './random.js';
+import { WasmArena } from './wasm.js';
+
+/** Relative error against a float64 reference, as the project compares kernels. */
+function relErr(
+  out: Float32Array,
+  w: Float32Array,
+  x: Float32Array,
+  tokens: number,
+  rows: number,
+  cols: number,
+) {
+  let num = 0;
+  let den = 0;
+  for (let t = 0; t < tokens; t++) {
+    for (let o = 0; o < rows; o++) {
+      let s = 0;
+      for (let i = 0; i < cols; i++) s += w[o * cols + i] * x[t * cols + i];
+      num += (out[t * rows + o] - s) ** 2;
+      den += s * s;
+    }
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('kernels', () => {
+  const rand = mulberry32(11);
+  const fill = (n: number) => Float32Array.from({ length: n }, () => rand() * 2 - 1);
+  const shapes = [
+    [1, 1, 16],
+    [1, 113, 64],
+    [3, 7, 48],
+    [4, 33, 128],
+    [9, 65, 256],
+    [5, 17, 20], // cols not a multiple of 16: the JS kernel
+  ];
+
+  it('the JS matmul matches float64 (fp32 < 1e-5)', () => {
+    for (const [tokens, rows, cols] of shapes) {
+      const w = fill(rows * cols);
+      const x = fill(tokens * cols);
+      const y = new Float32Array(tokens * rows).fill(Number.NaN);
+      matmul(w, x, y, tokens, rows, cols);
+      expect(relErr(y, w, x, tokens, rows, cols)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('the WebAssembly SIMD matmul matches float64 (fp32 < 1e-5), across arena growth', () => {
+    const arena = WasmArena.create();
+    if (!arena) throw new Error('WebAssembly SIMD with shared memory is unavailable on this Node');
+    let ran = 0;
+    for (const [tokens, rows, cols] of shapes) {
+      const w = arena.adopt(fill(rows * cols));
+      const x = fill(tokens * cols);
+      const y = new Float32Array(tokens * rows).fill(Number.NaN);
+      const ok = arena.matmul(w, x, y, tokens, rows, cols);
+      expect(ok).toBe(cols % 16 === 0);
+      if (!ok) continue;
+      ran++;
+      expect(relErr(y, w, x, tokens, rows, cols)).toBeLessThan(1e-5);
+    }
+    // A large allocation grows the memory; earlier weights stay valid.
+    const big = arena.adopt(fill(300_000));
+    const w = arena.adopt(fill(32 * 64));
+    const x = fill(6 * 64);
+    const y = new Float32Array(6 * 32).fill(Number.NaN);
+    expect(arena.matmul(w, x, y, 6, 32, 64)).toBe(true);
+    expect(relErr(y, w, x, 6, 32, 64)).toBeLessThan(1e-5);
+    expect(big.length).toBe(300_000);
+    expect(ran).toBe(5);
+    expect(arena.matmul(fill(16), fill(16), new Float32Array(1), 1, 1, 16)).toBe(false); // not in the arena
+  });
+});

@@ -1,0 +1,351 @@
+/**
+ * WebAssembly SIMD (f32x4) kernels for matrix-vector and matrix-matrix products, with the
+ * module's bytes assembled here (no toolchain). Weights live in one shared
+ * `WebAssembly.Memory` (an arena); activations are copied into a scratch region per call.
+ */
+
+// Opcodes used below (WebAssembly core + fixed-width SIMD).
+const OP = {
+  block: 0x02,
+  loop: 0x03,
+  br: 0x0c,
+  brIf: 0x0d,
+  end: 0x0b,
+  localGet: 0x20,
+  localSet: 0x21,
+  localTee: 0x22,
+  i32Const: 0x41,
+  i32GeU: 0x4f,
+  i32LtU: 0x49,
+  i32Add: 0x6a,
+  i32Mul: 0x6c,
+  f32Store: 0x38,
+  f32Add: 0x92,
+  simd: 0xfd,
+} as const;
+const I32 = 0x7f;
+const V128 = 0x7b;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** A tiny instruction emitter. */
+class Code {
+  readonly bytes: number[] = [];
+  get(i: number) {
+    this.bytes.push(OP.localGet, ...uleb(i));
+    return this;
+  }
+  set(i: number) {
+    this.bytes.push(OP.localSet, ...uleb(i));
+    return this;
+  }
+  tee(i: number) {
+    this.bytes.push(OP.localTee, ...uleb(i));
+    return this;
+  }
+  i32(n: number) {
+    this.bytes.push(OP.i32Const, ...sleb(n));
+    return this;
+  }
+  op(...b: number[]) {
+    this.bytes.push(...b);
+    return this;
+  }
+  simd(code: number, ...imm: number[]) {
+    this.bytes.push(OP.simd, ...uleb(code), ...imm);
+    return this;
+  }
+  v128Load(offset = 0) {
+    return this.simd(0x00, 4, ...uleb(offset));
+  }
+  v128Zero() {
+    return this.simd(0x0c, ...new Array(16).fill(0));
+  }
+  f32x4Add() {
+    return this.simd(0xe4);
+  }
+  f32x4Mul() {
+    return this.simd(0xe6);
+  }
+  /** Horizontal sum of the v128 in local `v` onto the stack as one f32. */
+  hsum(v: number) {
+    this.get(v).simd(0x1f, 0);
+    for (let lane = 1; lane < 4; lane++) this.get(v).simd(0x1f, lane).op(OP.f32Add);
+    return this;
+  }
+}
+
+function func(params: number, locals: [number, number][], body: Code): number[] {
+  const localBytes = [...uleb(locals.length), ...locals.flatMap(([count, type]) => [...uleb(count), type])];
+  const code = [...localBytes, ...body.bytes, OP.end];
+  return [...uleb(code.length), ...code];
+}
+
+/**
+ * `matvec(w, x, y, rows, cols)`: `y[o] = dot(w[o, :], x)`; byte pointers; `cols % 16 == 0`.
+ * Four f32x4 accumulators per row.
+ */
+function matvecBody(): Code {
+  // params: 0 w, 1 x, 2 y, 3 rows, 4 cols; locals: 5 o, 6 wp, 7 xp, 8 end, 9 rowBytes, 10..13 acc (v128)
+  const c = new Code();
+  c.get(4).i32(4).op(OP.i32Mul).set(9);
+  c.i32(0).set(5);
+  c.op(OP.block, 0x40, OP.loop, 0x40);
+  c.get(5).get(3).op(OP.i32GeU, OP.brIf, 1);
+  for (let a = 10; a < 14; a++) c.v128Zero().set(a);
+  c.get(0).get(5).get(9).op(OP.i32Mul, OP.i32Add).set(6);
+  c.get(1).set(7);
+  c.get(1).get(9).op(OP.i32Add).set(8);
+  c.op(OP.loop, 0x40);
+  for (let u = 0; u < 4; u++) {
+    c.get(10 + u)
+      .get(6)
+      .v128Load(16 * u)
+      .get(7)
+      .v128Load(16 * u)
+      .f32x4Mul()
+      .f32x4Add()
+      .set(10 + u);
+  }
+  c.get(6).i32(64).op(OP.i32Add).set(6);
+  c.get(7).i32(64).op(OP.i32Add).tee(7).get(8).op(OP.i32LtU, OP.brIf, 0);
+  c.op(OP.end);
+  c.get(10).get(11).f32x4Add().get(12).get(13).f32x4Add().f32x4Add().set(10);
+  c.get(2).get(5).i32(4).op(OP.i32Mul, OP.i32Add);
+  c.hsum(10);
+  c.op(OP.f32Store, 2, 0);
+  c.get(5).i32(1).op(OP.i32Add).set(5);
+  c.op(OP.br, 0, OP.end, OP.end);
+  return c;
+}
+
+/**
+ * `matmul4(w, x, y, rows, cols)`: four tokens at once, `x` `[4, cols]`, `y` `[4, rows]`;
+ * each weight vector is loaded once for the four tokens. `cols % 4 == 0`.
+ */
+function matmul4Body(): Code {
+  // params: 0 w, 1 x, 2 y, 3 rows, 4 cols; locals: 5 o, 6 wp, 7 xp, 8 end, 9 rowBytes, 10 yStride,
+  // v128: 11 wv, 12..15 acc
+  const c = new Code();
+  c.get(4).i32(4).op(OP.i32Mul).set(9);
+  c.get(3).i32(4).op(OP.i32Mul).set(10);
+  c.i32(0).set(5);
+  c.op(OP.block, 0x40, OP.loop, 0x40);
+  c.get(5).get(3).op(OP.i32GeU, OP.brIf, 1);
+  for (let a = 12; a < 16; a++) c.v128Zero().set(a);
+  c.get(0).get(5).get(9).op(OP.i32Mul, OP.i32Add).set(6);
+  c.get(1).set(7);
+  c.get(1).get(9).op(OP.i32Add).set(8);
+  c.op(OP.loop, 0x40);
+  c.get(6).v128Load(0).set(11);
+  for (let t = 0; t < 4; t++) {
+    c.get(12 + t)
+      .get(11)
+      .get(7);
+    for (let k = 0; k < t; k++) c.get(9).op(OP.i32Add);
+    c.v128Load(0)
+      .f32x4Mul()
+      .f32x4Add()
+      .set(12 + t);
+  }
+  c.get(6).i32(16).op(OP.i32Add).set(6);
+  c.get(7).i32(16).op(OP.i32Add).tee(7).get(8).op(OP.i32LtU, OP.brIf, 0);
+  c.op(OP.end);
+  for (let t = 0; t < 4; t++) {
+    c.get(2).get(5).i32(4).op(OP.i32Mul, OP.i32Add);
+    for (let k = 0; k < t; k++) c.get(10).op(OP.i32Add);
+    c.hsum(12 + t);
+    c.op(OP.f32Store, 2, 0);
+  }
+  c.get(5).i32(1).op(OP.i32Add).set(5);
+  c.op(OP.br, 0, OP.end, OP.end);
+  return c;
+}
+
+function section(id: number, content: number[]): number[] {
+  return [id, ...uleb(content.length), ...content];
+}
+
+function name(s: string): number[] {
+  const b = Array.from(new TextEncoder().encode(s));
+  return [...uleb(b.length), ...b];
+}
+
+/** The module: imports a shared memory `env.memory`, exports `matvec` and `matmul4`. */
+export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
+  const type = [1, 0x60, 5, I32, I32, I32, I32, I32, 0];
+  const imports = [1, ...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)];
+  const funcs = [2, 0, 0];
+  const exports = [2, ...name('matvec'), 0x00, 0, ...name('matmul4'), 0x00, 1];
+  const code = [
+    2,
+    ...func(
+      5,
+      [
+        [5, I32],
+        [4, V128],
+      ],
+      matvecBody(),
+    ),
+    ...func(
+      5,
+      [
+        [6, I32],
+        [5, V128],
+      ],
+      matmul4Body(),
+    ),
+  ];
+  return new Uint8Array([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, type),
+    ...section(2, imports),
+    ...section(3, funcs),
+    ...section(7, exports),
+    ...section(10, code),
+  ]);
+}
+
+interface KernelExports {
+  matvec(w: number, x: number, y: number, rows: number, cols: number): void;
+  matmul4(w: number, x: number, y: number, rows: number, cols: number): void;
+}
+
+const PAGE = 65536;
+
+/**
+ * Weights in one shared WebAssembly memory plus a growable scratch region, and the SIMD
+ * kernels over them. Arrays from {@link alloc} stay valid when the memory grows.
+ */
+export class WasmArena {
+  readonly memory: WebAssembly.Memory;
+  private readonly k: KernelExports;
+  private top = 0;
+  private readonly ptrs = new WeakMap<Float32Array, number>();
+  private scratch = 0;
+  private scratchBytes = 0;
+  private view: Float32Array;
+
+  private constructor(memory: WebAssembly.Memory, k: KernelExports) {
+    this.memory = memory;
+    this.k = k;
+    this.view = new Float32Array(memory.buffer);
+  }
+
+  /** Returns `undefined` where WebAssembly SIMD or shared memory is unavailable. */
+  static create(initialBytes = PAGE): WasmArena | undefined {
+    try {
+      const memory = new WebAssembly.Memory({
+        initial: Math.max(1, Math.ceil(initialBytes / PAGE)),
+        maximum: 65536,
+        shared: true,
+      });
+      const module = new WebAssembly.Module(kernelModuleBytes());
+      const instance = new WebAssembly.Instance(module, { env: { memory } });
+      return new WasmArena(memory, instance.exports as unknown as KernelExports);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private ensure(bytes: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (bytes > have) {
+      this.memory.grow(Math.ceil((bytes - have) / PAGE));
+      this.view = new Float32Array(this.memory.buffer);
+    }
+  }
+
+  /** A zeroed f32 array of `n` values in the arena (64-byte aligned). */
+  alloc(n: number): Float32Array {
+    // Weights allocated after a kernel call go past the scratch region, which then moves up.
+    if (this.scratchBytes) {
+      this.top = this.scratch + this.scratchBytes;
+      this.scratchBytes = 0;
+    }
+    const ptr = this.top;
+    const bytes = Math.ceil((n * 4) / 64) * 64;
+    this.ensure(ptr + bytes);
+    this.top = ptr + bytes;
+    const a = new Float32Array(this.memory.buffer, ptr, n);
+    this.ptrs.set(a, ptr);
+    return a;
+  }
+
+  /** Copies `src` into the arena. */
+  adopt(src: Float32Array): Float32Array {
+    const a = this.alloc(src.length);
+    a.set(src);
+    return a;
+  }
+
+  /** Byte offset of an array allocated here, or `undefined`. */
+  ptrOf(a: Float32Array): number | undefined {
+    return this.ptrs.get(a);
+  }
+
+  private scratchFor(floats: number): number {
+    const bytes = floats * 4;
+    if (bytes > this.scratchBytes) {
+      this.scratch = this.top;
+      this.scratchBytes = Math.max(bytes, this.scratchBytes * 2, PAGE);
+      this.ensure(this.scratch + this.scratchBytes);
+    }
+    return this.scratch;
+  }
+
+  /**
+   * `y[t, o] = dot(w[o, :], x[t, :])` with `w` in the arena (`ptrOf(w)` defined) and
+   * `cols % 16 == 0`. Returns false (computing nothing) when those do not hold.
+   */
+  matmul(
+    w: Float32Array,
+    x: Float32Array,
+    y: Float32Array,
+    tokens: number,
+    rows: number,
+    cols: number,
+  ): boolean {
+    const wp = this.ptrs.get(w);
+    if (wp === undefined || cols % 16 !== 0) return false;
+    const base = this.scratchFor(tokens * (cols + rows) + 4);
+    const xp = base;
+    const yp = base + tokens * cols * 4;
+    const view = this.view;
+    view.set(tokens * cols === x.length ? x : x.subarray(0, tokens * cols), xp / 4);
+    let t = 0;
+    for (; t + 4 <= tokens; t += 4) this.k.matmul4(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
+    for (; t < tokens; t++) this.k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
+    y.set(view.subarray(yp / 4, yp / 4 + tokens * rows));
+    return true;
+  }
+}
