@@ -112,7 +112,7 @@ function row(indices: Int32Array, from: number, count: number): number[] {
 }
 
 describe('kascade policy at the op level', () => {
-  it('with budget >= n equals dense attention (decode and prefill), through reuse head maps', () => {
+  it('with budget >= n equals dense attention to float64 rounding (decode and prefill), through reuse head maps', () => {
     const maps = [
       [0, 1],
       [1, 0],
@@ -124,7 +124,7 @@ describe('kascade policy at the op level', () => {
       const inputs = decodeInputs(n, n);
       const dense = denseDecodeAttention(inputs);
       for (let l = 0; l < shape.layers; l++)
-        expect(maxRelDiff(policy.decode(l, inputs), dense)).toBeLessThan(1e-12);
+        expect(maxRelDiff(policy.decode(l, inputs), dense)).toBeLessThan(1e-13);
     }
     for (const [n, queries] of [
       [8, 8],
@@ -134,7 +134,7 @@ describe('kascade policy at the op level', () => {
       const inputs = prefillInputs(n, queries, 8, n + 1000);
       const dense = denseCausalPrefillAttention(inputs);
       for (let l = 0; l < shape.layers; l++)
-        expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(1e-12);
+        expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(1e-13);
     }
   });
 
@@ -217,7 +217,7 @@ describe('kascade policy at the op level', () => {
     const policy = createKascadePolicy(plan([0, 2], { kMin: 2 }), shape, { decodeOnly: true });
     const inputs = prefillInputs(120, 40, 8, 3);
     const dense = denseCausalPrefillAttention(inputs);
-    for (let l = 0; l < 4; l++) expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBe(0);
+    for (let l = 0; l < 4; l++) expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(1e-13);
     expect(policy.prefillRoles).toEqual(['dense', 'dense', 'dense', 'dense']);
     expect(policy.decodeRoles).toEqual(['dense-anchor', 'reuse', 'anchor', 'reuse']);
   });
@@ -333,6 +333,7 @@ describe('policies on a whole model', () => {
     ];
     const kascade = run({ kind: 'kascade', plan: plan([0, 2], { kMin: 100_000 }, maps) }, 6);
     for (let i = 0; i < dense.logits.length; i++) {
+      // f32 logits: equal up to the rounding of float64 attention sums taken in another order.
       expect(maxRelDiff(kascade.logits[i]!, dense.logits[i]!)).toBeLessThan(1e-6);
     }
     expect(kascade.policy.usage().effectiveK).toBe(kascade.policy.usage().contextKeys);

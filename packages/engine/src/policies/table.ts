@@ -12,6 +12,7 @@ import {
   KascadeRangeError,
   type PrefillInputs,
   type PrefillSelection,
+  type SelectedOutput,
   sparseDecodeAttention,
   sparsePrefillAttention,
 } from '@kascade/core';
@@ -33,6 +34,9 @@ export interface PolicyTable {
   readonly selectCountsAsAnchor: boolean;
   selectDecode(inputs: DecodeInputs, budget: BudgetOptions): DecodeSelection;
   selectPrefill(inputs: PrefillInputs, budget: BudgetOptions): PrefillSelection;
+  /** One-pass dense output + selection for the dense-anchor role (else dense, then the selector). */
+  denseAnchorDecode?(inputs: DecodeInputs, budget: BudgetOptions): SelectedOutput<DecodeSelection>;
+  denseAnchorPrefill?(inputs: PrefillInputs, budget: BudgetOptions): SelectedOutput<PrefillSelection>;
 }
 
 /** Error for a policy used out of order or with the wrong shape. */
@@ -91,8 +95,14 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
           out = denseDecodeAttention(inputs);
           break;
         case 'dense-anchor':
-          out = denseDecodeAttention(inputs);
-          decodeSlot = { n: inputs.n, selection: table.selectDecode(inputs, budget) };
+          if (table.denseAnchorDecode) {
+            const r = table.denseAnchorDecode(inputs, budget);
+            out = r.out;
+            decodeSlot = { n: inputs.n, selection: r.selection };
+          } else {
+            out = denseDecodeAttention(inputs);
+            decodeSlot = { n: inputs.n, selection: table.selectDecode(inputs, budget) };
+          }
           stats.anchorsHit++;
           break;
         case 'anchor':
@@ -153,15 +163,20 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
         case 'dense':
           out = denseCausalPrefillAttention(inputs);
           break;
-        case 'dense-anchor':
-          out = denseCausalPrefillAttention(inputs);
-          prefillSlot = {
-            queryStart: inputs.queryStart,
-            queries: inputs.queries,
-            selection: table.selectPrefill(inputs, budget),
-          };
+        case 'dense-anchor': {
+          let written: PrefillSelection;
+          if (table.denseAnchorPrefill) {
+            const r = table.denseAnchorPrefill(inputs, budget);
+            out = r.out;
+            written = r.selection;
+          } else {
+            out = denseCausalPrefillAttention(inputs);
+            written = table.selectPrefill(inputs, budget);
+          }
+          prefillSlot = { queryStart: inputs.queryStart, queries: inputs.queries, selection: written };
           stats.anchorsHit++;
           break;
+        }
         case 'anchor':
         case 'select':
           selection = table.selectPrefill(inputs, budget);
