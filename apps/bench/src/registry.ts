@@ -8,6 +8,7 @@ import type { Bench } from './harness.js';
 export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
   'core-topk': () => import('./benches/core-topk.js').then((m) => m.default),
   'core-attention': () => import('./benches/core-attention.js').then((m) => m.default),
+  'cpu-engine': () => import('./benches/cpu-engine.js').then((m) => m.default),
   'cuda-decode': () => import('./benches/cuda-decode.js').then((m) => m.default),
   'server-load': () => import('./benches/server-load.js').then((m) => m.default),
 };
