@@ -1,1 +1,23 @@
-export {};
+export { readBuffer, uploadBuffer, WebGPUBackend, type WebGPUBackendOptions } from './backend.js';
+export { type BindingKind, KascadeGPU } from './context.js';
+export { type DeviceOptions, getGPU, type KascadeDevice, requestKascadeDevice } from './device.js';
+export {
+  WebGPUFeatureError,
+  WebGPULimitError,
+  WebGPUNotAvailableError,
+  WebGPUOpError,
+  WebGPUShapeError,
+} from './errors.js';
+export { type KernelFamily, WGSL_SOURCES } from './kernels.generated.js';
+export {
+  createDecodeSlot,
+  type DecodeArgs,
+  type DeviceDecodeSlot,
+  decodeSplits,
+  encodeDecode,
+  type LayerRole,
+} from './ops/decode.js';
+export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillArgs } from './ops/prefill.js';
+export { encodeSelect, type SelectRow } from './ops/select.js';
+export { buildShader, type KVDType } from './program.js';
+export { createDeviceKV, type DeviceKV, kvBytes, packKV } from './tensors.js';

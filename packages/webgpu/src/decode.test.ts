@@ -1,0 +1,166 @@
+import {
+  anchorDecodeTopk,
+  type DecodeInputs,
+  type DecodeSelection,
+  denseDecodeAttention,
+  fromF16,
+  pooledDecodeScores,
+  sparseDecodeAttention,
+  toF16,
+  topkBudget,
+} from '@kascade/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { KVDType } from './program.js';
+import { allFinite, openTestBackends, randomFloats, relError } from './test-gpu.js';
+
+const probe = await openTestBackends();
+afterAll(() => {
+  for (const b of Object.values(probe.backends)) b?.destroy();
+});
+
+/** The K/V the GPU actually sees: f16 inputs rounded through binary16. */
+function asStored(x: Float32Array, dtype: KVDType): Float32Array {
+  return dtype === 'f32' ? x : fromF16(toF16(x));
+}
+
+function makeInputs(
+  shape: { heads: number; kvHeads: number; headDim: number; n: number; capacity?: number },
+  seed: number,
+  dtype: KVDType,
+): { gpu: DecodeInputs; ref: DecodeInputs } {
+  const cap = shape.capacity ?? shape.n;
+  const q = randomFloats(shape.heads * shape.headDim, seed, 2.5);
+  const k = randomFloats(shape.kvHeads * cap * shape.headDim, seed + 1, 1);
+  const v = randomFloats(shape.kvHeads * cap * shape.headDim, seed + 2, 1);
+  const gpu = { ...shape, capacity: cap, q, k, v };
+  return { gpu, ref: { ...gpu, k: asStored(k, dtype), v: asStored(v, dtype) } };
+}
+
+/** FlashInfer-style Top-k checks against the float64 pooled scores; returns rows checked. */
+export function checkTopk(
+  sel: { k: number; indices: Int32Array },
+  rowOffset: (row: number) => number,
+  rows: number,
+  length: (row: number) => number,
+  k: (row: number) => number,
+  pooled: (row: number) => Float64Array,
+): number {
+  let checked = 0;
+  for (let r = 0; r < rows; r++) {
+    const kk = k(r);
+    const len = length(r);
+    const got = Array.from(sel.indices.subarray(rowOffset(r), rowOffset(r) + kk));
+    expect(got.length).toBe(kk);
+    expect(new Set(got).size, `row ${r}: duplicates`).toBe(kk);
+    for (const x of got) expect(x >= 0 && x < len, `row ${r}: index ${x} out of [0, ${len})`).toBe(true);
+    if (kk === 0) continue;
+    const s = pooled(r);
+    const sorted = Array.from(s.subarray(0, len)).sort((a, b) => b - a);
+    const kth = sorted[kk - 1];
+    const total = sorted.reduce((a, b) => a + b, 0);
+    const tol = 1e-6 * Math.max(1, sorted[0]);
+    let mass = 0;
+    for (const x of got) {
+      expect(s[x], `row ${r}: key ${x} scores below the k-th largest`).toBeGreaterThanOrEqual(kth - tol);
+      mass += s[x];
+    }
+    const best = sorted.slice(0, kk).reduce((a, b) => a + b, 0);
+    expect(Math.abs(best - mass) / total, `row ${r}: captured mass`).toBeLessThan(1e-3);
+    checked++;
+  }
+  return checked;
+}
+
+const SHAPES = [
+  { heads: 8, kvHeads: 2, headDim: 64, n: 300 },
+  { heads: 4, kvHeads: 4, headDim: 128, n: 1000, capacity: 1030 },
+  { heads: 12, kvHeads: 2, headDim: 128, n: 777 },
+  { heads: 8, kvHeads: 1, headDim: 64, n: 2100 },
+  { heads: 2, kvHeads: 2, headDim: 64, n: 1 },
+] as const;
+const BUDGET = { percent: 10, kMin: 16 };
+
+describe.each(['f32', 'f16'] as const)('decode parity, K/V %s', (dtype) => {
+  const backend = probe.backends[dtype];
+  const tol = 1e-5;
+  describe.skipIf(!backend)(`on WebGPU${probe.reason ? ` (skipped: ${probe.reason})` : ''}`, () => {
+    it.each(SHAPES)(
+      'dense, dense-anchor, anchor, reuse: $heads/$kvHeads heads, d $headDim, n $n',
+      async (shape) => {
+        const seed = shape.n * 7 + shape.heads;
+        const { gpu, ref } = makeInputs(shape, seed, dtype);
+        const b = backend!;
+        const dense = await b.denseDecode(gpu);
+        const denseRef = denseDecodeAttention(ref);
+        expect(allFinite(dense)).toBe(true);
+        expect(relError(dense, denseRef)).toBeLessThan(tol);
+        if (dtype === 'f16') expect(relError(dense, denseDecodeAttention({ ...gpu }))).toBeLessThan(1e-2);
+
+        const k = topkBudget(shape.n, BUDGET);
+        const pooled = pooledDecodeScores(ref);
+        const checkSel = (sel: DecodeSelection) => {
+          expect(sel.k).toBe(k);
+          expect(sel.kvHeads).toBe(shape.kvHeads);
+          const rows = checkTopk(
+            sel,
+            (r) => r * k,
+            shape.kvHeads,
+            () => shape.n,
+            () => k,
+            (r) => pooled.subarray(r * shape.n, (r + 1) * shape.n),
+          );
+          expect(rows).toBe(shape.kvHeads);
+        };
+
+        const d0 = await b.denseAnchorDecode(gpu, BUDGET);
+        expect(relError(d0.out, denseRef)).toBeLessThan(tol);
+        checkSel(d0.selection);
+
+        const an = await b.anchorDecode(gpu, BUDGET);
+        checkSel(an.selection);
+        expect(allFinite(an.out)).toBe(true);
+        expect(relError(an.out, sparseDecodeAttention(ref, an.selection))).toBeLessThan(tol);
+
+        // Reuse through a head map (reversed), on the reference's own selection.
+        const refSel = anchorDecodeTopk(ref, BUDGET);
+        const headMap = Array.from({ length: shape.kvHeads }, (_, j) => shape.kvHeads - 1 - j);
+        const reuse = await b.reuseDecode(gpu, refSel, headMap);
+        expect(allFinite(reuse)).toBe(true);
+        expect(relError(reuse, sparseDecodeAttention(ref, refSel, headMap))).toBeLessThan(tol);
+      },
+    );
+
+    it('breaks ties toward the lower index (identical keys)', async () => {
+      const shape = { heads: 4, kvHeads: 2, headDim: 64, n: 1500 };
+      const { gpu } = makeInputs(shape, 99, dtype);
+      // Every key of a head identical: every pooled score ties.
+      const k = new Float32Array(gpu.k.length);
+      for (let j = 0; j < 2; j++) {
+        for (let x = 0; x < shape.n; x++) {
+          for (let e = 0; e < 64; e++) k[(j * shape.n + x) * 64 + e] = ((e % 7) - 3) / 8;
+        }
+      }
+      const res = await backend!.anchorDecode({ ...gpu, k }, BUDGET);
+      const kk = topkBudget(shape.n, BUDGET);
+      for (let j = 0; j < 2; j++) {
+        const row = Array.from(res.selection.indices.subarray(j * kk, (j + 1) * kk)).sort((a, b) => a - b);
+        expect(row).toEqual(Array.from({ length: kk }, (_, i) => i));
+      }
+    });
+
+    it('rejects bad input with typed errors', async () => {
+      const { gpu } = makeInputs({ heads: 4, kvHeads: 2, headDim: 64, n: 10 }, 5, dtype);
+      await expect(
+        backend!.denseDecode({ ...gpu, headDim: 96, q: new Float32Array(4 * 96) }),
+      ).rejects.toThrow(/headDim must be 64 or 128/);
+      await expect(backend!.denseDecode({ ...gpu, heads: 3, q: new Float32Array(3 * 64) })).rejects.toThrow(
+        /multiple of kvHeads/,
+      );
+      const bad = { kvHeads: 2, k: 2, indices: new Int32Array([0, 1, 2, 10]) };
+      await expect(backend!.reuseDecode(gpu, bad, [0, 1])).rejects.toThrow(/outside \[0, 10\)/);
+      await expect(backend!.reuseDecode(gpu, { ...bad, indices: new Int32Array(4) }, [0, 2])).rejects.toThrow(
+        /headMap\[1\] = 2/,
+      );
+    });
+  });
+});

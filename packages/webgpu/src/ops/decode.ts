@@ -1,0 +1,248 @@
+import { type BudgetOptions, topkBudget } from '@kascade/core';
+import type { KascadeGPU } from '../context.js';
+import { WebGPUShapeError } from '../errors.js';
+import type { DeviceKV } from '../tensors.js';
+import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
+import { encodeSelect } from './select.js';
+
+/** The layer roles of Kascade (plus plain dense, the baseline). */
+export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse';
+
+/** The decode index slot on the device: `indices [batch, kvHeads, kStride]` u32, first `k` of each row valid. */
+export interface DeviceDecodeSlot {
+  readonly indices: GPUBuffer;
+  readonly batch: number;
+  readonly kvHeads: number;
+  readonly kStride: number;
+  /** Keys selected per row by the last anchor that wrote it. */
+  k: number;
+}
+
+export function createDecodeSlot(
+  gpu: KascadeGPU,
+  batch: number,
+  kvHeads: number,
+  kStride: number,
+): DeviceDecodeSlot {
+  const size = Math.max(16, batch * kvHeads * kStride * 4);
+  gpu.checkBinding('decode slot', size);
+  const indices = gpu.device.createBuffer({
+    label: 'kascade:decode-slot',
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  return { indices, batch, kvHeads, kStride, k: 0 };
+}
+
+export interface DecodeArgs {
+  readonly role: LayerRole;
+  readonly heads: number;
+  /** `[batch, heads, headDim]` f32. */
+  readonly q: GPUBuffer;
+  readonly kv: DeviceKV;
+  /** Valid keys per head (the new token's key already appended). */
+  readonly n: number;
+  /** `[batch, heads, headDim]` f32, written. */
+  readonly out: GPUBuffer;
+  /** Written by anchors, read by reuse layers. */
+  readonly slot?: DeviceDecodeSlot;
+  /** Reuse layers: KV head `j` reads the slot row of KV head `headMap[j]`. */
+  readonly headMap?: ArrayLike<number>;
+  readonly budget?: BudgetOptions;
+  readonly scale?: number;
+}
+
+const WG = 256;
+const PARTIAL_BINDINGS = [
+  [0, 'uniform'],
+  [1, 'read'],
+  [2, 'read'],
+  [3, 'read'],
+  [4, 'read'],
+  [5, 'write'],
+  [6, 'write'],
+  [7, 'write'],
+] as const;
+const COMBINE_BINDINGS = [
+  [0, 'uniform'],
+  [5, 'write'],
+  [6, 'write'],
+  [8, 'write'],
+  [9, 'write'],
+] as const;
+const POOL_BINDINGS = [
+  [0, 'uniform'],
+  [1, 'read'],
+  [2, 'read'],
+  [3, 'write'],
+] as const;
+
+/** Keys per chunk in workgroup memory: `GROUP * CH` scores fit 4 KiB. */
+function chunkFor(group: number): number {
+  return Math.floor(1024 / group);
+}
+
+/** How the keys are split over workgroups (flash-decoding): enough workgroups to fill a large GPU. */
+export function decodeSplits(
+  batch: number,
+  kvHeads: number,
+  keys: number,
+  group: number,
+): { span: number; splits: number } {
+  const ch = chunkFor(group);
+  const chunks = Math.ceil(keys / ch);
+  const want = Math.max(1, Math.ceil(1024 / (batch * kvHeads)));
+  const perSplit = Math.ceil(chunks / Math.min(chunks, want));
+  const span = perSplit * ch;
+  return { span, splits: Math.ceil(keys / span) };
+}
+
+/**
+ * Encodes one decode attention op of a layer role into `pass`:
+ * - `dense`: dense attention.
+ * - `dense-anchor` (layer 0): dense attention, and the pooled post-softmax Top-k into `slot`.
+ * - `anchor`: pooled Top-k into `slot` (scores pass reads K only), then sparse attention over it.
+ * - `reuse`: sparse attention over `slot` through `headMap`.
+ */
+export function encodeDecode(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
+  const { kv, heads, n, role } = a;
+  const { batch, kvHeads, headDim } = kv;
+  const group = groupSize(heads, kvHeads);
+  positiveInt('n', n);
+  if (n > kv.capacity) throw new WebGPUShapeError(`n = ${n} exceeds the K/V capacity ${kv.capacity}`);
+  const scale = a.scale ?? 1 / Math.sqrt(headDim);
+  const D4 = headDim / 4;
+  const selects = role !== 'dense' && role !== 'reuse';
+  const slot = a.slot;
+  if (role !== 'dense') {
+    if (!slot) throw new WebGPUShapeError(`decode role '${role}' needs an index slot`);
+    if (slot.batch !== batch || slot.kvHeads !== kvHeads) {
+      throw new WebGPUShapeError(`slot is [${slot.batch}, ${slot.kvHeads}], K/V is [${batch}, ${kvHeads}]`);
+    }
+  }
+  const headMap = resolveHeadMap(kvHeads, role === 'reuse' ? a.headMap : undefined);
+  let k = 0;
+  if (selects) {
+    k = topkBudget(n, a.budget);
+    if (k > slot!.kStride)
+      throw new WebGPUShapeError(`budget k = ${k} exceeds the slot's kStride ${slot!.kStride}`);
+  } else if (role === 'reuse') {
+    k = slot!.k;
+    if (!(k > 0 && k <= n)) throw new WebGPUShapeError(`reuse: the slot holds k = ${k} keys, n = ${n}`);
+  }
+  const base = { HEAD_DIM: headDim, D4, GROUP: group, WG, CH: chunkFor(group), KV: kv.dtype };
+  const partML = (splits: number) => gpu.scratchBuffer('decode.partML', batch * heads * splits * 8);
+  const partO = (splits: number) => gpu.scratchBuffer('decode.partO', batch * heads * splits * headDim * 4);
+  const stats = gpu.scratchBuffer('decode.stats', batch * heads * 8);
+  // Size every scratch buffer for this n before anything is bound (they only grow; a buffer that
+  // grew after a bind group was made would leave that bind group pointing at a destroyed buffer).
+  const most = decodeSplits(batch, kvHeads, n, group).splits;
+  partML(most);
+  partO(most);
+
+  const attend = (opts: {
+    gather: boolean;
+    accumV: boolean;
+    writeScores: boolean;
+    keys: number;
+    scores?: GPUBuffer;
+  }) => {
+    const { span, splits } = decodeSplits(batch, kvHeads, opts.keys, group);
+    const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
+    const ml = partML(splits);
+    const po = opts.accumV ? partO(splits) : null;
+    const params = gpu.params(
+      packParams(
+        [
+          opts.keys,
+          kv.capacity,
+          span,
+          splits,
+          heads,
+          kvHeads,
+          slot?.kStride ?? 0,
+          n,
+          { f32: scale },
+          0,
+          0,
+          0,
+        ],
+        headMap,
+      ),
+    );
+    const p1 = gpu.pipeline('decode_attend', 'attend_partial', defs, PARTIAL_BINDINGS);
+    pass.setPipeline(p1.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroup(p1, 'kascade:decode.attend_partial', {
+        0: params,
+        1: a.q,
+        2: kv.k,
+        3: kv.v,
+        ...(opts.gather ? { 4: slot!.indices } : {}),
+        5: ml,
+        ...(po ? { 6: po } : {}),
+        ...(opts.scores ? { 7: opts.scores } : {}),
+      }),
+    );
+    pass.dispatchWorkgroups(splits, kvHeads, batch);
+    const p2 = gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
+    pass.setPipeline(p2.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroup(p2, 'kascade:decode.attend_combine', {
+        0: params,
+        5: ml,
+        ...(po ? { 6: po } : {}),
+        ...(opts.accumV ? { 8: a.out } : {}),
+        9: stats,
+      }),
+    );
+    pass.dispatchWorkgroups(heads, batch, 1);
+  };
+
+  if (role === 'dense') {
+    attend({ gather: false, accumV: true, writeScores: false, keys: n });
+    return;
+  }
+  if (role === 'reuse') {
+    attend({ gather: true, accumV: true, writeScores: false, keys: k });
+    return;
+  }
+  // Anchors: every scaled logit, the row statistics, the pooled scores, the select.
+  const scores = gpu.scratchBuffer('decode.scores', batch * heads * n * 4);
+  const pooled = gpu.scratchBuffer('decode.pooled', batch * kvHeads * n * 4);
+  const rows = batch * kvHeads;
+  const rowInfo = gpu.scratchBuffer('decode.rowInfo', rows * 16);
+  const info = new Uint32Array(rows * 4);
+  for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
+  gpu.device.queue.writeBuffer(rowInfo, 0, info);
+  // Size the select's scratch before anything binds it.
+  gpu.scratchBuffer('select.hist', rows * 2048 * 4);
+
+  attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
+  const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
+  pass.setPipeline(pp.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroup(pp, 'kascade:decode.pool', {
+      0: gpu.params(packParams([n, heads, kvHeads, kv.capacity, n, n, 0, 0, 0, 0, { f32: scale }, 0])),
+      1: scores,
+      2: stats,
+      3: pooled,
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
+  encodeSelect(gpu, pass, {
+    vals: pooled,
+    rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
+    rows,
+    maxLength: n,
+    out: slot!.indices,
+    tag: 'decode',
+  });
+  slot!.k = k;
+  if (role === 'anchor') {
+    attend({ gather: true, accumV: true, writeScores: false, keys: k });
+  }
+}

@@ -1,0 +1,82 @@
+import type { KascadeGPU } from '../context.js';
+import { WebGPULimitError } from '../errors.js';
+import { type Pass, packParams } from './common.js';
+
+const WG = 256;
+const CHUNK = WG * 4;
+const BINS = 2048;
+
+/** One row of a batched Top-k: where its values are, how many, how many to keep, where to write. */
+export interface SelectRow {
+  readonly offset: number;
+  readonly length: number;
+  readonly k: number;
+  readonly outOffset: number;
+}
+
+/**
+ * Encodes an exact Top-k (radix select, ties to the lower index) of many rows of non-negative f32
+ * values. `rowInfo` must already hold the rows as `vec4<u32>(offset, length, k, outOffset)` at
+ * `rowInfoOffset` (256-byte aligned); `tag` names the scratch buffers so independent selects in one
+ * submission do not share them.
+ */
+export function encodeSelect(
+  gpu: KascadeGPU,
+  pass: Pass,
+  args: {
+    vals: GPUBuffer;
+    rowInfo: GPUBufferBinding;
+    rows: number;
+    maxLength: number;
+    out: GPUBuffer;
+    tag: string;
+  },
+): void {
+  const { rows, maxLength } = args;
+  if (rows === 0 || maxLength === 0) return;
+  const maxDim = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (rows > maxDim) {
+    throw new WebGPULimitError(
+      'maxComputeWorkgroupsPerDimension',
+      rows,
+      maxDim,
+      'too many Top-k rows in one select',
+    );
+  }
+  const chunks = Math.ceil(maxLength / CHUNK);
+  const hist = gpu.scratchBuffer(`select.hist`, rows * BINS * 4);
+  const state = gpu.scratchBuffer(`select.state.${args.tag}`, rows * 8);
+  const counts = gpu.scratchBuffer(`select.counts.${args.tag}`, rows * chunks * 8);
+  const defines = { WG };
+  const B = [
+    [0, 'uniform'],
+    [1, 'read'],
+    [2, 'read'],
+    [3, 'write'],
+    [4, 'write'],
+    [5, 'write'],
+    [6, 'write'],
+  ] as const;
+  const buffers = {
+    1: args.rowInfo,
+    2: { buffer: args.vals },
+    3: { buffer: hist },
+    4: { buffer: state },
+    5: { buffer: counts },
+    6: { buffer: args.out },
+  };
+  const run = (entry: string, pass_: number, x: number) => {
+    const p = gpu.pipeline('topk_select', entry, defines, B);
+    const params = gpu.params(packParams([pass_, chunks, 0, 0]));
+    pass.setPipeline(p.pipeline);
+    pass.setBindGroup(0, gpu.bindGroup(p, `kascade:${entry}`, { 0: params, ...buffers }));
+    pass.dispatchWorkgroups(x, rows, 1);
+  };
+  for (let k = 0; k < 3; k++) {
+    run('select_hist', k, chunks);
+    run('select_scan', k, 1);
+  }
+  run('select_count', 0, chunks);
+  run('select_offsets', 0, 1);
+  run('select_write', 0, chunks);
+}
