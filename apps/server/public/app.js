@@ -124,11 +124,17 @@ async function send(text) {
     }
     let tokens = 0;
     let first = 0;
+    const start = performance.now();
     for await (const data of sseData(res.body)) {
       if (data === '[DONE]') break;
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message);
-      if (chunk.usage) showUsage(chunk.usage);
+      if (chunk.usage) {
+        showUsage(chunk.usage);
+        // Pieces can hold several tokens (or none, mid-character): end on the real count.
+        const seconds = (performance.now() - start) / 1000;
+        $('stat-tps').textContent = fmt(chunk.usage.completion_tokens / seconds);
+      }
       const piece = chunk.choices?.[0]?.delta?.content;
       if (piece) {
         tokens++;

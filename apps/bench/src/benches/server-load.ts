@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Bench } from '../harness.js';
 import type { Row } from '../results.js';
@@ -170,6 +171,8 @@ const bench: Bench = {
     }
     summary.errors = totalErrors;
     return {
+      // The harness records the load average at the start; this machine may be shared.
+      machine: { loadAvg1mEnd: round(loadavg()[0]!) },
       config: {
         model: 'kascade-random-tiny (random weights)',
         backend: 'cpu',
