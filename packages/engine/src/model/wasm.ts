@@ -97,7 +97,7 @@ class Code {
   }
 }
 
-function func(params: number, locals: [number, number][], body: Code): number[] {
+function func(locals: [number, number][], body: Code): number[] {
   const localBytes = [...uleb(locals.length), ...locals.flatMap(([count, type]) => [...uleb(count), type])];
   const code = [...localBytes, ...body.bytes, OP.end];
   return [...uleb(code.length), ...code];
@@ -142,44 +142,55 @@ function matvecBody(): Code {
 }
 
 /**
- * `matmul4(w, x, y, rows, cols)`: four tokens at once, `x` `[4, cols]`, `y` `[4, rows]`;
- * each weight vector is loaded once for the four tokens. `cols % 4 == 0`.
+ * `matmul4xR(w, x, y, rows, cols, oStart, oEnd)`: four tokens at once for output rows
+ * `oStart .. oEnd` taken `R` at a time. `x` is interleaved `[cols / 4][4 tokens][4]` so each
+ * f32x4 of a token sits at a constant offset; `y` is `[4, rows]`. Each weight vector is
+ * loaded once for the four tokens, each x vector once for the `R` rows: `4R` accumulators.
  */
-function matmul4Body(): Code {
-  // params: 0 w, 1 x, 2 y, 3 rows, 4 cols; locals: 5 o, 6 wp, 7 xp, 8 end, 9 rowBytes, 10 yStride,
-  // v128: 11 wv, 12..15 acc
+function matmul4Body(R: 1 | 2): Code {
+  // params: 0 w, 1 x, 2 y, 3 rows, 4 cols, 5 oStart, 6 oEnd
+  // i32 locals: 7 o, 8 wp, 9 wp2, 10 xp, 11 xend, 12 rowBytes, 13 yStride
+  // v128 locals: 14 wv0, 15 wv1, 16 xv, 17.. acc[r * 4 + t]
   const c = new Code();
-  c.get(4).i32(4).op(OP.i32Mul).set(9);
-  c.get(3).i32(4).op(OP.i32Mul).set(10);
-  c.i32(0).set(5);
+  const acc = (r: number, t: number) => 17 + r * 4 + t;
+  c.get(4).i32(4).op(OP.i32Mul).set(12);
+  c.get(3).i32(4).op(OP.i32Mul).set(13);
+  c.get(5).set(7);
   c.op(OP.block, 0x40, OP.loop, 0x40);
-  c.get(5).get(3).op(OP.i32GeU, OP.brIf, 1);
-  for (let a = 12; a < 16; a++) c.v128Zero().set(a);
-  c.get(0).get(5).get(9).op(OP.i32Mul, OP.i32Add).set(6);
-  c.get(1).set(7);
-  c.get(1).get(9).op(OP.i32Add).set(8);
+  c.get(7).get(6).op(OP.i32GeU, OP.brIf, 1);
+  for (let a = 0; a < 4 * R; a++) c.v128Zero().set(17 + a);
+  c.get(0).get(7).get(12).op(OP.i32Mul, OP.i32Add).tee(8);
+  c.get(12).op(OP.i32Add).set(9);
+  c.get(1).set(10);
+  c.get(1).get(12).i32(4).op(OP.i32Mul, OP.i32Add).set(11);
   c.op(OP.loop, 0x40);
-  c.get(6).v128Load(0).set(11);
+  c.get(8).v128Load(0).set(14);
+  if (R === 2) c.get(9).v128Load(0).set(15);
   for (let t = 0; t < 4; t++) {
-    c.get(12 + t)
-      .get(11)
-      .get(7);
-    for (let k = 0; k < t; k++) c.get(9).op(OP.i32Add);
-    c.v128Load(0)
-      .f32x4Mul()
-      .f32x4Add()
-      .set(12 + t);
+    c.get(10)
+      .v128Load(16 * t)
+      .set(16);
+    for (let r = 0; r < R; r++)
+      c.get(acc(r, t))
+        .get(14 + r)
+        .get(16)
+        .f32x4Mul()
+        .f32x4Add()
+        .set(acc(r, t));
   }
-  c.get(6).i32(16).op(OP.i32Add).set(6);
-  c.get(7).i32(16).op(OP.i32Add).tee(7).get(8).op(OP.i32LtU, OP.brIf, 0);
+  c.get(8).i32(16).op(OP.i32Add).set(8);
+  if (R === 2) c.get(9).i32(16).op(OP.i32Add).set(9);
+  c.get(10).i32(64).op(OP.i32Add).tee(10).get(11).op(OP.i32LtU, OP.brIf, 0);
   c.op(OP.end);
-  for (let t = 0; t < 4; t++) {
-    c.get(2).get(5).i32(4).op(OP.i32Mul, OP.i32Add);
-    for (let k = 0; k < t; k++) c.get(10).op(OP.i32Add);
-    c.hsum(12 + t);
-    c.op(OP.f32Store, 2, 0);
+  for (let r = 0; r < R; r++) {
+    for (let t = 0; t < 4; t++) {
+      c.get(2).get(7).i32(4).op(OP.i32Mul, OP.i32Add);
+      for (let k = 0; k < t; k++) c.get(13).op(OP.i32Add);
+      c.hsum(acc(r, t));
+      c.op(OP.f32Store, 2, 4 * r);
+    }
   }
-  c.get(5).i32(1).op(OP.i32Add).set(5);
+  c.get(7).i32(R).op(OP.i32Add).set(7);
   c.op(OP.br, 0, OP.end, OP.end);
   return c;
 }
@@ -193,30 +204,30 @@ function name(s: string): number[] {
   return [...uleb(b.length), ...b];
 }
 
-/** The module: imports a shared memory `env.memory`, exports `matvec` and `matmul4`. */
+/** The module: imports a shared memory `env.memory`, exports `matvec`, `matmul4x1`, `matmul4x2`. */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
-  const type = [1, 0x60, 5, I32, I32, I32, I32, I32, 0];
+  const type = [2, 0x60, 5, I32, I32, I32, I32, I32, 0, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0];
   const imports = [1, ...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)];
-  const funcs = [2, 0, 0];
-  const exports = [2, ...name('matvec'), 0x00, 0, ...name('matmul4'), 0x00, 1];
-  const code = [
+  const funcs = [3, 0, 1, 1];
+  const exports = [
+    3,
+    ...name('matvec'),
+    0x00,
+    0,
+    ...name('matmul4x1'),
+    0x00,
+    1,
+    ...name('matmul4x2'),
+    0x00,
     2,
-    ...func(
-      5,
-      [
-        [5, I32],
-        [4, V128],
-      ],
-      matvecBody(),
-    ),
-    ...func(
-      5,
-      [
-        [6, I32],
-        [5, V128],
-      ],
-      matmul4Body(),
-    ),
+  ];
+  const i32s = (n: number): [number, number] => [n, I32];
+  const v128s = (n: number): [number, number] => [n, V128];
+  const code = [
+    3,
+    ...func([i32s(5), v128s(4)], matvecBody()),
+    ...func([i32s(7), v128s(7)], matmul4Body(1)),
+    ...func([i32s(7), v128s(11)], matmul4Body(2)),
   ];
   return new Uint8Array([
     0x00,
@@ -237,7 +248,8 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
 
 interface KernelExports {
   matvec(w: number, x: number, y: number, rows: number, cols: number): void;
-  matmul4(w: number, x: number, y: number, rows: number, cols: number): void;
+  matmul4x1(w: number, x: number, y: number, rows: number, cols: number, oStart: number, oEnd: number): void;
+  matmul4x2(w: number, x: number, y: number, rows: number, cols: number, oStart: number, oEnd: number): void;
 }
 
 const PAGE = 65536;
@@ -341,10 +353,38 @@ export class WasmArena {
     const xp = base;
     const yp = base + tokens * cols * 4;
     const view = this.view;
-    view.set(tokens * cols === x.length ? x : x.subarray(0, tokens * cols), xp / 4);
-    let t = 0;
-    for (; t + 4 <= tokens; t += 4) this.k.matmul4(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
-    for (; t < tokens; t++) this.k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
+    const xf = xp / 4;
+    const blocks = tokens >> 2;
+    // Tokens in blocks of 4, interleaved [cols / 4][4][4]; the rest row-major after them.
+    for (let b = 0; b < blocks; b++) {
+      const dst = xf + b * 4 * cols;
+      for (let t = 0; t < 4; t++) {
+        const src = (b * 4 + t) * cols;
+        for (let c4 = 0; c4 < cols; c4 += 4) {
+          const d = dst + c4 * 4 + t * 4;
+          view[d] = x[src + c4];
+          view[d + 1] = x[src + c4 + 1];
+          view[d + 2] = x[src + c4 + 2];
+          view[d + 3] = x[src + c4 + 3];
+        }
+      }
+    }
+    const rest = blocks * 4 * cols;
+    view.set(x.subarray(rest, tokens * cols), xf + rest);
+    const even = rows & ~1;
+    // Row blocks of about 128 KiB of weights stay in cache while every token block passes over them.
+    const rowBlock = Math.max(2, Math.floor(32768 / cols) & ~1);
+    for (let o = 0; o < even; o += rowBlock) {
+      const oEnd = Math.min(even, o + rowBlock);
+      for (let b = 0; b < blocks; b++)
+        this.k.matmul4x2(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, o, oEnd);
+    }
+    if (even < rows) {
+      for (let b = 0; b < blocks; b++)
+        this.k.matmul4x1(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, even, rows);
+    }
+    for (let t = blocks * 4; t < tokens; t++)
+      this.k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
     y.set(view.subarray(yp / 4, yp / 4 + tokens * rows));
     return true;
   }
