@@ -4,7 +4,7 @@
 //  1. attn_partial_kernel (decode_attention.cu) in scores-only mode (anchor: reads K once) or
 //     dense+logits mode (layer 0: the dense output too) writes the scaled logits
 //     [batch, heads, n] f32 and each split's softmax max/sum.
-//  2. pool_hist_kernel  grid (ceil(n/4096), rows), 256 threads: per head the global max/sum
+//  2. pool_hist_kernel  grid (ceil(n/1024), rows), 256 threads: per head the global max/sum
 //     from the splits, then S(x) = sum_h exp2(l_h(x) - M_h) / L_h (post-softmax, group-pooled)
 //     -> pooled [rows, n] f32, and a 2048-bin histogram of the top 11 bits of S's bit pattern
 //     (S >= 0, so the unsigned pattern orders like the value; 8 exponent + 3 mantissa bits).
@@ -21,6 +21,15 @@
 #include "decode_attention.cuh"
 
 namespace kascade {
+
+// Shared-memory histogram add, aggregated over the lanes of a warp that hit the same bin
+// (pooled scores crowd into few bins: plain atomics would serialise). All lanes must call.
+__device__ __forceinline__ void hist_add(unsigned* sh, unsigned bin, bool active) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return;
+  const unsigned peers = __match_any_sync(act, bin);
+  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
+}
 
 template <int GS>
 __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int splits,
@@ -49,12 +58,16 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int
   }
   __syncthreads();
   const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
-  for (int x = x0 + tid; x < x1; x += blockDim.x) {
+  for (int base = x0; base < x1; base += blockDim.x) {
+    const int x = base + tid;
+    const bool in = x < x1;
     float S = 0.f;
+    if (in) {
 #pragma unroll
-    for (int h = 0; h < GS; ++h) S += exp2f(logits[(bh0 + h) * n + x] - Mh[h]) * iL[h];
-    if (pooled) pooled[static_cast<size_t>(row) * n + x] = S;
-    atomicAdd(&sh[__float_as_uint(S) >> 21], 1u);
+      for (int h = 0; h < GS; ++h) S += exp2f(logits[(bh0 + h) * n + x] - Mh[h]) * iL[h];
+      if (pooled) pooled[static_cast<size_t>(row) * n + x] = S;
+    }
+    hist_add(sh, __float_as_uint(S) >> 21, in);
   }
   __syncthreads();
   if (hist)
@@ -117,12 +130,13 @@ __global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, cons
   const unsigned prefix = static_cast<unsigned>(state[row * 4]);
   const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
   const float* pr = pooled + static_cast<size_t>(row) * n;
-  for (int x = x0 + tid; x < x1; x += blockDim.x) {
-    const unsigned u = __float_as_uint(pr[x]);
+  for (int base = x0; base < x1; base += blockDim.x) {
+    const int x = base + tid;
+    const unsigned u = x < x1 ? __float_as_uint(pr[x]) : 0u;
     if (level == 1) {
-      if ((u >> 21) == prefix) atomicAdd(&sh[(u >> 10) & 0x7ffu], 1u);
+      hist_add(sh, (u >> 10) & 0x7ffu, x < x1 && (u >> 21) == prefix);
     } else {
-      if ((u >> 10) == prefix) atomicAdd(&sh[u & 0x3ffu], 1u);
+      hist_add(sh, u & 0x3ffu, x < x1 && (u >> 10) == prefix);
     }
   }
   __syncthreads();

@@ -1,17 +1,18 @@
 // Split-KV decode attention (dense, gathered/sparse, scores-only) and the split combine.
 //
 // Kernel attn_partial_kernel<T, D, GS, MODE>
-//   grid  (splits, kvHeads, batch), block 128 threads (4 warps); one block = one KV head j of
-//   one sequence b, all GS query heads of its group, one contiguous range of the key list.
-//   GQA-aware: each K/V row is read from HBM once per group (into shared memory), not once per
-//   query head.
-//   Per 64-key tile: K (and V) rows -> shared memory with 16-byte cp.async, two stages
-//   (the next tile is in flight while this one is computed). Thread t scores key t%64 for
-//   query heads t/64, t/64+2, ...; each warp then updates the online softmax (max/sum, log2
-//   domain) of heads w, w+4; for P.V, warp w takes keys 16w..16w+15 and each lane 4 (D=128)
-//   or 2 (D=64) output dims of every head.
-//   Shared memory: 2 stages x 64 x (D+8) x 2 B for K and again for V (the +8 pad keeps the
-//   16-byte row reads of a quarter-warp on distinct banks), q in f32, the tile's scores.
+//   grid (splits, kvHeads, batch), block 128 threads = 4 independent warps; one block = one KV
+//   head j of one sequence b, all GS query heads of its group, one contiguous range of the key
+//   list (keys 0..n-1, or an index list for gather mode). GQA-aware: each K/V row is read from
+//   HBM once per group, never once per query head.
+//   Warp w takes the range's 16-key steps w, w+4, w+8, ...: their K (and V) rows go to the
+//   warp's own shared-memory ring with 16-byte cp.async (3 stages with V, 4 without), then
+//   S = Q K^T and O += P V run on the tensor cores (mma.sync m16n8k16, f32 accumulate; the
+//   group's query heads are rows 0..GS-1 of the 16-row A operand, the rest zero; P is split
+//   into hi + lo 16-bit halves so it keeps ~16 significant bits). Online softmax in the log2
+//   domain per warp; the 4 warps merge through shared memory at the end.
+//   Shared memory per block: 4 x stages x 16 x (D+8) x 2 B for K (and again for V); the +8 pad
+//   puts ldmatrix's 8 rows on distinct banks.
 //   Bytes: reads the listed K rows (+ V rows unless scores-only) once, q once per block;
 //   writes GS x (D + 2) f32 per block, plus GS f32 logits per key when asked.
 // Kernel combine_kernel<T, D>
@@ -22,42 +23,92 @@
 
 namespace kascade {
 
-template <int D>
+// mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.
+template <typename T>
+__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+template <int D, int MODE>
 struct Cfg {
-  static constexpr int kThreads = 128;
-  static constexpr int kStages = 2;
-  static constexpr int kRow = D + 8;         // padded row, in elements
-  static constexpr int kChunksPerRow = D / 8;  // 16-byte chunks per row
-  static constexpr int kDimsPerLane = D / 32;
+  static constexpr int kThreads = 128;          // 4 independent warps
+  static constexpr int kWarpKeys = 16;          // keys per warp step
+  static constexpr int kStages = MODE == kScoresOnly ? 4 : 3;
+  static constexpr int kRow = D + 8;            // padded row (elements): ldmatrix rows on distinct banks
+  static constexpr int kChunksPerRow = D / 8;   // 16-byte chunks per row
+  static constexpr bool kWithV = MODE != kScoresOnly;
+  static constexpr int kStageElems = kWarpKeys * kRow;
+  static constexpr int kWarpElems = kStages * kStageElems * (kWithV ? 2 : 1);
 };
 
 template <typename T, int D, int GS, int MODE>
 constexpr size_t partial_smem_bytes() {
-  using C = Cfg<D>;
-  const size_t kv = size_t(C::kStages) * kTile * C::kRow * sizeof(T);
-  return kv * (MODE == kScoresOnly ? 1 : 2) + sizeof(float) * (GS * D + GS * kTile + 3 * GS);
+  using C = Cfg<D, MODE>;
+  const size_t ring = size_t(4) * (C::kWarpElems * sizeof(T) + C::kStages * C::kWarpKeys * sizeof(int));
+  const size_t red = sizeof(float) * 4 * (GS * D + 2 * GS);
+  return ring > red ? ring : red;
 }
 
+// Each warp is an independent flash-decoding worker: it takes 16-key steps w, w+4, ... of the
+// block's range, streams their K (and V) rows through its own cp.async ring, computes
+// S = Q K^T and O += P V with mma.sync (query heads as the 16 rows of the A operand, rows >= g
+// zero), and keeps its own online-softmax state; the 4 warps merge at the end.
 template <typename T, int D, int GS, int MODE>
 __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s, PartialArgs a) {
-  using C = Cfg<D>;
+  using C = Cfg<D, MODE>;
   constexpr bool kGatherMode = MODE == kGather;
-  constexpr bool kWithV = MODE != kScoresOnly;
+  constexpr bool kWithV = C::kWithV;
   constexpr bool kWriteLogits = MODE == kDenseLogits || MODE == kScoresOnly;
-  constexpr int kStageElems = kTile * C::kRow;
-  constexpr int DPL = C::kDimsPerLane;
+  constexpr int ST = C::kStages;
+  constexpr int KW = C::kWarpKeys;
+  constexpr int NB = D / 8;   // 8-wide output column blocks
+  constexpr int KC = D / 16;  // 16-wide reduction chunks
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* Ks = reinterpret_cast<T*>(smem_raw);
-  T* Vs = Ks + C::kStages * kStageElems;
-  float* qs = reinterpret_cast<float*>(Ks + C::kStages * kStageElems * (kWithV ? 2 : 1));
-  float* sc = qs + GS * D;      // [GS][kTile]
-  float* mst = sc + GS * kTile;  // [GS]
-  float* lst = mst + GS;         // [GS]
-  float* alp = lst + GS;         // [GS]
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  T* Ks = reinterpret_cast<T*>(smem_raw) + warp * C::kWarpElems;
+  T* Vs = Ks + ST * C::kStageElems;
+  int* posS = reinterpret_cast<int*>(reinterpret_cast<T*>(smem_raw) + 4 * C::kWarpElems) + warp * ST * KW;
 
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
   const int begin = split * a.chunk;
@@ -66,178 +117,206 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   const T* kg = static_cast<const T*>(a.k) + kvBase;
   const T* vg = static_cast<const T*>(a.v) + kvBase;
   const int* idx = nullptr;
-  if constexpr (kGatherMode) {
-    idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
-  }
+  if constexpr (kGatherMode) idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
   const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-
   const float qscale = s.scale * kLog2e;
-  const T* qg = static_cast<const T*>(a.q) + bh0 * D;
-  for (int i = tid; i < GS * D; i += C::kThreads) qs[i] = to_float(qg[i]) * qscale;
-  if (tid < GS) {
-    mst[tid] = -INFINITY;
-    lst[tid] = 0.f;
-    alp[tid] = 1.f;
+
+  // Q as the A operand: row r = lane/4 (a query head when r < GS), k = (lane%4)*2 + {0,1} (+8).
+  const int row = lane >> 2, quad = lane & 3;
+  uint32_t qa[KC][4];
+  {
+    const T* qg = static_cast<const T*>(a.q) + (bh0 + row) * D;
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc) {
+      qa[kc][0] = row < GS ? *reinterpret_cast<const uint32_t*>(qg + kc * 16 + quad * 2) : 0u;
+      qa[kc][1] = 0u;
+      qa[kc][2] = row < GS ? *reinterpret_cast<const uint32_t*>(qg + kc * 16 + 8 + quad * 2) : 0u;
+      qa[kc][3] = 0u;
+    }
   }
 
-  auto key_pos = [&](int li, bool& ok) -> int {
-    ok = li < end;
-    if (!ok) return 0;
+  const int groups = end > begin ? (end - begin + KW - 1) / KW : 0;
+  const int steps = groups > warp ? (groups - warp + 3) / 4 : 0;
+
+  auto list_pos = [&](int li) -> int {
+    if (li >= end) return -1;
     if constexpr (kGatherMode) {
       const int p = __ldg(idx + li);
-      ok = p >= 0 && p < n;  // an out-of-range index is masked, never read
-      return ok ? p : 0;
+      return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
     }
     return li;
   };
-  auto load_tile = [&](int t, int stage) {
-    const int base = begin + t * kTile;
+  // Position of this lane's row (lanes 0..15) for the step after the one being issued.
+  int nextPos = lane < KW && steps > 0 ? list_pos(begin + warp * KW + lane) : -1;
+  auto issue = [&](int i) {
+    if (i < steps) {
+      const int st = i % ST;
+      const int p = nextPos;
+      nextPos = (lane < KW && i + 1 < steps) ? list_pos(begin + (warp + 4 * (i + 1)) * KW + lane) : -1;
+      if (lane < KW) posS[st * KW + lane] = p;
 #pragma unroll
-    for (int c = tid; c < kTile * C::kChunksPerRow; c += C::kThreads) {
-      const int r = c / C::kChunksPerRow, col = (c % C::kChunksPerRow) * 8;
-      bool ok;
-      const int pos = key_pos(base + r, ok);
-      const size_t off = static_cast<size_t>(pos) * D + col;
-      cp_async16(Ks + stage * kStageElems + r * C::kRow + col, kg + off, ok ? 16 : 0);
-      if constexpr (kWithV) cp_async16(Vs + stage * kStageElems + r * C::kRow + col, vg + off, ok ? 16 : 0);
+      for (int c = lane; c < KW * C::kChunksPerRow; c += 32) {
+        const int r = c / C::kChunksPerRow, col = (c % C::kChunksPerRow) * 8;
+        const int pr = __shfl_sync(0xffffffffu, p, r);
+        const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + col;
+        cp_async16(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
+        if constexpr (kWithV) cp_async16(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
+      }
     }
+    cp_async_commit();
   };
 
-  float acc[GS][DPL];
+  float m = -INFINITY, l = 0.f;
+  float acc[NB][2];
 #pragma unroll
-  for (int h = 0; h < GS; ++h)
+  for (int nb = 0; nb < NB; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
+
 #pragma unroll
-    for (int e = 0; e < DPL; ++e) acc[h][e] = 0.f;
+  for (int i = 0; i < ST - 1; ++i) issue(i);
+  for (int i = 0; i < steps; ++i) {
+    issue(i + ST - 1);
+    cp_async_wait<ST - 1>();
+    __syncwarp();
+    const int st = i % ST;
+    const T* ks = Ks + st * C::kStageElems;
 
-  const int ntiles = end > begin ? (end - begin + kTile - 1) / kTile : 0;
-  if (ntiles > 0) {
-    load_tile(0, 0);
-    cp_async_commit();
-  }
-  for (int t = 0; t < ntiles; ++t) {
-    const int stage = t & 1;
-    if (t + 1 < ntiles) {
-      load_tile(t + 1, stage ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-
-    // Scores: thread -> (key kk, every other head starting at hg).
+    // S = Q K^T for 16 keys: two 8-key column blocks.
+    float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
     {
-      constexpr int HPT = GS > 1 ? GS / 2 : 1;
-      const int kk = tid & (kTile - 1);
-      const int hg = tid / kTile;
-      if (GS > 1 || hg == 0) {
-        bool valid;
-        const int pos = key_pos(begin + t * kTile + kk, valid);
-        float d[HPT];
+      const int mi = lane >> 3, r8 = lane & 7;
+      const T* base = ks + ((mi >> 1) * 8 + r8) * C::kRow + (mi & 1) * 8;
 #pragma unroll
-        for (int i = 0; i < HPT; ++i) d[i] = 0.f;
-        const T* kr = Ks + stage * kStageElems + kk * C::kRow;
-#pragma unroll
-        for (int c = 0; c < C::kChunksPerRow; ++c) {
-          const uint4 raw = *reinterpret_cast<const uint4*>(kr + c * 8);
-          float kf[8];
-          to_float8(raw, kf, T());
-#pragma unroll
-          for (int i = 0; i < HPT; ++i) {
-            const int h = GS > 1 ? hg + 2 * i : 0;
-            const float4 q0 = *reinterpret_cast<const float4*>(qs + h * D + c * 8);
-            const float4 q1 = *reinterpret_cast<const float4*>(qs + h * D + c * 8 + 4);
-            d[i] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
-                    q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < HPT; ++i) {
-          const int h = GS > 1 ? hg + 2 * i : 0;
-          const float sv = valid ? d[i] : -INFINITY;
-          sc[h * kTile + kk] = sv;
-          if constexpr (kWriteLogits) {
-            if (valid) a.logits[(bh0 + h) * static_cast<size_t>(n) + pos] = sv;
-          }
-        }
+      for (int kc = 0; kc < KC; ++kc) {
+        uint32_t bf[4];
+        ldmatrix_x4(bf, base + kc * 16);
+        mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
+        mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
       }
     }
-    __syncthreads();
-
-    // Online softmax: warp w owns heads w, w+4.
-    for (int h = warp; h < GS; h += 4) {
-      const float v0 = sc[h * kTile + lane], v1 = sc[h * kTile + lane + 32];
-      const float tm = warp_max(fmaxf(v0, v1));
-      const float mo = mst[h];
-      const float mn = fmaxf(mo, tm);
-      float p0 = 0.f, p1 = 0.f, al = 1.f;
-      if (mn != -INFINITY) {
-        p0 = exp2f(v0 - mn);
-        p1 = exp2f(v1 - mn);
-        al = exp2f(mo - mn);
+    // This thread's scores: row `row`, keys nb*8 + quad*2 + e.
+    float sv[4];
+    int pv[4];
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int key = nb * 8 + quad * 2 + e;
+        const int p = posS[st * KW + key];
+        pv[nb * 2 + e] = p;
+        sv[nb * 2 + e] = p >= 0 ? sc[nb][e] * qscale : -INFINITY;
       }
-      const float ps = warp_sum(p0 + p1);
-      if constexpr (kWithV) {
-        sc[h * kTile + lane] = p0;
-        sc[h * kTile + lane + 32] = p1;
-      }
-      if (lane == 0) {
-        mst[h] = mn;
-        lst[h] = lst[h] * al + ps;
-        alp[h] = al;
+    if constexpr (kWriteLogits) {
+      if (row < GS) {
+        float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
+#pragma unroll
+        for (int t = 0; t < 4; ++t)
+          if (pv[t] >= 0) lg[pv[t]] = sv[t];
       }
     }
+    float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
+    tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+    tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+    const float mn = fmaxf(m, tm);
+    float pr[4], al = 1.f;
+    if (mn == -INFINITY) {
+      pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
+    } else {
+#pragma unroll
+      for (int t = 0; t < 4; ++t) pr[t] = exp2f(sv[t] - mn);
+      al = exp2f(m - mn);
+    }
+    m = mn;
+    l = l * al + (pr[0] + pr[1] + pr[2] + pr[3]);
 
     if constexpr (kWithV) {
-      __syncthreads();
 #pragma unroll
-      for (int h = 0; h < GS; ++h) {
-        const float al = alp[h];
-#pragma unroll
-        for (int e = 0; e < DPL; ++e) acc[h][e] *= al;
+      for (int nb = 0; nb < NB; ++nb) {
+        acc[nb][0] *= al;
+        acc[nb][1] *= al;
       }
-      const int k0 = warp * (kTile / 4);
-#pragma unroll 4
-      for (int kk = k0; kk < k0 + kTile / 4; ++kk) {
-        const T* vr = Vs + stage * kStageElems + kk * C::kRow + lane * DPL;
-        float vf[DPL];
-        if constexpr (DPL == 4) {
-          const uint2 raw = *reinterpret_cast<const uint2*>(vr);
-          to_float2(raw.x, vf, T());
-          to_float2(raw.y, vf + 2, T());
-        } else {
-          const uint32_t raw = *reinterpret_cast<const uint32_t*>(vr);
-          to_float2(raw, vf, T());
-        }
+      // P as the A operand (rows >= 8 zero), split hi + lo so P keeps ~16 significant bits.
+      uint32_t ph[4], pl[4];
+      ph[0] = pack2<T>(pr[0], pr[1]);
+      ph[2] = pack2<T>(pr[2], pr[3]);
+      ph[1] = ph[3] = 0u;
+      {
+        float h0[2], h1[2];
+        to_float2(ph[0], h0, T());
+        to_float2(ph[2], h1, T());
+        pl[0] = pack2<T>(pr[0] - h0[0], pr[1] - h0[1]);
+        pl[2] = pack2<T>(pr[2] - h1[0], pr[3] - h1[1]);
+        pl[1] = pl[3] = 0u;
+      }
+      const T* vs = Vs + st * C::kStageElems;
+      const int mi = lane >> 3, r8 = lane & 7;
+      const T* base = vs + ((mi & 1) * 8 + r8) * C::kRow + (mi >> 1) * 8;
 #pragma unroll
-        for (int h = 0; h < GS; ++h) {
-          const float p = sc[h * kTile + kk];
-#pragma unroll
-          for (int e = 0; e < DPL; ++e) acc[h][e] = fmaf(p, vf[e], acc[h][e]);
-        }
+      for (int nd = 0; nd < KC; ++nd) {
+        uint32_t bf[4];
+        ldmatrix_x4_trans(bf, base + nd * 16);
+        float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
+        float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
+        mma16816<T>(c0, ph, bf[0], bf[1]);
+        mma16816<T>(c0, pl, bf[0], bf[1]);
+        mma16816<T>(c1, ph, bf[2], bf[3]);
+        mma16816<T>(c1, pl, bf[2], bf[3]);
+        acc[2 * nd][0] = c0[0];
+        acc[2 * nd][1] = c0[1];
+        acc[2 * nd + 1][0] = c1[0];
+        acc[2 * nd + 1][1] = c1[1];
       }
     }
-    __syncthreads();
+    __syncwarp();
   }
+  cp_async_wait<0>();
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
   __syncthreads();
 
+  // Merge the 4 warps: red_o [4][GS][D], red_ml [4][GS][2].
+  float* red_o = reinterpret_cast<float*>(smem_raw);
+  float* red_ml = red_o + 4 * GS * D;
+  if (row < GS) {
+    if (quad == 0) {
+      red_ml[(warp * GS + row) * 2] = m;
+      red_ml[(warp * GS + row) * 2 + 1] = l;
+    }
+    if constexpr (kWithV) {
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb) {
+        red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
+        red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+      }
+    }
+  }
+  __syncthreads();
   if (tid < GS) {
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + tid) * 2]);
+    float L = 0.f;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const float mw = red_ml[(w * GS + tid) * 2];
+      if (mw != -INFINITY) L += red_ml[(w * GS + tid) * 2 + 1] * exp2f(mw - M);
+    }
     float* ml = a.part_ml + ((bh0 + tid) * a.splits + split) * 2;
-    ml[0] = mst[tid];
-    ml[1] = lst[tid];
+    ml[0] = M;
+    ml[1] = L;
   }
   if constexpr (kWithV) {
-    float* red = reinterpret_cast<float*>(smem_raw);  // [4 warps][GS][D], over the K stages
+    for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
+      const int h = i2 / D, d = i2 % D;
+      float M = -INFINITY;
 #pragma unroll
-    for (int h = 0; h < GS; ++h)
+      for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+      float o = 0.f;
 #pragma unroll
-      for (int e = 0; e < DPL; ++e) red[(warp * GS + h) * D + lane * DPL + e] = acc[h][e];
-    __syncthreads();
-    for (int i = tid; i < GS * D; i += C::kThreads) {
-      const int h = i / D, d = i % D;
-      const float sum = red[(0 * GS + h) * D + d] + red[(1 * GS + h) * D + d] +
-                        red[(2 * GS + h) * D + d] + red[(3 * GS + h) * D + d];
-      a.part_o[((bh0 + h) * a.splits + split) * D + d] = sum;
+      for (int w = 0; w < 4; ++w) {
+        const float mw = red_ml[(w * GS + h) * 2];
+        if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
+      }
+      a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
     }
   }
 }
@@ -283,7 +362,7 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk) {
   const int bg = s.batch * s.kvHeads;
   int S = s.splits > 0 ? s.splits : ceil_div(4LL * device_sm_count() * 2, bg);
   S = max(1, min(S, ceil_div(listLen, kMinKeysPerSplit)));
-  const int c = ceil_div(ceil_div(listLen, S), kTile) * kTile;
+  const int c = ceil_div(ceil_div(listLen, S), kTile) * kTile;  // whole 16-key steps for all 4 warps
   *chunk = c;
   return ceil_div(listLen, c);
 }
@@ -299,7 +378,7 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, const PartialAr
     configured = true;
   }
   const dim3 grid(a.splits, s.kvHeads, s.batch);
-  attn_partial_kernel<T, D, GS, MODE><<<grid, Cfg<D>::kThreads, smem, st>>>(s, a);
+  attn_partial_kernel<T, D, GS, MODE><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a);
   return cudaGetLastError();
 }
 

@@ -14,9 +14,9 @@ enum AttnMode : int {
 };
 
 constexpr int kMaxKvHeads = 64;
-constexpr int kTile = 64;              // keys per shared-memory tile
+constexpr int kTile = 64;              // split granularity: 4 warps x 16-key steps
 constexpr int kMinKeysPerSplit = 256;  // the smallest split worth a block
-constexpr int kSelectChunk = 4096;     // pooled scores per block in the Top-k passes
+constexpr int kSelectChunk = 1024;     // pooled scores per block in the Top-k passes
 constexpr int kHistBins = 2048;        // 11-bit radix digits (11, 11, 10)
 
 struct PartialArgs {
