@@ -46,21 +46,29 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message.split('\n')[0]! : String(e);
 }
 
-/** Reads `isAvailable()` (boolean, `{available, reason}` or a promise of either) if the package has it. */
+/**
+ * Reads `isAvailable()` (boolean, `{available, reason}` or a promise of either) and, when it
+ * says no, `unavailableReason()`, if the package has them.
+ */
 async function availability(mod: Record<string, unknown>): Promise<{ ok: boolean; why: string }> {
   const fn = mod.isAvailable ?? mod.available;
-  if (typeof fn !== 'function') return { ok: false, why: 'the package exports no isAvailable()' };
+  if (typeof fn !== 'function')
+    return { ok: false, why: 'no device check (the package exports no isAvailable())' };
   try {
     const r: unknown = await (fn as () => unknown)();
-    if (typeof r === 'boolean') return { ok: r, why: r ? 'a device is available' : 'no device is available' };
-    if (r && typeof r === 'object') {
+    let ok = false;
+    let why: string | undefined;
+    if (typeof r === 'boolean') ok = r;
+    else if (r && typeof r === 'object') {
       const o = r as { available?: unknown; reason?: unknown };
-      const ok = o.available === true;
-      const why =
-        typeof o.reason === 'string' ? o.reason : ok ? 'a device is available' : 'no device is available';
-      return { ok, why };
+      ok = o.available === true;
+      if (typeof o.reason === 'string') why = o.reason;
+    } else return { ok: false, why: `isAvailable() returned ${String(r)}` };
+    if (!ok && why === undefined && typeof mod.unavailableReason === 'function') {
+      const reason: unknown = (mod.unavailableReason as () => unknown)();
+      if (typeof reason === 'string') why = reason;
     }
-    return { ok: false, why: `isAvailable() returned ${String(r)}` };
+    return { ok, why: why ?? (ok ? 'a device is available' : 'no device is available') };
   } catch (e) {
     return { ok: false, why: `isAvailable() threw: ${errorText(e)}` };
   }
@@ -93,11 +101,9 @@ export async function probeBackend(
     installed: true,
     available: ok,
     runsWholeModels,
-    detail: ok
-      ? runsWholeModels
-        ? `${name}: ${why}`
-        : `${name}: ${why}, but it provides attention kernels only and cannot run a whole model yet`
-      : `${name}: ${why}`,
+    detail: runsWholeModels
+      ? `${name}: ${why}`
+      : `${name} is installed (${why}) but provides attention kernels only and cannot run a whole model yet`,
   };
 }
 

@@ -112,7 +112,14 @@ describe('backend selection', () => {
         : missing(name);
     const choice = await selectBackend('auto', importer);
     expect(choice.backend).toBe('cpu');
-    expect(choice.reason).toMatch(/H200 found, but it provides attention kernels only/);
+    expect(choice.reason).toMatch(
+      /@kascade\/cuda is installed \(H200 found\) but provides attention kernels only/,
+    );
+    const noDevice = async (name: string) =>
+      name === '@kascade/cuda'
+        ? { isAvailable: () => false, unavailableReason: () => 'no CUDA driver' }
+        : missing(name);
+    expect((await selectBackend('auto', noDevice)).reason).toMatch(/no CUDA driver/);
     await expect(selectBackend('cuda', importer)).rejects.toThrow(BackendUnavailableError);
   });
 
