@@ -1,0 +1,79 @@
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CliError, parseCliArgs, usage } from './args.js';
+import { gitCommit, machineInfo } from './machine.js';
+import { benchNames, registry } from './registry.js';
+import { formatCell, textTable } from './results.js';
+import { resolveOptions, runBench, writeResults } from './run.js';
+
+const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
+
+/** Where the CLI writes: stdout for tables, stderr for progress and errors. */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  /** The script path as invoked (`process.argv[1]`), for the recorded command. */
+  readonly script?: string;
+}
+
+const processIo: CliIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  script: process.argv[1],
+};
+
+/** The CLI: returns the exit code (0 ok, 1 a bench failed, 2 bad arguments). */
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  try {
+    return await run(argv, io);
+  } catch (err) {
+    if (err instanceof CliError) {
+      io.stderr(`kascade-bench: ${err.message}\n\n${usage(benchNames())}`);
+      return 2;
+    }
+    io.stderr(`kascade-bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const args = parseCliArgs(argv, benchNames());
+  if (args.kind === 'help') {
+    io.stdout(usage(benchNames()));
+    return 0;
+  }
+  if (args.kind === 'list') {
+    for (const name of benchNames()) {
+      const bench = await registry[name]();
+      io.stdout(`${name.padEnd(24)} ${bench.description}\n`);
+    }
+    return 0;
+  }
+  const bench = await registry[args.bench]();
+  const options = resolveOptions(bench, args.options);
+  // The command as run from the repository root (where results resolve the same way).
+  const repoRoot = path.resolve(resultsDir, '..', '..', '..');
+  const script = io.script ? path.relative(repoRoot, io.script) : 'apps/bench/dist/cli.js';
+  const command = ['node', script, ...argv].join(' ');
+  io.stderr(
+    `[kascade-bench] ${bench.name}: warmup ${options.warmup}, repeats ${options.repeats}${options.quick ? ', quick' : ''}\n`,
+  );
+  const started = performance.now();
+  const results = await runBench(
+    bench,
+    options,
+    { command, gitCommit: gitCommit(path.dirname(resultsDir)), machine: machineInfo() },
+    (line) => io.stderr(`[kascade-bench] ${line}\n`),
+  );
+  io.stdout(`${textTable(results.rows)}\n`);
+  for (const [k, v] of Object.entries(results.summary)) io.stdout(`${k}: ${formatCell(v)}\n`);
+  const out =
+    args.out ??
+    path.join(options.quick ? path.join(os.tmpdir(), 'kascade-bench') : resultsDir, `${bench.name}.json`);
+  const written = writeResults(results, path.resolve(out));
+  io.stderr(
+    `[kascade-bench] done in ${((performance.now() - started) / 1000).toFixed(1)} s; wrote ${written.join(', ')}\n`,
+  );
+  return 0;
+}
