@@ -20,6 +20,8 @@ import { checkHeadDim, createDeviceKV, type DeviceKV, packKV } from './tensors.j
 export interface WebGPUBackendOptions extends DeviceOptions {
   /** How K/V are stored on the device (default f32; f16 is packed two per u32). */
   readonly kvDType?: KVDType;
+  /** Share a device (and its pipeline cache) with other backends instead of opening one. */
+  readonly context?: KascadeGPU;
 }
 
 /** Uploads host data into a new storage buffer. */
@@ -77,16 +79,20 @@ export class WebGPUBackend implements AttentionBackend {
   private constructor(
     readonly gpu: KascadeGPU,
     kvDType: KVDType,
+    private readonly ownsDevice: boolean,
   ) {
     this.kvDType = kvDType;
   }
 
   static async create(options: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
-    return new WebGPUBackend(await KascadeGPU.create(options), options.kvDType ?? 'f32');
+    const owns = !options.context;
+    const gpu = options.context ?? (await KascadeGPU.create(options));
+    return new WebGPUBackend(gpu, options.kvDType ?? 'f32', owns);
   }
 
+  /** Releases the device if this backend opened it. */
   destroy(): void {
-    this.gpu.destroy();
+    if (this.ownsDevice) this.gpu.destroy();
   }
 
   private uploadKV(inputs: DecodeInputs | PrefillInputs): DeviceKV {

@@ -11,12 +11,10 @@ import {
 } from '@kascade/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { KVDType } from './program.js';
-import { allFinite, openTestBackends, randomFloats, relError } from './test-gpu.js';
+import { allFinite, checkTopk, openTestBackends, randomFloats, relError } from './test-gpu.js';
 
 const probe = await openTestBackends();
-afterAll(() => {
-  for (const b of Object.values(probe.backends)) b?.destroy();
-});
+afterAll(() => probe.context?.destroy());
 
 /** The K/V the GPU actually sees: f16 inputs rounded through binary16. */
 function asStored(x: Float32Array, dtype: KVDType): Float32Array {
@@ -36,55 +34,34 @@ function makeInputs(
   return { gpu, ref: { ...gpu, k: asStored(k, dtype), v: asStored(v, dtype) } };
 }
 
-/** FlashInfer-style Top-k checks against the float64 pooled scores; returns rows checked. */
-export function checkTopk(
-  sel: { k: number; indices: Int32Array },
-  rowOffset: (row: number) => number,
-  rows: number,
-  length: (row: number) => number,
-  k: (row: number) => number,
-  pooled: (row: number) => Float64Array,
-): number {
-  let checked = 0;
-  for (let r = 0; r < rows; r++) {
-    const kk = k(r);
-    const len = length(r);
-    const got = Array.from(sel.indices.subarray(rowOffset(r), rowOffset(r) + kk));
-    expect(got.length).toBe(kk);
-    expect(new Set(got).size, `row ${r}: duplicates`).toBe(kk);
-    for (const x of got) expect(x >= 0 && x < len, `row ${r}: index ${x} out of [0, ${len})`).toBe(true);
-    if (kk === 0) continue;
-    const s = pooled(r);
-    const sorted = Array.from(s.subarray(0, len)).sort((a, b) => b - a);
-    const kth = sorted[kk - 1];
-    const total = sorted.reduce((a, b) => a + b, 0);
-    const tol = 1e-6 * Math.max(1, sorted[0]);
-    let mass = 0;
-    for (const x of got) {
-      expect(s[x], `row ${r}: key ${x} scores below the k-th largest`).toBeGreaterThanOrEqual(kth - tol);
-      mass += s[x];
-    }
-    const best = sorted.slice(0, kk).reduce((a, b) => a + b, 0);
-    expect(Math.abs(best - mass) / total, `row ${r}: captured mass`).toBeLessThan(1e-3);
-    checked++;
-  }
-  return checked;
+// Each (group size, head dim, dtype) compiles its own pipelines, slow on SwiftShader: a few
+// shapes cover head dims 64/128, group sizes 1/4/6/8, n = 1, capacity > n, and both dtypes.
+interface Shape {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  n: number;
+  capacity?: number;
 }
-
-const SHAPES = [
-  { heads: 8, kvHeads: 2, headDim: 64, n: 300 },
-  { heads: 4, kvHeads: 4, headDim: 128, n: 1000, capacity: 1030 },
-  { heads: 12, kvHeads: 2, headDim: 128, n: 777 },
-  { heads: 8, kvHeads: 1, headDim: 64, n: 2100 },
-  { heads: 2, kvHeads: 2, headDim: 64, n: 1 },
-] as const;
+const SHAPES: Record<KVDType, Shape[]> = {
+  f32: [
+    { heads: 8, kvHeads: 2, headDim: 64, n: 300 },
+    { heads: 4, kvHeads: 4, headDim: 128, n: 1000, capacity: 1030 },
+    { heads: 8, kvHeads: 1, headDim: 64, n: 2100 },
+    { heads: 2, kvHeads: 2, headDim: 128, n: 1 },
+  ],
+  f16: [
+    { heads: 12, kvHeads: 2, headDim: 128, n: 777 },
+    { heads: 8, kvHeads: 2, headDim: 64, n: 300 },
+  ],
+};
 const BUDGET = { percent: 10, kMin: 16 };
 
 describe.each(['f32', 'f16'] as const)('decode parity, K/V %s', (dtype) => {
   const backend = probe.backends[dtype];
   const tol = 1e-5;
   describe.skipIf(!backend)(`on WebGPU${probe.reason ? ` (skipped: ${probe.reason})` : ''}`, () => {
-    it.each(SHAPES)(
+    it.each(SHAPES[dtype])(
       'dense, dense-anchor, anchor, reuse: $heads/$kvHeads heads, d $headDim, n $n',
       async (shape) => {
         const seed = shape.n * 7 + shape.heads;
@@ -130,8 +107,8 @@ describe.each(['f32', 'f16'] as const)('decode parity, K/V %s', (dtype) => {
       },
     );
 
-    it('breaks ties toward the lower index (identical keys)', async () => {
-      const shape = { heads: 4, kvHeads: 2, headDim: 64, n: 1500 };
+    it.runIf(dtype === 'f32')('breaks ties toward the lower index (identical keys)', async () => {
+      const shape = { heads: 8, kvHeads: 2, headDim: 64, n: 1500 };
       const { gpu } = makeInputs(shape, 99, dtype);
       // Every key of a head identical: every pooled score ties.
       const k = new Float32Array(gpu.k.length);
@@ -148,7 +125,7 @@ describe.each(['f32', 'f16'] as const)('decode parity, K/V %s', (dtype) => {
       }
     });
 
-    it('rejects bad input with typed errors', async () => {
+    it.runIf(dtype === 'f32')('rejects bad input with typed errors', async () => {
       const { gpu } = makeInputs({ heads: 4, kvHeads: 2, headDim: 64, n: 10 }, 5, dtype);
       await expect(
         backend!.denseDecode({ ...gpu, headDim: 96, q: new Float32Array(4 * 96) }),

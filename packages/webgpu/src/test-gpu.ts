@@ -4,7 +4,9 @@
  * fails them.
  */
 import { existsSync } from 'node:fs';
+import { expect } from 'vitest';
 import { WebGPUBackend } from './backend.js';
+import { KascadeGPU } from './context.js';
 import type { KVDType } from './program.js';
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -12,6 +14,8 @@ export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 export interface GPUProbe {
   readonly backends: Partial<Record<KVDType, WebGPUBackend>>;
   readonly reason: string;
+  /** The shared device; destroy it after the tests. */
+  readonly context?: KascadeGPU;
 }
 
 export async function openTestBackends(dtypes: readonly KVDType[] = ['f32', 'f16']): Promise<GPUProbe> {
@@ -20,8 +24,9 @@ export async function openTestBackends(dtypes: readonly KVDType[] = ['f32', 'f16
   }
   const backends: Partial<Record<KVDType, WebGPUBackend>> = {};
   try {
-    for (const d of dtypes) backends[d] = await WebGPUBackend.create({ kvDType: d });
-    return { backends, reason: '' };
+    const context = await KascadeGPU.create();
+    for (const d of dtypes) backends[d] = await WebGPUBackend.create({ kvDType: d, context });
+    return { backends, reason: '', context };
   } catch (e) {
     if (process.env.CI === 'true') throw e;
     const reason =
@@ -60,4 +65,39 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export function allFinite(a: ArrayLike<number>): boolean {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
   return true;
+}
+
+/** FlashInfer-style Top-k checks against the float64 pooled scores; returns rows checked. */
+export function checkTopk(
+  sel: { indices: Int32Array },
+  rowOffset: (row: number) => number,
+  rows: number,
+  length: (row: number) => number,
+  k: (row: number) => number,
+  pooled: (row: number) => Float64Array,
+): number {
+  let checked = 0;
+  for (let r = 0; r < rows; r++) {
+    const kk = k(r);
+    const len = length(r);
+    const got = Array.from(sel.indices.subarray(rowOffset(r), rowOffset(r) + kk));
+    expect(got.length).toBe(kk);
+    expect(new Set(got).size, `row ${r}: duplicates`).toBe(kk);
+    for (const x of got) expect(x >= 0 && x < len, `row ${r}: index ${x} out of [0, ${len})`).toBe(true);
+    if (kk === 0) continue;
+    const s = pooled(r);
+    const sorted = Array.from(s.subarray(0, len)).sort((a, b) => b - a);
+    const kth = sorted[kk - 1];
+    const total = sorted.reduce((a, b) => a + b, 0);
+    const tol = 1e-6 * Math.max(1, sorted[0]);
+    let mass = 0;
+    for (const x of got) {
+      expect(s[x], `row ${r}: key ${x} scores below the k-th largest`).toBeGreaterThanOrEqual(kth - tol);
+      mass += s[x];
+    }
+    const best = sorted.slice(0, kk).reduce((a, b) => a + b, 0);
+    expect(Math.abs(best - mass) / total, `row ${r}: captured mass`).toBeLessThan(1e-3);
+    checked++;
+  }
+  return checked;
 }
