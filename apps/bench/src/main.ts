@@ -45,8 +45,13 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   if (args.kind === 'list') {
     for (const name of benchNames()) {
-      const bench = await registry[name]();
-      io.stdout(`${name.padEnd(24)} ${bench.description}\n`);
+      // A bench whose module cannot load here (no GPU addon, say) is listed with the reason.
+      const description = await registry[name]().then(
+        (bench) => bench.description,
+        (err: unknown) =>
+          `(cannot load here: ${err instanceof Error ? err.message.split('\n')[0] : String(err)})`,
+      );
+      io.stdout(`${name.padEnd(24)} ${description}\n`);
     }
     return 0;
   }
