@@ -227,6 +227,7 @@ describe('HTTP API (test engine)', () => {
       [{ prompt: 'x', n: 2 }, 'n', 'invalid_value'],
       [{ prompt: 'x', stream: 'yes' }, 'stream', 'invalid_value'],
       [{ prompt: 'x', stop: [1] }, 'stop', 'invalid_value'],
+      [{ prompt: 'x', stop: [''] }, 'stop[0]', 'invalid_value'],
       [{ prompt: [1, 2, 3] }, 'prompt', 'invalid_value'],
       [{ max_tokens: 3 }, 'prompt', 'invalid_value'],
       [{ prompt: 'x', echo: true }, 'echo', 'invalid_value'],
@@ -335,7 +336,7 @@ describe('HTTP API without a plan', () => {
     }
   });
 
-  it('an engine failure is a 500 server_error, also mid-stream', async () => {
+  it('an engine failure is a 500 server_error; an engine range error a 400', async () => {
     const engine = new TestEngine({ failOn: 'explode' });
     const s = await start({ engine });
     try {
@@ -343,6 +344,12 @@ describe('HTTP API without a plan', () => {
       expect(res.status).toBe(500);
       expect((await res.json()).error.type).toBe('server_error');
       expect(s.server.inFlight).toBe(0);
+      const range = await postJson(`${s.url}/v1/completions`, { prompt: 'RANGE_ERROR' });
+      expect(range.status).toBe(400);
+      expect((await range.json()).error).toMatchObject({
+        type: 'invalid_request_error',
+        message: /out of range/,
+      });
       const health = await fetch(`${s.url}/health`);
       expect(health.status).toBe(200);
     } finally {

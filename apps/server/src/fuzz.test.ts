@@ -1,7 +1,10 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
+import { startServer } from './serve.js';
+import type { KascadeServer } from './server.js';
 import { TestEngine } from './test-engine.js';
-import { postJson, type Started, start } from './test-helpers.js';
+import { postJson, start } from './test-helpers.js';
 
 /** Values for known fields: right types, wrong types, edge numbers, nesting. */
 const anyValue = fc.oneof(
@@ -49,84 +52,100 @@ const requestBody = fc.record(
   { requiredKeys: [] },
 );
 /** Bodies valid for both endpoints (each ignores the other's field), so the happy path is fuzzed too. */
-const validBody = fc.record(
-  {
-    prompt: fc.string({ maxLength: 40 }),
-    messages: fc.array(
-      fc.record({
-        role: fc.constantFrom('system', 'user', 'assistant'),
-        content: fc.string({ maxLength: 20 }),
-      }),
-      { minLength: 1, maxLength: 3 },
-    ),
-    max_tokens: fc.integer({ min: 1, max: 32 }),
-    temperature: fc.double({ min: 0, max: 2, noNaN: true }),
-    stream: fc.boolean(),
-    stream_options: fc.record({ include_usage: fc.boolean() }),
-    seed: fc.integer(),
-    stop: fc.oneof(fc.string({ maxLength: 5 }), fc.array(fc.string({ maxLength: 5 }), { maxLength: 4 })),
-    kascade: fc.record(
-      {
-        policy: fc.constantFrom('dense', 'kascade', 'oracle-topk', 'all-heads-pooled', 'streaming'),
-        decodeOnly: fc.boolean(),
-      },
-      { requiredKeys: ['policy'] },
-    ),
-  },
-  { requiredKeys: ['prompt', 'messages'] },
-);
-const rawBody = fc.oneof(
-  validBody.map((b) => JSON.stringify(b)),
-  fc.tuple(validBody, requestBody).map(([a, b]) => JSON.stringify({ ...a, ...b })),
-  requestBody.map((b) => JSON.stringify(b)),
-  fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
-  fc.string({ maxLength: 60 }),
-  requestBody.map((b) => JSON.stringify(b).slice(0, -1)),
-);
+const validBody = (maxTokens: number) =>
+  fc.record(
+    {
+      prompt: fc.string({ maxLength: 40 }),
+      messages: fc.array(
+        fc.record({
+          role: fc.constantFrom('system', 'user', 'assistant'),
+          content: fc.string({ maxLength: 20 }),
+        }),
+        { minLength: 1, maxLength: 3 },
+      ),
+      max_tokens: fc.integer({ min: 1, max: maxTokens }),
+      temperature: fc.double({ min: 0, max: 2, noNaN: true }),
+      stream: fc.boolean(),
+      stream_options: fc.record({ include_usage: fc.boolean() }),
+      seed: fc.integer(),
+      stop: fc.oneof(fc.string({ maxLength: 5 }), fc.array(fc.string({ maxLength: 5 }), { maxLength: 4 })),
+      kascade: fc.record(
+        {
+          policy: fc.constantFrom('dense', 'kascade', 'oracle-topk', 'all-heads-pooled', 'streaming'),
+          decodeOnly: fc.boolean(),
+        },
+        { requiredKeys: ['policy'] },
+      ),
+    },
+    { requiredKeys: ['prompt', 'messages'] },
+  );
+const rawBody = (maxTokens: number) =>
+  fc.oneof(
+    validBody(maxTokens).map((b) => JSON.stringify(b)),
+    fc.tuple(validBody(maxTokens), requestBody).map(([a, b]) => JSON.stringify({ ...a, ...b })),
+    requestBody.map((b) => JSON.stringify(b)),
+    fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+    fc.string({ maxLength: 60 }),
+    requestBody.map((b) => JSON.stringify(b).slice(0, -1)),
+  );
 
-describe('fuzzing request bodies', () => {
-  const engine = new TestEngine();
-  let s: Started;
-  beforeAll(async () => {
-    s = await start({
-      engine,
+/** Posts `numRuns` fuzzed bodies; every answer must be a 2xx or a 4xx in the OpenAI shape. */
+async function fuzz(url: string, server: KascadeServer, maxTokens: number, numRuns: number): Promise<void> {
+  let ok = 0;
+  let refused = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.constantFrom('/v1/completions', '/v1/chat/completions'),
+      rawBody(maxTokens),
+      async (path, body) => {
+        const res = await postJson(`${url}${path}`, body);
+        const text = await res.text();
+        expect(res.status, `${path} ${body} -> ${text}`).toBeLessThan(500);
+        if (res.status === 200) {
+          ok++;
+          if (res.headers.get('content-type')?.startsWith('text/event-stream'))
+            expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+          else expect(JSON.parse(text).choices).toHaveLength(1);
+        } else {
+          refused++;
+          const { error } = JSON.parse(text);
+          expect(typeof error.message).toBe('string');
+          expect(typeof error.type).toBe('string');
+        }
+      },
+    ),
+    { numRuns },
+  );
+  // the generators reach both sides
+  expect(ok).toBeGreaterThan(0);
+  expect(refused).toBeGreaterThan(0);
+  expect(server.inFlight).toBe(0);
+  expect((await fetch(`${url}/health`)).status).toBe(200);
+}
+
+describe('fuzzing request bodies: no 5xx, OpenAI-shaped errors, the server stays up', () => {
+  it('with the test engine (300 bodies)', async () => {
+    const s = await start({
+      engine: new TestEngine(),
       plan: { opaque: true },
       limits: { maxTokens: 32, bodyLimitBytes: 8192 },
       maxQueue: 64,
     });
+    try {
+      await fuzz(s.url, s.server, 32, 300);
+    } finally {
+      await s.close();
+    }
   });
-  afterAll(() => s.close());
 
-  it('never answers 5xx, always answers JSON errors in the OpenAI shape, and stays up', async () => {
-    let ok = 0;
-    let refused = 0;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom('/v1/completions', '/v1/chat/completions'),
-        rawBody,
-        async (path, body) => {
-          const res = await postJson(`${s.url}${path}`, body);
-          expect(res.status).toBeLessThan(500);
-          const text = await res.text();
-          if (res.status === 200) {
-            ok++;
-            if (res.headers.get('content-type')?.startsWith('text/event-stream'))
-              expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
-            else expect(JSON.parse(text).choices).toHaveLength(1);
-          } else {
-            refused++;
-            const { error } = JSON.parse(text);
-            expect(typeof error.message).toBe('string');
-            expect(typeof error.type).toBe('string');
-          }
-        },
-      ),
-      { numRuns: 300 },
+  it('with the real engine (built-in random model, 60 bodies)', async () => {
+    const running = await startServer(
+      parseConfig(['--port', '0', '--max-tokens', '4', '--body-limit', '8192'], {}),
     );
-    // the generators reach both sides
-    expect(ok).toBeGreaterThan(0);
-    expect(refused).toBeGreaterThan(0);
-    expect(s.server.inFlight).toBe(0);
-    expect((await fetch(`${s.url}/health`)).status).toBe(200);
+    try {
+      await fuzz(running.url, running.server, 4, 60);
+    } finally {
+      await running.server.shutdown({ graceMs: 0 });
+    }
   });
 });

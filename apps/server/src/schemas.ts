@@ -40,8 +40,8 @@ const commonFields = {
   stream: z.boolean().nullable().optional(),
   stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
   stop: z
-    .union([z.string(), z.array(z.string()).max(4)], {
-      error: 'must be a string or an array of at most 4 strings',
+    .union([z.string().min(1), z.array(z.string().min(1)).max(4)], {
+      error: 'must be a non-empty string or an array of at most 4 non-empty strings',
     })
     .nullable()
     .optional(),

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import { KascadeRangeError } from '@kascade/core';
 import type {
   ChatMessage,
   GenerateInput,
@@ -191,9 +192,14 @@ export async function buildServer(options: BuildServerOptions): Promise<KascadeS
     }
   });
 
-  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+  app.setErrorHandler((error: FastifyError | HttpError | KascadeRangeError, request, reply) => {
     if (error instanceof HttpError) {
       void reply.code(error.statusCode).headers(error.headers).send(error.toBody());
+      return;
+    }
+    if (error instanceof KascadeRangeError) {
+      // The engine refused an argument the schema let through: the request is at fault.
+      void reply.code(400).send(invalidRequest(error.message, null, 'invalid_value').toBody());
       return;
     }
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

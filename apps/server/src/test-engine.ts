@@ -3,6 +3,7 @@
  * server's HTTP behaviour (timing, queueing, cancellation) without running a model.
  * Its tokens are words picked from the prompt's hash; it counts one token per word.
  */
+import { KascadeRangeError } from '@kascade/core';
 import type {
   ChatMessage,
   FinishReason,
@@ -86,6 +87,7 @@ export class TestEngine implements KascadeEngine {
     if (this.#options.failOn !== undefined && text.includes(this.#options.failOn)) {
       throw new Error('test engine: asked to fail');
     }
+    if (text.includes('RANGE_ERROR')) throw new KascadeRangeError('test engine: an argument out of range');
     this.lastOptions = options;
     this.lastInput = input;
     const promptTokens = this.countTokens(input);
