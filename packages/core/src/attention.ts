@@ -1,16 +1,20 @@
 import { KascadeRangeError } from './budget.js';
 import { SelectionError, ShapeError } from './errors.js';
-import { attendRow } from './kernel.js';
+import { attendBlock } from './kernel.js';
 import type { DecodeInputs, DecodeSelection, HeadMap, PrefillInputs, PrefillSelection } from './types.js';
 import { positiveInt, resolveDecode, resolveHeadMap, resolvePrefill, validateSelection } from './validate.js';
 
 /** Dense decode attention: each query head attends all `n` keys of its KV head. Output `[heads, headDim]`. */
 export function denseDecodeAttention(inputs: DecodeInputs): Float64Array {
   const r = resolveDecode('denseDecodeAttention', inputs);
-  const { heads, headDim: d, group, n } = r;
+  const { heads, kvHeads, headDim: d, group, n } = r;
   const out = new Float64Array(heads * d);
-  const scratch = new Float64Array(n);
-  for (let h = 0; h < heads; h++) attendRow(r, h * d, Math.floor(h / group), null, n, scratch, out, h * d);
+  const offs = new Int32Array(group);
+  const counts = new Int32Array(group).fill(n);
+  for (let j = 0; j < kvHeads; j++) {
+    for (let hh = 0; hh < group; hh++) offs[hh] = (j * group + hh) * d;
+    attendBlock(r, offs, group, j, null, counts, out, offs);
+  }
   return out;
 }
 
@@ -20,17 +24,45 @@ export function denseDecodeAttention(inputs: DecodeInputs): Float64Array {
  */
 export function denseCausalPrefillAttention(inputs: PrefillInputs): Float64Array {
   const r = resolvePrefill('denseCausalPrefillAttention', inputs);
-  const { heads, headDim: d, group, n, queries, queryStart } = r;
+  const { heads, kvHeads, headDim: d, group, n, queries, queryStart, tileSize: T, tiles } = r;
   const out = new Float64Array(heads * queries * d);
-  const scratch = new Float64Array(n);
-  for (let h = 0; h < heads; h++) {
-    const j = Math.floor(h / group);
-    for (let i = 0; i < queries; i++) {
-      const off = (h * queries + i) * d;
-      attendRow(r, off, j, null, queryStart + i + 1, scratch, out, off);
+  const offs = new Int32Array(group * T);
+  const counts = new Int32Array(group * T);
+  for (let j = 0; j < kvHeads; j++) {
+    for (let t = 0; t < tiles; t++) {
+      const start = queryStart + t * T;
+      const rows = blockRows(j, group, start, Math.min(start + T, n), queries, queryStart, d, offs, counts);
+      attendBlock(r, offs, rows, j, null, counts, out, offs);
     }
   }
   return out;
+}
+
+/**
+ * Fills the rows of one (KV head, tile) block: query head `hh` of the group, position `pos`,
+ * row `hh * tileRows + (pos - start)`; its causal count is `pos + 1`. Returns the row count.
+ */
+function blockRows(
+  j: number,
+  group: number,
+  start: number,
+  end: number,
+  queries: number,
+  queryStart: number,
+  d: number,
+  offs: Int32Array,
+  counts: Int32Array,
+): number {
+  const tileRows = end - start;
+  for (let hh = 0; hh < group; hh++) {
+    const h = j * group + hh;
+    for (let pos = start; pos < end; pos++) {
+      const rr = hh * tileRows + pos - start;
+      offs[rr] = (h * queries + pos - queryStart) * d;
+      counts[rr] = pos + 1;
+    }
+  }
+  return group * tileRows;
 }
 
 /**
@@ -55,13 +87,14 @@ export function sparseDecodeAttention(
   const k = selection.k;
   if (k === 0)
     throw new KascadeRangeError(`${fn}: selection.k is 0; a decode token must attend at least one key`);
-  const { heads, headDim: d, group } = r;
+  const { heads, kvHeads, headDim: d, group } = r;
   const out = new Float64Array(heads * d);
-  const scratch = new Float64Array(k);
-  for (let h = 0; h < heads; h++) {
-    const row = map[Math.floor(h / group)];
-    const keys = selection.indices.subarray(row * k, row * k + k);
-    attendRow(r, h * d, Math.floor(h / group), keys, k, scratch, out, h * d);
+  const offs = new Int32Array(group);
+  const counts = new Int32Array(group).fill(k);
+  for (let j = 0; j < kvHeads; j++) {
+    for (let hh = 0; hh < group; hh++) offs[hh] = (j * group + hh) * d;
+    const row = map[j];
+    attendBlock(r, offs, group, j, selection.indices.subarray(row * k, row * k + k), counts, out, offs);
   }
   return out;
 }
@@ -97,10 +130,11 @@ export function sparsePrefillAttention(
   validateSelection(selection, r.n, rows, fn);
   const map = resolveHeadMap(fn, headMap, r.kvHeads, rows);
   const { heads, kvHeads, headDim: d, group, n, queries, queryStart, tileSize: T, tiles } = r;
-  const { kMax, counts, indices } = selection;
+  const { kMax, counts: counts_, indices } = selection;
   const out = new Float64Array(heads * queries * d);
   const keys = new Int32Array(kMax + T);
-  const scratch = new Float64Array(kMax + T);
+  const offs = new Int32Array(group * T);
+  const counts = new Int32Array(group * T);
   for (let j = 0; j < kvHeads; j++) {
     const row = map[j];
     for (let t = 0; t < tiles; t++) {
@@ -109,18 +143,15 @@ export function sparsePrefillAttention(
       // Earlier selected keys, then the diagonal tile in order.
       let selected = 0;
       const base = (row * tiles + t) * kMax;
-      for (let c = 0; c < counts[t]; c++) {
+      for (let c = 0; c < counts_[t]; c++) {
         const x = indices[base + c];
         if (x < start) keys[selected++] = x;
       }
       for (let x = start; x < end; x++) keys[selected + x - start] = x;
-      for (let h = j * group; h < (j + 1) * group; h++) {
-        for (let pos = start; pos < end; pos++) {
-          const i = pos - queryStart;
-          const off = (h * queries + i) * d;
-          attendRow(r, off, j, keys, selected + pos - start + 1, scratch, out, off);
-        }
-      }
+      const rows = blockRows(j, group, start, end, queries, queryStart, d, offs, counts);
+      // Row counts: the selected keys plus the causal part of the diagonal.
+      for (let rr = 0; rr < rows; rr++) counts[rr] = selected + counts[rr] - start;
+      attendBlock(r, offs, rows, j, keys, counts, out, offs);
     }
   }
   return out;

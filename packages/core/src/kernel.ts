@@ -1,76 +1,215 @@
 /**
  * The inner loops of the reference ops (internal). Everything is float64; inputs are read
  * through their typed arrays and widened on the fly.
+ *
+ * The loops work on a block of query rows that share a KV head (the heads of a GQA group, times
+ * the queries of a tile in prefill), so each key and value row is read once per block rather
+ * than once per query row. Attention uses an online softmax over key chunks, so its scratch
+ * does not grow with `n`.
  */
+import type { FloatArray } from './types.js';
 import type { Resolved, ResolvedPrefill } from './validate.js';
 
-/**
- * Scaled logits of query row `q[qOff ..]` against KV head `kvHead`'s keys: `logits[c]` for the
- * key `keys[c]`, or key `c` itself when `keys` is null, for `c < count`.
- */
-export function scoreRow(
-  r: Resolved,
-  qOff: number,
-  kvHead: number,
-  keys: Int32Array | null,
-  count: number,
-  logits: Float64Array,
-): void {
-  const { q, k, headDim: d, scale } = r;
-  const base = kvHead * r.capacity * d;
-  for (let c = 0; c < count; c++) {
-    const kOff = base + (keys === null ? c : keys[c]) * d;
-    let dot = 0;
-    for (let e = 0; e < d; e++) dot += q[qOff + e] * k[kOff + e];
-    logits[c] = dot * scale;
+/** Keys per chunk of the online softmax. */
+const CHUNK = 256;
+
+/** Tunables, mutable only so tests can force the sub-blocking paths at small sizes. */
+export const kernelLimits = {
+  /** Most float64 values a probability block holds at once (16 MiB). */
+  probabilityValues: 1 << 21,
+};
+
+// Growable scratch, shared: JavaScript runs one op at a time and no op re-enters another.
+let qBlock = new Float64Array(0);
+let scratchLogits = new Float64Array(0);
+let scratchAcc = new Float64Array(0);
+let scratchMax = new Float64Array(0);
+let scratchSum = new Float64Array(0);
+let scratchProbs = new Float64Array(0);
+
+function reserve(rows: number, d: number): void {
+  if (qBlock.length < rows * d) {
+    qBlock = new Float64Array(rows * d);
+    scratchAcc = new Float64Array(rows * d);
+  }
+  if (scratchLogits.length < rows * CHUNK) scratchLogits = new Float64Array(rows * CHUNK);
+  if (scratchMax.length < rows) {
+    scratchMax = new Float64Array(rows);
+    scratchSum = new Float64Array(rows);
   }
 }
 
-/** In-place stable softmax of `logits[0 .. count)`. */
-export function softmaxPrefix(logits: Float64Array, count: number): void {
+function loadQueries(q: FloatArray, qOffs: Int32Array, rows: number, d: number): void {
+  const qb = qBlock;
+  for (let rr = 0; rr < rows; rr++) {
+    const src = qOffs[rr];
+    const dst = rr * d;
+    for (let e = 0; e < d; e++) qb[dst + e] = q[src + e];
+  }
+}
+
+function dot(a: Float64Array, ao: number, b: FloatArray, bo: number, d: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let e = 0;
+  for (; e + 3 < d; e += 4) {
+    s0 += a[ao + e] * b[bo + e];
+    s1 += a[ao + e + 1] * b[bo + e + 1];
+    s2 += a[ao + e + 2] * b[bo + e + 2];
+    s3 += a[ao + e + 3] * b[bo + e + 3];
+  }
+  for (; e < d; e++) s0 += a[ao + e] * b[bo + e];
+  return s0 + s1 + (s2 + s3);
+}
+
+/**
+ * Attention for a block of query rows on one KV head. Row `rr` has its query at `q[qOffs[rr]]`,
+ * sees the first `rowCounts[rr]` (>= 1) keys of the list (`keys`, or `0, 1, ..` when null), and
+ * writes its output to `out[outOffs[rr] ..]`: the softmax-weighted sum of those V rows.
+ */
+export function attendBlock(
+  r: Resolved,
+  qOffs: Int32Array,
+  rows: number,
+  kvHead: number,
+  keys: Int32Array | null,
+  rowCounts: Int32Array,
+  out: Float64Array,
+  outOffs: Int32Array,
+): void {
+  const { k, v, headDim: d, scale } = r;
+  const base = kvHead * r.capacity * d;
+  reserve(rows, d);
+  loadQueries(r.q, qOffs, rows, d);
+  // Local aliases: module-level bindings are slower to read in hot loops.
+  const qb = qBlock;
+  const logits = scratchLogits;
+  const acc = scratchAcc;
+  const rowMax = scratchMax;
+  const rowSum = scratchSum;
+  let maxCount = 0;
+  for (let rr = 0; rr < rows; rr++) {
+    rowMax[rr] = Number.NEGATIVE_INFINITY;
+    rowSum[rr] = 0;
+    if (rowCounts[rr] > maxCount) maxCount = rowCounts[rr];
+  }
+  acc.fill(0, 0, rows * d);
+  for (let c0 = 0; c0 < maxCount; c0 += CHUNK) {
+    const width = Math.min(CHUNK, maxCount - c0);
+    // Scores of the chunk; keys a row may not see get -Infinity.
+    for (let c = 0; c < width; c++) {
+      const kOff = base + (keys === null ? c0 + c : keys[c0 + c]) * d;
+      for (let rr = 0; rr < rows; rr++) {
+        logits[rr * CHUNK + c] =
+          c0 + c < rowCounts[rr] ? dot(qb, rr * d, k, kOff, d) * scale : Number.NEGATIVE_INFINITY;
+      }
+    }
+    // Online softmax: rescale what the row holds to the new running maximum.
+    for (let rr = 0; rr < rows; rr++) {
+      const lo = rr * CHUNK;
+      let chunkMax = Number.NEGATIVE_INFINITY;
+      for (let c = 0; c < width; c++) if (logits[lo + c] > chunkMax) chunkMax = logits[lo + c];
+      if (chunkMax === Number.NEGATIVE_INFINITY) {
+        logits.fill(0, lo, lo + width);
+        continue;
+      }
+      const oldMax = rowMax[rr];
+      const newMax = Math.max(chunkMax, oldMax);
+      if (newMax !== oldMax && oldMax !== Number.NEGATIVE_INFINITY) {
+        const alpha = Math.exp(oldMax - newMax);
+        rowSum[rr] *= alpha;
+        for (let e = rr * d; e < (rr + 1) * d; e++) acc[e] *= alpha;
+      }
+      let sum = 0;
+      for (let c = 0; c < width; c++) {
+        const p = Math.exp(logits[lo + c] - newMax);
+        logits[lo + c] = p;
+        sum += p;
+      }
+      rowSum[rr] += sum;
+      rowMax[rr] = newMax;
+    }
+    // Weighted V rows.
+    for (let c = 0; c < width; c++) {
+      const vOff = base + (keys === null ? c0 + c : keys[c0 + c]) * d;
+      for (let rr = 0; rr < rows; rr++) {
+        const p = logits[rr * CHUNK + c];
+        if (p === 0) continue;
+        const ao = rr * d;
+        for (let e = 0; e < d; e++) acc[ao + e] += p * v[vOff + e];
+      }
+    }
+  }
+  for (let rr = 0; rr < rows; rr++) {
+    const inv = 1 / rowSum[rr];
+    const dst = outOffs[rr];
+    for (let e = 0; e < d; e++) out[dst + e] = acc[rr * d + e] * inv;
+  }
+}
+
+/**
+ * Full softmax probabilities for a block of query rows on one KV head over keys `0 ..
+ * rowCounts[rr] - 1`: row `rr` lands in `into[rr * stride ..]` (entries past its count untouched).
+ */
+export function probabilityBlock(
+  r: Resolved,
+  qOffs: Int32Array,
+  rows: number,
+  kvHead: number,
+  rowCounts: Int32Array,
+  into: Float64Array,
+  stride: number,
+): void {
+  const { k, headDim: d, scale } = r;
+  const base = kvHead * r.capacity * d;
+  reserve(rows, d);
+  loadQueries(r.q, qOffs, rows, d);
+  const qb = qBlock;
+  let maxCount = 0;
+  for (let rr = 0; rr < rows; rr++) if (rowCounts[rr] > maxCount) maxCount = rowCounts[rr];
+  for (let x = 0; x < maxCount; x++) {
+    const kOff = base + x * d;
+    for (let rr = 0; rr < rows; rr++) {
+      if (x < rowCounts[rr]) into[rr * stride + x] = dot(qb, rr * d, k, kOff, d) * scale;
+    }
+  }
+  for (let rr = 0; rr < rows; rr++) softmaxAt(into, rr * stride, rowCounts[rr]);
+}
+
+/** In-place stable softmax of `a[offset .. offset + count)`. */
+export function softmaxAt(a: Float64Array, offset: number, count: number): void {
   let max = Number.NEGATIVE_INFINITY;
-  for (let c = 0; c < count; c++) if (logits[c] > max) max = logits[c];
+  for (let c = offset; c < offset + count; c++) if (a[c] > max) max = a[c];
   let sum = 0;
-  for (let c = 0; c < count; c++) {
-    const e = Math.exp(logits[c] - max);
-    logits[c] = e;
+  for (let c = offset; c < offset + count; c++) {
+    const e = Math.exp(a[c] - max);
+    a[c] = e;
     sum += e;
   }
   const inv = 1 / sum;
-  for (let c = 0; c < count; c++) logits[c] *= inv;
+  for (let c = offset; c < offset + count; c++) a[c] *= inv;
 }
 
 /**
- * One output row: softmax over the listed keys (or keys `0 .. count - 1`), then the weighted sum
- * of their V rows, written to `out[outOff .. outOff + headDim)`. `count >= 1`.
+ * Scaled logits of one query row against KV head `kvHead`'s keys `0 .. count - 1` (used by the
+ * pre-softmax variant).
  */
-export function attendRow(
-  r: Resolved,
-  qOff: number,
-  kvHead: number,
-  keys: Int32Array | null,
-  count: number,
-  scratch: Float64Array,
-  out: Float64Array,
-  outOff: number,
-): void {
-  scoreRow(r, qOff, kvHead, keys, count, scratch);
-  softmaxPrefix(scratch, count);
-  const { v, headDim: d } = r;
+export function scoreRow(r: Resolved, qOff: number, kvHead: number, count: number, out: Float64Array): void {
+  const { q, k, headDim: d, scale } = r;
+  reserve(1, d);
+  const qb = qBlock;
+  for (let e = 0; e < d; e++) qb[e] = q[qOff + e];
   const base = kvHead * r.capacity * d;
-  for (let e = 0; e < d; e++) out[outOff + e] = 0;
-  for (let c = 0; c < count; c++) {
-    const p = scratch[c];
-    const vOff = base + (keys === null ? c : keys[c]) * d;
-    for (let e = 0; e < d; e++) out[outOff + e] += p * v[vOff + e];
-  }
+  for (let x = 0; x < count; x++) out[x] = dot(qb, 0, k, base + x * d, d) * scale;
 }
 
 /**
- * Pools tile `t` over query heads `hFrom .. hTo - 1` (internal): writes
- * `scores[x] = sum over h, queries i of the tile of P[h,i](x)` for keys `x` before the tile's
- * first query, and returns the mass the same sum puts on the tile's diagonal keys.
- * `scratch` must hold `n` values.
+ * Pools tile `t` over query heads `hFrom .. hTo - 1`: writes
+ * `scores[x] = sum over those heads and the tile's queries of P[h,i](x)` for keys `x` before
+ * the tile's first query (P the full causal softmax), and returns the mass the same sum puts on
+ * the tile's diagonal keys.
  */
 export function poolTile(
   r: ResolvedPrefill,
@@ -78,21 +217,40 @@ export function poolTile(
   hTo: number,
   t: number,
   scores: Float64Array,
-  scratch: Float64Array,
 ): number {
-  const { headDim: d, group, n, queries, queryStart, tileSize: T } = r;
+  const { group, n, queries, queryStart, tileSize: T, headDim: d } = r;
   const start = queryStart + t * T;
   const end = Math.min(start + T, n);
+  const tileRows = end - start;
   scores.fill(0, 0, start);
   let diagonal = 0;
-  for (let h = hFrom; h < hTo; h++) {
-    const j = Math.floor(h / group);
-    for (let pos = start; pos < end; pos++) {
-      const count = pos + 1;
-      scoreRow(r, (h * queries + pos - queryStart) * d, j, null, count, scratch);
-      softmaxPrefix(scratch, count);
-      for (let x = 0; x < start; x++) scores[x] += scratch[x];
-      for (let x = start; x < count; x++) diagonal += scratch[x];
+  // Rows are (head, query) pairs sharing a KV head, in sub-blocks small enough to hold.
+  const perBlock = Math.max(
+    1,
+    Math.min((hTo - hFrom) * tileRows, Math.floor(kernelLimits.probabilityValues / end)),
+  );
+  if (scratchProbs.length < perBlock * end) scratchProbs = new Float64Array(perBlock * end);
+  const probs = scratchProbs;
+  const qOffs = new Int32Array(perBlock);
+  const counts = new Int32Array(perBlock);
+  for (let j = Math.floor(hFrom / group); j * group < hTo; j++) {
+    const h0 = Math.max(hFrom, j * group);
+    const h1 = Math.min(hTo, (j + 1) * group);
+    const total = (h1 - h0) * tileRows;
+    for (let first = 0; first < total; first += perBlock) {
+      const rows = Math.min(perBlock, total - first);
+      for (let rr = 0; rr < rows; rr++) {
+        const h = h0 + Math.floor((first + rr) / tileRows);
+        const pos = start + ((first + rr) % tileRows);
+        qOffs[rr] = (h * queries + pos - queryStart) * d;
+        counts[rr] = pos + 1;
+      }
+      probabilityBlock(r, qOffs, rows, j, counts, probs, end);
+      for (let rr = 0; rr < rows; rr++) {
+        const lo = rr * end;
+        for (let x = 0; x < start; x++) scores[x] += probs[lo + x];
+        for (let x = start; x < counts[rr]; x++) diagonal += probs[lo + x];
+      }
     }
   }
   return diagonal;

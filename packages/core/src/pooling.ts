@@ -1,17 +1,18 @@
 import { ShapeError } from './errors.js';
-import { poolTile, scoreRow, softmaxPrefix } from './kernel.js';
+import { poolTile, probabilityBlock, scoreRow, softmaxAt } from './kernel.js';
 import type { AttentionShape, DecodeInputs, PrefillInputs } from './types.js';
 import { positiveInt, resolveDecode, resolvePrefill, resolveShape } from './validate.js';
 
 /** Post-softmax attention of the decode token: `P[h](x)` over all `n` keys. Output `[heads, n]`. */
 export function decodeProbabilities(inputs: DecodeInputs): Float64Array {
   const r = resolveDecode('decodeProbabilities', inputs);
-  const { heads, headDim: d, group, n } = r;
+  const { heads, kvHeads, headDim: d, group, n } = r;
   const probs = new Float64Array(heads * n);
-  for (let h = 0; h < heads; h++) {
-    const row = probs.subarray(h * n, (h + 1) * n);
-    scoreRow(r, h * d, Math.floor(h / group), null, n, row);
-    softmaxPrefix(row, n);
+  const offs = new Int32Array(group);
+  const counts = new Int32Array(group).fill(n);
+  for (let j = 0; j < kvHeads; j++) {
+    for (let hh = 0; hh < group; hh++) offs[hh] = (j * group + hh) * d;
+    probabilityBlock(r, offs, group, j, counts, probs.subarray(j * group * n), n);
   }
   return probs;
 }
@@ -53,10 +54,10 @@ export function poolGroupPreSoftmax(inputs: DecodeInputs): Float64Array {
   for (let j = 0; j < kvHeads; j++) {
     const row = pooled.subarray(j * n, (j + 1) * n);
     for (let h = j * group; h < (j + 1) * group; h++) {
-      scoreRow(r, h * d, j, null, n, logits);
+      scoreRow(r, h * d, j, n, logits);
       for (let x = 0; x < n; x++) row[x] += logits[x] / group;
     }
-    softmaxPrefix(row, n);
+    softmaxAt(row, 0, n);
   }
   return pooled;
 }
@@ -87,11 +88,10 @@ export function pooledPrefillScores(inputs: PrefillInputs): PooledPrefillScores 
   const { kvHeads, group, n, tiles } = r;
   const scores = new Float64Array(kvHeads * tiles * n);
   const diagonalMass = new Float64Array(kvHeads * tiles);
-  const scratch = new Float64Array(n);
   for (let j = 0; j < kvHeads; j++) {
     for (let t = 0; t < tiles; t++) {
       const row = scores.subarray((j * tiles + t) * n, (j * tiles + t + 1) * n);
-      diagonalMass[j * tiles + t] = poolTile(r, j * group, (j + 1) * group, t, row, scratch);
+      diagonalMass[j * tiles + t] = poolTile(r, j * group, (j + 1) * group, t, row);
     }
   }
   return { scores, diagonalMass, tiles };

@@ -66,13 +66,12 @@ function prefillSelection(
   }
   const indices = new Int32Array(kvHeads * tiles * kMax).fill(-1);
   const scores = new Float64Array(n);
-  const scratch = new Float64Array(n);
   for (let row = 0; row < pooledRows; row++) {
     const [hFrom, hTo] = headsOf(row);
     for (let t = 0; t < tiles; t++) {
       const start = queryStart + t * tileSize;
       if (counts[t] === 0) continue;
-      poolTile(r, hFrom, hTo, t, scores, scratch);
+      poolTile(r, hFrom, hTo, t, scores);
       const chosen = topkIndices(scores, counts[t], start);
       const targets = pooledRows === 1 ? kvHeads : 1;
       for (let c = 0; c < targets; c++) {
