@@ -13,7 +13,8 @@ import {
   rng,
   shuffled,
 } from './naive.test-support.js';
-import { pooledPrefillScores } from './pooling.js';
+import { pooledDecodeScores, pooledPrefillScores } from './pooling.js';
+import { allHeadsPooledDecodeTopk } from './selection.js';
 
 // Sizes past one online-softmax chunk (256 keys) and past the probability block limit, so the
 // rescaling and sub-blocking paths run; the small property tests never reach them.
@@ -70,5 +71,20 @@ describe('blocked kernels at sizes past their chunk and block limits', () => {
           if (x < start) naive[x] += w;
     const row = split.scores.subarray((1 * split.tiles + t) * 53, (1 * split.tiles + t) * 53 + start);
     expect(relativeError(row, naive)).toBeLessThan(1e-12);
+  });
+});
+
+describe('decode pooling in sub-blocks', () => {
+  it('gives the same pooled scores and selections when heads are split', () => {
+    const inputs = randomDecode({ heads: 8, kvHeads: 2, headDim: 4 }, 300, 4);
+    const whole = pooledDecodeScores(inputs);
+    const wholeAll = allHeadsPooledDecodeTopk(inputs, { kMin: 20 });
+    kernelLimits.probabilityValues = 300; // one head per block
+    try {
+      expect(relativeError(pooledDecodeScores(inputs), whole)).toBeLessThan(1e-14);
+      expect(allHeadsPooledDecodeTopk(inputs, { kMin: 20 })).toEqual(wholeAll);
+    } finally {
+      kernelLimits.probabilityValues = 1 << 21;
+    }
   });
 });

@@ -255,3 +255,29 @@ export function poolTile(
   }
   return diagonal;
 }
+
+/**
+ * Decode pooling over query heads `hFrom .. hTo - 1`: adds `sum over those heads of P[h](x)` to
+ * `into[x]` for every key `x < n`, without holding more than a block of probabilities.
+ */
+export function poolDecodeHeads(r: Resolved, hFrom: number, hTo: number, into: Float64Array): void {
+  const { group, n, headDim: d } = r;
+  const perBlock = Math.max(1, Math.min(hTo - hFrom, Math.floor(kernelLimits.probabilityValues / n)));
+  if (scratchProbs.length < perBlock * n) scratchProbs = new Float64Array(perBlock * n);
+  const probs = scratchProbs;
+  const qOffs = new Int32Array(perBlock);
+  const counts = new Int32Array(perBlock).fill(n);
+  for (let j = Math.floor(hFrom / group); j * group < hTo; j++) {
+    const h0 = Math.max(hFrom, j * group);
+    const h1 = Math.min(hTo, (j + 1) * group);
+    for (let first = h0; first < h1; first += perBlock) {
+      const rows = Math.min(perBlock, h1 - first);
+      for (let rr = 0; rr < rows; rr++) qOffs[rr] = (first + rr) * d;
+      probabilityBlock(r, qOffs, rows, j, counts, probs, n);
+      for (let rr = 0; rr < rows; rr++) {
+        const lo = rr * n;
+        for (let x = 0; x < n; x++) into[x] += probs[lo + x];
+      }
+    }
+  }
+}

@@ -1,5 +1,5 @@
 import { ShapeError } from './errors.js';
-import { poolTile, probabilityBlock, scoreRow, softmaxAt } from './kernel.js';
+import { poolDecodeHeads, poolTile, probabilityBlock, scoreRow, softmaxAt } from './kernel.js';
 import type { AttentionShape, DecodeInputs, PrefillInputs } from './types.js';
 import { positiveInt, resolveDecode, resolvePrefill, resolveShape } from './validate.js';
 
@@ -64,8 +64,12 @@ export function poolGroupPreSoftmax(inputs: DecodeInputs): Float64Array {
 
 /** The method's decode scores: post-softmax pooling over each GQA group. Output `[kvHeads, n]`. */
 export function pooledDecodeScores(inputs: DecodeInputs): Float64Array {
-  const probs = decodeProbabilities(inputs);
-  return poolGroupPostSoftmax(probs, inputs, inputs.n);
+  const r = resolveDecode('pooledDecodeScores', inputs);
+  const { kvHeads, group, n } = r;
+  const pooled = new Float64Array(kvHeads * n);
+  for (let j = 0; j < kvHeads; j++)
+    poolDecodeHeads(r, j * group, (j + 1) * group, pooled.subarray(j * n, (j + 1) * n));
+  return pooled;
 }
 
 /** Result of {@link pooledPrefillScores}. */

@@ -1,6 +1,6 @@
 import { prefillTileBudget, topkBudget } from './budget.js';
-import { poolTile } from './kernel.js';
-import { decodeProbabilities, pooledDecodeScores } from './pooling.js';
+import { poolDecodeHeads, poolTile } from './kernel.js';
+import { pooledDecodeScores } from './pooling.js';
 import { topkIndices } from './topk.js';
 import type {
   BudgetOptions,
@@ -45,9 +45,8 @@ export function anchorDecodeTopk(inputs: DecodeInputs, budget: BudgetOptions = {
 export function allHeadsPooledDecodeTopk(inputs: DecodeInputs, budget: BudgetOptions = {}): DecodeSelection {
   const r = resolveDecode('allHeadsPooledDecodeTopk', inputs);
   const k = topkBudget(r.n, budget);
-  const probs = decodeProbabilities(inputs);
   const pooled = new Float64Array(r.n);
-  for (let h = 0; h < r.heads; h++) for (let x = 0; x < r.n; x++) pooled[x] += probs[h * r.n + x];
+  poolDecodeHeads(r, 0, r.heads, pooled);
   return decodeSelectionFrom(pooled, 1, r.n, k, r.kvHeads);
 }
 
