@@ -11,6 +11,8 @@ export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
   'cpu-engine': () => import('./benches/cpu-engine.js').then((m) => m.default),
   'cuda-decode': () => import('./benches/cuda-decode.js').then((m) => m.default),
   'server-load': () => import('./benches/server-load.js').then((m) => m.default),
+  'webgpu-decode': () => import('./benches/webgpu-decode.js').then((m) => m.default),
+  'webgpu-prefill': () => import('./benches/webgpu-prefill.js').then((m) => m.default),
 };
 
 export function benchNames(): string[] {

@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" />
 export { readBuffer, uploadBuffer, WebGPUBackend, type WebGPUBackendOptions } from './backend.js';
 export { type BindingKind, KascadeGPU } from './context.js';
 export { type DeviceOptions, getGPU, type KascadeDevice, requestKascadeDevice } from './device.js';
@@ -19,5 +20,7 @@ export {
 } from './ops/decode.js';
 export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillArgs } from './ops/prefill.js';
 export { encodeSelect, type SelectRow } from './ops/select.js';
+export { encodeCopy, encodeFillRandom } from './ops/util.js';
 export { buildShader, type KVDType } from './program.js';
 export { createDeviceKV, type DeviceKV, kvBytes, packKV } from './tensors.js';
+export { timeGPU } from './timing.js';

@@ -1,0 +1,102 @@
+/**
+ * Shared by `webgpu-decode` and `webgpu-prefill`: opening the device (Dawn in Node, from
+ * `$DAWN_NODE_PATH` when set, e.g. on the H200 machine), timing with timestamp queries, the
+ * WebGPU copy bandwidth, and an L2 flush between timed runs.
+ */
+import { createRequire } from 'node:module';
+import { encodeCopy, KascadeGPU, timeGPU } from '@kascade/webgpu';
+import type { BenchContext } from '../harness.js';
+import type { MachineInfo, Row } from '../results.js';
+import { type Stats, summarize } from '../stats.js';
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: object;
+}
+
+/** Opens the device: `$DAWN_NODE_PATH`'s `dawn.node` if set, else the `webgpu` package. */
+export async function openGPU(): Promise<KascadeGPU> {
+  let gpu: GPU | undefined;
+  const flags = ['disable-dawn-features=timestamp_quantization'];
+  if (process.env.DAWN_NODE_PATH) {
+    const dawn = createRequire(import.meta.url)(process.env.DAWN_NODE_PATH) as DawnModule;
+    Object.assign(globalThis, dawn.globals);
+    gpu = dawn.create(flags);
+  } else {
+    const name = 'webgpu';
+    const dawn = (await import(name)) as DawnModule;
+    Object.assign(globalThis, dawn.globals);
+    gpu = dawn.create(flags);
+  }
+  return KascadeGPU.create({ gpu });
+}
+
+export function machineOf(gpu: KascadeGPU): Partial<MachineInfo> {
+  const i = gpu.info.adapterInfo;
+  return { gpu: [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'unknown' };
+}
+
+/** A scratch buffer larger than the L2 cache, overwritten between timed runs. */
+export function l2Flusher(gpu: KascadeGPU): (pass: GPUComputePassEncoder) => void {
+  const bytes = 256 * 2 ** 20;
+  const a = gpu.scratchBuffer('bench.flushA', bytes);
+  const b = gpu.scratchBuffer('bench.flushB', bytes);
+  return (pass) => encodeCopy(gpu, pass, a, b, bytes);
+}
+
+/** Times `encode` (GPU time per run, medians) and returns the stats in microseconds. */
+export async function timeOp(
+  gpu: KascadeGPU,
+  ctx: BenchContext,
+  label: string,
+  encode: (pass: GPUComputePassEncoder) => void,
+  flush: (pass: GPUComputePassEncoder) => void,
+  repeats = ctx.repeats,
+  warmup = ctx.warmup,
+): Promise<Stats & { source: string }> {
+  const { samplesUs, source } = await timeGPU(gpu, label, encode, { warmup, repeats, between: flush });
+  const s = summarize(samplesUs);
+  ctx.progress(`${label}: median ${s.median.toFixed(1)} us (${source})`);
+  return { ...s, source };
+}
+
+/** WebGPU read + write bandwidth of a 1 GiB vec4 copy, GB/s (bytes read + written). */
+export async function copyBandwidth(
+  gpu: KascadeGPU,
+  ctx: BenchContext,
+  flush: (pass: GPUComputePassEncoder) => void,
+): Promise<{ row: Row; gbPerS: number }> {
+  const bytes = 2 ** 30;
+  const src = gpu.device.createBuffer({
+    label: 'bench.copy.src',
+    size: bytes,
+    usage: GPUBufferUsage.STORAGE,
+  });
+  const dst = gpu.device.createBuffer({
+    label: 'bench.copy.dst',
+    size: bytes,
+    usage: GPUBufferUsage.STORAGE,
+  });
+  const s = await timeOp(gpu, ctx, 'copy 1 GiB', (p) => encodeCopy(gpu, p, src, dst, bytes), flush);
+  src.destroy();
+  dst.destroy();
+  const gbPerS = (2 * bytes) / (s.median * 1e3);
+  return {
+    row: {
+      kernel: 'copy',
+      context: 0,
+      batch: 0,
+      medianUs: round(s.median),
+      p10Us: round(s.p10),
+      p90Us: round(s.p90),
+      gbPerS: Math.round(gbPerS),
+      timing: s.source,
+    },
+    gbPerS,
+  };
+}
+
+export function round(x: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
