@@ -146,29 +146,54 @@ __global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, cons
 
 __global__ void __launch_bounds__(256) compact_kernel(int n, int topk, const float* __restrict__ pooled,
                                                       int* __restrict__ state, int* __restrict__ out) {
-  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+  constexpr int kPer = kSelectChunk / 256;
+  __shared__ int warpBase[8];
+  __shared__ int blockBase;
+  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int* st = state + row * 4;
   const unsigned thr = static_cast<unsigned>(st[0]);
   const int krem = st[1];
   const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
   const float* pr = pooled + static_cast<size_t>(row) * n;
   int* o = out + static_cast<size_t>(row) * topk;
-  for (int base = x0; base < x1; base += blockDim.x) {
-    const int x = base + tid;
-    const bool in = x < x1;
-    const unsigned u = in ? __float_as_uint(pr[x]) : 0u;
-    const bool gt = in && u > thr;
-    const unsigned m = __ballot_sync(0xffffffffu, gt);
-    if (m) {
-      const int leader = __ffs(m) - 1;
-      int slot = 0;
-      if (lane == leader) slot = atomicAdd(&st[2], __popc(m));
-      slot = __shfl_sync(0xffffffffu, slot, leader);
-      if (gt) o[slot + __popc(m & ((1u << lane) - 1u))] = x;
+  // Elements strictly above the threshold: one atomic per block reserves their slots.
+  unsigned u[kPer];
+  int cnt = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int x = x0 + i * 256 + tid;
+    u[i] = x < x1 ? __float_as_uint(pr[x]) : 0u;
+    cnt += (x < x1 && u[i] > thr) ? 1 : 0;
+  }
+  int inc = cnt;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, inc, off);
+    if (lane >= off) inc += y;
+  }
+  if (lane == 31) warpBase[warp] = inc;
+  __syncthreads();
+  if (tid == 0) {
+    int total = 0;
+    for (int w = 0; w < 8; ++w) {
+      const int c = warpBase[w];
+      warpBase[w] = total;
+      total += c;
     }
-    if (in && u == thr) {
-      if (atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
-    }
+    blockBase = total > 0 ? atomicAdd(&st[2], total) : 0;
+  }
+  __syncthreads();
+  int slot = blockBase + warpBase[warp] + inc - cnt;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int x = x0 + i * 256 + tid;
+    if (x < x1 && u[i] > thr) o[slot++] = x;
+  }
+  // Exact ties with the threshold (rare): the first `krem` to arrive are taken.
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int x = x0 + i * 256 + tid;
+    if (x < x1 && u[i] == thr && atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
   }
 }
 

@@ -324,20 +324,52 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
 template <typename T, int D>
 __global__ void combine_kernel(int splits, const float* __restrict__ part_o,
                                const float* __restrict__ part_ml, T* __restrict__ out) {
+  extern __shared__ float wts[];  // [splits] weights exp2(m_s - M)
+  __shared__ float red[D / 32];
+  __shared__ float ML[2];
   const size_t bh = blockIdx.x;
-  const int d = threadIdx.x;
+  const int d = threadIdx.x, lane = d & 31, warp = d >> 5;
   const float* ml = part_ml + bh * splits * 2;
   float M = -INFINITY;
-  for (int s = 0; s < splits; ++s) M = fmaxf(M, ml[2 * s]);
-  float L = 0.f, o = 0.f;
-  for (int s = 0; s < splits; ++s) {
-    const float m = ml[2 * s];
-    if (m == -INFINITY) continue;
-    const float w = exp2f(m - M);
-    L = fmaf(ml[2 * s + 1], w, L);
-    o = fmaf(part_o[(bh * splits + s) * D + d], w, o);
+  for (int s = d; s < splits; s += D) M = fmaxf(M, ml[2 * s]);
+  M = warp_max(M);
+  if (lane == 0) red[warp] = M;
+  __syncthreads();
+  if (d == 0) {
+    float x = red[0];
+    for (int w = 1; w < D / 32; ++w) x = fmaxf(x, red[w]);
+    ML[0] = x;
   }
-  out[bh * D + d] = from_float<T>(o / L);
+  __syncthreads();
+  M = ML[0];
+  float L = 0.f;
+  for (int s = d; s < splits; s += D) {
+    const float m = ml[2 * s];
+    const float w = m == -INFINITY ? 0.f : exp2f(m - M);
+    wts[s] = w;
+    L += w * ml[2 * s + 1];
+  }
+  L = warp_sum(L);
+  __syncthreads();
+  if (lane == 0) red[warp] = L;
+  __syncthreads();
+  if (d == 0) {
+    float x = 0.f;
+    for (int w = 0; w < D / 32; ++w) x += red[w];
+    ML[1] = x;
+  }
+  __syncthreads();
+  const float* po = part_o + bh * splits * D + d;
+  float o0 = 0.f, o1 = 0.f, o2 = 0.f, o3 = 0.f;
+  int s = 0;
+  for (; s + 4 <= splits; s += 4) {
+    o0 = fmaf(po[(s + 0) * D], wts[s + 0], o0);
+    o1 = fmaf(po[(s + 1) * D], wts[s + 1], o1);
+    o2 = fmaf(po[(s + 2) * D], wts[s + 2], o2);
+    o3 = fmaf(po[(s + 3) * D], wts[s + 3], o3);
+  }
+  for (; s < splits; ++s) o0 = fmaf(po[s * D], wts[s], o0);
+  out[bh * D + d] = from_float<T>((o0 + o1 + o2 + o3) / ML[1]);
 }
 
 int device_sm_count() {
@@ -403,7 +435,8 @@ cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float*
                            const float* part_ml, void* out, cudaStream_t st) {
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
-      combine_kernel<T, D><<<s.batch * s.heads, D, 0, st>>>(splits, part_o, part_ml, static_cast<T*>(out));
+      combine_kernel<T, D><<<s.batch * s.heads, D, sizeof(float) * splits, st>>>(splits, part_o, part_ml,
+                                                                                 static_cast<T*>(out));
       return cudaGetLastError();
     });
   });

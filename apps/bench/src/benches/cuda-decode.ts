@@ -16,9 +16,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { topkBudget } from '@kascade/core';
 import {
-  DeviceTensor,
   anchorDecode,
   copyDevice,
+  DeviceTensor,
   denseAnchorDecode,
   denseDecode,
   deviceInfo,
@@ -67,7 +67,9 @@ function torchBaselines(
     note('torch baseline script not found; skipping PyTorch');
     return { rows: [] };
   }
-  const probe = spawnSync('python3', ['-c', 'import torch; assert torch.cuda.is_available()'], { encoding: 'utf8' });
+  const probe = spawnSync('python3', ['-c', 'import torch; assert torch.cuda.is_available()'], {
+    encoding: 'utf8',
+  });
   if (probe.status !== 0) {
     note('python3 with CUDA torch not found; skipping PyTorch baselines');
     return { rows: [] };
@@ -78,7 +80,10 @@ function torchBaselines(
     note(`torch baselines failed: ${r.stderr.slice(-400)}`);
     return { rows: [] };
   }
-  const parsed = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { rows: TorchRow[]; torch?: string };
+  const parsed = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
+    rows: TorchRow[];
+    torch?: string;
+  };
   return { rows: parsed.rows, version: parsed.torch };
 }
 
@@ -109,7 +114,13 @@ const bench: Bench = {
     fillNormal(src, 7);
     const copyStats = stat(timeDevice(() => copyDevice(dst, src), ctx.warmup, ctx.repeats));
     const copyGBps = (2 * copyBytes) / (copyStats.median * 1e3);
-    rows.push({ kernel: 'copy', context: 0, batch: 0, ...timingCells(copyStats), gbPerS: Math.round(copyGBps) });
+    rows.push({
+      kernel: 'copy',
+      context: 0,
+      batch: 0,
+      ...timingCells(copyStats),
+      gbPerS: Math.round(copyGBps),
+    });
     src.free();
     dst.free();
 
@@ -137,7 +148,9 @@ const bench: Bench = {
       const gatherBytes = 2 * batch * G * kk * D * 2;
       const t = {
         dense: stat(timeDevice(() => denseDecode(b, out), ctx.warmup, ctx.repeats)),
-        layer0: stat(timeDevice(() => denseAnchorDecode(b, kk, { out, selection: sel }), ctx.warmup, ctx.repeats)),
+        layer0: stat(
+          timeDevice(() => denseAnchorDecode(b, kk, { out, selection: sel }), ctx.warmup, ctx.repeats),
+        ),
         anchor: stat(timeDevice(() => anchorDecode(b, kk, { out, selection: sel }), ctx.warmup, ctx.repeats)),
         reuse: stat(timeDevice(() => reuseDecode(b, sel, headMap, out), ctx.warmup, ctx.repeats)),
       };
@@ -161,20 +174,73 @@ const bench: Bench = {
           gbPerS: Math.round(bytes[key] / (s.median * 1e3)),
         });
       }
-      rows.push({ kernel: 'reuse-identity-map', context: n, batch, k: kk, ...timingCells(reuseId), gbPerS: Math.round(gatherBytes / (reuseId.median * 1e3)) });
+      rows.push({
+        kernel: 'reuse-identity-map',
+        context: n,
+        batch,
+        k: kk,
+        ...timingCells(reuseId),
+        gbPerS: Math.round(gatherBytes / (reuseId.median * 1e3)),
+      });
       const tr = torch.rows.find((r) => r.batch === batch && r.context === n);
-      const torchBest = Math.min(tr?.cudnnUs ?? Number.POSITIVE_INFINITY, tr?.flashUs ?? Number.POSITIVE_INFINITY);
+      const torchBest = Math.min(
+        tr?.cudnnUs ?? Number.POSITIVE_INFINITY,
+        tr?.flashUs ?? Number.POSITIVE_INFINITY,
+      );
       for (const [name, us] of [
         ['torch-cudnn', tr?.cudnnUs],
         ['torch-flash', tr?.flashUs],
       ] as const) {
-        if (us !== undefined) rows.push({ kernel: name, context: n, batch, medianUs: Math.round(us * 100) / 100, gbPerS: Math.round(kvBytes / (us * 1e3)) });
+        if (us !== undefined)
+          rows.push({
+            kernel: name,
+            context: n,
+            batch,
+            medianUs: Math.round(us * 100) / 100,
+            gbPerS: Math.round(kvBytes / (us * 1e3)),
+          });
       }
       const whole = t.layer0.median + (ANCHORS - 1) * t.anchor.median + (LAYERS - ANCHORS) * t.reuse.median;
       const denseWhole = LAYERS * t.dense.median;
-      rows.push({ kernel: 'whole-model-kascade', context: n, batch, medianUs: Math.round(whole * 100) / 100 });
-      rows.push({ kernel: 'whole-model-dense', context: n, batch, medianUs: Math.round(denseWhole * 100) / 100 });
+      rows.push({
+        kernel: 'whole-model-kascade',
+        context: n,
+        batch,
+        medianUs: Math.round(whole * 100) / 100,
+      });
+      rows.push({
+        kernel: 'whole-model-dense',
+        context: n,
+        batch,
+        medianUs: Math.round(denseWhole * 100) / 100,
+      });
+      // The whole layout as one CUDA graph (launch gaps removed), and 32 dense layers likewise.
+      const wholeGraph = captureGraph(() => {
+        denseAnchorDecode(b, kk, { out, selection: sel });
+        for (let i = 0; i < ANCHORS - 1; i++) anchorDecode(b, kk, { out, selection: sel });
+        for (let i = 0; i < LAYERS - ANCHORS; i++) reuseDecode(b, sel, headMap, out);
+      });
+      const denseGraph = captureGraph(() => {
+        for (let i = 0; i < LAYERS; i++) denseDecode(b, out);
+      });
+      const reps = Math.max(5, Math.floor(ctx.repeats / 5));
+      const tGraph = stat(timeDevice(() => wholeGraph.launch(), 2, reps));
+      const tDenseGraph = stat(timeDevice(() => denseGraph.launch(), 2, reps));
+      rows.push({ kernel: 'whole-model-kascade-graph', context: n, batch, ...timingCells(tGraph) });
+      rows.push({ kernel: 'whole-model-dense-graph', context: n, batch, ...timingCells(tDenseGraph) });
+      // Split-KV factor sweep (tuning data; automatic choice is the rows above).
+      if (!ctx.quick && n === 131072) {
+        for (const splits of batch === 1 ? [64, 192, 256] : [8, 16, 33]) {
+          const ts = stat(timeDevice(() => denseDecode({ ...b, splits }, out), 3, 20));
+          rows.push({ kernel: `dense-splits-${splits}`, context: n, batch, ...timingCells(ts), gbPerS: Math.round(kvBytes / (ts.median * 1e3)) });
+        }
+        for (const splits of batch === 1 ? [26, 104, 205] : [2, 10, 20]) {
+          const ts = stat(timeDevice(() => reuseDecode({ ...b, splits }, sel, headMap, out), 3, 20));
+          rows.push({ kernel: `reuse-splits-${splits}`, context: n, batch, ...timingCells(ts), gbPerS: Math.round(gatherBytes / (ts.median * 1e3)) });
+        }
+      }
       const tag = `${label(n)}_b${batch}`;
+      if (Number.isFinite(torchBest)) summary[`wholeModelGraphSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / tGraph.median);
       if (Number.isFinite(torchBest)) {
         summary[`denseVsTorch_${tag}`] = round3(torchBest / t.dense.median);
         summary[`wholeModelSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / whole);
