@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { topkBudget } from '@kascade/core';
 import {
   anchorDecode,
+  captureGraph,
   copyDevice,
   DeviceTensor,
   denseAnchorDecode,
