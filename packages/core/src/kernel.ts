@@ -26,6 +26,7 @@ let scratchAcc = new Float64Array(0);
 let scratchMax = new Float64Array(0);
 let scratchSum = new Float64Array(0);
 let scratchProbs = new Float64Array(0);
+const scratchVOffs = new Int32Array(CHUNK);
 
 function reserve(rows: number, d: number): void {
   if (qBlock.length < rows * d) {
@@ -131,14 +132,51 @@ export function attendBlock(
       rowSum[rr] += sum;
       rowMax[rr] = newMax;
     }
-    // Weighted V rows.
-    for (let c = 0; c < width; c++) {
-      const vOff = base + (keys === null ? c0 + c : keys[c0 + c]) * d;
-      for (let rr = 0; rr < rows; rr++) {
-        const p = logits[rr * CHUNK + c];
-        if (p === 0) continue;
-        const ao = rr * d;
-        for (let e = 0; e < d; e++) acc[ao + e] += p * v[vOff + e];
+    // Weighted V rows: per row, eight output columns at a time in locals (one read-modify-write
+    // of the accumulator per chunk instead of one per key). A row stops at its own count, so
+    // keys it may not see never touch it.
+    const vOffs = scratchVOffs;
+    for (let c = 0; c < width; c++) vOffs[c] = base + (keys === null ? c0 + c : keys[c0 + c]) * d;
+    for (let rr = 0; rr < rows; rr++) {
+      const w = Math.min(width, rowCounts[rr] - c0);
+      if (w <= 0) continue;
+      const lo = rr * CHUNK;
+      const ao = rr * d;
+      let e = 0;
+      for (; e + 7 < d; e += 8) {
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let s4 = 0;
+        let s5 = 0;
+        let s6 = 0;
+        let s7 = 0;
+        for (let c = 0; c < w; c++) {
+          const p = logits[lo + c];
+          const o = vOffs[c] + e;
+          s0 += p * v[o];
+          s1 += p * v[o + 1];
+          s2 += p * v[o + 2];
+          s3 += p * v[o + 3];
+          s4 += p * v[o + 4];
+          s5 += p * v[o + 5];
+          s6 += p * v[o + 6];
+          s7 += p * v[o + 7];
+        }
+        acc[ao + e] += s0;
+        acc[ao + e + 1] += s1;
+        acc[ao + e + 2] += s2;
+        acc[ao + e + 3] += s3;
+        acc[ao + e + 4] += s4;
+        acc[ao + e + 5] += s5;
+        acc[ao + e + 6] += s6;
+        acc[ao + e + 7] += s7;
+      }
+      for (; e < d; e++) {
+        let s0 = 0;
+        for (let c = 0; c < w; c++) s0 += logits[lo + c] * v[vOffs[c] + e];
+        acc[ao + e] += s0;
       }
     }
   }
