@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { denseCausalPrefillAttention, denseDecodeAttention, sparseDecodeAttention } from './attention.js';
-import { kernelLimits } from './kernel.js';
+import { kernelLimits, poisonScratch } from './kernel.js';
 import {
   decodeQuery,
   naiveAttend,
@@ -86,5 +87,58 @@ describe('decode pooling in sub-blocks', () => {
     } finally {
       kernelLimits.probabilityValues = 1 << 21;
     }
+  });
+});
+
+describe('scratch reuse', () => {
+  it('no op reads scratch an earlier call left behind (scratch poisoned with NaN before each run)', () => {
+    let checked = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 }),
+        fc.constantFrom(1, 3, 8),
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: 300 }),
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        (kvHeads, group, headDim, n, seed) => {
+          const shape = { heads: kvHeads * group, kvHeads, headDim };
+          const dec = randomDecode(shape, n, seed);
+          const want = range(0, shape.heads).flatMap((h) =>
+            naiveAttend(dec, decodeQuery(dec, h), Math.floor(h / group), range(0, n)),
+          );
+          poisonScratch();
+          expect(relativeError(denseDecodeAttention(dec), want)).toBeLessThan(1e-12);
+          const pooledWant = new Float64Array(kvHeads * n);
+          for (let h = 0; h < shape.heads; h++) {
+            const j = Math.floor(h / group);
+            for (const [x, w] of naiveProbabilities(dec, decodeQuery(dec, h), j, range(0, n)))
+              pooledWant[j * n + x] += w;
+          }
+          poisonScratch();
+          expect(relativeError(pooledDecodeScores(dec), pooledWant)).toBeLessThan(1e-12);
+          const pre = randomPrefill(shape, 4 * (seed % 3), 1 + (seed % 11), 4, seed);
+          const preWant: number[] = [];
+          for (let h = 0; h < shape.heads; h++)
+            for (let i = 0; i < pre.queries; i++)
+              preWant.push(
+                ...naiveAttend(
+                  pre,
+                  prefillQuery(pre, h, i),
+                  Math.floor(h / group),
+                  range(0, pre.queryStart + i + 1),
+                ),
+              );
+          poisonScratch();
+          expect(relativeError(denseCausalPrefillAttention(pre), preWant)).toBeLessThan(1e-12);
+          poisonScratch();
+          const pooled = pooledPrefillScores(pre);
+          expect(Array.from(pooled.scores).every(Number.isFinite)).toBe(true);
+          expect(Array.from(pooled.diagonalMass).every(Number.isFinite)).toBe(true);
+          checked++;
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(checked).toBe(40);
   });
 });

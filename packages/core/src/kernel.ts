@@ -28,6 +28,13 @@ let scratchSum = new Float64Array(0);
 let scratchProbs = new Float64Array(0);
 const scratchVOffs = new Int32Array(CHUNK);
 
+/** Fills every scratch buffer with NaN, so tests can show no op reads what an earlier call left. */
+export function poisonScratch(): void {
+  for (const buffer of [qBlock, scratchLogits, scratchAcc, scratchMax, scratchSum, scratchProbs])
+    buffer.fill(Number.NaN);
+  scratchVOffs.fill(-1);
+}
+
 function reserve(rows: number, d: number): void {
   if (qBlock.length < rows * d) {
     qBlock = new Float64Array(rows * d);

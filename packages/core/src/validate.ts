@@ -52,8 +52,11 @@ export function nonNegativeInt(fn: string, name: string, value: unknown): number
 }
 
 function expectArray(fn: string, name: string, value: unknown, expected: number, how: string): void {
-  if (!(ArrayBuffer.isView(value) && typeof (value as { length?: unknown }).length === 'number')) {
-    throw new ShapeError(`${fn}: ${name} must be a Float32Array or Float64Array`);
+  if (!(value instanceof Float32Array || value instanceof Float64Array)) {
+    const got = value == null ? String(value) : ((value as object).constructor?.name ?? typeof value);
+    throw new ShapeError(
+      `${fn}: ${name} must be a Float32Array or Float64Array, got ${got} (widen f16/bf16 bits with fromF16/fromBf16)`,
+    );
   }
   const length = (value as FloatArray).length;
   if (length !== expected) {
