@@ -231,6 +231,11 @@ describe('input validation', () => {
         ShapeError,
       ],
       [() => denseDecodeAttention({ ...dec, k: new Float32Array(3) }), /inputs\.k has length 3/, ShapeError],
+      [
+        () => denseDecodeAttention({ ...dec, k: new Uint16Array(dec.k.length) as unknown as Float32Array }),
+        /inputs\.k must be a Float32Array or Float64Array, got Uint16Array/,
+        ShapeError,
+      ],
       [() => denseDecodeAttention({ ...dec, n: 0 }), /n must be a positive integer/, KascadeRangeError],
       [
         () => denseDecodeAttention({ ...dec, capacity: 5 }),
