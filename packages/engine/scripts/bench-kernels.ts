@@ -2,10 +2,12 @@
  * GFLOP/s of the model's matrix kernels on this machine: matrix-vector (decode) and
  * matrix-matrix over a 32-token tile (prefill), JS and WebAssembly SIMD, f32.
  *
- *   cd packages/engine && npx tsup scripts/bench-kernels.ts --format esm --out-dir /tmp/kascade-bench-kernels \
- *     && node /tmp/kascade-bench-kernels/bench-kernels.js
+ *   cd packages/engine && npx tsup scripts/bench-kernels.ts --format esm --out-dir node_modules/.cache/kascade-bench --no-config \
+ *     && node node_modules/.cache/kascade-bench/bench-kernels.js
  *
- * Prints one JSON line per case: shape, warm-up, repeats, median seconds and GFLOP/s.
+ * Prints one JSON line per case: shape, warm-up, repeats, median wall seconds and GFLOP/s, and
+ * GFLOP/s per second of this process's CPU time (the machine is shared; that figure is what
+ * one uncontended core gives, at the resolution of process.cpuUsage).
  */
 import { cpus, loadavg } from 'node:os';
 import { matmul } from '../src/model/kernels.js';
@@ -20,15 +22,24 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function time(fn: () => void, warmup: number, repeats: number): number {
+const cpuS = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+/** Median wall seconds and median CPU seconds of this process per call. */
+function time(fn: () => void, warmup: number, repeats: number): { wall: number; cpu: number } {
   for (let i = 0; i < warmup; i++) fn();
   const ts: number[] = [];
+  const cs: number[] = [];
   for (let i = 0; i < repeats; i++) {
+    const c0 = cpuS();
     const t0 = performance.now();
     fn();
     ts.push((performance.now() - t0) / 1000);
+    cs.push(cpuS() - c0);
   }
-  return median(ts);
+  return { wall: median(ts), cpu: median(cs) };
 }
 
 const arena = WasmArena.create();
@@ -52,9 +63,11 @@ for (const [rows, cols] of shapes) {
     const x = fill(tokens * cols);
     const y = new Float32Array(tokens * rows);
     const flops = 2 * rows * cols * tokens;
-    const repeats = tokens === 1 ? 30 : 7;
+    const repeats = tokens === 1 ? 200 : 9;
     const js = time(() => matmul(wJs, x, y, tokens, rows, cols), 3, repeats);
-    const wasm = wWasm ? time(() => arena!.matmul(wWasm, x, y, tokens, rows, cols), 3, repeats) : Number.NaN;
+    const wasm = wWasm
+      ? time(() => arena!.matmul(wWasm, x, y, tokens, rows, cols), 3, repeats)
+      : { wall: Number.NaN, cpu: Number.NaN };
     console.log(
       JSON.stringify({
         op: tokens === 1 ? 'matvec' : 'matmul',
@@ -64,10 +77,12 @@ for (const [rows, cols] of shapes) {
         dtype: 'f32',
         warmup: 3,
         repeats,
-        jsMedianS: js,
-        jsGflops: flops / js / 1e9,
-        wasmMedianS: wasm,
-        wasmGflops: flops / wasm / 1e9,
+        jsMedianS: js.wall,
+        jsGflops: flops / js.wall / 1e9,
+        jsGflopsPerCpuS: flops / js.cpu / 1e9,
+        wasmMedianS: wasm.wall,
+        wasmGflops: flops / wasm.wall / 1e9,
+        wasmGflopsPerCpuS: flops / wasm.cpu / 1e9,
       }),
     );
   }
