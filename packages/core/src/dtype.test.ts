@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import { KascadeRangeError } from './budget.js';
 import {
   bf16BitsToF32,
@@ -173,6 +173,13 @@ describe('tensors', () => {
     expect(Array.from(bf16.data)).toEqual([0x3f80, 0xc000]);
     expect(Array.from(createTensor('f16', [3]).data)).toEqual([0, 0, 0]);
     expect(f32.shape).toEqual([2, 2]);
+  });
+
+  it('types the data array by dtype', () => {
+    expectTypeOf(createTensor('f32', [1]).data).toEqualTypeOf<Float32Array>();
+    expectTypeOf(createTensor('f16', [1]).data).toEqualTypeOf<Uint16Array>();
+    expectTypeOf(createTensor('bf16', [1]).data).toEqualTypeOf<Uint16Array>();
+    expect(createTensor('bf16', [1]).dtype).toBe('bf16');
   });
 
   it('rejects mismatched data and unknown dtypes with typed errors', () => {
