@@ -8,8 +8,9 @@
 //     from the splits, then S(x) = sum_h exp2(l_h(x) - M_h) / L_h (post-softmax, group-pooled)
 //     -> pooled [rows, n] f32, and a 2048-bin histogram of the top 11 bits of S's bit pattern
 //     (S >= 0, so the unsigned pattern orders like the value; 8 exponent + 3 mantissa bits).
-//  3. select_step_kernel grid rows, 256 threads: finds the bin holding rank k from the top
-//     (block scan over the histogram), narrows the prefix, keeps the rank still wanted.
+//  3. select step (run by the last block of each row to finish a histogram pass): finds the bin
+//     holding rank k from the top (block scan over the histogram), narrows the prefix, keeps
+//     the rank still wanted.
 //  4. refine_hist_kernel: next 11 bits, then the last 10, of the elements matching the prefix
 //     (steps 3-4 run for 3 digits: the threshold pattern is then exact).
 //  5. compact_kernel: every element above the threshold (warp-aggregated atomics) and the
@@ -31,8 +32,10 @@ __device__ __forceinline__ void hist_add(unsigned* sh, unsigned bin, bool active
   if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
 }
 
+__device__ void finish_row(int row, int level, int topk, unsigned* hist, int* state);
+
 template <int GS>
-__global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int splits,
+__global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int splits, int topk, int* state,
                                                         const float* __restrict__ logits,
                                                         const float* __restrict__ part_ml,
                                                         float* __restrict__ pooled, unsigned* __restrict__ hist) {
@@ -70,24 +73,29 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int
     hist_add(sh, __float_as_uint(S) >> 21, in);
   }
   __syncthreads();
-  if (hist)
+  if (hist) {
     for (int i = tid; i < kHistBins; i += blockDim.x)
       if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+    finish_row(row, 0, topk, hist, state);
+  }
 }
 
-// state per row: [prefix, remaining rank, out count, tie count]
-__global__ void __launch_bounds__(256) select_step_kernel(int level, int topk, unsigned* __restrict__ hist,
-                                                          int* __restrict__ state) {
-  const int row = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+// state per row (kStateInts ints): [prefix, remaining rank, out count, tie count, blocks done]
+constexpr int kStateInts = 8;
+
+// Finds the bin holding rank `remaining` from the top of row `row`'s histogram (a block scan),
+// narrows the prefix, and clears the histogram for the next digit. Run by one 256-thread block.
+__device__ void select_step(int row, int level, int topk, unsigned* __restrict__ hist, int* __restrict__ state) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int bits = level < 2 ? 11 : 10;
   const int nb = 1 << bits, per = nb / 256;
   unsigned* h = hist + static_cast<size_t>(row) * kHistBins;
-  int* st = state + row * 4;
+  int* st = state + row * kStateInts;
   const unsigned krem = level == 0 ? static_cast<unsigned>(topk) : static_cast<unsigned>(st[1]);
   const unsigned prefix = level == 0 ? 0u : static_cast<unsigned>(st[0]);
   __shared__ unsigned wsum[8];
   unsigned cnt = 0;
-  for (int e = 0; e < per; ++e) cnt += h[nb - 1 - (tid * per + e)];
+  for (int e = 0; e < per; ++e) cnt += __ldcg(h + nb - 1 - (tid * per + e));
   // Block exclusive scan of cnt, counting from the top bin down.
   unsigned inc = cnt;
 #pragma unroll
@@ -103,7 +111,7 @@ __global__ void __launch_bounds__(256) select_step_kernel(int level, int topk, u
     unsigned cum = before;
     for (int e = 0; e < per; ++e) {
       const int bin = nb - 1 - (tid * per + e);
-      const unsigned c = h[bin];
+      const unsigned c = __ldcg(h + bin);
       if (cum + c >= krem) {
         st[0] = static_cast<int>((prefix << bits) | static_cast<unsigned>(bin));
         st[1] = static_cast<int>(krem - cum);
@@ -120,14 +128,31 @@ __global__ void __launch_bounds__(256) select_step_kernel(int level, int topk, u
   }
 }
 
-__global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, const float* __restrict__ pooled,
-                                                          const int* __restrict__ state,
-                                                          unsigned* __restrict__ hist) {
+// Called by every block of a histogram pass after it flushed its counts: the last block of
+// the row to finish runs the select step (saves a launch per digit).
+__device__ void finish_row(int row, int level, int topk, unsigned* hist, int* state) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* done = state + row * kStateInts + 4;
+    last = atomicAdd(done, 1) == static_cast<int>(gridDim.x) - 1;
+    if (last) *done = 0;
+  }
+  __syncthreads();
+  if (last) {
+    __threadfence();
+    select_step(row, level, topk, hist, state);
+  }
+}
+
+__global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, int topk, const float* __restrict__ pooled,
+                                                          int* __restrict__ state, unsigned* __restrict__ hist) {
   __shared__ unsigned sh[kHistBins];
   const int row = blockIdx.y, tid = threadIdx.x;
   for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
   __syncthreads();
-  const unsigned prefix = static_cast<unsigned>(state[row * 4]);
+  const unsigned prefix = static_cast<unsigned>(state[row * kStateInts]);
   const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
   const float* pr = pooled + static_cast<size_t>(row) * n;
   for (int base = x0; base < x1; base += blockDim.x) {
@@ -142,6 +167,7 @@ __global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, cons
   __syncthreads();
   for (int i = tid; i < kHistBins; i += blockDim.x)
     if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+  finish_row(row, level, topk, hist, state);
 }
 
 __global__ void __launch_bounds__(256) compact_kernel(int n, int topk, const float* __restrict__ pooled,
@@ -150,7 +176,7 @@ __global__ void __launch_bounds__(256) compact_kernel(int n, int topk, const flo
   __shared__ int warpBase[8];
   __shared__ int blockBase;
   const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  int* st = state + row * 4;
+  int* st = state + row * kStateInts;
   const unsigned thr = static_cast<unsigned>(st[0]);
   const int krem = st[1];
   const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
@@ -203,20 +229,17 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   const int g = s.heads / s.kvHeads;
   const dim3 grid(ceil_div(s.n, kSelectChunk), rows);
   cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kHistBins * rows, st);
+  if (e == cudaSuccess) e = cudaMemsetAsync(w.state, 0, sizeof(int) * kStateInts * rows, st);
   if (e != cudaSuccess) return e;
   e = KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, s.heads, s.kvHeads, splits, w.logits, w.part_ml,
-                                               w.pooled, w.hist);
+    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
+                                               w.part_ml, w.pooled, w.hist);
     return cudaGetLastError();
   });
   if (e != cudaSuccess) return e;
-  for (int level = 0; level < 3; ++level) {
-    select_step_kernel<<<rows, 256, 0, st>>>(level, topk, w.hist, w.state);
+  for (int level = 1; level < 3; ++level) {
+    refine_hist_kernel<<<grid, 256, 0, st>>>(level, s.n, topk, w.pooled, w.state, w.hist);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    if (level < 2) {
-      refine_hist_kernel<<<grid, 256, 0, st>>>(level + 1, s.n, w.pooled, w.state, w.hist);
-      if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    }
   }
   compact_kernel<<<grid, 256, 0, st>>>(s.n, topk, w.pooled, w.state, indices);
   return cudaGetLastError();
@@ -302,8 +325,8 @@ extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const 
   const int g = s->heads / s->kvHeads;
   const dim3 grid(ceil_div(s->n, kSelectChunk), s->batch * s->kvHeads);
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s->n, s->heads, s->kvHeads, a.splits, w.logits, w.part_ml,
-                                               pooled, nullptr);
+    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s->n, s->heads, s->kvHeads, a.splits, 1, w.state, w.logits,
+                                               w.part_ml, pooled, nullptr);
     return cudaGetLastError();
   });
 }

@@ -451,7 +451,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base) {
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, topk > 0 ? BH * n * 4 : 0,
-                     topk > 0 ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 4 * 4};
+                     topk > 0 ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
   Workspace w{};
   size_t off = 0;
   char* p = static_cast<char*>(base);

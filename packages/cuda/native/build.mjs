@@ -11,7 +11,10 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = resolve(here, '..');
-const kernels = resolve(pkg, '../../kernels/cuda');
+// Kernel sources: the monorepo's kernels/cuda, or a copy shipped inside the package.
+const kernels = [resolve(pkg, '../../kernels/cuda'), join(pkg, 'kernels')].find((d) =>
+  existsSync(join(d, 'kascade_cuda.h')),
+);
 const buildDir = join(pkg, 'build');
 const out = join(buildDir, 'kascade_cuda.node');
 const strict = process.argv.includes('--strict');
@@ -36,6 +39,12 @@ function nodeIncludeDir() {
   return dirs.find((d) => d && existsSync(join(d, 'node_api.h'))) ?? null;
 }
 
+if (!kernels) {
+  const reason = 'kernel sources (kernels/cuda) not found beside the package: the CUDA addon was not built';
+  status(false, reason);
+  console.warn(`[@kascade/cuda] ${reason}`);
+  process.exit(strict ? 1 : 0);
+}
 const sources = [
   join(here, 'binding.cc'),
   ...readdirSync(kernels)

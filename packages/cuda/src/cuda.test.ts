@@ -1,0 +1,97 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { NativeBinding } from './binding.types.js';
+import {
+  CudaArgumentError,
+  CudaUnavailableError,
+  DeviceTensor,
+  decodeShape,
+  isAddonLoaded,
+  isAvailable,
+  unavailableReason,
+  uploadSelection,
+} from './index.js';
+
+const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
+const nvcc = ['/usr/local/cuda/bin/nvcc', process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin', 'nvcc')].find(
+  (p): p is string => !!p && existsSync(p),
+);
+
+describe('loading', () => {
+  it('imports without throwing and says whether CUDA is usable', () => {
+    expect(typeof isAvailable()).toBe('boolean');
+    if (!isAvailable()) {
+      expect(unavailableReason()).toMatch(/\S/);
+      expect(() => DeviceTensor.empty('bf16', [4])).toThrow(CudaUnavailableError);
+    } else {
+      expect(unavailableReason()).toBeUndefined();
+    }
+  });
+});
+
+// CI has nvcc (no GPU): this compiles every kernel, so a syntax or template error fails CI.
+describe.skipIf(!nvcc)('native build (nvcc found)', () => {
+  it('compiles the addon for sm_90a and the binary loads', { timeout: 600_000 }, () => {
+    const r = spawnSync(process.execPath, [join(pkg, 'native', 'build.mjs'), '--strict'], { encoding: 'utf8' });
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const status = JSON.parse(readFileSync(join(pkg, 'build', 'status.json'), 'utf8')) as { built: boolean };
+    expect(status.built).toBe(true);
+    const native = createRequire(import.meta.url)(join(pkg, 'build', 'kascade_cuda.node')) as NativeBinding;
+    const probe = native.probe();
+    expect(typeof probe.available).toBe('boolean');
+    if (!probe.available) expect(probe.reason).toMatch(/cuda|device|driver/i);
+    for (const fn of ['denseDecode', 'denseAnchorDecode', 'anchorDecode', 'reuseDecode', 'synchronize'] as const) {
+      expect(typeof native[fn]).toBe('function');
+    }
+    expect(isAddonLoaded()).toBe(true);
+  });
+});
+
+describe('argument checks (no device needed)', () => {
+  const fake = <D extends 'bf16' | 'f16'>(dtype: D, shape: number[]) =>
+    ({ dtype, shape, size: shape.reduce((a, b) => a * b, 1) }) as unknown as DeviceTensor<D>;
+  const batch = (over: Partial<{ q: number[]; k: number[]; n: number; dtype: 'bf16' | 'f16' }> = {}) => ({
+    q: fake('bf16', over.q ?? [2, 32, 128]),
+    k: fake(over.dtype ?? 'bf16', over.k ?? [2, 8, 100, 128]),
+    v: fake(over.dtype ?? 'bf16', over.k ?? [2, 8, 100, 128]),
+    n: over.n ?? 90,
+  });
+
+  it('derives the native shape from consistent tensors', () => {
+    expect(decodeShape(batch())).toEqual({
+      batch: 2,
+      heads: 32,
+      kvHeads: 8,
+      headDim: 128,
+      n: 90,
+      capacity: 100,
+      scale: 1 / Math.sqrt(128),
+      dtype: 'bf16',
+      splits: 0,
+    });
+  });
+
+  it.each([
+    ['n above capacity', { n: 101 }, /n must be an integer in 1\.\.capacity/],
+    ['n of 0', { n: 0 }, /n must be/],
+    ['mixed dtypes', { dtype: 'f16' as const }, /share dtype/],
+    ['group size 3', { q: [2, 24, 128] }, /group size/],
+    ['head dim 96', { q: [2, 32, 96], k: [2, 8, 100, 96] }, /headDim must be 64 or 128/],
+    ['batch mismatch', { k: [3, 8, 100, 128] }, /does not fit/],
+  ])('rejects %s', (_name, over, message) => {
+    expect(() => decodeShape(batch(over))).toThrow(CudaArgumentError);
+    expect(() => decodeShape(batch(over))).toThrow(message);
+  });
+
+  it('checks host selections before they reach the device', () => {
+    const dims = { batch: 1, kvHeads: 2, k: 3, n: 10 };
+    expect(() => uploadSelection(Int32Array.from([0, 1, 2, 3, 4, 10]), dims)).toThrow(/outside 0\.\.9/);
+    expect(() => uploadSelection(Int32Array.from([0, 1, 1, 3, 4, 5]), dims)).toThrow(/repeats in row 0/);
+    expect(() => uploadSelection(Int32Array.from([0, 1, 2]), dims)).toThrow(/expected batch \* kvHeads \* k = 6/);
+    expect(() => uploadSelection(Int32Array.from([0, 1, 2, 3, 4, 5]), { ...dims, k: 11 })).toThrow(/k must be in 1\.\.n/);
+  });
+});
