@@ -73,6 +73,46 @@ function dot(a: Float64Array, ao: number, b: FloatArray, bo: number, d: number):
 }
 
 /**
+ * Scores one key row against every query row of the block, four rows per pass so each key
+ * element is read once per four rows: `dst[rr * stride + at] = scale * q[rr] . key`.
+ */
+function scoreKey(
+  qb: Float64Array,
+  rows: number,
+  k: FloatArray,
+  kOff: number,
+  d: number,
+  scale: number,
+  dst: Float64Array,
+  at: number,
+  stride: number,
+): void {
+  let rr = 0;
+  for (; rr + 3 < rows; rr += 4) {
+    const q0 = rr * d;
+    const q1 = q0 + d;
+    const q2 = q1 + d;
+    const q3 = q2 + d;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    for (let e = 0; e < d; e++) {
+      const x = k[kOff + e];
+      s0 += qb[q0 + e] * x;
+      s1 += qb[q1 + e] * x;
+      s2 += qb[q2 + e] * x;
+      s3 += qb[q3 + e] * x;
+    }
+    dst[rr * stride + at] = s0 * scale;
+    dst[(rr + 1) * stride + at] = s1 * scale;
+    dst[(rr + 2) * stride + at] = s2 * scale;
+    dst[(rr + 3) * stride + at] = s3 * scale;
+  }
+  for (; rr < rows; rr++) dst[rr * stride + at] = dot(qb, rr * d, k, kOff, d) * scale;
+}
+
+/**
  * Attention for a block of query rows on one KV head. Row `rr` has its query at `q[qOffs[rr]]`,
  * sees the first `rowCounts[rr]` (>= 1) keys of the list (`keys`, or `0, 1, ..` when null), and
  * writes its output to `out[outOffs[rr] ..]`: the softmax-weighted sum of those V rows.
@@ -108,10 +148,9 @@ export function attendBlock(
     const width = Math.min(CHUNK, maxCount - c0);
     // Scores of the chunk; keys a row may not see get -Infinity.
     for (let c = 0; c < width; c++) {
-      const kOff = base + (keys === null ? c0 + c : keys[c0 + c]) * d;
+      scoreKey(qb, rows, k, base + (keys === null ? c0 + c : keys[c0 + c]) * d, d, scale, logits, c, CHUNK);
       for (let rr = 0; rr < rows; rr++) {
-        logits[rr * CHUNK + c] =
-          c0 + c < rowCounts[rr] ? dot(qb, rr * d, k, kOff, d) * scale : Number.NEGATIVE_INFINITY;
+        if (c0 + c >= rowCounts[rr]) logits[rr * CHUNK + c] = Number.NEGATIVE_INFINITY;
       }
     }
     // Online softmax: rescale what the row holds to the new running maximum.
@@ -196,7 +235,8 @@ export function attendBlock(
 
 /**
  * Full softmax probabilities for a block of query rows on one KV head over keys `0 ..
- * rowCounts[rr] - 1`: row `rr` lands in `into[rr * stride ..]` (entries past its count untouched).
+ * rowCounts[rr] - 1`: row `rr` lands in `into[rr * stride ..]`; its entries from its count up to
+ * the block's largest count are overwritten with scratch.
  */
 export function probabilityBlock(
   r: Resolved,
@@ -214,12 +254,8 @@ export function probabilityBlock(
   const qb = qBlock;
   let maxCount = 0;
   for (let rr = 0; rr < rows; rr++) if (rowCounts[rr] > maxCount) maxCount = rowCounts[rr];
-  for (let x = 0; x < maxCount; x++) {
-    const kOff = base + x * d;
-    for (let rr = 0; rr < rows; rr++) {
-      if (x < rowCounts[rr]) into[rr * stride + x] = dot(qb, rr * d, k, kOff, d) * scale;
-    }
-  }
+  // Every key is scored for every row; a row's entries past its count are scratch it never reads.
+  for (let x = 0; x < maxCount; x++) scoreKey(qb, rows, k, base + x * d, d, scale, into, x, stride);
   for (let rr = 0; rr < rows; rr++) softmaxAt(into, rr * stride, rowCounts[rr]);
 }
 
