@@ -90,14 +90,20 @@ export class CpuTransformer implements CpuModel {
     kernels?: 'wasm' | 'js';
   }) {
     this.config = args.config;
-    this.arena = args.kernels === 'js' ? undefined : WasmArena.create();
-    if (args.kernels === 'wasm' && !this.arena) {
+    // The wasm memory holds at most 4 GiB: larger models run on the JS kernels.
+    const bytes = matrixBytes(args.weights);
+    const fits = bytes <= WASM_WEIGHT_LIMIT;
+    const arena = args.kernels === 'js' || !fits ? undefined : WasmArena.create(bytes + (1 << 20));
+    if (args.kernels === 'wasm' && !arena) {
       throw new ModelUsageError(
-        'WebAssembly SIMD kernels are unavailable in this runtime; use kernels: "js"',
+        fits
+          ? 'WebAssembly SIMD kernels are unavailable in this runtime; use kernels: "js"'
+          : `the model's ${(bytes / 2 ** 30).toFixed(1)} GiB of f32 matrices exceed the WebAssembly memory; use kernels: "js"`,
       );
     }
-    this.kernels = this.arena ? 'wasm' : 'js';
-    this.weights = this.arena ? adoptWeights(this.arena, args.weights) : args.weights;
+    this.arena = arena;
+    this.kernels = arena ? 'wasm' : 'js';
+    this.weights = arena ? adoptWeights(arena, args.weights) : args.weights;
     this.tokenizer = args.tokenizer;
     this.id = args.id;
     this.randomWeights = args.randomWeights;
@@ -348,6 +354,18 @@ export class CpuTransformer implements CpuModel {
     for (const g of groups) g.seq.length += g.count;
     return h;
   }
+}
+
+/** f32 matrices above this many bytes stay on the JS kernels (the wasm memory's 4 GiB, less room for scratch). */
+const WASM_WEIGHT_LIMIT = 3.75 * 2 ** 30;
+
+function matrixBytes(w: ModelWeights): number {
+  const seen = new Set<Float32Array>();
+  for (const l of w.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) seen.add(m);
+  seen.add(w.lmHead);
+  let n = 0;
+  for (const m of seen) n += m.byteLength;
+  return n;
 }
 
 /** Moves the matrices into the wasm arena (vectors stay where they are); tied arrays stay tied. */
