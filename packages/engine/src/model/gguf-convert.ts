@@ -12,7 +12,11 @@ import { openSafetensorsDir } from './safetensors.js';
  * a `rope_freqs` tensor, byte-level BPE vocabulary in the metadata). Norms stay F32; the
  * matrices take `type`. For tests and tools: it holds the whole model in memory.
  */
-export async function convertHfToGguf(dir: string, type: 'F32' | 'F16' | 'Q8_0'): Promise<Uint8Array> {
+export async function convertHfToGguf(
+  dir: string,
+  type: 'F32' | 'F16' | 'Q8_0',
+  options: { tokenizer?: Record<string, GgufValue> } = {},
+): Promise<Uint8Array> {
   const config = parseConfig(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')), 'config.json');
   if (config.architecture !== 'llama' && config.architecture !== 'mistral') {
     throw new RangeError(`convertHfToGguf: only llama/mistral checkpoints, got ${config.architecture}`);
@@ -70,7 +74,7 @@ export async function convertHfToGguf(dir: string, type: 'F32' | 'F16' | 'Q8_0')
     'llama.rope.freq_base': { type: 'f32', value: config.ropeTheta },
     'llama.attention.layer_norm_rms_epsilon': { type: 'f32', value: config.rmsNormEps },
     'llama.vocab_size': { type: 'u32', value: config.vocabSize },
-    ...(await tokenizerMetadata(dir, config)),
+    ...(options.tokenizer ?? (await tokenizerMetadata(dir, config))),
   };
   return encodeGguf(meta, tensors);
 }

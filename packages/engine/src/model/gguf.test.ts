@@ -63,4 +63,61 @@ describe('GGUF', () => {
       expect(q8Diff / spread).toBeLessThan(0.05);
     });
   }
+
+  it('reads a SentencePiece (llama) vocabulary: scores become merges, bytes fall back, BOS added', async () => {
+    const tokens = ['<unk>', '<s>', '</s>'];
+    const types = [2, 3, 3];
+    const scores = [0, 0, 0];
+    for (let b = 0; b < 256; b++) {
+      tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+      types.push(6);
+      scores.push(0);
+    }
+    const pieces: [string, number][] = [
+      ['\u2581', -10],
+      ['a', -11],
+      ['b', -12],
+      ['\u2581a', -1],
+      ['ab', -2],
+      ['\u2581ab', -3],
+    ];
+    for (const [p, sc] of pieces) {
+      tokens.push(p);
+      types.push(1);
+      scores.push(sc);
+    }
+    while (tokens.length < 300) {
+      tokens.push(`[unused${tokens.length}]`);
+      types.push(5);
+      scores.push(-1000);
+    }
+    const id = (p: string) => tokens.indexOf(p);
+    const file = join(tmp, 'spm.gguf');
+    writeFileSync(
+      file,
+      await convertHfToGguf(join(FIXTURES, 'llama-tied'), 'F32', {
+        tokenizer: {
+          'tokenizer.ggml.model': { type: 'string', value: 'llama' },
+          'tokenizer.ggml.tokens': { type: 'string[]', value: tokens },
+          'tokenizer.ggml.scores': { type: 'f32[]', value: scores },
+          'tokenizer.ggml.token_type': { type: 'i32[]', value: types },
+          'tokenizer.ggml.bos_token_id': { type: 'u32', value: 1 },
+          'tokenizer.ggml.eos_token_id': { type: 'u32', value: 2 },
+          'tokenizer.ggml.unknown_token_id': { type: 'u32', value: 0 },
+        },
+      }),
+    );
+    const model = await loadModel(file);
+    // "ab a" -> "▁ab▁a": merge ▁a first (best score), then ▁a+b; 'é' falls back to its UTF-8 bytes.
+    expect(model.tokenizer.encode('ab a')).toEqual([1, id('\u2581ab'), id('\u2581a')]);
+    expect(model.tokenizer.encode('aé', { addSpecialTokens: false })).toEqual([
+      id('\u2581a'),
+      id('<0xC3>'),
+      id('<0xA9>'),
+    ]);
+    expect(model.tokenizer.decode([1, id('\u2581ab'), id('\u2581a'), id('<0xC3>'), id('<0xA9>')])).toBe(
+      'ab aé',
+    );
+    expect(model.config.eosTokenIds).toContain(2);
+  });
 });

@@ -228,40 +228,25 @@ const LLAMA3_PATTERN =
 const QWEN2_PATTERN =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/** Builds a tokenizer from GGUF metadata (`tokenizer.ggml.model = gpt2`, byte-level BPE). */
+/**
+ * Builds a tokenizer from GGUF metadata: byte-level BPE (`tokenizer.ggml.model = gpt2`,
+ * with its merges) or SentencePiece BPE (`llama`: scores, byte fallback; merges derived from
+ * the scores as transformers' converter does).
+ */
 function ggufTokenizer(meta: Meta, file: string, eos: readonly number[]): ModelTokenizer {
   const model = meta['tokenizer.ggml.model'];
   const tokens = meta['tokenizer.ggml.tokens'];
-  if (model !== 'gpt2' || !Array.isArray(tokens)) {
+  if ((model !== 'gpt2' && model !== 'llama') || !Array.isArray(tokens)) {
     throw new ModelLoadError(
       file,
-      `GGUF tokenizer model '${String(model)}' is not supported (only byte-level BPE 'gpt2'); pass options.tokenizerDir with a tokenizer.json`,
+      `GGUF tokenizer model '${String(model)}' is not supported (supported: 'gpt2' byte-level BPE, 'llama' SentencePiece BPE); pass options.tokenizerDir with a tokenizer.json`,
     );
   }
-  const merges = (meta['tokenizer.ggml.merges'] as string[] | undefined) ?? [];
   const types = (meta['tokenizer.ggml.token_type'] as number[] | undefined) ?? [];
   const vocab: Record<string, number> = {};
   tokens.forEach((tok: string, i: number) => {
-    vocab[tok] = i;
+    if (!(tok in vocab)) vocab[tok] = i;
   });
-  const pre = String(meta['tokenizer.ggml.pre'] ?? 'default');
-  const pattern =
-    pre === 'llama-bpe' || pre === 'llama3' ? LLAMA3_PATTERN : pre === 'qwen2' ? QWEN2_PATTERN : undefined;
-  const byteLevel = {
-    type: 'ByteLevel',
-    add_prefix_space: false,
-    trim_offsets: true,
-    use_regex: pattern === undefined,
-  };
-  const preTokenizer = pattern
-    ? {
-        type: 'Sequence',
-        pretokenizers: [
-          { type: 'Split', pattern: { Regex: pattern }, behavior: 'Isolated', invert: false },
-          byteLevel,
-        ],
-      }
-    : byteLevel;
   const added = tokens
     .map((content: string, id: number) => ({ content, id, type: types[id] }))
     .filter((t) => t.type === 3 || t.type === 4)
@@ -274,22 +259,80 @@ function ggufTokenizer(meta: Meta, file: string, eos: readonly number[]): ModelT
       normalized: t.type === 4,
       special: t.type === 3,
     }));
-  const json: Meta = {
-    version: '1.0',
-    added_tokens: added,
-    normalizer: null,
-    pre_tokenizer: preTokenizer,
-    post_processor: null,
-    decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', vocab, merges, ignore_merges: false, byte_fallback: false },
-  };
+  const pre = String(meta['tokenizer.ggml.pre'] ?? 'default');
+  let json: Meta;
+  if (model === 'llama') {
+    const scores = (meta['tokenizer.ggml.scores'] as number[] | undefined) ?? [];
+    const unk = meta['tokenizer.ggml.unknown_token_id'];
+    const prefix = meta['tokenizer.ggml.add_space_prefix'] !== false;
+    json = {
+      version: '1.0',
+      added_tokens: added,
+      normalizer: {
+        type: 'Sequence',
+        normalizers: [
+          ...(prefix ? [{ type: 'Prepend', prepend: '\u2581' }] : []),
+          { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' },
+        ],
+      },
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: {
+        type: 'Sequence',
+        decoders: [
+          { type: 'Replace', pattern: { String: '\u2581' }, content: ' ' },
+          { type: 'ByteFallback' },
+          { type: 'Fuse' },
+          ...(prefix ? [{ type: 'Strip', content: ' ', start: 1, stop: 0 }] : []),
+        ],
+      },
+      model: {
+        type: 'BPE',
+        vocab,
+        merges: sentencePieceMerges(tokens as string[], scores, types, vocab),
+        ...(typeof unk === 'number' ? { unk_token: tokens[unk] } : {}),
+        fuse_unk: true,
+        byte_fallback: true,
+        ignore_merges: false,
+      },
+    };
+  } else {
+    const merges = (meta['tokenizer.ggml.merges'] as string[] | undefined) ?? [];
+    const pattern =
+      pre === 'llama-bpe' || pre === 'llama3' ? LLAMA3_PATTERN : pre === 'qwen2' ? QWEN2_PATTERN : undefined;
+    const byteLevel = {
+      type: 'ByteLevel',
+      add_prefix_space: false,
+      trim_offsets: true,
+      use_regex: pattern === undefined,
+    };
+    const preTokenizer = pattern
+      ? {
+          type: 'Sequence',
+          pretokenizers: [
+            { type: 'Split', pattern: { Regex: pattern }, behavior: 'Isolated', invert: false },
+            byteLevel,
+          ],
+        }
+      : byteLevel;
+    json = {
+      version: '1.0',
+      added_tokens: added,
+      normalizer: null,
+      pre_tokenizer: preTokenizer,
+      post_processor: null,
+      decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', vocab, merges, ignore_merges: false, byte_fallback: false },
+    };
+  }
   const tokenAt = (key: string) => {
     const id = meta[key];
     return typeof id === 'number' ? tokens[id] : undefined;
   };
   // llama.cpp adds BOS when `tokenizer.ggml.add_bos_token` says so (Llama 3's 'llama-bpe' does by default).
   const bosId = meta['tokenizer.ggml.bos_token_id'];
-  const addBos = meta['tokenizer.ggml.add_bos_token'] ?? (pre === 'llama-bpe' || pre === 'llama3');
+  const addBos =
+    meta['tokenizer.ggml.add_bos_token'] ?? (model === 'llama' || pre === 'llama-bpe' || pre === 'llama3');
   if (addBos === true && typeof bosId === 'number') {
     const bos = tokens[bosId];
     const special = { SpecialToken: { id: bos, type_id: 0 } };
@@ -307,4 +350,33 @@ function ggufTokenizer(meta: Meta, file: string, eos: readonly number[]): ModelT
     ...(typeof template === 'string' ? { chat_template: template } : {}),
   };
   return new HfTokenizer(json, cfg, eos, file);
+}
+
+/**
+ * BPE merges equivalent to a SentencePiece BPE vocabulary: every split of a normal piece
+ * into two pieces of the vocabulary, ranked by the merged piece's score (highest first),
+ * ties by the ids of the halves (transformers' `SentencePieceExtractor`).
+ */
+export function sentencePieceMerges(
+  tokens: readonly string[],
+  scores: readonly number[],
+  types: readonly number[],
+  vocab: Record<string, number>,
+): [string, string][] {
+  const found: { left: string; right: string; score: number; l: number; r: number; order: number }[] = [];
+  tokens.forEach((piece, id) => {
+    if (types[id] !== undefined && types[id] !== 1) return; // only normal pieces are merge results
+    const chars = Array.from(piece);
+    for (let i = 1; i < chars.length; i++) {
+      const left = chars.slice(0, i).join('');
+      const right = chars.slice(i).join('');
+      const l = vocab[left];
+      const r = vocab[right];
+      if (l !== undefined && r !== undefined) {
+        found.push({ left, right, score: scores[id] ?? 0, l, r, order: found.length });
+      }
+    }
+  });
+  found.sort((a, b) => b.score - a.score || a.l - b.l || a.r - b.r || a.order - b.order);
+  return found.map((m) => [m.left, m.right]);
 }
