@@ -2,7 +2,8 @@
 // A fenced block marked ```ts, ```typescript, ```js or ```javascript runs; add a word after
 // the language to opt out with a reason (```ts skip, ```ts no-run, ```ts gpu). Blocks run as
 // ES modules that import `@kascade/*`: under `vitest.config.ts` from package source, under
-// `vitest.dist.config.ts` from the built dist.
+// `vitest.dist.config.ts` from the built dist. A block importing anything else than
+// `@kascade/*` and `node:*` (a client library, say) is reported as skipped, naming the import.
 import {
   existsSync,
   mkdirSync,
@@ -43,6 +44,16 @@ function runnableBlocks(markdown: string): Example[] {
     i = j;
   }
   return out;
+}
+
+/** Bare import specifiers of a block other than `@kascade/*` and `node:*`. */
+function foreignImports(code: string): string[] {
+  const specs = [
+    ...code.matchAll(
+      /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|^\s*import\s*['"]([^'"]+)['"]/gm,
+    ),
+  ].map((m) => m[1] ?? m[2] ?? m[3]);
+  return [...new Set(specs.filter((x) => !x.startsWith('@kascade/') && !x.startsWith('node:')))];
 }
 
 function readmes(): { pkg: string; name: string; file: string }[] {
@@ -95,6 +106,13 @@ describe('runnableBlocks', () => {
       { lang: 'js', line: 11, code: 'd()' },
     ]);
   });
+
+  it('names the imports that keep a block from running', () => {
+    const code =
+      "import OpenAI from 'openai';\nimport { x } from '@kascade/core';\nimport fs from 'node:fs';\nconst m = await import('zod');";
+    expect(foreignImports(code)).toEqual(['openai', 'zod']);
+    expect(foreignImports("import { a,\n b } from '@kascade/anchors';")).toEqual([]);
+  });
 });
 
 for (const { pkg, file } of readmes()) {
@@ -102,6 +120,11 @@ for (const { pkg, file } of readmes()) {
   if (blocks.length === 0) continue;
   describe(`${pkg}/README.md`, () => {
     blocks.forEach((block, n) => {
+      const foreign = foreignImports(block.code);
+      if (foreign.length > 0) {
+        it.skip(`example at line ${block.line}: not run, imports ${foreign.join(', ')} (only @kascade/* and node:* run)`, () => {});
+        return;
+      }
       it(`example at line ${block.line} runs`, async () => {
         const f = path.join(scratch, `${pkg.replace('/', '-')}-${n}.${block.lang === 'ts' ? 'ts' : 'mjs'}`);
         writeFileSync(f, `${block.code}\nexport {};\n`);
