@@ -27,7 +27,8 @@ function status(built, reason, extra = {}) {
 
 function findNvcc() {
   const candidates = [];
-  for (const v of ['CUDA_HOME', 'CUDA_PATH']) if (process.env[v]) candidates.push(join(process.env[v], 'bin', 'nvcc'));
+  for (const v of ['CUDA_HOME', 'CUDA_PATH'])
+    if (process.env[v]) candidates.push(join(process.env[v], 'bin', 'nvcc'));
   candidates.push('/usr/local/cuda/bin/nvcc');
   for (const c of candidates) if (existsSync(c)) return c;
   const which = spawnSync('which', ['nvcc'], { encoding: 'utf8' });
@@ -35,7 +36,11 @@ function findNvcc() {
 }
 
 function nodeIncludeDir() {
-  const dirs = [process.env.NODE_INCLUDE_DIR, join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node'];
+  const dirs = [
+    process.env.NODE_INCLUDE_DIR,
+    join(dirname(process.execPath), '..', 'include', 'node'),
+    '/usr/include/node',
+  ];
   return dirs.find((d) => d && existsSync(join(d, 'node_api.h'))) ?? null;
 }
 
@@ -57,7 +62,8 @@ const headers = readdirSync(kernels)
 
 const nvcc = findNvcc();
 if (!nvcc) {
-  const reason = 'nvcc not found (looked at $CUDA_HOME, $CUDA_PATH, /usr/local/cuda, PATH): the CUDA addon was not built';
+  const reason =
+    'nvcc not found (looked at $CUDA_HOME, $CUDA_PATH, /usr/local/cuda, PATH): the CUDA addon was not built';
   status(false, reason);
   console.warn(`[@kascade/cuda] ${reason}`);
   process.exit(strict ? 1 : 0);

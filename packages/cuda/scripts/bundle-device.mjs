@@ -36,7 +36,9 @@ for (const [name, entry] of Object.entries(entries)) {
     outfile: join(pkg, 'dist-device', `${name}.mjs`),
     conditions: ['@kascade/source'],
     alias,
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
     logLevel: 'warning',
   });
   console.log(`bundled dist-device/${name}.mjs`);

@@ -31,12 +31,12 @@ import {
 } from '@kascade/core';
 import {
   type AttentionDType,
+  anchorDecode,
   type DeviceDecodeBatch,
   DeviceTensor,
-  anchorDecode,
-  deviceInfo,
   denseAnchorDecode,
   denseDecode,
+  deviceInfo,
   isAvailable,
   pooledScores,
   reuseDecode,
@@ -75,7 +75,7 @@ interface Row {
   why?: string;
 }
 
-let seed = Number(process.env.SEED ?? (Date.now() % 2147483647));
+let seed = Number(process.env.SEED ?? Date.now() % 2147483647);
 const seed0 = seed;
 function rand(): number {
   // mulberry32
@@ -105,7 +105,11 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Naive same-precision attention: float64 logits, probabilities and output rounded to the dtype. */
-function naiveAttention(inp: DecodeInputs, dt: AttentionDType, keys: (j: number) => ArrayLike<number>): Float64Array {
+function naiveAttention(
+  inp: DecodeInputs,
+  dt: AttentionDType,
+  keys: (j: number) => ArrayLike<number>,
+): Float64Array {
   const { heads, kvHeads, headDim: d } = inp;
   const g = heads / kvHeads;
   const cap = inp.capacity ?? inp.n;
@@ -132,7 +136,8 @@ function naiveAttention(inp: DecodeInputs, dt: AttentionDType, keys: (j: number)
     for (let i = 0; i < ks.length; i++) {
       const p = round((s[i] as number) / l);
       const base = (j * cap + (ks[i] as number)) * d;
-      for (let e = 0; e < d; e++) out[h * d + e] = (out[h * d + e] as number) + p * (inp.v[base + e] as number);
+      for (let e = 0; e < d; e++)
+        out[h * d + e] = (out[h * d + e] as number) + p * (inp.v[base + e] as number);
     }
     for (let e = 0; e < d; e++) out[h * d + e] = round(out[h * d + e] as number);
   }
@@ -205,7 +210,8 @@ function outErrors(
 function judgeOut(r: { relErr: number; naiveRelErr: number; nan: boolean }): { pass: boolean; why?: string } {
   if (r.nan) return { pass: false, why: 'NaN in output (unwritten or bad)' };
   if (!(r.relErr < 1e-2)) return { pass: false, why: `relErr ${r.relErr} >= 1e-2` };
-  if (!(r.relErr <= 2 * r.naiveRelErr + 1e-4)) return { pass: false, why: `relErr ${r.relErr} > 2 x naive ${r.naiveRelErr} + 1e-4` };
+  if (!(r.relErr <= 2 * r.naiveRelErr + 1e-4))
+    return { pass: false, why: `relErr ${r.relErr} > 2 x naive ${r.naiveRelErr} + 1e-4` };
   return { pass: true };
 }
 
@@ -227,8 +233,22 @@ function checkSelection(
       const sel = idx.subarray((b * s.kvHeads + j) * k, (b * s.kvHeads + j + 1) * k);
       const seen = new Set<number>();
       for (const x of sel) {
-        if (!(x >= 0 && x < n)) return { pass: false, why: `index ${x} out of range (b ${b}, j ${j})`, rowsChecked, minMassShare, worstScoreGap };
-        if (seen.has(x)) return { pass: false, why: `duplicate index ${x} (b ${b}, j ${j})`, rowsChecked, minMassShare, worstScoreGap };
+        if (!(x >= 0 && x < n))
+          return {
+            pass: false,
+            why: `index ${x} out of range (b ${b}, j ${j})`,
+            rowsChecked,
+            minMassShare,
+            worstScoreGap,
+          };
+        if (seen.has(x))
+          return {
+            pass: false,
+            why: `duplicate index ${x} (b ${b}, j ${j})`,
+            rowsChecked,
+            minMassShare,
+            worstScoreGap,
+          };
         seen.add(x);
       }
       const refSet = topkIndices(row, k);
@@ -247,12 +267,25 @@ function checkSelection(
         mass += sc;
         worstScoreGap = Math.max(worstScoreGap, (kth - sc) / Math.max(kth, 1e-300));
         if (sc < kth - tol) {
-          return { pass: false, why: `selected score ${sc} below k-th ${kth} - tol (b ${b}, j ${j}, x ${x})`, rowsChecked, minMassShare, worstScoreGap };
+          return {
+            pass: false,
+            why: `selected score ${sc} below k-th ${kth} - tol (b ${b}, j ${j}, x ${x})`,
+            rowsChecked,
+            minMassShare,
+            worstScoreGap,
+          };
         }
       }
       const share = mass / refMass;
       minMassShare = Math.min(minMassShare, share);
-      if (share < 1 - 1e-3) return { pass: false, why: `captured mass share ${share} < 1 - 1e-3`, rowsChecked, minMassShare, worstScoreGap };
+      if (share < 1 - 1e-3)
+        return {
+          pass: false,
+          why: `captured mass share ${share} < 1 - 1e-3`,
+          rowsChecked,
+          minMassShare,
+          worstScoreGap,
+        };
       rowsChecked++;
     }
   }
@@ -292,8 +325,12 @@ function runCase(c: Case, rows: Row[]): void {
     out.fill(0xff);
     denseDecode(batch, out);
     synchronize();
-    const e = outErrors(c, seqs, decode(c.dtype, out.download()), (s) => denseDecodeAttention(s), (s) =>
-      naiveAttention(s, c.dtype, () => all(c.n)),
+    const e = outErrors(
+      c,
+      seqs,
+      decode(c.dtype, out.download()),
+      (s) => denseDecodeAttention(s),
+      (s) => naiveAttention(s, c.dtype, () => all(c.n)),
     );
     push({ op: 'dense', ...base, relErr: e.relErr, naiveRelErr: e.naiveRelErr, ...judgeOut(e) });
   });
@@ -308,7 +345,14 @@ function runCase(c: Case, rows: Row[]): void {
       const per = c.kvHeads * c.n;
       worst = Math.max(worst, relErr(got.subarray(b * per, (b + 1) * per), pooledDecodeScores(s)));
     });
-    push({ op: 'pooled', ...base, pooledRelErr: worst, relErr: worst, pass: worst < 1e-4, ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }) });
+    push({
+      op: 'pooled',
+      ...base,
+      pooledRelErr: worst,
+      relErr: worst,
+      pass: worst < 1e-4,
+      ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }),
+    });
   });
 
   guard('denseAnchor', () => {
@@ -316,8 +360,12 @@ function runCase(c: Case, rows: Row[]): void {
     selT.fill(0xff);
     denseAnchorDecode(batch, k, { out, selection });
     synchronize();
-    const e = outErrors(c, seqs, decode(c.dtype, out.download()), (s) => denseDecodeAttention(s), (s) =>
-      naiveAttention(s, c.dtype, () => all(c.n)),
+    const e = outErrors(
+      c,
+      seqs,
+      decode(c.dtype, out.download()),
+      (s) => denseDecodeAttention(s),
+      (s) => naiveAttention(s, c.dtype, () => all(c.n)),
     );
     const sel = checkSelection(seqs, k, selT.download());
     const o = judgeOut(e);
@@ -342,15 +390,20 @@ function runCase(c: Case, rows: Row[]): void {
     synchronize();
     const idx = selT.download();
     const sel = checkSelection(seqs, k, idx);
-    const rowOf = (b: number, j: number) => Array.from(idx.subarray((b * c.kvHeads + j) * k, (b * c.kvHeads + j + 1) * k));
+    const rowOf = (b: number, j: number) =>
+      Array.from(idx.subarray((b * c.kvHeads + j) * k, (b * c.kvHeads + j + 1) * k));
     const gpuSel = (b: number): DecodeSelection => ({
       kvHeads: c.kvHeads,
       k,
       indices: idx.slice(b * c.kvHeads * k, (b + 1) * c.kvHeads * k),
     });
     const e = sel.pass
-      ? outErrors(c, seqs, decode(c.dtype, out.download()), (s, b) => sparseDecodeAttention(s, gpuSel(b)), (s, b) =>
-          naiveAttention(s, c.dtype, (j) => rowOf(b, j)),
+      ? outErrors(
+          c,
+          seqs,
+          decode(c.dtype, out.download()),
+          (s, b) => sparseDecodeAttention(s, gpuSel(b)),
+          (s, b) => naiveAttention(s, c.dtype, (j) => rowOf(b, j)),
         )
       : { relErr: Number.NaN, naiveRelErr: Number.NaN, nan: false };
     const o = sel.pass ? judgeOut(e) : { pass: false };
@@ -364,7 +417,9 @@ function runCase(c: Case, rows: Row[]): void {
       minMassShare: sel.minMassShare,
       worstScoreGap: sel.worstScoreGap,
       pass: o.pass && sel.pass,
-      ...(o.pass && sel.pass ? {} : { why: [('why' in o ? o.why : undefined), sel.why].filter(Boolean).join('; ') }),
+      ...(o.pass && sel.pass
+        ? {}
+        : { why: ['why' in o ? o.why : undefined, sel.why].filter(Boolean).join('; ') }),
     });
   });
 
@@ -396,7 +451,15 @@ function runCase(c: Case, rows: Row[]): void {
       seqs,
       decode(c.dtype, out.download()),
       (s, b) => sparseDecodeAttention(s, hostSel(b), headMap),
-      (s, b) => naiveAttention(s, c.dtype, (j) => Array.from(idx.subarray((b * c.kvHeads + (headMap[j] as number)) * k, (b * c.kvHeads + (headMap[j] as number) + 1) * k))),
+      (s, b) =>
+        naiveAttention(s, c.dtype, (j) =>
+          Array.from(
+            idx.subarray(
+              (b * c.kvHeads + (headMap[j] as number)) * k,
+              (b * c.kvHeads + (headMap[j] as number) + 1) * k,
+            ),
+          ),
+        ),
     );
     sel.indices.free();
     push({ op: 'reuse', ...base, k, relErr: e.relErr, naiveRelErr: e.naiveRelErr, ...judgeOut(e) });
@@ -416,7 +479,9 @@ function main(): void {
     process.exit(2);
   }
   const info = deviceInfo();
-  console.log(`device: ${info.name} (sm ${info.computeCapability}, ${info.multiprocessors} SMs), seed ${seed0}`);
+  console.log(
+    `device: ${info.name} (sm ${info.computeCapability}, ${info.multiprocessors} SMs), seed ${seed0}`,
+  );
   const rows: Row[] = [];
   const cases: Case[] = [];
   const quick = process.argv.includes('--quick');
@@ -430,8 +495,26 @@ function main(): void {
   // Head dim 64, a skewed (peaky) query, a long context crossing many splits, batch 3, GQA 8 x 4.
   cases.push({ dtype: 'bf16', g: 4, kvHeads: 2, headDim: 64, n: 5000, batch: 3, capacity: 5000, qSpread: 1 });
   cases.push({ dtype: 'f16', g: 8, kvHeads: 2, headDim: 64, n: 1023, batch: 1, capacity: 1100, qSpread: 1 });
-  cases.push({ dtype: 'bf16', g: 4, kvHeads: 2, headDim: 128, n: 65537, batch: 1, capacity: 65537, qSpread: 3 });
-  cases.push({ dtype: 'bf16', g: 4, kvHeads: 4, headDim: 128, n: 30011, batch: 2, capacity: 30011, qSpread: 0.3 });
+  cases.push({
+    dtype: 'bf16',
+    g: 4,
+    kvHeads: 2,
+    headDim: 128,
+    n: 65537,
+    batch: 1,
+    capacity: 65537,
+    qSpread: 3,
+  });
+  cases.push({
+    dtype: 'bf16',
+    g: 4,
+    kvHeads: 4,
+    headDim: 128,
+    n: 30011,
+    batch: 2,
+    capacity: 30011,
+    qSpread: 0.3,
+  });
   const t0 = Date.now();
   for (const c of cases) runCase(c, rows);
   const failed = rows.filter((r) => !r.pass);
@@ -452,7 +535,9 @@ function main(): void {
     rows,
   };
   writeFileSync(outPath, `${JSON.stringify(summary, null, 1)}\n`);
-  console.log(`${rows.length} checks, ${failed.length} failed, ${summary.seconds.toFixed(1)} s -> ${outPath}`);
+  console.log(
+    `${rows.length} checks, ${failed.length} failed, ${summary.seconds.toFixed(1)} s -> ${outPath}`,
+  );
   if (failed.length > 0) process.exitCode = 1;
 }
 

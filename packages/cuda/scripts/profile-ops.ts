@@ -4,8 +4,8 @@
  */
 import { topkBudget } from '@kascade/core';
 import {
-  DeviceTensor,
   anchorDecode,
+  DeviceTensor,
   denseAnchorDecode,
   denseDecode,
   fillNormal,

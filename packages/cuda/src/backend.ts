@@ -3,18 +3,18 @@ import {
   type BudgetOptions,
   type DecodeInputs,
   type DecodeSelection,
-  type HeadMap,
-  type SelectedOutput,
   fromBf16,
   fromF16,
+  type HeadMap,
+  type SelectedOutput,
   toBf16,
   toF16,
 } from '@kascade/core';
 import { CudaArgumentError, CudaUnsupportedError } from './errors.js';
 import {
   type AttentionDType,
-  type DeviceDecodeBatch,
   anchorDecode,
+  type DeviceDecodeBatch,
   denseAnchorDecode,
   denseDecode,
   reuseDecode,
@@ -34,16 +34,28 @@ export function uploadDecodeInputs(inputs: DecodeInputs, dtype: AttentionDType =
   const { heads, kvHeads, headDim, n } = inputs;
   const capacity = inputs.capacity ?? n;
   if (inputs.q.length !== heads * headDim) {
-    throw new CudaArgumentError(`q has ${inputs.q.length} values, expected heads * headDim = ${heads * headDim}`);
+    throw new CudaArgumentError(
+      `q has ${inputs.q.length} values, expected heads * headDim = ${heads * headDim}`,
+    );
   }
   if (inputs.k.length < kvHeads * capacity * headDim || inputs.v.length < kvHeads * capacity * headDim) {
-    throw new CudaArgumentError(`k and v must hold kvHeads * capacity * headDim = ${kvHeads * capacity * headDim} values`);
+    throw new CudaArgumentError(
+      `k and v must hold kvHeads * capacity * headDim = ${kvHeads * capacity * headDim} values`,
+    );
   }
   const size = kvHeads * capacity * headDim;
   return {
     q: DeviceTensor.fromHost(dtype, [1, heads, headDim], encode(dtype, inputs.q)),
-    k: DeviceTensor.fromHost(dtype, [1, kvHeads, capacity, headDim], encode(dtype, inputs.k.subarray(0, size))),
-    v: DeviceTensor.fromHost(dtype, [1, kvHeads, capacity, headDim], encode(dtype, inputs.v.subarray(0, size))),
+    k: DeviceTensor.fromHost(
+      dtype,
+      [1, kvHeads, capacity, headDim],
+      encode(dtype, inputs.k.subarray(0, size)),
+    ),
+    v: DeviceTensor.fromHost(
+      dtype,
+      [1, kvHeads, capacity, headDim],
+      encode(dtype, inputs.v.subarray(0, size)),
+    ),
     n,
     ...(inputs.scale !== undefined ? { scale: inputs.scale } : {}),
   };

@@ -2,12 +2,7 @@
  * Parity on a real GPU: the host-array CUDA backend against the CPU reference. Skipped (with the
  * reason) where no CUDA device is usable, e.g. CI; the full device check is scripts/device-check.ts.
  */
-import {
-  cpuReferenceBackend,
-  type DecodeInputs,
-  fromBf16,
-  toBf16,
-} from '@kascade/core';
+import { cpuReferenceBackend, type DecodeInputs, fromBf16, toBf16 } from '@kascade/core';
 import { describe, expect, it } from 'vitest';
 import { createCudaDecodeBackend, isAvailable, unavailableReason } from './index.js';
 
@@ -24,7 +19,15 @@ function inputs(n: number, seed: number): DecodeInputs {
   const kvHeads = 2;
   const headDim = 128;
   const round = (len: number) => fromBf16(toBf16(Float32Array.from({ length: len }, () => next() * 4)));
-  return { heads, kvHeads, headDim, n, q: round(heads * headDim), k: round(kvHeads * n * headDim), v: round(kvHeads * n * headDim) };
+  return {
+    heads,
+    kvHeads,
+    headDim,
+    n,
+    q: round(heads * headDim),
+    k: round(kvHeads * n * headDim),
+    v: round(kvHeads * n * headDim),
+  };
 }
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -47,6 +50,8 @@ describe.skipIf(!isAvailable())('CUDA decode ops vs the CPU reference (GPU)', ()
     const ref = cpuReferenceBackend.reuseDecode(inp, anchor.selection, [0, 1]) as Float64Array;
     expect(relErr(anchor.out, ref)).toBeLessThan(1e-2);
     const reuse = await gpu.reuseDecode(inp, anchor.selection, [1, 0]);
-    expect(relErr(reuse, cpuReferenceBackend.reuseDecode(inp, anchor.selection, [1, 0]) as Float64Array)).toBeLessThan(1e-2);
+    expect(
+      relErr(reuse, cpuReferenceBackend.reuseDecode(inp, anchor.selection, [1, 0]) as Float64Array),
+    ).toBeLessThan(1e-2);
   });
 });

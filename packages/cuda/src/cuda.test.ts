@@ -17,9 +17,10 @@ import {
 } from './index.js';
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
-const nvcc = ['/usr/local/cuda/bin/nvcc', process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin', 'nvcc')].find(
-  (p): p is string => !!p && existsSync(p),
-);
+const nvcc = [
+  '/usr/local/cuda/bin/nvcc',
+  process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin', 'nvcc'),
+].find((p): p is string => !!p && existsSync(p));
 
 describe('loading', () => {
   it('imports without throwing and says whether CUDA is usable', () => {
@@ -36,7 +37,9 @@ describe('loading', () => {
 // CI has nvcc (no GPU): this compiles every kernel, so a syntax or template error fails CI.
 describe.skipIf(!nvcc)('native build (nvcc found)', () => {
   it('compiles the addon for sm_90a and the binary loads', { timeout: 600_000 }, () => {
-    const r = spawnSync(process.execPath, [join(pkg, 'native', 'build.mjs'), '--strict'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(pkg, 'native', 'build.mjs'), '--strict'], {
+      encoding: 'utf8',
+    });
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     const status = JSON.parse(readFileSync(join(pkg, 'build', 'status.json'), 'utf8')) as { built: boolean };
     expect(status.built).toBe(true);
@@ -44,7 +47,13 @@ describe.skipIf(!nvcc)('native build (nvcc found)', () => {
     const probe = native.probe();
     expect(typeof probe.available).toBe('boolean');
     if (!probe.available) expect(probe.reason).toMatch(/cuda|device|driver/i);
-    for (const fn of ['denseDecode', 'denseAnchorDecode', 'anchorDecode', 'reuseDecode', 'synchronize'] as const) {
+    for (const fn of [
+      'denseDecode',
+      'denseAnchorDecode',
+      'anchorDecode',
+      'reuseDecode',
+      'synchronize',
+    ] as const) {
       expect(typeof native[fn]).toBe('function');
     }
     expect(isAddonLoaded()).toBe(true);
@@ -91,7 +100,11 @@ describe('argument checks (no device needed)', () => {
     const dims = { batch: 1, kvHeads: 2, k: 3, n: 10 };
     expect(() => uploadSelection(Int32Array.from([0, 1, 2, 3, 4, 10]), dims)).toThrow(/outside 0\.\.9/);
     expect(() => uploadSelection(Int32Array.from([0, 1, 1, 3, 4, 5]), dims)).toThrow(/repeats in row 0/);
-    expect(() => uploadSelection(Int32Array.from([0, 1, 2]), dims)).toThrow(/expected batch \* kvHeads \* k = 6/);
-    expect(() => uploadSelection(Int32Array.from([0, 1, 2, 3, 4, 5]), { ...dims, k: 11 })).toThrow(/k must be in 1\.\.n/);
+    expect(() => uploadSelection(Int32Array.from([0, 1, 2]), dims)).toThrow(
+      /expected batch \* kvHeads \* k = 6/,
+    );
+    expect(() => uploadSelection(Int32Array.from([0, 1, 2, 3, 4, 5]), { ...dims, k: 11 })).toThrow(
+      /k must be in 1\.\.n/,
+    );
   });
 });

@@ -7,22 +7,22 @@ import type { NativeDeviceInfo } from './binding.types.js';
 import { loadNative } from './load.js';
 import { requireNative } from './tensor.js';
 
+export { createCudaDecodeBackend, uploadDecodeInputs } from './backend.js';
 export type {
   NativeBinding,
   NativeDecodeShape,
   NativeDeviceInfo,
   NativeGraph,
 } from './binding.types.js';
-export { createCudaDecodeBackend, uploadDecodeInputs } from './backend.js';
 export { CudaArgumentError, CudaUnavailableError, CudaUnsupportedError } from './errors.js';
 export {
   type AttentionDType,
-  type DeviceDecodeBatch,
-  type DeviceSelectedOutput,
-  type DeviceSelection,
   anchorDecode,
   captureGraph,
   copyDevice,
+  type DeviceDecodeBatch,
+  type DeviceSelectedOutput,
+  type DeviceSelection,
   decodeShape,
   denseAnchorDecode,
   denseDecode,

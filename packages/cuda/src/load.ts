@@ -56,7 +56,11 @@ export function loadNative(): LoadReport {
       tried.push(`${path}: loaded`);
       cached = probe.available
         ? { binding, tried }
-        : { binding, tried, reason: `the CUDA addon loaded but no device is usable: ${probe.reason ?? 'unknown'}` };
+        : {
+            binding,
+            tried,
+            reason: `the CUDA addon loaded but no device is usable: ${probe.reason ?? 'unknown'}`,
+          };
       return cached;
     } catch (e) {
       tried.push(`${path}: ${(e as Error).message}`);

@@ -34,7 +34,9 @@ export interface DeviceSelection {
 export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   const { q, k, v, n } = batch;
   if (q.dtype !== k.dtype || k.dtype !== v.dtype || (q.dtype !== 'bf16' && q.dtype !== 'f16')) {
-    throw new CudaArgumentError(`q, k, v must share dtype bf16 or f16 (got ${q.dtype}, ${k.dtype}, ${v.dtype})`);
+    throw new CudaArgumentError(
+      `q, k, v must share dtype bf16 or f16 (got ${q.dtype}, ${k.dtype}, ${v.dtype})`,
+    );
   }
   if (q.shape.length !== 3 || k.shape.length !== 4) {
     throw new CudaArgumentError(
@@ -43,33 +45,42 @@ export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   }
   const [b, heads, headDim] = q.shape as [number, number, number];
   const [kb, kvHeads, capacity, kd] = k.shape as [number, number, number, number];
-  if (v.shape.join() !== k.shape.join()) throw new CudaArgumentError(`v [${v.shape}] must match k [${k.shape}]`);
+  if (v.shape.join() !== k.shape.join())
+    throw new CudaArgumentError(`v [${v.shape}] must match k [${k.shape}]`);
   if (kb !== b || kd !== headDim) {
     throw new CudaArgumentError(`k [${k.shape}] does not fit q [${q.shape}] (batch and headDim must agree)`);
   }
   if (heads % kvHeads !== 0 || ![1, 2, 4, 8].includes(heads / kvHeads)) {
     throw new CudaArgumentError(`group size heads / kvHeads = ${heads}/${kvHeads} must be 1, 2, 4 or 8`);
   }
-  if (headDim !== 64 && headDim !== 128) throw new CudaArgumentError(`headDim must be 64 or 128, got ${headDim}`);
+  if (headDim !== 64 && headDim !== 128)
+    throw new CudaArgumentError(`headDim must be 64 or 128, got ${headDim}`);
   if (!(Number.isInteger(n) && n >= 1 && n <= capacity)) {
     throw new CudaArgumentError(`n must be an integer in 1..capacity = ${capacity}, got ${n}`);
   }
   const scale = batch.scale ?? 1 / Math.sqrt(headDim);
-  if (!(scale > 0 && Number.isFinite(scale))) throw new CudaArgumentError(`scale must be positive, got ${scale}`);
+  if (!(scale > 0 && Number.isFinite(scale)))
+    throw new CudaArgumentError(`scale must be positive, got ${scale}`);
   return { batch: b, heads, kvHeads, headDim, n, capacity, scale, dtype: q.dtype, splits: batch.splits ?? 0 };
 }
 
-function outputFor<D extends AttentionDType>(batch: DeviceDecodeBatch<D>, out?: DeviceTensor<D>): DeviceTensor<D> {
+function outputFor<D extends AttentionDType>(
+  batch: DeviceDecodeBatch<D>,
+  out?: DeviceTensor<D>,
+): DeviceTensor<D> {
   if (!out) return DeviceTensor.empty(batch.q.dtype, batch.q.shape);
   if (out.dtype !== batch.q.dtype || out.shape.join() !== batch.q.shape.join()) {
-    throw new CudaArgumentError(`out must be ${batch.q.dtype} [${batch.q.shape}], got ${out.dtype} [${out.shape}]`);
+    throw new CudaArgumentError(
+      `out must be ${batch.q.dtype} [${batch.q.shape}], got ${out.dtype} [${out.shape}]`,
+    );
   }
   return out;
 }
 
 function resolveTopk(n: number, budget: BudgetOptions | number): number {
   const k = typeof budget === 'number' ? budget : topkBudget(n, budget);
-  if (!(Number.isInteger(k) && k >= 1 && k <= n)) throw new CudaArgumentError(`k must be in 1..n = ${n}, got ${k}`);
+  if (!(Number.isInteger(k) && k >= 1 && k <= n))
+    throw new CudaArgumentError(`k must be in 1..n = ${n}, got ${k}`);
   return k;
 }
 
@@ -77,7 +88,11 @@ function selectionFor(shape: NativeDecodeShape, k: number, into?: DeviceSelectio
   if (!into) {
     return { kvHeads: shape.kvHeads, k, indices: DeviceTensor.empty('i32', [shape.batch, shape.kvHeads, k]) };
   }
-  if (into.k !== k || into.kvHeads !== shape.kvHeads || into.indices.size !== shape.batch * shape.kvHeads * k) {
+  if (
+    into.k !== k ||
+    into.kvHeads !== shape.kvHeads ||
+    into.indices.size !== shape.batch * shape.kvHeads * k
+  ) {
     throw new CudaArgumentError(
       `selection slot holds [${into.indices.shape}], the op needs [${shape.batch}, ${shape.kvHeads}, ${k}]`,
     );
@@ -86,7 +101,10 @@ function selectionFor(shape: NativeDecodeShape, k: number, into?: DeviceSelectio
 }
 
 /** Dense decode attention (split-KV, GQA-aware). Asynchronous; returns `out [batch, heads, headDim]`. */
-export function denseDecode<D extends AttentionDType>(batch: DeviceDecodeBatch<D>, out?: DeviceTensor<D>): DeviceTensor<D> {
+export function denseDecode<D extends AttentionDType>(
+  batch: DeviceDecodeBatch<D>,
+  out?: DeviceTensor<D>,
+): DeviceTensor<D> {
   const shape = decodeShape(batch);
   const o = outputFor(batch, out);
   requireNative().denseDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer);
@@ -112,7 +130,15 @@ export function denseAnchorDecode<D extends AttentionDType>(
   const k = resolveTopk(shape.n, budget);
   const o = outputFor(batch, into.out);
   const sel = selectionFor(shape, k, into.selection);
-  requireNative().denseAnchorDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer, k, sel.indices.buffer);
+  requireNative().denseAnchorDecode(
+    shape,
+    batch.q.buffer,
+    batch.k.buffer,
+    batch.v.buffer,
+    o.buffer,
+    k,
+    sel.indices.buffer,
+  );
   return { out: o, selection: sel };
 }
 
@@ -126,7 +152,15 @@ export function anchorDecode<D extends AttentionDType>(
   const k = resolveTopk(shape.n, budget);
   const o = outputFor(batch, into.out);
   const sel = selectionFor(shape, k, into.selection);
-  requireNative().anchorDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer, k, sel.indices.buffer);
+  requireNative().anchorDecode(
+    shape,
+    batch.q.buffer,
+    batch.k.buffer,
+    batch.v.buffer,
+    o.buffer,
+    k,
+    sel.indices.buffer,
+  );
   return { out: o, selection: sel };
 }
 
@@ -142,7 +176,8 @@ export function reuseDecode<D extends AttentionDType>(
   out?: DeviceTensor<D>,
 ): DeviceTensor<D> {
   const shape = decodeShape(batch);
-  if (selection.k > shape.n) throw new CudaArgumentError(`selection.k = ${selection.k} exceeds n = ${shape.n}`);
+  if (selection.k > shape.n)
+    throw new CudaArgumentError(`selection.k = ${selection.k} exceeds n = ${shape.n}`);
   if (selection.indices.size !== shape.batch * selection.kvHeads * selection.k) {
     throw new CudaArgumentError(
       `selection indices hold ${selection.indices.size} entries, expected batch * kvHeads * k = ${shape.batch * selection.kvHeads * selection.k}`,
@@ -153,7 +188,13 @@ export function reuseDecode<D extends AttentionDType>(
   }
   const map = Int32Array.from(headMap);
   for (let j = 0; j < map.length; j++) {
-    if (!(Number.isInteger(headMap[j]) && (headMap[j] as number) >= 0 && (headMap[j] as number) < selection.kvHeads)) {
+    if (
+      !(
+        Number.isInteger(headMap[j]) &&
+        (headMap[j] as number) >= 0 &&
+        (headMap[j] as number) < selection.kvHeads
+      )
+    ) {
       throw new CudaArgumentError(`headMap[${j}] = ${headMap[j]} is outside 0..${selection.kvHeads - 1}`);
     }
   }
@@ -189,9 +230,12 @@ export function uploadSelection(
   dims: { batch: number; kvHeads: number; k: number; n: number },
 ): DeviceSelection {
   const { batch, kvHeads, k, n } = dims;
-  if (!(Number.isInteger(k) && k >= 1 && k <= n)) throw new CudaArgumentError(`k must be in 1..n = ${n}, got ${k}`);
+  if (!(Number.isInteger(k) && k >= 1 && k <= n))
+    throw new CudaArgumentError(`k must be in 1..n = ${n}, got ${k}`);
   if (indices.length !== batch * kvHeads * k) {
-    throw new CudaArgumentError(`indices has ${indices.length} entries, expected batch * kvHeads * k = ${batch * kvHeads * k}`);
+    throw new CudaArgumentError(
+      `indices has ${indices.length} entries, expected batch * kvHeads * k = ${batch * kvHeads * k}`,
+    );
   }
   const seen = new Uint32Array(n);
   for (let r = 0; r < batch * kvHeads; r++) {
@@ -211,13 +255,18 @@ export function synchronize(): void {
 }
 
 /** Device-to-device copy (the bandwidth ceiling benchmarks compare against). Asynchronous. */
-export function copyDevice(dst: DeviceTensor, src: DeviceTensor, bytes = Math.min(dst.bytes, src.bytes)): void {
+export function copyDevice(
+  dst: DeviceTensor,
+  src: DeviceTensor,
+  bytes = Math.min(dst.bytes, src.bytes),
+): void {
   requireNative().copyDevice(dst.buffer, src.buffer, bytes);
 }
 
 /** Fills a bf16/f16/f32 tensor with normal(0, stddev) values on the device. Asynchronous. */
 export function fillNormal(t: DeviceTensor, seed: number, stddev = 1): void {
-  if (t.dtype === 'i32') throw new CudaArgumentError('fillNormal: i32 tensors hold indices, not random values');
+  if (t.dtype === 'i32')
+    throw new CudaArgumentError('fillNormal: i32 tensors hold indices, not random values');
   requireNative().fillNormal(t.buffer, t.dtype, seed, stddev);
 }
 

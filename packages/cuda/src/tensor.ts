@@ -58,7 +58,11 @@ export class DeviceTensor<D extends DeviceDType = DeviceDType> {
   }
 
   /** Copies host data (its length must match the shape) to a new device tensor. */
-  static fromHost<D extends DeviceDType>(dtype: D, shape: readonly number[], data: HostArrayOf<D>): DeviceTensor<D> {
+  static fromHost<D extends DeviceDType>(
+    dtype: D,
+    shape: readonly number[],
+    data: HostArrayOf<D>,
+  ): DeviceTensor<D> {
     const t = new DeviceTensor(dtype, shape);
     try {
       t.upload(data);

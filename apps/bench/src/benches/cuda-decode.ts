@@ -233,15 +233,28 @@ const bench: Bench = {
       if (!ctx.quick && n === 131072) {
         for (const splits of batch === 1 ? [64, 192, 256] : [8, 16, 33]) {
           const ts = stat(timeDevice(() => denseDecode({ ...b, splits }, out), 3, 20));
-          rows.push({ kernel: `dense-splits-${splits}`, context: n, batch, ...timingCells(ts), gbPerS: Math.round(kvBytes / (ts.median * 1e3)) });
+          rows.push({
+            kernel: `dense-splits-${splits}`,
+            context: n,
+            batch,
+            ...timingCells(ts),
+            gbPerS: Math.round(kvBytes / (ts.median * 1e3)),
+          });
         }
         for (const splits of batch === 1 ? [26, 104, 205] : [2, 10, 20]) {
           const ts = stat(timeDevice(() => reuseDecode({ ...b, splits }, sel, headMap, out), 3, 20));
-          rows.push({ kernel: `reuse-splits-${splits}`, context: n, batch, ...timingCells(ts), gbPerS: Math.round(gatherBytes / (ts.median * 1e3)) });
+          rows.push({
+            kernel: `reuse-splits-${splits}`,
+            context: n,
+            batch,
+            ...timingCells(ts),
+            gbPerS: Math.round(gatherBytes / (ts.median * 1e3)),
+          });
         }
       }
       const tag = `${label(n)}_b${batch}`;
-      if (Number.isFinite(torchBest)) summary[`wholeModelGraphSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / tGraph.median);
+      if (Number.isFinite(torchBest))
+        summary[`wholeModelGraphSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / tGraph.median);
       if (Number.isFinite(torchBest)) {
         summary[`denseVsTorch_${tag}`] = round3(torchBest / t.dense.median);
         summary[`wholeModelSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / whole);
