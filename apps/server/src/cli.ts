@@ -53,9 +53,15 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(
-      `kascade-server: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    // Loading errors (model, plan, backend) say what is wrong in their message; the stack
+    // only with KASCADE_DEBUG=1.
+    const detail =
+      error instanceof Error
+        ? process.env.KASCADE_DEBUG === '1'
+          ? (error.stack ?? error.message)
+          : `${error.name}: ${error.message}`
+        : String(error);
+    process.stderr.write(`kascade-server: cannot start: ${detail}\n`);
     process.exit(1);
   },
 );
