@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { bf16ToF32 } from './dtype.js';
 import { matmul } from './kernels.js';
 import { mulberry32 } from './random.js';
 import { WasmArena } from './wasm.js';
@@ -71,5 +72,29 @@ describe('kernels', () => {
     expect(big.length).toBe(300_000);
     expect(ran).toBe(5);
     expect(arena.matmul(fill(16), fill(16), new Float32Array(1), 1, 1, 16)).toBe(false); // not in the arena
+  });
+
+  it('the bf16-weight kernels match float64 on the bf16 values and equal the f32 kernels exactly', () => {
+    const arena = WasmArena.create();
+    if (!arena) throw new Error('WebAssembly SIMD with shared memory is unavailable on this Node');
+    let ran = 0;
+    for (const [tokens, rows, cols] of shapes.filter(([, , c]) => c % 16 === 0)) {
+      const f = fill(rows * cols);
+      const bits = new Uint16Array(f.length);
+      const u32 = new Uint32Array(f.buffer);
+      for (let i = 0; i < f.length; i++) bits[i] = u32[i] >>> 16; // truncate to bf16
+      const values = bf16ToF32(bits);
+      const wBf16 = arena.adopt(bits);
+      const wF32 = arena.adopt(values);
+      const x = fill(tokens * cols);
+      const y = new Float32Array(tokens * rows).fill(Number.NaN);
+      const yF32 = new Float32Array(tokens * rows).fill(Number.NaN);
+      expect(arena.matmul(wBf16, x, y, tokens, rows, cols)).toBe(true);
+      expect(arena.matmul(wF32, x, yF32, tokens, rows, cols)).toBe(true);
+      expect(relErr(y, values, x, tokens, rows, cols)).toBeLessThan(1e-5);
+      expect(y).toEqual(yF32);
+      ran++;
+    }
+    expect(ran).toBe(5);
   });
 });

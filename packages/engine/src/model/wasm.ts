@@ -103,33 +103,54 @@ function func(locals: [number, number][], body: Code): number[] {
   return [...uleb(code.length), ...code];
 }
 
+/** Widens the bf16 halves of the v128 in local `v` to f32x4 (`high` picks lanes 4-7): zero-extend, shift left 16. */
+function bf16ToF32x4(c: Code, v: number, high: boolean): Code {
+  return c
+    .get(v)
+    .simd(high ? 0xaa : 0xa9)
+    .i32(16)
+    .simd(0xab);
+}
+
 /**
  * `matvec(w, x, y, rows, cols)`: `y[o] = dot(w[o, :], x)`; byte pointers; `cols % 16 == 0`.
- * Four f32x4 accumulators per row.
+ * Four f32x4 accumulators per row, 16 columns an iteration. With `bf16`, `w` holds bf16 bits
+ * widened exactly to f32 (the sums then equal the f32 kernel's on the same values).
  */
-function matvecBody(): Code {
-  // params: 0 w, 1 x, 2 y, 3 rows, 4 cols; locals: 5 o, 6 wp, 7 xp, 8 end, 9 rowBytes, 10..13 acc (v128)
+function matvecBody(bf16: boolean): Code {
+  // params: 0 w, 1 x, 2 y, 3 rows, 4 cols; i32 locals: 5 o, 6 wp, 7 xp, 8 end, 9 wRowBytes
+  // v128 locals: 10..13 acc, 14 w (bf16 only)
   const c = new Code();
-  c.get(4).i32(4).op(OP.i32Mul).set(9);
+  c.get(4)
+    .i32(bf16 ? 2 : 4)
+    .op(OP.i32Mul)
+    .set(9);
   c.i32(0).set(5);
   c.op(OP.block, 0x40, OP.loop, 0x40);
   c.get(5).get(3).op(OP.i32GeU, OP.brIf, 1);
   for (let a = 10; a < 14; a++) c.v128Zero().set(a);
   c.get(0).get(5).get(9).op(OP.i32Mul, OP.i32Add).set(6);
   c.get(1).set(7);
-  c.get(1).get(9).op(OP.i32Add).set(8);
+  c.get(1).get(4).i32(4).op(OP.i32Mul, OP.i32Add).set(8);
   c.op(OP.loop, 0x40);
   for (let u = 0; u < 4; u++) {
-    c.get(10 + u)
-      .get(6)
-      .v128Load(16 * u)
-      .get(7)
+    c.get(10 + u);
+    if (bf16) {
+      if (u % 2 === 0) c.get(6).v128Load(16 * (u / 2)).set(14);
+      bf16ToF32x4(c, 14, u % 2 === 1);
+    } else {
+      c.get(6).v128Load(16 * u);
+    }
+    c.get(7)
       .v128Load(16 * u)
       .f32x4Mul()
       .f32x4Add()
       .set(10 + u);
   }
-  c.get(6).i32(64).op(OP.i32Add).set(6);
+  c.get(6)
+    .i32(bf16 ? 32 : 64)
+    .op(OP.i32Add)
+    .set(6);
   c.get(7).i32(64).op(OP.i32Add).tee(7).get(8).op(OP.i32LtU, OP.brIf, 0);
   c.op(OP.end);
   c.get(10).get(11).f32x4Add().get(12).get(13).f32x4Add().f32x4Add().set(10);
@@ -146,41 +167,69 @@ function matvecBody(): Code {
  * `oStart .. oEnd` taken `R` at a time. `x` is interleaved `[cols / 4][4 tokens][4]` so each
  * f32x4 of a token sits at a constant offset; `y` is `[4, rows]`. Each weight vector is
  * loaded once for the four tokens, each x vector once for the `R` rows: `4R` accumulators.
+ * With `bf16`, each iteration widens 8 bf16 weights of a row into two f32x4 (same sums).
  */
-function matmul4Body(R: 1 | 2): Code {
+function matmul4Body(R: 1 | 2, bf16: boolean): Code {
   // params: 0 w, 1 x, 2 y, 3 rows, 4 cols, 5 oStart, 6 oEnd
-  // i32 locals: 7 o, 8 wp, 9 wp2, 10 xp, 11 xend, 12 rowBytes, 13 yStride
-  // v128 locals: 14 wv0, 15 wv1, 16 xv, 17.. acc[r * 4 + t]
+  // i32 locals: 7 o, 8 wp, 9 wp2, 10 xp, 11 xend, 12 wRowBytes, 13 yStride
+  // v128 locals: W[r][k] (k: column quarter within the iteration), then xv, then acc[r * 4 + t]
+  const chunks = bf16 ? 2 : 1;
+  const W = (r: number, k: number) => 14 + r * chunks + k;
+  const xv = 14 + 2 * chunks;
+  const acc = (r: number, t: number) => xv + 1 + r * 4 + t;
   const c = new Code();
-  const acc = (r: number, t: number) => 17 + r * 4 + t;
-  c.get(4).i32(4).op(OP.i32Mul).set(12);
+  c.get(4)
+    .i32(bf16 ? 2 : 4)
+    .op(OP.i32Mul)
+    .set(12);
   c.get(3).i32(4).op(OP.i32Mul).set(13);
   c.get(5).set(7);
   c.op(OP.block, 0x40, OP.loop, 0x40);
   c.get(7).get(6).op(OP.i32GeU, OP.brIf, 1);
-  for (let a = 0; a < 4 * R; a++) c.v128Zero().set(17 + a);
+  for (let r = 0; r < R; r++) for (let t = 0; t < 4; t++) c.v128Zero().set(acc(r, t));
   c.get(0).get(7).get(12).op(OP.i32Mul, OP.i32Add).tee(8);
   c.get(12).op(OP.i32Add).set(9);
   c.get(1).set(10);
-  c.get(1).get(12).i32(4).op(OP.i32Mul, OP.i32Add).set(11);
+  c.get(1).get(4).i32(16).op(OP.i32Mul, OP.i32Add).set(11);
   c.op(OP.loop, 0x40);
-  c.get(8).v128Load(0).set(14);
-  if (R === 2) c.get(9).v128Load(0).set(15);
-  for (let t = 0; t < 4; t++) {
-    c.get(10)
-      .v128Load(16 * t)
-      .set(16);
-    for (let r = 0; r < R; r++)
-      c.get(acc(r, t))
-        .get(14 + r)
-        .get(16)
-        .f32x4Mul()
-        .f32x4Add()
-        .set(acc(r, t));
+  for (let r = 0; r < R; r++) {
+    if (bf16) {
+      c.get(8 + r)
+        .v128Load(0)
+        .set(W(r, 0));
+      bf16ToF32x4(c, W(r, 0), true).set(W(r, 1));
+      bf16ToF32x4(c, W(r, 0), false).set(W(r, 0));
+    } else {
+      c.get(8 + r)
+        .v128Load(0)
+        .set(W(r, 0));
+    }
   }
-  c.get(8).i32(16).op(OP.i32Add).set(8);
-  if (R === 2) c.get(9).i32(16).op(OP.i32Add).set(9);
-  c.get(10).i32(64).op(OP.i32Add).tee(10).get(11).op(OP.i32LtU, OP.brIf, 0);
+  for (let k = 0; k < chunks; k++) {
+    for (let t = 0; t < 4; t++) {
+      c.get(10)
+        .v128Load(64 * k + 16 * t)
+        .set(xv);
+      for (let r = 0; r < R; r++)
+        c.get(acc(r, t))
+          .get(W(r, k))
+          .get(xv)
+          .f32x4Mul()
+          .f32x4Add()
+          .set(acc(r, t));
+    }
+  }
+  for (let r = 0; r < R; r++)
+    c.get(8 + r)
+      .i32(16)
+      .op(OP.i32Add)
+      .set(8 + r);
+  c.get(10)
+    .i32(64 * chunks)
+    .op(OP.i32Add)
+    .tee(10)
+    .get(11)
+    .op(OP.i32LtU, OP.brIf, 0);
   c.op(OP.end);
   for (let r = 0; r < R; r++) {
     for (let t = 0; t < 4; t++) {
@@ -204,30 +253,24 @@ function name(s: string): number[] {
   return [...uleb(b.length), ...b];
 }
 
-/** The module: imports a shared memory `env.memory`, exports `matvec`, `matmul4x1`, `matmul4x2`. */
+const KERNELS = ['matvec', 'matmul4x1', 'matmul4x2', 'matvec_bf16', 'matmul4x1_bf16', 'matmul4x2_bf16'] as const;
+
+/** The module: imports a shared memory `env.memory`, exports the f32 and bf16-weight kernels. */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
   const type = [2, 0x60, 5, I32, I32, I32, I32, I32, 0, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0];
   const imports = [1, ...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)];
-  const funcs = [3, 0, 1, 1];
-  const exports = [
-    3,
-    ...name('matvec'),
-    0x00,
-    0,
-    ...name('matmul4x1'),
-    0x00,
-    1,
-    ...name('matmul4x2'),
-    0x00,
-    2,
-  ];
+  const funcs = [6, 0, 1, 1, 0, 1, 1];
+  const exports = [6, ...KERNELS.flatMap((k, i) => [...name(k), 0x00, i])];
   const i32s = (n: number): [number, number] => [n, I32];
   const v128s = (n: number): [number, number] => [n, V128];
   const code = [
-    3,
-    ...func([i32s(5), v128s(4)], matvecBody()),
-    ...func([i32s(7), v128s(7)], matmul4Body(1)),
-    ...func([i32s(7), v128s(11)], matmul4Body(2)),
+    6,
+    ...func([i32s(5), v128s(4)], matvecBody(false)),
+    ...func([i32s(7), v128s(2 + 1 + 4)], matmul4Body(1, false)),
+    ...func([i32s(7), v128s(2 + 1 + 8)], matmul4Body(2, false)),
+    ...func([i32s(5), v128s(5)], matvecBody(true)),
+    ...func([i32s(7), v128s(4 + 1 + 4)], matmul4Body(1, true)),
+    ...func([i32s(7), v128s(4 + 1 + 8)], matmul4Body(2, true)),
   ];
   return new Uint8Array([
     0x00,
@@ -246,11 +289,17 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
   ]);
 }
 
-interface KernelExports {
-  matvec(w: number, x: number, y: number, rows: number, cols: number): void;
-  matmul4x1(w: number, x: number, y: number, rows: number, cols: number, oStart: number, oEnd: number): void;
-  matmul4x2(w: number, x: number, y: number, rows: number, cols: number, oStart: number, oEnd: number): void;
+type Matvec = (w: number, x: number, y: number, rows: number, cols: number) => void;
+type Matmul4 = (w: number, x: number, y: number, rows: number, cols: number, oStart: number, oEnd: number) => void;
+interface KernelSet {
+  readonly matvec: Matvec;
+  readonly matmul4x1: Matmul4;
+  readonly matmul4x2: Matmul4;
 }
+type KernelExports = Record<(typeof KERNELS)[number], Matvec & Matmul4>;
+
+/** A weight matrix: f32 values, or bf16 bits in a `Uint16Array`. */
+export type WeightMatrix = Float32Array | Uint16Array;
 
 const PAGE = 65536;
 
@@ -260,16 +309,18 @@ const PAGE = 65536;
  */
 export class WasmArena {
   readonly memory: WebAssembly.Memory;
-  private readonly k: KernelExports;
+  private readonly f32: KernelSet;
+  private readonly bf16: KernelSet;
   private top = 0;
-  private readonly ptrs = new WeakMap<Float32Array, number>();
+  private readonly ptrs = new WeakMap<WeightMatrix, number>();
   private scratch = 0;
   private scratchBytes = 0;
   private view: Float32Array;
 
   private constructor(memory: WebAssembly.Memory, k: KernelExports) {
     this.memory = memory;
-    this.k = k;
+    this.f32 = { matvec: k.matvec, matmul4x1: k.matmul4x1, matmul4x2: k.matmul4x2 };
+    this.bf16 = { matvec: k.matvec_bf16, matmul4x1: k.matmul4x1_bf16, matmul4x2: k.matmul4x2_bf16 };
     this.view = new Float32Array(memory.buffer);
   }
 
@@ -297,31 +348,44 @@ export class WasmArena {
     }
   }
 
-  /** A zeroed f32 array of `n` values in the arena (64-byte aligned). */
-  alloc(n: number): Float32Array {
+  private reserve(bytes: number): number {
     // Weights allocated after a kernel call go past the scratch region, which then moves up.
     if (this.scratchBytes) {
       this.top = this.scratch + this.scratchBytes;
       this.scratchBytes = 0;
     }
     const ptr = this.top;
-    const bytes = Math.ceil((n * 4) / 64) * 64;
-    this.ensure(ptr + bytes);
-    this.top = ptr + bytes;
+    const rounded = Math.ceil(bytes / 64) * 64;
+    this.ensure(ptr + rounded);
+    this.top = ptr + rounded;
+    return ptr;
+  }
+
+  /** A zeroed f32 array of `n` values in the arena (64-byte aligned). */
+  alloc(n: number): Float32Array {
+    const ptr = this.reserve(n * 4);
     const a = new Float32Array(this.memory.buffer, ptr, n);
     this.ptrs.set(a, ptr);
     return a;
   }
 
-  /** Copies `src` into the arena. */
-  adopt(src: Float32Array): Float32Array {
-    const a = this.alloc(src.length);
-    a.set(src);
+  /** A zeroed array of `n` bf16 values (raw bits) in the arena. */
+  allocBf16(n: number): Uint16Array {
+    const ptr = this.reserve(n * 2);
+    const a = new Uint16Array(this.memory.buffer, ptr, n);
+    this.ptrs.set(a, ptr);
     return a;
   }
 
+  /** Copies a matrix (f32, or bf16 bits) into the arena. */
+  adopt<M extends WeightMatrix>(src: M): M {
+    const a = src instanceof Float32Array ? this.alloc(src.length) : this.allocBf16(src.length);
+    a.set(src);
+    return a as M;
+  }
+
   /** Byte offset of an array allocated here, or `undefined`. */
-  ptrOf(a: Float32Array): number | undefined {
+  ptrOf(a: WeightMatrix): number | undefined {
     return this.ptrs.get(a);
   }
 
@@ -336,11 +400,11 @@ export class WasmArena {
   }
 
   /**
-   * `y[t, o] = dot(w[o, :], x[t, :])` with `w` in the arena (`ptrOf(w)` defined) and
+   * `y[t, o] = dot(w[o, :], x[t, :])` with `w` (f32, or bf16 bits) in the arena and
    * `cols % 16 == 0`. Returns false (computing nothing) when those do not hold.
    */
   matmul(
-    w: Float32Array,
+    w: WeightMatrix,
     x: Float32Array,
     y: Float32Array,
     tokens: number,
@@ -349,6 +413,7 @@ export class WasmArena {
   ): boolean {
     const wp = this.ptrs.get(w);
     if (wp === undefined || cols % 16 !== 0) return false;
+    const k = w instanceof Uint16Array ? this.bf16 : this.f32;
     const base = this.scratchFor(tokens * (cols + rows) + 4);
     const xp = base;
     const yp = base + tokens * cols * 4;
@@ -377,14 +442,14 @@ export class WasmArena {
     for (let o = 0; o < even; o += rowBlock) {
       const oEnd = Math.min(even, o + rowBlock);
       for (let b = 0; b < blocks; b++)
-        this.k.matmul4x2(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, o, oEnd);
+        k.matmul4x2(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, o, oEnd);
     }
     if (even < rows) {
       for (let b = 0; b < blocks; b++)
-        this.k.matmul4x1(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, even, rows);
+        k.matmul4x1(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, even, rows);
     }
     for (let t = blocks * 4; t < tokens; t++)
-      this.k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
+      k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
     y.set(view.subarray(yp / 4, yp / 4 + tokens * rows));
     return true;
   }
