@@ -16,8 +16,13 @@ export function machineInfo(): MachineInfo {
   };
 }
 
-/** The short commit of HEAD, with `-dirty` when tracked files differ from it; `unknown` outside git. */
+/**
+ * The short commit of HEAD, with `-dirty` when tracked files differ from it; `KASCADE_GIT_COMMIT`
+ * when set (for machines that get a copy of the tree without `.git`); `unknown` otherwise.
+ */
 export function gitCommit(cwd: string = process.cwd()): string {
+  const given = process.env.KASCADE_GIT_COMMIT;
+  if (given) return given;
   try {
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
