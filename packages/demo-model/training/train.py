@@ -306,11 +306,14 @@ class Loader:
                 return ids, kind
 
     def close(self) -> None:
+        # Workers hold nothing worth keeping; a worker whose batches still sit in the queue's
+        # pipe would block at exit flushing them (call 1 lost ~20 s joining), so end them now.
         self.stop.set()
         for p in self.procs:
-            p.join(timeout=2)
-            if p.is_alive():
-                p.terminate()
+            p.terminate()
+        for p in self.procs:
+            p.join(timeout=5)
+        self.q.cancel_join_thread()
 
 
 # ======================================================================================
