@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +8,23 @@ import { benchNames, registry } from './registry.js';
 import { formatCell, textTable } from './results.js';
 import { resolveOptions, runBench, writeResults } from './run.js';
 
-const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
+/** apps/bench: the first folder above this module whose package.json is @kascade/bench (dist, bundle or src). */
+function benchRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string };
+      if (manifest.name === '@kascade/bench') return dir;
+    } catch {
+      // no package.json here
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return path.dirname(fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+const resultsDir = path.join(benchRoot(), 'results');
 
 /** Where the CLI writes: stdout for tables, stderr for progress and errors. */
 export interface CliIo {
@@ -58,7 +75,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const bench = await registry[args.bench]();
   const options = resolveOptions(bench, args.options);
   // The command as run from the repository root (where results resolve the same way).
-  const repoRoot = path.resolve(resultsDir, '..', '..', '..');
+  const repoRoot = path.resolve(resultsDir, '..', '..', '..'); // apps/bench/results -> the repository
   const script = io.script ? path.relative(repoRoot, io.script) : 'apps/bench/dist/cli.js';
   const command = ['node', script, ...argv].join(' ');
   io.stderr(
