@@ -1,12 +1,12 @@
 /** Converts raw IEEE half-precision bits to f32. */
-export function f16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function f16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   const table = F16_TABLE ?? buildF16Table();
   for (let i = 0; i < src.length; i++) dst[i] = table[src[i]];
   return dst;
 }
 
 /** Converts raw bfloat16 bits to f32 (exact: bf16 is the top half of an f32). */
-export function bf16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function bf16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
   return dst;
@@ -54,4 +54,19 @@ export function numberToHalfBits(x: number): number {
   const rem = mant & 0x1fff;
   if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return sign | half;
+}
+
+/** Rounds f32 values to bf16 (round-to-nearest-even), returning the bits. */
+export function f32ToBf16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const u = bits[i];
+    if ((u & 0x7f800000) === 0x7f800000) {
+      out[i] = (u >>> 16) | (u & 0xffff ? 0x40 : 0); // keep NaN a NaN
+    } else {
+      out[i] = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+    }
+  }
+  return out;
 }

@@ -4,9 +4,9 @@ import { type ModelConfig, parseConfig } from './config.js';
 import { ModelLoadError } from './errors.js';
 import { loadGgufModel } from './gguf.js';
 import { type CpuModel, CpuTransformer } from './model.js';
-import { openSafetensorsDir, type WeightSource } from './safetensors.js';
+import { openSafetensorsDir, type TensorEntry, type WeightSource } from './safetensors.js';
 import { loadHfTokenizer, type ModelTokenizer } from './tokenizer.js';
-import type { LayerWeights, ModelWeights } from './weights.js';
+import type { LayerWeights, ModelWeights, WeightMatrix } from './weights.js';
 
 export interface LoadModelOptions {
   /** Overrides the model id (default: the directory or file name). */
@@ -15,6 +15,11 @@ export interface LoadModelOptions {
   readonly tokenizerDir?: string;
   /** Matrix kernels: WebAssembly SIMD (default where available) or plain JS. */
   readonly kernels?: 'wasm' | 'js';
+  /**
+   * `'auto'` (default): the matrices of BF16 checkpoints stay bf16 (half the memory and
+   * memory traffic, the same values) where the wasm kernels run; `'f32'`: all converted.
+   */
+  readonly matrixDtype?: 'auto' | 'f32';
 }
 
 /**
@@ -44,7 +49,7 @@ export async function loadModel(pathOrDir: string, options: LoadModelOptions = {
   const genEos = await readGenerationEos(join(path, 'generation_config.json'));
   const source = await openSafetensorsDir(path);
   try {
-    const weights = await readHfWeights(source, config);
+    const weights = await readHfWeights(source, config, options.matrixDtype !== 'f32');
     const tokenizer: ModelTokenizer = await loadHfTokenizer(path, [...config.eosTokenIds, ...genEos]);
     const eosTokenIds = [...new Set([...config.eosTokenIds, ...genEos, ...tokenizer.eosTokenIds])];
     return new CpuTransformer({
@@ -75,14 +80,7 @@ async function readGenerationEos(file: string): Promise<number[]> {
   }
 }
 
-/** Reads a tensor, checking it exists with the expected shape. */
-export async function readTensor(
-  source: WeightSource,
-  name: string,
-  shape: readonly number[],
-): Promise<Float32Array> {
-  const e = source.entry(name);
-  if (!e) throw new ModelLoadError(source.description, 'missing tensor', name);
+function checkShape(e: TensorEntry, name: string, shape: readonly number[]): void {
   if (e.shape.length !== shape.length || e.shape.some((s, i) => s !== shape[i])) {
     throw new ModelLoadError(
       e.file,
@@ -90,6 +88,17 @@ export async function readTensor(
       name,
     );
   }
+}
+
+/** Reads a tensor as f32, checking it exists with the expected shape and finite values. */
+export async function readTensor(
+  source: WeightSource,
+  name: string,
+  shape: readonly number[],
+): Promise<Float32Array> {
+  const e = source.entry(name);
+  if (!e) throw new ModelLoadError(source.description, 'missing tensor', name);
+  checkShape(e, name, shape);
   const data = await source.read(name);
   if (!data.every(Number.isFinite)) {
     throw new ModelLoadError(e.file, 'holds NaN or infinite values', name);
@@ -97,9 +106,27 @@ export async function readTensor(
   return data;
 }
 
-async function readHfWeights(source: WeightSource, c: ModelConfig): Promise<ModelWeights> {
+/** Like {@link readTensor}, but BF16 data stays bf16 bits when `keepBf16` (and the source can). */
+export async function readMatrix(
+  source: WeightSource,
+  name: string,
+  shape: readonly number[],
+  keepBf16: boolean,
+): Promise<WeightMatrix> {
+  const e = source.entry(name);
+  if (!keepBf16 || e?.dtype !== 'BF16' || !source.readBf16) return readTensor(source, name, shape);
+  checkShape(e, name, shape);
+  const bits = await source.readBf16(name);
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i] & 0x7f80) === 0x7f80) throw new ModelLoadError(e.file, 'holds NaN or infinite values', name);
+  }
+  return bits;
+}
+
+async function readHfWeights(source: WeightSource, c: ModelConfig, keepBf16: boolean): Promise<ModelWeights> {
   const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize } = c;
   const t = (name: string, shape: readonly number[]) => readTensor(source, name, shape);
+  const m = (name: string, shape: readonly number[]) => readMatrix(source, name, shape, keepBf16);
   const opt = async (name: string, shape: readonly number[]) =>
     source.entry(name) ? t(name, shape) : undefined;
   const layers: LayerWeights[] = [];
@@ -115,10 +142,10 @@ async function readHfWeights(source: WeightSource, c: ModelConfig): Promise<Mode
     const kNorm = c.qkNorm ? await t(`${p}self_attn.k_norm.weight`, [d]) : undefined;
     layers.push({
       inputNorm: await t(`${p}input_layernorm.weight`, [dim]),
-      q: await t(`${p}self_attn.q_proj.weight`, [heads * d, dim]),
-      k: await t(`${p}self_attn.k_proj.weight`, [kvHeads * d, dim]),
-      v: await t(`${p}self_attn.v_proj.weight`, [kvHeads * d, dim]),
-      o: await t(`${p}self_attn.o_proj.weight`, [dim, heads * d]),
+      q: await m(`${p}self_attn.q_proj.weight`, [heads * d, dim]),
+      k: await m(`${p}self_attn.k_proj.weight`, [kvHeads * d, dim]),
+      v: await m(`${p}self_attn.v_proj.weight`, [kvHeads * d, dim]),
+      o: await m(`${p}self_attn.o_proj.weight`, [dim, heads * d]),
       ...(qBias ? { qBias } : {}),
       ...(kBias ? { kBias } : {}),
       ...(vBias ? { vBias } : {}),
@@ -126,15 +153,15 @@ async function readHfWeights(source: WeightSource, c: ModelConfig): Promise<Mode
       ...(qNorm ? { qNorm } : {}),
       ...(kNorm ? { kNorm } : {}),
       postNorm: await t(`${p}post_attention_layernorm.weight`, [dim]),
-      gate: await t(`${p}mlp.gate_proj.weight`, [inter, dim]),
-      up: await t(`${p}mlp.up_proj.weight`, [inter, dim]),
-      down: await t(`${p}mlp.down_proj.weight`, [dim, inter]),
+      gate: await m(`${p}mlp.gate_proj.weight`, [inter, dim]),
+      up: await m(`${p}mlp.up_proj.weight`, [inter, dim]),
+      down: await m(`${p}mlp.down_proj.weight`, [dim, inter]),
     });
   }
-  const embed = await t('model.embed_tokens.weight', [vocabSize, dim]);
+  const embed = await m('model.embed_tokens.weight', [vocabSize, dim]);
   const lmHead =
     c.tieWordEmbeddings && !source.entry('lm_head.weight')
       ? embed
-      : await t('lm_head.weight', [vocabSize, dim]);
+      : await m('lm_head.weight', [vocabSize, dim]);
   return { embed, layers, finalNorm: await t('model.norm.weight', [dim]), lmHead };
 }

@@ -44,6 +44,21 @@ describe('CpuModel forward pass', () => {
     expect(maxAbsDiff(a, b)).toBeGreaterThan(0); // really two different kernels
   });
 
+  it('bf16 matrices on the wasm kernels equal the same values in f32 on the JS kernels', () => {
+    for (const tieWordEmbeddings of [false, true]) {
+      const cfg = { ...shape, tieWordEmbeddings };
+      const bf16 = createRandomModel(cfg, 4, { matrixDtype: 'bf16' });
+      const js = createRandomModel(cfg, 4, { matrixDtype: 'bf16', kernels: 'js' });
+      const f32 = createRandomModel(cfg, 4);
+      expect([bf16.matrixDtype, js.matrixDtype, f32.matrixDtype]).toEqual(['bf16', 'f32', 'f32']);
+      const ids = [5, 9, 200, 7, 7, 13];
+      const run = (m: typeof bf16) => m.prefill(m.createSequence(8), ids, denseAttention(), { tileSize: 4 });
+      const a = run(bf16);
+      expect(maxAbsDiff(a, run(js))).toBeLessThan(1e-4);
+      expect(maxAbsDiff(a, run(f32))).toBeGreaterThan(1e-4); // the rounding to bf16 did happen
+    }
+  });
+
   it('decodeBatch matches decoding each sequence alone', () => {
     const model = createRandomModel(shape, 3);
     const prompts = [

@@ -1,11 +1,12 @@
 import type { ModelConfig } from './config.js';
+import { bf16ToF32 } from './dtype.js';
 import { abortError, ModelUsageError } from './errors.js';
 import type { LayerAttention } from './hooks.js';
 import { addInPlace, matmul, rmsNorm, swiglu } from './kernels.js';
 import { applyRope, ropeInverseFrequencies, ropeTables } from './rope.js';
 import type { ModelTokenizer } from './tokenizer.js';
 import { WasmArena } from './wasm.js';
-import type { LayerWeights, ModelWeights } from './weights.js';
+import type { LayerWeights, ModelWeights, WeightMatrix } from './weights.js';
 
 /** One sequence's KV cache: per layer `k`, `v` of `[kvHeads, capacity, headDim]` f32, the first `length` tokens valid. */
 export interface SequenceState {
@@ -35,6 +36,8 @@ export interface CpuModel {
   readonly randomWeights: boolean;
   /** Which matrix kernels run: WebAssembly SIMD or plain JS. */
   readonly kernels: 'wasm' | 'js';
+  /** How the layer matrices are held: f32, or bf16 (bf16 checkpoints on the wasm kernels). */
+  readonly matrixDtype: 'f32' | 'bf16';
   createSequence(capacity: number): SequenceState;
   /** Runs the prompt through the model in query tiles; returns the logits `[vocab]` of its last token. */
   prefill(
@@ -76,6 +79,7 @@ export class CpuTransformer implements CpuModel {
   readonly weights: ModelWeights;
   /** Which matrix kernels run: WebAssembly SIMD (weights in a wasm arena) or plain JS. */
   readonly kernels: 'wasm' | 'js';
+  readonly matrixDtype: 'f32' | 'bf16';
   private readonly arena: WasmArena | undefined;
   private readonly invFreq: Float32Array;
   private disposed = false;
@@ -103,7 +107,8 @@ export class CpuTransformer implements CpuModel {
     }
     this.arena = arena;
     this.kernels = arena ? 'wasm' : 'js';
-    this.weights = arena ? adoptWeights(arena, args.weights) : args.weights;
+    this.weights = arena ? adoptWeights(arena, args.weights, args.config) : toF32Weights(args.weights);
+    this.matrixDtype = this.weights.layers.some((l) => l.q instanceof Uint16Array) ? 'bf16' : 'f32';
     this.tokenizer = args.tokenizer;
     this.id = args.id;
     this.randomWeights = args.randomWeights;
@@ -203,7 +208,7 @@ export class CpuTransformer implements CpuModel {
 
   /** `y = x W^T (+ bias)` for `tokens` rows, on the wasm kernels when the weight lives in the arena. */
   private mm(
-    w: Float32Array,
+    w: WeightMatrix,
     x: Float32Array,
     y: Float32Array,
     tokens: number,
@@ -215,7 +220,8 @@ export class CpuTransformer implements CpuModel {
       if (bias) for (let t = 0; t < tokens; t++) for (let o = 0; o < rows; o++) y[t * rows + o] += bias[o];
       return;
     }
-    matmul(w, x, y, tokens, rows, cols, bias);
+    // Matrices the wasm kernels cannot take were stored as f32 (see adoptWeights / toF32Weights).
+    matmul(w as Float32Array, x, y, tokens, rows, cols, bias);
   }
 
   private checkRoom(seq: SequenceState, tokens: number): void {
@@ -259,7 +265,7 @@ export class CpuTransformer implements CpuModel {
     const kvDim = kvHeads * d;
     const h = new Float32Array(rows * dim);
     for (let r = 0; r < rows; r++)
-      h.set(this.weights.embed.subarray(ids[r] * dim, (ids[r] + 1) * dim), r * dim);
+      embedRow(this.weights.embed, ids[r], dim, h.subarray(r * dim, (r + 1) * dim));
     // RoPE tables per row (positions differ between sequences of a batch).
     const cos = new Float32Array(rows * half);
     const sin = new Float32Array(rows * half);
@@ -360,7 +366,7 @@ export class CpuTransformer implements CpuModel {
 const WASM_WEIGHT_LIMIT = 3.75 * 2 ** 30;
 
 function matrixBytes(w: ModelWeights): number {
-  const seen = new Set<Float32Array>();
+  const seen = new Set<WeightMatrix>();
   for (const l of w.layers) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) seen.add(m);
   seen.add(w.lmHead);
   let n = 0;
@@ -368,28 +374,70 @@ function matrixBytes(w: ModelWeights): number {
   return n;
 }
 
-/** Moves the matrices into the wasm arena (vectors stay where they are); tied arrays stay tied. */
-function adoptWeights(arena: WasmArena, w: ModelWeights): ModelWeights {
-  const moved = new Map<Float32Array, Float32Array>();
-  const adopt = (a: Float32Array) => {
+/** Row `id` of an embedding table as f32 into `out`. */
+function embedRow(embed: WeightMatrix, id: number, dim: number, out: Float32Array): void {
+  const row = embed.subarray(id * dim, (id + 1) * dim);
+  if (row instanceof Float32Array) out.set(row);
+  else bf16ToF32(row, out);
+}
+
+const f32Of = (m: WeightMatrix): Float32Array => (m instanceof Float32Array ? m : bf16ToF32(m));
+
+/** All matrices as f32 (for the JS kernels); tied arrays stay tied. */
+function toF32Weights(w: ModelWeights): ModelWeights {
+  const done = new Map<WeightMatrix, Float32Array>();
+  const conv = (m: WeightMatrix) => {
+    let r = done.get(m);
+    if (!r) {
+      r = f32Of(m);
+      done.set(m, r);
+    }
+    return r;
+  };
+  return {
+    ...w,
+    embed: conv(w.embed),
+    lmHead: conv(w.lmHead),
+    layers: w.layers.map((l) => ({
+      ...l,
+      q: conv(l.q),
+      k: conv(l.k),
+      v: conv(l.v),
+      o: conv(l.o),
+      gate: conv(l.gate),
+      up: conv(l.up),
+      down: conv(l.down),
+    })),
+  };
+}
+
+/**
+ * Moves the matrices into the wasm arena (vectors stay where they are); tied arrays stay
+ * tied. A matrix whose row length the wasm kernels cannot take (not a multiple of 16)
+ * stays outside, as f32, for the JS kernel.
+ */
+function adoptWeights(arena: WasmArena, w: ModelWeights, c: ModelConfig): ModelWeights {
+  const moved = new Map<WeightMatrix, WeightMatrix>();
+  const adopt = (a: WeightMatrix, cols: number) => {
     let b = moved.get(a);
     if (!b) {
-      b = arena.adopt(a);
+      b = cols % 16 === 0 ? arena.adopt(a) : f32Of(a);
       moved.set(a, b);
     }
     return b;
   };
+  const { hiddenSize: dim, heads, headDim, intermediateSize: inter } = c;
   const layers = w.layers.map(
     (l): LayerWeights => ({
       ...l,
-      q: adopt(l.q),
-      k: adopt(l.k),
-      v: adopt(l.v),
-      o: adopt(l.o),
-      gate: adopt(l.gate),
-      up: adopt(l.up),
-      down: adopt(l.down),
+      q: adopt(l.q, dim),
+      k: adopt(l.k, dim),
+      v: adopt(l.v, dim),
+      o: adopt(l.o, heads * headDim),
+      gate: adopt(l.gate, dim),
+      up: adopt(l.up, dim),
+      down: adopt(l.down, inter),
     }),
   );
-  return { ...w, layers, lmHead: adopt(w.lmHead), embed: moved.get(w.embed) ?? w.embed };
+  return { ...w, layers, lmHead: adopt(w.lmHead, dim), embed: moved.get(w.embed) ?? w.embed };
 }

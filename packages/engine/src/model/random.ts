@@ -1,7 +1,8 @@
 import { completeConfig, type ModelConfig } from './config.js';
+import { f32ToBf16 } from './dtype.js';
 import { type CpuModel, CpuTransformer } from './model.js';
 import { ByteTokenizer, type ModelTokenizer } from './tokenizer.js';
-import type { LayerWeights, ModelWeights } from './weights.js';
+import type { LayerWeights, ModelWeights, WeightMatrix } from './weights.js';
 
 /** A small seeded PRNG (mulberry32) giving uniforms in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -21,6 +22,8 @@ export interface RandomModelOptions {
   readonly id?: string;
   /** Matrix kernels: WebAssembly SIMD (default where available) or plain JS. */
   readonly kernels?: 'wasm' | 'js';
+  /** `'bf16'` rounds the layer matrices and the LM head to bf16 and keeps them so (default `'f32'`). */
+  readonly matrixDtype?: 'f32' | 'bf16';
 }
 
 /**
@@ -46,31 +49,36 @@ export function createRandomModel(
     for (let i = 0; i < a.length; i++) a[i] = (2 * rand() - 1) * r;
     return a;
   };
+  const bf16 = options.matrixDtype === 'bf16';
+  const mat = (rows: number, cols: number, scale = 1): WeightMatrix => {
+    const m = matrix(rows, cols, scale);
+    return bf16 ? f32ToBf16(m) : m;
+  };
   const ones = (n: number) => new Float32Array(n).fill(1);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < config.layers; l++) {
     layers.push({
       inputNorm: ones(dim),
-      q: matrix(heads * d, dim, 2),
-      k: matrix(kvHeads * d, dim, 2),
-      v: matrix(kvHeads * d, dim),
-      o: matrix(dim, heads * d, 0.5),
+      q: mat(heads * d, dim, 2),
+      k: mat(kvHeads * d, dim, 2),
+      v: mat(kvHeads * d, dim),
+      o: mat(dim, heads * d, 0.5),
       ...(config.attentionBias
         ? { qBias: matrix(1, heads * d), kBias: matrix(1, kvHeads * d), vBias: matrix(1, kvHeads * d) }
         : {}),
       ...(config.qkNorm ? { qNorm: ones(d), kNorm: ones(d) } : {}),
       postNorm: ones(dim),
-      gate: matrix(inter, dim),
-      up: matrix(inter, dim),
-      down: matrix(dim, inter, 0.5),
+      gate: mat(inter, dim),
+      up: mat(inter, dim),
+      down: mat(dim, inter, 0.5),
     });
   }
-  const embed = matrix(vocabSize, dim, Math.sqrt(dim));
+  const embed = mat(vocabSize, dim, Math.sqrt(dim));
   const weights: ModelWeights = {
     embed,
     layers,
     finalNorm: ones(dim),
-    lmHead: config.tieWordEmbeddings ? embed : matrix(vocabSize, dim),
+    lmHead: config.tieWordEmbeddings ? embed : mat(vocabSize, dim),
   };
   if (!tokenizer && vocabSize < 258) {
     throw new RangeError(`createRandomModel: the byte tokenizer needs vocabSize >= 258, got ${vocabSize}`);

@@ -18,6 +18,8 @@ export interface WeightSource {
   names(): string[];
   /** Reads a tensor as f32 (converting f16/bf16/quantised data). */
   read(name: string): Promise<Float32Array>;
+  /** Reads a BF16 tensor's raw bits, where the source stores it so. */
+  readBf16?(name: string): Promise<Uint16Array>;
   close(): Promise<void>;
 }
 
@@ -87,24 +89,34 @@ export async function openSafetensors(file: string): Promise<WeightSource> {
       }
       entries.set(name, { name, dtype, shape: shape as number[], file, begin, end });
     }
+    const readRaw = async (name: string) => {
+      const e = entries.get(name);
+      if (!e) throw new ModelLoadError(file, 'missing tensor', name);
+      if (SIZES[e.dtype] === undefined) {
+        throw new ModelLoadError(file, `unsupported dtype ${e.dtype} (supported: F32, F16, BF16)`, name);
+      }
+      const bytes = e.end - e.begin;
+      const buf = new ArrayBuffer(bytes);
+      const { bytesRead } = await fh.read(new Uint8Array(buf), 0, bytes, e.begin);
+      if (bytesRead !== bytes)
+        throw new ModelLoadError(file, `truncated: read ${bytesRead} of ${bytes} bytes`, name);
+      return { e, buf };
+    };
     return {
       description: file,
       entry: (name) => entries.get(name),
       names: () => [...entries.keys()],
       async read(name) {
-        const e = entries.get(name);
-        if (!e) throw new ModelLoadError(file, 'missing tensor', name);
-        if (SIZES[e.dtype] === undefined) {
-          throw new ModelLoadError(file, `unsupported dtype ${e.dtype} (supported: F32, F16, BF16)`, name);
-        }
-        const bytes = e.end - e.begin;
-        const buf = new ArrayBuffer(bytes);
-        const { bytesRead } = await fh.read(new Uint8Array(buf), 0, bytes, e.begin);
-        if (bytesRead !== bytes)
-          throw new ModelLoadError(file, `truncated: read ${bytesRead} of ${bytes} bytes`, name);
+        const { e, buf } = await readRaw(name);
         if (e.dtype === 'F32') return new Float32Array(buf);
         const half = new Uint16Array(buf);
         return e.dtype === 'F16' ? f16ToF32(half) : bf16ToF32(half);
+      },
+      async readBf16(name) {
+        const { e, buf } = await readRaw(name);
+        if (e.dtype !== 'BF16')
+          throw new ModelLoadError(file, `expected BF16, the file holds ${e.dtype}`, name);
+        return new Uint16Array(buf);
       },
       close: () => fh.close(),
     };
@@ -160,6 +172,11 @@ export async function openSafetensorsDir(dir: string): Promise<WeightSource> {
       const s = owner(name);
       if (!s) throw new ModelLoadError(indexFile, 'missing tensor', name);
       return s.read(name);
+    },
+    readBf16(name) {
+      const s = owner(name);
+      if (!s?.readBf16) throw new ModelLoadError(indexFile, 'missing tensor', name);
+      return s.readBf16(name);
     },
     async close() {
       await Promise.all([...shards.values()].map((s) => s.close()));

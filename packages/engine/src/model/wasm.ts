@@ -4,6 +4,8 @@
  * `WebAssembly.Memory` (an arena); activations are copied into a scratch region per call.
  */
 
+import type { WeightMatrix } from './weights.js';
+
 // Opcodes used below (WebAssembly core + fixed-width SIMD).
 const OP = {
   block: 0x02,
@@ -136,7 +138,10 @@ function matvecBody(bf16: boolean): Code {
   for (let u = 0; u < 4; u++) {
     c.get(10 + u);
     if (bf16) {
-      if (u % 2 === 0) c.get(6).v128Load(16 * (u / 2)).set(14);
+      if (u % 2 === 0)
+        c.get(6)
+          .v128Load(16 * (u / 2))
+          .set(14);
       bf16ToF32x4(c, 14, u % 2 === 1);
     } else {
       c.get(6).v128Load(16 * u);
@@ -210,13 +215,7 @@ function matmul4Body(R: 1 | 2, bf16: boolean): Code {
       c.get(10)
         .v128Load(64 * k + 16 * t)
         .set(xv);
-      for (let r = 0; r < R; r++)
-        c.get(acc(r, t))
-          .get(W(r, k))
-          .get(xv)
-          .f32x4Mul()
-          .f32x4Add()
-          .set(acc(r, t));
+      for (let r = 0; r < R; r++) c.get(acc(r, t)).get(W(r, k)).get(xv).f32x4Mul().f32x4Add().set(acc(r, t));
     }
   }
   for (let r = 0; r < R; r++)
@@ -253,7 +252,14 @@ function name(s: string): number[] {
   return [...uleb(b.length), ...b];
 }
 
-const KERNELS = ['matvec', 'matmul4x1', 'matmul4x2', 'matvec_bf16', 'matmul4x1_bf16', 'matmul4x2_bf16'] as const;
+const KERNELS = [
+  'matvec',
+  'matmul4x1',
+  'matmul4x2',
+  'matvec_bf16',
+  'matmul4x1_bf16',
+  'matmul4x2_bf16',
+] as const;
 
 /** The module: imports a shared memory `env.memory`, exports the f32 and bf16-weight kernels. */
 export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
@@ -290,16 +296,21 @@ export function kernelModuleBytes(): Uint8Array<ArrayBuffer> {
 }
 
 type Matvec = (w: number, x: number, y: number, rows: number, cols: number) => void;
-type Matmul4 = (w: number, x: number, y: number, rows: number, cols: number, oStart: number, oEnd: number) => void;
+type Matmul4 = (
+  w: number,
+  x: number,
+  y: number,
+  rows: number,
+  cols: number,
+  oStart: number,
+  oEnd: number,
+) => void;
 interface KernelSet {
   readonly matvec: Matvec;
   readonly matmul4x1: Matmul4;
   readonly matmul4x2: Matmul4;
 }
 type KernelExports = Record<(typeof KERNELS)[number], Matvec & Matmul4>;
-
-/** A weight matrix: f32 values, or bf16 bits in a `Uint16Array`. */
-export type WeightMatrix = Float32Array | Uint16Array;
 
 const PAGE = 65536;
 
@@ -448,8 +459,7 @@ export class WasmArena {
       for (let b = 0; b < blocks; b++)
         k.matmul4x1(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, even, rows);
     }
-    for (let t = blocks * 4; t < tokens; t++)
-      k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
+    for (let t = blocks * 4; t < tokens; t++) k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
     y.set(view.subarray(yp / 4, yp / 4 + tokens * rows));
     return true;
   }

@@ -1,10 +1,13 @@
+/** A weight matrix `[out, in]`: f32 values, or bf16 bits in a `Uint16Array` (kept as stored by bf16 checkpoints). */
+export type WeightMatrix = Float32Array | Uint16Array;
+
 /** Weights of one decoder layer, f32, linear weights `[out, in]`. */
 export interface LayerWeights {
   readonly inputNorm: Float32Array;
-  readonly q: Float32Array;
-  readonly k: Float32Array;
-  readonly v: Float32Array;
-  readonly o: Float32Array;
+  readonly q: WeightMatrix;
+  readonly k: WeightMatrix;
+  readonly v: WeightMatrix;
+  readonly o: WeightMatrix;
   readonly qBias?: Float32Array;
   readonly kBias?: Float32Array;
   readonly vBias?: Float32Array;
@@ -13,18 +16,18 @@ export interface LayerWeights {
   readonly qNorm?: Float32Array;
   readonly kNorm?: Float32Array;
   readonly postNorm: Float32Array;
-  readonly gate: Float32Array;
-  readonly up: Float32Array;
-  readonly down: Float32Array;
+  readonly gate: WeightMatrix;
+  readonly up: WeightMatrix;
+  readonly down: WeightMatrix;
 }
 
 export interface ModelWeights {
   /** `[vocab, hidden]` */
-  readonly embed: Float32Array;
+  readonly embed: WeightMatrix;
   readonly layers: readonly LayerWeights[];
   readonly finalNorm: Float32Array;
   /** `[vocab, hidden]`; the same array as `embed` when embeddings are tied. */
-  readonly lmHead: Float32Array;
+  readonly lmHead: WeightMatrix;
   /** GGUF `rope_freqs`: per-frequency divisors (Llama 3.1 scaling as llama.cpp stores it). */
   readonly ropeFactors?: Float32Array;
 }
