@@ -261,7 +261,7 @@ static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size
 extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, const void* q, const void* k,
                                                    const void* v, void* out, int topk, int* indices,
                                                    void* workspace, size_t wsBytes, cudaStream_t st) {
-  const Workspace w = workspace_layout(*s, topk, workspace);
+  const Workspace w = workspace_layout(*s, topk, workspace, true);
   cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
   PartialArgs a{};
@@ -271,7 +271,7 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, 
   a.logits = w.logits;
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, s->n, &a.chunk);
+  a.splits = attn_splits(*s, s->n, &a.chunk, false);
   if ((e = launch_partial(*s, kDenseLogits, a, st)) != cudaSuccess) return e;
   if ((e = launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st)) != cudaSuccess) return e;
   return pooled_topk(*s, a.splits, w, topk, indices, st);
@@ -280,7 +280,7 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, 
 extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const void* q, const void* k,
                                              const void* v, void* out, int topk, int* indices,
                                              void* workspace, size_t wsBytes, cudaStream_t st) {
-  const Workspace w = workspace_layout(*s, topk, workspace);
+  const Workspace w = workspace_layout(*s, topk, workspace, true);
   cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
   PartialArgs a{};
@@ -290,7 +290,7 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
   a.logits = w.logits;
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, s->n, &a.chunk);
+  a.splits = attn_splits(*s, s->n, &a.chunk, false);
   if ((e = launch_partial(*s, kScoresOnly, a, st)) != cudaSuccess) return e;
   if ((e = pooled_topk(*s, a.splits, w, topk, indices, st)) != cudaSuccess) return e;
   PartialArgs g{};
@@ -303,14 +303,14 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
   for (int j = 0; j < s->kvHeads; ++j) g.headMap[j] = j;
   g.part_o = w.part_o;
   g.part_ml = w.part_ml;
-  g.splits = attn_splits(*s, topk, &g.chunk);
+  g.splits = attn_splits(*s, topk, &g.chunk, true);
   if ((e = launch_partial(*s, kGather, g, st)) != cudaSuccess) return e;
   return launch_combine(*s, g.splits, w.part_o, w.part_ml, out, st);
 }
 
 extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const void* q, const void* k,
                                              float* pooled, void* workspace, size_t wsBytes, cudaStream_t st) {
-  Workspace w = workspace_layout(*s, 1, workspace);
+  Workspace w = workspace_layout(*s, 1, workspace, true);
   cudaError_t e = check_anchor_args(s, 1, wsBytes, w);
   if (e != cudaSuccess) return e;
   PartialArgs a{};
@@ -320,7 +320,7 @@ extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const 
   a.logits = w.logits;
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, s->n, &a.chunk);
+  a.splits = attn_splits(*s, s->n, &a.chunk, false);
   if ((e = launch_partial(*s, kScoresOnly, a, st)) != cudaSuccess) return e;
   const int g = s->heads / s->kvHeads;
   const dim3 grid(ceil_div(s->n, kSelectChunk), s->batch * s->kvHeads);

@@ -386,13 +386,25 @@ int device_sm_count() {
   return cached;
 }
 
-int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk) {
+// Split-KV factor. Measured on the H200 (bench rows dense-splits-*, reuse-splits-*): with few
+// (b, j) pairs (batch 1) fewer, longer splits win once they fill one wave (per-block pipeline
+// fill is not amortised over short ranges); with many pairs (batch 32) many 4096-key splits
+// win (finer tail). So: at least ceil(L / 4096) splits, and up to one wave of blocks as long as
+// each split keeps >= 1024 keys (512 for gathered lists).
+int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gather) {
   if (listLen <= 0) {
     *chunk = kTile;
     return 1;
   }
   const int bg = s.batch * s.kvHeads;
-  int S = s.splits > 0 ? s.splits : ceil_div(4LL * device_sm_count() * 2, bg);
+  const int slots = 2 * device_sm_count();  // two 128-thread blocks fit per SM (shared memory)
+  int S;
+  if (s.splits > 0) {
+    S = s.splits;
+  } else {
+    const int minKeys = gather ? 512 : 1024;
+    S = max(ceil_div(listLen, 4096), min(ceil_div(slots, bg), ceil_div(listLen, minKeys)));
+  }
   S = max(1, min(S, ceil_div(listLen, kMinKeysPerSplit)));
   const int c = ceil_div(ceil_div(listLen, S), kTile) * kTile;  // whole 16-key steps for all 4 warps
   *chunk = c;
@@ -444,14 +456,13 @@ cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float*
 
 static size_t align256(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
 
-Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base) {
+Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select) {
   int c;
-  int S = attn_splits(s, s.n, &c);
-  if (topk > 0) S = max(S, attn_splits(s, topk, &c));
+  int S = attn_splits(s, s.n, &c, false);
+  if (topk > 0) S = max(S, attn_splits(s, topk, &c, true));
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
-  size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, topk > 0 ? BH * n * 4 : 0,
-                     topk > 0 ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
+  size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
   Workspace w{};
   size_t off = 0;
   char* p = static_cast<char*>(base);
@@ -471,7 +482,11 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base) {
 using namespace kascade;
 
 extern "C" size_t kascade_decode_workspace_bytes(const KascadeDecodeShape* s, int topk) {
-  return workspace_layout(*s, topk, nullptr).bytes;
+  return workspace_layout(*s, topk, nullptr, topk > 0).bytes;
+}
+
+extern "C" size_t kascade_reuse_workspace_bytes(const KascadeDecodeShape* s, int topk) {
+  return workspace_layout(*s, topk, nullptr, false).bytes;
 }
 
 extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* why) {
@@ -497,7 +512,7 @@ extern "C" cudaError_t kascade_dense_decode(const KascadeDecodeShape* s, const v
                                             cudaStream_t st) {
   cudaError_t e = kascade_check_shape(s, nullptr);
   if (e != cudaSuccess) return e;
-  const Workspace w = workspace_layout(*s, 0, workspace);
+  const Workspace w = workspace_layout(*s, 0, workspace, false);
   if (wsBytes < w.bytes) return cudaErrorInvalidValue;
   PartialArgs a{};
   a.q = q;
@@ -505,7 +520,7 @@ extern "C" cudaError_t kascade_dense_decode(const KascadeDecodeShape* s, const v
   a.v = v;
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, s->n, &a.chunk);
+  a.splits = attn_splits(*s, s->n, &a.chunk, false);
   if ((e = launch_partial(*s, kDense, a, st)) != cudaSuccess) return e;
   return launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st);
 }
@@ -517,7 +532,7 @@ extern "C" cudaError_t kascade_reuse_decode(const KascadeDecodeShape* s, const v
   cudaError_t e = kascade_check_shape(s, nullptr);
   if (e != cudaSuccess) return e;
   if (topk < 1 || topk > s->n || selKvHeads < 1 || selKvHeads > kMaxKvHeads) return cudaErrorInvalidValue;
-  const Workspace w = workspace_layout(*s, 0, workspace);  // topk <= n: the dense split buffers fit
+  const Workspace w = workspace_layout(*s, topk, workspace, false);
   if (wsBytes < w.bytes) return cudaErrorInvalidValue;
   PartialArgs a{};
   a.q = q;
@@ -532,7 +547,7 @@ extern "C" cudaError_t kascade_reuse_decode(const KascadeDecodeShape* s, const v
   }
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, topk, &a.chunk);
+  a.splits = attn_splits(*s, topk, &a.chunk, true);
   if ((e = launch_partial(*s, kGather, a, st)) != cudaSuccess) return e;
   return launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st);
 }

@@ -36,7 +36,7 @@ struct PartialArgs {
 
 int device_sm_count();
 // Split-KV factor for a key list of listLen entries; writes the entries per split to *chunk.
-int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk);
+int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gather);
 
 cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
                            cudaStream_t st);
@@ -53,6 +53,7 @@ struct Workspace {
   int* state;
   size_t bytes;
 };
-Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base);
+// `select`: include the anchor's logits and pooled-score buffers.
+Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select);
 
 }  // namespace kascade

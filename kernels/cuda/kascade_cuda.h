@@ -32,8 +32,10 @@ struct KascadeDecodeShape {
   int splits;    // 0 = automatic split-KV factor; otherwise forced (for tuning)
 };
 
-// Bytes of workspace the ops below need for this shape and budget topk (0 for dense/reuse-only use).
+// Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
 size_t kascade_decode_workspace_bytes(const KascadeDecodeShape* shape, int topk);
+// ...and reuse over a selection of topk keys per KV head.
+size_t kascade_reuse_workspace_bytes(const KascadeDecodeShape* shape, int topk);
 
 // Validates a shape; returns cudaErrorInvalidValue and fills `why` (if non-null, 256 bytes) when it is unsupported.
 cudaError_t kascade_check_shape(const KascadeDecodeShape* shape, char* why);

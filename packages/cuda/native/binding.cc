@@ -427,7 +427,7 @@ Napi::Value ReuseDecode(const Napi::CallbackInfo& info) {
                            std::to_string(selG - 1));
     map[j] = hm[j];
   }
-  if (!EnsureWorkspace(env, kascade_decode_workspace_bytes(&c.s, 0))) return {};
+  if (!EnsureWorkspace(env, kascade_reuse_workspace_bytes(&c.s, topk))) return {};
   CHECK_CUDA(env, "kascade_reuse_decode",
              kascade_reuse_decode(&c.s, c.q->ptr(), c.k->ptr(), c.v->ptr(), c.out->ptr(), topk,
                                   static_cast<const int*>(idx->ptr()), selG, map.data(), g_workspace,
