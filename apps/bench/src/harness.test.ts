@@ -182,3 +182,23 @@ describe('runBench', () => {
     }
   });
 });
+
+describe('SVG axis', () => {
+  const widths = (svg: string | undefined) =>
+    [...(svg ?? '').matchAll(/<rect [^>]*width="([\d.]+)"/g)].map((m) => Number(m[1]));
+  const results = (values: number[]) =>
+    validateResults({ ...sample(), rows: values.map((v, i) => ({ kernel: `k${i}`, medianUs: v })) });
+
+  it('is linear within a 100x spread and logarithmic past it, bars ordered like the values', () => {
+    const lin = toSvg(results([10, 20, 40]));
+    expect(lin).not.toMatch(/log scale/);
+    const w = widths(lin);
+    expect(w[1] / w[0]).toBeCloseTo(2, 1);
+    const logSvg = toSvg(results([1, 100, 10000]));
+    expect(logSvg).toMatch(/log scale/);
+    const l = widths(logSvg);
+    expect(l[0]).toBeLessThan(l[1]);
+    expect(l[1]).toBeLessThan(l[2]);
+    expect(l[1] - l[0]).toBeCloseTo(l[2] - l[1], 0); // equal steps for equal ratios
+  });
+});

@@ -202,6 +202,10 @@ export function toSvg(r: BenchResults): string | undefined {
       value: row[key] as number,
     }));
   const max = Math.max(...bars.map((b) => b.value), Number.MIN_VALUE);
+  const min = Math.min(...bars.map((b) => b.value));
+  // Past a 100x spread a linear axis hides the small bars: use a log axis from min / 2.
+  const log = min > 0 && max / min > 100;
+  const scale = (v: number) => (log ? Math.log10(v / (min / 2)) / Math.log10(max / (min / 2)) : v / max);
   const labelW = 330;
   const barW = 420;
   const rowH = 22;
@@ -210,11 +214,11 @@ export function toSvg(r: BenchResults): string | undefined {
   const width = labelW + barW + 110;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<text x="8" y="20" font-size="14" font-weight="bold">${escapeXml(`${r.bench}: ${key} (${unit}, lower is better)`)}</text>`,
+    `<text x="8" y="20" font-size="14" font-weight="bold">${escapeXml(`${r.bench}: ${key} (${unit}${log ? ', log scale' : ''}, lower is better)`)}</text>`,
   ];
   bars.forEach((b, i) => {
     const y = top + i * rowH;
-    const w = Math.max(1, (b.value / max) * barW);
+    const w = Math.max(1, scale(b.value) * barW);
     parts.push(
       `<text x="${labelW - 6}" y="${y + 15}" text-anchor="end">${escapeXml(b.label)}</text>`,
       `<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="#3b6ea5"/>`,
