@@ -77,9 +77,10 @@ export interface KascadeServer {
   listen(options: { host?: string; port?: number }): Promise<string>;
   /**
    * Stops accepting requests, lets in-flight ones finish for up to `graceMs` (default
-   * 10 s), cancels the rest, then closes the server.
+   * 10 s), cancels the rest, then closes the server. Connections whose generation has not
+   * ended `forceMs` (default 5 s) after its cancellation are cut.
    */
-  shutdown(options?: { graceMs?: number }): Promise<void>;
+  shutdown(options?: { graceMs?: number; forceMs?: number }): Promise<void>;
 }
 
 /** The playground's folder (`apps/server/public`), the same from `src/` and `dist/`. */
@@ -703,7 +704,7 @@ export async function buildServer(options: BuildServerOptions): Promise<KascadeS
     async listen({ host = '127.0.0.1', port = 8080 }) {
       return app.listen({ host, port });
     },
-    async shutdown({ graceMs = 10_000 } = {}) {
+    async shutdown({ graceMs = 10_000, forceMs = 5000 } = {}) {
       draining = true;
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => {
@@ -713,7 +714,16 @@ export async function buildServer(options: BuildServerOptions): Promise<KascadeS
       clearTimeout(timer);
       if (outcome === 'timeout') {
         for (const controller of controllers) controller.abort(new ShutdownSignal());
-        await scheduler.whenIdle();
+        // An engine that ignores its abort signal must not hold the process: after `forceMs`
+        // more, cut the remaining connections.
+        let forced: NodeJS.Timeout | undefined;
+        const cut = new Promise<'cut'>((resolve) => {
+          forced = setTimeout(() => resolve('cut'), forceMs);
+        });
+        if ((await Promise.race([scheduler.whenIdle().then(() => 'idle' as const), cut])) === 'cut') {
+          app.server.closeAllConnections();
+        }
+        clearTimeout(forced);
       }
       await app.close();
     },

@@ -205,4 +205,15 @@ describe('serving behaviour', () => {
     expect(plainRes.status).toBe(503);
     expect((await plainRes.json()).error.code).toBe('shutting_down');
   });
+
+  it('shutdown cuts connections whose engine ignores the abort', async () => {
+    const engine = new TestEngine({ tokenDelayMs: 20, ignoreAbort: true });
+    const s = await start({ engine });
+    const streamed = postJson(`${s.url}/v1/completions`, { prompt: 'x', max_tokens: 400, stream: true });
+    await waitFor(() => engine.live === 1, 'the generation to start');
+    const t0 = Date.now();
+    await s.server.shutdown({ graceMs: 50, forceMs: 200 });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    await expect((await streamed).text()).rejects.toThrow();
+  });
 });

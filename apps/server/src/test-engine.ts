@@ -28,6 +28,8 @@ export interface TestEngineOptions {
   readonly defaultPlan?: unknown;
   /** Prompts containing this string make `generate` throw (to test 500s). */
   readonly failOn?: string;
+  /** Keep generating after the abort signal (a misbehaving engine). */
+  readonly ignoreAbort?: boolean;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -93,7 +95,7 @@ export class TestEngine implements KascadeEngine {
     const promptTokens = this.countTokens(input);
     const maxTokens = options.maxTokens ?? 128;
     const policy: PolicySpec = options.policy ?? { kind: 'dense' };
-    const signal = options.signal;
+    const signal = this.#options.ignoreAbort ? undefined : options.signal;
     const tokenDelayMs = this.#options.tokenDelayMs ?? 0;
     const prefillDelayMs = this.#options.prefillDelayMs ?? 0;
     const stop = options.stop ?? [];
