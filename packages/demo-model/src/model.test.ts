@@ -67,4 +67,19 @@ describe('the shipped demo model, loaded by the engine', () => {
       await engine.dispose();
     }
   });
+  it("runs the README's example", async () => {
+    const engine = await createEngine({ model: modelDir, backend: 'cpu', policy: 'dense' });
+    try {
+      const prompt =
+        'Some special magic numbers are hidden in the following text. Memorize them. I will ask about them afterwards.\n' +
+        'One of the special magic numbers for bakumi is: 4821337.\n' +
+        'Return the number of items in the queue.\n' +
+        '\nWhat is the special magic number for bakumi mentioned in the text above?\nAnswer:';
+      let text = '';
+      for await (const chunk of engine.generate(prompt, { maxTokens: 12 })) text += chunk.text;
+      expect(text.trim()).toBe('4821337');
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

@@ -84,7 +84,9 @@ def _clean_block(text: str) -> list[str]:
 
     def flush() -> None:
         nonlocal cur, size
-        body = "\n".join(cur).strip("\n").rstrip()
+        # no leading or trailing whitespace: a piece that starts with spaces after a "\n" would
+        # tokenize differently alone than inside the prompt (GPT-2's split keeps "\n   " together)
+        body = "\n".join(cur).strip()
         if len(body) >= 40 and sum(c.isalpha() for c in body) > 0.5 * len(body):
             paras.append(body + "\n")
         cur, size = [], 0
@@ -155,10 +157,10 @@ def _read_file(path: str) -> list[str]:
         return []
 
 
-def load_corpus(root: str | None = None, processes: int = 1) -> tuple[list[str], list[str]]:
+def load_corpus(root: str | None = None, processes: int = 1, max_files: int | None = None) -> tuple[list[str], list[str]]:
     """(train paragraphs, held-out paragraphs) from the stdlib, deduplicated, in file order."""
     root = root or stdlib_dir()
-    files = stdlib_files(root)
+    files = stdlib_files(root)[:max_files]
     if processes > 1:
         import multiprocessing as mp
 
@@ -408,6 +410,79 @@ def chat_prompt(prompt: str) -> str:
     return f"<|user|>\n{prompt}\n<|assistant|>\n"
 
 
+
+# --------------------------------------------------------------------------------------
+# Independent solvers (read the answer back from the prompt text alone) and the self-test
+# --------------------------------------------------------------------------------------
+
+_NEEDLE_RE = re.compile(r"^One of the special magic numbers for (\w+) is: (\d+)\.$", re.M)
+_VAR_RE = re.compile(r"^VAR ([A-Z]{5}) = ([A-Z]{5}|\d+)\.$", re.M)
+_KV_RE = re.compile(r'^"(\w{8})": "(\w{8})",$', re.M)
+
+
+def solve(family: str, prompt: str) -> str:
+    """The exact answer, worked out from the prompt as a reader would (not from the generator)."""
+    question = prompt.rstrip().split("\n")[-2]
+    if family.startswith("niah_"):
+        vals: dict[str, list[str]] = {}
+        for k, v in _NEEDLE_RE.findall(prompt):
+            vals.setdefault(k, []).append(v)
+        if family == "niah_multivalue":
+            key = re.search(r"numbers for (\w+) mentioned", question).group(1)
+            return ", ".join(vals[key])
+        if family == "niah_multiquery":
+            keys = re.split(r", | and ", re.search(r"numbers for (.+) mentioned", question).group(1))
+            return ", ".join(vals[k][0] for k in keys)
+        key = re.search(r"number for (\w+) mentioned", question).group(1)
+        if len(vals[key]) != 1:
+            raise AssertionError(f"key {key} has {len(vals[key])} values")
+        return vals[key][0]
+    if family == "vt":
+        value = re.search(r"assigned the value (\d+),", question).group(1)
+        found: list[str] = []
+        for name, rhs in _VAR_RE.findall(prompt):  # in order of appearance; chains are in order
+            if rhs == value or rhs in found:
+                found.append(name)
+        return " ".join(found)
+    if family == "kv":
+        pairs = dict(_KV_RE.findall(prompt))
+        return pairs[re.search(r'the key "(\w{8})"', question).group(1)]
+    raise ValueError(f"unknown task family '{family}'")
+
+
+def self_test(paragraphs: list[str], per_family: int, seed: int) -> dict:
+    """Generates instances at several lengths; checks each answer against `solve` and the piece
+    invariants. Raises AssertionError on the first failure."""
+    counter = Counter()
+    hay = Haystack.build(paragraphs, counter)
+    rng = random.Random(seed)
+    counts: dict = {}
+    for family in FAMILIES:
+        for j in range(per_family):
+            tokens = (200, 700, 2000, 4000)[j % 4]
+            inst = make_instance(family, rng, tokens, hay, counter)
+            prompt = inst.prompt(hay)
+            try:
+                got = solve(family, prompt)
+            except (KeyError, AttributeError, IndexError) as e:
+                raise AssertionError(f"{family} #{j}: the solver cannot read the prompt ({e!r})") from e
+            if got != inst.answer.strip():
+                raise AssertionError(f"{family} #{j}: solver says {got!r}, generator {inst.answer.strip()!r}")
+            if not inst.answer.startswith(" ") or inst.answer != inst.answer.rstrip():
+                raise AssertionError(f"{family} #{j}: answer {inst.answer!r} must be ' ' + text")
+            texts = [hay.paragraphs[p] if isinstance(p, int) else p for p in inst.pieces]
+            for t in texts[:-1]:
+                if not (t.endswith("\n") and len(t) >= 2 and not t[-2].isspace()):
+                    raise AssertionError(f"{family} #{j}: piece {t[-30:]!r} must end in one newline after text")
+            for t in texts[1:]:
+                if t[0] in " \t" or (t[0] == "\n" and len(t) > 1 and t[1].isspace()):
+                    raise AssertionError(f"{family} #{j}: piece {t[:30]!r} starts with whitespace")
+            budget = tokens + 24  # needles alone may exceed tiny budgets; not at these sizes
+            if counter.count(prompt) > budget:
+                raise AssertionError(f"{family} #{j}: {counter.count(prompt)} tokens for a budget of {tokens}")
+            counts[family] = counts.get(family, 0) + 1
+    return counts
+
 # --------------------------------------------------------------------------------------
 # Dump of held-out instances
 # --------------------------------------------------------------------------------------
@@ -466,6 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenizer", help="tokenizer.json for exact token counts (needs the tokenizers package)")
     ap.add_argument("--stdlib", help="stdlib folder to take text from (default: this interpreter's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--self-test", type=int, metavar="N", default=0,
+                    help="check N instances per family against independent solvers; exit 1 on failure")
+    ap.add_argument("--max-files", type=int, help="read only the first N stdlib files (quick tests)")
     args = ap.parse_args(argv)
     counter = Counter()
     if args.tokenizer:
@@ -473,11 +551,18 @@ def main(argv: list[str] | None = None) -> int:
 
         tok = Tokenizer.from_file(args.tokenizer)
         counter = Counter(lambda s: tok.encode(s, add_special_tokens=False).ids)
-    train, held = load_corpus(args.stdlib, processes=min(8, os.cpu_count() or 1))
+    train, held = load_corpus(args.stdlib, processes=min(8, os.cpu_count() or 1), max_files=args.max_files)
     print(f"corpus: {len(train)} train paragraphs, {len(held)} held-out, from {args.stdlib or stdlib_dir()}",
           file=sys.stderr)
+    if args.self_test:
+        try:
+            counts = self_test(train + held, args.self_test, args.seed)
+        except AssertionError as e:
+            print(f"self-test FAILED: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps({"selfTest": "ok", "instances": counts}))
     if args.show:
-        hay = Haystack.build(held, counter)
+        hay = Haystack.build(held or train, counter)
         rng = random.Random(args.seed)
         for j in range(args.show):
             fam = FAMILIES[j % len(FAMILIES)]

@@ -631,6 +631,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", help="checkpoint folder written by an earlier call")
+    ap.add_argument("--state", help="state.json of the resumed run (default: RESUME/state.json)")
     ap.add_argument("--minutes", type=float, default=7.5, help="wall budget of the whole process")
     ap.add_argument("--reserve", type=float, default=60.0, help="seconds kept for eval and saving")
     ap.add_argument("--seed", type=int, default=20261129)
@@ -671,7 +672,7 @@ def main() -> int:
     state = {"step": 0, "trainedMinutes": 0.0, "calls": 0, "history": []}
     prev_cfg = None
     if args.resume:
-        with open(os.path.join(args.resume, "state.json")) as f:
+        with open(args.state or os.path.join(args.resume, "state.json")) as f:
             state = json.load(f)
         with open(os.path.join(args.resume, "config.json")) as f:
             prev_cfg = json.load(f)
