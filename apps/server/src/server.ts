@@ -454,10 +454,8 @@ export async function buildServer(options: BuildServerOptions): Promise<KascadeS
       }
       const usage = await gen.usage;
       metrics.observe(usage);
-      if (controller.signal.aborted || usage.finishReason === 'abort') {
-        metrics.cancelled.inc({
-          phase: usage.promptTokens > 0 && usage.completionTokens > 0 ? 'decode' : 'prefill',
-        });
+      if (controller.signal.aborted) {
+        metrics.cancelled.inc({ phase: usage.completionTokens > 0 ? 'decode' : 'prefill' });
         if (controller.signal.reason instanceof ShutdownSignal) {
           throw new HttpError(
             503,
@@ -563,7 +561,7 @@ export async function buildServer(options: BuildServerOptions): Promise<KascadeS
     } catch (error) {
       failure ??= error;
     }
-    const aborted = controller.signal.aborted || usage?.finishReason === 'abort';
+    const aborted = controller.signal.aborted;
     if (aborted)
       metrics.cancelled.inc({
         phase: usage !== undefined && usage.completionTokens > 0 ? 'decode' : 'prefill',

@@ -124,6 +124,9 @@ describe('serving behaviour', () => {
       expect(engine.lastOptions?.signal?.aborted).toBe(true);
       const health = await (await fetch(`${s.url}/health`)).json();
       expect(health).toMatchObject({ inFlight: 0, queued: 0 });
+      const metrics = await (await fetch(`${s.url}/metrics`)).text();
+      expect(metrics).toMatch(/kascade_cancelled_total\{phase="decode"\} 1/);
+      expect(metrics).toMatch(/kascade_in_flight 0/);
     } finally {
       await s.close();
     }
