@@ -48,12 +48,13 @@ const noAttention: LayerAttention = {
   prefill: (_l, a) => a.q,
 };
 const cases = [
-  { kernels: 'wasm', attention: 'dense' },
-  { kernels: 'wasm', attention: 'none' },
-  { kernels: 'js', attention: 'none' },
+  { kernels: 'wasm', matrixDtype: 'f32', attention: 'dense' },
+  { kernels: 'wasm', matrixDtype: 'f32', attention: 'none' },
+  { kernels: 'wasm', matrixDtype: 'bf16', attention: 'none' },
+  { kernels: 'js', matrixDtype: 'f32', attention: 'none' },
 ] as const;
-for (const { kernels, attention } of cases) {
-  const model = createRandomModel(shape, 1, { kernels });
+for (const { kernels, matrixDtype, attention } of cases) {
+  const model = createRandomModel(shape, 1, { kernels, matrixDtype });
   const hook = () => (attention === 'dense' ? denseAttention() : noAttention);
   const ids = Array.from({ length: promptLen }, (_, i) => (i * 31 + 7) % shape.vocabSize);
   const prefill: number[] = [];
@@ -83,6 +84,7 @@ for (const { kernels, attention } of cases) {
   console.log(
     JSON.stringify({
       kernels,
+      matrixDtype,
       attention: attention === 'dense' ? 'dense (float64 JS reference)' : 'none (matrix work only)',
       promptLen,
       tileSize: 32,
