@@ -8,6 +8,7 @@ export class CliError extends Error {
 export type CliArgs =
   | { readonly kind: 'help' }
   | { readonly kind: 'list' }
+  | { readonly kind: 'render'; readonly files: readonly string[] }
   | {
       readonly kind: 'run';
       readonly bench: string;
@@ -19,6 +20,7 @@ export function usage(names: readonly string[]): string {
   return [
     'usage: kascade-bench <bench> [--repeats N] [--warmup N] [--out FILE] [--quick]',
     '       kascade-bench list',
+    '       kascade-bench render FILE.json...   (re-make the .md/.svg beside each results file)',
     '',
     '  --repeats N  timed calls per measurement (N >= 1)',
     '  --warmup N   untimed calls before them (N >= 0)',
@@ -43,6 +45,13 @@ function integerFlag(flag: string, value: string | undefined, min: number): numb
 export function parseCliArgs(argv: readonly string[], names: readonly string[]): CliArgs {
   if (argv.length === 0) throw new CliError('no benchmark named');
   if (argv.includes('--help') || argv.includes('-h')) return { kind: 'help' };
+  if (argv[0] === 'render') {
+    const files = argv.slice(1);
+    if (files.length === 0) throw new CliError('render needs one or more results .json files');
+    const bad = files.find((f) => !f.endsWith('.json'));
+    if (bad !== undefined) throw new CliError(`render takes .json results files, got ${JSON.stringify(bad)}`);
+    return { kind: 'render', files };
+  }
   let bench: string | undefined;
   let out: string | undefined;
   const options: { warmup?: number; repeats?: number; quick?: boolean } = {};

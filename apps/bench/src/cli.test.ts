@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -56,5 +56,20 @@ describe('kascade-bench CLI', () => {
     expect(t.out.join('')).toMatch(/topkMElemPerS: /);
     expect(readFileSync(path.join(dir, 'topk.md'), 'utf8')).toMatch(/^# core-topk/);
     expect(readFileSync(path.join(dir, 'topk.svg'), 'utf8')).toMatch(/^<svg/);
+
+    rmSync(path.join(dir, 'topk.md'));
+    rmSync(path.join(dir, 'topk.svg'));
+    expect(await main(['render', out], t.io)).toBe(0);
+    expect(readFileSync(path.join(dir, 'topk.md'), 'utf8')).toMatch(/^# core-topk/);
+    expect(readFileSync(path.join(dir, 'topk.svg'), 'utf8')).toMatch(/^<svg/);
+  });
+
+  it('render rejects a file that is not in the results shape, naming the field', async () => {
+    const bad = path.join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ bench: 'x' }));
+    const t = io();
+    expect(await main(['render', bad], t.io)).toBe(1);
+    expect(t.err.join('')).toMatch(/results\.command: must be a non-empty string/);
+    expect(await main(['render'], io().io)).toBe(2);
   });
 });

@@ -5,5 +5,5 @@ export * from './harness.js';
 export { gitCommit, machineInfo } from './machine.js';
 export { benchNames, registry } from './registry.js';
 export * from './results.js';
-export { type Provenance, resolveOptions, runBench, writeResults } from './run.js';
+export { type Provenance, renderResults, resolveOptions, runBench, writeResults } from './run.js';
 export * from './stats.js';

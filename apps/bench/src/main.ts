@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { CliError, parseCliArgs, usage } from './args.js';
 import { gitCommit, machineInfo } from './machine.js';
 import { benchNames, registry } from './registry.js';
-import { formatCell, textTable } from './results.js';
-import { resolveOptions, runBench, writeResults } from './run.js';
+import { formatCell, textTable, validateResults } from './results.js';
+import { renderResults, resolveOptions, runBench, writeResults } from './run.js';
 
 /** apps/bench: the first folder above this module whose package.json is @kascade/bench (dist, bundle or src). */
 function benchRoot(): string {
@@ -58,6 +58,13 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   const args = parseCliArgs(argv, benchNames());
   if (args.kind === 'help') {
     io.stdout(usage(benchNames()));
+    return 0;
+  }
+  if (args.kind === 'render') {
+    for (const file of args.files) {
+      const results = validateResults(JSON.parse(readFileSync(file, 'utf8')));
+      io.stderr(`[kascade-bench] rendered ${renderResults(results, path.resolve(file)).join(', ')}\n`);
+    }
     return 0;
   }
   if (args.kind === 'list') {

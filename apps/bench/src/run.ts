@@ -45,14 +45,16 @@ export async function runBench(
 /** Writes `<file>.json`, `<file>.md` and (when there is a time column) `<file>.svg`; returns the paths. */
 export function writeResults(results: BenchResults, jsonPath: string): string[] {
   mkdirSync(path.dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+  return [jsonPath, ...renderResults(results, jsonPath)];
+}
+
+/** Writes the `.md` (and `.svg` when there is a time column) beside a results file; returns the paths. */
+export function renderResults(results: BenchResults, jsonPath: string): string[] {
   const base = jsonPath.replace(/\.json$/, '');
-  const written = [`${base}.json`, `${base}.md`];
-  writeFileSync(written[0], `${JSON.stringify(results, null, 2)}\n`);
-  writeFileSync(written[1], toMarkdown(results));
+  writeFileSync(`${base}.md`, toMarkdown(results));
   const svg = toSvg(results);
-  if (svg !== undefined) {
-    writeFileSync(`${base}.svg`, svg);
-    written.push(`${base}.svg`);
-  }
-  return written;
+  if (svg === undefined) return [`${base}.md`];
+  writeFileSync(`${base}.svg`, svg);
+  return [`${base}.md`, `${base}.svg`];
 }
