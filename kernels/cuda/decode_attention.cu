@@ -386,10 +386,10 @@ int device_sm_count() {
   return cached;
 }
 
-// Split-KV factor. Measured on the H200 (bench rows dense-splits-*, reuse-splits-*): with few
-// (b, j) pairs (batch 1) fewer, longer splits win once they fill one wave (per-block pipeline
-// fill is not amortised over short ranges); with many pairs (batch 32) many 4096-key splits
-// win (finer tail). So: at least ceil(L / 4096) splits, and up to one wave of blocks as long as
+// Split-KV factor, from sweeps on the H200 (bench rows dense-splits-*, reuse-splits-*). Batch 1,
+// 128k keys, 8 KV heads: 64 splits 146 us, 33 splits 170 us, 128 splits 158-172 us, 192+ 160 us;
+// reuse over 13107 keys: 26 splits 25 us, 52+ 28-29 us. Batch 32, 128k: 32-33 splits beat 5-16
+// by 1-3 %. So: at least ceil(L / 4096) splits, and up to about two waves of blocks as long as
 // each split keeps >= 1024 keys (512 for gathered lists).
 int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gather) {
   if (listLen <= 0) {
@@ -403,7 +403,7 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
     S = s.splits;
   } else {
     const int minKeys = gather ? 512 : 1024;
-    S = max(ceil_div(listLen, 4096), min(ceil_div(slots, bg), ceil_div(listLen, minKeys)));
+    S = max(ceil_div(listLen, 4096), min(ceil_div(2 * slots, bg), ceil_div(listLen, minKeys)));
   }
   S = max(1, min(S, ceil_div(listLen, kMinKeysPerSplit)));
   const int c = ceil_div(ceil_div(listLen, S), kTile) * kTile;  // whole 16-key steps for all 4 warps
