@@ -118,6 +118,7 @@ describe('serving behaviour', () => {
       expect(first).toContain('data: ');
       expect(s.server.inFlight).toBe(1);
       expect(engine.live).toBe(1);
+      await waitFor(() => engine.yielded >= 2, 'tokens to be generated');
       r.destroy();
       await waitFor(() => s.server.inFlight === 0 && engine.live === 0, 'the generation to be freed');
       expect(engine.aborted).toBe(1);

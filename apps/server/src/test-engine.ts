@@ -56,6 +56,8 @@ export class TestEngine implements KascadeEngine {
   live = 0;
   started = 0;
   aborted = 0;
+  /** Tokens yielded by all generations. */
+  yielded = 0;
   /** Options of the latest `generate` call. */
   lastOptions: GenerateOptions | undefined;
   lastInput: GenerateInput | undefined;
@@ -136,6 +138,7 @@ export class TestEngine implements KascadeEngine {
       });
     };
     const seed = hash(text) ^ (options.seed ?? 0);
+    const engine = this;
     async function* run(): AsyncGenerator<GenerationChunk> {
       try {
         for (let slice = 0; slice < 4; slice++) {
@@ -158,6 +161,7 @@ export class TestEngine implements KascadeEngine {
           const word = WORDS[tokenId]!;
           if (stop.some((s) => `${word} `.includes(s))) return finish('stop');
           produced++;
+          engine.yielded++;
           yield { tokenId, text: `${word} ` };
         }
         finish('length');
