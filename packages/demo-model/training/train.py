@@ -601,6 +601,20 @@ def quick_eval(model, data: Data, lengths, per_family: int, device, seed: int = 
                                  "answerLoss": round(nll / ntok, 4), "meanTokens": round(sum(map(len, rows)) / len(rows))}
         fams = [res[f"{f}@{L}"]["exactMatch"] for f in tasks.FAMILIES]
         res[f"mean@{L}"] = sum(fams) / len(fams)
+    # next-token loss on natural text: held-out files vs the training corpus (the gap is memorization)
+    L = min(lengths)
+    for name, hay, hay_ids in (("heldout", data.held, data.held_ids), ("train", data.hay, data.hay_ids)):
+        rng = random.Random(f"eval-text/{seed}/{name}")
+        rows = []
+        for _ in range(8):
+            ids = [data.bos] + [t for i in hay.run(rng, L - 1) for t in hay_ids[i].tolist()]
+            rows.append(ids[:L])
+        W = min(len(r) for r in rows)
+        x = torch.tensor([r[:W] for r in rows], dtype=torch.long, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            logits = model(x[:, :-1]).float()
+        res[f"{name}TextLoss@{L}"] = round(F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                         x[:, 1:].reshape(-1)).item(), 4)
     model.train()
     return res
 
