@@ -192,3 +192,24 @@ describe('parseConfig', () => {
     );
   });
 });
+
+describe('chat templates', () => {
+  it('get raise_exception, strftime_now and the special tokens, as transformers gives them', async () => {
+    const dir = copy('mistral');
+    const cfg = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
+    const template =
+      "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be the user') }}{% endif %}" +
+      "{{ unk_token }}|{{ strftime_now('%Y-%m') }}|{{ messages[0]['content'] }}";
+    writeFileSync(
+      join(dir, 'tokenizer_config.json'),
+      JSON.stringify({ ...cfg, unk_token: '<|bos|>', chat_template: template }),
+    );
+    const model = await loadModel(dir);
+    const now = new Date();
+    const ym = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}`;
+    expect(model.tokenizer.applyChatTemplate([{ role: 'user', content: 'hi' }])).toBe(`<|bos|>|${ym}|hi`);
+    expect(() => model.tokenizer.applyChatTemplate([{ role: 'system', content: 'x' }])).toThrow(
+      /first message must be the user/,
+    );
+  });
+});

@@ -45,6 +45,8 @@ export class HfTokenizer implements ModelTokenizer {
   private readonly tok: Tokenizer;
   private readonly template: Template;
   private readonly bosToken: string | undefined;
+  /** `unk_token`, `pad_token` and the like, for templates that use them. */
+  private readonly specialTokens: Record<string, string> = {};
   private readonly eosToken: string | undefined;
 
   constructor(
@@ -60,6 +62,10 @@ export class HfTokenizer implements ModelTokenizer {
     }
     this.bosToken = tokenText(tokenizerConfig.bos_token);
     this.eosToken = tokenText(tokenizerConfig.eos_token);
+    for (const key of ['unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
+      const text = tokenText(tokenizerConfig[key]);
+      if (text !== undefined) this.specialTokens[key] = text;
+    }
     const idOf = (t: string | undefined) => (t === undefined ? undefined : this.tokenId(t));
     this.bosTokenId = idOf(this.bosToken);
     const eos = new Set<number>(extraEosIds);
@@ -107,6 +113,7 @@ export class HfTokenizer implements ModelTokenizer {
     options: { addGenerationPrompt?: boolean } = {},
   ): string {
     return this.template.render({
+      ...this.specialTokens,
       messages: messages.map((m) => ({ role: m.role, content: m.content })),
       add_generation_prompt: options.addGenerationPrompt ?? true,
       bos_token: this.bosToken ?? '',
