@@ -8,7 +8,7 @@ import { PolicyError } from './table.js';
 import type { AttentionPolicy, ModelShape, PolicyOptions } from './types.js';
 
 export { createDensePolicy } from './dense.js';
-export { denseAnchorDecode, denseAnchorPrefill } from './fused.js';
+export { denseAnchorDecode } from './fused.js';
 export { createKascadePolicy, type KascadePolicyOptions, planFor } from './kascade.js';
 export { createOracleTopkPolicy, type OracleTopkOptions } from './oracle-topk.js';
 export { PolicyStats } from './stats.js';

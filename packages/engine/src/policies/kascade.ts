@@ -12,7 +12,7 @@ import {
   anchorDecodeTopk,
   anchorPrefillTopk,
 } from '@kascade/core';
-import { denseAnchorDecode, denseAnchorPrefill } from './fused.js';
+import { denseAnchorDecode } from './fused.js';
 import { createTablePolicy, fillRoles } from './table.js';
 import type { AttentionPolicy, LayerRole, ModelShape, PolicyOptions } from './types.js';
 
@@ -56,7 +56,7 @@ export function createKascadePolicy(
       selectCountsAsAnchor: false,
       selectDecode: pooled ? allHeadsPooledDecodeTopk : anchorDecodeTopk,
       selectPrefill: pooled ? allHeadsPooledPrefillTopk : anchorPrefillTopk,
-      ...(pooled ? {} : { denseAnchorDecode, denseAnchorPrefill }),
+      ...(pooled ? {} : { denseAnchorDecode }),
     },
     options,
   );
