@@ -17,6 +17,17 @@ def timed(fn, warmup, repeats):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
+    # Keep the GPU busy ~300 ms first so clocks have ramped up (short decode calls otherwise
+    # run partly at idle clocks); the Node side does the same before its timings.
+    s = torch.cuda.Event(enable_timing=True)
+    e = torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    torch.cuda.synchronize()
+    for _ in range(int(min(20000, max(1, 300.0 / max(s.elapsed_time(e), 1e-3))))):
+        fn()
+    torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     for i in range(repeats):

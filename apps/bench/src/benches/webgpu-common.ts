@@ -37,8 +37,8 @@ export function machineOf(gpu: KascadeGPU): Partial<MachineInfo> {
 }
 
 /** A scratch buffer larger than the L2 cache, overwritten between timed runs. */
-export function l2Flusher(gpu: KascadeGPU): (pass: GPUComputePassEncoder) => void {
-  const bytes = 256 * 2 ** 20;
+export function l2Flusher(gpu: KascadeGPU, quick = false): (pass: GPUComputePassEncoder) => void {
+  const bytes = (quick ? 4 : 256) * 2 ** 20;
   const a = gpu.scratchBuffer('bench.flushA', bytes);
   const b = gpu.scratchBuffer('bench.flushB', bytes);
   return (pass) => encodeCopy(gpu, pass, a, b, bytes);
@@ -60,13 +60,13 @@ export async function timeOp(
   return { ...s, source };
 }
 
-/** WebGPU read + write bandwidth of a 1 GiB vec4 copy, GB/s (bytes read + written). */
+/** WebGPU read + write bandwidth of a 1 GiB vec4 copy (16 MiB when quick), GB/s (bytes read + written). */
 export async function copyBandwidth(
   gpu: KascadeGPU,
   ctx: BenchContext,
   flush: (pass: GPUComputePassEncoder) => void,
 ): Promise<{ row: Row; gbPerS: number }> {
-  const bytes = 2 ** 30;
+  const bytes = ctx.quick ? 2 ** 24 : 2 ** 30;
   const src = gpu.device.createBuffer({
     label: 'bench.copy.src',
     size: bytes,
@@ -77,7 +77,13 @@ export async function copyBandwidth(
     size: bytes,
     usage: GPUBufferUsage.STORAGE,
   });
-  const s = await timeOp(gpu, ctx, 'copy 1 GiB', (p) => encodeCopy(gpu, p, src, dst, bytes), flush);
+  const s = await timeOp(
+    gpu,
+    ctx,
+    `copy ${bytes >> 20} MiB`,
+    (p) => encodeCopy(gpu, p, src, dst, bytes),
+    flush,
+  );
   src.destroy();
   dst.destroy();
   const gbPerS = (2 * bytes) / (s.median * 1e3);

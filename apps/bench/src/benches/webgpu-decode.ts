@@ -45,7 +45,7 @@ const bench: Bench = {
   defaults: { warmup: 3, repeats: 20 },
   async run(ctx) {
     const gpu = await openGPU();
-    const flush = l2Flusher(gpu);
+    const flush = l2Flusher(gpu, ctx.quick);
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
     const copy = await copyBandwidth(gpu, ctx, flush);

@@ -45,7 +45,7 @@ const bench: Bench = {
   defaults: { warmup: 1, repeats: 5 },
   async run(ctx) {
     const gpu = await openGPU();
-    const flush = l2Flusher(gpu);
+    const flush = l2Flusher(gpu, ctx.quick);
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
     const contexts = ctx.quick ? [1024] : [8192, 32768];
