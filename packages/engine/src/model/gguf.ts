@@ -50,6 +50,7 @@ export async function loadGgufModel(file: string, options: LoadModelOptions = {}
       id: options.id ?? basename(file),
       randomWeights: false,
       ...(options.kernels ? { kernels: options.kernels } : {}),
+      ...(options.threads ? { threads: options.threads } : {}),
     });
   } finally {
     await source.close();

@@ -15,6 +15,8 @@ export interface LoadModelOptions {
   readonly tokenizerDir?: string;
   /** Matrix kernels: WebAssembly SIMD (default where available) or plain JS. */
   readonly kernels?: 'wasm' | 'js';
+  /** Threads for the wasm matrix products (default 1; 2 uses a worker thread as well). */
+  readonly threads?: number;
   /**
    * `'auto'` (default): the matrices of BF16 checkpoints stay bf16 (half the memory and
    * memory traffic, the same values) where the wasm kernels run; `'f32'`: all converted.
@@ -59,6 +61,8 @@ export async function loadModel(pathOrDir: string, options: LoadModelOptions = {
       id: options.id ?? basename(path),
       randomWeights: false,
       ...(options.kernels ? { kernels: options.kernels } : {}),
+      ...(options.threads ? { threads: options.threads } : {}),
+      ...(options.threads ? { threads: options.threads } : {}),
     });
   } finally {
     await source.close();

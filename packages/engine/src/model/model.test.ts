@@ -59,6 +59,19 @@ describe('CpuModel forward pass', () => {
     }
   });
 
+  it('two threads give the logits of one', async () => {
+    const big = { ...shape, hiddenSize: 256, intermediateSize: 1024, heads: 4, kvHeads: 1 };
+    const one = createRandomModel(big, 12);
+    const two = createRandomModel(big, 12, { threads: 2 });
+    expect([one.threads, two.threads]).toEqual([1, 2]);
+    const ids = Array.from({ length: 12 }, (_, i) => (i * 7) % 300);
+    const a = one.prefill(one.createSequence(12), ids, denseAttention(), { tileSize: 8 });
+    const b = two.prefill(two.createSequence(12), ids, denseAttention(), { tileSize: 8 });
+    expect(b).toEqual(a);
+    await two.dispose();
+    expect(two.threads).toBe(1);
+  });
+
   it('decodeBatch matches decoding each sequence alone', () => {
     const model = createRandomModel(shape, 3);
     const prompts = [

@@ -38,6 +38,8 @@ export interface CpuModel {
   readonly kernels: 'wasm' | 'js';
   /** How the layer matrices are held: f32, or bf16 (bf16 checkpoints on the wasm kernels). */
   readonly matrixDtype: 'f32' | 'bf16';
+  /** Threads the matrix products use (1 unless `threads` was asked for). */
+  readonly threads: number;
   createSequence(capacity: number): SequenceState;
   /** Runs the prompt through the model in query tiles; returns the logits `[vocab]` of its last token. */
   prefill(
@@ -92,6 +94,8 @@ export class CpuTransformer implements CpuModel {
     randomWeights: boolean;
     /** Default 'wasm' where WebAssembly SIMD and shared memory work, else 'js'. */
     kernels?: 'wasm' | 'js';
+    /** Threads for the wasm matrix products (default 1): more use worker threads. */
+    threads?: number;
   }) {
     this.config = args.config;
     // The wasm memory holds at most 4 GiB: larger models run on the JS kernels.
@@ -106,6 +110,7 @@ export class CpuTransformer implements CpuModel {
       );
     }
     this.arena = arena;
+    if (arena && args.threads && args.threads > 1) arena.setThreads(args.threads);
     this.kernels = arena ? 'wasm' : 'js';
     this.weights = arena ? adoptWeights(arena, args.weights, args.config) : toF32Weights(args.weights);
     this.matrixDtype = this.weights.layers.some((l) => l.q instanceof Uint16Array) ? 'bf16' : 'f32';
@@ -204,6 +209,12 @@ export class CpuTransformer implements CpuModel {
 
   async dispose(): Promise<void> {
     this.disposed = true;
+    await this.arena?.close();
+  }
+
+  /** Threads the matrix products use. */
+  get threads(): number {
+    return this.arena?.threads ?? 1;
   }
 
   /** `y = x W^T (+ bias)` for `tokens` rows, on the wasm kernels when the weight lives in the arena. */

@@ -22,6 +22,8 @@ export interface RandomModelOptions {
   readonly id?: string;
   /** Matrix kernels: WebAssembly SIMD (default where available) or plain JS. */
   readonly kernels?: 'wasm' | 'js';
+  /** Threads for the wasm matrix products (default 1; 2 uses a worker thread as well). */
+  readonly threads?: number;
   /** `'bf16'` rounds the layer matrices and the LM head to bf16 and keeps them so (default `'f32'`). */
   readonly matrixDtype?: 'f32' | 'bf16';
 }
@@ -90,5 +92,6 @@ export function createRandomModel(
     id: options.id ?? `kascade-random-${config.layers}L-${dim}h (random weights, seed ${seed})`,
     randomWeights: true,
     ...(options.kernels ? { kernels: options.kernels } : {}),
+    ...(options.threads ? { threads: options.threads } : {}),
   });
 }

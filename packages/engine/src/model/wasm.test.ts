@@ -97,4 +97,34 @@ describe('kernels', () => {
     }
     expect(ran).toBe(5);
   });
+
+  it('splits large products across worker threads with results equal to one thread', async () => {
+    const arena = WasmArena.create();
+    if (!arena) throw new Error('WebAssembly SIMD with shared memory is unavailable on this Node');
+    arena.setThreads(2);
+    expect(arena.threads).toBe(2);
+    try {
+      for (const [tokens, rows, cols, bf16] of [
+        [1, 1030, 1024, false],
+        [7, 514, 1024, false],
+        [9, 302, 512, true],
+      ] as const) {
+        const f = fill(rows * cols);
+        const u32 = new Uint32Array(f.buffer);
+        const w = bf16 ? arena.adopt(Uint16Array.from(u32, (u) => u >>> 16)) : arena.adopt(f);
+        const x = fill(tokens * cols);
+        const two = new Float32Array(tokens * rows).fill(Number.NaN);
+        const one = new Float32Array(tokens * rows).fill(Number.NaN);
+        expect(arena.matmul(w, x, two, tokens, rows, cols)).toBe(true);
+        arena.setThreads(1);
+        expect(arena.matmul(w, x, one, tokens, rows, cols)).toBe(true);
+        arena.setThreads(2);
+        expect(two.every(Number.isFinite)).toBe(true);
+        expect(two).toEqual(one);
+      }
+    } finally {
+      await arena.close();
+    }
+    expect(arena.threads).toBe(1);
+  });
 });

@@ -4,6 +4,7 @@
  * `WebAssembly.Memory` (an arena); activations are copied into a scratch region per call.
  */
 
+import { Worker } from 'node:worker_threads';
 import type { WeightMatrix } from './weights.js';
 
 // Opcodes used below (WebAssembly core + fixed-width SIMD).
@@ -326,6 +327,7 @@ export class WasmArena {
   private readonly ptrs = new WeakMap<WeightMatrix, number>();
   private scratch = 0;
   private scratchBytes = 0;
+  private workers: ThreadHandle[] = [];
   private view: Float32Array;
 
   private constructor(memory: WebAssembly.Memory, k: KernelExports) {
@@ -447,20 +449,138 @@ export class WasmArena {
     }
     const rest = blocks * 4 * cols;
     view.set(x.subarray(rest, tokens * cols), xf + rest);
-    const even = rows & ~1;
-    // Row blocks of about 128 KiB of weights stay in cache while every token block passes over them.
-    const rowBlock = Math.max(2, Math.floor(32768 / cols) & ~1);
-    for (let o = 0; o < even; o += rowBlock) {
-      const oEnd = Math.min(even, o + rowBlock);
-      for (let b = 0; b < blocks; b++)
-        k.matmul4x2(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, o, oEnd);
+    const wRowBytes = cols * (w instanceof Uint16Array ? 2 : 4);
+    const parts = this.workers.length + 1;
+    if (parts > 1 && tokens * rows * cols >= THREAD_MIN_MACS && rows >= 4 * parts) {
+      // Split the rows (at even boundaries): the workers take the upper parts, this thread the first.
+      const cut = (i: number) => (i === parts ? rows : Math.floor((rows * i) / parts) & ~1);
+      const bf16 = w instanceof Uint16Array ? 1 : 0;
+      this.workers.forEach((wk, i) => {
+        const c = wk.control;
+        c.set([bf16, wp, wRowBytes, xp, yp, tokens, rows, cols, cut(i + 1), cut(i + 2)], 2);
+        wk.seq++;
+        Atomics.store(c, 0, wk.seq);
+        Atomics.notify(c, 0);
+      });
+      runRows(k, wp, wRowBytes, xp, yp, tokens, rows, cols, 0, cut(1));
+      for (const wk of this.workers) this.join(wk);
+    } else {
+      runRows(k, wp, wRowBytes, xp, yp, tokens, rows, cols, 0, rows);
     }
-    if (even < rows) {
-      for (let b = 0; b < blocks; b++)
-        k.matmul4x1(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, even, rows);
-    }
-    for (let t = blocks * 4; t < tokens; t++) k.matvec(wp, xp + t * cols * 4, yp + t * rows * 4, rows, cols);
     y.set(view.subarray(yp / 4, yp / 4 + tokens * rows));
     return true;
   }
+
+  /** Threads the matrix products use (this one included). */
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  /**
+   * Uses `n` threads (this one and `n - 1` workers sharing the memory) for products of at
+   * least 2^20 multiply-adds, split by output rows. The workers do not keep the process alive.
+   */
+  setThreads(n: number): void {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`threads must be a positive integer, got ${n}`);
+    while (this.workers.length > n - 1) this.workers.pop()!.worker.terminate();
+    while (this.workers.length < n - 1) {
+      const control = new Int32Array(new SharedArrayBuffer(16 * 4));
+      const worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { memory: this.memory, bytes: kernelModuleBytes(), control: control.buffer },
+      });
+      worker.unref();
+      const handle: ThreadHandle = { worker, control, seq: 0, error: undefined };
+      worker.on('error', (e) => {
+        handle.error = e;
+      });
+      this.workers.push(handle);
+    }
+  }
+
+  private join(wk: ThreadHandle): void {
+    const c = wk.control;
+    let waited = 0;
+    for (;;) {
+      const done = Atomics.load(c, 1);
+      if (done === wk.seq) return;
+      if (wk.error || waited > 60_000) {
+        this.workers = this.workers.filter((x) => x !== wk);
+        void wk.worker.terminate();
+        throw new Error(`a kernel worker thread failed: ${wk.error?.message ?? 'no answer for 60 s'}`);
+      }
+      Atomics.wait(c, 1, done, 100);
+      waited += 100;
+    }
+  }
+
+  /** Stops the worker threads. */
+  async close(): Promise<void> {
+    const ws = this.workers;
+    this.workers = [];
+    await Promise.all(ws.map((w) => w.worker.terminate()));
+  }
 }
+
+interface ThreadHandle {
+  readonly worker: Worker;
+  /** [0] job sequence, [1] last job done, [2..11] the job's arguments. */
+  readonly control: Int32Array;
+  seq: number;
+  error: Error | undefined;
+}
+
+/** Products smaller than this many multiply-adds stay on one thread (a hand-off costs tens of microseconds). */
+const THREAD_MIN_MACS = 1 << 20;
+
+/**
+ * Output rows `o0 .. o1` of `y[t, o] = dot(w[o, :], x[t, :])` with x already in the scratch
+ * layout. Self-contained (it is also the worker's code, via `toString`).
+ */
+function runRows(
+  k: KernelSet,
+  wp: number,
+  wRowBytes: number,
+  xp: number,
+  yp: number,
+  tokens: number,
+  rows: number,
+  cols: number,
+  o0: number,
+  o1: number,
+): void {
+  const blocks = tokens >> 2;
+  const pairEnd = o0 + ((o1 - o0) & ~1);
+  // Row blocks of about 128 KiB of f32 weights stay in cache while every token block passes over them.
+  const rowBlock = Math.max(2, Math.floor(32768 / cols) & ~1);
+  for (let o = o0; o < pairEnd; o += rowBlock) {
+    const oEnd = Math.min(pairEnd, o + rowBlock);
+    for (let b = 0; b < blocks; b++)
+      k.matmul4x2(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, o, oEnd);
+  }
+  if (pairEnd < o1) {
+    for (let b = 0; b < blocks; b++)
+      k.matmul4x1(wp, xp + b * 16 * cols, yp + b * 16 * rows, rows, cols, pairEnd, o1);
+  }
+  for (let t = blocks * 4; t < tokens; t++) {
+    k.matvec(wp + o0 * wRowBytes, xp + t * cols * 4, yp + (t * rows + o0) * 4, o1 - o0, cols);
+  }
+}
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const runRows = ${runRows.toString()};
+const { memory, bytes, control } = workerData;
+const e = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports;
+const f32 = { matvec: e.matvec, matmul4x1: e.matmul4x1, matmul4x2: e.matmul4x2 };
+const bf16 = { matvec: e.matvec_bf16, matmul4x1: e.matmul4x1_bf16, matmul4x2: e.matmul4x2_bf16 };
+const c = new Int32Array(control);
+let seen = 0;
+for (;;) {
+  Atomics.wait(c, 0, seen);
+  seen = Atomics.load(c, 0);
+  runRows(c[2] ? bf16 : f32, c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11]);
+  Atomics.store(c, 1, seen);
+  Atomics.notify(c, 1);
+}
+`;
