@@ -69,7 +69,15 @@ if (!nvcc) {
   process.exit(strict ? 1 : 0);
 }
 const nodeInc = nodeIncludeDir();
-const addonInc = dirname(createRequire(join(pkg, 'package.json')).resolve('node-addon-api/package.json'));
+let addonInc = null;
+try {
+  addonInc = dirname(createRequire(join(pkg, 'package.json')).resolve('node-addon-api/package.json'));
+} catch {
+  const reason = 'node-addon-api is not installed (run pnpm install): the CUDA addon was not built';
+  status(false, reason);
+  console.warn(`[@kascade/cuda] ${reason}`);
+  process.exit(strict ? 1 : 0);
+}
 if (!nodeInc) {
   const reason = 'Node.js headers (node_api.h) not found; set NODE_INCLUDE_DIR';
   status(false, reason);
