@@ -2,7 +2,7 @@
  * Forward-pass speed of the CPU model (random weights, dense attention, short context so the
  * matrix kernels dominate): prefill tokens/s over a 256-token prompt in tiles of 32 and
  * decode tokens/s after it, for the WebAssembly SIMD and the JS kernels, with the model's
- * float64 reference attention and with attention left out (the hook returns q) to time the
+ * float64 reference attention and with attention left out (also on 2 threads) (the hook returns q) to time the
  * matrix work alone.
  *
  *   cd packages/engine && npx tsup scripts/bench-model.ts --format esm --out-dir node_modules/.cache/kascade-bench --no-config \
@@ -10,6 +10,7 @@
  *
  * Wall-clock rates, and rates per second of this process's CPU time (the machine is shared:
  * the CPU-time rates are what one uncontended core gives; both are printed with the load).
+ * With 2 threads the CPU-time rate counts both threads, so compare wall-clock rates there.
  *
  * Shape: 12 layers, hidden 512, 8 query heads / 2 KV heads of dim 64, MLP 1536, vocab 2048.
  */
@@ -48,13 +49,17 @@ const noAttention: LayerAttention = {
   prefill: (_l, a) => a.q,
 };
 const cases = [
-  { kernels: 'wasm', matrixDtype: 'f32', attention: 'dense' },
-  { kernels: 'wasm', matrixDtype: 'f32', attention: 'none' },
-  { kernels: 'wasm', matrixDtype: 'bf16', attention: 'none' },
-  { kernels: 'js', matrixDtype: 'f32', attention: 'none' },
-] as const;
-for (const { kernels, matrixDtype, attention } of cases) {
-  const model = createRandomModel(shape, 1, { kernels, matrixDtype });
+  { kernels: 'wasm', matrixDtype: 'f32', attention: 'dense', threads: 1 },
+  { kernels: 'wasm', matrixDtype: 'f32', attention: 'none', threads: 1 },
+  { kernels: 'wasm', matrixDtype: 'f32', attention: 'none', threads: 2 },
+  { kernels: 'wasm', matrixDtype: 'bf16', attention: 'none', threads: 1 },
+  { kernels: 'js', matrixDtype: 'f32', attention: 'none', threads: 1 },
+  ...(cpus().length >= 4
+    ? ([{ kernels: 'wasm', matrixDtype: 'f32', attention: 'none', threads: 4 }] as const)
+    : []),
+];
+for (const { kernels, matrixDtype, attention, threads } of cases) {
+  const model = createRandomModel(shape, 1, { kernels, matrixDtype, threads });
   const hook = () => (attention === 'dense' ? denseAttention() : noAttention);
   const ids = Array.from({ length: promptLen }, (_, i) => (i * 31 + 7) % shape.vocabSize);
   const prefill: number[] = [];
@@ -85,6 +90,7 @@ for (const { kernels, matrixDtype, attention } of cases) {
     JSON.stringify({
       kernels,
       matrixDtype,
+      threads,
       attention: attention === 'dense' ? 'dense (float64 JS reference)' : 'none (matrix work only)',
       promptLen,
       tileSize: 32,
@@ -99,4 +105,5 @@ for (const { kernels, matrixDtype, attention } of cases) {
       loadavg: loadavg(),
     }),
   );
+  await model.dispose();
 }
