@@ -23,6 +23,8 @@ export interface DeviceOptions {
 
 /** A device with what Kascade's ops learned about it. */
 export interface KascadeDevice {
+  /** The entry point the device came from; held so Dawn's instance outlives the device. */
+  readonly gpu: GPU;
   readonly device: GPUDevice;
   readonly adapterInfo: { vendor: string; architecture: string; description: string; device: string };
   readonly hasSubgroups: boolean;
@@ -95,6 +97,7 @@ export async function requestKascadeDevice(options: DeviceOptions = {}): Promise
   });
   const info = adapter.info;
   return {
+    gpu,
     device,
     adapterInfo: {
       vendor: info?.vendor ?? '',
