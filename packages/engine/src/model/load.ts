@@ -3,9 +3,10 @@ import { basename, join, resolve } from 'node:path';
 import { type ModelConfig, parseConfig } from './config.js';
 import { ModelLoadError } from './errors.js';
 import { loadGgufModel } from './gguf.js';
-import { type CpuModel, CpuTransformer } from './model.js';
+import { type CpuModel, CpuTransformer, WASM_WEIGHT_LIMIT } from './model.js';
 import { openSafetensorsDir, type TensorEntry, type WeightSource } from './safetensors.js';
 import { loadHfTokenizer, type ModelTokenizer } from './tokenizer.js';
+import { WasmArena } from './wasm.js';
 import type { LayerWeights, ModelWeights, WeightMatrix } from './weights.js';
 
 export interface LoadModelOptions {
@@ -51,7 +52,9 @@ export async function loadModel(pathOrDir: string, options: LoadModelOptions = {
   const genEos = await readGenerationEos(join(path, 'generation_config.json'));
   const source = await openSafetensorsDir(path);
   try {
-    const weights = await readHfWeights(source, config, options.matrixDtype !== 'f32');
+    const keepBf16 = options.matrixDtype !== 'f32';
+    const arena = options.kernels === 'js' ? undefined : arenaFor(source, config, keepBf16);
+    const weights = await readHfWeights(source, config, keepBf16, arena);
     const tokenizer: ModelTokenizer = await loadHfTokenizer(path, [...config.eosTokenIds, ...genEos]);
     const eosTokenIds = [...new Set([...config.eosTokenIds, ...genEos, ...tokenizer.eosTokenIds])];
     return new CpuTransformer({
@@ -62,7 +65,7 @@ export async function loadModel(pathOrDir: string, options: LoadModelOptions = {
       randomWeights: false,
       ...(options.kernels ? { kernels: options.kernels } : {}),
       ...(options.threads ? { threads: options.threads } : {}),
-      ...(options.threads ? { threads: options.threads } : {}),
+      ...(arena ? { arena } : {}),
     });
   } finally {
     await source.close();
@@ -110,14 +113,32 @@ export async function readTensor(
   return data;
 }
 
-/** Like {@link readTensor}, but BF16 data stays bf16 bits when `keepBf16` (and the source can). */
+/**
+ * Like {@link readTensor}, but BF16 data stays bf16 bits when `keepBf16` (and the source
+ * can), and with an `arena` a matrix the wasm kernels take (rows a multiple of 16 values)
+ * is read straight into the WebAssembly memory: loading then holds one copy of the weights.
+ */
 export async function readMatrix(
   source: WeightSource,
   name: string,
   shape: readonly number[],
   keepBf16: boolean,
+  arena?: WasmArena,
 ): Promise<WeightMatrix> {
   const e = source.entry(name);
+  if (arena && e && source.readInto && shape.length === 2 && shape[1] % 16 === 0) {
+    checkShape(e, name, shape);
+    const n = shape[0] * shape[1];
+    if (e.dtype === 'F32' || (e.dtype === 'BF16' && keepBf16)) {
+      const a = e.dtype === 'F32' ? arena.alloc(n) : arena.allocBf16(n);
+      await source.readInto(name, new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+      const finite =
+        a instanceof Float32Array ? a.every(Number.isFinite) : a.every((b) => (b & 0x7f80) !== 0x7f80);
+      if (!finite) throw new ModelLoadError(e.file, 'holds NaN or infinite values', name);
+      return a;
+    }
+    return arena.adopt(await readTensor(source, name, shape));
+  }
   if (!keepBf16 || e?.dtype !== 'BF16' || !source.readBf16) return readTensor(source, name, shape);
   checkShape(e, name, shape);
   const bits = await source.readBf16(name);
@@ -127,10 +148,49 @@ export async function readMatrix(
   return bits;
 }
 
-async function readHfWeights(source: WeightSource, c: ModelConfig, keepBf16: boolean): Promise<ModelWeights> {
+/** HF names of the matrices the products use (the embedding only when tied to the LM head). */
+function productMatrices(source: WeightSource, c: ModelConfig): string[] {
+  const names: string[] = [];
+  for (let l = 0; l < c.layers; l++) {
+    for (const n of [
+      'self_attn.q_proj',
+      'self_attn.k_proj',
+      'self_attn.v_proj',
+      'self_attn.o_proj',
+      'mlp.gate_proj',
+      'mlp.up_proj',
+      'mlp.down_proj',
+    ]) {
+      names.push(`model.layers.${l}.${n}.weight`);
+    }
+  }
+  names.push(
+    source.entry('lm_head.weight') || !c.tieWordEmbeddings ? 'lm_head.weight' : 'model.embed_tokens.weight',
+  );
+  return names;
+}
+
+/** A wasm memory sized for the model's matrices, or undefined when they do not fit (the JS kernels then run). */
+function arenaFor(source: WeightSource, c: ModelConfig, keepBf16: boolean): WasmArena | undefined {
+  let bytes = 0;
+  for (const name of productMatrices(source, c)) {
+    const e = source.entry(name);
+    if (!e) continue; // reported as missing when read
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    bytes += n * (e.dtype === 'BF16' && keepBf16 ? 2 : 4) + 64;
+  }
+  return bytes <= WASM_WEIGHT_LIMIT ? WasmArena.create(bytes + (1 << 20)) : undefined;
+}
+
+async function readHfWeights(
+  source: WeightSource,
+  c: ModelConfig,
+  keepBf16: boolean,
+  arena: WasmArena | undefined,
+): Promise<ModelWeights> {
   const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize } = c;
   const t = (name: string, shape: readonly number[]) => readTensor(source, name, shape);
-  const m = (name: string, shape: readonly number[]) => readMatrix(source, name, shape, keepBf16);
+  const m = (name: string, shape: readonly number[]) => readMatrix(source, name, shape, keepBf16, arena);
   const opt = async (name: string, shape: readonly number[]) =>
     source.entry(name) ? t(name, shape) : undefined;
   const layers: LayerWeights[] = [];
@@ -162,10 +222,11 @@ async function readHfWeights(source: WeightSource, c: ModelConfig, keepBf16: boo
       down: await m(`${p}mlp.down_proj.weight`, [dim, inter]),
     });
   }
-  const embed = await m('model.embed_tokens.weight', [vocabSize, dim]);
-  const lmHead =
-    c.tieWordEmbeddings && !source.entry('lm_head.weight')
-      ? embed
-      : await m('lm_head.weight', [vocabSize, dim]);
+  const tied = c.tieWordEmbeddings && !source.entry('lm_head.weight');
+  // An untied embedding is only looked up: it stays outside the wasm memory.
+  const embed = tied
+    ? await m('model.embed_tokens.weight', [vocabSize, dim])
+    : await readMatrix(source, 'model.embed_tokens.weight', [vocabSize, dim], keepBf16);
+  const lmHead = tied ? embed : await m('lm_head.weight', [vocabSize, dim]);
   return { embed, layers, finalNorm: await t('model.norm.weight', [dim]), lmHead };
 }

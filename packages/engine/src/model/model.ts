@@ -96,12 +96,15 @@ export class CpuTransformer implements CpuModel {
     kernels?: 'wasm' | 'js';
     /** Threads for the wasm matrix products (default 1): more use worker threads. */
     threads?: number;
+    /** A wasm arena the loader already read (some of) the matrices into. */
+    arena?: WasmArena;
   }) {
     this.config = args.config;
     // The wasm memory holds at most 4 GiB: larger models run on the JS kernels.
     const bytes = matrixBytes(args.weights);
     const fits = bytes <= WASM_WEIGHT_LIMIT;
-    const arena = args.kernels === 'js' || !fits ? undefined : WasmArena.create(bytes + (1 << 20));
+    const arena =
+      args.kernels === 'js' || !fits ? undefined : (args.arena ?? WasmArena.create(bytes + (1 << 20)));
     if (args.kernels === 'wasm' && !arena) {
       throw new ModelUsageError(
         fits
@@ -374,7 +377,7 @@ export class CpuTransformer implements CpuModel {
 }
 
 /** f32 matrices above this many bytes stay on the JS kernels (the wasm memory's 4 GiB, less room for scratch). */
-const WASM_WEIGHT_LIMIT = 3.75 * 2 ** 30;
+export const WASM_WEIGHT_LIMIT = 3.75 * 2 ** 30;
 
 function matrixBytes(w: ModelWeights): number {
   const seen = new Set<WeightMatrix>();
@@ -432,7 +435,7 @@ function adoptWeights(arena: WasmArena, w: ModelWeights, c: ModelConfig): ModelW
   const adopt = (a: WeightMatrix, cols: number) => {
     let b = moved.get(a);
     if (!b) {
-      b = cols % 16 === 0 ? arena.adopt(a) : f32Of(a);
+      b = arena.ptrOf(a) !== undefined ? a : cols % 16 === 0 ? arena.adopt(a) : f32Of(a);
       moved.set(a, b);
     }
     return b;

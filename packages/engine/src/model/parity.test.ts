@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { denseAttention } from './dense.js';
 import { loadModel } from './load.js';
+import type { CpuTransformer } from './model.js';
 
 /**
  * Logit parity with Hugging Face transformers: the fixtures and their reference logits
@@ -48,6 +49,11 @@ describe('parity with transformers', () => {
       const model = await loadModel(dir);
       // BF16 checkpoints keep their matrices in bf16 on the wasm kernels.
       expect(model.matrixDtype).toBe(name.includes('bf16') && model.kernels === 'wasm' ? 'bf16' : 'f32');
+      // The matrices were read into the WebAssembly memory (shared), not left in ordinary arrays.
+      if (model.kernels === 'wasm') {
+        const q = (model as CpuTransformer).weights.layers[0].q;
+        expect(q.buffer).toBeInstanceOf(SharedArrayBuffer);
+      }
       let worst = 0;
       let rows = 0;
       for (const p of ref.prompts) {

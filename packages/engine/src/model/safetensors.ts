@@ -20,6 +20,8 @@ export interface WeightSource {
   read(name: string): Promise<Float32Array>;
   /** Reads a BF16 tensor's raw bits, where the source stores it so. */
   readBf16?(name: string): Promise<Uint16Array>;
+  /** Reads a tensor's raw little-endian bytes into `dst` (exactly its size). */
+  readInto?(name: string, dst: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -89,6 +91,19 @@ export async function openSafetensors(file: string): Promise<WeightSource> {
       }
       entries.set(name, { name, dtype, shape: shape as number[], file, begin, end });
     }
+    const readInto = async (name: string, dst: Uint8Array) => {
+      const e = entries.get(name);
+      if (!e) throw new ModelLoadError(file, 'missing tensor', name);
+      if (SIZES[e.dtype] === undefined) {
+        throw new ModelLoadError(file, `unsupported dtype ${e.dtype} (supported: F32, F16, BF16)`, name);
+      }
+      const bytes = e.end - e.begin;
+      if (bytes !== dst.byteLength)
+        throw new ModelLoadError(file, `holds ${bytes} bytes, expected ${dst.byteLength}`, name);
+      const { bytesRead } = await fh.read(dst, 0, bytes, e.begin);
+      if (bytesRead !== bytes)
+        throw new ModelLoadError(file, `truncated: read ${bytesRead} of ${bytes} bytes`, name);
+    };
     const readRaw = async (name: string) => {
       const e = entries.get(name);
       if (!e) throw new ModelLoadError(file, 'missing tensor', name);
@@ -112,6 +127,7 @@ export async function openSafetensors(file: string): Promise<WeightSource> {
         const half = new Uint16Array(buf);
         return e.dtype === 'F16' ? f16ToF32(half) : bf16ToF32(half);
       },
+      readInto,
       async readBf16(name) {
         const { e, buf } = await readRaw(name);
         if (e.dtype !== 'BF16')
@@ -172,6 +188,11 @@ export async function openSafetensorsDir(dir: string): Promise<WeightSource> {
       const s = owner(name);
       if (!s) throw new ModelLoadError(indexFile, 'missing tensor', name);
       return s.read(name);
+    },
+    readInto(name, dst) {
+      const s = owner(name);
+      if (!s?.readInto) throw new ModelLoadError(indexFile, 'missing tensor', name);
+      return s.readInto(name, dst);
     },
     readBf16(name) {
       const s = owner(name);
