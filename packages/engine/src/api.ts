@@ -20,7 +20,12 @@ export type GenerateInput = string | readonly ChatMessage[];
 export type PolicySpec =
   | { readonly kind: 'dense' }
   | { readonly kind: 'kascade'; readonly plan: unknown; readonly decodeOnly?: boolean }
-  | { readonly kind: 'oracle-topk'; readonly budget?: BudgetOptions; readonly tileSize?: number; readonly decodeOnly?: boolean }
+  | {
+      readonly kind: 'oracle-topk';
+      readonly budget?: BudgetOptions;
+      readonly tileSize?: number;
+      readonly decodeOnly?: boolean;
+    }
   | { readonly kind: 'all-heads-pooled'; readonly plan: unknown; readonly decodeOnly?: boolean }
   | {
       readonly kind: 'streaming';
