@@ -130,6 +130,8 @@ async function consumerCheck(pkg, byName, tarDir, scratchRoot) {
   }
 
   // 2. tsc on a consumer that touches every runtime export through the published types.
+  const m = pkg.manifest;
+  const webgpuTypes = '@webgpu/types' in { ...m.dependencies, ...m.peerDependencies };
   const names = installed.filter((n) => identifier.test(n) && n !== 'default');
   writeFileSync(
     path.join(scratch, 'consumer.ts'),
@@ -148,7 +150,8 @@ async function consumerCheck(pkg, byName, tarDir, scratchRoot) {
           target: 'ES2022',
           module: 'NodeNext',
           moduleResolution: 'NodeNext',
-          lib: ['ES2023'],
+          // A package whose types build on @webgpu/types gets the DOM lib those need (as its users have).
+          lib: webgpuTypes ? ['ES2023', 'DOM'] : ['ES2023'],
           types: ['node'],
           strict: true,
           noEmit: true,
