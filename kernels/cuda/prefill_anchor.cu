@@ -1,0 +1,371 @@
+// Prefill anchors: the tile-pooled post-softmax Top-k (rolling budget) and the anchor / layer-0 ops.
+//
+// Pipeline of an anchor (layer 0 differs only in step 1):
+//  1. prefill_attn_kernel (prefill_attention.cu) in statistics mode (anchor: reads K only) or dense +
+//     statistics mode (layer 0: the dense output too): per query row the max (log2 domain) and the sum of
+//     its full causal softmax, stats [batch, heads, queries, 2] f32.
+//  2. pool_prefill_kernel<T, D>  grid (tiles, pairs in this pass), 128 threads = 4 warps, one block = one
+//     (sequence, KV head) pair and one query tile t starting at s_t. The tile's g x 32 query rows sit in
+//     shared memory ((D + 8) x 2 B each: 69.6 KB at g = 8, D = 128) with their statistics; each warp takes
+//     16 keys of 0..s_t-1 at a time as the A operand of mma.sync (K rows straight from global/L2 into
+//     registers), the query rows as B (ldmatrix), so S^T = K Q^T; then
+//     S[j,t](x) = sum over rows of exp2(l(x) - M_row) / L_row is a row sum within the thread and its quad.
+//     Written to a packed row of s_t floats (the causal part only). Keys before the tile only: the diagonal
+//     tile is attended on top and never competes.
+//  3. select_prefill_kernel  grid (tiles, pairs in this pass), 256 threads, one block per pooled row:
+//     exact radix select of the counts[t] largest (11 + 11 + 10 bits of the f32 pattern, shared-memory
+//     histograms, warp-aggregated increments, a block scan finds the bin holding the wanted rank), then
+//     one compaction pass: every score above the threshold, and ties at it lowest index first (the spec's
+//     rule, kept exactly). Writes indices [batch, kvHeads, tiles, kMax], -1 in unused entries.
+//  4. anchor only: prefill_attn_kernel in sparse mode over the selection plus the diagonal tile.
+// Memory: the pooled rows of one pair take sum_t s_t floats (T n^2 / 2 / 32 f32 = 1.07 GB at n = 128k);
+// pairs go through steps 2-3 in passes sized to a 2 GiB pooled buffer (2 pairs per pass at 128k), so the
+// workspace is stats (8 B per query row per head) + at most ~2 GiB, never [tiles x n] per head.
+// Bytes: step 2 reads K (from L2 mostly: each block re-reads its pair's keys before the tile) and writes
+// the pooled rows once; step 3 reads each row four times (three histogram passes + compaction).
+#include "prefill_attention.cuh"
+
+namespace kascade {
+namespace pf {
+
+constexpr size_t kPooledBudgetBytes = size_t(2) << 30;
+
+// Floats before tile t's row in a pair's packed pooled block: sum over u < t of s_u.
+__host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) {
+  return static_cast<size_t>(t) * queryStart + static_cast<size_t>(kT) * t * (t - 1) / 2;
+}
+
+template <int D>
+constexpr size_t pool_smem_bytes(int g) {
+  return static_cast<size_t>(g) * kT * ((D + 8) * 2 + 2 * sizeof(float));
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s, const void* __restrict__ qp,
+                                                           const void* __restrict__ kp,
+                                                           const float* __restrict__ stats,
+                                                           float* __restrict__ pooled, int pairBase,
+                                                           size_t perPair, int denseLayout) {
+  constexpr int RW = D + 8;
+  constexpr int KC = D / 16;
+  constexpr int CPR = D / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int H = s.heads, G = s.kvHeads, Q = s.queries, g = H / G, R = g * kT;
+  const int n = s.queryStart + Q;
+  T* Qs = reinterpret_cast<T*>(smem_raw);
+  float* Ms = reinterpret_cast<float*>(Qs + R * RW);
+  float* iLs = Ms + R;
+
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
+  const int st = s.queryStart + t * kT;
+  if (st == 0) return;
+  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
+                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int row = lane >> 2, quad = lane & 3, mi = lane >> 3, r8 = lane & 7;
+
+  // The tile's query rows rr = hh * 32 + i (query head j*g + hh, query t*32 + i) and their statistics.
+  for (int c = tid; c < R * CPR; c += blockDim.x) {
+    const int rr = c / CPR, col = (c % CPR) * 8;
+    const int hh = rr / kT, qi = t * kT + rr % kT;
+    const bool valid = qi < Q;
+    const size_t qrow = (static_cast<size_t>(b) * H + j * g + hh) * static_cast<size_t>(Q) + (valid ? qi : 0);
+    cp_async16(Qs + rr * RW + col, static_cast<const T*>(qp) + qrow * D + col, valid ? 16 : 0);
+  }
+  cp_async_commit();
+  for (int rr = tid; rr < R; rr += blockDim.x) {
+    const int hh = rr / kT, qi = t * kT + rr % kT;
+    if (qi < Q) {
+      const size_t qrow = (static_cast<size_t>(b) * H + j * g + hh) * static_cast<size_t>(Q) + qi;
+      Ms[rr] = stats[qrow * 2];
+      iLs[rr] = 1.f / stats[qrow * 2 + 1];
+    } else {
+      Ms[rr] = INFINITY;  // exp2(x - inf) = 0: rows past the chunk's end pool nothing
+      iLs[rr] = 0.f;
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  const float qscale = s.scale * kLog2e;
+  const T* kg = static_cast<const T*>(kp) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+  for (int kbase = warp * 16; kbase < st; kbase += 64) {
+    const int x0 = kbase + row, x1 = x0 + 8;
+    uint32_t ka[KC][4];
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc) {
+      ka[kc][0] = x0 < st ? ld32g(kg + static_cast<size_t>(x0) * D + kc * 16 + quad * 2) : 0u;
+      ka[kc][1] = x1 < st ? ld32g(kg + static_cast<size_t>(x1) * D + kc * 16 + quad * 2) : 0u;
+      ka[kc][2] = x0 < st ? ld32g(kg + static_cast<size_t>(x0) * D + kc * 16 + 8 + quad * 2) : 0u;
+      ka[kc][3] = x1 < st ? ld32g(kg + static_cast<size_t>(x1) * D + kc * 16 + 8 + quad * 2) : 0u;
+    }
+    float p0 = 0.f, p1 = 0.f;
+    for (int rb = 0; rb < R / 16; ++rb) {
+      float c0[4] = {0.f, 0.f, 0.f, 0.f}, c1[4] = {0.f, 0.f, 0.f, 0.f};
+      const T* base = Qs + (rb * 16 + (mi >> 1) * 8 + r8) * RW + (mi & 1) * 8;
+#pragma unroll
+      for (int kc = 0; kc < KC; ++kc) {
+        uint32_t bf[4];
+        ldsm_x4(bf, base + kc * 16);
+        mma16816<T>(c0, ka[kc], bf[0], bf[1]);
+        mma16816<T>(c1, ka[kc], bf[2], bf[3]);
+      }
+      // c0: keys x0 ([0], [1]) / x1 ([2], [3]) against query rows qr, qr + 1; c1: rows qr + 8, qr + 9.
+      const int qr = rb * 16 + quad * 2;
+      const float ma = Ms[qr], mb = Ms[qr + 1], mc = Ms[qr + 8], md = Ms[qr + 9];
+      const float ia = iLs[qr], ib = iLs[qr + 1], ic = iLs[qr + 8], id = iLs[qr + 9];
+      p0 += exp2f(c0[0] * qscale - ma) * ia + exp2f(c0[1] * qscale - mb) * ib + exp2f(c1[0] * qscale - mc) * ic +
+            exp2f(c1[1] * qscale - md) * id;
+      p1 += exp2f(c0[2] * qscale - ma) * ia + exp2f(c0[3] * qscale - mb) * ib + exp2f(c1[2] * qscale - mc) * ic +
+            exp2f(c1[3] * qscale - md) * id;
+    }
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+    if (quad == 0) {
+      if (x0 < st) rowp[x0] = p0;
+      if (x1 < st) rowp[x1] = p1;
+    }
+  }
+}
+
+// Shared-memory histogram add aggregated over the lanes of a warp that hit the same bin (pooled scores
+// crowd into few bins). All lanes must call.
+__device__ __forceinline__ void hist_add_agg(unsigned* sh, unsigned bin, bool active) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return;
+  const unsigned peers = __match_any_sync(act, bin);
+  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
+}
+
+__global__ void __launch_bounds__(256) select_prefill_kernel(KascadePrefillShape s, const float* __restrict__ pooled,
+                                                             int pairBase, size_t perPair,
+                                                             const int* __restrict__ counts, int kMax,
+                                                             int* __restrict__ indices) {
+  __shared__ unsigned hist[2048];
+  __shared__ unsigned wsum[8];
+  __shared__ unsigned selPrefix, selKrem;
+  __shared__ int cntGt;
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int pair = pairBase + blockIdx.y;
+  const int st = s.queryStart + t * kT;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int k = min(max(__ldg(counts + t), 0), min(st, kMax));
+  int* out = indices + (static_cast<size_t>(pair) * tiles + t) * kMax;
+  for (int i = k + tid; i < kMax; i += blockDim.x) out[i] = -1;
+  if (k == 0) return;
+  if (k == st) {  // early tiles: every earlier key
+    for (int i = tid; i < st; i += blockDim.x) out[i] = i;
+    return;
+  }
+  const unsigned* u =
+      reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
+
+  // Scores are >= 0, so their bit patterns order like the values: radix select on 11 + 11 + 10 bits.
+  unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
+  for (int level = 0; level < 3; ++level) {
+    const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
+    const int nbins = level < 2 ? 2048 : 1024, per = nbins / 256;
+    for (int i = tid; i < nbins; i += blockDim.x) hist[i] = 0;
+    __syncthreads();
+    for (int base = 0; base < st; base += blockDim.x) {
+      const int x = base + tid;
+      const unsigned v = x < st ? u[x] : 0u;
+      const bool in = x < st && (v & mask) == prefix;
+      hist_add_agg(hist, (v >> shift) & static_cast<unsigned>(nbins - 1), in);
+    }
+    __syncthreads();
+    unsigned cnt = 0;
+    for (int e = 0; e < per; ++e) cnt += hist[nbins - 1 - (tid * per + e)];
+    unsigned inc = cnt;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+      if (lane >= o) inc += y;
+    }
+    if (lane == 31) wsum[warp] = inc;
+    __syncthreads();
+    unsigned before = inc - cnt;
+    for (int w = 0; w < warp; ++w) before += wsum[w];
+    if (before < krem && before + cnt >= krem) {
+      unsigned cum = before;
+      for (int e = 0; e < per; ++e) {
+        const int bin = nbins - 1 - (tid * per + e);
+        const unsigned c = hist[bin];
+        if (cum + c >= krem) {
+          selPrefix = prefix | (static_cast<unsigned>(bin) << shift);
+          selKrem = krem - cum;
+          break;
+        }
+        cum += c;
+      }
+    }
+    __syncthreads();
+    prefix = selPrefix;
+    krem = selKrem;
+    mask |= static_cast<unsigned>(nbins - 1) << shift;
+    __syncthreads();
+  }
+  // prefix is now the exact bit pattern of the k-th largest; take every score above it and the first
+  // krem scores equal to it in index order.
+  const unsigned thr = prefix, take = krem, gtCount = static_cast<unsigned>(k) - take;
+  if (tid == 0) cntGt = 0;
+  __syncthreads();
+  unsigned tieBase = 0;
+  const unsigned ltMask = (1u << lane) - 1u;
+  for (int base = 0; base < st; base += blockDim.x) {
+    const int x = base + tid;
+    const unsigned v = x < st ? u[x] : 0u;
+    const bool gt = x < st && v > thr, eq = x < st && v == thr;
+    if (gt) out[atomicAdd(&cntGt, 1)] = x;
+    const unsigned bal = __ballot_sync(0xffffffffu, eq);
+    if (lane == 0) wsum[warp] = __popc(bal);
+    __syncthreads();
+    unsigned off = 0, total = 0;
+    for (int w = 0; w < 8; ++w) {
+      if (w < warp) off += wsum[w];
+      total += wsum[w];
+    }
+    const unsigned rank = tieBase + off + __popc(bal & ltMask);
+    if (eq && rank < take) out[gtCount + rank] = x;
+    tieBase += total;
+    __syncthreads();
+  }
+}
+
+struct PrefillWorkspace {
+  float* stats;
+  float* pooled;
+  size_t perPair;  // floats of one pair's packed pooled rows
+  int pairsPerPass;
+  size_t bytes;
+};
+
+static size_t align256(size_t x) { return (x + 255) & ~static_cast<size_t>(255); }
+
+static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* base) {
+  PrefillWorkspace w{};
+  const int tiles = tiles_of(s);
+  const int pairs = s.batch * s.kvHeads;
+  w.perPair = packed_offset(s.queryStart, tiles);
+  const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
+  size_t ppp = w.perPair ? kPooledBudgetBytes / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
+  if (ppp < 1) ppp = 1;
+  if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
+  if (ppp > 65535) ppp = 65535;  // grid.y
+  w.pairsPerPass = static_cast<int>(ppp);
+  const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
+  char* p = static_cast<char*>(base);
+  w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
+  w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
+  w.bytes = statsBytes + pooledBytes;
+  return w;
+}
+
+template <typename T, int D>
+static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                                 float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
+                                 cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  const size_t smem = pool_smem_bytes<D>(g);
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(pool_prefill_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(pool_smem_bytes<D>(8)));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  pool_prefill_kernel<T, D><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase, perPair,
+                                                                          denseLayout);
+  return cudaGetLastError();
+}
+
+static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
+                               cudaStream_t st) {
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
+      return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    });
+  });
+}
+
+// Steps 1-4 above; layer0 = dense output in step 1 and no step 4.
+static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, const void* q, const void* k,
+                                  const void* v, void* out, const int* counts, int kMax, int* indices,
+                                  void* workspace, size_t wsBytes, cudaStream_t st) {
+  cudaError_t e = kascade_prefill_check_shape(s, nullptr);
+  if (e != cudaSuccess) return e;
+  if (kMax < 1 || !counts || !indices || !workspace) return cudaErrorInvalidValue;
+  const PrefillWorkspace w = prefill_workspace(*s, workspace);
+  if (wsBytes < w.bytes) return cudaErrorInvalidValue;
+  PrefillArgs a{};
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.out = out;
+  a.stats = w.stats;
+  if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
+  const int pairs = s->batch * s->kvHeads, tiles = tiles_of(*s);
+  for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
+    const int np = min(w.pairsPerPass, pairs - p0);
+    if (w.perPair > 0 &&
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
+      return e;
+    select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  }
+  if (layer0) return cudaSuccess;
+  a.counts = counts;
+  a.indices = indices;
+  a.kMax = kMax;
+  a.selKvHeads = s->kvHeads;
+  for (int j = 0; j < s->kvHeads; ++j) a.headMap[j] = j;
+  return launch_prefill_attention(*s, kSparse, a, st);
+}
+
+}  // namespace pf
+}  // namespace kascade
+
+using namespace kascade;
+using namespace kascade::pf;
+
+extern "C" size_t kascade_prefill_workspace_bytes(const KascadePrefillShape* s) {
+  return prefill_workspace(*s, nullptr).bytes;
+}
+
+extern "C" cudaError_t kascade_dense_anchor_prefill(const KascadePrefillShape* s, const void* q, const void* k,
+                                                    const void* v, void* out, const int* counts, int kMax,
+                                                    int* indices, void* workspace, size_t wsBytes,
+                                                    cudaStream_t st) {
+  return anchor_prefill(s, true, q, k, v, out, counts, kMax, indices, workspace, wsBytes, st);
+}
+
+extern "C" cudaError_t kascade_anchor_prefill(const KascadePrefillShape* s, const void* q, const void* k,
+                                              const void* v, void* out, const int* counts, int kMax, int* indices,
+                                              void* workspace, size_t wsBytes, cudaStream_t st) {
+  return anchor_prefill(s, false, q, k, v, out, counts, kMax, indices, workspace, wsBytes, st);
+}
+
+extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* s, const void* q, const void* k,
+                                                     float* pooled, void* workspace, size_t wsBytes,
+                                                     cudaStream_t st) {
+  cudaError_t e = kascade_prefill_check_shape(s, nullptr);
+  if (e != cudaSuccess) return e;
+  const PrefillWorkspace w = prefill_workspace(*s, workspace);
+  if (!workspace || wsBytes < w.bytes || !pooled) return cudaErrorInvalidValue;
+  const int tiles = tiles_of(*s), pairs = s->batch * s->kvHeads;
+  const size_t n = static_cast<size_t>(s->queryStart) + s->queries;
+  if ((e = cudaMemsetAsync(pooled, 0, static_cast<size_t>(pairs) * tiles * n * sizeof(float), st)) != cudaSuccess)
+    return e;
+  PrefillArgs a{};
+  a.q = q;
+  a.k = k;
+  a.stats = w.stats;
+  if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
+}

@@ -1,0 +1,87 @@
+// Internal interface between the prefill attention kernel (prefill_attention.cu) and the prefill anchor
+// ops (prefill_anchor.cu), and the tensor-core helpers they share. Not part of the public C API.
+#pragma once
+#include "common.cuh"
+#include "prefill_api.h"
+
+namespace kascade {
+namespace pf {
+
+constexpr int kT = KASCADE_PREFILL_TILE;  // query tile
+constexpr int kKeys = 64;                 // keys per block step
+constexpr int kMaxKvHeads = 64;
+
+enum PrefillMode : int {
+  kDense = 0,       // causal softmax(QK^T) V, 64 queries of one head per block
+  kDenseStats = 1,  // the same, and the per-row (max, sum) statistics
+  kStats = 2,       // statistics only (reads K, never V)
+  kSparse = 3,      // one block = a tile's queries of every head of a KV group over a key list
+};
+
+struct PrefillArgs {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  float* stats;         // [batch, heads, queries, 2]
+  const int* counts;    // kSparse: [tiles]
+  const int* indices;   // kSparse: [batch, selKvHeads, tiles, kMax]
+  int kMax;
+  int selKvHeads;
+  int headMap[kMaxKvHeads];
+};
+
+__host__ __device__ inline int tiles_of(const KascadePrefillShape& s) { return (s.queries + kT - 1) / kT; }
+
+cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
+                                     cudaStream_t st);
+
+// mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.
+template <typename T>
+__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t* r, const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t* r, const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+// 32-bit read-only global load (two 16-bit elements).
+__device__ __forceinline__ uint32_t ld32g(const void* p) { return __ldg(reinterpret_cast<const unsigned int*>(p)); }
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack_2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack_2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack_2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+}  // namespace pf
+}  // namespace kascade
