@@ -31,7 +31,7 @@ const keep = process.env.KASCADE_PACK_KEEP === '1';
 /** Runs a command; resolves with its output, rejects with an Error holding command and output. */
 function run(cmd, args, opts = {}) {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, ...opts }, (err, stdout, stderr) => {
+    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, timeout: 600_000, ...opts }, (err, stdout, stderr) => {
       const output = `${stdout}${stderr}`.trim();
       if (err) {
         const e = new Error(
