@@ -66,7 +66,8 @@ export async function copyBandwidth(
   ctx: BenchContext,
   flush: (pass: GPUComputePassEncoder) => void,
 ): Promise<{ row: Row; gbPerS: number }> {
-  const bytes = ctx.quick ? 2 ** 24 : 2 ** 30;
+  const most = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const bytes = Math.min(ctx.quick ? 2 ** 24 : 2 ** 30, Math.floor(most / 16) * 16);
   const src = gpu.device.createBuffer({
     label: 'bench.copy.src',
     size: bytes,
@@ -96,6 +97,7 @@ export async function copyBandwidth(
       p10Us: round(s.p10),
       p90Us: round(s.p90),
       gbPerS: Math.round(gbPerS),
+      bytes,
       timing: s.source,
     },
     gbPerS,
