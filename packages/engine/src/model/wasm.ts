@@ -314,6 +314,7 @@ interface KernelSet {
 type KernelExports = Record<(typeof KERNELS)[number], Matvec & Matmul4>;
 
 const PAGE = 65536;
+let compiled: WebAssembly.Module | undefined;
 
 /**
  * Weights in one shared WebAssembly memory plus a growable scratch region, and the SIMD
@@ -340,12 +341,16 @@ export class WasmArena {
   /** Returns `undefined` where WebAssembly SIMD or shared memory is unavailable. */
   static create(initialBytes = PAGE): WasmArena | undefined {
     try {
+      const initial = Math.max(1, Math.ceil(initialBytes / PAGE));
+      // Room to grow by 512 MiB (scratch, later weights), not the whole 4 GiB: each shared
+      // memory reserves its maximum of address space, and tests make many models.
       const memory = new WebAssembly.Memory({
-        initial: Math.max(1, Math.ceil(initialBytes / PAGE)),
-        maximum: 65536,
+        initial,
+        maximum: Math.min(65536, initial + 8192),
         shared: true,
       });
-      const module = new WebAssembly.Module(kernelModuleBytes());
+      compiled ??= new WebAssembly.Module(kernelModuleBytes());
+      const module = compiled;
       const instance = new WebAssembly.Instance(module, { env: { memory } });
       return new WasmArena(memory, instance.exports as unknown as KernelExports);
     } catch {
