@@ -16,9 +16,10 @@ import {
 } from './gguf-format.js';
 import type { LoadModelOptions } from './load.js';
 import { readTensor } from './load.js';
-import { type CpuModel, CpuTransformer } from './model.js';
+import { type CpuModel, CpuTransformer, WASM_WEIGHT_LIMIT } from './model.js';
 import type { TensorEntry, WeightSource } from './safetensors.js';
 import { HfTokenizer, loadHfTokenizer, type ModelTokenizer } from './tokenizer.js';
+import { WasmArena } from './wasm.js';
 import type { LayerWeights } from './weights.js';
 
 type Meta = Record<string, unknown>;
@@ -39,7 +40,8 @@ export async function loadGgufModel(file: string, options: LoadModelOptions = {}
   const source = await openGgufTensors(file, parsed.tensorInfos, Number(parsed.tensorDataOffset));
   try {
     const config = ggufConfig(meta, source, file);
-    const weights = await readGgufWeights(source, config);
+    const arena = options.kernels === 'js' ? undefined : ggufArena(source, config);
+    const weights = await readGgufWeights(source, config, arena);
     const tokenizer: ModelTokenizer = options.tokenizerDir
       ? await loadHfTokenizer(options.tokenizerDir, config.eosTokenIds)
       : ggufTokenizer(meta, file, config.eosTokenIds);
@@ -51,6 +53,7 @@ export async function loadGgufModel(file: string, options: LoadModelOptions = {}
       randomWeights: false,
       ...(options.kernels ? { kernels: options.kernels } : {}),
       ...(options.threads ? { threads: options.threads } : {}),
+      ...(arena ? { arena } : {}),
     });
   } finally {
     await source.close();
@@ -193,26 +196,42 @@ function dequantQ8_0(view: DataView, blocks: number): Float32Array {
   return out;
 }
 
-async function readGgufWeights(source: WeightSource, c: ModelConfig) {
+/** A wasm memory for the f32 product matrices, or undefined when they do not fit (JS kernels then). */
+function ggufArena(source: WeightSource, c: ModelConfig): WasmArena | undefined {
+  const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize, layers } = c;
+  const perLayer = 2 * heads * d * dim + 2 * kvHeads * d * dim + 3 * inter * dim;
+  const bytes = 4 * (layers * perLayer + vocabSize * dim) + 64 * (7 * layers + 1);
+  return bytes <= WASM_WEIGHT_LIMIT && source.entry('token_embd.weight')
+    ? WasmArena.create(bytes + (1 << 20))
+    : undefined;
+}
+
+async function readGgufWeights(source: WeightSource, c: ModelConfig, arena: WasmArena | undefined) {
   const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize } = c;
   const t = (name: string, shape: readonly number[]) => readTensor(source, name, shape);
+  // Each product matrix moves into the wasm memory as it is read (one tensor extra at a time).
+  const place = (a: Float32Array, cols: number) => (arena && cols % 16 === 0 ? arena.adopt(a) : a);
+  const m = async (name: string, shape: readonly [number, number]) => place(await t(name, shape), shape[1]);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.layers; l++) {
     const p = `blk.${l}.`;
     layers.push({
       inputNorm: await t(`${p}attn_norm.weight`, [dim]),
-      q: unpermuteQK(await t(`${p}attn_q.weight`, [heads * d, dim]), heads, dim),
-      k: unpermuteQK(await t(`${p}attn_k.weight`, [kvHeads * d, dim]), kvHeads, dim),
-      v: await t(`${p}attn_v.weight`, [kvHeads * d, dim]),
-      o: await t(`${p}attn_output.weight`, [dim, heads * d]),
+      q: place(unpermuteQK(await t(`${p}attn_q.weight`, [heads * d, dim]), heads, dim), dim),
+      k: place(unpermuteQK(await t(`${p}attn_k.weight`, [kvHeads * d, dim]), kvHeads, dim), dim),
+      v: await m(`${p}attn_v.weight`, [kvHeads * d, dim]),
+      o: await m(`${p}attn_output.weight`, [dim, heads * d]),
       postNorm: await t(`${p}ffn_norm.weight`, [dim]),
-      gate: await t(`${p}ffn_gate.weight`, [inter, dim]),
-      up: await t(`${p}ffn_up.weight`, [inter, dim]),
-      down: await t(`${p}ffn_down.weight`, [dim, inter]),
+      gate: await m(`${p}ffn_gate.weight`, [inter, dim]),
+      up: await m(`${p}ffn_up.weight`, [inter, dim]),
+      down: await m(`${p}ffn_down.weight`, [dim, inter]),
     });
   }
-  const embed = await t('token_embd.weight', [vocabSize, dim]);
-  const lmHead = c.tieWordEmbeddings ? embed : await t('output.weight', [vocabSize, dim]);
+  // The embedding goes into the wasm memory only when it is also the LM head.
+  const embed = c.tieWordEmbeddings
+    ? await m('token_embd.weight', [vocabSize, dim])
+    : await t('token_embd.weight', [vocabSize, dim]);
+  const lmHead = c.tieWordEmbeddings ? embed : await m('output.weight', [vocabSize, dim]);
   const ropeFactors = source.entry('rope_freqs.weight') ? await t('rope_freqs.weight', [d / 2]) : undefined;
   return {
     embed,
