@@ -89,9 +89,24 @@ describe('CpuModel forward pass', () => {
       model.prefill(s, p, denseAttention(), { tileSize: 2 });
       return model.decode(s, 42, denseAttention());
     });
-    const batch = model.decodeBatch(seqs, [42, 42, 42], denseAttention());
+    // One hook per sequence: each sees only its own sequence's n.
+    const seen: number[][] = [[], [], []];
+    const hooks = seqs.map((_, i): LayerAttention => {
+      const dense = denseAttention();
+      return {
+        decode: (l, a) => {
+          seen[i].push(a.n);
+          return dense.decode(l, a);
+        },
+        prefill: (l, a) => dense.prefill(l, a),
+      };
+    });
+    const batch = model.decodeBatch(seqs, [42, 42, 42], hooks);
     for (let i = 0; i < 3; i++) expect(maxAbsDiff(batch[i], alone[i])).toBeLessThan(1e-5);
     expect(seqs.map((s) => s.length)).toEqual([6, 3, 8]);
+    expect(seen).toEqual([new Array(3).fill(6), new Array(3).fill(3), new Array(3).fill(8)]);
+    expect(() => model.decodeBatch(seqs, [1, 2, 3], hooks.slice(1))).toThrow(ModelUsageError);
+    expect(() => model.decodeBatch([seqs[0], seqs[0]], [1, 2], denseAttention())).toThrow(/appears twice/);
   });
 
   it('is deterministic for a seed and differs across seeds', () => {
