@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kascade_cuda.h"
+#include "prefill_api.h"
 
 namespace {
 
@@ -448,6 +449,200 @@ Napi::Value PooledScores(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---- Prefill (kernels/cuda/prefill_*.cu) ----
+
+bool ParsePrefillShape(Napi::Env env, const Napi::Value& v, KascadePrefillShape* s) {
+  if (!v.IsObject()) {
+    Napi::TypeError::New(env, "prefill shape must be an object").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Object o = v.As<Napi::Object>();
+  auto num = [&](const char* key, double dflt, bool required) -> double {
+    Napi::Value x = o.Get(key);
+    if (x.IsUndefined() && !required) return dflt;
+    if (!x.IsNumber()) {
+      Napi::TypeError::New(env, std::string("shape.") + key + " must be a number").ThrowAsJavaScriptException();
+      return -1;
+    }
+    return x.As<Napi::Number>().DoubleValue();
+  };
+  s->batch = static_cast<int>(num("batch", 1, true));
+  s->heads = static_cast<int>(num("heads", 0, true));
+  s->kvHeads = static_cast<int>(num("kvHeads", 0, true));
+  s->headDim = static_cast<int>(num("headDim", 0, true));
+  s->queries = static_cast<int>(num("queries", 0, true));
+  s->queryStart = static_cast<int>(num("queryStart", 0, false));
+  s->capacity = static_cast<int>(num("capacity", double(s->queryStart) + s->queries, false));
+  s->tileSize = static_cast<int>(num("tileSize", KASCADE_PREFILL_TILE, false));
+  s->scale = static_cast<float>(num("scale", 0, true));
+  if (env.IsExceptionPending()) return false;
+  Napi::Value dt = o.Get("dtype");
+  const std::string d = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "";
+  if (d == "bf16") s->dtype = KASCADE_BF16;
+  else if (d == "f16") s->dtype = KASCADE_F16;
+  else {
+    Napi::TypeError::New(env, "shape.dtype must be 'bf16' or 'f16'").ThrowAsJavaScriptException();
+    return false;
+  }
+  char why[256] = {0};
+  if (kascade_prefill_check_shape(s, why) != cudaSuccess) {
+    Napi::RangeError::New(env, std::string("unsupported prefill shape: ") + why).ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+struct PrefillCommon {
+  KascadePrefillShape s;
+  DeviceBuffer *q, *k, *v, *out;
+};
+
+// (shape, q, k, v, out, ...) -> checked pointers; v and out optional where the op does not use them.
+bool ParsePrefillCommon(const Napi::CallbackInfo& info, PrefillCommon* c, bool needV, size_t outBytesPerRow) {
+  Napi::Env env = info.Env();
+  if (!EnsureInit(env)) return false;
+  if (info.Length() < 5) {
+    Napi::TypeError::New(env, "expected (shape, q, k, v, out, ...)").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (!ParsePrefillShape(env, info[0], &c->s)) return false;
+  if (!(c->q = AsBuffer(env, info[1], "q")) || !(c->k = AsBuffer(env, info[2], "k"))) return false;
+  if (needV && !(c->v = AsBuffer(env, info[3], "v"))) return false;
+  if (!(c->out = AsBuffer(env, info[4], "out"))) return false;
+  const KascadePrefillShape& s = c->s;
+  const size_t rows = size_t(s.batch) * s.heads * s.queries;
+  const size_t kvb = size_t(s.batch) * s.kvHeads * size_t(s.capacity) * s.headDim * 2;
+  return NeedBytes(env, c->q, rows * s.headDim * 2, "q") && NeedBytes(env, c->k, kvb, "k") &&
+         (!needV || NeedBytes(env, c->v, kvb, "v")) &&
+         (outBytesPerRow == 0 || NeedBytes(env, c->out, rows * outBytesPerRow, "out"));
+}
+
+int PrefillTiles(const KascadePrefillShape& s) { return (s.queries + s.tileSize - 1) / s.tileSize; }
+
+// counts (device int32 [tiles]), kMax, indices (device int32 [batch, rows, tiles, kMax]) at info[i..i+2].
+bool ParsePrefillSelection(const Napi::CallbackInfo& info, int i, const KascadePrefillShape& s, int selRows,
+                           DeviceBuffer** counts, int* kMax, DeviceBuffer** indices) {
+  Napi::Env env = info.Env();
+  if (info.Length() < size_t(i + 3)) {
+    Napi::TypeError::New(env, "expected (..., counts, kMax, indices)").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (!(*counts = AsBuffer(env, info[i], "counts"))) return false;
+  if (!info[i + 1].IsNumber()) {
+    Napi::TypeError::New(env, "kMax must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  *kMax = info[i + 1].As<Napi::Number>().Int32Value();
+  const int n = s.queryStart + s.queries;
+  if (*kMax < 1 || *kMax > n) {
+    Napi::RangeError::New(env, "kMax must be in 1..n (got " + std::to_string(*kMax) + ", n = " + std::to_string(n) + ")")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  if (!(*indices = AsBuffer(env, info[i + 2], "indices"))) return false;
+  const size_t tiles = size_t(PrefillTiles(s));
+  return NeedBytes(env, *counts, tiles * 4, "counts") &&
+         NeedBytes(env, *indices, size_t(s.batch) * selRows * tiles * size_t(*kMax) * 4, "indices");
+}
+
+Napi::Value PrefillWorkspaceBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  KascadePrefillShape s{};
+  if (!ParsePrefillShape(env, info[0], &s)) return {};
+  return Napi::Number::New(env, double(kascade_prefill_workspace_bytes(&s)));
+}
+
+// (shape, q, k, v, out, stats | null)
+Napi::Value DensePrefill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PrefillCommon c{};
+  if (!ParsePrefillCommon(info, &c, true, 0)) return {};
+  const size_t rows = size_t(c.s.batch) * c.s.heads * c.s.queries;
+  if (!NeedBytes(env, c.out, rows * c.s.headDim * 2, "out")) return {};
+  float* stats = nullptr;
+  if (info.Length() > 5 && !info[5].IsNull() && !info[5].IsUndefined()) {
+    DeviceBuffer* sb = AsBuffer(env, info[5], "stats");
+    if (!sb || !NeedBytes(env, sb, rows * 8, "stats")) return {};
+    stats = static_cast<float*>(sb->ptr());
+  }
+  CHECK_CUDA(env, "kascade_dense_prefill",
+             kascade_dense_prefill(&c.s, c.q->ptr(), c.k->ptr(), c.v->ptr(), c.out->ptr(), stats, g_stream));
+  return env.Undefined();
+}
+
+// (shape, q, k, v, out, counts, kMax, indices)
+Napi::Value AnchorPrefillCommon(const Napi::CallbackInfo& info, bool layer0) {
+  Napi::Env env = info.Env();
+  PrefillCommon c{};
+  if (!ParsePrefillCommon(info, &c, true, 0)) return {};
+  if (!NeedBytes(env, c.out, size_t(c.s.batch) * c.s.heads * c.s.queries * c.s.headDim * 2, "out")) return {};
+  DeviceBuffer *counts = nullptr, *indices = nullptr;
+  int kMax = 0;
+  if (!ParsePrefillSelection(info, 5, c.s, c.s.kvHeads, &counts, &kMax, &indices)) return {};
+  if (!EnsureWorkspace(env, kascade_prefill_workspace_bytes(&c.s))) return {};
+  const int* cp = static_cast<const int*>(counts->ptr());
+  int* ip = static_cast<int*>(indices->ptr());
+  if (layer0) {
+    CHECK_CUDA(env, "kascade_dense_anchor_prefill",
+               kascade_dense_anchor_prefill(&c.s, c.q->ptr(), c.k->ptr(), c.v->ptr(), c.out->ptr(), cp, kMax, ip,
+                                            g_workspace, g_workspaceBytes, g_stream));
+  } else {
+    CHECK_CUDA(env, "kascade_anchor_prefill",
+               kascade_anchor_prefill(&c.s, c.q->ptr(), c.k->ptr(), c.v->ptr(), c.out->ptr(), cp, kMax, ip,
+                                      g_workspace, g_workspaceBytes, g_stream));
+  }
+  return env.Undefined();
+}
+Napi::Value DenseAnchorPrefill(const Napi::CallbackInfo& info) { return AnchorPrefillCommon(info, true); }
+Napi::Value AnchorPrefill(const Napi::CallbackInfo& info) { return AnchorPrefillCommon(info, false); }
+
+// (shape, q, k, v, out, counts, kMax, indices, selKvHeads, headMap: Int32Array)
+Napi::Value ReusePrefill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PrefillCommon c{};
+  if (!ParsePrefillCommon(info, &c, true, 0)) return {};
+  if (!NeedBytes(env, c.out, size_t(c.s.batch) * c.s.heads * c.s.queries * c.s.headDim * 2, "out")) return {};
+  if (info.Length() < 10) THROW_TYPE(env, "expected (shape, q, k, v, out, counts, kMax, indices, selKvHeads, headMap)");
+  if (!info[8].IsNumber()) THROW_TYPE(env, "selKvHeads must be a number");
+  const int selG = info[8].As<Napi::Number>().Int32Value();
+  if (selG < 1 || selG > 64) THROW_RANGE(env, "selKvHeads must be in 1..64");
+  DeviceBuffer *counts = nullptr, *indices = nullptr;
+  int kMax = 0;
+  if (!ParsePrefillSelection(info, 5, c.s, selG, &counts, &kMax, &indices)) return {};
+  if (!info[9].IsTypedArray() || info[9].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    THROW_TYPE(env, "headMap must be an Int32Array");
+  Napi::Int32Array hm = info[9].As<Napi::Int32Array>();
+  if (int(hm.ElementLength()) != c.s.kvHeads)
+    THROW_RANGE(env, "headMap must have kvHeads = " + std::to_string(c.s.kvHeads) + " entries, got " +
+                         std::to_string(hm.ElementLength()));
+  std::vector<int> map(c.s.kvHeads);
+  for (int j = 0; j < c.s.kvHeads; ++j) {
+    if (hm[j] < 0 || hm[j] >= selG)
+      THROW_RANGE(env, "headMap[" + std::to_string(j) + "] = " + std::to_string(hm[j]) + " is outside 0.." +
+                           std::to_string(selG - 1));
+    map[j] = hm[j];
+  }
+  CHECK_CUDA(env, "kascade_reuse_prefill",
+             kascade_reuse_prefill(&c.s, c.q->ptr(), c.k->ptr(), c.v->ptr(), c.out->ptr(),
+                                   static_cast<const int*>(counts->ptr()), kMax,
+                                   static_cast<const int*>(indices->ptr()), selG, map.data(), g_stream));
+  return env.Undefined();
+}
+
+// (shape, q, k, _, pooled [batch, kvHeads, tiles, n] f32)
+Napi::Value PooledPrefillScores(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PrefillCommon c{};
+  if (!ParsePrefillCommon(info, &c, false, 0)) return {};
+  const size_t n = size_t(c.s.queryStart) + c.s.queries;
+  if (!NeedBytes(env, c.out, size_t(c.s.batch) * c.s.kvHeads * PrefillTiles(c.s) * n * 4, "pooled")) return {};
+  if (!EnsureWorkspace(env, kascade_prefill_workspace_bytes(&c.s))) return {};
+  CHECK_CUDA(env, "kascade_pooled_prefill_scores",
+             kascade_pooled_prefill_scores(&c.s, c.q->ptr(), c.k->ptr(), static_cast<float*>(c.out->ptr()),
+                                           g_workspace, g_workspaceBytes, g_stream));
+  return env.Undefined();
+}
+
 // (dst, src, bytes): device-to-device copy on the op stream (for the copy-bandwidth ceiling).
 Napi::Value CopyDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -580,6 +775,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("anchorDecode", Napi::Function::New(env, AnchorDecode));
   exports.Set("reuseDecode", Napi::Function::New(env, ReuseDecode));
   exports.Set("pooledScores", Napi::Function::New(env, PooledScores));
+  exports.Set("prefillWorkspaceBytes", Napi::Function::New(env, PrefillWorkspaceBytes));
+  exports.Set("densePrefill", Napi::Function::New(env, DensePrefill));
+  exports.Set("denseAnchorPrefill", Napi::Function::New(env, DenseAnchorPrefill));
+  exports.Set("anchorPrefill", Napi::Function::New(env, AnchorPrefill));
+  exports.Set("reusePrefill", Napi::Function::New(env, ReusePrefill));
+  exports.Set("pooledPrefillScores", Napi::Function::New(env, PooledPrefillScores));
   exports.Set("copyDevice", Napi::Function::New(env, CopyDevice));
   exports.Set("fillNormal", Napi::Function::New(env, FillNormal));
   exports.Set("elapsedMs", Napi::Function::New(env, ElapsedMs));

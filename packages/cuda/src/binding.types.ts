@@ -19,6 +19,24 @@ export interface NativeDecodeShape {
   readonly splits?: number;
 }
 
+/** A prefill chunk's shape as the addon takes it (see kernels/cuda/prefill_api.h for the layout). */
+export interface NativePrefillShape {
+  readonly batch: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  /** Query tokens in the chunk. */
+  readonly queries: number;
+  /** Position of the first query (a multiple of tileSize); keys 0..queryStart+queries-1 are valid. */
+  readonly queryStart: number;
+  /** Tokens per KV-head block of the cache (the stride). */
+  readonly capacity: number;
+  /** Query tile size; the kernels take 32. */
+  readonly tileSize: number;
+  readonly scale: number;
+  readonly dtype: 'bf16' | 'f16';
+}
+
 /** Device memory owned by a JS object; freed by `free()` or when collected. */
 export interface NativeDeviceBuffer {
   readonly bytes: number;
@@ -107,6 +125,57 @@ export interface NativeBinding {
   /** Post-softmax group-pooled scores `[batch, kvHeads, n]` f32, as the anchor computes them. */
   pooledScores(
     shape: NativeDecodeShape,
+    q: NativeDeviceBuffer,
+    k: NativeDeviceBuffer,
+    unused: null,
+    pooled: NativeDeviceBuffer,
+  ): void;
+  /** Workspace bytes the prefill anchors need (statistics + pooled rows, in bounded passes). */
+  prefillWorkspaceBytes(shape: NativePrefillShape): number;
+  /** Dense causal prefill; `stats` (f32 [batch, heads, queries, 2]) optional. */
+  densePrefill(
+    shape: NativePrefillShape,
+    q: NativeDeviceBuffer,
+    k: NativeDeviceBuffer,
+    v: NativeDeviceBuffer,
+    out: NativeDeviceBuffer,
+    stats: NativeDeviceBuffer | null,
+  ): void;
+  denseAnchorPrefill(
+    shape: NativePrefillShape,
+    q: NativeDeviceBuffer,
+    k: NativeDeviceBuffer,
+    v: NativeDeviceBuffer,
+    out: NativeDeviceBuffer,
+    counts: NativeDeviceBuffer,
+    kMax: number,
+    indices: NativeDeviceBuffer,
+  ): void;
+  anchorPrefill(
+    shape: NativePrefillShape,
+    q: NativeDeviceBuffer,
+    k: NativeDeviceBuffer,
+    v: NativeDeviceBuffer,
+    out: NativeDeviceBuffer,
+    counts: NativeDeviceBuffer,
+    kMax: number,
+    indices: NativeDeviceBuffer,
+  ): void;
+  reusePrefill(
+    shape: NativePrefillShape,
+    q: NativeDeviceBuffer,
+    k: NativeDeviceBuffer,
+    v: NativeDeviceBuffer,
+    out: NativeDeviceBuffer,
+    counts: NativeDeviceBuffer,
+    kMax: number,
+    indices: NativeDeviceBuffer,
+    selKvHeads: number,
+    headMap: Int32Array,
+  ): void;
+  /** Pooled prefill scores `[batch, kvHeads, tiles, n]` f32, as the anchor computes them. */
+  pooledPrefillScores(
+    shape: NativePrefillShape,
     q: NativeDeviceBuffer,
     k: NativeDeviceBuffer,
     unused: null,

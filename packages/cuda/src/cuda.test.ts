@@ -12,7 +12,10 @@ import {
   decodeShape,
   isAddonLoaded,
   isAvailable,
+  prefillCounts,
+  prefillShape,
   unavailableReason,
+  uploadPrefillSelection,
   uploadSelection,
 } from './index.js';
 
@@ -52,6 +55,12 @@ describe.skipIf(!nvcc)('native build (nvcc found)', () => {
       'denseAnchorDecode',
       'anchorDecode',
       'reuseDecode',
+      'densePrefill',
+      'denseAnchorPrefill',
+      'anchorPrefill',
+      'reusePrefill',
+      'pooledPrefillScores',
+      'prefillWorkspaceBytes',
       'synchronize',
     ] as const) {
       expect(typeof native[fn]).toBe('function');
@@ -106,5 +115,80 @@ describe('argument checks (no device needed)', () => {
     expect(() => uploadSelection(Int32Array.from([0, 1, 2, 3, 4, 5]), { ...dims, k: 11 })).toThrow(
       /k must be in 1\.\.n/,
     );
+  });
+});
+
+describe('prefill argument checks (no device needed)', () => {
+  const fake = <D extends 'bf16' | 'f16'>(dtype: D, shape: number[]) =>
+    ({ dtype, shape, size: shape.reduce((a, b) => a * b, 1) }) as unknown as DeviceTensor<D>;
+  const chunk = (
+    over: Partial<{
+      q: number[];
+      k: number[];
+      queryStart: number;
+      tileSize: number;
+      dtype: 'bf16' | 'f16';
+    }> = {},
+  ) => ({
+    q: fake('bf16', over.q ?? [1, 32, 100, 128]),
+    k: fake(over.dtype ?? 'bf16', over.k ?? [1, 8, 200, 128]),
+    v: fake(over.dtype ?? 'bf16', over.k ?? [1, 8, 200, 128]),
+    ...(over.queryStart === undefined ? {} : { queryStart: over.queryStart }),
+    ...(over.tileSize === undefined ? {} : { tileSize: over.tileSize }),
+  });
+
+  it('derives the native prefill shape from consistent tensors', () => {
+    expect(prefillShape(chunk({ queryStart: 64 }))).toEqual({
+      batch: 1,
+      heads: 32,
+      kvHeads: 8,
+      headDim: 128,
+      queries: 100,
+      queryStart: 64,
+      capacity: 200,
+      tileSize: 32,
+      scale: 1 / Math.sqrt(128),
+      dtype: 'bf16',
+    });
+  });
+
+  it.each([
+    ['a chunk past the capacity', { queryStart: 128 }, /exceeds the cache capacity 200/],
+    ['a queryStart off the tile grid', { queryStart: 48 }, /multiple of 32/],
+    ['a tile size other than 32', { tileSize: 64 }, /tileSize must be 32/],
+    ['mixed dtypes', { dtype: 'f16' as const }, /share dtype/],
+    ['group size 3', { q: [1, 24, 100, 128] }, /group size/],
+    ['a decode-shaped q', { q: [1, 32, 128] }, /q must be \[batch, heads, queries, headDim\]/],
+  ])('rejects %s', (_name, over, message) => {
+    expect(() => prefillShape(chunk(over))).toThrow(CudaArgumentError);
+    expect(() => prefillShape(chunk(over))).toThrow(message);
+  });
+
+  it('computes the rolling budget per tile as core does', () => {
+    const { counts, kMax } = prefillCounts({ queries: 100, queryStart: 1920, tileSize: 32 });
+    // s = 1920, 1952, 1984, 2016: k(s) = max(128, floor(s / 10)).
+    expect(Array.from(counts)).toEqual([192, 195, 198, 201]);
+    expect(kMax).toBe(201);
+    const early = prefillCounts({ queries: 70, queryStart: 0, tileSize: 32 });
+    expect(Array.from(early.counts)).toEqual([0, 32, 64]);
+    expect(early.kMax).toBe(64);
+  });
+
+  it('checks host prefill selections before they reach the device', () => {
+    const sel = (counts: number[], indices: number[], kMax = 2) => ({
+      kvHeads: 1,
+      tiles: counts.length,
+      tileSize: 32,
+      kMax,
+      counts: Int32Array.from(counts),
+      indices: Int32Array.from(indices),
+    });
+    const dims = { batch: 1, queryStart: 0, n: 64 };
+    expect(() => uploadPrefillSelection(sel([0, 2], [-1, -1, 0, 64]), dims)).toThrow(/outside 0\.\.63/);
+    expect(() => uploadPrefillSelection(sel([0, 2], [-1, -1, 5, 5]), dims)).toThrow(
+      /repeats in row 0, tile 1/,
+    );
+    expect(() => uploadPrefillSelection(sel([1, 0], [0, -1, -1, -1]), dims)).toThrow(/counts\[0\] = 1/);
+    expect(() => uploadPrefillSelection(sel([0, 2], [0, 1]), dims)).toThrow(/expected batch \* kvHeads/);
   });
 });

@@ -13,6 +13,7 @@ export type {
   NativeDecodeShape,
   NativeDeviceInfo,
   NativeGraph,
+  NativePrefillShape,
 } from './binding.types.js';
 export { CudaArgumentError, CudaUnavailableError, CudaUnsupportedError } from './errors.js';
 export {
@@ -33,6 +34,23 @@ export {
   timeDevice,
   uploadSelection,
 } from './ops.js';
+export {
+  anchorPrefill,
+  type DevicePrefillChunk,
+  type DevicePrefillSelectedOutput,
+  type DevicePrefillSelection,
+  denseAnchorPrefill,
+  densePrefill,
+  PREFILL_TILE_SIZE,
+  prefillCounts,
+  prefillPooledScores,
+  prefillSelectionSlot,
+  prefillShape,
+  prefillTiles,
+  prefillWorkspaceBytes,
+  reusePrefill,
+  uploadPrefillSelection,
+} from './prefill.js';
 export { type DeviceDType, DeviceTensor, type HostArrayOf } from './tensor.js';
 
 /** True when the addon is built, loads, and sees a CUDA device. */

@@ -1,0 +1,362 @@
+/**
+ * Prefill ops on the device (kernels/cuda/prefill_*.cu): dense causal attention, layer-0 anchor,
+ * anchor (tile-pooled post-softmax Top-k with the rolling budget, then sparse tile attention) and
+ * reuse (sparse tile attention through a head map). Written and compiled; NOT yet run on a GPU
+ * (see the README's "Prefill (untested on GPU yet)" section).
+ */
+import { type BudgetOptions, prefillTileBudget } from '@kascade/core';
+import type { NativePrefillShape } from './binding.types.js';
+import { CudaArgumentError } from './errors.js';
+import type { AttentionDType } from './ops.js';
+import { DeviceTensor, requireNative } from './tensor.js';
+
+/** The query tile the prefill kernels are built for. */
+export const PREFILL_TILE_SIZE = 32;
+
+/**
+ * One prefill chunk of a batch on the device, one layer.
+ * - `q [batch, heads, queries, headDim]`: query `i` sits at position `queryStart + i`;
+ * - `k`, `v` `[batch, kvHeads, capacity, headDim]`: keys `0 .. queryStart + queries - 1` valid
+ *   (the chunk's own keys already written).
+ */
+export interface DevicePrefillChunk<D extends AttentionDType = AttentionDType> {
+  readonly q: DeviceTensor<D>;
+  readonly k: DeviceTensor<D>;
+  readonly v: DeviceTensor<D>;
+  /** Position of the first query, a multiple of `tileSize` (default 0). */
+  readonly queryStart?: number;
+  /** Query tile size `T`; the kernels take 32 (the default). */
+  readonly tileSize?: number;
+  /** Softmax scale; defaults to `1 / sqrt(headDim)`. */
+  readonly scale?: number;
+}
+
+/**
+ * The prefill index slot on the device, the layout of core's `PrefillSelection`:
+ * `indices [batch, kvHeads, tiles, kMax]` int32; tile `t` uses its first `counts[t]` entries
+ * (order free), the anchors write -1 in the others. `counts` is kept on the host and the device.
+ */
+export interface DevicePrefillSelection {
+  readonly kvHeads: number;
+  readonly tiles: number;
+  readonly tileSize: number;
+  readonly kMax: number;
+  readonly counts: Int32Array;
+  readonly countsDevice: DeviceTensor<'i32'>;
+  readonly indices: DeviceTensor<'i32'>;
+}
+
+/** Result of the prefill ops that attend and select. */
+export interface DevicePrefillSelectedOutput<D extends AttentionDType> {
+  readonly out: DeviceTensor<D>;
+  readonly selection: DevicePrefillSelection;
+}
+
+/** The shape a chunk implies, checked: q and k/v agree, dtype, group size, head dim, tile, capacity. */
+export function prefillShape(chunk: DevicePrefillChunk): NativePrefillShape {
+  const { q, k, v } = chunk;
+  if (q.dtype !== k.dtype || k.dtype !== v.dtype || (q.dtype !== 'bf16' && q.dtype !== 'f16')) {
+    throw new CudaArgumentError(
+      `q, k, v must share dtype bf16 or f16 (got ${q.dtype}, ${k.dtype}, ${v.dtype})`,
+    );
+  }
+  if (q.shape.length !== 4 || k.shape.length !== 4) {
+    throw new CudaArgumentError(
+      `q must be [batch, heads, queries, headDim] and k, v [batch, kvHeads, capacity, headDim] (got q [${q.shape}], k [${k.shape}])`,
+    );
+  }
+  const [b, heads, queries, headDim] = q.shape as [number, number, number, number];
+  const [kb, kvHeads, capacity, kd] = k.shape as [number, number, number, number];
+  if (v.shape.join() !== k.shape.join())
+    throw new CudaArgumentError(`v [${v.shape}] must match k [${k.shape}]`);
+  if (kb !== b || kd !== headDim) {
+    throw new CudaArgumentError(`k [${k.shape}] does not fit q [${q.shape}] (batch and headDim must agree)`);
+  }
+  if (heads % kvHeads !== 0 || ![1, 2, 4, 8].includes(heads / kvHeads)) {
+    throw new CudaArgumentError(`group size heads / kvHeads = ${heads}/${kvHeads} must be 1, 2, 4 or 8`);
+  }
+  if (headDim !== 64 && headDim !== 128)
+    throw new CudaArgumentError(`headDim must be 64 or 128, got ${headDim}`);
+  const tileSize = chunk.tileSize ?? PREFILL_TILE_SIZE;
+  if (tileSize !== PREFILL_TILE_SIZE)
+    throw new CudaArgumentError(
+      `tileSize must be ${PREFILL_TILE_SIZE} (the kernels' query tile), got ${tileSize}`,
+    );
+  const queryStart = chunk.queryStart ?? 0;
+  if (!(Number.isInteger(queryStart) && queryStart >= 0 && queryStart % tileSize === 0)) {
+    throw new CudaArgumentError(
+      `queryStart must be a non-negative multiple of ${tileSize}, got ${queryStart}`,
+    );
+  }
+  if (queryStart + queries > capacity) {
+    throw new CudaArgumentError(
+      `queryStart + queries = ${queryStart + queries} exceeds the cache capacity ${capacity}`,
+    );
+  }
+  const scale = chunk.scale ?? 1 / Math.sqrt(headDim);
+  if (!(scale > 0 && Number.isFinite(scale)))
+    throw new CudaArgumentError(`scale must be positive, got ${scale}`);
+  return {
+    batch: b,
+    heads,
+    kvHeads,
+    headDim,
+    queries,
+    queryStart,
+    capacity,
+    tileSize,
+    scale,
+    dtype: q.dtype,
+  };
+}
+
+/** Query tiles of a chunk. */
+export function prefillTiles(shape: { queries: number; tileSize: number }): number {
+  return Math.ceil(shape.queries / shape.tileSize);
+}
+
+/** The rolling budget per tile, `counts[t] = prefillTileBudget(queryStart + t * T)`, and `kMax` (at least 1). */
+export function prefillCounts(
+  shape: { queries: number; queryStart: number; tileSize: number },
+  budget: BudgetOptions = {},
+): { counts: Int32Array; kMax: number } {
+  const tiles = prefillTiles(shape);
+  const counts = new Int32Array(tiles);
+  let kMax = 1;
+  for (let t = 0; t < tiles; t++) {
+    counts[t] = prefillTileBudget(shape.queryStart + t * shape.tileSize, budget);
+    kMax = Math.max(kMax, counts[t] as number);
+  }
+  return { counts, kMax };
+}
+
+function outputFor<D extends AttentionDType>(
+  chunk: DevicePrefillChunk<D>,
+  out?: DeviceTensor<D>,
+): DeviceTensor<D> {
+  if (!out) return DeviceTensor.empty(chunk.q.dtype, chunk.q.shape);
+  if (out.dtype !== chunk.q.dtype || out.shape.join() !== chunk.q.shape.join()) {
+    throw new CudaArgumentError(
+      `out must be ${chunk.q.dtype} [${chunk.q.shape}], got ${out.dtype} [${out.shape}]`,
+    );
+  }
+  return out;
+}
+
+/** A fresh selection slot for a chunk and budget (counts uploaded; indices uninitialised). */
+export function prefillSelectionSlot(
+  shape: NativePrefillShape,
+  budget: BudgetOptions = {},
+): DevicePrefillSelection {
+  const { counts, kMax } = prefillCounts(shape, budget);
+  const tiles = counts.length;
+  return {
+    kvHeads: shape.kvHeads,
+    tiles,
+    tileSize: shape.tileSize,
+    kMax,
+    counts,
+    countsDevice: DeviceTensor.fromHost('i32', [tiles], counts),
+    indices: DeviceTensor.empty('i32', [shape.batch, shape.kvHeads, tiles, kMax]),
+  };
+}
+
+function checkSlot(shape: NativePrefillShape, sel: DevicePrefillSelection, rows: number, what: string): void {
+  const tiles = prefillTiles(shape);
+  if (sel.tiles !== tiles || sel.tileSize !== shape.tileSize || sel.counts.length !== tiles) {
+    throw new CudaArgumentError(
+      `${what}: selection has ${sel.tiles} tiles of ${sel.tileSize}, the chunk needs ${tiles} of ${shape.tileSize}`,
+    );
+  }
+  if (sel.kvHeads !== rows || sel.indices.size !== shape.batch * rows * tiles * sel.kMax) {
+    throw new CudaArgumentError(
+      `${what}: selection indices hold [${sel.indices.shape}], expected [${shape.batch}, ${rows}, ${tiles}, ${sel.kMax}]`,
+    );
+  }
+  if (sel.countsDevice.size !== tiles)
+    throw new CudaArgumentError(`${what}: countsDevice must hold ${tiles} entries`);
+  for (let t = 0; t < tiles; t++) {
+    const c = sel.counts[t] as number;
+    const s = shape.queryStart + t * shape.tileSize;
+    if (!(c >= 0 && c <= Math.min(s, sel.kMax)))
+      throw new CudaArgumentError(
+        `${what}: counts[${t}] = ${c} is outside 0..min(s = ${s}, kMax = ${sel.kMax})`,
+      );
+  }
+}
+
+/**
+ * Dense causal prefill attention (FlashAttention-2 style on mma.sync). Asynchronous; returns
+ * `out [batch, heads, queries, headDim]`. With `stats` (f32 `[batch, heads, queries, 2]`) it
+ * also writes each row's softmax max (log2 domain) and sum.
+ */
+export function densePrefill<D extends AttentionDType>(
+  chunk: DevicePrefillChunk<D>,
+  out?: DeviceTensor<D>,
+  stats?: DeviceTensor<'f32'>,
+): DeviceTensor<D> {
+  const shape = prefillShape(chunk);
+  const o = outputFor(chunk, out);
+  if (stats && stats.size !== shape.batch * shape.heads * shape.queries * 2) {
+    throw new CudaArgumentError(`stats must be f32 [${shape.batch}, ${shape.heads}, ${shape.queries}, 2]`);
+  }
+  requireNative().densePrefill(
+    shape,
+    chunk.q.buffer,
+    chunk.k.buffer,
+    chunk.v.buffer,
+    o.buffer,
+    stats ? stats.buffer : null,
+  );
+  return o;
+}
+
+function anchorOp<D extends AttentionDType>(
+  layer0: boolean,
+  chunk: DevicePrefillChunk<D>,
+  budget: BudgetOptions,
+  into: { out?: DeviceTensor<D>; selection?: DevicePrefillSelection },
+): DevicePrefillSelectedOutput<D> {
+  const shape = prefillShape(chunk);
+  const o = outputFor(chunk, into.out);
+  const sel = into.selection ?? prefillSelectionSlot(shape, budget);
+  checkSlot(shape, sel, shape.kvHeads, layer0 ? 'denseAnchorPrefill' : 'anchorPrefill');
+  const native = requireNative();
+  (layer0 ? native.denseAnchorPrefill : native.anchorPrefill)(
+    shape,
+    chunk.q.buffer,
+    chunk.k.buffer,
+    chunk.v.buffer,
+    o.buffer,
+    sel.countsDevice.buffer,
+    sel.kMax,
+    sel.indices.buffer,
+  );
+  return { out: o, selection: sel };
+}
+
+/**
+ * Layer 0: dense causal output, plus per KV head and query tile the `counts[t]` earlier keys
+ * with the largest post-softmax pooled scores (rolling budget from `budget`, or the given slot).
+ */
+export function denseAnchorPrefill<D extends AttentionDType>(
+  chunk: DevicePrefillChunk<D>,
+  budget: BudgetOptions = {},
+  into: { out?: DeviceTensor<D>; selection?: DevicePrefillSelection } = {},
+): DevicePrefillSelectedOutput<D> {
+  return anchorOp(true, chunk, budget, into);
+}
+
+/** Anchor: statistics pass, pooled scores + Top-k per (KV head, tile), then sparse tile attention. */
+export function anchorPrefill<D extends AttentionDType>(
+  chunk: DevicePrefillChunk<D>,
+  budget: BudgetOptions = {},
+  into: { out?: DeviceTensor<D>; selection?: DevicePrefillSelection } = {},
+): DevicePrefillSelectedOutput<D> {
+  return anchorOp(false, chunk, budget, into);
+}
+
+/**
+ * Reuse: KV head `j` of tile `t` attends the keys `selection[b, headMap[j], t, 0..counts[t])`
+ * that lie before the tile, plus the tile's own keys causally. Entries outside that range
+ * (e.g. -1) are masked, never read.
+ */
+export function reusePrefill<D extends AttentionDType>(
+  chunk: DevicePrefillChunk<D>,
+  selection: DevicePrefillSelection,
+  headMap: ArrayLike<number>,
+  out?: DeviceTensor<D>,
+): DeviceTensor<D> {
+  const shape = prefillShape(chunk);
+  checkSlot(shape, selection, selection.kvHeads, 'reusePrefill');
+  if (headMap.length !== shape.kvHeads) {
+    throw new CudaArgumentError(`headMap has ${headMap.length} entries, expected kvHeads = ${shape.kvHeads}`);
+  }
+  for (let j = 0; j < headMap.length; j++) {
+    const m = headMap[j] as number;
+    if (!(Number.isInteger(m) && m >= 0 && m < selection.kvHeads))
+      throw new CudaArgumentError(`headMap[${j}] = ${m} is outside 0..${selection.kvHeads - 1}`);
+  }
+  const o = outputFor(chunk, out);
+  requireNative().reusePrefill(
+    shape,
+    chunk.q.buffer,
+    chunk.k.buffer,
+    chunk.v.buffer,
+    o.buffer,
+    selection.countsDevice.buffer,
+    selection.kMax,
+    selection.indices.buffer,
+    selection.kvHeads,
+    Int32Array.from(headMap),
+  );
+  return o;
+}
+
+/** The anchor's pooled scores `[batch, kvHeads, tiles, n]` f32 (0 at and after each tile's start), for checks. */
+export function prefillPooledScores(chunk: DevicePrefillChunk): DeviceTensor<'f32'> {
+  const shape = prefillShape(chunk);
+  const n = shape.queryStart + shape.queries;
+  const pooled = DeviceTensor.empty('f32', [shape.batch, shape.kvHeads, prefillTiles(shape), n]);
+  requireNative().pooledPrefillScores(shape, chunk.q.buffer, chunk.k.buffer, null, pooled.buffer);
+  return pooled;
+}
+
+/** Device workspace bytes the prefill anchors of this chunk use (statistics + pooled rows in passes). */
+export function prefillWorkspaceBytes(chunk: DevicePrefillChunk): number {
+  return requireNative().prefillWorkspaceBytes(prefillShape(chunk));
+}
+
+/**
+ * Uploads a host prefill selection (core's `PrefillSelection` layout, `batch` sequences stacked),
+ * checking `counts[t] <= min(s_t, kMax)`, every used entry in `0..n-1` and no repeats within a row.
+ */
+export function uploadPrefillSelection(
+  sel: {
+    kvHeads: number;
+    tiles: number;
+    tileSize: number;
+    kMax: number;
+    counts: Int32Array;
+    indices: Int32Array;
+  },
+  dims: { batch: number; queryStart: number; n: number },
+): DevicePrefillSelection {
+  const { kvHeads, tiles, tileSize, kMax, counts, indices } = sel;
+  const { batch, queryStart, n } = dims;
+  if (!(Number.isInteger(kMax) && kMax >= 1 && kMax <= n))
+    throw new CudaArgumentError(`kMax must be in 1..n = ${n}, got ${kMax}`);
+  if (counts.length !== tiles)
+    throw new CudaArgumentError(`counts has ${counts.length} entries, expected ${tiles}`);
+  if (indices.length !== batch * kvHeads * tiles * kMax) {
+    throw new CudaArgumentError(
+      `indices has ${indices.length} entries, expected batch * kvHeads * tiles * kMax = ${batch * kvHeads * tiles * kMax}`,
+    );
+  }
+  const seen = new Int32Array(n).fill(-1);
+  for (let t = 0; t < tiles; t++) {
+    const c = counts[t] as number;
+    const s = queryStart + t * tileSize;
+    if (!(Number.isInteger(c) && c >= 0 && c <= Math.min(s, kMax)))
+      throw new CudaArgumentError(`counts[${t}] = ${c} is outside 0..min(s = ${s}, kMax = ${kMax})`);
+    for (let r = 0; r < batch * kvHeads; r++) {
+      const row = r * tiles + t;
+      for (let i = row * kMax; i < row * kMax + c; i++) {
+        const x = indices[i] as number;
+        if (!(x >= 0 && x < n))
+          throw new CudaArgumentError(`index ${x} (row ${r}, tile ${t}) is outside 0..${n - 1}`);
+        if (seen[x] === row) throw new CudaArgumentError(`index ${x} repeats in row ${r}, tile ${t}`);
+        seen[x] = row;
+      }
+    }
+  }
+  return {
+    kvHeads,
+    tiles,
+    tileSize,
+    kMax,
+    counts: Int32Array.from(counts),
+    countsDevice: DeviceTensor.fromHost('i32', [tiles], counts),
+    indices: DeviceTensor.fromHost('i32', [batch, kvHeads, tiles, kMax], indices),
+  };
+}
