@@ -1,7 +1,8 @@
 import { completeConfig, type ModelConfig } from './config.js';
 import { f32ToBf16 } from './dtype.js';
-import { type CpuModel, CpuTransformer } from './model.js';
+import { type CpuModel, CpuTransformer, WASM_WEIGHT_LIMIT } from './model.js';
 import { ByteTokenizer, type ModelTokenizer } from './tokenizer.js';
+import { WasmArena } from './wasm.js';
 import type { LayerWeights, ModelWeights, WeightMatrix } from './weights.js';
 
 /** A small seeded PRNG (mulberry32) giving uniforms in [0, 1). */
@@ -45,16 +46,25 @@ export function createRandomModel(
   });
   const rand = mulberry32(seed);
   const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize } = config;
-  const matrix = (rows: number, cols: number, scale = 1): Float32Array => {
-    const a = new Float32Array(rows * cols);
+  const bf16 = options.matrixDtype === 'bf16';
+  // The product matrices are made in the wasm memory directly (no second copy of the model).
+  const perLayer = 2 * heads * d * dim + 2 * kvHeads * d * dim + 3 * inter * dim;
+  const bytes = (bf16 ? 2 : 4) * (config.layers * perLayer + vocabSize * dim) + 64 * (7 * config.layers + 1);
+  const arena =
+    options.kernels === 'js' || bytes > WASM_WEIGHT_LIMIT ? undefined : WasmArena.create(bytes + (1 << 20));
+  const matrix = (rows: number, cols: number, scale = 1, into?: Float32Array): Float32Array => {
+    const a = into ?? new Float32Array(rows * cols);
     const r = (Math.sqrt(3) * scale) / Math.sqrt(cols);
     for (let i = 0; i < a.length; i++) a[i] = (2 * rand() - 1) * r;
     return a;
   };
-  const bf16 = options.matrixDtype === 'bf16';
-  const mat = (rows: number, cols: number, scale = 1): WeightMatrix => {
-    const m = matrix(rows, cols, scale);
-    return bf16 ? f32ToBf16(m) : m;
+  const mat = (rows: number, cols: number, scale = 1, product = true): WeightMatrix => {
+    const inArena = arena !== undefined && product && cols % 16 === 0;
+    if (bf16) {
+      const bits = f32ToBf16(matrix(rows, cols, scale));
+      return inArena ? arena.adopt(bits) : bits;
+    }
+    return matrix(rows, cols, scale, inArena ? arena.alloc(rows * cols) : undefined);
   };
   const ones = (n: number) => new Float32Array(n).fill(1);
   const layers: LayerWeights[] = [];
@@ -75,7 +85,7 @@ export function createRandomModel(
       down: mat(dim, inter, 0.5),
     });
   }
-  const embed = mat(vocabSize, dim, Math.sqrt(dim));
+  const embed = mat(vocabSize, dim, Math.sqrt(dim), config.tieWordEmbeddings);
   const weights: ModelWeights = {
     embed,
     layers,
@@ -93,5 +103,6 @@ export function createRandomModel(
     randomWeights: true,
     ...(options.kernels ? { kernels: options.kernels } : {}),
     ...(options.threads ? { threads: options.threads } : {}),
+    ...(arena ? { arena } : {}),
   });
 }
