@@ -13,7 +13,11 @@
  * - the fused anchor's output against the reference sparse attention over the indices the GPU
  *   selected; reuse against the reference over a random selection through a random head map.
  *
+ * Prefill (scripts/prefill-parity.ts): the same standards for densePrefill, prefillPooledScores,
+ * denseAnchorPrefill, anchorPrefill and reusePrefill; rows under `prefillRows`.
+ *
  * Run (bundled so no node_modules travel): node dist-device/device-check.mjs [out.json]
+ *   [--quick] [--prefill-only] [--no-prefill]
  */
 import { writeFileSync } from 'node:fs';
 import {
@@ -44,6 +48,7 @@ import {
   unavailableReason,
   uploadSelection,
 } from '../src/index.js';
+import { type PrefillRow, prefillCases, runPrefillCase } from './prefill-parity.js';
 
 interface Case {
   dtype: AttentionDType;
@@ -518,15 +523,20 @@ function main(): void {
     qSpread: 0.3,
   });
   const t0 = Date.now();
-  for (const c of cases) runCase(c, rows);
-  const failed = rows.filter((r) => !r.pass);
+  const prefillOnly = process.argv.includes('--prefill-only');
+  if (!prefillOnly) for (const c of cases) runCase(c, rows);
+  const prefillRows: PrefillRow[] = [];
+  if (!process.argv.includes('--no-prefill')) {
+    for (const c of prefillCases(quick)) runPrefillCase(c, prefillRows, rand, gauss);
+  }
+  const failed = [...rows, ...prefillRows].filter((r) => !r.pass);
   const summary = {
     device: info,
     seed: seed0,
     command: `node ${process.argv.slice(1).join(' ')}`,
     date: new Date().toISOString(),
     gitCommit: process.env.KASCADE_GIT_COMMIT ?? 'unknown',
-    checks: rows.length,
+    checks: rows.length + prefillRows.length,
     failed: failed.length,
     seconds: (Date.now() - t0) / 1000,
     tolerances: {
@@ -535,10 +545,11 @@ function main(): void {
       topk: 'in range, no duplicates, selected >= ref k-th - (1e-4 k-th + 1e-7 max), mass share >= 1 - 1e-3',
     },
     rows,
+    prefillRows,
   };
   writeFileSync(outPath, `${JSON.stringify(summary, null, 1)}\n`);
   console.log(
-    `${rows.length} checks, ${failed.length} failed, ${summary.seconds.toFixed(1)} s -> ${outPath}`,
+    `${rows.length + prefillRows.length} checks, ${failed.length} failed, ${summary.seconds.toFixed(1)} s -> ${outPath}`,
   );
   if (failed.length > 0) process.exitCode = 1;
 }
