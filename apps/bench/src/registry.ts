@@ -10,6 +10,7 @@ export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
   'core-attention': () => import('./benches/core-attention.js').then((m) => m.default),
   'cpu-engine': () => import('./benches/cpu-engine.js').then((m) => m.default),
   'cuda-decode': () => import('./benches/cuda-decode.js').then((m) => m.default),
+  'cuda-prefill': () => import('./benches/cuda-prefill.js').then((m) => m.default),
   'server-load': () => import('./benches/server-load.js').then((m) => m.default),
   'webgpu-decode': () => import('./benches/webgpu-decode.js').then((m) => m.default),
   'webgpu-prefill': () => import('./benches/webgpu-prefill.js').then((m) => m.default),

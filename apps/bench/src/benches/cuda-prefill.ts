@@ -1,0 +1,283 @@
+/**
+ * `kascade-bench cuda-prefill`: the CUDA prefill kernels on one layer, Llama-3.1-8B attention shape
+ * (32 query heads, 8 KV heads, d 128), bf16, batch 1, p = 10% (kMin 128), query tile T = 32,
+ * contexts 8k / 32k / 128k (the whole context prefilled as one chunk).
+ *
+ * Per context: dense causal prefill, dense + softmax statistics, layer-0 anchor, anchor and reuse
+ * (through a non-identity head map), each timed with CUDA events per call (warm-up, then repeats;
+ * medians) with achieved TFLOP/s over the causal QK^T + PV work; PyTorch SDPA (cuDNN and flash,
+ * is_causal, GQA) on the same shapes in the same run when python3 with CUDA torch is present (the
+ * script is embedded below); the whole-model prefill attention of the paper's layout,
+ * t(layer0) + 4 t(anchor) + 27 t(reuse), against 32 t(dense); and the device memory the Kascade
+ * layer uses (inputs, output, selection slot, anchor workspace). Inputs are normal random
+ * (device-side fill), never zeros.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  anchorPrefill,
+  DeviceTensor,
+  denseAnchorPrefill,
+  densePrefill,
+  deviceInfo,
+  fillNormal,
+  isAvailable,
+  prefillSelectionSlot,
+  prefillShape,
+  prefillWorkspaceBytes,
+  reusePrefill,
+  synchronize,
+  timeDevice,
+  unavailableReason,
+} from '@kascade/cuda';
+import { type Bench, timingCells } from '../harness.js';
+import type { Row } from '../results.js';
+import { summarize } from '../stats.js';
+
+const H = 32;
+const G = 8;
+const D = 128;
+const PERCENT = 10;
+const LAYERS = 32;
+const ANCHORS = 5; // layer 0 + 4 anchors
+
+/** PyTorch SDPA prefill baselines: prints one JSON object (median us per context and backend). */
+const TORCH_SCRIPT = `
+import json, sys
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+def timed(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    for i in range(repeats):
+        starts[i].record()
+        fn()
+        ends[i].record()
+    torch.cuda.synchronize()
+    ts = sorted(s.elapsed_time(e) * 1000.0 for s, e in zip(starts, ends))
+    return ts[len(ts) // 2]
+
+cfg = json.loads(sys.argv[1])
+H, G, D = cfg["H"], cfg["G"], cfg["D"]
+out = {"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(), "rows": []}
+gen = torch.Generator(device="cuda").manual_seed(0)
+for n, warmup, repeats in cfg["shapes"]:
+    q = torch.randn(1, H, n, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    k = torch.randn(1, G, n, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    v = torch.randn(1, G, n, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    row = {"context": n}
+    for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)):
+        try:
+            with sdpa_kernel(backend):
+                row[name + "Us"] = timed(
+                    lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True), warmup, repeats)
+        except Exception as ex:
+            row[name + "Error"] = str(ex)[:160]
+            try:  # a backend without GQA support: the same work on K/V expanded to every head
+                ke = k.repeat_interleave(H // G, dim=1)
+                ve = v.repeat_interleave(H // G, dim=1)
+                with sdpa_kernel(backend):
+                    row[name + "Us"] = timed(
+                        lambda: F.scaled_dot_product_attention(q, ke, ve, is_causal=True), warmup, repeats)
+                row[name + "ExpandedKv"] = True
+                del ke, ve
+            except Exception as ex2:
+                row[name + "Error2"] = str(ex2)[:160]
+    out["rows"].append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    del q, k, v
+    torch.cuda.empty_cache()
+print(json.dumps(out))
+`;
+
+interface TorchRow {
+  context: number;
+  cudnnUs?: number;
+  flashUs?: number;
+  cudnnExpandedKv?: boolean;
+  flashExpandedKv?: boolean;
+  cudnnError?: string;
+  flashError?: string;
+}
+
+function torchBaselines(
+  shapes: [number, number, number][],
+  note: (m: string) => void,
+): { rows: TorchRow[]; version?: string } {
+  const probe = spawnSync('python3', ['-c', 'import torch; assert torch.cuda.is_available()'], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0) {
+    note('python3 with CUDA torch not found; skipping PyTorch baselines');
+    return { rows: [] };
+  }
+  const cfg = JSON.stringify({ H, G, D, shapes });
+  const r = spawnSync('python3', ['-c', TORCH_SCRIPT, cfg], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    note(`torch baselines failed: ${r.stderr.slice(-400)}`);
+    return { rows: [] };
+  }
+  const parsed = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
+    rows: TorchRow[];
+    torch?: string;
+  };
+  return { rows: parsed.rows, version: parsed.torch };
+}
+
+/** Causal attention FLOPs of one layer: QK^T and PV over n(n+1)/2 (query, key) pairs per head. */
+function causalFlops(n: number): number {
+  return 4 * H * D * ((n * (n + 1)) / 2);
+}
+
+const bench: Bench = {
+  name: 'cuda-prefill',
+  description: 'CUDA prefill kernels (dense, layer-0 anchor, anchor, reuse) vs PyTorch SDPA on the H200',
+  defaults: { warmup: 2, repeats: 10 },
+  async run(ctx) {
+    if (!isAvailable()) throw new Error(`cuda-prefill needs a CUDA device: ${unavailableReason()}`);
+    const info = deviceInfo();
+    const contexts = ctx.quick ? [4096, 8192] : [8192, 32768, 131072];
+    // Fewer repeats at 128k (a dense layer there is hundreds of ms).
+    const repsFor = (n: number) => (n >= 131072 ? Math.max(3, Math.ceil(ctx.repeats / 2)) : ctx.repeats);
+    const warmFor = (n: number) => (n >= 131072 ? Math.min(ctx.warmup, 1) : ctx.warmup);
+
+    ctx.progress('PyTorch SDPA baselines');
+    const torch = torchBaselines(
+      contexts.map((n) => [n, warmFor(n), repsFor(n)]),
+      ctx.progress,
+    );
+
+    const rows: Row[] = [];
+    const summary: Record<string, number> = {};
+    const label = (n: number) => `${Math.round(n / 1024)}k`;
+    for (const n of contexts) {
+      ctx.progress(`context ${n}`);
+      const q = DeviceTensor.empty('bf16', [1, H, n, D]);
+      const k = DeviceTensor.empty('bf16', [1, G, n, D]);
+      const v = DeviceTensor.empty('bf16', [1, G, n, D]);
+      fillNormal(q, 11 + n);
+      fillNormal(k, 12 + n);
+      fillNormal(v, 13 + n);
+      const out = DeviceTensor.empty('bf16', [1, H, n, D]);
+      const stats = DeviceTensor.empty('f32', [1, H, n, 2]);
+      const chunk = { q, k, v };
+      const shape = prefillShape(chunk);
+      const sel = prefillSelectionSlot(shape, { percent: PERCENT });
+      const headMap = Array.from({ length: G }, (_, j) => (j * 3 + 1) % G);
+      // The anchor fills the selection the reuse layers read.
+      anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel });
+      synchronize();
+
+      const w = warmFor(n);
+      const r = repsFor(n);
+      const stat = (fn: () => void) => summarize(timeDevice(fn, w, r));
+      const t = {
+        dense: stat(() => densePrefill(chunk, out)),
+        denseStats: stat(() => densePrefill(chunk, out, stats)),
+        layer0: stat(() => denseAnchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
+        anchor: stat(() => anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
+        reuse: stat(() => reusePrefill(chunk, sel, headMap, out)),
+      };
+      synchronize();
+      const flops = causalFlops(n);
+      for (const key of Object.keys(t) as (keyof typeof t)[]) {
+        const s = t[key];
+        rows.push({
+          kernel: key,
+          context: n,
+          batch: 1,
+          kMax: sel.kMax,
+          ...timingCells(s),
+          ...(key === 'dense' || key === 'denseStats'
+            ? { tflopPerS: Math.round((flops / (s.median * 1e6)) * 10) / 10 }
+            : {}),
+        });
+      }
+      const tr = torch.rows.find((x) => x.context === n);
+      for (const [name, us, expanded] of [
+        ['torch-cudnn', tr?.cudnnUs, tr?.cudnnExpandedKv],
+        ['torch-flash', tr?.flashUs, tr?.flashExpandedKv],
+      ] as const) {
+        if (us !== undefined)
+          rows.push({
+            kernel: name,
+            context: n,
+            batch: 1,
+            medianUs: Math.round(us * 100) / 100,
+            tflopPerS: Math.round((flops / (us * 1e6)) * 10) / 10,
+            ...(expanded ? { note: 'K/V expanded to every head (no GQA in this backend)' } : {}),
+          });
+      }
+      const whole = t.layer0.median + (ANCHORS - 1) * t.anchor.median + (LAYERS - ANCHORS) * t.reuse.median;
+      rows.push({ kernel: 'whole-model-kascade', context: n, batch: 1, medianUs: Math.round(whole) });
+      rows.push({
+        kernel: 'whole-model-dense',
+        context: n,
+        batch: 1,
+        medianUs: Math.round(LAYERS * t.dense.median),
+      });
+      // Device memory of one Kascade layer at this context.
+      const ws = prefillWorkspaceBytes(chunk);
+      const selBytes = sel.indices.bytes + sel.countsDevice.bytes;
+      const ioBytes = q.bytes + k.bytes + v.bytes + out.bytes;
+      rows.push({
+        kernel: 'memory',
+        context: n,
+        batch: 1,
+        anchorWorkspaceMB: Math.round(ws / 1e6),
+        selectionMB: Math.round(selBytes / 1e6),
+        qkvOutMB: Math.round(ioBytes / 1e6),
+      });
+      const tag = label(n);
+      const torchBest = Math.min(
+        tr?.cudnnUs ?? Number.POSITIVE_INFINITY,
+        tr?.flashUs ?? Number.POSITIVE_INFINITY,
+      );
+      if (Number.isFinite(torchBest)) {
+        summary[`denseVsTorch_${tag}`] = round3(torchBest / t.dense.median);
+        summary[`wholeModelSpeedupVsTorch_${tag}`] = round3((LAYERS * torchBest) / whole);
+      }
+      summary[`wholeModelSpeedupVsDense_${tag}`] = round3((LAYERS * t.dense.median) / whole);
+      summary[`layer0OverDense_${tag}`] = round3(t.layer0.median / t.dense.median);
+      summary[`anchorOverDense_${tag}`] = round3(t.anchor.median / t.dense.median);
+      summary[`reuseOverDense_${tag}`] = round3(t.reuse.median / t.dense.median);
+      summary[`denseTflops_${tag}`] = Math.round((flops / (t.dense.median * 1e6)) * 10) / 10;
+      summary[`memoryMB_${tag}`] = Math.round((ws + selBytes + ioBytes) / 1e6);
+      for (const x of [q, k, v, out, stats, sel.indices, sel.countsDevice]) x.free();
+    }
+    return {
+      config: {
+        dtype: 'bf16',
+        heads: H,
+        kvHeads: G,
+        headDim: D,
+        batch: 1,
+        tileSize: 32,
+        topkPercent: PERCENT,
+        kMin: 128,
+        layers: LAYERS,
+        anchors: ANCHORS,
+        timing: 'CUDA events around each call on the op stream, medians (fewer repeats at 128k)',
+        flops: '4 * heads * headDim * n(n+1)/2 (causal QK^T + PV)',
+        torch: torch.version ?? 'not run',
+      },
+      rows,
+      summary,
+      machine: {
+        gpu: info.name,
+        cuda: `${Math.floor(info.runtimeVersion / 1000)}.${(info.runtimeVersion % 1000) / 10}`,
+        driver: `CUDA driver API ${Math.floor(info.driverVersion / 1000)}.${(info.driverVersion % 1000) / 10}`,
+      },
+    };
+  },
+};
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+export default bench;
