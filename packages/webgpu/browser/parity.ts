@@ -175,7 +175,7 @@ async function bench(gpu: KascadeGPU): Promise<void> {
   const out = gpu.device.createBuffer({ size: heads * headDim * 4, usage });
   const enc = gpu.device.createCommandEncoder();
   const pass = enc.beginComputePass();
-  encodeFillRandom(gpu, pass, kv.k, kv.k.size / 4, { seed: 1, f16: true });
+  encodeFillRandom(gpu, pass, kv.k, kv.k.size / 4, { seed: 1, f16: true }); // one part: 8k tokens fit
   encodeFillRandom(gpu, pass, kv.v, kv.v.size / 4, { seed: 2, f16: true });
   encodeFillRandom(gpu, pass, q, q.size / 4, { seed: 3 });
   pass.end();

@@ -15,7 +15,7 @@ import { WebGPUShapeError } from './errors.js';
 import { createDecodeSlot, type DeviceDecodeSlot, encodeDecode, type LayerRole } from './ops/decode.js';
 import { createPrefillSlot, type DevicePrefillSlot, encodePrefill } from './ops/prefill.js';
 import type { KVDType } from './program.js';
-import { checkHeadDim, createDeviceKV, type DeviceKV, packKV } from './tensors.js';
+import { checkHeadDim, createDeviceKV, type DeviceKV, destroyDeviceKV, packKV } from './tensors.js';
 
 export interface WebGPUBackendOptions extends DeviceOptions {
   /** How K/V are stored on the device (default f32; f16 is packed two per u32). */
@@ -175,7 +175,8 @@ export class WebGPUBackend implements AttentionBackend {
       return { out: Float64Array.from(o), selection };
     } finally {
       gpu.resetParams();
-      for (const b of [kv.k, kv.v, q, out, slot?.indices]) b?.destroy();
+      destroyDeviceKV(kv);
+      for (const b of [q, out, slot?.indices]) b?.destroy();
     }
   }
 
@@ -263,7 +264,8 @@ export class WebGPUBackend implements AttentionBackend {
       return { out: Float64Array.from(o), selection };
     } finally {
       gpu.resetParams();
-      for (const b of [kv.k, kv.v, q, out, slot?.indices, slot?.counts]) b?.destroy();
+      destroyDeviceKV(kv);
+      for (const b of [q, out, slot?.indices, slot?.counts]) b?.destroy();
     }
   }
 

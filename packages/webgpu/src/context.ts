@@ -31,8 +31,18 @@ export class KascadeGPU {
   private paramUsed = 0;
   private readonly dummies = new Map<string, GPUBuffer>();
 
+  /**
+   * The largest storage binding ops will use: the device's `maxStorageBufferBindingSize` and
+   * `maxBufferSize`, or less when set (tests use it to exercise split K/V on a small device).
+   */
+  maxBindingBytes: number;
+
   constructor(info: KascadeDevice) {
     this.info = info;
+    this.maxBindingBytes = Math.min(
+      info.device.limits.maxStorageBufferBindingSize,
+      info.device.limits.maxBufferSize,
+    );
     this.device = info.device;
   }
 
@@ -141,20 +151,18 @@ export class KascadeGPU {
   /** Throws {@link WebGPULimitError} when one storage binding of `bytes` exceeds the device's limits. */
   checkBinding(what: string, bytes: number): void {
     const lim = this.device.limits;
-    if (bytes > lim.maxStorageBufferBindingSize) {
+    if (bytes > this.maxBindingBytes) {
+      const name =
+        this.maxBindingBytes < Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize)
+          ? 'maxBindingBytes (set on KascadeGPU)'
+          : lim.maxStorageBufferBindingSize <= lim.maxBufferSize
+            ? 'maxStorageBufferBindingSize'
+            : 'maxBufferSize';
       throw new WebGPULimitError(
-        'maxStorageBufferBindingSize',
+        name,
         bytes,
-        lim.maxStorageBufferBindingSize,
+        this.maxBindingBytes,
         `${what} does not fit one storage binding`,
-      );
-    }
-    if (bytes > lim.maxBufferSize) {
-      throw new WebGPULimitError(
-        'maxBufferSize',
-        bytes,
-        lim.maxBufferSize,
-        `${what} does not fit one buffer`,
       );
     }
   }

@@ -17,10 +17,18 @@ export {
   decodeSplits,
   encodeDecode,
   type LayerRole,
+  view,
 } from './ops/decode.js';
 export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillArgs } from './ops/prefill.js';
 export { encodeSelect, type SelectRow } from './ops/select.js';
 export { encodeCopy, encodeFillRandom } from './ops/util.js';
 export { buildShader, type KVDType } from './program.js';
-export { createDeviceKV, type DeviceKV, kvBytes, packKV } from './tensors.js';
+export {
+  createDeviceKV,
+  type DeviceKV,
+  type DeviceKVPart,
+  destroyDeviceKV,
+  kvBytes,
+  packKV,
+} from './tensors.js';
 export { timeGPU } from './timing.js';

@@ -8,8 +8,15 @@ import type { KVDType } from './program.js';
  * as f16 packed two per `u32`. The first `n` tokens of each head are valid (the op is told `n`).
  */
 export interface DeviceKV {
+  /** K of the first part (all of K when there is one part). */
   readonly k: GPUBuffer;
+  /** V of the first part. */
   readonly v: GPUBuffer;
+  /**
+   * K/V split by sequence when the whole batch exceeds one storage binding: part `i` holds
+   * sequences `batchStart .. batchStart + batch - 1`, laid out `[batch, kvHeads, capacity, headDim]`.
+   */
+  readonly parts: readonly DeviceKVPart[];
   readonly dtype: KVDType;
   readonly batch: number;
   readonly kvHeads: number;
@@ -17,12 +24,23 @@ export interface DeviceKV {
   readonly headDim: number;
 }
 
+export interface DeviceKVPart {
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly batchStart: number;
+  readonly batch: number;
+}
+
 /** Bytes of one K (or V) element. */
 export function kvBytes(dtype: KVDType): number {
   return dtype === 'f32' ? 4 : 2;
 }
 
-/** Allocates a K/V pair for `batch x kvHeads x capacity` tokens (checked against the binding limits). */
+/**
+ * Allocates K/V for `batch x kvHeads x capacity` tokens. When the batch does not fit one storage
+ * binding it is split by sequence into parts (each op then runs once per part); a single sequence
+ * larger than a binding throws {@link WebGPULimitError}.
+ */
 export function createDeviceKV(
   gpu: KascadeGPU,
   shape: { batch: number; kvHeads: number; capacity: number; headDim: number; dtype: KVDType },
@@ -30,18 +48,31 @@ export function createDeviceKV(
 ): DeviceKV {
   const { batch, kvHeads, capacity, headDim, dtype } = shape;
   checkHeadDim(headDim);
-  const size = batch * kvHeads * capacity * headDim * kvBytes(dtype);
-  gpu.checkBinding(`${label} (${batch}x${kvHeads}x${capacity}x${headDim} ${dtype})`, size);
+  const perSeq = kvHeads * capacity * headDim * kvBytes(dtype);
+  gpu.checkBinding(`${label}: one sequence (${kvHeads}x${capacity}x${headDim} ${dtype})`, perSeq);
+  const perPart = Math.max(1, Math.floor(gpu.maxBindingBytes / perSeq));
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
-  return {
-    k: gpu.device.createBuffer({ label: `kascade:${label}.k`, size, usage }),
-    v: gpu.device.createBuffer({ label: `kascade:${label}.v`, size, usage }),
-    dtype,
-    batch,
-    kvHeads,
-    capacity,
-    headDim,
-  };
+  const parts: DeviceKVPart[] = [];
+  for (let b0 = 0; b0 < batch; b0 += perPart) {
+    const nb = Math.min(perPart, batch - b0);
+    const size = nb * perSeq;
+    const suffix = batch > perPart ? `[${b0}..${b0 + nb - 1}]` : '';
+    parts.push({
+      k: gpu.device.createBuffer({ label: `kascade:${label}.k${suffix}`, size, usage }),
+      v: gpu.device.createBuffer({ label: `kascade:${label}.v${suffix}`, size, usage }),
+      batchStart: b0,
+      batch: nb,
+    });
+  }
+  return { k: parts[0].k, v: parts[0].v, parts, dtype, batch, kvHeads, capacity, headDim };
+}
+
+/** Destroys every buffer of a K/V pair. */
+export function destroyDeviceKV(kv: DeviceKV): void {
+  for (const p of kv.parts) {
+    p.k.destroy();
+    p.v.destroy();
+  }
 }
 
 export function checkHeadDim(headDim: number): void {

@@ -38,7 +38,7 @@ export async function openTestBackends(dtypes: readonly KVDType[] = ['f32', 'f16
 }
 
 /** Deterministic uniform floats in [-1, 1) (mulberry32). */
-export function randomFloats(n: number, seed: number, amplitude = 1): Float32Array {
+export function randomFloats(n: number, seed: number, amplitude = 1): Float32Array<ArrayBuffer> {
   let a = seed >>> 0;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {

@@ -14,6 +14,7 @@ import { topkBudget } from '@kascade/core';
 import {
   createDecodeSlot,
   createDeviceKV,
+  destroyDeviceKV,
   encodeDecode,
   encodeFillRandom,
   type KascadeGPU,
@@ -67,10 +68,13 @@ const bench: Bench = {
         const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
         const q = gpu.device.createBuffer({ label: 'bench.q', size: batch * H * D * 4, usage });
         const out = gpu.device.createBuffer({ label: 'bench.out', size: batch * H * D * 4, usage });
-        fillBuffer(gpu, kv.k, 1, true);
-        fillBuffer(gpu, kv.v, 2, true);
+        for (const [i, part] of kv.parts.entries()) {
+          fillBuffer(gpu, part.k, 1 + 2 * i, true);
+          fillBuffer(gpu, part.v, 2 + 2 * i, true);
+        }
         fillBuffer(gpu, q, 3, false);
-        const slot = createDecodeSlot(gpu, batch, G, k);
+        // kStride a multiple of 64 so a K/V split by sequence can address each sequence's rows.
+        const slot = createDecodeSlot(gpu, batch, G, Math.ceil(k / 64) * 64);
         const headMap = [1, 0, 3, 2, 5, 4, 7, 6];
         const times: Partial<Record<LayerRole, number>> = {};
         const kvRow = 2 * D * 2; // K + V bytes per token and head
@@ -129,7 +133,8 @@ const bench: Bench = {
         if (dense && n === 131072 && batch === 8) {
           summary.denseBandwidthShare_128k = round(minBytes.dense / (dense * 1e3) / copy.gbPerS, 4);
         }
-        for (const b of [kv.k, kv.v, q, out, slot.indices]) b.destroy();
+        destroyDeviceKV(kv);
+        for (const b of [q, out, slot.indices]) b.destroy();
       }
     }
     const timing = rows.find((r) => typeof r.timing === 'string')?.timing ?? 'none';

@@ -13,6 +13,7 @@ import { prefillTileBudget } from '@kascade/core';
 import {
   createDeviceKV,
   createPrefillSlot,
+  destroyDeviceKV,
   encodeFillRandom,
   encodePrefill,
   type KascadeGPU,
@@ -66,8 +67,10 @@ const bench: Bench = {
       const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
       const q = gpu.device.createBuffer({ label: 'bench.q', size: batch * H * n * D * 4, usage });
       const out = gpu.device.createBuffer({ label: 'bench.out', size: batch * H * n * D * 4, usage });
-      fillBuffer(gpu, kv.k, 1, true);
-      fillBuffer(gpu, kv.v, 2, true);
+      for (const [i, part] of kv.parts.entries()) {
+        fillBuffer(gpu, part.k, 1 + 2 * i, true);
+        fillBuffer(gpu, part.v, 2 + 2 * i, true);
+      }
       fillBuffer(gpu, q, 3, false);
       const slot = createPrefillSlot(gpu, {
         batch,
@@ -143,7 +146,8 @@ const bench: Bench = {
         summary[`layer0OverDense_${tag}`] = round(layer0 / dense, 4);
         summary[`wholeModelSpeedupVsDense_${tag}`] = round((32 * dense) / whole, 3);
       }
-      for (const b of [kv.k, kv.v, q, out, slot.indices, slot.counts]) b.destroy();
+      destroyDeviceKV(kv);
+      for (const b of [q, out, slot.indices, slot.counts]) b.destroy();
     }
     const timing = rows.find((r) => typeof r.timing === 'string')?.timing ?? 'none';
     gpu.destroy();

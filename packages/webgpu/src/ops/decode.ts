@@ -11,6 +11,8 @@ export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse';
 /** The decode index slot on the device: `indices [batch, kvHeads, kStride]` u32, first `k` of each row valid. */
 export interface DeviceDecodeSlot {
   readonly indices: GPUBuffer;
+  /** Where sequence 0's rows start in `indices` (set on the per-part views of a split K/V). */
+  readonly byteOffset?: number;
   readonly batch: number;
   readonly kvHeads: number;
   readonly kStride: number;
@@ -38,18 +40,20 @@ export interface DecodeArgs {
   readonly role: LayerRole;
   readonly heads: number;
   /** `[batch, heads, headDim]` f32. */
-  readonly q: GPUBuffer;
+  readonly q: GPUBuffer | GPUBufferBinding;
   readonly kv: DeviceKV;
   /** Valid keys per head (the new token's key already appended). */
   readonly n: number;
   /** `[batch, heads, headDim]` f32, written. */
-  readonly out: GPUBuffer;
+  readonly out: GPUBuffer | GPUBufferBinding;
   /** Written by anchors, read by reuse layers. */
   readonly slot?: DeviceDecodeSlot;
   /** Reuse layers: KV head `j` reads the slot row of KV head `headMap[j]`. */
   readonly headMap?: ArrayLike<number>;
   readonly budget?: BudgetOptions;
   readonly scale?: number;
+  /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
+  readonly scratchTag?: string;
 }
 
 const WG = 256;
@@ -105,6 +109,57 @@ export function decodeSplits(
  * - `reuse`: sparse attention over `slot` through `headMap`.
  */
 export function encodeDecode(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
+  const { kv, heads } = a;
+  if (kv.parts.length > 1) {
+    // K/V split by sequence: one pass of the op per part, on views of q, out and the slot.
+    const slot = a.slot;
+    if (slot && (slot.kvHeads * slot.kStride * 4) % 256 !== 0) {
+      throw new WebGPUShapeError(
+        `a split K/V needs each sequence's slot rows 256-byte aligned: use a kStride that is a multiple of 64 (got ${slot.kStride})`,
+      );
+    }
+    if (slot && (slot.batch !== kv.batch || slot.kvHeads !== kv.kvHeads)) {
+      throw new WebGPUShapeError(
+        `slot is [${slot.batch}, ${slot.kvHeads}], K/V is [${kv.batch}, ${kv.kvHeads}]`,
+      );
+    }
+    const qBytes = heads * kv.headDim * 4;
+    for (const [index, part] of kv.parts.entries()) {
+      const partSlot = slot && {
+        ...slot,
+        batch: part.batch,
+        byteOffset: (slot.byteOffset ?? 0) + part.batchStart * slot.kvHeads * slot.kStride * 4,
+      };
+      encodeDecode(gpu, pass, {
+        ...a,
+        kv: { ...kv, k: part.k, v: part.v, batch: part.batch, parts: [{ ...part, batchStart: 0 }] },
+        q: view(a.q, part.batchStart * qBytes, part.batch * qBytes),
+        out: view(a.out, part.batchStart * qBytes, part.batch * qBytes),
+        slot: partSlot,
+        scratchTag: `${a.scratchTag ?? ''}.part${index}`,
+      });
+      if (slot && partSlot) slot.k = partSlot.k;
+    }
+    return;
+  }
+  encodeDecodePart(gpu, pass, a);
+}
+
+/** A sub-range of a buffer (or of a buffer binding) as a binding; `offset` must be 256-aligned. */
+export function view(b: GPUBuffer | GPUBufferBinding, offset: number, size: number): GPUBufferBinding {
+  if ('buffer' in b) return { buffer: b.buffer, offset: (b.offset ?? 0) + offset, size };
+  return { buffer: b, offset, size };
+}
+
+/** The binding of a slot's rows for `batch` sequences. */
+export function slotBinding(
+  slot: { indices: GPUBuffer; byteOffset?: number },
+  bytes: number,
+): GPUBufferBinding {
+  return { buffer: slot.indices, offset: slot.byteOffset ?? 0, size: Math.max(4, bytes) };
+}
+
+function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const { kv, heads, n, role } = a;
   const { batch, kvHeads, headDim } = kv;
   const group = groupSize(heads, kvHeads);
@@ -179,7 +234,7 @@ export function encodeDecode(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         1: a.q,
         2: kv.k,
         3: kv.v,
-        ...(opts.gather ? { 4: slot!.indices } : {}),
+        ...(opts.gather ? { 4: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4) } : {}),
         5: ml,
         ...(po ? { 6: po } : {}),
         ...(opts.scores ? { 7: opts.scores } : {}),
@@ -213,7 +268,7 @@ export function encodeDecode(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const scores = gpu.scratchBuffer('decode.scores', batch * heads * n * 4);
   const pooled = gpu.scratchBuffer('decode.pooled', batch * kvHeads * n * 4);
   const rows = batch * kvHeads;
-  const rowInfo = gpu.scratchBuffer('decode.rowInfo', rows * 16);
+  const rowInfo = gpu.scratchBuffer(`decode.rowInfo${a.scratchTag ?? ''}`, rows * 16);
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
@@ -238,7 +293,7 @@ export function encodeDecode(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
     rows,
     maxLength: n,
-    out: slot!.indices,
+    out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
     tag: 'decode',
   });
   slot!.k = k;

@@ -3,7 +3,7 @@ import type { KascadeGPU } from '../context.js';
 import { WebGPULimitError, WebGPUShapeError } from '../errors.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
-import type { LayerRole } from './decode.js';
+import { type LayerRole, slotBinding, view } from './decode.js';
 import { encodeSelect } from './select.js';
 
 /**
@@ -12,6 +12,8 @@ import { encodeSelect } from './select.js';
  */
 export interface DevicePrefillSlot {
   readonly indices: GPUBuffer;
+  /** Where sequence 0's rows start in `indices` (set on the per-part views of a split K/V). */
+  readonly byteOffset?: number;
   readonly counts: GPUBuffer;
   readonly batch: number;
   readonly kvHeads: number;
@@ -50,18 +52,20 @@ export interface PrefillArgs {
   readonly role: LayerRole;
   readonly heads: number;
   /** `[batch, heads, queries, headDim]` f32. */
-  readonly q: GPUBuffer;
+  readonly q: GPUBuffer | GPUBufferBinding;
   readonly queries: number;
   /** Position of the first query (a multiple of `tileSize`); keys `0 .. queryStart + queries - 1` are valid. */
   readonly queryStart: number;
   readonly tileSize: number;
   readonly kv: DeviceKV;
   /** `[batch, heads, queries, headDim]` f32, written. */
-  readonly out: GPUBuffer;
+  readonly out: GPUBuffer | GPUBufferBinding;
   readonly slot?: DevicePrefillSlot;
   readonly headMap?: ArrayLike<number>;
   readonly budget?: BudgetOptions;
   readonly scale?: number;
+  /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
+  readonly scratchTag?: string;
   /** Upper bound on the pooled-score buffer of one batch of tiles (default 256 MiB). */
   readonly poolBytes?: number;
 }
@@ -93,6 +97,43 @@ const POOL_BINDINGS = [
  * - `reuse`: sparse attention over `slot` through `headMap`, plus the diagonal tile.
  */
 export function encodePrefill(gpu: KascadeGPU, pass: Pass, a: PrefillArgs): void {
+  const { kv } = a;
+  if (kv.parts.length > 1) {
+    // K/V split by sequence: one pass of the op per part, on views of q, out and the slot.
+    const slot = a.slot;
+    if (slot && (slot.kvHeads * slot.tiles * slot.kStride * 4) % 256 !== 0) {
+      throw new WebGPUShapeError(
+        `a split K/V needs each sequence's slot rows 256-byte aligned: use a kStride that is a multiple of 64 (got ${slot.kStride})`,
+      );
+    }
+    if (slot && (slot.batch !== kv.batch || slot.kvHeads !== kv.kvHeads)) {
+      throw new WebGPUShapeError(
+        `slot is [${slot.batch}, ${slot.kvHeads}], K/V is [${kv.batch}, ${kv.kvHeads}]`,
+      );
+    }
+    const qBytes = a.heads * a.queries * kv.headDim * 4;
+    for (const [index, part] of kv.parts.entries()) {
+      const partSlot = slot && {
+        ...slot,
+        batch: part.batch,
+        byteOffset: (slot.byteOffset ?? 0) + part.batchStart * slot.kvHeads * slot.tiles * slot.kStride * 4,
+      };
+      encodePrefill(gpu, pass, {
+        ...a,
+        kv: { ...kv, k: part.k, v: part.v, batch: part.batch, parts: [{ ...part, batchStart: 0 }] },
+        q: view(a.q, part.batchStart * qBytes, part.batch * qBytes),
+        out: view(a.out, part.batchStart * qBytes, part.batch * qBytes),
+        slot: partSlot,
+        scratchTag: `${a.scratchTag ?? ''}.part${index}`,
+      });
+      if (slot && partSlot) slot.hostCounts = partSlot.hostCounts;
+    }
+    return;
+  }
+  encodePrefillPart(gpu, pass, a);
+}
+
+function encodePrefillPart(gpu: KascadeGPU, pass: Pass, a: PrefillArgs): void {
   const { kv, heads, role, queries, queryStart, tileSize } = a;
   const { batch, kvHeads, headDim } = kv;
   const group = groupSize(heads, kvHeads);
@@ -170,7 +211,9 @@ export function encodePrefill(gpu: KascadeGPU, pass: Pass, a: PrefillArgs): void
         1: a.q,
         2: kv.k,
         3: kv.v,
-        ...(gather ? { 4: slot!.indices, 5: slot!.counts } : {}),
+        ...(gather
+          ? { 4: slotBinding(slot!, batch * kvHeads * tiles * slot!.kStride * 4), 5: slot!.counts }
+          : {}),
         ...(accumV ? { 6: a.out } : {}),
         ...(writeStats ? { 7: stats } : {}),
       }),
@@ -210,7 +253,7 @@ export function encodePrefill(gpu: KascadeGPU, pass: Pass, a: PrefillArgs): void
   const rowsPerBatch = bg * perBatch;
   const infoStride = Math.ceil((rowsPerBatch * 16) / 256) * 256;
   const pooled = gpu.scratchBuffer('prefill.pooled', rowsPerBatch * Math.max(1, sMax) * 4);
-  const rowInfo = gpu.scratchBuffer('prefill.rowInfo', batches * infoStride);
+  const rowInfo = gpu.scratchBuffer(`prefill.rowInfo${a.scratchTag ?? ''}`, batches * infoStride);
   gpu.scratchBuffer('select.hist', rowsPerBatch * 2048 * 4);
   gpu.scratchBuffer('select.state.prefill', rowsPerBatch * 8);
   gpu.scratchBuffer('select.counts.prefill', rowsPerBatch * Math.ceil(Math.max(1, sMax) / 1024) * 8);
@@ -271,7 +314,7 @@ export function encodePrefill(gpu: KascadeGPU, pass: Pass, a: PrefillArgs): void
       rowInfo: { buffer: rowInfo, offset: bi * infoStride, size: bg * tn * 16 },
       rows: bg * tn,
       maxLength: stride,
-      out: slot!.indices,
+      out: slotBinding(slot!, batch * kvHeads * tiles * slot!.kStride * 4),
       tag: 'prefill',
     });
   }

@@ -28,7 +28,7 @@ export function encodeSelect(
     rowInfo: GPUBufferBinding;
     rows: number;
     maxLength: number;
-    out: GPUBuffer;
+    out: GPUBuffer | GPUBufferBinding;
     tag: string;
   },
 ): void {
@@ -63,7 +63,7 @@ export function encodeSelect(
     3: { buffer: hist },
     4: { buffer: state },
     5: { buffer: counts },
-    6: { buffer: args.out },
+    6: 'buffer' in args.out ? args.out : { buffer: args.out },
   };
   const run = (entry: string, pass_: number, x: number) => {
     const p = gpu.pipeline('topk_select', entry, defines, B);
