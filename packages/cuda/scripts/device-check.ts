@@ -13,7 +13,7 @@
  * - the fused anchor's output against the reference sparse attention over the indices the GPU
  *   selected; reuse against the reference over a random selection through a random head map.
  *
- * Prefill (scripts/prefill-parity.ts): the same standards for densePrefill, prefillPooledScores,
+ * Prefill (src/prefill-parity.ts): the same standards for densePrefill, prefillPooledScores,
  * denseAnchorPrefill, anchorPrefill and reusePrefill; rows under `prefillRows`.
  *
  * Run (bundled so no node_modules travel): node dist-device/device-check.mjs [out.json]
@@ -48,7 +48,7 @@ import {
   unavailableReason,
   uploadSelection,
 } from '../src/index.js';
-import { type PrefillRow, prefillCases, runPrefillCase } from './prefill-parity.js';
+import { type PrefillRow, prefillCases, runPrefillCase } from '../src/prefill-parity.js';
 
 interface Case {
   dtype: AttentionDType;

@@ -1,5 +1,5 @@
 /**
- * Device parity cases for the CUDA prefill ops (called by device-check.ts; `--prefill-only` runs just
+ * Device parity cases for the CUDA prefill ops (called by scripts/device-check.ts; `--prefill-only` runs just
  * these). Every op against the core CPU reference (float64): bf16 and f16, group sizes 1, 2, 4, 8,
  * head dims 128 and 64, query counts that are not multiples of the tile (T = 32), a chunk that starts
  * after earlier tokens (queryStart > 0), batch > 1, capacity > n, budgets that make the radix select
@@ -44,7 +44,7 @@ import {
   reusePrefill,
   synchronize,
   uploadPrefillSelection,
-} from '../src/index.js';
+} from './index.js';
 
 export interface PrefillCase {
   dtype: AttentionDType;

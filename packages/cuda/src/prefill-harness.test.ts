@@ -1,0 +1,290 @@
+/**
+ * The prefill parity harness (src/prefill-parity.ts) and the typed prefill ops, checked on the
+ * CPU: the addon is replaced by a host-memory fake whose "kernels" are core's reference ops (results
+ * rounded to the dtype, as a GPU writes them). The harness must pass a correct implementation and
+ * fail broken ones; this says nothing about the CUDA kernels themselves (the device check does).
+ */
+import {
+  denseCausalPrefillAttention,
+  fromBf16,
+  fromF16,
+  type PrefillInputs,
+  type PrefillSelection,
+  pooledPrefillScores,
+  sparsePrefillAttention,
+  toBf16,
+  toF16,
+  topkIndices,
+} from '@kascade/core';
+import { describe, expect, it, vi } from 'vitest';
+import type { NativeBinding, NativeDeviceBuffer, NativePrefillShape } from './binding.types.js';
+import { type PrefillRow, runPrefillCase } from './prefill-parity.js';
+
+type Fault = 'none' | 'dense-shift' | 'drop-top' | 'anchor-dense' | 'reuse-ignores-map' | 'unwritten-tail';
+const state: { fault: Fault } = { fault: 'none' };
+
+class FakeBuffer implements NativeDeviceBuffer {
+  mem: Uint8Array | null;
+  constructor(readonly bytes: number) {
+    this.mem = new Uint8Array(bytes);
+  }
+  get freed(): boolean {
+    return this.mem === null;
+  }
+  private m(): Uint8Array {
+    if (!this.mem) throw new Error('freed');
+    return this.mem;
+  }
+  upload(src: ArrayBufferView, off = 0): void {
+    this.m().set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength), off);
+  }
+  download(dst: ArrayBufferView, off = 0): void {
+    new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength).set(
+      this.m().subarray(off, off + dst.byteLength),
+    );
+  }
+  fill(byte: number): void {
+    this.m().fill(byte & 0xff);
+  }
+  free(): void {
+    this.mem = null;
+  }
+  u16(): Uint16Array {
+    const m = this.m();
+    return new Uint16Array(m.buffer, m.byteOffset, m.byteLength / 2);
+  }
+  i32(): Int32Array {
+    const m = this.m();
+    return new Int32Array(m.buffer, m.byteOffset, m.byteLength / 4);
+  }
+  f32(): Float32Array {
+    const m = this.m();
+    return new Float32Array(m.buffer, m.byteOffset, m.byteLength / 4);
+  }
+}
+
+const buf = (b: NativeDeviceBuffer) => b as FakeBuffer;
+const widen = (s: NativePrefillShape, b: NativeDeviceBuffer) =>
+  s.dtype === 'bf16' ? fromBf16(buf(b).u16()) : fromF16(buf(b).u16());
+const narrow = (s: NativePrefillShape, x: ArrayLike<number>) => (s.dtype === 'bf16' ? toBf16(x) : toF16(x));
+
+function seqs(s: NativePrefillShape, q: NativeDeviceBuffer, k: NativeDeviceBuffer, v: NativeDeviceBuffer) {
+  const qf = widen(s, q);
+  const kf = widen(s, k);
+  const vf = v ? widen(s, v) : kf;
+  const perQ = s.heads * s.queries * s.headDim;
+  const perKv = s.kvHeads * s.capacity * s.headDim;
+  return Array.from(
+    { length: s.batch },
+    (_, b): PrefillInputs => ({
+      heads: s.heads,
+      kvHeads: s.kvHeads,
+      headDim: s.headDim,
+      n: s.queryStart + s.queries,
+      capacity: s.capacity,
+      queries: s.queries,
+      queryStart: s.queryStart,
+      tileSize: s.tileSize,
+      scale: s.scale,
+      q: qf.subarray(b * perQ, (b + 1) * perQ),
+      k: kf.subarray(b * perKv, (b + 1) * perKv),
+      v: vf.subarray(b * perKv, (b + 1) * perKv),
+    }),
+  );
+}
+
+function writeOut(
+  s: NativePrefillShape,
+  out: NativeDeviceBuffer,
+  per: (i: PrefillInputs, b: number) => Float64Array,
+  ins: PrefillInputs[],
+) {
+  const o = buf(out).u16();
+  const perQ = s.heads * s.queries * s.headDim;
+  ins.forEach((inp, b) => {
+    const r = per(inp, b);
+    if (state.fault === 'dense-shift') r[0] = (r[0] as number) + 1;
+    o.set(narrow(s, r), b * perQ);
+  });
+}
+
+/** The selection a correct anchor writes: the exact Top-k per (KV head, tile), -1 after counts[t]. */
+function select(
+  s: NativePrefillShape,
+  ins: PrefillInputs[],
+  counts: Int32Array,
+  kMax: number,
+  idx: Int32Array,
+) {
+  const tiles = counts.length;
+  const n = s.queryStart + s.queries;
+  ins.forEach((inp, b) => {
+    const pooled = pooledPrefillScores(inp).scores;
+    for (let j = 0; j < s.kvHeads; j++)
+      for (let t = 0; t < tiles; t++) {
+        const row = ((b * s.kvHeads + j) * tiles + t) * kMax;
+        const st = s.queryStart + t * s.tileSize;
+        let kt = counts[t] as number;
+        const scores = pooled.subarray((j * tiles + t) * n, (j * tiles + t + 1) * n);
+        const chosen = topkIndices(scores, kt, st);
+        if (state.fault === 'drop-top' && kt > 0 && kt < st) {
+          // Swap the best key for the best unchosen one.
+          const set = new Set(chosen);
+          const rest = topkIndices(scores, Math.min(st, kt + 1), st).filter((x) => !set.has(x));
+          const best = topkIndices(scores, 1, st)[0] as number;
+          const at = chosen.indexOf(best);
+          if (rest.length > 0 && at >= 0) chosen[at] = rest[0] as number;
+        }
+        if (state.fault === 'unwritten-tail') kt = Math.max(0, kt - 1);
+        for (let a = 0; a < kMax; a++)
+          idx[row + a] =
+            a < kt ? (chosen[a] as number) : a < (counts[t] as number) ? (idx[row + a] as number) : -1;
+      }
+  });
+}
+
+function hostSel(
+  s: NativePrefillShape,
+  rows: number,
+  counts: Int32Array,
+  kMax: number,
+  idx: Int32Array,
+  b: number,
+): PrefillSelection {
+  const tiles = counts.length;
+  return {
+    kvHeads: rows,
+    tiles,
+    tileSize: s.tileSize,
+    kMax,
+    counts,
+    indices: idx.slice(b * rows * tiles * kMax, (b + 1) * rows * tiles * kMax),
+  };
+}
+
+const fake: Partial<NativeBinding> = {
+  DeviceBuffer: FakeBuffer,
+  probe: () => ({ available: true, deviceCount: 1 }),
+  deviceInfo: () => ({
+    name: 'CPU fake',
+    computeCapability: '0.0',
+    multiprocessors: 1,
+    globalMemoryBytes: 0,
+    l2Bytes: 0,
+    runtimeVersion: 0,
+    driverVersion: 0,
+  }),
+  synchronize: () => {},
+  prefillWorkspaceBytes: () => 0,
+  densePrefill(s, q, k, v, out) {
+    writeOut(s, out, (i) => denseCausalPrefillAttention(i), seqs(s, q, k, v));
+  },
+  denseAnchorPrefill(s, q, k, v, out, counts, kMax, indices) {
+    const ins = seqs(s, q, k, v);
+    writeOut(s, out, (i) => denseCausalPrefillAttention(i), ins);
+    select(s, ins, buf(counts).i32(), kMax, buf(indices).i32());
+  },
+  anchorPrefill(s, q, k, v, out, counts, kMax, indices) {
+    const ins = seqs(s, q, k, v);
+    const c = buf(counts).i32();
+    const idx = buf(indices).i32();
+    select(s, ins, c, kMax, idx);
+    writeOut(
+      s,
+      out,
+      (i, b) =>
+        state.fault === 'anchor-dense'
+          ? denseCausalPrefillAttention(i)
+          : sparsePrefillAttention(i, hostSel(s, s.kvHeads, c, kMax, idx, b)),
+      ins,
+    );
+  },
+  reusePrefill(s, q, k, v, out, counts, kMax, indices, selKvHeads, headMap) {
+    const c = buf(counts).i32();
+    const idx = buf(indices).i32();
+    const map =
+      state.fault === 'reuse-ignores-map' ? Array.from({ length: s.kvHeads }, (_, j) => j) : headMap;
+    writeOut(
+      s,
+      out,
+      (i, b) => sparsePrefillAttention(i, hostSel(s, selKvHeads, c, kMax, idx, b), map),
+      seqs(s, q, k, v),
+    );
+  },
+  pooledPrefillScores(s, q, k, _unused, pooled) {
+    const ins = seqs(s, q, k, k);
+    const p = buf(pooled).f32();
+    const per = s.kvHeads * Math.ceil(s.queries / s.tileSize) * (s.queryStart + s.queries);
+    ins.forEach((i, b) => {
+      p.set(pooledPrefillScores(i).scores, b * per);
+    });
+  },
+};
+
+vi.mock('./load.js', () => ({ loadNative: () => ({ binding: fake, tried: [] }) }));
+
+function run(fault: Fault, both = false): PrefillRow[] {
+  state.fault = fault;
+  let seed = 12345;
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const gauss = () => Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-12))) * Math.cos(2 * Math.PI * rand());
+  const rows: PrefillRow[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+  // Small cases keep this fast: 3 tiles (the last partial) with a real select (kMin 8), and a later
+  // chunk (queryStart 64) at batch 2, f16, g 4.
+  const base = { headDim: 64, capacity: 0, qSpread: 1 };
+  const cases = [
+    {
+      ...base,
+      dtype: 'bf16' as const,
+      g: 2,
+      kvHeads: 2,
+      queries: 77,
+      queryStart: 0,
+      batch: 1,
+      budget: { kMin: 8 },
+    },
+    {
+      ...base,
+      dtype: 'f16' as const,
+      g: 4,
+      kvHeads: 2,
+      queries: 50,
+      queryStart: 64,
+      batch: 2,
+      budget: { kMin: 8, percent: 25 },
+    },
+  ].map((c) => ({ ...c, capacity: c.queryStart + c.queries + 3 }));
+  for (const c of both ? cases : cases.slice(0, 1)) runPrefillCase(c, rows, rand, gauss);
+  log.mockRestore();
+  return rows;
+}
+
+describe('prefill parity harness on a CPU fake of the addon', () => {
+  it('passes a correct implementation on every op', { timeout: 60_000 }, () => {
+    const rows = run('none', true);
+    expect(rows.map((r) => r.op)).toEqual(
+      [1, 2].flatMap(() => ['dense', 'pooled', 'denseAnchor', 'anchor', 'reuse']),
+    );
+    for (const r of rows) expect(r.pass, `${r.op}: ${r.why}`).toBe(true);
+    const sel = rows.filter((r) => r.op === 'anchor' || r.op === 'denseAnchor');
+    for (const r of sel) expect(r.rowsChecked).toBeGreaterThan(0);
+  });
+
+  it.each([
+    ['dense-shift', ['dense', 'denseAnchor']],
+    ['drop-top', ['denseAnchor', 'anchor']],
+    ['anchor-dense', ['anchor']],
+    ['reuse-ignores-map', ['reuse']],
+    ['unwritten-tail', ['denseAnchor', 'anchor']],
+  ] as const)('fails a broken implementation (%s)', { timeout: 60_000 }, (fault, ops) => {
+    const rows = run(fault, fault === 'reuse-ignores-map');
+    for (const op of ops) {
+      const bad = rows.filter((r) => r.op === op && !r.pass);
+      expect(bad.length, `${fault} should fail ${op}`).toBeGreaterThan(0);
+    }
+  });
+});
