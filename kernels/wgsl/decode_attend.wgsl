@@ -1,5 +1,9 @@
 // Decode attention, one query token per sequence, split over the keys (flash-decoding).
 //
+// Lines between `//#if SUBGROUPS`, `//#else` and `//#endif` are kept or dropped by the host: with
+// the `subgroups` feature the scores pass reads each key row with a whole subgroup (coalesced) and
+// reduces with subgroupAdd; without it, one invocation per key.
+//
 // Prepended by the host (see packages/webgpu/src/program.ts): `const HEAD_DIM, D4, GROUP, WG, CH`,
 // the flags `GATHER` (keys come from an index slot through the head map), `ACCUM_V` (attend; false:
 // scores and softmax statistics only) and `WRITE_SCORES` (keep every scaled logit for the anchor's
@@ -50,8 +54,27 @@ fn mapped(j: u32) -> u32 {
   return P.headMap[j / 4u][j % 4u];
 }
 
+//#if SUBGROUPS
+var<workgroup> sgCounter: atomic<u32>;
+
+@compute @workgroup_size(WG)
+fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgSize: u32) {
+  // Number the subgroups 0 .. sgCount-1 (no assumption about how invocations are grouped).
+  if (t == 0u) {
+    atomicStore(&sgCounter, 0u);
+  }
+  workgroupBarrier();
+  var mine = 0u;
+  if (lane == 0u) {
+    mine = atomicAdd(&sgCounter, 1u);
+  }
+  let sgIndex = subgroupBroadcast(mine, 0u);
+  let sgCount = WG / sgSize;
+//#else
 @compute @workgroup_size(WG)
 fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+//#endif
   let split = wid.x;
   let j = wid.y;
   let b = wid.z;
@@ -77,6 +100,36 @@ fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
   workgroupBarrier();
   for (var c0 = start; c0 < end; c0 += CH) {
     let cnt = min(CH, end - c0);
+//#if SUBGROUPS
+    // Scores, one subgroup per key: the lanes read consecutive pieces of the key row (coalesced)
+    // and subgroupAdd finishes each head's dot product.
+    for (var c = sgIndex; c < cnt; c += sgCount) {
+      var x = c0 + c;
+      if (GATHER) {
+        x = sel[selRow + x];
+      }
+      let kb = (kvBase + x) * D4;
+      var dots: array<f32, GROUP>;
+      for (var h = 0u; h < GROUP; h++) {
+        dots[h] = 0.0;
+      }
+      for (var e = lane; e < D4; e += sgSize) {
+        let kk = kv4(kbuf[kb + e]);
+        for (var h = 0u; h < GROUP; h++) {
+          dots[h] += dot(qs[h * D4 + e], kk);
+        }
+      }
+      for (var h = 0u; h < GROUP; h++) {
+        let d = subgroupAdd(dots[h]);
+        if (lane == 0u) {
+          sc[h * CH + c] = d;
+          if (WRITE_SCORES) {
+            scores[(b * H + j * GROUP + h) * P.scoreStride + x] = d;
+          }
+        }
+      }
+    }
+//#else
     // Scores: one key per invocation, every query head of the group.
     for (var c = t; c < cnt; c += WG) {
       var x = c0 + c;
@@ -101,6 +154,7 @@ fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
         }
       }
     }
+//#endif
     workgroupBarrier();
     // Chunk max per head.
     {

@@ -125,6 +125,12 @@ describe.each(['f32', 'f16'] as const)('decode parity, K/V %s', (dtype) => {
       }
     });
 
+    it.runIf(dtype === 'f32')('uses subgroups when the adapter offers them', () => {
+      const offered = backend!.gpu.device.features.has('subgroups');
+      expect(backend!.gpu.info.hasSubgroups).toBe(offered);
+      if (offered) console.info('[@kascade/webgpu] decode parity ran the subgroup scores path');
+    });
+
     it.runIf(dtype === 'f32')('rejects bad input with typed errors', async () => {
       const { gpu } = makeInputs({ heads: 4, kvHeads: 2, headDim: 64, n: 10 }, 5, dtype);
       await expect(

@@ -13,9 +13,39 @@ const KV_PRELUDE: Record<KVDType, string> = {
     'fn kv4(e: KV4) -> vec4<f32> { return vec4<f32>(unpack2x16float(e.x), unpack2x16float(e.y)); }\n',
 };
 
-/** The WGSL of an op family with its constants prepended. `kv` selects the K/V element type. */
+/**
+ * Keeps the lines of `//#if NAME` ... `//#else` ... `//#endif` blocks (not nested) whose
+ * condition holds: `NAME` is a define that is `true` or a non-zero number.
+ */
+export function preprocess(source: string, defines: Defines): string {
+  const out: string[] = [];
+  let keep: boolean | null = null;
+  for (const line of source.split('\n')) {
+    const t = line.trim();
+    if (t.startsWith('//#if ')) {
+      const v = defines[t.slice(6).trim()];
+      keep = v === true || (typeof v === 'number' && v !== 0);
+    } else if (t === '//#else') {
+      keep = !keep;
+    } else if (t === '//#endif') {
+      keep = null;
+    } else if (keep !== false) {
+      out.push(line);
+    }
+  }
+  return out.join('\n');
+}
+
+/**
+ * The WGSL of an op family with its constants prepended (`KV` selects the K/V element type;
+ * `SUBGROUPS: true` enables the `subgroups` extension).
+ */
 export function buildShader(family: KernelFamily, defines: Defines): string {
   let head = '';
+  if (defines.SUBGROUPS === true) {
+    // Subgroup operations sit in loops whose trip count is uniform per subgroup, not per workgroup.
+    head += 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n';
+  }
   for (const [name, value] of Object.entries(defines)) {
     if (name === 'KV') continue;
     if (typeof value === 'boolean') head += `const ${name}: bool = ${value};\n`;
@@ -23,7 +53,7 @@ export function buildShader(family: KernelFamily, defines: Defines): string {
   }
   const kv = defines.KV;
   if (kv === 'f32' || kv === 'f16') head += KV_PRELUDE[kv];
-  return `${head}\n${WGSL_SOURCES[family]}`;
+  return `${head}\n${preprocess(WGSL_SOURCES[family], defines)}`;
 }
 
 /** A stable cache key for a family, entry point and defines. */

@@ -16,7 +16,8 @@ import { createPrefillSlot, encodePrefill } from './ops/prefill.js';
 import { createDeviceKV, type DeviceKV, destroyDeviceKV } from './tensors.js';
 import { allFinite, openTestBackends, randomFloats, relError } from './test-gpu.js';
 
-const probe = await openTestBackends(['f32']);
+// Without subgroups, so the portable decode path is covered too (decode.test.ts uses them when offered).
+const probe = await openTestBackends(['f32'], { subgroups: false });
 afterAll(() => probe.context?.destroy());
 
 /** Random K/V per sequence, written into whichever part holds it. */
@@ -50,7 +51,11 @@ async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => voi
   });
 }
 
-describe.skipIf(!probe.context)('K/V split by sequence past the storage binding limit', () => {
+describe.skipIf(!probe.context)('K/V split by sequence past the storage binding limit (no subgroups)', () => {
+  it('runs without the subgroups feature', () => {
+    expect(probe.context!.info.hasSubgroups).toBe(false);
+  });
+
   it('decode: every role matches the reference per sequence', async () => {
     const gpu = probe.context!;
     const saved = gpu.maxBindingBytes;

@@ -18,13 +18,16 @@ export interface GPUProbe {
   readonly context?: KascadeGPU;
 }
 
-export async function openTestBackends(dtypes: readonly KVDType[] = ['f32', 'f16']): Promise<GPUProbe> {
+export async function openTestBackends(
+  dtypes: readonly KVDType[] = ['f32', 'f16'],
+  options: { subgroups?: boolean } = {},
+): Promise<GPUProbe> {
   if (!process.env.VK_ICD_FILENAMES && !process.env.VK_DRIVER_FILES && existsSync(SWIFTSHADER_ICD)) {
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   }
   const backends: Partial<Record<KVDType, WebGPUBackend>> = {};
   try {
-    const context = await KascadeGPU.create();
+    const context = await KascadeGPU.create(options);
     for (const d of dtypes) backends[d] = await WebGPUBackend.create({ kvDType: d, context });
     return { backends, reason: '', context };
   } catch (e) {

@@ -186,6 +186,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     if (!(k > 0 && k <= n)) throw new WebGPUShapeError(`reuse: the slot holds k = ${k} keys, n = ${n}`);
   }
   const base = { HEAD_DIM: headDim, D4, GROUP: group, WG, CH: chunkFor(group), KV: kv.dtype };
+  const partialDefs = { SUBGROUPS: gpu.info.hasSubgroups };
   const partML = (splits: number) => gpu.scratchBuffer('decode.partML', batch * heads * splits * 8);
   const partO = (splits: number) => gpu.scratchBuffer('decode.partO', batch * heads * splits * headDim * 4);
   const stats = gpu.scratchBuffer('decode.stats', batch * heads * 8);
@@ -225,7 +226,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
-    const p1 = gpu.pipeline('decode_attend', 'attend_partial', defs, PARTIAL_BINDINGS);
+    const p1 = gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
       0,
