@@ -125,6 +125,18 @@ describe.each(['f32', 'f16'] as const)('decode parity, K/V %s', (dtype) => {
       }
     });
 
+    it.runIf(dtype === 'f32')('selects every key when the budget covers them (k = n)', async () => {
+      const shape = { heads: 8, kvHeads: 2, headDim: 64, n: 100 };
+      const { gpu, ref } = makeInputs(shape, 3, dtype);
+      const res = await backend!.anchorDecode(gpu, { percent: 10, kMin: 128 });
+      expect(res.selection.k).toBe(100);
+      for (let j = 0; j < 2; j++) {
+        const row = Array.from(res.selection.indices.subarray(j * 100, (j + 1) * 100)).sort((a, b) => a - b);
+        expect(row).toEqual(Array.from({ length: 100 }, (_, i) => i));
+      }
+      expect(relError(res.out, denseDecodeAttention(ref))).toBeLessThan(1e-5);
+    });
+
     it.runIf(dtype === 'f32')('uses subgroups when the adapter offers them', () => {
       const offered = backend!.gpu.device.features.has('subgroups');
       expect(backend!.gpu.info.hasSubgroups).toBe(offered);
