@@ -148,6 +148,16 @@ describe('parsePlan', () => {
     expect(error.issues.map((i) => i.path)).toEqual(['anchors[1]', 'headMaps[3][0]']);
     expect(error.message).toMatch(/and 1 more: headMaps\[3\]\[0\]/);
   });
+
+  it('rejects a huge layer count without allocating per layer (a request may send any plan)', () => {
+    const error = rejection(
+      edited((p) => {
+        p.model.layers = 2 ** 32 - 1;
+      }),
+    );
+    expect(error.path).toBe('headMaps');
+    expect(error.message).toMatch(/head maps cover 4 layers, the model has 4294967295/);
+  });
 });
 
 describe('serializePlan', () => {

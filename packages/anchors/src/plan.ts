@@ -154,12 +154,13 @@ function crossFieldIssues(plan: KascadePlan, expected: ExpectedShape | undefined
   if (anchors[0] !== 0) {
     issues.push({ path: 'anchors[0]', message: `anchors must start at layer 0, got ${anchors[0]}` });
   }
-  const isAnchor = new Array<boolean>(L).fill(false);
+  // A set, not an array of L flags: `layers` comes from the input and may be huge.
+  const anchorSet = new Set<number>();
   anchors.forEach((a, i) => {
     if (a >= L) {
       issues.push({ path: `anchors[${i}]`, message: `anchor layer ${a} is out of range [0, ${L})` });
     } else {
-      isAnchor[a] = true;
+      anchorSet.add(a);
     }
     if (i > 0) {
       const prev = anchors[i - 1];
@@ -193,7 +194,7 @@ function crossFieldIssues(plan: KascadePlan, expected: ExpectedShape | undefined
           path: `headMaps[${l}][${j}]`,
           message: `KV head index ${u} is out of range [0, ${G})`,
         });
-      } else if (l < L && isAnchor[l] && u !== j) {
+      } else if (anchorSet.has(l) && u !== j) {
         issues.push({
           path: `headMaps[${l}][${j}]`,
           message: `layer ${l} is an anchor, so its head map must be the identity; entry ${j} is ${u}`,
