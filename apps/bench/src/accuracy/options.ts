@@ -1,0 +1,153 @@
+/** The accuracy suite's own options (what follows `--` on the kascade-bench command line) and its grid. */
+import { parseArgs } from 'node:util';
+import { FAMILIES, type Family } from './data.js';
+import { POLICIES, type PolicyName } from './policies.js';
+
+/** A bad accuracy option; the message names it. */
+export class AccuracyOptionError extends RangeError {
+  override readonly name = 'AccuracyOptionError';
+}
+
+export interface AccuracyOptions {
+  /** Instances per family in each main-grid cell. */
+  readonly instances: number;
+  /** Instances per family in each side-grid cell. */
+  readonly sideInstances: number;
+  readonly families: readonly Family[];
+  readonly policies: readonly PolicyName[];
+  /** Context of the main grid (the test split has 1024, 2048 and 4096). */
+  readonly context: number;
+  /** Budget percent of the main grid. */
+  readonly percent: number;
+  readonly grids: readonly ('main' | 'side')[];
+  /** Held-out text runs for the KL check (0: none). */
+  readonly klTexts: number;
+  /** Predictions per text at which KL is measured. */
+  readonly klPositions: number;
+  /** Texts are cut to this many tokens. */
+  readonly klTokens: number;
+  readonly workers: number;
+  readonly modelDir?: string;
+  readonly heldoutDir?: string;
+  readonly planFile?: string;
+}
+
+function int(name: string, v: string | undefined, fallback: number, min: number): number {
+  if (v === undefined) return fallback;
+  if (!/^\d+$/.test(v) || Number(v) < min)
+    throw new AccuracyOptionError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function list<T extends string>(
+  name: string,
+  v: string | undefined,
+  allowed: readonly T[],
+  fallback: readonly T[],
+): T[] {
+  if (v === undefined) return [...fallback];
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (items.length === 0)
+    throw new AccuracyOptionError(`--${name} needs at least one of ${allowed.join(', ')}`);
+  for (const item of items) {
+    if (!(allowed as readonly string[]).includes(item)) {
+      throw new AccuracyOptionError(
+        `--${name}: unknown ${JSON.stringify(item)}; known: ${allowed.join(', ')}`,
+      );
+    }
+  }
+  return [...new Set(items)] as T[];
+}
+
+/**
+ * Parses the bench's arguments. Full defaults: the issue's grid (4k, p = 10, 40 per family,
+ * all six policies; side grid 9 per family so a cell has >= 50; KL on 40 texts x 64
+ * positions). `quick`: 1k, 1 per family, main grid only, KL on 1 text x 8 positions.
+ */
+export function parseAccuracyArgs(args: readonly string[], quick: boolean): AccuracyOptions {
+  let values: Record<string, string | undefined>;
+  try {
+    values = parseArgs({
+      args: [...args],
+      options: Object.fromEntries(
+        [
+          'instances',
+          'side-instances',
+          'families',
+          'policies',
+          'context',
+          'percent',
+          'grids',
+          'kl-texts',
+          'kl-positions',
+          'kl-tokens',
+          'workers',
+          'model',
+          'heldout',
+          'plan',
+        ].map((k) => [k, { type: 'string' as const }]),
+      ),
+      strict: true,
+      allowPositionals: false,
+    }).values as Record<string, string | undefined>;
+  } catch (e) {
+    throw new AccuracyOptionError((e as Error).message);
+  }
+  const percent = values.percent === undefined ? 10 : Number(values.percent);
+  if (!(percent > 0 && percent <= 100))
+    throw new AccuracyOptionError(`--percent must be in (0, 100], got ${values.percent}`);
+  return {
+    instances: int('instances', values.instances, quick ? 1 : 40, 1),
+    sideInstances: int('side-instances', values['side-instances'], quick ? 1 : 9, 1),
+    families: list('families', values.families, FAMILIES, FAMILIES),
+    policies: list('policies', values.policies, POLICIES, POLICIES),
+    context: int('context', values.context, quick ? 1024 : 4096, 1),
+    percent,
+    grids: list('grids', values.grids, ['main', 'side'] as const, quick ? ['main'] : ['main', 'side']),
+    klTexts: int('kl-texts', values['kl-texts'], quick ? 1 : 40, 0),
+    klPositions: int('kl-positions', values['kl-positions'], quick ? 8 : 64, 1),
+    klTokens: int('kl-tokens', values['kl-tokens'], 1024, 2),
+    workers: int('workers', values.workers, 1, 1),
+    ...(values.model !== undefined ? { modelDir: values.model } : {}),
+    ...(values.heldout !== undefined ? { heldoutDir: values.heldout } : {}),
+    ...(values.plan !== undefined ? { planFile: values.plan } : {}),
+  };
+}
+
+/** One cell of the grid: a policy at a context and budget percent. */
+export interface GridCell {
+  readonly grid: 'main' | 'side';
+  readonly policy: PolicyName;
+  readonly context: number;
+  readonly percent: number;
+  readonly perFamily: number;
+}
+
+/**
+ * The cells to run: the main grid (every policy at `context`, `percent`) and the side grid
+ * (kascade at 5 and 20% at `context`; dense and kascade at 2048 and at `longest`), without
+ * repeating a cell the main grid has.
+ */
+export function gridCells(o: AccuracyOptions, longest: number): GridCell[] {
+  const cells: GridCell[] = [];
+  const add = (c: GridCell) => {
+    if (!cells.some((x) => x.policy === c.policy && x.context === c.context && x.percent === c.percent))
+      cells.push(c);
+  };
+  if (o.grids.includes('main')) {
+    for (const policy of o.policies)
+      add({ grid: 'main', policy, context: o.context, percent: o.percent, perFamily: o.instances });
+  }
+  if (o.grids.includes('side')) {
+    for (const percent of [5, 20])
+      add({ grid: 'side', policy: 'kascade', context: o.context, percent, perFamily: o.sideInstances });
+    for (const context of [2048, longest]) {
+      for (const policy of ['dense', 'kascade'] as const)
+        add({ grid: 'side', policy, context, percent: 10, perFamily: o.sideInstances });
+    }
+  }
+  return cells;
+}
