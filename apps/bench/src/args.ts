@@ -14,6 +14,8 @@ export type CliArgs =
       readonly bench: string;
       readonly options: Partial<RunOptions>;
       readonly out?: string;
+      /** Arguments after `--`, passed to the bench as `ctx.benchArgs` (bench-specific options). */
+      readonly benchArgs?: readonly string[];
     };
 
 export function usage(names: readonly string[]): string {
@@ -27,6 +29,7 @@ export function usage(names: readonly string[]): string {
     '  --out FILE   write FILE (.json) and the .md/.svg beside it; default apps/bench/results/<bench>.json',
     '               (with --quick: <tmpdir>/kascade-bench/<bench>.json, so smoke runs never replace results)',
     '  --quick      small sizes and few repeats (a smoke run)',
+    '  -- ARGS      everything after -- goes to the bench (e.g. accuracy: -- --instances 5 --context 1024)',
     '',
     `benches: ${names.join(', ')}`,
     '',
@@ -54,9 +57,14 @@ export function parseCliArgs(argv: readonly string[], names: readonly string[]):
   }
   let bench: string | undefined;
   let out: string | undefined;
+  let benchArgs: string[] | undefined;
   const options: { warmup?: number; repeats?: number; quick?: boolean } = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--') {
+      benchArgs = argv.slice(i + 1);
+      break;
+    }
     const eq = a.indexOf('=');
     const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
     const value = () => (inline !== undefined ? inline : argv[++i]);
@@ -90,5 +98,11 @@ export function parseCliArgs(argv: readonly string[], names: readonly string[]):
   if (!names.includes(bench)) {
     throw new CliError(`unknown benchmark ${JSON.stringify(bench)}; known: ${names.join(', ')}`);
   }
-  return { kind: 'run', bench, options, ...(out !== undefined ? { out } : {}) };
+  return {
+    kind: 'run',
+    bench,
+    options,
+    ...(out !== undefined ? { out } : {}),
+    ...(benchArgs !== undefined ? { benchArgs } : {}),
+  };
 }

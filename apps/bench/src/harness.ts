@@ -9,6 +9,8 @@ export interface RunOptions {
   readonly repeats: number;
   /** Smaller sizes and fewer repeats, for a smoke run (CI, development). */
   readonly quick: boolean;
+  /** Bench-specific arguments (what followed `--` on the command line). */
+  readonly benchArgs?: readonly string[];
 }
 
 /** What a benchmark gets: its options, a timer and a progress line. */

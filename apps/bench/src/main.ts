@@ -80,7 +80,10 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
     return 0;
   }
   const bench = await registry[args.bench]();
-  const options = resolveOptions(bench, args.options);
+  const options = resolveOptions(bench, {
+    ...args.options,
+    ...(args.benchArgs ? { benchArgs: args.benchArgs } : {}),
+  });
   // The command as run from the repository root (where results resolve the same way).
   const repoRoot = path.resolve(resultsDir, '..', '..', '..'); // apps/bench/results -> the repository
   const script = io.script ? path.relative(repoRoot, io.script) : 'apps/bench/dist/cli.js';

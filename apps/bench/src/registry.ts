@@ -14,6 +14,7 @@ export const registry: Readonly<Record<string, () => Promise<Bench>>> = {
   'server-load': () => import('./benches/server-load.js').then((m) => m.default),
   'webgpu-decode': () => import('./benches/webgpu-decode.js').then((m) => m.default),
   'webgpu-prefill': () => import('./benches/webgpu-prefill.js').then((m) => m.default),
+  accuracy: () => import('./benches/accuracy.js').then((m) => m.default),
 };
 
 export function benchNames(): string[] {

@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { toAccuracySvg } from './accuracy/chart.js';
 import { type Bench, createContext, type ProgressSink, type RunOptions } from './harness.js';
 import { type BenchResults, type MachineInfo, toMarkdown, toSvg, validateResults } from './results.js';
 
@@ -17,6 +18,7 @@ export function resolveOptions(bench: Bench, given: Partial<RunOptions>): RunOpt
     quick,
     warmup: given.warmup ?? bench.defaults?.warmup ?? (quick ? 1 : 3),
     repeats: given.repeats ?? bench.defaults?.repeats ?? (quick ? 3 : 20),
+    ...(given.benchArgs !== undefined ? { benchArgs: given.benchArgs } : {}),
   };
 }
 
@@ -53,7 +55,7 @@ export function writeResults(results: BenchResults, jsonPath: string): string[] 
 export function renderResults(results: BenchResults, jsonPath: string): string[] {
   const base = jsonPath.replace(/\.json$/, '');
   writeFileSync(`${base}.md`, toMarkdown(results));
-  const svg = toSvg(results);
+  const svg = toSvg(results) ?? toAccuracySvg(results);
   if (svg === undefined) return [`${base}.md`];
   writeFileSync(`${base}.svg`, svg);
   return [`${base}.md`, `${base}.svg`];

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseCliArgs } from '../args.js';
 import bench, { accuracyRows } from '../benches/accuracy.js';
 import { runBench } from '../run.js';
 import { toAccuracySvg } from './chart.js';
@@ -48,6 +49,16 @@ describe('accuracy options and grid', () => {
     expect(() => parseAccuracyArgs(['--families', 'niah'], false)).toThrow(AccuracyOptionError);
     expect(() => parseAccuracyArgs(['--instances', '0'], false)).toThrow(/--instances/);
     expect(() => parseAccuracyArgs(['--bogus', '1'], false)).toThrow(AccuracyOptionError);
+  });
+
+  it('the CLI passes what follows -- to the bench', () => {
+    const args = parseCliArgs(['accuracy', '--quick', '--', '--instances', '5', '--quick'], ['accuracy']);
+    expect(args).toMatchObject({
+      kind: 'run',
+      bench: 'accuracy',
+      options: { quick: true },
+      benchArgs: ['--instances', '5', '--quick'],
+    });
   });
 
   it('builds the main grid and the side grid without duplicates', () => {
