@@ -3,6 +3,7 @@
  * gives the same tokens.
  */
 import { KascadeRangeError } from '@kascade/core';
+import { mulberry32 } from './model/random.js';
 
 export interface SamplingOptions {
   /** 0 (default) is greedy. */
@@ -14,17 +15,8 @@ export interface SamplingOptions {
   readonly seed?: number;
 }
 
-/** A small, fast, seedable PRNG (mulberry32): uniform floats in [0, 1). */
-export function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small, fast, seedable PRNG (mulberry32): uniform floats in [0, 1). The random models use the same one. */
+export const createRng: (seed: number) => () => number = mulberry32;
 
 /** Index of the largest logit; ties go to the lower index; NaN never wins. */
 export function argmax(logits: ArrayLike<number>): number {
