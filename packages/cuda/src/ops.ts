@@ -117,6 +117,21 @@ export interface DeviceSelectedOutput<D extends AttentionDType> {
   readonly selection: DeviceSelection;
 }
 
+/** Dense-anchor and anchor decode: the same checks and slots, one native op or the other. */
+function attendAndSelect<D extends AttentionDType>(
+  op: 'denseAnchorDecode' | 'anchorDecode',
+  batch: DeviceDecodeBatch<D>,
+  budget: BudgetOptions | number,
+  into: { out?: DeviceTensor<D>; selection?: DeviceSelection },
+): DeviceSelectedOutput<D> {
+  const shape = decodeShape(batch);
+  const k = resolveTopk(shape.n, budget);
+  const o = outputFor(batch, into.out);
+  const sel = selectionFor(shape, k, into.selection);
+  requireNative()[op](shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer, k, sel.indices.buffer);
+  return { out: o, selection: sel };
+}
+
 /**
  * Layer 0: dense output plus the post-softmax group-pooled Top-k of every KV head
  * (`k = topkBudget(n, budget)` unless a number is given) into the selection slot.
@@ -126,20 +141,7 @@ export function denseAnchorDecode<D extends AttentionDType>(
   budget: BudgetOptions | number = {},
   into: { out?: DeviceTensor<D>; selection?: DeviceSelection } = {},
 ): DeviceSelectedOutput<D> {
-  const shape = decodeShape(batch);
-  const k = resolveTopk(shape.n, budget);
-  const o = outputFor(batch, into.out);
-  const sel = selectionFor(shape, k, into.selection);
-  requireNative().denseAnchorDecode(
-    shape,
-    batch.q.buffer,
-    batch.k.buffer,
-    batch.v.buffer,
-    o.buffer,
-    k,
-    sel.indices.buffer,
-  );
-  return { out: o, selection: sel };
+  return attendAndSelect('denseAnchorDecode', batch, budget, into);
 }
 
 /** Anchor: fused scores, softmax, pooling and radix Top-k select, then sparse attention over the selection. */
@@ -148,20 +150,7 @@ export function anchorDecode<D extends AttentionDType>(
   budget: BudgetOptions | number = {},
   into: { out?: DeviceTensor<D>; selection?: DeviceSelection } = {},
 ): DeviceSelectedOutput<D> {
-  const shape = decodeShape(batch);
-  const k = resolveTopk(shape.n, budget);
-  const o = outputFor(batch, into.out);
-  const sel = selectionFor(shape, k, into.selection);
-  requireNative().anchorDecode(
-    shape,
-    batch.q.buffer,
-    batch.k.buffer,
-    batch.v.buffer,
-    o.buffer,
-    k,
-    sel.indices.buffer,
-  );
-  return { out: o, selection: sel };
+  return attendAndSelect('anchorDecode', batch, budget, into);
 }
 
 /**
