@@ -71,6 +71,33 @@ describe('end to end with the real engine (built-in random-weight model, CPU)', 
     expect(error.message).toMatch(/version/);
   });
 
+  it('rejects a request plan claiming 2^32-1 layers with a 400, and keeps serving', async () => {
+    const served = (await (await fetch(`${running.url}/v1/models`)).json()).data[0].kascade;
+    const plan = {
+      format: 'kascade-plan',
+      version: 1,
+      model: { id: 'x', architecture: 'llama', layers: 2 ** 32 - 1, heads: 1, kvHeads: 1, headDim: 8 },
+      budget: { percent: 10, kMin: 1, roundTo: 1, tileSize: 32 },
+      anchors: [0],
+      headMaps: [[0]],
+    };
+    const res = await postJson(`${running.url}/v1/completions`, {
+      prompt: 'x',
+      kascade: { policy: 'kascade', plan },
+    });
+    expect(res.status).toBe(400);
+    const { error } = await res.json();
+    expect(error.code).toBe('invalid_plan');
+    expect(error.message).toMatch(new RegExp(`layers = 4294967295, the model has ${served.layers}`));
+    const after = await postJson(`${running.url}/v1/completions`, { prompt: 'after', max_tokens: 1 });
+    expect(after.status).toBe(200);
+  });
+
+  it('a busy port makes startServer reject (and not hang)', async () => {
+    const port = new URL(running.url).port;
+    await expect(startServer(parseConfig(['--port', port], {}))).rejects.toThrow(/EADDRINUSE/);
+  });
+
   it('a client that disconnects during a long prefill frees the engine promptly', async () => {
     const prompt = 'Kascade anchors and reuse layers. '.repeat(120); // ~4000 byte tokens
     const payload = JSON.stringify({ prompt, max_tokens: 5, kascade: { policy: 'dense' } });

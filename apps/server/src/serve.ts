@@ -3,7 +3,7 @@
  * build the HTTP server, listen.
  */
 import { parsePlan } from '@kascade/anchors';
-import { createEngine } from '@kascade/engine';
+import { type CpuKascadeEngine, createEngine } from '@kascade/engine';
 import type { ServerConfig } from './config.js';
 import { buildServer, type KascadeServer } from './server.js';
 
@@ -33,6 +33,20 @@ export async function startServer(
     ...(config.plan !== undefined ? { plan: config.plan } : {}),
     backend: config.backend,
   });
+  try {
+    return await serveEngine(engine, config, log);
+  } catch (error) {
+    // A failed calibration, a bad limit or a busy port must not leave the engine's workers running.
+    await engine.dispose().catch(() => {});
+    throw error;
+  }
+}
+
+async function serveEngine(
+  engine: CpuKascadeEngine,
+  config: ServerConfig,
+  log: (line: string) => void,
+): Promise<Running> {
   const model = engine.model;
   log(`model: ${model.id} (${model.architecture}, ${model.layers} layers, context ${model.maxContext})`);
   log(`backend: ${engine.backend.backend} (${engine.backend.reason})`);
@@ -67,6 +81,12 @@ export async function startServer(
     },
     logger: config.log,
   });
-  const url = await server.listen({ host: config.host, port: config.port });
+  let url: string;
+  try {
+    url = await server.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await server.app.close().catch(() => {});
+    throw error;
+  }
   return { server, url, planSource };
 }
