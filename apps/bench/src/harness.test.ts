@@ -118,6 +118,12 @@ describe('CLI arguments', () => {
       options: { repeats: 7, warmup: 0, quick: true },
       out: 'a.json',
     });
+    expect(parseCliArgs(['core-topk', '--quick', '--', '--instances', '5'], names)).toEqual({
+      kind: 'run',
+      bench: 'core-topk',
+      options: { quick: true },
+      benchArgs: ['--instances', '5'],
+    });
     expect(parseCliArgs(['list'], names)).toEqual({ kind: 'list' });
     expect(parseCliArgs(['--help'], names)).toEqual({ kind: 'help' });
   });
