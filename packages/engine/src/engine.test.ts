@@ -76,6 +76,14 @@ describe('createEngine', () => {
     await expect(createEngine({ plan: '/nonexistent/plan.json' })).rejects.toThrow(/cannot read plan file/);
   });
 
+  it('a rejected plan leaves a model passed in usable (only a model the call loaded is freed)', async () => {
+    const engine = await createEngine();
+    await expect(createEngine({ cpuModel: engine.cpuModel, plan: tinyPlan(6) })).rejects.toThrow(PlanError);
+    expect((await drain(engine.generate('abc', { maxTokens: 2 }))).length).toBeGreaterThan(0);
+    await engine.dispose();
+    await expect(drain(engine.generate('abc', { maxTokens: 2 }))).rejects.toThrow(/disposed/);
+  });
+
   it('every policy generates through the engine', async () => {
     const engine = await createEngine({ plan: tinyPlan() });
     for (const policy of [

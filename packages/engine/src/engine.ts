@@ -136,7 +136,14 @@ export async function createEngine(options: CreateEngineOptions = {}): Promise<C
   const shape = modelShape(model);
   const planSource =
     options.plan ?? (options.model !== undefined ? await planInModelDir(options.model) : undefined);
-  const defaultPlan = planSource !== undefined ? planFor(await readPlan(planSource), shape) : undefined;
+  let defaultPlan: KascadePlan | undefined;
+  try {
+    defaultPlan = planSource !== undefined ? planFor(await readPlan(planSource), shape) : undefined;
+  } catch (error) {
+    // A plan that cannot be read or does not fit: free the model this call loaded (not one passed in).
+    if (options.cpuModel === undefined) await model.dispose().catch(() => {});
+    throw error;
+  }
 
   const resolveSpec = (spec: PolicySpec | PolicySpec['kind']): PolicySpec => {
     const s: PolicySpec = typeof spec === 'string' ? ({ kind: spec } as PolicySpec) : spec;
