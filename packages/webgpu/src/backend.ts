@@ -130,22 +130,29 @@ export class WebGPUBackend implements AttentionBackend {
     if (inputs.q.length !== heads * headDim)
       throw new WebGPUShapeError(`q must have heads * headDim = ${heads * headDim} elements`);
     const gpu = this.gpu;
-    const kv = this.uploadKV(inputs);
-    const q = uploadBuffer(gpu, Float32Array.from(inputs.q), 'q');
-    const out = this.outputBuffer(heads * headDim);
+    // Everything allocated below is freed in `finally`, also when a later check throws.
+    let ownedKv: DeviceKV | undefined;
+    let ownedQ: GPUBuffer | undefined;
+    let ownedOut: GPUBuffer | undefined;
     let slot: DeviceDecodeSlot | undefined;
-    if (role === 'reuse') {
-      const sel = opts.selection!;
-      validateDecodeSelection(sel, kvHeads, n);
-      slot = createDecodeSlot(gpu, 1, kvHeads, sel.k);
-      gpu.device.queue.writeBuffer(slot.indices, 0, Uint32Array.from(sel.indices));
-      slot.k = sel.k;
-    } else if (role !== 'dense') {
-      const k = topkBudget(n, opts.budget);
-      slot = createDecodeSlot(gpu, 1, kvHeads, k);
-      gpu.device.queue.writeBuffer(slot.indices, 0, new Uint32Array(kvHeads * k).fill(0xffffffff));
-    }
     try {
+      const kv = this.uploadKV(inputs);
+      ownedKv = kv;
+      const q = uploadBuffer(gpu, Float32Array.from(inputs.q), 'q');
+      ownedQ = q;
+      const out = this.outputBuffer(heads * headDim);
+      ownedOut = out;
+      if (role === 'reuse') {
+        const sel = opts.selection!;
+        validateDecodeSelection(sel, kvHeads, n);
+        slot = createDecodeSlot(gpu, 1, kvHeads, sel.k);
+        gpu.device.queue.writeBuffer(slot.indices, 0, Uint32Array.from(sel.indices));
+        slot.k = sel.k;
+      } else if (role !== 'dense') {
+        const k = topkBudget(n, opts.budget);
+        slot = createDecodeSlot(gpu, 1, kvHeads, k);
+        gpu.device.queue.writeBuffer(slot.indices, 0, new Uint32Array(kvHeads * k).fill(0xffffffff));
+      }
       await gpu.checked(`decode ${role}`, async () => {
         const enc = gpu.device.createCommandEncoder({ label: `kascade:decode.${role}` });
         const pass = enc.beginComputePass({ label: `kascade:decode.${role}` });
@@ -175,8 +182,8 @@ export class WebGPUBackend implements AttentionBackend {
       return { out: Float64Array.from(o), selection };
     } finally {
       gpu.resetParams();
-      destroyDeviceKV(kv);
-      for (const b of [q, out, slot?.indices]) b?.destroy();
+      if (ownedKv) destroyDeviceKV(ownedKv);
+      for (const b of [ownedQ, ownedOut, slot?.indices]) b?.destroy();
     }
   }
 
@@ -195,30 +202,37 @@ export class WebGPUBackend implements AttentionBackend {
       throw new WebGPUShapeError(`n must be queryStart + queries = ${queryStart + queries}, got ${inputs.n}`);
     }
     const gpu = this.gpu;
-    const kv = this.uploadKV(inputs);
-    const q = uploadBuffer(gpu, Float32Array.from(inputs.q), 'q');
-    const out = this.outputBuffer(heads * queries * headDim);
     const tiles = Math.ceil(queries / tileSize);
+    // Everything allocated below is freed in `finally`, also when a later check throws.
+    let ownedKv: DeviceKV | undefined;
+    let ownedQ: GPUBuffer | undefined;
+    let ownedOut: GPUBuffer | undefined;
     let slot: DevicePrefillSlot | undefined;
-    if (role === 'reuse') {
-      const sel = opts.selection!;
-      validatePrefillSelection(sel, kvHeads, tiles, tileSize, queryStart);
-      slot = createPrefillSlot(gpu, { batch: 1, kvHeads, tiles, tileSize, kStride: sel.kMax });
-      if (sel.indices.length > 0)
-        gpu.device.queue.writeBuffer(slot.indices, 0, Uint32Array.from(sel.indices));
-      gpu.device.queue.writeBuffer(slot.counts, 0, Uint32Array.from(sel.counts));
-    } else if (role !== 'dense') {
-      let kMax = 0;
-      for (let t = 0; t < tiles; t++)
-        kMax = Math.max(kMax, topkBudget(queryStart + t * tileSize, opts.budget));
-      slot = createPrefillSlot(gpu, { batch: 1, kvHeads, tiles, tileSize, kStride: Math.max(1, kMax) });
-      gpu.device.queue.writeBuffer(
-        slot.indices,
-        0,
-        new Uint32Array(kvHeads * tiles * slot.kStride).fill(0xffffffff),
-      );
-    }
     try {
+      const kv = this.uploadKV(inputs);
+      ownedKv = kv;
+      const q = uploadBuffer(gpu, Float32Array.from(inputs.q), 'q');
+      ownedQ = q;
+      const out = this.outputBuffer(heads * queries * headDim);
+      ownedOut = out;
+      if (role === 'reuse') {
+        const sel = opts.selection!;
+        validatePrefillSelection(sel, kvHeads, tiles, tileSize, queryStart);
+        slot = createPrefillSlot(gpu, { batch: 1, kvHeads, tiles, tileSize, kStride: sel.kMax });
+        if (sel.indices.length > 0)
+          gpu.device.queue.writeBuffer(slot.indices, 0, Uint32Array.from(sel.indices));
+        gpu.device.queue.writeBuffer(slot.counts, 0, Uint32Array.from(sel.counts));
+      } else if (role !== 'dense') {
+        let kMax = 0;
+        for (let t = 0; t < tiles; t++)
+          kMax = Math.max(kMax, topkBudget(queryStart + t * tileSize, opts.budget));
+        slot = createPrefillSlot(gpu, { batch: 1, kvHeads, tiles, tileSize, kStride: Math.max(1, kMax) });
+        gpu.device.queue.writeBuffer(
+          slot.indices,
+          0,
+          new Uint32Array(kvHeads * tiles * slot.kStride).fill(0xffffffff),
+        );
+      }
       await gpu.checked(`prefill ${role}`, async () => {
         const enc = gpu.device.createCommandEncoder({ label: `kascade:prefill.${role}` });
         const pass = enc.beginComputePass({ label: `kascade:prefill.${role}` });
@@ -264,8 +278,8 @@ export class WebGPUBackend implements AttentionBackend {
       return { out: Float64Array.from(o), selection };
     } finally {
       gpu.resetParams();
-      destroyDeviceKV(kv);
-      for (const b of [q, out, slot?.indices, slot?.counts]) b?.destroy();
+      if (ownedKv) destroyDeviceKV(ownedKv);
+      for (const b of [ownedQ, ownedOut, slot?.indices, slot?.counts]) b?.destroy();
     }
   }
 
