@@ -1,10 +1,10 @@
 /**
  * Shared by `webgpu-decode` and `webgpu-prefill`: opening the device (Dawn in Node, from
  * `$DAWN_NODE_PATH` when set, e.g. on the H200 machine), timing with timestamp queries, the
- * WebGPU copy bandwidth, and an L2 flush between timed runs.
+ * WebGPU copy bandwidth, an L2 flush between timed runs, and filling buffers with random data.
  */
 import { createRequire } from 'node:module';
-import { encodeCopy, KascadeGPU, timeGPU } from '@kascade/webgpu';
+import { encodeCopy, encodeFillRandom, KascadeGPU, timeGPU } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { MachineInfo, Row } from '../results.js';
 import { type Stats, summarize } from '../stats.js';
@@ -107,4 +107,14 @@ export async function copyBandwidth(
 export function round(x: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/** Fills `buf` (f32 words, or f16 pairs) with seeded random values on the GPU and submits. */
+export function fillBuffer(gpu: KascadeGPU, buf: GPUBuffer, seed: number, f16: boolean): void {
+  const enc = gpu.device.createCommandEncoder({ label: 'bench.fill' });
+  const pass = enc.beginComputePass({ label: 'bench.fill' });
+  encodeFillRandom(gpu, pass, buf, buf.size / 4, { seed, f16 });
+  pass.end();
+  gpu.flushParams();
+  gpu.device.queue.submit([enc.finish()]);
 }

@@ -16,28 +16,17 @@ import {
   createDeviceKV,
   destroyDeviceKV,
   encodeDecode,
-  encodeFillRandom,
-  type KascadeGPU,
   type LayerRole,
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
 import type { Row } from '../results.js';
-import { copyBandwidth, l2Flusher, machineOf, openGPU, round, timeOp } from './webgpu-common.js';
+import { copyBandwidth, fillBuffer, l2Flusher, machineOf, openGPU, round, timeOp } from './webgpu-common.js';
 
 const H = 32;
 const G = 8;
 const D = 128;
 const PERCENT = 10;
 const KMIN = 128;
-
-function fillBuffer(gpu: KascadeGPU, buf: GPUBuffer, seed: number, f16: boolean): void {
-  const enc = gpu.device.createCommandEncoder({ label: 'bench.fill' });
-  const pass = enc.beginComputePass({ label: 'bench.fill' });
-  encodeFillRandom(gpu, pass, buf, buf.size / 4, { seed, f16 });
-  pass.end();
-  gpu.flushParams();
-  gpu.device.queue.submit([enc.finish()]);
-}
 
 const bench: Bench = {
   name: 'webgpu-decode',
