@@ -79,6 +79,9 @@ describe('createEngine', () => {
   it('a rejected plan leaves a model passed in usable (only a model the call loaded is freed)', async () => {
     const engine = await createEngine();
     await expect(createEngine({ cpuModel: engine.cpuModel, plan: tinyPlan(6) })).rejects.toThrow(PlanError);
+    await expect(createEngine({ cpuModel: engine.cpuModel, policy: 'kascade' })).rejects.toThrow(
+      /needs a plan/,
+    );
     expect((await drain(engine.generate('abc', { maxTokens: 2 }))).length).toBeGreaterThan(0);
     await engine.dispose();
     await expect(drain(engine.generate('abc', { maxTokens: 2 }))).rejects.toThrow(/disposed/);

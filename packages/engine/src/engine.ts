@@ -136,12 +136,16 @@ export async function createEngine(options: CreateEngineOptions = {}): Promise<C
   const shape = modelShape(model);
   const planSource =
     options.plan ?? (options.model !== undefined ? await planInModelDir(options.model) : undefined);
+  // When the engine cannot be made (a plan that cannot be read or does not fit, a policy without
+  // a plan), free the model this call loaded, not one passed in.
+  const freeModel = async (): Promise<void> => {
+    if (options.cpuModel === undefined) await model.dispose().catch(() => {});
+  };
   let defaultPlan: KascadePlan | undefined;
   try {
     defaultPlan = planSource !== undefined ? planFor(await readPlan(planSource), shape) : undefined;
   } catch (error) {
-    // A plan that cannot be read or does not fit: free the model this call loaded (not one passed in).
-    if (options.cpuModel === undefined) await model.dispose().catch(() => {});
+    await freeModel();
     throw error;
   }
 
@@ -158,7 +162,13 @@ export async function createEngine(options: CreateEngineOptions = {}): Promise<C
     }
     return s;
   };
-  const policy = resolveSpec(options.policy ?? (defaultPlan ? 'kascade' : 'dense'));
+  let policy: PolicySpec;
+  try {
+    policy = resolveSpec(options.policy ?? (defaultPlan ? 'kascade' : 'dense'));
+  } catch (error) {
+    await freeModel();
+    throw error;
+  }
 
   const { config } = model;
   const info: ModelInfo = {
