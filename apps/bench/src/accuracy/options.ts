@@ -30,6 +30,8 @@ export interface AccuracyOptions {
   readonly modelDir?: string;
   readonly heldoutDir?: string;
   readonly planFile?: string;
+  /** A label recorded in the results' config (e.g. what run this is). */
+  readonly note?: string;
 }
 
 function int(name: string, v: string | undefined, fallback: number, min: number): number {
@@ -88,6 +90,7 @@ export function parseAccuracyArgs(args: readonly string[], quick: boolean): Accu
           'model',
           'heldout',
           'plan',
+          'note',
         ].map((k) => [k, { type: 'string' as const }]),
       ),
       strict: true,
@@ -114,6 +117,7 @@ export function parseAccuracyArgs(args: readonly string[], quick: boolean): Accu
     ...(values.model !== undefined ? { modelDir: values.model } : {}),
     ...(values.heldout !== undefined ? { heldoutDir: values.heldout } : {}),
     ...(values.plan !== undefined ? { planFile: values.plan } : {}),
+    ...(values.note !== undefined ? { note: values.note } : {}),
   };
 }
 

@@ -194,6 +194,7 @@ const bench: Bench = {
 
     return {
       config: {
+        ...(o.note !== undefined ? { note: o.note } : {}),
         model: path.relative(process.cwd(), modelDir) || modelDir,
         plan: path.relative(process.cwd(), planFile) || planFile,
         planAnchors: plan.anchors.join(' '),
