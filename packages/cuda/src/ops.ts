@@ -30,24 +30,31 @@ export interface DeviceSelection {
   readonly indices: DeviceTensor<'i32'>;
 }
 
-/** The shape a batch implies, checked: q and k/v agree, dtype matches, group size and head dim supported. */
-export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
-  const { q, k, v, n } = batch;
+/** q, k, v share bf16 or f16 (checked before their shapes, by decode and prefill alike). */
+export function checkDTypes(q: DeviceTensor, k: DeviceTensor, v: DeviceTensor): void {
   if (q.dtype !== k.dtype || k.dtype !== v.dtype || (q.dtype !== 'bf16' && q.dtype !== 'f16')) {
     throw new CudaArgumentError(
       `q, k, v must share dtype bf16 or f16 (got ${q.dtype}, ${k.dtype}, ${v.dtype})`,
     );
   }
-  if (q.shape.length !== 3 || k.shape.length !== 4) {
-    throw new CudaArgumentError(
-      `q must be [batch, heads, headDim] and k, v [batch, kvHeads, capacity, headDim] (got q [${q.shape}], k [${k.shape}])`,
-    );
-  }
-  const [b, heads, headDim] = q.shape as [number, number, number];
+}
+
+/**
+ * K/V `[batch, kvHeads, capacity, headDim]` (rank already checked) against q's batch, heads and
+ * head dim: v matches k, the group size is 1, 2, 4 or 8, the head dim 64 or 128.
+ */
+export function checkKV(
+  q: DeviceTensor,
+  k: DeviceTensor,
+  v: DeviceTensor,
+  batch: number,
+  heads: number,
+  headDim: number,
+): { kvHeads: number; capacity: number } {
   const [kb, kvHeads, capacity, kd] = k.shape as [number, number, number, number];
   if (v.shape.join() !== k.shape.join())
     throw new CudaArgumentError(`v [${v.shape}] must match k [${k.shape}]`);
-  if (kb !== b || kd !== headDim) {
+  if (kb !== batch || kd !== headDim) {
     throw new CudaArgumentError(`k [${k.shape}] does not fit q [${q.shape}] (batch and headDim must agree)`);
   }
   if (heads % kvHeads !== 0 || ![1, 2, 4, 8].includes(heads / kvHeads)) {
@@ -55,6 +62,20 @@ export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   }
   if (headDim !== 64 && headDim !== 128)
     throw new CudaArgumentError(`headDim must be 64 or 128, got ${headDim}`);
+  return { kvHeads, capacity };
+}
+
+/** The shape a batch implies, checked: q and k/v agree, dtype matches, group size and head dim supported. */
+export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
+  const { q, k, v, n } = batch;
+  checkDTypes(q, k, v);
+  if (q.shape.length !== 3 || k.shape.length !== 4) {
+    throw new CudaArgumentError(
+      `q must be [batch, heads, headDim] and k, v [batch, kvHeads, capacity, headDim] (got q [${q.shape}], k [${k.shape}])`,
+    );
+  }
+  const [b, heads, headDim] = q.shape as [number, number, number];
+  const { kvHeads, capacity } = checkKV(q, k, v, b, heads, headDim);
   if (!(Number.isInteger(n) && n >= 1 && n <= capacity)) {
     throw new CudaArgumentError(`n must be an integer in 1..capacity = ${capacity}, got ${n}`);
   }

@@ -7,7 +7,7 @@
 import { type BudgetOptions, prefillTileBudget } from '@kascade/core';
 import type { NativePrefillShape } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
-import type { AttentionDType } from './ops.js';
+import { type AttentionDType, checkDTypes, checkKV } from './ops.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
 /** The query tile the prefill kernels are built for. */
@@ -55,28 +55,14 @@ export interface DevicePrefillSelectedOutput<D extends AttentionDType> {
 /** The shape a chunk implies, checked: q and k/v agree, dtype, group size, head dim, tile, capacity. */
 export function prefillShape(chunk: DevicePrefillChunk): NativePrefillShape {
   const { q, k, v } = chunk;
-  if (q.dtype !== k.dtype || k.dtype !== v.dtype || (q.dtype !== 'bf16' && q.dtype !== 'f16')) {
-    throw new CudaArgumentError(
-      `q, k, v must share dtype bf16 or f16 (got ${q.dtype}, ${k.dtype}, ${v.dtype})`,
-    );
-  }
+  checkDTypes(q, k, v);
   if (q.shape.length !== 4 || k.shape.length !== 4) {
     throw new CudaArgumentError(
       `q must be [batch, heads, queries, headDim] and k, v [batch, kvHeads, capacity, headDim] (got q [${q.shape}], k [${k.shape}])`,
     );
   }
   const [b, heads, queries, headDim] = q.shape as [number, number, number, number];
-  const [kb, kvHeads, capacity, kd] = k.shape as [number, number, number, number];
-  if (v.shape.join() !== k.shape.join())
-    throw new CudaArgumentError(`v [${v.shape}] must match k [${k.shape}]`);
-  if (kb !== b || kd !== headDim) {
-    throw new CudaArgumentError(`k [${k.shape}] does not fit q [${q.shape}] (batch and headDim must agree)`);
-  }
-  if (heads % kvHeads !== 0 || ![1, 2, 4, 8].includes(heads / kvHeads)) {
-    throw new CudaArgumentError(`group size heads / kvHeads = ${heads}/${kvHeads} must be 1, 2, 4 or 8`);
-  }
-  if (headDim !== 64 && headDim !== 128)
-    throw new CudaArgumentError(`headDim must be 64 or 128, got ${headDim}`);
+  const { kvHeads, capacity } = checkKV(q, k, v, b, heads, headDim);
   const tileSize = chunk.tileSize ?? PREFILL_TILE_SIZE;
   if (tileSize !== PREFILL_TILE_SIZE)
     throw new CudaArgumentError(
