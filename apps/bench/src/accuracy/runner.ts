@@ -164,11 +164,13 @@ export async function runJobs(
     return results;
   }
   let next = 0;
+  const started: Worker[] = [];
   const one = () =>
     new Promise<void>((resolve, reject) => {
       const worker = new Worker(fileURLToPath(import.meta.url), {
         workerData: { kascadeAccuracyWorker: true, setup },
       });
+      started.push(worker);
       let current = -1;
       const feed = () => {
         if (next >= jobs.length) {
@@ -192,7 +194,13 @@ export async function runJobs(
       });
       worker.on('error', reject);
     });
-  await Promise.all(Array.from({ length: Math.min(workers, jobs.length) }, one));
+  try {
+    await Promise.all(Array.from({ length: Math.min(workers, jobs.length) }, one));
+  } catch (e) {
+    // One worker failed: stop the others so the process can exit with the error.
+    await Promise.all(started.map((w) => w.terminate()));
+    throw e;
+  }
   return results;
 }
 
