@@ -9,40 +9,28 @@ import {
 import { KascadeRangeError } from './budget.js';
 import { SelectionError, ShapeError } from './errors.js';
 import {
+  chunkArbitrary,
   decodeQuery,
   naiveAttend,
   prefillQuery,
+  propertyRuns,
   randomDecode,
   randomPrefill,
   range,
   relativeError,
   rng,
+  seedArbitrary,
+  shapeArbitrary,
   shuffled,
+  toShape,
 } from './naive.test-support.js';
 import { anchorDecodeTopk, anchorPrefillTopk } from './selection.js';
 import type { DecodeSelection, PrefillSelection } from './types.js';
 
-// Shapes: g = 1, 2 and 8; odd head dims; 1-2 KV heads.
-const shape = fc.record({
-  kvHeads: fc.integer({ min: 1, max: 2 }),
-  group: fc.constantFrom(1, 2, 8),
-  headDim: fc.integer({ min: 1, max: 9 }),
-});
-const toShape = (s: { kvHeads: number; group: number; headDim: number }) => ({
-  heads: s.kvHeads * s.group,
-  kvHeads: s.kvHeads,
-  headDim: s.headDim,
-});
-// Prefill chunks: T = 1 included, queries not a multiple of T, chunks that start mid-sequence.
-const chunk = fc
-  .record({
-    tileSize: fc.integer({ min: 1, max: 9 }),
-    startTiles: fc.integer({ min: 0, max: 4 }),
-    queries: fc.integer({ min: 1, max: 23 }),
-  })
-  .map(({ tileSize, startTiles, queries }) => ({ tileSize, queryStart: startTiles * tileSize, queries }));
-const seed = fc.integer({ min: 1, max: 2 ** 31 - 1 });
-const runs = { numRuns: 60 };
+const shape = shapeArbitrary();
+const chunk = chunkArbitrary();
+const seed = seedArbitrary;
+const runs = propertyRuns;
 
 function naiveDenseDecode(inputs: ReturnType<typeof randomDecode>): number[] {
   const g = inputs.heads / inputs.kvHeads;

@@ -3,7 +3,39 @@
  * Plain arrays, no shared code with the package: this is the oracle the reference is held to.
  * Not exported from the package.
  */
+import fc from 'fast-check';
 import type { DecodeInputs, PrefillInputs } from './types.js';
+
+/** Random attention shapes for property tests: g = 1, 2 and 8, small odd head dims. */
+export function shapeArbitrary(limits: { maxKvHeads?: number; maxHeadDim?: number } = {}) {
+  return fc.record({
+    kvHeads: fc.integer({ min: 1, max: limits.maxKvHeads ?? 2 }),
+    group: fc.constantFrom(1, 2, 8),
+    headDim: fc.integer({ min: 1, max: limits.maxHeadDim ?? 9 }),
+  });
+}
+
+export const toShape = (s: { kvHeads: number; group: number; headDim: number }) => ({
+  heads: s.kvHeads * s.group,
+  kvHeads: s.kvHeads,
+  headDim: s.headDim,
+});
+
+/** Prefill chunks: T = 1 included, queries not a multiple of T, chunks that start mid-sequence. */
+export function chunkArbitrary(
+  limits: { maxTile?: number; maxStartTiles?: number; maxQueries?: number } = {},
+) {
+  return fc
+    .record({
+      tileSize: fc.integer({ min: 1, max: limits.maxTile ?? 9 }),
+      startTiles: fc.integer({ min: 0, max: limits.maxStartTiles ?? 4 }),
+      queries: fc.integer({ min: 1, max: limits.maxQueries ?? 23 }),
+    })
+    .map(({ tileSize, startTiles, queries }) => ({ tileSize, queryStart: startTiles * tileSize, queries }));
+}
+
+export const seedArbitrary = fc.integer({ min: 1, max: 2 ** 31 - 1 });
+export const propertyRuns = { numRuns: 60 };
 
 /** A small seeded PRNG (mulberry32) so fast-check only has to draw a seed. */
 export function rng(seed: number): () => number {

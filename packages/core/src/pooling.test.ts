@@ -2,13 +2,18 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ShapeError } from './errors.js';
 import {
+  chunkArbitrary,
   decodeQuery,
   naiveProbabilities,
   prefillQuery,
+  propertyRuns,
   randomDecode,
   randomPrefill,
   range,
   relativeError,
+  seedArbitrary,
+  shapeArbitrary,
+  toShape,
 } from './naive.test-support.js';
 import {
   decodeProbabilities,
@@ -18,25 +23,10 @@ import {
   poolGroupPreSoftmax,
 } from './pooling.js';
 
-const shape = fc.record({
-  kvHeads: fc.integer({ min: 1, max: 2 }),
-  group: fc.constantFrom(1, 2, 8),
-  headDim: fc.integer({ min: 1, max: 9 }),
-});
-const toShape = (s: { kvHeads: number; group: number; headDim: number }) => ({
-  heads: s.kvHeads * s.group,
-  kvHeads: s.kvHeads,
-  headDim: s.headDim,
-});
-const chunk = fc
-  .record({
-    tileSize: fc.integer({ min: 1, max: 9 }),
-    startTiles: fc.integer({ min: 0, max: 4 }),
-    queries: fc.integer({ min: 1, max: 23 }),
-  })
-  .map(({ tileSize, startTiles, queries }) => ({ tileSize, queryStart: startTiles * tileSize, queries }));
-const seed = fc.integer({ min: 1, max: 2 ** 31 - 1 });
-const runs = { numRuns: 60 };
+const shape = shapeArbitrary();
+const chunk = chunkArbitrary();
+const seed = seedArbitrary;
+const runs = propertyRuns;
 
 describe('decode pooling', () => {
   it('probabilities and post-softmax group pools equal naive sums over the group', () => {

@@ -3,13 +3,18 @@ import { describe, expect, it } from 'vitest';
 import { prefillTileBudget, topkBudget } from './budget.js';
 import { SelectionError, ShapeError } from './errors.js';
 import {
+  chunkArbitrary,
   decodeQuery,
   naiveProbabilities,
   prefillQuery,
+  propertyRuns,
   randomDecode,
   randomPrefill,
   range,
+  seedArbitrary,
+  shapeArbitrary,
   sortTopk,
+  toShape,
 } from './naive.test-support.js';
 import { pooledDecodeScores, pooledPrefillScores } from './pooling.js';
 import {
@@ -21,31 +26,16 @@ import {
 } from './selection.js';
 import type { DecodeInputs, PrefillInputs } from './types.js';
 
-const shape = fc.record({
-  kvHeads: fc.integer({ min: 1, max: 3 }),
-  group: fc.constantFrom(1, 2, 8),
-  headDim: fc.integer({ min: 1, max: 6 }),
-});
-const toShape = (s: { kvHeads: number; group: number; headDim: number }) => ({
-  heads: s.kvHeads * s.group,
-  kvHeads: s.kvHeads,
-  headDim: s.headDim,
-});
-const chunk = fc
-  .record({
-    tileSize: fc.integer({ min: 1, max: 8 }),
-    startTiles: fc.integer({ min: 0, max: 5 }),
-    queries: fc.integer({ min: 1, max: 21 }),
-  })
-  .map(({ tileSize, startTiles, queries }) => ({ tileSize, queryStart: startTiles * tileSize, queries }));
+const shape = shapeArbitrary({ maxKvHeads: 3, maxHeadDim: 6 });
+const chunk = chunkArbitrary({ maxTile: 8, maxStartTiles: 5, maxQueries: 21 });
 // Small kMin and percent so budgets bite at these sizes; also k >= n through large kMin.
 const budget = fc.record({
   percent: fc.constantFrom(10, 25, 50, 100),
   kMin: fc.integer({ min: 0, max: 12 }),
   roundTo: fc.constantFrom(1, 2, 4),
 });
-const seed = fc.integer({ min: 1, max: 2 ** 31 - 1 });
-const runs = { numRuns: 60 };
+const seed = seedArbitrary;
+const runs = propertyRuns;
 
 /** Naive S over heads `heads` for decode. */
 function naiveDecodePool(inputs: DecodeInputs, heads: number[], g: number): number[] {
