@@ -163,8 +163,11 @@ class Data:
     """Builds token rows of length L+1: a task instance (answer tokens carry the task loss)
     followed by natural text (carrying a small LM loss), or natural text alone."""
 
-    def __init__(self, tok, train_paras, held_paras, chat_frac: float, text_frac: float):
+    def __init__(self, tok, train_paras, held_paras, chat_frac: float, text_frac: float,
+                 pack_frac: float = 0.0, pack_min: int = 256):
         self.tok = tok
+        self.pack_frac = pack_frac
+        self.pack_min = pack_min
         self.bos = tok.token_to_id("<|bos|>")
         self.eos = tok.token_to_id("<|eos|>")
         self.pad = tok.token_to_id("<|pad|>")
@@ -230,11 +233,44 @@ class Data:
             out = np.concatenate([out, self.text[: n - out.size]])
         return out
 
+    def packed_row(self, rng: random.Random, L: int) -> tuple[np.ndarray, np.ndarray]:
+        """Several task instances, each opened by <bos>, of lengths drawn log-uniformly from
+        [min_len, L], until the row is full; the rest is natural text. Attention is not reset at
+        <bos>: keys and values are random per instance, so the model must (and does) find the
+        current instance's needles. More answers per token than one instance per row."""
+        ids = np.full(L + 1, self.pad, dtype=np.int32)
+        kind = np.zeros(L + 1, dtype=np.int8)
+        pos = 0
+        lo = min(self.pack_min, L)
+        misses = 0
+        while misses < 3 and L + 1 - pos > lo:
+            room = L + 1 - pos
+            target = int(math.exp(rng.uniform(math.log(lo), math.log(max(lo + 1, room))))) - 48
+            fam = rng.choice(tasks.FAMILIES)
+            chat = rng.random() < self.chat_frac
+            inst = tasks.make_instance(fam, rng, max(32, target), self.hay, self.counter)
+            p, a = self.instance_ids(inst, self.hay, self.hay_ids, chat)
+            n = len(p) + len(a)
+            if n > room:
+                misses += 1
+                continue
+            ids[pos:pos + n] = p + a
+            kind[pos + len(p):pos + n] = 1
+            pos += n
+        if pos < L + 1 - 8:
+            ids[pos] = self.bos
+            ids[pos + 1:] = self.text_run(rng, L - pos)
+            kind[pos + 1:] = 2
+        return ids, kind
+
     def row(self, rng: random.Random, L: int) -> tuple[np.ndarray, np.ndarray]:
+        r = rng.random()
+        if self.pack_frac > 0 and self.text_frac <= r < self.text_frac + self.pack_frac:
+            return self.packed_row(rng, L)
         ids = np.full(L + 1, self.pad, dtype=np.int32)
         kind = np.zeros(L + 1, dtype=np.int8)  # 0 no loss, 1 answer, 2 text (kind of the token itself)
         pos = 0
-        if rng.random() >= self.text_frac:
+        if r >= self.text_frac:
             for _ in range(4):
                 fam = rng.choice(tasks.FAMILIES)
                 target = int(L * rng.uniform(0.5, 1.0)) - 48
@@ -669,6 +705,9 @@ def main() -> int:
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--text-weight", type=float, default=0.2, help="weight of the text LM loss")
     ap.add_argument("--text-frac", type=float, default=0.1, help="fraction of rows that are text only")
+    ap.add_argument("--pack-frac", type=float, default=0.0,
+                    help="fraction of rows packed with several instances of log-uniform lengths (call 2 on)")
+    ap.add_argument("--pack-min", type=int, default=256, help="shortest packed instance, in tokens")
     ap.add_argument("--chat-frac", type=float, default=0.2, help="fraction of task instances in chat format")
     ap.add_argument("--workers", type=int, default=0, help="data processes (0: cores - 2, at most 12)")
     ap.add_argument("--eval-per-family", type=int, default=20)
@@ -727,7 +766,7 @@ def main() -> int:
     if prev_cfg is not None and prev_cfg["vocab_size"] != vocab:
         raise SystemExit(f"tokenizer has {vocab} tokens but the checkpoint's config says {prev_cfg['vocab_size']}")
 
-    data = Data(tok, train_paras, held_paras, args.chat_frac, args.text_frac)
+    data = Data(tok, train_paras, held_paras, args.chat_frac, args.text_frac, args.pack_frac, args.pack_min)
     bad = data.check_pieces()
     data.whole_string = bad > 0
     log("piecewise-check", mismatches=bad, of=60, wholeStringTokenization=data.whole_string)
@@ -774,7 +813,26 @@ def main() -> int:
         warmup = args.resume_warmup
         moments = True
     log("model", params=n_params, bf16Bytes=2 * n_params, config=cfg, resumedMoments=moments, warmup=warmup)
-    fwd = torch.compile(model) if args.compile else model
+    fwd = model
+    if args.compile:
+        # compile once per training length, before the clock of the curriculum matters; any failure
+        # (an old torch, a missing compiler) falls back to eager and says so
+        t = time.time()
+        try:
+            for L in lengths:
+                model.forward(torch.zeros(1, L, dtype=torch.long, device=device))  # fills the RoPE cache
+            compiled = torch.compile(model, dynamic=False)
+            for L in lengths:
+                xs = torch.randint(0, vocab, (rows_per[L], L), device=device)
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    out = compiled(xs)
+                out.float().mean().backward()
+            opt.zero_grad(set_to_none=True)
+            fwd = compiled
+            log("compile", ok=True, lengths=lengths, seconds=round(time.time() - t, 1))
+        except Exception as e:  # noqa: BLE001 - eager still trains
+            opt.zero_grad(set_to_none=True)
+            log("compile", ok=False, error=f"{type(e).__name__}: {str(e)[:300]}", seconds=round(time.time() - t, 1))
 
     # ---- train
     deadline = T0 + args.minutes * 60 - args.reserve
