@@ -12,7 +12,13 @@ import {
 import { KascadeGPU } from './context.js';
 import type { DeviceOptions } from './device.js';
 import { WebGPUShapeError } from './errors.js';
-import { createDecodeSlot, type DeviceDecodeSlot, encodeDecode, type LayerRole } from './ops/decode.js';
+import {
+  createDecodeSlot,
+  type DecodeKernel,
+  type DeviceDecodeSlot,
+  encodeDecode,
+  type LayerRole,
+} from './ops/decode.js';
 import { createPrefillSlot, type DevicePrefillSlot, encodePrefill } from './ops/prefill.js';
 import type { KVDType } from './program.js';
 import { checkHeadDim, createDeviceKV, type DeviceKV, destroyDeviceKV, packKV } from './tensors.js';
@@ -22,6 +28,8 @@ export interface WebGPUBackendOptions extends DeviceOptions {
   readonly kvDType?: KVDType;
   /** Share a device (and its pipeline cache) with other backends instead of opening one. */
   readonly context?: KascadeGPU;
+  /** The decode kernel (default: `teams` where the device can run it, else `chunked`). */
+  readonly decodeKernel?: DecodeKernel;
 }
 
 /** Uploads host data into a new storage buffer. */
@@ -75,19 +83,22 @@ const NAN_POISON = Number.NaN;
 export class WebGPUBackend implements AttentionBackend {
   readonly name = 'webgpu';
   readonly kvDType: KVDType;
+  readonly decodeKernel: DecodeKernel | undefined;
 
   private constructor(
     readonly gpu: KascadeGPU,
     kvDType: KVDType,
     private readonly ownsDevice: boolean,
+    decodeKernel?: DecodeKernel,
   ) {
     this.kvDType = kvDType;
+    this.decodeKernel = decodeKernel;
   }
 
   static async create(options: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
     const owns = !options.context;
     const gpu = options.context ?? (await KascadeGPU.create(options));
-    return new WebGPUBackend(gpu, options.kvDType ?? 'f32', owns);
+    return new WebGPUBackend(gpu, options.kvDType ?? 'f32', owns, options.decodeKernel);
   }
 
   /** Releases the device if this backend opened it. */
@@ -167,6 +178,7 @@ export class WebGPUBackend implements AttentionBackend {
           headMap: opts.headMap,
           budget: opts.budget,
           scale: inputs.scale,
+          ...(this.decodeKernel ? { kernel: this.decodeKernel } : {}),
         });
         pass.end();
         gpu.flushParams();

@@ -90,6 +90,11 @@ export class KascadeGPU {
     return this.pipelines.size;
   }
 
+  /** Cache keys (`family:entry:defines`) of the compiled pipelines (for tests of which kernel ran). */
+  get pipelineKeys(): string[] {
+    return [...this.pipelines.keys()];
+  }
+
   /**
    * Reserves a 256-byte uniform slot for one dispatch (each dispatch of a submission gets its own);
    * uploaded by {@link flushParams}. Pages of 64 KiB are allocated once and reused.

@@ -28,6 +28,11 @@ export interface KascadeDevice {
   readonly device: GPUDevice;
   readonly adapterInfo: { vendor: string; architecture: string; description: string; device: string };
   readonly hasSubgroups: boolean;
+  /**
+   * The adapter's subgroup sizes (`GPUAdapterInfo.subgroupMinSize/MaxSize`), when it has subgroups
+   * and says; the team decode kernel needs them.
+   */
+  readonly subgroupSizes?: { readonly min: number; readonly max: number };
   readonly hasTimestamps: boolean;
   readonly limits: GPUSupportedLimits;
 }
@@ -96,6 +101,11 @@ export async function requestKascadeDevice(options: DeviceOptions = {}): Promise
     label: 'kascade',
   });
   const info = adapter.info;
+  const sizes = info as unknown as { subgroupMinSize?: unknown; subgroupMaxSize?: unknown };
+  const subgroupSizes =
+    hasSubgroups && typeof sizes.subgroupMinSize === 'number' && typeof sizes.subgroupMaxSize === 'number'
+      ? { min: sizes.subgroupMinSize, max: sizes.subgroupMaxSize }
+      : undefined;
   return {
     gpu,
     device,
@@ -106,6 +116,7 @@ export async function requestKascadeDevice(options: DeviceOptions = {}): Promise
       device: info?.device ?? '',
     },
     hasSubgroups,
+    ...(subgroupSizes ? { subgroupSizes } : {}),
     hasTimestamps,
     limits: device.limits,
   };

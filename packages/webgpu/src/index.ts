@@ -13,10 +13,14 @@ export { type KernelFamily, WGSL_SOURCES } from './kernels.generated.js';
 export {
   createDecodeSlot,
   type DecodeArgs,
+  type DecodeKernel,
   type DeviceDecodeSlot,
   decodeSplits,
   encodeDecode,
   type LayerRole,
+  resolveDecodeKernel,
+  teamSplits,
+  teamsLayout,
   view,
 } from './ops/decode.js';
 export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillArgs } from './ops/prefill.js';

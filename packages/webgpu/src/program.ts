@@ -13,6 +13,16 @@ const KV_PRELUDE: Record<KVDType, string> = {
     'fn kv4(e: KV4) -> vec4<f32> { return vec4<f32>(unpack2x16float(e.x), unpack2x16float(e.y)); }\n',
 };
 
+/** The 16-byte piece of a K/V row that the team kernels load: 4 f32, or 8 f16 packed in a `vec4<u32>`. */
+const PIECE_PRELUDE: Record<KVDType, string> = {
+  f32: 'alias KP = vec4<f32>;\nfn kp4(e: KP, i: u32) -> vec4<f32> { return e; }\n',
+  f16:
+    'alias KP = vec4<u32>;\n' +
+    'fn kp4(e: KP, i: u32) -> vec4<f32> {\n' +
+    '  let w = select(e.xy, e.zw, i == 1u);\n' +
+    '  return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));\n}\n',
+};
+
 /**
  * Keeps the lines of `//#if NAME` ... `//#else` ... `//#endif` blocks (not nested) whose
  * condition holds: `NAME` is a define that is `true` or a non-zero number.
@@ -37,8 +47,8 @@ export function preprocess(source: string, defines: Defines): string {
 }
 
 /**
- * The WGSL of an op family with its constants prepended (`KV` selects the K/V element type;
- * `SUBGROUPS: true` enables the `subgroups` extension).
+ * The WGSL of an op family with its constants prepended (`KV` selects the K/V element type,
+ * `KP` the 16-byte piece type of the team kernels; `SUBGROUPS: true` enables the `subgroups` extension).
  */
 export function buildShader(family: KernelFamily, defines: Defines): string {
   let head = '';
@@ -53,6 +63,8 @@ export function buildShader(family: KernelFamily, defines: Defines): string {
   }
   const kv = defines.KV;
   if (kv === 'f32' || kv === 'f16') head += KV_PRELUDE[kv];
+  const kp = defines.KP;
+  if (kp === 'f32' || kp === 'f16') head += PIECE_PRELUDE[kp];
   return `${head}\n${preprocess(WGSL_SOURCES[family], defines)}`;
 }
 

@@ -1,12 +1,56 @@
 import { type BudgetOptions, topkBudget } from '@kascade/core';
 import type { KascadeGPU } from '../context.js';
-import { WebGPUShapeError } from '../errors.js';
+import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
 import { encodeSelect } from './select.js';
 
 /** The layer roles of Kascade (plus plain dense, the baseline). */
 export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse';
+
+/**
+ * Which decode attention kernel streams the keys:
+ * - `teams` (`decode_teams.wgsl`): subgroup teams read consecutive K/V rows with coalesced 16-byte
+ *   loads and keep their own online softmax, no barrier in the key loop. Needs `subgroups` and the
+ *   adapter's subgroup sizes; the default where the device has them.
+ * - `chunked` (`decode_attend.wgsl`): chunks of keys in workgroup memory, one invocation per key
+ *   in the scores pass (one subgroup per key with `subgroups`); works on every device.
+ */
+export type DecodeKernel = 'teams' | 'chunked';
+
+/** The team kernel's shape on this device for a head dim and K/V dtype, or `null` when it cannot run. */
+export function teamsLayout(
+  gpu: KascadeGPU,
+  headDim: number,
+  dtype: 'f32' | 'f16',
+): { WG: number; TW: number; PPL: number; PV: number } | null {
+  const sizes = gpu.info.subgroupSizes;
+  if (!gpu.info.hasSubgroups || !sizes) return null;
+  const pow2 = (x: number) => Number.isInteger(x) && x >= 1 && (x & (x - 1)) === 0;
+  if (!pow2(sizes.min) || !pow2(sizes.max)) return null;
+  const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / 16;
+  const TW = Math.min(pieces, sizes.min);
+  const WG = Math.min(128, 16 * TW);
+  if (sizes.max > WG) return null;
+  return { WG, TW, PPL: pieces / TW, PV: dtype === 'f16' ? 2 : 1 };
+}
+
+/** The decode kernel an op uses: `requested`, else `teams` where it can run, else `chunked`. */
+export function resolveDecodeKernel(
+  gpu: KascadeGPU,
+  headDim: number,
+  dtype: 'f32' | 'f16',
+  requested?: DecodeKernel,
+): DecodeKernel {
+  const can = teamsLayout(gpu, headDim, dtype) !== null;
+  if (requested === 'teams' && !can) {
+    throw new WebGPUFeatureError(
+      'subgroups',
+      "decode kernel 'teams' needs the subgroups feature and the adapter's subgroup sizes (a power of two, at most 128)",
+    );
+  }
+  return requested ?? (can ? 'teams' : 'chunked');
+}
 
 /** The decode index slot on the device: `indices [batch, kvHeads, kStride]` u32, first `k` of each row valid. */
 export interface DeviceDecodeSlot {
@@ -52,6 +96,8 @@ export interface DecodeArgs {
   readonly headMap?: ArrayLike<number>;
   readonly budget?: BudgetOptions;
   readonly scale?: number;
+  /** The kernel that streams the keys (default: `teams` where the device can run it, else `chunked`). */
+  readonly kernel?: DecodeKernel;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -84,6 +130,23 @@ const POOL_BINDINGS = [
 /** Keys per chunk in workgroup memory: `GROUP * CH` scores fit 4 KiB. */
 function chunkFor(group: number): number {
   return Math.floor(1024 / group);
+}
+
+/**
+ * How the team kernel splits the keys over workgroups: about 2048 workgroups in all (a large GPU
+ * full several times over), each at least 4 steps of `stepKeys` keys.
+ */
+export function teamSplits(
+  batch: number,
+  kvHeads: number,
+  keys: number,
+  stepKeys: number,
+): { span: number; splits: number } {
+  const steps = Math.ceil(keys / stepKeys);
+  const want = Math.max(1, Math.ceil(2048 / (batch * kvHeads)));
+  const perSplit = Math.max(4, Math.ceil(steps / want));
+  const span = perSplit * stepKeys;
+  return { span, splits: Math.ceil(keys / span) };
 }
 
 /** How the keys are split over workgroups (flash-decoding): enough workgroups to fill a large GPU. */
@@ -187,12 +250,19 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   }
   const base = { HEAD_DIM: headDim, D4, GROUP: group, WG, CH: chunkFor(group), KV: kv.dtype };
   const partialDefs = { SUBGROUPS: gpu.info.hasSubgroups };
+  const kernel = resolveDecodeKernel(gpu, headDim, kv.dtype, a.kernel);
+  const teams = kernel === 'teams' ? teamsLayout(gpu, headDim, kv.dtype)! : null;
+  const U = group <= 4 ? 4 : 2;
+  const splitsFor = (keys: number) =>
+    teams
+      ? teamSplits(batch, kvHeads, keys, (teams.WG / teams.TW) * U)
+      : decodeSplits(batch, kvHeads, keys, group);
   const partML = (splits: number) => gpu.scratchBuffer('decode.partML', batch * heads * splits * 8);
   const partO = (splits: number) => gpu.scratchBuffer('decode.partO', batch * heads * splits * headDim * 4);
   const stats = gpu.scratchBuffer('decode.stats', batch * heads * 8);
   // Size every scratch buffer for this n before anything is bound (they only grow; a buffer that
   // grew after a bind group was made would leave that bind group pointing at a destroyed buffer).
-  const most = decodeSplits(batch, kvHeads, n, group).splits;
+  const most = Math.max(splitsFor(n).splits, splitsFor(Math.max(1, k)).splits);
   partML(most);
   partO(most);
 
@@ -203,7 +273,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     keys: number;
     scores?: GPUBuffer;
   }) => {
-    const { span, splits } = decodeSplits(batch, kvHeads, opts.keys, group);
+    const { span, splits } = splitsFor(opts.keys);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
     const ml = partML(splits);
     const po = opts.accumV ? partO(splits) : null;
@@ -226,11 +296,28 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
-    const p1 = gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
+    const p1 = teams
+      ? gpu.pipeline(
+          'decode_teams',
+          'teams_partial',
+          {
+            HEAD_DIM: headDim,
+            GROUP: group,
+            ...teams,
+            U,
+            GATHER: opts.gather,
+            ACCUM_V: opts.accumV,
+            WRITE_SCORES: opts.writeScores,
+            KP: kv.dtype,
+            SUBGROUPS: true,
+          },
+          PARTIAL_BINDINGS,
+        )
+      : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
       0,
-      gpu.bindGroup(p1, 'kascade:decode.attend_partial', {
+      gpu.bindGroup(p1, `kascade:decode.${teams ? 'teams' : 'attend'}_partial`, {
         0: params,
         1: a.q,
         2: kv.k,

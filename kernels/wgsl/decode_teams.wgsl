@@ -1,0 +1,231 @@
+// Decode attention by subgroup teams: one query token per sequence, the keys split over workgroups
+// (flash-decoding), each workgroup's keys split over teams of TW lanes of one subgroup.
+//
+// Why (against decode_attend.wgsl, the "chunked" kernel): there, one invocation reads a whole key row
+// (uncoalesced), and every chunk of keys costs six workgroup barriers and serial reductions. Here a
+// team reads U consecutive K and V rows per step with 16-byte loads, adjacent lanes on adjacent
+// 16-byte pieces of a row (coalesced), all loads of a step issued before any is used; the dot
+// products are finished with subgroupShuffleXor inside the team, and each team keeps its own online
+// softmax (max, sum, weighted V) in registers: no barrier in the key loop. The teams of a workgroup
+// merge once at the end, then attend_combine (decode_attend.wgsl) merges the splits.
+//
+// Layout: as decode_attend.wgsl. q `[batch, heads, HEAD_DIM]` f32; K and V `[batch, kvHeads,
+// capacity, HEAD_DIM]` read as 16-byte pieces `KP` (f32: vec4<f32>; f16: vec4<u32>, eight f16 packed);
+// sel (GATHER) `[batch, kvHeads, kStride]` u32 key indices; partML `[batch, heads, splits, 2]` f32
+// (max, sum of one split), partO `[batch, heads, splits, HEAD_DIM]` f32 (unnormalised); scores
+// (WRITE_SCORES) `[batch, heads, scoreStride]` f32 scaled logits at their key positions.
+//
+// Dispatch: `(splits, kvHeads, batch)` workgroups of WG invocations, WG / TW teams. Team `tm` of a
+// workgroup takes, in step `s`, keys `start + (s * NT + tm) * U + u`, `u < U`. Lane `lane` of the team
+// reads pieces `pp * TW + lane` (`pp < PPL`) of each row.
+//
+// Bytes: K (and V when ACCUM_V) rows of the keys attended, once; partials `splits * GROUP * (HEAD_DIM +
+// 2) * 4` per workgroup row; scores when WRITE_SCORES.
+//
+// Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U`, the flags `GATHER`, `ACCUM_V`,
+// `WRITE_SCORES`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs
+// the subgroups feature, a subgroup size that is a multiple of TW, and WG a multiple of it.
+
+struct Params {
+  n: u32,            // keys to attend: n (dense) or the selection's k (gather)
+  capacity: u32,     // K/V rows per head
+  span: u32,         // keys per workgroup, a multiple of NT * U
+  splits: u32,       // workgroups per (sequence, KV head)
+  heads: u32,
+  kvHeads: u32,
+  kStride: u32,      // row stride of the index slot
+  scoreStride: u32,  // row stride of the scores buffer
+  scale: f32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+  headMap: array<vec4<u32>, 8>,  // kvHeads <= 32
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> kbuf: array<KP>;
+@group(0) @binding(3) var<storage, read> vbuf: array<KP>;
+@group(0) @binding(4) var<storage, read> sel: array<u32>;
+@group(0) @binding(5) var<storage, read_write> partML: array<f32>;
+@group(0) @binding(6) var<storage, read_write> partO: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> scores: array<f32>;
+
+const NEG: f32 = -3.0e38;
+const NT: u32 = WG / TW;              // teams per workgroup
+const D4: u32 = HEAD_DIM / 4u;        // vec4s per row
+const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
+const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
+
+var<workgroup> sgCounter: atomic<u32>;
+var<workgroup> xm: array<f32, NT>;
+var<workgroup> xl: array<f32, NT>;
+var<workgroup> xo: array<vec4<f32>, NT * D4>;
+
+fn mapped(j: u32) -> u32 {
+  return P.headMap[j / 4u][j % 4u];
+}
+
+@compute @workgroup_size(WG)
+fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
+  // Number the subgroups 0 .. WG / sgSize - 1 (no assumption about how invocations are grouped).
+  if (t == 0u) {
+    atomicStore(&sgCounter, 0u);
+  }
+  workgroupBarrier();
+  var mine = 0u;
+  if (sgLane == 0u) {
+    mine = atomicAdd(&sgCounter, 1u);
+  }
+  let sgIndex = subgroupBroadcast(mine, 0u);
+  let tm = sgIndex * (sgSize / TW) + sgLane / TW;
+  let lane = sgLane % TW;
+
+  let split = wid.x;
+  let j = wid.y;
+  let b = wid.z;
+  let H = P.heads;
+  let start = split * P.span;
+  let end = min(start + P.span, P.n);
+  let kvBase = (b * P.kvHeads + j) * P.capacity;
+  let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
+
+  // This lane's pieces of the group's query rows, pre-scaled.
+  var qr: array<vec4<f32>, GROUP * QV>;
+  for (var h = 0u; h < GROUP; h++) {
+    for (var pp = 0u; pp < PPL; pp++) {
+      for (var i = 0u; i < PV; i++) {
+        qr[(h * PPL + pp) * PV + i] = q[(b * H + j * GROUP + h) * D4 + (pp * TW + lane) * PV + i] * P.scale;
+      }
+    }
+  }
+  var m: array<f32, GROUP>;
+  var l: array<f32, GROUP>;
+  var acc: array<vec4<f32>, GROUP * QV>;
+  for (var h = 0u; h < GROUP; h++) {
+    m[h] = NEG;
+    l[h] = 0.0;
+  }
+  for (var e = 0u; e < GROUP * QV; e++) {
+    acc[e] = vec4<f32>(0.0);
+  }
+
+  let steps = (end - start + NT * U - 1u) / (NT * U);
+  for (var s = 0u; s < steps; s++) {
+    let first = start + (s * NT + tm) * U;
+    // Issue every load of the step first.
+    var valid: array<bool, U>;
+    var kp: array<KP, U * PPL>;
+    var vp: array<KP, U * PPL>;
+    var xs: array<u32, U>;
+    for (var u = 0u; u < U; u++) {
+      let c = first + u;
+      valid[u] = c < end;
+      var x = min(c, end - 1u);
+      if (GATHER) {
+        x = sel[selRow + x];
+      }
+      xs[u] = x;
+      let rb = (kvBase + x) * PIECES + lane;
+      for (var pp = 0u; pp < PPL; pp++) {
+        kp[u * PPL + pp] = kbuf[rb + pp * TW];
+        if (ACCUM_V) {
+          vp[u * PPL + pp] = vbuf[rb + pp * TW];
+        }
+      }
+    }
+    // Partial dot products over this lane's pieces, finished across the team.
+    var sc: array<f32, U * GROUP>;
+    for (var u = 0u; u < U; u++) {
+      for (var h = 0u; h < GROUP; h++) {
+        var d = 0.0;
+        for (var pp = 0u; pp < PPL; pp++) {
+          for (var i = 0u; i < PV; i++) {
+            d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+          }
+        }
+        sc[u * GROUP + h] = d;
+      }
+    }
+    for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
+      for (var e = 0u; e < U * GROUP; e++) {
+        sc[e] += subgroupShuffleXor(sc[e], mask);
+      }
+    }
+    if (WRITE_SCORES) {
+      for (var e = 0u; e < U * GROUP; e++) {
+        let u = e / GROUP;
+        if (valid[u] && lane == e % TW) {
+          scores[(b * H + j * GROUP + e % GROUP) * P.scoreStride + xs[u]] = sc[e];
+        }
+      }
+    }
+    // Online softmax of the team (every lane holds the same scores).
+    for (var h = 0u; h < GROUP; h++) {
+      var mx = m[h];
+      for (var u = 0u; u < U; u++) {
+        if (valid[u]) {
+          mx = max(mx, sc[u * GROUP + h]);
+        }
+      }
+      let corr = exp(m[h] - mx);
+      m[h] = mx;
+      var ls = 0.0;
+      var p: array<f32, U>;
+      for (var u = 0u; u < U; u++) {
+        p[u] = select(0.0, exp(sc[u * GROUP + h] - mx), valid[u]);
+        ls += p[u];
+      }
+      l[h] = l[h] * corr + ls;
+      if (ACCUM_V) {
+        for (var pp = 0u; pp < PPL; pp++) {
+          for (var i = 0u; i < PV; i++) {
+            var a = acc[(h * PPL + pp) * PV + i] * corr;
+            for (var u = 0u; u < U; u++) {
+              a += p[u] * kp4(vp[u * PPL + pp], i);
+            }
+            acc[(h * PPL + pp) * PV + i] = a;
+          }
+        }
+      }
+    }
+  }
+
+  // Merge the teams, one query head at a time, into this split's partials.
+  let rowBase = (b * H + j * GROUP) * P.splits + split;
+  for (var h = 0u; h < GROUP; h++) {
+    if (lane == 0u) {
+      xm[tm] = m[h];
+      xl[tm] = l[h];
+    }
+    if (ACCUM_V) {
+      for (var pp = 0u; pp < PPL; pp++) {
+        for (var i = 0u; i < PV; i++) {
+          xo[tm * D4 + (pp * TW + lane) * PV + i] = acc[(h * PPL + pp) * PV + i];
+        }
+      }
+    }
+    workgroupBarrier();
+    var M = NEG;
+    for (var e = 0u; e < NT; e++) {
+      M = max(M, xm[e]);
+    }
+    if (t == 0u) {
+      var L = 0.0;
+      for (var e = 0u; e < NT; e++) {
+        L += xl[e] * exp(xm[e] - M);
+      }
+      partML[(rowBase + h * P.splits) * 2u] = M;
+      partML[(rowBase + h * P.splits) * 2u + 1u] = L;
+    }
+    if (ACCUM_V && t < D4) {
+      var o = vec4<f32>(0.0);
+      for (var e = 0u; e < NT; e++) {
+        o += xo[e * D4 + t] * exp(xm[e] - M);
+      }
+      partO[(rowBase + h * P.splits) * D4 + t] = o;
+    }
+    workgroupBarrier();
+  }
+}

@@ -1,0 +1,204 @@
+import {
+  type DecodeInputs,
+  type DecodeSelection,
+  denseDecodeAttention,
+  fromF16,
+  pooledDecodeScores,
+  sparseDecodeAttention,
+  toF16,
+  topkBudget,
+} from '@kascade/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readBuffer, uploadBuffer } from './backend.js';
+import type { KascadeGPU } from './context.js';
+import { WebGPUFeatureError } from './errors.js';
+import {
+  createDecodeSlot,
+  type DecodeKernel,
+  encodeDecode,
+  resolveDecodeKernel,
+  teamSplits,
+  teamsLayout,
+} from './ops/decode.js';
+import type { KVDType } from './program.js';
+import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
+import { allFinite, checkTopk, openTestBackends, randomFloats, relError } from './test-gpu.js';
+
+// Both decode kernels on the same device, batched, through encodeDecode (what an engine calls).
+const probe = await openTestBackends(['f32']);
+afterAll(() => probe.context?.destroy());
+
+async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> {
+  await gpu.checked('teams test', async () => {
+    const enc = gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    encode(pass);
+    pass.end();
+    gpu.flushParams();
+    gpu.device.queue.submit([enc.finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
+  });
+}
+
+describe('decode kernel choice', () => {
+  const fake = (info: object) => ({ info }) as unknown as KascadeGPU;
+  it("needs subgroups and the adapter's subgroup sizes for 'teams'", () => {
+    const none = fake({ hasSubgroups: false });
+    expect(teamsLayout(none, 128, 'f16')).toBeNull();
+    expect(resolveDecodeKernel(none, 128, 'f16')).toBe('chunked');
+    expect(() => resolveDecodeKernel(none, 128, 'f16', 'teams')).toThrow(WebGPUFeatureError);
+    const unknownSizes = fake({ hasSubgroups: true });
+    expect(resolveDecodeKernel(unknownSizes, 64, 'f32')).toBe('chunked');
+  });
+
+  it('sizes teams from the smallest subgroup, 16-byte pieces per row', () => {
+    const nvidia = fake({ hasSubgroups: true, subgroupSizes: { min: 32, max: 32 } });
+    expect(teamsLayout(nvidia, 128, 'f16')).toEqual({ WG: 128, TW: 16, PPL: 1, PV: 2 });
+    expect(teamsLayout(nvidia, 128, 'f32')).toEqual({ WG: 128, TW: 32, PPL: 1, PV: 1 });
+    expect(teamsLayout(nvidia, 64, 'f16')).toEqual({ WG: 128, TW: 8, PPL: 1, PV: 2 });
+    const small = fake({ hasSubgroups: true, subgroupSizes: { min: 4, max: 4 } });
+    expect(teamsLayout(small, 128, 'f32')).toEqual({ WG: 64, TW: 4, PPL: 8, PV: 1 });
+    expect(resolveDecodeKernel(small, 128, 'f32')).toBe('teams');
+    expect(resolveDecodeKernel(small, 128, 'f32', 'chunked')).toBe('chunked');
+    const wide = fake({ hasSubgroups: true, subgroupSizes: { min: 32, max: 256 } });
+    expect(teamsLayout(wide, 128, 'f16')).toBeNull();
+  });
+
+  it('splits the keys into about 2048 workgroups of at least 4 steps', () => {
+    expect(teamSplits(1, 8, 131072, 32)).toEqual({ span: 512, splits: 256 });
+    expect(teamSplits(8, 8, 131072, 32)).toEqual({ span: 4096, splits: 32 });
+    const small = teamSplits(1, 8, 1000, 32);
+    expect(small.span).toBe(128);
+    expect(small.splits * small.span).toBeGreaterThanOrEqual(1000);
+  });
+});
+
+interface Case {
+  dtype: KVDType;
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  n: number;
+  capacity: number;
+}
+// Group sizes 4 (four keys per team step) and 8 (two), both dtypes and head dims, n not a
+// multiple of a step, capacity > n, a batch.
+const CASES: Case[] = [
+  { dtype: 'f16', batch: 2, heads: 8, kvHeads: 2, headDim: 128, n: 1037, capacity: 1040 },
+  { dtype: 'f32', batch: 2, heads: 8, kvHeads: 1, headDim: 64, n: 517, capacity: 517 },
+  { dtype: 'f32', batch: 1, heads: 3, kvHeads: 3, headDim: 128, n: 5, capacity: 9 },
+];
+
+describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, against the reference', () => {
+  it('the test device can run the team kernel', () => {
+    expect(teamsLayout(probe.context!, 128, 'f16')).not.toBeNull();
+  });
+
+  const kernels: DecodeKernel[] = ['teams', 'chunked'];
+  for (const kernel of kernels) {
+    it.each(CASES)(`${kernel}: $dtype, batch $batch, $heads/$kvHeads heads, d $headDim, n $n`, async (c) => {
+      const gpu = probe.context!;
+      const { batch: B, heads: H, kvHeads: G, headDim: d, n, capacity: cap } = c;
+      const per = G * cap * d;
+      const seed = n + H + (kernel === 'teams' ? 0 : 100);
+      const kh = randomFloats(B * per, seed, 1);
+      const vh = randomFloats(B * per, seed + 1, 1);
+      const qh = randomFloats(B * H * d, seed + 2, 2.5);
+      const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: cap, headDim: d, dtype: c.dtype });
+      for (const [buf, host] of [
+        [kv.parts[0].k, packKV(kh, c.dtype)],
+        [kv.parts[0].v, packKV(vh, c.dtype)],
+      ] as const) {
+        gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+      }
+      const stored = (x: Float32Array) => (c.dtype === 'f32' ? x : fromF16(toF16(x)));
+      const ks = stored(kh);
+      const vs = stored(vh);
+      const ref = (b: number): DecodeInputs => ({
+        heads: H,
+        kvHeads: G,
+        headDim: d,
+        n,
+        capacity: cap,
+        q: qh.subarray(b * H * d, (b + 1) * H * d),
+        k: ks.subarray(b * per, (b + 1) * per),
+        v: vs.subarray(b * per, (b + 1) * per),
+      });
+      const q = uploadBuffer(gpu, qh, 'q');
+      const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
+      const budget = { percent: 10, kMin: 4 };
+      const kk = topkBudget(n, budget);
+      const kStride = Math.ceil(kk / 64) * 64;
+      const slot = createDecodeSlot(gpu, B, G, kStride);
+      const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
+      const selOf = async (): Promise<DecodeSelection[]> => {
+        const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
+        return Array.from({ length: B }, (_, b) => {
+          const indices = new Int32Array(G * kk);
+          for (let j = 0; j < G; j++)
+            indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + kk), j * kk);
+          return { kvHeads: G, k: kk, indices };
+        });
+      };
+      let sels: DecodeSelection[] = [];
+      for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+        gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
+        await run(gpu, (pass) =>
+          encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel }),
+        );
+        const o = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
+        expect(allFinite(o), role).toBe(true);
+        if (role === 'dense-anchor' || role === 'anchor') {
+          sels = await selOf();
+          for (let b = 0; b < B; b++) {
+            const pooled = pooledDecodeScores(ref(b));
+            const rows = checkTopk(
+              sels[b],
+              (r) => r * kk,
+              G,
+              () => n,
+              () => kk,
+              (r) => pooled.subarray(r * n, (r + 1) * n),
+            );
+            expect(rows).toBe(G);
+          }
+        }
+        for (let b = 0; b < B; b++) {
+          const want =
+            role === 'dense' || role === 'dense-anchor'
+              ? denseDecodeAttention(ref(b))
+              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
+          expect(
+            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
+            `${role}, sequence ${b}`,
+          ).toBeLessThan(1e-5);
+        }
+      }
+      destroyDeviceKV(kv);
+      for (const buf of [q, out, slot.indices]) buf.destroy();
+    });
+  }
+
+  it('uses the team kernel by default where it can run', async () => {
+    const gpu = probe.context!;
+    const teamsG2 = () =>
+      gpu.pipelineKeys.filter((k) => k.startsWith('decode_teams:') && k.includes('GROUP=2,'));
+    expect(teamsG2()).toEqual([]);
+    const kv = createDeviceKV(gpu, { batch: 1, kvHeads: 1, capacity: 40, headDim: 64, dtype: 'f32' });
+    gpu.device.queue.writeBuffer(kv.parts[0].k, 0, randomFloats(40 * 64, 1));
+    gpu.device.queue.writeBuffer(kv.parts[0].v, 0, randomFloats(40 * 64, 2));
+    const qh = randomFloats(2 * 64, 3, 2.5);
+    const q = uploadBuffer(gpu, qh, 'q');
+    const out = uploadBuffer(gpu, new Float32Array(2 * 64).fill(Number.NaN), 'out');
+    await run(gpu, (pass) => encodeDecode(gpu, pass, { role: 'dense', heads: 2, q, kv, n: 40, out }));
+    expect(teamsG2().length).toBe(1);
+    const o = new Float32Array(await readBuffer(gpu, out, 2 * 64 * 4));
+    const kvHost = { k: randomFloats(40 * 64, 1), v: randomFloats(40 * 64, 2) };
+    const want = denseDecodeAttention({ heads: 2, kvHeads: 1, headDim: 64, n: 40, q: qh, ...kvHost });
+    expect(relError(o, want)).toBeLessThan(1e-5);
+    destroyDeviceKV(kv);
+    q.destroy();
+    out.destroy();
+  });
+});
