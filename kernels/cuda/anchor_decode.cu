@@ -272,8 +272,7 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, 
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if ((e = launch_partial(*s, kDenseLogits, a, st)) != cudaSuccess) return e;
-  if ((e = launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st)) != cudaSuccess) return e;
+  if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
   return pooled_topk(*s, a.splits, w, topk, indices, st);
 }
 
@@ -291,7 +290,7 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if ((e = launch_partial(*s, kScoresOnly, a, st)) != cudaSuccess) return e;
+  if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
   if ((e = pooled_topk(*s, a.splits, w, topk, indices, st)) != cudaSuccess) return e;
   PartialArgs g{};
   g.q = q;
@@ -304,8 +303,7 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
   g.part_o = w.part_o;
   g.part_ml = w.part_ml;
   g.splits = attn_splits(*s, topk, &g.chunk, true);
-  if ((e = launch_partial(*s, kGather, g, st)) != cudaSuccess) return e;
-  return launch_combine(*s, g.splits, w.part_o, w.part_ml, out, st);
+  return launch_attention(*s, kGather, g, out, st);
 }
 
 extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const void* q, const void* k,
@@ -321,7 +319,7 @@ extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const 
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if ((e = launch_partial(*s, kScoresOnly, a, st)) != cudaSuccess) return e;
+  if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
   const int g = s->heads / s->kvHeads;
   const dim3 grid(ceil_div(s->n, kSelectChunk), s->batch * s->kvHeads);
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {

@@ -67,6 +67,53 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// Variant KASCADE_VARIANT_PREFETCH: the same 16-byte copy with an L2 256-byte prefetch hint.
+__device__ __forceinline__ void cp_async16_pf(void* smem, const void* gmem, int src_bytes) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+
+// Variant KASCADE_VARIANT_BULK: one cp.async.bulk (TMA bulk copy) per K or V row, completing on an
+// mbarrier per ring stage (transaction bytes), instead of D/8 16-byte cp.async per row.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_fence_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  const uint32_t a = smem_u32(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(a), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+__device__ __forceinline__ void bulk_g2s(void* smem, const void* gmem, unsigned bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+          smem_u32(smem)),
+      "l"(gmem), "r"(bytes), "r"(smem_u32(bar))
+      : "memory");
+}
+
+// One completion counter per (sequence, KV head) for the fused combine; zero at module load and
+// reset by the block that merges, so every launch finds them zero. Ops on one stream run one at a
+// time (the binding has one op stream): two streams running fused ops at once would share them.
+constexpr int kMaxFusedRows = 1 << 16;
+__device__ unsigned g_split_done[kMaxFusedRows];
+
 template <int D, int MODE>
 struct Cfg {
   static constexpr int kThreads = 128;          // 4 independent warps
@@ -79,19 +126,26 @@ struct Cfg {
   static constexpr int kWarpElems = kStages * kStageElems * (kWithV ? 2 : 1);
 };
 
-template <typename T, int D, int GS, int MODE>
+template <typename T, int D, int GS, int MODE, int LOAD>
 constexpr size_t partial_smem_bytes() {
   using C = Cfg<D, MODE>;
-  const size_t ring = size_t(4) * (C::kWarpElems * sizeof(T) + C::kStages * C::kWarpKeys * sizeof(int));
+  // K/V rings, row positions, and (bulk loader) one 8-byte mbarrier per warp and stage.
+  const size_t ring = size_t(4) * (C::kWarpElems * sizeof(T) + C::kStages * C::kWarpKeys * sizeof(int)) +
+                      (LOAD ? size_t(4) * C::kStages * sizeof(uint64_t) : 0);
   const size_t red = sizeof(float) * 4 * (GS * D + 2 * GS);
   return ring > red ? ring : red;
+}
+// Bytes of the ring region the fused combine may reuse for the group's split weights.
+template <typename T, int D, int MODE>
+constexpr size_t ring_bytes() {
+  return size_t(4) * Cfg<D, MODE>::kWarpElems * sizeof(T);
 }
 
 // Each warp is an independent flash-decoding worker: it takes 16-key steps w, w+4, ... of the
 // block's range, streams their K (and V) rows through its own cp.async ring, computes
 // S = Q K^T and O += P V with mma.sync (query heads as the 16 rows of the A operand, rows >= g
 // zero), and keeps its own online-softmax state; the 4 warps merge at the end.
-template <typename T, int D, int GS, int MODE>
+template <typename T, int D, int GS, int MODE, int LOAD>
 __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s, PartialArgs a) {
   using C = Cfg<D, MODE>;
   constexpr bool kGatherMode = MODE == kGather;
@@ -107,6 +161,18 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   T* Ks = reinterpret_cast<T*>(smem_raw) + warp * C::kWarpElems;
   T* Vs = Ks + ST * C::kStageElems;
   int* posS = reinterpret_cast<int*>(reinterpret_cast<T*>(smem_raw) + 4 * C::kWarpElems) + warp * ST * KW;
+  // Bulk loader: this warp's ST stage barriers, after every warp's positions.
+  uint64_t* bars = reinterpret_cast<uint64_t*>(reinterpret_cast<int*>(reinterpret_cast<T*>(smem_raw) +
+                                                                       4 * C::kWarpElems) +
+                                               4 * ST * KW) +
+                   warp * ST;
+  const bool prefetch = (a.variant & KASCADE_VARIANT_PREFETCH) != 0;
+  if constexpr (LOAD == 1) {
+    if (lane == 0)
+      for (int i = 0; i < ST; ++i) mbar_init(bars + i, 1);
+    mbar_fence_init();
+    __syncwarp();
+  }
 
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int H = s.heads, G = s.kvHeads, n = s.n;
@@ -154,16 +220,38 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       const int p = nextPos;
       nextPos = (lane < KW && i + 1 < steps) ? list_pos(begin + (warp + 4 * (i + 1)) * KW + lane) : -1;
       if (lane < KW) posS[st * KW + lane] = p;
-#pragma unroll
-      for (int c = lane; c < KW * C::kChunksPerRow; c += 32) {
-        const int r = c / C::kChunksPerRow, col = (c % C::kChunksPerRow) * 8;
+      if constexpr (LOAD == 1) {
+        // Lanes 0..15 copy K row `lane`, lanes 16..31 V row `lane - 16`. A masked row (past the
+        // end, or an out-of-range index) copies row 0, which is finite: its probability is 0.
+        const int r = lane & (KW - 1);
         const int pr = __shfl_sync(0xffffffffu, p, r);
-        const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + col;
-        cp_async16(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
-        if constexpr (kWithV) cp_async16(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
+        const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D;
+        constexpr unsigned kRowBytes = D * sizeof(T);
+        if (lane == 0) mbar_arrive_expect_tx(bars + st, KW * kRowBytes * (kWithV ? 2 : 1));
+        if (lane < KW) {
+          bulk_g2s(Ks + st * C::kStageElems + r * C::kRow, kg + off, kRowBytes, bars + st);
+        } else if constexpr (kWithV) {
+          bulk_g2s(Vs + st * C::kStageElems + r * C::kRow, vg + off, kRowBytes, bars + st);
+        }
+      } else {
+#pragma unroll
+        for (int c = lane; c < KW * C::kChunksPerRow; c += 32) {
+          const int r = c / C::kChunksPerRow, col = (c % C::kChunksPerRow) * 8;
+          const int pr = __shfl_sync(0xffffffffu, p, r);
+          const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + col;
+          if (prefetch) {
+            cp_async16_pf(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
+            if constexpr (kWithV)
+              cp_async16_pf(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
+          } else {
+            cp_async16(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
+            if constexpr (kWithV)
+              cp_async16(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
+          }
+        }
       }
     }
-    cp_async_commit();
+    if constexpr (LOAD == 0) cp_async_commit();
   };
 
   float m = -INFINITY, l = 0.f;
@@ -175,9 +263,13 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   for (int i = 0; i < ST - 1; ++i) issue(i);
   for (int i = 0; i < steps; ++i) {
     issue(i + ST - 1);
-    cp_async_wait<ST - 1>();
-    __syncwarp();
     const int st = i % ST;
+    if constexpr (LOAD == 1) {
+      mbar_wait(bars + st, static_cast<unsigned>(i / ST) & 1u);
+    } else {
+      cp_async_wait<ST - 1>();
+    }
+    __syncwarp();
     const T* ks = Ks + st * C::kStageElems;
 
     // S = Q K^T for 16 keys: two 8-key column blocks.
@@ -268,7 +360,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     }
     __syncwarp();
   }
-  cp_async_wait<0>();
+  if constexpr (LOAD == 0) cp_async_wait<0>();
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   __syncthreads();
@@ -317,6 +409,54 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
         if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
       }
       a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
+    }
+    if (a.variant & KASCADE_VARIANT_FUSED) {
+      // The last block of this (sequence, KV head) to finish merges every split's partials
+      // (threadfence-reduction pattern; the counter is reset for the next launch).
+      __shared__ bool lastBlock;
+      __shared__ float Lh[GS];
+      __threadfence();
+      __syncthreads();
+      if (tid == 0) {
+        unsigned* ctr = g_split_done + (static_cast<size_t>(b) * G + j);
+        lastBlock = atomicAdd(ctr, 1u) == static_cast<unsigned>(a.splits) - 1u;
+        if (lastBlock) *ctr = 0u;
+      }
+      __syncthreads();
+      if (!lastBlock) return;
+      __threadfence();
+      float* wts = reinterpret_cast<float*>(smem_raw);  // [GS][splits] weights exp2(m_s - M)
+      const int S = a.splits;
+      for (int h = warp; h < GS; h += 4) {
+        const float* ml = a.part_ml + (bh0 + h) * S * 2;
+        float M = -INFINITY;
+        for (int x = lane; x < S; x += 32) M = fmaxf(M, __ldcg(ml + 2 * x));
+        M = warp_max(M);
+        float L = 0.f;
+        for (int x = lane; x < S; x += 32) {
+          const float mx = __ldcg(ml + 2 * x);
+          const float w = mx == -INFINITY ? 0.f : exp2f(mx - M);
+          wts[h * S + x] = w;
+          L += w * __ldcg(ml + 2 * x + 1);
+        }
+        L = warp_sum(L);
+        if (lane == 0) Lh[h] = L;
+      }
+      __syncthreads();
+      T* outp = static_cast<T*>(a.out);
+      for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
+        const int h = i2 / D, d = i2 % D;
+        const float* po = a.part_o + (bh0 + h) * S * D + d;
+        const float* w = wts + h * S;
+        float o0 = 0.f, o1 = 0.f;
+        int x = 0;
+        for (; x + 2 <= S; x += 2) {
+          o0 = fmaf(__ldcg(po + x * D), w[x], o0);
+          o1 = fmaf(__ldcg(po + (x + 1) * D), w[x + 1], o1);
+        }
+        if (x < S) o0 = fmaf(__ldcg(po + x * D), w[x], o0);
+        outp[(bh0 + h) * D + d] = from_float<T>((o0 + o1) / Lh[h]);
+      }
     }
   }
 }
@@ -411,19 +551,31 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
   return ceil_div(listLen, c);
 }
 
-template <typename T, int D, int GS, int MODE>
+template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, const PartialArgs& a, cudaStream_t st) {
-  constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE>();
+  constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE>,
+    const cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
   const dim3 grid(a.splits, s.kvHeads, s.batch);
-  attn_partial_kernel<T, D, GS, MODE><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a);
+  attn_partial_kernel<T, D, GS, MODE, LOAD><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a);
   return cudaGetLastError();
+}
+
+template <typename T, int D, int GS, int LOAD>
+static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
+                                       cudaStream_t st) {
+  switch (mode) {
+    case kDense: return launch_partial_t<T, D, GS, kDense, LOAD>(s, a, st);
+    case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, LOAD>(s, a, st);
+    case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, LOAD>(s, a, st);
+    case kGather: return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, st);
+  }
+  return cudaErrorInvalidValue;
 }
 
 cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a, cudaStream_t st) {
@@ -431,16 +583,29 @@ cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const Par
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        switch (mode) {
-          case kDense: return launch_partial_t<T, D, GS, kDense>(s, a, st);
-          case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits>(s, a, st);
-          case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly>(s, a, st);
-          case kGather: return launch_partial_t<T, D, GS, kGather>(s, a, st);
-        }
-        return cudaErrorInvalidValue;
+        if (a.variant & KASCADE_VARIANT_BULK) return launch_partial_mode<T, D, GS, 1>(s, mode, a, st);
+        return launch_partial_mode<T, D, GS, 0>(s, mode, a, st);
       });
     });
   });
+}
+
+bool fused_combine_fits(const KascadeDecodeShape& s, int splits) {
+  const int g = s.heads / s.kvHeads;
+  // Weights [g][splits] f32 in the ring region (the smallest ring: 2-byte rows, head dim 64, with V).
+  const size_t need = sizeof(float) * static_cast<size_t>(g) * splits;
+  return static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows && need <= ring_bytes<__half, 64, kDense>();
+}
+
+cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, void* out,
+                             cudaStream_t st) {
+  a.variant = s.variant;
+  a.out = out;
+  const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && mode != kScoresOnly && fused_combine_fits(s, a.splits);
+  if (!fused) a.variant &= ~KASCADE_VARIANT_FUSED;
+  const cudaError_t e = launch_partial(s, mode, a, st);
+  if (e != cudaSuccess || fused || mode == kScoresOnly) return e;
+  return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
 
 cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
@@ -504,6 +669,8 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..7 (KascadeDecodeVariant bits)");
+  if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }
 
@@ -521,8 +688,7 @@ extern "C" cudaError_t kascade_dense_decode(const KascadeDecodeShape* s, const v
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if ((e = launch_partial(*s, kDense, a, st)) != cudaSuccess) return e;
-  return launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st);
+  return launch_attention(*s, kDense, a, out, st);
 }
 
 extern "C" cudaError_t kascade_reuse_decode(const KascadeDecodeShape* s, const void* q, const void* k,
@@ -548,6 +714,5 @@ extern "C" cudaError_t kascade_reuse_decode(const KascadeDecodeShape* s, const v
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, topk, &a.chunk, true);
-  if ((e = launch_partial(*s, kGather, a, st)) != cudaSuccess) return e;
-  return launch_combine(*s, a.splits, w.part_o, w.part_ml, out, st);
+  return launch_attention(*s, kGather, a, out, st);
 }

@@ -32,7 +32,16 @@ struct PartialArgs {
   float* part_ml;  // [batch, heads, splits, 2] running max (log2 domain) and sum
   int splits;
   int chunk;       // list entries per split, a multiple of kTile
+  int variant;     // KascadeDecodeVariant bits (the loader bit picks the kernel template)
+  void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
 };
+
+// KASCADE_VARIANT_FUSED merges in the partial kernel when it can: one completion counter per
+// (sequence, KV head) and the group's split weights in shared memory.
+bool fused_combine_fits(const KascadeDecodeShape& s, int splits);
+// Launches the partial kernel, then the combine unless the fused variant merged already.
+cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, void* out,
+                             cudaStream_t st);
 
 int device_sm_count();
 // Split-KV factor for a key list of listLen entries; writes the entries per split to *chunk.

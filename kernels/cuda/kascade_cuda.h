@@ -30,6 +30,17 @@ struct KascadeDecodeShape {
   float scale;   // softmax scale, usually 1/sqrt(headDim)
   int dtype;     // KascadeDType
   int splits;    // 0 = automatic split-KV factor; otherwise forced (for tuning)
+  int variant;   // kernel variant bits (tuning; 0 = the first measured kernels), see below
+};
+
+// KascadeDecodeShape::variant bits. Every combination computes the same result (checked by the
+// device parity script for each variant it times); they differ in how K/V rows reach shared memory
+// and in how the split-KV partials are merged.
+enum KascadeDecodeVariant {
+  KASCADE_VARIANT_BULK = 1,      // rows by cp.async.bulk (TMA bulk copies) on an mbarrier ring
+  KASCADE_VARIANT_PREFETCH = 2,  // 16-byte cp.async with an L2 256-byte prefetch hint (cp.async path)
+  KASCADE_VARIANT_FUSED = 4,     // the last split block of a KV head merges the splits (no combine kernel)
+  KASCADE_VARIANT_ALL = 7,
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
