@@ -220,6 +220,7 @@ bool ParseShape(Napi::Env env, const Napi::Value& v, KascadeDecodeShape* s) {
   s->capacity = static_cast<int>(num("capacity", s->n, false));
   s->scale = static_cast<float>(num("scale", 0, true));
   s->splits = static_cast<int>(num("splits", 0, false));
+  s->variant = static_cast<int>(num("variant", 0, false));
   if (env.IsExceptionPending()) return false;
   Napi::Value dt = o.Get("dtype");
   const std::string d = dt.IsString() ? dt.As<Napi::String>().Utf8Value() : "";

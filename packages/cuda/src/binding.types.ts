@@ -17,6 +17,8 @@ export interface NativeDecodeShape {
   readonly dtype: 'bf16' | 'f16';
   /** Split-KV factor; 0 or absent chooses automatically. */
   readonly splits?: number;
+  /** Kernel variant bits (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h); 0 or absent: the first kernels. */
+  readonly variant?: number;
 }
 
 /** A prefill chunk's shape as the addon takes it (see kernels/cuda/prefill_api.h for the layout). */

@@ -90,7 +90,16 @@ describe('argument checks (no device needed)', () => {
       scale: 1 / Math.sqrt(128),
       dtype: 'bf16',
       splits: 0,
+      variant: 0,
     });
+  });
+
+  it('passes a kernel variant through and rejects one outside 0..7', () => {
+    expect(decodeShape({ ...batch(), variant: 5 }).variant).toBe(5);
+    for (const variant of [8, -1, 1.5]) {
+      expect(() => decodeShape({ ...batch(), variant })).toThrow(CudaArgumentError);
+      expect(() => decodeShape({ ...batch(), variant })).toThrow(/variant must be an integer in 0\.\.7/);
+    }
   });
 
   it.each([

@@ -21,6 +21,12 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
   readonly scale?: number;
   /** Split-KV factor override (tuning); automatic when absent. */
   readonly splits?: number;
+  /**
+   * Kernel variant bits (tuning; same results, checked per variant on the device): 1 rows by TMA
+   * bulk copies, 2 an L2 256-byte prefetch hint on the 16-byte copies, 4 the last split block
+   * merges the splits (no combine kernel). 0 or absent: the first kernels.
+   */
+  readonly variant?: number;
 }
 
 /** The decode index slot on the device: `indices [batch, kvHeads, k]` int32, row order free. */
@@ -82,7 +88,21 @@ export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   const scale = batch.scale ?? 1 / Math.sqrt(headDim);
   if (!(scale > 0 && Number.isFinite(scale)))
     throw new CudaArgumentError(`scale must be positive, got ${scale}`);
-  return { batch: b, heads, kvHeads, headDim, n, capacity, scale, dtype: q.dtype, splits: batch.splits ?? 0 };
+  const variant = batch.variant ?? 0;
+  if (!(Number.isInteger(variant) && variant >= 0 && variant <= 7))
+    throw new CudaArgumentError(`variant must be an integer in 0..7, got ${variant}`);
+  return {
+    batch: b,
+    heads,
+    kvHeads,
+    headDim,
+    n,
+    capacity,
+    scale,
+    dtype: q.dtype,
+    splits: batch.splits ?? 0,
+    variant,
+  };
 }
 
 function outputFor<D extends AttentionDType>(
