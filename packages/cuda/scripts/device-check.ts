@@ -17,7 +17,10 @@
  * denseAnchorPrefill, anchorPrefill and reusePrefill; rows under `prefillRows`.
  *
  * Run (bundled so no node_modules travel): node dist-device/device-check.mjs [out.json]
- *   [--quick] [--prefill-only] [--no-prefill]
+ *   [--quick] [--prefill-only] [--no-prefill] [--variants 0,1,4]
+ * --variants: the decode kernel variants to check (KascadeDecodeVariant bits; default 0); every decode
+ * op runs under each against the same float64 references, rows tagged with `variant`, and
+ * `passingVariants` lists the variants none of whose checks failed.
  */
 import { writeFileSync } from 'node:fs';
 import {
@@ -76,6 +79,8 @@ interface Row {
   rowsChecked?: number;
   minMassShare?: number;
   worstScoreGap?: number;
+  /** KascadeDecodeVariant bits the op ran with. */
+  variant: number;
   pass: boolean;
   why?: string;
 }
@@ -220,88 +225,87 @@ function judgeOut(r: { relErr: number; naiveRelErr: number; nan: boolean }): { p
   return { pass: true };
 }
 
+/** The reference pooled scores of one case: per sequence [kvHeads, n], and per row its Top-k facts. */
+interface PooledRef {
+  pooled: Float64Array[];
+  rows: { kth: number; refMass: number; tol: number }[];
+}
+
+function pooledReference(seqs: DecodeInputs[], k: number): PooledRef {
+  const pooled = seqs.map((s) => pooledDecodeScores(s));
+  const rows: PooledRef['rows'] = [];
+  seqs.forEach((s, b) => {
+    const n = s.n;
+    for (let j = 0; j < s.kvHeads; j++) {
+      const row = (pooled[b] as Float64Array).subarray(j * n, (j + 1) * n);
+      let kth = Number.POSITIVE_INFINITY;
+      let refMass = 0;
+      for (const x of topkIndices(row, k)) {
+        kth = Math.min(kth, row[x] as number);
+        refMass += row[x] as number;
+      }
+      let rowMax = 0;
+      for (const x of row) rowMax = Math.max(rowMax, x);
+      rows.push({ kth, refMass, tol: 1e-4 * kth + 1e-7 * rowMax });
+    }
+  });
+  return { pooled, rows };
+}
+
 /** FlashInfer-style Top-k properties against the reference pooled scores. */
 function checkSelection(
   seqs: DecodeInputs[],
+  ref: PooledRef,
   k: number,
   idx: Int32Array,
 ): { pass: boolean; why?: string; rowsChecked: number; minMassShare: number; worstScoreGap: number } {
   let rowsChecked = 0;
   let minMassShare = 1;
   let worstScoreGap = 0;
+  const fail = (why: string) => ({ pass: false, why, rowsChecked, minMassShare, worstScoreGap });
   for (let b = 0; b < seqs.length; b++) {
     const s = seqs[b] as DecodeInputs;
-    const pooled = pooledDecodeScores(s);
     const n = s.n;
     for (let j = 0; j < s.kvHeads; j++) {
-      const row = pooled.subarray(j * n, (j + 1) * n);
+      const row = (ref.pooled[b] as Float64Array).subarray(j * n, (j + 1) * n);
+      const { kth, refMass, tol } = ref.rows[b * s.kvHeads + j] as PooledRef['rows'][number];
       const sel = idx.subarray((b * s.kvHeads + j) * k, (b * s.kvHeads + j + 1) * k);
       const seen = new Set<number>();
       for (const x of sel) {
-        if (!(x >= 0 && x < n))
-          return {
-            pass: false,
-            why: `index ${x} out of range (b ${b}, j ${j})`,
-            rowsChecked,
-            minMassShare,
-            worstScoreGap,
-          };
-        if (seen.has(x))
-          return {
-            pass: false,
-            why: `duplicate index ${x} (b ${b}, j ${j})`,
-            rowsChecked,
-            minMassShare,
-            worstScoreGap,
-          };
+        if (!(x >= 0 && x < n)) return fail(`index ${x} out of range (b ${b}, j ${j})`);
+        if (seen.has(x)) return fail(`duplicate index ${x} (b ${b}, j ${j})`);
         seen.add(x);
       }
-      const refSet = topkIndices(row, k);
-      let kth = Number.POSITIVE_INFINITY;
-      let refMass = 0;
-      for (const x of refSet) {
-        kth = Math.min(kth, row[x] as number);
-        refMass += row[x] as number;
-      }
-      let rowMax = 0;
-      for (const x of row) rowMax = Math.max(rowMax, x);
-      const tol = 1e-4 * kth + 1e-7 * rowMax;
       let mass = 0;
       for (const x of sel) {
         const sc = row[x] as number;
         mass += sc;
         worstScoreGap = Math.max(worstScoreGap, (kth - sc) / Math.max(kth, 1e-300));
-        if (sc < kth - tol) {
-          return {
-            pass: false,
-            why: `selected score ${sc} below k-th ${kth} - tol (b ${b}, j ${j}, x ${x})`,
-            rowsChecked,
-            minMassShare,
-            worstScoreGap,
-          };
-        }
+        if (sc < kth - tol)
+          return fail(`selected score ${sc} below k-th ${kth} - tol (b ${b}, j ${j}, x ${x})`);
       }
       const share = mass / refMass;
       minMassShare = Math.min(minMassShare, share);
-      if (share < 1 - 1e-3)
-        return {
-          pass: false,
-          why: `captured mass share ${share} < 1 - 1e-3`,
-          rowsChecked,
-          minMassShare,
-          worstScoreGap,
-        };
+      if (share < 1 - 1e-3) return fail(`captured mass share ${share} < 1 - 1e-3`);
       rowsChecked++;
     }
   }
-  if (rowsChecked !== seqs.length * (seqs[0]?.kvHeads ?? 0) || rowsChecked === 0) {
-    return { pass: false, why: 'no rows checked', rowsChecked, minMassShare, worstScoreGap };
-  }
+  if (rowsChecked !== seqs.length * (seqs[0]?.kvHeads ?? 0) || rowsChecked === 0)
+    return fail('no rows checked');
   return { pass: true, rowsChecked, minMassShare, worstScoreGap };
 }
 
-function runCase(c: Case, rows: Row[]): void {
-  const { batch, seqs } = makeCase(c);
+/** Memoises a reference so every kernel variant is compared with the same float64 result. */
+function once<T>(f: () => T): () => T {
+  let v: { x: T } | undefined;
+  return () => {
+    if (!v) v = { x: f() };
+    return v.x;
+  };
+}
+
+function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
+  const { batch: batch0, seqs } = makeCase(c);
   const base = { dtype: c.dtype, g: c.g, kvHeads: c.kvHeads, headDim: c.headDim, n: c.n, batch: c.batch };
   const k = topkBudget(c.n, {});
   const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
@@ -313,170 +317,188 @@ function runCase(c: Case, rows: Row[]): void {
     rows.push(r);
     const tag = r.pass ? 'ok  ' : 'FAIL';
     console.log(
-      `${tag} ${r.op.padEnd(12)} ${c.dtype} g${c.g} G${c.kvHeads} d${c.headDim} n${c.n} b${c.batch}` +
+      `${tag} ${r.op.padEnd(12)} v${r.variant} ${c.dtype} g${c.g} G${c.kvHeads} d${c.headDim} n${c.n} b${c.batch}` +
         `${r.k ? ` k${r.k}` : ''} err ${r.relErr?.toExponential(2) ?? '-'} naive ${r.naiveRelErr?.toExponential(2) ?? '-'}` +
         `${r.minMassShare !== undefined ? ` mass ${r.minMassShare.toFixed(6)}` : ''}${r.why ? `  ${r.why}` : ''}`,
     );
   };
-  const guard = (op: string, f: () => void) => {
-    try {
-      f();
-    } catch (e) {
-      push({ op, ...base, pass: false, why: `threw: ${(e as Error).message}` });
+  // Float64 references, computed once per case and shared by every variant.
+  const denseRef = once(() => seqs.map((s) => denseDecodeAttention(s)));
+  const denseNaive = once(() => seqs.map((s) => naiveAttention(s, c.dtype, () => all(c.n))));
+  const pooledRef = once(() => pooledReference(seqs, k));
+  const denseErrors = (got: Float32Array) =>
+    outErrors(
+      c,
+      seqs,
+      got,
+      (_s, b) => denseRef()[b] as Float64Array,
+      (_s, b) => denseNaive()[b] as Float64Array,
+    );
+
+  // A random selection (distinct indices per row) read through a random head map, for reuse.
+  // k = n at n = 1023: more splits over the list than over the keys (workspace sizing).
+  const kr = c.n === 1023 ? c.n : k;
+  const reuseIdx = new Int32Array(c.batch * c.kvHeads * kr);
+  for (let r = 0; r < c.batch * c.kvHeads; r++) {
+    const perm = Int32Array.from({ length: c.n }, (_, i) => i);
+    for (let i = 0; i < kr; i++) {
+      const jx = i + Math.floor(rand() * (c.n - i));
+      const t = perm[i] as number;
+      perm[i] = perm[jx] as number;
+      perm[jx] = t;
     }
-  };
-
-  guard('dense', () => {
-    out.fill(0xff);
-    denseDecode(batch, out);
-    synchronize();
-    const e = outErrors(
-      c,
-      seqs,
-      decode(c.dtype, out.download()),
-      (s) => denseDecodeAttention(s),
-      (s) => naiveAttention(s, c.dtype, () => all(c.n)),
+    reuseIdx.set(perm.subarray(0, kr), r * kr);
+  }
+  const headMap = Array.from({ length: c.kvHeads }, () => Math.floor(rand() * c.kvHeads));
+  const reuseKeys = (b: number, j: number) =>
+    Array.from(
+      reuseIdx.subarray(
+        (b * c.kvHeads + (headMap[j] as number)) * kr,
+        (b * c.kvHeads + (headMap[j] as number) + 1) * kr,
+      ),
     );
-    push({ op: 'dense', ...base, relErr: e.relErr, naiveRelErr: e.naiveRelErr, ...judgeOut(e) });
+  const hostSel = (b: number): DecodeSelection => ({
+    kvHeads: c.kvHeads,
+    k: kr,
+    indices: reuseIdx.slice(b * c.kvHeads * kr, (b + 1) * c.kvHeads * kr),
   });
+  const reuseRef = once(() => seqs.map((s, b) => sparseDecodeAttention(s, hostSel(b), headMap)));
+  const reuseNaive = once(() => seqs.map((s, b) => naiveAttention(s, c.dtype, (j) => reuseKeys(b, j))));
+  const reuseSel = uploadSelection(reuseIdx, { batch: c.batch, kvHeads: c.kvHeads, k: kr, n: c.n });
 
-  guard('pooled', () => {
-    const pooled = pooledScores(batch);
-    synchronize();
-    const got = pooled.download();
-    pooled.free();
-    let worst = 0;
-    seqs.forEach((s, b) => {
-      const per = c.kvHeads * c.n;
-      worst = Math.max(worst, relErr(got.subarray(b * per, (b + 1) * per), pooledDecodeScores(s)));
-    });
-    push({
-      op: 'pooled',
-      ...base,
-      pooledRelErr: worst,
-      relErr: worst,
-      pass: worst < 1e-4,
-      ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }),
-    });
-  });
-
-  guard('denseAnchor', () => {
-    out.fill(0xff);
-    selT.fill(0xff);
-    denseAnchorDecode(batch, k, { out, selection });
-    synchronize();
-    const e = outErrors(
-      c,
-      seqs,
-      decode(c.dtype, out.download()),
-      (s) => denseDecodeAttention(s),
-      (s) => naiveAttention(s, c.dtype, () => all(c.n)),
-    );
-    const sel = checkSelection(seqs, k, selT.download());
-    const o = judgeOut(e);
-    push({
-      op: 'denseAnchor',
-      ...base,
-      k,
-      relErr: e.relErr,
-      naiveRelErr: e.naiveRelErr,
-      rowsChecked: sel.rowsChecked,
-      minMassShare: sel.minMassShare,
-      worstScoreGap: sel.worstScoreGap,
-      pass: o.pass && sel.pass,
-      ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
-    });
-  });
-
-  guard('anchor', () => {
-    out.fill(0xff);
-    selT.fill(0xff);
-    anchorDecode(batch, k, { out, selection });
-    synchronize();
-    const idx = selT.download();
-    const sel = checkSelection(seqs, k, idx);
-    const rowOf = (b: number, j: number) =>
-      Array.from(idx.subarray((b * c.kvHeads + j) * k, (b * c.kvHeads + j + 1) * k));
-    const gpuSel = (b: number): DecodeSelection => ({
-      kvHeads: c.kvHeads,
-      k,
-      indices: idx.slice(b * c.kvHeads * k, (b + 1) * c.kvHeads * k),
-    });
-    const e = sel.pass
-      ? outErrors(
-          c,
-          seqs,
-          decode(c.dtype, out.download()),
-          (s, b) => sparseDecodeAttention(s, gpuSel(b)),
-          (s, b) => naiveAttention(s, c.dtype, (j) => rowOf(b, j)),
-        )
-      : { relErr: Number.NaN, naiveRelErr: Number.NaN, nan: false };
-    const o = sel.pass ? judgeOut(e) : { pass: false };
-    push({
-      op: 'anchor',
-      ...base,
-      k,
-      relErr: e.relErr,
-      naiveRelErr: e.naiveRelErr,
-      rowsChecked: sel.rowsChecked,
-      minMassShare: sel.minMassShare,
-      worstScoreGap: sel.worstScoreGap,
-      pass: o.pass && sel.pass,
-      ...(o.pass && sel.pass
-        ? {}
-        : { why: ['why' in o ? o.why : undefined, sel.why].filter(Boolean).join('; ') }),
-    });
-  });
-
-  guard('reuse', () => {
-    // k = n at n = 1023: more splits over the list than over the keys (workspace sizing).
-    const kr = c.n === 1023 ? c.n : k;
-    // A random selection (distinct indices per row) read through a random head map.
-    const idx = new Int32Array(c.batch * c.kvHeads * kr);
-    for (let r = 0; r < c.batch * c.kvHeads; r++) {
-      const perm = Int32Array.from({ length: c.n }, (_, i) => i);
-      for (let i = 0; i < kr; i++) {
-        const jx = i + Math.floor(rand() * (c.n - i));
-        const t = perm[i] as number;
-        perm[i] = perm[jx] as number;
-        perm[jx] = t;
+  for (const variant of variants) {
+    const batch: DeviceDecodeBatch = { ...batch0, variant };
+    const vbase = { ...base, variant };
+    const guard = (op: string, f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        push({ op, ...vbase, pass: false, why: `threw: ${(e as Error).message}` });
       }
-      idx.set(perm.subarray(0, kr), r * kr);
-    }
-    const headMap = Array.from({ length: c.kvHeads }, () => Math.floor(rand() * c.kvHeads));
-    const sel = uploadSelection(idx, { batch: c.batch, kvHeads: c.kvHeads, k: kr, n: c.n });
-    out.fill(0xff);
-    reuseDecode(batch, sel, headMap, out);
-    synchronize();
-    const hostSel = (b: number): DecodeSelection => ({
-      kvHeads: c.kvHeads,
-      k: kr,
-      indices: idx.slice(b * c.kvHeads * kr, (b + 1) * c.kvHeads * kr),
-    });
-    const e = outErrors(
-      c,
-      seqs,
-      decode(c.dtype, out.download()),
-      (s, b) => sparseDecodeAttention(s, hostSel(b), headMap),
-      (s, b) =>
-        naiveAttention(s, c.dtype, (j) =>
-          Array.from(
-            idx.subarray(
-              (b * c.kvHeads + (headMap[j] as number)) * kr,
-              (b * c.kvHeads + (headMap[j] as number) + 1) * kr,
-            ),
-          ),
-        ),
-    );
-    sel.indices.free();
-    push({ op: 'reuse', ...base, k: kr, relErr: e.relErr, naiveRelErr: e.naiveRelErr, ...judgeOut(e) });
-  });
+    };
 
+    guard('dense', () => {
+      out.fill(0xff);
+      denseDecode(batch, out);
+      synchronize();
+      const e = denseErrors(decode(c.dtype, out.download()));
+      push({ op: 'dense', ...vbase, relErr: e.relErr, naiveRelErr: e.naiveRelErr, ...judgeOut(e) });
+    });
+
+    guard('pooled', () => {
+      const pooled = pooledScores(batch);
+      synchronize();
+      const got = pooled.download();
+      pooled.free();
+      let worst = 0;
+      const per = c.kvHeads * c.n;
+      pooledRef().pooled.forEach((r, b) => {
+        worst = Math.max(worst, relErr(got.subarray(b * per, (b + 1) * per), r));
+      });
+      push({
+        op: 'pooled',
+        ...vbase,
+        pooledRelErr: worst,
+        relErr: worst,
+        pass: worst < 1e-4,
+        ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }),
+      });
+    });
+
+    guard('denseAnchor', () => {
+      out.fill(0xff);
+      selT.fill(0xff);
+      denseAnchorDecode(batch, k, { out, selection });
+      synchronize();
+      const e = denseErrors(decode(c.dtype, out.download()));
+      const sel = checkSelection(seqs, pooledRef(), k, selT.download());
+      const o = judgeOut(e);
+      push({
+        op: 'denseAnchor',
+        ...vbase,
+        k,
+        relErr: e.relErr,
+        naiveRelErr: e.naiveRelErr,
+        rowsChecked: sel.rowsChecked,
+        minMassShare: sel.minMassShare,
+        worstScoreGap: sel.worstScoreGap,
+        pass: o.pass && sel.pass,
+        ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
+      });
+    });
+
+    guard('anchor', () => {
+      out.fill(0xff);
+      selT.fill(0xff);
+      anchorDecode(batch, k, { out, selection });
+      synchronize();
+      const idx = selT.download();
+      const sel = checkSelection(seqs, pooledRef(), k, idx);
+      const rowOf = (b: number, j: number) =>
+        Array.from(idx.subarray((b * c.kvHeads + j) * k, (b * c.kvHeads + j + 1) * k));
+      const gpuSel = (b: number): DecodeSelection => ({
+        kvHeads: c.kvHeads,
+        k,
+        indices: idx.slice(b * c.kvHeads * k, (b + 1) * c.kvHeads * k),
+      });
+      const e = sel.pass
+        ? outErrors(
+            c,
+            seqs,
+            decode(c.dtype, out.download()),
+            (s, b) => sparseDecodeAttention(s, gpuSel(b)),
+            (s, b) => naiveAttention(s, c.dtype, (j) => rowOf(b, j)),
+          )
+        : { relErr: Number.NaN, naiveRelErr: Number.NaN, nan: false };
+      const o = sel.pass ? judgeOut(e) : { pass: false };
+      push({
+        op: 'anchor',
+        ...vbase,
+        k,
+        relErr: e.relErr,
+        naiveRelErr: e.naiveRelErr,
+        rowsChecked: sel.rowsChecked,
+        minMassShare: sel.minMassShare,
+        worstScoreGap: sel.worstScoreGap,
+        pass: o.pass && sel.pass,
+        ...(o.pass && sel.pass
+          ? {}
+          : { why: ['why' in o ? o.why : undefined, sel.why].filter(Boolean).join('; ') }),
+      });
+    });
+
+    guard('reuse', () => {
+      out.fill(0xff);
+      reuseDecode(batch, reuseSel, headMap, out);
+      synchronize();
+      const e = outErrors(
+        c,
+        seqs,
+        decode(c.dtype, out.download()),
+        (_s, b) => reuseRef()[b] as Float64Array,
+        (_s, b) => reuseNaive()[b] as Float64Array,
+      );
+      push({ op: 'reuse', ...vbase, k: kr, relErr: e.relErr, naiveRelErr: e.naiveRelErr, ...judgeOut(e) });
+    });
+  }
+
+  reuseSel.indices.free();
   out.free();
   selT.free();
-  batch.q.free();
-  batch.k.free();
-  batch.v.free();
+  batch0.q.free();
+  batch0.k.free();
+  batch0.v.free();
+}
+
+/** Kernel variants to check: `--variants 0,1,4` (KascadeDecodeVariant bits); default 0 only. */
+function parseVariants(argv: readonly string[]): number[] {
+  const i = argv.indexOf('--variants');
+  if (i < 0) return [0];
+  const list = (argv[i + 1] ?? '').split(',').map((x) => Number(x));
+  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 7))) {
+    throw new Error(`--variants takes a comma list of integers in 0..7, got '${argv[i + 1]}'`);
+  }
+  return list;
 }
 
 function main(): void {
@@ -524,12 +546,21 @@ function main(): void {
   });
   const t0 = Date.now();
   const prefillOnly = process.argv.includes('--prefill-only');
-  if (!prefillOnly) for (const c of cases) runCase(c, rows);
+  const decodeVariants = parseVariants(process.argv);
+  if (!prefillOnly) for (const c of cases) runCase(c, rows, decodeVariants);
   const prefillRows: PrefillRow[] = [];
   if (!process.argv.includes('--no-prefill')) {
     for (const c of prefillCases(quick)) runPrefillCase(c, prefillRows, rand, gauss);
   }
   const failed = [...rows, ...prefillRows].filter((r) => !r.pass);
+  // Per variant: its checks and failures; a variant passes only when every decode op passed.
+  const byVariant = decodeVariants.map((v) => {
+    const mine = rows.filter((r) => r.variant === v);
+    return { variant: v, checks: mine.length, failed: mine.filter((r) => !r.pass).length };
+  });
+  const passingVariants = prefillOnly
+    ? []
+    : byVariant.filter((x) => x.checks > 0 && x.failed === 0).map((x) => x.variant);
   const summary = {
     device: info,
     seed: seed0,
@@ -539,6 +570,8 @@ function main(): void {
     checks: rows.length + prefillRows.length,
     failed: failed.length,
     seconds: (Date.now() - t0) / 1000,
+    variants: byVariant,
+    passingVariants,
     tolerances: {
       output: 'relErr < 1e-2 and <= 2 x naive same-precision relErr + 1e-4',
       pooled: 'relErr < 1e-4',
