@@ -25,6 +25,8 @@
 //   group's heads and blocks); sparse reads the listed K/V rows once per block; writes out (and 8 B of
 //   statistics per row when asked).
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "prefill_attention.cuh"
 
@@ -286,8 +288,14 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
+bool prefill_v2_selected(PrefillMode mode) {
+  const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
+  return v != nullptr && strcmp(v, "v2") == 0;
+}
+
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
+  if (prefill_v2_selected(mode)) return launch_prefill_attention_v2(s, mode, a, st);
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {

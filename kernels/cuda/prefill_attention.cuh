@@ -35,6 +35,12 @@ __host__ __device__ inline int tiles_of(const KascadePrefillShape& s) { return (
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);
+// Variant v2 (prefill_attention_v2.cu): 32 query rows per warp. launch_prefill_attention uses it when the
+// environment says KASCADE_PREFILL_DENSE=v2 (dense, dense + statistics, statistics) or
+// KASCADE_PREFILL_SPARSE=v2 (sparse); read at every launch, so one process can time both.
+cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
+                                        cudaStream_t st);
+bool prefill_v2_selected(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.
 template <typename T>
