@@ -17,9 +17,11 @@
  * denseAnchorPrefill, anchorPrefill and reusePrefill; rows under `prefillRows`.
  *
  * Run (bundled so no node_modules travel): node dist-device/device-check.mjs [out.json]
- *   [--quick] [--prefill-only] [--no-prefill] [--variants 0,1,4]
- * --variants: the decode kernel variants to check (KascadeDecodeVariant bits; default 0); every decode
- * op runs under each against the same float64 references, rows tagged with `variant`, and
+ *   [--quick] [--prefill-only] [--no-prefill] [--prefill-long] [--prefill-variants=v1,v2]
+ * --prefill-long keeps the long prefill chunk under --quick; --prefill-variants checks every prefill op
+ * under each kernel variant (setPrefillKernels), rows tagged with `kernels`.
+ * --variants 0,1,4: the decode kernel variants to check (KascadeDecodeVariant bits; default 0); every
+ * decode op runs under each against the same float64 references, rows tagged with `variant`, and
  * `passingVariants` lists the variants none of whose checks failed.
  */
 import { writeFileSync } from 'node:fs';
@@ -45,6 +47,7 @@ import {
   denseDecode,
   deviceInfo,
   isAvailable,
+  type PrefillKernelVariant,
   pooledScores,
   reuseDecode,
   synchronize,
@@ -550,7 +553,16 @@ function main(): void {
   if (!prefillOnly) for (const c of cases) runCase(c, rows, decodeVariants);
   const prefillRows: PrefillRow[] = [];
   if (!process.argv.includes('--no-prefill')) {
-    for (const c of prefillCases(quick)) runPrefillCase(c, prefillRows, rand, gauss);
+    // --prefill-variants=v1,v2: every prefill op under each kernel variant (dense and sparse alike).
+    const va = process.argv.find((a) => a.startsWith('--prefill-variants='));
+    const variants = va
+      ? va
+          .slice('--prefill-variants='.length)
+          .split(',')
+          .map((v) => ({ dense: v as PrefillKernelVariant, sparse: v as PrefillKernelVariant }))
+      : undefined;
+    for (const c of prefillCases(quick, process.argv.includes('--prefill-long')))
+      runPrefillCase(c, prefillRows, rand, gauss, variants);
   }
   const failed = [...rows, ...prefillRows].filter((r) => !r.pass);
   // Per variant: its checks and failures; a variant passes only when every decode op passed.

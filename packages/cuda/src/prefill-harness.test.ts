@@ -18,9 +18,18 @@ import {
 } from '@kascade/core';
 import { describe, expect, it, vi } from 'vitest';
 import type { NativeBinding, NativeDeviceBuffer, NativePrefillShape } from './binding.types.js';
+import { CudaArgumentError } from './errors.js';
+import { prefillKernels, setPrefillKernels } from './prefill.js';
 import { type PrefillRow, runPrefillCase } from './prefill-parity.js';
 
-type Fault = 'none' | 'dense-shift' | 'drop-top' | 'anchor-dense' | 'reuse-ignores-map' | 'unwritten-tail';
+type Fault =
+  | 'none'
+  | 'dense-shift'
+  | 'dense-shift-v2'
+  | 'drop-top'
+  | 'anchor-dense'
+  | 'reuse-ignores-map'
+  | 'unwritten-tail';
 const state: { fault: Fault } = { fault: 'none' };
 
 class FakeBuffer implements NativeDeviceBuffer {
@@ -103,7 +112,9 @@ function writeOut(
   const perQ = s.heads * s.queries * s.headDim;
   ins.forEach((inp, b) => {
     const r = per(inp, b);
-    if (state.fault === 'dense-shift') r[0] = (r[0] as number) + 1;
+    const v2 = process.env.KASCADE_PREFILL_DENSE === 'v2';
+    if (state.fault === 'dense-shift' || (state.fault === 'dense-shift-v2' && v2))
+      r[0] = (r[0] as number) + 1;
     o.set(narrow(s, r), b * perQ);
   });
 }
@@ -223,7 +234,7 @@ const fake: Partial<NativeBinding> = {
 
 vi.mock('./load.js', () => ({ loadNative: () => ({ binding: fake, tried: [] }) }));
 
-function run(fault: Fault, both = false): PrefillRow[] {
+function run(fault: Fault, both = false, variants?: Parameters<typeof runPrefillCase>[4]): PrefillRow[] {
   state.fault = fault;
   let seed = 12345;
   const rand = () => {
@@ -258,7 +269,7 @@ function run(fault: Fault, both = false): PrefillRow[] {
       budget: { kMin: 8, percent: 25 },
     },
   ].map((c) => ({ ...c, capacity: c.queryStart + c.queries + 3 }));
-  for (const c of both ? cases : cases.slice(0, 1)) runPrefillCase(c, rows, rand, gauss);
+  for (const c of both ? cases : cases.slice(0, 1)) runPrefillCase(c, rows, rand, gauss, variants);
   log.mockRestore();
   return rows;
 }
@@ -272,6 +283,29 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     for (const r of rows) expect(r.pass, `${r.op}: ${r.why}`).toBe(true);
     const sel = rows.filter((r) => r.op === 'anchor' || r.op === 'denseAnchor');
     for (const r of sel) expect(r.rowsChecked).toBeGreaterThan(0);
+  });
+
+  it('checks every kernel variant, tags its rows, and restores the selection', { timeout: 60_000 }, () => {
+    setPrefillKernels({ dense: 'v1', sparse: 'v1' });
+    const rows = run('dense-shift-v2', false, [
+      { dense: 'v1', sparse: 'v1' },
+      { dense: 'v2', sparse: 'v2' },
+    ]);
+    expect(rows.map((r) => r.kernels)).toEqual([
+      ...Array(5).fill('dense v1 sparse v1'),
+      ...Array(5).fill('dense v2 sparse v2'),
+    ]);
+    for (const r of rows.slice(0, 5)) expect(r.pass, `${r.op} v1: ${r.why}`).toBe(true);
+    const bad = rows.slice(5).filter((r) => !r.pass);
+    expect(bad.map((r) => r.op)).toContain('dense');
+    expect(prefillKernels()).toEqual({ dense: 'v1', sparse: 'v1' });
+  });
+
+  it('rejects an unknown kernel variant by name', () => {
+    expect(() => setPrefillKernels({ dense: 'v3' as 'v1' })).toThrow(CudaArgumentError);
+    expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
+      /sparse kernel must be one of v1, v2/,
+    );
   });
 
   it.each([

@@ -37,11 +37,14 @@ import {
   DeviceTensor,
   denseAnchorPrefill,
   densePrefill,
+  type PrefillKernelSelection,
   prefillCounts,
+  prefillKernels,
   prefillPooledScores,
   prefillSelectionSlot,
   prefillShape,
   reusePrefill,
+  setPrefillKernels,
   synchronize,
   uploadPrefillSelection,
 } from './index.js';
@@ -61,6 +64,8 @@ export interface PrefillCase {
 
 export interface PrefillRow {
   op: string;
+  /** The kernels that ran, e.g. 'dense v2 sparse v2' (see setPrefillKernels). */
+  kernels: string;
   dtype: string;
   g: number;
   kvHeads: number;
@@ -80,7 +85,11 @@ export interface PrefillRow {
 
 const T = 32;
 
-export function prefillCases(quick: boolean): PrefillCase[] {
+/**
+ * The parity cases. `quick`: 141-query chunks and no long ones, unless `long` adds the long
+ * default-budget chunk back (what the device job runs to fit its time limit).
+ */
+export function prefillCases(quick: boolean, long = false): PrefillCase[] {
   const cases: PrefillCase[] = [];
   for (const dtype of ['bf16', 'f16'] as const) {
     for (const g of [1, 2, 4, 8]) {
@@ -125,8 +134,8 @@ export function prefillCases(quick: boolean): PrefillCase[] {
     qSpread: 1,
     budget: { kMin: 24 },
   });
-  if (!quick) {
-    // Default budget (kMin 128) over a longer chunk, and a peaky query (skewed pooled scores).
+  if (!quick || long) {
+    // Default budget (kMin 128) over a longer chunk.
     cases.push({
       dtype: 'bf16',
       g: 4,
@@ -139,6 +148,9 @@ export function prefillCases(quick: boolean): PrefillCase[] {
       qSpread: 1,
       budget: {},
     });
+  }
+  if (!quick) {
+    // A peaky query (skewed pooled scores) in a later chunk.
     cases.push({
       dtype: 'bf16',
       g: 2,
@@ -155,11 +167,21 @@ export function prefillCases(quick: boolean): PrefillCase[] {
   return cases;
 }
 
+/** The kernels label rows carry. */
+export function kernelsLabel(k: PrefillKernelSelection): string {
+  return `dense ${k.dense} sparse ${k.sparse}`;
+}
+
+/**
+ * One case: inputs and references built once, then every op run and checked under each kernel
+ * selection in `variants` (default: the current one); the selection in force before is restored.
+ */
 export function runPrefillCase(
   c: PrefillCase,
   rows: PrefillRow[],
   rand: () => number,
   gauss: () => number,
+  variants: readonly PrefillKernelSelection[] = [prefillKernels()],
 ): void {
   const encode = (x: ArrayLike<number>) => (c.dtype === 'bf16' ? toBf16(x) : toF16(x));
   const decode = (b: Uint16Array) => (c.dtype === 'bf16' ? fromBf16(b) : fromF16(b));
@@ -209,7 +231,8 @@ export function runPrefillCase(
   const shape = prefillShape(chunk);
   const { counts, kMax } = prefillCounts(shape, c.budget);
   const tiles = counts.length;
-  const base = {
+  let base = {
+    kernels: kernelsLabel(prefillKernels()),
     dtype: c.dtype,
     g: c.g,
     kvHeads: c.kvHeads,
@@ -221,7 +244,7 @@ export function runPrefillCase(
   const push = (r: PrefillRow) => {
     rows.push(r);
     console.log(
-      `${r.pass ? 'ok  ' : 'FAIL'} prefill ${r.op.padEnd(12)} ${c.dtype} g${c.g} G${c.kvHeads} d${d} q${c.queries}` +
+      `${r.pass ? 'ok  ' : 'FAIL'} prefill ${r.op.padEnd(12)} [${r.kernels}] ${c.dtype} g${c.g} G${c.kvHeads} d${d} q${c.queries}` +
         `@${c.queryStart} b${c.batch}${r.kMax ? ` kMax${r.kMax}` : ''} err ${r.relErr?.toExponential(2) ?? '-'}` +
         ` naive ${r.naiveRelErr?.toExponential(2) ?? '-'}` +
         `${r.minMassShare !== undefined ? ` mass ${r.minMassShare.toFixed(6)}` : ''}${r.why ? `  ${r.why}` : ''}`,
@@ -397,133 +420,145 @@ export function runPrefillCase(
       return fail(`checked ${rowsChecked} rows`);
     return { pass: true, rowsChecked, minMassShare, worstScoreGap };
   };
+  /** Per-sequence results computed once for every variant. */
+  const memo = (f: (s: PrefillInputs, b: number) => Float64Array) => {
+    const cache = new Map<number, Float64Array>();
+    return (s: PrefillInputs, b: number): Float64Array => {
+      let r = cache.get(b);
+      if (!r) {
+        r = f(s, b);
+        cache.set(b, r);
+      }
+      return r;
+    };
+  };
+  const denseRef = memo((s) => denseCausalPrefillAttention(s));
+  const denseNaive = memo((s) => naive(s, causalKeys));
   const identity = Array.from({ length: c.kvHeads }, (_, j) => j);
   const out = DeviceTensor.empty(c.dtype, [c.batch, heads, c.queries, d]);
   const slot = prefillSelectionSlot(shape, c.budget);
 
-  guard('dense', () => {
-    out.fill(0xff);
-    densePrefill(chunk, out);
-    synchronize();
-    push({
-      op: 'dense',
-      ...base,
-      ...judge(
-        decode(out.download()),
-        (s) => denseCausalPrefillAttention(s),
-        (s) => naive(s, causalKeys),
-      ),
-    });
-  });
-
-  guard('pooled', () => {
-    const pooled = prefillPooledScores(chunk);
-    synchronize();
-    const got = pooled.download();
-    pooled.free();
-    const per = c.kvHeads * tiles * n;
-    let worst = 0;
-    seqs.forEach((_s, b) => {
-      worst = Math.max(worst, relErr(got.subarray(b * per, (b + 1) * per), refPooled[b] as Float64Array));
-    });
-    push({
-      op: 'pooled',
-      ...base,
-      relErr: worst,
-      pass: worst < 1e-4,
-      ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }),
-    });
-  });
-
-  guard('denseAnchor', () => {
-    out.fill(0xff);
-    slot.indices.fill(0x7f);
-    denseAnchorPrefill(chunk, c.budget, { out, selection: slot });
-    synchronize();
-    const o = judge(
-      decode(out.download()),
-      (s) => denseCausalPrefillAttention(s),
-      (s) => naive(s, causalKeys),
-    );
-    const sel = checkTopk(slot.indices.download());
-    push({
-      op: 'denseAnchor',
-      ...base,
-      kMax,
-      relErr: o.relErr,
-      naiveRelErr: o.naiveRelErr,
-      rowsChecked: sel.rowsChecked,
-      minMassShare: sel.minMassShare,
-      worstScoreGap: sel.worstScoreGap,
-      pass: o.pass && sel.pass,
-      ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
-    });
-  });
-
-  guard('anchor', () => {
-    out.fill(0xff);
-    slot.indices.fill(0x7f);
-    anchorPrefill(chunk, c.budget, { out, selection: slot });
-    synchronize();
-    const idx = slot.indices.download();
-    const sel = checkTopk(idx);
-    const o = sel.pass
-      ? judge(
-          decode(out.download()),
-          (s, b) => sparsePrefillAttention(s, hostSel(idx, b, c.kvHeads)),
-          (s, b) => naive(s, sparseKeys(hostSel(idx, b, c.kvHeads), identity)),
-        )
-      : { relErr: Number.NaN, naiveRelErr: Number.NaN, pass: false, why: undefined };
-    push({
-      op: 'anchor',
-      ...base,
-      kMax,
-      relErr: o.relErr,
-      naiveRelErr: o.naiveRelErr,
-      rowsChecked: sel.rowsChecked,
-      minMassShare: sel.minMassShare,
-      worstScoreGap: sel.worstScoreGap,
-      pass: o.pass && sel.pass,
-      ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
-    });
-  });
-
-  guard('reuse', () => {
-    // Random distinct keys per (row, tile) from 0 .. min(n, s_t + T) - 1: some fall in the diagonal
-    // tile (covered there, never twice) or after it (masked).
-    const idx = new Int32Array(c.batch * c.kvHeads * tiles * kMax).fill(-1);
-    for (let r = 0; r < c.batch * c.kvHeads; r++) {
-      for (let t = 0; t < tiles; t++) {
-        const s = c.queryStart + t * T;
-        const pool = Math.min(n, s + T);
-        const kt = counts[t] as number;
-        const perm = Int32Array.from({ length: pool }, (_, i) => i);
-        for (let i = 0; i < kt; i++) {
-          const jx = i + Math.floor(rand() * (pool - i));
-          const tmp = perm[i] as number;
-          perm[i] = perm[jx] as number;
-          perm[jx] = tmp;
-        }
-        idx.set(perm.subarray(0, kt), (r * tiles + t) * kMax);
+  // The reuse op's random selection and head map, the same for every variant.
+  const reuseIdx = new Int32Array(c.batch * c.kvHeads * tiles * kMax).fill(-1);
+  for (let r = 0; r < c.batch * c.kvHeads; r++) {
+    for (let t = 0; t < tiles; t++) {
+      // Random distinct keys per (row, tile) from 0 .. min(n, s_t + T) - 1: some fall in the diagonal
+      // tile (covered there, never twice) or after it (masked).
+      const s = c.queryStart + t * T;
+      const pool = Math.min(n, s + T);
+      const kt = counts[t] as number;
+      const perm = Int32Array.from({ length: pool }, (_, i) => i);
+      for (let i = 0; i < kt; i++) {
+        const jx = i + Math.floor(rand() * (pool - i));
+        const tmp = perm[i] as number;
+        perm[i] = perm[jx] as number;
+        perm[jx] = tmp;
       }
+      reuseIdx.set(perm.subarray(0, kt), (r * tiles + t) * kMax);
     }
-    const headMap = Array.from({ length: c.kvHeads }, () => Math.floor(rand() * c.kvHeads));
-    const sel = uploadPrefillSelection(
-      { kvHeads: c.kvHeads, tiles, tileSize: T, kMax, counts, indices: idx },
-      { batch: c.batch, queryStart: c.queryStart, n },
-    );
-    out.fill(0xff);
-    reusePrefill(chunk, sel, headMap, out);
-    synchronize();
-    const o = judge(
-      decode(out.download()),
-      (s, b) => sparsePrefillAttention(s, hostSel(idx, b, c.kvHeads), headMap),
-      (s, b) => naive(s, sparseKeys(hostSel(idx, b, c.kvHeads), headMap)),
-    );
-    sel.indices.free();
-    sel.countsDevice.free();
-    push({ op: 'reuse', ...base, kMax, ...o });
-  });
+  }
+  const reuseMap = Array.from({ length: c.kvHeads }, () => Math.floor(rand() * c.kvHeads));
+  const reuseRef = memo((s, b) => sparsePrefillAttention(s, hostSel(reuseIdx, b, c.kvHeads), reuseMap));
+  const reuseNaive = memo((s, b) => naive(s, sparseKeys(hostSel(reuseIdx, b, c.kvHeads), reuseMap)));
+
+  const before = prefillKernels();
+  for (const variant of variants) {
+    setPrefillKernels(variant);
+    base = { ...base, kernels: kernelsLabel(variant) };
+    guard('dense', () => {
+      out.fill(0xff);
+      densePrefill(chunk, out);
+      synchronize();
+      push({
+        op: 'dense',
+        ...base,
+        ...judge(decode(out.download()), denseRef, denseNaive),
+      });
+    });
+
+    guard('pooled', () => {
+      const pooled = prefillPooledScores(chunk);
+      synchronize();
+      const got = pooled.download();
+      pooled.free();
+      const per = c.kvHeads * tiles * n;
+      let worst = 0;
+      seqs.forEach((_s, b) => {
+        worst = Math.max(worst, relErr(got.subarray(b * per, (b + 1) * per), refPooled[b] as Float64Array));
+      });
+      push({
+        op: 'pooled',
+        ...base,
+        relErr: worst,
+        pass: worst < 1e-4,
+        ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }),
+      });
+    });
+
+    guard('denseAnchor', () => {
+      out.fill(0xff);
+      slot.indices.fill(0x7f);
+      denseAnchorPrefill(chunk, c.budget, { out, selection: slot });
+      synchronize();
+      const o = judge(decode(out.download()), denseRef, denseNaive);
+      const sel = checkTopk(slot.indices.download());
+      push({
+        op: 'denseAnchor',
+        ...base,
+        kMax,
+        relErr: o.relErr,
+        naiveRelErr: o.naiveRelErr,
+        rowsChecked: sel.rowsChecked,
+        minMassShare: sel.minMassShare,
+        worstScoreGap: sel.worstScoreGap,
+        pass: o.pass && sel.pass,
+        ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
+      });
+    });
+
+    guard('anchor', () => {
+      out.fill(0xff);
+      slot.indices.fill(0x7f);
+      anchorPrefill(chunk, c.budget, { out, selection: slot });
+      synchronize();
+      const idx = slot.indices.download();
+      const sel = checkTopk(idx);
+      const o = sel.pass
+        ? judge(
+            decode(out.download()),
+            (s, b) => sparsePrefillAttention(s, hostSel(idx, b, c.kvHeads)),
+            (s, b) => naive(s, sparseKeys(hostSel(idx, b, c.kvHeads), identity)),
+          )
+        : { relErr: Number.NaN, naiveRelErr: Number.NaN, pass: false, why: undefined };
+      push({
+        op: 'anchor',
+        ...base,
+        kMax,
+        relErr: o.relErr,
+        naiveRelErr: o.naiveRelErr,
+        rowsChecked: sel.rowsChecked,
+        minMassShare: sel.minMassShare,
+        worstScoreGap: sel.worstScoreGap,
+        pass: o.pass && sel.pass,
+        ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
+      });
+    });
+
+    guard('reuse', () => {
+      const sel = uploadPrefillSelection(
+        { kvHeads: c.kvHeads, tiles, tileSize: T, kMax, counts, indices: reuseIdx },
+        { batch: c.batch, queryStart: c.queryStart, n },
+      );
+      out.fill(0xff);
+      reusePrefill(chunk, sel, reuseMap, out);
+      synchronize();
+      const o = judge(decode(out.download()), reuseRef, reuseNaive);
+      sel.indices.free();
+      sel.countsDevice.free();
+      push({ op: 'reuse', ...base, kMax, ...o });
+    });
+  }
+  setPrefillKernels(before);
 
   out.free();
   slot.indices.free();

@@ -346,3 +346,48 @@ export function uploadPrefillSelection(
     indices: DeviceTensor.fromHost('i32', [batch, kvHeads, tiles, kMax], indices),
   };
 }
+
+/**
+ * Which prefill attention kernel runs (kernels/cuda/prefill_attention*.cu):
+ * - `v1`: 16 query rows per warp (the default);
+ * - `v2`: 32 query rows per warp (two m16 tiles share every K/V fragment), Q in shared memory,
+ *   exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves.
+ * `dense` covers dense, dense + statistics (layer 0) and the anchor's statistics pass; `sparse`
+ * the anchor's and reuse's sparse tile attention. Held in the environment
+ * (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`), read by the addon at every launch.
+ */
+export type PrefillKernelVariant = 'v1' | 'v2';
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2'];
+
+export interface PrefillKernelSelection {
+  readonly dense: PrefillKernelVariant;
+  readonly sparse: PrefillKernelVariant;
+}
+
+const DENSE_ENV = 'KASCADE_PREFILL_DENSE';
+const SPARSE_ENV = 'KASCADE_PREFILL_SPARSE';
+
+function variantOf(value: string | undefined): PrefillKernelVariant {
+  return value === 'v2' ? 'v2' : 'v1';
+}
+
+/** The prefill kernels the next launches use. */
+export function prefillKernels(): PrefillKernelSelection {
+  return { dense: variantOf(process.env[DENSE_ENV]), sparse: variantOf(process.env[SPARSE_ENV]) };
+}
+
+/** Selects the prefill kernels for the following launches (what is left out keeps its value). */
+export function setPrefillKernels(sel: Partial<PrefillKernelSelection>): void {
+  for (const [key, env] of [
+    ['dense', DENSE_ENV],
+    ['sparse', SPARSE_ENV],
+  ] as const) {
+    const v = sel[key];
+    if (v === undefined) continue;
+    if (!PREFILL_KERNEL_VARIANTS.includes(v))
+      throw new CudaArgumentError(
+        `prefill ${key} kernel must be one of ${PREFILL_KERNEL_VARIANTS.join(', ')}, got ${String(v)}`,
+      );
+    process.env[env] = v;
+  }
+}
