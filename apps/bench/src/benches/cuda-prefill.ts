@@ -11,6 +11,11 @@
  * t(layer0) + 4 t(anchor) + 27 t(reuse), against 32 t(dense); and the device memory the Kascade
  * layer uses (inputs, output, selection slot, anchor workspace). Inputs are normal random
  * (device-side fill), never zeros.
+ *
+ * Kernel variants (`setPrefillKernels`): `KASCADE_PREFILL_VARIANTS=v1,v2` (the variants that passed
+ * parity in the same device call; default: the current selection) times every op under each, in
+ * the same run; rows carry `variant`, and the summary takes for each op the fastest variant
+ * (named in `config.chosen`), so the whole-model figure selects kernels per layer role.
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -21,10 +26,13 @@ import {
   deviceInfo,
   fillNormal,
   isAvailable,
+  type PrefillKernelVariant,
+  prefillKernels,
   prefillSelectionSlot,
   prefillShape,
   prefillWorkspaceBytes,
   reusePrefill,
+  setPrefillKernels,
   synchronize,
   timeDevice,
   unavailableReason,
@@ -153,6 +161,10 @@ const bench: Bench = {
 
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
+    const variants = (process.env.KASCADE_PREFILL_VARIANTS ?? prefillKernels().dense)
+      .split(',')
+      .filter((v) => v.length > 0) as PrefillKernelVariant[];
+    const chosen: Record<string, string> = {};
     const label = (n: number) => `${Math.round(n / 1024)}k`;
     for (const n of contexts) {
       ctx.progress(`context ${n}`);
@@ -175,28 +187,44 @@ const bench: Bench = {
       const w = warmFor(n);
       const r = repsFor(n);
       const stat = (fn: () => void) => summarize(timeDevice(fn, w, r));
-      const t = {
-        dense: stat(() => densePrefill(chunk, out)),
-        denseStats: stat(() => densePrefill(chunk, out, stats)),
-        layer0: stat(() => denseAnchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
-        anchor: stat(() => anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
-        reuse: stat(() => reusePrefill(chunk, sel, headMap, out)),
-      };
-      synchronize();
       const flops = causalFlops(n);
-      for (const key of Object.keys(t) as (keyof typeof t)[]) {
-        const s = t[key];
-        rows.push({
-          kernel: key,
-          context: n,
-          batch: 1,
-          kMax: sel.kMax,
-          ...timingCells(s),
-          ...(key === 'dense' || key === 'denseStats'
-            ? { tflopPerS: Math.round((flops / (s.median * 1e6)) * 10) / 10 }
-            : {}),
-        });
+      type Stat = ReturnType<typeof stat>;
+      type Timed = Record<'dense' | 'denseStats' | 'layer0' | 'anchor' | 'reuse', Stat>;
+      const best: Partial<Timed> = {};
+      const before = prefillKernels();
+      for (const variant of variants) {
+        setPrefillKernels({ dense: variant, sparse: variant });
+        ctx.progress(`context ${n}, kernels ${variant}`);
+        const tv: Timed = {
+          dense: stat(() => densePrefill(chunk, out)),
+          denseStats: stat(() => densePrefill(chunk, out, stats)),
+          layer0: stat(() => denseAnchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
+          anchor: stat(() => anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
+          reuse: stat(() => reusePrefill(chunk, sel, headMap, out)),
+        };
+        synchronize();
+        for (const key of Object.keys(tv) as (keyof Timed)[]) {
+          const s = tv[key];
+          rows.push({
+            kernel: key,
+            variant,
+            context: n,
+            batch: 1,
+            kMax: sel.kMax,
+            ...timingCells(s),
+            ...(key === 'dense' || key === 'denseStats'
+              ? { tflopPerS: Math.round((flops / (s.median * 1e6)) * 10) / 10 }
+              : {}),
+          });
+          const prev = best[key];
+          if (!prev || s.median < prev.median) {
+            best[key] = s;
+            chosen[`${key}_${label(n)}`] = variant;
+          }
+        }
       }
+      setPrefillKernels(before);
+      const t = best as Timed;
       const tr = torch.rows.find((x) => x.context === n);
       for (const [name, us, expanded] of [
         ['torch-cudnn', tr?.cudnnUs, tr?.cudnnExpandedKv],
@@ -264,6 +292,10 @@ const bench: Bench = {
         timing: 'CUDA events around each call on the op stream, medians (fewer repeats at 128k)',
         flops: '4 * heads * headDim * n(n+1)/2 (causal QK^T + PV)',
         torch: torch.version ?? 'not run',
+        variants: variants.join(','),
+        chosen: Object.entries(chosen)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' '),
       },
       rows,
       summary,
