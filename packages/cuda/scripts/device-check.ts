@@ -20,6 +20,7 @@
  *   [--quick] [--prefill-only] [--no-prefill] [--prefill-long] [--prefill-variants=v1,v2]
  * --prefill-long keeps the long prefill chunk under --quick; --prefill-variants checks every prefill op
  * under each kernel variant (setPrefillKernels), rows tagged with `kernels`.
+ * --smoke: two small decode cases only (screens a kernel variant in a process of its own).
  * --variants 0,1,4: the decode kernel variants to check (KascadeDecodeVariant bits; default 0); every
  * decode op runs under each against the same float64 references, rows tagged with `variant`, and
  * `passingVariants` lists the variants none of whose checks failed.
@@ -497,7 +498,7 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
 function parseVariants(argv: readonly string[]): number[] {
   const i = argv.indexOf('--variants');
   if (i < 0) return [0];
-  const list = (argv[i + 1] ?? '').split(',').map((x) => Number(x));
+  const list = (argv[i + 1] ?? '').split(',').map((x) => (x.trim() === '' ? Number.NaN : Number(x)));
   if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 7))) {
     throw new Error(`--variants takes a comma list of integers in 0..7, got '${argv[i + 1]}'`);
   }
@@ -547,6 +548,31 @@ function main(): void {
     capacity: 30011,
     qSpread: 0.3,
   });
+  // --smoke: two small cases only (d 128 g 4 and d 64 g 8), to screen a variant for hangs or faults
+  // in a process of its own before the full check.
+  if (process.argv.includes('--smoke')) {
+    cases.splice(0, cases.length);
+    cases.push({
+      dtype: 'bf16',
+      g: 4,
+      kvHeads: 2,
+      headDim: 128,
+      n: 4097,
+      batch: 2,
+      capacity: 4100,
+      qSpread: 1,
+    });
+    cases.push({
+      dtype: 'f16',
+      g: 8,
+      kvHeads: 2,
+      headDim: 64,
+      n: 1023,
+      batch: 1,
+      capacity: 1100,
+      qSpread: 1,
+    });
+  }
   const t0 = Date.now();
   const prefillOnly = process.argv.includes('--prefill-only');
   const decodeVariants = parseVariants(process.argv);

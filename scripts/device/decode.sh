@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Issue 4 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 260 s with node start and
+# the torch baseline):
+#  1. screen: each non-zero kernel variant alone on two small cases (device-check --smoke), in its own
+#     process under a short timeout, so a variant that hangs or faults cannot take the others down;
+#  2. parity: every op x bf16/f16 x g 1/2/4/8, d 128 and 64, for variant 0 and the screened variants;
+#  3. the cuda-decode bench over the variants with no failed check (never a failed one; nothing is
+#     timed if none passed). If the bench dies (no JSON), it runs again on variant 0 alone.
+# Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
+# Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
+# the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
+# returned-file count).
+# Env: DECODE_VARIANTS (default 0,1,2,4,5,6), DECODE_PARITY_LIMIT (s, default 110),
+#      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
+set -u
+: "${JOB_OUT:?JOB_OUT must name the output folder}"
+t0=$(date +%s)
+say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
+export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
+variants=${DECODE_VARIANTS:-0,1,2,4,5,6}
+parity_limit=${DECODE_PARITY_LIMIT:-110}
+parity_args=${DECODE_PARITY_ARGS:-}
+check=packages/cuda/dist-device/device-check.mjs
+passing() { # the passingVariants of a parity JSON, comma-separated (empty if unreadable)
+  node -e '
+const fs = require("node:fs");
+try { console.log((JSON.parse(fs.readFileSync(process.argv[1], "utf8")).passingVariants ?? []).join(",")); } catch {}
+' "$1"
+}
+
+screened=""
+for v in ${variants//,/ }; do
+  if [ "$v" = 0 ]; then screened="${screened:+$screened,}0"; continue; fi
+  timeout --kill-after=3 25 node "$check" "$JOB_OUT/smoke.json" --no-prefill --smoke --variants "$v" > "$JOB_OUT/smoke.log" 2>&1
+  rc=$?
+  got=$(passing "$JOB_OUT/smoke.json")
+  if [ "$rc" = 0 ] && [ "$got" = "$v" ]; then
+    screened="${screened:+$screened,}$v"
+    say "screen variant $v: ok"
+  else
+    say "screen variant $v: dropped (exit $rc)"
+    grep -E "FAIL|rror" "$JOB_OUT/smoke.log" | head -8
+  fi
+  rm -f "$JOB_OUT/smoke.json" "$JOB_OUT/smoke.log"
+done
+if [ -z "$screened" ]; then
+  say "no variant survived the screen: nothing checked or timed"
+  exit 1
+fi
+
+say "parity: variants $screened, limit ${parity_limit} s ${parity_args}"
+# shellcheck disable=SC2086
+timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/cuda-parity.json" --no-prefill \
+  --variants "$screened" $parity_args > "$JOB_OUT/parity.log" 2>&1
+say "parity exit $?"
+grep -E "^FAIL|checks,|^device" "$JOB_OUT/parity.log" | head -40
+ok=$(passing "$JOB_OUT/cuda-parity.json")
+say "variants that passed parity: '${ok}'"
+rm -f "$JOB_OUT/parity.log"
+if [ -z "$ok" ]; then
+  say "no variant passed parity (or parity did not finish): nothing timed"
+  exit 1
+fi
+
+say "bench cuda-decode (8k/32k/128k b1/b32, 512k b1) over variants $ok"
+node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" -- --variants "$ok"
+rc=$?
+say "bench exit $rc"
+if [ ! -s "$JOB_OUT/cuda-decode.json" ] && [ "$ok" != 0 ] && [ $(($(date +%s) - t0)) -lt 170 ]; then
+  say "no bench results: again on variant 0 alone"
+  node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" -- --variants 0
+  say "bench (variant 0) exit $?"
+fi
+rm -f "$JOB_OUT/cuda-decode.md" "$JOB_OUT/cuda-decode.svg"
+say done
