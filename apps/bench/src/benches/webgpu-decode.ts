@@ -9,14 +9,35 @@
  * medians. Bandwidth over the bytes each op must read at least; a 1 GiB WGSL vec4 copy in the same
  * run; the whole-model attention of the paper's layout, t(layer0) + 4 t(anchor) + 27 t(reuse),
  * against 32 t(dense). Inputs are device-side uniform random, never zeros.
+ *
+ * Each decode kernel the device can run is timed in the same run (`variant`: `teams`, the default
+ * where subgroups allow, and `chunked`, the first kernel); the summary's target keys are the
+ * default kernel's, the other's carry its name as a suffix. Before timing, a parity check on this
+ * device: dense, anchor and reuse of every kernel against the float64 core reference (n 3000,
+ * batch 2, K/V read back), `parityMaxRelErr`.
+ *
+ * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
+ * `--no-parity`.
  */
-import { topkBudget } from '@kascade/core';
+import {
+  type DecodeSelection,
+  denseDecodeAttention,
+  fromF16,
+  sparseDecodeAttention,
+  topkBudget,
+} from '@kascade/core';
 import {
   createDecodeSlot,
   createDeviceKV,
+  type DecodeKernel,
+  type DeviceKV,
   destroyDeviceKV,
   encodeDecode,
+  encodeFillRandom,
+  type KascadeGPU,
   type LayerRole,
+  readBuffer,
+  teamsLayout,
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
 import type { Row } from '../results.js';
@@ -34,16 +55,31 @@ const bench: Bench = {
     'WebGPU decode attention: dense, layer-0 anchor, anchor, reuse (Llama-3.1-8B shape, f16 K/V, p=10%)',
   defaults: { warmup: 3, repeats: 20 },
   async run(ctx) {
+    const args = benchArgs(ctx.benchArgs ?? []);
     const gpu = await openGPU();
     const flush = l2Flusher(gpu, ctx.quick);
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
+    const available: DecodeKernel[] = teamsLayout(gpu, D, 'f16') ? ['teams', 'chunked'] : ['chunked'];
+    const kernels = available.filter((k) => !args.kernels || args.kernels.includes(k));
+    const suffixOf = (kernel: DecodeKernel) => (kernel === available[0] ? '' : `_${kernel}`);
+    const budget = { percent: PERCENT, kMin: KMIN };
+    if (args.parity) {
+      let worst = 0;
+      for (const kernel of kernels) {
+        for (const row of await parity(gpu, kernel, budget)) {
+          rows.push(row);
+          worst = Math.max(worst, Number(row.relErr));
+          ctx.progress(`parity ${kernel} ${row.role}: relErr ${Number(row.relErr).toExponential(2)}`);
+        }
+      }
+      summary.parityMaxRelErr = worst;
+    }
     const copy = await copyBandwidth(gpu, ctx, flush);
     rows.push(copy.row);
     summary.copyGbPerS = Math.round(copy.gbPerS);
-    const contexts = ctx.quick ? [4096] : [8192, 32768, 131072];
-    const batches = ctx.quick ? [1] : [1, 8];
-    const budget = { percent: PERCENT, kMin: KMIN };
+    const contexts = args.contexts ?? (ctx.quick ? [4096] : [8192, 32768, 131072]);
+    const batches = args.batches ?? (ctx.quick ? [1] : [1, 8]);
     for (const n of contexts) {
       for (const batch of batches) {
         const k = topkBudget(n, budget);
@@ -65,62 +101,70 @@ const bench: Bench = {
         // kStride a multiple of 64 so a K/V split by sequence can address each sequence's rows.
         const slot = createDecodeSlot(gpu, batch, G, Math.ceil(k / 64) * 64);
         const headMap = [1, 0, 3, 2, 5, 4, 7, 6];
-        const times: Partial<Record<LayerRole, number>> = {};
-        const kvRow = 2 * D * 2; // K + V bytes per token and head
-        const minBytes: Record<LayerRole, number> = {
-          dense: batch * G * n * kvRow,
-          'dense-anchor': batch * G * n * kvRow,
-          anchor: batch * G * (n * D * 2 + k * D * 2),
-          reuse: batch * G * k * kvRow,
-        };
-        for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
-          const label = `${role} n=${n} b=${batch}`;
-          try {
-            const s = await timeOp(
-              gpu,
-              ctx,
-              label,
-              (pass) => encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget }),
-              flush,
-            );
-            times[role] = s.median;
+        for (const kernel of kernels) {
+          const times: Partial<Record<LayerRole, number>> = {};
+          const kvRow = 2 * D * 2; // K + V bytes per token and head
+          const minBytes: Record<LayerRole, number> = {
+            dense: batch * G * n * kvRow,
+            'dense-anchor': batch * G * n * kvRow,
+            anchor: batch * G * (n * D * 2 + k * D * 2),
+            reuse: batch * G * k * kvRow,
+          };
+          for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+            const label = `${kernel} ${role} n=${n} b=${batch}`;
+            try {
+              const s = await timeOp(
+                gpu,
+                ctx,
+                label,
+                (pass) =>
+                  encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel }),
+                flush,
+              );
+              times[role] = s.median;
+              rows.push({
+                kernel: role === 'dense-anchor' ? 'layer0' : role,
+                variant: kernel,
+                context: n,
+                batch,
+                k: role === 'dense' ? n : k,
+                medianUs: round(s.median),
+                p10Us: round(s.p10),
+                p90Us: round(s.p90),
+                gbPerS: Math.round(minBytes[role] / (s.median * 1e3)),
+                timing: s.source,
+              });
+            } catch (e) {
+              ctx.progress(`${label} failed: ${e instanceof Error ? e.message : String(e)}`);
+            }
+          }
+          const { dense, anchor, reuse } = times;
+          const layer0 = times['dense-anchor'];
+          if (dense && anchor && reuse && layer0) {
+            const whole = layer0 + 4 * anchor + 27 * reuse;
             rows.push({
-              kernel: role === 'dense-anchor' ? 'layer0' : role,
+              kernel: 'whole-model',
+              variant: kernel,
               context: n,
               batch,
-              k: role === 'dense' ? n : k,
-              medianUs: round(s.median),
-              p10Us: round(s.p10),
-              p90Us: round(s.p90),
-              gbPerS: Math.round(minBytes[role] / (s.median * 1e3)),
-              timing: s.source,
+              k,
+              medianUs: round(whole),
+              denseUs: round(32 * dense),
+              speedupVsDense: round((32 * dense) / whole, 3),
             });
-          } catch (e) {
-            ctx.progress(`${label} failed: ${e instanceof Error ? e.message : String(e)}`);
+            const tag = n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
+            const suffix = `${batch === 1 ? '' : `_b${batch}`}${suffixOf(kernel)}`;
+            summary[`reuseOverDense_${tag}${suffix}`] = round(reuse / dense, 4);
+            summary[`anchorOverDense_${tag}${suffix}`] = round(anchor / dense, 4);
+            summary[`layer0OverDense_${tag}${suffix}`] = round(layer0 / dense, 4);
+            summary[`wholeModelSpeedupVsDense_${tag}${suffix}`] = round((32 * dense) / whole, 3);
           }
-        }
-        const { dense, anchor, reuse } = times;
-        const layer0 = times['dense-anchor'];
-        if (dense && anchor && reuse && layer0) {
-          const whole = layer0 + 4 * anchor + 27 * reuse;
-          rows.push({
-            kernel: 'whole-model',
-            context: n,
-            batch,
-            k,
-            medianUs: round(whole),
-            denseUs: round(32 * dense),
-            speedupVsDense: round((32 * dense) / whole, 3),
-          });
-          const tag = n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
-          const suffix = batch === 1 ? '' : `_b${batch}`;
-          summary[`reuseOverDense_${tag}${suffix}`] = round(reuse / dense, 4);
-          summary[`anchorOverDense_${tag}${suffix}`] = round(anchor / dense, 4);
-          summary[`layer0OverDense_${tag}${suffix}`] = round(layer0 / dense, 4);
-          summary[`wholeModelSpeedupVsDense_${tag}${suffix}`] = round((32 * dense) / whole, 3);
-        }
-        if (dense && n === 131072 && batch === 8) {
-          summary.denseBandwidthShare_128k = round(minBytes.dense / (dense * 1e3) / copy.gbPerS, 4);
+          if (dense && n === 131072 && batch === 8) {
+            summary[`denseBandwidthShare_128k${suffixOf(kernel)}`] = round(
+              minBytes.dense / (dense * 1e3) / copy.gbPerS,
+              4,
+            );
+          }
         }
         destroyDeviceKV(kv);
         for (const b of [q, out, slot.indices]) b.destroy();
@@ -138,6 +182,8 @@ const bench: Bench = {
         kMin: KMIN,
         timing: String(timing),
         layout: 't(layer0) + 4 t(anchor) + 27 t(reuse) vs 32 t(dense)',
+        kernels: kernels.join(','),
+        defaultKernel: available[0],
       },
       rows,
       summary,
@@ -145,5 +191,130 @@ const bench: Bench = {
     };
   },
 };
+
+/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`. */
+export function benchArgs(argv: readonly string[]): {
+  contexts?: number[];
+  batches?: number[];
+  kernels?: DecodeKernel[];
+  parity: boolean;
+} {
+  const out: ReturnType<typeof benchArgs> = { parity: true };
+  const ints = (name: string, v: string) => {
+    const xs = v.split(',').map(Number);
+    if (!xs.every((x) => Number.isInteger(x) && x > 0)) {
+      throw new RangeError(`--${name} takes positive integers separated by commas, got '${v}'`);
+    }
+    return xs;
+  };
+  for (const a of argv) {
+    const [name, value = ''] = a.replace(/^--/, '').split('=');
+    if (name === 'contexts') out.contexts = ints(name, value);
+    else if (name === 'batches') out.batches = ints(name, value);
+    else if (name === 'kernels') {
+      const ks = value.split(',');
+      for (const k of ks) {
+        if (k !== 'teams' && k !== 'chunked') throw new RangeError(`--kernels: unknown kernel '${k}'`);
+      }
+      out.kernels = ks as DecodeKernel[];
+    } else if (name === 'no-parity') out.parity = false;
+    else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
+  }
+  return out;
+}
+
+/**
+ * Parity on this device: dense, anchor and reuse of `kernel` at n 3000, batch 2, against the float64
+ * core reference on the K/V read back (f16), the anchor's selection read back for the sparse ones.
+ */
+async function parity(
+  gpu: KascadeGPU,
+  kernel: DecodeKernel,
+  budget: { percent: number; kMin: number },
+): Promise<Row[]> {
+  const [B, n] = [2, 3000];
+  const kv: DeviceKV = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' });
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const q = gpu.device.createBuffer({ label: 'parity.q', size: B * H * D * 4, usage });
+  const out = gpu.device.createBuffer({ label: 'parity.out', size: B * H * D * 4, usage });
+  fillBuffer(gpu, kv.k, 11, true);
+  fillBuffer(gpu, kv.v, 12, true);
+  {
+    const enc = gpu.device.createCommandEncoder({ label: 'parity.q' });
+    const pass = enc.beginComputePass();
+    encodeFillRandom(gpu, pass, q, B * H * D, { seed: 13, amplitude: 4 });
+    pass.end();
+    gpu.flushParams();
+    gpu.device.queue.submit([enc.finish()]);
+  }
+  const per = G * n * D;
+  const kh = fromF16(new Uint16Array(await readBuffer(gpu, kv.k, B * per * 2)));
+  const vh = fromF16(new Uint16Array(await readBuffer(gpu, kv.v, B * per * 2)));
+  const qh = new Float32Array(await readBuffer(gpu, q, B * H * D * 4));
+  const ref = (b: number) => ({
+    heads: H,
+    kvHeads: G,
+    headDim: D,
+    n,
+    q: qh.subarray(b * H * D, (b + 1) * H * D),
+    k: kh.subarray(b * per, (b + 1) * per),
+    v: vh.subarray(b * per, (b + 1) * per),
+  });
+  const k = topkBudget(n, budget);
+  const kStride = Math.ceil(k / 64) * 64;
+  const slot = createDecodeSlot(gpu, B, G, kStride);
+  const headMap = [1, 0, 3, 2, 5, 4, 7, 6];
+  const rows: Row[] = [];
+  let sels: DecodeSelection[] = [];
+  for (const role of ['dense', 'anchor', 'reuse'] as const) {
+    await gpu.checked(`parity ${kernel} ${role}`, async () => {
+      gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * D).fill(Number.NaN));
+      const enc = gpu.device.createCommandEncoder({ label: 'parity' });
+      const pass = enc.beginComputePass();
+      encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel });
+      pass.end();
+      gpu.flushParams();
+      gpu.device.queue.submit([enc.finish()]);
+      await gpu.device.queue.onSubmittedWorkDone();
+    });
+    const o = new Float32Array(await readBuffer(gpu, out, B * H * D * 4));
+    if (role === 'anchor') {
+      const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
+      sels = Array.from({ length: B }, (_, b) => {
+        const indices = new Int32Array(G * k);
+        for (let j = 0; j < G; j++) {
+          indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + k), j * k);
+        }
+        return { kvHeads: G, k, indices };
+      });
+    }
+    let num = 0;
+    let den = 0;
+    for (let b = 0; b < B; b++) {
+      const want =
+        role === 'dense'
+          ? denseDecodeAttention(ref(b))
+          : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
+      for (let i = 0; i < want.length; i++) {
+        const got = o[b * H * D + i];
+        num += Number.isFinite(got) ? (got - want[i]) ** 2 : Number.POSITIVE_INFINITY;
+        den += want[i] ** 2;
+      }
+    }
+    const relErr = Math.sqrt(num / den);
+    rows.push({
+      kernel: 'parity',
+      variant: kernel,
+      role,
+      context: n,
+      batch: B,
+      k,
+      relErr: Number.isFinite(relErr) ? relErr : 1e30,
+    });
+  }
+  destroyDeviceKV(kv);
+  for (const b of [q, out, slot.indices]) b.destroy();
+  return rows;
+}
 
 export default bench;
