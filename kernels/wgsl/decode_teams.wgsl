@@ -7,7 +7,7 @@
 // 16-byte pieces of a row (coalesced), all loads of a step issued before any is used; the dot
 // products are finished with subgroupShuffleXor inside the team, and each team keeps its own online
 // softmax (max, sum, weighted V) in registers: no barrier in the key loop. The teams of a workgroup
-// merge once at the end, then attend_combine (decode_attend.wgsl) merges the splits.
+// merge once at the end, then teams_combine merges the splits.
 //
 // Layout: as decode_attend.wgsl. q `[batch, heads, HEAD_DIM]` f32; K and V `[batch, kvHeads,
 // capacity, HEAD_DIM]` read as 16-byte pieces `KP` (f32: vec4<f32>; f16: vec4<u32>, eight f16 packed);
@@ -227,5 +227,83 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       partO[(rowBase + h * P.splits) * D4 + t] = o;
     }
     workgroupBarrier();
+  }
+}
+
+// teams_combine: merges the splits of one query head, one workgroup of CWG invocations per (query
+// head, sequence), the splits read in parallel (attend_combine walks them serially). Writes the
+// normalised output (ACCUM_V) and the row's softmax statistics (max, sum) that the anchor's pooling
+// needs. Dispatch `(heads, batch)`. Bytes: `splits * (HEAD_DIM + 2) * 4` per query head.
+@group(0) @binding(8) var<storage, read_write> outO: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> stats: array<f32>;
+
+const CWG: u32 = 256u;
+const CG: u32 = CWG / D4;             // groups of D4 invocations, each walking every CG-th split
+var<workgroup> cred: array<f32, CWG>;
+var<workgroup> cvec: array<vec4<f32>, CWG>;
+
+fn reduceMax(t: u32, v: f32) -> f32 {
+  cred[t] = v;
+  workgroupBarrier();
+  for (var w = CWG / 2u; w > 0u; w = w / 2u) {
+    if (t < w) {
+      cred[t] = max(cred[t], cred[t + w]);
+    }
+    workgroupBarrier();
+  }
+  let r = cred[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn reduceSum(t: u32, v: f32) -> f32 {
+  cred[t] = v;
+  workgroupBarrier();
+  for (var w = CWG / 2u; w > 0u; w = w / 2u) {
+    if (t < w) {
+      cred[t] = cred[t] + cred[t + w];
+    }
+    workgroupBarrier();
+  }
+  let r = cred[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(CWG)
+fn teams_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let h = wid.x;
+  let b = wid.y;
+  let row = (b * P.heads + h) * P.splits;
+  var m = NEG;
+  for (var s = t; s < P.splits; s += CWG) {
+    m = max(m, partML[(row + s) * 2u]);
+  }
+  let M = reduceMax(t, m);
+  var l = 0.0;
+  for (var s = t; s < P.splits; s += CWG) {
+    l += partML[(row + s) * 2u + 1u] * exp(partML[(row + s) * 2u] - M);
+  }
+  let L = reduceSum(t, l);
+  if (t == 0u) {
+    stats[(b * P.heads + h) * 2u] = M;
+    stats[(b * P.heads + h) * 2u + 1u] = L;
+  }
+  if (ACCUM_V) {
+    let e = t % D4;
+    let g = t / D4;
+    var o = vec4<f32>(0.0);
+    for (var s = g; s < P.splits; s += CG) {
+      o += partO[(row + s) * D4 + e] * exp(partML[(row + s) * 2u] - M);
+    }
+    cvec[t] = o;
+    workgroupBarrier();
+    if (t < D4) {
+      var sum = vec4<f32>(0.0);
+      for (var i = 0u; i < CG; i++) {
+        sum += cvec[i * D4 + t];
+      }
+      outO[(b * P.heads + h) * D4 + t] = sum / L;
+    }
   }
 }

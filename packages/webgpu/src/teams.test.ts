@@ -180,10 +180,34 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     });
   }
 
+  it('teams: more splits than the combine has invocations (dense, f32, n 70000)', async () => {
+    const gpu = probe.context!;
+    const layout = teamsLayout(gpu, 64, 'f32')!;
+    const [n, d] = [70000, 64];
+    expect(teamSplits(1, 1, n, (layout.WG / layout.TW) * 4).splits).toBeGreaterThan(256);
+    const kh = randomFloats(n * d, 41);
+    const vh = randomFloats(n * d, 42);
+    const qh = randomFloats(4 * d, 43, 3);
+    const kv = createDeviceKV(gpu, { batch: 1, kvHeads: 1, capacity: n, headDim: d, dtype: 'f32' });
+    gpu.device.queue.writeBuffer(kv.parts[0].k, 0, kh);
+    gpu.device.queue.writeBuffer(kv.parts[0].v, 0, vh);
+    const q = uploadBuffer(gpu, qh, 'q');
+    const out = uploadBuffer(gpu, new Float32Array(4 * d).fill(Number.NaN), 'out');
+    await run(gpu, (pass) =>
+      encodeDecode(gpu, pass, { role: 'dense', heads: 4, q, kv, n, out, kernel: 'teams' }),
+    );
+    const o = new Float32Array(await readBuffer(gpu, out, 4 * d * 4));
+    const want = denseDecodeAttention({ heads: 4, kvHeads: 1, headDim: d, n, q: qh, k: kh, v: vh });
+    expect(relError(o, want)).toBeLessThan(1e-5);
+    destroyDeviceKV(kv);
+    q.destroy();
+    out.destroy();
+  });
+
   it('uses the team kernel by default where it can run', async () => {
     const gpu = probe.context!;
     const teamsG2 = () =>
-      gpu.pipelineKeys.filter((k) => k.startsWith('decode_teams:') && k.includes('GROUP=2,'));
+      gpu.pipelineKeys.filter((k) => k.startsWith('decode_teams:teams_partial:') && k.includes('GROUP=2,'));
     expect(teamsG2()).toEqual([]);
     const kv = createDeviceKV(gpu, { batch: 1, kvHeads: 1, capacity: 40, headDim: 64, dtype: 'f32' });
     gpu.device.queue.writeBuffer(kv.parts[0].k, 0, randomFloats(40 * 64, 1));

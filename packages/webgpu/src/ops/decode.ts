@@ -296,23 +296,19 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
-    const p1 = teams
-      ? gpu.pipeline(
-          'decode_teams',
-          'teams_partial',
-          {
-            HEAD_DIM: headDim,
-            GROUP: group,
-            ...teams,
-            U,
-            GATHER: opts.gather,
-            ACCUM_V: opts.accumV,
-            WRITE_SCORES: opts.writeScores,
-            KP: kv.dtype,
-            SUBGROUPS: true,
-          },
-          PARTIAL_BINDINGS,
-        )
+    const teamDefs = teams && {
+      HEAD_DIM: headDim,
+      GROUP: group,
+      ...teams,
+      U,
+      GATHER: opts.gather,
+      ACCUM_V: opts.accumV,
+      WRITE_SCORES: opts.writeScores,
+      KP: kv.dtype,
+      SUBGROUPS: true,
+    };
+    const p1 = teamDefs
+      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
@@ -329,11 +325,13 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       }),
     );
     pass.dispatchWorkgroups(splits, kvHeads, batch);
-    const p2 = gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
+    const p2 = teamDefs
+      ? gpu.pipeline('decode_teams', 'teams_combine', teamDefs, COMBINE_BINDINGS)
+      : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
     pass.setPipeline(p2.pipeline);
     pass.setBindGroup(
       0,
-      gpu.bindGroup(p2, 'kascade:decode.attend_combine', {
+      gpu.bindGroup(p2, `kascade:decode.${teamDefs ? 'teams' : 'attend'}_combine`, {
         0: params,
         5: ml,
         ...(po ? { 6: po } : {}),
