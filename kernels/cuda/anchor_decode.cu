@@ -35,7 +35,7 @@ __device__ __forceinline__ void hist_add(unsigned* sh, unsigned bin, bool active
 __device__ void finish_row(int row, int level, int topk, unsigned* hist, int* state);
 
 template <int GS>
-__global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int splits, int topk, int* state,
+__global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H, int G, int splits, int topk, int* state,
                                                         const float* __restrict__ logits,
                                                         const float* __restrict__ part_ml,
                                                         float* __restrict__ pooled, unsigned* __restrict__ hist) {
@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int
     }
   }
   __syncthreads();
-  const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
+  const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
   for (int base = x0; base < x1; base += blockDim.x) {
     const int x = base + tid;
     const bool in = x < x1;
@@ -81,7 +81,6 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int H, int G, int
 }
 
 // state per row (kStateInts ints): [prefix, remaining rank, out count, tie count, blocks done]
-constexpr int kStateInts = 8;
 
 // Finds the bin holding rank `remaining` from the top of row `row`'s histogram (a block scan),
 // narrows the prefix, and clears the histogram for the next digit. Run by one 256-thread block.
@@ -146,14 +145,14 @@ __device__ void finish_row(int row, int level, int topk, unsigned* hist, int* st
   }
 }
 
-__global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, int topk, const float* __restrict__ pooled,
+__global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, int chunk, int topk, const float* __restrict__ pooled,
                                                           int* __restrict__ state, unsigned* __restrict__ hist) {
   __shared__ unsigned sh[kHistBins];
   const int row = blockIdx.y, tid = threadIdx.x;
   for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
   __syncthreads();
   const unsigned prefix = static_cast<unsigned>(state[row * kStateInts]);
-  const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
+  const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
   const float* pr = pooled + static_cast<size_t>(row) * n;
   for (int base = x0; base < x1; base += blockDim.x) {
     const int x = base + tid;
@@ -170,7 +169,7 @@ __global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, int 
   finish_row(row, level, topk, hist, state);
 }
 
-__global__ void __launch_bounds__(256) compact_kernel(int n, int topk, const float* __restrict__ pooled,
+__global__ void __launch_bounds__(256) compact_kernel(int n, int chunk, int topk, const float* __restrict__ pooled,
                                                       int* __restrict__ state, int* __restrict__ out) {
   constexpr int kPer = kSelectChunk / 256;
   __shared__ int warpBase[8];
@@ -179,69 +178,89 @@ __global__ void __launch_bounds__(256) compact_kernel(int n, int topk, const flo
   int* st = state + row * kStateInts;
   const unsigned thr = static_cast<unsigned>(st[0]);
   const int krem = st[1];
-  const int x0 = blockIdx.x * kSelectChunk, x1 = min(n, x0 + kSelectChunk);
   const float* pr = pooled + static_cast<size_t>(row) * n;
-  int* o = out + static_cast<size_t>(row) * topk;
-  // Elements strictly above the threshold: one atomic per block reserves their slots.
-  unsigned u[kPer];
-  int cnt = 0;
+  // The block's chunk, 1024 scores (kSelectChunk) at a time.
+  const int xEnd = min(n, blockIdx.x * chunk + chunk);
+  for (int x0 = blockIdx.x * chunk; x0 < xEnd; x0 += kSelectChunk) {
+    const int x1 = min(xEnd, x0 + kSelectChunk);
+    int* o = out + static_cast<size_t>(row) * topk;
+    // Elements strictly above the threshold: one atomic per block reserves their slots.
+    unsigned u[kPer];
+    int cnt = 0;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int x = x0 + i * 256 + tid;
-    u[i] = x < x1 ? __float_as_uint(pr[x]) : 0u;
-    cnt += (x < x1 && u[i] > thr) ? 1 : 0;
-  }
-  int inc = cnt;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const int y = __shfl_up_sync(0xffffffffu, inc, off);
-    if (lane >= off) inc += y;
-  }
-  if (lane == 31) warpBase[warp] = inc;
-  __syncthreads();
-  if (tid == 0) {
-    int total = 0;
-    for (int w = 0; w < 8; ++w) {
-      const int c = warpBase[w];
-      warpBase[w] = total;
-      total += c;
+    for (int i = 0; i < kPer; ++i) {
+      const int x = x0 + i * 256 + tid;
+      u[i] = x < x1 ? __float_as_uint(pr[x]) : 0u;
+      cnt += (x < x1 && u[i] > thr) ? 1 : 0;
     }
-    blockBase = total > 0 ? atomicAdd(&st[2], total) : 0;
-  }
-  __syncthreads();
-  int slot = blockBase + warpBase[warp] + inc - cnt;
+    int inc = cnt;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int x = x0 + i * 256 + tid;
-    if (x < x1 && u[i] > thr) o[slot++] = x;
-  }
-  // Exact ties with the threshold (rare): the first `krem` to arrive are taken.
+    for (int off = 1; off < 32; off <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, inc, off);
+      if (lane >= off) inc += y;
+    }
+    if (lane == 31) warpBase[warp] = inc;
+    __syncthreads();
+    if (tid == 0) {
+      int total = 0;
+      for (int w = 0; w < 8; ++w) {
+        const int c = warpBase[w];
+        warpBase[w] = total;
+        total += c;
+      }
+      blockBase = total > 0 ? atomicAdd(&st[2], total) : 0;
+    }
+    __syncthreads();
+    int slot = blockBase + warpBase[warp] + inc - cnt;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const int x = x0 + i * 256 + tid;
-    if (x < x1 && u[i] == thr && atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
+    for (int i = 0; i < kPer; ++i) {
+      const int x = x0 + i * 256 + tid;
+      if (x < x1 && u[i] > thr) o[slot++] = x;
+    }
+    // Exact ties with the threshold (rare): the first `krem` to arrive are taken.
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int x = x0 + i * 256 + tid;
+      if (x < x1 && u[i] == thr && atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
+    }
+    __syncthreads();  // warpBase / blockBase are reused by the next 1024 scores
   }
 }
 
+// Scores per block in the Top-k passes: kSelectChunk, or with KASCADE_VARIANT_SELECT2 about 8 blocks
+// per SM over all rows (a multiple of kSelectChunk, at most 16 of them): fewer 2048-bin histogram
+// clears and flushes per score.
+static int select_chunk(const KascadeDecodeShape& s) {
+  if (!(s.variant & KASCADE_VARIANT_SELECT2)) return kSelectChunk;
+  const long long total = static_cast<long long>(s.n) * s.batch * s.kvHeads;
+  const int per = ceil_div(ceil_div(total, 8LL * device_sm_count()), kSelectChunk);
+  return kSelectChunk * max(1, min(16, per));
+}
+
+// Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2).
 static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
                                int* indices, cudaStream_t st) {
   const int rows = s.batch * s.kvHeads;
   const int g = s.heads / s.kvHeads;
-  const dim3 grid(ceil_div(s.n, kSelectChunk), rows);
-  cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kHistBins * rows, st);
-  if (e == cudaSuccess) e = cudaMemsetAsync(w.state, 0, sizeof(int) * kStateInts * rows, st);
-  if (e != cudaSuccess) return e;
+  const int chunk = select_chunk(s);
+  const dim3 grid(ceil_div(s.n, chunk), rows);
+  cudaError_t e = cudaSuccess;
+  if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
+    e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kHistBins * rows, st);
+    if (e == cudaSuccess) e = cudaMemsetAsync(w.state, 0, sizeof(int) * kStateInts * rows, st);
+    if (e != cudaSuccess) return e;
+  }
   e = KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
+    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
                                                w.part_ml, w.pooled, w.hist);
     return cudaGetLastError();
   });
   if (e != cudaSuccess) return e;
   for (int level = 1; level < 3; ++level) {
-    refine_hist_kernel<<<grid, 256, 0, st>>>(level, s.n, topk, w.pooled, w.state, w.hist);
+    refine_hist_kernel<<<grid, 256, 0, st>>>(level, s.n, chunk, topk, w.pooled, w.state, w.hist);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
-  compact_kernel<<<grid, 256, 0, st>>>(s.n, topk, w.pooled, w.state, indices);
+  compact_kernel<<<grid, 256, 0, st>>>(s.n, chunk, topk, w.pooled, w.state, indices);
   return cudaGetLastError();
 }
 
@@ -272,6 +291,10 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, 
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
+  if (s->variant & KASCADE_VARIANT_SELECT2) {
+    a.clearHist = w.hist;
+    a.clearState = w.state;
+  }
   if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
   return pooled_topk(*s, a.splits, w, topk, indices, st);
 }
@@ -290,6 +313,10 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
+  if (s->variant & KASCADE_VARIANT_SELECT2) {
+    a.clearHist = w.hist;
+    a.clearState = w.state;
+  }
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
   if ((e = pooled_topk(*s, a.splits, w, topk, indices, st)) != cudaSuccess) return e;
   PartialArgs g{};
@@ -323,7 +350,7 @@ extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const 
   const int g = s->heads / s->kvHeads;
   const dim3 grid(ceil_div(s->n, kSelectChunk), s->batch * s->kvHeads);
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s->n, s->heads, s->kvHeads, a.splits, 1, w.state, w.logits,
+    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s->n, kSelectChunk, s->heads, s->kvHeads, a.splits, 1, w.state, w.logits,
                                                w.part_ml, pooled, nullptr);
     return cudaGetLastError();
   });

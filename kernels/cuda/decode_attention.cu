@@ -167,6 +167,12 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                4 * ST * KW) +
                    warp * ST;
   const bool prefetch = (a.variant & KASCADE_VARIANT_PREFETCH) != 0;
+  if (a.clearHist && blockIdx.x == 0) {
+    // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
+    const size_t r = static_cast<size_t>(blockIdx.z) * s.kvHeads + blockIdx.y;
+    for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
+    if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
+  }
   if constexpr (LOAD == 1) {
     if (lane == 0)
       for (int i = 0; i < ST; ++i) mbar_init(bars + i, 1);
@@ -669,7 +675,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..7 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..15 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

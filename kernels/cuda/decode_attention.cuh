@@ -18,6 +18,7 @@ constexpr int kTile = 64;              // split granularity: 4 warps x 16-key st
 constexpr int kMinKeysPerSplit = 256;  // the smallest split worth a block
 constexpr int kSelectChunk = 1024;     // pooled scores per block in the Top-k passes
 constexpr int kHistBins = 2048;        // 11-bit radix digits (11, 11, 10)
+constexpr int kStateInts = 8;          // select state per row: prefix, rank, out count, ties, blocks done
 
 struct PartialArgs {
   const void* q;
@@ -34,6 +35,8 @@ struct PartialArgs {
   int chunk;       // list entries per split, a multiple of kTile
   int variant;     // KascadeDecodeVariant bits (the loader bit picks the kernel template)
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
+  unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
+  int* clearState;      // ...and its select state, for the Top-k passes that follow
 };
 
 // KASCADE_VARIANT_FUSED merges in the partial kernel when it can: one completion counter per

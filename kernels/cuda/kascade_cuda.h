@@ -40,7 +40,9 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_BULK = 1,      // rows by cp.async.bulk (TMA bulk copies) on an mbarrier ring
   KASCADE_VARIANT_PREFETCH = 2,  // 16-byte cp.async with an L2 256-byte prefetch hint (cp.async path)
   KASCADE_VARIANT_FUSED = 4,     // the last split block of a KV head merges the splits (no combine kernel)
-  KASCADE_VARIANT_ALL = 7,
+  KASCADE_VARIANT_SELECT2 = 8,   // anchors: Top-k passes over wider per-block chunks, the scores pass
+                                 // clears the select state (no memsets)
+  KASCADE_VARIANT_ALL = 15,
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
