@@ -288,14 +288,19 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
-bool prefill_v2_selected(PrefillMode mode) {
+int prefill_variant(PrefillMode mode) {
   const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
-  return v != nullptr && strcmp(v, "v2") == 0;
+  if (v == nullptr) return 1;
+  if (strcmp(v, "v2") == 0) return 2;
+  if (strcmp(v, "v3") == 0) return 3;
+  return 1;
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
-  if (prefill_v2_selected(mode)) return launch_prefill_attention_v2(s, mode, a, st);
+  const int variant = prefill_variant(mode);
+  if (variant == 2) return launch_prefill_attention_v2(s, mode, a, st);
+  if (variant == 3 && prefill_wgmma_supports(s, mode)) return launch_prefill_attention_wgmma(s, mode, a, st);
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
