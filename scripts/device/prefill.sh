@@ -10,7 +10,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${PREFILL_VARIANTS:-v1,v2}
+variants=${PREFILL_VARIANTS:-v1,v2,v3}
 parity_limit=${PREFILL_PARITY_LIMIT:-140}
 
 say "parity: variants $variants (quick cases + the long chunk), limit ${parity_limit} s"

@@ -302,9 +302,9 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
   });
 
   it('rejects an unknown kernel variant by name', () => {
-    expect(() => setPrefillKernels({ dense: 'v3' as 'v1' })).toThrow(CudaArgumentError);
+    expect(() => setPrefillKernels({ dense: 'v4' as 'v1' })).toThrow(CudaArgumentError);
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v2/,
+      /sparse kernel must be one of v1, v2, v3/,
     );
   });
 

@@ -351,13 +351,15 @@ export function uploadPrefillSelection(
  * Which prefill attention kernel runs (kernels/cuda/prefill_attention*.cu):
  * - `v1`: 16 query rows per warp (the default);
  * - `v2`: 32 query rows per warp (two m16 tiles share every K/V fragment), Q in shared memory,
- *   exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves.
+ *   exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves;
+ * - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
+ *   warp, one warpgroup per block; the sparse op at group size 1 stays on v1.
  * `dense` covers dense, dense + statistics (layer 0) and the anchor's statistics pass; `sparse`
  * the anchor's and reuse's sparse tile attention. Held in the environment
  * (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`), read by the addon at every launch.
  */
-export type PrefillKernelVariant = 'v1' | 'v2';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2'];
+export type PrefillKernelVariant = 'v1' | 'v2' | 'v3';
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -368,7 +370,7 @@ const DENSE_ENV = 'KASCADE_PREFILL_DENSE';
 const SPARSE_ENV = 'KASCADE_PREFILL_SPARSE';
 
 function variantOf(value: string | undefined): PrefillKernelVariant {
-  return value === 'v2' ? 'v2' : 'v1';
+  return value === 'v2' || value === 'v3' ? value : 'v1';
 }
 
 /** The prefill kernels the next launches use. */
