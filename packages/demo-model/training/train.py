@@ -164,8 +164,9 @@ class Data:
     followed by natural text (carrying a small LM loss), or natural text alone."""
 
     def __init__(self, tok, train_paras, held_paras, chat_frac: float, text_frac: float,
-                 pack_frac: float = 0.0, pack_min: int = 256):
+                 pack_frac: float = 0.0, pack_min: int = 256, salad_frac: float = 0.0):
         self.tok = tok
+        self.salad_frac = salad_frac
         self.pack_frac = pack_frac
         self.pack_min = pack_min
         self.bos = tok.token_to_id("<|bos|>")
@@ -194,7 +195,21 @@ class Data:
     def enc(self, s: str) -> list[int]:
         return self.tok.encode(s, add_special_tokens=False).ids
 
-    def prompt_ids(self, inst: tasks.Instance, hay: tasks.Haystack, hay_ids, chat: bool) -> list[int]:
+    def salad(self, rng: random.Random, n: int) -> list[int]:
+        """n tokens of "span salad": random 3-12-token spans of the training text, ending in a newline.
+        Locally text-like, globally novel: a haystack the model cannot have memorised (the corpus is
+        small, and call 2 showed the model telling needles from memorised filler, which fails on the
+        held-out filler of the test split)."""
+        out: list[int] = []
+        size = self.text.size
+        while len(out) < n - len(self.nl):
+            span = rng.randint(3, 12)
+            off = rng.randrange(size - span)
+            out += self.text[off:off + span].tolist()
+        return out[: max(0, n - len(self.nl))] + self.nl
+
+    def prompt_ids(self, inst: tasks.Instance, hay: tasks.Haystack, hay_ids, chat: bool,
+                   rng: random.Random | None = None) -> list[int]:
         if self.whole_string:
             p = inst.prompt(hay)
             return self.enc(tasks.chat_prompt(p) if chat else p)
@@ -202,15 +217,22 @@ class Data:
         if chat:
             ids += [self.user] + self.nl
         for p in inst.pieces:
-            ids += hay_ids[p].tolist() if isinstance(p, int) else self.enc(p)
+            if isinstance(p, int):
+                ids += self.salad(rng, len(hay_ids[p])) if rng is not None else hay_ids[p].tolist()
+            else:
+                ids += self.enc(p)
         if chat:
             ids += self.nl + [self.assistant] + self.nl
         return ids
 
-    def instance_ids(self, inst, hay, hay_ids, chat: bool) -> tuple[list[int], list[int]]:
-        """(prompt ids with <bos>, answer ids with <eos>)."""
+    def instance_ids(self, inst, hay, hay_ids, chat: bool,
+                     rng: random.Random | None = None) -> tuple[list[int], list[int]]:
+        """(prompt ids with <bos>, answer ids with <eos>); with `rng`, a span-salad haystack."""
         ans = inst.answer.strip() if chat else inst.answer
-        return [self.bos] + self.prompt_ids(inst, hay, hay_ids, chat), self.enc(ans) + [self.eos]
+        return [self.bos] + self.prompt_ids(inst, hay, hay_ids, chat, rng), self.enc(ans) + [self.eos]
+
+    def salad_rng(self, rng: random.Random) -> random.Random | None:
+        return rng if rng.random() < self.salad_frac else None
 
     def check_pieces(self, n: int = 60) -> int:
         """Counts instances whose piecewise ids differ from tokenizing the whole prompt."""
@@ -249,7 +271,7 @@ class Data:
             fam = rng.choice(tasks.FAMILIES)
             chat = rng.random() < self.chat_frac
             inst = tasks.make_instance(fam, rng, max(32, target), self.hay, self.counter)
-            p, a = self.instance_ids(inst, self.hay, self.hay_ids, chat)
+            p, a = self.instance_ids(inst, self.hay, self.hay_ids, chat, self.salad_rng(rng))
             n = len(p) + len(a)
             if n > room:
                 misses += 1
@@ -276,7 +298,7 @@ class Data:
                 target = int(L * rng.uniform(0.5, 1.0)) - 48
                 chat = rng.random() < self.chat_frac
                 inst = tasks.make_instance(fam, rng, max(32, target), self.hay, self.counter)
-                p, a = self.instance_ids(inst, self.hay, self.hay_ids, chat)
+                p, a = self.instance_ids(inst, self.hay, self.hay_ids, chat, self.salad_rng(rng))
                 if len(p) + len(a) <= L + 1:
                     n = len(p) + len(a)
                     ids[:n] = p + a
@@ -707,6 +729,8 @@ def main() -> int:
     ap.add_argument("--text-frac", type=float, default=0.1, help="fraction of rows that are text only")
     ap.add_argument("--pack-frac", type=float, default=0.0,
                     help="fraction of rows packed with several instances of log-uniform lengths (call 2 on)")
+    ap.add_argument("--salad-frac", type=float, default=0.0,
+                    help="fraction of training instances whose haystack is span salad (novel filler; call 3 on)")
     ap.add_argument("--pack-min", type=int, default=256, help="shortest packed instance, in tokens")
     ap.add_argument("--chat-frac", type=float, default=0.2, help="fraction of task instances in chat format")
     ap.add_argument("--workers", type=int, default=0, help="data processes (0: cores - 2, at most 12)")
@@ -766,7 +790,8 @@ def main() -> int:
     if prev_cfg is not None and prev_cfg["vocab_size"] != vocab:
         raise SystemExit(f"tokenizer has {vocab} tokens but the checkpoint's config says {prev_cfg['vocab_size']}")
 
-    data = Data(tok, train_paras, held_paras, args.chat_frac, args.text_frac, args.pack_frac, args.pack_min)
+    data = Data(tok, train_paras, held_paras, args.chat_frac, args.text_frac, args.pack_frac, args.pack_min,
+                args.salad_frac)
     bad = data.check_pieces()
     data.whole_string = bad > 0
     log("piecewise-check", mismatches=bad, of=60, wholeStringTokenization=data.whole_string)
