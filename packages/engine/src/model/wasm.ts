@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { WeightMatrix } from './weights.js';
 
 // Opcodes used below (WebAssembly core + fixed-width SIMD).
-const OP = {
+export const OP = {
   block: 0x02,
   loop: 0x03,
   br: 0x0c,
@@ -26,10 +26,11 @@ const OP = {
   f32Add: 0x92,
   simd: 0xfd,
 } as const;
-const I32 = 0x7f;
-const V128 = 0x7b;
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+export const V128 = 0x7b;
 
-function uleb(n: number): number[] {
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n & 0x7f;
@@ -40,7 +41,7 @@ function uleb(n: number): number[] {
   return out;
 }
 
-function sleb(n: number): number[] {
+export function sleb(n: number): number[] {
   const out: number[] = [];
   for (;;) {
     const b = n & 0x7f;
@@ -54,7 +55,7 @@ function sleb(n: number): number[] {
 }
 
 /** A tiny instruction emitter. */
-class Code {
+export class Code {
   readonly bytes: number[] = [];
   get(i: number) {
     this.bytes.push(OP.localGet, ...uleb(i));
@@ -100,7 +101,7 @@ class Code {
   }
 }
 
-function func(locals: [number, number][], body: Code): number[] {
+export function func(locals: [number, number][], body: Code): number[] {
   const localBytes = [...uleb(locals.length), ...locals.flatMap(([count, type]) => [...uleb(count), type])];
   const code = [...localBytes, ...body.bytes, OP.end];
   return [...uleb(code.length), ...code];
@@ -244,11 +245,11 @@ function matmul4Body(R: 1 | 2, bf16: boolean): Code {
   return c;
 }
 
-function section(id: number, content: number[]): number[] {
+export function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
 
-function name(s: string): number[] {
+export function name(s: string): number[] {
   const b = Array.from(new TextEncoder().encode(s));
   return [...uleb(b.length), ...b];
 }

@@ -1,5 +1,5 @@
 /** `dense`: every layer attends every key (the baseline). */
-import { anchorDecodeTopk, anchorPrefillTopk } from '@kascade/core';
+import { attentionOps } from './ops.js';
 import { createTablePolicy, fillRoles } from './table.js';
 import type { AttentionPolicy, ModelShape, PolicyOptions } from './types.js';
 
@@ -8,6 +8,7 @@ export function createDensePolicy(
   options: PolicyOptions & { tileSize?: number } = {},
 ): AttentionPolicy {
   const roles = fillRoles(shape.layers, 'dense');
+  const ops = attentionOps(options.attention, shape.headDim);
   return createTablePolicy(
     {
       kind: 'dense',
@@ -19,8 +20,9 @@ export function createDensePolicy(
       anchorLayers: [],
       selectCountsAsAnchor: false,
       // Never called: no layer of a dense policy selects.
-      selectDecode: anchorDecodeTopk,
-      selectPrefill: anchorPrefillTopk,
+      selectDecode: ops.anchorDecodeTopk,
+      selectPrefill: ops.anchorPrefillTopk,
+      ops,
     },
     options,
   );

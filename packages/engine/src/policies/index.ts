@@ -10,6 +10,13 @@ import type { AttentionPolicy, ModelShape, PolicyOptions } from './types.js';
 export { createDensePolicy } from './dense.js';
 export { denseAnchorDecode } from './fused.js';
 export { createKascadePolicy, type KascadePolicyOptions, planFor } from './kascade.js';
+export {
+  type AttendedSelection,
+  type AttentionImpl,
+  type AttentionOps,
+  attentionOps,
+  referenceOps,
+} from './ops.js';
 export { createOracleTopkPolicy, type OracleTopkOptions } from './oracle-topk.js';
 export { PolicyStats } from './stats.js';
 export {

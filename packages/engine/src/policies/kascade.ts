@@ -6,13 +6,7 @@
  * `decodeOnly` keeps prefill dense.
  */
 import { anchorOf, type KascadePlan, layerRoles, parsePlan } from '@kascade/anchors';
-import {
-  allHeadsPooledDecodeTopk,
-  allHeadsPooledPrefillTopk,
-  anchorDecodeTopk,
-  anchorPrefillTopk,
-} from '@kascade/core';
-import { denseAnchorDecode } from './fused.js';
+import { attentionOps } from './ops.js';
 import { createTablePolicy, fillRoles } from './table.js';
 import type { AttentionPolicy, LayerRole, ModelShape, PolicyOptions } from './types.js';
 
@@ -43,6 +37,7 @@ export function createKascadePolicy(
   // anchorOf is what reuse layers read; the slot always holds the latest anchor's set, which is it.
   anchorOf(parsed);
   const pooled = options.allHeadsPooled === true;
+  const ops = attentionOps(options.attention, shape.headDim);
   return createTablePolicy(
     {
       kind: pooled ? 'all-heads-pooled' : 'kascade',
@@ -54,9 +49,12 @@ export function createKascadePolicy(
       headMaps: pooled ? undefined : parsed.headMaps,
       anchorLayers: [...parsed.anchors],
       selectCountsAsAnchor: false,
-      selectDecode: pooled ? allHeadsPooledDecodeTopk : anchorDecodeTopk,
-      selectPrefill: pooled ? allHeadsPooledPrefillTopk : anchorPrefillTopk,
-      ...(pooled ? {} : { denseAnchorDecode }),
+      selectDecode: pooled ? ops.allHeadsPooledDecodeTopk : ops.anchorDecodeTopk,
+      selectPrefill: pooled ? ops.allHeadsPooledPrefillTopk : ops.anchorPrefillTopk,
+      ...(pooled
+        ? {}
+        : { denseAnchorDecode: ops.denseAnchorDecode, denseAnchorPrefill: ops.denseAnchorPrefill }),
+      ops,
     },
     options,
   );

@@ -4,7 +4,8 @@
  * Layer 0 stays dense, as it does under Kascade, so the two differ only in which sets
  * the sparse layers use. `decodeOnly` keeps prefill dense.
  */
-import { anchorDecodeTopk, anchorPrefillTopk, type BudgetOptions } from '@kascade/core';
+import type { BudgetOptions } from '@kascade/core';
+import { attentionOps } from './ops.js';
 import { createTablePolicy, fillRoles } from './table.js';
 import type { AttentionPolicy, LayerRole, ModelShape, PolicyOptions } from './types.js';
 
@@ -17,6 +18,7 @@ export interface OracleTopkOptions extends PolicyOptions {
 export function createOracleTopkPolicy(shape: ModelShape, options: OracleTopkOptions = {}): AttentionPolicy {
   const roles: LayerRole[] = fillRoles(shape.layers, 'select');
   roles[0] = 'dense';
+  const ops = attentionOps(options.attention, shape.headDim);
   return createTablePolicy(
     {
       kind: 'oracle-topk',
@@ -27,8 +29,9 @@ export function createOracleTopkPolicy(shape: ModelShape, options: OracleTopkOpt
       prefillRoles: options.decodeOnly ? fillRoles(shape.layers, 'dense') : roles,
       anchorLayers: Array.from({ length: shape.layers - 1 }, (_, i) => i + 1),
       selectCountsAsAnchor: true,
-      selectDecode: anchorDecodeTopk,
-      selectPrefill: anchorPrefillTopk,
+      selectDecode: ops.anchorDecodeTopk,
+      selectPrefill: ops.anchorPrefillTopk,
+      ops,
     },
     options,
   );

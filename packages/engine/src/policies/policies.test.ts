@@ -25,6 +25,10 @@ import {
 
 const shape = { layers: 4, heads: 4, kvHeads: 2, headDim: 16 };
 
+/** Every op-level test runs on both implementations; float32 ops agree with float64 to ~1e-7. */
+const IMPLS = ['reference', 'fast'] as const;
+const TOL = { reference: 1e-13, fast: 1e-5 } as const;
+
 function plan(
   anchors: number[],
   budget: { percent?: number; kMin?: number; tileSize?: number } = {},
@@ -111,7 +115,7 @@ function row(indices: Int32Array, from: number, count: number): number[] {
   return Array.from(indices.subarray(from, from + count)).sort((a, b) => a - b);
 }
 
-describe('kascade policy at the op level', () => {
+describe.each(IMPLS)('kascade policy at the op level (%s attention)', (impl) => {
   it('with budget >= n equals dense attention to float64 rounding (decode and prefill), through reuse head maps', () => {
     const maps = [
       [0, 1],
@@ -119,12 +123,14 @@ describe('kascade policy at the op level', () => {
       [0, 1],
       [1, 1],
     ];
-    const policy = createKascadePolicy(plan([0, 2], { kMin: 1_000_000 }, maps), shape);
+    const policy = createKascadePolicy(plan([0, 2], { kMin: 1_000_000 }, maps), shape, {
+      attention: impl,
+    });
     for (const n of [1, 7, 40, 131]) {
       const inputs = decodeInputs(n, n);
       const dense = denseDecodeAttention(inputs);
       for (let l = 0; l < shape.layers; l++)
-        expect(maxRelDiff(policy.decode(l, inputs), dense)).toBeLessThan(1e-13);
+        expect(maxRelDiff(policy.decode(l, inputs), dense)).toBeLessThan(TOL[impl]);
     }
     for (const [n, queries] of [
       [8, 8],
@@ -134,12 +140,14 @@ describe('kascade policy at the op level', () => {
       const inputs = prefillInputs(n, queries, 8, n + 1000);
       const dense = denseCausalPrefillAttention(inputs);
       for (let l = 0; l < shape.layers; l++)
-        expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(1e-13);
+        expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(TOL[impl]);
     }
   });
 
   it('with a small budget differs from dense (the comparison above can fail)', () => {
-    const policy = createKascadePolicy(plan([0, 2], { kMin: 4, percent: 5 }), shape);
+    const policy = createKascadePolicy(plan([0, 2], { kMin: 4, percent: 5 }), shape, {
+      attention: impl,
+    });
     const inputs = decodeInputs(300, 5);
     policy.decode(0, inputs);
     expect(maxRelDiff(policy.decode(1, inputs), denseDecodeAttention(inputs))).toBeGreaterThan(1e-6);
@@ -154,6 +162,7 @@ describe('kascade policy at the op level', () => {
       [1, 1],
     ];
     const policy = createKascadePolicy(plan([0, 2], { kMin: 4 }, maps), shape, {
+      attention: impl,
       onSelection: (e) => events.push(e),
     });
     const inputs = decodeInputs(100, 9);
@@ -179,7 +188,9 @@ describe('kascade policy at the op level', () => {
   });
 
   it('a reuse layer without its anchor in the same step is an error', () => {
-    const policy = createKascadePolicy(plan([0, 2]), shape);
+    const policy = createKascadePolicy(plan([0, 2]), shape, {
+      attention: impl,
+    });
     expect(() => policy.decode(1, decodeInputs(10, 1))).toThrow(PolicyError);
     policy.decode(0, decodeInputs(10, 1));
     expect(() => policy.decode(1, decodeInputs(11, 1))).toThrow(/no index slot/);
@@ -187,9 +198,15 @@ describe('kascade policy at the op level', () => {
 
   it('a plan for another model shape is rejected, naming the field', () => {
     const other = plan([0, 2], {}, undefined, { ...shape, layers: 6 });
-    expect(() => createKascadePolicy(other, shape)).toThrow(PlanError);
+    expect(() =>
+      createKascadePolicy(other, shape, {
+        attention: impl,
+      }),
+    ).toThrow(PlanError);
     try {
-      createKascadePolicy(other, shape);
+      createKascadePolicy(other, shape, {
+        attention: impl,
+      });
     } catch (e) {
       expect(String((e as Error).message)).toMatch(/layers/);
     }
@@ -208,27 +225,31 @@ describe('kascade policy at the op level', () => {
   });
 
   it('inputs of another shape are rejected', () => {
-    const policy = createPolicy({ kind: 'dense' }, shape);
+    const policy = createPolicy({ kind: 'dense' }, shape, { attention: impl });
     expect(() => policy.decode(0, { ...decodeInputs(5, 1), headDim: 8 })).toThrow(PolicyError);
     expect(() => policy.decode(4, decodeInputs(5, 1))).toThrow(/layer 4/);
   });
 
   it('decode-only keeps prefill dense', () => {
-    const policy = createKascadePolicy(plan([0, 2], { kMin: 2 }), shape, { decodeOnly: true });
+    const policy = createKascadePolicy(plan([0, 2], { kMin: 2 }), shape, {
+      attention: impl,
+      decodeOnly: true,
+    });
     const inputs = prefillInputs(120, 40, 8, 3);
     const dense = denseCausalPrefillAttention(inputs);
-    for (let l = 0; l < 4; l++) expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(1e-13);
+    for (let l = 0; l < 4; l++) expect(maxRelDiff(policy.prefill(l, inputs), dense)).toBeLessThan(TOL[impl]);
     expect(policy.prefillRoles).toEqual(['dense', 'dense', 'dense', 'dense']);
     expect(policy.decodeRoles).toEqual(['dense-anchor', 'reuse', 'anchor', 'reuse']);
   });
 });
 
-describe('oracle-topk', () => {
+describe.each(IMPLS)('oracle-topk (%s attention)', (impl) => {
   it('has recall 1 in every sparse layer, decode and prefill (checked against an independent Top-k)', () => {
     const budget = { kMin: 5, percent: 10 };
     let checkedDecode = 0;
     let checkedPrefill = 0;
     const policy = createOracleTopkPolicy(shape, {
+      attention: impl,
       budget,
       tileSize: 8,
       onSelection: (e) => {
@@ -269,11 +290,12 @@ describe('oracle-topk', () => {
   });
 });
 
-describe('streaming and all-heads-pooled', () => {
+describe.each(IMPLS)('streaming and all-heads-pooled (%s attention)', (impl) => {
   it('streaming attends the sinks plus the most recent keys, with the budget rule', () => {
     const events: SelectionEvent[] = [];
     const budget = { kMin: 10, percent: 10 };
     const policy = createStreamingPolicy(shape, {
+      attention: impl,
       sinkTokens: 3,
       budget,
       onSelection: (e) => events.push(e),
@@ -295,6 +317,7 @@ describe('streaming and all-heads-pooled', () => {
   it('all-heads-pooled gives every KV head the same set', () => {
     const events: SelectionEvent[] = [];
     const policy = createPolicy({ kind: 'all-heads-pooled', plan: plan([0, 2], { kMin: 6 }) }, shape, {
+      attention: impl,
       onSelection: (e) => events.push(e),
     });
     const inputs = decodeInputs(150, 4);
@@ -309,12 +332,15 @@ describe('streaming and all-heads-pooled', () => {
   });
 });
 
-describe('policies on a whole model', () => {
+describe.each(IMPLS)('policies on a whole model (%s attention)', (impl) => {
   const model = createRandomModel({ hiddenSize: 64, intermediateSize: 128, ...shape, vocabSize: 259 }, 42);
   const prompt = Array.from({ length: 150 }, (_, i) => (i * 37 + 11) % 256);
 
   function run(spec: Parameters<typeof createPolicy>[0], steps: number) {
-    const policy = createPolicy(spec, shape, { tileSize: 8 });
+    const policy = createPolicy(spec, shape, {
+      attention: impl,
+      tileSize: 8,
+    });
     const seq = model.createSequence(prompt.length + steps);
     const logits: Float32Array[] = [
       model.prefill(seq, prompt, policy, { tileSize: policy.tileSize, chunkTiles: 3 }),

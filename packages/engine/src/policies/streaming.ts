@@ -13,6 +13,7 @@ import {
   prefillTileBudget,
   topkBudget,
 } from '@kascade/core';
+import { attentionOps } from './ops.js';
 import { createTablePolicy, fillRoles } from './table.js';
 import type { AttentionPolicy, ModelShape, PolicyOptions } from './types.js';
 
@@ -84,6 +85,7 @@ export function createStreamingPolicy(shape: ModelShape, options: StreamingOptio
       selectCountsAsAnchor: false,
       selectDecode: (inputs, budget) => streamingDecodeSelection(inputs, budget, sinkTokens),
       selectPrefill: (inputs, budget) => streamingPrefillSelection(inputs, budget, sinkTokens),
+      ops: attentionOps(options.attention, shape.headDim),
     },
     options,
   );

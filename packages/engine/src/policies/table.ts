@@ -7,16 +7,12 @@ import {
   type BudgetOptions,
   type DecodeInputs,
   type DecodeSelection,
-  denseCausalPrefillAttention,
-  denseDecodeAttention,
   KascadeRangeError,
   type PrefillInputs,
   type PrefillSelection,
-  type SelectedOutput,
-  sparseDecodeAttention,
-  sparsePrefillAttention,
 } from '@kascade/core';
 import type { PolicySpec } from '../api.js';
+import { type AttendedSelection, type AttentionOps, referenceOps } from './ops.js';
 import { PolicyStats } from './stats.js';
 import type { AttentionPolicy, LayerRole, ModelShape, PolicyOptions } from './types.js';
 
@@ -35,8 +31,10 @@ export interface PolicyTable {
   selectDecode(inputs: DecodeInputs, budget: BudgetOptions): DecodeSelection;
   selectPrefill(inputs: PrefillInputs, budget: BudgetOptions): PrefillSelection;
   /** One-pass dense output + selection for the dense-anchor role (else dense, then the selector). */
-  denseAnchorDecode?(inputs: DecodeInputs, budget: BudgetOptions): SelectedOutput<DecodeSelection>;
-  denseAnchorPrefill?(inputs: PrefillInputs, budget: BudgetOptions): SelectedOutput<PrefillSelection>;
+  denseAnchorDecode?(inputs: DecodeInputs, budget: BudgetOptions): AttendedSelection<DecodeSelection>;
+  denseAnchorPrefill?(inputs: PrefillInputs, budget: BudgetOptions): AttendedSelection<PrefillSelection>;
+  /** The attention ops the roles call (default: the core reference ops). */
+  readonly ops?: AttentionOps;
 }
 
 /** Error for a policy used out of order or with the wrong shape. */
@@ -50,6 +48,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
   const { shape, budget, decodeRoles, prefillRoles } = table;
   const stats = new PolicyStats();
   const onSelection = options.onSelection;
+  const ops = table.ops ?? referenceOps;
   let decodeSlot: { n: number; selection: DecodeSelection } | undefined;
   let prefillSlot: { queryStart: number; queries: number; selection: PrefillSelection } | undefined;
 
@@ -76,6 +75,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
     decodeRoles,
     prefillRoles,
     tileSize: table.tileSize,
+    attention: ops.impl,
     stats,
     usage: () => stats.usage(table.kind, table.anchorLayers),
 
@@ -87,12 +87,12 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
         stats.decodeContextKeys += inputs.n;
       }
       const role = decodeRoles[layer]!;
-      let out: Float64Array;
+      let out: Float32Array | Float64Array;
       let selection: DecodeSelection | undefined;
       let headMap: readonly number[] | undefined;
       switch (role) {
         case 'dense':
-          out = denseDecodeAttention(inputs);
+          out = ops.denseDecode(inputs);
           break;
         case 'dense-anchor':
           if (table.denseAnchorDecode) {
@@ -100,7 +100,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
             out = r.out;
             decodeSlot = { n: inputs.n, selection: r.selection };
           } else {
-            out = denseDecodeAttention(inputs);
+            out = ops.denseDecode(inputs);
             decodeSlot = { n: inputs.n, selection: table.selectDecode(inputs, budget) };
           }
           stats.anchorsHit++;
@@ -110,7 +110,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
           selection = table.selectDecode(inputs, budget);
           if (role === 'anchor') decodeSlot = { n: inputs.n, selection };
           if (role === 'anchor' || table.selectCountsAsAnchor) stats.anchorsHit++;
-          out = sparseDecodeAttention(inputs, selection);
+          out = ops.sparseDecode(inputs, selection);
           break;
         case 'reuse': {
           if (!decodeSlot || decodeSlot.n !== inputs.n) {
@@ -121,7 +121,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
           }
           selection = decodeSlot.selection;
           headMap = headMapOf(layer);
-          out = sparseDecodeAttention(inputs, selection, headMap);
+          out = ops.sparseDecode(inputs, selection, headMap);
           break;
         }
       }
@@ -156,12 +156,12 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
           `${table.kind} policy: prefill tileSize ${inputs.tileSize} differs from the policy's tileSize ${table.tileSize}`,
         );
       }
-      let out: Float64Array;
+      let out: Float32Array | Float64Array;
       let selection: PrefillSelection | undefined;
       let headMap: readonly number[] | undefined;
       switch (role) {
         case 'dense':
-          out = denseCausalPrefillAttention(inputs);
+          out = ops.denseCausalPrefill(inputs);
           break;
         case 'dense-anchor': {
           let written: PrefillSelection;
@@ -170,7 +170,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
             out = r.out;
             written = r.selection;
           } else {
-            out = denseCausalPrefillAttention(inputs);
+            out = ops.denseCausalPrefill(inputs);
             written = table.selectPrefill(inputs, budget);
           }
           prefillSlot = { queryStart: inputs.queryStart, queries: inputs.queries, selection: written };
@@ -183,7 +183,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
           if (role === 'anchor')
             prefillSlot = { queryStart: inputs.queryStart, queries: inputs.queries, selection };
           if (role === 'anchor' || table.selectCountsAsAnchor) stats.anchorsHit++;
-          out = sparsePrefillAttention(inputs, selection);
+          out = ops.sparsePrefill(inputs, selection);
           break;
         case 'reuse': {
           if (
@@ -198,7 +198,7 @@ export function createTablePolicy(table: PolicyTable, options: PolicyOptions = {
           }
           selection = prefillSlot.selection;
           headMap = headMapOf(layer);
-          out = sparsePrefillAttention(inputs, selection, headMap);
+          out = ops.sparsePrefill(inputs, selection, headMap);
           break;
         }
       }

@@ -12,6 +12,7 @@ import type {
 } from '@kascade/core';
 import type { KascadeUsage, PolicySpec } from '../api.js';
 import type { LayerAttention } from '../model/hooks.js';
+import type { AttentionImpl } from './ops.js';
 import type { PolicyStats } from './stats.js';
 
 /** The model shape a policy is built for. */
@@ -51,6 +52,11 @@ export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse' | 'select'
 export interface PolicyOptions {
   /** Called after each layer's attention with what it attended (costs nothing when absent). */
   readonly onSelection?: (event: SelectionEvent) => void;
+  /**
+   * Which attention ops run: `'fast'` (default: float32 WebAssembly SIMD kernels, where the
+   * head dim is a multiple of 16) or `'reference'` (the `@kascade/core` float64 definition).
+   */
+  readonly attention?: AttentionImpl;
 }
 
 /** A policy instance: one per sequence, since it holds that sequence's index slot. */
@@ -63,6 +69,8 @@ export interface AttentionPolicy extends LayerAttention {
   readonly prefillRoles: readonly LayerRole[];
   /** Query tile size the policy expects in prefill. */
   readonly tileSize: number;
+  /** Which attention ops it runs (`'reference'` where asked, or where the fast kernels cannot run). */
+  readonly attention: AttentionImpl;
   readonly stats: PolicyStats;
   usage(): KascadeUsage;
 }
