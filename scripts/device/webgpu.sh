@@ -28,7 +28,7 @@ timeout --kill-after=3 75 node "$bundle" "$out/p128k" webgpu-decode -- --context
 echo "128k rc=$? after $(( $(date +%s) - start )) s"
 left=$(( 108 - ($(date +%s) - start) ))
 if [ "$left" -gt 12 ]; then
-  timeout --kill-after=3 "$left" node "$bundle" "$out/p32k" webgpu-decode -- --contexts=32768,8192 --batches=1,8 --no-parity
+  timeout --kill-after=3 "$left" node "$bundle" "$out/p32k" webgpu-decode -- --contexts=32768,8192 --batches=1,8 --no-parity --no-sweep
   echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 fi
 parts=()

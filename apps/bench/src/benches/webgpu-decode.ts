@@ -16,8 +16,11 @@
  * device: dense, anchor and reuse of every kernel against the float64 core reference (n 3000,
  * batch 2, K/V read back), `parityMaxRelErr`.
  *
+ * At the longest context the team kernel's dense and reuse are also timed at other split counts (`sweep-*` rows,
+ * `targetWorkgroups` 512 to 8192; the default aims at 2048).
+ *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
- * `--no-parity`.
+ * `--no-parity`, `--no-sweep`.
  */
 import {
   type DecodeSelection,
@@ -101,15 +104,15 @@ const bench: Bench = {
         // kStride a multiple of 64 so a K/V split by sequence can address each sequence's rows.
         const slot = createDecodeSlot(gpu, batch, G, Math.ceil(k / 64) * 64);
         const headMap = [1, 0, 3, 2, 5, 4, 7, 6];
+        const kvRow = 2 * D * 2; // K + V bytes per token and head
+        const minBytes: Record<LayerRole, number> = {
+          dense: batch * G * n * kvRow,
+          'dense-anchor': batch * G * n * kvRow,
+          anchor: batch * G * (n * D * 2 + k * D * 2),
+          reuse: batch * G * k * kvRow,
+        };
         for (const kernel of kernels) {
           const times: Partial<Record<LayerRole, number>> = {};
-          const kvRow = 2 * D * 2; // K + V bytes per token and head
-          const minBytes: Record<LayerRole, number> = {
-            dense: batch * G * n * kvRow,
-            'dense-anchor': batch * G * n * kvRow,
-            anchor: batch * G * (n * D * 2 + k * D * 2),
-            reuse: batch * G * k * kvRow,
-          };
           for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
             const label = `${kernel} ${role} n=${n} b=${batch}`;
             try {
@@ -166,6 +169,47 @@ const bench: Bench = {
             );
           }
         }
+        if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
+          // How the team kernel's split count moves dense and reuse (the default aims at 2048 workgroups).
+          for (const role of ['dense', 'reuse'] as const) {
+            for (const targetWorkgroups of [512, 1024, 4096, 8192]) {
+              const label = `teams ${role} n=${n} b=${batch} targetWorkgroups=${targetWorkgroups}`;
+              const s = await timeOp(
+                gpu,
+                ctx,
+                label,
+                (pass) =>
+                  encodeDecode(gpu, pass, {
+                    role,
+                    heads: H,
+                    q,
+                    kv,
+                    n,
+                    out,
+                    slot,
+                    headMap,
+                    budget,
+                    kernel: 'teams',
+                    targetWorkgroups,
+                  }),
+                flush,
+              );
+              rows.push({
+                kernel: `sweep-${role}`,
+                variant: 'teams',
+                context: n,
+                batch,
+                k: role === 'dense' ? n : k,
+                targetWorkgroups,
+                medianUs: round(s.median),
+                p10Us: round(s.p10),
+                p90Us: round(s.p90),
+                gbPerS: Math.round(minBytes[role] / (s.median * 1e3)),
+                timing: s.source,
+              });
+            }
+          }
+        }
         destroyDeviceKV(kv);
         for (const b of [q, out, slot.indices]) b.destroy();
       }
@@ -192,14 +236,15 @@ const bench: Bench = {
   },
 };
 
-/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`. */
+/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`. */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
   batches?: number[];
   kernels?: DecodeKernel[];
   parity: boolean;
+  sweep: boolean;
 } {
-  const out: ReturnType<typeof benchArgs> = { parity: true };
+  const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true };
   const ints = (name: string, v: string) => {
     const xs = v.split(',').map(Number);
     if (!xs.every((x) => Number.isInteger(x) && x > 0)) {
@@ -218,6 +263,7 @@ export function benchArgs(argv: readonly string[]): {
       }
       out.kernels = ks as DecodeKernel[];
     } else if (name === 'no-parity') out.parity = false;
+    else if (name === 'no-sweep') out.sweep = false;
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }
   return out;

@@ -98,6 +98,8 @@ export interface DecodeArgs {
   readonly scale?: number;
   /** The kernel that streams the keys (default: `teams` where the device can run it, else `chunked`). */
   readonly kernel?: DecodeKernel;
+  /** `teams` only: about how many workgroups to split the keys over (default 2048; for tuning). */
+  readonly targetWorkgroups?: number;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -133,17 +135,18 @@ function chunkFor(group: number): number {
 }
 
 /**
- * How the team kernel splits the keys over workgroups: about 2048 workgroups in all (a large GPU
- * full several times over), each at least 4 steps of `stepKeys` keys.
+ * How the team kernel splits the keys over workgroups: about `targetWorkgroups` (default 2048, a
+ * large GPU full several times over) in all, each at least 4 steps of `stepKeys` keys.
  */
 export function teamSplits(
   batch: number,
   kvHeads: number,
   keys: number,
   stepKeys: number,
+  targetWorkgroups = 2048,
 ): { span: number; splits: number } {
   const steps = Math.ceil(keys / stepKeys);
-  const want = Math.max(1, Math.ceil(2048 / (batch * kvHeads)));
+  const want = Math.max(1, Math.ceil(targetWorkgroups / (batch * kvHeads)));
   const perSplit = Math.max(4, Math.ceil(steps / want));
   const span = perSplit * stepKeys;
   return { span, splits: Math.ceil(keys / span) };
@@ -251,11 +254,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const base = { HEAD_DIM: headDim, D4, GROUP: group, WG, CH: chunkFor(group), KV: kv.dtype };
   const partialDefs = { SUBGROUPS: gpu.info.hasSubgroups };
   const kernel = resolveDecodeKernel(gpu, headDim, kv.dtype, a.kernel);
+  if (a.targetWorkgroups !== undefined) positiveInt('targetWorkgroups', a.targetWorkgroups);
   const teams = kernel === 'teams' ? teamsLayout(gpu, headDim, kv.dtype)! : null;
   const U = group <= 4 ? 4 : 2;
   const splitsFor = (keys: number) =>
     teams
-      ? teamSplits(batch, kvHeads, keys, (teams.WG / teams.TW) * U)
+      ? teamSplits(batch, kvHeads, keys, (teams.WG / teams.TW) * U, a.targetWorkgroups)
       : decodeSplits(batch, kvHeads, keys, group);
   const partML = (splits: number) => gpu.scratchBuffer('decode.partML', batch * heads * splits * 8);
   const partO = (splits: number) => gpu.scratchBuffer('decode.partO', batch * heads * splits * headDim * 4);
