@@ -23,6 +23,9 @@
 // workspace is stats (8 B per query row per head) + at most ~2 GiB, never [tiles x n] per head.
 // Bytes: step 2 reads K (from L2 mostly: each block re-reads its pair's keys before the tile) and writes
 // the pooled rows once; step 3 reads each row four times (three histogram passes + compaction).
+#include <cstdlib>
+#include <cstring>
+
 #include "prefill_attention.cuh"
 
 namespace kascade {
@@ -30,10 +33,6 @@ namespace pf {
 
 constexpr size_t kPooledBudgetBytes = size_t(2) << 30;
 
-// Floats before tile t's row in a pair's packed pooled block: sum over u < t of s_u.
-__host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) {
-  return static_cast<size_t>(t) * queryStart + static_cast<size_t>(kT) * t * (t - 1) / 2;
-}
 
 template <int D>
 constexpr size_t pool_smem_bytes(int g) {
@@ -287,6 +286,9 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                cudaStream_t st) {
+  const char* pv = getenv("KASCADE_PREFILL_POOL");
+  if (pv != nullptr && strcmp(pv, "v2") == 0)
+    return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);

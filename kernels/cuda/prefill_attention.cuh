@@ -33,6 +33,17 @@ struct PrefillArgs {
 
 __host__ __device__ inline int tiles_of(const KascadePrefillShape& s) { return (s.queries + kT - 1) / kT; }
 
+// Floats before tile t's row in a pair's packed pooled block (the anchors' workspace): sum over u < t of s_u.
+__host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) {
+  return static_cast<size_t>(t) * queryStart + static_cast<size_t>(kT) * t * (t - 1) / 2;
+}
+
+// Pool variant v2 (prefill_pool_wgmma.cu, KASCADE_PREFILL_POOL=v2): the anchors' pooled scores on wgmma, the
+// same output as pool_prefill_kernel (prefill_anchor.cu); denseLayout = 1 writes [pair, tiles, n] rows.
+cudaError_t launch_pool_wgmma(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                              float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
+                              cudaStream_t st);
+
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);
 // Variant v2 (prefill_attention_v2.cu): 32 query rows per warp. launch_prefill_attention uses it when the

@@ -7,7 +7,7 @@
 //   - dense modes: grid (ceil(queries / 64), heads, batch), the 64 consecutive queries of one head, heaviest
 //     blocks first; every warp takes part in every step (wgmma is warpgroup-wide), masks only on steps that
 //     cross its diagonal.
-//   - sparse: grid (tiles, kvHeads x 2GS / 4, batch); warp = 16-row half of the tile for one query head of
+//   - sparse: grid (tiles x 2GS / 4, kvHeads, batch), a (tile, KV head)'s blocks adjacent; warp = 16-row half of the tile for one query head of
 //     the group (the A operand comes from each warp's registers, so the warpgroup's rows may belong to
 //     different heads: they share the KV head's gathered rows). Key list as in v1.
 //   Per 64-key step: S = Q K^T as D/16 wgmma.m64n64k16 (A = Q fragments in registers, B = K from shared
@@ -23,76 +23,14 @@
 //   cores' async proxy through fence.proxy.async before the block barrier.
 #include <cstdio>
 
-#include "prefill_attention.cuh"
+#include "prefill_wgmma.cuh"
 
 namespace kascade {
 namespace pf {
 
 namespace {
 
-__device__ __forceinline__ float ex2f(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// Pins accumulator registers in program order around asynchronous MMAs (no compiler motion across).
-template <int N>
-__device__ __forceinline__ void pin(float* r) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-// Shared-memory matrix descriptor, no swizzle: start address, leading / stride byte offsets (16-byte units).
-__device__ __forceinline__ uint64_t smem_desc(const void* p, uint32_t lbo, uint32_t sbo) {
-  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(lbo >> 4) << 16) |
-         (static_cast<uint64_t>(sbo >> 4) << 32);
-}
-
-template <int TRANS_B>
-__device__ __forceinline__ void wgmma_m64n64k16_rs(float* d, const uint32_t* a, uint64_t desc, int scaleD, __nv_bfloat16) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(scaleD), "n"(TRANS_B));
-}
-
-template <int TRANS_B>
-__device__ __forceinline__ void wgmma_m64n64k16_rs(float* d, const uint32_t* a, uint64_t desc, int scaleD, __half) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(scaleD), "n"(TRANS_B));
-}
-
-template <int TRANS_B>
-__device__ __forceinline__ void wgmma_m64n128k16_rs(float* d, const uint32_t* a, uint64_t desc, int scaleD, __nv_bfloat16) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(scaleD), "n"(TRANS_B));
-}
-
-template <int TRANS_B>
-__device__ __forceinline__ void wgmma_m64n128k16_rs(float* d, const uint32_t* a, uint64_t desc, int scaleD, __half) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(scaleD), "n"(TRANS_B));
-}
+using namespace wg;
 
 template <typename T, int D, int MODE>
 constexpr size_t wg_smem_bytes() {
@@ -128,9 +66,10 @@ __global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefi
   if constexpr (kSparseMode) {
     constexpr int BPT = 2 * GS / WARPS;
     const int tiles = tiles_of(s);
-    const int t = tiles - 1 - static_cast<int>(blockIdx.x);
-    j = blockIdx.y / BPT;
-    const int rbg = (blockIdx.y % BPT) * WARPS + warp;
+    // The BPT blocks of one (tile, KV head) are adjacent in launch order: they gather the same rows (L2).
+    const int t = tiles - 1 - static_cast<int>(blockIdx.x) / BPT;
+    j = blockIdx.y;
+    const int rbg = (static_cast<int>(blockIdx.x) % BPT) * WARPS + warp;
     h = j * GS + (rbg >> 1);
     q0w = t * kT + (rbg & 1) * 16;
     tileStart = s.queryStart + t * kT;
@@ -189,7 +128,7 @@ __global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefi
         const int p = list_pos(i * kKeys + r);
         if (cc == 0) posS[st * kKeys + r] = p;
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D + cc * 8;
-        const int dst = st * TILE + rg * (CPR * 64) + cc * 64 + r8 * 8;
+        const int dst = st * TILE + il_offset<D>(r, cc);
         cp_async16(Ks + dst, kg + off, p < 0 ? 0 : 16);
         if constexpr (kWithV) cp_async16(Vs + dst, vg + off, p < 0 ? 0 : 16);
       }
@@ -218,12 +157,12 @@ __global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefi
     float sc[8][4];
     {
       const T* ks = Ks + st * TILE;
-      wgmma_fence();
+      fence();
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc)
         wgmma_m64n64k16_rs<0>(&sc[0][0], qa[kc], smem_desc(ks + kc * 128, 128, RG), kc > 0 ? 1 : 0, T{});
-      wgmma_commit();
-      wgmma_wait0();
+      commit();
+      wait0();
       pin<32>(&sc[0][0]);
     }
     float mx0 = -INFINITY, mx1 = -INFINITY;
@@ -287,7 +226,7 @@ __global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefi
       }
       const T* vs = Vs + st * TILE;
       pin<NB * 4>(&acc[0][0]);
-      wgmma_fence();
+      fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         if constexpr (D == 128)
@@ -295,8 +234,8 @@ __global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefi
         else
           wgmma_m64n64k16_rs<1>(&acc[0][0], pa[kk], smem_desc(vs + kk * 16 * D, RG, 128), 1, T{});
       }
-      wgmma_commit();
-      wgmma_wait0();
+      commit();
+      wait0();
       pin<NB * 4>(&acc[0][0]);
     }
     __syncthreads();
@@ -346,7 +285,7 @@ cudaError_t launch_wgmma_t(const KascadePrefillShape& s, const PrefillArgs& a, c
   }
   dim3 grid;
   if constexpr (MODE == kSparse) {
-    grid = dim3(tiles_of(s), s.kvHeads * (2 * GS / 4), s.batch);
+    grid = dim3(tiles_of(s) * (2 * GS / 4), s.kvHeads, s.batch);
   } else {
     grid = dim3(ceil_div(s.queries, 64), s.heads, s.batch);
   }
