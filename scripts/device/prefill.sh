@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
-# torch baseline): parity of every prefill kernel variant first, then the cuda-prefill bench over the
-# variants that passed (a variant that fails parity is never timed).
+# torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
+# packages/cuda/src/prefill.ts: v1 mma.sync, v2 32 rows per warp, v3 wgmma attention, v4 v3 + wgmma pool),
+# then the cuda-prefill bench over the presets that passed (a preset that fails parity is never timed).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Leaves in $JOB_OUT: cuda-prefill-parity.json, cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`, so they do not use up the call's returned-file count).
@@ -10,7 +11,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${PREFILL_VARIANTS:-v1,v2,v3}
+variants=${PREFILL_VARIANTS:-v1,v2,v3,v4}
 parity_limit=${PREFILL_PARITY_LIMIT:-140}
 
 say "parity: variants $variants (quick cases + the long chunk), limit ${parity_limit} s"
@@ -25,7 +26,7 @@ const fs = require("node:fs");
 let r;
 try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch { process.exit(0); }
 const pass = process.argv[2].split(",").filter((v) => {
-  const rows = (r.prefillRows ?? []).filter((x) => x.kernels === `dense ${v} sparse ${v}`);
+  const rows = (r.prefillRows ?? []).filter((x) => x.kernels.startsWith(`${v}: `));
   return rows.length > 0 && rows.every((x) => x.pass);
 });
 console.log(pass.join(","));

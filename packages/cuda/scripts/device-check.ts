@@ -19,7 +19,7 @@
  * Run (bundled so no node_modules travel): node dist-device/device-check.mjs [out.json]
  *   [--quick] [--prefill-only] [--no-prefill] [--prefill-long] [--prefill-variants=v1,v2]
  * --prefill-long keeps the long prefill chunk under --quick; --prefill-variants checks every prefill op
- * under each kernel variant (setPrefillKernels), rows tagged with `kernels`.
+ * under each named kernel preset (PREFILL_KERNEL_PRESETS), rows tagged with `kernels` ('v4: dense v3 ...').
  * --smoke: two small decode cases only (screens a kernel variant in a process of its own).
  * --variants 0,1,4: the decode kernel variants to check (KascadeDecodeVariant bits; default 0); every
  * decode op runs under each against the same float64 references, rows tagged with `variant`, and
@@ -48,8 +48,8 @@ import {
   denseDecode,
   deviceInfo,
   isAvailable,
-  type PrefillKernelVariant,
   pooledScores,
+  prefillKernelPreset,
   reuseDecode,
   synchronize,
   unavailableReason,
@@ -499,8 +499,8 @@ function parseVariants(argv: readonly string[]): number[] {
   const i = argv.indexOf('--variants');
   if (i < 0) return [0];
   const list = (argv[i + 1] ?? '').split(',').map((x) => (x.trim() === '' ? Number.NaN : Number(x)));
-  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 15))) {
-    throw new Error(`--variants takes a comma list of integers in 0..15, got '${argv[i + 1]}'`);
+  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 31))) {
+    throw new Error(`--variants takes a comma list of integers in 0..31, got '${argv[i + 1]}'`);
   }
   return list;
 }
@@ -579,13 +579,13 @@ function main(): void {
   if (!prefillOnly) for (const c of cases) runCase(c, rows, decodeVariants);
   const prefillRows: PrefillRow[] = [];
   if (!process.argv.includes('--no-prefill')) {
-    // --prefill-variants=v1,v2: every prefill op under each kernel variant (dense and sparse alike).
+    // --prefill-variants=v1,v2: every prefill op under each named kernel preset (PREFILL_KERNEL_PRESETS).
     const va = process.argv.find((a) => a.startsWith('--prefill-variants='));
     const variants = va
       ? va
           .slice('--prefill-variants='.length)
           .split(',')
-          .map((v) => ({ dense: v as PrefillKernelVariant, sparse: v as PrefillKernelVariant }))
+          .map((name) => ({ name, kernels: prefillKernelPreset(name) }))
       : undefined;
     for (const c of prefillCases(quick, process.argv.includes('--prefill-long')))
       runPrefillCase(c, prefillRows, rand, gauss, variants);

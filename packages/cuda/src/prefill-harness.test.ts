@@ -19,7 +19,7 @@ import {
 import { describe, expect, it, vi } from 'vitest';
 import type { NativeBinding, NativeDeviceBuffer, NativePrefillShape } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
-import { prefillKernels, setPrefillKernels } from './prefill.js';
+import { prefillKernelPreset, prefillKernels, setPrefillKernels } from './prefill.js';
 import { type PrefillRow, runPrefillCase } from './prefill-parity.js';
 
 type Fault =
@@ -286,26 +286,31 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
   });
 
   it('checks every kernel variant, tags its rows, and restores the selection', { timeout: 60_000 }, () => {
-    setPrefillKernels({ dense: 'v1', sparse: 'v1' });
+    setPrefillKernels({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     const rows = run('dense-shift-v2', false, [
-      { dense: 'v1', sparse: 'v1' },
-      { dense: 'v2', sparse: 'v2' },
+      { name: 'v1', kernels: prefillKernelPreset('v1') },
+      { name: 'v2', kernels: prefillKernelPreset('v2') },
     ]);
     expect(rows.map((r) => r.kernels)).toEqual([
-      ...Array(5).fill('dense v1 sparse v1'),
-      ...Array(5).fill('dense v2 sparse v2'),
+      ...Array(5).fill('v1: dense v1 sparse v1 pool v1'),
+      ...Array(5).fill('v2: dense v2 sparse v2 pool v1'),
     ]);
     for (const r of rows.slice(0, 5)) expect(r.pass, `${r.op} v1: ${r.why}`).toBe(true);
     const bad = rows.slice(5).filter((r) => !r.pass);
     expect(bad.map((r) => r.op)).toContain('dense');
-    expect(prefillKernels()).toEqual({ dense: 'v1', sparse: 'v1' });
+    expect(prefillKernels()).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
   });
 
-  it('rejects an unknown kernel variant by name', () => {
+  it('rejects an unknown kernel variant or preset by name', () => {
     expect(() => setPrefillKernels({ dense: 'v4' as 'v1' })).toThrow(CudaArgumentError);
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
       /sparse kernel must be one of v1, v2, v3/,
     );
+    expect(() => setPrefillKernels({ pool: 'v3' as 'v1' })).toThrow(/pool kernel must be one of v1, v2/);
+    expect(() => prefillKernelPreset('v9')).toThrow(
+      /unknown prefill kernel preset v9 \(known: v1, v2, v3, v4\)/,
+    );
+    expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
   });
 
   it.each([

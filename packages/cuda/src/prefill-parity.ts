@@ -64,7 +64,7 @@ export interface PrefillCase {
 
 export interface PrefillRow {
   op: string;
-  /** The kernels that ran, e.g. 'dense v2 sparse v2' (see setPrefillKernels). */
+  /** The kernels that ran, e.g. 'v4: dense v3 sparse v3 pool v2' (see setPrefillKernels). */
   kernels: string;
   dtype: string;
   g: number;
@@ -167,9 +167,15 @@ export function prefillCases(quick: boolean, long = false): PrefillCase[] {
   return cases;
 }
 
-/** The kernels label rows carry. */
-export function kernelsLabel(k: PrefillKernelSelection): string {
-  return `dense ${k.dense} sparse ${k.sparse}`;
+/** A kernel selection to check, and its name (a preset's, or 'current'). */
+export interface NamedPrefillKernels {
+  readonly name: string;
+  readonly kernels: PrefillKernelSelection;
+}
+
+/** The kernels label rows carry: `name: dense X sparse Y pool Z`. */
+export function kernelsLabel(v: NamedPrefillKernels): string {
+  return `${v.name}: dense ${v.kernels.dense} sparse ${v.kernels.sparse} pool ${v.kernels.pool}`;
 }
 
 /**
@@ -181,7 +187,7 @@ export function runPrefillCase(
   rows: PrefillRow[],
   rand: () => number,
   gauss: () => number,
-  variants: readonly PrefillKernelSelection[] = [prefillKernels()],
+  variants: readonly NamedPrefillKernels[] = [{ name: 'current', kernels: prefillKernels() }],
 ): void {
   const encode = (x: ArrayLike<number>) => (c.dtype === 'bf16' ? toBf16(x) : toF16(x));
   const decode = (b: Uint16Array) => (c.dtype === 'bf16' ? fromBf16(b) : fromF16(b));
@@ -232,7 +238,7 @@ export function runPrefillCase(
   const { counts, kMax } = prefillCounts(shape, c.budget);
   const tiles = counts.length;
   let base = {
-    kernels: kernelsLabel(prefillKernels()),
+    kernels: kernelsLabel({ name: 'current', kernels: prefillKernels() }),
     dtype: c.dtype,
     g: c.g,
     kvHeads: c.kvHeads,
@@ -463,7 +469,7 @@ export function runPrefillCase(
 
   const before = prefillKernels();
   for (const variant of variants) {
-    setPrefillKernels(variant);
+    setPrefillKernels(variant.kernels);
     base = { ...base, kernels: kernelsLabel(variant) };
     guard('dense', () => {
       out.fill(0xff);

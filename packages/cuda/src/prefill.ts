@@ -348,48 +348,80 @@ export function uploadPrefillSelection(
 }
 
 /**
- * Which prefill attention kernel runs (kernels/cuda/prefill_attention*.cu):
- * - `v1`: 16 query rows per warp (the default);
- * - `v2`: 32 query rows per warp (two m16 tiles share every K/V fragment), Q in shared memory,
- *   exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves;
- * - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
- *   warp, one warpgroup per block; the sparse op at group size 1 stays on v1.
- * `dense` covers dense, dense + statistics (layer 0) and the anchor's statistics pass; `sparse`
- * the anchor's and reuse's sparse tile attention. Held in the environment
- * (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`), read by the addon at every launch.
+ * Which prefill kernels run (kernels/cuda/prefill_*.cu), per part:
+ * - attention (`dense`: dense, dense + statistics for layer 0, the anchor's statistics pass;
+ *   `sparse`: the anchor's and reuse's sparse tile attention):
+ *   - `v1`: mma.sync, 16 query rows per warp (the default);
+ *   - `v2`: mma.sync, 32 query rows per warp (two m16 tiles share every K/V fragment), Q in shared
+ *     memory, exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves;
+ *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
+ *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1.
+ * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (the default), `v2` wgmma.
+ * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
+ * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v2' | 'v3';
+export type PrefillPoolVariant = 'v1' | 'v2';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
   readonly sparse: PrefillKernelVariant;
+  readonly pool: PrefillPoolVariant;
 }
 
-const DENSE_ENV = 'KASCADE_PREFILL_DENSE';
-const SPARSE_ENV = 'KASCADE_PREFILL_SPARSE';
+/** Named selections the device scripts check and time: v1-v3 attention alone, v4 = v3 + the wgmma pool. */
+export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
+  v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
+  v2: { dense: 'v2', sparse: 'v2', pool: 'v1' },
+  v3: { dense: 'v3', sparse: 'v3', pool: 'v1' },
+  v4: { dense: 'v3', sparse: 'v3', pool: 'v2' },
+};
 
-function variantOf(value: string | undefined): PrefillKernelVariant {
-  return value === 'v2' || value === 'v3' ? value : 'v1';
+/** The preset of that name; throws a CudaArgumentError naming the known ones. */
+export function prefillKernelPreset(name: string): PrefillKernelSelection {
+  const p = Object.hasOwn(PREFILL_KERNEL_PRESETS, name) ? PREFILL_KERNEL_PRESETS[name] : undefined;
+  if (!p)
+    throw new CudaArgumentError(
+      `unknown prefill kernel preset ${name} (known: ${Object.keys(PREFILL_KERNEL_PRESETS).join(', ')})`,
+    );
+  return p;
+}
+
+const ENV = {
+  dense: 'KASCADE_PREFILL_DENSE',
+  sparse: 'KASCADE_PREFILL_SPARSE',
+  pool: 'KASCADE_PREFILL_POOL',
+} as const;
+
+function variantOf<V extends string>(value: string | undefined, known: readonly V[]): V {
+  return known.includes(value as V) ? (value as V) : (known[0] as V);
 }
 
 /** The prefill kernels the next launches use. */
 export function prefillKernels(): PrefillKernelSelection {
-  return { dense: variantOf(process.env[DENSE_ENV]), sparse: variantOf(process.env[SPARSE_ENV]) };
+  return {
+    dense: variantOf(process.env[ENV.dense], PREFILL_KERNEL_VARIANTS),
+    sparse: variantOf(process.env[ENV.sparse], PREFILL_KERNEL_VARIANTS),
+    pool: variantOf(process.env[ENV.pool], PREFILL_POOL_VARIANTS),
+  };
 }
 
 /** Selects the prefill kernels for the following launches (what is left out keeps its value). */
 export function setPrefillKernels(sel: Partial<PrefillKernelSelection>): void {
-  for (const [key, env] of [
-    ['dense', DENSE_ENV],
-    ['sparse', SPARSE_ENV],
-  ] as const) {
+  const check = (key: keyof PrefillKernelSelection, known: readonly string[]) => {
     const v = sel[key];
-    if (v === undefined) continue;
-    if (!PREFILL_KERNEL_VARIANTS.includes(v))
+    if (v !== undefined && !known.includes(v))
       throw new CudaArgumentError(
-        `prefill ${key} kernel must be one of ${PREFILL_KERNEL_VARIANTS.join(', ')}, got ${String(v)}`,
+        `prefill ${key} kernel must be one of ${known.join(', ')}, got ${String(v)}`,
       );
-    process.env[env] = v;
+  };
+  check('dense', PREFILL_KERNEL_VARIANTS);
+  check('sparse', PREFILL_KERNEL_VARIANTS);
+  check('pool', PREFILL_POOL_VARIANTS);
+  for (const key of ['dense', 'sparse', 'pool'] as const) {
+    const v = sel[key];
+    if (v !== undefined) process.env[ENV[key]] = v;
   }
 }

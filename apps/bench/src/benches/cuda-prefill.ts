@@ -26,7 +26,7 @@ import {
   deviceInfo,
   fillNormal,
   isAvailable,
-  type PrefillKernelVariant,
+  prefillKernelPreset,
   prefillKernels,
   prefillSelectionSlot,
   prefillShape,
@@ -161,9 +161,12 @@ const bench: Bench = {
 
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
-    const variants = (process.env.KASCADE_PREFILL_VARIANTS ?? prefillKernels().dense)
+    // Named kernel presets (PREFILL_KERNEL_PRESETS); none named: the current selection only.
+    const variants = (process.env.KASCADE_PREFILL_VARIANTS ?? '')
       .split(',')
-      .filter((v) => v.length > 0) as PrefillKernelVariant[];
+      .filter((v) => v.length > 0)
+      .map((name) => ({ name, kernels: prefillKernelPreset(name) }));
+    if (variants.length === 0) variants.push({ name: 'current', kernels: prefillKernels() });
     const chosen: Record<string, string> = {};
     const label = (n: number) => `${Math.round(n / 1024)}k`;
     for (const n of contexts) {
@@ -193,8 +196,8 @@ const bench: Bench = {
       const best: Partial<Timed> = {};
       const before = prefillKernels();
       for (const variant of variants) {
-        setPrefillKernels({ dense: variant, sparse: variant });
-        ctx.progress(`context ${n}, kernels ${variant}`);
+        setPrefillKernels(variant.kernels);
+        ctx.progress(`context ${n}, kernels ${variant.name}`);
         const tv: Timed = {
           dense: stat(() => densePrefill(chunk, out)),
           denseStats: stat(() => densePrefill(chunk, out, stats)),
@@ -207,7 +210,7 @@ const bench: Bench = {
           const s = tv[key];
           rows.push({
             kernel: key,
-            variant,
+            variant: variant.name,
             context: n,
             batch: 1,
             kMax: sel.kMax,
@@ -219,7 +222,7 @@ const bench: Bench = {
           const prev = best[key];
           if (!prev || s.median < prev.median) {
             best[key] = s;
-            chosen[`${key}_${label(n)}`] = variant;
+            chosen[`${key}_${label(n)}`] = variant.name;
           }
         }
       }
@@ -292,7 +295,9 @@ const bench: Bench = {
         timing: 'CUDA events around each call on the op stream, medians (fewer repeats at 128k)',
         flops: '4 * heads * headDim * n(n+1)/2 (causal QK^T + PV)',
         torch: torch.version ?? 'not run',
-        variants: variants.join(','),
+        variants: variants
+          .map((v) => `${v.name}=dense ${v.kernels.dense}/sparse ${v.kernels.sparse}/pool ${v.kernels.pool}`)
+          .join(' '),
         chosen: Object.entries(chosen)
           .map(([k, v]) => `${k}=${v}`)
           .join(' '),
