@@ -16,6 +16,7 @@
  * device: dense, anchor and reuse of every kernel against the float64 core reference (n 3000,
  * batch 2, K/V read back), `parityMaxRelErr`.
  *
+ * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least).
  * At the longest context the team kernel's dense and reuse are also timed at other split counts (`sweep-*` rows,
  * `targetWorkgroups` 512 to 8192; the default aims at 2048).
  *
@@ -35,6 +36,7 @@ import {
   type DecodeKernel,
   type DeviceKV,
   destroyDeviceKV,
+  encodeCopy,
   encodeDecode,
   encodeFillRandom,
   type KascadeGPU,
@@ -81,6 +83,27 @@ const bench: Bench = {
     const copy = await copyBandwidth(gpu, ctx, flush);
     rows.push(copy.row);
     summary.copyGbPerS = Math.round(copy.gbPerS);
+    {
+      // The floor of a timed pass: one dispatch that copies 256 bytes.
+      const a = gpu.scratchBuffer('bench.tinyA', 256);
+      const b = gpu.scratchBuffer('bench.tinyB', 256);
+      const s = await timeOp(
+        gpu,
+        ctx,
+        'one-dispatch pass (256 B copy)',
+        (p) => encodeCopy(gpu, p, a, b, 256),
+        flush,
+      );
+      rows.push({
+        kernel: 'pass-floor',
+        context: 0,
+        batch: 0,
+        medianUs: round(s.median),
+        p10Us: round(s.p10),
+        p90Us: round(s.p90),
+        timing: s.source,
+      });
+    }
     const contexts = args.contexts ?? (ctx.quick ? [4096] : [8192, 32768, 131072]);
     const batches = args.batches ?? (ctx.quick ? [1] : [1, 8]);
     for (const n of contexts) {
