@@ -5,7 +5,15 @@
  */
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { argmax, type CpuKascadeEngine, createEngine, type PolicySpec } from '@kascade/engine';
+import {
+  type AttentionPolicy,
+  argmax,
+  type CpuKascadeEngine,
+  createEngine,
+  loadModel,
+  type PolicySpec,
+  type SequenceState,
+} from '@kascade/engine';
 import type { TaskInstance, TextRun } from './data.js';
 import { exactMatch, klDivergence } from './metrics.js';
 
@@ -53,17 +61,41 @@ export type JobResult =
       readonly ms: number;
     };
 
-/** Greedy decoding of one instance's answer under `spec`; exact match needs EOS right after it. */
-export function runTask(engine: CpuKascadeEngine, spec: PolicySpec, instance: TaskInstance): JobResult {
-  const t0 = performance.now();
+/** Whether `spec` keeps prefill dense (so its prefill is the dense policy's, number for number). */
+export function prefillIsDense(spec: PolicySpec): boolean {
+  return spec.kind === 'dense' || spec.decodeOnly === true;
+}
+
+/** A prefilled sequence: the prompt's KV cache and the logits of its last token. */
+interface Prefilled {
+  readonly seq: SequenceState;
+  readonly logits: Float32Array;
+  readonly tileSize: number;
+}
+
+/** A copy of a sequence's KV cache (the first `length` tokens) with room for as many tokens. */
+function cloneSequence(engine: CpuKascadeEngine, seq: SequenceState): SequenceState {
+  const copy = engine.cpuModel.createSequence(seq.capacity);
+  for (let l = 0; l < seq.k.length; l++) {
+    copy.k[l]!.set(seq.k[l]!);
+    copy.v[l]!.set(seq.v[l]!);
+  }
+  copy.length = seq.length;
+  return copy;
+}
+
+/** Greedy decoding of one instance's answer under `policy` from a prefilled prompt; exact match needs EOS right after it. */
+function decodeAnswer(
+  engine: CpuKascadeEngine,
+  policy: AttentionPolicy,
+  from: Prefilled,
+  instance: TaskInstance,
+  maxTokens: number,
+): { correct: boolean; completion: string } {
   const model = engine.cpuModel;
-  const ids = engine.tokenize(instance.prompt);
-  const answerIds = model.tokenizer.encode(` ${instance.answer}`, { addSpecialTokens: false });
-  const maxTokens = answerIds.length + 1;
-  const policy = engine.createPolicy(spec);
-  const seq = model.createSequence(ids.length + maxTokens);
-  let logits = model.prefill(seq, ids, policy, { tileSize: policy.tileSize });
   const eos = new Set(model.tokenizer.eosTokenIds);
+  const seq = from.seq;
+  let logits = from.logits;
   const out: number[] = [];
   let stopped = false;
   for (let step = 0; step < maxTokens; step++) {
@@ -76,35 +108,87 @@ export function runTask(engine: CpuKascadeEngine, spec: PolicySpec, instance: Ta
     if (step + 1 < maxTokens) logits = model.decode(seq, next, policy);
   }
   const completion = model.tokenizer.decode(out);
-  return {
-    kind: 'task',
-    cell: 0,
-    id: instance.id,
-    family: instance.family,
-    correct: exactMatch(completion, instance.answer, stopped),
-    completion,
-    promptTokens: ids.length,
-    ms: performance.now() - t0,
-  };
+  return { correct: exactMatch(completion, instance.answer, stopped), completion };
+}
+
+/**
+ * Greedy decoding of one instance's answer under each spec. Specs that keep prefill dense
+ * (`dense`, decode-only variants) with the same tile size share one dense prefill: the KV
+ * cache is copied for each, so they decode from the same numbers (a dense prefill does not
+ * depend on which of them ran it). The shared prefill's time counts in the first job's `ms`.
+ */
+export function runTasks(
+  engine: CpuKascadeEngine,
+  specs: readonly PolicySpec[],
+  instance: TaskInstance,
+): JobResult[] {
+  const model = engine.cpuModel;
+  const ids = engine.tokenize(instance.prompt);
+  const answerIds = model.tokenizer.encode(` ${instance.answer}`, { addSpecialTokens: false });
+  const maxTokens = answerIds.length + 1;
+  let shared: Prefilled | undefined;
+  return specs.map((spec, i) => {
+    const t0 = performance.now();
+    const policy = engine.createPolicy(spec);
+    let from: Prefilled;
+    if (shared && prefillIsDense(spec) && policy.tileSize === shared.tileSize) {
+      // The last user of the shared prefill may take it; the others decode from a copy.
+      const last = !specs.slice(i + 1).some((s) => prefillIsDense(s));
+      from = last ? shared : { ...shared, seq: cloneSequence(engine, shared.seq) };
+    } else {
+      const seq = model.createSequence(ids.length + maxTokens);
+      const logits = model.prefill(seq, ids, policy, { tileSize: policy.tileSize });
+      from = { seq, logits, tileSize: policy.tileSize };
+      if (prefillIsDense(spec) && specs.slice(i + 1).some((s) => prefillIsDense(s))) {
+        shared = { ...from, seq: cloneSequence(engine, seq) };
+      }
+    }
+    const { correct, completion } = decodeAnswer(engine, policy, from, instance, maxTokens);
+    return {
+      kind: 'task',
+      cell: 0,
+      id: instance.id,
+      family: instance.family,
+      correct,
+      completion,
+      promptTokens: ids.length,
+      ms: performance.now() - t0,
+    };
+  });
+}
+
+/** Greedy decoding of one instance's answer under `spec`; exact match needs EOS right after it. */
+export function runTask(engine: CpuKascadeEngine, spec: PolicySpec, instance: TaskInstance): JobResult {
+  return runTasks(engine, [spec], instance)[0]!;
 }
 
 /**
  * Teacher-forced logits of the last `positions` predictions of `ids`: the prefix is
- * prefilled under the policy, the rest decoded token by token.
+ * prefilled under the policy (or taken from `prefilled`, a dense prefill of it, when the
+ * policy keeps prefill dense with the same tile size), the rest decoded token by token.
  */
 function forcedLogits(
   engine: CpuKascadeEngine,
   spec: PolicySpec,
   ids: readonly number[],
   positions: number,
-): Float32Array[] {
+  prefilled?: Prefilled,
+): { logits: Float32Array[]; prefilled: Prefilled } {
   const model = engine.cpuModel;
   const policy = engine.createPolicy(spec);
-  const seq = model.createSequence(ids.length);
   const prefix = ids.length - positions;
-  const out = [model.prefill(seq, ids.slice(0, prefix), policy, { tileSize: policy.tileSize })];
-  for (let i = prefix; i < ids.length - 1; i++) out.push(model.decode(seq, ids[i]!, policy));
-  return out;
+  let from: Prefilled;
+  if (prefilled && prefillIsDense(spec) && prefilled.tileSize === policy.tileSize) {
+    from = { ...prefilled, seq: cloneSequence(engine, prefilled.seq) };
+  } else {
+    const seq = model.createSequence(ids.length);
+    const logits = model.prefill(seq, ids.slice(0, prefix), policy, { tileSize: policy.tileSize });
+    from = { seq, logits, tileSize: policy.tileSize };
+  }
+  const kept = prefilled ?? (prefillIsDense(spec) ? { ...from, seq: cloneSequence(engine, from.seq) } : from);
+  const out = [from.logits];
+  for (let i = prefix; i < ids.length - 1; i++) out.push(model.decode(from.seq, ids[i]!, policy));
+  return { logits: out, prefilled: kept };
 }
 
 /** Mean next-token KL from dense at the last positions of one text, per policy. */
@@ -118,19 +202,56 @@ export function runText(engine: CpuKascadeEngine, job: Extract<Job, { kind: 'tex
   }
   const dense = forcedLogits(engine, { kind: 'dense' }, ids, job.positions);
   const kl = job.policies.map(({ cell, spec }) => {
-    const logits = forcedLogits(engine, spec, ids, job.positions);
-    return { cell, values: logits.map((l, i) => klDivergence(dense[i]!, l)) };
+    const { logits } = forcedLogits(engine, spec, ids, job.positions, dense.prefilled);
+    return { cell, values: logits.map((l, i) => klDivergence(dense.logits[i]!, l)) };
   });
   return { kind: 'text', id: job.run.id, tokens: ids.length, kl, ms: performance.now() - t0 };
 }
 
-function runJob(engine: CpuKascadeEngine, job: Job): JobResult {
-  if (job.kind === 'task') return { ...runTask(engine, job.spec, job.instance), cell: job.cell } as JobResult;
-  return runText(engine, job);
+/**
+ * Jobs that run together: a dense task job with the tasks of the same instance whose specs
+ * keep prefill dense (they share its prefill, see {@link runTasks}); every other job alone.
+ * Units are ordered by their first job.
+ */
+export function jobUnits(jobs: readonly Job[]): number[][] {
+  const units: number[][] = [];
+  const byInstance = new Map<string, number[]>();
+  jobs.forEach((job, i) => {
+    if (job.kind === 'task' && prefillIsDense(job.spec)) {
+      const key = `${job.instance.id}\u0000${job.instance.prompt}`;
+      const unit = byInstance.get(key);
+      if (unit) {
+        unit.push(i);
+        return;
+      }
+      const fresh = [i];
+      byInstance.set(key, fresh);
+      units.push(fresh);
+      return;
+    }
+    units.push([i]);
+  });
+  return units;
 }
 
-export function openEngine(setup: RunnerSetup): Promise<CpuKascadeEngine> {
-  return createEngine({ model: setup.modelDir, plan: setup.planJson, backend: 'cpu', policy: 'dense' });
+function runUnit(engine: CpuKascadeEngine, unit: readonly Job[]): JobResult[] {
+  if (unit.length === 1 && unit[0]!.kind === 'text') return [runText(engine, unit[0]!)];
+  const tasks = unit as readonly Extract<Job, { kind: 'task' }>[];
+  const results = runTasks(
+    engine,
+    tasks.map((j) => j.spec),
+    tasks[0]!.instance,
+  );
+  return results.map((r, i) => ({ ...r, cell: tasks[i]!.cell }) as JobResult);
+}
+
+/**
+ * The engine over the model with f32 matrices (a bf16 checkpoint's values widened exactly:
+ * the same numbers, and the f32 kernels are the faster ones).
+ */
+export async function openEngine(setup: RunnerSetup): Promise<CpuKascadeEngine> {
+  const cpuModel = await loadModel(setup.modelDir, { matrixDtype: 'f32' });
+  return createEngine({ cpuModel, plan: setup.planJson, backend: 'cpu', policy: 'dense' });
 }
 
 /** Whether worker threads can load this module (compiled JavaScript, not TypeScript source). */
@@ -149,13 +270,25 @@ export async function runJobs(
   onResult: (result: JobResult, done: number) => void = () => {},
 ): Promise<JobResult[]> {
   const results: JobResult[] = new Array(jobs.length);
+  const units = jobUnits(jobs);
   let done = 0;
-  if (workers <= 1 || jobs.length <= 1) {
+  const finish = (unit: readonly number[], out: readonly JobResult[]) => {
+    unit.forEach((i, u) => {
+      results[i] = out[u]!;
+      onResult(out[u]!, ++done);
+    });
+  };
+  if (workers <= 1 || units.length <= 1) {
     const engine = await openEngine(setup);
     try {
-      for (let i = 0; i < jobs.length; i++) {
-        results[i] = runJob(engine, jobs[i]!);
-        onResult(results[i]!, ++done);
+      for (const unit of units) {
+        finish(
+          unit,
+          runUnit(
+            engine,
+            unit.map((i) => jobs[i]!),
+          ),
+        );
         await new Promise<void>((r) => setImmediate(r));
       }
     } finally {
@@ -171,31 +304,28 @@ export async function runJobs(
         workerData: { kascadeAccuracyWorker: true, setup },
       });
       started.push(worker);
-      let current = -1;
+      let current: number[] = [];
       const feed = () => {
-        if (next >= jobs.length) {
+        if (next >= units.length) {
           void worker.terminate().then(() => resolve());
           return;
         }
-        current = next++;
-        worker.postMessage(jobs[current]);
+        current = units[next++]!;
+        worker.postMessage(current.map((i) => jobs[i]));
       };
-      worker.on('message', (m: { ready?: true; result?: JobResult; error?: string }) => {
+      worker.on('message', (m: { ready?: true; results?: JobResult[]; error?: string }) => {
         if (m.error !== undefined) {
           void worker.terminate();
           reject(new Error(`accuracy worker: ${m.error}`));
           return;
         }
-        if (m.result) {
-          results[current] = m.result;
-          onResult(m.result, ++done);
-        }
+        if (m.results) finish(current, m.results);
         feed();
       });
       worker.on('error', reject);
     });
   try {
-    await Promise.all(Array.from({ length: Math.min(workers, jobs.length) }, one));
+    await Promise.all(Array.from({ length: Math.min(workers, units.length) }, one));
   } catch (e) {
     // One worker failed: stop the others so the process can exit with the error.
     await Promise.all(started.map((w) => w.terminate()));
@@ -213,9 +343,9 @@ async function workerMain(setup: RunnerSetup): Promise<void> {
     port.postMessage({ error: (e as Error).stack ?? String(e) });
     return;
   }
-  port.on('message', (job: Job) => {
+  port.on('message', (unit: Job[]) => {
     try {
-      port.postMessage({ result: runJob(engine, job) });
+      port.postMessage({ results: runUnit(engine, unit) });
     } catch (e) {
       port.postMessage({ error: (e as Error).stack ?? String(e) });
     }
