@@ -204,6 +204,63 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     out.destroy();
   });
 
+  it.each([1, 8])('teams with %i keys per step (dense and reuse, f16)', async (keysPerStep) => {
+    const gpu = probe.context!;
+    const [H, G, d, n] = [4, 2, 128, 301];
+    const kh = randomFloats(G * n * d, 51 + keysPerStep);
+    const vh = randomFloats(G * n * d, 52 + keysPerStep);
+    const qh = randomFloats(H * d, 53, 3);
+    const kv = createDeviceKV(gpu, { batch: 1, kvHeads: G, capacity: n, headDim: d, dtype: 'f16' });
+    for (const [buf, host] of [
+      [kv.k, packKV(kh, 'f16')],
+      [kv.v, packKV(vh, 'f16')],
+    ] as const) {
+      gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+    }
+    const ref = { heads: H, kvHeads: G, headDim: d, n, q: qh, k: fromF16(toF16(kh)), v: fromF16(toF16(vh)) };
+    const q = uploadBuffer(gpu, qh, 'q');
+    const out = uploadBuffer(gpu, new Float32Array(H * d).fill(Number.NaN), 'out');
+    const sel = { kvHeads: G, k: 40, indices: Int32Array.from({ length: G * 40 }, (_, i) => (i * 7) % n) };
+    const slot = createDecodeSlot(gpu, 1, G, 64);
+    const rows = new Uint32Array(G * 64);
+    for (let j = 0; j < G; j++) rows.set(sel.indices.subarray(j * 40, (j + 1) * 40), j * 64);
+    gpu.device.queue.writeBuffer(slot.indices, 0, rows);
+    slot.k = 40;
+    for (const role of ['dense', 'reuse'] as const) {
+      gpu.device.queue.writeBuffer(out, 0, new Float32Array(H * d).fill(Number.NaN));
+      await run(gpu, (pass) =>
+        encodeDecode(gpu, pass, {
+          role,
+          heads: H,
+          q,
+          kv,
+          n,
+          out,
+          slot,
+          headMap: [1, 0],
+          kernel: 'teams',
+          keysPerStep,
+        }),
+      );
+      const o = new Float32Array(await readBuffer(gpu, out, H * d * 4));
+      const want = role === 'dense' ? denseDecodeAttention(ref) : sparseDecodeAttention(ref, sel, [1, 0]);
+      expect(relError(o, want), role).toBeLessThan(1e-5);
+    }
+    expect(() =>
+      encodeDecode(gpu, {} as GPUComputePassEncoder, {
+        role: 'dense',
+        heads: H,
+        q,
+        kv,
+        n,
+        out,
+        keysPerStep: 9,
+      }),
+    ).toThrow(/keysPerStep must be an integer in 1..8/);
+    destroyDeviceKV(kv);
+    for (const b of [q, out, slot.indices]) b.destroy();
+  });
+
   it('uses the team kernel by default where it can run', async () => {
     const gpu = probe.context!;
     const teamsG2 = () =>

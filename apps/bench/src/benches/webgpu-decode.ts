@@ -18,7 +18,7 @@
  *
  * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least).
  * At the longest context the team kernel's dense and reuse are also timed at other split counts (`sweep-*` rows,
- * `targetWorkgroups` 512 to 8192; the default aims at 2048).
+ * `targetWorkgroups` 512 to 8192, default 2048; `keysPerStep` 2 and 8, default 4).
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
  * `--no-parity`, `--no-sweep`.
@@ -194,9 +194,17 @@ const bench: Bench = {
         }
         if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
           // How the team kernel's split count moves dense and reuse (the default aims at 2048 workgroups).
+          const tunings: { targetWorkgroups?: number; keysPerStep?: number }[] = [
+            { targetWorkgroups: 512 },
+            { targetWorkgroups: 1024 },
+            { targetWorkgroups: 4096 },
+            { targetWorkgroups: 8192 },
+            { keysPerStep: 2 },
+            { keysPerStep: 8 },
+          ];
           for (const role of ['dense', 'reuse'] as const) {
-            for (const targetWorkgroups of [512, 1024, 4096, 8192]) {
-              const label = `teams ${role} n=${n} b=${batch} targetWorkgroups=${targetWorkgroups}`;
+            for (const tuning of tunings) {
+              const label = `teams ${role} n=${n} b=${batch} ${JSON.stringify(tuning)}`;
               const s = await timeOp(
                 gpu,
                 ctx,
@@ -213,7 +221,7 @@ const bench: Bench = {
                     headMap,
                     budget,
                     kernel: 'teams',
-                    targetWorkgroups,
+                    ...tuning,
                   }),
                 flush,
               );
@@ -223,7 +231,8 @@ const bench: Bench = {
                 context: n,
                 batch,
                 k: role === 'dense' ? n : k,
-                targetWorkgroups,
+                targetWorkgroups: tuning.targetWorkgroups ?? 2048,
+                keysPerStep: tuning.keysPerStep ?? 4,
                 medianUs: round(s.median),
                 p10Us: round(s.p10),
                 p90Us: round(s.p90),

@@ -100,6 +100,8 @@ export interface DecodeArgs {
   readonly kernel?: DecodeKernel;
   /** `teams` only: about how many workgroups to split the keys over (default 2048; for tuning). */
   readonly targetWorkgroups?: number;
+  /** `teams` only: K/V rows a team loads per step, 1..8 (default 4 for group sizes up to 4, else 2; for tuning). */
+  readonly keysPerStep?: number;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -256,7 +258,13 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const kernel = resolveDecodeKernel(gpu, headDim, kv.dtype, a.kernel);
   if (a.targetWorkgroups !== undefined) positiveInt('targetWorkgroups', a.targetWorkgroups);
   const teams = kernel === 'teams' ? teamsLayout(gpu, headDim, kv.dtype)! : null;
-  const U = group <= 4 ? 4 : 2;
+  if (
+    a.keysPerStep !== undefined &&
+    !(Number.isInteger(a.keysPerStep) && a.keysPerStep >= 1 && a.keysPerStep <= 8)
+  ) {
+    throw new WebGPUShapeError(`keysPerStep must be an integer in 1..8, got ${a.keysPerStep}`);
+  }
+  const U = a.keysPerStep ?? (group <= 4 ? 4 : 2);
   const splitsFor = (keys: number) =>
     teams
       ? teamSplits(batch, kvHeads, keys, (teams.WG / teams.TW) * U, a.targetWorkgroups)
