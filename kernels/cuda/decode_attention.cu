@@ -18,6 +18,7 @@
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
 #include <cstdio>
+#include <cudaTypedefs.h>
 
 #include "decode_attention.cuh"
 
@@ -108,6 +109,21 @@ __device__ __forceinline__ void bulk_g2s(void* smem, const void* gmem, unsigned 
       : "memory");
 }
 
+// Variant KASCADE_VARIANT_TMA2D: a [16 rows][64 elements] box of a 3D tensor map (128-byte swizzle).
+__device__ __forceinline__ void tma_load_3d(void* smem, const CUtensorMap* map, int c0, int c1, int c2,
+                                            uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "[%2];\n" ::"r"(smem_u32(smem)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+// Byte offset of 16-byte chunk `chunk` (0 .. D/8-1) of row `row` (0..15) in a TMA2D tile: D/64 boxes
+// of 16 rows x 128 bytes, each 1024-byte aligned, chunks XOR-swizzled by the row within 8.
+__device__ __forceinline__ uint32_t tma_tile_offset(int row, int chunk) {
+  return static_cast<uint32_t>((chunk >> 3) * 2048 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
+}
+
 // One completion counter per (sequence, KV head) for the fused combine; zero at module load and
 // reset by the block that merges, so every launch finds them zero. Ops on one stream run one at a
 // time (the binding has one op stream): two streams running fused ops at once would share them.
@@ -126,14 +142,24 @@ struct Cfg {
   static constexpr int kWarpElems = kStages * kStageElems * (kWithV ? 2 : 1);
 };
 
+// TMA2D tiles: per warp and stage a K tile (and a V tile) of 16 rows x D, unpadded, swizzled.
+template <typename T, int D, int MODE>
+__host__ __device__ constexpr size_t tma_stage_bytes() {
+  return size_t(Cfg<D, MODE>::kWarpKeys) * D * sizeof(T) * (Cfg<D, MODE>::kWithV ? 2 : 1);
+}
 template <typename T, int D, int GS, int MODE, int LOAD>
 constexpr size_t partial_smem_bytes() {
   using C = Cfg<D, MODE>;
-  // K/V rings, row positions, and (bulk loader) one 8-byte mbarrier per warp and stage.
+  // K/V rings, row positions, and (bulk loaders) one 8-byte mbarrier per warp and stage.
   const size_t ring = size_t(4) * (C::kWarpElems * sizeof(T) + C::kStages * C::kWarpKeys * sizeof(int)) +
                       (LOAD ? size_t(4) * C::kStages * sizeof(uint64_t) : 0);
+  // TMA2D: 1024 bytes of alignment slack, the swizzled rings, positions and barriers.
+  const size_t tma = LOAD == 2 ? 1024 + size_t(4) * C::kStages *
+                                            (tma_stage_bytes<T, D, MODE>() + C::kWarpKeys * sizeof(int) + sizeof(uint64_t))
+                               : 0;
   const size_t red = sizeof(float) * 4 * (GS * D + 2 * GS);
-  return ring > red ? ring : red;
+  const size_t m = ring > red ? ring : red;
+  return m > tma ? m : tma;
 }
 // Bytes of the ring region the fused combine may reuse for the group's split weights.
 template <typename T, int D, int MODE>
@@ -146,7 +172,8 @@ constexpr size_t ring_bytes() {
 // S = Q K^T and O += P V with mma.sync (query heads as the 16 rows of the A operand, rows >= g
 // zero), and keeps its own online-softmax state; the 4 warps merge at the end.
 template <typename T, int D, int GS, int MODE, int LOAD>
-__global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s, PartialArgs a) {
+__global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s, PartialArgs a,
+                                                           const __grid_constant__ TmaMaps tm) {
   using C = Cfg<D, MODE>;
   constexpr bool kGatherMode = MODE == kGather;
   constexpr bool kWithV = C::kWithV;
@@ -166,6 +193,17 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                                        4 * C::kWarpElems) +
                                                4 * ST * KW) +
                    warp * ST;
+  // TMA2D: 1024-byte aligned swizzled tiles, [warp][stage] x (K tile, V tile), then positions, barriers.
+  constexpr uint32_t kTmaStage = static_cast<uint32_t>(tma_stage_bytes<T, D, MODE>());
+  constexpr uint32_t kTmaTileK = KW * D * sizeof(T);
+  unsigned char* tileBase = nullptr;
+  if constexpr (LOAD == 2) {
+    const uint32_t raw = smem_u32(smem_raw);
+    unsigned char* aligned = smem_raw + ((1024u - (raw & 1023u)) & 1023u);
+    tileBase = aligned + warp * ST * kTmaStage;
+    posS = reinterpret_cast<int*>(aligned + 4 * ST * kTmaStage) + warp * ST * KW;
+    bars = reinterpret_cast<uint64_t*>(aligned + 4 * ST * kTmaStage + 4 * ST * KW * sizeof(int)) + warp * ST;
+  }
   const bool prefetch = (a.variant & KASCADE_VARIANT_PREFETCH) != 0;
   if (a.clearHist && blockIdx.x == 0) {
     // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
@@ -173,7 +211,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
     if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
   }
-  if constexpr (LOAD == 1) {
+  if constexpr (LOAD >= 1) {
     if (lane == 0)
       for (int i = 0; i < ST; ++i) mbar_init(bars + i, 1);
     mbar_fence_init();
@@ -226,7 +264,21 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       const int p = nextPos;
       nextPos = (lane < KW && i + 1 < steps) ? list_pos(begin + (warp + 4 * (i + 1)) * KW + lane) : -1;
       if (lane < KW) posS[st * KW + lane] = p;
-      if constexpr (LOAD == 1) {
+      if constexpr (LOAD == 2) {
+        // One lane: the step's 16 rows (keys begin + step * 16 ...) as D/64 swizzled boxes of K (and V);
+        // rows past the split are masked by position, rows >= n arrive as zeros.
+        if (lane == 0) {
+          const int row0 = begin + (warp + 4 * i) * KW;
+          const int bg = b * G + j;
+          unsigned char* tk = tileBase + st * kTmaStage;
+          mbar_arrive_expect_tx(bars + st, kTmaStage);
+#pragma unroll
+          for (int c = 0; c < D / 64; ++c) {
+            tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+            if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
+          }
+        }
+      } else if constexpr (LOAD == 1) {
         // Lanes 0..15 copy K row `lane`, lanes 16..31 V row `lane - 16`. A masked row (past the
         // end, or an out-of-range index) copies row 0, which is finite: its probability is 0.
         const int r = lane & (KW - 1);
@@ -270,7 +322,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   for (int i = 0; i < steps; ++i) {
     issue(i + ST - 1);
     const int st = i % ST;
-    if constexpr (LOAD == 1) {
+    if constexpr (LOAD >= 1) {
       mbar_wait(bars + st, static_cast<unsigned>(i / ST) & 1u);
     } else {
       cp_async_wait<ST - 1>();
@@ -286,7 +338,11 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc) {
         uint32_t bf[4];
-        ldmatrix_x4(bf, base + kc * 16);
+        if constexpr (LOAD == 2) {
+          ldmatrix_x4(bf, tileBase + st * kTmaStage + tma_tile_offset((mi >> 1) * 8 + r8, kc * 2 + (mi & 1)));
+        } else {
+          ldmatrix_x4(bf, base + kc * 16);
+        }
         mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
         mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
       }
@@ -351,7 +407,12 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
 #pragma unroll
       for (int nd = 0; nd < KC; ++nd) {
         uint32_t bf[4];
-        ldmatrix_x4_trans(bf, base + nd * 16);
+        if constexpr (LOAD == 2) {
+          ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
+                                    tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
+        } else {
+          ldmatrix_x4_trans(bf, base + nd * 16);
+        }
         float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
         float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
         mma16816<T>(c0, ph, bf[0], bf[1]);
@@ -558,7 +619,8 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
 }
 
 template <typename T, int D, int GS, int MODE, int LOAD>
-static cudaError_t launch_partial_t(const KascadeDecodeShape& s, const PartialArgs& a, cudaStream_t st) {
+static cudaError_t launch_partial_t(const KascadeDecodeShape& s, const PartialArgs& a, const TmaMaps& tm,
+                                    cudaStream_t st) {
   constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
   static bool configured = false;
   if (!configured) {
@@ -568,29 +630,79 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, const PartialAr
     configured = true;
   }
   const dim3 grid(a.splits, s.kvHeads, s.batch);
-  attn_partial_kernel<T, D, GS, MODE, LOAD><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a);
+  attn_partial_kernel<T, D, GS, MODE, LOAD><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a, tm);
   return cudaGetLastError();
 }
 
 template <typename T, int D, int GS, int LOAD>
 static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
-                                       cudaStream_t st) {
-  switch (mode) {
-    case kDense: return launch_partial_t<T, D, GS, kDense, LOAD>(s, a, st);
-    case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, LOAD>(s, a, st);
-    case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, LOAD>(s, a, st);
-    case kGather: return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, st);
+                                       const TmaMaps& tm, cudaStream_t st) {
+  if constexpr (LOAD == 2) {  // contiguous passes only
+    switch (mode) {
+      case kDense: return launch_partial_t<T, D, GS, kDense, 2>(s, a, tm, st);
+      case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, 2>(s, a, tm, st);
+      case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, 2>(s, a, tm, st);
+      default: return cudaErrorInvalidValue;
+    }
+  } else {
+    switch (mode) {
+      case kDense: return launch_partial_t<T, D, GS, kDense, LOAD>(s, a, tm, st);
+      case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, LOAD>(s, a, tm, st);
+      case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, LOAD>(s, a, tm, st);
+      case kGather: return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, tm, st);
+    }
   }
   return cudaErrorInvalidValue;
 }
 
+// cuTensorMapEncodeTiled from the driver, fetched once at run time (no link-time libcuda dependency).
+static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    else
+      cudaGetLastError();
+  }
+  return fn;
+}
+
+// 3D map over a K or V cache: dims (headDim, n, batch x kvHeads), strides (row, capacity rows);
+// boxes of 64 elements x 16 rows, 128-byte swizzle, rows past n zero-filled.
+static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const void* base) {
+  const auto enc = tensor_map_encoder();
+  if (!enc) return false;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(s.headDim), static_cast<cuuint64_t>(s.n),
+                              static_cast<cuuint64_t>(s.batch) * s.kvHeads};
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(s.headDim) * 2,
+                                 static_cast<cuuint64_t>(s.capacity) * s.headDim * 2};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(kTile / 4), 1};
+  const cuuint32_t estr[3] = {1, 1, 1};
+  const CUtensorMapDataType dt =
+      s.dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
+  TmaMaps tm{};
+  // TMA2D on the contiguous passes; a map the driver cannot encode is an error, never a silent fallback.
+  const bool tma2d = (a.variant & KASCADE_VARIANT_TMA2D) && mode != kGather;
+  if (tma2d && !(encode_kv_map(&tm.k, s, a.k) && encode_kv_map(&tm.v, s, mode == kScoresOnly ? a.k : a.v)))
+    return cudaErrorNotSupported;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        if (a.variant & KASCADE_VARIANT_BULK) return launch_partial_mode<T, D, GS, 1>(s, mode, a, st);
-        return launch_partial_mode<T, D, GS, 0>(s, mode, a, st);
+        if (tma2d) return launch_partial_mode<T, D, GS, 2>(s, mode, a, tm, st);
+        if (a.variant & KASCADE_VARIANT_BULK) return launch_partial_mode<T, D, GS, 1>(s, mode, a, tm, st);
+        return launch_partial_mode<T, D, GS, 0>(s, mode, a, tm, st);
       });
     });
   });
@@ -675,7 +787,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..15 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..31 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -1,6 +1,8 @@
 // Internal interface between the decode attention kernels (decode_attention.cu) and the
 // anchor ops (anchor_decode.cu). Not part of the public C API.
 #pragma once
+#include <cuda.h>  // CUtensorMap (TMA descriptors; the driver entry point is fetched at run time)
+
 #include "common.cuh"
 
 namespace kascade {
@@ -49,6 +51,12 @@ cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, Partial
 int device_sm_count();
 // Split-KV factor for a key list of listLen entries; writes the entries per split to *chunk.
 int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gather);
+
+// KASCADE_VARIANT_TMA2D: tensor maps of K and V, [batch x kvHeads][n][headDim] (rows >= n read as zeros).
+struct TmaMaps {
+  CUtensorMap k;
+  CUtensorMap v;
+};
 
 cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
                            cudaStream_t st);

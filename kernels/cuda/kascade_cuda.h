@@ -42,7 +42,9 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_FUSED = 4,     // the last split block of a KV head merges the splits (no combine kernel)
   KASCADE_VARIANT_SELECT2 = 8,   // anchors: Top-k passes over wider per-block chunks, the scores pass
                                  // clears the select state (no memsets)
-  KASCADE_VARIANT_ALL = 15,
+  KASCADE_VARIANT_TMA2D = 16,    // contiguous passes (dense, layer 0, anchor scores): 16-key K/V tiles by
+                                 // TMA tensor copies (128-byte swizzle); gathers use the other bits' loader
+  KASCADE_VARIANT_ALL = 31,
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
