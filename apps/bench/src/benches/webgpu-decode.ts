@@ -16,7 +16,8 @@
  * device: dense, anchor and reuse of every kernel against the float64 core reference (n 3000,
  * batch 2, K/V read back), `parityMaxRelErr`.
  *
- * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least).
+ * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least), a
+ * `stage-select` row the anchor's Top-k alone at the longest context, batch 1.
  * At the longest context the team kernel's dense and reuse are also timed at other split counts (`sweep-*` rows,
  * `targetWorkgroups` 512 to 8192, default 2048; `keysPerStep` 2 and 8, default 4).
  *
@@ -39,6 +40,7 @@ import {
   encodeCopy,
   encodeDecode,
   encodeFillRandom,
+  encodeSelect,
   type KascadeGPU,
   type LayerRole,
   readBuffer,
@@ -191,6 +193,41 @@ const bench: Bench = {
               4,
             );
           }
+        }
+        if (args.sweep && n === Math.max(...contexts) && batch === 1) {
+          // The anchor's Top-k alone (9 dispatches), on the pooled scores the last anchor left.
+          const rowsN = batch * G;
+          const rowInfo = gpu.scratchBuffer('bench.rowInfo', rowsN * 16);
+          const info = new Uint32Array(rowsN * 4);
+          for (let r = 0; r < rowsN; r++) info.set([r * n, n, k, r * slot.kStride], r * 4);
+          gpu.device.queue.writeBuffer(rowInfo, 0, info);
+          const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
+          const selOut = gpu.scratchBuffer('bench.selectOut', rowsN * slot.kStride * 4);
+          const s = await timeOp(
+            gpu,
+            ctx,
+            `select ${rowsN} rows of ${n}, k ${k}`,
+            (pass) =>
+              encodeSelect(gpu, pass, {
+                vals: pooled,
+                rowInfo: { buffer: rowInfo, offset: 0, size: rowsN * 16 },
+                rows: rowsN,
+                maxLength: n,
+                out: selOut,
+                tag: 'bench',
+              }),
+            flush,
+          );
+          rows.push({
+            kernel: 'stage-select',
+            context: n,
+            batch,
+            k,
+            medianUs: round(s.median),
+            p10Us: round(s.p10),
+            p90Us: round(s.p90),
+            timing: s.source,
+          });
         }
         if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
           // How the team kernel's split count moves dense and reuse (the default aims at 2048 workgroups).
