@@ -17,6 +17,9 @@
 //     first `remaining` equal to it go to indices [rows, k]. Exactly k per row, no duplicates,
 //     order free; among exactly tied scores at the threshold the pick is arbitrary.
 //  6. anchor only: attn_partial_kernel in gather mode over the selected rows, then combine.
+// Variant bit 8 (KASCADE_VARIANT_SELECT2): steps 2-5 take about 8 blocks per SM over all rows (chunks
+// of up to 16 x 1024 scores per block: fewer histogram clears and flushes per score), and the scores
+// pass zeroes the histogram and state rows instead of two memsets.
 // Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
 // pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
 #include "decode_attention.cuh"

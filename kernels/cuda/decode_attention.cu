@@ -1,6 +1,6 @@
 // Split-KV decode attention (dense, gathered/sparse, scores-only) and the split combine.
 //
-// Kernel attn_partial_kernel<T, D, GS, MODE>
+// Kernel attn_partial_kernel<T, D, GS, MODE, LOAD>
 //   grid (splits, kvHeads, batch), block 128 threads = 4 independent warps; one block = one KV
 //   head j of one sequence b, all GS query heads of its group, one contiguous range of the key
 //   list (keys 0..n-1, or an index list for gather mode). GQA-aware: each K/V row is read from
@@ -15,6 +15,16 @@
 //   puts ldmatrix's 8 rows on distinct banks.
 //   Bytes: reads the listed K rows (+ V rows unless scores-only) once, q once per block;
 //   writes GS x (D + 2) f32 per block, plus GS f32 logits per key when asked.
+//   Variants (KascadeDecodeShape::variant bits, kascade_cuda.h; every one computes the same thing):
+//   - LOAD = 0 (default): 16-byte cp.async per row chunk; bit 2 adds an L2 256-byte prefetch hint.
+//   - LOAD = 1 (bit 1): one cp.async.bulk per 256-byte row (lanes 0-15 K, 16-31 V) completing on an
+//     mbarrier per ring stage; masked rows copy row 0 (finite, probability 0).
+//   - LOAD = 2 (bit 16, contiguous modes only): one lane issues the step's K (and V) tile as D/64 TMA
+//     tensor boxes of 16 rows x 128 B with the 128-byte swizzle into 1024-byte aligned, unpadded
+//     stages (ldmatrix addresses XOR the 16-byte chunk with the row); rows >= n arrive as zeros.
+//   - bit 4: the last block of each (b, j) to finish (a counter per (b, j) in g_split_done, reset by
+//     that block) merges the splits into `out`, so no combine kernel runs.
+//   - bit 8: split 0 of each (b, j) zeroes that row's Top-k histogram and state (anchor_decode.cu).
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
 #include <cstdio>
