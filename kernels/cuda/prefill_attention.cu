@@ -293,6 +293,7 @@ int prefill_variant(PrefillMode mode) {
   if (v == nullptr) return 1;
   if (strcmp(v, "v2") == 0) return 2;
   if (strcmp(v, "v3") == 0) return 3;
+  if (strcmp(v, "v4") == 0) return mode == kSparse ? 3 : 4;  // v4 differs from v3 in the dense modes only
   return 1;
 }
 
@@ -300,7 +301,8 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
   if (variant == 2) return launch_prefill_attention_v2(s, mode, a, st);
-  if (variant == 3 && prefill_wgmma_supports(s, mode)) return launch_prefill_attention_wgmma(s, mode, a, st);
+  if (variant >= 3 && prefill_wgmma_supports(s, mode))
+    return launch_prefill_attention_wgmma(s, mode, a, st, variant == 4);
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {

@@ -51,12 +51,12 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
 // KASCADE_PREFILL_SPARSE=v2 (sparse); read at every launch, so one process can time both.
 cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                         cudaStream_t st);
-// Variant v3 (prefill_attention_wgmma.cu): Hopper wgmma; KASCADE_PREFILL_DENSE=v3 / KASCADE_PREFILL_SPARSE=v3
-// (sparse only for group sizes >= 2: g = 1 stays on v1).
+// Variants v3 / v4 (prefill_attention_wgmma.cu): Hopper wgmma; KASCADE_PREFILL_DENSE=v3 (one warpgroup per
+// block) or v4 (two, dense modes) / KASCADE_PREFILL_SPARSE=v3 (group sizes >= 2: g = 1 stays on v1).
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                           cudaStream_t st);
+                                           cudaStream_t st, bool twoWarpgroups);
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
-// The variant the environment selects for a mode: 1 (default), 2 or 3.
+// The variant the environment selects for a mode: 1 (default), 2, 3 or 4.
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

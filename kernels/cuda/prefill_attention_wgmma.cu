@@ -3,8 +3,10 @@
 // (sparse, group sizes 2, 4, 8; g = 1 stays on v1); v1 stays the default until parity and timing on the
 // H200 back it.
 //
-// Kernel prefill_attn_wgmma_kernel<T, D, GS, MODE>, 4 warps = one warpgroup, 64 query rows (16 per warp):
-//   - dense modes: grid (ceil(queries / 64), heads, batch), the 64 consecutive queries of one head, heaviest
+// Kernel prefill_attn_wgmma_kernel<T, D, GS, MODE, WARPS>, WARPS = 4 (one warpgroup, 64 query rows, 16 per
+// warp; 3 blocks per SM) or, dense modes only, 8 (attention variant v4: two warpgroups, 128 rows sharing each
+// K/V step, half the L2 -> shared memory traffic per query; 1 block per SM):
+//   - dense modes: grid (ceil(queries / (16 WARPS)), heads, batch), consecutive queries of one head, heaviest
 //     blocks first; every warp takes part in every step (wgmma is warpgroup-wide), masks only on steps that
 //     cross its diagonal.
 //   - sparse: grid (tiles x 2GS / 4, kvHeads, batch), a (tile, KV head)'s blocks adjacent; warp = 16-row half of the tile for one query head of
@@ -37,12 +39,13 @@ constexpr size_t wg_smem_bytes() {
   return static_cast<size_t>((MODE == kStats ? 2 : 4) * kKeys * D) * 2 + 2 * kKeys * sizeof(int);
 }
 
-template <typename T, int D, int GS, int MODE>
-__global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefillShape s, PrefillArgs a) {
+template <typename T, int D, int GS, int MODE, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1)
+    prefill_attn_wgmma_kernel(KascadePrefillShape s, PrefillArgs a) {
   constexpr bool kWithV = MODE != kStats;
   constexpr bool kSparseMode = MODE == kSparse;
   constexpr bool kWriteStats = MODE == kDenseStats || MODE == kStats;
-  constexpr int WARPS = 4;
+  static_assert(WARPS == 4 || (WARPS == 8 && MODE != kSparse), "one warpgroup, or two for the dense modes");
   constexpr int KC = D / 16;
   constexpr int NB = D / 8;
   constexpr int NT = WARPS * 32;
@@ -273,12 +276,12 @@ __global__ void __launch_bounds__(128, 3) prefill_attn_wgmma_kernel(KascadePrefi
   }
 }
 
-template <typename T, int D, int GS, int MODE>
+template <typename T, int D, int GS, int MODE, int WARPS = 4>
 cudaError_t launch_wgmma_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = wg_smem_bytes<T, D, MODE>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_attn_wgmma_kernel<T, D, GS, MODE>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_attn_wgmma_kernel<T, D, GS, MODE, WARPS>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -287,9 +290,9 @@ cudaError_t launch_wgmma_t(const KascadePrefillShape& s, const PrefillArgs& a, c
   if constexpr (MODE == kSparse) {
     grid = dim3(tiles_of(s) * (2 * GS / 4), s.kvHeads, s.batch);
   } else {
-    grid = dim3(ceil_div(s.queries, 64), s.heads, s.batch);
+    grid = dim3(ceil_div(s.queries, 16 * WARPS), s.heads, s.batch);
   }
-  prefill_attn_wgmma_kernel<T, D, GS, MODE><<<grid, 128, smem, st>>>(s, a);
+  prefill_attn_wgmma_kernel<T, D, GS, MODE, WARPS><<<grid, WARPS * 32, smem, st>>>(s, a);
   return cudaGetLastError();
 }
 
@@ -300,14 +303,18 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode) {
 }
 
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                           cudaStream_t st) {
+                                           cudaStream_t st, bool twoWarpgroups) {
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
       switch (mode) {
-        case kDense: return launch_wgmma_t<T, D, 1, kDense>(s, a, st);
-        case kDenseStats: return launch_wgmma_t<T, D, 1, kDenseStats>(s, a, st);
-        case kStats: return launch_wgmma_t<T, D, 1, kStats>(s, a, st);
+        case kDense:
+          return twoWarpgroups ? launch_wgmma_t<T, D, 1, kDense, 8>(s, a, st) : launch_wgmma_t<T, D, 1, kDense>(s, a, st);
+        case kDenseStats:
+          return twoWarpgroups ? launch_wgmma_t<T, D, 1, kDenseStats, 8>(s, a, st)
+                               : launch_wgmma_t<T, D, 1, kDenseStats>(s, a, st);
+        case kStats:
+          return twoWarpgroups ? launch_wgmma_t<T, D, 1, kStats, 8>(s, a, st) : launch_wgmma_t<T, D, 1, kStats>(s, a, st);
         case kSparse:
           switch (g) {
             case 2: return launch_wgmma_t<T, D, 2, kSparse>(s, a, st);
