@@ -167,7 +167,13 @@ export class CpuTransformer implements CpuModel {
       if (options.signal?.aborted) throw abortError(options.signal);
       const count = Math.min(chunk, total - done);
       const ids = Array.from({ length: count }, (_, i) => tokenIds[done + i]);
-      const h = this.forward([{ seq, row: 0, count, decode: false, attention, tileSize }], ids);
+      // Only the last chunk's final hidden states are read (for the logits): earlier chunks
+      // need the last layer's K/V appended, not its attention and MLP outputs. A hook that
+      // observes the residual stream (calibration) still sees every layer of every chunk.
+      const last = done + count === total;
+      const h = this.forward([{ seq, row: 0, count, decode: false, attention, tileSize }], ids, {
+        skipLastLayer: !last && attention.observe === undefined,
+      });
       done += count;
       if (done === total) logits = this.logits(h, count - 1);
       options.onTile?.(done, total);
@@ -270,7 +276,11 @@ export class CpuTransformer implements CpuModel {
   }
 
   /** Runs all layers over `rows` tokens (grouped by sequence); returns the final hidden states `[rows, hidden]`. */
-  private forward(groups: readonly Group[], ids: ArrayLike<number>): Float32Array {
+  private forward(
+    groups: readonly Group[],
+    ids: ArrayLike<number>,
+    options: { readonly skipLastLayer?: boolean } = {},
+  ): Float32Array {
     const c = this.config;
     const { hiddenSize: dim, heads, kvHeads, headDim: d, intermediateSize: inter, rmsNormEps: eps } = c;
     const rows = ids.length;
@@ -309,6 +319,7 @@ export class CpuTransformer implements CpuModel {
         for (let hh = 0; hh < heads; hh++) applyRope(q, r * qDim + hh * d, cos, sin, r, half);
         for (let j = 0; j < kvHeads; j++) applyRope(k, r * kvDim + j * d, cos, sin, r, half);
       }
+      const skip = options.skipLastLayer === true && l === c.layers - 1;
       for (const g of groups) {
         const { seq } = g;
         const cap = seq.capacity;
@@ -323,12 +334,14 @@ export class CpuTransformer implements CpuModel {
             vc.set(v.subarray(r * kvDim + j * d, r * kvDim + (j + 1) * d), dst);
           }
         }
+        if (skip) continue;
         // q as [heads, count, headDim] for the hook.
         const qh = new Float32Array(heads * g.count * d);
         for (let t = 0; t < g.count; t++) {
           for (let hh = 0; hh < heads; hh++) {
             const src = (g.row + t) * qDim + hh * d;
-            qh.set(q.subarray(src, src + d), (hh * g.count + t) * d);
+            const dst = (hh * g.count + t) * d;
+            for (let i = 0; i < d; i++) qh[dst + i] = q[src + i]!;
           }
         }
         const shape = { heads, kvHeads, headDim: d, k: kc, v: vc, n: start + g.count, capacity: cap };
@@ -346,14 +359,26 @@ export class CpuTransformer implements CpuModel {
             `attention hook of layer ${l} returned ${out.length} values, expected ${heads * g.count * d}`,
           );
         }
-        for (let t = 0; t < g.count; t++) {
-          for (let hh = 0; hh < heads; hh++) {
-            const src = (hh * g.count + t) * d;
-            const dst = (g.row + t) * qDim + hh * d;
-            for (let i = 0; i < d; i++) attnRows[dst + i] = out[src + i];
+        if (out instanceof Float32Array) {
+          for (let t = 0; t < g.count; t++) {
+            for (let hh = 0; hh < heads; hh++) {
+              const src = (hh * g.count + t) * d;
+              const dst = (g.row + t) * qDim + hh * d;
+              for (let i = 0; i < d; i++) attnRows[dst + i] = out[src + i]!;
+            }
+          }
+        } else {
+          for (let t = 0; t < g.count; t++) {
+            for (let hh = 0; hh < heads; hh++) {
+              const src = (hh * g.count + t) * d;
+              const dst = (g.row + t) * qDim + hh * d;
+              for (let i = 0; i < d; i++) attnRows[dst + i] = out[src + i]!;
+            }
           }
         }
       }
+      // The last layer of a chunk whose outputs nobody reads: its K/V are in the cache.
+      if (skip) break;
       this.mm(w.o, attnRows, attnOut, rows, dim, qDim, w.oBias);
       for (const g of groups) {
         g.attention.observe?.(
