@@ -19,16 +19,21 @@ if [ ! -s "$bundle" ]; then
   echo "missing $bundle: run node packages/webgpu/scripts/bundle-bench.mjs here and carry packages/webgpu/.bench"
   exit 2
 fi
-if [ -z "${DAWN_NODE_PATH:-}" ] && [ -f .device/preamble.sh ]; then
-  source .device/preamble.sh
+# KASCADE_WEBGPU_SMOKE=1 runs the same steps tiny and --quick (to try this script on SwiftShader here,
+# with VK_ICD_FILENAMES set; Dawn then comes from the webgpu package).
+if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .device/preamble.sh ]; then
+  source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
+mkdir -p "$out"
+long=131072 short=32768,8192 quick= first=75 total=108
+if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=512 short=256 quick=--quick first=900 total=1500; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
-timeout --kill-after=3 75 node "$bundle" "$out/p128k" webgpu-decode -- --contexts=131072 --batches=1,8
+timeout --kill-after=3 "$first" node "$bundle" "$out/p128k" $quick webgpu-decode -- --contexts=$long --batches=1,8
 echo "128k rc=$? after $(( $(date +%s) - start )) s"
-left=$(( 108 - ($(date +%s) - start) ))
+left=$(( total - ($(date +%s) - start) ))
 if [ "$left" -gt 12 ]; then
-  timeout --kill-after=3 "$left" node "$bundle" "$out/p32k" webgpu-decode -- --contexts=32768,8192 --batches=1,8 --no-parity --no-sweep
+  timeout --kill-after=3 "$left" node "$bundle" "$out/p32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --no-parity --no-sweep
   echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 fi
 parts=()
