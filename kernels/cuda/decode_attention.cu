@@ -25,10 +25,13 @@
 //   - bit 4: the last block of each (b, j) to finish (a counter per (b, j) in g_split_done, reset by
 //     that block) merges the splits into `out`, so no combine kernel runs.
 //   - bit 8: split 0 of each (b, j) zeroes that row's Top-k histogram and state (anchor_decode.cu).
+//   - bit 32: P enters P V as one 16-bit value (the hi half alone): half the P V MMAs, P keeps ~8
+//     (bf16) or ~11 (f16) significant bits, like the naive same-precision reference the parity uses.
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
 #include <cstdio>
 #include <cudaTypedefs.h>
+#include <type_traits>
 
 #include "decode_attention.cuh"
 
@@ -215,6 +218,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     bars = reinterpret_cast<uint64_t*>(aligned + 4 * ST * kTmaStage + 4 * ST * KW * sizeof(int)) + warp * ST;
   }
   const bool prefetch = (a.variant & KASCADE_VARIANT_PREFETCH) != 0;
+  const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
   if (a.clearHist && blockIdx.x == 0) {
     // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
     const size_t r = static_cast<size_t>(blockIdx.z) * s.kvHeads + blockIdx.y;
@@ -414,25 +418,33 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       const T* vs = Vs + st * C::kStageElems;
       const int mi = lane >> 3, r8 = lane & 7;
       const T* base = vs + ((mi & 1) * 8 + r8) * C::kRow + (mi >> 1) * 8;
+      // O += P V over the D/16 column chunks; withLo adds the lo half of P (off in variant P16).
+      auto pv = [&](auto withLo) {
 #pragma unroll
-      for (int nd = 0; nd < KC; ++nd) {
-        uint32_t bf[4];
-        if constexpr (LOAD == 2) {
-          ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
-                                    tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
-        } else {
-          ldmatrix_x4_trans(bf, base + nd * 16);
+        for (int nd = 0; nd < KC; ++nd) {
+          uint32_t bf[4];
+          if constexpr (LOAD == 2) {
+            ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
+                                      tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
+          } else {
+            ldmatrix_x4_trans(bf, base + nd * 16);
+          }
+          float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
+          float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
+          mma16816<T>(c0, ph, bf[0], bf[1]);
+          if constexpr (decltype(withLo)::value) mma16816<T>(c0, pl, bf[0], bf[1]);
+          mma16816<T>(c1, ph, bf[2], bf[3]);
+          if constexpr (decltype(withLo)::value) mma16816<T>(c1, pl, bf[2], bf[3]);
+          acc[2 * nd][0] = c0[0];
+          acc[2 * nd][1] = c0[1];
+          acc[2 * nd + 1][0] = c1[0];
+          acc[2 * nd + 1][1] = c1[1];
         }
-        float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
-        float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
-        mma16816<T>(c0, ph, bf[0], bf[1]);
-        mma16816<T>(c0, pl, bf[0], bf[1]);
-        mma16816<T>(c1, ph, bf[2], bf[3]);
-        mma16816<T>(c1, pl, bf[2], bf[3]);
-        acc[2 * nd][0] = c0[0];
-        acc[2 * nd][1] = c0[1];
-        acc[2 * nd + 1][0] = c1[0];
-        acc[2 * nd + 1][1] = c1[1];
+      };
+      if (p16) {
+        pv(std::false_type{});
+      } else {
+        pv(std::true_type{});
       }
     }
     __syncwarp();
@@ -797,7 +809,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..31 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..63 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

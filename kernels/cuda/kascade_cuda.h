@@ -44,7 +44,8 @@ enum KascadeDecodeVariant {
                                  // clears the select state (no memsets)
   KASCADE_VARIANT_TMA2D = 16,    // contiguous passes (dense, layer 0, anchor scores): 16-key K/V tiles by
                                  // TMA tensor copies (128-byte swizzle); gathers use the other bits' loader
-  KASCADE_VARIANT_ALL = 31,
+  KASCADE_VARIANT_P16 = 32,      // P enters P V as one 16-bit value (default: hi + lo halves, ~16 bits)
+  KASCADE_VARIANT_ALL = 63,
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
