@@ -668,10 +668,14 @@ function gather(
   if (keys === null) {
     f.set(src.subarray(base, base + count * d), dst);
   } else {
-    for (let c = 0; c < count; c++) {
-      const from = base + keys[c]! * d;
-      const to = dst + c * d;
-      for (let e = 0; e < d; e++) f[to + e] = src[from + e]!;
+    // Runs of consecutive keys (selections are sorted; the diagonal tile is one run) as one copy each.
+    for (let c = 0; c < count; ) {
+      const first = keys[c]!;
+      let end = c + 1;
+      while (end < count && keys[end] === first + (end - c)) end++;
+      const from = base + first * d;
+      f.set(src.subarray(from, from + (end - c) * d), dst + c * d);
+      c = end;
     }
   }
   f.fill(0, dst + count * d, dst + padded * d);

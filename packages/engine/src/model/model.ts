@@ -235,8 +235,9 @@ export class CpuTransformer implements CpuModel {
     rows: number,
     cols: number,
     bias?: Float32Array,
+    sameX = false,
   ): void {
-    if (this.arena?.matmul(w, x, y, tokens, rows, cols)) {
+    if (this.arena?.matmul(w, x, y, tokens, rows, cols, sameX)) {
       if (bias) for (let t = 0; t < tokens; t++) for (let o = 0; o < rows; o++) y[t * rows + o] += bias[o];
       return;
     }
@@ -311,8 +312,9 @@ export class CpuTransformer implements CpuModel {
       const w = this.weights.layers[l];
       rmsNorm(h, w.inputNorm, x, rows, dim, eps);
       this.mm(w.q, x, q, rows, qDim, dim, w.qBias);
-      this.mm(w.k, x, k, rows, kvDim, dim, w.kBias);
-      this.mm(w.v, x, v, rows, kvDim, dim, w.vBias);
+      // k, v (and up, below) read the x the previous product staged: it is not re-copied.
+      this.mm(w.k, x, k, rows, kvDim, dim, w.kBias, true);
+      this.mm(w.v, x, v, rows, kvDim, dim, w.vBias, true);
       if (w.qNorm) rmsNorm(q, w.qNorm, q, rows * heads, d, eps);
       if (w.kNorm) rmsNorm(k, w.kNorm, k, rows * kvHeads, d, eps);
       for (let r = 0; r < rows; r++) {
@@ -391,7 +393,7 @@ export class CpuTransformer implements CpuModel {
       addInPlace(h, attnOut, rows * dim);
       rmsNorm(h, w.postNorm, x, rows, dim, eps);
       this.mm(w.gate, x, gate, rows, inter, dim);
-      this.mm(w.up, x, up, rows, inter, dim);
+      this.mm(w.up, x, up, rows, inter, dim, undefined, true);
       swiglu(gate, up, rows * inter);
       this.mm(w.down, gate, down, rows, dim, inter);
       addInPlace(h, down, rows * dim);

@@ -128,3 +128,27 @@ describe('kernels', () => {
     expect(arena.threads).toBe(1);
   });
 });
+
+describe('products over the same x', () => {
+  it('sameX skips staging only when the staged x is that array, with the same shape', () => {
+    const rand = mulberry32(5);
+    const fill = (n: number) => Float32Array.from({ length: n }, () => rand() * 2 - 1);
+    const arena = WasmArena.create(1 << 20)!;
+    const [tokens, cols] = [7, 64];
+    const w1 = arena.adopt(fill(33 * cols));
+    const w2 = arena.adopt(fill(20 * cols));
+    const x = fill(tokens * cols);
+    const other = fill(tokens * cols);
+    const y1 = new Float32Array(tokens * 33).fill(Number.NaN);
+    const y2 = new Float32Array(tokens * 20).fill(Number.NaN);
+    expect(arena.matmul(w1, x, y1, tokens, 33, cols)).toBe(true);
+    expect(arena.matmul(w2, x, y2, tokens, 20, cols, true)).toBe(true);
+    expect(relErr(y2, w2, x, tokens, 20, cols)).toBeLessThan(1e-6);
+    // Another array than the staged one is staged, whatever the flag says.
+    expect(arena.matmul(w2, other, y2, tokens, 20, cols, true)).toBe(true);
+    expect(relErr(y2, w2, other, tokens, 20, cols)).toBeLessThan(1e-6);
+    // And fewer tokens of the same array too.
+    expect(arena.matmul(w1, other, y1, 3, 33, cols, true)).toBe(true);
+    expect(relErr(y1.subarray(0, 3 * 33), w1, other, 3, 33, cols)).toBeLessThan(1e-6);
+  });
+});

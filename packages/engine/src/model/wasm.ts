@@ -429,6 +429,7 @@ export class WasmArena {
     tokens: number,
     rows: number,
     cols: number,
+    sameX = false,
   ): boolean {
     const wp = this.ptrs.get(w);
     if (wp === undefined || cols % 16 !== 0) return false;
@@ -436,6 +437,25 @@ export class WasmArena {
     const base = this.scratchFor(tokens * (cols + rows) + 4);
     const xp = base;
     const yp = base + tokens * cols * 4;
+    const s = this.staged;
+    if (!(sameX && s.x === x && s.tokens === tokens && s.cols === cols && s.ptr === xp)) {
+      this.stageX(x, xp, tokens, cols);
+      this.staged = { x, tokens, cols, ptr: xp };
+    }
+    this.run(k, w, wp, xp, yp, tokens, rows, cols);
+    y.set(this.view.subarray(yp / 4, yp / 4 + tokens * rows));
+    return true;
+  }
+
+  /** What the scratch's x region holds (so a product over the same x can skip staging it). */
+  private staged: { x: Float32Array | undefined; tokens: number; cols: number; ptr: number } = {
+    x: undefined,
+    tokens: 0,
+    cols: 0,
+    ptr: -1,
+  };
+
+  private stageX(x: Float32Array, xp: number, tokens: number, cols: number): void {
     const view = this.view;
     const xf = xp / 4;
     const blocks = tokens >> 2;
@@ -455,6 +475,18 @@ export class WasmArena {
     }
     const rest = blocks * 4 * cols;
     view.set(x.subarray(rest, tokens * cols), xf + rest);
+  }
+
+  private run(
+    k: KernelSet,
+    w: WeightMatrix,
+    wp: number,
+    xp: number,
+    yp: number,
+    tokens: number,
+    rows: number,
+    cols: number,
+  ): void {
     const wRowBytes = cols * (w instanceof Uint16Array ? 2 : 4);
     const parts = this.workers.length + 1;
     if (parts > 1 && tokens * rows * cols >= THREAD_MIN_MACS && rows >= 4 * parts) {
@@ -473,8 +505,6 @@ export class WasmArena {
     } else {
       runRows(k, wp, wRowBytes, xp, yp, tokens, rows, cols, 0, rows);
     }
-    y.set(view.subarray(yp / 4, yp / 4 + tokens * rows));
-    return true;
   }
 
   /** Threads the matrix products use (this one included). */
