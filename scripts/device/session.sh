@@ -6,6 +6,8 @@
 # command: bash scripts/device/session.sh <sha> [job ...]
 # Each job is scripts/device/<job>.sh, given $JOB_OUT (its own folder under $OUT) and a time limit
 # (seconds, env JOB_LIMIT_<job>, default 240). A job that fails or runs over does not stop the others.
+# A job named bg:<job> starts at once in the background (CPU work beside the GPU jobs, e.g. the
+# accuracy grid on the host's cores) and is waited for at the end.
 set -u
 sha=${1:?usage: session.sh <git sha> [job ...]}
 shift
@@ -14,20 +16,32 @@ jobs=("$@")
 source .device/preamble.sh
 export KASCADE_CUDA_ADDON=$PWD/packages/cuda/build/kascade_cuda.node KASCADE_GIT_COMMIT=$sha
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/gpu.txt" 2>&1
-for job in "${jobs[@]}"; do
-  script=scripts/device/$job.sh
-  limit_var=JOB_LIMIT_$job
-  limit=${!limit_var:-240}
-  export JOB_OUT=$OUT/$job
-  mkdir -p "$JOB_OUT"
-  start=$(date +%s)
+run_job() {
+  local job=$1 script=scripts/device/$1.sh limit_var=JOB_LIMIT_$1
+  local limit=${!limit_var:-240}
+  local out=$OUT/$job
+  mkdir -p "$out"
+  local start=$(date +%s) rc
   if [ -f "$script" ]; then
-    timeout --kill-after=5 "$limit" bash "$script" > "$JOB_OUT/log.txt" 2>&1
+    JOB_OUT=$out timeout --kill-after=5 "$limit" bash "$script" > "$out/log.txt" 2>&1
     rc=$?
   else
-    echo "no $script" > "$JOB_OUT/log.txt"
+    echo "no $script" > "$out/log.txt"
     rc=127
   fi
   echo "$job rc=$rc seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/jobs.txt"
-  tail -5 "$JOB_OUT/log.txt"
+  tail -5 "$out/log.txt"
+}
+bg_pids=()
+fg_jobs=()
+for job in "${jobs[@]}"; do
+  case $job in
+    bg:*) run_job "${job#bg:}" & bg_pids+=($!) ;;
+    *) fg_jobs+=("$job") ;;
+  esac
 done
+for job in "${fg_jobs[@]}"; do
+  run_job "$job"
+done
+for pid in "${bg_pids[@]}"; do wait "$pid"; done
+exit 0
