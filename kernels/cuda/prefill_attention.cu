@@ -293,7 +293,7 @@ int prefill_variant(PrefillMode mode) {
   if (v == nullptr) return 1;
   if (strcmp(v, "v2") == 0) return 2;
   if (strcmp(v, "v3") == 0) return 3;
-  if (strcmp(v, "v4") == 0) return mode == kSparse ? 3 : 4;  // v4 differs from v3 in the dense modes only
+  if (strcmp(v, "v4") == 0) return 4;
   return 1;
 }
 

@@ -51,8 +51,9 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
 // KASCADE_PREFILL_SPARSE=v2 (sparse); read at every launch, so one process can time both.
 cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                         cudaStream_t st);
-// Variants v3 / v4 (prefill_attention_wgmma.cu): Hopper wgmma; KASCADE_PREFILL_DENSE=v3 (one warpgroup per
-// block) or v4 (two, dense modes) / KASCADE_PREFILL_SPARSE=v3 (group sizes >= 2: g = 1 stays on v1).
+// Variants v3 / v4 (prefill_attention_wgmma.cu): Hopper wgmma, one warpgroup per block (v3) or two (v4;
+// sparse: at g >= 4, g = 2 as v3); KASCADE_PREFILL_DENSE / KASCADE_PREFILL_SPARSE = v3 or v4 (sparse at
+// g = 1 stays on v1).
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                            cudaStream_t st, bool twoWarpgroups);
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);

@@ -4,8 +4,8 @@
 // H200 back it.
 //
 // Kernel prefill_attn_wgmma_kernel<T, D, GS, MODE, WARPS>, WARPS = 4 (one warpgroup, 64 query rows, 16 per
-// warp; 3 blocks per SM) or, dense modes only, 8 (attention variant v4: two warpgroups, 128 rows sharing each
-// K/V step, half the L2 -> shared memory traffic per query; 1 block per SM):
+// warp; 3 blocks per SM) or 8 (attention variant v4, dense modes and sparse at g >= 4: two warpgroups, 128
+// rows sharing each K/V step, half the L2 -> shared memory traffic per query; 1 block per SM):
 //   - dense modes: grid (ceil(queries / (16 WARPS)), heads, batch), consecutive queries of one head, heaviest
 //     blocks first; every warp takes part in every step (wgmma is warpgroup-wide), masks only on steps that
 //     cross its diagonal.
@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1)
   constexpr bool kWithV = MODE != kStats;
   constexpr bool kSparseMode = MODE == kSparse;
   constexpr bool kWriteStats = MODE == kDenseStats || MODE == kStats;
-  static_assert(WARPS == 4 || (WARPS == 8 && MODE != kSparse), "one warpgroup, or two for the dense modes");
+  static_assert(WARPS == 4 || (WARPS == 8 && (MODE != kSparse || GS >= 4)), "one or two warpgroups");
   constexpr int KC = D / 16;
   constexpr int NB = D / 8;
   constexpr int NT = WARPS * 32;
@@ -288,7 +288,7 @@ cudaError_t launch_wgmma_t(const KascadePrefillShape& s, const PrefillArgs& a, c
   }
   dim3 grid;
   if constexpr (MODE == kSparse) {
-    grid = dim3(tiles_of(s) * (2 * GS / 4), s.kvHeads, s.batch);
+    grid = dim3(tiles_of(s) * (2 * GS / WARPS), s.kvHeads, s.batch);
   } else {
     grid = dim3(ceil_div(s.queries, 16 * WARPS), s.heads, s.batch);
   }
@@ -318,8 +318,12 @@ cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, Prefill
         case kSparse:
           switch (g) {
             case 2: return launch_wgmma_t<T, D, 2, kSparse>(s, a, st);
-            case 4: return launch_wgmma_t<T, D, 4, kSparse>(s, a, st);
-            case 8: return launch_wgmma_t<T, D, 8, kSparse>(s, a, st);
+            case 4:
+              return twoWarpgroups ? launch_wgmma_t<T, D, 4, kSparse, 8>(s, a, st)
+                                   : launch_wgmma_t<T, D, 4, kSparse>(s, a, st);
+            case 8:
+              return twoWarpgroups ? launch_wgmma_t<T, D, 8, kSparse, 8>(s, a, st)
+                                   : launch_wgmma_t<T, D, 8, kSparse>(s, a, st);
             default: return cudaErrorInvalidValue;
           }
       }
