@@ -2,7 +2,7 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts: v1 mma.sync, v2 32 rows per warp, v3 wgmma attention, v4 v3 + wgmma pool,
-# v5 v4 with two warpgroups per dense block),
+# v5 v4 with two warpgroups per block),
 # then the cuda-prefill bench over the presets that passed (a preset that fails parity is never timed).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Leaves in $JOB_OUT: cuda-prefill-parity.json, cuda-prefill.json (the .md/.svg are re-made here with

@@ -356,7 +356,8 @@ export function uploadPrefillSelection(
  *     memory, exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves;
  *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
  *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1;
- *   - `v4`: v3 with two warpgroups (128 queries) per dense block sharing each K/V step; sparse as v3.
+ *   - `v4`: v3 with two warpgroups per block sharing each K/V step (dense: 128 queries; sparse: the
+ *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3).
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (the default), `v2` wgmma.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
@@ -374,14 +375,14 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
- * wgmma pool, v5 = the two-warpgroup wgmma dense + v3 sparse + the wgmma pool.
+ * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v2: { dense: 'v2', sparse: 'v2', pool: 'v1' },
   v3: { dense: 'v3', sparse: 'v3', pool: 'v1' },
   v4: { dense: 'v3', sparse: 'v3', pool: 'v2' },
-  v5: { dense: 'v4', sparse: 'v3', pool: 'v2' },
+  v5: { dense: 'v4', sparse: 'v4', pool: 'v2' },
 };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
