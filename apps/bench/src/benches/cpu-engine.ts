@@ -1,7 +1,8 @@
 /**
  * `cpu-engine`: whole-model CPU prefill and decode speed, dense against Kascade, on one
- * random-weight model (speed does not depend on the weights). Attention runs the core
- * float64 reference ops through the engine's policies; the projections, MLP and logits
+ * random-weight model (speed does not depend on the weights). Attention runs the engine's
+ * default fast ops (float32 WebAssembly SIMD; the committed results predate them and ran the
+ * core float64 reference) through its policies; the projections, MLP and logits
  * are the engine's f32 kernels.
  *
  * At each context `c` the KV cache is filled with random keys and values up to the point
@@ -176,7 +177,8 @@ const bench: Bench = {
         heads: config.heads,
         kvHeads: config.kvHeads,
         headDim: config.headDim,
-        dtype: 'f32 weights and KV cache; attention in float64 (core reference ops)',
+        dtype:
+          "f32 weights and KV cache; attention: the engine's default fast ops (float32 WebAssembly SIMD)",
         anchors: anchors.join(' '),
         topkPercent: budget.percent,
         kMin: budget.kMin,
