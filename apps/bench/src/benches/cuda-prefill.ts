@@ -15,7 +15,10 @@
  * Kernel presets (`PREFILL_KERNEL_PRESETS` of @kascade/cuda): `KASCADE_PREFILL_VARIANTS=v1,v3,...` (the
  * presets that passed parity in the same device call; default: the current selection) times every op
  * under each, in the same run; rows carry `variant`, and the summary takes for each op the fastest
- * preset (named in `config.chosen`), so the whole-model figure selects kernels per layer role.
+ * preset (named in `config.chosen`), so the whole-model figure selects kernels per layer role. Each op's
+ * output (poisoned with NaN before the timing loop) is sampled after it (the first 32 and last 64 query
+ * rows of every head) and compared with the first preset's: a preset that differs by 2e-2 or more
+ * (`relErrVsFirst`, `consistent: false`) is never chosen.
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -183,8 +186,10 @@ const bench: Bench = {
       const shape = prefillShape(chunk);
       const sel = prefillSelectionSlot(shape, { percent: PERCENT });
       const headMap = Array.from({ length: G }, (_, j) => (j * 3 + 1) % G);
-      // The anchor fills the selection the reuse layers read.
-      anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel });
+      // The anchor (current kernels) fills the selection the reuse layers read; it stays fixed while
+      // the anchors under test write `sel`, so every preset's reuse runs on the same input.
+      const reuseSel = prefillSelectionSlot(shape, { percent: PERCENT });
+      anchorPrefill(chunk, { percent: PERCENT }, { out, selection: reuseSel });
       synchronize();
 
       const w = warmFor(n);
@@ -195,19 +200,30 @@ const bench: Bench = {
       type Timed = Record<'dense' | 'denseStats' | 'layer0' | 'anchor' | 'reuse', Stat>;
       const best: Partial<Timed> = {};
       const before = prefillKernels();
-      for (const variant of variants) {
+      // Output samples of the first preset, per op: every other preset's output must agree with them.
+      const refSamples = new Map<keyof Timed, Float32Array>();
+      for (const [vi, variant] of variants.entries()) {
         setPrefillKernels(variant.kernels);
         ctx.progress(`context ${n}, kernels ${variant.name}`);
-        const tv: Timed = {
-          dense: stat(() => densePrefill(chunk, out)),
-          denseStats: stat(() => densePrefill(chunk, out, stats)),
-          layer0: stat(() => denseAnchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
-          anchor: stat(() => anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })),
-          reuse: stat(() => reusePrefill(chunk, sel, headMap, out)),
-        };
-        synchronize();
-        for (const key of Object.keys(tv) as (keyof Timed)[]) {
-          const s = tv[key];
+        const ops: [keyof Timed, () => void][] = [
+          ['dense', () => densePrefill(chunk, out)],
+          ['denseStats', () => densePrefill(chunk, out, stats)],
+          ['layer0', () => denseAnchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })],
+          ['anchor', () => anchorPrefill(chunk, { percent: PERCENT }, { out, selection: sel })],
+          ['reuse', () => reusePrefill(chunk, reuseSel, headMap, out)],
+        ];
+        for (const [key, fn] of ops) {
+          out.fill(0xff); // NaN: rows a kernel leaves unwritten show up in the sample
+          const s = stat(fn);
+          const smp = sampleOutput(out, n);
+          const ref = refSamples.get(key);
+          if (vi === 0) refSamples.set(key, smp);
+          const err = ref
+            ? relErr(smp, ref)
+            : smp.some((x) => Number.isNaN(x))
+              ? Number.POSITIVE_INFINITY
+              : 0;
+          const consistent = err < CONSISTENT;
           rows.push({
             kernel: key,
             variant: variant.name,
@@ -218,9 +234,13 @@ const bench: Bench = {
             ...(key === 'dense' || key === 'denseStats'
               ? { tflopPerS: Math.round((flops / (s.median * 1e6)) * 10) / 10 }
               : {}),
+            relErrVsFirst: Number.isFinite(err) ? Number(err.toPrecision(3)) : -1,
+            consistent,
           });
+          if (!consistent)
+            ctx.progress(`  ${key} under ${variant.name} disagrees with ${variants[0]?.name}: ${err}`);
           const prev = best[key];
-          if (!prev || s.median < prev.median) {
+          if (consistent && (!prev || s.median < prev.median)) {
             best[key] = s;
             chosen[`${key}_${label(n)}`] = variant.name;
           }
@@ -278,7 +298,18 @@ const bench: Bench = {
       summary[`reuseOverDense_${tag}`] = round3(t.reuse.median / t.dense.median);
       summary[`denseTflops_${tag}`] = Math.round((flops / (t.dense.median * 1e6)) * 10) / 10;
       summary[`memoryMB_${tag}`] = Math.round((ws + selBytes + ioBytes) / 1e6);
-      for (const x of [q, k, v, out, stats, sel.indices, sel.countsDevice]) x.free();
+      for (const x of [
+        q,
+        k,
+        v,
+        out,
+        stats,
+        sel.indices,
+        sel.countsDevice,
+        reuseSel.indices,
+        reuseSel.countsDevice,
+      ])
+        x.free();
     }
     return {
       config: {
@@ -312,6 +343,50 @@ const bench: Bench = {
     };
   },
 };
+
+/** Largest relative difference from the first preset's output sample that still counts as the same result. */
+const CONSISTENT = 2e-2;
+
+/**
+ * A sample of a bf16 `[1, H, n, D]` output: the first 32 and the last 64 query rows of every head (the
+ * last ones attend the most keys), as floats; NaN where the kernel left the poison.
+ */
+function sampleOutput(t: DeviceTensor<'bf16'>, n: number): Float32Array {
+  const spans: [number, number][] = [
+    [0, Math.min(32, n)],
+    [Math.max(32, n - 64), n],
+  ];
+  const parts: Float32Array[] = [];
+  for (let h = 0; h < H; h++) {
+    for (const [a, b] of spans) {
+      if (b <= a) continue;
+      const raw = new Uint16Array((b - a) * D);
+      t.buffer.download(raw, (h * n + a) * D * 2);
+      parts.push(new Float32Array(Uint32Array.from(raw, (x) => x << 16).buffer));
+    }
+  }
+  const outArr = new Float32Array(parts.reduce((acc, p) => acc + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    outArr.set(p, o);
+    o += p.length;
+  }
+  return outArr;
+}
+
+/** ||a - ref|| / ||ref||; infinite when either holds a NaN. */
+function relErr(a: Float32Array, ref: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const e = (a[i] as number) - (ref[i] as number);
+    num += e * e;
+    den += (ref[i] as number) ** 2;
+  }
+  return Number.isNaN(num) || Number.isNaN(den)
+    ? Number.POSITIVE_INFINITY
+    : Math.sqrt(num / Math.max(den, 1e-300));
+}
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
