@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 4 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 260 s with node start and
 # the torch baseline):
-#  1. screen: each non-zero kernel variant alone on two small cases (device-check --smoke), in its own
+#  1. screen: each non-zero kernel variant alone on four small cases (device-check --smoke), in its own
 #     process under a short timeout, so a variant that hangs or faults cannot take the others down;
 #  2. parity: every op x bf16/f16 x g 1/2/4/8, d 128 and 64, for variant 0 and the screened variants;
 #  3. the cuda-decode bench over the variants with no failed check (never a failed one; nothing is

@@ -20,7 +20,7 @@
  *   [--quick] [--prefill-only] [--no-prefill] [--prefill-long] [--prefill-variants=v1,v2]
  * --prefill-long keeps the long prefill chunk under --quick; --prefill-variants checks every prefill op
  * under each named kernel preset (PREFILL_KERNEL_PRESETS), rows tagged with `kernels` ('v4: dense v3 ...').
- * --smoke: two small decode cases only (screens a kernel variant in a process of its own).
+ * --smoke: four small decode cases only (screens a kernel variant in a process of its own).
  * --variants 0,1,4: the decode kernel variants to check (KascadeDecodeVariant bits; default 0); every
  * decode op runs under each against the same float64 references, rows tagged with `variant`, and
  * `passingVariants` lists the variants none of whose checks failed.
@@ -548,8 +548,8 @@ function main(): void {
     capacity: 30011,
     qSpread: 0.3,
   });
-  // --smoke: two small cases only (d 128 g 4 and d 64 g 8), to screen a variant for hangs or faults
-  // in a process of its own before the full check.
+  // --smoke: four small cases only (d 128 g 4, d 64 g 8, n = 1, n = 113), to screen a variant for
+  // hangs or faults in a process of its own before the full check.
   if (process.argv.includes('--smoke')) {
     cases.splice(0, cases.length);
     cases.push({
@@ -572,6 +572,8 @@ function main(): void {
       capacity: 1100,
       qSpread: 1,
     });
+    cases.push({ dtype: 'bf16', g: 1, kvHeads: 2, headDim: 128, n: 1, batch: 2, capacity: 8, qSpread: 1 });
+    cases.push({ dtype: 'f16', g: 2, kvHeads: 2, headDim: 128, n: 113, batch: 2, capacity: 120, qSpread: 1 });
   }
   const t0 = Date.now();
   const prefillOnly = process.argv.includes('--prefill-only');
