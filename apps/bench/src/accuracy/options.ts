@@ -20,6 +20,14 @@ export interface AccuracyOptions {
   /** Budget percent of the main grid. */
   readonly percent: number;
   readonly grids: readonly ('main' | 'side')[];
+  /**
+   * JSONL file of finished jobs: each finished job is appended at once, and jobs already in it
+   * are not run again. A run that is cut short loses nothing; two machines can share a grid
+   * (one with `order: 'reverse'`), then one more run over both journals writes the results.
+   */
+  readonly journal?: string;
+  /** Order in which jobs are started. */
+  readonly order: 'forward' | 'reverse';
   /** Held-out text runs for the KL check (0: none). */
   readonly klTexts: number;
   /** Predictions per text at which KL is measured. */
@@ -91,6 +99,8 @@ export function parseAccuracyArgs(args: readonly string[], quick: boolean): Accu
           'heldout',
           'plan',
           'note',
+          'journal',
+          'order',
         ].map((k) => [k, { type: 'string' as const }]),
       ),
       strict: true,
@@ -118,6 +128,8 @@ export function parseAccuracyArgs(args: readonly string[], quick: boolean): Accu
     ...(values.heldout !== undefined ? { heldoutDir: values.heldout } : {}),
     ...(values.plan !== undefined ? { planFile: values.plan } : {}),
     ...(values.note !== undefined ? { note: values.note } : {}),
+    ...(values.journal !== undefined ? { journal: values.journal } : {}),
+    order: list('order', values.order, ['forward', 'reverse'] as const, ['forward'])[0]!,
   };
 }
 

@@ -14,6 +14,7 @@ import {
   readTextRuns,
   type TaskInstance,
 } from '../accuracy/data.js';
+import { appendJournal, jobKey, readJournal } from '../accuracy/journal.js';
 import { wilsonInterval } from '../accuracy/metrics.js';
 import { type GridCell, gridCells, parseAccuracyArgs } from '../accuracy/options.js';
 import { type PlanLike, POLICIES, policySpec } from '../accuracy/policies.js';
@@ -125,16 +126,41 @@ const bench: Bench = {
     const workers = o.workers > 1 && !workersAvailable() ? 1 : o.workers;
     if (workers !== o.workers)
       ctx.progress('worker threads need the built bench (dist); running in this thread');
-    ctx.progress(`${cells.length} cells, ${jobs.length} jobs, ${workers} worker(s); model ${modelDir}`);
+    const journaled = o.journal ? readJournal(o.journal, cells) : new Map<string, JobResult>();
+    const keys = jobs.map((job) => jobKey(job, cells));
+    const todo = jobs.map((_, i) => i).filter((i) => !journaled.has(keys[i]!));
+    if (o.order === 'reverse') todo.reverse();
+    ctx.progress(
+      `${cells.length} cells, ${jobs.length} jobs (${jobs.length - todo.length} from the journal), ` +
+        `${workers} worker(s); model ${modelDir}`,
+    );
     const t0 = performance.now();
-    const results = await runJobs({ modelDir, planJson }, jobs, workers, (r, done) => {
-      const what =
-        r.kind === 'task'
-          ? `${cells[r.cell]!.policy} ${r.id} ${r.correct ? 'ok' : `x ${JSON.stringify(r.completion)}`}`
-          : `KL ${r.id}`;
-      ctx.progress(`${done}/${jobs.length} ${what} (${(r.ms / 1000).toFixed(1)} s)`);
-    });
+    const ran = await runJobs(
+      { modelDir, planJson },
+      todo.map((i) => jobs[i]!),
+      workers,
+      (r, done) => {
+        const what =
+          r.kind === 'task'
+            ? `${cells[r.cell]!.policy} ${r.id} ${r.correct ? 'ok' : `x ${JSON.stringify(r.completion)}`}`
+            : `KL ${r.id}`;
+        ctx.progress(`${done}/${todo.length} ${what} (${(r.ms / 1000).toFixed(1)} s)`);
+        if (o.journal) {
+          const i = todo.find((j) => {
+            const job = jobs[j]!;
+            return (
+              job.kind === r.kind &&
+              (job.kind === 'task' ? job.instance.id : job.run.id) === r.id &&
+              (job.kind !== 'task' || r.kind !== 'task' || job.cell === r.cell)
+            );
+          });
+          if (i !== undefined) appendJournal(o.journal, jobs[i]!, r, cells);
+        }
+      },
+    );
     const seconds = (performance.now() - t0) / 1000;
+    const byIndex = new Map(todo.map((i, n) => [i, ran[n]!]));
+    const results = jobs.map((_, i) => byIndex.get(i) ?? journaled.get(keys[i]!)!);
 
     const tasks = results.filter((r): r is TaskResult => r.kind === 'task');
     const rows = accuracyRows(cells, tasks, o.families);
@@ -213,6 +239,9 @@ const bench: Bench = {
         klPositionsPerText: o.klPositions,
         klMaxTokens: o.klTokens,
         workers,
+        ...(o.journal
+          ? { journal: path.basename(o.journal), jobsFromJournal: jobs.length - todo.length }
+          : {}),
         backend: 'cpu',
         seconds: round(seconds, 1),
       },
