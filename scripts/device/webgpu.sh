@@ -25,15 +25,15 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
   source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
 mkdir -p "$out"
-long=131072 short=32768,8192 quick= first=75 total=108
-if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=512 short=256 quick=--quick first=900 total=1500; fi
+long=131072 short=32768,8192 batches=1,8 quick= first=75 total=108
+if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 batches=1 quick=--quick first=900 total=1500; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
-timeout --kill-after=3 "$first" node "$bundle" "$out/p128k" $quick webgpu-decode -- --contexts=$long --batches=1,8
+timeout --kill-after=3 "$first" node "$bundle" "$out/p128k" $quick webgpu-decode -- --contexts=$long --batches=$batches
 echo "128k rc=$? after $(( $(date +%s) - start )) s"
 left=$(( total - ($(date +%s) - start) ))
 if [ "$left" -gt 12 ]; then
-  timeout --kill-after=3 "$left" node "$bundle" "$out/p32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --no-parity --no-sweep
+  timeout --kill-after=3 "$left" node "$bundle" "$out/p32k" $quick webgpu-decode -- --contexts=$short --batches=$batches --no-parity --no-sweep
   echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 fi
 parts=()
