@@ -230,6 +230,129 @@ __global__ void __launch_bounds__(256) compact_kernel(int n, int chunk, int topk
   }
 }
 
+// KASCADE_VARIANT_CANDIDATES: after the first digit, one pass writes every score above the
+// threshold's 11-bit bin straight to the output (state[6] counts them) and lists the bin's members
+// (indices into the logits buffer, free once pooled: state[5] counts them); digits 2 and 3 and the
+// final compaction read only the list (pooled values gathered through it).
+__global__ void __launch_bounds__(256) collect_kernel(int n, int chunk, int topk, const float* __restrict__ pooled,
+                                                      int* __restrict__ state, int* __restrict__ out,
+                                                      int* __restrict__ cand) {
+  constexpr int kPer = kSelectChunk / 256;
+  __shared__ int baseA[8], baseC[8];
+  __shared__ int blockA, blockC;
+  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int* st = state + row * kStateInts;
+  const unsigned bin = static_cast<unsigned>(st[0]);
+  const float* pr = pooled + static_cast<size_t>(row) * n;
+  int* o = out + static_cast<size_t>(row) * topk;
+  int* cl = cand + static_cast<size_t>(row) * n;
+  const int xEnd = min(n, blockIdx.x * chunk + chunk);
+  for (int x0 = blockIdx.x * chunk; x0 < xEnd; x0 += kSelectChunk) {
+    const int x1 = min(xEnd, x0 + kSelectChunk);
+    unsigned u[kPer];
+    int ca = 0, cc = 0;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int x = x0 + i * 256 + tid;
+      u[i] = x < x1 ? __float_as_uint(pr[x]) : 0u;
+      ca += (x < x1 && (u[i] >> 21) > bin) ? 1 : 0;
+      cc += (x < x1 && (u[i] >> 21) == bin) ? 1 : 0;
+    }
+    int ia = ca, ic = cc;
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      const int ya = __shfl_up_sync(0xffffffffu, ia, off);
+      const int yc = __shfl_up_sync(0xffffffffu, ic, off);
+      if (lane >= off) {
+        ia += ya;
+        ic += yc;
+      }
+    }
+    if (lane == 31) {
+      baseA[warp] = ia;
+      baseC[warp] = ic;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      int ta = 0, tc = 0;
+      for (int w = 0; w < 8; ++w) {
+        const int a = baseA[w], c = baseC[w];
+        baseA[w] = ta;
+        baseC[w] = tc;
+        ta += a;
+        tc += c;
+      }
+      blockA = ta > 0 ? atomicAdd(&st[6], ta) : 0;
+      blockC = tc > 0 ? atomicAdd(&st[5], tc) : 0;
+    }
+    __syncthreads();
+    int sa = blockA + baseA[warp] + ia - ca, sc = blockC + baseC[warp] + ic - cc;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int x = x0 + i * 256 + tid;
+      if (x < x1 && (u[i] >> 21) > bin) o[sa++] = x;
+      if (x < x1 && (u[i] >> 21) == bin) cl[sc++] = x;
+    }
+    __syncthreads();  // the bases are reused by the next 1024 scores
+  }
+}
+
+// Digits 2 (level 1) and 3 (level 2) over the listed members of the threshold's bin.
+__global__ void __launch_bounds__(256) cand_refine_kernel(int level, int n, int topk, const float* __restrict__ pooled,
+                                                          const int* __restrict__ cand, int* __restrict__ state,
+                                                          unsigned* __restrict__ hist) {
+  __shared__ unsigned sh[kHistBins];
+  const int row = blockIdx.y, tid = threadIdx.x;
+  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
+  __syncthreads();
+  const int* st = state + row * kStateInts;
+  const unsigned prefix = static_cast<unsigned>(st[0]);
+  const int count = st[5];
+  const float* pr = pooled + static_cast<size_t>(row) * n;
+  const int* cl = cand + static_cast<size_t>(row) * n;
+  for (int base = blockIdx.x * 256; base < count; base += gridDim.x * 256) {
+    const int c = base + tid;
+    const bool in = c < count;
+    const unsigned u = in ? __float_as_uint(pr[cl[c]]) : 0u;
+    if (level == 1) {
+      hist_add(sh, (u >> 10) & 0x7ffu, in && (u >> 21) == prefix);
+    } else {
+      hist_add(sh, u & 0x3ffu, in && (u >> 10) == prefix);
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < kHistBins; i += blockDim.x)
+    if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+  finish_row(row, level, topk, hist, state);
+}
+
+// The listed members above the exact threshold, then `remaining` of those equal to it, after the
+// state[6] scores the collect pass wrote.
+__global__ void __launch_bounds__(256) cand_compact_kernel(int n, int topk, const float* __restrict__ pooled,
+                                                           const int* __restrict__ cand, int* __restrict__ state,
+                                                           int* __restrict__ out) {
+  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+  int* st = state + row * kStateInts;
+  const unsigned thr = static_cast<unsigned>(st[0]);
+  const int krem = st[1], count = st[5], written = st[6];
+  const float* pr = pooled + static_cast<size_t>(row) * n;
+  const int* cl = cand + static_cast<size_t>(row) * n;
+  int* o = out + static_cast<size_t>(row) * topk + written;
+  for (int base = blockIdx.x * 256; base < count; base += gridDim.x * 256) {
+    const int c = base + tid;
+    const bool in = c < count;
+    const int x = in ? cl[c] : 0;
+    const unsigned u = in ? __float_as_uint(pr[x]) : 0u;
+    const bool above = in && u > thr;
+    const unsigned m = __ballot_sync(0xffffffffu, above);
+    int warpSlot = 0;
+    if (lane == 0 && m) warpSlot = atomicAdd(&st[2], __popc(m));
+    warpSlot = __shfl_sync(0xffffffffu, warpSlot, 0);
+    if (above) o[warpSlot + __popc(m & ((1u << lane) - 1u))] = x;
+    if (in && u == thr && atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
+  }
+}
+
 // Scores per block in the Top-k passes: kSelectChunk, or with KASCADE_VARIANT_SELECT2 about 8 blocks
 // per SM over all rows (a multiple of kSelectChunk, at most 16 of them): fewer 2048-bin histogram
 // clears and flushes per score.
@@ -259,6 +382,19 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
     return cudaGetLastError();
   });
   if (e != cudaSuccess) return e;
+  if (s.variant & KASCADE_VARIANT_CANDIDATES) {
+    // The member list lives in the logits buffer (rows x n ints fit: logits are heads x n floats).
+    int* cand = reinterpret_cast<int*>(w.logits);
+    collect_kernel<<<grid, 256, 0, st>>>(s.n, chunk, topk, w.pooled, w.state, indices, cand);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    const dim3 cgrid(max(1, min(ceil_div(8LL * device_sm_count(), rows), ceil_div(s.n, kSelectChunk))), rows);
+    for (int level = 1; level < 3; ++level) {
+      cand_refine_kernel<<<cgrid, 256, 0, st>>>(level, s.n, topk, w.pooled, cand, w.state, w.hist);
+      if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
+    cand_compact_kernel<<<cgrid, 256, 0, st>>>(s.n, topk, w.pooled, cand, w.state, indices);
+    return cudaGetLastError();
+  }
   for (int level = 1; level < 3; ++level) {
     refine_hist_kernel<<<grid, 256, 0, st>>>(level, s.n, chunk, topk, w.pooled, w.state, w.hist);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;

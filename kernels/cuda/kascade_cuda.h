@@ -45,7 +45,10 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_TMA2D = 16,    // contiguous passes (dense, layer 0, anchor scores): 16-key K/V tiles by
                                  // TMA tensor copies (128-byte swizzle); gathers use the other bits' loader
   KASCADE_VARIANT_P16 = 32,      // P enters P V as one 16-bit value (default: hi + lo halves, ~16 bits)
-  KASCADE_VARIANT_ALL = 63,
+  KASCADE_VARIANT_CANDIDATES = 64,  // anchors: after the first radix digit, scores above its bin are
+                                    // written out and the bin's members listed; the last two digits
+                                    // and the compaction read only that list
+  KASCADE_VARIANT_ALL = 127,
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
