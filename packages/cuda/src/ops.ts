@@ -26,7 +26,8 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * bulk copies, 2 an L2 256-byte prefetch hint on the 16-byte copies, 4 the last split block
    * merges the splits (no combine kernel), 8 anchors' Top-k passes over wider chunks with no
    * memsets, 16 contiguous passes by TMA tensor tiles, 32 P as one 16-bit value in P V (half
-   * the MMAs). 0 or absent: the first kernels.
+   * the MMAs), 64 anchors' last Top-k digits over the threshold bin's members only. 0 or absent:
+   * the first kernels.
    */
   readonly variant?: number;
 }
@@ -91,8 +92,8 @@ export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   if (!(scale > 0 && Number.isFinite(scale)))
     throw new CudaArgumentError(`scale must be positive, got ${scale}`);
   const variant = batch.variant ?? 0;
-  if (!(Number.isInteger(variant) && variant >= 0 && variant <= 63))
-    throw new CudaArgumentError(`variant must be an integer in 0..63, got ${variant}`);
+  if (!(Number.isInteger(variant) && variant >= 0 && variant <= 127))
+    throw new CudaArgumentError(`variant must be an integer in 0..127, got ${variant}`);
   return {
     batch: b,
     heads,
