@@ -33,6 +33,11 @@ const SIMD = {
   add: 0xe4,
   sub: 0xe5,
   mul: 0xe6,
+  bitselect: 0x52,
+  f32x4Ge: 0x46,
+  abs: 0xe0,
+  neg: 0xe1,
+  div: 0xe7,
   /** `f32x4.pmax` (`a < b ? b : a`): one instruction, unlike `f32x4.max`'s NaN and -0 handling. */
   pmax: 0xeb,
 } as const;
@@ -371,19 +376,50 @@ function colsumBody(): Asm {
   return c;
 }
 
+/**
+ * `siluMul`: params 0 g, 1 u, 2 n (a multiple of 4): `g[i] = silu(g[i]) * u[i]` with
+ * `silu(x) = x / (1 + exp(-x))`, computed as `x * s` with `e = exp(-|x|)` and
+ * `s = (x >= 0 ? 1 : e) / (1 + e)` so `exp` only sees non-positive inputs.
+ */
+function siluMulBody(): Asm {
+  // i32: 3 p, 4 end, 5 up; v128: 6 g, 7 x, 8 n, 9 mask, 10 t, 11 one, 12.. constants
+  const K = 12;
+  const c = new Asm();
+  c.expConstants(K);
+  c.splatConst(1).set(11);
+  c.get(0).set(3).get(1).set(5);
+  c.get(0).get(2).i32(4).op(OP.i32Mul, OP.i32Add).set(4);
+  c.op(OP.block, 0x40, OP.loop, 0x40);
+  c.get(3).get(4).op(OP.i32GeU, OP.brIf, 1);
+  c.get(3).v128Load(0).set(6);
+  c.get(6).simd(SIMD.abs).simd(SIMD.neg).set(7);
+  c.exp(7, 8, 9, 10, K);
+  // s = bitselect(1, e, g >= 0) / (1 + e); g = g * s * u
+  c.get(3);
+  c.get(6);
+  c.get(11).get(7).get(6).v128Zero().simd(SIMD.f32x4Ge).simd(SIMD.bitselect);
+  c.get(11).get(7).f32x4Add().simd(SIMD.div);
+  c.f32x4Mul();
+  c.get(5).v128Load(0).f32x4Mul();
+  c.store(0);
+  c.add(3, 16).add(5, 16);
+  c.op(OP.br, 0, OP.end, OP.end);
+  return c;
+}
+
 /** The module: its own (growable) memory `env.memory`, four exported kernels. */
 export function attentionModuleBytes(): Uint8Array<ArrayBuffer> {
   // Types: 0 qk (7 x i32, f32); 1 softmaxRows (5 x i32); 2 pv (7 x i32); 3 colsum (6 x i32).
   // Functions: qk, softmaxRows (4 rows a step), pv, colsum, softmaxRows16 (16 rows a step).
   const fn = (params: number[]) => [0x60, ...uleb(params.length), ...params, 0];
   const i32s = (n: number) => new Array<number>(n).fill(I32);
-  const type = [4, ...fn([...i32s(7), F32]), ...fn(i32s(5)), ...fn(i32s(7)), ...fn(i32s(6))];
+  const type = [5, ...fn([...i32s(7), F32]), ...fn(i32s(5)), ...fn(i32s(7)), ...fn(i32s(6)), ...fn(i32s(3))];
   const imports = [1, ...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)];
-  const funcs = [5, 0, 1, 2, 3, 1];
-  const names = ['qk', 'softmaxRows', 'pv', 'colsum', 'softmaxRows16'];
-  const exports = [5, ...names.flatMap((k, i) => [...name(k), 0x00, i])];
+  const funcs = [6, 0, 1, 2, 3, 1, 4];
+  const names = ['qk', 'softmaxRows', 'pv', 'colsum', 'softmaxRows16', 'siluMul'];
+  const exports = [6, ...names.flatMap((k, i) => [...name(k), 0x00, i])];
   const code = [
-    5,
+    6,
     ...func(
       [
         [10, I32],
@@ -419,6 +455,13 @@ export function attentionModuleBytes(): Uint8Array<ArrayBuffer> {
       ],
       softmaxBody(4),
     ),
+    ...func(
+      [
+        [3, I32],
+        [6 + EXP_CONSTANTS.length, V128],
+      ],
+      siluMulBody(),
+    ),
   ];
   return new Uint8Array([
     0x00,
@@ -441,6 +484,7 @@ interface AttentionKernels {
   qk(q: number, k: number, s: number, R: number, C: number, dB: number, ldSB: number, scale: number): void;
   softmaxRows(s: number, R: number, C: number, ldSB: number, l: number): void;
   softmaxRows16(s: number, R: number, C: number, ldSB: number, l: number): void;
+  siluMul(g: number, u: number, n: number): void;
   pv(s: number, R: number, C: number, ldSB: number, v: number, dB: number, o: number): void;
   colsum(s: number, R: number, C: number, ldSB: number, w: number, out: number): void;
 }
@@ -691,4 +735,43 @@ export function attentionWorkspace(headDim: number): AttentionWorkspace | undefi
     workspaces.set(headDim, w);
   }
   return w ?? undefined;
+}
+
+let activation:
+  | { memory: WebAssembly.Memory; kernels: AttentionKernels; f32: Float32Array }
+  | null
+  | undefined;
+
+/**
+ * `gate[i] = silu(gate[i]) * up[i]` for `i < n` on the SIMD kernel (its own memory; chunks of
+ * 64k values); returns false (computing nothing) where WebAssembly SIMD is unavailable.
+ */
+export function siluMulWasm(gate: Float32Array, up: Float32Array, n: number): boolean {
+  if (activation === undefined) {
+    try {
+      compiled ??= new WebAssembly.Module(attentionModuleBytes());
+      const memory = new WebAssembly.Memory({ initial: 9 });
+      const kernels = new WebAssembly.Instance(compiled, { env: { memory } })
+        .exports as unknown as AttentionKernels;
+      activation = { memory, kernels, f32: new Float32Array(memory.buffer) };
+    } catch {
+      activation = null;
+    }
+  }
+  if (activation === null) return false;
+  const { kernels, f32 } = activation;
+  const CHUNK = 65536;
+  for (let i0 = 0; i0 < n; i0 += CHUNK) {
+    const count = Math.min(CHUNK, n - i0);
+    const vec = count & ~3;
+    f32.set(gate.subarray(i0, i0 + vec), 0);
+    f32.set(up.subarray(i0, i0 + vec), CHUNK);
+    kernels.siluMul(0, CHUNK * 4, vec);
+    gate.set(f32.subarray(0, vec), i0);
+    for (let i = i0 + vec; i < i0 + count; i++) {
+      const g = gate[i]!;
+      gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    }
+  }
+  return true;
 }

@@ -1,3 +1,4 @@
+import { siluMulWasm } from './attention-wasm.js';
 import type { ModelConfig } from './config.js';
 import { bf16ToF32 } from './dtype.js';
 import { abortError, ModelUsageError } from './errors.js';
@@ -394,7 +395,7 @@ export class CpuTransformer implements CpuModel {
       rmsNorm(h, w.postNorm, x, rows, dim, eps);
       this.mm(w.gate, x, gate, rows, inter, dim);
       this.mm(w.up, x, up, rows, inter, dim, undefined, true);
-      swiglu(gate, up, rows * inter);
+      if (!(this.arena && siluMulWasm(gate, up, rows * inter))) swiglu(gate, up, rows * inter);
       this.mm(w.down, gate, down, rows, dim, inter);
       addInPlace(h, down, rows * dim);
     }
