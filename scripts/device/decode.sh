@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 4 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 260 s with node start and
 # the torch baseline):
-#  1. screen: each non-zero kernel variant alone on four small cases (device-check --smoke), in its own
-#     process under a short timeout, so a variant that hangs or faults cannot take the others down;
+#  1. screen: each non-zero kernel variant alone on four small cases (device-check --smoke), each in its
+#     own process (all at once) under a short timeout, so a variant that hangs or faults cannot take the
+#     others down;
 #  2. parity: every op x bf16/f16 x g 1/2/4/8, d 128 and 64, for variant 0 and the screened variants;
 #  3. the cuda-decode bench over the variants with no failed check (never a failed one; nothing is
 #     timed if none passed). If the bench dies (no JSON), it runs again on variant 0 alone.
@@ -29,19 +30,24 @@ try { console.log((JSON.parse(fs.readFileSync(process.argv[1], "utf8")).passingV
 }
 
 screened=""
+# Screen every non-zero variant at once, each in its own process (the GPU time-slices between them).
+for v in ${variants//,/ }; do
+  [ "$v" = 0 ] && continue
+  timeout --kill-after=3 30 node "$check" "$JOB_OUT/smoke-$v.json" --no-prefill --smoke --variants "$v" \
+    > "$JOB_OUT/smoke-$v.log" 2>&1 &
+done
+wait
 for v in ${variants//,/ }; do
   if [ "$v" = 0 ]; then screened="${screened:+$screened,}0"; continue; fi
-  timeout --kill-after=3 20 node "$check" "$JOB_OUT/smoke.json" --no-prefill --smoke --variants "$v" > "$JOB_OUT/smoke.log" 2>&1
-  rc=$?
-  got=$(passing "$JOB_OUT/smoke.json")
-  if [ "$rc" = 0 ] && [ "$got" = "$v" ]; then
+  got=$(passing "$JOB_OUT/smoke-$v.json")
+  if [ "$got" = "$v" ]; then
     screened="${screened:+$screened,}$v"
     say "screen variant $v: ok"
   else
-    say "screen variant $v: dropped (exit $rc)"
-    grep -E "FAIL|rror" "$JOB_OUT/smoke.log" | head -8
+    say "screen variant $v: dropped"
+    grep -E "FAIL|rror" "$JOB_OUT/smoke-$v.log" | head -8
   fi
-  rm -f "$JOB_OUT/smoke.json" "$JOB_OUT/smoke.log"
+  rm -f "$JOB_OUT/smoke-$v.json" "$JOB_OUT/smoke-$v.log"
 done
 if [ -z "$screened" ]; then
   say "no variant survived the screen: nothing checked or timed"
