@@ -264,7 +264,9 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
   it('uses the team kernel by default where it can run', async () => {
     const gpu = probe.context!;
     const teamsG2 = () =>
-      gpu.pipelineKeys.filter((k) => k.startsWith('decode_teams:teams_partial:') && k.includes('GROUP=2,'));
+      gpu.pipelineKeys.filter(
+        (k) => k.startsWith('decode_teams:teams_partial:') && k.includes('GROUP=2,HEAD_DIM=64,KP=f32,'),
+      );
     expect(teamsG2()).toEqual([]);
     const kv = createDeviceKV(gpu, { batch: 1, kvHeads: 1, capacity: 40, headDim: 64, dtype: 'f32' });
     gpu.device.queue.writeBuffer(kv.parts[0].k, 0, randomFloats(40 * 64, 1));
