@@ -261,6 +261,79 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     for (const b of [q, out, slot.indices]) b.destroy();
   });
 
+  it('teams on K/V split by sequence past the binding limit (what batch 8 at 128k needs)', async () => {
+    const gpu = probe.context!;
+    const saved = gpu.maxBindingBytes;
+    const [B, H, G, d, n] = [3, 8, 2, 128, 250];
+    const per = G * n * d;
+    gpu.maxBindingBytes = 2 * per * 2; // two f16 sequences per part
+    try {
+      const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: d, dtype: 'f16' });
+      gpu.maxBindingBytes = saved;
+      expect(kv.parts.map((p) => p.batch)).toEqual([2, 1]);
+      const kh = randomFloats(B * per, 61);
+      const vh = randomFloats(B * per, 62);
+      for (const part of kv.parts) {
+        const range = [part.batchStart * per, (part.batchStart + part.batch) * per] as const;
+        for (const [buf, host] of [
+          [part.k, packKV(kh.subarray(...range), 'f16')],
+          [part.v, packKV(vh.subarray(...range), 'f16')],
+        ] as const) {
+          gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+        }
+      }
+      const ks = fromF16(toF16(kh));
+      const vs = fromF16(toF16(vh));
+      const qh = randomFloats(B * H * d, 63, 3);
+      const ref = (b: number): DecodeInputs => ({
+        heads: H,
+        kvHeads: G,
+        headDim: d,
+        n,
+        q: qh.subarray(b * H * d, (b + 1) * H * d),
+        k: ks.subarray(b * per, (b + 1) * per),
+        v: vs.subarray(b * per, (b + 1) * per),
+      });
+      const q = uploadBuffer(gpu, qh, 'q');
+      const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
+      const budget = { percent: 10, kMin: 16 };
+      const kk = topkBudget(n, budget);
+      const slot = createDecodeSlot(gpu, B, G, 64);
+      const headMap = [1, 0];
+      let sels: DecodeSelection[] = [];
+      for (const role of ['dense', 'anchor', 'reuse'] as const) {
+        gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
+        await run(gpu, (pass) =>
+          encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel: 'teams' }),
+        );
+        const o = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
+        if (role === 'anchor') {
+          const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * 64 * 4));
+          sels = Array.from({ length: B }, (_, b) => {
+            const indices = new Int32Array(G * kk);
+            for (let j = 0; j < G; j++)
+              indices.set(all.subarray((b * G + j) * 64, (b * G + j) * 64 + kk), j * kk);
+            return { kvHeads: G, k: kk, indices };
+          });
+        }
+        for (let b = 0; b < B; b++) {
+          const want =
+            role === 'dense'
+              ? denseDecodeAttention(ref(b))
+              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
+          expect(
+            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
+            `${role}, sequence ${b}`,
+          ).toBeLessThan(1e-5);
+        }
+      }
+      destroyDeviceKV(kv);
+      for (const buf of [q, out, slot.indices]) buf.destroy();
+    } finally {
+      gpu.maxBindingBytes = saved;
+    }
+  });
+
   it('uses the team kernel by default where it can run', async () => {
     const gpu = probe.context!;
     const teamsG2 = () =>
