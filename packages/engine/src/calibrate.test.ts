@@ -175,7 +175,7 @@ describe('calibration recovers planted structure', () => {
 
 describe('calibration on a real (random-weight) model', () => {
   it('returns a plan that loads and drives kascade generation', async () => {
-    const engine = await createEngine();
+    const engine = await createEngine({ model: 'random' });
     const dev = [
       'The quick brown fox jumps over the lazy dog. '.repeat(6),
       { prompt: 'Kascade reuses Top-k. '.repeat(10) },

@@ -34,7 +34,21 @@ describe('kascade CLI', () => {
     );
     const c = capture();
     const code = await main(
-      ['calibrate', '--data', data, '--anchors', '2', '--out', out, '--kmin', '16', '--tile', '16'],
+      [
+        'calibrate',
+        '--model',
+        'random',
+        '--data',
+        data,
+        '--anchors',
+        '2',
+        '--out',
+        out,
+        '--kmin',
+        '16',
+        '--tile',
+        '16',
+      ],
       c.io,
     );
     expect(c.err()).not.toMatch(/kascade: /);
@@ -66,7 +80,20 @@ describe('kascade CLI', () => {
   it('generate streams text and prints usage', async () => {
     const c = capture();
     expect(
-      await main(['generate', '--prompt', 'hi there', '--max-tokens', '5', '--policy', 'streaming'], c.io),
+      await main(
+        [
+          'generate',
+          '--model',
+          'random',
+          '--prompt',
+          'hi there',
+          '--max-tokens',
+          '5',
+          '--policy',
+          'streaming',
+        ],
+        c.io,
+      ),
     ).toBe(0);
     expect(c.err()).toMatch(/\[streaming\] 9 prompt \+ 5 generated tokens/);
   });

@@ -4,6 +4,8 @@
  *
  *   kascade calibrate --model DIR|FILE.gguf --data FILE.jsonl --anchors 5|auto --out plan.json
  *   kascade generate  --model DIR|FILE.gguf [--plan plan.json] [--policy kascade] --prompt "..."
+ *
+ * Without --model: @kascade/demo-model (and its plan) if installed, else the random-weight model.
  */
 import { realpathSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -22,7 +24,9 @@ export interface CliIo {
 const USAGE = `kascade: Kascade sparse-attention engine
 
   kascade calibrate --data FILE.jsonl --anchors K|auto --out plan.json [options]
-      --model DIR|FILE.gguf   checkpoint (default: the built-in random-weight model)
+      --model DIR|FILE.gguf|random
+                              checkpoint (default: @kascade/demo-model with its plan if it is
+                              installed, else the built-in random-weight model; 'random' asks for that)
       --data FILE.jsonl       one prompt per line: {"prompt": "..."}, {"text": "..."} or a JSON string
       --anchors K|auto        anchor count (layer 0 included), or the fewest reaching --tau
       --tau X                 threshold of --anchors auto (default 0.9)
@@ -30,7 +34,7 @@ const USAGE = `kascade: Kascade sparse-attention engine
       --max-prompts N         use the first N prompts
       --max-tokens N          cut prompts to N tokens
 
-  kascade generate --prompt TEXT [--model DIR|FILE.gguf] [--plan plan.json]
+  kascade generate --prompt TEXT [--model DIR|FILE.gguf|random] [--plan plan.json]
       [--policy dense|kascade|oracle-topk|all-heads-pooled|streaming] [--max-tokens N]
       [--temperature X] [--seed N]
 `;
@@ -118,7 +122,7 @@ async function calibrate(args: string[], io: CliIo): Promise<void> {
     const m = engine.model;
     io.stderr.write(
       `model ${m.id}: ${m.layers} layers, ${m.heads} heads, ${m.kvHeads} KV heads, head dim ${m.headDim}` +
-        `${m.randomWeights ? ' (random weights)' : ''}\ncalibrating on ${devSet.length} prompts from ${values.data}\n`,
+        `${m.randomWeights ? ' (random weights)' : ''}; from ${engine.modelSource}\ncalibrating on ${devSet.length} prompts from ${values.data}\n`,
     );
     const tty = io.stderr.isTTY === true;
     const { plan, layerSimilarity } = await engine.calibrateWithStatistics(devSet, {
@@ -185,6 +189,7 @@ async function generate(args: string[], io: CliIo): Promise<void> {
     ...(values.policy ? { policy: values.policy as PolicySpec['kind'] } : {}),
   });
   try {
+    io.stderr.write(`model ${engine.model.id} (from ${engine.modelSource})\n`);
     const gen = engine.generate(values.prompt, {
       maxTokens: numberOption('max-tokens', values['max-tokens']) ?? 64,
       temperature: numberOption('temperature', values.temperature, false),

@@ -24,8 +24,8 @@ async function drain(gen: AsyncIterable<{ text: string }>) {
 }
 
 describe('createEngine', () => {
-  it('with no model uses the built-in random-weight model on the CPU and says why', async () => {
-    const engine = await createEngine();
+  it("model 'random' is the built-in random-weight model on the CPU, and the engine says why", async () => {
+    const engine = await createEngine({ model: 'random' });
     expect(engine.model).toMatchObject({
       id: RANDOM_TINY_ID,
       randomWeights: true,
@@ -47,11 +47,11 @@ describe('createEngine', () => {
     const file = join(dir, 'plan.json');
     await writeFile(file, JSON.stringify(tinyPlan()));
     for (const plan of [tinyPlan(), JSON.stringify(tinyPlan()), file]) {
-      const engine = await createEngine({ plan });
+      const engine = await createEngine({ model: 'random', plan });
       expect(engine.policy.kind).toBe('kascade');
       expect(engine.defaultPlan!.anchors).toEqual([0, 2]);
     }
-    const engine = await createEngine({ plan: tinyPlan() });
+    const engine = await createEngine({ model: 'random', plan: tinyPlan() });
     const gen = engine.generate([{ role: 'user', content: 'Tell me about sparse attention. '.repeat(3) }], {
       maxTokens: 6,
     });
@@ -66,18 +66,20 @@ describe('createEngine', () => {
   });
 
   it('a plan for another model shape is rejected at load and per call', async () => {
-    await expect(createEngine({ plan: tinyPlan(6) })).rejects.toThrow(PlanError);
-    await expect(createEngine({ plan: tinyPlan(4, 1) })).rejects.toThrow(/kvHeads/);
-    const engine = await createEngine();
+    await expect(createEngine({ model: 'random', plan: tinyPlan(6) })).rejects.toThrow(PlanError);
+    await expect(createEngine({ model: 'random', plan: tinyPlan(4, 1) })).rejects.toThrow(/kvHeads/);
+    const engine = await createEngine({ model: 'random' });
     expect(() => engine.generate('x', { policy: { kind: 'kascade', plan: tinyPlan(4, 2, 64) } })).toThrow(
       PlanError,
     );
     expect(() => engine.generate('x', { policy: { kind: 'kascade' } as never })).toThrow(/needs a plan/);
-    await expect(createEngine({ plan: '/nonexistent/plan.json' })).rejects.toThrow(/cannot read plan file/);
+    await expect(createEngine({ model: 'random', plan: '/nonexistent/plan.json' })).rejects.toThrow(
+      /cannot read plan file/,
+    );
   });
 
   it('a rejected plan leaves a model passed in usable (only a model the call loaded is freed)', async () => {
-    const engine = await createEngine();
+    const engine = await createEngine({ model: 'random' });
     await expect(createEngine({ cpuModel: engine.cpuModel, plan: tinyPlan(6) })).rejects.toThrow(PlanError);
     await expect(createEngine({ cpuModel: engine.cpuModel, policy: 'kascade' })).rejects.toThrow(
       /needs a plan/,
@@ -88,7 +90,7 @@ describe('createEngine', () => {
   });
 
   it('every policy generates through the engine', async () => {
-    const engine = await createEngine({ plan: tinyPlan() });
+    const engine = await createEngine({ model: 'random', plan: tinyPlan() });
     for (const policy of [
       { kind: 'dense' },
       { kind: 'kascade', plan: tinyPlan(), decodeOnly: true },

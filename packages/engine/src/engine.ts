@@ -23,6 +23,13 @@ import {
   calibrateModel,
   type DevPrompt,
 } from './calibrate.js';
+import {
+  DEMO_MODEL_PACKAGE,
+  defaultModelHooks,
+  findDefaultModel,
+  noticeRandomFallback,
+  RANDOM_MODEL,
+} from './default-model.js';
 import { runGeneration } from './generate.js';
 import type { ModelConfig } from './model/config.js';
 import { loadModel } from './model/load.js';
@@ -56,15 +63,25 @@ export const RANDOM_TINY_CONFIG: Partial<ModelConfig> = Object.freeze({
 export const PLAN_FILE = 'kascade-plan.json';
 
 export interface CreateEngineOptions {
-  /** A Hugging Face checkpoint directory or a `.gguf` file; absent: the built-in random-weight model. */
+  /**
+   * A Hugging Face checkpoint directory or a `.gguf` file, or `'random'` for the built-in
+   * random-weight model (a directory named `random` is `'./random'`). Absent: the default model,
+   * `@kascade/demo-model` with its shipped plan when that package is installed, else the
+   * built-in random-weight model (with a warning, once per process).
+   */
   readonly model?: string;
+  /** The id the engine reports for a loaded checkpoint (default: its directory or file name). */
+  readonly modelId?: string;
   /** A plan: a file path, JSON text, or a plan object. Default: `kascade-plan.json` in the model directory, if any. */
   readonly plan?: string | object;
   /** `auto` (default): CUDA, then WebGPU, then the CPU. */
   readonly backend?: BackendRequest;
   /** Default policy of `generate`: a spec or a kind. Default: `kascade` with the plan when there is one, else `dense`. */
   readonly policy?: PolicySpec | PolicySpec['kind'];
-  /** The built-in random model's shape and seed (ignored when `model` or `cpuModel` is given). */
+  /**
+   * The built-in random model's shape and seed. Given without `model`, it asks for the random
+   * model (no default-model lookup); ignored when `model` is a path or `cpuModel` is given.
+   */
   readonly randomModel?: {
     readonly config?: Partial<ModelConfig>;
     readonly seed?: number;
@@ -77,6 +94,11 @@ export interface CreateEngineOptions {
 /** The engine `createEngine` returns: the public contract plus calibration and policy access. */
 export interface CpuKascadeEngine extends KascadeEngine {
   readonly defaultPlan: KascadePlan | undefined;
+  /**
+   * Where the model came from, in words: a checkpoint path, `@kascade/demo-model (dir)`, or the
+   * built-in random-weight model and why it was used.
+   */
+  readonly modelSource: string;
   /** The default policy of `generate`. */
   readonly policy: PolicySpec;
   /** The model itself (CPU forward pass). */
@@ -124,18 +146,43 @@ export function modelShape(model: CpuModel): ModelShape {
 
 export async function createEngine(options: CreateEngineOptions = {}): Promise<CpuKascadeEngine> {
   const backend: BackendChoice = await selectBackend(options.backend ?? 'auto');
-  const model: CpuModel =
-    options.cpuModel ??
-    (options.model !== undefined
-      ? await loadModel(options.model)
-      : createRandomModel(
-          { ...RANDOM_TINY_CONFIG, ...options.randomModel?.config },
-          options.randomModel?.seed ?? 0,
-          { id: options.randomModel?.id ?? RANDOM_TINY_ID },
-        ));
+  const randomModel = (): CpuModel =>
+    createRandomModel(
+      { ...RANDOM_TINY_CONFIG, ...options.randomModel?.config },
+      options.randomModel?.seed ?? 0,
+      { id: options.randomModel?.id ?? RANDOM_TINY_ID },
+    );
+  // Which model: one passed in, a path, the random model asked for, else the default model.
+  let model: CpuModel;
+  let modelSource: string;
+  let modelDir: string | undefined;
+  let shippedPlan: string | undefined;
+  if (options.cpuModel !== undefined) {
+    model = options.cpuModel;
+    modelSource = 'the model passed in (cpuModel)';
+  } else if (options.model === RANDOM_MODEL || (options.model === undefined && options.randomModel)) {
+    model = randomModel();
+    modelSource = 'the built-in random-weight model, as asked';
+  } else if (options.model !== undefined) {
+    model = await loadModel(options.model, options.modelId ? { id: options.modelId } : {});
+    modelSource = options.model;
+    modelDir = options.model;
+  } else {
+    const found = await findDefaultModel(defaultModelHooks.importer);
+    if (found.found) {
+      model = await loadModel(found.dir, { id: options.modelId ?? found.id });
+      modelSource = found.detail;
+      modelDir = found.dir;
+      shippedPlan = found.planPath;
+    } else {
+      noticeRandomFallback(found.detail);
+      model = randomModel();
+      modelSource = `the built-in random-weight model: ${found.detail} (the default model comes from ${DEMO_MODEL_PACKAGE})`;
+    }
+  }
   const shape = modelShape(model);
   const planSource =
-    options.plan ?? (options.model !== undefined ? await planInModelDir(options.model) : undefined);
+    options.plan ?? shippedPlan ?? (modelDir !== undefined ? await planInModelDir(modelDir) : undefined);
   // When the engine cannot be made (a plan that cannot be read or does not fit, a policy without
   // a plan), free the model this call loaded, not one passed in.
   const freeModel = async (): Promise<void> => {
@@ -204,6 +251,7 @@ export async function createEngine(options: CreateEngineOptions = {}): Promise<C
     model: info,
     backend,
     defaultPlan,
+    modelSource,
     policy,
     cpuModel: model,
     tokenize,

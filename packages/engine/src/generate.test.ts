@@ -159,7 +159,7 @@ describe('sampling', () => {
   });
 
   it('seeded sampling on a model is reproducible; another seed differs', async () => {
-    const engine = await createEngine();
+    const engine = await createEngine({ model: 'random' });
     const run = async (seed: number) =>
       (
         await collect(
@@ -178,7 +178,7 @@ describe('sampling', () => {
 
 describe('abort', () => {
   it('abort during prefill returns within one tile', async () => {
-    const engine = await createEngine();
+    const engine = await createEngine({ model: 'random' });
     let tiles = 0;
     let tilesAtAbort = -1;
     const controller = new AbortController();

@@ -16,6 +16,13 @@ export {
   recordingAttention,
 } from './calibrate.js';
 export {
+  DEFAULT_MODEL_WARNING_CODE,
+  DEMO_MODEL_PACKAGE,
+  type DefaultModelLookup,
+  findDefaultModel,
+  RANDOM_MODEL,
+} from './default-model.js';
+export {
   type CpuKascadeEngine,
   type CreateEngineOptions,
   createEngine,
