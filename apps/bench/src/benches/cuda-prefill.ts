@@ -171,6 +171,9 @@ const bench: Bench = {
       .map((name) => ({ name, kernels: prefillKernelPreset(name) }));
     if (variants.length === 0) variants.push({ name: 'current', kernels: prefillKernels() });
     const chosen: Record<string, string> = {};
+    // Sum of a preset's op medians at the last context it ran (for the skip guards below).
+    const lastTotal = new Map<string, { n: number; us: number }>();
+    const deadline = Number(process.env.KASCADE_BENCH_DEADLINE_MS ?? 0);
     const label = (n: number) => `${Math.round(n / 1024)}k`;
     for (const n of contexts) {
       ctx.progress(`context ${n}`);
@@ -203,8 +206,28 @@ const bench: Bench = {
       // Output samples of the first preset, per op: every other preset's output must agree with them.
       const refSamples = new Map<keyof Timed, Float32Array>();
       for (const [vi, variant] of variants.entries()) {
+        // Guards (the device job has a hard time limit): a preset whose ops took SLOWER x the first
+        // preset's at the previous context (32k or more), or whose predicted time (n^2 scaling) would
+        // pass the deadline (KASCADE_BENCH_DEADLINE_MS, epoch ms), is skipped here and says so; the
+        // first preset always runs.
+        const prevT = lastTotal.get(variant.name);
+        const refT = lastTotal.get(variants[0]?.name ?? '');
+        if (vi > 0 && prevT && refT) {
+          const predictedMs = (prevT.us * (n / prevT.n) ** 2 * (w + r)) / 1000;
+          const slow = prevT.n >= 32768 && prevT.us > SLOWER * refT.us;
+          const late = deadline > 0 && Date.now() + predictedMs > deadline;
+          if (slow || late) {
+            const why = slow
+              ? `its ops took ${(prevT.us / refT.us).toFixed(2)}x ${variants[0]?.name}'s at ${label(prevT.n)}`
+              : `predicted ${Math.round(predictedMs / 1000)} s would pass the job's deadline`;
+            rows.push({ kernel: 'skipped', variant: variant.name, context: n, batch: 1, note: why });
+            ctx.progress(`context ${n}, kernels ${variant.name}: skipped (${why})`);
+            continue;
+          }
+        }
         setPrefillKernels(variant.kernels);
         ctx.progress(`context ${n}, kernels ${variant.name}`);
+        let totalUs = 0;
         const ops: [keyof Timed, () => void][] = [
           ['dense', () => densePrefill(chunk, out)],
           ['denseStats', () => densePrefill(chunk, out, stats)],
@@ -215,6 +238,7 @@ const bench: Bench = {
         for (const [key, fn] of ops) {
           out.fill(0xff); // NaN: rows a kernel leaves unwritten show up in the sample
           const s = stat(fn);
+          totalUs += s.median;
           const smp = sampleOutput(out, n);
           const ref = refSamples.get(key);
           if (vi === 0) refSamples.set(key, smp);
@@ -245,6 +269,7 @@ const bench: Bench = {
             chosen[`${key}_${label(n)}`] = variant.name;
           }
         }
+        lastTotal.set(variant.name, { n, us: totalUs });
       }
       setPrefillKernels(before);
       const t = best as Timed;
@@ -343,6 +368,9 @@ const bench: Bench = {
     };
   },
 };
+
+/** A preset this much slower than the first one (sum of op medians) at one context is not timed at the next. */
+const SLOWER = 1.5;
 
 /** Largest relative difference from the first preset's output sample that still counts as the same result. */
 const CONSISTENT = 2e-2;
