@@ -9,8 +9,9 @@
 # Run by: bash scripts/device/session.sh <sha> ... webgpu   (JOB_OUT, KASCADE_GIT_COMMIT and the
 # preamble's node + DAWN_NODE_PATH come from there; about 120 s allowed).
 #
-# Writes $JOB_OUT/webgpu-decode.{json,md,svg}: 128k at batch 1 and 8 first (the issue's targets),
-# then 32k and 8k if time allows, merged into one results file.
+# Writes $JOB_OUT/webgpu-decode.{json,md}: 128k at batch 1 and 8 first (the issue's targets),
+# then 32k and 8k if time allows, merged into one results file. Back here, redraw the SVG with
+#   node packages/webgpu/.bench/webgpu-device.mjs --merge apps/bench/results/webgpu-decode.json <returned json>
 set -u
 out=${JOB_OUT:?JOB_OUT not set}
 export KASCADE_COMMIT=${KASCADE_GIT_COMMIT:-unknown}
@@ -40,7 +41,11 @@ parts=()
 for p in p128k p32k; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
 done
-if [ ${#parts[@]} -gt 0 ]; then
-  node "$bundle" --merge "$out/webgpu-decode.json" "${parts[@]}"
+# Few files come back from a device call: keep the merged JSON and Markdown (the SVG is redrawn
+# here with --merge of the one file), or the parts' JSON when the merge fails.
+if [ ${#parts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode.json" "${parts[@]}"; then
+  rm -rf "$out/p128k" "$out/p32k" "$out/webgpu-decode.svg"
+else
+  rm -f "$out"/p*/webgpu-decode.md "$out"/p*/webgpu-decode.svg
 fi
 ls -la "$out"
