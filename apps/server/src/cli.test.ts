@@ -42,8 +42,8 @@ describe.skipIf(!built)('kascade-server CLI (dist/cli.js)', () => {
     expect(r.err()).toContain('--port must be an integer');
   });
 
-  it('serves the default model from environment settings and exits 0 on SIGTERM', async () => {
-    const r = run([], { KASCADE_PORT: '0', KASCADE_CALIBRATE: 'off' });
+  /** Starts the CLI and waits for its 'listening on' line; returns the URL. */
+  async function listening(r: ReturnType<typeof run>): Promise<string> {
     child = r.child;
     const t0 = Date.now();
     while (!/listening on (http:\/\/\S+) /.test(r.err())) {
@@ -51,18 +51,39 @@ describe.skipIf(!built)('kascade-server CLI (dist/cli.js)', () => {
         throw new Error(`server did not start: ${r.err()}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    const url = /listening on (http:\/\/\S+) /.exec(r.err())![1]!;
-    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const health = await (await fetch(`${url}/health`)).json();
-    expect(health.model).toContain('random weights');
+    return /listening on (http:\/\/\S+) /.exec(r.err())![1]!;
+  }
+
+  async function complete(url: string) {
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'hi', max_tokens: 3 }),
     });
-    expect((await res.json()).usage.kascade.policy).toBe('dense');
+    return res.json();
+  }
+
+  it('serves the default model (@kascade/demo-model, its plan) from environment settings and exits 0 on SIGTERM', async () => {
+    const r = run([], { KASCADE_PORT: '0', KASCADE_CALIBRATE: 'off' });
+    const url = await listening(r);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const health = await (await fetch(`${url}/health`)).json();
+    expect(health.model).toBe('kascade-demo-model');
+    expect((await complete(url)).usage.kascade.policy).toBe('kascade');
+    expect(r.err()).toContain('plan: kascade-plan.json shipped with @kascade/demo-model');
     r.child.kill('SIGTERM');
     expect(await r.exited).toBe(0);
     expect(r.err()).toContain('stopped');
+  });
+
+  it('KASCADE_MODEL=random serves the random-weight model (dense with --calibrate off)', async () => {
+    const r = run([], { KASCADE_PORT: '0', KASCADE_CALIBRATE: 'off', KASCADE_MODEL: 'random' });
+    const url = await listening(r);
+    const health = await (await fetch(`${url}/health`)).json();
+    expect(health.model).toContain('random weights');
+    expect((await complete(url)).usage.kascade.policy).toBe('dense');
+    expect(r.err()).toContain('plan: none');
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
   });
 });

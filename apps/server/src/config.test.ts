@@ -32,6 +32,11 @@ describe('parseConfig', () => {
     });
   });
 
+  it("passes --model random (or KASCADE_MODEL=random) through: the engine's word for the random-weight model", () => {
+    expect(parseConfig(['--model', 'random'], {}).model).toBe('random');
+    expect(parseConfig([], { KASCADE_MODEL: 'random' }).model).toBe('random');
+  });
+
   it('names the flag or variable with a bad value', () => {
     const bad: [string[], Record<string, string>, RegExp][] = [
       [['--port', 'x'], {}, /--port/],

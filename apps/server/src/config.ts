@@ -7,7 +7,10 @@ export const BACKENDS = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 export type BackendFlag = (typeof BACKENDS)[number];
 
 export interface ServerConfig {
-  /** Checkpoint directory or GGUF file; undefined: the bundled default model. */
+  /**
+   * Checkpoint directory or GGUF file, or `random` (the built-in random-weight model);
+   * undefined: the bundled default model, `@kascade/demo-model`.
+   */
   readonly model: string | undefined;
   /** Plan file; undefined: the model directory's plan, if any. */
   readonly plan: string | undefined;
@@ -37,8 +40,9 @@ export const USAGE = `Usage: kascade-server [options]
 Serves a Kascade model with an OpenAI-compatible API and a playground page at /.
 
 Options (environment variable in brackets; flags win):
-  --model DIR|FILE          Hugging Face checkpoint directory or .gguf file      [KASCADE_MODEL]
-                            (default: the bundled default model)
+  --model DIR|FILE|random   Hugging Face checkpoint directory or .gguf file, or  [KASCADE_MODEL]
+                            random for the built-in random-weight model (default:
+                            the trained demo model of @kascade/demo-model)
   --plan FILE               Kascade plan JSON (default: kascade-plan.json        [KASCADE_PLAN]
                             in the model directory, if any)
   --backend NAME            auto | cpu | cuda | webgpu (default: cpu)            [KASCADE_BACKEND]

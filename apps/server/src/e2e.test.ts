@@ -4,12 +4,13 @@ import { parseConfig } from './config.js';
 import { type Running, startServer } from './serve.js';
 import { postJson, sseEvents, waitFor } from './test-helpers.js';
 
-describe('end to end with the real engine (built-in random-weight model, CPU)', () => {
+describe('end to end with the real engine (--model random: the built-in random-weight model, CPU)', () => {
   let running: Running;
   const lines: string[] = [];
   beforeAll(async () => {
-    running = await startServer(parseConfig(['--port', '0', '--concurrency', '2'], {}), (line) =>
-      lines.push(line),
+    running = await startServer(
+      parseConfig(['--model', 'random', '--port', '0', '--concurrency', '2'], {}),
+      (line) => lines.push(line),
     );
   });
   afterAll(() => running?.server.shutdown({ graceMs: 0 }));
@@ -95,7 +96,9 @@ describe('end to end with the real engine (built-in random-weight model, CPU)', 
 
   it('a busy port makes startServer reject (and not hang)', async () => {
     const port = new URL(running.url).port;
-    await expect(startServer(parseConfig(['--port', port], {}))).rejects.toThrow(/EADDRINUSE/);
+    await expect(startServer(parseConfig(['--model', 'random', '--port', port], {}))).rejects.toThrow(
+      /EADDRINUSE/,
+    );
   });
 
   it('a client that disconnects during a long prefill frees the engine promptly', async () => {

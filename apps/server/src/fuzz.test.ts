@@ -140,7 +140,7 @@ describe('fuzzing request bodies: no 5xx, OpenAI-shaped errors, the server stays
 
   it('with the real engine (built-in random model, 60 bodies)', async () => {
     const running = await startServer(
-      parseConfig(['--port', '0', '--max-tokens', '4', '--body-limit', '8192'], {}),
+      parseConfig(['--model', 'random', '--port', '0', '--max-tokens', '4', '--body-limit', '8192'], {}),
     );
     try {
       await fuzz(running.url, running.server, 4, 60);

@@ -1,6 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { demoModelId, demoPlanPath } from '@kascade/demo-model';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from './config.js';
+import { type Running, startServer } from './serve.js';
 import { TestEngine } from './test-engine.js';
 import { type Started, start } from './test-helpers.js';
 
@@ -88,3 +91,56 @@ describe.skipIf(!haveChromium)('playground page in headless Chromium', () => {
     await page.close();
   });
 });
+
+describe.skipIf(!haveChromium)(
+  'playground page on the default model (@kascade/demo-model) in headless Chromium',
+  () => {
+    let running: Running;
+    let browser: Browser;
+    const shipped = JSON.parse(readFileSync(demoPlanPath, 'utf8')) as {
+      anchors: number[];
+      model: { layers: number };
+    };
+    beforeAll(async () => {
+      running = await startServer(parseConfig(['--port', '0'], {}));
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+        ],
+      });
+    });
+    afterAll(async () => {
+      await browser?.close();
+      await running?.server.shutdown({ graceMs: 0 });
+    });
+
+    it('names the trained model without the random-weights warning, chats, and highlights the plan anchors', async () => {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`${running.url}/`);
+      await expect.poll(() => page.textContent('#model-line')).toContain(demoModelId);
+      expect(await page.textContent('#model-line')).toContain('plan loaded');
+      expect(await page.isVisible('#random-warning')).toBe(false);
+      await page.fill('#max-tokens', '8');
+      await page.fill('#temperature', '0');
+      await page.fill('#prompt', 'What is the special magic number?');
+      await page.click('#send');
+      await expect.poll(() => page.isEnabled('#send'), { timeout: 30_000 }).toBe(true);
+      expect(((await page.textContent('#messages li.assistant')) ?? '').trim().length).toBeGreaterThan(0);
+      expect(await page.textContent('#stat-policy')).toBe('kascade');
+      expect(await page.locator('#anchors li').count()).toBe(shipped.model.layers);
+      expect(await page.locator('#anchors li.anchor').count()).toBe(shipped.anchors.length);
+      expect(await page.isVisible('#error')).toBe(false);
+      expect(errors).toEqual([]);
+      await page.close();
+    });
+  },
+);

@@ -1,9 +1,12 @@
 /**
  * From a configuration to a listening server: load the engine, find or calibrate a plan,
- * build the HTTP server, listen.
+ * build the HTTP server, listen. With no `--model`, the server serves the trained demo model
+ * (`@kascade/demo-model`, a dependency of the server) with its shipped plan; `--model random`
+ * serves the built-in random-weight model.
  */
 import { parsePlan } from '@kascade/anchors';
-import { type CpuKascadeEngine, createEngine } from '@kascade/engine';
+import { demoModelDir, demoModelId, demoPlanPath } from '@kascade/demo-model';
+import { type CpuKascadeEngine, createEngine, RANDOM_MODEL } from '@kascade/engine';
 import type { ServerConfig } from './config.js';
 import { buildServer, type KascadeServer } from './server.js';
 
@@ -28,8 +31,12 @@ export async function startServer(
   config: ServerConfig,
   log: (line: string) => void = () => {},
 ): Promise<Running> {
+  // The default model is passed by path (not left to the engine's lookup), so the server never
+  // falls back to the random-weight model by accident: `--model random` asks for that.
   const engine = await createEngine({
-    ...(config.model !== undefined ? { model: config.model } : {}),
+    ...(config.model !== undefined
+      ? { model: config.model }
+      : { model: demoModelDir, modelId: demoModelId, plan: config.plan ?? demoPlanPath }),
     ...(config.plan !== undefined ? { plan: config.plan } : {}),
     backend: config.backend,
   });
@@ -48,10 +55,22 @@ async function serveEngine(
   log: (line: string) => void,
 ): Promise<Running> {
   const model = engine.model;
-  log(`model: ${model.id} (${model.architecture}, ${model.layers} layers, context ${model.maxContext})`);
+  const source =
+    config.model === undefined
+      ? `@kascade/demo-model, the default (--model ${RANDOM_MODEL} serves the random-weight model)`
+      : engine.modelSource;
+  log(
+    `model: ${model.id} (${model.architecture}, ${model.layers} layers, context ${model.maxContext}; from ${source})`,
+  );
   log(`backend: ${engine.backend.backend} (${engine.backend.reason})`);
   let plan: unknown = engine.defaultPlan;
-  let planSource = plan === undefined ? 'none' : (config.plan ?? 'the model directory');
+  let planSource =
+    plan === undefined
+      ? 'none'
+      : (config.plan ??
+        (config.model === undefined
+          ? 'kascade-plan.json shipped with @kascade/demo-model'
+          : 'the model directory'));
   if (plan === undefined && config.calibrate === 'auto' && model.randomWeights) {
     const t0 = performance.now();
     // A demonstration plan for a model without trained weights: half the layers as anchors (so
