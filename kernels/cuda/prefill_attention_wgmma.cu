@@ -4,8 +4,9 @@
 // H200 back it.
 //
 // Kernel prefill_attn_wgmma_kernel<T, D, GS, MODE, WARPS>, WARPS = 4 (one warpgroup, 64 query rows, 16 per
-// warp; 3 blocks per SM) or 8 (attention variant v4, dense modes and sparse at g >= 4: two warpgroups, 128
-// rows sharing each K/V step, half the L2 -> shared memory traffic per query; 1 block per SM):
+// warp; 3 blocks per SM, 2-stage K/V ring) or 8 (attention variant v4, dense modes and sparse at g >= 4: two
+// warpgroups, 128 rows sharing each K/V step, half the L2 -> shared memory traffic per query; 1 block per SM,
+// so a 3-stage ring: 96 KB):
 //   - dense modes: grid (ceil(queries / (16 WARPS)), heads, batch), consecutive queries of one head, heaviest
 //     blocks first; every warp takes part in every step (wgmma is warpgroup-wide), masks only on steps that
 //     cross its diagonal.
@@ -20,7 +21,8 @@
 //   16-byte cp.async (8 consecutive threads write one 128-byte core matrix). Descriptors: K as the K-major B
 //   of S (leading = 128 B to the next 8 columns, stride = D * 16 B to the next 8 keys; the kc-th 16-column
 //   slice starts kc * 256 B in); V as the N-major B of P V (leading = D * 16 B to the next 8 keys, stride =
-//   128 B to the next 8 columns; the kk-th 16-key slice starts kk * 32 * D B in). 2 stages: 64 KB at D = 128
+//   128 B to the next 8 columns; the kk-th 16-key slice starts kk * 32 * D B in). 2 stages (3 with two
+//   warpgroups): 64 KB at D = 128
 //   (32 KB statistics-only) + 512 B of key positions. Writes by cp.async become visible to the tensor
 //   cores' async proxy through fence.proxy.async before the block barrier.
 #include <cstdio>
@@ -34,9 +36,12 @@ namespace {
 
 using namespace wg;
 
-template <typename T, int D, int MODE>
+// K/V ring stages: 2 with one warpgroup (3 blocks per SM hide the latency), 3 with two (one block per SM).
+__host__ __device__ constexpr int wg_stages(int warps) { return warps == 8 ? 3 : 2; }
+
+template <typename T, int D, int MODE, int NS>
 constexpr size_t wg_smem_bytes() {
-  return static_cast<size_t>((MODE == kStats ? 2 : 4) * kKeys * D) * 2 + 2 * kKeys * sizeof(int);
+  return static_cast<size_t>((MODE == kStats ? 1 : 2) * NS * kKeys * D) * 2 + NS * kKeys * sizeof(int);
 }
 
 template <typename T, int D, int GS, int MODE, int WARPS>
@@ -52,11 +57,12 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1)
   constexpr int CPR = D / 8;          // 16-byte chunks per row
   constexpr int TILE = kKeys * D;     // elements of one stage of K (or V)
   constexpr uint32_t RG = D * 16;     // bytes between 8-row groups
+  constexpr int NS = wg_stages(WARPS);
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* Ks = reinterpret_cast<T*>(smem_raw);
-  T* Vs = Ks + 2 * TILE;
-  int* posS = reinterpret_cast<int*>(Ks + (kWithV ? 4 : 2) * TILE);
+  T* Vs = Ks + NS * TILE;
+  int* posS = reinterpret_cast<int*>(Ks + (kWithV ? 2 : 1) * NS * TILE);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int row = lane >> 2, quad = lane & 3;
@@ -123,7 +129,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1)
   const int steps = (listLen + kKeys - 1) / kKeys;
   auto issue = [&](int i) {
     if (i < steps) {
-      const int st = i & 1;
+      const int st = i % NS;
       for (int c = tid; c < kKeys * CPR; c += NT) {
         const int r8 = c & 7, rest = c >> 3;
         const int cc = rest % CPR, rg = rest / CPR;
@@ -144,13 +150,14 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1)
 #pragma unroll
   for (int nb = 0; nb < (kWithV ? NB : 1); ++nb) acc[nb][0] = acc[nb][1] = acc[nb][2] = acc[nb][3] = 0.f;
 
-  issue(0);
+#pragma unroll
+  for (int p = 0; p < NS - 1; ++p) issue(p);
   for (int i = 0; i < steps; ++i) {
-    issue(i + 1);
-    cp_async_wait<1>();
+    issue(i + NS - 1);
+    cp_async_wait<NS - 1>();
     fence_proxy_async();
     __syncthreads();
-    const int st = i & 1;
+    const int st = i % NS;
     const int kFirst = i * kKeys;
     bool needMask = true;
     if constexpr (!kSparseMode) {
@@ -278,7 +285,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == 4 ? 3 : 1)
 
 template <typename T, int D, int GS, int MODE, int WARPS = 4>
 cudaError_t launch_wgmma_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
-  constexpr size_t smem = wg_smem_bytes<T, D, MODE>();
+  constexpr size_t smem = wg_smem_bytes<T, D, MODE, wg_stages(WARPS)>();
   static bool configured = false;
   if (!configured) {
     const cudaError_t e = cudaFuncSetAttribute(prefill_attn_wgmma_kernel<T, D, GS, MODE, WARPS>,
