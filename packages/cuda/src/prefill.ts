@@ -357,7 +357,7 @@ export function uploadPrefillSelection(
  *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
  *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1;
  *   - `v4`: v3 with two warpgroups per block sharing each K/V step (dense: 128 queries; sparse: the
- *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3).
+ *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3) and a 3-stage ring.
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (the default), `v2` wgmma.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
