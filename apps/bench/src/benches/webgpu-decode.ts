@@ -21,8 +21,12 @@
  * At the longest context the team kernel's dense and reuse are also timed at other split counts (`sweep-*` rows,
  * `targetWorkgroups` 512 to 8192, default 2048; `keysPerStep` 2 and 8, default 4).
  *
+ * `whole-model-one-pass` rows: the default kernel's 32 layers of the layout (anchors 2, 8, 13, 14)
+ * encoded in one pass against 32 dense layers in one pass, four K/V copies in turn
+ * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs).
+ *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
- * `--no-parity`, `--no-sweep`.
+ * `--no-parity`, `--no-sweep`, `--no-one-pass`.
  */
 import {
   type DecodeSelection,
@@ -180,7 +184,7 @@ const bench: Bench = {
               denseUs: round(32 * dense),
               speedupVsDense: round((32 * dense) / whole, 3),
             });
-            const tag = n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
+            const tag = tagOf(n);
             const suffix = `${batch === 1 ? '' : `_b${batch}`}${suffixOf(kernel)}`;
             summary[`reuseOverDense_${tag}${suffix}`] = round(reuse / dense, 4);
             summary[`anchorOverDense_${tag}${suffix}`] = round(anchor / dense, 4);
@@ -192,6 +196,81 @@ const bench: Bench = {
               minBytes.dense / (dense * 1e3) / copy.gbPerS,
               4,
             );
+          }
+        }
+        if (args.onePass) {
+          // The whole model's attention encoded in one pass, as an engine would: layer 0, anchors at
+          // 2, 8, 13, 14 (the shipped Llama-3.1-8B plan), reuse elsewhere, against 32 dense layers.
+          // Four K/V copies in turn, so no layer finds the previous layer's rows in L2.
+          const kernel = kernels[0];
+          const kvs = [kv];
+          try {
+            for (let c = 1; c < 4; c++) {
+              const extra = createDeviceKV(
+                gpu,
+                { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' },
+                'bench.kv',
+              );
+              for (const [i, part] of extra.parts.entries()) {
+                fillBuffer(gpu, part.k, 100 * c + 2 * i, true);
+                fillBuffer(gpu, part.v, 101 * c + 2 * i, true);
+              }
+              kvs.push(extra);
+            }
+            const anchors = new Set([2, 8, 13, 14]);
+            const roleOf = (l: number): LayerRole =>
+              l === 0 ? 'dense-anchor' : anchors.has(l) ? 'anchor' : 'reuse';
+            const model = async (sparse: boolean) =>
+              timeOp(
+                gpu,
+                ctx,
+                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch}`,
+                (pass) => {
+                  for (let l = 0; l < 32; l++) {
+                    encodeDecode(gpu, pass, {
+                      role: sparse ? roleOf(l) : 'dense',
+                      heads: H,
+                      q,
+                      kv: kvs[l % 4],
+                      n,
+                      out,
+                      slot,
+                      headMap,
+                      budget,
+                      kernel,
+                      scratchTag: `.layer${l}`,
+                    });
+                  }
+                },
+                flush,
+                Math.min(ctx.repeats, 10),
+                Math.min(ctx.warmup, 2),
+              );
+            const denseModel = await model(false);
+            const sparseModel = await model(true);
+            rows.push({
+              kernel: 'whole-model-one-pass',
+              variant: kernel,
+              context: n,
+              batch,
+              k,
+              medianUs: round(sparseModel.median),
+              p10Us: round(sparseModel.p10),
+              p90Us: round(sparseModel.p90),
+              denseUs: round(denseModel.median),
+              speedupVsDense: round(denseModel.median / sparseModel.median, 3),
+              timing: sparseModel.source,
+            });
+            summary[`wholeModelOnePassSpeedupVsDense_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = round(
+              denseModel.median / sparseModel.median,
+              3,
+            );
+          } catch (e) {
+            ctx.progress(
+              `one-pass model n=${n} b=${batch} failed: ${e instanceof Error ? e.message : String(e)}`,
+            );
+          } finally {
+            for (const extra of kvs.slice(1)) destroyDeviceKV(extra);
           }
         }
         if (args.sweep && n === Math.max(...contexts) && batch === 1) {
@@ -305,15 +384,20 @@ const bench: Bench = {
   },
 };
 
-/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`. */
+function tagOf(n: number): string {
+  return n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
+}
+
+/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`, `--no-one-pass`. */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
   batches?: number[];
   kernels?: DecodeKernel[];
   parity: boolean;
   sweep: boolean;
+  onePass: boolean;
 } {
-  const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true };
+  const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
     const xs = v.split(',').map(Number);
     if (!xs.every((x) => Number.isInteger(x) && x > 0)) {
@@ -333,6 +417,7 @@ export function benchArgs(argv: readonly string[]): {
       out.kernels = ks as DecodeKernel[];
     } else if (name === 'no-parity') out.parity = false;
     else if (name === 'no-sweep') out.sweep = false;
+    else if (name === 'no-one-pass') out.onePass = false;
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }
   return out;
