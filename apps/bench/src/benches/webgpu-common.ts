@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import { encodeCopy, encodeFillRandom, KascadeGPU, timeGPU } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
-import type { MachineInfo, Row } from '../results.js';
+import { type BenchResults, type MachineInfo, type Row, validateResults } from '../results.js';
 import { type Stats, summarize } from '../stats.js';
 
 interface DawnModule {
@@ -117,4 +117,19 @@ export function fillBuffer(gpu: KascadeGPU, buf: GPUBuffer, seed: number, f16: b
   pass.end();
   gpu.flushParams();
   gpu.device.queue.submit([enc.finish()]);
+}
+
+/** Joins results of one bench run made in pieces: rows in order, summaries merged (later wins). */
+export function mergeResults(parts: readonly BenchResults[]): BenchResults {
+  const [first, ...rest] = parts;
+  if (!first) throw new RangeError('mergeResults: no results to merge');
+  for (const p of rest) {
+    if (p.bench !== first.bench) throw new RangeError(`mergeResults: ${p.bench} is not ${first.bench}`);
+  }
+  return validateResults({
+    ...first,
+    command: parts.map((p) => p.command).join(' && '),
+    rows: parts.flatMap((p) => p.rows),
+    summary: Object.assign({}, ...parts.map((p) => p.summary)),
+  });
 }

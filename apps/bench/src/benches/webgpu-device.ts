@@ -11,27 +11,13 @@
 import { readFileSync } from 'node:fs';
 import type { Bench } from '../harness.js';
 import { machineInfo } from '../machine.js';
-import { type BenchResults, validateResults } from '../results.js';
+import { validateResults } from '../results.js';
 import { resolveOptions, runBench, writeResults } from '../run.js';
+import { mergeResults } from './webgpu-common.js';
 import decode from './webgpu-decode.js';
 import prefill from './webgpu-prefill.js';
 
 const benches: Record<string, Bench> = { 'webgpu-decode': decode, 'webgpu-prefill': prefill };
-
-/** Joins results of the same bench run in pieces: rows in order, summaries merged (later wins). */
-export function mergeResults(parts: readonly BenchResults[]): BenchResults {
-  const [first, ...rest] = parts;
-  if (!first) throw new RangeError('mergeResults: no results to merge');
-  for (const p of rest) {
-    if (p.bench !== first.bench) throw new RangeError(`mergeResults: ${p.bench} is not ${first.bench}`);
-  }
-  return validateResults({
-    ...first,
-    command: parts.map((p) => p.command).join(' && '),
-    rows: parts.flatMap((p) => p.rows),
-    summary: Object.assign({}, ...parts.map((p) => p.summary)),
-  });
-}
 
 async function main(argv: readonly string[]): Promise<void> {
   if (argv[0] === '--merge') {

@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import type { BenchResults } from '../results.js';
+import { mergeResults } from './webgpu-common.js';
+import { benchArgs } from './webgpu-decode.js';
+
+describe('webgpu-decode bench arguments', () => {
+  it('parses contexts, batches, kernels and the switches', () => {
+    expect(benchArgs([])).toEqual({ parity: true, sweep: true, onePass: true });
+    expect(
+      benchArgs([
+        '--contexts=131072,8192',
+        '--batches=1,8',
+        '--kernels=chunked',
+        '--no-parity',
+        '--no-sweep',
+      ]),
+    ).toEqual({
+      contexts: [131072, 8192],
+      batches: [1, 8],
+      kernels: ['chunked'],
+      parity: false,
+      sweep: false,
+      onePass: true,
+    });
+    expect(benchArgs(['--no-one-pass']).onePass).toBe(false);
+  });
+
+  it('names what it rejects', () => {
+    expect(() => benchArgs(['--contexts=8k'])).toThrow(/--contexts takes positive integers.*'8k'/);
+    expect(() => benchArgs(['--kernels=teams,fast'])).toThrow(/unknown kernel 'fast'/);
+    expect(() => benchArgs(['--repeat=3'])).toThrow(/unknown argument '--repeat=3'/);
+  });
+});
+
+describe('mergeResults', () => {
+  const part = (rows: number[], summary: Record<string, number>, bench = 'webgpu-decode'): BenchResults => ({
+    bench,
+    command: `run ${rows.join(',')}`,
+    date: '2026-11-29T12:00:00.000Z',
+    gitCommit: 'abc1234',
+    machine: { cpu: 'x', cores: 16, node: 'v20' },
+    config: { heads: 32 },
+    rows: rows.map((context) => ({ kernel: 'dense', context, medianUs: context / 1000 })),
+    summary,
+  });
+
+  it('joins rows in order and merges the summaries', () => {
+    const m = mergeResults([part([131072], { a: 1, b: 2 }), part([32768, 8192], { b: 3, c: 4 })]);
+    expect(m.rows.map((r) => r.context)).toEqual([131072, 32768, 8192]);
+    expect(m.summary).toEqual({ a: 1, b: 3, c: 4 });
+    expect(m.command).toBe('run 131072 && run 32768,8192');
+    expect(m.gitCommit).toBe('abc1234');
+  });
+
+  it('refuses nothing to merge and different benches', () => {
+    expect(() => mergeResults([])).toThrow(/no results/);
+    expect(() => mergeResults([part([1], {}), part([2], {}, 'webgpu-prefill')])).toThrow(
+      /webgpu-prefill is not/,
+    );
+  });
+});
