@@ -6,6 +6,8 @@
 # command: bash scripts/device/session.sh <sha> [job ...]
 # Each job is scripts/device/<job>.sh, given $JOB_OUT (its own folder under $OUT) and a time limit
 # (seconds, env JOB_LIMIT_<job>, default 240). A job that fails or runs over does not stop the others.
+# Everything under $OUT is packed into $OUT/results.tgz at the end (the device returns at most 8
+# files), so the jobs' limits must end well inside the call's own limit.
 # A job named bg:<job> starts at once in the background (CPU work beside the GPU jobs, e.g. the
 # accuracy grid on the host's cores) and is waited for at the end.
 set -u
@@ -44,4 +46,8 @@ for job in "${fg_jobs[@]}"; do
   run_job "$job"
 done
 for pid in "${bg_pids[@]}"; do wait "$pid"; done
+# $OUT brings back at most 8 files: everything goes home as one archive (unpack it here with
+# tar xzf results.tgz); jobs.txt stays beside it for a quick look.
+( cd "$OUT" && tar czf results.tgz --exclude=results.tgz ./* && find . -mindepth 1 -maxdepth 1 ! -name results.tgz ! -name jobs.txt -exec rm -rf {} + )
+ls -la "$OUT"
 exit 0
