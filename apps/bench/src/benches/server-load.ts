@@ -66,6 +66,9 @@ interface Server {
 
 async function startServer(cli: string, clients: number): Promise<Server> {
   const args = [
+    // The server's default is now the trained demo model; this bench measures the random-weight one.
+    '--model',
+    'random',
     '--port',
     '0',
     '--concurrency',
