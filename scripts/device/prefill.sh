@@ -17,7 +17,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v1,v2}
 risky=${PREFILL_RISKY:-v3,v4,v5}
-parity_limit=${PREFILL_PARITY_LIMIT:-120}
+parity_limit=${PREFILL_PARITY_LIMIT:-130}
 
 parity() { # part presets
   timeout --kill-after=5 "$parity_limit" node packages/cuda/dist-device/device-check.mjs \
