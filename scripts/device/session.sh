@@ -10,6 +10,9 @@
 # files), so the jobs' limits must end well inside the call's own limit.
 # A job named bg:<job> starts at once in the background (CPU work beside the GPU jobs, e.g. the
 # accuracy grid on the host's cores) and is waited for at the end.
+# The call of 2026-11-29 (about 13:30 UTC; device time left then is about 11 minutes, start and
+# transfers included) runs: bg:accuracy (13 of the 16 host cores, 530 s) decode prefill webgpu, with
+# JOB_LIMIT_decode=235 JOB_LIMIT_prefill=200 JOB_LIMIT_webgpu=100 (seconds, node start included).
 set -u
 sha=${1:?usage: session.sh <git sha> [job ...]}
 shift
