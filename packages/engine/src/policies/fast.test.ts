@@ -143,7 +143,8 @@ function checkPrefillSelection(
         (j * got.tiles + t) * got.kMax + count,
       );
       const ref = Array.from({ length: start }, (_, x) => scores(j, t, x));
-      checkTopk(row, count, ref, start);
+      // With random scores, float32 pooling picks exactly the reference set.
+      expect(checkTopk(row, count, ref, start)).toBe(true);
       checked++;
     }
   }
