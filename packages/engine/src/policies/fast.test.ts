@@ -310,6 +310,36 @@ describe('fast attention ops vs the float64 reference', () => {
     });
   }
 
+  it('dense prefill with the pooled scores calibration records (scores, diagonal mass)', () => {
+    for (const [label, s] of shapes) {
+      const ops = fastAttentionOps(s.headDim)!;
+      for (const [n, queries, T] of [
+        [45, 45, 8],
+        [133, 37, 16],
+      ] as const) {
+        const inputs = prefillInputs(s, n, queries, T, n + s.heads);
+        poison(s.headDim);
+        const got = ops.densePrefillPooled(inputs);
+        const want = referenceOps.densePrefillPooled(inputs);
+        expect(relDiff(got.out, want.out), label).toBeLessThan(TOL);
+        expect(got.pooled.tiles).toBe(want.pooled.tiles);
+        expect(relDiff(got.pooled.scores, want.pooled.scores), label).toBeLessThan(TOL);
+        expect(relDiff(got.pooled.diagonalMass, want.pooled.diagonalMass), label).toBeLessThan(TOL);
+        // Every (KV head, tile) holds group x tile-queries of mass in all.
+        const tiles = got.pooled.tiles;
+        for (let j = 0; j < s.kvHeads; j++) {
+          for (let t = 0; t < tiles; t++) {
+            const start = inputs.queryStart + t * T;
+            const rows = (s.heads / s.kvHeads) * (Math.min(start + T, n) - start);
+            let sum = got.pooled.diagonalMass[j * tiles + t]!;
+            for (let x = 0; x < n; x++) sum += got.pooled.scores[(j * tiles + t) * n + x]!;
+            expect(Math.abs(sum - rows)).toBeLessThan(1e-4 * rows);
+          }
+        }
+      }
+    }
+  });
+
   it('splits large blocks by rows with the same results', () => {
     const s = { heads: 8, kvHeads: 2, headDim: 64 };
     const ops = fast();

@@ -370,6 +370,26 @@ function createFastOps(headDim: number): AttentionOps | undefined {
       return { out: r.out!, selection: r.selection! };
     },
 
+    densePrefillPooled(inputs) {
+      const fn = 'densePrefillPooled';
+      const c = checkPrefill(fn, inputs);
+      checkDim(fn, c);
+      const { kvHeads, tiles, tileSize, queryStart, cap, d, n } = c;
+      const out = new Float32Array(c.heads * c.queries * d);
+      const scores = new Float32Array(kvHeads * tiles * n);
+      const diagonalMass = new Float64Array(kvHeads * tiles);
+      for (let j = 0; j < kvHeads; j++) {
+        for (let t = 0; t < tiles; t++) {
+          const start = queryStart + t * tileSize;
+          const end = Math.min(start + tileSize, n);
+          const rows = tileRows(c, rr, j, t, start);
+          const row = scores.subarray((j * tiles + t) * n, (j * tiles + t + 1) * n);
+          diagonalMass[j * tiles + t] = runBlock(ws, c, rr, rows, j * cap * d, null, end, out, row, start);
+        }
+      }
+      return { out, pooled: { scores, diagonalMass, tiles } };
+    },
+
     sparseDecode(inputs, selection, headMap) {
       const fn = 'sparseDecodeAttention';
       const c = checkDecode(fn, inputs);

@@ -15,6 +15,7 @@ export {
   type AttentionImpl,
   type AttentionOps,
   attentionOps,
+  type PooledScores,
   referenceOps,
 } from './ops.js';
 export { createOracleTopkPolicy, type OracleTopkOptions } from './oracle-topk.js';

@@ -17,6 +17,7 @@ import {
   type HeadMap,
   type PrefillInputs,
   type PrefillSelection,
+  pooledPrefillScores,
   sparseDecodeAttention,
   sparsePrefillAttention,
 } from '@kascade/core';
@@ -27,6 +28,15 @@ import { denseAnchorDecode } from './fused.js';
 export interface AttendedSelection<S> {
   readonly out: Float32Array | Float64Array;
   readonly selection: S;
+}
+
+/** What calibration records per layer and prefill chunk (core's `PooledPrefillScores`, any float type). */
+export interface PooledScores {
+  /** `[kvHeads, tiles, n]`: pooled post-softmax mass on keys before each tile's first query; 0 at and after it. */
+  readonly scores: Float32Array | Float64Array;
+  /** `[kvHeads, tiles]`: the same pooled mass on each tile's own (causal) diagonal keys. */
+  readonly diagonalMass: Float64Array;
+  readonly tiles: number;
 }
 
 /** Which implementation of the attention ops a policy runs. */
@@ -53,6 +63,11 @@ export interface AttentionOps {
   /** Dense output plus the head-aware anchor Top-k (the dense-anchor role). */
   denseAnchorDecode(inputs: DecodeInputs, budget: BudgetOptions): AttendedSelection<DecodeSelection>;
   denseAnchorPrefill(inputs: PrefillInputs, budget: BudgetOptions): AttendedSelection<PrefillSelection>;
+  /** Dense causal output plus the pooled scores calibration records (one pass in `fast`). */
+  densePrefillPooled(inputs: PrefillInputs): {
+    readonly out: Float32Array | Float64Array;
+    readonly pooled: PooledScores;
+  };
 }
 
 /** The core float64 reference ops. */
@@ -71,6 +86,10 @@ export const referenceOps: AttentionOps = Object.freeze({
   denseAnchorPrefill: (inputs: PrefillInputs, budget: BudgetOptions) => ({
     out: denseCausalPrefillAttention(inputs),
     selection: anchorPrefillTopk(inputs, budget),
+  }),
+  densePrefillPooled: (inputs: PrefillInputs) => ({
+    out: denseCausalPrefillAttention(inputs),
+    pooled: pooledPrefillScores(inputs),
   }),
 } satisfies AttentionOps);
 
