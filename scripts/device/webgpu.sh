@@ -7,7 +7,7 @@
 #   node packages/webgpu/scripts/bundle-bench.mjs        -> packages/webgpu/.bench/webgpu-device.mjs
 # carry: [".device", "packages/webgpu/.bench"]
 # Run by: bash scripts/device/session.sh <sha> ... webgpu   (JOB_OUT, KASCADE_GIT_COMMIT and the
-# preamble's node + DAWN_NODE_PATH come from there; about 120 s allowed).
+# preamble's node + DAWN_NODE_PATH come from there; JOB_LIMIT_webgpu=100 s today).
 #
 # Writes $JOB_OUT/webgpu-decode.{json,md}: 128k at batch 1 and 8 first (the targets),
 # then 32k and 8k if time allows, merged into one results file. Back here, redraw the SVG with
@@ -26,7 +26,7 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
   source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
 mkdir -p "$out"
-long=131072 short=32768,8192 batches=1,8 quick= first=75 total=108
+long=131072 short=32768,8192 batches=1,8 quick= first=60 total=86
 if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 batches=1 quick=--quick first=900 total=1500; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
