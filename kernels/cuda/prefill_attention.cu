@@ -288,13 +288,14 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
+// Default v2: the fastest in every op at 8k, 32k and 128k on the H200 (apps/bench/results/cuda-prefill.json).
 int prefill_variant(PrefillMode mode) {
   const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
-  if (v == nullptr) return 1;
-  if (strcmp(v, "v2") == 0) return 2;
+  if (v == nullptr) return 2;
+  if (strcmp(v, "v1") == 0) return 1;
   if (strcmp(v, "v3") == 0) return 3;
   if (strcmp(v, "v4") == 0) return 4;
-  return 1;
+  return 2;
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,

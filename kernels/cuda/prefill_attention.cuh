@@ -57,7 +57,7 @@ cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMod
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                            cudaStream_t st, bool twoWarpgroups);
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
-// The variant the environment selects for a mode: 1 (default), 2, 3 or 4.
+// The variant the environment selects for a mode: 1, 2 (default), 3 or 4.
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

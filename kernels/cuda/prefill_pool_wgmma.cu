@@ -1,5 +1,5 @@
-// The anchors' pooling pass on Hopper wgmma (pool variant v2; KASCADE_PREFILL_POOL=v2, v1 = the mma.sync
-// pool_prefill_kernel in prefill_anchor.cu stays the default).
+// The anchors' pooling pass on Hopper wgmma (pool variant v2, the default since the H200 run of af4b1c8;
+// KASCADE_PREFILL_POOL=v1 selects the mma.sync pool_prefill_kernel in prefill_anchor.cu).
 //
 // pool_wgmma_kernel<T, D, GS>: grid (tiles, pairs in this pass), 128 threads = one warpgroup; one block =
 // one (sequence, KV head) pair and one query tile t starting at s_t (heaviest tiles first). Same output as
