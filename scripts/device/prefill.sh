@@ -2,20 +2,20 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts: v1 mma.sync, v2 32 rows per warp, v3 wgmma attention, v4 v3 + wgmma pool,
-# v5 v4 with two warpgroups per block), then the cuda-prefill bench over the presets that passed (a preset
-# that fails parity is never timed).
+# v5 v4 with two warpgroups per block, v6 = the defaults: v2 attention + wgmma pool), then the cuda-prefill
+# bench over the presets that passed (a preset that fails parity is never timed).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in two processes side by side (the GPU idles while the host computes references): the
-# mma.sync presets and the wgmma ones, so a wgmma kernel that faults (a sticky CUDA error poisons its
-# process) cannot take the others' checks with it. If the bench dies, it runs again on the mma.sync
-# presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (both parts merged), cuda-prefill.json
+# mma.sync-attention presets and the wgmma-attention ones, so a kernel that faults (a sticky CUDA error
+# poisons its process) cannot take the other part's checks with it. If the bench dies, it runs again on
+# the first part's presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (both parts merged), cuda-prefill.json
 # (the .md/.svg are re-made here with `kascade-bench render`).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-safe=${PREFILL_SAFE:-v1,v2}
+safe=${PREFILL_SAFE:-v1,v2,v6}
 risky=${PREFILL_RISKY:-v3,v4,v5}
 parity_limit=${PREFILL_PARITY_LIMIT:-130}
 

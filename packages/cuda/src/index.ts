@@ -36,6 +36,7 @@ export {
 } from './ops.js';
 export {
   anchorPrefill,
+  DEFAULT_PREFILL_KERNELS,
   type DevicePrefillChunk,
   type DevicePrefillSelectedOutput,
   type DevicePrefillSelection,

@@ -301,6 +301,20 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernels()).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
   });
 
+  it('defaults to the kernels the H200 run measured fastest when nothing is selected', () => {
+    const saved = { ...process.env };
+    delete process.env.KASCADE_PREFILL_DENSE;
+    delete process.env.KASCADE_PREFILL_SPARSE;
+    delete process.env.KASCADE_PREFILL_POOL;
+    try {
+      expect(prefillKernels()).toEqual({ dense: 'v2', sparse: 'v2', pool: 'v2' });
+      expect(prefillKernelPreset('v6')).toEqual(prefillKernels());
+    } finally {
+      for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
+        if (saved[k] !== undefined) process.env[k] = saved[k];
+    }
+  });
+
   it('rejects an unknown kernel variant or preset by name', () => {
     expect(() => setPrefillKernels({ dense: 'v5' as 'v1' })).toThrow(CudaArgumentError);
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
@@ -308,7 +322,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     );
     expect(() => setPrefillKernels({ pool: 'v3' as 'v1' })).toThrow(/pool kernel must be one of v1, v2/);
     expect(() => prefillKernelPreset('v9')).toThrow(
-      /unknown prefill kernel preset v9 \(known: v1, v2, v3, v4, v5\)/,
+      /unknown prefill kernel preset v9 \(known: v1, v2, v3, v4, v5, v6\)/,
     );
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
   });

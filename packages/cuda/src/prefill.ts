@@ -351,14 +351,18 @@ export function uploadPrefillSelection(
  * Which prefill kernels run (kernels/cuda/prefill_*.cu), per part:
  * - attention (`dense`: dense, dense + statistics for layer 0, the anchor's statistics pass;
  *   `sparse`: the anchor's and reuse's sparse tile attention):
- *   - `v1`: mma.sync, 16 query rows per warp (the default);
- *   - `v2`: mma.sync, 32 query rows per warp (two m16 tiles share every K/V fragment), Q in shared
- *     memory, exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's max moves;
+ *   - `v1`: mma.sync, 16 query rows per warp (the first version);
+ *   - `v2` (the default): mma.sync, 32 query rows per warp (two m16 tiles share every K/V fragment),
+ *     Q in shared memory, exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's
+ *     max moves;
  *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
  *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1;
  *   - `v4`: v3 with two warpgroups per block sharing each K/V step (dense: 128 queries; sparse: the
  *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3) and a 3-stage ring.
- * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (the default), `v2` wgmma.
+ * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default).
+ * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
+ * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
+ * anchor 11-13% faster than with pool v1). Preset `v6` is that combination, not yet timed as one.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -375,7 +379,7 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
- * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool.
+ * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -383,7 +387,11 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v3: { dense: 'v3', sparse: 'v3', pool: 'v1' },
   v4: { dense: 'v3', sparse: 'v3', pool: 'v2' },
   v5: { dense: 'v4', sparse: 'v4', pool: 'v2' },
+  v6: { dense: 'v2', sparse: 'v2', pool: 'v2' },
 };
+
+/** What runs when nothing is selected (the environment variables unset). */
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v2', sparse: 'v2', pool: 'v2' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
@@ -401,16 +409,16 @@ const ENV = {
   pool: 'KASCADE_PREFILL_POOL',
 } as const;
 
-function variantOf<V extends string>(value: string | undefined, known: readonly V[]): V {
-  return known.includes(value as V) ? (value as V) : (known[0] as V);
+function variantOf<V extends string>(value: string | undefined, known: readonly V[], fallback: V): V {
+  return known.includes(value as V) ? (value as V) : fallback;
 }
 
 /** The prefill kernels the next launches use. */
 export function prefillKernels(): PrefillKernelSelection {
   return {
-    dense: variantOf(process.env[ENV.dense], PREFILL_KERNEL_VARIANTS),
-    sparse: variantOf(process.env[ENV.sparse], PREFILL_KERNEL_VARIANTS),
-    pool: variantOf(process.env[ENV.pool], PREFILL_POOL_VARIANTS),
+    dense: variantOf(process.env[ENV.dense], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.dense),
+    sparse: variantOf(process.env[ENV.sparse], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
+    pool: variantOf(process.env[ENV.pool], PREFILL_POOL_VARIANTS, DEFAULT_PREFILL_KERNELS.pool),
   };
 }
 
