@@ -48,7 +48,11 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_CANDIDATES = 64,  // anchors: after the first radix digit, scores above its bin are
                                     // written out and the bin's members listed; the last two digits
                                     // and the compaction read only that list
-  KASCADE_VARIANT_ALL = 127,
+  KASCADE_VARIANT_LEAN = 128,  // lean (stream-K) schedule: a persistent grid of the CTAs that fit at once, each an
+                               // equal contiguous share of the flattened (sequence, KV head, key tile) space,
+                               // partials at head boundaries; a wider combine merges them
+  // Bits 256 and 512: anchor_decode.cu (the Top-k select).
+  KASCADE_VARIANT_ALL = 1023,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -94,11 +94,12 @@ describe('argument checks (no device needed)', () => {
     });
   });
 
-  it('passes a kernel variant through and rejects one outside 0..127', () => {
-    expect(decodeShape({ ...batch(), variant: 13 }).variant).toBe(13);
-    for (const variant of [128, -1, 1.5]) {
+  it('passes a kernel variant through and rejects one outside 0..1023', () => {
+    for (const variant of [13, 128, 144, 512, 1023])
+      expect(decodeShape({ ...batch(), variant }).variant).toBe(variant);
+    for (const variant of [1024, -1, 1.5, Number.NaN]) {
       expect(() => decodeShape({ ...batch(), variant })).toThrow(CudaArgumentError);
-      expect(() => decodeShape({ ...batch(), variant })).toThrow(/variant must be an integer in 0\.\.127/);
+      expect(() => decodeShape({ ...batch(), variant })).toThrow(/variant must be an integer in 0\.\.1023/);
     }
   });
 

@@ -21,6 +21,7 @@ export {
   anchorDecode,
   captureGraph,
   copyDevice,
+  DECODE_VARIANT_MAX,
   type DeviceDecodeBatch,
   type DeviceSelectedOutput,
   type DeviceSelection,

@@ -3,6 +3,9 @@ import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
+/** The largest decode kernel variant value: bits 1..512 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
+export const DECODE_VARIANT_MAX = 1023;
+
 /** Attention data types the kernels take. */
 export type AttentionDType = 'bf16' | 'f16';
 
@@ -26,8 +29,9 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * bulk copies, 2 an L2 256-byte prefetch hint on the 16-byte copies, 4 the last split block
    * merges the splits (no combine kernel), 8 anchors' Top-k passes over wider chunks with no
    * memsets, 16 contiguous passes by TMA tensor tiles, 32 P as one 16-bit value in P V (half
-   * the MMAs), 64 anchors' last Top-k digits over the threshold bin's members only. 0 or absent:
-   * the first kernels.
+   * the MMAs), 64 anchors' last Top-k digits over the threshold bin's members only, 128 the lean
+   * (stream-K) schedule: a persistent grid, each CTA an equal share of all key tiles, and a wider
+   * combine; 256 and 512: the anchors' select (kascade_cuda.h). 0 or absent: the first kernels.
    */
   readonly variant?: number;
 }
@@ -92,8 +96,8 @@ export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   if (!(scale > 0 && Number.isFinite(scale)))
     throw new CudaArgumentError(`scale must be positive, got ${scale}`);
   const variant = batch.variant ?? 0;
-  if (!(Number.isInteger(variant) && variant >= 0 && variant <= 127))
-    throw new CudaArgumentError(`variant must be an integer in 0..127, got ${variant}`);
+  if (!(Number.isInteger(variant) && variant >= 0 && variant <= DECODE_VARIANT_MAX))
+    throw new CudaArgumentError(`variant must be an integer in 0..${DECODE_VARIANT_MAX}, got ${variant}`);
   return {
     batch: b,
     heads,
