@@ -57,7 +57,11 @@ cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMod
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                            cudaStream_t st, bool twoWarpgroups);
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
-// The variant the environment selects for a mode: 1, 2 (default), 3 or 4.
+// Sparse variant v5 (prefill_sparse_v5.cu): v2's warp layout with the key positions staged one step ahead in
+// shared memory, masks only on the steps that need them, and K / V in separate copy groups;
+// KASCADE_PREFILL_SPARSE=v5 (dense modes under "v5" run v2).
+cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+// The variant the environment selects for a mode: 1, 2 (default), 3, 4 or (sparse) 5.
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

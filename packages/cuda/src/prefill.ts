@@ -358,7 +358,10 @@ export function uploadPrefillSelection(
  *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
  *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1;
  *   - `v4`: v3 with two warpgroups per block sharing each K/V step (dense: 128 queries; sparse: the
- *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3) and a 3-stage ring.
+ *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3) and a 3-stage ring;
+ *   - `v5` (sparse only): v2's layout with the gathered rows' positions staged in shared memory one
+ *     step ahead (no index load on the copy path), masks only on the steps that need them, and K / V
+ *     in separate copy groups (Q K^T runs while V lands).
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default).
  * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
  * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
@@ -367,19 +370,23 @@ export function uploadPrefillSelection(
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4';
+/** The sparse part has one more: `v5` (sparse only). */
+export type PrefillSparseVariant = PrefillKernelVariant | 'v5';
 export type PrefillPoolVariant = 'v1' | 'v2';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3', 'v4'];
+export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = [...PREFILL_KERNEL_VARIANTS, 'v5'];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
-  readonly sparse: PrefillKernelVariant;
+  readonly sparse: PrefillSparseVariant;
   readonly pool: PrefillPoolVariant;
 }
 
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
- * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults.
+ * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
+ * v7 = v6 with the v5 sparse kernel.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -388,6 +395,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v4: { dense: 'v3', sparse: 'v3', pool: 'v2' },
   v5: { dense: 'v4', sparse: 'v4', pool: 'v2' },
   v6: { dense: 'v2', sparse: 'v2', pool: 'v2' },
+  v7: { dense: 'v2', sparse: 'v5', pool: 'v2' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */
@@ -417,7 +425,7 @@ function variantOf<V extends string>(value: string | undefined, known: readonly 
 export function prefillKernels(): PrefillKernelSelection {
   return {
     dense: variantOf(process.env[ENV.dense], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.dense),
-    sparse: variantOf(process.env[ENV.sparse], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
+    sparse: variantOf(process.env[ENV.sparse], PREFILL_SPARSE_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
     pool: variantOf(process.env[ENV.pool], PREFILL_POOL_VARIANTS, DEFAULT_PREFILL_KERNELS.pool),
   };
 }
@@ -432,7 +440,7 @@ export function setPrefillKernels(sel: Partial<PrefillKernelSelection>): void {
       );
   };
   check('dense', PREFILL_KERNEL_VARIANTS);
-  check('sparse', PREFILL_KERNEL_VARIANTS);
+  check('sparse', PREFILL_SPARSE_VARIANTS);
   check('pool', PREFILL_POOL_VARIANTS);
   for (const key of ['dense', 'sparse', 'pool'] as const) {
     const v = sel[key];
