@@ -139,6 +139,16 @@ function torchBaselines(
   return { rows: parsed.rows, version: parsed.torch };
 }
 
+function contextsFromEnv(): number[] | undefined {
+  const raw = process.env.KASCADE_PREFILL_CONTEXTS;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const list = raw.split(',').map((x) => Number(x.trim()));
+  for (const n of list)
+    if (!Number.isInteger(n) || n < 32 || n > 1 << 20)
+      throw new Error(`KASCADE_PREFILL_CONTEXTS must list integers in 32..1048576, got ${raw}`);
+  return list;
+}
+
 /** Causal attention FLOPs of one layer: QK^T and PV over n(n+1)/2 (query, key) pairs per head. */
 function causalFlops(n: number): number {
   return 4 * H * D * ((n * (n + 1)) / 2);
@@ -151,16 +161,21 @@ const bench: Bench = {
   async run(ctx) {
     if (!isAvailable()) throw new Error(`cuda-prefill needs a CUDA device: ${unavailableReason()}`);
     const info = deviceInfo();
-    const contexts = ctx.quick ? [4096, 8192] : [8192, 32768, 131072];
+    // KASCADE_PREFILL_CONTEXTS=32768 (comma list) narrows the contexts (the profile job runs one).
+    const contexts = contextsFromEnv() ?? (ctx.quick ? [4096, 8192] : [8192, 32768, 131072]);
     // Fewer repeats at 128k (a dense layer there is hundreds of ms).
     const repsFor = (n: number) => (n >= 131072 ? Math.max(3, Math.ceil(ctx.repeats / 2)) : ctx.repeats);
     const warmFor = (n: number) => (n >= 131072 ? Math.min(ctx.warmup, 1) : ctx.warmup);
 
     ctx.progress('PyTorch SDPA baselines');
-    const torch = torchBaselines(
-      contexts.map((n) => [n, warmFor(n), repsFor(n)]),
-      ctx.progress,
-    );
+    // KASCADE_PREFILL_TORCH=0 leaves them out (the profile job times our kernels only).
+    const torch =
+      process.env.KASCADE_PREFILL_TORCH === '0'
+        ? { rows: [] as TorchRow[], version: undefined }
+        : torchBaselines(
+            contexts.map((n) => [n, warmFor(n), repsFor(n)]),
+            ctx.progress,
+          );
 
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
