@@ -17,12 +17,14 @@
 //     first `remaining` equal to it go to indices [rows, k]. Exactly k per row, no duplicates,
 //     order free; among exactly tied scores at the threshold the pick is arbitrary.
 //  6. anchor only: attn_partial_kernel in gather mode over the selected rows, then combine.
+// Variant bits 256 / 512: steps 2-5 as one launch, a thread block cluster per row (select_decode.cu).
 // Variant bit 8 (KASCADE_VARIANT_SELECT2): steps 2-5 take about 8 blocks per SM over all rows (chunks
 // of up to 16 x 1024 scores per block: fewer histogram clears and flushes per score), and the scores
 // pass zeroes the histogram and state rows instead of two memsets.
 // Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
 // pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
 #include "decode_attention.cuh"
+#include "select_decode.cuh"
 
 namespace kascade {
 
@@ -371,6 +373,11 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
   cudaError_t e = cudaSuccess;
+  if (s.variant & (kVariantSelectCluster | kVariantSelectWide)) {
+    // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
+    e = cluster_select(s, splits, w, topk, indices, st);
+    if (e != cudaErrorNotSupported) return e;
+  }
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kHistBins * rows, st);
     if (e == cudaSuccess) e = cudaMemsetAsync(w.state, 0, sizeof(int) * kStateInts * rows, st);

@@ -51,7 +51,12 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_LEAN = 128,  // lean (stream-K) schedule: a persistent grid of the CTAs that fit at once, each an
                                // equal contiguous share of the flattened (sequence, KV head, key tile) space,
                                // partials at head boundaries; a wider combine merges them
-  // Bits 256 and 512: anchor_decode.cu (the Top-k select).
+  KASCADE_VARIANT_SELECT_CLUSTER = 256,  // anchors: the whole Top-k select (pooling, three radix digits,
+                                         // compaction) as ONE launch, a thread block cluster per (sequence,
+                                         // KV head) row holding its pooled scores in shared memory
+                                         // (select_decode.cu); ties at the k-th value go to the lower index
+  KASCADE_VARIANT_SELECT_WIDE = 512,     // the cluster select with up to 16 CTAs per row and half the
+                                         // scores per CTA (more CTAs at small batch); implies 256
   KASCADE_VARIANT_ALL = 1023,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 

@@ -1,0 +1,375 @@
+// Cluster Top-k select of the decode anchors (variant bits 256 and 512): pooling, the three radix
+// digits and the compaction in ONE launch, one thread block cluster per (sequence, KV head) row.
+//
+// The multi-pass select (anchor_decode.cu) costs five launches and reads the pooled row from global
+// memory four times; at batch 1 its grid is 64 CTAs (ncu: ~38 us at 128k), at batch 32 it moves
+// ~1.1 GB (~400 us at 128k). Here each CTA of a row's cluster owns a contiguous slice of the row:
+//  1. pools its slice of the logits (S(x) = sum_h exp2(l_h(x) - M_h) / L_h, the same arithmetic as
+//     pool_hist_kernel) into shared memory (or, for slices too long for it, the workspace's pooled
+//     row) and histograms the top 11 bits of the key (the score's bit pattern without the sign:
+//     S >= 0, so it orders like the value; 8 exponent + 3 mantissa bits);
+//  2. adds its histogram into the cluster's (CTA 0's shared memory, through DSMEM atomics); after a
+//     cluster barrier every CTA scans the cluster histogram itself for the bin holding rank k;
+//  3. the same for the next 11 bits and the last 9 bits of the keys in the chosen prefix, read from
+//     the slice it kept: the exact k-th key `thr` and the number `r` of keys equal to it to take;
+//  4. counts its keys above `thr` and equal to it per warp (each warp owns a contiguous run of the
+//     slice), publishes the CTA totals, and after a cluster barrier reads the lower-ranked CTAs'
+//     totals: every selected index has a fixed slot, no global atomics. Output order is key order
+//     within the keys above `thr`, then the first `r` keys equal to `thr` by position (ties at the
+//     k-th value go to the lower index, as in the spec).
+// Global memory traffic: the logits once (plus, only for slices kept in global memory, the pooled
+// slice written once and read from L2 three more times) and the k indices; six cluster barriers.
+#include <cooperative_groups.h>
+
+#include <map>
+
+#include "select_decode.cuh"
+
+namespace cg = cooperative_groups;
+
+namespace kascade {
+
+struct ClusterSelectArgs {
+  int n;
+  int heads;
+  int kvHeads;
+  int splits;
+  int topk;
+  int slice;
+  int inSmem;
+  const float* logits;   // [batch, heads, n], log2-domain scaled logits
+  const float* part_ml;  // [batch, heads, splits, 2] per-split max / sum
+  float* pooled;         // [rows, n]: slice storage when it does not fit shared memory
+  int* out;              // [rows, topk]
+};
+
+__device__ __forceinline__ unsigned select_key(float x) { return __float_as_uint(x) & 0x7fffffffu; }
+
+// Shared-memory histogram add, aggregated over the lanes of a warp that hit the same bin. All lanes call.
+__device__ __forceinline__ void select_hist_add(unsigned* sh, unsigned bin, bool active) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return;
+  const unsigned peers = __match_any_sync(act, bin);
+  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
+}
+
+// The bin of an NB-bin histogram (tot, possibly another CTA's shared memory) that holds rank `krem`
+// counted from the top bin down, and the rank still wanted inside it: res[0], res[1] (shared).
+template <int NB>
+__device__ void select_find_bin(const unsigned* tot, unsigned krem, unsigned* wsum, unsigned* res) {
+  constexpr int kPer = NB / kSelectThreads;
+  static_assert(kPer >= 1 && NB % kSelectThreads == 0, "bins per thread");
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  unsigned c[kPer];
+  unsigned cnt = 0;
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    c[e] = tot[NB - 1 - (tid * kPer + e)];
+    cnt += c[e];
+  }
+  unsigned inc = cnt;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += y;
+  }
+  __syncthreads();  // earlier readers of wsum / res are done
+  if (lane == 31) wsum[warp] = inc;
+  __syncthreads();
+  unsigned before = inc - cnt;
+  for (int w = 0; w < warp; ++w) before += wsum[w];
+  if (before < krem && before + cnt >= krem) {
+    unsigned cum = before;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      if (cum + c[e] >= krem) {
+        res[0] = static_cast<unsigned>(NB - 1 - (tid * kPer + e));
+        res[1] = krem - cum;
+        break;
+      }
+      cum += c[e];
+    }
+  }
+  __syncthreads();
+}
+
+// Adds this CTA's histogram into the cluster's (CTA 0's `dst`), then waits for the whole cluster.
+__device__ __forceinline__ void select_flush(cg::cluster_group& cluster, const unsigned* loc, unsigned* dst) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < kSelectBins; i += kSelectThreads)
+    if (loc[i]) atomicAdd(dst + i, loc[i]);
+  cluster.sync();
+}
+
+template <int GS, bool VEC>
+__global__ void __launch_bounds__(kSelectThreads) cluster_select_kernel(const ClusterSelectArgs a) {
+  extern __shared__ __align__(16) unsigned char select_smem[];
+  unsigned* loc = reinterpret_cast<unsigned*>(select_smem);  // this CTA's histogram
+  unsigned* tot = loc + kSelectBins;                          // [3][kSelectBins]: CTA 0's hold the cluster's
+  float* sliceSmem = reinterpret_cast<float*>(tot + 3 * kSelectBins);
+  __shared__ float Mh[GS], iL[GS];
+  __shared__ unsigned wsum[kSelectWarps];
+  __shared__ unsigned res[2];
+  __shared__ int warpA[kSelectWarps], warpE[kSelectWarps];
+  __shared__ int ctaCnt[2];
+  __shared__ int base[2];
+
+  cg::cluster_group cluster = cg::this_cluster();
+  const int C = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int row = static_cast<int>(blockIdx.x) / C;
+  const int b = row / a.kvHeads, j = row % a.kvHeads;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int n = a.n;
+
+  for (int i = tid; i < 4 * kSelectBins; i += kSelectThreads) loc[i] = 0u;  // loc and the three tot
+  const size_t bh0 = static_cast<size_t>(b) * a.heads + static_cast<size_t>(j) * GS;
+  for (int h = warp; h < GS; h += kSelectWarps) {
+    const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
+    float M = -INFINITY;
+    for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < a.splits; s += 32)
+      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+    L = warp_sum(L);
+    if (lane == 0) {
+      Mh[h] = M;
+      iL[h] = 1.f / L;
+    }
+  }
+  cluster.sync();  // every CTA's histograms are zero before any remote add; Mh / iL visible
+
+  const int start = rank * a.slice;
+  const int cnt = max(0, min(n - start, a.slice));
+  float* store = a.inSmem ? sliceSmem : a.pooled + static_cast<size_t>(row) * n + start;
+  const int W = a.slice / kSelectWarps;
+  const int wb = warp * W, we = min(wb + W, cnt);
+  const float* lg = a.logits + bh0 * n + start;
+
+  // 1. Pool this slice, keep it, histogram digit 1 (key bits 30..20).
+  if constexpr (VEC) {
+    constexpr int U = GS >= 8 ? 1 : 8 / GS;  // float4 loads in flight per lane: 8
+    for (int s0 = wb; s0 < we; s0 += 128 * U) {
+      float4 v[U][GS];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 128 + lane * 4;
+#pragma unroll
+        for (int h = 0; h < GS; ++h)
+          v[u][h] = e < we ? __ldcs(reinterpret_cast<const float4*>(lg + static_cast<size_t>(h) * n + e))
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 128 + lane * 4;
+        const bool in = e < we;
+        float4 S = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int h = 0; h < GS; ++h) {
+          S.x += exp2f(v[u][h].x - Mh[h]) * iL[h];
+          S.y += exp2f(v[u][h].y - Mh[h]) * iL[h];
+          S.z += exp2f(v[u][h].z - Mh[h]) * iL[h];
+          S.w += exp2f(v[u][h].w - Mh[h]) * iL[h];
+        }
+        if (in) *reinterpret_cast<float4*>(store + e) = S;
+        select_hist_add(loc, select_key(S.x) >> 20, in);
+        select_hist_add(loc, select_key(S.y) >> 20, in);
+        select_hist_add(loc, select_key(S.z) >> 20, in);
+        select_hist_add(loc, select_key(S.w) >> 20, in);
+      }
+    }
+  } else {
+    constexpr int U = 4;
+    for (int s0 = wb; s0 < we; s0 += 32 * U) {
+      float v[U][GS];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 32 + lane;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) v[u][h] = e < we ? __ldcs(lg + static_cast<size_t>(h) * n + e) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 32 + lane;
+        const bool in = e < we;
+        float S = 0.f;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) S += exp2f(v[u][h] - Mh[h]) * iL[h];
+        if (in) store[e] = S;
+        select_hist_add(loc, select_key(S) >> 20, in);
+      }
+    }
+  }
+  unsigned* tot0 = cluster.map_shared_rank(tot, 0);
+  select_flush(cluster, loc, tot0);
+  select_find_bin<kSelectBins>(tot0, static_cast<unsigned>(a.topk), wsum, res);
+  const unsigned b1 = res[0];
+  unsigned krem = res[1];
+
+  // 2. Digit 2 (key bits 19..9) of the keys in bin b1.
+  for (int i = tid; i < kSelectBins; i += kSelectThreads) loc[i] = 0u;
+  __syncthreads();
+  for (int s0 = wb; s0 < we; s0 += 32 * 4) {
+    unsigned k[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int e = s0 + u * 32 + lane;
+      k[u] = e < we ? select_key(store[e]) : 0xffffffffu;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) select_hist_add(loc, (k[u] >> 9) & 0x7ffu, (k[u] >> 20) == b1);
+  }
+  select_flush(cluster, loc, tot0 + kSelectBins);
+  select_find_bin<kSelectBins>(tot0 + kSelectBins, krem, wsum, res);
+  const unsigned prefix2 = (b1 << 11) | res[0];
+  krem = res[1];
+
+  // 3. Digit 3 (key bits 8..0) of the keys with that 22-bit prefix.
+  for (int i = tid; i < kSelectBins; i += kSelectThreads) loc[i] = 0u;
+  __syncthreads();
+  for (int s0 = wb; s0 < we; s0 += 32 * 4) {
+    unsigned k[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int e = s0 + u * 32 + lane;
+      k[u] = e < we ? select_key(store[e]) : 0xffffffffu;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) select_hist_add(loc, k[u] & 0x1ffu, (k[u] >> 9) == prefix2);
+  }
+  select_flush(cluster, loc, tot0 + 2 * kSelectBins);
+  select_find_bin<512>(tot0 + 2 * kSelectBins, krem, wsum, res);
+  const unsigned thr = (prefix2 << 9) | res[0];
+  const int take = static_cast<int>(res[1]);  // keys equal to thr still wanted (>= 1)
+
+  // 4. Slots: per-warp counts, CTA totals, the lower-ranked CTAs' totals through DSMEM.
+  int ca = 0, ce = 0;
+  for (int e = wb + lane; e < we; e += 32) {
+    const unsigned k = select_key(store[e]);
+    ca += k > thr ? 1 : 0;
+    ce += k == thr ? 1 : 0;
+  }
+  ca = __reduce_add_sync(0xffffffffu, ca);
+  ce = __reduce_add_sync(0xffffffffu, ce);
+  if (lane == 0) {
+    warpA[warp] = ca;
+    warpE[warp] = ce;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    int ta = 0, te = 0;
+    for (int w = 0; w < kSelectWarps; ++w) {
+      const int xa = warpA[w], xe = warpE[w];
+      warpA[w] = ta;
+      warpE[w] = te;
+      ta += xa;
+      te += xe;
+    }
+    ctaCnt[0] = ta;
+    ctaCnt[1] = te;
+  }
+  cluster.sync();
+  if (tid < 2) {
+    int sum = 0;
+    for (int r = 0; r < rank; ++r) sum += cluster.map_shared_rank(ctaCnt, r)[tid];
+    base[tid] = sum;
+  }
+  __syncthreads();
+
+  // 5. Write: keys above thr in slots [0, topk - take), the first `take` equal to thr after them.
+  int* o = a.out + static_cast<size_t>(row) * a.topk;
+  const int aboveTotal = a.topk - take;
+  int pa = base[0] + warpA[warp], pe = base[1] + warpE[warp];
+  const unsigned lt = (1u << lane) - 1u;
+  for (int s0 = wb; s0 < we; s0 += 32) {
+    const int e = s0 + lane;
+    const bool in = e < we;
+    const unsigned k = in ? select_key(store[e]) : 0u;
+    const bool up = in && k > thr, eq = in && k == thr;
+    const unsigned mu = __ballot_sync(0xffffffffu, up), me = __ballot_sync(0xffffffffu, eq);
+    if (up) o[pa + __popc(mu & lt)] = start + e;
+    if (eq) {
+      const int t = pe + __popc(me & lt);
+      if (t < take) o[aboveTotal + t] = start + e;
+    }
+    pa += __popc(mu);
+    pe += __popc(me);
+  }
+  cluster.sync();  // no CTA leaves while another may still read its ctaCnt
+}
+
+template <int GS, bool VEC>
+static cudaError_t cluster_select_t(const SelectPlan& p, long long rows, const ClusterSelectArgs& a,
+                                    cudaStream_t st) {
+  auto* kern = cluster_select_kernel<GS, VEC>;
+  static bool configured = false;
+  static std::map<long long, int> activeClusters;  // (cluster, smem bytes) -> clusters that fit at once
+  if (!configured) {
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(kSelectFixedSmem + sizeof(float) * select_limits(true).sliceMax));
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return cudaErrorNotSupported;
+    }
+    configured = true;
+  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(p.cluster);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(p.cluster * rows), 1, 1);
+  cfg.blockDim = dim3(kSelectThreads, 1, 1);
+  cfg.dynamicSmemBytes = p.smemBytes;
+  cfg.stream = st;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  const long long key = static_cast<long long>(p.cluster) << 32 | static_cast<long long>(p.smemBytes);
+  auto it = activeClusters.find(key);
+  if (it == activeClusters.end()) {
+    int num = 0;
+    if (cudaOccupancyMaxActiveClusters(&num, kern, &cfg) != cudaSuccess) {
+      cudaGetLastError();
+      num = 0;
+    }
+    it = activeClusters.emplace(key, num).first;
+  }
+  if (it->second < 1) return cudaErrorNotSupported;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, a);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                           cudaStream_t st) {
+  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+  const int g = s.heads / s.kvHeads;
+  const bool vec = s.n % 4 == 0;
+  const bool wide = (s.variant & kVariantSelectWide) != 0;
+  ClusterSelectArgs a{};
+  a.n = s.n;
+  a.heads = s.heads;
+  a.kvHeads = s.kvHeads;
+  a.splits = splits;
+  a.topk = topk;
+  a.logits = w.logits;
+  a.part_ml = w.part_ml;
+  a.pooled = w.pooled;
+  a.out = indices;
+  // The wide plan first when asked; if the device cannot place its clusters, the plain one.
+  for (int attempt = wide ? 0 : 1; attempt < 2; ++attempt) {
+    const SelectPlan p = select_plan(s.n, rows, device_sm_count(), select_limits(attempt == 0));
+    if (p.cluster * rows > 0x7fffffffLL) return cudaErrorNotSupported;
+    a.slice = p.slice;
+    a.inSmem = p.inSmem ? 1 : 0;
+    const cudaError_t e = KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+      return vec ? cluster_select_t<GS, true>(p, rows, a, st) : cluster_select_t<GS, false>(p, rows, a, st);
+    });
+    if (e != cudaErrorNotSupported) return e;
+  }
+  return cudaErrorNotSupported;
+}
+
+}  // namespace kascade
