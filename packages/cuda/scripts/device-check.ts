@@ -548,8 +548,23 @@ function main(): void {
     capacity: 30011,
     qSpread: 0.3,
   });
-  // --smoke: four small cases only (d 128 g 4, d 64 g 8, n = 1, n = 113), to screen a variant for
-  // hangs or faults in a process of its own before the full check.
+  // The cluster select (variant bits 256/512): a row longer than its cluster's shared memory holds
+  // (slices kept in the workspace), and a query of zeros (every pooled score tied: the tie path).
+  // (n > 8 x 40960: the plain plan's slices do not fit; head dim 64 keeps the host reference cheap.)
+  const longRow: Case = {
+    dtype: 'bf16',
+    g: 4,
+    kvHeads: 1,
+    headDim: 64,
+    n: 340000,
+    batch: 1,
+    capacity: 340000,
+    qSpread: 1,
+  };
+  cases.push(longRow);
+  cases.push({ dtype: 'f16', g: 2, kvHeads: 2, headDim: 128, n: 5000, batch: 2, capacity: 5000, qSpread: 0 });
+  // --smoke: six small cases only (d 128 g 4, d 64 g 8, n = 1, n = 113, n = 8192 with float4 rows,
+  // the long row above), to screen a variant for hangs or faults in a process of its own before the full check.
   if (process.argv.includes('--smoke')) {
     cases.splice(0, cases.length);
     cases.push({
@@ -574,6 +589,17 @@ function main(): void {
     });
     cases.push({ dtype: 'bf16', g: 1, kvHeads: 2, headDim: 128, n: 1, batch: 2, capacity: 8, qSpread: 1 });
     cases.push({ dtype: 'f16', g: 2, kvHeads: 2, headDim: 128, n: 113, batch: 2, capacity: 120, qSpread: 1 });
+    cases.push({
+      dtype: 'bf16',
+      g: 4,
+      kvHeads: 2,
+      headDim: 128,
+      n: 8192,
+      batch: 2,
+      capacity: 8192,
+      qSpread: 1,
+    });
+    cases.push(longRow);
   }
   const t0 = Date.now();
   const prefillOnly = process.argv.includes('--prefill-only');
