@@ -22,9 +22,19 @@
 // Bytes: K (and V when ACCUM_V) rows of the keys attended, once; partials `splits * GROUP * (HEAD_DIM +
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
-// Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U`, the flags `GATHER`, `ACCUM_V`,
-// `WRITE_SCORES`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs
-// the subgroups feature, a subgroup size that is a multiple of TW, and WG a multiple of it.
+// Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
+// `WRITE_SCORES`, `PREFETCH`, `FUSED`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
+// (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
+// multiple of it.
+//
+// PREFETCH (with GATHER): the workgroup stages the key indices of SB steps at a time in workgroup
+// memory, so a step's K/V loads wait for one load, not for the index load and then the row load.
+// FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
+// counter per row, reset by that workgroup) merges the splits of the group's query heads itself.
+// WGSL has no device-scope fence: the merge relies on the other workgroups' partials being visible
+// once their counter increments are (a storageBarrier orders them within each workgroup), which is
+// what the H200's Vulkan driver was checked to give (repeated runs bit-identical, parity); it is an
+// option, not the portable path.
 
 struct Params {
   n: u32,            // keys to attend: n (dense) or the selection's k (gather)
@@ -50,6 +60,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> partML: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partO: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> scores: array<f32>;
+@group(0) @binding(8) var<storage, read_write> outO: array<vec4<f32>>;    // teams_combine, FUSED
+@group(0) @binding(9) var<storage, read_write> stats: array<f32>;         // teams_combine, FUSED
+@group(0) @binding(10) var<storage, read_write> counters: array<atomic<u32>>;  // FUSED
 
 const NEG: f32 = -3.0e38;
 const NT: u32 = WG / TW;              // teams per workgroup
@@ -58,6 +71,9 @@ const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
 const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 
 var<workgroup> sgCounter: atomic<u32>;
+const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
+var<workgroup> idx: array<u32, IB>;
+var<workgroup> lastFlag: u32;
 var<workgroup> xm: array<f32, NT>;
 var<workgroup> xl: array<f32, NT>;
 var<workgroup> xo: array<vec4<f32>, NT * D4>;
@@ -113,6 +129,13 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 
   let steps = (end - start + NT * U - 1u) / (NT * U);
   for (var s = 0u; s < steps; s++) {
+    if (GATHER && PREFETCH && s % SB == 0u) {
+      workgroupBarrier();
+      for (var i = t; i < IB; i += WG) {
+        idx[i] = sel[selRow + min(start + s * NT * U + i, end - 1u)];
+      }
+      workgroupBarrier();
+    }
     let first = start + (s * NT + tm) * U;
     // Issue every load of the step first.
     var valid: array<bool, U>;
@@ -124,7 +147,11 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       valid[u] = c < end;
       var x = min(c, end - 1u);
       if (GATHER) {
-        x = sel[selRow + x];
+        if (PREFETCH) {
+          x = idx[(s % SB) * NT * U + tm * U + u];
+        } else {
+          x = sel[selRow + x];
+        }
       }
       xs[u] = x;
       let rb = (kvBase + x) * PIECES + lane;
@@ -228,14 +255,51 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
     workgroupBarrier();
   }
+  if (FUSED) {
+    storageBarrier();
+    if (t == 0u) {
+      let done = atomicAdd(&counters[b * P.kvHeads + j], 1u);
+      lastFlag = select(0u, 1u, done == P.splits - 1u);
+    }
+    if (workgroupUniformLoad(&lastFlag) == 1u) {
+      // One invocation per (query head of the group, vec4 of the output row), the splits in order.
+      for (var w = t; w < GROUP * D4; w += WG) {
+        let hr = b * H + j * GROUP + w / D4;
+        let e = w % D4;
+        let row = hr * P.splits;
+        var M = NEG;
+        var L = 0.0;
+        var o = vec4<f32>(0.0);
+        for (var s = 0u; s < P.splits; s++) {
+          let ms = partML[(row + s) * 2u];
+          let mn = max(M, ms);
+          let ca = exp(M - mn);
+          let cs = exp(ms - mn);
+          L = L * ca + partML[(row + s) * 2u + 1u] * cs;
+          if (ACCUM_V) {
+            o = o * ca + partO[(row + s) * D4 + e] * cs;
+          }
+          M = mn;
+        }
+        if (ACCUM_V) {
+          outO[hr * D4 + e] = o / L;
+        }
+        if (e == 0u) {
+          stats[hr * 2u] = M;
+          stats[hr * 2u + 1u] = L;
+        }
+      }
+      if (t == 0u) {
+        atomicStore(&counters[b * P.kvHeads + j], 0u);
+      }
+    }
+  }
 }
 
 // teams_combine: merges the splits of one query head, one workgroup of CWG invocations per (query
 // head, sequence), the splits read in parallel (attend_combine walks them serially). Writes the
 // normalised output (ACCUM_V) and the row's softmax statistics (max, sum) that the anchor's pooling
 // needs. Dispatch `(heads, batch)`. Bytes: `splits * (HEAD_DIM + 2) * 4` per query head.
-@group(0) @binding(8) var<storage, read_write> outO: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read_write> stats: array<f32>;
 
 const CWG: u32 = 256u;
 const CG: u32 = CWG / D4;             // groups of D4 invocations, each walking every CG-th split

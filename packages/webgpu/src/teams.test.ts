@@ -358,3 +358,110 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     out.destroy();
   });
 });
+
+describe.skipIf(!probe.context)(
+  'team kernel options: fused combine, index prefetch, short splits, radix/classic select',
+  () => {
+    const OPTIONS = [
+      { fuseCombine: true },
+      { prefetchIndices: true },
+      { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
+      { select: 'classic' as const, fuseCombine: true },
+    ];
+    it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
+      const gpu = probe.context!;
+      const [B, H, G, d, n] = [2, 8, 2, 128, 3001];
+      const per = G * n * d;
+      const kh = randomFloats(B * per, 71);
+      const vh = randomFloats(B * per, 72);
+      const qh = randomFloats(B * H * d, 73, 3);
+      const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: d, dtype: 'f16' });
+      for (const [buf, host] of [
+        [kv.k, packKV(kh, 'f16')],
+        [kv.v, packKV(vh, 'f16')],
+      ] as const) {
+        gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+      }
+      const ks = fromF16(toF16(kh));
+      const vs = fromF16(toF16(vh));
+      const ref = (b: number): DecodeInputs => ({
+        heads: H,
+        kvHeads: G,
+        headDim: d,
+        n,
+        q: qh.subarray(b * H * d, (b + 1) * H * d),
+        k: ks.subarray(b * per, (b + 1) * per),
+        v: vs.subarray(b * per, (b + 1) * per),
+      });
+      const q = uploadBuffer(gpu, qh, 'q');
+      const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
+      const budget = { percent: 10, kMin: 16 };
+      const kk = topkBudget(n, budget);
+      const kStride = Math.ceil(kk / 64) * 64;
+      const slot = createDecodeSlot(gpu, B, G, kStride);
+      const headMap = [1, 0];
+      let sels: DecodeSelection[] = [];
+      for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+        const outs: Float32Array[] = [];
+        // Twice: a fused merge must give the same bits every run (no partial read before it landed).
+        for (let rep = 0; rep < 2; rep++) {
+          gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
+          await run(gpu, (pass) =>
+            encodeDecode(gpu, pass, {
+              role,
+              heads: H,
+              q,
+              kv,
+              n,
+              out,
+              slot,
+              headMap,
+              budget,
+              kernel: 'teams',
+              ...opts,
+            }),
+          );
+          outs.push(new Float32Array(await readBuffer(gpu, out, B * H * d * 4)));
+        }
+        expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
+        const o = outs[0];
+        if (role === 'dense-anchor' || role === 'anchor') {
+          const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
+          sels = Array.from({ length: B }, (_, b) => {
+            const indices = new Int32Array(G * kk);
+            for (let j = 0; j < G; j++)
+              indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + kk), j * kk);
+            return { kvHeads: G, k: kk, indices };
+          });
+          for (let b = 0; b < B; b++) {
+            const pooled = pooledDecodeScores(ref(b));
+            const rows = checkTopk(
+              sels[b],
+              (r) => r * kk,
+              G,
+              () => n,
+              () => kk,
+              (r) => pooled.subarray(r * n, (r + 1) * n),
+            );
+            expect(rows).toBe(G);
+          }
+        }
+        for (let b = 0; b < B; b++) {
+          const want =
+            role === 'dense' || role === 'dense-anchor'
+              ? denseDecodeAttention(ref(b))
+              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
+          expect(
+            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
+            `${role}, sequence ${b}`,
+          ).toBeLessThan(1e-5);
+        }
+      }
+      const keys = gpu.pipelineKeys;
+      if (opts.fuseCombine) expect(keys.some((k) => k.includes('FUSED=true'))).toBe(true);
+      if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
+      destroyDeviceKV(kv);
+      for (const buf of [q, out, slot.indices]) buf.destroy();
+    });
+  },
+);

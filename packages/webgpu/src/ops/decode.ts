@@ -3,7 +3,7 @@ import type { KascadeGPU } from '../context.js';
 import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
-import { encodeSelect } from './select.js';
+import { canRadixSelect, encodeRadixSelect, encodeSelect } from './select.js';
 
 /** The layer roles of Kascade (plus plain dense, the baseline). */
 export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse';
@@ -100,8 +100,27 @@ export interface DecodeArgs {
   readonly kernel?: DecodeKernel;
   /** `teams` only: about how many workgroups to split the keys over (default 2048; for tuning). */
   readonly targetWorkgroups?: number;
-  /** `teams` only: K/V rows a team loads per step, 1..8 (default 4 for group sizes up to 4, else 2; for tuning). */
+  /**
+   * `teams` only: K/V rows a team loads per step, 1..8 (for tuning). Default: group sizes up to 4 read
+   * 8 rows per step when streaming every key (dense, the anchors' scores pass) and 4 when gathering
+   * (reuse, the anchors' sparse pass); larger groups 2.
+   */
   readonly keysPerStep?: number;
+  /** `teams` only: the fewest team steps a workgroup takes (default 4; for tuning). */
+  readonly minStepsPerSplit?: number;
+  /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default false). */
+  readonly prefetchIndices?: boolean;
+  /**
+   * `teams` only: merge the splits in the last workgroup of each (sequence, KV head) instead of a
+   * second dispatch (default false; see `decode_teams.wgsl` for what it relies on).
+   */
+  readonly fuseCombine?: boolean;
+  /**
+   * Anchors' Top-k: `radix` (`topk_radix.wgsl`: pooling fused into the first of three dispatches;
+   * needs `subgroups`, the default where it can run) or `classic` (`pool.wgsl` + `topk_select.wgsl`,
+   * ten dispatches, every device).
+   */
+  readonly select?: 'radix' | 'classic';
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -117,6 +136,7 @@ const PARTIAL_BINDINGS = [
   [6, 'write'],
   [7, 'write'],
 ] as const;
+const PARTIAL_TEAMS_BINDINGS = [...PARTIAL_BINDINGS, [8, 'write'], [9, 'write'], [10, 'write']] as const;
 const COMBINE_BINDINGS = [
   [0, 'uniform'],
   [5, 'write'],
@@ -146,10 +166,11 @@ export function teamSplits(
   keys: number,
   stepKeys: number,
   targetWorkgroups = 2048,
+  minSteps = 4,
 ): { span: number; splits: number } {
   const steps = Math.ceil(keys / stepKeys);
   const want = Math.max(1, Math.ceil(targetWorkgroups / (batch * kvHeads)));
-  const perSplit = Math.max(4, Math.ceil(steps / want));
+  const perSplit = Math.max(minSteps, Math.ceil(steps / want));
   const span = perSplit * stepKeys;
   return { span, splits: Math.ceil(keys / span) };
 }
@@ -264,19 +285,28 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   ) {
     throw new WebGPUShapeError(`keysPerStep must be an integer in 1..8, got ${a.keysPerStep}`);
   }
-  const U = a.keysPerStep ?? (group <= 4 ? 4 : 2);
-  const splitsFor = (keys: number) =>
+  if (a.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', a.minStepsPerSplit);
+  const keysPerStep = (gather: boolean) => a.keysPerStep ?? (group <= 4 ? (gather ? 4 : 8) : 2);
+  const splitsFor = (keys: number, gather: boolean) =>
     teams
-      ? teamSplits(batch, kvHeads, keys, (teams.WG / teams.TW) * U, a.targetWorkgroups)
+      ? teamSplits(
+          batch,
+          kvHeads,
+          keys,
+          (teams.WG / teams.TW) * keysPerStep(gather),
+          a.targetWorkgroups,
+          a.minStepsPerSplit,
+        )
       : decodeSplits(batch, kvHeads, keys, group);
   const partML = (splits: number) => gpu.scratchBuffer('decode.partML', batch * heads * splits * 8);
   const partO = (splits: number) => gpu.scratchBuffer('decode.partO', batch * heads * splits * headDim * 4);
   const stats = gpu.scratchBuffer('decode.stats', batch * heads * 8);
   // Size every scratch buffer for this n before anything is bound (they only grow; a buffer that
   // grew after a bind group was made would leave that bind group pointing at a destroyed buffer).
-  const most = Math.max(splitsFor(n).splits, splitsFor(Math.max(1, k)).splits);
+  const most = Math.max(splitsFor(n, false).splits, splitsFor(Math.max(1, k), true).splits);
   partML(most);
   partO(most);
+  gpu.scratchBuffer('decode.counters', batch * kvHeads * 4);
 
   const attend = (opts: {
     gather: boolean;
@@ -285,7 +315,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     keys: number;
     scores?: GPUBuffer;
   }) => {
-    const { span, splits } = splitsFor(opts.keys);
+    const { span, splits } = splitsFor(opts.keys, opts.gather);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
     const ml = partML(splits);
     const po = opts.accumV ? partO(splits) : null;
@@ -308,19 +338,29 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
+    const U = keysPerStep(opts.gather);
+    const fused = teams !== null && a.fuseCombine === true;
     const teamDefs = teams && {
       HEAD_DIM: headDim,
       GROUP: group,
       ...teams,
       U,
+      SB: Math.max(1, Math.floor(512 / ((teams.WG / teams.TW) * U))),
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
+      PREFETCH: opts.gather && a.prefetchIndices === true,
+      FUSED: fused,
       KP: kv.dtype,
       SUBGROUPS: true,
     };
     const p1 = teamDefs
-      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
+      ? gpu.pipeline(
+          'decode_teams',
+          'teams_partial',
+          teamDefs,
+          PARTIAL_TEAMS_BINDINGS, // the merge's bindings are declared (statically used) either way
+        )
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
@@ -334,9 +374,17 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         5: ml,
         ...(po ? { 6: po } : {}),
         ...(opts.scores ? { 7: opts.scores } : {}),
+        ...(fused
+          ? {
+              ...(opts.accumV ? { 8: a.out } : {}),
+              9: stats,
+              10: gpu.scratchBuffer('decode.counters', batch * kvHeads * 4),
+            }
+          : {}),
       }),
     );
     pass.dispatchWorkgroups(splits, kvHeads, batch);
+    if (fused) return;
     const p2 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_combine', teamDefs, COMBINE_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
@@ -370,30 +418,44 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
+  const radix = (a.select ?? 'radix') === 'radix' && canRadixSelect(gpu, n);
   // Size the select's scratch before anything binds it.
-  gpu.scratchBuffer('select.hist', rows * 2048 * 4);
+  gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
-  const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
-  pass.setPipeline(pp.pipeline);
-  pass.setBindGroup(
-    0,
-    gpu.bindGroup(pp, 'kascade:decode.pool', {
-      0: gpu.params(packParams([n, heads, kvHeads, kv.capacity, n, n, 0, 0, 0, 0, { f32: scale }, 0])),
-      1: scores,
-      2: stats,
-      3: pooled,
-    }),
-  );
-  pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
-  encodeSelect(gpu, pass, {
-    vals: pooled,
-    rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
-    rows,
-    maxLength: n,
-    out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
-    tag: 'decode',
-  });
+  if (radix) {
+    encodeRadixSelect(gpu, pass, {
+      vals: pooled,
+      rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
+      rows,
+      maxLength: n,
+      out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
+      tag: 'decode',
+      pool: { scores, stats, heads, kvHeads, group, scoreStride: n },
+    });
+  }
+  if (!radix) {
+    const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
+    pass.setPipeline(pp.pipeline);
+    pass.setBindGroup(
+      0,
+      gpu.bindGroup(pp, 'kascade:decode.pool', {
+        0: gpu.params(packParams([n, heads, kvHeads, kv.capacity, n, n, 0, 0, 0, 0, { f32: scale }, 0])),
+        1: scores,
+        2: stats,
+        3: pooled,
+      }),
+    );
+    pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
+    encodeSelect(gpu, pass, {
+      vals: pooled,
+      rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
+      rows,
+      maxLength: n,
+      out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
+      tag: 'decode',
+    });
+  }
   slot!.k = k;
   if (role === 'anchor') {
     attend({ gather: true, accumV: true, writeScores: false, keys: k });

@@ -80,3 +80,126 @@ export function encodeSelect(
   run('select_offsets', 0, 1);
   run('select_write', 0, chunks);
 }
+
+const RADIX_WG = 256;
+const RADIX_LOADS = 16;
+const RADIX_CHUNK = RADIX_WG * RADIX_LOADS;
+const RADIX_MAXCH = 512;
+
+/** Pooling fused into the radix select's first pass (decode anchors): `vals` is written from these. */
+export interface RadixPool {
+  /** `[batch, heads, scoreStride]` f32 scaled logits. */
+  readonly scores: GPUBuffer;
+  /** `[batch, heads, 2]` f32 (max, sum) of each query head's softmax. */
+  readonly stats: GPUBuffer;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly group: number;
+  readonly scoreStride: number;
+}
+
+/** Whether {@link encodeRadixSelect} can run here for rows of up to `maxLength` values. */
+export function canRadixSelect(gpu: KascadeGPU, maxLength: number): boolean {
+  return gpu.info.hasSubgroups && radixRefineWG(gpu, maxLength) > 0;
+}
+
+/** radix_refine's workgroup size: 1024 invocations where the device allows, else 256; 0 when the row is too long. */
+function radixRefineWG(gpu: KascadeGPU, maxLength: number): number {
+  const lim = gpu.limits;
+  const big =
+    lim.maxComputeInvocationsPerWorkgroup >= 1024 && lim.maxComputeWorkgroupSizeX >= 1024 ? 1024 : 256;
+  // Chunks the refine touches: whole iterations of RWG * LOADS values.
+  const touched = (rwg: number) =>
+    Math.ceil(maxLength / (rwg * RADIX_LOADS)) * ((rwg * RADIX_LOADS) / RADIX_CHUNK);
+  for (const rwg of big === 1024 ? [1024, 256] : [256]) if (touched(rwg) <= RADIX_MAXCH) return rwg;
+  return 0;
+}
+
+/**
+ * Exact Top-k of many rows (radix select, ties to the lower index, output in index order) in three
+ * dispatches (`topk_radix.wgsl`): a parallel histogram of the top 11 bits (with `pool`, computing the
+ * pooled values first and writing them to `vals`), one workgroup per row for the other 21 bits and the
+ * per-chunk offsets, and a parallel write. Needs `subgroups`; rows up to 2M values.
+ */
+export function encodeRadixSelect(
+  gpu: KascadeGPU,
+  pass: Pass,
+  args: {
+    vals: GPUBuffer;
+    rowInfo: GPUBufferBinding;
+    rows: number;
+    maxLength: number;
+    out: GPUBuffer | GPUBufferBinding;
+    tag: string;
+    pool?: RadixPool;
+  },
+): void {
+  const { rows, maxLength } = args;
+  if (rows === 0 || maxLength === 0) return;
+  const maxDim = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (rows > maxDim) {
+    throw new WebGPULimitError(
+      'maxComputeWorkgroupsPerDimension',
+      rows,
+      maxDim,
+      'too many Top-k rows in one select',
+    );
+  }
+  const RWG = radixRefineWG(gpu, maxLength);
+  if (!gpu.info.hasSubgroups || RWG === 0) {
+    throw new WebGPULimitError(
+      'radix select',
+      maxLength,
+      RADIX_MAXCH * RADIX_CHUNK,
+      'row too long, or no subgroups',
+    );
+  }
+  const chunks = Math.ceil(maxLength / RADIX_CHUNK);
+  const hist = gpu.scratchBuffer('radix.hist', rows * BINS * 4);
+  const state = gpu.scratchBuffer(`radix.state.${args.tag}`, rows * 8);
+  const offs = gpu.scratchBuffer(`radix.offsets.${args.tag}`, rows * chunks * 8);
+  const pool = args.pool;
+  const defines = {
+    WG: RADIX_WG,
+    LOADS: RADIX_LOADS,
+    CHUNK: RADIX_CHUNK,
+    RWG,
+    MAXCH: RADIX_MAXCH,
+    POOL: pool !== undefined,
+    GROUP: pool?.group ?? 1,
+    SUBGROUPS: true,
+  };
+  const B = [
+    [0, 'uniform'],
+    [1, 'read'],
+    [2, 'write'],
+    [3, 'write'],
+    [4, 'write'],
+    [5, 'write'],
+    [6, 'write'],
+    [7, 'read'],
+    [8, 'read'],
+  ] as const;
+  const params = gpu.params(
+    packParams([chunks, pool?.heads ?? 0, pool?.kvHeads ?? 1, pool?.scoreStride ?? 0]),
+  );
+  const buffers = {
+    0: params,
+    1: args.rowInfo,
+    2: { buffer: args.vals },
+    3: { buffer: hist },
+    4: { buffer: state },
+    5: { buffer: offs },
+    6: 'buffer' in args.out ? args.out : { buffer: args.out },
+    ...(pool ? { 7: { buffer: pool.scores }, 8: { buffer: pool.stats } } : {}),
+  };
+  const run = (entry: string, x: number) => {
+    const p = gpu.pipeline('topk_radix', entry, defines, B);
+    pass.setPipeline(p.pipeline);
+    pass.setBindGroup(0, gpu.bindGroup(p, `kascade:${entry}`, buffers));
+    pass.dispatchWorkgroups(x, rows, 1);
+  };
+  run('radix_hist0', chunks);
+  run('radix_refine', 1);
+  run('radix_emit', chunks);
+}
