@@ -1,7 +1,13 @@
 import { parsePlan } from '@kascade/anchors';
-import type { PrefillInputs } from '@kascade/core';
+import {
+  denseCausalPrefillAttention,
+  denseDecodeAttention,
+  type PrefillInputs,
+  pooledDecodeScores,
+  topkBudget,
+} from '@kascade/core';
 import { describe, expect, it } from 'vitest';
-import { type CalibrationModel, calibrateModel } from './calibrate.js';
+import { type CalibrationModel, calibrateModel, planFromStatistics } from './calibrate.js';
 import { createEngine } from './engine.js';
 import type { LayerAttention } from './model/hooks.js';
 import { mulberry32 } from './model/random.js';
@@ -193,5 +199,112 @@ describe('calibration on a real (random-weight) model', () => {
     expect(usage.promptTokens).toBe(181);
     expect(usage.kascade.effectiveK).toBe(18);
     expect(usage.kascade.anchorsHit).toBeGreaterThan(0);
+  });
+});
+
+describe('calibration from decode steps', () => {
+  it('measures each decode step like an independent recomputation from the pooled scores', async () => {
+    const engine = await createEngine({ model: 'random' });
+    const model = engine.cpuModel;
+    const budget = { percent: 10, kMin: 16 };
+    const prompt = 'Kascade reuses Top-k sets across layers. '.repeat(8);
+    const completion = ' and heads';
+    const { layerSimilarity, bySource, decodeSteps, plan } = await calibrateModel(
+      model,
+      [{ prompt, completion }],
+      { anchors: 2, budget, tileSize: 16, attendFrom: 'decode' },
+    );
+    const ids = model.tokenizer.encode(prompt);
+    const tail = model.tokenizer.encode(completion, { addSpecialTokens: false });
+    expect(decodeSteps).toBe(tail.length);
+    expect(tail.length).toBeGreaterThan(1);
+
+    // Independently: the same dense passes, keeping each decode step's pooled scores per layer.
+    const { layers: L, kvHeads: G } = model.config;
+    const steps: Float64Array[][] = [];
+    const seq = model.createSequence(ids.length + tail.length);
+    const plain: LayerAttention = {
+      prefill: (_l, inputs) => denseCausalPrefillAttention(inputs),
+      decode(l, inputs) {
+        if (l === 0) steps.push([]);
+        steps.at(-1)!.push(pooledDecodeScores(inputs));
+        return denseDecodeAttention(inputs);
+      },
+    };
+    model.prefill(seq, ids, plain, { tileSize: 16 });
+    for (const t of tail) model.decode(seq, t, plain);
+    const want = Array.from({ length: L }, () => new Array<number>(L).fill(Number.NaN));
+    for (let a = 0; a < L; a++) {
+      for (let l = a; l < L; l++) {
+        let sum = 0;
+        for (let j = 0; j < G; j++) {
+          let best = -1;
+          for (let u = 0; u < G; u++) {
+            let worst = Number.POSITIVE_INFINITY;
+            for (const layersOfStep of steps) {
+              const n = layersOfStep[0]!.length / G;
+              const k = topkBudget(n, budget);
+              const row = (s: Float64Array, h: number) => Array.from(s.subarray(h * n, (h + 1) * n));
+              const sl = row(layersOfStep[l]!, j);
+              const top = (r: number[]) =>
+                r
+                  .map((v, x) => [v, x] as const)
+                  .sort((p, q) => q[0] - p[0] || p[1] - q[1])
+                  .slice(0, k)
+                  .map(([, x]) => x);
+              const mass = (xs: number[]) => xs.reduce((s, x) => s + sl[x]!, 0);
+              const share = mass(top(row(layersOfStep[a]!, u))) / mass(top(sl));
+              worst = Math.min(worst, share);
+            }
+            best = Math.max(best, worst);
+          }
+          sum += best;
+        }
+        want[a]![l] = sum / G;
+      }
+    }
+    for (let a = 0; a < L; a++) {
+      for (let l = a; l < L; l++) {
+        expect(layerSimilarity[a]![l]).toBeCloseTo(want[a]![l]!, 4);
+        expect(bySource.decode![a]![l]).toBeCloseTo(want[a]![l]!, 4);
+      }
+    }
+    expect(bySource.prefill).toBeUndefined();
+    expect(plan.anchors).toHaveLength(2);
+    await engine.dispose();
+  });
+
+  it("'both' takes each prompt's worst of tiles and steps; several K come from one pass", async () => {
+    const engine = await createEngine({ model: 'random' });
+    const model = engine.cpuModel;
+    const dev = [
+      { prompt: 'The quick brown fox jumps over the lazy dog. '.repeat(5), completion: ' a fox' },
+      'Kascade reuses Top-k. '.repeat(10),
+    ];
+    const options = { anchors: 2, budget: { kMin: 16 }, tileSize: 16 } as const;
+    const both = await calibrateModel(model, dev, options);
+    const prefill = await calibrateModel(model, dev, { ...options, attendFrom: 'prefill' });
+    expect(both.decodeSteps).toBeGreaterThan(0);
+    expect(prefill.decodeSteps).toBe(0);
+    expect(prefill.bySource.decode).toBeUndefined();
+    const L = model.config.layers;
+    for (let a = 0; a < L; a++) {
+      for (let l = a; l < L; l++) {
+        // Per prompt min(prefill, decode) <= prefill, so the mean is too.
+        expect(both.layerSimilarity[a]![l]!).toBeLessThanOrEqual(prefill.layerSimilarity[a]![l]! + 1e-12);
+        expect(both.bySource.prefill![a]![l]).toBeCloseTo(prefill.layerSimilarity[a]![l]!, 6);
+      }
+    }
+    const k3 = planFromStatistics(model, both.statistics, both.layerSimilarity, 3);
+    const again = await calibrateModel(model, dev, { ...options, anchors: 3 });
+    expect(k3.anchors).toEqual(again.plan.anchors);
+    expect(k3.headMaps).toEqual(again.plan.headMaps);
+    await expect(calibrateModel(model, dev, { ...options, attendFrom: 'decode' })).rejects.toThrow(
+      /devSet\[1\]/,
+    );
+    await expect(calibrateModel(model, dev, { ...options, attendFrom: 'sideways' as never })).rejects.toThrow(
+      /attendFrom/,
+    );
+    await engine.dispose();
   });
 });

@@ -66,6 +66,62 @@ describe('kascade CLI', () => {
     ).toHaveLength(4);
   });
 
+  it('calibrate with completions: several K from one pass, {k} in --out, a JSON report', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kascade-cli-'));
+    const data = join(dir, 'dev.jsonl');
+    await writeFile(
+      data,
+      [
+        JSON.stringify({ prompt: 'Find the value of X. '.repeat(8), completion: ' X is 7' }),
+        JSON.stringify({ prompt: 'A second prompt, longer. '.repeat(9) }),
+      ].join('\n'),
+    );
+    const c = capture();
+    const code = await main(
+      [
+        'calibrate',
+        '--model',
+        'random',
+        '--data',
+        data,
+        '--anchors',
+        '2,3,auto',
+        '--out',
+        join(dir, 'plan-{k}.json'),
+        '--report',
+        join(dir, 'report.json'),
+        '--kmin',
+        '16',
+        '--tile',
+        '16',
+      ],
+      c.io,
+    );
+    expect(c.err()).not.toMatch(/kascade: /);
+    expect(code).toBe(0);
+    expect(c.err()).toContain('1 with a completion');
+    const shape = { layers: 4, heads: 4, kvHeads: 2, headDim: 32 };
+    expect(parsePlan(await readFile(join(dir, 'plan-2.json'), 'utf8'), shape).anchors).toHaveLength(2);
+    expect(parsePlan(await readFile(join(dir, 'plan-3.json'), 'utf8'), shape).anchors).toHaveLength(3);
+    parsePlan(await readFile(join(dir, 'plan-auto.json'), 'utf8'), shape);
+    const report = JSON.parse(await readFile(join(dir, 'report.json'), 'utf8'));
+    expect(report.decodeSteps).toBeGreaterThan(0);
+    expect(report.decodeSimilarity).toHaveLength(4);
+    expect(report.prefillSimilarity[0][0]).toBe(1);
+    expect(report.layerSimilarity[1][0]).toBeNull();
+    const d = capture();
+    expect(await main(['calibrate', '--data', data, '--anchors', '2,3', '--out', 'x.json'], d.io)).toBe(2);
+    expect(d.err()).toMatch(/\{k\}/);
+    const e = capture();
+    expect(
+      await main(
+        ['calibrate', '--data', data, '--anchors', '2', '--out', 'x.json', '--attend-from', 'x'],
+        e.io,
+      ),
+    ).toBe(2);
+    expect(e.err()).toMatch(/--attend-from/);
+  });
+
   it('bad arguments exit non-zero with a message naming the problem', async () => {
     const c = capture();
     expect(await main(['calibrate', '--anchors', '2', '--out', 'x.json'], c.io)).toBe(2);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { serializePlan } from '@kascade/anchors';
 import type { PolicySpec } from './api.js';
-import type { CalibrationProgress, DevPrompt } from './calibrate.js';
+import { type CalibrationProgress, type DevPrompt, planFromStatistics } from './calibrate.js';
 import { createEngine } from './engine.js';
 
 export interface CliIo {
@@ -27,8 +27,16 @@ const USAGE = `kascade: Kascade sparse-attention engine
       --model DIR|FILE.gguf|random
                               checkpoint (default: @kascade/demo-model with its plan if it is
                               installed, else the built-in random-weight model; 'random' asks for that)
-      --data FILE.jsonl       one prompt per line: {"prompt": "..."}, {"text": "..."} or a JSON string
-      --anchors K|auto        anchor count (layer 0 included), or the fewest reaching --tau
+      --data FILE.jsonl       one prompt per line: {"prompt": "..."}, {"text": "..."} or a JSON string;
+                              {"prompt": "...", "completion": "..."} also decodes the completion
+                              teacher-forced, so similarity is measured from decode steps too
+      --anchors K|auto[,...]  anchor count (layer 0 included), or the fewest reaching --tau; several
+                              (e.g. 4,5,6,auto) share one calibration pass, --out then needs {k}
+      --out FILE              where the plan goes ({k} is replaced by each --anchors value)
+      --attend-from both|prefill|decode
+                              query positions similarity is measured from (default both)
+      --report FILE           also write the layer similarity matrices (all sources), importance
+                              and decode steps as JSON
       --tau X                 threshold of --anchors auto (default 0.9)
       --percent P --kmin K --round-to R --tile T   budget and tile size (defaults 10, 128, 1, 32)
       --max-prompts N         use the first N prompts
@@ -67,12 +75,14 @@ export function parseDevSet(text: string, file: string): DevPrompt[] {
     }
     if (typeof value === 'string') out.push(value);
     else if (value && typeof value === 'object') {
-      const o = value as { prompt?: unknown; text?: unknown };
+      const o = value as { prompt?: unknown; text?: unknown; completion?: unknown };
       const prompt =
         typeof o.prompt === 'string' ? o.prompt : typeof o.text === 'string' ? o.text : undefined;
       if (prompt === undefined)
         throw new CliError(`${file}:${i + 1}: expected a "prompt" or "text" string field`);
-      out.push(prompt);
+      if (o.completion !== undefined && typeof o.completion !== 'string')
+        throw new CliError(`${file}:${i + 1}: "completion" must be a string`);
+      out.push(typeof o.completion === 'string' ? { prompt, completion: o.completion } : prompt);
     } else {
       throw new CliError(`${file}:${i + 1}: expected a JSON string or object`);
     }
@@ -92,6 +102,15 @@ function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
 }
 
+/** `--anchors 4` / `auto` / `4,5,6,auto`: each an integer or 'auto', no repeats. */
+export function parseAnchorList(value: string): (number | 'auto')[] {
+  const items = value.split(',').map((x) => x.trim());
+  const out = items.map((x) => (x === 'auto' ? 'auto' : numberOption('anchors', x)!));
+  if (items.some((x) => x === '') || new Set(out).size !== out.length)
+    throw new CliError(`--anchors must list distinct counts or 'auto', got ${JSON.stringify(value)}`);
+  return out;
+}
+
 async function calibrate(args: string[], io: CliIo): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -107,27 +126,37 @@ async function calibrate(args: string[], io: CliIo): Promise<void> {
       tile: { type: 'string' },
       'max-prompts': { type: 'string' },
       'max-tokens': { type: 'string' },
+      'attend-from': { type: 'string' },
+      report: { type: 'string' },
     },
     strict: true,
   });
   if (!values.data) throw new CliError('--data FILE.jsonl is required');
   if (!values.anchors) throw new CliError('--anchors K|auto is required');
   if (!values.out) throw new CliError('--out plan.json is required');
-  const anchors = values.anchors === 'auto' ? 'auto' : numberOption('anchors', values.anchors);
+  const anchorList = parseAnchorList(values.anchors);
+  if (anchorList.length > 1 && !values.out.includes('{k}'))
+    throw new CliError('--out must contain {k} when --anchors lists several values');
+  const attendFrom = values['attend-from'] ?? 'both';
+  if (attendFrom !== 'both' && attendFrom !== 'prefill' && attendFrom !== 'decode')
+    throw new CliError(`--attend-from must be both, prefill or decode, got ${JSON.stringify(attendFrom)}`);
+  const tau = numberOption('tau', values.tau, false);
   let devSet = parseDevSet(await readFile(values.data, 'utf8'), values.data);
   const maxPrompts = numberOption('max-prompts', values['max-prompts']);
   if (maxPrompts !== undefined) devSet = devSet.slice(0, maxPrompts);
   const engine = await createEngine({ model: values.model, backend: 'cpu' });
   try {
     const m = engine.model;
+    const completions = devSet.filter((p) => typeof p !== 'string' && p.completion).length;
     io.stderr.write(
       `model ${m.id}: ${m.layers} layers, ${m.heads} heads, ${m.kvHeads} KV heads, head dim ${m.headDim}` +
-        `${m.randomWeights ? ' (random weights)' : ''}; from ${engine.modelSource}\ncalibrating on ${devSet.length} prompts from ${values.data}\n`,
+        `${m.randomWeights ? ' (random weights)' : ''}; from ${engine.modelSource}\ncalibrating on ${devSet.length} prompts from ${values.data}` +
+        ` (${completions} with a completion; similarity from ${attendFrom === 'both' ? 'prefill tiles and decode steps' : attendFrom === 'prefill' ? 'prefill tiles' : 'decode steps'})\n`,
     );
     const tty = io.stderr.isTTY === true;
-    const { plan, layerSimilarity } = await engine.calibrateWithStatistics(devSet, {
-      anchors: anchors as number | 'auto',
-      tau: numberOption('tau', values.tau, false),
+    const result = await engine.calibrateWithStatistics(devSet, {
+      anchors: anchorList[0]!,
+      tau,
       budget: {
         percent: numberOption('percent', values.percent, false),
         kMin: numberOption('kmin', values.kmin),
@@ -135,32 +164,74 @@ async function calibrate(args: string[], io: CliIo): Promise<void> {
       },
       tileSize: numberOption('tile', values.tile),
       maxPromptTokens: numberOption('max-tokens', values['max-tokens']),
+      attendFrom,
       onProgress: (p) => io.stderr.write(tty ? `\r${progressBar(p)}` : `${progressBar(p)}\n`),
     });
     if (tty) io.stderr.write('\n');
-    await writeFile(values.out, serializePlan(plan));
-    const cal = plan.calibration!;
-    const lines = [
-      `anchors: ${plan.anchors.join(' ')}   (objective ${cal.objective.toFixed(4)}, ${cal.prompts} prompts)`,
-      `${pad('layer', 6)}${pad('role', 8)}${pad('anchor', 7)}${pad('sim', 8)}${pad('importance', 12)}${pad('best other', 12)}head map`,
-    ];
-    let anchor = 0;
-    for (let l = 0; l < plan.model.layers; l++) {
-      const isAnchor = plan.anchors.includes(l);
-      if (isAnchor) anchor = l;
-      // The best similarity any earlier layer offers (what an anchor here forgoes by being one).
-      let bestOther = Number.NaN;
-      for (let a = 0; a < l; a++)
-        bestOther = Number.isNaN(bestOther)
-          ? layerSimilarity[a]![l]!
-          : Math.max(bestOther, layerSimilarity[a]![l]!);
-      lines.push(
-        `${pad(String(l), 6)}${pad(l === 0 ? 'dense' : isAnchor ? 'anchor' : 'reuse', 8)}${pad(String(anchor), 7)}` +
-          `${pad(cal.layerSimilarity[l]!.toFixed(4), 8)}${pad(cal.importance[l]!.toFixed(4), 12)}` +
-          `${pad(Number.isNaN(bestOther) ? '-' : bestOther.toFixed(4), 12)}[${plan.headMaps[l]!.join(',')}]`,
+    const { layerSimilarity, bySource } = result;
+    if (values.report) {
+      const matrix = (m: number[][] | undefined) =>
+        m?.map((row) => row.map((x) => (Number.isNaN(x) ? null : Math.round(x * 1e6) / 1e6)));
+      await writeFile(
+        values.report,
+        `${JSON.stringify(
+          {
+            prompts: result.statistics.prompts,
+            decodeSteps: result.decodeSteps,
+            attendFrom,
+            budget: result.statistics.budget,
+            tileSize: result.statistics.tileSize,
+            importance: result.statistics.importance,
+            layerSimilarity: matrix(layerSimilarity),
+            prefillSimilarity: matrix(bySource.prefill) ?? null,
+            decodeSimilarity: matrix(bySource.decode) ?? null,
+          },
+          null,
+          1,
+        )}\n`,
       );
     }
-    lines.push(`plan written to ${values.out}`);
+    const lines: string[] = [`decode steps measured: ${result.decodeSteps}`];
+    for (const anchors of anchorList) {
+      const plan =
+        anchors === anchorList[0]
+          ? result.plan
+          : planFromStatistics(
+              { id: engine.cpuModel.id, config: engine.cpuModel.config },
+              result.statistics,
+              layerSimilarity,
+              anchors,
+              tau,
+            );
+      const out = values.out.replaceAll('{k}', String(anchors));
+      await writeFile(out, serializePlan(plan));
+      const cal = plan.calibration!;
+      const source = (which: number[][] | undefined, a: number, l: number) =>
+        which === undefined ? '-' : which[a]![l]!.toFixed(4);
+      lines.push(
+        '',
+        `anchors: ${plan.anchors.join(' ')}   (--anchors ${anchors}, objective ${cal.objective.toFixed(4)}, ${cal.prompts} prompts)`,
+        `${pad('layer', 6)}${pad('role', 8)}${pad('anchor', 7)}${pad('sim', 8)}${pad('prefill', 9)}${pad('decode', 8)}${pad('importance', 12)}${pad('best other', 12)}head map`,
+      );
+      let anchor = 0;
+      for (let l = 0; l < plan.model.layers; l++) {
+        const isAnchor = plan.anchors.includes(l);
+        if (isAnchor) anchor = l;
+        // The best similarity any earlier layer offers (what an anchor here forgoes by being one).
+        let bestOther = Number.NaN;
+        for (let a = 0; a < l; a++)
+          bestOther = Number.isNaN(bestOther)
+            ? layerSimilarity[a]![l]!
+            : Math.max(bestOther, layerSimilarity[a]![l]!);
+        lines.push(
+          `${pad(String(l), 6)}${pad(l === 0 ? 'dense' : isAnchor ? 'anchor' : 'reuse', 8)}${pad(String(anchor), 7)}` +
+            `${pad(cal.layerSimilarity[l]!.toFixed(4), 8)}${pad(source(bySource.prefill, anchor, l), 9)}${pad(source(bySource.decode, anchor, l), 8)}` +
+            `${pad(cal.importance[l]!.toFixed(4), 12)}` +
+            `${pad(Number.isNaN(bestOther) ? '-' : bestOther.toFixed(4), 12)}[${plan.headMaps[l]!.join(',')}]`,
+        );
+      }
+      lines.push(`plan written to ${out}`);
+    }
     io.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     await engine.dispose();

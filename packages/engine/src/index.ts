@@ -11,8 +11,10 @@ export {
   type CalibrationModel,
   type CalibrationProgress,
   type CalibrationResult,
+  type CalibrationSource,
   calibrateModel,
   type DevPrompt,
+  planFromStatistics,
   recordingAttention,
 } from './calibrate.js';
 export {

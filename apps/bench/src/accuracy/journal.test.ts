@@ -77,6 +77,34 @@ describe('accuracy journal', () => {
     expect(readJournal(f, [cell('dense')]).size).toBe(0);
   });
 
+  it('never reuses a plan-dependent row of another plan; plan-free rows are shared', () => {
+    const f = file();
+    const withPlan = (policy: GridCell['policy'], hash: string): GridCell => ({
+      ...cell(policy),
+      plan: { label: 'plan', hash },
+    });
+    const old = [cell('dense'), withPlan('kascade', 'old')];
+    const done = (c: number, id: string): JobResult => ({
+      kind: 'task',
+      cell: c,
+      id,
+      family: 'kv',
+      correct: true,
+      completion: ' a',
+      promptTokens: 10,
+      ms: 5,
+    });
+    appendJournal(f, { kind: 'task', cell: 0, spec, instance: instance('i1') }, done(0, 'i1'), old);
+    appendJournal(f, { kind: 'task', cell: 1, spec, instance: instance('i1') }, done(1, 'i1'), old);
+    expect(readJournal(f, old).size).toBe(2);
+    const fresh = [cell('dense'), withPlan('kascade', 'new')];
+    const back = readJournal(f, fresh);
+    expect([...back.keys()]).toEqual([
+      jobKey({ kind: 'task', cell: 0, spec, instance: instance('i1') }, fresh),
+    ]);
+    expect(jobKey({ kind: 'task', cell: 1, spec, instance: instance('i1') }, fresh)).toContain('#new');
+  });
+
   it('ignores a torn last line, rejects a malformed one elsewhere, and reads a missing file as empty', () => {
     const f = file();
     expect(readJournal(f, [cell('dense')]).size).toBe(0);

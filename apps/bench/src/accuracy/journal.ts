@@ -5,12 +5,14 @@
  * concatenation runs nothing new and writes the results).
  *
  * Jobs are keyed by what they compute, not by their index: a task job by its cell
- * (policy, context, percent) and instance id; a text (KL) job by its run id, token and position
+ * (policy, context, percent, and for kascade, its decode-only variant and all-heads-pooled the
+ * hash of the plan's anchors, head maps and budget, so a new plan never reuses old rows) and
+ * instance id; a text (KL) job by its run id, token and position
  * counts and the cells it compares. Cell indices inside results are stored as cell keys and
  * mapped back to the current grid when read, so a journal outlives a change of grid order.
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import type { GridCell } from './options.js';
+import { cellId, type GridCell } from './options.js';
 import type { Job, JobResult } from './runner.js';
 
 /** A journal line that is not a finished job of this bench. */
@@ -18,8 +20,9 @@ export class JournalError extends Error {
   override readonly name = 'JournalError';
 }
 
+/** The cell's key in journal lines: policy, context, percent, and the plan hash of a plan-dependent policy. */
 export function cellKey(cell: GridCell): string {
-  return `${cell.policy}@${cell.context}/p${cell.percent}`;
+  return cellId(cell);
 }
 
 export function jobKey(job: Job, cells: readonly GridCell[]): string {

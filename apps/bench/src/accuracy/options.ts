@@ -26,8 +26,11 @@ export interface AccuracyOptions {
    * (one with `order: 'reverse'`), then one more run over both journals writes the results.
    */
   readonly journal?: string;
-  /** Order in which jobs are started. */
-  readonly order: 'forward' | 'reverse';
+  /**
+   * Order in which jobs are started: as listed (cell by cell), reversed, or `round-robin` (one
+   * job per cell in turn, so a cut run has the same instances in every cell).
+   */
+  readonly order: 'forward' | 'reverse' | 'round-robin';
   /** Held-out text runs for the KL check (0: none). */
   readonly klTexts: number;
   /** Predictions per text at which KL is measured. */
@@ -35,9 +38,21 @@ export interface AccuracyOptions {
   /** Texts are cut to this many tokens. */
   readonly klTokens: number;
   readonly workers: number;
+  /**
+   * Start no job after this many seconds (the run then reports what finished and what the
+   * journal holds; 0 runs nothing: results from the journal alone). Default: no limit.
+   */
+  readonly timeLimitS?: number;
   readonly modelDir?: string;
   readonly heldoutDir?: string;
   readonly planFile?: string;
+  /**
+   * Several plans compared in one run (`--plans k4=a.json,k6=b.json`): each plan-dependent
+   * policy (kascade, its decode-only variant, all-heads-pooled) gets one cell per plan.
+   */
+  readonly plans?: readonly { readonly label: string; readonly file: string }[];
+  /** Which held-out split the task instances come from: `test` (the suite) or `dev` (choosing a plan). */
+  readonly split: 'dev' | 'test';
   /** A label recorded in the results' config (e.g. what run this is). */
   readonly note?: string;
 }
@@ -101,6 +116,9 @@ export function parseAccuracyArgs(args: readonly string[], quick: boolean): Accu
           'note',
           'journal',
           'order',
+          'plans',
+          'split',
+          'time-limit',
         ].map((k) => [k, { type: 'string' as const }]),
       ),
       strict: true,
@@ -124,22 +142,57 @@ export function parseAccuracyArgs(args: readonly string[], quick: boolean): Accu
     klPositions: int('kl-positions', values['kl-positions'], quick ? 8 : 64, 1),
     klTokens: int('kl-tokens', values['kl-tokens'], 1024, 2),
     workers: int('workers', values.workers, 1, 1),
+    ...(values['time-limit'] !== undefined
+      ? { timeLimitS: int('time-limit', values['time-limit'], 0, 0) }
+      : {}),
     ...(values.model !== undefined ? { modelDir: values.model } : {}),
     ...(values.heldout !== undefined ? { heldoutDir: values.heldout } : {}),
     ...(values.plan !== undefined ? { planFile: values.plan } : {}),
     ...(values.note !== undefined ? { note: values.note } : {}),
     ...(values.journal !== undefined ? { journal: values.journal } : {}),
-    order: list('order', values.order, ['forward', 'reverse'] as const, ['forward'])[0]!,
+    order: list('order', values.order, ['forward', 'reverse', 'round-robin'] as const, ['forward'])[0]!,
+    split: list('split', values.split, ['dev', 'test'] as const, ['test'])[0]!,
+    ...(values.plans !== undefined ? { plans: parsePlanList(values.plans, values.plan) } : {}),
   };
 }
 
-/** One cell of the grid: a policy at a context and budget percent. */
+/** `--plans label=file,label=file`: distinct labels of letters, digits, `-` and `_`. */
+function parsePlanList(v: string, single: string | undefined): { label: string; file: string }[] {
+  if (single !== undefined) throw new AccuracyOptionError('give either --plan or --plans, not both');
+  const out = v
+    .split(',')
+    .filter((s) => s.trim() !== '')
+    .map((item) => {
+      const eq = item.indexOf('=');
+      const label = item.slice(0, eq).trim();
+      const file = item.slice(eq + 1).trim();
+      if (eq < 0 || !/^[A-Za-z0-9_-]+$/.test(label) || file === '')
+        throw new AccuracyOptionError(
+          `--plans: expected label=file items (label of letters, digits, - and _), got ${JSON.stringify(item)}`,
+        );
+      return { label, file };
+    });
+  if (out.length === 0) throw new AccuracyOptionError('--plans needs at least one label=file');
+  if (new Set(out.map((p) => p.label)).size !== out.length)
+    throw new AccuracyOptionError('--plans: labels must be distinct');
+  return out;
+}
+
+/** One cell of the grid: a policy at a context and budget percent (and, if it depends on one, a plan). */
 export interface GridCell {
   readonly grid: 'main' | 'side';
   readonly policy: PolicyName;
   readonly context: number;
   readonly percent: number;
   readonly perFamily: number;
+  /** The plan of a plan-dependent policy: its label (from `--plans`, else `plan`) and content hash. */
+  readonly plan?: { readonly label: string; readonly hash: string };
+}
+
+/** One plan a grid runs with: a label and the hash of what selection reads from it (`planHash`). */
+export interface GridPlan {
+  readonly label: string;
+  readonly hash: string;
 }
 
 /**
@@ -147,11 +200,18 @@ export interface GridCell {
  * (kascade at 5 and 20% at `context`; dense and kascade at 2048 and at `longest`), without
  * repeating a cell the main grid has.
  */
-export function gridCells(o: AccuracyOptions, longest: number): GridCell[] {
+export function gridCells(
+  o: AccuracyOptions,
+  longest: number,
+  plans: readonly GridPlan[] = [{ label: 'plan', hash: '' }],
+): GridCell[] {
+  if (plans.length === 0) throw new AccuracyOptionError('gridCells: at least one plan is needed');
   const cells: GridCell[] = [];
-  const add = (c: GridCell) => {
-    if (!cells.some((x) => x.policy === c.policy && x.context === c.context && x.percent === c.percent))
-      cells.push(c);
+  const add = (c: Omit<GridCell, 'plan'>) => {
+    for (const plan of PLAN_POLICIES.includes(c.policy) ? plans : [undefined]) {
+      const cell = plan ? { ...c, plan } : c;
+      if (!cells.some((x) => cellId(x) === cellId(cell))) cells.push(cell);
+    }
   };
   if (o.grids.includes('main')) {
     for (const policy of o.policies)
@@ -166,4 +226,16 @@ export function gridCells(o: AccuracyOptions, longest: number): GridCell[] {
     }
   }
   return cells;
+}
+
+/** The policies whose results depend on the plan (its anchors and head maps). */
+export const PLAN_POLICIES: readonly PolicyName[] = ['kascade', 'kascade-decode-only', 'all-heads-pooled'];
+
+/**
+ * What a cell computes: policy, context, budget percent, and for a plan-dependent policy the
+ * plan's hash (so results of another plan are never taken for this one).
+ */
+export function cellId(cell: GridCell): string {
+  const base = `${cell.policy}@${cell.context}/p${cell.percent}`;
+  return cell.plan && cell.plan.hash !== '' ? `${base}#${cell.plan.hash}` : base;
 }

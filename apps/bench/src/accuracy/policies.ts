@@ -1,4 +1,5 @@
 /** The policies the accuracy suite compares, and the engine spec of each at a budget percent. */
+import { createHash } from 'node:crypto';
 import type { PolicySpec } from '@kascade/engine';
 
 export const POLICIES = [
@@ -20,6 +21,23 @@ export interface PlanLike {
     readonly tileSize: number;
   };
   readonly anchors: readonly number[];
+  readonly headMaps?: readonly (readonly number[])[];
+}
+
+/**
+ * A short hash of what Kascade's selection reads from a plan: anchors, head maps, kMin, roundTo
+ * and tile size (the percent is part of the cell). Journal keys carry it.
+ */
+export function planHash(plan: PlanLike): string {
+  const { kMin, roundTo, tileSize } = plan.budget;
+  const what = JSON.stringify({
+    anchors: plan.anchors,
+    headMaps: plan.headMaps ?? null,
+    kMin,
+    roundTo,
+    tileSize,
+  });
+  return createHash('sha256').update(what).digest('hex').slice(0, 12);
 }
 
 /** The plan with its budget percent replaced (the engine's policies take the budget from the plan). */

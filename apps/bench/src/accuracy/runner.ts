@@ -273,15 +273,18 @@ export function workersAvailable(): boolean {
 
 /**
  * Runs every job, `workers` at a time (1: in this thread), calling `onResult` as each ends.
- * Results come back in job order.
+ * Results come back in job order. With `deadlineMs` (a `performance.now()` time), no job is
+ * started after it: the jobs not run are `undefined` in the result.
  */
 export async function runJobs(
   setup: RunnerSetup,
   jobs: readonly Job[],
   workers: number,
   onResult: (result: JobResult, done: number) => void = () => {},
-): Promise<JobResult[]> {
-  const results: JobResult[] = new Array(jobs.length);
+  deadlineMs = Number.POSITIVE_INFINITY,
+): Promise<(JobResult | undefined)[]> {
+  const results: (JobResult | undefined)[] = new Array(jobs.length).fill(undefined);
+  if (jobs.length === 0 || performance.now() >= deadlineMs) return results;
   const units = jobUnits(jobs);
   let done = 0;
   const finish = (unit: readonly number[], out: readonly JobResult[]) => {
@@ -294,6 +297,7 @@ export async function runJobs(
     const engine = await openEngine(setup);
     try {
       for (const unit of units) {
+        if (performance.now() >= deadlineMs) break;
         finish(
           unit,
           runUnit(
@@ -318,7 +322,7 @@ export async function runJobs(
       started.push(worker);
       let current: number[] = [];
       const feed = () => {
-        if (next >= units.length) {
+        if (next >= units.length || performance.now() >= deadlineMs) {
           void worker.terminate().then(() => resolve());
           return;
         }

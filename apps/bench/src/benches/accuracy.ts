@@ -17,7 +17,7 @@ import {
 import { appendJournal, jobKey, readJournal } from '../accuracy/journal.js';
 import { wilsonInterval } from '../accuracy/metrics.js';
 import { type GridCell, gridCells, parseAccuracyArgs } from '../accuracy/options.js';
-import { type PlanLike, POLICIES, policySpec } from '../accuracy/policies.js';
+import { type PlanLike, POLICIES, planHash, policySpec } from '../accuracy/policies.js';
 import { type Job, type JobResult, runJobs, workersAvailable } from '../accuracy/runner.js';
 import type { Bench, BenchOutput } from '../harness.js';
 import type { Cell, Row } from '../results.js';
@@ -32,6 +32,7 @@ export function accuracyRows(
   results: readonly TaskResult[],
   families: readonly string[],
 ): Row[] {
+  const withPlanLabels = new Set(cells.map((c) => c.plan?.label).filter((l) => l !== undefined)).size > 1;
   const rows: Row[] = [];
   const byCell = cells.map((_, i) => results.filter((r) => r.cell === i));
   cells.forEach((cell, i) => {
@@ -46,6 +47,7 @@ export function accuracyRows(
       const row: Record<string, Cell> = {
         grid: cell.grid,
         policy: cell.policy,
+        ...(cell.plan && withPlanLabels ? { plan: cell.plan.label } : {}),
         context: cell.context,
         percent: cell.policy === 'dense' ? 100 : cell.percent,
         family,
@@ -66,35 +68,95 @@ export function accuracyRows(
   return rows;
 }
 
+/**
+ * Per plan label: `gapPts_<label>` (dense minus kascade over all families at the main cell, in
+ * points, on the same instances) and `worstFamilyGapPts_<label>`, for choosing a plan on the dev split.
+ */
+export function planGaps(
+  rows: readonly Row[],
+  plans: readonly { readonly label: string }[],
+  families: readonly string[],
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  const multi = plans.length > 1;
+  for (const { label } of plans) {
+    const mine = rows.filter(
+      (r) => r.grid === 'main' && r.policy === 'kascade' && (!multi || r.plan === label),
+    );
+    const all = mine.find((r) => r.family === 'all');
+    if (typeof all?.gapVsDensePts !== 'number') continue;
+    out[`gapPts_${label}`] = all.gapVsDensePts;
+    const perFamily = families
+      .map((f) => mine.find((r) => r.family === f)?.gapVsDensePts)
+      .filter((g): g is number => typeof g === 'number');
+    if (perFamily.length > 0) out[`worstFamilyGapPts_${label}`] = Math.max(...perFamily);
+  }
+  return out;
+}
+
+/**
+ * Job indices taken one per cell in turn (task jobs; text jobs after them), so that a run cut
+ * by a time limit has the same instances in every cell (the first families listed first).
+ */
+export function roundRobin(todo: readonly number[], jobs: readonly Job[]): number[] {
+  const byCell = new Map<number, number[]>();
+  const text: number[] = [];
+  for (const i of todo) {
+    const job = jobs[i]!;
+    if (job.kind !== 'task') {
+      text.push(i);
+      continue;
+    }
+    const list = byCell.get(job.cell) ?? [];
+    list.push(i);
+    byCell.set(job.cell, list);
+  }
+  const lists = [...byCell.values()];
+  const out: number[] = [];
+  for (let p = 0; lists.some((l) => p < l.length); p++)
+    for (const l of lists) if (p < l.length) out.push(l[p]!);
+  return [...out, ...text];
+}
+
 const bench: Bench = {
   name: 'accuracy',
   description:
-    'exact match per task family (95% Wilson interval) and next-token KL from dense of dense, kascade, kascade decode-only, all-heads-pooled, oracle-topk and streaming on the demo model; options after --: --instances N --families a,b --context N --policies a,b --grids main,side --workers N',
+    'exact match per task family (95% Wilson interval) and next-token KL from dense of dense, kascade, kascade decode-only, all-heads-pooled, oracle-topk and streaming on the demo model; options after --: --instances N --families a,b --context N --policies a,b --grids main,side --workers N --split dev|test --plans label=file,... --journal FILE --order reverse',
   defaults: { warmup: 0, repeats: 1 },
   async run(ctx): Promise<BenchOutput> {
     const o = parseAccuracyArgs(ctx.benchArgs ?? [], ctx.quick);
     const pkg = o.modelDir && o.heldoutDir ? undefined : findDemoModelPackage();
     const modelDir = path.resolve(o.modelDir ?? path.join(pkg!, 'model'));
     const heldoutDir = path.resolve(o.heldoutDir ?? path.join(pkg!, 'training', 'heldout'));
-    const planFile = path.resolve(o.planFile ?? path.join(modelDir, 'kascade-plan.json'));
-    let planJson: string;
-    try {
-      planJson = readFileSync(planFile, 'utf8');
-    } catch {
-      throw new Error(
-        `accuracy: no plan at ${planFile}; calibrate one first (packages/demo-model/README.md)`,
-      );
-    }
-    const plan = JSON.parse(planJson) as PlanLike;
+    const planFiles = (
+      o.plans ?? [{ label: 'plan', file: o.planFile ?? path.join(modelDir, 'kascade-plan.json') }]
+    ).map((p) => ({ label: p.label, file: path.resolve(p.file) }));
+    const plans = planFiles.map(({ label, file }) => {
+      let json: string;
+      try {
+        json = readFileSync(file, 'utf8');
+      } catch {
+        throw new Error(`accuracy: no plan at ${file}; calibrate one first (packages/demo-model/README.md)`);
+      }
+      const plan = JSON.parse(json) as PlanLike;
+      return { label, file, json, plan, hash: planHash(plan) };
+    });
+    const planJson = plans[0]!.json;
+    const plan = plans[0]!.plan;
+    const planOf = (cell: GridCell) => plans.find((p) => p.label === cell.plan?.label)?.plan ?? plan;
     const config = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as {
       max_position_embeddings: number;
     };
     const longest = config.max_position_embeddings;
-    const test = readInstances(path.join(heldoutDir, 'test.jsonl.gz'));
-    if (test.some((r) => r.split !== 'test'))
-      throw new Error('accuracy: test.jsonl.gz holds records of another split');
+    const test = readInstances(path.join(heldoutDir, `${o.split}.jsonl.gz`));
+    if (test.some((r) => r.split !== o.split))
+      throw new Error(`accuracy: ${o.split}.jsonl.gz holds records of another split`);
 
-    const cells = gridCells(o, longest);
+    const cells = gridCells(
+      o,
+      longest,
+      plans.map((p) => ({ label: p.label, hash: p.hash })),
+    );
     const jobs: Job[] = [];
     const picked = new Map<number, TaskInstance[]>();
     cells.forEach((cell, i) => {
@@ -104,7 +166,7 @@ const bench: Bench = {
         return;
       }
       picked.set(i, instances);
-      const spec = policySpec(cell.policy, plan, cell.percent);
+      const spec = policySpec(cell.policy, planOf(cell), cell.percent);
       for (const instance of instances) jobs.push({ kind: 'task', cell: i, spec, instance });
     });
     const klCells = cells
@@ -117,7 +179,10 @@ const bench: Bench = {
         jobs.push({
           kind: 'text',
           run,
-          policies: klCells.map(({ c, i }) => ({ cell: i, spec: policySpec(c.policy, plan, c.percent) })),
+          policies: klCells.map(({ c, i }) => ({
+            cell: i,
+            spec: policySpec(c.policy, planOf(c), c.percent),
+          })),
           maxTokens: o.klTokens,
           positions: o.klPositions,
         });
@@ -130,11 +195,13 @@ const bench: Bench = {
     const keys = jobs.map((job) => jobKey(job, cells));
     const todo = jobs.map((_, i) => i).filter((i) => !journaled.has(keys[i]!));
     if (o.order === 'reverse') todo.reverse();
+    if (o.order === 'round-robin') todo.splice(0, todo.length, ...roundRobin(todo, jobs));
     ctx.progress(
       `${cells.length} cells, ${jobs.length} jobs (${jobs.length - todo.length} from the journal), ` +
         `${workers} worker(s); model ${modelDir}`,
     );
     const t0 = performance.now();
+    const deadline = o.timeLimitS === undefined ? Number.POSITIVE_INFINITY : t0 + o.timeLimitS * 1000;
     const ran = await runJobs(
       { modelDir, planJson },
       todo.map((i) => jobs[i]!),
@@ -157,10 +224,14 @@ const bench: Bench = {
           if (i !== undefined) appendJournal(o.journal, jobs[i]!, r, cells);
         }
       },
+      deadline,
     );
     const seconds = (performance.now() - t0) / 1000;
     const byIndex = new Map(todo.map((i, n) => [i, ran[n]!]));
-    const results = jobs.map((_, i) => byIndex.get(i) ?? journaled.get(keys[i]!)!);
+    const all = jobs.map((_, i) => byIndex.get(i) ?? journaled.get(keys[i]!));
+    const notRun = all.filter((r) => r === undefined).length;
+    if (notRun > 0) ctx.progress(`${notRun} jobs not run (time limit): the rows count what finished`);
+    const results = all.filter((r): r is JobResult => r !== undefined);
 
     const tasks = results.filter((r): r is TaskResult => r.kind === 'task');
     const rows = accuracyRows(cells, tasks, o.families);
@@ -173,6 +244,7 @@ const bench: Bench = {
         rows.push({
           grid: 'kl',
           policy: c.policy,
+          ...(c.plan && plans.length > 1 ? { plan: c.plan.label } : {}),
           context: Math.round(meanTokens),
           percent: c.percent,
           family: 'text',
@@ -190,6 +262,8 @@ const bench: Bench = {
         (c) => c.grid === 'main' && c.policy === policy && c.context === 4096 && c.percent === 10,
       );
     const full =
+      o.split === 'test' &&
+      plans.length === 1 &&
       o.grids.includes('main') &&
       FAMILIES.every((f) => o.families.includes(f)) &&
       POLICIES.every((p) => o.policies.includes(p)) &&
@@ -217,16 +291,26 @@ const bench: Bench = {
       );
       summary.kascadeWorstFamilyGap_p10_4k = round(summary.kascadeWorstFamilyGap_p10_4k, 2);
     }
+    // Choosing a plan (on the dev split): each plan's gap to dense, pooled and worst family.
+    if (plans.length > 1 || o.split === 'dev') Object.assign(summary, planGaps(rows, plans, o.families));
 
     return {
       config: {
         ...(o.note !== undefined ? { note: o.note } : {}),
         model: path.relative(process.cwd(), modelDir) || modelDir,
-        plan: path.relative(process.cwd(), planFile) || planFile,
-        planAnchors: plan.anchors.join(' '),
+        plan: plans
+          .map(
+            (p) =>
+              `${plans.length > 1 ? `${p.label}=` : ''}${path.relative(process.cwd(), p.file) || p.file}`,
+          )
+          .join(','),
+        planAnchors: plans
+          .map((p) => `${plans.length > 1 ? `${p.label}: ` : ''}${p.plan.anchors.join(' ')}`)
+          .join('; '),
+        planHash: plans.map((p) => `${plans.length > 1 ? `${p.label}=` : ''}${p.hash}`).join(','),
         kMin: plan.budget.kMin,
         tileSize: plan.budget.tileSize,
-        split: 'test',
+        split: o.split,
         families: o.families.join(','),
         instancesPerFamily: o.instances,
         sideInstancesPerFamily: o.sideInstances,
@@ -239,6 +323,8 @@ const bench: Bench = {
         klPositionsPerText: o.klPositions,
         klMaxTokens: o.klTokens,
         workers,
+        ...(o.timeLimitS !== undefined ? { timeLimitS: o.timeLimitS } : {}),
+        ...(notRun > 0 ? { jobsNotRun: notRun } : {}),
         ...(o.journal
           ? { journal: path.basename(o.journal), jobsFromJournal: jobs.length - todo.length }
           : {}),
