@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Job name accuracy_dev (an underscore: session.sh reads its limit from JOB_LIMIT_accuracy_dev).
 # Choosing the demo model's Kascade plan on the DEV split (issue 7): dense and kascade under each
 # candidate plan on the 4k dev instances, on the GPU host's CPU cores (a bg: job of session.sh).
 # Here, first: `npx -y pnpm@12.4.2 run build && node scripts/bundle-bench.mjs --all`; carry apps/bench/dist/device.
