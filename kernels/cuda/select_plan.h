@@ -34,26 +34,23 @@ inline SelectLimits select_limits(bool wide) {
 }
 
 inline long long select_ceil_div(long long a, long long b) { return (a + b - 1) / b; }
-inline long long select_pow2_at_least(long long x) {
-  long long p = 1;
-  while (p < x) p <<= 1;
-  return p;
-}
 
 // n scores per row, rows = batch x kvHeads, sms = the device's multiprocessor count.
 // Cluster size: enough CTAs that a row's slices fit sliceTarget, and at least ~2 CTAs per SM over
-// all rows (small batches), but never more than maxCluster nor CTAs with nothing to do.
+// all rows (small batches), but never more than maxCluster nor CTAs with nothing to do. Slices are
+// whole multiples of kSelectSliceAlign, rounded down (more CTAs) unless that passes maxCluster.
 inline SelectPlan select_plan(long long n, long long rows, int sms, const SelectLimits& lim) {
   if (n < 1) n = 1;
   if (rows < 1) rows = 1;
-  const long long fit = select_pow2_at_least(select_ceil_div(n, lim.sliceTarget));
-  const long long par = select_pow2_at_least(select_ceil_div(2LL * (sms > 0 ? sms : 1), rows));
-  long long c = fit > par ? fit : par;
-  if (c > lim.maxCluster) c = lim.maxCluster;
-  const long long useful = select_ceil_div(n, kSelectSliceAlign);
-  if (c > useful) c = useful;
-  if (c < 1) c = 1;
-  const long long slice = select_ceil_div(select_ceil_div(n, c), kSelectSliceAlign) * kSelectSliceAlign;
+  long long want = select_ceil_div(n, lim.sliceTarget);
+  const long long par = select_ceil_div(2LL * (sms > 0 ? sms : 1), rows);
+  if (par > want) want = par;
+  if (want > lim.maxCluster) want = lim.maxCluster;
+  if (want < 1) want = 1;
+  long long slice = select_ceil_div(n, want) / kSelectSliceAlign * kSelectSliceAlign;
+  if (slice < kSelectSliceAlign) slice = kSelectSliceAlign;
+  if (select_ceil_div(n, slice) > lim.maxCluster)
+    slice = select_ceil_div(select_ceil_div(n, lim.maxCluster), kSelectSliceAlign) * kSelectSliceAlign;
   SelectPlan p{};
   p.cluster = static_cast<int>(select_ceil_div(n, slice));  // every CTA gets at least one score
   p.slice = static_cast<int>(slice);
