@@ -287,8 +287,10 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                cudaStream_t st) {
   // Default: the wgmma pool (v2), faster than this kernel at 8k-128k on the H200; KASCADE_PREFILL_POOL=v1
-  // selects this one.
+  // selects this one, v3 the pipelined wgmma pool (prefill_pool_v3.cu).
   const char* pv = getenv("KASCADE_PREFILL_POOL");
+  if (pv != nullptr && strcmp(pv, "v3") == 0)
+    return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   if (pv == nullptr || strcmp(pv, "v1") != 0)
     return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

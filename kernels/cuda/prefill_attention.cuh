@@ -44,6 +44,12 @@ cudaError_t launch_pool_wgmma(const KascadePrefillShape& s, const void* q, const
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                               cudaStream_t st);
 
+// Pool variant v3 (prefill_pool_v3.cu, KASCADE_PREFILL_POOL=v3): v2 with the next step's wgmma in flight
+// during this step's exponentials (g <= 4; g = 8 runs v2). Same arguments and output.
+cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                           float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
+                           cudaStream_t st);
+
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);
 // Variant v2 (prefill_attention_v2.cu): 32 query rows per warp. launch_prefill_attention uses it when the

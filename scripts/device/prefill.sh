@@ -3,22 +3,22 @@
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts: v1 mma.sync, v2 32 rows per warp, v3 wgmma attention, v4 v3 + wgmma pool,
 # v5 v4 with two warpgroups per block, v6 = the defaults: v2 attention + wgmma pool, v7 = v6 with sparse
-# kernel v5), then the cuda-prefill bench over the presets that passed (a preset that fails parity is never
-# timed). Default now: v6 (safe part) against v7 (the new kernels, risky part); the wgmma presets v3-v5
+# kernel v5, v8 = v7 with the pipelined pool v3), then the cuda-prefill bench over the presets that
+# passed (a preset that fails parity is never timed). Default now: v6 (safe) against v7 and v8 (the new kernels, risky); the wgmma presets v3-v5
 # were slower in every op at af4b1c8 (name them in PREFILL_RISKY to time them again).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Parity runs in two processes side by side (the GPU idles while the host computes references): the
-# mma.sync-attention presets and the wgmma-attention ones, so a kernel that faults (a sticky CUDA error
-# poisons its process) cannot take the other part's checks with it. If the bench dies, it runs again on
-# the first part's presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (both parts merged), cuda-prefill.json
-# (the .md/.svg are re-made here with `kascade-bench render`).
+# Parity runs in one process per preset, side by side (the GPU idles while the host computes references),
+# so a kernel that faults (a sticky CUDA error poisons its process) cannot take another preset's checks
+# with it. If the bench dies, it runs again on the safe presets alone. Leaves in $JOB_OUT:
+# cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
+# `kascade-bench render`).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v6}
-risky=${PREFILL_RISKY:-v7}
+risky=${PREFILL_RISKY:-v7,v8}
 parity_limit=${PREFILL_PARITY_LIMIT:-130}
 
 parity() { # part presets
@@ -27,9 +27,8 @@ parity() { # part presets
     > "$JOB_OUT/parity-$1.log" 2>&1
   echo "[prefill +$(($(date +%s) - t0)) s] parity $1 ($2) exit $?"
 }
-say "parity: $safe | $risky (quick cases + the long chunk), limit ${parity_limit} s each"
-parity a "$safe" &
-[ -n "$risky" ] && parity b "$risky" &
+say "parity: $safe | $risky (quick cases + the long chunk), one process per preset, limit ${parity_limit} s each"
+for p in $(echo "$safe${risky:+,$risky}" | tr ',' ' '); do parity "$p" "$p" & done
 wait
 grep -hE "FAIL|checks," "$JOB_OUT"/parity-*.log | tail -20
 
@@ -41,7 +40,7 @@ const fs = require("node:fs");
 const [dir, names] = process.argv.slice(1);
 let rows = [];
 let merged = null;
-for (const part of ["a", "b"]) {
+for (const part of names.split(",")) {
   let j = null;
   try { j = JSON.parse(fs.readFileSync(`${dir}/parity-${part}.json`, "utf8")); } catch {}
   if (j) {
@@ -80,7 +79,7 @@ if [ -z "$ok" ]; then
   tail -n 30 "$JOB_OUT"/parity-*.log
   exit 1
 fi
-for part in a b; do # the merged JSON holds the rows; a part's files stay only when its JSON is missing
+for part in $(echo "$safe${risky:+,$risky}" | tr ',' ' '); do # the merged JSON holds the rows; a part's files stay only when its JSON is missing
   [ -s "$JOB_OUT/parity-$part.json" ] && rm -f "$JOB_OUT/parity-$part.json" "$JOB_OUT/parity-$part.log"
 done
 

@@ -320,12 +320,13 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
       /sparse kernel must be one of v1, v2, v3, v4, v5/,
     );
-    expect(() => setPrefillKernels({ pool: 'v3' as 'v1' })).toThrow(/pool kernel must be one of v1, v2/);
+    expect(() => setPrefillKernels({ pool: 'v4' as 'v1' })).toThrow(/pool kernel must be one of v1, v2, v3/);
     expect(() => prefillKernelPreset('v9')).toThrow(
-      /unknown prefill kernel preset v9 \(known: v1, v2, v3, v4, v5, v6, v7\)/,
+      /unknown prefill kernel preset v9 \(known: v1, v2, v3, v4, v5, v6, v7, v8\)/,
     );
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
+    expect(prefillKernelPreset('v8')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v3' });
     expect(() => setPrefillKernels({ dense: 'v5' as 'v1' })).toThrow(
       /dense kernel must be one of v1, v2, v3, v4,/,
     );

@@ -362,7 +362,8 @@ export function uploadPrefillSelection(
  *   - `v5` (sparse only): v2's layout with the gathered rows' positions staged in shared memory one
  *     step ahead (no index load on the copy path), masks only on the steps that need them, and K / V
  *     in separate copy groups (Q K^T runs while V lands).
- * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default).
+ * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
+ *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2).
  * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
  * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
  * anchor 11-13% faster than with pool v1). Preset `v6` is that combination, not yet timed as one.
@@ -372,10 +373,10 @@ export function uploadPrefillSelection(
 export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4';
 /** The sparse part has one more: `v5` (sparse only). */
 export type PrefillSparseVariant = PrefillKernelVariant | 'v5';
-export type PrefillPoolVariant = 'v1' | 'v2';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3', 'v4'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = [...PREFILL_KERNEL_VARIANTS, 'v5'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -386,7 +387,7 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
  * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
- * v7 = v6 with the v5 sparse kernel.
+ * v7 = v6 with the v5 sparse kernel, v8 = v7 with the pipelined pool (v3).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -396,6 +397,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v5: { dense: 'v4', sparse: 'v4', pool: 'v2' },
   v6: { dense: 'v2', sparse: 'v2', pool: 'v2' },
   v7: { dense: 'v2', sparse: 'v5', pool: 'v2' },
+  v8: { dense: 'v2', sparse: 'v5', pool: 'v3' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */

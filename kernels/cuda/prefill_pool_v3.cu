@@ -1,0 +1,216 @@
+// The anchors' pooling pass, variant v3 (KASCADE_PREFILL_POOL=v3): v2 (prefill_pool_wgmma.cu) with the
+// tensor cores and the exponentials overlapped inside one block. v2 waits for each step's S^T = K Q^T
+// before its exponentials, so per block the tensor pipe and the MUFU (ex2) take turns; at g = 4 a step
+// is 8 wgmma m64n128k16 (about 512 tensor cycles of an SM) against 8192 ex2 (about 512 MUFU cycles).
+//
+// pool_v3_kernel<T, D, GS> (GS <= 4; g = 8 runs v2): grid (tiles, pairs in this pass), 128 threads = one
+// warpgroup; one block = one (sequence, KV head) pair and one query tile t starting at s_t (heaviest tiles
+// first). Same output as v1 / v2: S[j,t](x) = sum over the group's g x 32 query rows of exp2(l(x) - c_row),
+// c_row = M_row + log2(L_row) from the statistics, for x < s_t.
+//   - Query rows in shared memory once (interleaved, prefill_wgmma.cuh), K double-buffered in 64-key steps
+//     (16-byte cp.async; the copy of step i + 2 is issued once step i's wgmma is done).
+//   - Two accumulator sets: while the exponentials of step i run on one, the wgmma of step i + 1 fills the
+//     other (issued before them, waited for after them); the copy of step i + 2 is in flight.
+//   Shared memory: R x D x 2 B (Q) + 2 x 64 x D x 2 B (K) + 4 R B: 64.5 KB at g = 4, D = 128 (three blocks
+//   per SM, 160 registers per thread).
+#include <cstdio>
+#include <type_traits>
+
+#include "prefill_wgmma.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+using namespace wg;
+
+constexpr int kPoolStages = 2;
+
+template <int D, int GS>
+constexpr size_t pool3_smem_bytes() {
+  return static_cast<size_t>(GS * kT * D + kPoolStages * kKeys * D) * 2 + static_cast<size_t>(GS * kT) * sizeof(float);
+}
+
+template <typename T, int NR>
+__device__ __forceinline__ void mma3_ss(float* d, uint64_t a, uint64_t b, int scaleD) {
+  if constexpr (NR == 128)
+    wgmma_m64n128k16_ss(d, a, b, scaleD, T{});
+  else if constexpr (NR == 64)
+    wgmma_m64n64k16_ss(d, a, b, scaleD, T{});
+  else
+    wgmma_m64n32k16_ss(d, a, b, scaleD, T{});
+}
+
+template <typename T, int D, int GS>
+__global__ void __launch_bounds__(128, 3) pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp,
+                                                          const void* __restrict__ kp,
+                                                          const float* __restrict__ stats,
+                                                          float* __restrict__ pooled, int pairBase, size_t perPair,
+                                                          int denseLayout) {
+  constexpr int R = GS * kT;
+  static_assert(R <= 128, "pool v3 takes at most 128 query rows per block (g <= 4)");
+  constexpr int NR = R;
+  constexpr int NA = NR / 2;  // accumulator floats per thread
+  constexpr int KC = D / 16;
+  constexpr int CPR = D / 8;
+  constexpr int TILE = kKeys * D;
+  constexpr uint32_t RG = D * 16;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* Qs = reinterpret_cast<T*>(smem_raw);
+  T* Ks = Qs + R * D;
+  float* Cs = reinterpret_cast<float*>(Ks + kPoolStages * TILE);
+
+  const int H = s.heads, G = s.kvHeads, Q = s.queries;
+  const int n = s.queryStart + Q;
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
+  const int st = s.queryStart + t * kT;
+  if (st == 0) return;
+  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
+                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int row = lane >> 2, quad = lane & 3;
+
+  // Query rows rr = hh * 32 + i (query head j * g + hh, query t * 32 + i), interleaved, and their constants.
+  for (int c = tid; c < R * CPR; c += 128) {
+    const int r8 = c & 7, rest = c >> 3;
+    const int cc = rest % CPR, rr = (rest / CPR) * 8 + r8;
+    const int hh = rr / kT, qi = t * kT + rr % kT;
+    const bool valid = qi < Q;
+    const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + (valid ? qi : 0);
+    cp_async16(Qs + il_offset<D>(rr, cc), static_cast<const T*>(qp) + qrow * D + cc * 8, valid ? 16 : 0);
+  }
+  for (int rr = tid; rr < R; rr += 128) {
+    const int hh = rr / kT, qi = t * kT + rr % kT;
+    if (qi < Q) {
+      const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + qi;
+      Cs[rr] = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
+    } else {
+      Cs[rr] = INFINITY;
+    }
+  }
+
+  const T* kg = static_cast<const T*>(kp) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+  const int steps = (st + kKeys - 1) / kKeys;
+  auto issue = [&](int i) {
+    if (i < steps) {
+      T* dst = Ks + (i % kPoolStages) * TILE;
+      for (int c = tid; c < kKeys * CPR; c += 128) {
+        const int r8 = c & 7, rest = c >> 3;
+        const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
+        const int x = i * kKeys + r;
+        cp_async16(dst + il_offset<D>(r, cc), kg + static_cast<size_t>(x < st ? x : 0) * D + cc * 8,
+                   x < st ? 16 : 0);
+      }
+    }
+    cp_async_commit();
+  };
+  auto mma_step = [&](float* acc, int i) {
+    const T* ks = Ks + (i % kPoolStages) * TILE;
+    pin<NA>(acc);
+    fence();
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc)
+      mma3_ss<T, NR>(acc, smem_desc(ks + kc * 128, 128, RG), smem_desc(Qs + kc * 128, 128, RG), kc > 0 ? 1 : 0);
+    commit();
+    pin<NA>(acc);
+  };
+  const float qscale = s.scale * kLog2e;
+  // acc[nb * 4 + e]: key 16 warp + row, query row nb * 8 + quad * 2 + e; [nb * 4 + 2 + e]: key + 8.
+  auto pool_step = [&](const float* acc, int i) {
+    float p0 = 0.f, p1 = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < NR / 8; ++nb) {
+      const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
+      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+    }
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+    const int x0 = i * kKeys + warp * 16 + row, x1 = x0 + 8;
+    if (quad == 0) {
+      if (x0 < st) rowp[x0] = p0;
+      if (x1 < st) rowp[x1] = p1;
+    }
+  };
+
+  float accA[NA], accB[NA];
+  issue(0);  // with the query rows: cp.async group 0
+  issue(1);
+  cp_async_wait<1>();
+  fence_proxy_async();
+  __syncthreads();
+  mma_step(accA, 0);
+  wait0();
+  pin<NA>(accA);
+
+  // Iteration i: K(i + 1) lands, the copy of step i + 2 goes out (its stage's previous user, step i, had its
+  // wgmma waited for by every warp before the barrier), the wgmma of step i + 1 is issued, then step i's
+  // exponentials run while it works, and the iteration ends waiting for it (nothing stays in flight across
+  // iterations: ptxas serialises the wgmma when a wait_group 1 leaves one in flight over the loop's back
+  // edge). The step count is made even, so the two accumulator sets alternate without a branch; the extra
+  // step's wgmma reads a stale stage and its sums are never written (its keys are all >= s_t).
+  auto body = [&](auto parity, int i) {
+    float* cur = parity.value == 0 ? accA : accB;
+    float* nxt = parity.value == 0 ? accB : accA;
+    cp_async_wait<0>();  // K(i + 1)
+    fence_proxy_async();
+    __syncthreads();
+    issue(i + 2);
+    mma_step(nxt, i + 1);
+    pool_step(cur, i);  // cur was completed by the previous iteration's wait
+    wait0();            // step i + 1's wgmma (it ran during the exponentials above)
+    pin<NA>(nxt);
+  };
+  const int stepsEven = steps + (steps & 1);
+#pragma unroll 1
+  for (int i = 0; i < stepsEven; i += 2) {
+    body(std::integral_constant<int, 0>{}, i);
+    body(std::integral_constant<int, 1>{}, i + 1);
+  }
+  wait0();
+  cp_async_wait<0>();
+}
+
+template <typename T, int D, int GS>
+cudaError_t launch_pool3_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                           float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
+                           cudaStream_t st) {
+  constexpr size_t smem = pool3_smem_bytes<D, GS>();
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  pool_v3_kernel<T, D, GS><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase, perPair,
+                                                                       denseLayout);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                           float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
+                           cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  if (g > 4) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
+      switch (g) {
+        case 1: return launch_pool3_t<T, D, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+        case 2: return launch_pool3_t<T, D, 2>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+        case 4: return launch_pool3_t<T, D, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+      }
+      return cudaErrorInvalidValue;
+    });
+  });
+}
+
+}  // namespace pf
+}  // namespace kascade
