@@ -24,7 +24,13 @@ export {
   view,
 } from './ops/decode.js';
 export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillArgs } from './ops/prefill.js';
-export { encodeSelect, type SelectRow } from './ops/select.js';
+export {
+  canRadixSelect,
+  encodeRadixSelect,
+  encodeSelect,
+  type RadixPool,
+  type SelectRow,
+} from './ops/select.js';
 export { encodeCopy, encodeFillRandom } from './ops/util.js';
 export { buildShader, type KVDType } from './program.js';
 export {

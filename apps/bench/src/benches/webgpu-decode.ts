@@ -16,14 +16,18 @@
  * device: dense, anchor and reuse of every kernel against the float64 core reference (n 3000,
  * batch 2, K/V read back), `parityMaxRelErr`.
  *
- * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least), a
- * `stage-select` row the anchor's Top-k alone at the longest context, batch 1.
- * At the longest context the team kernel's dense and reuse are also timed at other split counts (`sweep-*` rows,
- * `targetWorkgroups` 512 to 8192, default 2048; `keysPerStep` 2 and 8, default 4).
+ * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least);
+ * `stage-select` rows the anchor's Top-k alone at the longest context (radix and classic selects),
+ * and a `parity-select` row compares their outputs index for index.
+ * At the longest context the team kernel's options are timed per role (`sweep-*` rows, `options`
+ * column: keysPerStep, targetWorkgroups, minStepsPerSplit, prefetchIndices, fuseCombine, select;
+ * `SWEEPS`), each checked on the device first (parity rows with `options`, three runs per role that
+ * must agree bit for bit), and the fused merge is run 20 times at full size (`parity-fused` rows).
  *
  * `whole-model-one-pass` rows: the default kernel's 32 layers of the layout (anchors 2, 8, 13, 14)
  * encoded in one pass against 32 dense layers in one pass, four K/V copies in turn
- * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs).
+ * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs); with the sweep, again with the fused merge
+ * and index prefetch on (the `options` column), against dense with the same options.
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
  * `--no-parity`, `--no-sweep`, `--no-one-pass`.
@@ -36,14 +40,17 @@ import {
   topkBudget,
 } from '@kascade/core';
 import {
+  canRadixSelect,
   createDecodeSlot,
   createDeviceKV,
+  type DecodeArgs,
   type DecodeKernel,
   type DeviceKV,
   destroyDeviceKV,
   encodeCopy,
   encodeDecode,
   encodeFillRandom,
+  encodeRadixSelect,
   encodeSelect,
   type KascadeGPU,
   type LayerRole,
@@ -59,6 +66,54 @@ const G = 8;
 const D = 128;
 const PERCENT = 10;
 const KMIN = 128;
+
+/** Options of the team kernel a sweep row times (a subset of {@link DecodeArgs}). */
+type Tuning = Pick<
+  DecodeArgs,
+  'targetWorkgroups' | 'keysPerStep' | 'minStepsPerSplit' | 'prefetchIndices' | 'fuseCombine' | 'select'
+>;
+
+/** Runs of the fused merge at full size compared bit for bit. */
+const FUSED_RUNS = 20;
+/** Parity runs per role (bit-identical outputs expected). */
+const RUNS = 3;
+const PARITY_OPTIONS: Tuning[] = [
+  { fuseCombine: true, prefetchIndices: true },
+  { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 1 },
+  { select: 'classic', keysPerStep: 4 },
+];
+
+/** What the sweep times per role at the longest context (the defaults are timed in the main rows). */
+const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
+  dense: [
+    { keysPerStep: 4 },
+    { targetWorkgroups: 1024 },
+    { targetWorkgroups: 4096 },
+    { fuseCombine: true },
+    { fuseCombine: true, targetWorkgroups: 1024 },
+  ],
+  'dense-anchor': [{ select: 'classic' }, { fuseCombine: true }, { keysPerStep: 4, select: 'classic' }],
+  anchor: [
+    { select: 'classic' },
+    { fuseCombine: true, prefetchIndices: true },
+    { keysPerStep: 4, select: 'classic' },
+  ],
+  reuse: [
+    { keysPerStep: 8 },
+    { prefetchIndices: true },
+    { fuseCombine: true },
+    { fuseCombine: true, prefetchIndices: true },
+    { fuseCombine: true, prefetchIndices: true, keysPerStep: 8 },
+    { fuseCombine: true, prefetchIndices: true, targetWorkgroups: 512 },
+    { fuseCombine: true, prefetchIndices: true, targetWorkgroups: 1024 },
+    { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 2 },
+    { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, targetWorkgroups: 4096 },
+    { fuseCombine: true, targetWorkgroups: 512 },
+    { targetWorkgroups: 512 },
+  ],
+};
+/** The one-pass whole model with every option on (beside the defaults' one-pass rows). */
+const ONE_PASS_OPTIONS: Tuning = { fuseCombine: true, prefetchIndices: true };
 
 const bench: Bench = {
   name: 'webgpu-decode',
@@ -77,11 +132,22 @@ const bench: Bench = {
     const budget = { percent: PERCENT, kMin: KMIN };
     if (args.parity) {
       let worst = 0;
-      for (const kernel of kernels) {
-        for (const row of await parity(gpu, kernel, budget)) {
+      const checks: { kernel: DecodeKernel; options: Tuning }[] = kernels.map((kernel) => ({
+        kernel,
+        options: {},
+      }));
+      if (kernels.includes('teams')) {
+        // Every option the sweep times, checked here first (fused twice: runs must agree bit for bit).
+        for (const options of PARITY_OPTIONS) checks.push({ kernel: 'teams', options });
+      }
+      for (const { kernel, options } of checks) {
+        for (const row of await parity(gpu, kernel, budget, options)) {
           rows.push(row);
           worst = Math.max(worst, Number(row.relErr));
-          ctx.progress(`parity ${kernel} ${row.role}: relErr ${Number(row.relErr).toExponential(2)}`);
+          ctx.progress(
+            `parity ${kernel} ${JSON.stringify(options)} ${row.role}: relErr ${Number(row.relErr).toExponential(2)}` +
+              (row.runToRun !== undefined ? `, run-to-run diff ${row.runToRun}` : ''),
+          );
         }
       }
       summary.parityMaxRelErr = worst;
@@ -220,11 +286,11 @@ const bench: Bench = {
             const anchors = new Set([2, 8, 13, 14]);
             const roleOf = (l: number): LayerRole =>
               l === 0 ? 'dense-anchor' : anchors.has(l) ? 'anchor' : 'reuse';
-            const model = async (sparse: boolean) =>
+            const model = async (sparse: boolean, options: Tuning = {}) =>
               timeOp(
                 gpu,
                 ctx,
-                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch}`,
+                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch} ${JSON.stringify(options)}`,
                 (pass) => {
                   for (let l = 0; l < 32; l++) {
                     encodeDecode(gpu, pass, {
@@ -239,6 +305,7 @@ const bench: Bench = {
                       budget,
                       kernel,
                       scratchTag: `.layer${l}`,
+                      ...options,
                     });
                   }
                 },
@@ -265,6 +332,25 @@ const bench: Bench = {
               denseModel.median / sparseModel.median,
               3,
             );
+            if (args.sweep && n === Math.max(...contexts) && kernel === 'teams') {
+              // The same with the options on (each model against its own dense).
+              const denseOpt = await model(false, ONE_PASS_OPTIONS);
+              const sparseOpt = await model(true, ONE_PASS_OPTIONS);
+              rows.push({
+                kernel: 'whole-model-one-pass',
+                variant: kernel,
+                options: JSON.stringify(ONE_PASS_OPTIONS),
+                context: n,
+                batch,
+                k,
+                medianUs: round(sparseOpt.median),
+                p10Us: round(sparseOpt.p10),
+                p90Us: round(sparseOpt.p90),
+                denseUs: round(denseOpt.median),
+                speedupVsDense: round(denseOpt.median / sparseOpt.median, 3),
+                timing: sparseOpt.source,
+              });
+            }
           } catch (e) {
             ctx.progress(
               `one-pass model n=${n} b=${batch} failed: ${e instanceof Error ? e.message : String(e)}`,
@@ -273,89 +359,161 @@ const bench: Bench = {
             for (const extra of kvs.slice(1)) destroyDeviceKV(extra);
           }
         }
-        if (args.sweep && n === Math.max(...contexts) && batch === 1) {
-          // The anchor's Top-k alone (9 dispatches), on the pooled scores the last anchor left.
+        if (args.sweep && n === Math.max(...contexts)) {
+          // The anchor's Top-k alone, both selects, on the pooled scores the last anchor left; and the
+          // two selects' outputs compared (they must be equal, order included).
           const rowsN = batch * G;
           const rowInfo = gpu.scratchBuffer('bench.rowInfo', rowsN * 16);
           const info = new Uint32Array(rowsN * 4);
           for (let r = 0; r < rowsN; r++) info.set([r * n, n, k, r * slot.kStride], r * 4);
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
-          const selOut = gpu.scratchBuffer('bench.selectOut', rowsN * slot.kStride * 4);
-          const s = await timeOp(
-            gpu,
-            ctx,
-            `select ${rowsN} rows of ${n}, k ${k}`,
-            (pass) =>
-              encodeSelect(gpu, pass, {
-                vals: pooled,
-                rowInfo: { buffer: rowInfo, offset: 0, size: rowsN * 16 },
-                rows: rowsN,
-                maxLength: n,
-                out: selOut,
-                tag: 'bench',
-              }),
-            flush,
-          );
-          rows.push({
-            kernel: 'stage-select',
-            context: n,
-            batch,
-            k,
-            medianUs: round(s.median),
-            p10Us: round(s.p10),
-            p90Us: round(s.p90),
-            timing: s.source,
-          });
+          const outs: Record<string, GPUBuffer> = {};
+          for (const variant of ['radix', 'classic'] as const) {
+            if (variant === 'radix' && !canRadixSelect(gpu, n)) continue;
+            const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
+            outs[variant] = selOut;
+            const selectArgs = {
+              vals: pooled,
+              rowInfo: { buffer: rowInfo, offset: 0, size: rowsN * 16 },
+              rows: rowsN,
+              maxLength: n,
+              out: selOut,
+              tag: 'bench',
+            };
+            const s = await timeOp(
+              gpu,
+              ctx,
+              `select ${variant} ${rowsN} rows of ${n}, k ${k}`,
+              (pass) =>
+                variant === 'radix'
+                  ? encodeRadixSelect(gpu, pass, selectArgs)
+                  : encodeSelect(gpu, pass, selectArgs),
+              flush,
+            );
+            rows.push({
+              kernel: 'stage-select',
+              variant,
+              context: n,
+              batch,
+              k,
+              medianUs: round(s.median),
+              p10Us: round(s.p10),
+              p90Us: round(s.p90),
+              timing: s.source,
+            });
+          }
+          if (outs.radix && outs.classic) {
+            const a = new Int32Array(await readBuffer(gpu, outs.radix, rowsN * slot.kStride * 4));
+            const b = new Int32Array(await readBuffer(gpu, outs.classic, rowsN * slot.kStride * 4));
+            let differ = 0;
+            for (let r = 0; r < rowsN; r++) {
+              for (let i = 0; i < k; i++) if (a[r * slot.kStride + i] !== b[r * slot.kStride + i]) differ++;
+            }
+            rows.push({ kernel: 'parity-select', context: n, batch, k, rowsChecked: rowsN, differ });
+            ctx.progress(`select radix vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
+            summary[`selectRadixMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = differ;
+          }
         }
         if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
-          // How the team kernel's split count moves dense and reuse (the default aims at 2048 workgroups).
-          const tunings: { targetWorkgroups?: number; keysPerStep?: number }[] = [
-            { targetWorkgroups: 512 },
-            { targetWorkgroups: 1024 },
-            { targetWorkgroups: 4096 },
-            { targetWorkgroups: 8192 },
-            { keysPerStep: 2 },
-            { keysPerStep: 8 },
-          ];
-          for (const role of ['dense', 'reuse'] as const) {
-            for (const tuning of tunings) {
+          // The team kernel's options per role (the defaults are the main rows above); fewer repeats.
+          for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+            for (const tuning of SWEEPS[role]) {
               const label = `teams ${role} n=${n} b=${batch} ${JSON.stringify(tuning)}`;
-              const s = await timeOp(
-                gpu,
-                ctx,
-                label,
-                (pass) =>
-                  encodeDecode(gpu, pass, {
-                    role,
-                    heads: H,
-                    q,
-                    kv,
-                    n,
-                    out,
-                    slot,
-                    headMap,
-                    budget,
-                    kernel: 'teams',
-                    ...tuning,
-                  }),
-                flush,
-              );
-              rows.push({
-                kernel: `sweep-${role}`,
-                variant: 'teams',
-                context: n,
-                batch,
-                k: role === 'dense' ? n : k,
-                targetWorkgroups: tuning.targetWorkgroups ?? 2048,
-                keysPerStep: tuning.keysPerStep ?? 4,
-                medianUs: round(s.median),
-                p10Us: round(s.p10),
-                p90Us: round(s.p90),
-                gbPerS: Math.round(minBytes[role] / (s.median * 1e3)),
-                timing: s.source,
-              });
+              try {
+                const s = await timeOp(
+                  gpu,
+                  ctx,
+                  label,
+                  (pass) =>
+                    encodeDecode(gpu, pass, {
+                      role,
+                      heads: H,
+                      q,
+                      kv,
+                      n,
+                      out,
+                      slot,
+                      headMap,
+                      budget,
+                      kernel: 'teams',
+                      ...tuning,
+                    }),
+                  flush,
+                  Math.min(ctx.repeats, 10),
+                  Math.min(ctx.warmup, 2),
+                );
+                rows.push({
+                  kernel: `sweep-${role === 'dense-anchor' ? 'layer0' : role}`,
+                  variant: 'teams',
+                  options: JSON.stringify(tuning),
+                  context: n,
+                  batch,
+                  k: role === 'dense' ? n : k,
+                  medianUs: round(s.median),
+                  p10Us: round(s.p10),
+                  p90Us: round(s.p90),
+                  gbPerS: Math.round(minBytes[role] / (s.median * 1e3)),
+                  timing: s.source,
+                });
+              } catch (e) {
+                ctx.progress(`${label} failed: ${e instanceof Error ? e.message : String(e)}`);
+              }
             }
+          }
+        }
+        if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
+          // At full size: the fused merge run many times must give the same bits, and agree with the
+          // two-dispatch merge (relative error).
+          for (const role of ['dense', 'reuse'] as const) {
+            const once = async (options: Tuning) => {
+              const enc = gpu.device.createCommandEncoder({ label: 'bench.fused-check' });
+              const pass = enc.beginComputePass();
+              encodeDecode(gpu, pass, {
+                role,
+                heads: H,
+                q,
+                kv,
+                n,
+                out,
+                slot,
+                headMap,
+                budget,
+                kernel: 'teams',
+                ...options,
+              });
+              pass.end();
+              gpu.flushParams();
+              gpu.device.queue.submit([enc.finish()]);
+              return new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
+            };
+            const base = await once({});
+            const first = await once(ONE_PASS_OPTIONS);
+            let differ = 0;
+            for (let r = 0; r < FUSED_RUNS; r++) {
+              const o = await once(ONE_PASS_OPTIONS);
+              for (let i = 0; i < o.length; i++) if (!Object.is(o[i], first[i])) differ++;
+            }
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < base.length; i++) {
+              num += (first[i] - base[i]) ** 2;
+              den += base[i] ** 2;
+            }
+            const relErr = Math.sqrt(num / den);
+            rows.push({
+              kernel: 'parity-fused',
+              role,
+              options: JSON.stringify(ONE_PASS_OPTIONS),
+              context: n,
+              batch,
+              runs: FUSED_RUNS,
+              runToRun: differ,
+              relErrVsTwoDispatch: Number.isFinite(relErr) ? relErr : 1e30,
+            });
+            ctx.progress(
+              `fused ${role} n=${n} b=${batch}: ${differ} values differ over ${FUSED_RUNS} runs, relErr vs two dispatches ${relErr.toExponential(2)}`,
+            );
           }
         }
         destroyDeviceKV(kv);
@@ -431,6 +589,7 @@ async function parity(
   gpu: KascadeGPU,
   kernel: DecodeKernel,
   budget: { percent: number; kMin: number },
+  options: Tuning = {},
 ): Promise<Row[]> {
   const [B, n] = [2, 3000];
   const kv: DeviceKV = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' });
@@ -467,17 +626,27 @@ async function parity(
   const rows: Row[] = [];
   let sels: DecodeSelection[] = [];
   for (const role of ['dense', 'anchor', 'reuse'] as const) {
-    await gpu.checked(`parity ${kernel} ${role}`, async () => {
-      gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * D).fill(Number.NaN));
-      const enc = gpu.device.createCommandEncoder({ label: 'parity' });
-      const pass = enc.beginComputePass();
-      encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel });
-      pass.end();
-      gpu.flushParams();
-      gpu.device.queue.submit([enc.finish()]);
-      await gpu.device.queue.onSubmittedWorkDone();
-    });
-    const o = new Float32Array(await readBuffer(gpu, out, B * H * D * 4));
+    // Run RUNS times; every run must give the same bits (a fused merge reading a partial too early
+    // would not).
+    const runs: Float32Array[] = [];
+    for (let rep = 0; rep < RUNS; rep++) {
+      await gpu.checked(`parity ${kernel} ${role}`, async () => {
+        gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * D).fill(Number.NaN));
+        const enc = gpu.device.createCommandEncoder({ label: 'parity' });
+        const pass = enc.beginComputePass();
+        encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel, ...options });
+        pass.end();
+        gpu.flushParams();
+        gpu.device.queue.submit([enc.finish()]);
+        await gpu.device.queue.onSubmittedWorkDone();
+      });
+      runs.push(new Float32Array(await readBuffer(gpu, out, B * H * D * 4)));
+    }
+    const o = runs[0];
+    let runToRun = 0;
+    for (const r of runs.slice(1)) {
+      for (let i = 0; i < o.length; i++) if (!Object.is(r[i], o[i])) runToRun++;
+    }
     if (role === 'anchor') {
       const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
       sels = Array.from({ length: B }, (_, b) => {
@@ -505,11 +674,14 @@ async function parity(
     rows.push({
       kernel: 'parity',
       variant: kernel,
+      ...(Object.keys(options).length > 0 ? { options: JSON.stringify(options) } : {}),
       role,
       context: n,
       batch: B,
       k,
       relErr: Number.isFinite(relErr) ? relErr : 1e30,
+      runs: RUNS,
+      runToRun,
     });
   }
   destroyDeviceKV(kv);
