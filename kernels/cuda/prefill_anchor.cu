@@ -283,16 +283,29 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
   return cudaGetLastError();
 }
 
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (default, the wgmma pool), v3 (the pipelined
+// wgmma pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
+// anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3).
+static int pool_variant() {
+  const char* pv = getenv("KASCADE_PREFILL_POOL");
+  if (pv == nullptr) return 2;
+  if (strcmp(pv, "v1") == 0) return 1;
+  if (strcmp(pv, "v3") == 0) return 3;
+  if (strcmp(pv, "v4") == 0) return 4;
+  return 2;
+}
+
+// Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
+static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
+  return !layer0 && pool_variant() == 4 && pool_v3_supports(s);
+}
+
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                               cudaStream_t st) {
-  // Default: the wgmma pool (v2), faster than this kernel at 8k-128k on the H200; KASCADE_PREFILL_POOL=v1
-  // selects this one, v3 the pipelined wgmma pool (prefill_pool_v3.cu).
-  const char* pv = getenv("KASCADE_PREFILL_POOL");
-  if (pv != nullptr && strcmp(pv, "v3") == 0)
-    return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-  if (pv == nullptr || strcmp(pv, "v1") != 0)
-    return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+                               bool fusedStats, cudaStream_t st) {
+  const int pv = pool_variant();
+  if (pv >= 3) return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, st);
+  if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -315,12 +328,13 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.v = v;
   a.out = out;
   a.stats = w.stats;
-  if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
+  const bool fused = pool_fuses_stats(*s, layer0);
+  if (!fused && (e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads, tiles = tiles_of(*s);
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
-        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, fused, st)) != cudaSuccess)
       return e;
     select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
@@ -372,6 +386,7 @@ extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* 
   a.q = q;
   a.k = k;
   a.stats = w.stats;
-  if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
-  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
+  const bool fused = pool_fuses_stats(*s, false);
+  if (!fused && (e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, fused, st);
 }

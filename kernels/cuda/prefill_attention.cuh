@@ -45,10 +45,13 @@ cudaError_t launch_pool_wgmma(const KascadePrefillShape& s, const void* q, const
                               cudaStream_t st);
 
 // Pool variant v3 (prefill_pool_v3.cu, KASCADE_PREFILL_POOL=v3): v2 with the next step's wgmma in flight
-// during this step's exponentials (g <= 4; g = 8 runs v2). Same arguments and output.
+// during this step's exponentials (g <= 4; g = 8 runs v2). Same arguments and output. fusedStats (pool v4,
+// the anchors only, g <= 4: pool_v3_supports): the block first computes its rows' softmax statistics itself
+// (a sweep over keys 0 .. s_t + 31), so the anchor's separate statistics pass is skipped and stats unused.
+bool pool_v3_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           cudaStream_t st);
+                           bool fusedStats, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

@@ -27,9 +27,10 @@ using namespace wg;
 
 constexpr int kPoolStages = 2;
 
-template <int D, int GS>
+template <int D, int GS, bool STATS>
 constexpr size_t pool3_smem_bytes() {
-  return static_cast<size_t>(GS * kT * D + kPoolStages * kKeys * D) * 2 + static_cast<size_t>(GS * kT) * sizeof(float);
+  return static_cast<size_t>(GS * kT * D + kPoolStages * kKeys * D) * 2 +
+         static_cast<size_t>(GS * kT) * (STATS ? 9 : 1) * sizeof(float);
 }
 
 template <typename T, int NR>
@@ -42,16 +43,16 @@ __device__ __forceinline__ void mma3_ss(float* d, uint64_t a, uint64_t b, int sc
     wgmma_m64n32k16_ss(d, a, b, scaleD, T{});
 }
 
-template <typename T, int D, int GS>
-__global__ void __launch_bounds__(128, 3) pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp,
-                                                          const void* __restrict__ kp,
-                                                          const float* __restrict__ stats,
-                                                          float* __restrict__ pooled, int pairBase, size_t perPair,
-                                                          int denseLayout) {
+template <typename T, int D, int GS, bool STATS>
+__global__ void __launch_bounds__(128, STATS ? 2 : 3)
+    pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,
+                   const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
+                   int denseLayout) {
   constexpr int R = GS * kT;
   static_assert(R <= 128, "pool v3 takes at most 128 query rows per block (g <= 4)");
   constexpr int NR = R;
   constexpr int NA = NR / 2;  // accumulator floats per thread
+  constexpr int NC = NR / 4;  // query-row columns per thread (nb, e)
   constexpr int KC = D / 16;
   constexpr int CPR = D / 8;
   constexpr int TILE = kKeys * D;
@@ -60,6 +61,7 @@ __global__ void __launch_bounds__(128, 3) pool_v3_kernel(KascadePrefillShape s, 
   T* Qs = reinterpret_cast<T*>(smem_raw);
   T* Ks = Qs + R * D;
   float* Cs = reinterpret_cast<float*>(Ks + kPoolStages * TILE);
+  float* Red = Cs + R;  // STATS: [4 warps][R][2] partial (max, sum) per query row
 
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
@@ -82,31 +84,20 @@ __global__ void __launch_bounds__(128, 3) pool_v3_kernel(KascadePrefillShape s, 
     const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + (valid ? qi : 0);
     cp_async16(Qs + il_offset<D>(rr, cc), static_cast<const T*>(qp) + qrow * D + cc * 8, valid ? 16 : 0);
   }
-  for (int rr = tid; rr < R; rr += 128) {
-    const int hh = rr / kT, qi = t * kT + rr % kT;
-    if (qi < Q) {
-      const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + qi;
-      Cs[rr] = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
-    } else {
-      Cs[rr] = INFINITY;
+  if constexpr (!STATS) {
+    for (int rr = tid; rr < R; rr += 128) {
+      const int hh = rr / kT, qi = t * kT + rr % kT;
+      if (qi < Q) {
+        const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + qi;
+        Cs[rr] = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
+      } else {
+        Cs[rr] = INFINITY;
+      }
     }
   }
 
   const T* kg = static_cast<const T*>(kp) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
-  const int steps = (st + kKeys - 1) / kKeys;
-  auto issue = [&](int i) {
-    if (i < steps) {
-      T* dst = Ks + (i % kPoolStages) * TILE;
-      for (int c = tid; c < kKeys * CPR; c += 128) {
-        const int r8 = c & 7, rest = c >> 3;
-        const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
-        const int x = i * kKeys + r;
-        cp_async16(dst + il_offset<D>(r, cc), kg + static_cast<size_t>(x < st ? x : 0) * D + cc * 8,
-                   x < st ? 16 : 0);
-      }
-    }
-    cp_async_commit();
-  };
+  const float qscale = s.scale * kLog2e;
   auto mma_step = [&](float* acc, int i) {
     const T* ks = Ks + (i % kPoolStages) * TILE;
     pin<NA>(acc);
@@ -117,9 +108,149 @@ __global__ void __launch_bounds__(128, 3) pool_v3_kernel(KascadePrefillShape s, 
     commit();
     pin<NA>(acc);
   };
-  const float qscale = s.scale * kLog2e;
-  // acc[nb * 4 + e]: key 16 warp + row, query row nb * 8 + quad * 2 + e; [nb * 4 + 2 + e]: key + 8.
-  auto pool_step = [&](const float* acc, int i) {
+
+  // One pipelined sweep over keys 0 .. keyLimit - 1 in 64-key steps, calling step_fn(acc, i) on each step's
+  // S^T = K Q^T. Iteration i: K(i + 1) lands, the copy of step i + 2 goes out (its stage's previous user,
+  // step i, had its wgmma waited for by every warp before the barrier), the wgmma of step i + 1 is issued,
+  // then step i's function runs while it works, and the iteration ends waiting for it (nothing stays in
+  // flight across iterations: ptxas serialises the wgmma when a wait_group 1 leaves one in flight over the
+  // loop's back edge). The step count is made even, so the two accumulator sets alternate without a branch;
+  // the extra step's wgmma reads a stale stage and the step functions ignore keys >= keyLimit.
+  // Query rows (group 0 of the first sweep) are in shared memory once the first barrier has passed.
+  auto sweep = [&](int keyLimit, auto&& step_fn) {
+    const int steps = (keyLimit + kKeys - 1) / kKeys;
+    auto issue = [&](int i) {
+      if (i < steps) {
+        T* dst = Ks + (i % kPoolStages) * TILE;
+        for (int c = tid; c < kKeys * CPR; c += 128) {
+          const int r8 = c & 7, rest = c >> 3;
+          const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
+          const int x = i * kKeys + r;
+          cp_async16(dst + il_offset<D>(r, cc), kg + static_cast<size_t>(x < keyLimit ? x : 0) * D + cc * 8,
+                     x < keyLimit ? 16 : 0);
+        }
+      }
+      cp_async_commit();
+    };
+    float accA[NA], accB[NA];
+    issue(0);
+    issue(1);
+    cp_async_wait<1>();
+    fence_proxy_async();
+    __syncthreads();
+    mma_step(accA, 0);
+    wait0();
+    pin<NA>(accA);
+    auto body = [&](auto parity, int i) {
+      float* cur = parity.value == 0 ? accA : accB;
+      float* nxt = parity.value == 0 ? accB : accA;
+      cp_async_wait<0>();  // K(i + 1)
+      fence_proxy_async();
+      __syncthreads();
+      issue(i + 2);
+      mma_step(nxt, i + 1);
+      step_fn(cur, i);  // cur was completed by the previous iteration's wait
+      wait0();          // step i + 1's wgmma (it ran during step_fn above)
+      pin<NA>(nxt);
+    };
+    const int stepsEven = steps + (steps & 1);
+#pragma unroll 1
+    for (int i = 0; i < stepsEven; i += 2) {
+      body(std::integral_constant<int, 0>{}, i);
+      body(std::integral_constant<int, 1>{}, i + 1);
+    }
+    wait0();
+    cp_async_wait<0>();
+  };
+
+  if constexpr (STATS) {
+    // Statistics sweep (replaces the anchor's separate statistics pass): for every query row, its full
+    // causal softmax over keys 0 .. s_t + i (the diagonal tile included) as a running (max, sum) per thread
+    // and column, in the log2 domain. The max is lazy: the sum is rescaled only when a score passes the held
+    // max by more than 8 (exp2 of at most 2^8 per term keeps the f32 sums exact enough), so most steps cost
+    // one ex2 per score, as in the pooling sweep.
+    float mx[NC], sm[NC];
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      mx[c] = -INFINITY;
+      sm[c] = 0.f;
+    }
+    const int statLimit = min(st + kT, n);
+    sweep(statLimit, [&](const float* acc, int i) {
+      const int x0 = i * kKeys + warp * 16 + row, x1 = x0 + 8;
+      const bool masked = i * kKeys + kKeys > st;  // the step reaches the diagonal tile (or past n)
+      float v0[NC], v1[NC];
+      bool grow = false;
+#pragma unroll
+      for (int nb = 0; nb < NR / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = nb * 2 + e;
+          float a0 = acc[nb * 4 + e] * qscale, a1 = acc[nb * 4 + 2 + e] * qscale;
+          if (masked) {
+            const int qpos = st + ((nb * 8 + quad * 2 + e) & (kT - 1));
+            if (x0 > qpos || x0 >= statLimit) a0 = -INFINITY;
+            if (x1 > qpos || x1 >= statLimit) a1 = -INFINITY;
+          }
+          v0[c] = a0;
+          v1[c] = a1;
+          grow = grow || fmaxf(a0, a1) > mx[c] + 8.f;
+        }
+      if (grow) {
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+          const float mn = fmaxf(mx[c], fmaxf(v0[c], v1[c]));
+          if (mn > mx[c]) {
+            sm[c] = mx[c] == -INFINITY ? 0.f : sm[c] * ex2f(mx[c] - mn);
+            mx[c] = mn;
+          }
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        const float base = mx[c] == -INFINITY ? 0.f : mx[c];
+        sm[c] += ex2f(v0[c] - base) + ex2f(v1[c] - base);
+      }
+    });
+    // Merge the (max, sum) pairs of a column over the warp's 8 key rows, then over the 4 warps.
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+#pragma unroll
+      for (int o = 4; o < 32; o <<= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, mx[c], o), s2 = __shfl_xor_sync(0xffffffffu, sm[c], o);
+        const float mn = fmaxf(mx[c], m2);
+        const float base = mn == -INFINITY ? 0.f : mn;
+        sm[c] = (mx[c] == -INFINITY ? 0.f : sm[c] * ex2f(mx[c] - base)) + (m2 == -INFINITY ? 0.f : s2 * ex2f(m2 - base));
+        mx[c] = mn;
+      }
+    }
+    if (row == 0) {
+#pragma unroll
+      for (int nb = 0; nb < NR / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int rr = nb * 8 + quad * 2 + e;
+          Red[(warp * R + rr) * 2] = mx[nb * 2 + e];
+          Red[(warp * R + rr) * 2 + 1] = sm[nb * 2 + e];
+        }
+    }
+    __syncthreads();
+    for (int rr = tid; rr < R; rr += 128) {
+      float m = -INFINITY;
+      for (int w = 0; w < 4; ++w) m = fmaxf(m, Red[(w * R + rr) * 2]);
+      float l = 0.f;
+      for (int w = 0; w < 4; ++w) {
+        const float mw = Red[(w * R + rr) * 2];
+        if (mw != -INFINITY) l += Red[(w * R + rr) * 2 + 1] * ex2f(mw - m);
+      }
+      const int qi = t * kT + rr % kT;
+      Cs[rr] = qi < Q && l > 0.f ? m + log2f(l) : INFINITY;
+    }
+    __syncthreads();  // Cs ready; every warp is done with the stages
+  }
+
+  // Pooling sweep over keys 0 .. s_t - 1.
+  sweep(st, [&](const float* acc, int i) {
     float p0 = 0.f, p1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < NR / 8; ++nb) {
@@ -136,78 +267,50 @@ __global__ void __launch_bounds__(128, 3) pool_v3_kernel(KascadePrefillShape s, 
       if (x0 < st) rowp[x0] = p0;
       if (x1 < st) rowp[x1] = p1;
     }
-  };
-
-  float accA[NA], accB[NA];
-  issue(0);  // with the query rows: cp.async group 0
-  issue(1);
-  cp_async_wait<1>();
-  fence_proxy_async();
-  __syncthreads();
-  mma_step(accA, 0);
-  wait0();
-  pin<NA>(accA);
-
-  // Iteration i: K(i + 1) lands, the copy of step i + 2 goes out (its stage's previous user, step i, had its
-  // wgmma waited for by every warp before the barrier), the wgmma of step i + 1 is issued, then step i's
-  // exponentials run while it works, and the iteration ends waiting for it (nothing stays in flight across
-  // iterations: ptxas serialises the wgmma when a wait_group 1 leaves one in flight over the loop's back
-  // edge). The step count is made even, so the two accumulator sets alternate without a branch; the extra
-  // step's wgmma reads a stale stage and its sums are never written (its keys are all >= s_t).
-  auto body = [&](auto parity, int i) {
-    float* cur = parity.value == 0 ? accA : accB;
-    float* nxt = parity.value == 0 ? accB : accA;
-    cp_async_wait<0>();  // K(i + 1)
-    fence_proxy_async();
-    __syncthreads();
-    issue(i + 2);
-    mma_step(nxt, i + 1);
-    pool_step(cur, i);  // cur was completed by the previous iteration's wait
-    wait0();            // step i + 1's wgmma (it ran during the exponentials above)
-    pin<NA>(nxt);
-  };
-  const int stepsEven = steps + (steps & 1);
-#pragma unroll 1
-  for (int i = 0; i < stepsEven; i += 2) {
-    body(std::integral_constant<int, 0>{}, i);
-    body(std::integral_constant<int, 1>{}, i + 1);
-  }
-  wait0();
-  cp_async_wait<0>();
+  });
 }
 
-template <typename T, int D, int GS>
+template <typename T, int D, int GS, bool STATS>
 cudaError_t launch_pool3_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            cudaStream_t st) {
-  constexpr size_t smem = pool3_smem_bytes<D, GS>();
+  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
-  pool_v3_kernel<T, D, GS><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase, perPair,
-                                                                       denseLayout);
+  pool_v3_kernel<T, D, GS, STATS><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase,
+                                                                              perPair, denseLayout);
   return cudaGetLastError();
 }
 
 }  // namespace
 
+bool pool_v3_supports(const KascadePrefillShape& s) { return s.heads / s.kvHeads <= 4; }
+
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           cudaStream_t st) {
+                           bool fusedStats, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
-  if (g > 4) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  if (g > 4) {
+    if (fusedStats) return cudaErrorInvalidValue;  // callers check pool_v3_supports first
+    return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  }
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
-      switch (g) {
-        case 1: return launch_pool3_t<T, D, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-        case 2: return launch_pool3_t<T, D, 2>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-        case 4: return launch_pool3_t<T, D, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      }
-      return cudaErrorInvalidValue;
+      return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+        if constexpr (GS > 4) {
+          return cudaErrorInvalidValue;
+        } else {
+          return fusedStats ? launch_pool3_t<T, D, GS, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                             denseLayout, st)
+                            : launch_pool3_t<T, D, GS, false>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                              denseLayout, st);
+        }
+      });
     });
   });
 }

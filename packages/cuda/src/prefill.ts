@@ -363,7 +363,9 @@ export function uploadPrefillSelection(
  *     step ahead (no index load on the copy path), masks only on the steps that need them, and K / V
  *     in separate copy groups (Q K^T runs while V lands).
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
- *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2).
+ *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
+ *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
+ *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3).
  * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
  * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
  * anchor 11-13% faster than with pool v1). Preset `v6` is that combination, not yet timed as one.
@@ -373,10 +375,10 @@ export function uploadPrefillSelection(
 export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4';
 /** The sparse part has one more: `v5` (sparse only). */
 export type PrefillSparseVariant = PrefillKernelVariant | 'v5';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3', 'v4'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = [...PREFILL_KERNEL_VARIANTS, 'v5'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3', 'v4'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -387,7 +389,8 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
  * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
- * v7 = v6 with the v5 sparse kernel, v8 = v7 with the pipelined pool (v3).
+ * v7 = v6 with the v5 sparse kernel, v8 = v7 with the pipelined pool (v3), v9 = v7 with the pool that
+ * computes the anchor's statistics itself (v4).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -398,6 +401,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v6: { dense: 'v2', sparse: 'v2', pool: 'v2' },
   v7: { dense: 'v2', sparse: 'v5', pool: 'v2' },
   v8: { dense: 'v2', sparse: 'v5', pool: 'v3' },
+  v9: { dense: 'v2', sparse: 'v5', pool: 'v4' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */
