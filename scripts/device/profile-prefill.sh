@@ -2,7 +2,7 @@
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select, sparse pass) and how the sparse kernels v2 / v5 and the pools v2 / v3 /
 # v4 use the GPU. Run by scripts/device/session.sh with $JOB_OUT (limit ~60 s). One cuda-prefill bench
-# pass at 32k, one call per op (no warm-up, no torch), under presets v6 (sparse v2, pool v2) and v9 (sparse
+# pass at 32k, one call per op (no warm-up, no torch), under presets v6 (sparse v2, pool v2) and v10 (sparse
 # v5, pool v3 in layer 0, v4 in the anchor), each kernel timed by ncu: kernels.csv (time, DRAM bytes, L2
 # hit rate, SM / tensor / MUFU throughput, occupancy, launch shape), then the detailed sections of one
 # sparse v5 launch, the two pool v3 / v4 launches and one select launch (detail-*.txt).
@@ -11,7 +11,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v6,v9}
+presets=${PROFILE_PREFILL_PRESETS:-v6,v10}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
@@ -23,7 +23,7 @@ for k in prefill_sparse_v5 pool_v3_kernel select_prefill; do
   [ $(($(date +%s) - t0)) -gt 40 ] && { echo "skipping detail-$k (time)"; continue; }
   c=1; [ "$k" = pool_v3_kernel ] && c=2
   timeout 15 "$NCU" --clock-control none --set detailed -k "regex:$k" -c "$c" \
-    env KASCADE_PREFILL_CONTEXTS="$n" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=v9 \
+    env KASCADE_PREFILL_CONTEXTS="$n" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=v10 \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp.json \
     > "$JOB_OUT/detail-$k.txt" 2>&1
   echo "detail-$k rc=$? after $(($(date +%s) - t0)) s"

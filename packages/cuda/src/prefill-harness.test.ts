@@ -324,12 +324,13 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /pool kernel must be one of v1, v2, v3, v4/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10\)/,
     );
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
-    expect(prefillKernelPreset('v8')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v3' });
-    expect(prefillKernelPreset('v9')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v4' });
+    expect(prefillKernelPreset('v8')).toEqual({ dense: 'v2', sparse: 'v2', pool: 'v3' });
+    expect(prefillKernelPreset('v9')).toEqual({ dense: 'v2', sparse: 'v2', pool: 'v4' });
+    expect(prefillKernelPreset('v10')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v4' });
     expect(() => setPrefillKernels({ dense: 'v5' as 'v1' })).toThrow(
       /dense kernel must be one of v1, v2, v3, v4,/,
     );

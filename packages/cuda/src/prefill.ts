@@ -389,8 +389,8 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
  * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
- * v7 = v6 with the v5 sparse kernel, v8 = v7 with the pipelined pool (v3), v9 = v7 with the pool that
- * computes the anchor's statistics itself (v4).
+ * v7 = v6 with the v5 sparse kernel, v8 = v6 with the pipelined pool (v3), v9 = v6 with the pool that
+ * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -400,8 +400,9 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v5: { dense: 'v4', sparse: 'v4', pool: 'v2' },
   v6: { dense: 'v2', sparse: 'v2', pool: 'v2' },
   v7: { dense: 'v2', sparse: 'v5', pool: 'v2' },
-  v8: { dense: 'v2', sparse: 'v5', pool: 'v3' },
-  v9: { dense: 'v2', sparse: 'v5', pool: 'v4' },
+  v8: { dense: 'v2', sparse: 'v2', pool: 'v3' },
+  v9: { dense: 'v2', sparse: 'v2', pool: 'v4' },
+  v10: { dense: 'v2', sparse: 'v5', pool: 'v4' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */
