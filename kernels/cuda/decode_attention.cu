@@ -27,8 +27,17 @@
 //   - bit 8: split 0 of each (b, j) zeroes that row's Top-k histogram and state (anchor_decode.cu).
 //   - bit 32: P enters P V as one 16-bit value (the hi half alone): half the P V MMAs, P keeps ~8
 //     (bf16) or ~11 (f16) significant bits, like the naive same-precision reference the parity uses.
+//   - bit 128 (lean / stream-K schedule): grid = the CTAs that fit at once (occupancy x SMs, queried
+//     once per kernel), 1D. The (b, j) rows' key lists, cut into 64-key tiles, are laid end to end
+//     and each CTA takes an equal contiguous share (LeanPlan, decode_attention.cuh), crossing row
+//     boundaries: it runs one segment per row it touches (the same per-warp pipeline; ring stages and
+//     mbarrier phases carry on across segments) and writes one partial per segment, in slot
+//     `cta - first CTA of the row`; the CTA with a row's last tile marks its unused slots empty.
+//     Without bit 4, lean_combine_kernel merges the slots; with it, the row's last CTA to finish does.
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
+// Kernel lean_combine_kernel<T, D> (bit 128)
+//   grid (batch x heads, head-dim slices), block 128: float4 loads, slots spread over lane groups.
 #include <cstdio>
 #include <cudaTypedefs.h>
 #include <type_traits>
@@ -219,12 +228,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   }
   const bool prefetch = (a.variant & KASCADE_VARIANT_PREFETCH) != 0;
   const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
-  if (a.clearHist && blockIdx.x == 0) {
-    // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
-    const size_t r = static_cast<size_t>(blockIdx.z) * s.kvHeads + blockIdx.y;
-    for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
-    if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
-  }
   if constexpr (LOAD >= 1) {
     if (lane == 0)
       for (int i = 0; i < ST; ++i) mbar_init(bars + i, 1);
@@ -232,322 +235,370 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     __syncwarp();
   }
 
-  const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
+  const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
-  const int begin = split * a.chunk;
-  const int end = min(listLen, begin + a.chunk);
-  const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
-  const T* kg = static_cast<const T*>(a.k) + kvBase;
-  const T* vg = static_cast<const T*>(a.v) + kvBase;
-  const int* idx = nullptr;
-  if constexpr (kGatherMode) idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
-  const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-  const float qscale = s.scale * kLog2e;
-
-  // Q as the A operand: row r = lane/4 (a query head when r < GS), k = (lane%4)*2 + {0,1} (+8).
-  const int row = lane >> 2, quad = lane & 3;
-  uint32_t qa[KC][4];
-  {
-    const T* qg = static_cast<const T*>(a.q) + (bh0 + row) * D;
-#pragma unroll
-    for (int kc = 0; kc < KC; ++kc) {
-      qa[kc][0] = row < GS ? *reinterpret_cast<const uint32_t*>(qg + kc * 16 + quad * 2) : 0u;
-      qa[kc][1] = 0u;
-      qa[kc][2] = row < GS ? *reinterpret_cast<const uint32_t*>(qg + kc * 16 + 8 + quad * 2) : 0u;
-      qa[kc][3] = 0u;
-    }
+  // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
+  long long tile = 0, tileEnd = 0;
+  if (lean) {
+    tile = lean_tile_begin(blockIdx.x, a.leanWork, a.leanCtas);
+    tileEnd = lean_tile_begin(static_cast<long long>(blockIdx.x) + 1, a.leanWork, a.leanCtas);
   }
-
-  const int groups = end > begin ? (end - begin + KW - 1) / KW : 0;
-  const int steps = groups > warp ? (groups - warp + 3) / 4 : 0;
-
-  auto list_pos = [&](int li) -> int {
-    if (li >= end) return -1;
-    if constexpr (kGatherMode) {
-      const int p = __ldg(idx + li);
-      return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
-    }
-    return li;
-  };
-  // Position of this lane's row (lanes 0..15) for the step after the one being issued.
-  int nextPos = lane < KW && steps > 0 ? list_pos(begin + warp * KW + lane) : -1;
-  auto issue = [&](int i) {
-    if (i < steps) {
-      const int st = i % ST;
-      const int p = nextPos;
-      nextPos = (lane < KW && i + 1 < steps) ? list_pos(begin + (warp + 4 * (i + 1)) * KW + lane) : -1;
-      if (lane < KW) posS[st * KW + lane] = p;
-      if constexpr (LOAD == 2) {
-        // One lane: the step's 16 rows (keys begin + step * 16 ...) as D/64 swizzled boxes of K (and V);
-        // rows past the split are masked by position, rows >= n arrive as zeros.
-        if (lane == 0) {
-          const int row0 = begin + (warp + 4 * i) * KW;
-          const int bg = b * G + j;
-          unsigned char* tk = tileBase + st * kTmaStage;
-          mbar_arrive_expect_tx(bars + st, kTmaStage);
-#pragma unroll
-          for (int c = 0; c < D / 64; ++c) {
-            tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
-            if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
-          }
-        }
-      } else if constexpr (LOAD == 1) {
-        // Lanes 0..15 copy K row `lane`, lanes 16..31 V row `lane - 16`. A masked row (past the
-        // end, or an out-of-range index) copies row 0, which is finite: its probability is 0.
-        const int r = lane & (KW - 1);
-        const int pr = __shfl_sync(0xffffffffu, p, r);
-        const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D;
-        constexpr unsigned kRowBytes = D * sizeof(T);
-        if (lane == 0) mbar_arrive_expect_tx(bars + st, KW * kRowBytes * (kWithV ? 2 : 1));
-        if (lane < KW) {
-          bulk_g2s(Ks + st * C::kStageElems + r * C::kRow, kg + off, kRowBytes, bars + st);
-        } else if constexpr (kWithV) {
-          bulk_g2s(Vs + st * C::kStageElems + r * C::kRow, vg + off, kRowBytes, bars + st);
-        }
-      } else {
-#pragma unroll
-        for (int c = lane; c < KW * C::kChunksPerRow; c += 32) {
-          const int r = c / C::kChunksPerRow, col = (c % C::kChunksPerRow) * 8;
-          const int pr = __shfl_sync(0xffffffffu, p, r);
-          const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + col;
-          if (prefetch) {
-            cp_async16_pf(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
-            if constexpr (kWithV)
-              cp_async16_pf(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
-          } else {
-            cp_async16(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
-            if constexpr (kWithV)
-              cp_async16(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
-          }
-        }
-      }
-    }
-    if constexpr (LOAD == 0) cp_async_commit();
-  };
-
-  float m = -INFINITY, l = 0.f;
-  float acc[NB][2];
-#pragma unroll
-  for (int nb = 0; nb < NB; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
-
-#pragma unroll
-  for (int i = 0; i < ST - 1; ++i) issue(i);
-  for (int i = 0; i < steps; ++i) {
-    issue(i + ST - 1);
-    const int st = i % ST;
-    if constexpr (LOAD >= 1) {
-      mbar_wait(bars + st, static_cast<unsigned>(i / ST) & 1u);
+  int ringBase = 0;  // this warp's ring uses so far: stages and mbarrier phases run on across segments
+  do {
+    // The segment: KV head j of sequence b, list entries [begin, end), partial slot `split` of the
+    // row's `nslots` (classic split-KV: one segment per block, blockIdx = (split, j, b)).
+    int split, j, b, begin, end, nslots = a.splits;
+    bool rowLast = false;  // lean: this CTA holds the row's last tile
+    if (lean) {
+      const LeanSegment g =
+          lean_segment(blockIdx.x, tile, tileEnd, a.leanWork, a.leanTiles, a.leanCtas, listLen);
+      split = g.slot;
+      nslots = g.nslots;
+      rowLast = g.rowLast;
+      b = static_cast<int>(g.row / G);
+      j = static_cast<int>(g.row - static_cast<long long>(b) * G);
+      begin = g.begin;
+      end = g.end;
+      tile = g.nextTile;
     } else {
-      cp_async_wait<ST - 1>();
+      split = blockIdx.x;
+      j = blockIdx.y;
+      b = blockIdx.z;
+      begin = split * a.chunk;
+      end = min(listLen, begin + a.chunk);
     }
-    __syncwarp();
-    const T* ks = Ks + st * C::kStageElems;
+    if (a.clearHist && split == 0) {
+      // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
+      const size_t r = static_cast<size_t>(b) * G + j;
+      for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
+      if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
+    }
+    const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+    const T* kg = static_cast<const T*>(a.k) + kvBase;
+    const T* vg = static_cast<const T*>(a.v) + kvBase;
+    const int* idx = nullptr;
+    if constexpr (kGatherMode) idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
+    const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
+    const float qscale = s.scale * kLog2e;
 
-    // S = Q K^T for 16 keys: two 8-key column blocks.
-    float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    // Q as the A operand: row r = lane/4 (a query head when r < GS), k = (lane%4)*2 + {0,1} (+8).
+    const int row = lane >> 2, quad = lane & 3;
+    uint32_t qa[KC][4];
     {
-      const int mi = lane >> 3, r8 = lane & 7;
-      const T* base = ks + ((mi >> 1) * 8 + r8) * C::kRow + (mi & 1) * 8;
-#pragma unroll
+      const T* qg = static_cast<const T*>(a.q) + (bh0 + row) * D;
+  #pragma unroll
       for (int kc = 0; kc < KC; ++kc) {
-        uint32_t bf[4];
-        if constexpr (LOAD == 2) {
-          ldmatrix_x4(bf, tileBase + st * kTmaStage + tma_tile_offset((mi >> 1) * 8 + r8, kc * 2 + (mi & 1)));
-        } else {
-          ldmatrix_x4(bf, base + kc * 16);
-        }
-        mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
-        mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
+        qa[kc][0] = row < GS ? *reinterpret_cast<const uint32_t*>(qg + kc * 16 + quad * 2) : 0u;
+        qa[kc][1] = 0u;
+        qa[kc][2] = row < GS ? *reinterpret_cast<const uint32_t*>(qg + kc * 16 + 8 + quad * 2) : 0u;
+        qa[kc][3] = 0u;
       }
     }
-    // This thread's scores: row `row`, keys nb*8 + quad*2 + e.
-    float sv[4];
-    int pv[4];
-#pragma unroll
-    for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int key = nb * 8 + quad * 2 + e;
-        const int p = posS[st * KW + key];
-        pv[nb * 2 + e] = p;
-        sv[nb * 2 + e] = p >= 0 ? sc[nb][e] * qscale : -INFINITY;
-      }
-    if constexpr (kWriteLogits) {
-      if (row < GS) {
-        float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
-#pragma unroll
-        for (int t = 0; t < 4; ++t)
-          if (pv[t] >= 0) lg[pv[t]] = sv[t];
-      }
-    }
-    float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
-    tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
-    tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
-    const float mn = fmaxf(m, tm);
-    float pr[4], al = 1.f;
-    if (mn == -INFINITY) {
-      pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
-    } else {
-#pragma unroll
-      for (int t = 0; t < 4; ++t) pr[t] = exp2f(sv[t] - mn);
-      al = exp2f(m - mn);
-    }
-    m = mn;
-    l = l * al + (pr[0] + pr[1] + pr[2] + pr[3]);
 
-    if constexpr (kWithV) {
-#pragma unroll
-      for (int nb = 0; nb < NB; ++nb) {
-        acc[nb][0] *= al;
-        acc[nb][1] *= al;
+    const int groups = end > begin ? (end - begin + KW - 1) / KW : 0;
+    const int steps = groups > warp ? (groups - warp + 3) / 4 : 0;
+
+    auto list_pos = [&](int li) -> int {
+      if (li >= end) return -1;
+      if constexpr (kGatherMode) {
+        const int p = __ldg(idx + li);
+        return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
       }
-      // P as the A operand (rows >= 8 zero), split hi + lo so P keeps ~16 significant bits.
-      uint32_t ph[4], pl[4];
-      ph[0] = pack2<T>(pr[0], pr[1]);
-      ph[2] = pack2<T>(pr[2], pr[3]);
-      ph[1] = ph[3] = 0u;
+      return li;
+    };
+    // Position of this lane's row (lanes 0..15) for the step after the one being issued.
+    int nextPos = lane < KW && steps > 0 ? list_pos(begin + warp * KW + lane) : -1;
+    auto issue = [&](int i) {
+      if (i < steps) {
+        const int st = (ringBase + i) % ST;
+        const int p = nextPos;
+        nextPos = (lane < KW && i + 1 < steps) ? list_pos(begin + (warp + 4 * (i + 1)) * KW + lane) : -1;
+        if (lane < KW) posS[st * KW + lane] = p;
+        if constexpr (LOAD == 2) {
+          // One lane: the step's 16 rows (keys begin + step * 16 ...) as D/64 swizzled boxes of K (and V);
+          // rows past the split are masked by position, rows >= n arrive as zeros.
+          if (lane == 0) {
+            const int row0 = begin + (warp + 4 * i) * KW;
+            const int bg = b * G + j;
+            unsigned char* tk = tileBase + st * kTmaStage;
+            mbar_arrive_expect_tx(bars + st, kTmaStage);
+  #pragma unroll
+            for (int c = 0; c < D / 64; ++c) {
+              tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+              if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
+            }
+          }
+        } else if constexpr (LOAD == 1) {
+          // Lanes 0..15 copy K row `lane`, lanes 16..31 V row `lane - 16`. A masked row (past the
+          // end, or an out-of-range index) copies row 0, which is finite: its probability is 0.
+          const int r = lane & (KW - 1);
+          const int pr = __shfl_sync(0xffffffffu, p, r);
+          const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D;
+          constexpr unsigned kRowBytes = D * sizeof(T);
+          if (lane == 0) mbar_arrive_expect_tx(bars + st, KW * kRowBytes * (kWithV ? 2 : 1));
+          if (lane < KW) {
+            bulk_g2s(Ks + st * C::kStageElems + r * C::kRow, kg + off, kRowBytes, bars + st);
+          } else if constexpr (kWithV) {
+            bulk_g2s(Vs + st * C::kStageElems + r * C::kRow, vg + off, kRowBytes, bars + st);
+          }
+        } else {
+  #pragma unroll
+          for (int c = lane; c < KW * C::kChunksPerRow; c += 32) {
+            const int r = c / C::kChunksPerRow, col = (c % C::kChunksPerRow) * 8;
+            const int pr = __shfl_sync(0xffffffffu, p, r);
+            const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + col;
+            if (prefetch) {
+              cp_async16_pf(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
+              if constexpr (kWithV)
+                cp_async16_pf(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
+            } else {
+              cp_async16(Ks + st * C::kStageElems + r * C::kRow + col, kg + off, pr < 0 ? 0 : 16);
+              if constexpr (kWithV)
+                cp_async16(Vs + st * C::kStageElems + r * C::kRow + col, vg + off, pr < 0 ? 0 : 16);
+            }
+          }
+        }
+      }
+      if constexpr (LOAD == 0) cp_async_commit();
+    };
+
+    float m = -INFINITY, l = 0.f;
+    float acc[NB][2];
+  #pragma unroll
+    for (int nb = 0; nb < NB; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
+
+  #pragma unroll
+    for (int i = 0; i < ST - 1; ++i) issue(i);
+    for (int i = 0; i < steps; ++i) {
+      issue(i + ST - 1);
+      const int st = (ringBase + i) % ST;
+      if constexpr (LOAD >= 1) {
+        mbar_wait(bars + st, static_cast<unsigned>((ringBase + i) / ST) & 1u);
+      } else {
+        cp_async_wait<ST - 1>();
+      }
+      __syncwarp();
+      const T* ks = Ks + st * C::kStageElems;
+
+      // S = Q K^T for 16 keys: two 8-key column blocks.
+      float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
       {
-        float h0[2], h1[2];
-        to_float2(ph[0], h0, T());
-        to_float2(ph[2], h1, T());
-        pl[0] = pack2<T>(pr[0] - h0[0], pr[1] - h0[1]);
-        pl[2] = pack2<T>(pr[2] - h1[0], pr[3] - h1[1]);
-        pl[1] = pl[3] = 0u;
-      }
-      const T* vs = Vs + st * C::kStageElems;
-      const int mi = lane >> 3, r8 = lane & 7;
-      const T* base = vs + ((mi & 1) * 8 + r8) * C::kRow + (mi >> 1) * 8;
-      // O += P V over the D/16 column chunks; withLo adds the lo half of P (off in variant P16).
-      auto pv = [&](auto withLo) {
-#pragma unroll
-        for (int nd = 0; nd < KC; ++nd) {
+        const int mi = lane >> 3, r8 = lane & 7;
+        const T* base = ks + ((mi >> 1) * 8 + r8) * C::kRow + (mi & 1) * 8;
+  #pragma unroll
+        for (int kc = 0; kc < KC; ++kc) {
           uint32_t bf[4];
           if constexpr (LOAD == 2) {
-            ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
-                                      tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
+            ldmatrix_x4(bf, tileBase + st * kTmaStage + tma_tile_offset((mi >> 1) * 8 + r8, kc * 2 + (mi & 1)));
           } else {
-            ldmatrix_x4_trans(bf, base + nd * 16);
+            ldmatrix_x4(bf, base + kc * 16);
           }
-          float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
-          float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
-          mma16816<T>(c0, ph, bf[0], bf[1]);
-          if constexpr (decltype(withLo)::value) mma16816<T>(c0, pl, bf[0], bf[1]);
-          mma16816<T>(c1, ph, bf[2], bf[3]);
-          if constexpr (decltype(withLo)::value) mma16816<T>(c1, pl, bf[2], bf[3]);
-          acc[2 * nd][0] = c0[0];
-          acc[2 * nd][1] = c0[1];
-          acc[2 * nd + 1][0] = c1[0];
-          acc[2 * nd + 1][1] = c1[1];
+          mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
+          mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
         }
-      };
-      if (p16) {
-        pv(std::false_type{});
+      }
+      // This thread's scores: row `row`, keys nb*8 + quad*2 + e.
+      float sv[4];
+      int pv[4];
+  #pragma unroll
+      for (int nb = 0; nb < 2; ++nb)
+  #pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int key = nb * 8 + quad * 2 + e;
+          const int p = posS[st * KW + key];
+          pv[nb * 2 + e] = p;
+          sv[nb * 2 + e] = p >= 0 ? sc[nb][e] * qscale : -INFINITY;
+        }
+      if constexpr (kWriteLogits) {
+        if (row < GS) {
+          float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
+  #pragma unroll
+          for (int t = 0; t < 4; ++t)
+            if (pv[t] >= 0) lg[pv[t]] = sv[t];
+        }
+      }
+      float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
+      tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+      tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+      const float mn = fmaxf(m, tm);
+      float pr[4], al = 1.f;
+      if (mn == -INFINITY) {
+        pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
       } else {
-        pv(std::true_type{});
+  #pragma unroll
+        for (int t = 0; t < 4; ++t) pr[t] = exp2f(sv[t] - mn);
+        al = exp2f(m - mn);
+      }
+      m = mn;
+      l = l * al + (pr[0] + pr[1] + pr[2] + pr[3]);
+
+      if constexpr (kWithV) {
+  #pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+          acc[nb][0] *= al;
+          acc[nb][1] *= al;
+        }
+        // P as the A operand (rows >= 8 zero), split hi + lo so P keeps ~16 significant bits.
+        uint32_t ph[4], pl[4];
+        ph[0] = pack2<T>(pr[0], pr[1]);
+        ph[2] = pack2<T>(pr[2], pr[3]);
+        ph[1] = ph[3] = 0u;
+        {
+          float h0[2], h1[2];
+          to_float2(ph[0], h0, T());
+          to_float2(ph[2], h1, T());
+          pl[0] = pack2<T>(pr[0] - h0[0], pr[1] - h0[1]);
+          pl[2] = pack2<T>(pr[2] - h1[0], pr[3] - h1[1]);
+          pl[1] = pl[3] = 0u;
+        }
+        const T* vs = Vs + st * C::kStageElems;
+        const int mi = lane >> 3, r8 = lane & 7;
+        const T* base = vs + ((mi & 1) * 8 + r8) * C::kRow + (mi >> 1) * 8;
+        // O += P V over the D/16 column chunks; withLo adds the lo half of P (off in variant P16).
+        auto pv = [&](auto withLo) {
+  #pragma unroll
+          for (int nd = 0; nd < KC; ++nd) {
+            uint32_t bf[4];
+            if constexpr (LOAD == 2) {
+              ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
+                                        tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
+            } else {
+              ldmatrix_x4_trans(bf, base + nd * 16);
+            }
+            float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
+            float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
+            mma16816<T>(c0, ph, bf[0], bf[1]);
+            if constexpr (decltype(withLo)::value) mma16816<T>(c0, pl, bf[0], bf[1]);
+            mma16816<T>(c1, ph, bf[2], bf[3]);
+            if constexpr (decltype(withLo)::value) mma16816<T>(c1, pl, bf[2], bf[3]);
+            acc[2 * nd][0] = c0[0];
+            acc[2 * nd][1] = c0[1];
+            acc[2 * nd + 1][0] = c1[0];
+            acc[2 * nd + 1][1] = c1[1];
+          }
+        };
+        if (p16) {
+          pv(std::false_type{});
+        } else {
+          pv(std::true_type{});
+        }
+      }
+      __syncwarp();
+    }
+    if constexpr (LOAD == 0) cp_async_wait<0>();
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    __syncthreads();
+
+    // Merge the 4 warps: red_o [4][GS][D], red_ml [4][GS][2].
+    float* red_o = reinterpret_cast<float*>(smem_raw);
+    float* red_ml = red_o + 4 * GS * D;
+    if (row < GS) {
+      if (quad == 0) {
+        red_ml[(warp * GS + row) * 2] = m;
+        red_ml[(warp * GS + row) * 2 + 1] = l;
+      }
+      if constexpr (kWithV) {
+  #pragma unroll
+        for (int nb = 0; nb < NB; ++nb) {
+          red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
+          red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+        }
       }
     }
-    __syncwarp();
-  }
-  if constexpr (LOAD == 0) cp_async_wait<0>();
-  l += __shfl_xor_sync(0xffffffffu, l, 1);
-  l += __shfl_xor_sync(0xffffffffu, l, 2);
-  __syncthreads();
-
-  // Merge the 4 warps: red_o [4][GS][D], red_ml [4][GS][2].
-  float* red_o = reinterpret_cast<float*>(smem_raw);
-  float* red_ml = red_o + 4 * GS * D;
-  if (row < GS) {
-    if (quad == 0) {
-      red_ml[(warp * GS + row) * 2] = m;
-      red_ml[(warp * GS + row) * 2 + 1] = l;
+    __syncthreads();
+    if (tid < GS) {
+      float M = -INFINITY;
+  #pragma unroll
+      for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + tid) * 2]);
+      float L = 0.f;
+  #pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const float mw = red_ml[(w * GS + tid) * 2];
+        if (mw != -INFINITY) L += red_ml[(w * GS + tid) * 2 + 1] * exp2f(mw - M);
+      }
+      float* ml = a.part_ml + ((bh0 + tid) * a.splits + split) * 2;
+      ml[0] = M;
+      ml[1] = L;
+    }
+    if (lean && rowLast) {
+      // The row's slots past its last CTA's stay empty (m = -inf, l = 0) for whoever reads all `splits`.
+      const int pad = a.splits - nslots;
+      for (int i2 = tid; i2 < GS * pad; i2 += C::kThreads) {
+        float* ml = a.part_ml + ((bh0 + i2 / pad) * a.splits + nslots + i2 % pad) * 2;
+        ml[0] = -INFINITY;
+        ml[1] = 0.f;
+      }
     }
     if constexpr (kWithV) {
-#pragma unroll
-      for (int nb = 0; nb < NB; ++nb) {
-        red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
-        red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
-      }
-    }
-  }
-  __syncthreads();
-  if (tid < GS) {
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + tid) * 2]);
-    float L = 0.f;
-#pragma unroll
-    for (int w = 0; w < 4; ++w) {
-      const float mw = red_ml[(w * GS + tid) * 2];
-      if (mw != -INFINITY) L += red_ml[(w * GS + tid) * 2 + 1] * exp2f(mw - M);
-    }
-    float* ml = a.part_ml + ((bh0 + tid) * a.splits + split) * 2;
-    ml[0] = M;
-    ml[1] = L;
-  }
-  if constexpr (kWithV) {
-    for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
-      const int h = i2 / D, d = i2 % D;
-      float M = -INFINITY;
-#pragma unroll
-      for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-      float o = 0.f;
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const float mw = red_ml[(w * GS + h) * 2];
-        if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
-      }
-      a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
-    }
-    if (a.variant & KASCADE_VARIANT_FUSED) {
-      // The last block of this (sequence, KV head) to finish merges every split's partials
-      // (threadfence-reduction pattern; the counter is reset for the next launch).
-      __shared__ bool lastBlock;
-      __shared__ float Lh[GS];
-      __threadfence();
-      __syncthreads();
-      if (tid == 0) {
-        unsigned* ctr = g_split_done + (static_cast<size_t>(b) * G + j);
-        lastBlock = atomicAdd(ctr, 1u) == static_cast<unsigned>(a.splits) - 1u;
-        if (lastBlock) *ctr = 0u;
-      }
-      __syncthreads();
-      if (!lastBlock) return;
-      __threadfence();
-      float* wts = reinterpret_cast<float*>(smem_raw);  // [GS][splits] weights exp2(m_s - M)
-      const int S = a.splits;
-      for (int h = warp; h < GS; h += 4) {
-        const float* ml = a.part_ml + (bh0 + h) * S * 2;
-        float M = -INFINITY;
-        for (int x = lane; x < S; x += 32) M = fmaxf(M, __ldcg(ml + 2 * x));
-        M = warp_max(M);
-        float L = 0.f;
-        for (int x = lane; x < S; x += 32) {
-          const float mx = __ldcg(ml + 2 * x);
-          const float w = mx == -INFINITY ? 0.f : exp2f(mx - M);
-          wts[h * S + x] = w;
-          L += w * __ldcg(ml + 2 * x + 1);
-        }
-        L = warp_sum(L);
-        if (lane == 0) Lh[h] = L;
-      }
-      __syncthreads();
-      T* outp = static_cast<T*>(a.out);
       for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
         const int h = i2 / D, d = i2 % D;
-        const float* po = a.part_o + (bh0 + h) * S * D + d;
-        const float* w = wts + h * S;
-        float o0 = 0.f, o1 = 0.f;
-        int x = 0;
-        for (; x + 2 <= S; x += 2) {
-          o0 = fmaf(__ldcg(po + x * D), w[x], o0);
-          o1 = fmaf(__ldcg(po + (x + 1) * D), w[x + 1], o1);
+        float M = -INFINITY;
+  #pragma unroll
+        for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+        float o = 0.f;
+  #pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const float mw = red_ml[(w * GS + h) * 2];
+          if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
         }
-        if (x < S) o0 = fmaf(__ldcg(po + x * D), w[x], o0);
-        outp[(bh0 + h) * D + d] = from_float<T>((o0 + o1) / Lh[h]);
+        a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
+      }
+      if (a.variant & KASCADE_VARIANT_FUSED) {
+        // The last block of this (sequence, KV head) to finish merges every split's partials
+        // (threadfence-reduction pattern; the counter is reset for the next launch). Lean: the
+        // row's nslots CTAs count, each once.
+        __shared__ bool lastBlock;
+        __shared__ float Lh[GS];
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+          unsigned* ctr = g_split_done + (static_cast<size_t>(b) * G + j);
+          lastBlock = atomicAdd(ctr, 1u) == static_cast<unsigned>(nslots) - 1u;
+          if (lastBlock) *ctr = 0u;
+        }
+        __syncthreads();
+        if (lastBlock) {
+        __threadfence();
+        float* wts = reinterpret_cast<float*>(smem_raw);  // [GS][nslots] weights exp2(m_s - M)
+        const int S = nslots, SS = a.splits;  // slots used, slot stride
+        for (int h = warp; h < GS; h += 4) {
+          const float* ml = a.part_ml + (bh0 + h) * SS * 2;
+          float M = -INFINITY;
+          for (int x = lane; x < S; x += 32) M = fmaxf(M, __ldcg(ml + 2 * x));
+          M = warp_max(M);
+          float L = 0.f;
+          for (int x = lane; x < S; x += 32) {
+            const float mx = __ldcg(ml + 2 * x);
+            const float w = mx == -INFINITY ? 0.f : exp2f(mx - M);
+            wts[h * S + x] = w;
+            L += w * __ldcg(ml + 2 * x + 1);
+          }
+          L = warp_sum(L);
+          if (lane == 0) Lh[h] = L;
+        }
+        __syncthreads();
+        T* outp = static_cast<T*>(a.out);
+        for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
+          const int h = i2 / D, d = i2 % D;
+          const float* po = a.part_o + (bh0 + h) * SS * D + d;
+          const float* w = wts + h * S;
+          float o0 = 0.f, o1 = 0.f;
+          int x = 0;
+          for (; x + 2 <= S; x += 2) {
+            o0 = fmaf(__ldcg(po + x * D), w[x], o0);
+            o1 = fmaf(__ldcg(po + (x + 1) * D), w[x + 1], o1);
+          }
+          if (x < S) o0 = fmaf(__ldcg(po + x * D), w[x], o0);
+          outp[(bh0 + h) * D + d] = from_float<T>((o0 + o1) / Lh[h]);
+        }
+        }
       }
     }
-  }
+    ringBase += steps;
+    __syncthreads();  // the next segment's loads reuse the shared memory the merges read
+  } while (lean && tile < tileEnd);
 }
 
 template <typename T, int D>
@@ -601,6 +652,67 @@ __global__ void combine_kernel(int splits, const float* __restrict__ part_o,
   out[bh * D + d] = from_float<T>((o0 + o1 + o2 + o3) / ML[1]);
 }
 
+// KASCADE_VARIANT_LEAN's combine: grid (batch x heads, DS), block 128 threads; block (bh, y) merges
+// the row's S slots for the head-dim slice [y DW, (y + 1) DW), DW = D / DS (DS from the grid: enough
+// blocks to fill the GPU when batch x heads is small). The 128 threads read the slots' (m, l) once
+// (weights exp2(m_s - M) to shared memory), then DW / 4 lanes take one float4 column chunk each and
+// the 128 / (DW / 4) lane groups stride over the slots (empty slots, weight 0, are skipped), so each
+// thread has few, independent 16-byte loads in flight; the groups meet in shared memory.
+template <typename T, int D>
+__global__ void __launch_bounds__(128) lean_combine_kernel(int splits, const float* __restrict__ part_o,
+                                                           const float* __restrict__ part_ml, T* __restrict__ out) {
+  extern __shared__ float wts[];  // [splits] weights, then [groups][DW] partial sums
+  __shared__ float red[4];
+  __shared__ float ML[2];
+  const size_t bh = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int DW = D / gridDim.y, chunks = DW / 4, groups = 128 / chunks;
+  const float* ml = part_ml + bh * splits * 2;
+  float M = -INFINITY;
+  for (int x = tid; x < splits; x += 128) M = fmaxf(M, __ldcg(ml + 2 * x));
+  M = warp_max(M);
+  if (lane == 0) red[warp] = M;
+  __syncthreads();
+  if (tid == 0) ML[0] = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+  __syncthreads();
+  M = ML[0];
+  float L = 0.f;
+  for (int x = tid; x < splits; x += 128) {
+    const float m = __ldcg(ml + 2 * x);
+    const float w = m == -INFINITY ? 0.f : exp2f(m - M);
+    wts[x] = w;
+    if (w != 0.f) L += w * __ldcg(ml + 2 * x + 1);
+  }
+  L = warp_sum(L);
+  __syncthreads();  // red[] reads of the max are done
+  if (lane == 0) red[warp] = L;
+  __syncthreads();
+  if (tid == 0) ML[1] = red[0] + red[1] + red[2] + red[3];
+  const int c = tid % chunks, g = tid / chunks;
+  const int d0 = blockIdx.y * DW + 4 * c;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (g < groups) {
+    const float* po = part_o + bh * splits * D + d0;
+    for (int x = g; x < splits; x += groups) {
+      const float w = wts[x];
+      if (w == 0.f) continue;
+      const float4 o = __ldcg(reinterpret_cast<const float4*>(po + static_cast<size_t>(x) * D));
+      acc.x = fmaf(o.x, w, acc.x);
+      acc.y = fmaf(o.y, w, acc.y);
+      acc.z = fmaf(o.z, w, acc.z);
+      acc.w = fmaf(o.w, w, acc.w);
+    }
+  }
+  float* part = wts + ((splits + 3) & ~3);  // 16-byte aligned for the float4 stores
+  if (g < groups) reinterpret_cast<float4*>(part + g * DW)[c] = acc;
+  __syncthreads();
+  if (tid < DW) {
+    float o = 0.f;
+    for (int x = 0; x < groups; ++x) o += part[x * DW + tid];
+    out[bh * D + blockIdx.y * DW + tid] = from_float<T>(o / ML[1]);
+  }
+}
+
 int device_sm_count() {
   static int cached = -1;
   if (cached < 0) {
@@ -640,24 +752,45 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
   return ceil_div(listLen, c);
 }
 
+// Lean grid: the CTAs that fit at once (perSm x SMs, at most kLeanMaxCtasPerSm per SM), or the
+// forced `splits` as the CTA count (tuning), within the same cap.
+int lean_ctas(const KascadeDecodeShape& s, int perSm) {
+  const int cap = kLeanMaxCtasPerSm * device_sm_count();
+  const int want = s.splits > 0 ? s.splits : min(perSm, kLeanMaxCtasPerSm) * device_sm_count();
+  return max(1, min(want, cap));
+}
+
 template <typename T, int D, int GS, int MODE, int LOAD>
-static cudaError_t launch_partial_t(const KascadeDecodeShape& s, const PartialArgs& a, const TmaMaps& tm,
+static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
   constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
-  static bool configured = false;
-  if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  static int perSm = 0;  // CTAs of this kernel resident per SM, queried once
+  if (perSm == 0) {
+    cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
-    configured = true;
+    int nb = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_partial_kernel<T, D, GS, MODE, LOAD>,
+                                                      Cfg<D, MODE>::kThreads, smem);
+    if (e != cudaSuccess) return e;
+    perSm = nb < 1 ? 1 : nb;
   }
-  const dim3 grid(a.splits, s.kvHeads, s.batch);
+  dim3 grid(a.splits, s.kvHeads, s.batch);
+  if (a.variant & KASCADE_VARIANT_LEAN) {
+    const LeanPlan p = lean_plan(static_cast<long long>(s.batch) * s.kvHeads, MODE == kGather ? a.topk : s.n,
+                                 lean_ctas(s, perSm));
+    a.leanWork = p.work;
+    a.leanTiles = p.tiles;
+    a.leanCtas = p.ctas;
+    a.splits = p.slots;
+    grid = dim3(p.ctas, 1, 1);
+  }
   attn_partial_kernel<T, D, GS, MODE, LOAD><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a, tm);
   return cudaGetLastError();
 }
 
 template <typename T, int D, int GS, int LOAD>
-static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
+static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a,
                                        const TmaMaps& tm, cudaStream_t st) {
   if constexpr (LOAD == 2) {  // contiguous passes only
     switch (mode) {
@@ -712,7 +845,7 @@ static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const voi
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a, cudaStream_t st) {
+cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   TmaMaps tm{};
   // TMA2D on the contiguous passes; a map the driver cannot encode is an error, never a silent fallback.
@@ -741,11 +874,31 @@ cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, Partial
                              cudaStream_t st) {
   a.variant = s.variant;
   a.out = out;
-  const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && mode != kScoresOnly && fused_combine_fits(s, a.splits);
+  const bool lean = (s.variant & KASCADE_VARIANT_LEAN) != 0;
+  // Lean: at most kLeanMaxCtasPerSm x SMs slots per row, always within the fused merge's weights.
+  const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && mode != kScoresOnly &&
+                     fused_combine_fits(s, lean ? kLeanMaxCtasPerSm * device_sm_count() : a.splits);
   if (!fused) a.variant &= ~KASCADE_VARIANT_FUSED;
   const cudaError_t e = launch_partial(s, mode, a, st);
   if (e != cudaSuccess || fused || mode == kScoresOnly) return e;
+  if (lean) return launch_lean_combine(s, a.splits, a.part_o, a.part_ml, out, st);
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
+}
+
+cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
+                                const float* part_ml, void* out, cudaStream_t st) {
+  const int bh = s.batch * s.heads;
+  // Head-dim slices: double them (down to 16 columns) while the grid is under two blocks per SM.
+  int ds = 1;
+  while (static_cast<long long>(bh) * ds < 2LL * device_sm_count() && s.headDim / (2 * ds) >= 16) ds *= 2;
+  // Weights (rounded up to 4 floats) + the groups' partial sums, [groups][DW] = 512 floats.
+  const size_t smem = sizeof(float) * (((static_cast<size_t>(splits) + 3) & ~static_cast<size_t>(3)) + 128 * 4);
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
+      lean_combine_kernel<T, D><<<dim3(bh, ds), 128, smem, st>>>(splits, part_o, part_ml, static_cast<T*>(out));
+      return cudaGetLastError();
+    });
+  });
 }
 
 cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
@@ -765,6 +918,13 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   int c;
   int S = attn_splits(s, s.n, &c, false);
   if (topk > 0) S = max(S, attn_splits(s, topk, &c, true));
+  if (s.variant & KASCADE_VARIANT_LEAN) {
+    // Slots per row grow with the CTA count: size them for the largest lean grid.
+    const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+    const int P = kLeanMaxCtasPerSm * device_sm_count();
+    S = max(S, lean_plan(rows, s.n, P).slots);
+    if (topk > 0) S = max(S, lean_plan(rows, topk, P).slots);
+  }
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};

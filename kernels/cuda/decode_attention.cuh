@@ -39,7 +39,71 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
+  // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
+  // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
+  // partial slots per row (LeanPlan::slots).
+  long long leanWork;
+  int leanTiles;
+  int leanCtas;
 };
+
+// KASCADE_VARIANT_LEAN: the lean (stream-K) work partition. The key list of every (b, j) row is
+// cut into kTile-key tiles, T per row; rows are laid end to end (row r = b * kvHeads + j), W = rows x T
+// tiles in all, and CTA c of P takes tiles [floor(c W / P), floor((c + 1) W / P)): equal shares
+// (sizes differ by at most one tile), crossing row boundaries. Each CTA writes one partial
+// (m, l, o) per row it touches, in slot c - (the first CTA of that row); a row has at most
+// `slots` of them, and the CTA holding a row's last tile marks the row's unused slots empty
+// (m = -inf, l = 0). packages/cuda/src/lean.ts is the TypeScript twin the tests check.
+struct LeanPlan {
+  long long work;  // W, tiles in all
+  int tiles;       // T, tiles per row
+  int ctas;        // P, CTAs (<= W: every CTA gets at least one tile)
+  int slots;       // partial slots per row: 1 + ceil((T - 1) P / W), at most P
+};
+__host__ __device__ inline long long lean_tile_begin(long long c, long long work, int ctas) {
+  return c * work / ctas;
+}
+// The CTA that holds tile t: the largest c with floor(c W / P) <= t.
+__host__ __device__ inline int lean_cta_of(long long t, long long work, int ctas) {
+  return static_cast<int>(((t + 1) * ctas - 1) / work);
+}
+inline LeanPlan lean_plan(long long rows, int listLen, int ctas) {
+  LeanPlan p{};
+  p.tiles = listLen > 0 ? (listLen + kTile - 1) / kTile : 1;
+  p.work = rows * p.tiles;
+  p.ctas = static_cast<int>(ctas < 1 ? 1 : (ctas > p.work ? p.work : ctas));
+  // A row's tiles [t0, t0 + T) meet CTAs lean_cta_of(t0) .. lean_cta_of(t0 + T - 1), and
+  // floor(x + y) - floor(x) <= ceil(y) with y = (T - 1) P / W bounds their count.
+  const long long s = 1 + ((p.tiles - 1LL) * p.ctas + p.work - 1) / p.work;
+  p.slots = static_cast<int>(s < p.ctas ? s : p.ctas);
+  return p;
+}
+// One segment of a lean CTA: the CTA's tiles [tile, ...) within one row, as key-list entries.
+struct LeanSegment {
+  long long row;       // b * kvHeads + j
+  int begin, end;      // list entries [begin, end) of the row (end <= listLen)
+  int slot, nslots;    // this CTA's partial slot in the row, and the CTAs the row has
+  bool rowLast;        // this CTA holds the row's last tile (it pads slots nslots..slots-1)
+  long long nextTile;  // where the CTA's next segment starts
+};
+__host__ __device__ inline LeanSegment lean_segment(int cta, long long tile, long long tileEnd, long long work,
+                                                    int tiles, int ctas, int listLen) {
+  LeanSegment g;
+  g.row = tile / tiles;
+  const long long t0 = g.row * tiles;
+  const long long segEnd = tileEnd < t0 + tiles ? tileEnd : t0 + tiles;
+  const int c0 = lean_cta_of(t0, work, ctas), c1 = lean_cta_of(t0 + tiles - 1, work, ctas);
+  g.slot = cta - c0;
+  g.nslots = c1 - c0 + 1;
+  g.rowLast = cta == c1;
+  g.begin = static_cast<int>((tile - t0) * kTile);
+  const long long e = (segEnd - t0) * kTile;
+  g.end = static_cast<int>(e < listLen ? e : listLen);
+  g.nextTile = segEnd;
+  return g;
+}
+// Lean grids never exceed this many CTAs per SM (the workspace is sized for it).
+constexpr int kLeanMaxCtasPerSm = 4;
 
 // KASCADE_VARIANT_FUSED merges in the partial kernel when it can: one completion counter per
 // (sequence, KV head) and the group's split weights in shared memory.
@@ -58,10 +122,16 @@ struct TmaMaps {
   CUtensorMap v;
 };
 
-cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, const PartialArgs& a,
-                           cudaStream_t st);
+// Launches the partial kernel. KASCADE_VARIANT_LEAN: fills a's lean fields and sets a.splits to the
+// partial slots per row.
+cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, cudaStream_t st);
+// KASCADE_VARIANT_LEAN: CTAs of the lean grid for a kernel with perSm resident CTAs per SM.
+int lean_ctas(const KascadeDecodeShape& s, int perSm);
 cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
                            const float* part_ml, void* out, cudaStream_t st);
+// KASCADE_VARIANT_LEAN's combine (head-dim slices, float4 loads, empty slots skipped).
+cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
+                                const float* part_ml, void* out, cudaStream_t st);
 
 // Workspace carve-up, shared by every op.
 struct Workspace {

@@ -11,14 +11,15 @@
 # Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
 # the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
 # returned-file count).
-# Env: DECODE_VARIANTS (default 0,1,2,16,12,28,29,60,61,76,124), DECODE_PARITY_LIMIT (s, default 110),
+# Env: DECODE_VARIANTS (default 0,16,28,60,61,124 (the last run's winners) and the lean schedule's
+#      128,132,144,148,160,176,188,252), DECODE_PARITY_LIMIT (s, default 110),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,1,2,16,12,28,29,60,61,76,124}
+variants=${DECODE_VARIANTS:-0,16,28,60,61,124,128,132,144,148,160,176,188,252}
 parity_limit=${DECODE_PARITY_LIMIT:-110}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

@@ -563,6 +563,9 @@ function main(): void {
   };
   cases.push(longRow);
   cases.push({ dtype: 'f16', g: 2, kvHeads: 2, headDim: 128, n: 5000, batch: 2, capacity: 5000, qSpread: 0 });
+  // The lean schedule (variant bit 128) with more rows than CTAs: a CTA takes whole rows and parts
+  // of others (640 rows of 2 tiles for at most 4 x SMs CTAs).
+  cases.push({ dtype: 'bf16', g: 1, kvHeads: 8, headDim: 64, n: 65, batch: 80, capacity: 70, qSpread: 1 });
   // --smoke: six small cases only (d 128 g 4, d 64 g 8, n = 1, n = 113, n = 8192 with float4 rows,
   // the long row above), to screen a variant for hangs or faults in a process of its own before the full check.
   if (process.argv.includes('--smoke')) {

@@ -53,8 +53,8 @@ export function parseVariants(args: readonly string[] = []): number[] {
   const i = args.indexOf('--variants');
   if (i < 0) return [0];
   const list = (args[i + 1] ?? '').split(',').map((x) => (x.trim() === '' ? Number.NaN : Number(x)));
-  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 127))) {
-    throw new Error(`--variants takes a comma list of integers in 0..127, got '${args[i + 1] ?? ''}'`);
+  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 1023))) {
+    throw new Error(`--variants takes a comma list of integers in 0..1023, got '${args[i + 1] ?? ''}'`);
   }
   return [...new Set(list)];
 }
@@ -284,24 +284,36 @@ const bench: Bench = {
       const tDenseGraph = stat(timeDevice(() => denseGraph.launch(), 2, reps));
       rows.push({ kernel: 'whole-model-kascade-graph', context: n, batch, ...timingCells(tGraph) });
       rows.push({ kernel: 'whole-model-dense-graph', context: n, batch, ...timingCells(tDenseGraph) });
-      // Split-KV factor sweep (tuning data; automatic choice is the rows above).
+      // Split-KV factor sweep (tuning data; automatic choice is the rows above). Under the lean
+      // schedule (variant bit 128) `splits` is the CTA count of the persistent grid.
+      const lean = (v: number) => (v & 128) !== 0;
       if (!ctx.quick && n === 131072) {
-        for (const splits of batch === 1 ? [64, 192, 256] : [8, 16, 33]) {
+        const denseSweep = lean(best.dense)
+          ? [132, 264, 396, 528]
+          : batch === 1
+            ? [64, 192, 256]
+            : [8, 16, 33];
+        for (const splits of denseSweep) {
           const ts = stat(timeDevice(() => denseDecode({ ...b, splits, variant: best.dense }, out), 3, 20));
           rows.push({
-            kernel: `dense-splits-${splits}`,
+            kernel: lean(best.dense) ? `dense-lean-ctas-${splits}` : `dense-splits-${splits}`,
             context: n,
             batch,
             ...timingCells(ts),
             gbPerS: Math.round(kvBytes / (ts.median * 1e3)),
           });
         }
-        for (const splits of batch === 1 ? [26, 104, 205] : [2, 10, 20]) {
+        const reuseSweep = lean(best.reuse)
+          ? [132, 264, 396, 528]
+          : batch === 1
+            ? [26, 104, 205]
+            : [2, 10, 20];
+        for (const splits of reuseSweep) {
           const ts = stat(
             timeDevice(() => reuseDecode({ ...b, splits, variant: best.reuse }, sel, headMap, out), 3, 20),
           );
           rows.push({
-            kernel: `reuse-splits-${splits}`,
+            kernel: lean(best.reuse) ? `reuse-lean-ctas-${splits}` : `reuse-splits-${splits}`,
             context: n,
             batch,
             ...timingCells(ts),
@@ -343,7 +355,7 @@ const bench: Bench = {
         variants: variants.join(','),
         variantChoice:
           variants.length > 1
-            ? 'per op and shape: every variant timed (rows <op>-v<bits>), the fastest timed again for the <op> row; summary variant_<op>_<shape> names it (bits: 1 TMA bulk rows, 2 L2 256 B prefetch, 4 fused combine, 8 wide Top-k chunks without memsets, 16 TMA tensor tiles for contiguous passes, 32 P as one 16-bit value in P V, 64 last Top-k digits over the threshold bin members only)'
+            ? "per op and shape: every variant timed (rows <op>-v<bits>), the fastest timed again for the <op> row; summary variant_<op>_<shape> names it (bits: 1 TMA bulk rows, 2 L2 256 B prefetch, 4 fused combine, 8 wide Top-k chunks without memsets, 16 TMA tensor tiles for contiguous passes, 32 P as one 16-bit value in P V, 64 last Top-k digits over the threshold bin members only, 128 lean (stream-K) schedule: a persistent grid of the CTAs that fit, equal shares of all key tiles, and a wider combine; 256/512 the anchors' select)"
             : 'one variant',
       },
       rows,
