@@ -7,7 +7,9 @@
 //  2. pool_hist_kernel  grid (ceil(n/1024), rows), 256 threads: per head the global max/sum
 //     from the splits, then S(x) = sum_h exp2(l_h(x) - M_h) / L_h (post-softmax, group-pooled)
 //     -> pooled [rows, n] f32, and a 2048-bin histogram of the top 11 bits of S's bit pattern
-//     (S >= 0, so the unsigned pattern orders like the value; 8 exponent + 3 mantissa bits).
+//     (S >= 0, so the unsigned pattern orders like the value; sign + 8 exponent + 2 mantissa bits:
+//     only the 1024 bins of the zero sign bit are used, 4 per octave; the cluster select's first
+//     digit drops the sign for 8 per octave).
 //  3. select step (run by the last block of each row to finish a histogram pass): finds the bin
 //     holding rank k from the top (block scan over the histogram), narrows the prefix, keeps
 //     the rank still wanted.
