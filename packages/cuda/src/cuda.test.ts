@@ -8,8 +8,11 @@ import type { NativeBinding } from './binding.types.js';
 import {
   CudaArgumentError,
   CudaUnavailableError,
+  DECODE_VARIANT_MAX,
+  DEFAULT_DECODE_VARIANTS,
   DeviceTensor,
   decodeShape,
+  defaultDecodeVariant,
   isAddonLoaded,
   isAvailable,
   prefillCounts,
@@ -92,6 +95,17 @@ describe('argument checks (no device needed)', () => {
       splits: 0,
       variant: 0,
     });
+  });
+
+  it("takes each op's default variant when the batch names none, and a named one over it", () => {
+    for (const r of DEFAULT_DECODE_VARIANTS) {
+      expect(['dense', 'layer0', 'anchor', 'reuse']).toContain(r.op);
+      expect(Number.isInteger(r.variant) && r.variant >= 0 && r.variant <= DECODE_VARIANT_MAX).toBe(true);
+    }
+    for (const op of ['dense', 'layer0', 'anchor', 'reuse'] as const) {
+      expect(decodeShape(batch(), op).variant).toBe(defaultDecodeVariant(op, 2, 90));
+      expect(decodeShape({ ...batch(), variant: 5 }, op).variant).toBe(5);
+    }
   });
 
   it('passes a kernel variant through and rejects one outside 0..1023', () => {

@@ -6,6 +6,33 @@ import { DeviceTensor, requireNative } from './tensor.js';
 /** The largest decode kernel variant value: bits 1..512 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
 export const DECODE_VARIANT_MAX = 1023;
 
+/** The decode ops, as the default-variant table names them. */
+export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
+
+/**
+ * One row of the default-variant table: ops with `batch <= maxBatch` and `n <= maxN` run `variant`
+ * unless the batch names one. The first matching row wins; no match means variant 0.
+ */
+export interface DecodeVariantRule {
+  readonly op: DecodeOp;
+  readonly maxBatch: number;
+  readonly maxN: number;
+  readonly variant: number;
+}
+
+/**
+ * The library's default decode variants per op and shape class, the fastest measured on the H200
+ * (see the package README, "Default variants"). Every variant computes the same result.
+ */
+export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [];
+
+/** The variant an op runs when its batch names none. */
+export function defaultDecodeVariant(op: DecodeOp, batch: number, n: number): number {
+  for (const r of DEFAULT_DECODE_VARIANTS)
+    if (r.op === op && batch <= r.maxBatch && n <= r.maxN) return r.variant;
+  return 0;
+}
+
 /** Attention data types the kernels take. */
 export type AttentionDType = 'bf16' | 'f16';
 
@@ -78,8 +105,11 @@ export function checkKV(
   return { kvHeads, capacity };
 }
 
-/** The shape a batch implies, checked: q and k/v agree, dtype matches, group size and head dim supported. */
-export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
+/**
+ * The shape a batch implies, checked: q and k/v agree, dtype matches, group size and head dim
+ * supported. Without `batch.variant`, the variant is `op`'s default for the shape.
+ */
+export function decodeShape(batch: DeviceDecodeBatch, op: DecodeOp = 'dense'): NativeDecodeShape {
   const { q, k, v, n } = batch;
   checkDTypes(q, k, v);
   if (q.shape.length !== 3 || k.shape.length !== 4) {
@@ -95,7 +125,7 @@ export function decodeShape(batch: DeviceDecodeBatch): NativeDecodeShape {
   const scale = batch.scale ?? 1 / Math.sqrt(headDim);
   if (!(scale > 0 && Number.isFinite(scale)))
     throw new CudaArgumentError(`scale must be positive, got ${scale}`);
-  const variant = batch.variant ?? 0;
+  const variant = batch.variant ?? defaultDecodeVariant(op, b, n);
   if (!(Number.isInteger(variant) && variant >= 0 && variant <= DECODE_VARIANT_MAX))
     throw new CudaArgumentError(`variant must be an integer in 0..${DECODE_VARIANT_MAX}, got ${variant}`);
   return {
@@ -153,7 +183,7 @@ export function denseDecode<D extends AttentionDType>(
   batch: DeviceDecodeBatch<D>,
   out?: DeviceTensor<D>,
 ): DeviceTensor<D> {
-  const shape = decodeShape(batch);
+  const shape = decodeShape(batch, 'dense');
   const o = outputFor(batch, out);
   requireNative().denseDecode(shape, batch.q.buffer, batch.k.buffer, batch.v.buffer, o.buffer);
   return o;
@@ -172,7 +202,7 @@ function attendAndSelect<D extends AttentionDType>(
   budget: BudgetOptions | number,
   into: { out?: DeviceTensor<D>; selection?: DeviceSelection },
 ): DeviceSelectedOutput<D> {
-  const shape = decodeShape(batch);
+  const shape = decodeShape(batch, op === 'denseAnchorDecode' ? 'layer0' : 'anchor');
   const k = resolveTopk(shape.n, budget);
   const o = outputFor(batch, into.out);
   const sel = selectionFor(shape, k, into.selection);
@@ -212,7 +242,7 @@ export function reuseDecode<D extends AttentionDType>(
   headMap: ArrayLike<number>,
   out?: DeviceTensor<D>,
 ): DeviceTensor<D> {
-  const shape = decodeShape(batch);
+  const shape = decodeShape(batch, 'reuse');
   if (selection.k > shape.n)
     throw new CudaArgumentError(`selection.k = ${selection.k} exceeds n = ${shape.n}`);
   if (selection.indices.size !== shape.batch * selection.kvHeads * selection.k) {
@@ -252,7 +282,7 @@ export function reuseDecode<D extends AttentionDType>(
 
 /** The anchor's post-softmax group-pooled scores `[batch, kvHeads, n]` f32 (for checks). */
 export function pooledScores(batch: DeviceDecodeBatch): DeviceTensor<'f32'> {
-  const shape = decodeShape(batch);
+  const shape = decodeShape(batch, 'anchor');
   const pooled = DeviceTensor.empty('f32', [shape.batch, shape.kvHeads, shape.n]);
   requireNative().pooledScores(shape, batch.q.buffer, batch.k.buffer, null, pooled.buffer);
   return pooled;
