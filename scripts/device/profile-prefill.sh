@@ -5,7 +5,8 @@
 # pass at 32k, one call per op (no warm-up, no torch), under presets v6 (sparse v2, pool v2) and v10 (sparse
 # v5, pool v3 in layer 0, v4 in the anchor), each kernel timed by ncu: kernels.csv (time, DRAM bytes, L2
 # hit rate, SM / tensor / MUFU throughput, occupancy, launch shape), then the detailed sections of one
-# sparse v5 launch, the two pool v3 / v4 launches and one select launch (detail-*.txt).
+# sparse v5 launch, the two pool v3 / v4 launches, one select launch and one dense v2 launch
+# (detail-*.txt).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
@@ -19,13 +20,16 @@ timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
   node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 \
   --out "$JOB_OUT/bench-under-ncu.json" > "$JOB_OUT/kernels.csv" 2> "$JOB_OUT/kernels.err"
 echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
-for k in prefill_sparse_v5 pool_v3_kernel select_prefill; do
-  [ $(($(date +%s) - t0)) -gt 40 ] && { echo "skipping detail-$k (time)"; continue; }
-  c=1; [ "$k" = pool_v3_kernel ] && c=2
-  timeout 15 "$NCU" --clock-control none --set detailed -k "regex:$k" -c "$c" \
+# name:kernel regex:launches skipped:launches profiled. In the v10 pass the first attention launches are
+# the reuse selection's anchor (statistics, then sparse v2: skipped), then v10's dense layer.
+for spec in sparse-v5:prefill_sparse_v5:0:1 pool-v3-v4:pool_v3_kernel:0:2 select:select_prefill:0:1 \
+  dense-v2:prefill_attn_v2:2:1; do
+  IFS=: read -r name k skip c <<< "$spec"
+  [ $(($(date +%s) - t0)) -gt 40 ] && { echo "skipping detail-$name (time)"; continue; }
+  timeout 15 "$NCU" --clock-control none --set detailed -k "regex:$k" --launch-skip "$skip" -c "$c" \
     env KASCADE_PREFILL_CONTEXTS="$n" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=v10 \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp.json \
-    > "$JOB_OUT/detail-$k.txt" 2>&1
-  echo "detail-$k rc=$? after $(($(date +%s) - t0)) s"
+    > "$JOB_OUT/detail-$name.txt" 2>&1
+  echo "detail-$name rc=$? after $(($(date +%s) - t0)) s"
 done
 echo done
