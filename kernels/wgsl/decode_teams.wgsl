@@ -72,6 +72,7 @@ const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 
 var<workgroup> sgCounter: atomic<u32>;
 const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
+const MU: u32 = 8u;                   // splits merged per round of loads (FUSED)
 var<workgroup> idx: array<u32, IB>;
 var<workgroup> lastFlag: u32;
 var<workgroup> xm: array<f32, NT>;
@@ -270,16 +271,31 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
         var M = NEG;
         var L = 0.0;
         var o = vec4<f32>(0.0);
-        for (var s = 0u; s < P.splits; s++) {
-          let ms = partML[(row + s) * 2u];
-          let mn = max(M, ms);
-          let ca = exp(M - mn);
-          let cs = exp(ms - mn);
-          L = L * ca + partML[(row + s) * 2u + 1u] * cs;
-          if (ACCUM_V) {
-            o = o * ca + partO[(row + s) * D4 + e] * cs;
+        // MU splits at a time, their loads issued before any is used.
+        for (var s0 = 0u; s0 < P.splits; s0 += MU) {
+          var ms: array<f32, MU>;
+          var ls: array<f32, MU>;
+          var os: array<vec4<f32>, MU>;
+          for (var i = 0u; i < MU; i++) {
+            let s = min(s0 + i, P.splits - 1u);
+            ms[i] = partML[(row + s) * 2u];
+            ls[i] = partML[(row + s) * 2u + 1u];
+            if (ACCUM_V) {
+              os[i] = partO[(row + s) * D4 + e];
+            }
           }
-          M = mn;
+          for (var i = 0u; i < MU; i++) {
+            if (s0 + i < P.splits) {
+              let mn = max(M, ms[i]);
+              let ca = exp(M - mn);
+              let cs = exp(ms[i] - mn);
+              L = L * ca + ls[i] * cs;
+              if (ACCUM_V) {
+                o = o * ca + os[i] * cs;
+              }
+              M = mn;
+            }
+          }
         }
         if (ACCUM_V) {
           outO[hr * D4 + e] = o / L;

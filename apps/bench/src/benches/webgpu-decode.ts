@@ -108,6 +108,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { fuseCombine: true, prefetchIndices: true, targetWorkgroups: 1024 },
     { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 2 },
     { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, targetWorkgroups: 4096 },
+    { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 2 },
+    { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 1, targetWorkgroups: 4096 },
     { fuseCombine: true, targetWorkgroups: 512 },
     { targetWorkgroups: 512 },
   ],
