@@ -20,7 +20,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v6}
 risky=${PREFILL_RISKY:-v7,v8,v9,v10}
-parity_limit=${PREFILL_PARITY_LIMIT:-130}
+parity_limit=${PREFILL_PARITY_LIMIT:-100}
 
 parity() { # part presets
   timeout --kill-after=5 "$parity_limit" node packages/cuda/dist-device/device-check.mjs \
@@ -80,7 +80,9 @@ if [ -z "$ok" ]; then
   tail -n 30 "$JOB_OUT"/parity-*.log
   exit 1
 fi
-for part in $(echo "$safe${risky:+,$risky}" | tr ',' ' '); do # the merged JSON holds the rows; a part's files stay only when its JSON is missing
+# The merged JSON holds the rows (failures with their reason); a part's files stay only when its JSON
+# is missing.
+for part in $(echo "$safe${risky:+,$risky}" | tr ',' ' '); do
   [ -s "$JOB_OUT/parity-$part.json" ] && rm -f "$JOB_OUT/parity-$part.json" "$JOB_OUT/parity-$part.log"
 done
 
