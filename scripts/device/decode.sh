@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 260 s with node start and
+# Issue 4 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 250 s with node start and
 # the torch baseline):
 #  1. screen: each non-zero kernel variant alone on four small cases (device-check --smoke), each in its
 #     own process (all at once) under a short timeout, so a variant that hangs or faults cannot take the
@@ -11,16 +11,17 @@
 # Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
 # the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
 # returned-file count).
-# Env: DECODE_VARIANTS (default 0,16,28,60,61,124 (the last run's winners) and the lean schedule's
-#      128,132,144,148,160,176,188,252), DECODE_PARITY_LIMIT (s, default 110),
+# Env: DECODE_VARIANTS (default 0,16,28,60,61,124 (the last run's winners), the lean schedule's
+#      128,132,144,148,160,176,188,252 and the cluster select's 380,636,508,764), DECODE_PARITY_LIMIT
+#      (s, default 150),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,16,28,60,61,124,128,132,144,148,160,176,188,252}
-parity_limit=${DECODE_PARITY_LIMIT:-110}
+variants=${DECODE_VARIANTS:-0,16,28,60,61,124,128,132,144,148,160,176,188,252,380,636,508,764}
+parity_limit=${DECODE_PARITY_LIMIT:-150}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
 passing() { # the passingVariants of a parity JSON, comma-separated (empty if unreadable)
@@ -62,10 +63,10 @@ timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/cuda-parity.json"
 say "parity exit $?"
 grep -E "^FAIL|checks,|^device" "$JOB_OUT/parity.log" | head -40
 ok=$(passing "$JOB_OUT/cuda-parity.json")
-if [ -z "$ok" ] && [ "$screened" != 0 ] && [ $(($(date +%s) - t0)) -lt 150 ]; then
+if [ -z "$ok" ] && [ "$screened" != 0 ] && [ $(($(date +%s) - t0)) -lt 185 ]; then
   # A fault in one variant poisons the process (sticky CUDA error): variant 0 alone, once more.
   say "parity again on variant 0 alone"
-  timeout --kill-after=5 60 node "$check" "$JOB_OUT/cuda-parity.json" --no-prefill --variants 0 $parity_args \
+  timeout --kill-after=5 45 node "$check" "$JOB_OUT/cuda-parity.json" --no-prefill --variants 0 $parity_args \
     > "$JOB_OUT/parity.log" 2>&1
   say "parity (variant 0) exit $?"
   grep -E "^FAIL|checks," "$JOB_OUT/parity.log" | head -20
@@ -85,7 +86,7 @@ say "bench cuda-decode (8k/32k/128k b1/b32, 512k b1) over variants $ok ${reps[*]
 node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" ${reps[@]+"${reps[@]}"} -- --variants "$ok"
 rc=$?
 say "bench exit $rc"
-if [ ! -s "$JOB_OUT/cuda-decode.json" ] && [ "$ok" != 0 ] && [ $(($(date +%s) - t0)) -lt 170 ]; then
+if [ ! -s "$JOB_OUT/cuda-decode.json" ] && [ "$ok" != 0 ] && [ $(($(date +%s) - t0)) -lt 200 ]; then
   say "no bench results: again on variant 0 alone"
   node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" -- --variants 0
   say "bench (variant 0) exit $?"
