@@ -370,6 +370,16 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
   const reuseNaive = once(() => seqs.map((s, b) => naiveAttention(s, c.dtype, (j) => reuseKeys(b, j))));
   const reuseSel = uploadSelection(reuseIdx, { batch: c.batch, kvHeads: c.kvHeads, k: kr, n: c.n });
 
+  // The cluster select (variant bits 256/512) keeps the spec's tie rule (lower index first): with every
+  // pooled score tied (a query of zeros), each row must hold exactly the k lowest indices.
+  const tieRule = (variant: number, idx: Int32Array): string | undefined => {
+    if ((variant & (256 | 512)) === 0 || c.qSpread !== 0) return undefined;
+    for (let r = 0; r < c.batch * c.kvHeads; r++)
+      for (const x of idx.subarray(r * k, (r + 1) * k))
+        if (x >= k) return `tie rule: row ${r} holds index ${x} >= k ${k} with every score tied`;
+    return undefined;
+  };
+
   for (const variant of variants) {
     const batch: DeviceDecodeBatch = { ...batch0, variant };
     const vbase = { ...base, variant };
@@ -415,7 +425,9 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
       denseAnchorDecode(batch, k, { out, selection });
       synchronize();
       const e = denseErrors(decode(c.dtype, out.download()));
-      const sel = checkSelection(seqs, pooledRef(), k, selT.download());
+      const idx = selT.download();
+      const sel = checkSelection(seqs, pooledRef(), k, idx);
+      const tie = sel.pass ? tieRule(variant, idx) : undefined;
       const o = judgeOut(e);
       push({
         op: 'denseAnchor',
@@ -426,8 +438,8 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
         rowsChecked: sel.rowsChecked,
         minMassShare: sel.minMassShare,
         worstScoreGap: sel.worstScoreGap,
-        pass: o.pass && sel.pass,
-        ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
+        pass: o.pass && sel.pass && !tie,
+        ...(o.why || sel.why || tie ? { why: [o.why, sel.why, tie].filter(Boolean).join('; ') } : {}),
       });
     });
 
@@ -438,6 +450,7 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
       synchronize();
       const idx = selT.download();
       const sel = checkSelection(seqs, pooledRef(), k, idx);
+      const tie = sel.pass ? tieRule(variant, idx) : undefined;
       const rowOf = (b: number, j: number) =>
         Array.from(idx.subarray((b * c.kvHeads + j) * k, (b * c.kvHeads + j + 1) * k));
       const gpuSel = (b: number): DecodeSelection => ({
@@ -464,10 +477,10 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
         rowsChecked: sel.rowsChecked,
         minMassShare: sel.minMassShare,
         worstScoreGap: sel.worstScoreGap,
-        pass: o.pass && sel.pass,
-        ...(o.pass && sel.pass
+        pass: o.pass && sel.pass && !tie,
+        ...(o.pass && sel.pass && !tie
           ? {}
-          : { why: ['why' in o ? o.why : undefined, sel.why].filter(Boolean).join('; ') }),
+          : { why: ['why' in o ? o.why : undefined, sel.why, tie].filter(Boolean).join('; ') }),
       });
     });
 
