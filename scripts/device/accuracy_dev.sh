@@ -17,7 +17,7 @@ if [ -z "$plans" ]; then
   done
 fi
 echo "accuracy-dev: $workers workers, plans: $plans"
-node apps/bench/dist/device/cli.js accuracy --out "$JOB_OUT/accuracy-dev.json" -- \
+node "${ACC_CLI:-apps/bench/dist/device/cli.js}" accuracy --out "$JOB_OUT/accuracy-dev.json" -- \
   --split dev --context 4096 --instances "${ACC_INSTANCES:-20}" --grids main --policies dense,kascade \
   --families vt,kv,niah_single,niah_multikey,niah_multivalue,niah_multiquery --kl-texts 0 \
   --order round-robin --time-limit "${ACC_TIME_LIMIT:-470}" --plans "$plans" \
