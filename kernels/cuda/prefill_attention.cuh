@@ -58,8 +58,9 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
 // Variant v2 (prefill_attention_v2.cu): 32 query rows per warp. launch_prefill_attention uses it when the
 // environment says KASCADE_PREFILL_DENSE=v2 (dense, dense + statistics, statistics) or
 // KASCADE_PREFILL_SPARSE=v2 (sparse); read at every launch, so one process can time both.
+// wide: dense modes with 8 warps (256 queries) per block (dense variant v5).
 cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                        cudaStream_t st);
+                                        cudaStream_t st, bool wide = false);
 // Variants v3 / v4 (prefill_attention_wgmma.cu): Hopper wgmma, one warpgroup per block (v3) or two (v4;
 // sparse: at g >= 4, g = 2 as v3); KASCADE_PREFILL_DENSE / KASCADE_PREFILL_SPARSE = v3 or v4 (sparse at
 // g = 1 stays on v1).
@@ -68,9 +69,10 @@ cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, Prefill
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 // Sparse variant v5 (prefill_sparse_v5.cu): v2's warp layout with the key positions staged one step ahead in
 // shared memory, masks only on the steps that need them, and K / V in separate copy groups;
-// KASCADE_PREFILL_SPARSE=v5 (dense modes under "v5" run v2).
+// KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
+// and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1, 2 (default), 3, 4 or (sparse) 5.
+// The variant the environment selects for a mode: 1, 2 (default), 3, 4 or 5.
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

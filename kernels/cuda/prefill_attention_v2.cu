@@ -19,6 +19,9 @@
 //   accumulators rescaled only when some row's max moved (warp vote).
 //   Shared memory: Q 128 x (D + 8) x 2 B + 2 stages x 64 x (D + 8) x 2 B for K and for V + 512 B: 104.4 KB at
 //   D = 128 (two blocks per SM); statistics-only: 69.6 KB.
+//   Wide dense (dense variant v5, wide = true): 8 warps = 256 queries of one head per block, one block per SM
+//   (139 KB), so each K/V step loaded into shared memory feeds twice the rows: half the L2-to-SM traffic of
+//   the 4-warp blocks at the same warps per SM.
 #include <cstdio>
 
 #include "prefill_attention.cuh"
@@ -43,7 +46,7 @@ __device__ __forceinline__ float ex2f(float x) {
 }
 
 template <typename T, int D, int GS, int MODE, int NW>
-__global__ void __launch_bounds__(NW * 32, 2) prefill_attn_v2_kernel(KascadePrefillShape s, PrefillArgs a) {
+__global__ void __launch_bounds__(NW * 32, NW >= 8 ? 1 : 2) prefill_attn_v2_kernel(KascadePrefillShape s, PrefillArgs a) {
   constexpr bool kWithV = MODE != kStats;
   constexpr bool kSparseMode = MODE == kSparse;
   constexpr bool kWriteStats = MODE == kDenseStats || MODE == kStats;
@@ -339,13 +342,16 @@ cudaError_t launch_v2_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 }  // namespace
 
 cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                        cudaStream_t st) {
+                                        cudaStream_t st, bool wide) {
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
       switch (mode) {
-        case kDense: return launch_v2_t<T, D, 1, kDense, 4>(s, a, st);
-        case kDenseStats: return launch_v2_t<T, D, 1, kDenseStats, 4>(s, a, st);
+        case kDense:
+          return wide ? launch_v2_t<T, D, 1, kDense, 8>(s, a, st) : launch_v2_t<T, D, 1, kDense, 4>(s, a, st);
+        case kDenseStats:
+          return wide ? launch_v2_t<T, D, 1, kDenseStats, 8>(s, a, st)
+                      : launch_v2_t<T, D, 1, kDenseStats, 4>(s, a, st);
         case kStats: return launch_v2_t<T, D, 1, kStats, 4>(s, a, st);
         case kSparse:
           return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {

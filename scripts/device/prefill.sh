@@ -4,9 +4,10 @@
 # packages/cuda/src/prefill.ts: v1 mma.sync, v2 32 rows per warp, v3 wgmma attention, v4 v3 + wgmma pool,
 # v5 v4 with two warpgroups per block, v6 = the defaults: v2 attention + wgmma pool, v7 = v6 with sparse
 # kernel v5, v8 = v6 with the pipelined pool v3, v9 = v6 with pool v4: statistics inside the pool, v10 =
-# sparse v5 + pool v4), then the cuda-prefill bench over the presets that passed (a preset that fails
-# parity is never timed). Default now: v6 (safe) against v7-v10 (the new kernels, risky); the wgmma
-# presets v3-v5 were slower in every op at af4b1c8 (name them in PREFILL_RISKY to time them again).
+# sparse v5 + pool v4, v11 = v10 + the 8-warp dense blocks), then the cuda-prefill bench over the presets
+# that passed (a preset that fails parity is never timed). Default now: v6 (safe) against v7-v11 (the new
+# kernels, risky); the wgmma presets v3-v5 were slower in every op at af4b1c8 (name them in PREFILL_RISKY
+# to time them again).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per preset, side by side (the GPU idles while the host computes references),
 # so a kernel that faults (a sticky CUDA error poisons its process) cannot take another preset's checks
@@ -19,7 +20,7 @@ t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v6}
-risky=${PREFILL_RISKY:-v7,v8,v9,v10}
+risky=${PREFILL_RISKY:-v7,v8,v9,v10,v11}
 parity_limit=${PREFILL_PARITY_LIMIT:-100}
 
 parity() { # part presets

@@ -359,9 +359,10 @@ export function uploadPrefillSelection(
  *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1;
  *   - `v4`: v3 with two warpgroups per block sharing each K/V step (dense: 128 queries; sparse: the
  *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3) and a 3-stage ring;
- *   - `v5` (sparse only): v2's layout with the gathered rows' positions staged in shared memory one
- *     step ahead (no index load on the copy path), masks only on the steps that need them, and K / V
- *     in separate copy groups (Q K^T runs while V lands).
+ *   - `v5`: sparse: v2's layout with the gathered rows' positions staged in shared memory one step
+ *     ahead (no index load on the copy path), masks only on the steps that need them, and K / V in
+ *     separate copy groups (Q K^T runs while V lands); dense and dense + statistics: v2 with 8-warp
+ *     blocks (256 queries, one block per SM: half the L2-to-SM traffic per query); statistics: v2.
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
@@ -372,17 +373,14 @@ export function uploadPrefillSelection(
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4';
-/** The sparse part has one more: `v5` (sparse only). */
-export type PrefillSparseVariant = PrefillKernelVariant | 'v5';
+export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5';
 export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3', 'v4'];
-export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = [...PREFILL_KERNEL_VARIANTS, 'v5'];
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3', 'v4', 'v5'];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3', 'v4'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
-  readonly sparse: PrefillSparseVariant;
+  readonly sparse: PrefillKernelVariant;
   readonly pool: PrefillPoolVariant;
 }
 
@@ -390,7 +388,8 @@ export interface PrefillKernelSelection {
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
  * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
  * v7 = v6 with the v5 sparse kernel, v8 = v6 with the pipelined pool (v3), v9 = v6 with the pool that
- * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together).
+ * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together),
+ * v11 = v10 with the 8-warp dense blocks (dense v5).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -403,6 +402,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v8: { dense: 'v2', sparse: 'v2', pool: 'v3' },
   v9: { dense: 'v2', sparse: 'v2', pool: 'v4' },
   v10: { dense: 'v2', sparse: 'v5', pool: 'v4' },
+  v11: { dense: 'v5', sparse: 'v5', pool: 'v4' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */
@@ -432,7 +432,7 @@ function variantOf<V extends string>(value: string | undefined, known: readonly 
 export function prefillKernels(): PrefillKernelSelection {
   return {
     dense: variantOf(process.env[ENV.dense], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.dense),
-    sparse: variantOf(process.env[ENV.sparse], PREFILL_SPARSE_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
+    sparse: variantOf(process.env[ENV.sparse], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
     pool: variantOf(process.env[ENV.pool], PREFILL_POOL_VARIANTS, DEFAULT_PREFILL_KERNELS.pool),
   };
 }
@@ -447,7 +447,7 @@ export function setPrefillKernels(sel: Partial<PrefillKernelSelection>): void {
       );
   };
   check('dense', PREFILL_KERNEL_VARIANTS);
-  check('sparse', PREFILL_SPARSE_VARIANTS);
+  check('sparse', PREFILL_KERNEL_VARIANTS);
   check('pool', PREFILL_POOL_VARIANTS);
   for (const key of ['dense', 'sparse', 'pool'] as const) {
     const v = sel[key];
