@@ -109,6 +109,8 @@ describe('kascade CLI', () => {
     expect(report.decodeSimilarity).toHaveLength(4);
     expect(report.prefillSimilarity[0][0]).toBe(1);
     expect(report.layerSimilarity[1][0]).toBeNull();
+    expect(report.headSimilarity[0][2]).toHaveLength(2);
+    expect(report.headSimilarity[2][2][1][1]).toBe(1);
     const d = capture();
     expect(await main(['calibrate', '--data', data, '--anchors', '2,3', '--out', 'x.json'], d.io)).toBe(2);
     expect(d.err()).toMatch(/\{k\}/);

@@ -102,6 +102,21 @@ function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
 }
 
+/** `Sim[a][l][j][u]` as nested arrays (null where `a > l`), rounded to 6 digits. */
+function headMatrix(sim: { layers: number; kvHeads: number; values: Float64Array }): (number | null)[][][][] {
+  const { layers: L, kvHeads: G, values } = sim;
+  return Array.from({ length: L }, (_, a) =>
+    Array.from({ length: L }, (_, l) =>
+      Array.from({ length: G }, (_, j) =>
+        Array.from({ length: G }, (_, u) => {
+          const x = values[((a * L + l) * G + j) * G + u]!;
+          return Number.isNaN(x) ? null : Math.round(x * 1e6) / 1e6;
+        }),
+      ),
+    ),
+  );
+}
+
 /** `--anchors 4` / `auto` / `4,5,6,auto`: each an integer or 'auto', no repeats. */
 export function parseAnchorList(value: string): (number | 'auto')[] {
   const items = value.split(',').map((x) => x.trim());
@@ -185,6 +200,8 @@ async function calibrate(args: string[], io: CliIo): Promise<void> {
             layerSimilarity: matrix(layerSimilarity),
             prefillSimilarity: matrix(bySource.prefill) ?? null,
             decodeSimilarity: matrix(bySource.decode) ?? null,
+            // Sim[a][l][j][u] of the measured source(s): KV head j of layer l borrowing head u of layer a.
+            headSimilarity: headMatrix(result.statistics.similarity),
           },
           null,
           1,
