@@ -9,9 +9,9 @@
 # kernels, risky); the wgmma presets v3-v5 were slower in every op at af4b1c8 (name them in PREFILL_RISKY
 # to time them again).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Parity runs in one process per preset, side by side (the GPU idles while the host computes references),
-# so a kernel that faults (a sticky CUDA error poisons its process) cannot take another preset's checks
-# with it. If the bench dies, it runs again on the safe presets alone. Leaves in $JOB_OUT:
+# Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
+# references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
+# group's checks with it (default groups: v6 | v7 | v8,v9 | v10,v11: each new kernel apart, then together). If the bench dies, it runs again on the safe presets alone. Leaves in $JOB_OUT:
 # cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -20,7 +20,11 @@ t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v6}
-risky=${PREFILL_RISKY:-v7,v8,v9,v10,v11}
+# Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
+risky=${PREFILL_RISKY:-v7 v8,v9 v10,v11}
+groups="$safe${risky:+ $risky}"               # one parity process per group
+presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
+parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)
 parity_limit=${PREFILL_PARITY_LIMIT:-100}
 
 parity() { # part presets
@@ -29,8 +33,8 @@ parity() { # part presets
     > "$JOB_OUT/parity-$1.log" 2>&1
   echo "[prefill +$(($(date +%s) - t0)) s] parity $1 ($2) exit $?"
 }
-say "parity: $safe | $risky (quick cases + the long chunk), one process per preset, limit ${parity_limit} s each"
-for p in $(echo "$safe${risky:+,$risky}" | tr ',' ' '); do parity "$p" "$p" & done
+say "parity: $safe | $risky (quick cases + the long chunk), one process per group, limit ${parity_limit} s each"
+for g in $groups; do parity "$(echo "$g" | tr ',' '+')" "$g" & done
 wait
 grep -hE "FAIL|checks," "$JOB_OUT"/parity-*.log | tail -20
 
@@ -39,10 +43,10 @@ grep -hE "FAIL|checks," "$JOB_OUT"/parity-*.log | tail -20
 # by case side by side, so a cut run has checked them on the same cases).
 ok=$(node -e '
 const fs = require("node:fs");
-const [dir, names] = process.argv.slice(1);
+const [dir, names, partNames] = process.argv.slice(1);
 let rows = [];
 let merged = null;
-for (const part of names.split(",")) {
+for (const part of partNames.split(" ")) {
   let j = null;
   try { j = JSON.parse(fs.readFileSync(`${dir}/parity-${part}.json`, "utf8")); } catch {}
   if (j) {
@@ -74,7 +78,7 @@ const pass = names.split(",").filter((v) => {
   return r.length >= min && r.every((x) => x.pass);
 });
 console.log(pass.join(","));
-' "$JOB_OUT" "$safe${risky:+,$risky}")
+' "$JOB_OUT" "$presets" "$parts")
 say "presets that passed parity: '${ok}'"
 if [ -z "$ok" ]; then
   say "no preset passed parity: nothing timed"
@@ -83,7 +87,7 @@ if [ -z "$ok" ]; then
 fi
 # The merged JSON holds the rows (failures with their reason); a part's files stay only when its JSON
 # is missing.
-for part in $(echo "$safe${risky:+,$risky}" | tr ',' ' '); do
+for part in $parts; do
   [ -s "$JOB_OUT/parity-$part.json" ] && rm -f "$JOB_OUT/parity-$part.json" "$JOB_OUT/parity-$part.log"
 done
 
