@@ -4,7 +4,10 @@ import { type KernelFamily, WGSL_SOURCES } from './kernels.generated.js';
 export type KVDType = 'f32' | 'f16';
 
 /** Compile-time constants of one shader variant; they form the pipeline cache key. */
-export type Defines = Readonly<Record<string, number | boolean | KVDType>>;
+export type Defines = Readonly<Record<string, number | boolean | KVDType | PieceType>>;
+
+/** The piece a team lane loads: 16 bytes of f32 or f16 K/V, or 8 bytes of f16 (`f16x4`). */
+export type PieceType = KVDType | 'f16x4';
 
 const KV_PRELUDE: Record<KVDType, string> = {
   f32: 'alias KV4 = vec4<f32>;\nfn kv4(e: KV4) -> vec4<f32> { return e; }\n',
@@ -14,7 +17,10 @@ const KV_PRELUDE: Record<KVDType, string> = {
 };
 
 /** The 16-byte piece of a K/V row that the team kernels load: 4 f32, or 8 f16 packed in a `vec4<u32>`. */
-const PIECE_PRELUDE: Record<KVDType, string> = {
+const PIECE_PRELUDE: Record<PieceType, string> = {
+  f16x4:
+    'alias KP = vec2<u32>;\n' +
+    'fn kp4(e: KP, i: u32) -> vec4<f32> { return vec4<f32>(unpack2x16float(e.x), unpack2x16float(e.y)); }\n',
   f32: 'alias KP = vec4<f32>;\nfn kp4(e: KP, i: u32) -> vec4<f32> { return e; }\n',
   f16:
     'alias KP = vec4<u32>;\n' +
@@ -64,7 +70,7 @@ export function buildShader(family: KernelFamily, defines: Defines): string {
   const kv = defines.KV;
   if (kv === 'f32' || kv === 'f16') head += KV_PRELUDE[kv];
   const kp = defines.KP;
-  if (kp === 'f32' || kp === 'f16') head += PIECE_PRELUDE[kp];
+  if (kp === 'f32' || kp === 'f16' || kp === 'f16x4') head += PIECE_PRELUDE[kp];
   return `${head}\n${preprocess(WGSL_SOURCES[family], defines)}`;
 }
 

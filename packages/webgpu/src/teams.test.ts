@@ -56,6 +56,8 @@ describe('decode kernel choice', () => {
     expect(teamsLayout(nvidia, 128, 'f16')).toEqual({ WG: 128, TW: 16, PPL: 1, PV: 2 });
     expect(teamsLayout(nvidia, 128, 'f32')).toEqual({ WG: 128, TW: 32, PPL: 1, PV: 1 });
     expect(teamsLayout(nvidia, 64, 'f16')).toEqual({ WG: 128, TW: 8, PPL: 1, PV: 2 });
+    expect(teamsLayout(nvidia, 128, 'f16', 8)).toEqual({ WG: 128, TW: 32, PPL: 1, PV: 1 });
+    expect(teamsLayout(nvidia, 128, 'f32', 8)).toBeNull();
     const small = fake({ hasSubgroups: true, subgroupSizes: { min: 4, max: 4 } });
     expect(teamsLayout(small, 128, 'f32')).toEqual({ WG: 64, TW: 4, PPL: 8, PV: 1 });
     expect(resolveDecodeKernel(small, 128, 'f32')).toBe('teams');
@@ -367,6 +369,7 @@ describe.skipIf(!probe.context)(
       { prefetchIndices: true },
       { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { select: 'classic' as const, fuseCombine: true },
+      { pieceBytes: 8 as const, prefetchIndices: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -460,6 +463,7 @@ describe.skipIf(!probe.context)(
       const keys = gpu.pipelineKeys;
       if (opts.fuseCombine) expect(keys.some((k) => k.includes('FUSED=true'))).toBe(true);
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
+      if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
     });

@@ -70,7 +70,13 @@ const KMIN = 128;
 /** Options of the team kernel a sweep row times (a subset of {@link DecodeArgs}). */
 type Tuning = Pick<
   DecodeArgs,
-  'targetWorkgroups' | 'keysPerStep' | 'minStepsPerSplit' | 'prefetchIndices' | 'fuseCombine' | 'select'
+  | 'targetWorkgroups'
+  | 'keysPerStep'
+  | 'minStepsPerSplit'
+  | 'prefetchIndices'
+  | 'fuseCombine'
+  | 'select'
+  | 'pieceBytes'
 >;
 
 /** Runs of the fused merge at full size compared bit for bit. */
@@ -81,12 +87,14 @@ const PARITY_OPTIONS: Tuning[] = [
   { fuseCombine: true, prefetchIndices: true },
   { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 1 },
   { select: 'classic', keysPerStep: 4 },
+  { pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
 ];
 
 /** What the sweep times per role at the longest context (the defaults are timed in the main rows). */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
   dense: [
     { keysPerStep: 4 },
+    { pieceBytes: 8 },
     { targetWorkgroups: 1024 },
     { targetWorkgroups: 4096 },
     { fuseCombine: true },
@@ -112,6 +120,9 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 1, targetWorkgroups: 4096 },
     { fuseCombine: true, targetWorkgroups: 512 },
     { targetWorkgroups: 512 },
+    { pieceBytes: 8 },
+    { pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
+    { pieceBytes: 8, fuseCombine: true, prefetchIndices: true, keysPerStep: 8 },
   ],
 };
 /** The one-pass whole model with every option on (beside the defaults' one-pass rows). */

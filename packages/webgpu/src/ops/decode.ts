@@ -1,6 +1,7 @@
 import { type BudgetOptions, topkBudget } from '@kascade/core';
 import type { KascadeGPU } from '../context.js';
 import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
+import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
 import { canRadixSelect, encodeRadixSelect, encodeSelect } from './select.js';
@@ -23,16 +24,18 @@ export function teamsLayout(
   gpu: KascadeGPU,
   headDim: number,
   dtype: 'f32' | 'f16',
+  pieceBytes: 8 | 16 = 16,
 ): { WG: number; TW: number; PPL: number; PV: number } | null {
   const sizes = gpu.info.subgroupSizes;
   if (!gpu.info.hasSubgroups || !sizes) return null;
   const pow2 = (x: number) => Number.isInteger(x) && x >= 1 && (x & (x - 1)) === 0;
   if (!pow2(sizes.min) || !pow2(sizes.max)) return null;
-  const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / 16;
+  if (pieceBytes === 8 && dtype !== 'f16') return null;
+  const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / pieceBytes;
   const TW = Math.min(pieces, sizes.min);
   const WG = Math.min(128, 16 * TW);
   if (sizes.max > WG) return null;
-  return { WG, TW, PPL: pieces / TW, PV: dtype === 'f16' ? 2 : 1 };
+  return { WG, TW, PPL: pieces / TW, PV: dtype === 'f16' && pieceBytes === 16 ? 2 : 1 };
 }
 
 /** The decode kernel an op uses: `requested`, else `teams` where it can run, else `chunked`. */
@@ -106,6 +109,11 @@ export interface DecodeArgs {
    * (reuse, the anchors' sparse pass); larger groups 2.
    */
   readonly keysPerStep?: number;
+  /**
+   * `teams` only, f16 K/V: bytes a lane loads per piece of a row, 16 (default) or 8 (twice the lanes
+   * per team, half the registers per lane for the query and the accumulators; for tuning).
+   */
+  readonly pieceBytes?: 8 | 16;
   /** `teams` only: the fewest team steps a workgroup takes (default 4; for tuning). */
   readonly minStepsPerSplit?: number;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default false). */
@@ -278,7 +286,19 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const partialDefs = { SUBGROUPS: gpu.info.hasSubgroups };
   const kernel = resolveDecodeKernel(gpu, headDim, kv.dtype, a.kernel);
   if (a.targetWorkgroups !== undefined) positiveInt('targetWorkgroups', a.targetWorkgroups);
-  const teams = kernel === 'teams' ? teamsLayout(gpu, headDim, kv.dtype)! : null;
+  if (a.pieceBytes !== undefined && a.pieceBytes !== 8 && a.pieceBytes !== 16) {
+    throw new WebGPUShapeError(`pieceBytes must be 8 or 16, got ${a.pieceBytes}`);
+  }
+  if (a.pieceBytes === 8 && kv.dtype !== 'f16') {
+    throw new WebGPUShapeError('pieceBytes 8 needs f16 K/V (a lane loads four f16)');
+  }
+  const pieceBytes = a.pieceBytes ?? 16;
+  const teams =
+    kernel === 'teams'
+      ? (teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!)
+      : null;
+  const pieceType: PieceType =
+    teams && pieceBytes === 8 && teams.PV === 1 && kv.dtype === 'f16' ? 'f16x4' : kv.dtype;
   if (
     a.keysPerStep !== undefined &&
     !(Number.isInteger(a.keysPerStep) && a.keysPerStep >= 1 && a.keysPerStep <= 8)
@@ -351,7 +371,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       WRITE_SCORES: opts.writeScores,
       PREFETCH: opts.gather && a.prefetchIndices === true,
       FUSED: fused,
-      KP: kv.dtype,
+      KP: pieceType,
       SUBGROUPS: true,
     };
     const p1 = teamDefs
