@@ -23,6 +23,7 @@ describe('webgpu-decode bench arguments', () => {
       onePass: true,
     });
     expect(benchArgs(['--no-one-pass']).onePass).toBe(false);
+    expect(benchArgs(['--sweep-only']).sweepOnly).toBe(true);
   });
 
   it('names what it rejects', () => {

@@ -30,7 +30,8 @@
  * and index prefetch on (the `options` column), against dense with the same options.
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
- * `--no-parity`, `--no-sweep`, `--no-one-pass`.
+ * `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only` (no main rows and no one-pass: the
+ * sweep, the select rows and the fused checks alone, so a device job can run them in a part of their own).
  */
 import {
   type DecodeSelection,
@@ -90,39 +91,46 @@ const PARITY_OPTIONS: Tuning[] = [
   { pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
 ];
 
-/** What the sweep times per role at the longest context (the defaults are timed in the main rows). */
+/** Every combination of the given option values (a grid for the sweep). */
+function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
+  let out: Tuning[] = [{}];
+  for (const [name, values] of Object.entries(axes) as [keyof Tuning, readonly unknown[]][]) {
+    out = out.flatMap((t) => values.map((v) => ({ ...t, [name]: v }) as Tuning));
+  }
+  return out;
+}
+
+/**
+ * What the sweep times per role at the longest context (the defaults are timed in the main rows):
+ * grids over the team kernel's options (the device runs the whole job in well under a minute).
+ */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  dense: [
-    { keysPerStep: 4 },
-    { pieceBytes: 8 },
-    { targetWorkgroups: 1024 },
-    { targetWorkgroups: 4096 },
-    { fuseCombine: true },
-    { fuseCombine: true, targetWorkgroups: 1024 },
-  ],
-  'dense-anchor': [{ select: 'classic' }, { fuseCombine: true }, { keysPerStep: 4, select: 'classic' }],
+  dense: grid({
+    pieceBytes: [16, 8],
+    keysPerStep: [4, 8],
+    targetWorkgroups: [1024, 2048, 4096],
+    fuseCombine: [false, true],
+  }),
+  'dense-anchor': grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
   anchor: [
-    { select: 'classic' },
+    ...grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
     { fuseCombine: true, prefetchIndices: true },
+    { fuseCombine: true, prefetchIndices: true, pieceBytes: 8 },
     { keysPerStep: 4, select: 'classic' },
   ],
   reuse: [
-    { keysPerStep: 8 },
     { prefetchIndices: true },
     { fuseCombine: true },
-    { fuseCombine: true, prefetchIndices: true },
-    { fuseCombine: true, prefetchIndices: true, keysPerStep: 8 },
-    { fuseCombine: true, prefetchIndices: true, targetWorkgroups: 512 },
-    { fuseCombine: true, prefetchIndices: true, targetWorkgroups: 1024 },
-    { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 2 },
-    { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, targetWorkgroups: 4096 },
-    { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 2 },
-    { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 1, targetWorkgroups: 4096 },
-    { fuseCombine: true, targetWorkgroups: 512 },
     { targetWorkgroups: 512 },
     { pieceBytes: 8 },
-    { pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
-    { pieceBytes: 8, fuseCombine: true, prefetchIndices: true, keysPerStep: 8 },
+    ...grid({
+      fuseCombine: [true],
+      prefetchIndices: [true],
+      pieceBytes: [16, 8],
+      keysPerStep: [4, 8],
+      minStepsPerSplit: [1, 2, 4],
+      targetWorkgroups: [512, 2048, 4096],
+    }),
   ],
 };
 /** The one-pass whole model with every option on (beside the defaults' one-pass rows). */
@@ -219,7 +227,19 @@ const bench: Bench = {
           anchor: batch * G * (n * D * 2 + k * D * 2),
           reuse: batch * G * k * kvRow,
         };
-        for (const kernel of kernels) {
+        if (args.sweepOnly) {
+          // No main rows: one untimed anchor fills the pooled scores and the slot the sweep reads.
+          await gpu.checked('sweep-only anchor', async () => {
+            const enc = gpu.device.createCommandEncoder({ label: 'bench.anchor' });
+            const pass = enc.beginComputePass();
+            encodeDecode(gpu, pass, { role: 'anchor', heads: H, q, kv, n, out, slot, headMap, budget });
+            pass.end();
+            gpu.flushParams();
+            gpu.device.queue.submit([enc.finish()]);
+            await gpu.device.queue.onSubmittedWorkDone();
+          });
+        }
+        for (const kernel of args.sweepOnly ? [] : kernels) {
           const times: Partial<Record<LayerRole, number>> = {};
           for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
             const label = `${kernel} ${role} n=${n} b=${batch}`;
@@ -277,7 +297,7 @@ const bench: Bench = {
             );
           }
         }
-        if (args.onePass) {
+        if (args.onePass && !args.sweepOnly) {
           // The whole model's attention encoded in one pass, as an engine would: layer 0, anchors at
           // 2, 8, 13, 14 (the shipped Llama-3.1-8B plan), reuse elsewhere, against 32 dense layers.
           // Four K/V copies in turn, so no layer finds the previous layer's rows in L2.
@@ -345,7 +365,7 @@ const bench: Bench = {
               denseModel.median / sparseModel.median,
               3,
             );
-            if (args.sweep && n === Math.max(...contexts) && kernel === 'teams') {
+            if (kernel === 'teams') {
               // The same with the options on (each model against its own dense).
               const denseOpt = await model(false, ONE_PASS_OPTIONS);
               const sparseOpt = await model(true, ONE_PASS_OPTIONS);
@@ -559,7 +579,7 @@ function tagOf(n: number): string {
   return n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
 }
 
-/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`, `--no-one-pass`. */
+/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only`. */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
   batches?: number[];
@@ -567,6 +587,7 @@ export function benchArgs(argv: readonly string[]): {
   parity: boolean;
   sweep: boolean;
   onePass: boolean;
+  sweepOnly?: boolean;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -589,6 +610,7 @@ export function benchArgs(argv: readonly string[]): {
     } else if (name === 'no-parity') out.parity = false;
     else if (name === 'no-sweep') out.sweep = false;
     else if (name === 'no-one-pass') out.onePass = false;
+    else if (name === 'sweep-only') out.sweepOnly = true;
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }
   return out;
