@@ -41,7 +41,7 @@ const ROWS: Row[] = [
 
 async function runSelect(
   gpu: KascadeGPU,
-  variant: 'radix' | 'classic',
+  variant: 'radix' | 'classic' | 'radix-64-256',
   vals: GPUBuffer,
   info: Uint32Array,
   rows: number,
@@ -62,6 +62,8 @@ async function runSelect(
       tag: 'test',
     };
     if (variant === 'radix') encodeRadixSelect(gpu, pass, args);
+    else if (variant === 'radix-64-256')
+      encodeRadixSelect(gpu, pass, { ...args, testLayout: { wg: 64, rwg: 256 } });
     else encodeSelect(gpu, pass, args);
     pass.end();
     gpu.flushParams();
@@ -109,6 +111,10 @@ describe.skipIf(!probe.context)('radix select (topk_radix.wgsl)', () => {
     const classic = await runSelect(gpu, 'classic', vals, info, ROWS.length, maxLength, outTotal);
     // A second run on the same scratch (the global histogram must have been cleared).
     const again = await runSelect(gpu, 'radix', vals, info, ROWS.length, maxLength, outTotal);
+    // The shape a large device runs (refine 4x the chunk workgroup: four chunks per pass, a scan over
+    // part of the workgroup), scaled down to this device's 256 invocations.
+    const scaled = await runSelect(gpu, 'radix-64-256', vals, info, ROWS.length, maxLength, outTotal);
+    expect(Array.from(scaled)).toEqual(Array.from(radix));
     let checked = 0;
     ROWS.forEach((r, i) => {
       const want = topkRef(host.subarray(offsets[i], offsets[i] + r.length), r.k);

@@ -132,6 +132,11 @@ export function encodeRadixSelect(
     out: GPUBuffer | GPUBufferBinding;
     tag: string;
     pool?: RadixPool;
+    /**
+     * Tests only: the workgroup sizes (hist0/emit, refine), e.g. `{ wg: 64, rwg: 256 }` to run on a
+     * 256-invocation device the shape that 256/1024 has on a large one (4 chunks per refine pass).
+     */
+    testLayout?: { wg: number; rwg: number };
   },
 ): void {
   const { rows, maxLength } = args;
@@ -145,7 +150,9 @@ export function encodeRadixSelect(
       'too many Top-k rows in one select',
     );
   }
-  const RWG = radixRefineWG(gpu, maxLength);
+  const WGX = args.testLayout?.wg ?? RADIX_WG;
+  const RWG = args.testLayout?.rwg ?? radixRefineWG(gpu, maxLength);
+  const CHUNK = WGX * RADIX_LOADS;
   if (!gpu.info.hasSubgroups || RWG === 0) {
     throw new WebGPULimitError(
       'radix select',
@@ -154,15 +161,18 @@ export function encodeRadixSelect(
       'row too long, or no subgroups',
     );
   }
-  const chunks = Math.ceil(maxLength / RADIX_CHUNK);
+  const chunks = Math.ceil(maxLength / CHUNK);
+  if (Math.ceil(maxLength / (RWG * RADIX_LOADS)) * ((RWG * RADIX_LOADS) / CHUNK) > RADIX_MAXCH) {
+    throw new WebGPULimitError('radix select', maxLength, RADIX_MAXCH * CHUNK, 'row too long');
+  }
   const hist = gpu.scratchBuffer('radix.hist', rows * BINS * 4);
   const state = gpu.scratchBuffer(`radix.state.${args.tag}`, rows * 8);
   const offs = gpu.scratchBuffer(`radix.offsets.${args.tag}`, rows * chunks * 8);
   const pool = args.pool;
   const defines = {
-    WG: RADIX_WG,
+    WG: WGX,
     LOADS: RADIX_LOADS,
-    CHUNK: RADIX_CHUNK,
+    CHUNK,
     RWG,
     MAXCH: RADIX_MAXCH,
     POOL: pool !== undefined,
