@@ -580,29 +580,41 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           }
           __syncthreads();
           T* outp = static_cast<T*>(a.out);
-          for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
-            const int h = i2 / D, d = i2 % D;
-            const float* po = a.part_o + (bh0 + h) * SS * D + d;
+          // One float4 column chunk per thread (per element: even slots into o0, odd into o1, in
+          // slot order, as a scalar loop would), eight slots' loads in flight at a time.
+          auto fma4 = [](float4& o, const float4& t, float w) {
+            o.x = fmaf(t.x, w, o.x);
+            o.y = fmaf(t.y, w, o.y);
+            o.z = fmaf(t.z, w, o.z);
+            o.w = fmaf(t.w, w, o.w);
+          };
+          for (int i4 = tid; i4 < GS * D / 4; i4 += C::kThreads) {
+            const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
+            const float4* po = reinterpret_cast<const float4*>(a.part_o + (bh0 + h) * SS * D + d);
             const float* w = wts + h * S;
-            float o0 = 0.f, o1 = 0.f;
+            float4 o0 = make_float4(0.f, 0.f, 0.f, 0.f), o1 = o0;
             int x = 0;
-            // Eight loads in flight, then the FMAs in the same order as the pairs below (same result).
             for (; x + 8 <= S; x += 8) {
-              float t[8];
+              float4 t[8];
     #pragma unroll
-              for (int u = 0; u < 8; ++u) t[u] = __ldcg(po + (x + u) * D);
+              for (int u = 0; u < 8; ++u) t[u] = __ldcg(po + (x + u) * (D / 4));
     #pragma unroll
               for (int u = 0; u < 8; u += 2) {
-                o0 = fmaf(t[u], w[x + u], o0);
-                o1 = fmaf(t[u + 1], w[x + u + 1], o1);
+                fma4(o0, t[u], w[x + u]);
+                fma4(o1, t[u + 1], w[x + u + 1]);
               }
             }
             for (; x + 2 <= S; x += 2) {
-              o0 = fmaf(__ldcg(po + x * D), w[x], o0);
-              o1 = fmaf(__ldcg(po + (x + 1) * D), w[x + 1], o1);
+              fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
+              fma4(o1, __ldcg(po + (x + 1) * (D / 4)), w[x + 1]);
             }
-            if (x < S) o0 = fmaf(__ldcg(po + x * D), w[x], o0);
-            outp[(bh0 + h) * D + d] = from_float<T>((o0 + o1) / Lh[h]);
+            if (x < S) fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
+            const float lsum = Lh[h];
+            T* op = outp + (bh0 + h) * D + d;
+            op[0] = from_float<T>((o0.x + o1.x) / lsum);
+            op[1] = from_float<T>((o0.y + o1.y) / lsum);
+            op[2] = from_float<T>((o0.z + o1.z) / lsum);
+            op[3] = from_float<T>((o0.w + o1.w) / lsum);
           }
         }
       }
