@@ -67,12 +67,19 @@ cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMod
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                            cudaStream_t st, bool twoWarpgroups);
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
+// Dense variant v6 (prefill_dense_v6.cu, KASCADE_PREFILL_DENSE=v6): wgmma with 128-key steps, two
+// warpgroups per block and the next step's Q K^T overlapping this step's softmax; dense and dense +
+// statistics at head dim 128 (prefill_dense_v6_supports); otherwise v2 runs. KASCADE_PREFILL_SPARSE=v6
+// selects sparse v5.
+bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
+cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
+                                    cudaStream_t st);
 // Sparse variant v5 (prefill_sparse_v5.cu): v2's warp layout with the key positions staged one step ahead in
 // shared memory, masks only on the steps that need them, and K / V in separate copy groups;
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1, 2 (default), 3, 4 or 5.
+// The variant the environment selects for a mode: 1, 2 (default), 3, 4, 5 or 6.
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

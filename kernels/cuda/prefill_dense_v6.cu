@@ -1,0 +1,287 @@
+// Dense causal prefill attention, variant v6 (KASCADE_PREFILL_DENSE=v6; dense and dense + statistics, head
+// dim 128; the statistics-only mode and head dim 64 run v2): Hopper wgmma with the FlashAttention-3 ideas
+// that need no copy engine: 128-key steps (S tiles of m64n128), two warpgroups per block sharing every K/V
+// step, and inside each warpgroup the next step's Q K^T on the tensor cores while this step's softmax runs.
+// The wgmma variants v3 / v4 (prefill_attention_wgmma.cu) wait for every product at once and use 64-key S
+// tiles; they ran at 185-210 TFLOP/s on the H200 against v2's 344.
+//
+// Kernel prefill_dense_v6_kernel<T, MODE>: grid (ceil(queries / 128), heads, batch), heaviest (last) query
+// blocks first; 256 threads = 2 warpgroups, warpgroup w = the block's query rows 64 w .. 64 w + 63, warp
+// (w, v) rows 16 v .. 16 v + 15 of those. Keys 0 .. min(n, the block's last position + 1) - 1 in 128-key
+// steps, K and V in a 3-stage shared-memory ring filled by 16-byte cp.async (the copy of step i + 3 is
+// issued once step i is done with its stage), Q in shared memory once. All operands use the no-swizzle interleave
+// layout of prefill_wgmma.cuh.
+//   Iteration i: K(i + 1) / V(i + 1) land; S(i + 1) = Q K(i + 1)^T is issued (8 wgmma m64n128k16, A = Q and
+//   B = K from shared memory) into the second S accumulator set; the online softmax of S(i) runs (log2
+//   domain, FMA + ex2.approx; S(i) was masked in place when it was waited for, only on steps that cross the
+//   warp's diagonal), the output is
+//   rescaled when a row max moved, P(i) is rounded to the 16-bit type in registers (the accumulator layout
+//   is the A-register layout); O += P(i) V(i) is issued (8 wgmma m64n128k16, A = P from registers, B = V
+//   N-major from shared memory); the iteration ends waiting for both (nothing in flight across iterations:
+//   ptxas serialises wgmma otherwise).
+//   Shared memory: Q 128 x 128 x 2 B + 3 stages x 128 x 128 x 2 B for K and for V = 224 KB (one block per
+//   SM; the limit is 227 KB).
+#include <cstdio>
+#include <type_traits>
+
+#include "prefill_wgmma.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+using namespace wg;
+
+constexpr int kV6Keys = 128;  // keys per step
+constexpr int kV6Rows = 128;  // query rows per block (two warpgroups of 64)
+constexpr int kV6Stages = 3;  // K/V ring: the copy of step i + 3 is issued once step i is done
+
+template <typename T>
+constexpr size_t v6_smem_bytes() {
+  return static_cast<size_t>(kV6Rows * 128 + 2 * kV6Stages * kV6Keys * 128) * sizeof(T);
+}
+
+template <typename T, int MODE>
+__global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefillShape s, PrefillArgs a) {
+  constexpr int D = 128;
+  constexpr bool kWriteStats = MODE == kDenseStats;
+  constexpr int KC = D / 16;           // k-slices of Q K^T
+  constexpr int CPR = D / 8;           // 16-byte chunks per row
+  constexpr int TILE = kV6Keys * D;    // elements of one K (or V) stage
+  constexpr uint32_t RG = D * 16;      // bytes between 8-row groups
+  constexpr int NA = 64;               // f32 accumulators per thread of an m64n128 tile
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* Qs = reinterpret_cast<T*>(smem_raw);
+  T* Ks = Qs + kV6Rows * D;
+  T* Vs = Ks + kV6Stages * TILE;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wl = warp & 3;
+  const int row = lane >> 2, quad = lane & 3;
+  const int H = s.heads, G = s.kvHeads, Q = s.queries;
+  const int n = s.queryStart + Q;
+  const int b = blockIdx.z;
+  const int qb = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, j = h / (H / G);
+  const int q0 = qb * kV6Rows;
+  const int listLen = min(n, s.queryStart + q0 + kV6Rows);
+  const int steps = (listLen + kV6Keys - 1) / kV6Keys;
+  const int qi0 = q0 + wg * 64 + wl * 16 + row, qi1 = qi0 + 8;  // this thread's two query rows
+  const int pos0 = s.queryStart + qi0, pos1 = pos0 + 8;
+  const int warpFirst = s.queryStart + q0 + wg * 64 + wl * 16;  // the warp's first query position
+  const float qscale = s.scale * kLog2e;
+
+  const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+  const T* kg = static_cast<const T*>(a.k) + kvBase;
+  const T* vg = static_cast<const T*>(a.v) + kvBase;
+  const size_t qBase = (static_cast<size_t>(b) * H + h) * static_cast<size_t>(Q);
+
+  // Q rows of the block (zero past the chunk's end): part of the first copy group.
+  {
+    const T* qg = static_cast<const T*>(a.q) + qBase * D;
+    for (int c = tid; c < kV6Rows * CPR; c += 256) {
+      const int r8 = c & 7, rest = c >> 3;
+      const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
+      const int qi = q0 + r;
+      cp_async16(Qs + il_offset<D>(r, cc), qg + static_cast<size_t>(qi < Q ? qi : 0) * D + cc * 8, qi < Q ? 16 : 0);
+    }
+  }
+  auto issue = [&](int i) {
+    if (i < steps) {
+      T* kd = Ks + (i % kV6Stages) * TILE;
+      T* vd = Vs + (i % kV6Stages) * TILE;
+      for (int c = tid; c < kV6Keys * CPR; c += 256) {
+        const int r8 = c & 7, rest = c >> 3;
+        const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
+        const int x = i * kV6Keys + r;
+        const size_t off = static_cast<size_t>(x < listLen ? x : 0) * D + cc * 8;
+        cp_async16(kd + il_offset<D>(r, cc), kg + off, x < listLen ? 16 : 0);
+        cp_async16(vd + il_offset<D>(r, cc), vg + off, x < listLen ? 16 : 0);
+      }
+    }
+    cp_async_commit();
+  };
+  const T* qw = Qs + wg * 64 * D;  // this warpgroup's 64 query rows (8 row groups)
+  auto mma_s = [&](float* sacc, int i) {
+    const T* ks = Ks + (i % kV6Stages) * TILE;
+    pin<NA>(sacc);
+    fence();
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc)
+      wgmma_m64n128k16_ss(sacc, smem_desc(qw + kc * 128, 128, RG), smem_desc(ks + kc * 128, 128, RG), kc > 0 ? 1 : 0,
+                          T{});
+    commit();
+    pin<NA>(sacc);
+  };
+
+  float o[NA];
+#pragma unroll
+  for (int x = 0; x < NA; ++x) o[x] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+  // Softmax of step i's (masked) scores (in sacc, rows qi0 / qi1, key kFirst + nb * 8 + quad * 2 + e at
+  // [nb * 4 + e] / [nb * 4 + 2 + e]) -> P in registers, then O += P V(i) issued (not waited for).
+  // Causal mask of step i's scores, in place, only on steps that cross the warp's diagonal or the end. Run
+  // right after the step's wgmma is waited for, outside any other wgmma's pipeline stage (writing the
+  // accumulator registers while a wgmma is in flight makes ptxas serialise it: warning C7515).
+  auto mask_step = [&](float* sacc, int i) {
+    const int kFirst = i * kV6Keys;
+    if (kFirst + kV6Keys - 1 > warpFirst || kFirst + kV6Keys > listLen) {
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int p = kFirst + nb * 8 + quad * 2 + e;
+          if (p > pos0 || p >= listLen) sacc[nb * 4 + e] = -INFINITY;
+          if (p > pos1 || p >= listLen) sacc[nb * 4 + 2 + e] = -INFINITY;
+        }
+    }
+  };
+
+  auto softmax_pv = [&](const float* sacc, int i) {
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
+      mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
+    const float al0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0);
+    const float al1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
+    const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+    float rs0 = 0.f, rs1 = 0.f;
+    uint32_t pa[8][4];
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      const float p00 = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)), p01 = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      const float p10 = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)), p11 = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      rs0 += p00 + p01;
+      rs1 += p10 + p11;
+      // k-slice kk = nb / 2: a0 / a1 = keys kk*16 + quad*2 (rows qi0 / qi1), a2 / a3 = the same + 8.
+      pa[nb >> 1][(nb & 1) * 2 + 0] = pack_2<T>(p00, p01);
+      pa[nb >> 1][(nb & 1) * 2 + 1] = pack_2<T>(p10, p11);
+    }
+    l0 = l0 * al0 + rs0;
+    l1 = l1 * al1 + rs1;
+    m0 = mn0;
+    m1 = mn1;
+    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) {
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb) {
+        o[nb * 4 + 0] *= al0;
+        o[nb * 4 + 1] *= al0;
+        o[nb * 4 + 2] *= al1;
+        o[nb * 4 + 3] *= al1;
+      }
+    }
+    const T* vs = Vs + (i % kV6Stages) * TILE;
+    pin<NA>(o);
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], smem_desc(vs + kk * 16 * D, RG, 128), 1, T{});
+    commit();
+    pin<NA>(o);
+  };
+
+  float sA[NA], sB[NA];
+  issue(0);
+  issue(1);
+  issue(2);
+  cp_async_wait<2>();
+  fence_proxy_async();
+  __syncthreads();
+  mma_s(sA, 0);
+  wait0();
+  pin<NA>(sA);
+  mask_step(sA, 0);
+
+  // Iteration i (S(i) is complete in cur): K/V(i + 1) land (issued two iterations ago), S(i + 1) goes to the
+  // tensor cores, the softmax and P V of step i follow, then everything is waited for, and step i's stage is
+  // refilled with step i + 3.
+  auto body = [&](auto parity, int i) {
+    float* cur = parity.value == 0 ? sA : sB;
+    float* nxt = parity.value == 0 ? sB : sA;
+    cp_async_wait<1>();  // K / V (i + 1); (i + 2) may still be in flight
+    fence_proxy_async();
+    __syncthreads();
+    if (i + 1 < steps) mma_s(nxt, i + 1);
+    softmax_pv(cur, i);
+    wait0();
+    pin<NA>(nxt);
+    pin<NA>(o);
+    if (i + 1 < steps) mask_step(nxt, i + 1);
+    __syncthreads();  // every warp is done with step i's stage (K(i) in S(i), V(i) in P V(i))
+    issue(i + 3);
+  };
+#pragma unroll 1
+  for (int i = 0; i < steps; i += 2) {
+    body(std::integral_constant<int, 0>{}, i);
+    if (i + 1 < steps) body(std::integral_constant<int, 1>{}, i + 1);
+  }
+  cp_async_wait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  if constexpr (kWriteStats) {
+    if (quad == 0) {
+      if (qi0 < Q) {
+        a.stats[(qBase + qi0) * 2] = m0;
+        a.stats[(qBase + qi0) * 2 + 1] = l0;
+      }
+      if (qi1 < Q) {
+        a.stats[(qBase + qi1) * 2] = m1;
+        a.stats[(qBase + qi1) * 2 + 1] = l1;
+      }
+    }
+  }
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  T* out = static_cast<T*>(a.out);
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) {
+    if (qi0 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi0) * D + nb * 8 + quad * 2) =
+          pack_2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
+    if (qi1 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi1) * D + nb * 8 + quad * 2) =
+          pack_2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
+  }
+}
+
+template <typename T, int MODE>
+cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  constexpr size_t smem = v6_smem_bytes<T>();
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v6_kernel<T, MODE>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  const dim3 grid(ceil_div(s.queries, kV6Rows), s.heads, s.batch);
+  prefill_dense_v6_kernel<T, MODE><<<grid, 256, smem, st>>>(s, a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode) {
+  return s.headDim == 128 && (mode == kDense || mode == kDenseStats);
+}
+
+cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
+                                    cudaStream_t st) {
+  if (!prefill_dense_v6_supports(s, mode)) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    return mode == kDense ? launch_v6_t<T, kDense>(s, a, st) : launch_v6_t<T, kDenseStats>(s, a, st);
+  });
+}
+
+}  // namespace pf
+}  // namespace kascade
