@@ -67,10 +67,10 @@ cudaError_t launch_prefill_attention_v2(const KascadePrefillShape& s, PrefillMod
 cudaError_t launch_prefill_attention_wgmma(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                            cudaStream_t st, bool twoWarpgroups);
 bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
-// Dense variant v6 (prefill_dense_v6.cu, KASCADE_PREFILL_DENSE=v6): wgmma with 128-key steps, two
+// Variant v6 (prefill_dense_v6.cu, KASCADE_PREFILL_DENSE / _SPARSE=v6): wgmma with 128-key steps, two
 // warpgroups per block and the next step's Q K^T overlapping this step's softmax; dense and dense +
-// statistics at head dim 128 (prefill_dense_v6_supports); otherwise v2 runs. KASCADE_PREFILL_SPARSE=v6
-// selects sparse v5.
+// statistics at head dim 128, sparse at head dim 128 and g = 4 (prefill_dense_v6_supports); otherwise
+// dense runs v2 and sparse v5.
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st);

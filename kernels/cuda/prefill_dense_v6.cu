@@ -1,10 +1,16 @@
-// Dense causal prefill attention, variant v6 (KASCADE_PREFILL_DENSE=v6; dense and dense + statistics, head
-// dim 128; the statistics-only mode and head dim 64 run v2): Hopper wgmma with the FlashAttention-3 ideas
+// Prefill attention, variant v6 (KASCADE_PREFILL_DENSE=v6: dense and dense + statistics at head dim 128, the
+// statistics-only mode and head dim 64 run v2; KASCADE_PREFILL_SPARSE=v6: the sparse tile attention of the
+// anchor and reuse at head dim 128 and g = 4, otherwise sparse v5): Hopper wgmma with the FlashAttention-3 ideas
 // that need no copy engine: 128-key steps (S tiles of m64n128), two warpgroups per block sharing every K/V
 // step, and inside each warpgroup the next step's Q K^T on the tensor cores while this step's softmax runs.
 // The wgmma variants v3 / v4 (prefill_attention_wgmma.cu) wait for every product at once and use 64-key S
 // tiles; they ran at 185-210 TFLOP/s on the H200 against v2's 344.
 //
+// Sparse mode: grid (tiles, kvHeads, batch), one block = a tile's 32 queries of the group's 4 query heads
+// (row r: head j * 4 + r / 32, query t * 32 + r % 32; warpgroup w = heads 2w, 2w + 1), over the key list of
+// v1/v2/v5 (the selection's counts[t] entries, then the diagonal tile). Key positions come through a 4-slot
+// shared-memory ring (loaded into registers an iteration before they are stored, the copies of a step issue
+// from its slot); a step whose slot holds a diagonal, past-the-list or invalid entry is masked.
 // Kernel prefill_dense_v6_kernel<T, MODE>: grid (ceil(queries / 128), heads, batch), heaviest (last) query
 // blocks first; 256 threads = 2 warpgroups, warpgroup w = the block's query rows 64 w .. 64 w + 63, warp
 // (w, v) rows 16 v .. 16 v + 15 of those. Keys 0 .. min(n, the block's last position + 1) - 1 in 128-key
@@ -20,7 +26,7 @@
 //   N-major from shared memory); the iteration ends waiting for both (nothing in flight across iterations:
 //   ptxas serialises wgmma otherwise).
 //   Shared memory: Q 128 x 128 x 2 B + 3 stages x 128 x 128 x 2 B for K and for V = 224 KB (one block per
-//   SM; the limit is 227 KB).
+//   SM; the limit is 227 KB), + 2.1 KB of positions in sparse mode.
 #include <cstdio>
 #include <type_traits>
 
@@ -37,24 +43,31 @@ constexpr int kV6Keys = 128;  // keys per step
 constexpr int kV6Rows = 128;  // query rows per block (two warpgroups of 64)
 constexpr int kV6Stages = 3;  // K/V ring: the copy of step i + 3 is issued once step i is done
 
-template <typename T>
+constexpr int kV6PosSlots = 4;  // sparse: key positions of steps i .. i + 3
+
+template <typename T, int MODE>
 constexpr size_t v6_smem_bytes() {
-  return static_cast<size_t>(kV6Rows * 128 + 2 * kV6Stages * kV6Keys * 128) * sizeof(T);
+  return static_cast<size_t>(kV6Rows * 128 + 2 * kV6Stages * kV6Keys * 128) * sizeof(T) +
+         (MODE == kSparse ? (kV6PosSlots * kV6Keys + kV6PosSlots * 4) * sizeof(int) : 0);
 }
 
 template <typename T, int MODE>
 __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefillShape s, PrefillArgs a) {
   constexpr int D = 128;
+  constexpr bool kSparseMode = MODE == kSparse;
   constexpr bool kWriteStats = MODE == kDenseStats;
   constexpr int KC = D / 16;           // k-slices of Q K^T
   constexpr int CPR = D / 8;           // 16-byte chunks per row
   constexpr int TILE = kV6Keys * D;    // elements of one K (or V) stage
   constexpr uint32_t RG = D * 16;      // bytes between 8-row groups
   constexpr int NA = 64;               // f32 accumulators per thread of an m64n128 tile
+  constexpr int GS = 4;                // sparse: the group's 4 query heads x the tile's 32 queries = 128 rows
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* Qs = reinterpret_cast<T*>(smem_raw);
   T* Ks = Qs + kV6Rows * D;
   T* Vs = Ks + kV6Stages * TILE;
+  int* posS = reinterpret_cast<int*>(Vs + kV6Stages * TILE);  // sparse: [slot][128] key positions
+  int* badS = posS + kV6PosSlots * kV6Keys;                     // sparse: [slot][4] "slot needs a mask"
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wg = warp >> 2, wl = warp & 3;
@@ -62,31 +75,82 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
   const int b = blockIdx.z;
-  const int qb = gridDim.x - 1 - blockIdx.x;
-  const int h = blockIdx.y, j = h / (H / G);
-  const int q0 = qb * kV6Rows;
-  const int listLen = min(n, s.queryStart + q0 + kV6Rows);
+  const int r0 = wg * 64 + wl * 16 + row;  // this thread's block rows r0, r0 + 8
+  int j, q0 = 0, listLen, qi0, pos0, warpFirst = 0, cnt = 0, tileStart = 0, t = 0;
+  size_t qBase;
+  const int* idx = nullptr;
+  if constexpr (kSparseMode) {
+    // Block = (tile t, KV head j); row r = query head j * 4 + r / 32, query t * 32 + r % 32.
+    const int tiles = tiles_of(s);
+    t = tiles - 1 - static_cast<int>(blockIdx.x);
+    j = blockIdx.y;
+    tileStart = s.queryStart + t * kT;
+    const int diag = min(kT, n - tileStart);
+    cnt = min(max(__ldg(a.counts + t), 0), a.kMax);
+    idx = a.indices + ((static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * tiles + t) * a.kMax;
+    listLen = cnt + diag;
+    qi0 = t * kT + (r0 & (kT - 1));
+    pos0 = tileStart + (r0 & (kT - 1));
+    qBase = (static_cast<size_t>(b) * H + j * GS + (r0 >> 5)) * static_cast<size_t>(Q);
+  } else {
+    const int qb = gridDim.x - 1 - blockIdx.x;
+    const int h = blockIdx.y;
+    j = h / (H / G);
+    q0 = qb * kV6Rows;
+    listLen = min(n, s.queryStart + q0 + kV6Rows);
+    qi0 = q0 + r0;
+    pos0 = s.queryStart + qi0;
+    warpFirst = s.queryStart + q0 + wg * 64 + wl * 16;  // the warp's first query position
+    qBase = (static_cast<size_t>(b) * H + h) * static_cast<size_t>(Q);
+  }
+  const int qi1 = qi0 + 8, pos1 = pos0 + 8;
   const int steps = (listLen + kV6Keys - 1) / kV6Keys;
-  const int qi0 = q0 + wg * 64 + wl * 16 + row, qi1 = qi0 + 8;  // this thread's two query rows
-  const int pos0 = s.queryStart + qi0, pos1 = pos0 + 8;
-  const int warpFirst = s.queryStart + q0 + wg * 64 + wl * 16;  // the warp's first query position
   const float qscale = s.scale * kLog2e;
 
   const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
   const T* kg = static_cast<const T*>(a.k) + kvBase;
   const T* vg = static_cast<const T*>(a.v) + kvBase;
-  const size_t qBase = (static_cast<size_t>(b) * H + h) * static_cast<size_t>(Q);
 
   // Q rows of the block (zero past the chunk's end): part of the first copy group.
-  {
-    const T* qg = static_cast<const T*>(a.q) + qBase * D;
-    for (int c = tid; c < kV6Rows * CPR; c += 256) {
-      const int r8 = c & 7, rest = c >> 3;
-      const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
+  for (int c = tid; c < kV6Rows * CPR; c += 256) {
+    const int r8 = c & 7, rest = c >> 3;
+    const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
+    size_t qrow;
+    bool valid;
+    if constexpr (kSparseMode) {
+      const int qi = t * kT + (r & (kT - 1));
+      valid = qi < Q;
+      qrow = (static_cast<size_t>(b) * H + j * GS + (r >> 5)) * static_cast<size_t>(Q) + (valid ? qi : 0);
+    } else {
       const int qi = q0 + r;
-      cp_async16(Qs + il_offset<D>(r, cc), qg + static_cast<size_t>(qi < Q ? qi : 0) * D + cc * 8, qi < Q ? 16 : 0);
+      valid = qi < Q;
+      qrow = (static_cast<size_t>(b) * H + blockIdx.y) * static_cast<size_t>(Q) + (valid ? qi : 0);
     }
+    cp_async16(Qs + il_offset<D>(r, cc), static_cast<const T*>(a.q) + qrow * D + cc * 8, valid ? 16 : 0);
   }
+
+  // Sparse: list entry li's key position (-1: masked, never read); the positions of a step are loaded into
+  // registers (threads 0..127, one each) an iteration before they are stored to their slot, and the copies
+  // issue from the slot.
+  auto list_pos = [&](int li) -> int {
+    if (li >= listLen) return -1;
+    if (li < cnt) {
+      const int p = __ldg(idx + li);
+      return (p >= 0 && p < tileStart) ? p : -1;
+    }
+    return tileStart + (li - cnt);
+  };
+  auto load_pos = [&](int i) -> int { return (tid < kV6Keys && i < steps) ? list_pos(i * kV6Keys + tid) : -1; };
+  auto store_pos = [&](int i, int p) {
+    const int slot = i % kV6PosSlots;
+    if (tid < kV6Keys) {
+      posS[slot * kV6Keys + tid] = p;
+      // Diagonal entries, entries past the list and invalid ones need the mask.
+      const bool bad = __any_sync(0xffffffffu, p < 0 || i * kV6Keys + tid >= cnt);
+      if (lane == 0) badS[slot * 4 + warp] = bad ? 1 : 0;
+    }
+  };
+
   auto issue = [&](int i) {
     if (i < steps) {
       T* kd = Ks + (i % kV6Stages) * TILE;
@@ -94,10 +158,16 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
       for (int c = tid; c < kV6Keys * CPR; c += 256) {
         const int r8 = c & 7, rest = c >> 3;
         const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
-        const int x = i * kV6Keys + r;
-        const size_t off = static_cast<size_t>(x < listLen ? x : 0) * D + cc * 8;
-        cp_async16(kd + il_offset<D>(r, cc), kg + off, x < listLen ? 16 : 0);
-        cp_async16(vd + il_offset<D>(r, cc), vg + off, x < listLen ? 16 : 0);
+        int x;
+        if constexpr (kSparseMode) {
+          x = posS[(i % kV6PosSlots) * kV6Keys + r];
+        } else {
+          x = i * kV6Keys + r;
+          if (x >= listLen) x = -1;
+        }
+        const size_t off = static_cast<size_t>(x < 0 ? 0 : x) * D + cc * 8;
+        cp_async16(kd + il_offset<D>(r, cc), kg + off, x < 0 ? 0 : 16);
+        cp_async16(vd + il_offset<D>(r, cc), vg + off, x < 0 ? 0 : 16);
       }
     }
     cp_async_commit();
@@ -127,7 +197,20 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   // accumulator registers while a wgmma is in flight makes ptxas serialise it: warning C7515).
   auto mask_step = [&](float* sacc, int i) {
     const int kFirst = i * kV6Keys;
-    if (kFirst + kV6Keys - 1 > warpFirst || kFirst + kV6Keys > listLen) {
+    if constexpr (kSparseMode) {
+      const int slot = i % kV6PosSlots;
+      if (badS[slot * 4] | badS[slot * 4 + 1] | badS[slot * 4 + 2] | badS[slot * 4 + 3]) {
+        const int* ps = posS + slot * kV6Keys;
+#pragma unroll
+        for (int nb = 0; nb < 16; ++nb)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int p = ps[nb * 8 + quad * 2 + e];
+            if (p < 0 || p > pos0) sacc[nb * 4 + e] = -INFINITY;
+            if (p < 0 || p > pos1) sacc[nb * 4 + 2 + e] = -INFINITY;
+          }
+      }
+    } else if (kFirst + kV6Keys - 1 > warpFirst || kFirst + kV6Keys > listLen) {
 #pragma unroll
       for (int nb = 0; nb < 16; ++nb)
 #pragma unroll
@@ -189,6 +272,14 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   };
 
   float sA[NA], sB[NA];
+  int pr = -1;  // sparse: the positions of the step to be stored next, one per thread 0..127
+  if constexpr (kSparseMode) {
+    store_pos(0, load_pos(0));
+    store_pos(1, load_pos(1));
+    store_pos(2, load_pos(2));
+    pr = load_pos(3);
+    __syncthreads();
+  }
   issue(0);
   issue(1);
   issue(2);
@@ -215,8 +306,12 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
     pin<NA>(nxt);
     pin<NA>(o);
     if (i + 1 < steps) mask_step(nxt, i + 1);
+    // Sparse: step i + 3's positions go to slot (i + 3) % 4, last used by step i - 1 (its mask two
+    // iterations ago, its copies four).
+    if constexpr (kSparseMode) store_pos(i + 3, pr);
     __syncthreads();  // every warp is done with step i's stage (K(i) in S(i), V(i) in P V(i))
     issue(i + 3);
+    if constexpr (kSparseMode) pr = load_pos(i + 4);  // lands during the next iteration
   };
 #pragma unroll 1
   for (int i = 0; i < steps; i += 2) {
@@ -256,7 +351,7 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
 
 template <typename T, int MODE>
 cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
-  constexpr size_t smem = v6_smem_bytes<T>();
+  constexpr size_t smem = v6_smem_bytes<T, MODE>();
   static bool configured = false;
   if (!configured) {
     const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v6_kernel<T, MODE>,
@@ -264,7 +359,8 @@ cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
     if (e != cudaSuccess) return e;
     configured = true;
   }
-  const dim3 grid(ceil_div(s.queries, kV6Rows), s.heads, s.batch);
+  const dim3 grid = MODE == kSparse ? dim3(tiles_of(s), s.kvHeads, s.batch)
+                                    : dim3(ceil_div(s.queries, kV6Rows), s.heads, s.batch);
   prefill_dense_v6_kernel<T, MODE><<<grid, 256, smem, st>>>(s, a);
   return cudaGetLastError();
 }
@@ -272,14 +368,21 @@ cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 }  // namespace
 
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode) {
-  return s.headDim == 128 && (mode == kDense || mode == kDenseStats);
+  if (s.headDim != 128) return false;
+  if (mode == kSparse) return s.heads == 4 * s.kvHeads;
+  return mode == kDense || mode == kDenseStats;
 }
 
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st) {
   if (!prefill_dense_v6_supports(s, mode)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return mode == kDense ? launch_v6_t<T, kDense>(s, a, st) : launch_v6_t<T, kDenseStats>(s, a, st);
+    switch (mode) {
+      case kDense: return launch_v6_t<T, kDense>(s, a, st);
+      case kDenseStats: return launch_v6_t<T, kDenseStats>(s, a, st);
+      case kSparse: return launch_v6_t<T, kSparse>(s, a, st);
+      default: return cudaErrorInvalidValue;
+    }
   });
 }
 

@@ -363,8 +363,9 @@ export function uploadPrefillSelection(
  *     ahead (no index load on the copy path), masks only on the steps that need them, and K / V in
  *     separate copy groups (Q K^T runs while V lands); dense and dense + statistics: v2 with 8-warp
  *     blocks (256 queries, one block per SM: half the L2-to-SM traffic per query); statistics: v2;
- *   - `v6`: dense and dense + statistics at head dim 128: `wgmma` with 128-key steps, two warpgroups
- *     per block and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`.
+ *   - `v6`: dense, dense + statistics and (at g = 4) sparse, head dim 128: `wgmma` with 128-key steps,
+ *     two warpgroups per block (128 query rows: 128 queries of a head, or a tile's 32 queries of the
+ *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`.
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
@@ -391,7 +392,8 @@ export interface PrefillKernelSelection {
  * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
  * v7 = v6 with the v5 sparse kernel, v8 = v6 with the pipelined pool (v3), v9 = v6 with the pool that
  * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together),
- * v11 = v10 with the 8-warp dense blocks (dense v5), v12 = v10 with the wgmma dense kernel (dense v6).
+ * v11 = v10 with the 8-warp dense blocks (dense v5), v12 = v10 with the wgmma dense kernel (dense v6),
+ * v13 = v12 with the wgmma sparse kernel (sparse v6).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -406,6 +408,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v10: { dense: 'v2', sparse: 'v5', pool: 'v4' },
   v11: { dense: 'v5', sparse: 'v5', pool: 'v4' },
   v12: { dense: 'v6', sparse: 'v5', pool: 'v4' },
+  v13: { dense: 'v6', sparse: 'v6', pool: 'v4' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */
