@@ -1,6 +1,7 @@
 // Prefill attention, variant v6 (KASCADE_PREFILL_DENSE=v6: dense and dense + statistics at head dim 128, the
 // statistics-only mode and head dim 64 run v2; KASCADE_PREFILL_SPARSE=v6: the sparse tile attention of the
-// anchor and reuse at head dim 128 and g = 4, otherwise sparse v5): Hopper wgmma with the FlashAttention-3 ideas
+// anchor and reuse at head dim 128 and g = 4, otherwise sparse v5): Hopper wgmma with the FlashAttention-3
+// ideas
 // that need no copy engine: 128-key steps (S tiles of m64n128), two warpgroups per block sharing every K/V
 // step, and inside each warpgroup the next step's Q K^T on the tensor cores while this step's softmax runs.
 // The wgmma variants v3 / v4 (prefill_attention_wgmma.cu) wait for every product at once and use 64-key S
@@ -15,7 +16,8 @@
 // blocks first; 256 threads = 2 warpgroups, warpgroup w = the block's query rows 64 w .. 64 w + 63, warp
 // (w, v) rows 16 v .. 16 v + 15 of those. Keys 0 .. min(n, the block's last position + 1) - 1 in 128-key
 // steps, K and V in a 3-stage shared-memory ring filled by 16-byte cp.async (the copy of step i + 3 is
-// issued once step i is done with its stage), Q in shared memory once. All operands use the no-swizzle interleave
+// issued once step i is done with its stage), Q in shared memory once. All operands use the no-swizzle
+// interleave
 // layout of prefill_wgmma.cuh.
 //   Iteration i: K(i + 1) / V(i + 1) land; S(i + 1) = Q K(i + 1)^T is issued (8 wgmma m64n128k16, A = Q and
 //   B = K from shared memory) into the second S accumulator set; the online softmax of S(i) runs (log2
