@@ -1,11 +1,10 @@
 // Prefill attention, variant v6 (KASCADE_PREFILL_DENSE=v6: dense and dense + statistics at head dim 128, the
 // statistics-only mode and head dim 64 run v2; KASCADE_PREFILL_SPARSE=v6: the sparse tile attention of the
 // anchor and reuse at head dim 128 and g = 4, otherwise sparse v5): Hopper wgmma with the FlashAttention-3
-// ideas
-// that need no copy engine: 128-key steps (S tiles of m64n128), two warpgroups per block sharing every K/V
-// step, and inside each warpgroup the next step's Q K^T on the tensor cores while this step's softmax runs.
-// The wgmma variants v3 / v4 (prefill_attention_wgmma.cu) wait for every product at once and use 64-key S
-// tiles; they ran at 185-210 TFLOP/s on the H200 against v2's 344.
+// ideas that need no copy engine: 128-key steps (S tiles of m64n128), two warpgroups per block sharing every
+// K/V step, and inside each warpgroup the next step's Q K^T on the tensor cores while this step's softmax
+// runs. The wgmma variants v3 / v4 (prefill_attention_wgmma.cu) wait for every product at once and use 64-key
+// S tiles; they ran at 185-210 TFLOP/s on the H200 against v2's 344.
 //
 // Sparse mode: grid (tiles, kvHeads, batch), one block = a tile's 32 queries of the group's 4 query heads
 // (row r: head j * 4 + r / 32, query t * 32 + r % 32; warpgroup w = heads 2w, 2w + 1), over the key list of
