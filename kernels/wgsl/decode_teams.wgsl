@@ -23,12 +23,14 @@
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
-// `WRITE_SCORES`, `PREFETCH`, `FUSED`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
+// `WRITE_SCORES`, `PREFETCH`, `FUSED`, `PIPE`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
 // (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
 // PREFETCH (with GATHER): the workgroup stages the key indices of SB steps at a time in workgroup
 // memory, so a step's K/V loads wait for one load, not for the index load and then the row load.
+// PIPE: each step issues the next step's loads before it uses its own (registers double-buffered;
+// indices read directly, PREFETCH ignored).
 // FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
 // counter per row, reset by that workgroup) merges the splits of the group's query heads itself.
 // WGSL has no device-scope fence: the merge relies on the other workgroups' partials being visible
@@ -83,6 +85,40 @@ fn mapped(j: u32) -> u32 {
   return P.headMap[j / 4u][j % 4u];
 }
 
+// The K (and V) pieces of one team step: U consecutive keys from `first` (gathered through `sel`, or
+// through the staged indices `idx[idxOff + u]` when `useIdx`), keys at or past `end` marked invalid.
+struct StepData {
+  kp: array<KP, U * PPL>,
+  vp: array<KP, U * PPL>,
+  xs: array<u32, U>,
+  valid: array<bool, U>,
+}
+
+fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
+  var d: StepData;
+  for (var u = 0u; u < U; u++) {
+    let c = first + u;
+    d.valid[u] = c < end;
+    var x = min(c, end - 1u);
+    if (GATHER) {
+      if (useIdx) {
+        x = idx[idxOff + u];
+      } else {
+        x = sel[selRow + x];
+      }
+    }
+    d.xs[u] = x;
+    let rb = (kvBase + x) * PIECES + lane;
+    for (var pp = 0u; pp < PPL; pp++) {
+      d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
+      if (ACCUM_V) {
+        d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
+      }
+    }
+  }
+  return d;
+}
+
 @compute @workgroup_size(WG)
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
@@ -129,40 +165,32 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
 
   let steps = (end - start + NT * U - 1u) / (NT * U);
+  var nxt: StepData;
+  if (PIPE) {
+    nxt = loadStep(start + tm * U, end, kvBase, selRow, lane, false, 0u);
+  }
   for (var s = 0u; s < steps; s++) {
-    if (GATHER && PREFETCH && s % SB == 0u) {
+    if (GATHER && PREFETCH && !PIPE && s % SB == 0u) {
       workgroupBarrier();
       for (var i = t; i < IB; i += WG) {
         idx[i] = sel[selRow + min(start + s * NT * U + i, end - 1u)];
       }
       workgroupBarrier();
     }
-    let first = start + (s * NT + tm) * U;
-    // Issue every load of the step first.
-    var valid: array<bool, U>;
-    var kp: array<KP, U * PPL>;
-    var vp: array<KP, U * PPL>;
-    var xs: array<u32, U>;
-    for (var u = 0u; u < U; u++) {
-      let c = first + u;
-      valid[u] = c < end;
-      var x = min(c, end - 1u);
-      if (GATHER) {
-        if (PREFETCH) {
-          x = idx[(s % SB) * NT * U + tm * U + u];
-        } else {
-          x = sel[selRow + x];
-        }
+    // Issue every load of the step first (PIPE: the next step's, before this step's data is used).
+    var cur: StepData;
+    if (PIPE) {
+      cur = nxt;
+      if (s + 1u < steps) {
+        nxt = loadStep(start + ((s + 1u) * NT + tm) * U, end, kvBase, selRow, lane, false, 0u);
       }
-      xs[u] = x;
-      let rb = (kvBase + x) * PIECES + lane;
-      for (var pp = 0u; pp < PPL; pp++) {
-        kp[u * PPL + pp] = kbuf[rb + pp * TW];
-        if (ACCUM_V) {
-          vp[u * PPL + pp] = vbuf[rb + pp * TW];
-        }
-      }
+    } else {
+      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
     }
+    var valid = cur.valid;
+    var kp = cur.kp;
+    var vp = cur.vp;
+    var xs = cur.xs;
     // Partial dot products over this lane's pieces, finished across the team.
     var sc: array<f32, U * GROUP>;
     for (var u = 0u; u < U; u++) {

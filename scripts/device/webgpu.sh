@@ -45,8 +45,8 @@ echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 for b in 1 8; do
   l=$(left)
   [ "$b" = 1 ] && l=$(( l * 11 / 20 ))
-  if [ "$l" -gt 8 ]; then
-    timeout --kill-after=3 "$l" node "$bundle" "$out/s128k$b" $quick webgpu-decode -- --contexts=$long --batches=$b --kernels=teams --no-parity --sweep-only
+  if [ "$l" -gt 14 ]; then
+    timeout --kill-after=3 "$l" node "$bundle" "$out/s128k$b" $quick webgpu-decode -- --contexts=$long --batches=$b --kernels=teams --no-parity --sweep-only --deadline-s=$(( l - 8 ))
     echo "sweep 128k b$b rc=$? after $(( $(date +%s) - start )) s"
   fi
 done

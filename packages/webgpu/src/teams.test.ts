@@ -370,6 +370,7 @@ describe.skipIf(!probe.context)(
       { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { select: 'classic' as const, fuseCombine: true },
       { pieceBytes: 8 as const, prefetchIndices: true },
+      { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;

@@ -24,6 +24,7 @@ describe('webgpu-decode bench arguments', () => {
     });
     expect(benchArgs(['--no-one-pass']).onePass).toBe(false);
     expect(benchArgs(['--sweep-only']).sweepOnly).toBe(true);
+    expect(benchArgs(['--deadline-s=30']).deadlineS).toBe(30);
   });
 
   it('names what it rejects', () => {

@@ -31,7 +31,8 @@
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
  * `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only` (no main rows and no one-pass: the
- * sweep, the select rows and the fused checks alone, so a device job can run them in a part of their own).
+ * sweep, the select rows and the fused checks alone, so a device job can run them in a part of their own),
+ * `--deadline-s=N` (sweep rows not started after N seconds are skipped, so the results still get written).
  */
 import {
   type DecodeSelection,
@@ -78,6 +79,7 @@ type Tuning = Pick<
   | 'fuseCombine'
   | 'select'
   | 'pieceBytes'
+  | 'pipelineLoads'
 >;
 
 /** Runs of the fused merge at full size compared bit for bit. */
@@ -89,6 +91,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { fuseCombine: true, prefetchIndices: true, keysPerStep: 8, minStepsPerSplit: 1 },
   { select: 'classic', keysPerStep: 4 },
   { pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
+  { pipelineLoads: true, fuseCombine: true },
+  { pipelineLoads: true, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -105,18 +109,23 @@ function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  dense: grid({
-    pieceBytes: [16, 8],
-    keysPerStep: [4, 8],
-    targetWorkgroups: [1024, 2048, 4096],
-    fuseCombine: [false, true],
-  }),
+  dense: [
+    ...grid({
+      pieceBytes: [16, 8],
+      keysPerStep: [4, 8],
+      targetWorkgroups: [1024, 2048, 4096],
+      fuseCombine: [false, true],
+    }),
+    ...grid({ pipelineLoads: [true], fuseCombine: [true], pieceBytes: [16, 8], keysPerStep: [4, 8] }),
+  ],
   'dense-anchor': grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
   anchor: [
     ...grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
     { fuseCombine: true, prefetchIndices: true },
     { fuseCombine: true, prefetchIndices: true, pieceBytes: 8 },
     { keysPerStep: 4, select: 'classic' },
+    { pipelineLoads: true, fuseCombine: true },
+    { pipelineLoads: true, fuseCombine: true, pieceBytes: 8 },
   ],
   reuse: [
     { prefetchIndices: true },
@@ -131,6 +140,13 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       minStepsPerSplit: [1, 2, 4],
       targetWorkgroups: [512, 2048, 4096],
     }),
+    ...grid({
+      pipelineLoads: [true],
+      fuseCombine: [true],
+      pieceBytes: [16, 8],
+      keysPerStep: [4, 8],
+      minStepsPerSplit: [2, 4],
+    }),
   ],
 };
 /** The one-pass whole model with every option on (beside the defaults' one-pass rows). */
@@ -142,6 +158,8 @@ const bench: Bench = {
     'WebGPU decode attention: dense, layer-0 anchor, anchor, reuse (Llama-3.1-8B shape, f16 K/V, p=10%)',
   defaults: { warmup: 3, repeats: 20 },
   async run(ctx) {
+    const started = performance.now();
+    let skipped = 0;
     const args = benchArgs(ctx.benchArgs ?? []);
     const gpu = await openGPU();
     const flush = l2Flusher(gpu, ctx.quick);
@@ -450,8 +468,13 @@ const bench: Bench = {
         }
         if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
           // The team kernel's options per role (the defaults are the main rows above); fewer repeats.
-          for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+          // Reuse first (27 of the 32 layers), dense last; a deadline (--deadline-s) cuts the rest.
+          for (const role of ['reuse', 'anchor', 'dense-anchor', 'dense'] as const) {
             for (const tuning of SWEEPS[role]) {
+              if (args.deadlineS !== undefined && (performance.now() - started) / 1000 > args.deadlineS) {
+                skipped++;
+                continue;
+              }
               const label = `teams ${role} n=${n} b=${batch} ${JSON.stringify(tuning)}`;
               try {
                 const s = await timeOp(
@@ -553,6 +576,10 @@ const bench: Bench = {
         for (const b of [q, out, slot.indices]) b.destroy();
       }
     }
+    if (skipped > 0) {
+      ctx.progress(`deadline: ${skipped} sweep rows not timed`);
+      summary.sweepRowsSkipped = skipped;
+    }
     const timing = rows.find((r) => typeof r.timing === 'string')?.timing ?? 'none';
     gpu.destroy();
     return {
@@ -579,7 +606,7 @@ function tagOf(n: number): string {
   return n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
 }
 
-/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only`. */
+/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only`, `--deadline-s=N`. */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
   batches?: number[];
@@ -588,6 +615,7 @@ export function benchArgs(argv: readonly string[]): {
   sweep: boolean;
   onePass: boolean;
   sweepOnly?: boolean;
+  deadlineS?: number;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -611,6 +639,7 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'no-sweep') out.sweep = false;
     else if (name === 'no-one-pass') out.onePass = false;
     else if (name === 'sweep-only') out.sweepOnly = true;
+    else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }
   return out;

@@ -116,6 +116,11 @@ export interface DecodeArgs {
   readonly pieceBytes?: 8 | 16;
   /** `teams` only: the fewest team steps a workgroup takes (default 4; for tuning). */
   readonly minStepsPerSplit?: number;
+  /**
+   * `teams` only: each team step issues the next step's K/V loads before it uses its own (registers
+   * double-buffered; indices read directly, so `prefetchIndices` does not apply). Default false.
+   */
+  readonly pipelineLoads?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default false). */
   readonly prefetchIndices?: boolean;
   /**
@@ -370,6 +375,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
       PREFETCH: opts.gather && a.prefetchIndices === true,
+      PIPE: a.pipelineLoads === true,
       FUSED: fused,
       KP: pieceType,
       SUBGROUPS: true,
