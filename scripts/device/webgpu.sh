@@ -30,7 +30,7 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
 fi
 mkdir -p "$out"
 long=131072 short=32768,8192 quick= lim1=40 lim2=20 total=100
-if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim1=1500 lim2=900 total=3000; fi
+if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim1=300 lim2=150 total=540; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
 left() { echo $(( total - ($(date +%s) - start) )); }

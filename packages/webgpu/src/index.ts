@@ -19,6 +19,7 @@ export {
   encodeDecode,
   type LayerRole,
   resolveDecodeKernel,
+  TEAM_DEFAULTS,
   teamSplits,
   teamsLayout,
   view,

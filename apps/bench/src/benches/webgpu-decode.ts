@@ -57,6 +57,7 @@ import {
   type KascadeGPU,
   type LayerRole,
   readBuffer,
+  TEAM_DEFAULTS,
   teamsLayout,
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
@@ -594,6 +595,7 @@ const bench: Bench = {
         layout: 't(layer0) + 4 t(anchor) + 27 t(reuse) vs 32 t(dense)',
         kernels: kernels.join(','),
         defaultKernel: available[0],
+        teamDefaults: JSON.stringify(TEAM_DEFAULTS),
       },
       rows,
       summary,

@@ -164,6 +164,45 @@ const POOL_BINDINGS = [
   [3, 'write'],
 ] as const;
 
+/**
+ * The team kernel's settings where a call does not give them, for passes that stream every key
+ * (dense, the anchors' scores pass) and passes that gather the slot's keys (reuse, the anchors'
+ * sparse pass); `keysPerStep` applies to group sizes up to 4 (larger groups take 2).
+ */
+export const TEAM_DEFAULTS: Readonly<
+  Record<
+    'stream' | 'gather',
+    {
+      readonly keysPerStep: number;
+      readonly minStepsPerSplit: number;
+      readonly targetWorkgroups: number;
+      readonly pieceBytes: 8 | 16;
+      readonly prefetchIndices: boolean;
+      readonly fuseCombine: boolean;
+      readonly pipelineLoads: boolean;
+    }
+  >
+> = {
+  stream: {
+    keysPerStep: 8,
+    minStepsPerSplit: 4,
+    targetWorkgroups: 2048,
+    pieceBytes: 16,
+    prefetchIndices: false,
+    fuseCombine: false,
+    pipelineLoads: false,
+  },
+  gather: {
+    keysPerStep: 4,
+    minStepsPerSplit: 4,
+    targetWorkgroups: 2048,
+    pieceBytes: 16,
+    prefetchIndices: false,
+    fuseCombine: false,
+    pipelineLoads: false,
+  },
+};
+
 /** Keys per chunk in workgroup memory: `GROUP * CH` scores fit 4 KiB. */
 function chunkFor(group: number): number {
   return Math.floor(1024 / group);
@@ -297,13 +336,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   if (a.pieceBytes === 8 && kv.dtype !== 'f16') {
     throw new WebGPUShapeError('pieceBytes 8 needs f16 K/V (a lane loads four f16)');
   }
-  const pieceBytes = a.pieceBytes ?? 16;
-  const teams =
-    kernel === 'teams'
-      ? (teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!)
-      : null;
-  const pieceType: PieceType =
-    teams && pieceBytes === 8 && teams.PV === 1 && kv.dtype === 'f16' ? 'f16x4' : kv.dtype;
   if (
     a.keysPerStep !== undefined &&
     !(Number.isInteger(a.keysPerStep) && a.keysPerStep >= 1 && a.keysPerStep <= 8)
@@ -311,18 +343,38 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     throw new WebGPUShapeError(`keysPerStep must be an integer in 1..8, got ${a.keysPerStep}`);
   }
   if (a.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', a.minStepsPerSplit);
-  const keysPerStep = (gather: boolean) => a.keysPerStep ?? (group <= 4 ? (gather ? 4 : 8) : 2);
-  const splitsFor = (keys: number, gather: boolean) =>
-    teams
-      ? teamSplits(
-          batch,
-          kvHeads,
-          keys,
-          (teams.WG / teams.TW) * keysPerStep(gather),
-          a.targetWorkgroups,
-          a.minStepsPerSplit,
-        )
-      : decodeSplits(batch, kvHeads, keys, group);
+  // The team kernel's settings of one pass: the call's options, else the defaults for streaming
+  // (every key) or gathering (the slot's keys) passes.
+  const tuned = (gather: boolean) => {
+    const d = TEAM_DEFAULTS[gather ? 'gather' : 'stream'];
+    const pieceBytes = a.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
+    const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    return {
+      layout,
+      pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
+        ? 'f16x4'
+        : kv.dtype) as PieceType,
+      U: a.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2),
+      minSteps: a.minStepsPerSplit ?? d.minStepsPerSplit,
+      targetWorkgroups: a.targetWorkgroups ?? d.targetWorkgroups,
+      prefetch: gather && (a.prefetchIndices ?? d.prefetchIndices),
+      fused: a.fuseCombine ?? d.fuseCombine,
+      pipe: a.pipelineLoads ?? d.pipelineLoads,
+    };
+  };
+  const teams = kernel === 'teams';
+  const splitsFor = (keys: number, gather: boolean) => {
+    if (!teams) return decodeSplits(batch, kvHeads, keys, group);
+    const t = tuned(gather);
+    return teamSplits(
+      batch,
+      kvHeads,
+      keys,
+      (t.layout.WG / t.layout.TW) * t.U,
+      t.targetWorkgroups,
+      t.minSteps,
+    );
+  };
   const partML = (splits: number) => gpu.scratchBuffer('decode.partML', batch * heads * splits * 8);
   const partO = (splits: number) => gpu.scratchBuffer('decode.partO', batch * heads * splits * headDim * 4);
   const stats = gpu.scratchBuffer('decode.stats', batch * heads * 8);
@@ -363,21 +415,21 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
-    const U = keysPerStep(opts.gather);
-    const fused = teams !== null && a.fuseCombine === true;
-    const teamDefs = teams && {
+    const t = teams ? tuned(opts.gather) : null;
+    const fused = t?.fused === true;
+    const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
-      ...teams,
-      U,
-      SB: Math.max(1, Math.floor(512 / ((teams.WG / teams.TW) * U))),
+      ...t.layout,
+      U: t.U,
+      SB: Math.max(1, Math.floor(512 / ((t.layout.WG / t.layout.TW) * t.U))),
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
-      PREFETCH: opts.gather && a.prefetchIndices === true,
-      PIPE: a.pipelineLoads === true,
+      PREFETCH: t.prefetch && !t.pipe,
+      PIPE: t.pipe,
       FUSED: fused,
-      KP: pieceType,
+      KP: t.pieceType,
       SUBGROUPS: true,
     };
     const p1 = teamDefs
