@@ -11,8 +11,8 @@
 # Run by: bash scripts/device/session.sh <sha> ... webgpu   (JOB_OUT, KASCADE_GIT_COMMIT and the
 # preamble's node + DAWN_NODE_PATH come from there; JOB_LIMIT_webgpu=110 s).
 #
-# Writes $JOB_OUT/webgpu-decode.{json,md}: parity and 128k at batch 1 and 8 with the defaults (the
-# issue's targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (the last run, at
+# Writes $JOB_OUT/webgpu-decode.{json,md}: parity and 128k at batch 1, 128k at batch 8, with the
+# defaults (the issue's targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (the last run, at
 # af4b1c8, took 13 s for all of its parts), merged into one results file. Back here, redraw the SVG with
 #   node packages/webgpu/.bench/webgpu-device.mjs --merge apps/bench/results/webgpu-decode.json <returned json>
 set -u
@@ -29,15 +29,18 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
   source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
 mkdir -p "$out"
-long=131072 short=32768,8192 quick= lim1=40 lim2=20 total=100
+long=131072 short=32768,8192 quick= lim1=30 lim2=15 total=100
 if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim1=300 lim2=150 total=540; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
 left() { echo $(( total - ($(date +%s) - start) )); }
 # Each part writes its own results when it ends, so a part cut off by its limit loses only itself.
-# 1. The headline: parity on the device, 128k at batch 1 and 8 with the defaults, the one-pass models.
-timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k" $quick webgpu-decode -- --contexts=$long --batches=1,8 --kernels=teams --no-sweep
-echo "128k rc=$? after $(( $(date +%s) - start )) s"
+# 1. The headline: parity on the device, then 128k at batch 1 and (in its own part) batch 8 with the
+#    defaults and the one-pass models.
+timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep
+echo "128k b1 rc=$? after $(( $(date +%s) - start )) s"
+timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity
+echo "128k b8 rc=$? after $(( $(date +%s) - start )) s"
 # 2. 32k and 8k with the defaults.
 timeout --kill-after=3 "$lim2" node "$bundle" "$out/p32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass
 echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
@@ -51,13 +54,13 @@ for b in 1 8; do
   fi
 done
 parts=()
-for p in p128k p32k s128k1 s128k8; do
+for p in p128k1 p128k8 p32k s128k1 s128k8; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
 done
 # Few files come back from a device call: keep the merged JSON and Markdown (the SVG is redrawn
 # here with --merge of the one file), or the parts' JSON when the merge fails.
 if [ ${#parts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode.json" "${parts[@]}"; then
-  rm -rf "$out/p128k" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/webgpu-decode.svg"
+  rm -rf "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/webgpu-decode.svg"
 else
   rm -f "$out"/[ps]*/webgpu-decode.md "$out"/[ps]*/webgpu-decode.svg
 fi
