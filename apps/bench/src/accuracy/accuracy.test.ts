@@ -309,6 +309,7 @@ describe('accuracy suite on the demo model (CPU, 1k)', () => {
           () => {},
         );
         expect(results.config.split).toBe('dev');
+        expect(toAccuracySvg(results)).toContain('main kascade [all] 1024 p10');
         const all = results.rows.filter((r) => r.family === 'all');
         expect(all.map((r) => `${r.policy}:${r.plan ?? '-'}`)).toEqual([
           'dense:-',

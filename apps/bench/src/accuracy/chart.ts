@@ -35,7 +35,8 @@ export function toAccuracySvg(r: BenchResults): string | undefined {
   }
   bars.forEach((row, i) => {
     const y = top + i * rowH;
-    const label = `${row.grid} ${row.policy} ${row.context} p${row.percent} (n=${row.n})`;
+    const plan = typeof row.plan === 'string' ? ` [${row.plan}]` : '';
+    const label = `${row.grid} ${row.policy}${plan} ${row.context} p${row.percent} (n=${row.n})`;
     const acc = row.accuracy as number;
     parts.push(
       `<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(label)}</text>`,
