@@ -74,7 +74,7 @@ const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 
 var<workgroup> sgCounter: atomic<u32>;
 const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
-const MU: u32 = 8u;                   // splits merged per round of loads (FUSED)
+const MU: u32 = 16u;                  // splits merged per round of loads (FUSED)
 var<workgroup> idx: array<u32, IB>;
 var<workgroup> lastFlag: u32;
 var<workgroup> xm: array<f32, NT>;
