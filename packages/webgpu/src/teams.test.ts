@@ -371,6 +371,7 @@ describe.skipIf(!probe.context)(
       { select: 'classic' as const, fuseCombine: true },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
+      { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;

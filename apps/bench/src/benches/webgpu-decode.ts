@@ -81,6 +81,7 @@ type Tuning = Pick<
   | 'select'
   | 'pieceBytes'
   | 'pipelineLoads'
+  | 'workgroupSize'
 >;
 
 /** Runs of the fused merge at full size compared bit for bit. */
@@ -94,6 +95,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
   { pipelineLoads: true, fuseCombine: true },
   { pipelineLoads: true, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
+  { workgroupSize: 256, fuseCombine: true, prefetchIndices: true, pieceBytes: 8 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -118,6 +120,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       fuseCombine: [false, true],
     }),
     ...grid({ pipelineLoads: [true], fuseCombine: [true], pieceBytes: [16, 8], keysPerStep: [4, 8] }),
+    ...grid({ workgroupSize: [256], fuseCombine: [false, true], pieceBytes: [16, 8] }),
   ],
   'dense-anchor': grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
   anchor: [
@@ -144,6 +147,14 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     ...grid({
       pipelineLoads: [true],
       fuseCombine: [true],
+      pieceBytes: [16, 8],
+      keysPerStep: [4, 8],
+      minStepsPerSplit: [2, 4],
+    }),
+    ...grid({
+      workgroupSize: [256],
+      fuseCombine: [true],
+      prefetchIndices: [true],
       pieceBytes: [16, 8],
       keysPerStep: [4, 8],
       minStepsPerSplit: [2, 4],

@@ -25,6 +25,7 @@ export function teamsLayout(
   headDim: number,
   dtype: 'f32' | 'f16',
   pieceBytes: 8 | 16 = 16,
+  maxWorkgroup = 128,
 ): { WG: number; TW: number; PPL: number; PV: number } | null {
   const sizes = gpu.info.subgroupSizes;
   if (!gpu.info.hasSubgroups || !sizes) return null;
@@ -33,7 +34,7 @@ export function teamsLayout(
   if (pieceBytes === 8 && dtype !== 'f16') return null;
   const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / pieceBytes;
   const TW = Math.min(pieces, sizes.min);
-  const WG = Math.min(128, 16 * TW);
+  const WG = Math.min(maxWorkgroup, 16 * TW, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256);
   if (sizes.max > WG) return null;
   return { WG, TW, PPL: pieces / TW, PV: dtype === 'f16' && pieceBytes === 16 ? 2 : 1 };
 }
@@ -114,6 +115,8 @@ export interface DecodeArgs {
    * per team, half the registers per lane for the query and the accumulators; for tuning).
    */
   readonly pieceBytes?: 8 | 16;
+  /** `teams` only: the most invocations of a workgroup (default 128; 256 doubles the teams per workgroup; for tuning). */
+  readonly workgroupSize?: 64 | 128 | 256;
   /** `teams` only: the fewest team steps a workgroup takes (default 4; for tuning). */
   readonly minStepsPerSplit?: number;
   /**
@@ -343,12 +346,17 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     throw new WebGPUShapeError(`keysPerStep must be an integer in 1..8, got ${a.keysPerStep}`);
   }
   if (a.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', a.minStepsPerSplit);
+  if (a.workgroupSize !== undefined && ![64, 128, 256].includes(a.workgroupSize)) {
+    throw new WebGPUShapeError(`workgroupSize must be 64, 128 or 256, got ${a.workgroupSize}`);
+  }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
   const tuned = (gather: boolean) => {
     const d = TEAM_DEFAULTS[gather ? 'gather' : 'stream'];
     const pieceBytes = a.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
-    const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    const layout =
+      teamsLayout(gpu, headDim, kv.dtype, pieceBytes, a.workgroupSize ?? 128) ??
+      teamsLayout(gpu, headDim, kv.dtype)!;
     return {
       layout,
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
