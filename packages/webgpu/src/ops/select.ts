@@ -82,7 +82,7 @@ export function encodeSelect(
 }
 
 const RADIX_WG = 256;
-const RADIX_LOADS = 16;
+const RADIX_LOADS = 32;
 const RADIX_CHUNK = RADIX_WG * RADIX_LOADS;
 const RADIX_MAXCH = 512;
 
@@ -119,7 +119,7 @@ function radixRefineWG(gpu: KascadeGPU, maxLength: number): number {
  * Exact Top-k of many rows (radix select, ties to the lower index, output in index order) in three
  * dispatches (`topk_radix.wgsl`): a parallel histogram of the top 11 bits (with `pool`, computing the
  * pooled values first and writing them to `vals`), one workgroup per row for the other 21 bits and the
- * per-chunk offsets, and a parallel write. Needs `subgroups`; rows up to 2M values.
+ * per-chunk offsets, and a parallel write. Needs `subgroups`; rows up to 4M values.
  */
 export function encodeRadixSelect(
   gpu: KascadeGPU,
