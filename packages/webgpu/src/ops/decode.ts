@@ -32,6 +32,8 @@ export function teamsLayout(
   const pow2 = (x: number) => Number.isInteger(x) && x >= 1 && (x & (x - 1)) === 0;
   if (!pow2(sizes.min) || !pow2(sizes.max)) return null;
   if (pieceBytes === 8 && dtype !== 'f16') return null;
+  // teams_partial binds 10 storage buffers (the split merge's among them).
+  if ((gpu.limits?.maxStorageBuffersPerShaderStage ?? 10) < 10) return null;
   const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / pieceBytes;
   const TW = Math.min(pieces, sizes.min);
   const WG = Math.min(maxWorkgroup, 16 * TW, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256);
