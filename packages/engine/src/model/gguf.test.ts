@@ -51,6 +51,9 @@ describe('GGUF', () => {
       expect(f32.config.tieWordEmbeddings).toBe(hf.config.tieWordEmbeddings);
       expect(f32.tokenizer.encode(text)).toEqual(ids);
       expect(f32.tokenizer.decode(ids)).toBe(hf.tokenizer.decode(ids));
+      // An empty completion (EOS first) decodes to '' instead of the tokenizer library's throw.
+      expect(hf.tokenizer.decode([])).toBe('');
+      expect(f32.tokenizer.decode([])).toBe('');
       const f32Diff = maxDiff(logitsOf(f32, ids), ref);
       // Default RoPE: bit-identical. Llama 3.1 scaling goes through rope_freqs divisors: f32 rounding only.
       if (name === 'llama-tied') expect(f32Diff).toBe(0);

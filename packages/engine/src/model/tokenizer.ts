@@ -105,6 +105,8 @@ export class HfTokenizer implements ModelTokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    // @huggingface/tokenizers throws on an empty list; an empty completion (EOS first) is ''.
+    if (ids.length === 0) return '';
     return this.tok.decode([...ids], { skip_special_tokens: true });
   }
 
