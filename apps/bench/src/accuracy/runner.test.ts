@@ -4,6 +4,7 @@ import type { PolicySpec } from '@kascade/engine';
 import { describe, expect, it } from 'vitest';
 import { findDemoModelPackage, type TaskInstance } from './data.js';
 import {
+  completionText,
   type Job,
   jobUnits,
   openEngine,
@@ -105,4 +106,17 @@ describe('accuracy runner: shared dense prefills', () => {
     },
     60_000,
   );
+});
+
+describe('completion text', () => {
+  it('no generated token (EOS first) is the empty string, without asking the tokenizer', () => {
+    const strict = {
+      decode(ids: readonly number[]) {
+        if (ids.length === 0) throw new Error('token_ids must be a non-empty array of integers.');
+        return ids.join(',');
+      },
+    };
+    expect(completionText(strict, [])).toBe('');
+    expect(completionText(strict, [5, 7])).toBe('5,7');
+  });
 });

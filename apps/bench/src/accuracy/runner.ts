@@ -96,6 +96,18 @@ function cloneSequence(engine: CpuKascadeEngine, seq: SequenceState): SequenceSt
   return copy;
 }
 
+/**
+ * The text of generated tokens; none (EOS came first) is the empty string. The Hugging Face
+ * tokenizer throws on an empty id list, which ended a whole device run once (a plan that made
+ * the model stop at once).
+ */
+export function completionText(
+  tokenizer: { decode(ids: readonly number[]): string },
+  ids: readonly number[],
+): string {
+  return ids.length === 0 ? '' : tokenizer.decode(ids);
+}
+
 /** Greedy decoding of one instance's answer under `policy` from a prefilled prompt; exact match needs EOS right after it. */
 function decodeAnswer(
   engine: CpuKascadeEngine,
@@ -119,7 +131,7 @@ function decodeAnswer(
     out.push(next);
     if (step + 1 < maxTokens) logits = model.decode(seq, next, policy);
   }
-  const completion = model.tokenizer.decode(out);
+  const completion = completionText(model.tokenizer, out);
   return { correct: exactMatch(completion, instance.answer, stopped), completion };
 }
 
