@@ -93,7 +93,7 @@ describe('argument checks (no device needed)', () => {
       scale: 1 / Math.sqrt(128),
       dtype: 'bf16',
       splits: 0,
-      variant: 0,
+      variant: defaultDecodeVariant('dense', 2, 90),
     });
   });
 
@@ -105,7 +105,19 @@ describe('argument checks (no device needed)', () => {
     for (const op of ['dense', 'layer0', 'anchor', 'reuse'] as const) {
       expect(decodeShape(batch(), op).variant).toBe(defaultDecodeVariant(op, 2, 90));
       expect(decodeShape({ ...batch(), variant: 5 }, op).variant).toBe(5);
+      expect(decodeShape({ ...batch(), variant: 0 }, op).variant).toBe(0);
+      // Every op and shape class has a measured default (the table covers every batch and n).
+      for (const b of [1, 4, 5, 64])
+        for (const n of [1, 16384, 16385, 262144, 1 << 20]) {
+          const v = defaultDecodeVariant(op, b, n);
+          expect(DEFAULT_DECODE_VARIANTS.some((r) => r.op === op && r.variant === v)).toBe(true);
+        }
     }
+    // The first matching row wins: batch 1 and batch 32 at 128k take their own rows.
+    const first = (op: string, b: number, n: number) =>
+      DEFAULT_DECODE_VARIANTS.find((r) => r.op === op && b <= r.maxBatch && n <= r.maxN)?.variant;
+    expect(defaultDecodeVariant('reuse', 1, 131072)).toBe(first('reuse', 1, 131072));
+    expect(defaultDecodeVariant('dense', 32, 131072)).toBe(first('dense', 32, 131072));
   });
 
   it('passes a kernel variant through and rejects one outside 0..1023', () => {
