@@ -285,26 +285,31 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (default, the wgmma pool), v3 (the pipelined
 // wgmma pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
-// anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3).
+// anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
+// v5 / v6: v3 / v4 with the Q and K tiles in the 128-byte swizzled layout.
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
   if (pv == nullptr) return 2;
   if (strcmp(pv, "v1") == 0) return 1;
   if (strcmp(pv, "v3") == 0) return 3;
   if (strcmp(pv, "v4") == 0) return 4;
+  if (strcmp(pv, "v5") == 0) return 5;
+  if (strcmp(pv, "v6") == 0) return 6;
   return 2;
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
 static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
-  return !layer0 && pool_variant() == 4 && pool_v3_supports(s);
+  const int pv = pool_variant();
+  return !layer0 && (pv == 4 || pv == 6) && pool_v3_supports(s);
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if (pv >= 3) return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, st);
+  if (pv >= 3)
+    return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {

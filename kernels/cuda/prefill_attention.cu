@@ -297,16 +297,17 @@ int prefill_variant(PrefillMode mode) {
   if (strcmp(v, "v4") == 0) return 4;
   if (strcmp(v, "v5") == 0) return 5;
   if (strcmp(v, "v6") == 0) return 6;
+  if (strcmp(v, "v7") == 0) return 7;
   return 2;
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
-  if (variant == 6 && prefill_dense_v6_supports(s, mode)) return launch_prefill_dense_v6(s, mode, a, st);
+  if (variant >= 6 && prefill_dense_v6_supports(s, mode)) return launch_prefill_dense_v6(s, mode, a, st, variant == 7);
   if (variant >= 5 && mode == kSparse) return launch_prefill_sparse_v5(s, a, st);
   if (variant == 5) return launch_prefill_attention_v2(s, mode, a, st, mode != kStats);
-  if (variant == 6) return launch_prefill_attention_v2(s, mode, a, st);
+  if (variant >= 6) return launch_prefill_attention_v2(s, mode, a, st);
   if (variant == 2) return launch_prefill_attention_v2(s, mode, a, st);
   if (variant >= 3 && prefill_wgmma_supports(s, mode))
     return launch_prefill_attention_wgmma(s, mode, a, st, variant == 4);

@@ -52,7 +52,22 @@ constexpr size_t v6_smem_bytes() {
          (MODE == kSparse ? (kV6PosSlots * kV6Keys + kV6PosSlots * 4) * sizeof(int) : 0);
 }
 
-template <typename T, int MODE>
+// 128-byte swizzled K-major layout (variant v7: Q and K; V stays in the interleave layout): a [rows][128]
+// 16-bit tile as 2 regions of [rows][64] (128-byte rows), the 16-byte chunk c8 of row r stored at chunk
+// c8 ^ (r % 8); regions 1024-byte aligned. Element offset of (row r, 16-byte chunk cc), and the descriptor of
+// the kc-th 16-column slice of rows starting at `tile` in a tile of `rows` rows (swizzle mode 1 = 128 B,
+// stride 1024 B between 8-row groups, leading offset unused).
+__device__ __forceinline__ int v7_sw_offset(int rows, int r, int cc) {
+  return (cc >> 3) * rows * 64 + r * 64 + (((cc & 7) ^ (r & 7)) << 3);
+}
+__device__ __forceinline__ uint64_t v7_sw_desc(const void* tile, int rows, int kc) {
+  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <typename T, int MODE, bool SW>
 __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefillShape s, PrefillArgs a) {
   constexpr int D = 128;
   constexpr bool kSparseMode = MODE == kSparse;
@@ -64,6 +79,11 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   constexpr int NA = 64;               // f32 accumulators per thread of an m64n128 tile
   constexpr int GS = 4;                // sparse: the group's 4 query heads x the tile's 32 queries = 128 rows
   extern __shared__ __align__(128) unsigned char smem_raw[];
+  // The swizzled tiles need a 1024-byte aligned base: the dynamic shared memory starts the block's window
+  // (no static shared memory here); a misaligned base would compute garbage, so it stops the kernel.
+  if constexpr (SW) {
+    if (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023) __trap();
+  }
   T* Qs = reinterpret_cast<T*>(smem_raw);
   T* Ks = Qs + kV6Rows * D;
   T* Vs = Ks + kV6Stages * TILE;
@@ -127,7 +147,8 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
       valid = qi < Q;
       qrow = (static_cast<size_t>(b) * H + blockIdx.y) * static_cast<size_t>(Q) + (valid ? qi : 0);
     }
-    cp_async16(Qs + il_offset<D>(r, cc), static_cast<const T*>(a.q) + qrow * D + cc * 8, valid ? 16 : 0);
+    cp_async16(Qs + (SW ? v7_sw_offset(kV6Rows, r, cc) : il_offset<D>(r, cc)), static_cast<const T*>(a.q) + qrow * D + cc * 8,
+               valid ? 16 : 0);
   }
 
   // Sparse: list entry li's key position (-1: masked, never read); the positions of a step are loaded into
@@ -167,21 +188,25 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
           if (x >= listLen) x = -1;
         }
         const size_t off = static_cast<size_t>(x < 0 ? 0 : x) * D + cc * 8;
-        cp_async16(kd + il_offset<D>(r, cc), kg + off, x < 0 ? 0 : 16);
+        cp_async16(kd + (SW ? v7_sw_offset(kV6Keys, r, cc) : il_offset<D>(r, cc)), kg + off, x < 0 ? 0 : 16);
         cp_async16(vd + il_offset<D>(r, cc), vg + off, x < 0 ? 0 : 16);
       }
     }
     cp_async_commit();
   };
-  const T* qw = Qs + wg * 64 * D;  // this warpgroup's 64 query rows (8 row groups)
+  // This warpgroup's 64 query rows (8 row groups): rows 64 wg .. of each region.
+  const T* qw = SW ? Qs + wg * 64 * 64 : Qs + wg * 64 * D;
   auto mma_s = [&](float* sacc, int i) {
     const T* ks = Ks + (i % kV6Stages) * TILE;
     pin<NA>(sacc);
     fence();
 #pragma unroll
     for (int kc = 0; kc < KC; ++kc)
-      wgmma_m64n128k16_ss(sacc, smem_desc(qw + kc * 128, 128, RG), smem_desc(ks + kc * 128, 128, RG), kc > 0 ? 1 : 0,
-                          T{});
+      if constexpr (SW)
+        wgmma_m64n128k16_ss(sacc, v7_sw_desc(qw, kV6Rows, kc), v7_sw_desc(ks, kV6Keys, kc), kc > 0 ? 1 : 0, T{});
+      else
+        wgmma_m64n128k16_ss(sacc, smem_desc(qw + kc * 128, 128, RG), smem_desc(ks + kc * 128, 128, RG), kc > 0 ? 1 : 0,
+                            T{});
     commit();
     pin<NA>(sacc);
   };
@@ -350,19 +375,19 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   }
 }
 
-template <typename T, int MODE>
+template <typename T, int MODE, bool SW>
 cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v6_smem_bytes<T, MODE>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v6_kernel<T, MODE>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v6_kernel<T, MODE, SW>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
   const dim3 grid = MODE == kSparse ? dim3(tiles_of(s), s.kvHeads, s.batch)
                                     : dim3(ceil_div(s.queries, kV6Rows), s.heads, s.batch);
-  prefill_dense_v6_kernel<T, MODE><<<grid, 256, smem, st>>>(s, a);
+  prefill_dense_v6_kernel<T, MODE, SW><<<grid, 256, smem, st>>>(s, a);
   return cudaGetLastError();
 }
 
@@ -375,13 +400,14 @@ bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode) {
 }
 
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                    cudaStream_t st) {
+                                    cudaStream_t st, bool swizzle) {
   if (!prefill_dense_v6_supports(s, mode)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     switch (mode) {
-      case kDense: return launch_v6_t<T, kDense>(s, a, st);
-      case kDenseStats: return launch_v6_t<T, kDenseStats>(s, a, st);
-      case kSparse: return launch_v6_t<T, kSparse>(s, a, st);
+      case kDense: return swizzle ? launch_v6_t<T, kDense, true>(s, a, st) : launch_v6_t<T, kDense, false>(s, a, st);
+      case kDenseStats:
+        return swizzle ? launch_v6_t<T, kDenseStats, true>(s, a, st) : launch_v6_t<T, kDenseStats, false>(s, a, st);
+      case kSparse: return swizzle ? launch_v6_t<T, kSparse, true>(s, a, st) : launch_v6_t<T, kSparse, false>(s, a, st);
       default: return cudaErrorInvalidValue;
     }
   });

@@ -27,10 +27,10 @@ using namespace wg;
 
 constexpr int kPoolStages = 2;
 
-template <int D, int GS, bool STATS>
+template <int D, int GS, bool STATS, bool SW>
 constexpr size_t pool3_smem_bytes() {
   return static_cast<size_t>(GS * kT * D + kPoolStages * kKeys * D) * 2 +
-         static_cast<size_t>(GS * kT) * (STATS ? 9 : 1) * sizeof(float);
+         static_cast<size_t>(GS * kT) * (STATS ? 9 : 1) * sizeof(float) + (SW ? 1024 : 0);
 }
 
 template <typename T, int NR>
@@ -43,7 +43,22 @@ __device__ __forceinline__ void mma3_ss(float* d, uint64_t a, uint64_t b, int sc
     wgmma_m64n32k16_ss(d, a, b, scaleD, T{});
 }
 
-template <typename T, int D, int GS, bool STATS>
+// 128-byte swizzled K-major layout (pool v5 / v6): a [rows][D] 16-bit tile as D / 64 regions of [rows][64]
+// (128-byte rows, rows contiguous), the 16-byte chunk c8 of row r stored at chunk c8 ^ (r % 8); every
+// region starts 1024-byte aligned. Element offset of (row r, 16-byte chunk cc).
+__device__ __forceinline__ int sw128_offset(int rows, int r, int cc) {
+  return (cc >> 3) * rows * 64 + r * 64 + (((cc & 7) ^ (r & 7)) << 3);
+}
+// Descriptor of the k-th 16-column slice of such a tile (K-major, swizzle mode 1 = 128 B; leading offset
+// unused, stride 1024 B between 8-row groups).
+__device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int kc) {
+  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <typename T, int D, int GS, bool STATS, bool SW>
 __global__ void __launch_bounds__(128, STATS ? 2 : 3)
     pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,
                    const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
@@ -58,7 +73,10 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
   constexpr int TILE = kKeys * D;
   constexpr uint32_t RG = D * 16;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* Qs = reinterpret_cast<T*>(smem_raw);
+  // Swizzled tiles need 1024-byte aligned regions: the base is rounded up (1 KB extra is allocated).
+  unsigned char* smem_base =
+      SW ? smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023) : smem_raw;
+  T* Qs = reinterpret_cast<T*>(smem_base);
   T* Ks = Qs + R * D;
   float* Cs = reinterpret_cast<float*>(Ks + kPoolStages * TILE);
   float* Red = Cs + R;  // STATS: [4 warps][R][2] partial (max, sum) per query row
@@ -82,7 +100,8 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
     const int hh = rr / kT, qi = t * kT + rr % kT;
     const bool valid = qi < Q;
     const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + (valid ? qi : 0);
-    cp_async16(Qs + il_offset<D>(rr, cc), static_cast<const T*>(qp) + qrow * D + cc * 8, valid ? 16 : 0);
+    cp_async16(Qs + (SW ? sw128_offset(R, rr, cc) : il_offset<D>(rr, cc)), static_cast<const T*>(qp) + qrow * D + cc * 8,
+               valid ? 16 : 0);
   }
   if constexpr (!STATS) {
     for (int rr = tid; rr < R; rr += 128) {
@@ -104,7 +123,10 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
     fence();
 #pragma unroll
     for (int kc = 0; kc < KC; ++kc)
-      mma3_ss<T, NR>(acc, smem_desc(ks + kc * 128, 128, RG), smem_desc(Qs + kc * 128, 128, RG), kc > 0 ? 1 : 0);
+      if constexpr (SW)
+        mma3_ss<T, NR>(acc, sw128_desc(ks, kKeys, kc), sw128_desc(Qs, R, kc), kc > 0 ? 1 : 0);
+      else
+        mma3_ss<T, NR>(acc, smem_desc(ks + kc * 128, 128, RG), smem_desc(Qs + kc * 128, 128, RG), kc > 0 ? 1 : 0);
     commit();
     pin<NA>(acc);
   };
@@ -126,7 +148,8 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
           const int r8 = c & 7, rest = c >> 3;
           const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
           const int x = i * kKeys + r;
-          cp_async16(dst + il_offset<D>(r, cc), kg + static_cast<size_t>(x < keyLimit ? x : 0) * D + cc * 8,
+          cp_async16(dst + (SW ? sw128_offset(kKeys, r, cc) : il_offset<D>(r, cc)),
+                     kg + static_cast<size_t>(x < keyLimit ? x : 0) * D + cc * 8,
                      x < keyLimit ? 16 : 0);
         }
       }
@@ -270,19 +293,19 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
   });
 }
 
-template <typename T, int D, int GS, bool STATS>
+template <typename T, int D, int GS, bool STATS, bool SW>
 cudaError_t launch_pool3_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            cudaStream_t st) {
-  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS>();
+  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS, SW>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
-  pool_v3_kernel<T, D, GS, STATS><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase,
+  pool_v3_kernel<T, D, GS, STATS, SW><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase,
                                                                               perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -293,7 +316,7 @@ bool pool_v3_supports(const KascadePrefillShape& s) { return s.heads / s.kvHeads
 
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           bool fusedStats, cudaStream_t st) {
+                           bool fusedStats, bool swizzle, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   if (g > 4) {
     if (fusedStats) return cudaErrorInvalidValue;  // callers check pool_v3_supports first
@@ -305,10 +328,16 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
         if constexpr (GS > 4) {
           return cudaErrorInvalidValue;
         } else {
-          return fusedStats ? launch_pool3_t<T, D, GS, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                             denseLayout, st)
-                            : launch_pool3_t<T, D, GS, false>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                              denseLayout, st);
+          constexpr int G4 = GS > 4 ? 4 : GS;  // (never above 4 here; keeps the templates in range)
+          if (fusedStats)
+            return swizzle ? launch_pool3_t<T, D, G4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                                  denseLayout, st)
+                           : launch_pool3_t<T, D, G4, true, false>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                                   denseLayout, st);
+          return swizzle ? launch_pool3_t<T, D, G4, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                                 denseLayout, st)
+                         : launch_pool3_t<T, D, G4, false, false>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                                  denseLayout, st);
         }
       });
     });

@@ -365,21 +365,31 @@ export function uploadPrefillSelection(
  *     blocks (256 queries, one block per SM: half the L2-to-SM traffic per query); statistics: v2;
  *   - `v6`: dense, dense + statistics and (at g = 4) sparse, head dim 128: `wgmma` with 128-key steps,
  *     two warpgroups per block (128 query rows: 128 queries of a head, or a tile's 32 queries of the
- *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`.
+ *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`;
+ *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6).
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
- *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3).
+ *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
+ *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout.
  * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
  * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
  * anchor 11-13% faster than with pool v1). Preset `v6` is that combination, not yet timed as one.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v2', 'v3', 'v4', 'v5', 'v6'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3', 'v4'];
+export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6';
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
+  'v1',
+  'v2',
+  'v3',
+  'v4',
+  'v5',
+  'v6',
+  'v7',
+];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3', 'v4', 'v5', 'v6'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -393,7 +403,10 @@ export interface PrefillKernelSelection {
  * v7 = v6 with the v5 sparse kernel, v8 = v6 with the pipelined pool (v3), v9 = v6 with the pool that
  * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together),
  * v11 = v10 with the 8-warp dense blocks (dense v5), v12 = v10 with the wgmma dense kernel (dense v6),
- * v13 = v12 with the wgmma sparse kernel (sparse v6).
+ * v13 = v12 with the wgmma sparse kernel (sparse v6); after the H200 run of 6cb49d3: v14 = the
+ * fastest parts measured (dense v2, sparse v5, pool v3), v15 = v14 with the swizzled pool (v5), v16 =
+ * the swizzled wgmma dense (v7) + the swizzled pool that computes the anchor's statistics (v6), v17 =
+ * v15 with the swizzled wgmma sparse (v7).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -409,6 +422,10 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v11: { dense: 'v5', sparse: 'v5', pool: 'v4' },
   v12: { dense: 'v6', sparse: 'v5', pool: 'v4' },
   v13: { dense: 'v6', sparse: 'v6', pool: 'v4' },
+  v14: { dense: 'v2', sparse: 'v5', pool: 'v3' },
+  v15: { dense: 'v2', sparse: 'v5', pool: 'v5' },
+  v16: { dense: 'v7', sparse: 'v5', pool: 'v6' },
+  v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
 };
 
 /** What runs when nothing is selected (the environment variables unset). */
