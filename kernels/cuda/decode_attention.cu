@@ -307,13 +307,19 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       }
       return li;
     };
-    // Position of this lane's row (lanes 0..15) for the step after the one being issued.
-    int nextPos = lane < KW && steps > 0 ? list_pos(begin + warp * KW + lane) : -1;
+    // Positions of this lane's row (lanes 0..15) for the next PF steps: a gather reads its index
+    // list PF steps ahead of the row copies, so an index load's latency is not paid per step.
+    constexpr int PF = kGatherMode ? 3 : 1;
+    int pq[PF];
+  #pragma unroll
+    for (int u = 0; u < PF; ++u) pq[u] = lane < KW && u < steps ? list_pos(begin + (warp + 4 * u) * KW + lane) : -1;
     auto issue = [&](int i) {
       if (i < steps) {
         const int st = (ringBase + i) % ST;
-        const int p = nextPos;
-        nextPos = (lane < KW && i + 1 < steps) ? list_pos(begin + (warp + 4 * (i + 1)) * KW + lane) : -1;
+        const int p = pq[0];
+  #pragma unroll
+        for (int u = 0; u + 1 < PF; ++u) pq[u] = pq[u + 1];
+        pq[PF - 1] = (lane < KW && i + PF < steps) ? list_pos(begin + (warp + 4 * (i + PF)) * KW + lane) : -1;
         if (lane < KW) posS[st * KW + lane] = p;
         if constexpr (LOAD == 2) {
           // One lane: the step's 16 rows (keys begin + step * 16 ...) as D/64 swizzled boxes of K (and V);
@@ -776,10 +782,14 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
 }
 
 // Lean grid: the CTAs that fit at once (perSm x SMs, at most kLeanMaxCtasPerSm per SM), or the
-// forced `splits` as the CTA count (tuning), within the same cap.
-int lean_ctas(const KascadeDecodeShape& s, int perSm) {
+// forced `splits` as the CTA count (tuning), within the same cap. Gathers take two waves of them
+// (within the cap): at 128k batch 32 the reuse pass ran 2.3 % faster on 528 CTAs than on 264 (H200,
+// bench rows reuse-lean-ctas-*, 6cb49d3); shorter shares shorten each warp's chain of dependent
+// index and row loads.
+int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather) {
   const int cap = kLeanMaxCtasPerSm * device_sm_count();
-  const int want = s.splits > 0 ? s.splits : min(perSm, kLeanMaxCtasPerSm) * device_sm_count();
+  const int per = min(perSm * (gather ? 2 : 1), kLeanMaxCtasPerSm);
+  const int want = s.splits > 0 ? s.splits : per * device_sm_count();
   return max(1, min(want, cap));
 }
 
@@ -801,7 +811,7 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
   dim3 grid(a.splits, s.kvHeads, s.batch);
   if (a.variant & KASCADE_VARIANT_LEAN) {
     const LeanPlan p = lean_plan(static_cast<long long>(s.batch) * s.kvHeads, MODE == kGather ? a.topk : s.n,
-                                 lean_ctas(s, perSm));
+                                 lean_ctas(s, perSm, MODE == kGather));
     a.leanWork = p.work;
     a.leanTiles = p.tiles;
     a.leanCtas = p.ctas;
@@ -851,7 +861,12 @@ static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }
 
 // 3D map over a K or V cache: dims (headDim, n, batch x kvHeads), strides (row, capacity rows);
-// boxes of 64 elements x 16 rows, 128-byte swizzle, rows past n zero-filled.
+// boxes of 64 elements x 16 rows, 128-byte swizzle, rows past n zero-filled. L2 promotion: 256 B,
+// except under the lean schedule (bit 128), which asks for no promotion: each box row is a whole
+// 128-byte line, and with 256-byte promotion the second box of a row (its other half) hits the line
+// the first one promoted: 25-29 % L2 hits on a pure stream (34 % with 16-byte copies, whose pass ran
+// at 97 % of L2 throughput), where cuDNN's kernel shows 0.3 % (ncu, 2026-11-29). An experiment: the
+// bench compares lean and non-lean TMA variants.
 static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const void* base) {
   const auto enc = tensor_map_encoder();
   if (!enc) return false;
@@ -863,9 +878,10 @@ static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const voi
   const cuuint32_t estr[3] = {1, 1, 1};
   const CUtensorMapDataType dt =
       s.dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUtensorMapL2promotion promo =
+      (s.variant & KASCADE_VARIANT_LEAN) ? CU_TENSOR_MAP_L2_PROMOTION_NONE : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
   return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+             CU_TENSOR_MAP_SWIZZLE_128B, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, cudaStream_t st) {

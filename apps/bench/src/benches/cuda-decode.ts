@@ -186,6 +186,11 @@ const bench: Bench = {
       };
       // Every variant of every op, then the fastest of each timed again (no best-of-N bias).
       const best = {} as Record<Op, number>;
+      // The fastest with and without the lean schedule (bit 128), for the sweeps below.
+      const bestOf = {
+        lean: {} as Partial<Record<Op, [number, number]>>,
+        split: {} as Partial<Record<Op, [number, number]>>,
+      };
       for (const op of OPS) {
         let bestMedian = Number.POSITIVE_INFINITY;
         best[op] = variants[0] as number;
@@ -205,6 +210,8 @@ const bench: Bench = {
             bestMedian = s.median;
             best[op] = v;
           }
+          const kind = (v & 128) !== 0 ? bestOf.lean : bestOf.split;
+          if (s.median < (kind[op]?.[1] ?? Number.POSITIVE_INFINITY)) kind[op] = [v, s.median];
         }
       }
       const t = {} as Record<Op, ReturnType<typeof stat>>;
@@ -284,42 +291,39 @@ const bench: Bench = {
       const tDenseGraph = stat(timeDevice(() => denseGraph.launch(), 2, reps));
       rows.push({ kernel: 'whole-model-kascade-graph', context: n, batch, ...timingCells(tGraph) });
       rows.push({ kernel: 'whole-model-dense-graph', context: n, batch, ...timingCells(tDenseGraph) });
-      // Split-KV factor sweep (tuning data; automatic choice is the rows above). Under the lean
-      // schedule (variant bit 128) `splits` is the CTA count of the persistent grid.
-      const lean = (v: number) => (v & 128) !== 0;
+      // Grid sweeps at 128k (tuning data; the automatic choice is in the rows above): the split-KV
+      // factor under the fastest variant without the lean schedule, and the lean grid's CTA count
+      // (`splits` under bit 128) under the fastest lean variant.
       if (!ctx.quick && n === 131072) {
-        const denseSweep = lean(best.dense)
-          ? [132, 264, 396, 528]
-          : batch === 1
-            ? [64, 192, 256]
-            : [8, 16, 33];
-        for (const splits of denseSweep) {
-          const ts = stat(timeDevice(() => denseDecode({ ...b, splits, variant: best.dense }, out), 3, 20));
-          rows.push({
-            kernel: lean(best.dense) ? `dense-lean-ctas-${splits}` : `dense-splits-${splits}`,
-            context: n,
-            batch,
-            ...timingCells(ts),
-            gbPerS: Math.round(kvBytes / (ts.median * 1e3)),
-          });
-        }
-        const reuseSweep = lean(best.reuse)
-          ? [132, 264, 396, 528]
-          : batch === 1
-            ? [26, 104, 205]
-            : [2, 10, 20];
-        for (const splits of reuseSweep) {
-          const ts = stat(
-            timeDevice(() => reuseDecode({ ...b, splits, variant: best.reuse }, sel, headMap, out), 3, 20),
-          );
-          rows.push({
-            kernel: lean(best.reuse) ? `reuse-lean-ctas-${splits}` : `reuse-splits-${splits}`,
-            context: n,
-            batch,
-            ...timingCells(ts),
-            gbPerS: Math.round(gatherBytes / (ts.median * 1e3)),
-          });
-        }
+        const sweep = (op: 'dense' | 'reuse', v: number, lean: boolean, counts: readonly number[]) => {
+          for (const splits of counts) {
+            const fn =
+              op === 'dense'
+                ? () => denseDecode({ ...b, splits, variant: v }, out)
+                : () => reuseDecode({ ...b, splits, variant: v }, sel, headMap, out);
+            const ts = stat(timeDevice(fn, 3, 20));
+            rows.push({
+              kernel: `${op}-${lean ? 'lean-ctas' : 'splits'}-${splits}`,
+              context: n,
+              batch,
+              variant: v,
+              ...timingCells(ts),
+              gbPerS: Math.round((op === 'dense' ? kvBytes : gatherBytes) / (ts.median * 1e3)),
+            });
+          }
+        };
+        const ctas = [132, 264, 396, 528];
+        // One variant timed: it is the fastest of its kind.
+        const only = (op: Op, lean: boolean) =>
+          variants.length === 1 && ((best[op] & 128) !== 0) === lean ? best[op] : undefined;
+        const dl = bestOf.lean.dense?.[0] ?? only('dense', true);
+        const ds = bestOf.split.dense?.[0] ?? only('dense', false);
+        const rl = bestOf.lean.reuse?.[0] ?? only('reuse', true);
+        const rs = bestOf.split.reuse?.[0] ?? only('reuse', false);
+        if (ds !== undefined) sweep('dense', ds, false, batch === 1 ? [64, 192, 256] : [8, 16, 33]);
+        if (dl !== undefined) sweep('dense', dl, true, ctas);
+        if (rs !== undefined) sweep('reuse', rs, false, batch === 1 ? [26, 104, 205] : [2, 10, 20]);
+        if (rl !== undefined) sweep('reuse', rl, true, ctas);
       }
       const tag = `${label(n)}_b${batch}`;
       if (Number.isFinite(torchBest))
