@@ -11,8 +11,9 @@
 # Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
 # the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
 # returned-file count).
-# Env: DECODE_VARIANTS (default 0,16,28,60,61,124 (the last run's winners), the lean schedule's
-#      128,132,144,148,160,176,188,252 and the cluster select's 380,636,508,764), DECODE_PARITY_LIMIT
+# Env: DECODE_VARIANTS (default: 0 and 16, 60, 61, 124 without the lean schedule; the lean
+#      schedule's 132, 144, 148, 160, 176, 188, 252; the cluster select's 380, 636, 508, 764: every
+#      winner of the 6cb49d3 run, 144 against 16 for the lean TMA maps), DECODE_PARITY_LIMIT
 #      (s, default 150),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -20,7 +21,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,16,28,60,61,124,128,132,144,148,160,176,188,252,380,636,508,764}
+variants=${DECODE_VARIANTS:-0,16,60,61,124,132,144,148,160,176,188,252,380,636,508,764}
 parity_limit=${DECODE_PARITY_LIMIT:-150}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
