@@ -283,19 +283,20 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
   return cudaGetLastError();
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (default, the wgmma pool), v3 (the pipelined
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (default: the pipelined
 // wgmma pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
 // v5 / v6: v3 / v4 with the Q and K tiles in the 128-byte swizzled layout.
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
-  if (pv == nullptr) return 2;
+  if (pv == nullptr) return 3;  // the default (DEFAULT_PREFILL_KERNELS): v3, the fastest at 6cb49d3
   if (strcmp(pv, "v1") == 0) return 1;
+  if (strcmp(pv, "v2") == 0) return 2;
   if (strcmp(pv, "v3") == 0) return 3;
   if (strcmp(pv, "v4") == 0) return 4;
   if (strcmp(pv, "v5") == 0) return 5;
   if (strcmp(pv, "v6") == 0) return 6;
-  return 2;
+  return 3;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).

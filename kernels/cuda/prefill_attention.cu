@@ -288,17 +288,20 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
-// Default v2: the fastest in every op at 8k, 32k and 128k on the H200 (apps/bench/results/cuda-prefill.json).
+// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same): dense v2, sparse v5, the
+// fastest on the H200 at 6cb49d3 (apps/bench/results/cuda-prefill.json).
 int prefill_variant(PrefillMode mode) {
+  const int fallback = mode == kSparse ? 5 : 2;
   const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
-  if (v == nullptr) return 2;
+  if (v == nullptr) return fallback;
   if (strcmp(v, "v1") == 0) return 1;
+  if (strcmp(v, "v2") == 0) return 2;
   if (strcmp(v, "v3") == 0) return 3;
   if (strcmp(v, "v4") == 0) return 4;
   if (strcmp(v, "v5") == 0) return 5;
   if (strcmp(v, "v6") == 0) return 6;
   if (strcmp(v, "v7") == 0) return 7;
-  return 2;
+  return fallback;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,

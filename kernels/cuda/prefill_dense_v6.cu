@@ -46,10 +46,10 @@ constexpr int kV6Stages = 3;  // K/V ring: the copy of step i + 3 is issued once
 
 constexpr int kV6PosSlots = 4;  // sparse: key positions of steps i .. i + 3
 
-template <typename T, int MODE>
+template <typename T, int MODE, bool SW>
 constexpr size_t v6_smem_bytes() {
   return static_cast<size_t>(kV6Rows * 128 + 2 * kV6Stages * kV6Keys * 128) * sizeof(T) +
-         (MODE == kSparse ? (kV6PosSlots * kV6Keys + kV6PosSlots * 4) * sizeof(int) : 0);
+         (MODE == kSparse ? (kV6PosSlots * kV6Keys + kV6PosSlots * 4) * sizeof(int) : (SW ? 1024 : 0));
 }
 
 // 128-byte swizzled K-major layout (variant v7: Q and K; V stays in the interleave layout): a [rows][128]
@@ -79,12 +79,19 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   constexpr int NA = 64;               // f32 accumulators per thread of an m64n128 tile
   constexpr int GS = 4;                // sparse: the group's 4 query heads x the tile's 32 queries = 128 rows
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  // The swizzled tiles need a 1024-byte aligned base: the dynamic shared memory starts the block's window
-  // (no static shared memory here); a misaligned base would compute garbage, so it stops the kernel.
+  // The swizzled tiles need a 1024-byte aligned base. Dense modes round it up (1 KB extra is allocated);
+  // sparse mode has no room left under the 227 KB limit and relies on the dynamic shared memory starting the
+  // block's window (no static shared memory here): a misaligned base would compute garbage, so it traps.
+  unsigned char* smem_base = smem_raw;
   if constexpr (SW) {
-    if (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023) __trap();
+    const uint32_t mis = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023;
+    if constexpr (kSparseMode) {
+      if (mis) __trap();
+    } else {
+      smem_base += (1024 - mis) & 1023;
+    }
   }
-  T* Qs = reinterpret_cast<T*>(smem_raw);
+  T* Qs = reinterpret_cast<T*>(smem_base);
   T* Ks = Qs + kV6Rows * D;
   T* Vs = Ks + kV6Stages * TILE;
   int* posS = reinterpret_cast<int*>(Vs + kV6Stages * TILE);  // sparse: [slot][128] key positions
@@ -377,7 +384,7 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
 
 template <typename T, int MODE, bool SW>
 cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
-  constexpr size_t smem = v6_smem_bytes<T, MODE>();
+  constexpr size_t smem = v6_smem_bytes<T, MODE, SW>();
   static bool configured = false;
   if (!configured) {
     const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v6_kernel<T, MODE, SW>,

@@ -428,8 +428,13 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
 };
 
-/** What runs when nothing is selected (the environment variables unset). */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v2', sparse: 'v2', pool: 'v2' };
+/**
+ * What runs when nothing is selected (the environment variables unset): preset `v14`, the fastest part of
+ * each kind in the H200 run of 6cb49d3 (apps/bench/results/cuda-prefill.json): attention v2 (the wgmma
+ * dense kernels v6 and the 8-warp v5 were slower), sparse v5 (reuse 48.9 ms against v2's 81.2 at 128k)
+ * and pool v3 (layer 0 about 1% faster than with v2; the fused pool v4 made the anchor slower).
+ */
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v2', sparse: 'v5', pool: 'v3' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
