@@ -72,16 +72,16 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 // warpgroups per block and the next step's Q K^T overlapping this step's softmax; dense and dense +
 // statistics at head dim 128, sparse at head dim 128 and g = 4 (prefill_dense_v6_supports); otherwise
 // dense runs v2 and sparse v5.
-// Variant v7: v6 with Q and K in the 128-byte swizzled layout (swizzle = true).
+// Variant v7: v6 with Q and K in the 128-byte swizzled layout (swizzle = 1); v8: Q, K and V (swizzle = 2).
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                    cudaStream_t st, bool swizzle = false);
+                                    cudaStream_t st, int swizzle = 0);
 // Sparse variant v5 (prefill_sparse_v5.cu): v2's warp layout with the key positions staged one step ahead in
 // shared memory, masks only on the steps that need them, and K / V in separate copy groups;
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1, 2 (default), 3, 4, 5, 6 or 7.
+// The variant the environment selects for a mode: 1 .. 8 (defaults: dense 2, sparse 5).
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

@@ -46,10 +46,10 @@ constexpr int kV6Stages = 3;  // K/V ring: the copy of step i + 3 is issued once
 
 constexpr int kV6PosSlots = 4;  // sparse: key positions of steps i .. i + 3
 
-template <typename T, int MODE, bool SW>
+template <typename T, int MODE, int SW>
 constexpr size_t v6_smem_bytes() {
   return static_cast<size_t>(kV6Rows * 128 + 2 * kV6Stages * kV6Keys * 128) * sizeof(T) +
-         (MODE == kSparse ? (kV6PosSlots * kV6Keys + kV6PosSlots * 4) * sizeof(int) : (SW ? 1024 : 0));
+         (MODE == kSparse ? (kV6PosSlots * kV6Keys + kV6PosSlots * 4) * sizeof(int) : (SW > 0 ? 1024 : 0));
 }
 
 // 128-byte swizzled K-major layout (variant v7: Q and K; V stays in the interleave layout): a [rows][128]
@@ -66,8 +66,17 @@ __device__ __forceinline__ uint64_t v7_sw_desc(const void* tile, int rows, int k
   return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
+// Variant v8 also stores V swizzled (the same [keys][64] regions: physically the 128-byte swizzled MN-major
+// layout of the P V product's B operand, d contiguous). Descriptor of the kk-th 16-key slice: leading offset
+// = the region stride (keys x 128 B: the next 64 columns of d), stride offset = 1024 B (the next 8 keys).
+__device__ __forceinline__ uint64_t v8_v_desc(const void* tile, int keys, int kk) {
+  const char* p = static_cast<const char*>(tile) + kk * 16 * 128;
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>((keys * 128) >> 4) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
 
-template <typename T, int MODE, bool SW>
+template <typename T, int MODE, int SW>
 __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefillShape s, PrefillArgs a) {
   constexpr int D = 128;
   constexpr bool kSparseMode = MODE == kSparse;
@@ -83,7 +92,7 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   // sparse mode has no room left under the 227 KB limit and relies on the dynamic shared memory starting the
   // block's window (no static shared memory here): a misaligned base would compute garbage, so it traps.
   unsigned char* smem_base = smem_raw;
-  if constexpr (SW) {
+  if constexpr (SW > 0) {
     const uint32_t mis = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023;
     if constexpr (kSparseMode) {
       if (mis) __trap();
@@ -154,7 +163,7 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
       valid = qi < Q;
       qrow = (static_cast<size_t>(b) * H + blockIdx.y) * static_cast<size_t>(Q) + (valid ? qi : 0);
     }
-    cp_async16(Qs + (SW ? v7_sw_offset(kV6Rows, r, cc) : il_offset<D>(r, cc)), static_cast<const T*>(a.q) + qrow * D + cc * 8,
+    cp_async16(Qs + (SW > 0 ? v7_sw_offset(kV6Rows, r, cc) : il_offset<D>(r, cc)), static_cast<const T*>(a.q) + qrow * D + cc * 8,
                valid ? 16 : 0);
   }
 
@@ -195,21 +204,21 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
           if (x >= listLen) x = -1;
         }
         const size_t off = static_cast<size_t>(x < 0 ? 0 : x) * D + cc * 8;
-        cp_async16(kd + (SW ? v7_sw_offset(kV6Keys, r, cc) : il_offset<D>(r, cc)), kg + off, x < 0 ? 0 : 16);
-        cp_async16(vd + il_offset<D>(r, cc), vg + off, x < 0 ? 0 : 16);
+        cp_async16(kd + (SW > 0 ? v7_sw_offset(kV6Keys, r, cc) : il_offset<D>(r, cc)), kg + off, x < 0 ? 0 : 16);
+        cp_async16(vd + (SW >= 2 ? v7_sw_offset(kV6Keys, r, cc) : il_offset<D>(r, cc)), vg + off, x < 0 ? 0 : 16);
       }
     }
     cp_async_commit();
   };
   // This warpgroup's 64 query rows (8 row groups): rows 64 wg .. of each region.
-  const T* qw = SW ? Qs + wg * 64 * 64 : Qs + wg * 64 * D;
+  const T* qw = SW > 0 ? Qs + wg * 64 * 64 : Qs + wg * 64 * D;
   auto mma_s = [&](float* sacc, int i) {
     const T* ks = Ks + (i % kV6Stages) * TILE;
     pin<NA>(sacc);
     fence();
 #pragma unroll
     for (int kc = 0; kc < KC; ++kc)
-      if constexpr (SW)
+      if constexpr (SW > 0)
         wgmma_m64n128k16_ss(sacc, v7_sw_desc(qw, kV6Rows, kc), v7_sw_desc(ks, kV6Keys, kc), kc > 0 ? 1 : 0, T{});
       else
         wgmma_m64n128k16_ss(sacc, smem_desc(qw + kc * 128, 128, RG), smem_desc(ks + kc * 128, 128, RG), kc > 0 ? 1 : 0,
@@ -299,7 +308,12 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
     pin<NA>(o);
     fence();
 #pragma unroll
-    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], smem_desc(vs + kk * 16 * D, RG, 128), 1, T{});
+    for (int kk = 0; kk < 8; ++kk) {
+      if constexpr (SW >= 2)
+        wgmma_m64n128k16_rs<1>(o, pa[kk], v8_v_desc(vs, kV6Keys, kk), 1, T{});
+      else
+        wgmma_m64n128k16_rs<1>(o, pa[kk], smem_desc(vs + kk * 16 * D, RG, 128), 1, T{});
+    }
     commit();
     pin<NA>(o);
   };
@@ -382,7 +396,7 @@ __global__ void __launch_bounds__(256, 1) prefill_dense_v6_kernel(KascadePrefill
   }
 }
 
-template <typename T, int MODE, bool SW>
+template <typename T, int MODE, int SW>
 cudaError_t launch_v6_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v6_smem_bytes<T, MODE, SW>();
   static bool configured = false;
@@ -407,14 +421,19 @@ bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode) {
 }
 
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                    cudaStream_t st, bool swizzle) {
-  if (!prefill_dense_v6_supports(s, mode)) return cudaErrorInvalidValue;
+                                    cudaStream_t st, int swizzle) {
+  if (!prefill_dense_v6_supports(s, mode) || swizzle < 0 || swizzle > 2) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    auto go = [&](auto mode_c) -> cudaError_t {
+      constexpr int M = decltype(mode_c)::value;
+      return swizzle == 2   ? launch_v6_t<T, M, 2>(s, a, st)
+             : swizzle == 1 ? launch_v6_t<T, M, 1>(s, a, st)
+                            : launch_v6_t<T, M, 0>(s, a, st);
+    };
     switch (mode) {
-      case kDense: return swizzle ? launch_v6_t<T, kDense, true>(s, a, st) : launch_v6_t<T, kDense, false>(s, a, st);
-      case kDenseStats:
-        return swizzle ? launch_v6_t<T, kDenseStats, true>(s, a, st) : launch_v6_t<T, kDenseStats, false>(s, a, st);
-      case kSparse: return swizzle ? launch_v6_t<T, kSparse, true>(s, a, st) : launch_v6_t<T, kSparse, false>(s, a, st);
+      case kDense: return go(std::integral_constant<int, kDense>{});
+      case kDenseStats: return go(std::integral_constant<int, kDenseStats>{});
+      case kSparse: return go(std::integral_constant<int, kSparse>{});
       default: return cudaErrorInvalidValue;
     }
   });

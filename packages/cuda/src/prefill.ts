@@ -366,7 +366,8 @@ export function uploadPrefillSelection(
  *   - `v6`: dense, dense + statistics and (at g = 4) sparse, head dim 128: `wgmma` with 128-key steps,
  *     two warpgroups per block (128 query rows: 128 queries of a head, or a tile's 32 queries of the
  *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`;
- *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6).
+ *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6);
+ *   - `v8`: `v7` with V swizzled too.
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
@@ -378,7 +379,7 @@ export function uploadPrefillSelection(
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7';
+export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8';
 export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
@@ -388,6 +389,7 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v5',
   'v6',
   'v7',
+  'v8',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3', 'v4', 'v5', 'v6'];
 
@@ -406,7 +408,8 @@ export interface PrefillKernelSelection {
  * v13 = v12 with the wgmma sparse kernel (sparse v6); after the H200 run of 6cb49d3: v14 = the
  * fastest parts measured (dense v2, sparse v5, pool v3), v15 = v14 with the swizzled pool (v5), v16 =
  * the swizzled wgmma dense (v7) + the swizzled pool that computes the anchor's statistics (v6), v17 =
- * v15 with the swizzled wgmma sparse (v7).
+ * v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q, K and V swizzled (v8) and
+ * pool v6.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -426,6 +429,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v15: { dense: 'v2', sparse: 'v5', pool: 'v5' },
   v16: { dense: 'v7', sparse: 'v5', pool: 'v6' },
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
+  v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
 };
 
 /**
