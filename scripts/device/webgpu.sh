@@ -9,7 +9,8 @@
 #   node packages/webgpu/scripts/bundle-bench.mjs        -> packages/webgpu/.bench/webgpu-device.mjs
 # carry: [".device", "packages/webgpu/.bench"]
 # Run by: bash scripts/device/session.sh <sha> ... webgpu   (JOB_OUT, KASCADE_GIT_COMMIT and the
-# preamble's node + DAWN_NODE_PATH come from there; JOB_LIMIT_webgpu=110 s).
+# preamble's node + DAWN_NODE_PATH come from there; JOB_LIMIT_webgpu=110 s; WEBGPU_TOTAL_S, default 100,
+# is the script's own budget).
 #
 # Writes $JOB_OUT/webgpu-decode.{json,md}: parity and 128k at batch 1, 128k at batch 8, with the
 # defaults (the targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (the last run, at
@@ -29,7 +30,7 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
   source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
 mkdir -p "$out"
-long=131072 short=32768,8192 quick= lim1=30 lim2=15 total=100
+long=131072 short=32768,8192 quick= lim1=30 lim2=15 total=${WEBGPU_TOTAL_S:-100}
 if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim1=300 lim2=150 total=540; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)

@@ -104,39 +104,40 @@ export interface DecodeArgs {
   readonly scale?: number;
   /** The kernel that streams the keys (default: `teams` where the device can run it, else `chunked`). */
   readonly kernel?: DecodeKernel;
-  /** `teams` only: about how many workgroups to split the keys over (default 2048; for tuning). */
+  /** `teams` only: about how many workgroups to split the keys over (default: `TEAM_DEFAULTS`; for tuning). */
   readonly targetWorkgroups?: number;
   /**
-   * `teams` only: K/V rows a team loads per step, 1..8 (for tuning). Default: group sizes up to 4 read
-   * 8 rows per step when streaming every key (dense, the anchors' scores pass) and 4 when gathering
-   * (reuse, the anchors' sparse pass); larger groups 2.
+   * `teams` only: K/V rows a team loads per step, 1..8 (for tuning). Default: `TEAM_DEFAULTS` for
+   * group sizes up to 4 (8), 2 for larger groups.
    */
   readonly keysPerStep?: number;
   /**
-   * `teams` only, f16 K/V: bytes a lane loads per piece of a row, 16 (default) or 8 (twice the lanes
-   * per team, half the registers per lane for the query and the accumulators; for tuning).
+   * `teams` only, f16 K/V: bytes a lane loads per piece of a row, 16 or 8 (twice the lanes per team,
+   * half the registers per lane for the query and the accumulators). Default: `TEAM_DEFAULTS`.
    */
   readonly pieceBytes?: 8 | 16;
   /** `teams` only: the most invocations of a workgroup (default 128; 256 doubles the teams per workgroup; for tuning). */
   readonly workgroupSize?: 64 | 128 | 256;
-  /** `teams` only: the fewest team steps a workgroup takes (default 4; for tuning). */
+  /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
   /**
    * `teams` only: each team step issues the next step's K/V loads before it uses its own (registers
    * double-buffered; indices read directly, so `prefetchIndices` does not apply). Default false.
    */
   readonly pipelineLoads?: boolean;
-  /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default false). */
+  /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
    * `teams` only: merge the splits in the last workgroup of each (sequence, KV head) instead of a
-   * second dispatch (default false; see `decode_teams.wgsl` for what it relies on).
+   * second dispatch (default: `TEAM_DEFAULTS`, on for gathering passes; see `decode_teams.wgsl` for
+   * what it relies on).
    */
   readonly fuseCombine?: boolean;
   /**
-   * Anchors' Top-k: `radix` (`topk_radix.wgsl`: pooling fused into the first of three dispatches;
-   * needs `subgroups`, the default where it can run) or `classic` (`pool.wgsl` + `topk_select.wgsl`,
-   * ten dispatches, every device).
+   * Anchors' Top-k: `classic` (default: `pool.wgsl` + `topk_select.wgsl`, ten dispatches, every
+   * device) or `radix` (`topk_radix.wgsl`: pooling fused into the first of three dispatches, one
+   * workgroup per row for the lower digits; needs `subgroups`; slower on the H200 at batch 1, where
+   * eight workgroups carry the whole select).
    */
   readonly select?: 'radix' | 'classic';
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
@@ -169,44 +170,72 @@ const POOL_BINDINGS = [
   [3, 'write'],
 ] as const;
 
+/** The team kernel's settings of one pass (what {@link DecodeArgs} can override). */
+export interface TeamSettings {
+  readonly keysPerStep: number;
+  readonly minStepsPerSplit: number;
+  readonly targetWorkgroups: number;
+  readonly pieceBytes: 8 | 16;
+  readonly prefetchIndices: boolean;
+  readonly fuseCombine: boolean;
+  readonly pipelineLoads: boolean;
+}
+
 /**
  * The team kernel's settings where a call does not give them, for passes that stream every key
  * (dense, the anchors' scores pass) and passes that gather the slot's keys (reuse, the anchors'
- * sparse pass); `keysPerStep` applies to group sizes up to 4 (larger groups take 2).
+ * sparse pass), with few (at most 16: batch 1 or 2 at 8 KV heads) or many rows (sequence x KV head).
+ * Chosen from the H200 sweep of 6cb49d3 at 128k (`apps/bench/results/webgpu-decode.json`, `sweep-*`
+ * rows): few rows want fewer, fuller workgroups; `keysPerStep` applies to group sizes up to 4
+ * (larger groups take 2).
  */
 export const TEAM_DEFAULTS: Readonly<
-  Record<
-    'stream' | 'gather',
-    {
-      readonly keysPerStep: number;
-      readonly minStepsPerSplit: number;
-      readonly targetWorkgroups: number;
-      readonly pieceBytes: 8 | 16;
-      readonly prefetchIndices: boolean;
-      readonly fuseCombine: boolean;
-      readonly pipelineLoads: boolean;
-    }
-  >
+  Record<'stream' | 'gather', Readonly<Record<'few' | 'many', TeamSettings>>>
 > = {
   stream: {
-    keysPerStep: 8,
-    minStepsPerSplit: 4,
-    targetWorkgroups: 2048,
-    pieceBytes: 16,
-    prefetchIndices: false,
-    fuseCombine: false,
-    pipelineLoads: false,
+    few: {
+      keysPerStep: 8,
+      minStepsPerSplit: 4,
+      targetWorkgroups: 1024,
+      pieceBytes: 16,
+      prefetchIndices: false,
+      fuseCombine: false,
+      pipelineLoads: false,
+    },
+    many: {
+      keysPerStep: 8,
+      minStepsPerSplit: 4,
+      targetWorkgroups: 2048,
+      pieceBytes: 16,
+      prefetchIndices: false,
+      fuseCombine: false,
+      pipelineLoads: false,
+    },
   },
   gather: {
-    keysPerStep: 4,
-    minStepsPerSplit: 4,
-    targetWorkgroups: 2048,
-    pieceBytes: 16,
-    prefetchIndices: false,
-    fuseCombine: false,
-    pipelineLoads: false,
+    few: {
+      keysPerStep: 8,
+      minStepsPerSplit: 2,
+      targetWorkgroups: 512,
+      pieceBytes: 8,
+      prefetchIndices: true,
+      fuseCombine: true,
+      pipelineLoads: false,
+    },
+    many: {
+      keysPerStep: 8,
+      minStepsPerSplit: 4,
+      targetWorkgroups: 2048,
+      pieceBytes: 16,
+      prefetchIndices: true,
+      fuseCombine: true,
+      pipelineLoads: false,
+    },
   },
 };
+
+/** Rows (sequence x KV head) up to which a pass takes the `few` defaults. */
+export const FEW_ROWS = 16;
 
 /** Keys per chunk in workgroup memory: `GROUP * CH` scores fit 4 KiB. */
 function chunkFor(group: number): number {
@@ -354,7 +383,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
   const tuned = (gather: boolean) => {
-    const d = TEAM_DEFAULTS[gather ? 'gather' : 'stream'];
+    const d = TEAM_DEFAULTS[gather ? 'gather' : 'stream'][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
     const pieceBytes = a.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
     const layout =
       teamsLayout(gpu, headDim, kv.dtype, pieceBytes, a.workgroupSize ?? 128) ??
@@ -506,7 +535,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
-  const radix = (a.select ?? 'radix') === 'radix' && canRadixSelect(gpu, n);
+  const radix = (a.select ?? 'classic') === 'radix' && canRadixSelect(gpu, n);
   // Size the select's scratch before anything binds it.
   gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);
 
