@@ -11,6 +11,11 @@
 //    > T and == T, and the exclusive offsets of every chunk.
 // 3. radix_emit, grid (chunks, rows): every value > T at its rank, then the lowest-index copies of T.
 //
+// The `radix5` variant keeps every pass parallel instead (five dispatches: hist0, then radix5_digit
+// for bits [20:10] and [9:0], radix5_count, radix5_emit): each workgroup of a pass recomputes the
+// previous digit's scan from its row's histogram (2048 bins, cheap), the first workgroup of the row
+// records it, and each emit workgroup sums the counts of the chunks before its own.
+//
 // Values are f32 >= 0 read as u32 (the same order). Every pass of radix_refine has each invocation
 // issue LOADS independent loads before it uses any (one workgroup reads the whole row).
 //
@@ -23,6 +28,10 @@ struct Params {
   heads: u32,        // POOL: query heads
   kvHeads: u32,      // POOL: KV heads (row r = b * kvHeads + j)
   scoreStride: u32,  // POOL: row stride of scores
+  phase: u32,        // radix5_digit: the digit histogrammed (1 or 2)
+  rows: u32,         // radix5: rows of this select (the histograms of digit p start at p * rows)
+  _pad0: u32,
+  _pad1: u32,
 }
 
 // rowInfo[r] = (offset of the row's values, length, k, offset of the row's output)
@@ -294,6 +303,190 @@ fn radix_emit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wi
     return;
   }
   var pos = chunkOff[row * P.chunks + wid.x] + excl;
+  for (var e = 0u; e < LOADS; e++) {
+    let f = flags[e];
+    if (f.x == 1u) {
+      outIdx[info.w + pos.x] = first + e;
+      pos.x += 1u;
+    } else if (f.y == 1u) {
+      let at = above + pos.y;
+      if (at < info.z) {
+        outIdx[info.w + at] = first + e;
+      }
+      pos.y += 1u;
+    }
+  }
+}
+
+// ---- radix5 ----
+
+fn shift5(phase: u32) -> u32 {
+  return select(select(0u, 10u, phase == 1u), 21u, phase == 0u);
+}
+
+// The digit of `phase` holding the `remaining`-th largest value among those matching `prefix`, from
+// the row's global histogram of that digit; returns (prefix with the digit, remaining within it).
+fn digitOf(t: u32, row: u32, phase: u32, prefix: u32, remaining: u32) -> vec2<u32> {
+  if (t == 0u) {
+    found = vec2<u32>(prefix, 0u);
+  }
+  workgroupBarrier();
+  var c: array<u32, PB>;
+  for (var i = 0u; i < PB; i++) {
+    c[i] = atomicLoad(&hist[(phase * P.rows + row) * BINS + BINS - 1u - (t * PB + i)]);
+  }
+  scanBins(t, c, shift5(phase), prefix, remaining);
+  return found;
+}
+
+fn clearHist(t: u32, row: u32, phase: u32) {
+  for (var i = t; i < BINS; i += WG) {
+    atomicStore(&hist[(phase * P.rows + row) * BINS + i], 0u);
+  }
+}
+
+// Grid (chunks, rows): the previous digit from its histogram, then this chunk's histogram of digit
+// P.phase among the values that match.
+@compute @workgroup_size(WG)
+fn radix5_digit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = rowOf(wid, nwg);
+  let info = rowInfo[row];
+  let phase = P.phase;
+  var before = vec2<u32>(0u, info.z);
+  if (phase == 2u) {
+    before = state[row * 3u];
+  }
+  let st = digitOf(t, row, phase - 1u, before.x, before.y);
+  if (wid.x == 0u) {
+    if (t == 0u) {
+      state[row * 3u + phase - 1u] = st;
+    }
+    if (phase == 2u) {
+      clearHist(t, row, 0u);
+    }
+  }
+  for (var i = t; i < BINS; i += WG) {
+    atomicStore(&lh[i], 0u);
+  }
+  workgroupBarrier();
+  let pm = select(0xFFFFFC00u, 0xFFE00000u, phase == 1u);
+  let dm = select(1023u, 2047u, phase == 1u);
+  let sh = shift5(phase);
+  if (info.z > 0u) {
+    var v: array<u32, LOADS>;
+    for (var e = 0u; e < LOADS; e++) {
+      v[e] = vals[info.x + min(wid.x * CHUNK + e * WG + t, max(info.y, 1u) - 1u)];
+    }
+    for (var e = 0u; e < LOADS; e++) {
+      if (wid.x * CHUNK + e * WG + t < info.y && (v[e] & pm) == st.x) {
+        atomicAdd(&lh[(v[e] >> sh) & dm], 1u);
+      }
+    }
+  }
+  workgroupBarrier();
+  for (var i = t; i < BINS; i += WG) {
+    let c = atomicLoad(&lh[i]);
+    if (c > 0u) {
+      atomicAdd(&hist[(phase * P.rows + row) * BINS + i], c);
+    }
+  }
+}
+
+var<workgroup> cnt5: array<atomic<u32>, 2>;
+
+// Grid (chunks, rows): the last digit (so T and the copies of T kept), then this chunk's counts of
+// values > T and == T.
+@compute @workgroup_size(WG)
+fn radix5_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sgLane: u32) {
+  let row = rowOf(wid, nwg);
+  let info = rowInfo[row];
+  let before = state[row * 3u + 1u];
+  let st = digitOf(t, row, 2u, before.x, before.y);
+  if (wid.x == 0u) {
+    if (t == 0u) {
+      state[row * 3u + 2u] = st;
+    }
+    clearHist(t, row, 1u);
+  }
+  if (t < 2u) {
+    atomicStore(&cnt5[t], 0u);
+  }
+  workgroupBarrier();
+  var gt = 0u;
+  var eq = 0u;
+  if (info.z > 0u) {
+    var v: array<u32, LOADS>;
+    for (var e = 0u; e < LOADS; e++) {
+      v[e] = vals[info.x + min(wid.x * CHUNK + e * WG + t, max(info.y, 1u) - 1u)];
+    }
+    for (var e = 0u; e < LOADS; e++) {
+      if (wid.x * CHUNK + e * WG + t < info.y) {
+        gt += select(0u, 1u, v[e] > st.x);
+        eq += select(0u, 1u, v[e] == st.x);
+      }
+    }
+  }
+  let g = subgroupAdd(gt);
+  let q = subgroupAdd(eq);
+  if (sgLane == 0u) {
+    atomicAdd(&cnt5[0], g);
+    atomicAdd(&cnt5[1], q);
+  }
+  workgroupBarrier();
+  if (t == 0u) {
+    chunkOff[row * P.chunks + wid.x] = vec2<u32>(atomicLoad(&cnt5[0]), atomicLoad(&cnt5[1]));
+  }
+}
+
+// Grid (chunks, rows): as radix_emit, the chunk's offsets summed from the counts of the chunks before it.
+@compute @workgroup_size(WG)
+fn radix5_emit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sgLane: u32) {
+  let row = rowOf(wid, nwg);
+  let info = rowInfo[row];
+  let st = state[row * 3u + 2u];
+  let T = st.x;
+  let above = info.z - st.y;  // how many values are > T
+  if (wid.x == 0u) {
+    clearHist(t, row, 2u);
+  }
+  if (t < 2u) {
+    atomicStore(&cnt5[t], 0u);
+  }
+  workgroupBarrier();
+  var before = vec2<u32>(0u);
+  for (var c = t; c < wid.x; c += WG) {
+    before += chunkOff[row * P.chunks + c];
+  }
+  let bx = subgroupAdd(before.x);
+  let by = subgroupAdd(before.y);
+  if (sgLane == 0u) {
+    atomicAdd(&cnt5[0], bx);
+    atomicAdd(&cnt5[1], by);
+  }
+  var flags: array<vec2<u32>, LOADS>;
+  var mine = vec2<u32>(0u);
+  let first = wid.x * CHUNK + t * LOADS;
+  var v: array<u32, LOADS>;
+  for (var e = 0u; e < LOADS; e++) {
+    v[e] = vals[info.x + min(first + e, max(info.y, 1u) - 1u)];
+  }
+  for (var e = 0u; e < LOADS; e++) {
+    var f = vec2<u32>(0u);
+    if (info.z > 0u && first + e < info.y) {
+      f = vec2<u32>(select(0u, 1u, v[e] > T), select(0u, 1u, v[e] == T));
+    }
+    flags[e] = f;
+    mine += f;
+  }
+  let packed = scanFirst(t, mine.x * 65536u + mine.y) - (mine.x * 65536u + mine.y);
+  let excl = vec2<u32>(packed >> 16u, packed & 0xFFFFu);
+  if (info.z == 0u) {
+    return;
+  }
+  var pos = vec2<u32>(atomicLoad(&cnt5[0]), atomicLoad(&cnt5[1])) + excl;
   for (var e = 0u; e < LOADS; e++) {
     let f = flags[e];
     if (f.x == 1u) {

@@ -41,7 +41,7 @@ const ROWS: Row[] = [
 
 async function runSelect(
   gpu: KascadeGPU,
-  variant: 'radix' | 'classic' | 'radix-64-256',
+  variant: 'radix' | 'classic' | 'radix-64-256' | 'radix5',
   vals: GPUBuffer,
   info: Uint32Array,
   rows: number,
@@ -64,6 +64,7 @@ async function runSelect(
     if (variant === 'radix') encodeRadixSelect(gpu, pass, args);
     else if (variant === 'radix-64-256')
       encodeRadixSelect(gpu, pass, { ...args, testLayout: { wg: 64, rwg: 256 } });
+    else if (variant === 'radix5') encodeRadixSelect(gpu, pass, { ...args, five: true });
     else encodeSelect(gpu, pass, args);
     pass.end();
     gpu.flushParams();
@@ -115,6 +116,11 @@ describe.skipIf(!probe.context)('radix select (topk_radix.wgsl)', () => {
     // part of the workgroup), scaled down to this device's 256 invocations.
     const scaled = await runSelect(gpu, 'radix-64-256', vals, info, ROWS.length, maxLength, outTotal);
     expect(Array.from(scaled)).toEqual(Array.from(radix));
+    // Five parallel dispatches, twice (its three histograms must be cleared for the next select).
+    for (let rep = 0; rep < 2; rep++) {
+      const five = await runSelect(gpu, 'radix5', vals, info, ROWS.length, maxLength, outTotal);
+      expect(Array.from(five), `radix5 run ${rep}`).toEqual(Array.from(radix));
+    }
     let checked = 0;
     ROWS.forEach((r, i) => {
       const want = topkRef(host.subarray(offsets[i], offsets[i] + r.length), r.k);

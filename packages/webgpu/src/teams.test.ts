@@ -372,6 +372,7 @@ describe.skipIf(!probe.context)(
       { pieceBytes: 8 as const, prefetchIndices: true },
       { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
       { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
+      { select: 'radix5' as const },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;

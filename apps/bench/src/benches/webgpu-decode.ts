@@ -99,6 +99,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { pipelineLoads: true, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
   { workgroupSize: 256, fuseCombine: true, prefetchIndices: true, pieceBytes: 8 },
   { select: 'radix' },
+  { select: 'radix5' },
   { fuseCombine: false, prefetchIndices: false, pieceBytes: 16 },
 ];
 
@@ -126,9 +127,13 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     ...grid({ pipelineLoads: [true], fuseCombine: [true], pieceBytes: [16, 8], keysPerStep: [4, 8] }),
     ...grid({ workgroupSize: [256], fuseCombine: [false, true], pieceBytes: [16, 8] }),
   ],
-  'dense-anchor': grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
+  'dense-anchor': grid({
+    select: ['radix', 'radix5', 'classic'],
+    pieceBytes: [16, 8],
+    fuseCombine: [false, true],
+  }),
   anchor: [
-    ...grid({ select: ['radix', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
+    ...grid({ select: ['radix', 'radix5', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
     { fuseCombine: true, prefetchIndices: true },
     { fuseCombine: true, prefetchIndices: true, pieceBytes: 8 },
     { keysPerStep: 4, select: 'classic' },
@@ -436,8 +441,8 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          for (const variant of ['radix', 'classic'] as const) {
-            if (variant === 'radix' && !canRadixSelect(gpu, n)) continue;
+          for (const variant of ['radix', 'radix5', 'classic'] as const) {
+            if (variant !== 'classic' && !canRadixSelect(gpu, n)) continue;
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;
             const selectArgs = {
@@ -453,9 +458,9 @@ const bench: Bench = {
               ctx,
               `select ${variant} ${rowsN} rows of ${n}, k ${k}`,
               (pass) =>
-                variant === 'radix'
-                  ? encodeRadixSelect(gpu, pass, selectArgs)
-                  : encodeSelect(gpu, pass, selectArgs),
+                variant === 'classic'
+                  ? encodeSelect(gpu, pass, selectArgs)
+                  : encodeRadixSelect(gpu, pass, { ...selectArgs, five: variant === 'radix5' }),
               flush,
             );
             rows.push({
@@ -470,16 +475,18 @@ const bench: Bench = {
               timing: s.source,
             });
           }
-          if (outs.radix && outs.classic) {
-            const a = new Int32Array(await readBuffer(gpu, outs.radix, rowsN * slot.kStride * 4));
+          for (const variant of ['radix', 'radix5'] as const) {
+            if (!(outs[variant] && outs.classic)) continue;
+            const a = new Int32Array(await readBuffer(gpu, outs[variant], rowsN * slot.kStride * 4));
             const b = new Int32Array(await readBuffer(gpu, outs.classic, rowsN * slot.kStride * 4));
             let differ = 0;
             for (let r = 0; r < rowsN; r++) {
               for (let i = 0; i < k; i++) if (a[r * slot.kStride + i] !== b[r * slot.kStride + i]) differ++;
             }
-            rows.push({ kernel: 'parity-select', context: n, batch, k, rowsChecked: rowsN, differ });
-            ctx.progress(`select radix vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
-            summary[`selectRadixMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = differ;
+            rows.push({ kernel: 'parity-select', variant, context: n, batch, k, rowsChecked: rowsN, differ });
+            ctx.progress(`select ${variant} vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
+            const key = variant === 'radix' ? 'selectRadixMismatches' : 'selectRadix5Mismatches';
+            summary[`${key}_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = differ;
           }
         }
         if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {

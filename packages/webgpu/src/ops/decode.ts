@@ -137,9 +137,10 @@ export interface DecodeArgs {
    * Anchors' Top-k: `classic` (default: `pool.wgsl` + `topk_select.wgsl`, ten dispatches, every
    * device) or `radix` (`topk_radix.wgsl`: pooling fused into the first of three dispatches, one
    * workgroup per row for the lower digits; needs `subgroups`; slower on the H200 at batch 1, where
-   * eight workgroups carry the whole select).
+   * eight workgroups carry the whole select) or `radix5` (the same first pass, then every digit in
+   * parallel workgroups: five dispatches; needs `subgroups`). Without subgroups: `classic`.
    */
-  readonly select?: 'radix' | 'classic';
+  readonly select?: 'radix' | 'radix5' | 'classic';
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -535,7 +536,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
-  const radix = (a.select ?? 'classic') === 'radix' && canRadixSelect(gpu, n);
+  const selectKind = a.select ?? 'classic';
+  const radix = selectKind !== 'classic' && canRadixSelect(gpu, n);
   // Size the select's scratch before anything binds it.
   gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);
 
@@ -549,6 +551,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
       tag: 'decode',
       pool: { scores, stats, heads, kvHeads, group, scoreStride: n },
+      five: selectKind === 'radix5',
     });
   }
   if (!radix) {

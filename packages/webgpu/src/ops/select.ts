@@ -137,6 +137,8 @@ export function encodeRadixSelect(
      * 256-invocation device the shape that 256/1024 has on a large one (4 chunks per refine pass).
      */
     testLayout?: { wg: number; rwg: number };
+    /** Five parallel dispatches (`radix5_*`) instead of one workgroup per row for the lower digits. */
+    five?: boolean;
   },
 ): void {
   const { rows, maxLength } = args;
@@ -165,8 +167,8 @@ export function encodeRadixSelect(
   if (Math.ceil(maxLength / (RWG * RADIX_LOADS)) * ((RWG * RADIX_LOADS) / CHUNK) > RADIX_MAXCH) {
     throw new WebGPULimitError('radix select', maxLength, RADIX_MAXCH * CHUNK, 'row too long');
   }
-  const hist = gpu.scratchBuffer('radix.hist', rows * BINS * 4);
-  const state = gpu.scratchBuffer(`radix.state.${args.tag}`, rows * 8);
+  const hist = gpu.scratchBuffer('radix.hist', 3 * rows * BINS * 4);
+  const state = gpu.scratchBuffer(`radix.state.${args.tag}`, 3 * rows * 8);
   const offs = gpu.scratchBuffer(`radix.offsets.${args.tag}`, rows * chunks * 8);
   const pool = args.pool;
   const defines = {
@@ -190,11 +192,11 @@ export function encodeRadixSelect(
     [7, 'read'],
     [8, 'read'],
   ] as const;
-  const params = gpu.params(
-    packParams([chunks, pool?.heads ?? 0, pool?.kvHeads ?? 1, pool?.scoreStride ?? 0]),
-  );
+  const paramsOf = (phase: number) =>
+    gpu.params(
+      packParams([chunks, pool?.heads ?? 0, pool?.kvHeads ?? 1, pool?.scoreStride ?? 0, phase, rows, 0, 0]),
+    );
   const buffers = {
-    0: params,
     1: args.rowInfo,
     2: { buffer: args.vals },
     3: { buffer: hist },
@@ -203,13 +205,20 @@ export function encodeRadixSelect(
     6: 'buffer' in args.out ? args.out : { buffer: args.out },
     ...(pool ? { 7: { buffer: pool.scores }, 8: { buffer: pool.stats } } : {}),
   };
-  const run = (entry: string, x: number) => {
+  const run = (entry: string, x: number, phase = 0) => {
     const p = gpu.pipeline('topk_radix', entry, defines, B);
     pass.setPipeline(p.pipeline);
-    pass.setBindGroup(0, gpu.bindGroup(p, `kascade:${entry}`, buffers));
+    pass.setBindGroup(0, gpu.bindGroup(p, `kascade:${entry}`, { 0: paramsOf(phase), ...buffers }));
     pass.dispatchWorkgroups(x, rows, 1);
   };
   run('radix_hist0', chunks);
+  if (args.five) {
+    run('radix5_digit', chunks, 1);
+    run('radix5_digit', chunks, 2);
+    run('radix5_count', chunks);
+    run('radix5_emit', chunks);
+    return;
+  }
   run('radix_refine', 1);
   run('radix_emit', chunks);
 }
