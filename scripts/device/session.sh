@@ -22,7 +22,7 @@ source .device/preamble.sh
 export KASCADE_CUDA_ADDON=$PWD/packages/cuda/build/kascade_cuda.node KASCADE_GIT_COMMIT=$sha
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/gpu.txt" 2>&1
 run_job() {
-  local job=$1 script=scripts/device/$1.sh limit_var=JOB_LIMIT_$1
+  local job=$1 script=scripts/device/$1.sh limit_var=JOB_LIMIT_${1//-/_}
   local limit=${!limit_var:-240}
   local out=$OUT/$job
   mkdir -p "$out"
