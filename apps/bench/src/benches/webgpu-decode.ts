@@ -126,6 +126,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     }),
     ...grid({ pipelineLoads: [true], fuseCombine: [true], pieceBytes: [16, 8], keysPerStep: [4, 8] }),
     ...grid({ workgroupSize: [256], fuseCombine: [false, true], pieceBytes: [16, 8] }),
+    ...grid({ keysPerStep: [16], targetWorkgroups: [512, 1024, 2048] }),
   ],
   'dense-anchor': grid({
     select: ['radix', 'radix5', 'classic'],
@@ -167,6 +168,12 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       pieceBytes: [16, 8],
       keysPerStep: [4, 8],
       minStepsPerSplit: [2, 4],
+    }),
+    ...grid({
+      keysPerStep: [16],
+      pieceBytes: [16, 8],
+      minStepsPerSplit: [1, 2],
+      targetWorkgroups: [256, 512, 2048],
     }),
   ],
 };
