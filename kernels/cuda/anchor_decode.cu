@@ -375,7 +375,7 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
   cudaError_t e = cudaSuccess;
-  if (s.variant & (kVariantSelectCluster | kVariantSelectWide)) {
+  if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
     e = cluster_select(s, splits, w, topk, indices, st);
     if (e != cudaErrorNotSupported) return e;

@@ -55,8 +55,9 @@ enum KascadeDecodeVariant {
                                          // compaction) as ONE launch, a thread block cluster per (sequence,
                                          // KV head) row holding its pooled scores in shared memory
                                          // (select_decode.cu); ties at the k-th value go to the lower index
-  KASCADE_VARIANT_SELECT_WIDE = 512,     // the cluster select with up to 16 CTAs per row and half the
-                                         // scores per CTA (more CTAs at small batch); implies 256
+  KASCADE_VARIANT_SELECT_V2 = 512,       // the cluster select's second version (implies 256): plain shared
+                                         // atomics for the histograms, the counts folded into the digit
+                                         // passes, about a third of the instructions per score
   KASCADE_VARIANT_ALL = 1023,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 

@@ -1,4 +1,4 @@
-// Cluster Top-k select of the decode anchors (variant bits 256 and 512): pooling, the three radix
+// Cluster Top-k select of the decode anchors (variant bit 256; 512: version 2 below): pooling, the three radix
 // digits and the compaction in ONE launch, one thread block cluster per (sequence, KV head) row.
 //
 // The multi-pass select (anchor_decode.cu) costs five launches and reads the pooled row from global
@@ -299,10 +299,282 @@ __global__ void __launch_bounds__(kSelectThreads) cluster_select_kernel(const Cl
   cluster.sync();  // no CTA leaves while another may still read its ctaCnt
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Version 2 (variant bit 512): the same cluster, passes and result with about a third of the
+// instructions per score (ncu, call B2: version 1 executes ~160 warp instructions per 32 scores and
+// is issue-bound at 128k batch 32, 504 us, and latency-bound at batch 1, 42 us):
+//  - histograms by plain shared-memory atomics (no ballot / match per score), exp2 as one ex2.approx.ftz;
+//  - the keys above the threshold are counted inside the digit passes (above bin b1 in the digit-2
+//    pass, above b2 inside b1 in the digit-3 pass, above b3 from the CTA's own digit-3 histogram),
+//    so there is no counting pass;
+//  - keys above the threshold take slots by one shared atomic per warp step (their order is free);
+//    keys equal to it keep the lower-index rule: a CTA whose ties all fit takes slots the same way,
+//    only the one CTA whose ties straddle the cut counts them per warp first and writes them in order.
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Sum over the CTA of one value per thread (kSelectThreads threads); every thread gets it.
+__device__ __forceinline__ unsigned select_block_sum(unsigned v, unsigned* wsum) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = __reduce_add_sync(0xffffffffu, v);
+  __syncthreads();  // earlier readers of wsum are done
+  if (lane == 0) wsum[warp] = v;
+  __syncthreads();
+  unsigned t = 0;
+#pragma unroll
+  for (int w = 0; w < kSelectWarps; ++w) t += wsum[w];
+  return t;
+}
+
 template <int GS, bool VEC>
+__global__ void __launch_bounds__(kSelectThreads) cluster_select2_kernel(const ClusterSelectArgs a) {
+  extern __shared__ __align__(16) unsigned char select_smem[];
+  unsigned* loc = reinterpret_cast<unsigned*>(select_smem);  // this CTA's histogram of the current digit
+  unsigned* tot = loc + kSelectBins;                          // [3][kSelectBins]: CTA 0's hold the cluster's
+  float* sliceSmem = reinterpret_cast<float*>(tot + 3 * kSelectBins);
+  __shared__ float Mh[GS], iL[GS];
+  __shared__ unsigned wsum[kSelectWarps];
+  __shared__ unsigned res[2];
+  __shared__ unsigned above12;  // keys above the threshold found by the digit passes
+  __shared__ int ctaCnt[2];     // published: keys above the threshold, keys equal to it
+  __shared__ int base[2];
+  __shared__ int slotA, slotE;
+  __shared__ int warpE[kSelectWarps];
+
+  cg::cluster_group cluster = cg::this_cluster();
+  const int C = static_cast<int>(cluster.num_blocks());
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int row = static_cast<int>(blockIdx.x) / C;
+  const int b = row / a.kvHeads, j = row % a.kvHeads;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int n = a.n;
+
+  for (int i = tid; i < 4 * kSelectBins; i += kSelectThreads) loc[i] = 0u;  // loc and the three tot
+  if (tid == 0) {
+    above12 = 0u;
+    slotA = 0;
+    slotE = 0;
+  }
+  const size_t bh0 = static_cast<size_t>(b) * a.heads + static_cast<size_t>(j) * GS;
+  for (int h = warp; h < GS; h += kSelectWarps) {
+    const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
+    float M = -INFINITY;
+    for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < a.splits; s += 32)
+      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+    L = warp_sum(L);
+    if (lane == 0) {
+      Mh[h] = M;
+      iL[h] = 1.f / L;
+    }
+  }
+  cluster.sync();  // every CTA's histograms are zero before any remote add; Mh / iL visible
+
+  const int start = rank * a.slice;
+  const int cnt = max(0, min(n - start, a.slice));
+  float* store = a.inSmem ? sliceSmem : a.pooled + static_cast<size_t>(row) * n + start;
+  const int W = a.slice / kSelectWarps;
+  const int wb = warp * W, we = min(wb + W, cnt);
+  const float* lg = a.logits + bh0 * n + start;
+  float mh[GS], il[GS];
+#pragma unroll
+  for (int h = 0; h < GS; ++h) {
+    mh[h] = Mh[h];
+    il[h] = iL[h];
+  }
+
+  // 1. Pool this slice, keep it, histogram digit 1 (key bits 30..20).
+  if constexpr (VEC) {
+    constexpr int U = GS >= 8 ? 1 : 8 / GS;  // float4 loads in flight per lane: 8
+    for (int s0 = wb; s0 < we; s0 += 128 * U) {
+      float4 v[U][GS];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 128 + lane * 4;
+#pragma unroll
+        for (int h = 0; h < GS; ++h)
+          v[u][h] = e < we ? __ldcs(reinterpret_cast<const float4*>(lg + static_cast<size_t>(h) * n + e))
+                           : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 128 + lane * 4;
+        if (e < we) {
+          float4 S = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+          for (int h = 0; h < GS; ++h) {
+            S.x = fmaf(ex2_ftz(v[u][h].x - mh[h]), il[h], S.x);
+            S.y = fmaf(ex2_ftz(v[u][h].y - mh[h]), il[h], S.y);
+            S.z = fmaf(ex2_ftz(v[u][h].z - mh[h]), il[h], S.z);
+            S.w = fmaf(ex2_ftz(v[u][h].w - mh[h]), il[h], S.w);
+          }
+          *reinterpret_cast<float4*>(store + e) = S;
+          atomicAdd(&loc[select_key(S.x) >> 20], 1u);
+          atomicAdd(&loc[select_key(S.y) >> 20], 1u);
+          atomicAdd(&loc[select_key(S.z) >> 20], 1u);
+          atomicAdd(&loc[select_key(S.w) >> 20], 1u);
+        }
+      }
+    }
+  } else {
+    constexpr int U = 4;
+    for (int s0 = wb; s0 < we; s0 += 32 * U) {
+      float v[U][GS];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 32 + lane;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) v[u][h] = e < we ? __ldcs(lg + static_cast<size_t>(h) * n + e) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int e = s0 + u * 32 + lane;
+        if (e < we) {
+          float S = 0.f;
+#pragma unroll
+          for (int h = 0; h < GS; ++h) S = fmaf(ex2_ftz(v[u][h] - mh[h]), il[h], S);
+          store[e] = S;
+          atomicAdd(&loc[select_key(S) >> 20], 1u);
+        }
+      }
+    }
+  }
+  unsigned* tot0 = cluster.map_shared_rank(tot, 0);
+  select_flush(cluster, loc, tot0);
+  select_find_bin<kSelectBins>(tot0, static_cast<unsigned>(a.topk), wsum, res);
+  const unsigned b1 = res[0];
+  unsigned krem = res[1];
+
+  // 2. Digit 2 (key bits 19..9) of the keys in bin b1; counts the keys above bin b1.
+  for (int i = tid; i < kSelectBins; i += kSelectThreads) loc[i] = 0u;
+  __syncthreads();
+  unsigned above = 0;
+  for (int s0 = wb; s0 < we; s0 += 32 * 4) {
+    unsigned k[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int e = s0 + u * 32 + lane;
+      k[u] = e < we ? select_key(store[e]) : 0u;  // key 0 is never above b1's bins nor in b1 unless b1 == 0
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const bool in = s0 + u * 32 + lane < we;
+      const unsigned d1 = k[u] >> 20;
+      above += (in && d1 > b1) ? 1u : 0u;
+      if (in && d1 == b1) atomicAdd(&loc[(k[u] >> 9) & 0x7ffu], 1u);
+    }
+  }
+  above = __reduce_add_sync(0xffffffffu, above);
+  if (lane == 0 && above) atomicAdd(&above12, above);
+  select_flush(cluster, loc, tot0 + kSelectBins);
+  select_find_bin<kSelectBins>(tot0 + kSelectBins, krem, wsum, res);
+  const unsigned b2 = res[0];
+  const unsigned prefix2 = (b1 << 11) | b2;
+  krem = res[1];
+
+  // 3. Digit 3 (key bits 8..0) of the keys with that 22-bit prefix; counts those in b1 above b2.
+  for (int i = tid; i < kSelectBins; i += kSelectThreads) loc[i] = 0u;
+  __syncthreads();
+  above = 0;
+  for (int s0 = wb; s0 < we; s0 += 32 * 4) {
+    unsigned k[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int e = s0 + u * 32 + lane;
+      k[u] = e < we ? select_key(store[e]) : 0u;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const bool in = s0 + u * 32 + lane < we;
+      const unsigned d12 = k[u] >> 9;
+      above += (in && (k[u] >> 20) == b1 && d12 > prefix2) ? 1u : 0u;
+      if (in && d12 == prefix2) atomicAdd(&loc[k[u] & 0x1ffu], 1u);
+    }
+  }
+  above = __reduce_add_sync(0xffffffffu, above);
+  if (lane == 0 && above) atomicAdd(&above12, above);
+  select_flush(cluster, loc, tot0 + 2 * kSelectBins);
+  select_find_bin<512>(tot0 + 2 * kSelectBins, krem, wsum, res);
+  const unsigned b3 = res[0];
+  const unsigned thr = (prefix2 << 9) | b3;
+  const int take = static_cast<int>(res[1]);  // keys equal to thr still wanted (>= 1)
+
+  // 4. This CTA's totals from its own digit-3 histogram (loc, still intact) and the digit passes.
+  const unsigned a3 = select_block_sum(static_cast<unsigned>(tid) > b3 && tid < 512 ? loc[tid] : 0u, wsum);
+  if (tid == 0) {
+    ctaCnt[0] = static_cast<int>(above12 + a3);
+    ctaCnt[1] = static_cast<int>(loc[b3]);
+  }
+  cluster.sync();
+  if (tid < 2) {
+    int sum = 0;
+    for (int r = 0; r < rank; ++r) sum += cluster.map_shared_rank(ctaCnt, r)[tid];
+    base[tid] = sum;
+  }
+  __syncthreads();
+  const int aboveTotal = a.topk - take;
+  const int eqBase = base[1], eqCount = ctaCnt[1];
+  // Ties: none from this CTA, all of them (any order), or only the lower ones (in index order).
+  const bool tiesAll = eqCount > 0 && eqBase + eqCount <= take;
+  const bool tiesOrdered = eqBase < take && eqBase + eqCount > take;
+  if (tiesOrdered) {  // CTA-uniform: per-warp counts of the ties, then their exclusive prefix
+    int ce = 0;
+    for (int e = wb + lane; e < we; e += 32) ce += select_key(store[e]) == thr ? 1 : 0;
+    ce = __reduce_add_sync(0xffffffffu, ce);
+    if (lane == 0) warpE[warp] = ce;
+    __syncthreads();
+    if (tid == 0) {
+      int t = 0;
+      for (int w = 0; w < kSelectWarps; ++w) {
+        const int x = warpE[w];
+        warpE[w] = t;
+        t += x;
+      }
+    }
+    __syncthreads();
+  }
+
+  // 5. Write: keys above thr in slots [0, aboveTotal), ties after them.
+  int* o = a.out + static_cast<size_t>(row) * a.topk;
+  const unsigned lt = (1u << lane) - 1u;
+  int pe = tiesOrdered ? eqBase + warpE[warp] : 0;
+  for (int s0 = wb; s0 < we; s0 += 32) {
+    const int e = s0 + lane;
+    const bool in = e < we;
+    const unsigned k = in ? select_key(store[e]) : 0u;
+    const bool up = in && k > thr, eq = in && k == thr;
+    const unsigned mu = __ballot_sync(0xffffffffu, up);
+    if (mu) {
+      int s = 0;
+      if (lane == __ffs(mu) - 1) s = atomicAdd(&slotA, __popc(mu));
+      s = __shfl_sync(0xffffffffu, s, __ffs(mu) - 1);
+      if (up) o[base[0] + s + __popc(mu & lt)] = start + e;
+    }
+    const unsigned me = __ballot_sync(0xffffffffu, eq);
+    if (me && tiesAll) {
+      int s = 0;
+      if (lane == __ffs(me) - 1) s = atomicAdd(&slotE, __popc(me));
+      s = __shfl_sync(0xffffffffu, s, __ffs(me) - 1);
+      if (eq) o[aboveTotal + eqBase + s + __popc(me & lt)] = start + e;
+    } else if (me && tiesOrdered) {
+      const int t = pe + __popc(me & lt);
+      if (eq && t < take) o[aboveTotal + t] = start + e;
+      pe += __popc(me);
+    }
+  }
+  cluster.sync();  // no CTA leaves while another may still read its ctaCnt
+}
+
+template <int GS, bool VEC, int VERSION>
 static cudaError_t cluster_select_t(const SelectPlan& p, long long rows, const ClusterSelectArgs& a,
                                     cudaStream_t st) {
-  auto* kern = cluster_select_kernel<GS, VEC>;
+  auto* kern = VERSION == 2 ? cluster_select2_kernel<GS, VEC> : cluster_select_kernel<GS, VEC>;
   static bool configured = false;
   static std::map<long long, int> activeClusters;  // (cluster, smem bytes) -> clusters that fit at once
   if (!configured) {
@@ -347,7 +619,7 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
   const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
   const int g = s.heads / s.kvHeads;
   const bool vec = s.n % 4 == 0;
-  const bool wide = (s.variant & kVariantSelectWide) != 0;
+  const bool v2 = (s.variant & kVariantSelectV2) != 0;
   ClusterSelectArgs a{};
   a.n = s.n;
   a.heads = s.heads;
@@ -358,18 +630,15 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
   a.part_ml = w.part_ml;
   a.pooled = w.pooled;
   a.out = indices;
-  // The wide plan first when asked; if the device cannot place its clusters, the plain one.
-  for (int attempt = wide ? 0 : 1; attempt < 2; ++attempt) {
-    const SelectPlan p = select_plan(s.n, rows, device_sm_count(), select_limits(attempt == 0));
-    if (p.cluster * rows > 0x7fffffffLL) return cudaErrorNotSupported;
-    a.slice = p.slice;
-    a.inSmem = p.inSmem ? 1 : 0;
-    const cudaError_t e = KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-      return vec ? cluster_select_t<GS, true>(p, rows, a, st) : cluster_select_t<GS, false>(p, rows, a, st);
-    });
-    if (e != cudaErrorNotSupported) return e;
-  }
-  return cudaErrorNotSupported;
+  // Both versions take the plain plan (call B: 16-CTA clusters ran 1.2-2.6x slower than 8-CTA ones).
+  const SelectPlan p = select_plan(s.n, rows, device_sm_count(), select_limits(false));
+  if (p.cluster * rows > 0x7fffffffLL) return cudaErrorNotSupported;
+  a.slice = p.slice;
+  a.inSmem = p.inSmem ? 1 : 0;
+  return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+    if (v2) return vec ? cluster_select_t<GS, true, 2>(p, rows, a, st) : cluster_select_t<GS, false, 2>(p, rows, a, st);
+    return vec ? cluster_select_t<GS, true, 1>(p, rows, a, st) : cluster_select_t<GS, false, 1>(p, rows, a, st);
+  });
 }
 
 }  // namespace kascade

@@ -1,5 +1,5 @@
 // The cluster Top-k select of the decode anchors (select_decode.cu), called by anchor_decode.cu
-// under variant bits 256 (KASCADE_VARIANT_SELECT_CLUSTER) and 512 (KASCADE_VARIANT_SELECT_WIDE).
+// under variant bits 256 (KASCADE_VARIANT_SELECT_CLUSTER) and 512 (KASCADE_VARIANT_SELECT_V2).
 #pragma once
 #include "decode_attention.cuh"
 #include "select_plan.h"
@@ -7,8 +7,8 @@
 namespace kascade {
 
 // KascadeDecodeShape::variant bits of the cluster select (kascade_cuda.h).
-constexpr int kVariantSelectCluster = KASCADE_VARIANT_SELECT_CLUSTER;  // plan: select_limits(false)
-constexpr int kVariantSelectWide = KASCADE_VARIANT_SELECT_WIDE;        // plan: select_limits(true)
+constexpr int kVariantSelectCluster = KASCADE_VARIANT_SELECT_CLUSTER;  // cluster_select_kernel
+constexpr int kVariantSelectV2 = KASCADE_VARIANT_SELECT_V2;            // cluster_select2_kernel
 
 // Pools the logits of w.logits (per-head softmax from the scores pass's per-split max/sum in
 // w.part_ml) and writes each row's exact Top-k (topk indices, key order) into indices, in one

@@ -27,8 +27,9 @@ struct SelectLimits {
   int sliceMax;     // most scores per CTA kept in shared memory
 };
 
-// Plain (bit 256): clusters of up to 8, 16384 scores per CTA (96 KB: two CTAs per SM);
-// wide (bit 512): clusters of up to 16, 8192 per CTA (64 KB: three per SM).
+// Plain (both versions, bits 256 and 512): clusters of up to 8, 16384 scores per CTA (96 KB: two CTAs
+// per SM). Wide: clusters of up to 16, 8192 per CTA; bit 512 ran it in call B of the third session,
+// 1.2-2.6x slower than the plain plan, so no variant uses it now.
 inline SelectLimits select_limits(bool wide) {
   return wide ? SelectLimits{16, 8192, 40960} : SelectLimits{8, 16384, 40960};
 }
