@@ -14,7 +14,10 @@ workers=$(( $(nproc) - ${ACC_SPARE_CORES:-3} ))
 [ "$workers" -lt 1 ] && workers=1
 seed=${ACC_SEED_JOURNAL:-apps/bench/results/accuracy-journal.jsonl.gz}
 if [ "$seed" != none ] && [ -f "$seed" ]; then
-  zcat -f "$seed" > "$JOB_OUT/journal.jsonl"
+  # whole lines only: an unterminated last line would be glued to the first appended one
+  zcat -f "$seed" > "$JOB_OUT/seed.jsonl"
+  head -n "$(wc -l < "$JOB_OUT/seed.jsonl")" "$JOB_OUT/seed.jsonl" > "$JOB_OUT/journal.jsonl"
+  rm -f "$JOB_OUT/seed.jsonl"
   echo "journal seeded from $seed: $(wc -l < "$JOB_OUT/journal.jsonl") lines"
 fi
 echo "accuracy: $workers workers, args: ${ACC_ARGS:-}"
