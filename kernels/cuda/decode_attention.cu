@@ -782,13 +782,15 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
 }
 
 // Lean grid: the CTAs that fit at once (perSm x SMs, at most kLeanMaxCtasPerSm per SM), or the
-// forced `splits` as the CTA count (tuning), within the same cap. Gathers take two waves of them
-// (within the cap): at 128k batch 32 the reuse pass ran 2.3 % faster on 528 CTAs than on 264 (H200,
-// bench rows reuse-lean-ctas-*, 6cb49d3); shorter shares shorten each warp's chain of dependent
-// index and row loads.
-int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather) {
+// forced `splits` as the CTA count (tuning), within the same cap. Gathers with long shares (at
+// least 32 tiles per CTA in one wave) take two waves (within the cap): at 128k batch 32 the reuse
+// pass ran 2.3 % faster on 528 CTAs than on 264 (H200, bench rows reuse-lean-ctas-*, 6cb49d3). Short
+// shares stay in one wave: at 128k batch 1 (6 tiles per CTA) two waves took the reuse pass from
+// ~21 to ~35 us (ncu, 29720db): each wave pays the pipeline fill, and twice the slots per row.
+int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long work) {
   const int cap = kLeanMaxCtasPerSm * device_sm_count();
-  const int per = min(perSm * (gather ? 2 : 1), kLeanMaxCtasPerSm);
+  const bool twoWaves = gather && work >= 32LL * perSm * device_sm_count();
+  const int per = min(perSm * (twoWaves ? 2 : 1), kLeanMaxCtasPerSm);
   const int want = s.splits > 0 ? s.splits : per * device_sm_count();
   return max(1, min(want, cap));
 }
@@ -810,8 +812,10 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
   }
   dim3 grid(a.splits, s.kvHeads, s.batch);
   if (a.variant & KASCADE_VARIANT_LEAN) {
-    const LeanPlan p = lean_plan(static_cast<long long>(s.batch) * s.kvHeads, MODE == kGather ? a.topk : s.n,
-                                 lean_ctas(s, perSm, MODE == kGather));
+    const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+    const int listLen = MODE == kGather ? a.topk : s.n;
+    const long long work = rows * ((listLen + kTile - 1) / kTile);
+    const LeanPlan p = lean_plan(rows, listLen, lean_ctas(s, perSm, MODE == kGather, work));
     a.leanWork = p.work;
     a.leanTiles = p.tiles;
     a.leanCtas = p.ctas;

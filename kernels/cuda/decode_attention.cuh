@@ -125,9 +125,9 @@ struct TmaMaps {
 // Launches the partial kernel. KASCADE_VARIANT_LEAN: fills a's lean fields and sets a.splits to the
 // partial slots per row.
 cudaError_t launch_partial(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, cudaStream_t st);
-// KASCADE_VARIANT_LEAN: CTAs of the lean grid for a kernel with perSm resident CTAs per SM
-// (gathers: two waves).
-int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather);
+// KASCADE_VARIANT_LEAN: CTAs of the lean grid for a kernel with perSm resident CTAs per SM, over
+// `work` tiles (gathers with long shares: two waves).
+int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long work);
 cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
                            const float* part_ml, void* out, cudaStream_t st);
 // KASCADE_VARIANT_LEAN's combine (head-dim slices, float4 loads, empty slots skipped).
