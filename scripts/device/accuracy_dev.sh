@@ -16,6 +16,15 @@ if [ -z "$plans" ]; then
     plans="${plans:+$plans,}$(basename "$f" .json)=$f"
   done
 fi
+# The journal starts from the committed dev-selection journal ($ACC_SEED_JOURNAL; 'none' for an empty
+# one), whole lines only, so finished jobs are not run again.
+seed=${ACC_SEED_JOURNAL:-packages/demo-model/training/logs/dev-selection/journal.jsonl}
+if [ "$seed" != none ] && [ -f "$seed" ]; then
+  zcat -f "$seed" > "$JOB_OUT/seed.jsonl"
+  head -n "$(wc -l < "$JOB_OUT/seed.jsonl")" "$JOB_OUT/seed.jsonl" > "$JOB_OUT/journal.jsonl"
+  rm -f "$JOB_OUT/seed.jsonl"
+  echo "journal seeded from $seed: $(wc -l < "$JOB_OUT/journal.jsonl") lines"
+fi
 echo "accuracy-dev: $workers workers, plans: $plans"
 node "${ACC_CLI:-apps/bench/dist/device/cli.js}" accuracy --out "$JOB_OUT/accuracy-dev.json" -- \
   --split dev --context 4096 --instances "${ACC_INSTANCES:-20}" --grids main --policies dense,kascade \
