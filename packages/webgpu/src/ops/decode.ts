@@ -134,11 +134,10 @@ export interface DecodeArgs {
    */
   readonly fuseCombine?: boolean;
   /**
-   * Anchors' Top-k: `classic` (default: `pool.wgsl` + `topk_select.wgsl`, ten dispatches, every
-   * device) or `radix` (`topk_radix.wgsl`: pooling fused into the first of three dispatches, one
-   * workgroup per row for the lower digits; needs `subgroups`; slower on the H200 at batch 1, where
-   * eight workgroups carry the whole select) or `radix5` (the same first pass, then every digit in
-   * parallel workgroups: five dispatches; needs `subgroups`). Without subgroups: `classic`.
+   * Anchors' Top-k: `radix5` (default where the device has `subgroups`: `topk_radix.wgsl`, pooling
+   * fused into the first of five parallel dispatches), `classic` (`pool.wgsl` + `topk_select.wgsl`,
+   * ten dispatches, every device; the fallback) or `radix` (three dispatches, one workgroup per row
+   * for the lower digits: slower on the H200 at batch 1, where eight workgroups carry the select).
    */
   readonly select?: 'radix' | 'radix5' | 'classic';
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
@@ -536,7 +535,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
-  const selectKind = a.select ?? 'classic';
+  const selectKind = a.select ?? 'radix5';
   const radix = selectKind !== 'classic' && canRadixSelect(gpu, n);
   // Size the select's scratch before anything binds it.
   gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);

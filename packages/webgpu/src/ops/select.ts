@@ -153,8 +153,12 @@ export function encodeRadixSelect(
     );
   }
   const WGX = args.testLayout?.wg ?? RADIX_WG;
-  const RWG = args.testLayout?.rwg ?? radixRefineWG(gpu, maxLength);
-  const CHUNK = WGX * RADIX_LOADS;
+  const five = args.five === true;
+  // radix5: small chunks (1024 values per workgroup, as the classic select), so the histogram atomics
+  // of flat rows spread over many workgroups; its refine entry is unused (RWG = WG keeps it valid).
+  const LOADS = five ? 4 : RADIX_LOADS;
+  const RWG = five ? WGX : (args.testLayout?.rwg ?? radixRefineWG(gpu, maxLength));
+  const CHUNK = WGX * LOADS;
   if (!gpu.info.hasSubgroups || RWG === 0) {
     throw new WebGPULimitError(
       'radix select',
@@ -164,7 +168,7 @@ export function encodeRadixSelect(
     );
   }
   const chunks = Math.ceil(maxLength / CHUNK);
-  if (Math.ceil(maxLength / (RWG * RADIX_LOADS)) * ((RWG * RADIX_LOADS) / CHUNK) > RADIX_MAXCH) {
+  if (!five && Math.ceil(maxLength / (RWG * LOADS)) * ((RWG * LOADS) / CHUNK) > RADIX_MAXCH) {
     throw new WebGPULimitError('radix select', maxLength, RADIX_MAXCH * CHUNK, 'row too long');
   }
   const hist = gpu.scratchBuffer('radix.hist', 3 * rows * BINS * 4);
@@ -173,7 +177,7 @@ export function encodeRadixSelect(
   const pool = args.pool;
   const defines = {
     WG: WGX,
-    LOADS: RADIX_LOADS,
+    LOADS,
     CHUNK,
     RWG,
     MAXCH: RADIX_MAXCH,
@@ -212,7 +216,7 @@ export function encodeRadixSelect(
     pass.dispatchWorkgroups(x, rows, 1);
   };
   run('radix_hist0', chunks);
-  if (args.five) {
+  if (five) {
     run('radix5_digit', chunks, 1);
     run('radix5_digit', chunks, 2);
     run('radix5_count', chunks);
