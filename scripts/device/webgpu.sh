@@ -14,7 +14,8 @@
 #
 # Writes $JOB_OUT/webgpu-decode.{json,md}: parity and 128k at batch 1, 128k at batch 8, with the
 # defaults (the targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (the last run, at
-# af4b1c8, took 13 s for all of its parts), merged into one results file. Back here, redraw the SVG with
+# af4b1c8, took 13 s for all of its parts; at 6cb49d3, with the sweeps, 26 s), merged into one results
+# file; then webgpu-prefill (webgpu-prefill.{json,md}) if at least 40 s are left. Back here, redraw the SVG with
 #   node packages/webgpu/.bench/webgpu-device.mjs --merge apps/bench/results/webgpu-decode.json <returned json>
 set -u
 out=${JOB_OUT:?JOB_OUT not set}
@@ -49,11 +50,20 @@ echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 for b in 1 8; do
   l=$(left)
   [ "$b" = 1 ] && l=$(( l * 11 / 20 ))
+  [ "$l" -gt 35 ] && l=35
   if [ "$l" -gt 14 ]; then
     timeout --kill-after=3 "$l" node "$bundle" "$out/s128k$b" $quick webgpu-decode -- --contexts=$long --batches=$b --kernels=teams --no-parity --sweep-only --deadline-s=$(( l - 8 ))
     echo "sweep 128k b$b rc=$? after $(( $(date +%s) - start )) s"
   fi
 done
+# 4. webgpu-prefill (8k and 32k, batch 1; its own results file) if enough time is left.
+l=$(left)
+if [ "$l" -gt 40 ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ]; then
+  timeout --kill-after=3 "$l" node "$bundle" "$out/prefill" webgpu-prefill
+  echo "prefill rc=$? after $(( $(date +%s) - start )) s"
+  [ -s "$out/prefill/webgpu-prefill.json" ] && mv "$out/prefill/webgpu-prefill.json" "$out/prefill/webgpu-prefill.md" "$out/"
+  rm -rf "$out/prefill"
+fi
 parts=()
 for p in p128k1 p128k8 p32k s128k1 s128k8; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
