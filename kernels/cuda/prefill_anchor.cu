@@ -286,7 +286,8 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (default: the pipelined
 // wgmma pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
-// v5 / v6: v3 / v4 with the Q and K tiles in the 128-byte swizzled layout.
+// v5 / v6: v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8: v5 / v6 with the
+// select reading each row twice instead of four times (prefill_select_v2.cu).
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
   if (pv == nullptr) return 3;  // the default (DEFAULT_PREFILL_KERNELS): v3, the fastest at 6cb49d3
@@ -296,13 +297,15 @@ static int pool_variant() {
   if (strcmp(pv, "v4") == 0) return 4;
   if (strcmp(pv, "v5") == 0) return 5;
   if (strcmp(pv, "v6") == 0) return 6;
+  if (strcmp(pv, "v7") == 0) return 7;
+  if (strcmp(pv, "v8") == 0) return 8;
   return 3;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
 static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
   const int pv = pool_variant();
-  return !layer0 && (pv == 4 || pv == 6) && pool_v3_supports(s);
+  return !layer0 && (pv == 4 || pv == 6 || pv == 8) && pool_v3_supports(s);
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
@@ -342,8 +345,12 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, fused, st)) != cudaSuccess)
       return e;
-    select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (pool_variant() >= 7) {
+      if ((e = launch_select_v2(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
+    } else {
+      select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);
+      if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    }
   }
   if (layer0) return cudaSuccess;
   a.counts = counts;

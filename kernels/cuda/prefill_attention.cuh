@@ -54,6 +54,12 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            bool fusedStats, bool swizzle, cudaStream_t st);
 
+// Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
+// row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
+// scores (otherwise as select_prefill_kernel). Same arguments and output as that kernel.
+cudaError_t launch_select_v2(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
+                             size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);
+
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);
 // Variant v2 (prefill_attention_v2.cu): 32 query rows per warp. launch_prefill_attention uses it when the

@@ -2,16 +2,15 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Default now (device call C): v6 (the old defaults) and v14 (the fastest
-# parts of call B: dense v2, sparse v5, pool v3) as the safe group, against v15 (v14 with the swizzled pool
-# v5), v16 (swizzled wgmma dense v7 + swizzled fused pool v6), v18 (the wgmma attention with V swizzled
-# too: dense and sparse v8, pool v6) and v17 (v15 with the swizzled wgmma sparse v7), timed in that
-# order (the bench skips a late preset at 128k when the deadline nears). Call B (6cb49d3) timed v6 v12
-# v13 v10 v11 v9.
+# fails parity is never timed). Default now (device call C, final): v6 (the session's first defaults) and
+# v14 (the defaults after call B) as the safe group, against v18 (the fastest of call B2: the swizzled
+# wgmma attention v8 and the swizzled fused pool v6) and v19 (v18 with the two-pass select, pool v8),
+# timed in that order. Call B (6cb49d3) timed v6 v12 v13 v10 v11 v9; call B2 (29720db) v6 v14 v15 v16
+# v18 v17.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v6,v14 | v15 | v16 | v18 | v17). If the bench dies, it runs again on
+# group's checks with it (default groups: v6,v14 | v18 | v19). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -21,7 +20,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v6,v14}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v15 v16 v18 v17}
+risky=${PREFILL_RISKY:-v18 v19}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -320,11 +320,11 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
       /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8,/,
     );
-    expect(() => setPrefillKernels({ pool: 'v7' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v2, v3, v4, v5, v6,/,
+    expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
+      /pool kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8,/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19\)/,
     );
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
@@ -335,6 +335,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v12')).toEqual({ dense: 'v6', sparse: 'v5', pool: 'v4' });
     expect(prefillKernelPreset('v13')).toEqual({ dense: 'v6', sparse: 'v6', pool: 'v4' });
     expect(prefillKernelPreset('v16')).toEqual({ dense: 'v7', sparse: 'v5', pool: 'v6' });
+    expect(prefillKernelPreset('v19')).toEqual({ dense: 'v8', sparse: 'v8', pool: 'v8' });
     expect(() => setPrefillKernels({ dense: 'v9' as 'v1' })).toThrow(
       /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, got v9/,
     );

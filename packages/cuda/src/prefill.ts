@@ -372,7 +372,9 @@ export function uploadPrefillSelection(
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
  *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
- *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout.
+ *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v7` / `v8` v5 / v6 with the
+ *   Top-k select reading each pooled row twice instead of four times (the candidates of the k-th
+ *   largest's top-11-bit bin kept in shared memory when they are at most 2048).
  * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
  * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
  * anchor 11-13% faster than with pool v1). Preset `v6` is that combination, not yet timed as one.
@@ -380,7 +382,7 @@ export function uploadPrefillSelection(
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -391,7 +393,16 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v7',
   'v8',
 ];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v2', 'v3', 'v4', 'v5', 'v6'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
+  'v1',
+  'v2',
+  'v3',
+  'v4',
+  'v5',
+  'v6',
+  'v7',
+  'v8',
+];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -409,7 +420,7 @@ export interface PrefillKernelSelection {
  * fastest parts measured (dense v2, sparse v5, pool v3), v15 = v14 with the swizzled pool (v5), v16 =
  * the swizzled wgmma dense (v7) + the swizzled pool that computes the anchor's statistics (v6), v17 =
  * v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q, K and V swizzled (v8) and
- * pool v6.
+ * pool v6; after call B2 (29720db): v19 = v18 with the two-pass select (pool v8).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -430,6 +441,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v16: { dense: 'v7', sparse: 'v5', pool: 'v6' },
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
+  v19: { dense: 'v8', sparse: 'v8', pool: 'v8' },
 };
 
 /**
