@@ -283,14 +283,14 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
   return cudaGetLastError();
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (default: the pipelined
-// wgmma pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (the pipelined wgmma
+// pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
-// v5 / v6: v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8: v5 / v6 with the
-// select reading each row twice instead of four times (prefill_select_v2.cu).
+// v5 / v6 (v6 the default): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
+// v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu).
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
-  if (pv == nullptr) return 3;  // the default (DEFAULT_PREFILL_KERNELS): v3, the fastest at 6cb49d3
+  if (pv == nullptr) return 6;  // the default (DEFAULT_PREFILL_KERNELS): v6, the fastest at 29720db
   if (strcmp(pv, "v1") == 0) return 1;
   if (strcmp(pv, "v2") == 0) return 2;
   if (strcmp(pv, "v3") == 0) return 3;
@@ -299,7 +299,7 @@ static int pool_variant() {
   if (strcmp(pv, "v6") == 0) return 6;
   if (strcmp(pv, "v7") == 0) return 7;
   if (strcmp(pv, "v8") == 0) return 8;
-  return 3;  // an unknown name: the default, as prefillKernels() reports it
+  return 6;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).

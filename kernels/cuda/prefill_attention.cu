@@ -288,10 +288,11 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
-// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same): dense v2, sparse v5, the
-// fastest on the H200 at 6cb49d3 (apps/bench/results/cuda-prefill.json).
+// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same): v8 for dense and sparse,
+// the fastest on the H200 at 29720db (apps/bench/results/cuda-prefill.json); where v8 does not apply,
+// launch_prefill_attention runs dense v2 / sparse v5.
 int prefill_variant(PrefillMode mode) {
-  const int fallback = mode == kSparse ? 5 : 2;
+  const int fallback = 8;
   const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
   if (v == nullptr) return fallback;
   if (strcmp(v, "v1") == 0) return 1;

@@ -307,8 +307,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v3' });
-      expect(prefillKernelPreset('v14')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v8', sparse: 'v8', pool: 'v6' });
+      expect(prefillKernelPreset('v18')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];

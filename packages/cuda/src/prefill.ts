@@ -445,12 +445,15 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v14`, the fastest part of
- * each kind in the H200 run of 6cb49d3 (apps/bench/results/cuda-prefill.json): attention v2 (the wgmma
- * dense kernels v6 and the 8-warp v5 were slower), sparse v5 (reuse 48.9 ms against v2's 81.2 at 128k)
- * and pool v3 (layer 0 about 1% faster than with v2; the fused pool v4 made the anchor slower).
+ * What runs when nothing is selected (the environment variables unset): preset `v18`, the fastest in every
+ * op at 8k, 32k and 128k in the H200 run of 29720db (call B2, apps/bench/results/cuda-prefill.json): the
+ * `wgmma` attention with Q, K and V in the 128-byte swizzled layout (v8: dense 348 ms at 128k, 404
+ * TFLOP/s, against v2's 399-410; reuse 42.2 ms against sparse v5's 48.8) and the swizzled pool that
+ * computes the anchor's statistics itself (v6; layer 0 runs it as v5). Where v8 does not apply (head
+ * dim 64, the statistics-only pass, sparse at g != 4) dense runs v2 and sparse v5; at g = 8 the pool
+ * runs v2.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v2', sparse: 'v5', pool: 'v3' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v8', sparse: 'v8', pool: 'v6' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
