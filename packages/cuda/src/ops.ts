@@ -21,30 +21,31 @@ export interface DecodeVariantRule {
 }
 
 /**
- * The library's default decode variants per op and shape class, from the H200 run at 6cb49d3
+ * The library's default decode variants per op and shape class, from the H200 run at 5bd2ba3
  * (`apps/bench/results/cuda-decode.json`; Llama-3.1-8B shape, bf16): per op, batch (1 or 32) and
  * context (8k, 32k, 128k, 512k), among the variants within 1.5 % of that shape's fastest, the
  * one fastest on average over the op's contexts at that batch. Batch <= 4 takes the batch-1
  * choice, larger batches the batch-32 one; contexts up to 16k / 64k / 256k take the 8k / 32k /
- * 128k choice. Every variant computes the same result (device parity per variant).
+ * 128k choice. Dense and reuse never run the anchors' select, so their rows drop bits 256/512
+ * (the same kernels). Every variant computes the same result (device parity per variant).
  */
 export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
-  { op: 'dense', maxBatch: 4, maxN: 16384, variant: 188 },
-  { op: 'dense', maxBatch: 4, maxN: 65536, variant: 61 },
-  { op: 'dense', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
-  { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 132 },
-  { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 508 },
-  { op: 'layer0', maxBatch: 4, maxN: 65536, variant: 380 },
+  { op: 'dense', maxBatch: 4, maxN: 16384, variant: 148 },
+  { op: 'dense', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
+  { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 176 },
+  { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 764 },
+  { op: 'layer0', maxBatch: 4, maxN: 65536, variant: 636 },
+  { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 764 },
   { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 508 },
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 252 },
-  { op: 'anchor', maxBatch: 4, maxN: 65536, variant: 508 },
+  { op: 'anchor', maxBatch: 4, maxN: 65536, variant: 764 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 508 },
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 252 },
-  { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 764 },
+  { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 252 },
   { op: 'reuse', maxBatch: 4, maxN: 262144, variant: 124 },
-  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 764 },
+  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
 
