@@ -42,9 +42,14 @@ timeout --kill-after=3 15 node "$bundle" "$out/warmup" $quick webgpu-decode -- -
 rm -rf "$out/warmup"
 echo "warm-up done after $(( $(date +%s) - start )) s"
 # Each part writes its own results when it ends, so a part cut off by its limit loses only itself.
-# 1. The headline: parity on the device, then 128k at batch 1 and (in its own part) batch 8 with the
-#    defaults and the one-pass models.
-timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep
+# 0. Parity on the device, in a process of its own: in calls B and C the process that had run it
+#    (11 option sets, some with very many registers per invocation) timed everything after it 2.6x
+#    slow (copy 1520 GB/s), so no timing shares a process with unusual pipelines.
+timeout --kill-after=3 "$lim1" node "$bundle" "$out/parity" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --parity-only
+echo "parity rc=$? after $(( $(date +%s) - start )) s"
+# 1. The headline: 128k at batch 1 and (in its own part) batch 8 with the defaults and the one-pass
+#    models.
+timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity
 echo "128k b1 rc=$? after $(( $(date +%s) - start )) s"
 timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity
 echo "128k b8 rc=$? after $(( $(date +%s) - start )) s"
@@ -52,7 +57,7 @@ echo "128k b8 rc=$? after $(( $(date +%s) - start )) s"
 timeout --kill-after=3 "$lim2" node "$bundle" "$out/p32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass
 echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 # 3. The sweep of the team kernel's options at 128k, batch 1 then batch 8, in what time is left.
-for b in 1 8; do
+for b in ${WEBGPU_SWEEP_BATCHES-1 8}; do
   l=$(left)
   [ "$b" = 1 ] && l=$(( l * 11 / 20 ))
   [ "$l" -gt 35 ] && l=35
@@ -63,20 +68,20 @@ for b in 1 8; do
 done
 # 4. webgpu-prefill (8k and 32k, batch 1; its own results file) if enough time is left.
 l=$(left)
-if [ "$l" -gt 40 ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ]; then
+if [ "$l" -gt 40 ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -z "${WEBGPU_NO_PREFILL:-}" ]; then
   timeout --kill-after=3 "$l" node "$bundle" "$out/prefill" webgpu-prefill
   echo "prefill rc=$? after $(( $(date +%s) - start )) s"
   [ -s "$out/prefill/webgpu-prefill.json" ] && mv "$out/prefill/webgpu-prefill.json" "$out/prefill/webgpu-prefill.md" "$out/"
   rm -rf "$out/prefill"
 fi
 parts=()
-for p in p128k1 p128k8 p32k s128k1 s128k8; do
+for p in p128k1 p128k8 p32k s128k1 s128k8 parity; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
 done
 # Few files come back from a device call: keep the merged JSON and Markdown (the SVG is redrawn
 # here with --merge of the one file), or the parts' JSON when the merge fails.
 if [ ${#parts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode.json" "${parts[@]}"; then
-  rm -rf "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/webgpu-decode.svg"
+  rm -rf "$out/parity" "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/webgpu-decode.svg"
 else
   rm -f "$out"/[ps]*/webgpu-decode.md "$out"/[ps]*/webgpu-decode.svg
 fi

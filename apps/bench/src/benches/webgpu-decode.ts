@@ -219,6 +219,23 @@ const bench: Bench = {
       }
       summary.parityMaxRelErr = worst;
     }
+    if (args.parityOnly) {
+      gpu.destroy();
+      const config: Record<string, number | string> = {
+        dtype: 'f16 (packed in u32)',
+        heads: H,
+        kvHeads: G,
+        headDim: D,
+        topkPercent: PERCENT,
+        kMin: KMIN,
+      };
+      return {
+        config,
+        rows,
+        summary,
+        machine: machineOf(gpu),
+      };
+    }
     const copy = await copyBandwidth(gpu, ctx, flush);
     rows.push(copy.row);
     summary.copyGbPerS = Math.round(copy.gbPerS);
@@ -647,6 +664,7 @@ export function benchArgs(argv: readonly string[]): {
   onePass: boolean;
   sweepOnly?: boolean;
   deadlineS?: number;
+  parityOnly?: boolean;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -670,6 +688,7 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'no-sweep') out.sweep = false;
     else if (name === 'no-one-pass') out.onePass = false;
     else if (name === 'sweep-only') out.sweepOnly = true;
+    else if (name === 'parity-only') out.parityOnly = true;
     else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }

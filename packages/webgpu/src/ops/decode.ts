@@ -134,10 +134,10 @@ export interface DecodeArgs {
    */
   readonly fuseCombine?: boolean;
   /**
-   * Anchors' Top-k: `radix5` (default where the device has `subgroups`: `topk_radix.wgsl`, pooling
-   * fused into the first of five parallel dispatches), `classic` (`pool.wgsl` + `topk_select.wgsl`,
-   * ten dispatches, every device; the fallback) or `radix` (three dispatches, one workgroup per row
-   * for the lower digits: slower on the H200 at batch 1, where eight workgroups carry the select).
+   * Anchors' Top-k: `classic` (default: `pool.wgsl` + `topk_select.wgsl`, ten dispatches, every
+   * device), `radix5` (`topk_radix.wgsl`, pooling fused into the first of five parallel dispatches;
+   * needs `subgroups`: on the H200 as fast as classic at batch 1, slower at batch 8) or `radix`
+   * (three dispatches, one workgroup per row for the lower digits: slower at batch 1).
    */
   readonly select?: 'radix' | 'radix5' | 'classic';
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
@@ -535,7 +535,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
-  const selectKind = a.select ?? 'radix5';
+  const selectKind = a.select ?? 'classic';
   const radix = selectKind !== 'classic' && canRadixSelect(gpu, n);
   // Size the select's scratch before anything binds it.
   gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);
