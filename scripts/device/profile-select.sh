@@ -2,7 +2,7 @@
 # ncu profile of the anchors' cluster select (cluster_select_kernel, variant bits 256/512): per-kernel
 # time, DRAM bytes, occupancy, then the detailed sections (warp stall reasons, scheduler, launch and
 # cluster statistics) of a few instances. Run by scripts/device/session.sh with $JOB_OUT; limit 90 s.
-# Layer 0 runs the plain plan (380 = 124 | 256), the anchor the wide plan (636 = 124 | 512).
+# Layer 0 runs version 1 (380 = 124 | 256), the anchor version 2 (636 = 124 | 512), both on the plain plan.
 # Leaves select.csv, select.err, detail.txt.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
@@ -13,7 +13,7 @@ PROFILE_SHAPES=1x8192,1x131072,32x131072,1x524288 PROFILE_VARIANTS=0,380,636,0 \
   timeout 40 "$NCU" --clock-control none -k regex:cluster_select --metrics "$metrics" --csv \
   node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/select.csv" 2> "$JOB_OUT/select.err"
 echo "metrics rc=$?"
-# Detailed sections of 6 instances: 128k b1 (plain, wide, twice) and 128k b32 (plain, wide).
+# Detailed sections of 6 instances: 128k b1 (v1, v2, twice) and 128k b32 (v1, v2).
 PROFILE_SHAPES=1x131072,32x131072 PROFILE_VARIANTS=0,380,636,0 \
   timeout 45 "$NCU" --clock-control none -k regex:cluster_select -c 6 --set detailed \
   node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/detail.txt" 2>&1
