@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ncu profile of the anchors' cluster select (cluster_select_kernel, variant bits 256/512): per-kernel
-# time, DRAM bytes, occupancy, then the detailed sections (warp stall reasons, scheduler, launch and
-# cluster statistics) of a few instances. Run by scripts/device/session.sh with $JOB_OUT; limit 90 s.
+# time, DRAM bytes, occupancy, then ncu's `detailed` set (throughput, memory, launch and cluster,
+# occupancy, source counters; no warp stall sections in this ncu) of a few instances. Run by scripts/device/session.sh with $JOB_OUT; limit 90 s.
 # Layer 0 runs version 1 (380 = 124 | 256), the anchor version 2 (636 = 124 | 512), both on the plain plan.
 # Leaves select.csv, select.err, detail.txt.
 set -u
