@@ -516,8 +516,19 @@ const bench: Bench = {
         if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
           // The team kernel's options per role (the defaults are the main rows above); fewer repeats.
           // Reuse first (27 of the 32 layers), dense last; a deadline (--deadline-s) cuts the rest.
+          // Tunings with very many registers per invocation (16 keys per step, double-buffered loads,
+          // 256-invocation workgroups) last: in call C everything timed after them in the same process
+          // ran 2.6x slow.
+          const heavy = (t: Tuning) =>
+            t.keysPerStep === 16 || t.pipelineLoads === true || t.workgroupSize === 256;
+          const order = (['reuse', 'anchor', 'dense-anchor', 'dense'] as const).flatMap((role) =>
+            SWEEPS[role].filter((t) => !heavy(t)).map((tuning) => ({ role, tuning })),
+          );
           for (const role of ['reuse', 'anchor', 'dense-anchor', 'dense'] as const) {
-            for (const tuning of SWEEPS[role]) {
+            for (const tuning of SWEEPS[role].filter(heavy)) order.push({ role, tuning });
+          }
+          for (const { role, tuning } of order) {
+            {
               if (args.deadlineS !== undefined && (performance.now() - started) / 1000 > args.deadlineS) {
                 skipped++;
                 continue;
