@@ -58,7 +58,21 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_SELECT_V2 = 512,       // the cluster select's second version (implies 256): plain shared
                                          // atomics for the histograms, the counts folded into the digit
                                          // passes (call C: 4-9 % faster than version 1)
-  KASCADE_VARIANT_ALL = 1023,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_U16 = 1024,  // anchors (cuda-anchor, session 4): the scores / layer-0 pass writes, per query head and
+                               // key, u = exp2(s - m16) as f16 (m16: the max of its 16-key step, one f32 per step and
+                               // head) instead of the f32 logit; the select's pooling reads u and m16 (2.25 B per head
+                               // and key instead of 4)
+  KASCADE_VARIANT_STREAM_SELECT = 2048,  // anchors (cuda-anchor, session 4): the Top-k select as one persistent
+                                         // occupancy-sized launch over the whole GPU (select_decode.cu): pooling + a
+                                         // 12-bit first digit streamed over all rows, grid barriers, a compaction of
+                                         // the rows' first-digit bins, then the last digits per row on the bin's list
+  // Bits 4096 and 8192: taken by cuda-b1 (session 4) for the batch-1 reuse / launch path (documented
+  // where the kernels land in decode_attention.cu).
+  KASCADE_VARIANT_PDL = 4096,         // programmatic dependent launch: the attention kernels (and the combine)
+                                      // launch with programmatic stream serialization and wait on the previous
+                                      // kernel with griddepcontrol.wait, so their launch overlaps its tail
+  KASCADE_VARIANT_GATHER_B1 = 8192,   // gathers (reuse, the anchor's sparse pass): the batch-1 gather schedule
+  KASCADE_VARIANT_ALL = 16383,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
