@@ -303,13 +303,20 @@ int prefill_variant(PrefillMode mode) {
   if (strcmp(v, "v6") == 0) return 6;
   if (strcmp(v, "v7") == 0) return 7;
   if (strcmp(v, "v8") == 0) return 8;
+  if (strcmp(v, "v9") == 0) return 9;
+  if (strcmp(v, "v10") == 0) return 10;
+  if (strcmp(v, "v11") == 0) return 11;
   return fallback;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
-  if (variant >= 6 && prefill_dense_v6_supports(s, mode)) return launch_prefill_dense_v6(s, mode, a, st, variant - 6);
+  // v9 / v10 / v11: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu); elsewhere (sparse,
+  // statistics only) they run as v8.
+  if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st, variant);
+  if (variant >= 6 && prefill_dense_v6_supports(s, mode))
+    return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);
   if (variant >= 5 && mode == kSparse) return launch_prefill_sparse_v5(s, a, st);
   if (variant == 5) return launch_prefill_attention_v2(s, mode, a, st, mode != kStats);
   if (variant >= 6) return launch_prefill_attention_v2(s, mode, a, st);

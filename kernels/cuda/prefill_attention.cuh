@@ -82,12 +82,19 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int swizzle = 0);
+// Variants v9 / v10 / v11 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 / v10 / v11; `version` 9 .. 11):
+// dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
+// warpgroups (FlashAttention-3 style); v9 a 2-stage K/V ring, v10 + ping-pong, v11 + a 3-stage ring; other
+// modes run as v8.
+bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode);
+cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
+                                    cudaStream_t st, int version);
 // Sparse variant v5 (prefill_sparse_v5.cu): v2's warp layout with the key positions staged one step ahead in
 // shared memory, masks only on the steps that need them, and K / V in separate copy groups;
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 8 (defaults: dense 2, sparse 5).
+// The variant the environment selects for a mode: 1 .. 11 (defaults: dense 2, sparse 5).
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

@@ -381,7 +381,18 @@ export function uploadPrefillSelection(
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8';
+export type PrefillKernelVariant =
+  | 'v1'
+  | 'v2'
+  | 'v3'
+  | 'v4'
+  | 'v5'
+  | 'v6'
+  | 'v7'
+  | 'v8'
+  | 'v9'
+  | 'v10'
+  | 'v11';
 export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
@@ -392,6 +403,9 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v6',
   'v7',
   'v8',
+  'v9',
+  'v10',
+  'v11',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -420,7 +434,10 @@ export interface PrefillKernelSelection {
  * fastest parts measured (dense v2, sparse v5, pool v3), v15 = v14 with the swizzled pool (v5), v16 =
  * the swizzled wgmma dense (v7) + the swizzled pool that computes the anchor's statistics (v6), v17 =
  * v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q, K and V swizzled (v8) and
- * pool v6; after call B2 (29720db): v19 = v18 with the two-pass select (pool v8).
+ * pool v6; after call B2 (29720db): v19 = v18 with the two-pass select (pool v8). Session 4: v20 = v18 with
+ * the TMA + warp-specialised dense kernel (dense v9: a producer warpgroup, two consumer warpgroups, 2-stage
+ * K/V ring; also layer 0's dense + statistics pass), v21 = v20 with the consumers taking turns at the
+ * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -442,6 +459,9 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
   v19: { dense: 'v8', sparse: 'v8', pool: 'v8' },
+  v20: { dense: 'v9', sparse: 'v8', pool: 'v6' },
+  v21: { dense: 'v10', sparse: 'v8', pool: 'v6' },
+  v22: { dense: 'v11', sparse: 'v8', pool: 'v6' },
 };
 
 /**

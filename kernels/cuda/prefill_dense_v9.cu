@@ -1,0 +1,450 @@
+// Prefill attention, dense variants v9 / v10 / v11 (KASCADE_PREFILL_DENSE=v9, v10 or v11: dense and dense +
+// statistics at head dim 128; the statistics-only mode and head dim 64 run v2, sparse runs v8 / v5 as before):
+// FlashAttention-3's structure on Hopper, with the copy engine. v9: 2-stage K/V ring; v10: v9 with the two
+// consumer warpgroups taking turns at the tensor cores (ping-pong); v11: v10 with a 3-stage ring.
+//
+// Layout: q [batch, heads, queries, 128], k / v [batch, kvHeads, capacity, 128] (bf16 or f16), out like q,
+// stats [batch, heads, queries, 2] f32 (dense + statistics: the row max in the log2 domain and the row sum,
+// what layer 0's pool normalises by). f32 accumulation.
+//
+// Kernel prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG>: grid (g x ceil(queries / 128), kvHeads, batch)
+// (prefill_v9_plan.h): block x = (query block qb, head in group), the group's g heads of one query block are
+// consecutive CTAs (they read the same K/V tiles at the same time: L2 hits), heaviest (last) query blocks
+// first so the causal wave's ragged end holds the short blocks. 384 threads = 3 warpgroups:
+//   - warpgroup 0, the producer: gives registers back (setmaxnreg 40); one thread issues TMA tensor copies
+//     (cp.async.bulk.tensor, 128-byte swizzle, tensor maps built on the host: boxes of 64 elements x 128
+//     rows, two per 128 x 128 tile) of Q once and of K(i), V(i) into a STAGES-deep ring, each stage with a
+//     "full" mbarrier (transaction bytes) and an "empty" one (256 consumer arrivals).
+//   - warpgroups 1 and 2, the consumers (setmaxnreg 232): query rows 64 (w - 1) .. + 63 of the block, each
+//     its own online softmax. Per 128-key step i: S(i) = Q K(i)^T issued (8 wgmma m64n128k16, both operands
+//     in shared memory), then O += P(i - 1) V(i - 1) issued (8 wgmma m64n128k16, P from registers); waiting
+//     for S(i) alone (wait_group 1), K(i)'s stage is released and S(i) masked (only on steps crossing the
+//     warp's diagonal) and put through the softmax while P V runs on the tensor cores; then P V is waited
+//     for, V(i - 1)'s stage released, O rescaled where a row max moved and P(i) rounded to 16 bits.
+//     Registers: O 64 + S 64 + P 32 f32/b32 per thread.
+// Shared memory: Q 32 KB + STAGES x (K 32 KB + V 32 KB) + 1 KB alignment + barriers: 2 stages 161 KB, 3 stages
+// 225 KB; one CTA per SM either way.
+// Bytes: per CTA Q 32 KB and the keys 0 .. its last position of K and V once (from L2 mostly: the group's g
+// heads and the neighbouring query blocks read the same tiles); out 32 KB; statistics 1 KB.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cstdio>
+#include <type_traits>
+
+#include "prefill_v9_plan.h"
+#include "prefill_wgmma.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+using namespace wg;
+
+constexpr int kV9Keys = 128;  // keys per step
+constexpr int kV9Rows = 128;  // query rows per CTA (two consumer warpgroups of 64)
+constexpr int kV9Threads = 384;
+constexpr int kV9ConsumerThreads = 256;
+constexpr int kV9Box = 64;  // TMA box: 64 elements (128 bytes, the swizzle span) x 128 rows
+
+struct V9Maps {
+  CUtensorMap q;
+  CUtensorMap k;
+  CUtensorMap v;
+};
+
+template <typename T, int STAGES>
+constexpr size_t v9_smem_bytes() {
+  return static_cast<size_t>(kV9Rows * 128 + 2 * STAGES * kV9Keys * 128) * sizeof(T) + 1024 + 256;
+}
+
+__device__ __forceinline__ uint32_t v9_smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void v9_mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(v9_smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void v9_mbar_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(v9_smem_u32(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void v9_mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(v9_smem_u32(bar)) : "memory");
+}
+// Waits until the barrier's phase of this parity has completed.
+__device__ __forceinline__ void v9_mbar_wait(uint64_t* bar, unsigned parity) {
+  const uint32_t a = v9_smem_u32(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(a), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// One box (64 elements x 128 rows of a 3D map) into shared memory, completing on `bar`.
+__device__ __forceinline__ void v9_tma_3d(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "[%2];\n" ::"r"(v9_smem_u32(smem)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(v9_smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+// The tiles are [2 regions][128 rows][64 elements] with the 16-byte chunk c of row r at chunk c ^ (r % 8):
+// what a 64 x 128 TMA box with the 128-byte swizzle writes, and v8's layout (prefill_dense_v6.cu). Descriptor
+// of the kc-th 16-column slice of a K-major operand whose rows start at `tile` (region stride rows x 128 B).
+__device__ __forceinline__ uint64_t v9_k_desc(const void* tile, int rows, int kc) {
+  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
+  const uint32_t a = v9_smem_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+// V as the P V product's MN-major B operand: the kk-th 16-key slice; leading offset = the region stride (the
+// next 64 columns of d), stride offset 1024 B (the next 8 keys).
+__device__ __forceinline__ uint64_t v9_v_desc(const void* tile, int kk) {
+  const char* p = static_cast<const char*>(tile) + kk * 16 * 128;
+  const uint32_t a = v9_smem_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>((kV9Keys * 128) >> 4) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <typename T, bool STATS, int STAGES, bool PINGPONG>
+__global__ void __launch_bounds__(kV9Threads, 1)
+    prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
+  constexpr int D = 128;
+  constexpr int TILE = kV9Keys * D;  // elements of one K (or V) stage
+  constexpr int NA = 64;             // f32 accumulators per thread of an m64n128 tile
+  constexpr unsigned kTileBytes = TILE * sizeof(T);
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_base = smem_raw;
+  {
+    const uint32_t mis = v9_smem_u32(smem_raw) & 1023;
+    smem_base += (1024 - mis) & 1023;
+  }
+  T* Qs = reinterpret_cast<T*>(smem_base);
+  T* Ks = Qs + kV9Rows * D;
+  T* Vs = Ks + STAGES * TILE;
+  uint64_t* bars = reinterpret_cast<uint64_t*>(Vs + STAGES * TILE);
+  uint64_t* qFull = bars;
+  uint64_t* kFull = bars + 1;
+  uint64_t* vFull = kFull + STAGES;
+  uint64_t* kEmpty = vFull + STAGES;
+  uint64_t* vEmpty = kEmpty + STAGES;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wgi = warp >> 2;
+  const int H = s.heads, G = s.kvHeads, Q = s.queries;
+  const int n = s.queryStart + Q;
+  const int b = blockIdx.z;
+  const int j = blockIdx.y;
+  const PrefillV9Block blk = prefill_v9_block(s, static_cast<int>(blockIdx.x), j);
+  const int h = blk.head, qb = blk.queryBlock;
+  const int q0 = qb * kV9Rows;
+  const int listLen = min(n, s.queryStart + q0 + kV9Rows);
+  const int steps = (listLen + kV9Keys - 1) / kV9Keys;
+
+  if (tid == 0) {
+    v9_mbar_init(qFull, 1);
+    for (int x = 0; x < STAGES; ++x) {
+      v9_mbar_init(kFull + x, 1);
+      v9_mbar_init(vFull + x, 1);
+      v9_mbar_init(kEmpty + x, kV9ConsumerThreads);
+      v9_mbar_init(vEmpty + x, kV9ConsumerThreads);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    // Producer warpgroup: one thread issues every copy; the others leave.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (warp == 0 && lane == 0) {
+      const int kvRow = b * G + j;
+      v9_mbar_expect_tx(qFull, kV9Rows * D * sizeof(T));
+      v9_tma_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
+      v9_tma_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
+      for (int i = 0; i < steps; ++i) {
+        const int st = i % STAGES;
+        const unsigned u = static_cast<unsigned>(i / STAGES);
+        if (i >= STAGES) v9_mbar_wait(kEmpty + st, (u - 1) & 1);
+        v9_mbar_expect_tx(kFull + st, kTileBytes);
+        v9_tma_3d(Ks + st * TILE, &maps.k, 0, i * kV9Keys, kvRow, kFull + st);
+        v9_tma_3d(Ks + st * TILE + kV9Keys * kV9Box, &maps.k, kV9Box, i * kV9Keys, kvRow, kFull + st);
+        if (i >= STAGES) v9_mbar_wait(vEmpty + st, (u - 1) & 1);
+        v9_mbar_expect_tx(vFull + st, kTileBytes);
+        v9_tma_3d(Vs + st * TILE, &maps.v, 0, i * kV9Keys, kvRow, vFull + st);
+        v9_tma_3d(Vs + st * TILE + kV9Keys * kV9Box, &maps.v, kV9Box, i * kV9Keys, kvRow, vFull + st);
+      }
+    }
+    return;
+  }
+
+  // Consumer warpgroups.
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int cw = wgi - 1, wl = warp & 3;
+  const int row = lane >> 2, quad = lane & 3;
+  const int r0 = cw * 64 + wl * 16 + row;  // this thread's block rows r0, r0 + 8
+  const int qi0 = q0 + r0, qi1 = qi0 + 8;
+  const int pos0 = s.queryStart + qi0, pos1 = pos0 + 8;
+  const int warpFirst = s.queryStart + q0 + cw * 64 + wl * 16;  // the warp's first query position
+  const size_t qBase = (static_cast<size_t>(b) * H + h) * static_cast<size_t>(Q);
+  const float qscale = s.scale * kLog2e;
+  const T* qw = Qs + cw * 64 * kV9Box;  // this warpgroup's 64 rows in each region
+
+  auto issue_s = [&](float* sacc, int i) {
+    const int st = i % STAGES;
+    v9_mbar_wait(kFull + st, static_cast<unsigned>(i / STAGES) & 1);
+    const T* ks = Ks + st * TILE;
+    pin<NA>(sacc);
+    fence();
+#pragma unroll
+    for (int kc = 0; kc < D / 16; ++kc)
+      wgmma_m64n128k16_ss(sacc, v9_k_desc(qw, kV9Rows, kc), v9_k_desc(ks, kV9Keys, kc), kc > 0 ? 1 : 0, T{});
+    commit();
+    pin<NA>(sacc);
+  };
+  auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
+    const int st = i % STAGES;
+    v9_mbar_wait(vFull + st, static_cast<unsigned>(i / STAGES) & 1);
+    const T* vs = Vs + st * TILE;
+    pin<NA>(o);
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], v9_v_desc(vs, kk), 1, T{});
+    commit();
+    pin<NA>(o);
+  };
+  // Causal mask of step i's scores in place (rows qi0 / qi1, key i * 128 + nb * 8 + quad * 2 + e at
+  // [nb * 4 + e] / [nb * 4 + 2 + e]), only on steps that cross the warp's diagonal or the end.
+  auto mask_step = [&](float* sacc, int i) {
+    const int kFirst = i * kV9Keys;
+    if (kFirst + kV9Keys - 1 > warpFirst || kFirst + kV9Keys > listLen) {
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int p = kFirst + nb * 8 + quad * 2 + e;
+          if (p > pos0 || p >= listLen) sacc[nb * 4 + e] = -INFINITY;
+          if (p > pos1 || p >= listLen) sacc[nb * 4 + 2 + e] = -INFINITY;
+        }
+    }
+  };
+
+  float o[NA], sacc[NA];
+  uint32_t pa[8][4];
+#pragma unroll
+  for (int x = 0; x < NA; ++x) o[x] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float al0 = 1.f, al1 = 1.f;
+
+  // Online softmax of the masked scores in sacc: new row maxima, the factor O must be scaled by (al0 / al1,
+  // applied once the P V in flight is done), P(i) = 2^(s * scale - max) in place (f32), row sums.
+  auto softmax = [&]() {
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
+      mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
+    al0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0);
+    al1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
+    const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+    float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+      sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+      sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
+      rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
+    }
+    l0 = l0 * al0 + rs0;
+    l1 = l1 * al1 + rs1;
+    m0 = mn0;
+    m1 = mn1;
+  };
+  // After the P V in flight is done: O *= al where a row max moved, P -> 16-bit A registers (k-slice
+  // kk = nb / 2: a0 / a1 = keys kk * 16 + quad * 2 (rows qi0 / qi1), a2 / a3 = the same + 8).
+  auto rescale_pack = [&]() {
+    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) {
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb) {
+        o[nb * 4 + 0] *= al0;
+        o[nb * 4 + 1] *= al0;
+        o[nb * 4 + 2] *= al1;
+        o[nb * 4 + 3] *= al1;
+      }
+    }
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      pa[nb >> 1][(nb & 1) * 2 + 0] = pack_2<T>(sacc[nb * 4 + 0], sacc[nb * 4 + 1]);
+      pa[nb >> 1][(nb & 1) * 2 + 1] = pack_2<T>(sacc[nb * 4 + 2], sacc[nb * 4 + 3]);
+    }
+  };
+
+  // Ping-pong (v10 / v11): the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and
+  // 2, 256 threads: the turn's owner syncs, the other arrives), so one's softmax runs while the other's
+  // products occupy the tensor cores. Warpgroup 2 lets warpgroup 1 go first; turns per warpgroup = steps + 1
+  // (S(0); S(i) + P V(i - 1); the last P V), and warpgroup 2 skips its last hand-over (nobody waits for it).
+  int turn = 0;
+  auto turn_begin = [&]() {
+    if constexpr (PINGPONG) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+  };
+  auto turn_end = [&]() {
+    if constexpr (PINGPONG) {
+      if (cw == 0 || turn < steps) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+      ++turn;
+    }
+  };
+  if constexpr (PINGPONG) {
+    if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+  }
+
+  v9_mbar_wait(qFull, 0);
+  turn_begin();
+  issue_s(sacc, 0);
+  turn_end();
+  wait0();
+  pin<NA>(sacc);
+  v9_mbar_arrive(kEmpty);
+  mask_step(sacc, 0);
+  softmax();
+  rescale_pack();
+#pragma unroll 1
+  for (int i = 1; i < steps; ++i) {
+    turn_begin();
+    issue_s(sacc, i);
+    issue_pv(o, pa, i - 1);
+    turn_end();
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    pin<NA>(sacc);
+    v9_mbar_arrive(kEmpty + i % STAGES);
+    mask_step(sacc, i);
+    softmax();
+    wait0();
+    pin<NA>(o);
+    v9_mbar_arrive(vEmpty + (i - 1) % STAGES);
+    rescale_pack();
+  }
+  turn_begin();
+  issue_pv(o, pa, steps - 1);
+  turn_end();
+  wait0();
+  pin<NA>(o);
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  if constexpr (STATS) {
+    if (quad == 0) {
+      if (qi0 < Q) {
+        a.stats[(qBase + qi0) * 2] = m0;
+        a.stats[(qBase + qi0) * 2 + 1] = l0;
+      }
+      if (qi1 < Q) {
+        a.stats[(qBase + qi1) * 2] = m1;
+        a.stats[(qBase + qi1) * 2 + 1] = l1;
+      }
+    }
+  }
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  T* out = static_cast<T*>(a.out);
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) {
+    if (qi0 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi0) * D + nb * 8 + quad * 2) =
+          pack_2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
+    if (qi1 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi1) * D + nb * 8 + quad * 2) =
+          pack_2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
+  }
+}
+
+// cuTensorMapEncodeTiled from the driver, fetched once at run time (no link-time libcuda dependency).
+PFN_cuTensorMapEncodeTiled_v12000 v9_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    else
+      cudaGetLastError();
+  }
+  return fn;
+}
+
+// A 3D map over [planes][rows][128] 16-bit elements (row stride 256 B, plane stride planeRows rows): boxes of
+// 64 elements x 128 rows, 128-byte swizzle, rows at or past `rows` zero-filled.
+bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeRows, int planes) {
+  const auto enc = v9_encoder();
+  if (!enc) return false;
+  const PrefillTensorMapParams p = prefill_tensor_map_params(rows, planeRows, planes);
+  const CUtensorMapDataType dt = dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const cuuint64_t dims[3] = {p.dims[0], p.dims[1], p.dims[2]};
+  const cuuint64_t strides[2] = {p.strides[0], p.strides[1]};
+  const cuuint32_t box[3] = {p.box[0], p.box[1], p.box[2]};
+  const cuuint32_t estr[3] = {1, 1, 1};
+  return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <typename T, bool STATS, int STAGES, bool PINGPONG>
+cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  constexpr size_t smem = v9_smem_bytes<T, STAGES>();
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  V9Maps maps;
+  const int n = s.queryStart + s.queries;
+  if (!v9_encode(&maps.q, s.dtype, a.q, s.queries, s.queries, s.batch * s.heads) ||
+      !v9_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads) ||
+      !v9_encode(&maps.v, s.dtype, a.v, n, s.capacity, s.batch * s.kvHeads))
+    return cudaErrorNotSupported;
+  const PrefillGrid grid = prefill_v9_grid(s);
+  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG>
+      <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
+  return s.headDim == 128 && (mode == kDense || mode == kDenseStats);
+}
+
+cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
+                                    cudaStream_t st, int version) {
+  if (!prefill_dense_v9_supports(s, mode) || version < 9 || version > 11) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    auto go = [&](auto stats_c) -> cudaError_t {
+      constexpr bool S = decltype(stats_c)::value;
+      return version == 9    ? launch_v9_t<T, S, 2, false>(s, a, st)
+             : version == 10 ? launch_v9_t<T, S, 2, true>(s, a, st)
+                             : launch_v9_t<T, S, 3, true>(s, a, st);
+    };
+    return mode == kDenseStats ? go(std::true_type{}) : go(std::false_type{});
+  });
+}
+
+}  // namespace pf
+}  // namespace kascade
