@@ -41,6 +41,7 @@
 #include <cstdio>
 #include <cudaTypedefs.h>
 #include <type_traits>
+#include <utility>
 
 #include "decode_attention.cuh"
 
@@ -129,6 +130,16 @@ __device__ __forceinline__ void bulk_g2s(void* smem, const void* gmem, unsigned 
           smem_u32(smem)),
       "l"(gmem), "r"(bytes), "r"(smem_u32(bar))
       : "memory");
+}
+
+// Variant KASCADE_VARIANT_PDL (programmatic dependent launch): the grid may start while the kernel
+// before it in the stream still runs; griddepcontrol.wait blocks until that kernel has finished and
+// its memory is visible, so nothing global is read or written before it. launch_dependents then lets
+// the next PDL-launched kernel start its own launch (it waits the same way): safe at any point, as
+// the next grid launches only once every CTA of this one has started (or exited).
+__device__ __forceinline__ void pdl_wait_and_release() {
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 }
 
 // Variant KASCADE_VARIANT_TMA2D: a [16 rows][64 elements] box of a 3D tensor map (128-byte swizzle).
@@ -234,6 +245,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     mbar_fence_init();
     __syncwarp();
   }
+  if (a.variant & KASCADE_VARIANT_PDL) pdl_wait_and_release();
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
@@ -594,18 +606,20 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             o.z = fmaf(t.z, w, o.z);
             o.w = fmaf(t.w, w, o.w);
           };
-          for (int i4 = tid; i4 < GS * D / 4; i4 += C::kThreads) {
+          // KASCADE_VARIANT_GATHER_B1: sixteen slots' loads in flight at a time (one L2 round trip
+          // for up to 16 slots), else eight; the same sums in the same order either way.
+          auto merge = [&](auto depthTag, int i4, float4& o0, float4& o1) {
+            constexpr int kDepth = decltype(depthTag)::value;
             const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
             const float4* po = reinterpret_cast<const float4*>(a.part_o + (bh0 + h) * SS * D + d);
             const float* w = wts + h * S;
-            float4 o0 = make_float4(0.f, 0.f, 0.f, 0.f), o1 = o0;
             int x = 0;
-            for (; x + 8 <= S; x += 8) {
-              float4 t[8];
+            for (; x + kDepth <= S; x += kDepth) {
+              float4 t[kDepth];
     #pragma unroll
-              for (int u = 0; u < 8; ++u) t[u] = __ldcg(po + (x + u) * (D / 4));
+              for (int u = 0; u < kDepth; ++u) t[u] = __ldcg(po + (x + u) * (D / 4));
     #pragma unroll
-              for (int u = 0; u < 8; u += 2) {
+              for (int u = 0; u < kDepth; u += 2) {
                 fma4(o0, t[u], w[x + u]);
                 fma4(o1, t[u + 1], w[x + u + 1]);
               }
@@ -615,6 +629,16 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               fma4(o1, __ldcg(po + (x + 1) * (D / 4)), w[x + 1]);
             }
             if (x < S) fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
+          };
+          const bool deep = (a.variant & KASCADE_VARIANT_GATHER_B1) != 0;
+          for (int i4 = tid; i4 < GS * D / 4; i4 += C::kThreads) {
+            const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
+            float4 o0 = make_float4(0.f, 0.f, 0.f, 0.f), o1 = o0;
+            if (deep) {
+              merge(std::integral_constant<int, 16>{}, i4, o0, o1);
+            } else {
+              merge(std::integral_constant<int, 8>{}, i4, o0, o1);
+            }
             const float lsum = Lh[h];
             T* op = outp + (bh0 + h) * D + d;
             op[0] = from_float<T>((o0.x + o1.x) / lsum);
@@ -632,7 +656,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
 
 template <typename T, int D>
 __global__ void combine_kernel(int splits, const float* __restrict__ part_o,
-                               const float* __restrict__ part_ml, T* __restrict__ out) {
+                               const float* __restrict__ part_ml, T* __restrict__ out, int pdl) {
+  if (pdl) pdl_wait_and_release();
   extern __shared__ float wts[];  // [splits] weights exp2(m_s - M)
   __shared__ float red[D / 32];
   __shared__ float ML[2];
@@ -689,7 +714,9 @@ __global__ void combine_kernel(int splits, const float* __restrict__ part_o,
 // thread has few, independent 16-byte loads in flight; the groups meet in shared memory.
 template <typename T, int D>
 __global__ void __launch_bounds__(128) lean_combine_kernel(int splits, const float* __restrict__ part_o,
-                                                           const float* __restrict__ part_ml, T* __restrict__ out) {
+                                                           const float* __restrict__ part_ml, T* __restrict__ out,
+                                                           int pdl) {
+  if (pdl) pdl_wait_and_release();
   extern __shared__ float wts[];  // [splits] weights, then [groups][DW] partial sums
   __shared__ float red[4];
   __shared__ float ML[2];
@@ -795,6 +822,29 @@ int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long wor
   return max(1, min(want, cap));
 }
 
+// Launches `kernel` on `st`; with `pdl` (KASCADE_VARIANT_PDL) as a programmatic dependent launch, so
+// it may begin while the previous kernel of the stream finishes (the kernel waits with
+// griddepcontrol.wait before it touches global memory).
+template <typename... Params, typename... Args>
+static cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                                    cudaStream_t st, Args&&... args) {
+  if (!pdl) {
+    kernel<<<grid, block, smem, st>>>(std::forward<Args>(args)...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
@@ -822,8 +872,8 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
     a.splits = p.slots;
     grid = dim3(p.ctas, 1, 1);
   }
-  attn_partial_kernel<T, D, GS, MODE, LOAD><<<grid, Cfg<D, MODE>::kThreads, smem, st>>>(s, a, tm);
-  return cudaGetLastError();
+  return launch_maybe_pdl((a.variant & KASCADE_VARIANT_PDL) != 0, attn_partial_kernel<T, D, GS, MODE, LOAD>, grid,
+                          dim3(Cfg<D, MODE>::kThreads), smem, st, s, a, tm);
 }
 
 template <typename T, int D, int GS, int LOAD>
@@ -938,8 +988,9 @@ cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const f
   const size_t smem = sizeof(float) * (((static_cast<size_t>(splits) + 3) & ~static_cast<size_t>(3)) + 128 * 4);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
-      lean_combine_kernel<T, D><<<dim3(bh, ds), 128, smem, st>>>(splits, part_o, part_ml, static_cast<T*>(out));
-      return cudaGetLastError();
+      const bool pdl = (s.variant & KASCADE_VARIANT_PDL) != 0;
+      return launch_maybe_pdl(pdl, lean_combine_kernel<T, D>, dim3(bh, ds), dim3(128), smem, st, splits, part_o,
+                              part_ml, static_cast<T*>(out), pdl ? 1 : 0);
     });
   });
 }
@@ -948,9 +999,9 @@ cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float*
                            const float* part_ml, void* out, cudaStream_t st) {
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
-      combine_kernel<T, D><<<s.batch * s.heads, D, sizeof(float) * splits, st>>>(splits, part_o, part_ml,
-                                                                                 static_cast<T*>(out));
-      return cudaGetLastError();
+      const bool pdl = (s.variant & KASCADE_VARIANT_PDL) != 0;
+      return launch_maybe_pdl(pdl, combine_kernel<T, D>, dim3(s.batch * s.heads), dim3(D), sizeof(float) * splits, st,
+                              splits, part_o, part_ml, static_cast<T*>(out), pdl ? 1 : 0);
     });
   });
 }
@@ -1012,7 +1063,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1023 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..4095 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -42,6 +42,7 @@ import {
 import {
   type AttentionDType,
   anchorDecode,
+  DECODE_VARIANT_MAX,
   type DeviceDecodeBatch,
   DeviceTensor,
   denseAnchorDecode,
@@ -512,8 +513,10 @@ function parseVariants(argv: readonly string[]): number[] {
   const i = argv.indexOf('--variants');
   if (i < 0) return [0];
   const list = (argv[i + 1] ?? '').split(',').map((x) => (x.trim() === '' ? Number.NaN : Number(x)));
-  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 1023))) {
-    throw new Error(`--variants takes a comma list of integers in 0..1023, got '${argv[i + 1]}'`);
+  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= DECODE_VARIANT_MAX))) {
+    throw new Error(
+      `--variants takes a comma list of integers in 0..${DECODE_VARIANT_MAX}, got '${argv[i + 1]}'`,
+    );
   }
   return list;
 }

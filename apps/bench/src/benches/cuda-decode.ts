@@ -24,6 +24,7 @@ import {
   anchorDecode,
   captureGraph,
   copyDevice,
+  DECODE_VARIANT_MAX,
   DeviceTensor,
   denseAnchorDecode,
   denseDecode,
@@ -53,8 +54,10 @@ export function parseVariants(args: readonly string[] = []): number[] {
   const i = args.indexOf('--variants');
   if (i < 0) return [0];
   const list = (args[i + 1] ?? '').split(',').map((x) => (x.trim() === '' ? Number.NaN : Number(x)));
-  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= 1023))) {
-    throw new Error(`--variants takes a comma list of integers in 0..1023, got '${args[i + 1] ?? ''}'`);
+  if (list.length === 0 || list.some((v) => !(Number.isInteger(v) && v >= 0 && v <= DECODE_VARIANT_MAX))) {
+    throw new Error(
+      `--variants takes a comma list of integers in 0..${DECODE_VARIANT_MAX}, got '${args[i + 1] ?? ''}'`,
+    );
   }
   return [...new Set(list)];
 }
