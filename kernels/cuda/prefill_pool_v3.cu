@@ -27,10 +27,10 @@ using namespace wg;
 
 constexpr int kPoolStages = 2;
 
-template <int D, int GS, bool STATS, bool SW>
+template <int D, int GS, bool STATS, bool SW, int TP = 1>
 constexpr size_t pool3_smem_bytes() {
-  return static_cast<size_t>(GS * kT * D + kPoolStages * kKeys * D) * 2 +
-         static_cast<size_t>(GS * kT) * (STATS ? 9 : 1) * sizeof(float) + (SW ? 1024 : 0);
+  return static_cast<size_t>(TP * GS * kT * D + kPoolStages * kKeys * D) * 2 +
+         static_cast<size_t>(TP * GS * kT) * (STATS ? 9 : 1) * sizeof(float) + (SW ? 1024 : 0);
 }
 
 template <typename T, int NR>
@@ -58,8 +58,12 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int k
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-template <typename T, int D, int GS, bool STATS, bool SW>
-__global__ void __launch_bounds__(128, STATS ? 2 : 3)
+// TP = 2 (pools v9 / v10): 256 threads, two warpgroups, warpgroup w = tile tiles - 1 - 2 blockIdx.x - w with
+// its own query rows, statistics and output, both on every K step of the shared ring (the later tile's key
+// range; the earlier tile ignores its extra keys): half the K bytes per pooled score from L2, which the
+// one-tile kernel saturates (ncu, session 3: 92 % L2 throughput in layer 0's pool at 32k).
+template <typename T, int D, int GS, bool STATS, bool SW, int TP>
+__global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,
                    const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
                    int denseLayout) {
@@ -76,21 +80,24 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
   // Swizzled tiles need 1024-byte aligned regions: the base is rounded up (1 KB extra is allocated).
   unsigned char* smem_base =
       SW ? smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023) : smem_raw;
-  T* Qs = reinterpret_cast<T*>(smem_base);
-  T* Ks = Qs + R * D;
-  float* Cs = reinterpret_cast<float*>(Ks + kPoolStages * TILE);
+  const int wgi = static_cast<int>(threadIdx.x) >> 7;  // TP = 2: this warpgroup's tile
+  T* Qs = reinterpret_cast<T*>(smem_base) + wgi * R * D;  // TP tiles' query rows, then the K ring
+  T* Ks = reinterpret_cast<T*>(smem_base) + TP * R * D;
+  float* Cs = reinterpret_cast<float*>(Ks + kPoolStages * TILE) + wgi * R * (STATS ? 9 : 1);
   float* Red = Cs + R;  // STATS: [4 warps][R][2] partial (max, sum) per query row
 
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
   const int tiles = tiles_of(s);
-  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int tFirst = tiles - 1 - TP * static_cast<int>(blockIdx.x);  // the block's latest tile
+  const int t = tFirst - wgi;  // -1: no tile (TP = 2, odd tile count), nothing written
   const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
-  const int st = s.queryStart + t * kT;
-  if (st == 0) return;
-  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
-                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int st = t < 0 ? 0 : s.queryStart + t * kT;
+  const int stBlock = s.queryStart + tFirst * kT;  // the sweeps' key range: the latest tile's
+  if (stBlock == 0) return;
+  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + max(t, 0)) * n
+                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, max(t, 0));
+  const int tid = static_cast<int>(threadIdx.x) & 127, lane = tid & 31, warp = tid >> 5;
   const int row = lane >> 2, quad = lane & 3;
 
   // Query rows rr = hh * 32 + i (query head j * g + hh, query t * 32 + i), interleaved, and their constants.
@@ -98,7 +105,7 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
     const int r8 = c & 7, rest = c >> 3;
     const int cc = rest % CPR, rr = (rest / CPR) * 8 + r8;
     const int hh = rr / kT, qi = t * kT + rr % kT;
-    const bool valid = qi < Q;
+    const bool valid = t >= 0 && qi < Q;
     const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + (valid ? qi : 0);
     cp_async16(Qs + (SW ? sw128_offset(R, rr, cc) : il_offset<D>(rr, cc)), static_cast<const T*>(qp) + qrow * D + cc * 8,
                valid ? 16 : 0);
@@ -106,7 +113,7 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
   if constexpr (!STATS) {
     for (int rr = tid; rr < R; rr += 128) {
       const int hh = rr / kT, qi = t * kT + rr % kT;
-      if (qi < Q) {
+      if (t >= 0 && qi < Q) {
         const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + qi;
         Cs[rr] = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
       } else {
@@ -144,7 +151,7 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
     auto issue = [&](int i) {
       if (i < steps) {
         T* dst = Ks + (i % kPoolStages) * TILE;
-        for (int c = tid; c < kKeys * CPR; c += 128) {
+        for (int c = static_cast<int>(threadIdx.x); c < kKeys * CPR; c += 128 * TP) {
           const int r8 = c & 7, rest = c >> 3;
           const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
           const int x = i * kKeys + r;
@@ -199,7 +206,7 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
       sm[c] = 0.f;
     }
     const int statLimit = min(st + kT, n);
-    sweep(statLimit, [&](const float* acc, int i) {
+    sweep(min(stBlock + kT, n), [&](const float* acc, int i) {
       const int x0 = i * kKeys + warp * 16 + row, x1 = x0 + 8;
       const bool masked = i * kKeys + kKeys > st;  // the step reaches the diagonal tile (or past n)
       float v0[NC], v1[NC];
@@ -267,13 +274,13 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
         if (mw != -INFINITY) l += Red[(w * R + rr) * 2 + 1] * ex2f(mw - m);
       }
       const int qi = t * kT + rr % kT;
-      Cs[rr] = qi < Q && l > 0.f ? m + log2f(l) : INFINITY;
+      Cs[rr] = t >= 0 && qi < Q && l > 0.f ? m + log2f(l) : INFINITY;
     }
     __syncthreads();  // Cs ready; every warp is done with the stages
   }
 
-  // Pooling sweep over keys 0 .. s_t - 1.
-  sweep(st, [&](const float* acc, int i) {
+  // Pooling sweep over keys 0 .. s_t - 1 (TP = 2: the block's range, keys past this tile's s_t not written).
+  sweep(stBlock, [&](const float* acc, int i) {
     float p0 = 0.f, p1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < NR / 8; ++nb) {
@@ -293,20 +300,21 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
   });
 }
 
-template <typename T, int D, int GS, bool STATS, bool SW>
+template <typename T, int D, int GS, bool STATS, bool SW, int TP = 1>
 cudaError_t launch_pool3_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            cudaStream_t st) {
-  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS, SW>();
+  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS, SW, TP>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW, TP>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
-  pool_v3_kernel<T, D, GS, STATS, SW><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase,
-                                                                              perPair, denseLayout);
+  const int blocks = (tiles_of(s) + TP - 1) / TP;
+  pool_v3_kernel<T, D, GS, STATS, SW, TP><<<dim3(blocks, pairs), 128 * TP, smem, st>>>(s, q, k, stats, pooled,
+                                                                                     pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
 
@@ -316,7 +324,7 @@ bool pool_v3_supports(const KascadePrefillShape& s) { return s.heads / s.kvHeads
 
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           bool fusedStats, bool swizzle, cudaStream_t st) {
+                           bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock) {
   const int g = s.heads / s.kvHeads;
   if (g > 4) {
     if (fusedStats) return cudaErrorInvalidValue;  // callers check pool_v3_supports first
@@ -329,6 +337,14 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
           return cudaErrorInvalidValue;
         } else {
           constexpr int G4 = GS > 4 ? 4 : GS;  // (never above 4 here; keeps the templates in range)
+          // Two tiles per block (pools v9 / v10): swizzled, head dim 128, g = 4 only (elsewhere one tile).
+          if constexpr (D == 128 && G4 == 4) {
+            if (tilesPerBlock == 2 && swizzle)
+              return fusedStats ? launch_pool3_t<T, D, G4, true, true, 2>(s, q, k, stats, pooled, pairBase, pairs,
+                                                                          perPair, denseLayout, st)
+                                : launch_pool3_t<T, D, G4, false, true, 2>(s, q, k, stats, pooled, pairBase, pairs,
+                                                                           perPair, denseLayout, st);
+          }
           if (fusedStats)
             return swizzle ? launch_pool3_t<T, D, G4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                                   denseLayout, st)
