@@ -373,6 +373,14 @@ describe.skipIf(!probe.context)(
       { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
       { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
       { select: 'radix5' as const },
+      { keywiseSoftmax: true },
+      {
+        keywiseSoftmax: true,
+        keysPerStep: 16,
+        pieceBytes: 8 as const,
+        fuseCombine: true,
+        prefetchIndices: true,
+      },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -467,6 +475,7 @@ describe.skipIf(!probe.context)(
       if (opts.fuseCombine) expect(keys.some((k) => k.includes('FUSED=true'))).toBe(true);
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
+      if ('keywiseSoftmax' in opts) expect(keys.some((k) => k.includes('KEYWISE=true'))).toBe(true);
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
     });

@@ -18,6 +18,9 @@ interface DawnModule {
 export async function openGPU(): Promise<KascadeGPU> {
   let gpu: GPU | undefined;
   const flags = ['disable-dawn-features=timestamp_quantization'];
+  // Extra Dawn toggles for measurements, e.g. KASCADE_DAWN_ENABLE=disable_robustness (what the bounds
+  // clamps that Dawn adds to every storage access cost); results name them in `machine.dawnToggles`.
+  if (process.env.KASCADE_DAWN_ENABLE) flags.push(`enable-dawn-features=${process.env.KASCADE_DAWN_ENABLE}`);
   if (process.env.DAWN_NODE_PATH) {
     const dawn = createRequire(import.meta.url)(process.env.DAWN_NODE_PATH) as DawnModule;
     Object.assign(globalThis, dawn.globals);
@@ -33,7 +36,10 @@ export async function openGPU(): Promise<KascadeGPU> {
 
 export function machineOf(gpu: KascadeGPU): Partial<MachineInfo> {
   const i = gpu.info.adapterInfo;
-  return { gpu: [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'unknown' };
+  return {
+    gpu: [i.vendor, i.architecture, i.description].filter(Boolean).join(' ') || 'unknown',
+    ...(process.env.KASCADE_DAWN_ENABLE ? { dawnToggles: process.env.KASCADE_DAWN_ENABLE } : {}),
+  };
 }
 
 /** A scratch buffer larger than the L2 cache, overwritten between timed runs. */

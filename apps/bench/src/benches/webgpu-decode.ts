@@ -63,6 +63,7 @@ import {
 import type { Bench } from '../harness.js';
 import type { Row } from '../results.js';
 import { copyBandwidth, fillBuffer, l2Flusher, machineOf, openGPU, round, timeOp } from './webgpu-common.js';
+import { reuseProbe } from './webgpu-probe.js';
 
 const H = 32;
 const G = 8;
@@ -290,7 +291,8 @@ const bench: Bench = {
           anchor: batch * G * (n * D * 2 + k * D * 2),
           reuse: batch * G * k * kvRow,
         };
-        if (args.sweepOnly) {
+        const noMain = args.sweepOnly === true || args.probeOnly === true;
+        if (noMain) {
           // No main rows: one untimed anchor fills the pooled scores and the slot the sweep reads.
           await gpu.checked('sweep-only anchor', async () => {
             const enc = gpu.device.createCommandEncoder({ label: 'bench.anchor' });
@@ -302,7 +304,7 @@ const bench: Bench = {
             await gpu.device.queue.onSubmittedWorkDone();
           });
         }
-        for (const kernel of args.sweepOnly ? [] : kernels) {
+        for (const kernel of noMain ? [] : kernels) {
           const times: Partial<Record<LayerRole, number>> = {};
           for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
             const label = `${kernel} ${role} n=${n} b=${batch}`;
@@ -360,7 +362,7 @@ const bench: Bench = {
             );
           }
         }
-        if (args.onePass && !args.sweepOnly) {
+        if (args.onePass && !noMain) {
           // The whole model's attention encoded in one pass, as an engine would: layer 0, anchors at
           // 2, 8, 13, 14 (the shipped Llama-3.1-8B plan), reuse elsewhere, against 32 dense layers.
           // Four K/V copies in turn, so no layer finds the previous layer's rows in L2.
@@ -455,7 +457,7 @@ const bench: Bench = {
             for (const extra of kvs.slice(1)) destroyDeviceKV(extra);
           }
         }
-        if (args.sweep && n === Math.max(...contexts)) {
+        if (args.sweep && !args.probeOnly && n === Math.max(...contexts)) {
           // The anchor's Top-k alone, both selects, on the pooled scores the last anchor left; and the
           // two selects' outputs compared (they must be equal, order included).
           const rowsN = batch * G;
@@ -513,7 +515,7 @@ const bench: Bench = {
             summary[`${key}_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = differ;
           }
         }
-        if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
+        if (args.sweep && !args.probeOnly && n === Math.max(...contexts) && kernels.includes('teams')) {
           // The team kernel's options per role (the defaults are the main rows above); fewer repeats.
           // Reuse first (27 of the 32 layers), dense last; a deadline (--deadline-s) cuts the rest.
           // Tunings with very many registers per invocation (16 keys per step, double-buffered loads,
@@ -576,7 +578,7 @@ const bench: Bench = {
             }
           }
         }
-        if (args.sweep && n === Math.max(...contexts) && kernels.includes('teams')) {
+        if (args.sweep && !args.probeOnly && n === Math.max(...contexts) && kernels.includes('teams')) {
           // At full size: the fused merge run many times must give the same bits, and agree with the
           // two-dispatch merge (relative error).
           for (const role of ['dense', 'reuse'] as const) {
@@ -630,6 +632,16 @@ const bench: Bench = {
             );
           }
         }
+        if ((args.probe || args.probeOnly) && n === Math.max(...contexts) && kernels.includes('teams')) {
+          // Where the reuse op's time goes (rows probe-*; webgpu-probe.ts); the slot holds the anchor's selection.
+          try {
+            rows.push(
+              ...(await reuseProbe({ gpu, ctx, flush, heads: H, n, kv, q, out, slot, headMap, budget })),
+            );
+          } catch (e) {
+            ctx.progress(`probe n=${n} b=${batch} failed: ${e instanceof Error ? e.message : String(e)}`);
+          }
+        }
         destroyDeviceKV(kv);
         for (const b of [q, out, slot.indices]) b.destroy();
       }
@@ -665,7 +677,11 @@ function tagOf(n: number): string {
   return n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
 }
 
-/** Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only`, `--deadline-s=N`. */
+/**
+ * Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`,
+ * `--no-one-pass`, `--sweep-only`, `--deadline-s=N`, `--probe` (the reuse probe at the longest context),
+ * `--probe-only` (the probe alone: no main rows, sweep or one-pass).
+ */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
   batches?: number[];
@@ -676,6 +692,8 @@ export function benchArgs(argv: readonly string[]): {
   sweepOnly?: boolean;
   deadlineS?: number;
   parityOnly?: boolean;
+  probe?: boolean;
+  probeOnly?: boolean;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -700,6 +718,8 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'no-one-pass') out.onePass = false;
     else if (name === 'sweep-only') out.sweepOnly = true;
     else if (name === 'parity-only') out.parityOnly = true;
+    else if (name === 'probe') out.probe = true;
+    else if (name === 'probe-only') out.probeOnly = true;
     else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }

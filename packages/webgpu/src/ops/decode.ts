@@ -125,6 +125,12 @@ export interface DecodeArgs {
    * double-buffered; indices read directly, so `prefetchIndices` does not apply). Default false.
    */
   readonly pipelineLoads?: boolean;
+  /**
+   * `teams` only: the online softmax takes a step's keys one at a time (one key's scores live at a
+   * time instead of `keysPerStep x group`: fewer registers, so more keys per step fit). Default:
+   * `TEAM_DEFAULTS` (off).
+   */
+  readonly keywiseSoftmax?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
@@ -140,6 +146,12 @@ export interface DecodeArgs {
    * (three dispatches, one workgroup per row for the lower digits: slower at batch 1).
    */
   readonly select?: 'radix' | 'radix5' | 'classic';
+  /**
+   * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
+   * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
+   * `select`: and the Top-k, without the sparse pass.
+   */
+  readonly untilStage?: 'scores' | 'pool' | 'select';
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -179,6 +191,7 @@ export interface TeamSettings {
   readonly prefetchIndices: boolean;
   readonly fuseCombine: boolean;
   readonly pipelineLoads: boolean;
+  readonly keywiseSoftmax: boolean;
 }
 
 /**
@@ -201,6 +214,7 @@ export const TEAM_DEFAULTS: Readonly<
       prefetchIndices: false,
       fuseCombine: false,
       pipelineLoads: false,
+      keywiseSoftmax: false,
     },
     many: {
       keysPerStep: 8,
@@ -210,6 +224,7 @@ export const TEAM_DEFAULTS: Readonly<
       prefetchIndices: false,
       fuseCombine: false,
       pipelineLoads: false,
+      keywiseSoftmax: false,
     },
   },
   gather: {
@@ -221,6 +236,7 @@ export const TEAM_DEFAULTS: Readonly<
       prefetchIndices: true,
       fuseCombine: true,
       pipelineLoads: false,
+      keywiseSoftmax: false,
     },
     many: {
       keysPerStep: 8,
@@ -230,6 +246,7 @@ export const TEAM_DEFAULTS: Readonly<
       prefetchIndices: true,
       fuseCombine: true,
       pipelineLoads: false,
+      keywiseSoftmax: false,
     },
   },
 };
@@ -399,6 +416,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       prefetch: gather && (a.prefetchIndices ?? d.prefetchIndices),
       fused: a.fuseCombine ?? d.fuseCombine,
       pipe: a.pipelineLoads ?? d.pipelineLoads,
+      keywise: a.keywiseSoftmax ?? d.keywiseSoftmax,
     };
   };
   const teams = kernel === 'teams';
@@ -467,6 +485,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       WRITE_SCORES: opts.writeScores,
       PREFETCH: t.prefetch && !t.pipe,
       PIPE: t.pipe,
+      KEYWISE: t.keywise,
       FUSED: fused,
       KP: t.pieceType,
       SUBGROUPS: true,
@@ -541,6 +560,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
+  if (a.untilStage === 'scores') return;
   if (radix) {
     encodeRadixSelect(gpu, pass, {
       vals: pooled,
@@ -566,6 +586,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       }),
     );
     pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
+    if (a.untilStage === 'pool') return;
     encodeSelect(gpu, pass, {
       vals: pooled,
       rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
@@ -576,7 +597,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     });
   }
   slot!.k = k;
-  if (role === 'anchor') {
+  if (role === 'anchor' && a.untilStage !== 'select') {
     attend({ gather: true, accumV: true, writeScores: false, keys: k });
   }
 }

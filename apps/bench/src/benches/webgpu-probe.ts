@@ -1,0 +1,377 @@
+/**
+ * The reuse probe of `webgpu-decode --probe` (issue 5): where the batch-1 reuse op's time goes.
+ * Rows `probe-*` (column `probe` says what ran), all at one context and batch, on the anchor's own
+ * selection unless the row says otherwise:
+ * - `probe-floor`: passes of 1, 4 and 16 tiny dispatches (the pass and per-dispatch cost), and the
+ *   gather-only kernel's grid with nothing to read (`empty`);
+ * - `probe-reuse`: the reuse op with k = 64 .. the budget (fixed vs per-row cost), on contiguous
+ *   and on shuffled indices (the gather pattern), with the split merge fused or not, more or fewer
+ *   workgroups, and 1, 2 or 8 reuse ops in one pass over two K/V copies (`perOpUs`: what an op adds
+ *   inside a pass, which the whole model encoded in one pass pays);
+ * - `probe-gather`: `probe.wgsl`'s gather_rows, the same rows read with no attention math at all
+ *   (what the memory system gives a WGSL kernel for this gather), by keys per step, workgroups and
+ *   index pattern.
+ */
+import type { BudgetOptions } from '@kascade/core';
+import {
+  createDecodeSlot,
+  createDeviceKV,
+  type DecodeArgs,
+  type DeviceDecodeSlot,
+  type DeviceKV,
+  destroyDeviceKV,
+  encodeCopy,
+  encodeDecode,
+  type KascadeGPU,
+  readBuffer,
+} from '@kascade/webgpu';
+import type { BenchContext } from '../harness.js';
+import type { Row } from '../results.js';
+import { fillBuffer, round, timeOp } from './webgpu-common.js';
+
+export interface ProbeInputs {
+  readonly gpu: KascadeGPU;
+  readonly ctx: BenchContext;
+  readonly flush: (pass: GPUComputePassEncoder) => void;
+  readonly heads: number;
+  readonly n: number;
+  readonly kv: DeviceKV;
+  readonly q: GPUBuffer;
+  readonly out: GPUBuffer;
+  /** Holds the anchor's selection (k = the budget) when the probe starts; left as it was. */
+  readonly slot: DeviceDecodeSlot;
+  readonly headMap: readonly number[];
+  readonly budget: BudgetOptions;
+}
+
+type Options = Pick<
+  DecodeArgs,
+  'fuseCombine' | 'targetWorkgroups' | 'minStepsPerSplit' | 'prefetchIndices' | 'keysPerStep' | 'pieceBytes'
+>;
+
+const GATHER_BINDINGS = [
+  [0, 'uniform'],
+  [1, 'read'],
+  [2, 'read'],
+  [3, 'read'],
+  [4, 'write'],
+] as const;
+
+/** Encodes probe.wgsl's gather_rows over `k` keys of each of `rows` rows in `splits` workgroups per row. */
+export function encodeGatherRows(
+  gpu: KascadeGPU,
+  pass: GPUComputePassEncoder,
+  a: {
+    kv: DeviceKV;
+    sel: GPUBuffer | null;
+    kStride: number;
+    k: number;
+    splits: number;
+    keysPerStep: number;
+    readV: boolean;
+    workgroupSize?: number;
+  },
+): void {
+  if (a.kv.headDim !== 128 || a.kv.dtype !== 'f16' || a.kv.parts.length !== 1) {
+    throw new RangeError('gather_rows reads one part of f16 K/V with head dim 128');
+  }
+  const rows = a.kv.batch * a.kv.kvHeads;
+  const span = Math.max(1, Math.ceil(Math.max(1, a.k) / a.splits));
+  const p = gpu.pipeline(
+    'probe',
+    'gather_rows',
+    { WG: a.workgroupSize ?? 128, U: a.keysPerStep, INDEXED: a.sel !== null, READ_V: a.readV },
+    GATHER_BINDINGS,
+  );
+  const params = new Uint32Array([a.k, a.kv.capacity, span, a.kStride]);
+  pass.setPipeline(p.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroup(p, 'kascade:probe.gather_rows', {
+      0: gpu.params(params.buffer),
+      ...(a.sel ? { 1: a.sel } : {}),
+      2: a.kv.k,
+      3: a.kv.v,
+      4: gpu.scratchBuffer('probe.sink', 256),
+    }),
+  );
+  pass.dispatchWorkgroups(a.splits, rows, 1);
+}
+
+/** A seeded permutation of `xs` (xorshift32, Fisher-Yates). */
+function shuffled(xs: Int32Array, seed: number): Int32Array<ArrayBuffer> {
+  const out = Int32Array.from(xs);
+  let s = seed >>> 0 || 1;
+  for (let i = out.length - 1; i > 0; i--) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
+  const { gpu, ctx, flush, heads, n, kv, q, out, slot, headMap, budget } = p;
+  const { batch, kvHeads } = kv;
+  const rowsN = batch * kvHeads;
+  const k = slot.k;
+  if (!(k > 0)) throw new RangeError('reuseProbe needs the anchor selection in the slot');
+  const rows: Row[] = [];
+  const rowBytes = 2 * kv.headDim * 2;
+  const base = { context: n, batch, k };
+  const push = (kernel: string, probe: string, s: { median: number; p10: number; p90: number }, extra: Row) =>
+    rows.push({
+      kernel,
+      probe,
+      ...base,
+      medianUs: round(s.median),
+      p10Us: round(s.p10),
+      p90Us: round(s.p90),
+      ...extra,
+    });
+
+  // Index sets in a slot of their own: the anchor's (sorted), contiguous 0..k-1, the anchor's shuffled.
+  const anchorIdx: Int32Array<ArrayBuffer> = new Int32Array(
+    await readBuffer(gpu, slot.indices, rowsN * slot.kStride * 4),
+  );
+  const contiguous = new Int32Array(rowsN * slot.kStride).fill(-1);
+  const mixed = new Int32Array(rowsN * slot.kStride).fill(-1);
+  for (let r = 0; r < rowsN; r++) {
+    for (let i = 0; i < k; i++) contiguous[r * slot.kStride + i] = i;
+    mixed.set(shuffled(anchorIdx.subarray(r * slot.kStride, r * slot.kStride + k), 17 + r), r * slot.kStride);
+  }
+  const probeSlot = createDecodeSlot(gpu, batch, kvHeads, slot.kStride);
+  probeSlot.k = k;
+  const sets: Record<'anchor' | 'contiguous' | 'shuffled', Int32Array<ArrayBuffer>> = {
+    anchor: anchorIdx,
+    contiguous,
+    shuffled: mixed,
+  };
+  const useSet = (name: keyof typeof sets) => gpu.device.queue.writeBuffer(probeSlot.indices, 0, sets[name]);
+  useSet('anchor');
+  // A second K/V (same shape) so that ops in one pass do not find the previous op's rows in L2.
+  let kv2: DeviceKV | null = null;
+  try {
+    kv2 = createDeviceKV(
+      gpu,
+      { batch, kvHeads, capacity: n, headDim: kv.headDim, dtype: kv.dtype },
+      'probe.kv',
+    );
+    for (const [i, part] of kv2.parts.entries()) {
+      fillBuffer(gpu, part.k, 301 + 2 * i, true);
+      fillBuffer(gpu, part.v, 302 + 2 * i, true);
+    }
+  } catch (e) {
+    ctx.progress(`probe: no second K/V (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const reuse = (pass: GPUComputePassEncoder, o: Options = {}, onKv = kv, tag = '') =>
+    encodeDecode(gpu, pass, {
+      role: 'reuse',
+      heads,
+      q,
+      kv: onKv,
+      n,
+      out,
+      slot: probeSlot,
+      headMap,
+      budget,
+      kernel: 'teams',
+      scratchTag: tag,
+      ...o,
+    });
+  try {
+    // 1. Floors: a pass of 1, 4, 16 tiny dispatches; the gather-only grid with nothing to read.
+    const a = gpu.scratchBuffer('bench.tinyA', 256);
+    const b = gpu.scratchBuffer('bench.tinyB', 256);
+    for (const count of [1, 4, 16]) {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: pass of ${count} tiny dispatches`,
+        (pass) => {
+          for (let i = 0; i < count; i++) encodeCopy(gpu, pass, a, b, 256);
+        },
+        flush,
+      );
+      push('probe-floor', `tiny dispatches x${count}`, s, { dispatches: count });
+    }
+    for (const splits of [1, 59, 1024]) {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: empty gather grid ${splits}x${rowsN}`,
+        (pass) =>
+          encodeGatherRows(gpu, pass, {
+            kv,
+            sel: probeSlot.indices,
+            kStride: slot.kStride,
+            k: 0,
+            splits,
+            keysPerStep: 4,
+            readV: true,
+          }),
+        flush,
+      );
+      push('probe-floor', `empty gather grid, ${splits} workgroups per row`, s, {
+        workgroups: splits * rowsN,
+      });
+    }
+    // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
+    for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
+      probeSlot.k = kk;
+      const s = await timeOp(gpu, ctx, `probe: reuse k=${probeSlot.k}`, (pass) => reuse(pass), flush);
+      push('probe-reuse', `defaults, anchor indices, k ${probeSlot.k}`, s, {
+        k: probeSlot.k,
+        gbPerS: Math.round((rowsN * probeSlot.k * rowBytes) / (s.median * 1e3)),
+      });
+    }
+    probeSlot.k = k;
+    for (const set of ['contiguous', 'shuffled'] as const) {
+      useSet(set);
+      const s = await timeOp(gpu, ctx, `probe: reuse on ${set} indices`, (pass) => reuse(pass), flush);
+      push('probe-reuse', `defaults, ${set} indices`, s, {
+        gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
+      });
+    }
+    useSet('anchor');
+    const tunings: Options[] = [
+      { fuseCombine: false },
+      { fuseCombine: false, prefetchIndices: false },
+      { fuseCombine: false, targetWorkgroups: 1024, minStepsPerSplit: 1 },
+      { fuseCombine: false, targetWorkgroups: 2048, minStepsPerSplit: 1 },
+      { fuseCombine: false, targetWorkgroups: 4096, minStepsPerSplit: 1 },
+      { fuseCombine: false, targetWorkgroups: 2048, minStepsPerSplit: 1, pieceBytes: 16, keysPerStep: 4 },
+      { fuseCombine: true, targetWorkgroups: 128 },
+      { fuseCombine: true, targetWorkgroups: 256 },
+      { fuseCombine: true, keysPerStep: 2 },
+      { fuseCombine: true, keysPerStep: 4 },
+    ];
+    for (const o of tunings) {
+      const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
+      push('probe-reuse', 'options, anchor indices', s, {
+        options: JSON.stringify(o),
+        gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
+      });
+    }
+    for (const count of [1, 2, 8]) {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: ${count} reuse ops in one pass`,
+        (pass) => {
+          for (let i = 0; i < count; i++) reuse(pass, {}, i % 2 === 1 && kv2 ? kv2 : kv, `.probe${i}`);
+        },
+        flush,
+      );
+      push('probe-reuse', `${count} reuse ops in one pass (two K/V in turn)`, s, {
+        ops: count,
+        perOpUs: round(s.median / count),
+      });
+    }
+    // 3. The same rows read by a kernel that does nothing else.
+    const gatherRuns: {
+      sel: 'anchor' | 'contiguous' | 'shuffled';
+      U: number;
+      splits: number;
+      readV: boolean;
+    }[] = [
+      { sel: 'anchor', U: 1, splits: 59, readV: true },
+      { sel: 'anchor', U: 4, splits: 59, readV: true },
+      { sel: 'anchor', U: 8, splits: 59, readV: true },
+      { sel: 'anchor', U: 4, splits: 16, readV: true },
+      { sel: 'anchor', U: 4, splits: 256, readV: true },
+      { sel: 'anchor', U: 4, splits: 1024, readV: true },
+      { sel: 'anchor', U: 8, splits: 256, readV: true },
+      { sel: 'anchor', U: 4, splits: 59, readV: false },
+      { sel: 'contiguous', U: 4, splits: 59, readV: true },
+      { sel: 'contiguous', U: 4, splits: 256, readV: true },
+      { sel: 'shuffled', U: 4, splits: 256, readV: true },
+    ];
+    for (const g of gatherRuns) {
+      useSet(g.sel);
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: gather_rows ${JSON.stringify(g)}`,
+        (pass) =>
+          encodeGatherRows(gpu, pass, {
+            kv,
+            sel: probeSlot.indices,
+            kStride: slot.kStride,
+            k,
+            splits: g.splits,
+            keysPerStep: g.U,
+            readV: g.readV,
+          }),
+        flush,
+      );
+      push('probe-gather', `gather only, ${g.sel} indices${g.readV ? '' : ', K only'}`, s, {
+        keysPerStep: g.U,
+        workgroups: g.splits * rowsN,
+        gbPerS: Math.round((rowsN * k * rowBytes * (g.readV ? 1 : 0.5)) / (s.median * 1e3)),
+      });
+    }
+    {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        'probe: contiguous read of the same bytes (no indices)',
+        (pass) =>
+          encodeGatherRows(gpu, pass, {
+            kv,
+            sel: null,
+            kStride: slot.kStride,
+            k,
+            splits: 256,
+            keysPerStep: 4,
+            readV: true,
+          }),
+        flush,
+      );
+      push('probe-gather', 'read only, rows 0..k-1, no index loads', s, {
+        keysPerStep: 4,
+        workgroups: 256 * rowsN,
+        gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
+      });
+    }
+    // 4. The anchors' stages: the streaming pass alone, + pooling, + Top-k, the whole op.
+    for (const role of ['dense-anchor', 'anchor'] as const) {
+      for (const stage of ['scores', 'pool', 'select', undefined] as const) {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: ${role} until ${stage ?? 'the end'}`,
+          (pass) =>
+            encodeDecode(gpu, pass, {
+              role,
+              heads,
+              q,
+              kv,
+              n,
+              out,
+              slot,
+              headMap,
+              budget,
+              kernel: 'teams',
+              ...(stage ? { untilStage: stage } : {}),
+            }),
+          flush,
+        );
+        push(
+          'probe-stages',
+          `${role === 'dense-anchor' ? 'layer0' : role} until ${stage ?? 'the end'}`,
+          s,
+          {},
+        );
+      }
+    }
+  } finally {
+    probeSlot.indices.destroy();
+    if (kv2) destroyDeviceKV(kv2);
+  }
+  return rows;
+}
