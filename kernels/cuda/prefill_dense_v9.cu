@@ -15,7 +15,8 @@
 //     (cp.async.bulk.tensor, 128-byte swizzle, tensor maps built on the host: boxes of 64 elements x 128
 //     rows, two per 128 x 128 tile) of Q once and of K(i), V(i) into a STAGES-deep ring, each stage with a
 //     "full" mbarrier (transaction bytes) and an "empty" one (256 consumer arrivals).
-//   - warpgroups 1 and 2, the consumers (setmaxnreg 232): query rows 64 (w - 1) .. + 63 of the block, each
+//   - warpgroups 1 and 2, the consumers (setmaxnreg 232; without it ptxas spills 208 bytes at the 168
+//     registers of a 384-thread block): query rows 64 (w - 1) .. + 63 of the block, each
 //     its own online softmax. Per 128-key step i: S(i) = Q K(i)^T issued (8 wgmma m64n128k16, both operands
 //     in shared memory), then O += P(i - 1) V(i - 1) issued (8 wgmma m64n128k16, P from registers); waiting
 //     for S(i) alone (wait_group 1), K(i)'s stage is released and S(i) masked (only on steps crossing the
