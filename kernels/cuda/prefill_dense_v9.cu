@@ -73,17 +73,29 @@ __device__ __forceinline__ void v9_mbar_expect_tx(uint64_t* bar, unsigned bytes)
 __device__ __forceinline__ void v9_mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(v9_smem_u32(bar)) : "memory");
 }
-// Waits until the barrier's phase of this parity has completed.
+__device__ __forceinline__ uint32_t v9_mbar_try(uint32_t a, unsigned parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(a), "r"(parity)
+      : "memory");
+  return done;
+}
+// Waits until the barrier's phase of this parity has completed. A wait past 2^22 polls (each at least tens of
+// cycles, or a hardware-timed suspension: over 70 ms; the real waits take microseconds) traps, so a pipeline
+// bug fails its own process at once instead of holding every SM until the caller's time limit. The producer
+// and the consumers' Q wait use it; the consumers' K / V waits poll without a count (v9_mbar_spin: the count's
+// register makes ptxas spill the consumer loop at 168 registers).
 __device__ __forceinline__ void v9_mbar_wait(uint64_t* bar, unsigned parity) {
   const uint32_t a = v9_smem_u32(bar);
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(a), "r"(parity)
-        : "memory");
-  } while (!done);
+  for (uint32_t polls = 0; !v9_mbar_try(a, parity);)
+    if (++polls == (1u << 22)) __trap();
+}
+__device__ __forceinline__ void v9_mbar_spin(uint64_t* bar, unsigned parity) {
+  const uint32_t a = v9_smem_u32(bar);
+  while (!v9_mbar_try(a, parity)) {
+  }
 }
 // One box (64 elements x 128 rows of a 3D map) into shared memory, completing on `bar`.
 __device__ __forceinline__ void v9_tma_3d(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
@@ -198,7 +210,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
 
   auto issue_s = [&](float* sacc, int i) {
     const int st = i % STAGES;
-    v9_mbar_wait(kFull + st, static_cast<unsigned>(i / STAGES) & 1);
+    v9_mbar_spin(kFull + st, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + st * TILE;
     pin<NA>(sacc);
     fence();
@@ -210,7 +222,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   };
   auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
     const int st = i % STAGES;
-    v9_mbar_wait(vFull + st, static_cast<unsigned>(i / STAGES) & 1);
+    v9_mbar_spin(vFull + st, static_cast<unsigned>(i / STAGES) & 1);
     const T* vs = Vs + st * TILE;
     pin<NA>(o);
     fence();
