@@ -13,8 +13,9 @@
 // first so the causal wave's ragged end holds the short blocks. 384 threads = 3 warpgroups:
 //   - warpgroup 0, the producer: gives registers back (setmaxnreg 40); one thread issues TMA tensor copies
 //     (cp.async.bulk.tensor, 128-byte swizzle, tensor maps built on the host: boxes of 64 elements x 128
-//     rows, two per 128 x 128 tile) of Q once and of K(i), V(i) into a STAGES-deep ring, each stage with a
-//     "full" mbarrier (transaction bytes) and an "empty" one (256 consumer arrivals).
+//     rows, two per 128 x 128 tile) of Q once and of K(i), another thread those of V(i), into STAGES-deep
+//     rings, each stage with a "full" mbarrier (transaction bytes) and an "empty" one (256 consumer
+//     arrivals).
 //   - warpgroups 1 and 2, the consumers (setmaxnreg 232; without it ptxas spills 208 bytes at the 168
 //     registers of a 384-thread block): query rows 64 (w - 1) .. + 63 of the block, each
 //     its own online softmax. Per 128-key step i: S(i) = Q K(i)^T issued (8 wgmma m64n128k16, both operands
@@ -175,22 +176,27 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   if (wgi == 0) {
     // Producer warpgroup: one thread issues every copy; the others leave.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (warp == 0 && lane == 0) {
+    // Lane 0 of warp 0 issues Q and every K tile, lane 0 of warp 1 every V tile: K(i) waits only for K(i -
+    // STAGES)'s release (right after S(i - STAGES)), not for V's (after P V, a step later).
+    if (warp < 2 && lane == 0) {
       const int kvRow = b * G + j;
-      v9_mbar_expect_tx(qFull, kV9Rows * D * sizeof(T));
-      v9_tma_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
-      v9_tma_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
+      const bool isK = warp == 0;
+      const CUtensorMap* map = isK ? &maps.k : &maps.v;
+      T* ring = isK ? Ks : Vs;
+      uint64_t* full = isK ? kFull : vFull;
+      uint64_t* empty = isK ? kEmpty : vEmpty;
+      if (isK) {
+        v9_mbar_expect_tx(qFull, kV9Rows * D * sizeof(T));
+        v9_tma_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
+        v9_tma_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
+      }
       for (int i = 0; i < steps; ++i) {
         const int st = i % STAGES;
         const unsigned u = static_cast<unsigned>(i / STAGES);
-        if (i >= STAGES) v9_mbar_wait(kEmpty + st, (u - 1) & 1);
-        v9_mbar_expect_tx(kFull + st, kTileBytes);
-        v9_tma_3d(Ks + st * TILE, &maps.k, 0, i * kV9Keys, kvRow, kFull + st);
-        v9_tma_3d(Ks + st * TILE + kV9Keys * kV9Box, &maps.k, kV9Box, i * kV9Keys, kvRow, kFull + st);
-        if (i >= STAGES) v9_mbar_wait(vEmpty + st, (u - 1) & 1);
-        v9_mbar_expect_tx(vFull + st, kTileBytes);
-        v9_tma_3d(Vs + st * TILE, &maps.v, 0, i * kV9Keys, kvRow, vFull + st);
-        v9_tma_3d(Vs + st * TILE + kV9Keys * kV9Box, &maps.v, kV9Box, i * kV9Keys, kvRow, vFull + st);
+        if (i >= STAGES) v9_mbar_wait(empty + st, (u - 1) & 1);
+        v9_mbar_expect_tx(full + st, kTileBytes);
+        v9_tma_3d(ring + st * TILE, map, 0, i * kV9Keys, kvRow, full + st);
+        v9_tma_3d(ring + st * TILE + kV9Keys * kV9Box, map, kV9Box, i * kV9Keys, kvRow, full + st);
       }
     }
     return;
