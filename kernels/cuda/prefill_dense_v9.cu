@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   __syncthreads();
 
   if (wgi == 0) {
-    // Producer warpgroup: one thread issues every copy; the others leave.
+    // Producer warpgroup: two threads issue every copy; the others leave.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     // Lane 0 of warp 0 issues Q and every K tile, lane 0 of warp 1 every V tile: K(i) waits only for K(i -
     // STAGES)'s release (right after S(i - STAGES)), not for V's (after P V, a step later).
@@ -413,7 +413,8 @@ bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeR
   const auto enc = v9_encoder();
   if (!enc) return false;
   const PrefillTensorMapParams p = prefill_tensor_map_params(rows, planeRows, planes);
-  const CUtensorMapDataType dt = dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  const CUtensorMapDataType dt =
+      dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
   const cuuint64_t dims[3] = {p.dims[0], p.dims[1], p.dims[2]};
   const cuuint64_t strides[2] = {p.strides[0], p.strides[1]};
   const cuuint32_t box[3] = {p.box[0], p.box[1], p.box[2]};
