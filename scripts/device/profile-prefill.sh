@@ -6,7 +6,8 @@
 # / v6 in the anchor), v21 (the TMA + warp-specialised dense v10) and v23 (two tiles per pooling block,
 # pools v9 / v10), each kernel timed by ncu:
 # kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape),
-# then the detailed sections of one launch of each new kernel (detail-*.txt), as far as the time allows.
+# then the detailed sections (with warp stall reasons) of one launch of each new kernel (detail-*.txt), as far
+# as the time allows.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
@@ -27,7 +28,7 @@ for spec in dense-v10:prefill_dense_v9:0:1:v21 pool-v9-v10:pool_v3_kernel:0:2:v2
   dense-v8:prefill_dense_v6:0:1:v18; do
   IFS=: read -r name k skip c preset <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 40 ] && { echo "skipping detail-$name (time)"; continue; }
-  timeout 15 "$NCU" --clock-control none --set detailed -k "regex:$k" --launch-skip "$skip" -c "$c" \
+  timeout 15 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats -k "regex:$k" --launch-skip "$skip" -c "$c" \
     env KASCADE_PREFILL_CONTEXTS="$n" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$preset" \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp.json \
     > "$JOB_OUT/detail-$name.txt" 2>&1
