@@ -288,7 +288,7 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
 // v5 / v6 (v6 the default): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v9 / v10:
-// v5 / v6 with two query tiles per block (prefill_pool_v3.cu, TP = 2).
+// v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP).
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
   if (pv == nullptr) return 6;  // the default (DEFAULT_PREFILL_KERNELS): v6, the fastest at 29720db
@@ -317,7 +317,7 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
   const int pv = pool_variant();
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st,
-                          pv >= 9 ? 2 : 1);
+                          pv >= 9 ? 3 : 1);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {

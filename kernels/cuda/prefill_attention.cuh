@@ -50,8 +50,8 @@ cudaError_t launch_pool_wgmma(const KascadePrefillShape& s, const void* q, const
 // (a sweep over keys 0 .. s_t + 31), so the anchor's separate statistics pass is skipped and stats unused.
 bool pool_v3_supports(const KascadePrefillShape& s);
 // swizzle (pools v5 / v6): the Q and K tiles in the 128-byte swizzled layout instead of the interleave one.
-// tilesPerBlock = 2 (pools v9 / v10: v5 / v6 with two tiles per block, one per warpgroup, sharing every K
-// step; swizzled, head dim 128, g = 4, else one tile).
+// tilesPerBlock > 1 (pools v9 / v10: v5 / v6 with three tiles per block, two with the statistics sweep, one
+// per warpgroup, sharing every K step; swizzled, head dim 128, g = 4, else one tile).
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock = 1);

@@ -58,10 +58,11 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int k
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-// TP = 2 (pools v9 / v10): 256 threads, two warpgroups, warpgroup w = tile tiles - 1 - 2 blockIdx.x - w with
-// its own query rows, statistics and output, both on every K step of the shared ring (the later tile's key
-// range; the earlier tile ignores its extra keys): half the K bytes per pooled score from L2, which the
-// one-tile kernel saturates (ncu, session 3: 92 % L2 throughput in layer 0's pool at 32k).
+// TP > 1 (pools v9 / v10; TP = 3 without the statistics sweep, 2 with it): 128 TP threads, TP warpgroups,
+// warpgroup w = tile tiles - 1 - TP blockIdx.x - w with its own query rows, statistics and output, all on
+// every K step of the shared ring (the latest tile's key range; the earlier tiles ignore their extra keys):
+// 1 / TP of the K bytes per pooled score from L2 and of the copy instructions and barriers per step, at the
+// same warps per SM (ncu, session 3: the one-tile pool at 50 % tensor and 51 % MUFU activity).
 template <typename T, int D, int GS, bool STATS, bool SW, int TP>
 __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,
@@ -337,12 +338,14 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
           return cudaErrorInvalidValue;
         } else {
           constexpr int G4 = GS > 4 ? 4 : GS;  // (never above 4 here; keeps the templates in range)
-          // Two tiles per block (pools v9 / v10): swizzled, head dim 128, g = 4 only (elsewhere one tile).
+          // Several tiles per block (pools v9 / v10): swizzled, head dim 128, g = 4 only (elsewhere one tile);
+          // three (12 warps, as three one-tile blocks) without the statistics sweep, two with it (its 242
+          // registers per thread allow 8 warps, as two one-tile blocks).
           if constexpr (D == 128 && G4 == 4) {
-            if (tilesPerBlock == 2 && swizzle)
+            if (tilesPerBlock > 1 && swizzle)
               return fusedStats ? launch_pool3_t<T, D, G4, true, true, 2>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, st)
-                                : launch_pool3_t<T, D, G4, false, true, 2>(s, q, k, stats, pooled, pairBase, pairs,
+                                : launch_pool3_t<T, D, G4, false, true, 3>(s, q, k, stats, pooled, pairBase, pairs,
                                                                            perPair, denseLayout, st);
           }
           if (fusedStats)

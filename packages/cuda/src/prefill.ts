@@ -439,9 +439,9 @@ export interface PrefillKernelSelection {
  * pool v6; after call B2 (29720db): v19 = v18 with the two-pass select (pool v8). Session 4: v20 = v18 with
  * the TMA + warp-specialised dense kernel (dense v9: a producer warpgroup, two consumer warpgroups, 2-stage
  * K/V ring; also layer 0's dense + statistics pass), v21 = v20 with the consumers taking turns at the
- * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11); v23 = v18 with two query
- * tiles per pooling block sharing each K step (pool v10: half the K bytes from L2 per pooled score; layer
- * 0 runs it as v9), v24 = v21 + v23.
+ * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11); v23 = v18 with several
+ * query tiles per pooling block sharing each K step (pool v10: two in the anchor's fused pool, three in
+ * layer 0's, which runs it as v9), v24 = v21 + v23.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
