@@ -12,7 +12,7 @@
 # preamble's node + DAWN_NODE_PATH come from there; JOB_LIMIT_webgpu=110 s; WEBGPU_TOTAL_S, default 100,
 # is the script's own budget).
 #
-# Writes $JOB_OUT/webgpu-decode.{json,md}: parity and 128k at batch 1, 128k at batch 8, with the
+# Writes $JOB_OUT/webgpu-decode.{json,md}: parity, the reuse probe (session 4), 128k at batch 1, 128k at batch 8, with the
 # defaults (the issue's targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (the last run, at
 # af4b1c8, took 13 s for all of its parts; at 6cb49d3, with the sweeps, 26 s), merged into one results
 # file; then webgpu-prefill (webgpu-prefill.{json,md}) if at least 40 s are left. Back here, redraw the SVG with
@@ -47,6 +47,15 @@ echo "warm-up done after $(( $(date +%s) - start )) s"
 #    slow (copy 1520 GB/s), so no timing shares a process with unusual pipelines.
 timeout --kill-after=3 "$lim1" node "$bundle" "$out/parity" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --parity-only
 echo "parity rc=$? after $(( $(date +%s) - start )) s"
+# 0b. The reuse probe at 128k batch 1 (rows probe-*: floors, k scan, index patterns, merge, ops per
+#     pass, a gather-only kernel, the anchors' stages), and again with Dawn's bounds clamps off
+#     (rows with dawnToggles), each in a process of its own. WEBGPU_NO_PROBE=1 skips both.
+if [ -z "${WEBGPU_NO_PROBE:-}" ]; then
+  timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
+  echo "probe rc=$? after $(( $(date +%s) - start )) s"
+  KASCADE_DAWN_ENABLE=disable_robustness timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe-nr" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
+  echo "probe (disable_robustness) rc=$? after $(( $(date +%s) - start )) s"
+fi
 # 1. The headline: 128k at batch 1 and (in its own part) batch 8 with the defaults and the one-pass
 #    models.
 timeout --kill-after=3 "$lim1" node "$bundle" "$out/p128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity
@@ -75,13 +84,13 @@ if [ "$l" -gt 40 ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -z "${WEBGPU_NO_PR
   rm -rf "$out/prefill"
 fi
 parts=()
-for p in p128k1 p128k8 p32k s128k1 s128k8 parity; do
+for p in p128k1 p128k8 p32k s128k1 s128k8 parity probe probe-nr; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
 done
 # Few files come back from a device call: keep the merged JSON and Markdown (the SVG is redrawn
 # here with --merge of the one file), or the parts' JSON when the merge fails.
 if [ ${#parts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode.json" "${parts[@]}"; then
-  rm -rf "$out/parity" "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/webgpu-decode.svg"
+  rm -rf "$out/parity" "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/probe" "$out/probe-nr" "$out/webgpu-decode.svg"
 else
   rm -f "$out"/[ps]*/webgpu-decode.md "$out"/[ps]*/webgpu-decode.svg
 fi

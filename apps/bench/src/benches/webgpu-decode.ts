@@ -82,6 +82,7 @@ type Tuning = Pick<
   | 'select'
   | 'pieceBytes'
   | 'pipelineLoads'
+  | 'keywiseSoftmax'
   | 'workgroupSize'
 >;
 
@@ -102,6 +103,11 @@ const PARITY_OPTIONS: Tuning[] = [
   { select: 'radix' },
   { select: 'radix5' },
   { fuseCombine: false, prefetchIndices: false, pieceBytes: 16 },
+  { keywiseSoftmax: true },
+  { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
+  { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 16, fuseCombine: true },
+  { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 8, pieceBytes: 8, fuseCombine: true },
+  { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 4, pieceBytes: 16, fuseCombine: true },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -120,61 +126,56 @@ function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
   dense: [
     ...grid({
+      keywiseSoftmax: [true],
       pieceBytes: [16, 8],
-      keysPerStep: [4, 8],
-      targetWorkgroups: [1024, 2048, 4096],
-      fuseCombine: [false, true],
+      keysPerStep: [8, 16],
+      targetWorkgroups: [512, 1024, 2048],
     }),
-    ...grid({ pipelineLoads: [true], fuseCombine: [true], pieceBytes: [16, 8], keysPerStep: [4, 8] }),
-    ...grid({ workgroupSize: [256], fuseCombine: [false, true], pieceBytes: [16, 8] }),
-    ...grid({ keysPerStep: [16], targetWorkgroups: [512, 1024, 2048] }),
+    ...grid({ keywiseSoftmax: [true], pipelineLoads: [true], keysPerStep: [4, 8], pieceBytes: [16, 8] }),
+    ...grid({ pieceBytes: [16, 8], keysPerStep: [8], targetWorkgroups: [512, 1024, 2048] }),
   ],
   'dense-anchor': grid({
-    select: ['radix', 'radix5', 'classic'],
-    pieceBytes: [16, 8],
+    keywiseSoftmax: [false, true],
+    keysPerStep: [8, 16],
     fuseCombine: [false, true],
-  }),
-  anchor: [
-    ...grid({ select: ['radix', 'radix5', 'classic'], pieceBytes: [16, 8], fuseCombine: [false, true] }),
-    { fuseCombine: true, prefetchIndices: true },
-    { fuseCombine: true, prefetchIndices: true, pieceBytes: 8 },
-    { keysPerStep: 4, select: 'classic' },
-    { pipelineLoads: true, fuseCombine: true },
-    { pipelineLoads: true, fuseCombine: true, pieceBytes: 8 },
-  ],
+    select: ['classic', 'radix5'],
+  }).filter((t) => t.keywiseSoftmax || t.keysPerStep === 8),
+  anchor: grid({
+    keywiseSoftmax: [false, true],
+    keysPerStep: [8, 16],
+    fuseCombine: [false, true],
+    select: ['classic', 'radix5'],
+  }).filter((t) => t.keywiseSoftmax || t.keysPerStep === 8),
   reuse: [
-    { prefetchIndices: true },
-    { fuseCombine: true },
-    { targetWorkgroups: 512 },
-    { pieceBytes: 8 },
     ...grid({
+      keywiseSoftmax: [true],
       fuseCombine: [true],
       prefetchIndices: [true],
-      pieceBytes: [16, 8],
-      keysPerStep: [4, 8],
-      minStepsPerSplit: [1, 2, 4],
-      targetWorkgroups: [512, 2048, 4096],
+      pieceBytes: [8, 16],
+      keysPerStep: [8, 16],
+      targetWorkgroups: [256, 512, 1024],
     }),
     ...grid({
+      keywiseSoftmax: [true],
       pipelineLoads: [true],
       fuseCombine: [true],
-      pieceBytes: [16, 8],
+      pieceBytes: [8, 16],
       keysPerStep: [4, 8],
-      minStepsPerSplit: [2, 4],
+      targetWorkgroups: [512, 1024],
     }),
     ...grid({
-      workgroupSize: [256],
+      keywiseSoftmax: [true],
+      fuseCombine: [false],
+      keysPerStep: [16],
+      pieceBytes: [8],
+      targetWorkgroups: [1024, 2048],
+    }),
+    ...grid({
       fuseCombine: [true],
       prefetchIndices: [true],
       pieceBytes: [16, 8],
       keysPerStep: [4, 8],
-      minStepsPerSplit: [2, 4],
-    }),
-    ...grid({
-      keysPerStep: [16],
-      pieceBytes: [16, 8],
-      minStepsPerSplit: [1, 2],
-      targetWorkgroups: [256, 512, 2048],
+      targetWorkgroups: [256, 512, 1024],
     }),
   ],
 };
@@ -522,7 +523,8 @@ const bench: Bench = {
           // 256-invocation workgroups) last: in call C everything timed after them in the same process
           // ran 2.6x slow.
           const heavy = (t: Tuning) =>
-            t.keysPerStep === 16 || t.pipelineLoads === true || t.workgroupSize === 256;
+            t.keywiseSoftmax !== true &&
+            (t.keysPerStep === 16 || t.pipelineLoads === true || t.workgroupSize === 256);
           const order = (['reuse', 'anchor', 'dense-anchor', 'dense'] as const).flatMap((role) =>
             SWEEPS[role].filter((t) => !heavy(t)).map((tuning) => ({ role, tuning })),
           );

@@ -132,6 +132,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       p10Us: round(s.p10),
       p90Us: round(s.p90),
       ...extra,
+      ...(process.env.KASCADE_DAWN_ENABLE ? { dawnToggles: process.env.KASCADE_DAWN_ENABLE } : {}),
     });
 
   // Index sets in a slot of their own: the anchor's (sorted), contiguous 0..k-1, the anchor's shuffled.
