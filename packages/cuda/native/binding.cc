@@ -197,12 +197,27 @@ DeviceBuffer* AsBuffer(Napi::Env env, const Napi::Value& v, const char* name) {
   return b;
 }
 
+// The last frozen decode shape object parsed (held weakly) and its parse. decodeShape (ops.ts)
+// returns one frozen object per checked shape and hands the same one back for repeated calls, so a
+// batch-1 decode step, where the host path is a visible part of the time, skips the ten property
+// reads. Only frozen objects are remembered: the same object then means the same fields. Allocated
+// once and never destroyed (no N-API calls from static destructors at exit).
+Napi::ObjectReference* g_lastShapeObject = nullptr;
+KascadeDecodeShape g_lastShape{};
+
 bool ParseShape(Napi::Env env, const Napi::Value& v, KascadeDecodeShape* s) {
   if (!v.IsObject()) {
     Napi::TypeError::New(env, "shape must be an object").ThrowAsJavaScriptException();
     return false;
   }
   Napi::Object o = v.As<Napi::Object>();
+  if (g_lastShapeObject && !g_lastShapeObject->IsEmpty()) {
+    const Napi::Object last = g_lastShapeObject->Value();
+    if (!last.IsEmpty() && last.StrictEquals(o)) {
+      *s = g_lastShape;
+      return true;
+    }
+  }
   auto num = [&](const char* key, double dflt, bool required) -> double {
     Napi::Value x = o.Get(key);
     if (x.IsUndefined() && !required) return dflt;
@@ -234,6 +249,13 @@ bool ParseShape(Napi::Env env, const Napi::Value& v, KascadeDecodeShape* s) {
   if (kascade_check_shape(s, why) != cudaSuccess) {
     Napi::RangeError::New(env, std::string("unsupported decode shape: ") + why).ThrowAsJavaScriptException();
     return false;
+  }
+  const Napi::Value frozen =
+      env.Global().Get("Object").As<Napi::Object>().Get("isFrozen").As<Napi::Function>().Call({o});
+  if (frozen.IsBoolean() && frozen.As<Napi::Boolean>().Value()) {
+    if (!g_lastShapeObject) g_lastShapeObject = new Napi::ObjectReference();
+    g_lastShapeObject->Reset(o, 0);
+    g_lastShape = *s;
   }
   return true;
 }

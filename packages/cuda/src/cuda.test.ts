@@ -97,6 +97,26 @@ describe('argument checks (no device needed)', () => {
     });
   });
 
+  it('hands back the same frozen shape for a repeated call and checks again when a field changes', () => {
+    const b = batch();
+    const first = decodeShape(b, 'reuse');
+    expect(Object.isFrozen(first)).toBe(true);
+    // The same tensors and fields (a fresh batch object, as callers spread them): the same object.
+    expect(decodeShape({ ...b }, 'reuse')).toBe(first);
+    const named = decodeShape({ ...b, variant: 60 }, 'reuse');
+    expect(named).not.toBe(first);
+    expect(named.variant).toBe(60);
+    expect(decodeShape(b, 'dense').variant).toBe(defaultDecodeVariant('dense', 2, 90));
+    expect(decodeShape({ ...b, n: 80 }, 'dense').n).toBe(80);
+    expect(decodeShape({ ...b, splits: 3 }, 'dense').splits).toBe(3);
+    // Bad fields are still rejected after a good call with the same tensors.
+    expect(() => decodeShape({ ...b, n: 101 })).toThrow(/n must be an integer in 1\.\.capacity/);
+    expect(() => decodeShape({ ...b, scale: -1 })).toThrow(/scale must be positive/);
+    const short = fake('bf16', [2, 8, 50, 128]);
+    expect(() => decodeShape({ ...b, k: short, v: short })).toThrow(/capacity = 50/);
+    expect(decodeShape(b, 'reuse')).toEqual(first);
+  });
+
   it("takes each op's default variant when the batch names none, and a named one over it", () => {
     for (const r of DEFAULT_DECODE_VARIANTS) {
       expect(['dense', 'layer0', 'anchor', 'reuse']).toContain(r.op);

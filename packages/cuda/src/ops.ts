@@ -128,11 +128,56 @@ export function checkKV(
   return { kvHeads, capacity };
 }
 
+/** The last shape checked per q tensor, with what it was checked for (see {@link decodeShape}). */
+interface CheckedShape {
+  readonly k: DeviceTensor;
+  readonly v: DeviceTensor;
+  readonly n: number;
+  readonly scale: number | undefined;
+  readonly splits: number | undefined;
+  readonly variant: number | undefined;
+  readonly op: DecodeOp;
+  readonly shape: NativeDecodeShape;
+}
+const checkedShapes = new WeakMap<object, CheckedShape>();
+
 /**
  * The shape a batch implies, checked: q and k/v agree, dtype matches, group size and head dim
  * supported. Without `batch.variant`, the variant is `op`'s default for the shape.
+ *
+ * A decode step at batch 1 is tens of microseconds of GPU time, so the host path counts: the result
+ * is frozen and remembered per q tensor, and a call with the same tensors and fields (tensors'
+ * dtypes and shapes never change) returns it without checking again. The addon, in turn, reuses
+ * its parse of the last shape object it was given when it gets the same (frozen) object again.
  */
 export function decodeShape(batch: DeviceDecodeBatch, op: DecodeOp = 'dense'): NativeDecodeShape {
+  const last = checkedShapes.get(batch.q);
+  if (
+    last !== undefined &&
+    last.k === batch.k &&
+    last.v === batch.v &&
+    last.n === batch.n &&
+    last.scale === batch.scale &&
+    last.splits === batch.splits &&
+    last.variant === batch.variant &&
+    last.op === op
+  )
+    return last.shape;
+  const shape = Object.freeze(checkDecodeShape(batch, op));
+  checkedShapes.set(batch.q, {
+    k: batch.k,
+    v: batch.v,
+    n: batch.n,
+    scale: batch.scale,
+    splits: batch.splits,
+    variant: batch.variant,
+    op,
+    shape,
+  });
+  return shape;
+}
+
+function checkDecodeShape(batch: DeviceDecodeBatch, op: DecodeOp): NativeDecodeShape {
   const { q, k, v, n } = batch;
   checkDTypes(q, k, v);
   if (q.shape.length !== 3 || k.shape.length !== 4) {
@@ -165,12 +210,18 @@ export function decodeShape(batch: DeviceDecodeBatch, op: DecodeOp = 'dense'): N
   };
 }
 
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function outputFor<D extends AttentionDType>(
   batch: DeviceDecodeBatch<D>,
   out?: DeviceTensor<D>,
 ): DeviceTensor<D> {
   if (!out) return DeviceTensor.empty(batch.q.dtype, batch.q.shape);
-  if (out.dtype !== batch.q.dtype || out.shape.join() !== batch.q.shape.join()) {
+  if (out.dtype !== batch.q.dtype || !sameShape(out.shape, batch.q.shape)) {
     throw new CudaArgumentError(
       `out must be ${batch.q.dtype} [${batch.q.shape}], got ${out.dtype} [${out.shape}]`,
     );
