@@ -256,9 +256,9 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
         kv,
         n,
         out,
-        keysPerStep: 17,
+        keysPerStep: 33,
       }),
-    ).toThrow(/keysPerStep must be an integer in 1..16/);
+    ).toThrow(/keysPerStep must be an integer in 1..32/);
     destroyDeviceKV(kv);
     for (const b of [q, out, slot.indices]) b.destroy();
   });
@@ -381,6 +381,7 @@ describe.skipIf(!probe.context)(
         fuseCombine: true,
         prefetchIndices: true,
       },
+      { keywiseSoftmax: true, keysPerStep: 32, pieceBytes: 8 as const, fuseCombine: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;

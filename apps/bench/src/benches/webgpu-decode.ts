@@ -105,6 +105,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { fuseCombine: false, prefetchIndices: false, pieceBytes: 16 },
   { keywiseSoftmax: true },
   { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
+  { keywiseSoftmax: true, keysPerStep: 32, pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
   { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 16, fuseCombine: true },
   { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 8, pieceBytes: 8, fuseCombine: true },
   { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 4, pieceBytes: 16, fuseCombine: true },
@@ -154,6 +155,14 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       pieceBytes: [8, 16],
       keysPerStep: [8, 16],
       targetWorkgroups: [256, 512, 1024],
+    }),
+    ...grid({
+      keywiseSoftmax: [true],
+      fuseCombine: [true],
+      prefetchIndices: [true],
+      pieceBytes: [8],
+      keysPerStep: [32],
+      targetWorkgroups: [128, 256, 512],
     }),
     ...grid({
       keywiseSoftmax: [true],

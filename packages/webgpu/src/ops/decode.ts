@@ -107,7 +107,7 @@ export interface DecodeArgs {
   /** `teams` only: about how many workgroups to split the keys over (default: `TEAM_DEFAULTS`; for tuning). */
   readonly targetWorkgroups?: number;
   /**
-   * `teams` only: K/V rows a team loads per step, 1..16 (for tuning). Default: `TEAM_DEFAULTS` for
+   * `teams` only: K/V rows a team loads per step, 1..32 (for tuning; more than 8 wants `keywiseSoftmax`). Default: `TEAM_DEFAULTS` for
    * group sizes up to 4 (8), 2 for larger groups.
    */
   readonly keysPerStep?: number;
@@ -389,9 +389,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   }
   if (
     a.keysPerStep !== undefined &&
-    !(Number.isInteger(a.keysPerStep) && a.keysPerStep >= 1 && a.keysPerStep <= 16)
+    !(Number.isInteger(a.keysPerStep) && a.keysPerStep >= 1 && a.keysPerStep <= 32)
   ) {
-    throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${a.keysPerStep}`);
+    throw new WebGPUShapeError(`keysPerStep must be an integer in 1..32, got ${a.keysPerStep}`);
   }
   if (a.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', a.minStepsPerSplit);
   if (a.workgroupSize !== undefined && ![64, 128, 256].includes(a.workgroupSize)) {
