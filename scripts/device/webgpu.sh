@@ -84,7 +84,7 @@ if [ "$l" -gt 40 ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -z "${WEBGPU_NO_PR
   rm -rf "$out/prefill"
 fi
 parts=()
-for p in p128k1 p128k8 p32k s128k1 s128k8 parity probe probe-nr; do
+for p in p128k1 probe probe-nr p128k8 p32k s128k1 s128k8 parity; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
 done
 # Few files come back from a device call: keep the merged JSON and Markdown (the SVG is redrawn
