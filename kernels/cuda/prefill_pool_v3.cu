@@ -26,10 +26,17 @@ namespace {
 using namespace wg;
 
 constexpr int kPoolStages = 2;
+// K ring depth: 2 stages (the copy of step i + 2 issued at step i), 3 for two tiles per block (the copy of step
+// i + 3: a step longer to land). Three tiles per block keep 2: a block step lasts three warpgroups' turns at
+// the tensor cores and the MUFU, and the third stage makes ptxas spill 76 bytes instead of 28 there.
+template <int TP>
+__host__ __device__ constexpr int pool_stages() {
+  return TP == 2 ? 3 : kPoolStages;
+}
 
 template <int D, int GS, bool STATS, bool SW, int TP = 1>
 constexpr size_t pool3_smem_bytes() {
-  return static_cast<size_t>(TP * GS * kT * D + kPoolStages * kKeys * D) * 2 +
+  return static_cast<size_t>(TP * GS * kT * D + pool_stages<TP>() * kKeys * D) * 2 +
          static_cast<size_t>(TP * GS * kT) * (STATS ? 9 : 1) * sizeof(float) + (SW ? 1024 : 0);
 }
 
@@ -84,7 +91,8 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
   const int wgi = static_cast<int>(threadIdx.x) >> 7;  // TP = 2: this warpgroup's tile
   T* Qs = reinterpret_cast<T*>(smem_base) + wgi * R * D;  // TP tiles' query rows, then the K ring
   T* Ks = reinterpret_cast<T*>(smem_base) + TP * R * D;
-  float* Cs = reinterpret_cast<float*>(Ks + kPoolStages * TILE) + wgi * R * (STATS ? 9 : 1);
+  constexpr int STG = pool_stages<TP>();
+  float* Cs = reinterpret_cast<float*>(Ks + STG * TILE) + wgi * R * (STATS ? 9 : 1);
   float* Red = Cs + R;  // STATS: [4 warps][R][2] partial (max, sum) per query row
 
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
@@ -126,7 +134,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
   const T* kg = static_cast<const T*>(kp) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
   const float qscale = s.scale * kLog2e;
   auto mma_step = [&](float* acc, int i) {
-    const T* ks = Ks + (i % kPoolStages) * TILE;
+    const T* ks = Ks + (i % STG) * TILE;
     pin<NA>(acc);
     fence();
 #pragma unroll
@@ -151,7 +159,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     const int steps = (keyLimit + kKeys - 1) / kKeys;
     auto issue = [&](int i) {
       if (i < steps) {
-        T* dst = Ks + (i % kPoolStages) * TILE;
+        T* dst = Ks + (i % STG) * TILE;
         for (int c = static_cast<int>(threadIdx.x); c < kKeys * CPR; c += 128 * TP) {
           const int r8 = c & 7, rest = c >> 3;
           const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
@@ -166,7 +174,8 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     float accA[NA], accB[NA];
     issue(0);
     issue(1);
-    cp_async_wait<1>();
+    if constexpr (STG == 3) issue(2);
+    cp_async_wait<STG - 1>();
     fence_proxy_async();
     __syncthreads();
     mma_step(accA, 0);
@@ -175,10 +184,10 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     auto body = [&](auto parity, int i) {
       float* cur = parity.value == 0 ? accA : accB;
       float* nxt = parity.value == 0 ? accB : accA;
-      cp_async_wait<0>();  // K(i + 1)
+      cp_async_wait<STG - 2>();  // K(i + 1); with 3 stages K(i + 2) may still be in flight
       fence_proxy_async();
       __syncthreads();
-      issue(i + 2);
+      issue(i + STG);  // into step i's stage (its wgmma was waited for before the barrier)
       mma_step(nxt, i + 1);
       step_fn(cur, i);  // cur was completed by the previous iteration's wait
       wait0();          // step i + 1's wgmma (it ran during step_fn above)
