@@ -87,6 +87,92 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H,
   }
 }
 
+// KASCADE_VARIANT_U16: the same pooled scores and first-digit histogram from the f16 intermediate
+// (u16 layout, decode_attention.cuh): each thread takes 4 consecutive keys (one 8-byte load of u per
+// head, inside one 16-key step: one step-max coefficient per head), so a block covers 1024 keys a
+// round (chunks are multiples of 1024).
+template <int GS>
+__global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, int H, int G, int splits, int topk,
+                                                            int* state, const void* __restrict__ inter,
+                                                            const float* __restrict__ part_ml,
+                                                            float* __restrict__ pooled, unsigned* __restrict__ hist,
+                                                            int batch) {
+  __shared__ unsigned sh[kHistBins];
+  __shared__ float Mh[GS], iL[GS];
+  const int row = blockIdx.y, b = row / G, j = row % G;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
+  const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
+  for (int h = warp; h < GS; h += blockDim.x / 32) {
+    const float* ml = part_ml + (bh0 + h) * splits * 2;
+    float M = -INFINITY;
+    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < splits; s += 32)
+      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+    L = warp_sum(L);
+    if (lane == 0) {
+      Mh[h] = M;
+      iL[h] = 1.f / L;
+    }
+  }
+  __syncthreads();
+  const int nU = u16_stride(n);
+  const __half* u = static_cast<const __half*>(inter);
+  const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n);
+  const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
+  for (int base = x0; base < x1; base += 4 * blockDim.x) {
+    const int x = base + 4 * tid;
+    float S[4] = {0.f, 0.f, 0.f, 0.f};
+    if (x < x1) {
+#pragma unroll
+      for (int h = 0; h < GS; ++h) {
+        const uint2 w = __ldcs(reinterpret_cast<const uint2*>(u + (bh0 + h) * nU + x));
+        const float c = exp2f(__ldg(m16 + (bh0 + h) * (nU / 16) + x / 16) - Mh[h] - kU16ScaleLog2) * iL[h];
+        const float2 a0 = __half22float2(*reinterpret_cast<const __half2*>(&w.x));
+        const float2 a1 = __half22float2(*reinterpret_cast<const __half2*>(&w.y));
+        S[0] = fmaf(a0.x, c, S[0]);
+        S[1] = fmaf(a0.y, c, S[1]);
+        S[2] = fmaf(a1.x, c, S[2]);
+        S[3] = fmaf(a1.y, c, S[3]);
+      }
+      if (pooled) {
+        float* pr = pooled + static_cast<size_t>(row) * n;
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (x + e < x1) pr[x + e] = S[e];
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) hist_add(sh, __float_as_uint(S[e]) >> 21, x + e < x1);
+  }
+  __syncthreads();
+  if (hist) {
+    for (int i = tid; i < kHistBins; i += blockDim.x)
+      if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+    finish_row(row, 0, topk, hist, state);
+  }
+}
+
+// The pooling pass (with the first digit's histogram when hist is set) over the scores pass's
+// intermediate: f32 logits, or the f16 u of KASCADE_VARIANT_U16.
+static cudaError_t launch_pool(const KascadeDecodeShape& s, int splits, const Workspace& w, int chunk, int topk,
+                               float* pooled, unsigned* hist, cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  const dim3 grid(ceil_div(s.n, chunk), s.batch * s.kvHeads);
+  return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+    if (s.variant & KASCADE_VARIANT_U16) {
+      pool_hist_u16_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
+                                                     w.part_ml, pooled, hist, s.batch);
+    } else {
+      pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
+                                                 w.part_ml, pooled, hist);
+    }
+    return cudaGetLastError();
+  });
+}
+
 // state per row (kStateInts ints): [prefix, remaining rank, out count, tie count, blocks done]
 
 // Finds the bin holding rank `remaining` from the top of row `row`'s histogram (a block scan),
@@ -369,12 +455,12 @@ static int select_chunk(const KascadeDecodeShape& s) {
 
 // Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2).
 static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
-                               int* indices, cudaStream_t st) {
+                               int* indices, const void* q, const void* k, cudaStream_t st) {
   const int rows = s.batch * s.kvHeads;
-  const int g = s.heads / s.kvHeads;
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
   cudaError_t e = cudaSuccess;
+  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
     e = cluster_select(s, splits, w, topk, indices, st);
@@ -385,11 +471,7 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
     if (e == cudaSuccess) e = cudaMemsetAsync(w.state, 0, sizeof(int) * kStateInts * rows, st);
     if (e != cudaSuccess) return e;
   }
-  e = KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
-                                               w.part_ml, w.pooled, w.hist);
-    return cudaGetLastError();
-  });
+  e = launch_pool(s, splits, w, chunk, topk, w.pooled, w.hist, st);
   if (e != cudaSuccess) return e;
   if (s.variant & KASCADE_VARIANT_CANDIDATES) {
     // The member list lives in the logits buffer (rows x n ints fit: logits are heads x n floats).
@@ -416,6 +498,14 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
 
 using namespace kascade;
 
+// KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes
+// the f16 rounding harmless): the shape the anchors run with sets bit 2048 with bit 1024.
+static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
+  KascadeDecodeShape r = *s;
+  if (r.variant & KASCADE_VARIANT_U16) r.variant |= KASCADE_VARIANT_STREAM_SELECT;
+  return r;
+}
+
 static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size_t wsBytes,
                                      const Workspace& w) {
   const cudaError_t e = kascade_check_shape(s, nullptr);
@@ -425,9 +515,11 @@ static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size
   return cudaSuccess;
 }
 
-extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, const void* q, const void* k,
+extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
                                                    const void* v, void* out, int topk, int* indices,
                                                    void* workspace, size_t wsBytes, cudaStream_t st) {
+  const KascadeDecodeShape shapeRun = anchor_shape(shape);
+  const KascadeDecodeShape* s = &shapeRun;
   const Workspace w = workspace_layout(*s, topk, workspace, true);
   cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
@@ -444,12 +536,14 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* s, 
     a.clearState = w.state;
   }
   if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
-  return pooled_topk(*s, a.splits, w, topk, indices, st);
+  return pooled_topk(*s, a.splits, w, topk, indices, q, k, st);
 }
 
-extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const void* q, const void* k,
+extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
                                              const void* v, void* out, int topk, int* indices,
                                              void* workspace, size_t wsBytes, cudaStream_t st) {
+  const KascadeDecodeShape shapeRun = anchor_shape(shape);
+  const KascadeDecodeShape* s = &shapeRun;
   const Workspace w = workspace_layout(*s, topk, workspace, true);
   cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
@@ -466,7 +560,7 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
     a.clearState = w.state;
   }
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
-  if ((e = pooled_topk(*s, a.splits, w, topk, indices, st)) != cudaSuccess) return e;
+  if ((e = pooled_topk(*s, a.splits, w, topk, indices, q, k, st)) != cudaSuccess) return e;
   PartialArgs g{};
   g.q = q;
   g.k = k;
@@ -481,8 +575,10 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* s, const 
   return launch_attention(*s, kGather, g, out, st);
 }
 
-extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const void* q, const void* k,
+extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* shape, const void* q, const void* k,
                                              float* pooled, void* workspace, size_t wsBytes, cudaStream_t st) {
+  const KascadeDecodeShape shapeRun = anchor_shape(shape);
+  const KascadeDecodeShape* s = &shapeRun;
   Workspace w = workspace_layout(*s, 1, workspace, true);
   cudaError_t e = check_anchor_args(s, 1, wsBytes, w);
   if (e != cudaSuccess) return e;
@@ -495,11 +591,5 @@ extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* s, const 
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
-  const int g = s->heads / s->kvHeads;
-  const dim3 grid(ceil_div(s->n, kSelectChunk), s->batch * s->kvHeads);
-  return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s->n, kSelectChunk, s->heads, s->kvHeads, a.splits, 1, w.state, w.logits,
-                                               w.part_ml, pooled, nullptr);
-    return cudaGetLastError();
-  });
+  return launch_pool(*s, a.splits, w, kSelectChunk, 1, pooled, nullptr, st);
 }

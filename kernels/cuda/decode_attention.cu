@@ -428,17 +428,41 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           pv[nb * 2 + e] = p;
           sv[nb * 2 + e] = p >= 0 ? sc[nb][e] * qscale : -INFINITY;
         }
-      if constexpr (kWriteLogits) {
-        if (row < GS) {
-          float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
-  #pragma unroll
-          for (int t = 0; t < 4; ++t)
-            if (pv[t] >= 0) lg[pv[t]] = sv[t];
-        }
-      }
       float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+      if constexpr (kWriteLogits) {
+        if (row < GS) {
+          if (a.variant & KASCADE_VARIANT_U16) {
+            // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
+            // aligned in the 16-aligned rows), and m16 = tm, the row's max over the step's 16 keys. The 2^15
+            // scale keeps u in f16's normal range down to 2^-29 (select_plan.h, kU16ScaleLog2).
+            const size_t r = bh0 + row;
+            const int nU = u16_stride(n);
+            __half* ur = reinterpret_cast<__half*>(a.logits) + r * nU;
+  #pragma unroll
+            for (int nb = 0; nb < 2; ++nb) {
+              const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
+              if (p0 >= 0) {
+                const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
+                if (p1 >= 0) {
+                  *reinterpret_cast<__half2*>(ur + p0) =
+                      __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
+                } else {
+                  ur[p0] = __float2half_rn(u0);
+                }
+              }
+            }
+            if (quad == 0 && pv[0] >= 0)
+              u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n)[r * (nU / 16) + pv[0] / 16] = tm;
+          } else {
+            float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
+  #pragma unroll
+            for (int t = 0; t < 4; ++t)
+              if (pv[t] >= 0) lg[pv[t]] = sv[t];
+          }
+        }
+      }
       const float mn = fmaxf(m, tm);
       float pr[4], al = 1.f;
       if (mn == -INFINITY) {
@@ -1022,6 +1046,14 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
+  // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
+  // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
+  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
+    sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
+  if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
+    sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
+    sizes[4] = max(sizes[4], BG * kStreamBins * 4);
+  }
   Workspace w{};
   size_t off = 0;
   char* p = static_cast<char*>(base);

@@ -4,6 +4,7 @@
 #include <cuda.h>  // CUtensorMap (TMA descriptors; the driver entry point is fetched at run time)
 
 #include "common.cuh"
+#include "select_plan.h"  // the anchors' f16 intermediate layout (u16_*)
 
 namespace kascade {
 
@@ -20,6 +21,7 @@ constexpr int kTile = 64;              // split granularity: 4 warps x 16-key st
 constexpr int kMinKeysPerSplit = 256;  // the smallest split worth a block
 constexpr int kSelectChunk = 1024;     // pooled scores per block in the Top-k passes
 constexpr int kHistBins = 2048;        // 11-bit radix digits (11, 11, 10)
+constexpr int kStreamBins = 4096;      // KASCADE_VARIANT_STREAM_SELECT: 12-bit first digit (histogram rows)
 constexpr int kStateInts = 8;          // select state per row: prefix, rank, out count, ties, blocks done
 
 struct PartialArgs {
@@ -133,6 +135,11 @@ cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float*
 // KASCADE_VARIANT_LEAN's combine (head-dim slices, float4 loads, empty slots skipped).
 cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const float* part_o,
                                 const float* part_ml, void* out, cudaStream_t st);
+
+// KASCADE_VARIANT_U16 (the anchors' f16 intermediate): u16_stride, u16_bytes and the layout in select_plan.h.
+__host__ __device__ inline float* u16_m16(void* logits, size_t rows, int n) {
+  return reinterpret_cast<float*>(static_cast<char*>(logits) + u16_m16_offset(rows, n));
+}
 
 // Workspace carve-up, shared by every op.
 struct Workspace {

@@ -616,6 +616,9 @@ static cudaError_t cluster_select_t(const SelectPlan& p, long long rows, const C
 
 cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
                            cudaStream_t st) {
+  // The cluster select pools f32 logits; over KASCADE_VARIANT_U16's f16 intermediate the caller runs the
+  // multi-pass (or stream) select instead.
+  if (s.variant & KASCADE_VARIANT_U16) return cudaErrorNotSupported;
   const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
   const int g = s.heads / s.kvHeads;
   const bool vec = s.n % 4 == 0;
@@ -638,6 +641,468 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
     if (v2) return vec ? cluster_select_t<GS, true, 2>(p, rows, a, st) : cluster_select_t<GS, false, 2>(p, rows, a, st);
     return vec ? cluster_select_t<GS, true, 1>(p, rows, a, st) : cluster_select_t<GS, false, 1>(p, rows, a, st);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// KASCADE_VARIANT_STREAM_SELECT: the whole select as one cooperative launch (select_decode.cuh).
+//   phase 0  clear the rows' 4096-bin histograms;                                        grid barrier
+//   phase 1  CTA c takes tiles [c W / P, (c + 1) W / P) of the rows' 2048-key tiles laid end to end:
+//            per row segment the heads' global softmax max/sum (from the scores pass's per-split
+//            max/sum), then per key the pooled score S(x) = sum_h exp2(l_h(x) - M_h) / L_h from the
+//            f32 logits, or (bit 1024) S(x) = sum_h u_h(x) exp2(m16_h - M_h) / L_h from the f16
+//            intermediate (8 keys per thread, one 16-byte load of u per head), written to the pooled
+//            row (f32, stride u16_stride(n)), and a shared 4096-bin histogram of bits 30..19 of S
+//            (S >= 0: the sign bit is 0; 8 exponent + 4 mantissa bits, 16 bins per octave), flushed
+//            to the row's global histogram;                                              barrier
+//   phase 2  per row (CTA r, r + P, ...): the bin b1 holding rank k from the top -> state; barrier
+//   phase 3  the same tiles again over the pooled rows: keys above the row's list bins go to indices,
+//            the list bins' members to the row's list (warp-aggregated slots). List bins: b1; with
+//            bit 1024 the bins the window below can reach around b1 (usually b1 - 1 .. b1 + 1); barrier
+//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores.
+//            f32 logits: that is the answer. Bit 1024: S carries the f16 rounding of u (relative
+//            error <= 2^-11, plus an absolute 2^-40 per head below f16's normal range), so around the
+//            listed k-th score a_k the keys with S in [a_k (1 - W) - A, a_k (1 + W) + A] (select_plan.h)
+//            are recomputed exactly (q . k from the K cache, one
+//            warp per key; their pooled entries overwritten) and a second radix select over them
+//            picks the rest; keys above the window are in, keys below it out (provably, for any
+//            rounding within half the window).
+// State per row: [0] b1, [1] rank still wanted among the listed keys, [2] keys written, [3] list length,
+// [4] / [5] the lowest / highest list bin.
+// The grid barrier counts in g_stream_barrier (zero at module load, back to zero after each barrier);
+// ops on one stream run one at a time (as for g_split_done).
+__device__ unsigned g_stream_barrier[2];
+
+struct StreamSelectArgs {
+  int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
+  float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
+  long long rows, work;
+  const float* logits;  // [batch x heads][n] (without bit 1024)
+  const __half* u;      // bit 1024: [batch x heads][nU]
+  const float* m16;     // bit 1024: [batch x heads][nU / 16]
+  const void* q;        // bit 1024's exact recompute: [batch, heads, D]
+  const void* k;        // [batch, kvHeads, capacity, D]
+  const float* part_ml;
+  float* pooled;    // [rows][nU]
+  unsigned* hist;   // [rows][kStreamBins]
+  int* state;       // [rows][kStateInts]
+  int* cand;        // [rows][n]
+  int* out;         // [rows][topk]
+};
+
+__device__ __forceinline__ void stream_grid_sync() {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* gen = g_stream_barrier + 1;
+    const unsigned g = *gen;
+    __threadfence();
+    if (atomicAdd(g_stream_barrier, 1u) == gridDim.x - 1) {
+      atomicExch(g_stream_barrier, 0u);
+      __threadfence();
+      atomicAdd(g_stream_barrier + 1, 1u);
+    } else {
+      while (*gen == g) __nanosleep(32);
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// The bin of h[0 .. nb) (nb a multiple of kStreamThreads) holding rank krem (1-based) counted from the
+// top, and the rank still wanted inside it: res[0], res[1]. All threads call; res is valid after.
+__device__ void stream_find_from_top(const unsigned* h, int nb, unsigned krem, unsigned* res) {
+  __shared__ unsigned wsum[kStreamThreads / 32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int per = nb / kStreamThreads;
+  unsigned cnt = 0;
+  for (int e = 0; e < per; ++e) cnt += h[nb - 1 - (tid * per + e)];
+  unsigned inc = cnt;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += y;
+  }
+  if (lane == 31) wsum[warp] = inc;
+  __syncthreads();
+  unsigned before = inc - cnt;
+  for (int w = 0; w < warp; ++w) before += wsum[w];
+  if (before < krem && before + cnt >= krem) {
+    unsigned cum = before;
+    for (int e = 0; e < per; ++e) {
+      const int bin = nb - 1 - (tid * per + e);
+      const unsigned c = h[bin];
+      if (cum + c >= krem) {
+        res[0] = static_cast<unsigned>(bin);
+        res[1] = krem - cum;
+        break;
+      }
+      cum += c;
+    }
+  }
+  __syncthreads();
+}
+
+// Exact radix select over count non-negative f32 patterns value(i): the pattern of the rank-krem score
+// from the top (res[0]) and how many scores equal to it are still wanted (res[1]). Three digits of
+// bits 30..20, 19..9, 8..0 through the shared histogram sh (>= 2048 bins).
+template <typename F>
+__device__ void stream_block_select(F value, int count, unsigned krem, unsigned* sh, unsigned* res) {
+  const int tid = threadIdx.x;
+  unsigned prefix = 0u;
+#pragma unroll 1
+  for (int level = 0; level < 3; ++level) {
+    const int shift = level == 0 ? 20 : level == 1 ? 9 : 0;
+    const int nb = level == 2 ? 512 : 2048;
+    const int hiShift = shift + (level == 2 ? 9 : 11);  // bits above this digit: the prefix so far
+    for (int i = tid; i < nb; i += kStreamThreads) sh[i] = 0u;
+    __syncthreads();
+    for (int i = tid; i < count; i += kStreamThreads) {
+      const unsigned v = value(i);
+      if (level == 0 || (v >> hiShift) == prefix) atomicAdd(&sh[(v >> shift) & static_cast<unsigned>(nb - 1)], 1u);
+    }
+    __syncthreads();
+    stream_find_from_top(sh, nb, krem, res);
+    prefix = (prefix << (level == 2 ? 9 : 11)) | res[0];
+    krem = res[1];
+    __syncthreads();  // everyone has read res before the next digit's find writes it
+  }
+  if (threadIdx.x == 0) {
+    res[0] = prefix;
+    res[1] = krem;
+  }
+  __syncthreads();
+}
+
+template <typename T, int D, int GS>
+__global__ void __launch_bounds__(kStreamThreads) stream_select_kernel(const StreamSelectArgs a) {
+  extern __shared__ __align__(16) unsigned char stream_smem[];
+  unsigned* sh = reinterpret_cast<unsigned*>(stream_smem);         // [kStreamBins]
+  float* cache = reinterpret_cast<float*>(sh + kStreamBins);       // [kStreamCache]
+  __shared__ float Mh[GS], iL[GS];
+  __shared__ unsigned res[2];
+  __shared__ int cnt[3];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int n = a.n, nU = a.nU, G = a.kvHeads, H = a.heads, k = a.topk;
+  const long long P = gridDim.x;
+  const bool u16 = a.u16 != 0;
+
+  // The heads' global softmax max and 1 / sum of row `row` into Mh / iL (all threads call).
+  auto row_stats = [&](long long row) {
+    const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
+    const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
+    __syncthreads();
+    for (int h = warp; h < GS; h += kStreamThreads / 32) {
+      const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
+      float M = -INFINITY;
+      for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
+      M = warp_max(M);
+      float L = 0.f;
+      for (int s = lane; s < a.splits; s += 32)
+        if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+      L = warp_sum(L);
+      if (lane == 0) {
+        Mh[h] = M;
+        iL[h] = 1.f / L;
+      }
+    }
+    __syncthreads();
+    return bh0;
+  };
+
+  // Phase 0.
+  {
+    const size_t total = static_cast<size_t>(a.rows) * kStreamBins;
+    for (size_t i = static_cast<size_t>(blockIdx.x) * kStreamThreads + tid; i < total;
+         i += static_cast<size_t>(P) * kStreamThreads)
+      a.hist[i] = 0u;
+  }
+  stream_grid_sync();
+
+  // Phase 1.
+  const long long t0 = blockIdx.x * a.work / P, t1 = (blockIdx.x + 1) * a.work / P;
+  for (long long t = t0; t < t1;) {
+    const long long row = t / a.tiles;
+    const long long tEnd = min(t1, (row + 1) * a.tiles);
+    for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
+    const size_t bh0 = row_stats(row);
+    float* pr = a.pooled + static_cast<size_t>(row) * nU;
+    for (; t < tEnd; ++t) {
+      const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+      if (x < n) {
+        float S[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (u16) {
+#pragma unroll
+          for (int h = 0; h < GS; ++h) {
+            const uint4 w = __ldcs(reinterpret_cast<const uint4*>(a.u + (bh0 + h) * nU + x));
+            const float c = exp2f(a.m16[(bh0 + h) * (nU / 16) + x / 16] - Mh[h] - kU16ScaleLog2) * iL[h];
+            const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[q]));
+              S[2 * q] = fmaf(f.x, c, S[2 * q]);
+              S[2 * q + 1] = fmaf(f.y, c, S[2 * q + 1]);
+            }
+          }
+        } else {
+#pragma unroll
+          for (int h = 0; h < GS; ++h) {
+            const float* lg = a.logits + (bh0 + h) * n + x;
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+              if (x + e < n) S[e] += exp2f(__ldcs(lg + e) - Mh[h]) * iL[h];
+          }
+        }
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          if (x + e < n) {
+            atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
+          } else {
+            S[e] = 0.f;  // the row's padding: defined, never counted
+          }
+        }
+        reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
+        reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
+      }
+    }
+    __syncthreads();
+    unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
+    for (int i = tid; i < kStreamBins; i += kStreamThreads)
+      if (sh[i]) atomicAdd(gh + i, sh[i]);
+    __syncthreads();
+  }
+  stream_grid_sync();
+
+  // Phase 2. The list bins: b1 (f32 logits) or b1 - 1 .. b1 + 1 (f16 intermediate).
+  for (long long r = blockIdx.x; r < a.rows; r += P) {
+    __syncthreads();
+    for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
+    __syncthreads();
+    stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
+    if (tid == 0) {
+      int* st = a.state + r * kStateInts;
+      const unsigned b1 = res[0];
+      unsigned krem = res[1], binLo = b1, binHi = b1;
+      if (u16) {
+        // The bins the window around any score of bin b1 can reach (usually b1 - 1 .. b1 + 1).
+        const float absW = kStreamWindowAbsPerHead * GS;
+        const float lo = __uint_as_float(b1 << 19) * (1.f - kStreamWindow) - absW;
+        binLo = lo > 0.f ? (__float_as_uint(lo) >> 19) : 0u;
+        if (b1 + 1 < kStreamBins) {
+          const float hi = __uint_as_float((b1 + 1) << 19) * (1.f + kStreamWindow) + absW;
+          binHi = min(static_cast<unsigned>(kStreamBins - 1), __float_as_uint(hi) >> 19);
+        }
+        for (unsigned x = b1 + 1; x <= binHi; ++x) krem += sh[x];
+      }
+      st[0] = static_cast<int>(b1);
+      st[1] = static_cast<int>(krem);
+      st[2] = 0;
+      st[3] = 0;
+      st[4] = static_cast<int>(binLo);
+      st[5] = static_cast<int>(binHi);
+    }
+  }
+  stream_grid_sync();
+
+  // Phase 3.
+  for (long long t = t0; t < t1;) {
+    const long long row = t / a.tiles;
+    const long long tEnd = min(t1, (row + 1) * a.tiles);
+    int* st = a.state + row * kStateInts;
+    const unsigned binLo = static_cast<unsigned>(__ldcg(st + 4)), binHi = static_cast<unsigned>(__ldcg(st + 5));
+    const float* pr = a.pooled + static_cast<size_t>(row) * nU;
+    int* o = a.out + static_cast<size_t>(row) * k;
+    int* cl = a.cand + static_cast<size_t>(row) * n;
+    for (; t < tEnd; ++t) {
+      const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+      unsigned mA = 0u, mC = 0u;
+      if (x < n) {
+        const float4 v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
+        const float4 v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
+        const float v[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const unsigned d = __float_as_uint(v[e]) >> 19;
+          if (x + e < n) {
+            if (d > binHi) mA |= 1u << e;
+            else if (d >= binLo) mC |= 1u << e;
+          }
+        }
+      }
+      const int ca = __popc(mA), cc = __popc(mC);
+      int ia = ca, ic = cc;
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const int ya = __shfl_up_sync(0xffffffffu, ia, off);
+        const int yc = __shfl_up_sync(0xffffffffu, ic, off);
+        if (lane >= off) {
+          ia += ya;
+          ic += yc;
+        }
+      }
+      int baseA = 0, baseC = 0;
+      if (lane == 31) {
+        if (ia > 0) baseA = atomicAdd(st + 2, ia);
+        if (ic > 0) baseC = atomicAdd(st + 3, ic);
+      }
+      baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - ca;
+      baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        if (mA & (1u << e)) o[baseA++] = x + e;
+        if (mC & (1u << e)) cl[baseC++] = x + e;
+      }
+    }
+  }
+  stream_grid_sync();
+
+  // Phase 4.
+  for (long long r = blockIdx.x; r < a.rows; r += P) {
+    const int* st = a.state + r * kStateInts;
+    const unsigned krem = static_cast<unsigned>(__ldcg(st + 1));
+    const int written = __ldcg(st + 2), C = __ldcg(st + 3);
+    int* cl = a.cand + static_cast<size_t>(r) * n;
+    float* pr = a.pooled + static_cast<size_t>(r) * nU;
+    int* o = a.out + static_cast<size_t>(r) * k;
+    const bool cached = C <= kStreamCache;
+    __syncthreads();  // the previous row's use of sh / cache / cnt is done
+    if (cached)
+      for (int i = tid; i < C; i += kStreamThreads) cache[i] = __ldcg(pr + __ldcg(cl + i));
+    if (tid == 0) {
+      cnt[0] = written;
+      cnt[1] = 0;
+      cnt[2] = 0;
+    }
+    __syncthreads();
+    auto listed = [&](int i) -> unsigned { return __float_as_uint(cached ? cache[i] : __ldcg(pr + __ldcg(cl + i))); };
+    stream_block_select(listed, C, krem, sh, res);
+    const unsigned thr = res[0], ties = res[1];
+    if (!u16) {
+      for (int i = tid; i < C; i += kStreamThreads) {
+        const unsigned v = listed(i);
+        if (v > thr || (v == thr && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < ties))
+          o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
+      }
+      continue;
+    }
+    // Bit 1024: the window around the listed k-th score; keys above it are in, the window's keys are
+    // recomputed exactly and moved to the front of the list (in place: a round's writes land on
+    // entries already read), their pooled entries overwritten with the exact scores.
+    const float ak = __uint_as_float(thr);
+    const float absW = kStreamWindowAbsPerHead * GS;
+    const float hi = ak * (1.f + kStreamWindow) + absW, lo = ak * (1.f - kStreamWindow) - absW;
+    for (int base = 0; base < C; base += kStreamThreads) {
+      const int i = base + tid;
+      int x = -1;
+      float v = 0.f;
+      if (i < C) {
+        x = __ldcg(cl + i);
+        v = __uint_as_float(listed(i));
+      }
+      __syncthreads();
+      if (i < C) {
+        if (v > hi) {
+          o[atomicAdd(&cnt[0], 1)] = x;
+        } else if (v >= lo) {
+          cl[atomicAdd(&cnt[2], 1)] = x;
+        }
+      }
+      __syncthreads();
+    }
+    const int U = cnt[2];
+    const unsigned want = krem - static_cast<unsigned>(cnt[0] - written);  // >= 1: a_k is in the window
+    const size_t bh0 = row_stats(r);
+    {
+      const int b = static_cast<int>(r / G), j = static_cast<int>(r % G);
+      const T* kg = static_cast<const T*>(a.k) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(a.capacity) * D;
+      const T* qg = static_cast<const T*>(a.q) + bh0 * D;
+      constexpr int PER = D / 32;
+      float qv[GS][PER];
+#pragma unroll
+      for (int h = 0; h < GS; ++h)
+#pragma unroll
+        for (int e = 0; e < PER; ++e) qv[h][e] = to_float(qg[h * D + lane * PER + e]);
+      for (int i = warp; i < U; i += kStreamThreads / 32) {
+        const int x = __ldcg(cl + i);
+        float kv[PER];
+#pragma unroll
+        for (int e = 0; e < PER; ++e) kv[e] = to_float(kg[static_cast<size_t>(x) * D + lane * PER + e]);
+        float S = 0.f;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) {
+          float dot = 0.f;
+#pragma unroll
+          for (int e = 0; e < PER; ++e) dot = fmaf(qv[h][e], kv[e], dot);
+          dot = warp_sum(dot);
+          S += exp2f(dot * a.qscale - Mh[h]) * iL[h];
+        }
+        if (lane == 0) pr[x] = S;
+      }
+    }
+    __threadfence();
+    __syncthreads();
+    auto exact = [&](int i) -> unsigned { return __float_as_uint(__ldcg(pr + __ldcg(cl + i))); };
+    stream_block_select(exact, U, want, sh, res);
+    const unsigned thrE = res[0], tiesE = res[1];
+    for (int i = tid; i < U; i += kStreamThreads) {
+      const unsigned v = exact(i);
+      if (v > thrE || (v == thrE && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < tiesE))
+        o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
+    }
+  }
+}
+
+cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                          const void* q, const void* k, cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  StreamSelectArgs a{};
+  a.n = s.n;
+  a.nU = u16_stride(s.n);
+  a.heads = s.heads;
+  a.kvHeads = s.kvHeads;
+  a.splits = splits;
+  a.topk = topk;
+  a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
+  a.capacity = s.capacity;
+  a.qscale = s.scale * kLog2e;
+  a.rows = static_cast<long long>(s.batch) * s.kvHeads;
+
+  const size_t bh = static_cast<size_t>(s.batch) * s.heads;
+  a.logits = w.logits;
+  a.u = static_cast<const __half*>(static_cast<const void*>(w.logits));
+  a.m16 = u16_m16(w.logits, bh, s.n);
+  a.q = q;
+  a.k = k;
+  a.part_ml = w.part_ml;
+  a.pooled = w.pooled;
+  a.hist = w.hist;
+  a.state = w.state;
+  a.cand = reinterpret_cast<int*>(w.logits);  // free once pooled (phase 1 is over before phase 3 writes)
+  a.out = indices;
+  constexpr size_t smem = sizeof(unsigned) * kStreamBins + sizeof(float) * kStreamCache;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
+      return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+        static int perSm = 0;  // CTAs resident per SM, queried once per instance
+        if (perSm == 0) {
+          cudaError_t e = cudaFuncSetAttribute(stream_select_kernel<T, D, GS>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+          if (e != cudaSuccess) return e;
+          int nb = 0;
+          e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, stream_select_kernel<T, D, GS>, kStreamThreads, smem);
+          if (e != cudaSuccess) return e;
+          if (nb < 1) return cudaErrorNotSupported;
+          perSm = nb;
+        }
+        const StreamPlan plan = stream_plan(a.rows, s.n, perSm, device_sm_count());
+        a.tiles = plan.tiles;
+        a.work = plan.work;
+        void* args[] = {&a};
+        const cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(stream_select_kernel<T, D, GS>),
+                                                          dim3(static_cast<unsigned>(plan.ctas)), dim3(kStreamThreads),
+                                                          args, smem, st);
+        return e != cudaSuccess ? e : cudaGetLastError();
+      });
+    });
   });
 }
 

@@ -18,4 +18,20 @@ constexpr int kVariantSelectV2 = KASCADE_VARIANT_SELECT_V2;            // cluste
 cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
                            cudaStream_t st);
 
+// KASCADE_VARIANT_STREAM_SELECT (bit 2048; bit 1024 implies it and switches it to the f16 intermediate): the Top-k of
+// every row as ONE cooperative launch of an occupancy-sized grid (stream_select_kernel): the rows' key
+// tiles laid end to end in equal shares per CTA (like the lean schedule), pooled scores + a 12-bit
+// first-digit histogram streamed once, grid barriers between phases, the rows' first-digit bins
+// compacted (keys above the bin go straight to `indices`, the bin's members to a list), then one CTA per
+// row finishes on its list (exactly: bit 1024 recomputes the keys near the k-th score). Ties at the k-th
+// value: any of them (order free).
+// q and k: the op's query and K cache (bit 1024 recomputes the keys near the k-th score exactly).
+cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                          const void* q, const void* k, cudaStream_t st);
+
+// Stream select constants (the workspace carve-up sizes its histogram rows with kStreamBins).
+constexpr int kStreamThreads = 256;
+static_assert(kStreamTile == 8 * kStreamThreads, "stream select tiles: 8 keys per thread");
+constexpr int kStreamCache = 8192;               // list values kept in shared memory for the last digits
+
 }  // namespace kascade

@@ -60,4 +60,57 @@ inline SelectPlan select_plan(long long n, long long rows, int sms, const Select
   return p;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Variant bits 1024 / 2048 (the stream select, select_decode.cu): host and device helpers.
+#if defined(__CUDACC__)
+#define KASCADE_HD __host__ __device__
+#else
+#define KASCADE_HD
+#endif
+
+// KASCADE_VARIANT_U16: the anchors' intermediate, in the workspace's logits buffer. Per query-head row
+// (b * heads + h): u[x] = 2^15 exp2(l(x) - m16(x / 16)) as f16 over a row of u16_stride(n) entries (n rounded
+// up to 16: 16-byte aligned rows for 8-key loads), where m16(t) is the max of the row's log2-domain
+// logits over keys [16 t, 16 t + 16) (one f32 per 16-key step), all m16 rows after all u rows. The
+// pooled score is then S(x) = 2^-15 sum_h u_h(x) exp2(m16_h(x / 16) - M_h) / L_h. The 2^15 scale keeps u
+// normal (relative rounding <= 2^-11) down to 2^-29 of its step's max; below, f16's absolute step 2^-24
+// (2^-39 unscaled, half of it in rounding) applies.
+constexpr float kU16ScaleLog2 = 15.f;
+KASCADE_HD inline int u16_stride(int n) { return (n + 15) & ~15; }
+// Byte offset of the m16 rows (rows = batch x heads).
+KASCADE_HD inline size_t u16_m16_offset(size_t rows, int n) { return rows * static_cast<size_t>(u16_stride(n)) * 2; }
+// Bytes of u and m16 together.
+KASCADE_HD inline size_t u16_bytes(size_t rows, int n) {
+  return u16_m16_offset(rows, n) + rows * static_cast<size_t>(u16_stride(n) / 16) * 4;
+}
+
+// The stream select's schedule: each (sequence, KV head) row cut into kStreamTile-key tiles, rows laid
+// end to end (work tiles in all), CTA c of `ctas` taking tiles [c work / ctas, (c + 1) work / ctas):
+// the resident grid (perSm x sms), but at least two tiles per CTA (each row segment a CTA touches
+// clears and flushes a 4096-bin histogram) and never more CTAs than tiles.
+constexpr int kStreamTile = 2048;  // keys per tile: 8 per thread of 256
+struct StreamPlan {
+  int tiles;       // tiles per row
+  long long work;  // tiles in all
+  int ctas;        // grid size
+};
+inline StreamPlan stream_plan(long long rows, int n, int perSm, int sms) {
+  StreamPlan p{};
+  p.tiles = static_cast<int>(select_ceil_div(n < 1 ? 1 : n, kStreamTile));
+  p.work = (rows < 1 ? 1 : rows) * p.tiles;
+  long long want = static_cast<long long>(perSm < 1 ? 1 : perSm) * (sms < 1 ? 1 : sms);
+  const long long half = p.work / 2 > 0 ? p.work / 2 : 1;
+  if (want > half) want = half;
+  p.ctas = static_cast<int>(want);
+  return p;
+}
+// Bit 1024's exact window: keys whose pooled score S' from the f16 intermediate lies within
+// [a (1 - W) - A, a (1 + W) + A] of the listed k-th score a are recomputed exactly. Per head, f16
+// rounds u within 2^-11 relative (normal range) or 2^-40 absolute (unscaled; the head's weight
+// exp2(m16 - M) / L is at most 1), so |S' - S| <= 2^-11 S + g 2^-40 for g heads. W = 2^-9 and
+// A = g 2^-38 are more than twice that: every key whose order against the k-th score could have
+// flipped is inside (keys above the window are in the exact Top-k, keys below it out).
+constexpr float kStreamWindow = 0.001953125f;           // W = 2^-9
+constexpr float kStreamWindowAbsPerHead = 3.637979e-12f;  // 2^-38
+
 }  // namespace kascade

@@ -13,7 +13,9 @@
 # returned-file count).
 # Env: DECODE_VARIANTS (default: 0 and 16, 60, 61, 124 without the lean schedule; the lean
 #      schedule's 132, 144, 148, 160, 176, 188, 252; the cluster select's 380, 636, 508, 764: every
-#      winner of the 6cb49d3 run, 144 against 16 for the lean TMA maps), DECODE_PARITY_LIMIT
+#      winner of the 6cb49d3 run, 144 against 16 for the lean TMA maps; session 4's stream select over
+#      f32 logits (2048: 2172 = 124 | 2048, 2236 = 188 | 2048) and over the f16 intermediate (1024 | 2048:
+#      3196, 3260)), DECODE_PARITY_LIMIT
 #      (s, default 150),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -21,7 +23,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,16,60,61,124,132,144,148,160,176,188,252,380,636,508,764}
+variants=${DECODE_VARIANTS:-0,16,60,61,124,132,144,148,160,176,188,252,380,636,508,764,2172,2236,3196,3260}
 parity_limit=${DECODE_PARITY_LIMIT:-150}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

@@ -410,13 +410,17 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
       pooledRef().pooled.forEach((r, b) => {
         worst = Math.max(worst, relErr(got.subarray(b * per, (b + 1) * per), r));
       });
+      // Variant bit 1024 pools the f16 intermediate u = exp2(l - m16) (rounding <= 2^-11 per term): its
+      // pooled pass is held to 1e-3; the selection below keeps the strict check (the stream select
+      // recomputes the keys near the k-th score exactly).
+      const tol = variant & 1024 ? 1e-3 : 1e-4;
       push({
         op: 'pooled',
         ...vbase,
         pooledRelErr: worst,
         relErr: worst,
-        pass: worst < 1e-4,
-        ...(worst < 1e-4 ? {} : { why: `pooled relErr ${worst}` }),
+        pass: worst < tol,
+        ...(worst < tol ? {} : { why: `pooled relErr ${worst} >= ${tol}` }),
       });
     });
 
@@ -661,7 +665,7 @@ function main(): void {
     passingVariants,
     tolerances: {
       output: 'relErr < 1e-2 and <= 2 x naive same-precision relErr + 1e-4',
-      pooled: 'relErr < 1e-4',
+      pooled: 'relErr < 1e-4 (variant bit 1024, the f16 intermediate: < 1e-3)',
       topk: 'in range, no duplicates, selected >= ref k-th - (1e-4 k-th + 1e-7 max), mass share >= 1 - 1e-3',
     },
     rows,
