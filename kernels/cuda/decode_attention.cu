@@ -43,6 +43,8 @@
 #include <type_traits>
 #include <utility>
 
+#include <cooperative_groups.h>
+
 #include "decode_attention.cuh"
 
 namespace kascade {
@@ -190,7 +192,8 @@ constexpr size_t partial_smem_bytes() {
   const size_t tma = LOAD == 2 ? 1024 + size_t(4) * C::kStages *
                                             (tma_stage_bytes<T, D, MODE>() + C::kWarpKeys * sizeof(int) + sizeof(uint64_t))
                                : 0;
-  const size_t red = sizeof(float) * 4 * (GS * D + 2 * GS);
+  // The 4 warps' partials, then (KASCADE_VARIANT_GATHER_B1's cluster merge) the CTA's own.
+  const size_t red = sizeof(float) * (5 * GS * D + 10 * GS);
   const size_t m = ring > red ? ring : red;
   return m > tma ? m : tma;
 }
@@ -198,6 +201,39 @@ constexpr size_t partial_smem_bytes() {
 template <typename T, int D, int MODE>
 constexpr size_t ring_bytes() {
   return size_t(4) * Cfg<D, MODE>::kWarpElems * sizeof(T);
+}
+
+// KASCADE_VARIANT_GATHER_B1: the CTAs of one (sequence, KV head) row form a thread block cluster of
+// `slots` (blockIdx.x = the CTA's rank); each has left its partial in shared memory at `mine`:
+// o [GS][D] (unnormalised) then (m, l) [GS][2]. After a cluster barrier, CTA r merges elements
+// r * 128 + tid, (r + slots) * 128 + tid, ... of the GS x D outputs, reading every CTA's partial through
+// distributed shared memory; a second barrier keeps each CTA's shared memory alive until all have read it.
+template <typename T, int D, int GS>
+__device__ __forceinline__ void cluster_merge(float* mine, int slots, T* out) {
+  namespace cg = cooperative_groups;
+  cg::cluster_group cl = cg::this_cluster();
+  __syncthreads();
+  cl.sync();
+  const int rank = static_cast<int>(cl.block_rank());
+  for (int e = rank * 128 + static_cast<int>(threadIdx.x); e < GS * D; e += slots * 128) {
+    const int h = e / D;
+    float M = -INFINITY;
+    for (int c = 0; c < slots; ++c) {
+      const float* r = cl.map_shared_rank(mine, c);
+      M = fmaxf(M, r[GS * D + 2 * h]);
+    }
+    float L = 0.f, O = 0.f;
+    for (int c = 0; c < slots; ++c) {
+      const float* r = cl.map_shared_rank(mine, c);
+      const float m = r[GS * D + 2 * h];
+      if (m == -INFINITY) continue;
+      const float w = exp2f(m - M);
+      L = fmaf(r[GS * D + 2 * h + 1], w, L);
+      O = fmaf(r[e], w, O);
+    }
+    out[e] = from_float<T>(O / L);
+  }
+  cl.sync();
 }
 
 // Each warp is an independent flash-decoding worker: it takes 16-key steps w, w+4, ... of the
@@ -560,7 +596,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
         const float mw = red_ml[(w * GS + tid) * 2];
         if (mw != -INFINITY) L += red_ml[(w * GS + tid) * 2 + 1] * exp2f(mw - M);
       }
-      float* ml = a.part_ml + ((bh0 + tid) * a.splits + split) * 2;
+      float* ml = (kGatherMode && a.clusterSlots > 0) ? red_ml + 8 * GS + GS * D + tid * 2
+                                                      : a.part_ml + ((bh0 + tid) * a.splits + split) * 2;
       ml[0] = M;
       ml[1] = L;
     }
@@ -585,7 +622,14 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           const float mw = red_ml[(w * GS + h) * 2];
           if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
         }
-        a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
+        if (kGatherMode && a.clusterSlots > 0) {
+          red_ml[8 * GS + i2] = o;  // this CTA's partial, for the cluster merge below
+        } else {
+          a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
+        }
+      }
+      if constexpr (kGatherMode) {
+        if (a.clusterSlots > 0) cluster_merge<T, D, GS>(red_ml + 8 * GS, a.clusterSlots, static_cast<T*>(a.out) + bh0 * D);
       }
       if (a.variant & KASCADE_VARIANT_FUSED) {
         // The last block of this (sequence, KV head) to finish merges every split's partials
@@ -849,10 +893,11 @@ int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long wor
 // Launches `kernel` on `st`; with `pdl` (KASCADE_VARIANT_PDL) as a programmatic dependent launch, so
 // it may begin while the previous kernel of the stream finishes (the kernel waits with
 // griddepcontrol.wait before it touches global memory).
+// With clusterX > 0, the grid runs as thread block clusters of clusterX x 1 x 1.
 template <typename... Params, typename... Args>
-static cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                                    cudaStream_t st, Args&&... args) {
-  if (!pdl) {
+static cudaError_t launch_maybe_pdl(bool pdl, int clusterX, void (*kernel)(Params...), dim3 grid, dim3 block,
+                                    size_t smem, cudaStream_t st, Args&&... args) {
+  if (!pdl && clusterX <= 0) {
     kernel<<<grid, block, smem, st>>>(std::forward<Args>(args)...);
     return cudaGetLastError();
   }
@@ -861,12 +906,51 @@ static cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 gr
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned na = 0;
+  if (pdl) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na].val.programmaticStreamSerializationAllowed = 1;
+    ++na;
+  }
+  if (clusterX > 0) {
+    attr[na].id = cudaLaunchAttributeClusterDimension;
+    attr[na].val.clusterDim.x = static_cast<unsigned>(clusterX);
+    attr[na].val.clusterDim.y = 1;
+    attr[na].val.clusterDim.z = 1;
+    ++na;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = na;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+// KASCADE_VARIANT_GATHER_B1: whether clusters of `c` CTAs of `kernel` (smem bytes each) can be
+// resident at all (cudaOccupancyMaxActiveClusters > 0); sizes above 8 ask for non-portable clusters.
+// Asked once per kernel and size (`known` holds 0 unknown, 1 yes, -1 no).
+template <typename... Params>
+static bool cluster_fits(void (*kernel)(Params...), int c, size_t smem, signed char* known) {
+  if (known[c] != 0) return known[c] > 0;
+  bool ok = true;
+  if (c > 8) ok = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+  int clusters = 0;
+  if (ok) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(c, 1, 1);
+    cfg.blockDim = dim3(128);
+    cfg.dynamicSmemBytes = smem;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = static_cast<unsigned>(c);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    ok = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0;
+  }
+  cudaGetLastError();  // a refused size is an answer, not a sticky error
+  known[c] = ok ? 1 : -1;
+  return ok;
 }
 
 template <typename T, int D, int GS, int MODE, int LOAD>
@@ -896,8 +980,29 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
     a.splits = p.slots;
     grid = dim3(p.ctas, 1, 1);
   }
-  return launch_maybe_pdl((a.variant & KASCADE_VARIANT_PDL) != 0, attn_partial_kernel<T, D, GS, MODE, LOAD>, grid,
-                          dim3(Cfg<D, MODE>::kThreads), smem, st, s, a, tm);
+  a.clusterSlots = 0;
+  int clusterX = 0;
+  if constexpr (MODE == kGather) {
+    // KASCADE_VARIANT_GATHER_B1 (split schedule only): each row's list in `c` equal whole-tile
+    // ranges, one cluster of c CTAs per row that merges through distributed shared memory; c = the
+    // forced `splits` when it is 2..16, else 16, 8, 4 or 2, the largest the device can place.
+    if ((a.variant & KASCADE_VARIANT_GATHER_B1) && !(a.variant & KASCADE_VARIANT_LEAN)) {
+      static signed char known[17] = {0};
+      const int want = s.splits >= 2 && s.splits <= 16 ? s.splits : 16;
+      for (int c = want; c >= 2 && clusterX == 0; c = c > 8 ? 8 : c / 2)
+        if (cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, c, smem, known)) clusterX = c;
+      if (clusterX > 0) {
+        const int per = (a.topk + clusterX - 1) / clusterX;
+        a.chunk = (per + kTile - 1) / kTile * kTile;
+        a.splits = clusterX;
+        a.clusterSlots = clusterX;
+        a.variant &= ~KASCADE_VARIANT_FUSED;  // the cluster merges; no partials in global memory
+        grid = dim3(clusterX, s.kvHeads, s.batch);
+      }
+    }
+  }
+  return launch_maybe_pdl((a.variant & KASCADE_VARIANT_PDL) != 0, clusterX, attn_partial_kernel<T, D, GS, MODE, LOAD>,
+                          grid, dim3(Cfg<D, MODE>::kThreads), smem, st, s, a, tm);
 }
 
 template <typename T, int D, int GS, int LOAD>
@@ -997,7 +1102,8 @@ cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, Partial
                      fused_combine_fits(s, lean ? kLeanMaxCtasPerSm * device_sm_count() : a.splits);
   if (!fused) a.variant &= ~KASCADE_VARIANT_FUSED;
   const cudaError_t e = launch_partial(s, mode, a, st);
-  if (e != cudaSuccess || fused || mode == kScoresOnly) return e;
+  // KASCADE_VARIANT_GATHER_B1's clusters merged already (launch_partial set clusterSlots).
+  if (e != cudaSuccess || fused || mode == kScoresOnly || a.clusterSlots > 0) return e;
   if (lean) return launch_lean_combine(s, a.splits, a.part_o, a.part_ml, out, st);
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
@@ -1013,7 +1119,7 @@ cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const f
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
       const bool pdl = (s.variant & KASCADE_VARIANT_PDL) != 0;
-      return launch_maybe_pdl(pdl, lean_combine_kernel<T, D>, dim3(bh, ds), dim3(128), smem, st, splits, part_o,
+      return launch_maybe_pdl(pdl, 0, lean_combine_kernel<T, D>, dim3(bh, ds), dim3(128), smem, st, splits, part_o,
                               part_ml, static_cast<T*>(out), pdl ? 1 : 0);
     });
   });
@@ -1024,7 +1130,7 @@ cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float*
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
       const bool pdl = (s.variant & KASCADE_VARIANT_PDL) != 0;
-      return launch_maybe_pdl(pdl, combine_kernel<T, D>, dim3(s.batch * s.heads), dim3(D), sizeof(float) * splits, st,
+      return launch_maybe_pdl(pdl, 0, combine_kernel<T, D>, dim3(s.batch * s.heads), dim3(D), sizeof(float) * splits, st,
                               splits, part_o, part_ml, static_cast<T*>(out), pdl ? 1 : 0);
     });
   });
@@ -1051,6 +1157,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
     sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
+    sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }

@@ -47,6 +47,10 @@ struct PartialArgs {
   long long leanWork;
   int leanTiles;
   int leanCtas;
+  // KASCADE_VARIANT_GATHER_B1 (filled by launch_partial, gathers only): > 0 when the `splits` CTAs of
+  // each (b, j) row run as one thread block cluster of that many and merge through distributed
+  // shared memory (no partials in global memory, no combine); 0 otherwise.
+  int clusterSlots;
 };
 
 // KASCADE_VARIANT_LEAN: the lean (stream-K) work partition. The key list of every (b, j) row is
