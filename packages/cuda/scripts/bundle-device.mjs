@@ -24,6 +24,7 @@ if (process.argv.includes('--core-from-git')) {
 const entries = {
   'device-check': join(pkg, 'scripts', 'device-check.ts'),
   'profile-ops': join(pkg, 'scripts', 'profile-ops.ts'),
+  'b1-probe': join(pkg, 'scripts', 'b1-probe.ts'),
   'bench-cli': resolve(pkg, '../../apps/bench/src/cli.ts'),
 };
 for (const [name, entry] of Object.entries(entries)) {

@@ -1,0 +1,227 @@
+/**
+ * Where the batch-1 decode time goes (issue 4, session 4): per op and variant, the same call timed
+ * four ways on the H200, so the host's launch path and the GPU's own time can be told apart.
+ *
+ * - `event`: CUDA events around each call, medians (the `cuda-decode` bench's method);
+ * - `b2b`: events around 27 back-to-back calls, per call (the host queues ahead if it is faster
+ *   than the GPU, so this is the GPU time when the host keeps up);
+ * - `graph`: the 27 calls captured as one CUDA graph and replayed, per call (no host launch path);
+ * - `host`: wall-clock microseconds the host spends issuing one call (27 calls, no sync inside);
+ * - `rot`: like `b2b` but the 27 calls cycle over 4 different layers' K/V caches (a real model
+ *   never re-reads the same cache at once; the bench's repeated calls may hit L2).
+ * Plus the event pair alone (`empty`) and the JS-side argument checks alone (`decodeShape`).
+ *
+ * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
+ * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS (comma lists), B1_NCU=1 (only a few reuse calls, for ncu).
+ */
+import { writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { topkBudget } from '@kascade/core';
+import {
+  captureGraph,
+  DeviceTensor,
+  decodeShape,
+  denseDecode,
+  deviceInfo,
+  fillNormal,
+  reuseDecode,
+  synchronize,
+  timeDevice,
+  uploadSelection,
+} from '../src/index.js';
+import { requireNative } from '../src/tensor.js';
+
+const H = 32;
+const G = 8;
+const D = 128;
+const CALLS = 27;
+const list = (s: string) => s.split(',').map(Number);
+const shapes = (process.env.B1_SHAPES ?? '1x8192,1x32768,1x131072')
+  .split(',')
+  .map((s) => list(s.replace('x', ',')));
+const reuseVariants = list(process.env.B1_REUSE_VARIANTS ?? '60,124,252');
+const denseVariants = list(process.env.B1_DENSE_VARIANTS ?? '764');
+const ncuOnly = process.env.B1_NCU === '1';
+const out = process.argv[2] ?? 'b1-probe.json';
+
+function median(xs: ArrayLike<number>): number {
+  const a = Array.from(xs).sort((x, y) => x - y);
+  return a.length ? (a[a.length >> 1] as number) : Number.NaN;
+}
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+interface ProbeRow {
+  op: string;
+  n: number;
+  batch: number;
+  variant: number;
+  eventUs: number;
+  b2bUs: number;
+  graphUs: number;
+  hostUs: number;
+  rotUs?: number;
+}
+const rows: ProbeRow[] = [];
+const extra: Record<string, number> = {};
+const errors: string[] = [];
+/** Writes what is measured so far (a job cut by its time limit still leaves its rows). */
+function save(): void {
+  if (ncuOnly) return;
+  writeFileSync(
+    out,
+    `${JSON.stringify(
+      {
+        device: deviceInfo().name,
+        commit: process.env.KASCADE_GIT_COMMIT ?? 'unknown',
+        method:
+          'bf16, 32/8 heads, d 128, p 10 % (a random host selection); event: events per call (median of 50 after 10); b2b: events around 27 back-to-back calls / 27 (median of 10); graph: 27 calls as one CUDA graph / 27; host: wall-clock per issued call; rot: b2b cycling over 4 layers of K/V',
+        rows,
+        extra,
+        errors,
+      },
+      null,
+      1,
+    )}\n`,
+  );
+}
+
+/** Events around `calls` back-to-back calls, per call, median of `reps`. */
+function perCall(fn: () => void, calls: number, reps: number): number {
+  const native = requireNative();
+  fn();
+  synchronize();
+  const us: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const a = new native.Event();
+    const b = new native.Event();
+    a.record();
+    for (let i = 0; i < calls; i++) fn();
+    b.record();
+    us.push((native.elapsedMs(a as never, b as never) * 1000) / calls);
+  }
+  synchronize();
+  return median(us);
+}
+/** Host microseconds to issue one call (calls queued, one sync per batch), median of `reps`. */
+function hostCost(fn: () => void, calls: number, reps: number): number {
+  const us: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    synchronize();
+    const t0 = performance.now();
+    for (let i = 0; i < calls; i++) fn();
+    us.push(((performance.now() - t0) * 1000) / calls);
+  }
+  synchronize();
+  return median(us);
+}
+
+for (const [batch, n] of shapes as [number, number][]) {
+  const layers = ncuOnly ? 1 : 4;
+  const kv = Array.from({ length: layers }, (_, l) => {
+    const k = DeviceTensor.empty('bf16', [batch, G, n, D]);
+    const v = DeviceTensor.empty('bf16', [batch, G, n, D]);
+    fillNormal(k, 11 + l * 7 + n);
+    fillNormal(v, 12 + l * 7 + n);
+    return { k, v };
+  });
+  const q = DeviceTensor.empty('bf16', [batch, H, D]);
+  fillNormal(q, 5 + n);
+  const kk = topkBudget(n, { percent: 10 });
+  const o = DeviceTensor.empty('bf16', [batch, H, D]);
+  // A random selection (distinct keys per row, like a Top-k's), made on the host so that no other
+  // attention kernel runs before the reuse calls (ncu counts kernels by name).
+  const idx = new Int32Array(batch * G * kk);
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  let seed = 12345 + n;
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
+  for (let r = 0; r < batch * G; r++) {
+    for (let i = 0; i < kk; i++) {
+      const j = i + Math.floor(rand() * (n - i));
+      const t = perm[i] as number;
+      perm[i] = perm[j] as number;
+      perm[j] = t;
+    }
+    idx.set(perm.subarray(0, kk), r * kk);
+  }
+  const sel = uploadSelection(idx, { batch, kvHeads: G, k: kk, n });
+  const base = { q, k: kv[0]?.k as DeviceTensor<'bf16'>, v: kv[0]?.v as DeviceTensor<'bf16'>, n };
+  const headMap = Array.from({ length: G }, (_, j) => (j * 3 + 1) % G);
+  synchronize();
+  if (ncuOnly) {
+    for (const variant of reuseVariants) {
+      for (let r = 0; r < 2; r++) reuseDecode({ ...base, variant }, sel, headMap, o);
+      synchronize();
+    }
+  } else {
+    // ~300 ms of GPU work first (clocks), as the bench does.
+    for (let i = 0; i < 2000; i++) denseDecode({ ...base, variant: denseVariants[0] }, o);
+    synchronize();
+    const ops: [string, number, (l: number) => () => void][] = [
+      ...denseVariants.map(
+        (variant) =>
+          ['dense', variant, (l: number) => () => denseDecode({ ...base, ...kv[l], variant }, o)] as [
+            string,
+            number,
+            (l: number) => () => void,
+          ],
+      ),
+      ...reuseVariants.map(
+        (variant) =>
+          [
+            'reuse',
+            variant,
+            (l: number) => () => reuseDecode({ ...base, ...kv[l], variant }, sel, headMap, o),
+          ] as [string, number, (l: number) => () => void],
+      ),
+    ];
+    for (const [op, variant, make] of ops) {
+      // One failure (a refused graph capture, a fault) is recorded and the next goes on.
+      try {
+        const fn = make(0);
+        const eventUs = median(timeDevice(fn, 10, 50));
+        const b2bUs = perCall(fn, CALLS, 10);
+        const hostUs = hostCost(fn, CALLS, 10);
+        let i = 0;
+        const fns = kv.map((_, l) => make(l));
+        const rotUs = perCall(() => (fns[i++ % fns.length] as () => void)(), CALLS, 10);
+        let graphUs = Number.NaN;
+        try {
+          const g = captureGraph(() => {
+            for (let c = 0; c < CALLS; c++) fn();
+          });
+          graphUs = perCall(() => g.launch(), 1, 10) / CALLS;
+        } catch (e) {
+          console.log(`graph ${op} v${variant} n ${n}: ${String(e).slice(0, 200)}`);
+        }
+        const row = {
+          op,
+          n,
+          batch,
+          variant,
+          eventUs: r2(eventUs),
+          b2bUs: r2(b2bUs),
+          graphUs: r2(graphUs),
+          hostUs: r2(hostUs),
+          rotUs: r2(rotUs),
+        };
+        rows.push(row);
+        console.log(JSON.stringify(row));
+      } catch (e) {
+        console.log(`FAILED ${op} v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+        errors.push(`${op} v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+      }
+      save();
+    }
+    const tag = `${Math.round(n / 1024)}k_b${batch}`;
+    extra[`emptyEventPairUs_${tag}`] = r2(median(timeDevice(() => {}, 10, 50)));
+    const t0 = performance.now();
+    for (let r = 0; r < 2000; r++) decodeShape({ ...base, variant: 60 }, 'reuse');
+    extra[`decodeShapeUs_${tag}`] = r2(((performance.now() - t0) * 1000) / 2000);
+  }
+  for (const x of [q, o, sel.indices, ...kv.flatMap((t) => [t.k, t.v])]) x.free();
+}
+save();
+console.log(JSON.stringify(extra));
