@@ -288,7 +288,8 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
 // v5 / v6 (v6 the default): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v9 / v10:
-// v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP).
+// v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP); v11: v10
+// with a quarter of the pooling sweep's exponentials on the FMA pipe.
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
   if (pv == nullptr) return 6;  // the default (DEFAULT_PREFILL_KERNELS): v6, the fastest at 29720db
@@ -302,13 +303,14 @@ static int pool_variant() {
   if (strcmp(pv, "v8") == 0) return 8;
   if (strcmp(pv, "v9") == 0) return 9;
   if (strcmp(pv, "v10") == 0) return 10;
+  if (strcmp(pv, "v11") == 0) return 11;
   return 6;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
 static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
   const int pv = pool_variant();
-  return !layer0 && (pv == 4 || pv == 6 || pv == 8 || pv == 10) && pool_v3_supports(s);
+  return !layer0 && (pv == 4 || pv == 6 || pv == 8 || pv >= 10) && pool_v3_supports(s);
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
@@ -317,7 +319,7 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
   const int pv = pool_variant();
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st,
-                          pv >= 9 ? 3 : 1);
+                          pv >= 9 ? 3 : 1, pv == 11);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {

@@ -70,7 +70,25 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int k
 // every K step of the shared ring (the latest tile's key range; the earlier tiles ignore their extra keys):
 // 1 / TP of the K bytes per pooled score from L2 and of the copy instructions and barriers per step, at the
 // same warps per SM (ncu, session 3: the one-tile pool at 50 % tensor and 51 % MUFU activity).
-template <typename T, int D, int GS, bool STATS, bool SW, int TP>
+// 2^x on the FMA pipe (pool v11: a quarter of the pooling sweep's exponentials, so the MUFU, which the
+// exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck): x rounded to the
+// nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5 polynomial (relative
+// error 3.7e-7 in f32, against ex2.approx's ~2 ulp), r added to the exponent bits. x is clamped at -125
+// (2^-125 instead of 0 below: nothing a pooled sum can see).
+__device__ __forceinline__ float ex2_fma(float x) {
+  x = fmaxf(x, -125.f);
+  const float j = __fadd_rn(x, 12582912.f);
+  const float f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
+  float p = 1.3395280e-3f;
+  p = fmaf(p, f, 9.6707633e-3f);
+  p = fmaf(p, f, 5.5503406e-2f);
+  p = fmaf(p, f, 0.24022211f);
+  p = fmaf(p, f, 0.69314718f);
+  p = fmaf(p, f, 1.f);
+  return __int_as_float(__float_as_int(p) + (__float_as_int(j) - 0x4B400000) * (1 << 23));
+}
+
+template <typename T, int D, int GS, bool STATS, bool SW, int TP, bool EMU = false>
 __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,
                    const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
@@ -295,8 +313,13 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
 #pragma unroll
     for (int nb = 0; nb < NR / 8; ++nb) {
       const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      if (EMU && (nb & 3) == 3) {  // pool v11: every fourth column block on the FMA pipe
+        p0 += ex2_fma(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+        p1 += ex2_fma(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      } else {
+        p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+        p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      }
     }
     p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
     p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -310,20 +333,20 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
   });
 }
 
-template <typename T, int D, int GS, bool STATS, bool SW, int TP = 1>
+template <typename T, int D, int GS, bool STATS, bool SW, int TP = 1, bool EMU = false>
 cudaError_t launch_pool3_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            cudaStream_t st) {
   constexpr size_t smem = pool3_smem_bytes<D, GS, STATS, SW, TP>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW, TP>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW, TP, EMU>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
   const int blocks = (tiles_of(s) + TP - 1) / TP;
-  pool_v3_kernel<T, D, GS, STATS, SW, TP><<<dim3(blocks, pairs), 128 * TP, smem, st>>>(s, q, k, stats, pooled,
+  pool_v3_kernel<T, D, GS, STATS, SW, TP, EMU><<<dim3(blocks, pairs), 128 * TP, smem, st>>>(s, q, k, stats, pooled,
                                                                                      pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -334,7 +357,7 @@ bool pool_v3_supports(const KascadePrefillShape& s) { return s.heads / s.kvHeads
 
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock) {
+                           bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock, bool emulateExp) {
   const int g = s.heads / s.kvHeads;
   if (g > 4) {
     if (fusedStats) return cudaErrorInvalidValue;  // callers check pool_v3_supports first
@@ -351,6 +374,11 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
           // three (12 warps, as three one-tile blocks) without the statistics sweep, two with it (its 242
           // registers per thread allow 8 warps, as two one-tile blocks).
           if constexpr (D == 128 && G4 == 4) {
+            if (tilesPerBlock > 1 && swizzle && emulateExp)
+              return fusedStats ? launch_pool3_t<T, D, G4, true, true, 2, true>(s, q, k, stats, pooled, pairBase,
+                                                                                pairs, perPair, denseLayout, st)
+                                : launch_pool3_t<T, D, G4, false, true, 3, true>(s, q, k, stats, pooled, pairBase,
+                                                                                 pairs, perPair, denseLayout, st);
             if (tilesPerBlock > 1 && swizzle)
               return fusedStats ? launch_pool3_t<T, D, G4, true, true, 2>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, st)

@@ -393,7 +393,7 @@ export type PrefillKernelVariant =
   | 'v9'
   | 'v10'
   | 'v11';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v9' | 'v10';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v9' | 'v10' | 'v11';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -418,6 +418,7 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v8',
   'v9',
   'v10',
+  'v11',
 ];
 
 export interface PrefillKernelSelection {
@@ -441,7 +442,8 @@ export interface PrefillKernelSelection {
  * K/V ring; also layer 0's dense + statistics pass), v21 = v20 with the consumers taking turns at the
  * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11); v23 = v18 with several
  * query tiles per pooling block sharing each K step (pool v10: two in the anchor's fused pool, three in
- * layer 0's, which runs it as v9), v24 = v21 + v23.
+ * layer 0's, which runs it as v9), v24 = v23 with a quarter of the pooling sweep's exponentials on the FMA
+ * pipe (pool v11).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -467,7 +469,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v21: { dense: 'v10', sparse: 'v8', pool: 'v6' },
   v22: { dense: 'v11', sparse: 'v8', pool: 'v6' },
   v23: { dense: 'v8', sparse: 'v8', pool: 'v10' },
-  v24: { dense: 'v10', sparse: 'v8', pool: 'v10' },
+  v24: { dense: 'v8', sparse: 'v8', pool: 'v11' },
 };
 
 /**
