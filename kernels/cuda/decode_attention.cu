@@ -992,8 +992,7 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
       for (int c = want; c >= 2 && clusterX == 0; c = c > 8 ? 8 : c / 2)
         if (cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, c, smem, known)) clusterX = c;
       if (clusterX > 0) {
-        const int per = (a.topk + clusterX - 1) / clusterX;
-        a.chunk = (per + kTile - 1) / kTile * kTile;
+        a.chunk = cluster_chunk(a.topk, clusterX);
         a.splits = clusterX;
         a.clusterSlots = clusterX;
         a.variant &= ~KASCADE_VARIANT_FUSED;  // the cluster merges; no partials in global memory

@@ -108,6 +108,14 @@ __host__ __device__ inline LeanSegment lean_segment(int cta, long long tile, lon
   g.nextTile = segEnd;
   return g;
 }
+// KASCADE_VARIANT_GATHER_B1: list entries per CTA when a row's `listLen` entries go to a cluster of
+// `c` CTAs: equal whole 64-key tiles (CTA r takes [r chunk, min(listLen, (r + 1) chunk)); trailing CTAs
+// of short lists get nothing and merge as empty partials). packages/cuda/src/lean.ts has the twin.
+__host__ __device__ inline int cluster_chunk(int listLen, int c) {
+  const int per = (listLen + c - 1) / c;
+  return (per + kTile - 1) / kTile * kTile;
+}
+
 // Lean grids never exceed this many CTAs per SM (the workspace is sized for it).
 constexpr int kLeanMaxCtasPerSm = 4;
 

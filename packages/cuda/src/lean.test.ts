@@ -5,6 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
+  clusterChunk,
+  clusterShares,
   LEAN_TILE_KEYS,
   type LeanPlan,
   type LeanSegment,
@@ -199,6 +201,72 @@ describe('lean (stream-K) work partition', () => {
           expect(Math.abs(o[d]! / L - ref)).toBeLessThan(1e-12);
         }
       }
+    }
+  });
+});
+
+describe('cluster shares (variant bit 8192)', () => {
+  it('cover every key once in whole tiles, and the merge of the shares gives the softmax', () => {
+    for (const listLen of [1, 9, 63, 64, 65, 113, 1023, 3277, 13107, 52429])
+      for (const c of [2, 4, 8, 12, 16]) {
+        const chunk = clusterChunk(listLen, c);
+        expect(chunk % LEAN_TILE_KEYS).toBe(0);
+        const shares = clusterShares(listLen, c);
+        expect(shares).toHaveLength(c);
+        let next = 0;
+        for (const [begin, end] of shares) {
+          if (begin >= end) continue; // an empty CTA: a partial with m = -inf
+          expect(begin).toBe(next);
+          expect(end - begin).toBeLessThanOrEqual(chunk);
+          next = end;
+        }
+        expect(next).toBe(listLen);
+        // Shares differ by at most one tile, except for the trailing empty/short ones.
+        expect(c * chunk - listLen).toBeLessThan(c * LEAN_TILE_KEYS);
+      }
+    // 13107 keys (128k at p = 10 %) over 16 CTAs: 832 keys (13 tiles) each, the last 627.
+    expect(clusterChunk(13107, 16)).toBe(832);
+    expect(clusterShares(13107, 16).at(-1)).toEqual([12480, 13107]);
+    // Float64: per-share (m, l, o), merged with weights exp(m_r - M), empty shares skipped.
+    let seed = 777;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    for (const [listLen, c] of [
+      [9, 16],
+      [113, 4],
+      [1000, 16],
+      [4097, 8],
+    ] as const) {
+      const logit = Array.from({ length: listLen }, () => (rand() - 0.5) * 30);
+      const value = Array.from({ length: listLen }, () => rand() - 0.5);
+      const parts = clusterShares(listLen, c).map(([b, e]) => {
+        let m = Number.NEGATIVE_INFINITY;
+        for (let x = b; x < e; ++x) m = Math.max(m, logit[x]!);
+        let l = 0;
+        let o = 0;
+        for (let x = b; x < e; ++x) {
+          const p = Math.exp(logit[x]! - m);
+          l += p;
+          o += p * value[x]!;
+        }
+        return { m, l, o };
+      });
+      const M = Math.max(...parts.map((p) => p.m));
+      let L = 0;
+      let O = 0;
+      for (const p of parts) {
+        if (p.m === Number.NEGATIVE_INFINITY) continue;
+        const w = Math.exp(p.m - M);
+        L += w * p.l;
+        O += w * p.o;
+      }
+      const mx = Math.max(...logit);
+      const ps = logit.map((s) => Math.exp(s - mx));
+      const sum = ps.reduce((a, b) => a + b, 0);
+      const ref = ps.reduce((a, p, x) => a + (p / sum) * value[x]!, 0);
+      expect(Math.abs(O / L - ref)).toBeLessThan(1e-12);
     }
   });
 });
