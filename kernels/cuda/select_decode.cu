@@ -659,7 +659,8 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 //   phase 3  the same tiles again over the pooled rows: keys above the row's list bins go to indices,
 //            the list bins' members to the row's list (warp-aggregated slots). List bins: b1; with
 //            bit 1024 the bins the window below can reach around b1 (usually b1 - 1 .. b1 + 1); barrier
-//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores.
+//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores (kept
+//            beside the keys by phase 3; in shared memory when they fit).
 //            f32 logits: that is the answer. Bit 1024: S carries the f16 rounding of u (relative
 //            error <= 2^-11, plus an absolute 2^-40 per head below f16's normal range), so around the
 //            listed k-th score a_k the keys with S in [a_k (1 - W) - A, a_k (1 + W) + A] (select_plan.h)
@@ -686,7 +687,8 @@ struct StreamSelectArgs {
   float* pooled;    // [rows][nU]
   unsigned* hist;   // [rows][kStreamBins]
   int* state;       // [rows][kStateInts]
-  int* cand;        // [rows][n]
+  int* cand;        // [rows][n] list keys
+  float* candVal;   // [rows][n] their pooled scores (phase 4: the window's exact scores)
   int* out;         // [rows][topk]
 };
 
@@ -912,13 +914,22 @@ __global__ void __launch_bounds__(kStreamThreads) stream_select_kernel(const Str
     const float* pr = a.pooled + static_cast<size_t>(row) * nU;
     int* o = a.out + static_cast<size_t>(row) * k;
     int* cl = a.cand + static_cast<size_t>(row) * n;
+    float* cv = a.candVal + static_cast<size_t>(row) * n;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       unsigned mA = 0u, mC = 0u;
+      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
       if (x < n) {
         const float4 v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
         const float4 v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
-        const float v[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+        v[0] = v0.x;
+        v[1] = v0.y;
+        v[2] = v0.z;
+        v[3] = v0.w;
+        v[4] = v1.x;
+        v[5] = v1.y;
+        v[6] = v1.z;
+        v[7] = v1.w;
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           const unsigned d = __float_as_uint(v[e]) >> 19;
@@ -949,7 +960,10 @@ __global__ void __launch_bounds__(kStreamThreads) stream_select_kernel(const Str
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         if (mA & (1u << e)) o[baseA++] = x + e;
-        if (mC & (1u << e)) cl[baseC++] = x + e;
+        if (mC & (1u << e)) {
+          cl[baseC] = x + e;
+          cv[baseC++] = v[e];
+        }
       }
     }
   }
@@ -961,19 +975,19 @@ __global__ void __launch_bounds__(kStreamThreads) stream_select_kernel(const Str
     const unsigned krem = static_cast<unsigned>(__ldcg(st + 1));
     const int written = __ldcg(st + 2), C = __ldcg(st + 3);
     int* cl = a.cand + static_cast<size_t>(r) * n;
-    float* pr = a.pooled + static_cast<size_t>(r) * nU;
+    float* cv = a.candVal + static_cast<size_t>(r) * n;
     int* o = a.out + static_cast<size_t>(r) * k;
     const bool cached = C <= kStreamCache;
     __syncthreads();  // the previous row's use of sh / cache / cnt is done
     if (cached)
-      for (int i = tid; i < C; i += kStreamThreads) cache[i] = __ldcg(pr + __ldcg(cl + i));
+      for (int i = tid; i < C; i += kStreamThreads) cache[i] = __ldcg(cv + i);
     if (tid == 0) {
       cnt[0] = written;
       cnt[1] = 0;
       cnt[2] = 0;
     }
     __syncthreads();
-    auto listed = [&](int i) -> unsigned { return __float_as_uint(cached ? cache[i] : __ldcg(pr + __ldcg(cl + i))); };
+    auto listed = [&](int i) -> unsigned { return __float_as_uint(cached ? cache[i] : __ldcg(cv + i)); };
     stream_block_select(listed, C, krem, sh, res);
     const unsigned thr = res[0], ties = res[1];
     if (!u16) {
@@ -985,8 +999,8 @@ __global__ void __launch_bounds__(kStreamThreads) stream_select_kernel(const Str
       continue;
     }
     // Bit 1024: the window around the listed k-th score; keys above it are in, the window's keys are
-    // recomputed exactly and moved to the front of the list (in place: a round's writes land on
-    // entries already read), their pooled entries overwritten with the exact scores.
+    // moved to the front of the list (in place: a round's writes land on entries already read) and
+    // their scores recomputed exactly there.
     const float ak = __uint_as_float(thr);
     const float absW = kStreamWindowAbsPerHead * GS;
     const float hi = ak * (1.f + kStreamWindow) + absW, lo = ak * (1.f - kStreamWindow) - absW;
@@ -1021,26 +1035,34 @@ __global__ void __launch_bounds__(kStreamThreads) stream_select_kernel(const Str
       for (int h = 0; h < GS; ++h)
 #pragma unroll
         for (int e = 0; e < PER; ++e) qv[h][e] = to_float(qg[h * D + lane * PER + e]);
-      for (int i = warp; i < U; i += kStreamThreads / 32) {
-        const int x = __ldcg(cl + i);
-        float kv[PER];
+      // Four keys per warp in flight: their K rows' lane slices loaded before any arithmetic.
+      constexpr int KPW = 4;
+      for (int i0 = warp * KPW; i0 < U; i0 += KPW * (kStreamThreads / 32)) {
+        float kv[KPW][PER];
 #pragma unroll
-        for (int e = 0; e < PER; ++e) kv[e] = to_float(kg[static_cast<size_t>(x) * D + lane * PER + e]);
-        float S = 0.f;
+        for (int u = 0; u < KPW; ++u) {
+          const int x = i0 + u < U ? __ldcg(cl + i0 + u) : 0;
 #pragma unroll
-        for (int h = 0; h < GS; ++h) {
-          float dot = 0.f;
-#pragma unroll
-          for (int e = 0; e < PER; ++e) dot = fmaf(qv[h][e], kv[e], dot);
-          dot = warp_sum(dot);
-          S += exp2f(dot * a.qscale - Mh[h]) * iL[h];
+          for (int e = 0; e < PER; ++e) kv[u][e] = to_float(kg[static_cast<size_t>(x) * D + lane * PER + e]);
         }
-        if (lane == 0) pr[x] = S;
+#pragma unroll
+        for (int u = 0; u < KPW; ++u) {
+          float S = 0.f;
+#pragma unroll
+          for (int h = 0; h < GS; ++h) {
+            float dot = 0.f;
+#pragma unroll
+            for (int e = 0; e < PER; ++e) dot = fmaf(qv[h][e], kv[u][e], dot);
+            dot = warp_sum(dot);
+            S += exp2f(dot * a.qscale - Mh[h]) * iL[h];
+          }
+          if (lane == 0 && i0 + u < U) cv[i0 + u] = S;
+        }
       }
     }
     __threadfence();
     __syncthreads();
-    auto exact = [&](int i) -> unsigned { return __float_as_uint(__ldcg(pr + __ldcg(cl + i))); };
+    auto exact = [&](int i) -> unsigned { return __float_as_uint(__ldcg(cv + i)); };
     stream_block_select(exact, U, want, sh, res);
     const unsigned thrE = res[0], tiesE = res[1];
     for (int i = tid; i < U; i += kStreamThreads) {
@@ -1076,7 +1098,10 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
   a.pooled = w.pooled;
   a.hist = w.hist;
   a.state = w.state;
-  a.cand = reinterpret_cast<int*>(w.logits);  // free once pooled (phase 1 is over before phase 3 writes)
+  // The list lives in the logits buffer, free once pooled (phase 1 is over before phase 3 writes it):
+  // keys [rows][n], then their scores [rows][n] (the workspace holds both).
+  a.cand = reinterpret_cast<int*>(w.logits);
+  a.candVal = w.logits + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;
   constexpr size_t smem = sizeof(unsigned) * kStreamBins + sizeof(float) * kStreamCache;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
