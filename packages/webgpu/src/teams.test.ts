@@ -382,6 +382,15 @@ describe.skipIf(!probe.context)(
         prefetchIndices: true,
       },
       { keywiseSoftmax: true, keysPerStep: 32, pieceBytes: 8 as const, fuseCombine: true },
+      { unrollLoops: true },
+      {
+        unrollLoops: true,
+        keywiseSoftmax: true,
+        keysPerStep: 16,
+        pieceBytes: 8 as const,
+        fuseCombine: true,
+        prefetchIndices: true,
+      },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -477,6 +486,7 @@ describe.skipIf(!probe.context)(
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('keywiseSoftmax' in opts) expect(keys.some((k) => k.includes('KEYWISE=true'))).toBe(true);
+      if ('unrollLoops' in opts) expect(keys.some((k) => k.includes('UNROLL=true'))).toBe(true);
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
     });

@@ -83,6 +83,7 @@ type Tuning = Pick<
   | 'pieceBytes'
   | 'pipelineLoads'
   | 'keywiseSoftmax'
+  | 'unrollLoops'
   | 'workgroupSize'
 >;
 
@@ -109,6 +110,24 @@ const PARITY_OPTIONS: Tuning[] = [
   { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 16, fuseCombine: true },
   { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 8, pieceBytes: 8, fuseCombine: true },
   { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 4, pieceBytes: 16, fuseCombine: true },
+  { unrollLoops: true },
+  {
+    unrollLoops: true,
+    keywiseSoftmax: true,
+    keysPerStep: 16,
+    pieceBytes: 8,
+    fuseCombine: true,
+    prefetchIndices: true,
+  },
+  { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 16 },
+  {
+    unrollLoops: true,
+    keywiseSoftmax: true,
+    keysPerStep: 32,
+    pieceBytes: 8,
+    fuseCombine: true,
+    prefetchIndices: true,
+  },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -126,6 +145,14 @@ function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
   dense: [
+    { unrollLoops: true },
+    ...grid({
+      unrollLoops: [true],
+      keywiseSoftmax: [true],
+      pieceBytes: [16, 8],
+      keysPerStep: [8, 16],
+      targetWorkgroups: [1024, 2048],
+    }),
     ...grid({
       keywiseSoftmax: [true],
       pieceBytes: [16, 8],
@@ -135,19 +162,47 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     ...grid({ keywiseSoftmax: [true], pipelineLoads: [true], keysPerStep: [4, 8], pieceBytes: [16, 8] }),
     ...grid({ pieceBytes: [16, 8], keysPerStep: [8], targetWorkgroups: [512, 1024, 2048] }),
   ],
-  'dense-anchor': grid({
-    keywiseSoftmax: [false, true],
-    keysPerStep: [8, 16],
-    fuseCombine: [false, true],
-    select: ['classic', 'radix5'],
-  }).filter((t) => t.keywiseSoftmax || t.keysPerStep === 8),
-  anchor: grid({
-    keywiseSoftmax: [false, true],
-    keysPerStep: [8, 16],
-    fuseCombine: [false, true],
-    select: ['classic', 'radix5'],
-  }).filter((t) => t.keywiseSoftmax || t.keysPerStep === 8),
+  'dense-anchor': [
+    { unrollLoops: true },
+    { unrollLoops: true, fuseCombine: true },
+    { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
+    { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, fuseCombine: true },
+    ...grid({
+      keywiseSoftmax: [false, true],
+      keysPerStep: [8, 16],
+      fuseCombine: [false, true],
+      select: ['classic', 'radix5'],
+    }).filter((t) => t.keywiseSoftmax || t.keysPerStep === 8),
+  ],
+  anchor: [
+    { unrollLoops: true },
+    { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
+    { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, select: 'radix5' },
+    ...grid({
+      keywiseSoftmax: [false, true],
+      keysPerStep: [8, 16],
+      fuseCombine: [false, true],
+      select: ['classic', 'radix5'],
+    }).filter((t) => t.keywiseSoftmax || t.keysPerStep === 8),
+  ],
   reuse: [
+    { unrollLoops: true },
+    ...grid({
+      unrollLoops: [true],
+      keywiseSoftmax: [true],
+      fuseCombine: [true],
+      prefetchIndices: [true],
+      pieceBytes: [8],
+      keysPerStep: [8, 16, 32],
+      targetWorkgroups: [256, 512],
+    }),
+    ...grid({
+      unrollLoops: [true],
+      keywiseSoftmax: [true],
+      keysPerStep: [16],
+      pieceBytes: [16],
+      targetWorkgroups: [512],
+    }),
     ...grid({
       keywiseSoftmax: [true],
       fuseCombine: [true],

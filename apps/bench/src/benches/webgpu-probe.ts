@@ -46,7 +46,14 @@ export interface ProbeInputs {
 
 type Options = Pick<
   DecodeArgs,
-  'fuseCombine' | 'targetWorkgroups' | 'minStepsPerSplit' | 'prefetchIndices' | 'keysPerStep' | 'pieceBytes'
+  | 'fuseCombine'
+  | 'targetWorkgroups'
+  | 'minStepsPerSplit'
+  | 'prefetchIndices'
+  | 'keysPerStep'
+  | 'pieceBytes'
+  | 'keywiseSoftmax'
+  | 'unrollLoops'
 >;
 
 const GATHER_BINDINGS = [
@@ -250,6 +257,9 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       { fuseCombine: true, targetWorkgroups: 256 },
       { fuseCombine: true, keysPerStep: 2 },
       { fuseCombine: true, keysPerStep: 4 },
+      { unrollLoops: true },
+      { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
+      { keywiseSoftmax: true, keysPerStep: 16 },
     ];
     for (const o of tunings) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -314,6 +324,35 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         keysPerStep: g.U,
         workgroups: g.splits * rowsN,
         gbPerS: Math.round((rowsN * k * rowBytes * (g.readV ? 1 : 0.5)) / (s.median * 1e3)),
+      });
+    }
+    // The gather alone with the reuse default's shape at 128k batch 1 (224 keys per workgroup, 4 teams
+    // of 8 keys per step: 7 steps), by k: the per-step cost without the attention math.
+    useSet('anchor');
+    for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
+      const splits = Math.ceil(kk / 224);
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: gather_rows like the reuse default, k=${kk}`,
+        (pass) =>
+          encodeGatherRows(gpu, pass, {
+            kv,
+            sel: probeSlot.indices,
+            kStride: slot.kStride,
+            k: kk,
+            splits,
+            keysPerStep: 8,
+            readV: true,
+            workgroupSize: 64,
+          }),
+        flush,
+      );
+      push('probe-gather', `gather only, reuse-default shape (64 invocations, 8 keys per step), k ${kk}`, s, {
+        k: kk,
+        keysPerStep: 8,
+        workgroups: splits * rowsN,
+        gbPerS: Math.round((rowsN * kk * rowBytes) / (s.median * 1e3)),
       });
     }
     {

@@ -131,6 +131,12 @@ export interface DecodeArgs {
    * `TEAM_DEFAULTS` (off).
    */
   readonly keywiseSoftmax?: boolean;
+  /**
+   * `teams` only: the host expands the kernel's loops over the step's keys, the group's heads and a
+   * lane's pieces (`unrollLoops` in program.ts), so no array can fall to local memory. Default:
+   * `TEAM_DEFAULTS` (off).
+   */
+  readonly unrollLoops?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
@@ -192,6 +198,7 @@ export interface TeamSettings {
   readonly fuseCombine: boolean;
   readonly pipelineLoads: boolean;
   readonly keywiseSoftmax: boolean;
+  readonly unrollLoops: boolean;
 }
 
 /**
@@ -215,6 +222,7 @@ export const TEAM_DEFAULTS: Readonly<
       fuseCombine: false,
       pipelineLoads: false,
       keywiseSoftmax: false,
+      unrollLoops: false,
     },
     many: {
       keysPerStep: 8,
@@ -225,6 +233,7 @@ export const TEAM_DEFAULTS: Readonly<
       fuseCombine: false,
       pipelineLoads: false,
       keywiseSoftmax: false,
+      unrollLoops: false,
     },
   },
   gather: {
@@ -237,6 +246,7 @@ export const TEAM_DEFAULTS: Readonly<
       fuseCombine: true,
       pipelineLoads: false,
       keywiseSoftmax: false,
+      unrollLoops: false,
     },
     many: {
       keysPerStep: 8,
@@ -247,6 +257,7 @@ export const TEAM_DEFAULTS: Readonly<
       fuseCombine: true,
       pipelineLoads: false,
       keywiseSoftmax: false,
+      unrollLoops: false,
     },
   },
 };
@@ -417,6 +428,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       fused: a.fuseCombine ?? d.fuseCombine,
       pipe: a.pipelineLoads ?? d.pipelineLoads,
       keywise: a.keywiseSoftmax ?? d.keywiseSoftmax,
+      unroll: a.unrollLoops ?? d.unrollLoops,
     };
   };
   const teams = kernel === 'teams';
@@ -486,6 +498,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       PREFETCH: t.prefetch && !t.pipe,
       PIPE: t.pipe,
       KEYWISE: t.keywise,
+      UNROLL: t.unroll,
       FUSED: fused,
       KP: t.pieceType,
       SUBGROUPS: true,
