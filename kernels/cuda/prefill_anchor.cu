@@ -289,7 +289,7 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // v5 / v6 (v6 the default): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v9 / v10:
 // v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP); v11: v10
-// with a quarter of the pooling sweep's exponentials on the FMA pipe.
+// with a quarter of the sweeps' exponentials on the FMA pipe.
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
   if (pv == nullptr) return 6;  // the default (DEFAULT_PREFILL_KERNELS): v6, the fastest at 29720db

@@ -52,7 +52,7 @@ bool pool_v3_supports(const KascadePrefillShape& s);
 // swizzle (pools v5 / v6): the Q and K tiles in the 128-byte swizzled layout instead of the interleave one.
 // tilesPerBlock > 1 (pools v9 / v10: v5 / v6 with three tiles per block, two with the statistics sweep, one
 // per warpgroup, sharing every K step; swizzled, head dim 128, g = 4, else one tile). emulateExp (pool v11,
-// with tilesPerBlock > 1): a quarter of the pooling sweep's exponentials on the FMA pipe (ex2_fma).
+// with tilesPerBlock > 1): a quarter of each sweep's exponentials on the FMA pipe (ex2_fma).
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock = 1,

@@ -70,7 +70,7 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int k
 // every K step of the shared ring (the latest tile's key range; the earlier tiles ignore their extra keys):
 // 1 / TP of the K bytes per pooled score from L2 and of the copy instructions and barriers per step, at the
 // same warps per SM (ncu, session 3: the one-tile pool at 50 % tensor and 51 % MUFU activity).
-// 2^x on the FMA pipe (pool v11: a quarter of the pooling sweep's exponentials, so the MUFU, which the
+// 2^x on the FMA pipe (pool v11: a quarter of each sweep's exponentials, so the MUFU, which the
 // exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck): x rounded to the
 // nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5 polynomial (relative
 // error 3.7e-7 in f32, against ex2.approx's ~2 ulp), r added to the exponent bits. x is clamped at -125
@@ -267,7 +267,10 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         const float base = mx[c] == -INFINITY ? 0.f : mx[c];
-        sm[c] += ex2f(v0[c] - base) + ex2f(v1[c] - base);
+        if (EMU && (c & 3) == 3)  // pool v11: every fourth column on the FMA pipe (masked: 2^-125, not 0)
+          sm[c] += ex2_fma(v0[c] - base) + ex2_fma(v1[c] - base);
+        else
+          sm[c] += ex2f(v0[c] - base) + ex2f(v1[c] - base);
       }
     });
     // Merge the (max, sum) pairs of a column over the warp's 8 key rows, then over the 4 warps.

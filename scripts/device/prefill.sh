@@ -6,7 +6,7 @@
 # and the swizzled fused pool v6) as the safe group, against v20 / v21 / v22 (v18 with the TMA +
 # warp-specialised dense kernel v9 / v10 / v11: 2-stage ring, + ping-pong, + 3 stages; layer 0's dense +
 # statistics pass runs it too), v23 (v18 with several query tiles per pooling block, pool v10) and v24 (v23
-# with a quarter of the pooling exponentials on the FMA pipe, pool v11), timed in that order. Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
+# with a quarter of the pool's exponentials on the FMA pipe, pool v11), timed in that order. Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
 # v6 v14 v15 v16 v18 v17.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes

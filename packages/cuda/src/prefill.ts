@@ -442,8 +442,8 @@ export interface PrefillKernelSelection {
  * K/V ring; also layer 0's dense + statistics pass), v21 = v20 with the consumers taking turns at the
  * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11); v23 = v18 with several
  * query tiles per pooling block sharing each K step (pool v10: two in the anchor's fused pool, three in
- * layer 0's, which runs it as v9), v24 = v23 with a quarter of the pooling sweep's exponentials on the FMA
- * pipe (pool v11).
+ * layer 0's, which runs it as v9), v24 = v23 with a quarter of the sweeps' exponentials on the FMA pipe
+ * (pool v11).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
