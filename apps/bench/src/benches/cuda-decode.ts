@@ -321,12 +321,19 @@ const bench: Bench = {
       // factor under the fastest variant without the lean schedule, and the lean grid's CTA count
       // (`splits` under bit 128) under the fastest lean variant.
       if (!ctx.quick && n === 131072) {
-        const sweep = (op: 'dense' | 'reuse', v: number, lean: boolean, counts: readonly number[]) => {
+        const sweep = (
+          op: 'dense' | 'reuse' | 'anchor',
+          v: number,
+          lean: boolean,
+          counts: readonly number[],
+        ) => {
           for (const splits of counts) {
             const fn =
               op === 'dense'
                 ? () => denseDecode({ ...b, splits, variant: v }, out)
-                : () => reuseDecode({ ...b, splits, variant: v }, sel, headMap, out);
+                : op === 'anchor'
+                  ? () => anchorDecode({ ...b, splits, variant: v }, kk, { out, selection: sel })
+                  : () => reuseDecode({ ...b, splits, variant: v }, sel, headMap, out);
             const ts = stat(timeDevice(fn, 3, 20));
             rows.push({
               kernel: `${op}-${lean ? 'lean-ctas' : 'splits'}-${splits}`,
@@ -334,7 +341,10 @@ const bench: Bench = {
               batch,
               variant: v,
               ...timingCells(ts),
-              gbPerS: Math.round((op === 'dense' ? kvBytes : gatherBytes) / (ts.median * 1e3)),
+              gbPerS: Math.round(
+                (op === 'dense' ? kvBytes : op === 'anchor' ? kBytes + gatherBytes : gatherBytes) /
+                  (ts.median * 1e3),
+              ),
             });
           }
         };
@@ -350,6 +360,10 @@ const bench: Bench = {
         if (dl !== undefined) sweep('dense', dl, true, ctas);
         if (rs !== undefined) sweep('reuse', rs, false, batch === 1 ? [26, 104, 205] : [2, 10, 20]);
         if (rl !== undefined) sweep('reuse', rl, true, ctas);
+        // The anchor under its fastest lean variant: `splits` sets both of its passes' lean grids (the
+        // scores pass runs 3 CTAs per SM by occupancy, 396 on the H200; dense streams best at 264).
+        const al = bestOf.lean.anchor?.[0] ?? only('anchor', true);
+        if (al !== undefined) sweep('anchor', al, true, [264, 528]);
       }
       const tag = `${label(n)}_b${batch}`;
       if (Number.isFinite(torchBest) && tGraph)
