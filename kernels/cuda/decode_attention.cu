@@ -34,6 +34,13 @@
 //     mbarrier phases carry on across segments) and writes one partial per segment, in slot
 //     `cta - first CTA of the row`; the CTA with a row's last tile marks its unused slots empty.
 //     Without bit 4, lean_combine_kernel merges the slots; with it, the row's last CTA to finish does.
+//   - bit 4096 (programmatic dependent launch): the partial and combine kernels launch with
+//     programmatic stream serialization and wait (griddepcontrol.wait) before touching global memory,
+//     so their launch and prologue overlap the previous kernel's tail (back-to-back layers, graphs).
+//   - bit 8192 (gathers on the split schedule): MODE kGatherDeep, a 6-stage ring per warp (210 KB at
+//     D 128: one CTA per SM); the c CTAs of each (b, j) row run as one thread block cluster (c = 16 at
+//     batch 1, the largest size whose clusters all fit at once) and merge through distributed shared
+//     memory (cluster_merge): no partials in global memory, no counters, no combine kernel.
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
 // Kernel lean_combine_kernel<T, D> (bit 128)
@@ -169,7 +176,7 @@ template <int D, int MODE>
 struct Cfg {
   static constexpr int kThreads = 128;          // 4 independent warps
   static constexpr int kWarpKeys = 16;          // keys per warp step
-  static constexpr int kStages = MODE == kScoresOnly ? 4 : 3;
+  static constexpr int kStages = MODE == kScoresOnly ? 4 : MODE == kGatherDeep ? 6 : 3;
   static constexpr int kRow = D + 8;            // padded row (elements): ldmatrix rows on distinct banks
   static constexpr int kChunksPerRow = D / 8;   // 16-byte chunks per row
   static constexpr bool kWithV = MODE != kScoresOnly;
@@ -244,7 +251,7 @@ template <typename T, int D, int GS, int MODE, int LOAD>
 __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s, PartialArgs a,
                                                            const __grid_constant__ TmaMaps tm) {
   using C = Cfg<D, MODE>;
-  constexpr bool kGatherMode = MODE == kGather;
+  constexpr bool kGatherMode = MODE == kGather || MODE == kGatherDeep;
   constexpr bool kWithV = C::kWithV;
   constexpr bool kWriteLogits = MODE == kDenseLogits || MODE == kScoresOnly;
   constexpr int ST = C::kStages;
@@ -925,12 +932,12 @@ static cudaError_t launch_maybe_pdl(bool pdl, int clusterX, void (*kernel)(Param
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
-// KASCADE_VARIANT_GATHER_B1: whether clusters of `c` CTAs of `kernel` (smem bytes each) can be
-// resident at all (cudaOccupancyMaxActiveClusters > 0); sizes above 8 ask for non-portable clusters.
-// Asked once per kernel and size (`known` holds 0 unknown, 1 yes, -1 no).
+// KASCADE_VARIANT_GATHER_B1: how many clusters of `c` CTAs of `kernel` (smem bytes each) can be
+// resident at once (cudaOccupancyMaxActiveClusters; 0: none); sizes above 8 ask for non-portable
+// clusters. Asked once per kernel and size (`known[c]`: 0 unknown, else the answer + 1).
 template <typename... Params>
-static bool cluster_fits(void (*kernel)(Params...), int c, size_t smem, signed char* known) {
-  if (known[c] != 0) return known[c] > 0;
+static int cluster_fits(void (*kernel)(Params...), int c, size_t smem, int* known) {
+  if (known[c] != 0) return known[c] - 1;
   bool ok = true;
   if (c > 8) ok = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
   int clusters = 0;
@@ -949,8 +956,9 @@ static bool cluster_fits(void (*kernel)(Params...), int c, size_t smem, signed c
     ok = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0;
   }
   cudaGetLastError();  // a refused size is an answer, not a sticky error
-  known[c] = ok ? 1 : -1;
-  return ok;
+  const int n = ok ? clusters : 0;
+  known[c] = n + 1;
+  return n;
 }
 
 template <typename T, int D, int GS, int MODE, int LOAD>
@@ -971,9 +979,10 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
   dim3 grid(a.splits, s.kvHeads, s.batch);
   if (a.variant & KASCADE_VARIANT_LEAN) {
     const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
-    const int listLen = MODE == kGather ? a.topk : s.n;
+    constexpr bool kGatherMode = MODE == kGather || MODE == kGatherDeep;
+    const int listLen = kGatherMode ? a.topk : s.n;
     const long long work = rows * ((listLen + kTile - 1) / kTile);
-    const LeanPlan p = lean_plan(rows, listLen, lean_ctas(s, perSm, MODE == kGather, work));
+    const LeanPlan p = lean_plan(rows, listLen, lean_ctas(s, perSm, kGatherMode, work));
     a.leanWork = p.work;
     a.leanTiles = p.tiles;
     a.leanCtas = p.ctas;
@@ -982,15 +991,24 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
   }
   a.clusterSlots = 0;
   int clusterX = 0;
-  if constexpr (MODE == kGather) {
-    // KASCADE_VARIANT_GATHER_B1 (split schedule only): each row's list in `c` equal whole-tile
-    // ranges, one cluster of c CTAs per row that merges through distributed shared memory; c = the
-    // forced `splits` when it is 2..16, else 16, 8, 4 or 2, the largest the device can place.
-    if ((a.variant & KASCADE_VARIANT_GATHER_B1) && !(a.variant & KASCADE_VARIANT_LEAN)) {
-      static signed char known[17] = {0};
-      const int want = s.splits >= 2 && s.splits <= 16 ? s.splits : 16;
-      for (int c = want; c >= 2 && clusterX == 0; c = c > 8 ? 8 : c / 2)
-        if (cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, c, smem, known)) clusterX = c;
+  if constexpr (MODE == kGatherDeep) {
+    // KASCADE_VARIANT_GATHER_B1 (split schedule only; launch_partial_mode picks this instantiation):
+    // each row's list in `c` equal whole-tile ranges, one cluster of c CTAs per row that merges
+    // through distributed shared memory. c = the forced `splits` when it is 2..16; else the largest
+    // of 16, 14, ..., 2 whose clusters can all be resident at once (batch x kvHeads of them), or
+    // failing that the largest the device can place at all. If none fits, a plain split grid.
+    {
+      static int known[17] = {0};
+      const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+      int best = 0, bestAny = 0;
+      const int hi = s.splits >= 2 && s.splits <= 16 ? s.splits : 16;
+      const int lo = s.splits >= 2 && s.splits <= 16 ? s.splits : 2;
+      for (int c = hi; c >= lo && best == 0; c -= 2) {
+        const int fit = cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, c, smem, known);
+        if (fit > 0 && bestAny == 0) bestAny = c;
+        if (fit >= rows) best = c;
+      }
+      clusterX = best > 0 ? best : bestAny;
       if (clusterX > 0) {
         a.chunk = cluster_chunk(a.topk, clusterX);
         a.splits = clusterX;
@@ -1019,7 +1037,11 @@ static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mod
       case kDense: return launch_partial_t<T, D, GS, kDense, LOAD>(s, a, tm, st);
       case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, LOAD>(s, a, tm, st);
       case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, LOAD>(s, a, tm, st);
-      case kGather: return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, tm, st);
+      case kGather:
+        // KASCADE_VARIANT_GATHER_B1 on the split schedule: the cluster instantiation (6-stage ring).
+        if ((a.variant & KASCADE_VARIANT_GATHER_B1) && !(a.variant & KASCADE_VARIANT_LEAN))
+          return launch_partial_t<T, D, GS, kGatherDeep, LOAD>(s, a, tm, st);
+        return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, tm, st);
     }
   }
   return cudaErrorInvalidValue;
