@@ -15,7 +15,8 @@
 #      C (5bd2ba3): 60, 124 without the lean schedule, the lean schedule's 148, 176, 188, 252, the cluster
 #      select's 508, 636, 764 (16, 61, 132, 144, 160, 380 won nothing there and are dropped); session 4's
 #      stream select over f32 logits (bit 2048: 2172 = 124 | 2048, 2236 = 188 | 2048) and over the f16
-#      intermediate (bits 1024 | 2048: 3196, 3260)), DECODE_PARITY_LIMIT
+#      intermediate (bits 1024 | 2048: 3196, 3260); cuda-b1's batch-1 variants (bit 4096 programmatic
+#      dependent launch, bit 8192 gather clusters: 4156, 8252, 12348, 4348)), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -23,7 +24,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,60,124,148,176,188,252,508,636,764,2172,2236,3196,3260}
+variants=${DECODE_VARIANTS:-0,60,124,148,176,188,252,508,636,764,2172,2236,3196,3260,4156,8252,12348,4348}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
