@@ -215,6 +215,33 @@ for (const [batch, n] of shapes as [number, number][]) {
       }
       save();
     }
+    // Grid sweeps at the largest context (forced `splits`: the split count, or bit 8192's cluster size).
+    if (n === Math.max(...shapes.map((x) => x[1] as number))) {
+      const sweep = (process.env.B1_SWEEP ?? '60:16:26:33,8252:8:12:14:16').split(',');
+      for (const item of sweep) {
+        const [variant, ...counts] = item.split(':').map(Number) as [number, ...number[]];
+        for (const splits of counts) {
+          try {
+            const fn = () => reuseDecode({ ...base, variant, splits }, sel, headMap, o);
+            const row = {
+              op: `reuse-splits-${splits}`,
+              n,
+              batch,
+              variant,
+              eventUs: r2(median(timeDevice(fn, 10, 50))),
+              b2bUs: r2(perCall(fn, CALLS, 10)),
+              graphUs: Number.NaN,
+              hostUs: Number.NaN,
+            };
+            rows.push(row);
+            console.log(JSON.stringify(row));
+          } catch (e) {
+            errors.push(`sweep v${variant} splits ${splits}: ${String(e).slice(0, 300)}`);
+          }
+        }
+      }
+      save();
+    }
     const tag = `${Math.round(n / 1024)}k_b${batch}`;
     extra[`emptyEventPairUs_${tag}`] = r2(median(timeDevice(() => {}, 10, 50)));
     const t0 = performance.now();
