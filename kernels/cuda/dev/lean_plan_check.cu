@@ -1,17 +1,24 @@
 // Host-side check of the lean (stream-K) work partition (decode_attention.cuh: lean_plan,
 // lean_tile_begin, lean_segment), the functions the kernel itself calls. No GPU needed.
 // Usage: lean_plan_check ROWS LISTLEN CTAS [ROWS LISTLEN CTAS ...]
+//        lean_plan_check --cluster LISTLEN C [...] (cluster_chunk, one number per line)
 // Prints one JSON line per case: the plan and, per CTA, its segments
 // [row, begin, end, slot, nslots, rowLast]. packages/cuda/src/lean.test.ts compares it with the
 // TypeScript twin (packages/cuda/src/lean.ts).
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "../decode_attention.cuh"
 
 using namespace kascade;
 
 int main(int argc, char** argv) {
+  // lean_plan_check --cluster LISTLEN C [LISTLEN C ...]: cluster_chunk per pair (variant bit 8192).
+  if (argc >= 2 && std::strcmp(argv[1], "--cluster") == 0) {
+    for (int i = 2; i + 1 < argc; i += 2) std::printf("%d\n", cluster_chunk(std::atoi(argv[i]), std::atoi(argv[i + 1])));
+    return 0;
+  }
   if (argc < 4 || (argc - 1) % 3 != 0) {
     std::fprintf(stderr, "usage: lean_plan_check ROWS LISTLEN CTAS [...]\n");
     return 2;

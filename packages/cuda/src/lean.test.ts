@@ -322,6 +322,19 @@ describe.skipIf(!nvcc)('lean partition: the C++ functions agree (nvcc found)', (
         );
         expect(got.segments).toEqual(want);
       });
+      // Bit 8192's cluster shares.
+      const pairs: [number, number][] = [
+        [1, 16],
+        [9, 16],
+        [1023, 12],
+        [13107, 16],
+        [13107, 14],
+        [52429, 8],
+        [65, 2],
+      ];
+      const chunks = spawnSync(exe, ['--cluster', ...pairs.flat().map(String)], { encoding: 'utf8' });
+      expect(chunks.status, chunks.stderr).toBe(0);
+      expect(chunks.stdout.trim().split('\n').map(Number)).toEqual(pairs.map(([l, c]) => clusterChunk(l, c)));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
