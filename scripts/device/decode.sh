@@ -122,6 +122,27 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
+# The session-4 variants (bits 1024-8192) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
+# shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
+kept=""
+for v in ${ok//,/ }; do
+  if [ $((v & 15360)) -ne 0 ]; then
+    PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" \
+      timeout --kill-after=3 25 node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/probe.log" 2>&1
+    prc=$?
+    if [ "$prc" != 0 ]; then
+      say "large-shape probe of variant $v: exit $prc, left out of the bench"
+      tail -4 "$JOB_OUT/probe.log"
+      continue
+    fi
+  fi
+  kept="${kept:+$kept,}$v"
+done
+rm -f "$JOB_OUT/probe.log"
+say "large-shape probes done: bench variants '${kept}'"
+[ -n "$kept" ] && ok=$kept
+
 # Repeats: the bench's defaults (warm-up 10, 50 timed) unless parity left under ~140 s.
 reps=()
 [ $(($(date +%s) - t0)) -gt 120 ] && reps=(--warmup 5 --repeats 20)
