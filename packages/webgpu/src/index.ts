@@ -21,6 +21,7 @@ export {
   type LayerRole,
   resolveDecodeKernel,
   TEAM_DEFAULTS,
+  type TeamPass,
   type TeamSettings,
   teamSplits,
   teamsLayout,

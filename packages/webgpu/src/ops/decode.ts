@@ -202,63 +202,48 @@ export interface TeamSettings {
 }
 
 /**
- * The team kernel's settings where a call does not give them, for passes that stream every key
- * (dense, the anchors' scores pass) and passes that gather the slot's keys (reuse, the anchors'
- * sparse pass), with few (at most 16: batch 1 or 2 at 8 KV heads) or many rows (sequence x KV head).
- * Chosen from the H200 sweep of 6cb49d3 at 128k (`apps/bench/results/webgpu-decode.json`, `sweep-*`
- * rows): few rows want fewer, fuller workgroups; `keysPerStep` applies to group sizes up to 4
- * (larger groups take 2).
+ * The kinds of pass of the decode ops, each with its own team-kernel defaults: `stream` (dense: every
+ * key, V accumulated), `layer0` (layer 0's pass: every key, V accumulated, scores written),
+ * `scores` (the anchors' scores pass: every key, K only, scores written) and `gather` (reuse and
+ * the anchors' sparse pass: the slot's keys).
  */
-export const TEAM_DEFAULTS: Readonly<
-  Record<'stream' | 'gather', Readonly<Record<'few' | 'many', TeamSettings>>>
-> = {
-  stream: {
-    few: {
-      keysPerStep: 8,
-      minStepsPerSplit: 4,
-      targetWorkgroups: 1024,
-      pieceBytes: 16,
-      prefetchIndices: false,
-      fuseCombine: false,
-      pipelineLoads: false,
-      keywiseSoftmax: false,
-      unrollLoops: false,
-    },
-    many: {
-      keysPerStep: 8,
-      minStepsPerSplit: 4,
-      targetWorkgroups: 2048,
-      pieceBytes: 16,
-      prefetchIndices: false,
-      fuseCombine: false,
-      pipelineLoads: false,
-      keywiseSoftmax: false,
-      unrollLoops: false,
-    },
-  },
+export type TeamPass = 'stream' | 'layer0' | 'scores' | 'gather';
+
+const STREAM_FEW: TeamSettings = {
+  keysPerStep: 8,
+  minStepsPerSplit: 4,
+  targetWorkgroups: 1024,
+  pieceBytes: 16,
+  prefetchIndices: false,
+  fuseCombine: false,
+  pipelineLoads: false,
+  keywiseSoftmax: false,
+  unrollLoops: false,
+};
+const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
+
+/**
+ * The team kernel's settings where a call does not give them, per kind of pass ({@link TeamPass})
+ * with few (at most 16: batch 1 or 2 at 8 KV heads) or many rows (sequence x KV head).
+ * Chosen from the H200 sweeps at 128k (`apps/bench/results/webgpu-decode.json`, `sweep-*` rows):
+ * few rows want fewer, fuller workgroups; layer 0's pass merges its splits in its last workgroup
+ * (call D of session 3: 325 against 350 us at batch 1, 2101 against 2190 at batch 8);
+ * `keysPerStep` applies to group sizes up to 4 (larger groups take 2).
+ */
+export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
+  stream: { few: STREAM_FEW, many: STREAM_MANY },
+  layer0: { few: { ...STREAM_FEW, fuseCombine: true }, many: { ...STREAM_MANY, fuseCombine: true } },
+  scores: { few: STREAM_FEW, many: STREAM_MANY },
   gather: {
     few: {
-      keysPerStep: 8,
+      ...STREAM_FEW,
       minStepsPerSplit: 2,
       targetWorkgroups: 512,
       pieceBytes: 8,
       prefetchIndices: true,
       fuseCombine: true,
-      pipelineLoads: false,
-      keywiseSoftmax: false,
-      unrollLoops: false,
     },
-    many: {
-      keysPerStep: 8,
-      minStepsPerSplit: 4,
-      targetWorkgroups: 2048,
-      pieceBytes: 16,
-      prefetchIndices: true,
-      fuseCombine: true,
-      pipelineLoads: false,
-      keywiseSoftmax: false,
-      unrollLoops: false,
-    },
+    many: { ...STREAM_MANY, prefetchIndices: true, fuseCombine: true },
   },
 };
 
@@ -410,8 +395,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
-  const tuned = (gather: boolean) => {
-    const d = TEAM_DEFAULTS[gather ? 'gather' : 'stream'][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
+  const tuned = (kind: TeamPass) => {
+    const gather = kind === 'gather';
+    const d = TEAM_DEFAULTS[kind][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
     const pieceBytes = a.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
     const layout =
       teamsLayout(gpu, headDim, kv.dtype, pieceBytes, a.workgroupSize ?? 128) ??
@@ -432,9 +418,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     };
   };
   const teams = kernel === 'teams';
-  const splitsFor = (keys: number, gather: boolean) => {
+  const splitsFor = (keys: number, kind: TeamPass) => {
     if (!teams) return decodeSplits(batch, kvHeads, keys, group);
-    const t = tuned(gather);
+    const t = tuned(kind);
     return teamSplits(
       batch,
       kvHeads,
@@ -449,7 +435,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const stats = gpu.scratchBuffer('decode.stats', batch * heads * 8);
   // Size every scratch buffer for this n before anything is bound (they only grow; a buffer that
   // grew after a bind group was made would leave that bind group pointing at a destroyed buffer).
-  const most = Math.max(splitsFor(n, false).splits, splitsFor(Math.max(1, k), true).splits);
+  const streamKind: TeamPass = role === 'dense-anchor' ? 'layer0' : role === 'anchor' ? 'scores' : 'stream';
+  const most = Math.max(splitsFor(n, streamKind).splits, splitsFor(Math.max(1, k), 'gather').splits);
   partML(most);
   partO(most);
   gpu.scratchBuffer('decode.counters', batch * kvHeads * 4);
@@ -461,7 +448,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     keys: number;
     scores?: GPUBuffer;
   }) => {
-    const { span, splits } = splitsFor(opts.keys, opts.gather);
+    const kind: TeamPass = opts.gather ? 'gather' : streamKind;
+    const { span, splits } = splitsFor(opts.keys, kind);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
     const ml = partML(splits);
     const po = opts.accumV ? partO(splits) : null;
@@ -484,7 +472,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
-    const t = teams ? tuned(opts.gather) : null;
+    const t = teams ? tuned(kind) : null;
     const fused = t?.fused === true;
     const teamDefs = t && {
       HEAD_DIM: headDim,
