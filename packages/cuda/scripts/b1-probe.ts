@@ -244,6 +244,31 @@ for (const [batch, n] of shapes as [number, number][]) {
     }
     const tag = `${Math.round(n / 1024)}k_b${batch}`;
     extra[`emptyEventPairUs_${tag}`] = r2(median(timeDevice(() => {}, 10, 50)));
+    // The host path in pieces: the native reuse call alone (arguments made once, no JS checks), and
+    // one event record.
+    try {
+      const native = requireNative();
+      const rv = reuseVariants[0] as number;
+      const shape = decodeShape({ ...base, variant: rv }, 'reuse');
+      const map = Int32Array.from(headMap);
+      const direct = () =>
+        native.reuseDecode(
+          shape,
+          q.buffer,
+          base.k.buffer,
+          base.v.buffer,
+          o.buffer,
+          kk,
+          sel.indices.buffer,
+          G,
+          map,
+        );
+      extra[`nativeReuseHostUs_v${rv}_${tag}`] = r2(hostCost(direct, CALLS, 10));
+      const ev = new native.Event();
+      extra[`eventRecordHostUs_${tag}`] = r2(hostCost(() => ev.record(), CALLS, 10));
+    } catch (e) {
+      errors.push(`host pieces: ${String(e).slice(0, 300)}`);
+    }
     const t0 = performance.now();
     for (let r = 0; r < 2000; r++) decodeShape({ ...base, variant: 60 }, 'reuse');
     extra[`decodeShapeUs_${tag}`] = r2(((performance.now() - t0) * 1000) / 2000);
