@@ -746,13 +746,15 @@ __device__ void stream_find_from_top(const unsigned* h, int nb, unsigned krem, u
 
 // Exact radix select over count non-negative f32 patterns value(i): the pattern of the rank-krem score
 // from the top (res[0]) and how many scores equal to it are still wanted (res[1]). Three digits of
-// bits 30..20, 19..9, 8..0 through the shared histogram sh (>= 2048 bins).
+// bits 30..20, 19..9, 8..0 through the shared histogram sh (>= 2048 bins); with level0 = 1 the scores
+// all share bits 30..20 = prefix0 and the first digit is skipped.
 template <typename F>
-__device__ void stream_block_select(F value, int count, unsigned krem, unsigned* sh, unsigned* res) {
+__device__ void stream_block_select(F value, int count, unsigned krem, unsigned* sh, unsigned* res, int level0 = 0,
+                                    unsigned prefix0 = 0u) {
   const int tid = threadIdx.x;
-  unsigned prefix = 0u;
+  unsigned prefix = prefix0;
 #pragma unroll 1
-  for (int level = 0; level < 3; ++level) {
+  for (int level = level0; level < 3; ++level) {
     const int shift = level == 0 ? 20 : level == 1 ? 9 : 0;
     const int nb = level == 2 ? 512 : 2048;
     const int hiShift = shift + (level == 2 ? 9 : 11);  // bits above this digit: the prefix so far
@@ -989,7 +991,13 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     }
     __syncthreads();
     auto listed = [&](int i) -> unsigned { return __float_as_uint(cached ? cache[i] : __ldcg(cv + i)); };
-    stream_block_select(listed, C, krem, sh, res);
+    // f32 logits: the list is one first-digit bin (bits 30..19 equal), so its first radix digit is known.
+    const unsigned bin1 = static_cast<unsigned>(__ldcg(st));
+    if (u16) {
+      stream_block_select(listed, C, krem, sh, res);
+    } else {
+      stream_block_select(listed, C, krem, sh, res, 1, bin1 >> 1);
+    }
     const unsigned thr = res[0], ties = res[1];
     if (!u16) {
       for (int i = tid; i < C; i += kStreamThreads) {
