@@ -16,7 +16,8 @@
 #      select's 508, 636, 764 (16, 61, 132, 144, 160, 380 won nothing there and are dropped); session 4's
 #      stream select over f32 logits (bit 2048: 2172 = 124 | 2048, 2236 = 188 | 2048) and over the f16
 #      intermediate (bits 1024 | 2048: 3196, 3260); cuda-b1's batch-1 variants (bit 4096 programmatic
-#      dependent launch, bit 8192 gather clusters: 4156, 8252, 12348, 4348)), DECODE_PARITY_LIMIT
+#      dependent launch, bit 8192 gather clusters: 4156, 8252, 12348, 4348); the stream select with
+#      programmatic dependent launch (2236 | 4096 = 6332, 3260 | 4096 = 7356)), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -24,7 +25,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,60,124,148,176,188,252,508,636,764,2172,2236,3196,3260,4156,8252,12348,4348}
+variants=${DECODE_VARIANTS:-0,60,124,148,176,188,252,508,636,764,2172,2236,3196,3260,4156,8252,12348,4348,6332,7356}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -60,18 +61,20 @@ if [ -z "$screened" ]; then
   exit 1
 fi
 
-# Parity in up to three processes at once (the float64 references are CPU work; the host has 16 cores),
+# Parity in up to four processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
-# the variants without session-4 bits, those with the anchors' bits 1024/2048, those with bits 4096/8192.
+# the variants without session-4 bits, those with the anchors' bits 1024/2048, those with bits 4096/8192,
+# and those with both.
 # Their JSONs are merged into one cuda-parity.json.
-groups=("" "" "")
+groups=("" "" "" "")
 for v in ${screened//,/ }; do
-  if [ $((v & 3072)) -ne 0 ]; then gi=1; elif [ $((v & 12288)) -ne 0 ]; then gi=2; else gi=0; fi
+  a=$((v & 3072)) b=$((v & 12288))
+  if [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
-say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}', limit ${parity_limit} s ${parity_args}"
+say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}', limit ${parity_limit} s ${parity_args}"
 parts=()
-for gi in 0 1 2; do
+for gi in 0 1 2 3; do
   [ -z "${groups[$gi]}" ] && continue
   # shellcheck disable=SC2086
   timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/parity-$gi.json" --no-prefill \
@@ -79,7 +82,7 @@ for gi in 0 1 2; do
   parts+=("$JOB_OUT/parity-$gi.json")
 done
 wait
-for gi in 0 1 2; do
+for gi in 0 1 2 3; do
   [ -f "$JOB_OUT/parity-$gi.log" ] || continue
   say "parity group $gi (${groups[$gi]}):"
   grep -E "^FAIL|checks,|^device|rror" "$JOB_OUT/parity-$gi.log" | head -30
