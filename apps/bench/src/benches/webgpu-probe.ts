@@ -10,7 +10,10 @@
  *   inside a pass, which the whole model encoded in one pass pays);
  * - `probe-gather`: `probe.wgsl`'s gather_rows, the same rows read with no attention math at all
  *   (what the memory system gives a WGSL kernel for this gather), by keys per step, workgroups and
- *   index pattern.
+ *   index pattern, and with the reuse default's shape by k;
+ * - `probe-stages`: layer 0 and the anchor stopped after the streaming pass, the pooling, the
+ *   Top-k, or whole (`untilStage`), and the streaming pass alone under some team-kernel options.
+ * Rows carry `dawnToggles` when the process ran with `KASCADE_DAWN_ENABLE`.
  */
 import type { BudgetOptions } from '@kascade/core';
 import {
@@ -128,6 +131,8 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
   const k = slot.k;
   if (!(k > 0)) throw new RangeError('reuseProbe needs the anchor selection in the slot');
   const rows: Row[] = [];
+  // With extra Dawn toggles (a second process, to compare): the defaults, the gather and the stages only.
+  const full = !process.env.KASCADE_DAWN_ENABLE;
   const rowBytes = 2 * kv.headDim * 2;
   const base = { context: n, batch, k };
   const push = (kernel: string, probe: string, s: { median: number; p10: number; p90: number }, extra: Row) =>
@@ -261,14 +266,14 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
       { keywiseSoftmax: true, keysPerStep: 16 },
     ];
-    for (const o of tunings) {
+    for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
       push('probe-reuse', 'options, anchor indices', s, {
         options: JSON.stringify(o),
         gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
       });
     }
-    for (const count of [1, 2, 8]) {
+    for (const count of full ? [1, 2, 8] : []) {
       const s = await timeOp(
         gpu,
         ctx,
@@ -407,6 +412,47 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
           s,
           {},
         );
+      }
+    }
+    // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
+    // the sparse pass that the anchor sweep's options also change).
+    const streamOptions: Options[] = [
+      { keywiseSoftmax: true, keysPerStep: 16 },
+      { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 8 },
+      { unrollLoops: true },
+      { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
+      { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, targetWorkgroups: 2048 },
+      { targetWorkgroups: 512 },
+      { targetWorkgroups: 2048 },
+      { fuseCombine: true },
+      { fuseCombine: false },
+    ];
+    for (const role of ['dense-anchor', 'anchor'] as const) {
+      for (const o of full ? streamOptions : []) {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: ${role} until scores ${JSON.stringify(o)}`,
+          (pass) =>
+            encodeDecode(gpu, pass, {
+              role,
+              heads,
+              q,
+              kv,
+              n,
+              out,
+              slot,
+              headMap,
+              budget,
+              kernel: 'teams',
+              untilStage: 'scores',
+              ...o,
+            }),
+          flush,
+        );
+        push('probe-stages', `${role === 'dense-anchor' ? 'layer0' : role} until scores, options`, s, {
+          options: JSON.stringify(o),
+        });
       }
     }
   } finally {
