@@ -21,6 +21,8 @@
 // slice written once and read from L2 three more times) and the k indices; six cluster barriers.
 #include <cooperative_groups.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "select_decode.cuh"
@@ -690,7 +692,10 @@ struct StreamSelectArgs {
   int* cand;        // [rows][n] list keys
   float* candVal;   // [rows][n] their pooled scores (phase 4: the window's exact scores)
   int* out;         // [rows][topk]
+  long long* trace;  // KASCADE_STREAM_SELECT_TRACE: CTA 0's clock64 at the start and after each phase
 };
+// The trace's slots: start, after phases 0, 1, 2, 3, and CTA 0's end of phase 4.
+constexpr int kStreamTraceSlots = 6;
 
 __device__ __forceinline__ void stream_grid_sync() {
   __syncthreads();
@@ -777,6 +782,9 @@ __device__ void stream_block_select(F value, int count, unsigned krem, unsigned*
   __syncthreads();
 }
 
+#define STREAM_TRACE(i) \
+  if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64()
+
 template <typename T, int D, int GS>
 // Three CTAs per SM (at most 85 registers): phase 1 streams with 24 warps per SM (at 107 registers, two).
 __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const StreamSelectArgs a) {
@@ -814,6 +822,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     return bh0;
   };
 
+  STREAM_TRACE(0);
   // Phase 0.
   {
     const size_t total = static_cast<size_t>(a.rows) * kStreamBins;
@@ -822,6 +831,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       a.hist[i] = 0u;
   }
   stream_grid_sync();
+  STREAM_TRACE(1);
 
   // Phase 1.
   const long long t0 = blockIdx.x * a.work / P, t1 = (blockIdx.x + 1) * a.work / P;
@@ -876,6 +886,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     __syncthreads();
   }
   stream_grid_sync();
+  STREAM_TRACE(2);
 
   // Phase 2. The list bins: b1 (f32 logits) or b1 - 1 .. b1 + 1 (f16 intermediate).
   for (long long r = blockIdx.x; r < a.rows; r += P) {
@@ -907,6 +918,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     }
   }
   stream_grid_sync();
+  STREAM_TRACE(3);
 
   // Phase 3.
   for (long long t = t0; t < t1;) {
@@ -971,6 +983,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     }
   }
   stream_grid_sync();
+  STREAM_TRACE(4);
 
   // Phase 4.
   for (long long r = blockIdx.x; r < a.rows; r += P) {
@@ -1080,6 +1093,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
         o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
     }
   }
+  STREAM_TRACE(5);
 }
 
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
@@ -1112,6 +1126,18 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
   a.cand = reinterpret_cast<int*>(w.logits);
   a.candVal = w.logits + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;
+  // KASCADE_STREAM_SELECT_TRACE=1 (tuning runs only: it synchronizes after each launch): CTA 0's phase
+  // times to stderr.
+  static const bool trace = [] {
+    const char* e = std::getenv("KASCADE_STREAM_SELECT_TRACE");
+    return e && e[0] == '1';
+  }();
+  static long long* traceBuf = nullptr;
+  if (trace && !traceBuf && cudaMalloc(&traceBuf, sizeof(long long) * kStreamTraceSlots) != cudaSuccess) {
+    cudaGetLastError();
+    traceBuf = nullptr;
+  }
+  a.trace = trace ? traceBuf : nullptr;
   constexpr size_t smem = sizeof(unsigned) * kStreamBins + sizeof(float) * kStreamCache;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
@@ -1131,10 +1157,25 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
         a.tiles = plan.tiles;
         a.work = plan.work;
         void* args[] = {&a};
-        const cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(stream_select_kernel<T, D, GS>),
-                                                          dim3(static_cast<unsigned>(plan.ctas)), dim3(kStreamThreads),
-                                                          args, smem, st);
-        return e != cudaSuccess ? e : cudaGetLastError();
+        cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(stream_select_kernel<T, D, GS>),
+                                                    dim3(static_cast<unsigned>(plan.ctas)), dim3(kStreamThreads),
+                                                    args, smem, st);
+        if (e == cudaSuccess) e = cudaGetLastError();
+        if (e == cudaSuccess && a.trace) {
+          long long t[kStreamTraceSlots] = {};
+          e = cudaMemcpyAsync(t, a.trace, sizeof(t), cudaMemcpyDeviceToHost, st);
+          if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+          int khz = 0, dev = 0;
+          cudaGetDevice(&dev);
+          cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
+          const double us = khz > 0 ? 1e3 / khz : 0.0;
+          std::fprintf(stderr,
+                       "[stream select] rows %lld n %d ctas %d u16 %d: phase 0 %.1f, 1 %.1f, 2 %.1f, 3 %.1f, "
+                       "4 (CTA 0) %.1f us\n",
+                       a.rows, a.n, plan.ctas, a.u16, (t[1] - t[0]) * us, (t[2] - t[1]) * us, (t[3] - t[2]) * us,
+                       (t[4] - t[3]) * us, (t[5] - t[4]) * us);
+        }
+        return e;
       });
     });
   });
