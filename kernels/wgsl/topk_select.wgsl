@@ -6,7 +6,8 @@
 // needed; then every row keeps all values > T and the lowest-index copies of T (ties: lower index
 // first), with offsets from a per-chunk count and scan, so the output is deterministic.
 //
-// Prepended by the host: `const WG = 256u`.
+// Prepended by the host: `const WG = 256u`, `const PER` (values per invocation in the per-chunk
+// passes: a chunk is WG * PER values).
 
 struct Params {
   phase: u32,      // histogram pass 0, 1, 2
@@ -25,7 +26,6 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> outIdx: array<u32>;
 
 const BINS: u32 = 2048u;
-const PER: u32 = 4u;
 const CHUNK: u32 = WG * PER;
 
 fn shiftOf(phase: u32) -> u32 {

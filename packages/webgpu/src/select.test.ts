@@ -41,7 +41,7 @@ const ROWS: Row[] = [
 
 async function runSelect(
   gpu: KascadeGPU,
-  variant: 'radix' | 'classic' | 'radix-64-256' | 'radix5',
+  variant: 'radix' | 'classic' | 'radix-64-256' | 'radix5' | 'classic8' | 'classic16',
   vals: GPUBuffer,
   info: Uint32Array,
   rows: number,
@@ -65,6 +65,8 @@ async function runSelect(
     else if (variant === 'radix-64-256')
       encodeRadixSelect(gpu, pass, { ...args, testLayout: { wg: 64, rwg: 256 } });
     else if (variant === 'radix5') encodeRadixSelect(gpu, pass, { ...args, five: true });
+    else if (variant === 'classic8') encodeSelect(gpu, pass, { ...args, valuesPerInvocation: 8 });
+    else if (variant === 'classic16') encodeSelect(gpu, pass, { ...args, valuesPerInvocation: 16 });
     else encodeSelect(gpu, pass, args);
     pass.end();
     gpu.flushParams();
@@ -110,6 +112,11 @@ describe.skipIf(!probe.context)('radix select (topk_radix.wgsl)', () => {
     const maxLength = Math.max(...ROWS.map((r) => r.length));
     const radix = await runSelect(gpu, 'radix', vals, info, ROWS.length, maxLength, outTotal);
     const classic = await runSelect(gpu, 'classic', vals, info, ROWS.length, maxLength, outTotal);
+    // Larger chunks (8 and 16 values per invocation): the same output.
+    for (const variant of ['classic8', 'classic16'] as const) {
+      const wide = await runSelect(gpu, variant, vals, info, ROWS.length, maxLength, outTotal);
+      expect(Array.from(wide), variant).toEqual(Array.from(classic));
+    }
     // A second run on the same scratch (the global histogram must have been cleared).
     const again = await runSelect(gpu, 'radix', vals, info, ROWS.length, maxLength, outTotal);
     // The shape a large device runs (refine 4x the chunk workgroup: four chunks per pass, a scan over

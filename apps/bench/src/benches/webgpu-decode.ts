@@ -84,6 +84,7 @@ type Tuning = Pick<
   | 'pipelineLoads'
   | 'keywiseSoftmax'
   | 'unrollLoops'
+  | 'selectValuesPerInvocation'
   | 'workgroupSize'
 >;
 
@@ -110,6 +111,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 16, fuseCombine: true },
   { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 8, pieceBytes: 8, fuseCombine: true },
   { keywiseSoftmax: true, pipelineLoads: true, keysPerStep: 4, pieceBytes: 16, fuseCombine: true },
+  { selectValuesPerInvocation: 16 },
   { unrollLoops: true },
   {
     unrollLoops: true,
@@ -167,6 +169,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { unrollLoops: true, fuseCombine: true },
     { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
     { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, fuseCombine: true },
+    { selectValuesPerInvocation: 8 },
+    { selectValuesPerInvocation: 16 },
     ...grid({
       keywiseSoftmax: [false, true],
       keysPerStep: [8, 16],
@@ -178,6 +182,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { unrollLoops: true },
     { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
     { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, select: 'radix5' },
+    { selectValuesPerInvocation: 8 },
+    { selectValuesPerInvocation: 16 },
     ...grid({
       keywiseSoftmax: [false, true],
       keysPerStep: [8, 16],
@@ -532,8 +538,9 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          for (const variant of ['radix', 'radix5', 'classic'] as const) {
-            if (variant !== 'classic' && !canRadixSelect(gpu, n)) continue;
+          for (const variant of ['radix', 'radix5', 'classic', 'classic8', 'classic16'] as const) {
+            const classic = variant.startsWith('classic');
+            if (!classic && !canRadixSelect(gpu, n)) continue;
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;
             const selectArgs = {
@@ -549,8 +556,11 @@ const bench: Bench = {
               ctx,
               `select ${variant} ${rowsN} rows of ${n}, k ${k}`,
               (pass) =>
-                variant === 'classic'
-                  ? encodeSelect(gpu, pass, selectArgs)
+                classic
+                  ? encodeSelect(gpu, pass, {
+                      ...selectArgs,
+                      valuesPerInvocation: variant === 'classic8' ? 8 : variant === 'classic16' ? 16 : 4,
+                    })
                   : encodeRadixSelect(gpu, pass, { ...selectArgs, five: variant === 'radix5' }),
               flush,
             );
@@ -566,7 +576,7 @@ const bench: Bench = {
               timing: s.source,
             });
           }
-          for (const variant of ['radix', 'radix5'] as const) {
+          for (const variant of ['radix', 'radix5', 'classic8', 'classic16'] as const) {
             if (!(outs[variant] && outs.classic)) continue;
             const a = new Int32Array(await readBuffer(gpu, outs[variant], rowsN * slot.kStride * 4));
             const b = new Int32Array(await readBuffer(gpu, outs.classic, rowsN * slot.kStride * 4));
@@ -576,7 +586,12 @@ const bench: Bench = {
             }
             rows.push({ kernel: 'parity-select', variant, context: n, batch, k, rowsChecked: rowsN, differ });
             ctx.progress(`select ${variant} vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
-            const key = variant === 'radix' ? 'selectRadixMismatches' : 'selectRadix5Mismatches';
+            const key = {
+              radix: 'selectRadixMismatches',
+              radix5: 'selectRadix5Mismatches',
+              classic8: 'selectClassic8Mismatches',
+              classic16: 'selectClassic16Mismatches',
+            }[variant];
             summary[`${key}_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = differ;
           }
         }

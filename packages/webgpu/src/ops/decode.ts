@@ -152,6 +152,8 @@ export interface DecodeArgs {
    * (three dispatches, one workgroup per row for the lower digits: slower at batch 1).
    */
   readonly select?: 'radix' | 'radix5' | 'classic';
+  /** The classic select's values per invocation in its per-chunk passes: 4 (default), 8 or 16 (for tuning). */
+  readonly selectValuesPerInvocation?: 4 | 8 | 16;
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
@@ -595,6 +597,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       maxLength: n,
       out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
       tag: 'decode',
+      ...(a.selectValuesPerInvocation ? { valuesPerInvocation: a.selectValuesPerInvocation } : {}),
     });
   }
   slot!.k = k;

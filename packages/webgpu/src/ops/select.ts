@@ -1,9 +1,8 @@
 import type { KascadeGPU } from '../context.js';
-import { WebGPULimitError } from '../errors.js';
+import { WebGPULimitError, WebGPUShapeError } from '../errors.js';
 import { type Pass, packParams } from './common.js';
 
 const WG = 256;
-const CHUNK = WG * 4;
 const BINS = 2048;
 
 /** One row of a batched Top-k: where its values are, how many, how many to keep, where to write. */
@@ -30,9 +29,20 @@ export function encodeSelect(
     maxLength: number;
     out: GPUBuffer | GPUBufferBinding;
     tag: string;
+    /**
+     * Values per invocation in the per-chunk passes (a chunk is 256 x this many values): 4 (default),
+     * 8 or 16; more means fewer workgroups, each clearing and flushing its 2048-bin histogram once
+     * for more values.
+     */
+    valuesPerInvocation?: 4 | 8 | 16;
   },
 ): void {
   const { rows, maxLength } = args;
+  const per = args.valuesPerInvocation ?? 4;
+  if (![4, 8, 16].includes(per)) {
+    throw new WebGPUShapeError(`valuesPerInvocation must be 4, 8 or 16, got ${per}`);
+  }
+  const CHUNK = WG * per;
   if (rows === 0 || maxLength === 0) return;
   const maxDim = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (rows > maxDim) {
@@ -47,7 +57,7 @@ export function encodeSelect(
   const hist = gpu.scratchBuffer(`select.hist`, rows * BINS * 4);
   const state = gpu.scratchBuffer(`select.state.${args.tag}`, rows * 8);
   const counts = gpu.scratchBuffer(`select.counts.${args.tag}`, rows * chunks * 8);
-  const defines = { WG };
+  const defines = { WG, PER: per };
   const B = [
     [0, 'uniform'],
     [1, 'read'],
