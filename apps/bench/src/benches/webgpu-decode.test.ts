@@ -25,6 +25,9 @@ describe('webgpu-decode bench arguments', () => {
     expect(benchArgs(['--no-one-pass']).onePass).toBe(false);
     expect(benchArgs(['--sweep-only']).sweepOnly).toBe(true);
     expect(benchArgs(['--deadline-s=30']).deadlineS).toBe(30);
+    expect(benchArgs(['--probe']).probe).toBe(true);
+    expect(benchArgs(['--probe-only']).probeOnly).toBe(true);
+    expect(benchArgs([]).probe).toBeUndefined();
   });
 
   it('names what it rejects', () => {
