@@ -312,8 +312,8 @@ int prefill_variant(PrefillMode mode) {
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
-  // v9 / v10 / v11: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu); elsewhere (sparse,
-  // statistics only) they run as v8.
+  // v9 / v10 / v11: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense + statistics,
+  // statistics only); sparse runs as v8.
   if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st, variant);
   if (variant >= 6 && prefill_dense_v6_supports(s, mode))
     return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);

@@ -88,8 +88,8 @@ cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mo
                                     cudaStream_t st, int swizzle = 0);
 // Variants v9 / v10 / v11 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 / v10 / v11; `version` 9 .. 11):
 // dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
-// warpgroups (FlashAttention-3 style); v9 a 2-stage K/V ring, v10 + ping-pong, v11 + a 3-stage ring; other
-// modes run as v8.
+// warpgroups (FlashAttention-3 style); v9 a 2-stage K/V ring, v10 + ping-pong, v11 + a 3-stage ring; the
+// statistics-only mode (kStats) too (K only, ping-pong); sparse runs as v8.
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int version);

@@ -1,5 +1,5 @@
-// Prefill attention, dense variants v9 / v10 / v11 (KASCADE_PREFILL_DENSE=v9, v10 or v11: dense and dense +
-// statistics at head dim 128; the statistics-only mode and head dim 64 run v2, sparse runs v8 / v5 as before):
+// Prefill attention, dense variants v9 / v10 / v11 (KASCADE_PREFILL_DENSE=v9, v10 or v11: dense, dense +
+// statistics and statistics only at head dim 128; head dim 64 runs v2, sparse runs v8 / v5 as before):
 // FlashAttention-3's structure on Hopper, with the copy engine. v9: 2-stage K/V ring; v10: v9 with the two
 // consumer warpgroups taking turns at the tensor cores (ping-pong); v11: v10 with a 3-stage ring.
 //
@@ -125,7 +125,9 @@ __device__ __forceinline__ uint64_t v9_v_desc(const void* tile, int kk) {
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-template <typename T, bool STATS, int STAGES, bool PINGPONG>
+// STATS_ONLY (the anchors' statistics pass, mode kStats): K only, no P V and no output; the two consumer
+// warpgroups take turns at S(i) = Q K(i)^T (ping-pong), so one's exponentials run under the other's product.
+template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false>
 __global__ void __launch_bounds__(kV9Threads, 1)
     prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
   constexpr int D = 128;
@@ -178,7 +180,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     // Lane 0 of warp 0 issues Q and every K tile, lane 0 of warp 1 every V tile: K(i) waits only for K(i -
     // STAGES)'s release (right after S(i - STAGES)), not for V's (after P V, a step later).
-    if (warp < 2 && lane == 0) {
+    if (lane == 0 && (warp == 0 || (warp == 1 && !STATS_ONLY))) {
       const int kvRow = b * G + j;
       const bool isK = warp == 0;
       const CUtensorMap* map = isK ? &maps.k : &maps.v;
@@ -314,14 +316,16 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   // Ping-pong (v10 / v11): the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and
   // 2, 256 threads: the turn's owner syncs, the other arrives), so one's softmax runs while the other's
   // products occupy the tensor cores. Warpgroup 2 lets warpgroup 1 go first; turns per warpgroup = steps + 1
-  // (S(0); S(i) + P V(i - 1); the last P V), and warpgroup 2 skips its last hand-over (nobody waits for it).
+  // (S(0); S(i) + P V(i - 1); the last P V; statistics only: the steps' S(i)), and warpgroup 2 skips its last
+  // hand-over (nobody waits for it).
   int turn = 0;
+  const int lastTurn = STATS_ONLY ? steps - 1 : steps;
   auto turn_begin = [&]() {
     if constexpr (PINGPONG) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
   };
   auto turn_end = [&]() {
     if constexpr (PINGPONG) {
-      if (cw == 0 || turn < steps) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+      if (cw == 0 || turn < lastTurn) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
       ++turn;
     }
   };
@@ -330,6 +334,35 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   }
 
   v9_mbar_wait(qFull, 0);
+  if constexpr (STATS_ONLY) {
+    // S(i), then the online (max, sum) of its masked row (softmax() also leaves P in sacc, unused).
+#pragma unroll 1
+    for (int i = 0; i < steps; ++i) {
+      turn_begin();
+      issue_s(sacc, i);
+      turn_end();
+      wait0();
+      pin<NA>(sacc);
+      v9_mbar_arrive(kEmpty + i % STAGES);
+      mask_step(sacc, i);
+      softmax();
+    }
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    if (quad == 0) {
+      if (qi0 < Q) {
+        a.stats[(qBase + qi0) * 2] = m0;
+        a.stats[(qBase + qi0) * 2 + 1] = l0;
+      }
+      if (qi1 < Q) {
+        a.stats[(qBase + qi1) * 2] = m1;
+        a.stats[(qBase + qi1) * 2 + 1] = l1;
+      }
+    }
+    return;
+  }
   turn_begin();
   issue_s(sacc, 0);
   turn_end();
@@ -424,12 +457,12 @@ bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeR
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, bool STATS, int STAGES, bool PINGPONG>
+template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v9_smem_bytes<T, STAGES>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -438,10 +471,10 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
   const int n = s.queryStart + s.queries;
   if (!v9_encode(&maps.q, s.dtype, a.q, s.queries, s.queries, s.batch * s.heads) ||
       !v9_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads) ||
-      !v9_encode(&maps.v, s.dtype, a.v, n, s.capacity, s.batch * s.kvHeads))
+      !v9_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads))  // kStats: no V
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG>
+  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY>
       <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
   return cudaGetLastError();
 }
@@ -449,7 +482,7 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 }  // namespace
 
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
-  return s.headDim == 128 && (mode == kDense || mode == kDenseStats);
+  return s.headDim == 128 && (mode == kDense || mode == kDenseStats || mode == kStats);
 }
 
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
@@ -462,6 +495,10 @@ cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mo
              : version == 10 ? launch_v9_t<T, S, 2, true>(s, a, st)
                              : launch_v9_t<T, S, 3, true>(s, a, st);
     };
+    // Statistics only: always ping-pong (nothing else overlaps the exponentials with the tensor cores).
+    if (mode == kStats)
+      return version == 11 ? launch_v9_t<T, true, 3, true, true>(s, a, st)
+                           : launch_v9_t<T, true, 2, true, true>(s, a, st);
     return mode == kDenseStats ? go(std::true_type{}) : go(std::false_type{});
   });
 }

@@ -443,7 +443,9 @@ export interface PrefillKernelSelection {
  * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11); v23 = v18 with several
  * query tiles per pooling block sharing each K step (pool v10: two in the anchor's fused pool, three in
  * layer 0's, which runs it as v9), v24 = v23 with a quarter of the sweeps' exponentials on the FMA pipe
- * (pool v11).
+ * (pool v11). After call A (4db2959: dense v9 at 622 TFLOP/s, 1.15x cuDNN at 128k): v25 = dense v9 with pool
+ * v9 (three tiles per block, no fused statistics: the anchor's statistics pass runs dense v9's
+ * statistics-only mode, K only, the two consumer warpgroups taking turns).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -470,6 +472,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v22: { dense: 'v11', sparse: 'v8', pool: 'v6' },
   v23: { dense: 'v8', sparse: 'v8', pool: 'v10' },
   v24: { dense: 'v8', sparse: 'v8', pool: 'v11' },
+  v25: { dense: 'v9', sparse: 'v8', pool: 'v9' },
 };
 
 /**
