@@ -29,8 +29,9 @@
 //
 // PREFETCH (with GATHER): the workgroup stages the key indices of SB steps at a time in workgroup
 // memory, so a step's K/V loads wait for one load, not for the index load and then the row load.
-// PIPE: each step issues the next step's loads before it uses its own (registers double-buffered;
-// indices read directly, PREFETCH ignored).
+// PIPE: each step issues the next step's loads before it uses its own (registers double-buffered).
+// With PREFETCH the host sizes IB to the whole split, staged once before the first loads; without,
+// indices are read directly.
 // KEYWISE: the online softmax takes a step's keys one at a time (one key's scores live at once instead
 // of U x GROUP), so a step can hold more keys' loads in registers (more bytes in flight per lane).
 // FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
@@ -168,8 +169,15 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 
   let steps = (end - start + NT * U - 1u) / (NT * U);
   var nxt: StepData;
+  if (GATHER && PREFETCH && PIPE) {
+    // The host made IB cover the whole split: every index of it staged once, before the first loads.
+    for (var i = t; i < IB; i += WG) {
+      idx[i] = sel[selRow + min(start + i, end - 1u)];
+    }
+    workgroupBarrier();
+  }
   if (PIPE) {
-    nxt = loadStep(start + tm * U, end, kvBase, selRow, lane, false, 0u);
+    nxt = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
   }
   for (var s = 0u; s < steps; s++) {
     if (GATHER && PREFETCH && !PIPE && s % SB == 0u) {
@@ -184,7 +192,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     if (PIPE) {
       cur = nxt;
       if (s + 1u < steps) {
-        nxt = loadStep(start + ((s + 1u) * NT + tm) * U, end, kvBase, selRow, lane, false, 0u);
+        nxt = loadStep(start + ((s + 1u) * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, ((s + 1u) * NT + tm) * U);
       }
     } else {
       cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);

@@ -371,6 +371,13 @@ describe.skipIf(!probe.context)(
       { select: 'classic' as const, fuseCombine: true },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
+      {
+        pipelineLoads: true,
+        prefetchIndices: true,
+        pieceBytes: 8 as const,
+        fuseCombine: true,
+        minStepsPerSplit: 5,
+      },
       { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
       { select: 'radix5' as const },
       { keywiseSoftmax: true },

@@ -122,7 +122,8 @@ export interface DecodeArgs {
   readonly minStepsPerSplit?: number;
   /**
    * `teams` only: each team step issues the next step's K/V loads before it uses its own (registers
-   * double-buffered; indices read directly, so `prefetchIndices` does not apply). Default false.
+   * double-buffered). With `prefetchIndices`, a gathering workgroup stages its whole split's indices
+   * (up to 2048) in workgroup memory first; else indices are read directly. Default false.
    */
   readonly pipelineLoads?: boolean;
   /**
@@ -152,7 +153,10 @@ export interface DecodeArgs {
    * (three dispatches, one workgroup per row for the lower digits: slower at batch 1).
    */
   readonly select?: 'radix' | 'radix5' | 'classic';
-  /** The classic select's values per invocation in its per-chunk passes: 4 (default), 8 or 16 (for tuning). */
+  /**
+   * The classic select's values per invocation in its per-chunk passes: 4, 8 (default in decode) or
+   * 16 (for tuning).
+   */
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
@@ -248,6 +252,16 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
     many: { ...STREAM_MANY, prefetchIndices: true, fuseCombine: true },
   },
 };
+
+/**
+ * The decode anchors' classic select takes 8 values per invocation (chunks of 2048): on the H200 in
+ * call A of session 4, 53.8 against 58.9 us with 4 at 128k batch 1 (8 rows), 150.7 against 172.4
+ * at batch 8, the same indices (rows `stage-select`, `parity-select`).
+ */
+const DECODE_SELECT_VALUES_PER_INVOCATION = 8;
+
+/** The most key indices a pipelined gathering workgroup stages at once (its whole split), 8 KiB. */
+const PIPE_PREFETCH_MAX = 2048;
 
 /** Rows (sequence x KV head) up to which a pass takes the `few` defaults. */
 export const FEW_ROWS = 16;
@@ -476,16 +490,19 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     );
     const t = teams ? tuned(kind) : null;
     const fused = t?.fused === true;
+    const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U : 1;
+    // Pipelined loads take their indices from workgroup memory only when the whole split fits there.
+    const pipePrefetch = t !== null && t.pipe && t.prefetch && span <= PIPE_PREFETCH_MAX;
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
       ...t.layout,
       U: t.U,
-      SB: Math.max(1, Math.floor(512 / ((t.layout.WG / t.layout.TW) * t.U))),
+      SB: pipePrefetch ? span / stepKeys : Math.max(1, Math.floor(512 / stepKeys)),
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
-      PREFETCH: t.prefetch && !t.pipe,
+      PREFETCH: t.prefetch && (!t.pipe || pipePrefetch),
       PIPE: t.pipe,
       KEYWISE: t.keywise,
       UNROLL: t.unroll,
@@ -597,7 +614,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       maxLength: n,
       out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
       tag: 'decode',
-      ...(a.selectValuesPerInvocation ? { valuesPerInvocation: a.selectValuesPerInvocation } : {}),
+      valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
     });
   }
   slot!.k = k;
