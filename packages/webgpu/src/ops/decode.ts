@@ -492,7 +492,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const fused = t?.fused === true;
     const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U : 1;
     // Pipelined loads take their indices from workgroup memory only when the whole split fits there.
-    const pipePrefetch = t !== null && t.pipe && t.prefetch && span <= PIPE_PREFETCH_MAX;
+    const pipePrefetch = t?.pipe === true && t.prefetch && span <= PIPE_PREFETCH_MAX;
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
