@@ -858,6 +858,17 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
               S[2 * q + 1] = fmaf(f.y, c, S[2 * q + 1]);
             }
           }
+        } else if ((n & 3) == 0) {
+          // Rows of whole float4 (n % 4 == 0): two 16-byte loads per head; entries past n are masked below.
+#pragma unroll
+          for (int h = 0; h < GS; ++h) {
+            const float4* lg = reinterpret_cast<const float4*>(a.logits + (bh0 + h) * n + x);
+            const float4 l0 = __ldcs(lg);
+            const float4 l1 = x + 4 < n ? __ldcs(lg + 1) : make_float4(0.f, 0.f, 0.f, 0.f);
+            const float lv[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+#pragma unroll
+            for (int e = 0; e < 8; ++e) S[e] += exp2f(lv[e] - Mh[h]) * iL[h];
+          }
         } else {
 #pragma unroll
           for (int h = 0; h < GS; ++h) {
@@ -888,7 +899,9 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   stream_grid_sync();
   STREAM_TRACE(2);
 
-  // Phase 2. The list bins: b1 (f32 logits) or b1 - 1 .. b1 + 1 (f16 intermediate).
+  // Phase 2. The list: the scores of bin b1 (f32 logits), or (bit 1024) every score the exact window
+  // around a k-th score inside bin b1 can reach: [lowerEdge(b1) (1 - W) - A, upperEdge(b1) (1 + W) + A].
+  // Scores above the list go to the output in phase 3 (phase 4 counts them), scores below it are out.
   for (long long r = blockIdx.x; r < a.rows; r += P) {
     __syncthreads();
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
@@ -897,61 +910,66 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     if (tid == 0) {
       int* st = a.state + r * kStateInts;
       const unsigned b1 = res[0];
-      unsigned krem = res[1], binLo = b1, binHi = b1;
+      unsigned lo = b1 << 19, hi = b1 + 1 < kStreamBins ? ((b1 + 1) << 19) - 1u : 0x7fffffffu;  // patterns
       if (u16) {
-        // The bins the window around any score of bin b1 can reach (usually b1 - 1 .. b1 + 1).
         const float absW = kStreamWindowAbsPerHead * GS;
-        const float lo = __uint_as_float(b1 << 19) * (1.f - kStreamWindow) - absW;
-        binLo = lo > 0.f ? (__float_as_uint(lo) >> 19) : 0u;
+        const float flo = __uint_as_float(lo) * (1.f - kStreamWindow) - absW;
+        lo = flo > 0.f ? __float_as_uint(flo) : 0u;
         if (b1 + 1 < kStreamBins) {
-          const float hi = __uint_as_float((b1 + 1) << 19) * (1.f + kStreamWindow) + absW;
-          binHi = min(static_cast<unsigned>(kStreamBins - 1), __float_as_uint(hi) >> 19);
+          const float fhi = __uint_as_float(hi + 1u) * (1.f + kStreamWindow) + absW;
+          hi = min(0x7f7fffffu, __float_as_uint(fhi));
         }
-        for (unsigned x = b1 + 1; x <= binHi; ++x) krem += sh[x];
       }
       st[0] = static_cast<int>(b1);
-      st[1] = static_cast<int>(krem);
+      st[1] = 0;
       st[2] = 0;
       st[3] = 0;
-      st[4] = static_cast<int>(binLo);
-      st[5] = static_cast<int>(binHi);
+      st[4] = static_cast<int>(lo);
+      st[5] = static_cast<int>(hi);
     }
   }
-  stream_grid_sync();
-  STREAM_TRACE(3);
-
-  // Phase 3.
+  // Phase 3. Per warp and tile: classify, one warp scan, one atomic per counter that has keys; the next
+  // tile's loads are issued before this tile's atomics, so a round trip to memory and one to the
+  // counters overlap.
   for (long long t = t0; t < t1;) {
     const long long row = t / a.tiles;
     const long long tEnd = min(t1, (row + 1) * a.tiles);
     int* st = a.state + row * kStateInts;
-    const unsigned binLo = static_cast<unsigned>(__ldcg(st + 4)), binHi = static_cast<unsigned>(__ldcg(st + 5));
+    const unsigned lo = static_cast<unsigned>(__ldcg(st + 4)), hi = static_cast<unsigned>(__ldcg(st + 5));
     const float* pr = a.pooled + static_cast<size_t>(row) * nU;
     int* o = a.out + static_cast<size_t>(row) * k;
     int* cl = a.cand + static_cast<size_t>(row) * n;
     float* cv = a.candVal + static_cast<size_t>(row) * n;
+    unsigned vn[8];
+    int xn = n;
+    auto load = [&](long long tt) {
+      xn = static_cast<int>(tt - row * a.tiles) * kStreamTile + 8 * tid;
+      if (xn < n) {
+        const uint4 v0 = __ldcg(reinterpret_cast<const uint4*>(pr + xn));
+        const uint4 v1 = __ldcg(reinterpret_cast<const uint4*>(pr + xn) + 1);
+        vn[0] = v0.x;
+        vn[1] = v0.y;
+        vn[2] = v0.z;
+        vn[3] = v0.w;
+        vn[4] = v1.x;
+        vn[5] = v1.y;
+        vn[6] = v1.z;
+        vn[7] = v1.w;
+      }
+    };
+    load(t);
     for (; t < tEnd; ++t) {
-      const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      unsigned mA = 0u, mC = 0u;
-      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      if (x < n) {
-        const float4 v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
-        const float4 v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
-        v[0] = v0.x;
-        v[1] = v0.y;
-        v[2] = v0.z;
-        v[3] = v0.w;
-        v[4] = v1.x;
-        v[5] = v1.y;
-        v[6] = v1.z;
-        v[7] = v1.w;
+      const int x = xn;
+      unsigned v[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const unsigned d = __float_as_uint(v[e]) >> 19;
-          if (x + e < n) {
-            if (d > binHi) mA |= 1u << e;
-            else if (d >= binLo) mC |= 1u << e;
-          }
+      for (int e = 0; e < 8; ++e) v[e] = vn[e];
+      if (t + 1 < tEnd) load(t + 1);
+      unsigned mA = 0u, mC = 0u;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        if (x + e < n) {
+          if (v[e] > hi) mA |= 1u << e;
+          else if (v[e] >= lo) mC |= 1u << e;
         }
       }
       const int ca = __popc(mA), cc = __popc(mC);
@@ -977,19 +995,16 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
         if (mA & (1u << e)) o[baseA++] = x + e;
         if (mC & (1u << e)) {
           cl[baseC] = x + e;
-          cv[baseC++] = v[e];
+          cv[baseC++] = __uint_as_float(v[e]);
         }
       }
     }
   }
-  stream_grid_sync();
-  STREAM_TRACE(4);
-
   // Phase 4.
   for (long long r = blockIdx.x; r < a.rows; r += P) {
     const int* st = a.state + r * kStateInts;
-    const unsigned krem = static_cast<unsigned>(__ldcg(st + 1));
     const int written = __ldcg(st + 2), C = __ldcg(st + 3);
+    const unsigned krem = static_cast<unsigned>(k - written);  // >= 1: the k-th score is in the list
     int* cl = a.cand + static_cast<size_t>(r) * n;
     float* cv = a.candVal + static_cast<size_t>(r) * n;
     int* o = a.out + static_cast<size_t>(r) * k;
