@@ -315,6 +315,8 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
   // v9 / v10 / v11: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense + statistics,
   // statistics only); sparse runs as v8.
   if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st, variant);
+  // Sparse v9: the warp-specialised gather kernel (prefill_sparse_v9.cu) at head dim 128 and g = 4.
+  if (variant == 9 && mode == kSparse && prefill_sparse_v9_supports(s)) return launch_prefill_sparse_v9(s, a, st);
   if (variant >= 6 && prefill_dense_v6_supports(s, mode))
     return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);
   if (variant >= 5 && mode == kSparse) return launch_prefill_sparse_v5(s, a, st);

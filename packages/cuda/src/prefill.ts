@@ -445,7 +445,8 @@ export interface PrefillKernelSelection {
  * layer 0's, which runs it as v9), v24 = v23 with a quarter of the sweeps' exponentials on the FMA pipe
  * (pool v11). After call A (4db2959: dense v9 at 622 TFLOP/s, 1.15x cuDNN at 128k): v25 = dense v9 with pool
  * v9 (three tiles per block, no fused statistics: the anchor's statistics pass runs dense v9's
- * statistics-only mode, K only, the two consumer warpgroups taking turns).
+ * statistics-only mode, K only, the two consumer warpgroups taking turns); v26 = v25 with sparse v9 (dense
+ * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -473,6 +474,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v23: { dense: 'v8', sparse: 'v8', pool: 'v10' },
   v24: { dense: 'v8', sparse: 'v8', pool: 'v11' },
   v25: { dense: 'v9', sparse: 'v8', pool: 'v9' },
+  v26: { dense: 'v9', sparse: 'v9', pool: 'v9' },
 };
 
 /**

@@ -1,0 +1,350 @@
+// Prefill sparse tile attention, variant v9 (KASCADE_PREFILL_SPARSE=v9: the anchors' sparse pass and reuse at
+// head dim 128 and g = 4; elsewhere as v8): dense v9's warp-specialised structure (prefill_dense_v9.cu) over a
+// gathered key list. The rows are arbitrary positions, which a TMA tensor copy cannot gather, so a producer
+// warpgroup gathers them with 16-byte cp.async straight into v8's 128-byte swizzled layout.
+//
+// Layout: q [batch, heads, queries, 128], k / v [batch, kvHeads, capacity, 128] (bf16 or f16), out like q;
+// counts [tiles], indices [batch, selKvHeads, tiles, kMax] int32 (KV head j reads row headMap[j]).
+//
+// Kernel prefill_sparse_v9_kernel<T, STAGES>: grid (tiles, kvHeads, batch), the last (longest-list) tiles
+// first; one CTA = a tile's 32 queries of the group's 4 query heads (row r: head 4 j + r / 32, query
+// 32 t + r % 32), over v8's key list (the selection's counts[t] entries, entries outside 0 .. s_t - 1 masked,
+// then the diagonal tile, causal). 384 threads = 3 warpgroups:
+//   - warpgroup 0, the producer (setmaxnreg 56): Q once, then per 128-key step thread r gathers list entry
+//     128 i + r: its position into a shared slot (read by the consumers' masks), its K and V rows (16 + 16
+//     cp.async of 16 bytes) into the step's ring stage; cp.async.mbarrier.arrive.noinc on the stage's "full"
+//     barrier (it completes when the thread's copies have landed) plus an ordinary arrive (releasing the
+//     position stores): 256 arrivals. A stage is reused once the 256 consumer threads have released it. The
+//     consumers fence the generic-proxy copies to the async proxy (fence.proxy.async) after each wait.
+//   - warpgroups 1 and 2, the consumers (setmaxnreg 224): heads 2 (w - 1), 2 (w - 1) + 1, dense v9's loop
+//     (S(i) issued, then P(i - 1) V(i - 1); the masked softmax of S(i) under P V; the stage of step i - 1
+//     released once its P V is done). Masks only on steps with a diagonal, past-the-list or invalid entry.
+// Shared memory: Q 32 KB + STAGES x (K + V) 64 KB + positions + 1 KB alignment: 2 stages 161 KB.
+// Bytes: Q 32 KB, the list's K and V rows (256 B each, L2 mostly), out 32 KB per CTA.
+#include <type_traits>
+
+#include "prefill_wgmma.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+using namespace wg;
+
+constexpr int kS9Keys = 128;
+constexpr int kS9Rows = 128;
+constexpr int kS9Threads = 384;
+constexpr int kS9Producers = 128;
+constexpr int kS9Consumers = 256;
+
+template <typename T, int STAGES>
+constexpr size_t s9_smem_bytes() {
+  return static_cast<size_t>(kS9Rows * 128 + 2 * STAGES * kS9Keys * 128) * sizeof(T) + 1024 +
+         STAGES * (kS9Keys + 4) * sizeof(int) + 256;
+}
+
+__device__ __forceinline__ uint32_t s9_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void s9_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(s9_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void s9_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(s9_u32(bar)) : "memory");
+}
+// One arrival on `bar` once every cp.async this thread issued before has landed.
+__device__ __forceinline__ void s9_arrive_copies(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(s9_u32(bar)) : "memory");
+}
+__device__ __forceinline__ uint32_t s9_try(uint32_t a, unsigned parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(a), "r"(parity)
+      : "memory");
+  return done;
+}
+// Bounded wait (as dense v9's: traps after 2^22 polls) for the producer and the Q barrier; the consumers' step
+// waits spin without a count (its register makes ptxas spill the consumer loop).
+__device__ __forceinline__ void s9_wait(uint64_t* bar, unsigned parity) {
+  const uint32_t a = s9_u32(bar);
+  for (uint32_t polls = 0; !s9_try(a, parity);)
+    if (++polls == (1u << 22)) __trap();
+}
+__device__ __forceinline__ void s9_spin(uint64_t* bar, unsigned parity) {
+  const uint32_t a = s9_u32(bar);
+  while (!s9_try(a, parity)) {
+  }
+}
+// v8's swizzled layout: [2 regions][rows][64], 16-byte chunk c of row r at chunk c ^ (r % 8).
+__device__ __forceinline__ int s9_sw(int rows, int r, int cc) {
+  return (cc >> 3) * rows * 64 + r * 64 + (((cc & 7) ^ (r & 7)) << 3);
+}
+__device__ __forceinline__ uint64_t s9_k_desc(const void* tile, int rows, int kc) {
+  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
+  const uint32_t a = s9_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+__device__ __forceinline__ uint64_t s9_v_desc(const void* tile, int kk) {
+  const char* p = static_cast<const char*>(tile) + kk * 16 * 128;
+  const uint32_t a = s9_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>((kS9Keys * 128) >> 4) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <typename T, int STAGES>
+__global__ void __launch_bounds__(kS9Threads, 1)
+    prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
+  constexpr int D = 128;
+  constexpr int TILE = kS9Keys * D;
+  constexpr int NA = 64;
+  constexpr int GS = 4;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_base = smem_raw + ((1024 - (s9_u32(smem_raw) & 1023)) & 1023);
+  T* Qs = reinterpret_cast<T*>(smem_base);
+  T* Ks = Qs + kS9Rows * D;
+  T* Vs = Ks + STAGES * TILE;
+  int* posS = reinterpret_cast<int*>(Vs + STAGES * TILE);  // [stage][128] key positions (-1: masked)
+  int* badS = posS + STAGES * kS9Keys;                      // [stage][4] "this producer warp's entries need a mask"
+  uint64_t* bars = reinterpret_cast<uint64_t*>(badS + STAGES * 4 + ((STAGES * 4) & 1));
+  uint64_t* qFull = bars;
+  uint64_t* full = bars + 1;
+  uint64_t* empty = full + STAGES;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wgi = warp >> 2;
+  const int H = s.heads, G = s.kvHeads, Q = s.queries;
+  const int n = s.queryStart + Q;
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int j = blockIdx.y, b = blockIdx.z;
+  const int tileStart = s.queryStart + t * kT;
+  const int diag = min(kT, n - tileStart);
+  const int cnt = min(max(__ldg(a.counts + t), 0), a.kMax);
+  const int listLen = cnt + diag;
+  const int steps = (listLen + kS9Keys - 1) / kS9Keys;
+
+  if (tid == 0) {
+    s9_init(qFull, kS9Producers);
+    for (int x = 0; x < STAGES; ++x) {
+      s9_init(full + x, 2 * kS9Producers);
+      s9_init(empty + x, kS9Consumers);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
+    const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+    const T* kg = static_cast<const T*>(a.k) + kvBase;
+    const T* vg = static_cast<const T*>(a.v) + kvBase;
+    const int* idx = a.indices + ((static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * tiles + t) * a.kMax;
+    // Q: thread r copies row r (16 chunks), zeros past the chunk's end.
+    {
+      const int r = tid;
+      const int qi = t * kT + (r & (kT - 1));
+      const bool valid = qi < Q;
+      const size_t qrow = (static_cast<size_t>(b) * H + j * GS + (r >> 5)) * static_cast<size_t>(Q) + (valid ? qi : 0);
+      const T* src = static_cast<const T*>(a.q) + qrow * D;
+#pragma unroll
+      for (int cc = 0; cc < 16; ++cc) cp_async16(Qs + s9_sw(kS9Rows, r, cc), src + cc * 8, valid ? 16 : 0);
+      s9_arrive_copies(qFull);
+    }
+    for (int i = 0; i < steps; ++i) {
+      const int st = i % STAGES;
+      const unsigned u = static_cast<unsigned>(i / STAGES);
+      const int li = i * kS9Keys + tid;
+      int p = -1;
+      if (li < cnt) {
+        const int x = __ldg(idx + li);
+        p = (x >= 0 && x < tileStart) ? x : -1;
+      } else if (li < listLen) {
+        p = tileStart + (li - cnt);
+      }
+      const bool bad = __any_sync(0xffffffffu, p < 0 || li >= cnt);
+      if (i >= STAGES) s9_wait(empty + st, (u - 1) & 1);
+      posS[st * kS9Keys + tid] = p;
+      if (lane == 0) badS[st * 4 + warp] = bad ? 1 : 0;
+      const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
+      T* kd = Ks + st * TILE;
+      T* vd = Vs + st * TILE;
+#pragma unroll
+      for (int cc = 0; cc < 16; ++cc) {
+        cp_async16(kd + s9_sw(kS9Keys, tid, cc), kg + off + cc * 8, p < 0 ? 0 : 16);
+        cp_async16(vd + s9_sw(kS9Keys, tid, cc), vg + off + cc * 8, p < 0 ? 0 : 16);
+      }
+      s9_arrive_copies(full + st);
+      s9_arrive(full + st);  // releases the position stores
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
+  const int cw = wgi - 1, wl = warp & 3;
+  const int row = lane >> 2, quad = lane & 3;
+  const int r0 = cw * 64 + wl * 16 + row;  // rows r0, r0 + 8 (the same head)
+  const int qi0 = t * kT + (r0 & (kT - 1)), qi1 = qi0 + 8;
+  const int pos0 = tileStart + (r0 & (kT - 1)), pos1 = pos0 + 8;
+  const size_t qBase = (static_cast<size_t>(b) * H + j * GS + (r0 >> 5)) * static_cast<size_t>(Q);
+  const float qscale = s.scale * kLog2e;
+  const T* qw = Qs + cw * 64 * 64;
+
+  auto issue_s = [&](float* sacc, int i) {
+    const int st = i % STAGES;
+    s9_spin(full + st, static_cast<unsigned>(i / STAGES) & 1);
+    fence_proxy_async();  // the gathered rows were written by cp.async (generic proxy); wgmma reads async
+    const T* ks = Ks + st * TILE;
+    pin<NA>(sacc);
+    fence();
+#pragma unroll
+    for (int kc = 0; kc < D / 16; ++kc)
+      wgmma_m64n128k16_ss(sacc, s9_k_desc(qw, kS9Rows, kc), s9_k_desc(ks, kS9Keys, kc), kc > 0 ? 1 : 0, T{});
+    commit();
+    pin<NA>(sacc);
+  };
+  auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
+    const T* vs = Vs + (i % STAGES) * TILE;
+    pin<NA>(o);
+    fence();
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], s9_v_desc(vs, kk), 1, T{});
+    commit();
+    pin<NA>(o);
+  };
+  auto mask_step = [&](float* sacc, int i) {
+    const int st = i % STAGES;
+    if (badS[st * 4] | badS[st * 4 + 1] | badS[st * 4 + 2] | badS[st * 4 + 3]) {
+      const int* ps = posS + st * kS9Keys;
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int p = ps[nb * 8 + quad * 2 + e];
+          if (p < 0 || p > pos0) sacc[nb * 4 + e] = -INFINITY;
+          if (p < 0 || p > pos1) sacc[nb * 4 + 2 + e] = -INFINITY;
+        }
+    }
+  };
+
+  float o[NA], sacc[NA];
+  uint32_t pa[8][4];
+#pragma unroll
+  for (int x = 0; x < NA; ++x) o[x] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float al0 = 1.f, al1 = 1.f;
+  auto softmax = [&]() {
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
+      mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
+    al0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0);
+    al1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
+    const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+    float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+      sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+      sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
+      rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
+    }
+    l0 = l0 * al0 + rs0;
+    l1 = l1 * al1 + rs1;
+    m0 = mn0;
+    m1 = mn1;
+  };
+  auto rescale_pack = [&]() {
+    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) {
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb) {
+        o[nb * 4 + 0] *= al0;
+        o[nb * 4 + 1] *= al0;
+        o[nb * 4 + 2] *= al1;
+        o[nb * 4 + 3] *= al1;
+      }
+    }
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      pa[nb >> 1][(nb & 1) * 2 + 0] = pack_2<T>(sacc[nb * 4 + 0], sacc[nb * 4 + 1]);
+      pa[nb >> 1][(nb & 1) * 2 + 1] = pack_2<T>(sacc[nb * 4 + 2], sacc[nb * 4 + 3]);
+    }
+  };
+
+  s9_wait(qFull, 0);  // (issue_s's proxy fence covers Q too)
+  issue_s(sacc, 0);
+  wait0();
+  pin<NA>(sacc);
+  mask_step(sacc, 0);
+  softmax();
+  rescale_pack();
+#pragma unroll 1
+  for (int i = 1; i < steps; ++i) {
+    issue_s(sacc, i);
+    issue_pv(o, pa, i - 1);
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    pin<NA>(sacc);
+    mask_step(sacc, i);
+    softmax();
+    wait0();
+    pin<NA>(o);
+    s9_arrive(empty + (i - 1) % STAGES);  // step i - 1's K, V and positions are done with
+    rescale_pack();
+  }
+  issue_pv(o, pa, steps - 1);
+  wait0();
+  pin<NA>(o);
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+  T* out = static_cast<T*>(a.out);
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) {
+    if (qi0 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi0) * D + nb * 8 + quad * 2) =
+          pack_2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
+    if (qi1 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi1) * D + nb * 8 + quad * 2) =
+          pack_2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
+  }
+}
+
+template <typename T, int STAGES>
+cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  constexpr size_t smem = s9_smem_bytes<T, STAGES>();
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  prefill_sparse_v9_kernel<T, STAGES><<<dim3(tiles_of(s), s.kvHeads, s.batch), kS9Threads, smem, st>>>(s, a);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool prefill_sparse_v9_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
+
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  if (!prefill_sparse_v9_supports(s)) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s9_t<T, 2>(s, a, st); });
+}
+
+}  // namespace pf
+}  // namespace kascade
