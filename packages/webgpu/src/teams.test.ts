@@ -371,6 +371,7 @@ describe.skipIf(!probe.context)(
       { select: 'classic' as const, fuseCombine: true },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
+      { streamPass: { keysPerStep: 16, targetWorkgroups: 64, pipelineLoads: true }, fuseCombine: true },
       {
         pipelineLoads: true,
         prefetchIndices: true,
@@ -401,6 +402,7 @@ describe.skipIf(!probe.context)(
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
+      const keysBefore = new Set(gpu.pipelineKeys);
       const [B, H, G, d, n] = [2, 8, 2, 128, 3001];
       const per = G * n * d;
       const kh = randomFloats(B * per, 71);
@@ -494,6 +496,12 @@ describe.skipIf(!probe.context)(
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('keywiseSoftmax' in opts) expect(keys.some((k) => k.includes('KEYWISE=true'))).toBe(true);
       if ('unrollLoops' in opts) expect(keys.some((k) => k.includes('UNROLL=true'))).toBe(true);
+      if ('streamPass' in opts) {
+        // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
+        const added = keys.filter((k) => !keysBefore.has(k));
+        expect(added.some((k) => k.includes('U=16,') && k.includes('WRITE_SCORES=true'))).toBe(true);
+        expect(added.some((k) => k.includes('U=16,') && k.includes('GATHER=true'))).toBe(false);
+      }
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
     });

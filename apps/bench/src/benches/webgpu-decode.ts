@@ -85,6 +85,7 @@ type Tuning = Pick<
   | 'keywiseSoftmax'
   | 'unrollLoops'
   | 'selectValuesPerInvocation'
+  | 'streamPass'
   | 'workgroupSize'
 >;
 
@@ -115,6 +116,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { pipelineLoads: true, prefetchIndices: false, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
   { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
   { unrollLoops: true },
+  { streamPass: { keysPerStep: 16 } },
+  { streamPass: { pipelineLoads: true } },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -166,8 +169,23 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { pipelineLoads: true },
     { pipelineLoads: true, pieceBytes: 8 },
     { select: 'radix5' },
+    { streamPass: { keysPerStep: 16 } },
+    { streamPass: { keysPerStep: 16, targetWorkgroups: 2048 } },
+    { streamPass: { keysPerStep: 4 } },
+    { streamPass: { pipelineLoads: true } },
+    { streamPass: { pipelineLoads: true, keysPerStep: 4 } },
+    { streamPass: { targetWorkgroups: 2048 } },
+    { streamPass: { pieceBytes: 8 } },
   ],
-  'dense-anchor': [{}, { selectValuesPerInvocation: 4 }, { fuseCombine: false }, { pipelineLoads: true }],
+  'dense-anchor': [
+    {},
+    { selectValuesPerInvocation: 4 },
+    { fuseCombine: false },
+    { pipelineLoads: true },
+    { streamPass: { pipelineLoads: true } },
+    { streamPass: { keysPerStep: 4 } },
+    { streamPass: { targetWorkgroups: 2048 } },
+  ],
   dense: [
     {},
     { pipelineLoads: true },

@@ -164,6 +164,11 @@ export interface DecodeArgs {
    * `select`: and the Top-k, without the sparse pass.
    */
   readonly untilStage?: 'scores' | 'pool' | 'select';
+  /**
+   * Anchors (`dense-anchor`, `anchor`), for tuning: team options for the streaming pass (layer 0's,
+   * or the anchor's scores pass) over the call's own, which then apply to the sparse pass only.
+   */
+  readonly streamPass?: Partial<TeamSettings>;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -392,20 +397,22 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const base = { HEAD_DIM: headDim, D4, GROUP: group, WG, CH: chunkFor(group), KV: kv.dtype };
   const partialDefs = { SUBGROUPS: gpu.info.hasSubgroups };
   const kernel = resolveDecodeKernel(gpu, headDim, kv.dtype, a.kernel);
-  if (a.targetWorkgroups !== undefined) positiveInt('targetWorkgroups', a.targetWorkgroups);
-  if (a.pieceBytes !== undefined && a.pieceBytes !== 8 && a.pieceBytes !== 16) {
-    throw new WebGPUShapeError(`pieceBytes must be 8 or 16, got ${a.pieceBytes}`);
+  for (const o of [a, a.streamPass ?? {}]) {
+    if (o.targetWorkgroups !== undefined) positiveInt('targetWorkgroups', o.targetWorkgroups);
+    if (o.pieceBytes !== undefined && o.pieceBytes !== 8 && o.pieceBytes !== 16) {
+      throw new WebGPUShapeError(`pieceBytes must be 8 or 16, got ${o.pieceBytes}`);
+    }
+    if (o.pieceBytes === 8 && kv.dtype !== 'f16') {
+      throw new WebGPUShapeError('pieceBytes 8 needs f16 K/V (a lane loads four f16)');
+    }
+    if (
+      o.keysPerStep !== undefined &&
+      !(Number.isInteger(o.keysPerStep) && o.keysPerStep >= 1 && o.keysPerStep <= 32)
+    ) {
+      throw new WebGPUShapeError(`keysPerStep must be an integer in 1..32, got ${o.keysPerStep}`);
+    }
+    if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
   }
-  if (a.pieceBytes === 8 && kv.dtype !== 'f16') {
-    throw new WebGPUShapeError('pieceBytes 8 needs f16 K/V (a lane loads four f16)');
-  }
-  if (
-    a.keysPerStep !== undefined &&
-    !(Number.isInteger(a.keysPerStep) && a.keysPerStep >= 1 && a.keysPerStep <= 32)
-  ) {
-    throw new WebGPUShapeError(`keysPerStep must be an integer in 1..32, got ${a.keysPerStep}`);
-  }
-  if (a.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', a.minStepsPerSplit);
   if (a.workgroupSize !== undefined && ![64, 128, 256].includes(a.workgroupSize)) {
     throw new WebGPUShapeError(`workgroupSize must be 64, 128 or 256, got ${a.workgroupSize}`);
   }
@@ -414,7 +421,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const tuned = (kind: TeamPass) => {
     const gather = kind === 'gather';
     const d = TEAM_DEFAULTS[kind][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
-    const pieceBytes = a.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
+    const o: Partial<TeamSettings> & DecodeArgs =
+      kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
+    const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
     const layout =
       teamsLayout(gpu, headDim, kv.dtype, pieceBytes, a.workgroupSize ?? 128) ??
       teamsLayout(gpu, headDim, kv.dtype)!;
@@ -423,14 +432,14 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
         ? 'f16x4'
         : kv.dtype) as PieceType,
-      U: a.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2),
-      minSteps: a.minStepsPerSplit ?? d.minStepsPerSplit,
-      targetWorkgroups: a.targetWorkgroups ?? d.targetWorkgroups,
-      prefetch: gather && (a.prefetchIndices ?? d.prefetchIndices),
-      fused: a.fuseCombine ?? d.fuseCombine,
-      pipe: a.pipelineLoads ?? d.pipelineLoads,
-      keywise: a.keywiseSoftmax ?? d.keywiseSoftmax,
-      unroll: a.unrollLoops ?? d.unrollLoops,
+      U: o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2),
+      minSteps: o.minStepsPerSplit ?? d.minStepsPerSplit,
+      targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
+      prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
+      fused: o.fuseCombine ?? d.fuseCombine,
+      pipe: o.pipelineLoads ?? d.pipelineLoads,
+      keywise: o.keywiseSoftmax ?? d.keywiseSoftmax,
+      unroll: o.unrollLoops ?? d.unrollLoops,
     };
   };
   const teams = kernel === 'teams';
