@@ -58,6 +58,13 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
                            bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock = 1,
                            bool emulateExp = false);
 
+// Pool variant v12 (prefill_pool_v12.cu, KASCADE_PREFILL_POOL=v12): dense v9's skeleton (a TMA producer
+// warpgroup, two consumer warpgroups on the halves of each 128-key step); head dim 128, g = 4; statistics from
+// the attention pass (never fused). Same arguments and output as the other pools.
+bool pool_v12_supports(const KascadePrefillShape& s);
+cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
+
 // Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
 // row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
 // scores (otherwise as select_prefill_kernel). Same arguments and output as that kernel.

@@ -44,7 +44,9 @@ constexpr size_t s9_smem_bytes() {
          STAGES * (kS9Keys + 4) * sizeof(int) + 256;
 }
 
-__device__ __forceinline__ uint32_t s9_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ uint32_t s9_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 __device__ __forceinline__ void s9_init(uint64_t* bar, unsigned count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(s9_u32(bar)), "r"(count) : "memory");
 }

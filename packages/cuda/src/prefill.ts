@@ -393,7 +393,19 @@ export type PrefillKernelVariant =
   | 'v9'
   | 'v10'
   | 'v11';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v9' | 'v10' | 'v11';
+export type PrefillPoolVariant =
+  | 'v1'
+  | 'v2'
+  | 'v3'
+  | 'v4'
+  | 'v5'
+  | 'v6'
+  | 'v7'
+  | 'v8'
+  | 'v9'
+  | 'v10'
+  | 'v11'
+  | 'v12';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -419,6 +431,7 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v9',
   'v10',
   'v11',
+  'v12',
 ];
 
 export interface PrefillKernelSelection {
@@ -446,7 +459,8 @@ export interface PrefillKernelSelection {
  * (pool v11). After call A (4db2959: dense v9 at 622 TFLOP/s, 1.15x cuDNN at 128k): v25 = dense v9 with pool
  * v9 (three tiles per block, no fused statistics: the anchor's statistics pass runs dense v9's
  * statistics-only mode, K only, the two consumer warpgroups taking turns); v26 = v25 with sparse v9 (dense
- * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async).
+ * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async); v27 = v25 with
+ * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -475,6 +489,8 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v24: { dense: 'v8', sparse: 'v8', pool: 'v11' },
   v25: { dense: 'v9', sparse: 'v8', pool: 'v9' },
   v26: { dense: 'v9', sparse: 'v9', pool: 'v9' },
+  v27: { dense: 'v9', sparse: 'v8', pool: 'v12' },
+  v28: { dense: 'v9', sparse: 'v9', pool: 'v12' },
 };
 
 /**

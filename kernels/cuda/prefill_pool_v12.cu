@@ -1,0 +1,290 @@
+// The anchors' pooling pass, variant v12 (KASCADE_PREFILL_POOL=v12: head dim 128, g = 4, statistics from the
+// attention pass; elsewhere as v5): the pool on dense v9's warp-specialised skeleton. Same output as v1-v11:
+// S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
+//
+// pool_v12_kernel<T>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a (sequence,
+// KV head) pair's tile t; 384 threads = 3 warpgroups:
+//   - warpgroup 0, the producer (setmaxnreg 40): one thread issues TMA tensor copies (128-byte swizzle) of the
+//     tile's query rows once (row r = head 4 j + r / 32, query 32 t + r % 32: 4 heads x 2 boxes of 64 x 32) and
+//     of K in 128-key steps (2 boxes of 64 x 128) into a 3-stage ring, full / empty mbarriers per stage.
+//   - warpgroups 1 and 2, the consumers: keys 64 (w - 1) .. + 63 of each step, S^T = K Q^T (8 wgmma m64n128k16,
+//     both operands in shared memory) so a key's 128 query rows sit in one thread quad; pool v3's overlap
+//     inside a warpgroup (step i + 1's product issued, then step i's exponentials and row sums, then both
+//     waited for), a stage released once both warpgroups' products on it are done.
+// Shared memory: Q 32 KB + 3 x K 32 KB + 512 B of row constants + 1 KB alignment: 129.5 KB, one CTA per SM.
+// Bytes: per CTA K rows 0 .. s_t - 1 (256 B each, L2 mostly: the pair's other tiles read them too), Q 32 KB,
+// s_t floats out.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <type_traits>
+
+#include "prefill_wgmma.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+using namespace wg;
+
+constexpr int kP12Keys = 128;  // keys per step (64 per consumer warpgroup)
+constexpr int kP12Rows = 128;  // the tile's 4 heads x 32 queries
+constexpr int kP12Stages = 3;
+
+struct P12Maps {
+  CUtensorMap q;  // boxes of 64 x 32 rows
+  CUtensorMap k;  // boxes of 64 x 128 rows
+};
+
+template <typename T>
+constexpr size_t p12_smem_bytes() {
+  return static_cast<size_t>(kP12Rows * 128 + kP12Stages * kP12Keys * 128) * sizeof(T) + 1024 + kP12Rows * 4 + 256;
+}
+
+__device__ __forceinline__ uint32_t p12_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void p12_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(p12_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void p12_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(p12_u32(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void p12_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(p12_u32(bar)) : "memory");
+}
+__device__ __forceinline__ uint32_t p12_try(uint32_t a, unsigned parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(a), "r"(parity)
+      : "memory");
+  return done;
+}
+// Bounded (traps after 2^22 polls, as dense v9's) for the producer and the Q barrier; the consumers' step
+// waits spin.
+__device__ __forceinline__ void p12_wait(uint64_t* bar, unsigned parity) {
+  const uint32_t a = p12_u32(bar);
+  for (uint32_t polls = 0; !p12_try(a, parity);)
+    if (++polls == (1u << 22)) __trap();
+}
+__device__ __forceinline__ void p12_spin(uint64_t* bar, unsigned parity) {
+  const uint32_t a = p12_u32(bar);
+  while (!p12_try(a, parity)) {
+  }
+}
+__device__ __forceinline__ void p12_tma(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "[%2];\n" ::"r"(p12_u32(smem)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(p12_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+// K-major operand slice kc of a [2 regions][rows][64] swizzled tile starting at `tile` (region stride rows).
+__device__ __forceinline__ uint64_t p12_desc(const void* tile, int rows, int kc) {
+  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
+  const uint32_t a = p12_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(384, 1)
+    pool_v12_kernel(const KascadePrefillShape s, const __grid_constant__ P12Maps maps, const float* __restrict__ stats,
+                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
+  constexpr int D = 128;
+  constexpr int TILE = kP12Keys * D;
+  constexpr int NA = 64;
+  constexpr unsigned kTileBytes = TILE * sizeof(T);
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_base = smem_raw + ((1024 - (p12_u32(smem_raw) & 1023)) & 1023);
+  T* Qs = reinterpret_cast<T*>(smem_base);
+  T* Ks = Qs + kP12Rows * D;
+  float* Cs = reinterpret_cast<float*>(Ks + kP12Stages * TILE);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + kP12Rows);
+  uint64_t* qFull = bars;
+  uint64_t* full = bars + 1;
+  uint64_t* empty = full + kP12Stages;
+
+  const int H = s.heads, G = s.kvHeads, Q = s.queries;
+  const int n = s.queryStart + Q;
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
+  const int st = s.queryStart + t * kT;
+  if (st == 0) return;
+  const int steps = (st + kP12Keys - 1) / kP12Keys;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+
+  if (tid == 0) {
+    p12_init(qFull, 1);
+    for (int x = 0; x < kP12Stages; ++x) {
+      p12_init(full + x, 1);
+      p12_init(empty + x, 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (warp == 0 && lane == 0) {
+      p12_expect_tx(qFull, kP12Rows * D * sizeof(T));
+      for (int hh = 0; hh < 4; ++hh)
+        for (int c = 0; c < 2; ++c)
+          p12_tma(Qs + c * kP12Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
+      for (int i = 0; i < steps; ++i) {
+        const int sg = i % kP12Stages;
+        const unsigned u = static_cast<unsigned>(i / kP12Stages);
+        if (i >= kP12Stages) p12_wait(empty + sg, (u - 1) & 1);
+        p12_expect_tx(full + sg, kTileBytes);
+        p12_tma(Ks + sg * TILE, &maps.k, 0, i * kP12Keys, b * G + j, full + sg);
+        p12_tma(Ks + sg * TILE + kP12Keys * 64, &maps.k, 64, i * kP12Keys, b * G + j, full + sg);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int cw = wgi - 1, ctid = tid - 128, wl = warp & 3;
+  const int row = lane >> 2, quad = lane & 3;
+  // Row constants c = M + log2(L) (+inf past the chunk: those rows add nothing).
+  if (ctid < kP12Rows) {
+    const int rr = ctid, hh = rr / kT, qi = t * kT + rr % kT;
+    float c = INFINITY;
+    if (qi < Q) {
+      const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
+      c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
+    }
+    Cs[rr] = c;
+  }
+  asm volatile("bar.sync 1, 256;\n" ::: "memory");  // the consumers' Cs
+  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
+                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
+  const float qscale = s.scale * kLog2e;
+
+  auto issue = [&](float* acc, int i) {
+    const int sg = i % kP12Stages;
+    p12_spin(full + sg, static_cast<unsigned>(i / kP12Stages) & 1);
+    const T* ks = Ks + sg * TILE + cw * 64 * 64;  // this warpgroup's 64 keys in each region
+    pin<NA>(acc);
+    fence();
+#pragma unroll
+    for (int kc = 0; kc < D / 16; ++kc)
+      wgmma_m64n128k16_ss(acc, p12_desc(ks, kP12Keys, kc), p12_desc(Qs, kP12Rows, kc), kc > 0 ? 1 : 0, T{});
+    commit();
+    pin<NA>(acc);
+  };
+  auto pool_step = [&](const float* acc, int i) {
+    float p0 = 0.f, p1 = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
+      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+    }
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+    const int x0 = i * kP12Keys + cw * 64 + wl * 16 + row, x1 = x0 + 8;
+    if (quad == 0) {
+      if (x0 < st) rowp[x0] = p0;
+      if (x1 < st) rowp[x1] = p1;
+    }
+  };
+
+  float accA[NA], accB[NA];
+  p12_wait(qFull, 0);
+  issue(accA, 0);
+  wait0();
+  pin<NA>(accA);
+  p12_arrive(empty);
+  // Iteration i: step i + 1's product goes out, step i's exponentials run under it, both are waited for
+  // (nothing in flight over the loop's back edge), step i + 1's stage is released.
+  auto body = [&](auto parity, int i) {
+    float* cur = parity.value == 0 ? accA : accB;
+    float* nxt = parity.value == 0 ? accB : accA;
+    const bool more = i + 1 < steps;
+    if (more) issue(nxt, i + 1);
+    pool_step(cur, i);
+    wait0();
+    pin<NA>(nxt);
+    if (more) p12_arrive(empty + (i + 1) % kP12Stages);
+  };
+#pragma unroll 1
+  for (int i = 0; i < steps; i += 2) {
+    body(std::integral_constant<int, 0>{}, i);
+    if (i + 1 < steps) body(std::integral_constant<int, 1>{}, i + 1);
+  }
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 p12_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    else
+      cudaGetLastError();
+  }
+  return fn;
+}
+
+// [planes][rows valid of planeRows][128] 16-bit elements, boxes of 64 x boxRows, 128-byte swizzle, zero fill.
+bool p12_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeRows, int planes, int boxRows) {
+  const auto enc = p12_encoder();
+  if (!enc) return false;
+  const cuuint64_t dims[3] = {128, static_cast<cuuint64_t>(rows), static_cast<cuuint64_t>(planes)};
+  const cuuint64_t strides[2] = {256, static_cast<cuuint64_t>(planeRows) * 256};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(boxRows), 1};
+  const cuuint32_t estr[3] = {1, 1, 1};
+  const CUtensorMapDataType dt =
+      dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <typename T>
+cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+  constexpr size_t smem = p12_smem_bytes<T>();
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e =
+        cudaFuncSetAttribute(pool_v12_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  P12Maps maps;
+  const int n = s.queryStart + s.queries;
+  if (!p12_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
+      !p12_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP12Keys))
+    return cudaErrorNotSupported;
+  pool_v12_kernel<T><<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair,
+                                                                   denseLayout);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool pool_v12_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
+
+cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+  if (!pool_v12_supports(s)) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    return launch_p12_t<T>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  });
+}
+
+}  // namespace pf
+}  // namespace kascade
