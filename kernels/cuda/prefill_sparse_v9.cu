@@ -10,9 +10,10 @@
 // first; one CTA = a tile's 32 queries of the group's 4 query heads (row r: head 4 j + r / 32, query
 // 32 t + r % 32), over v8's key list (the selection's counts[t] entries, entries outside 0 .. s_t - 1 masked,
 // then the diagonal tile, causal). 384 threads = 3 warpgroups:
-//   - warpgroup 0, the producer (setmaxnreg 56): Q once, then per 128-key step thread r gathers list entry
-//     128 i + r: its position into a shared slot (read by the consumers' masks), its K and V rows (16 + 16
-//     cp.async of 16 bytes) into the step's ring stage; cp.async.mbarrier.arrive.noinc on the stage's "full"
+//   - warpgroup 0, the producer (setmaxnreg 56): Q once, then per 128-key step thread r reads list entry
+//     128 i + r's position into a shared slot (read by the consumers' masks too), and after a producer barrier
+//     the warpgroup gathers the step's K and V rows by 16-byte cp.async into the step's ring stage, 16 lanes
+//     per 256-byte row (whole 32-byte sectors); cp.async.mbarrier.arrive.noinc on the stage's "full"
 //     barrier (it completes when the thread's copies have landed) plus an ordinary arrive (releasing the
 //     position stores): 256 arrivals. A stage is reused once the 256 consumer threads have released it. The
 //     consumers fence the generic-proxy copies to the async proxy (fence.proxy.async) after each wait.
@@ -170,13 +171,18 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       if (i >= STAGES) s9_wait(empty + st, (u - 1) & 1);
       posS[st * kS9Keys + tid] = p;
       if (lane == 0) badS[st * 4 + warp] = bad ? 1 : 0;
-      const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");  // the producers' positions, for each other
+      // Copy c = 128 it + tid is chunk c % 16 of row c / 16: 16 lanes cover a row's 256 bytes (whole sectors).
       T* kd = Ks + st * TILE;
       T* vd = Vs + st * TILE;
-#pragma unroll
-      for (int cc = 0; cc < 16; ++cc) {
-        cp_async16(kd + s9_sw(kS9Keys, tid, cc), kg + off + cc * 8, p < 0 ? 0 : 16);
-        cp_async16(vd + s9_sw(kS9Keys, tid, cc), vg + off + cc * 8, p < 0 ? 0 : 16);
+      const int* ps = posS + st * kS9Keys;
+#pragma unroll 4
+      for (int it = 0; it < 16; ++it) {
+        const int r = it * 8 + (tid >> 4), cc = tid & 15;
+        const int pr = ps[r];
+        const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + cc * 8;
+        cp_async16(kd + s9_sw(kS9Keys, r, cc), kg + off, pr < 0 ? 0 : 16);
+        cp_async16(vd + s9_sw(kS9Keys, r, cc), vg + off, pr < 0 ? 0 : 16);
       }
       s9_arrive_copies(full + st);
       s9_arrive(full + st);  // releases the position stores
