@@ -23,7 +23,8 @@
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
-// `WRITE_SCORES`, `PREFETCH`, `FUSED`, `PIPE`, `KEYWISE`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
+// `WRITE_SCORES`, `SCORE_ROWS` (scores stored one contiguous run per head and step, not one value per
+// store), `PREFETCH`, `FUSED`, `PIPE`, `KEYWISE`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
 // (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
@@ -261,7 +262,30 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
         sc[e] += subgroupShuffleXor(sc[e], mask);
       }
     }
-    if (WRITE_SCORES) {
+    if (WRITE_SCORES && SCORE_ROWS) {
+      // Every lane holds every score: lane `r * TW + lane` takes key u of the step, one store per query
+      // head, so the team's U consecutive keys of a head go out as one contiguous store.
+      for (var r = 0u; r < (U + TW - 1u) / TW; r++) {
+        let mu = r * TW + lane;
+        var x = 0u;
+        var ok = false;
+        for (var u = 0u; u < U; u++) {
+          if (u == mu) {
+            x = xs[u];
+            ok = valid[u];
+          }
+        }
+        for (var h = 0u; h < GROUP; h++) {
+          var v = 0.0;
+          for (var u = 0u; u < U; u++) {
+            v = select(v, sc[u * GROUP + h], u == mu);
+          }
+          if (ok) {
+            scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
+          }
+        }
+      }
+    } else if (WRITE_SCORES) {
       for (var e = 0u; e < U * GROUP; e++) {
         let u = e / GROUP;
         if (valid[u] && lane == e % TW) {

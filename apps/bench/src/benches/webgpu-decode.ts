@@ -86,6 +86,7 @@ type Tuning = Pick<
   | 'unrollLoops'
   | 'selectValuesPerInvocation'
   | 'streamPass'
+  | 'coalescedScoreWrites'
   | 'workgroupSize'
 >;
 
@@ -118,6 +119,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { unrollLoops: true },
   { streamPass: { keysPerStep: 16 } },
   { streamPass: { pipelineLoads: true } },
+  { coalescedScoreWrites: false },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -164,6 +166,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   ],
   anchor: [
     {},
+    { coalescedScoreWrites: false },
     { selectValuesPerInvocation: 4 },
     { selectValuesPerInvocation: 16 },
     { pipelineLoads: true },
@@ -179,6 +182,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   ],
   'dense-anchor': [
     {},
+    { coalescedScoreWrites: false },
     { selectValuesPerInvocation: 4 },
     { fuseCombine: false },
     { pipelineLoads: true },

@@ -169,6 +169,12 @@ export interface DecodeArgs {
    * or the anchor's scores pass) over the call's own, which then apply to the sparse pass only.
    */
   readonly streamPass?: Partial<TeamSettings>;
+  /**
+   * `teams` only, anchors: the streaming pass stores each head's scores of a team step as one
+   * contiguous run (lane u writes key u; default) instead of one value per store instruction (for
+   * comparison).
+   */
+  readonly coalescedScoreWrites?: boolean;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -511,6 +517,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
+      SCORE_ROWS: opts.writeScores && (a.coalescedScoreWrites ?? true),
       PREFETCH: t.prefetch && (!t.pipe || pipePrefetch),
       PIPE: t.pipe,
       KEYWISE: t.keywise,
