@@ -72,7 +72,10 @@ enum KascadeDecodeVariant {
                                       // launch with programmatic stream serialization and wait on the previous
                                       // kernel with griddepcontrol.wait, so their launch overlaps its tail
   KASCADE_VARIANT_GATHER_B1 = 8192,   // gathers (reuse, the anchor's sparse pass): the batch-1 gather schedule
-  KASCADE_VARIANT_ALL = 16383,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_DEEP_SCORES = 16384,  // anchors (cuda-anchor, session 4): with bit 16 (TMA tiles), the scores pass
+                                        // keeps a 6-stage ring per warp (two CTAs per SM instead of three; call A:
+                                        // the pass ran 85 % of DRAM peak at 396 CTAs, the anchor 1 % faster at 264)
+  KASCADE_VARIANT_ALL = 32767,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -11,13 +11,13 @@
 # Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
 # the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
 # returned-file count).
-# Env: DECODE_VARIANTS (default: 0; every variant some op or shape picked in the third session's call
-#      C (5bd2ba3): 60, 124 without the lean schedule, the lean schedule's 148, 176, 188, 252, the cluster
-#      select's 508, 636, 764 (16, 61, 132, 144, 160, 380 won nothing there and are dropped); session 4's
-#      stream select over f32 logits (bit 2048: 2172 = 124 | 2048, 2236 = 188 | 2048) and over the f16
-#      intermediate (bits 1024 | 2048: 3196, 3260); cuda-b1's batch-1 variants (bit 4096 programmatic
-#      dependent launch, bit 8192 gather clusters: 4156, 8252, 12348, 4348); the stream select with
-#      programmatic dependent launch (2236 | 4096 = 6332, 3260 | 4096 = 7356)), DECODE_PARITY_LIMIT
+# Env: DECODE_VARIANTS (default: 0; the variants some op or shape picked in session 4's call A (4db2959)
+#      or the third session's call C: 124 without the lean schedule, the lean schedule's 176, 188, 252, the
+#      cluster select's 508, 636, 764; the stream select over f32 logits (bit 2048: 2236 = 188 | 2048) and
+#      over the f16 intermediate (bits 1024 | 2048: 3196 = 124 | 3072, 3260 = 188 | 3072), with programmatic
+#      dependent launch (bit 4096: 6332, 7356), with the 6-stage scores pass (bit 16384: 19580, 19644,
+#      23740); cuda-b1's batch-1 variants (4096 programmatic dependent launch, 8192 gather clusters: 4156,
+#      8252, 12348, 4348)), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -25,7 +25,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,60,124,148,176,188,252,508,636,764,2172,2236,3196,3260,4156,8252,12348,4348,6332,7356}
+variants=${DECODE_VARIANTS:-0,124,176,188,252,508,636,764,2236,3196,3260,6332,7356,19580,19644,23740,4156,8252,12348,4348}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -68,7 +68,7 @@ fi
 # Their JSONs are merged into one cuda-parity.json.
 groups=("" "" "" "")
 for v in ${screened//,/ }; do
-  a=$((v & 3072)) b=$((v & 12288))
+  a=$((v & 19456)) b=$((v & 12288))
   if [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
@@ -125,12 +125,12 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
-# The session-4 variants (bits 1024-8192) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# The session-4 variants (bits 1024-16384) once more at the bench's large shapes (128k b1 / b32, 512k b1),
 # one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 15360)) -ne 0 ]; then
+  if [ $((v & 31744)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \

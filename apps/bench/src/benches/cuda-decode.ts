@@ -295,9 +295,9 @@ const bench: Bench = {
         try {
           wholeGraph = capture(best.layer0, best.anchor);
         } catch (e) {
-          // Without the stream select's bits (the same kernels otherwise; every such variant is in the list).
-          const l0 = best.layer0 & ~3072;
-          const an = best.anchor & ~3072;
+          // Without the anchors' session-4 bits (1024, 2048, 16384: the variant they extend is in the list).
+          const l0 = best.layer0 & ~19456;
+          const an = best.anchor & ~19456;
           console.error(
             `[cuda-decode] b${batch} n${n}: graph capture of layer0 v${best.layer0} / anchor v${best.anchor} failed (${(e as Error).message}); the graph row uses v${l0} / v${an}`,
           );
