@@ -49,12 +49,15 @@ timeout --kill-after=3 "$lim1" node "$bundle" "$out/parity" $quick webgpu-decode
 echo "parity rc=$? after $(( $(date +%s) - start )) s"
 # 0b. The reuse probe at 128k batch 1 (rows probe-*: floors, k scan, index patterns, merge, ops per
 #     pass, a gather-only kernel, the anchors' stages), and again with Dawn's bounds clamps off
-#     (rows with dawnToggles), each in a process of its own. WEBGPU_NO_PROBE=1 skips both.
+#     (rows with dawnToggles), each in a process of its own. WEBGPU_NO_PROBE=1 skips both,
+#     WEBGPU_PROBE_ONCE=1 the second. (Call A of session 4: the toggle made nothing faster.)
 if [ -z "${WEBGPU_NO_PROBE:-}" ]; then
   timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
   echo "probe rc=$? after $(( $(date +%s) - start )) s"
-  KASCADE_DAWN_ENABLE=disable_robustness timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe-nr" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
-  echo "probe (disable_robustness) rc=$? after $(( $(date +%s) - start )) s"
+  if [ -z "${WEBGPU_PROBE_ONCE:-}" ]; then
+    KASCADE_DAWN_ENABLE=disable_robustness timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe-nr" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
+    echo "probe (disable_robustness) rc=$? after $(( $(date +%s) - start )) s"
+  fi
 fi
 # 1. The headline: 128k at batch 1 and (in its own part) batch 8 with the defaults and the one-pass
 #    models.

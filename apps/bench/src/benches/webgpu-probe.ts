@@ -57,6 +57,8 @@ type Options = Pick<
   | 'pieceBytes'
   | 'keywiseSoftmax'
   | 'unrollLoops'
+  | 'pipelineLoads'
+  | 'coalescedScoreWrites'
 >;
 
 const GATHER_BINDINGS = [
@@ -234,13 +236,20 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       });
     }
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
-    for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
-      probeSlot.k = kk;
-      const s = await timeOp(gpu, ctx, `probe: reuse k=${probeSlot.k}`, (pass) => reuse(pass), flush);
-      push('probe-reuse', `defaults, anchor indices, k ${probeSlot.k}`, s, {
-        k: probeSlot.k,
-        gbPerS: Math.round((rowsN * probeSlot.k * rowBytes) / (s.median * 1e3)),
-      });
+    const piped: Options = { pipelineLoads: true, prefetchIndices: true, pieceBytes: 8, keysPerStep: 8 };
+    for (const [what, o] of [
+      ['defaults', {}],
+      ['pipelined loads', piped],
+    ] as const) {
+      for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
+        probeSlot.k = kk;
+        const s = await timeOp(gpu, ctx, `probe: reuse ${what} k=${kk}`, (pass) => reuse(pass, o), flush);
+        push('probe-reuse', `${what}, anchor indices, k ${kk}`, s, {
+          k: kk,
+          ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
+          gbPerS: Math.round((rowsN * kk * rowBytes) / (s.median * 1e3)),
+        });
+      }
     }
     probeSlot.k = k;
     for (const set of ['contiguous', 'shuffled'] as const) {
@@ -262,9 +271,9 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       { fuseCombine: true, targetWorkgroups: 256 },
       { fuseCombine: true, keysPerStep: 2 },
       { fuseCombine: true, keysPerStep: 4 },
-      { unrollLoops: true },
-      { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
-      { keywiseSoftmax: true, keysPerStep: 16 },
+      piped,
+      { ...piped, keysPerStep: 4 },
+      { ...piped, pieceBytes: 16 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -417,13 +426,13 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
     const streamOptions: Options[] = [
-      { keywiseSoftmax: true, keysPerStep: 16 },
-      { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 8 },
-      { unrollLoops: true },
-      { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16 },
-      { unrollLoops: true, keywiseSoftmax: true, keysPerStep: 16, targetWorkgroups: 2048 },
-      { targetWorkgroups: 512 },
+      { coalescedScoreWrites: false },
+      { keysPerStep: 16 },
+      { keysPerStep: 4 },
+      { pipelineLoads: true },
       { targetWorkgroups: 2048 },
+      { targetWorkgroups: 512 },
+      { pieceBytes: 8 },
       { fuseCombine: true },
       { fuseCombine: false },
     ];
