@@ -37,10 +37,11 @@
 //   - bit 4096 (programmatic dependent launch): the partial and combine kernels launch with
 //     programmatic stream serialization and wait (griddepcontrol.wait) before touching global memory,
 //     so their launch and prologue overlap the previous kernel's tail (back-to-back layers, graphs).
-//   - bit 8192 (gathers on the split schedule): MODE kGatherDeep, a 6-stage ring per warp (210 KB at
-//     D 128: one CTA per SM); the c CTAs of each (b, j) row run as one thread block cluster (c = 16 at
-//     batch 1, the largest size whose clusters all fit at once) and merge through distributed shared
-//     memory (cluster_merge): no partials in global memory, no counters, no combine kernel.
+//   - bit 8192 (gathers on the split schedule): MODE kGatherLite, a 2-stage ring per warp (70 KB at
+//     D 128: three CTAs per SM where kGather fits two) and as many splits per row as fill
+//     those CTAs (lite_splits); the fused merge (bit 4) reads 16 slots at a time. A forced `splits`
+//     of 2..16 runs each row's CTAs as one thread block cluster of that size merging through
+//     distributed shared memory (cluster_merge: no partials in global memory, no combine).
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
 // Kernel lean_combine_kernel<T, D> (bit 128)
@@ -176,10 +177,10 @@ template <int D, int MODE>
 struct Cfg {
   static constexpr int kThreads = 128;          // 4 independent warps
   static constexpr int kWarpKeys = 16;          // keys per warp step
-  static constexpr int kStages = MODE == kScoresOnly ? 4 : MODE == kGatherDeep ? 6 : 3;
+  static constexpr int kStages = MODE == kScoresOnly ? 4 : MODE == kScoresDeep ? 6 : MODE == kGatherLite ? 2 : 3;
   static constexpr int kRow = D + 8;            // padded row (elements): ldmatrix rows on distinct banks
   static constexpr int kChunksPerRow = D / 8;   // 16-byte chunks per row
-  static constexpr bool kWithV = MODE != kScoresOnly;
+  static constexpr bool kWithV = MODE != kScoresOnly && MODE != kScoresDeep;
   static constexpr int kStageElems = kWarpKeys * kRow;
   static constexpr int kWarpElems = kStages * kStageElems * (kWithV ? 2 : 1);
 };
@@ -251,9 +252,9 @@ template <typename T, int D, int GS, int MODE, int LOAD>
 __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s, PartialArgs a,
                                                            const __grid_constant__ TmaMaps tm) {
   using C = Cfg<D, MODE>;
-  constexpr bool kGatherMode = MODE == kGather || MODE == kGatherDeep;
+  constexpr bool kGatherMode = MODE == kGather || MODE == kGatherLite;
   constexpr bool kWithV = C::kWithV;
-  constexpr bool kWriteLogits = MODE == kDenseLogits || MODE == kScoresOnly;
+  constexpr bool kWriteLogits = MODE == kDenseLogits || MODE == kScoresOnly || MODE == kScoresDeep;
   constexpr int ST = C::kStages;
   constexpr int KW = C::kWarpKeys;
   constexpr int NB = D / 8;   // 8-wide output column blocks
@@ -883,6 +884,20 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
   return ceil_div(listLen, c);
 }
 
+// KASCADE_VARIANT_GATHER_B1's split count: the list cut into whole tiles so that the rows' splits
+// fill the perSm x SMs CTAs that fit at once (at most kLeanMaxCtasPerSm per SM, which the workspace
+// is sized for); writes the entries per split to *chunk.
+int lite_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
+  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+  const int per = perSm < 1 ? 1 : (perSm > kLeanMaxCtasPerSm ? kLeanMaxCtasPerSm : perSm);
+  const long long target = static_cast<long long>(per) * device_sm_count();
+  int S = static_cast<int>((target + rows - 1) / rows);
+  S = max(1, min(S, ceil_div(listLen, kTile)));
+  const int c = ceil_div(ceil_div(listLen, S), kTile) * kTile;
+  *chunk = c;
+  return ceil_div(listLen, c);
+}
+
 // Lean grid: the CTAs that fit at once (perSm x SMs, at most kLeanMaxCtasPerSm per SM), or the
 // forced `splits` as the CTA count (tuning), within the same cap. Gathers with long shares (at
 // least 32 tiles per CTA in one wave) take two waves (within the cap): at 128k batch 32 the reuse
@@ -979,7 +994,7 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
   dim3 grid(a.splits, s.kvHeads, s.batch);
   if (a.variant & KASCADE_VARIANT_LEAN) {
     const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
-    constexpr bool kGatherMode = MODE == kGather || MODE == kGatherDeep;
+    constexpr bool kGatherMode = MODE == kGather || MODE == kGatherLite;
     const int listLen = kGatherMode ? a.topk : s.n;
     const long long work = rows * ((listLen + kTile - 1) / kTile);
     const LeanPlan p = lean_plan(rows, listLen, lean_ctas(s, perSm, kGatherMode, work));
@@ -991,24 +1006,17 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
   }
   a.clusterSlots = 0;
   int clusterX = 0;
-  if constexpr (MODE == kGatherDeep) {
-    // KASCADE_VARIANT_GATHER_B1 (split schedule only; launch_partial_mode picks this instantiation):
-    // each row's list in `c` equal whole-tile ranges, one cluster of c CTAs per row that merges
-    // through distributed shared memory. c = the forced `splits` when it is 2..16; else the largest
-    // of 16, 14, ..., 2 whose clusters can all be resident at once (batch x kvHeads of them), or
-    // failing that the largest the device can place at all. If none fits, a plain split grid.
-    {
+  if constexpr (MODE == kGatherLite) {
+    // KASCADE_VARIANT_GATHER_B1 (split schedule only; launch_partial_mode picks this instantiation).
+    // Call A (H200, 128k batch 1) showed the gather issue-bound at ~6 warps per SM (ncu: 1.6 warps
+    // per scheduler, 0.27 issued per cycle, ~2 us per 16-key step): the 2-stage ring fits perSm CTAs
+    // (3 at d 128), and each row's list is cut into the splits that fill them (lite_splits).
+    // A forced `splits` of 2..16 instead runs each row's CTAs as one thread block cluster of that
+    // size that merges through distributed shared memory (tuning: call A's 16-CTA clusters, one per
+    // row, ran 1.8x slower at 128k for lack of CTAs, 1.3-1.9x faster at 8k/32k in a graph).
+    if (s.splits >= 2 && s.splits <= 16) {
       static int known[17] = {0};
-      const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
-      int best = 0, bestAny = 0;
-      const int hi = s.splits >= 2 && s.splits <= 16 ? s.splits : 16;
-      const int lo = s.splits >= 2 && s.splits <= 16 ? s.splits : 2;
-      for (int c = hi; c >= lo && best == 0; c -= 2) {
-        const int fit = cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, c, smem, known);
-        if (fit > 0 && bestAny == 0) bestAny = c;
-        if (fit >= rows) best = c;
-      }
-      clusterX = best > 0 ? best : bestAny;
+      if (cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, s.splits, smem, known) > 0) clusterX = s.splits;
       if (clusterX > 0) {
         a.chunk = cluster_chunk(a.topk, clusterX);
         a.splits = clusterX;
@@ -1016,6 +1024,9 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
         a.variant &= ~KASCADE_VARIANT_FUSED;  // the cluster merges; no partials in global memory
         grid = dim3(clusterX, s.kvHeads, s.batch);
       }
+    } else if (s.splits == 0) {
+      a.splits = lite_splits(s, a.topk, perSm, &a.chunk);
+      grid = dim3(a.splits, s.kvHeads, s.batch);
     }
   }
   return launch_maybe_pdl((a.variant & KASCADE_VARIANT_PDL) != 0, clusterX, attn_partial_kernel<T, D, GS, MODE, LOAD>,
@@ -1029,7 +1040,10 @@ static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mod
     switch (mode) {
       case kDense: return launch_partial_t<T, D, GS, kDense, 2>(s, a, tm, st);
       case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, 2>(s, a, tm, st);
-      case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, 2>(s, a, tm, st);
+      case kScoresOnly:
+        // KASCADE_VARIANT_DEEP_SCORES: the 6-stage instantiation (two CTAs per SM).
+        if (a.variant & KASCADE_VARIANT_DEEP_SCORES) return launch_partial_t<T, D, GS, kScoresDeep, 2>(s, a, tm, st);
+        return launch_partial_t<T, D, GS, kScoresOnly, 2>(s, a, tm, st);
       default: return cudaErrorInvalidValue;
     }
   } else {
@@ -1040,7 +1054,7 @@ static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mod
       case kGather:
         // KASCADE_VARIANT_GATHER_B1 on the split schedule: the cluster instantiation (6-stage ring).
         if ((a.variant & KASCADE_VARIANT_GATHER_B1) && !(a.variant & KASCADE_VARIANT_LEAN))
-          return launch_partial_t<T, D, GS, kGatherDeep, LOAD>(s, a, tm, st);
+          return launch_partial_t<T, D, GS, kGatherLite, LOAD>(s, a, tm, st);
         return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, tm, st);
     }
   }
@@ -1163,6 +1177,10 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   int c;
   int S = attn_splits(s, s.n, &c, false);
   if (topk > 0) S = max(S, attn_splits(s, topk, &c, true));
+  if ((s.variant & KASCADE_VARIANT_GATHER_B1) && topk > 0) {
+    int c;  // lite_splits at the largest CTA count per SM
+    S = max(S, lite_splits(s, topk, kLeanMaxCtasPerSm, &c));
+  }
   if (s.variant & KASCADE_VARIANT_LEAN) {
     // Slots per row grow with the CTA count: size them for the largest lean grid.
     const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
@@ -1223,7 +1241,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..16383 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..32767 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -14,8 +14,10 @@ enum AttnMode : int {
   kDenseLogits = 1,  // the same, and writes the raw logits (log2 domain) for pooling
   kScoresOnly = 2,   // logits + per-split softmax max/sum only (reads K, never V)
   kGather = 3,       // softmax over the rows named by an index list, through a head map
-  kGatherDeep = 4,   // kGather with a 6-stage ring per warp (one CTA per SM at head dim 128): the
-                     // thread block cluster schedule of KASCADE_VARIANT_GATHER_B1 (cuda-b1)
+  kGatherLite = 4,   // kGather with a 2-stage ring per warp (three CTAs per SM at head dim 128) and
+                     // splits for the CTAs that fit: KASCADE_VARIANT_GATHER_B1 (cuda-b1)
+  kScoresDeep = 5,   // kScoresOnly with a 6-stage ring per warp (two CTAs per SM: 264 streams on the H200,
+                     // five steps ahead per warp): KASCADE_VARIANT_DEEP_SCORES with the TMA tiles (cuda-anchor)
 };
 
 constexpr int kMaxKvHeads = 64;
