@@ -404,6 +404,27 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           } else if constexpr (kWithV) {
             bulk_g2s(Vs + st * C::kStageElems + r * C::kRow, vg + off, kRowBytes, bars + st);
           }
+        } else if constexpr (MODE == kGatherLite) {
+          // Bit 8192: lane pair (2r, 2r + 1) copies row r, lane 2r + h its 16-byte chunks 2u + h (one
+          // 32-byte sector per row per instruction, as below), from one shuffled position and two
+          // base pointers per lane: a few instructions instead of a shuffle and address per chunk
+          // (call A: the gather issues ~660 instructions per warp step at ~6 cycles each).
+          const int r = lane >> 1, h = lane & 1;
+          const int pr = __shfl_sync(0xffffffffu, p, r);
+          const int bytes = pr < 0 ? 0 : 16;
+          const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + h * 8;
+          T* kd = Ks + st * C::kStageElems + r * C::kRow + h * 8;
+          T* vd = Vs + st * C::kStageElems + r * C::kRow + h * 8;
+  #pragma unroll
+          for (int u = 0; u < C::kChunksPerRow / 2; ++u) {
+            if (prefetch) {
+              cp_async16_pf(kd + 16 * u, kg + off + 16 * u, bytes);
+              cp_async16_pf(vd + 16 * u, vg + off + 16 * u, bytes);
+            } else {
+              cp_async16(kd + 16 * u, kg + off + 16 * u, bytes);
+              cp_async16(vd + 16 * u, vg + off + 16 * u, bytes);
+            }
+          }
         } else {
   #pragma unroll
           for (int c = lane; c < KW * C::kChunksPerRow; c += 32) {
@@ -489,16 +510,17 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
               if (p0 >= 0) {
                 const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
+                // Streaming stores (evict-first in L2): the select reads them once, after this pass.
                 if (p1 >= 0) {
-                  *reinterpret_cast<__half2*>(ur + p0) =
-                      __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
+                  const __half2 h2 = __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
+                  __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
                 } else {
                   ur[p0] = __float2half_rn(u0);
                 }
               }
             }
             if (quad == 0 && pv[0] >= 0)
-              u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n)[r * (nU / 16) + pv[0] / 16] = tm;
+              __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16, tm);
           } else {
             float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
   #pragma unroll

@@ -13,8 +13,8 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,124,252,4156,8252,12348,8254,4348}
-export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764,4860}
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,2172,8252,12348,8254,8220}
+export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 probe=packages/cuda/dist-device/b1-probe.mjs
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1

@@ -215,9 +215,9 @@ for (const [batch, n] of shapes as [number, number][]) {
       }
       save();
     }
-    // Grid sweeps at the largest context (forced `splits`: the split count, or bit 8192's cluster size).
-    if (n === Math.max(...shapes.map((x) => x[1] as number))) {
-      const sweep = (process.env.B1_SWEEP ?? '60:16:26:33,8252:8:12:14:16').split(',');
+    // Grid sweeps (forced `splits`: the split count, or for bit 8192 at 2..16 the cluster size).
+    {
+      const sweep = (process.env.B1_SWEEP ?? '60:26:33,8252:33:41:49:66,8252:8:16').split(',');
       for (const item of sweep) {
         const [variant, ...counts] = item.split(':').map(Number) as [number, ...number[]];
         for (const splits of counts) {
