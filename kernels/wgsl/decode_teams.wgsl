@@ -24,7 +24,7 @@
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
 // `WRITE_SCORES`, `SCORE_ROWS` (scores stored one contiguous run per head and step, not one value per
-// store), `PREFETCH`, `FUSED`, `PIPE`, `KEYWISE`, and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
+// store), `PREFETCH`, `FUSED`, `PIPE`, `KEYWISE`, `TRED` (U * GROUP == TW: the transposing reduction), and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
 // (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
@@ -256,6 +256,101 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
         }
         sc[u * GROUP + h] = d;
       }
+    }
+    if (TRED) {
+      // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
+      // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
+      // instead of log2(TW) per value, and one exp per lane for the probabilities.
+      let hi16 = (lane & 16u) != 0u;
+      if (TW >= 32u) {
+        for (var i = 0u; i < 16u; i++) {
+          let keep = select(sc[i], sc[i + 16u], hi16);
+          let send = select(sc[i + 16u], sc[i], hi16);
+          sc[i] = keep + subgroupShuffleXor(send, 16u);
+        }
+      }
+      let hi8 = (lane & 8u) != 0u;
+      if (TW >= 16u) {
+        for (var i = 0u; i < 8u; i++) {
+          let keep = select(sc[i], sc[i + 8u], hi8);
+          let send = select(sc[i + 8u], sc[i], hi8);
+          sc[i] = keep + subgroupShuffleXor(send, 8u);
+        }
+      }
+      let hi4 = (lane & 4u) != 0u;
+      if (TW >= 8u) {
+        for (var i = 0u; i < 4u; i++) {
+          let keep = select(sc[i], sc[i + 4u], hi4);
+          let send = select(sc[i + 4u], sc[i], hi4);
+          sc[i] = keep + subgroupShuffleXor(send, 4u);
+        }
+      }
+      let hi2 = (lane & 2u) != 0u;
+      if (TW >= 4u) {
+        for (var i = 0u; i < 2u; i++) {
+          let keep = select(sc[i], sc[i + 2u], hi2);
+          let send = select(sc[i + 2u], sc[i], hi2);
+          sc[i] = keep + subgroupShuffleXor(send, 2u);
+        }
+      }
+      let hi1 = (lane & 1u) != 0u;
+      if (TW >= 2u) {
+        let keep = select(sc[0], sc[1], hi1);
+        let send = select(sc[1], sc[0], hi1);
+        sc[0] = keep + subgroupShuffleXor(send, 1u);
+      }
+      let sv = sc[0];
+      let myh = lane % GROUP;
+      let myu = lane / GROUP;
+      var okv = false;
+      var xv = 0u;
+      for (var u = 0u; u < U; u++) {
+        if (u == myu) {
+          okv = valid[u];
+          xv = xs[u];
+        }
+      }
+      if (WRITE_SCORES && okv) {
+        scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
+      }
+      let teamBase = sgLane - lane;
+      // The step's maximum of each query head (a head's lanes are GROUP apart).
+      var gm = select(NEG, sv, okv);
+      for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+        gm = max(gm, subgroupShuffleXor(gm, mk));
+      }
+      var corr: array<f32, GROUP>;
+      var mine = NEG;
+      for (var h = 0u; h < GROUP; h++) {
+        let mx = max(m[h], subgroupShuffle(gm, teamBase + h));
+        corr[h] = exp(m[h] - mx);
+        m[h] = mx;
+        mine = select(mine, mx, h == myh);
+      }
+      let pv = select(0.0, exp(sv - mine), okv);
+      var ps = pv;
+      for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+        ps += subgroupShuffleXor(ps, mk);
+      }
+      for (var h = 0u; h < GROUP; h++) {
+        l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
+      }
+      if (ACCUM_V) {
+        for (var h = 0u; h < GROUP; h++) {
+          for (var e = 0u; e < PPL * PV; e++) {
+            acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
+          }
+          for (var u = 0u; u < U; u++) {
+            let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
+            for (var pp = 0u; pp < PPL; pp++) {
+              for (var i = 0u; i < PV; i++) {
+                acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[u * PPL + pp], i);
+              }
+            }
+          }
+        }
+      }
+      continue;
     }
     for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
       for (var e = 0u; e < U * GROUP; e++) {

@@ -206,6 +206,107 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     out.destroy();
   });
 
+  it.each([
+    [4, 2],
+    [2, 2],
+  ])(
+    'transposed reduction, %i heads / %i KV heads: keys per step = team width / group (dense, anchor, reuse)',
+    async (H, G) => {
+      const gpu = probe.context!;
+      const [d, n] = [128, 333];
+      const TW = teamsLayout(gpu, d, 'f16', 16)!.TW;
+      const group = H / G;
+      const keysPerStep = TW / group;
+      expect(Number.isInteger(keysPerStep) && keysPerStep >= 1).toBe(true);
+      const kh = randomFloats(G * n * d, 61 + H);
+      const vh = randomFloats(G * n * d, 62 + H);
+      const qh = randomFloats(H * d, 63, 3);
+      const kv = createDeviceKV(gpu, { batch: 1, kvHeads: G, capacity: n, headDim: d, dtype: 'f16' });
+      for (const [buf, host] of [
+        [kv.k, packKV(kh, 'f16')],
+        [kv.v, packKV(vh, 'f16')],
+      ] as const) {
+        gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+      }
+      const ref = {
+        heads: H,
+        kvHeads: G,
+        headDim: d,
+        n,
+        q: qh,
+        k: fromF16(toF16(kh)),
+        v: fromF16(toF16(vh)),
+      };
+      const q = uploadBuffer(gpu, qh, 'q');
+      const out = uploadBuffer(gpu, new Float32Array(H * d).fill(Number.NaN), 'out');
+      const budget = { percent: 10, kMin: 16 };
+      const kk = topkBudget(n, budget);
+      const slot = createDecodeSlot(gpu, 1, G, 64);
+      const headMap = G === 2 ? [1, 0] : [0, 1];
+      let sel: DecodeSelection = { kvHeads: G, k: 0, indices: new Int32Array(0) };
+      for (const role of ['dense', 'anchor', 'reuse'] as const) {
+        gpu.device.queue.writeBuffer(out, 0, new Float32Array(H * d).fill(Number.NaN));
+        await run(gpu, (pass) =>
+          encodeDecode(gpu, pass, {
+            role,
+            heads: H,
+            q,
+            kv,
+            n,
+            out,
+            slot,
+            headMap,
+            budget,
+            kernel: 'teams',
+            keysPerStep,
+            pieceBytes: 16,
+            transposedReduce: true,
+          }),
+        );
+        if (role === 'anchor') {
+          const all = new Int32Array(await readBuffer(gpu, slot.indices, G * 64 * 4));
+          const indices = new Int32Array(G * kk);
+          for (let j = 0; j < G; j++) indices.set(all.subarray(j * 64, j * 64 + kk), j * kk);
+          sel = { kvHeads: G, k: kk, indices };
+          const pooled = pooledDecodeScores(ref);
+          const rows = checkTopk(
+            sel,
+            (r) => r * kk,
+            G,
+            () => n,
+            () => kk,
+            (r) => pooled.subarray(r * n, (r + 1) * n),
+          );
+          expect(rows).toBe(G);
+        }
+        const o = new Float32Array(await readBuffer(gpu, out, H * d * 4));
+        const want =
+          role === 'dense'
+            ? denseDecodeAttention(ref)
+            : sparseDecodeAttention(ref, sel, role === 'reuse' ? headMap : undefined);
+        expect(relError(o, want), role).toBeLessThan(1e-5);
+      }
+      expect(gpu.pipelineKeys.some((k) => k.includes('TRED=true') && k.includes('WRITE_SCORES=true'))).toBe(
+        true,
+      );
+      expect(() =>
+        encodeDecode(gpu, {} as GPUComputePassEncoder, {
+          role: 'dense',
+          heads: H,
+          q,
+          kv,
+          n,
+          out,
+          keysPerStep: keysPerStep + 1,
+          pieceBytes: 16,
+          transposedReduce: true,
+        }),
+      ).toThrow(/transposedReduce needs keysPerStep x group = the team width/);
+      destroyDeviceKV(kv);
+      for (const buf of [q, out, slot.indices]) buf.destroy();
+    },
+  );
+
   it.each([1, 8, 16])('teams with %i keys per step (dense and reuse, f16)', async (keysPerStep) => {
     const gpu = probe.context!;
     const [H, G, d, n] = [4, 2, 128, 301];
@@ -372,6 +473,8 @@ describe.skipIf(!probe.context)(
       { pieceBytes: 8 as const, prefetchIndices: true },
       { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
       { streamPass: { keysPerStep: 16, targetWorkgroups: 64, pipelineLoads: true }, fuseCombine: true },
+      // keysPerStep x group = the team width on this device (SwiftShader: subgroups of 4).
+      { transposedReduce: true, keysPerStep: 1, pipelineLoads: true, prefetchIndices: true },
       {
         pipelineLoads: true,
         prefetchIndices: true,

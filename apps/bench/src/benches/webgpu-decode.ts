@@ -87,6 +87,7 @@ type Tuning = Pick<
   | 'selectValuesPerInvocation'
   | 'streamPass'
   | 'coalescedScoreWrites'
+  | 'transposedReduce'
   | 'workgroupSize'
 >;
 
@@ -120,6 +121,9 @@ const PARITY_OPTIONS: Tuning[] = [
   { streamPass: { keysPerStep: 16 } },
   { streamPass: { pipelineLoads: true } },
   { coalescedScoreWrites: false },
+  { transposedReduce: true, pieceBytes: 8 },
+  { transposedReduce: true, pieceBytes: 16, keysPerStep: 4 },
+  { transposedReduce: true, pieceBytes: 8, pipelineLoads: true, prefetchIndices: true },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -141,6 +145,13 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // defaults' neighbours.
   reuse: [
     {},
+    { transposedReduce: true },
+    { transposedReduce: true, targetWorkgroups: 256 },
+    { transposedReduce: true, targetWorkgroups: 1024 },
+    { transposedReduce: true, pipelineLoads: true, prefetchIndices: true },
+    { transposedReduce: true, pipelineLoads: true, prefetchIndices: true, targetWorkgroups: 256 },
+    { transposedReduce: true, pieceBytes: 16, keysPerStep: 4 },
+    { transposedReduce: true, pieceBytes: 16, keysPerStep: 4, targetWorkgroups: 256 },
     ...grid({
       pipelineLoads: [true],
       prefetchIndices: [true],
@@ -166,6 +177,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   ],
   anchor: [
     {},
+    { transposedReduce: true, streamPass: { transposedReduce: true, keysPerStep: 4 } },
+    { transposedReduce: true, streamPass: { transposedReduce: true, pieceBytes: 8 } },
     { coalescedScoreWrites: false },
     { selectValuesPerInvocation: 4 },
     { selectValuesPerInvocation: 16 },
@@ -182,6 +195,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   ],
   'dense-anchor': [
     {},
+    { transposedReduce: true, keysPerStep: 4 },
+    { transposedReduce: true, pieceBytes: 8 },
     { coalescedScoreWrites: false },
     { selectValuesPerInvocation: 4 },
     { fuseCombine: false },
@@ -192,6 +207,9 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   ],
   dense: [
     {},
+    { transposedReduce: true, keysPerStep: 4 },
+    { transposedReduce: true, pieceBytes: 8 },
+    { transposedReduce: true, pieceBytes: 8, targetWorkgroups: 2048 },
     { pipelineLoads: true },
     { pipelineLoads: true, keysPerStep: 4 },
     { pipelineLoads: true, pieceBytes: 8 },

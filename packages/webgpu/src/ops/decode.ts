@@ -138,6 +138,13 @@ export interface DecodeArgs {
    * `TEAM_DEFAULTS` (off).
    */
   readonly unrollLoops?: boolean;
+  /**
+   * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
+   * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
+   * one full score (team width - 1 shuffles per lane instead of log2(width) per score), with one exp
+   * per lane. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly transposedReduce?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
@@ -216,6 +223,7 @@ export interface TeamSettings {
   readonly pipelineLoads: boolean;
   readonly keywiseSoftmax: boolean;
   readonly unrollLoops: boolean;
+  readonly transposedReduce: boolean;
 }
 
 /**
@@ -236,6 +244,7 @@ const STREAM_FEW: TeamSettings = {
   pipelineLoads: false,
   keywiseSoftmax: false,
   unrollLoops: false,
+  transposedReduce: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 
@@ -446,6 +455,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       pipe: o.pipelineLoads ?? d.pipelineLoads,
       keywise: o.keywiseSoftmax ?? d.keywiseSoftmax,
       unroll: o.unrollLoops ?? d.unrollLoops,
+      tred: o.transposedReduce ?? d.transposedReduce,
     };
   };
   const teams = kernel === 'teams';
@@ -508,6 +518,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U : 1;
     // Pipelined loads take their indices from workgroup memory only when the whole split fits there.
     const pipePrefetch = t?.pipe === true && t.prefetch && span <= PIPE_PREFETCH_MAX;
+    if (t?.tred && t.U * group !== t.layout.TW) {
+      throw new WebGPUShapeError(
+        `transposedReduce needs keysPerStep x group = the team width: ${t.U} x ${group} != ${t.layout.TW}`,
+      );
+    }
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
@@ -521,6 +536,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       PREFETCH: t.prefetch && (!t.pipe || pipePrefetch),
       PIPE: t.pipe,
       KEYWISE: t.keywise,
+      TRED: t.tred,
       UNROLL: t.unroll,
       FUSED: fused,
       KP: t.pieceType,
