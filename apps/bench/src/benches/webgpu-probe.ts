@@ -59,6 +59,7 @@ type Options = Pick<
   | 'unrollLoops'
   | 'pipelineLoads'
   | 'coalescedScoreWrites'
+  | 'transposedReduce'
 >;
 
 const GATHER_BINDINGS = [
@@ -240,15 +241,22 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     for (const [what, o] of [
       ['defaults', {}],
       ['pipelined loads', piped],
+      ['transposed reduction', { transposedReduce: true }],
+      ['transposed reduction, pipelined loads', { ...piped, transposedReduce: true }],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
-        const s = await timeOp(gpu, ctx, `probe: reuse ${what} k=${kk}`, (pass) => reuse(pass, o), flush);
-        push('probe-reuse', `${what}, anchor indices, k ${kk}`, s, {
-          k: kk,
-          ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
-          gbPerS: Math.round((rowsN * kk * rowBytes) / (s.median * 1e3)),
-        });
+        try {
+          const s = await timeOp(gpu, ctx, `probe: reuse ${what} k=${kk}`, (pass) => reuse(pass, o), flush);
+          push('probe-reuse', `${what}, anchor indices, k ${kk}`, s, {
+            k: kk,
+            ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
+            gbPerS: Math.round((rowsN * kk * rowBytes) / (s.median * 1e3)),
+          });
+        } catch (e) {
+          gpu.resetParams();
+          ctx.progress(`probe: reuse ${what} k=${kk} failed: ${e instanceof Error ? e.message : String(e)}`);
+        }
       }
     }
     probeSlot.k = k;
