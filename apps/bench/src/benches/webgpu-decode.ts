@@ -59,6 +59,7 @@ import {
   readBuffer,
   TEAM_DEFAULTS,
   teamsLayout,
+  WebGPUShapeError,
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
 import type { Row } from '../results.js';
@@ -248,7 +249,18 @@ const bench: Bench = {
         for (const options of PARITY_OPTIONS) checks.push({ kernel: 'teams', options });
       }
       for (const { kernel, options } of checks) {
-        for (const row of await parity(gpu, kernel, budget, options)) {
+        let got: Row[];
+        try {
+          got = await parity(gpu, kernel, budget, options);
+        } catch (e) {
+          // Only a shape this device cannot run (e.g. a transposed reduction on another subgroup
+          // size) is skipped; anything else is a failure.
+          if (!(e instanceof WebGPUShapeError)) throw e;
+          gpu.resetParams();
+          ctx.progress(`parity ${kernel} ${JSON.stringify(options)}: not run here (${e.message})`);
+          continue;
+        }
+        for (const row of got) {
           rows.push(row);
           worst = Math.max(worst, Number(row.relErr));
           ctx.progress(
