@@ -35,6 +35,13 @@ long=131072 short=32768,8192 quick= lim1=30 lim2=15 total=${WEBGPU_TOTAL_S:-100}
 if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim1=300 lim2=150 total=540; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
+# The GPU's clocks and power every 250 ms while the job runs (calls B and C of session 3 and call A of
+# session 4 had stretches of 2-2.6x slower timings at batch 1 in the middle of a process).
+smi_pid=
+if command -v nvidia-smi > /dev/null 2>&1; then
+  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu --format=csv -lms 250 > "$out/clocks.csv" 2>&1 &
+  smi_pid=$!
+fi
 left() { echo $(( total - ($(date +%s) - start) )); }
 # Warm-up, results discarded: in call B the first part after the CUDA jobs ran on a GPU at 40% speed
 # (copy 1523 GB/s, pass floor 20 us) while every later part was normal.
@@ -97,4 +104,5 @@ if [ ${#parts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode.json" "$
 else
   rm -f "$out"/[ps]*/webgpu-decode.md "$out"/[ps]*/webgpu-decode.svg
 fi
+[ -n "$smi_pid" ] && kill "$smi_pid" 2> /dev/null
 ls -la "$out"

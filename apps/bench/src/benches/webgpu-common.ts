@@ -62,7 +62,10 @@ export async function timeOp(
 ): Promise<Stats & { source: string }> {
   const { samplesUs, source } = await timeGPU(gpu, label, encode, { warmup, repeats, between: flush });
   const s = summarize(samplesUs);
-  ctx.progress(`${label}: median ${s.median.toFixed(1)} us (${source})`);
+  // Wall time of the line (UTC), to line the timings up with the job's GPU clock log.
+  ctx.progress(
+    `${new Date().toISOString().slice(11, 23)} ${label}: median ${s.median.toFixed(1)} us (${source})`,
+  );
   return { ...s, source };
 }
 
