@@ -39,8 +39,10 @@ start=$(date +%s)
 # session 4 had stretches of 2-2.6x slower timings at batch 1 in the middle of a process).
 smi_pid=
 if command -v nvidia-smi > /dev/null 2>&1; then
-  nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu --format=csv -lms 250 > "$out/clocks.csv" 2>&1 &
+  timeout 240 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu --format=csv -lms 250 > "$out/clocks.csv" 2>&1 &
   smi_pid=$!
+  trap 'kill "$smi_pid" 2> /dev/null' EXIT
+  trap 'kill "$smi_pid" 2> /dev/null; exit 143' TERM INT
 fi
 left() { echo $(( total - ($(date +%s) - start) )); }
 # Warm-up, results discarded: in call B the first part after the CUDA jobs ran on a GPU at 40% speed
