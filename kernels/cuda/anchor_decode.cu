@@ -460,7 +460,8 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
   cudaError_t e = cudaSuccess;
-  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
+  // Both callers' scores passes zero the stream select's rows (clearHist, kStreamBins).
+  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, true, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
     e = cluster_select(s, splits, w, topk, indices, st);
@@ -531,9 +532,11 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* sha
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if (s->variant & KASCADE_VARIANT_SELECT2) {
+  if (s->variant & (KASCADE_VARIANT_SELECT2 | KASCADE_VARIANT_STREAM_SELECT)) {
+    // The scores pass zeroes the select's histogram and state rows (the stream select: 4096-bin rows).
     a.clearHist = w.hist;
     a.clearState = w.state;
+    if (s->variant & KASCADE_VARIANT_STREAM_SELECT) a.clearBins = kStreamBins;
   }
   if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
   return pooled_topk(*s, a.splits, w, topk, indices, q, k, st);
@@ -555,9 +558,11 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, co
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if (s->variant & KASCADE_VARIANT_SELECT2) {
+  if (s->variant & (KASCADE_VARIANT_SELECT2 | KASCADE_VARIANT_STREAM_SELECT)) {
+    // The scores pass zeroes the select's histogram and state rows (the stream select: 4096-bin rows).
     a.clearHist = w.hist;
     a.clearState = w.state;
+    if (s->variant & KASCADE_VARIANT_STREAM_SELECT) a.clearBins = kStreamBins;
   }
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
   if ((e = pooled_topk(*s, a.splits, w, topk, indices, q, k, st)) != cudaSuccess) return e;

@@ -327,7 +327,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     if (a.clearHist && split == 0) {
       // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
       const size_t r = static_cast<size_t>(b) * G + j;
-      for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
+      const int nbins = a.clearBins > 0 ? a.clearBins : kHistBins;
+      for (int i = tid; i < nbins; i += C::kThreads) a.clearHist[r * nbins + i] = 0u;
       if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
     }
     const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;

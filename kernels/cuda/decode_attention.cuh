@@ -45,6 +45,7 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
+  int clearBins;        // histogram bins per row to zero (0: kHistBins; the stream select: kStreamBins)
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).

@@ -648,7 +648,8 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 
 // ---------------------------------------------------------------------------------------------------
 // KASCADE_VARIANT_STREAM_SELECT: the whole select as one cooperative launch (select_decode.cuh).
-//   phase 0  clear the rows' 4096-bin histograms;                                        grid barrier
+//   phase 0  only if the scores pass did not (PartialArgs::clearHist): clear the rows' 4096-bin
+//            histograms and row counters;                                                grid barrier
 //   phase 1  CTA c takes tiles [c W / P, (c + 1) W / P) of the rows' 2048-key tiles laid end to end:
 //            per row segment the heads' global softmax max/sum (from the scores pass's per-split
 //            max/sum), then per key the pooled score S(x) = sum_h exp2(l_h(x) - M_h) / L_h from the
@@ -656,28 +657,29 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 //            intermediate (8 keys per thread, one 16-byte load of u per head), written to the pooled
 //            row (f32, stride u16_stride(n)), and a shared 4096-bin histogram of bits 30..19 of S
 //            (S >= 0: the sign bit is 0; 8 exponent + 4 mantissa bits, 16 bins per octave), flushed
-//            to the row's global histogram;                                              barrier
-//   phase 2  per row (CTA r, r + P, ...): the bin b1 holding rank k from the top -> state; barrier
-//   phase 3  the same tiles again over the pooled rows: keys above the row's list bins go to indices,
-//            the list bins' members to the row's list (warp-aggregated slots). List bins: b1; with
-//            bit 1024 the bins the window below can reach around b1 (usually b1 - 1 .. b1 + 1); barrier
-//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores (kept
-//            beside the keys by phase 3; in shared memory when they fit).
-//            f32 logits: that is the answer. Bit 1024: S carries the f16 rounding of u (relative
-//            error <= 2^-11, plus an absolute 2^-40 per head below f16's normal range), so around the
-//            listed k-th score a_k the keys with S in [a_k (1 - W) - A, a_k (1 + W) + A] (select_plan.h)
-//            are recomputed exactly (q . k from the K cache, one
-//            warp per key; their pooled entries overwritten) and a second radix select over them
+//            to the row's global histogram. The row's last CTA to flush (a per-row counter) finds the
+//            bin b1 holding rank k from the top and the row's list bounds;             grid barrier
+//   phase 3  the same tiles again over the pooled rows: scores above the list bounds go to indices,
+//            those inside to the row's list with their values (warp-aggregated slots; the next tile's
+//            loads in flight during this tile's atomics). List: bin b1; with bit 1024 the scores the
+//            exact window below can reach around any k-th score in b1;                  grid barrier
+//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores (in
+//            shared memory when they fit) for the rank k - (keys written). f32 logits: that is the
+//            answer. Bit 1024: S carries the f16 rounding of u (relative error <= 2^-11, plus an
+//            absolute 2^-40 per head below f16's normal range), so around the listed k-th score a_k
+//            the keys with S in [a_k (1 - W) - A, a_k (1 + W) + A] (select_plan.h) are recomputed
+//            exactly (q . k from the K cache, one warp per key) and a second radix select over them
 //            picks the rest; keys above the window are in, keys below it out (provably, for any
 //            rounding within half the window).
-// State per row: [0] b1, [1] rank still wanted among the listed keys, [2] keys written, [3] list length,
-// [4] / [5] the lowest / highest list bin.
+// State per row: [0] b1, [2] keys written, [3] list length, [4] / [5] the list's lowest / highest score
+// pattern, [6] the row's CTAs done with phase 1.
 // The grid barrier counts in g_stream_barrier (zero at module load, back to zero after each barrier);
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
 
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
+  int cleared;  // the scores pass zeroed the histogram and state rows (phase 0 skipped)
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -694,7 +696,8 @@ struct StreamSelectArgs {
   int* out;         // [rows][topk]
   long long* trace;  // KASCADE_STREAM_SELECT_TRACE: CTA 0's clock64 at the start and after each phase
 };
-// The trace's slots: start, after phases 0, 1, 2, 3, and CTA 0's end of phase 4.
+// The trace's slots: start, after phase 0, after phase 1 (twice: phase 2 is folded into it), after phase 3,
+// and CTA 0's end of phase 4.
 constexpr int kStreamTraceSlots = 6;
 
 __device__ __forceinline__ void stream_grid_sync() {
@@ -823,14 +826,17 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   };
 
   STREAM_TRACE(0);
-  // Phase 0.
-  {
+  // Phase 0 (unless the scores pass zeroed the rows: then no barrier either).
+  if (!a.cleared) {
     const size_t total = static_cast<size_t>(a.rows) * kStreamBins;
     for (size_t i = static_cast<size_t>(blockIdx.x) * kStreamThreads + tid; i < total;
          i += static_cast<size_t>(P) * kStreamThreads)
       a.hist[i] = 0u;
+    for (long long r = static_cast<long long>(blockIdx.x) * kStreamThreads + tid; r < a.rows;
+         r += P * kStreamThreads)
+      a.state[r * kStateInts + 6] = 0;
+    stream_grid_sync();
   }
-  stream_grid_sync();
   STREAM_TRACE(1);
 
   // Phase 1.
@@ -894,40 +900,51 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
     for (int i = tid; i < kStreamBins; i += kStreamThreads)
       if (sh[i]) atomicAdd(gh + i, sh[i]);
+    // The last of the row's CTAs to flush finds the row's first-digit bin and list bounds (no barrier:
+    // a per-row counter in state[6], zero on entry).
+    __shared__ bool lastOfRow;
+    __threadfence();
+    __syncthreads();
+    int* st = a.state + row * kStateInts;
+    if (tid == 0) {
+      const long long first = row * a.tiles, last = first + a.tiles - 1;
+      const long long c0 = ((first + 1) * P - 1) / a.work, c1 = ((last + 1) * P - 1) / a.work;
+      lastOfRow = atomicAdd(st + 6, 1) == static_cast<int>(c1 - c0);
+    }
+    __syncthreads();
+    if (lastOfRow) {
+      __threadfence();
+      for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(gh + i);
+      __syncthreads();
+      stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
+      // The list: the scores of bin b1 (f32 logits), or (bit 1024) every score the exact window around a
+      // k-th score inside bin b1 can reach: [lowerEdge(b1) (1 - W) - A, upperEdge(b1) (1 + W) + A]. Scores
+      // above the list go to the output in phase 3 (phase 4 counts them), scores below it are out.
+      if (tid == 0) {
+        const unsigned b1 = res[0];
+        unsigned lo = b1 << 19, hi = b1 + 1 < kStreamBins ? ((b1 + 1) << 19) - 1u : 0x7fffffffu;  // patterns
+        if (u16) {
+          const float absW = kStreamWindowAbsPerHead * GS;
+          const float flo = __uint_as_float(lo) * (1.f - kStreamWindow) - absW;
+          lo = flo > 0.f ? __float_as_uint(flo) : 0u;
+          if (b1 + 1 < kStreamBins) {
+            const float fhi = __uint_as_float(hi + 1u) * (1.f + kStreamWindow) + absW;
+            hi = min(0x7f7fffffu, __float_as_uint(fhi));
+          }
+        }
+        st[0] = static_cast<int>(b1);
+        st[2] = 0;
+        st[3] = 0;
+        st[4] = static_cast<int>(lo);
+        st[5] = static_cast<int>(hi);
+      }
+    }
     __syncthreads();
   }
   stream_grid_sync();
   STREAM_TRACE(2);
+  STREAM_TRACE(3);
 
-  // Phase 2. The list: the scores of bin b1 (f32 logits), or (bit 1024) every score the exact window
-  // around a k-th score inside bin b1 can reach: [lowerEdge(b1) (1 - W) - A, upperEdge(b1) (1 + W) + A].
-  // Scores above the list go to the output in phase 3 (phase 4 counts them), scores below it are out.
-  for (long long r = blockIdx.x; r < a.rows; r += P) {
-    __syncthreads();
-    for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
-    __syncthreads();
-    stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
-    if (tid == 0) {
-      int* st = a.state + r * kStateInts;
-      const unsigned b1 = res[0];
-      unsigned lo = b1 << 19, hi = b1 + 1 < kStreamBins ? ((b1 + 1) << 19) - 1u : 0x7fffffffu;  // patterns
-      if (u16) {
-        const float absW = kStreamWindowAbsPerHead * GS;
-        const float flo = __uint_as_float(lo) * (1.f - kStreamWindow) - absW;
-        lo = flo > 0.f ? __float_as_uint(flo) : 0u;
-        if (b1 + 1 < kStreamBins) {
-          const float fhi = __uint_as_float(hi + 1u) * (1.f + kStreamWindow) + absW;
-          hi = min(0x7f7fffffu, __float_as_uint(fhi));
-        }
-      }
-      st[0] = static_cast<int>(b1);
-      st[1] = 0;
-      st[2] = 0;
-      st[3] = 0;
-      st[4] = static_cast<int>(lo);
-      st[5] = static_cast<int>(hi);
-    }
-  }
   // Phase 3. Per warp and tile: classify, one warp scan, one atomic per counter that has keys; the next
   // tile's loads are issued before this tile's atomics, so a round trip to memory and one to the
   // counters overlap.
@@ -1112,9 +1129,10 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
 }
 
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                          const void* q, const void* k, cudaStream_t st) {
+                          const void* q, const void* k, bool cleared, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   StreamSelectArgs a{};
+  a.cleared = cleared ? 1 : 0;
   a.n = s.n;
   a.nU = u16_stride(s.n);
   a.heads = s.heads;

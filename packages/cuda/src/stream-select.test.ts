@@ -141,6 +141,24 @@ describe.skipIf(!compiler)('stream select host plan (select_plan.h, host C++ com
       }
       expect(covered, at).toBe(W);
       expect(minShare >= 1n, at).toBe(true);
+      // The kernel's count of a row's CTAs (its last one to flush finds the row's bin): CTAs
+      // ((t + 1) P - 1) / W of the row's first and last tiles, against the partition itself.
+      if (p.rows <= 16) {
+        const T = BigInt(p.tiles);
+        for (let r = 0n; r < BigInt(p.rows); r++) {
+          const first = r * T;
+          const last = first + T - 1n;
+          const c0 = ((first + 1n) * P - 1n) / W;
+          const c1 = ((last + 1n) * P - 1n) / W;
+          let touching = 0n;
+          for (let c = 0n; c < P; c++) {
+            const b = (c * W) / P;
+            const e = ((c + 1n) * W) / P;
+            if (b <= last && e > first) touching++;
+          }
+          expect(c1 - c0 + 1n, `${at} row ${r}`).toBe(touching);
+        }
+      }
     }
   });
 
