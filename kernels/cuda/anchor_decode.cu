@@ -25,6 +25,8 @@
 // pass zeroes the histogram and state rows instead of two memsets.
 // Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
 // pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
+#include <cstdlib>
+
 #include "decode_attention.cuh"
 #include "select_decode.cuh"
 
@@ -499,6 +501,17 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
 
 using namespace kascade;
 
+// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1 makes the scores / layer-0 pass skip its logit (or f16
+// intermediate) writes, so a profile can time the pass without them. The selection is then WRONG; the
+// decode job sets it only in its ncu run, never for parity or the bench.
+static int debug_no_logit_writes() {
+  static const int on = [] {
+    const char* e = std::getenv("KASCADE_DEBUG_NO_LOGIT_WRITES");
+    return e && e[0] == '1' ? 1 : 0;
+  }();
+  return on;
+}
+
 // KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes
 // the f16 rounding harmless): the shape the anchors run with sets bit 2048 with bit 1024.
 static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
@@ -538,6 +551,7 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* sha
     a.clearState = w.state;
     if (s->variant & KASCADE_VARIANT_STREAM_SELECT) a.clearBins = kStreamBins;
   }
+  a.noLogitWrites = debug_no_logit_writes();
   if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
   return pooled_topk(*s, a.splits, w, topk, indices, q, k, st);
 }
@@ -564,6 +578,7 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, co
     a.clearState = w.state;
     if (s->variant & KASCADE_VARIANT_STREAM_SELECT) a.clearBins = kStreamBins;
   }
+  a.noLogitWrites = debug_no_logit_writes();
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
   if ((e = pooled_topk(*s, a.splits, w, topk, indices, q, k, st)) != cudaSuccess) return e;
   PartialArgs g{};

@@ -498,7 +498,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
       if constexpr (kWriteLogits) {
-        if (row < GS) {
+        if (row < GS && !a.noLogitWrites) {
           if (a.variant & KASCADE_VARIANT_U16) {
             // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
             // aligned in the 16-aligned rows), and m16 = tm, the row's max over the step's 16 keys. The 2^15

@@ -46,6 +46,8 @@ struct PartialArgs {
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
   int clearBins;        // histogram bins per row to zero (0: kHistBins; the stream select: kStreamBins)
+  int noLogitWrites;    // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1, wrong results): the logits /
+                        // f16 intermediate are not written, to time the scores pass without its writes
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).
