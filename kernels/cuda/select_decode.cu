@@ -788,6 +788,11 @@ __device__ void stream_block_select(F value, int count, unsigned krem, unsigned*
 #define STREAM_TRACE(i) \
   if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64()
 
+// One output slot, written only inside the row (with finite scores the counts never pass k).
+__device__ __forceinline__ void stream_put(int* o, int slot, int k, int x) {
+  if (slot < k) o[slot] = x;
+}
+
 template <typename T, int D, int GS>
 // Three CTAs per SM (at most 85 registers): phase 1 streams with 24 warps per SM (at 107 registers, two).
 __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const StreamSelectArgs a) {
@@ -1009,7 +1014,9 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        if (mA & (1u << e)) o[baseA++] = x + e;
+        // Slots past k (or past n for the list) only with non-finite scores (a diagnosis run's garbage):
+        // never written, so no op can write outside its rows.
+        if ((mA & (1u << e)) && baseA < k) o[baseA++] = x + e;
         if (mC & (1u << e)) {
           cl[baseC] = x + e;
           cv[baseC++] = __uint_as_float(v[e]);
@@ -1048,7 +1055,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       for (int i = tid; i < C; i += kStreamThreads) {
         const unsigned v = listed(i);
         if (v > thr || (v == thr && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < ties))
-          o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
+          stream_put(o, atomicAdd(&cnt[0], 1), k, __ldcg(cl + i));
       }
       continue;
     }
@@ -1069,7 +1076,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       __syncthreads();
       if (i < C) {
         if (v > hi) {
-          o[atomicAdd(&cnt[0], 1)] = x;
+          stream_put(o, atomicAdd(&cnt[0], 1), k, x);
         } else if (v >= lo) {
           cl[atomicAdd(&cnt[2], 1)] = x;
         }
@@ -1122,7 +1129,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < U; i += kStreamThreads) {
       const unsigned v = exact(i);
       if (v > thrE || (v == thrE && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < tiesE))
-        o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
+        stream_put(o, atomicAdd(&cnt[0], 1), k, __ldcg(cl + i));
     }
   }
   STREAM_TRACE(5);
