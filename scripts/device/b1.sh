@@ -16,6 +16,7 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,2172,8252,12348,8254,8220}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 probe=packages/cuda/dist-device/b1-probe.mjs
+export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=${B1_SWEEP:-default} node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"

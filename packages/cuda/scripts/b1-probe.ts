@@ -67,22 +67,57 @@ const errors: string[] = [];
 /** Writes what is measured so far (a job cut by its time limit still leaves its rows). */
 function save(): void {
   if (ncuOnly) return;
-  writeFileSync(
-    out,
-    `${JSON.stringify(
-      {
-        device: deviceInfo().name,
-        commit: process.env.KASCADE_GIT_COMMIT ?? 'unknown',
-        method:
-          'bf16, 32/8 heads, d 128, p 10 % (a random host selection); event: events per call (median of 50 after 10); b2b: events around 27 back-to-back calls / 27 (median of 10); graph: 27 calls as one CUDA graph / 27; host: wall-clock per issued call; rot: b2b cycling over 4 layers of K/V',
-        rows,
-        extra,
-        errors,
-      },
-      null,
-      1,
-    )}\n`,
-  );
+  writeFileSync(out, `${JSON.stringify(toResults(), null, 1)}\n`);
+}
+
+const METHODS = ['event', 'b2b', 'graph', 'host', 'rot'] as const;
+/**
+ * The probe in the results shape of every bench (shared/RESULTS.md): one row per op, variant,
+ * context and timing method (`<op>-<method>`, e.g. `reuse-graph`), medians in microseconds.
+ */
+function toResults(): Record<string, unknown> {
+  const info = deviceInfo();
+  const resultRows: Record<string, unknown>[] = [];
+  for (const r of rows)
+    for (const m of METHODS) {
+      const us = r[`${m}Us` as `${(typeof METHODS)[number]}Us`];
+      if (us === undefined || !Number.isFinite(us)) continue;
+      const [op, splits] = r.op.split('-splits-');
+      resultRows.push({
+        kernel: `${op}-${m}`,
+        context: r.n,
+        batch: r.batch,
+        variant: r.variant,
+        ...(splits === undefined ? {} : { splits: Number(splits) }),
+        medianUs: us,
+      });
+    }
+  return {
+    bench: 'cuda-b1-probe',
+    command: process.env.B1_COMMAND ?? `node packages/cuda/dist-device/b1-probe.mjs ${out}`,
+    date: new Date().toISOString(),
+    gitCommit: process.env.KASCADE_GIT_COMMIT ?? 'unknown',
+    machine: {
+      gpu: info.name,
+      cuda: `${Math.floor(info.runtimeVersion / 1000)}.${(info.runtimeVersion % 1000) / 10}`,
+      driver: `CUDA driver API ${Math.floor(info.driverVersion / 1000)}.${(info.driverVersion % 1000) / 10}`,
+      node: process.version,
+    },
+    config: {
+      dtype: 'bf16',
+      heads: H,
+      kvHeads: G,
+      headDim: D,
+      topkPercent: 10,
+      selection: 'random distinct keys per row, made on the host (uploadSelection)',
+      methods:
+        'event: CUDA events around each call, median of 50 after 10 warm-up (the cuda-decode bench method); b2b: events around 27 back-to-back calls / 27, median of 10; graph: the 27 calls as one CUDA graph / 27, median of 10; host: wall-clock microseconds the host spends issuing one call (27 calls, no sync inside), median of 10; rot: like b2b, the calls cycling over 4 layers of K/V (no L2 reuse between consecutive calls)',
+      warmupGpuMs: 'about 2000 dense calls before the first shape',
+    },
+    rows: resultRows,
+    summary: extra,
+    errors,
+  };
 }
 
 /** Events around `calls` back-to-back calls, per call, median of `reps`. */
