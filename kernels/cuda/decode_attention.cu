@@ -911,14 +911,9 @@ int attn_splits(const KascadeDecodeShape& s, int listLen, int* chunk, bool gathe
 // fill the perSm x SMs CTAs that fit at once (at most kLeanMaxCtasPerSm per SM, which the workspace
 // is sized for); writes the entries per split to *chunk.
 int lite_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
-  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
   const int per = perSm < 1 ? 1 : (perSm > kLeanMaxCtasPerSm ? kLeanMaxCtasPerSm : perSm);
-  const long long target = static_cast<long long>(per) * device_sm_count();
-  int S = static_cast<int>((target + rows - 1) / rows);
-  S = max(1, min(S, ceil_div(listLen, kTile)));
-  const int c = ceil_div(ceil_div(listLen, S), kTile) * kTile;
-  *chunk = c;
-  return ceil_div(listLen, c);
+  return lite_split_count(static_cast<long long>(s.batch) * s.kvHeads, listLen,
+                          static_cast<long long>(per) * device_sm_count(), chunk);
 }
 
 // Lean grid: the CTAs that fit at once (perSm x SMs, at most kLeanMaxCtasPerSm per SM), or the

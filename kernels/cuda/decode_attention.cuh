@@ -123,6 +123,20 @@ __host__ __device__ inline int cluster_chunk(int listLen, int c) {
   return (per + kTile - 1) / kTile * kTile;
 }
 
+// KASCADE_VARIANT_GATHER_B1 (kGatherLite): splits per row so that `rows` rows' splits fill at most
+// `ctas` CTAs (one wave): floor(ctas / rows) (at least 1, at most one per 64-key tile), then whole
+// tiles per split; returns the split count and writes the list entries per split to *chunk.
+// packages/cuda/src/lean.ts has the twin.
+inline int lite_split_count(long long rows, int listLen, long long ctas, int* chunk) {
+  const long long tiles = listLen > 0 ? (listLen + kTile - 1) / kTile : 1;
+  long long S = rows > 0 ? ctas / rows : 1;
+  S = S < 1 ? 1 : (S > tiles ? tiles : S);
+  const long long per = (listLen + S - 1) / S;
+  const int c = static_cast<int>((per + kTile - 1) / kTile * kTile);
+  *chunk = c < kTile ? kTile : c;
+  return listLen > 0 ? static_cast<int>((listLen + *chunk - 1) / *chunk) : 1;
+}
+
 // Lean grids never exceed this many CTAs per SM (the workspace is sized for it).
 constexpr int kLeanMaxCtasPerSm = 4;
 

@@ -19,6 +19,15 @@ int main(int argc, char** argv) {
     for (int i = 2; i + 1 < argc; i += 2) std::printf("%d\n", cluster_chunk(std::atoi(argv[i]), std::atoi(argv[i + 1])));
     return 0;
   }
+  // lean_plan_check --lite ROWS LISTLEN CTAS [...]: lite_split_count per triple, "splits chunk" per line.
+  if (argc >= 2 && std::strcmp(argv[1], "--lite") == 0) {
+    for (int i = 2; i + 2 < argc; i += 3) {
+      int chunk = 0;
+      const int splits = lite_split_count(std::atoll(argv[i]), std::atoi(argv[i + 1]), std::atoll(argv[i + 2]), &chunk);
+      std::printf("%d %d\n", splits, chunk);
+    }
+    return 0;
+  }
   if (argc < 4 || (argc - 1) % 3 != 0) {
     std::fprintf(stderr, "usage: lean_plan_check ROWS LISTLEN CTAS [...]\n");
     return 2;

@@ -13,6 +13,7 @@ import {
   leanPlan,
   leanSegments,
   leanTileBegin,
+  liteSplits,
 } from './lean.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -205,6 +206,24 @@ describe('lean (stream-K) work partition', () => {
   });
 });
 
+describe('lite splits (variant bit 8192)', () => {
+  it('cover the list in whole tiles and never ask for more CTAs than fit at once', () => {
+    for (const rows of [1, 2, 8, 16, 64, 256, 640])
+      for (const listLen of [1, 9, 64, 65, 1023, 3277, 13107, 52429])
+        for (const ctas of [132, 264, 396, 528]) {
+          const { splits, chunk } = liteSplits(rows, listLen, ctas);
+          expect(chunk % LEAN_TILE_KEYS).toBe(0);
+          expect(splits * chunk).toBeGreaterThanOrEqual(listLen);
+          expect((splits - 1) * chunk).toBeLessThan(listLen);
+          if (rows <= ctas) expect(rows * splits).toBeLessThanOrEqual(ctas);
+          // The workspace is sized at 4 CTAs per SM (528 here): never fewer slots than a smaller grid.
+          expect(liteSplits(rows, listLen, 528).splits).toBeGreaterThanOrEqual(splits);
+        }
+    // 128k at batch 1 (8 rows, 13107 keys) on 3 x 132 CTAs: 41 splits of 320 keys, 328 CTAs.
+    expect(liteSplits(8, 13107, 396)).toEqual({ splits: 41, chunk: 320 });
+  });
+});
+
 describe('cluster shares (variant bit 8192)', () => {
   it('cover every key once in whole tiles, and the merge of the shares gives the softmax', () => {
     for (const listLen of [1, 9, 63, 64, 65, 113, 1023, 3277, 13107, 52429])
@@ -335,6 +354,23 @@ describe.skipIf(!nvcc)('lean partition: the C++ functions agree (nvcc found)', (
       const chunks = spawnSync(exe, ['--cluster', ...pairs.flat().map(String)], { encoding: 'utf8' });
       expect(chunks.status, chunks.stderr).toBe(0);
       expect(chunks.stdout.trim().split('\n').map(Number)).toEqual(pairs.map(([l, c]) => clusterChunk(l, c)));
+      // Bit 8192's split counts.
+      const lite: [number, number, number][] = [
+        [8, 13107, 396],
+        [8, 3277, 396],
+        [256, 13107, 396],
+        [1, 1, 528],
+        [640, 65, 396],
+        [16, 52429, 528],
+      ];
+      const splits = spawnSync(exe, ['--lite', ...lite.flat().map(String)], { encoding: 'utf8' });
+      expect(splits.status, splits.stderr).toBe(0);
+      expect(splits.stdout.trim().split('\n')).toEqual(
+        lite.map(([r, l, c]) => {
+          const x = liteSplits(r, l, c);
+          return `${x.splits} ${x.chunk}`;
+        }),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

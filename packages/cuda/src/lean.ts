@@ -95,3 +95,15 @@ export function clusterShares(listLen: number, c: number): [number, number][] {
   const chunk = clusterChunk(listLen, c);
   return Array.from({ length: c }, (_, r) => [r * chunk, Math.min(listLen, (r + 1) * chunk)]);
 }
+
+/**
+ * Variant bit 8192 (`kGatherLite`): splits per row so that `rows` rows' splits fill at most `ctas`
+ * CTAs at once (twin of `lite_split_count` in `kernels/cuda/decode_attention.cuh`): `floor(ctas /
+ * rows)` (at least 1, at most one per tile), then whole tiles per split.
+ */
+export function liteSplits(rows: number, listLen: number, ctas: number): { splits: number; chunk: number } {
+  const tiles = listLen > 0 ? Math.ceil(listLen / LEAN_TILE_KEYS) : 1;
+  const s = Math.max(1, Math.min(tiles, rows > 0 ? Math.floor(ctas / rows) : 1));
+  const chunk = Math.max(LEAN_TILE_KEYS, Math.ceil(Math.ceil(listLen / s) / LEAN_TILE_KEYS) * LEAN_TILE_KEYS);
+  return { splits: listLen > 0 ? Math.ceil(listLen / chunk) : 1, chunk };
+}
