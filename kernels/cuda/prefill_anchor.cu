@@ -290,7 +290,8 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v9 / v10:
 // v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP); v11: v10
 // with a quarter of the sweeps' exponentials on the FMA pipe; v12: the warp-specialised TMA pool
-// (prefill_pool_v12.cu; head dim 128, g = 4, else as v9), statistics from the attention pass.
+// (prefill_pool_v12.cu; head dim 128, g = 4, else as v9), statistics from the attention pass; v13: v12 with a
+// quarter of the exponentials on the FMA pipe.
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
   if (pv == nullptr) return 6;  // the default (DEFAULT_PREFILL_KERNELS): v6, the fastest at 29720db
@@ -306,6 +307,7 @@ static int pool_variant() {
   if (strcmp(pv, "v10") == 0) return 10;
   if (strcmp(pv, "v11") == 0) return 11;
   if (strcmp(pv, "v12") == 0) return 12;
+  if (strcmp(pv, "v13") == 0) return 13;
   return 6;  // an unknown name: the default, as prefillKernels() reports it
 }
 
@@ -319,8 +321,8 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if (pv == 12 && pool_v12_supports(s))
-    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  if ((pv == 12 || pv == 13) && pool_v12_supports(s))
+    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv == 13);
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st,
                           pv >= 9 ? 3 : 1, pv == 11);

@@ -60,10 +60,12 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
 
 // Pool variant v12 (prefill_pool_v12.cu, KASCADE_PREFILL_POOL=v12): dense v9's skeleton (a TMA producer
 // warpgroup, two consumer warpgroups on the halves of each 128-key step); head dim 128, g = 4; statistics from
-// the attention pass (never fused). Same arguments and output as the other pools.
+// the attention pass (never fused). Same arguments and output as the other pools. emulateExp (pool v13): a
+// quarter of the exponentials on the FMA pipe.
 bool pool_v12_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
+                            bool emulateExp = false);
 
 // Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
 // row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
@@ -93,7 +95,8 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int swizzle = 0);
-// Variants v9 / v10 / v11 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 / v10 / v11; `version` 9 .. 11):
+// Variants v9 / v10 / v11 / v12 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 .. v12; `version` 9 .. 12; v12 =
+// v9 with a quarter of the statistics-only mode's exponentials on the FMA pipe):
 // dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
 // warpgroups (FlashAttention-3 style); v9 a 2-stage K/V ring, v10 + ping-pong, v11 + a 3-stage ring; the
 // statistics-only mode (kStats) too (K only, ping-pong); sparse runs as v8.
@@ -109,7 +112,7 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 11 (defaults: dense 2, sparse 5).
+// The variant the environment selects for a mode: 1 .. 12 (defaults: dense 2, sparse 5).
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

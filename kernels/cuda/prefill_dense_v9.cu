@@ -127,7 +127,9 @@ __device__ __forceinline__ uint64_t v9_v_desc(const void* tile, int kk) {
 
 // STATS_ONLY (the anchors' statistics pass, mode kStats): K only, no P V and no output; the two consumer
 // warpgroups take turns at S(i) = Q K(i)^T (ping-pong), so one's exponentials run under the other's product.
-template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false>
+// EMU (dense v12, statistics only): every fourth column block's exponentials on the FMA pipe (ex2_fma): with no
+// P V the exponentials load the MUFU as much as S loads the tensor cores.
+template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false>
 __global__ void __launch_bounds__(kV9Threads, 1)
     prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
   constexpr int D = 128;
@@ -282,10 +284,17 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
-      sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
-      sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-      sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
-      sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      if (EMU && (nb & 3) == 3) {
+        sacc[nb * 4 + 0] = ex2_fma(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+        sacc[nb * 4 + 1] = ex2_fma(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+        sacc[nb * 4 + 2] = ex2_fma(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+        sacc[nb * 4 + 3] = ex2_fma(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      } else {
+        sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+        sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+        sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+        sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      }
       rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
       rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
     }
@@ -457,12 +466,12 @@ bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeR
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false>
+template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v9_smem_bytes<T, STAGES>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -474,7 +483,7 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
       !v9_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads))  // kStats: no V
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY>
+  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU>
       <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
   return cudaGetLastError();
 }
@@ -487,18 +496,20 @@ bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
 
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int version) {
-  if (!prefill_dense_v9_supports(s, mode) || version < 9 || version > 11) return cudaErrorInvalidValue;
+  if (!prefill_dense_v9_supports(s, mode) || version < 9 || version > 12) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     auto go = [&](auto stats_c) -> cudaError_t {
       constexpr bool S = decltype(stats_c)::value;
-      return version == 9    ? launch_v9_t<T, S, 2, false>(s, a, st)
+      return version == 9 || version == 12 ? launch_v9_t<T, S, 2, false>(s, a, st)
              : version == 10 ? launch_v9_t<T, S, 2, true>(s, a, st)
                              : launch_v9_t<T, S, 3, true>(s, a, st);
     };
     // Statistics only: always ping-pong (nothing else overlaps the exponentials with the tensor cores).
+    // v12 = v9 with a quarter of the statistics-only mode's exponentials on the FMA pipe.
     if (mode == kStats)
-      return version == 11 ? launch_v9_t<T, true, 3, true, true>(s, a, st)
-                           : launch_v9_t<T, true, 2, true, true>(s, a, st);
+      return version == 12   ? launch_v9_t<T, true, 2, true, true, true>(s, a, st)
+             : version == 11 ? launch_v9_t<T, true, 3, true, true>(s, a, st)
+                             : launch_v9_t<T, true, 2, true, true>(s, a, st);
     return mode == kDenseStats ? go(std::true_type{}) : go(std::false_type{});
   });
 }

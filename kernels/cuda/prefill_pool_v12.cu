@@ -1,5 +1,5 @@
-// The anchors' pooling pass, variant v12 (KASCADE_PREFILL_POOL=v12: head dim 128, g = 4, statistics from the
-// attention pass; elsewhere as v5): the pool on dense v9's warp-specialised skeleton. Same output as v1-v11:
+// The anchors' pooling pass, variants v12 / v13 (KASCADE_PREFILL_POOL=v12 / v13: head dim 128, g = 4,
+// statistics from the attention pass; elsewhere as v9; v13: a quarter of the exponentials on the FMA pipe): the pool on dense v9's warp-specialised skeleton. Same output as v1-v11:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // pool_v12_kernel<T>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a (sequence,
@@ -90,7 +90,8 @@ __device__ __forceinline__ uint64_t p12_desc(const void* tile, int rows, int kc)
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-template <typename T>
+// EMU (pool v13): every fourth column block's exponentials on the FMA pipe (ex2_fma, prefill_wgmma.cuh).
+template <typename T, bool EMU>
 __global__ void __launch_bounds__(384, 1)
     pool_v12_kernel(const KascadePrefillShape s, const __grid_constant__ P12Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
@@ -183,8 +184,13 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
       const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      if (EMU && (nb & 3) == 3) {
+        p0 += ex2_fma(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+        p1 += ex2_fma(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      } else {
+        p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+        p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      }
     }
     p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
     p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -253,14 +259,14 @@ bool p12_encode(CUtensorMap* m, int dtype, const void* base, int rows, int plane
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T>
+template <typename T, bool EMU>
 cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   constexpr size_t smem = p12_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
     const cudaError_t e =
-        cudaFuncSetAttribute(pool_v12_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        cudaFuncSetAttribute(pool_v12_kernel<T, EMU>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
@@ -269,8 +275,8 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
   if (!p12_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !p12_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP12Keys))
     return cudaErrorNotSupported;
-  pool_v12_kernel<T><<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair,
-                                                                   denseLayout);
+  pool_v12_kernel<T, EMU><<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair,
+                                                                        denseLayout);
   return cudaGetLastError();
 }
 
@@ -279,10 +285,12 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v12_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
+                            bool emulateExp) {
   if (!pool_v12_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return launch_p12_t<T>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    return emulateExp ? launch_p12_t<T, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st)
+                      : launch_p12_t<T, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   });
 }
 

@@ -70,24 +70,7 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int k
 // every K step of the shared ring (the latest tile's key range; the earlier tiles ignore their extra keys):
 // 1 / TP of the K bytes per pooled score from L2 and of the copy instructions and barriers per step, at the
 // same warps per SM (ncu, session 3: the one-tile pool at 50 % tensor and 51 % MUFU activity).
-// 2^x on the FMA pipe (pool v11: a quarter of each sweep's exponentials, so the MUFU, which the
-// exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck): x rounded to the
-// nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5 polynomial (relative
-// error 3.7e-7 in f32, against ex2.approx's ~2 ulp), r added to the exponent bits. x is clamped at -125
-// (2^-125 instead of 0 below: nothing a pooled sum can see).
-__device__ __forceinline__ float ex2_fma(float x) {
-  x = fmaxf(x, -125.f);
-  const float j = __fadd_rn(x, 12582912.f);
-  const float f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
-  float p = 1.3395280e-3f;
-  p = fmaf(p, f, 9.6707633e-3f);
-  p = fmaf(p, f, 5.5503406e-2f);
-  p = fmaf(p, f, 0.24022211f);
-  p = fmaf(p, f, 0.69314718f);
-  p = fmaf(p, f, 1.f);
-  return __int_as_float(__float_as_int(p) + (__float_as_int(j) - 0x4B400000) * (1 << 23));
-}
-
+// ex2_fma (prefill_wgmma.cuh): pool v11's exponentials on the FMA pipe.
 template <typename T, int D, int GS, bool STATS, bool SW, int TP, bool EMU = false>
 __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,

@@ -8,12 +8,14 @@
 # statistics pass runs it too), v23 (v18 with several query tiles per pooling block, pool v10) and v24 (v23
 # with a quarter of the pool's exponentials on the FMA pipe, pool v11). Call A (4db2959) timed v18 v20-v24; now
 # (call A2) v18, v20 (dense v9), v25 (dense v9, pool v9: the anchor's statistics pass on dense v9) and v26
-# (v25 with the warp-specialised sparse v9), v27 (v25 with the warp-specialised TMA pool v12) and v28 (both). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
+# (v25 with the warp-specialised sparse v9), v27 (v25 with the warp-specialised TMA pool v12) and v28 (both).
+# Call A2 (ba33c2e) timed v18 v20 v25-v28; call A3: v18, v28 and v29 (v28 with a quarter of the exponentials
+# of the statistics-only pass and the pool on the FMA pipe). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
 # v6 v14 v15 v16 v18 v17.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v18 | v20 | v25 | v26 | v27 | v28). If the bench dies, it runs again on
+# group's checks with it (default groups: v18 | v28 | v29). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -23,7 +25,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v18}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v20 v25 v26 v27 v28}
+risky=${PREFILL_RISKY:-v28 v29}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

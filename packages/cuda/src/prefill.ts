@@ -392,7 +392,8 @@ export type PrefillKernelVariant =
   | 'v8'
   | 'v9'
   | 'v10'
-  | 'v11';
+  | 'v11'
+  | 'v12';
 export type PrefillPoolVariant =
   | 'v1'
   | 'v2'
@@ -405,7 +406,8 @@ export type PrefillPoolVariant =
   | 'v9'
   | 'v10'
   | 'v11'
-  | 'v12';
+  | 'v12'
+  | 'v13';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -418,6 +420,7 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v9',
   'v10',
   'v11',
+  'v12',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -432,6 +435,7 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v10',
   'v11',
   'v12',
+  'v13',
 ];
 
 export interface PrefillKernelSelection {
@@ -460,7 +464,9 @@ export interface PrefillKernelSelection {
  * v9 (three tiles per block, no fused statistics: the anchor's statistics pass runs dense v9's
  * statistics-only mode, K only, the two consumer warpgroups taking turns); v26 = v25 with sparse v9 (dense
  * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async); v27 = v25 with
- * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27.
+ * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27. After
+ * call A2 (ba33c2e): v29 = v28 with a quarter of the exponentials on the FMA pipe in the two QK^T-only passes
+ * (dense v12's statistics-only mode, pool v13).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -491,6 +497,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v26: { dense: 'v9', sparse: 'v9', pool: 'v9' },
   v27: { dense: 'v9', sparse: 'v8', pool: 'v12' },
   v28: { dense: 'v9', sparse: 'v9', pool: 'v12' },
+  v29: { dense: 'v12', sparse: 'v9', pool: 'v13' },
 };
 
 /**
