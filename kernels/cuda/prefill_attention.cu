@@ -314,11 +314,11 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
   // v9 / v10 / v11 / v12: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense +
-  // statistics, statistics only); sparse runs as v9 (v9, v12) or v8.
+  // statistics, statistics only); sparse runs as sparse v9 (v9; v12: its 3-stage ring) or v8.
   if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st, variant);
   // Sparse v9: the warp-specialised gather kernel (prefill_sparse_v9.cu) at head dim 128 and g = 4.
   if ((variant == 9 || variant == 12) && mode == kSparse && prefill_sparse_v9_supports(s))
-    return launch_prefill_sparse_v9(s, a, st);
+    return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);
   if (variant >= 6 && prefill_dense_v6_supports(s, mode))
     return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);
   if (variant >= 5 && mode == kSparse) return launch_prefill_sparse_v5(s, a, st);

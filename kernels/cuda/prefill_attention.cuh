@@ -103,10 +103,12 @@ cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mo
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int version);
-// Sparse variant v9 (prefill_sparse_v9.cu, KASCADE_PREFILL_SPARSE=v9): dense v9's warp-specialised loop over
-// the gathered key list, a producer warpgroup gathering K / V rows by cp.async; head dim 128, g = 4 (else v8).
+// Sparse variants v9 / v12 (prefill_sparse_v9.cu, KASCADE_PREFILL_SPARSE=v9 / v12): dense v9's warp-specialised
+// loop over the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 2- / 3-stage
+// ring; head dim 128, g = 4 (else v8).
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s);
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
+                                     int stages = 2);
 // Sparse variant v5 (prefill_sparse_v5.cu): v2's warp layout with the key positions staged one step ahead in
 // shared memory, masks only on the steps that need them, and K / V in separate copy groups;
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense

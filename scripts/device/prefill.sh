@@ -10,7 +10,7 @@
 # (call A2) v18, v20 (dense v9), v25 (dense v9, pool v9: the anchor's statistics pass on dense v9) and v26
 # (v25 with the warp-specialised sparse v9), v27 (v25 with the warp-specialised TMA pool v12) and v28 (both).
 # Call A2 (ba33c2e) timed v18 v20 v25-v28; call A3: v18, v28 and v29 (v28 with a quarter of the exponentials
-# of the statistics-only pass and the pool on the FMA pipe). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
+# of the statistics-only pass and the pool on the FMA pipe, and a 3-stage gather ring in the sparse kernel). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
 # v6 v14 v15 v16 v18 v17.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes

@@ -345,7 +345,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v26')).toEqual({ dense: 'v9', sparse: 'v9', pool: 'v9' });
     expect(prefillKernelPreset('v27')).toEqual({ dense: 'v9', sparse: 'v8', pool: 'v12' });
     expect(prefillKernelPreset('v28')).toEqual({ dense: 'v9', sparse: 'v9', pool: 'v12' });
-    expect(prefillKernelPreset('v29')).toEqual({ dense: 'v12', sparse: 'v9', pool: 'v13' });
+    expect(prefillKernelPreset('v29')).toEqual({ dense: 'v12', sparse: 'v12', pool: 'v13' });
     expect(() => setPrefillKernels({ dense: 'v13' as 'v1' })).toThrow(
       /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, got v13/,
     );

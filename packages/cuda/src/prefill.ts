@@ -466,7 +466,7 @@ export interface PrefillKernelSelection {
  * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async); v27 = v25 with
  * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27. After
  * call A2 (ba33c2e): v29 = v28 with a quarter of the exponentials on the FMA pipe in the two QK^T-only passes
- * (dense v12's statistics-only mode, pool v13).
+ * (dense v12's statistics-only mode, pool v13) and sparse v9's 3-stage ring (sparse v12).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -497,7 +497,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v26: { dense: 'v9', sparse: 'v9', pool: 'v9' },
   v27: { dense: 'v9', sparse: 'v8', pool: 'v12' },
   v28: { dense: 'v9', sparse: 'v9', pool: 'v12' },
-  v29: { dense: 'v12', sparse: 'v9', pool: 'v13' },
+  v29: { dense: 'v12', sparse: 'v12', pool: 'v13' },
 };
 
 /**
