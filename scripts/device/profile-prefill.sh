@@ -24,9 +24,10 @@ echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
 # dense op, dense + statistics (the op, then layer 0's), the anchor's statistics-only pass; the pool_v3
 # launches layer 0's and the anchor's (three tiles per block, v9); under v28 the prefill_sparse_v9 launches are
 # the anchor's sparse pass and reuse, the pool_v12 launches layer 0's and the anchor's pools; v29 = v28 with
-# the exponentials of the statistics-only pass and the pool partly on the FMA pipe (dense v12, pool v13).
+# the exponentials of the statistics-only pass and the pool partly on the FMA pipe (dense v12, pool v13) and
+# the 3-stage gather ring (sparse v12; its second launch is reuse).
 for spec in stats-v12:prefill_dense_v9:3:1:v29 pool-v13:pool_v12_kernel:0:1:v29 \
-  stats-v9:prefill_dense_v9:3:1:v28 pool-v12:pool_v12_kernel:0:1:v28; do
+  sparse-v12:prefill_sparse_v9:1:1:v29 stats-v9:prefill_dense_v9:3:1:v28; do
   IFS=: read -r name k skip c preset <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 40 ] && { echo "skipping detail-$name (time)"; continue; }
   timeout 15 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats -k "regex:$k" --launch-skip "$skip" -c "$c" \
