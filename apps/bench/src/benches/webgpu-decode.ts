@@ -136,87 +136,32 @@ function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
   return out;
 }
 
+/** `[a, b, a, b, ...]`: candidates against the defaults in turn, so a slow stretch of the GPU shows as a break. */
+function alternate(times: number, ...sets: Tuning[]): Tuning[] {
+  return Array.from({ length: times }, () => sets).flat();
+}
+
 /**
  * What the sweep times per role at the longest context (the defaults are timed in the main rows):
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 4, after call A (keywise softmax and host-unrolled loops lost everywhere, rows of call A
-  // in the results history): pipelined loads with the split's indices staged first, against the
-  // defaults' neighbours.
-  reuse: [
+  // Session 4, call A3: the candidates of calls A and A2 against the defaults, three times in turn
+  // (A2's clock log showed the GPU's SM clock dropping to 675-990 MHz for ~1.5 s stretches).
+  reuse: alternate(
+    3,
     {},
-    { transposedReduce: true },
-    { transposedReduce: true, targetWorkgroups: 256 },
-    { transposedReduce: true, targetWorkgroups: 1024 },
-    { transposedReduce: true, pipelineLoads: true, prefetchIndices: true },
-    { transposedReduce: true, pipelineLoads: true, prefetchIndices: true, targetWorkgroups: 256 },
-    { transposedReduce: true, pieceBytes: 16, keysPerStep: 4 },
-    { transposedReduce: true, pieceBytes: 16, keysPerStep: 4, targetWorkgroups: 256 },
-    ...grid({
-      pipelineLoads: [true],
-      prefetchIndices: [true],
-      fuseCombine: [true],
-      pieceBytes: [8, 16],
-      keysPerStep: [4, 8],
-      targetWorkgroups: [256, 512],
-    }),
-    ...grid({
-      pipelineLoads: [true],
-      prefetchIndices: [true],
-      fuseCombine: [true],
-      pieceBytes: [8],
-      keysPerStep: [4, 8],
-      targetWorkgroups: [1024],
-      minStepsPerSplit: [1],
-    }),
-    { pipelineLoads: true, prefetchIndices: false, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
-    { fuseCombine: true, prefetchIndices: true, pieceBytes: 16, keysPerStep: 4, targetWorkgroups: 256 },
-    { fuseCombine: true, prefetchIndices: true, pieceBytes: 16, keysPerStep: 8, targetWorkgroups: 256 },
-    { fuseCombine: true, prefetchIndices: true, pieceBytes: 8, keysPerStep: 8, targetWorkgroups: 1024 },
-    {}, // the defaults again: drift within the process shows as a difference from the first row
-  ],
-  anchor: [
-    {},
-    { transposedReduce: true, streamPass: { transposedReduce: true, keysPerStep: 4 } },
-    { transposedReduce: true, streamPass: { transposedReduce: true, pieceBytes: 8 } },
-    { coalescedScoreWrites: false },
-    { selectValuesPerInvocation: 4 },
-    { selectValuesPerInvocation: 16 },
-    { pipelineLoads: true },
-    { pipelineLoads: true, pieceBytes: 8 },
-    { select: 'radix5' },
-    { streamPass: { keysPerStep: 16 } },
-    { streamPass: { keysPerStep: 16, targetWorkgroups: 2048 } },
-    { streamPass: { keysPerStep: 4 } },
-    { streamPass: { pipelineLoads: true } },
-    { streamPass: { pipelineLoads: true, keysPerStep: 4 } },
-    { streamPass: { targetWorkgroups: 2048 } },
-    { streamPass: { pieceBytes: 8 } },
-  ],
-  'dense-anchor': [
-    {},
-    { transposedReduce: true, keysPerStep: 4 },
-    { transposedReduce: true, pieceBytes: 8 },
-    { coalescedScoreWrites: false },
-    { selectValuesPerInvocation: 4 },
     { fuseCombine: false },
-    { pipelineLoads: true },
-    { streamPass: { pipelineLoads: true } },
-    { streamPass: { keysPerStep: 4 } },
-    { streamPass: { targetWorkgroups: 2048 } },
-  ],
-  dense: [
+    { fuseCombine: false, pieceBytes: 16, targetWorkgroups: 256 },
+  ),
+  anchor: alternate(3, {}, { streamPass: { transposedReduce: true, pieceBytes: 8 } }, { fuseCombine: false }),
+  'dense-anchor': alternate(3, {}, { transposedReduce: true, pieceBytes: 8 }, { fuseCombine: false }),
+  dense: alternate(
+    3,
     {},
-    { transposedReduce: true, keysPerStep: 4 },
     { transposedReduce: true, pieceBytes: 8 },
     { transposedReduce: true, pieceBytes: 8, targetWorkgroups: 2048 },
-    { pipelineLoads: true },
-    { pipelineLoads: true, keysPerStep: 4 },
-    { pipelineLoads: true, pieceBytes: 8 },
-    { targetWorkgroups: 2048 },
-    { targetWorkgroups: 512 },
-  ],
+  ),
 };
 /** The one-pass whole model without the fused merge and index prefetch (beside the defaults' rows). */
 const ONE_PASS_OPTIONS: Tuning = { fuseCombine: false, prefetchIndices: false };
