@@ -128,7 +128,7 @@ const PARITY_OPTIONS: Tuning[] = [
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
-function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
+export function grid(axes: { [K in keyof Tuning]?: readonly Tuning[K][] }): Tuning[] {
   let out: Tuning[] = [{}];
   for (const [name, values] of Object.entries(axes) as [keyof Tuning, readonly unknown[]][]) {
     out = out.flatMap((t) => values.map((v) => ({ ...t, [name]: v }) as Tuning));
