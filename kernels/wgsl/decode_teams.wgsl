@@ -24,7 +24,7 @@
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
 // `WRITE_SCORES`, `SCORE_ROWS` (scores stored one contiguous run per head and step, not one value per
-// store), `PREFETCH`, `FUSED`, `PIPE`, `KEYWISE`, `TRED` (U * GROUP == TW: the transposing reduction), and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
+// store), `PREFETCH`, `FUSED`, `PIPE`, `TRED` (U * GROUP == TW: the transposing reduction), and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
 // (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
@@ -33,8 +33,6 @@
 // PIPE: each step issues the next step's loads before it uses its own (registers double-buffered).
 // With PREFETCH the host sizes IB to the whole split, staged once before the first loads; without,
 // indices are read directly.
-// KEYWISE: the online softmax takes a step's keys one at a time (one key's scores live at once instead
-// of U x GROUP), so a step can hold more keys' loads in registers (more bytes in flight per lane).
 // FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
 // counter per row, reset by that workgroup) merges the splits of the group's query heads itself.
 // WGSL has no device-scope fence: the merge relies on the other workgroups' partials being visible
@@ -202,48 +200,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     var kp = cur.kp;
     var vp = cur.vp;
     var xs = cur.xs;
-    if (KEYWISE) {
-      // The step's keys one at a time: one key's GROUP scores live at once, each key folded into the
-      // online softmax as soon as its dot products are finished (two exp per key and head).
-      for (var u = 0u; u < U; u++) {
-        var s1: array<f32, GROUP>;
-        for (var h = 0u; h < GROUP; h++) {
-          var d = 0.0;
-          for (var pp = 0u; pp < PPL; pp++) {
-            for (var i = 0u; i < PV; i++) {
-              d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
-            }
-          }
-          s1[h] = d;
-        }
-        for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
-          for (var h = 0u; h < GROUP; h++) {
-            s1[h] += subgroupShuffleXor(s1[h], mask);
-          }
-        }
-        if (valid[u]) {
-          for (var h = 0u; h < GROUP; h++) {
-            if (WRITE_SCORES && lane == (u * GROUP + h) % TW) {
-              scores[(b * H + j * GROUP + h) * P.scoreStride + xs[u]] = s1[h];
-            }
-            let mx = max(m[h], s1[h]);
-            let corr = exp(m[h] - mx);
-            let pu = exp(s1[h] - mx);
-            m[h] = mx;
-            l[h] = l[h] * corr + pu;
-            if (ACCUM_V) {
-              for (var pp = 0u; pp < PPL; pp++) {
-                for (var i = 0u; i < PV; i++) {
-                  let e = (h * PPL + pp) * PV + i;
-                  acc[e] = acc[e] * corr + pu * kp4(vp[u * PPL + pp], i);
-                }
-              }
-            }
-          }
-        }
-      }
-      continue;
-    }
     // Partial dot products over this lane's pieces, finished across the team.
     var sc: array<f32, U * GROUP>;
     for (var u = 0u; u < U; u++) {

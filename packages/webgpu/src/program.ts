@@ -52,52 +52,9 @@ export function preprocess(source: string, defines: Defines): string {
   return out.join('\n');
 }
 
-const COUNTED_FOR = /^(\s*)for \(var (\w+) = 0u; \2 < (\w+); \2\+\+\) \{\s*$/;
-
-/**
- * Expands every loop `for (var x = 0u; x < NAME; x++) {` whose bound `NAME` is a numeric define
- * into NAME copies of its body, each in a block of its own with `const x: u32 = <i>u;` (nested loops
- * too): arrays indexed by those loops then have constant indices, so they stay in registers whatever
- * the driver's compiler does with loops. The loop's closing brace must end a line of its own.
- */
-export function unrollLoops(source: string, defines: Defines): string {
-  const expand = (lines: readonly string[]): string[] => {
-    const out: string[] = [];
-    for (let i = 0; i < lines.length; i++) {
-      const m = COUNTED_FOR.exec(lines[i]);
-      const bound = m ? defines[m[3]] : undefined;
-      if (!m || typeof bound !== 'number') {
-        out.push(lines[i]);
-        continue;
-      }
-      let depth = 0;
-      let j = i;
-      for (; j < lines.length; j++) {
-        const code = lines[j].replace(/\/\/.*$/, '');
-        for (const ch of code) {
-          if (ch === '{') depth++;
-          else if (ch === '}') depth--;
-        }
-        if (depth === 0) break;
-      }
-      if (j >= lines.length || lines[j].trim() !== '}') {
-        throw new RangeError(`unrollLoops: the loop at line ${i + 1} does not close on a line of its own`);
-      }
-      const body = expand(lines.slice(i + 1, j));
-      for (let k = 0; k < bound; k++) {
-        out.push(`${m[1]}{ const ${m[2]}: u32 = ${k}u;`, ...body, `${m[1]}}`);
-      }
-      i = j;
-    }
-    return out;
-  };
-  return expand(source.split('\n')).join('\n');
-}
-
 /**
  * The WGSL of an op family with its constants prepended (`KV` selects the K/V element type,
- * `KP` the 16-byte piece type of the team kernels; `SUBGROUPS: true` enables the `subgroups` extension;
- * `UNROLL: true` expands the loops over numeric defines, {@link unrollLoops}).
+ * `KP` the 16-byte piece type of the team kernels; `SUBGROUPS: true` enables the `subgroups` extension).
  */
 export function buildShader(family: KernelFamily, defines: Defines): string {
   let head = '';
@@ -114,8 +71,7 @@ export function buildShader(family: KernelFamily, defines: Defines): string {
   if (kv === 'f32' || kv === 'f16') head += KV_PRELUDE[kv];
   const kp = defines.KP;
   if (kp === 'f32' || kp === 'f16' || kp === 'f16x4') head += PIECE_PRELUDE[kp];
-  const body = preprocess(WGSL_SOURCES[family], defines);
-  return `${head}\n${defines.UNROLL === true ? unrollLoops(body, defines) : body}`;
+  return `${head}\n${preprocess(WGSL_SOURCES[family], defines)}`;
 }
 
 /** A stable cache key for a family, entry point and defines. */

@@ -83,8 +83,6 @@ type Tuning = Pick<
   | 'select'
   | 'pieceBytes'
   | 'pipelineLoads'
-  | 'keywiseSoftmax'
-  | 'unrollLoops'
   | 'selectValuesPerInvocation'
   | 'streamPass'
   | 'coalescedScoreWrites'
@@ -117,8 +115,6 @@ const PARITY_OPTIONS: Tuning[] = [
     minStepsPerSplit: 1,
   },
   { pipelineLoads: true, prefetchIndices: false, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
-  { keywiseSoftmax: true, keysPerStep: 16, pieceBytes: 8, fuseCombine: true, prefetchIndices: true },
-  { unrollLoops: true },
   { streamPass: { keysPerStep: 16 } },
   { streamPass: { pipelineLoads: true } },
   { coalescedScoreWrites: false },
@@ -526,8 +522,7 @@ const bench: Bench = {
           // Tunings with very many registers per invocation (16 keys per step, double-buffered loads,
           // 256-invocation workgroups) last: in call C everything timed after them in the same process
           // ran 2.6x slow.
-          const heavy = (t: Tuning) =>
-            (t.keywiseSoftmax !== true && (t.keysPerStep ?? 0) >= 16) || t.workgroupSize === 256;
+          const heavy = (t: Tuning) => (t.keysPerStep ?? 0) >= 16 || t.workgroupSize === 256;
           const order = (['reuse', 'anchor', 'dense-anchor', 'dense'] as const).flatMap((role) =>
             SWEEPS[role].filter((t) => !heavy(t)).map((tuning) => ({ role, tuning })),
           );

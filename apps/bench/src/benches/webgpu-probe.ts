@@ -55,8 +55,6 @@ type Options = Pick<
   | 'prefetchIndices'
   | 'keysPerStep'
   | 'pieceBytes'
-  | 'keywiseSoftmax'
-  | 'unrollLoops'
   | 'pipelineLoads'
   | 'coalescedScoreWrites'
   | 'transposedReduce'

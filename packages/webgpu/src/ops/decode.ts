@@ -107,7 +107,7 @@ export interface DecodeArgs {
   /** `teams` only: about how many workgroups to split the keys over (default: `TEAM_DEFAULTS`; for tuning). */
   readonly targetWorkgroups?: number;
   /**
-   * `teams` only: K/V rows a team loads per step, 1..32 (for tuning; more than 8 wants `keywiseSoftmax`). Default: `TEAM_DEFAULTS` for
+   * `teams` only: K/V rows a team loads per step, 1..16 (for tuning). Default: `TEAM_DEFAULTS` for
    * group sizes up to 4 (8), 2 for larger groups.
    */
   readonly keysPerStep?: number;
@@ -126,18 +126,6 @@ export interface DecodeArgs {
    * (up to 2048) in workgroup memory first; else indices are read directly. Default false.
    */
   readonly pipelineLoads?: boolean;
-  /**
-   * `teams` only: the online softmax takes a step's keys one at a time (one key's scores live at a
-   * time instead of `keysPerStep x group`: fewer registers, so more keys per step fit). Default:
-   * `TEAM_DEFAULTS` (off).
-   */
-  readonly keywiseSoftmax?: boolean;
-  /**
-   * `teams` only: the host expands the kernel's loops over the step's keys, the group's heads and a
-   * lane's pieces (`unrollLoops` in program.ts), so no array can fall to local memory. Default:
-   * `TEAM_DEFAULTS` (off).
-   */
-  readonly unrollLoops?: boolean;
   /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
@@ -221,8 +209,6 @@ export interface TeamSettings {
   readonly prefetchIndices: boolean;
   readonly fuseCombine: boolean;
   readonly pipelineLoads: boolean;
-  readonly keywiseSoftmax: boolean;
-  readonly unrollLoops: boolean;
   readonly transposedReduce: boolean;
 }
 
@@ -242,8 +228,6 @@ const STREAM_FEW: TeamSettings = {
   prefetchIndices: false,
   fuseCombine: false,
   pipelineLoads: false,
-  keywiseSoftmax: false,
-  unrollLoops: false,
   transposedReduce: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
@@ -422,9 +406,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     if (
       o.keysPerStep !== undefined &&
-      !(Number.isInteger(o.keysPerStep) && o.keysPerStep >= 1 && o.keysPerStep <= 32)
+      !(Number.isInteger(o.keysPerStep) && o.keysPerStep >= 1 && o.keysPerStep <= 16)
     ) {
-      throw new WebGPUShapeError(`keysPerStep must be an integer in 1..32, got ${o.keysPerStep}`);
+      throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
   }
@@ -453,8 +437,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
       fused: o.fuseCombine ?? d.fuseCombine,
       pipe: o.pipelineLoads ?? d.pipelineLoads,
-      keywise: o.keywiseSoftmax ?? d.keywiseSoftmax,
-      unroll: o.unrollLoops ?? d.unrollLoops,
       tred: o.transposedReduce ?? d.transposedReduce,
     };
   };
@@ -535,9 +517,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SCORE_ROWS: opts.writeScores && (a.coalescedScoreWrites ?? true),
       PREFETCH: t.prefetch && (!t.pipe || pipePrefetch),
       PIPE: t.pipe,
-      KEYWISE: t.keywise,
       TRED: t.tred,
-      UNROLL: t.unroll,
       FUSED: fused,
       KP: t.pieceType,
       SUBGROUPS: true,
