@@ -911,13 +911,13 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     __threadfence();
     __syncthreads();
     int* st = a.state + row * kStateInts;
-    if (tid == 0) {
+    if (tid == 0 && a.cleared) {
       const long long first = row * a.tiles, last = first + a.tiles - 1;
       const long long c0 = ((first + 1) * P - 1) / a.work, c1 = ((last + 1) * P - 1) / a.work;
       lastOfRow = atomicAdd(st + 6, 1) == static_cast<int>(c1 - c0);
     }
     __syncthreads();
-    if (lastOfRow) {
+    if (a.cleared && lastOfRow) {
       __threadfence();
       for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(gh + i);
       __syncthreads();
@@ -948,6 +948,36 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   }
   stream_grid_sync();
   STREAM_TRACE(2);
+  // Phase 2 (when the rows were not zeroed by the scores pass: no per-row counters then): per row the bin
+  // b1 and the list bounds, after a barrier.
+  if (!a.cleared) {
+    for (long long r = blockIdx.x; r < a.rows; r += P) {
+      __syncthreads();
+      for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
+      __syncthreads();
+      stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
+      if (tid == 0) {
+        int* st = a.state + r * kStateInts;
+        const unsigned b1 = res[0];
+        unsigned lo = b1 << 19, hi = b1 + 1 < kStreamBins ? ((b1 + 1) << 19) - 1u : 0x7fffffffu;
+        if (u16) {
+          const float absW = kStreamWindowAbsPerHead * GS;
+          const float flo = __uint_as_float(lo) * (1.f - kStreamWindow) - absW;
+          lo = flo > 0.f ? __float_as_uint(flo) : 0u;
+          if (b1 + 1 < kStreamBins) {
+            const float fhi = __uint_as_float(hi + 1u) * (1.f + kStreamWindow) + absW;
+            hi = min(0x7f7fffffu, __float_as_uint(fhi));
+          }
+        }
+        st[0] = static_cast<int>(b1);
+        st[2] = 0;
+        st[3] = 0;
+        st[4] = static_cast<int>(lo);
+        st[5] = static_cast<int>(hi);
+      }
+    }
+    stream_grid_sync();
+  }
   STREAM_TRACE(3);
 
   // Phase 3. Per warp and tile: classify, one warp scan, one atomic per counter that has keys; the next
