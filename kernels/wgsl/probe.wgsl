@@ -11,7 +11,7 @@
 // read); K, V `[rows, capacity, 16]` vec4<u32>. Dispatch `(splits, rows)` workgroups of WG
 // invocations; workgroup `split` reads keys `[split * span, min(k, (split + 1) * span))`.
 //
-// Prepended by the host: `const WG, U`, the flags `INDEXED`, `READ_V`.
+// Prepended by the host: `const WG, U`, the flags `INDEXED`, `READ_V` (gather_rows; spin needs none).
 
 struct Params {
   k: u32,          // keys per row to read (0: the dispatch alone)
@@ -61,5 +61,18 @@ fn gather_rows(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
   let folded = acc.x ^ acc.y ^ acc.z ^ acc.w;
   if (folded == 0x9E3779B1u) {
     sink[0] = folded;
+  }
+}
+
+// spin: a chain of P.k dependent multiply-adds per invocation, one workgroup: its time follows the
+// SM clock (not memory), so the benchmarks use it to tell a GPU running at a lowered clock.
+@compute @workgroup_size(64)
+fn spin(@builtin(local_invocation_index) t: u32) {
+  var x = f32(t) * 1.0e-3 + 1.0;
+  for (var i = 0u; i < P.k; i++) {
+    x = fma(x, 0.999999, 1.0e-7);
+  }
+  if (x == 12345.0) {
+    sink[0] = bitcast<u32>(x);
   }
 }

@@ -20,6 +20,9 @@
 set -u
 out=${JOB_OUT:?JOB_OUT not set}
 export KASCADE_COMMIT=${KASCADE_GIT_COMMIT:-unknown}
+# The SM-clock guard of the timings (apps/bench/src/benches/webgpu-common.ts, ClockGuard): each timing
+# waits for a full clock and is taken again when the clock fell meanwhile; rows carry clockRatio.
+export KASCADE_CLOCK_GUARD=${KASCADE_CLOCK_GUARD-1}
 bundle=packages/webgpu/.bench/webgpu-device.mjs
 if [ ! -s "$bundle" ]; then
   echo "missing $bundle: run node packages/webgpu/scripts/bundle-bench.mjs here and carry packages/webgpu/.bench"

@@ -50,6 +50,77 @@ export function l2Flusher(gpu: KascadeGPU, quick = false): (pass: GPUComputePass
   return (pass) => encodeCopy(gpu, pass, a, b, bytes);
 }
 
+const SPIN_BINDINGS = [
+  [0, 'uniform'],
+  [1, 'read'],
+  [2, 'read'],
+  [3, 'read'],
+  [4, 'write'],
+] as const;
+/** Dependent multiply-adds per invocation of the clock check (~30 us at 1980 MHz). */
+const SPIN_STEPS = 15000;
+
+/**
+ * The SM-clock guard of the timings: a kernel whose time follows the SM clock alone (probe.wgsl's
+ * spin), timed at the start (the baseline, the fastest of five) and around each op; `ratio()` is its
+ * time now over the baseline (1 at full clock; on the H200 the clock log of call A2 showed stretches
+ * of ~1.5 s at 675-990 MHz, which slowed batch-1 timings up to 2.6x).
+ */
+export class ClockGuard {
+  private baselineUs = 0;
+  private waitedMs = 0;
+  constructor(private readonly gpu: KascadeGPU) {}
+
+  private async spinUs(): Promise<number> {
+    const gpu = this.gpu;
+    const p = gpu.pipeline('probe', 'spin', { WG: 128, U: 1, INDEXED: false, READ_V: false }, SPIN_BINDINGS);
+    const sink = gpu.scratchBuffer('probe.sink', 256);
+    const { samplesUs } = await timeGPU(
+      gpu,
+      'clock check',
+      (pass) => {
+        pass.setPipeline(p.pipeline);
+        pass.setBindGroup(
+          0,
+          gpu.bindGroup(p, 'kascade:probe.spin', {
+            0: gpu.params(new Uint32Array([SPIN_STEPS, 0, 0, 0]).buffer),
+            4: sink,
+          }),
+        );
+        pass.dispatchWorkgroups(1);
+      },
+      { warmup: 1, repeats: 3 },
+    );
+    return summarize(samplesUs).median;
+  }
+
+  async calibrate(): Promise<number> {
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 5; i++) best = Math.min(best, await this.spinUs());
+    this.baselineUs = best;
+    return best;
+  }
+
+  /** The clock check's time over its baseline now (1: full clock). */
+  async ratio(): Promise<number> {
+    if (this.baselineUs === 0) await this.calibrate();
+    return (await this.spinUs()) / this.baselineUs;
+  }
+
+  /** Waits (up to 3 s, 20 s per process in all) until the clock check is within 5% of its baseline. */
+  async settle(): Promise<number> {
+    let r = await this.ratio();
+    for (let i = 0; i < 15 && r > 1.05 && this.waitedMs < 20000; i++) {
+      await new Promise((done) => setTimeout(done, 200));
+      this.waitedMs += 200;
+      r = await this.ratio();
+    }
+    return r;
+  }
+}
+
+const guards = new WeakMap<KascadeGPU, ClockGuard>();
+
 /** Times `encode` (GPU time per run, medians) and returns the stats in microseconds. */
 export async function timeOp(
   gpu: KascadeGPU,
@@ -59,14 +130,35 @@ export async function timeOp(
   flush: (pass: GPUComputePassEncoder) => void,
   repeats = ctx.repeats,
   warmup = ctx.warmup,
-): Promise<Stats & { source: string }> {
-  const { samplesUs, source } = await timeGPU(gpu, label, encode, { warmup, repeats, between: flush });
+): Promise<Stats & { source: string; clockRatio: number }> {
+  // With KASCADE_CLOCK_GUARD=1: wait for a full SM clock before timing, and time again (up to twice)
+  // when the clock check after the runs says the clock fell meanwhile; `clockRatio` is the worse check.
+  const guarded = process.env.KASCADE_CLOCK_GUARD === '1' && gpu.info.hasTimestamps;
+  let guard = guards.get(gpu);
+  if (guarded && !guard) {
+    guard = new ClockGuard(gpu);
+    guards.set(gpu, guard);
+    ctx.progress(`clock check baseline ${(await guard.calibrate()).toFixed(1)} us`);
+  }
+  let samplesUs: Float64Array = new Float64Array(0);
+  let source = '';
+  let clockRatio = 1;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const before = guarded && guard ? await guard.settle() : 1;
+    ({ samplesUs, source } = await timeGPU(gpu, label, encode, { warmup, repeats, between: flush }));
+    const after = guarded && guard ? await guard.ratio() : 1;
+    clockRatio = Math.max(before, after);
+    if (clockRatio <= 1.05) break;
+    ctx.progress(`${label}: clock check ${clockRatio.toFixed(2)}x its baseline, timing again`);
+  }
   const s = summarize(samplesUs);
+
   // Wall time of the line (UTC), to line the timings up with the job's GPU clock log.
   ctx.progress(
-    `${new Date().toISOString().slice(11, 23)} ${label}: median ${s.median.toFixed(1)} us (${source})`,
+    `${new Date().toISOString().slice(11, 23)} ${label}: median ${s.median.toFixed(1)} us (${source})` +
+      (guarded ? `, clock check ${clockRatio.toFixed(3)}x` : ''),
   );
-  return { ...s, source };
+  return { ...s, source, clockRatio: round(clockRatio, 3) };
 }
 
 /** WebGPU read + write bandwidth of a 1 GiB vec4 copy (16 MiB when quick), GB/s (bytes read + written). */

@@ -321,6 +321,7 @@ const bench: Bench = {
                 p90Us: round(s.p90),
                 gbPerS: Math.round(minBytes[role] / (s.median * 1e3)),
                 timing: s.source,
+                ...clockField(s),
               });
             } catch (e) {
               ctx.progress(`${label} failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -417,6 +418,7 @@ const bench: Bench = {
               denseUs: round(denseModel.median),
               speedupVsDense: round(denseModel.median / sparseModel.median, 3),
               timing: sparseModel.source,
+              ...clockField(sparseModel, denseModel),
             });
             summary[`wholeModelOnePassSpeedupVsDense_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = round(
               denseModel.median / sparseModel.median,
@@ -672,6 +674,12 @@ const bench: Bench = {
     };
   },
 };
+
+/** `clockRatio` (the worse SM-clock check around the timings) when the clock guard is on. */
+function clockField(...stats: { clockRatio: number }[]): Row {
+  if (process.env.KASCADE_CLOCK_GUARD !== '1') return {};
+  return { clockRatio: Math.max(...stats.map((s) => s.clockRatio)) };
+}
 
 function tagOf(n: number): string {
   return n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
