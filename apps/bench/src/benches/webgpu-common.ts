@@ -107,10 +107,10 @@ export class ClockGuard {
     return (await this.spinUs()) / this.baselineUs;
   }
 
-  /** Waits (up to 3 s, 20 s per process in all) until the clock check is within 5% of its baseline. */
+  /** Waits (up to 2 s, 8 s per process in all) until the clock check is within 5% of its baseline. */
   async settle(): Promise<number> {
     let r = await this.ratio();
-    for (let i = 0; i < 15 && r > 1.05 && this.waitedMs < 20000; i++) {
+    for (let i = 0; i < 10 && r > 1.05 && this.waitedMs < 8000; i++) {
       await new Promise((done) => setTimeout(done, 200));
       this.waitedMs += 200;
       r = await this.ratio();
