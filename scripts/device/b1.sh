@@ -13,7 +13,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,62,63,8252,8254,12350}
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,62,63,8252,8254,4156,4158}
 export B1_SWEEP=${B1_SWEEP:-62:26:33:41,8254:41:66}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 probe=packages/cuda/dist-device/b1-probe.mjs
