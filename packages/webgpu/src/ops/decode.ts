@@ -426,18 +426,20 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const layout =
       teamsLayout(gpu, headDim, kv.dtype, pieceBytes, a.workgroupSize ?? 128) ??
       teamsLayout(gpu, headDim, kv.dtype)!;
+    const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     return {
       layout,
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
         ? 'f16x4'
         : kv.dtype) as PieceType,
-      U: o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2),
+      U,
       minSteps: o.minStepsPerSplit ?? d.minStepsPerSplit,
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
       fused: o.fuseCombine ?? d.fuseCombine,
       pipe: o.pipelineLoads ?? d.pipelineLoads,
-      tred: o.transposedReduce ?? d.transposedReduce,
+      // Asked for, it must fit (checked below); as a default, only where it fits.
+      tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
     };
   };
   const teams = kernel === 'teams';
