@@ -286,7 +286,7 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (the pipelined wgmma
 // pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
-// v5 / v6 (v6 the default): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
+// v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v9 / v10:
 // v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP); v11: v10
 // with a quarter of the sweeps' exponentials on the FMA pipe; v12: the warp-specialised TMA pool
@@ -294,7 +294,7 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // quarter of the exponentials on the FMA pipe.
 static int pool_variant() {
   const char* pv = getenv("KASCADE_PREFILL_POOL");
-  if (pv == nullptr) return 6;  // the default (DEFAULT_PREFILL_KERNELS): v6, the fastest at 29720db
+  if (pv == nullptr) return 12;  // the default (DEFAULT_PREFILL_KERNELS, preset v30)
   if (strcmp(pv, "v1") == 0) return 1;
   if (strcmp(pv, "v2") == 0) return 2;
   if (strcmp(pv, "v3") == 0) return 3;
@@ -308,7 +308,7 @@ static int pool_variant() {
   if (strcmp(pv, "v11") == 0) return 11;
   if (strcmp(pv, "v12") == 0) return 12;
   if (strcmp(pv, "v13") == 0) return 13;
-  return 6;  // an unknown name: the default, as prefillKernels() reports it
+  return 12;  // an unknown name: the default, as prefillKernels() reports it
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).

@@ -288,11 +288,12 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
-// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same): v8 for dense and sparse,
-// the fastest on the H200 at 29720db (apps/bench/results/cuda-prefill.json); where v8 does not apply,
-// launch_prefill_attention runs dense v2 / sparse v5.
+// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v30): dense v9 and
+// sparse v12 (sparse v9's 3-stage ring), the fastest on the H200 in session 4's calls A2 / A3
+// (apps/bench/results/cuda-prefill.json); where they do not apply, launch_prefill_attention runs dense v2 /
+// sparse v5.
 int prefill_variant(PrefillMode mode) {
-  const int fallback = 8;
+  const int fallback = mode == kSparse ? 12 : 9;
   const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
   if (v == nullptr) return fallback;
   if (strcmp(v, "v1") == 0) return 1;

@@ -307,8 +307,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v8', sparse: 'v8', pool: 'v6' });
-      expect(prefillKernelPreset('v18')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v9', sparse: 'v12', pool: 'v12' });
+      expect(prefillKernelPreset('v30')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];
@@ -324,7 +324,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /pool kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30\)/,
     );
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
@@ -346,6 +346,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v27')).toEqual({ dense: 'v9', sparse: 'v8', pool: 'v12' });
     expect(prefillKernelPreset('v28')).toEqual({ dense: 'v9', sparse: 'v9', pool: 'v12' });
     expect(prefillKernelPreset('v29')).toEqual({ dense: 'v12', sparse: 'v12', pool: 'v13' });
+    expect(prefillKernelPreset('v30')).toEqual({ dense: 'v9', sparse: 'v12', pool: 'v12' });
     expect(() => setPrefillKernels({ dense: 'v13' as 'v1' })).toThrow(
       /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, got v13/,
     );

@@ -466,7 +466,9 @@ export interface PrefillKernelSelection {
  * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async); v27 = v25 with
  * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27. After
  * call A2 (ba33c2e): v29 = v28 with a quarter of the exponentials on the FMA pipe in the two QK^T-only passes
- * (dense v12's statistics-only mode, pool v13) and sparse v9's 3-stage ring (sparse v12).
+ * (dense v12's statistics-only mode, pool v13) and sparse v9's 3-stage ring (sparse v12). After call A3
+ * (e202e71: the FMA-pipe exponentials made both passes slower, the 3-stage gather ring made reuse 18% faster):
+ * v30 = dense v9, sparse v12, pool v12, the defaults.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -498,18 +500,19 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v27: { dense: 'v9', sparse: 'v8', pool: 'v12' },
   v28: { dense: 'v9', sparse: 'v9', pool: 'v12' },
   v29: { dense: 'v12', sparse: 'v12', pool: 'v13' },
+  v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v18`, the fastest in every
- * op at 8k, 32k and 128k in the H200 run of 29720db (call B2, apps/bench/results/cuda-prefill.json): the
- * `wgmma` attention with Q, K and V in the 128-byte swizzled layout (v8: dense 348 ms at 128k, 404
- * TFLOP/s, against v2's 399-410; reuse 42.2 ms against sparse v5's 48.8) and the swizzled pool that
- * computes the anchor's statistics itself (v6; layer 0 runs it as v5). Where v8 does not apply (head
- * dim 64, the statistics-only pass, sparse at g != 4) dense runs v2 and sparse v5; at g = 8 the pool
- * runs v2.
+ * What runs when nothing is selected (the environment variables unset): preset `v30`. Measured fastest per op
+ * in the H200 runs of session 4 (calls A2 and A3, apps/bench/results/cuda-prefill.json): the TMA + warp-
+ * specialised dense kernel v9 (dense, layer 0's dense + statistics pass, and the anchors' statistics-only
+ * pass: 222 ms at 128k, 634 TFLOP/s, 1.16x cuDNN), its gather twin with a 3-stage ring for the anchors' sparse
+ * pass and reuse (sparse v12: 29.0 ms at 128k against v8's 42.2) and the pool on the same skeleton (v12).
+ * Where they do not apply, dense runs v2 (head dim 64), sparse v5 (head dim 64 or g != 4), the pool v5
+ * (head dim 64 or g = 1, 2; g = 8: v2).
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v8', sparse: 'v8', pool: 'v6' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v9', sparse: 'v12', pool: 'v12' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
