@@ -9,7 +9,7 @@
 # with a quarter of the pool's exponentials on the FMA pipe, pool v11). Call A (4db2959) timed v18 v20-v24; now
 # (call A2) v18, v20 (dense v9), v25 (dense v9, pool v9: the anchor's statistics pass on dense v9) and v26
 # (v25 with the warp-specialised sparse v9), v27 (v25 with the warp-specialised TMA pool v12) and v28 (both).
-# Call A2 (ba33c2e) timed v18 v20 v25-v28; call A3 (e202e71) v18, v28 and v29 (v28 with a quarter of the
+# Call A2 (ba33c2e) timed v18 v20 v25-v28; call A3 (18add54) v18, v28 and v29 (v28 with a quarter of the
 # exponentials of the statistics-only pass and the pool on the FMA pipe, and a 3-stage gather ring in the
 # sparse kernel). Now (call B, final): v18 (session 3's defaults) and v30 (the new defaults: dense v9,
 # sparse v12, pool v12). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)

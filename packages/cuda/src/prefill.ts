@@ -467,7 +467,7 @@ export interface PrefillKernelSelection {
  * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27. After
  * call A2 (ba33c2e): v29 = v28 with a quarter of the exponentials on the FMA pipe in the two QK^T-only passes
  * (dense v12's statistics-only mode, pool v13) and sparse v9's 3-stage ring (sparse v12). After call A3
- * (e202e71: the FMA-pipe exponentials made both passes slower, the 3-stage gather ring made reuse 18% faster):
+ * (18add54: the FMA-pipe exponentials made both passes slower, the 3-stage gather ring made reuse 18% faster):
  * v30 = dense v9, sparse v12, pool v12, the defaults.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
