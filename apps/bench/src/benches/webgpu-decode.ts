@@ -142,22 +142,12 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 4, call A3: the candidates of calls A and A2 against the defaults, three times in turn
-  // (A2's clock log showed the GPU's SM clock dropping to 675-990 MHz for ~1.5 s stretches).
-  reuse: alternate(
-    3,
-    {},
-    { fuseCombine: false },
-    { fuseCombine: false, pieceBytes: 16, targetWorkgroups: 256 },
-  ),
-  anchor: alternate(3, {}, { streamPass: { transposedReduce: true, pieceBytes: 8 } }, { fuseCombine: false }),
-  'dense-anchor': alternate(3, {}, { transposedReduce: true, pieceBytes: 8 }, { fuseCombine: false }),
-  dense: alternate(
-    3,
-    {},
-    { transposedReduce: true, pieceBytes: 8 },
-    { transposedReduce: true, pieceBytes: 8, targetWorkgroups: 2048 },
-  ),
+  // Session 4, call B: the defaults against the previous ones and the nearest candidates, twice in
+  // turn (calls A-A3 hold the wider sweeps).
+  reuse: alternate(2, {}, { fuseCombine: false }, { transposedReduce: true }),
+  anchor: alternate(2, {}, { streamPass: { pieceBytes: 16, transposedReduce: false } }),
+  'dense-anchor': alternate(2, {}, { transposedReduce: true, pieceBytes: 8 }),
+  dense: alternate(2, {}, { pieceBytes: 16, transposedReduce: false }),
 };
 /** The one-pass whole model without the fused merge and index prefetch (beside the defaults' rows). */
 const ONE_PASS_OPTIONS: Tuning = { fuseCombine: false, prefetchIndices: false };

@@ -231,19 +231,25 @@ const STREAM_FEW: TeamSettings = {
   transposedReduce: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
+/** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
+const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: true };
 
 /**
  * The team kernel's settings where a call does not give them, per kind of pass ({@link TeamPass})
  * with few (at most 16: batch 1 or 2 at 8 KV heads) or many rows (sequence x KV head).
- * Chosen from the H200 sweeps at 128k (`apps/bench/results/webgpu-decode.json`, `sweep-*` rows):
+ * Chosen from the H200 sweeps at 128k (`apps/bench/results/webgpu-decode*.json`, `sweep-*` rows):
  * few rows want fewer, fuller workgroups; layer 0's pass merges its splits in its last workgroup
- * (call D of session 3: 325 against 350 us at batch 1, 2101 against 2190 at batch 8);
- * `keysPerStep` applies to group sizes up to 4 (larger groups take 2).
+ * (call D of session 3: 325 against 350 us at batch 1, 2101 against 2190 at batch 8); dense and the
+ * anchors' scores pass take the transposed reduction where it fits (call A3 of session 4, three
+ * runs in turn: dense 201 against 220 us at batch 1, 1274 against 1524 at batch 8; the scores pass
+ * 1343 against 1375 at batch 8, equal at batch 1), layer 0's pass does not (337 against 285 us);
+ * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
+ * stays off unless asked for).
  */
 export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
-  stream: { few: STREAM_FEW, many: STREAM_MANY },
+  stream: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   layer0: { few: { ...STREAM_FEW, fuseCombine: true }, many: { ...STREAM_MANY, fuseCombine: true } },
-  scores: { few: STREAM_FEW, many: STREAM_MANY },
+  scores: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   gather: {
     few: {
       ...STREAM_FEW,
