@@ -308,6 +308,7 @@ int prefill_variant(PrefillMode mode) {
   if (strcmp(v, "v10") == 0) return 10;
   if (strcmp(v, "v11") == 0) return 11;
   if (strcmp(v, "v12") == 0) return 12;
+  if (strcmp(v, "v13") == 0) return 13;
   return fallback;  // an unknown name: the default, as prefillKernels() reports it
 }
 

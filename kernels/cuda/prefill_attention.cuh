@@ -95,8 +95,9 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int swizzle = 0);
-// Variants v9 / v10 / v11 / v12 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 .. v12; `version` 9 .. 12; v12 =
-// v9 with a quarter of the statistics-only mode's exponentials on the FMA pipe):
+// Variants v9 .. v13 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 .. v13; `version` 9 .. 13; v12 = v9 with a
+// quarter of the statistics-only mode's exponentials on the FMA pipe, v13 = v9 with the statistics-only mode
+// overlapping inside each warpgroup):
 // dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
 // warpgroups (FlashAttention-3 style); v9 a 2-stage K/V ring, v10 + ping-pong, v11 + a 3-stage ring; the
 // statistics-only mode (kStats) too (K only, ping-pong); sparse runs as v8.
@@ -114,7 +115,7 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 12 (defaults: dense 2, sparse 5).
+// The variant the environment selects for a mode: 1 .. 13 (defaults: dense 2, sparse 5).
 int prefill_variant(PrefillMode mode);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.

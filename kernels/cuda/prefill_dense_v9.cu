@@ -129,7 +129,11 @@ __device__ __forceinline__ uint64_t v9_v_desc(const void* tile, int kk) {
 // warpgroups take turns at S(i) = Q K(i)^T (ping-pong), so one's exponentials run under the other's product.
 // EMU (dense v12, statistics only): every fourth column block's exponentials on the FMA pipe (ex2_fma): with no
 // P V the exponentials load the MUFU as much as S loads the tensor cores.
-template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false>
+// DB (dense v13, statistics only): each consumer warpgroup overlaps itself instead of taking turns: step i + 1's
+// S goes out before step i's exponentials (two S register sets; no O or P in this mode), both waited for at
+// the step's end.
+template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false,
+          bool DB = false>
 __global__ void __launch_bounds__(kV9Threads, 1)
     prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
   constexpr int D = 128;
@@ -343,7 +347,65 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   }
 
   v9_mbar_wait(qFull, 0);
-  if constexpr (STATS_ONLY) {
+  if constexpr (STATS_ONLY && DB) {
+    float sB[NA];
+    // The online (max, sum) of a completed S set of step i, masked as it is read (the registers are never
+    // written while the next step's S is in flight: ptxas would serialise the products, C7515).
+    auto stats_update = [&](const float* sc, int i) {
+      const int kFirst = i * kV9Keys;
+      const bool needMask = kFirst + kV9Keys - 1 > warpFirst || kFirst + kV9Keys > listLen;
+      auto val = [&](int nb, int k) -> float {  // k: 0, 1 row qi0; 2, 3 row qi1
+        const float x = sc[nb * 4 + k];
+        if (!needMask) return x;
+        const int p = kFirst + nb * 8 + quad * 2 + (k & 1);
+        return (p > (k < 2 ? pos0 : pos1) || p >= listLen) ? -INFINITY : x;
+      };
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb) {
+        mx0 = fmaxf(mx0, fmaxf(val(nb, 0), val(nb, 1)));
+        mx1 = fmaxf(mx1, fmaxf(val(nb, 2), val(nb, 3)));
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
+      const float c0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
+      const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+      float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+      for (int nb = 0; nb < 16; ++nb) {
+        rs0 += ex2f(fmaf(val(nb, 0), qscale, -b0)) + ex2f(fmaf(val(nb, 1), qscale, -b0));
+        rs1 += ex2f(fmaf(val(nb, 2), qscale, -b1)) + ex2f(fmaf(val(nb, 3), qscale, -b1));
+      }
+      l0 = l0 * c0 + rs0;
+      l1 = l1 * c1 + rs1;
+      m0 = mn0;
+      m1 = mn1;
+    };
+    issue_s(sacc, 0);
+    wait0();
+    pin<NA>(sacc);
+    v9_mbar_arrive(kEmpty);
+    // Iteration i: S(i + 1) goes out, S(i) (complete) is masked and summed under it, then S(i + 1) is waited
+    // for (nothing in flight over the loop's back edge) and its K stage released.
+    auto body = [&](auto parity, int i) {
+      float* cur = parity.value == 0 ? sacc : sB;
+      float* nxt = parity.value == 0 ? sB : sacc;
+      const bool more = i + 1 < steps;
+      if (more) issue_s(nxt, i + 1);
+      stats_update(cur, i);
+      wait0();
+      pin<NA>(nxt);
+      if (more) v9_mbar_arrive(kEmpty + (i + 1) % STAGES);
+    };
+#pragma unroll 1
+    for (int i = 0; i < steps; i += 2) {
+      body(std::integral_constant<int, 0>{}, i);
+      if (i + 1 < steps) body(std::integral_constant<int, 1>{}, i + 1);
+    }
+  } else if constexpr (STATS_ONLY) {
     // S(i), then the online (max, sum) of its masked row (softmax() also leaves P in sacc, unused).
 #pragma unroll 1
     for (int i = 0; i < steps; ++i) {
@@ -356,6 +418,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       mask_step(sacc, i);
       softmax();
     }
+  }
+  if constexpr (STATS_ONLY) {
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -466,12 +530,13 @@ bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeR
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false>
+template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false,
+          bool DB = false>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v9_smem_bytes<T, STAGES>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU, DB>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -483,7 +548,7 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
       !v9_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads))  // kStats: no V
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU>
+  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU, DB>
       <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
   return cudaGetLastError();
 }
@@ -496,18 +561,20 @@ bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
 
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int version) {
-  if (!prefill_dense_v9_supports(s, mode) || version < 9 || version > 12) return cudaErrorInvalidValue;
+  if (!prefill_dense_v9_supports(s, mode) || version < 9 || version > 13) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     auto go = [&](auto stats_c) -> cudaError_t {
       constexpr bool S = decltype(stats_c)::value;
-      return version == 9 || version == 12 ? launch_v9_t<T, S, 2, false>(s, a, st)
+      return version == 9 || version >= 12 ? launch_v9_t<T, S, 2, false>(s, a, st)
              : version == 10 ? launch_v9_t<T, S, 2, true>(s, a, st)
                              : launch_v9_t<T, S, 3, true>(s, a, st);
     };
     // Statistics only: always ping-pong (nothing else overlaps the exponentials with the tensor cores).
     // v12 = v9 with a quarter of the statistics-only mode's exponentials on the FMA pipe.
+    // v13 = v9 with the statistics-only mode overlapping inside each warpgroup (DB).
     if (mode == kStats)
-      return version == 12   ? launch_v9_t<T, true, 2, true, true, true>(s, a, st)
+      return version == 13   ? launch_v9_t<T, true, 2, false, true, false, true>(s, a, st)
+             : version == 12 ? launch_v9_t<T, true, 2, true, true, true>(s, a, st)
              : version == 11 ? launch_v9_t<T, true, 3, true, true>(s, a, st)
                              : launch_v9_t<T, true, 2, true, true>(s, a, st);
     return mode == kDenseStats ? go(std::true_type{}) : go(std::false_type{});

@@ -12,12 +12,13 @@
 # Call A2 (ba33c2e) timed v18 v20 v25-v28; call A3 (18add54) v18, v28 and v29 (v28 with a quarter of the
 # exponentials of the statistics-only pass and the pool on the FMA pipe, and a 3-stage gather ring in the
 # sparse kernel). Now (call B, final): v18 (session 3's defaults) and v30 (the new defaults: dense v9,
-# sparse v12, pool v12). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
+# sparse v12, pool v12) and v31 (v30 with the statistics-only pass overlapping inside each warpgroup, dense
+# v13). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
 # v6 v14 v15 v16 v18 v17.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v18 | v30). If the bench dies, it runs again on
+# group's checks with it (default groups: v18 | v30 | v31). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -27,7 +28,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v18}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v30}
+risky=${PREFILL_RISKY:-v30 v31}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

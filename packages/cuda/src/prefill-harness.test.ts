@@ -316,15 +316,15 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
   });
 
   it('rejects an unknown kernel variant or preset by name', () => {
-    expect(() => setPrefillKernels({ dense: 'v13' as 'v1' })).toThrow(CudaArgumentError);
+    expect(() => setPrefillKernels({ dense: 'v14' as 'v1' })).toThrow(CudaArgumentError);
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12,/,
+      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,/,
     );
     expect(() => setPrefillKernels({ pool: 'v14' as 'v1' })).toThrow(
       /pool kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31\)/,
     );
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
@@ -347,8 +347,9 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v28')).toEqual({ dense: 'v9', sparse: 'v9', pool: 'v12' });
     expect(prefillKernelPreset('v29')).toEqual({ dense: 'v12', sparse: 'v12', pool: 'v13' });
     expect(prefillKernelPreset('v30')).toEqual({ dense: 'v9', sparse: 'v12', pool: 'v12' });
-    expect(() => setPrefillKernels({ dense: 'v13' as 'v1' })).toThrow(
-      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, got v13/,
+    expect(prefillKernelPreset('v31')).toEqual({ dense: 'v13', sparse: 'v12', pool: 'v12' });
+    expect(() => setPrefillKernels({ dense: 'v14' as 'v1' })).toThrow(
+      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, got v14/,
     );
   });
 

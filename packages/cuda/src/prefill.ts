@@ -393,7 +393,8 @@ export type PrefillKernelVariant =
   | 'v9'
   | 'v10'
   | 'v11'
-  | 'v12';
+  | 'v12'
+  | 'v13';
 export type PrefillPoolVariant =
   | 'v1'
   | 'v2'
@@ -421,6 +422,7 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v10',
   'v11',
   'v12',
+  'v13',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -468,7 +470,9 @@ export interface PrefillKernelSelection {
  * call A2 (ba33c2e): v29 = v28 with a quarter of the exponentials on the FMA pipe in the two QK^T-only passes
  * (dense v12's statistics-only mode, pool v13) and sparse v9's 3-stage ring (sparse v12). After call A3
  * (18add54: the FMA-pipe exponentials made both passes slower, the 3-stage gather ring made reuse 18% faster):
- * v30 = dense v9, sparse v12, pool v12, the defaults.
+ * v30 = dense v9, sparse v12, pool v12, the defaults; v31 = v30 with the anchors' statistics-only pass
+ * overlapping inside each consumer warpgroup (dense v13: the next step's S issued before this step's
+ * exponentials) instead of the two taking turns.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -501,6 +505,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v28: { dense: 'v9', sparse: 'v9', pool: 'v12' },
   v29: { dense: 'v12', sparse: 'v12', pool: 'v13' },
   v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
+  v31: { dense: 'v13', sparse: 'v12', pool: 'v12' },
 };
 
 /**
