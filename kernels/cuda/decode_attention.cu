@@ -16,8 +16,7 @@
 //   Bytes: reads the listed K rows (+ V rows unless scores-only) once, q once per block;
 //   writes GS x (D + 2) f32 per block, plus GS f32 logits per key when asked.
 //   Variants (KascadeDecodeShape::variant bits, kascade_cuda.h; every one computes the same thing):
-//   - LOAD = 0 (default): 16-byte cp.async per row chunk; bit 2 adds an L2 256-byte prefetch hint, and
-//     in gathers (any loader) a bulk L2 prefetch of each row four steps before its copy.
+//   - LOAD = 0 (default): 16-byte cp.async per row chunk; bit 2 adds an L2 256-byte prefetch hint.
 //   - LOAD = 1 (bit 1): one cp.async.bulk per 256-byte row (lanes 0-15 K, 16-31 V) completing on an
 //     mbarrier per ring stage; masked rows copy row 0 (finite, probability 0).
 //   - LOAD = 2 (bit 16, contiguous modes only): one lane issues the step's K (and V) tile as D/64 TMA
@@ -372,11 +371,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     };
     // Positions of this lane's row (lanes 0..15) for the next PF steps: a gather reads its index
     // list PF steps ahead of the row copies, so an index load's latency is not paid per step.
-    // Gathers read it five steps ahead: with bit 2 the rows of step i + 4 are prefetched into L2
-    // (one bulk prefetch per K or V row) when step i's copies are issued, from an index loaded a step
-    // earlier, so the ring's copies find them in L2 (call A2: the 128k batch-1 gather ran at ~45 %
-    // of DRAM bandwidth with ~2-3 ring steps in flight per warp, shared memory bounding the ring).
-    constexpr int PF = kGatherMode ? 5 : 1;
+    // (Session 4, call A3: reading it five steps ahead and prefetching each row into L2 four steps
+    // before its copy made the 128k batch-1 reuse 4-13 % slower; three steps, no prefetch, stay.)
+    constexpr int PF = kGatherMode ? 3 : 1;
     int pq[PF];
   #pragma unroll
     for (int u = 0; u < PF; ++u) pq[u] = lane < KW && u < steps ? list_pos(begin + (warp + 4 * u) * KW + lane) : -1;
@@ -387,17 +384,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   #pragma unroll
         for (int u = 0; u + 1 < PF; ++u) pq[u] = pq[u + 1];
         pq[PF - 1] = (lane < KW && i + PF < steps) ? list_pos(begin + (warp + 4 * (i + PF)) * KW + lane) : -1;
-        if constexpr (kGatherMode) {
-          if (prefetch) {
-            // Step i + PF - 1's rows (its index came with step i - 1's issue): lanes 0-15 K, 16-31 V.
-            const int pp = __shfl_sync(0xffffffffu, pq[PF - 2], lane & (KW - 1));
-            if (pp >= 0) {
-              const T* src = (lane < KW ? kg : vg) + static_cast<size_t>(pp) * D;
-              asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(static_cast<unsigned>(D * sizeof(T)))
-                           : "memory");
-            }
-          }
-        }
         if (lane < KW) posS[st * KW + lane] = p;
         if constexpr (LOAD == 2) {
           // One lane: the step's 16 rows (keys begin + step * 16 ...) as D/64 swizzled boxes of K (and V);

@@ -13,8 +13,8 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,62,63,8252,8254,4156,4158}
-export B1_SWEEP=${B1_SWEEP:-62:26:33:41,8254:41:66}
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,124,252,8252,4156}
+export B1_SWEEP=${B1_SWEEP:-124:33,8252:16}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 probe=packages/cuda/dist-device/b1-probe.mjs
 export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=${B1_SWEEP:-default} node $probe b1-probe.json"
@@ -23,7 +23,7 @@ timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/pro
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=${B1_NCU_VARIANTS:-60,62}
+ncu_variants=${B1_NCU_VARIANTS:-124,8252}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \

@@ -43,7 +43,11 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 252 },
-  { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 252 },
+  // Reuse at batch <= 4 (session 4, the batch-1 probe and the bench of its device calls; figures in
+  // the README's batch-1 section): the 2-stage gather (bit 8192) up to 16k, the lean gather (252) up
+  // to 64k, the split gather (124) up to 256k (where the 2-stage one is slower), the lean one beyond.
+  { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 8252 },
+  { op: 'reuse', maxBatch: 4, maxN: 65536, variant: 252 },
   { op: 'reuse', maxBatch: 4, maxN: 262144, variant: 124 },
   { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
