@@ -462,10 +462,9 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
   cudaError_t e = cudaSuccess;
-  // The callers' scores passes zero the stream select's rows (clearHist, kStreamBins), but call A2 failed
-  // parity with the select relying on that (phase 0 skipped, phase 2 folded into phase 1): cleared = false
-  // keeps the select's own phase 0 and phase 2 (as in call A) until that is understood.
-  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, false, st);
+  // The stream select as in call A (4db2959, parity 4000/4000): calls A2/A3 ran a reworked version that
+  // failed parity and was reverted.
+  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
     e = cluster_select(s, splits, w, topk, indices, st);

@@ -648,8 +648,7 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 
 // ---------------------------------------------------------------------------------------------------
 // KASCADE_VARIANT_STREAM_SELECT: the whole select as one cooperative launch (select_decode.cuh).
-//   phase 0  only if the scores pass did not (PartialArgs::clearHist): clear the rows' 4096-bin
-//            histograms and row counters;                                                grid barrier
+//   phase 0  clear the rows' 4096-bin histograms;                                        grid barrier
 //   phase 1  CTA c takes tiles [c W / P, (c + 1) W / P) of the rows' 2048-key tiles laid end to end:
 //            per row segment the heads' global softmax max/sum (from the scores pass's per-split
 //            max/sum), then per key the pooled score S(x) = sum_h exp2(l_h(x) - M_h) / L_h from the
@@ -657,29 +656,28 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 //            intermediate (8 keys per thread, one 16-byte load of u per head), written to the pooled
 //            row (f32, stride u16_stride(n)), and a shared 4096-bin histogram of bits 30..19 of S
 //            (S >= 0: the sign bit is 0; 8 exponent + 4 mantissa bits, 16 bins per octave), flushed
-//            to the row's global histogram. The row's last CTA to flush (a per-row counter) finds the
-//            bin b1 holding rank k from the top and the row's list bounds;             grid barrier
-//   phase 3  the same tiles again over the pooled rows: scores above the list bounds go to indices,
-//            those inside to the row's list with their values (warp-aggregated slots; the next tile's
-//            loads in flight during this tile's atomics). List: bin b1; with bit 1024 the scores the
-//            exact window below can reach around any k-th score in b1;                  grid barrier
-//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores (in
-//            shared memory when they fit) for the rank k - (keys written). f32 logits: that is the
-//            answer. Bit 1024: S carries the f16 rounding of u (relative error <= 2^-11, plus an
-//            absolute 2^-40 per head below f16's normal range), so around the listed k-th score a_k
-//            the keys with S in [a_k (1 - W) - A, a_k (1 + W) + A] (select_plan.h) are recomputed
-//            exactly (q . k from the K cache, one warp per key) and a second radix select over them
+//            to the row's global histogram;                                              barrier
+//   phase 2  per row (CTA r, r + P, ...): the bin b1 holding rank k from the top -> state; barrier
+//   phase 3  the same tiles again over the pooled rows: keys above the row's list bins go to indices,
+//            the list bins' members to the row's list (warp-aggregated slots). List bins: b1; with
+//            bit 1024 the bins the window below can reach around b1 (usually b1 - 1 .. b1 + 1); barrier
+//   phase 4  per row: an exact radix select (digits of 11, 11, 9 bits) over the listed scores (kept
+//            beside the keys by phase 3; in shared memory when they fit).
+//            f32 logits: that is the answer. Bit 1024: S carries the f16 rounding of u (relative
+//            error <= 2^-11, plus an absolute 2^-40 per head below f16's normal range), so around the
+//            listed k-th score a_k the keys with S in [a_k (1 - W) - A, a_k (1 + W) + A] (select_plan.h)
+//            are recomputed exactly (q . k from the K cache, one
+//            warp per key; their pooled entries overwritten) and a second radix select over them
 //            picks the rest; keys above the window are in, keys below it out (provably, for any
 //            rounding within half the window).
-// State per row: [0] b1, [2] keys written, [3] list length, [4] / [5] the list's lowest / highest score
-// pattern, [6] the row's CTAs done with phase 1.
+// State per row: [0] b1, [1] rank still wanted among the listed keys, [2] keys written, [3] list length,
+// [4] / [5] the lowest / highest list bin.
 // The grid barrier counts in g_stream_barrier (zero at module load, back to zero after each barrier);
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
 
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
-  int cleared;  // the scores pass zeroed the histogram and state rows (phase 0 skipped)
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -696,8 +694,7 @@ struct StreamSelectArgs {
   int* out;         // [rows][topk]
   long long* trace;  // KASCADE_STREAM_SELECT_TRACE: CTA 0's clock64 at the start and after each phase
 };
-// The trace's slots: start, after phase 0, after phase 1 (twice: phase 2 is folded into it), after phase 3,
-// and CTA 0's end of phase 4.
+// The trace's slots: start, after phases 0, 1, 2, 3, and CTA 0's end of phase 4.
 constexpr int kStreamTraceSlots = 6;
 
 __device__ __forceinline__ void stream_grid_sync() {
@@ -788,11 +785,6 @@ __device__ void stream_block_select(F value, int count, unsigned krem, unsigned*
 #define STREAM_TRACE(i) \
   if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64()
 
-// One output slot, written only inside the row (with finite scores the counts never pass k).
-__device__ __forceinline__ void stream_put(int* o, int slot, int k, int x) {
-  if (slot < k) o[slot] = x;
-}
-
 template <typename T, int D, int GS>
 // Three CTAs per SM (at most 85 registers): phase 1 streams with 24 warps per SM (at 107 registers, two).
 __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const StreamSelectArgs a) {
@@ -831,17 +823,14 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   };
 
   STREAM_TRACE(0);
-  // Phase 0 (unless the scores pass zeroed the rows: then no barrier either).
-  if (!a.cleared) {
+  // Phase 0.
+  {
     const size_t total = static_cast<size_t>(a.rows) * kStreamBins;
     for (size_t i = static_cast<size_t>(blockIdx.x) * kStreamThreads + tid; i < total;
          i += static_cast<size_t>(P) * kStreamThreads)
       a.hist[i] = 0u;
-    for (long long r = static_cast<long long>(blockIdx.x) * kStreamThreads + tid; r < a.rows;
-         r += P * kStreamThreads)
-      a.state[r * kStateInts + 6] = 0;
-    stream_grid_sync();
   }
+  stream_grid_sync();
   STREAM_TRACE(1);
 
   // Phase 1.
@@ -869,17 +858,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
               S[2 * q + 1] = fmaf(f.y, c, S[2 * q + 1]);
             }
           }
-        } else if ((n & 3) == 0) {
-          // Rows of whole float4 (n % 4 == 0): two 16-byte loads per head; entries past n are masked below.
-#pragma unroll
-          for (int h = 0; h < GS; ++h) {
-            const float4* lg = reinterpret_cast<const float4*>(a.logits + (bh0 + h) * n + x);
-            const float4 l0 = __ldcs(lg);
-            const float4 l1 = x + 4 < n ? __ldcs(lg + 1) : make_float4(0.f, 0.f, 0.f, 0.f);
-            const float lv[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
-#pragma unroll
-            for (int e = 0; e < 8; ++e) S[e] += exp2f(lv[e] - Mh[h]) * iL[h];
-          }
         } else {
 #pragma unroll
           for (int h = 0; h < GS; ++h) {
@@ -905,123 +883,75 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
     for (int i = tid; i < kStreamBins; i += kStreamThreads)
       if (sh[i]) atomicAdd(gh + i, sh[i]);
-    // The last of the row's CTAs to flush finds the row's first-digit bin and list bounds (no barrier:
-    // a per-row counter in state[6], zero on entry).
-    __shared__ bool lastOfRow;
-    __threadfence();
-    __syncthreads();
-    int* st = a.state + row * kStateInts;
-    if (tid == 0 && a.cleared) {
-      const long long first = row * a.tiles, last = first + a.tiles - 1;
-      const long long c0 = ((first + 1) * P - 1) / a.work, c1 = ((last + 1) * P - 1) / a.work;
-      lastOfRow = atomicAdd(st + 6, 1) == static_cast<int>(c1 - c0);
-    }
-    __syncthreads();
-    if (a.cleared && lastOfRow) {
-      __threadfence();
-      for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(gh + i);
-      __syncthreads();
-      stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
-      // The list: the scores of bin b1 (f32 logits), or (bit 1024) every score the exact window around a
-      // k-th score inside bin b1 can reach: [lowerEdge(b1) (1 - W) - A, upperEdge(b1) (1 + W) + A]. Scores
-      // above the list go to the output in phase 3 (phase 4 counts them), scores below it are out.
-      if (tid == 0) {
-        const unsigned b1 = res[0];
-        unsigned lo = b1 << 19, hi = b1 + 1 < kStreamBins ? ((b1 + 1) << 19) - 1u : 0x7fffffffu;  // patterns
-        if (u16) {
-          const float absW = kStreamWindowAbsPerHead * GS;
-          const float flo = __uint_as_float(lo) * (1.f - kStreamWindow) - absW;
-          lo = flo > 0.f ? __float_as_uint(flo) : 0u;
-          if (b1 + 1 < kStreamBins) {
-            const float fhi = __uint_as_float(hi + 1u) * (1.f + kStreamWindow) + absW;
-            hi = min(0x7f7fffffu, __float_as_uint(fhi));
-          }
-        }
-        st[0] = static_cast<int>(b1);
-        st[2] = 0;
-        st[3] = 0;
-        st[4] = static_cast<int>(lo);
-        st[5] = static_cast<int>(hi);
-      }
-    }
     __syncthreads();
   }
   stream_grid_sync();
   STREAM_TRACE(2);
-  // Phase 2 (when the rows were not zeroed by the scores pass: no per-row counters then): per row the bin
-  // b1 and the list bounds, after a barrier.
-  if (!a.cleared) {
-    for (long long r = blockIdx.x; r < a.rows; r += P) {
-      __syncthreads();
-      for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
-      __syncthreads();
-      stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
-      if (tid == 0) {
-        int* st = a.state + r * kStateInts;
-        const unsigned b1 = res[0];
-        unsigned lo = b1 << 19, hi = b1 + 1 < kStreamBins ? ((b1 + 1) << 19) - 1u : 0x7fffffffu;
-        if (u16) {
-          const float absW = kStreamWindowAbsPerHead * GS;
-          const float flo = __uint_as_float(lo) * (1.f - kStreamWindow) - absW;
-          lo = flo > 0.f ? __float_as_uint(flo) : 0u;
-          if (b1 + 1 < kStreamBins) {
-            const float fhi = __uint_as_float(hi + 1u) * (1.f + kStreamWindow) + absW;
-            hi = min(0x7f7fffffu, __float_as_uint(fhi));
-          }
+
+  // Phase 2. The list bins: b1 (f32 logits) or b1 - 1 .. b1 + 1 (f16 intermediate).
+  for (long long r = blockIdx.x; r < a.rows; r += P) {
+    __syncthreads();
+    for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
+    __syncthreads();
+    stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
+    if (tid == 0) {
+      int* st = a.state + r * kStateInts;
+      const unsigned b1 = res[0];
+      unsigned krem = res[1], binLo = b1, binHi = b1;
+      if (u16) {
+        // The bins the window around any score of bin b1 can reach (usually b1 - 1 .. b1 + 1).
+        const float absW = kStreamWindowAbsPerHead * GS;
+        const float lo = __uint_as_float(b1 << 19) * (1.f - kStreamWindow) - absW;
+        binLo = lo > 0.f ? (__float_as_uint(lo) >> 19) : 0u;
+        if (b1 + 1 < kStreamBins) {
+          const float hi = __uint_as_float((b1 + 1) << 19) * (1.f + kStreamWindow) + absW;
+          binHi = min(static_cast<unsigned>(kStreamBins - 1), __float_as_uint(hi) >> 19);
         }
-        st[0] = static_cast<int>(b1);
-        st[2] = 0;
-        st[3] = 0;
-        st[4] = static_cast<int>(lo);
-        st[5] = static_cast<int>(hi);
+        for (unsigned x = b1 + 1; x <= binHi; ++x) krem += sh[x];
       }
+      st[0] = static_cast<int>(b1);
+      st[1] = static_cast<int>(krem);
+      st[2] = 0;
+      st[3] = 0;
+      st[4] = static_cast<int>(binLo);
+      st[5] = static_cast<int>(binHi);
     }
-    stream_grid_sync();
   }
+  stream_grid_sync();
   STREAM_TRACE(3);
 
-  // Phase 3. Per warp and tile: classify, one warp scan, one atomic per counter that has keys; the next
-  // tile's loads are issued before this tile's atomics, so a round trip to memory and one to the
-  // counters overlap.
+  // Phase 3.
   for (long long t = t0; t < t1;) {
     const long long row = t / a.tiles;
     const long long tEnd = min(t1, (row + 1) * a.tiles);
     int* st = a.state + row * kStateInts;
-    const unsigned lo = static_cast<unsigned>(__ldcg(st + 4)), hi = static_cast<unsigned>(__ldcg(st + 5));
+    const unsigned binLo = static_cast<unsigned>(__ldcg(st + 4)), binHi = static_cast<unsigned>(__ldcg(st + 5));
     const float* pr = a.pooled + static_cast<size_t>(row) * nU;
     int* o = a.out + static_cast<size_t>(row) * k;
     int* cl = a.cand + static_cast<size_t>(row) * n;
     float* cv = a.candVal + static_cast<size_t>(row) * n;
-    unsigned vn[8];
-    int xn = n;
-    auto load = [&](long long tt) {
-      xn = static_cast<int>(tt - row * a.tiles) * kStreamTile + 8 * tid;
-      if (xn < n) {
-        const uint4 v0 = __ldcg(reinterpret_cast<const uint4*>(pr + xn));
-        const uint4 v1 = __ldcg(reinterpret_cast<const uint4*>(pr + xn) + 1);
-        vn[0] = v0.x;
-        vn[1] = v0.y;
-        vn[2] = v0.z;
-        vn[3] = v0.w;
-        vn[4] = v1.x;
-        vn[5] = v1.y;
-        vn[6] = v1.z;
-        vn[7] = v1.w;
-      }
-    };
-    load(t);
     for (; t < tEnd; ++t) {
-      const int x = xn;
-      unsigned v[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] = vn[e];
-      if (t + 1 < tEnd) load(t + 1);
+      const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       unsigned mA = 0u, mC = 0u;
+      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (x < n) {
+        const float4 v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
+        const float4 v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
+        v[0] = v0.x;
+        v[1] = v0.y;
+        v[2] = v0.z;
+        v[3] = v0.w;
+        v[4] = v1.x;
+        v[5] = v1.y;
+        v[6] = v1.z;
+        v[7] = v1.w;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        if (x + e < n) {
-          if (v[e] > hi) mA |= 1u << e;
-          else if (v[e] >= lo) mC |= 1u << e;
+        for (int e = 0; e < 8; ++e) {
+          const unsigned d = __float_as_uint(v[e]) >> 19;
+          if (x + e < n) {
+            if (d > binHi) mA |= 1u << e;
+            else if (d >= binLo) mC |= 1u << e;
+          }
         }
       }
       const int ca = __popc(mA), cc = __popc(mC);
@@ -1044,21 +974,22 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        // Slots past k (or past n for the list) only with non-finite scores (a diagnosis run's garbage):
-        // never written, so no op can write outside its rows.
-        if ((mA & (1u << e)) && baseA < k) o[baseA++] = x + e;
+        if (mA & (1u << e)) o[baseA++] = x + e;
         if (mC & (1u << e)) {
           cl[baseC] = x + e;
-          cv[baseC++] = __uint_as_float(v[e]);
+          cv[baseC++] = v[e];
         }
       }
     }
   }
+  stream_grid_sync();
+  STREAM_TRACE(4);
+
   // Phase 4.
   for (long long r = blockIdx.x; r < a.rows; r += P) {
     const int* st = a.state + r * kStateInts;
+    const unsigned krem = static_cast<unsigned>(__ldcg(st + 1));
     const int written = __ldcg(st + 2), C = __ldcg(st + 3);
-    const unsigned krem = static_cast<unsigned>(k - written);  // >= 1: the k-th score is in the list
     int* cl = a.cand + static_cast<size_t>(r) * n;
     float* cv = a.candVal + static_cast<size_t>(r) * n;
     int* o = a.out + static_cast<size_t>(r) * k;
@@ -1085,7 +1016,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       for (int i = tid; i < C; i += kStreamThreads) {
         const unsigned v = listed(i);
         if (v > thr || (v == thr && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < ties))
-          stream_put(o, atomicAdd(&cnt[0], 1), k, __ldcg(cl + i));
+          o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
       }
       continue;
     }
@@ -1106,7 +1037,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       __syncthreads();
       if (i < C) {
         if (v > hi) {
-          stream_put(o, atomicAdd(&cnt[0], 1), k, x);
+          o[atomicAdd(&cnt[0], 1)] = x;
         } else if (v >= lo) {
           cl[atomicAdd(&cnt[2], 1)] = x;
         }
@@ -1159,17 +1090,16 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < U; i += kStreamThreads) {
       const unsigned v = exact(i);
       if (v > thrE || (v == thrE && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < tiesE))
-        stream_put(o, atomicAdd(&cnt[0], 1), k, __ldcg(cl + i));
+        o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
     }
   }
   STREAM_TRACE(5);
 }
 
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                          const void* q, const void* k, bool cleared, cudaStream_t st) {
+                          const void* q, const void* k, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   StreamSelectArgs a{};
-  a.cleared = cleared ? 1 : 0;
   a.n = s.n;
   a.nU = u16_stride(s.n);
   a.heads = s.heads;

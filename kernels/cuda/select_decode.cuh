@@ -26,9 +26,8 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 // row finishes on its list (exactly: bit 1024 recomputes the keys near the k-th score). Ties at the k-th
 // value: any of them (order free).
 // q and k: the op's query and K cache (bit 1024 recomputes the keys near the k-th score exactly).
-// cleared: the scores pass zeroed the histogram and state rows (PartialArgs::clearHist with kStreamBins).
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                          const void* q, const void* k, bool cleared, cudaStream_t st);
+                          const void* q, const void* k, cudaStream_t st);
 
 // Stream select constants (the workspace carve-up sizes its histogram rows with kStreamBins).
 constexpr int kStreamThreads = 256;
