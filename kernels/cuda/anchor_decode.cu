@@ -546,11 +546,11 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* sha
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if (s->variant & (KASCADE_VARIANT_SELECT2 | KASCADE_VARIANT_STREAM_SELECT)) {
-    // The scores pass zeroes the select's histogram and state rows (the stream select: 4096-bin rows).
+  if (s->variant & KASCADE_VARIANT_SELECT2) {
+    // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears
+    // its own 4096-bin rows in its phase 0; PartialArgs::clearBins stays for it, unused).
     a.clearHist = w.hist;
     a.clearState = w.state;
-    if (s->variant & KASCADE_VARIANT_STREAM_SELECT) a.clearBins = kStreamBins;
   }
   a.noLogitWrites = debug_no_logit_writes();
   if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
@@ -573,11 +573,11 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, co
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if (s->variant & (KASCADE_VARIANT_SELECT2 | KASCADE_VARIANT_STREAM_SELECT)) {
-    // The scores pass zeroes the select's histogram and state rows (the stream select: 4096-bin rows).
+  if (s->variant & KASCADE_VARIANT_SELECT2) {
+    // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears
+    // its own 4096-bin rows in its phase 0; PartialArgs::clearBins stays for it, unused).
     a.clearHist = w.hist;
     a.clearState = w.state;
-    if (s->variant & KASCADE_VARIANT_STREAM_SELECT) a.clearBins = kStreamBins;
   }
   a.noLogitWrites = debug_no_logit_writes();
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
