@@ -141,8 +141,8 @@ describe.skipIf(!compiler)('stream select host plan (select_plan.h, host C++ com
       }
       expect(covered, at).toBe(W);
       expect(minShare >= 1n, at).toBe(true);
-      // The kernel's count of a row's CTAs (its last one to flush finds the row's bin): CTAs
-      // ((t + 1) P - 1) / W of the row's first and last tiles, against the partition itself.
+      // A row's CTAs are those of its first and last tiles, ((t + 1) P - 1) / W, and the ones
+      // between (the count a per-row completion counter would need), against the partition itself.
       if (p.rows <= 16) {
         const T = BigInt(p.tiles);
         for (let r = 0n; r < BigInt(p.rows); r++) {
