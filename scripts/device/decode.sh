@@ -16,8 +16,8 @@
 #      cluster select's 508, 636, 764; the stream select over f32 logits (bit 2048: 2236 = 188 | 2048) and
 #      over the f16 intermediate (bits 1024 | 2048: 3196 = 124 | 3072, 3260 = 188 | 3072), with programmatic
 #      dependent launch (bit 4096: 6332, 7356), with the 6-stage scores pass (bit 16384: 19580, 19644);
-#      cuda-b1's batch-1 variants (4096 programmatic dependent launch, 8192 gather clusters: 4156,
-#      8252, 12348, 4348)), DECODE_PARITY_LIMIT
+#      cuda-b1's batch-1 variants for call B (4096 programmatic dependent launch, 8192 gathers: 4156,
+#      8252)), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -25,7 +25,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,124,176,188,252,508,636,764,2236,3196,3260,6332,7356,19580,19644,4156,8252,12348,4348}
+variants=${DECODE_VARIANTS:-0,124,176,188,252,508,636,764,2236,3196,3260,6332,7356,19580,19644,4156,8252}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
