@@ -33,16 +33,22 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'dense', maxBatch: 4, maxN: 16384, variant: 148 },
   { op: 'dense', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
   { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 176 },
+  // Layer 0 and the anchor (session 4, call B at cd03a04, `cuda-decode.json`): the fastest variant at
+  // each measured context (8k, 32k, 128k, 512k at batch 1; 8k, 32k, 128k at batch 32). The stream
+  // select with the f16 intermediate wins at 128k batch 32 (layer 0 3196: 1.2 % faster than the next
+  // without it; the anchor 19644: 4 %), the cluster select (764, 636) at 8k/32k, the multi-pass select
+  // (188) at 128k/512k batch 1, the stream select over f32 logits with bit 4096 (6332) for the anchor
+  // at 32k batch 1.
   { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 764 },
   { op: 'layer0', maxBatch: 4, maxN: 65536, variant: 636 },
-  { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 764 },
   { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 252 },
-  { op: 'anchor', maxBatch: 4, maxN: 65536, variant: 764 },
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3196 },
+  { op: 'anchor', maxBatch: 4, maxN: 16384, variant: 764 },
+  { op: 'anchor', maxBatch: 4, maxN: 65536, variant: 6332 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 252 },
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 19644 },
   // Reuse at batch <= 4 (session 4, the batch-1 probe and the bench of its device calls; figures in
   // the README's batch-1 section): the 2-stage gather (bit 8192) up to 16k, the lean gather (252) up
   // to 64k, the split gather (124) up to 256k (where the 2-stage one is slower), the lean one beyond.
