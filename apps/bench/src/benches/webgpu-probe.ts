@@ -136,7 +136,12 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
   const full = !process.env.KASCADE_DAWN_ENABLE;
   const rowBytes = 2 * kv.headDim * 2;
   const base = { context: n, batch, k };
-  const push = (kernel: string, probe: string, s: { median: number; p10: number; p90: number }, extra: Row) =>
+  const push = (
+    kernel: string,
+    probe: string,
+    s: { median: number; p10: number; p90: number; clockRatio?: number },
+    extra: Row,
+  ) =>
     rows.push({
       kernel,
       probe,
@@ -145,6 +150,10 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       p10Us: round(s.p10),
       p90Us: round(s.p90),
       ...extra,
+      // The SM-clock check around the timing (with the clock guard on): above ~1.05 it ran slow.
+      ...(process.env.KASCADE_CLOCK_GUARD === '1' && s.clockRatio !== undefined
+        ? { clockRatio: s.clockRatio }
+        : {}),
       ...(process.env.KASCADE_DAWN_ENABLE ? { dawnToggles: process.env.KASCADE_DAWN_ENABLE } : {}),
     });
 
