@@ -3,7 +3,9 @@
 // the DP reads. Reproduces the calibration's own plans (checked: K = 4, 6, 8 of the 4k dev run).
 //   node packages/demo-model/training/replan-from-report.mjs REPORT.json OUT-{k}.json K [K ...]
 import { readFileSync, writeFileSync } from 'node:fs';
-import { planFromStatistics } from '@kascade/engine';
+// The engine as built in this workspace (`pnpm run build`): a dev-only script, so the model package
+// does not depend on the engine that depends on it.
+import { planFromStatistics } from '../../engine/dist/index.js';
 
 const r = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const L = r.importance.length,
