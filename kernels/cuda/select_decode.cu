@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "select_common.cuh"
 #include "select_decode.cuh"
 
 namespace cg = cooperative_groups;
@@ -715,73 +716,6 @@ __device__ __forceinline__ void stream_grid_sync() {
   __syncthreads();
 }
 
-// The bin of h[0 .. nb) (nb a multiple of kStreamThreads) holding rank krem (1-based) counted from the
-// top, and the rank still wanted inside it: res[0], res[1]. All threads call; res is valid after.
-__device__ void stream_find_from_top(const unsigned* h, int nb, unsigned krem, unsigned* res) {
-  __shared__ unsigned wsum[kStreamThreads / 32];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int per = nb / kStreamThreads;
-  unsigned cnt = 0;
-  for (int e = 0; e < per; ++e) cnt += h[nb - 1 - (tid * per + e)];
-  unsigned inc = cnt;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
-    if (lane >= o) inc += y;
-  }
-  if (lane == 31) wsum[warp] = inc;
-  __syncthreads();
-  unsigned before = inc - cnt;
-  for (int w = 0; w < warp; ++w) before += wsum[w];
-  if (before < krem && before + cnt >= krem) {
-    unsigned cum = before;
-    for (int e = 0; e < per; ++e) {
-      const int bin = nb - 1 - (tid * per + e);
-      const unsigned c = h[bin];
-      if (cum + c >= krem) {
-        res[0] = static_cast<unsigned>(bin);
-        res[1] = krem - cum;
-        break;
-      }
-      cum += c;
-    }
-  }
-  __syncthreads();
-}
-
-// Exact radix select over count non-negative f32 patterns value(i): the pattern of the rank-krem score
-// from the top (res[0]) and how many scores equal to it are still wanted (res[1]). Three digits of
-// bits 30..20, 19..9, 8..0 through the shared histogram sh (>= 2048 bins); with level0 = 1 the scores
-// all share bits 30..20 = prefix0 and the first digit is skipped.
-template <typename F>
-__device__ void stream_block_select(F value, int count, unsigned krem, unsigned* sh, unsigned* res, int level0 = 0,
-                                    unsigned prefix0 = 0u) {
-  const int tid = threadIdx.x;
-  unsigned prefix = prefix0;
-#pragma unroll 1
-  for (int level = level0; level < 3; ++level) {
-    const int shift = level == 0 ? 20 : level == 1 ? 9 : 0;
-    const int nb = level == 2 ? 512 : 2048;
-    const int hiShift = shift + (level == 2 ? 9 : 11);  // bits above this digit: the prefix so far
-    for (int i = tid; i < nb; i += kStreamThreads) sh[i] = 0u;
-    __syncthreads();
-    for (int i = tid; i < count; i += kStreamThreads) {
-      const unsigned v = value(i);
-      if (level == 0 || (v >> hiShift) == prefix) atomicAdd(&sh[(v >> shift) & static_cast<unsigned>(nb - 1)], 1u);
-    }
-    __syncthreads();
-    stream_find_from_top(sh, nb, krem, res);
-    prefix = (prefix << (level == 2 ? 9 : 11)) | res[0];
-    krem = res[1];
-    __syncthreads();  // everyone has read res before the next digit's find writes it
-  }
-  if (threadIdx.x == 0) {
-    res[0] = prefix;
-    res[1] = krem;
-  }
-  __syncthreads();
-}
-
 #define STREAM_TRACE(i) \
   if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64()
 
@@ -893,22 +827,12 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     __syncthreads();
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = __ldcg(a.hist + r * kStreamBins + i);
     __syncthreads();
-    stream_find_from_top(sh, kStreamBins, static_cast<unsigned>(k), res);
+    select_find_from_top<kStreamThreads>(sh, kStreamBins, static_cast<unsigned>(k), res);
     if (tid == 0) {
       int* st = a.state + r * kStateInts;
       const unsigned b1 = res[0];
       unsigned krem = res[1], binLo = b1, binHi = b1;
-      if (u16) {
-        // The bins the window around any score of bin b1 can reach (usually b1 - 1 .. b1 + 1).
-        const float absW = kStreamWindowAbsPerHead * GS;
-        const float lo = __uint_as_float(b1 << 19) * (1.f - kStreamWindow) - absW;
-        binLo = lo > 0.f ? (__float_as_uint(lo) >> 19) : 0u;
-        if (b1 + 1 < kStreamBins) {
-          const float hi = __uint_as_float((b1 + 1) << 19) * (1.f + kStreamWindow) + absW;
-          binHi = min(static_cast<unsigned>(kStreamBins - 1), __float_as_uint(hi) >> 19);
-        }
-        for (unsigned x = b1 + 1; x <= binHi; ++x) krem += sh[x];
-      }
+      if (u16) u16_list_bins(b1, sh, GS, &binLo, &binHi, &krem);
       st[0] = static_cast<int>(b1);
       st[1] = static_cast<int>(krem);
       st[2] = 0;
@@ -1006,13 +930,9 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     auto listed = [&](int i) -> unsigned { return __float_as_uint(cached ? cache[i] : __ldcg(cv + i)); };
     // f32 logits: the list is one first-digit bin (bits 30..19 equal), so its first radix digit is known.
     const unsigned bin1 = static_cast<unsigned>(__ldcg(st));
-    if (u16) {
-      stream_block_select(listed, C, krem, sh, res);
-    } else {
-      stream_block_select(listed, C, krem, sh, res, 1, bin1 >> 1);
-    }
-    const unsigned thr = res[0], ties = res[1];
     if (!u16) {
+      select_radix<kStreamThreads>(listed, C, krem, sh, res, 1, bin1 >> 1);
+      const unsigned thr = res[0], ties = res[1];
       for (int i = tid; i < C; i += kStreamThreads) {
         const unsigned v = listed(i);
         if (v > thr || (v == thr && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < ties))
@@ -1020,78 +940,12 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       }
       continue;
     }
-    // Bit 1024: the window around the listed k-th score; keys above it are in, the window's keys are
-    // moved to the front of the list (in place: a round's writes land on entries already read) and
-    // their scores recomputed exactly there.
-    const float ak = __uint_as_float(thr);
-    const float absW = kStreamWindowAbsPerHead * GS;
-    const float hi = ak * (1.f + kStreamWindow) + absW, lo = ak * (1.f - kStreamWindow) - absW;
-    for (int base = 0; base < C; base += kStreamThreads) {
-      const int i = base + tid;
-      int x = -1;
-      float v = 0.f;
-      if (i < C) {
-        x = __ldcg(cl + i);
-        v = __uint_as_float(listed(i));
-      }
-      __syncthreads();
-      if (i < C) {
-        if (v > hi) {
-          o[atomicAdd(&cnt[0], 1)] = x;
-        } else if (v >= lo) {
-          cl[atomicAdd(&cnt[2], 1)] = x;
-        }
-      }
-      __syncthreads();
-    }
-    const int U = cnt[2];
-    const unsigned want = krem - static_cast<unsigned>(cnt[0] - written);  // >= 1: a_k is in the window
+    // Bit 1024: the exact finish around the listed k-th score (select_common.cuh).
     const size_t bh0 = row_stats(r);
-    {
-      const int b = static_cast<int>(r / G), j = static_cast<int>(r % G);
-      const T* kg = static_cast<const T*>(a.k) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(a.capacity) * D;
-      const T* qg = static_cast<const T*>(a.q) + bh0 * D;
-      constexpr int PER = D / 32;
-      float qv[GS][PER];
-#pragma unroll
-      for (int h = 0; h < GS; ++h)
-#pragma unroll
-        for (int e = 0; e < PER; ++e) qv[h][e] = to_float(qg[h * D + lane * PER + e]);
-      // Four keys per warp in flight: their K rows' lane slices loaded before any arithmetic.
-      constexpr int KPW = 4;
-      for (int i0 = warp * KPW; i0 < U; i0 += KPW * (kStreamThreads / 32)) {
-        float kv[KPW][PER];
-#pragma unroll
-        for (int u = 0; u < KPW; ++u) {
-          const int x = i0 + u < U ? __ldcg(cl + i0 + u) : 0;
-#pragma unroll
-          for (int e = 0; e < PER; ++e) kv[u][e] = to_float(kg[static_cast<size_t>(x) * D + lane * PER + e]);
-        }
-#pragma unroll
-        for (int u = 0; u < KPW; ++u) {
-          float S = 0.f;
-#pragma unroll
-          for (int h = 0; h < GS; ++h) {
-            float dot = 0.f;
-#pragma unroll
-            for (int e = 0; e < PER; ++e) dot = fmaf(qv[h][e], kv[u][e], dot);
-            dot = warp_sum(dot);
-            S += exp2f(dot * a.qscale - Mh[h]) * iL[h];
-          }
-          if (lane == 0 && i0 + u < U) cv[i0 + u] = S;
-        }
-      }
-    }
-    __threadfence();
-    __syncthreads();
-    auto exact = [&](int i) -> unsigned { return __float_as_uint(__ldcg(cv + i)); };
-    stream_block_select(exact, U, want, sh, res);
-    const unsigned thrE = res[0], tiesE = res[1];
-    for (int i = tid; i < U; i += kStreamThreads) {
-      const unsigned v = exact(i);
-      if (v > thrE || (v == thrE && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < tiesE))
-        o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
-    }
+    const int b = static_cast<int>(r / G), j = static_cast<int>(r % G);
+    const T* kg = static_cast<const T*>(a.k) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(a.capacity) * D;
+    u16_window_finish<T, D, GS, kStreamThreads>(listed, C, krem, cl, cv, o, cnt, sh, res, Mh, iL, kg,
+                                                static_cast<const T*>(a.q) + bh0 * D, a.qscale);
   }
   STREAM_TRACE(5);
 }

@@ -1,0 +1,178 @@
+// Device pieces of the decode anchors' exact Top-k that two selects share: the stream select
+// (select_decode.cu, bit 2048) and the row select run by the scores / layer-0 pass's last CTA of a row
+// (row_select.cuh, bit 65536). NT = threads per CTA (a multiple of 32). Not part of the public C API.
+#pragma once
+#include <cuda_fp16.h>
+
+#include "common.cuh"
+#include "select_plan.h"
+
+namespace kascade {
+
+// The bin of h[0 .. nb) (nb a multiple of NT) holding rank krem (1-based) counted from the top, and the
+// rank still wanted inside it: res[0], res[1]. All threads call; res is valid after.
+template <int NT>
+__device__ void select_find_from_top(const unsigned* h, int nb, unsigned krem, unsigned* res) {
+  __shared__ unsigned wsum[NT / 32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int per = nb / NT;
+  unsigned cnt = 0;
+  for (int e = 0; e < per; ++e) cnt += h[nb - 1 - (tid * per + e)];
+  unsigned inc = cnt;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+    if (lane >= o) inc += y;
+  }
+  if (lane == 31) wsum[warp] = inc;
+  __syncthreads();
+  unsigned before = inc - cnt;
+  for (int w = 0; w < warp; ++w) before += wsum[w];
+  if (before < krem && before + cnt >= krem) {
+    unsigned cum = before;
+    for (int e = 0; e < per; ++e) {
+      const int bin = nb - 1 - (tid * per + e);
+      const unsigned c = h[bin];
+      if (cum + c >= krem) {
+        res[0] = static_cast<unsigned>(bin);
+        res[1] = krem - cum;
+        break;
+      }
+      cum += c;
+    }
+  }
+  __syncthreads();
+}
+
+// Exact radix select over count non-negative f32 patterns value(i): the pattern of the rank-krem score
+// from the top (res[0]) and how many scores equal to it are still wanted (res[1]). Three digits of
+// bits 30..20, 19..9, 8..0 through the shared histogram sh (>= 2048 bins); with level0 = 1 the scores
+// all share bits 30..20 = prefix0 and the first digit is skipped.
+template <int NT, typename F>
+__device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, unsigned* res, int level0 = 0,
+                             unsigned prefix0 = 0u) {
+  const int tid = threadIdx.x;
+  unsigned prefix = prefix0;
+#pragma unroll 1
+  for (int level = level0; level < 3; ++level) {
+    const int shift = level == 0 ? 20 : level == 1 ? 9 : 0;
+    const int nb = level == 2 ? 512 : 2048;
+    const int hiShift = shift + (level == 2 ? 9 : 11);  // bits above this digit: the prefix so far
+    for (int i = tid; i < nb; i += NT) sh[i] = 0u;
+    __syncthreads();
+    for (int i = tid; i < count; i += NT) {
+      const unsigned v = value(i);
+      if (level == 0 || (v >> hiShift) == prefix) atomicAdd(&sh[(v >> shift) & static_cast<unsigned>(nb - 1)], 1u);
+    }
+    __syncthreads();
+    select_find_from_top<NT>(sh, nb, krem, res);
+    prefix = (prefix << (level == 2 ? 9 : 11)) | res[0];
+    krem = res[1];
+    __syncthreads();  // everyone has read res before the next digit's find writes it
+  }
+  if (threadIdx.x == 0) {
+    res[0] = prefix;
+    res[1] = krem;
+  }
+  __syncthreads();
+}
+
+// The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose
+// members are listed around the bin b1 holding rank k: every bin the exact window (select_plan.h) around
+// any score of b1 can reach, usually b1 - 1 .. b1 + 1. krem (the rank still wanted inside b1) grows by the
+// members of the listed bins above b1. hist: the row's 4096-bin histogram.
+__device__ __forceinline__ void u16_list_bins(unsigned b1, const unsigned* hist, int gs, unsigned* binLo,
+                                              unsigned* binHi, unsigned* krem) {
+  const float absW = kStreamWindowAbsPerHead * gs;
+  const float lo = __uint_as_float(b1 << 19) * (1.f - kStreamWindow) - absW;
+  *binLo = lo > 0.f ? (__float_as_uint(lo) >> 19) : 0u;
+  *binHi = b1;
+  if (b1 + 1 < 4096u) {
+    const float hi = __uint_as_float((b1 + 1) << 19) * (1.f + kStreamWindow) + absW;
+    *binHi = min(4095u, __float_as_uint(hi) >> 19);
+  }
+  for (unsigned x = b1 + 1; x <= *binHi; ++x) *krem += hist[x];
+}
+
+// The f16 intermediate's exact finish over a row's list of C keys cl[i] with pooled scores listed(i)
+// (their bit patterns) that holds the row's rank-krem key (the keys above the list are written already:
+// cnt[0] of them; cnt[1] = cnt[2] = 0 on entry, all set before a barrier). The listed k-th score a_k is
+// found; keys above its window [a_k (1 - W) - A, a_k (1 + W) + A] go to o, the window's keys move to the
+// front of cl (in place: a round's writes land on entries already read) and their scores are recomputed
+// exactly into cv (q . k from the K cache, one warp per key, four keys per warp in flight); an exact radix
+// select over them picks the rest. Ties at the k-th value: any of them. Mh / iL: the group's softmax max
+// and 1 / sum per head; kg: the KV head's K rows; qg: its GS query rows; qscale: scale x log2(e).
+template <typename T, int D, int GS, int NT, typename F>
+__device__ void u16_window_finish(F listed, int C, unsigned krem, int* cl, float* cv, int* o, int* cnt, unsigned* sh,
+                                  unsigned* res, const float* Mh, const float* iL, const T* kg, const T* qg,
+                                  float qscale) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int written = cnt[0];
+  select_radix<NT>(listed, C, krem, sh, res);
+  const float ak = __uint_as_float(res[0]);
+  const float absW = kStreamWindowAbsPerHead * GS;
+  const float hi = ak * (1.f + kStreamWindow) + absW, lo = ak * (1.f - kStreamWindow) - absW;
+  for (int base = 0; base < C; base += NT) {
+    const int i = base + tid;
+    int x = -1;
+    float v = 0.f;
+    if (i < C) {
+      x = __ldcg(cl + i);
+      v = __uint_as_float(listed(i));
+    }
+    __syncthreads();
+    if (i < C) {
+      if (v > hi) {
+        o[atomicAdd(&cnt[0], 1)] = x;
+      } else if (v >= lo) {
+        cl[atomicAdd(&cnt[2], 1)] = x;
+      }
+    }
+    __syncthreads();
+  }
+  const int U = cnt[2];
+  const unsigned want = krem - static_cast<unsigned>(cnt[0] - written);  // >= 1: a_k is in the window
+  {
+    constexpr int PER = D / 32;
+    float qv[GS][PER];
+#pragma unroll
+    for (int h = 0; h < GS; ++h)
+#pragma unroll
+      for (int e = 0; e < PER; ++e) qv[h][e] = to_float(qg[h * D + lane * PER + e]);
+    constexpr int KPW = 4;
+    for (int i0 = warp * KPW; i0 < U; i0 += KPW * (NT / 32)) {
+      float kv[KPW][PER];
+#pragma unroll
+      for (int u = 0; u < KPW; ++u) {
+        const int x = i0 + u < U ? __ldcg(cl + i0 + u) : 0;
+#pragma unroll
+        for (int e = 0; e < PER; ++e) kv[u][e] = to_float(kg[static_cast<size_t>(x) * D + lane * PER + e]);
+      }
+#pragma unroll
+      for (int u = 0; u < KPW; ++u) {
+        float S = 0.f;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) {
+          float dot = 0.f;
+#pragma unroll
+          for (int e = 0; e < PER; ++e) dot = fmaf(qv[h][e], kv[u][e], dot);
+          dot = warp_sum(dot);
+          S += exp2f(dot * qscale - Mh[h]) * iL[h];
+        }
+        if (lane == 0 && i0 + u < U) cv[i0 + u] = S;
+      }
+    }
+  }
+  __threadfence();
+  __syncthreads();
+  auto exact = [&](int i) -> unsigned { return __float_as_uint(__ldcg(cv + i)); };
+  select_radix<NT>(exact, U, want, sh, res);
+  const unsigned thrE = res[0], tiesE = res[1];
+  for (int i = tid; i < U; i += NT) {
+    const unsigned v = exact(i);
+    if (v > thrE || (v == thrE && static_cast<unsigned>(atomicAdd(&cnt[1], 1)) < tiesE))
+      o[atomicAdd(&cnt[0], 1)] = __ldcg(cl + i);
+  }
+}
+
+}  // namespace kascade
