@@ -12,7 +12,8 @@
 // Layout: as decode_attend.wgsl. q `[batch, heads, HEAD_DIM]` f32; K and V `[batch, kvHeads,
 // capacity, HEAD_DIM]` read as 16-byte pieces `KP` (f32: vec4<f32>; f16: vec4<u32>, eight f16 packed);
 // sel (GATHER) `[batch, kvHeads, kStride]` u32 key indices; partML `[batch, heads, splits, 2]` f32
-// (max, sum of one split), partO `[batch, heads, splits, HEAD_DIM]` f32 (unnormalised); scores
+// (max, sum of one split; row stride P.partStride), partO `[batch, heads, splits, HEAD_DIM]` f32
+// (unnormalised, the same stride); scores
 // (WRITE_SCORES) `[batch, heads, scoreStride]` f32 scaled logits at their key positions.
 //
 // Dispatch: `(splits, kvHeads, batch)` workgroups of WG invocations, WG / TW teams. Team `tm` of a
@@ -34,7 +35,10 @@
 // With PREFETCH the host sizes IB to the whole split, staged once before the first loads; without,
 // indices are read directly.
 // FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
-// counter per row, reset by that workgroup) merges the splits of the group's query heads itself.
+// counter per row, reset by that workgroup) merges the splits of the group's query heads itself. With
+// P.mergeGroup > 0 the merge has two levels: the last workgroup of each group of mergeGroup
+// consecutive splits merges them into a partial of its own (index splits + group), and the last of
+// those groups merges the groups' partials: two rounds of loads instead of splits / MU.
 // WGSL has no device-scope fence: the merge relies on the other workgroups' partials being visible
 // once their counter increments are (a storageBarrier orders them within each workgroup), which is
 // what the H200's Vulkan driver was checked to give (repeated runs bit-identical, parity); it is an
@@ -50,9 +54,9 @@ struct Params {
   kStride: u32,      // row stride of the index slot
   scoreStride: u32,  // row stride of the scores buffer
   scale: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  mergeGroup: u32,     // FUSED: splits merged per first-level group (0: one level, the last workgroup merges all)
+  partStride: u32,     // partials per (sequence, query head): splits, plus one per merge group
+  counterStride: u32,  // FUSED: counters per (sequence, KV head): the row's, then one per merge group
   headMap: array<vec4<u32>, 8>,  // kvHeads <= 32
 }
 
@@ -79,6 +83,8 @@ const IB: u32 = NT * U * SB;          // key indices staged per block of SB step
 const MU: u32 = 16u;                  // splits merged per round of loads (FUSED)
 var<workgroup> idx: array<u32, IB>;
 var<workgroup> lastFlag: u32;
+var<workgroup> lastFlag2: u32;
+const NS: u32 = U * GROUP;            // scores of a team step
 var<workgroup> xm: array<f32, NT>;
 var<workgroup> xl: array<f32, NT>;
 var<workgroup> xo: array<vec4<f32>, NT * D4>;
@@ -121,6 +127,214 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
   return d;
 }
 
+// This lane's pieces of the group's query rows, pre-scaled.
+fn loadQuery(b: u32, j: u32, lane: u32) -> array<vec4<f32>, GROUP * QV> {
+  var qr: array<vec4<f32>, GROUP * QV>;
+  for (var h = 0u; h < GROUP; h++) {
+    for (var pp = 0u; pp < PPL; pp++) {
+      for (var i = 0u; i < PV; i++) {
+        qr[(h * PPL + pp) * PV + i] = q[(b * P.heads + j * GROUP + h) * D4 + (pp * TW + lane) * PV + i] * P.scale;
+      }
+    }
+  }
+  return qr;
+}
+
+// The lane's part of the step's dot products, score `u * GROUP + h` for key u and query head h.
+fn stepDots(qr: array<vec4<f32>, GROUP * QV>, kp: array<KP, U * PPL>) -> array<f32, NS> {
+  var sc: array<f32, NS>;
+  for (var u = 0u; u < U; u++) {
+    for (var h = 0u; h < GROUP; h++) {
+      var d = 0.0;
+      for (var pp = 0u; pp < PPL; pp++) {
+        for (var i = 0u; i < PV; i++) {
+          d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+        }
+      }
+      sc[u * GROUP + h] = d;
+    }
+  }
+  return sc;
+}
+
+// One round of the transposing butterfly, partner lanes w apart: a lane holding c partial scores keeps the
+// half its lane bit w selects and adds the partner's part of that half (c == 1: a plain butterfly round).
+fn butterfly(sc: ptr<function, array<f32, NS>>, c: u32, w: u32, lane: u32) {
+  if (c == 1u) {
+    (*sc)[0] += subgroupShuffleXor((*sc)[0], w);
+    return;
+  }
+  let hc = c / 2u;
+  let hi = (lane & w) != 0u;
+  for (var i = 0u; i < hc; i++) {
+    let keep = select((*sc)[i], (*sc)[i + hc], hi);
+    let send = select((*sc)[i + hc], (*sc)[i], hi);
+    (*sc)[i] = keep + subgroupShuffleXor(send, w);
+  }
+}
+
+// Finishes the team's NS partial scores (NS and TW powers of two): afterwards lane `lane` holds the full
+// scores (lane / SHARE) * HELD + i, i < HELD, in sc[i] (NS >= TW: NS / TW each; else every score on SHARE
+// = TW / NS lanes). NS - 1 shuffles per lane at most, instead of log2(TW) per score.
+fn transposeScores(sc: ptr<function, array<f32, NS>>, lane: u32) {
+  if (TW >= 32u) {
+    butterfly(sc, max(1u, NS * 32u / TW), 16u, lane);
+  }
+  if (TW >= 16u) {
+    butterfly(sc, max(1u, NS * 16u / TW), 8u, lane);
+  }
+  if (TW >= 8u) {
+    butterfly(sc, max(1u, NS * 8u / TW), 4u, lane);
+  }
+  if (TW >= 4u) {
+    butterfly(sc, max(1u, NS * 4u / TW), 2u, lane);
+  }
+  if (TW >= 2u) {
+    butterfly(sc, max(1u, NS * 2u / TW), 1u, lane);
+  }
+}
+
+// Merges the teams' (max, sum, weighted V) of each query head into this split's partials at rowBase
+// (+ h * P.partStride).
+fn mergeTeams(t: u32, tm: u32, lane: u32, m: array<f32, GROUP>, l: array<f32, GROUP>,
+              acc: array<vec4<f32>, GROUP * QV>, rowBase: u32) {
+  for (var h = 0u; h < GROUP; h++) {
+    if (lane == 0u) {
+      xm[tm] = m[h];
+      xl[tm] = l[h];
+    }
+    if (ACCUM_V) {
+      for (var pp = 0u; pp < PPL; pp++) {
+        for (var i = 0u; i < PV; i++) {
+          xo[tm * D4 + (pp * TW + lane) * PV + i] = acc[(h * PPL + pp) * PV + i];
+        }
+      }
+    }
+    workgroupBarrier();
+    var M = NEG;
+    for (var e = 0u; e < NT; e++) {
+      M = max(M, xm[e]);
+    }
+    if (t == 0u) {
+      var L = 0.0;
+      for (var e = 0u; e < NT; e++) {
+        L += xl[e] * exp(xm[e] - M);
+      }
+      partML[(rowBase + h * P.partStride) * 2u] = M;
+      partML[(rowBase + h * P.partStride) * 2u + 1u] = L;
+    }
+    if (ACCUM_V && t < D4) {
+      var o = vec4<f32>(0.0);
+      for (var e = 0u; e < NT; e++) {
+        o += xo[e * D4 + t] * exp(xm[e] - M);
+      }
+      partO[(rowBase + h * P.partStride) * D4 + t] = o;
+    }
+    workgroupBarrier();
+  }
+}
+
+// Merges partials [first, first + count) of the group's query heads of (sequence b, KV head j), in
+// order: into the normalised output and the row statistics (final), or into partial `dst`. One
+// invocation per (query head, vec4 of the row), MU partials per round of loads.
+fn combineRange(t: u32, b: u32, j: u32, first: u32, count: u32, dst: u32, toOut: bool) {
+  for (var w = t; w < GROUP * D4; w += WG) {
+    let hr = b * P.heads + j * GROUP + w / D4;
+    let e = w % D4;
+    let row = hr * P.partStride;
+    var M = NEG;
+    var L = 0.0;
+    var o = vec4<f32>(0.0);
+    for (var s0 = 0u; s0 < count; s0 += MU) {
+      var ms: array<f32, MU>;
+      var ls: array<f32, MU>;
+      var os: array<vec4<f32>, MU>;
+      for (var i = 0u; i < MU; i++) {
+        let s = first + min(s0 + i, count - 1u);
+        ms[i] = partML[(row + s) * 2u];
+        ls[i] = partML[(row + s) * 2u + 1u];
+        if (ACCUM_V) {
+          os[i] = partO[(row + s) * D4 + e];
+        }
+      }
+      for (var i = 0u; i < MU; i++) {
+        if (s0 + i < count) {
+          let mn = max(M, ms[i]);
+          let ca = exp(M - mn);
+          let cs = exp(ms[i] - mn);
+          L = L * ca + ls[i] * cs;
+          if (ACCUM_V) {
+            o = o * ca + os[i] * cs;
+          }
+          M = mn;
+        }
+      }
+    }
+    if (toOut) {
+      if (ACCUM_V) {
+        outO[hr * D4 + e] = o / L;
+      }
+      if (e == 0u) {
+        stats[hr * 2u] = M;
+        stats[hr * 2u + 1u] = L;
+      }
+    } else {
+      if (ACCUM_V) {
+        partO[(row + dst) * D4 + e] = o;
+      }
+      if (e == 0u) {
+        partML[(row + dst) * 2u] = M;
+        partML[(row + dst) * 2u + 1u] = L;
+      }
+    }
+  }
+}
+
+// FUSED: called by every workgroup once its split's partials are written. The last workgroup of the
+// row (of its merge group, then of the row, when P.mergeGroup > 0) merges; it resets the counters it used.
+fn mergeSplits(t: u32, b: u32, j: u32, split: u32) {
+  storageBarrier();
+  let crow = (b * P.kvHeads + j) * P.counterStride;
+  let G = P.mergeGroup;
+  if (G == 0u) {
+    if (t == 0u) {
+      let done = atomicAdd(&counters[crow], 1u);
+      lastFlag = select(0u, 1u, done == P.splits - 1u);
+    }
+    if (workgroupUniformLoad(&lastFlag) == 1u) {
+      combineRange(t, b, j, 0u, P.splits, 0u, true);
+      if (t == 0u) {
+        atomicStore(&counters[crow], 0u);
+      }
+    }
+    return;
+  }
+  let g = split / G;
+  let first = g * G;
+  let count = min(G, P.splits - first);
+  let groups = (P.splits + G - 1u) / G;
+  if (t == 0u) {
+    let done = atomicAdd(&counters[crow + 1u + g], 1u);
+    lastFlag = select(0u, 1u, done == count - 1u);
+  }
+  if (workgroupUniformLoad(&lastFlag) == 0u) {
+    return;
+  }
+  combineRange(t, b, j, first, count, P.splits + g, false);
+  storageBarrier();
+  if (t == 0u) {
+    atomicStore(&counters[crow + 1u + g], 0u);
+    let done = atomicAdd(&counters[crow], 1u);
+    lastFlag2 = select(0u, 1u, done == groups - 1u);
+  }
+  if (workgroupUniformLoad(&lastFlag2) == 1u) {
+    combineRange(t, b, j, P.splits, groups, 0u, true);
+    if (t == 0u) {
+      atomicStore(&counters[crow], 0u);
+    }
+  }
+}
+
 @compute @workgroup_size(WG)
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
@@ -146,15 +360,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   let kvBase = (b * P.kvHeads + j) * P.capacity;
   let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
 
-  // This lane's pieces of the group's query rows, pre-scaled.
-  var qr: array<vec4<f32>, GROUP * QV>;
-  for (var h = 0u; h < GROUP; h++) {
-    for (var pp = 0u; pp < PPL; pp++) {
-      for (var i = 0u; i < PV; i++) {
-        qr[(h * PPL + pp) * PV + i] = q[(b * H + j * GROUP + h) * D4 + (pp * TW + lane) * PV + i] * P.scale;
-      }
-    }
-  }
+  let qr = loadQuery(b, j, lane);
   var m: array<f32, GROUP>;
   var l: array<f32, GROUP>;
   var acc: array<vec4<f32>, GROUP * QV>;
@@ -201,60 +407,12 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     var vp = cur.vp;
     var xs = cur.xs;
     // Partial dot products over this lane's pieces, finished across the team.
-    var sc: array<f32, U * GROUP>;
-    for (var u = 0u; u < U; u++) {
-      for (var h = 0u; h < GROUP; h++) {
-        var d = 0.0;
-        for (var pp = 0u; pp < PPL; pp++) {
-          for (var i = 0u; i < PV; i++) {
-            d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
-          }
-        }
-        sc[u * GROUP + h] = d;
-      }
-    }
+    var sc = stepDots(qr, kp);
     if (TRED) {
       // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
       // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
       // instead of log2(TW) per value, and one exp per lane for the probabilities.
-      let hi16 = (lane & 16u) != 0u;
-      if (TW >= 32u) {
-        for (var i = 0u; i < 16u; i++) {
-          let keep = select(sc[i], sc[i + 16u], hi16);
-          let send = select(sc[i + 16u], sc[i], hi16);
-          sc[i] = keep + subgroupShuffleXor(send, 16u);
-        }
-      }
-      let hi8 = (lane & 8u) != 0u;
-      if (TW >= 16u) {
-        for (var i = 0u; i < 8u; i++) {
-          let keep = select(sc[i], sc[i + 8u], hi8);
-          let send = select(sc[i + 8u], sc[i], hi8);
-          sc[i] = keep + subgroupShuffleXor(send, 8u);
-        }
-      }
-      let hi4 = (lane & 4u) != 0u;
-      if (TW >= 8u) {
-        for (var i = 0u; i < 4u; i++) {
-          let keep = select(sc[i], sc[i + 4u], hi4);
-          let send = select(sc[i + 4u], sc[i], hi4);
-          sc[i] = keep + subgroupShuffleXor(send, 4u);
-        }
-      }
-      let hi2 = (lane & 2u) != 0u;
-      if (TW >= 4u) {
-        for (var i = 0u; i < 2u; i++) {
-          let keep = select(sc[i], sc[i + 2u], hi2);
-          let send = select(sc[i + 2u], sc[i], hi2);
-          sc[i] = keep + subgroupShuffleXor(send, 2u);
-        }
-      }
-      let hi1 = (lane & 1u) != 0u;
-      if (TW >= 2u) {
-        let keep = select(sc[0], sc[1], hi1);
-        let send = select(sc[1], sc[0], hi1);
-        sc[0] = keep + subgroupShuffleXor(send, 1u);
-      }
+      transposeScores(&sc, lane);
       let sv = sc[0];
       let myh = lane % GROUP;
       let myu = lane / GROUP;
@@ -375,95 +533,95 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
   }
 
-  // Merge the teams, one query head at a time, into this split's partials.
-  let rowBase = (b * H + j * GROUP) * P.splits + split;
+  mergeTeams(t, tm, lane, m, l, acc, (b * H + j * GROUP) * P.partStride + split);
+  if (FUSED) {
+    mergeSplits(t, b, j, split);
+  }
+}
+
+// gather_partial: the gathering pass (GATHER, ACCUM_V) as a single team step per workgroup, shaped like
+// probe.wgsl's gather_rows. The workgroup stages its P.span = NT * U key indices and numbers its
+// subgroups behind one barrier (workgroup memory starts zeroed in WGSL), each team issues the loads of
+// all of its U keys' K and V rows at once, the step's NS = U * GROUP scores are finished by the
+// transposing butterfly (lane `lane` ends with HELD of them, SHARE lanes holding the same ones when the
+// team is wider than NS), and the team's softmax needs no running rescale. Then the team merge and, with
+// FUSED, the split merge of teams_partial (else teams_combine). Dispatch `(ceil(k / span), kvHeads,
+// batch)`. Needs GROUP and U powers of two and TW <= 32 (the host checks).
+const HELD: u32 = max(1u, NS / TW);
+const SHARE: u32 = max(1u, TW / NS);
+
+@compute @workgroup_size(WG)
+fn gather_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
+  let split = wid.x;
+  let j = wid.y;
+  let b = wid.z;
+  let start = split * P.span;
+  let end = min(start + P.span, P.n);
+  let kvBase = (b * P.kvHeads + j) * P.capacity;
+  let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
+  let lane = sgLane % TW;
+  var mine = 0u;
+  if (sgLane == 0u) {
+    mine = atomicAdd(&sgCounter, 1u);
+  }
+  for (var i = t; i < NT * U; i += WG) {
+    idx[i] = sel[selRow + min(start + i, end - 1u)];
+  }
+  let qr = loadQuery(b, j, lane);
+  workgroupBarrier();
+  let tm = subgroupBroadcast(mine, 0u) * (sgSize / TW) + sgLane / TW;
+  let d = loadStep(start + tm * U, end, kvBase, selRow, lane, true, tm * U);
+  var sc = stepDots(qr, d.kp);
+  transposeScores(&sc, lane);
+  // sc[i] is score e = first + i: key e / GROUP of the team's, query head e % GROUP.
+  let first = (lane / SHARE) * HELD;
+  let keys = (end - start) - min(end - start, tm * U);  // the team's keys inside the split
+  var m: array<f32, GROUP>;
   for (var h = 0u; h < GROUP; h++) {
-    if (lane == 0u) {
-      xm[tm] = m[h];
-      xl[tm] = l[h];
+    m[h] = NEG;
+  }
+  for (var i = 0u; i < HELD; i++) {
+    let e = first + i;
+    for (var h = 0u; h < GROUP; h++) {
+      if (e % GROUP == h && e / GROUP < keys) {
+        m[h] = max(m[h], sc[i]);
+      }
     }
-    if (ACCUM_V) {
+  }
+  for (var h = 0u; h < GROUP; h++) {
+    for (var mk = 1u; mk < TW; mk = mk * 2u) {
+      m[h] = max(m[h], subgroupShuffleXor(m[h], mk));
+    }
+  }
+  var p: array<f32, HELD>;
+  for (var i = 0u; i < HELD; i++) {
+    let e = first + i;
+    var mh = NEG;
+    for (var h = 0u; h < GROUP; h++) {
+      mh = select(mh, m[h], e % GROUP == h);
+    }
+    p[i] = select(0.0, exp(sc[i] - mh), e / GROUP < keys);
+  }
+  // Every lane takes every probability of the step from the lane that holds it.
+  let teamBase = sgLane - lane;
+  var l: array<f32, GROUP>;
+  var acc: array<vec4<f32>, GROUP * QV>;
+  for (var h = 0u; h < GROUP; h++) {
+    for (var u = 0u; u < U; u++) {
+      let e = u * GROUP + h;
+      let pu = subgroupShuffle(p[e % HELD], teamBase + (e / HELD) * SHARE);
+      l[h] += pu;
       for (var pp = 0u; pp < PPL; pp++) {
         for (var i = 0u; i < PV; i++) {
-          xo[tm * D4 + (pp * TW + lane) * PV + i] = acc[(h * PPL + pp) * PV + i];
+          acc[(h * PPL + pp) * PV + i] += pu * kp4(d.vp[u * PPL + pp], i);
         }
       }
     }
-    workgroupBarrier();
-    var M = NEG;
-    for (var e = 0u; e < NT; e++) {
-      M = max(M, xm[e]);
-    }
-    if (t == 0u) {
-      var L = 0.0;
-      for (var e = 0u; e < NT; e++) {
-        L += xl[e] * exp(xm[e] - M);
-      }
-      partML[(rowBase + h * P.splits) * 2u] = M;
-      partML[(rowBase + h * P.splits) * 2u + 1u] = L;
-    }
-    if (ACCUM_V && t < D4) {
-      var o = vec4<f32>(0.0);
-      for (var e = 0u; e < NT; e++) {
-        o += xo[e * D4 + t] * exp(xm[e] - M);
-      }
-      partO[(rowBase + h * P.splits) * D4 + t] = o;
-    }
-    workgroupBarrier();
   }
+  mergeTeams(t, tm, lane, m, l, acc, (b * P.heads + j * GROUP) * P.partStride + split);
   if (FUSED) {
-    storageBarrier();
-    if (t == 0u) {
-      let done = atomicAdd(&counters[b * P.kvHeads + j], 1u);
-      lastFlag = select(0u, 1u, done == P.splits - 1u);
-    }
-    if (workgroupUniformLoad(&lastFlag) == 1u) {
-      // One invocation per (query head of the group, vec4 of the output row), the splits in order.
-      for (var w = t; w < GROUP * D4; w += WG) {
-        let hr = b * H + j * GROUP + w / D4;
-        let e = w % D4;
-        let row = hr * P.splits;
-        var M = NEG;
-        var L = 0.0;
-        var o = vec4<f32>(0.0);
-        // MU splits at a time, their loads issued before any is used.
-        for (var s0 = 0u; s0 < P.splits; s0 += MU) {
-          var ms: array<f32, MU>;
-          var ls: array<f32, MU>;
-          var os: array<vec4<f32>, MU>;
-          for (var i = 0u; i < MU; i++) {
-            let s = min(s0 + i, P.splits - 1u);
-            ms[i] = partML[(row + s) * 2u];
-            ls[i] = partML[(row + s) * 2u + 1u];
-            if (ACCUM_V) {
-              os[i] = partO[(row + s) * D4 + e];
-            }
-          }
-          for (var i = 0u; i < MU; i++) {
-            if (s0 + i < P.splits) {
-              let mn = max(M, ms[i]);
-              let ca = exp(M - mn);
-              let cs = exp(ms[i] - mn);
-              L = L * ca + ls[i] * cs;
-              if (ACCUM_V) {
-                o = o * ca + os[i] * cs;
-              }
-              M = mn;
-            }
-          }
-        }
-        if (ACCUM_V) {
-          outO[hr * D4 + e] = o / L;
-        }
-        if (e == 0u) {
-          stats[hr * 2u] = M;
-          stats[hr * 2u + 1u] = L;
-        }
-      }
-      if (t == 0u) {
-        atomicStore(&counters[b * P.kvHeads + j], 0u);
-      }
-    }
+    mergeSplits(t, b, j, split);
   }
 }
 
@@ -509,7 +667,7 @@ fn reduceSum(t: u32, v: f32) -> f32 {
 fn teams_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let h = wid.x;
   let b = wid.y;
-  let row = (b * P.heads + h) * P.splits;
+  let row = (b * P.heads + h) * P.partStride;
   var m = NEG;
   for (var s = t; s < P.splits; s += CWG) {
     m = max(m, partML[(row + s) * 2u]);

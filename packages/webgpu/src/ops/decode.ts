@@ -136,6 +136,19 @@ export interface DecodeArgs {
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
+   * `teams` only, gathering passes (reuse, the anchors' sparse pass): `gather_partial`, one team step
+   * per workgroup (each workgroup takes `teams x keysPerStep` keys, its indices staged behind one
+   * barrier, every K/V load of a team issued at once, the scores finished by the transposing
+   * butterfly, no running rescale). Needs a power-of-two group and `keysPerStep`. Default:
+   * `TEAM_DEFAULTS`.
+   */
+  readonly singleStepGather?: boolean;
+  /**
+   * `teams` only, with `fuseCombine`: the split merge in two levels, the last workgroup of each group
+   * of this many consecutive splits merging them first (0: one level; default `TEAM_DEFAULTS`).
+   */
+  readonly splitMergeGroup?: number;
+  /**
    * `teams` only: merge the splits in the last workgroup of each (sequence, KV head) instead of a
    * second dispatch (default: `TEAM_DEFAULTS`, on for gathering passes; see `decode_teams.wgsl` for
    * what it relies on).
@@ -210,6 +223,8 @@ export interface TeamSettings {
   readonly fuseCombine: boolean;
   readonly pipelineLoads: boolean;
   readonly transposedReduce: boolean;
+  readonly singleStepGather: boolean;
+  readonly splitMergeGroup: number;
 }
 
 /**
@@ -229,6 +244,8 @@ const STREAM_FEW: TeamSettings = {
   fuseCombine: false,
   pipelineLoads: false,
   transposedReduce: false,
+  singleStepGather: false,
+  splitMergeGroup: 0,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -275,6 +292,12 @@ const PIPE_PREFETCH_MAX = 2048;
 
 /** Rows (sequence x KV head) up to which a pass takes the `few` defaults. */
 export const FEW_ROWS = 16;
+
+/** Whether `gather_partial` can run a group size with `keysPerStep` keys on teams of `teamWidth` lanes. */
+export function singleStepFits(group: number, keysPerStep: number, teamWidth: number): boolean {
+  const pow2 = (x: number) => (x & (x - 1)) === 0;
+  return pow2(group) && pow2(keysPerStep) && teamWidth <= 32;
+}
 
 /** Keys per chunk in workgroup memory: `GROUP * CH` scores fit 4 KiB. */
 function chunkFor(group: number): number {
@@ -417,6 +440,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
+    if (
+      o.splitMergeGroup !== undefined &&
+      !(Number.isInteger(o.splitMergeGroup) && o.splitMergeGroup >= 0 && o.splitMergeGroup !== 1)
+    ) {
+      throw new WebGPUShapeError(`splitMergeGroup must be 0 or an integer >= 2, got ${o.splitMergeGroup}`);
+    }
   }
   if (a.workgroupSize !== undefined && ![64, 128, 256].includes(a.workgroupSize)) {
     throw new WebGPUShapeError(`workgroupSize must be 64, 128 or 256, got ${a.workgroupSize}`);
@@ -446,12 +475,19 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       pipe: o.pipelineLoads ?? d.pipelineLoads,
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
+      // Asked for, it must fit (checked below); as a default, only where it fits.
+      single: gather && (o.singleStepGather ?? (d.singleStepGather && singleStepFits(group, U, layout.TW))),
+      mergeGroup: o.splitMergeGroup ?? d.splitMergeGroup,
     };
   };
   const teams = kernel === 'teams';
   const splitsFor = (keys: number, kind: TeamPass) => {
     if (!teams) return decodeSplits(batch, kvHeads, keys, group);
     const t = tuned(kind);
+    if (t.single) {
+      const span = (t.layout.WG / t.layout.TW) * t.U;
+      return { span, splits: Math.ceil(keys / span) };
+    }
     return teamSplits(
       batch,
       kvHeads,
@@ -468,9 +504,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   // grew after a bind group was made would leave that bind group pointing at a destroyed buffer).
   const streamKind: TeamPass = role === 'dense-anchor' ? 'layer0' : role === 'anchor' ? 'scores' : 'stream';
   const most = Math.max(splitsFor(n, streamKind).splits, splitsFor(Math.max(1, k), 'gather').splits);
-  partML(most);
-  partO(most);
-  gpu.scratchBuffer('decode.counters', batch * kvHeads * 4);
+  // Room for a two-level merge's group partials (at most one per split) and counters.
+  partML(2 * most);
+  partO(2 * most);
+  const counters = gpu.scratchBuffer('decode.counters', batch * kvHeads * (1 + most) * 4);
 
   const attend = (opts: {
     gather: boolean;
@@ -482,8 +519,14 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const kind: TeamPass = opts.gather ? 'gather' : streamKind;
     const { span, splits } = splitsFor(opts.keys, kind);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
-    const ml = partML(splits);
-    const po = opts.accumV ? partO(splits) : null;
+    const t = teams ? tuned(kind) : null;
+    const fused = t?.fused === true;
+    // A two-level merge only where the splits outnumber a group.
+    const mergeGroup = t !== null && fused && t.mergeGroup > 0 && splits > t.mergeGroup ? t.mergeGroup : 0;
+    const groups = mergeGroup > 0 ? Math.ceil(splits / mergeGroup) : 0;
+    const partStride = splits + groups;
+    const ml = partML(partStride);
+    const po = opts.accumV ? partO(partStride) : null;
     const params = gpu.params(
       packParams(
         [
@@ -496,15 +539,13 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
           slot?.kStride ?? 0,
           n,
           { f32: scale },
-          0,
-          0,
-          0,
+          mergeGroup,
+          partStride,
+          1 + groups,
         ],
         headMap,
       ),
     );
-    const t = teams ? tuned(kind) : null;
-    const fused = t?.fused === true;
     const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U : 1;
     // Pipelined loads take their indices from workgroup memory only when the whole split fits there.
     const pipePrefetch = t?.pipe === true && t.prefetch && span <= PIPE_PREFETCH_MAX;
@@ -513,18 +554,23 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         `transposedReduce needs keysPerStep x group = the team width: ${t.U} x ${group} != ${t.layout.TW}`,
       );
     }
+    if (t?.single && !singleStepFits(group, t.U, t.layout.TW)) {
+      throw new WebGPUShapeError(
+        `singleStepGather needs a power-of-two group and keysPerStep (got ${group} and ${t.U}) and a team width <= 32 (${t.layout.TW})`,
+      );
+    }
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
       ...t.layout,
       U: t.U,
-      SB: pipePrefetch ? span / stepKeys : Math.max(1, Math.floor(512 / stepKeys)),
+      SB: t.single ? 1 : pipePrefetch ? span / stepKeys : Math.max(1, Math.floor(512 / stepKeys)),
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
       SCORE_ROWS: opts.writeScores && (a.coalescedScoreWrites ?? true),
-      PREFETCH: t.prefetch && (!t.pipe || pipePrefetch),
-      PIPE: t.pipe,
+      PREFETCH: !t.single && t.prefetch && (!t.pipe || pipePrefetch),
+      PIPE: !t.single && t.pipe,
       TRED: t.tred,
       FUSED: fused,
       KP: t.pieceType,
@@ -533,7 +579,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const p1 = teamDefs
       ? gpu.pipeline(
           'decode_teams',
-          'teams_partial',
+          t.single ? 'gather_partial' : 'teams_partial',
           teamDefs,
           PARTIAL_TEAMS_BINDINGS, // the merge's bindings are declared (statically used) either way
         )
@@ -554,7 +600,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
           ? {
               ...(opts.accumV ? { 8: a.out } : {}),
               9: stats,
-              10: gpu.scratchBuffer('decode.counters', batch * kvHeads * 4),
+              10: counters,
             }
           : {}),
       }),
