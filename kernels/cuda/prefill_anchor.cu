@@ -287,45 +287,31 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
 // v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
-// v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v9 / v10:
-// v5 / v6 with three (v10's fused statistics: two) query tiles per block (prefill_pool_v3.cu, TP); v11: v10
-// with a quarter of the sweeps' exponentials on the FMA pipe; v12: the warp-specialised TMA pool
-// (prefill_pool_v12.cu; head dim 128, g = 4, else as v9), statistics from the attention pass; v13: v12 with a
-// quarter of the exponentials on the FMA pipe.
+// v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v12 (the
+// default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics
+// from the attention pass; v14 / v15: v12 with the two consumer warpgroups taking turns at the tensor cores
+// (ping-pong), 4 / 3 K stages; v16: v14 with a quarter of the exponentials on the FMA pipe. (Session 4's v9-v11
+// and v13 lost and are gone.)
 static int pool_variant() {
-  const char* pv = getenv("KASCADE_PREFILL_POOL");
-  if (pv == nullptr) return 12;  // the default (DEFAULT_PREFILL_KERNELS, preset v30)
-  if (strcmp(pv, "v1") == 0) return 1;
-  if (strcmp(pv, "v2") == 0) return 2;
-  if (strcmp(pv, "v3") == 0) return 3;
-  if (strcmp(pv, "v4") == 0) return 4;
-  if (strcmp(pv, "v5") == 0) return 5;
-  if (strcmp(pv, "v6") == 0) return 6;
-  if (strcmp(pv, "v7") == 0) return 7;
-  if (strcmp(pv, "v8") == 0) return 8;
-  if (strcmp(pv, "v9") == 0) return 9;
-  if (strcmp(pv, "v10") == 0) return 10;
-  if (strcmp(pv, "v11") == 0) return 11;
-  if (strcmp(pv, "v12") == 0) return 12;
-  if (strcmp(pv, "v13") == 0) return 13;
-  return 12;  // an unknown name: the default, as prefillKernels() reports it
+  const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
+  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 14 && v <= 16);
+  return known ? v : 12;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v30)
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
 static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
   const int pv = pool_variant();
-  return !layer0 && (pv == 4 || pv == 6 || pv == 8 || pv == 10 || pv == 11) && pool_v3_supports(s);
+  return !layer0 && (pv == 4 || pv == 6 || pv == 8) && pool_v3_supports(s);
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if ((pv == 12 || pv == 13) && pool_v12_supports(s))
-    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv == 13);
+  if (pv >= 12 && pool_v12_supports(s))
+    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv);
   if (pv >= 3)
-    return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st,
-                          pv >= 9 ? 3 : 1, pv == 11);
+    return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {

@@ -288,38 +288,34 @@ static cudaError_t launch_t(const KascadePrefillShape& s, const PrefillArgs& a, 
   return cudaGetLastError();
 }
 
+int prefill_variant_number(const char* name) {
+  if (name == nullptr || name[0] != 'v' || name[1] < '1' || name[1] > '9') return 0;
+  char* end = nullptr;
+  const long n = strtol(name + 1, &end, 10);
+  return *end == '\0' && n < 1000 ? static_cast<int>(n) : 0;
+}
+
 // Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v30): dense v9 and
 // sparse v12 (sparse v9's 3-stage ring), the fastest on the H200 in session 4's calls A2 / A3
 // (apps/bench/results/cuda-prefill.json); where they do not apply, launch_prefill_attention runs dense v2 /
 // sparse v5.
+// Attention variants: v1-v9, v12 (sparse v9's 3-stage ring; dense as v9), v14-v16 (dense v9 whose statistics-only
+// pass differs: prefill_dense_v9.cu; sparse as v9). Session 4's v10, v11 and v13 lost and are gone.
 int prefill_variant(PrefillMode mode) {
   const int fallback = mode == kSparse ? 12 : 9;
-  const char* v = getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE");
-  if (v == nullptr) return fallback;
-  if (strcmp(v, "v1") == 0) return 1;
-  if (strcmp(v, "v2") == 0) return 2;
-  if (strcmp(v, "v3") == 0) return 3;
-  if (strcmp(v, "v4") == 0) return 4;
-  if (strcmp(v, "v5") == 0) return 5;
-  if (strcmp(v, "v6") == 0) return 6;
-  if (strcmp(v, "v7") == 0) return 7;
-  if (strcmp(v, "v8") == 0) return 8;
-  if (strcmp(v, "v9") == 0) return 9;
-  if (strcmp(v, "v10") == 0) return 10;
-  if (strcmp(v, "v11") == 0) return 11;
-  if (strcmp(v, "v12") == 0) return 12;
-  if (strcmp(v, "v13") == 0) return 13;
-  return fallback;  // an unknown name: the default, as prefillKernels() reports it
+  const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
+  const bool known = (v >= 1 && v <= 9) || v == 12 || (v >= 14 && v <= 16);
+  return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
-  // v9 / v10 / v11 / v12: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense +
-  // statistics, statistics only); sparse runs as sparse v9 (v9; v12: its 3-stage ring) or v8.
+  // v9 / v12 / v14-v16: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense + statistics,
+  // statistics only); sparse runs as sparse v9 (v12: its 3-stage ring) or v8.
   if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st, variant);
   // Sparse v9: the warp-specialised gather kernel (prefill_sparse_v9.cu) at head dim 128 and g = 4.
-  if ((variant == 9 || variant == 12) && mode == kSparse && prefill_sparse_v9_supports(s))
+  if (variant >= 9 && mode == kSparse && prefill_sparse_v9_supports(s))
     return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);
   if (variant >= 6 && prefill_dense_v6_supports(s, mode))
     return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);

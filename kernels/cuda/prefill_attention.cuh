@@ -50,22 +50,19 @@ cudaError_t launch_pool_wgmma(const KascadePrefillShape& s, const void* q, const
 // (a sweep over keys 0 .. s_t + 31), so the anchor's separate statistics pass is skipped and stats unused.
 bool pool_v3_supports(const KascadePrefillShape& s);
 // swizzle (pools v5 / v6): the Q and K tiles in the 128-byte swizzled layout instead of the interleave one.
-// tilesPerBlock > 1 (pools v9 / v10: v5 / v6 with three tiles per block, two with the statistics sweep, one
-// per warpgroup, sharing every K step; swizzled, head dim 128, g = 4, else one tile). emulateExp (pool v11,
-// with tilesPerBlock > 1): a quarter of each sweep's exponentials on the FMA pipe (ex2_fma).
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock = 1,
-                           bool emulateExp = false);
+                           bool fusedStats, bool swizzle, cudaStream_t st);
 
 // Pool variant v12 (prefill_pool_v12.cu, KASCADE_PREFILL_POOL=v12): dense v9's skeleton (a TMA producer
 // warpgroup, two consumer warpgroups on the halves of each 128-key step); head dim 128, g = 4; statistics from
-// the attention pass (never fused). Same arguments and output as the other pools. emulateExp (pool v13): a
-// quarter of the exponentials on the FMA pipe.
+// the attention pass (never fused). Same arguments and output as the other pools. version: 12; 14 / 15 = the
+// consumer warpgroups taking turns at the tensor cores, 4 / 3 K stages; 16 = 14 with a quarter of the
+// exponentials on the FMA pipe.
 bool pool_v12_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            bool emulateExp = false);
+                            int version = 12);
 
 // Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
 // row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
@@ -115,8 +112,10 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 13 (defaults: dense 2, sparse 5).
+// The variant the environment selects for a mode: 1 .. 9, 12, 14 .. 16 (defaults: dense 9, sparse 12).
 int prefill_variant(PrefillMode mode);
+// The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
+int prefill_variant_number(const char* name);
 
 // mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.
 template <typename T>

@@ -1,13 +1,13 @@
-// Prefill attention, dense variants v9 / v10 / v11 (KASCADE_PREFILL_DENSE=v9, v10 or v11: dense, dense +
-// statistics and statistics only at head dim 128; head dim 64 runs v2, sparse runs v8 / v5 as before):
-// FlashAttention-3's structure on Hopper, with the copy engine. v9: 2-stage K/V ring; v10: v9 with the two
-// consumer warpgroups taking turns at the tensor cores (ping-pong); v11: v10 with a 3-stage ring.
+// Prefill attention, dense variant v9 (KASCADE_PREFILL_DENSE=v9: dense, dense + statistics and statistics only at
+// head dim 128; head dim 64 runs v2): FlashAttention-3's structure on Hopper, with the copy engine, a 2-stage K/V
+// ring. v12 runs as v9 here (its name selects sparse v9's 3-stage ring); v14 / v15 / v16 differ from v9 in the
+// statistics-only pass only (see STATS_ONLY below).
 //
 // Layout: q [batch, heads, queries, 128], k / v [batch, kvHeads, capacity, 128] (bf16 or f16), out like q,
 // stats [batch, heads, queries, 2] f32 (dense + statistics: the row max in the log2 domain and the row sum,
 // what layer 0's pool normalises by). f32 accumulation.
 //
-// Kernel prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG>: grid (g x ceil(queries / 128), kvHeads, batch)
+// Kernel prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>: grid (g x ceil(queries / 128), kvHeads, batch)
 // (prefill_v9_plan.h): block x = (query block qb, head in group), the group's g heads of one query block are
 // consecutive CTAs (they read the same K/V tiles at the same time: L2 hits), heaviest (last) query blocks
 // first so the causal wave's ragged end holds the short blocks. 384 threads = 3 warpgroups:
@@ -24,8 +24,7 @@
 //     warp's diagonal) and put through the softmax while P V runs on the tensor cores; then P V is waited
 //     for, V(i - 1)'s stage released, O rescaled where a row max moved and P(i) rounded to 16 bits.
 //     Registers: O 64 + S 64 + P 32 f32/b32 per thread.
-// Shared memory: Q 32 KB + STAGES x (K 32 KB + V 32 KB) + 1 KB alignment + barriers: 2 stages 161 KB, 3 stages
-// 225 KB; one CTA per SM either way.
+// Shared memory: Q 32 KB + 2 stages x (K 32 KB + V 32 KB) + 1 KB alignment + barriers: 161 KB, one CTA per SM.
 // Bytes: per CTA Q 32 KB and the keys 0 .. its last position of K and V once (from L2 mostly: the group's g
 // heads and the neighbouring query blocks read the same tiles); out 32 KB; statistics 1 KB.
 #include <cuda.h>
@@ -49,6 +48,7 @@ constexpr int kV9Rows = 128;  // query rows per CTA (two consumer warpgroups of 
 constexpr int kV9Threads = 384;
 constexpr int kV9ConsumerThreads = 256;
 constexpr int kV9Box = 64;  // TMA box: 64 elements (128 bytes, the swizzle span) x 128 rows
+constexpr int kV9Stages = 2;
 
 struct V9Maps {
   CUtensorMap q;
@@ -56,9 +56,9 @@ struct V9Maps {
   CUtensorMap v;
 };
 
-template <typename T, int STAGES>
+template <typename T>
 constexpr size_t v9_smem_bytes() {
-  return static_cast<size_t>(kV9Rows * 128 + 2 * STAGES * kV9Keys * 128) * sizeof(T) + 1024 + 256;
+  return static_cast<size_t>(kV9Rows * 128 + 2 * kV9Stages * kV9Keys * 128) * sizeof(T) + 1024 + 256;
 }
 
 __device__ __forceinline__ uint32_t v9_smem_u32(const void* p) {
@@ -126,20 +126,26 @@ __device__ __forceinline__ uint64_t v9_v_desc(const void* tile, int kk) {
 }
 
 // STATS_ONLY (the anchors' statistics pass, mode kStats): K only, no P V and no output; the two consumer
-// warpgroups take turns at S(i) = Q K(i)^T (ping-pong), so one's exponentials run under the other's product.
-// EMU (dense v12, statistics only): every fourth column block's exponentials on the FMA pipe (ex2_fma): with no
-// P V the exponentials load the MUFU as much as S loads the tensor cores.
-// DB (dense v13, statistics only): each consumer warpgroup overlaps itself instead of taking turns: step i + 1's
-// S goes out before step i's exponentials (two S register sets; no O or P in this mode), both waited for at
-// the step's end.
-template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false,
-          bool DB = false>
+// warpgroups take turns issuing S(i) = Q K(i)^T (ping-pong: named barriers), so one's exponentials run under the
+// other's product. Its variants (template flags):
+//   - DB (dense v14 / v16): each consumer warpgroup also issues step i + 1's S before step i's exponentials (two
+//     S register sets; no O or P in this mode), both waited for at the step's end;
+//   - KRING2 (dense v14 / v15 / v16): the K ring takes the unused V ring's shared memory too (4 stages);
+//   - EMU (dense v16): every fourth column block's exponentials on the FMA pipe (ex2_fma), so that once the
+//     turns overlap MUFU and tensor cores the MUFU's share drops below the products'.
+// Session 4's dense v10 / v11 (dense ping-pong, 3 stages), v12 (EMU alone) and v13 (DB alone) lost and are gone.
+template <typename T, bool STATS, bool STATS_ONLY = false, bool DB = false, bool KRING2 = false, bool EMU = false>
 __global__ void __launch_bounds__(kV9Threads, 1)
     prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
   constexpr int D = 128;
+  constexpr int STAGES = kV9Stages;
+  constexpr bool PINGPONG = STATS_ONLY;
   constexpr int TILE = kV9Keys * D;  // elements of one K (or V) stage
   constexpr int NA = 64;             // f32 accumulators per thread of an m64n128 tile
   constexpr unsigned kTileBytes = TILE * sizeof(T);
+  static_assert(!KRING2 || STATS_ONLY, "KRING2 needs the V ring free (statistics only)");
+  // K stages: with KRING2 kFull / kEmpty run on into vFull / vEmpty (contiguous, initialised with the same counts).
+  constexpr int KS = KRING2 ? 2 * STAGES : STAGES;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem_base = smem_raw;
   {
@@ -155,6 +161,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   uint64_t* vFull = kFull + STAGES;
   uint64_t* kEmpty = vFull + STAGES;
   uint64_t* vEmpty = kEmpty + STAGES;
+  if constexpr (KRING2) kEmpty = kFull + 2 * STAGES;  // kEmpty[0 .. 2 STAGES) = kEmpty, vEmpty
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wgi = warp >> 2;
@@ -198,10 +205,11 @@ __global__ void __launch_bounds__(kV9Threads, 1)
         v9_tma_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
         v9_tma_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
       }
+      const int RS = isK ? KS : STAGES;  // KRING2: only K runs, 2 STAGES deep
       for (int i = 0; i < steps; ++i) {
-        const int st = i % STAGES;
-        const unsigned u = static_cast<unsigned>(i / STAGES);
-        if (i >= STAGES) v9_mbar_wait(empty + st, (u - 1) & 1);
+        const int st = i % RS;
+        const unsigned u = static_cast<unsigned>(i / RS);
+        if (i >= RS) v9_mbar_wait(empty + st, (u - 1) & 1);
         v9_mbar_expect_tx(full + st, kTileBytes);
         v9_tma_3d(ring + st * TILE, map, 0, i * kV9Keys, kvRow, full + st);
         v9_tma_3d(ring + st * TILE + kV9Keys * kV9Box, map, kV9Box, i * kV9Keys, kvRow, full + st);
@@ -223,8 +231,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   const T* qw = Qs + cw * 64 * kV9Box;  // this warpgroup's 64 rows in each region
 
   auto issue_s = [&](float* sacc, int i) {
-    const int st = i % STAGES;
-    v9_mbar_spin(kFull + st, static_cast<unsigned>(i / STAGES) & 1);
+    const int st = i % KS;
+    v9_mbar_spin(kFull + st, static_cast<unsigned>(i / KS) & 1);
     const T* ks = Ks + st * TILE;
     pin<NA>(sacc);
     fence();
@@ -288,17 +296,12 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
-      if (EMU && (nb & 3) == 3) {
-        sacc[nb * 4 + 0] = ex2_fma(fmaf(sacc[nb * 4 + 0], qscale, -b0));
-        sacc[nb * 4 + 1] = ex2_fma(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-        sacc[nb * 4 + 2] = ex2_fma(fmaf(sacc[nb * 4 + 2], qscale, -b1));
-        sacc[nb * 4 + 3] = ex2_fma(fmaf(sacc[nb * 4 + 3], qscale, -b1));
-      } else {
-        sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
-        sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-        sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
-        sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
-      }
+      // EMU: every fourth column block on the FMA pipe.
+      auto e2 = [&](float x) { return EMU && (nb & 3) == 3 ? ex2_fma(x) : ex2f(x); };
+      sacc[nb * 4 + 0] = e2(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+      sacc[nb * 4 + 1] = e2(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      sacc[nb * 4 + 2] = e2(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+      sacc[nb * 4 + 3] = e2(fmaf(sacc[nb * 4 + 3], qscale, -b1));
       rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
       rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
     }
@@ -326,13 +329,12 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     }
   };
 
-  // Ping-pong (v10 / v11): the two consumer warpgroups take turns issuing their GEMMs (named barriers 1 and
-  // 2, 256 threads: the turn's owner syncs, the other arrives), so one's softmax runs while the other's
-  // products occupy the tensor cores. Warpgroup 2 lets warpgroup 1 go first; turns per warpgroup = steps + 1
-  // (S(0); S(i) + P V(i - 1); the last P V; statistics only: the steps' S(i)), and warpgroup 2 skips its last
-  // hand-over (nobody waits for it).
+  // Ping-pong (statistics only): the two consumer warpgroups take turns issuing their products (named barriers
+  // 1 and 2, 256 threads: the turn's owner syncs, the other arrives), so one's exponentials run while the
+  // other's products occupy the tensor cores. Warpgroup 2 lets warpgroup 1 go first; turns per warpgroup =
+  // steps (the steps' S(i)), and warpgroup 2 skips its last hand-over (nobody waits for it).
   int turn = 0;
-  const int lastTurn = STATS_ONLY ? steps - 1 : steps;
+  const int lastTurn = steps - 1;
   auto turn_begin = [&]() {
     if constexpr (PINGPONG) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
   };
@@ -347,6 +349,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   }
 
   v9_mbar_wait(qFull, 0);
+  static_assert(!DB || STATS_ONLY, "DB is a statistics-only variant");
   if constexpr (STATS_ONLY && DB) {
     float sB[NA];
     // The online (max, sum) of a completed S set of step i, masked as it is read (the registers are never
@@ -376,29 +379,37 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
       for (int nb = 0; nb < 16; ++nb) {
-        rs0 += ex2f(fmaf(val(nb, 0), qscale, -b0)) + ex2f(fmaf(val(nb, 1), qscale, -b0));
-        rs1 += ex2f(fmaf(val(nb, 2), qscale, -b1)) + ex2f(fmaf(val(nb, 3), qscale, -b1));
+        auto e2 = [&](float x) { return EMU && (nb & 3) == 3 ? ex2_fma(x) : ex2f(x); };
+        rs0 += e2(fmaf(val(nb, 0), qscale, -b0)) + e2(fmaf(val(nb, 1), qscale, -b0));
+        rs1 += e2(fmaf(val(nb, 2), qscale, -b1)) + e2(fmaf(val(nb, 3), qscale, -b1));
       }
       l0 = l0 * c0 + rs0;
       l1 = l1 * c1 + rs1;
       m0 = mn0;
       m1 = mn1;
     };
+    turn_begin();
     issue_s(sacc, 0);
+    turn_end();
     wait0();
     pin<NA>(sacc);
     v9_mbar_arrive(kEmpty);
-    // Iteration i: S(i + 1) goes out, S(i) (complete) is masked and summed under it, then S(i + 1) is waited
-    // for (nothing in flight over the loop's back edge) and its K stage released.
+    // Iteration i: S(i + 1) goes out (in this warpgroup's turn with PINGPONG), S(i) (complete) is masked and
+    // summed under it, then S(i + 1) is waited for (nothing in flight over the loop's back edge) and its K stage
+    // released.
     auto body = [&](auto parity, int i) {
       float* cur = parity.value == 0 ? sacc : sB;
       float* nxt = parity.value == 0 ? sB : sacc;
       const bool more = i + 1 < steps;
-      if (more) issue_s(nxt, i + 1);
+      if (more) {
+        turn_begin();
+        issue_s(nxt, i + 1);
+        turn_end();
+      }
       stats_update(cur, i);
       wait0();
       pin<NA>(nxt);
-      if (more) v9_mbar_arrive(kEmpty + (i + 1) % STAGES);
+      if (more) v9_mbar_arrive(kEmpty + (i + 1) % KS);
     };
 #pragma unroll 1
     for (int i = 0; i < steps; i += 2) {
@@ -414,7 +425,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       turn_end();
       wait0();
       pin<NA>(sacc);
-      v9_mbar_arrive(kEmpty + i % STAGES);
+      v9_mbar_arrive(kEmpty + i % KS);
       mask_step(sacc, i);
       softmax();
     }
@@ -436,9 +447,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     }
     return;
   }
-  turn_begin();
   issue_s(sacc, 0);
-  turn_end();
   wait0();
   pin<NA>(sacc);
   v9_mbar_arrive(kEmpty);
@@ -447,10 +456,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   rescale_pack();
 #pragma unroll 1
   for (int i = 1; i < steps; ++i) {
-    turn_begin();
     issue_s(sacc, i);
     issue_pv(o, pa, i - 1);
-    turn_end();
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
     pin<NA>(sacc);
     v9_mbar_arrive(kEmpty + i % STAGES);
@@ -461,9 +468,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     v9_mbar_arrive(vEmpty + (i - 1) % STAGES);
     rescale_pack();
   }
-  turn_begin();
   issue_pv(o, pa, steps - 1);
-  turn_end();
   wait0();
   pin<NA>(o);
 
@@ -530,13 +535,12 @@ bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeR
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, bool STATS, int STAGES, bool PINGPONG, bool STATS_ONLY = false, bool EMU = false,
-          bool DB = false>
+template <typename T, bool STATS, bool STATS_ONLY = false, bool DB = false, bool KRING2 = false, bool EMU = false>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
-  constexpr size_t smem = v9_smem_bytes<T, STAGES>();
+  constexpr size_t smem = v9_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU, DB>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -548,7 +552,7 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
       !v9_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads))  // kStats: no V
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_dense_v9_kernel<T, STATS, STAGES, PINGPONG, STATS_ONLY, EMU, DB>
+  prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>
       <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
   return cudaGetLastError();
 }
@@ -561,23 +565,19 @@ bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
 
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int version) {
-  if (!prefill_dense_v9_supports(s, mode) || version < 9 || version > 13) return cudaErrorInvalidValue;
+  if (!prefill_dense_v9_supports(s, mode) || !(version == 9 || version == 12 || (version >= 14 && version <= 16)))
+    return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    auto go = [&](auto stats_c) -> cudaError_t {
-      constexpr bool S = decltype(stats_c)::value;
-      return version == 9 || version >= 12 ? launch_v9_t<T, S, 2, false>(s, a, st)
-             : version == 10 ? launch_v9_t<T, S, 2, true>(s, a, st)
-                             : launch_v9_t<T, S, 3, true>(s, a, st);
-    };
-    // Statistics only: always ping-pong (nothing else overlaps the exponentials with the tensor cores).
-    // v12 = v9 with a quarter of the statistics-only mode's exponentials on the FMA pipe.
-    // v13 = v9 with the statistics-only mode overlapping inside each warpgroup (DB).
-    if (mode == kStats)
-      return version == 13   ? launch_v9_t<T, true, 2, false, true, false, true>(s, a, st)
-             : version == 12 ? launch_v9_t<T, true, 2, true, true, true>(s, a, st)
-             : version == 11 ? launch_v9_t<T, true, 3, true, true>(s, a, st)
-                             : launch_v9_t<T, true, 2, true, true>(s, a, st);
-    return mode == kDenseStats ? go(std::true_type{}) : go(std::false_type{});
+    if (mode == kDense) return launch_v9_t<T, false>(s, a, st);
+    if (mode == kDenseStats) return launch_v9_t<T, true>(s, a, st);
+    // Statistics only: v9 / v12 ping-pong; v14 + issue-ahead (DB) + 4-stage K ring; v15 + the K ring; v16 = v14
+    // with a quarter of the exponentials on the FMA pipe.
+    switch (version) {
+      case 14: return launch_v9_t<T, true, true, true, true>(s, a, st);
+      case 15: return launch_v9_t<T, true, true, false, true>(s, a, st);
+      case 16: return launch_v9_t<T, true, true, true, true, true>(s, a, st);
+      default: return launch_v9_t<T, true, true>(s, a, st);
+    }
   });
 }
 

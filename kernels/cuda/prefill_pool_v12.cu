@@ -1,5 +1,6 @@
-// The anchors' pooling pass, variants v12 / v13 (KASCADE_PREFILL_POOL=v12 / v13: head dim 128, g = 4,
-// statistics from the attention pass; elsewhere as v9; v13: a quarter of the exponentials on the FMA pipe): the pool on dense v9's warp-specialised skeleton. Same output as v1-v11:
+// The anchors' pooling pass, variants v12 / v14 / v15 / v16 (KASCADE_PREFILL_POOL: head dim 128, g = 4,
+// statistics from the attention pass; elsewhere as v5): the pool on dense v9's warp-specialised skeleton; v14-v16
+// below (PINGPONG, STAGES, EMU). Same output as v1-v8:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // pool_v12_kernel<T>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a (sequence,
@@ -30,16 +31,15 @@ using namespace wg;
 
 constexpr int kP12Keys = 128;  // keys per step (64 per consumer warpgroup)
 constexpr int kP12Rows = 128;  // the tile's 4 heads x 32 queries
-constexpr int kP12Stages = 3;
 
 struct P12Maps {
   CUtensorMap q;  // boxes of 64 x 32 rows
   CUtensorMap k;  // boxes of 64 x 128 rows
 };
 
-template <typename T>
+template <typename T, int STAGES>
 constexpr size_t p12_smem_bytes() {
-  return static_cast<size_t>(kP12Rows * 128 + kP12Stages * kP12Keys * 128) * sizeof(T) + 1024 + kP12Rows * 4 + 256;
+  return static_cast<size_t>(kP12Rows * 128 + STAGES * kP12Keys * 128) * sizeof(T) + 1024 + kP12Rows * 4 + 256;
 }
 
 __device__ __forceinline__ uint32_t p12_u32(const void* p) {
@@ -90,8 +90,13 @@ __device__ __forceinline__ uint64_t p12_desc(const void* tile, int rows, int kc)
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-// EMU (pool v13): every fourth column block's exponentials on the FMA pipe (ex2_fma, prefill_wgmma.cuh).
-template <typename T, bool EMU>
+// EMU (pool v16): every fourth column block's exponentials on the FMA pipe (ex2_fma, prefill_wgmma.cuh), so
+// that once the turns overlap the MUFU and the tensor cores the MUFU's share drops below the products'.
+// (Session 4's pool v13, EMU without the turns, lost and is gone.)
+// PINGPONG (pools v14 / v15 / v16): the two consumer warpgroups take turns issuing their products (named barriers 1
+// and 2, as dense v10), so one's exponentials run while the other's product is on the tensor cores instead of
+// both issuing, then both exponentiating. STAGES: the K ring's depth (v12 / v13: 3; v14: 4; v15: 3).
+template <typename T, bool EMU, bool PINGPONG = false, int STAGES = 3>
 __global__ void __launch_bounds__(384, 1)
     pool_v12_kernel(const KascadePrefillShape s, const __grid_constant__ P12Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
@@ -103,11 +108,11 @@ __global__ void __launch_bounds__(384, 1)
   unsigned char* smem_base = smem_raw + ((1024 - (p12_u32(smem_raw) & 1023)) & 1023);
   T* Qs = reinterpret_cast<T*>(smem_base);
   T* Ks = Qs + kP12Rows * D;
-  float* Cs = reinterpret_cast<float*>(Ks + kP12Stages * TILE);
+  float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
   uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + kP12Rows);
   uint64_t* qFull = bars;
   uint64_t* full = bars + 1;
-  uint64_t* empty = full + kP12Stages;
+  uint64_t* empty = full + STAGES;
 
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
@@ -121,7 +126,7 @@ __global__ void __launch_bounds__(384, 1)
 
   if (tid == 0) {
     p12_init(qFull, 1);
-    for (int x = 0; x < kP12Stages; ++x) {
+    for (int x = 0; x < STAGES; ++x) {
       p12_init(full + x, 1);
       p12_init(empty + x, 256);
     }
@@ -138,9 +143,9 @@ __global__ void __launch_bounds__(384, 1)
         for (int c = 0; c < 2; ++c)
           p12_tma(Qs + c * kP12Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
       for (int i = 0; i < steps; ++i) {
-        const int sg = i % kP12Stages;
-        const unsigned u = static_cast<unsigned>(i / kP12Stages);
-        if (i >= kP12Stages) p12_wait(empty + sg, (u - 1) & 1);
+        const int sg = i % STAGES;
+        const unsigned u = static_cast<unsigned>(i / STAGES);
+        if (i >= STAGES) p12_wait(empty + sg, (u - 1) & 1);
         p12_expect_tx(full + sg, kTileBytes);
         p12_tma(Ks + sg * TILE, &maps.k, 0, i * kP12Keys, b * G + j, full + sg);
         p12_tma(Ks + sg * TILE + kP12Keys * 64, &maps.k, 64, i * kP12Keys, b * G + j, full + sg);
@@ -162,14 +167,14 @@ __global__ void __launch_bounds__(384, 1)
     }
     Cs[rr] = c;
   }
-  asm volatile("bar.sync 1, 256;\n" ::: "memory");  // the consumers' Cs
+  asm volatile("bar.sync 3, 256;\n" ::: "memory");  // the consumers' Cs (barriers 1 and 2: the turns)
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
   const float qscale = s.scale * kLog2e;
 
   auto issue = [&](float* acc, int i) {
-    const int sg = i % kP12Stages;
-    p12_spin(full + sg, static_cast<unsigned>(i / kP12Stages) & 1);
+    const int sg = i % STAGES;
+    p12_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + sg * TILE + cw * 64 * 64;  // this warpgroup's 64 keys in each region
     pin<NA>(acc);
     fence();
@@ -203,9 +208,28 @@ __global__ void __launch_bounds__(384, 1)
     }
   };
 
+  // Turns (PINGPONG): warpgroup cw issues in its turn (bar.sync 1 + cw), then hands over (bar.arrive 2 - cw);
+  // warpgroup 1 lets warpgroup 0 go first. Turns per warpgroup = steps (S(0) .. S(steps - 1)); warpgroup 1
+  // skips its last hand-over (nobody waits for it).
+  int turn = 0;
+  auto turn_begin = [&]() {
+    if constexpr (PINGPONG) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
+  };
+  auto turn_end = [&]() {
+    if constexpr (PINGPONG) {
+      if (cw == 0 || turn < steps - 1) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+      ++turn;
+    }
+  };
+  if constexpr (PINGPONG) {
+    if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+  }
+
   float accA[NA], accB[NA];
   p12_wait(qFull, 0);
+  turn_begin();
   issue(accA, 0);
+  turn_end();
   wait0();
   pin<NA>(accA);
   p12_arrive(empty);
@@ -215,11 +239,15 @@ __global__ void __launch_bounds__(384, 1)
     float* cur = parity.value == 0 ? accA : accB;
     float* nxt = parity.value == 0 ? accB : accA;
     const bool more = i + 1 < steps;
-    if (more) issue(nxt, i + 1);
+    if (more) {
+      turn_begin();
+      issue(nxt, i + 1);
+      turn_end();
+    }
     pool_step(cur, i);
     wait0();
     pin<NA>(nxt);
-    if (more) p12_arrive(empty + (i + 1) % kP12Stages);
+    if (more) p12_arrive(empty + (i + 1) % STAGES);
   };
 #pragma unroll 1
   for (int i = 0; i < steps; i += 2) {
@@ -259,14 +287,14 @@ bool p12_encode(CUtensorMap* m, int dtype, const void* base, int rows, int plane
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, bool EMU>
+template <typename T, bool EMU, bool PINGPONG = false, int STAGES = 3>
 cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
-  constexpr size_t smem = p12_smem_bytes<T>();
+  constexpr size_t smem = p12_smem_bytes<T, STAGES>();
   static bool configured = false;
   if (!configured) {
     const cudaError_t e =
-        cudaFuncSetAttribute(pool_v12_kernel<T, EMU>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        cudaFuncSetAttribute(pool_v12_kernel<T, EMU, PINGPONG, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
@@ -275,8 +303,8 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
   if (!p12_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !p12_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP12Keys))
     return cudaErrorNotSupported;
-  pool_v12_kernel<T, EMU><<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair,
-                                                                        denseLayout);
+  pool_v12_kernel<T, EMU, PINGPONG, STAGES>
+      <<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
 
@@ -286,11 +314,18 @@ bool pool_v12_supports(const KascadePrefillShape& s) { return s.headDim == 128 &
 
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            bool emulateExp) {
-  if (!pool_v12_supports(s)) return cudaErrorInvalidValue;
+                            int version) {
+  if (!pool_v12_supports(s) || version < 12 || version > 16 || version == 13) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return emulateExp ? launch_p12_t<T, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st)
-                      : launch_p12_t<T, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    switch (version) {
+      case 16:
+        return launch_p12_t<T, true, true, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+      case 14:
+        return launch_p12_t<T, false, true, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+      case 15:
+        return launch_p12_t<T, false, true, 3>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+      default: return launch_p12_t<T, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    }
   });
 }
 

@@ -25,19 +25,13 @@ namespace {
 
 using namespace wg;
 
+// K ring depth: 2 stages (the copy of step i + 2 issued at step i).
 constexpr int kPoolStages = 2;
-// K ring depth: 2 stages (the copy of step i + 2 issued at step i), 3 for two tiles per block (the copy of step
-// i + 3: a step longer to land). Three tiles per block keep 2: a block step lasts three warpgroups' turns at
-// the tensor cores and the MUFU, and the third stage makes ptxas spill 76 bytes instead of 28 there.
-template <int TP>
-__host__ __device__ constexpr int pool_stages() {
-  return TP == 2 ? 3 : kPoolStages;
-}
 
-template <int D, int GS, bool STATS, bool SW, int TP = 1>
+template <int D, int GS, bool STATS, bool SW>
 constexpr size_t pool3_smem_bytes() {
-  return static_cast<size_t>(TP * GS * kT * D + pool_stages<TP>() * kKeys * D) * 2 +
-         static_cast<size_t>(TP * GS * kT) * (STATS ? 9 : 1) * sizeof(float) + (SW ? 1024 : 0);
+  return static_cast<size_t>(GS * kT * D + kPoolStages * kKeys * D) * 2 +
+         static_cast<size_t>(GS * kT) * (STATS ? 9 : 1) * sizeof(float) + (SW ? 1024 : 0);
 }
 
 template <typename T, int NR>
@@ -65,14 +59,9 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* tile, int rows, int k
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-// TP > 1 (pools v9 / v10; TP = 3 without the statistics sweep, 2 with it): 128 TP threads, TP warpgroups,
-// warpgroup w = tile tiles - 1 - TP blockIdx.x - w with its own query rows, statistics and output, all on
-// every K step of the shared ring (the latest tile's key range; the earlier tiles ignore their extra keys):
-// 1 / TP of the K bytes per pooled score from L2 and of the copy instructions and barriers per step, at the
-// same warps per SM (ncu, session 3: the one-tile pool at 50 % tensor and 51 % MUFU activity).
-// ex2_fma (prefill_wgmma.cuh): pool v11's exponentials on the FMA pipe.
-template <typename T, int D, int GS, bool STATS, bool SW, int TP, bool EMU = false>
-__global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
+// (Session 4's pools v9-v11, several query tiles per block sharing each K step, lost and are gone.)
+template <typename T, int D, int GS, bool STATS, bool SW>
+__global__ void __launch_bounds__(128, STATS ? 2 : 3)
     pool_v3_kernel(KascadePrefillShape s, const void* __restrict__ qp, const void* __restrict__ kp,
                    const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
                    int denseLayout) {
@@ -89,25 +78,22 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
   // Swizzled tiles need 1024-byte aligned regions: the base is rounded up (1 KB extra is allocated).
   unsigned char* smem_base =
       SW ? smem_raw + ((1024 - (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023)) & 1023) : smem_raw;
-  const int wgi = static_cast<int>(threadIdx.x) >> 7;  // TP = 2: this warpgroup's tile
-  T* Qs = reinterpret_cast<T*>(smem_base) + wgi * R * D;  // TP tiles' query rows, then the K ring
-  T* Ks = reinterpret_cast<T*>(smem_base) + TP * R * D;
-  constexpr int STG = pool_stages<TP>();
-  float* Cs = reinterpret_cast<float*>(Ks + STG * TILE) + wgi * R * (STATS ? 9 : 1);
+  T* Qs = reinterpret_cast<T*>(smem_base);  // the tile's query rows, then the K ring
+  T* Ks = Qs + R * D;
+  constexpr int STG = kPoolStages;
+  float* Cs = reinterpret_cast<float*>(Ks + STG * TILE);
   float* Red = Cs + R;  // STATS: [4 warps][R][2] partial (max, sum) per query row
 
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
   const int tiles = tiles_of(s);
-  const int tFirst = tiles - 1 - TP * static_cast<int>(blockIdx.x);  // the block's latest tile
-  const int t = tFirst - wgi;  // -1: no tile (TP = 2, odd tile count), nothing written
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);  // heaviest tiles first
   const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
-  const int st = t < 0 ? 0 : s.queryStart + t * kT;
-  const int stBlock = s.queryStart + tFirst * kT;  // the sweeps' key range: the latest tile's
-  if (stBlock == 0) return;
-  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + max(t, 0)) * n
-                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, max(t, 0));
-  const int tid = static_cast<int>(threadIdx.x) & 127, lane = tid & 31, warp = tid >> 5;
+  const int st = s.queryStart + t * kT;
+  if (st == 0) return;
+  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
+                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int row = lane >> 2, quad = lane & 3;
 
   // Query rows rr = hh * 32 + i (query head j * g + hh, query t * 32 + i), interleaved, and their constants.
@@ -115,7 +101,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     const int r8 = c & 7, rest = c >> 3;
     const int cc = rest % CPR, rr = (rest / CPR) * 8 + r8;
     const int hh = rr / kT, qi = t * kT + rr % kT;
-    const bool valid = t >= 0 && qi < Q;
+    const bool valid = qi < Q;
     const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + (valid ? qi : 0);
     cp_async16(Qs + (SW ? sw128_offset(R, rr, cc) : il_offset<D>(rr, cc)), static_cast<const T*>(qp) + qrow * D + cc * 8,
                valid ? 16 : 0);
@@ -123,7 +109,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
   if constexpr (!STATS) {
     for (int rr = tid; rr < R; rr += 128) {
       const int hh = rr / kT, qi = t * kT + rr % kT;
-      if (t >= 0 && qi < Q) {
+      if (qi < Q) {
         const size_t qrow = (static_cast<size_t>(b) * H + j * GS + hh) * static_cast<size_t>(Q) + qi;
         Cs[rr] = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
       } else {
@@ -161,7 +147,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     auto issue = [&](int i) {
       if (i < steps) {
         T* dst = Ks + (i % STG) * TILE;
-        for (int c = static_cast<int>(threadIdx.x); c < kKeys * CPR; c += 128 * TP) {
+        for (int c = tid; c < kKeys * CPR; c += 128) {
           const int r8 = c & 7, rest = c >> 3;
           const int cc = rest % CPR, r = (rest / CPR) * 8 + r8;
           const int x = i * kKeys + r;
@@ -175,7 +161,6 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
     float accA[NA], accB[NA];
     issue(0);
     issue(1);
-    if constexpr (STG == 3) issue(2);
     cp_async_wait<STG - 1>();
     fence_proxy_async();
     __syncthreads();
@@ -217,7 +202,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
       sm[c] = 0.f;
     }
     const int statLimit = min(st + kT, n);
-    sweep(min(stBlock + kT, n), [&](const float* acc, int i) {
+    sweep(statLimit, [&](const float* acc, int i) {
       const int x0 = i * kKeys + warp * 16 + row, x1 = x0 + 8;
       const bool masked = i * kKeys + kKeys > st;  // the step reaches the diagonal tile (or past n)
       float v0[NC], v1[NC];
@@ -250,10 +235,7 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
 #pragma unroll
       for (int c = 0; c < NC; ++c) {
         const float base = mx[c] == -INFINITY ? 0.f : mx[c];
-        if (EMU && (c & 3) == 3)  // pool v11: every fourth column on the FMA pipe (masked: 2^-125, not 0)
-          sm[c] += ex2_fma(v0[c] - base) + ex2_fma(v1[c] - base);
-        else
-          sm[c] += ex2f(v0[c] - base) + ex2f(v1[c] - base);
+        sm[c] += ex2f(v0[c] - base) + ex2f(v1[c] - base);
       }
     });
     // Merge the (max, sum) pairs of a column over the warp's 8 key rows, then over the 4 warps.
@@ -288,24 +270,19 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
         if (mw != -INFINITY) l += Red[(w * R + rr) * 2 + 1] * ex2f(mw - m);
       }
       const int qi = t * kT + rr % kT;
-      Cs[rr] = t >= 0 && qi < Q && l > 0.f ? m + log2f(l) : INFINITY;
+      Cs[rr] = qi < Q && l > 0.f ? m + log2f(l) : INFINITY;
     }
     __syncthreads();  // Cs ready; every warp is done with the stages
   }
 
-  // Pooling sweep over keys 0 .. s_t - 1 (TP = 2: the block's range, keys past this tile's s_t not written).
-  sweep(stBlock, [&](const float* acc, int i) {
+  // Pooling sweep over keys 0 .. s_t - 1.
+  sweep(st, [&](const float* acc, int i) {
     float p0 = 0.f, p1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < NR / 8; ++nb) {
       const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      if (EMU && (nb & 3) == 3) {  // pool v11: every fourth column block on the FMA pipe
-        p0 += ex2_fma(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-        p1 += ex2_fma(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 3], qscale, -c.y));
-      } else {
-        p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-        p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
-      }
+      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
     }
     p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
     p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -319,21 +296,20 @@ __global__ void __launch_bounds__(128 * TP, TP == 1 ? (STATS ? 2 : 3) : 1)
   });
 }
 
-template <typename T, int D, int GS, bool STATS, bool SW, int TP = 1, bool EMU = false>
+template <typename T, int D, int GS, bool STATS, bool SW>
 cudaError_t launch_pool3_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            cudaStream_t st) {
-  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS, SW, TP>();
+  constexpr size_t smem = pool3_smem_bytes<D, GS, STATS, SW>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW, TP, EMU>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v3_kernel<T, D, GS, STATS, SW>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
-  const int blocks = (tiles_of(s) + TP - 1) / TP;
-  pool_v3_kernel<T, D, GS, STATS, SW, TP, EMU><<<dim3(blocks, pairs), 128 * TP, smem, st>>>(s, q, k, stats, pooled,
-                                                                                     pairBase, perPair, denseLayout);
+  pool_v3_kernel<T, D, GS, STATS, SW><<<dim3(tiles_of(s), pairs), 128, smem, st>>>(s, q, k, stats, pooled, pairBase,
+                                                                                   perPair, denseLayout);
   return cudaGetLastError();
 }
 
@@ -343,7 +319,7 @@ bool pool_v3_supports(const KascadePrefillShape& s) { return s.heads / s.kvHeads
 
 cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                           bool fusedStats, bool swizzle, cudaStream_t st, int tilesPerBlock, bool emulateExp) {
+                           bool fusedStats, bool swizzle, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   if (g > 4) {
     if (fusedStats) return cudaErrorInvalidValue;  // callers check pool_v3_supports first
@@ -356,21 +332,6 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
           return cudaErrorInvalidValue;
         } else {
           constexpr int G4 = GS > 4 ? 4 : GS;  // (never above 4 here; keeps the templates in range)
-          // Several tiles per block (pools v9 / v10): swizzled, head dim 128, g = 4 only (elsewhere one tile);
-          // three (12 warps, as three one-tile blocks) without the statistics sweep, two with it (its 242
-          // registers per thread allow 8 warps, as two one-tile blocks).
-          if constexpr (D == 128 && G4 == 4) {
-            if (tilesPerBlock > 1 && swizzle && emulateExp)
-              return fusedStats ? launch_pool3_t<T, D, G4, true, true, 2, true>(s, q, k, stats, pooled, pairBase,
-                                                                                pairs, perPair, denseLayout, st)
-                                : launch_pool3_t<T, D, G4, false, true, 3, true>(s, q, k, stats, pooled, pairBase,
-                                                                                 pairs, perPair, denseLayout, st);
-            if (tilesPerBlock > 1 && swizzle)
-              return fusedStats ? launch_pool3_t<T, D, G4, true, true, 2>(s, q, k, stats, pooled, pairBase, pairs,
-                                                                          perPair, denseLayout, st)
-                                : launch_pool3_t<T, D, G4, false, true, 3>(s, q, k, stats, pooled, pairBase, pairs,
-                                                                           perPair, denseLayout, st);
-          }
           if (fusedStats)
             return swizzle ? launch_pool3_t<T, D, G4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                                   denseLayout, st)

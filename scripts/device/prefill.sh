@@ -2,23 +2,15 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Default now (session 4): v18 (the defaults, the swizzled wgmma attention v8
-# and the swizzled fused pool v6) as the safe group, against v20 / v21 / v22 (v18 with the TMA +
-# warp-specialised dense kernel v9 / v10 / v11: 2-stage ring, + ping-pong, + 3 stages; layer 0's dense +
-# statistics pass runs it too), v23 (v18 with several query tiles per pooling block, pool v10) and v24 (v23
-# with a quarter of the pool's exponentials on the FMA pipe, pool v11). Call A (4db2959) timed v18 v20-v24; now
-# (call A2) v18, v20 (dense v9), v25 (dense v9, pool v9: the anchor's statistics pass on dense v9) and v26
-# (v25 with the warp-specialised sparse v9), v27 (v25 with the warp-specialised TMA pool v12) and v28 (both).
-# Call A2 (ba33c2e) timed v18 v20 v25-v28; call A3 (18add54) v18, v28 and v29 (v28 with a quarter of the
-# exponentials of the statistics-only pass and the pool on the FMA pipe, and a 3-stage gather ring in the
-# sparse kernel). Now (call B, final): v18 (session 3's defaults) and v30 (the new defaults: dense v9,
-# sparse v12, pool v12) and v31 (v30 with the statistics-only pass overlapping inside each warpgroup, dense
-# v13). Session 3: call C timed v6 v14 v18 v19; call B (6cb49d3) v6 v12 v13 v10 v11 v9; call B2 (29720db)
-# v6 v14 v15 v16 v18 v17.
+# fails parity is never timed). Session 5: v18 (session 3's defaults) as the safe group, against v30 (the
+# defaults: dense v9, sparse v12, pool v12), v32 (the statistics-only pass and the pool issuing ahead and taking
+# turns at the tensor cores: dense v14, pool v14), v33 (the turns alone: dense v15, pool v15) and v34 (v32 with a
+# quarter of the exponentials on the FMA pipe: dense v16, pool v16). Session 4's calls timed v18 and v20-v31
+# (those presets are gone but v30).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v18 | v30 | v31). If the bench dies, it runs again on
+# group's checks with it (default groups: v18 | v30 | v32 | v33 | v34). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -28,7 +20,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v18}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v30 v31}
+risky=${PREFILL_RISKY:-v30 v32 v33 v34}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -316,16 +316,21 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
   });
 
   it('rejects an unknown kernel variant or preset by name', () => {
-    expect(() => setPrefillKernels({ dense: 'v14' as 'v1' })).toThrow(CudaArgumentError);
-    expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,/,
+    expect(() => setPrefillKernels({ dense: 'v10' as 'v1' })).toThrow(
+      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v12, v14, v15, v16, got v10/,
     );
-    expect(() => setPrefillKernels({ pool: 'v14' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13,/,
+    expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
+      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v12, v14, v15, v16, got fast/,
+    );
+    expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
+      /pool kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v12, v14, v15, v16, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v30, v32, v33, v34\)/,
     );
+    // Session 4's losing presets are gone.
+    for (const gone of ['v20', 'v25', 'v29', 'v31'])
+      expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
     expect(prefillKernelPreset('v8')).toEqual({ dense: 'v2', sparse: 'v2', pool: 'v3' });
@@ -336,21 +341,10 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v13')).toEqual({ dense: 'v6', sparse: 'v6', pool: 'v4' });
     expect(prefillKernelPreset('v16')).toEqual({ dense: 'v7', sparse: 'v5', pool: 'v6' });
     expect(prefillKernelPreset('v19')).toEqual({ dense: 'v8', sparse: 'v8', pool: 'v8' });
-    expect(prefillKernelPreset('v20')).toEqual({ dense: 'v9', sparse: 'v8', pool: 'v6' });
-    expect(prefillKernelPreset('v21')).toEqual({ dense: 'v10', sparse: 'v8', pool: 'v6' });
-    expect(prefillKernelPreset('v22')).toEqual({ dense: 'v11', sparse: 'v8', pool: 'v6' });
-    expect(prefillKernelPreset('v23')).toEqual({ dense: 'v8', sparse: 'v8', pool: 'v10' });
-    expect(prefillKernelPreset('v24')).toEqual({ dense: 'v8', sparse: 'v8', pool: 'v11' });
-    expect(prefillKernelPreset('v25')).toEqual({ dense: 'v9', sparse: 'v8', pool: 'v9' });
-    expect(prefillKernelPreset('v26')).toEqual({ dense: 'v9', sparse: 'v9', pool: 'v9' });
-    expect(prefillKernelPreset('v27')).toEqual({ dense: 'v9', sparse: 'v8', pool: 'v12' });
-    expect(prefillKernelPreset('v28')).toEqual({ dense: 'v9', sparse: 'v9', pool: 'v12' });
-    expect(prefillKernelPreset('v29')).toEqual({ dense: 'v12', sparse: 'v12', pool: 'v13' });
     expect(prefillKernelPreset('v30')).toEqual({ dense: 'v9', sparse: 'v12', pool: 'v12' });
-    expect(prefillKernelPreset('v31')).toEqual({ dense: 'v13', sparse: 'v12', pool: 'v12' });
-    expect(() => setPrefillKernels({ dense: 'v14' as 'v1' })).toThrow(
-      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, got v14/,
-    );
+    expect(prefillKernelPreset('v32')).toEqual({ dense: 'v14', sparse: 'v12', pool: 'v14' });
+    expect(prefillKernelPreset('v33')).toEqual({ dense: 'v15', sparse: 'v12', pool: 'v15' });
+    expect(prefillKernelPreset('v34')).toEqual({ dense: 'v16', sparse: 'v12', pool: 'v16' });
   });
 
   it.each([

@@ -352,7 +352,7 @@ export function uploadPrefillSelection(
  * - attention (`dense`: dense, dense + statistics for layer 0, the anchor's statistics pass;
  *   `sparse`: the anchor's and reuse's sparse tile attention):
  *   - `v1`: mma.sync, 16 query rows per warp (the first version);
- *   - `v2` (the default): mma.sync, 32 query rows per warp (two m16 tiles share every K/V fragment),
+ *   - `v2`: mma.sync, 32 query rows per warp (two m16 tiles share every K/V fragment),
  *     Q in shared memory, exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's
  *     max moves;
  *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
@@ -367,17 +367,27 @@ export function uploadPrefillSelection(
  *     two warpgroups per block (128 query rows: 128 queries of a head, or a tile's 32 queries of the
  *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`;
  *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6);
- *   - `v8`: `v7` with V swizzled too.
- * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma (the default), `v3`
+ *   - `v8`: `v7` with V swizzled too;
+ *   - `v9` (dense default): FlashAttention-3's structure (prefill_dense_v9.cu): TMA copies into a 2-stage
+ *     mbarrier ring, a producer warpgroup and two consumer warpgroups; in the statistics-only pass (K only)
+ *     the two consumers take turns issuing Q K^T (ping-pong); sparse: the same skeleton gathering the
+ *     selected rows (prefill_sparse_v9.cu, 2-stage ring);
+ *   - `v12` (sparse default): sparse v9 with a 3-stage gather ring; dense modes run as v9;
+ *   - `v14`: dense modes as v9 except the statistics-only pass: each consumer warpgroup issues step i + 1's
+ *     Q K^T before step i's exponentials, the two take turns issuing (ping-pong), and the K ring takes the
+ *     unused V ring's room (4 stages); sparse as v9;
+ *   - `v15`: v14's statistics-only pass without the issue-ahead (v9's ping-pong with the 4-stage K ring);
+ *   - `v16`: v14 with a quarter of the statistics-only pass's exponentials on the FMA pipe (`ex2_fma`).
+ * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
  *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
  *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v7` / `v8` v5 / v6 with the
  *   Top-k select reading each pooled row twice instead of four times (the candidates of the k-th
- *   largest's top-11-bit bin kept in shared memory when they are at most 2048).
- * Defaults: the fastest measured on the H200 (apps/bench/results/cuda-prefill.json, commit af4b1c8):
- * attention v2 in every op at 8k-128k, pool v2 (with the same attention kernels, layer 0 and the
- * anchor 11-13% faster than with pool v1). Preset `v6` is that combination, not yet timed as one.
+ *   largest's top-11-bit bin kept in shared memory when they are at most 2048), `v12` (the default) the
+ *   pool on dense v9's warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as
+ *   v5), `v14` / `v15` v12 with the two consumer warpgroups taking turns issuing their products
+ *   (ping-pong), a 4- / 3-stage K ring, `v16` v14 with a quarter of the exponentials on the FMA pipe.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -391,10 +401,10 @@ export type PrefillKernelVariant =
   | 'v7'
   | 'v8'
   | 'v9'
-  | 'v10'
-  | 'v11'
   | 'v12'
-  | 'v13';
+  | 'v14'
+  | 'v15'
+  | 'v16';
 export type PrefillPoolVariant =
   | 'v1'
   | 'v2'
@@ -404,11 +414,10 @@ export type PrefillPoolVariant =
   | 'v6'
   | 'v7'
   | 'v8'
-  | 'v9'
-  | 'v10'
-  | 'v11'
   | 'v12'
-  | 'v13';
+  | 'v14'
+  | 'v15'
+  | 'v16';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -419,10 +428,10 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v7',
   'v8',
   'v9',
-  'v10',
-  'v11',
   'v12',
-  'v13',
+  'v14',
+  'v15',
+  'v16',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -433,11 +442,10 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v6',
   'v7',
   'v8',
-  'v9',
-  'v10',
-  'v11',
   'v12',
-  'v13',
+  'v14',
+  'v15',
+  'v16',
 ];
 
 export interface PrefillKernelSelection {
@@ -448,31 +456,19 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
- * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = the defaults,
+ * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = dense v2 + pool v2,
  * v7 = v6 with the v5 sparse kernel, v8 = v6 with the pipelined pool (v3), v9 = v6 with the pool that
  * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together),
  * v11 = v10 with the 8-warp dense blocks (dense v5), v12 = v10 with the wgmma dense kernel (dense v6),
- * v13 = v12 with the wgmma sparse kernel (sparse v6); after the H200 run of 6cb49d3: v14 = the
- * fastest parts measured (dense v2, sparse v5, pool v3), v15 = v14 with the swizzled pool (v5), v16 =
- * the swizzled wgmma dense (v7) + the swizzled pool that computes the anchor's statistics (v6), v17 =
- * v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q, K and V swizzled (v8) and
- * pool v6; after call B2 (29720db): v19 = v18 with the two-pass select (pool v8). Session 4: v20 = v18 with
- * the TMA + warp-specialised dense kernel (dense v9: a producer warpgroup, two consumer warpgroups, 2-stage
- * K/V ring; also layer 0's dense + statistics pass), v21 = v20 with the consumers taking turns at the
- * tensor cores (ping-pong, dense v10), v22 = v21 with a 3-stage ring (dense v11); v23 = v18 with several
- * query tiles per pooling block sharing each K step (pool v10: two in the anchor's fused pool, three in
- * layer 0's, which runs it as v9), v24 = v23 with a quarter of the sweeps' exponentials on the FMA pipe
- * (pool v11). After call A (4db2959: dense v9 at 622 TFLOP/s, 1.15x cuDNN at 128k): v25 = dense v9 with pool
- * v9 (three tiles per block, no fused statistics: the anchor's statistics pass runs dense v9's
- * statistics-only mode, K only, the two consumer warpgroups taking turns); v26 = v25 with sparse v9 (dense
- * v9's loop over the gathered list, a producer warpgroup gathering the rows by cp.async); v27 = v25 with
- * pool v12 (the pool on dense v9's skeleton: TMA producer, two consumer warpgroups), v28 = v26 + v27. After
- * call A2 (ba33c2e): v29 = v28 with a quarter of the exponentials on the FMA pipe in the two QK^T-only passes
- * (dense v12's statistics-only mode, pool v13) and sparse v9's 3-stage ring (sparse v12). After call A3
- * (18add54: the FMA-pipe exponentials made both passes slower, the 3-stage gather ring made reuse 18% faster):
- * v30 = dense v9, sparse v12, pool v12, the defaults; v31 = v30 with the anchors' statistics-only pass
- * overlapping inside each consumer warpgroup (dense v13: the next step's S issued before this step's
- * exponentials) instead of the two taking turns.
+ * v13 = v12 with the wgmma sparse kernel (sparse v6); session 3: v14 = dense v2, sparse v5, pool v3, v15 =
+ * v14 with the swizzled pool (v5), v16 = the swizzled wgmma dense (v7) + the swizzled pool that computes the
+ * anchor's statistics (v6), v17 = v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q,
+ * K and V swizzled (v8) and pool v6 (session 3's defaults), v19 = v18 with the two-pass select (pool v8).
+ * Session 4 (its losing presets v20-v29 and v31 are gone): v30 = dense v9, sparse v12, pool v12, the
+ * defaults. Session 5: v32 = v30 with the statistics-only pass and the pool both issuing ahead and taking
+ * turns at the tensor cores (dense v14, pool v14: 4-stage K rings); v33 = v30 with the turns but the
+ * statistics pass not issuing ahead (dense v15, pool v15: the pool as v12 plus the turns); v34 = v32 with a
+ * quarter of both passes' exponentials on the FMA pipe (dense v16, pool v16).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -494,18 +490,10 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
   v19: { dense: 'v8', sparse: 'v8', pool: 'v8' },
-  v20: { dense: 'v9', sparse: 'v8', pool: 'v6' },
-  v21: { dense: 'v10', sparse: 'v8', pool: 'v6' },
-  v22: { dense: 'v11', sparse: 'v8', pool: 'v6' },
-  v23: { dense: 'v8', sparse: 'v8', pool: 'v10' },
-  v24: { dense: 'v8', sparse: 'v8', pool: 'v11' },
-  v25: { dense: 'v9', sparse: 'v8', pool: 'v9' },
-  v26: { dense: 'v9', sparse: 'v9', pool: 'v9' },
-  v27: { dense: 'v9', sparse: 'v8', pool: 'v12' },
-  v28: { dense: 'v9', sparse: 'v9', pool: 'v12' },
-  v29: { dense: 'v12', sparse: 'v12', pool: 'v13' },
   v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
-  v31: { dense: 'v13', sparse: 'v12', pool: 'v12' },
+  v32: { dense: 'v14', sparse: 'v12', pool: 'v14' },
+  v33: { dense: 'v15', sparse: 'v12', pool: 'v15' },
+  v34: { dense: 'v16', sparse: 'v12', pool: 'v16' },
 };
 
 /**
