@@ -54,104 +54,14 @@
 #include <cooperative_groups.h>
 
 #include "decode_attention.cuh"
+#include "decode_device.cuh"
 
 namespace kascade {
-
-// mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.
-template <typename T>
-__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma16816<__nv_bfloat16>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<__half>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* smem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* smem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(s));
-}
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <>
-__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-template <>
-__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-  __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
 
 // Variant KASCADE_VARIANT_PREFETCH: the same 16-byte copy with an L2 256-byte prefetch hint.
 __device__ __forceinline__ void cp_async16_pf(void* smem, const void* gmem, int src_bytes) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-
-// Variant KASCADE_VARIANT_BULK: one cp.async.bulk (TMA bulk copy) per K or V row, completing on an
-// mbarrier per ring stage (transaction bytes), instead of D/8 16-byte cp.async per row.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_fence_init() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
-  const uint32_t a = smem_u32(bar);
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(a), "r"(parity)
-        : "memory");
-  } while (!done);
-}
-__device__ __forceinline__ void bulk_g2s(void* smem, const void* gmem, unsigned bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-          smem_u32(smem)),
-      "l"(gmem), "r"(bytes), "r"(smem_u32(bar))
-      : "memory");
-}
-
-// Variant KASCADE_VARIANT_PDL (programmatic dependent launch): the grid may start while the kernel
-// before it in the stream still runs; griddepcontrol.wait blocks until that kernel has finished and
-// its memory is visible, so nothing global is read or written before it. launch_dependents then lets
-// the next PDL-launched kernel start its own launch (it waits the same way): safe at any point, as
-// the next grid launches only once every CTA of this one has started (or exited).
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-__device__ __forceinline__ void pdl_release() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
-__device__ __forceinline__ void pdl_wait_and_release() {
-  pdl_wait();
-  pdl_release();
 }
 
 // Variant KASCADE_VARIANT_TMA2D: a [16 rows][64 elements] box of a 3D tensor map (128-byte swizzle).
@@ -172,7 +82,6 @@ __device__ __forceinline__ uint32_t tma_tile_offset(int row, int chunk) {
 // One completion counter per (sequence, KV head) for the fused combine; zero at module load and
 // reset by the block that merges, so every launch finds them zero. Ops on one stream run one at a
 // time (the binding has one op stream): two streams running fused ops at once would share them.
-constexpr int kMaxFusedRows = 1 << 16;
 __device__ unsigned g_split_done[kMaxFusedRows];
 
 template <int D, int MODE>
@@ -674,89 +583,12 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
         if (a.clusterSlots > 0) cluster_merge<T, D, GS>(red_ml + 8 * GS, a.clusterSlots, static_cast<T*>(a.out) + bh0 * D);
       }
       if (a.variant & KASCADE_VARIANT_FUSED) {
-        // The last block of this (sequence, KV head) to finish merges every split's partials
-        // (threadfence-reduction pattern; the counter is reset for the next launch). Lean: the
-        // row's nslots CTAs count, each once.
-        __shared__ bool lastBlock;
-        __shared__ float Lh[GS];
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) {
-          unsigned* ctr = g_split_done + (static_cast<size_t>(b) * G + j);
-          lastBlock = atomicAdd(ctr, 1u) == static_cast<unsigned>(nslots) - 1u;
-          if (lastBlock) *ctr = 0u;
-        }
-        __syncthreads();
-        if (lastBlock) {
-          __threadfence();
-          float* wts = reinterpret_cast<float*>(smem_raw);  // [GS][nslots] weights exp2(m_s - M)
-          const int S = nslots, SS = a.splits;  // slots used, slot stride
-          for (int h = warp; h < GS; h += 4) {
-            const float* ml = a.part_ml + (bh0 + h) * SS * 2;
-            float M = -INFINITY;
-            for (int x = lane; x < S; x += 32) M = fmaxf(M, __ldcg(ml + 2 * x));
-            M = warp_max(M);
-            float L = 0.f;
-            for (int x = lane; x < S; x += 32) {
-              const float mx = __ldcg(ml + 2 * x);
-              const float w = mx == -INFINITY ? 0.f : exp2f(mx - M);
-              wts[h * S + x] = w;
-              L += w * __ldcg(ml + 2 * x + 1);
-            }
-            L = warp_sum(L);
-            if (lane == 0) Lh[h] = L;
-          }
-          __syncthreads();
-          T* outp = static_cast<T*>(a.out);
-          // One float4 column chunk per thread (per element: even slots into o0, odd into o1, in
-          // slot order, as a scalar loop would), eight slots' loads in flight at a time.
-          auto fma4 = [](float4& o, const float4& t, float w) {
-            o.x = fmaf(t.x, w, o.x);
-            o.y = fmaf(t.y, w, o.y);
-            o.z = fmaf(t.z, w, o.z);
-            o.w = fmaf(t.w, w, o.w);
-          };
-          // KASCADE_VARIANT_GATHER_B1: sixteen slots' loads in flight at a time (one L2 round trip
-          // for up to 16 slots), else eight; the same sums in the same order either way.
-          auto merge = [&](auto depthTag, int i4, float4& o0, float4& o1) {
-            constexpr int kDepth = decltype(depthTag)::value;
-            const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
-            const float4* po = reinterpret_cast<const float4*>(a.part_o + (bh0 + h) * SS * D + d);
-            const float* w = wts + h * S;
-            int x = 0;
-            for (; x + kDepth <= S; x += kDepth) {
-              float4 t[kDepth];
-    #pragma unroll
-              for (int u = 0; u < kDepth; ++u) t[u] = __ldcg(po + (x + u) * (D / 4));
-    #pragma unroll
-              for (int u = 0; u < kDepth; u += 2) {
-                fma4(o0, t[u], w[x + u]);
-                fma4(o1, t[u + 1], w[x + u + 1]);
-              }
-            }
-            for (; x + 2 <= S; x += 2) {
-              fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
-              fma4(o1, __ldcg(po + (x + 1) * (D / 4)), w[x + 1]);
-            }
-            if (x < S) fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
-          };
-          const bool deep = (a.variant & KASCADE_VARIANT_GATHER_B1) != 0;
-          for (int i4 = tid; i4 < GS * D / 4; i4 += C::kThreads) {
-            const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
-            float4 o0 = make_float4(0.f, 0.f, 0.f, 0.f), o1 = o0;
-            if (deep) {
-              merge(std::integral_constant<int, 16>{}, i4, o0, o1);
-            } else {
-              merge(std::integral_constant<int, 8>{}, i4, o0, o1);
-            }
-            const float lsum = Lh[h];
-            T* op = outp + (bh0 + h) * D + d;
-            op[0] = from_float<T>((o0.x + o1.x) / lsum);
-            op[1] = from_float<T>((o0.y + o1.y) / lsum);
-            op[2] = from_float<T>((o0.z + o1.z) / lsum);
-            op[3] = from_float<T>((o0.w + o1.w) / lsum);
-          }
-        }
+        // The last block of this (sequence, KV head) to finish merges every split's partials (lean:
+        // the row's nslots CTAs count, each once). Bit 8192: sixteen slots' loads in flight, else eight.
+        merge_row_if_last<T, D, GS, C::kThreads>(g_split_done + (static_cast<size_t>(b) * G + j), nslots, a.splits,
+                                                 a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
+                                                 reinterpret_cast<float*>(smem_raw),
+                                                 (a.variant & KASCADE_VARIANT_GATHER_B1) != 0);
       }
     }
     ringBase += steps;
@@ -1160,6 +992,7 @@ cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, Partial
                              cudaStream_t st) {
   a.variant = s.variant;
   a.out = out;
+  if (mode == kGather && (s.variant & KASCADE_VARIANT_GATHER_WS)) return launch_gather_ws(s, a, out, st);
   const bool lean = (s.variant & KASCADE_VARIANT_LEAN) != 0;
   // Lean: at most kLeanMaxCtasPerSm x SMs slots per row, always within the fused merge's weights.
   const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && mode != kScoresOnly &&
@@ -1209,6 +1042,10 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   if ((s.variant & KASCADE_VARIANT_GATHER_B1) && topk > 0) {
     int c;  // lite_splits at the largest CTA count per SM
     S = max(S, lite_splits(s, topk, kLeanMaxCtasPerSm, &c));
+  }
+  if ((s.variant & KASCADE_VARIANT_GATHER_WS) && topk > 0) {
+    int c;  // ws_splits at the largest CTA count per SM
+    S = max(S, ws_splits(s, topk, kLeanMaxCtasPerSm, &c));
   }
   if (s.variant & KASCADE_VARIANT_LEAN) {
     // Slots per row grow with the CTA count: size them for the largest lean grid.
@@ -1270,7 +1107,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..32767 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..131071 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -123,19 +123,27 @@ __host__ __device__ inline int cluster_chunk(int listLen, int c) {
   return (per + kTile - 1) / kTile * kTile;
 }
 
-// KASCADE_VARIANT_GATHER_B1 (kGatherLite): splits per row so that `rows` rows' splits fill at most
-// `ctas` CTAs (one wave): floor(ctas / rows) (at least 1, at most one per 64-key tile), then whole
-// tiles per split; returns the split count and writes the list entries per split to *chunk.
-// packages/cuda/src/lean.ts has the twin.
-inline int lite_split_count(long long rows, int listLen, long long ctas, int* chunk) {
-  const long long tiles = listLen > 0 ? (listLen + kTile - 1) / kTile : 1;
+// Splits per row so that `rows` rows' splits fill at most `ctas` CTAs (one wave): floor(ctas / rows) (at
+// least 1, at most one per `grain`-entry group), then equal whole groups per split; returns the split
+// count and writes the list entries per split to *chunk. KASCADE_VARIANT_GATHER_B1 (kGatherLite) cuts
+// in 64-key tiles (grain kTile), KASCADE_VARIANT_GATHER_WS (reuse_b1_decode.cu) in 16-key groups.
+// packages/cuda/src/lean.ts has the twin (liteSplits).
+inline int grain_split_count(long long rows, int listLen, long long ctas, int grain, int* chunk) {
+  const long long groups = listLen > 0 ? (listLen + grain - 1) / grain : 1;
   long long S = rows > 0 ? ctas / rows : 1;
-  S = S < 1 ? 1 : (S > tiles ? tiles : S);
+  S = S < 1 ? 1 : (S > groups ? groups : S);
   const long long per = (listLen + S - 1) / S;
-  const int c = static_cast<int>((per + kTile - 1) / kTile * kTile);
-  *chunk = c < kTile ? kTile : c;
+  const int c = static_cast<int>((per + grain - 1) / grain * grain);
+  *chunk = c < grain ? grain : c;
   return listLen > 0 ? static_cast<int>((listLen + *chunk - 1) / *chunk) : 1;
 }
+inline int lite_split_count(long long rows, int listLen, long long ctas, int* chunk) {
+  return grain_split_count(rows, listLen, ctas, kTile, chunk);
+}
+constexpr int kWsGroup = 16;  // KASCADE_VARIANT_GATHER_WS: split granularity (one consumer warp's step)
+
+// The fused merge's completion counters (one per (sequence, KV head) row) cover this many rows.
+constexpr int kMaxFusedRows = 1 << 16;
 
 // Lean grids never exceed this many CTAs per SM (the workspace is sized for it).
 constexpr int kLeanMaxCtasPerSm = 4;
@@ -143,6 +151,11 @@ constexpr int kLeanMaxCtasPerSm = 4;
 // KASCADE_VARIANT_FUSED merges in the partial kernel when it can: one completion counter per
 // (sequence, KV head) and the group's split weights in shared memory.
 bool fused_combine_fits(const KascadeDecodeShape& s, int splits);
+// KASCADE_VARIANT_GATHER_WS (reuse_b1_decode.cu): the warp-specialised gather for kGather passes; sets
+// a.splits / a.chunk (ws_splits) and merges (fused, or the combine kernel).
+cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st);
+// Its split count for a list of listLen entries at perSm CTAs per SM (a forced `splits` wins).
+int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk);
 // Launches the partial kernel, then the combine unless the fused variant merged already.
 cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, void* out,
                              cudaStream_t st);

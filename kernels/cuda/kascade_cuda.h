@@ -75,7 +75,16 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_DEEP_SCORES = 16384,  // anchors (cuda-anchor, session 4): with bit 16 (TMA tiles), the scores pass
                                         // keeps a 6-stage ring per warp (two CTAs per SM instead of three; call A:
                                         // the pass ran 85 % of DRAM peak at 396 CTAs, the anchor 1 % faster at 264)
-  KASCADE_VARIANT_ALL = 32767,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_ROW_SELECT = 65536,  // anchors (cuda-anchor, session 5; implies 1024): the scores / layer-0 pass
+                                       // runs on the split schedule with short splits, keeps the f16 intermediate
+                                       // in L2 (evict-last stores, evict-first K tiles) and the last CTA of each
+                                       // (sequence, KV head) row selects the row's Top-k from it, then drops its
+                                       // lines from L2 (row_select.cuh): no separate select launch
+  KASCADE_VARIANT_GATHER_WS = 32768,  // gathers (reuse, the anchors' sparse pass; cuda-b1, session 5): the
+                                      // warp-specialised gather (reuse_b1_decode.cu): a producer warp per CTA
+                                      // issues one cp.async.bulk per 256-byte K/V row into a shared 64-row ring,
+                                      // four consumer warps attend; the row's last CTA merges the splits
+  KASCADE_VARIANT_ALL = 131071,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Issue 4, batch 1 (cuda-b1, session 4): where a batch-1 decode op's time goes, and the reuse kernel's
+# Issue 4, batch 1 (cuda-b1, sessions 4-5): where a batch-1 decode op's time goes, and the reuse kernel's
 # own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 120 s.
 #  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1, the same call
 #     timed with events per call (the bench's method), back to back, as one CUDA graph, on 4 layers'
-#     caches in turn, and the host's own cost per call -> b1-probe.json;
-#  2. ncu (warm L2: --cache-control none) of the reuse kernel at 128k batch 1, full set, for the base
-#     and the cluster variant -> reuse-ncu.txt, and per-kernel metrics -> reuse-ncu.csv.
+#     caches in turn, and the host's own cost per call -> b1-probe.json; first, each reuse variant's
+#     output against variant 124's (crossRelErrVs124_* in its summary; the device check is the parity);
+#  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
+#     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS (the probe's lists), B1_NCU_VARIANTS (default 60,8252).
+# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 124,32800).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-60,124,252,8252,4156}
-export B1_SWEEP=${B1_SWEEP:-124:33,8252:16}
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,252,8252,32800,32768}
+export B1_SWEEP=${B1_SWEEP:-32800:17:25:41:49}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 probe=packages/cuda/dist-device/b1-probe.mjs
 export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=${B1_SWEEP:-default} node $probe b1-probe.json"
@@ -23,14 +24,14 @@ timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/pro
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=${B1_NCU_VARIANTS:-124,8252}
+ncu_variants=${B1_NCU_VARIANTS:-124,32800}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
-  -k regex:attn_partial --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
+  -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
-  -k regex:attn_partial --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
+  -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
 say "ncu full exit $?"
-grep -E "attn_partial|Duration|DRAM Throughput|L2 Hit|Stall|Warp Cycles|Achieved Occupancy|Cluster" "$JOB_OUT/reuse-ncu.txt" | head -60
+grep -E "attn_partial|gather_ws|Duration|DRAM Throughput|L2 Hit|Stall|Warp Cycles|Achieved Occupancy|Cluster" "$JOB_OUT/reuse-ncu.txt" | head -60
 say done

@@ -19,11 +19,16 @@ int main(int argc, char** argv) {
     for (int i = 2; i + 1 < argc; i += 2) std::printf("%d\n", cluster_chunk(std::atoi(argv[i]), std::atoi(argv[i + 1])));
     return 0;
   }
-  // lean_plan_check --lite ROWS LISTLEN CTAS [...]: lite_split_count per triple, "splits chunk" per line.
-  if (argc >= 2 && std::strcmp(argv[1], "--lite") == 0) {
+  // lean_plan_check --lite ROWS LISTLEN CTAS [...]: lite_split_count per triple, "splits chunk" per line;
+  // --ws: the same with grain_split_count at the warp-specialised gather's 16-key groups (bit 32768).
+  const bool ws = argc >= 2 && std::strcmp(argv[1], "--ws") == 0;
+  if (argc >= 2 && (ws || std::strcmp(argv[1], "--lite") == 0)) {
     for (int i = 2; i + 2 < argc; i += 3) {
       int chunk = 0;
-      const int splits = lite_split_count(std::atoll(argv[i]), std::atoi(argv[i + 1]), std::atoll(argv[i + 2]), &chunk);
+      const long long rows = std::atoll(argv[i]), ctas = std::atoll(argv[i + 2]);
+      const int listLen = std::atoi(argv[i + 1]);
+      const int splits = ws ? grain_split_count(rows, listLen, ctas, kWsGroup, &chunk)
+                            : lite_split_count(rows, listLen, ctas, &chunk);
       std::printf("%d %d\n", splits, chunk);
     }
     return 0;

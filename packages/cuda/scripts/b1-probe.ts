@@ -16,7 +16,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { topkBudget } from '@kascade/core';
+import { bf16BitsToF32, topkBudget } from '@kascade/core';
 import {
   captureGraph,
   DeviceTensor,
@@ -212,6 +212,33 @@ for (const [batch, n] of shapes as [number, number][]) {
           ] as [string, number, (l: number) => () => void],
       ),
     ];
+    // Cross-check (an early alarm; the device check is the parity): each reuse variant's output,
+    // NaN-poisoned before its call, against variant 124's, as ||out - ref|| / ||ref||.
+    const reuseOut = (variant: number): Float64Array => {
+      o.fill(0xff);
+      reuseDecode({ ...base, variant }, sel, headMap, o);
+      return Float64Array.from(o.download(), (b) => bf16BitsToF32(b));
+    };
+    const ref124 = reuseOut(124);
+    for (const variant of reuseVariants) {
+      try {
+        const got = reuseOut(variant);
+        let num = 0;
+        let den = 0;
+        for (let i = 0; i < got.length; i++) {
+          const d = (got[i] as number) - (ref124[i] as number);
+          num += d * d;
+          den += (ref124[i] as number) ** 2;
+        }
+        const rel = Math.sqrt(num / den);
+        extra[`crossRelErrVs124_v${variant}_${Math.round(n / 1024)}k_b${batch}`] = Number.isNaN(rel)
+          ? -1
+          : rel;
+        if (!(rel < 1e-2)) errors.push(`cross-check v${variant} n ${n}: rel err ${rel} against v124`);
+      } catch (e) {
+        errors.push(`cross-check v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+      }
+    }
     for (const [op, variant, make] of ops) {
       // One failure (a refused graph capture, a fault) is recorded and the next goes on.
       try {

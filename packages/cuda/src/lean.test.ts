@@ -14,6 +14,7 @@ import {
   leanSegments,
   leanTileBegin,
   liteSplits,
+  WS_GROUP_KEYS,
 } from './lean.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -224,6 +225,25 @@ describe('lite splits (variant bit 8192)', () => {
   });
 });
 
+describe('warp-specialised gather splits (variant bit 32768)', () => {
+  it('cover the list in whole 16-key groups, one wave, all CTAs busy at batch 1', () => {
+    for (const rows of [1, 2, 8, 16, 64, 256, 640])
+      for (const listLen of [1, 9, 16, 17, 1023, 3277, 13107, 52429])
+        for (const ctas of [132, 264, 396, 528]) {
+          const { splits, chunk } = liteSplits(rows, listLen, ctas, WS_GROUP_KEYS);
+          expect(chunk % WS_GROUP_KEYS).toBe(0);
+          expect(splits * chunk).toBeGreaterThanOrEqual(listLen);
+          expect((splits - 1) * chunk).toBeLessThan(listLen);
+          if (rows <= ctas) expect(rows * splits).toBeLessThanOrEqual(ctas);
+          expect(liteSplits(rows, listLen, 528, WS_GROUP_KEYS).splits).toBeGreaterThanOrEqual(splits);
+        }
+    // 128k at batch 1 (8 rows, 13107 keys) on 2 x 132 CTAs: 33 splits of 400 keys fill all 264
+    // (64-key tiles would leave 24 idle: 30 splits of 448).
+    expect(liteSplits(8, 13107, 264, WS_GROUP_KEYS)).toEqual({ splits: 33, chunk: 400 });
+    expect(liteSplits(8, 13107, 264)).toEqual({ splits: 30, chunk: 448 });
+  });
+});
+
 describe('cluster shares (variant bit 8192)', () => {
   it('cover every key once in whole tiles, and the merge of the shares gives the softmax', () => {
     for (const listLen of [1, 9, 63, 64, 65, 113, 1023, 3277, 13107, 52429])
@@ -368,6 +388,15 @@ describe.skipIf(!nvcc)('lean partition: the C++ functions agree (nvcc found)', (
       expect(splits.stdout.trim().split('\n')).toEqual(
         lite.map(([r, l, c]) => {
           const x = liteSplits(r, l, c);
+          return `${x.splits} ${x.chunk}`;
+        }),
+      );
+      // Bit 32768's split counts (16-key groups).
+      const ws = spawnSync(exe, ['--ws', ...lite.flat().map(String)], { encoding: 'utf8' });
+      expect(ws.status, ws.stderr).toBe(0);
+      expect(ws.stdout.trim().split('\n')).toEqual(
+        lite.map(([r, l, c]) => {
+          const x = liteSplits(r, l, c, WS_GROUP_KEYS);
           return `${x.splits} ${x.chunk}`;
         }),
       );

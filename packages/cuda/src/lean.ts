@@ -97,13 +97,22 @@ export function clusterShares(listLen: number, c: number): [number, number][] {
 }
 
 /**
- * Variant bit 8192 (`kGatherLite`): splits per row so that `rows` rows' splits fill at most `ctas`
- * CTAs at once (twin of `lite_split_count` in `kernels/cuda/decode_attention.cuh`): `floor(ctas /
- * rows)` (at least 1, at most one per tile), then whole tiles per split.
+ * Splits per row so that `rows` rows' splits fill at most `ctas` CTAs at once (twin of
+ * `grain_split_count` in `kernels/cuda/decode_attention.cuh`): `floor(ctas / rows)` (at least 1, at
+ * most one per `grain`-entry group), then whole groups per split. Variant bit 8192 (`kGatherLite`)
+ * cuts in 64-key tiles (the default grain), bit 32768 (the warp-specialised gather) in 16-key groups.
  */
-export function liteSplits(rows: number, listLen: number, ctas: number): { splits: number; chunk: number } {
-  const tiles = listLen > 0 ? Math.ceil(listLen / LEAN_TILE_KEYS) : 1;
-  const s = Math.max(1, Math.min(tiles, rows > 0 ? Math.floor(ctas / rows) : 1));
-  const chunk = Math.max(LEAN_TILE_KEYS, Math.ceil(Math.ceil(listLen / s) / LEAN_TILE_KEYS) * LEAN_TILE_KEYS);
+export function liteSplits(
+  rows: number,
+  listLen: number,
+  ctas: number,
+  grain: number = LEAN_TILE_KEYS,
+): { splits: number; chunk: number } {
+  const groups = listLen > 0 ? Math.ceil(listLen / grain) : 1;
+  const s = Math.max(1, Math.min(groups, rows > 0 ? Math.floor(ctas / rows) : 1));
+  const chunk = Math.max(grain, Math.ceil(Math.ceil(listLen / s) / grain) * grain);
   return { splits: listLen > 0 ? Math.ceil(listLen / chunk) : 1, chunk };
 }
+
+/** Split granularity of the warp-specialised gather (variant bit 32768): one consumer warp's 16-key step. */
+export const WS_GROUP_KEYS = 16;

@@ -1,0 +1,336 @@
+// Device helpers shared by the decode attention kernels (decode_attention.cu) and the warp-specialised
+// gather (reuse_b1_decode.cu): tensor-core MMA and ldmatrix, 16-bit packing, mbarriers and 1-D bulk
+// copies, programmatic dependent launch. Not part of the public C API.
+#pragma once
+#include <type_traits>
+
+#include "common.cuh"
+
+namespace kascade {
+
+// mma.sync m16n8k16 (f32 accumulate) on 16-bit operands.
+template <typename T>
+__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* smem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// Variant KASCADE_VARIANT_BULK: one cp.async.bulk (TMA bulk copy) per K or V row, completing on an
+// mbarrier per ring stage (transaction bytes), instead of D/8 16-byte cp.async per row.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_fence_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+}
+// A plain arrive (count 1) on an mbarrier: a consumer hands a ring stage back to its producer.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  const uint32_t a = smem_u32(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(a), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+__device__ __forceinline__ void bulk_g2s(void* smem, const void* gmem, unsigned bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+          smem_u32(smem)),
+      "l"(gmem), "r"(bytes), "r"(smem_u32(bar))
+      : "memory");
+}
+
+// Variant KASCADE_VARIANT_PDL (programmatic dependent launch): the grid may start while the kernel
+// before it in the stream still runs; griddepcontrol.wait blocks until that kernel has finished and
+// its memory is visible, so nothing global is read or written before it. launch_dependents then lets
+// the next PDL-launched kernel start its own launch (it waits the same way): safe at any point, as
+// the next grid launches only once every CTA of this one has started (or exited).
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_release() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait_and_release() {
+  pdl_wait();
+  pdl_release();
+}
+
+// Q of query heads bh0 .. bh0 + GS - 1 as the A operand of m16n8k16 (row r = lane / 4 a query head
+// when r < GS, the other rows zero; k = (lane % 4) * 2 + {0, 1} (+ 8)), D / 16 chunks.
+template <typename T, int D, int GS>
+__device__ __forceinline__ void load_q_operand(const T* qg, uint32_t (&qa)[D / 16][4]) {
+  const int lane = static_cast<int>(threadIdx.x) & 31, row = lane >> 2, quad = lane & 3;
+  const T* qr = qg + row * D;
+#pragma unroll
+  for (int kc = 0; kc < D / 16; ++kc) {
+    qa[kc][0] = row < GS ? *reinterpret_cast<const uint32_t*>(qr + kc * 16 + quad * 2) : 0u;
+    qa[kc][1] = 0u;
+    qa[kc][2] = row < GS ? *reinterpret_cast<const uint32_t*>(qr + kc * 16 + 8 + quad * 2) : 0u;
+    qa[kc][3] = 0u;
+  }
+}
+
+// One warp's 16-key step of the online softmax in the log2 domain: S = Q K^T on the tensor cores over
+// 16 K rows at `ks` (row stride kRow elements, padded so ldmatrix's rows fall on distinct banks), keys
+// with pos[key] < 0 masked, then O += P V over the 16 V rows at `vs`. P enters P V as hi + lo 16-bit
+// halves (~16 significant bits) unless `p16`. This thread's state: row lane / 4 (a query head when
+// < GS), running max m and its own partial sum l (the quad's four threads' l add up to the row's),
+// acc[nb][e] = O[row][nb * 8 + (lane % 4) * 2 + e].
+template <typename T, int D, int kRow>
+__device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const T* ks, const T* vs, const int* pos,
+                                         float qscale, bool p16, float& m, float& l, float (&acc)[D / 8][2]) {
+  constexpr int KC = D / 16, NB = D / 8;
+  const int lane = static_cast<int>(threadIdx.x) & 31, quad = lane & 3, mi = lane >> 3, r8 = lane & 7;
+  float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+  {
+    const T* base = ks + ((mi >> 1) * 8 + r8) * kRow + (mi & 1) * 8;
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc) {
+      uint32_t bf[4];
+      ldmatrix_x4(bf, base + kc * 16);
+      mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
+      mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
+    }
+  }
+  float sv[4];
+#pragma unroll
+  for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) sv[nb * 2 + e] = pos[nb * 8 + quad * 2 + e] >= 0 ? sc[nb][e] * qscale : -INFINITY;
+  float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
+  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+  const float mn = fmaxf(m, tm);
+  float pr[4], al = 1.f;
+  if (mn == -INFINITY) {
+    pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
+  } else {
+#pragma unroll
+    for (int t = 0; t < 4; ++t) pr[t] = exp2f(sv[t] - mn);
+    al = exp2f(m - mn);
+  }
+  m = mn;
+  l = l * al + (pr[0] + pr[1] + pr[2] + pr[3]);
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    acc[nb][0] *= al;
+    acc[nb][1] *= al;
+  }
+  uint32_t ph[4], pl[4];
+  ph[0] = pack2<T>(pr[0], pr[1]);
+  ph[2] = pack2<T>(pr[2], pr[3]);
+  ph[1] = ph[3] = 0u;
+  {
+    float h0[2], h1[2];
+    to_float2(ph[0], h0, T());
+    to_float2(ph[2], h1, T());
+    pl[0] = pack2<T>(pr[0] - h0[0], pr[1] - h0[1]);
+    pl[2] = pack2<T>(pr[2] - h1[0], pr[3] - h1[1]);
+    pl[1] = pl[3] = 0u;
+  }
+  const T* base = vs + ((mi & 1) * 8 + r8) * kRow + (mi >> 1) * 8;
+  auto pv = [&](auto withLo) {
+#pragma unroll
+    for (int nd = 0; nd < KC; ++nd) {
+      uint32_t bf[4];
+      ldmatrix_x4_trans(bf, base + nd * 16);
+      float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
+      float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
+      mma16816<T>(c0, ph, bf[0], bf[1]);
+      if constexpr (decltype(withLo)::value) mma16816<T>(c0, pl, bf[0], bf[1]);
+      mma16816<T>(c1, ph, bf[2], bf[3]);
+      if constexpr (decltype(withLo)::value) mma16816<T>(c1, pl, bf[2], bf[3]);
+      acc[2 * nd][0] = c0[0];
+      acc[2 * nd][1] = c0[1];
+      acc[2 * nd + 1][0] = c1[0];
+      acc[2 * nd + 1][1] = c1[1];
+    }
+  };
+  if (p16) {
+    pv(std::false_type{});
+  } else {
+    pv(std::true_type{});
+  }
+}
+
+// The NW warps of a CTA merge their online-softmax states: each warp's lanes (quad == 0 holds (m, l) of
+// its row, all four of the quad its acc columns) go to shared red_o [NW][GS][D] and red_ml [NW][GS][2];
+// after a barrier of all NT threads, emit_ml(h, M, L) runs once per head (threads 0..GS-1) and
+// emit_o(i, o) once per element i = h * D + d of the merged unnormalised output (threads stride NT).
+// Warps >= NW (a producer) only pass the barriers.
+template <int D, int GS, int NW, int NT, typename EmitMl, typename EmitO>
+__device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m, float l, const float (&acc)[D / 8][2],
+                                            EmitMl emit_ml, EmitO emit_o) {
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, row = lane >> 2, quad = lane & 3;
+  if (warp < NW && row < GS) {
+    if (quad == 0) {
+      red_ml[(warp * GS + row) * 2] = m;
+      red_ml[(warp * GS + row) * 2 + 1] = l;
+    }
+#pragma unroll
+    for (int nb = 0; nb < D / 8; ++nb) {
+      red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
+      red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+    }
+  }
+  __syncthreads();
+  if (tid < GS) {
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + tid) * 2]);
+    float L = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      const float mw = red_ml[(w * GS + tid) * 2];
+      if (mw != -INFINITY) L += red_ml[(w * GS + tid) * 2 + 1] * exp2f(mw - M);
+    }
+    emit_ml(tid, M, L);
+  }
+  for (int i = tid; i < GS * D; i += NT) {
+    const int h = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+    float o = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      const float mw = red_ml[(w * GS + h) * 2];
+      if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
+    }
+    emit_o(i, o);
+  }
+}
+
+// The fused split merge (KASCADE_VARIANT_FUSED; the warp-specialised gather always): every thread of
+// a CTA that has stored its partial (m, l, o) of a (sequence, KV head) row calls this; the last of the
+// row's `nslots` CTAs to arrive (counter *ctr, threadfence-reduction pattern, reset by that CTA for the
+// next launch) merges slots 0..nslots-1 (slot stride SS in part_o [.., SS, D] / part_ml [.., SS, 2]) of
+// the GS query heads from bh0 on into `out`. `wts` is shared scratch of GS x nslots floats. Per output
+// float4: even slots into o0, odd into o1, in slot order, `deep` ? 16 : 8 slots' loads in flight at a time
+// (the same sums in the same order either way).
+template <typename T, int D, int GS, int NT>
+__device__ void merge_row_if_last(unsigned* ctr, int nslots, int SS, const float* part_o, const float* part_ml,
+                                  size_t bh0, T* out, float* wts, bool deep) {
+  __shared__ bool lastBlock;
+  __shared__ float Lh[GS];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    lastBlock = atomicAdd(ctr, 1u) == static_cast<unsigned>(nslots) - 1u;
+    if (lastBlock) *ctr = 0u;
+  }
+  __syncthreads();
+  if (!lastBlock) return;
+  __threadfence();
+  const int S = nslots;
+  for (int h = warp; h < GS; h += NT / 32) {
+    const float* ml = part_ml + (bh0 + h) * SS * 2;
+    float M = -INFINITY;
+    for (int x = lane; x < S; x += 32) M = fmaxf(M, __ldcg(ml + 2 * x));
+    M = warp_max(M);
+    float L = 0.f;
+    for (int x = lane; x < S; x += 32) {
+      const float mx = __ldcg(ml + 2 * x);
+      const float w = mx == -INFINITY ? 0.f : exp2f(mx - M);
+      wts[h * S + x] = w;
+      L += w * __ldcg(ml + 2 * x + 1);
+    }
+    L = warp_sum(L);
+    if (lane == 0) Lh[h] = L;
+  }
+  __syncthreads();
+  auto fma4 = [](float4& o, const float4& t, float w) {
+    o.x = fmaf(t.x, w, o.x);
+    o.y = fmaf(t.y, w, o.y);
+    o.z = fmaf(t.z, w, o.z);
+    o.w = fmaf(t.w, w, o.w);
+  };
+  auto merge = [&](auto depthTag, int i4, float4& o0, float4& o1) {
+    constexpr int kDepth = decltype(depthTag)::value;
+    const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
+    const float4* po = reinterpret_cast<const float4*>(part_o + (bh0 + h) * SS * D + d);
+    const float* w = wts + h * S;
+    int x = 0;
+    for (; x + kDepth <= S; x += kDepth) {
+      float4 t[kDepth];
+#pragma unroll
+      for (int u = 0; u < kDepth; ++u) t[u] = __ldcg(po + (x + u) * (D / 4));
+#pragma unroll
+      for (int u = 0; u < kDepth; u += 2) {
+        fma4(o0, t[u], w[x + u]);
+        fma4(o1, t[u + 1], w[x + u + 1]);
+      }
+    }
+    for (; x + 2 <= S; x += 2) {
+      fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
+      fma4(o1, __ldcg(po + (x + 1) * (D / 4)), w[x + 1]);
+    }
+    if (x < S) fma4(o0, __ldcg(po + x * (D / 4)), w[x]);
+  };
+  for (int i4 = tid; i4 < GS * D / 4; i4 += NT) {
+    const int h = i4 / (D / 4), d = (i4 % (D / 4)) * 4;
+    float4 o0 = make_float4(0.f, 0.f, 0.f, 0.f), o1 = o0;
+    if (deep) {
+      merge(std::integral_constant<int, 16>{}, i4, o0, o1);
+    } else {
+      merge(std::integral_constant<int, 8>{}, i4, o0, o1);
+    }
+    const float lsum = Lh[h];
+    T* op = out + (bh0 + h) * D + d;
+    op[0] = from_float<T>((o0.x + o1.x) / lsum);
+    op[1] = from_float<T>((o0.y + o1.y) / lsum);
+    op[2] = from_float<T>((o0.z + o1.z) / lsum);
+    op[3] = from_float<T>((o0.w + o1.w) / lsum);
+  }
+}
+
+}  // namespace kascade

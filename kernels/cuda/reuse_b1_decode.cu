@@ -1,0 +1,234 @@
+// The warp-specialised gather (KASCADE_VARIANT_GATHER_WS, cuda-b1, fifth session): sparse attention over
+// the rows an index list names (reuse, and the anchors' sparse pass), built for batch 1, where 8 KV heads
+// x 13107 selected rows (54 MB at 128k) must keep the whole GPU's DRAM busy.
+//
+// Kernel gather_ws_kernel<T, D, GS>
+//   grid (splits, kvHeads, batch), block 160 threads = 4 consumer warps + 1 producer warp; one block =
+//   one KV head j of one sequence b, all GS query heads of its group, list entries [split chunk,
+//   (split + 1) chunk) (ws_splits: the rows' splits fill the CTAs resident at once, whole 16-key
+//   groups each).
+//   - Producer (warp 4): for each 64-entry stage of the block's range, reads the 64 indices (kept
+//     kStages stages ahead in registers, so an index load's latency is paid once), waits until the
+//     stage's ring slot is free (an `empty` mbarrier the 4 consumers arrive on), stores the positions,
+//     and issues one 256-byte (D 128) cp.async.bulk per K row and per V row (4 per lane) completing on
+//     the slot's `full` mbarrier (transaction bytes). A masked row (an out-of-range index, or the tail
+//     of a 16-key group past the range) copies row 0 of the head (finite; its probability is 0); a
+//     16-key group wholly past the range is neither copied nor computed.
+//   - Consumers (warps 0..3): warp w takes keys 16 w .. 16 w + 15 of every stage: waits on `full`,
+//     runs attend16 (S = Q K^T and O += P V with mma.sync, the online softmax in the log2 domain; the
+//     same arithmetic as attn_partial_kernel's gathers), then arrives on `empty`.
+//   Few instructions per byte in flight: the producer issues 4 copies per lane per 32 KB stage, where
+//   the 16-byte cp.async gathers issue ~16 per lane per 8 KB warp step (session 4's ncu: ~660
+//   instructions per warp step, the 128k batch-1 reuse latency-bound at ~45 % of DRAM bandwidth).
+//   Shared memory at D 128: a 3-stage ring of 64 K and 64 V rows (padded to D + 8 elements), 105 KB:
+//   two CTAs per SM, 6 stages (192 KB) in flight per SM. D 64: 6 stages.
+//   End: the 4 consumers merge through shared memory (merge_warps), the block stores its partial
+//   (m, l, o) in slot `split`, and the row's last block to finish merges the slots (merge_row_if_last,
+//   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
+//   ring) the combine kernel merges instead.
+//   Honoured variant bits: 32 (16-bit P). The other bits do not change this kernel.
+#include "decode_attention.cuh"
+#include "decode_device.cuh"
+
+namespace kascade {
+
+template <int D>
+struct WsCfg {
+  static constexpr int kConsumers = 4;
+  static constexpr int kThreads = 32 * (kConsumers + 1);
+  static constexpr int kStageKeys = 16 * kConsumers;  // 64 list entries per ring stage
+  static constexpr int kRow = D + 8;                  // padded row (elements): ldmatrix rows on distinct banks
+  static constexpr int kStages = D == 128 ? 3 : 6;    // ~105 KB either way: two CTAs per SM
+};
+
+// Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the 4 warps' partials
+// reuse it at the end), then the positions [kStages][kStageKeys] and the full / empty mbarriers.
+template <typename T, int D, int GS>
+__host__ __device__ constexpr size_t ws_region_bytes() {
+  using C = WsCfg<D>;
+  const size_t ring = size_t(2) * C::kStages * C::kStageKeys * C::kRow * sizeof(T);
+  const size_t red = sizeof(float) * (size_t(C::kConsumers) * GS * (D + 2));
+  return ((ring > red ? ring : red) + 15) / 16 * 16;
+}
+template <typename T, int D, int GS>
+__host__ __device__ constexpr size_t ws_smem_bytes() {
+  using C = WsCfg<D>;
+  return ws_region_bytes<T, D, GS>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
+         size_t(2) * C::kStages * sizeof(uint64_t);
+}
+
+// Completion counters of the fused merge: zero at module load, reset by the block that merges.
+__device__ unsigned g_ws_done[kMaxFusedRows];
+
+template <typename T, int D, int GS>
+__global__ void __launch_bounds__(160, 2) gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
+  using C = WsCfg<D>;
+  constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers;
+  constexpr unsigned kRowBytes = D * sizeof(T);
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* Ks = reinterpret_cast<T*>(smem_raw);
+  T* Vs = Ks + NS * SK * R;
+  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS>());
+  uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
+  uint64_t* empty = full + NS;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) {
+    for (int i = 0; i < NS; ++i) {
+      mbar_init(full + i, 1);
+      mbar_init(empty + i, NC);
+    }
+  }
+  mbar_fence_init();
+  __syncthreads();
+
+  const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
+  const int G = s.kvHeads, n = s.n;
+  const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
+  const int stages = end > begin ? (end - begin + SK - 1) / SK : 0;
+  const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+  const T* kg = static_cast<const T*>(a.k) + kvBase;
+  const T* vg = static_cast<const T*>(a.v) + kvBase;
+  const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
+
+  float m = -INFINITY, l = 0.f;
+  float acc[D / 8][2];
+#pragma unroll
+  for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
+
+  if (warp == NC) {
+    // Producer.
+    const int* idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
+    auto list_pos = [&](int e) -> int {
+      if (e >= end) return -1;
+      const int p = __ldg(idx + e);
+      return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
+    };
+    int q0[NS], q1[NS];  // this lane's two positions of the next NS stages
+#pragma unroll
+    for (int u = 0; u < NS; ++u) {
+      q0[u] = u < stages ? list_pos(begin + u * SK + lane) : -1;
+      q1[u] = u < stages ? list_pos(begin + u * SK + 32 + lane) : -1;
+    }
+    for (int i = 0; i < stages; ++i) {
+      const int st = i % NS;
+      if (i >= NS) mbar_wait(empty + st, static_cast<unsigned>(i / NS - 1) & 1u);
+      const int p0 = q0[0], p1 = q1[0];
+#pragma unroll
+      for (int u = 0; u + 1 < NS; ++u) {
+        q0[u] = q0[u + 1];
+        q1[u] = q1[u + 1];
+      }
+      q0[NS - 1] = i + NS < stages ? list_pos(begin + (i + NS) * SK + lane) : -1;
+      q1[NS - 1] = i + NS < stages ? list_pos(begin + (i + NS) * SK + 32 + lane) : -1;
+      posS[st * SK + lane] = p0;
+      posS[st * SK + 32 + lane] = p1;
+      // 16-key groups with any entry in range: rows lane (group lane / 16) and lane + 32 (group 2 + lane / 16).
+      const int e0 = begin + i * SK;
+      const bool g0 = e0 + (lane >> 4) * 16 < end, g1 = e0 + 32 + (lane >> 4) * 16 < end;
+      const int groups = min(4, (end - e0 + 15) / 16);
+      __syncwarp();
+      if (lane == 0) mbar_arrive_expect_tx(full + st, static_cast<unsigned>(groups) * 16u * 2u * kRowBytes);
+      T* kd = Ks + st * SK * R;
+      T* vd = Vs + st * SK * R;
+      if (g0) {
+        const size_t off = static_cast<size_t>(p0 < 0 ? 0 : p0) * D;
+        bulk_g2s(kd + lane * R, kg + off, kRowBytes, full + st);
+        bulk_g2s(vd + lane * R, vg + off, kRowBytes, full + st);
+      }
+      if (g1) {
+        const size_t off = static_cast<size_t>(p1 < 0 ? 0 : p1) * D;
+        bulk_g2s(kd + (lane + 32) * R, kg + off, kRowBytes, full + st);
+        bulk_g2s(vd + (lane + 32) * R, vg + off, kRowBytes, full + st);
+      }
+    }
+  } else {
+    // Consumers.
+    uint32_t qa[D / 16][4];
+    load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
+    const float qscale = s.scale * kLog2e;
+    const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
+    for (int i = 0; i < stages; ++i) {
+      const int st = i % NS;
+      mbar_wait(full + st, static_cast<unsigned>(i / NS) & 1u);
+      __syncwarp();
+      if (begin + i * SK + warp * 16 < end) {
+        const int r0 = st * SK + warp * 16;
+        attend16<T, D, R>(qa, Ks + r0 * R, Vs + r0 * R, posS + r0, qscale, p16, m, l, acc);
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(empty + st);
+    }
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+  }
+  __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
+
+  float* red_o = reinterpret_cast<float*>(smem_raw);
+  float* red_ml = red_o + NC * GS * D;
+  merge_warps<D, GS, NC, C::kThreads>(
+      red_o, red_ml, m, l, acc,
+      [&](int h, float M, float L) {
+        float* ml = a.part_ml + ((bh0 + h) * a.splits + split) * 2;
+        ml[0] = M;
+        ml[1] = L;
+      },
+      [&](int e, float o) { a.part_o[((bh0 + e / D) * a.splits + split) * D + e % D] = o; });
+  // The weights reuse red_o (merge_row_if_last's barriers come after every thread's reads above).
+  if (fused)
+    merge_row_if_last<T, D, GS, C::kThreads>(g_ws_done + (static_cast<size_t>(b) * G + j), a.splits, a.splits,
+                                             a.part_o, a.part_ml, bh0, static_cast<T*>(a.out), red_o, true);
+}
+
+// CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
+// capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
+template <typename T, int D, int GS>
+static int ws_ctas_per_sm(cudaError_t* err) {
+  static int perSm = 0;
+  if (perSm == 0) {
+    constexpr size_t smem = ws_smem_bytes<T, D, GS>();
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(smem));
+    int nb = 0;
+    if (e == cudaSuccess)
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS>, WsCfg<D>::kThreads, smem);
+    if (e != cudaSuccess) {
+      *err = e;
+      return 0;
+    }
+    perSm = nb < 1 ? 1 : (nb > kLeanMaxCtasPerSm ? kLeanMaxCtasPerSm : nb);
+  }
+  return perSm;
+}
+
+int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
+  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+  if (s.splits > 0) {  // forced (tuning): `splits` per row, whole 16-key groups
+    const long long forced = static_cast<long long>(s.splits) * rows;
+    return grain_split_count(rows, listLen, forced, kWsGroup, chunk);
+  }
+  return grain_split_count(rows, listLen, static_cast<long long>(perSm) * device_sm_count(), kWsGroup, chunk);
+}
+
+cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  a.out = out;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
+      return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+        cudaError_t e = cudaSuccess;
+        const int perSm = ws_ctas_per_sm<T, D, GS>(&e);
+        if (e != cudaSuccess) return e;
+        a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
+        const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
+                           sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
+        gather_ws_kernel<T, D, GS><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
+                                     ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
+        e = cudaGetLastError();
+        if (e != cudaSuccess || fused) return e;
+        return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
+      });
+    });
+  });
+}
+
+}  // namespace kascade
