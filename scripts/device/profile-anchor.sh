@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# ncu of the anchors' scores and layer-0 passes (cuda-anchor, session 4): per attention kernel its time,
+# ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-5): per attention kernel its time,
 # DRAM bytes and throughput, L2 hit rate, at 128k batch 32 and 1, for the variants in
-# PROFILE_ANCHOR_VARIANTS (default 3260 and 19644: the f16 intermediate with the 4- and 6-stage scores
-# pass), each once as is and once with KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its
+# PROFILE_ANCHOR_VARIANTS (default 19644, session 4's anchor default at 128k b32, and 65724, the row select
+# of session 5: its DRAM writes say whether the f16 intermediate stayed in L2), each once as is and once with KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its
 # intermediate writes: wrong selections, timing diagnosis only). Run by scripts/device/session.sh with
 # $JOB_OUT; limit 60 s. Leaves anchor-<v>.csv and anchor-<v>-nowrites.csv.
 set -u
@@ -10,7 +10,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct
-list=${PROFILE_ANCHOR_VARIANTS:-3260,19644}
+list=${PROFILE_ANCHOR_VARIANTS:-19644,65724}
 for v in ${list//,/ }; do
   for mode in "" nowrites; do
     out="$JOB_OUT/anchor-$v${mode:+-$mode}.csv"
