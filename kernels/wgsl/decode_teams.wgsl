@@ -24,16 +24,14 @@
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
-// `WRITE_SCORES`, `SCORE_ROWS` (scores stored one contiguous run per head and step, not one value per
-// store), `PREFETCH`, `FUSED`, `PIPE`, `TRED` (U * GROUP == TW: the transposing reduction), and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>`
-// (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
+// `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`, `FUSED`,
+// `TRED` (U * GROUP == TW: the transposing reduction), and the piece type `KP` with
+// `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
 // PREFETCH (with GATHER): the workgroup stages the key indices of SB steps at a time in workgroup
-// memory, so a step's K/V loads wait for one load, not for the index load and then the row load.
-// PIPE: each step issues the next step's loads before it uses its own (registers double-buffered).
-// With PREFETCH the host sizes IB to the whole split, staged once before the first loads; without,
-// indices are read directly.
+// memory, so a step's K/V loads wait for one load, not for the index load and then the row load;
+// without, indices are read directly.
 // FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
 // counter per row, reset by that workgroup) merges the splits of the group's query heads itself. With
 // P.mergeGroup > 0 the merge has two levels: the last workgroup of each group of mergeGroup
@@ -373,35 +371,16 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
 
   let steps = (end - start + NT * U - 1u) / (NT * U);
-  var nxt: StepData;
-  if (GATHER && PREFETCH && PIPE) {
-    // The host made IB cover the whole split: every index of it staged once, before the first loads.
-    for (var i = t; i < IB; i += WG) {
-      idx[i] = sel[selRow + min(start + i, end - 1u)];
-    }
-    workgroupBarrier();
-  }
-  if (PIPE) {
-    nxt = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
-  }
   for (var s = 0u; s < steps; s++) {
-    if (GATHER && PREFETCH && !PIPE && s % SB == 0u) {
+    if (GATHER && PREFETCH && s % SB == 0u) {
       workgroupBarrier();
       for (var i = t; i < IB; i += WG) {
         idx[i] = sel[selRow + min(start + s * NT * U + i, end - 1u)];
       }
       workgroupBarrier();
     }
-    // Issue every load of the step first (PIPE: the next step's, before this step's data is used).
-    var cur: StepData;
-    if (PIPE) {
-      cur = nxt;
-      if (s + 1u < steps) {
-        nxt = loadStep(start + ((s + 1u) * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, ((s + 1u) * NT + tm) * U);
-      }
-    } else {
-      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
-    }
+    // Issue every load of the step first.
+    let cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
     var valid = cur.valid;
     var kp = cur.kp;
     var vp = cur.vp;
@@ -471,7 +450,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
         sc[e] += subgroupShuffleXor(sc[e], mask);
       }
     }
-    if (WRITE_SCORES && SCORE_ROWS) {
+    if (WRITE_SCORES) {
       // Every lane holds every score: lane `r * TW + lane` takes key u of the step, one store per query
       // head, so the team's U consecutive keys of a head go out as one contiguous store.
       for (var r = 0u; r < (U + TW - 1u) / TW; r++) {
@@ -492,13 +471,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
           if (ok) {
             scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
           }
-        }
-      }
-    } else if (WRITE_SCORES) {
-      for (var e = 0u; e < U * GROUP; e++) {
-        let u = e / GROUP;
-        if (valid[u] && lane == e % TW) {
-          scores[(b * H + j * GROUP + e % GROUP) * P.scoreStride + xs[u]] = sc[e];
         }
       }
     }

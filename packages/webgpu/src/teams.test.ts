@@ -471,12 +471,11 @@ describe.skipIf(!probe.context)(
       { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { select: 'classic' as const, fuseCombine: true },
       { pieceBytes: 8 as const, prefetchIndices: true },
-      { pipelineLoads: true, fuseCombine: true, minStepsPerSplit: 3 },
-      { streamPass: { keysPerStep: 16, targetWorkgroups: 64, pipelineLoads: true }, fuseCombine: true },
+      { fuseCombine: true, minStepsPerSplit: 3, splitMergeGroup: 2 },
+      { streamPass: { keysPerStep: 16, targetWorkgroups: 64 }, fuseCombine: true },
       // keysPerStep x group = the team width on this device (SwiftShader: subgroups of 4).
-      { transposedReduce: true, keysPerStep: 1, pipelineLoads: true, prefetchIndices: true },
+      { transposedReduce: true, keysPerStep: 1, prefetchIndices: true },
       {
-        pipelineLoads: true,
         prefetchIndices: true,
         pieceBytes: 8 as const,
         fuseCombine: true,

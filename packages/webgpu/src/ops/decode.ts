@@ -121,12 +121,6 @@ export interface DecodeArgs {
   /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
   /**
-   * `teams` only: each team step issues the next step's K/V loads before it uses its own (registers
-   * double-buffered). With `prefetchIndices`, a gathering workgroup stages its whole split's indices
-   * (up to 2048) in workgroup memory first; else indices are read directly. Default false.
-   */
-  readonly pipelineLoads?: boolean;
-  /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
    * one full score (team width - 1 shuffles per lane instead of log2(width) per score), with one exp
@@ -177,12 +171,6 @@ export interface DecodeArgs {
    * or the anchor's scores pass) over the call's own, which then apply to the sparse pass only.
    */
   readonly streamPass?: Partial<TeamSettings>;
-  /**
-   * `teams` only, anchors: the streaming pass stores each head's scores of a team step as one
-   * contiguous run (lane u writes key u; default) instead of one value per store instruction (for
-   * comparison).
-   */
-  readonly coalescedScoreWrites?: boolean;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -221,7 +209,6 @@ export interface TeamSettings {
   readonly pieceBytes: 8 | 16;
   readonly prefetchIndices: boolean;
   readonly fuseCombine: boolean;
-  readonly pipelineLoads: boolean;
   readonly transposedReduce: boolean;
   readonly singleStepGather: boolean;
   readonly splitMergeGroup: number;
@@ -242,7 +229,6 @@ const STREAM_FEW: TeamSettings = {
   pieceBytes: 16,
   prefetchIndices: false,
   fuseCombine: false,
-  pipelineLoads: false,
   transposedReduce: false,
   singleStepGather: false,
   splitMergeGroup: 0,
@@ -286,9 +272,6 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
  * at batch 8, the same indices (rows `stage-select`, `parity-select`).
  */
 const DECODE_SELECT_VALUES_PER_INVOCATION = 8;
-
-/** The most key indices a pipelined gathering workgroup stages at once (its whole split), 8 KiB. */
-const PIPE_PREFETCH_MAX = 2048;
 
 /** Rows (sequence x KV head) up to which a pass takes the `few` defaults. */
 export const FEW_ROWS = 16;
@@ -472,7 +455,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
       fused: o.fuseCombine ?? d.fuseCombine,
-      pipe: o.pipelineLoads ?? d.pipelineLoads,
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       // Asked for, it must fit (checked below); as a default, only where it fits.
@@ -547,8 +529,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       ),
     );
     const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U : 1;
-    // Pipelined loads take their indices from workgroup memory only when the whole split fits there.
-    const pipePrefetch = t?.pipe === true && t.prefetch && span <= PIPE_PREFETCH_MAX;
     if (t?.tred && t.U * group !== t.layout.TW) {
       throw new WebGPUShapeError(
         `transposedReduce needs keysPerStep x group = the team width: ${t.U} x ${group} != ${t.layout.TW}`,
@@ -564,13 +544,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       GROUP: group,
       ...t.layout,
       U: t.U,
-      SB: t.single ? 1 : pipePrefetch ? span / stepKeys : Math.max(1, Math.floor(512 / stepKeys)),
+      SB: t.single ? 1 : Math.max(1, Math.floor(512 / stepKeys)),
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
-      SCORE_ROWS: opts.writeScores && (a.coalescedScoreWrites ?? true),
-      PREFETCH: !t.single && t.prefetch && (!t.pipe || pipePrefetch),
-      PIPE: !t.single && t.pipe,
+      PREFETCH: !t.single && t.prefetch,
       TRED: t.tred,
       FUSED: fused,
       KP: t.pieceType,
