@@ -26,8 +26,8 @@
  *
  * `whole-model-one-pass` rows: the default kernel's 32 layers of the layout (anchors 2, 8, 13, 14)
  * encoded in one pass against 32 dense layers in one pass, four K/V copies in turn
- * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs); with the sweep, again with the fused merge
- * and index prefetch on (the `options` column), against dense with the same options.
+ * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs); with the teams kernel, again with
+ * `ONE_PASS_REUSE_OPTIONS` on the reuse layers (the `options` column), against the same dense model.
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
  * `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only` (no main rows and no one-pass: the
@@ -82,16 +82,30 @@ type Tuning = Pick<
   | 'fuseCombine'
   | 'select'
   | 'pieceBytes'
-  | 'pipelineLoads'
   | 'selectValuesPerInvocation'
   | 'streamPass'
-  | 'coalescedScoreWrites'
   | 'transposedReduce'
   | 'workgroupSize'
+  | 'singleStepGather'
+  | 'splitMergeGroup'
 >;
 
-/** The fused merge checked at full size (against the two-dispatch merge, and run to run). */
-const FUSED_CHECK: Tuning = { fuseCombine: true, prefetchIndices: true };
+/** The single-step gathering kernel (session 5): 16-byte pieces, 8 keys per team, two-level merge by 16. */
+const SINGLE: Tuning = {
+  singleStepGather: true,
+  pieceBytes: 16,
+  keysPerStep: 8,
+  fuseCombine: true,
+  splitMergeGroup: 16,
+};
+
+/** The fused merges checked at full size (against the two-dispatch merge, and run to run). */
+const FUSED_CHECKS: { role: 'dense' | 'reuse'; options: Tuning }[] = [
+  { role: 'dense', options: { fuseCombine: true, prefetchIndices: true } },
+  { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true } },
+  { role: 'dense', options: { fuseCombine: true, splitMergeGroup: 16 } },
+  { role: 'reuse', options: SINGLE },
+];
 /** Runs of the fused merge at full size compared bit for bit. */
 const FUSED_RUNS = 20;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -103,24 +117,15 @@ const PARITY_OPTIONS: Tuning[] = [
   { selectValuesPerInvocation: 16 },
   { select: 'radix' },
   { select: 'radix5' },
-  { pipelineLoads: true, prefetchIndices: true, fuseCombine: true, pieceBytes: 8, keysPerStep: 4 },
-  { pipelineLoads: true, prefetchIndices: true, fuseCombine: true, pieceBytes: 16, keysPerStep: 8 },
-  {
-    pipelineLoads: true,
-    prefetchIndices: true,
-    fuseCombine: true,
-    pieceBytes: 8,
-    keysPerStep: 8,
-    targetWorkgroups: 1024,
-    minStepsPerSplit: 1,
-  },
-  { pipelineLoads: true, prefetchIndices: false, fuseCombine: true, pieceBytes: 8, keysPerStep: 8 },
   { streamPass: { keysPerStep: 16 } },
-  { streamPass: { pipelineLoads: true } },
-  { coalescedScoreWrites: false },
   { transposedReduce: true, pieceBytes: 8 },
   { transposedReduce: true, pieceBytes: 16, keysPerStep: 4 },
-  { transposedReduce: true, pieceBytes: 8, pipelineLoads: true, prefetchIndices: true },
+  SINGLE,
+  { ...SINGLE, fuseCombine: false },
+  { ...SINGLE, splitMergeGroup: 0, keysPerStep: 4 },
+  { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
+  { ...SINGLE, workgroupSize: 256 },
+  { fuseCombine: true, splitMergeGroup: 8 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -142,15 +147,30 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 4, call B: the defaults against the previous ones and the nearest candidates, twice in
-  // turn (calls A-A3 hold the wider sweeps).
-  reuse: alternate(2, {}, { fuseCombine: false }, { transposedReduce: true }),
-  anchor: alternate(2, {}, { streamPass: { pieceBytes: 16, transposedReduce: false } }),
-  'dense-anchor': alternate(2, {}, { transposedReduce: true, pieceBytes: 8 }),
-  dense: alternate(2, {}, { pieceBytes: 16, transposedReduce: false }),
+  // Session 5, call A: the single-step gather and the two-level merge against the defaults, twice in
+  // turn (session 4's calls hold the earlier sweeps).
+  reuse: alternate(
+    2,
+    {},
+    SINGLE,
+    { ...SINGLE, splitMergeGroup: 0 },
+    { ...SINGLE, fuseCombine: false },
+    { ...SINGLE, keysPerStep: 4 },
+    { ...SINGLE, splitMergeGroup: 8 },
+    { ...SINGLE, splitMergeGroup: 32 },
+    { ...SINGLE, workgroupSize: 64 },
+    { ...SINGLE, pieceBytes: 8 },
+    { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
+    { ...SINGLE, keysPerStep: 16 },
+    { ...SINGLE, workgroupSize: 256 },
+    { splitMergeGroup: 16 },
+  ),
+  anchor: alternate(2, {}, SINGLE, { ...SINGLE, pieceBytes: 8 }),
+  'dense-anchor': alternate(2, {}, { splitMergeGroup: 16 }, { splitMergeGroup: 8 }),
+  dense: alternate(2, {}, { fuseCombine: true, splitMergeGroup: 16 }, { fuseCombine: true }),
 };
-/** The one-pass whole model without the fused merge and index prefetch (beside the defaults' rows). */
-const ONE_PASS_OPTIONS: Tuning = { fuseCombine: false, prefetchIndices: false };
+/** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
+const ONE_PASS_REUSE_OPTIONS: Tuning = SINGLE;
 
 const bench: Bench = {
   name: 'webgpu-decode',
@@ -367,11 +387,12 @@ const bench: Bench = {
             const anchors = new Set([2, 8, 13, 14]);
             const roleOf = (l: number): LayerRole =>
               l === 0 ? 'dense-anchor' : anchors.has(l) ? 'anchor' : 'reuse';
-            const model = async (sparse: boolean, options: Tuning = {}) =>
+            // `reuseOptions` apply to the reuse layers alone (the other layers and dense keep the defaults).
+            const model = async (sparse: boolean, reuseOptions: Tuning = {}) =>
               timeOp(
                 gpu,
                 ctx,
-                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch} ${JSON.stringify(options)}`,
+                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch} ${JSON.stringify(reuseOptions)}`,
                 (pass) => {
                   for (let l = 0; l < 32; l++) {
                     encodeDecode(gpu, pass, {
@@ -386,7 +407,7 @@ const bench: Bench = {
                       budget,
                       kernel,
                       scratchTag: `.layer${l}`,
-                      ...options,
+                      ...(sparse && roleOf(l) === 'reuse' ? reuseOptions : {}),
                     });
                   }
                 },
@@ -415,13 +436,13 @@ const bench: Bench = {
               3,
             );
             if (kernel === 'teams') {
-              // The same with the options on (each model against its own dense).
-              const denseOpt = await model(false, ONE_PASS_OPTIONS);
-              const sparseOpt = await model(true, ONE_PASS_OPTIONS);
+              // The same with the candidate options on the reuse layers, against the same dense model.
+              const denseOpt = denseModel;
+              const sparseOpt = await model(true, ONE_PASS_REUSE_OPTIONS);
               rows.push({
                 kernel: 'whole-model-one-pass',
                 variant: kernel,
-                options: JSON.stringify(ONE_PASS_OPTIONS),
+                options: JSON.stringify({ reuseLayers: ONE_PASS_REUSE_OPTIONS }),
                 context: n,
                 batch,
                 k,
@@ -573,7 +594,7 @@ const bench: Bench = {
         if (args.sweep && !args.probeOnly && n === Math.max(...contexts) && kernels.includes('teams')) {
           // At full size: the fused merge run many times must give the same bits, and agree with the
           // two-dispatch merge (relative error).
-          for (const role of ['dense', 'reuse'] as const) {
+          for (const { role, options: check } of FUSED_CHECKS) {
             const once = async (options: Tuning) => {
               const enc = gpu.device.createCommandEncoder({ label: 'bench.fused-check' });
               const pass = enc.beginComputePass();
@@ -595,11 +616,11 @@ const bench: Bench = {
               gpu.device.queue.submit([enc.finish()]);
               return new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
             };
-            const base = await once({ fuseCombine: false });
-            const first = await once(FUSED_CHECK);
+            const base = await once({ ...check, fuseCombine: false });
+            const first = await once(check);
             let differ = 0;
             for (let r = 0; r < FUSED_RUNS; r++) {
-              const o = await once(FUSED_CHECK);
+              const o = await once(check);
               for (let i = 0; i < o.length; i++) if (!Object.is(o[i], first[i])) differ++;
             }
             let num = 0;
@@ -612,7 +633,7 @@ const bench: Bench = {
             rows.push({
               kernel: 'parity-fused',
               role,
-              options: JSON.stringify(FUSED_CHECK),
+              options: JSON.stringify(check),
               context: n,
               batch,
               runs: FUSED_RUNS,
@@ -620,7 +641,7 @@ const bench: Bench = {
               relErrVsTwoDispatch: Number.isFinite(relErr) ? relErr : 1e30,
             });
             ctx.progress(
-              `fused ${role} n=${n} b=${batch}: ${differ} values differ over ${FUSED_RUNS} runs, relErr vs two dispatches ${relErr.toExponential(2)}`,
+              `fused ${role} ${JSON.stringify(check)} n=${n} b=${batch}: ${differ} values differ over ${FUSED_RUNS} runs, relErr vs two dispatches ${relErr.toExponential(2)}`,
             );
           }
         }

@@ -55,10 +55,19 @@ type Options = Pick<
   | 'prefetchIndices'
   | 'keysPerStep'
   | 'pieceBytes'
-  | 'pipelineLoads'
-  | 'coalescedScoreWrites'
   | 'transposedReduce'
+  | 'singleStepGather'
+  | 'splitMergeGroup'
 >;
+
+/** The single-step gathering kernel (session 5) as the sweep's first candidate. */
+const SINGLE: Options = {
+  singleStepGather: true,
+  pieceBytes: 16,
+  keysPerStep: 8,
+  fuseCombine: true,
+  splitMergeGroup: 16,
+};
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -244,12 +253,11 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       });
     }
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
-    const piped: Options = { pipelineLoads: true, prefetchIndices: true, pieceBytes: 8, keysPerStep: 8 };
     for (const [what, o] of [
       ['defaults', {}],
-      ['pipelined loads', piped],
-      ['transposed reduction', { transposedReduce: true }],
-      ['transposed reduction, pipelined loads', { ...piped, transposedReduce: true }],
+      ['single-step gather', SINGLE],
+      ['single-step gather, one-level merge', { ...SINGLE, splitMergeGroup: 0 }],
+      ['single-step gather, two dispatches', { ...SINGLE, fuseCombine: false }],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -269,26 +277,30 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     probeSlot.k = k;
     for (const set of ['contiguous', 'shuffled'] as const) {
       useSet(set);
-      const s = await timeOp(gpu, ctx, `probe: reuse on ${set} indices`, (pass) => reuse(pass), flush);
-      push('probe-reuse', `defaults, ${set} indices`, s, {
-        gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
-      });
+      for (const [what, o] of [
+        ['defaults', {}],
+        ['single-step gather', SINGLE],
+      ] as const) {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: reuse ${what} on ${set} indices`,
+          (pass) => reuse(pass, o),
+          flush,
+        );
+        push('probe-reuse', `${what}, ${set} indices`, s, {
+          ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
+          gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
+        });
+      }
     }
     useSet('anchor');
     const tunings: Options[] = [
       { fuseCombine: false },
-      { fuseCombine: false, prefetchIndices: false },
-      { fuseCombine: false, targetWorkgroups: 1024, minStepsPerSplit: 1 },
-      { fuseCombine: false, targetWorkgroups: 2048, minStepsPerSplit: 1 },
-      { fuseCombine: false, targetWorkgroups: 4096, minStepsPerSplit: 1 },
-      { fuseCombine: false, targetWorkgroups: 2048, minStepsPerSplit: 1, pieceBytes: 16, keysPerStep: 4 },
-      { fuseCombine: true, targetWorkgroups: 128 },
-      { fuseCombine: true, targetWorkgroups: 256 },
-      { fuseCombine: true, keysPerStep: 2 },
-      { fuseCombine: true, keysPerStep: 4 },
-      piped,
-      { ...piped, keysPerStep: 4 },
-      { ...piped, pieceBytes: 16 },
+      { fuseCombine: true, splitMergeGroup: 16 },
+      { fuseCombine: true, targetWorkgroups: 2048, minStepsPerSplit: 1, splitMergeGroup: 16 },
+      { ...SINGLE, keysPerStep: 4 },
+      { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -297,20 +309,26 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
       });
     }
-    for (const count of full ? [1, 2, 8] : []) {
-      const s = await timeOp(
-        gpu,
-        ctx,
-        `probe: ${count} reuse ops in one pass`,
-        (pass) => {
-          for (let i = 0; i < count; i++) reuse(pass, {}, i % 2 === 1 && kv2 ? kv2 : kv, `.probe${i}`);
-        },
-        flush,
-      );
-      push('probe-reuse', `${count} reuse ops in one pass (two K/V in turn)`, s, {
-        ops: count,
-        perOpUs: round(s.median / count),
-      });
+    for (const [what, o] of [
+      ['defaults', {}],
+      ['single-step gather', SINGLE],
+    ] as const) {
+      for (const count of full ? [1, 2, 8] : []) {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: ${count} reuse ops (${what}) in one pass`,
+          (pass) => {
+            for (let i = 0; i < count; i++) reuse(pass, o, i % 2 === 1 && kv2 ? kv2 : kv, `.probe${i}`);
+          },
+          flush,
+        );
+        push('probe-reuse', `${count} reuse ops in one pass (two K/V in turn), ${what}`, s, {
+          ops: count,
+          perOpUs: round(s.median / count),
+          ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
+        });
+      }
     }
     // 3. The same rows read by a kernel that does nothing else.
     const gatherRuns: {
@@ -441,14 +459,11 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
     const streamOptions: Options[] = [
-      { coalescedScoreWrites: false },
       { keysPerStep: 16 },
       { keysPerStep: 4 },
-      { pipelineLoads: true },
       { targetWorkgroups: 2048 },
       { targetWorkgroups: 512 },
-      { pieceBytes: 8 },
-      { fuseCombine: true },
+      { fuseCombine: true, splitMergeGroup: 16 },
       { fuseCombine: false },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
