@@ -399,7 +399,7 @@ const bench: Bench = {
         variants: variants.join(','),
         variantChoice:
           variants.length > 1
-            ? "per op and shape: every variant timed (rows <op>-v<bits>), the fastest timed again for the <op> row; summary variant_<op>_<shape> names it (bits: 1 TMA bulk rows, 2 L2 256 B prefetch, 4 fused combine, 8 wide Top-k chunks without memsets, 16 TMA tensor tiles for contiguous passes, 32 P as one 16-bit value in P V, 64 last Top-k digits over the threshold bin members only, 128 lean (stream-K) schedule: a persistent grid of the CTAs that fit, equal shares of all key tiles, and a wider combine; 256/512 the anchors' select)"
+            ? "per op and shape: every variant timed (rows <op>-v<bits>), the fastest timed again for the <op> row; summary variant_<op>_<shape> names it (bits: 1 TMA bulk rows, 2 L2 256 B prefetch, 4 fused combine, 8 wide Top-k chunks without memsets, 16 TMA tensor tiles for contiguous passes, 32 P as one 16-bit value in P V, 128 lean (stream-K) schedule: a persistent grid of the CTAs that fit, equal shares of all key tiles, and a wider combine; 256/512 the anchors' cluster select, 1024 their f16 intermediate, 2048 their stream select, 4096 programmatic dependent launch, 8192 the batch-1 gather, 16384 the 6-stage scores pass, 32768 the warp-specialised gather, 65536 the select inside the scores / layer-0 pass (kernels/cuda/kascade_cuda.h))"
             : 'one variant',
       },
       rows,
