@@ -27,48 +27,57 @@
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
 //   Honoured variant bits: 32 (16-bit P). The other bits do not change this kernel.
+#include <cstdlib>
+
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
 namespace kascade {
 
-template <int D>
+// Configurations (CFG; the default is 0, KASCADE_WS_CONFIG=1/2 picks another for tuning):
+//   0: 4 consumers, 64-entry stages, 3 stages at D 128 (6 at D 64): ~105 KB, two CTAs per SM;
+//   1: 4 consumers, 64-entry stages, 2 stages at D 128 (4 at D 64): ~70 KB, three CTAs per SM;
+//   2: 8 consumers, 128-entry stages, 3 stages at D 128 (6 at D 64): ~209 KB, one CTA per SM.
+template <int D, int CFG>
 struct WsCfg {
-  static constexpr int kConsumers = 4;
+  static constexpr int kConsumers = CFG == 2 ? 8 : 4;
   static constexpr int kThreads = 32 * (kConsumers + 1);
-  static constexpr int kStageKeys = 16 * kConsumers;  // 64 list entries per ring stage
+  static constexpr int kStageKeys = 16 * kConsumers;  // list entries per ring stage
+  static constexpr int kRowsPerLane = kStageKeys / 32;  // rows the producer's lanes copy per stage (K and V each)
   static constexpr int kRow = D + 8;                  // padded row (elements): ldmatrix rows on distinct banks
-  static constexpr int kStages = D == 128 ? 3 : 6;    // ~105 KB either way: two CTAs per SM
+  static constexpr int kStages = (CFG == 1 ? 2 : 3) * (D == 128 ? 1 : 2);
+  static constexpr int kMinBlocks = CFG == 0 ? 2 : CFG == 1 ? 3 : 1;
 };
 
-// Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the 4 warps' partials
+// Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the consumers' partials
 // reuse it at the end), then the positions [kStages][kStageKeys] and the full / empty mbarriers.
-template <typename T, int D, int GS>
+template <typename T, int D, int GS, int CFG>
 __host__ __device__ constexpr size_t ws_region_bytes() {
-  using C = WsCfg<D>;
+  using C = WsCfg<D, CFG>;
   const size_t ring = size_t(2) * C::kStages * C::kStageKeys * C::kRow * sizeof(T);
   const size_t red = sizeof(float) * (size_t(C::kConsumers) * GS * (D + 2));
   return ((ring > red ? ring : red) + 15) / 16 * 16;
 }
-template <typename T, int D, int GS>
+template <typename T, int D, int GS, int CFG>
 __host__ __device__ constexpr size_t ws_smem_bytes() {
-  using C = WsCfg<D>;
-  return ws_region_bytes<T, D, GS>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
+  using C = WsCfg<D, CFG>;
+  return ws_region_bytes<T, D, GS, CFG>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
          size_t(2) * C::kStages * sizeof(uint64_t);
 }
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
 
-template <typename T, int D, int GS>
-__global__ void __launch_bounds__(160, 2) gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
-  using C = WsCfg<D>;
-  constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers;
+template <typename T, int D, int GS, int CFG>
+__global__ void __launch_bounds__(WsCfg<D, CFG>::kThreads, WsCfg<D, CFG>::kMinBlocks)
+    gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
+  using C = WsCfg<D, CFG>;
+  constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, RL = C::kRowsPerLane;
   constexpr unsigned kRowBytes = D * sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* Ks = reinterpret_cast<T*>(smem_raw);
   T* Vs = Ks + NS * SK * R;
-  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS>());
+  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS, CFG>());
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
   uint64_t* empty = full + NS;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
@@ -103,42 +112,37 @@ __global__ void __launch_bounds__(160, 2) gather_ws_kernel(KascadeDecodeShape s,
       const int p = __ldg(idx + e);
       return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
     };
-    int q0[NS], q1[NS];  // this lane's two positions of the next NS stages
+    int q[NS][RL];  // this lane's positions (rows lane + 32 r) of the next NS stages
 #pragma unroll
-    for (int u = 0; u < NS; ++u) {
-      q0[u] = u < stages ? list_pos(begin + u * SK + lane) : -1;
-      q1[u] = u < stages ? list_pos(begin + u * SK + 32 + lane) : -1;
-    }
+    for (int u = 0; u < NS; ++u)
+#pragma unroll
+      for (int r = 0; r < RL; ++r) q[u][r] = u < stages ? list_pos(begin + u * SK + 32 * r + lane) : -1;
     for (int i = 0; i < stages; ++i) {
       const int st = i % NS;
       if (i >= NS) mbar_wait(empty + st, static_cast<unsigned>(i / NS - 1) & 1u);
-      const int p0 = q0[0], p1 = q1[0];
+      int p[RL];
 #pragma unroll
-      for (int u = 0; u + 1 < NS; ++u) {
-        q0[u] = q0[u + 1];
-        q1[u] = q1[u + 1];
+      for (int r = 0; r < RL; ++r) {
+        p[r] = q[0][r];
+#pragma unroll
+        for (int u = 0; u + 1 < NS; ++u) q[u][r] = q[u + 1][r];
+        q[NS - 1][r] = i + NS < stages ? list_pos(begin + (i + NS) * SK + 32 * r + lane) : -1;
+        posS[st * SK + 32 * r + lane] = p[r];
       }
-      q0[NS - 1] = i + NS < stages ? list_pos(begin + (i + NS) * SK + lane) : -1;
-      q1[NS - 1] = i + NS < stages ? list_pos(begin + (i + NS) * SK + 32 + lane) : -1;
-      posS[st * SK + lane] = p0;
-      posS[st * SK + 32 + lane] = p1;
-      // 16-key groups with any entry in range: rows lane (group lane / 16) and lane + 32 (group 2 + lane / 16).
+      // 16-key groups with any entry in range are copied (row 32 r + lane is in group 2 r + lane / 16).
       const int e0 = begin + i * SK;
-      const bool g0 = e0 + (lane >> 4) * 16 < end, g1 = e0 + 32 + (lane >> 4) * 16 < end;
-      const int groups = min(4, (end - e0 + 15) / 16);
+      const int groups = min(SK / 16, (end - e0 + 15) / 16);
       __syncwarp();
       if (lane == 0) mbar_arrive_expect_tx(full + st, static_cast<unsigned>(groups) * 16u * 2u * kRowBytes);
       T* kd = Ks + st * SK * R;
       T* vd = Vs + st * SK * R;
-      if (g0) {
-        const size_t off = static_cast<size_t>(p0 < 0 ? 0 : p0) * D;
-        bulk_g2s(kd + lane * R, kg + off, kRowBytes, full + st);
-        bulk_g2s(vd + lane * R, vg + off, kRowBytes, full + st);
-      }
-      if (g1) {
-        const size_t off = static_cast<size_t>(p1 < 0 ? 0 : p1) * D;
-        bulk_g2s(kd + (lane + 32) * R, kg + off, kRowBytes, full + st);
-        bulk_g2s(vd + (lane + 32) * R, vg + off, kRowBytes, full + st);
+#pragma unroll
+      for (int r = 0; r < RL; ++r) {
+        if (2 * r + (lane >> 4) < groups) {
+          const size_t off = static_cast<size_t>(p[r] < 0 ? 0 : p[r]) * D;
+          bulk_g2s(kd + (32 * r + lane) * R, kg + off, kRowBytes, full + st);
+          bulk_g2s(vd + (32 * r + lane) * R, vg + off, kRowBytes, full + st);
+        }
       }
     }
   } else {
@@ -181,16 +185,17 @@ __global__ void __launch_bounds__(160, 2) gather_ws_kernel(KascadeDecodeShape s,
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS>
+template <typename T, int D, int GS, int CFG>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
-    constexpr size_t smem = ws_smem_bytes<T, D, GS>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    constexpr size_t smem = ws_smem_bytes<T, D, GS, CFG>();
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, CFG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS>, WsCfg<D>::kThreads, smem);
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, CFG>, WsCfg<D, CFG>::kThreads,
+                                                        smem);
     if (e != cudaSuccess) {
       *err = e;
       return 0;
@@ -198,6 +203,21 @@ static int ws_ctas_per_sm(cudaError_t* err) {
     perSm = nb < 1 ? 1 : (nb > kLeanMaxCtasPerSm ? kLeanMaxCtasPerSm : nb);
   }
   return perSm;
+}
+
+template <typename T, int D, int GS, int CFG>
+static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
+  cudaError_t e = cudaSuccess;
+  const int perSm = ws_ctas_per_sm<T, D, GS, CFG>(&e);
+  if (e != cudaSuccess) return e;
+  a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
+  const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
+                     sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, CFG>();
+  gather_ws_kernel<T, D, GS, CFG><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D, CFG>::kThreads,
+                                    ws_smem_bytes<T, D, GS, CFG>(), st>>>(s, a, fused ? 1 : 0);
+  e = cudaGetLastError();
+  if (e != cudaSuccess || fused) return e;
+  return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
 
 int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
@@ -212,20 +232,15 @@ int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
 cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   a.out = out;
+  // Tuning only: KASCADE_WS_CONFIG=1 or 2 runs another ring / warp configuration (WsCfg), read per call.
+  const char* env = std::getenv("KASCADE_WS_CONFIG");
+  const int cfg = env && env[0] == '1' ? 1 : env && env[0] == '2' ? 2 : 0;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        cudaError_t e = cudaSuccess;
-        const int perSm = ws_ctas_per_sm<T, D, GS>(&e);
-        if (e != cudaSuccess) return e;
-        a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
-        const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
-                           sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-        gather_ws_kernel<T, D, GS><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
-                                     ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
-        e = cudaGetLastError();
-        if (e != cudaSuccess || fused) return e;
-        return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
+        if (cfg == 1) return launch_ws<T, D, GS, 1>(s, a, out, st);
+        if (cfg == 2) return launch_ws<T, D, GS, 2>(s, a, out, st);
+        return launch_ws<T, D, GS, 0>(s, a, out, st);
       });
     });
   });

@@ -12,7 +12,8 @@
  * Plus the event pair alone (`empty`) and the JS-side argument checks alone (`decodeShape`).
  *
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
- * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS (comma lists), B1_NCU=1 (only a few reuse calls, for ncu).
+ * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS (comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
+ * other configurations, KASCADE_WS_CONFIG, default 1,2), B1_NCU=1 (only a few reuse calls, for ncu).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -304,6 +305,52 @@ for (const [batch, n] of shapes as [number, number][]) {
       }
       save();
     }
+    // The warp-specialised gather's other ring / warp configurations (tuning knob KASCADE_WS_CONFIG,
+    // read by the addon per call), on variant 32800: cross-checked against 124, then timed.
+    for (const cfg of (process.env.B1_WS_CONFIGS ?? '1,2').split(',').filter((c) => c !== '')) {
+      process.env.KASCADE_WS_CONFIG = cfg;
+      try {
+        const got = reuseOut(32800);
+        let num = 0;
+        let den = 0;
+        for (let i = 0; i < got.length; i++) {
+          num += ((got[i] as number) - (ref124[i] as number)) ** 2;
+          den += (ref124[i] as number) ** 2;
+        }
+        const rel = Math.sqrt(num / den);
+        extra[`crossRelErrVs124_v32800_cfg${cfg}_${Math.round(n / 1024)}k_b${batch}`] = Number.isNaN(rel)
+          ? -1
+          : rel;
+        if (!(rel < 1e-2))
+          errors.push(`cross-check v32800 config ${cfg} n ${n}: rel err ${rel} against v124`);
+        const fn = () => reuseDecode({ ...base, variant: 32800 }, sel, headMap, o);
+        let graphUs = Number.NaN;
+        try {
+          const g = captureGraph(() => {
+            for (let c = 0; c < CALLS; c++) fn();
+          });
+          graphUs = perCall(() => g.launch(), 1, 10) / CALLS;
+        } catch (e) {
+          console.log(`graph config ${cfg} n ${n}: ${String(e).slice(0, 200)}`);
+        }
+        const row = {
+          op: `reuse-wscfg-${cfg}`,
+          n,
+          batch,
+          variant: 32800,
+          eventUs: r2(median(timeDevice(fn, 10, 50))),
+          b2bUs: r2(perCall(fn, CALLS, 10)),
+          graphUs: r2(graphUs),
+          hostUs: Number.NaN,
+        };
+        rows.push(row);
+        console.log(JSON.stringify(row));
+      } catch (e) {
+        errors.push(`ws config ${cfg} n ${n}: ${String(e).slice(0, 300)}`);
+      }
+      delete process.env.KASCADE_WS_CONFIG;
+    }
+    save();
     const tag = `${Math.round(n / 1024)}k_b${batch}`;
     extra[`emptyEventPairUs_${tag}`] = r2(median(timeDevice(() => {}, 10, 50)));
     // The host path in pieces: the native reuse call alone (arguments made once, no JS checks), and
