@@ -1,5 +1,6 @@
-// Cluster Top-k select of the decode anchors (variant bit 256; 512: version 2 below): pooling, the three radix
-// digits and the compaction in ONE launch, one thread block cluster per (sequence, KV head) row.
+// Cluster Top-k select of the decode anchors (variant bits 256 / 512: one kernel, cluster_select2_kernel):
+// pooling, the three radix digits and the compaction in ONE launch, one thread block cluster per
+// (sequence, KV head) row; and the stream select (bit 2048, below).
 //
 // The multi-pass select (anchor_decode.cu) costs five launches and reads the pooled row from global
 // memory four times; at batch 1 its grid is 64 CTAs (ncu: ~38 us at 128k), at batch 32 it moves
@@ -12,13 +13,12 @@
 //     cluster barrier every CTA scans the cluster histogram itself for the bin holding rank k;
 //  3. the same for the next 11 bits and the last 9 bits of the keys in the chosen prefix, read from
 //     the slice it kept: the exact k-th key `thr` and the number `r` of keys equal to it to take;
-//  4. counts its keys above `thr` and equal to it per warp (each warp owns a contiguous run of the
-//     slice), publishes the CTA totals, and after a cluster barrier reads the lower-ranked CTAs'
-//     totals: every selected index has a fixed slot, no global atomics. Output order is key order
-//     within the keys above `thr`, then the first `r` keys equal to `thr` by position (ties at the
-//     k-th value go to the lower index, as in the spec).
+//  4. writes the keys above `thr` and the first `r` keys equal to it by position (ties at the k-th
+//     value go to the lower index, as in the spec); details at the kernel.
 // Global memory traffic: the logits once (plus, only for slices kept in global memory, the pooled
 // slice written once and read from L2 three more times) and the k indices; six cluster barriers.
+// (Session 5: the first version, bit 256 alone until then, was removed: the second one was 4-9 %
+// faster in the third session's call C and is the one every default names.)
 #include <cooperative_groups.h>
 
 #include <cstdio>
@@ -47,14 +47,6 @@ struct ClusterSelectArgs {
 };
 
 __device__ __forceinline__ unsigned select_key(float x) { return __float_as_uint(x) & 0x7fffffffu; }
-
-// Shared-memory histogram add, aggregated over the lanes of a warp that hit the same bin. All lanes call.
-__device__ __forceinline__ void select_hist_add(unsigned* sh, unsigned bin, bool active) {
-  const unsigned act = __ballot_sync(0xffffffffu, active);
-  if (!active) return;
-  const unsigned peers = __match_any_sync(act, bin);
-  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
-}
 
 // The bin of an NB-bin histogram (tot, possibly another CTA's shared memory) that holds rank `krem`
 // counted from the top bin down, and the rank still wanted inside it: res[0], res[1] (shared).
@@ -104,209 +96,9 @@ __device__ __forceinline__ void select_flush(cg::cluster_group& cluster, const u
   cluster.sync();
 }
 
-template <int GS, bool VEC>
-__global__ void __launch_bounds__(kSelectThreads) cluster_select_kernel(const ClusterSelectArgs a) {
-  extern __shared__ __align__(16) unsigned char select_smem[];
-  unsigned* loc = reinterpret_cast<unsigned*>(select_smem);  // this CTA's histogram
-  unsigned* tot = loc + kSelectBins;                          // [3][kSelectBins]: CTA 0's hold the cluster's
-  float* sliceSmem = reinterpret_cast<float*>(tot + 3 * kSelectBins);
-  __shared__ float Mh[GS], iL[GS];
-  __shared__ unsigned wsum[kSelectWarps];
-  __shared__ unsigned res[2];
-  __shared__ int warpA[kSelectWarps], warpE[kSelectWarps];
-  __shared__ int ctaCnt[2];
-  __shared__ int base[2];
-
-  cg::cluster_group cluster = cg::this_cluster();
-  const int C = static_cast<int>(cluster.num_blocks());
-  const int rank = static_cast<int>(cluster.block_rank());
-  const int row = static_cast<int>(blockIdx.x) / C;
-  const int b = row / a.kvHeads, j = row % a.kvHeads;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int n = a.n;
-
-  for (int i = tid; i < 4 * kSelectBins; i += kSelectThreads) loc[i] = 0u;  // loc and the three tot
-  const size_t bh0 = static_cast<size_t>(b) * a.heads + static_cast<size_t>(j) * GS;
-  for (int h = warp; h < GS; h += kSelectWarps) {
-    const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
-    float M = -INFINITY;
-    for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
-    M = warp_max(M);
-    float L = 0.f;
-    for (int s = lane; s < a.splits; s += 32)
-      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
-    L = warp_sum(L);
-    if (lane == 0) {
-      Mh[h] = M;
-      iL[h] = 1.f / L;
-    }
-  }
-  cluster.sync();  // every CTA's histograms are zero before any remote add; Mh / iL visible
-
-  const int start = rank * a.slice;
-  const int cnt = max(0, min(n - start, a.slice));
-  float* store = a.inSmem ? sliceSmem : a.pooled + static_cast<size_t>(row) * n + start;
-  const int W = a.slice / kSelectWarps;
-  const int wb = warp * W, we = min(wb + W, cnt);
-  const float* lg = a.logits + bh0 * n + start;
-
-  // 1. Pool this slice, keep it, histogram digit 1 (key bits 30..20).
-  if constexpr (VEC) {
-    constexpr int U = GS >= 8 ? 1 : 8 / GS;  // float4 loads in flight per lane: 8
-    for (int s0 = wb; s0 < we; s0 += 128 * U) {
-      float4 v[U][GS];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int e = s0 + u * 128 + lane * 4;
-#pragma unroll
-        for (int h = 0; h < GS; ++h)
-          v[u][h] = e < we ? __ldcs(reinterpret_cast<const float4*>(lg + static_cast<size_t>(h) * n + e))
-                           : make_float4(0.f, 0.f, 0.f, 0.f);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int e = s0 + u * 128 + lane * 4;
-        const bool in = e < we;
-        float4 S = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-        for (int h = 0; h < GS; ++h) {
-          S.x += exp2f(v[u][h].x - Mh[h]) * iL[h];
-          S.y += exp2f(v[u][h].y - Mh[h]) * iL[h];
-          S.z += exp2f(v[u][h].z - Mh[h]) * iL[h];
-          S.w += exp2f(v[u][h].w - Mh[h]) * iL[h];
-        }
-        if (in) *reinterpret_cast<float4*>(store + e) = S;
-        select_hist_add(loc, select_key(S.x) >> 20, in);
-        select_hist_add(loc, select_key(S.y) >> 20, in);
-        select_hist_add(loc, select_key(S.z) >> 20, in);
-        select_hist_add(loc, select_key(S.w) >> 20, in);
-      }
-    }
-  } else {
-    constexpr int U = 4;
-    for (int s0 = wb; s0 < we; s0 += 32 * U) {
-      float v[U][GS];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int e = s0 + u * 32 + lane;
-#pragma unroll
-        for (int h = 0; h < GS; ++h) v[u][h] = e < we ? __ldcs(lg + static_cast<size_t>(h) * n + e) : 0.f;
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int e = s0 + u * 32 + lane;
-        const bool in = e < we;
-        float S = 0.f;
-#pragma unroll
-        for (int h = 0; h < GS; ++h) S += exp2f(v[u][h] - Mh[h]) * iL[h];
-        if (in) store[e] = S;
-        select_hist_add(loc, select_key(S) >> 20, in);
-      }
-    }
-  }
-  unsigned* tot0 = cluster.map_shared_rank(tot, 0);
-  select_flush(cluster, loc, tot0);
-  select_find_bin<kSelectBins>(tot0, static_cast<unsigned>(a.topk), wsum, res);
-  const unsigned b1 = res[0];
-  unsigned krem = res[1];
-
-  // 2. Digit 2 (key bits 19..9) of the keys in bin b1.
-  for (int i = tid; i < kSelectBins; i += kSelectThreads) loc[i] = 0u;
-  __syncthreads();
-  for (int s0 = wb; s0 < we; s0 += 32 * 4) {
-    unsigned k[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int e = s0 + u * 32 + lane;
-      k[u] = e < we ? select_key(store[e]) : 0xffffffffu;
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) select_hist_add(loc, (k[u] >> 9) & 0x7ffu, (k[u] >> 20) == b1);
-  }
-  select_flush(cluster, loc, tot0 + kSelectBins);
-  select_find_bin<kSelectBins>(tot0 + kSelectBins, krem, wsum, res);
-  const unsigned prefix2 = (b1 << 11) | res[0];
-  krem = res[1];
-
-  // 3. Digit 3 (key bits 8..0) of the keys with that 22-bit prefix.
-  for (int i = tid; i < kSelectBins; i += kSelectThreads) loc[i] = 0u;
-  __syncthreads();
-  for (int s0 = wb; s0 < we; s0 += 32 * 4) {
-    unsigned k[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int e = s0 + u * 32 + lane;
-      k[u] = e < we ? select_key(store[e]) : 0xffffffffu;
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) select_hist_add(loc, k[u] & 0x1ffu, (k[u] >> 9) == prefix2);
-  }
-  select_flush(cluster, loc, tot0 + 2 * kSelectBins);
-  select_find_bin<512>(tot0 + 2 * kSelectBins, krem, wsum, res);
-  const unsigned thr = (prefix2 << 9) | res[0];
-  const int take = static_cast<int>(res[1]);  // keys equal to thr still wanted (>= 1)
-
-  // 4. Slots: per-warp counts, CTA totals, the lower-ranked CTAs' totals through DSMEM.
-  int ca = 0, ce = 0;
-  for (int e = wb + lane; e < we; e += 32) {
-    const unsigned k = select_key(store[e]);
-    ca += k > thr ? 1 : 0;
-    ce += k == thr ? 1 : 0;
-  }
-  ca = __reduce_add_sync(0xffffffffu, ca);
-  ce = __reduce_add_sync(0xffffffffu, ce);
-  if (lane == 0) {
-    warpA[warp] = ca;
-    warpE[warp] = ce;
-  }
-  __syncthreads();
-  if (tid == 0) {
-    int ta = 0, te = 0;
-    for (int w = 0; w < kSelectWarps; ++w) {
-      const int xa = warpA[w], xe = warpE[w];
-      warpA[w] = ta;
-      warpE[w] = te;
-      ta += xa;
-      te += xe;
-    }
-    ctaCnt[0] = ta;
-    ctaCnt[1] = te;
-  }
-  cluster.sync();
-  if (tid < 2) {
-    int sum = 0;
-    for (int r = 0; r < rank; ++r) sum += cluster.map_shared_rank(ctaCnt, r)[tid];
-    base[tid] = sum;
-  }
-  __syncthreads();
-
-  // 5. Write: keys above thr in slots [0, topk - take), the first `take` equal to thr after them.
-  int* o = a.out + static_cast<size_t>(row) * a.topk;
-  const int aboveTotal = a.topk - take;
-  int pa = base[0] + warpA[warp], pe = base[1] + warpE[warp];
-  const unsigned lt = (1u << lane) - 1u;
-  for (int s0 = wb; s0 < we; s0 += 32) {
-    const int e = s0 + lane;
-    const bool in = e < we;
-    const unsigned k = in ? select_key(store[e]) : 0u;
-    const bool up = in && k > thr, eq = in && k == thr;
-    const unsigned mu = __ballot_sync(0xffffffffu, up), me = __ballot_sync(0xffffffffu, eq);
-    if (up) o[pa + __popc(mu & lt)] = start + e;
-    if (eq) {
-      const int t = pe + __popc(me & lt);
-      if (t < take) o[aboveTotal + t] = start + e;
-    }
-    pa += __popc(mu);
-    pe += __popc(me);
-  }
-  cluster.sync();  // no CTA leaves while another may still read its ctaCnt
-}
-
-
 // ---------------------------------------------------------------------------------------------
-// Version 2 (variant bit 512): the same cluster, passes and result with less work per score
-// planned. Measured (ncu, call C): 4-9 % faster than version 1 with almost as many executed
-// instructions; both are latency-bound (2 CTAs per SM, six cluster barriers per CTA):
+// The cluster select's kernel (bits 256 and 512; "version 2" of the third session, 4-9 % faster than the
+// removed first version in its call C (ncu); latency-bound: 2 CTAs per SM, six cluster barriers per CTA):
 //  - histograms by plain shared-memory atomics (no ballot / match per score), exp2 as one ex2.approx.ftz;
 //  - the keys above the threshold are counted inside the digit passes (above bin b1 in the digit-2
 //    pass, above b2 inside b1 in the digit-3 pass, above b3 from the CTA's own digit-3 histogram),
@@ -574,10 +366,10 @@ __global__ void __launch_bounds__(kSelectThreads) cluster_select2_kernel(const C
   cluster.sync();  // no CTA leaves while another may still read its ctaCnt
 }
 
-template <int GS, bool VEC, int VERSION>
+template <int GS, bool VEC>
 static cudaError_t cluster_select_t(const SelectPlan& p, long long rows, const ClusterSelectArgs& a,
                                     cudaStream_t st) {
-  auto* kern = VERSION == 2 ? cluster_select2_kernel<GS, VEC> : cluster_select_kernel<GS, VEC>;
+  auto* kern = cluster_select2_kernel<GS, VEC>;
   static bool configured = false;
   static std::map<long long, int> activeClusters;  // (cluster, smem bytes) -> clusters that fit at once
   if (!configured) {
@@ -625,7 +417,6 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
   const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
   const int g = s.heads / s.kvHeads;
   const bool vec = s.n % 4 == 0;
-  const bool v2 = (s.variant & kVariantSelectV2) != 0;
   ClusterSelectArgs a{};
   a.n = s.n;
   a.heads = s.heads;
@@ -636,14 +427,13 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
   a.part_ml = w.part_ml;
   a.pooled = w.pooled;
   a.out = indices;
-  // Both versions take the plain plan (call B: 16-CTA clusters ran 1.2-2.6x slower than 8-CTA ones).
+  // The plain plan (the third session's call B: 16-CTA clusters ran 1.2-2.6x slower than 8-CTA ones).
   const SelectPlan p = select_plan(s.n, rows, device_sm_count(), select_limits(false));
   if (p.cluster * rows > 0x7fffffffLL) return cudaErrorNotSupported;
   a.slice = p.slice;
   a.inSmem = p.inSmem ? 1 : 0;
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    if (v2) return vec ? cluster_select_t<GS, true, 2>(p, rows, a, st) : cluster_select_t<GS, false, 2>(p, rows, a, st);
-    return vec ? cluster_select_t<GS, true, 1>(p, rows, a, st) : cluster_select_t<GS, false, 1>(p, rows, a, st);
+    return vec ? cluster_select_t<GS, true>(p, rows, a, st) : cluster_select_t<GS, false>(p, rows, a, st);
   });
 }
 
