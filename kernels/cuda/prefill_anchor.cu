@@ -290,11 +290,12 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v12 (the
 // default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics
 // from the attention pass; v14 / v15: v12 with the two consumer warpgroups taking turns at the tensor cores
-// (ping-pong), 4 / 3 K stages; v16: v14 with a quarter of the exponentials on the FMA pipe. (Session 4's v9-v11
-// and v13 lost and are gone.)
+// (ping-pong), 4 / 3 K stages; v16: v14 with a quarter of the exponentials on the FMA pipe; v17 / v18: 3 / 4
+// consumer warpgroups taking 64-key steps round-robin, in turns (prefill_pool_v17.cu). (Session 4's v9-v11 and
+// v13 lost and are gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 14 && v <= 16);
+  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 14 && v <= 18);
   return known ? v : 12;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v30)
 }
 
@@ -308,7 +309,9 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if (pv >= 12 && pool_v12_supports(s))
+  if (pv >= 17 && pool_v17_supports(s))
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv - 14);
+  if (pv >= 12 && pv <= 16 && pool_v12_supports(s))
     return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv);
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);

@@ -64,6 +64,13 @@ cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const v
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
                             int version = 12);
 
+// Pool variants v17 / v18 (prefill_pool_v17.cu): 3 / 4 consumer warpgroups taking 64-key steps round-robin and
+// issuing their products in step order; head dim 128, g = 4. Same arguments and output as the other pools.
+bool pool_v17_supports(const KascadePrefillShape& s);
+cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
+                            int consumers);
+
 // Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
 // row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
 // scores (otherwise as select_prefill_kernel). Same arguments and output as that kernel.
@@ -112,7 +119,10 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 // KASCADE_PREFILL_SPARSE=v5. Dense variant v5 (KASCADE_PREFILL_DENSE=v5): v2 with 8-warp blocks in the dense
 // and dense + statistics modes (the statistics-only mode runs v2).
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 9, 12, 14 .. 16 (defaults: dense 9, sparse 12).
+// Dense variant v17's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
+// parities) issuing their products in turns; head dim 128.
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+// The variant the environment selects for a mode: 1 .. 9, 12, 14 .. 17 (defaults: dense 9, sparse 12).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

@@ -293,8 +293,8 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
   constexpr size_t smem = p12_smem_bytes<T, STAGES>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(pool_v12_kernel<T, EMU, PINGPONG, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(pool_v12_kernel<T, EMU, PINGPONG, STAGES>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }

@@ -377,7 +377,9 @@ export function uploadPrefillSelection(
  *     Q K^T before step i's exponentials, the two take turns issuing (ping-pong), and the K ring takes the
  *     unused V ring's room (4 stages); sparse as v9;
  *   - `v15`: v14's statistics-only pass without the issue-ahead (v9's ping-pong with the 4-stage K ring);
- *   - `v16`: v14 with a quarter of the statistics-only pass's exponentials on the FMA pipe (`ex2_fma`).
+ *   - `v16`: v14 with a quarter of the statistics-only pass's exponentials on the FMA pipe (`ex2_fma`);
+ *   - `v17`: the statistics-only pass on four consumer warpgroups (row halves x step parities) issuing their
+ *     products in turns (prefill_stats_v17.cu); dense modes and sparse as v9.
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
@@ -387,7 +389,9 @@ export function uploadPrefillSelection(
  *   largest's top-11-bit bin kept in shared memory when they are at most 2048), `v12` (the default) the
  *   pool on dense v9's warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as
  *   v5), `v14` / `v15` v12 with the two consumer warpgroups taking turns issuing their products
- *   (ping-pong), a 4- / 3-stage K ring, `v16` v14 with a quarter of the exponentials on the FMA pipe.
+ *   (ping-pong), a 4- / 3-stage K ring, `v16` v14 with a quarter of the exponentials on the FMA pipe,
+ *   `v17` / `v18` 3 / 4 consumer warpgroups taking 64-key steps round-robin and issuing their products in
+ *   step order (prefill_pool_v17.cu).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -404,7 +408,8 @@ export type PrefillKernelVariant =
   | 'v12'
   | 'v14'
   | 'v15'
-  | 'v16';
+  | 'v16'
+  | 'v17';
 export type PrefillPoolVariant =
   | 'v1'
   | 'v2'
@@ -417,7 +422,9 @@ export type PrefillPoolVariant =
   | 'v12'
   | 'v14'
   | 'v15'
-  | 'v16';
+  | 'v16'
+  | 'v17'
+  | 'v18';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -432,6 +439,7 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v14',
   'v15',
   'v16',
+  'v17',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -446,6 +454,8 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v14',
   'v15',
   'v16',
+  'v17',
+  'v18',
 ];
 
 export interface PrefillKernelSelection {
@@ -468,7 +478,8 @@ export interface PrefillKernelSelection {
  * defaults. Session 5: v32 = v30 with the statistics-only pass and the pool both issuing ahead and taking
  * turns at the tensor cores (dense v14, pool v14: 4-stage K rings); v33 = v30 with the turns but the
  * statistics pass not issuing ahead (dense v15, pool v15: the pool as v12 plus the turns); v34 = v32 with a
- * quarter of both passes' exponentials on the FMA pipe (dense v16, pool v16).
+ * quarter of both passes' exponentials on the FMA pipe (dense v16, pool v16); v35 / v36 = v30 with the
+ * statistics-only pass on four consumer warpgroups (dense v17) and the pool on three / four (pool v17 / v18).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -494,6 +505,8 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v32: { dense: 'v14', sparse: 'v12', pool: 'v14' },
   v33: { dense: 'v15', sparse: 'v12', pool: 'v15' },
   v34: { dense: 'v16', sparse: 'v12', pool: 'v16' },
+  v35: { dense: 'v17', sparse: 'v12', pool: 'v17' },
+  v36: { dense: 'v17', sparse: 'v12', pool: 'v18' },
 };
 
 /**

@@ -1,0 +1,209 @@
+// The anchors' pooling pass, variants v17 / v18 (KASCADE_PREFILL_POOL=v17 / v18: head dim 128, g = 4, statistics
+// from the attention pass; elsewhere as v5). Same output as the other pools:
+// S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
+//
+// Why: per 64 keys a pooling step is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM) against 8192
+// exponentials (about 512 MUFU cycles of the warpgroup's four warps); pool v12's two consumer warpgroups reach
+// about 56 % of each (ncu, session 4), as if the two took turns. Here NC consumer warpgroups (v17: 3, v18: 4)
+// take the 64-key steps round-robin (step i to warpgroup i % NC) and issue their products in step order
+// (prefill_tma.cuh's Turns), so while one warpgroup exponentiates the others' products are queued on the tensor
+// cores, and each SM sub-partition's MUFU has NC warps to feed it.
+//
+// pool_v17_kernel<T, NC>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
+// (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
+//   - warpgroup 0, the producer (setmaxnreg 24): one thread issues TMA tensor copies (128-byte swizzle) of the
+//     tile's query rows once (row r = head 4 j + r / 32, query 32 t + r % 32: 4 heads x 2 boxes of 64 x 32) and of
+//     K in 64-key steps (2 boxes of 64 x 64) into a 2 NC-stage ring, full / empty mbarriers per stage.
+//   - warpgroups 1 .. NC, the consumers (setmaxnreg 160 / 112): step i = keys 64 i .. + 63: S^T = K Q^T (8 wgmma
+//     m64n128k16, both operands in shared memory), a key's 128 query rows in one thread quad; the stage is
+//     released once the product is done, then the exponentials and row sums, one pooled score per key.
+// Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
+// (NC = 4); one CTA per SM.
+#include "prefill_tma.cuh"
+#include "prefill_wgmma.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+using namespace wg;
+
+constexpr int kP17Keys = 64;   // keys per step (one consumer warpgroup's)
+constexpr int kP17Rows = 128;  // the tile's 4 heads x 32 queries
+
+template <int NC>
+__host__ __device__ constexpr int p17_stages() {
+  return 2 * NC;
+}
+
+template <typename T, int NC>
+constexpr size_t p17_smem_bytes() {
+  return static_cast<size_t>(kP17Rows * 128 + p17_stages<NC>() * kP17Keys * 128) * sizeof(T) + 1024 +
+         kP17Rows * 4 + 256;
+}
+
+// Registers: the producer gives all but 24 back; the consumers take no more than that frees (the block's own
+// registers only: 512 threads start at 128, 640 at 96), a multiple of 8: NC = 3: 160, NC = 4: 112.
+template <int NC>
+__host__ __device__ constexpr int p17_consumer_regs() {
+  return (65536 / (128 * (NC + 1)) / 8 * 8 * (NC + 1) - 24) / NC / 8 * 8;
+}
+
+struct P17Maps {
+  CUtensorMap q;  // boxes of 64 x 32 rows
+  CUtensorMap k;  // boxes of 64 x 64 rows
+};
+
+template <typename T, int NC>
+__global__ void __launch_bounds__(128 * (NC + 1), 1)
+    pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
+                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
+  constexpr int D = 128;
+  constexpr int STAGES = p17_stages<NC>();
+  constexpr int TILE = kP17Keys * D;
+  constexpr int NA = 64;
+  constexpr unsigned kTileBytes = TILE * sizeof(T);
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
+  T* Qs = reinterpret_cast<T*>(smem_base);
+  T* Ks = Qs + kP17Rows * D;
+  float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + kP17Rows);
+  uint64_t* qFull = bars;
+  uint64_t* full = bars + 1;
+  uint64_t* empty = full + STAGES;
+
+  const int H = s.heads, G = s.kvHeads, Q = s.queries;
+  const int n = s.queryStart + Q;
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
+  const int st = s.queryStart + t * kT;
+  if (st == 0) return;
+  const int steps = (st + kP17Keys - 1) / kP17Keys;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+
+  if (tid == 0) {
+    tma::mbar_init(qFull, 1);
+    for (int x = 0; x < STAGES; ++x) {
+      tma::mbar_init(full + x, 1);
+      tma::mbar_init(empty + x, 128);  // the step's one consumer warpgroup
+    }
+    tma::mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
+    if (warp == 0 && lane == 0) {
+      tma::mbar_expect_tx(qFull, kP17Rows * D * sizeof(T));
+      for (int hh = 0; hh < 4; ++hh)
+        for (int c = 0; c < 2; ++c)
+          tma::copy_3d(Qs + c * kP17Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
+      for (int i = 0; i < steps; ++i) {
+        const int sg = i % STAGES;
+        if (i >= STAGES) tma::mbar_wait(empty + sg, static_cast<unsigned>(i / STAGES - 1) & 1);
+        tma::mbar_expect_tx(full + sg, kTileBytes);
+        tma::copy_3d(Ks + sg * TILE, &maps.k, 0, i * kP17Keys, b * G + j, full + sg);
+        tma::copy_3d(Ks + sg * TILE + kP17Keys * 64, &maps.k, 64, i * kP17Keys, b * G + j, full + sg);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(p17_consumer_regs<NC>()) : "memory");
+  const int cw = wgi - 1, ctid = tid - 128, wl = warp & 3;
+  const int row = lane >> 2, quad = lane & 3;
+  // Row constants c = M + log2(L) (+inf past the chunk: those rows add nothing).
+  if (ctid < kP17Rows) {
+    const int rr = ctid, hh = rr / kT, qi = t * kT + rr % kT;
+    float c = INFINITY;
+    if (qi < Q) {
+      const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
+      c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
+    }
+    Cs[rr] = c;
+  }
+  asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
+  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
+                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
+  const float qscale = s.scale * kLog2e;
+  const tma::Turns turns(2, cw, NC);
+
+  float acc[NA];
+  tma::mbar_wait(qFull, 0);
+#pragma unroll 1
+  for (int i = cw; i < steps; i += NC) {
+    const int sg = i % STAGES;
+    tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
+    const T* ks = Ks + sg * TILE;
+    turns.begin(i);
+    pin<NA>(acc);
+    fence();
+#pragma unroll
+    for (int kc = 0; kc < D / 16; ++kc)
+      wgmma_m64n128k16_ss(acc, tma::k_desc(ks, kP17Keys, kc), tma::k_desc(Qs, kP17Rows, kc), kc > 0 ? 1 : 0, T{});
+    commit();
+    pin<NA>(acc);
+    turns.end(i, steps);
+    wait0();
+    pin<NA>(acc);
+    tma::mbar_arrive(empty + sg);
+    float p0 = 0.f, p1 = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
+      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+    }
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+    const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
+    if (quad == 0) {
+      if (x0 < st) rowp[x0] = p0;
+      if (x1 < st) rowp[x1] = p1;
+    }
+  }
+}
+
+template <typename T, int NC>
+cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+  constexpr size_t smem = p17_smem_bytes<T, NC>();
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  P17Maps maps;
+  const int n = s.queryStart + s.queries;
+  if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
+      !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
+    return cudaErrorNotSupported;
+  pool_v17_kernel<T, NC>
+      <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
+
+cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
+                            int consumers) {
+  if (!pool_v17_supports(s) || consumers < 3 || consumers > 4) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    return consumers == 3
+               ? launch_p17_t<T, 3>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st)
+               : launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  });
+}
+
+}  // namespace pf
+}  // namespace kascade

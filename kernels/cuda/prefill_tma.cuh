@@ -1,0 +1,106 @@
+// The warp-specialised skeleton the TMA prefill kernels share (sm_90a): mbarrier helpers, TMA tensor copies,
+// wgmma descriptors of 128-byte-swizzled tiles, and the host-side tensor-map encoder.
+//
+// Tiles are [regions of 64 columns][rows][64 elements] of 16-bit values with the 16-byte chunk c of row r at
+// chunk c ^ (r % 8): what a 64-element-wide TMA box with the 128-byte swizzle writes (region stride rows x 128 B).
+#pragma once
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cstdint>
+
+#include "prefill_attention.cuh"
+
+namespace kascade {
+namespace pf {
+namespace tma {
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
+}
+// After every mbar_init of a block, before the barriers are used (then a block barrier).
+__device__ __forceinline__ void mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+__device__ __forceinline__ uint32_t mbar_try(uint32_t a, unsigned parity) {
+  uint32_t done;
+  asm volatile(
+      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+      : "=r"(done)
+      : "r"(a), "r"(parity)
+      : "memory");
+  return done;
+}
+// Waits until the barrier's phase of this parity has completed. A wait past 2^22 polls (each at least tens of
+// cycles, or a hardware-timed suspension: over 70 ms; the real waits take microseconds) traps, so a pipeline
+// bug fails its own process at once instead of holding every SM until the caller's time limit.
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  const uint32_t a = smem_u32(bar);
+  for (uint32_t polls = 0; !mbar_try(a, parity);)
+    if (++polls == (1u << 22)) __trap();
+}
+// The same without the count (hot consumer loops, where the count's register can make ptxas spill).
+__device__ __forceinline__ void mbar_spin(uint64_t* bar, unsigned parity) {
+  const uint32_t a = smem_u32(bar);
+  while (!mbar_try(a, parity)) {
+  }
+}
+// One box of a 3D map into shared memory, completing on `bar`.
+__device__ __forceinline__ void copy_3d(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+      "[%2];\n" ::"r"(smem_u32(smem)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+// Descriptor of the kc-th 16-column slice of a K-major wgmma operand: a swizzled tile of `rows` rows starting at
+// `tile` (leading offset unused, stride 1024 B between 8-row groups, swizzle mode 128 B).
+__device__ __forceinline__ uint64_t k_desc(const void* tile, int rows, int kc) {
+  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
+  const uint32_t a = smem_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+// Turns at the tensor cores of N consumer warpgroups that take the steps of one sequence round-robin (step i
+// belongs to warpgroup i % N): the owner of step i issues its products only after the owner of step i - 1 has
+// issued its own (named barrier base + w, 256 threads: the owner syncs, its predecessor arrives), so one
+// warpgroup's exponentials run while the others' products occupy the tensor cores. N = 2 is FA3's ping-pong.
+// No warpgroup can arrive twice on a barrier before its owner has synced once (its next step waits, through the
+// ring of turns, for that owner's turn).
+struct Turns {
+  int next;  // barrier id of the warpgroup that owns the following step
+  int mine;  // this warpgroup's barrier id
+  __device__ __forceinline__ Turns(int base, int w, int n) : next(base + (w + 1) % n), mine(base + w) {}
+  // Before issuing step i (the first step waits for nobody).
+  __device__ __forceinline__ void begin(int i) const {
+    if (i > 0) asm volatile("bar.sync %0, 256;\n" ::"r"(mine) : "memory");
+  }
+  // After issuing step i of `steps` (the last hands over to nobody).
+  __device__ __forceinline__ void end(int i, int steps) const {
+    if (i + 1 < steps) asm volatile("bar.arrive %0, 256;\n" ::"r"(next) : "memory");
+  }
+};
+
+}  // namespace tma
+
+// Host: cuTensorMapEncodeTiled from the driver, fetched once at run time (no link-time libcuda dependency).
+PFN_cuTensorMapEncodeTiled_v12000 tma_encoder();
+// A 3D map over [planes][rows valid of planeRows][128] 16-bit elements (row stride 256 B): boxes of 64 elements x
+// boxRows rows x 1, 128-byte swizzle, rows at or past `rows` read as zeros. False when the driver has no encoder
+// or rejects the map.
+bool tma_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeRows, int planes, int boxRows);
+
+}  // namespace pf
+}  // namespace kascade
