@@ -89,9 +89,10 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * bulk copies, 2 an L2 256-byte prefetch hint on the 16-byte copies, 4 the last split block
    * merges the splits (no combine kernel), 8 anchors' Top-k passes over wider chunks with no
    * memsets, 16 contiguous passes by TMA tensor tiles, 32 P as one 16-bit value in P V (half
-   * the MMAs), 64 anchors' last Top-k digits over the threshold bin's members only, 128 the lean
-   * (stream-K) schedule: a persistent grid, each CTA an equal share of all key tiles, and a wider
-   * combine; 256 and 512: the anchors' select (kascade_cuda.h). 0 or absent: the first kernels.
+   * the MMAs), 64 retired (no effect), 128 the lean (stream-K) schedule: a persistent grid, each CTA
+   * an equal share of all key tiles, and a wider combine; 256 / 512 the anchors' cluster select,
+   * 1024 / 2048 their f16 intermediate and stream select, 65536 their select inside the scores /
+   * layer-0 pass; the rest in kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
 }
