@@ -1,5 +1,5 @@
-// Hopper warpgroup MMA (wgmma) helpers shared by the prefill kernels that use it
-// (prefill_attention_wgmma.cu, prefill_pool_wgmma.cu). sm_90a only.
+// Hopper warpgroup MMA (wgmma) helpers shared by the prefill kernels that use it (prefill_attention_wgmma.cu,
+// prefill_pool_*.cu, prefill_dense_*.cu, prefill_sparse_*.cu, prefill_stats_v17.cu). sm_90a only.
 //
 // Shared-memory operands use the no-swizzle "interleave" layout: a row-major [rows][D] 16-bit tile is
 // stored as 8-row x 16-byte core matrices, core matrix (row group rg, 16-byte column chunk cc) at byte
@@ -21,11 +21,12 @@ __device__ __forceinline__ float ex2f(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe (pools v11 and v13, dense v12's statistics-only mode: a quarter of the exponentials, so
-// the MUFU, which the exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck):
+// 2^x on the FMA pipe (pool v16 and dense v16's statistics-only mode: a quarter of the exponentials, so the
+// MUFU, which the exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck):
 // x rounded to the nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5
-// polynomial (relative error 3.4e-7 in f32 on a host replica, against ex2.approx's ~2 ulp), r added to the
-// exponent bits. x is clamped at -125 (2^-125 instead of 0 below: nothing a sum of probabilities can see).
+// polynomial, r added to the exponent bits. Relative error at most 3.47e-7 over [-120, 120] (against
+// ex2.approx's ~2 ulp): packages/cuda/src/prefill-ex2.test.ts replays these steps in f32 from this very text.
+// x is clamped at -125 (2^-125 instead of 0 below: nothing a sum of probabilities can see).
 __device__ __forceinline__ float ex2_fma(float x) {
   x = fmaxf(x, -125.f);
   const float j = __fadd_rn(x, 12582912.f);
