@@ -27,12 +27,9 @@
 // Shared memory: Q 32 KB + 2 stages x (K 32 KB + V 32 KB) + 1 KB alignment + barriers: 161 KB, one CTA per SM.
 // Bytes: per CTA Q 32 KB and the keys 0 .. its last position of K and V once (from L2 mostly: the group's g
 // heads and the neighbouring query blocks read the same tiles); out 32 KB; statistics 1 KB.
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
-#include <cstdio>
 #include <type_traits>
 
+#include "prefill_tma.cuh"
 #include "prefill_v9_plan.h"
 #include "prefill_wgmma.cuh"
 
@@ -61,70 +58,6 @@ constexpr size_t v9_smem_bytes() {
   return static_cast<size_t>(kV9Rows * 128 + 2 * kV9Stages * kV9Keys * 128) * sizeof(T) + 1024 + 256;
 }
 
-__device__ __forceinline__ uint32_t v9_smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void v9_mbar_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(v9_smem_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void v9_mbar_expect_tx(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(v9_smem_u32(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void v9_mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(v9_smem_u32(bar)) : "memory");
-}
-__device__ __forceinline__ uint32_t v9_mbar_try(uint32_t a, unsigned parity) {
-  uint32_t done;
-  asm volatile(
-      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(a), "r"(parity)
-      : "memory");
-  return done;
-}
-// Waits until the barrier's phase of this parity has completed. A wait past 2^22 polls (each at least tens of
-// cycles, or a hardware-timed suspension: over 70 ms; the real waits take microseconds) traps, so a pipeline
-// bug fails its own process at once instead of holding every SM until the caller's time limit. The producer
-// and the consumers' Q wait use it; the consumers' K / V waits poll without a count (v9_mbar_spin: the count's
-// register makes ptxas spill the consumer loop at 168 registers).
-__device__ __forceinline__ void v9_mbar_wait(uint64_t* bar, unsigned parity) {
-  const uint32_t a = v9_smem_u32(bar);
-  for (uint32_t polls = 0; !v9_mbar_try(a, parity);)
-    if (++polls == (1u << 22)) __trap();
-}
-__device__ __forceinline__ void v9_mbar_spin(uint64_t* bar, unsigned parity) {
-  const uint32_t a = v9_smem_u32(bar);
-  while (!v9_mbar_try(a, parity)) {
-  }
-}
-// One box (64 elements x 128 rows of a 3D map) into shared memory, completing on `bar`.
-__device__ __forceinline__ void v9_tma_3d(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
-      "[%2];\n" ::"r"(v9_smem_u32(smem)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(v9_smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
-      : "memory");
-}
-
-// The tiles are [2 regions][128 rows][64 elements] with the 16-byte chunk c of row r at chunk c ^ (r % 8):
-// what a 64 x 128 TMA box with the 128-byte swizzle writes, and v8's layout (prefill_dense_v6.cu). Descriptor
-// of the kc-th 16-column slice of a K-major operand whose rows start at `tile` (region stride rows x 128 B).
-__device__ __forceinline__ uint64_t v9_k_desc(const void* tile, int rows, int kc) {
-  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
-  const uint32_t a = v9_smem_u32(p);
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
-         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
-}
-// V as the P V product's MN-major B operand: the kk-th 16-key slice; leading offset = the region stride (the
-// next 64 columns of d), stride offset 1024 B (the next 8 keys).
-__device__ __forceinline__ uint64_t v9_v_desc(const void* tile, int kk) {
-  const char* p = static_cast<const char*>(tile) + kk * 16 * 128;
-  const uint32_t a = v9_smem_u32(p);
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>((kV9Keys * 128) >> 4) << 16) |
-         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
-}
-
 // STATS_ONLY (the anchors' statistics pass, mode kStats): K only, no P V and no output; the two consumer
 // warpgroups take turns issuing S(i) = Q K(i)^T (ping-pong: named barriers), so one's exponentials run under the
 // other's product. Its variants (template flags):
@@ -149,7 +82,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem_base = smem_raw;
   {
-    const uint32_t mis = v9_smem_u32(smem_raw) & 1023;
+    const uint32_t mis = tma::smem_u32(smem_raw) & 1023;
     smem_base += (1024 - mis) & 1023;
   }
   T* Qs = reinterpret_cast<T*>(smem_base);
@@ -176,15 +109,14 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   const int steps = (listLen + kV9Keys - 1) / kV9Keys;
 
   if (tid == 0) {
-    v9_mbar_init(qFull, 1);
+    tma::mbar_init(qFull, 1);
     for (int x = 0; x < STAGES; ++x) {
-      v9_mbar_init(kFull + x, 1);
-      v9_mbar_init(vFull + x, 1);
-      v9_mbar_init(kEmpty + x, kV9ConsumerThreads);
-      v9_mbar_init(vEmpty + x, kV9ConsumerThreads);
+      tma::mbar_init(kFull + x, 1);
+      tma::mbar_init(vFull + x, 1);
+      tma::mbar_init(kEmpty + x, kV9ConsumerThreads);
+      tma::mbar_init(vEmpty + x, kV9ConsumerThreads);
     }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    tma::mbar_init_fence();
   }
   __syncthreads();
 
@@ -201,18 +133,18 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       uint64_t* full = isK ? kFull : vFull;
       uint64_t* empty = isK ? kEmpty : vEmpty;
       if (isK) {
-        v9_mbar_expect_tx(qFull, kV9Rows * D * sizeof(T));
-        v9_tma_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
-        v9_tma_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
+        tma::mbar_expect_tx(qFull, kV9Rows * D * sizeof(T));
+        tma::copy_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
+        tma::copy_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
       }
       const int RS = isK ? KS : STAGES;  // KRING2: only K runs, 2 STAGES deep
       for (int i = 0; i < steps; ++i) {
         const int st = i % RS;
         const unsigned u = static_cast<unsigned>(i / RS);
-        if (i >= RS) v9_mbar_wait(empty + st, (u - 1) & 1);
-        v9_mbar_expect_tx(full + st, kTileBytes);
-        v9_tma_3d(ring + st * TILE, map, 0, i * kV9Keys, kvRow, full + st);
-        v9_tma_3d(ring + st * TILE + kV9Keys * kV9Box, map, kV9Box, i * kV9Keys, kvRow, full + st);
+        if (i >= RS) tma::mbar_wait(empty + st, (u - 1) & 1);
+        tma::mbar_expect_tx(full + st, kTileBytes);
+        tma::copy_3d(ring + st * TILE, map, 0, i * kV9Keys, kvRow, full + st);
+        tma::copy_3d(ring + st * TILE + kV9Keys * kV9Box, map, kV9Box, i * kV9Keys, kvRow, full + st);
       }
     }
     return;
@@ -232,24 +164,24 @@ __global__ void __launch_bounds__(kV9Threads, 1)
 
   auto issue_s = [&](float* sacc, int i) {
     const int st = i % KS;
-    v9_mbar_spin(kFull + st, static_cast<unsigned>(i / KS) & 1);
+    tma::mbar_spin(kFull + st, static_cast<unsigned>(i / KS) & 1);
     const T* ks = Ks + st * TILE;
     pin<NA>(sacc);
     fence();
 #pragma unroll
     for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(sacc, v9_k_desc(qw, kV9Rows, kc), v9_k_desc(ks, kV9Keys, kc), kc > 0 ? 1 : 0, T{});
+      wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kV9Rows, kc), tma::k_desc(ks, kV9Keys, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(sacc);
   };
   auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
     const int st = i % STAGES;
-    v9_mbar_spin(vFull + st, static_cast<unsigned>(i / STAGES) & 1);
+    tma::mbar_spin(vFull + st, static_cast<unsigned>(i / STAGES) & 1);
     const T* vs = Vs + st * TILE;
     pin<NA>(o);
     fence();
 #pragma unroll
-    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], v9_v_desc(vs, kk), 1, T{});
+    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], tma::v_desc(vs, kV9Keys, kk), 1, T{});
     commit();
     pin<NA>(o);
   };
@@ -348,7 +280,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
   }
 
-  v9_mbar_wait(qFull, 0);
+  tma::mbar_wait(qFull, 0);
   static_assert(!DB || STATS_ONLY, "DB is a statistics-only variant");
   if constexpr (STATS_ONLY && DB) {
     float sB[NA];
@@ -393,7 +325,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     turn_end();
     wait0();
     pin<NA>(sacc);
-    v9_mbar_arrive(kEmpty);
+    tma::mbar_arrive(kEmpty);
     // Iteration i: S(i + 1) goes out (in this warpgroup's turn with PINGPONG), S(i) (complete) is masked and
     // summed under it, then S(i + 1) is waited for (nothing in flight over the loop's back edge) and its K stage
     // released.
@@ -409,7 +341,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       stats_update(cur, i);
       wait0();
       pin<NA>(nxt);
-      if (more) v9_mbar_arrive(kEmpty + (i + 1) % KS);
+      if (more) tma::mbar_arrive(kEmpty + (i + 1) % KS);
     };
 #pragma unroll 1
     for (int i = 0; i < steps; i += 2) {
@@ -425,7 +357,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       turn_end();
       wait0();
       pin<NA>(sacc);
-      v9_mbar_arrive(kEmpty + i % KS);
+      tma::mbar_arrive(kEmpty + i % KS);
       mask_step(sacc, i);
       softmax();
     }
@@ -450,7 +382,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   issue_s(sacc, 0);
   wait0();
   pin<NA>(sacc);
-  v9_mbar_arrive(kEmpty);
+  tma::mbar_arrive(kEmpty);
   mask_step(sacc, 0);
   softmax();
   rescale_pack();
@@ -460,12 +392,12 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     issue_pv(o, pa, i - 1);
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
     pin<NA>(sacc);
-    v9_mbar_arrive(kEmpty + i % STAGES);
+    tma::mbar_arrive(kEmpty + i % STAGES);
     mask_step(sacc, i);
     softmax();
     wait0();
     pin<NA>(o);
-    v9_mbar_arrive(vEmpty + (i - 1) % STAGES);
+    tma::mbar_arrive(vEmpty + (i - 1) % STAGES);
     rescale_pack();
   }
   issue_pv(o, pa, steps - 1);
@@ -501,40 +433,6 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   }
 }
 
-// cuTensorMapEncodeTiled from the driver, fetched once at run time (no link-time libcuda dependency).
-PFN_cuTensorMapEncodeTiled_v12000 v9_encoder() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-        q == cudaDriverEntryPointSuccess)
-      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    else
-      cudaGetLastError();
-  }
-  return fn;
-}
-
-// A 3D map over [planes][rows][128] 16-bit elements (row stride 256 B, plane stride planeRows rows): boxes of
-// 64 elements x 128 rows, 128-byte swizzle, rows at or past `rows` zero-filled.
-bool v9_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeRows, int planes) {
-  const auto enc = v9_encoder();
-  if (!enc) return false;
-  const PrefillTensorMapParams p = prefill_tensor_map_params(rows, planeRows, planes);
-  const CUtensorMapDataType dt =
-      dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const cuuint64_t dims[3] = {p.dims[0], p.dims[1], p.dims[2]};
-  const cuuint64_t strides[2] = {p.strides[0], p.strides[1]};
-  const cuuint32_t box[3] = {p.box[0], p.box[1], p.box[2]};
-  const cuuint32_t estr[3] = {1, 1, 1};
-  return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
 template <typename T, bool STATS, bool STATS_ONLY = false, bool DB = false, bool KRING2 = false, bool EMU = false>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v9_smem_bytes<T>();
@@ -547,9 +445,9 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
   }
   V9Maps maps;
   const int n = s.queryStart + s.queries;
-  if (!v9_encode(&maps.q, s.dtype, a.q, s.queries, s.queries, s.batch * s.heads) ||
-      !v9_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads) ||
-      !v9_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads))  // kStats: no V
+  if (!tma_encode(&maps.q, s.dtype, a.q, s.queries, s.queries, s.batch * s.heads, kV9Rows) ||
+      !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kV9Keys) ||
+      !tma_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads, kV9Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
   prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>

@@ -15,11 +15,9 @@
 // Shared memory: Q 32 KB + 3 x K 32 KB + 512 B of row constants + 1 KB alignment: 129.5 KB, one CTA per SM.
 // Bytes: per CTA K rows 0 .. s_t - 1 (256 B each, L2 mostly: the pair's other tiles read them too), Q 32 KB,
 // s_t floats out.
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <type_traits>
 
+#include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
 namespace kascade {
@@ -42,54 +40,6 @@ constexpr size_t p12_smem_bytes() {
   return static_cast<size_t>(kP12Rows * 128 + STAGES * kP12Keys * 128) * sizeof(T) + 1024 + kP12Rows * 4 + 256;
 }
 
-__device__ __forceinline__ uint32_t p12_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void p12_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(p12_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void p12_expect_tx(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(p12_u32(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void p12_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(p12_u32(bar)) : "memory");
-}
-__device__ __forceinline__ uint32_t p12_try(uint32_t a, unsigned parity) {
-  uint32_t done;
-  asm volatile(
-      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(a), "r"(parity)
-      : "memory");
-  return done;
-}
-// Bounded (traps after 2^22 polls, as dense v9's) for the producer and the Q barrier; the consumers' step
-// waits spin.
-__device__ __forceinline__ void p12_wait(uint64_t* bar, unsigned parity) {
-  const uint32_t a = p12_u32(bar);
-  for (uint32_t polls = 0; !p12_try(a, parity);)
-    if (++polls == (1u << 22)) __trap();
-}
-__device__ __forceinline__ void p12_spin(uint64_t* bar, unsigned parity) {
-  const uint32_t a = p12_u32(bar);
-  while (!p12_try(a, parity)) {
-  }
-}
-__device__ __forceinline__ void p12_tma(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
-      "[%2];\n" ::"r"(p12_u32(smem)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(p12_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
-      : "memory");
-}
-// K-major operand slice kc of a [2 regions][rows][64] swizzled tile starting at `tile` (region stride rows).
-__device__ __forceinline__ uint64_t p12_desc(const void* tile, int rows, int kc) {
-  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
-  const uint32_t a = p12_u32(p);
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
-         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
-}
-
 // EMU (pool v16): every fourth column block's exponentials on the FMA pipe (ex2_fma, prefill_wgmma.cuh), so
 // that once the turns overlap the MUFU and the tensor cores the MUFU's share drops below the products'.
 // (Session 4's pool v13, EMU without the turns, lost and is gone.)
@@ -105,7 +55,7 @@ __global__ void __launch_bounds__(384, 1)
   constexpr int NA = 64;
   constexpr unsigned kTileBytes = TILE * sizeof(T);
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem_base = smem_raw + ((1024 - (p12_u32(smem_raw) & 1023)) & 1023);
+  unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
   T* Qs = reinterpret_cast<T*>(smem_base);
   T* Ks = Qs + kP12Rows * D;
   float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
@@ -125,30 +75,29 @@ __global__ void __launch_bounds__(384, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
 
   if (tid == 0) {
-    p12_init(qFull, 1);
+    tma::mbar_init(qFull, 1);
     for (int x = 0; x < STAGES; ++x) {
-      p12_init(full + x, 1);
-      p12_init(empty + x, 256);
+      tma::mbar_init(full + x, 1);
+      tma::mbar_init(empty + x, 256);
     }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    tma::mbar_init_fence();
   }
   __syncthreads();
 
   if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (warp == 0 && lane == 0) {
-      p12_expect_tx(qFull, kP12Rows * D * sizeof(T));
+      tma::mbar_expect_tx(qFull, kP12Rows * D * sizeof(T));
       for (int hh = 0; hh < 4; ++hh)
         for (int c = 0; c < 2; ++c)
-          p12_tma(Qs + c * kP12Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
+          tma::copy_3d(Qs + c * kP12Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
       for (int i = 0; i < steps; ++i) {
         const int sg = i % STAGES;
         const unsigned u = static_cast<unsigned>(i / STAGES);
-        if (i >= STAGES) p12_wait(empty + sg, (u - 1) & 1);
-        p12_expect_tx(full + sg, kTileBytes);
-        p12_tma(Ks + sg * TILE, &maps.k, 0, i * kP12Keys, b * G + j, full + sg);
-        p12_tma(Ks + sg * TILE + kP12Keys * 64, &maps.k, 64, i * kP12Keys, b * G + j, full + sg);
+        if (i >= STAGES) tma::mbar_wait(empty + sg, (u - 1) & 1);
+        tma::mbar_expect_tx(full + sg, kTileBytes);
+        tma::copy_3d(Ks + sg * TILE, &maps.k, 0, i * kP12Keys, b * G + j, full + sg);
+        tma::copy_3d(Ks + sg * TILE + kP12Keys * 64, &maps.k, 64, i * kP12Keys, b * G + j, full + sg);
       }
     }
     return;
@@ -174,13 +123,13 @@ __global__ void __launch_bounds__(384, 1)
 
   auto issue = [&](float* acc, int i) {
     const int sg = i % STAGES;
-    p12_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
+    tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + sg * TILE + cw * 64 * 64;  // this warpgroup's 64 keys in each region
     pin<NA>(acc);
     fence();
 #pragma unroll
     for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(acc, p12_desc(ks, kP12Keys, kc), p12_desc(Qs, kP12Rows, kc), kc > 0 ? 1 : 0, T{});
+      wgmma_m64n128k16_ss(acc, tma::k_desc(ks, kP12Keys, kc), tma::k_desc(Qs, kP12Rows, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(acc);
   };
@@ -226,13 +175,13 @@ __global__ void __launch_bounds__(384, 1)
   }
 
   float accA[NA], accB[NA];
-  p12_wait(qFull, 0);
+  tma::mbar_wait(qFull, 0);
   turn_begin();
   issue(accA, 0);
   turn_end();
   wait0();
   pin<NA>(accA);
-  p12_arrive(empty);
+  tma::mbar_arrive(empty);
   // Iteration i: step i + 1's product goes out, step i's exponentials run under it, both are waited for
   // (nothing in flight over the loop's back edge), step i + 1's stage is released.
   auto body = [&](auto parity, int i) {
@@ -247,44 +196,13 @@ __global__ void __launch_bounds__(384, 1)
     pool_step(cur, i);
     wait0();
     pin<NA>(nxt);
-    if (more) p12_arrive(empty + (i + 1) % STAGES);
+    if (more) tma::mbar_arrive(empty + (i + 1) % STAGES);
   };
 #pragma unroll 1
   for (int i = 0; i < steps; i += 2) {
     body(std::integral_constant<int, 0>{}, i);
     if (i + 1 < steps) body(std::integral_constant<int, 1>{}, i + 1);
   }
-}
-
-PFN_cuTensorMapEncodeTiled_v12000 p12_encoder() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-        q == cudaDriverEntryPointSuccess)
-      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
-    else
-      cudaGetLastError();
-  }
-  return fn;
-}
-
-// [planes][rows valid of planeRows][128] 16-bit elements, boxes of 64 x boxRows, 128-byte swizzle, zero fill.
-bool p12_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeRows, int planes, int boxRows) {
-  const auto enc = p12_encoder();
-  if (!enc) return false;
-  const cuuint64_t dims[3] = {128, static_cast<cuuint64_t>(rows), static_cast<cuuint64_t>(planes)};
-  const cuuint64_t strides[2] = {256, static_cast<cuuint64_t>(planeRows) * 256};
-  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(boxRows), 1};
-  const cuuint32_t estr[3] = {1, 1, 1};
-  const CUtensorMapDataType dt =
-      dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 template <typename T, bool EMU, bool PINGPONG = false, int STAGES = 3>
@@ -300,8 +218,8 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
   }
   P12Maps maps;
   const int n = s.queryStart + s.queries;
-  if (!p12_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
-      !p12_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP12Keys))
+  if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
+      !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP12Keys))
     return cudaErrorNotSupported;
   pool_v12_kernel<T, EMU, PINGPONG, STAGES>
       <<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);

@@ -25,6 +25,7 @@
 // Bytes: Q 32 KB, the list's K and V rows (256 B each, L2 mostly), out 32 KB per CTA.
 #include <type_traits>
 
+#include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
 namespace kascade {
@@ -46,57 +47,6 @@ constexpr size_t s9_smem_bytes() {
          STAGES * (kS9Keys + 4) * sizeof(int) + 256;
 }
 
-__device__ __forceinline__ uint32_t s9_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void s9_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(s9_u32(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void s9_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(s9_u32(bar)) : "memory");
-}
-// One arrival on `bar` once every cp.async this thread issued before has landed.
-__device__ __forceinline__ void s9_arrive_copies(uint64_t* bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(s9_u32(bar)) : "memory");
-}
-__device__ __forceinline__ uint32_t s9_try(uint32_t a, unsigned parity) {
-  uint32_t done;
-  asm volatile(
-      "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-      : "=r"(done)
-      : "r"(a), "r"(parity)
-      : "memory");
-  return done;
-}
-// Bounded wait (as dense v9's: traps after 2^22 polls) for the producer and the Q barrier; the consumers' step
-// waits spin without a count (its register makes ptxas spill the consumer loop).
-__device__ __forceinline__ void s9_wait(uint64_t* bar, unsigned parity) {
-  const uint32_t a = s9_u32(bar);
-  for (uint32_t polls = 0; !s9_try(a, parity);)
-    if (++polls == (1u << 22)) __trap();
-}
-__device__ __forceinline__ void s9_spin(uint64_t* bar, unsigned parity) {
-  const uint32_t a = s9_u32(bar);
-  while (!s9_try(a, parity)) {
-  }
-}
-// v8's swizzled layout: [2 regions][rows][64], 16-byte chunk c of row r at chunk c ^ (r % 8).
-__device__ __forceinline__ int s9_sw(int rows, int r, int cc) {
-  return (cc >> 3) * rows * 64 + r * 64 + (((cc & 7) ^ (r & 7)) << 3);
-}
-__device__ __forceinline__ uint64_t s9_k_desc(const void* tile, int rows, int kc) {
-  const char* p = static_cast<const char*>(tile) + (kc >> 2) * rows * 128 + (kc & 3) * 32;
-  const uint32_t a = s9_u32(p);
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
-         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
-}
-__device__ __forceinline__ uint64_t s9_v_desc(const void* tile, int kk) {
-  const char* p = static_cast<const char*>(tile) + kk * 16 * 128;
-  const uint32_t a = s9_u32(p);
-  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>((kS9Keys * 128) >> 4) << 16) |
-         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
-}
-
 template <typename T, int STAGES>
 __global__ void __launch_bounds__(kS9Threads, 1)
     prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
@@ -105,7 +55,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   constexpr int NA = 64;
   constexpr int GS = 4;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem_base = smem_raw + ((1024 - (s9_u32(smem_raw) & 1023)) & 1023);
+  unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
   T* Qs = reinterpret_cast<T*>(smem_base);
   T* Ks = Qs + kS9Rows * D;
   T* Vs = Ks + STAGES * TILE;
@@ -130,13 +80,12 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   const int steps = (listLen + kS9Keys - 1) / kS9Keys;
 
   if (tid == 0) {
-    s9_init(qFull, kS9Producers);
+    tma::mbar_init(qFull, kS9Producers);
     for (int x = 0; x < STAGES; ++x) {
-      s9_init(full + x, 2 * kS9Producers);
-      s9_init(empty + x, kS9Consumers);
+      tma::mbar_init(full + x, 2 * kS9Producers);
+      tma::mbar_init(empty + x, kS9Consumers);
     }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    tma::mbar_init_fence();
   }
   __syncthreads();
 
@@ -154,8 +103,8 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       const size_t qrow = (static_cast<size_t>(b) * H + j * GS + (r >> 5)) * static_cast<size_t>(Q) + (valid ? qi : 0);
       const T* src = static_cast<const T*>(a.q) + qrow * D;
 #pragma unroll
-      for (int cc = 0; cc < 16; ++cc) cp_async16(Qs + s9_sw(kS9Rows, r, cc), src + cc * 8, valid ? 16 : 0);
-      s9_arrive_copies(qFull);
+      for (int cc = 0; cc < 16; ++cc) cp_async16(Qs + tma::sw_offset(kS9Rows, r, cc), src + cc * 8, valid ? 16 : 0);
+      tma::mbar_arrive_copies(qFull);
     }
     for (int i = 0; i < steps; ++i) {
       const int st = i % STAGES;
@@ -169,7 +118,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
         p = tileStart + (li - cnt);
       }
       const bool bad = __any_sync(0xffffffffu, p < 0 || li >= cnt);
-      if (i >= STAGES) s9_wait(empty + st, (u - 1) & 1);
+      if (i >= STAGES) tma::mbar_wait(empty + st, (u - 1) & 1);
       posS[st * kS9Keys + tid] = p;
       if (lane == 0) badS[st * 4 + warp] = bad ? 1 : 0;
       asm volatile("bar.sync 1, 128;\n" ::: "memory");  // the producers' positions, for each other
@@ -182,11 +131,11 @@ __global__ void __launch_bounds__(kS9Threads, 1)
         const int r = it * 8 + (tid >> 4), cc = tid & 15;
         const int pr = ps[r];
         const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + cc * 8;
-        cp_async16(kd + s9_sw(kS9Keys, r, cc), kg + off, pr < 0 ? 0 : 16);
-        cp_async16(vd + s9_sw(kS9Keys, r, cc), vg + off, pr < 0 ? 0 : 16);
+        cp_async16(kd + tma::sw_offset(kS9Keys, r, cc), kg + off, pr < 0 ? 0 : 16);
+        cp_async16(vd + tma::sw_offset(kS9Keys, r, cc), vg + off, pr < 0 ? 0 : 16);
       }
-      s9_arrive_copies(full + st);
-      s9_arrive(full + st);  // releases the position stores
+      tma::mbar_arrive_copies(full + st);
+      tma::mbar_arrive(full + st);  // releases the position stores
     }
     return;
   }
@@ -203,14 +152,14 @@ __global__ void __launch_bounds__(kS9Threads, 1)
 
   auto issue_s = [&](float* sacc, int i) {
     const int st = i % STAGES;
-    s9_spin(full + st, static_cast<unsigned>(i / STAGES) & 1);
+    tma::mbar_spin(full + st, static_cast<unsigned>(i / STAGES) & 1);
     fence_proxy_async();  // the gathered rows were written by cp.async (generic proxy); wgmma reads async
     const T* ks = Ks + st * TILE;
     pin<NA>(sacc);
     fence();
 #pragma unroll
     for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(sacc, s9_k_desc(qw, kS9Rows, kc), s9_k_desc(ks, kS9Keys, kc), kc > 0 ? 1 : 0, T{});
+      wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kS9Rows, kc), tma::k_desc(ks, kS9Keys, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(sacc);
   };
@@ -219,7 +168,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     pin<NA>(o);
     fence();
 #pragma unroll
-    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], s9_v_desc(vs, kk), 1, T{});
+    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], tma::v_desc(vs, kS9Keys, kk), 1, T{});
     commit();
     pin<NA>(o);
   };
@@ -291,7 +240,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     }
   };
 
-  s9_wait(qFull, 0);  // (issue_s's proxy fence covers Q too)
+  tma::mbar_wait(qFull, 0);  // (issue_s's proxy fence covers Q too)
   issue_s(sacc, 0);
   wait0();
   pin<NA>(sacc);
@@ -308,7 +257,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     softmax();
     wait0();
     pin<NA>(o);
-    s9_arrive(empty + (i - 1) % STAGES);  // step i - 1's K, V and positions are done with
+    tma::mbar_arrive(empty + (i - 1) % STAGES);  // step i - 1's K, V and positions are done with
     rescale_pack();
   }
   issue_pv(o, pa, steps - 1);

@@ -1,5 +1,6 @@
 // Host side of prefill_tma.cuh: the tensor-map encoder the TMA prefill kernels share.
 #include "prefill_tma.cuh"
+#include "prefill_v9_plan.h"
 
 namespace kascade {
 namespace pf {
@@ -23,9 +24,10 @@ PFN_cuTensorMapEncodeTiled_v12000 tma_encoder() {
 bool tma_encode(CUtensorMap* m, int dtype, const void* base, int rows, int planeRows, int planes, int boxRows) {
   const auto enc = tma_encoder();
   if (!enc) return false;
-  const cuuint64_t dims[3] = {128, static_cast<cuuint64_t>(rows), static_cast<cuuint64_t>(planes)};
-  const cuuint64_t strides[2] = {256, static_cast<cuuint64_t>(planeRows) * 256};
-  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(boxRows), 1};
+  const PrefillTensorMapParams p = prefill_tensor_map_params(rows, planeRows, planes, boxRows);
+  const cuuint64_t dims[3] = {p.dims[0], p.dims[1], p.dims[2]};
+  const cuuint64_t strides[2] = {p.strides[0], p.strides[1]};
+  const cuuint32_t box[3] = {p.box[0], p.box[1], p.box[2]};
   const cuuint32_t estr[3] = {1, 1, 1};
   const CUtensorMapDataType dt =
       dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;

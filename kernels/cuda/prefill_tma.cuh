@@ -72,6 +72,22 @@ __device__ __forceinline__ uint64_t k_desc(const void* tile, int rows, int kc) {
   return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
+// V as a P V product's MN-major B operand: the kk-th 16-key slice of a swizzled [2 regions][keys][64] tile
+// (leading offset = the region stride, the next 64 columns of d; stride offset 1024 B, the next 8 keys).
+__device__ __forceinline__ uint64_t v_desc(const void* tile, int keys, int kk) {
+  const char* p = static_cast<const char*>(tile) + kk * 16 * 128;
+  const uint32_t a = smem_u32(p);
+  return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>((keys * 128) >> 4) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+// Element offset of (row r, 16-byte chunk cc) in a swizzled tile of `rows` rows (for copies that are not TMA).
+__device__ __forceinline__ int sw_offset(int rows, int r, int cc) {
+  return (cc >> 3) * rows * 64 + r * 64 + (((cc & 7) ^ (r & 7)) << 3);
+}
+// One arrival on `bar` once every cp.async this thread issued before has landed.
+__device__ __forceinline__ void mbar_arrive_copies(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
 
 // Turns at the tensor cores of N consumer warpgroups that take the steps of one sequence round-robin (step i
 // belongs to warpgroup i % N): the owner of step i issues its products only after the owner of step i - 1 has

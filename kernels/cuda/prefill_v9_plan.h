@@ -52,8 +52,10 @@ KASCADE_PLAN_FN PrefillV9Block prefill_v9_block(const KascadePrefillShape& s, in
   return PrefillV9Block{nqb - 1 - bx / g, by * g + bx % g};
 }
 
-// headDim 128, 2-byte elements.
-inline PrefillTensorMapParams prefill_tensor_map_params(int rows, int planeRows, int planes) {
+// headDim 128, 2-byte elements; boxes of 64 elements x boxRows rows (dense v9: 128; the pools' and the statistics
+// pass's maps in prefill_tma.cu: 32, 64 or 128).
+inline PrefillTensorMapParams prefill_tensor_map_params(int rows, int planeRows, int planes,
+                                                        int boxRows = kV9BlockRows) {
   PrefillTensorMapParams p{};
   p.dims[0] = 128;
   p.dims[1] = static_cast<uint64_t>(rows);
@@ -61,7 +63,7 @@ inline PrefillTensorMapParams prefill_tensor_map_params(int rows, int planeRows,
   p.strides[0] = 128 * 2;
   p.strides[1] = static_cast<uint64_t>(planeRows) * 128 * 2;
   p.box[0] = 64;
-  p.box[1] = kV9BlockRows;
+  p.box[1] = static_cast<uint32_t>(boxRows);
   p.box[2] = 1;
   return p;
 }

@@ -1,8 +1,9 @@
-// Host-side check of the dense prefill v9-v11 plan (prefill_v9_plan.h: prefill_v9_grid, prefill_v9_block,
-// prefill_tensor_map_params, the functions the kernel and its launcher call). No GPU needed.
+// Host-side check of the dense prefill v9 plan (prefill_v9_plan.h: prefill_v9_grid, prefill_v9_block,
+// prefill_tensor_map_params, the functions the kernels and tma_encode call). No GPU needed.
 // Usage: prefill_v9_plan_check BATCH HEADS KVHEADS QUERIES QUERYSTART CAPACITY [...]
 // Prints one JSON line per case: the grid, every CTA's [queryBlock, head] in launch order (x fastest, then
-// y, then z), and the Q and K tensor-map parameters. packages/cuda/src/prefill-plan.test.ts compares it with
+// y, then z), and the tensor-map parameters of Q and K (boxes of 128 rows) and of the pools' Q tiles and 64-key K
+// steps. packages/cuda/src/prefill-plan.test.ts compares it with
 // the TypeScript twin (packages/cuda/src/prefill-plan.ts).
 #include <cstdio>
 #include <cstdlib>
@@ -48,6 +49,11 @@ int main(int argc, char** argv) {
     print_map("q", prefill_tensor_map_params(s.queries, s.queries, s.batch * s.heads));
     std::printf(",");
     print_map("k", prefill_tensor_map_params(n, s.capacity, s.batch * s.kvHeads));
+    std::printf(",");
+    // The pools' maps (prefill_tma.cu): a query tile's rows (boxes of 32), K in 64-key steps.
+    print_map("qTile", prefill_tensor_map_params(s.queries, s.queries, s.batch * s.heads, KASCADE_PREFILL_TILE));
+    std::printf(",");
+    print_map("k64", prefill_tensor_map_params(n, s.capacity, s.batch * s.kvHeads, 64));
     std::printf("}\n");
   }
   return 0;

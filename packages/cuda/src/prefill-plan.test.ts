@@ -129,6 +129,8 @@ describe.skipIf(!nvcc)('dense prefill v9 plan: the C++ functions agree (nvcc fou
           blocks: [number, number][];
           q: unknown;
           k: unknown;
+          qTile: unknown;
+          k64: unknown;
         };
         const g = prefillV9Grid(c);
         expect(got.grid).toEqual([g.x, g.y, g.z]);
@@ -136,6 +138,9 @@ describe.skipIf(!nvcc)('dense prefill v9 plan: the C++ functions agree (nvcc fou
         const n = c.queryStart + c.queries;
         expect(got.q).toEqual(prefillTensorMapParams(c.queries, c.queries, c.batch * c.heads));
         expect(got.k).toEqual(prefillTensorMapParams(n, c.capacity, c.batch * c.kvHeads));
+        expect(got.qTile).toEqual(prefillTensorMapParams(c.queries, c.queries, c.batch * c.heads, 32));
+        expect(got.k64).toEqual(prefillTensorMapParams(n, c.capacity, c.batch * c.kvHeads, 64));
+        expect(got.k64).not.toEqual(got.k);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

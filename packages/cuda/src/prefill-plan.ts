@@ -1,5 +1,5 @@
 /**
- * The host-side plan of the dense prefill kernels v9-v11 (kernels/cuda/prefill_dense_v9.cu), a twin of
+ * The host-side plan of the dense prefill kernel v9 (kernels/cuda/prefill_dense_v9.cu), a twin of
  * kernels/cuda/prefill_v9_plan.h that the tests compare with the C++ (kernels/cuda/dev/prefill_v9_plan_check.cu):
  * the CTA order (the g query heads of one query block consecutive, the last, heaviest, query blocks first)
  * and the TMA tensor-map parameters (a 3D view of 16-bit rows of 128 elements; boxes of 64 x 128 x 1).
@@ -53,16 +53,18 @@ export function prefillV9Block(s: PrefillPlanShape, bx: number, by: number): Pre
 
 /**
  * The map over [planes][rows valid of planeRows][128] 16-bit elements: Q is (queries, queries, batch x heads),
- * K and V (n, capacity, batch x kvHeads); rows at or past `rows` read as zeros.
+ * K and V (n, capacity, batch x kvHeads); rows at or past `rows` read as zeros. Boxes of 64 elements x
+ * `boxRows` (dense v9: 128; the pools: a query tile's 32 rows, K in 64-key steps).
  */
 export function prefillTensorMapParams(
   rows: number,
   planeRows: number,
   planes: number,
+  boxRows: number = PREFILL_V9_BLOCK_ROWS,
 ): PrefillTensorMapParams {
   return {
     dims: [128, rows, planes],
     strides: [128 * 2, planeRows * 128 * 2],
-    box: [64, PREFILL_V9_BLOCK_ROWS, 1],
+    box: [64, boxRows, 1],
   };
 }
