@@ -12,10 +12,10 @@
 # preamble's node + DAWN_NODE_PATH come from there; JOB_LIMIT_webgpu=110 s; WEBGPU_TOTAL_S, default 100,
 # is the script's own budget).
 #
-# Writes $JOB_OUT/webgpu-decode.{json,md}: parity, the reuse probe (session 4), 128k at batch 1, 128k at batch 8, with the
-# defaults (the issue's targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (the last run, at
-# af4b1c8, took 13 s for all of its parts; at 6cb49d3, with the sweeps, 26 s), merged into one results
-# file; then webgpu-prefill (webgpu-prefill.{json,md}) if at least 40 s are left. Back here, redraw the SVG with
+# Writes $JOB_OUT/webgpu-decode.{json,md}: parity, the reuse probe, 128k at batch 1, 128k at batch 8, with the
+# defaults (the issue's targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (call B of
+# session 4: 49 s for all parts, the probe 18 of them), merged into one results file; then webgpu-prefill
+# (webgpu-prefill.{json,md}) if at least 40 s are left and WEBGPU_NO_PREFILL is unset. Back here, redraw the SVG with
 #   node packages/webgpu/.bench/webgpu-device.mjs --merge apps/bench/results/webgpu-decode.json <returned json>
 set -u
 out=${JOB_OUT:?JOB_OUT not set}
@@ -59,14 +59,14 @@ echo "warm-up done after $(( $(date +%s) - start )) s"
 #    slow (copy 1520 GB/s), so no timing shares a process with unusual pipelines.
 timeout --kill-after=3 "$lim1" node "$bundle" "$out/parity" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --parity-only
 echo "parity rc=$? after $(( $(date +%s) - start )) s"
-# 0b. The reuse probe at 128k batch 1 (rows probe-*: floors, k scan, index patterns, merge, ops per
-#     pass, a gather-only kernel, the anchors' stages), and again with Dawn's bounds clamps off
-#     (rows with dawnToggles), each in a process of its own. WEBGPU_NO_PROBE=1 skips both,
-#     WEBGPU_PROBE_ONCE=1 the second. (Call A of session 4: the toggle made nothing faster.)
+# 0b. The reuse probe at 128k batch 1 (rows probe-*: floors, k scan of the defaults and of the
+#     single-step gather, index patterns, merge, ops per pass, a gather-only kernel, the anchors'
+#     stages) in a process of its own; WEBGPU_NO_PROBE=1 skips it. WEBGPU_PROBE_NR=1 runs it again
+#     with Dawn's bounds clamps off (rows with dawnToggles; call A of session 4: nothing got faster).
 if [ -z "${WEBGPU_NO_PROBE:-}" ]; then
   timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
   echo "probe rc=$? after $(( $(date +%s) - start )) s"
-  if [ -z "${WEBGPU_PROBE_ONCE:-}" ]; then
+  if [ -n "${WEBGPU_PROBE_NR:-}" ]; then
     KASCADE_DAWN_ENABLE=disable_robustness timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe-nr" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
     echo "probe (disable_robustness) rc=$? after $(( $(date +%s) - start )) s"
   fi
