@@ -8,6 +8,7 @@
  *   and on shuffled indices (the gather pattern), with the split merge fused or not, more or fewer
  *   workgroups, and 1, 2 or 8 reuse ops in one pass over two K/V copies (`perOpUs`: what an op adds
  *   inside a pass, which the whole model encoded in one pass pays);
+ * - `probe-dense`: 1 and 8 dense ops in one pass, the same way (`perOpUs`);
  * - `probe-gather`: `probe.wgsl`'s gather_rows, the same rows read with no attention math at all
  *   (what the memory system gives a WGSL kernel for this gather), by keys per step, workgroups and
  *   index pattern, and with the reuse default's shape by k;
@@ -329,6 +330,33 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
           ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
         });
       }
+    }
+    // Dense the same way (what a per-op figure amortised over a pass must be compared with).
+    for (const count of full ? [1, 8] : []) {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: ${count} dense ops in one pass`,
+        (pass) => {
+          for (let i = 0; i < count; i++) {
+            encodeDecode(gpu, pass, {
+              role: 'dense',
+              heads,
+              q,
+              kv: i % 2 === 1 && kv2 ? kv2 : kv,
+              n,
+              out,
+              kernel: 'teams',
+              scratchTag: `.probe${i}`,
+            });
+          }
+        },
+        flush,
+      );
+      push('probe-dense', `${count} dense ops in one pass (two K/V in turn)`, s, {
+        ops: count,
+        perOpUs: round(s.median / count),
+      });
     }
     // 3. The same rows read by a kernel that does nothing else.
     const gatherRuns: {
