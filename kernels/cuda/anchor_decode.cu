@@ -20,6 +20,9 @@
 //     order free; among exactly tied scores at the threshold the pick is arbitrary.
 //  6. anchor only: attn_partial_kernel in gather mode over the selected rows, then combine.
 // Variant bits 256 / 512: steps 2-5 as one launch, a thread block cluster per row (select_decode.cu).
+// Variant bit 2048 (1024: over the f16 intermediate): steps 2-5 as one cooperative launch (select_decode.cu).
+// Variant bit 65536: steps 2-5 inside the scores / layer-0 pass, by each row's last CTA (row_select.cuh).
+// (Bit 64, the candidate-list passes, was removed in session 5: no default reached it.)
 // Variant bit 8 (KASCADE_VARIANT_SELECT2): steps 2-5 take about 8 blocks per SM over all rows (chunks
 // of up to 16 x 1024 scores per block: fewer histogram clears and flushes per score), and the scores
 // pass zeroes the histogram and state rows instead of two memsets.
@@ -322,129 +325,6 @@ __global__ void __launch_bounds__(256) compact_kernel(int n, int chunk, int topk
   }
 }
 
-// KASCADE_VARIANT_CANDIDATES: after the first digit, one pass writes every score above the
-// threshold's 11-bit bin straight to the output (state[6] counts them) and lists the bin's members
-// (indices into the logits buffer, free once pooled: state[5] counts them); digits 2 and 3 and the
-// final compaction read only the list (pooled values gathered through it).
-__global__ void __launch_bounds__(256) collect_kernel(int n, int chunk, int topk, const float* __restrict__ pooled,
-                                                      int* __restrict__ state, int* __restrict__ out,
-                                                      int* __restrict__ cand) {
-  constexpr int kPer = kSelectChunk / 256;
-  __shared__ int baseA[8], baseC[8];
-  __shared__ int blockA, blockC;
-  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  int* st = state + row * kStateInts;
-  const unsigned bin = static_cast<unsigned>(st[0]);
-  const float* pr = pooled + static_cast<size_t>(row) * n;
-  int* o = out + static_cast<size_t>(row) * topk;
-  int* cl = cand + static_cast<size_t>(row) * n;
-  const int xEnd = min(n, blockIdx.x * chunk + chunk);
-  for (int x0 = blockIdx.x * chunk; x0 < xEnd; x0 += kSelectChunk) {
-    const int x1 = min(xEnd, x0 + kSelectChunk);
-    unsigned u[kPer];
-    int ca = 0, cc = 0;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int x = x0 + i * 256 + tid;
-      u[i] = x < x1 ? __float_as_uint(pr[x]) : 0u;
-      ca += (x < x1 && (u[i] >> 21) > bin) ? 1 : 0;
-      cc += (x < x1 && (u[i] >> 21) == bin) ? 1 : 0;
-    }
-    int ia = ca, ic = cc;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      const int ya = __shfl_up_sync(0xffffffffu, ia, off);
-      const int yc = __shfl_up_sync(0xffffffffu, ic, off);
-      if (lane >= off) {
-        ia += ya;
-        ic += yc;
-      }
-    }
-    if (lane == 31) {
-      baseA[warp] = ia;
-      baseC[warp] = ic;
-    }
-    __syncthreads();
-    if (tid == 0) {
-      int ta = 0, tc = 0;
-      for (int w = 0; w < 8; ++w) {
-        const int a = baseA[w], c = baseC[w];
-        baseA[w] = ta;
-        baseC[w] = tc;
-        ta += a;
-        tc += c;
-      }
-      blockA = ta > 0 ? atomicAdd(&st[6], ta) : 0;
-      blockC = tc > 0 ? atomicAdd(&st[5], tc) : 0;
-    }
-    __syncthreads();
-    int sa = blockA + baseA[warp] + ia - ca, sc = blockC + baseC[warp] + ic - cc;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const int x = x0 + i * 256 + tid;
-      if (x < x1 && (u[i] >> 21) > bin) o[sa++] = x;
-      if (x < x1 && (u[i] >> 21) == bin) cl[sc++] = x;
-    }
-    __syncthreads();  // the bases are reused by the next 1024 scores
-  }
-}
-
-// Digits 2 (level 1) and 3 (level 2) over the listed members of the threshold's bin.
-__global__ void __launch_bounds__(256) cand_refine_kernel(int level, int n, int topk, const float* __restrict__ pooled,
-                                                          const int* __restrict__ cand, int* __restrict__ state,
-                                                          unsigned* __restrict__ hist) {
-  __shared__ unsigned sh[kHistBins];
-  const int row = blockIdx.y, tid = threadIdx.x;
-  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
-  __syncthreads();
-  const int* st = state + row * kStateInts;
-  const unsigned prefix = static_cast<unsigned>(st[0]);
-  const int count = st[5];
-  const float* pr = pooled + static_cast<size_t>(row) * n;
-  const int* cl = cand + static_cast<size_t>(row) * n;
-  for (int base = blockIdx.x * 256; base < count; base += gridDim.x * 256) {
-    const int c = base + tid;
-    const bool in = c < count;
-    const unsigned u = in ? __float_as_uint(pr[cl[c]]) : 0u;
-    if (level == 1) {
-      hist_add(sh, (u >> 10) & 0x7ffu, in && (u >> 21) == prefix);
-    } else {
-      hist_add(sh, u & 0x3ffu, in && (u >> 10) == prefix);
-    }
-  }
-  __syncthreads();
-  for (int i = tid; i < kHistBins; i += blockDim.x)
-    if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
-  finish_row(row, level, topk, hist, state);
-}
-
-// The listed members above the exact threshold, then `remaining` of those equal to it, after the
-// state[6] scores the collect pass wrote.
-__global__ void __launch_bounds__(256) cand_compact_kernel(int n, int topk, const float* __restrict__ pooled,
-                                                           const int* __restrict__ cand, int* __restrict__ state,
-                                                           int* __restrict__ out) {
-  const int row = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
-  int* st = state + row * kStateInts;
-  const unsigned thr = static_cast<unsigned>(st[0]);
-  const int krem = st[1], count = st[5], written = st[6];
-  const float* pr = pooled + static_cast<size_t>(row) * n;
-  const int* cl = cand + static_cast<size_t>(row) * n;
-  int* o = out + static_cast<size_t>(row) * topk + written;
-  for (int base = blockIdx.x * 256; base < count; base += gridDim.x * 256) {
-    const int c = base + tid;
-    const bool in = c < count;
-    const int x = in ? cl[c] : 0;
-    const unsigned u = in ? __float_as_uint(pr[x]) : 0u;
-    const bool above = in && u > thr;
-    const unsigned m = __ballot_sync(0xffffffffu, above);
-    int warpSlot = 0;
-    if (lane == 0 && m) warpSlot = atomicAdd(&st[2], __popc(m));
-    warpSlot = __shfl_sync(0xffffffffu, warpSlot, 0);
-    if (above) o[warpSlot + __popc(m & ((1u << lane) - 1u))] = x;
-    if (in && u == thr && atomicAdd(&st[3], 1) < krem) o[atomicAdd(&st[2], 1)] = x;
-  }
-}
-
 // Scores per block in the Top-k passes: kSelectChunk, or with KASCADE_VARIANT_SELECT2 about 8 blocks
 // per SM over all rows (a multiple of kSelectChunk, at most 16 of them): fewer 2048-bin histogram
 // clears and flushes per score.
@@ -477,19 +357,6 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   }
   e = launch_pool(s, splits, w, chunk, topk, w.pooled, w.hist, st);
   if (e != cudaSuccess) return e;
-  if (s.variant & KASCADE_VARIANT_CANDIDATES) {
-    // The member list lives in the logits buffer (rows x n ints fit: logits are heads x n floats).
-    int* cand = reinterpret_cast<int*>(w.logits);
-    collect_kernel<<<grid, 256, 0, st>>>(s.n, chunk, topk, w.pooled, w.state, indices, cand);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    const dim3 cgrid(max(1, min(ceil_div(8LL * device_sm_count(), rows), ceil_div(s.n, kSelectChunk))), rows);
-    for (int level = 1; level < 3; ++level) {
-      cand_refine_kernel<<<cgrid, 256, 0, st>>>(level, s.n, topk, w.pooled, cand, w.state, w.hist);
-      if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    }
-    cand_compact_kernel<<<cgrid, 256, 0, st>>>(s.n, topk, w.pooled, cand, w.state, indices);
-    return cudaGetLastError();
-  }
   for (int level = 1; level < 3; ++level) {
     refine_hist_kernel<<<grid, 256, 0, st>>>(level, s.n, chunk, topk, w.pooled, w.state, w.hist);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
@@ -517,8 +384,26 @@ static int debug_no_logit_writes() {
 // the f16 rounding harmless): the shape the anchors run with sets bit 2048 with bit 1024.
 static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
   KascadeDecodeShape r = *s;
+  if (r.variant & KASCADE_VARIANT_ROW_SELECT) r.variant |= KASCADE_VARIANT_U16;
   if (r.variant & KASCADE_VARIANT_U16) r.variant |= KASCADE_VARIANT_STREAM_SELECT;
   return r;
+}
+
+// KASCADE_VARIANT_ROW_SELECT (row_select.cuh): the scores / layer-0 pass on the split schedule (bit 128 off
+// for it) with row_select_chunk keys per split; its last CTA per row writes the row's Top-k into indices.
+static cudaError_t row_select_args(const KascadeDecodeShape& s, const Workspace& w, int topk, int* indices,
+                                   PartialArgs& a, KascadeDecodeShape* run) {
+  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+  if (rows > kRowSelectMaxRows) return cudaErrorInvalidValue;
+  *run = s;
+  run->variant &= ~KASCADE_VARIANT_LEAN;
+  a.chunk = row_select_chunk(rows, s.n, device_sm_count());
+  a.splits = ceil_div(s.n, a.chunk);
+  a.rowOut = indices;
+  a.rowTopk = topk;
+  a.rowCand = reinterpret_cast<int*>(w.pooled);
+  a.rowCandVal = w.pooled + rows * s.n;
+  return cudaSuccess;
 }
 
 static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size_t wsBytes,
@@ -546,13 +431,17 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* sha
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
+  a.noLogitWrites = debug_no_logit_writes();
+  if (s->variant & KASCADE_VARIANT_ROW_SELECT) {
+    KascadeDecodeShape run;
+    if ((e = row_select_args(*s, w, topk, indices, a, &run)) != cudaSuccess) return e;
+    return launch_attention(run, kDenseLogits, a, out, st);
+  }
   if (s->variant & KASCADE_VARIANT_SELECT2) {
-    // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears
-    // its own 4096-bin rows in its phase 0; PartialArgs::clearBins stays for it, unused).
+    // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
     a.clearHist = w.hist;
     a.clearState = w.state;
   }
-  a.noLogitWrites = debug_no_logit_writes();
   if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
   return pooled_topk(*s, a.splits, w, topk, indices, q, k, st);
 }
@@ -573,15 +462,20 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, co
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  if (s->variant & KASCADE_VARIANT_SELECT2) {
-    // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears
-    // its own 4096-bin rows in its phase 0; PartialArgs::clearBins stays for it, unused).
-    a.clearHist = w.hist;
-    a.clearState = w.state;
-  }
   a.noLogitWrites = debug_no_logit_writes();
-  if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
-  if ((e = pooled_topk(*s, a.splits, w, topk, indices, q, k, st)) != cudaSuccess) return e;
+  if (s->variant & KASCADE_VARIANT_ROW_SELECT) {
+    KascadeDecodeShape run;
+    if ((e = row_select_args(*s, w, topk, indices, a, &run)) != cudaSuccess) return e;
+    if ((e = launch_attention(run, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
+  } else {
+    if (s->variant & KASCADE_VARIANT_SELECT2) {
+      // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
+      a.clearHist = w.hist;
+      a.clearState = w.state;
+    }
+    if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
+    if ((e = pooled_topk(*s, a.splits, w, topk, indices, q, k, st)) != cudaSuccess) return e;
+  }
   PartialArgs g{};
   g.q = q;
   g.k = k;

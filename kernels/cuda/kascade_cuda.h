@@ -45,9 +45,8 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_TMA2D = 16,    // contiguous passes (dense, layer 0, anchor scores): 16-key K/V tiles by
                                  // TMA tensor copies (128-byte swizzle); gathers use the other bits' loader
   KASCADE_VARIANT_P16 = 32,      // P enters P V as one 16-bit value (default: hi + lo halves, ~16 bits)
-  KASCADE_VARIANT_CANDIDATES = 64,  // anchors: after the first radix digit, scores above its bin are
-                                    // written out and the bin's members listed; the last two digits
-                                    // and the compaction read only that list
+  KASCADE_VARIANT_CANDIDATES = 64,  // retired in session 5 (no effect): the multi-pass select's candidate-list
+                                    // passes, which no default reached
   KASCADE_VARIANT_LEAN = 128,  // lean (stream-K) schedule: a persistent grid of the CTAs that fit at once, each an
                                // equal contiguous share of the flattened (sequence, KV head, key tile) space,
                                // partials at head boundaries; a wider combine merges them
@@ -55,9 +54,8 @@ enum KascadeDecodeVariant {
                                          // compaction) as ONE launch, a thread block cluster per (sequence,
                                          // KV head) row holding its pooled scores in shared memory
                                          // (select_decode.cu); ties at the k-th value go to the lower index
-  KASCADE_VARIANT_SELECT_V2 = 512,       // the cluster select's second version (implies 256): plain shared
-                                         // atomics for the histograms, the counts folded into the digit
-                                         // passes (call C: 4-9 % faster than version 1)
+  KASCADE_VARIANT_SELECT_V2 = 512,       // the same as 256 since session 5 (the cluster select's second version,
+                                         // 4-9 % faster in the third session's call C, is the only one left)
   KASCADE_VARIANT_U16 = 1024,  // anchors (cuda-anchor, session 4): the scores / layer-0 pass writes, per query head and
                                // key, u = exp2(s - m16) as f16 (m16: the max of its 16-key step, one f32 per step and
                                // head) instead of the f32 logit; the select's pooling reads u and m16 (2.25 B per head
