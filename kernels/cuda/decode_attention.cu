@@ -39,9 +39,8 @@
 //     so their launch and prologue overlap the previous kernel's tail (back-to-back layers, graphs).
 //   - bit 8192 (gathers on the split schedule): MODE kGatherLite, a 2-stage ring per warp (70 KB at
 //     D 128: three CTAs per SM where kGather fits two) and as many splits per row as fill
-//     those CTAs (lite_splits); the fused merge (bit 4) reads 16 slots at a time. A forced `splits`
-//     of 2..16 runs each row's CTAs as one thread block cluster of that size merging through
-//     distributed shared memory (cluster_merge: no partials in global memory, no combine).
+//     those CTAs (lite_splits); the fused merge (bit 4) reads 16 slots at a time.
+//   - bit 32768 (gathers): the warp-specialised gather of reuse_b1_decode.cu runs instead of this kernel.
 // Kernel combine_kernel<T, D>
 //   grid (batch x heads), block D threads: merges the splits' (max, sum, unnormalised out).
 // Kernel lean_combine_kernel<T, D> (bit 128)
@@ -51,11 +50,8 @@
 #include <type_traits>
 #include <utility>
 
-#include <cooperative_groups.h>
-
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
-#include "row_select.cuh"
 
 namespace kascade {
 
@@ -112,8 +108,8 @@ constexpr size_t partial_smem_bytes() {
   const size_t tma = LOAD == 2 ? 1024 + size_t(4) * C::kStages *
                                             (tma_stage_bytes<T, D, MODE>() + C::kWarpKeys * sizeof(int) + sizeof(uint64_t))
                                : 0;
-  // The 4 warps' partials, then (KASCADE_VARIANT_GATHER_B1's cluster merge) the CTA's own.
-  const size_t red = sizeof(float) * (5 * GS * D + 10 * GS);
+  // The 4 warps' partials.
+  const size_t red = sizeof(float) * (4 * GS * D + 8 * GS);
   const size_t m = ring > red ? ring : red;
   return m > tma ? m : tma;
 }
@@ -121,39 +117,6 @@ constexpr size_t partial_smem_bytes() {
 template <typename T, int D, int MODE>
 constexpr size_t ring_bytes() {
   return size_t(4) * Cfg<D, MODE>::kWarpElems * sizeof(T);
-}
-
-// KASCADE_VARIANT_GATHER_B1: the CTAs of one (sequence, KV head) row form a thread block cluster of
-// `slots` (blockIdx.x = the CTA's rank); each has left its partial in shared memory at `mine`:
-// o [GS][D] (unnormalised) then (m, l) [GS][2]. After a cluster barrier, CTA r merges elements
-// r * 128 + tid, (r + slots) * 128 + tid, ... of the GS x D outputs, reading every CTA's partial through
-// distributed shared memory; a second barrier keeps each CTA's shared memory alive until all have read it.
-template <typename T, int D, int GS>
-__device__ __forceinline__ void cluster_merge(float* mine, int slots, T* out) {
-  namespace cg = cooperative_groups;
-  cg::cluster_group cl = cg::this_cluster();
-  __syncthreads();
-  cl.sync();
-  const int rank = static_cast<int>(cl.block_rank());
-  for (int e = rank * 128 + static_cast<int>(threadIdx.x); e < GS * D; e += slots * 128) {
-    const int h = e / D;
-    float M = -INFINITY;
-    for (int c = 0; c < slots; ++c) {
-      const float* r = cl.map_shared_rank(mine, c);
-      M = fmaxf(M, r[GS * D + 2 * h]);
-    }
-    float L = 0.f, O = 0.f;
-    for (int c = 0; c < slots; ++c) {
-      const float* r = cl.map_shared_rank(mine, c);
-      const float m = r[GS * D + 2 * h];
-      if (m == -INFINITY) continue;
-      const float w = exp2f(m - M);
-      L = fmaf(r[GS * D + 2 * h + 1], w, L);
-      O = fmaf(r[e], w, O);
-    }
-    out[e] = from_float<T>(O / L);
-  }
-  cl.sync();
 }
 
 // Each warp is an independent flash-decoding worker: it takes 16-key steps w, w+4, ... of the
@@ -207,9 +170,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   bool pdlReleased = (a.variant & KASCADE_VARIANT_PDL) == 0;
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
-  // KASCADE_VARIANT_ROW_SELECT (row_select.cuh): L2 policies for the K tiles and the f16 intermediate.
-  const bool rowSelect = kWriteLogits && a.rowOut != nullptr;
-  const uint64_t l2First = rowSelect ? l2_policy_evict_first() : 0, l2Last = rowSelect ? l2_policy_evict_last() : 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
   // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
@@ -245,7 +205,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     if (a.clearHist && split == 0) {
       // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
       const size_t r = static_cast<size_t>(b) * G + j;
-      for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
+      const int nbins = a.clearBins > 0 ? a.clearBins : kHistBins;
+      for (int i = tid; i < nbins; i += C::kThreads) a.clearHist[r * nbins + i] = 0u;
       if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
     }
     const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -307,11 +268,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              if (rowSelect) {  // KASCADE_VARIANT_ROW_SELECT: K evict-first, the intermediate stays in L2
-                tma_load_3d_hint(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st, l2First);
-              } else {
-                tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
-              }
+              tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
               if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
             }
           }
@@ -389,21 +346,20 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       const T* ks = Ks + st * C::kStageElems;
 
       // S = Q K^T for 16 keys: two 8-key column blocks.
-      float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+      float sc[2][4];
       {
         const int mi = lane >> 3, r8 = lane & 7;
         const T* base = ks + ((mi >> 1) * 8 + r8) * C::kRow + (mi & 1) * 8;
-  #pragma unroll
-        for (int kc = 0; kc < KC; ++kc) {
-          uint32_t bf[4];
-          if constexpr (LOAD == 2) {
-            ldmatrix_x4(bf, tileBase + st * kTmaStage + tma_tile_offset((mi >> 1) * 8 + r8, kc * 2 + (mi & 1)));
-          } else {
-            ldmatrix_x4(bf, base + kc * 16);
-          }
-          mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
-          mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
-        }
+        qk16<T, KC>(
+            qa,
+            [&](int kc, uint32_t* bf) {
+              if constexpr (LOAD == 2) {
+                ldmatrix_x4(bf, tileBase + st * kTmaStage + tma_tile_offset((mi >> 1) * 8 + r8, kc * 2 + (mi & 1)));
+              } else {
+                ldmatrix_x4(bf, base + kc * 16);
+              }
+            },
+            sc);
       }
       // This thread's scores: row `row`, keys nb*8 + quad*2 + e.
       float sv[4];
@@ -435,27 +391,16 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               if (p0 >= 0) {
                 const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
                 // Streaming stores (evict-first in L2): the select reads them once, after this pass.
-                // KASCADE_VARIANT_ROW_SELECT: evict-last instead (this pass's last CTA of the row reads them).
                 if (p1 >= 0) {
                   const __half2 h2 = __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
-                  if (rowSelect) {
-                    st_u32_hint(ur + p0, *reinterpret_cast<const unsigned*>(&h2), l2Last);
-                  } else {
-                    __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
-                  }
+                  __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
                 } else {
                   ur[p0] = __float2half_rn(u0);
                 }
               }
             }
-            if (quad == 0 && pv[0] >= 0) {
-              float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-              if (rowSelect) {
-                st_u32_hint(m16p, __float_as_uint(tm), l2Last);
-              } else {
-                __stcs(m16p, tm);
-              }
-            }
+            if (quad == 0 && pv[0] >= 0)
+              __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16, tm);
           } else {
             float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
   #pragma unroll
@@ -464,68 +409,24 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           }
         }
       }
-      const float mn = fmaxf(m, tm);
-      float pr[4], al = 1.f;
-      if (mn == -INFINITY) {
-        pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
-      } else {
-  #pragma unroll
-        for (int t = 0; t < 4; ++t) pr[t] = exp2f(sv[t] - mn);
-        al = exp2f(m - mn);
-      }
-      m = mn;
-      l = l * al + (pr[0] + pr[1] + pr[2] + pr[3]);
-
+      float pr[4], al;
+      softmax16(sv, tm, m, l, pr, al);
       if constexpr (kWithV) {
-  #pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-          acc[nb][0] *= al;
-          acc[nb][1] *= al;
-        }
-        // P as the A operand (rows >= 8 zero), split hi + lo so P keeps ~16 significant bits.
-        uint32_t ph[4], pl[4];
-        ph[0] = pack2<T>(pr[0], pr[1]);
-        ph[2] = pack2<T>(pr[2], pr[3]);
-        ph[1] = ph[3] = 0u;
-        {
-          float h0[2], h1[2];
-          to_float2(ph[0], h0, T());
-          to_float2(ph[2], h1, T());
-          pl[0] = pack2<T>(pr[0] - h0[0], pr[1] - h0[1]);
-          pl[2] = pack2<T>(pr[2] - h1[0], pr[3] - h1[1]);
-          pl[1] = pl[3] = 0u;
-        }
+        // O = al O + P V over the D/16 column chunks (P as hi + lo halves, or hi alone with bit 32).
         const T* vs = Vs + st * C::kStageElems;
         const int mi = lane >> 3, r8 = lane & 7;
         const T* base = vs + ((mi & 1) * 8 + r8) * C::kRow + (mi >> 1) * 8;
-        // O += P V over the D/16 column chunks; withLo adds the lo half of P (off in variant P16).
-        auto pv = [&](auto withLo) {
-  #pragma unroll
-          for (int nd = 0; nd < KC; ++nd) {
-            uint32_t bf[4];
-            if constexpr (LOAD == 2) {
-              ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
-                                        tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
-            } else {
-              ldmatrix_x4_trans(bf, base + nd * 16);
-            }
-            float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
-            float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
-            mma16816<T>(c0, ph, bf[0], bf[1]);
-            if constexpr (decltype(withLo)::value) mma16816<T>(c0, pl, bf[0], bf[1]);
-            mma16816<T>(c1, ph, bf[2], bf[3]);
-            if constexpr (decltype(withLo)::value) mma16816<T>(c1, pl, bf[2], bf[3]);
-            acc[2 * nd][0] = c0[0];
-            acc[2 * nd][1] = c0[1];
-            acc[2 * nd + 1][0] = c1[0];
-            acc[2 * nd + 1][1] = c1[1];
-          }
-        };
-        if (p16) {
-          pv(std::false_type{});
-        } else {
-          pv(std::true_type{});
-        }
+        pv16<T, KC>(
+            pr, al, p16,
+            [&](int nd, uint32_t* bf) {
+              if constexpr (LOAD == 2) {
+                ldmatrix_x4_trans(bf, tileBase + st * kTmaStage + kTmaTileK +
+                                          tma_tile_offset((mi & 1) * 8 + r8, nd * 2 + (mi >> 1)));
+              } else {
+                ldmatrix_x4_trans(bf, base + nd * 16);
+              }
+            },
+            acc);
       }
       __syncwarp();
     }
@@ -538,38 +439,16 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     __syncthreads();
 
-    // Merge the 4 warps: red_o [4][GS][D], red_ml [4][GS][2].
+    // Merge the 4 warps (red_o [4][GS][D], red_ml [4][GS][2]) into this segment's partial slot.
     float* red_o = reinterpret_cast<float*>(smem_raw);
-    float* red_ml = red_o + 4 * GS * D;
-    if (row < GS) {
-      if (quad == 0) {
-        red_ml[(warp * GS + row) * 2] = m;
-        red_ml[(warp * GS + row) * 2 + 1] = l;
-      }
-      if constexpr (kWithV) {
-  #pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-          red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
-          red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
-        }
-      }
-    }
-    __syncthreads();
-    if (tid < GS) {
-      float M = -INFINITY;
-  #pragma unroll
-      for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + tid) * 2]);
-      float L = 0.f;
-  #pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const float mw = red_ml[(w * GS + tid) * 2];
-        if (mw != -INFINITY) L += red_ml[(w * GS + tid) * 2 + 1] * exp2f(mw - M);
-      }
-      float* ml = (kGatherMode && a.clusterSlots > 0) ? red_ml + 8 * GS + GS * D + tid * 2
-                                                      : a.part_ml + ((bh0 + tid) * a.splits + split) * 2;
-      ml[0] = M;
-      ml[1] = L;
-    }
+    merge_warps<D, GS, 4, C::kThreads, kWithV>(
+        red_o, red_o + 4 * GS * D, m, l, acc,
+        [&](int h, float M, float L) {
+          float* ml = a.part_ml + ((bh0 + h) * a.splits + split) * 2;
+          ml[0] = M;
+          ml[1] = L;
+        },
+        [&](int i2, float o) { a.part_o[((bh0 + i2 / D) * a.splits + split) * D + i2 % D] = o; });
     if (lean && rowLast) {
       // The row's slots past its last CTA's stay empty (m = -inf, l = 0) for whoever reads all `splits`.
       const int pad = a.splits - nslots;
@@ -580,26 +459,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       }
     }
     if constexpr (kWithV) {
-      for (int i2 = tid; i2 < GS * D; i2 += C::kThreads) {
-        const int h = i2 / D, d = i2 % D;
-        float M = -INFINITY;
-  #pragma unroll
-        for (int w = 0; w < 4; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-        float o = 0.f;
-  #pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const float mw = red_ml[(w * GS + h) * 2];
-          if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
-        }
-        if (kGatherMode && a.clusterSlots > 0) {
-          red_ml[8 * GS + i2] = o;  // this CTA's partial, for the cluster merge below
-        } else {
-          a.part_o[((bh0 + h) * a.splits + split) * D + d] = o;
-        }
-      }
-      if constexpr (kGatherMode) {
-        if (a.clusterSlots > 0) cluster_merge<T, D, GS>(red_ml + 8 * GS, a.clusterSlots, static_cast<T*>(a.out) + bh0 * D);
-      }
       if (a.variant & KASCADE_VARIANT_FUSED) {
         // The last block of this (sequence, KV head) to finish merges every split's partials (lean:
         // the row's nslots CTAs count, each once). Bit 8192: sixteen slots' loads in flight, else eight.
@@ -607,28 +466,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                  a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
                                                  reinterpret_cast<float*>(smem_raw),
                                                  (a.variant & KASCADE_VARIANT_GATHER_B1) != 0);
-      }
-    }
-    if constexpr (kWriteLogits) {
-      if (rowSelect) {
-        // KASCADE_VARIANT_ROW_SELECT: the row's last CTA selects its Top-k (split schedule only).
-        __syncthreads();
-        RowSelectJob job;
-        job.row = static_cast<long long>(b) * G + j;
-        job.bh0 = bh0;
-        job.n = n;
-        job.splits = a.splits;
-        job.topk = a.rowTopk;
-        job.qscale = qscale;
-        job.intermRows = static_cast<size_t>(s.batch) * H;
-        job.u = reinterpret_cast<const __half*>(a.logits);
-        job.part_ml = a.part_ml;
-        job.kRows = kg;
-        job.qRows = static_cast<const T*>(a.q) + bh0 * D;
-        job.out = a.rowOut + job.row * a.rowTopk;
-        job.cand = a.rowCand + job.row * n;
-        job.candVal = a.rowCandVal + job.row * n;
-        row_select_finish<T, D, GS>(job, reinterpret_cast<unsigned*>(smem_raw));
       }
     }
     ringBase += steps;
@@ -816,11 +653,10 @@ int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long wor
 // Launches `kernel` on `st`; with `pdl` (KASCADE_VARIANT_PDL) as a programmatic dependent launch, so
 // it may begin while the previous kernel of the stream finishes (the kernel waits with
 // griddepcontrol.wait before it touches global memory).
-// With clusterX > 0, the grid runs as thread block clusters of clusterX x 1 x 1.
 template <typename... Params, typename... Args>
-static cudaError_t launch_maybe_pdl(bool pdl, int clusterX, void (*kernel)(Params...), dim3 grid, dim3 block,
+static cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block,
                                     size_t smem, cudaStream_t st, Args&&... args) {
-  if (!pdl && clusterX <= 0) {
+  if (!pdl) {
     kernel<<<grid, block, smem, st>>>(std::forward<Args>(args)...);
     return cudaGetLastError();
   }
@@ -829,59 +665,18 @@ static cudaError_t launch_maybe_pdl(bool pdl, int clusterX, void (*kernel)(Param
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = st;
-  cudaLaunchAttribute attr[2];
-  unsigned na = 0;
-  if (pdl) {
-    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[na].val.programmaticStreamSerializationAllowed = 1;
-    ++na;
-  }
-  if (clusterX > 0) {
-    attr[na].id = cudaLaunchAttributeClusterDimension;
-    attr[na].val.clusterDim.x = static_cast<unsigned>(clusterX);
-    attr[na].val.clusterDim.y = 1;
-    attr[na].val.clusterDim.z = 1;
-    ++na;
-  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = na;
+  cfg.numAttrs = 1;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
-// KASCADE_VARIANT_GATHER_B1: how many clusters of `c` CTAs of `kernel` (smem bytes each) can be
-// resident at once (cudaOccupancyMaxActiveClusters; 0: none); sizes above 8 ask for non-portable
-// clusters. Asked once per kernel and size (`known[c]`: 0 unknown, else the answer + 1).
-template <typename... Params>
-static int cluster_fits(void (*kernel)(Params...), int c, size_t smem, int* known) {
-  if (known[c] != 0) return known[c] - 1;
-  bool ok = true;
-  if (c > 8) ok = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
-  int clusters = 0;
-  if (ok) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(c, 1, 1);
-    cfg.blockDim = dim3(128);
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = static_cast<unsigned>(c);
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    ok = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters > 0;
-  }
-  cudaGetLastError();  // a refused size is an answer, not a sticky error
-  const int n = ok ? clusters : 0;
-  known[c] = n + 1;
-  return n;
 }
 
 template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
   constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
-  static_assert(smem >= kRowSelectSmem, "KASCADE_VARIANT_ROW_SELECT's histogram reuses the pass's shared memory");
   static int perSm = 0;  // CTAs of this kernel resident per SM, queried once
   if (perSm == 0) {
     cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
@@ -906,32 +701,18 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
     a.splits = p.slots;
     grid = dim3(p.ctas, 1, 1);
   }
-  a.clusterSlots = 0;
-  int clusterX = 0;
   if constexpr (MODE == kGatherLite) {
     // KASCADE_VARIANT_GATHER_B1 (split schedule only; launch_partial_mode picks this instantiation).
     // Call A (H200, 128k batch 1) showed the gather issue-bound at ~6 warps per SM (ncu: 1.6 warps
     // per scheduler, 0.27 issued per cycle, ~2 us per 16-key step): the 2-stage ring fits perSm CTAs
-    // (3 at d 128), and each row's list is cut into the splits that fill them (lite_splits).
-    // A forced `splits` of 2..16 instead runs each row's CTAs as one thread block cluster of that
-    // size that merges through distributed shared memory (tuning: call A's 16-CTA clusters, one per
-    // row, ran 1.8x slower at 128k for lack of CTAs, 1.3-1.9x faster at 8k/32k in a graph).
-    if (s.splits >= 2 && s.splits <= 16) {
-      static int known[17] = {0};
-      if (cluster_fits(attn_partial_kernel<T, D, GS, MODE, LOAD>, s.splits, smem, known) > 0) clusterX = s.splits;
-      if (clusterX > 0) {
-        a.chunk = cluster_chunk(a.topk, clusterX);
-        a.splits = clusterX;
-        a.clusterSlots = clusterX;
-        a.variant &= ~KASCADE_VARIANT_FUSED;  // the cluster merges; no partials in global memory
-        grid = dim3(clusterX, s.kvHeads, s.batch);
-      }
-    } else if (s.splits == 0) {
+    // (3 at d 128), and each row's list is cut into the splits that fill them (lite_splits); a forced
+    // `splits` is taken as it is.
+    if (s.splits == 0) {
       a.splits = lite_splits(s, a.topk, perSm, &a.chunk);
       grid = dim3(a.splits, s.kvHeads, s.batch);
     }
   }
-  return launch_maybe_pdl((a.variant & KASCADE_VARIANT_PDL) != 0, clusterX, attn_partial_kernel<T, D, GS, MODE, LOAD>,
+  return launch_maybe_pdl((a.variant & KASCADE_VARIANT_PDL) != 0, attn_partial_kernel<T, D, GS, MODE, LOAD>,
                           grid, dim3(Cfg<D, MODE>::kThreads), smem, st, s, a, tm);
 }
 
@@ -954,7 +735,7 @@ static cudaError_t launch_partial_mode(const KascadeDecodeShape& s, AttnMode mod
       case kDenseLogits: return launch_partial_t<T, D, GS, kDenseLogits, LOAD>(s, a, tm, st);
       case kScoresOnly: return launch_partial_t<T, D, GS, kScoresOnly, LOAD>(s, a, tm, st);
       case kGather:
-        // KASCADE_VARIANT_GATHER_B1 on the split schedule: the cluster instantiation (6-stage ring).
+        // KASCADE_VARIANT_GATHER_B1 on the split schedule: the 2-stage instantiation.
         if ((a.variant & KASCADE_VARIANT_GATHER_B1) && !(a.variant & KASCADE_VARIANT_LEAN))
           return launch_partial_t<T, D, GS, kGatherLite, LOAD>(s, a, tm, st);
         return launch_partial_t<T, D, GS, kGather, LOAD>(s, a, tm, st);
@@ -998,9 +779,8 @@ static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const voi
   const cuuint32_t estr[3] = {1, 1, 1};
   const CUtensorMapDataType dt =
       s.dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUtensorMapL2promotion promo = (s.variant & (KASCADE_VARIANT_LEAN | KASCADE_VARIANT_ROW_SELECT))
-                                           ? CU_TENSOR_MAP_L2_PROMOTION_NONE
-                                           : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
+  const CUtensorMapL2promotion promo =
+      (s.variant & KASCADE_VARIANT_LEAN) ? CU_TENSOR_MAP_L2_PROMOTION_NONE : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
   return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
              CU_TENSOR_MAP_SWIZZLE_128B, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
@@ -1041,8 +821,7 @@ cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, Partial
                      fused_combine_fits(s, lean ? kLeanMaxCtasPerSm * device_sm_count() : a.splits);
   if (!fused) a.variant &= ~KASCADE_VARIANT_FUSED;
   const cudaError_t e = launch_partial(s, mode, a, st);
-  // KASCADE_VARIANT_GATHER_B1's clusters merged already (launch_partial set clusterSlots).
-  if (e != cudaSuccess || fused || mode == kScoresOnly || a.clusterSlots > 0) return e;
+  if (e != cudaSuccess || fused || mode == kScoresOnly) return e;
   if (lean) return launch_lean_combine(s, a.splits, a.part_o, a.part_ml, out, st);
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
@@ -1058,7 +837,7 @@ cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const f
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
       const bool pdl = (s.variant & KASCADE_VARIANT_PDL) != 0;
-      return launch_maybe_pdl(pdl, 0, lean_combine_kernel<T, D>, dim3(bh, ds), dim3(128), smem, st, splits, part_o,
+      return launch_maybe_pdl(pdl, lean_combine_kernel<T, D>, dim3(bh, ds), dim3(128), smem, st, splits, part_o,
                               part_ml, static_cast<T*>(out), pdl ? 1 : 0);
     });
   });
@@ -1069,7 +848,7 @@ cudaError_t launch_combine(const KascadeDecodeShape& s, int splits, const float*
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {
       const bool pdl = (s.variant & KASCADE_VARIANT_PDL) != 0;
-      return launch_maybe_pdl(pdl, 0, combine_kernel<T, D>, dim3(s.batch * s.heads), dim3(D), sizeof(float) * splits, st,
+      return launch_maybe_pdl(pdl, combine_kernel<T, D>, dim3(s.batch * s.heads), dim3(D), sizeof(float) * splits, st,
                               splits, part_o, part_ml, static_cast<T*>(out), pdl ? 1 : 0);
     });
   });
@@ -1085,8 +864,6 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     int c;  // lite_splits at the largest CTA count per SM
     S = max(S, lite_splits(s, topk, kLeanMaxCtasPerSm, &c));
   }
-  if ((s.variant & KASCADE_VARIANT_ROW_SELECT) && select)
-    S = max(S, ceil_div(s.n, row_select_chunk(static_cast<long long>(s.batch) * s.kvHeads, s.n, device_sm_count())));
   if ((s.variant & KASCADE_VARIANT_GATHER_WS) && topk > 0) {
     int c;  // ws_splits at the largest CTA count per SM
     S = max(S, ws_splits(s, topk, kLeanMaxCtasPerSm, &c));
@@ -1103,10 +880,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
-  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT | KASCADE_VARIANT_ROW_SELECT)))
+  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
     sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
-  // KASCADE_VARIANT_ROW_SELECT: the rows' candidate lists (keys, scores) in the pooled buffer.
-  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) sizes[3] = max(sizes[3], 2 * BG * n * 4);
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;

@@ -45,6 +45,7 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
+  int clearBins;        // histogram bins per row to zero (0: kHistBins; the stream select: kStreamBins)
   int noLogitWrites;    // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1, wrong results): the logits /
                         // f16 intermediate are not written, to time the scores pass without its writes
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
@@ -53,17 +54,6 @@ struct PartialArgs {
   long long leanWork;
   int leanTiles;
   int leanCtas;
-  // KASCADE_VARIANT_GATHER_B1 (filled by launch_partial, gathers only): > 0 when the `splits` CTAs of
-  // each (b, j) row run as one thread block cluster of that many and merge through distributed
-  // shared memory (no partials in global memory, no combine); 0 otherwise.
-  int clusterSlots;
-  // KASCADE_VARIANT_ROW_SELECT (the anchors' scores / layer-0 pass on the split schedule, row_select.cuh):
-  // non-null rowOut: the last CTA of each (b, j) row selects the row's rowTopk keys from the f16
-  // intermediate into rowOut [batch, kvHeads, rowTopk], listing candidates in rowCand / rowCandVal [rows][n].
-  int* rowOut;
-  int rowTopk;
-  int* rowCand;
-  float* rowCandVal;
 };
 
 // KASCADE_VARIANT_LEAN: the lean (stream-K) work partition. The key list of every (b, j) row is
@@ -121,14 +111,6 @@ __host__ __device__ inline LeanSegment lean_segment(int cta, long long tile, lon
   g.nextTile = segEnd;
   return g;
 }
-// KASCADE_VARIANT_GATHER_B1: list entries per CTA when a row's `listLen` entries go to a cluster of
-// `c` CTAs: equal whole 64-key tiles (CTA r takes [r chunk, min(listLen, (r + 1) chunk)); trailing CTAs
-// of short lists get nothing and merge as empty partials). packages/cuda/src/lean.ts has the twin.
-__host__ __device__ inline int cluster_chunk(int listLen, int c) {
-  const int per = (listLen + c - 1) / c;
-  return (per + kTile - 1) / kTile * kTile;
-}
-
 // Splits per row so that `rows` rows' splits fill at most `ctas` CTAs (one wave): floor(ctas / rows) (at
 // least 1, at most one per `grain`-entry group), then equal whole groups per split; returns the split
 // count and writes the list entries per split to *chunk. KASCADE_VARIANT_GATHER_B1 (kGatherLite) cuts

@@ -118,38 +118,30 @@ __device__ __forceinline__ void load_q_operand(const T* qg, uint32_t (&qa)[D / 1
   }
 }
 
-// One warp's 16-key step of the online softmax in the log2 domain: S = Q K^T on the tensor cores over
-// 16 K rows at `ks` (row stride kRow elements, padded so ldmatrix's rows fall on distinct banks), keys
-// with pos[key] < 0 masked, then O += P V over the 16 V rows at `vs`. P enters P V as hi + lo 16-bit
-// halves (~16 significant bits) unless `p16`. This thread's state: row lane / 4 (a query head when
-// < GS), running max m and its own partial sum l (the quad's four threads' l add up to the row's),
-// acc[nb][e] = O[row][nb * 8 + (lane % 4) * 2 + e].
-template <typename T, int D, int kRow>
-__device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const T* ks, const T* vs, const int* pos,
-                                         float qscale, bool p16, float& m, float& l, float (&acc)[D / 8][2]) {
-  constexpr int KC = D / 16, NB = D / 8;
-  const int lane = static_cast<int>(threadIdx.x) & 31, quad = lane & 3, mi = lane >> 3, r8 = lane & 7;
-  float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-  {
-    const T* base = ks + ((mi >> 1) * 8 + r8) * kRow + (mi & 1) * 8;
+// One warp's 16-key step of the online softmax in the log2 domain, in three parts the gathers and the
+// contiguous passes share. The warp's thread holds row lane / 4 (a query head when < GS) and keys
+// nb * 8 + (lane % 4) * 2 + e of the step; acc[nb][e] = O[row][nb * 8 + (lane % 4) * 2 + e].
+// qk16: S = Q K^T on the tensor cores; ld_k(kc, bf) loads K chunk kc's B fragments (ldmatrix_x4 of
+// rows (lane / 16) * 8 + lane % 8, 16-byte column chunk 2 kc + (lane / 8) % 2).
+template <typename T, int KC, typename LdK>
+__device__ __forceinline__ void qk16(const uint32_t (&qa)[KC][4], LdK ld_k, float (&sc)[2][4]) {
 #pragma unroll
-    for (int kc = 0; kc < KC; ++kc) {
-      uint32_t bf[4];
-      ldmatrix_x4(bf, base + kc * 16);
-      mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
-      mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
-    }
+  for (int nb = 0; nb < 2; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.f;
+#pragma unroll
+  for (int kc = 0; kc < KC; ++kc) {
+    uint32_t bf[4];
+    ld_k(kc, bf);
+    mma16816<T>(sc[0], qa[kc], bf[0], bf[1]);
+    mma16816<T>(sc[1], qa[kc], bf[2], bf[3]);
   }
-  float sv[4];
-#pragma unroll
-  for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) sv[nb * 2 + e] = pos[nb * 8 + quad * 2 + e] >= 0 ? sc[nb][e] * qscale : -INFINITY;
-  float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
-  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
-  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+}
+// softmax16: the step's max tm (over the quad: the row's 16 keys) taken into the running max m and sum
+// l (this thread's keys only; the quad's four l add up to the row's); pr = exp2(sv - m), al = the
+// factor the earlier terms are scaled by.
+__device__ __forceinline__ void softmax16(const float (&sv)[4], float tm, float& m, float& l, float (&pr)[4],
+                                          float& al) {
   const float mn = fmaxf(m, tm);
-  float pr[4], al = 1.f;
+  al = 1.f;
   if (mn == -INFINITY) {
     pr[0] = pr[1] = pr[2] = pr[3] = 0.f;
   } else {
@@ -159,8 +151,14 @@ __device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const 
   }
   m = mn;
   l = l * al + (pr[0] + pr[1] + pr[2] + pr[3]);
+}
+// pv16: acc = al acc + P V; P as the A operand (rows >= 8 zero), split hi + lo 16-bit halves (~16
+// significant bits) unless `p16`; ld_v(nd, bf) loads V chunk nd's B fragments (ldmatrix_x4_trans of
+// rows (lane / 8) % 2 * 8 + lane % 8, 16-byte column chunk 2 nd + lane / 16).
+template <typename T, int KC, typename LdV>
+__device__ __forceinline__ void pv16(const float (&pr)[4], float al, bool p16, LdV ld_v, float (&acc)[2 * KC][2]) {
 #pragma unroll
-  for (int nb = 0; nb < NB; ++nb) {
+  for (int nb = 0; nb < 2 * KC; ++nb) {
     acc[nb][0] *= al;
     acc[nb][1] *= al;
   }
@@ -176,12 +174,11 @@ __device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const 
     pl[2] = pack2<T>(pr[2] - h1[0], pr[3] - h1[1]);
     pl[1] = pl[3] = 0u;
   }
-  const T* base = vs + ((mi & 1) * 8 + r8) * kRow + (mi >> 1) * 8;
   auto pv = [&](auto withLo) {
 #pragma unroll
     for (int nd = 0; nd < KC; ++nd) {
       uint32_t bf[4];
-      ldmatrix_x4_trans(bf, base + nd * 16);
+      ld_v(nd, bf);
       float c0[4] = {acc[2 * nd][0], acc[2 * nd][1], 0.f, 0.f};
       float c1[4] = {acc[2 * nd + 1][0], acc[2 * nd + 1][1], 0.f, 0.f};
       mma16816<T>(c0, ph, bf[0], bf[1]);
@@ -200,13 +197,35 @@ __device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const 
     pv(std::true_type{});
   }
 }
+// The three over 16 padded K and V rows in shared memory (row stride kRow elements: ldmatrix's rows on
+// distinct banks), keys with pos[key] < 0 masked: the gathers' step.
+template <typename T, int D, int kRow>
+__device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const T* ks, const T* vs, const int* pos,
+                                         float qscale, bool p16, float& m, float& l, float (&acc)[D / 8][2]) {
+  const int lane = static_cast<int>(threadIdx.x) & 31, quad = lane & 3, mi = lane >> 3, r8 = lane & 7;
+  float sc[2][4];
+  const T* kb = ks + ((mi >> 1) * 8 + r8) * kRow + (mi & 1) * 8;
+  qk16<T, D / 16>(qa, [&](int kc, uint32_t* bf) { ldmatrix_x4(bf, kb + kc * 16); }, sc);
+  float sv[4];
+#pragma unroll
+  for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) sv[nb * 2 + e] = pos[nb * 8 + quad * 2 + e] >= 0 ? sc[nb][e] * qscale : -INFINITY;
+  float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
+  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+  float pr[4], al;
+  softmax16(sv, tm, m, l, pr, al);
+  const T* vb = vs + ((mi & 1) * 8 + r8) * kRow + (mi >> 1) * 8;
+  pv16<T, D / 16>(pr, al, p16, [&](int nd, uint32_t* bf) { ldmatrix_x4_trans(bf, vb + nd * 16); }, acc);
+}
 
 // The NW warps of a CTA merge their online-softmax states: each warp's lanes (quad == 0 holds (m, l) of
 // its row, all four of the quad its acc columns) go to shared red_o [NW][GS][D] and red_ml [NW][GS][2];
 // after a barrier of all NT threads, emit_ml(h, M, L) runs once per head (threads 0..GS-1) and
 // emit_o(i, o) once per element i = h * D + d of the merged unnormalised output (threads stride NT).
-// Warps >= NW (a producer) only pass the barriers.
-template <int D, int GS, int NW, int NT, typename EmitMl, typename EmitO>
+// Warps >= NW (a producer) only pass the barriers. Without kWithO (a scores-only pass) only (m, l) merge.
+template <int D, int GS, int NW, int NT, bool kWithO = true, typename EmitMl, typename EmitO>
 __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m, float l, const float (&acc)[D / 8][2],
                                             EmitMl emit_ml, EmitO emit_o) {
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, row = lane >> 2, quad = lane & 3;
@@ -215,10 +234,12 @@ __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m
       red_ml[(warp * GS + row) * 2] = m;
       red_ml[(warp * GS + row) * 2 + 1] = l;
     }
+    if constexpr (kWithO) {
 #pragma unroll
-    for (int nb = 0; nb < D / 8; ++nb) {
-      red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
-      red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+      for (int nb = 0; nb < D / 8; ++nb) {
+        red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
+        red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+      }
     }
   }
   __syncthreads();
@@ -234,18 +255,20 @@ __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m
     }
     emit_ml(tid, M, L);
   }
-  for (int i = tid; i < GS * D; i += NT) {
-    const int h = i / D, d = i % D;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-    float o = 0.f;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      const float mw = red_ml[(w * GS + h) * 2];
-      if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
+  if constexpr (kWithO) {
+    for (int i = tid; i < GS * D; i += NT) {
+      const int h = i / D, d = i % D;
+      float M = -INFINITY;
+  #pragma unroll
+      for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+      float o = 0.f;
+  #pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        const float mw = red_ml[(w * GS + h) * 2];
+        if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
+      }
+      emit_o(i, o);
     }
-    emit_o(i, o);
   }
 }
 

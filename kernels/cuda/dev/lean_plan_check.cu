@@ -1,7 +1,7 @@
 // Host-side check of the lean (stream-K) work partition (decode_attention.cuh: lean_plan,
 // lean_tile_begin, lean_segment), the functions the kernel itself calls. No GPU needed.
 // Usage: lean_plan_check ROWS LISTLEN CTAS [ROWS LISTLEN CTAS ...]
-//        lean_plan_check --cluster LISTLEN C [...] (cluster_chunk, one number per line)
+//        lean_plan_check --lite|--ws ROWS LISTLEN CTAS [...] (grain_split_count, "splits chunk" per line)
 // Prints one JSON line per case: the plan and, per CTA, its segments
 // [row, begin, end, slot, nslots, rowLast]. packages/cuda/src/lean.test.ts compares it with the
 // TypeScript twin (packages/cuda/src/lean.ts).
@@ -14,11 +14,6 @@
 using namespace kascade;
 
 int main(int argc, char** argv) {
-  // lean_plan_check --cluster LISTLEN C [LISTLEN C ...]: cluster_chunk per pair (variant bit 8192).
-  if (argc >= 2 && std::strcmp(argv[1], "--cluster") == 0) {
-    for (int i = 2; i + 1 < argc; i += 2) std::printf("%d\n", cluster_chunk(std::atoi(argv[i]), std::atoi(argv[i + 1])));
-    return 0;
-  }
   // lean_plan_check --lite ROWS LISTLEN CTAS [...]: lite_split_count per triple, "splits chunk" per line;
   // --ws: the same with grain_split_count at the warp-specialised gather's 16-key groups (bit 32768).
   const bool ws = argc >= 2 && std::strcmp(argv[1], "--ws") == 0;

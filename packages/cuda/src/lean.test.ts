@@ -5,8 +5,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
-  clusterChunk,
-  clusterShares,
   LEAN_TILE_KEYS,
   type LeanPlan,
   type LeanSegment,
@@ -244,28 +242,23 @@ describe('warp-specialised gather splits (variant bit 32768)', () => {
   });
 });
 
-describe('cluster shares (variant bit 8192)', () => {
-  it('cover every key once in whole tiles, and the merge of the shares gives the softmax', () => {
+describe('split shares (variant bits 8192 and 32768)', () => {
+  it('cover every key once, and the merge of the shares gives the softmax', () => {
+    const shares = (listLen: number, ctas: number, grain: number): [number, number][] => {
+      const { splits, chunk } = liteSplits(1, listLen, ctas, grain);
+      return Array.from({ length: splits }, (_, r) => [r * chunk, Math.min(listLen, (r + 1) * chunk)]);
+    };
     for (const listLen of [1, 9, 63, 64, 65, 113, 1023, 3277, 13107, 52429])
-      for (const c of [2, 4, 8, 12, 16]) {
-        const chunk = clusterChunk(listLen, c);
-        expect(chunk % LEAN_TILE_KEYS).toBe(0);
-        const shares = clusterShares(listLen, c);
-        expect(shares).toHaveLength(c);
-        let next = 0;
-        for (const [begin, end] of shares) {
-          if (begin >= end) continue; // an empty CTA: a partial with m = -inf
-          expect(begin).toBe(next);
-          expect(end - begin).toBeLessThanOrEqual(chunk);
-          next = end;
+      for (const ctas of [2, 4, 8, 12, 16, 33])
+        for (const grain of [LEAN_TILE_KEYS, WS_GROUP_KEYS]) {
+          let next = 0;
+          for (const [begin, end] of shares(listLen, ctas, grain)) {
+            expect(begin).toBe(next);
+            expect(end).toBeGreaterThan(begin);
+            next = end;
+          }
+          expect(next).toBe(listLen);
         }
-        expect(next).toBe(listLen);
-        // Shares differ by at most one tile, except for the trailing empty/short ones.
-        expect(c * chunk - listLen).toBeLessThan(c * LEAN_TILE_KEYS);
-      }
-    // 13107 keys (128k at p = 10 %) over 16 CTAs: 832 keys (13 tiles) each, the last 627.
-    expect(clusterChunk(13107, 16)).toBe(832);
-    expect(clusterShares(13107, 16).at(-1)).toEqual([12480, 13107]);
     // Float64: per-share (m, l, o), merged with weights exp(m_r - M), empty shares skipped.
     let seed = 777;
     const rand = () => {
@@ -280,7 +273,7 @@ describe('cluster shares (variant bit 8192)', () => {
     ] as const) {
       const logit = Array.from({ length: listLen }, () => (rand() - 0.5) * 30);
       const value = Array.from({ length: listLen }, () => rand() - 0.5);
-      const parts = clusterShares(listLen, c).map(([b, e]) => {
+      const parts = shares(listLen, c, WS_GROUP_KEYS).map(([b, e]) => {
         let m = Number.NEGATIVE_INFINITY;
         for (let x = b; x < e; ++x) m = Math.max(m, logit[x]!);
         let l = 0;
@@ -361,19 +354,6 @@ describe.skipIf(!nvcc)('lean partition: the C++ functions agree (nvcc found)', (
         );
         expect(got.segments).toEqual(want);
       });
-      // Bit 8192's cluster shares.
-      const pairs: [number, number][] = [
-        [1, 16],
-        [9, 16],
-        [1023, 12],
-        [13107, 16],
-        [13107, 14],
-        [52429, 8],
-        [65, 2],
-      ];
-      const chunks = spawnSync(exe, ['--cluster', ...pairs.flat().map(String)], { encoding: 'utf8' });
-      expect(chunks.status, chunks.stderr).toBe(0);
-      expect(chunks.stdout.trim().split('\n').map(Number)).toEqual(pairs.map(([l, c]) => clusterChunk(l, c)));
       // Bit 8192's split counts.
       const lite: [number, number, number][] = [
         [8, 13107, 396],

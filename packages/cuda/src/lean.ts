@@ -80,23 +80,6 @@ export function leanSegments(c: number, plan: LeanPlan, listLen: number): LeanSe
 }
 
 /**
- * Variant bit 8192 (`KASCADE_VARIANT_GATHER_B1`): list entries per CTA when a row's `listLen`
- * entries go to one thread block cluster of `c` CTAs (twin of `cluster_chunk` in
- * `kernels/cuda/decode_attention.cuh`): equal whole tiles; CTA `r` takes `[r * chunk, min(listLen,
- * (r + 1) * chunk))`, so trailing CTAs of short lists get nothing and merge as empty partials.
- */
-export function clusterChunk(listLen: number, c: number): number {
-  const per = Math.ceil(listLen / c);
-  return Math.ceil(per / LEAN_TILE_KEYS) * LEAN_TILE_KEYS;
-}
-
-/** The list ranges `[begin, end)` of a row's `c` cluster CTAs (empty ones as `begin >= end`). */
-export function clusterShares(listLen: number, c: number): [number, number][] {
-  const chunk = clusterChunk(listLen, c);
-  return Array.from({ length: c }, (_, r) => [r * chunk, Math.min(listLen, (r + 1) * chunk)]);
-}
-
-/**
  * Splits per row so that `rows` rows' splits fill at most `ctas` CTAs at once (twin of
  * `grain_split_count` in `kernels/cuda/decode_attention.cuh`): `floor(ctas / rows)` (at least 1, at
  * most one per `grain`-entry group), then whole groups per split. Variant bit 8192 (`kGatherLite`)
