@@ -52,6 +52,7 @@
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
+#include "row_select.cuh"
 
 namespace kascade {
 
@@ -170,6 +171,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   bool pdlReleased = (a.variant & KASCADE_VARIANT_PDL) == 0;
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
+  // KASCADE_VARIANT_ROW_SELECT (row_select.cuh): L2 policies for the K tiles and the f16 intermediate.
+  const bool rowSelect = kWriteLogits && a.rowOut != nullptr;
+  const uint64_t l2First = rowSelect ? l2_policy_evict_first() : 0, l2Last = rowSelect ? l2_policy_evict_last() : 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
   // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
@@ -205,8 +209,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     if (a.clearHist && split == 0) {
       // Select state for row (b, j) of the Top-k passes that run after this kernel (replaces memsets).
       const size_t r = static_cast<size_t>(b) * G + j;
-      const int nbins = a.clearBins > 0 ? a.clearBins : kHistBins;
-      for (int i = tid; i < nbins; i += C::kThreads) a.clearHist[r * nbins + i] = 0u;
+      for (int i = tid; i < kHistBins; i += C::kThreads) a.clearHist[r * kHistBins + i] = 0u;
       if (tid < kStateInts) a.clearState[r * kStateInts + tid] = 0;
     }
     const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -268,7 +271,11 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+              if (rowSelect) {  // KASCADE_VARIANT_ROW_SELECT: K evict-first, the intermediate stays in L2
+                tma_load_3d_hint(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st, l2First);
+              } else {
+                tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+              }
               if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
             }
           }
@@ -391,16 +398,27 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               if (p0 >= 0) {
                 const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
                 // Streaming stores (evict-first in L2): the select reads them once, after this pass.
+                // KASCADE_VARIANT_ROW_SELECT: evict-last instead (this pass's last CTA of the row reads them).
                 if (p1 >= 0) {
                   const __half2 h2 = __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
-                  __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
+                  if (rowSelect) {
+                    st_u32_hint(ur + p0, *reinterpret_cast<const unsigned*>(&h2), l2Last);
+                  } else {
+                    __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
+                  }
                 } else {
                   ur[p0] = __float2half_rn(u0);
                 }
               }
             }
-            if (quad == 0 && pv[0] >= 0)
-              __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16, tm);
+            if (quad == 0 && pv[0] >= 0) {
+              float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
+              if (rowSelect) {
+                st_u32_hint(m16p, __float_as_uint(tm), l2Last);
+              } else {
+                __stcs(m16p, tm);
+              }
+            }
           } else {
             float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
   #pragma unroll
@@ -466,6 +484,28 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                  a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
                                                  reinterpret_cast<float*>(smem_raw),
                                                  (a.variant & KASCADE_VARIANT_GATHER_B1) != 0);
+      }
+    }
+    if constexpr (kWriteLogits) {
+      if (rowSelect) {
+        // KASCADE_VARIANT_ROW_SELECT: the row's last CTA selects its Top-k (split schedule only).
+        __syncthreads();
+        RowSelectJob job;
+        job.row = static_cast<long long>(b) * G + j;
+        job.bh0 = bh0;
+        job.n = n;
+        job.splits = a.splits;
+        job.topk = a.rowTopk;
+        job.qscale = qscale;
+        job.intermRows = static_cast<size_t>(s.batch) * H;
+        job.u = reinterpret_cast<const __half*>(a.logits);
+        job.part_ml = a.part_ml;
+        job.kRows = kg;
+        job.qRows = static_cast<const T*>(a.q) + bh0 * D;
+        job.out = a.rowOut + job.row * a.rowTopk;
+        job.cand = a.rowCand + job.row * n;
+        job.candVal = a.rowCandVal + job.row * n;
+        row_select_finish<T, D, GS>(job, reinterpret_cast<unsigned*>(smem_raw));
       }
     }
     ringBase += steps;
@@ -677,6 +717,7 @@ template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
   constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
+  static_assert(smem >= kRowSelectSmem, "KASCADE_VARIANT_ROW_SELECT's histogram reuses the pass's shared memory");
   static int perSm = 0;  // CTAs of this kernel resident per SM, queried once
   if (perSm == 0) {
     cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
@@ -779,8 +820,9 @@ static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const voi
   const cuuint32_t estr[3] = {1, 1, 1};
   const CUtensorMapDataType dt =
       s.dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUtensorMapL2promotion promo =
-      (s.variant & KASCADE_VARIANT_LEAN) ? CU_TENSOR_MAP_L2_PROMOTION_NONE : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
+  const CUtensorMapL2promotion promo = (s.variant & (KASCADE_VARIANT_LEAN | KASCADE_VARIANT_ROW_SELECT))
+                                           ? CU_TENSOR_MAP_L2_PROMOTION_NONE
+                                           : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
   return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
              CU_TENSOR_MAP_SWIZZLE_128B, promo, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
@@ -864,6 +906,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     int c;  // lite_splits at the largest CTA count per SM
     S = max(S, lite_splits(s, topk, kLeanMaxCtasPerSm, &c));
   }
+  if ((s.variant & KASCADE_VARIANT_ROW_SELECT) && select)
+    S = max(S, ceil_div(s.n, row_select_chunk(static_cast<long long>(s.batch) * s.kvHeads, s.n, device_sm_count())));
   if ((s.variant & KASCADE_VARIANT_GATHER_WS) && topk > 0) {
     int c;  // ws_splits at the largest CTA count per SM
     S = max(S, ws_splits(s, topk, kLeanMaxCtasPerSm, &c));
@@ -880,8 +924,10 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
-  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
+  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT | KASCADE_VARIANT_ROW_SELECT)))
     sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
+  // KASCADE_VARIANT_ROW_SELECT: the rows' candidate lists (keys, scores) in the pooled buffer.
+  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) sizes[3] = max(sizes[3], 2 * BG * n * 4);
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;

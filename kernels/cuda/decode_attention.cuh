@@ -45,7 +45,6 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
-  int clearBins;        // histogram bins per row to zero (0: kHistBins; the stream select: kStreamBins)
   int noLogitWrites;    // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1, wrong results): the logits /
                         // f16 intermediate are not written, to time the scores pass without its writes
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
@@ -54,6 +53,13 @@ struct PartialArgs {
   long long leanWork;
   int leanTiles;
   int leanCtas;
+  // KASCADE_VARIANT_ROW_SELECT (the anchors' scores / layer-0 pass on the split schedule, row_select.cuh):
+  // non-null rowOut: the last CTA of each (b, j) row selects the row's rowTopk keys from the f16
+  // intermediate into rowOut [batch, kvHeads, rowTopk], listing candidates in rowCand / rowCandVal [rows][n].
+  int* rowOut;
+  int rowTopk;
+  int* rowCand;
+  float* rowCandVal;
 };
 
 // KASCADE_VARIANT_LEAN: the lean (stream-K) work partition. The key list of every (b, j) row is
