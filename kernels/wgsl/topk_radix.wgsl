@@ -1,27 +1,24 @@
-// Exact Top-k by radix select in three dispatches (topk_select.wgsl takes nine, plus the decode
-// anchor's pooling pass): ties to the lower index, output in index order (deterministic).
+// Exact Top-k by radix select in five dispatches, every one parallel over (chunk, row) (topk_select.wgsl
+// takes nine, plus the decode anchor's pooling pass): ties to the lower index, output in index order
+// (deterministic).
 //
 // 1. radix_hist0, grid (chunks, rows): histogram of the top digit, bits [31:21], of every value, an
 //    11-bit histogram per workgroup in workgroup memory added into the row's global one. With POOL
 //    (decode anchors) it first computes the values themselves, the post-softmax scores pooled over
 //    the GQA group, S[j](x) = sum over h of exp(score[h, x] - max[h]) / sum[h], and writes them.
-// 2. radix_refine, grid (rows), one workgroup per row: the top digit from the global histogram (then
-//    cleared for the next select), two passes over the row (bits [20:10], [9:0]) for the exact k-th
-//    largest value T and how many copies of T are kept, one more pass counting per chunk the values
-//    > T and == T, and the exclusive offsets of every chunk.
-// 3. radix_emit, grid (chunks, rows): every value > T at its rank, then the lowest-index copies of T.
+// 2. radix5_digit for bits [20:10], then for [9:0]: each workgroup recomputes the previous digit's scan
+//    from its row's histogram (2048 bins, cheap; the first workgroup of the row records it), then adds
+//    its chunk's histogram of the next digit among the values that match.
+// 3. radix5_count: the last digit (so the k-th largest value T and the copies of T kept), then each
+//    chunk's counts of values > T and == T.
+// 4. radix5_emit: each workgroup sums the counts of the chunks before its own, then writes every value
+//    > T at its rank and the lowest-index copies of T.
+// Each pass clears the histogram the previous one read, for the next select.
 //
-// The `radix5` variant keeps every pass parallel instead (five dispatches: hist0, then radix5_digit
-// for bits [20:10] and [9:0], radix5_count, radix5_emit): each workgroup of a pass recomputes the
-// previous digit's scan from its row's histogram (2048 bins, cheap), the first workgroup of the row
-// records it, and each emit workgroup sums the counts of the chunks before its own.
+// Values are f32 >= 0 read as u32 (the same order).
 //
-// Values are f32 >= 0 read as u32 (the same order). Every pass of radix_refine has each invocation
-// issue LOADS independent loads before it uses any (one workgroup reads the whole row).
-//
-// Prepended by the host: `const WG, LOADS, CHUNK, RWG, MAXCH, POOL, GROUP`: CHUNK = WG * LOADS values
-// per chunk; RWG, radix_refine's workgroup size, a multiple of WG that divides CHUNK; MAXCH >= the
-// chunks radix_refine touches, a multiple of WG. Needs `subgroups` (radix_refine's counts).
+// Prepended by the host: `const WG, LOADS, CHUNK, POOL, GROUP`: CHUNK = WG * LOADS values per chunk.
+// Needs `subgroups` (the counts).
 
 struct Params {
   chunks: u32,       // chunks per row (the grid's x for hist0 and emit)
@@ -100,7 +97,6 @@ fn radix_hist0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
 
 var<workgroup> part: array<u32, WG>;
 var<workgroup> found: vec2<u32>;
-var<workgroup> cnt: array<atomic<u32>, 2 * MAXCH>;
 
 // Inclusive scan of `v` over the first WG invocations (every invocation of the workgroup calls it).
 fn scanFirst(t: u32, v: u32) -> u32 {
@@ -155,170 +151,6 @@ fn scanBins(t: u32, c: array<u32, PB>, shift: u32, prefix: u32, remaining: u32) 
   }
   workgroupBarrier();
 }
-
-const EPC: u32 = CHUNK / RWG;        // loads of an invocation per chunk in radix_refine
-const CPI: u32 = LOADS / EPC;        // chunks per iteration of radix_refine
-
-@compute @workgroup_size(RWG)
-fn radix_refine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
-                @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sgLane: u32) {
-  let row = rowOf(wid, nwg);
-  let info = rowInfo[row];
-  // Invocation t < WG owns bins BINS-1-t*PB down to BINS-PB-t*PB (largest digits first).
-  var c: array<u32, PB>;
-  if (t < WG) {
-    for (var i = 0u; i < PB; i++) {
-      let bin = BINS - 1u - (t * PB + i);
-      c[i] = atomicExchange(&hist[row * BINS + bin], 0u);
-    }
-  }
-  if (t == 0u) {
-    found = vec2<u32>(0u, 0u);
-  }
-  workgroupBarrier();
-  scanBins(t, c, 21u, 0u, info.z);
-  var st = found;
-  // Bits [20:10], then [9:0], among the values whose higher bits match.
-  for (var phase = 1u; phase < 3u; phase++) {
-    let pm = select(0xFFFFFC00u, 0xFFE00000u, phase == 1u);
-    let shift = select(0u, 10u, phase == 1u);
-    let dm = select(1023u, 2047u, phase == 1u);
-    for (var i = t; i < BINS; i += RWG) {
-      atomicStore(&lh[i], 0u);
-    }
-    workgroupBarrier();
-    if (info.z > 0u) {
-      for (var base = 0u; base < info.y; base += RWG * LOADS) {
-        var v: array<u32, LOADS>;
-        for (var e = 0u; e < LOADS; e++) {
-          v[e] = vals[info.x + min(base + e * RWG + t, info.y - 1u)];
-        }
-        for (var e = 0u; e < LOADS; e++) {
-          if (base + e * RWG + t < info.y && (v[e] & pm) == st.x) {
-            atomicAdd(&lh[(v[e] >> shift) & dm], 1u);
-          }
-        }
-      }
-    }
-    workgroupBarrier();
-    if (t < WG) {
-      for (var i = 0u; i < PB; i++) {
-        c[i] = atomicLoad(&lh[BINS - 1u - (t * PB + i)]);
-      }
-    }
-    scanBins(t, c, shift, st.x, st.y);
-    st = found;
-  }
-  // T = st.x; st.y copies of T are kept. Count > T and == T per chunk (values base + e * RWG + t of
-  // an iteration: loads e of one chunk are EPC consecutive ones).
-  for (var i = t; i < 2u * MAXCH; i += RWG) {
-    atomicStore(&cnt[i], 0u);
-  }
-  workgroupBarrier();
-  if (info.z > 0u) {
-    for (var base = 0u; base < info.y; base += RWG * LOADS) {
-      var v: array<u32, LOADS>;
-      for (var e = 0u; e < LOADS; e++) {
-        v[e] = vals[info.x + min(base + e * RWG + t, info.y - 1u)];
-      }
-      for (var cc = 0u; cc < CPI; cc++) {
-        var gt = 0u;
-        var eq = 0u;
-        for (var e = cc * EPC; e < (cc + 1u) * EPC; e++) {
-          if (base + e * RWG + t < info.y) {
-            gt += select(0u, 1u, v[e] > st.x);
-            eq += select(0u, 1u, v[e] == st.x);
-          }
-        }
-        let g = subgroupAdd(gt);
-        let q = subgroupAdd(eq);
-        let ch = base / CHUNK + cc;
-        if (sgLane == 0u && ch < MAXCH) {
-          if (g > 0u) {
-            atomicAdd(&cnt[2u * ch], g);
-          }
-          if (q > 0u) {
-            atomicAdd(&cnt[2u * ch + 1u], q);
-          }
-        }
-      }
-    }
-  }
-  workgroupBarrier();
-  // Exclusive scan of the chunk counts; invocation t owns chunks t * CPT ...
-  const CPT: u32 = MAXCH / WG;
-  var mine: array<vec2<u32>, CPT>;
-  var sum = vec2<u32>(0u);
-  if (t < WG) {
-    for (var i = 0u; i < CPT; i++) {
-      let ch = t * CPT + i;
-      mine[i] = vec2<u32>(atomicLoad(&cnt[2u * ch]), atomicLoad(&cnt[2u * ch + 1u]));
-      sum += mine[i];
-    }
-  }
-  var excl = vec2<u32>(scanFirst(t, sum.x) - sum.x, scanFirst(t, sum.y) - sum.y);
-  if (t < WG) {
-    for (var i = 0u; i < CPT; i++) {
-      let ch = t * CPT + i;
-      if (ch < P.chunks) {
-        chunkOff[row * P.chunks + ch] = excl;
-      }
-      excl += mine[i];
-    }
-  }
-  if (t == 0u) {
-    state[row] = st;
-  }
-}
-
-// Grid (chunks, rows). Invocation t takes LOADS consecutive values of the chunk, so a scan of the
-// per-invocation counts gives every pick its place in index order.
-@compute @workgroup_size(WG)
-fn radix_emit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = rowOf(wid, nwg);
-  let info = rowInfo[row];
-  let st = state[row];
-  let T = st.x;
-  let above = info.z - st.y;  // how many values are > T
-  var flags: array<vec2<u32>, LOADS>;
-  var mine = vec2<u32>(0u);
-  let first = wid.x * CHUNK + t * LOADS;
-  var v: array<u32, LOADS>;
-  for (var e = 0u; e < LOADS; e++) {
-    v[e] = vals[info.x + min(first + e, max(info.y, 1u) - 1u)];
-  }
-  for (var e = 0u; e < LOADS; e++) {
-    var f = vec2<u32>(0u);
-    if (info.z > 0u && first + e < info.y) {
-      f = vec2<u32>(select(0u, 1u, v[e] > T), select(0u, 1u, v[e] == T));
-    }
-    flags[e] = f;
-    mine += f;
-  }
-  // gt and eq counts of a chunk are < 65536: one scan of both, packed.
-  let packed = scanFirst(t, mine.x * 65536u + mine.y) - (mine.x * 65536u + mine.y);
-  let excl = vec2<u32>(packed >> 16u, packed & 0xFFFFu);
-  if (info.z == 0u) {
-    return;
-  }
-  var pos = chunkOff[row * P.chunks + wid.x] + excl;
-  for (var e = 0u; e < LOADS; e++) {
-    let f = flags[e];
-    if (f.x == 1u) {
-      outIdx[info.w + pos.x] = first + e;
-      pos.x += 1u;
-    } else if (f.y == 1u) {
-      let at = above + pos.y;
-      if (at < info.z) {
-        outIdx[info.w + at] = first + e;
-      }
-      pos.y += 1u;
-    }
-  }
-}
-
-// ---- radix5 ----
 
 fn shift5(phase: u32) -> u32 {
   return select(select(0u, 10u, phase == 1u), 21u, phase == 0u);
@@ -440,7 +272,8 @@ fn radix5_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
   }
 }
 
-// Grid (chunks, rows): as radix_emit, the chunk's offsets summed from the counts of the chunks before it.
+// Grid (chunks, rows): the chunk's offsets summed from the counts of the chunks before it, then every
+// value > T at its rank and the lowest-index copies of T (invocation t takes LOADS consecutive values).
 @compute @workgroup_size(WG)
 fn radix5_emit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sgLane: u32) {

@@ -4,7 +4,7 @@ import type { KascadeGPU } from './context.js';
 import { canRadixSelect, encodeRadixSelect, encodeSelect } from './ops/select.js';
 import { openTestBackends, randomFloats } from './test-gpu.js';
 
-// The radix select (three dispatches) against an exact CPU Top-k and the classic select: the same
+// The radix select (five dispatches) against an exact CPU Top-k and the classic select: the same
 // indices in the same order (values > T by index, then the lowest-index copies of T).
 const probe = await openTestBackends(['f32']);
 afterAll(() => probe.context?.destroy());
@@ -27,7 +27,7 @@ interface Row {
   levels?: number;
 }
 
-// Lengths around the chunk (4096) and a refine iteration (4096 or 16384 values), k = 0, 1, length.
+// Lengths around the chunk (1024 values) and its multiples, k = 0, 1, length.
 const ROWS: Row[] = [
   { length: 1, k: 1 },
   { length: 5, k: 0 },
@@ -41,7 +41,7 @@ const ROWS: Row[] = [
 
 async function runSelect(
   gpu: KascadeGPU,
-  variant: 'radix' | 'classic' | 'radix-64-256' | 'radix5' | 'classic8' | 'classic16',
+  variant: 'radix5' | 'classic' | 'classic8' | 'classic16',
   vals: GPUBuffer,
   info: Uint32Array,
   rows: number,
@@ -61,10 +61,7 @@ async function runSelect(
       out,
       tag: 'test',
     };
-    if (variant === 'radix') encodeRadixSelect(gpu, pass, args);
-    else if (variant === 'radix-64-256')
-      encodeRadixSelect(gpu, pass, { ...args, testLayout: { wg: 64, rwg: 256 } });
-    else if (variant === 'radix5') encodeRadixSelect(gpu, pass, { ...args, five: true });
+    if (variant === 'radix5') encodeRadixSelect(gpu, pass, args);
     else if (variant === 'classic8') encodeSelect(gpu, pass, { ...args, valuesPerInvocation: 8 });
     else if (variant === 'classic16') encodeSelect(gpu, pass, { ...args, valuesPerInvocation: 16 });
     else encodeSelect(gpu, pass, args);
@@ -81,7 +78,7 @@ async function runSelect(
 
 describe.skipIf(!probe.context)('radix select (topk_radix.wgsl)', () => {
   it('runs on the test device', () => {
-    expect(canRadixSelect(probe.context!, 70001)).toBe(true);
+    expect(canRadixSelect(probe.context!)).toBe(true);
   });
 
   it('equals the exact Top-k and the classic select, many rows at once, ties and k = 0 / 1 / n', async () => {
@@ -110,24 +107,15 @@ describe.skipIf(!probe.context)('radix select (topk_radix.wgsl)', () => {
     });
     const vals = uploadBuffer(gpu, host, 'vals');
     const maxLength = Math.max(...ROWS.map((r) => r.length));
-    const radix = await runSelect(gpu, 'radix', vals, info, ROWS.length, maxLength, outTotal);
+    const radix = await runSelect(gpu, 'radix5', vals, info, ROWS.length, maxLength, outTotal);
     const classic = await runSelect(gpu, 'classic', vals, info, ROWS.length, maxLength, outTotal);
     // Larger chunks (8 and 16 values per invocation): the same output.
     for (const variant of ['classic8', 'classic16'] as const) {
       const wide = await runSelect(gpu, variant, vals, info, ROWS.length, maxLength, outTotal);
       expect(Array.from(wide), variant).toEqual(Array.from(classic));
     }
-    // A second run on the same scratch (the global histogram must have been cleared).
-    const again = await runSelect(gpu, 'radix', vals, info, ROWS.length, maxLength, outTotal);
-    // The shape a large device runs (refine 4x the chunk workgroup: four chunks per pass, a scan over
-    // part of the workgroup), scaled down to this device's 256 invocations.
-    const scaled = await runSelect(gpu, 'radix-64-256', vals, info, ROWS.length, maxLength, outTotal);
-    expect(Array.from(scaled)).toEqual(Array.from(radix));
-    // Five parallel dispatches, twice (its three histograms must be cleared for the next select).
-    for (let rep = 0; rep < 2; rep++) {
-      const five = await runSelect(gpu, 'radix5', vals, info, ROWS.length, maxLength, outTotal);
-      expect(Array.from(five), `radix5 run ${rep}`).toEqual(Array.from(radix));
-    }
+    // A second run on the same scratch (its three histograms must have been cleared).
+    const again = await runSelect(gpu, 'radix5', vals, info, ROWS.length, maxLength, outTotal);
     let checked = 0;
     ROWS.forEach((r, i) => {
       const want = topkRef(host.subarray(offsets[i], offsets[i] + r.length), r.k);

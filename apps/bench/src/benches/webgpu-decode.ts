@@ -115,7 +115,6 @@ const PARITY_OPTIONS: Tuning[] = [
   { fuseCombine: false, prefetchIndices: false, pieceBytes: 16 },
   { select: 'classic', keysPerStep: 4, selectValuesPerInvocation: 4 },
   { selectValuesPerInvocation: 16 },
-  { select: 'radix' },
   { select: 'radix5' },
   { streamPass: { keysPerStep: 16 } },
   { transposedReduce: true, pieceBytes: 8 },
@@ -472,9 +471,9 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          for (const variant of ['radix', 'radix5', 'classic', 'classic8', 'classic16'] as const) {
+          for (const variant of ['radix5', 'classic', 'classic8', 'classic16'] as const) {
             const classic = variant.startsWith('classic');
-            if (!classic && !canRadixSelect(gpu, n)) continue;
+            if (!classic && !canRadixSelect(gpu)) continue;
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;
             const selectArgs = {
@@ -495,7 +494,7 @@ const bench: Bench = {
                       ...selectArgs,
                       valuesPerInvocation: variant === 'classic8' ? 8 : variant === 'classic16' ? 16 : 4,
                     })
-                  : encodeRadixSelect(gpu, pass, { ...selectArgs, five: variant === 'radix5' }),
+                  : encodeRadixSelect(gpu, pass, selectArgs),
               flush,
             );
             rows.push({
@@ -510,7 +509,7 @@ const bench: Bench = {
               timing: s.source,
             });
           }
-          for (const variant of ['radix', 'radix5', 'classic8', 'classic16'] as const) {
+          for (const variant of ['radix5', 'classic8', 'classic16'] as const) {
             if (!(outs[variant] && outs.classic)) continue;
             const a = new Int32Array(await readBuffer(gpu, outs[variant], rowsN * slot.kStride * 4));
             const b = new Int32Array(await readBuffer(gpu, outs.classic, rowsN * slot.kStride * 4));
@@ -521,7 +520,6 @@ const bench: Bench = {
             rows.push({ kernel: 'parity-select', variant, context: n, batch, k, rowsChecked: rowsN, differ });
             ctx.progress(`select ${variant} vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
             const key = {
-              radix: 'selectRadixMismatches',
               radix5: 'selectRadix5Mismatches',
               classic8: 'selectClassic8Mismatches',
               classic16: 'selectClassic16Mismatches',

@@ -150,11 +150,10 @@ export interface DecodeArgs {
   readonly fuseCombine?: boolean;
   /**
    * Anchors' Top-k: `classic` (default: `pool.wgsl` + `topk_select.wgsl`, ten dispatches, every
-   * device), `radix5` (`topk_radix.wgsl`, pooling fused into the first of five parallel dispatches;
-   * needs `subgroups`: on the H200 as fast as classic at batch 1, slower at batch 8) or `radix`
-   * (three dispatches, one workgroup per row for the lower digits: slower at batch 1).
+   * device) or `radix5` (`topk_radix.wgsl`, pooling fused into the first of five parallel
+   * dispatches; needs `subgroups`: on the H200 as fast as classic at batch 1, slower at batch 8).
    */
-  readonly select?: 'radix' | 'radix5' | 'classic';
+  readonly select?: 'radix5' | 'classic';
   /**
    * The classic select's values per invocation in its per-chunk passes: 4, 8 (default in decode) or
    * 16 (for tuning).
@@ -619,9 +618,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
   const selectKind = a.select ?? 'classic';
-  const radix = selectKind !== 'classic' && canRadixSelect(gpu, n);
+  const radix = selectKind === 'radix5' && canRadixSelect(gpu);
   // Size the select's scratch before anything binds it.
-  gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', rows * 2048 * 4);
+  gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', (radix ? 3 : 1) * rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
   if (a.untilStage === 'scores') return;
@@ -634,7 +633,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
       tag: 'decode',
       pool: { scores, stats, heads, kvHeads, group, scoreStride: n },
-      five: selectKind === 'radix5',
     });
   }
   if (!radix) {

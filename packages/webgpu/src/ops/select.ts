@@ -1,5 +1,5 @@
 import type { KascadeGPU } from '../context.js';
-import { WebGPULimitError, WebGPUShapeError } from '../errors.js';
+import { WebGPUFeatureError, WebGPULimitError, WebGPUShapeError } from '../errors.js';
 import { type Pass, packParams } from './common.js';
 
 const WG = 256;
@@ -92,9 +92,8 @@ export function encodeSelect(
 }
 
 const RADIX_WG = 256;
-const RADIX_LOADS = 32;
-const RADIX_CHUNK = RADIX_WG * RADIX_LOADS;
-const RADIX_MAXCH = 512;
+/** Values per invocation of a radix pass: chunks of 1024 values, so a row's histogram atomics spread over many workgroups. */
+const RADIX_LOADS = 4;
 
 /** Pooling fused into the radix select's first pass (decode anchors): `vals` is written from these. */
 export interface RadixPool {
@@ -108,28 +107,16 @@ export interface RadixPool {
   readonly scoreStride: number;
 }
 
-/** Whether {@link encodeRadixSelect} can run here for rows of up to `maxLength` values. */
-export function canRadixSelect(gpu: KascadeGPU, maxLength: number): boolean {
-  return gpu.info.hasSubgroups && radixRefineWG(gpu, maxLength) > 0;
-}
-
-/** radix_refine's workgroup size: 1024 invocations where the device allows, else 256; 0 when the row is too long. */
-function radixRefineWG(gpu: KascadeGPU, maxLength: number): number {
-  const lim = gpu.limits;
-  const big =
-    lim.maxComputeInvocationsPerWorkgroup >= 1024 && lim.maxComputeWorkgroupSizeX >= 1024 ? 1024 : 256;
-  // Chunks the refine touches: whole iterations of RWG * LOADS values.
-  const touched = (rwg: number) =>
-    Math.ceil(maxLength / (rwg * RADIX_LOADS)) * ((rwg * RADIX_LOADS) / RADIX_CHUNK);
-  for (const rwg of big === 1024 ? [1024, 256] : [256]) if (touched(rwg) <= RADIX_MAXCH) return rwg;
-  return 0;
+/** Whether {@link encodeRadixSelect} can run here (it needs `subgroups`). */
+export function canRadixSelect(gpu: KascadeGPU, _maxLength?: number): boolean {
+  return gpu.info.hasSubgroups;
 }
 
 /**
- * Exact Top-k of many rows (radix select, ties to the lower index, output in index order) in three
- * dispatches (`topk_radix.wgsl`): a parallel histogram of the top 11 bits (with `pool`, computing the
- * pooled values first and writing them to `vals`), one workgroup per row for the other 21 bits and the
- * per-chunk offsets, and a parallel write. Needs `subgroups`; rows up to 4M values.
+ * Exact Top-k of many rows (radix select, ties to the lower index, output in index order) in five
+ * dispatches (`topk_radix.wgsl`), each parallel over (chunk of 1024 values, row): a histogram of the top
+ * 11 bits (with `pool`, computing the pooled values first and writing them to `vals`), one pass per
+ * lower digit, a count pass and the write. Needs `subgroups`.
  */
 export function encodeRadixSelect(
   gpu: KascadeGPU,
@@ -142,13 +129,6 @@ export function encodeRadixSelect(
     out: GPUBuffer | GPUBufferBinding;
     tag: string;
     pool?: RadixPool;
-    /**
-     * Tests only: the workgroup sizes (hist0/emit, refine), e.g. `{ wg: 64, rwg: 256 }` to run on a
-     * 256-invocation device the shape that 256/1024 has on a large one (4 chunks per refine pass).
-     */
-    testLayout?: { wg: number; rwg: number };
-    /** Five parallel dispatches (`radix5_*`) instead of one workgroup per row for the lower digits. */
-    five?: boolean;
   },
 ): void {
   const { rows, maxLength } = args;
@@ -162,35 +142,17 @@ export function encodeRadixSelect(
       'too many Top-k rows in one select',
     );
   }
-  const WGX = args.testLayout?.wg ?? RADIX_WG;
-  const five = args.five === true;
-  // radix5: small chunks (1024 values per workgroup, as the classic select), so the histogram atomics
-  // of flat rows spread over many workgroups; its refine entry is unused (RWG = WG keeps it valid).
-  const LOADS = five ? 4 : RADIX_LOADS;
-  const RWG = five ? WGX : (args.testLayout?.rwg ?? radixRefineWG(gpu, maxLength));
-  const CHUNK = WGX * LOADS;
-  if (!gpu.info.hasSubgroups || RWG === 0) {
-    throw new WebGPULimitError(
-      'radix select',
-      maxLength,
-      RADIX_MAXCH * RADIX_CHUNK,
-      'row too long, or no subgroups',
-    );
-  }
+  const CHUNK = RADIX_WG * RADIX_LOADS;
+  if (!gpu.info.hasSubgroups) throw new WebGPUFeatureError('subgroups', 'the radix select needs subgroups');
   const chunks = Math.ceil(maxLength / CHUNK);
-  if (!five && Math.ceil(maxLength / (RWG * LOADS)) * ((RWG * LOADS) / CHUNK) > RADIX_MAXCH) {
-    throw new WebGPULimitError('radix select', maxLength, RADIX_MAXCH * CHUNK, 'row too long');
-  }
   const hist = gpu.scratchBuffer('radix.hist', 3 * rows * BINS * 4);
   const state = gpu.scratchBuffer(`radix.state.${args.tag}`, 3 * rows * 8);
   const offs = gpu.scratchBuffer(`radix.offsets.${args.tag}`, rows * chunks * 8);
   const pool = args.pool;
   const defines = {
-    WG: WGX,
-    LOADS,
+    WG: RADIX_WG,
+    LOADS: RADIX_LOADS,
     CHUNK,
-    RWG,
-    MAXCH: RADIX_MAXCH,
     POOL: pool !== undefined,
     GROUP: pool?.group ?? 1,
     SUBGROUPS: true,
@@ -226,13 +188,8 @@ export function encodeRadixSelect(
     pass.dispatchWorkgroups(x, rows, 1);
   };
   run('radix_hist0', chunks);
-  if (five) {
-    run('radix5_digit', chunks, 1);
-    run('radix5_digit', chunks, 2);
-    run('radix5_count', chunks);
-    run('radix5_emit', chunks);
-    return;
-  }
-  run('radix_refine', 1);
-  run('radix_emit', chunks);
+  run('radix5_digit', chunks, 1);
+  run('radix5_digit', chunks, 2);
+  run('radix5_count', chunks);
+  run('radix5_emit', chunks);
 }
