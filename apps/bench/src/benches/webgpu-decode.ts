@@ -164,7 +164,15 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { ...SINGLE, workgroupSize: 256 },
     { splitMergeGroup: 16 },
   ),
-  anchor: alternate(2, {}, SINGLE, { ...SINGLE, pieceBytes: 8 }),
+  anchor: alternate(
+    2,
+    {},
+    SINGLE,
+    { ...SINGLE, pieceBytes: 8 },
+    { streamPass: { keysPerStep: 16 } },
+    { streamPass: { targetWorkgroups: 2048 } },
+    { streamPass: { fuseCombine: true, splitMergeGroup: 16 } },
+  ),
   'dense-anchor': alternate(2, {}, { splitMergeGroup: 16 }, { splitMergeGroup: 8 }),
   dense: alternate(2, {}, { fuseCombine: true, splitMergeGroup: 16 }, { fuseCombine: true }),
 };
@@ -533,7 +541,8 @@ const bench: Bench = {
           // Tunings with very many registers per invocation (16 keys per step, double-buffered loads,
           // 256-invocation workgroups) last: in call C everything timed after them in the same process
           // ran 2.6x slow.
-          const heavy = (t: Tuning) => (t.keysPerStep ?? 0) >= 16 || t.workgroupSize === 256;
+          const heavy = (t: Tuning) =>
+            (t.keysPerStep ?? 0) >= 16 || (t.streamPass?.keysPerStep ?? 0) >= 16 || t.workgroupSize === 256;
           const order = (['reuse', 'anchor', 'dense-anchor', 'dense'] as const).flatMap((role) =>
             SWEEPS[role].filter((t) => !heavy(t)).map((tuning) => ({ role, tuning })),
           );
