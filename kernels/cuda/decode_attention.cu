@@ -907,7 +907,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     S = max(S, lite_splits(s, topk, kLeanMaxCtasPerSm, &c));
   }
   if ((s.variant & KASCADE_VARIANT_ROW_SELECT) && select)
-    S = max(S, ceil_div(s.n, row_select_chunk(static_cast<long long>(s.batch) * s.kvHeads, s.n, device_sm_count())));
+    S = max(S, ceil_div(s.n, row_select_chunk_run(static_cast<long long>(s.batch) * s.kvHeads, s.n, device_sm_count())));
   if ((s.variant & KASCADE_VARIANT_GATHER_WS) && topk > 0) {
     int c;  // ws_splits at the largest CTA count per SM
     S = max(S, ws_splits(s, topk, kLeanMaxCtasPerSm, &c));

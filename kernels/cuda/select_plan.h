@@ -4,6 +4,7 @@
 // (packages/cuda/src/select-plan.test.ts).
 #pragma once
 #include <cstddef>
+#include <cstdlib>
 
 namespace kascade {
 
@@ -125,6 +126,16 @@ inline int row_select_chunk(long long rows, int n, int sms) {
   if (per > kRowSelectMaxChunk) per = kRowSelectMaxChunk;
   if (per < 256) per = 256;
   return static_cast<int>(per);
+}
+// The keys per split the row select runs (and its workspace is sized for): row_select_chunk, or for tuning
+// runs the environment's KASCADE_ROW_SELECT_CHUNK (a multiple of 64 in 256..16384; read once).
+inline int row_select_chunk_run(long long rows, int n, int sms) {
+  static const int forced = [] {
+    const char* e = std::getenv("KASCADE_ROW_SELECT_CHUNK");
+    const int v = e ? std::atoi(e) : 0;
+    return v >= 256 && v <= 16384 && v % 64 == 0 ? v : 0;
+  }();
+  return forced > 0 ? forced : row_select_chunk(rows, n, sms);
 }
 
 }  // namespace kascade
