@@ -542,7 +542,8 @@ fn gather_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
   }
   let qr = loadQuery(b, j, lane);
   workgroupBarrier();
-  let tm = subgroupBroadcast(mine, 0u) * (sgSize / TW) + sgLane / TW;
+  let sgIndex = subgroupBroadcast(mine, 0u);
+  let tm = sgIndex * (sgSize / TW) + sgLane / TW;
   let d = loadStep(start + tm * U, end, kvBase, selRow, lane, true, tm * U);
   var sc = stepDots(qr, d.kp);
   transposeScores(&sc, lane);
@@ -591,10 +592,80 @@ fn gather_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
       }
     }
   }
-  mergeTeams(t, tm, lane, m, l, acc, (b * P.heads + j * GROUP) * P.partStride + split);
+  let rowBase = (b * P.heads + j * GROUP) * P.partStride + split;
+  if (SGM) {
+    mergeSubgroupTeams(t, sgIndex, sgLane, sgSize, lane, m, l, acc, rowBase);
+  } else {
+    mergeTeams(t, tm, lane, m, l, acc, rowBase);
+  }
   if (FUSED) {
     mergeSplits(t, b, j, split);
   }
+}
+
+// SGM (gather_partial): the teams of a subgroup merge by shuffles (partners TW, 2 TW, .. lanes apart,
+// the same bits on both sides), then the subgroups through workgroup memory, every query head at once:
+// one barrier instead of two per head. MSG: the most subgroups a workgroup has (WG / the smallest
+// subgroup size).
+const XSN: u32 = select(1u, MSG * GROUP * D4, SGM);
+var<workgroup> xsO: array<vec4<f32>, XSN>;
+var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
+
+fn mergeSubgroupTeams(t: u32, sgIndex: u32, sgLane: u32, sgSize: u32, lane: u32, m0: array<f32, GROUP>,
+                      l0: array<f32, GROUP>, acc0: array<vec4<f32>, GROUP * QV>, rowBase: u32) {
+  var m = m0;
+  var l = l0;
+  var acc = acc0;
+  for (var mk = TW; mk < sgSize; mk = mk * 2u) {
+    for (var h = 0u; h < GROUP; h++) {
+      let om = subgroupShuffleXor(m[h], mk);
+      let ol = subgroupShuffleXor(l[h], mk);
+      let mn = max(m[h], om);
+      let ca = exp(m[h] - mn);
+      let cb = exp(om - mn);
+      l[h] = l[h] * ca + ol * cb;
+      for (var e = 0u; e < QV; e++) {
+        let oa = subgroupShuffleXor(acc[h * QV + e], mk);
+        acc[h * QV + e] = acc[h * QV + e] * ca + oa * cb;
+      }
+      m[h] = mn;
+    }
+  }
+  if (sgLane < TW) {
+    for (var h = 0u; h < GROUP; h++) {
+      if (lane == 0u) {
+        xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);
+      }
+      for (var pp = 0u; pp < PPL; pp++) {
+        for (var i = 0u; i < PV; i++) {
+          xsO[(sgIndex * GROUP + h) * D4 + (pp * TW + lane) * PV + i] = acc[(h * PPL + pp) * PV + i];
+        }
+      }
+    }
+  }
+  workgroupBarrier();
+  let nsg = WG / sgSize;
+  for (var w = t; w < GROUP * D4; w += WG) {
+    let h = w / D4;
+    let e = w % D4;
+    var M = NEG;
+    for (var s = 0u; s < nsg; s++) {
+      M = max(M, xsML[s * GROUP + h].x);
+    }
+    var L = 0.0;
+    var o = vec4<f32>(0.0);
+    for (var s = 0u; s < nsg; s++) {
+      let c = exp(xsML[s * GROUP + h].x - M);
+      L += xsML[s * GROUP + h].y * c;
+      o += xsO[(s * GROUP + h) * D4 + e] * c;
+    }
+    if (e == 0u) {
+      partML[(rowBase + h * P.partStride) * 2u] = M;
+      partML[(rowBase + h * P.partStride) * 2u + 1u] = L;
+    }
+    partO[(rowBase + h * P.partStride) * D4 + e] = o;
+  }
+  workgroupBarrier();
 }
 
 // teams_combine: merges the splits of one query head, one workgroup of CWG invocations per (query

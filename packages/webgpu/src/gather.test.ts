@@ -43,7 +43,13 @@ async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => voi
 type Options = Partial<
   Pick<
     DecodeArgs,
-    'keysPerStep' | 'pieceBytes' | 'fuseCombine' | 'splitMergeGroup' | 'singleStepGather' | 'workgroupSize'
+    | 'keysPerStep'
+    | 'pieceBytes'
+    | 'fuseCombine'
+    | 'splitMergeGroup'
+    | 'singleStepGather'
+    | 'workgroupSize'
+    | 'subgroupTeamMerge'
   >
 >;
 
@@ -63,6 +69,28 @@ const single = { singleStepGather: true } as const;
 // Group sizes 1, 2, 4 and 8 (scores per team step below, at and above the team width), both dtypes
 // and head dims, 8-byte pieces, both merges, k not a multiple of a workgroup's keys.
 const CASES: Case[] = [
+  // The subgroup team merge (its workgroup memory fits this shape on 4-lane subgroups; the merge of the
+  // teams inside a subgroup runs where teams are narrower than subgroups, e.g. the H200's parity check).
+  {
+    dtype: 'f16',
+    batch: 2,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 64,
+    n: 500,
+    k: 177,
+    options: { ...single, keysPerStep: 4, subgroupTeamMerge: true, fuseCombine: true, splitMergeGroup: 2 },
+  },
+  {
+    dtype: 'f32',
+    batch: 1,
+    heads: 2,
+    kvHeads: 2,
+    headDim: 64,
+    n: 300,
+    k: 99,
+    options: { ...single, keysPerStep: 2, subgroupTeamMerge: true, fuseCombine: false },
+  },
   {
     dtype: 'f16',
     batch: 2,
@@ -224,6 +252,11 @@ describe.skipIf(!probe.context)('single-step gather and two-level merge against 
         );
       }
       expect(gpu.pipelineKeys.some((key) => key.includes(':gather_partial:'))).toBe(true);
+      if (c.options.subgroupTeamMerge) {
+        expect(
+          gpu.pipelineKeys.some((key) => key.includes(':gather_partial:') && key.includes('SGM=true')),
+        ).toBe(true);
+      }
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
     },

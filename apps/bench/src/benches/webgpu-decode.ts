@@ -88,6 +88,7 @@ type Tuning = Pick<
   | 'workgroupSize'
   | 'singleStepGather'
   | 'splitMergeGroup'
+  | 'subgroupTeamMerge'
 >;
 
 /** The single-step gathering kernel (session 5): 16-byte pieces, 8 keys per team, two-level merge by 16. */
@@ -105,6 +106,7 @@ const FUSED_CHECKS: { role: 'dense' | 'reuse'; options: Tuning }[] = [
   { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true } },
   { role: 'dense', options: { fuseCombine: true, splitMergeGroup: 16 } },
   { role: 'reuse', options: SINGLE },
+  { role: 'reuse', options: { ...SINGLE, subgroupTeamMerge: true } },
 ];
 /** Runs of the fused merge at full size compared bit for bit. */
 const FUSED_RUNS = 20;
@@ -124,6 +126,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...SINGLE, splitMergeGroup: 0, keysPerStep: 4 },
   { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
   { ...SINGLE, workgroupSize: 256 },
+  { ...SINGLE, subgroupTeamMerge: true },
+  { ...SINGLE, subgroupTeamMerge: true, pieceBytes: 8, keysPerStep: 16, workgroupSize: 256 },
   { fuseCombine: true, splitMergeGroup: 8 },
 ];
 
@@ -163,6 +167,10 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { ...SINGLE, keysPerStep: 16 },
     { ...SINGLE, workgroupSize: 256 },
     { splitMergeGroup: 16 },
+    { ...SINGLE, subgroupTeamMerge: true },
+    { ...SINGLE, subgroupTeamMerge: true, keysPerStep: 4 },
+    { ...SINGLE, subgroupTeamMerge: true, workgroupSize: 256 },
+    { ...SINGLE, subgroupTeamMerge: true, pieceBytes: 8, keysPerStep: 16 },
   ),
   anchor: alternate(
     2,

@@ -59,6 +59,7 @@ type Options = Pick<
   | 'transposedReduce'
   | 'singleStepGather'
   | 'splitMergeGroup'
+  | 'subgroupTeamMerge'
 >;
 
 /** The single-step gathering kernel (session 5) as the sweep's first candidate. */
@@ -259,6 +260,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       ['single-step gather', SINGLE],
       ['single-step gather, one-level merge', { ...SINGLE, splitMergeGroup: 0 }],
       ['single-step gather, two dispatches', { ...SINGLE, fuseCombine: false }],
+      ['single-step gather, subgroup team merge', { ...SINGLE, subgroupTeamMerge: true }],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;

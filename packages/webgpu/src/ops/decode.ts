@@ -138,6 +138,12 @@ export interface DecodeArgs {
    */
   readonly singleStepGather?: boolean;
   /**
+   * `teams` only, with `singleStepGather`: the teams of a subgroup merge by shuffles and the subgroups
+   * of a workgroup through workgroup memory, every query head at once (one barrier instead of two per
+   * head), where the workgroup memory allows. Default: `TEAM_DEFAULTS`.
+   */
+  readonly subgroupTeamMerge?: boolean;
+  /**
    * `teams` only, with `fuseCombine`: the split merge in two levels, the last workgroup of each group
    * of this many consecutive splits merging them first (0: one level; default `TEAM_DEFAULTS`).
    */
@@ -210,6 +216,7 @@ export interface TeamSettings {
   readonly fuseCombine: boolean;
   readonly transposedReduce: boolean;
   readonly singleStepGather: boolean;
+  readonly subgroupTeamMerge: boolean;
   readonly splitMergeGroup: number;
 }
 
@@ -230,6 +237,7 @@ const STREAM_FEW: TeamSettings = {
   fuseCombine: false,
   transposedReduce: false,
   singleStepGather: false,
+  subgroupTeamMerge: false,
   splitMergeGroup: 0,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
@@ -274,6 +282,19 @@ const DECODE_SELECT_VALUES_PER_INVOCATION = 8;
 
 /** Rows (sequence x KV head) up to which a pass takes the `few` defaults. */
 export const FEW_ROWS = 16;
+
+/** Workgroup memory of `gather_partial` with the subgroup team merge (bytes). */
+export function subgroupMergeBytes(
+  layout: { WG: number; TW: number },
+  keysPerStep: number,
+  group: number,
+  headDim: number,
+  subgroups: number,
+): number {
+  const NT = layout.WG / layout.TW;
+  const D4 = headDim / 4;
+  return NT * keysPerStep * 4 + NT * 8 + NT * D4 * 16 + subgroups * group * (D4 * 16 + 8) + 64;
+}
 
 /** Whether `gather_partial` can run a group size with `keysPerStep` keys on teams of `teamWidth` lanes. */
 export function singleStepFits(group: number, keysPerStep: number, teamWidth: number): boolean {
@@ -459,6 +480,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Asked for, it must fit (checked below); as a default, only where it fits.
       single: gather && (o.singleStepGather ?? (d.singleStepGather && singleStepFits(group, U, layout.TW))),
       mergeGroup: o.splitMergeGroup ?? d.splitMergeGroup,
+      sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
     };
   };
   const teams = kernel === 'teams';
@@ -538,6 +560,13 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         `singleStepGather needs a power-of-two group and keysPerStep (got ${group} and ${t.U}) and a team width <= 32 (${t.layout.TW})`,
       );
     }
+    // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
+    const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
+    const sgm =
+      t?.single === true &&
+      t.sgMerge &&
+      subgroupMergeBytes(t.layout, t.U, group, headDim, MSG) <=
+        (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
@@ -548,6 +577,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
       PREFETCH: !t.single && t.prefetch,
+      SGM: sgm,
+      MSG,
       TRED: t.tred,
       FUSED: fused,
       KP: t.pieceType,
