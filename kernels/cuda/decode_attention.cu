@@ -926,13 +926,13 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT | KASCADE_VARIANT_ROW_SELECT)))
     sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
-  // KASCADE_VARIANT_ROW_SELECT: the rows' candidate lists (keys, scores) in the pooled buffer.
-  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) sizes[3] = max(sizes[3], 2 * BG * n * 4);
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
+  // KASCADE_VARIANT_ROW_SELECT: the rows' candidate lists (keys, scores) in the pooled buffer.
+  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) sizes[3] = max(sizes[3], 2 * BG * n * 4);
   Workspace w{};
   size_t off = 0;
   char* p = static_cast<char*>(base);
