@@ -344,6 +344,9 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   cudaError_t e = cudaSuccess;
   // The stream select as in call A (4db2959, parity 4000/4000): calls A2/A3 ran a reworked version that
   // failed parity and was reverted.
+  // KASCADE_VARIANT_SELECT_B1 (cuda-b1, select_b1_decode.cu): one cooperative launch over the f32 logits.
+  if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16))
+    return b1_select(s, splits, w, topk, indices, st);
   if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.

@@ -193,5 +193,9 @@ struct Workspace {
 };
 // `select`: include the anchor's logits and pooled-score buffers.
 Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select);
+// KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the
+// scores pass's `splits` partial (m, l) per head, as one cooperative launch.
+cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                      cudaStream_t st);
 
 }  // namespace kascade

@@ -82,7 +82,11 @@ enum KascadeDecodeVariant {
                                       // warp-specialised gather (reuse_b1_decode.cu): a producer warp per CTA
                                       // issues one cp.async.bulk per 256-byte K/V row into a shared 64-row ring,
                                       // four consumer warps attend; the row's last CTA merges the splits
-  KASCADE_VARIANT_ALL = 131071,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_SELECT_B1 = 131072,  // anchors (cuda-b1, session 5; not with 1024): the Top-k select as ONE
+                                       // cooperative launch over the whole GPU for few rows (select_b1_decode.cu):
+                                       // pooling + an 11-bit first digit over every CTA's share of all rows' keys,
+                                       // the rank-k bin's keys listed, then an exact finish per row
+  KASCADE_VARIANT_ALL = 262143,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -3,8 +3,8 @@ import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
-/** The largest decode kernel variant value: bits 1..65536 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 131071;
+/** The largest decode kernel variant value: bits 1..131072 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
+export const DECODE_VARIANT_MAX = 262143;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -91,8 +91,10 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * memsets, 16 contiguous passes by TMA tensor tiles, 32 P as one 16-bit value in P V (half
    * the MMAs), 64 retired (no effect), 128 the lean (stream-K) schedule: a persistent grid, each CTA
    * an equal share of all key tiles, and a wider combine; 256 / 512 the anchors' cluster select,
-   * 1024 / 2048 their f16 intermediate and stream select, 65536 their select inside the scores /
-   * layer-0 pass; the rest in kascade_cuda.h. 0 or absent: the first kernels.
+   * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
+   * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
+   * 65536 the anchors' select inside the scores / layer-0 pass, 131072 their select as one launch over
+   * the whole GPU (few rows); the rest in kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
 }

@@ -1,0 +1,307 @@
+// The anchors' Top-k select at small batch as ONE cooperative launch over the whole GPU
+// (KASCADE_VARIANT_SELECT_B1, cuda-b1, fifth session). At batch 1 the rows are few (8 KV heads) and
+// long (131072 keys at 128k): the multi-pass select runs ~64 blocks per pass over five launches, the
+// stream select (bit 2048) spends most of its ~50 us finishing each row's list in one CTA. Here every
+// CTA of a resident grid takes an equal share of all rows' keys:
+//
+// Kernel b1_select_kernel<GS>, grid P = the CTAs resident at once, 512 threads; CTA c takes keys
+// [c W / P, (c + 1) W / P) of the rows laid end to end (W = rows x n), one segment per row it touches.
+//   phase 1  per segment: the row's per-head softmax max M_h and sum L_h from the scores pass's split
+//            partials, then S(x) = sum_h exp2(l_h(x) - M_h) / L_h (post-softmax, group-pooled; the same
+//            arithmetic as pool_hist_kernel) -> pooled [rows][n], and an 11-bit histogram of S's bits
+//            30..20 (S >= 0: 8 exponent + 3 mantissa bits, 8 bins per octave) in shared memory, added
+//            to the row's global histogram;                                               grid barrier
+//   phase 2  per segment: the bin b1 holding rank k from the top (a block scan of the row's histogram);
+//            keys above b1 -> indices (warp-aggregated slots), keys in b1 -> the row's candidate list;
+//                                                                                          grid barrier
+//   phase 3  per row (CTA r, r + P, ...): an exact radix select over the candidates (digits of bits
+//            19..9 and 8..0) gives the k-th score T and how many keys equal to T are still wanted;
+//            candidates above T -> indices, then that many equal to T (an arbitrary subset of the ties,
+//            as the multi-pass select). The CTA then zeroes the row's histogram and counters for the
+//            next launch's phase 1 (the scores pass zeroes them too with bit 8; without it the host
+//            clears them first).
+// Exactly k distinct indices per row, order free. Global traffic: the logits once, the pooled scores
+// written once and read twice (L2 at batch 1), the candidates.
+// The grid barrier counts in g_b1_barrier (zero at module load, back to zero after each barrier);
+// ops on one stream run one at a time (as for g_split_done).
+#include <cooperative_groups.h>
+
+#include "decode_attention.cuh"
+#include "decode_device.cuh"
+
+namespace kascade {
+
+constexpr int kB1Threads = 512;
+constexpr int kB1Bins = kHistBins;  // 2048: the first digit, S's bits 30..20
+constexpr int kB1Bins2 = 2048;      // second digit: bits 19..9
+constexpr int kB1Bins3 = 512;       // third digit: bits 8..0
+
+// State per row (kStateInts ints): [0] indices written, [1] candidates listed.
+struct B1SelectArgs {
+  int n, heads, kvHeads, splits, topk, ctas;
+  long long rows, work;
+  const float* logits;   // [batch x heads][n], log2-domain scaled logits
+  const float* part_ml;  // [batch x heads][splits][2]
+  float* pooled;         // [rows][n]
+  unsigned* hist;        // [rows][kB1Bins], zero on entry
+  int* state;            // [rows][kStateInts], zero on entry
+  int* cand;             // [rows][n] candidate keys (the logits buffer: free once phase 1 is over)
+  int* out;              // [rows][topk]
+};
+
+__device__ unsigned g_b1_barrier[2];
+
+__device__ __forceinline__ void b1_grid_sync() {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* gen = g_b1_barrier + 1;
+    const unsigned g = *gen;
+    __threadfence();
+    if (atomicAdd(g_b1_barrier, 1u) == gridDim.x - 1) {
+      atomicExch(g_b1_barrier, 0u);
+      __threadfence();
+      atomicAdd(g_b1_barrier + 1, 1u);
+    } else {
+      while (*gen == g) __nanosleep(32);
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// The bin holding rank `rank` (1-based) counted from the top of a shared histogram of nbins (a multiple
+// of 512 or at most 512) and the count above it: res[0] = bin, res[1] = count above. All threads call;
+// res is valid after the call. scratch: 16 + 2 unsigned of shared memory.
+__device__ void b1_rank_bin(const unsigned* h, int nbins, unsigned rank, unsigned* scratch, unsigned* res) {
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int per = nbins >= kB1Threads ? nbins / kB1Threads : 1;
+  const int hi = nbins - 1 - tid * per;  // this thread's bins hi, hi - 1, ..., hi - per + 1 (top down)
+  unsigned local = 0;
+  if (hi >= 0)
+    for (int i = 0; i < per; ++i) local += h[hi - i];
+  unsigned incl = local;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += t;
+  }
+  if (lane == 31) scratch[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    unsigned w = lane < kB1Threads / 32 ? scratch[lane] : 0u;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned t = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += t;
+    }
+    if (lane < kB1Threads / 32) scratch[16 + lane] = w;  // inclusive totals of warps 0..lane
+  }
+  __syncthreads();
+  incl += warp > 0 ? scratch[16 + warp - 1] : 0u;
+  const unsigned excl = incl - local;
+  if (hi >= 0 && excl < rank && rank <= incl) {
+    unsigned acc = excl;
+    for (int i = 0; i < per; ++i) {
+      const unsigned c = h[hi - i];
+      if (acc + c >= rank) {
+        res[0] = static_cast<unsigned>(hi - i);
+        res[1] = acc;
+        break;
+      }
+      acc += c;
+    }
+  }
+  __syncthreads();
+}
+
+// A warp-aggregated slot: every lane with `take` gets a distinct index from *ctr (one atomic per warp).
+__device__ __forceinline__ int b1_slot(int* ctr, bool take) {
+  const unsigned m = __ballot_sync(0xffffffffu, take);
+  if (m == 0) return -1;
+  const int lane = static_cast<int>(threadIdx.x) & 31, leader = __ffs(m) - 1;
+  int base = 0;
+  if (lane == leader) base = atomicAdd(ctr, __popc(m));
+  base = __shfl_sync(0xffffffffu, base, leader);
+  return take ? base + __popc(m & ((1u << lane) - 1u)) : -1;
+}
+
+template <int GS>
+__global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArgs a) {
+  __shared__ unsigned sh[kB1Bins];
+  __shared__ float Mh[GS], iL[GS];
+  __shared__ unsigned scratch[48], res[2];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int n = a.n, G = a.kvHeads;
+  const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
+  const long long t1 = (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas;
+
+  // Phase 1: pool and histogram, one segment per row.
+  for (long long t = t0; t < t1;) {
+    const long long r = t / n;
+    const int x0 = static_cast<int>(t - r * n);
+    const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
+    const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
+    for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = 0u;
+    for (int h = warp; h < GS; h += kB1Threads / 32) {
+      const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
+      float M = -INFINITY;
+      for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
+      M = warp_max(M);
+      float L = 0.f;
+      for (int s = lane; s < a.splits; s += 32)
+        if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+      L = warp_sum(L);
+      if (lane == 0) {
+        Mh[h] = M;
+        iL[h] = 1.f / L;
+      }
+    }
+    __syncthreads();
+    // Four keys per thread at a time: their GS x 4 logit loads in flight together.
+    for (int xb = x0 + tid; xb < x1; xb += 4 * kB1Threads) {
+      float lg[4][GS];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int x = xb + u * kB1Threads;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) lg[u][h] = x < x1 ? __ldg(a.logits + (bh0 + h) * n + x) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int x = xb + u * kB1Threads;
+        if (x >= x1) break;
+        float S = 0.f;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) S += exp2f(lg[u][h] - Mh[h]) * iL[h];
+        a.pooled[r * n + x] = S;
+        atomicAdd(&sh[__float_as_uint(S) >> 20], 1u);
+      }
+    }
+    __syncthreads();
+    for (int i = tid; i < kB1Bins; i += kB1Threads)
+      if (sh[i]) atomicAdd(&a.hist[r * kB1Bins + i], sh[i]);
+    __syncthreads();
+    t = (r + 1) * n;
+  }
+  b1_grid_sync();
+
+  // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
+  for (long long t = t0; t < t1;) {
+    const long long r = t / n;
+    const int x0 = static_cast<int>(t - r * n);
+    const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
+    for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = __ldcg(&a.hist[r * kB1Bins + i]);
+    __syncthreads();
+    b1_rank_bin(sh, kB1Bins, static_cast<unsigned>(a.topk), scratch, res);
+    const unsigned b1 = res[0];
+    int* st = a.state + r * kStateInts;
+    // Whole warps walk the segment (every lane reaches the warp-aggregated slots).
+    for (int base = x0 + warp * 32; base < x1; base += kB1Threads) {
+      const int x = base + lane;
+      const unsigned bin = x < x1 ? (__float_as_uint(__ldcg(&a.pooled[r * n + x])) >> 20) : 0u;
+      const bool above = x < x1 && bin > b1, in = x < x1 && bin == b1;
+      const int so = b1_slot(st + 0, above);
+      if (above) a.out[r * a.topk + so] = x;
+      const int sc = b1_slot(st + 1, in);
+      if (in) a.cand[r * n + sc] = x;
+    }
+    __syncthreads();
+    t = (r + 1) * n;
+  }
+  b1_grid_sync();
+
+  // Phase 3: per row, the exact threshold among the candidates.
+  for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    int* st = a.state + r * kStateInts;
+    for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = __ldcg(&a.hist[r * kB1Bins + i]);
+    __syncthreads();
+    b1_rank_bin(sh, kB1Bins, static_cast<unsigned>(a.topk), scratch, res);
+    const unsigned b1 = res[0];
+    unsigned want = static_cast<unsigned>(a.topk) - res[1];  // still wanted from the candidates (>= 1)
+    const int cnt = __ldcg(st + 1);
+    const int* cand = a.cand + r * n;
+    const float* pooled = a.pooled + r * n;
+    // Digits 2 (bits 19..9) and 3 (bits 8..0) among the candidates matching the prefix so far.
+    unsigned prefix = b1 << 20, mask = 0xfff00000u;
+    for (int level = 0; level < 2; ++level) {
+      const int shift = level == 0 ? 9 : 0;
+      const int nb = level == 0 ? kB1Bins2 : kB1Bins3;
+      __syncthreads();  // sh's readers are done
+      for (int i = tid; i < nb; i += kB1Threads) sh[i] = 0u;
+      __syncthreads();
+      for (int i = tid; i < cnt; i += kB1Threads) {
+        const unsigned u = __float_as_uint(__ldcg(pooled + __ldcg(cand + i)));
+        if ((u & mask) == prefix) atomicAdd(&sh[(u >> shift) & (nb - 1)], 1u);
+      }
+      __syncthreads();
+      b1_rank_bin(sh, nb, want, scratch, res);
+      prefix |= res[0] << shift;
+      mask |= static_cast<unsigned>(nb - 1) << shift;
+      want -= res[1];
+    }
+    // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted.
+    int* tie = reinterpret_cast<int*>(scratch + 40);
+    if (tid == 0) *tie = 0;
+    __syncthreads();
+    for (int base = warp * 32; base < cnt; base += kB1Threads) {
+      const int i = base + lane;
+      const int x = i < cnt ? __ldcg(cand + i) : 0;
+      const unsigned u = i < cnt ? __float_as_uint(__ldcg(pooled + x)) : 0u;
+      const bool above = i < cnt && u > prefix;
+      bool eq = i < cnt && u == prefix;
+      if (eq) eq = atomicAdd(tie, 1) < static_cast<int>(want);
+      const int so = b1_slot(st + 0, above || eq);
+      if (above || eq) a.out[r * a.topk + so] = x;
+    }
+    __syncthreads();
+    // Clean for the next launch: this row's histogram and counters.
+    for (int i = tid; i < kB1Bins; i += kB1Threads) a.hist[r * kB1Bins + i] = 0u;
+    if (tid < kStateInts) st[tid] = 0;
+  }
+}
+
+cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                      cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  B1SelectArgs a{};
+  a.n = s.n;
+  a.heads = s.heads;
+  a.kvHeads = s.kvHeads;
+  a.splits = splits;
+  a.topk = topk;
+  a.rows = static_cast<long long>(s.batch) * s.kvHeads;
+  a.work = a.rows * s.n;
+  a.logits = w.logits;
+  a.part_ml = w.part_ml;
+  a.pooled = w.pooled;
+  a.hist = w.hist;
+  a.state = w.state;
+  a.cand = reinterpret_cast<int*>(w.logits);  // [rows][n] ints fit in [batch x heads][n] floats
+  a.out = indices;
+  // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
+  if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
+    cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);
+    if (e == cudaSuccess) e = cudaMemsetAsync(w.state, 0, sizeof(int) * kStateInts * a.rows, st);
+    if (e != cudaSuccess) return e;
+  }
+  return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+    static int perSm = 0;  // CTAs resident per SM, queried once per instance
+    if (perSm == 0) {
+      int nb = 0;
+      cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, 0);
+      if (e != cudaSuccess) return e;
+      if (nb < 1) return cudaErrorNotSupported;
+      perSm = nb;
+    }
+    long long ctas = static_cast<long long>(perSm) * device_sm_count();
+    if (ctas > a.work) ctas = a.work;
+    a.ctas = static_cast<int>(ctas);
+    void* args[] = {&a};
+    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
+                                                dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, 0, st);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    return e;
+  });
+}
+
+}  // namespace kascade
