@@ -291,11 +291,12 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics
 // from the attention pass; v14 / v15: v12 with the two consumer warpgroups taking turns at the tensor cores
 // (ping-pong), 4 / 3 K stages; v16: v14 with a quarter of the exponentials on the FMA pipe; v17 / v18: 3 / 4
-// consumer warpgroups taking 64-key steps round-robin, in turns (prefill_pool_v17.cu). (Session 4's v9-v11 and
-// v13 lost and are gone.)
+// consumer warpgroups taking 64-key steps round-robin, in turns (prefill_pool_v17.cu); v19 / v20 / v21: v17 / v18 /
+// v12 with the select reading 16 bytes per load, two in flight (prefill_select_v3.cu). (Session 4's v9-v11 and v13
+// lost and are gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 14 && v <= 18);
+  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 14 && v <= 21);
   return known ? v : 12;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v30)
 }
 
@@ -309,10 +310,11 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if (pv >= 17 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv - 14);
-  if (pv >= 12 && pv <= 16 && pool_v12_supports(s))
-    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv);
+  if ((pv == 17 || pv == 18 || pv == 19 || pv == 20) && pool_v17_supports(s))
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st,
+                           pv == 17 || pv == 19 ? 3 : 4);
+  if (pv >= 12 && pool_v12_supports(s))
+    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv == 21 ? 12 : pv);
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -348,6 +350,8 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
       return e;
     if (pool_variant() == 7 || pool_variant() == 8) {
       if ((e = launch_select_v2(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
+    } else if (pool_variant() >= 19) {
+      if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
     } else {
       select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);
       if ((e = cudaGetLastError()) != cudaSuccess) return e;

@@ -71,6 +71,11 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
                             int consumers);
 
+// Select variant v3 (prefill_select_v3.cu; pool variants v19-v21): select_prefill_kernel with 16-byte loads, two
+// in flight per thread. Same arguments and output as launch_select_v2.
+cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
+                             size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);
+
 // Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
 // row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
 // scores (otherwise as select_prefill_kernel). Same arguments and output as that kernel.

@@ -1,0 +1,162 @@
+// The anchors' exact Top-k of a pooled row, variant v3 (KASCADE_PREFILL_SELECT=v3): select_prefill_kernel's
+// radix select (prefill_anchor.cu: 11 + 11 + 10 bits of the f32 pattern, then one compaction pass, ties at the
+// k-th largest lowest index first) with 16-byte loads, two in flight per thread. Why: select_prefill_kernel
+// reads one 4-byte score per thread and loop trip, so each warp has one 128-byte load in flight; with 64 warps
+// per SM that is about 1.4 TB/s (ncu, session 4: 1.41 ms at 32k for four passes over 537 MB, 14 % L2 hits).
+// Eight scores per thread and trip put eight times the bytes in flight.
+//
+// select_prefill_v3_kernel: grid (tiles, pairs in this pass), 256 threads, one block per pooled row of s_t
+// scores (s_t a multiple of 32; rows start 64-byte aligned in the packed layout). Output as v1: the k indices
+// in indices[pair, t, 0 .. k) (order free), -1 in the unused entries.
+#include "prefill_attention.cuh"
+
+namespace kascade {
+namespace pf {
+
+namespace {
+
+constexpr int kSel3Threads = 256;
+constexpr int kSel3Per = 8;  // scores per thread and trip (two uint4)
+
+// Shared-memory histogram add aggregated over the lanes of a warp that hit the same bin (pooled scores crowd
+// into few bins). All lanes call.
+__device__ __forceinline__ void hist_add3(unsigned* sh, unsigned bin, bool active) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return;
+  const unsigned peers = __match_any_sync(act, bin);
+  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
+}
+
+// The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted).
+__device__ __forceinline__ void load8(const unsigned* u, int x, int st, unsigned (&v)[kSel3Per]) {
+  const uint4 a = x < st ? __ldg(reinterpret_cast<const uint4*>(u + x)) : make_uint4(0, 0, 0, 0);
+  const uint4 b = x + 4 < st ? __ldg(reinterpret_cast<const uint4*>(u + x + 4)) : make_uint4(0, 0, 0, 0);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+__global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(KascadePrefillShape s,
+                                                                         const float* __restrict__ pooled,
+                                                                         size_t perPair, const int* __restrict__ counts,
+                                                                         int kMax, int* __restrict__ indices,
+                                                                         int pairBase) {
+  __shared__ unsigned hist[2048];
+  __shared__ unsigned wsum[8];
+  __shared__ unsigned selPrefix, selKrem;
+  __shared__ int cntGt;
+  const int tiles = tiles_of(s);
+  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int pair = pairBase + blockIdx.y;
+  const int st = s.queryStart + t * kT;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int k = min(max(__ldg(counts + t), 0), min(st, kMax));
+  int* out = indices + (static_cast<size_t>(pair) * tiles + t) * kMax;
+  for (int i = k + tid; i < kMax; i += kSel3Threads) out[i] = -1;
+  if (k == 0) return;
+  if (k == st) {  // early tiles: every earlier key
+    for (int i = tid; i < st; i += kSel3Threads) out[i] = i;
+    return;
+  }
+  const unsigned* u =
+      reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
+  constexpr int kStride = kSel3Threads * kSel3Per;
+
+  // Scores are >= 0, so their bit patterns order like the values: radix select on 11 + 11 + 10 bits.
+  unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
+  for (int level = 0; level < 3; ++level) {
+    const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
+    const int nbins = level < 2 ? 2048 : 1024, per = nbins / kSel3Threads;
+    for (int i = tid; i < nbins; i += kSel3Threads) hist[i] = 0;
+    __syncthreads();
+    for (int base = 0; base < st; base += kStride) {
+      const int x = base + tid * kSel3Per;
+      unsigned v[kSel3Per];
+      load8(u, x, st, v);
+#pragma unroll
+      for (int e = 0; e < kSel3Per; ++e)
+        hist_add3(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
+    }
+    __syncthreads();
+    unsigned cnt = 0;
+    for (int e = 0; e < per; ++e) cnt += hist[nbins - 1 - (tid * per + e)];
+    unsigned inc = cnt;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+      if (lane >= o) inc += y;
+    }
+    if (lane == 31) wsum[warp] = inc;
+    __syncthreads();
+    unsigned before = inc - cnt;
+    for (int w = 0; w < warp; ++w) before += wsum[w];
+    if (before < krem && before + cnt >= krem) {
+      unsigned cum = before;
+      for (int e = 0; e < per; ++e) {
+        const int bin = nbins - 1 - (tid * per + e);
+        const unsigned c = hist[bin];
+        if (cum + c >= krem) {
+          selPrefix = prefix | (static_cast<unsigned>(bin) << shift);
+          selKrem = krem - cum;
+          break;
+        }
+        cum += c;
+      }
+    }
+    __syncthreads();
+    prefix = selPrefix;
+    krem = selKrem;
+    mask |= static_cast<unsigned>(nbins - 1) << shift;
+    __syncthreads();
+  }
+  // prefix is now the exact bit pattern of the k-th largest; take every score above it and the first krem
+  // scores equal to it in index order (thread tid holds scores base + 8 tid .. + 7: an exclusive scan of the
+  // threads' tie counts ranks them).
+  const unsigned thr = prefix, take = krem, gtCount = static_cast<unsigned>(k) - take;
+  if (tid == 0) cntGt = 0;
+  __syncthreads();
+  unsigned tieBase = 0;
+  for (int base = 0; base < st; base += kStride) {
+    const int x = base + tid * kSel3Per;
+    unsigned v[kSel3Per];
+    load8(u, x, st, v);
+    unsigned ties = 0;
+#pragma unroll
+    for (int e = 0; e < kSel3Per; ++e) {
+      if (x + e < st && v[e] > thr) out[atomicAdd(&cntGt, 1)] = x + e;
+      ties += x + e < st && v[e] == thr ? 1u : 0u;
+    }
+    unsigned inc = ties;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+      if (lane >= o) inc += y;
+    }
+    if (lane == 31) wsum[warp] = inc;
+    __syncthreads();
+    unsigned off = inc - ties, total = 0;
+    for (int w = 0; w < 8; ++w) {
+      if (w < warp) off += wsum[w];
+      total += wsum[w];
+    }
+    unsigned rank = tieBase + off;
+#pragma unroll
+    for (int e = 0; e < kSel3Per; ++e)
+      if (x + e < st && v[e] == thr) {
+        if (rank < take) out[gtCount + rank] = x + e;
+        ++rank;
+      }
+    tieBase += total;
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
+                             size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st) {
+  select_prefill_v3_kernel<<<dim3(tiles_of(s), pairs), kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax,
+                                                                              indices, pairBase);
+  return cudaGetLastError();
+}
+
+}  // namespace pf
+}  // namespace kascade
