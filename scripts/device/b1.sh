@@ -8,7 +8,7 @@
 #  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
 #     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_SWEEP, B1_WS_CONFIGS (the probe's lists), B1_NCU_VARIANTS (default 124,32800).
+# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP, B1_WS_CONFIGS (the probe's lists), B1_NCU_VARIANTS (default 124,32800).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
@@ -18,8 +18,9 @@ export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,252,8252,32800,32768}
 export B1_SWEEP=${B1_SWEEP:-32800:17:25:41:49}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_WS_CONFIGS=${B1_WS_CONFIGS:-1,2}
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028}
 probe=packages/cuda/dist-device/b1-probe.mjs
-export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_WS_CONFIGS=$B1_WS_CONFIGS node $probe b1-probe.json"
+export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_WS_CONFIGS=$B1_WS_CONFIGS B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"

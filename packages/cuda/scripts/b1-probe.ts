@@ -12,16 +12,18 @@
  * Plus the event pair alone (`empty`) and the JS-side argument checks alone (`decodeShape`).
  *
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
- * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS (comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
+ * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
  * other configurations, KASCADE_WS_CONFIG, default 1,2), B1_NCU=1 (only a few reuse calls, for ncu).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { bf16BitsToF32, topkBudget } from '@kascade/core';
 import {
+  anchorDecode,
   captureGraph,
   DeviceTensor,
   decodeShape,
+  denseAnchorDecode,
   denseDecode,
   deviceInfo,
   fillNormal,
@@ -42,6 +44,10 @@ const shapes = (process.env.B1_SHAPES ?? '1x8192,1x32768,1x131072')
   .map((s) => list(s.replace('x', ',')));
 const reuseVariants = list(process.env.B1_REUSE_VARIANTS ?? '60,124,252');
 const denseVariants = list(process.env.B1_DENSE_VARIANTS ?? '764');
+const anchorVariants = (process.env.B1_ANCHOR_VARIANTS ?? '188,164028')
+  .split(',')
+  .filter((v) => v !== '')
+  .map(Number);
 const ncuOnly = process.env.B1_NCU === '1';
 const out = process.argv[2] ?? 'b1-probe.json';
 
@@ -183,6 +189,7 @@ for (const [batch, n] of shapes as [number, number][]) {
     idx.set(perm.subarray(0, kk), r * kk);
   }
   const sel = uploadSelection(idx, { batch, kvHeads: G, k: kk, n });
+  const selA = uploadSelection(idx, { batch, kvHeads: G, k: kk, n }); // the anchors' output slot
   const base = { q, k: kv[0]?.k as DeviceTensor<'bf16'>, v: kv[0]?.v as DeviceTensor<'bf16'>, n };
   const headMap = Array.from({ length: G }, (_, j) => (j * 3 + 1) % G);
   synchronize();
@@ -212,7 +219,61 @@ for (const [batch, n] of shapes as [number, number][]) {
             (l: number) => () => reuseDecode({ ...base, ...kv[l], variant }, sel, headMap, o),
           ] as [string, number, (l: number) => () => void],
       ),
+      ...anchorVariants.flatMap((variant) => [
+        [
+          'anchor',
+          variant,
+          (l: number) => () => anchorDecode({ ...base, ...kv[l], variant }, kk, { out: o, selection: selA }),
+        ] as [string, number, (l: number) => () => void],
+        [
+          'layer0',
+          variant,
+          (l: number) => () =>
+            denseAnchorDecode({ ...base, ...kv[l], variant }, kk, { out: o, selection: selA }),
+        ] as [string, number, (l: number) => () => void],
+      ]),
     ];
+    // Anchors' cross-check against variant 188 (an early alarm): the share of each row's selected keys
+    // the two selections have in common (random data: ties are rare, so ~1), and the output's error.
+    if (anchorVariants.length > 0) {
+      const run = (variant: number, layer0: boolean): [Int32Array, Float64Array] => {
+        o.fill(0xff);
+        selA.indices.fill(0xff);
+        if (layer0) denseAnchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+        else anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+        return [selA.indices.download(), Float64Array.from(o.download(), (b) => bf16BitsToF32(b))];
+      };
+      for (const layer0 of [false, true]) {
+        const op = layer0 ? 'layer0' : 'anchor';
+        const [refIdx, refOut] = run(188, layer0);
+        for (const variant of anchorVariants) {
+          try {
+            const [idx, out] = run(variant, layer0);
+            let common = 0;
+            for (let r = 0; r < batch * G; r++) {
+              const want = new Set(refIdx.subarray(r * kk, (r + 1) * kk));
+              for (const x of idx.subarray(r * kk, (r + 1) * kk)) if (want.has(x)) common++;
+            }
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < out.length; i++) {
+              num += ((out[i] as number) - (refOut[i] as number)) ** 2;
+              den += (refOut[i] as number) ** 2;
+            }
+            const tag = `v${variant}_${Math.round(n / 1024)}k_b${batch}`;
+            extra[`${op}SelectionOverlapVs188_${tag}`] = common / (batch * G * kk);
+            const rel = Math.sqrt(num / den);
+            extra[`${op}CrossRelErrVs188_${tag}`] = Number.isNaN(rel) ? -1 : rel;
+            if (!(rel < 1e-2) || common < 0.99 * batch * G * kk)
+              errors.push(
+                `${op} cross-check v${variant} n ${n}: overlap ${common / (batch * G * kk)}, rel err ${rel}`,
+              );
+          } catch (e) {
+            errors.push(`${op} cross-check v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+          }
+        }
+      }
+    }
     // Cross-check (an early alarm; the device check is the parity): each reuse variant's output,
     // NaN-poisoned before its call, against variant 124's, as ||out - ref|| / ||ref||.
     const reuseOut = (variant: number): Float64Array => {
@@ -382,7 +443,7 @@ for (const [batch, n] of shapes as [number, number][]) {
     for (let r = 0; r < 2000; r++) decodeShape({ ...base, variant: 60 }, 'reuse');
     extra[`decodeShapeUs_${tag}`] = r2(((performance.now() - t0) * 1000) / 2000);
   }
-  for (const x of [q, o, sel.indices, ...kv.flatMap((t) => [t.k, t.v])]) x.free();
+  for (const x of [q, o, sel.indices, selA.indices, ...kv.flatMap((t) => [t.k, t.v])]) x.free();
 }
 save();
 console.log(JSON.stringify(extra));
