@@ -233,47 +233,6 @@ for (const [batch, n] of shapes as [number, number][]) {
         ] as [string, number, (l: number) => () => void],
       ]),
     ];
-    // Anchors' cross-check against variant 188 (an early alarm): the share of each row's selected keys
-    // the two selections have in common (random data: ties are rare, so ~1), and the output's error.
-    if (anchorVariants.length > 0) {
-      const run = (variant: number, layer0: boolean): [Int32Array, Float64Array] => {
-        o.fill(0xff);
-        selA.indices.fill(0xff);
-        if (layer0) denseAnchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
-        else anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
-        return [selA.indices.download(), Float64Array.from(o.download(), (b) => bf16BitsToF32(b))];
-      };
-      for (const layer0 of [false, true]) {
-        const op = layer0 ? 'layer0' : 'anchor';
-        const [refIdx, refOut] = run(188, layer0);
-        for (const variant of anchorVariants) {
-          try {
-            const [idx, out] = run(variant, layer0);
-            let common = 0;
-            for (let r = 0; r < batch * G; r++) {
-              const want = new Set(refIdx.subarray(r * kk, (r + 1) * kk));
-              for (const x of idx.subarray(r * kk, (r + 1) * kk)) if (want.has(x)) common++;
-            }
-            let num = 0;
-            let den = 0;
-            for (let i = 0; i < out.length; i++) {
-              num += ((out[i] as number) - (refOut[i] as number)) ** 2;
-              den += (refOut[i] as number) ** 2;
-            }
-            const tag = `v${variant}_${Math.round(n / 1024)}k_b${batch}`;
-            extra[`${op}SelectionOverlapVs188_${tag}`] = common / (batch * G * kk);
-            const rel = Math.sqrt(num / den);
-            extra[`${op}CrossRelErrVs188_${tag}`] = Number.isNaN(rel) ? -1 : rel;
-            if (!(rel < 1e-2) || common < 0.99 * batch * G * kk)
-              errors.push(
-                `${op} cross-check v${variant} n ${n}: overlap ${common / (batch * G * kk)}, rel err ${rel}`,
-              );
-          } catch (e) {
-            errors.push(`${op} cross-check v${variant} n ${n}: ${String(e).slice(0, 300)}`);
-          }
-        }
-      }
-    }
     // Cross-check (an early alarm; the device check is the parity): each reuse variant's output,
     // NaN-poisoned before its call, against variant 124's, as ||out - ref|| / ||ref||.
     const reuseOut = (variant: number): Float64Array => {
@@ -301,45 +260,49 @@ for (const [batch, n] of shapes as [number, number][]) {
         errors.push(`cross-check v${variant} n ${n}: ${String(e).slice(0, 300)}`);
       }
     }
-    for (const [op, variant, make] of ops) {
-      // One failure (a refused graph capture, a fault) is recorded and the next goes on.
-      try {
-        const fn = make(0);
-        const eventUs = median(timeDevice(fn, 10, 50));
-        const b2bUs = perCall(fn, CALLS, 10);
-        const hostUs = hostCost(fn, CALLS, 10);
-        let i = 0;
-        const fns = kv.map((_, l) => make(l));
-        const rotUs = perCall(() => (fns[i++ % fns.length] as () => void)(), CALLS, 10);
-        let graphUs = Number.NaN;
+    const timeOps = (list: [string, number, (l: number) => () => void][]): void => {
+      for (const [op, variant, make] of list) {
+        // One failure (a refused graph capture, a fault) is recorded and the next goes on.
         try {
-          const g = captureGraph(() => {
-            for (let c = 0; c < CALLS; c++) fn();
-          });
-          graphUs = perCall(() => g.launch(), 1, 10) / CALLS;
+          const fn = make(0);
+          const eventUs = median(timeDevice(fn, 10, 50));
+          const b2bUs = perCall(fn, CALLS, 10);
+          const hostUs = hostCost(fn, CALLS, 10);
+          let i = 0;
+          const fns = kv.map((_, l) => make(l));
+          const rotUs = perCall(() => (fns[i++ % fns.length] as () => void)(), CALLS, 10);
+          let graphUs = Number.NaN;
+          try {
+            const g = captureGraph(() => {
+              for (let c = 0; c < CALLS; c++) fn();
+            });
+            graphUs = perCall(() => g.launch(), 1, 10) / CALLS;
+          } catch (e) {
+            console.log(`graph ${op} v${variant} n ${n}: ${String(e).slice(0, 200)}`);
+          }
+          const row = {
+            op,
+            n,
+            batch,
+            variant,
+            eventUs: r2(eventUs),
+            b2bUs: r2(b2bUs),
+            graphUs: r2(graphUs),
+            hostUs: r2(hostUs),
+            rotUs: r2(rotUs),
+          };
+          rows.push(row);
+          console.log(JSON.stringify(row));
         } catch (e) {
-          console.log(`graph ${op} v${variant} n ${n}: ${String(e).slice(0, 200)}`);
+          console.log(`FAILED ${op} v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+          errors.push(`${op} v${variant} n ${n}: ${String(e).slice(0, 300)}`);
         }
-        const row = {
-          op,
-          n,
-          batch,
-          variant,
-          eventUs: r2(eventUs),
-          b2bUs: r2(b2bUs),
-          graphUs: r2(graphUs),
-          hostUs: r2(hostUs),
-          rotUs: r2(rotUs),
-        };
-        rows.push(row);
-        console.log(JSON.stringify(row));
-      } catch (e) {
-        console.log(`FAILED ${op} v${variant} n ${n}: ${String(e).slice(0, 300)}`);
-        errors.push(`${op} v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+        save();
       }
-      save();
-    }
-    // Grid sweeps (forced `splits`: the split count, or for bit 8192 at 2..16 the cluster size).
+    };
+    // Dense and reuse first; the anchors (a hang there must not cost the rest) last, after their cross-check.
+    timeOps(ops.filter(([op]) => op === 'dense' || op === 'reuse'));
+    // Grid sweeps (forced `splits`).
     {
       const sweep = (process.env.B1_SWEEP ?? '60:26:33,8252:33:41:49:66,8252:8:16').split(',');
       for (const item of sweep) {
@@ -411,6 +374,49 @@ for (const [batch, n] of shapes as [number, number][]) {
       }
       delete process.env.KASCADE_WS_CONFIG;
     }
+    save();
+    // Anchors' cross-check against variant 188 (an early alarm): the share of each row's selected keys
+    // the two selections have in common (random data: ties are rare, so ~1), and the output's error.
+    if (anchorVariants.length > 0) {
+      const run = (variant: number, layer0: boolean): [Int32Array, Float64Array] => {
+        o.fill(0xff);
+        selA.indices.fill(0xff);
+        if (layer0) denseAnchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+        else anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+        return [selA.indices.download(), Float64Array.from(o.download(), (b) => bf16BitsToF32(b))];
+      };
+      for (const layer0 of [false, true]) {
+        const op = layer0 ? 'layer0' : 'anchor';
+        const [refIdx, refOut] = run(188, layer0);
+        for (const variant of anchorVariants) {
+          try {
+            const [idx, out] = run(variant, layer0);
+            let common = 0;
+            for (let r = 0; r < batch * G; r++) {
+              const want = new Set(refIdx.subarray(r * kk, (r + 1) * kk));
+              for (const x of idx.subarray(r * kk, (r + 1) * kk)) if (want.has(x)) common++;
+            }
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < out.length; i++) {
+              num += ((out[i] as number) - (refOut[i] as number)) ** 2;
+              den += (refOut[i] as number) ** 2;
+            }
+            const tag = `v${variant}_${Math.round(n / 1024)}k_b${batch}`;
+            extra[`${op}SelectionOverlapVs188_${tag}`] = common / (batch * G * kk);
+            const rel = Math.sqrt(num / den);
+            extra[`${op}CrossRelErrVs188_${tag}`] = Number.isNaN(rel) ? -1 : rel;
+            if (!(rel < 1e-2) || common < 0.99 * batch * G * kk)
+              errors.push(
+                `${op} cross-check v${variant} n ${n}: overlap ${common / (batch * G * kk)}, rel err ${rel}`,
+              );
+          } catch (e) {
+            errors.push(`${op} cross-check v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+          }
+        }
+      }
+    }
+    timeOps(ops.filter(([op]) => op === 'anchor' || op === 'layer0'));
     save();
     const tag = `${Math.round(n / 1024)}k_b${batch}`;
     extra[`emptyEventPairUs_${tag}`] = r2(median(timeDevice(() => {}, 10, 50)));
