@@ -81,8 +81,15 @@ const IB: u32 = NT * U * SB;          // key indices staged per block of SB step
 const MU: u32 = 16u;                  // splits merged per round of loads (FUSED)
 var<workgroup> idx: array<u32, IB>;
 var<workgroup> lastFlag: u32;
-var<workgroup> lastFlag2: u32;
 const NS: u32 = U * GROUP;            // scores of a team step
+const HELD: u32 = max(1u, NS / TW);   // scores a lane holds after the transposing butterfly
+const SHARE: u32 = max(1u, TW / NS);  // lanes holding the same ones
+// Values a lane keeps in the butterfly's round with partners w apart (0: a plain round), for w = 16 .. 1.
+const TH16: u32 = min(NS / 2u, max(1u, NS * 32u / TW) / 2u);
+const TH8: u32 = min(NS / 2u, max(1u, NS * 16u / TW) / 2u);
+const TH4: u32 = min(NS / 2u, max(1u, NS * 8u / TW) / 2u);
+const TH2: u32 = min(NS / 2u, max(1u, NS * 4u / TW) / 2u);
+const TH1: u32 = min(NS / 2u, max(1u, NS * 2u / TW) / 2u);
 var<workgroup> xm: array<f32, NT>;
 var<workgroup> xl: array<f32, NT>;
 var<workgroup> xo: array<vec4<f32>, NT * D4>;
@@ -125,8 +132,11 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
   return d;
 }
 
-// This lane's pieces of the group's query rows, pre-scaled.
-fn loadQuery(b: u32, j: u32, lane: u32) -> array<vec4<f32>, GROUP * QV> {
+// Code both entry points run, pasted into each by the host (`//#snippet` / `//#paste`): WGSL
+// functions that take arrays ran several times slower on the H200's driver (call A of session 5).
+
+// This lane's pieces of the group's query rows, pre-scaled (b, j, lane).
+//#snippet QLOAD
   var qr: array<vec4<f32>, GROUP * QV>;
   for (var h = 0u; h < GROUP; h++) {
     for (var pp = 0u; pp < PPL; pp++) {
@@ -135,67 +145,90 @@ fn loadQuery(b: u32, j: u32, lane: u32) -> array<vec4<f32>, GROUP * QV> {
       }
     }
   }
-  return qr;
-}
+//#endsnippet
 
-// The lane's part of the step's dot products, score `u * GROUP + h` for key u and query head h.
-fn stepDots(qr: array<vec4<f32>, GROUP * QV>, kp: array<KP, U * PPL>) -> array<f32, NS> {
-  var sc: array<f32, NS>;
-  for (var u = 0u; u < U; u++) {
-    for (var h = 0u; h < GROUP; h++) {
-      var d = 0.0;
-      for (var pp = 0u; pp < PPL; pp++) {
-        for (var i = 0u; i < PV; i++) {
-          d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+// The lane's part of the step's dot products (qr, kp): score `u * GROUP + h` for key u, query head h.
+//#snippet DOTS
+    var sc: array<f32, NS>;
+    for (var u = 0u; u < U; u++) {
+      for (var h = 0u; h < GROUP; h++) {
+        var d = 0.0;
+        for (var pp = 0u; pp < PPL; pp++) {
+          for (var i = 0u; i < PV; i++) {
+            d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+          }
         }
+        sc[u * GROUP + h] = d;
       }
-      sc[u * GROUP + h] = d;
     }
-  }
-  return sc;
-}
+//#endsnippet
 
-// One round of the transposing butterfly, partner lanes w apart: a lane holding c partial scores keeps the
-// half its lane bit w selects and adds the partner's part of that half (c == 1: a plain butterfly round).
-fn butterfly(sc: ptr<function, array<f32, NS>>, c: u32, w: u32, lane: u32) {
-  if (c == 1u) {
-    (*sc)[0] += subgroupShuffleXor((*sc)[0], w);
-    return;
-  }
-  let hc = c / 2u;
-  let hi = (lane & w) != 0u;
-  for (var i = 0u; i < hc; i++) {
-    let keep = select((*sc)[i], (*sc)[i + hc], hi);
-    let send = select((*sc)[i + hc], (*sc)[i], hi);
-    (*sc)[i] = keep + subgroupShuffleXor(send, w);
-  }
-}
+// The transposing butterfly over the team's lanes (NS and TW powers of two): each round, partners w
+// apart, a lane keeps the half of its partial scores that its lane bit w selects and adds the partner's
+// part of that half (a plain butterfly round once one is left). Afterwards lane `lane` holds the full
+// scores (lane / SHARE) * HELD + i, i < HELD, in sc[i]: NS / TW each when NS >= TW, else each score on
+// SHARE = TW / NS lanes; NS - 1 shuffles per lane at most instead of log2(TW) per score.
+//#snippet TRANSPOSE
+    if (TW >= 32u) {
+      let hi = (lane & 16u) != 0u;
+      for (var i = 0u; i < TH16; i++) {
+        let keep = select(sc[i], sc[i + TH16], hi);
+        let send = select(sc[i + TH16], sc[i], hi);
+        sc[i] = keep + subgroupShuffleXor(send, 16u);
+      }
+      if (TH16 == 0u) {
+        sc[0] += subgroupShuffleXor(sc[0], 16u);
+      }
+    }
+    if (TW >= 16u) {
+      let hi = (lane & 8u) != 0u;
+      for (var i = 0u; i < TH8; i++) {
+        let keep = select(sc[i], sc[i + TH8], hi);
+        let send = select(sc[i + TH8], sc[i], hi);
+        sc[i] = keep + subgroupShuffleXor(send, 8u);
+      }
+      if (TH8 == 0u) {
+        sc[0] += subgroupShuffleXor(sc[0], 8u);
+      }
+    }
+    if (TW >= 8u) {
+      let hi = (lane & 4u) != 0u;
+      for (var i = 0u; i < TH4; i++) {
+        let keep = select(sc[i], sc[i + TH4], hi);
+        let send = select(sc[i + TH4], sc[i], hi);
+        sc[i] = keep + subgroupShuffleXor(send, 4u);
+      }
+      if (TH4 == 0u) {
+        sc[0] += subgroupShuffleXor(sc[0], 4u);
+      }
+    }
+    if (TW >= 4u) {
+      let hi = (lane & 2u) != 0u;
+      for (var i = 0u; i < TH2; i++) {
+        let keep = select(sc[i], sc[i + TH2], hi);
+        let send = select(sc[i + TH2], sc[i], hi);
+        sc[i] = keep + subgroupShuffleXor(send, 2u);
+      }
+      if (TH2 == 0u) {
+        sc[0] += subgroupShuffleXor(sc[0], 2u);
+      }
+    }
+    if (TW >= 2u) {
+      let hi = (lane & 1u) != 0u;
+      for (var i = 0u; i < TH1; i++) {
+        let keep = select(sc[i], sc[i + TH1], hi);
+        let send = select(sc[i + TH1], sc[i], hi);
+        sc[i] = keep + subgroupShuffleXor(send, 1u);
+      }
+      if (TH1 == 0u) {
+        sc[0] += subgroupShuffleXor(sc[0], 1u);
+      }
+    }
+//#endsnippet
 
-// Finishes the team's NS partial scores (NS and TW powers of two): afterwards lane `lane` holds the full
-// scores (lane / SHARE) * HELD + i, i < HELD, in sc[i] (NS >= TW: NS / TW each; else every score on SHARE
-// = TW / NS lanes). NS - 1 shuffles per lane at most, instead of log2(TW) per score.
-fn transposeScores(sc: ptr<function, array<f32, NS>>, lane: u32) {
-  if (TW >= 32u) {
-    butterfly(sc, max(1u, NS * 32u / TW), 16u, lane);
-  }
-  if (TW >= 16u) {
-    butterfly(sc, max(1u, NS * 16u / TW), 8u, lane);
-  }
-  if (TW >= 8u) {
-    butterfly(sc, max(1u, NS * 8u / TW), 4u, lane);
-  }
-  if (TW >= 4u) {
-    butterfly(sc, max(1u, NS * 4u / TW), 2u, lane);
-  }
-  if (TW >= 2u) {
-    butterfly(sc, max(1u, NS * 2u / TW), 1u, lane);
-  }
-}
-
-// Merges the teams' (max, sum, weighted V) of each query head into this split's partials at rowBase
-// (+ h * P.partStride).
-fn mergeTeams(t: u32, tm: u32, lane: u32, m: array<f32, GROUP>, l: array<f32, GROUP>,
-              acc: array<vec4<f32>, GROUP * QV>, rowBase: u32) {
+// Merges the teams' (m, l, acc) of each query head into this split's partials at rowBase (+ h *
+// P.partStride), one head at a time (tm, lane).
+//#snippet TEAMMERGE
   for (var h = 0u; h < GROUP; h++) {
     if (lane == 0u) {
       xm[tm] = m[h];
@@ -230,108 +263,96 @@ fn mergeTeams(t: u32, tm: u32, lane: u32, m: array<f32, GROUP>, l: array<f32, GR
     }
     workgroupBarrier();
   }
-}
+//#endsnippet
 
-// Merges partials [first, first + count) of the group's query heads of (sequence b, KV head j), in
-// order: into the normalised output and the row statistics (final), or into partial `dst`. One
-// invocation per (query head, vec4 of the row), MU partials per round of loads.
-fn combineRange(t: u32, b: u32, j: u32, first: u32, count: u32, dst: u32, toOut: bool) {
-  for (var w = t; w < GROUP * D4; w += WG) {
-    let hr = b * P.heads + j * GROUP + w / D4;
-    let e = w % D4;
-    let row = hr * P.partStride;
-    var M = NEG;
-    var L = 0.0;
-    var o = vec4<f32>(0.0);
-    for (var s0 = 0u; s0 < count; s0 += MU) {
-      var ms: array<f32, MU>;
-      var ls: array<f32, MU>;
-      var os: array<vec4<f32>, MU>;
-      for (var i = 0u; i < MU; i++) {
-        let s = first + min(s0 + i, count - 1u);
-        ms[i] = partML[(row + s) * 2u];
-        ls[i] = partML[(row + s) * 2u + 1u];
-        if (ACCUM_V) {
-          os[i] = partO[(row + s) * D4 + e];
-        }
+// FUSED, at the end of an entry point once its split's partials are written (b, j, split, t): the last
+// workgroup of the row (with P.mergeGroup > 0: of its group of splits, then of the row) merges, and
+// resets the counter it used. Level 0 merges a group into partial splits + g; level 1 merges the row's
+// splits (or the groups' partials) into the output and the row statistics.
+//#snippet SPLITMERGE
+  if (FUSED) {
+    let crow = (b * P.kvHeads + j) * P.counterStride;
+    let G = P.mergeGroup;
+    let g = split / max(G, 1u);
+    for (var lvl = select(1u, 0u, G > 0u); lvl < 2u; lvl++) {
+      var first = 0u;
+      var count = P.splits;
+      var dst = 0u;
+      var ctr = crow;
+      if (lvl == 0u) {
+        first = g * G;
+        count = min(G, P.splits - first);
+        dst = P.splits + g;
+        ctr = crow + 1u + g;
+      } else if (G > 0u) {
+        first = P.splits;
+        count = (P.splits + G - 1u) / G;
       }
-      for (var i = 0u; i < MU; i++) {
-        if (s0 + i < count) {
-          let mn = max(M, ms[i]);
-          let ca = exp(M - mn);
-          let cs = exp(ms[i] - mn);
-          L = L * ca + ls[i] * cs;
-          if (ACCUM_V) {
-            o = o * ca + os[i] * cs;
-          }
-          M = mn;
-        }
-      }
-    }
-    if (toOut) {
-      if (ACCUM_V) {
-        outO[hr * D4 + e] = o / L;
-      }
-      if (e == 0u) {
-        stats[hr * 2u] = M;
-        stats[hr * 2u + 1u] = L;
-      }
-    } else {
-      if (ACCUM_V) {
-        partO[(row + dst) * D4 + e] = o;
-      }
-      if (e == 0u) {
-        partML[(row + dst) * 2u] = M;
-        partML[(row + dst) * 2u + 1u] = L;
-      }
-    }
-  }
-}
-
-// FUSED: called by every workgroup once its split's partials are written. The last workgroup of the
-// row (of its merge group, then of the row, when P.mergeGroup > 0) merges; it resets the counters it used.
-fn mergeSplits(t: u32, b: u32, j: u32, split: u32) {
-  storageBarrier();
-  let crow = (b * P.kvHeads + j) * P.counterStride;
-  let G = P.mergeGroup;
-  if (G == 0u) {
-    if (t == 0u) {
-      let done = atomicAdd(&counters[crow], 1u);
-      lastFlag = select(0u, 1u, done == P.splits - 1u);
-    }
-    if (workgroupUniformLoad(&lastFlag) == 1u) {
-      combineRange(t, b, j, 0u, P.splits, 0u, true);
+      storageBarrier();
       if (t == 0u) {
-        atomicStore(&counters[crow], 0u);
+        let done = atomicAdd(&counters[ctr], 1u);
+        lastFlag = select(0u, 1u, done == count - 1u);
+      }
+      if (workgroupUniformLoad(&lastFlag) == 0u) {
+        break;
+      }
+      // One invocation per (query head of the group, vec4 of the row), MU partials per round of loads.
+      for (var w = t; w < GROUP * D4; w += WG) {
+        let hr = b * P.heads + j * GROUP + w / D4;
+        let e = w % D4;
+        let row = hr * P.partStride;
+        var M = NEG;
+        var L = 0.0;
+        var o = vec4<f32>(0.0);
+        for (var s0 = 0u; s0 < count; s0 += MU) {
+          var ms: array<f32, MU>;
+          var ls: array<f32, MU>;
+          var os: array<vec4<f32>, MU>;
+          for (var i = 0u; i < MU; i++) {
+            let s = first + min(s0 + i, count - 1u);
+            ms[i] = partML[(row + s) * 2u];
+            ls[i] = partML[(row + s) * 2u + 1u];
+            if (ACCUM_V) {
+              os[i] = partO[(row + s) * D4 + e];
+            }
+          }
+          for (var i = 0u; i < MU; i++) {
+            if (s0 + i < count) {
+              let mn = max(M, ms[i]);
+              let ca = exp(M - mn);
+              let cs = exp(ms[i] - mn);
+              L = L * ca + ls[i] * cs;
+              if (ACCUM_V) {
+                o = o * ca + os[i] * cs;
+              }
+              M = mn;
+            }
+          }
+        }
+        if (lvl == 1u) {
+          if (ACCUM_V) {
+            outO[hr * D4 + e] = o / L;
+          }
+          if (e == 0u) {
+            stats[hr * 2u] = M;
+            stats[hr * 2u + 1u] = L;
+          }
+        } else {
+          if (ACCUM_V) {
+            partO[(row + dst) * D4 + e] = o;
+          }
+          if (e == 0u) {
+            partML[(row + dst) * 2u] = M;
+            partML[(row + dst) * 2u + 1u] = L;
+          }
+        }
+      }
+      if (t == 0u) {
+        atomicStore(&counters[ctr], 0u);
       }
     }
-    return;
   }
-  let g = split / G;
-  let first = g * G;
-  let count = min(G, P.splits - first);
-  let groups = (P.splits + G - 1u) / G;
-  if (t == 0u) {
-    let done = atomicAdd(&counters[crow + 1u + g], 1u);
-    lastFlag = select(0u, 1u, done == count - 1u);
-  }
-  if (workgroupUniformLoad(&lastFlag) == 0u) {
-    return;
-  }
-  combineRange(t, b, j, first, count, P.splits + g, false);
-  storageBarrier();
-  if (t == 0u) {
-    atomicStore(&counters[crow + 1u + g], 0u);
-    let done = atomicAdd(&counters[crow], 1u);
-    lastFlag2 = select(0u, 1u, done == groups - 1u);
-  }
-  if (workgroupUniformLoad(&lastFlag2) == 1u) {
-    combineRange(t, b, j, P.splits, groups, 0u, true);
-    if (t == 0u) {
-      atomicStore(&counters[crow], 0u);
-    }
-  }
-}
+//#endsnippet
 
 @compute @workgroup_size(WG)
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -358,7 +379,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   let kvBase = (b * P.kvHeads + j) * P.capacity;
   let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
 
-  let qr = loadQuery(b, j, lane);
+  //#paste QLOAD
   var m: array<f32, GROUP>;
   var l: array<f32, GROUP>;
   var acc: array<vec4<f32>, GROUP * QV>;
@@ -386,12 +407,12 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     var vp = cur.vp;
     var xs = cur.xs;
     // Partial dot products over this lane's pieces, finished across the team.
-    var sc = stepDots(qr, kp);
+    //#paste DOTS
     if (TRED) {
       // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
       // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
       // instead of log2(TW) per value, and one exp per lane for the probabilities.
-      transposeScores(&sc, lane);
+      //#paste TRANSPOSE
       let sv = sc[0];
       let myh = lane % GROUP;
       let myu = lane / GROUP;
@@ -505,10 +526,9 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
   }
 
-  mergeTeams(t, tm, lane, m, l, acc, (b * H + j * GROUP) * P.partStride + split);
-  if (FUSED) {
-    mergeSplits(t, b, j, split);
-  }
+  let rowBase = (b * H + j * GROUP) * P.partStride + split;
+  //#paste TEAMMERGE
+  //#paste SPLITMERGE
 }
 
 // gather_partial: the gathering pass (GATHER, ACCUM_V) as a single team step per workgroup, shaped like
@@ -519,8 +539,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 // team is wider than NS), and the team's softmax needs no running rescale. Then the team merge and, with
 // FUSED, the split merge of teams_partial (else teams_combine). Dispatch `(ceil(k / span), kvHeads,
 // batch)`. Needs GROUP and U powers of two and TW <= 32 (the host checks).
-const HELD: u32 = max(1u, NS / TW);
-const SHARE: u32 = max(1u, TW / NS);
 
 @compute @workgroup_size(WG)
 fn gather_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -540,13 +558,15 @@ fn gather_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
   for (var i = t; i < NT * U; i += WG) {
     idx[i] = sel[selRow + min(start + i, end - 1u)];
   }
-  let qr = loadQuery(b, j, lane);
+  //#paste QLOAD
   workgroupBarrier();
   let sgIndex = subgroupBroadcast(mine, 0u);
   let tm = sgIndex * (sgSize / TW) + sgLane / TW;
-  let d = loadStep(start + tm * U, end, kvBase, selRow, lane, true, tm * U);
-  var sc = stepDots(qr, d.kp);
-  transposeScores(&sc, lane);
+  let cur = loadStep(start + tm * U, end, kvBase, selRow, lane, true, tm * U);
+  var kp = cur.kp;
+  var vp = cur.vp;
+  //#paste DOTS
+  //#paste TRANSPOSE
   // sc[i] is score e = first + i: key e / GROUP of the team's, query head e % GROUP.
   let first = (lane / SHARE) * HELD;
   let keys = (end - start) - min(end - start, tm * U);  // the team's keys inside the split
@@ -587,86 +607,74 @@ fn gather_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
       l[h] += pu;
       for (var pp = 0u; pp < PPL; pp++) {
         for (var i = 0u; i < PV; i++) {
-          acc[(h * PPL + pp) * PV + i] += pu * kp4(d.vp[u * PPL + pp], i);
+          acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[u * PPL + pp], i);
         }
       }
     }
   }
   let rowBase = (b * P.heads + j * GROUP) * P.partStride + split;
   if (SGM) {
-    mergeSubgroupTeams(t, sgIndex, sgLane, sgSize, lane, m, l, acc, rowBase);
-  } else {
-    mergeTeams(t, tm, lane, m, l, acc, rowBase);
-  }
-  if (FUSED) {
-    mergeSplits(t, b, j, split);
-  }
-}
-
-// SGM (gather_partial): the teams of a subgroup merge by shuffles (partners TW, 2 TW, .. lanes apart,
-// the same bits on both sides), then the subgroups through workgroup memory, every query head at once:
-// one barrier instead of two per head. MSG: the most subgroups a workgroup has (WG / the smallest
-// subgroup size).
-const XSN: u32 = select(1u, MSG * GROUP * D4, SGM);
-var<workgroup> xsO: array<vec4<f32>, XSN>;
-var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
-
-fn mergeSubgroupTeams(t: u32, sgIndex: u32, sgLane: u32, sgSize: u32, lane: u32, m0: array<f32, GROUP>,
-                      l0: array<f32, GROUP>, acc0: array<vec4<f32>, GROUP * QV>, rowBase: u32) {
-  var m = m0;
-  var l = l0;
-  var acc = acc0;
-  for (var mk = TW; mk < sgSize; mk = mk * 2u) {
-    for (var h = 0u; h < GROUP; h++) {
-      let om = subgroupShuffleXor(m[h], mk);
-      let ol = subgroupShuffleXor(l[h], mk);
-      let mn = max(m[h], om);
-      let ca = exp(m[h] - mn);
-      let cb = exp(om - mn);
-      l[h] = l[h] * ca + ol * cb;
-      for (var e = 0u; e < QV; e++) {
-        let oa = subgroupShuffleXor(acc[h * QV + e], mk);
-        acc[h * QV + e] = acc[h * QV + e] * ca + oa * cb;
+    // The teams of a subgroup merge by shuffles (partners TW, 2 TW, .. lanes apart: the same bits on
+    // both sides), then the subgroups through workgroup memory, every query head at once: one barrier
+    // instead of two per head.
+    for (var mk = TW; mk < sgSize; mk = mk * 2u) {
+      for (var h = 0u; h < GROUP; h++) {
+        let om = subgroupShuffleXor(m[h], mk);
+        let ol = subgroupShuffleXor(l[h], mk);
+        let mn = max(m[h], om);
+        let ca = exp(m[h] - mn);
+        let cb = exp(om - mn);
+        l[h] = l[h] * ca + ol * cb;
+        for (var e = 0u; e < QV; e++) {
+          let oa = subgroupShuffleXor(acc[h * QV + e], mk);
+          acc[h * QV + e] = acc[h * QV + e] * ca + oa * cb;
+        }
+        m[h] = mn;
       }
-      m[h] = mn;
     }
-  }
-  if (sgLane < TW) {
-    for (var h = 0u; h < GROUP; h++) {
-      if (lane == 0u) {
-        xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);
-      }
-      for (var pp = 0u; pp < PPL; pp++) {
-        for (var i = 0u; i < PV; i++) {
-          xsO[(sgIndex * GROUP + h) * D4 + (pp * TW + lane) * PV + i] = acc[(h * PPL + pp) * PV + i];
+    if (sgLane < TW) {
+      for (var h = 0u; h < GROUP; h++) {
+        if (lane == 0u) {
+          xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);
+        }
+        for (var e = 0u; e < QV; e++) {
+          xsO[(sgIndex * GROUP + h) * D4 + (e / PV * TW + lane) * PV + e % PV] = acc[h * QV + e];
         }
       }
     }
+    workgroupBarrier();
+    let nsg = WG / sgSize;
+    for (var w = t; w < GROUP * D4; w += WG) {
+      let h = w / D4;
+      let e = w % D4;
+      var M = NEG;
+      for (var s = 0u; s < nsg; s++) {
+        M = max(M, xsML[s * GROUP + h].x);
+      }
+      var L = 0.0;
+      var o = vec4<f32>(0.0);
+      for (var s = 0u; s < nsg; s++) {
+        let c = exp(xsML[s * GROUP + h].x - M);
+        L += xsML[s * GROUP + h].y * c;
+        o += xsO[(s * GROUP + h) * D4 + e] * c;
+      }
+      if (e == 0u) {
+        partML[(rowBase + h * P.partStride) * 2u] = M;
+        partML[(rowBase + h * P.partStride) * 2u + 1u] = L;
+      }
+      partO[(rowBase + h * P.partStride) * D4 + e] = o;
+    }
+    workgroupBarrier();
+  } else {
+    //#paste TEAMMERGE
   }
-  workgroupBarrier();
-  let nsg = WG / sgSize;
-  for (var w = t; w < GROUP * D4; w += WG) {
-    let h = w / D4;
-    let e = w % D4;
-    var M = NEG;
-    for (var s = 0u; s < nsg; s++) {
-      M = max(M, xsML[s * GROUP + h].x);
-    }
-    var L = 0.0;
-    var o = vec4<f32>(0.0);
-    for (var s = 0u; s < nsg; s++) {
-      let c = exp(xsML[s * GROUP + h].x - M);
-      L += xsML[s * GROUP + h].y * c;
-      o += xsO[(s * GROUP + h) * D4 + e] * c;
-    }
-    if (e == 0u) {
-      partML[(rowBase + h * P.partStride) * 2u] = M;
-      partML[(rowBase + h * P.partStride) * 2u + 1u] = L;
-    }
-    partO[(rowBase + h * P.partStride) * D4 + e] = o;
-  }
-  workgroupBarrier();
+  //#paste SPLITMERGE
 }
+
+// SGM (gather_partial): workgroup memory of the subgroup team merge. MSG: the most subgroups a
+// workgroup has (WG / the smallest subgroup size).
+var<workgroup> xsO: array<vec4<f32>, select(1u, MSG * GROUP * D4, SGM)>;
+var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
 
 // teams_combine: merges the splits of one query head, one workgroup of CWG invocations per (query
 // head, sequence), the splits read in parallel (attend_combine walks them serially). Writes the

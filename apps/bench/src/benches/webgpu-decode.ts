@@ -150,8 +150,9 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 5, call A: the single-step gather and the two-level merge against the defaults, twice in
-  // turn (session 4's calls hold the earlier sweeps).
+  // Session 5, calls A and B: the single-step gather and the two-level merge against the defaults,
+  // twice in turn (session 4's calls hold the earlier sweeps; call A ran every team kernel about 3x slow,
+  // its shared code then being WGSL functions that take arrays).
   reuse: alternate(
     2,
     {},
@@ -177,7 +178,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     {},
     SINGLE,
     { ...SINGLE, pieceBytes: 8 },
-    { streamPass: { keysPerStep: 16 } },
+    { ...SINGLE, subgroupTeamMerge: true },
+    { ...SINGLE, keysPerStep: 16 },
     { streamPass: { targetWorkgroups: 2048 } },
     { streamPass: { fuseCombine: true, splitMergeGroup: 16 } },
   ),
