@@ -289,14 +289,13 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
 // v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v12 (the
 // default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics
-// from the attention pass; v14 / v15: v12 with the two consumer warpgroups taking turns at the tensor cores
-// (ping-pong), 4 / 3 K stages; v16: v14 with a quarter of the exponentials on the FMA pipe; v17 / v18: 3 / 4
-// consumer warpgroups taking 64-key steps round-robin, in turns (prefill_pool_v17.cu); v19 / v20 / v21: v17 / v18 /
-// v12 with the select reading 16 bytes per load, two in flight (prefill_select_v3.cu). (Session 4's v9-v11 and v13
-// lost and are gone.)
+// from the attention pass; v18: four consumer warpgroups taking 64-key steps round-robin, in turns
+// (prefill_pool_v17.cu); v19: v18 with the select reading 16 bytes per load, two in flight (prefill_select_v3.cu);
+// v20: v19 without the turns; v21: v19 with an eighth of the exponentials on the FMA pipe. (Session 4's v9-v11 and
+// v13 and session 5's v14-v17 lost and are gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 14 && v <= 21);
+  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 18 && v <= 21);
   return known ? v : 12;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v30)
 }
 
@@ -310,11 +309,10 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if ((pv == 17 || pv == 18 || pv == 19 || pv == 20) && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st,
-                           pv == 17 || pv == 19 ? 3 : 4);
-  if (pv >= 12 && pool_v12_supports(s))
-    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv == 21 ? 12 : pv);
+  if (pv >= 18 && pool_v17_supports(s))
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv);
+  if (pv == 12 && pool_v12_supports(s))
+    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);

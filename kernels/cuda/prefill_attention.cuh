@@ -56,20 +56,19 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
 
 // Pool variant v12 (prefill_pool_v12.cu, KASCADE_PREFILL_POOL=v12): dense v9's skeleton (a TMA producer
 // warpgroup, two consumer warpgroups on the halves of each 128-key step); head dim 128, g = 4; statistics from
-// the attention pass (never fused). Same arguments and output as the other pools. version: 12; 14 / 15 = the
-// consumer warpgroups taking turns at the tensor cores, 4 / 3 K stages; 16 = 14 with a quarter of the
-// exponentials on the FMA pipe.
+// the attention pass (never fused). Same arguments and output as the other pools.
 bool pool_v12_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            int version = 12);
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
-// Pool variants v17 / v18 (prefill_pool_v17.cu): 3 / 4 consumer warpgroups taking 64-key steps round-robin and
-// issuing their products in step order; head dim 128, g = 4. Same arguments and output as the other pools.
+// Pool variants v18-v21 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and
+// issuing their products in step order (v20: in any order; v21: an eighth of the exponentials on the FMA pipe);
+// head dim 128, g = 4. Same arguments and output as the other pools (v19-v21 then run select v3). `version`:
+// 18 .. 21.
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            int consumers);
+                            int version);
 
 // Select variant v3 (prefill_select_v3.cu; pool variants v19-v21): select_prefill_kernel with 16-byte loads, two
 // in flight per thread. Same arguments and output as launch_select_v2.
@@ -104,15 +103,13 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int swizzle = 0);
-// Variants v9 .. v13 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9 .. v13; `version` 9 .. 13; v12 = v9 with a
-// quarter of the statistics-only mode's exponentials on the FMA pipe, v13 = v9 with the statistics-only mode
-// overlapping inside each warpgroup):
+// Variant v9 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9; v12 and v17-v19 run it in their dense modes):
 // dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
-// warpgroups (FlashAttention-3 style); v9 a 2-stage K/V ring, v10 + ping-pong, v11 + a 3-stage ring; the
-// statistics-only mode (kStats) too (K only, ping-pong); sparse runs as v8.
+// warpgroups (FlashAttention-3 style), a 2-stage K/V ring; the statistics-only mode (kStats) too (K only, the
+// consumers taking turns at the tensor cores); sparse runs as sparse v9.
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                    cudaStream_t st, int version);
+                                    cudaStream_t st);
 // Sparse variants v9 / v12 (prefill_sparse_v9.cu, KASCADE_PREFILL_SPARSE=v9 / v12): dense v9's warp-specialised
 // loop over the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 2- / 3-stage
 // ring; head dim 128, g = 4 (else v8).
@@ -126,8 +123,10 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
 // Dense variant v17's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
 // parities) issuing their products in turns; head dim 128.
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 9, 12, 14 .. 17 (defaults: dense 9, sparse 12).
+// version 17; 18 = without the turns; 19 = an eighth of the exponentials on the FMA pipe.
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
+                                     int version);
+// The variant the environment selects for a mode: 1 .. 9, 12, 17 .. 19 (defaults: dense 9, sparse 12).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

@@ -1,13 +1,13 @@
 // Prefill attention, dense variant v9 (KASCADE_PREFILL_DENSE=v9: dense, dense + statistics and statistics only at
 // head dim 128; head dim 64 runs v2): FlashAttention-3's structure on Hopper, with the copy engine, a 2-stage K/V
-// ring. v12 runs as v9 here (its name selects sparse v9's 3-stage ring); v14 / v15 / v16 differ from v9 in the
-// statistics-only pass only (see STATS_ONLY below).
+// ring. v12 and v17-v19 run as v9 here (v12 selects sparse v9's 3-stage ring, v17-v19 their own statistics-only
+// pass).
 //
 // Layout: q [batch, heads, queries, 128], k / v [batch, kvHeads, capacity, 128] (bf16 or f16), out like q,
 // stats [batch, heads, queries, 2] f32 (dense + statistics: the row max in the log2 domain and the row sum,
 // what layer 0's pool normalises by). f32 accumulation.
 //
-// Kernel prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>: grid (g x ceil(queries / 128), kvHeads, batch)
+// Kernel prefill_dense_v9_kernel<T, STATS, STATS_ONLY>: grid (g x ceil(queries / 128), kvHeads, batch)
 // (prefill_v9_plan.h): block x = (query block qb, head in group), the group's g heads of one query block are
 // consecutive CTAs (they read the same K/V tiles at the same time: L2 hits), heaviest (last) query blocks
 // first so the causal wave's ragged end holds the short blocks. 384 threads = 3 warpgroups:
@@ -59,26 +59,18 @@ constexpr size_t v9_smem_bytes() {
 }
 
 // STATS_ONLY (the anchors' statistics pass, mode kStats): K only, no P V and no output; the two consumer
-// warpgroups take turns issuing S(i) = Q K(i)^T (ping-pong: named barriers), so one's exponentials run under the
-// other's product. Its variants (template flags):
-//   - DB (dense v14 / v16): each consumer warpgroup also issues step i + 1's S before step i's exponentials (two
-//     S register sets; no O or P in this mode), both waited for at the step's end;
-//   - KRING2 (dense v14 / v15 / v16): the K ring takes the unused V ring's shared memory too (4 stages);
-//   - EMU (dense v16): every fourth column block's exponentials on the FMA pipe (ex2_fma), so that once the
-//     turns overlap MUFU and tensor cores the MUFU's share drops below the products'.
-// Session 4's dense v10 / v11 (dense ping-pong, 3 stages), v12 (EMU alone) and v13 (DB alone) lost and are gone.
-template <typename T, bool STATS, bool STATS_ONLY = false, bool DB = false, bool KRING2 = false, bool EMU = false>
+// warpgroups take turns issuing S(i) = Q K(i)^T (ping-pong: prefill_tma.cuh's Turns), so one's exponentials run
+// under the other's product. (Its session-5 variants, an issue-ahead, a 4-stage K ring and a quarter of the
+// exponentials on the FMA pipe, dense v14-v16, and session 4's dense v10-v13 lost and are gone: call A of session
+// 5, apps/bench/results; dense v17 runs this pass on four consumer warpgroups, prefill_stats_v17.cu.)
+template <typename T, bool STATS, bool STATS_ONLY = false>
 __global__ void __launch_bounds__(kV9Threads, 1)
     prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
   constexpr int D = 128;
   constexpr int STAGES = kV9Stages;
-  constexpr bool PINGPONG = STATS_ONLY;
   constexpr int TILE = kV9Keys * D;  // elements of one K (or V) stage
   constexpr int NA = 64;             // f32 accumulators per thread of an m64n128 tile
   constexpr unsigned kTileBytes = TILE * sizeof(T);
-  static_assert(!KRING2 || STATS_ONLY, "KRING2 needs the V ring free (statistics only)");
-  // K stages: with KRING2 kFull / kEmpty run on into vFull / vEmpty (contiguous, initialised with the same counts).
-  constexpr int KS = KRING2 ? 2 * STAGES : STAGES;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem_base = smem_raw;
   {
@@ -94,7 +86,6 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   uint64_t* vFull = kFull + STAGES;
   uint64_t* kEmpty = vFull + STAGES;
   uint64_t* vEmpty = kEmpty + STAGES;
-  if constexpr (KRING2) kEmpty = kFull + 2 * STAGES;  // kEmpty[0 .. 2 STAGES) = kEmpty, vEmpty
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wgi = warp >> 2;
@@ -137,11 +128,10 @@ __global__ void __launch_bounds__(kV9Threads, 1)
         tma::copy_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
         tma::copy_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
       }
-      const int RS = isK ? KS : STAGES;  // KRING2: only K runs, 2 STAGES deep
       for (int i = 0; i < steps; ++i) {
-        const int st = i % RS;
-        const unsigned u = static_cast<unsigned>(i / RS);
-        if (i >= RS) tma::mbar_wait(empty + st, (u - 1) & 1);
+        const int st = i % STAGES;
+        const unsigned u = static_cast<unsigned>(i / STAGES);
+        if (i >= STAGES) tma::mbar_wait(empty + st, (u - 1) & 1);
         tma::mbar_expect_tx(full + st, kTileBytes);
         tma::copy_3d(ring + st * TILE, map, 0, i * kV9Keys, kvRow, full + st);
         tma::copy_3d(ring + st * TILE + kV9Keys * kV9Box, map, kV9Box, i * kV9Keys, kvRow, full + st);
@@ -163,8 +153,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   const T* qw = Qs + cw * 64 * kV9Box;  // this warpgroup's 64 rows in each region
 
   auto issue_s = [&](float* sacc, int i) {
-    const int st = i % KS;
-    tma::mbar_spin(kFull + st, static_cast<unsigned>(i / KS) & 1);
+    const int st = i % STAGES;
+    tma::mbar_spin(kFull + st, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + st * TILE;
     pin<NA>(sacc);
     fence();
@@ -228,12 +218,10 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
-      // EMU: every fourth column block on the FMA pipe.
-      auto e2 = [&](float x) { return EMU && (nb & 3) == 3 ? ex2_fma(x) : ex2f(x); };
-      sacc[nb * 4 + 0] = e2(fmaf(sacc[nb * 4 + 0], qscale, -b0));
-      sacc[nb * 4 + 1] = e2(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-      sacc[nb * 4 + 2] = e2(fmaf(sacc[nb * 4 + 2], qscale, -b1));
-      sacc[nb * 4 + 3] = e2(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+      sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+      sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
       rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
       rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
     }
@@ -261,103 +249,19 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     }
   };
 
-  // Ping-pong (statistics only): the two consumer warpgroups take turns issuing their products (named barriers
-  // 1 and 2, 256 threads: the turn's owner syncs, the other arrives), so one's exponentials run while the
-  // other's products occupy the tensor cores. Warpgroup 2 lets warpgroup 1 go first; turns per warpgroup =
-  // steps (the steps' S(i)), and warpgroup 2 skips its last hand-over (nobody waits for it).
-  int turn = 0;
-  const int lastTurn = steps - 1;
-  auto turn_begin = [&]() {
-    if constexpr (PINGPONG) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
-  };
-  auto turn_end = [&]() {
-    if constexpr (PINGPONG) {
-      if (cw == 0 || turn < lastTurn) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
-      ++turn;
-    }
-  };
-  if constexpr (PINGPONG) {
-    if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
-  }
-
   tma::mbar_wait(qFull, 0);
-  static_assert(!DB || STATS_ONLY, "DB is a statistics-only variant");
-  if constexpr (STATS_ONLY && DB) {
-    float sB[NA];
-    // The online (max, sum) of a completed S set of step i, masked as it is read (the registers are never
-    // written while the next step's S is in flight: ptxas would serialise the products, C7515).
-    auto stats_update = [&](const float* sc, int i) {
-      const int kFirst = i * kV9Keys;
-      const bool needMask = kFirst + kV9Keys - 1 > warpFirst || kFirst + kV9Keys > listLen;
-      auto val = [&](int nb, int k) -> float {  // k: 0, 1 row qi0; 2, 3 row qi1
-        const float x = sc[nb * 4 + k];
-        if (!needMask) return x;
-        const int p = kFirst + nb * 8 + quad * 2 + (k & 1);
-        return (p > (k < 2 ? pos0 : pos1) || p >= listLen) ? -INFINITY : x;
-      };
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb) {
-        mx0 = fmaxf(mx0, fmaxf(val(nb, 0), val(nb, 1)));
-        mx1 = fmaxf(mx1, fmaxf(val(nb, 2), val(nb, 3)));
-      }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
-      const float c0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
-      const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
-      float rs0 = 0.f, rs1 = 0.f;
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb) {
-        auto e2 = [&](float x) { return EMU && (nb & 3) == 3 ? ex2_fma(x) : ex2f(x); };
-        rs0 += e2(fmaf(val(nb, 0), qscale, -b0)) + e2(fmaf(val(nb, 1), qscale, -b0));
-        rs1 += e2(fmaf(val(nb, 2), qscale, -b1)) + e2(fmaf(val(nb, 3), qscale, -b1));
-      }
-      l0 = l0 * c0 + rs0;
-      l1 = l1 * c1 + rs1;
-      m0 = mn0;
-      m1 = mn1;
-    };
-    turn_begin();
-    issue_s(sacc, 0);
-    turn_end();
-    wait0();
-    pin<NA>(sacc);
-    tma::mbar_arrive(kEmpty);
-    // Iteration i: S(i + 1) goes out (in this warpgroup's turn with PINGPONG), S(i) (complete) is masked and
-    // summed under it, then S(i + 1) is waited for (nothing in flight over the loop's back edge) and its K stage
-    // released.
-    auto body = [&](auto parity, int i) {
-      float* cur = parity.value == 0 ? sacc : sB;
-      float* nxt = parity.value == 0 ? sB : sacc;
-      const bool more = i + 1 < steps;
-      if (more) {
-        turn_begin();
-        issue_s(nxt, i + 1);
-        turn_end();
-      }
-      stats_update(cur, i);
-      wait0();
-      pin<NA>(nxt);
-      if (more) tma::mbar_arrive(kEmpty + (i + 1) % KS);
-    };
-#pragma unroll 1
-    for (int i = 0; i < steps; i += 2) {
-      body(std::integral_constant<int, 0>{}, i);
-      if (i + 1 < steps) body(std::integral_constant<int, 1>{}, i + 1);
-    }
-  } else if constexpr (STATS_ONLY) {
-    // S(i), then the online (max, sum) of its masked row (softmax() also leaves P in sacc, unused).
+  if constexpr (STATS_ONLY) {
+    // Turns over the ordinals 2 i + cw of the steps' products (barriers 1 and 2); S(i), then the online (max,
+    // sum) of its masked row (softmax() also leaves P in sacc, unused).
+    const tma::Turns turns(1, cw, 2);
 #pragma unroll 1
     for (int i = 0; i < steps; ++i) {
-      turn_begin();
+      turns.begin(2 * i + cw);
       issue_s(sacc, i);
-      turn_end();
+      turns.end(2 * i + cw, 2 * steps);
       wait0();
       pin<NA>(sacc);
-      tma::mbar_arrive(kEmpty + i % KS);
+      tma::mbar_arrive(kEmpty + i % STAGES);
       mask_step(sacc, i);
       softmax();
     }
@@ -433,12 +337,12 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   }
 }
 
-template <typename T, bool STATS, bool STATS_ONLY = false, bool DB = false, bool KRING2 = false, bool EMU = false>
+template <typename T, bool STATS, bool STATS_ONLY = false>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v9_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STATS_ONLY>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -450,7 +354,7 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
       !tma_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads, kV9Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_dense_v9_kernel<T, STATS, STATS_ONLY, DB, KRING2, EMU>
+  prefill_dense_v9_kernel<T, STATS, STATS_ONLY>
       <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
   return cudaGetLastError();
 }
@@ -462,20 +366,12 @@ bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
 }
 
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
-                                    cudaStream_t st, int version) {
-  if (!prefill_dense_v9_supports(s, mode) || !(version == 9 || version == 12 || (version >= 14 && version <= 16)))
-    return cudaErrorInvalidValue;
+                                    cudaStream_t st) {
+  if (!prefill_dense_v9_supports(s, mode)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     if (mode == kDense) return launch_v9_t<T, false>(s, a, st);
     if (mode == kDenseStats) return launch_v9_t<T, true>(s, a, st);
-    // Statistics only: v9 / v12 ping-pong; v14 + issue-ahead (DB) + 4-stage K ring; v15 + the K ring; v16 = v14
-    // with a quarter of the exponentials on the FMA pipe.
-    switch (version) {
-      case 14: return launch_v9_t<T, true, true, true, true>(s, a, st);
-      case 15: return launch_v9_t<T, true, true, false, true>(s, a, st);
-      case 16: return launch_v9_t<T, true, true, true, true, true>(s, a, st);
-      default: return launch_v9_t<T, true, true>(s, a, st);
-    }
+    return launch_v9_t<T, true, true>(s, a, st);
   });
 }
 

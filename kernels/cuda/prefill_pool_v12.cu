@@ -1,6 +1,5 @@
-// The anchors' pooling pass, variants v12 / v14 / v15 / v16 (KASCADE_PREFILL_POOL: head dim 128, g = 4,
-// statistics from the attention pass; elsewhere as v5): the pool on dense v9's warp-specialised skeleton; v14-v16
-// below (PINGPONG, STAGES, EMU). Same output as v1-v8:
+// The anchors' pooling pass, variant v12 (KASCADE_PREFILL_POOL=v12: head dim 128, g = 4, statistics from the
+// attention pass; elsewhere as v5): the pool on dense v9's warp-specialised skeleton. Same output as v1-v8:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // pool_v12_kernel<T>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a (sequence,
@@ -35,22 +34,22 @@ struct P12Maps {
   CUtensorMap k;  // boxes of 64 x 128 rows
 };
 
-template <typename T, int STAGES>
+constexpr int kP12Stages = 3;
+
+template <typename T>
 constexpr size_t p12_smem_bytes() {
-  return static_cast<size_t>(kP12Rows * 128 + STAGES * kP12Keys * 128) * sizeof(T) + 1024 + kP12Rows * 4 + 256;
+  return static_cast<size_t>(kP12Rows * 128 + kP12Stages * kP12Keys * 128) * sizeof(T) + 1024 + kP12Rows * 4 + 256;
 }
 
-// EMU (pool v16): every fourth column block's exponentials on the FMA pipe (ex2_fma, prefill_wgmma.cuh), so
-// that once the turns overlap the MUFU and the tensor cores the MUFU's share drops below the products'.
-// (Session 4's pool v13, EMU without the turns, lost and is gone.)
-// PINGPONG (pools v14 / v15 / v16): the two consumer warpgroups take turns issuing their products (named barriers 1
-// and 2, as dense v10), so one's exponentials run while the other's product is on the tensor cores instead of
-// both issuing, then both exponentiating. STAGES: the K ring's depth (v12 / v13: 3; v14: 4; v15: 3).
-template <typename T, bool EMU, bool PINGPONG = false, int STAGES = 3>
+// (Session 4's pool v13 and session 5's v14-v16, the same with a share of the exponentials on the FMA pipe and /
+// or the two consumer warpgroups taking turns at the tensor cores, lost and are gone: pools v18-v21,
+// prefill_pool_v17.cu, runs four consumer warpgroups instead.)
+template <typename T>
 __global__ void __launch_bounds__(384, 1)
     pool_v12_kernel(const KascadePrefillShape s, const __grid_constant__ P12Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
   constexpr int D = 128;
+  constexpr int STAGES = kP12Stages;
   constexpr int TILE = kP12Keys * D;
   constexpr int NA = 64;
   constexpr unsigned kTileBytes = TILE * sizeof(T);
@@ -116,7 +115,7 @@ __global__ void __launch_bounds__(384, 1)
     }
     Cs[rr] = c;
   }
-  asm volatile("bar.sync 3, 256;\n" ::: "memory");  // the consumers' Cs (barriers 1 and 2: the turns)
+  asm volatile("bar.sync 1, 256;\n" ::: "memory");  // the consumers' Cs
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
   const float qscale = s.scale * kLog2e;
@@ -138,13 +137,8 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
       const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      if (EMU && (nb & 3) == 3) {
-        p0 += ex2_fma(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-        p1 += ex2_fma(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2_fma(fmaf(acc[nb * 4 + 3], qscale, -c.y));
-      } else {
-        p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-        p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
-      }
+      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
     }
     p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
     p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -157,28 +151,9 @@ __global__ void __launch_bounds__(384, 1)
     }
   };
 
-  // Turns (PINGPONG): warpgroup cw issues in its turn (bar.sync 1 + cw), then hands over (bar.arrive 2 - cw);
-  // warpgroup 1 lets warpgroup 0 go first. Turns per warpgroup = steps (S(0) .. S(steps - 1)); warpgroup 1
-  // skips its last hand-over (nobody waits for it).
-  int turn = 0;
-  auto turn_begin = [&]() {
-    if constexpr (PINGPONG) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory");
-  };
-  auto turn_end = [&]() {
-    if constexpr (PINGPONG) {
-      if (cw == 0 || turn < steps - 1) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
-      ++turn;
-    }
-  };
-  if constexpr (PINGPONG) {
-    if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
-  }
-
   float accA[NA], accB[NA];
   tma::mbar_wait(qFull, 0);
-  turn_begin();
   issue(accA, 0);
-  turn_end();
   wait0();
   pin<NA>(accA);
   tma::mbar_arrive(empty);
@@ -188,11 +163,7 @@ __global__ void __launch_bounds__(384, 1)
     float* cur = parity.value == 0 ? accA : accB;
     float* nxt = parity.value == 0 ? accB : accA;
     const bool more = i + 1 < steps;
-    if (more) {
-      turn_begin();
-      issue(nxt, i + 1);
-      turn_end();
-    }
+    if (more) issue(nxt, i + 1);
     pool_step(cur, i);
     wait0();
     pin<NA>(nxt);
@@ -205,13 +176,13 @@ __global__ void __launch_bounds__(384, 1)
   }
 }
 
-template <typename T, bool EMU, bool PINGPONG = false, int STAGES = 3>
+template <typename T>
 cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
-  constexpr size_t smem = p12_smem_bytes<T, STAGES>();
+  constexpr size_t smem = p12_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v12_kernel<T, EMU, PINGPONG, STAGES>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v12_kernel<T>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -221,7 +192,7 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP12Keys))
     return cudaErrorNotSupported;
-  pool_v12_kernel<T, EMU, PINGPONG, STAGES>
+  pool_v12_kernel<T>
       <<<dim3(tiles_of(s), pairs), 384, smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -231,19 +202,10 @@ cudaError_t launch_p12_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v12_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            int version) {
-  if (!pool_v12_supports(s) || version < 12 || version > 16 || version == 13) return cudaErrorInvalidValue;
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+  if (!pool_v12_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    switch (version) {
-      case 16:
-        return launch_p12_t<T, true, true, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      case 14:
-        return launch_p12_t<T, false, true, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      case 15:
-        return launch_p12_t<T, false, true, 3>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      default: return launch_p12_t<T, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-    }
+    return launch_p12_t<T>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   });
 }
 

@@ -1,10 +1,12 @@
-// The anchors' pooling pass, variants v17 / v18 (KASCADE_PREFILL_POOL=v17 / v18: head dim 128, g = 4, statistics
-// from the attention pass; elsewhere as v5). Same output as the other pools:
+// The anchors' pooling pass, variants v18-v21 (KASCADE_PREFILL_POOL: head dim 128, g = 4, statistics from the
+// attention pass; elsewhere as v5): v18 below (NC = 4); v19 = v18 with select v3 (prefill_select_v3.cu), v20 =
+// v19 without the turns, v21 = v19 with an eighth of the exponentials on the FMA pipe. (v17, NC = 3, lost to v18
+// in call A of session 5: 7.76 against 6.93 ms at 32k, ncu.) Same output as the other pools:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // Why: per 64 keys a pooling step is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM) against 8192
 // exponentials (about 512 MUFU cycles of the warpgroup's four warps); pool v12's two consumer warpgroups reach
-// about 56 % of each (ncu, session 4), as if the two took turns. Here NC consumer warpgroups (v17: 3, v18: 4)
+// about 56 % of each (ncu, session 4), as if the two took turns. Here NC consumer warpgroups (v18: 4)
 // take the 64-key steps round-robin (step i to warpgroup i % NC) and issue their products in step order
 // (prefill_tma.cuh's Turns), so while one warpgroup exponentiates the others' products are queued on the tensor
 // cores, and each SM sub-partition's MUFU has NC warps to feed it.
@@ -55,7 +57,10 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-template <typename T, int NC>
+// TURNS = false (pool v20): the consumers issue as soon as their step's K has landed, in any order (the turns
+// may hold a ready warpgroup behind a slow one). EMU > 0 (pool v21): every EMU-th column block's exponentials on
+// the FMA pipe (ex2_fma, prefill_wgmma.cuh).
+template <typename T, int NC, bool TURNS = true, int EMU = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
@@ -138,7 +143,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     const int sg = i % STAGES;
     tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + sg * TILE;
-    turns.begin(i);
+    if constexpr (TURNS) turns.begin(i);
     pin<NA>(acc);
     fence();
 #pragma unroll
@@ -146,7 +151,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       wgmma_m64n128k16_ss(acc, tma::k_desc(ks, kP17Keys, kc), tma::k_desc(Qs, kP17Rows, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(acc);
-    turns.end(i, steps);
+    if constexpr (TURNS) turns.end(i, steps);
     wait0();
     pin<NA>(acc);
     tma::mbar_arrive(empty + sg);
@@ -154,8 +159,9 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
       const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      auto e2 = [&](float x) { return EMU > 0 && nb % (EMU > 0 ? EMU : 1) == 0 ? ex2_fma(x) : ex2f(x); };
+      p0 += e2(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + e2(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += e2(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + e2(fmaf(acc[nb * 4 + 3], qscale, -c.y));
     }
     p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
     p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -169,14 +175,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC>
+template <typename T, int NC, bool TURNS = true, int EMU = 0>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TURNS, EMU>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
@@ -185,7 +191,7 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC>
+  pool_v17_kernel<T, NC, TURNS, EMU>
       <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -196,12 +202,16 @@ bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 &
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            int consumers) {
-  if (!pool_v17_supports(s) || consumers < 3 || consumers > 4) return cudaErrorInvalidValue;
+                            int version) {
+  if (!pool_v17_supports(s) || version < 18 || version > 21) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return consumers == 3
-               ? launch_p17_t<T, 3>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st)
-               : launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    switch (version) {
+      case 20:
+        return launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+      case 21:
+        return launch_p17_t<T, 4, true, 8>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+      default: return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    }
   });
 }
 

@@ -1,5 +1,6 @@
-// The anchors' statistics-only pass, dense variant v17 (KASCADE_PREFILL_DENSE=v17; its dense and dense + statistics
-// modes run dense v9): for every query row the max (log2 domain) and sum of its full causal softmax, written to
+// The anchors' statistics-only pass, dense variants v17 / v18 / v19 (KASCADE_PREFILL_DENSE; their dense and dense +
+// statistics modes run dense v9; v18 = v17 without the turns, v19 = v17 with an eighth of the exponentials on the
+// FMA pipe): for every query row the max (log2 domain) and sum of its full causal softmax, written to
 // stats [batch, heads, queries, 2] as dense v9's statistics-only mode does.
 //
 // Why: per 128-key step of 64 query rows the pass is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM)
@@ -44,7 +45,9 @@ struct S17Maps {
   CUtensorMap k;
 };
 
-template <typename T>
+// TURNS = false (dense v18): each consumer issues as soon as its step's K has landed. EMU > 0 (dense v19): every
+// EMU-th column block's exponentials on the FMA pipe (ex2_fma).
+template <typename T, bool TURNS = true, int EMU = 0>
 __global__ void __launch_bounds__(kS17Threads, 1)
     prefill_stats_v17_kernel(const KascadePrefillShape s, float* __restrict__ statsOut,
                              const __grid_constant__ S17Maps maps) {
@@ -119,7 +122,7 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     const int sg = i % kS17Stages;
     tma::mbar_spin(full + sg, static_cast<unsigned>(i / kS17Stages) & 1);
     const T* ks = Ks + sg * TILE;
-    turns.begin(2 * i + rh);
+    if constexpr (TURNS) turns.begin(2 * i + rh);
     pin<NA>(sacc);
     fence();
 #pragma unroll
@@ -127,7 +130,7 @@ __global__ void __launch_bounds__(kS17Threads, 1)
       wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kS17Rows, kc), tma::k_desc(ks, kS17Keys, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(sacc);
-    turns.end(2 * i + rh, 2 * steps);
+    if constexpr (TURNS) turns.end(2 * i + rh, 2 * steps);
     wait0();
     pin<NA>(sacc);
     tma::mbar_arrive(empty + sg);
@@ -159,8 +162,9 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
-      rs0 += ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-      rs1 += ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      auto e2 = [&](float x) { return EMU > 0 && nb % (EMU > 0 ? EMU : 1) == 0 ? ex2_fma(x) : ex2f(x); };
+      rs0 += e2(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + e2(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      rs1 += e2(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + e2(fmaf(sacc[nb * 4 + 3], qscale, -b1));
     }
     l0 = l0 * c0 + rs0;
     l1 = l1 * c1 + rs1;
@@ -199,13 +203,13 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   }
 }
 
-template <typename T>
+template <typename T, bool TURNS = true, int EMU = 0>
 cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s17_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T, TURNS, EMU>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
@@ -215,15 +219,20 @@ cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cud
       !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kS17Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_stats_v17_kernel<T><<<dim3(grid.x, grid.y, grid.z), kS17Threads, smem, st>>>(s, a.stats, maps);
+  prefill_stats_v17_kernel<T, TURNS, EMU><<<dim3(grid.x, grid.y, grid.z), kS17Threads, smem, st>>>(s, a.stats, maps);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
-  if (s.headDim != 128) return cudaErrorInvalidValue;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s17_t<T>(s, a, st); });
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
+                                     int version) {
+  if (s.headDim != 128 || version < 17 || version > 19) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    return version == 18   ? launch_s17_t<T, false>(s, a, st)
+           : version == 19 ? launch_s17_t<T, true, 8>(s, a, st)
+                           : launch_s17_t<T>(s, a, st);
+  });
 }
 
 }  // namespace pf

@@ -21,7 +21,7 @@ __device__ __forceinline__ float ex2f(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe (pool v16 and dense v16's statistics-only mode: a quarter of the exponentials, so the
+// 2^x on the FMA pipe (pool v21 and dense v19's statistics-only pass: an eighth of the exponentials, so the
 // MUFU, which the exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck):
 // x rounded to the nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5
 // polynomial, r added to the exponent bits. Relative error at most 3.47e-7 over [-120, 120] (against

@@ -2,16 +2,15 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 5: v18 (session 3's defaults) as the safe group, against v30 (the
-# defaults: dense v9, sparse v12, pool v12), v32 (the statistics-only pass and the pool issuing ahead and taking
-# turns at the tensor cores: dense v14, pool v14), v33 (the turns alone: dense v15, pool v15) and v34 (v32 with a
-# quarter of the exponentials on the FMA pipe: dense v16, pool v16), v35 / v36 (the statistics-only pass on four
-# consumer warpgroups, dense v17, and the pool on three / four, pools v17 / v18). Session 4's calls timed v18 and
-# v20-v31 (those presets are gone but v30).
+# fails parity is never timed). Session 5, call B: v18 (session 3's defaults) as the safe group, against v30 (the
+# defaults: dense v9, sparse v12, pool v12), v36 (call A's fastest: the statistics-only pass and the pool on four
+# consumer warpgroups taking turns, dense v17, pool v18), v37 (v36 with select v3, pool v19), v38 (v37 without
+# the turns: dense v18, pool v20) and v39 (v37 with an eighth of the exponentials on the FMA pipe: dense v19, pool
+# v21). Call A timed v18 v30 v32-v36; session 4's calls v18 and v20-v31 (those presets are gone but v30, v36).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v18 | v30 | v32 | v33 | v34 | v35 | v36). If the bench dies, it runs again on
+# group's checks with it (default groups: v18 | v30 | v36 | v37 | v38 | v39). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -21,7 +20,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v18}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v30 v32 v33 v34 v35 v36}
+risky=${PREFILL_RISKY:-v30 v36 v37 v38 v39}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

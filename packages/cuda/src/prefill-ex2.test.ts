@@ -1,6 +1,6 @@
 /**
  * `ex2_fma` (kernels/cuda/prefill_wgmma.cuh): 2^x on the FMA pipe, used by the prefill variants that move a share
- * of the exponentials off the MUFU (dense v16's statistics-only pass, pool v16). This test reads the function's
+ * of the exponentials off the MUFU (dense v19's statistics-only pass, pool v21). This test reads the function's
  * constants from the header itself and replays its f32 arithmetic step by step (Math.fround after every
  * operation; a fused multiply-add rounds once), so a change to the kernel's polynomial is checked here without a
  * GPU: the relative error against 2^x in float64 must stay within 4e-7 (ex2.approx.ftz.f32 is documented at

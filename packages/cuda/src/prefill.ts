@@ -373,13 +373,10 @@ export function uploadPrefillSelection(
  *     the two consumers take turns issuing Q K^T (ping-pong); sparse: the same skeleton gathering the
  *     selected rows (prefill_sparse_v9.cu, 2-stage ring);
  *   - `v12` (sparse default): sparse v9 with a 3-stage gather ring; dense modes run as v9;
- *   - `v14`: dense modes as v9 except the statistics-only pass: each consumer warpgroup issues step i + 1's
- *     Q K^T before step i's exponentials, the two take turns issuing (ping-pong), and the K ring takes the
- *     unused V ring's room (4 stages); sparse as v9;
- *   - `v15`: v14's statistics-only pass without the issue-ahead (v9's ping-pong with the 4-stage K ring);
- *   - `v16`: v14 with a quarter of the statistics-only pass's exponentials on the FMA pipe (`ex2_fma`);
- *   - `v17`: the statistics-only pass on four consumer warpgroups (row halves x step parities) issuing their
- *     products in turns (prefill_stats_v17.cu); dense modes and sparse as v9.
+ *   - `v17`: dense modes and sparse as v9; the statistics-only pass on four consumer warpgroups (row halves x
+ *     step parities) issuing their products in turns (prefill_stats_v17.cu);
+ *   - `v18`: v17 without the turns (each warpgroup issues as soon as its K step has landed);
+ *   - `v19`: v17 with an eighth of the statistics pass's exponentials on the FMA pipe (`ex2_fma`).
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
@@ -388,10 +385,10 @@ export function uploadPrefillSelection(
  *   Top-k select reading each pooled row twice instead of four times (the candidates of the k-th
  *   largest's top-11-bit bin kept in shared memory when they are at most 2048), `v12` (the default) the
  *   pool on dense v9's warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as
- *   v5), `v14` / `v15` v12 with the two consumer warpgroups taking turns issuing their products
- *   (ping-pong), a 4- / 3-stage K ring, `v16` v14 with a quarter of the exponentials on the FMA pipe,
- *   `v17` / `v18` 3 / 4 consumer warpgroups taking 64-key steps round-robin and issuing their products in
- *   step order (prefill_pool_v17.cu).
+ *   v5), `v18` four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
+ *   order (prefill_pool_v17.cu), `v19` v18 with the select reading 16 bytes per load, two in flight
+ *   (prefill_select_v3.cu), `v20` v19 without the turns, `v21` v19 with an eighth of the exponentials on the
+ *   FMA pipe.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -406,10 +403,9 @@ export type PrefillKernelVariant =
   | 'v8'
   | 'v9'
   | 'v12'
-  | 'v14'
-  | 'v15'
-  | 'v16'
-  | 'v17';
+  | 'v17'
+  | 'v18'
+  | 'v19';
 export type PrefillPoolVariant =
   | 'v1'
   | 'v2'
@@ -420,11 +416,10 @@ export type PrefillPoolVariant =
   | 'v7'
   | 'v8'
   | 'v12'
-  | 'v14'
-  | 'v15'
-  | 'v16'
-  | 'v17'
-  | 'v18';
+  | 'v18'
+  | 'v19'
+  | 'v20'
+  | 'v21';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -436,10 +431,9 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v8',
   'v9',
   'v12',
-  'v14',
-  'v15',
-  'v16',
   'v17',
+  'v18',
+  'v19',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -451,11 +445,10 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v7',
   'v8',
   'v12',
-  'v14',
-  'v15',
-  'v16',
-  'v17',
   'v18',
+  'v19',
+  'v20',
+  'v21',
 ];
 
 export interface PrefillKernelSelection {
@@ -475,11 +468,11 @@ export interface PrefillKernelSelection {
  * anchor's statistics (v6), v17 = v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q,
  * K and V swizzled (v8) and pool v6 (session 3's defaults), v19 = v18 with the two-pass select (pool v8).
  * Session 4 (its losing presets v20-v29 and v31 are gone): v30 = dense v9, sparse v12, pool v12, the
- * defaults. Session 5: v32 = v30 with the statistics-only pass and the pool both issuing ahead and taking
- * turns at the tensor cores (dense v14, pool v14: 4-stage K rings); v33 = v30 with the turns but the
- * statistics pass not issuing ahead (dense v15, pool v15: the pool as v12 plus the turns); v34 = v32 with a
- * quarter of both passes' exponentials on the FMA pipe (dense v16, pool v16); v35 / v36 = v30 with the
- * statistics-only pass on four consumer warpgroups (dense v17) and the pool on three / four (pool v17 / v18).
+ * defaults. Session 5 (call A timed v32-v35, gone: the statistics pass and the pool of two consumer warpgroups
+ * issuing ahead, taking turns, with FMA-pipe exponentials, and a three-warpgroup pool; all slower than v36):
+ * v36 = v30 with the statistics-only pass and the pool on four consumer warpgroups taking turns (dense v17, pool
+ * v18); v37 = v36 with select v3 (pool v19); v38 = v37 without the turns (dense v18, pool v20); v39 = v37 with an
+ * eighth of both passes' exponentials on the FMA pipe (dense v19, pool v21).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -502,11 +495,10 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
   v19: { dense: 'v8', sparse: 'v8', pool: 'v8' },
   v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
-  v32: { dense: 'v14', sparse: 'v12', pool: 'v14' },
-  v33: { dense: 'v15', sparse: 'v12', pool: 'v15' },
-  v34: { dense: 'v16', sparse: 'v12', pool: 'v16' },
-  v35: { dense: 'v17', sparse: 'v12', pool: 'v17' },
   v36: { dense: 'v17', sparse: 'v12', pool: 'v18' },
+  v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
+  v38: { dense: 'v18', sparse: 'v12', pool: 'v20' },
+  v39: { dense: 'v19', sparse: 'v12', pool: 'v21' },
 };
 
 /**
