@@ -237,18 +237,18 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     const int groups = end > begin ? (end - begin + KW - 1) / KW : 0;
     const int steps = groups > warp ? (groups - warp + 3) / 4 : 0;
 
+    // A gather's raw index (loaded early, checked only when its step is issued: a check at the load
+    // would wait for it at once); contiguous passes: the key itself.
     auto list_pos = [&](int li) -> int {
       if (li >= end) return -1;
-      if constexpr (kGatherMode) {
-        const int p = __ldg(idx + li);
-        return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
-      }
+      if constexpr (kGatherMode) return __ldg(idx + li);
       return li;
     };
     // Positions of this lane's row (lanes 0..15) for the next PF steps: a gather reads its index
     // list PF steps ahead of the row copies, so an index load's latency is not paid per step.
     // (Session 4, call A3: reading it five steps ahead and prefetching each row into L2 four steps
-    // before its copy made the 128k batch-1 reuse 4-13 % slower; three steps, no prefetch, stay.)
+    // before its copy made the 128k batch-1 reuse 4-13 % slower; three steps, no prefetch, stay.
+    // Session 5: the range check moved from the load to the issue.)
     constexpr int PF = kGatherMode ? 3 : 1;
     int pq[PF];
   #pragma unroll
@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     auto issue = [&](int i) {
       if (i < steps) {
         const int st = (ringBase + i) % ST;
-        const int p = pq[0];
+        const int p = (!kGatherMode || (pq[0] >= 0 && pq[0] < n)) ? pq[0] : -1;  // out of range: masked, never read
   #pragma unroll
         for (int u = 0; u + 1 < PF; ++u) pq[u] = pq[u + 1];
         pq[PF - 1] = (lane < KW && i + PF < steps) ? list_pos(begin + (warp + 4 * (i + PF)) * KW + lane) : -1;

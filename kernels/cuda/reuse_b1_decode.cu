@@ -34,19 +34,25 @@
 
 namespace kascade {
 
-// Configurations (CFG; the default is 0, KASCADE_WS_CONFIG=1/2 picks another for tuning):
-//   0: 4 consumers, 64-entry stages, 3 stages at D 128 (6 at D 64): ~105 KB, two CTAs per SM;
-//   1: 4 consumers, 64-entry stages, 2 stages at D 128 (4 at D 64): ~70 KB, three CTAs per SM;
-//   2: 8 consumers, 128-entry stages, 3 stages at D 128 (6 at D 64): ~209 KB, one CTA per SM.
+// Configurations (CFG; the default is 0, KASCADE_WS_CONFIG=1..4 picks another for tuning):
+//   0: 4 consumers, 1 producer, 64-entry stages, 3 stages at D 128 (6 at D 64): ~105 KB, two CTAs per SM;
+//   1: the same with 2 stages at D 128 (4 at D 64): ~70 KB, three CTAs per SM;
+//   2: 4 consumers, 4 producers (producer w fills consumer w's 16 rows of each stage, its own full /
+//      empty barriers), 3 stages at D 128: two CTAs per SM (at most 128 registers);
+//   3: as 2 with 6 stages at D 128 (12 at D 64): ~209 KB, one CTA per SM;
+//   4: as 2, the producers copying with 16-byte cp.async (a lane pair per row) that arrive on the stage's
+//      `full` barrier as they complete (cp.async.mbarrier.arrive.noinc) instead of bulk copies.
 template <int D, int CFG>
 struct WsCfg {
-  static constexpr int kConsumers = CFG == 2 ? 8 : 4;
-  static constexpr int kThreads = 32 * (kConsumers + 1);
-  static constexpr int kStageKeys = 16 * kConsumers;  // list entries per ring stage
-  static constexpr int kRowsPerLane = kStageKeys / 32;  // rows the producer's lanes copy per stage (K and V each)
-  static constexpr int kRow = D + 8;                  // padded row (elements): ldmatrix rows on distinct banks
-  static constexpr int kStages = (CFG == 1 ? 2 : 3) * (D == 128 ? 1 : 2);
-  static constexpr int kMinBlocks = CFG == 0 ? 2 : CFG == 1 ? 3 : 1;
+  static constexpr int kConsumers = 4;
+  static constexpr int kProducers = CFG >= 2 ? 4 : 1;
+  static constexpr bool kCpAsync = CFG == 4;  // 16-byte cp.async producers (else one bulk copy per row)
+  static constexpr int kThreads = 32 * (kConsumers + kProducers);
+  static constexpr int kStageKeys = 16 * kConsumers;          // list entries per ring stage
+  static constexpr int kProducerRows = kStageKeys / kProducers;  // rows (K and V each) one producer copies per stage
+  static constexpr int kRow = D + 8;                          // padded row (elements): ldmatrix rows on distinct banks
+  static constexpr int kStages = (CFG == 1 ? 2 : CFG == 3 ? 6 : 3) * (D == 128 ? 1 : 2);
+  static constexpr int kMinBlocks = CFG == 1 ? 3 : CFG == 3 ? 1 : 2;
 };
 
 // Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the consumers' partials
@@ -62,7 +68,7 @@ template <typename T, int D, int GS, int CFG>
 __host__ __device__ constexpr size_t ws_smem_bytes() {
   using C = WsCfg<D, CFG>;
   return ws_region_bytes<T, D, GS, CFG>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
-         size_t(2) * C::kStages * sizeof(uint64_t);
+         size_t(2) * C::kStages * C::kProducers * sizeof(uint64_t);
 }
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
@@ -72,19 +78,23 @@ template <typename T, int D, int GS, int CFG>
 __global__ void __launch_bounds__(WsCfg<D, CFG>::kThreads, WsCfg<D, CFG>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
   using C = WsCfg<D, CFG>;
-  constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, RL = C::kRowsPerLane;
+  constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, NP = C::kProducers;
+  constexpr int PR = C::kProducerRows, GPP = NC / NP;  // a producer's rows and 16-row groups per stage
+  constexpr int RLP = PR >= 32 ? PR / 32 : 1;           // index registers per lane and stage
   constexpr unsigned kRowBytes = D * sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* Ks = reinterpret_cast<T*>(smem_raw);
   T* Vs = Ks + NS * SK * R;
   int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS, CFG>());
+  // Barriers [stage][producer]: `full` completes when the producer's rows of the stage have landed,
+  // `empty` when its GPP consumers have read them.
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
-  uint64_t* empty = full + NS;
+  uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   if (tid == 0) {
-    for (int i = 0; i < NS; ++i) {
-      mbar_init(full + i, 1);
-      mbar_init(empty + i, NC);
+    for (int i = 0; i < NS * NP; ++i) {
+      mbar_init(full + i, C::kCpAsync ? 32 : 1);  // cp.async: every producer lane's copies arrive
+      mbar_init(empty + i, GPP);
     }
   }
   mbar_fence_init();
@@ -104,44 +114,72 @@ __global__ void __launch_bounds__(WsCfg<D, CFG>::kThreads, WsCfg<D, CFG>::kMinBl
 #pragma unroll
   for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
 
-  if (warp == NC) {
-    // Producer.
+  if (warp >= NC) {
+    // Producer pr: rows [pr PR, (pr + 1) PR) of every stage (groups pr GPP ...). Its lanes keep the raw
+    // indices of the next NS stages in registers (q[u]: stage i with i % NS == u; the loop is unrolled by
+    // NS so no register moves wait on a load); the range check happens when a stage is issued.
+    const int pr = warp - NC;
     const int* idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
-    auto list_pos = [&](int e) -> int {
-      if (e >= end) return -1;
-      const int p = __ldg(idx + e);
-      return (p >= 0 && p < n) ? p : -1;  // an out-of-range index is masked, never read
+    auto load_raw = [&](int i, int r) -> int {
+      const int e = begin + i * SK + pr * PR + (lane + 32 * r) % PR;
+      return (i < stages && e < end) ? __ldg(idx + e) : -1;
     };
-    int q[NS][RL];  // this lane's positions (rows lane + 32 r) of the next NS stages
+    int q[NS][RLP];
 #pragma unroll
     for (int u = 0; u < NS; ++u)
 #pragma unroll
-      for (int r = 0; r < RL; ++r) q[u][r] = u < stages ? list_pos(begin + u * SK + 32 * r + lane) : -1;
-    for (int i = 0; i < stages; ++i) {
-      const int st = i % NS;
-      if (i >= NS) mbar_wait(empty + st, static_cast<unsigned>(i / NS - 1) & 1u);
-      int p[RL];
+      for (int r = 0; r < RLP; ++r) q[u][r] = load_raw(u, r);
+    for (int i0 = 0; i0 < stages; i0 += NS) {
 #pragma unroll
-      for (int r = 0; r < RL; ++r) {
-        p[r] = q[0][r];
+      for (int u = 0; u < NS; ++u) {
+        const int i = i0 + u;
+        if (i >= stages) break;
+        uint64_t* fb = full + u * NP + pr;
+        if (i >= NS) mbar_wait(empty + u * NP + pr, static_cast<unsigned>(i / NS - 1) & 1u);
+        int p[RLP];
 #pragma unroll
-        for (int u = 0; u + 1 < NS; ++u) q[u][r] = q[u + 1][r];
-        q[NS - 1][r] = i + NS < stages ? list_pos(begin + (i + NS) * SK + 32 * r + lane) : -1;
-        posS[st * SK + 32 * r + lane] = p[r];
-      }
-      // 16-key groups with any entry in range are copied (row 32 r + lane is in group 2 r + lane / 16).
-      const int e0 = begin + i * SK;
-      const int groups = min(SK / 16, (end - e0 + 15) / 16);
-      __syncwarp();
-      if (lane == 0) mbar_arrive_expect_tx(full + st, static_cast<unsigned>(groups) * 16u * 2u * kRowBytes);
-      T* kd = Ks + st * SK * R;
-      T* vd = Vs + st * SK * R;
+        for (int r = 0; r < RLP; ++r) {
+          const int raw = q[u][r];
+          p[r] = (raw >= 0 && raw < n) ? raw : -1;  // an out-of-range index is masked, never read
+          q[u][r] = load_raw(i + NS, r);
+          if (lane + 32 * r < PR) posS[u * SK + pr * PR + lane + 32 * r] = p[r];
+        }
+        // 16-row groups with any entry in range are copied; this producer's first group is pr GPP.
+        const int e0 = begin + i * SK + pr * PR;
+        const int groups = max(0, min(GPP, (end - e0 + 15) / 16));
+        __syncwarp();
+        T* kd = Ks + (u * SK + pr * PR) * R;
+        T* vd = Vs + (u * SK + pr * PR) * R;
+        if constexpr (C::kCpAsync) {
+          // Lane pair (2 r, 2 r + 1) copies row r (PR = 16), lane 2 r + h its 16-byte chunks 2 v + h of K and
+          // V; a masked row reads 0 bytes (zero-filled). The lane's copies arrive on `full` as they land.
+          static_assert(!C::kCpAsync || PR == 16, "cp.async producers copy 16 rows");
+          const int row = lane >> 1, h = lane & 1;
+          const int pp = __shfl_sync(0xffffffffu, p[0], row);
+          const bool live = row / 16 < groups && pp >= 0;
+          const size_t off = static_cast<size_t>(live ? pp : 0) * D + h * 8;
 #pragma unroll
-      for (int r = 0; r < RL; ++r) {
-        if (2 * r + (lane >> 4) < groups) {
-          const size_t off = static_cast<size_t>(p[r] < 0 ? 0 : p[r]) * D;
-          bulk_g2s(kd + (32 * r + lane) * R, kg + off, kRowBytes, full + st);
-          bulk_g2s(vd + (32 * r + lane) * R, vg + off, kRowBytes, full + st);
+          for (int v = 0; v < D / 16; ++v) {
+            cp_async16(kd + row * R + h * 8 + 16 * v, kg + off + 16 * v, live ? 16 : 0);
+            cp_async16(vd + row * R + h * 8 + 16 * v, vg + off + 16 * v, live ? 16 : 0);
+          }
+          cp_async_mbar_arrive(fb);
+          continue;
+        }
+        if (lane == 0) mbar_arrive_expect_tx(fb, static_cast<unsigned>(groups) * 16u * 2u * kRowBytes);
+        // Copy c of this lane: flat = 32 c + lane over [K rows | V rows] of the producer's PR rows.
+#pragma unroll
+        for (int c = 0; c < 2 * PR / 32; ++c) {
+          const int flat = 32 * c + lane, row = flat % PR;
+          if (row / 16 < groups) {
+            const int pp = p[row / 32 < RLP ? row / 32 : 0];
+            const size_t off = static_cast<size_t>(pp < 0 ? 0 : pp) * D;
+            if (flat < PR) {
+              bulk_g2s(kd + row * R, kg + off, kRowBytes, fb);
+            } else {
+              bulk_g2s(vd + row * R, vg + off, kRowBytes, fb);
+            }
+          }
         }
       }
     }
@@ -151,16 +189,17 @@ __global__ void __launch_bounds__(WsCfg<D, CFG>::kThreads, WsCfg<D, CFG>::kMinBl
     load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
     const float qscale = s.scale * kLog2e;
     const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
+    const int pw = warp / GPP;  // the producer of this consumer's rows
     for (int i = 0; i < stages; ++i) {
       const int st = i % NS;
-      mbar_wait(full + st, static_cast<unsigned>(i / NS) & 1u);
+      mbar_wait(full + st * NP + pw, static_cast<unsigned>(i / NS) & 1u);
       __syncwarp();
       if (begin + i * SK + warp * 16 < end) {
         const int r0 = st * SK + warp * 16;
         attend16<T, D, R>(qa, Ks + r0 * R, Vs + r0 * R, posS + r0, qscale, p16, m, l, acc);
       }
       __syncwarp();
-      if (lane == 0) mbar_arrive(empty + st);
+      if (lane == 0) mbar_arrive(empty + st * NP + pw);
     }
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
@@ -232,14 +271,16 @@ int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
 cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   a.out = out;
-  // Tuning only: KASCADE_WS_CONFIG=1 or 2 runs another ring / warp configuration (WsCfg), read per call.
+  // Tuning only: KASCADE_WS_CONFIG=1 to 4 runs another ring / warp configuration (WsCfg), read per call.
   const char* env = std::getenv("KASCADE_WS_CONFIG");
-  const int cfg = env && env[0] == '1' ? 1 : env && env[0] == '2' ? 2 : 0;
+  const int cfg = env && env[0] >= '1' && env[0] <= '4' ? env[0] - '0' : 0;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
         if (cfg == 1) return launch_ws<T, D, GS, 1>(s, a, out, st);
         if (cfg == 2) return launch_ws<T, D, GS, 2>(s, a, out, st);
+        if (cfg == 3) return launch_ws<T, D, GS, 3>(s, a, out, st);
+        if (cfg == 4) return launch_ws<T, D, GS, 4>(s, a, out, st);
         return launch_ws<T, D, GS, 0>(s, a, out, st);
       });
     });
