@@ -32,6 +32,10 @@ say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
+# The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-188,164028} timeout 40 "$NCU" \
+  --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
+say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
 say "ncu full exit $?"

@@ -13,7 +13,8 @@
  *
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
- * other configurations, KASCADE_WS_CONFIG, default 1,2,3,4), B1_NCU=1 (only a few reuse calls, for ncu).
+ * other configurations, KASCADE_WS_CONFIG, default 1,2,3,4), B1_NCU=1 (only a few reuse calls, for ncu; with
+ * B1_NCU_ANCHOR=1 the anchor's calls too).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -38,7 +39,11 @@ const H = 32;
 const G = 8;
 const D = 128;
 const CALLS = 27;
-const list = (s: string) => s.split(',').map(Number);
+const list = (s: string) =>
+  s
+    .split(',')
+    .filter((x) => x !== '')
+    .map(Number);
 const shapes = (process.env.B1_SHAPES ?? '1x8192,1x32768,1x131072')
   .split(',')
   .map((s) => list(s.replace('x', ',')));
@@ -198,6 +203,12 @@ for (const [batch, n] of shapes as [number, number][]) {
       for (let r = 0; r < 2; r++) reuseDecode({ ...base, variant }, sel, headMap, o);
       synchronize();
     }
+    // B1_NCU_ANCHOR=1: the anchor's kernels too (scores pass, select, sparse pass), twice per variant.
+    if (process.env.B1_NCU_ANCHOR === '1')
+      for (const variant of anchorVariants) {
+        for (let r = 0; r < 2; r++) anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+        synchronize();
+      }
   } else {
     // ~300 ms of GPU work first (clocks), as the bench does.
     for (let i = 0; i < 2000; i++) denseDecode({ ...base, variant: denseVariants[0] }, o);
