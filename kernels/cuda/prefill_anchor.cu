@@ -291,11 +291,12 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics
 // from the attention pass; v18: four consumer warpgroups taking 64-key steps round-robin, in turns
 // (prefill_pool_v17.cu); v19: v18 with the select reading 16 bytes per load, two in flight (prefill_select_v3.cu);
-// v20: v19 without the turns; v21: v19 with an eighth of the exponentials on the FMA pipe. (Session 4's v9-v11 and
-// v13 and session 5's v14-v17 lost and are gone.)
+// v20: v19 without the turns; v21: v19 with an eighth of the exponentials on the FMA pipe; v22: v19 on three
+// consumer warpgroups each issuing a step ahead. (Session 4's v9-v11 and v13 and session 5's v14-v17 lost and are
+// gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 18 && v <= 21);
+  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 18 && v <= 22);
   return known ? v : 12;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v30)
 }
 

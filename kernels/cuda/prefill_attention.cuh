@@ -61,16 +61,16 @@ bool pool_v12_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
-// Pool variants v18-v21 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and
-// issuing their products in step order (v20: in any order; v21: an eighth of the exponentials on the FMA pipe);
-// head dim 128, g = 4. Same arguments and output as the other pools (v19-v21 then run select v3). `version`:
-// 18 .. 21.
+// Pool variants v18-v22 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and
+// issuing their products in step order (v20: in any order; v21: an eighth of the exponentials on the FMA pipe;
+// v22: three warpgroups, each issuing a step ahead); head dim 128, g = 4. Same arguments and output as the other
+// pools (v19-v22 then run select v3). `version`: 18 .. 22.
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
                             int version);
 
-// Select variant v3 (prefill_select_v3.cu; pool variants v19-v21): select_prefill_kernel with 16-byte loads, two
+// Select variant v3 (prefill_select_v3.cu; pool variants v19-v22): select_prefill_kernel with 16-byte loads, two
 // in flight per thread. Same arguments and output as launch_select_v2.
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);

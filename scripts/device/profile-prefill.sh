@@ -12,7 +12,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v30,v36,v37,v38,v39}
+presets=${PROFILE_PREFILL_PRESETS:-v30,v36,v37,v38,v39,v40}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v1[27]|select_prefill" \
@@ -27,7 +27,7 @@ echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
 # anchor's (2); prefill_stats_v17 and pool_v17 run only under the preset: the anchor's statistics pass is launch
 # 0, layer 0's pool launch 0 and the anchor's 1; select_prefill_v3 (v37-v39): layer 0's launch 0. Each detail file
 # names the kernel it caught (template arguments included).
-for spec in pool-v20:pool_v17_kernel:1:1:v38 stats-v18:prefill_stats_v17:0:1:v38 pool-v18:pool_v17_kernel:1:1:v36 \
+for spec in pool-v22:pool_v17_kernel:1:1:v40 pool-v20:pool_v17_kernel:1:1:v38 stats-v18:prefill_stats_v17:0:1:v38 pool-v18:pool_v17_kernel:1:1:v36 \
   stats-v17:prefill_stats_v17:0:1:v36 select-v3:select_prefill_v3:0:1:v37 select-v1:select_prefill_kernel:1:1:v30; do
   IFS=: read -r name k skip c preset <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 70 ] && { echo "skipping detail-$name (time)"; continue; }

@@ -388,7 +388,7 @@ export function uploadPrefillSelection(
  *   v5), `v18` four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
  *   order (prefill_pool_v17.cu), `v19` v18 with the select reading 16 bytes per load, two in flight
  *   (prefill_select_v3.cu), `v20` v19 without the turns, `v21` v19 with an eighth of the exponentials on the
- *   FMA pipe.
+ *   FMA pipe, `v22` v19 on three consumer warpgroups each issuing its next step before its exponentials.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -419,7 +419,8 @@ export type PrefillPoolVariant =
   | 'v18'
   | 'v19'
   | 'v20'
-  | 'v21';
+  | 'v21'
+  | 'v22';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -449,6 +450,7 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v19',
   'v20',
   'v21',
+  'v22',
 ];
 
 export interface PrefillKernelSelection {
@@ -472,7 +474,8 @@ export interface PrefillKernelSelection {
  * issuing ahead, taking turns, with FMA-pipe exponentials, and a three-warpgroup pool; all slower than v36):
  * v36 = v30 with the statistics-only pass and the pool on four consumer warpgroups taking turns (dense v17, pool
  * v18); v37 = v36 with select v3 (pool v19); v38 = v37 without the turns (dense v18, pool v20); v39 = v37 with an
- * eighth of both passes' exponentials on the FMA pipe (dense v19, pool v21).
+ * eighth of both passes' exponentials on the FMA pipe (dense v19, pool v21); v40 = v37 with the pool on three
+ * consumer warpgroups each issuing a step ahead (pool v22).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -499,6 +502,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
   v38: { dense: 'v18', sparse: 'v12', pool: 'v20' },
   v39: { dense: 'v19', sparse: 'v12', pool: 'v21' },
+  v40: { dense: 'v17', sparse: 'v12', pool: 'v22' },
 };
 
 /**
