@@ -299,13 +299,13 @@ int prefill_variant_number(const char* name) {
 // sparse v12 (sparse v9's 3-stage ring), the fastest on the H200 in session 4's calls A2 / A3
 // (apps/bench/results/cuda-prefill.json); where they do not apply, launch_prefill_attention runs dense v2 /
 // sparse v5.
-// Attention variants: v1-v9, v12 (sparse v9's 3-stage ring; dense as v9), v17-v19 (the statistics-only pass on four
+// Attention variants: v1-v9, v12 (sparse v9's 3-stage ring; dense as v9), v17-v20 (the statistics-only pass on four
 // consumer warpgroups: prefill_stats_v17.cu; dense modes and sparse as v9). Session 4's v10, v11, v13 and session
 // 5's v14-v16 lost and are gone.
 int prefill_variant(PrefillMode mode) {
   const int fallback = mode == kSparse ? 12 : 9;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
-  const bool known = (v >= 1 && v <= 9) || v == 12 || (v >= 17 && v <= 19);
+  const bool known = (v >= 1 && v <= 9) || v == 12 || (v >= 17 && v <= 20);
   return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
 }
 

@@ -123,10 +123,10 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
 // Dense variant v17's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
 // parities) issuing their products in turns; head dim 128.
-// version 17; 18 = without the turns; 19 = an eighth of the exponentials on the FMA pipe.
+// version 17; 18 = without the turns; 19 = an eighth of the exponentials on the FMA pipe; 20 = a lazy max.
 cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
                                      int version);
-// The variant the environment selects for a mode: 1 .. 9, 12, 17 .. 19 (defaults: dense 9, sparse 12).
+// The variant the environment selects for a mode: 1 .. 9, 12, 17 .. 20 (defaults: dense 9, sparse 12).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

@@ -6,12 +6,12 @@
 # defaults: dense v9, sparse v12, pool v12), v36 (call A's fastest: the statistics-only pass and the pool on four
 # consumer warpgroups taking turns, dense v17, pool v18), v37 (v36 with select v3, pool v19), v38 (v37 without
 # the turns: dense v18, pool v20) and v39 (v37 with an eighth of the exponentials on the FMA pipe: dense v19, pool
-# v21), v40 (v37 with the pool on three consumer warpgroups each issuing a step ahead, pool v22). Call A timed v18
-# v30 v32-v36; session 4's calls v18 and v20-v31 (those presets are gone but v30, v36).
+# v21), v40 (v37 with the pool on three consumer warpgroups each issuing a step ahead, pool v22), v41 (v37 with
+# a lazy-max statistics pass, dense v20). Call A timed v18 v30 v32-v36; session 4's calls v18 and v20-v31 (those presets are gone but v30, v36).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v18 | v30 | v36 | v37 | v38 | v39 | v40). If the bench dies, it runs again on
+# group's checks with it (default groups: v18 | v30 | v36 | v37 | v38 | v39 | v40 | v41). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -21,7 +21,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v18}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v30 v36 v37 v38 v39 v40}
+risky=${PREFILL_RISKY:-v30 v36 v37 v38 v39 v40 v41}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -376,7 +376,9 @@ export function uploadPrefillSelection(
  *   - `v17`: dense modes and sparse as v9; the statistics-only pass on four consumer warpgroups (row halves x
  *     step parities) issuing their products in turns (prefill_stats_v17.cu);
  *   - `v18`: v17 without the turns (each warpgroup issues as soon as its K step has landed);
- *   - `v19`: v17 with an eighth of the statistics pass's exponentials on the FMA pipe (`ex2_fma`).
+ *   - `v19`: v17 with an eighth of the statistics pass's exponentials on the FMA pipe (`ex2_fma`);
+ *   - `v20`: v17 with a lazy thread-local max (no shuffles per step; a thread's sum rescaled only when a score
+ *     passes its held max by more than 8), merged over the quad at the end.
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
@@ -405,7 +407,8 @@ export type PrefillKernelVariant =
   | 'v12'
   | 'v17'
   | 'v18'
-  | 'v19';
+  | 'v19'
+  | 'v20';
 export type PrefillPoolVariant =
   | 'v1'
   | 'v2'
@@ -435,6 +438,7 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v17',
   'v18',
   'v19',
+  'v20',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -475,7 +479,7 @@ export interface PrefillKernelSelection {
  * v36 = v30 with the statistics-only pass and the pool on four consumer warpgroups taking turns (dense v17, pool
  * v18); v37 = v36 with select v3 (pool v19); v38 = v37 without the turns (dense v18, pool v20); v39 = v37 with an
  * eighth of both passes' exponentials on the FMA pipe (dense v19, pool v21); v40 = v37 with the pool on three
- * consumer warpgroups each issuing a step ahead (pool v22).
+ * consumer warpgroups each issuing a step ahead (pool v22); v41 = v37 with the lazy-max statistics pass (dense v20).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -503,6 +507,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v38: { dense: 'v18', sparse: 'v12', pool: 'v20' },
   v39: { dense: 'v19', sparse: 'v12', pool: 'v21' },
   v40: { dense: 'v17', sparse: 'v12', pool: 'v22' },
+  v41: { dense: 'v20', sparse: 'v12', pool: 'v19' },
 };
 
 /**
