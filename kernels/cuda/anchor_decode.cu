@@ -399,19 +399,40 @@ static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
 }
 
 // KASCADE_VARIANT_ROW_SELECT (row_select.cuh): the scores / layer-0 pass on the split schedule (bit 128 off
-// for it) with row_select_chunk keys per split; its last CTA per row writes the row's Top-k into indices.
+// for it) with row_select_chunk keys per split selects each row's Top-k into indices in stages run by the
+// CTAs of later rows (lag D: about the rows in flight, the resident CTAs over the splits per row, plus 2);
+// launch_row_select_tail runs the stages of the last rows after the pass.
 static cudaError_t row_select_args(const KascadeDecodeShape& s, const Workspace& w, int topk, int* indices,
-                                   PartialArgs& a, KascadeDecodeShape* run) {
+                                   const void* q, const void* k, PartialArgs& a, KascadeDecodeShape* run) {
   const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
   if (rows > kRowSelectMaxRows) return cudaErrorInvalidValue;
   *run = s;
   run->variant &= ~KASCADE_VARIANT_LEAN;
   a.chunk = row_select_chunk_run(rows, s.n, device_sm_count());
   a.splits = ceil_div(s.n, a.chunk);
-  a.rowOut = indices;
-  a.rowTopk = topk;
-  a.rowCand = reinterpret_cast<int*>(w.pooled);
-  a.rowCandVal = w.pooled + rows * s.n;
+  RowSelectArgs& r = a.rowSel;
+  r.rows = static_cast<int>(rows);
+  r.splits = a.splits;
+  r.chunk = a.chunk;
+  r.lag = ceil_div(3LL * device_sm_count(), a.splits) + 2;
+  r.n = s.n;
+  r.topk = topk;
+  r.heads = s.heads;
+  r.kvHeads = s.kvHeads;
+  r.capacity = s.capacity;
+  r.qscale = s.scale * kLog2e;
+  r.intermRows = static_cast<size_t>(s.batch) * s.heads;
+  r.u = reinterpret_cast<const __half*>(w.logits);
+  r.part_ml = w.part_ml;
+  r.q = q;
+  r.k = k;
+  const size_t pooledFloats = static_cast<size_t>(rows) * u16_stride(s.n);
+  r.pooled = w.pooled;
+  r.cand = reinterpret_cast<int*>(w.pooled + pooledFloats);
+  r.candVal = w.pooled + pooledFloats + static_cast<size_t>(rows) * s.n;
+  r.hist = w.hist;
+  r.state = w.state;
+  r.out = indices;
   return cudaSuccess;
 }
 
@@ -443,8 +464,9 @@ extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* sha
   a.noLogitWrites = debug_no_logit_writes();
   if (s->variant & KASCADE_VARIANT_ROW_SELECT) {
     KascadeDecodeShape run;
-    if ((e = row_select_args(*s, w, topk, indices, a, &run)) != cudaSuccess) return e;
-    return launch_attention(run, kDenseLogits, a, out, st);
+    if ((e = row_select_args(*s, w, topk, indices, q, k, a, &run)) != cudaSuccess) return e;
+    if ((e = launch_attention(run, kDenseLogits, a, out, st)) != cudaSuccess) return e;
+    return launch_row_select_tail(run, a.rowSel, st);
   }
   if (s->variant & KASCADE_VARIANT_SELECT2) {
     // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
@@ -474,8 +496,9 @@ extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, co
   a.noLogitWrites = debug_no_logit_writes();
   if (s->variant & KASCADE_VARIANT_ROW_SELECT) {
     KascadeDecodeShape run;
-    if ((e = row_select_args(*s, w, topk, indices, a, &run)) != cudaSuccess) return e;
+    if ((e = row_select_args(*s, w, topk, indices, q, k, a, &run)) != cudaSuccess) return e;
     if ((e = launch_attention(run, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
+    if ((e = launch_row_select_tail(run, a.rowSel, st)) != cudaSuccess) return e;
   } else {
     if (s->variant & KASCADE_VARIANT_SELECT2) {
       // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).

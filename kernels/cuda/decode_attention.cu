@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
   // KASCADE_VARIANT_ROW_SELECT (row_select.cuh): L2 policies for the K tiles and the f16 intermediate.
-  const bool rowSelect = kWriteLogits && a.rowOut != nullptr;
+  const bool rowSelect = kWriteLogits && a.rowSel.out != nullptr;
   const uint64_t l2First = rowSelect ? l2_policy_evict_first() : 0, l2Last = rowSelect ? l2_policy_evict_last() : 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
@@ -488,24 +488,10 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     }
     if constexpr (kWriteLogits) {
       if (rowSelect) {
-        // KASCADE_VARIANT_ROW_SELECT: the row's last CTA selects its Top-k (split schedule only).
+        // KASCADE_VARIANT_ROW_SELECT (split schedule only): this row's stage 0, then stages A / B of earlier rows.
         __syncthreads();
-        RowSelectJob job;
-        job.row = static_cast<long long>(b) * G + j;
-        job.bh0 = bh0;
-        job.n = n;
-        job.splits = a.splits;
-        job.topk = a.rowTopk;
-        job.qscale = qscale;
-        job.intermRows = static_cast<size_t>(s.batch) * H;
-        job.u = reinterpret_cast<const __half*>(a.logits);
-        job.part_ml = a.part_ml;
-        job.kRows = kg;
-        job.qRows = static_cast<const T*>(a.q) + bh0 * D;
-        job.out = a.rowOut + job.row * a.rowTopk;
-        job.cand = a.rowCand + job.row * n;
-        job.candVal = a.rowCandVal + job.row * n;
-        row_select_finish<T, D, GS>(job, reinterpret_cast<unsigned*>(smem_raw));
+        row_select_stages<T, D, GS>(a.rowSel, static_cast<long long>(b) * G + j, split, true,
+                                    reinterpret_cast<unsigned*>(smem_raw));
       }
     }
     ringBase += steps;
@@ -931,8 +917,12 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
-  // KASCADE_VARIANT_ROW_SELECT: the rows' candidate lists (keys, scores) in the pooled buffer.
-  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) sizes[3] = max(sizes[3], 2 * BG * n * 4);
+  // KASCADE_VARIANT_ROW_SELECT: pooled rows (padded to 16) then the rows' candidate lists (keys, scores) in the
+  // pooled buffer; 4096-bin histogram rows.
+  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) {
+    sizes[3] = max(sizes[3], BG * static_cast<size_t>(u16_stride(s.n)) * 4 + 2 * BG * n * 4);
+    sizes[4] = max(sizes[4], BG * kStreamBins * 4);
+  }
   Workspace w{};
   size_t off = 0;
   char* p = static_cast<char*>(base);
