@@ -20,7 +20,7 @@
 #      8252)). Session 5: the defaults of ops.ts (148, 188, 252, 636, 764, 3196, 6332, 8252, 19644; 508, 2236,
 #      3260, 7356, 19580 and 4156 dropped: no op or shape picked them) and the row select (bit 65536:
 #      65724 = 188 | 65536, 82108 = 65724 | 16384 the 6-stage scores pass) and cuda-b1's warp-specialised gather
-#      (bit 32768: 32800, 32956), DECODE_PARITY_LIMIT
+#      (bit 32768: 32800), its batch-1 select (bit 131072: 164028, 131260) and bulk-copy gathers (125), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -28,7 +28,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,124,148,176,188,252,636,764,3196,6332,8252,19644,65724,82108,32800,32956}
+variants=${DECODE_VARIANTS:-0,124,148,176,188,252,636,764,3196,6332,8252,19644,65724,82108,32800,164028,131260,125}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -67,11 +67,11 @@ fi
 # Parity in up to four processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
-# cuda-b1's bits 4096/8192/32768, and those with both.
+# cuda-b1's bits 4096/8192/32768/131072, and those with both.
 # Their JSONs are merged into one cuda-parity.json.
 groups=("" "" "" "")
 for v in ${screened//,/ }; do
-  a=$((v & 84992)) b=$((v & 45056))
+  a=$((v & 84992)) b=$((v & 176128))
   if [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
@@ -128,12 +128,12 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
-# The session-4/5 variants (bits 1024-65536) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# The session-4/5 variants (bits 1024-131072) once more at the bench's large shapes (128k b1 / b32, 512k b1),
 # one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 130048)) -ne 0 ]; then
+  if [ $((v & 261120)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \
