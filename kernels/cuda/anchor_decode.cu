@@ -414,7 +414,7 @@ static cudaError_t row_select_args(const KascadeDecodeShape& s, const Workspace&
   r.rows = static_cast<int>(rows);
   r.splits = a.splits;
   r.chunk = a.chunk;
-  r.lag = ceil_div(3LL * device_sm_count(), a.splits) + 2;
+  r.lag = row_select_lag(a.splits, device_sm_count());
   r.n = s.n;
   r.topk = topk;
   r.heads = s.heads;

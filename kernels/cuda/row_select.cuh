@@ -288,9 +288,9 @@ __device__ __noinline__ void row_select_stages(const RowSelectArgs a, long long 
     __syncthreads();
     if (threadIdx.x == 0) atomicAdd(&g_row_select_done[0][r], 1u);
   }
-  const long long f = r - a.lag, f2 = r - 2LL * a.lag;
-  if (f >= 0 && f < a.rows) row_select_stage_a<GS>(a, f, s, sh);
-  if (f2 >= 0 && f2 < a.rows) row_select_stage_b<T, D, GS>(a, f2, s, sh);
+  const RowSelectStages rs = row_select_stage_rows(r, a.lag, a.rows);
+  if (rs.a >= 0) row_select_stage_a<GS>(a, rs.a, s, sh);
+  if (rs.b >= 0) row_select_stage_b<T, D, GS>(a, rs.b, s, sh);
 }
 
 // Virtual rows R .. R + 2D - 1 (blockIdx.y), split blockIdx.x: the stages the scores grid had no rows for.

@@ -127,6 +127,21 @@ inline int row_select_chunk(long long rows, int n, int sms) {
   if (per < 256) per = 256;
   return static_cast<int>(per);
 }
+// The row select's stages (row_select.cuh): a CTA of (virtual) row r runs stage A of row r - lag and stage B of
+// row r - 2 lag (-1: none); the scores grid has rows 0 .. rows - 1, the tail launch rows .. rows + 2 lag - 1. So
+// every row f gets one stage-A row and one stage-B row, both after f, the stage-B row after the stage-A row:
+// a CTA only ever waits on lower rows.
+struct RowSelectStages {
+  long long a, b;
+};
+KASCADE_HD inline RowSelectStages row_select_stage_rows(long long r, int lag, long long rows) {
+  const long long fa = r - lag, fb = r - 2LL * lag;
+  return RowSelectStages{fa >= 0 && fa < rows ? fa : -1, fb >= 0 && fb < rows ? fb : -1};
+}
+// The lag: about the rows in flight (at most three resident CTAs per SM over the splits per row), plus 2.
+inline int row_select_lag(int splits, int sms) {
+  return static_cast<int>(select_ceil_div(3LL * (sms > 0 ? sms : 1), splits > 0 ? splits : 1)) + 2;
+}
 // The keys per split the row select runs (and its workspace is sized for): row_select_chunk, or for tuning
 // runs the environment's KASCADE_ROW_SELECT_CHUNK (a multiple of 64 in 256..16384; read once).
 inline int row_select_chunk_run(long long rows, int n, int sms) {

@@ -27,12 +27,24 @@ int main() {
   for (int n : ns)
     for (long long rows : rowsList)
       for (int sms : smsList) std::printf("%lld %d %d %d\\n", rows, n, sms, kascade::row_select_chunk(rows, n, sms));
+  // Stage rows: for each (rows, lag), the virtual rows 0 .. rows + 2 lag - 1 and the rows whose stages A and B they run.
+  const long long stageRows[] = {1, 8, 80, 256, 640};
+  const int splitsList[] = {1, 4, 64, 256};
+  for (long long rows : stageRows)
+    for (int splits : splitsList) {
+      const int lag = kascade::row_select_lag(splits, 132);
+      for (long long r = 0; r < rows + 2LL * lag; ++r) {
+        const kascade::RowSelectStages st = kascade::row_select_stage_rows(r, lag, rows);
+        std::printf("S %lld %d %d %lld %lld %lld\\n", rows, splits, lag, r, st.a, st.b);
+      }
+    }
   return 0;
 }
 `;
 
 let dir = '';
 let chunks: Chunk[] = [];
+let stages: { rows: number; splits: number; lag: number; r: number; a: number; b: number }[] = [];
 
 beforeAll(() => {
   if (!compiler) return;
@@ -45,9 +57,22 @@ beforeAll(() => {
   if (cc.status !== 0) throw new Error(`compiling select_plan.h failed:\n${cc.stderr}`);
   const run = spawnSync(exe, [], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`the plan driver failed:\n${run.stderr}`);
-  chunks = run.stdout
-    .trim()
-    .split('\n')
+  const lines = run.stdout.trim().split('\n');
+  stages = lines
+    .filter((l) => l.startsWith('S '))
+    .map((l) => {
+      const [rows, splits, lag, r, a, b] = l.slice(2).split(' ').map(Number) as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
+      return { rows, splits, lag, r, a, b };
+    });
+  chunks = lines
+    .filter((l) => !l.startsWith('S '))
     .map((line) => {
       const [rows, n, sms, chunk] = line.split(' ').map(Number) as [number, number, number, number];
       return { rows, n, sms, chunk };
@@ -76,6 +101,29 @@ describe.skipIf(!compiler)('row select split plan (select_plan.h row_select_chun
       if (c.chunk > 256) expect(c.chunk - 64, at).toBeLessThan(target);
       if (c.chunk < 2048) expect(c.chunk, at).toBeGreaterThanOrEqual(Math.min(256, target));
       if (c.chunk < 2048 && c.chunk > 256) expect(c.chunk, at).toBeGreaterThanOrEqual(target);
+    }
+  });
+
+  it('gives every row one stage-A and one stage-B runner row, after the row and in that order', () => {
+    const groups = new Map<string, typeof stages>();
+    for (const x of stages) {
+      const key = `${x.rows} ${x.splits}`;
+      groups.set(key, [...(groups.get(key) ?? []), x]);
+    }
+    expect(groups.size).toBe(5 * 4);
+    for (const [key, g] of groups) {
+      const { rows, lag } = g[0] as (typeof stages)[number];
+      expect(lag, key).toBe(Math.ceil(396 / (g[0] as (typeof stages)[number]).splits) + 2);
+      expect(g.length, key).toBe(rows + 2 * lag); // the scores grid's rows and the tail launch's
+      for (let f = 0; f < rows; f++) {
+        const ra = g.filter((x) => x.a === f).map((x) => x.r);
+        const rb = g.filter((x) => x.b === f).map((x) => x.r);
+        expect(ra.length, `${key} f ${f}`).toBe(1);
+        expect(rb.length, `${key} f ${f}`).toBe(1);
+        expect(ra[0] as number, `${key} f ${f}`).toBeGreaterThan(f); // waits on row f: a lower row
+        expect(rb[0] as number, `${key} f ${f}`).toBeGreaterThan(ra[0] as number); // waits on stage A's row
+      }
+      expect(g.every((x) => x.a < rows && x.b < rows)).toBe(true);
     }
   });
 
