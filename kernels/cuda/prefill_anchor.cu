@@ -287,17 +287,16 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
 // v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
-// v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v12 (the
-// default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics
-// from the attention pass; v18: four consumer warpgroups taking 64-key steps round-robin, in turns
-// (prefill_pool_v17.cu); v19: v18 with the select reading 16 bytes per load, two in flight (prefill_select_v3.cu);
-// v20: v19 without the turns; v21: v19 with an eighth of the exponentials on the FMA pipe; v22: v19 on three
-// consumer warpgroups each issuing a step ahead. (Session 4's v9-v11 and v13 and session 5's v14-v17 lost and are
-// gone.)
+// v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v12 (session 4's
+// default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics from
+// the attention pass; v19 (the default since session 5): four consumer warpgroups taking 64-key steps round-robin,
+// in turns (prefill_pool_v17.cu), then select v3 (16-byte loads, two in flight: prefill_select_v3.cu); head dim
+// 128, g = 4, else as v5 with select v3. (Session 4's v9-v11 and v13 and session 5's v14-v18 and v20-v22 lost and
+// are gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || (v >= 18 && v <= 22);
-  return known ? v : 12;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v30)
+  const bool known = (v >= 1 && v <= 8) || v == 12 || v == 19;
+  return known ? v : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
@@ -310,8 +309,8 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                bool fusedStats, cudaStream_t st) {
   const int pv = pool_variant();
-  if (pv >= 18 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st, pv);
+  if (pv == 19 && pool_v17_supports(s))
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   if (pv == 12 && pool_v12_supports(s))
     return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   if (pv >= 3)
@@ -349,7 +348,7 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
       return e;
     if (pool_variant() == 7 || pool_variant() == 8) {
       if ((e = launch_select_v2(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
-    } else if (pool_variant() >= 19) {
+    } else if (pool_variant() == 19) {
       if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
     } else {
       select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);

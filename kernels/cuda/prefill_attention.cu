@@ -295,28 +295,28 @@ int prefill_variant_number(const char* name) {
   return *end == '\0' && n < 1000 ? static_cast<int>(n) : 0;
 }
 
-// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v30): dense v9 and
-// sparse v12 (sparse v9's 3-stage ring), the fastest on the H200 in session 4's calls A2 / A3
-// (apps/bench/results/cuda-prefill.json); where they do not apply, launch_prefill_attention runs dense v2 /
-// sparse v5.
-// Attention variants: v1-v9, v12 (sparse v9's 3-stage ring; dense as v9), v17-v20 (the statistics-only pass on four
-// consumer warpgroups: prefill_stats_v17.cu; dense modes and sparse as v9). Session 4's v10, v11, v13 and session
-// 5's v14-v16 lost and are gone.
+// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v37): dense v17 (dense
+// v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu) and sparse v12 (sparse
+// v9's 3-stage ring), the fastest on the H200 in session 5's call B (apps/bench/results/cuda-prefill.json); where
+// they do not apply, launch_prefill_attention runs dense v2 / sparse v5.
+// Attention variants: v1-v9, v12 (sparse v9's 3-stage ring; dense as v9), v17 (the statistics-only pass on four
+// consumer warpgroups; dense modes and sparse as v9). Session 4's v10, v11, v13 and session 5's v14-v16 and v18-v20
+// lost and are gone.
 int prefill_variant(PrefillMode mode) {
-  const int fallback = mode == kSparse ? 12 : 9;
+  const int fallback = mode == kSparse ? 12 : 17;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
-  const bool known = (v >= 1 && v <= 9) || v == 12 || (v >= 17 && v <= 20);
+  const bool known = (v >= 1 && v <= 9) || v == 12 || v == 17;
   return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   int variant = prefill_variant(mode);
-  if (variant >= 17) {
-    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st, variant);
+  if (variant == 17) {
+    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st);
     variant = 9;
   }
-  // v9 / v12 / v17-v19: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense + statistics,
+  // v9 / v12 / v17: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense + statistics,
   // statistics only); sparse runs as sparse v9 (v12: its 3-stage ring) or v8.
   if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
   // Sparse v9: the warp-specialised gather kernel (prefill_sparse_v9.cu) at head dim 128 and g = 4.

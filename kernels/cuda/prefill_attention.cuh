@@ -61,16 +61,14 @@ bool pool_v12_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
-// Pool variants v18-v22 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and
-// issuing their products in step order (v20: in any order; v21: an eighth of the exponentials on the FMA pipe;
-// v22: three warpgroups, each issuing a step ahead); head dim 128, g = 4. Same arguments and output as the other
-// pools (v19-v22 then run select v3). `version`: 18 .. 22.
+// Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
+// their products in step order; head dim 128, g = 4. Same arguments and output as the other pools (v19 then runs
+// select v3).
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            int version);
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
-// Select variant v3 (prefill_select_v3.cu; pool variants v19-v22): select_prefill_kernel with 16-byte loads, two
+// Select variant v3 (prefill_select_v3.cu; pool variant v19): select_prefill_kernel with 16-byte loads, two
 // in flight per thread. Same arguments and output as launch_select_v2.
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);
@@ -103,7 +101,7 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int swizzle = 0);
-// Variant v9 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9; v12 and v17-v19 run it in their dense modes):
+// Variant v9 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9; v12 and v17 run it in their dense modes):
 // dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
 // warpgroups (FlashAttention-3 style), a 2-stage K/V ring; the statistics-only mode (kStats) too (K only, the
 // consumers taking turns at the tensor cores); sparse runs as sparse v9.
@@ -123,10 +121,8 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
 // Dense variant v17's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
 // parities) issuing their products in turns; head dim 128.
-// version 17; 18 = without the turns; 19 = an eighth of the exponentials on the FMA pipe; 20 = a lazy max.
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
-                                     int version);
-// The variant the environment selects for a mode: 1 .. 9, 12, 17 .. 20 (defaults: dense 9, sparse 12).
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+// The variant the environment selects for a mode: 1 .. 9, 12, 17 (defaults: dense 17, sparse 12).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

@@ -1,7 +1,6 @@
 // Prefill attention, dense variant v9 (KASCADE_PREFILL_DENSE=v9: dense, dense + statistics and statistics only at
 // head dim 128; head dim 64 runs v2): FlashAttention-3's structure on Hopper, with the copy engine, a 2-stage K/V
-// ring. v12 and v17-v19 run as v9 here (v12 selects sparse v9's 3-stage ring, v17-v19 their own statistics-only
-// pass).
+// ring. v12 and v17 run as v9 here (v12 selects sparse v9's 3-stage ring, v17 its own statistics-only pass).
 //
 // Layout: q [batch, heads, queries, 128], k / v [batch, kvHeads, capacity, 128] (bf16 or f16), out like q,
 // stats [batch, heads, queries, 2] f32 (dense + statistics: the row max in the log2 domain and the row sum,

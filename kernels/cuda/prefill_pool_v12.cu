@@ -42,7 +42,7 @@ constexpr size_t p12_smem_bytes() {
 }
 
 // (Session 4's pool v13 and session 5's v14-v16, the same with a share of the exponentials on the FMA pipe and /
-// or the two consumer warpgroups taking turns at the tensor cores, lost and are gone: pools v18-v21,
+// or the two consumer warpgroups taking turns at the tensor cores, lost and are gone: pool v19,
 // prefill_pool_v17.cu, runs four consumer warpgroups instead.)
 template <typename T>
 __global__ void __launch_bounds__(384, 1)

@@ -1,13 +1,13 @@
-// The anchors' pooling pass, variants v18-v21 (KASCADE_PREFILL_POOL: head dim 128, g = 4, statistics from the
-// attention pass; elsewhere as v5): v18 below (NC = 4); v19 = v18 with select v3 (prefill_select_v3.cu), v20 =
-// v19 without the turns, v21 = v19 with an eighth of the exponentials on the FMA pipe, v22 = v19 on three consumer
-// warpgroups each issuing a step ahead (DB below). (v17, NC = 3 without DB, lost to v18 in call A of session 5:
-// 7.76 against 6.93 ms at 32k, ncu.) Same output as the other pools:
+// The anchors' pooling pass, variant v19 (KASCADE_PREFILL_POOL=v19, the default: head dim 128, g = 4, statistics
+// from the attention pass; elsewhere as v5), followed by select v3 (prefill_select_v3.cu). Session 5's calls also
+// timed three consumer warpgroups (v17: 7.76 against 6.93 ms at 32k, ncu), three that each issue a step ahead
+// (v22: 7.68), four without the turns (v20: 7.11) and with an eighth of the exponentials on the FMA pipe (v21:
+// 7.47); all slower, all gone (v18 = v19 with the old select is gone too). Same output as the other pools:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // Why: per 64 keys a pooling step is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM) against 8192
 // exponentials (about 512 MUFU cycles of the warpgroup's four warps); pool v12's two consumer warpgroups reach
-// about 56 % of each (ncu, session 4), as if the two took turns. Here NC consumer warpgroups (v18: 4)
+// about 56 % of each (ncu, session 4), as if the two took turns. Here NC = 4 consumer warpgroups
 // take the 64-key steps round-robin (step i to warpgroup i % NC) and issue their products in step order
 // (prefill_tma.cuh's Turns), so while one warpgroup exponentiates the others' products are queued on the tensor
 // cores, and each SM sub-partition's MUFU has NC warps to feed it.
@@ -22,8 +22,6 @@
 //     released once the product is done, then the exponentials and row sums, one pooled score per key.
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
-#include <type_traits>
-
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
@@ -60,12 +58,7 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// TURNS = false (pool v20): the consumers issue as soon as their step's K has landed, in any order (the turns
-// may hold a ready warpgroup behind a slow one). EMU > 0 (pool v21): every EMU-th column block's exponentials on
-// the FMA pipe (ex2_fma, prefill_wgmma.cuh). DB (pool v22, NC = 3: 160 registers hold two accumulator sets): each
-// warpgroup issues its next step's product (step i + NC) before step i's exponentials, as pool v12 does inside
-// its warpgroups, so the tensor cores have work queued while all NC warpgroups exponentiate.
-template <typename T, int NC, bool TURNS = true, int EMU = 0, bool DB = false>
+template <typename T, int NC>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
@@ -146,7 +139,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     const int sg = i % STAGES;
     tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + sg * TILE;
-    if constexpr (TURNS) turns.begin(i);
+    turns.begin(i);
     pin<NA>(acc);
     fence();
 #pragma unroll
@@ -154,7 +147,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       wgmma_m64n128k16_ss(acc, tma::k_desc(ks, kP17Keys, kc), tma::k_desc(Qs, kP17Rows, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(acc);
-    if constexpr (TURNS) turns.end(i, steps);
+    turns.end(i, steps);
   };
   // Step i's pooled scores from its completed product.
   auto pool_step = [&](const float* acc, int i) {
@@ -162,9 +155,8 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
       const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      auto e2 = [&](float x) { return EMU > 0 && nb % (EMU > 0 ? EMU : 1) == 0 ? ex2_fma(x) : ex2f(x); };
-      p0 += e2(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + e2(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-      p1 += e2(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + e2(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
     }
     p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
     p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -177,53 +169,25 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     }
   };
 
+  float acc[NA];
   tma::mbar_wait(qFull, 0);
-  if constexpr (DB) {
-    float accA[NA], accB[NA];
-    if (cw < steps) {
-      issue(accA, cw);
-      wait0();
-      pin<NA>(accA);
-      tma::mbar_arrive(empty + cw % STAGES);
-    }
-    // Iteration i: step i + NC's product goes out, step i's exponentials run under it, then it is waited for
-    // (nothing in flight over the loop's back edge) and its stage released.
-    auto body = [&](auto parity, int i) {
-      float* cur = parity.value == 0 ? accA : accB;
-      float* nxt = parity.value == 0 ? accB : accA;
-      const int nx = i + NC;
-      const bool more = nx < steps;
-      if (more) issue(nxt, nx);
-      pool_step(cur, i);
-      wait0();
-      pin<NA>(nxt);
-      if (more) tma::mbar_arrive(empty + nx % STAGES);
-    };
 #pragma unroll 1
-    for (int i = cw; i < steps; i += 2 * NC) {
-      body(std::integral_constant<int, 0>{}, i);
-      if (i + NC < steps) body(std::integral_constant<int, 1>{}, i + NC);
-    }
-  } else {
-    float acc[NA];
-#pragma unroll 1
-    for (int i = cw; i < steps; i += NC) {
-      issue(acc, i);
-      wait0();
-      pin<NA>(acc);
-      tma::mbar_arrive(empty + i % STAGES);
-      pool_step(acc, i);
-    }
+  for (int i = cw; i < steps; i += NC) {
+    issue(acc, i);
+    wait0();
+    pin<NA>(acc);
+    tma::mbar_arrive(empty + i % STAGES);
+    pool_step(acc, i);
   }
 }
 
-template <typename T, int NC, bool TURNS = true, int EMU = 0, bool DB = false>
+template <typename T, int NC>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TURNS, EMU, DB>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -233,7 +197,7 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, TURNS, EMU, DB>
+  pool_v17_kernel<T, NC>
       <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -243,19 +207,10 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st,
-                            int version) {
-  if (!pool_v17_supports(s) || version < 18 || version > 22) return cudaErrorInvalidValue;
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+  if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    switch (version) {
-      case 22:
-        return launch_p17_t<T, 3, true, 0, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      case 20:
-        return launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      case 21:
-        return launch_p17_t<T, 4, true, 8>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-      default: return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-    }
+    return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   });
 }
 

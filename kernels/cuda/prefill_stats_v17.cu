@@ -1,8 +1,8 @@
-// The anchors' statistics-only pass, dense variants v17-v20 (KASCADE_PREFILL_DENSE; their dense and dense +
-// statistics modes run dense v9; v18 = v17 without the turns, v19 = v17 with an eighth of the exponentials on the
-// FMA pipe, v20 = v17 with a lazy thread-local max, see LAZY): for every query row the max (log2 domain) and sum
-// of its full causal softmax, written to stats [batch, heads, queries, 2] as dense v9's statistics-only mode does
-// (v20: a reference within 8 below the max and the sum against it; M + log2 L, what the pools read, is the same).
+// The anchors' statistics-only pass, dense variant v17 (KASCADE_PREFILL_DENSE=v17, the default; its dense and
+// dense + statistics modes run dense v9): for every query row the max (log2 domain) and sum of its full causal
+// softmax, written to stats [batch, heads, queries, 2] as dense v9's statistics-only mode does. (Call B of session
+// 5 also timed v18 without the turns, v19 with an eighth of the exponentials on the FMA pipe and v20 with a lazy
+// thread-local max: none faster at 128k; they are gone.)
 //
 // Why: per 128-key step of 64 query rows the pass is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM)
 // against 8192 exponentials (about 512 MUFU cycles of one warpgroup's four warps); dense v9's two consumer
@@ -46,12 +46,7 @@ struct S17Maps {
   CUtensorMap k;
 };
 
-// TURNS = false (dense v18): each consumer issues as soon as its step's K has landed. EMU > 0 (dense v19): every
-// EMU-th column block's exponentials on the FMA pipe (ex2_fma). LAZY (dense v20): each thread keeps its own
-// (max, sum) per row over its 32 of the row's 128 scores per step, with no shuffles per step, and rescales its
-// sum only when a score passes its held max by more than 8 (2^8 per term at most: f32 sums stay exact enough);
-// the quad's four and the two parities' pairs are merged at the end.
-template <typename T, bool TURNS = true, int EMU = 0, bool LAZY = false>
+template <typename T>
 __global__ void __launch_bounds__(kS17Threads, 1)
     prefill_stats_v17_kernel(const KascadePrefillShape s, float* __restrict__ statsOut,
                              const __grid_constant__ S17Maps maps) {
@@ -126,7 +121,7 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     const int sg = i % kS17Stages;
     tma::mbar_spin(full + sg, static_cast<unsigned>(i / kS17Stages) & 1);
     const T* ks = Ks + sg * TILE;
-    if constexpr (TURNS) turns.begin(2 * i + rh);
+    turns.begin(2 * i + rh);
     pin<NA>(sacc);
     fence();
 #pragma unroll
@@ -134,7 +129,7 @@ __global__ void __launch_bounds__(kS17Threads, 1)
       wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kS17Rows, kc), tma::k_desc(ks, kS17Keys, kc), kc > 0 ? 1 : 0, T{});
     commit();
     pin<NA>(sacc);
-    if constexpr (TURNS) turns.end(2 * i + rh, 2 * steps);
+    turns.end(2 * i + rh, 2 * steps);
     wait0();
     pin<NA>(sacc);
     tma::mbar_arrive(empty + sg);
@@ -156,24 +151,6 @@ __global__ void __launch_bounds__(kS17Threads, 1)
       mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
       mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
     }
-    if constexpr (LAZY) {
-      const float t0 = mx0 * qscale, t1 = mx1 * qscale;
-      if (t0 > m0 + 8.f) {
-        l0 = m0 == -INFINITY ? 0.f : l0 * ex2f(m0 - t0);
-        m0 = t0;
-      }
-      if (t1 > m1 + 8.f) {
-        l1 = m1 == -INFINITY ? 0.f : l1 * ex2f(m1 - t1);
-        m1 = t1;
-      }
-      const float b0 = m0 == -INFINITY ? 0.f : m0, b1 = m1 == -INFINITY ? 0.f : m1;
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb) {
-        l0 += ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-        l1 += ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
-      }
-      continue;
-    }
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
     mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
@@ -184,35 +161,18 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
-      auto e2 = [&](float x) { return EMU > 0 && nb % (EMU > 0 ? EMU : 1) == 0 ? ex2_fma(x) : ex2f(x); };
-      rs0 += e2(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + e2(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-      rs1 += e2(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + e2(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      rs0 += ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+      rs1 += ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
     }
     l0 = l0 * c0 + rs0;
     l1 = l1 * c1 + rs1;
     m0 = mn0;
     m1 = mn1;
   }
-  auto merge = [](float& m, float& l, float m2, float l2) {
-    const float mn = fmaxf(m, m2);
-    if (mn == -INFINITY) return;
-    l = (m == -INFINITY ? 0.f : l * ex2f(m - mn)) + (m2 == -INFINITY ? 0.f : l2 * ex2f(m2 - mn));
-    m = mn;
-  };
-  if constexpr (LAZY) {  // the quad's four (max, sum) pairs of each row
-#pragma unroll
-    for (int o = 1; o <= 2; o <<= 1) {
-      const float ma = __shfl_xor_sync(0xffffffffu, m0, o), la = __shfl_xor_sync(0xffffffffu, l0, o);
-      const float mb = __shfl_xor_sync(0xffffffffu, m1, o), lb = __shfl_xor_sync(0xffffffffu, l1, o);
-      merge(m0, l0, ma, la);
-      merge(m1, l1, mb, lb);
-    }
-  } else {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
   // Parity 1 hands its (max, sum) to parity 0 (named barrier 1: the four consumer warpgroups).
   if (kp == 1 && quad == 0) {
     Merge[r0 * 2] = m0;
@@ -223,6 +183,12 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   asm volatile("bar.sync 1, 512;\n" ::: "memory");
   if (kp == 1 || quad != 0) return;
   const size_t qBase = (static_cast<size_t>(b) * H + h) * static_cast<size_t>(Q);
+  auto merge = [](float& m, float& l, float m2, float l2) {
+    const float mn = fmaxf(m, m2);
+    if (mn == -INFINITY) return;
+    l = (m == -INFINITY ? 0.f : l * ex2f(m - mn)) + (m2 == -INFINITY ? 0.f : l2 * ex2f(m2 - mn));
+    m = mn;
+  };
   merge(m0, l0, Merge[r0 * 2], Merge[r0 * 2 + 1]);
   merge(m1, l1, Merge[(r0 + 8) * 2], Merge[(r0 + 8) * 2 + 1]);
   if (qi0 < Q) {
@@ -235,12 +201,12 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   }
 }
 
-template <typename T, bool TURNS = true, int EMU = 0, bool LAZY = false>
+template <typename T>
 cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s17_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T, TURNS, EMU, LAZY>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -251,22 +217,16 @@ cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cud
       !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kS17Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_stats_v17_kernel<T, TURNS, EMU, LAZY>
+  prefill_stats_v17_kernel<T>
       <<<dim3(grid.x, grid.y, grid.z), kS17Threads, smem, st>>>(s, a.stats, maps);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
-                                     int version) {
-  if (s.headDim != 128 || version < 17 || version > 20) return cudaErrorInvalidValue;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return version == 18   ? launch_s17_t<T, false>(s, a, st)
-           : version == 19 ? launch_s17_t<T, true, 8>(s, a, st)
-           : version == 20 ? launch_s17_t<T, true, 0, true>(s, a, st)
-                           : launch_s17_t<T>(s, a, st);
-  });
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  if (s.headDim != 128) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s17_t<T>(s, a, st); });
 }
 
 }  // namespace pf

@@ -21,8 +21,9 @@ __device__ __forceinline__ float ex2f(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe (pool v21 and dense v19's statistics-only pass: an eighth of the exponentials, so the
-// MUFU, which the exponentials load as much as Q K^T loads the tensor cores, stops being a co-bottleneck):
+// 2^x on the FMA pipe, for moving a share of the exponentials off the MUFU (which they load as much as Q K^T
+// loads the tensor cores). Tried and lost in sessions 4 and 5 (pools v11 / v13 / v16 / v21, dense v12 / v16 /
+// v19: slower every time); kept, with its host test, for the next such experiment. Method:
 // x rounded to the nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5
 // polynomial, r added to the exponent bits. Relative error at most 3.47e-7 over [-120, 120] (against
 // ex2.approx's ~2 ulp): packages/cuda/src/prefill-ex2.test.ts replays these steps in f32 from this very text.

@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
-# (statistics pass, pool, select) and how the new kernels use the GPU. Run by scripts/device/session.sh with
-# $JOB_OUT (limit ~90 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under
-# presets v30 (the defaults) and v36-v39 (the statistics-only pass and the pool on four consumer warpgroups; v37-v39
-# with select v3), the dense v9 kernel (every mode), the statistics and pool kernels and the selects timed by ncu
-# (the fill and sparse kernels, the same under every preset, are left out): kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU
-# throughput, occupancy, launch shape), then the detailed sections (with warp stall reasons) of one launch of
-# the new pool and statistics pass (detail-*.txt), as far as the time allows.
+# (statistics pass, pool, select) and how the kernels use the GPU. Run by scripts/device/session.sh with $JOB_OUT
+# (limit ~60 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under presets v30
+# (session 4's defaults) and v37 (the defaults), the dense v9 kernel (every mode), the statistics and pool kernels
+# and the selects timed by ncu (the fill and sparse kernels, the same under every preset, are left out):
+# kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape), then the
+# detailed sections (with warp stall reasons) of one launch of the default pool and statistics pass (detail-*.txt).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v30,v36,v37,v38,v39,v40,v41}
+presets=${PROFILE_PREFILL_PRESETS:-v30,v37}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v1[27]|select_prefill" \
@@ -21,16 +20,12 @@ timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pref
   --out "$JOB_OUT/bench-under-ncu.json" > "$JOB_OUT/kernels.csv" 2> "$JOB_OUT/kernels.err"
 echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
 # name:kernel regex:launches skipped:launches profiled:preset. The bench first runs one anchor under the defaults
-# (v30: a prefill_dense_v9 statistics-only launch and a pool_v12 launch) for the reuse selection; then per preset
-# the prefill_dense_v9 launches are the dense op, dense + statistics (the op, then layer 0's), the anchor's
-# statistics-only pass (launch 4 of a preset run alone); the pool_v12 launches layer 0's pool (1) and the
-# anchor's (2); prefill_stats_v17 and pool_v17 run only under the preset: the anchor's statistics pass is launch
-# 0, layer 0's pool launch 0 and the anchor's 1; select_prefill_v3 (v37-v39): layer 0's launch 0. Each detail file
-# names the kernel it caught (template arguments included).
-for spec in pool-v22:pool_v17_kernel:1:1:v40 pool-v20:pool_v17_kernel:1:1:v38 stats-v18:prefill_stats_v17:0:1:v38 pool-v18:pool_v17_kernel:1:1:v36 \
-  stats-v17:prefill_stats_v17:0:1:v36 select-v3:select_prefill_v3:0:1:v37 select-v1:select_prefill_kernel:1:1:v30; do
+# (v37: a prefill_stats_v17, a pool_v17 and a select_prefill_v3 launch) for the reuse selection; then under v37
+# the anchor's statistics pass is prefill_stats_v17 launch 1, layer 0's pool pool_v17 launch 1 and the anchor's
+# 2. Each detail file names the kernel it caught (template arguments included).
+for spec in pool-v19:pool_v17_kernel:2:1:v37 stats-v17:prefill_stats_v17:1:1:v37; do
   IFS=: read -r name k skip c preset <<< "$spec"
-  [ $(($(date +%s) - t0)) -gt 70 ] && { echo "skipping detail-$name (time)"; continue; }
+  [ $(($(date +%s) - t0)) -gt 45 ] && { echo "skipping detail-$name (time)"; continue; }
   timeout 15 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats -k "regex:$k" --launch-skip "$skip" -c "$c" \
     env KASCADE_PREFILL_CONTEXTS="$n" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$preset" \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp.json \

@@ -368,29 +368,23 @@ export function uploadPrefillSelection(
  *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`;
  *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6);
  *   - `v8`: `v7` with V swizzled too;
- *   - `v9` (dense default): FlashAttention-3's structure (prefill_dense_v9.cu): TMA copies into a 2-stage
- *     mbarrier ring, a producer warpgroup and two consumer warpgroups; in the statistics-only pass (K only)
- *     the two consumers take turns issuing Q K^T (ping-pong); sparse: the same skeleton gathering the
- *     selected rows (prefill_sparse_v9.cu, 2-stage ring);
+ *   - `v9`: FlashAttention-3's structure (prefill_dense_v9.cu): TMA copies into a 2-stage mbarrier ring, a
+ *     producer warpgroup and two consumer warpgroups; in the statistics-only pass (K only) the two consumers
+ *     take turns issuing Q K^T (ping-pong); sparse: the same skeleton gathering the selected rows
+ *     (prefill_sparse_v9.cu, 2-stage ring);
  *   - `v12` (sparse default): sparse v9 with a 3-stage gather ring; dense modes run as v9;
- *   - `v17`: dense modes and sparse as v9; the statistics-only pass on four consumer warpgroups (row halves x
- *     step parities) issuing their products in turns (prefill_stats_v17.cu);
- *   - `v18`: v17 without the turns (each warpgroup issues as soon as its K step has landed);
- *   - `v19`: v17 with an eighth of the statistics pass's exponentials on the FMA pipe (`ex2_fma`);
- *   - `v20`: v17 with a lazy thread-local max (no shuffles per step; a thread's sum rescaled only when a score
- *     passes its held max by more than 8), merged over the quad at the end.
+ *   - `v17` (dense default): dense modes and sparse as v9; the anchors' statistics-only pass on four consumer
+ *     warpgroups (row halves x step parities) issuing their products in turns (prefill_stats_v17.cu).
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
  *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
  *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v7` / `v8` v5 / v6 with the
  *   Top-k select reading each pooled row twice instead of four times (the candidates of the k-th
- *   largest's top-11-bit bin kept in shared memory when they are at most 2048), `v12` (the default) the
- *   pool on dense v9's warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as
- *   v5), `v18` four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
- *   order (prefill_pool_v17.cu), `v19` v18 with the select reading 16 bytes per load, two in flight
- *   (prefill_select_v3.cu), `v20` v19 without the turns, `v21` v19 with an eighth of the exponentials on the
- *   FMA pipe, `v22` v19 on three consumer warpgroups each issuing its next step before its exponentials.
+ *   largest's top-11-bit bin kept in shared memory when they are at most 2048), `v12` the pool on dense v9's
+ *   warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), `v19` (the default)
+ *   four consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
+ *   (prefill_pool_v17.cu; else as v5), then a select with 16-byte loads, two in flight (prefill_select_v3.cu).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -405,25 +399,8 @@ export type PrefillKernelVariant =
   | 'v8'
   | 'v9'
   | 'v12'
-  | 'v17'
-  | 'v18'
-  | 'v19'
-  | 'v20';
-export type PrefillPoolVariant =
-  | 'v1'
-  | 'v2'
-  | 'v3'
-  | 'v4'
-  | 'v5'
-  | 'v6'
-  | 'v7'
-  | 'v8'
-  | 'v12'
-  | 'v18'
-  | 'v19'
-  | 'v20'
-  | 'v21'
-  | 'v22';
+  | 'v17';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v12' | 'v19';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -436,9 +413,6 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v9',
   'v12',
   'v17',
-  'v18',
-  'v19',
-  'v20',
 ];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v1',
@@ -450,11 +424,7 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v7',
   'v8',
   'v12',
-  'v18',
   'v19',
-  'v20',
-  'v21',
-  'v22',
 ];
 
 export interface PrefillKernelSelection {
@@ -474,12 +444,10 @@ export interface PrefillKernelSelection {
  * anchor's statistics (v6), v17 = v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q,
  * K and V swizzled (v8) and pool v6 (session 3's defaults), v19 = v18 with the two-pass select (pool v8).
  * Session 4 (its losing presets v20-v29 and v31 are gone): v30 = dense v9, sparse v12, pool v12, the
- * defaults. Session 5 (call A timed v32-v35, gone: the statistics pass and the pool of two consumer warpgroups
- * issuing ahead, taking turns, with FMA-pipe exponentials, and a three-warpgroup pool; all slower than v36):
- * v36 = v30 with the statistics-only pass and the pool on four consumer warpgroups taking turns (dense v17, pool
- * v18); v37 = v36 with select v3 (pool v19); v38 = v37 without the turns (dense v18, pool v20); v39 = v37 with an
- * eighth of both passes' exponentials on the FMA pipe (dense v19, pool v21); v40 = v37 with the pool on three
- * consumer warpgroups each issuing a step ahead (pool v22); v41 = v37 with the lazy-max statistics pass (dense v20).
+ * defaults until session 5. Session 5: v37 = dense v17, sparse v12, pool v19, the defaults (call B, 128k: anchor
+ * 304 ms, layer 0 363, against v30's 342 and 388). Its calls A and B also timed v32-v36 and v38-v41 (the
+ * statistics pass and the pool with turns or an issue-ahead on two or three warpgroups, FMA-pipe exponentials,
+ * no turns, a lazy max, the old select): slower, gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -502,24 +470,18 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
   v19: { dense: 'v8', sparse: 'v8', pool: 'v8' },
   v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
-  v36: { dense: 'v17', sparse: 'v12', pool: 'v18' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
-  v38: { dense: 'v18', sparse: 'v12', pool: 'v20' },
-  v39: { dense: 'v19', sparse: 'v12', pool: 'v21' },
-  v40: { dense: 'v17', sparse: 'v12', pool: 'v22' },
-  v41: { dense: 'v20', sparse: 'v12', pool: 'v19' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v30`. Measured fastest per op
- * in the H200 runs of session 4 (calls A2 and A3, apps/bench/results/cuda-prefill.json): the TMA + warp-
- * specialised dense kernel v9 (dense, layer 0's dense + statistics pass, and the anchors' statistics-only
- * pass: 222 ms at 128k, 634 TFLOP/s, 1.16x cuDNN), its gather twin with a 3-stage ring for the anchors' sparse
- * pass and reuse (sparse v12: 29.0 ms at 128k against v8's 42.2) and the pool on the same skeleton (v12).
- * Where they do not apply, dense runs v2 (head dim 64), sparse v5 (head dim 64 or g != 4), the pool v5
- * (head dim 64 or g = 1, 2; g = 8: v2).
+ * What runs when nothing is selected (the environment variables unset): preset `v37`, the fastest measured in
+ * session 5's call B (apps/bench/results/cuda-prefill.json): dense v17 (dense v9 for dense, layer 0's dense +
+ * statistics pass and the dense modes; the anchors' statistics-only pass on four consumer warpgroups), sparse v12
+ * (the anchors' sparse pass and reuse) and pool v19 (four consumer warpgroups, select v3). Where they do not
+ * apply, dense runs v2 (head dim 64), sparse v5 (head dim 64 or g != 4), the pool v5 (head dim 64 or g != 4;
+ * g = 8: v2).
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v9', sparse: 'v12', pool: 'v12' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v17', sparse: 'v12', pool: 'v19' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
