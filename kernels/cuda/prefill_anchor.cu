@@ -12,7 +12,8 @@
 //     S[j,t](x) = sum over rows of exp2(l(x) - M_row) / L_row is a row sum within the thread and its quad.
 //     Written to a packed row of s_t floats (the causal part only). Keys before the tile only: the diagonal
 //     tile is attended on top and never competes.
-//  3. select_prefill_kernel  grid (tiles, pairs in this pass), 256 threads, one block per pooled row:
+//  3. select_prefill_v3_kernel (prefill_select_v3.cu)  grid (tiles, pairs in this pass), 256 threads, one block
+//     per pooled row:
 //     exact radix select of the counts[t] largest (11 + 11 + 10 bits of the f32 pattern, shared-memory
 //     histograms, warp-aggregated increments, a block scan finds the bin holding the wanted rank), then
 //     one compaction pass: every score above the threshold, and ties at it lowest index first (the spec's
@@ -131,111 +132,6 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
   }
 }
 
-// Shared-memory histogram add aggregated over the lanes of a warp that hit the same bin (pooled scores
-// crowd into few bins). All lanes must call.
-__device__ __forceinline__ void hist_add_agg(unsigned* sh, unsigned bin, bool active) {
-  const unsigned act = __ballot_sync(0xffffffffu, active);
-  if (!active) return;
-  const unsigned peers = __match_any_sync(act, bin);
-  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
-}
-
-__global__ void __launch_bounds__(256) select_prefill_kernel(KascadePrefillShape s, const float* __restrict__ pooled,
-                                                             int pairBase, size_t perPair,
-                                                             const int* __restrict__ counts, int kMax,
-                                                             int* __restrict__ indices) {
-  __shared__ unsigned hist[2048];
-  __shared__ unsigned wsum[8];
-  __shared__ unsigned selPrefix, selKrem;
-  __shared__ int cntGt;
-  const int tiles = tiles_of(s);
-  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
-  const int pair = pairBase + blockIdx.y;
-  const int st = s.queryStart + t * kT;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int k = min(max(__ldg(counts + t), 0), min(st, kMax));
-  int* out = indices + (static_cast<size_t>(pair) * tiles + t) * kMax;
-  for (int i = k + tid; i < kMax; i += blockDim.x) out[i] = -1;
-  if (k == 0) return;
-  if (k == st) {  // early tiles: every earlier key
-    for (int i = tid; i < st; i += blockDim.x) out[i] = i;
-    return;
-  }
-  const unsigned* u =
-      reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
-
-  // Scores are >= 0, so their bit patterns order like the values: radix select on 11 + 11 + 10 bits.
-  unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
-  for (int level = 0; level < 3; ++level) {
-    const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
-    const int nbins = level < 2 ? 2048 : 1024, per = nbins / 256;
-    for (int i = tid; i < nbins; i += blockDim.x) hist[i] = 0;
-    __syncthreads();
-    for (int base = 0; base < st; base += blockDim.x) {
-      const int x = base + tid;
-      const unsigned v = x < st ? u[x] : 0u;
-      const bool in = x < st && (v & mask) == prefix;
-      hist_add_agg(hist, (v >> shift) & static_cast<unsigned>(nbins - 1), in);
-    }
-    __syncthreads();
-    unsigned cnt = 0;
-    for (int e = 0; e < per; ++e) cnt += hist[nbins - 1 - (tid * per + e)];
-    unsigned inc = cnt;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
-      if (lane >= o) inc += y;
-    }
-    if (lane == 31) wsum[warp] = inc;
-    __syncthreads();
-    unsigned before = inc - cnt;
-    for (int w = 0; w < warp; ++w) before += wsum[w];
-    if (before < krem && before + cnt >= krem) {
-      unsigned cum = before;
-      for (int e = 0; e < per; ++e) {
-        const int bin = nbins - 1 - (tid * per + e);
-        const unsigned c = hist[bin];
-        if (cum + c >= krem) {
-          selPrefix = prefix | (static_cast<unsigned>(bin) << shift);
-          selKrem = krem - cum;
-          break;
-        }
-        cum += c;
-      }
-    }
-    __syncthreads();
-    prefix = selPrefix;
-    krem = selKrem;
-    mask |= static_cast<unsigned>(nbins - 1) << shift;
-    __syncthreads();
-  }
-  // prefix is now the exact bit pattern of the k-th largest; take every score above it and the first
-  // krem scores equal to it in index order.
-  const unsigned thr = prefix, take = krem, gtCount = static_cast<unsigned>(k) - take;
-  if (tid == 0) cntGt = 0;
-  __syncthreads();
-  unsigned tieBase = 0;
-  const unsigned ltMask = (1u << lane) - 1u;
-  for (int base = 0; base < st; base += blockDim.x) {
-    const int x = base + tid;
-    const unsigned v = x < st ? u[x] : 0u;
-    const bool gt = x < st && v > thr, eq = x < st && v == thr;
-    if (gt) out[atomicAdd(&cntGt, 1)] = x;
-    const unsigned bal = __ballot_sync(0xffffffffu, eq);
-    if (lane == 0) wsum[warp] = __popc(bal);
-    __syncthreads();
-    unsigned off = 0, total = 0;
-    for (int w = 0; w < 8; ++w) {
-      if (w < warp) off += wsum[w];
-      total += wsum[w];
-    }
-    const unsigned rank = tieBase + off + __popc(bal & ltMask);
-    if (eq && rank < take) out[gtCount + rank] = x;
-    tieBase += total;
-    __syncthreads();
-  }
-}
-
 struct PrefillWorkspace {
   float* stats;
   float* pooled;
@@ -286,23 +182,22 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (the pipelined wgmma
 // pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
-// v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v7 / v8:
-// v5 / v6 with the select reading each row twice instead of four times (prefill_select_v2.cu); v12 (session 4's
-// default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), statistics from
-// the attention pass; v19 (the default since session 5): four consumer warpgroups taking 64-key steps round-robin,
-// in turns (prefill_pool_v17.cu), then select v3 (16-byte loads, two in flight: prefill_select_v3.cu); head dim
-// 128, g = 4, else as v5 with select v3. (Session 4's v9-v11 and v13 and session 5's v14-v18 and v20-v22 lost and
-// are gone.)
+// v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v12
+// (session 4's default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5),
+// statistics from the attention pass; v19 (the default since session 5): four consumer warpgroups taking 64-key
+// steps round-robin, in turns (prefill_pool_v17.cu; head dim 128, g = 4, else as v5). Every pool is followed by
+// select v3 (16-byte loads, two in flight: prefill_select_v3.cu). (Session 3's v7 / v8 with the two-pass select,
+// session 4's v9-v11 and v13 and session 5's v14-v18 and v20-v22 lost and are gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || v == 19;
+  const bool known = (v >= 1 && v <= 6) || v == 12 || v == 19;
   return known ? v : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
 }
 
 // Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
 static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
   const int pv = pool_variant();
-  return !layer0 && (pv == 4 || pv == 6 || pv == 8) && pool_v3_supports(s);
+  return !layer0 && (pv == 4 || pv == 6) && pool_v3_supports(s);
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
@@ -340,20 +235,13 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.stats = w.stats;
   const bool fused = pool_fuses_stats(*s, layer0);
   if (!fused && (e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
-  const int pairs = s->batch * s->kvHeads, tiles = tiles_of(*s);
+  const int pairs = s->batch * s->kvHeads;
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, fused, st)) != cudaSuccess)
       return e;
-    if (pool_variant() == 7 || pool_variant() == 8) {
-      if ((e = launch_select_v2(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
-    } else if (pool_variant() == 19) {
-      if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
-    } else {
-      select_prefill_kernel<<<dim3(tiles, np), 256, 0, st>>>(*s, w.pooled, p0, w.perPair, counts, kMax, indices);
-      if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    }
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
   }
   if (layer0) return cudaSuccess;
   a.counts = counts;

@@ -62,21 +62,15 @@ cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const v
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
 // Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
-// their products in step order; head dim 128, g = 4. Same arguments and output as the other pools (v19 then runs
-// select v3).
+// their products in step order; head dim 128, g = 4. Same arguments and output as the other pools.
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
-// Select variant v3 (prefill_select_v3.cu; pool variant v19): select_prefill_kernel with 16-byte loads, two
-// in flight per thread. Same arguments and output as launch_select_v2.
+// The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
+// each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
+// index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);
-
-// Select variant v2 (prefill_select_v2.cu; pool variants v7 / v8): the anchors' exact Top-k of each pooled
-// row, reading the row twice instead of four times when the k-th largest's top-11-bit bin holds at most 2048
-// scores (otherwise as select_prefill_kernel). Same arguments and output as that kernel.
-cudaError_t launch_select_v2(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,

@@ -1,13 +1,14 @@
-// The anchors' exact Top-k of a pooled row, variant v3 (KASCADE_PREFILL_SELECT=v3): select_prefill_kernel's
-// radix select (prefill_anchor.cu: 11 + 11 + 10 bits of the f32 pattern, then one compaction pass, ties at the
-// k-th largest lowest index first) with 16-byte loads, two in flight per thread. Why: select_prefill_kernel
-// reads one 4-byte score per thread and loop trip, so each warp has one 128-byte load in flight; with 64 warps
-// per SM that is about 1.4 TB/s (ncu, session 4: 1.41 ms at 32k for four passes over 537 MB, 14 % L2 hits).
-// Eight scores per thread and trip put eight times the bytes in flight.
+// The anchors' exact Top-k of a pooled row, select v3 (after every pool since session 5): a radix select (11 + 11
+// + 10 bits of the f32 pattern, then one compaction pass, ties at the k-th largest lowest index first) with
+// 16-byte loads, two in flight per thread. Why: the first select (session 1's select_prefill_kernel) read one
+// 4-byte score per thread and loop trip, so each warp had one 128-byte load in flight; with 64 warps per SM that
+// was about 1.4 TB/s (ncu: 1.40 ms at 32k for four passes over 537 MB, 14 % L2 hits); this one takes 0.91 ms
+// (call B of session 5). Session 3's two-pass select (select v2, pools v7 / v8) did not pay and is gone.
 //
 // select_prefill_v3_kernel: grid (tiles, pairs in this pass), 256 threads, one block per pooled row of s_t
-// scores (s_t a multiple of 32; rows start 64-byte aligned in the packed layout). Output as v1: the k indices
-// in indices[pair, t, 0 .. k) (order free), -1 in the unused entries.
+// scores (>= 0, so their f32 bit patterns order like the values; s_t a multiple of 32; rows start 64-byte aligned
+// in the packed layout), k = counts[t] of them selected. Writes the k indices in indices[pair, t, 0 .. k) (order
+// free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction).
 #include "prefill_attention.cuh"
 
 namespace kascade {

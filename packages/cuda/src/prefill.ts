@@ -379,12 +379,11 @@ export function uploadPrefillSelection(
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
  *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
- *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v7` / `v8` v5 / v6 with the
- *   Top-k select reading each pooled row twice instead of four times (the candidates of the k-th
- *   largest's top-11-bit bin kept in shared memory when they are at most 2048), `v12` the pool on dense v9's
+ *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v12` the pool on dense v9's
  *   warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), `v19` (the default)
  *   four consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
- *   (prefill_pool_v17.cu; else as v5), then a select with 16-byte loads, two in flight (prefill_select_v3.cu).
+ *   (prefill_pool_v17.cu; else as v5). Every pool is followed by the same select since session 5 (16-byte
+ *   loads, two in flight: prefill_select_v3.cu; session 3's two-pass select, pools v7 / v8, is gone).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -400,7 +399,7 @@ export type PrefillKernelVariant =
   | 'v9'
   | 'v12'
   | 'v17';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v12' | 'v19';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v12' | 'v19';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -421,8 +420,6 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v4',
   'v5',
   'v6',
-  'v7',
-  'v8',
   'v12',
   'v19',
 ];
@@ -442,7 +439,7 @@ export interface PrefillKernelSelection {
  * v13 = v12 with the wgmma sparse kernel (sparse v6); session 3: v14 = dense v2, sparse v5, pool v3, v15 =
  * v14 with the swizzled pool (v5), v16 = the swizzled wgmma dense (v7) + the swizzled pool that computes the
  * anchor's statistics (v6), v17 = v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q,
- * K and V swizzled (v8) and pool v6 (session 3's defaults), v19 = v18 with the two-pass select (pool v8).
+ * K and V swizzled (v8) and pool v6 (session 3's defaults); v19 (v18 with the two-pass select) is gone.
  * Session 4 (its losing presets v20-v29 and v31 are gone): v30 = dense v9, sparse v12, pool v12, the
  * defaults until session 5. Session 5: v37 = dense v17, sparse v12, pool v19, the defaults (call B, 128k: anchor
  * 304 ms, layer 0 363, against v30's 342 and 388). Its calls A and B also timed v32-v36 and v38-v41 (the
@@ -468,7 +465,6 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v16: { dense: 'v7', sparse: 'v5', pool: 'v6' },
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
-  v19: { dense: 'v8', sparse: 'v8', pool: 'v8' },
   v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
 };
