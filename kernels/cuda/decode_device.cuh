@@ -68,10 +68,25 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned by
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
                : "memory");
 }
-// The executing thread's earlier cp.async copies arrive on the mbarrier as they complete (the arrival
-// is counted in the barrier's expected count: .noinc).
-__device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+// A grid-wide barrier for a cooperative launch (every CTA resident): bar[0] counts arrivals (back to zero
+// after each barrier), bar[1] is the generation the waiting CTAs watch; both zero at module load. Ops on one
+// stream run one at a time, so one pair per kernel suffices.
+__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* gen = bar + 1;
+    const unsigned g = *gen;
+    __threadfence();
+    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+      atomicExch(bar, 0u);
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      while (*gen == g) __nanosleep(32);
+    }
+    __threadfence();
+  }
+  __syncthreads();
 }
 // A plain arrive (count 1) on an mbarrier: a consumer hands a ring stage back to its producer.
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {

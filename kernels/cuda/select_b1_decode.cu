@@ -12,7 +12,8 @@
 //            30..20 (S >= 0: 8 exponent + 3 mantissa bits, 8 bins per octave) in shared memory, added
 //            to the row's global histogram;                                               grid barrier
 //   phase 2  per segment: the bin b1 holding rank k from the top (a block scan of the row's histogram);
-//            keys above b1 -> indices (warp-aggregated slots), keys in b1 -> the row's candidate list;
+//            keys above b1 -> indices, keys in b1 -> the row's candidate list (one atomic per CTA and list
+//            reserves its range, then the warps write at their offsets);
 //                                                                                          grid barrier
 //   phase 3  per row (CTA r, r + P, ...): an exact radix select over the candidates (digits of bits
 //            19..9 and 8..0) gives the k-th score T and how many keys equal to T are still wanted;
@@ -28,13 +29,12 @@
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
+#include "select_common.cuh"
 
 namespace kascade {
 
 constexpr int kB1Threads = 512;
-constexpr int kB1Bins = kHistBins;  // 2048: the first digit, S's bits 30..20
-constexpr int kB1Bins2 = 2048;      // second digit: bits 19..9
-constexpr int kB1Bins3 = 512;       // third digit: bits 8..0
+constexpr int kB1Bins = kHistBins;  // 2048: the first digit, S's bits 30..20 (select_radix's first digit)
 
 // State per row (kStateInts ints): [0] indices written, [1] candidates listed.
 struct B1SelectArgs {
@@ -51,69 +51,6 @@ struct B1SelectArgs {
 
 __device__ unsigned g_b1_barrier[2];
 
-__device__ __forceinline__ void b1_grid_sync() {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    volatile unsigned* gen = g_b1_barrier + 1;
-    const unsigned g = *gen;
-    __threadfence();
-    if (atomicAdd(g_b1_barrier, 1u) == gridDim.x - 1) {
-      atomicExch(g_b1_barrier, 0u);
-      __threadfence();
-      atomicAdd(g_b1_barrier + 1, 1u);
-    } else {
-      while (*gen == g) __nanosleep(32);
-    }
-    __threadfence();
-  }
-  __syncthreads();
-}
-
-// The bin holding rank `rank` (1-based) counted from the top of a shared histogram of nbins (a multiple
-// of 512 or at most 512) and the count above it: res[0] = bin, res[1] = count above. All threads call;
-// res is valid after the call. scratch: 16 + 2 unsigned of shared memory.
-__device__ void b1_rank_bin(const unsigned* h, int nbins, unsigned rank, unsigned* scratch, unsigned* res) {
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  const int per = nbins >= kB1Threads ? nbins / kB1Threads : 1;
-  const int hi = nbins - 1 - tid * per;  // this thread's bins hi, hi - 1, ..., hi - per + 1 (top down)
-  unsigned local = 0;
-  if (hi >= 0)
-    for (int i = 0; i < per; ++i) local += h[hi - i];
-  unsigned incl = local;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const unsigned t = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += t;
-  }
-  if (lane == 31) scratch[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    unsigned w = lane < kB1Threads / 32 ? scratch[lane] : 0u;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const unsigned t = __shfl_up_sync(0xffffffffu, w, o);
-      if (lane >= o) w += t;
-    }
-    if (lane < kB1Threads / 32) scratch[16 + lane] = w;  // inclusive totals of warps 0..lane
-  }
-  __syncthreads();
-  incl += warp > 0 ? scratch[16 + warp - 1] : 0u;
-  const unsigned excl = incl - local;
-  if (hi >= 0 && excl < rank && rank <= incl) {
-    unsigned acc = excl;
-    for (int i = 0; i < per; ++i) {
-      const unsigned c = h[hi - i];
-      if (acc + c >= rank) {
-        res[0] = static_cast<unsigned>(hi - i);
-        res[1] = acc;
-        break;
-      }
-      acc += c;
-    }
-  }
-  __syncthreads();
-}
-
 // A warp-aggregated slot: every lane with `take` gets a distinct index from *ctr (one atomic per warp).
 __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
   const unsigned m = __ballot_sync(0xffffffffu, take);
@@ -129,7 +66,8 @@ template <int GS>
 __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
-  __shared__ unsigned scratch[48], res[2];
+  __shared__ unsigned res[2], wcount[32];
+  __shared__ int wbase[2], tie;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int n = a.n, G = a.kvHeads;
   const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
@@ -183,7 +121,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     __syncthreads();
     t = (r + 1) * n;
   }
-  b1_grid_sync();
+  grid_barrier(g_b1_barrier);
 
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
   for (long long t = t0; t < t1;) {
@@ -192,56 +130,72 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = __ldcg(&a.hist[r * kB1Bins + i]);
     __syncthreads();
-    b1_rank_bin(sh, kB1Bins, static_cast<unsigned>(a.topk), scratch, res);
+    select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
     const unsigned b1 = res[0];
     int* st = a.state + r * kStateInts;
-    // Whole warps walk the segment (every lane reaches the warp-aggregated slots).
-    for (int base = x0 + warp * 32; base < x1; base += kB1Threads) {
-      const int x = base + lane;
-      const unsigned bin = x < x1 ? (__float_as_uint(__ldcg(&a.pooled[r * n + x])) >> 20) : 0u;
-      const bool above = x < x1 && bin > b1, in = x < x1 && bin == b1;
-      const int so = b1_slot(st + 0, above);
-      if (above) a.out[r * a.topk + so] = x;
-      const int sc = b1_slot(st + 1, in);
-      if (in) a.cand[r * n + sc] = x;
+    // Two walks over the segment by whole warps: count each warp's keys above b1 and in it, reserve the
+    // CTA's output and candidate ranges with one atomic each (33 CTAs per row at batch 1 128k: per-warp
+    // atomics on the row's two counters serialised), then write at the warps' offsets in key order.
+    auto walk = [&](auto emit) {
+      for (int base = x0 + warp * 32; base < x1; base += kB1Threads) {
+        const int x = base + lane;
+        const unsigned bin = x < x1 ? (__float_as_uint(__ldcg(&a.pooled[r * n + x])) >> 20) : 0u;
+        emit(x, __ballot_sync(0xffffffffu, x < x1 && bin > b1), __ballot_sync(0xffffffffu, x < x1 && bin == b1));
+      }
+    };
+    unsigned nAbove = 0, nIn = 0;
+    walk([&](int, unsigned ma, unsigned mi) {
+      nAbove += __popc(ma);
+      nIn += __popc(mi);
+    });
+    if (lane == 0) {
+      wcount[warp] = nAbove;
+      wcount[16 + warp] = nIn;
     }
+    __syncthreads();
+    if (tid == 0) {
+      unsigned ta = 0, ti = 0;
+      for (int w = 0; w < kB1Threads / 32; ++w) {
+        const unsigned ca = wcount[w], ci = wcount[16 + w];
+        wcount[w] = ta;
+        wcount[16 + w] = ti;
+        ta += ca;
+        ti += ci;
+      }
+      wbase[0] = ta ? atomicAdd(st + 0, static_cast<int>(ta)) : 0;
+      wbase[1] = ti ? atomicAdd(st + 1, static_cast<int>(ti)) : 0;
+    }
+    __syncthreads();
+    int oa = wbase[0] + static_cast<int>(wcount[warp]), oi = wbase[1] + static_cast<int>(wcount[16 + warp]);
+    const unsigned below = (1u << lane) - 1u;
+    walk([&](int x, unsigned ma, unsigned mi) {
+      if (ma >> lane & 1u) a.out[r * a.topk + oa + __popc(ma & below)] = x;
+      if (mi >> lane & 1u) a.cand[r * n + oi + __popc(mi & below)] = x;
+      oa += __popc(ma);
+      oi += __popc(mi);
+    });
     __syncthreads();
     t = (r + 1) * n;
   }
-  b1_grid_sync();
+  grid_barrier(g_b1_barrier);
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
     int* st = a.state + r * kStateInts;
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = __ldcg(&a.hist[r * kB1Bins + i]);
     __syncthreads();
-    b1_rank_bin(sh, kB1Bins, static_cast<unsigned>(a.topk), scratch, res);
-    const unsigned b1 = res[0];
-    unsigned want = static_cast<unsigned>(a.topk) - res[1];  // still wanted from the candidates (>= 1)
+    select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
+    const unsigned b1 = res[0], krem = res[1];  // the rank still wanted inside bin b1 (>= 1)
     const int cnt = __ldcg(st + 1);
     const int* cand = a.cand + r * n;
     const float* pooled = a.pooled + r * n;
-    // Digits 2 (bits 19..9) and 3 (bits 8..0) among the candidates matching the prefix so far.
-    unsigned prefix = b1 << 20, mask = 0xfff00000u;
-    for (int level = 0; level < 2; ++level) {
-      const int shift = level == 0 ? 9 : 0;
-      const int nb = level == 0 ? kB1Bins2 : kB1Bins3;
-      __syncthreads();  // sh's readers are done
-      for (int i = tid; i < nb; i += kB1Threads) sh[i] = 0u;
-      __syncthreads();
-      for (int i = tid; i < cnt; i += kB1Threads) {
-        const unsigned u = __float_as_uint(__ldcg(pooled + __ldcg(cand + i)));
-        if ((u & mask) == prefix) atomicAdd(&sh[(u >> shift) & (nb - 1)], 1u);
-      }
-      __syncthreads();
-      b1_rank_bin(sh, nb, want, scratch, res);
-      prefix |= res[0] << shift;
-      mask |= static_cast<unsigned>(nb - 1) << shift;
-      want -= res[1];
-    }
+    __syncthreads();  // res is read before select_radix writes it
+    // Digits 2 (bits 19..9) and 3 (bits 8..0) among the candidates (all share b1's bits 30..20).
+    select_radix<kB1Threads>([&](int i) { return __float_as_uint(__ldcg(pooled + __ldcg(cand + i))); }, cnt, krem,
+                             sh, res, 1, b1);
+    const unsigned prefix = res[0], want = res[1];
     // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted.
-    int* tie = reinterpret_cast<int*>(scratch + 40);
-    if (tid == 0) *tie = 0;
+    if (tid == 0) tie = 0;
     __syncthreads();
     for (int base = warp * 32; base < cnt; base += kB1Threads) {
       const int i = base + lane;
@@ -249,7 +203,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
       const unsigned u = i < cnt ? __float_as_uint(__ldcg(pooled + x)) : 0u;
       const bool above = i < cnt && u > prefix;
       bool eq = i < cnt && u == prefix;
-      if (eq) eq = atomicAdd(tie, 1) < static_cast<int>(want);
+      if (eq) eq = atomicAdd(&tie, 1) < static_cast<int>(want);
       const int so = b1_slot(st + 0, above || eq);
       if (above || eq) a.out[r * a.topk + so] = x;
     }

@@ -13,7 +13,7 @@
  *
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
- * other configurations, KASCADE_WS_CONFIG, default 1,2,3,4), B1_NCU=1 (only a few reuse calls, for ncu; with
+ * other configurations, KASCADE_WS_CONFIG, default 1), B1_NCU=1 (only a few reuse calls, for ncu; with
  * B1_NCU_ANCHOR=1 the anchor's calls too).
  */
 import { writeFileSync } from 'node:fs';
@@ -49,7 +49,7 @@ const shapes = (process.env.B1_SHAPES ?? '1x8192,1x32768,1x131072')
   .map((s) => list(s.replace('x', ',')));
 const reuseVariants = list(process.env.B1_REUSE_VARIANTS ?? '60,124,252');
 const denseVariants = list(process.env.B1_DENSE_VARIANTS ?? '764');
-const anchorVariants = (process.env.B1_ANCHOR_VARIANTS ?? '188,164028,131260')
+const anchorVariants = (process.env.B1_ANCHOR_VARIANTS ?? '188,32956,131260,164028')
   .split(',')
   .filter((v) => v !== '')
   .map(Number);
@@ -315,7 +315,7 @@ for (const [batch, n] of shapes as [number, number][]) {
     timeOps(ops.filter(([op]) => op === 'dense' || op === 'reuse'));
     // Grid sweeps (forced `splits`).
     {
-      const sweep = (process.env.B1_SWEEP ?? '60:26:33,8252:33:41:49:66,8252:8:16').split(',');
+      const sweep = (process.env.B1_SWEEP ?? '').split(',').filter((x) => x !== '');
       for (const item of sweep) {
         const [variant, ...counts] = item.split(':').map(Number) as [number, ...number[]];
         for (const splits of counts) {
@@ -342,7 +342,7 @@ for (const [batch, n] of shapes as [number, number][]) {
     }
     // The warp-specialised gather's other ring / warp configurations (tuning knob KASCADE_WS_CONFIG,
     // read by the addon per call), on variant 32800: cross-checked against 124, then timed.
-    for (const cfg of (process.env.B1_WS_CONFIGS ?? '1,2,3,4').split(',').filter((c) => c !== '')) {
+    for (const cfg of (process.env.B1_WS_CONFIGS ?? '1').split(',').filter((c) => c !== '')) {
       process.env.KASCADE_WS_CONFIG = cfg;
       try {
         const got = reuseOut(32800);

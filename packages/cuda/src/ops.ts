@@ -49,12 +49,12 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 19644 },
-  // Reuse at batch <= 4 (session 4, the batch-1 probe and the bench of its device calls; figures in
-  // the README's batch-1 section): the 2-stage gather (bit 8192) up to 16k, the lean gather (252) up
-  // to 64k, the split gather (124) up to 256k (where the 2-stage one is slower), the lean one beyond.
+  // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5; figures in the README's batch-1
+  // sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768 with
+  // 16-bit P: 32800; session 5 call B: 12.6 us at 32k against 14.0 for 252, 23.2 at 128k against 23.9
+  // for 124) up to 256k, the lean gather (252) beyond.
   { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 8252 },
-  { op: 'reuse', maxBatch: 4, maxN: 65536, variant: 252 },
-  { op: 'reuse', maxBatch: 4, maxN: 262144, variant: 124 },
+  { op: 'reuse', maxBatch: 4, maxN: 262144, variant: 32800 },
   { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
