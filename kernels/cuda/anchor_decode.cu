@@ -430,6 +430,7 @@ static cudaError_t row_select_args(const KascadeDecodeShape& s, const Workspace&
   r.pooled = w.pooled;
   r.cand = reinterpret_cast<int*>(w.pooled + pooledFloats);
   r.candVal = w.pooled + pooledFloats + static_cast<size_t>(rows) * s.n;
+  r.stats = w.pooled + pooledFloats + 2 * static_cast<size_t>(rows) * s.n;
   r.hist = w.hist;
   r.state = w.state;
   r.out = indices;

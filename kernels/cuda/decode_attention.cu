@@ -276,7 +276,13 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               } else {
                 tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
               }
-              if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
+              if constexpr (kWithV) {
+                if (rowSelect) {  // layer 0 under KASCADE_VARIANT_ROW_SELECT: V evict-first too
+                  tma_load_3d_hint(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st, l2First);
+                } else {
+                  tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
+                }
+              }
             }
           }
         } else if constexpr (LOAD == 1) {
@@ -917,10 +923,10 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
-  // KASCADE_VARIANT_ROW_SELECT: pooled rows (padded to 16) then the rows' candidate lists (keys, scores) in the
-  // pooled buffer; 4096-bin histogram rows.
+  // KASCADE_VARIANT_ROW_SELECT: pooled rows (padded to 16), the rows' candidate lists (keys, scores) and the rows'
+  // softmax statistics in the pooled buffer; 4096-bin histogram rows.
   if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) {
-    sizes[3] = max(sizes[3], BG * static_cast<size_t>(u16_stride(s.n)) * 4 + 2 * BG * n * 4);
+    sizes[3] = max(sizes[3], BG * static_cast<size_t>(u16_stride(s.n)) * 4 + 2 * BG * n * 4 + BG * 2 * kMaxGroup * 4);
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
   Workspace w{};

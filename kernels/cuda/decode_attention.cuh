@@ -21,6 +21,7 @@ enum AttnMode : int {
 };
 
 constexpr int kMaxKvHeads = 64;
+constexpr int kMaxGroup = 8;  // query heads per KV head, at most
 constexpr int kTile = 64;              // split granularity: 4 warps x 16-key steps
 constexpr int kMinKeysPerSplit = 256;  // the smallest split worth a block
 constexpr int kSelectChunk = 1024;     // pooled scores per block in the Top-k passes
@@ -47,6 +48,7 @@ struct RowSelectArgs {
   int* out;           // [R][topk] the selection (null: no row select)
   int* cand;          // [R][n] the list's keys
   float* candVal;     // [R][n] their scores
+  float* stats;       // [R][2 kMaxGroup]: per head of the row's group, the softmax max and 1 / sum
 };
 
 struct PartialArgs {

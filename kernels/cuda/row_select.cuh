@@ -10,9 +10,10 @@
 // tiles are loaded evict-first, so a row's intermediate (~1.2 MB at 128k, g = 4) is still in L2 when the
 // row's select reads it. The select is spread over the CTAs of later rows, in three stages per row f:
 //  0. the CTA of split s of row f, after its own scores work: zeroes its share of row f's 4096-bin
-//     histogram (and split 0 the row's slot counters), then counts done[0][f];
+//     histogram (and split 0 the row's slot counters), then counts done[0][f]; the last of them publishes
+//     the heads' softmax max / sum (from the splits' (m, l)) and counts once more (S + 1);
 //  A. the CTA of split s of row f + D (D rows later: f is done by then, as a rule): waits until done[0][f]
-//     counts all S splits, takes the heads' softmax max / sum from the splits' (m, l), pools keys
+//     reaches S + 1, reads the heads' statistics, pools keys
 //     [s chunk, (s + 1) chunk) of row f (S(x) = 2^-15 sum_h u_h(x) exp2(m16_h - M_h) / L_h), stores them
 //     (f32, evict-last) and adds their first-digit histogram (bits 30..19) into row f's; drops that slice of
 //     the intermediate from L2 without a write-back (discard.global.L2); counts done[1][f];
@@ -116,6 +117,17 @@ __device__ __forceinline__ void row_select_stats(const RowSelectArgs& a, size_t 
   __syncthreads();
 }
 
+// Row f's statistics as its last scores CTA published them (stage 0) into Mh / iL (all threads call).
+template <int GS>
+__device__ __forceinline__ void row_select_load_stats(const RowSelectArgs& a, long long f, float* Mh, float* iL) {
+  if (threadIdx.x < GS) {
+    const float* st = a.stats + static_cast<size_t>(f) * 2 * kMaxGroup;
+    Mh[threadIdx.x] = __ldcg(st + 2 * threadIdx.x);
+    iL[threadIdx.x] = __ldcg(st + 2 * threadIdx.x + 1);
+  }
+  __syncthreads();
+}
+
 // Stage A for row f, slice s.
 template <int GS>
 __device__ void row_select_stage_a(const RowSelectArgs& a, long long f, int s, unsigned* sh) {
@@ -123,10 +135,10 @@ __device__ void row_select_stage_a(const RowSelectArgs& a, long long f, int s, u
   __shared__ float Mh[GS], iL[GS];
   __shared__ int flag;
   const int tid = threadIdx.x;
-  row_select_wait(&g_row_select_done[0][f], static_cast<unsigned>(a.splits));
+  row_select_wait(&g_row_select_done[0][f], static_cast<unsigned>(a.splits) + 1u);  // + 1: the statistics
   const int G = a.kvHeads, n = a.n, nU = u16_stride(n);
   const size_t bh0 = static_cast<size_t>(f / G) * a.heads + static_cast<size_t>(f % G) * GS;
-  row_select_stats<GS>(a, bh0, Mh, iL);
+  row_select_load_stats<GS>(a, f, Mh, iL);
   for (int i = tid; i < kRowSelectBins; i += NT) sh[i] = 0u;
   __syncthreads();
   const int x0 = s * a.chunk, x1 = min(n, x0 + a.chunk);
@@ -259,7 +271,7 @@ __device__ void row_select_stage_b(const RowSelectArgs& a, long long f, int s, u
   __threadfence();
   if (tid == 0) g_row_select_done[1][f] = 0u;
   const size_t bh0 = static_cast<size_t>(f / G) * a.heads + static_cast<size_t>(f % G) * GS;
-  row_select_stats<GS>(a, bh0, Mh, iL);
+  row_select_load_stats<GS>(a, f, Mh, iL);
   if (tid == 0) {
     cnt[0] = __ldcg(st + 0);
     cnt[1] = 0;
@@ -284,9 +296,23 @@ __device__ __noinline__ void row_select_stages(const RowSelectArgs a, long long 
     for (int i = s * per + static_cast<int>(threadIdx.x); i < min(kRowSelectBins, (s + 1) * per); i += kRowSelectThreads)
       gh[i] = 0u;
     if (s == 0 && threadIdx.x < 2) a.state[static_cast<size_t>(r) * kStateInts + threadIdx.x] = 0;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) atomicAdd(&g_row_select_done[0][r], 1u);
+    __shared__ int last;
+    __shared__ float Mh[GS], iL[GS];
+    if (row_select_count(&g_row_select_done[0][r], static_cast<unsigned>(a.splits), &last)) {
+      // The row's last scores CTA: the heads' softmax statistics, once per row, then the count S + 1 that
+      // lets stage A start.
+      __threadfence();
+      const size_t bh0 = static_cast<size_t>(r / a.kvHeads) * a.heads + static_cast<size_t>(r % a.kvHeads) * GS;
+      row_select_stats<GS>(a, bh0, Mh, iL);
+      if (threadIdx.x < GS) {
+        float* st = a.stats + static_cast<size_t>(r) * 2 * kMaxGroup;
+        st[2 * threadIdx.x] = Mh[threadIdx.x];
+        st[2 * threadIdx.x + 1] = iL[threadIdx.x];
+      }
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) atomicAdd(&g_row_select_done[0][r], 1u);
+    }
   }
   const RowSelectStages rs = row_select_stage_rows(r, a.lag, a.rows);
   if (rs.a >= 0) row_select_stage_a<GS>(a, rs.a, s, sh);

@@ -116,9 +116,10 @@ constexpr float kStreamWindowAbsPerHead = 3.637979e-12f;  // 2^-38
 
 // KASCADE_VARIANT_ROW_SELECT (row_select.cuh): keys per split of the scores / layer-0 pass. Short splits keep
 // few rows in flight (the grid starts its CTAs in row order), so each row's f16 intermediate is still in L2
-// when the row's last CTA selects from it: whole 64-key tiles, about two CTAs per SM over all rows, at least
-// 256 keys and at most 2048 (128k batch 32: 64 splits per row, 16384 CTAs).
-constexpr int kRowSelectMaxChunk = 2048;
+// when the later rows' CTAs select from it: whole 64-key tiles, about two CTAs per SM over all rows, at least
+// 256 keys and at most 4096 (128k batch 32: 32 splits per row, 8192 CTAs; call B ran 2048 and lost ~35 % of
+// the pass's streaming time to the select stages' fixed costs per split).
+constexpr int kRowSelectMaxChunk = 4096;
 constexpr long long kRowSelectMaxRows = 1LL << 16;  // completion counters (g_row_select_done)
 inline int row_select_chunk(long long rows, int n, int sms) {
   long long per = select_ceil_div((rows < 1 ? 1 : rows) * (n < 1 ? 1 : n), 2LL * (sms > 0 ? sms : 1));

@@ -64,20 +64,20 @@ if [ -z "$screened" ]; then
   exit 1
 fi
 
-# Parity in up to four processes at once (the float64 references are CPU work; the host has 16 cores),
+# Parity in up to five processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
-# cuda-b1's bits 4096/8192/32768/131072, and those with both.
+# cuda-b1's bits 4096/8192/32768/131072, those with both, and the row select (bit 65536) on its own.
 # Their JSONs are merged into one cuda-parity.json.
-groups=("" "" "" "")
+groups=("" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  if [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  if [ $((v & 65536)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
-say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}', limit ${parity_limit} s ${parity_args}"
+say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
 parts=()
-for gi in 0 1 2 3; do
+for gi in 0 1 2 3 4; do
   [ -z "${groups[$gi]}" ] && continue
   # shellcheck disable=SC2086
   timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/parity-$gi.json" --no-prefill \
@@ -85,7 +85,7 @@ for gi in 0 1 2 3; do
   parts+=("$JOB_OUT/parity-$gi.json")
 done
 wait
-for gi in 0 1 2 3; do
+for gi in 0 1 2 3 4; do
   [ -f "$JOB_OUT/parity-$gi.log" ] || continue
   say "parity group $gi (${groups[$gi]}):"
   grep -E "^FAIL|checks,|^device|rror" "$JOB_OUT/parity-$gi.log" | head -30

@@ -84,13 +84,13 @@ afterAll(() => {
 });
 
 describe.skipIf(!compiler)('row select split plan (select_plan.h row_select_chunk)', () => {
-  it('gives whole 64-key tiles between 256 and 2048 keys per split', () => {
+  it('gives whole 64-key tiles between 256 and 4096 keys per split', () => {
     expect(chunks.length).toBe(12 * 6 * 3);
     for (const c of chunks) {
       const at = JSON.stringify(c);
       expect(c.chunk % 64, at).toBe(0);
       expect(c.chunk, at).toBeGreaterThanOrEqual(256);
-      expect(c.chunk, at).toBeLessThanOrEqual(2048);
+      expect(c.chunk, at).toBeLessThanOrEqual(4096);
     }
   });
 
@@ -99,8 +99,8 @@ describe.skipIf(!compiler)('row select split plan (select_plan.h row_select_chun
       const at = JSON.stringify(c);
       const target = (c.rows * c.n) / (2 * c.sms);
       if (c.chunk > 256) expect(c.chunk - 64, at).toBeLessThan(target);
-      if (c.chunk < 2048) expect(c.chunk, at).toBeGreaterThanOrEqual(Math.min(256, target));
-      if (c.chunk < 2048 && c.chunk > 256) expect(c.chunk, at).toBeGreaterThanOrEqual(target);
+      if (c.chunk < 4096) expect(c.chunk, at).toBeGreaterThanOrEqual(Math.min(256, target));
+      if (c.chunk < 4096 && c.chunk > 256) expect(c.chunk, at).toBeGreaterThanOrEqual(target);
     }
   });
 
@@ -130,9 +130,9 @@ describe.skipIf(!compiler)('row select split plan (select_plan.h row_select_chun
   it('cuts the bench shapes on the H200 (132 SMs) as planned', () => {
     const at = (rows: number, n: number) =>
       chunks.find((c) => c.rows === rows && c.n === n && c.sms === 132)?.chunk;
-    expect(at(256, 131072)).toBe(2048); // 128k batch 32: 64 splits per row, 16384 CTAs
-    expect(at(8, 131072)).toBe(2048); // 128k batch 1: 64 splits per row, 512 CTAs
+    expect(at(256, 131072)).toBe(4096); // 128k batch 32: 32 splits per row, 8192 CTAs
+    expect(at(8, 131072)).toBe(4032); // 128k batch 1: 33 splits per row, 264 CTAs
     expect(at(8, 8192)).toBe(256); // 8k batch 1: 32 splits per row
-    expect(at(256, 8192)).toBe(2048);
+    expect(at(256, 8192)).toBe(4096);
   });
 });
