@@ -19,8 +19,9 @@
 #      cuda-b1's batch-1 variants for call B (4096 programmatic dependent launch, 8192 gathers: 4156,
 #      8252)). Session 5: the defaults of ops.ts (148, 188, 252, 636, 764, 3196, 6332, 8252, 19644; 508, 2236,
 #      3260, 7356, 19580 and 4156 dropped: no op or shape picked them) and the row select (bit 65536:
-#      65724 = 188 | 65536, 82108 = 65724 | 16384 the 6-stage scores pass) and cuda-b1's warp-specialised gather
-#      (bit 32768: 32800), its batch-1 select (bit 131072: 164028, 131260) and bulk-copy gathers (125), DECODE_PARITY_LIMIT
+#      65724 = 188 | 65536) and cuda-b1's warp-specialised gather (bit 32768: 32800, 32956) and batch-1 select
+#      (bit 131072: 164028). Call C of session 5 (final): the ops.ts defaults 148, 176, 188, 252, 636, 764, 3196,
+#      6332, 8252, 19644, 32800 + those candidates), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -28,7 +29,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,124,148,176,188,252,636,764,3196,6332,8252,19644,65724,82108,32800,164028,131260,125}
+variants=${DECODE_VARIANTS:-0,148,176,188,252,636,764,3196,6332,8252,19644,32800,65724,32956,164028}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
