@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { WGSL_SOURCES } from './kernels.generated.js';
-import { buildShader, cacheKey, expandSnippets } from './program.js';
+import { buildShader, cacheKey } from './program.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '../../../kernels/wgsl');
 
@@ -28,24 +28,5 @@ describe('embedded WGSL', () => {
       cacheKey('pool', 'pool_decode', { A: 2, B: 1 }),
     );
     expect(cacheKey('pool', 'pool_decode', { A: 1 })).not.toBe(cacheKey('pool', 'pool_decode', { A: 2 }));
-  });
-
-  it('pastes snippets where //#paste names them, and rejects unknown or unclosed ones', () => {
-    const src = [
-      '//#snippet ADD',
-      '  x += 1;',
-      '//#endsnippet',
-      'fn f() {',
-      '  //#paste ADD',
-      '  //#paste ADD',
-      '}',
-    ];
-    expect(expandSnippets(src.join('\n'))).toBe(['fn f() {', '  x += 1;', '  x += 1;', '}'].join('\n'));
-    expect(() => expandSnippets('//#paste NOPE')).toThrow(/unknown snippet NOPE/);
-    expect(() => expandSnippets('//#snippet A\nx')).toThrow(/without \/\/#endsnippet/);
-    const teams = buildShader('decode_teams', { HEAD_DIM: 128, GROUP: 4, KP: 'f16' });
-    const directives = teams.split('\n').filter((l) => /^\s*\/\/#(paste|snippet|endsnippet)\b/.test(l));
-    expect(directives).toEqual([]);
-    expect(teams).toContain('subgroupShuffleXor(send, 16u)');
   });
 });

@@ -30,51 +30,13 @@ const PIECE_PRELUDE: Record<PieceType, string> = {
 };
 
 /**
- * Expands snippets: the lines between `//#snippet NAME` and `//#endsnippet` are removed where they
- * stand and pasted in place of every `//#paste NAME` line (code that two entry points share, inlined
- * into each: WGSL functions taking arrays were seen to run several times slower on the H200's driver).
- */
-export function expandSnippets(source: string): string {
-  const snippets = new Map<string, string[]>();
-  const rest: string[] = [];
-  let current: string[] | null = null;
-  for (const line of source.split('\n')) {
-    const t = line.trim();
-    if (t.startsWith('//#snippet ')) {
-      if (current) throw new Error('nested //#snippet');
-      current = [];
-      snippets.set(t.slice(11).trim(), current);
-    } else if (t === '//#endsnippet') {
-      if (!current) throw new Error('//#endsnippet without //#snippet');
-      current = null;
-    } else if (current) {
-      current.push(line);
-    } else {
-      rest.push(line);
-    }
-  }
-  if (current) throw new Error('//#snippet without //#endsnippet');
-  return rest
-    .flatMap((line) => {
-      const t = line.trim();
-      if (!t.startsWith('//#paste ')) return [line];
-      const name = t.slice(9).trim();
-      const body = snippets.get(name);
-      if (!body) throw new Error(`//#paste of an unknown snippet ${name}`);
-      return body;
-    })
-    .join('\n');
-}
-
-/**
  * Keeps the lines of `//#if NAME` ... `//#else` ... `//#endif` blocks (not nested) whose
- * condition holds: `NAME` is a define that is `true` or a non-zero number (after
- * {@link expandSnippets}).
+ * condition holds: `NAME` is a define that is `true` or a non-zero number.
  */
 export function preprocess(source: string, defines: Defines): string {
   const out: string[] = [];
   let keep: boolean | null = null;
-  for (const line of expandSnippets(source).split('\n')) {
+  for (const line of source.split('\n')) {
     const t = line.trim();
     if (t.startsWith('//#if ')) {
       const v = defines[t.slice(6).trim()];

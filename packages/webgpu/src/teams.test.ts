@@ -471,7 +471,7 @@ describe.skipIf(!probe.context)(
       { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { select: 'classic' as const, fuseCombine: true },
       { pieceBytes: 8 as const, prefetchIndices: true },
-      { fuseCombine: true, minStepsPerSplit: 3, splitMergeGroup: 2 },
+      { fuseCombine: true, minStepsPerSplit: 3, subgroupTeamMerge: true },
       { streamPass: { keysPerStep: 16, targetWorkgroups: 64 }, fuseCombine: true },
       // keysPerStep x group = the team width on this device (SwiftShader: subgroups of 4).
       { transposedReduce: true, keysPerStep: 1, prefetchIndices: true },

@@ -86,27 +86,17 @@ type Tuning = Pick<
   | 'streamPass'
   | 'transposedReduce'
   | 'workgroupSize'
-  | 'singleStepGather'
-  | 'splitMergeGroup'
   | 'subgroupTeamMerge'
 >;
 
-/** The single-step gathering kernel (session 5): 16-byte pieces, 8 keys per team, two-level merge by 16. */
-const SINGLE: Tuning = {
-  singleStepGather: true,
-  pieceBytes: 16,
-  keysPerStep: 8,
-  fuseCombine: true,
-  splitMergeGroup: 16,
-};
+/** The subgroup team merge (session 5's candidate). */
+const SGM: Tuning = { subgroupTeamMerge: true };
 
 /** The fused merges checked at full size (against the two-dispatch merge, and run to run). */
 const FUSED_CHECKS: { role: 'dense' | 'reuse'; options: Tuning }[] = [
   { role: 'dense', options: { fuseCombine: true, prefetchIndices: true } },
   { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true } },
-  { role: 'dense', options: { fuseCombine: true, splitMergeGroup: 16 } },
-  { role: 'reuse', options: SINGLE },
-  { role: 'reuse', options: { ...SINGLE, subgroupTeamMerge: true } },
+  { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true, ...SGM } },
 ];
 /** Runs of the fused merge at full size compared bit for bit. */
 const FUSED_RUNS = 20;
@@ -121,14 +111,9 @@ const PARITY_OPTIONS: Tuning[] = [
   { streamPass: { keysPerStep: 16 } },
   { transposedReduce: true, pieceBytes: 8 },
   { transposedReduce: true, pieceBytes: 16, keysPerStep: 4 },
-  SINGLE,
-  { ...SINGLE, fuseCombine: false },
-  { ...SINGLE, splitMergeGroup: 0, keysPerStep: 4 },
-  { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
-  { ...SINGLE, workgroupSize: 256 },
-  { ...SINGLE, subgroupTeamMerge: true },
-  { ...SINGLE, subgroupTeamMerge: true, pieceBytes: 8, keysPerStep: 16, workgroupSize: 256 },
-  { fuseCombine: true, splitMergeGroup: 8 },
+  SGM,
+  { ...SGM, fuseCombine: true, pieceBytes: 16 },
+  { ...SGM, fuseCombine: false, workgroupSize: 256 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -150,44 +135,16 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 5, calls A and B: the single-step gather and the two-level merge against the defaults,
-  // twice in turn (session 4's calls hold the earlier sweeps; call A ran every team kernel about 3x slow,
-  // its shared code then being WGSL functions that take arrays).
-  reuse: alternate(
-    2,
-    {},
-    SINGLE,
-    { ...SINGLE, splitMergeGroup: 0 },
-    { ...SINGLE, fuseCombine: false },
-    { ...SINGLE, keysPerStep: 4 },
-    { ...SINGLE, splitMergeGroup: 8 },
-    { ...SINGLE, splitMergeGroup: 32 },
-    { ...SINGLE, workgroupSize: 64 },
-    { ...SINGLE, pieceBytes: 8 },
-    { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
-    { ...SINGLE, keysPerStep: 16 },
-    { ...SINGLE, workgroupSize: 256 },
-    { splitMergeGroup: 16 },
-    { ...SINGLE, subgroupTeamMerge: true },
-    { ...SINGLE, subgroupTeamMerge: true, keysPerStep: 4 },
-    { ...SINGLE, subgroupTeamMerge: true, workgroupSize: 256 },
-    { ...SINGLE, subgroupTeamMerge: true, pieceBytes: 8, keysPerStep: 16 },
-  ),
-  anchor: alternate(
-    2,
-    {},
-    SINGLE,
-    { ...SINGLE, pieceBytes: 8 },
-    { ...SINGLE, subgroupTeamMerge: true },
-    { ...SINGLE, keysPerStep: 16 },
-    { streamPass: { targetWorkgroups: 2048 } },
-    { streamPass: { fuseCombine: true, splitMergeGroup: 16 } },
-  ),
-  'dense-anchor': alternate(2, {}, { splitMergeGroup: 16 }, { splitMergeGroup: 8 }),
-  dense: alternate(2, {}, { fuseCombine: true, splitMergeGroup: 16 }, { fuseCombine: true }),
+  // Session 5, call C: the final defaults against the subgroup team merge, twice in turn (calls A
+  // and B, webgpu-decode-s5a.json and -s5b.json, hold the wider sweeps: the single-step gather and
+  // the two-level merge, both removed).
+  reuse: alternate(2, {}, SGM),
+  anchor: alternate(2, {}, SGM, { streamPass: { targetWorkgroups: 1024 } }),
+  'dense-anchor': alternate(2, {}, SGM),
+  dense: alternate(2, {}, SGM),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
-const ONE_PASS_REUSE_OPTIONS: Tuning = SINGLE;
+const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
 
 const bench: Bench = {
   name: 'webgpu-decode',

@@ -57,19 +57,11 @@ type Options = Pick<
   | 'keysPerStep'
   | 'pieceBytes'
   | 'transposedReduce'
-  | 'singleStepGather'
-  | 'splitMergeGroup'
   | 'subgroupTeamMerge'
 >;
 
-/** The single-step gathering kernel (session 5) as the sweep's first candidate. */
-const SINGLE: Options = {
-  singleStepGather: true,
-  pieceBytes: 16,
-  keysPerStep: 8,
-  fuseCombine: true,
-  splitMergeGroup: 16,
-};
+/** The subgroup team merge (session 5's candidate). */
+const SGM: Options = { subgroupTeamMerge: true };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -257,10 +249,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
     for (const [what, o] of [
       ['defaults', {}],
-      ['single-step gather', SINGLE],
-      ['single-step gather, one-level merge', { ...SINGLE, splitMergeGroup: 0 }],
-      ['single-step gather, two dispatches', { ...SINGLE, fuseCombine: false }],
-      ['single-step gather, subgroup team merge', { ...SINGLE, subgroupTeamMerge: true }],
+      ['subgroup team merge', SGM],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -282,7 +271,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       useSet(set);
       for (const [what, o] of [
         ['defaults', {}],
-        ['single-step gather', SINGLE],
+        ['subgroup team merge', SGM],
       ] as const) {
         const s = await timeOp(
           gpu,
@@ -300,10 +289,8 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     useSet('anchor');
     const tunings: Options[] = [
       { fuseCombine: false },
-      { fuseCombine: true, splitMergeGroup: 16 },
-      { fuseCombine: true, targetWorkgroups: 2048, minStepsPerSplit: 1, splitMergeGroup: 16 },
-      { ...SINGLE, keysPerStep: 4 },
-      { ...SINGLE, pieceBytes: 8, keysPerStep: 16 },
+      { ...SGM, targetWorkgroups: 1024 },
+      { ...SGM, fuseCombine: false },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -314,7 +301,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     for (const [what, o] of [
       ['defaults', {}],
-      ['single-step gather', SINGLE],
+      ['subgroup team merge', SGM],
     ] as const) {
       for (const count of full ? [1, 2, 8] : []) {
         const s = await timeOp(
@@ -493,7 +480,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       { keysPerStep: 4 },
       { targetWorkgroups: 2048 },
       { targetWorkgroups: 512 },
-      { fuseCombine: true, splitMergeGroup: 16 },
+      { targetWorkgroups: 1024 },
       { fuseCombine: false },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {

@@ -130,24 +130,11 @@ export interface DecodeArgs {
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
-   * `teams` only, gathering passes (reuse, the anchors' sparse pass): `gather_partial`, one team step
-   * per workgroup (each workgroup takes `teams x keysPerStep` keys, its indices staged behind one
-   * barrier, every K/V load of a team issued at once, the scores finished by the transposing
-   * butterfly, no running rescale). Needs a power-of-two group and `keysPerStep`. Default:
-   * `TEAM_DEFAULTS`.
-   */
-  readonly singleStepGather?: boolean;
-  /**
-   * `teams` only, with `singleStepGather`: the teams of a subgroup merge by shuffles and the subgroups
-   * of a workgroup through workgroup memory, every query head at once (one barrier instead of two per
-   * head), where the workgroup memory allows. Default: `TEAM_DEFAULTS`.
+   * `teams` only: the teams of a workgroup merge with one barrier instead of two per query head (the
+   * teams of a subgroup by shuffles, then the subgroups through workgroup memory, every head at
+   * once), where the workgroup memory allows. Default: `TEAM_DEFAULTS` (off).
    */
   readonly subgroupTeamMerge?: boolean;
-  /**
-   * `teams` only, with `fuseCombine`: the split merge in two levels, the last workgroup of each group
-   * of this many consecutive splits merging them first (0: one level; default `TEAM_DEFAULTS`).
-   */
-  readonly splitMergeGroup?: number;
   /**
    * `teams` only: merge the splits in the last workgroup of each (sequence, KV head) instead of a
    * second dispatch (default: `TEAM_DEFAULTS`, on for gathering passes; see `decode_teams.wgsl` for
@@ -215,9 +202,7 @@ export interface TeamSettings {
   readonly prefetchIndices: boolean;
   readonly fuseCombine: boolean;
   readonly transposedReduce: boolean;
-  readonly singleStepGather: boolean;
   readonly subgroupTeamMerge: boolean;
-  readonly splitMergeGroup: number;
 }
 
 /**
@@ -236,9 +221,7 @@ const STREAM_FEW: TeamSettings = {
   prefetchIndices: false,
   fuseCombine: false,
   transposedReduce: false,
-  singleStepGather: false,
   subgroupTeamMerge: false,
-  splitMergeGroup: 0,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -253,13 +236,15 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * anchors' scores pass take the transposed reduction where it fits (call A3 of session 4, three
  * runs in turn: dense 201 against 220 us at batch 1, 1274 against 1524 at batch 8; the scores pass
  * 1343 against 1375 at batch 8, equal at batch 1), layer 0's pass does not (337 against 285 us);
+ * the anchors' scores pass takes 2048 workgroups at batch 1 too (call B of session 5, twice in turn:
+ * the anchor 227.5 against 235.9 us);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
 export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
   stream: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   layer0: { few: { ...STREAM_FEW, fuseCombine: true }, many: { ...STREAM_MANY, fuseCombine: true } },
-  scores: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
+  scores: { few: { ...STREAM_MANY, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   gather: {
     few: {
       ...STREAM_FEW,
@@ -283,23 +268,20 @@ const DECODE_SELECT_VALUES_PER_INVOCATION = 8;
 /** Rows (sequence x KV head) up to which a pass takes the `few` defaults. */
 export const FEW_ROWS = 16;
 
-/** Workgroup memory of `gather_partial` with the subgroup team merge (bytes). */
-export function subgroupMergeBytes(
+/**
+ * Workgroup memory of `teams_partial` (bytes): staged indices (`indexWords`), the per-head team merge,
+ * and with the subgroup team merge its buffers for `subgroups` subgroups.
+ */
+export function teamsWorkgroupBytes(
   layout: { WG: number; TW: number },
-  keysPerStep: number,
+  indexWords: number,
   group: number,
   headDim: number,
   subgroups: number,
 ): number {
   const NT = layout.WG / layout.TW;
   const D4 = headDim / 4;
-  return NT * keysPerStep * 4 + NT * 8 + NT * D4 * 16 + subgroups * group * (D4 * 16 + 8) + 64;
-}
-
-/** Whether `gather_partial` can run a group size with `keysPerStep` keys on teams of `teamWidth` lanes. */
-export function singleStepFits(group: number, keysPerStep: number, teamWidth: number): boolean {
-  const pow2 = (x: number) => (x & (x - 1)) === 0;
-  return pow2(group) && pow2(keysPerStep) && teamWidth <= 32;
+  return indexWords * 4 + NT * 8 + NT * D4 * 16 + subgroups * group * (D4 * 16 + 8) + 64;
 }
 
 /** Keys per chunk in workgroup memory: `GROUP * CH` scores fit 4 KiB. */
@@ -443,12 +425,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
-    if (
-      o.splitMergeGroup !== undefined &&
-      !(Number.isInteger(o.splitMergeGroup) && o.splitMergeGroup >= 0 && o.splitMergeGroup !== 1)
-    ) {
-      throw new WebGPUShapeError(`splitMergeGroup must be 0 or an integer >= 2, got ${o.splitMergeGroup}`);
-    }
   }
   if (a.workgroupSize !== undefined && ![64, 128, 256].includes(a.workgroupSize)) {
     throw new WebGPUShapeError(`workgroupSize must be 64, 128 or 256, got ${a.workgroupSize}`);
@@ -477,9 +453,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       fused: o.fuseCombine ?? d.fuseCombine,
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
-      // Asked for, it must fit (checked below); as a default, only where it fits.
-      single: gather && (o.singleStepGather ?? (d.singleStepGather && singleStepFits(group, U, layout.TW))),
-      mergeGroup: o.splitMergeGroup ?? d.splitMergeGroup,
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
     };
   };
@@ -487,10 +460,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const splitsFor = (keys: number, kind: TeamPass) => {
     if (!teams) return decodeSplits(batch, kvHeads, keys, group);
     const t = tuned(kind);
-    if (t.single) {
-      const span = (t.layout.WG / t.layout.TW) * t.U;
-      return { span, splits: Math.ceil(keys / span) };
-    }
     return teamSplits(
       batch,
       kvHeads,
@@ -507,10 +476,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   // grew after a bind group was made would leave that bind group pointing at a destroyed buffer).
   const streamKind: TeamPass = role === 'dense-anchor' ? 'layer0' : role === 'anchor' ? 'scores' : 'stream';
   const most = Math.max(splitsFor(n, streamKind).splits, splitsFor(Math.max(1, k), 'gather').splits);
-  // Room for a two-level merge's group partials (at most one per split) and counters.
-  partML(2 * most);
-  partO(2 * most);
-  const counters = gpu.scratchBuffer('decode.counters', batch * kvHeads * (1 + most) * 4);
+  partML(most);
+  partO(most);
+  const counters = gpu.scratchBuffer('decode.counters', batch * kvHeads * 4);
 
   const attend = (opts: {
     gather: boolean;
@@ -524,12 +492,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
     const t = teams ? tuned(kind) : null;
     const fused = t?.fused === true;
-    // A two-level merge only where the splits outnumber a group.
-    const mergeGroup = t !== null && fused && t.mergeGroup > 0 && splits > t.mergeGroup ? t.mergeGroup : 0;
-    const groups = mergeGroup > 0 ? Math.ceil(splits / mergeGroup) : 0;
-    const partStride = splits + groups;
-    const ml = partML(partStride);
-    const po = opts.accumV ? partO(partStride) : null;
+    const ml = partML(splits);
+    const po = opts.accumV ? partO(splits) : null;
     const params = gpu.params(
       packParams(
         [
@@ -542,9 +506,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
           slot?.kStride ?? 0,
           n,
           { f32: scale },
-          mergeGroup,
-          partStride,
-          1 + groups,
+          0,
+          0,
+          0,
         ],
         headMap,
       ),
@@ -555,28 +519,23 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         `transposedReduce needs keysPerStep x group = the team width: ${t.U} x ${group} != ${t.layout.TW}`,
       );
     }
-    if (t?.single && !singleStepFits(group, t.U, t.layout.TW)) {
-      throw new WebGPUShapeError(
-        `singleStepGather needs a power-of-two group and keysPerStep (got ${group} and ${t.U}) and a team width <= 32 (${t.layout.TW})`,
-      );
-    }
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
+    const SB = Math.max(1, Math.floor(512 / stepKeys));
     const sgm =
-      t?.single === true &&
-      t.sgMerge &&
-      subgroupMergeBytes(t.layout, t.U, group, headDim, MSG) <=
+      t?.sgMerge === true &&
+      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
         (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
       ...t.layout,
       U: t.U,
-      SB: t.single ? 1 : Math.max(1, Math.floor(512 / stepKeys)),
+      SB,
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
       WRITE_SCORES: opts.writeScores,
-      PREFETCH: !t.single && t.prefetch,
+      PREFETCH: t.prefetch,
       SGM: sgm,
       MSG,
       TRED: t.tred,
@@ -587,7 +546,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const p1 = teamDefs
       ? gpu.pipeline(
           'decode_teams',
-          t.single ? 'gather_partial' : 'teams_partial',
+          'teams_partial',
           teamDefs,
           PARTIAL_TEAMS_BINDINGS, // the merge's bindings are declared (statically used) either way
         )

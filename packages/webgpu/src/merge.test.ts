@@ -1,0 +1,164 @@
+import {
+  type DecodeInputs,
+  type DecodeSelection,
+  denseDecodeAttention,
+  fromF16,
+  pooledDecodeScores,
+  sparseDecodeAttention,
+  toF16,
+  topkBudget,
+} from '@kascade/core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readBuffer, uploadBuffer } from './backend.js';
+import type { KascadeGPU } from './context.js';
+import { createDecodeSlot, encodeDecode, teamsWorkgroupBytes } from './ops/decode.js';
+import type { KVDType } from './program.js';
+import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
+import { allFinite, checkTopk, openTestBackends, randomFloats, relError } from './test-gpu.js';
+
+// The team kernel's subgroup team merge (`subgroupTeamMerge`): every role against the float64 core
+// reference, NaN-poisoned outputs, each run twice (bit for bit). On 4-lane subgroups (SwiftShader) the
+// teams are as wide as a subgroup, so this covers the merge of the subgroups through workgroup memory;
+// the shuffle merge of teams inside a subgroup runs on wider subgroups (the H200's parity check).
+const probe = await openTestBackends(['f32']);
+afterAll(() => probe.context?.destroy());
+
+async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> {
+  await gpu.checked('merge test', async () => {
+    const enc = gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    encode(pass);
+    pass.end();
+    gpu.flushParams();
+    gpu.device.queue.submit([enc.finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
+  });
+}
+
+interface Case {
+  dtype: KVDType;
+  batch: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  n: number;
+  fuseCombine: boolean;
+}
+
+// Shapes whose merge buffers fit 16 KiB of workgroup memory with 4-lane subgroups.
+const CASES: Case[] = [
+  { dtype: 'f16', batch: 2, heads: 4, kvHeads: 2, headDim: 64, n: 1500, fuseCombine: true },
+  { dtype: 'f32', batch: 1, heads: 2, kvHeads: 2, headDim: 64, n: 900, fuseCombine: false },
+];
+
+describe('team workgroup memory', () => {
+  it('counts the staged indices, the per-head merge and the subgroup merge buffers', () => {
+    // 4 teams of 32 lanes, 512 indices, group 4, head dim 128, 4 subgroups.
+    expect(teamsWorkgroupBytes({ WG: 128, TW: 32 }, 512, 4, 128, 4)).toBe(
+      2048 + 32 + 2048 + 4 * 4 * 520 + 64,
+    );
+  });
+});
+
+describe.skipIf(!probe.context)('subgroup team merge against the reference', () => {
+  it.each(CASES)(
+    'every role, $dtype, batch $batch, $heads/$kvHeads heads, d $headDim, fused $fuseCombine',
+    async (c) => {
+      const gpu = probe.context!;
+      const { batch: B, heads: H, kvHeads: G, headDim: d, n } = c;
+      const per = G * n * d;
+      const kh = randomFloats(B * per, n + 1);
+      const vh = randomFloats(B * per, n + 2);
+      const qh = randomFloats(B * H * d, n + 3, 3);
+      const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: d, dtype: c.dtype });
+      for (const [buf, host] of [
+        [kv.parts[0].k, packKV(kh, c.dtype)],
+        [kv.parts[0].v, packKV(vh, c.dtype)],
+      ] as const) {
+        gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+      }
+      const stored = (x: Float32Array) => (c.dtype === 'f32' ? x : fromF16(toF16(x)));
+      const ks = stored(kh);
+      const vs = stored(vh);
+      const ref = (b: number): DecodeInputs => ({
+        heads: H,
+        kvHeads: G,
+        headDim: d,
+        n,
+        q: qh.subarray(b * H * d, (b + 1) * H * d),
+        k: ks.subarray(b * per, (b + 1) * per),
+        v: vs.subarray(b * per, (b + 1) * per),
+      });
+      const q = uploadBuffer(gpu, qh, 'q');
+      const size = B * H * d;
+      const out = uploadBuffer(gpu, new Float32Array(size), 'out');
+      const budget = { percent: 10, kMin: 16 };
+      const kk = topkBudget(n, budget);
+      const kStride = Math.ceil(kk / 64) * 64;
+      const slot = createDecodeSlot(gpu, B, G, kStride);
+      const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
+      let sels: DecodeSelection[] = [];
+      for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+        const outs: Float32Array[] = [];
+        for (let rep = 0; rep < 2; rep++) {
+          gpu.device.queue.writeBuffer(out, 0, new Float32Array(size).fill(Number.NaN));
+          await run(gpu, (pass) =>
+            encodeDecode(gpu, pass, {
+              role,
+              heads: H,
+              q,
+              kv,
+              n,
+              out,
+              slot,
+              headMap,
+              budget,
+              kernel: 'teams',
+              subgroupTeamMerge: true,
+              fuseCombine: c.fuseCombine,
+            }),
+          );
+          outs.push(new Float32Array(await readBuffer(gpu, out, size * 4)));
+        }
+        expect(allFinite(outs[0]), role).toBe(true);
+        expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
+        if (role === 'dense-anchor' || role === 'anchor') {
+          const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
+          sels = Array.from({ length: B }, (_, b) => {
+            const indices = new Int32Array(G * kk);
+            for (let j = 0; j < G; j++)
+              indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + kk), j * kk);
+            return { kvHeads: G, k: kk, indices };
+          });
+          for (let b = 0; b < B; b++) {
+            const pooled = pooledDecodeScores(ref(b));
+            const rows = checkTopk(
+              sels[b],
+              (r) => r * kk,
+              G,
+              () => n,
+              () => kk,
+              (r) => pooled.subarray(r * n, (r + 1) * n),
+            );
+            expect(rows).toBe(G);
+          }
+        }
+        for (let b = 0; b < B; b++) {
+          const want =
+            role === 'dense' || role === 'dense-anchor'
+              ? denseDecodeAttention(ref(b))
+              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
+          expect(
+            relError(outs[0].subarray(b * H * d, (b + 1) * H * d), want),
+            `${role}, sequence ${b}`,
+          ).toBeLessThan(1e-5);
+        }
+      }
+      expect(
+        gpu.pipelineKeys.some((key) => key.includes(':teams_partial:') && key.includes('SGM=true')),
+      ).toBe(true);
+      destroyDeviceKV(kv);
+      for (const buf of [q, out, slot.indices]) buf.destroy();
+    },
+  );
+});
