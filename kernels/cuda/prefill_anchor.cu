@@ -182,15 +182,14 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (the pipelined wgmma
 // pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
 // anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
-// v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v12
-// (session 4's default): the warp-specialised TMA pool (prefill_pool_v12.cu; head dim 128, g = 4, else as v5),
-// statistics from the attention pass; v19 (the default since session 5): four consumer warpgroups taking 64-key
-// steps round-robin, in turns (prefill_pool_v17.cu; head dim 128, g = 4, else as v5). Every pool is followed by
-// select v3 (16-byte loads, two in flight: prefill_select_v3.cu). (Session 3's v7 / v8 with the two-pass select,
-// session 4's v9-v11 and v13 and session 5's v14-v18 and v20-v22 lost and are gone.)
+// v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v19 (the
+// default since session 5): four consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the
+// attention pass (prefill_pool_v17.cu; head dim 128, g = 4, else as v5). Every pool is followed by select v3
+// (16-byte loads, two in flight: prefill_select_v3.cu). (Session 3's v7 / v8 with the two-pass select, session 4's
+// v9-v13 (v12: its default, two consumer warpgroups) and session 5's v14-v18 and v20-v22 lost and are gone.)
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 6) || v == 12 || v == 19;
+  const bool known = (v >= 1 && v <= 6) || v == 19;
   return known ? v : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
 }
 
@@ -206,8 +205,6 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
   const int pv = pool_variant();
   if (pv == 19 && pool_v17_supports(s))
     return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-  if (pv == 12 && pool_v12_supports(s))
-    return launch_pool_v12(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   if (pv >= 3)
     return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);
   if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);

@@ -299,28 +299,27 @@ int prefill_variant_number(const char* name) {
 // v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu) and sparse v12 (sparse
 // v9's 3-stage ring), the fastest on the H200 in session 5's call B (apps/bench/results/cuda-prefill.json); where
 // they do not apply, launch_prefill_attention runs dense v2 / sparse v5.
-// Attention variants: v1-v9, v12 (sparse v9's 3-stage ring; dense as v9), v17 (the statistics-only pass on four
-// consumer warpgroups; dense modes and sparse as v9). Session 4's v10, v11, v13 and session 5's v14-v16 and v18-v20
-// lost and are gone.
+// Attention variants: v1-v8, v12 (dense v9 for dense and dense + statistics, the four-warpgroup statistics pass,
+// sparse v9 with its 3-stage ring) and v17 (the same with sparse v9's 2-stage ring for sparse; the default for the
+// dense modes). Session 4's v9 (dense v9 with its own statistics pass, sparse v9), v10, v11, v13 and session 5's
+// v14-v16 and v18-v20 lost and are gone.
 int prefill_variant(PrefillMode mode) {
   const int fallback = mode == kSparse ? 12 : 17;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
-  const bool known = (v >= 1 && v <= 9) || v == 12 || v == 17;
+  const bool known = (v >= 1 && v <= 8) || v == 12 || v == 17;
   return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   int variant = prefill_variant(mode);
-  if (variant == 17) {
-    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st);
-    variant = 9;
-  }
-  // v9 / v12 / v17: the TMA + warp-specialised dense kernel (prefill_dense_v9.cu; dense, dense + statistics,
-  // statistics only); sparse runs as sparse v9 (v12: its 3-stage ring) or v8.
-  if (variant >= 9 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
+  // v12 / v17: the TMA + warp-specialised kernels at head dim 128 (dense v9 for dense and dense + statistics,
+  // prefill_stats_v17.cu for the statistics-only pass, sparse v9 for sparse: v12 its 3-stage ring).
+  if ((variant == 12 || variant == 17) && mode == kStats && s.headDim == 128)
+    return launch_prefill_stats_v17(s, a, st);
+  if (variant >= 12 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
   // Sparse v9: the warp-specialised gather kernel (prefill_sparse_v9.cu) at head dim 128 and g = 4.
-  if (variant >= 9 && mode == kSparse && prefill_sparse_v9_supports(s))
+  if (variant >= 12 && mode == kSparse && prefill_sparse_v9_supports(s))
     return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);
   if (variant >= 6 && prefill_dense_v6_supports(s, mode))
     return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);

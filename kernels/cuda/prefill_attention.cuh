@@ -54,13 +54,6 @@ cudaError_t launch_pool_v3(const KascadePrefillShape& s, const void* q, const vo
                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                            bool fusedStats, bool swizzle, cudaStream_t st);
 
-// Pool variant v12 (prefill_pool_v12.cu, KASCADE_PREFILL_POOL=v12): dense v9's skeleton (a TMA producer
-// warpgroup, two consumer warpgroups on the halves of each 128-key step); head dim 128, g = 4; statistics from
-// the attention pass (never fused). Same arguments and output as the other pools.
-bool pool_v12_supports(const KascadePrefillShape& s);
-cudaError_t launch_pool_v12(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
-
 // Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
 // their products in step order; head dim 128, g = 4. Same arguments and output as the other pools.
 bool pool_v17_supports(const KascadePrefillShape& s);
@@ -95,10 +88,9 @@ bool prefill_wgmma_supports(const KascadePrefillShape& s, PrefillMode mode);
 bool prefill_dense_v6_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v6(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st, int swizzle = 0);
-// Variant v9 (prefill_dense_v9.cu, KASCADE_PREFILL_DENSE=v9; v12 and v17 run it in their dense modes):
-// dense and dense + statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer
-// warpgroups (FlashAttention-3 style), a 2-stage K/V ring; the statistics-only mode (kStats) too (K only, the
-// consumers taking turns at the tensor cores); sparse runs as sparse v9.
+// The dense kernel v9 (prefill_dense_v9.cu; variants v12 and v17 run it in their dense modes): dense and dense +
+// statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer warpgroups
+// (FlashAttention-3 style), a 2-stage K/V ring.
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st);
@@ -116,7 +108,7 @@ cudaError_t launch_prefill_sparse_v5(const KascadePrefillShape& s, const Prefill
 // Dense variant v17's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
 // parities) issuing their products in turns; head dim 128.
 cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
-// The variant the environment selects for a mode: 1 .. 9, 12, 17 (defaults: dense 17, sparse 12).
+// The variant the environment selects for a mode: 1 .. 8, 12, 17 (defaults: dense 17, sparse 12).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

@@ -1,12 +1,12 @@
-// Prefill attention, dense variant v9 (KASCADE_PREFILL_DENSE=v9: dense, dense + statistics and statistics only at
-// head dim 128; head dim 64 runs v2): FlashAttention-3's structure on Hopper, with the copy engine, a 2-stage K/V
-// ring. v12 and v17 run as v9 here (v12 selects sparse v9's 3-stage ring, v17 its own statistics-only pass).
+// Prefill attention, the dense kernel v9 (KASCADE_PREFILL_DENSE=v17, the default, or v12: dense and dense +
+// statistics at head dim 128; head dim 64 runs v2; their statistics-only pass is prefill_stats_v17.cu):
+// FlashAttention-3's structure on Hopper, with the copy engine, a 2-stage K/V ring.
 //
 // Layout: q [batch, heads, queries, 128], k / v [batch, kvHeads, capacity, 128] (bf16 or f16), out like q,
 // stats [batch, heads, queries, 2] f32 (dense + statistics: the row max in the log2 domain and the row sum,
 // what layer 0's pool normalises by). f32 accumulation.
 //
-// Kernel prefill_dense_v9_kernel<T, STATS, STATS_ONLY>: grid (g x ceil(queries / 128), kvHeads, batch)
+// Kernel prefill_dense_v9_kernel<T, STATS>: grid (g x ceil(queries / 128), kvHeads, batch)
 // (prefill_v9_plan.h): block x = (query block qb, head in group), the group's g heads of one query block are
 // consecutive CTAs (they read the same K/V tiles at the same time: L2 hits), heaviest (last) query blocks
 // first so the causal wave's ragged end holds the short blocks. 384 threads = 3 warpgroups:
@@ -57,12 +57,10 @@ constexpr size_t v9_smem_bytes() {
   return static_cast<size_t>(kV9Rows * 128 + 2 * kV9Stages * kV9Keys * 128) * sizeof(T) + 1024 + 256;
 }
 
-// STATS_ONLY (the anchors' statistics pass, mode kStats): K only, no P V and no output; the two consumer
-// warpgroups take turns issuing S(i) = Q K(i)^T (ping-pong: prefill_tma.cuh's Turns), so one's exponentials run
-// under the other's product. (Its session-5 variants, an issue-ahead, a 4-stage K ring and a quarter of the
-// exponentials on the FMA pipe, dense v14-v16, and session 4's dense v10-v13 lost and are gone: call A of session
-// 5, apps/bench/results; dense v17 runs this pass on four consumer warpgroups, prefill_stats_v17.cu.)
-template <typename T, bool STATS, bool STATS_ONLY = false>
+// (Its statistics-only mode, the anchors' statistics pass on the two consumer warpgroups taking turns, gave way to
+// prefill_stats_v17.cu's four warpgroups in session 5 and is gone, with session 4's dense v10-v13 and session 5's
+// v14-v16.)
+template <typename T, bool STATS>
 __global__ void __launch_bounds__(kV9Threads, 1)
     prefill_dense_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, const __grid_constant__ V9Maps maps) {
   constexpr int D = 128;
@@ -115,7 +113,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     // Lane 0 of warp 0 issues Q and every K tile, lane 0 of warp 1 every V tile: K(i) waits only for K(i -
     // STAGES)'s release (right after S(i - STAGES)), not for V's (after P V, a step later).
-    if (lane == 0 && (warp == 0 || (warp == 1 && !STATS_ONLY))) {
+    if (lane == 0 && (warp == 0 || warp == 1)) {
       const int kvRow = b * G + j;
       const bool isK = warp == 0;
       const CUtensorMap* map = isK ? &maps.k : &maps.v;
@@ -178,16 +176,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   // [nb * 4 + e] / [nb * 4 + 2 + e]), only on steps that cross the warp's diagonal or the end.
   auto mask_step = [&](float* sacc, int i) {
     const int kFirst = i * kV9Keys;
-    if (kFirst + kV9Keys - 1 > warpFirst || kFirst + kV9Keys > listLen) {
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int p = kFirst + nb * 8 + quad * 2 + e;
-          if (p > pos0 || p >= listLen) sacc[nb * 4 + e] = -INFINITY;
-          if (p > pos1 || p >= listLen) sacc[nb * 4 + 2 + e] = -INFINITY;
-        }
-    }
+    if (kFirst + kV9Keys - 1 > warpFirst || kFirst + kV9Keys > listLen)
+      mask_causal<16>(sacc, kFirst, quad, pos0, pos1, listLen);
   };
 
   float o[NA], sacc[NA];
@@ -200,16 +190,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   // Online softmax of the masked scores in sacc: new row maxima, the factor O must be scaled by (al0 / al1,
   // applied once the P V in flight is done), P(i) = 2^(s * scale - max) in place (f32), row sums.
   auto softmax = [&]() {
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nb = 0; nb < 16; ++nb) {
-      mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
-      mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    float mx0, mx1;
+    row_max_quad<16>(sacc, mx0, mx1);
     const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
     al0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0);
     al1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
@@ -249,39 +231,6 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   };
 
   tma::mbar_wait(qFull, 0);
-  if constexpr (STATS_ONLY) {
-    // Turns over the ordinals 2 i + cw of the steps' products (barriers 1 and 2); S(i), then the online (max,
-    // sum) of its masked row (softmax() also leaves P in sacc, unused).
-    const tma::Turns turns(1, cw, 2);
-#pragma unroll 1
-    for (int i = 0; i < steps; ++i) {
-      turns.begin(2 * i + cw);
-      issue_s(sacc, i);
-      turns.end(2 * i + cw, 2 * steps);
-      wait0();
-      pin<NA>(sacc);
-      tma::mbar_arrive(kEmpty + i % STAGES);
-      mask_step(sacc, i);
-      softmax();
-    }
-  }
-  if constexpr (STATS_ONLY) {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    if (quad == 0) {
-      if (qi0 < Q) {
-        a.stats[(qBase + qi0) * 2] = m0;
-        a.stats[(qBase + qi0) * 2 + 1] = l0;
-      }
-      if (qi1 < Q) {
-        a.stats[(qBase + qi1) * 2] = m1;
-        a.stats[(qBase + qi1) * 2 + 1] = l1;
-      }
-    }
-    return;
-  }
   issue_s(sacc, 0);
   wait0();
   pin<NA>(sacc);
@@ -336,12 +285,12 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   }
 }
 
-template <typename T, bool STATS, bool STATS_ONLY = false>
+template <typename T, bool STATS>
 cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = v9_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS, STATS_ONLY>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_dense_v9_kernel<T, STATS>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -350,10 +299,10 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
   const int n = s.queryStart + s.queries;
   if (!tma_encode(&maps.q, s.dtype, a.q, s.queries, s.queries, s.batch * s.heads, kV9Rows) ||
       !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kV9Keys) ||
-      !tma_encode(&maps.v, s.dtype, STATS_ONLY ? a.k : a.v, n, s.capacity, s.batch * s.kvHeads, kV9Keys))
+      !tma_encode(&maps.v, s.dtype, a.v, n, s.capacity, s.batch * s.kvHeads, kV9Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_dense_v9_kernel<T, STATS, STATS_ONLY>
+  prefill_dense_v9_kernel<T, STATS>
       <<<dim3(grid.x, grid.y, grid.z), kV9Threads, smem, st>>>(s, a, maps);
   return cudaGetLastError();
 }
@@ -361,7 +310,7 @@ cudaError_t launch_v9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 }  // namespace
 
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode) {
-  return s.headDim == 128 && (mode == kDense || mode == kDenseStats || mode == kStats);
+  return s.headDim == 128 && (mode == kDense || mode == kDenseStats);
 }
 
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
@@ -369,8 +318,7 @@ cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mo
   if (!prefill_dense_v9_supports(s, mode)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     if (mode == kDense) return launch_v9_t<T, false>(s, a, st);
-    if (mode == kDenseStats) return launch_v9_t<T, true>(s, a, st);
-    return launch_v9_t<T, true, true>(s, a, st);
+    return launch_v9_t<T, true>(s, a, st);
   });
 }
 

@@ -277,17 +277,8 @@ __global__ void __launch_bounds__(128, STATS ? 2 : 3)
 
   // Pooling sweep over keys 0 .. s_t - 1.
   sweep(st, [&](const float* acc, int i) {
-    float p0 = 0.f, p1 = 0.f;
-#pragma unroll
-    for (int nb = 0; nb < NR / 8; ++nb) {
-      const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
-    }
-    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
-    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
-    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
-    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+    float p0, p1;
+    pooled_pair<NR / 8>(acc, Cs, qscale, quad, p0, p1);
     const int x0 = i * kKeys + warp * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) rowp[x0] = p0;

@@ -135,26 +135,10 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     tma::mbar_arrive(empty + sg);
     // Causal mask (only on steps that cross the warp's diagonal or the end), then the online (max, sum).
     const int kFirst = i * kS17Keys;
-    if (kFirst + kS17Keys - 1 > warpFirst || kFirst + kS17Keys > listLen) {
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int p = kFirst + nb * 8 + quad * 2 + e;
-          if (p > pos0 || p >= listLen) sacc[nb * 4 + e] = -INFINITY;
-          if (p > pos1 || p >= listLen) sacc[nb * 4 + 2 + e] = -INFINITY;
-        }
-    }
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nb = 0; nb < 16; ++nb) {
-      mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
-      mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    if (kFirst + kS17Keys - 1 > warpFirst || kFirst + kS17Keys > listLen)
+      mask_causal<16>(sacc, kFirst, quad, pos0, pos1, listLen);
+    float mx0, mx1;
+    row_max_quad<16>(sacc, mx0, mx1);
     const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
     const float c0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
     const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;

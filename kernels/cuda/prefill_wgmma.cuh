@@ -41,6 +41,57 @@ __device__ __forceinline__ float ex2_fma(float x) {
   return __int_as_float(__float_as_int(p) + (__float_as_int(j) - 0x4B400000) * (1 << 23));
 }
 
+// Helpers on the m64nNk16 accumulator of one warpgroup: thread (warp w, lane = 4 row + quad) holds, for column
+// block nb (8 columns), acc[nb * 4 + e] at row 16 w + row, column 8 nb + 2 quad + e and acc[nb * 4 + 2 + e] at
+// row + 8 (e = 0, 1).
+//
+// Causal mask of a score tile S = Q K^T (rows = queries at positions pos0 / pos1, columns = keys kFirst ..): keys
+// after a row's position or at / past listLen set to -inf. NB column blocks.
+template <int NB>
+__device__ __forceinline__ void mask_causal(float* sacc, int kFirst, int quad, int pos0, int pos1, int listLen) {
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int p = kFirst + nb * 8 + quad * 2 + e;
+      if (p > pos0 || p >= listLen) sacc[nb * 4 + e] = -INFINITY;
+      if (p > pos1 || p >= listLen) sacc[nb * 4 + 2 + e] = -INFINITY;
+    }
+}
+// The two rows' maxima of a score tile over its NB column blocks and the thread quad.
+template <int NB>
+__device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, float& mx1) {
+  mx0 = -INFINITY;
+  mx1 = -INFINITY;
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    mx0 = fmaxf(mx0, fmaxf(sacc[nb * 4], sacc[nb * 4 + 1]));
+    mx1 = fmaxf(mx1, fmaxf(sacc[nb * 4 + 2], sacc[nb * 4 + 3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+}
+// The pools' step (S^T = K Q^T: rows = keys, columns = query rows): the two keys' pooled scores, sum over the NB
+// column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L).
+template <int NB>
+__device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
+                                            float& p1) {
+  p0 = 0.f;
+  p1 = 0.f;
+#pragma unroll
+  for (int nb = 0; nb < NB; ++nb) {
+    const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
+    p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+    p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+  }
+  p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+  p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+  p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+  p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+}
+
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }

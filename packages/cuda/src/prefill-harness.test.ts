@@ -317,19 +317,19 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
 
   it('rejects an unknown kernel variant or preset by name', () => {
     expect(() => setPrefillKernels({ dense: 'v10' as 'v1' })).toThrow(
-      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v12, v17, got v10/,
+      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v12, v17, got v10/,
     );
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v9, v12, v17, got fast/,
+      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v12, v17, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v2, v3, v4, v5, v6, v12, v19, got v9/,
+      /pool kernel must be one of v1, v2, v3, v4, v5, v6, v19, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v30, v37\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v37\)/,
     );
     // Session 4's and session 5's losing presets are gone.
-    for (const gone of ['v19', 'v20', 'v25', 'v29', 'v31', 'v32', 'v35', 'v36', 'v41'])
+    for (const gone of ['v19', 'v20', 'v25', 'v29', 'v30', 'v31', 'v32', 'v35', 'v36', 'v41'])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
     expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
@@ -340,7 +340,6 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v12')).toEqual({ dense: 'v6', sparse: 'v5', pool: 'v4' });
     expect(prefillKernelPreset('v13')).toEqual({ dense: 'v6', sparse: 'v6', pool: 'v4' });
     expect(prefillKernelPreset('v16')).toEqual({ dense: 'v7', sparse: 'v5', pool: 'v6' });
-    expect(prefillKernelPreset('v30')).toEqual({ dense: 'v9', sparse: 'v12', pool: 'v12' });
     expect(prefillKernelPreset('v37')).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
   });
 

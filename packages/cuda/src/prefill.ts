@@ -368,38 +368,26 @@ export function uploadPrefillSelection(
  *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`;
  *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6);
  *   - `v8`: `v7` with V swizzled too;
- *   - `v9`: FlashAttention-3's structure (prefill_dense_v9.cu): TMA copies into a 2-stage mbarrier ring, a
- *     producer warpgroup and two consumer warpgroups; in the statistics-only pass (K only) the two consumers
- *     take turns issuing Q K^T (ping-pong); sparse: the same skeleton gathering the selected rows
- *     (prefill_sparse_v9.cu, 2-stage ring);
- *   - `v12` (sparse default): sparse v9 with a 3-stage gather ring; dense modes run as v9;
- *   - `v17` (dense default): dense modes and sparse as v9; the anchors' statistics-only pass on four consumer
- *     warpgroups (row halves x step parities) issuing their products in turns (prefill_stats_v17.cu).
+ *   - `v12` (sparse default): dense and dense + statistics on dense v9 (prefill_dense_v9.cu, FlashAttention-3's
+ *     structure: TMA copies into a 2-stage mbarrier ring, a producer warpgroup and two consumer warpgroups), the
+ *     statistics-only pass on four consumer warpgroups taking turns (prefill_stats_v17.cu), sparse on the same
+ *     skeleton gathering the selected rows with a 3-stage ring (prefill_sparse_v9.cu);
+ *   - `v17` (dense default): v12 with sparse v9's 2-stage ring.
+ *   (Session 4's `v9`, `v10`, `v11`, `v13` and session 5's `v14`-`v16`, `v18`-`v20` are gone.)
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
  *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
  *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
  *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
- *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v12` the pool on dense v9's
- *   warp-specialised TMA skeleton (prefill_pool_v12.cu; head dim 128, g = 4, else as v5), `v19` (the default)
+ *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v19` (the default)
  *   four consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
  *   (prefill_pool_v17.cu; else as v5). Every pool is followed by the same select since session 5 (16-byte
- *   loads, two in flight: prefill_select_v3.cu; session 3's two-pass select, pools v7 / v8, is gone).
+ *   loads, two in flight: prefill_select_v3.cu; session 3's two-pass select, pools v7 / v8, is gone; so are
+ *   session 4's pools v9-v13 and session 5's v14-v18, v20-v22).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant =
-  | 'v1'
-  | 'v2'
-  | 'v3'
-  | 'v4'
-  | 'v5'
-  | 'v6'
-  | 'v7'
-  | 'v8'
-  | 'v9'
-  | 'v12'
-  | 'v17';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v12' | 'v19';
+export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v12' | 'v17';
+export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v19';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v1',
   'v2',
@@ -409,7 +397,6 @@ export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
   'v6',
   'v7',
   'v8',
-  'v9',
   'v12',
   'v17',
 ];
@@ -420,7 +407,6 @@ export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
   'v4',
   'v5',
   'v6',
-  'v12',
   'v19',
 ];
 
@@ -440,11 +426,11 @@ export interface PrefillKernelSelection {
  * v14 with the swizzled pool (v5), v16 = the swizzled wgmma dense (v7) + the swizzled pool that computes the
  * anchor's statistics (v6), v17 = v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q,
  * K and V swizzled (v8) and pool v6 (session 3's defaults); v19 (v18 with the two-pass select) is gone.
- * Session 4 (its losing presets v20-v29 and v31 are gone): v30 = dense v9, sparse v12, pool v12, the
- * defaults until session 5. Session 5: v37 = dense v17, sparse v12, pool v19, the defaults (call B, 128k: anchor
- * 304 ms, layer 0 363, against v30's 342 and 388). Its calls A and B also timed v32-v36 and v38-v41 (the
- * statistics pass and the pool with turns or an issue-ahead on two or three warpgroups, FMA-pipe exponentials,
- * no turns, a lazy max, the old select): slower, gone.
+ * Session 4's presets v20-v31 are gone (its defaults, v30 = dense v9, sparse v12, pool v12, after session 5's call
+ * B). Session 5: v37 = dense v17, sparse v12, pool v19, the defaults (call B, 128k: anchor 304 ms, layer 0 363,
+ * against v30's 342 and 388). Its calls A and B also timed v32-v36 and v38-v41 (the statistics pass and the pool
+ * with turns or an issue-ahead on two or three warpgroups, FMA-pipe exponentials, no turns, a lazy max, the old
+ * select): slower, gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -465,17 +451,15 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v16: { dense: 'v7', sparse: 'v5', pool: 'v6' },
   v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
   v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
-  v30: { dense: 'v9', sparse: 'v12', pool: 'v12' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
 };
 
 /**
  * What runs when nothing is selected (the environment variables unset): preset `v37`, the fastest measured in
- * session 5's call B (apps/bench/results/cuda-prefill.json): dense v17 (dense v9 for dense, layer 0's dense +
- * statistics pass and the dense modes; the anchors' statistics-only pass on four consumer warpgroups), sparse v12
- * (the anchors' sparse pass and reuse) and pool v19 (four consumer warpgroups, select v3). Where they do not
- * apply, dense runs v2 (head dim 64), sparse v5 (head dim 64 or g != 4), the pool v5 (head dim 64 or g != 4;
- * g = 8: v2).
+ * session 5's call B (apps/bench/results/cuda-prefill.json): dense v17 (dense v9 for dense and layer 0's dense +
+ * statistics pass; the anchors' statistics-only pass on four consumer warpgroups), sparse v12 (the anchors'
+ * sparse pass and reuse) and pool v19 (four consumer warpgroups, then select v3). Where they do not apply, dense
+ * runs v2 (head dim 64), sparse v5 (head dim 64 or g != 4), the pool v5 (head dim 64 or g != 4; g = 8: v2).
  */
 export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v17', sparse: 'v12', pool: 'v19' };
 
