@@ -60,7 +60,7 @@ echo "warm-up done after $(( $(date +%s) - start )) s"
 timeout --kill-after=3 "$lim1" node "$bundle" "$out/parity" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --parity-only
 echo "parity rc=$? after $(( $(date +%s) - start )) s"
 # 0b. The reuse probe at 128k batch 1 (rows probe-*: floors, k scan of the defaults and of the
-#     single-step gather, index patterns, merge, ops per pass, a gather-only kernel, the anchors'
+#     subgroup team merge, index patterns, merge, ops per pass, a gather-only kernel, the anchors'
 #     stages) in a process of its own; WEBGPU_NO_PROBE=1 skips it. WEBGPU_PROBE_NR=1 runs it again
 #     with Dawn's bounds clamps off (rows with dawnToggles; call A of session 4: nothing got faster).
 if [ -z "${WEBGPU_NO_PROBE:-}" ]; then
