@@ -33,29 +33,31 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'dense', maxBatch: 4, maxN: 16384, variant: 148 },
   { op: 'dense', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
   { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 176 },
-  // Layer 0 and the anchor (session 4, call B at cd03a04, `cuda-decode.json`): the fastest variant at
-  // each measured context (8k, 32k, 128k, 512k at batch 1; 8k, 32k, 128k at batch 32). The stream
-  // select with the f16 intermediate wins at 128k batch 32 (layer 0 3196: 1.2 % faster than the next
-  // without it; the anchor 19644: 4 %), the cluster select (764, 636) at 8k/32k, the multi-pass select
-  // (188) at 128k/512k batch 1, the stream select over f32 logits with bit 4096 (6332) for the anchor
-  // at 32k batch 1.
+  // Layer 0 and the anchor at batch > 4 (session 4, call B at cd03a04, `cuda-decode.json`): the fastest
+  // variant at each measured context (8k, 32k, 128k at batch 32). The stream select with the f16
+  // intermediate wins at 128k batch 32 (layer 0 3196: 1.2 % faster than the next without it; the
+  // anchor 19644: 4 %), the cluster select (764) at 8k/32k.
+  // Batch <= 4 (session 5, call C at fcda072, `cuda-decode.json` and `cuda-b1-probe.json`): the b1 select
+  // (bit 131072, one cooperative launch) with the warp-specialised gather for the anchor's sparse pass
+  // (164028 = 188 + 32768 + 131072) is the fastest layer 0 at 32k/128k and anchor at 8k/32k/128k; at
+  // 512k the warp-specialised gather alone (32956 = 188 + 32768); the cluster select (764) for layer 0
+  // at 8k.
   { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 764 },
-  { op: 'layer0', maxBatch: 4, maxN: 65536, variant: 636 },
-  { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
+  { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 164028 },
+  { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3196 },
-  { op: 'anchor', maxBatch: 4, maxN: 16384, variant: 764 },
-  { op: 'anchor', maxBatch: 4, maxN: 65536, variant: 6332 },
-  { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 188 },
+  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 164028 },
+  { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 19644 },
-  // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5; figures in the README's batch-1
-  // sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768 with
-  // 16-bit P: 32800; session 5 call B: 12.6 us at 32k against 14.0 for 252, 23.2 at 128k against 23.9
-  // for 124) up to 256k, the lean gather (252) beyond.
+  // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5, call C's bench; figures in the README's
+  // batch-1 sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768
+  // with 16-bit P: 32800, the same kernel as 32956) beyond: call C's fastest reuse at 32k and 512k; at
+  // 128k within 2 % of the split gather (124: 22.56 against 23.01 us per call with events, 19.89
+  // against 20.43 in a graph, 24.56 against 24.14 over 4 layers in turn).
   { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 8252 },
-  { op: 'reuse', maxBatch: 4, maxN: 262144, variant: 32800 },
-  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
+  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32800 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
 
