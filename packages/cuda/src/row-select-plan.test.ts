@@ -1,14 +1,11 @@
 // The split plan of the row select (variant bit 65536: kernels/cuda/select_plan.h, row_select_chunk): the
 // real C++ header compiled with the machine's C++ compiler (no CUDA needed), checked over a grid of shapes.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hostCompiler, runHostDriver } from './host-cpp.js';
 
 const header = resolve(dirname(fileURLToPath(import.meta.url)), '../../../kernels/cuda/select_plan.h');
-const compiler = ['c++', 'g++', 'clang++'].find((c) => spawnSync(c, ['--version']).status === 0);
 
 interface Chunk {
   rows: number;
@@ -42,22 +39,13 @@ int main() {
 }
 `;
 
-let dir = '';
 let chunks: Chunk[] = [];
 let stages: { rows: number; splits: number; lag: number; r: number; a: number; b: number }[] = [];
 
 beforeAll(() => {
-  if (!compiler) return;
-  dir = mkdtempSync(join(tmpdir(), 'row-select-plan-'));
-  writeFileSync(join(dir, 'main.cpp'), driver);
-  const exe = join(dir, 'plan');
-  const cc = spawnSync(compiler, ['-std=c++17', '-O1', '-o', exe, join(dir, 'main.cpp')], {
-    encoding: 'utf8',
-  });
-  if (cc.status !== 0) throw new Error(`compiling select_plan.h failed:\n${cc.stderr}`);
-  const run = spawnSync(exe, [], { encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`the plan driver failed:\n${run.stderr}`);
-  const lines = run.stdout.trim().split('\n');
+  if (!hostCompiler) return;
+  const stdout = runHostDriver('select_plan.h', driver);
+  const lines = stdout.trim().split('\n');
   stages = lines
     .filter((l) => l.startsWith('S '))
     .map((l) => {
@@ -79,11 +67,7 @@ beforeAll(() => {
     });
 });
 
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-describe.skipIf(!compiler)('row select split plan (select_plan.h row_select_chunk)', () => {
+describe.skipIf(!hostCompiler)('row select split plan (select_plan.h row_select_chunk)', () => {
   it('gives whole 64-key tiles between 256 and 4096 keys per split', () => {
     expect(chunks.length).toBe(12 * 6 * 3);
     for (const c of chunks) {

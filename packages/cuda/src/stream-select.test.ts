@@ -2,16 +2,13 @@
 // bits 1024 / 2048): the real C++ header compiled with the machine's C++ compiler (no CUDA needed),
 // the u16 layout and the stream schedule checked over a grid of shapes, and the exact window's bound
 // (f16 rounding of u against the 2^-9 window) checked on random pooled scores in TypeScript.
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromF16, toF16 } from '@kascade/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hostCompiler, runHostDriver } from './host-cpp.js';
 
 const header = resolve(dirname(fileURLToPath(import.meta.url)), '../../../kernels/cuda/select_plan.h');
-const compiler = ['c++', 'g++', 'clang++'].find((c) => spawnSync(c, ['--version']).status === 0);
 
 const NS = [1, 2, 15, 16, 17, 113, 1023, 2048, 2049, 4097, 8192, 20000, 65537, 131072, 340000, 524288];
 const ROWS = [1, 2, 8, 16, 80, 256, 640];
@@ -58,24 +55,15 @@ int main() {
 }
 `;
 
-let dir = '';
 const layouts: Layout[] = [];
 const plans: Plan[] = [];
 let window = 0;
 let tile = 0;
 
 beforeAll(() => {
-  if (!compiler) return;
-  dir = mkdtempSync(join(tmpdir(), 'stream-select-'));
-  writeFileSync(join(dir, 'main.cpp'), driver);
-  const exe = join(dir, 'plan');
-  const cc = spawnSync(compiler, ['-std=c++17', '-O1', '-o', exe, join(dir, 'main.cpp')], {
-    encoding: 'utf8',
-  });
-  if (cc.status !== 0) throw new Error(`compiling select_plan.h failed:\n${cc.stderr}`);
-  const run = spawnSync(exe, [], { encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`the driver failed:\n${run.stderr}`);
-  for (const line of run.stdout.trim().split('\n')) {
+  if (!hostCompiler) return;
+  const stdout = runHostDriver('select_plan.h', driver);
+  for (const line of stdout.trim().split('\n')) {
     const [tag, ...rest] = line.split(' ');
     const v = rest.map(Number);
     if (tag === 'L') {
@@ -99,11 +87,7 @@ beforeAll(() => {
   }
 });
 
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-describe.skipIf(!compiler)('stream select host plan (select_plan.h, host C++ compiler)', () => {
+describe.skipIf(!hostCompiler)('stream select host plan (select_plan.h, host C++ compiler)', () => {
   it('lays out the f16 intermediate in 16-aligned rows, the step maxima after them', () => {
     expect(layouts.length).toBe(NS.length * ROWS.length);
     for (const l of layouts) {
@@ -188,7 +172,7 @@ describe('the exact window of the f16 intermediate (variant bit 1024)', () => {
   it('keeps every key whose order against the k-th score f16 rounding could flip', () => {
     const W = 0.001953125; // kStreamWindow (2^-9), also read from the header above when a compiler exists
     const A = 2 ** -38; // kStreamWindowAbsPerHead
-    if (compiler) expect(window).toBe(W);
+    if (hostCompiler) expect(window).toBe(W);
     const g = 4;
     const n = 4096;
     const k = 410;
