@@ -14,7 +14,14 @@ import type { KascadeGPU } from './context.js';
 import { createDecodeSlot, encodeDecode, teamsWorkgroupBytes } from './ops/decode.js';
 import type { KVDType } from './program.js';
 import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
-import { allFinite, checkTopk, openTestBackends, randomFloats, relError } from './test-gpu.js';
+import {
+  allFinite,
+  checkTopk,
+  openTestBackends,
+  randomFloats,
+  relError,
+  runComputePass,
+} from './test-gpu.js';
 
 // The team kernel's subgroup team merge (`subgroupTeamMerge`): every role against the float64 core
 // reference, NaN-poisoned outputs, each run twice (bit for bit). On 4-lane subgroups (SwiftShader) the
@@ -23,17 +30,8 @@ import { allFinite, checkTopk, openTestBackends, randomFloats, relError } from '
 const probe = await openTestBackends(['f32']);
 afterAll(() => probe.context?.destroy());
 
-async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> {
-  await gpu.checked('merge test', async () => {
-    const enc = gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    encode(pass);
-    pass.end();
-    gpu.flushParams();
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-  });
-}
+const run = (gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> =>
+  runComputePass(gpu, 'merge test', encode);
 
 interface Case {
   dtype: KVDType;

@@ -14,7 +14,7 @@ import type { KascadeGPU } from './context.js';
 import { createDecodeSlot, encodeDecode, type LayerRole } from './ops/decode.js';
 import { createPrefillSlot, encodePrefill } from './ops/prefill.js';
 import { createDeviceKV, type DeviceKV, destroyDeviceKV } from './tensors.js';
-import { allFinite, openTestBackends, randomFloats, relError } from './test-gpu.js';
+import { allFinite, openTestBackends, randomFloats, relError, runComputePass } from './test-gpu.js';
 
 // Without subgroups, so the portable decode path is covered too (decode.test.ts uses them when offered).
 const probe = await openTestBackends(['f32'], { subgroups: false });
@@ -39,17 +39,8 @@ function fillKV(gpu: KascadeGPU, kv: DeviceKV, seed: number): { k: Float32Array[
   return { k, v };
 }
 
-async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> {
-  await gpu.checked('split test', async () => {
-    const enc = gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    encode(pass);
-    pass.end();
-    gpu.flushParams();
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-  });
-}
+const run = (gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> =>
+  runComputePass(gpu, 'split test', encode);
 
 describe.skipIf(!probe.context)('K/V split by sequence past the storage binding limit (no subgroups)', () => {
   it('runs without the subgroups feature', () => {

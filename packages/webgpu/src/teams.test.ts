@@ -22,23 +22,21 @@ import {
 } from './ops/decode.js';
 import type { KVDType } from './program.js';
 import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
-import { allFinite, checkTopk, openTestBackends, randomFloats, relError } from './test-gpu.js';
+import {
+  allFinite,
+  checkTopk,
+  openTestBackends,
+  randomFloats,
+  relError,
+  runComputePass,
+} from './test-gpu.js';
 
 // Both decode kernels on the same device, batched, through encodeDecode (what an engine calls).
 const probe = await openTestBackends(['f32']);
 afterAll(() => probe.context?.destroy());
 
-async function run(gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> {
-  await gpu.checked('teams test', async () => {
-    const enc = gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    encode(pass);
-    pass.end();
-    gpu.flushParams();
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-  });
-}
+const run = (gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> =>
+  runComputePass(gpu, 'teams test', encode);
 
 describe('decode kernel choice', () => {
   const fake = (info: object) => ({ info }) as unknown as KascadeGPU;

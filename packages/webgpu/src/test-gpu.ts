@@ -104,3 +104,23 @@ export function checkTopk(
   }
   return checked;
 }
+
+/**
+ * Encodes one compute pass with `encode`, submits it and waits for the queue, inside
+ * `gpu.checked(label, ...)` so that a validation or out-of-memory error fails the test with its label.
+ */
+export async function runComputePass(
+  gpu: KascadeGPU,
+  label: string,
+  encode: (pass: GPUComputePassEncoder) => void,
+): Promise<void> {
+  await gpu.checked(label, async () => {
+    const enc = gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    encode(pass);
+    pass.end();
+    gpu.flushParams();
+    gpu.device.queue.submit([enc.finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
+  });
+}
