@@ -3,7 +3,6 @@ import {
   type DecodeSelection,
   denseDecodeAttention,
   fromF16,
-  pooledDecodeScores,
   sparseDecodeAttention,
   toF16,
   topkBudget,
@@ -16,9 +15,9 @@ import type { KVDType } from './program.js';
 import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
 import {
   allFinite,
-  checkTopk,
   openTestBackends,
   randomFloats,
+  readCheckedSelections,
   relError,
   runComputePass,
 } from './test-gpu.js';
@@ -121,25 +120,12 @@ describe.skipIf(!probe.context)('subgroup team merge against the reference', () 
         expect(allFinite(outs[0]), role).toBe(true);
         expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
         if (role === 'dense-anchor' || role === 'anchor') {
-          const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
-          sels = Array.from({ length: B }, (_, b) => {
-            const indices = new Int32Array(G * kk);
-            for (let j = 0; j < G; j++)
-              indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + kk), j * kk);
-            return { kvHeads: G, k: kk, indices };
-          });
-          for (let b = 0; b < B; b++) {
-            const pooled = pooledDecodeScores(ref(b));
-            const rows = checkTopk(
-              sels[b],
-              (r) => r * kk,
-              G,
-              () => n,
-              () => kk,
-              (r) => pooled.subarray(r * n, (r + 1) * n),
-            );
-            expect(rows).toBe(G);
-          }
+          sels = await readCheckedSelections(
+            gpu,
+            slot.indices,
+            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
+            ref,
+          );
         }
         for (let b = 0; b < B; b++) {
           const want =

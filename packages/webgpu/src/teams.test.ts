@@ -27,6 +27,7 @@ import {
   checkTopk,
   openTestBackends,
   randomFloats,
+  readCheckedSelections,
   relError,
   runComputePass,
 } from './test-gpu.js';
@@ -541,25 +542,12 @@ describe.skipIf(!probe.context)(
         expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
         const o = outs[0];
         if (role === 'dense-anchor' || role === 'anchor') {
-          const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
-          sels = Array.from({ length: B }, (_, b) => {
-            const indices = new Int32Array(G * kk);
-            for (let j = 0; j < G; j++)
-              indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + kk), j * kk);
-            return { kvHeads: G, k: kk, indices };
-          });
-          for (let b = 0; b < B; b++) {
-            const pooled = pooledDecodeScores(ref(b));
-            const rows = checkTopk(
-              sels[b],
-              (r) => r * kk,
-              G,
-              () => n,
-              () => kk,
-              (r) => pooled.subarray(r * n, (r + 1) * n),
-            );
-            expect(rows).toBe(G);
-          }
+          sels = await readCheckedSelections(
+            gpu,
+            slot.indices,
+            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
+            ref,
+          );
         }
         for (let b = 0; b < B; b++) {
           const want =

@@ -4,8 +4,9 @@
  * fails them.
  */
 import { existsSync } from 'node:fs';
+import { type DecodeInputs, type DecodeSelection, pooledDecodeScores } from '@kascade/core';
 import { expect } from 'vitest';
-import { WebGPUBackend } from './backend.js';
+import { readBuffer, WebGPUBackend } from './backend.js';
 import { KascadeGPU } from './context.js';
 import type { KVDType } from './program.js';
 
@@ -123,4 +124,38 @@ export async function runComputePass(
     gpu.device.queue.submit([enc.finish()]);
     await gpu.device.queue.onSubmittedWorkDone();
   });
+}
+
+/**
+ * Reads the `k` indices of each of `batch` sequences x `kvHeads` rows from an index slot (rows
+ * `stride` apart), checks every row with `checkTopk` against the float64 pooled scores of
+ * `reference(b)` (keys 0 .. n - 1), and returns the selections for the reference sparse attention.
+ */
+export async function readCheckedSelections(
+  gpu: KascadeGPU,
+  indices: GPUBuffer,
+  shape: { batch: number; kvHeads: number; k: number; stride: number; n: number },
+  reference: (b: number) => DecodeInputs,
+): Promise<DecodeSelection[]> {
+  const { batch, kvHeads, k, stride, n } = shape;
+  const all = new Int32Array(await readBuffer(gpu, indices, batch * kvHeads * stride * 4));
+  const sels: DecodeSelection[] = Array.from({ length: batch }, (_, b) => {
+    const rows = new Int32Array(kvHeads * k);
+    for (let j = 0; j < kvHeads; j++)
+      rows.set(all.subarray((b * kvHeads + j) * stride, (b * kvHeads + j) * stride + k), j * k);
+    return { kvHeads, k, indices: rows };
+  });
+  sels.forEach((sel, b) => {
+    const pooled = pooledDecodeScores(reference(b));
+    const rows = checkTopk(
+      sel,
+      (r) => r * k,
+      kvHeads,
+      () => n,
+      () => k,
+      (r) => pooled.subarray(r * n, (r + 1) * n),
+    );
+    expect(rows).toBe(kvHeads);
+  });
+  return sels;
 }
