@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc) {
         uint32_t bf[4];
-        ldsm_x4(bf, base + kc * 16);
+        ldmatrix_x4(bf, base + kc * 16);
         mma16816<T>(c0, ka[kc], bf[0], bf[1]);
         mma16816<T>(c1, ka[kc], bf[2], bf[3]);
       }
@@ -179,35 +179,21 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
   return cudaGetLastError();
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above), v2 (the wgmma pool), v3 (the pipelined wgmma
-// pool, prefill_pool_v3.cu), v4 (v3 with the statistics computed inside the pooling blocks: the
-// anchors skip their statistics pass; layer 0, whose dense pass writes the statistics anyway, runs v3),
-// v5 / v6 (v6 the default in session 3): v3 / v4 with the Q and K tiles in the 128-byte swizzled layout; v19 (the
-// default since session 5): four consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the
-// attention pass (prefill_pool_v17.cu; head dim 128, g = 4, else as v5). Every pool is followed by select v3
-// (16-byte loads, two in flight: prefill_select_v3.cu). (Session 3's v7 / v8 with the two-pass select, session 4's
-// v9-v13 (v12: its default, two consumer warpgroups) and session 5's v14-v18 and v20-v22 lost and are gone.)
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape) and v19 (the default since session 5): four
+// consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
+// (prefill_pool_v17.cu; head dim 128, g = 4, else v1). Every pool is followed by select v3 (16-byte loads, two in
+// flight: prefill_select_v3.cu). Sessions 2-5's pools v2-v18 and v20-v22 (the first wgmma pools, the pipelined and
+// swizzled ones, the pools computing their own statistics, the two-warpgroup turns) lost and are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = (v >= 1 && v <= 6) || v == 19;
-  return known ? v : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
-}
-
-// Whether this op's pooling blocks compute the statistics themselves (pool v4, not layer 0, g <= 4).
-static bool pool_fuses_stats(const KascadePrefillShape& s, bool layer0) {
-  const int pv = pool_variant();
-  return !layer0 && (pv == 4 || pv == 6) && pool_v3_supports(s);
+  return v == 1 ? 1 : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                               bool fusedStats, cudaStream_t st) {
-  const int pv = pool_variant();
-  if (pv == 19 && pool_v17_supports(s))
+                               cudaStream_t st) {
+  if (pool_variant() == 19 && pool_v17_supports(s))
     return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-  if (pv >= 3)
-    return launch_pool_v3(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, fusedStats, pv >= 5, st);
-  if (pv == 2) return launch_pool_wgmma(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -230,13 +216,12 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.v = v;
   a.out = out;
   a.stats = w.stats;
-  const bool fused = pool_fuses_stats(*s, layer0);
-  if (!fused && (e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
+  if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads;
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
-        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, fused, st)) != cudaSuccess)
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
       return e;
     if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
   }
@@ -287,7 +272,6 @@ extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* 
   a.q = q;
   a.k = k;
   a.stats = w.stats;
-  const bool fused = pool_fuses_stats(*s, false);
-  if (!fused && (e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
-  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, fused, st);
+  if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
 }

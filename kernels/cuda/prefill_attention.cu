@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(WARPS * 32) prefill_attn_kernel(KascadePrefill
 #pragma unroll
         for (int kc = 0; kc < KC; ++kc) {
           uint32_t bf[4];
-          ldsm_x4(bf, base + kc * 16);
+          ldmatrix_x4(bf, base + kc * 16);
           mma16816<T>(sc[2 * kb], qa[kc], bf[0], bf[1]);
           mma16816<T>(sc[2 * kb + 1], qa[kc], bf[2], bf[3]);
         }
@@ -218,15 +218,15 @@ __global__ void __launch_bounds__(WARPS * 32) prefill_attn_kernel(KascadePrefill
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
           uint32_t pa[4];
-          pa[0] = pack_2<T>(sc[2 * kk][0], sc[2 * kk][1]);
-          pa[1] = pack_2<T>(sc[2 * kk][2], sc[2 * kk][3]);
-          pa[2] = pack_2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
-          pa[3] = pack_2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
+          pa[0] = pack2<T>(sc[2 * kk][0], sc[2 * kk][1]);
+          pa[1] = pack2<T>(sc[2 * kk][2], sc[2 * kk][3]);
+          pa[2] = pack2<T>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
+          pa[3] = pack2<T>(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
           const T* base = vs + (kk * 16 + (mi & 1) * 8 + r8) * RW + (mi >> 1) * 8;
 #pragma unroll
           for (int nd = 0; nd < KC; ++nd) {
             uint32_t bf[4];
-            ldsm_x4_trans(bf, base + nd * 16);
+            ldmatrix_x4_trans(bf, base + nd * 16);
             mma16816<T>(acc[2 * nd], pa, bf[0], bf[1]);
             mma16816<T>(acc[2 * nd + 1], pa, bf[2], bf[3]);
           }
@@ -260,10 +260,10 @@ __global__ void __launch_bounds__(WARPS * 32) prefill_attn_kernel(KascadePrefill
     for (int nb = 0; nb < NB; ++nb) {
       if (qi0 < Q)
         *reinterpret_cast<uint32_t*>(o + (qBase + qi0) * D + nb * 8 + quad * 2) =
-            pack_2<T>(acc[nb][0] * inv0, acc[nb][1] * inv0);
+            pack2<T>(acc[nb][0] * inv0, acc[nb][1] * inv0);
       if (qi1 < Q)
         *reinterpret_cast<uint32_t*>(o + (qBase + qi1) * D + nb * 8 + quad * 2) =
-            pack_2<T>(acc[nb][2] * inv1, acc[nb][3] * inv1);
+            pack2<T>(acc[nb][2] * inv1, acc[nb][3] * inv1);
     }
   }
 }
@@ -298,37 +298,29 @@ int prefill_variant_number(const char* name) {
 // Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v37): dense v17 (dense
 // v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu) and sparse v12 (sparse
 // v9's 3-stage ring), the fastest on the H200 in session 5's call B (apps/bench/results/cuda-prefill.json); where
-// they do not apply, launch_prefill_attention runs dense v2 / sparse v5.
-// Attention variants: v1-v8, v12 (dense v9 for dense and dense + statistics, the four-warpgroup statistics pass,
+// they do not apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
+// Attention variants: v1, v12 (dense v9 for dense and dense + statistics, the four-warpgroup statistics pass,
 // sparse v9 with its 3-stage ring) and v17 (the same with sparse v9's 2-stage ring for sparse; the default for the
-// dense modes). Session 4's v9 (dense v9 with its own statistics pass, sparse v9), v10, v11, v13 and session 5's
-// v14-v16 and v18-v20 lost and are gone.
+// dense modes). Sessions 2-5's v2-v8 (mma.sync with 32 rows per warp, the first wgmma kernels, dense v6's
+// two-warpgroup overlap), v9-v11, v13-v16 and v18-v20 lost to them and are gone.
 int prefill_variant(PrefillMode mode) {
   const int fallback = mode == kSparse ? 12 : 17;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
-  const bool known = (v >= 1 && v <= 8) || v == 12 || v == 17;
+  const bool known = v == 1 || v == 12 || v == 17;
   return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
-  int variant = prefill_variant(mode);
+  const int variant = prefill_variant(mode);
   // v12 / v17: the TMA + warp-specialised kernels at head dim 128 (dense v9 for dense and dense + statistics,
-  // prefill_stats_v17.cu for the statistics-only pass, sparse v9 for sparse: v12 its 3-stage ring).
-  if ((variant == 12 || variant == 17) && mode == kStats && s.headDim == 128)
-    return launch_prefill_stats_v17(s, a, st);
-  if (variant >= 12 && prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
-  // Sparse v9: the warp-specialised gather kernel (prefill_sparse_v9.cu) at head dim 128 and g = 4.
-  if (variant >= 12 && mode == kSparse && prefill_sparse_v9_supports(s))
-    return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);
-  if (variant >= 6 && prefill_dense_v6_supports(s, mode))
-    return launch_prefill_dense_v6(s, mode, a, st, variant > 8 ? 2 : variant - 6);
-  if (variant >= 5 && mode == kSparse) return launch_prefill_sparse_v5(s, a, st);
-  if (variant == 5) return launch_prefill_attention_v2(s, mode, a, st, mode != kStats);
-  if (variant >= 6) return launch_prefill_attention_v2(s, mode, a, st);
-  if (variant == 2) return launch_prefill_attention_v2(s, mode, a, st);
-  if (variant >= 3 && prefill_wgmma_supports(s, mode))
-    return launch_prefill_attention_wgmma(s, mode, a, st, variant == 4);
+  // prefill_stats_v17.cu for the statistics-only pass, sparse v9 for sparse at g = 4: v12 its 3-stage ring).
+  if (variant >= 12) {
+    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st);
+    if (prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
+    if (mode == kSparse && prefill_sparse_v9_supports(s))
+      return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);
+  }
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&]() -> cudaError_t {

@@ -225,8 +225,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     }
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb) {
-      pa[nb >> 1][(nb & 1) * 2 + 0] = pack_2<T>(sacc[nb * 4 + 0], sacc[nb * 4 + 1]);
-      pa[nb >> 1][(nb & 1) * 2 + 1] = pack_2<T>(sacc[nb * 4 + 2], sacc[nb * 4 + 3]);
+      pa[nb >> 1][(nb & 1) * 2 + 0] = pack2<T>(sacc[nb * 4 + 0], sacc[nb * 4 + 1]);
+      pa[nb >> 1][(nb & 1) * 2 + 1] = pack2<T>(sacc[nb * 4 + 2], sacc[nb * 4 + 3]);
     }
   };
 
@@ -278,10 +278,10 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   for (int nb = 0; nb < 16; ++nb) {
     if (qi0 < Q)
       *reinterpret_cast<uint32_t*>(out + (qBase + qi0) * D + nb * 8 + quad * 2) =
-          pack_2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
+          pack2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
     if (qi1 < Q)
       *reinterpret_cast<uint32_t*>(out + (qBase + qi1) * D + nb * 8 + quad * 2) =
-          pack_2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
+          pack2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
   }
 }
 

@@ -2,14 +2,13 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 5, call C (final): v18 (session 3's defaults) as the safe group, against v37
-# (the defaults: the statistics-only pass and the pool on four consumer warpgroups, select v3: dense v17, sparse
-# v12, pool v19). Calls A and B timed v18 v30 v32-v41 (same-run comparison with session 4's defaults v30: call B);
-# session 4's calls v18 and v20-v31 (gone but v37).
+# fails parity is never timed). Session 6: v37 (the defaults since session 5: dense v17, sparse v12, pool v19;
+# its parity covers the v1 kernels too, which run where v37's do not apply: head dim 64, g != 4) is the safe
+# group; PREFILL_RISKY names this call's candidates (none by default).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
-# group's checks with it (default groups: v18 | v37). If the bench dies, it runs again on
+# group's checks with it (default: v37 alone). If the bench dies, it runs again on
 # the safe presets alone. Leaves in $JOB_OUT: cuda-prefill-parity.json (every part merged), cuda-prefill.json (the .md/.svg are re-made here with
 # `kascade-bench render`).
 set -u
@@ -17,9 +16,9 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-safe=${PREFILL_SAFE:-v18}
+safe=${PREFILL_SAFE:-v37}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY:-v37}
+risky=${PREFILL_RISKY-}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -25,7 +25,7 @@ import { type PrefillRow, runPrefillCase } from './prefill-parity.js';
 type Fault =
   | 'none'
   | 'dense-shift'
-  | 'dense-shift-v2'
+  | 'dense-shift-v17'
   | 'drop-top'
   | 'anchor-dense'
   | 'reuse-ignores-map'
@@ -112,8 +112,8 @@ function writeOut(
   const perQ = s.heads * s.queries * s.headDim;
   ins.forEach((inp, b) => {
     const r = per(inp, b);
-    const v2 = process.env.KASCADE_PREFILL_DENSE === 'v2';
-    if (state.fault === 'dense-shift' || (state.fault === 'dense-shift-v2' && v2))
+    const v17 = process.env.KASCADE_PREFILL_DENSE === 'v17';
+    if (state.fault === 'dense-shift' || (state.fault === 'dense-shift-v17' && v17))
       r[0] = (r[0] as number) + 1;
     o.set(narrow(s, r), b * perQ);
   });
@@ -287,13 +287,13 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
 
   it('checks every kernel variant, tags its rows, and restores the selection', { timeout: 60_000 }, () => {
     setPrefillKernels({ dense: 'v1', sparse: 'v1', pool: 'v1' });
-    const rows = run('dense-shift-v2', false, [
+    const rows = run('dense-shift-v17', false, [
       { name: 'v1', kernels: prefillKernelPreset('v1') },
-      { name: 'v2', kernels: prefillKernelPreset('v2') },
+      { name: 'v37', kernels: prefillKernelPreset('v37') },
     ]);
     expect(rows.map((r) => r.kernels)).toEqual([
       ...Array(5).fill('v1: dense v1 sparse v1 pool v1'),
-      ...Array(5).fill('v2: dense v2 sparse v2 pool v1'),
+      ...Array(5).fill('v37: dense v17 sparse v12 pool v19'),
     ]);
     for (const r of rows.slice(0, 5)) expect(r.pass, `${r.op} v1: ${r.why}`).toBe(true);
     const bad = rows.slice(5).filter((r) => !r.pass);
@@ -317,29 +317,19 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
 
   it('rejects an unknown kernel variant or preset by name', () => {
     expect(() => setPrefillKernels({ dense: 'v10' as 'v1' })).toThrow(
-      /dense kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v12, v17, got v10/,
+      /dense kernel must be one of v1, v12, v17, got v10/,
     );
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v2, v3, v4, v5, v6, v7, v8, v12, v17, got fast/,
+      /sparse kernel must be one of v1, v12, v17, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v2, v3, v4, v5, v6, v19, got v9/,
+      /pool kernel must be one of v1, v19, got v9/,
     );
-    expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v37\)/,
-    );
-    // Session 4's and session 5's losing presets are gone.
-    for (const gone of ['v19', 'v20', 'v25', 'v29', 'v30', 'v31', 'v32', 'v35', 'v36', 'v41'])
+    expect(() => prefillKernelPreset('v99')).toThrow(/unknown prefill kernel preset v99 \(known: v1, v37\)/);
+    // Sessions 2-5's losing presets are gone.
+    for (const gone of ['v2', 'v8', 'v18', 'v19', 'v20', 'v30', 'v32', 'v36', 'v41'])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
-    expect(prefillKernelPreset('v4')).toEqual({ dense: 'v3', sparse: 'v3', pool: 'v2' });
-    expect(prefillKernelPreset('v7')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v2' });
-    expect(prefillKernelPreset('v8')).toEqual({ dense: 'v2', sparse: 'v2', pool: 'v3' });
-    expect(prefillKernelPreset('v9')).toEqual({ dense: 'v2', sparse: 'v2', pool: 'v4' });
-    expect(prefillKernelPreset('v10')).toEqual({ dense: 'v2', sparse: 'v5', pool: 'v4' });
-    expect(prefillKernelPreset('v11')).toEqual({ dense: 'v5', sparse: 'v5', pool: 'v4' });
-    expect(prefillKernelPreset('v12')).toEqual({ dense: 'v6', sparse: 'v5', pool: 'v4' });
-    expect(prefillKernelPreset('v13')).toEqual({ dense: 'v6', sparse: 'v6', pool: 'v4' });
-    expect(prefillKernelPreset('v16')).toEqual({ dense: 'v7', sparse: 'v5', pool: 'v6' });
+    expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     expect(prefillKernelPreset('v37')).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
   });
 

@@ -64,7 +64,7 @@ export interface PrefillCase {
 
 export interface PrefillRow {
   op: string;
-  /** The kernels that ran, e.g. 'v4: dense v3 sparse v3 pool v2' (see setPrefillKernels). */
+  /** The kernels that ran, e.g. 'v37: dense v17 sparse v12 pool v19' (see setPrefillKernels). */
   kernels: string;
   dtype: string;
   g: number;

@@ -351,64 +351,25 @@ export function uploadPrefillSelection(
  * Which prefill kernels run (kernels/cuda/prefill_*.cu), per part:
  * - attention (`dense`: dense, dense + statistics for layer 0, the anchor's statistics pass;
  *   `sparse`: the anchor's and reuse's sparse tile attention):
- *   - `v1`: mma.sync, 16 query rows per warp (the first version);
- *   - `v2`: mma.sync, 32 query rows per warp (two m16 tiles share every K/V fragment),
- *     Q in shared memory, exp2 as one FMA + `ex2.approx`, accumulators rescaled only when a row's
- *     max moves;
- *   - `v3`: Hopper `wgmma` for Q K^T and P V (A from registers, K/V from shared memory), 16 rows per
- *     warp, one warpgroup per block; the sparse op at group size 1 stays on v1;
- *   - `v4`: v3 with two warpgroups per block sharing each K/V step (dense: 128 queries; sparse: the
- *     four or eight query heads' tile rows of a KV head at g >= 4, g = 2 as v3) and a 3-stage ring;
- *   - `v5`: sparse: v2's layout with the gathered rows' positions staged in shared memory one step
- *     ahead (no index load on the copy path), masks only on the steps that need them, and K / V in
- *     separate copy groups (Q K^T runs while V lands); dense and dense + statistics: v2 with 8-warp
- *     blocks (256 queries, one block per SM: half the L2-to-SM traffic per query); statistics: v2;
- *   - `v6`: dense, dense + statistics and (at g = 4) sparse, head dim 128: `wgmma` with 128-key steps,
- *     two warpgroups per block (128 query rows: 128 queries of a head, or a tile's 32 queries of the
- *     group's 4 heads) and the next step's Q K^T overlapping this step's softmax; otherwise as `v5`;
- *   - `v7`: `v6` with Q and K in the 128-byte swizzled shared-memory layout (V as in v6);
- *   - `v8`: `v7` with V swizzled too;
+ *   - `v1`: mma.sync, 16 query rows per warp (the first version; every shape, and where v12 / v17 do not
+ *     apply: head dim 64, sparse at g != 4);
  *   - `v12` (sparse default): dense and dense + statistics on dense v9 (prefill_dense_v9.cu, FlashAttention-3's
  *     structure: TMA copies into a 2-stage mbarrier ring, a producer warpgroup and two consumer warpgroups), the
  *     statistics-only pass on four consumer warpgroups taking turns (prefill_stats_v17.cu), sparse on the same
- *     skeleton gathering the selected rows with a 3-stage ring (prefill_sparse_v9.cu);
+ *     skeleton gathering the selected rows with a 3-stage ring (prefill_sparse_v9.cu); head dim 128;
  *   - `v17` (dense default): v12 with sparse v9's 2-stage ring.
- *   (Session 4's `v9`, `v10`, `v11`, `v13` and session 5's `v14`-`v16`, `v18`-`v20` are gone.)
- * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync, `v2` wgmma, `v3`
- *   wgmma with the next step's MMA in flight during this step's exponentials (g <= 4; g = 8 runs v2),
- *   `v4` v3 whose blocks first compute their rows' softmax statistics themselves, so the anchor skips
- *   its statistics pass (layer 0, whose dense pass writes them anyway, and g = 8 run as v3), `v5` / `v6`
- *   v3 / v4 with Q and K in the 128-byte swizzled shared-memory layout, `v19` (the default)
- *   four consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
- *   (prefill_pool_v17.cu; else as v5). Every pool is followed by the same select since session 5 (16-byte
- *   loads, two in flight: prefill_select_v3.cu; session 3's two-pass select, pools v7 / v8, is gone; so are
- *   session 4's pools v9-v13 and session 5's v14-v18, v20-v22).
+ *   (Sessions 2-5's `v2`-`v11`, `v13`-`v16` and `v18`-`v20` lost to these and are gone.)
+ * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (the default) four
+ *   consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
+ *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1). Every pool is followed by the same select (16-byte
+ *   loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v7' | 'v8' | 'v12' | 'v17';
-export type PrefillPoolVariant = 'v1' | 'v2' | 'v3' | 'v4' | 'v5' | 'v6' | 'v19';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = [
-  'v1',
-  'v2',
-  'v3',
-  'v4',
-  'v5',
-  'v6',
-  'v7',
-  'v8',
-  'v12',
-  'v17',
-];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
-  'v1',
-  'v2',
-  'v3',
-  'v4',
-  'v5',
-  'v6',
-  'v19',
-];
+export type PrefillKernelVariant = 'v1' | 'v12' | 'v17';
+export type PrefillPoolVariant = 'v1' | 'v19';
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -417,40 +378,13 @@ export interface PrefillKernelSelection {
 }
 
 /**
- * Named selections the device scripts check and time: v1-v3 attention alone (pool v1), v4 = v3 + the
- * wgmma pool, v5 = the two-warpgroup wgmma attention (v4) + the wgmma pool, v6 = dense v2 + pool v2,
- * v7 = v6 with the v5 sparse kernel, v8 = v6 with the pipelined pool (v3), v9 = v6 with the pool that
- * computes the anchor's statistics itself (v4), v10 = v7 + v9 (each change alone, then together),
- * v11 = v10 with the 8-warp dense blocks (dense v5), v12 = v10 with the wgmma dense kernel (dense v6),
- * v13 = v12 with the wgmma sparse kernel (sparse v6); session 3: v14 = dense v2, sparse v5, pool v3, v15 =
- * v14 with the swizzled pool (v5), v16 = the swizzled wgmma dense (v7) + the swizzled pool that computes the
- * anchor's statistics (v6), v17 = v15 with the swizzled wgmma sparse (v7), v18 = the wgmma attention with Q,
- * K and V swizzled (v8) and pool v6 (session 3's defaults); v19 (v18 with the two-pass select) is gone.
- * Session 4's presets v20-v31 are gone (its defaults, v30 = dense v9, sparse v12, pool v12, after session 5's call
- * B). Session 5: v37 = dense v17, sparse v12, pool v19, the defaults (call B, 128k: anchor 304 ms, layer 0 363,
- * against v30's 342 and 388). Its calls A and B also timed v32-v36 and v38-v41 (the statistics pass and the pool
- * with turns or an issue-ahead on two or three warpgroups, FMA-pipe exponentials, no turns, a lazy max, the old
- * select): slower, gone.
+ * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
+ * attention and pool), `v37` = dense v17, sparse v12, pool v19 (the defaults since session 5's call B, 128k:
+ * anchor 304 ms, layer 0 363). Sessions 2-5's presets v2-v36 and v38-v41 (every earlier combination, session 3's
+ * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
-  v2: { dense: 'v2', sparse: 'v2', pool: 'v1' },
-  v3: { dense: 'v3', sparse: 'v3', pool: 'v1' },
-  v4: { dense: 'v3', sparse: 'v3', pool: 'v2' },
-  v5: { dense: 'v4', sparse: 'v4', pool: 'v2' },
-  v6: { dense: 'v2', sparse: 'v2', pool: 'v2' },
-  v7: { dense: 'v2', sparse: 'v5', pool: 'v2' },
-  v8: { dense: 'v2', sparse: 'v2', pool: 'v3' },
-  v9: { dense: 'v2', sparse: 'v2', pool: 'v4' },
-  v10: { dense: 'v2', sparse: 'v5', pool: 'v4' },
-  v11: { dense: 'v5', sparse: 'v5', pool: 'v4' },
-  v12: { dense: 'v6', sparse: 'v5', pool: 'v4' },
-  v13: { dense: 'v6', sparse: 'v6', pool: 'v4' },
-  v14: { dense: 'v2', sparse: 'v5', pool: 'v3' },
-  v15: { dense: 'v2', sparse: 'v5', pool: 'v5' },
-  v16: { dense: 'v7', sparse: 'v5', pool: 'v6' },
-  v17: { dense: 'v2', sparse: 'v7', pool: 'v5' },
-  v18: { dense: 'v8', sparse: 'v8', pool: 'v6' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
 };
 
@@ -458,8 +392,8 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
  * What runs when nothing is selected (the environment variables unset): preset `v37`, the fastest measured in
  * session 5's call B (apps/bench/results/cuda-prefill.json): dense v17 (dense v9 for dense and layer 0's dense +
  * statistics pass; the anchors' statistics-only pass on four consumer warpgroups), sparse v12 (the anchors'
- * sparse pass and reuse) and pool v19 (four consumer warpgroups, then select v3). Where they do not apply, dense
- * runs v2 (head dim 64), sparse v5 (head dim 64 or g != 4), the pool v5 (head dim 64 or g != 4; g = 8: v2).
+ * sparse pass and reuse) and pool v19 (four consumer warpgroups, then select v3). Where they do not apply (head dim
+ * 64; sparse and the pool at g != 4) v1 runs.
  */
 export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v17', sparse: 'v12', pool: 'v19' };
 
