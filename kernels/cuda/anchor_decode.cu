@@ -31,6 +31,8 @@
 #include <cstdlib>
 
 #include "decode_attention.cuh"
+#include "decode_device.cuh"
+#include "select_common.cuh"
 #include "select_decode.cuh"
 
 namespace kascade {
@@ -54,24 +56,10 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H,
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
   const int row = blockIdx.y, b = row / G, j = row % G;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
   const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-  for (int h = warp; h < GS; h += blockDim.x / 32) {
-    const float* ml = part_ml + (bh0 + h) * splits * 2;
-    float M = -INFINITY;
-    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
-    M = warp_max(M);
-    float L = 0.f;
-    for (int s = lane; s < splits; s += 32)
-      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
-    L = warp_sum(L);
-    if (lane == 0) {
-      Mh[h] = M;
-      iL[h] = 1.f / L;
-    }
-  }
-  __syncthreads();
+  head_softmax_stats<GS, 256>(part_ml + bh0 * splits * 2, splits, Mh, iL);  // ends with a CTA barrier
   const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
   for (int base = x0; base < x1; base += blockDim.x) {
     const int x = base + tid;
@@ -105,24 +93,10 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
   const int row = blockIdx.y, b = row / G, j = row % G;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
   const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-  for (int h = warp; h < GS; h += blockDim.x / 32) {
-    const float* ml = part_ml + (bh0 + h) * splits * 2;
-    float M = -INFINITY;
-    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
-    M = warp_max(M);
-    float L = 0.f;
-    for (int s = lane; s < splits; s += 32)
-      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
-    L = warp_sum(L);
-    if (lane == 0) {
-      Mh[h] = M;
-      iL[h] = 1.f / L;
-    }
-  }
-  __syncthreads();
+  head_softmax_stats<GS, 256>(part_ml + bh0 * splits * 2, splits, Mh, iL);  // ends with a CTA barrier
   const int nU = u16_stride(n);
   const __half* u = static_cast<const __half*>(inter);
   const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n);
@@ -183,41 +157,18 @@ static cudaError_t launch_pool(const KascadeDecodeShape& s, int splits, const Wo
 // Finds the bin holding rank `remaining` from the top of row `row`'s histogram (a block scan),
 // narrows the prefix, and clears the histogram for the next digit. Run by one 256-thread block.
 __device__ void select_step(int row, int level, int topk, unsigned* __restrict__ hist, int* __restrict__ state) {
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x;
   const int bits = level < 2 ? 11 : 10;
-  const int nb = 1 << bits, per = nb / 256;
   unsigned* h = hist + static_cast<size_t>(row) * kHistBins;
   int* st = state + row * kStateInts;
   const unsigned krem = level == 0 ? static_cast<unsigned>(topk) : static_cast<unsigned>(st[1]);
   const unsigned prefix = level == 0 ? 0u : static_cast<unsigned>(st[0]);
-  __shared__ unsigned wsum[8];
-  unsigned cnt = 0;
-  for (int e = 0; e < per; ++e) cnt += __ldcg(h + nb - 1 - (tid * per + e));
-  // Block exclusive scan of cnt, counting from the top bin down.
-  unsigned inc = cnt;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
-    if (lane >= o) inc += y;
+  __shared__ unsigned wsum[8], res[2];
+  select_rank_bin<256>([h](int bin) { return __ldcg(h + bin); }, 1 << bits, krem, wsum, res);
+  if (tid == 0) {
+    st[0] = static_cast<int>((prefix << bits) | res[0]);
+    st[1] = static_cast<int>(res[1]);
   }
-  if (lane == 31) wsum[warp] = inc;
-  __syncthreads();
-  unsigned before = inc - cnt;
-  for (int w = 0; w < warp; ++w) before += wsum[w];
-  if (before < krem && before + cnt >= krem) {
-    unsigned cum = before;
-    for (int e = 0; e < per; ++e) {
-      const int bin = nb - 1 - (tid * per + e);
-      const unsigned c = __ldcg(h + bin);
-      if (cum + c >= krem) {
-        st[0] = static_cast<int>((prefix << bits) | static_cast<unsigned>(bin));
-        st[1] = static_cast<int>(krem - cum);
-        break;
-      }
-      cum += c;
-    }
-  }
-  __syncthreads();
   for (int i = tid; i < kHistBins; i += blockDim.x) h[i] = 0;
   if (level == 2 && tid == 0) {
     st[2] = 0;

@@ -1,6 +1,6 @@
-// Device pieces of the decode anchors' exact Top-k that two selects share: the stream select
-// (select_decode.cu, bit 2048) and the row select run by the scores / layer-0 pass's last CTA of a row
-// (row_select.cuh, bit 65536). NT = threads per CTA (a multiple of 32). Not part of the public C API.
+// Device pieces of the decode anchors' exact Top-k that the selects share: the multi-pass and cluster
+// selects (anchor_decode.cu, select_decode.cu), the stream select (select_decode.cu, bit 2048), the b1
+// select (select_b1_decode.cu) and the row select (row_select.cuh, bit 65536). NT = threads per CTA (a multiple of 32). Not part of the public C API.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -9,21 +9,27 @@
 
 namespace kascade {
 
-// The bin of h[0 .. nb) (nb a multiple of NT) holding rank krem (1-based) counted from the top, and the
-// rank still wanted inside it: res[0], res[1]. All threads call; res is valid after.
-template <int NT>
-__device__ void select_find_from_top(const unsigned* h, int nb, unsigned krem, unsigned* res) {
-  __shared__ unsigned wsum[NT / 32];
+// THE block scan of every select ("find the bin holding rank k"): the bin of an nb-bin histogram that
+// holds rank krem (1-based) counted from the top bin down, and the rank still wanted inside it: res[0] =
+// bin, res[1] = krem minus the counts of the bins above it. count(bin) returns a bin's count from any
+// memory (shared, another CTA's shared memory, global); each thread reads nb / NT consecutive bins, and
+// the one thread whose bins hold the rank reads its bins once more. nb a multiple of NT (NT threads per
+// CTA, a multiple of 32); wsum: NT / 32 shared words; res: 2 shared words. All NT threads call it; it
+// begins and ends with a CTA barrier, so wsum / res may be reused by the next call and res is valid
+// after it returns. krem must be in 1 .. (the histogram's total); otherwise res is left untouched.
+template <int NT, typename Count>
+__device__ __forceinline__ void select_rank_bin(Count count, int nb, unsigned krem, unsigned* wsum, unsigned* res) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int per = nb / NT;
   unsigned cnt = 0;
-  for (int e = 0; e < per; ++e) cnt += h[nb - 1 - (tid * per + e)];
+  for (int e = 0; e < per; ++e) cnt += count(nb - 1 - (tid * per + e));
   unsigned inc = cnt;
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
     const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
     if (lane >= o) inc += y;
   }
+  __syncthreads();  // earlier readers of wsum / res are done
   if (lane == 31) wsum[warp] = inc;
   __syncthreads();
   unsigned before = inc - cnt;
@@ -32,7 +38,7 @@ __device__ void select_find_from_top(const unsigned* h, int nb, unsigned krem, u
     unsigned cum = before;
     for (int e = 0; e < per; ++e) {
       const int bin = nb - 1 - (tid * per + e);
-      const unsigned c = h[bin];
+      const unsigned c = count(bin);
       if (cum + c >= krem) {
         res[0] = static_cast<unsigned>(bin);
         res[1] = krem - cum;
@@ -42,6 +48,13 @@ __device__ void select_find_from_top(const unsigned* h, int nb, unsigned krem, u
     }
   }
   __syncthreads();
+}
+
+// select_rank_bin over a histogram h[0 .. nb) in shared memory.
+template <int NT>
+__device__ void select_find_from_top(const unsigned* h, int nb, unsigned krem, unsigned* res) {
+  __shared__ unsigned wsum[NT / 32];
+  select_rank_bin<NT>([h](int bin) { return h[bin]; }, nb, krem, wsum, res);
 }
 
 // Exact radix select over count non-negative f32 patterns value(i): the pattern of the rank-krem score

@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "decode_device.cuh"
 #include "select_common.cuh"
 #include "select_decode.cuh"
 
@@ -47,46 +48,6 @@ struct ClusterSelectArgs {
 };
 
 __device__ __forceinline__ unsigned select_key(float x) { return __float_as_uint(x) & 0x7fffffffu; }
-
-// The bin of an NB-bin histogram (tot, possibly another CTA's shared memory) that holds rank `krem`
-// counted from the top bin down, and the rank still wanted inside it: res[0], res[1] (shared).
-template <int NB>
-__device__ void select_find_bin(const unsigned* tot, unsigned krem, unsigned* wsum, unsigned* res) {
-  constexpr int kPer = NB / kSelectThreads;
-  static_assert(kPer >= 1 && NB % kSelectThreads == 0, "bins per thread");
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  unsigned c[kPer];
-  unsigned cnt = 0;
-#pragma unroll
-  for (int e = 0; e < kPer; ++e) {
-    c[e] = tot[NB - 1 - (tid * kPer + e)];
-    cnt += c[e];
-  }
-  unsigned inc = cnt;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
-    if (lane >= o) inc += y;
-  }
-  __syncthreads();  // earlier readers of wsum / res are done
-  if (lane == 31) wsum[warp] = inc;
-  __syncthreads();
-  unsigned before = inc - cnt;
-  for (int w = 0; w < warp; ++w) before += wsum[w];
-  if (before < krem && before + cnt >= krem) {
-    unsigned cum = before;
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) {
-      if (cum + c[e] >= krem) {
-        res[0] = static_cast<unsigned>(NB - 1 - (tid * kPer + e));
-        res[1] = krem - cum;
-        break;
-      }
-      cum += c[e];
-    }
-  }
-  __syncthreads();
-}
 
 // Adds this CTA's histogram into the cluster's (CTA 0's `dst`), then waits for the whole cluster.
 __device__ __forceinline__ void select_flush(cg::cluster_group& cluster, const unsigned* loc, unsigned* dst) {
@@ -155,20 +116,7 @@ __global__ void __launch_bounds__(kSelectThreads) cluster_select2_kernel(const C
     slotE = 0;
   }
   const size_t bh0 = static_cast<size_t>(b) * a.heads + static_cast<size_t>(j) * GS;
-  for (int h = warp; h < GS; h += kSelectWarps) {
-    const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
-    float M = -INFINITY;
-    for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
-    M = warp_max(M);
-    float L = 0.f;
-    for (int s = lane; s < a.splits; s += 32)
-      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
-    L = warp_sum(L);
-    if (lane == 0) {
-      Mh[h] = M;
-      iL[h] = 1.f / L;
-    }
-  }
+  head_softmax_stats<GS, kSelectThreads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
   cluster.sync();  // every CTA's histograms are zero before any remote add; Mh / iL visible
 
   const int start = rank * a.slice;
@@ -242,7 +190,8 @@ __global__ void __launch_bounds__(kSelectThreads) cluster_select2_kernel(const C
   }
   unsigned* tot0 = cluster.map_shared_rank(tot, 0);
   select_flush(cluster, loc, tot0);
-  select_find_bin<kSelectBins>(tot0, static_cast<unsigned>(a.topk), wsum, res);
+  select_rank_bin<kSelectThreads>([tot0](int bin) { return tot0[bin]; }, kSelectBins, static_cast<unsigned>(a.topk),
+                                  wsum, res);
   const unsigned b1 = res[0];
   unsigned krem = res[1];
 
@@ -268,7 +217,7 @@ __global__ void __launch_bounds__(kSelectThreads) cluster_select2_kernel(const C
   above = __reduce_add_sync(0xffffffffu, above);
   if (lane == 0 && above) atomicAdd(&above12, above);
   select_flush(cluster, loc, tot0 + kSelectBins);
-  select_find_bin<kSelectBins>(tot0 + kSelectBins, krem, wsum, res);
+  select_rank_bin<kSelectThreads>([tot0](int bin) { return tot0[kSelectBins + bin]; }, kSelectBins, krem, wsum, res);
   const unsigned b2 = res[0];
   const unsigned prefix2 = (b1 << 11) | b2;
   krem = res[1];
@@ -295,7 +244,7 @@ __global__ void __launch_bounds__(kSelectThreads) cluster_select2_kernel(const C
   above = __reduce_add_sync(0xffffffffu, above);
   if (lane == 0 && above) atomicAdd(&above12, above);
   select_flush(cluster, loc, tot0 + 2 * kSelectBins);
-  select_find_bin<512>(tot0 + 2 * kSelectBins, krem, wsum, res);
+  select_rank_bin<kSelectThreads>([tot0](int bin) { return tot0[2 * kSelectBins + bin]; }, 512, krem, wsum, res);
   const unsigned b3 = res[0];
   const unsigned thr = (prefix2 << 9) | b3;
   const int take = static_cast<int>(res[1]);  // keys equal to thr still wanted (>= 1)
@@ -463,7 +412,7 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 //            rounding within half the window).
 // State per row: [0] b1, [1] rank still wanted among the listed keys, [2] keys written, [3] list length,
 // [4] / [5] the lowest / highest list bin.
-// The grid barrier counts in g_stream_barrier (zero at module load, back to zero after each barrier);
+// The grid barrier (grid_barrier, decode_device.cuh) counts in g_stream_barrier;
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
 
@@ -488,24 +437,6 @@ struct StreamSelectArgs {
 // The trace's slots: start, after phases 0, 1, 2, 3, and CTA 0's end of phase 4.
 constexpr int kStreamTraceSlots = 6;
 
-__device__ __forceinline__ void stream_grid_sync() {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    volatile unsigned* gen = g_stream_barrier + 1;
-    const unsigned g = *gen;
-    __threadfence();
-    if (atomicAdd(g_stream_barrier, 1u) == gridDim.x - 1) {
-      atomicExch(g_stream_barrier, 0u);
-      __threadfence();
-      atomicAdd(g_stream_barrier + 1, 1u);
-    } else {
-      while (*gen == g) __nanosleep(32);
-    }
-    __threadfence();
-  }
-  __syncthreads();
-}
-
 #define STREAM_TRACE(i) \
   if (a.trace && blockIdx.x == 0 && threadIdx.x == 0) a.trace[i] = clock64()
 
@@ -518,7 +449,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2];
   __shared__ int cnt[3];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tid = threadIdx.x, lane = tid & 31;
   const int n = a.n, nU = a.nU, G = a.kvHeads, H = a.heads, k = a.topk;
   const long long P = gridDim.x;
   const bool u16 = a.u16 != 0;
@@ -528,21 +459,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
     const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
     __syncthreads();
-    for (int h = warp; h < GS; h += kStreamThreads / 32) {
-      const float* ml = a.part_ml + (bh0 + h) * a.splits * 2;
-      float M = -INFINITY;
-      for (int s = lane; s < a.splits; s += 32) M = fmaxf(M, ml[2 * s]);
-      M = warp_max(M);
-      float L = 0.f;
-      for (int s = lane; s < a.splits; s += 32)
-        if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
-      L = warp_sum(L);
-      if (lane == 0) {
-        Mh[h] = M;
-        iL[h] = 1.f / L;
-      }
-    }
-    __syncthreads();
+    head_softmax_stats<GS, kStreamThreads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);  // ends with a barrier
     return bh0;
   };
 
@@ -554,7 +471,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
          i += static_cast<size_t>(P) * kStreamThreads)
       a.hist[i] = 0u;
   }
-  stream_grid_sync();
+  grid_barrier(g_stream_barrier);
   STREAM_TRACE(1);
 
   // Phase 1.
@@ -609,7 +526,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       if (sh[i]) atomicAdd(gh + i, sh[i]);
     __syncthreads();
   }
-  stream_grid_sync();
+  grid_barrier(g_stream_barrier);
   STREAM_TRACE(2);
 
   // Phase 2. The list bins: b1 (f32 logits) or b1 - 1 .. b1 + 1 (f16 intermediate).
@@ -631,7 +548,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       st[5] = static_cast<int>(binHi);
     }
   }
-  stream_grid_sync();
+  grid_barrier(g_stream_barrier);
   STREAM_TRACE(3);
 
   // Phase 3.
@@ -696,7 +613,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       }
     }
   }
-  stream_grid_sync();
+  grid_barrier(g_stream_barrier);
   STREAM_TRACE(4);
 
   // Phase 4.
