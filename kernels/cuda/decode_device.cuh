@@ -88,6 +88,36 @@ __device__ __forceinline__ void grid_barrier(unsigned* bar) {
   }
   __syncthreads();
 }
+// The anchors' pooling: per query head h < GS of a KV-head row (its split partials at ml + h * splits * 2,
+// (max, sum) pairs in the log2 domain), the global softmax max Mh[h] and 1 / sum iL[h], one warp per head
+// (NT threads call; shared Mh / iL valid after the closing barrier).
+template <int GS, int NT>
+__device__ __forceinline__ void head_softmax_stats(const float* ml0, int splits, float* Mh, float* iL) {
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  for (int h = static_cast<int>(threadIdx.x) >> 5; h < GS; h += NT / 32) {
+    const float* ml = ml0 + static_cast<size_t>(h) * splits * 2;
+    float M = -INFINITY;
+    for (int s = lane; s < splits; s += 32) M = fmaxf(M, ml[2 * s]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int s = lane; s < splits; s += 32)
+      if (ml[2 * s] != -INFINITY) L += ml[2 * s + 1] * exp2f(ml[2 * s] - M);
+    L = warp_sum(L);
+    if (lane == 0) {
+      Mh[h] = M;
+      iL[h] = 1.f / L;
+    }
+  }
+  __syncthreads();
+}
+// A shared-memory histogram add aggregated over the warp's lanes with the same bin (skewed scores put
+// most keys of a warp in a few bins). Every lane of the warp calls; `active` lanes add.
+__device__ __forceinline__ void warp_hist_add(unsigned* h, unsigned bin, bool active) {
+  const unsigned act = __ballot_sync(0xffffffffu, active);
+  if (!active) return;
+  const unsigned peers = __match_any_sync(act, bin);
+  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&h[bin], __popc(peers));
+}
 // A plain arrive (count 1) on an mbarrier: a consumer hands a ring stage back to its producer.
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Issue 4, batch 1 (cuda-b1, sessions 4-5): where a batch-1 decode op's time goes, and the reuse kernel's
-# own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 120 s.
+# Issue 4, batch 1 (cuda-b1, sessions 4-6): where a batch-1 decode op's time goes, and the reuse kernel's
+# own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 150 s.
 #  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1, the same call
 #     timed with events per call (the bench's method), back to back, as one CUDA graph, on 4 layers'
 #     caches in turn, and the host's own cost per call -> b1-probe.json; first, each reuse variant's
 #     output against variant 124's (crossRelErrVs124_* in its summary; the device check is the parity);
 #  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
-#     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv.
+#     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv;
+#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 164028: the cluster select
+#     of bit 131072, session 6) -> anchor-ncu.csv. B1_SELECT_MODES (default grid,global): the probe also
+#     times the b1 select's other kernels (KASCADE_B1_SELECT) on the anchor variants with bit 131072.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP, B1_WS_CONFIGS (the probe's lists), B1_NCU_VARIANTS (default 124,32800).
+# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP, B1_WS_CONFIGS (the probe's lists), B1_NCU_VARIANTS (default 32800).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
@@ -18,22 +21,23 @@ export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,252,8252,32800}
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_WS_CONFIGS=${B1_WS_CONFIGS-1}
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,32956,131260,164028}
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028}
+export B1_SELECT_MODES=${B1_SELECT_MODES-grid,global}
 probe=packages/cuda/dist-device/b1-probe.mjs
-export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_WS_CONFIGS=$B1_WS_CONFIGS B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS node $probe b1-probe.json"
+export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_WS_CONFIGS=$B1_WS_CONFIGS B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_SELECT_MODES=$B1_SELECT_MODES node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
-timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
+timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=${B1_NCU_VARIANTS:-124,32800}
+ncu_variants=${B1_NCU_VARIANTS:-32800}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-188,164028} timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-164028} timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \

@@ -14,7 +14,8 @@
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
  * other configurations, KASCADE_WS_CONFIG, default 1), B1_NCU=1 (only a few reuse calls, for ncu; with
- * B1_NCU_ANCHOR=1 the anchor's calls too).
+ * B1_NCU_ANCHOR=1 the anchor's calls too), B1_SELECT_MODES (the b1 select's other kernels, KASCADE_B1_SELECT,
+ * default grid,global).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -388,18 +389,18 @@ for (const [batch, n] of shapes as [number, number][]) {
     save();
     // Anchors' cross-check against variant 188 (an early alarm): the share of each row's selected keys
     // the two selections have in common (random data: ties are rare, so ~1), and the output's error.
-    if (anchorVariants.length > 0) {
-      const run = (variant: number, layer0: boolean): [Int32Array, Float64Array] => {
-        o.fill(0xff);
-        selA.indices.fill(0xff);
-        if (layer0) denseAnchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
-        else anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
-        return [selA.indices.download(), Float64Array.from(o.download(), (b) => bf16BitsToF32(b))];
-      };
+    const run = (variant: number, layer0: boolean): [Int32Array, Float64Array] => {
+      o.fill(0xff);
+      selA.indices.fill(0xff);
+      if (layer0) denseAnchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+      else anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+      return [selA.indices.download(), Float64Array.from(o.download(), (b) => bf16BitsToF32(b))];
+    };
+    const crossCheck = (variants: number[], suffix: string): void => {
       for (const layer0 of [false, true]) {
         const op = layer0 ? 'layer0' : 'anchor';
         const [refIdx, refOut] = run(188, layer0);
-        for (const variant of anchorVariants) {
+        for (const variant of variants) {
           try {
             const [idx, out] = run(variant, layer0);
             let common = 0;
@@ -413,22 +414,42 @@ for (const [batch, n] of shapes as [number, number][]) {
               num += ((out[i] as number) - (refOut[i] as number)) ** 2;
               den += (refOut[i] as number) ** 2;
             }
-            const tag = `v${variant}_${Math.round(n / 1024)}k_b${batch}`;
+            const tag = `v${variant}${suffix}_${Math.round(n / 1024)}k_b${batch}`;
             extra[`${op}SelectionOverlapVs188_${tag}`] = common / (batch * G * kk);
             const rel = Math.sqrt(num / den);
             extra[`${op}CrossRelErrVs188_${tag}`] = Number.isNaN(rel) ? -1 : rel;
             if (!(rel < 1e-2) || common < 0.99 * batch * G * kk)
               errors.push(
-                `${op} cross-check v${variant} n ${n}: overlap ${common / (batch * G * kk)}, rel err ${rel}`,
+                `${op} cross-check v${variant}${suffix} n ${n}: overlap ${common / (batch * G * kk)}, rel err ${rel}`,
               );
           } catch (e) {
-            errors.push(`${op} cross-check v${variant} n ${n}: ${String(e).slice(0, 300)}`);
+            errors.push(`${op} cross-check v${variant}${suffix} n ${n}: ${String(e).slice(0, 300)}`);
           }
         }
       }
-    }
+    };
+    if (anchorVariants.length > 0) crossCheck(anchorVariants, '');
     timeOps(ops.filter(([op]) => op === 'anchor' || op === 'layer0'));
     save();
+    // The b1 select's other kernels (tuning knob KASCADE_B1_SELECT, read by the addon per call) on the
+    // anchor variants with bit 131072: `grid` (session 5's one cooperative launch), `global` (the cluster
+    // select with its pooled scores in global memory, as beyond ~800k keys). Cross-checked against 188,
+    // then timed as `anchor-select-<mode>` / `layer0-select-<mode>`.
+    for (const mode of (process.env.B1_SELECT_MODES ?? 'grid,global').split(',').filter((m) => m !== '')) {
+      process.env.KASCADE_B1_SELECT = mode;
+      const b1Variants = anchorVariants.filter((v) => (v & 131072) !== 0);
+      crossCheck(b1Variants, `_${mode}`);
+      timeOps(
+        ops
+          .filter(([op, v]) => (op === 'anchor' || op === 'layer0') && b1Variants.includes(v))
+          .map(
+            ([op, v, make]) =>
+              [`${op}-select-${mode}`, v, make] as [string, number, (l: number) => () => void],
+          ),
+      );
+      delete process.env.KASCADE_B1_SELECT;
+      save();
+    }
     const tag = `${Math.round(n / 1024)}k_b${batch}`;
     extra[`emptyEventPairUs_${tag}`] = r2(median(timeDevice(() => {}, 10, 50)));
     // The host path in pieces: the native reuse call alone (arguments made once, no JS checks), and
