@@ -13,32 +13,7 @@
 // of CH, keeps a running max and sum per query head of the group, and (ACCUM_V) the unnormalised
 // weighted sum of V. attend_combine merges the splits of one query head.
 
-struct Params {
-  n: u32,            // keys to attend: n (dense) or the selection's k (gather)
-  capacity: u32,     // K/V rows per head
-  span: u32,         // keys per workgroup, a multiple of CH
-  splits: u32,       // workgroups per (sequence, KV head)
-  heads: u32,
-  kvHeads: u32,
-  kStride: u32,      // row stride of the index slot
-  scoreStride: u32,  // row stride of the scores buffer
-  scale: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  headMap: array<vec4<u32>, 8>,  // kvHeads <= 32
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kbuf: array<KV4>;
-@group(0) @binding(3) var<storage, read> vbuf: array<KV4>;
-@group(0) @binding(4) var<storage, read> sel: array<u32>;
-@group(0) @binding(5) var<storage, read_write> partML: array<f32>;
-@group(0) @binding(6) var<storage, read_write> partO: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> scores: array<f32>;
-
-const NEG: f32 = -3.0e38;
+//#include decode_bindings KV4
 const LPH: u32 = WG / GROUP;   // lanes per head in the reductions
 const KS: u32 = WG / D4;       // key lanes in the V pass
 
@@ -50,10 +25,6 @@ var<workgroup> runL: array<f32, GROUP>;
 var<workgroup> corr: array<f32, GROUP>;
 var<workgroup> redv: array<vec4<f32>, WG>;
 
-fn mapped(j: u32) -> u32 {
-  return P.headMap[j / 4u][j % 4u];
-}
-
 //#if SUBGROUPS
 var<workgroup> sgCounter: atomic<u32>;
 
@@ -61,19 +32,16 @@ var<workgroup> sgCounter: atomic<u32>;
 fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sgSize: u32) {
   // Number the subgroups 0 .. sgCount-1 (no assumption about how invocations are grouped).
-  if (t == 0u) {
-    atomicStore(&sgCounter, 0u);
-  }
-  workgroupBarrier();
-  var mine = 0u;
-  if (lane == 0u) {
-    mine = atomicAdd(&sgCounter, 1u);
-  }
-  let sgIndex = subgroupBroadcast(mine, 0u);
+//#include subgroup_index lane
   let sgCount = WG / sgSize;
 //#else
 @compute @workgroup_size(WG)
 fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  // One invocation per key in the scores pass.
+  let sgIndex = t;
+  let sgCount = WG;
+  let lane = 0u;
+  let sgSize = 1u;
 //#endif
   let split = wid.x;
   let j = wid.y;
@@ -100,9 +68,8 @@ fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
   workgroupBarrier();
   for (var c0 = start; c0 < end; c0 += CH) {
     let cnt = min(CH, end - c0);
-//#if SUBGROUPS
-    // Scores, one subgroup per key: the lanes read consecutive pieces of the key row (coalesced)
-    // and subgroupAdd finishes each head's dot product.
+    // Scores: with subgroups one subgroup per key, the lanes reading consecutive pieces of the key row
+    // (coalesced) and subgroupAdd finishing each head's dot product; without, one key per invocation.
     for (var c = sgIndex; c < cnt; c += sgCount) {
       var x = c0 + c;
       if (GATHER) {
@@ -120,7 +87,11 @@ fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
         }
       }
       for (var h = 0u; h < GROUP; h++) {
+//#if SUBGROUPS
         let d = subgroupAdd(dots[h]);
+//#else
+        let d = dots[h];
+//#endif
         if (lane == 0u) {
           sc[h * CH + c] = d;
           if (WRITE_SCORES) {
@@ -129,32 +100,6 @@ fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
         }
       }
     }
-//#else
-    // Scores: one key per invocation, every query head of the group.
-    for (var c = t; c < cnt; c += WG) {
-      var x = c0 + c;
-      if (GATHER) {
-        x = sel[selRow + x];
-      }
-      let kb = (kvBase + x) * D4;
-      var dots: array<f32, GROUP>;
-      for (var h = 0u; h < GROUP; h++) {
-        dots[h] = 0.0;
-      }
-      for (var e = 0u; e < D4; e++) {
-        let kk = kv4(kbuf[kb + e]);
-        for (var h = 0u; h < GROUP; h++) {
-          dots[h] += dot(qs[h * D4 + e], kk);
-        }
-      }
-      for (var h = 0u; h < GROUP; h++) {
-        sc[h * CH + c] = dots[h];
-        if (WRITE_SCORES) {
-          scores[(b * H + j * GROUP + h) * P.scoreStride + x] = dots[h];
-        }
-      }
-    }
-//#endif
     workgroupBarrier();
     // Chunk max per head.
     {
@@ -242,8 +187,6 @@ fn attend_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
 
 // attend_combine: one workgroup per (query head, sequence). Writes the normalised output
 // (ACCUM_V) and the row's softmax statistics (max, sum) that the anchor's pooling needs.
-@group(0) @binding(8) var<storage, read_write> outO: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read_write> stats: array<f32>;
 
 @compute @workgroup_size(64)
 fn attend_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {

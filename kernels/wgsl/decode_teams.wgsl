@@ -42,35 +42,9 @@
 // what the H200's Vulkan driver was checked to give (repeated runs bit-identical, parity); it is an
 // option, not the portable path.
 
-struct Params {
-  n: u32,            // keys to attend: n (dense) or the selection's k (gather)
-  capacity: u32,     // K/V rows per head
-  span: u32,         // keys per workgroup, a multiple of NT * U
-  splits: u32,       // workgroups per (sequence, KV head)
-  heads: u32,
-  kvHeads: u32,
-  kStride: u32,      // row stride of the index slot
-  scoreStride: u32,  // row stride of the scores buffer
-  scale: f32,
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  headMap: array<vec4<u32>, 8>,  // kvHeads <= 32
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kbuf: array<KP>;
-@group(0) @binding(3) var<storage, read> vbuf: array<KP>;
-@group(0) @binding(4) var<storage, read> sel: array<u32>;
-@group(0) @binding(5) var<storage, read_write> partML: array<f32>;
-@group(0) @binding(6) var<storage, read_write> partO: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(8) var<storage, read_write> outO: array<vec4<f32>>;    // teams_combine, FUSED
-@group(0) @binding(9) var<storage, read_write> stats: array<f32>;         // teams_combine, FUSED
+//#include decode_bindings KP
 @group(0) @binding(10) var<storage, read_write> counters: array<atomic<u32>>;  // FUSED
 
-const NEG: f32 = -3.0e38;
 const NT: u32 = WG / TW;              // teams per workgroup
 const D4: u32 = HEAD_DIM / 4u;        // vec4s per row
 const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
@@ -87,9 +61,18 @@ var<workgroup> xo: array<vec4<f32>, NT * D4>;
 var<workgroup> xsO: array<vec4<f32>, select(1u, MSG * GROUP * D4, SGM)>;  // SGM
 var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
 
-fn mapped(j: u32) -> u32 {
-  return P.headMap[j / 4u][j % 4u];
-}
+// One round of the transposing butterfly (TRED) over lanes $1 apart: each lane keeps half of its $1 * 2
+// partial scores and adds the partner's other half.
+//#snippet tred_round
+      let hi$1 = (lane & $1u) != 0u;
+      if (TW >= 2u * $1u) {
+        for (var i = 0u; i < $1u; i++) {
+          let keep = select(sc[i], sc[i + $1u], hi$1);
+          let send = select(sc[i + $1u], sc[i], hi$1);
+          sc[i] = keep + subgroupShuffleXor(send, $1u);
+        }
+      }
+//#end
 
 // The K (and V) pieces of one team step: U consecutive keys from `first` (gathered through `sel`, or
 // through the staged indices `idx[idxOff + u]` when `useIdx`), keys at or past `end` marked invalid.
@@ -129,15 +112,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
   // Number the subgroups 0 .. WG / sgSize - 1 (no assumption about how invocations are grouped).
-  if (t == 0u) {
-    atomicStore(&sgCounter, 0u);
-  }
-  workgroupBarrier();
-  var mine = 0u;
-  if (sgLane == 0u) {
-    mine = atomicAdd(&sgCounter, 1u);
-  }
-  let sgIndex = subgroupBroadcast(mine, 0u);
+//#include subgroup_index sgLane
   let tm = sgIndex * (sgSize / TW) + sgLane / TW;
   let lane = sgLane % TW;
 
@@ -202,44 +177,11 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
       // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
       // instead of log2(TW) per value, and one exp per lane for the probabilities.
-      let hi16 = (lane & 16u) != 0u;
-      if (TW >= 32u) {
-        for (var i = 0u; i < 16u; i++) {
-          let keep = select(sc[i], sc[i + 16u], hi16);
-          let send = select(sc[i + 16u], sc[i], hi16);
-          sc[i] = keep + subgroupShuffleXor(send, 16u);
-        }
-      }
-      let hi8 = (lane & 8u) != 0u;
-      if (TW >= 16u) {
-        for (var i = 0u; i < 8u; i++) {
-          let keep = select(sc[i], sc[i + 8u], hi8);
-          let send = select(sc[i + 8u], sc[i], hi8);
-          sc[i] = keep + subgroupShuffleXor(send, 8u);
-        }
-      }
-      let hi4 = (lane & 4u) != 0u;
-      if (TW >= 8u) {
-        for (var i = 0u; i < 4u; i++) {
-          let keep = select(sc[i], sc[i + 4u], hi4);
-          let send = select(sc[i + 4u], sc[i], hi4);
-          sc[i] = keep + subgroupShuffleXor(send, 4u);
-        }
-      }
-      let hi2 = (lane & 2u) != 0u;
-      if (TW >= 4u) {
-        for (var i = 0u; i < 2u; i++) {
-          let keep = select(sc[i], sc[i + 2u], hi2);
-          let send = select(sc[i + 2u], sc[i], hi2);
-          sc[i] = keep + subgroupShuffleXor(send, 2u);
-        }
-      }
-      let hi1 = (lane & 1u) != 0u;
-      if (TW >= 2u) {
-        let keep = select(sc[0], sc[1], hi1);
-        let send = select(sc[1], sc[0], hi1);
-        sc[0] = keep + subgroupShuffleXor(send, 1u);
-      }
+//#include tred_round 16
+//#include tred_round 8
+//#include tred_round 4
+//#include tred_round 2
+//#include tred_round 1
       let sv = sc[0];
       let myh = lane % GROUP;
       let myu = lane / GROUP;

@@ -16,18 +16,10 @@ struct Params {
   kStride: u32,     // row stride of the index slot
   tiles: u32,       // tiles in the chunk
   _pad0: u32,
-  scale: f32,
-  _pad1: u32,
-  _pad2: u32,
-  _pad3: u32,
-  headMap: array<vec4<u32>, 8>,  // kvHeads <= 32
+//#include params_tail
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kbuf: array<KV4>;
-@group(0) @binding(3) var<storage, read> vbuf: array<KV4>;
-@group(0) @binding(4) var<storage, read> sel: array<u32>;
+//#include kv_bindings KV4
 @group(0) @binding(5) var<storage, read> counts: array<u32>;
 @group(0) @binding(6) var<storage, read_write> outO: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> stats: array<f32>;
@@ -37,10 +29,6 @@ const NEG: f32 = -3.0e38;
 var<workgroup> ks: array<vec4<f32>, BK * D4>;
 var<workgroup> vs: array<vec4<f32>, BK * D4>;
 var<workgroup> kpos: array<u32, BK>;
-
-fn mapped(j: u32) -> u32 {
-  return P.headMap[j / 4u][j % 4u];
-}
 
 @compute @workgroup_size(WGP)
 fn prefill_attend(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {

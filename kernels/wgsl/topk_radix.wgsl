@@ -31,33 +31,23 @@ struct Params {
   _pad1: u32,
 }
 
-// rowInfo[r] = (offset of the row's values, length, k, offset of the row's output)
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> rowInfo: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read_write> vals: array<u32>;
-@group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>;
-@group(0) @binding(4) var<storage, read_write> state: array<vec2<u32>>;
-@group(0) @binding(5) var<storage, read_write> chunkOff: array<vec2<u32>>;
-@group(0) @binding(6) var<storage, read_write> outIdx: array<u32>;
+//#include select_bindings read_write chunkOff
 @group(0) @binding(7) var<storage, read> scores: array<f32>;
 @group(0) @binding(8) var<storage, read> stats: array<f32>;
 
-const BINS: u32 = 2048u;
-
-var<workgroup> lh: array<atomic<u32>, BINS>;
-
-fn rowOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return wid.y + wid.z * nwg.y;
-}
+// This invocation's LOADS values of the chunk (the row's last value past its end), in v.
+//#snippet load_chunk
+    var v: array<u32, LOADS>;
+    for (var e = 0u; e < LOADS; e++) {
+      v[e] = vals[info.x + min(wid.x * CHUNK + e * WG + t, max(info.y, 1u) - 1u)];
+    }
+//#end
 
 @compute @workgroup_size(WG)
 fn radix_hist0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
-  for (var i = t; i < BINS; i += WG) {
-    atomicStore(&lh[i], 0u);
-  }
-  workgroupBarrier();
+//#include clear_lh
   let info = rowInfo[row];
   if (info.z > 0u) {
     let b = row / P.kvHeads;
@@ -86,13 +76,7 @@ fn radix_hist0(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
       }
     }
   }
-  workgroupBarrier();
-  for (var i = t; i < BINS; i += WG) {
-    let c = atomicLoad(&lh[i]);
-    if (c > 0u) {
-      atomicAdd(&hist[row * BINS + i], c);
-    }
-  }
+//#include flush_hist row
 }
 
 var<workgroup> part: array<u32, WG>;
@@ -198,31 +182,19 @@ fn radix5_digit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
       clearHist(t, row, 0u);
     }
   }
-  for (var i = t; i < BINS; i += WG) {
-    atomicStore(&lh[i], 0u);
-  }
-  workgroupBarrier();
+//#include clear_lh
   let pm = select(0xFFFFFC00u, 0xFFE00000u, phase == 1u);
   let dm = select(1023u, 2047u, phase == 1u);
   let sh = shift5(phase);
   if (info.z > 0u) {
-    var v: array<u32, LOADS>;
-    for (var e = 0u; e < LOADS; e++) {
-      v[e] = vals[info.x + min(wid.x * CHUNK + e * WG + t, max(info.y, 1u) - 1u)];
-    }
+//#include load_chunk
     for (var e = 0u; e < LOADS; e++) {
       if (wid.x * CHUNK + e * WG + t < info.y && (v[e] & pm) == st.x) {
         atomicAdd(&lh[(v[e] >> sh) & dm], 1u);
       }
     }
   }
-  workgroupBarrier();
-  for (var i = t; i < BINS; i += WG) {
-    let c = atomicLoad(&lh[i]);
-    if (c > 0u) {
-      atomicAdd(&hist[(phase * P.rows + row) * BINS + i], c);
-    }
-  }
+//#include flush_hist phase*P.rows+row
 }
 
 var<workgroup> cnt5: array<atomic<u32>, 2>;
@@ -249,10 +221,7 @@ fn radix5_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
   var gt = 0u;
   var eq = 0u;
   if (info.z > 0u) {
-    var v: array<u32, LOADS>;
-    for (var e = 0u; e < LOADS; e++) {
-      v[e] = vals[info.x + min(wid.x * CHUNK + e * WG + t, max(info.y, 1u) - 1u)];
-    }
+//#include load_chunk
     for (var e = 0u; e < LOADS; e++) {
       if (wid.x * CHUNK + e * WG + t < info.y) {
         gt += select(0u, 1u, v[e] > st.x);
@@ -278,8 +247,8 @@ fn radix5_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
 fn radix5_emit(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) sgLane: u32) {
   let row = rowOf(wid, nwg);
-  let info = rowInfo[row];
   let st = state[row * 3u + 2u];
+  let info = rowInfo[row];
   let T = st.x;
   let above = info.z - st.y;  // how many values are > T
   if (wid.x == 0u) {

@@ -16,16 +16,7 @@ struct Params {
   _pad1: u32,
 }
 
-// rowInfo[r] = (offset of the row's values, length, k, offset of the row's output)
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> rowInfo: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> vals: array<u32>;
-@group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>;
-@group(0) @binding(4) var<storage, read_write> state: array<vec2<u32>>;
-@group(0) @binding(5) var<storage, read_write> chunkCounts: array<vec2<u32>>;
-@group(0) @binding(6) var<storage, read_write> outIdx: array<u32>;
-
-const BINS: u32 = 2048u;
+//#include select_bindings read chunkCounts
 const CHUNK: u32 = WG * PER;
 
 fn shiftOf(phase: u32) -> u32 {
@@ -37,21 +28,13 @@ fn digitMask(phase: u32) -> u32 {
 fn prefixMask(phase: u32) -> u32 {
   return select(select(0xFFFFFC00u, 0xFFE00000u, phase == 1u), 0u, phase == 0u);
 }
-fn rowOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return wid.y + wid.z * nwg.y;
-}
-
-var<workgroup> lh: array<atomic<u32>, BINS>;
 
 // Grid: (chunks, rows). Histogram of the current digit among the values that match the prefix.
 @compute @workgroup_size(WG)
 fn select_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
-  for (var i = t; i < BINS; i += WG) {
-    atomicStore(&lh[i], 0u);
-  }
-  workgroupBarrier();
+//#include clear_lh
   let info = rowInfo[row];
   let st = state[row];
   let shift = shiftOf(P.phase);
@@ -69,13 +52,7 @@ fn select_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
       }
     }
   }
-  workgroupBarrier();
-  for (var i = t; i < BINS; i += WG) {
-    let c = atomicLoad(&lh[i]);
-    if (c > 0u) {
-      atomicAdd(&hist[row * BINS + i], c);
-    }
-  }
+//#include flush_hist row
 }
 
 var<workgroup> part: array<u32, WG>;
@@ -102,16 +79,7 @@ fn select_scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
   }
   part[t] = sum;
   workgroupBarrier();
-  // Inclusive scan (Hillis-Steele).
-  for (var off = 1u; off < WG; off *= 2u) {
-    var v = part[t];
-    if (t >= off) {
-      v += part[t - off];
-    }
-    workgroupBarrier();
-    part[t] = v;
-    workgroupBarrier();
-  }
+//#include wg_scan part
   let incl = part[t];
   let excl = incl - sum;
   if (info.z > 0u && excl < remaining && remaining <= incl) {
@@ -182,15 +150,7 @@ fn select_offsets(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id
     }
     part2[t] = mine;
     workgroupBarrier();
-    for (var off = 1u; off < WG; off *= 2u) {
-      var v = part2[t];
-      if (t >= off) {
-        v += part2[t - off];
-      }
-      workgroupBarrier();
-      part2[t] = v;
-      workgroupBarrier();
-    }
+//#include wg_scan part2
     if (c < P.chunks) {
       chunkCounts[row * P.chunks + c] = carry + part2[t] - mine;
     }
@@ -207,9 +167,8 @@ fn select_write(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
                 @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
   let info = rowInfo[row];
-  let st = state[row];
-  let T = st.x;
-  let above = info.z - st.y;  // how many values are > T
+  let T = state[row].x;
+  let above = info.z - state[row].y;  // how many values are > T
   var flags: array<vec2<u32>, PER>;
   var mine = vec2<u32>(0u);
   for (var e = 0u; e < PER; e++) {
@@ -224,15 +183,7 @@ fn select_write(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
   }
   part2[t] = mine;
   workgroupBarrier();
-  for (var off = 1u; off < WG; off *= 2u) {
-    var v = part2[t];
-    if (t >= off) {
-      v += part2[t - off];
-    }
-    workgroupBarrier();
-    part2[t] = v;
-    workgroupBarrier();
-  }
+//#include wg_scan part2
   var pos = chunkCounts[row * P.chunks + wid.x] + part2[t] - mine;
   for (var e = 0u; e < PER; e++) {
     let i = wid.x * CHUNK + t * PER + e;

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { WGSL_SOURCES } from './kernels.generated.js';
-import { buildShader, cacheKey } from './program.js';
+import { buildShader, cacheKey, expandSnippets, WGSLSnippetError } from './program.js';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '../../../kernels/wgsl');
 
@@ -28,5 +28,20 @@ describe('embedded WGSL', () => {
       cacheKey('pool', 'pool_decode', { A: 2, B: 1 }),
     );
     expect(cacheKey('pool', 'pool_decode', { A: 1 })).not.toBe(cacheKey('pool', 'pool_decode', { A: 2 }));
+  });
+
+  it('pastes snippets inline with their arguments, nested, and names a missing one', () => {
+    const shared = '//#snippet outer\nlet a$1 = $2;\n//#include inner $1\n//#end\n';
+    const src = '//#snippet inner\nlet b$1 = a$1 * 2u;\n//#end\nfn f() {\n//#include outer 7 3u\n}';
+    expect(expandSnippets(src, shared)).toBe('fn f() {\nlet a7 = 3u;\nlet b7 = a7 * 2u;\n}');
+    expect(() => expandSnippets('//#include nowhere', shared)).toThrow(WGSLSnippetError);
+    expect(() => expandSnippets('//#include outer 1', shared)).toThrow(/needs argument \$2/);
+    expect(() => expandSnippets('//#snippet open\nx', '')).toThrow(/no \/\/#end/);
+    // Every family expands (no unknown snippet), and no directive is left over.
+    for (const family of Object.keys(WGSL_SOURCES) as (keyof typeof WGSL_SOURCES)[]) {
+      const text = buildShader(family, { KV: 'f16', KP: 'f16', SUBGROUPS: true });
+      expect(text).not.toMatch(/^\s*\/\/#(include|snippet|end)\b/m);
+    }
+    expect(buildShader('decode_teams', { KP: 'f16' })).toContain('subgroupShuffleXor(send, 16u)');
   });
 });

@@ -52,6 +52,73 @@ export function preprocess(source: string, defines: Defines): string {
   return out.join('\n');
 }
 
+/** Source text where a snippet or its use is malformed (an unknown name, an unclosed block). */
+export class WGSLSnippetError extends Error {
+  override name = 'WGSLSnippetError';
+}
+
+/**
+ * Collects the `//#snippet NAME` ... `//#end` blocks of `source` (WGSL written once and pasted inline
+ * where `//#include NAME ARGS..` stands, so hot code stays inline: WGSL functions taking arrays
+ * cost 3x on the H200's Vulkan driver) and returns the text without them.
+ */
+function collectSnippets(source: string, into: Map<string, string[]>): string[] {
+  const rest: string[] = [];
+  let name: string | null = null;
+  let body: string[] = [];
+  for (const line of source.split('\n')) {
+    const t = line.trim();
+    if (t.startsWith('//#snippet ')) {
+      if (name !== null) throw new WGSLSnippetError(`snippet ${name} is not closed before ${t}`);
+      name = t.slice(11).trim();
+      body = [];
+    } else if (t === '//#end' && name !== null) {
+      into.set(name, body);
+      name = null;
+    } else if (name !== null) {
+      body.push(line);
+    } else {
+      rest.push(line);
+    }
+  }
+  if (name !== null) throw new WGSLSnippetError(`snippet ${name} has no //#end`);
+  return rest;
+}
+
+/**
+ * Replaces each `//#include NAME A B ..` line by the lines of snippet NAME (from `snippets.wgsl` or
+ * the source itself) with `$1`, `$2`, .. replaced by the arguments; snippets may include others.
+ */
+export function expandSnippets(source: string, shared: string = WGSL_SOURCES.snippets): string {
+  const snippets = new Map<string, string[]>();
+  collectSnippets(shared, snippets);
+  const lines = collectSnippets(source, snippets);
+  const expand = (input: readonly string[], depth: number): string[] => {
+    const out: string[] = [];
+    for (const line of input) {
+      const t = line.trim();
+      if (!t.startsWith('//#include ')) {
+        out.push(line);
+        continue;
+      }
+      const [name = '', ...args] = t.slice(11).trim().split(/\s+/);
+      const body = snippets.get(name);
+      if (body === undefined) throw new WGSLSnippetError(`unknown WGSL snippet ${name}`);
+      if (depth > 8) throw new WGSLSnippetError(`WGSL snippet ${name} includes itself`);
+      const filled = body.map((l) =>
+        l.replace(/\$(\d)/g, (m, d: string) => {
+          const a = args[Number(d) - 1];
+          if (a === undefined) throw new WGSLSnippetError(`WGSL snippet ${name} needs argument ${m}`);
+          return a;
+        }),
+      );
+      out.push(...expand(filled, depth + 1));
+    }
+    return out;
+  };
+  return expand(lines, 0).join('\n');
+}
+
 /**
  * The WGSL of an op family with its constants prepended (`KV` selects the K/V element type,
  * `KP` the 16-byte piece type of the team kernels; `SUBGROUPS: true` enables the `subgroups` extension).
@@ -71,7 +138,7 @@ export function buildShader(family: KernelFamily, defines: Defines): string {
   if (kv === 'f32' || kv === 'f16') head += KV_PRELUDE[kv];
   const kp = defines.KP;
   if (kp === 'f32' || kp === 'f16' || kp === 'f16x4') head += PIECE_PRELUDE[kp];
-  return `${head}\n${preprocess(WGSL_SOURCES[family], defines)}`;
+  return `${head}\n${preprocess(expandSnippets(WGSL_SOURCES[family]), defines)}`;
 }
 
 /** A stable cache key for a family, entry point and defines. */
