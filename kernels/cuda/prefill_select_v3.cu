@@ -10,6 +10,7 @@
 // in the packed layout), k = counts[t] of them selected. Writes the k indices in indices[pair, t, 0 .. k) (order
 // free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction).
 #include "prefill_attention.cuh"
+#include "select_common.cuh"
 
 namespace kascade {
 namespace pf {
@@ -18,15 +19,6 @@ namespace {
 
 constexpr int kSel3Threads = 256;
 constexpr int kSel3Per = 8;  // scores per thread and trip (two uint4)
-
-// Shared-memory histogram add aggregated over the lanes of a warp that hit the same bin (pooled scores crowd
-// into few bins). All lanes call.
-__device__ __forceinline__ void hist_add3(unsigned* sh, unsigned bin, bool active) {
-  const unsigned act = __ballot_sync(0xffffffffu, active);
-  if (!active) return;
-  const unsigned peers = __match_any_sync(act, bin);
-  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
-}
 
 // The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted).
 __device__ __forceinline__ void load8(const unsigned* u, int x, int st, unsigned (&v)[kSel3Per]) {
@@ -42,7 +34,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
                                                                          int pairBase) {
   __shared__ unsigned hist[2048];
   __shared__ unsigned wsum[8];
-  __shared__ unsigned selPrefix, selKrem;
+  __shared__ unsigned res[2];
   __shared__ int cntGt;
   const int tiles = tiles_of(s);
   const int t = tiles - 1 - static_cast<int>(blockIdx.x);
@@ -65,7 +57,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
   unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
   for (int level = 0; level < 3; ++level) {
     const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
-    const int nbins = level < 2 ? 2048 : 1024, per = nbins / kSel3Threads;
+    const int nbins = level < 2 ? 2048 : 1024;
     for (int i = tid; i < nbins; i += kSel3Threads) hist[i] = 0;
     __syncthreads();
     for (int base = 0; base < st; base += kStride) {
@@ -74,39 +66,14 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
       load8(u, x, st, v);
 #pragma unroll
       for (int e = 0; e < kSel3Per; ++e)
-        hist_add3(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
+        warp_hist_add(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
     }
     __syncthreads();
-    unsigned cnt = 0;
-    for (int e = 0; e < per; ++e) cnt += hist[nbins - 1 - (tid * per + e)];
-    unsigned inc = cnt;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
-      if (lane >= o) inc += y;
-    }
-    if (lane == 31) wsum[warp] = inc;
-    __syncthreads();
-    unsigned before = inc - cnt;
-    for (int w = 0; w < warp; ++w) before += wsum[w];
-    if (before < krem && before + cnt >= krem) {
-      unsigned cum = before;
-      for (int e = 0; e < per; ++e) {
-        const int bin = nbins - 1 - (tid * per + e);
-        const unsigned c = hist[bin];
-        if (cum + c >= krem) {
-          selPrefix = prefix | (static_cast<unsigned>(bin) << shift);
-          selKrem = krem - cum;
-          break;
-        }
-        cum += c;
-      }
-    }
-    __syncthreads();
-    prefix = selPrefix;
-    krem = selKrem;
+    // The bin holding rank krem from the top (select_common.cuh's block scan, shared with the decode selects).
+    select_rank_bin<kSel3Threads>([&](int bin) { return hist[bin]; }, nbins, krem, wsum, res);
+    prefix |= res[0] << shift;
+    krem = res[1];
     mask |= static_cast<unsigned>(nbins - 1) << shift;
-    __syncthreads();
   }
   // prefix is now the exact bit pattern of the k-th largest; take every score above it and the first krem
   // scores equal to it in index order (thread tid holds scores base + 8 tid .. + 7: an exclusive scan of the
