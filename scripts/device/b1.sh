@@ -20,7 +20,7 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,252,8252,32800}
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-export B1_WS_CONFIGS=${B1_WS_CONFIGS-1}
+export B1_WS_CONFIGS=${B1_WS_CONFIGS-static}
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028}
 export B1_SELECT_MODES=${B1_SELECT_MODES-grid,global}
 probe=packages/cuda/dist-device/b1-probe.mjs
@@ -31,11 +31,15 @@ say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 ncu_variants=${B1_NCU_VARIANTS:-32800}
-metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active
+metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
+# The same for bit 32768's static schedule (KASCADE_WS_CONFIG=static; the default takes groups from a per-row counter).
+KASCADE_WS_CONFIG=static B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=32800 timeout 30 "$NCU" --clock-control none --cache-control none \
+  -k regex:'gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-static-ncu.csv" 2> "$JOB_OUT/reuse-static-ncu.err"
+say "ncu static schedule exit $?"
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-164028} timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"

@@ -13,7 +13,7 @@
  *
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
- * other configurations, KASCADE_WS_CONFIG, default 1), B1_NCU=1 (only a few reuse calls, for ncu; with
+ * other schedule, KASCADE_WS_CONFIG=static, default static), B1_NCU=1 (only a few reuse calls, for ncu; with
  * B1_NCU_ANCHOR=1 the anchor's calls too), B1_SELECT_MODES (the b1 select's other kernels, KASCADE_B1_SELECT,
  * default grid,global).
  */
@@ -341,9 +341,9 @@ for (const [batch, n] of shapes as [number, number][]) {
       }
       save();
     }
-    // The warp-specialised gather's other ring / warp configurations (tuning knob KASCADE_WS_CONFIG,
+    // The warp-specialised gather's static schedule (tuning knob KASCADE_WS_CONFIG=static,
     // read by the addon per call), on variant 32800: cross-checked against 124, then timed.
-    for (const cfg of (process.env.B1_WS_CONFIGS ?? '1').split(',').filter((c) => c !== '')) {
+    for (const cfg of (process.env.B1_WS_CONFIGS ?? 'static').split(',').filter((c) => c !== '')) {
       process.env.KASCADE_WS_CONFIG = cfg;
       try {
         const got = reuseOut(32800);
