@@ -1,5 +1,7 @@
-// The anchors' Top-k select at small batch as ONE cooperative launch over the whole GPU
-// (KASCADE_VARIANT_SELECT_B1, cuda-b1, fifth session). At batch 1 the rows are few (8 KV heads) and
+// The anchors' Top-k select at small batch (KASCADE_VARIANT_SELECT_B1, cuda-b1). Two kernels: the cluster
+// select (sixth session, the default; below, after the grid kernel) and, behind the tuning knob
+// KASCADE_B1_SELECT=grid, the fifth session's one cooperative launch over the whole GPU, described first.
+// At batch 1 the rows are few (8 KV heads) and
 // long (131072 keys at 128k): the multi-pass select runs ~64 blocks per pass over five launches, the
 // stream select (bit 2048) spends most of its ~50 us finishing each row's list in one CTA. Here every
 // CTA of a resident grid takes an equal share of all rows' keys:
