@@ -181,19 +181,21 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape) and v19 (the default since session 5): four
 // consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
-// (prefill_pool_v17.cu; head dim 128, g = 4, else v1). Every pool is followed by select v3 (16-byte loads, two in
+// (prefill_pool_v17.cu; head dim 128, g = 4, else v1); v23 (session 6): v19 with a quarter of the exponentials on
+// the FMA pipe (ex2_poly3, prefill_wgmma.cuh). Every pool is followed by select v3 (16-byte loads, two in
 // flight: prefill_select_v3.cu). Sessions 2-5's pools v2-v18 and v20-v22 (the first wgmma pools, the pipelined and
 // swizzled ones, the pools computing their own statistics, the two-warpgroup turns) lost and are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 ? 1 : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
+  return v == 1 || v == 23 ? v : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
 }
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                cudaStream_t st) {
-  if (pool_variant() == 19 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+  const int pv = pool_variant();
+  if (pv >= 19 && pool_v17_supports(s))
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, pv == 23, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);

@@ -301,12 +301,14 @@ int prefill_variant_number(const char* name) {
 // they do not apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
 // Attention variants: v1, v12 (dense v9 for dense and dense + statistics, the four-warpgroup statistics pass,
 // sparse v9 with its 3-stage ring) and v17 (the same with sparse v9's 2-stage ring for sparse; the default for the
-// dense modes). Sessions 2-5's v2-v8 (mma.sync with 32 rows per warp, the first wgmma kernels, dense v6's
-// two-warpgroup overlap), v9-v11, v13-v16 and v18-v20 lost to them and are gone.
+// dense modes); session 6's v22 / v24 (v17 with the statistics-only pass against each thread's previous offset,
+// no per-step row max; v24 also a quarter of its exponentials on the FMA pipe). Sessions 2-5's v2-v8 (mma.sync
+// with 32 rows per warp, the first wgmma kernels, dense v6's two-warpgroup overlap), v9-v11, v13-v16 and v18-v20
+// lost to them and are gone.
 int prefill_variant(PrefillMode mode) {
   const int fallback = mode == kSparse ? 12 : 17;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
-  const bool known = v == 1 || v == 12 || v == 17;
+  const bool known = v == 1 || v == 12 || v == 17 || v == 22 || v == 24;
   return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
@@ -316,7 +318,7 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
   // v12 / v17: the TMA + warp-specialised kernels at head dim 128 (dense v9 for dense and dense + statistics,
   // prefill_stats_v17.cu for the statistics-only pass, sparse v9 for sparse at g = 4: v12 its 3-stage ring).
   if (variant >= 12) {
-    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st);
+    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st, variant);
     if (prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
     if (mode == kSparse && prefill_sparse_v9_supports(s))
       return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);

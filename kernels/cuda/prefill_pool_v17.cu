@@ -1,8 +1,10 @@
 // The anchors' pooling pass, variant v19 (KASCADE_PREFILL_POOL=v19, the default: head dim 128, g = 4, statistics
-// from the attention pass; elsewhere as v5), followed by select v3 (prefill_select_v3.cu). Session 5's calls also
-// timed three consumer warpgroups (v17: 7.76 against 6.93 ms at 32k, ncu), three that each issue a step ahead
-// (v22: 7.68), four without the turns (v20: 7.11) and with an eighth of the exponentials on the FMA pipe (v21:
-// 7.47); all slower, all gone (v18 = v19 with the old select is gone too). Same output as the other pools:
+// from the attention pass; elsewhere pool v1), and v23 (session 6: v19 with a quarter of the exponentials, every
+// fourth column block, on the FMA pipe: ex2_poly3, POLY = 4), followed by select v3 (prefill_select_v3.cu).
+// Session 5's calls also timed three consumer warpgroups (v17: 7.76 against 6.93 ms at 32k, ncu), three that each
+// issue a step ahead (v22: 7.68), four without the turns (v20: 7.11) and with an eighth of the exponentials on the
+// FMA pipe (v21: 7.47, the degree-5 ex2_fma); all slower, all gone (v18 = v19 with the old select is gone too).
+// Same output as pool v1:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // Why: per 64 keys a pooling step is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM) against 8192
@@ -58,7 +60,7 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-template <typename T, int NC>
+template <typename T, int NC, int POLY>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
@@ -152,7 +154,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   // Step i's pooled scores from its completed product.
   auto pool_step = [&](const float* acc, int i) {
     float p0, p1;
-    pooled_pair<16>(acc, Cs, qscale, quad, p0, p1);
+    pooled_pair<16, POLY>(acc, Cs, qscale, quad, p0, p1);
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) rowp[x0] = p0;
@@ -172,13 +174,13 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC>
+template <typename T, int NC, int POLY>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, POLY>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -188,7 +190,7 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC>
+  pool_v17_kernel<T, NC, POLY>
       <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -198,10 +200,12 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool poly,
+                            cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    if (poly) return launch_p17_t<T, 4, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    return launch_p17_t<T, 4, 0>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   });
 }
 

@@ -2,7 +2,8 @@
 // dense + statistics modes run dense v9): for every query row the max (log2 domain) and sum of its full causal
 // softmax, written to stats [batch, heads, queries, 2] as dense v9's statistics-only mode does. (Call B of session
 // 5 also timed v18 without the turns, v19 with an eighth of the exponentials on the FMA pipe and v20 with a lazy
-// thread-local max: none faster at 128k; they are gone.)
+// thread-local max: none faster at 128k; they are gone.) Session 6: v22 (STALE below: no per-step row max at all)
+// and v24 (v22 with a quarter of the exponentials on the FMA pipe).
 //
 // Why: per 128-key step of 64 query rows the pass is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM)
 // against 8192 exponentials (about 512 MUFU cycles of one warpgroup's four warps); dense v9's two consumer
@@ -41,12 +42,53 @@ constexpr size_t s17_smem_bytes() {
          kS17Rows * 2 * sizeof(float) + 256;
 }
 
+// (m, l) += (m2, l2): two partial softmax statistics of one row (log2-domain max, sum) merged.
+__device__ __forceinline__ void merge_ml(float& m, float& l, float m2, float l2) {
+  const float mn = fmaxf(m, m2);
+  if (mn == -INFINITY) return;
+  l = (m == -INFINITY ? 0.f : l * ex2f(m - mn)) + (m2 == -INFINITY ? 0.f : l2 * ex2f(m2 - mn));
+  m = mn;
+}
+
+// One step of a thread's row (accumulator elements e0, e0 + 1 of each column block) against its held offset m
+// (variants 22 / 24): l += sum exp2(s q - m) unless that sum reaches 2^64 or is not a number (nothing held yet: m =
+// -inf), then the step again against max(m, the step's own thread-local max), l rescaled.
+template <int POLY>
+__device__ __forceinline__ void stale_row(const float* sacc, int e0, float qscale, float& m, float& l) {
+  if (m != -INFINITY) {
+    float rs = 0.f;
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb)
+      rs += ex2_sel<POLY>(fmaf(sacc[nb * 4 + e0], qscale, -m), nb) +
+            ex2_sel<POLY>(fmaf(sacc[nb * 4 + e0 + 1], qscale, -m), nb);
+    if (rs < 0x1p64f) {
+      l += rs;
+      return;
+    }
+  }
+  float mx = -INFINITY;
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) mx = fmaxf(mx, fmaxf(sacc[nb * 4 + e0], sacc[nb * 4 + e0 + 1]));
+  const float mn = fmaxf(m, mx * qscale);
+  if (mn == -INFINITY) return;  // nothing unmasked yet
+  float rs = 0.f;
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb)
+    rs += ex2f(fmaf(sacc[nb * 4 + e0], qscale, -mn)) + ex2f(fmaf(sacc[nb * 4 + e0 + 1], qscale, -mn));
+  l = (m == -INFINITY ? 0.f : l * ex2f(m - mn)) + rs;
+  m = mn;
+}
+
 struct S17Maps {
   CUtensorMap q;
   CUtensorMap k;
 };
 
-template <typename T>
+// STALE (variants 22 / 24): every thread keeps its own (max, sum) per row and exponentiates a step against its
+// previous max, with no per-step row max (FMNMX per score, shuffles, the rescale): the step's sum is kept unless it
+// reaches 2^64 (a score 64 above the held max; inf / NaN while nothing was held), and only then the step is redone
+// against its own thread-local max. The quad's pairs are merged at the end. POLY: see ex2_sel (prefill_wgmma.cuh).
+template <typename T, bool STALE, int POLY>
 __global__ void __launch_bounds__(kS17Threads, 1)
     prefill_stats_v17_kernel(const KascadePrefillShape s, float* __restrict__ statsOut,
                              const __grid_constant__ S17Maps maps) {
@@ -137,26 +179,39 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     const int kFirst = i * kS17Keys;
     if (kFirst + kS17Keys - 1 > warpFirst || kFirst + kS17Keys > listLen)
       mask_causal<16>(sacc, kFirst, quad, pos0, pos1, listLen);
-    float mx0, mx1;
-    row_max_quad<16>(sacc, mx0, mx1);
-    const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
-    const float c0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
-    const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
-    float rs0 = 0.f, rs1 = 0.f;
+    if constexpr (STALE) {
+      stale_row<POLY>(sacc, 0, qscale, m0, l0);
+      stale_row<POLY>(sacc, 2, qscale, m1, l1);
+    } else {
+      float mx0, mx1;
+      row_max_quad<16>(sacc, mx0, mx1);
+      const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
+      const float c0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
+      const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+      float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
-    for (int nb = 0; nb < 16; ++nb) {
-      rs0 += ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-      rs1 += ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      for (int nb = 0; nb < 16; ++nb) {
+        rs0 += ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+        rs1 += ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+      }
+      l0 = l0 * c0 + rs0;
+      l1 = l1 * c1 + rs1;
+      m0 = mn0;
+      m1 = mn1;
     }
-    l0 = l0 * c0 + rs0;
-    l1 = l1 * c1 + rs1;
-    m0 = mn0;
-    m1 = mn1;
   }
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  if constexpr (STALE) {  // the quad's thread-local pairs
+#pragma unroll
+    for (int o = 1; o <= 2; o <<= 1) {
+      merge_ml(m0, l0, __shfl_xor_sync(0xffffffffu, m0, o), __shfl_xor_sync(0xffffffffu, l0, o));
+      merge_ml(m1, l1, __shfl_xor_sync(0xffffffffu, m1, o), __shfl_xor_sync(0xffffffffu, l1, o));
+    }
+  } else {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  }
   // Parity 1 hands its (max, sum) to parity 0 (named barrier 1: the four consumer warpgroups).
   if (kp == 1 && quad == 0) {
     Merge[r0 * 2] = m0;
@@ -167,14 +222,8 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   asm volatile("bar.sync 1, 512;\n" ::: "memory");
   if (kp == 1 || quad != 0) return;
   const size_t qBase = (static_cast<size_t>(b) * H + h) * static_cast<size_t>(Q);
-  auto merge = [](float& m, float& l, float m2, float l2) {
-    const float mn = fmaxf(m, m2);
-    if (mn == -INFINITY) return;
-    l = (m == -INFINITY ? 0.f : l * ex2f(m - mn)) + (m2 == -INFINITY ? 0.f : l2 * ex2f(m2 - mn));
-    m = mn;
-  };
-  merge(m0, l0, Merge[r0 * 2], Merge[r0 * 2 + 1]);
-  merge(m1, l1, Merge[(r0 + 8) * 2], Merge[(r0 + 8) * 2 + 1]);
+  merge_ml(m0, l0, Merge[r0 * 2], Merge[r0 * 2 + 1]);
+  merge_ml(m1, l1, Merge[(r0 + 8) * 2], Merge[(r0 + 8) * 2 + 1]);
   if (qi0 < Q) {
     statsOut[(qBase + qi0) * 2] = m0;
     statsOut[(qBase + qi0) * 2 + 1] = l0;
@@ -185,12 +234,12 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   }
 }
 
-template <typename T>
+template <typename T, bool STALE, int POLY>
 cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s17_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T, STALE, POLY>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -201,16 +250,21 @@ cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cud
       !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kS17Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_stats_v17_kernel<T>
+  prefill_stats_v17_kernel<T, STALE, POLY>
       <<<dim3(grid.x, grid.y, grid.z), kS17Threads, smem, st>>>(s, a.stats, maps);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
+                                     int variant) {
   if (s.headDim != 128) return cudaErrorInvalidValue;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s17_t<T>(s, a, st); });
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    if (variant == 22) return launch_s17_t<T, true, 0>(s, a, st);
+    if (variant == 24) return launch_s17_t<T, true, 4>(s, a, st);
+    return launch_s17_t<T, false, 0>(s, a, st);
+  });
 }
 
 }  // namespace pf

@@ -1,6 +1,7 @@
 /**
- * `ex2_fma` (kernels/cuda/prefill_wgmma.cuh): 2^x on the FMA pipe, used by the prefill variants that move a share
- * of the exponentials off the MUFU (dense v19's statistics-only pass, pool v21). This test reads the function's
+ * `ex2_fma` and `ex2_poly3` (kernels/cuda/prefill_wgmma.cuh): 2^x on the FMA pipe, for the prefill variants that
+ * move a share of the selection's exponentials off the MUFU (session 6: pool v23, dense v24's statistics pass
+ * use ex2_poly3; ex2_fma is session 5's, kept for such experiments). This test reads the function's
  * constants from the header itself and replays its f32 arithmetic step by step (Math.fround after every
  * operation; a fused multiply-add rounds once), so a change to the kernel's polynomial is checked here without a
  * GPU: the relative error against 2^x in float64 must stay within 4e-7 (ex2.approx.ftz.f32 is documented at
@@ -14,25 +15,31 @@ import { describe, expect, it } from 'vitest';
 const header = join(dirname(fileURLToPath(import.meta.url)), '../../../kernels/cuda/prefill_wgmma.cuh');
 
 interface Ex2Fma {
+  /** The exponent step: ex2_fma's `(j - shifter) * 2^23` or ex2_poly3's `j << 23` (equal mod 2^32). */
+  readonly shiftOnly: boolean;
   readonly clamp: number;
   readonly shifter: number;
   /** Horner coefficients, highest degree first. */
   readonly coefficients: readonly number[];
 }
 
-/** The constants of ex2_fma as the header spells them. */
-function readEx2Fma(): Ex2Fma {
+/** The constants of ex2_fma (or another function of its shape) as the header spells them. */
+function readEx2Fma(name = 'ex2_fma'): Ex2Fma {
   const src = readFileSync(header, 'utf8');
-  const start = src.indexOf('__device__ __forceinline__ float ex2_fma(float x) {');
-  if (start < 0) throw new Error('ex2_fma not found in prefill_wgmma.cuh');
+  const start = src.indexOf(`__device__ __forceinline__ float ${name}(float x) {`);
+  if (start < 0) throw new Error(`${name} not found in prefill_wgmma.cuh`);
   const body = src.slice(start, src.indexOf('\n}\n', start));
   const num = '(-?[0-9.]+(?:e-?[0-9]+)?)f?';
   const clamp = body.match(new RegExp(`x = fmaxf\\(x, ${num}\\);`));
   const shifter = body.match(new RegExp(`__fadd_rn\\(x, ${num}\\)`));
   const first = body.match(new RegExp(`float p = ${num};`));
   const rest = [...body.matchAll(new RegExp(`p = fmaf\\(p, f, ${num}\\);`, 'g'))];
-  if (!clamp || !shifter || !first || rest.length === 0) throw new Error('ex2_fma has an unexpected shape');
+  const shiftOnly = body.includes('__float_as_int(p) + (__float_as_int(j) << 23)');
+  if (!clamp || !shifter || !first || rest.length === 0) throw new Error(`${name} has an unexpected shape`);
+  if (!shiftOnly && !body.includes('(__float_as_int(j) - 0x4B400000) * (1 << 23)'))
+    throw new Error(`${name}: unknown exponent step`);
   return {
+    shiftOnly,
     clamp: Number(clamp[1]),
     shifter: Number(shifter[1]),
     coefficients: [Number(first[1]), ...rest.map((m) => Number(m[1]))],
@@ -60,6 +67,7 @@ function ex2Fma(p: Ex2Fma, xIn: number): number {
   const [c0, ...cs] = p.coefficients;
   let q = f32(c0 as number);
   for (const c of cs) q = fmaf(q, f, f32(c));
+  if (p.shiftOnly) return asFloat((asInt(q) + (asInt(j) << 23)) | 0);
   return asFloat((asInt(q) + (asInt(j) - asInt(f32(p.shifter))) * (1 << 23)) | 0);
 }
 
@@ -110,5 +118,42 @@ describe('ex2_fma (2^x on the FMA pipe)', () => {
     expect(maxRelErr(short, xs)).toBeGreaterThan(4e-7);
     const off = { ...p, coefficients: p.coefficients.map((c, i) => (i === 3 ? c * 1.001 : c)) };
     expect(maxRelErr(off, xs)).toBeGreaterThan(4e-7);
+  });
+});
+
+describe('ex2_poly3 (2^x on the FMA pipe, degree 3, for selection scores)', () => {
+  const p = readEx2Fma('ex2_poly3');
+  // One reduction period finely, then the range the kernels feed it: pool scores minus the row constant (<= 0,
+  // down to the clamp) and the statistics pass's steps against a held max (kept below 2^64).
+  const xs = [...grid(-2, 2, 40001), ...grid(-124, 64, 18801)];
+  const bound = 7.5e-5;
+
+  it('reads a degree-3 polynomial, the rounding constant and the shift-add exponent step', () => {
+    expect(p.coefficients).toHaveLength(4);
+    expect(p.shifter).toBe(12582912);
+    expect(p.clamp).toBe(-125);
+    expect(p.shiftOnly).toBe(true);
+  });
+
+  it(`is within ${bound} of 2^x over [-124, 64], well inside the selection check's 1e-4`, () => {
+    const worst = maxRelErr(p, xs);
+    expect(worst).toBeLessThan(bound);
+    // The error bound is the polynomial's, not a loose one: a minimax fit reaches it.
+    expect(worst).toBeGreaterThan(5e-5);
+  });
+
+  it('clamps far below zero to about 2^-125 and stays finite at 64', () => {
+    const lo = ex2Fma(p, Number.NEGATIVE_INFINITY);
+    expect(Math.abs(lo / 2 ** -125 - 1)).toBeLessThan(bound);
+    expect(ex2Fma(p, -1000)).toBe(lo);
+    expect(Math.abs(ex2Fma(p, 64) / 2 ** 64 - 1)).toBeLessThan(bound);
+  });
+
+  it('would catch a wrong coefficient or a missing clamp', () => {
+    const off = { ...p, coefficients: p.coefficients.map((c, i) => (i === 1 ? c * 1.001 : c)) };
+    expect(maxRelErr(off, xs)).toBeGreaterThan(bound);
+    // Below -126 the shift-add leaves the exponent field: without the clamp 2^-130 comes out as garbage.
+    const x = ex2Fma({ ...p, clamp: -1000 }, -130);
+    expect(Math.abs(x / 2 ** -130 - 1)).toBeGreaterThan(1);
   });
 });

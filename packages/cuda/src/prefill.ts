@@ -357,19 +357,24 @@ export function uploadPrefillSelection(
  *     structure: TMA copies into a 2-stage mbarrier ring, a producer warpgroup and two consumer warpgroups), the
  *     statistics-only pass on four consumer warpgroups taking turns (prefill_stats_v17.cu), sparse on the same
  *     skeleton gathering the selected rows with a 3-stage ring (prefill_sparse_v9.cu); head dim 128;
- *   - `v17` (dense default): v12 with sparse v9's 2-stage ring.
+ *   - `v17` (dense default): v12 with sparse v9's 2-stage ring;
+ *   - `v22` (session 6): v17 whose statistics-only pass exponentiates each step against the thread's previous
+ *     max (no per-step row max; the step is redone only when its sum reaches 2^64), the quad's (max, sum) pairs
+ *     merged at the end; `v24`: v22 with a quarter of those exponentials on the FMA pipe (a degree-3 polynomial,
+ *     relative error <= 7.5e-5: the statistics only weigh the selection, never an attention output).
  *   (Sessions 2-5's `v2`-`v11`, `v13`-`v16` and `v18`-`v20` lost to these and are gone.)
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (the default) four
  *   consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
- *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1). Every pool is followed by the same select (16-byte
+ *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), `v23` (session 6) v19 with a quarter of the
+ *   exponentials on the FMA pipe (the same degree-3 polynomial). Every pool is followed by the same select (16-byte
  *   loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v12' | 'v17';
-export type PrefillPoolVariant = 'v1' | 'v19';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19'];
+export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22' | 'v24';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v23';
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22', 'v24'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v23'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -381,11 +386,16 @@ export interface PrefillKernelSelection {
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v37` = dense v17, sparse v12, pool v19 (the defaults since session 5's call B, 128k:
  * anchor 304 ms, layer 0 363). Sessions 2-5's presets v2-v36 and v38-v41 (every earlier combination, session 3's
- * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels.
+ * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6's candidates:
+ * `v42` = v37 with dense v22 (the statistics pass without a per-step max), `v43` = v37 with pool v23 (a quarter of
+ * the pool's exponentials on the FMA pipe), `v44` = dense v24 + pool v23 (both).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
+  v42: { dense: 'v22', sparse: 'v12', pool: 'v19' },
+  v43: { dense: 'v17', sparse: 'v12', pool: 'v23' },
+  v44: { dense: 'v24', sparse: 'v12', pool: 'v23' },
 };
 
 /**
