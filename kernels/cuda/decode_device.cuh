@@ -141,6 +141,15 @@ __device__ __forceinline__ void bulk_g2s(void* smem, const void* gmem, unsigned 
       : "memory");
 }
 
+// A 4-byte cp.async, and an arrive-on the mbarrier once this thread's earlier cp.async copies have landed
+// (the pending count rises by one at once and falls when they land: issue it before the phase can complete).
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_u32(smem)), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_mbar_arrive(uint64_t* bar) {
+  asm volatile("cp.async.mbarrier.arrive.shared::cta.b64 [%0];\n" ::"r"(smem_u32(bar)) : "memory");
+}
+
 // Variant KASCADE_VARIANT_PDL (programmatic dependent launch): the grid may start while the kernel
 // before it in the stream still runs; griddepcontrol.wait blocks until that kernel has finished and
 // its memory is visible, so nothing global is read or written before it. launch_dependents then lets
@@ -247,6 +256,20 @@ __device__ __forceinline__ void pv16(const float (&pr)[4], float al, bool p16, L
     pv(std::true_type{});
   }
 }
+// The step's softmax and P V from the scores sv (sv[nb * 2 + e]: key nb * 8 + (lane % 4) * 2 + e, row
+// lane / 4; -inf where masked) over 16 padded V rows in shared memory (row stride kRow elements).
+template <typename T, int D, int kRow>
+__device__ __forceinline__ void attend16_pv(const float (&sv)[4], const T* vs, bool p16, float& m, float& l,
+                                            float (&acc)[D / 8][2]) {
+  const int lane = static_cast<int>(threadIdx.x) & 31, mi = lane >> 3, r8 = lane & 7;
+  float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
+  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
+  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+  float pr[4], al;
+  softmax16(sv, tm, m, l, pr, al);
+  const T* vb = vs + ((mi & 1) * 8 + r8) * kRow + (mi >> 1) * 8;
+  pv16<T, D / 16>(pr, al, p16, [&](int nd, uint32_t* bf) { ldmatrix_x4_trans(bf, vb + nd * 16); }, acc);
+}
 // The three over 16 padded K and V rows in shared memory (row stride kRow elements: ldmatrix's rows on
 // distinct banks), keys with pos[key] < 0 masked: the gathers' step.
 template <typename T, int D, int kRow>
@@ -261,13 +284,24 @@ __device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const 
   for (int nb = 0; nb < 2; ++nb)
 #pragma unroll
     for (int e = 0; e < 2; ++e) sv[nb * 2 + e] = pos[nb * 8 + quad * 2 + e] >= 0 ? sc[nb][e] * qscale : -INFINITY;
-  float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
-  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
-  tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
-  float pr[4], al;
-  softmax16(sv, tm, m, l, pr, al);
-  const T* vb = vs + ((mi & 1) * 8 + r8) * kRow + (mi >> 1) * 8;
-  pv16<T, D / 16>(pr, al, p16, [&](int nd, uint32_t* bf) { ldmatrix_x4_trans(bf, vb + nd * 16); }, acc);
+  attend16_pv<T, D, kRow>(sv, vs, p16, m, l, acc);
+}
+// The anchors' sparse step from the scores pass's logits (the keys' log2-domain scaled scores, lg[key * GS +
+// h] for query head h < GS) instead of K rows: the same softmax and P V (rows >= GS score 0, as with Q's
+// zero rows above).
+template <typename T, int D, int GS, int kRow>
+__device__ __forceinline__ void attend16_logits(const float* lg, const T* vs, const int* pos, bool p16, float& m,
+                                                float& l, float (&acc)[D / 8][2]) {
+  const int lane = static_cast<int>(threadIdx.x) & 31, quad = lane & 3, row = lane >> 2;
+  float sv[4];
+#pragma unroll
+  for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int key = nb * 8 + quad * 2 + e;
+      sv[nb * 2 + e] = pos[key] < 0 ? -INFINITY : row < GS ? lg[key * GS + row] : 0.f;
+    }
+  attend16_pv<T, D, kRow>(sv, vs, p16, m, l, acc);
 }
 
 // The NW warps of a CTA merge their online-softmax states: each warp's lanes (quad == 0 holds (m, l) of

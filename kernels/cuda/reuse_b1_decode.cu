@@ -2,7 +2,7 @@
 // the rows an index list names (reuse, and the anchors' sparse pass), built for batch 1, where 8 KV heads
 // x 13107 selected rows (54 MB at 128k) must keep the whole GPU's DRAM busy.
 //
-// Kernel gather_ws_kernel<T, D, GS, DYN>
+// Kernel gather_ws_kernel<T, D, GS, DYN, LG>
 //   grid (splits, kvHeads, batch), block 256 threads = 4 consumer warps + 4 producer warps; one block =
 //   one KV head j of one sequence b, all GS query heads of its group (ws_splits: the rows' splits fill
 //   the CTAs resident at once). Each stage of a shared ring holds 64 entries; consumer w and producer w
@@ -83,7 +83,7 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 __device__ int g_ws_next[kMaxFusedRows];
 __device__ unsigned g_ws_quit[kMaxFusedRows];
 
-template <typename T, int D, int GS, bool DYN>
+template <typename T, int D, int GS, bool DYN, bool LG>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
   using C = WsCfg<D>;
@@ -92,6 +92,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* Ks = reinterpret_cast<T*>(smem_raw);
   T* Vs = Ks + NS * SK * R;
+  float* lgS = reinterpret_cast<float*>(Ks);  // LG: [stage][entry][GS] logits where the K ring would be
   int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS>());
   int* groupS = posS + NS * SK;  // DYN: [stage][producer] the group's first entry, -1: no more groups
   // Barriers [stage][producer]: `full` completes when the producer's 16 rows of the stage have landed,
@@ -174,15 +175,23 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
         gs[u] = gn;
         q[u] = load_raw(gn);
         if (lane < 16) posS[u * SK + pr * 16 + row] = p;
+        const int e0 = u * SK + pr * 16 + row;
+        if (LG && lane < 16) {
+          // The entry's GS logits (4-byte cp.async; none for a masked entry), tracked by `full`: the
+          // arrive-on below raises its pending count until they land (before lane 0's arrive).
+          if (p >= 0)
+#pragma unroll
+            for (int h = 0; h < GS; ++h) cp_async4(lgS + e0 * GS + h, a.logits + (bh0 + h) * n + p);
+          cp_async_mbar_arrive(fb);
+        }
         // A masked row (out of range, or past the list inside the group) copies row 0: finite, probability 0.
         __syncwarp();
-        if (lane == 0) mbar_arrive_expect_tx(fb, 16u * 2u * kRowBytes);
+        if (lane == 0) mbar_arrive_expect_tx(fb, (LG ? 16u : 32u) * kRowBytes);
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
-        const int r0 = (u * SK + pr * 16 + row) * R;
-        if (lane < 16) {
-          bulk_g2s(Ks + r0, kg + off, kRowBytes, fb);
-        } else {
-          bulk_g2s(Vs + r0, vg + off, kRowBytes, fb);
+        if (lane >= 16) {
+          bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
+        } else if (!LG) {
+          bulk_g2s(Ks + e0 * R, kg + off, kRowBytes, fb);
         }
       }
     }
@@ -190,7 +199,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   } else {
     // Consumers.
     uint32_t qa[D / 16][4];
-    load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
+    if (!LG) load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
     const float qscale = s.scale * kLog2e;
     const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
     const int pw = warp;  // the producer of this consumer's rows
@@ -200,7 +209,10 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
       __syncwarp();
       if (groupS[st * NP + pw] < 0) break;
       const int r0 = st * SK + warp * 16;
-      attend16<T, D, R>(qa, Ks + r0 * R, Vs + r0 * R, posS + r0, qscale, p16, m, l, acc);
+      if (LG)
+        attend16_logits<T, D, GS, R>(lgS + r0 * GS, Vs + r0 * R, posS + r0, p16, m, l, acc);
+      else
+        attend16<T, D, R>(qa, Ks + r0 * R, Vs + r0 * R, posS + r0, qscale, p16, m, l, acc);
       __syncwarp();
       if (lane == 0) mbar_arrive(empty + st * NP + pw);
     }
@@ -235,16 +247,16 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool DYN>
+template <typename T, int D, int GS, bool DYN, bool LG>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, DYN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, DYN, LG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, DYN>, WsCfg<D>::kThreads, smem);
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, DYN, LG>, WsCfg<D>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
       return 0;
@@ -254,16 +266,16 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool DYN>
+template <typename T, int D, int GS, bool DYN, bool LG>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
-  const int perSm = ws_ctas_per_sm<T, D, GS, DYN>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, DYN, LG>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-  gather_ws_kernel<T, D, GS, DYN><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
-                                    ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
+  gather_ws_kernel<T, D, GS, DYN, LG><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
+                                        ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
   e = cudaGetLastError();
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
@@ -282,15 +294,20 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int g = s.heads / s.kvHeads;
   a.out = out;
   // The dynamic schedule where the rows' counters exist (at most kMaxFusedRows rows); tuning only:
-  // KASCADE_WS_CONFIG=static runs the static ranges (read per call).
+  // KASCADE_WS_CONFIG=static runs the static ranges (read per call). With the anchors' logits (a.logits set
+  // by the anchor's sparse pass), the scores come from them and only V rows are copied (dynamic schedule
+  // only; tuning: KASCADE_SPARSE_LOGITS=0 copies K rows and recomputes the scores).
   const char* env = std::getenv("KASCADE_WS_CONFIG");
   const bool dyn = !(env && std::strcmp(env, "static") == 0) &&
                    static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows;
+  const char* envLg = std::getenv("KASCADE_SPARSE_LOGITS");
+  const bool lg = dyn && a.logits != nullptr && !(envLg && envLg[0] == '0');
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        if (dyn) return launch_ws<T, D, GS, true>(s, a, out, st);
-        return launch_ws<T, D, GS, false>(s, a, out, st);
+        if (lg) return launch_ws<T, D, GS, true, true>(s, a, out, st);
+        if (dyn) return launch_ws<T, D, GS, true, false>(s, a, out, st);
+        return launch_ws<T, D, GS, false, false>(s, a, out, st);
       });
     });
   });
