@@ -91,12 +91,16 @@ type Tuning = Pick<
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
+/** Workgroups of 256 invocations: 8 teams of 32 lanes (8-byte pieces) per workgroup instead of 4. */
+const WG256: Tuning = { workgroupSize: 256 };
 
 /** The fused merges checked at full size (against the two-dispatch merge, and run to run). */
-const FUSED_CHECKS: { role: 'dense' | 'reuse'; options: Tuning }[] = [
+const FUSED_CHECKS: { role: 'dense' | 'dense-anchor' | 'reuse'; options: Tuning }[] = [
   { role: 'dense', options: { fuseCombine: true, prefetchIndices: true } },
+  { role: 'dense-anchor', options: { fuseCombine: true, ...SGM } },
   { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true } },
   { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true, ...SGM } },
+  { role: 'reuse', options: { fuseCombine: true, prefetchIndices: true, workgroupSize: 256 } },
 ];
 /** Runs of the fused merge at full size compared bit for bit. */
 const FUSED_RUNS = 20;
@@ -114,6 +118,8 @@ const PARITY_OPTIONS: Tuning[] = [
   SGM,
   { ...SGM, fuseCombine: true, pieceBytes: 16 },
   { ...SGM, fuseCombine: false, workgroupSize: 256 },
+  { fuseCombine: true, prefetchIndices: true, workgroupSize: 256 },
+  { ...SGM, fuseCombine: true, workgroupSize: 256, targetWorkgroups: 1024 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -138,13 +144,15 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // Session 5, call C: the final defaults against the subgroup team merge, twice in turn (calls A
   // and B, webgpu-decode-s5a.json and -s5b.json, hold the wider sweeps: the single-step gather and
   // the two-level merge, both removed).
-  reuse: alternate(2, {}, SGM),
-  anchor: alternate(2, {}, SGM, { streamPass: { targetWorkgroups: 1024 } }),
-  'dense-anchor': alternate(2, {}, SGM),
-  dense: alternate(2, {}, SGM),
+  // Session 6, call A: workgroups of 8 teams (more warps in flight per split) for the gathers and the
+  // streaming passes; layer 0's new default (the subgroup team merge) against the old one.
+  reuse: alternate(2, {}, WG256, { ...WG256, targetWorkgroups: 1024 }),
+  anchor: alternate(2, {}, WG256, { streamPass: { targetWorkgroups: 4096 } }),
+  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }, WG256),
+  dense: alternate(2, {}, WG256),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
-const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
+const ONE_PASS_REUSE_OPTIONS: Tuning = WG256;
 
 const bench: Bench = {
   name: 'webgpu-decode',
@@ -763,7 +771,7 @@ async function parity(
   const headMap = [1, 0, 3, 2, 5, 4, 7, 6];
   const rows: Row[] = [];
   let sels: DecodeSelection[] = [];
-  for (const role of ['dense', 'anchor', 'reuse'] as const) {
+  for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
     // Run RUNS times; every run must give the same bits (a fused merge reading a partial too early
     // would not).
     const runs: Float32Array[] = [];
@@ -799,7 +807,7 @@ async function parity(
     let den = 0;
     for (let b = 0; b < B; b++) {
       const want =
-        role === 'dense'
+        role === 'dense' || role === 'dense-anchor'
           ? denseDecodeAttention(ref(b))
           : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
       for (let i = 0; i < want.length; i++) {

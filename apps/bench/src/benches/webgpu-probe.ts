@@ -58,10 +58,11 @@ type Options = Pick<
   | 'pieceBytes'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
+  | 'workgroupSize'
 >;
 
-/** The subgroup team merge (session 5's candidate). */
-const SGM: Options = { subgroupTeamMerge: true };
+/** Workgroups of 256 invocations: 8 teams of 32 lanes per workgroup (session 6's candidate). */
+const WG256: Options = { workgroupSize: 256 };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -249,7 +250,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
     for (const [what, o] of [
       ['defaults', {}],
-      ['subgroup team merge', SGM],
+      ['8 teams per workgroup', WG256],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -271,7 +272,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       useSet(set);
       for (const [what, o] of [
         ['defaults', {}],
-        ['subgroup team merge', SGM],
+        ['8 teams per workgroup', WG256],
       ] as const) {
         const s = await timeOp(
           gpu,
@@ -289,8 +290,10 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     useSet('anchor');
     const tunings: Options[] = [
       { fuseCombine: false },
-      { ...SGM, targetWorkgroups: 1024 },
-      { ...SGM, fuseCombine: false },
+      { ...WG256, targetWorkgroups: 1024 },
+      { ...WG256, minStepsPerSplit: 1 },
+      { ...WG256, pieceBytes: 16 },
+      { ...WG256, fuseCombine: false, targetWorkgroups: 2048 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -301,7 +304,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     for (const [what, o] of [
       ['defaults', {}],
-      ['subgroup team merge', SGM],
+      ['8 teams per workgroup', WG256],
     ] as const) {
       for (const count of full ? [1, 2, 8] : []) {
         const s = await timeOp(
@@ -476,12 +479,12 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
     const streamOptions: Options[] = [
-      { keysPerStep: 16 },
-      { keysPerStep: 4 },
-      { targetWorkgroups: 2048 },
-      { targetWorkgroups: 512 },
-      { targetWorkgroups: 1024 },
-      { fuseCombine: false },
+      WG256,
+      { ...WG256, targetWorkgroups: 4096 },
+      { targetWorkgroups: 4096 },
+      { ...WG256, keysPerStep: 4 },
+      { subgroupTeamMerge: false },
+      { subgroupTeamMerge: true },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

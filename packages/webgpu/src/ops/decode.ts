@@ -237,13 +237,19 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * runs in turn: dense 201 against 220 us at batch 1, 1274 against 1524 at batch 8; the scores pass
  * 1343 against 1375 at batch 8, equal at batch 1), layer 0's pass does not (337 against 285 us);
  * the anchors' scores pass takes 2048 workgroups at batch 1 too (call B of session 5, twice in turn:
- * the anchor 227.5 against 235.9 us);
+ * the anchor 227.5 against 235.9 us); layer 0's pass, and gathers at many rows, merge a workgroup's
+ * teams by subgroups (call C of session 5, twice in turn: layer 0 262 against 286 us at batch 1, 1603
+ * against 1782 at batch 8; reuse at batch 8 193 against 209; slower elsewhere: reuse at batch 1 57
+ * against 47, the anchor 289 against 227, dense 224 against 201);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
 export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
   stream: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
-  layer0: { few: { ...STREAM_FEW, fuseCombine: true }, many: { ...STREAM_MANY, fuseCombine: true } },
+  layer0: {
+    few: { ...STREAM_FEW, fuseCombine: true, subgroupTeamMerge: true },
+    many: { ...STREAM_MANY, fuseCombine: true, subgroupTeamMerge: true },
+  },
   scores: { few: { ...STREAM_MANY, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   gather: {
     few: {
@@ -254,7 +260,7 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
       prefetchIndices: true,
       fuseCombine: true,
     },
-    many: { ...STREAM_MANY, prefetchIndices: true, fuseCombine: true },
+    many: { ...STREAM_MANY, prefetchIndices: true, fuseCombine: true, subgroupTeamMerge: true },
   },
 };
 
