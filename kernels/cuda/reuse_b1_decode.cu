@@ -300,8 +300,11 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const char* env = std::getenv("KASCADE_WS_CONFIG");
   const bool dyn = !(env && std::strcmp(env, "static") == 0) &&
                    static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows;
+  // (KASCADE_B1_SELECT=grid, the b1 select's tuning kernel, keeps its candidates in the logits buffer.)
   const char* envLg = std::getenv("KASCADE_SPARSE_LOGITS");
-  const bool lg = dyn && a.logits != nullptr && !(envLg && envLg[0] == '0');
+  const char* envSel = std::getenv("KASCADE_B1_SELECT");
+  const bool lg = dyn && a.logits != nullptr && !(envLg && envLg[0] == '0') &&
+                  !(envSel && std::strcmp(envSel, "grid") == 0);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {

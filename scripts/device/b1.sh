@@ -8,8 +8,8 @@
 #  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
 #     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv;
 #  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 164028: the cluster select
-#     of bit 131072, session 6) -> anchor-ncu.csv. B1_SELECT_MODES (default grid,global): the probe also
-#     times the b1 select's other kernels (KASCADE_B1_SELECT) on the anchor variants with bit 131072.
+#     of bit 131072, session 6) -> anchor-ncu.csv. B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the
+#     anchor variants with bit 131072 under these tuning knobs (the b1 select's other kernels, the K-row sparse pass).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP, B1_WS_CONFIGS (the probe's lists), B1_NCU_VARIANTS (default 32800).
 set -u
@@ -22,9 +22,9 @@ export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_WS_CONFIGS=${B1_WS_CONFIGS-static}
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028}
-export B1_SELECT_MODES=${B1_SELECT_MODES-grid,global}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT=grid,KASCADE_B1_SELECT=global,KASCADE_SPARSE_LOGITS=0}
 probe=packages/cuda/dist-device/b1-probe.mjs
-export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_WS_CONFIGS=$B1_WS_CONFIGS B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_SELECT_MODES=$B1_SELECT_MODES node $probe b1-probe.json"
+export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_WS_CONFIGS=$B1_WS_CONFIGS B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"

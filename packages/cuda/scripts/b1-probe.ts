@@ -14,8 +14,8 @@
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
  * other schedule, KASCADE_WS_CONFIG=static, default static), B1_NCU=1 (only a few reuse calls, for ncu; with
- * B1_NCU_ANCHOR=1 the anchor's calls too), B1_SELECT_MODES (the b1 select's other kernels, KASCADE_B1_SELECT,
- * default grid,global).
+ * B1_NCU_ANCHOR=1 the anchor's calls too), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
+ * with as well; default KASCADE_B1_SELECT=grid,KASCADE_B1_SELECT=global,KASCADE_SPARSE_LOGITS=0).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -431,23 +431,30 @@ for (const [batch, n] of shapes as [number, number][]) {
     if (anchorVariants.length > 0) crossCheck(anchorVariants, '');
     timeOps(ops.filter(([op]) => op === 'anchor' || op === 'layer0'));
     save();
-    // The b1 select's other kernels (tuning knob KASCADE_B1_SELECT, read by the addon per call) on the
-    // anchor variants with bit 131072: `grid` (session 5's one cooperative launch), `global` (the cluster
-    // select with its pooled scores in global memory, as beyond ~800k keys). Cross-checked against 188,
-    // then timed as `anchor-select-<mode>` / `layer0-select-<mode>`.
-    for (const mode of (process.env.B1_SELECT_MODES ?? 'grid,global').split(',').filter((m) => m !== '')) {
-      process.env.KASCADE_B1_SELECT = mode;
+    // The anchors' tuning knobs (read by the addon per call) on the anchor variants with bit 131072:
+    // KASCADE_B1_SELECT=grid (session 5's one cooperative launch), =global (the cluster select with its
+    // pooled scores in global memory, as beyond ~800k keys), KASCADE_SPARSE_LOGITS=0 (the sparse pass
+    // copies K rows instead of reading the logits). Cross-checked against 188, then timed as
+    // `anchor-<knob>-<value>` / `layer0-<knob>-<value>`.
+    const knobs = (
+      process.env.B1_ANCHOR_KNOBS ?? 'KASCADE_B1_SELECT=grid,KASCADE_B1_SELECT=global,KASCADE_SPARSE_LOGITS=0'
+    )
+      .split(',')
+      .filter((m) => m.includes('='));
+    for (const knob of knobs) {
+      const [name, value] = knob.split('=') as [string, string];
+      process.env[name] = value;
+      const tagName = `${name.replace(/^KASCADE_/, '').toLowerCase()}-${value}`;
       const b1Variants = anchorVariants.filter((v) => (v & 131072) !== 0);
-      crossCheck(b1Variants, `_${mode}`);
+      crossCheck(b1Variants, `_${tagName}`);
       timeOps(
         ops
           .filter(([op, v]) => (op === 'anchor' || op === 'layer0') && b1Variants.includes(v))
           .map(
-            ([op, v, make]) =>
-              [`${op}-select-${mode}`, v, make] as [string, number, (l: number) => () => void],
+            ([op, v, make]) => [`${op}-${tagName}`, v, make] as [string, number, (l: number) => () => void],
           ),
       );
-      delete process.env.KASCADE_B1_SELECT;
+      delete process.env[name];
       save();
     }
     const tag = `${Math.round(n / 1024)}k_b${batch}`;
