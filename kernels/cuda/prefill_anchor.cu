@@ -132,9 +132,28 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
   }
 }
 
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape) and v19 (the default since session 5): four
+// consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
+// (prefill_pool_v17.cu; head dim 128, g = 4, else v1); v23 (session 6): v19 with a quarter of the exponentials on
+// the FMA pipe (ex2_poly3, prefill_wgmma.cuh); v27: v19 that also writes each row's first-digit histogram for the
+// select (one fewer pass over the row); v28: v27 + v23. Every pool is followed by select v3 (16-byte loads, two in
+// flight: prefill_select_v3.cu). Sessions 2-5's pools v2-v18 and v20-v22 (the first wgmma pools, the pipelined and
+// swizzled ones, the pools computing their own statistics, the two-warpgroup turns) lost and are gone.
+static int pool_variant() {
+  const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
+  return v == 1 || v == 23 || v == 27 || v == 28 ? v : 19;  // else the default (DEFAULT_PREFILL_KERNELS, v37)
+}
+
+// Whether the pool writes the select's first-digit histograms (pools v27 / v28 where pool v19's kernel runs).
+static bool pool_writes_hist(const KascadePrefillShape& s) {
+  const int pv = pool_variant();
+  return (pv == 27 || pv == 28) && pool_v17_supports(s);
+}
+
 struct PrefillWorkspace {
   float* stats;
   float* pooled;
+  unsigned* hist0;  // pools v27 / v28: the first digit's histograms of one pass, else null
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
   size_t bytes;
@@ -154,10 +173,12 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   if (ppp > 65535) ppp = 65535;  // grid.y
   w.pairsPerPass = static_cast<int>(ppp);
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
+  const size_t histBytes = pool_writes_hist(s) ? ppp * tiles * 2048 * sizeof(unsigned) : 0;
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
   w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
-  w.bytes = statsBytes + pooledBytes;
+  w.hist0 = p && histBytes ? reinterpret_cast<unsigned*>(p + statsBytes + pooledBytes) : nullptr;
+  w.bytes = statsBytes + pooledBytes + histBytes;
   return w;
 }
 
@@ -179,23 +200,13 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
   return cudaGetLastError();
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape) and v19 (the default since session 5): four
-// consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
-// (prefill_pool_v17.cu; head dim 128, g = 4, else v1); v23 (session 6): v19 with a quarter of the exponentials on
-// the FMA pipe (ex2_poly3, prefill_wgmma.cuh). Every pool is followed by select v3 (16-byte loads, two in
-// flight: prefill_select_v3.cu). Sessions 2-5's pools v2-v18 and v20-v22 (the first wgmma pools, the pipelined and
-// swizzled ones, the pools computing their own statistics, the two-warpgroup turns) lost and are gone.
-static int pool_variant() {
-  const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 23 ? v : 19;  // unset or unknown: the default (DEFAULT_PREFILL_KERNELS, preset v37)
-}
-
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                               cudaStream_t st) {
+                               unsigned* hist0, cudaStream_t st) {
   const int pv = pool_variant();
   if (pv >= 19 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, pv == 23, st);
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, pv == 23 || pv == 28,
+                           hist0, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -223,9 +234,11 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
-        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.hist0, st)) != cudaSuccess)
       return e;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, st)) != cudaSuccess) return e;
+    const unsigned* hist0 = w.perPair > 0 ? w.hist0 : nullptr;
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, hist0, st)) != cudaSuccess)
+      return e;
   }
   if (layer0) return cudaSuccess;
   a.counts = counts;
@@ -275,5 +288,5 @@ extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* 
   a.k = k;
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
-  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, nullptr, st);
 }

@@ -40,18 +40,21 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 }
 
 // Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
-// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1. poly (pool v23): a
-// quarter of the exponentials on the FMA pipe (ex2_poly3).
+// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1. poly (pools v23 /
+// v28): a quarter of the exponentials on the FMA pipe (ex2_poly3); hist0 (pools v27 / v28, else null): also the
+// select's first-digit histogram of each row, [pair in this pass][tile][2048] u32.
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool poly,
-                            cudaStream_t st);
+                            unsigned* hist0, cudaStream_t st);
 
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
+// hist0 (or null): the first digit's histograms a pool wrote (launch_pool_v17), so the first pass is skipped.
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st);
+                             size_t perPair, const int* counts, int kMax, int* indices, const unsigned* hist0,
+                             cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

@@ -24,6 +24,8 @@
 //     released once the product is done, then the exponentials and row sums, one pooled score per key.
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
+#include <type_traits>
+
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
@@ -42,10 +44,12 @@ __host__ __device__ constexpr int p17_stages() {
   return 2 * NC;
 }
 
-template <typename T, int NC>
+constexpr int kP17HistBins = 2048;  // HIST: the select's first digit (bits 31..21 of the pooled score)
+
+template <typename T, int NC, bool HIST>
 constexpr size_t p17_smem_bytes() {
   return static_cast<size_t>(kP17Rows * 128 + p17_stages<NC>() * kP17Keys * 128) * sizeof(T) + 1024 +
-         kP17Rows * 4 + 256;
+         kP17Rows * 4 + 256 + (HIST ? kP17HistBins * 4 : 0);
 }
 
 // Registers: the producer gives all but 24 back; the consumers take no more than that frees (the block's own
@@ -60,10 +64,14 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-template <typename T, int NC, int POLY>
+// HIST (pools v27 / v28): the consumers also count the row's pooled scores into a 2048-bin shared histogram of
+// bits 31..21 (the select's first digit; warp-aggregated adds, one per key) and write it to hist0[pair in this
+// pass, t] at the end, so the select skips its first pass over the row.
+template <typename T, int NC, int POLY, bool HIST>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
-                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
+                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
+                    unsigned* __restrict__ hist0) {
   constexpr int D = 128;
   constexpr int STAGES = p17_stages<NC>();
   constexpr int TILE = kP17Keys * D;
@@ -75,6 +83,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   T* Ks = Qs + kP17Rows * D;
   float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
   uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + kP17Rows);
+  unsigned* Hs = reinterpret_cast<unsigned*>(bars + 1 + 2 * STAGES);  // HIST only
   uint64_t* qFull = bars;
   uint64_t* full = bars + 1;
   uint64_t* empty = full + STAGES;
@@ -130,6 +139,8 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     }
     Cs[rr] = c;
   }
+  if constexpr (HIST)
+    for (int x = ctid; x < kP17HistBins; x += 128 * NC) Hs[x] = 0u;
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
@@ -160,6 +171,10 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       if (x0 < st) rowp[x0] = p0;
       if (x1 < st) rowp[x1] = p1;
     }
+    if constexpr (HIST) {
+      warp_hist_add(Hs, __float_as_uint(p0) >> 21, quad == 0 && x0 < st);
+      warp_hist_add(Hs, __float_as_uint(p1) >> 21, quad == 0 && x1 < st);
+    }
   };
 
   float acc[NA];
@@ -172,15 +187,21 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     tma::mbar_arrive(empty + i % STAGES);
     pool_step(acc, i);
   }
+  if constexpr (HIST) {
+    asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");
+    unsigned* hg = hist0 + (static_cast<size_t>(blockIdx.y) * tiles + t) * kP17HistBins;
+    for (int x = ctid; x < kP17HistBins; x += 128 * NC) hg[x] = Hs[x];
+  }
 }
 
-template <typename T, int NC, int POLY>
+template <typename T, int NC, int POLY, bool HIST>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
-  constexpr size_t smem = p17_smem_bytes<T, NC>();
+                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, unsigned* hist0,
+                         cudaStream_t st) {
+  constexpr size_t smem = p17_smem_bytes<T, NC, HIST>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, POLY>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, POLY, HIST>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -190,8 +211,8 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, POLY>
-      <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
+  pool_v17_kernel<T, NC, POLY, HIST><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
+      s, maps, stats, pooled, pairBase, perPair, denseLayout, hist0);
   return cudaGetLastError();
 }
 
@@ -201,11 +222,19 @@ bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 &
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool poly,
-                            cudaStream_t st) {
+                            unsigned* hist0, cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (poly) return launch_p17_t<T, 4, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-    return launch_p17_t<T, 4, 0>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    const auto a = [&](auto poly4, auto hist) {
+      return launch_p17_t<T, 4, decltype(poly4)::value, decltype(hist)::value>(
+          s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, hist0, st);
+    };
+    using P0 = std::integral_constant<int, 0>;
+    using P4 = std::integral_constant<int, 4>;
+    using H0 = std::false_type;
+    using H1 = std::true_type;
+    if (hist0) return poly ? a(P4{}, H1{}) : a(P0{}, H1{});
+    return poly ? a(P4{}, H0{}) : a(P0{}, H0{});
   });
 }
 

@@ -8,7 +8,8 @@
 // select_prefill_v3_kernel: grid (tiles, pairs in this pass), 256 threads, one block per pooled row of s_t
 // scores (>= 0, so their f32 bit patterns order like the values; s_t a multiple of 32; rows start 64-byte aligned
 // in the packed layout), k = counts[t] of them selected. Writes the k indices in indices[pair, t, 0 .. k) (order
-// free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction).
+// free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction), three
+// when the pool wrote the first digit's histogram (hist0, pools v27 / v28: 8 KB per row).
 #include "prefill_attention.cuh"
 #include "select_common.cuh"
 
@@ -31,7 +32,8 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
                                                                          const float* __restrict__ pooled,
                                                                          size_t perPair, const int* __restrict__ counts,
                                                                          int kMax, int* __restrict__ indices,
-                                                                         int pairBase) {
+                                                                         int pairBase,
+                                                                         const unsigned* __restrict__ hist0) {
   __shared__ unsigned hist[2048];
   __shared__ unsigned wsum[8];
   __shared__ unsigned res[2];
@@ -58,6 +60,14 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
   for (int level = 0; level < 3; ++level) {
     const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
     const int nbins = level < 2 ? 2048 : 1024;
+    if (level == 0 && hist0) {  // the pool counted the first digit (pools v27 / v28)
+      const unsigned* hg = hist0 + (static_cast<size_t>(blockIdx.y) * tiles + t) * 2048;
+      select_rank_bin<kSel3Threads>([&](int bin) { return __ldg(hg + bin); }, nbins, krem, wsum, res);
+      prefix = res[0] << shift;
+      krem = res[1];
+      mask = static_cast<unsigned>(nbins - 1) << shift;
+      continue;
+    }
     for (int i = tid; i < nbins; i += kSel3Threads) hist[i] = 0;
     __syncthreads();
     for (int base = 0; base < st; base += kStride) {
@@ -120,9 +130,10 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, const unsigned* hist0,
+                             cudaStream_t st) {
   select_prefill_v3_kernel<<<dim3(tiles_of(s), pairs), kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax,
-                                                                              indices, pairBase);
+                                                                              indices, pairBase, hist0);
   return cudaGetLastError();
 }
 

@@ -366,15 +366,17 @@ export function uploadPrefillSelection(
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (the default) four
  *   consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
  *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), `v23` (session 6) v19 with a quarter of the
- *   exponentials on the FMA pipe (the same degree-3 polynomial). Every pool is followed by the same select (16-byte
+ *   exponentials on the FMA pipe (the same degree-3 polynomial), `v27` v19 that also counts each row's
+ *   first radix digit (a 2048-bin histogram written beside the row), so the select reads the row three times
+ *   instead of four, `v28` v27 + v23. Every pool is followed by the same select (16-byte
  *   loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22' | 'v24';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v23';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v23' | 'v27' | 'v28';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22', 'v24'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v23'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v23', 'v27', 'v28'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -388,7 +390,8 @@ export interface PrefillKernelSelection {
  * anchor 304 ms, layer 0 363). Sessions 2-5's presets v2-v36 and v38-v41 (every earlier combination, session 3's
  * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6's candidates:
  * `v42` = v37 with dense v22 (the statistics pass without a per-step max), `v43` = v37 with pool v23 (a quarter of
- * the pool's exponentials on the FMA pipe), `v44` = dense v24 + pool v23 (both).
+ * the pool's exponentials on the FMA pipe), `v44` = dense v24 + pool v23 (both), `v45` = v37 with pool v27 (the
+ * select's first pass counted by the pool).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -396,6 +399,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v42: { dense: 'v22', sparse: 'v12', pool: 'v19' },
   v43: { dense: 'v17', sparse: 'v12', pool: 'v23' },
   v44: { dense: 'v24', sparse: 'v12', pool: 'v23' },
+  v45: { dense: 'v17', sparse: 'v12', pool: 'v27' },
 };
 
 /**
