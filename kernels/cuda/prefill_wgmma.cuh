@@ -15,30 +15,12 @@ __device__ __forceinline__ float ex2f(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe, for moving a share of the exponentials off the MUFU (which they load as much as Q K^T
-// loads the tensor cores). Tried and lost in sessions 4 and 5 (pools v11 / v13 / v16 / v21, dense v12 / v16 /
-// v19: slower every time); kept, with its host test, for the next such experiment. Method:
-// x rounded to the nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-5
-// polynomial, r added to the exponent bits. Relative error at most 3.47e-7 over [-120, 120] (against
-// ex2.approx's ~2 ulp): packages/cuda/src/prefill-ex2.test.ts replays these steps in f32 from this very text.
-// x is clamped at -125 (2^-125 instead of 0 below: nothing a sum of probabilities can see).
-__device__ __forceinline__ float ex2_fma(float x) {
-  x = fmaxf(x, -125.f);
-  const float j = __fadd_rn(x, 12582912.f);
-  const float f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
-  float p = 1.3395280e-3f;
-  p = fmaf(p, f, 9.6707633e-3f);
-  p = fmaf(p, f, 5.5503406e-2f);
-  p = fmaf(p, f, 0.24022211f);
-  p = fmaf(p, f, 0.69314718f);
-  p = fmaf(p, f, 1.f);
-  return __int_as_float(__float_as_int(p) + (__float_as_int(j) - 0x4B400000) * (1 << 23));
-}
-
-// 2^x on the FMA pipe at lower cost (session 6: pool v23, dense v24's statistics pass): the same rounding as
-// ex2_fma, a degree-3 polynomial (relative-error minimax on [-0.5, 0.5], Horner in three FMA), and r added to the
-// exponent by one shift-add (the 1.5 x 2^23 constant's pattern has its low 9 bits zero, so j's pattern << 23 is
-// r << 23). 8 instructions (6 on the FMA pipe) against ex2_fma's 11. Relative error at most 7.5e-5 over
+// 2^x on the FMA pipe, for moving a share of the selection's exponentials off the MUFU (which they load as much
+// as Q K^T loads the tensor cores; session 6: pool v23, dense v24's statistics pass). x clamped at -125, rounded
+// to the nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-3 polynomial
+// (relative-error minimax, Horner in three FMA), r added to the exponent by one shift-add (the constant's pattern
+// has its low 9 bits zero, so j's pattern << 23 is r << 23). 8 instructions (6 on the FMA pipe); sessions 4 and 5
+// tried a degree-5 version (11 instructions, error 3.5e-7: slower every time) and it is gone. Relative error at most 7.5e-5 over
 // [-125, 64] (packages/cuda/src/prefill-ex2.test.ts replays it in f32 from this text): only for the anchors'
 // selection scores (the parity check's score tolerance is 1e-4 relative), never for an attention output.
 __device__ __forceinline__ float ex2_poly3(float x) {
