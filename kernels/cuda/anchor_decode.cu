@@ -397,81 +397,194 @@ static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size
   return cudaSuccess;
 }
 
-extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
-                                                   const void* v, void* out, int topk, int* indices,
-                                                   void* workspace, size_t wsBytes, cudaStream_t st) {
-  const KascadeDecodeShape shapeRun = anchor_shape(shape);
-  const KascadeDecodeShape* s = &shapeRun;
-  const Workspace w = workspace_layout(*s, topk, workspace, true);
-  cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
-  if (e != cudaSuccess) return e;
+// The device pointers of one anchor op call, or of one chunk of its batch.
+struct AnchorCall {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  int* indices;
+};
+
+// Stage 1 of an anchor op over the batch of s: the scores pass (anchor: reads K once) or the dense pass with
+// the logits (layer 0: writes out). Sets *splits (the select reads the per-split softmax statistics).
+static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, const Workspace& w,
+                               int* splits, cudaStream_t st) {
   PartialArgs a{};
-  a.q = q;
-  a.k = k;
-  a.v = v;
+  a.q = c.q;
+  a.k = c.k;
+  a.v = c.v;
   a.logits = w.logits;
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, s->n, &a.chunk, false);
+  a.splits = attn_splits(s, s.n, &a.chunk, false);
   a.noLogitWrites = debug_no_logit_writes();
-  if (s->variant & KASCADE_VARIANT_ROW_SELECT) {
-    KascadeDecodeShape run;
-    if ((e = row_select_args(*s, w, topk, indices, q, k, a, &run)) != cudaSuccess) return e;
-    if ((e = launch_attention(run, kDenseLogits, a, out, st)) != cudaSuccess) return e;
-    return launch_row_select_tail(run, a.rowSel, st);
-  }
-  if (s->variant & KASCADE_VARIANT_SELECT2) {
+  if (s.variant & KASCADE_VARIANT_SELECT2) {
     // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
     a.clearHist = w.hist;
     a.clearState = w.state;
   }
-  if ((e = launch_attention(*s, kDenseLogits, a, out, st)) != cudaSuccess) return e;
-  return pooled_topk(*s, a.splits, w, topk, indices, q, k, st);
+  *splits = a.splits;
+  return launch_attention(s, layer0 ? kDenseLogits : kScoresOnly, a, layer0 ? c.out : nullptr, st);
+}
+
+// Stage 2: the Top-k select from stage 1's logits, and for the anchor the sparse pass over the selected keys.
+static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, int topk,
+                                 const Workspace& w, int splits, cudaStream_t st) {
+  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
+  if (e != cudaSuccess || layer0) return e;
+  PartialArgs g{};
+  g.q = c.q;
+  g.k = c.k;
+  g.v = c.v;
+  g.indices = c.indices;
+  g.topk = topk;
+  g.selKvHeads = s.kvHeads;
+  for (int j = 0; j < s.kvHeads; ++j) g.headMap[j] = j;
+  g.part_o = w.part_o;
+  g.part_ml = w.part_ml;
+  g.splits = attn_splits(s, topk, &g.chunk, true);
+  return launch_attention(s, kGather, g, c.out, st);
+}
+
+// KASCADE_VARIANT_ANCHOR_CHUNKS (bit 262144; with bit 524288 eight chunks): how many chunks of the batch the
+// anchor ops pipeline (1: none). The row select (bit 65536) never chunks.
+static int anchor_chunks(const KascadeDecodeShape& s) {
+  if (!(s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS) || (s.variant & KASCADE_VARIANT_ROW_SELECT)) return 1;
+  const int want = (s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS8) ? 8 : 4;
+  return ceil_div(s.batch, ceil_div(s.batch, want));
+}
+
+// The shape of chunk i of nc (sequences ceil(batch / nc) each, the last one the rest) and its first sequence.
+static KascadeDecodeShape chunk_shape(const KascadeDecodeShape& s, int nc, int i, int* b0) {
+  const int per = ceil_div(s.batch, nc);
+  KascadeDecodeShape r = s;
+  *b0 = i * per;
+  r.batch = min(per, s.batch - *b0);
+  return r;
+}
+
+// One workspace per chunk, each of the first (largest) chunk's size.
+static size_t chunk_workspace_bytes(const KascadeDecodeShape& s, int nc, int topk) {
+  int b0;
+  return workspace_layout(chunk_shape(s, nc, 0, &b0), topk, nullptr, true).bytes;
+}
+
+size_t kascade::anchor_workspace_bytes(const KascadeDecodeShape& caller, int topk) {
+  const KascadeDecodeShape s = anchor_shape(&caller);
+  const size_t whole = workspace_layout(s, topk, nullptr, true).bytes;
+  const int nc = anchor_chunks(s);
+  return nc > 1 ? max(whole, nc * chunk_workspace_bytes(s, nc, topk)) : whole;
+}
+
+// The second stream of the chunk pipeline (non-blocking, the highest priority: its select CTAs take SM slots
+// first as the passes' CTAs retire) and its events, made once per device on first use.
+struct ChunkStreams {
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  cudaEvent_t passDone[8] = {};
+};
+static cudaError_t chunk_streams(ChunkStreams** out) {
+  static ChunkStreams perDevice[16];
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  if (dev < 0 || dev >= 16) return cudaErrorInvalidDevice;
+  ChunkStreams& c = perDevice[dev];
+  if (!c.side) {
+    int least = 0, greatest = 0;
+    if ((e = cudaDeviceGetStreamPriorityRange(&least, &greatest)) != cudaSuccess) return e;
+    if ((e = cudaEventCreateWithFlags(&c.fork, cudaEventDisableTiming)) != cudaSuccess) return e;
+    if ((e = cudaEventCreateWithFlags(&c.join, cudaEventDisableTiming)) != cudaSuccess) return e;
+    for (cudaEvent_t& x : c.passDone)
+      if ((e = cudaEventCreateWithFlags(&x, cudaEventDisableTiming)) != cudaSuccess) return e;
+    if ((e = cudaStreamCreateWithPriority(&c.side, cudaStreamNonBlocking, greatest)) != cudaSuccess) return e;
+  }
+  *out = &c;
+  return cudaSuccess;
+}
+
+// Both anchor ops. Without the chunk bits: stage 1 then stage 2 on st. With them (bit 262144): the batch in nc
+// chunks; the passes of all chunks run back to back on st (bandwidth-bound), and chunk i's select (+ sparse pass)
+// runs on the side stream as soon as chunk i's pass is done, beside chunk i + 1's pass; st waits for the side
+// stream at the end, so the op is one call ordered on st like the others (and can be captured in a graph).
+// Each chunk has its own workspace, so no chunk waits for another's select.
+static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, const AnchorCall& call, int topk,
+                              void* workspace, size_t wsBytes, cudaStream_t st) {
+  const KascadeDecodeShape s = anchor_shape(shape);
+  const Workspace w = workspace_layout(s, topk, workspace, true);
+  cudaError_t e = check_anchor_args(&s, topk, wsBytes, w);
+  if (e != cudaSuccess) return e;
+  if (s.variant & KASCADE_VARIANT_ROW_SELECT) {
+    PartialArgs a{};
+    a.q = call.q;
+    a.k = call.k;
+    a.v = call.v;
+    a.logits = w.logits;
+    a.part_o = w.part_o;
+    a.part_ml = w.part_ml;
+    a.noLogitWrites = debug_no_logit_writes();
+    KascadeDecodeShape run;
+    if ((e = row_select_args(s, w, topk, call.indices, call.q, call.k, a, &run)) != cudaSuccess) return e;
+    if ((e = launch_attention(run, layer0 ? kDenseLogits : kScoresOnly, a, layer0 ? call.out : nullptr, st)) !=
+        cudaSuccess)
+      return e;
+    if ((e = launch_row_select_tail(run, a.rowSel, st)) != cudaSuccess || layer0) return e;
+    PartialArgs g{};
+    g.q = call.q;
+    g.k = call.k;
+    g.v = call.v;
+    g.indices = call.indices;
+    g.topk = topk;
+    g.selKvHeads = s.kvHeads;
+    for (int j = 0; j < s.kvHeads; ++j) g.headMap[j] = j;
+    g.part_o = w.part_o;
+    g.part_ml = w.part_ml;
+    g.splits = attn_splits(s, topk, &g.chunk, true);
+    return launch_attention(s, kGather, g, call.out, st);
+  }
+  const int nc = anchor_chunks(s);
+  if (nc <= 1) {
+    int splits = 0;
+    if ((e = anchor_pass(s, layer0, call, w, &splits, st)) != cudaSuccess) return e;
+    return anchor_finish(s, layer0, call, topk, w, splits, st);
+  }
+  const size_t chunkBytes = chunk_workspace_bytes(s, nc, topk);
+  if (wsBytes < nc * chunkBytes) return cudaErrorInvalidValue;
+  ChunkStreams* cs = nullptr;
+  if ((e = chunk_streams(&cs)) != cudaSuccess) return e;
+  if ((e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
+  if ((e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
+  const size_t es = 2;  // f16 / bf16 elements
+  for (int i = 0; i < nc; ++i) {
+    int b0 = 0;
+    const KascadeDecodeShape sc = chunk_shape(s, nc, i, &b0);
+    const size_t bq = static_cast<size_t>(b0) * s.heads * s.headDim * es;
+    const size_t bkv = static_cast<size_t>(b0) * s.kvHeads * s.capacity * s.headDim * es;
+    const AnchorCall cc{static_cast<const char*>(call.q) + bq, static_cast<const char*>(call.k) + bkv,
+                        static_cast<const char*>(call.v) + bkv, static_cast<char*>(call.out) + bq,
+                        call.indices + static_cast<size_t>(b0) * s.kvHeads * topk};
+    const Workspace wc = workspace_layout(sc, topk, static_cast<char*>(workspace) + i * chunkBytes, true);
+    int splits = 0;
+    if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;
+    if ((e = cudaEventRecord(cs->passDone[i], st)) != cudaSuccess) return e;
+    if ((e = cudaStreamWaitEvent(cs->side, cs->passDone[i], 0)) != cudaSuccess) return e;
+    if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, cs->side)) != cudaSuccess) return e;
+  }
+  if ((e = cudaEventRecord(cs->join, cs->side)) != cudaSuccess) return e;
+  return cudaStreamWaitEvent(st, cs->join, 0);
+}
+
+extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
+                                                   const void* v, void* out, int topk, int* indices,
+                                                   void* workspace, size_t wsBytes, cudaStream_t st) {
+  return anchor_run(shape, true, AnchorCall{q, k, v, out, indices}, topk, workspace, wsBytes, st);
 }
 
 extern "C" cudaError_t kascade_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,
                                              const void* v, void* out, int topk, int* indices,
                                              void* workspace, size_t wsBytes, cudaStream_t st) {
-  const KascadeDecodeShape shapeRun = anchor_shape(shape);
-  const KascadeDecodeShape* s = &shapeRun;
-  const Workspace w = workspace_layout(*s, topk, workspace, true);
-  cudaError_t e = check_anchor_args(s, topk, wsBytes, w);
-  if (e != cudaSuccess) return e;
-  PartialArgs a{};
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.logits = w.logits;
-  a.part_o = w.part_o;
-  a.part_ml = w.part_ml;
-  a.splits = attn_splits(*s, s->n, &a.chunk, false);
-  a.noLogitWrites = debug_no_logit_writes();
-  if (s->variant & KASCADE_VARIANT_ROW_SELECT) {
-    KascadeDecodeShape run;
-    if ((e = row_select_args(*s, w, topk, indices, q, k, a, &run)) != cudaSuccess) return e;
-    if ((e = launch_attention(run, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
-    if ((e = launch_row_select_tail(run, a.rowSel, st)) != cudaSuccess) return e;
-  } else {
-    if (s->variant & KASCADE_VARIANT_SELECT2) {
-      // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
-      a.clearHist = w.hist;
-      a.clearState = w.state;
-    }
-    if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
-    if ((e = pooled_topk(*s, a.splits, w, topk, indices, q, k, st)) != cudaSuccess) return e;
-  }
-  PartialArgs g{};
-  g.q = q;
-  g.k = k;
-  g.v = v;
-  g.indices = indices;
-  g.topk = topk;
-  g.selKvHeads = s->kvHeads;
-  for (int j = 0; j < s->kvHeads; ++j) g.headMap[j] = j;
-  g.part_o = w.part_o;
-  g.part_ml = w.part_ml;
-  g.splits = attn_splits(*s, topk, &g.chunk, true);
-  return launch_attention(*s, kGather, g, out, st);
+  return anchor_run(shape, false, AnchorCall{q, k, v, out, indices}, topk, workspace, wsBytes, st);
 }
 
 extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* shape, const void* q, const void* k,

@@ -948,7 +948,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
 using namespace kascade;
 
 extern "C" size_t kascade_decode_workspace_bytes(const KascadeDecodeShape* s, int topk) {
-  return workspace_layout(*s, topk, nullptr, topk > 0).bytes;
+  return topk > 0 ? anchor_workspace_bytes(*s, topk) : workspace_layout(*s, 0, nullptr, false).bytes;
 }
 
 extern "C" size_t kascade_reuse_workspace_bytes(const KascadeDecodeShape* s, int topk) {
@@ -970,7 +970,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..262143 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1048575 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

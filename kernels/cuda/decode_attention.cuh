@@ -215,6 +215,8 @@ cudaError_t launch_row_select_tail(const KascadeDecodeShape& s, const RowSelectA
 
 // `select`: include the anchor's logits and pooled-score buffers.
 Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select);
+// The anchors' workspace (anchor_decode.cu): workspace_layout's, or with the chunk bits one per chunk.
+size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the
 // scores pass's `splits` partial (m, l) per head, as one cooperative launch.
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,

@@ -86,7 +86,13 @@ enum KascadeDecodeVariant {
                                        // cooperative launch over the whole GPU for few rows (select_b1_decode.cu):
                                        // pooling + an 11-bit first digit over every CTA's share of all rows' keys,
                                        // the rank-k bin's keys listed, then an exact finish per row
-  KASCADE_VARIANT_ALL = 262143,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_ANCHOR_CHUNKS = 262144,  // anchors (cuda-anchor, session 6): the batch in 4 chunks; the scores /
+                                           // layer-0 passes of all chunks back to back on the caller's stream, each
+                                           // chunk's select (+ the anchor's sparse pass) on a second, high-priority
+                                           // stream as soon as its pass is done (events; the caller's stream waits
+                                           // for it at the end); one workspace per chunk
+  KASCADE_VARIANT_ANCHOR_CHUNKS8 = 524288,  // with 262144: 8 chunks
+  KASCADE_VARIANT_ALL = 1048575,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

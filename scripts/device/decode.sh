@@ -21,7 +21,12 @@
 #      3260, 7356, 19580 and 4156 dropped: no op or shape picked them) and the row select (bit 65536:
 #      65724 = 188 | 65536) and cuda-b1's warp-specialised gather (bit 32768: 32800, 32956) and batch-1 select
 #      (bit 131072: 164028). Call C of session 5 (final): the ops.ts defaults 148, 176, 188, 252, 636, 764, 3196,
-#      6332, 8252, 19644, 32800 + those candidates), DECODE_PARITY_LIMIT
+#      6332, 8252, 19644, 32800 + those candidates). Session 6, call A: the ops.ts defaults (148, 176, 188, 252,
+#      764, 3196, 8252, 19644, 32800, 32956, 164028) and the anchors' batch chunks on two streams (bit 262144,
+#      with 524288 eight chunks): 281788 = 19644 | 262144, 806076 = 19644 | 786432, 281660 = 19516 (19644
+#      without the lean scores pass) | 262144, 265340 = 3196 | 262144, 789628 = 3196 | 786432, 265908 = 764 |
+#      262144 (the cluster select); the row select (65724) no longer (it lost in all of session 5's calls)),
+#      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -29,7 +34,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,148,176,188,252,636,764,3196,6332,8252,19644,32800,65724,32956,164028}
+variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,281788,806076,281660,265340,789628,265908}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -68,12 +73,13 @@ fi
 # Parity in up to five processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
-# cuda-b1's bits 4096/8192/32768/131072, those with both, and the row select (bit 65536) on its own.
+# cuda-b1's bits 4096/8192/32768/131072, those with both, and the row select (bit 65536) or the anchors'
+# batch chunks (bits 262144 / 524288) on their own.
 # Their JSONs are merged into one cuda-parity.json.
 groups=("" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  if [ $((v & 65536)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  if [ $((v & 851968)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
 say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
@@ -129,12 +135,12 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
-# The session-4/5 variants (bits 1024-131072) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# The session-4/5/6 variants (bits 1024-524288) once more at the bench's large shapes (128k b1 / b32, 512k b1),
 # one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 261120)) -ne 0 ]; then
+  if [ $((v & 1047552)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \

@@ -595,6 +595,9 @@ function main(): void {
     capacity: 12000,
     qSpread: 1,
   });
+  // The anchors' batch chunks (variant bits 262144 / 524288): batch 5 runs as chunks of 2, 2, 1 (four
+  // wanted) and of 1 (eight wanted), each chunk on its own workspace, selects on the second stream.
+  cases.push({ dtype: 'f16', g: 4, kvHeads: 2, headDim: 128, n: 3000, batch: 5, capacity: 3001, qSpread: 1 });
   // The lean schedule (variant bit 128) with more rows than CTAs: a CTA takes whole rows and parts
   // of others (640 rows of 2 tiles for at most 4 x SMs CTAs).
   cases.push({ dtype: 'bf16', g: 1, kvHeads: 8, headDim: 64, n: 65, batch: 80, capacity: 70, qSpread: 1 });

@@ -4,7 +4,7 @@ import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
 /** The largest decode kernel variant value: bits 1..131072 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 262143;
+export const DECODE_VARIANT_MAX = 1048575;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -96,7 +96,9 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
    * 65536 the anchors' select inside the scores / layer-0 pass, 131072 their select as one launch over
-   * the whole GPU (few rows); the rest in kascade_cuda.h. 0 or absent: the first kernels.
+   * the whole GPU (few rows), 262144 the anchors over the batch in 4 chunks on two streams (each chunk's
+   * select and sparse pass beside the next chunk's scores pass; 524288 with it: 8 chunks); the rest in
+   * kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
 }
