@@ -34,6 +34,15 @@ for spec in pool-v19:pool_v17_kernel:2:1:v37 stats-v17:prefill_stats_v17:1:1:v37
     > "$JOB_OUT/detail-$name.txt" 2>&1
   echo "detail-$name rc=$? after $(($(date +%s) - t0)) s"
 done
+# SASS of the bf16 pool and statistics kernels (every template instance), to count the instructions of the
+# per-score loops: sass-pool.txt, sass-stats.txt.
+CUOBJ=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null || echo cuobjdump)
+timeout 20 "$CUOBJ" -sass "$KASCADE_CUDA_ADDON" > /tmp/addon.sass 2> "$JOB_OUT/sass.err"
+for pair in pool:pool_v17_kernelI13__nv_bfloat16 stats:prefill_stats_v17_kernelI13__nv_bfloat16; do
+  IFS=: read -r name pat <<< "$pair"
+  awk -v pat="$pat" '/Function : /{on = index($0, pat) > 0} on' /tmp/addon.sass > "$JOB_OUT/sass-$name.txt"
+done
+echo "sass: $(wc -l < "$JOB_OUT/sass-pool.txt") pool lines, $(wc -l < "$JOB_OUT/sass-stats.txt") statistics lines"
 # The select's share at 128k (issue 8: it grows with tiles x keys): every select_prefill_v3 launch of one bench
 # pass at 128k under v37 (layer 0 and the anchor: 4 launches each, 2 KV heads per pooled-buffer pass), time only.
 if [ $(($(date +%s) - t0)) -le 65 ]; then
