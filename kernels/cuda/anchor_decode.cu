@@ -28,6 +28,7 @@
 // pass zeroes the histogram and state rows instead of two memsets.
 // Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
 // pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
+#include <cstdio>
 #include <cstdlib>
 
 #include "decode_attention.cuh"
@@ -36,15 +37,6 @@
 #include "select_decode.cuh"
 
 namespace kascade {
-
-// Shared-memory histogram add, aggregated over the lanes of a warp that hit the same bin
-// (pooled scores crowd into few bins: plain atomics would serialise). All lanes must call.
-__device__ __forceinline__ void hist_add(unsigned* sh, unsigned bin, bool active) {
-  const unsigned act = __ballot_sync(0xffffffffu, active);
-  if (!active) return;
-  const unsigned peers = __match_any_sync(act, bin);
-  if ((threadIdx.x & 31) == static_cast<unsigned>(__ffs(peers) - 1)) atomicAdd(&sh[bin], __popc(peers));
-}
 
 __device__ void finish_row(int row, int level, int topk, unsigned* hist, int* state);
 
@@ -70,7 +62,7 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H,
       for (int h = 0; h < GS; ++h) S += exp2f(logits[(bh0 + h) * n + x] - Mh[h]) * iL[h];
       if (pooled) pooled[static_cast<size_t>(row) * n + x] = S;
     }
-    hist_add(sh, __float_as_uint(S) >> 21, in);
+    warp_hist_add(sh, __float_as_uint(S) >> 21, in);
   }
   __syncthreads();
   if (hist) {
@@ -124,7 +116,7 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
       }
     }
 #pragma unroll
-    for (int e = 0; e < 4; ++e) hist_add(sh, __float_as_uint(S[e]) >> 21, x + e < x1);
+    for (int e = 0; e < 4; ++e) warp_hist_add(sh, __float_as_uint(S[e]) >> 21, x + e < x1);
   }
   __syncthreads();
   if (hist) {
@@ -207,9 +199,9 @@ __global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, int 
     const int x = base + tid;
     const unsigned u = x < x1 ? __float_as_uint(pr[x]) : 0u;
     if (level == 1) {
-      hist_add(sh, (u >> 10) & 0x7ffu, x < x1 && (u >> 21) == prefix);
+      warp_hist_add(sh, (u >> 10) & 0x7ffu, x < x1 && (u >> 21) == prefix);
     } else {
-      hist_add(sh, u & 0x3ffu, x < x1 && (u >> 10) == prefix);
+      warp_hist_add(sh, u & 0x3ffu, x < x1 && (u >> 10) == prefix);
     }
   }
   __syncthreads();
@@ -443,6 +435,9 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   for (int j = 0; j < s.kvHeads; ++j) g.headMap[j] = j;
   g.part_o = w.part_o;
   g.part_ml = w.part_ml;
+  // The b1 select (bit 131072, not with 1024) leaves the scores pass's f32 logits intact: the ws gather (bit 32768)
+  // takes the scores from them and copies only V rows (reuse_b1_decode.cu, logits mode).
+  if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) g.logits = w.logits;
   g.splits = attn_splits(s, topk, &g.chunk, true);
   return launch_attention(s, kGather, g, c.out, st);
 }
@@ -483,7 +478,17 @@ struct ChunkStreams {
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
   cudaEvent_t passDone[8] = {};
+  // KASCADE_ANCHOR_CHUNK_TRACE=1 (tuning runs only: it synchronizes after the op): timing events at the start
+  // and after each stage, [0] the start, [1 + 2 i] / [2 + 2 i] after chunk i's pass / select (+ sparse pass).
+  cudaEvent_t trace[17] = {};
 };
+static bool chunk_trace() {
+  static const bool on = [] {
+    const char* e = std::getenv("KASCADE_ANCHOR_CHUNK_TRACE");
+    return e && e[0] == '1';
+  }();
+  return on;
+}
 static cudaError_t chunk_streams(ChunkStreams** out) {
   static ChunkStreams perDevice[16];
   int dev = 0;
@@ -498,6 +503,9 @@ static cudaError_t chunk_streams(ChunkStreams** out) {
     if ((e = cudaEventCreateWithFlags(&c.join, cudaEventDisableTiming)) != cudaSuccess) return e;
     for (cudaEvent_t& x : c.passDone)
       if ((e = cudaEventCreateWithFlags(&x, cudaEventDisableTiming)) != cudaSuccess) return e;
+    if (chunk_trace())
+      for (cudaEvent_t& x : c.trace)
+        if ((e = cudaEventCreate(&x)) != cudaSuccess) return e;
     if ((e = cudaStreamCreateWithPriority(&c.side, cudaStreamNonBlocking, greatest)) != cudaSuccess) return e;
   }
   *out = &c;
@@ -553,6 +561,8 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
   if (wsBytes < nc * chunkBytes) return cudaErrorInvalidValue;
   ChunkStreams* cs = nullptr;
   if ((e = chunk_streams(&cs)) != cudaSuccess) return e;
+  const bool trace = chunk_trace();
+  if (trace && (e = cudaEventRecord(cs->trace[0], st)) != cudaSuccess) return e;
   if ((e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
   if ((e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
   const size_t es = 2;  // f16 / bf16 elements
@@ -569,10 +579,23 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
     if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;
     if ((e = cudaEventRecord(cs->passDone[i], st)) != cudaSuccess) return e;
     if ((e = cudaStreamWaitEvent(cs->side, cs->passDone[i], 0)) != cudaSuccess) return e;
+    if (trace && (e = cudaEventRecord(cs->trace[1 + 2 * i], st)) != cudaSuccess) return e;
     if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, cs->side)) != cudaSuccess) return e;
+    if (trace && (e = cudaEventRecord(cs->trace[2 + 2 * i], cs->side)) != cudaSuccess) return e;
   }
   if ((e = cudaEventRecord(cs->join, cs->side)) != cudaSuccess) return e;
-  return cudaStreamWaitEvent(st, cs->join, 0);
+  if ((e = cudaStreamWaitEvent(st, cs->join, 0)) != cudaSuccess || !trace) return e;
+  if ((e = cudaStreamSynchronize(st)) != cudaSuccess) return e;
+  std::fprintf(stderr, "[anchor chunks] %s b%d n%d v%d, %d chunks (us from the start): pass end / select end:",
+               layer0 ? "layer0" : "anchor", s.batch, s.n, s.variant, nc);
+  for (int i = 0; i < nc; ++i) {
+    float p = 0.f, f = 0.f;
+    cudaEventElapsedTime(&p, cs->trace[0], cs->trace[1 + 2 * i]);
+    cudaEventElapsedTime(&f, cs->trace[0], cs->trace[2 + 2 * i]);
+    std::fprintf(stderr, " %.0f / %.0f", 1e3 * p, 1e3 * f);
+  }
+  std::fprintf(stderr, "\n");
+  return cudaSuccess;
 }
 
 extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,

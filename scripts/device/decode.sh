@@ -143,10 +143,15 @@ for v in ${ok//,/ }; do
   if [ $((v & 1047552)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
-    PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \
+    # KASCADE_ANCHOR_CHUNK_TRACE=1: the batch chunks (bits 262144 / 524288) print when each chunk's pass and
+    # select (+ sparse pass) ended (without the stream select's trace: it waits for each select).
+    sst=1
+    [ $((v & 786432)) -ne 0 ] && sst=0
+    PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=$sst \
+      KASCADE_ANCHOR_CHUNK_TRACE=1 \
       timeout --kill-after=3 25 node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/probe.log" 2>&1
     prc=$?
-    grep -E "^\[stream select\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
+    grep -E "^\[stream select\]|^\[anchor chunks\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
     if [ "$prc" != 0 ]; then
       say "large-shape probe of variant $v: exit $prc, left out of the bench"
       tail -4 "$JOB_OUT/probe.log"
