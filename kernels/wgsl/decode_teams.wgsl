@@ -23,7 +23,9 @@
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
-// `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`, `FUSED`,
+// `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `LOGITS` (with TRED and
+// GATHER: each lane reads its (key, head) scaled logit from `scores`, which the anchor's scores pass
+// wrote, instead of loading K rows and reducing dot products: only V rows are read), `PREFETCH`, `FUSED`,
 // `TRED` (U * GROUP == TW: the transposing reduction), `SGM` with `MSG` (the subgroup team merge, below),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
@@ -99,7 +101,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
     d.xs[u] = x;
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
-      d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
+      if (!LOGITS) {
+        d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
+      }
       if (ACCUM_V) {
         d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
       }
@@ -162,7 +166,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     var xs = cur.xs;
     // Partial dot products over this lane's pieces, finished across the team.
     var sc: array<f32, U * GROUP>;
-    for (var u = 0u; u < U; u++) {
+    for (var u = 0u; u < select(U, 0u, LOGITS); u++) {
       for (var h = 0u; h < GROUP; h++) {
         var d = 0.0;
         for (var pp = 0u; pp < PPL; pp++) {
@@ -174,15 +178,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       }
     }
     if (TRED) {
-      // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
-      // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
-      // instead of log2(TW) per value, and one exp per lane for the probabilities.
-//#include tred_round 16
-//#include tred_round 8
-//#include tred_round 4
-//#include tred_round 2
-//#include tred_round 1
-      let sv = sc[0];
       let myh = lane % GROUP;
       let myu = lane / GROUP;
       var okv = false;
@@ -192,6 +187,21 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
           okv = valid[u];
           xv = xs[u];
         }
+      }
+      var sv = 0.0;
+      if (LOGITS) {
+        // The scores pass's scaled logit of this lane's (key, head): no K row read.
+        sv = scores[(b * H + j * GROUP + myh) * P.scoreStride + xv];
+      } else {
+        // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
+        // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
+        // instead of log2(TW) per value, and one exp per lane for the probabilities.
+//#include tred_round 16
+//#include tred_round 8
+//#include tred_round 4
+//#include tred_round 2
+//#include tred_round 1
+        sv = sc[0];
       }
       if (WRITE_SCORES && okv) {
         scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;

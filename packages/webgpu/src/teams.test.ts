@@ -260,6 +260,8 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
             keysPerStep,
             pieceBytes: 16,
             transposedReduce: true,
+            // The anchor's sparse pass from the scores pass's logits (no K rows read).
+            sparseFromLogits: role === 'anchor',
           }),
         );
         if (role === 'anchor') {
@@ -288,6 +290,7 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       expect(gpu.pipelineKeys.some((k) => k.includes('TRED=true') && k.includes('WRITE_SCORES=true'))).toBe(
         true,
       );
+      expect(gpu.pipelineKeys.some((k) => k.includes('LOGITS=true') && k.includes('GATHER=true'))).toBe(true);
       expect(() =>
         encodeDecode(gpu, {} as GPUComputePassEncoder, {
           role: 'dense',

@@ -163,6 +163,13 @@ export interface DecodeArgs {
    * or the anchor's scores pass) over the call's own, which then apply to the sparse pass only.
    */
   readonly streamPass?: Partial<TeamSettings>;
+  /**
+   * `teams`, `anchor` role: the sparse pass takes each selected key's scaled logits from the scores
+   * pass's output instead of reading its K row again (only V rows are read), where the gather pass's
+   * layout allows the transposed reduction (`keysPerStep x group` = the team width); else ignored.
+   * Default off (a candidate, for tuning).
+   */
+  readonly sparseFromLogits?: boolean;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -492,11 +499,15 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     writeScores: boolean;
     keys: number;
     scores?: GPUBuffer;
+    /** Gathers: read the selected keys' logits from this scores buffer (see `sparseFromLogits`). */
+    logits?: GPUBuffer;
   }) => {
     const kind: TeamPass = opts.gather ? 'gather' : streamKind;
     const { span, splits } = splitsFor(opts.keys, kind);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
-    const t = teams ? tuned(kind) : null;
+    const t0 = teams ? tuned(kind) : null;
+    const logits = opts.logits !== undefined && t0 !== null && t0.U * group === t0.layout.TW;
+    const t = t0 && logits ? { ...t0, tred: true } : t0;
     const fused = t?.fused === true;
     const ml = partML(splits);
     const po = opts.accumV ? partO(splits) : null;
@@ -545,6 +556,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SGM: sgm,
       MSG,
       TRED: t.tred,
+      LOGITS: logits,
       FUSED: fused,
       KP: t.pieceType,
       SUBGROUPS: true,
@@ -569,6 +581,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         5: ml,
         ...(po ? { 6: po } : {}),
         ...(opts.scores ? { 7: opts.scores } : {}),
+        ...(logits && opts.logits ? { 7: opts.logits } : {}),
         ...(fused
           ? {
               ...(opts.accumV ? { 8: a.out } : {}),
@@ -657,6 +670,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   }
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {
-    attend({ gather: true, accumV: true, writeScores: false, keys: k });
+    attend({
+      gather: true,
+      accumV: true,
+      writeScores: false,
+      keys: k,
+      ...(a.sparseFromLogits === true ? { logits: scores } : {}),
+    });
   }
 }
