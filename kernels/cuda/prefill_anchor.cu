@@ -136,18 +136,21 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
 // (prefill_pool_v17.cu; head dim 128, g = 4, else v1); v23 (session 6): v19 with a quarter of the exponentials on
 // the FMA pipe (ex2_poly3, prefill_wgmma.cuh); v27: v19 that also writes each row's first-digit histogram for the
-// select (one fewer pass over the row); v28: v27 + v23. Every pool is followed by select v3 (16-byte loads, two in
-// flight: prefill_select_v3.cu). Sessions 2-5's pools v2-v18 and v20-v22 (the first wgmma pools, the pipelined and
-// swizzled ones, the pools computing their own statistics, the two-warpgroup turns) lost and are gone.
+// select (one fewer pass over the row); v28: v27 + v23; v31: v27 with the select's two-pass finish (the third
+// digit and the ties from candidates kept in shared memory: prefill_select_v3.cu); v32: v19 with that finish.
+// Every pool is followed by select v3 (16-byte loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools
+// v2-v18 and v20-v22 (the first wgmma pools, the pipelined and swizzled ones, the pools computing their own
+// statistics, the two-warpgroup turns) lost and are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 23 || v == 27 || v == 28 ? v : 19;  // else the default (DEFAULT_PREFILL_KERNELS, v37)
+  const bool known = v == 1 || v == 23 || v == 27 || v == 28 || v == 31 || v == 32;
+  return known ? v : 19;  // else the default (DEFAULT_PREFILL_KERNELS, v37)
 }
 
-// Whether the pool writes the select's first-digit histograms (pools v27 / v28 where pool v19's kernel runs).
+// Whether the pool writes the select's first-digit histograms (pools v27, v28, v31 where pool v19's kernel runs).
 static bool pool_writes_hist(const KascadePrefillShape& s) {
   const int pv = pool_variant();
-  return (pv == 27 || pv == 28) && pool_v17_supports(s);
+  return (pv == 27 || pv == 28 || pv == 31) && pool_v17_supports(s);
 }
 
 struct PrefillWorkspace {
@@ -237,7 +240,9 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.hist0, st)) != cudaSuccess)
       return e;
     const unsigned* hist0 = w.perPair > 0 ? w.hist0 : nullptr;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, hist0, st)) != cudaSuccess)
+    const bool finish2 = pool_variant() >= 31;
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, hist0, finish2, st)) !=
+        cudaSuccess)
       return e;
   }
   if (layer0) return cudaSuccess;

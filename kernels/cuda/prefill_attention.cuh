@@ -51,10 +51,11 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
-// hist0 (or null): the first digit's histograms a pool wrote (launch_pool_v17), so the first pass is skipped.
+// hist0 (or null): the first digit's histograms a pool wrote (launch_pool_v17), so the first pass is skipped;
+// finish2 (pools v31 / v32): the third digit and the ties from the candidates one pass keeps in shared memory.
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const unsigned* hist0,
-                             cudaStream_t st);
+                             bool finish2, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

@@ -28,6 +28,13 @@ __device__ __forceinline__ void load8(const unsigned* u, int x, int st, unsigned
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
+constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest's top 22 bits kept in shared memory
+
+// FINISH2 (pools v31 / v32): after the second digit, one pass over the row writes every score whose top 22 bits
+// are above the k-th largest's and keeps those equal to them (a bin 2^-13 wide: a few dozen at 128k) in shared
+// memory, where the third digit and the ties are resolved; more than kSel3Cand candidates fall back to the
+// third pass and the compaction. The row is read three times (two with the pool's first-digit histogram).
+template <bool FINISH2>
 __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(KascadePrefillShape s,
                                                                          const float* __restrict__ pooled,
                                                                          size_t perPair, const int* __restrict__ counts,
@@ -38,6 +45,9 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
   __shared__ unsigned wsum[8];
   __shared__ unsigned res[2];
   __shared__ int cntGt;
+  __shared__ int nCand;
+  __shared__ unsigned candV[FINISH2 ? kSel3Cand : 1];
+  __shared__ int candX[FINISH2 ? kSel3Cand : 1];
   const int tiles = tiles_of(s);
   const int t = tiles - 1 - static_cast<int>(blockIdx.x);
   const int pair = pairBase + blockIdx.y;
@@ -67,6 +77,56 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
       krem = res[1];
       mask = static_cast<unsigned>(nbins - 1) << shift;
       continue;
+    }
+    if (FINISH2 && level == 2) {
+      // prefix = bits 31..10 of the k-th largest, krem = the rank wanted among the scores sharing them.
+      const unsigned hi = prefix >> 10;
+      if (tid == 0) {
+        cntGt = 0;
+        nCand = 0;
+      }
+      __syncthreads();
+      for (int base = 0; base < st; base += kStride) {
+        const int x = base + tid * kSel3Per;
+        unsigned v[kSel3Per];
+        load8(u, x, st, v);
+#pragma unroll
+        for (int e = 0; e < kSel3Per; ++e) {
+          if (x + e >= st) continue;
+          const unsigned h = v[e] >> 10;
+          if (h > hi) {
+            out[atomicAdd(&cntGt, 1)] = x + e;
+          } else if (h == hi) {
+            const int c = atomicAdd(&nCand, 1);
+            if (c < kSel3Cand) {
+              candV[c] = v[e];
+              candX[c] = x + e;
+            }
+          }
+        }
+      }
+      for (int i = tid; i < 1024; i += kSel3Threads) hist[i] = 0;
+      __syncthreads();
+      const int nc = nCand;
+      if (nc <= kSel3Cand) {
+        for (int i = tid; i < nc; i += kSel3Threads) atomicAdd(&hist[candV[i] & 1023u], 1u);
+        __syncthreads();
+        select_rank_bin<kSel3Threads>([&](int bin) { return hist[bin]; }, 1024, krem, wsum, res);
+        const unsigned thr = prefix | res[0], take = res[1], nTies = hist[res[0]];
+        // Above the k-th: all; at it: the take lowest indices (ranked among the ties when some are left out).
+        for (int i = tid; i < nc; i += kSel3Threads) {
+          const unsigned v = candV[i];
+          bool in = v > thr;
+          if (v == thr) {
+            unsigned rank = 0;
+            if (nTies > take)
+              for (int c = 0; c < nc; ++c) rank += candV[c] == thr && candX[c] < candX[i] ? 1u : 0u;
+            in = rank < take;
+          }
+          if (in) out[atomicAdd(&cntGt, 1)] = candX[i];
+        }
+        return;
+      }
     }
     for (int i = tid; i < nbins; i += kSel3Threads) hist[i] = 0;
     __syncthreads();
@@ -131,9 +191,14 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const unsigned* hist0,
-                             cudaStream_t st) {
-  select_prefill_v3_kernel<<<dim3(tiles_of(s), pairs), kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax,
-                                                                              indices, pairBase, hist0);
+                             bool finish2, cudaStream_t st) {
+  const dim3 grid(tiles_of(s), pairs);
+  if (finish2)
+    select_prefill_v3_kernel<true>
+        <<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, hist0);
+  else
+    select_prefill_v3_kernel<false>
+        <<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, hist0);
   return cudaGetLastError();
 }
 

@@ -368,15 +368,25 @@ export function uploadPrefillSelection(
  *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), `v23` (session 6) v19 with a quarter of the
  *   exponentials on the FMA pipe (the same degree-3 polynomial), `v27` v19 that also counts each row's
  *   first radix digit (a 2048-bin histogram written beside the row), so the select reads the row three times
- *   instead of four, `v28` v27 + v23. Every pool is followed by the same select (16-byte
+ *   instead of four, `v28` v27 + v23, `v31` v27 whose select finishes in one more pass (the third digit and the
+ *   ties resolved among the candidates it keeps in shared memory: two passes over the row in all), `v32` v19
+ *   with that finish (three passes). Every pool is followed by the same select (16-byte
  *   loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22' | 'v24';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v23' | 'v27' | 'v28';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v23' | 'v27' | 'v28' | 'v31' | 'v32';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22', 'v24'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v23', 'v27', 'v28'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
+  'v1',
+  'v19',
+  'v23',
+  'v27',
+  'v28',
+  'v31',
+  'v32',
+];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -391,7 +401,8 @@ export interface PrefillKernelSelection {
  * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6's candidates:
  * `v42` = v37 with dense v22 (the statistics pass without a per-step max), `v43` = v37 with pool v23 (a quarter of
  * the pool's exponentials on the FMA pipe), `v44` = dense v24 + pool v23 (both), `v45` = v37 with pool v27 (the
- * select's first pass counted by the pool).
+ * select's first pass counted by the pool), `v46` = v37 with pool v31 (that and the select's two-pass finish),
+ * `v47` = v37 with pool v32 (the finish alone).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
@@ -400,6 +411,8 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v43: { dense: 'v17', sparse: 'v12', pool: 'v23' },
   v44: { dense: 'v24', sparse: 'v12', pool: 'v23' },
   v45: { dense: 'v17', sparse: 'v12', pool: 'v27' },
+  v46: { dense: 'v17', sparse: 'v12', pool: 'v31' },
+  v47: { dense: 'v17', sparse: 'v12', pool: 'v32' },
 };
 
 /**
