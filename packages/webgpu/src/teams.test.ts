@@ -485,6 +485,7 @@ describe.skipIf(!probe.context)(
       },
       { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
       { select: 'radix5' as const },
+      { fusePool: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -567,6 +568,7 @@ describe.skipIf(!probe.context)(
       if (opts.fuseCombine) expect(keys.some((k) => k.includes('FUSED=true'))).toBe(true);
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
+      if ('fusePool' in opts) expect(keys.some((k) => k.startsWith('topk_radix:radix_hist0:'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

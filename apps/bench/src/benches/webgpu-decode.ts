@@ -88,6 +88,7 @@ type Tuning = Pick<
   | 'workgroupSize'
   | 'subgroupTeamMerge'
   | 'sparseFromLogits'
+  | 'fusePool'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -120,7 +121,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...SGM, fuseCombine: true, pieceBytes: 16 },
   { ...SGM, fuseCombine: false, workgroupSize: 256 },
   { fuseCombine: true, prefetchIndices: true, workgroupSize: 256 },
-  { sparseFromLogits: true },
+  { sparseFromLogits: true, fusePool: true },
   { ...SGM, fuseCombine: true, workgroupSize: 256, targetWorkgroups: 1024 },
 ];
 
@@ -149,8 +150,15 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // Session 6, call A: workgroups of 8 teams (more warps in flight per split) for the gathers and the
   // streaming passes; layer 0's new default (the subgroup team merge) against the old one.
   reuse: alternate(2, {}, WG256, { ...WG256, targetWorkgroups: 1024 }),
-  anchor: alternate(2, {}, WG256, { streamPass: { targetWorkgroups: 4096 } }, { sparseFromLogits: true }),
-  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }, WG256),
+  anchor: alternate(
+    2,
+    {},
+    WG256,
+    { streamPass: { targetWorkgroups: 4096 } },
+    { sparseFromLogits: true },
+    { fusePool: true },
+  ),
+  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }, WG256, { fusePool: true }),
   dense: alternate(2, {}, WG256),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */

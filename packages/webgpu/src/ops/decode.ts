@@ -153,6 +153,12 @@ export interface DecodeArgs {
    */
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
   /**
+   * The classic select, with `subgroups`: the pooling computed inside its first histogram pass
+   * (`radix_hist0`) instead of a dispatch of its own (nine dispatches instead of ten). Default off (a
+   * candidate, for tuning); `untilStage: 'pool'` then stops after the scores pass.
+   */
+  readonly fusePool?: boolean;
+  /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
    * `select`: and the Top-k, without the sparse pass.
@@ -644,7 +650,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       pool: { scores, stats, heads, kvHeads, group, scoreStride: n },
     });
   }
-  if (!radix) {
+  const fusePool = !radix && a.fusePool === true && canRadixSelect(gpu);
+  if (!radix && !fusePool) {
     const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
     pass.setPipeline(pp.pipeline);
     pass.setBindGroup(
@@ -657,6 +664,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       }),
     );
     pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
+  }
+  if (!radix) {
     if (a.untilStage === 'pool') return;
     encodeSelect(gpu, pass, {
       vals: pooled,
@@ -666,6 +675,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
       tag: 'decode',
       valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
+      ...(fusePool ? { pool: { scores, stats, heads, kvHeads, group, scoreStride: n } } : {}),
     });
   }
   slot!.k = k;

@@ -35,6 +35,12 @@ export function encodeSelect(
      * for more values.
      */
     valuesPerInvocation?: 4 | 8 | 16;
+    /**
+     * Decode anchors, with `subgroups`: compute the pooled values inside the first histogram pass
+     * (`radix_hist0` of `topk_radix.wgsl`, which writes them to `vals`) instead of a pooling dispatch
+     * before the select: nine dispatches in all.
+     */
+    pool?: RadixPool;
   },
 ): void {
   const { rows, maxLength } = args;
@@ -83,7 +89,17 @@ export function encodeSelect(
     pass.dispatchWorkgroups(x, rows, 1);
   };
   for (let k = 0; k < 3; k++) {
-    run('select_hist', k, chunks);
+    if (k === 0 && args.pool) {
+      // The radix select's first pass: pooled values written to vals, the top digit's histogram
+      // added into hist (the same 2048 bins per row); it binds but does not use state and counts.
+      if (!gpu.info.hasSubgroups) {
+        throw new WebGPUFeatureError('subgroups', 'the pooling fused into the select needs subgroups');
+      }
+      const rc = Math.ceil(maxLength / RADIX_CHUNK);
+      radixPasses(gpu, pass, { ...args, hist, state, offsets: counts, chunks: rc })('radix_hist0', rc);
+    } else {
+      run('select_hist', k, chunks);
+    }
     run('select_scan', k, 1);
   }
   run('select_count', 0, chunks);
@@ -94,6 +110,7 @@ export function encodeSelect(
 const RADIX_WG = 256;
 /** Values per invocation of a radix pass: chunks of 1024 values, so a row's histogram atomics spread over many workgroups. */
 const RADIX_LOADS = 4;
+const RADIX_CHUNK = RADIX_WG * RADIX_LOADS;
 
 /** Pooling fused into the radix select's first pass (decode anchors): `vals` is written from these. */
 export interface RadixPool {
@@ -142,12 +159,37 @@ export function encodeRadixSelect(
       'too many Top-k rows in one select',
     );
   }
-  const CHUNK = RADIX_WG * RADIX_LOADS;
   if (!gpu.info.hasSubgroups) throw new WebGPUFeatureError('subgroups', 'the radix select needs subgroups');
-  const chunks = Math.ceil(maxLength / CHUNK);
+  const chunks = Math.ceil(maxLength / RADIX_CHUNK);
   const hist = gpu.scratchBuffer('radix.hist', 3 * rows * BINS * 4);
   const state = gpu.scratchBuffer(`radix.state.${args.tag}`, 3 * rows * 8);
-  const offs = gpu.scratchBuffer(`radix.offsets.${args.tag}`, rows * chunks * 8);
+  const offsets = gpu.scratchBuffer(`radix.offsets.${args.tag}`, rows * chunks * 8);
+  const run = radixPasses(gpu, pass, { ...args, hist, state, offsets, chunks });
+  run('radix_hist0', chunks);
+  run('radix5_digit', chunks, 1);
+  run('radix5_digit', chunks, 2);
+  run('radix5_count', chunks);
+  run('radix5_emit', chunks);
+}
+
+/** Binds the radix select's buffers; returns a function that encodes one of its passes. */
+function radixPasses(
+  gpu: KascadeGPU,
+  pass: Pass,
+  args: {
+    vals: GPUBuffer;
+    rowInfo: GPUBufferBinding;
+    rows: number;
+    out: GPUBuffer | GPUBufferBinding;
+    pool?: RadixPool;
+    hist: GPUBuffer;
+    state: GPUBuffer;
+    offsets: GPUBuffer;
+    chunks: number;
+  },
+): (entry: string, x: number, phase?: number) => void {
+  const { rows, chunks, hist, state } = args;
+  const CHUNK = RADIX_CHUNK;
   const pool = args.pool;
   const defines = {
     WG: RADIX_WG,
@@ -177,19 +219,14 @@ export function encodeRadixSelect(
     2: { buffer: args.vals },
     3: { buffer: hist },
     4: { buffer: state },
-    5: { buffer: offs },
+    5: { buffer: args.offsets },
     6: 'buffer' in args.out ? args.out : { buffer: args.out },
     ...(pool ? { 7: { buffer: pool.scores }, 8: { buffer: pool.stats } } : {}),
   };
-  const run = (entry: string, x: number, phase = 0) => {
+  return (entry: string, x: number, phase = 0) => {
     const p = gpu.pipeline('topk_radix', entry, defines, B);
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, gpu.bindGroup(p, `kascade:${entry}`, { 0: paramsOf(phase), ...buffers }));
     pass.dispatchWorkgroups(x, rows, 1);
   };
-  run('radix_hist0', chunks);
-  run('radix5_digit', chunks, 1);
-  run('radix5_digit', chunks, 2);
-  run('radix5_count', chunks);
-  run('radix5_emit', chunks);
 }
