@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       tma::mbar_init(kEmpty + x, kV9ConsumerThreads);
       tma::mbar_init(vEmpty + x, kV9ConsumerThreads);
     }
-    tma::mbar_init_fence();
+    tma::mbar_fence_init();
   }
   __syncthreads();
 
@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       uint64_t* full = isK ? kFull : vFull;
       uint64_t* empty = isK ? kEmpty : vEmpty;
       if (isK) {
-        tma::mbar_expect_tx(qFull, kV9Rows * D * sizeof(T));
+        tma::mbar_arrive_expect_tx(qFull, kV9Rows * D * sizeof(T));
         tma::copy_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
         tma::copy_3d(Qs + kV9Rows * kV9Box, &maps.q, kV9Box, q0, b * H + h, qFull);
       }
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
         const int st = i % STAGES;
         const unsigned u = static_cast<unsigned>(i / STAGES);
         if (i >= STAGES) tma::mbar_wait(empty + st, (u - 1) & 1);
-        tma::mbar_expect_tx(full + st, kTileBytes);
+        tma::mbar_arrive_expect_tx(full + st, kTileBytes);
         tma::copy_3d(ring + st * TILE, map, 0, i * kV9Keys, kvRow, full + st);
         tma::copy_3d(ring + st * TILE + kV9Keys * kV9Box, map, kV9Box, i * kV9Keys, kvRow, full + st);
       }

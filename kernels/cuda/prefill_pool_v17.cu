@@ -104,21 +104,21 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       tma::mbar_init(full + x, 1);
       tma::mbar_init(empty + x, 128);  // the step's one consumer warpgroup
     }
-    tma::mbar_init_fence();
+    tma::mbar_fence_init();
   }
   __syncthreads();
 
   if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
     if (warp == 0 && lane == 0) {
-      tma::mbar_expect_tx(qFull, kP17Rows * D * sizeof(T));
+      tma::mbar_arrive_expect_tx(qFull, kP17Rows * D * sizeof(T));
       for (int hh = 0; hh < 4; ++hh)
         for (int c = 0; c < 2; ++c)
           tma::copy_3d(Qs + c * kP17Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
       for (int i = 0; i < steps; ++i) {
         const int sg = i % STAGES;
         if (i >= STAGES) tma::mbar_wait(empty + sg, static_cast<unsigned>(i / STAGES - 1) & 1);
-        tma::mbar_expect_tx(full + sg, kTileBytes);
+        tma::mbar_arrive_expect_tx(full + sg, kTileBytes);
         tma::copy_3d(Ks + sg * TILE, &maps.k, 0, i * kP17Keys, b * G + j, full + sg);
         tma::copy_3d(Ks + sg * TILE + kP17Keys * 64, &maps.k, 64, i * kP17Keys, b * G + j, full + sg);
       }

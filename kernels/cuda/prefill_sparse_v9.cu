@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       tma::mbar_init(full + x, 2 * kS9Producers);
       tma::mbar_init(empty + x, kS9Consumers);
     }
-    tma::mbar_init_fence();
+    tma::mbar_fence_init();
   }
   __syncthreads();
 

@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(kS17Threads, 1)
       tma::mbar_init(full + x, 1);
       tma::mbar_init(empty + x, 256);  // the two warpgroups of the step's parity
     }
-    tma::mbar_init_fence();
+    tma::mbar_fence_init();
   }
   __syncthreads();
 
@@ -129,13 +129,13 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
     if (warp == 0 && lane == 0) {
       const int kvRow = b * G + j;
-      tma::mbar_expect_tx(qFull, kS17Rows * D * sizeof(T));
+      tma::mbar_arrive_expect_tx(qFull, kS17Rows * D * sizeof(T));
       tma::copy_3d(Qs, &maps.q, 0, q0, b * H + h, qFull);
       tma::copy_3d(Qs + kS17Rows * 64, &maps.q, 64, q0, b * H + h, qFull);
       for (int i = 0; i < steps; ++i) {
         const int sg = i % kS17Stages;
         if (i >= kS17Stages) tma::mbar_wait(empty + sg, static_cast<unsigned>(i / kS17Stages - 1) & 1);
-        tma::mbar_expect_tx(full + sg, kTileBytes);
+        tma::mbar_arrive_expect_tx(full + sg, kTileBytes);
         tma::copy_3d(Ks + sg * TILE, &maps.k, 0, i * kS17Keys, kvRow, full + sg);
         tma::copy_3d(Ks + sg * TILE + kS17Keys * 64, &maps.k, 64, i * kS17Keys, kvRow, full + sg);
       }

@@ -15,24 +15,13 @@ namespace kascade {
 namespace pf {
 namespace tma {
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
-}
-// After every mbar_init of a block, before the barriers are used (then a block barrier).
-__device__ __forceinline__ void mbar_init_fence() {
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(bar)) : "memory");
-}
+// The mbarrier basics are decode_device.cuh's: smem_u32, mbar_init, mbar_fence_init (after every mbar_init of a
+// block, before the barriers are used; then a block barrier), mbar_arrive_expect_tx, mbar_arrive.
+using kascade::mbar_arrive;
+using kascade::mbar_arrive_expect_tx;
+using kascade::mbar_fence_init;
+using kascade::mbar_init;
+using kascade::smem_u32;
 __device__ __forceinline__ uint32_t mbar_try(uint32_t a, unsigned parity) {
   uint32_t done;
   asm volatile(
