@@ -25,7 +25,7 @@
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
 // `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `LOGITS` (with TRED and
 // GATHER: each lane reads its (key, head) scaled logit from `scores`, which the anchor's scores pass
-// wrote, instead of loading K rows and reducing dot products: only V rows are read), `PREFETCH`, `FUSED`,
+// wrote, instead of loading K rows and reducing dot products: only V rows are read), `PREFETCH`, `INLINE_STEP` (the step's loads pasted into the key loop instead of a call of loadStep), `FUSED`,
 // `TRED` (U * GROUP == TW: the transposing reduction), `SGM` with `MSG` (the subgroup team merge, below),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
@@ -85,8 +85,8 @@ struct StepData {
   valid: array<bool, U>,
 }
 
-fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
-  var d: StepData;
+// The body of loadStep (into `d`), pasted into the key loop itself with INLINE_STEP.
+//#snippet load_step_body
   for (var u = 0u; u < U; u++) {
     let c = first + u;
     d.valid[u] = c < end;
@@ -109,6 +109,11 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
       }
     }
   }
+//#end
+
+fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
+  var d: StepData;
+//#include load_step_body
   return d;
 }
 
@@ -159,7 +164,19 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       workgroupBarrier();
     }
     // Issue every load of the step first.
+//#if INLINE_STEP
+    var cur: StepData;
+    {
+      let first = start + (s * NT + tm) * U;
+      let useIdx = PREFETCH;
+      let idxOff = (s % SB) * NT * U + tm * U;
+      var d: StepData;
+//#include load_step_body
+      cur = d;
+    }
+//#else
     let cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
+//#endif
     var valid = cur.valid;
     var kp = cur.kp;
     var vp = cur.vp;

@@ -443,7 +443,10 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     const gpu = probe.context!;
     const teamsG2 = () =>
       gpu.pipelineKeys.filter(
-        (k) => k.startsWith('decode_teams:teams_partial:') && k.includes('GROUP=2,HEAD_DIM=64,KP=f32,'),
+        (k) =>
+          k.startsWith('decode_teams:teams_partial:') &&
+          k.includes('GROUP=2,HEAD_DIM=64,') &&
+          k.includes(',KP=f32,'),
       );
     expect(teamsG2()).toEqual([]);
     const kv = createDeviceKV(gpu, { batch: 1, kvHeads: 1, capacity: 40, headDim: 64, dtype: 'f32' });
@@ -486,6 +489,7 @@ describe.skipIf(!probe.context)(
       { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
       { select: 'radix5' as const },
       { fusePool: true },
+      { inlineStepLoads: true, prefetchIndices: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -568,6 +572,7 @@ describe.skipIf(!probe.context)(
       if (opts.fuseCombine) expect(keys.some((k) => k.includes('FUSED=true'))).toBe(true);
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
+      if ('inlineStepLoads' in opts) expect(keys.some((k) => k.includes('INLINE_STEP=true'))).toBe(true);
       if ('fusePool' in opts) expect(keys.some((k) => k.startsWith('topk_radix:radix_hist0:'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.

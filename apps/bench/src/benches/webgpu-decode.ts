@@ -89,12 +89,15 @@ type Tuning = Pick<
   | 'subgroupTeamMerge'
   | 'sparseFromLogits'
   | 'fusePool'
+  | 'inlineStepLoads'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
 /** Workgroups of 256 invocations: 8 teams of 32 lanes (8-byte pieces) per workgroup instead of 4. */
 const WG256: Tuning = { workgroupSize: 256 };
+/** The per-step loads pasted into the key loop (no loadStep call). */
+const INLINE: Tuning = { inlineStepLoads: true };
 
 /** The fused merges checked at full size (against the two-dispatch merge, and run to run). */
 const FUSED_CHECKS: { role: 'dense' | 'dense-anchor' | 'reuse'; options: Tuning }[] = [
@@ -122,6 +125,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...SGM, fuseCombine: false, workgroupSize: 256 },
   { fuseCombine: true, prefetchIndices: true, workgroupSize: 256 },
   { sparseFromLogits: true, fusePool: true },
+  { inlineStepLoads: true },
   { ...SGM, fuseCombine: true, workgroupSize: 256, targetWorkgroups: 1024 },
 ];
 
@@ -149,7 +153,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // the two-level merge, both removed).
   // Session 6, call A: workgroups of 8 teams (more warps in flight per split) for the gathers and the
   // streaming passes; layer 0's new default (the subgroup team merge) against the old one.
-  reuse: alternate(2, {}, WG256, { ...WG256, targetWorkgroups: 1024 }),
+  reuse: alternate(2, {}, WG256, { ...WG256, targetWorkgroups: 1024 }, INLINE),
   anchor: alternate(
     2,
     {},
@@ -157,9 +161,10 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { streamPass: { targetWorkgroups: 4096 } },
     { sparseFromLogits: true },
     { fusePool: true },
+    INLINE,
   ),
-  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }, WG256, { fusePool: true }),
-  dense: alternate(2, {}, WG256),
+  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }, WG256, { fusePool: true }, INLINE),
+  dense: alternate(2, {}, WG256, INLINE),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
 const ONE_PASS_REUSE_OPTIONS: Tuning = WG256;

@@ -159,6 +159,11 @@ export interface DecodeArgs {
    */
   readonly fusePool?: boolean;
   /**
+   * `teams` only: every pass's per-step K/V loads pasted into the key loop instead of a call of
+   * `loadStep` that returns the step's arrays. Default off (a candidate, for tuning).
+   */
+  readonly inlineStepLoads?: boolean;
+  /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
    * `select`: and the Top-k, without the sparse pass.
@@ -563,6 +568,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       MSG,
       TRED: t.tred,
       LOGITS: logits,
+      INLINE_STEP: a.inlineStepLoads === true,
       FUSED: fused,
       KP: t.pieceType,
       SUBGROUPS: true,
