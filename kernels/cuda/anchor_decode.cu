@@ -21,7 +21,8 @@
 //  6. anchor only: attn_partial_kernel in gather mode over the selected rows, then combine.
 // Variant bits 256 / 512: steps 2-5 as one launch, a thread block cluster per row (select_decode.cu).
 // Variant bit 2048 (1024: over the f16 intermediate): steps 2-5 as one cooperative launch (select_decode.cu).
-// Variant bit 65536: steps 2-5 inside the scores / layer-0 pass, by each row's last CTA (row_select.cuh).
+// Variant bit 262144 (+ 524288 / 1048576): the batch in chunks, each chunk's steps 2-6 on a second stream beside the
+// next chunk's step 1 (anchor_run); bit 2097152: the chunk's f16 intermediate kept in L2 for its select (l2_hints.cuh).
 // (Bit 64, the candidate-list passes, was removed in session 5: no default reached it.)
 // Variant bit 8 (KASCADE_VARIANT_SELECT2): steps 2-5 take about 8 blocks per SM over all rows (chunks
 // of up to 16 x 1024 scores per block: fewer histogram clears and flushes per score), and the scores
@@ -330,54 +331,10 @@ static int debug_no_logit_writes() {
 // the f16 rounding harmless): the shape the anchors run with sets bit 2048 with bit 1024.
 static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
   KascadeDecodeShape r = *s;
-  // KASCADE_VARIANT_ROW_SELECT selects inside the pass (its own exact window) and never runs the stream select:
-  // its workspace (the rows' candidate lists in the pooled buffer) is then the one kascade_decode_workspace_bytes
-  // sized for the caller's bits.
-  if (r.variant & KASCADE_VARIANT_ROW_SELECT) {
-    r.variant |= KASCADE_VARIANT_U16;
-  } else if (r.variant & KASCADE_VARIANT_U16) {
-    r.variant |= KASCADE_VARIANT_STREAM_SELECT;
-  }
+  // KASCADE_VARIANT_L2_KEEP keeps the f16 intermediate in L2 for the stream select.
+  if (r.variant & KASCADE_VARIANT_L2_KEEP) r.variant |= KASCADE_VARIANT_U16;
+  if (r.variant & KASCADE_VARIANT_U16) r.variant |= KASCADE_VARIANT_STREAM_SELECT;
   return r;
-}
-
-// KASCADE_VARIANT_ROW_SELECT (row_select.cuh): the scores / layer-0 pass on the split schedule (bit 128 off
-// for it) with row_select_chunk keys per split selects each row's Top-k into indices in stages run by the
-// CTAs of later rows (lag D: about the rows in flight, the resident CTAs over the splits per row, plus 2);
-// launch_row_select_tail runs the stages of the last rows after the pass.
-static cudaError_t row_select_args(const KascadeDecodeShape& s, const Workspace& w, int topk, int* indices,
-                                   const void* q, const void* k, PartialArgs& a, KascadeDecodeShape* run) {
-  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
-  if (rows > kRowSelectMaxRows) return cudaErrorInvalidValue;
-  *run = s;
-  run->variant &= ~KASCADE_VARIANT_LEAN;
-  a.chunk = row_select_chunk_run(rows, s.n, device_sm_count());
-  a.splits = ceil_div(s.n, a.chunk);
-  RowSelectArgs& r = a.rowSel;
-  r.rows = static_cast<int>(rows);
-  r.splits = a.splits;
-  r.chunk = a.chunk;
-  r.lag = row_select_lag(a.splits, device_sm_count());
-  r.n = s.n;
-  r.topk = topk;
-  r.heads = s.heads;
-  r.kvHeads = s.kvHeads;
-  r.capacity = s.capacity;
-  r.qscale = s.scale * kLog2e;
-  r.intermRows = static_cast<size_t>(s.batch) * s.heads;
-  r.u = reinterpret_cast<const __half*>(w.logits);
-  r.part_ml = w.part_ml;
-  r.q = q;
-  r.k = k;
-  const size_t pooledFloats = static_cast<size_t>(rows) * u16_stride(s.n);
-  r.pooled = w.pooled;
-  r.cand = reinterpret_cast<int*>(w.pooled + pooledFloats);
-  r.candVal = w.pooled + pooledFloats + static_cast<size_t>(rows) * s.n;
-  r.stats = w.pooled + pooledFloats + 2 * static_cast<size_t>(rows) * s.n;
-  r.hist = w.hist;
-  r.state = w.state;
-  r.out = indices;
-  return cudaSuccess;
 }
 
 static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size_t wsBytes,
@@ -411,6 +368,7 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
   a.part_ml = w.part_ml;
   a.splits = attn_splits(s, s.n, &a.chunk, false);
   a.noLogitWrites = debug_no_logit_writes();
+  a.l2Keep = (s.variant & KASCADE_VARIANT_L2_KEEP) ? 1 : 0;
   if (s.variant & KASCADE_VARIANT_SELECT2) {
     // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
     a.clearHist = w.hist;
@@ -442,11 +400,11 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   return launch_attention(s, kGather, g, c.out, st);
 }
 
-// KASCADE_VARIANT_ANCHOR_CHUNKS (bit 262144; with bit 524288 eight chunks): how many chunks of the batch the
-// anchor ops pipeline (1: none). The row select (bit 65536) never chunks.
+// KASCADE_VARIANT_ANCHOR_CHUNKS (bit 262144; with 524288: 8, with 1048576: 16, with both: 32 chunks): how many
+// chunks of the batch the anchor ops pipeline (1: none; at most the batch).
 static int anchor_chunks(const KascadeDecodeShape& s) {
-  if (!(s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS) || (s.variant & KASCADE_VARIANT_ROW_SELECT)) return 1;
-  const int want = (s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS8) ? 8 : 4;
+  if (!(s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS)) return 1;
+  const int want = 4 << (((s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS8) ? 1 : 0) + ((s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS16) ? 2 : 0));
   return ceil_div(s.batch, ceil_div(s.batch, want));
 }
 
@@ -477,10 +435,10 @@ size_t kascade::anchor_workspace_bytes(const KascadeDecodeShape& caller, int top
 struct ChunkStreams {
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
-  cudaEvent_t passDone[8] = {};
+  cudaEvent_t passDone[32] = {};
   // KASCADE_ANCHOR_CHUNK_TRACE=1 (tuning runs only: it synchronizes after the op): timing events at the start
   // and after each stage, [0] the start, [1 + 2 i] / [2 + 2 i] after chunk i's pass / select (+ sparse pass).
-  cudaEvent_t trace[17] = {};
+  cudaEvent_t trace[65] = {};
 };
 static bool chunk_trace() {
   static const bool on = [] {
@@ -523,34 +481,6 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
   const Workspace w = workspace_layout(s, topk, workspace, true);
   cudaError_t e = check_anchor_args(&s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
-  if (s.variant & KASCADE_VARIANT_ROW_SELECT) {
-    PartialArgs a{};
-    a.q = call.q;
-    a.k = call.k;
-    a.v = call.v;
-    a.logits = w.logits;
-    a.part_o = w.part_o;
-    a.part_ml = w.part_ml;
-    a.noLogitWrites = debug_no_logit_writes();
-    KascadeDecodeShape run;
-    if ((e = row_select_args(s, w, topk, call.indices, call.q, call.k, a, &run)) != cudaSuccess) return e;
-    if ((e = launch_attention(run, layer0 ? kDenseLogits : kScoresOnly, a, layer0 ? call.out : nullptr, st)) !=
-        cudaSuccess)
-      return e;
-    if ((e = launch_row_select_tail(run, a.rowSel, st)) != cudaSuccess || layer0) return e;
-    PartialArgs g{};
-    g.q = call.q;
-    g.k = call.k;
-    g.v = call.v;
-    g.indices = call.indices;
-    g.topk = topk;
-    g.selKvHeads = s.kvHeads;
-    for (int j = 0; j < s.kvHeads; ++j) g.headMap[j] = j;
-    g.part_o = w.part_o;
-    g.part_ml = w.part_ml;
-    g.splits = attn_splits(s, topk, &g.chunk, true);
-    return launch_attention(s, kGather, g, call.out, st);
-  }
   const int nc = anchor_chunks(s);
   if (nc <= 1) {
     int splits = 0;

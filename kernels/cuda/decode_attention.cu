@@ -52,7 +52,7 @@
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
-#include "row_select.cuh"
+#include "l2_hints.cuh"
 
 namespace kascade {
 
@@ -171,9 +171,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   bool pdlReleased = (a.variant & KASCADE_VARIANT_PDL) == 0;
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
-  // KASCADE_VARIANT_ROW_SELECT (row_select.cuh): L2 policies for the K tiles and the f16 intermediate.
-  const bool rowSelect = kWriteLogits && a.rowSel.out != nullptr;
-  const uint64_t l2First = rowSelect ? l2_policy_evict_first() : 0, l2Last = rowSelect ? l2_policy_evict_last() : 0;
+  // KASCADE_VARIANT_L2_KEEP (l2_hints.cuh): L2 policies for the K / V tiles and the f16 intermediate.
+  const bool l2Keep = kWriteLogits && a.l2Keep != 0;
+  const uint64_t l2First = l2Keep ? l2_policy_evict_first() : 0, l2Last = l2Keep ? l2_policy_evict_last() : 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
   // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
@@ -271,13 +271,13 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              if (rowSelect) {  // KASCADE_VARIANT_ROW_SELECT: K evict-first, the intermediate stays in L2
+              if (l2Keep) {  // KASCADE_VARIANT_L2_KEEP: K evict-first, the intermediate stays in L2
                 tma_load_3d_hint(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st, l2First);
               } else {
                 tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
               }
               if constexpr (kWithV) {
-                if (rowSelect) {  // layer 0 under KASCADE_VARIANT_ROW_SELECT: V evict-first too
+                if (l2Keep) {  // layer 0 under KASCADE_VARIANT_L2_KEEP: V evict-first too
                   tma_load_3d_hint(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st, l2First);
                 } else {
                   tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
@@ -404,10 +404,10 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               if (p0 >= 0) {
                 const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
                 // Streaming stores (evict-first in L2): the select reads them once, after this pass.
-                // KASCADE_VARIANT_ROW_SELECT: evict-last instead (this pass's last CTA of the row reads them).
+                // KASCADE_VARIANT_L2_KEEP: evict-last instead (the chunk's select reads them next).
                 if (p1 >= 0) {
                   const __half2 h2 = __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
-                  if (rowSelect) {
+                  if (l2Keep) {
                     st_u32_hint(ur + p0, *reinterpret_cast<const unsigned*>(&h2), l2Last);
                   } else {
                     __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
@@ -419,7 +419,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             }
             if (quad == 0 && pv[0] >= 0) {
               float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-              if (rowSelect) {
+              if (l2Keep) {
                 st_u32_hint(m16p, __float_as_uint(tm), l2Last);
               } else {
                 __stcs(m16p, tm);
@@ -490,14 +490,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                  a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
                                                  reinterpret_cast<float*>(smem_raw),
                                                  (a.variant & KASCADE_VARIANT_GATHER_B1) != 0);
-      }
-    }
-    if constexpr (kWriteLogits) {
-      if (rowSelect) {
-        // KASCADE_VARIANT_ROW_SELECT (split schedule only): this row's stage 0, then stages A / B of earlier rows.
-        __syncthreads();
-        row_select_stages<T, D, GS>(a.rowSel, static_cast<long long>(b) * G + j, split, true,
-                                    reinterpret_cast<unsigned*>(smem_raw));
       }
     }
     ringBase += steps;
@@ -709,7 +701,6 @@ template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
   constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
-  static_assert(smem >= kRowSelectSmem, "KASCADE_VARIANT_ROW_SELECT's histogram reuses the pass's shared memory");
   static int perSm = 0;  // CTAs of this kernel resident per SM, queried once
   if (perSm == 0) {
     cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
@@ -812,7 +803,7 @@ static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const voi
   const cuuint32_t estr[3] = {1, 1, 1};
   const CUtensorMapDataType dt =
       s.dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUtensorMapL2promotion promo = (s.variant & (KASCADE_VARIANT_LEAN | KASCADE_VARIANT_ROW_SELECT))
+  const CUtensorMapL2promotion promo = (s.variant & (KASCADE_VARIANT_LEAN | KASCADE_VARIANT_L2_KEEP))
                                            ? CU_TENSOR_MAP_L2_PROMOTION_NONE
                                            : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
   return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -898,8 +889,6 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     int c;  // lite_splits at the largest CTA count per SM
     S = max(S, lite_splits(s, topk, kLeanMaxCtasPerSm, &c));
   }
-  if ((s.variant & KASCADE_VARIANT_ROW_SELECT) && select)
-    S = max(S, ceil_div(s.n, row_select_chunk_run(static_cast<long long>(s.batch) * s.kvHeads, s.n, device_sm_count())));
   if ((s.variant & KASCADE_VARIANT_GATHER_WS) && topk > 0) {
     int c;  // ws_splits at the largest CTA count per SM
     S = max(S, ws_splits(s, topk, kLeanMaxCtasPerSm, &c));
@@ -916,17 +905,11 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
-  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT | KASCADE_VARIANT_ROW_SELECT)))
+  if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
     sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
-    sizes[4] = max(sizes[4], BG * kStreamBins * 4);
-  }
-  // KASCADE_VARIANT_ROW_SELECT: pooled rows (padded to 16), the rows' candidate lists (keys, scores) and the rows'
-  // softmax statistics in the pooled buffer; 4096-bin histogram rows.
-  if (select && (s.variant & KASCADE_VARIANT_ROW_SELECT)) {
-    sizes[3] = max(sizes[3], BG * static_cast<size_t>(u16_stride(s.n)) * 4 + 2 * BG * n * 4 + BG * 2 * kMaxGroup * 4);
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
   Workspace w{};
@@ -970,7 +953,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1048575 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..4194303 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

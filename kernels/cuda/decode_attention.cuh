@@ -29,28 +29,6 @@ constexpr int kHistBins = 2048;        // 11-bit radix digits (11, 11, 10)
 constexpr int kStreamBins = 4096;      // KASCADE_VARIANT_STREAM_SELECT: 12-bit first digit (histogram rows)
 constexpr int kStateInts = 8;          // select state per row: prefix, rank, out count, ties, blocks done
 
-// KASCADE_VARIANT_ROW_SELECT (row_select.cuh): what the select stages inside the scores / layer-0 pass need.
-struct RowSelectArgs {
-  int rows;        // R = batch x kvHeads (sequence, KV head) rows
-  int lag;         // D: stage A of row f runs in the CTAs of row f + D, stage B in those of row f + 2D
-  int splits;      // S splits per row (= the pass's grid.x)
-  int chunk;       // keys per split
-  int n, topk, heads, kvHeads, capacity;
-  float qscale;       // softmax scale x log2(e)
-  size_t intermRows;  // batch x heads: rows of the f16 intermediate
-  const __half* u;    // the f16 intermediate (u rows, then m16 rows: select_plan.h)
-  const float* part_ml;
-  const void* q;
-  const void* k;
-  float* pooled;      // [R][u16_stride(n)] pooled scores (stage A -> B)
-  unsigned* hist;     // [R][4096] first-digit histograms
-  int* state;         // [R][kStateInts]: [0] keys written to out, [1] list length
-  int* out;           // [R][topk] the selection (null: no row select)
-  int* cand;          // [R][n] the list's keys
-  float* candVal;     // [R][n] their scores
-  float* stats;       // [R][2 kMaxGroup]: per head of the row's group, the softmax max and 1 / sum
-};
-
 struct PartialArgs {
   const void* q;
   const void* k;
@@ -76,9 +54,9 @@ struct PartialArgs {
   long long leanWork;
   int leanTiles;
   int leanCtas;
-  // KASCADE_VARIANT_ROW_SELECT (the anchors' scores / layer-0 pass on the split schedule, row_select.cuh):
-  // rowSel.out non-null: the pass selects each row's Top-k into rowSel.out.
-  RowSelectArgs rowSel;
+  // KASCADE_VARIANT_L2_KEEP (l2_hints.cuh; scores / layer-0 passes only): K (and V) tiles evict-first, the f16
+  // intermediate evict-last, so the intermediate of a small batch chunk is still in L2 when its select reads it.
+  int l2Keep;
 };
 
 // KASCADE_VARIANT_LEAN: the lean (stream-K) work partition. The key list of every (b, j) row is
@@ -210,8 +188,6 @@ struct Workspace {
   int* state;
   size_t bytes;
 };
-// KASCADE_VARIANT_ROW_SELECT: the select stages of the last 2 x lag virtual rows (row_select.cuh), after the pass.
-cudaError_t launch_row_select_tail(const KascadeDecodeShape& s, const RowSelectArgs& a, cudaStream_t st);
 
 // `select`: include the anchor's logits and pooled-score buffers.
 Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select);

@@ -73,11 +73,8 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_DEEP_SCORES = 16384,  // anchors (cuda-anchor, session 4): with bit 16 (TMA tiles), the scores pass
                                         // keeps a 6-stage ring per warp (two CTAs per SM instead of three; call A:
                                         // the pass ran 85 % of DRAM peak at 396 CTAs, the anchor 1 % faster at 264)
-  KASCADE_VARIANT_ROW_SELECT = 65536,  // anchors (cuda-anchor, session 5; implies 1024): the scores / layer-0 pass
-                                       // runs on the split schedule with short splits, keeps the f16 intermediate
-                                       // in L2 (evict-last stores, evict-first K tiles) and the last CTA of each
-                                       // (sequence, KV head) row selects the row's Top-k from it, then drops its
-                                       // lines from L2 (row_select.cuh): no separate select launch
+  KASCADE_VARIANT_ROW_SELECT_RETIRED = 65536,  // retired in session 6 (no effect): session 5's select inside the
+                                               // scores / layer-0 pass (it lost in all three calls)
   KASCADE_VARIANT_GATHER_WS = 32768,  // gathers (reuse, the anchors' sparse pass; cuda-b1, session 5): the
                                       // warp-specialised gather (reuse_b1_decode.cu): a producer warp per CTA
                                       // issues one cp.async.bulk per 256-byte K/V row into a shared 64-row ring,
@@ -91,8 +88,14 @@ enum KascadeDecodeVariant {
                                            // chunk's select (+ the anchor's sparse pass) on a second, high-priority
                                            // stream as soon as its pass is done (events; the caller's stream waits
                                            // for it at the end); one workspace per chunk
-  KASCADE_VARIANT_ANCHOR_CHUNKS8 = 524288,  // with 262144: 8 chunks
-  KASCADE_VARIANT_ALL = 1048575,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_ANCHOR_CHUNKS8 = 524288,   // with 262144: 8 chunks (with 1048576 too: 32)
+  KASCADE_VARIANT_ANCHOR_CHUNKS16 = 1048576,  // with 262144: 16 chunks (with 524288 too: 32)
+  KASCADE_VARIANT_L2_KEEP = 2097152,  // anchors (cuda-anchor, session 6; implies 1024): the scores / layer-0 pass
+                                      // streams K (and V) evict-first and stores its f16 intermediate evict-last,
+                                      // and the stream select drops the intermediate's and its pooled rows' lines
+                                      // from L2 after reading them (no write-back): with small batch chunks the
+                                      // intermediate need not reach DRAM (l2_hints.cuh)
+  KASCADE_VARIANT_ALL = 4194303,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

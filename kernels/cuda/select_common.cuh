@@ -1,6 +1,6 @@
 // Device pieces of the decode anchors' exact Top-k that the selects share: the multi-pass and cluster
 // selects (anchor_decode.cu, select_decode.cu), the stream select (select_decode.cu, bit 2048), the b1
-// select (select_b1_decode.cu) and the row select (row_select.cuh, bit 65536). NT = threads per CTA (a multiple of 32). Not part of the public C API.
+// select (select_b1_decode.cu). NT = threads per CTA (a multiple of 32). Not part of the public C API.
 #pragma once
 #include <cuda_fp16.h>
 

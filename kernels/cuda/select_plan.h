@@ -114,44 +114,4 @@ inline StreamPlan stream_plan(long long rows, int n, int perSm, int sms) {
 constexpr float kStreamWindow = 0.001953125f;           // W = 2^-9
 constexpr float kStreamWindowAbsPerHead = 3.637979e-12f;  // 2^-38
 
-// KASCADE_VARIANT_ROW_SELECT (row_select.cuh): keys per split of the scores / layer-0 pass. Short splits keep
-// few rows in flight (the grid starts its CTAs in row order), so each row's f16 intermediate is still in L2
-// when the later rows' CTAs select from it: whole 64-key tiles, about two CTAs per SM over all rows, at least
-// 256 keys and at most 4096 (128k batch 32: 32 splits per row, 8192 CTAs; call B ran 2048 and lost ~35 % of
-// the pass's streaming time to the select stages' fixed costs per split).
-constexpr int kRowSelectMaxChunk = 4096;
-constexpr long long kRowSelectMaxRows = 1LL << 16;  // completion counters (g_row_select_done)
-inline int row_select_chunk(long long rows, int n, int sms) {
-  long long per = select_ceil_div((rows < 1 ? 1 : rows) * (n < 1 ? 1 : n), 2LL * (sms > 0 ? sms : 1));
-  per = select_ceil_div(per, 64) * 64;
-  if (per > kRowSelectMaxChunk) per = kRowSelectMaxChunk;
-  if (per < 256) per = 256;
-  return static_cast<int>(per);
-}
-// The row select's stages (row_select.cuh): a CTA of (virtual) row r runs stage A of row r - lag and stage B of
-// row r - 2 lag (-1: none); the scores grid has rows 0 .. rows - 1, the tail launch rows .. rows + 2 lag - 1. So
-// every row f gets one stage-A row and one stage-B row, both after f, the stage-B row after the stage-A row:
-// a CTA only ever waits on lower rows.
-struct RowSelectStages {
-  long long a, b;
-};
-KASCADE_HD inline RowSelectStages row_select_stage_rows(long long r, int lag, long long rows) {
-  const long long fa = r - lag, fb = r - 2LL * lag;
-  return RowSelectStages{fa >= 0 && fa < rows ? fa : -1, fb >= 0 && fb < rows ? fb : -1};
-}
-// The lag: about the rows in flight (at most three resident CTAs per SM over the splits per row), plus 2.
-inline int row_select_lag(int splits, int sms) {
-  return static_cast<int>(select_ceil_div(3LL * (sms > 0 ? sms : 1), splits > 0 ? splits : 1)) + 2;
-}
-// The keys per split the row select runs (and its workspace is sized for): row_select_chunk, or for tuning
-// runs the environment's KASCADE_ROW_SELECT_CHUNK (a multiple of 64 in 256..16384; read once).
-inline int row_select_chunk_run(long long rows, int n, int sms) {
-  static const int forced = [] {
-    const char* e = std::getenv("KASCADE_ROW_SELECT_CHUNK");
-    const int v = e ? std::atoi(e) : 0;
-    return v >= 256 && v <= 16384 && v % 64 == 0 ? v : 0;
-  }();
-  return forced > 0 ? forced : row_select_chunk(rows, n, sms);
-}
-
 }  // namespace kascade

@@ -23,9 +23,11 @@
 #      (bit 131072: 164028). Call C of session 5 (final): the ops.ts defaults 148, 176, 188, 252, 636, 764, 3196,
 #      6332, 8252, 19644, 32800 + those candidates). Session 6, call A: the ops.ts defaults (148, 176, 188, 252,
 #      764, 3196, 8252, 19644, 32800, 32956, 164028) and the anchors' batch chunks on two streams (bit 262144,
-#      with 524288 eight chunks): 281788 = 19644 | 262144, 806076 = 19644 | 786432, 281660 = 19516 (19644
-#      without the lean scores pass) | 262144, 265340 = 3196 | 262144, 789628 = 3196 | 786432, 265908 = 764 |
-#      262144 (the cluster select); the row select (65724) no longer (it lost in all of session 5's calls)),
+#      with 524288 eight chunks, 1048576 sixteen): 281788 = 19644 | 262144, 806076 = 19644 | 786432, 281660 =
+#      19516 (19644 without the lean scores pass) | 262144, 265340 = 3196 | 262144; with the intermediate kept
+#      in L2 (bit 2097152): 3427516 = 19644 | 262144 | 1048576 | 2097152 (16 chunks), 2903228 = 19644 | 786432 |
+#      2097152 (8 chunks), 3411068 = 3196 | 262144 | 1048576 | 2097152; the row select (65724) no longer (it lost
+#      in all of session 5's calls; removed in session 6)),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -34,7 +36,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,281788,806076,281660,265340,789628,265908}
+variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,281788,806076,281660,265340,3427516,2903228,3411068}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -74,12 +76,12 @@ fi
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
 # cuda-b1's bits 4096/8192/32768/131072, those with both, and the row select (bit 65536) or the anchors'
-# batch chunks (bits 262144 / 524288) on their own.
+# batch chunks and L2 keep (bits 262144-2097152) on their own.
 # Their JSONs are merged into one cuda-parity.json.
 groups=("" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  if [ $((v & 851968)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  if [ $((v & 3997696)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
 say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
@@ -135,18 +137,18 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
-# The session-4/5/6 variants (bits 1024-524288) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# The session-4/5/6 variants (bits 1024-2097152) once more at the bench's large shapes (128k b1 / b32, 512k b1),
 # one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 1047552)) -ne 0 ]; then
+  if [ $((v & 3144704)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
-    # KASCADE_ANCHOR_CHUNK_TRACE=1: the batch chunks (bits 262144 / 524288) print when each chunk's pass and
+    # KASCADE_ANCHOR_CHUNK_TRACE=1: the batch chunks (bits 262144 + 524288 / 1048576) print when each chunk's pass and
     # select (+ sparse pass) ended (without the stream select's trace: it waits for each select).
     sst=1
-    [ $((v & 786432)) -ne 0 ] && sst=0
+    [ $((v & 1835008)) -ne 0 ] && sst=0
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=$sst \
       KASCADE_ANCHOR_CHUNK_TRACE=1 \
       timeout --kill-after=3 25 node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/probe.log" 2>&1

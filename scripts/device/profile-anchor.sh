@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-5): per attention kernel its time,
+# ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-6): per attention kernel its time,
 # DRAM bytes and throughput, L2 hit rate, at 128k batch 32 and 1, for the variants in
-# PROFILE_ANCHOR_VARIANTS (default 19644, session 4's anchor default at 128k b32, and 65724, the row select
-# of session 5: its DRAM writes say whether the f16 intermediate stayed in L2), each once as is and once with KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its
-# intermediate writes: wrong selections, timing diagnosis only). Run by scripts/device/session.sh with
-# $JOB_OUT; limit 60 s. Leaves anchor-<v>.csv and anchor-<v>-nowrites.csv.
+# PROFILE_ANCHOR_VARIANTS (default 19644, session 4's anchor default at 128k b32), each once as is and once with
+# KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its intermediate writes: wrong selections, timing diagnosis
+# only). For the L2-keep variants (bit 2097152) the DRAM bytes written say whether the intermediate stayed in L2
+# (ncu runs the kernels one at a time, so the chunks' passes are serialized here). Run by scripts/device/session.sh
+# with $JOB_OUT; limit 60 s. Leaves anchor-<v>.csv and anchor-<v>-nowrites.csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct
-list=${PROFILE_ANCHOR_VARIANTS:-19644,65724}
+list=${PROFILE_ANCHOR_VARIANTS:-19644}
 for v in ${list//,/ }; do
   modes=("" nowrites)
-  # The row select (bit 65536) selects from the intermediate inside the pass: without its writes it reads garbage
-  # (call A: 22 ms), so it is profiled as is only.
-  [ $((v & 65536)) -ne 0 ] && modes=("")
+  # The L2-keep variants (bit 2097152) are profiled as is only (their point is the writes).
+  [ $((v & 2097152)) -ne 0 ] && modes=("")
   for mode in "${modes[@]}"; do
     out="$JOB_OUT/anchor-$v${mode:+-$mode}.csv"
     KASCADE_DEBUG_NO_LOGIT_WRITES=$([ -n "$mode" ] && echo 1 || echo 0) PROFILE_SHAPES=32x131072,1x131072 \

@@ -4,7 +4,7 @@ import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
 /** The largest decode kernel variant value: bits 1..131072 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 1048575;
+export const DECODE_VARIANT_MAX = 4194303;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -95,9 +95,10 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * an equal share of all key tiles, and a wider combine; 256 / 512 the anchors' cluster select,
    * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
-   * 65536 the anchors' select inside the scores / layer-0 pass, 131072 their select as one launch over
-   * the whole GPU (few rows), 262144 the anchors over the batch in 4 chunks on two streams (each chunk's
-   * select and sparse pass beside the next chunk's scores pass; 524288 with it: 8 chunks); the rest in
+   * 65536 retired (no effect), 131072 the anchors' select as one launch over the whole GPU (few rows),
+   * 262144 the anchors over the batch in 4 chunks on two streams (each chunk's select and sparse pass
+   * beside the next chunk's scores pass; with 524288: 8 chunks, with 1048576: 16, with both: 32), 2097152
+   * the anchors' f16 intermediate kept in L2 for the select (K evict-first, no write-back); the rest in
    * kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
