@@ -159,6 +159,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     {},
     WG256,
     { streamPass: { targetWorkgroups: 4096 } },
+    { streamPass: { fuseCombine: true } },
     { sparseFromLogits: true },
     { fusePool: true },
     INLINE,
