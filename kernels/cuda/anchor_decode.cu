@@ -417,6 +417,16 @@ static KascadeDecodeShape chunk_shape(const KascadeDecodeShape& s, int nc, int i
   return r;
 }
 
+// The pointers of the chunk that starts at sequence b0.
+static AnchorCall chunk_call(const KascadeDecodeShape& s, const AnchorCall& c, int b0, int topk) {
+  const size_t es = 2;  // f16 / bf16 elements
+  const size_t bq = static_cast<size_t>(b0) * s.heads * s.headDim * es;
+  const size_t bkv = static_cast<size_t>(b0) * s.kvHeads * s.capacity * s.headDim * es;
+  return AnchorCall{static_cast<const char*>(c.q) + bq, static_cast<const char*>(c.k) + bkv,
+                    static_cast<const char*>(c.v) + bkv, static_cast<char*>(c.out) + bq,
+                    c.indices + static_cast<size_t>(b0) * s.kvHeads * topk};
+}
+
 // One workspace per chunk, each of the first (largest) chunk's size.
 static size_t chunk_workspace_bytes(const KascadeDecodeShape& s, int nc, int topk) {
   int b0;
@@ -489,21 +499,28 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
   }
   const size_t chunkBytes = chunk_workspace_bytes(s, nc, topk);
   if (wsBytes < nc * chunkBytes) return cudaErrorInvalidValue;
+  if (s.variant & KASCADE_VARIANT_CHUNKS_ONE_STREAM) {
+    for (int i = 0; i < nc; ++i) {
+      int b0 = 0;
+      const KascadeDecodeShape sc = chunk_shape(s, nc, i, &b0);
+      const AnchorCall cc = chunk_call(s, call, b0, topk);
+      const Workspace wc = workspace_layout(sc, topk, static_cast<char*>(workspace) + i * chunkBytes, true);
+      int splits = 0;
+      if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;
+      if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, st)) != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+  }
   ChunkStreams* cs = nullptr;
   if ((e = chunk_streams(&cs)) != cudaSuccess) return e;
   const bool trace = chunk_trace();
   if (trace && (e = cudaEventRecord(cs->trace[0], st)) != cudaSuccess) return e;
   if ((e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
   if ((e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
-  const size_t es = 2;  // f16 / bf16 elements
   for (int i = 0; i < nc; ++i) {
     int b0 = 0;
     const KascadeDecodeShape sc = chunk_shape(s, nc, i, &b0);
-    const size_t bq = static_cast<size_t>(b0) * s.heads * s.headDim * es;
-    const size_t bkv = static_cast<size_t>(b0) * s.kvHeads * s.capacity * s.headDim * es;
-    const AnchorCall cc{static_cast<const char*>(call.q) + bq, static_cast<const char*>(call.k) + bkv,
-                        static_cast<const char*>(call.v) + bkv, static_cast<char*>(call.out) + bq,
-                        call.indices + static_cast<size_t>(b0) * s.kvHeads * topk};
+    const AnchorCall cc = chunk_call(s, call, b0, topk);
     const Workspace wc = workspace_layout(sc, topk, static_cast<char*>(workspace) + i * chunkBytes, true);
     int splits = 0;
     if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;

@@ -95,7 +95,13 @@ enum KascadeDecodeVariant {
                                       // and the stream select drops the intermediate's and its pooled rows' lines
                                       // from L2 after reading them (no write-back): with small batch chunks the
                                       // intermediate need not reach DRAM (l2_hints.cuh)
-  KASCADE_VARIANT_ALL = 4194303,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_SELECT_NARROW = 4194304,  // anchors (cuda-anchor, session 6): the stream select's grid at one CTA
+                                            // per SM (with the batch chunks: the rest of each SM for the next chunk's
+                                            // pass on the other stream)
+  KASCADE_VARIANT_CHUNKS_ONE_STREAM = 8388608,  // with 262144: every chunk's pass, select and sparse pass in turn on the
+                                                // caller's stream (no second stream: the chunk's intermediate is read
+                                                // right after its pass)
+  KASCADE_VARIANT_ALL = 16777215,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -732,7 +732,10 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
           if (nb < 1) return cudaErrorNotSupported;
           perSm = nb;
         }
-        const StreamPlan plan = stream_plan(a.rows, s.n, perSm, device_sm_count());
+        // KASCADE_VARIANT_SELECT_NARROW (the batch chunks' selects): one CTA per SM, the rest of the SM for the
+        // next chunk's pass on the other stream.
+        const StreamPlan plan =
+            stream_plan(a.rows, s.n, (s.variant & KASCADE_VARIANT_SELECT_NARROW) ? 1 : perSm, device_sm_count());
         a.tiles = plan.tiles;
         a.work = plan.work;
         void* args[] = {&a};

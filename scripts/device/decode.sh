@@ -76,12 +76,12 @@ fi
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
 # cuda-b1's bits 4096/8192/32768/131072, those with both, and the row select (bit 65536) or the anchors'
-# batch chunks and L2 keep (bits 262144-2097152) on their own.
+# batch chunks, L2 keep and the narrow select (bits 262144-8388608) on their own.
 # Their JSONs are merged into one cuda-parity.json.
 groups=("" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  if [ $((v & 3997696)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  if [ $((v & 16580608)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
 say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
@@ -137,12 +137,12 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
-# The session-4/5/6 variants (bits 1024-2097152) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# The session-4/5/6 variants (bits 1024-8388608) once more at the bench's large shapes (128k b1 / b32, 512k b1),
 # one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 3144704)) -ne 0 ]; then
+  if [ $((v & 15727616)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
     # KASCADE_ANCHOR_CHUNK_TRACE=1: the batch chunks (bits 262144 + 524288 / 1048576) print when each chunk's pass and

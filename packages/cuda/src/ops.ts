@@ -4,7 +4,7 @@ import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
 /** The largest decode kernel variant value: bits 1..131072 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 4194303;
+export const DECODE_VARIANT_MAX = 16777215;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -98,8 +98,8 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * 65536 retired (no effect), 131072 the anchors' select as one launch over the whole GPU (few rows),
    * 262144 the anchors over the batch in 4 chunks on two streams (each chunk's select and sparse pass
    * beside the next chunk's scores pass; with 524288: 8 chunks, with 1048576: 16, with both: 32), 2097152
-   * the anchors' f16 intermediate kept in L2 for the select (K evict-first, no write-back); the rest in
-   * kascade_cuda.h. 0 or absent: the first kernels.
+   * the anchors' f16 intermediate kept in L2 for the select (K evict-first, no write-back), 4194304 their
+   * stream select on one CTA per SM, 8388608 the chunks in turn on one stream; the rest in kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
 }
