@@ -26,8 +26,10 @@
 #      with 524288 eight chunks, 1048576 sixteen): 281788 = 19644 | 262144, 806076 = 19644 | 786432, 281660 =
 #      19516 (19644 without the lean scores pass) | 262144, 265340 = 3196 | 262144; with the intermediate kept
 #      in L2 (bit 2097152): 3427516 = 19644 | 262144 | 1048576 | 2097152 (16 chunks), 2903228 = 19644 | 786432 |
-#      2097152 (8 chunks), 3411068 = 3196 | 262144 | 1048576 | 2097152; the row select (65724) no longer (it lost
-#      in all of session 5's calls; removed in session 6)),
+#      2097152 (8 chunks), 3411068 = 3196 | 262144 | 1048576 | 2097152; 11816124 = 3427516 | 8388608 (the chunks
+#      in turn on one stream), 7621692 = 19516 | 262144 | 1048576 | 2097152 | 4194304 (split-schedule pass, the
+#      select on one CTA per SM); the row select (65724) no longer (it lost in all of session 5's calls; removed
+#      in session 6)),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -36,7 +38,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,281788,806076,281660,265340,3427516,2903228,3411068}
+variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,281788,281660,265340,3427516,2903228,3411068,11816124,7621692}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
