@@ -499,24 +499,14 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
   }
   const size_t chunkBytes = chunk_workspace_bytes(s, nc, topk);
   if (wsBytes < nc * chunkBytes) return cudaErrorInvalidValue;
-  if (s.variant & KASCADE_VARIANT_CHUNKS_ONE_STREAM) {
-    for (int i = 0; i < nc; ++i) {
-      int b0 = 0;
-      const KascadeDecodeShape sc = chunk_shape(s, nc, i, &b0);
-      const AnchorCall cc = chunk_call(s, call, b0, topk);
-      const Workspace wc = workspace_layout(sc, topk, static_cast<char*>(workspace) + i * chunkBytes, true);
-      int splits = 0;
-      if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;
-      if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, st)) != cudaSuccess) return e;
-    }
-    return cudaSuccess;
-  }
+  // Bit 8388608: every stage on st, chunk after chunk (no second stream, no events).
+  const bool side = !(s.variant & KASCADE_VARIANT_CHUNKS_ONE_STREAM);
   ChunkStreams* cs = nullptr;
-  if ((e = chunk_streams(&cs)) != cudaSuccess) return e;
-  const bool trace = chunk_trace();
+  if (side && (e = chunk_streams(&cs)) != cudaSuccess) return e;
+  const bool trace = side && chunk_trace();
   if (trace && (e = cudaEventRecord(cs->trace[0], st)) != cudaSuccess) return e;
-  if ((e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
-  if ((e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
+  if (side && (e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
+  if (side && (e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
   for (int i = 0; i < nc; ++i) {
     int b0 = 0;
     const KascadeDecodeShape sc = chunk_shape(s, nc, i, &b0);
@@ -524,12 +514,13 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
     const Workspace wc = workspace_layout(sc, topk, static_cast<char*>(workspace) + i * chunkBytes, true);
     int splits = 0;
     if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;
-    if ((e = cudaEventRecord(cs->passDone[i], st)) != cudaSuccess) return e;
-    if ((e = cudaStreamWaitEvent(cs->side, cs->passDone[i], 0)) != cudaSuccess) return e;
+    if (side && (e = cudaEventRecord(cs->passDone[i], st)) != cudaSuccess) return e;
+    if (side && (e = cudaStreamWaitEvent(cs->side, cs->passDone[i], 0)) != cudaSuccess) return e;
     if (trace && (e = cudaEventRecord(cs->trace[1 + 2 * i], st)) != cudaSuccess) return e;
-    if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, cs->side)) != cudaSuccess) return e;
+    if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, side ? cs->side : st)) != cudaSuccess) return e;
     if (trace && (e = cudaEventRecord(cs->trace[2 + 2 * i], cs->side)) != cudaSuccess) return e;
   }
+  if (!side) return cudaSuccess;
   if ((e = cudaEventRecord(cs->join, cs->side)) != cudaSuccess) return e;
   if ((e = cudaStreamWaitEvent(st, cs->join, 0)) != cudaSuccess || !trace) return e;
   if ((e = cudaStreamSynchronize(st)) != cudaSuccess) return e;
