@@ -134,29 +134,24 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape) and v19 (the default since session 5): four
 // consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
-// (prefill_pool_v17.cu; head dim 128, g = 4, else v1); v23 (session 6): v19 with a quarter of the exponentials on
-// the FMA pipe (ex2_poly3, prefill_wgmma.cuh); v27: v19 that also writes each row's first-digit histogram for the
-// select (one fewer pass over the row); v28: v27 + v23; v31: v27 with the select's two-pass finish (the third
-// digit and the ties from candidates kept in shared memory: prefill_select_v3.cu); v32: v19 with that finish.
-// Every pool is followed by select v3 (16-byte loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools
-// v2-v18 and v20-v22 (the first wgmma pools, the pipelined and swizzled ones, the pools computing their own
-// statistics, the two-warpgroup turns) lost and are gone.
+// (prefill_pool_v17.cu; head dim 128, g = 4, else v1). Every pool is followed by select v3 (prefill_select_v3.cu);
+// session 6's v32: v19 with the select's two-pass finish (the third digit and the ties from the candidates one
+// pass keeps in shared memory: three passes over the row instead of four), v33: v32 with four 16-byte loads in
+// flight per select thread instead of two, v34: v33 with pooled passes of 4 GiB instead of 2 (half the pool and
+// select launches at 128k). Call A's v23 (FMA-pipe exponentials) and v27 / v28 / v31 (the pool counting the
+// select's first digit) lost and are gone, as are sessions 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = v == 1 || v == 23 || v == 27 || v == 28 || v == 31 || v == 32;
+  const bool known = v == 1 || (v >= 32 && v <= 34);
   return known ? v : 19;  // else the default (DEFAULT_PREFILL_KERNELS, v37)
 }
 
-// Whether the pool writes the select's first-digit histograms (pools v27, v28, v31 where pool v19's kernel runs).
-static bool pool_writes_hist(const KascadePrefillShape& s) {
-  const int pv = pool_variant();
-  return (pv == 27 || pv == 28 || pv == 31) && pool_v17_supports(s);
-}
+// Bytes of one pass's pooled rows (pairs go through the pool and the select in passes of this much).
+static size_t pooled_budget_bytes() { return pool_variant() == 34 ? kPooledBudgetBytes * 2 : kPooledBudgetBytes; }
 
 struct PrefillWorkspace {
   float* stats;
   float* pooled;
-  unsigned* hist0;  // pools v27 / v28: the first digit's histograms of one pass, else null
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
   size_t bytes;
@@ -170,18 +165,16 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const int pairs = s.batch * s.kvHeads;
   w.perPair = packed_offset(s.queryStart, tiles);
   const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
-  size_t ppp = w.perPair ? kPooledBudgetBytes / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
+  size_t ppp = w.perPair ? pooled_budget_bytes() / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
   if (ppp < 1) ppp = 1;
   if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
   if (ppp > 65535) ppp = 65535;  // grid.y
   w.pairsPerPass = static_cast<int>(ppp);
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
-  const size_t histBytes = pool_writes_hist(s) ? ppp * tiles * 2048 * sizeof(unsigned) : 0;
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
   w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
-  w.hist0 = p && histBytes ? reinterpret_cast<unsigned*>(p + statsBytes + pooledBytes) : nullptr;
-  w.bytes = statsBytes + pooledBytes + histBytes;
+  w.bytes = statsBytes + pooledBytes;
   return w;
 }
 
@@ -205,11 +198,9 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                               unsigned* hist0, cudaStream_t st) {
-  const int pv = pool_variant();
-  if (pv >= 19 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, pv == 23 || pv == 28,
-                           hist0, st);
+                               cudaStream_t st) {
+  if (pool_variant() != 1 && pool_v17_supports(s))
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -237,11 +228,10 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
-        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.hist0, st)) != cudaSuccess)
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
       return e;
-    const unsigned* hist0 = w.perPair > 0 ? w.hist0 : nullptr;
-    const bool finish2 = pool_variant() >= 31;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, hist0, finish2, st)) !=
+    const int pv = pool_variant();
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, pv >= 32, pv >= 33, st)) !=
         cudaSuccess)
       return e;
   }
@@ -293,5 +283,5 @@ extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* 
   a.k = k;
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
-  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, nullptr, st);
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
 }

@@ -1,10 +1,11 @@
 // The anchors' pooling pass, variant v19 (KASCADE_PREFILL_POOL=v19, the default: head dim 128, g = 4, statistics
-// from the attention pass; elsewhere pool v1), and v23 (session 6: v19 with a quarter of the exponentials, every
-// fourth column block, on the FMA pipe: ex2_poly3, POLY = 4), followed by select v3 (prefill_select_v3.cu).
-// Session 5's calls also timed three consumer warpgroups (v17: 7.76 against 6.93 ms at 32k, ncu), three that each
-// issue a step ahead (v22: 7.68), four without the turns (v20: 7.11) and with an eighth of the exponentials on the
-// FMA pipe (v21: 7.47, the degree-5 ex2_fma); all slower, all gone (v18 = v19 with the old select is gone too).
-// Same output as pool v1:
+// from the attention pass; elsewhere pool v1), followed by select v3 (prefill_select_v3.cu). Session 6's call A
+// timed v23 (a quarter of the exponentials on the FMA pipe, a degree-3 polynomial: 7.91 against 7.01 ms at 32k,
+// ncu) and v27 (the pool also counting the select's first radix digit: layer 0 374.7 against 360.1 ms at 128k):
+// both slower, both gone. Session 5's calls also timed three consumer warpgroups (v17: 7.76 against 6.93 ms at
+// 32k, ncu), three that each issue a step ahead (v22: 7.68), four without the turns (v20: 7.11) and with an
+// eighth of the exponentials on the FMA pipe (v21: 7.47, a degree-5 polynomial); all slower, all gone (v18 = v19
+// with the old select is gone too). Same output as pool v1:
 // S[j,t](x) = sum over the group's 4 x 32 query rows of exp2(l(x) - c_row), c_row = M_row + log2(L_row), x < s_t.
 //
 // Why: per 64 keys a pooling step is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM) against 8192
@@ -24,8 +25,6 @@
 //     released once the product is done, then the exponentials and row sums, one pooled score per key.
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
-#include <type_traits>
-
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
@@ -44,12 +43,10 @@ __host__ __device__ constexpr int p17_stages() {
   return 2 * NC;
 }
 
-constexpr int kP17HistBins = 2048;  // HIST: the select's first digit (bits 31..21 of the pooled score)
-
-template <typename T, int NC, bool HIST>
+template <typename T, int NC>
 constexpr size_t p17_smem_bytes() {
   return static_cast<size_t>(kP17Rows * 128 + p17_stages<NC>() * kP17Keys * 128) * sizeof(T) + 1024 +
-         kP17Rows * 4 + 256 + (HIST ? kP17HistBins * 4 : 0);
+         kP17Rows * 4 + 256;
 }
 
 // Registers: the producer gives all but 24 back; the consumers take no more than that frees (the block's own
@@ -64,14 +61,10 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// HIST (pools v27 / v28): the consumers also count the row's pooled scores into a 2048-bin shared histogram of
-// bits 31..21 (the select's first digit; warp-aggregated adds, one per key) and write it to hist0[pair in this
-// pass, t] at the end, so the select skips its first pass over the row.
-template <typename T, int NC, int POLY, bool HIST>
+template <typename T, int NC>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
-                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
-                    unsigned* __restrict__ hist0) {
+                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
   constexpr int D = 128;
   constexpr int STAGES = p17_stages<NC>();
   constexpr int TILE = kP17Keys * D;
@@ -83,7 +76,6 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   T* Ks = Qs + kP17Rows * D;
   float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
   uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + kP17Rows);
-  unsigned* Hs = reinterpret_cast<unsigned*>(bars + 1 + 2 * STAGES);  // HIST only
   uint64_t* qFull = bars;
   uint64_t* full = bars + 1;
   uint64_t* empty = full + STAGES;
@@ -139,8 +131,6 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     }
     Cs[rr] = c;
   }
-  if constexpr (HIST)
-    for (int x = ctid; x < kP17HistBins; x += 128 * NC) Hs[x] = 0u;
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
@@ -165,15 +155,11 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   // Step i's pooled scores from its completed product.
   auto pool_step = [&](const float* acc, int i) {
     float p0, p1;
-    pooled_pair<16, POLY>(acc, Cs, qscale, quad, p0, p1);
+    pooled_pair<16>(acc, Cs, qscale, quad, p0, p1);
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) rowp[x0] = p0;
       if (x1 < st) rowp[x1] = p1;
-    }
-    if constexpr (HIST) {
-      warp_hist_add(Hs, __float_as_uint(p0) >> 21, quad == 0 && x0 < st);
-      warp_hist_add(Hs, __float_as_uint(p1) >> 21, quad == 0 && x1 < st);
     }
   };
 
@@ -187,21 +173,15 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     tma::mbar_arrive(empty + i % STAGES);
     pool_step(acc, i);
   }
-  if constexpr (HIST) {
-    asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");
-    unsigned* hg = hist0 + (static_cast<size_t>(blockIdx.y) * tiles + t) * kP17HistBins;
-    for (int x = ctid; x < kP17HistBins; x += 128 * NC) hg[x] = Hs[x];
-  }
 }
 
-template <typename T, int NC, int POLY, bool HIST>
+template <typename T, int NC>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, unsigned* hist0,
-                         cudaStream_t st) {
-  constexpr size_t smem = p17_smem_bytes<T, NC, HIST>();
+                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+  constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, POLY, HIST>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -211,8 +191,8 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, POLY, HIST><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
-      s, maps, stats, pooled, pairBase, perPair, denseLayout, hist0);
+  pool_v17_kernel<T, NC>
+      <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
 
@@ -221,20 +201,10 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool poly,
-                            unsigned* hist0, cudaStream_t st) {
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    const auto a = [&](auto poly4, auto hist) {
-      return launch_p17_t<T, 4, decltype(poly4)::value, decltype(hist)::value>(
-          s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, hist0, st);
-    };
-    using P0 = std::integral_constant<int, 0>;
-    using P4 = std::integral_constant<int, 4>;
-    using H0 = std::false_type;
-    using H1 = std::true_type;
-    if (hist0) return poly ? a(P4{}, H1{}) : a(P0{}, H1{});
-    return poly ? a(P4{}, H0{}) : a(P0{}, H0{});
+    return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   });
 }
 

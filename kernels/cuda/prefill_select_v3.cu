@@ -9,7 +9,8 @@
 // scores (>= 0, so their f32 bit patterns order like the values; s_t a multiple of 32; rows start 64-byte aligned
 // in the packed layout), k = counts[t] of them selected. Writes the k indices in indices[pair, t, 0 .. k) (order
 // free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction), three
-// when the pool wrote the first digit's histogram (hist0, pools v27 / v28: 8 KB per row).
+// with FINISH2 (below). PER scores per thread and trip: 8 (two 16-byte loads in flight) or 16 (four: pools v33,
+// v34).
 #include "prefill_attention.cuh"
 #include "select_common.cuh"
 
@@ -19,28 +20,35 @@ namespace pf {
 namespace {
 
 constexpr int kSel3Threads = 256;
-constexpr int kSel3Per = 8;  // scores per thread and trip (two uint4)
 
-// The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted).
-__device__ __forceinline__ void load8(const unsigned* u, int x, int st, unsigned (&v)[kSel3Per]) {
-  const uint4 a = x < st ? __ldg(reinterpret_cast<const uint4*>(u + x)) : make_uint4(0, 0, 0, 0);
-  const uint4 b = x + 4 < st ? __ldg(reinterpret_cast<const uint4*>(u + x + 4)) : make_uint4(0, 0, 0, 0);
-  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+// The row's scores x .. x + PER - 1 (x a multiple of PER; past st: 0, never counted), PER / 4 16-byte loads.
+template <int PER>
+__device__ __forceinline__ void load_scores(const unsigned* u, int x, int st, unsigned (&v)[PER]) {
+  uint4 r[PER / 4];
+#pragma unroll
+  for (int i = 0; i < PER / 4; ++i)
+    r[i] = x + 4 * i < st ? __ldg(reinterpret_cast<const uint4*>(u + x + 4 * i)) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+  for (int i = 0; i < PER / 4; ++i) {
+    v[4 * i] = r[i].x;
+    v[4 * i + 1] = r[i].y;
+    v[4 * i + 2] = r[i].z;
+    v[4 * i + 3] = r[i].w;
+  }
 }
 
 constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest's top 22 bits kept in shared memory
 
-// FINISH2 (pools v31 / v32): after the second digit, one pass over the row writes every score whose top 22 bits
+// FINISH2 (pools v32-v34): after the second digit, one pass over the row writes every score whose top 22 bits
 // are above the k-th largest's and keeps those equal to them (a bin 2^-13 wide: a few dozen at 128k) in shared
 // memory, where the third digit and the ties are resolved; more than kSel3Cand candidates fall back to the
-// third pass and the compaction. The row is read three times (two with the pool's first-digit histogram).
-template <bool FINISH2>
+// third pass and the compaction. The row is read three times.
+template <bool FINISH2, int PER>
 __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(KascadePrefillShape s,
                                                                          const float* __restrict__ pooled,
                                                                          size_t perPair, const int* __restrict__ counts,
                                                                          int kMax, int* __restrict__ indices,
-                                                                         int pairBase,
-                                                                         const unsigned* __restrict__ hist0) {
+                                                                         int pairBase) {
   __shared__ unsigned hist[2048];
   __shared__ unsigned wsum[8];
   __shared__ unsigned res[2];
@@ -63,21 +71,13 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
   }
   const unsigned* u =
       reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
-  constexpr int kStride = kSel3Threads * kSel3Per;
+  constexpr int kStride = kSel3Threads * PER;
 
   // Scores are >= 0, so their bit patterns order like the values: radix select on 11 + 11 + 10 bits.
   unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
   for (int level = 0; level < 3; ++level) {
     const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
     const int nbins = level < 2 ? 2048 : 1024;
-    if (level == 0 && hist0) {  // the pool counted the first digit (pools v27 / v28)
-      const unsigned* hg = hist0 + (static_cast<size_t>(blockIdx.y) * tiles + t) * 2048;
-      select_rank_bin<kSel3Threads>([&](int bin) { return __ldg(hg + bin); }, nbins, krem, wsum, res);
-      prefix = res[0] << shift;
-      krem = res[1];
-      mask = static_cast<unsigned>(nbins - 1) << shift;
-      continue;
-    }
     if (FINISH2 && level == 2) {
       // prefix = bits 31..10 of the k-th largest, krem = the rank wanted among the scores sharing them.
       const unsigned hi = prefix >> 10;
@@ -87,11 +87,11 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
       }
       __syncthreads();
       for (int base = 0; base < st; base += kStride) {
-        const int x = base + tid * kSel3Per;
-        unsigned v[kSel3Per];
-        load8(u, x, st, v);
+        const int x = base + tid * PER;
+        unsigned v[PER];
+        load_scores<PER>(u, x, st, v);
 #pragma unroll
-        for (int e = 0; e < kSel3Per; ++e) {
+        for (int e = 0; e < PER; ++e) {
           if (x + e >= st) continue;
           const unsigned h = v[e] >> 10;
           if (h > hi) {
@@ -131,11 +131,11 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
     for (int i = tid; i < nbins; i += kSel3Threads) hist[i] = 0;
     __syncthreads();
     for (int base = 0; base < st; base += kStride) {
-      const int x = base + tid * kSel3Per;
-      unsigned v[kSel3Per];
-      load8(u, x, st, v);
+      const int x = base + tid * PER;
+      unsigned v[PER];
+      load_scores<PER>(u, x, st, v);
 #pragma unroll
-      for (int e = 0; e < kSel3Per; ++e)
+      for (int e = 0; e < PER; ++e)
         warp_hist_add(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
     }
     __syncthreads();
@@ -146,19 +146,19 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
     mask |= static_cast<unsigned>(nbins - 1) << shift;
   }
   // prefix is now the exact bit pattern of the k-th largest; take every score above it and the first krem
-  // scores equal to it in index order (thread tid holds scores base + 8 tid .. + 7: an exclusive scan of the
+  // scores equal to it in index order (thread tid holds scores base + PER tid ..: an exclusive scan of the
   // threads' tie counts ranks them).
   const unsigned thr = prefix, take = krem, gtCount = static_cast<unsigned>(k) - take;
   if (tid == 0) cntGt = 0;
   __syncthreads();
   unsigned tieBase = 0;
   for (int base = 0; base < st; base += kStride) {
-    const int x = base + tid * kSel3Per;
-    unsigned v[kSel3Per];
-    load8(u, x, st, v);
+    const int x = base + tid * PER;
+    unsigned v[PER];
+    load_scores<PER>(u, x, st, v);
     unsigned ties = 0;
 #pragma unroll
-    for (int e = 0; e < kSel3Per; ++e) {
+    for (int e = 0; e < PER; ++e) {
       if (x + e < st && v[e] > thr) out[atomicAdd(&cntGt, 1)] = x + e;
       ties += x + e < st && v[e] == thr ? 1u : 0u;
     }
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
     }
     unsigned rank = tieBase + off;
 #pragma unroll
-    for (int e = 0; e < kSel3Per; ++e)
+    for (int e = 0; e < PER; ++e)
       if (x + e < st && v[e] == thr) {
         if (rank < take) out[gtCount + rank] = x + e;
         ++rank;
@@ -190,15 +190,18 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, const unsigned* hist0,
-                             bool finish2, cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, bool wide,
+                             cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  if (finish2)
-    select_prefill_v3_kernel<true>
-        <<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, hist0);
+  auto run = [&](auto kernel) {
+    kernel<<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
+  };
+  if (!finish2)
+    run(select_prefill_v3_kernel<false, 8>);
+  else if (wide)
+    run(select_prefill_v3_kernel<true, 16>);
   else
-    select_prefill_v3_kernel<false>
-        <<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, hist0);
+    run(select_prefill_v3_kernel<true, 8>);
   return cudaGetLastError();
 }
 

@@ -2,8 +2,9 @@
 // dense + statistics modes run dense v9): for every query row the max (log2 domain) and sum of its full causal
 // softmax, written to stats [batch, heads, queries, 2] as dense v9's statistics-only mode does. (Call B of session
 // 5 also timed v18 without the turns, v19 with an eighth of the exponentials on the FMA pipe and v20 with a lazy
-// thread-local max: none faster at 128k; they are gone.) Session 6: v22 (STALE below: no per-step row max at all)
-// and v24 (v22 with a quarter of the exponentials on the FMA pipe).
+// thread-local max: none faster at 128k; they are gone.) Session 6: v22 (STALE below: no per-step row max at all;
+// call A: 7.13 against 7.51 ms at 32k, ncu; the anchor 297.7 against 304.4 ms at 128k). Call A's v24 (v22 with a
+// quarter of the exponentials on the FMA pipe) was slower (anchor 327.3 ms) and is gone.
 //
 // Why: per 128-key step of 64 query rows the pass is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM)
 // against 8192 exponentials (about 512 MUFU cycles of one warpgroup's four warps); dense v9's two consumer
@@ -51,16 +52,14 @@ __device__ __forceinline__ void merge_ml(float& m, float& l, float m2, float l2)
 }
 
 // One step of a thread's row (accumulator elements e0, e0 + 1 of each column block) against its held offset m
-// (variants 22 / 24): l += sum exp2(s q - m) unless that sum reaches 2^64 or is not a number (nothing held yet: m =
+// (variant 22): l += sum exp2(s q - m) unless that sum reaches 2^64 or is not a number (nothing held yet: m =
 // -inf), then the step again against max(m, the step's own thread-local max), l rescaled.
-template <int POLY>
 __device__ __forceinline__ void stale_row(const float* sacc, int e0, float qscale, float& m, float& l) {
   if (m != -INFINITY) {
     float rs = 0.f;
 #pragma unroll
     for (int nb = 0; nb < 16; ++nb)
-      rs += ex2_sel<POLY>(fmaf(sacc[nb * 4 + e0], qscale, -m), nb) +
-            ex2_sel<POLY>(fmaf(sacc[nb * 4 + e0 + 1], qscale, -m), nb);
+      rs += ex2f(fmaf(sacc[nb * 4 + e0], qscale, -m)) + ex2f(fmaf(sacc[nb * 4 + e0 + 1], qscale, -m));
     if (rs < 0x1p64f) {
       l += rs;
       return;
@@ -84,11 +83,11 @@ struct S17Maps {
   CUtensorMap k;
 };
 
-// STALE (variants 22 / 24): every thread keeps its own (max, sum) per row and exponentiates a step against its
+// STALE (variant 22): every thread keeps its own (max, sum) per row and exponentiates a step against its
 // previous max, with no per-step row max (FMNMX per score, shuffles, the rescale): the step's sum is kept unless it
 // reaches 2^64 (a score 64 above the held max; inf / NaN while nothing was held), and only then the step is redone
-// against its own thread-local max. The quad's pairs are merged at the end. POLY: see ex2_sel (prefill_wgmma.cuh).
-template <typename T, bool STALE, int POLY>
+// against its own thread-local max. The quad's pairs are merged at the end.
+template <typename T, bool STALE>
 __global__ void __launch_bounds__(kS17Threads, 1)
     prefill_stats_v17_kernel(const KascadePrefillShape s, float* __restrict__ statsOut,
                              const __grid_constant__ S17Maps maps) {
@@ -180,8 +179,8 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     if (kFirst + kS17Keys - 1 > warpFirst || kFirst + kS17Keys > listLen)
       mask_causal<16>(sacc, kFirst, quad, pos0, pos1, listLen);
     if constexpr (STALE) {
-      stale_row<POLY>(sacc, 0, qscale, m0, l0);
-      stale_row<POLY>(sacc, 2, qscale, m1, l1);
+      stale_row(sacc, 0, qscale, m0, l0);
+      stale_row(sacc, 2, qscale, m1, l1);
     } else {
       float mx0, mx1;
       row_max_quad<16>(sacc, mx0, mx1);
@@ -234,12 +233,12 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   }
 }
 
-template <typename T, bool STALE, int POLY>
+template <typename T, bool STALE>
 cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s17_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T, STALE, POLY>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T, STALE>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -250,7 +249,7 @@ cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cud
       !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kS17Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_stats_v17_kernel<T, STALE, POLY>
+  prefill_stats_v17_kernel<T, STALE>
       <<<dim3(grid.x, grid.y, grid.z), kS17Threads, smem, st>>>(s, a.stats, maps);
   return cudaGetLastError();
 }
@@ -261,9 +260,8 @@ cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const Prefill
                                      int variant) {
   if (s.headDim != 128) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (variant == 22) return launch_s17_t<T, true, 0>(s, a, st);
-    if (variant == 24) return launch_s17_t<T, true, 4>(s, a, st);
-    return launch_s17_t<T, false, 0>(s, a, st);
+    if (variant == 22) return launch_s17_t<T, true>(s, a, st);
+    return launch_s17_t<T, false>(s, a, st);
   });
 }
 

@@ -15,34 +15,6 @@ __device__ __forceinline__ float ex2f(float x) {
   return y;
 }
 
-// 2^x on the FMA pipe, for moving a share of the selection's exponentials off the MUFU (which they load as much
-// as Q K^T loads the tensor cores; session 6: pool v23, dense v24's statistics pass). x clamped at -125, rounded
-// to the nearest integer r by the 1.5 x 2^23 trick, 2^(x - r) on [-0.5, 0.5] by a degree-3 polynomial
-// (relative-error minimax, Horner in three FMA), r added to the exponent by one shift-add (the constant's pattern
-// has its low 9 bits zero, so j's pattern << 23 is r << 23). 8 instructions (6 on the FMA pipe); sessions 4 and 5
-// tried a degree-5 version (11 instructions, error 3.5e-7: slower every time) and it is gone. Relative error at most 7.5e-5 over
-// [-125, 64] (packages/cuda/src/prefill-ex2.test.ts replays it in f32 from this text): only for the anchors'
-// selection scores (the parity check's score tolerance is 1e-4 relative), never for an attention output.
-__device__ __forceinline__ float ex2_poly3(float x) {
-  x = fmaxf(x, -125.f);
-  const float j = __fadd_rn(x, 12582912.f);
-  const float f = __fsub_rn(x, __fsub_rn(j, 12582912.f));
-  float p = 5.51712885e-2f;
-  p = fmaf(p, f, 2.42611095e-1f);
-  p = fmaf(p, f, 6.93261027e-1f);
-  p = fmaf(p, f, 9.99928057e-1f);
-  return __int_as_float(__float_as_int(p) + (__float_as_int(j) << 23));
-}
-// exp2 of a selection score: column block nb of NB on the FMA pipe (ex2_poly3) when POLY > 0 and nb % POLY ==
-// POLY - 1 (a 1 / POLY share), else on the MUFU.
-template <int POLY>
-__device__ __forceinline__ float ex2_sel(float x, int nb) {
-  if constexpr (POLY > 0) {
-    if (nb % POLY == POLY - 1) return ex2_poly3(x);
-  }
-  return ex2f(x);
-}
-
 // Helpers on the m64nNk16 accumulator of one warpgroup: thread (warp w, lane = 4 row + quad) holds, for column
 // block nb (8 columns), acc[nb * 4 + e] at row 16 w + row, column 8 nb + 2 quad + e and acc[nb * 4 + 2 + e] at
 // row + 8 (e = 0, 1).
@@ -76,9 +48,8 @@ __device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, floa
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 // The pools' step (S^T = K Q^T: rows = keys, columns = query rows): the two keys' pooled scores, sum over the NB
-// column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L); POLY: see
-// ex2_sel.
-template <int NB, int POLY = 0>
+// column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L).
+template <int NB>
 __device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
                                             float& p1) {
   p0 = 0.f;
@@ -86,10 +57,8 @@ __device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, f
 #pragma unroll
   for (int nb = 0; nb < NB; ++nb) {
     const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-    p0 += ex2_sel<POLY>(fmaf(acc[nb * 4 + 0], qscale, -c.x), nb) +
-          ex2_sel<POLY>(fmaf(acc[nb * 4 + 1], qscale, -c.y), nb);
-    p1 += ex2_sel<POLY>(fmaf(acc[nb * 4 + 2], qscale, -c.x), nb) +
-          ex2_sel<POLY>(fmaf(acc[nb * 4 + 3], qscale, -c.y), nb);
+    p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
+    p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
   }
   p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
   p0 += __shfl_xor_sync(0xffffffffu, p0, 2);

@@ -4,9 +4,9 @@
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
 # fails parity is never timed). Session 6: v37 (the defaults since session 5: dense v17, sparse v12, pool v19;
 # its parity covers the v1 kernels too, which run where v37's do not apply: head dim 64, g != 4) is the safe
-# group; PREFILL_RISKY names this call's candidates, each in its own parity process (default: call A's v42-v47:
-# the statistics pass without a per-step max, a quarter of the pool's exponentials on the FMA pipe, both, and the
-# pool counting the select's first digit, with and without the select's two-pass finish, and that finish alone).
+# group; PREFILL_RISKY names this call's candidates, each in its own parity process (default: call B's v42, call
+# A's fastest anchor: the statistics pass without a per-step max, and v48-v50: v42 with the select's finish in
+# one pass after its second digit, its wider loads, 4 GiB pooled passes).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
@@ -20,7 +20,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v37}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v42 v43 v44 v45 v46 v47}
+risky=${PREFILL_RISKY-v42 v48 v49 v50}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

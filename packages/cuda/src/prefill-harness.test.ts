@@ -317,22 +317,22 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
 
   it('rejects an unknown kernel variant or preset by name', () => {
     expect(() => setPrefillKernels({ dense: 'v10' as 'v1' })).toThrow(
-      /dense kernel must be one of v1, v12, v17, v22, v24, got v10/,
+      /dense kernel must be one of v1, v12, v17, v22, got v10/,
     );
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v12, v17, v22, v24, got fast/,
+      /sparse kernel must be one of v1, v12, v17, v22, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v19, v23, v27, v28, v31, v32, got v9/,
+      /pool kernel must be one of v1, v19, v32, v33, v34, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v37, v42, v43, v44, v45, v46, v47\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v37, v42, v48, v49, v50\)/,
     );
     // Sessions 2-5's losing presets are gone.
-    for (const gone of ['v2', 'v8', 'v18', 'v19', 'v20', 'v30', 'v32', 'v36', 'v41'])
+    for (const gone of ['v2', 'v8', 'v18', 'v19', 'v20', 'v30', 'v32', 'v36', 'v41', 'v43', 'v45', 'v47'])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
-    expect(prefillKernelPreset('v44')).toEqual({ dense: 'v24', sparse: 'v12', pool: 'v23' });
+    expect(prefillKernelPreset('v50')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v34' });
     expect(prefillKernelPreset('v37')).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
   });
 

@@ -360,33 +360,24 @@ export function uploadPrefillSelection(
  *   - `v17` (dense default): v12 with sparse v9's 2-stage ring;
  *   - `v22` (session 6): v17 whose statistics-only pass exponentiates each step against the thread's previous
  *     max (no per-step row max; the step is redone only when its sum reaches 2^64), the quad's (max, sum) pairs
- *     merged at the end; `v24`: v22 with a quarter of those exponentials on the FMA pipe (a degree-3 polynomial,
- *     relative error <= 7.5e-5: the statistics only weigh the selection, never an attention output).
- *   (Sessions 2-5's `v2`-`v11`, `v13`-`v16` and `v18`-`v20` lost to these and are gone.)
+ *     merged at the end (call A, 128k: the anchor 297.7 against 304.4 ms).
+ *   (Sessions 2-5's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and call A's `v24`, FMA-pipe exponentials, are gone.)
  * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (the default) four
  *   consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
- *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), `v23` (session 6) v19 with a quarter of the
- *   exponentials on the FMA pipe (the same degree-3 polynomial), `v27` v19 that also counts each row's
- *   first radix digit (a 2048-bin histogram written beside the row), so the select reads the row three times
- *   instead of four, `v28` v27 + v23, `v31` v27 whose select finishes in one more pass (the third digit and the
- *   ties resolved among the candidates it keeps in shared memory: two passes over the row in all), `v32` v19
- *   with that finish (three passes). Every pool is followed by the same select (16-byte
- *   loads, two in flight: prefill_select_v3.cu). Sessions 2-5's pools `v2`-`v18`, `v20`-`v22` are gone.
+ *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1). Every pool is followed by the select
+ *   (prefill_select_v3.cu: a radix select, 16-byte loads). Session 6: `v32` = v19 whose select finishes in one
+ *   pass after its second digit (the third digit and the ties resolved among the candidates it keeps in shared
+ *   memory: three passes over the row instead of four), `v33` = v32 with four 16-byte loads in flight per select
+ *   thread instead of two, `v34` = v33 with pooled passes of 4 GiB instead of 2 (half the launches at 128k).
+ *   Call A's `v23` (FMA-pipe exponentials), `v27` / `v28` / `v31` (the pool counting the select's first digit)
+ *   and sessions 2-5's `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22' | 'v24';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v23' | 'v27' | 'v28' | 'v31' | 'v32';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22', 'v24'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
-  'v1',
-  'v19',
-  'v23',
-  'v27',
-  'v28',
-  'v31',
-  'v32',
-];
+export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v33' | 'v34';
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v33', 'v34'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -398,21 +389,19 @@ export interface PrefillKernelSelection {
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v37` = dense v17, sparse v12, pool v19 (the defaults since session 5's call B, 128k:
  * anchor 304 ms, layer 0 363). Sessions 2-5's presets v2-v36 and v38-v41 (every earlier combination, session 3's
- * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6's candidates:
- * `v42` = v37 with dense v22 (the statistics pass without a per-step max), `v43` = v37 with pool v23 (a quarter of
- * the pool's exponentials on the FMA pipe), `v44` = dense v24 + pool v23 (both), `v45` = v37 with pool v27 (the
- * select's first pass counted by the pool), `v46` = v37 with pool v31 (that and the select's two-pass finish),
- * `v47` = v37 with pool v32 (the finish alone).
+ * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6: `v42` = v37
+ * with dense v22 (the statistics pass without a per-step max: call A's fastest anchor), `v48` / `v49` / `v50` =
+ * v42 with pool v32 / v33 / v34 (the select's finish, its wider loads, 4 GiB pooled passes). Call A's v43-v45
+ * (FMA-pipe exponentials, the pool counting the select's first digit) were slower; v46 / v47 did not reach the
+ * device; all five are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
   v42: { dense: 'v22', sparse: 'v12', pool: 'v19' },
-  v43: { dense: 'v17', sparse: 'v12', pool: 'v23' },
-  v44: { dense: 'v24', sparse: 'v12', pool: 'v23' },
-  v45: { dense: 'v17', sparse: 'v12', pool: 'v27' },
-  v46: { dense: 'v17', sparse: 'v12', pool: 'v31' },
-  v47: { dense: 'v17', sparse: 'v12', pool: 'v32' },
+  v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
+  v49: { dense: 'v22', sparse: 'v12', pool: 'v33' },
+  v50: { dense: 'v22', sparse: 'v12', pool: 'v34' },
 };
 
 /**
