@@ -374,8 +374,9 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
     a.clearHist = w.hist;
     a.clearState = w.state;
   }
-  *splits = a.splits;
-  return launch_attention(s, layer0 ? kDenseLogits : kScoresOnly, a, layer0 ? c.out : nullptr, st);
+  const cudaError_t e = launch_attention(s, layer0 ? kDenseLogits : kScoresOnly, a, layer0 ? c.out : nullptr, st);
+  *splits = a.splits;  // after the launch: the lean schedule (bit 128) sets it to its partial slots per row
+  return e;
 }
 
 // Stage 2: the Top-k select from stage 1's logits, and for the anchor the sparse pass over the selected keys.
@@ -501,9 +502,9 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
   if (wsBytes < nc * chunkBytes) return cudaErrorInvalidValue;
   // Bit 8388608: every stage on st, chunk after chunk (no second stream, no events).
   const bool side = !(s.variant & KASCADE_VARIANT_CHUNKS_ONE_STREAM);
+  const bool trace = chunk_trace();
   ChunkStreams* cs = nullptr;
-  if (side && (e = chunk_streams(&cs)) != cudaSuccess) return e;
-  const bool trace = side && chunk_trace();
+  if ((side || trace) && (e = chunk_streams(&cs)) != cudaSuccess) return e;
   if (trace && (e = cudaEventRecord(cs->trace[0], st)) != cudaSuccess) return e;
   if (side && (e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
   if (side && (e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
@@ -518,11 +519,11 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
     if (side && (e = cudaStreamWaitEvent(cs->side, cs->passDone[i], 0)) != cudaSuccess) return e;
     if (trace && (e = cudaEventRecord(cs->trace[1 + 2 * i], st)) != cudaSuccess) return e;
     if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, side ? cs->side : st)) != cudaSuccess) return e;
-    if (trace && (e = cudaEventRecord(cs->trace[2 + 2 * i], cs->side)) != cudaSuccess) return e;
+    if (trace && (e = cudaEventRecord(cs->trace[2 + 2 * i], side ? cs->side : st)) != cudaSuccess) return e;
   }
-  if (!side) return cudaSuccess;
-  if ((e = cudaEventRecord(cs->join, cs->side)) != cudaSuccess) return e;
-  if ((e = cudaStreamWaitEvent(st, cs->join, 0)) != cudaSuccess || !trace) return e;
+  if (side && (e = cudaEventRecord(cs->join, cs->side)) != cudaSuccess) return e;
+  if (side && (e = cudaStreamWaitEvent(st, cs->join, 0)) != cudaSuccess) return e;
+  if (!trace) return cudaSuccess;
   if ((e = cudaStreamSynchronize(st)) != cudaSuccess) return e;
   std::fprintf(stderr, "[anchor chunks] %s b%d n%d v%d, %d chunks (us from the start): pass end / select end:",
                layer0 ? "layer0" : "anchor", s.batch, s.n, s.variant, nc);

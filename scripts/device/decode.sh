@@ -21,16 +21,14 @@
 #      3260, 7356, 19580 and 4156 dropped: no op or shape picked them) and the row select (bit 65536:
 #      65724 = 188 | 65536) and cuda-b1's warp-specialised gather (bit 32768: 32800, 32956) and batch-1 select
 #      (bit 131072: 164028). Call C of session 5 (final): the ops.ts defaults 148, 176, 188, 252, 636, 764, 3196,
-#      6332, 8252, 19644, 32800 + those candidates). Session 6, call A: the ops.ts defaults (148, 176, 188, 252,
-#      764, 3196, 8252, 19644, 32800, 32956, 164028) and the anchors' batch chunks on two streams (bit 262144,
-#      with 524288 eight chunks, 1048576 sixteen): 281788 = 19644 | 262144, 806076 = 19644 | 786432, 281660 =
-#      19516 (19644 without the lean scores pass) | 262144, 265340 = 3196 | 262144; with the intermediate kept
-#      in L2 (bit 2097152): 3427516 = 19644 | 262144 | 1048576 | 2097152 (16 chunks), 2903228 = 19644 | 786432 |
-#      2097152 (8 chunks), 3411068 = 3196 | 262144 | 1048576 | 2097152; 11816124 = 3427516 | 8388608 (the chunks
-#      in turn on one stream), 7621692 = 19516 | 262144 | 1048576 | 2097152 | 4194304 (split-schedule pass, the
-#      select on one CTA per SM); the row select (65724) no longer (it lost in all of session 5's calls; removed
-#      in session 6)),
-#      DECODE_PARITY_LIMIT
+#      6332, 8252, 19644, 32800 + those candidates). Session 6: the ops.ts defaults (148, 176, 188, 252, 764,
+#      3196, 8252, 19644, 32800, 32956, 164028; call A lost every lean one to a bug in 4fc0640, fixed in call B)
+#      and the anchors' batch chunks (bit 262144; 524288: 8 chunks, 1048576: 16) with the intermediate kept in L2
+#      (2097152), the stream select on one CTA per SM (4194304) or the chunks on one stream (8388608). Call B:
+#      3427516 = 19644 | 262144 | 1048576 | 2097152 (16 chunks, lean pass), 11816124 = 3427516 | 8388608 (one
+#      stream), 7621692 = 19516 (no lean) | 262144 | 1048576 | 2097152 | 4194304, 7605372 = 3196 | 262144 |
+#      1048576 | 2097152 | 4194304, 7081084 = the same with 8 chunks, 3411068 = 3196 | 262144 | 1048576 | 2097152.
+#      (Session 5's row select 65724 was removed in session 6.), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -38,7 +36,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,281788,281660,265340,3427516,2903228,3411068,11816124,7621692}
+variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,3427516,11816124,7621692,7605372,7081084,3411068}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
