@@ -406,12 +406,12 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
 static int anchor_chunks(const KascadeDecodeShape& s) {
   if (!(s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS)) return 1;
   const int want = 4 << (((s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS8) ? 1 : 0) + ((s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS16) ? 2 : 0));
-  return ceil_div(s.batch, ceil_div(s.batch, want));
+  return anchor_chunks_plan(s.batch, want).count;
 }
 
 // The shape of chunk i of nc (sequences ceil(batch / nc) each, the last one the rest) and its first sequence.
 static KascadeDecodeShape chunk_shape(const KascadeDecodeShape& s, int nc, int i, int* b0) {
-  const int per = ceil_div(s.batch, nc);
+  const int per = anchor_chunks_plan(s.batch, nc).per;
   KascadeDecodeShape r = s;
   *b0 = i * per;
   r.batch = min(per, s.batch - *b0);
