@@ -138,11 +138,12 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // session 6's v32: v19 with the select's two-pass finish (the third digit and the ties from the candidates one
 // pass keeps in shared memory: three passes over the row instead of four), v33: v32 with four 16-byte loads in
 // flight per select thread instead of two, v34: v33 with pooled passes of 4 GiB instead of 2 (half the pool and
-// select launches at 128k). Call A's v23 (FMA-pipe exponentials) and v27 / v28 / v31 (the pool counting the
-// select's first digit) lost and are gone, as are sessions 2-5's pools v2-v18 and v20-v22.
+// select launches at 128k), v35: v33 whose pool reads its row constants as float4. Call A's v23 (FMA-pipe
+// exponentials) and v27 / v28 / v31 (the pool counting the select's first digit) lost and are gone, as are sessions
+// 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = v == 1 || (v >= 32 && v <= 34);
+  const bool known = v == 1 || (v >= 32 && v <= 35);
   return known ? v : 19;  // else the default (DEFAULT_PREFILL_KERNELS, v37)
 }
 
@@ -200,7 +201,8 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                cudaStream_t st) {
   if (pool_variant() != 1 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, pool_variant() == 35,
+                           st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);

@@ -40,10 +40,12 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 }
 
 // Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
-// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1.
+// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1. c4 (pool v35): the row
+// constants read as float4.
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool c4,
+                            cudaStream_t st);
 
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest

@@ -2,7 +2,7 @@
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select) and how the kernels use the GPU. Run by scripts/device/session.sh with $JOB_OUT
 # (limit 90 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under preset v37 (the
-# defaults) and session 6's candidates v42, v48-v50: the dense v9 kernel (dense, dense + statistics), the statistics and pool kernels and the select timed
+# defaults) and session 6's candidates v42, v48-v51: the dense v9 kernel (dense, dense + statistics), the statistics and pool kernels and the select timed
 # by ncu (the fill and sparse kernels, the same under every preset, are left out):
 # kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape), then the
 # detailed sections (with warp stall reasons) of one launch of the default pool and statistics pass and of the
@@ -12,7 +12,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v37,v42,v48,v49,v50}
+presets=${PROFILE_PREFILL_PRESETS:-v37,v42,v48,v49,v50,v51}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill" \

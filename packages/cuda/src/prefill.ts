@@ -368,16 +368,17 @@ export function uploadPrefillSelection(
  *   (prefill_select_v3.cu: a radix select, 16-byte loads). Session 6: `v32` = v19 whose select finishes in one
  *   pass after its second digit (the third digit and the ties resolved among the candidates it keeps in shared
  *   memory: three passes over the row instead of four), `v33` = v32 with four 16-byte loads in flight per select
- *   thread instead of two, `v34` = v33 with pooled passes of 4 GiB instead of 2 (half the launches at 128k).
+ *   thread instead of two, `v34` = v33 with pooled passes of 4 GiB instead of 2 (half the launches at 128k),
+ *   `v35` = v33 whose pool reads its row constants as float4 (8 shared loads per step instead of 16).
  *   Call A's `v23` (FMA-pipe exponentials), `v27` / `v28` / `v31` (the pool counting the select's first digit)
  *   and sessions 2-5's `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v33' | 'v34';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v33' | 'v34' | 'v35';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v33', 'v34'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v33', 'v34', 'v35'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -391,7 +392,8 @@ export interface PrefillKernelSelection {
  * anchor 304 ms, layer 0 363). Sessions 2-5's presets v2-v36 and v38-v41 (every earlier combination, session 3's
  * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6: `v42` = v37
  * with dense v22 (the statistics pass without a per-step max: call A's fastest anchor), `v48` / `v49` / `v50` =
- * v42 with pool v32 / v33 / v34 (the select's finish, its wider loads, 4 GiB pooled passes). Call A's v43-v45
+ * v42 with pool v32 / v33 / v34 (the select's finish, its wider loads, 4 GiB pooled passes), `v51` = v42 with
+ * pool v35 (v33 + the pool's row constants as float4). Call A's v43-v45
  * (FMA-pipe exponentials, the pool counting the select's first digit) were slower; v46 / v47 did not reach the
  * device; all five are gone.
  */
@@ -402,6 +404,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
   v49: { dense: 'v22', sparse: 'v12', pool: 'v33' },
   v50: { dense: 'v22', sparse: 'v12', pool: 'v34' },
+  v51: { dense: 'v22', sparse: 'v12', pool: 'v35' },
 };
 
 /**
