@@ -907,6 +907,9 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
     sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
+  // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): its candidate list after the logits, which stay intact for
+  // the anchor's sparse pass.
+  if (select && (s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) sizes[2] += BG * n * 4;
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;

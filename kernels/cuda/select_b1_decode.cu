@@ -1,7 +1,5 @@
-// The anchors' Top-k select at small batch (KASCADE_VARIANT_SELECT_B1, cuda-b1). Two kernels: the cluster
-// select (sixth session, the default; below, after the grid kernel) and, behind the tuning knob
-// KASCADE_B1_SELECT=grid, the fifth session's one cooperative launch over the whole GPU, described first.
-// At batch 1 the rows are few (8 KV heads) and
+// The anchors' Top-k select at small batch as ONE cooperative launch over the whole GPU
+// (KASCADE_VARIANT_SELECT_B1, cuda-b1, fifth session). At batch 1 the rows are few (8 KV heads) and
 // long (131072 keys at 128k): the multi-pass select runs ~64 blocks per pass over five launches, the
 // stream select (bit 2048) spends most of its ~50 us finishing each row's list in one CTA. Here every
 // CTA of a resident grid takes an equal share of all rows' keys:
@@ -24,11 +22,21 @@
 //            next launch's phase 1 (the scores pass zeroes them too with bit 8; without it the host
 //            clears them first).
 // Exactly k distinct indices per row, order free. Global traffic: the logits once, the pooled scores
-// written once and read twice (L2 at batch 1), the candidates.
+// written once and read twice (L2 at batch 1), the candidates. The candidate list lies after the logits
+// in the workspace (workspace_layout): the logits stay intact for the anchor's sparse pass (the ws
+// gather's logits mode reads them instead of K rows).
+// Tuning knobs, read per call: KASCADE_B1_HIST=warp adds phase 1's histogram through warp-aggregated
+// shared atomics (warp_hist_add) instead of one atomic per key; KASCADE_B1_SELECT_TRACE=1 prints CTA 0's
+// phase ends (globaltimer, ns).
+// (Session 6, call A: a cluster select, one 16-CTA cluster per row with the row's pooled scores in shared
+// memory and the digits merged through distributed shared memory, took 106 us for the anchor at 32k batch
+// 1 against this kernel's 60, and 46 against 39 at 8k (8-CTA clusters); removed. The third session saw
+// 16-CTA clusters lose to 8-CTA ones in the cluster select of bit 512 as well.)
 // The grid barrier counts in g_b1_barrier (zero at module load, back to zero after each barrier);
 // ops on one stream run one at a time (as for g_split_done).
 #include <cooperative_groups.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -50,8 +58,10 @@ struct B1SelectArgs {
   float* pooled;         // [rows][n]
   unsigned* hist;        // [rows][kB1Bins], zero on entry
   int* state;            // [rows][kStateInts], zero on entry
-  int* cand;             // [rows][n] candidate keys (the logits buffer: free once phase 1 is over)
+  int* cand;             // [rows][n] candidate keys (after the logits in the workspace)
   int* out;              // [rows][topk]
+  int warpHist;          // phase 1's histogram by warp-aggregated atomics
+  int trace;             // CTA 0 prints its phase ends
 };
 
 __device__ unsigned g_b1_barrier[2];
@@ -75,6 +85,11 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   __shared__ int wbase[2], tie;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int n = a.n, G = a.kvHeads;
+  unsigned long long tr[6];
+  auto mark = [&](int i) {
+    if (a.trace && blockIdx.x == 0 && tid == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[i]));
+  };
+  mark(0);
   const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
   const long long t1 = (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas;
 
@@ -87,7 +102,8 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = 0u;
     head_softmax_stats<GS, kB1Threads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
     // Four keys per thread at a time: their GS x 4 logit loads in flight together.
-    for (int xb = x0 + tid; xb < x1; xb += 4 * kB1Threads) {
+    for (int xb0 = x0; xb0 < x1; xb0 += 4 * kB1Threads) {  // the same trip count for every thread
+      const int xb = xb0 + tid;
       float lg[4][GS];
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
@@ -98,12 +114,15 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
 #pragma unroll
       for (int u = 0; u < 4; ++u) {
         const int x = xb + u * kB1Threads;
-        if (x >= x1) break;
+        const bool in = x < x1;
         float S = 0.f;
 #pragma unroll
         for (int h = 0; h < GS; ++h) S += exp2f(lg[u][h] - Mh[h]) * iL[h];
-        a.pooled[r * n + x] = S;
-        atomicAdd(&sh[__float_as_uint(S) >> 20], 1u);
+        if (in) a.pooled[r * n + x] = S;
+        if (a.warpHist)
+          warp_hist_add(sh, __float_as_uint(S) >> 20, in);
+        else if (in)
+          atomicAdd(&sh[__float_as_uint(S) >> 20], 1u);
       }
     }
     __syncthreads();
@@ -112,7 +131,9 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     __syncthreads();
     t = (r + 1) * n;
   }
+  mark(1);
   grid_barrier(g_b1_barrier);
+  mark(2);
 
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
   for (long long t = t0; t < t1;) {
@@ -168,7 +189,9 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     __syncthreads();
     t = (r + 1) * n;
   }
+  mark(3);
   grid_barrier(g_b1_barrier);
+  mark(4);
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
@@ -203,207 +226,10 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     for (int i = tid; i < kB1Bins; i += kB1Threads) a.hist[r * kB1Bins + i] = 0u;
     if (tid < kStateInts) st[tid] = 0;
   }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The cluster select (the default of bit 131072 since session 6; the grid kernel above runs with
-// KASCADE_B1_SELECT=grid, a tuning knob read per call): each (sequence, KV head) row is one thread-block
-// cluster of C CTAs (C = 16 where the GPU allows, so 8 rows fill ~128 SMs at batch 1), CTA q of the
-// cluster owning keys [q chunk, (q + 1) chunk). The row stays on chip:
-//   1. the row's per-head softmax max and sum; the pooled scores of the CTA's keys into shared memory
-//      (global `pooled` where the chunk does not fit) and the first digit's histogram (bits 30..20);
-//   2. three digits (bits 30..20, 19..9, 8..0): each CTA adds its non-zero bins to CTA 0's merged
-//      histogram of the digit through distributed shared memory, a cluster barrier, every CTA finds the
-//      bin holding the rank still wanted in CTA 0's merged histogram; the next digit counts only the
-//      CTA's keys whose bits above it match the prefix so far;
-//   3. the k-th score T: every CTA publishes how many of its keys are above T and equal to T, reads the
-//      lower ranks' counts (a cluster barrier) and writes its keys above T, then its share of the ties
-//      (the lowest ranks' ties first), at its offsets; order inside a CTA free (shared counters).
-// No global atomics, no grid barrier, no host memsets; the logits are read once.
-constexpr int kB1cThreads = 512;
-constexpr int kB1cMerged = 2 * kHistBins + 512;  // the three digits' merged histograms (CTA 0's)
-constexpr int kB1cFixedBytes = static_cast<int>(sizeof(unsigned)) * (kHistBins + kB1cMerged);
-
-struct B1ClusterArgs {
-  int n, heads, kvHeads, splits, topk, chunk;
-  const float* logits;   // [batch x heads][n]
-  const float* part_ml;  // [batch x heads][splits][2]
-  float* pooled;         // [rows][n]: the pooled scores where a chunk does not fit shared memory
-  int* out;              // [rows][topk]
-};
-
-template <int GS, bool kSmem>
-__global__ void __launch_bounds__(kB1cThreads) b1_cluster_select_kernel(const B1ClusterArgs a) {
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  extern __shared__ __align__(16) unsigned char b1c_smem[];
-  unsigned* loc = reinterpret_cast<unsigned*>(b1c_smem);  // [kHistBins] this CTA's histogram / a copy
-  unsigned* merged = loc + kHistBins;                     // [kB1cMerged]
-  float* svals = reinterpret_cast<float*>(merged + kB1cMerged);
-  __shared__ float Mh[GS], iL[GS];
-  __shared__ unsigned res[2], cnt[2], slot[2], wsum[kB1cThreads / 32];
-  __shared__ int base[3];
-  const int tid = static_cast<int>(threadIdx.x);
-  const int C = static_cast<int>(cluster.num_blocks()), q = static_cast<int>(cluster.block_rank());
-  const long long r = blockIdx.x / C;
-  const int n = a.n, G = a.kvHeads, k = a.topk;
-  const int x0 = min(n, q * a.chunk), len = min(n, x0 + a.chunk) - x0;
-  float* vals = kSmem ? svals : a.pooled + r * n + x0;
-  const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
-
-  for (int i = tid; i < kHistBins + kB1cMerged; i += kB1cThreads) loc[i] = 0u;
-  if (tid < 2) cnt[tid] = slot[tid] = 0u;
-  head_softmax_stats<GS, kB1cThreads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
-  // 1. Pool; four keys per thread at a time (their GS x 4 logit loads in flight together).
-  for (int b = 0; b < len; b += 4 * kB1cThreads) {
-    float lg[4][GS];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int i = b + u * kB1cThreads + tid;
-#pragma unroll
-      for (int h = 0; h < GS; ++h) lg[u][h] = i < len ? __ldg(a.logits + (bh0 + h) * n + x0 + i) : 0.f;
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int i = b + u * kB1cThreads + tid;
-      float S = 0.f;
-#pragma unroll
-      for (int h = 0; h < GS; ++h) S += exp2f(lg[u][h] - Mh[h]) * iL[h];
-      if (i < len) vals[i] = S;
-      warp_hist_add(loc, __float_as_uint(S) >> 20, i < len);
-    }
-  }
-  // 2. Three digits.
-  unsigned* root = cluster.map_shared_rank(merged, 0);
-  unsigned prefix = 0u, krem = static_cast<unsigned>(k);
-#pragma unroll 1
-  for (int level = 0; level < 3; ++level) {
-    const int shift = level == 0 ? 20 : level == 1 ? 9 : 0, nb = level == 2 ? 512 : kHistBins;
-    const int hiShift = shift + (level == 2 ? 9 : 11);
-    unsigned* m = root + (level == 0 ? 0 : level == 1 ? kHistBins : 2 * kHistBins);
-    if (level > 0) {
-      for (int i = tid; i < nb; i += kB1cThreads) loc[i] = 0u;
-      __syncthreads();
-      for (int b = 0; b < len; b += kB1cThreads) {
-        const int i = b + tid;
-        const unsigned u = i < len ? __float_as_uint(vals[i]) : 0u;
-        warp_hist_add(loc, (u >> shift) & static_cast<unsigned>(nb - 1), i < len && (u >> hiShift) == prefix);
-      }
-    }
-    cluster.sync();  // every CTA's merged histograms zeroed (level 0) and local histogram complete
-    for (int i = tid; i < nb; i += kB1cThreads)
-      if (loc[i]) atomicAdd(m + i, loc[i]);
-    cluster.sync();  // the merged histogram complete
-    select_rank_bin<kB1cThreads>([m](int b) { return m[b]; }, nb, krem, wsum, res);  // reads CTA 0's bins
-    prefix = (prefix << (level == 2 ? 9 : 11)) | res[0];
-    krem = res[1];
-  }
-  // 3. T = prefix: krem keys equal to T are wanted, k - krem keys lie above it.
-  {
-    unsigned na = 0, ne = 0;
-    for (int i = tid; i < len; i += kB1cThreads) {
-      const unsigned u = __float_as_uint(vals[i]);
-      na += u > prefix;
-      ne += u == prefix;
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-      na += __shfl_xor_sync(0xffffffffu, na, o);
-      ne += __shfl_xor_sync(0xffffffffu, ne, o);
-    }
-    if ((tid & 31) == 0) {
-      if (na) atomicAdd(&cnt[0], na);
-      if (ne) atomicAdd(&cnt[1], ne);
-    }
-  }
-  cluster.sync();  // every CTA's counts published
-  if (tid == 0) {
-    unsigned pa = 0, pe = 0;
-    for (int j = 0; j < q; ++j) {
-      const unsigned* c = cluster.map_shared_rank(cnt, j);
-      pa += c[0];
-      pe += c[1];
-    }
-    base[0] = static_cast<int>(pa);
-    base[1] = k - static_cast<int>(krem) + static_cast<int>(pe);
-    base[2] = pe >= krem ? 0 : static_cast<int>(min(cnt[1], krem - pe));  // ties this CTA writes
-  }
-  __syncthreads();
-  int* out = a.out + r * k;
-  for (int b = 0; b < len; b += kB1cThreads) {
-    const int i = b + tid;
-    const unsigned u = i < len ? __float_as_uint(vals[i]) : 0u;
-    const bool above = i < len && u > prefix, eq = i < len && u == prefix;
-    const unsigned ma = __ballot_sync(0xffffffffu, above), me = __ballot_sync(0xffffffffu, eq);
-    const int lane = tid & 31, leader = 0;
-    unsigned sa = 0, se = 0;
-    if (lane == leader) {
-      if (ma) sa = atomicAdd(&slot[0], __popc(ma));
-      if (me) se = atomicAdd(&slot[1], __popc(me));
-    }
-    sa = __shfl_sync(0xffffffffu, sa, leader) + __popc(ma & ((1u << lane) - 1u));
-    se = __shfl_sync(0xffffffffu, se, leader) + __popc(me & ((1u << lane) - 1u));
-    if (above) out[base[0] + static_cast<int>(sa)] = x0 + i;
-    if (eq && static_cast<int>(se) < base[2]) out[base[1] + static_cast<int>(se)] = x0 + i;
-  }
-  cluster.sync();  // no CTA leaves while another may still read its counts
-}
-
-// Launches the cluster select; cudaErrorNotSupported where no cluster of the needed shape fits.
-template <int GS>
-static cudaError_t launch_b1_cluster(const B1ClusterArgs& a0, long long rows, bool forceGlobal, cudaStream_t st) {
-  static int maxC = 0, maxSmem = 0;  // per instance: the largest cluster allowed, the opt-in shared memory
-  if (maxC == 0) {
-    int dev = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&maxSmem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (e != cudaSuccess) return e;
-    maxC = 8;
-    if (cudaFuncSetAttribute(b1_cluster_select_kernel<GS, true>, cudaFuncAttributeNonPortableClusterSizeAllowed,
-                             1) == cudaSuccess &&
-        cudaFuncSetAttribute(b1_cluster_select_kernel<GS, false>, cudaFuncAttributeNonPortableClusterSizeAllowed,
-                             1) == cudaSuccess)
-      maxC = 16;
-    cudaGetLastError();
-  }
-  B1ClusterArgs a = a0;
-  // Clusters of up to 16 CTAs, at least ~1024 keys per CTA.
-  int C = 1;
-  while (C < maxC && static_cast<long long>(a.n) > 1024LL * C) C *= 2;
-  a.chunk = ceil_div(a.n, C);
-  const size_t smemFit = static_cast<size_t>(kB1cFixedBytes) + sizeof(float) * static_cast<size_t>(a.chunk);
-  const bool inSmem = !forceGlobal && smemFit <= static_cast<size_t>(maxSmem);
-  const size_t smem = inSmem ? smemFit : static_cast<size_t>(kB1cFixedBytes);
-  if (rows * C > 0x7fffffffLL) return cudaErrorInvalidValue;
-  const void* fn = inSmem ? reinterpret_cast<const void*>(b1_cluster_select_kernel<GS, true>)
-                          : reinterpret_cast<const void*>(b1_cluster_select_kernel<GS, false>);
-  static size_t smemSet[2] = {0, 0};  // the dynamic shared memory each kernel is allowed so far
-  if (smem > 48 * 1024 && smem > smemSet[inSmem]) {
-    const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-    smemSet[inSmem] = smem;
-  }
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(rows * C));
-  cfg.blockDim = dim3(kB1cThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(C);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  void* args[] = {const_cast<B1ClusterArgs*>(&a)};
-  cudaError_t e = cudaLaunchKernelExC(&cfg, fn, args);
-  if (e == cudaSuccess) e = cudaGetLastError();
-  if (e != cudaSuccess && C > 8 && maxC > 8) {
-    // A 16-CTA cluster refused here: clusters of 8 from now on.
-    cudaGetLastError();
-    maxC = 8;
-    return launch_b1_cluster<GS>(a0, rows, forceGlobal, st);
-  }
-  return e;
+  mark(5);
+  if (a.trace && blockIdx.x == 0 && tid == 0)
+    printf("[b1_select trace] ctas %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, phase3 %llu\n", a.ctas,
+           tr[1] - tr[0], tr[2] - tr[1], tr[3] - tr[2], tr[4] - tr[3], tr[5] - tr[4]);
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
@@ -422,25 +248,12 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.pooled = w.pooled;
   a.hist = w.hist;
   a.state = w.state;
-  a.cand = reinterpret_cast<int*>(w.logits);  // [rows][n] ints fit in [batch x heads][n] floats
+  a.cand = reinterpret_cast<int*>(w.logits + static_cast<size_t>(s.batch) * s.heads * s.n);  // after the logits
   a.out = indices;
-  // The cluster select unless KASCADE_B1_SELECT=grid (tuning: the grid kernel above, read per call);
-  // KASCADE_B1_SELECT=global keeps the cluster select's pooled scores in global memory, as beyond ~800k keys.
-  const char* mode = std::getenv("KASCADE_B1_SELECT");
-  const bool forceGlobal = mode && std::strcmp(mode, "global") == 0;
-  if (!(mode && std::strcmp(mode, "grid") == 0)) {
-    B1ClusterArgs c{};
-    c.n = s.n;
-    c.heads = s.heads;
-    c.kvHeads = s.kvHeads;
-    c.splits = splits;
-    c.topk = topk;
-    c.logits = w.logits;
-    c.part_ml = w.part_ml;
-    c.pooled = w.pooled;
-    c.out = indices;
-    return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t { return launch_b1_cluster<GS>(c, a.rows, forceGlobal, st); });
-  }
+  const char* hist = std::getenv("KASCADE_B1_HIST");
+  const char* trace = std::getenv("KASCADE_B1_SELECT_TRACE");
+  a.warpHist = hist && std::strcmp(hist, "warp") == 0;
+  a.trace = trace && trace[0] == '1';
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);

@@ -12,10 +12,10 @@
  * Plus the event pair alone (`empty`) and the JS-side argument checks alone (`decodeShape`).
  *
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
- * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced splits), B1_WS_CONFIGS (bit 32768's
- * other schedule, KASCADE_WS_CONFIG=static, default static), B1_NCU=1 (only a few reuse calls, for ncu; with
+ * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced
+ * splits), B1_NCU=1 (only a few reuse calls, for ncu; with
  * B1_NCU_ANCHOR=1 the anchor's calls too), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
- * with as well; default KASCADE_B1_SELECT=grid,KASCADE_B1_SELECT=global,KASCADE_SPARSE_LOGITS=0).
+ * with as well; default KASCADE_B1_HIST=warp,KASCADE_SPARSE_LOGITS=0).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -341,51 +341,6 @@ for (const [batch, n] of shapes as [number, number][]) {
       }
       save();
     }
-    // The warp-specialised gather's static schedule (tuning knob KASCADE_WS_CONFIG=static,
-    // read by the addon per call), on variant 32800: cross-checked against 124, then timed.
-    for (const cfg of (process.env.B1_WS_CONFIGS ?? 'static').split(',').filter((c) => c !== '')) {
-      process.env.KASCADE_WS_CONFIG = cfg;
-      try {
-        const got = reuseOut(32800);
-        let num = 0;
-        let den = 0;
-        for (let i = 0; i < got.length; i++) {
-          num += ((got[i] as number) - (ref124[i] as number)) ** 2;
-          den += (ref124[i] as number) ** 2;
-        }
-        const rel = Math.sqrt(num / den);
-        extra[`crossRelErrVs124_v32800_cfg${cfg}_${Math.round(n / 1024)}k_b${batch}`] = Number.isNaN(rel)
-          ? -1
-          : rel;
-        if (!(rel < 1e-2))
-          errors.push(`cross-check v32800 config ${cfg} n ${n}: rel err ${rel} against v124`);
-        const fn = () => reuseDecode({ ...base, variant: 32800 }, sel, headMap, o);
-        let graphUs = Number.NaN;
-        try {
-          const g = captureGraph(() => {
-            for (let c = 0; c < CALLS; c++) fn();
-          });
-          graphUs = perCall(() => g.launch(), 1, 10) / CALLS;
-        } catch (e) {
-          console.log(`graph config ${cfg} n ${n}: ${String(e).slice(0, 200)}`);
-        }
-        const row = {
-          op: `reuse-wscfg-${cfg}`,
-          n,
-          batch,
-          variant: 32800,
-          eventUs: r2(median(timeDevice(fn, 10, 50))),
-          b2bUs: r2(perCall(fn, CALLS, 10)),
-          graphUs: r2(graphUs),
-          hostUs: Number.NaN,
-        };
-        rows.push(row);
-        console.log(JSON.stringify(row));
-      } catch (e) {
-        errors.push(`ws config ${cfg} n ${n}: ${String(e).slice(0, 300)}`);
-      }
-      delete process.env.KASCADE_WS_CONFIG;
-    }
     save();
     // Anchors' cross-check against variant 188 (an early alarm): the share of each row's selected keys
     // the two selections have in common (random data: ties are rare, so ~1), and the output's error.
@@ -431,14 +386,12 @@ for (const [batch, n] of shapes as [number, number][]) {
     if (anchorVariants.length > 0) crossCheck(anchorVariants, '');
     timeOps(ops.filter(([op]) => op === 'anchor' || op === 'layer0'));
     save();
-    // The anchors' tuning knobs (read by the addon per call) on the anchor variants with bit 131072:
-    // KASCADE_B1_SELECT=grid (session 5's one cooperative launch), =global (the cluster select with its
-    // pooled scores in global memory, as beyond ~800k keys), KASCADE_SPARSE_LOGITS=0 (the sparse pass
-    // copies K rows instead of reading the logits). Cross-checked against 188, then timed as
+    // The anchors' tuning knobs (read by the addon per call) on the anchor variants with bit 131072, e.g.
+    // KASCADE_B1_HIST=warp (the b1 select's first histogram by warp-aggregated atomics),
+    // KASCADE_SPARSE_LOGITS=0 (the sparse pass copies K rows instead of reading the logits). Cross-checked
+    // against 188, then timed as
     // `anchor-<knob>-<value>` / `layer0-<knob>-<value>`.
-    const knobs = (
-      process.env.B1_ANCHOR_KNOBS ?? 'KASCADE_B1_SELECT=grid,KASCADE_B1_SELECT=global,KASCADE_SPARSE_LOGITS=0'
-    )
+    const knobs = (process.env.B1_ANCHOR_KNOBS ?? 'KASCADE_B1_HIST=warp,KASCADE_SPARSE_LOGITS=0')
       .split(',')
       .filter((m) => m.includes('='));
     for (const knob of knobs) {
