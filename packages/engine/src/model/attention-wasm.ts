@@ -6,7 +6,9 @@
  * from `P`: the output `P V / l`, and/or the pooled column sums `sum_r P[r, x] w[r]` (the
  * method's post-softmax pooling, with `w = 1 / l`). One pass gives both, which is what a
  * dense anchor needs. Scores live in the workspace's memory (`rows x keys` f32), so the ops
- * split large blocks by rows to bound it.
+ * split large blocks by rows to bound it. K and V rows are read from the caller's caches a
+ * chunk of keys at a time (`attentionLimits.keyChunk`): copied into a small buffer and
+ * consumed by the kernels at once, so each crosses memory once and is then read from cache.
  *
  * Kernels (byte pointers; rows padded to a multiple of 4, keys to a multiple of 16, head
  * dim a multiple of 16). Scores are held key-major, `S[c * ldS + r]` (`ldS` = padded rows):
@@ -490,8 +492,19 @@ interface AttentionKernels {
 }
 
 const PAGE = 65536;
-/** Keys per pass of `qk` / `pv` (their K or V rows stay in cache while every row of the block passes). */
-const KEY_CHUNK = 256;
+
+/** Tunables, mutable only so tests can move the chunk boundaries (results do not depend on them). */
+export const attentionLimits = {
+  /**
+   * Keys per chunk (a multiple of 16): `run` copies a chunk's K rows into the workspace and
+   * scores them at once, `output` the same with V rows, so the cache's rows cross memory
+   * once and the kernels read them from a copy that stays in L1/L2.
+   */
+  keyChunk: 128,
+};
+
+/** Runs of consecutive keys at least this many floats long are copied by one `set`; shorter ones by a loop. */
+const SET_FLOATS = 512;
 
 /** A float array the attention reads (the KV cache, queries). */
 type Floats = Float32Array | Float64Array;
@@ -519,7 +532,7 @@ let compiled: WebAssembly.Module | undefined;
 
 /**
  * The memory and kernels for attention on one thread: scratch for one row block (queries,
- * gathered keys and values, scores, outputs). JavaScript runs one op at a time, so one
+ * one chunk of keys and values, scores, outputs). JavaScript runs one op at a time, so one
  * workspace serves every policy of the thread ({@link attentionWorkspace}).
  */
 export class AttentionWorkspace {
@@ -529,8 +542,7 @@ export class AttentionWorkspace {
   private f32: Float32Array;
   // Layout of the current block (byte offsets).
   private qPtr = 0;
-  private kPtr = 0;
-  private vPtr = 0;
+  private kvPtr = 0;
   private sPtr = 0;
   private oPtr = 0;
   private lPtr = 0;
@@ -538,8 +550,16 @@ export class AttentionWorkspace {
   private poolPtr = 0;
   private rowsPadded = 0;
   private keysPadded = 0;
+  private chunk = 0;
   private rows = 0;
   private keyCount = 0;
+  /**
+   * The block being computed: from `run(.., true)` until its `output` (which reads its V
+   * rows), so the workspace keeps no KV cache alive after the op.
+   */
+  private block: RowBlock | null = null;
+  /** The sum of the loads that bring a chunk's rows into cache (kept so they are not optimized away). */
+  touched = 0;
 
   private constructor(memory: WebAssembly.Memory, kernels: AttentionKernels, headDim: number) {
     this.memory = memory;
@@ -571,10 +591,14 @@ export class AttentionWorkspace {
     return roundUp(rows, 4) * roundUp(keys, 16) * 4;
   }
 
-  private layout(rows: number, keys: number, withValues: boolean): void {
+  private layout(rows: number, keys: number): void {
     const d = this.headDim;
     const R = roundUp(rows, 4);
     const C = roundUp(keys, 16);
+    const chunk = attentionLimits.keyChunk;
+    if (!(Number.isInteger(chunk) && chunk > 0 && chunk % 16 === 0)) {
+      throw new RangeError(`attentionLimits.keyChunk must be a positive multiple of 16, got ${chunk}`);
+    }
     let at = 0;
     const take = (floats: number) => {
       const p = at;
@@ -582,8 +606,7 @@ export class AttentionWorkspace {
       return p;
     };
     this.qPtr = take(R * d);
-    this.kPtr = take(C * d);
-    this.vPtr = withValues ? take(C * d) : 0;
+    this.kvPtr = take(Math.min(chunk, C) * d);
     this.sPtr = take(R * C);
     this.oPtr = take(R * d);
     this.lPtr = take(R);
@@ -596,18 +619,73 @@ export class AttentionWorkspace {
     }
     this.rowsPadded = R;
     this.keysPadded = C;
+    this.chunk = chunk;
     this.rows = rows;
     this.keyCount = keys;
   }
 
   /**
+   * Copies the K (or V) rows of list entries `c0 .. c0 + width - 1` of block `b` into
+   * the chunk buffer, zero rows past the list's end (masked keys: their zero probabilities
+   * times zero values add nothing).
+   */
+  private loadChunk(b: RowBlock, src: Floats, c0: number, width: number): void {
+    const d = this.headDim;
+    const f = this.f32;
+    const dst = this.kvPtr >> 2;
+    const count = Math.min(width, b.keyCount - c0);
+    const keys = b.keys;
+    if (keys === null) {
+      const from = b.kvBase + c0 * d;
+      f.set(src.subarray(from, from + count * d), dst);
+    } else {
+      // A selection's rows are scattered through the cache, each one a miss. First one load
+      // per 64-byte line of every row of the chunk: independent loads, so the processor has
+      // many of the misses in flight at once (a copy row by row waits for each in turn).
+      let touched = 0;
+      for (let c = 0; c < count; c++) {
+        const from = b.kvBase + keys[c0 + c]! * d;
+        for (let e = 0; e < d; e += 16) touched += src[from + e]!;
+        touched += src[from + d - 1]!;
+      }
+      this.touched = touched;
+      // Then the copy, from cache: runs of consecutive keys (selections are sorted; the
+      // diagonal tile is one run) as one `set` when long, short runs and single keys by an
+      // unrolled loop (no call or view per row; `d` is a multiple of 16).
+      for (let c = 0; c < count; ) {
+        const first = keys[c0 + c]!;
+        let end = c + 1;
+        while (end < count && keys[c0 + end] === first + (end - c)) end++;
+        const from = b.kvBase + first * d;
+        const floats = (end - c) * d;
+        const to = dst + c * d;
+        if (floats >= SET_FLOATS) f.set(src.subarray(from, from + floats), to);
+        else
+          for (let e = 0; e < floats; e += 8) {
+            f[to + e] = src[from + e]!;
+            f[to + e + 1] = src[from + e + 1]!;
+            f[to + e + 2] = src[from + e + 2]!;
+            f[to + e + 3] = src[from + e + 3]!;
+            f[to + e + 4] = src[from + e + 4]!;
+            f[to + e + 5] = src[from + e + 5]!;
+            f[to + e + 6] = src[from + e + 6]!;
+            f[to + e + 7] = src[from + e + 7]!;
+          }
+        c = end;
+      }
+    }
+    if (count < width) f.fill(0, dst + count * d, dst + width * d);
+  }
+
+  /**
    * Scores and softmax of a block: afterwards the workspace holds `P = exp(S - max)` per
-   * row and the row sums, ready for {@link output} and {@link pool}. `withValues` also
-   * gathers the V rows (needed by `output`).
+   * row and the row sums, ready for {@link output} (with `withValues`) and {@link pool}.
+   * The block's K rows are copied one chunk at a time and scored at once.
    */
   run(b: RowBlock, withValues: boolean): void {
     const d = this.headDim;
-    this.layout(b.rows, b.keyCount, withValues);
+    this.layout(b.rows, b.keyCount);
+    this.block = b;
     const f = this.f32;
     const R = this.rowsPadded;
     const C = this.keysPadded;
@@ -629,14 +707,12 @@ export class AttentionWorkspace {
         f[o + 3] = q[src + e + 3]!;
       }
     }
-    // Keys (and values): one copy for a range, a gather for a list; padding rows zero.
-    gather(f, this.kPtr >> 2, b.k, b.kvBase, b.keys, b.keyCount, d, C);
-    if (withValues) gather(f, this.vPtr >> 2, b.v, b.kvBase, b.keys, b.keyCount, d, C);
     const ldSB = R * 4;
     const dB = d * 4;
-    for (let c0 = 0; c0 < C; c0 += KEY_CHUNK) {
-      const width = Math.min(KEY_CHUNK, C - c0);
-      this.kernels.qk(this.qPtr, this.kPtr + c0 * dB, this.sPtr + c0 * ldSB, R, width, dB, ldSB, b.scale);
+    for (let c0 = 0; c0 < C; c0 += this.chunk) {
+      const width = Math.min(this.chunk, C - c0);
+      this.loadChunk(b, b.k, c0, width);
+      this.kernels.qk(this.qPtr, this.kvPtr, this.sPtr + c0 * ldSB, R, width, dB, ldSB, b.scale);
     }
     // Mask what a row may not see: list entries from its count on (and the padding).
     const s0 = this.sPtr >> 2;
@@ -648,10 +724,17 @@ export class AttentionWorkspace {
     const R16 = R & ~15;
     if (R16 > 0) this.kernels.softmaxRows16(this.sPtr, R16, C, ldSB, this.lPtr);
     if (R16 < R) this.kernels.softmaxRows(this.sPtr + R16 * 4, R - R16, C, ldSB, this.lPtr + R16 * 4);
+    if (!withValues) this.block = null;
   }
 
-  /** `out[outOffs[r] + e] = (P V)[r, e] / l[r]` for the block's rows. Needs `run(.., true)`. */
+  /**
+   * `out[outOffs[r] + e] = (P V)[r, e] / l[r]` for the block's rows, the V rows copied one
+   * chunk at a time. Needs `run(.., true)`.
+   */
   output(out: Float32Array | Float64Array, outOffs: Int32Array): void {
+    const b = this.block;
+    if (b === null) throw new Error('AttentionWorkspace.output needs run(block, true) first (once per run)');
+    this.block = null;
     const d = this.headDim;
     const R = this.rowsPadded;
     const C = this.keysPadded;
@@ -659,9 +742,10 @@ export class AttentionWorkspace {
     const o0 = this.oPtr >> 2;
     f.fill(0, o0, o0 + R * d);
     const dB = d * 4;
-    for (let c0 = 0; c0 < C; c0 += KEY_CHUNK) {
-      const width = Math.min(KEY_CHUNK, C - c0);
-      this.kernels.pv(this.sPtr + c0 * R * 4, R, width, R * 4, this.vPtr + c0 * dB, dB, this.oPtr);
+    for (let c0 = 0; c0 < C; c0 += this.chunk) {
+      const width = Math.min(this.chunk, C - c0);
+      this.loadChunk(b, b.v, c0, width);
+      this.kernels.pv(this.sPtr + c0 * R * 4, R, width, R * 4, this.kvPtr, dB, this.oPtr);
     }
     const l0 = this.lPtr >> 2;
     for (let r = 0; r < this.rows; r++) {
@@ -696,33 +780,6 @@ export class AttentionWorkspace {
 
 function roundUp(x: number, m: number): number {
   return Math.ceil(x / m) * m;
-}
-
-/** Copies rows `keys` (or `0 .. count - 1`) of `src` from `base` into `f[dst ..]`, zero-padding up to `padded` rows. */
-function gather(
-  f: Float32Array,
-  dst: number,
-  src: Floats,
-  base: number,
-  keys: Int32Array | null,
-  count: number,
-  d: number,
-  padded: number,
-): void {
-  if (keys === null) {
-    f.set(src.subarray(base, base + count * d), dst);
-  } else {
-    // Runs of consecutive keys (selections are sorted; the diagonal tile is one run) as one copy each.
-    for (let c = 0; c < count; ) {
-      const first = keys[c]!;
-      let end = c + 1;
-      while (end < count && keys[end] === first + (end - c)) end++;
-      const from = base + first * d;
-      f.set(src.subarray(from, from + (end - c) * d), dst + c * d);
-      c = end;
-    }
-  }
-  f.fill(0, dst + count * d, dst + padded * d);
 }
 
 const workspaces = new Map<number, AttentionWorkspace | null>();
