@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 4, batch 1 (cuda-b1, sessions 4-6): where a batch-1 decode op's time goes, and the reuse kernel's
 # own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 150 s.
-#  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1, the same call
+#  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1 (and 512k ->
+#     b1-probe-512k.json), the same call
 #     timed with events per call (the bench's method), back to back, as one CUDA graph, on 4 layers'
 #     caches in turn, and the host's own cost per call -> b1-probe.json; first, each reuse variant's
 #     output against variant 124's (crossRelErrVs124_* in its summary; the device check is the parity);
@@ -29,6 +30,10 @@ say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
+# 512k batch 1 (the defaults beyond 256k): the anchors with and without the b1 select, reuse 32800, dense 764.
+B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= \
+  timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
+say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 ncu_variants=${B1_NCU_VARIANTS:-32800}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
