@@ -574,27 +574,38 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* cv = a.candVal + static_cast<size_t>(row) * n;
     const int xs = static_cast<int>(t - row * a.tiles) * kStreamTile;
     const int xe = min(n, static_cast<int>(tEnd - row * a.tiles) * kStreamTile);
-    for (; t < tEnd; ++t) {
-      const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      unsigned mA = 0u, mC = 0u;
-      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-      if (x < n) {
-        const float4 v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
-        const float4 v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
-        v[0] = v0.x;
-        v[1] = v0.y;
-        v[2] = v0.z;
-        v[3] = v0.w;
-        v[4] = v1.x;
-        v[5] = v1.y;
-        v[6] = v1.z;
-        v[7] = v1.w;
+    // Two tiles a step: both tiles' loads are in flight before the step's counter atomics (one pair per warp).
+    for (; t < tEnd; t += 2) {
+      const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+      const int tiles2 = t + 1 < tEnd ? 2 : 1;
+      unsigned mA = 0u, mC = 0u;  // bit 8 u + e: key xt + u kStreamTile + e
+      float v[16];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int x = xt + u * kStreamTile;
+        float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
+        if (u < tiles2 && x < n) {
+          v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
+          v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
+        }
+        v[8 * u + 0] = v0.x;
+        v[8 * u + 1] = v0.y;
+        v[8 * u + 2] = v0.z;
+        v[8 * u + 3] = v0.w;
+        v[8 * u + 4] = v1.x;
+        v[8 * u + 5] = v1.y;
+        v[8 * u + 6] = v1.z;
+        v[8 * u + 7] = v1.w;
+      }
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int x = xt + u * kStreamTile;
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
-          const unsigned d = __float_as_uint(v[e]) >> 19;
-          if (x + e < n) {
-            if (d > binHi) mA |= 1u << e;
-            else if (d >= binLo) mC |= 1u << e;
+          const unsigned d = __float_as_uint(v[8 * u + e]) >> 19;
+          if (u < tiles2 && x + e < n) {
+            if (d > binHi) mA |= 1u << (8 * u + e);
+            else if (d >= binLo) mC |= 1u << (8 * u + e);
           }
         }
       }
@@ -617,14 +628,16 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - ca;
       baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        if (mA & (1u << e)) o[baseA++] = x + e;
-        if (mC & (1u << e)) {
-          cl[baseC] = x + e;
-          cv[baseC++] = v[e];
+      for (int i = 0; i < 16; ++i) {
+        const int x = xt + (i >> 3) * kStreamTile + (i & 7);
+        if (mA & (1u << i)) o[baseA++] = x;
+        if (mC & (1u << i)) {
+          cl[baseC] = x;
+          cv[baseC++] = v[i];
         }
       }
     }
+    t = tEnd;
     if (a.discard && xs < xe) {  // the pooled scores of [xs, xe) are read (only here)
       __syncthreads();
       l2_discard_range<kStreamThreads>(pr + xs, sizeof(float) * static_cast<size_t>(xe - xs));
