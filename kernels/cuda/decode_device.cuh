@@ -270,20 +270,30 @@ __device__ __forceinline__ void attend16_pv(const float (&sv)[4], const T* vs, b
   const T* vb = vs + ((mi & 1) * 8 + r8) * kRow + (mi >> 1) * 8;
   pv16<T, D / 16>(pr, al, p16, [&](int nd, uint32_t* bf) { ldmatrix_x4_trans(bf, vb + nd * 16); }, acc);
 }
+// This thread's four scores of a 16-key step (sv[nb * 2 + e]: key nb * 8 + (lane % 4) * 2 + e), score(nb,
+// e, key) where pos[key] >= 0, -inf where it is masked.
+template <typename Score>
+__device__ __forceinline__ void masked_scores16(const int* pos, Score score, float (&sv)[4]) {
+  const int quad = static_cast<int>(threadIdx.x) & 3;
+#pragma unroll
+  for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int key = nb * 8 + quad * 2 + e;
+      sv[nb * 2 + e] = pos[key] >= 0 ? score(nb, e, key) : -INFINITY;
+    }
+}
 // The three over 16 padded K and V rows in shared memory (row stride kRow elements: ldmatrix's rows on
 // distinct banks), keys with pos[key] < 0 masked: the gathers' step.
 template <typename T, int D, int kRow>
 __device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const T* ks, const T* vs, const int* pos,
                                          float qscale, bool p16, float& m, float& l, float (&acc)[D / 8][2]) {
-  const int lane = static_cast<int>(threadIdx.x) & 31, quad = lane & 3, mi = lane >> 3, r8 = lane & 7;
+  const int lane = static_cast<int>(threadIdx.x) & 31, mi = lane >> 3, r8 = lane & 7;
   float sc[2][4];
   const T* kb = ks + ((mi >> 1) * 8 + r8) * kRow + (mi & 1) * 8;
   qk16<T, D / 16>(qa, [&](int kc, uint32_t* bf) { ldmatrix_x4(bf, kb + kc * 16); }, sc);
   float sv[4];
-#pragma unroll
-  for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) sv[nb * 2 + e] = pos[nb * 8 + quad * 2 + e] >= 0 ? sc[nb][e] * qscale : -INFINITY;
+  masked_scores16(pos, [&](int nb, int e, int) { return sc[nb][e] * qscale; }, sv);
   attend16_pv<T, D, kRow>(sv, vs, p16, m, l, acc);
 }
 // The anchors' sparse step from the scores pass's logits (the keys' log2-domain scaled scores, lg[key * GS +
@@ -292,15 +302,9 @@ __device__ __forceinline__ void attend16(const uint32_t (&qa)[D / 16][4], const 
 template <typename T, int D, int GS, int kRow>
 __device__ __forceinline__ void attend16_logits(const float* lg, const T* vs, const int* pos, bool p16, float& m,
                                                 float& l, float (&acc)[D / 8][2]) {
-  const int lane = static_cast<int>(threadIdx.x) & 31, quad = lane & 3, row = lane >> 2;
+  const int row = (static_cast<int>(threadIdx.x) & 31) >> 2;
   float sv[4];
-#pragma unroll
-  for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int key = nb * 8 + quad * 2 + e;
-      sv[nb * 2 + e] = pos[key] < 0 ? -INFINITY : row < GS ? lg[key * GS + row] : 0.f;
-    }
+  masked_scores16(pos, [&](int, int, int key) { return row < GS ? lg[key * GS + row] : 0.f; }, sv);
   attend16_pv<T, D, kRow>(sv, vs, p16, m, l, acc);
 }
 
