@@ -58,11 +58,13 @@ type Options = Pick<
   | 'pieceBytes'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
-  | 'workgroupSize'
+  | 'inlineStepLoads'
 >;
 
-/** Workgroups of 256 invocations: 8 teams of 32 lanes per workgroup (session 6's candidate). */
-const WG256: Options = { workgroupSize: 256 };
+/** The split merge in the last workgroup (the gathers' default until session 6's call A). */
+const FUSED: Options = { fuseCombine: true };
+/** The step's K/V loads pasted into the key loop (session 6's candidate). */
+const INLINE: Options = { inlineStepLoads: true };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -250,7 +252,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
     for (const [what, o] of [
       ['defaults', {}],
-      ['8 teams per workgroup', WG256],
+      ['fused merge', FUSED],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -272,7 +274,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       useSet(set);
       for (const [what, o] of [
         ['defaults', {}],
-        ['8 teams per workgroup', WG256],
+        ['fused merge', FUSED],
       ] as const) {
         const s = await timeOp(
           gpu,
@@ -289,11 +291,11 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     useSet('anchor');
     const tunings: Options[] = [
-      { fuseCombine: false },
-      { ...WG256, targetWorkgroups: 1024 },
-      { ...WG256, minStepsPerSplit: 1 },
-      { ...WG256, pieceBytes: 16 },
-      { ...WG256, fuseCombine: false, targetWorkgroups: 2048 },
+      INLINE,
+      { targetWorkgroups: 1024 },
+      { targetWorkgroups: 256 },
+      { ...FUSED, targetWorkgroups: 1024 },
+      { ...INLINE, targetWorkgroups: 1024 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -304,7 +306,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     for (const [what, o] of [
       ['defaults', {}],
-      ['8 teams per workgroup', WG256],
+      ['inlined step loads', INLINE],
     ] as const) {
       for (const count of full ? [1, 2, 8] : []) {
         const s = await timeOp(
@@ -479,12 +481,11 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
     const streamOptions: Options[] = [
-      WG256,
-      { ...WG256, targetWorkgroups: 4096 },
-      { targetWorkgroups: 4096 },
-      { ...WG256, keysPerStep: 4 },
-      { subgroupTeamMerge: false },
-      { subgroupTeamMerge: true },
+      { targetWorkgroups: 2048 },
+      { targetWorkgroups: 8192 },
+      FUSED,
+      INLINE,
+      { ...INLINE, targetWorkgroups: 2048 },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

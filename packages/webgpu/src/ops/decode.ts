@@ -258,17 +258,26 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * the anchor 227.5 against 235.9 us); layer 0's pass, and gathers at many rows, merge a workgroup's
  * teams by subgroups (call C of session 5, twice in turn: layer 0 262 against 286 us at batch 1, 1603
  * against 1782 at batch 8; reuse at batch 8 193 against 209; slower elsewhere: reuse at batch 1 57
- * against 47, the anchor 289 against 227, dense 224 against 201);
+ * against 47, the anchor 289 against 227, dense 224 against 201); the anchors' scores pass takes 4096
+ * workgroups (call A of session 6, twice in turn: the anchor 225.5 and 224.0 against 228.1 and 227.2
+ * us at batch 1, 1274 and 1273 against 1310 and 1308 at batch 8). No pass merges its splits in its last
+ * workgroup by default (`fuseCombine`): WGSL has no device-scope fence, and in call A of session 6
+ * twenty runs at 128k batch 8 of the fused reuse gave 256 differing output values (1536 with workgroups
+ * of 256), where sessions 4-5 had seen none; unfused, the reuse cost the same at batch 1 (46.8 against
+ * 47.5 us);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
 export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
   stream: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   layer0: {
-    few: { ...STREAM_FEW, fuseCombine: true, subgroupTeamMerge: true },
-    many: { ...STREAM_MANY, fuseCombine: true, subgroupTeamMerge: true },
+    few: { ...STREAM_FEW, subgroupTeamMerge: true },
+    many: { ...STREAM_MANY, subgroupTeamMerge: true },
   },
-  scores: { few: { ...STREAM_MANY, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
+  scores: {
+    few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096 },
+    many: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096 },
+  },
   gather: {
     few: {
       ...STREAM_FEW,
@@ -276,9 +285,8 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
       targetWorkgroups: 512,
       pieceBytes: 8,
       prefetchIndices: true,
-      fuseCombine: true,
     },
-    many: { ...STREAM_MANY, prefetchIndices: true, fuseCombine: true, subgroupTeamMerge: true },
+    many: { ...STREAM_MANY, prefetchIndices: true, subgroupTeamMerge: true },
   },
 };
 
