@@ -12,7 +12,7 @@
  *   prefill rate at that context: the last tile of a `c`-token prompt).
  */
 import { topkBudget } from '@kascade/core';
-import { createEngine, type PolicySpec } from '@kascade/engine';
+import { attentionLimits, createEngine, type PolicySpec } from '@kascade/engine';
 import { type Bench, timingCells } from '../harness.js';
 import type { Row } from '../results.js';
 import { summarize } from '../stats.js';
@@ -51,6 +51,29 @@ const plan = {
   ),
 };
 
+/**
+ * The attention workspace's tunables for this run: the defaults, or `CPU_ENGINE_KEY_CHUNK`
+ * (keys per chunk, a multiple of 16) and `CPU_ENGINE_TOUCH` (`0`/`1`: scattered rows loaded
+ * once before their copy) from the environment, to compare settings on one machine.
+ */
+function attentionTuning(): { keyChunk: number; touchScattered: boolean; defaults: typeof attentionLimits } {
+  const defaults = { ...attentionLimits };
+  const chunk = process.env.CPU_ENGINE_KEY_CHUNK;
+  const touch = process.env.CPU_ENGINE_TOUCH;
+  if (chunk !== undefined && chunk !== '') {
+    const keyChunk = Number(chunk);
+    if (!(Number.isInteger(keyChunk) && keyChunk > 0 && keyChunk % 16 === 0)) {
+      throw new RangeError(`CPU_ENGINE_KEY_CHUNK must be a positive multiple of 16, got ${chunk}`);
+    }
+    attentionLimits.keyChunk = keyChunk;
+  }
+  if (touch !== undefined && touch !== '') {
+    if (touch !== '0' && touch !== '1') throw new RangeError(`CPU_ENGINE_TOUCH must be 0 or 1, got ${touch}`);
+    attentionLimits.touchScattered = touch === '1';
+  }
+  return { keyChunk: attentionLimits.keyChunk, touchScattered: attentionLimits.touchScattered, defaults };
+}
+
 const bench: Bench = {
   name: 'cpu-engine',
   description:
@@ -59,6 +82,7 @@ const bench: Bench = {
   defaults: { warmup: 1, repeats: 7 },
   async run(ctx) {
     const contexts = ctx.quick ? [256, 1024] : [1024, 4096, 16384];
+    const tuning = attentionTuning();
     const engine = await createEngine({
       backend: 'cpu',
       randomModel: { config, seed: 1, id: 'cpu-engine bench (random weights)' },
@@ -170,6 +194,7 @@ const bench: Bench = {
       }
     }
     await engine.dispose();
+    Object.assign(attentionLimits, tuning.defaults);
     return {
       config: {
         model: `random weights, ${config.layers} layers, hidden ${config.hiddenSize}, MLP ${config.intermediateSize}, vocab ${config.vocabSize}`,
@@ -189,6 +214,8 @@ const bench: Bench = {
         decodeRepeats: '3 x repeats (prefill: repeats)',
         warmupRule: 'at least `warmup` rounds of both policies and 1 s in all (at most 200 rounds)',
         timing: 'dense and kascade calls interleaved; wall (hrtime) and process CPU time per call',
+        keyChunk: tuning.keyChunk,
+        touchScattered: tuning.touchScattered,
       },
       rows,
       summary,

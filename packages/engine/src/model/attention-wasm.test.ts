@@ -67,12 +67,12 @@ function reference(b: RowBlock, d: number): { out: Float64Array; pool: Float64Ar
 }
 
 describe('AttentionWorkspace: keys and values read a chunk at a time', () => {
-  const chunkDefault = attentionLimits.keyChunk;
+  const defaults = { ...attentionLimits };
   afterEach(() => {
-    attentionLimits.keyChunk = chunkDefault;
+    Object.assign(attentionLimits, defaults);
   });
 
-  it('no chunk boundary drops or repeats a key: any chunk size gives the same bits, within 1e-5 of float64', () => {
+  it('no chunk boundary drops or repeats a key: any chunk size, rows touched first or not, gives the same bits, within 1e-5 of float64', () => {
     const d = 64;
     const ws = AttentionWorkspace.create(d);
     if (!ws) throw new Error('the kernels must run here (WebAssembly SIMD)');
@@ -104,8 +104,15 @@ describe('AttentionWorkspace: keys and values read a chunk at a time', () => {
         const block: RowBlock = { q, qOffs, rows, k, v, kvBase: n * d, keys, keyCount, counts, scale: 0.2 };
         const want = reference(block, d);
         let first: { out: Float32Array; pool: Float32Array } | null = null;
-        for (const chunk of [16, 48, 128, 1024]) {
+        for (const [chunk, touch] of [
+          [16, true],
+          [48, false],
+          [128, true],
+          [128, false],
+          [1024, true],
+        ] as const) {
           attentionLimits.keyChunk = chunk;
+          attentionLimits.touchScattered = touch;
           ws.poison();
           ws.run(block, true);
           const out = new Float32Array(rows * d).fill(Number.NaN);

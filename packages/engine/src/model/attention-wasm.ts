@@ -501,6 +501,11 @@ export const attentionLimits = {
    * once and the kernels read them from a copy that stays in L1/L2.
    */
   keyChunk: 128,
+  /**
+   * Before copying a chunk of scattered rows (a sparse key list), load one float of each
+   * 64-byte line of them first, so their cache misses overlap (off: the copy alone).
+   */
+  touchScattered: true,
 };
 
 /** Runs of consecutive keys at least this many floats long are copied by one `set`; shorter ones by a loop. */
@@ -640,15 +645,16 @@ export class AttentionWorkspace {
       f.set(src.subarray(from, from + count * d), dst);
     } else {
       // A selection's rows are scattered through the cache, each one a miss. First one load
-      // per 64-byte line of every row of the chunk: independent loads, so the processor has
-      // many of the misses in flight at once (a copy row by row waits for each in turn).
-      let touched = 0;
-      for (let c = 0; c < count; c++) {
-        const from = b.kvBase + keys[c0 + c]! * d;
-        for (let e = 0; e < d; e += 16) touched += src[from + e]!;
-        touched += src[from + d - 1]!;
+      // per 64 bytes of every row of the chunk: independent loads, so the processor has many
+      // of the misses in flight at once (a copy row by row waits for each in turn).
+      if (attentionLimits.touchScattered) {
+        let touched = 0;
+        for (let c = 0; c < count; c++) {
+          const from = b.kvBase + keys[c0 + c]! * d;
+          for (let e = 0; e < d; e += 16) touched += src[from + e]!;
+        }
+        this.touched = touched;
       }
-      this.touched = touched;
       // Then the copy, from cache: runs of consecutive keys (selections are sorted; the
       // diagonal tile is one run) as one `set` when long, short runs and single keys by an
       // unrolled loop (no call or view per row; `d` is a multiple of 16).

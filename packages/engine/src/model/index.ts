@@ -1,3 +1,4 @@
+export { attentionLimits } from './attention-wasm.js';
 export type { Architecture, ModelConfig, RopeScaling } from './config.js';
 export { parseConfig } from './config.js';
 export { denseAttention } from './dense.js';
