@@ -262,7 +262,11 @@ const bench: Bench = {
         }
         const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
         const q = gpu.device.createBuffer({ label: 'bench.q', size: batch * H * D * 4, usage });
-        const out = gpu.device.createBuffer({ label: 'bench.out', size: batch * H * D * 4, usage });
+        const out = gpu.device.createBuffer({
+          label: 'bench.out',
+          size: batch * H * D * 4,
+          usage: usage | GPUBufferUsage.COPY_DST, // NaN-poisoned by the fused checks
+        });
         for (const [i, part] of kv.parts.entries()) {
           fillBuffer(gpu, part.k, 1 + 2 * i, true);
           fillBuffer(gpu, part.v, 2 + 2 * i, true);
