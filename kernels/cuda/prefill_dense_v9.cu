@@ -187,48 +187,8 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   float al0 = 1.f, al1 = 1.f;
 
-  // Online softmax of the masked scores in sacc: new row maxima, the factor O must be scaled by (al0 / al1,
-  // applied once the P V in flight is done), P(i) = 2^(s * scale - max) in place (f32), row sums.
-  auto softmax = [&]() {
-    float mx0, mx1;
-    row_max_quad<16>(sacc, mx0, mx1);
-    const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
-    al0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0);
-    al1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
-    const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
-    float rs0 = 0.f, rs1 = 0.f;
-#pragma unroll
-    for (int nb = 0; nb < 16; ++nb) {
-      sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
-      sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-      sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
-      sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
-      rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
-      rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
-    }
-    l0 = l0 * al0 + rs0;
-    l1 = l1 * al1 + rs1;
-    m0 = mn0;
-    m1 = mn1;
-  };
-  // After the P V in flight is done: O *= al where a row max moved, P -> 16-bit A registers (k-slice
-  // kk = nb / 2: a0 / a1 = keys kk * 16 + quad * 2 (rows qi0 / qi1), a2 / a3 = the same + 8).
-  auto rescale_pack = [&]() {
-    if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) {
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb) {
-        o[nb * 4 + 0] *= al0;
-        o[nb * 4 + 1] *= al0;
-        o[nb * 4 + 2] *= al1;
-        o[nb * 4 + 3] *= al1;
-      }
-    }
-#pragma unroll
-    for (int nb = 0; nb < 16; ++nb) {
-      pa[nb >> 1][(nb & 1) * 2 + 0] = pack2<T>(sacc[nb * 4 + 0], sacc[nb * 4 + 1]);
-      pa[nb >> 1][(nb & 1) * 2 + 1] = pack2<T>(sacc[nb * 4 + 2], sacc[nb * 4 + 3]);
-    }
-  };
+  auto softmax = [&]() { online_softmax(sacc, qscale, m0, m1, l0, l1, al0, al1); };
+  auto rescale_pack = [&]() { pf::wg::rescale_pack<T>(o, sacc, al0, al1, pa); };
 
   tma::mbar_wait(qFull, 0);
   issue_s(sacc, 0);
@@ -272,17 +232,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
       }
     }
   }
-  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-  T* out = static_cast<T*>(a.out);
-#pragma unroll
-  for (int nb = 0; nb < 16; ++nb) {
-    if (qi0 < Q)
-      *reinterpret_cast<uint32_t*>(out + (qBase + qi0) * D + nb * 8 + quad * 2) =
-          pack2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
-    if (qi1 < Q)
-      *reinterpret_cast<uint32_t*>(out + (qBase + qi1) * D + nb * 8 + quad * 2) =
-          pack2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
-  }
+  store_o_rows(static_cast<T*>(a.out), o, l0, l1, qBase, qi0, qi1, Q, quad);
 }
 
 template <typename T, bool STATS>

@@ -66,6 +66,68 @@ __device__ __forceinline__ void pooled_pair(const float* acc, CPair cpair, float
   p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
 }
 
+// Dense v9's and sparse v9's online softmax of the masked scores in sacc (16 column blocks): the new row maxima,
+// the factor O must be scaled by (al0 / al1, applied once the P V in flight is done), P = 2^(s * qscale - max) in
+// place (f32) and the row sums.
+__device__ __forceinline__ void online_softmax(float* sacc, float qscale, float& m0, float& m1, float& l0, float& l1,
+                                               float& al0, float& al1) {
+  float mx0, mx1;
+  row_max_quad<16>(sacc, mx0, mx1);
+  const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
+  al0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0);
+  al1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
+  const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+  float rs0 = 0.f, rs1 = 0.f;
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) {
+    sacc[nb * 4 + 0] = ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0));
+    sacc[nb * 4 + 1] = ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
+    sacc[nb * 4 + 2] = ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1));
+    sacc[nb * 4 + 3] = ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
+    rs0 += sacc[nb * 4 + 0] + sacc[nb * 4 + 1];
+    rs1 += sacc[nb * 4 + 2] + sacc[nb * 4 + 3];
+  }
+  l0 = l0 * al0 + rs0;
+  l1 = l1 * al1 + rs1;
+  m0 = mn0;
+  m1 = mn1;
+}
+// After the P V in flight is done: O *= al where a row max moved, P -> 16-bit A registers (k-slice kk = nb / 2:
+// a0 / a1 = keys kk * 16 + quad * 2 (rows 0 / 8 of the thread), a2 / a3 = the same + 8).
+template <typename T>
+__device__ __forceinline__ void rescale_pack(float* o, const float* sacc, float al0, float al1, uint32_t (&pa)[8][4]) {
+  if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) {
+#pragma unroll
+    for (int nb = 0; nb < 16; ++nb) {
+      o[nb * 4 + 0] *= al0;
+      o[nb * 4 + 1] *= al0;
+      o[nb * 4 + 2] *= al1;
+      o[nb * 4 + 3] *= al1;
+    }
+  }
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) {
+    pa[nb >> 1][(nb & 1) * 2 + 0] = pack2<T>(sacc[nb * 4 + 0], sacc[nb * 4 + 1]);
+    pa[nb >> 1][(nb & 1) * 2 + 1] = pack2<T>(sacc[nb * 4 + 2], sacc[nb * 4 + 3]);
+  }
+}
+
+// The normalized output rows qi0 / qi1 (when < Q) of an m64n128 O accumulator: out[(qBase + qi) * 128 + column].
+template <typename T>
+__device__ __forceinline__ void store_o_rows(T* out, const float* o, float l0, float l1, size_t qBase, int qi0,
+                                             int qi1, int Q, int quad) {
+  const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+#pragma unroll
+  for (int nb = 0; nb < 16; ++nb) {
+    if (qi0 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi0) * 128 + nb * 8 + quad * 2) =
+          pack2<T>(o[nb * 4 + 0] * inv0, o[nb * 4 + 1] * inv0);
+    if (qi1 < Q)
+      *reinterpret_cast<uint32_t*>(out + (qBase + qi1) * 128 + nb * 8 + quad * 2) =
+          pack2<T>(o[nb * 4 + 2] * inv1, o[nb * 4 + 3] * inv1);
+  }
+}
+
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
