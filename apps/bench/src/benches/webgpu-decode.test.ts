@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BenchResults } from '../results.js';
 import { mergeResults } from './webgpu-common.js';
-import { benchArgs } from './webgpu-decode.js';
+import { benchArgs, selectionErrors } from './webgpu-decode.js';
 
 describe('webgpu-decode bench arguments', () => {
   it('parses contexts, batches, kernels and the switches', () => {
@@ -62,5 +62,22 @@ describe('mergeResults', () => {
     expect(() => mergeResults([part([1], {}), part([2], {}, 'webgpu-prefill')])).toThrow(
       /webgpu-prefill is not/,
     );
+  });
+});
+
+describe('selectionErrors', () => {
+  // Two rows of 6 pooled scores, k = 2: row 0's top two are keys 4 and 1, row 1's keys 0 and 5.
+  const pooled = Float64Array.from([0.1, 0.3, 0.05, 0.2, 0.9, 0.0, 0.5, 0.1, 0.1, 0.0, 0.2, 0.4]);
+  const sel = (indices: number[]) => ({ kvHeads: 2, k: 2, indices: Int32Array.from(indices) });
+
+  it('passes an exact Top-k in any order', () => {
+    expect(selectionErrors(sel([1, 4, 5, 0]), pooled, 6)).toBe(0);
+  });
+
+  it('counts rows with a pick below the k-th score, a duplicate or an index out of range', () => {
+    expect(selectionErrors(sel([4, 3, 0, 5]), pooled, 6)).toBe(1);
+    expect(selectionErrors(sel([4, 4, 0, 0]), pooled, 6)).toBe(2);
+    expect(selectionErrors(sel([4, 1, 0, 6]), pooled, 6)).toBe(1);
+    expect(selectionErrors(sel([4, 1, -1, 5]), pooled, 6)).toBe(1);
   });
 });

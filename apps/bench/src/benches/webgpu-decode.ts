@@ -38,6 +38,7 @@ import {
   type DecodeSelection,
   denseDecodeAttention,
   fromF16,
+  pooledDecodeScores,
   sparseDecodeAttention,
   topkBudget,
 } from '@kascade/core';
@@ -176,6 +177,7 @@ const bench: Bench = {
     const budget = { percent: PERCENT, kMin: KMIN };
     if (args.parity) {
       let worst = 0;
+      let selectionBad = 0;
       const checks: { kernel: DecodeKernel; options: Tuning }[] = kernels.map((kernel) => ({
         kernel,
         options: {},
@@ -199,13 +201,16 @@ const bench: Bench = {
         for (const row of got) {
           rows.push(row);
           worst = Math.max(worst, Number(row.relErr));
+          selectionBad += Number(row.selectionErrors ?? 0);
           ctx.progress(
             `parity ${kernel} ${JSON.stringify(options)} ${row.role}: relErr ${Number(row.relErr).toExponential(2)}` +
-              (row.runToRun !== undefined ? `, run-to-run diff ${row.runToRun}` : ''),
+              (row.runToRun !== undefined ? `, run-to-run diff ${row.runToRun}` : '') +
+              (row.selectionErrors !== undefined ? `, Top-k rows failing ${row.selectionErrors}` : ''),
           );
         }
       }
       summary.parityMaxRelErr = worst;
+      summary.paritySelectionErrors = selectionBad;
     }
     if (args.parityOnly) {
       gpu.destroy();
@@ -816,15 +821,18 @@ async function parity(
     for (const r of runs.slice(1)) {
       for (let i = 0; i < o.length; i++) if (!Object.is(r[i], o[i])) runToRun++;
     }
-    if (role === 'anchor') {
+    let badRows: number | undefined;
+    if (role === 'anchor' || role === 'dense-anchor') {
       const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
-      sels = Array.from({ length: B }, (_, b) => {
+      const got = Array.from({ length: B }, (_, b) => {
         const indices = new Int32Array(G * k);
         for (let j = 0; j < G; j++) {
           indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + k), j * k);
         }
         return { kvHeads: G, k, indices };
       });
+      badRows = got.reduce((sum, sel, b) => sum + selectionErrors(sel, pooledDecodeScores(ref(b)), n), 0);
+      if (role === 'anchor') sels = got;
     }
     let num = 0;
     let den = 0;
@@ -851,11 +859,34 @@ async function parity(
       relErr: Number.isFinite(relErr) ? relErr : 1e30,
       runs: RUNS,
       runToRun,
+      ...(badRows !== undefined ? { selectionErrors: badRows } : {}),
     });
   }
   destroyDeviceKV(kv);
   for (const b of [q, out, slot.indices]) b.destroy();
   return rows;
+}
+
+/**
+ * Rows (KV heads) of one sequence's selection that fail the FlashInfer-style check against the
+ * float64 pooled scores: indices in range and distinct, each pick's score at least the k-th largest
+ * (relative tolerance 1e-4: the device pools f32 logits).
+ */
+export function selectionErrors(sel: DecodeSelection, pooled: Float64Array, n: number): number {
+  let bad = 0;
+  for (let j = 0; j < sel.kvHeads; j++) {
+    const row = pooled.subarray(j * n, (j + 1) * n);
+    const kth = Float64Array.from(row).sort()[n - sel.k];
+    const seen = new Set<number>();
+    let ok = true;
+    for (let i = 0; i < sel.k; i++) {
+      const x = sel.indices[j * sel.k + i];
+      if (!(Number.isInteger(x) && x >= 0 && x < n) || seen.has(x) || row[x] < kth * (1 - 1e-4)) ok = false;
+      seen.add(x);
+    }
+    if (!ok) bad++;
+  }
+  return bad;
 }
 
 export default bench;
