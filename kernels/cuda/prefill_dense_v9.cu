@@ -153,13 +153,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     const int st = i % STAGES;
     tma::mbar_spin(kFull + st, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + st * TILE;
-    pin<NA>(sacc);
-    fence();
-#pragma unroll
-    for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kV9Rows, kc), tma::k_desc(ks, kV9Keys, kc), kc > 0 ? 1 : 0, T{});
-    commit();
-    pin<NA>(sacc);
+    issue_ab(sacc, qw, kV9Rows, ks, kV9Keys);
   };
   auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
     const int st = i % STAGES;

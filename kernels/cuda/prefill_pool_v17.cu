@@ -146,13 +146,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     const T* ks = Ks + sg * TILE;
     turns.begin(i);
-    pin<NA>(acc);
-    fence();
-#pragma unroll
-    for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(acc, tma::k_desc(ks, kP17Keys, kc), tma::k_desc(Qs, kP17Rows, kc), kc > 0 ? 1 : 0, T{});
-    commit();
-    pin<NA>(acc);
+    issue_ab(acc, ks, kP17Keys, Qs, kP17Rows);
     turns.end(i, steps);
   };
   // Step i's pooled scores from its completed product.

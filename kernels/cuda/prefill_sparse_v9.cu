@@ -155,13 +155,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     tma::mbar_spin(full + st, static_cast<unsigned>(i / STAGES) & 1);
     fence_proxy_async();  // the gathered rows were written by cp.async (generic proxy); wgmma reads async
     const T* ks = Ks + st * TILE;
-    pin<NA>(sacc);
-    fence();
-#pragma unroll
-    for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kS9Rows, kc), tma::k_desc(ks, kS9Keys, kc), kc > 0 ? 1 : 0, T{});
-    commit();
-    pin<NA>(sacc);
+    issue_ab(sacc, qw, kS9Rows, ks, kS9Keys);
   };
   auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
     const T* vs = Vs + (i % STAGES) * TILE;

@@ -163,13 +163,7 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     tma::mbar_spin(full + sg, static_cast<unsigned>(i / kS17Stages) & 1);
     const T* ks = Ks + sg * TILE;
     turns.begin(2 * i + rh);
-    pin<NA>(sacc);
-    fence();
-#pragma unroll
-    for (int kc = 0; kc < D / 16; ++kc)
-      wgmma_m64n128k16_ss(sacc, tma::k_desc(qw, kS17Rows, kc), tma::k_desc(ks, kS17Keys, kc), kc > 0 ? 1 : 0, T{});
-    commit();
-    pin<NA>(sacc);
+    issue_ab(sacc, qw, kS17Rows, ks, kS17Keys);
     turns.end(2 * i + rh, 2 * steps);
     wait0();
     pin<NA>(sacc);

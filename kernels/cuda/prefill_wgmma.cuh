@@ -4,6 +4,7 @@
 // tiles (their descriptors: prefill_tma.cuh). sm_90a only.
 #pragma once
 #include "prefill_attention.cuh"
+#include "prefill_tma.cuh"
 
 namespace kascade {
 namespace pf {
@@ -165,6 +166,19 @@ KASCADE_WGMMA_M64N128K16(__half, "f16")
 #undef KASCADE_WGMMA_M64N128K16
 #undef KASCADE_WGMMA_D64_OUT
 #undef KASCADE_WGMMA_D64
+
+// acc = A B^T on the tensor cores (m64n128, K = 128 in eight k16 slices, both operands 128-byte-swizzled TMA tiles of
+// aRows / bRows rows per 64-column region: A's 64 rows from a, B's 128 from b), issued and committed, not waited for.
+template <typename T>
+__device__ __forceinline__ void issue_ab(float* acc, const T* a, int aRows, const T* b, int bRows) {
+  pin<64>(acc);
+  fence();
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc)
+    wgmma_m64n128k16_ss(acc, tma::k_desc(a, aRows, kc), tma::k_desc(b, bRows, kc), kc > 0 ? 1 : 0, T{});
+  commit();
+  pin<64>(acc);
+}
 
 }  // namespace wg
 }  // namespace pf
