@@ -159,12 +159,7 @@ __global__ void __launch_bounds__(kV9Threads, 1)
     const int st = i % STAGES;
     tma::mbar_spin(vFull + st, static_cast<unsigned>(i / STAGES) & 1);
     const T* vs = Vs + st * TILE;
-    pin<NA>(o);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], tma::v_desc(vs, kV9Keys, kk), 1, T{});
-    commit();
-    pin<NA>(o);
+    issue_pv_rs(o, pa, vs, kV9Keys);
   };
   // Causal mask of step i's scores in place (rows qi0 / qi1, key i * 128 + nb * 8 + quad * 2 + e at
   // [nb * 4 + e] / [nb * 4 + 2 + e]), only on steps that cross the warp's diagonal or the end.

@@ -159,12 +159,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   };
   auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
     const T* vs = Vs + (i % STAGES) * TILE;
-    pin<NA>(o);
-    fence();
-#pragma unroll
-    for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], tma::v_desc(vs, kS9Keys, kk), 1, T{});
-    commit();
-    pin<NA>(o);
+    issue_pv_rs(o, pa, vs, kS9Keys);
   };
   auto mask_step = [&](float* sacc, int i) {
     const int st = i % STAGES;

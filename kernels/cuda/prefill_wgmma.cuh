@@ -180,6 +180,18 @@ __device__ __forceinline__ void issue_ab(float* acc, const T* a, int aRows, cons
   pin<64>(acc);
 }
 
+// o += P V (m64n128, P as the 16-bit register operand pa, V a swizzled TMA tile of `keys` rows per 64-column region),
+// issued and committed, not waited for.
+template <typename T>
+__device__ __forceinline__ void issue_pv_rs(float* o, const uint32_t (*pa)[4], const T* v, int keys) {
+  pin<64>(o);
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) wgmma_m64n128k16_rs<1>(o, pa[kk], tma::v_desc(v, keys, kk), 1, T{});
+  commit();
+  pin<64>(o);
+}
+
 }  // namespace wg
 }  // namespace pf
 }  // namespace kascade
