@@ -486,7 +486,6 @@ describe.skipIf(!probe.context)(
         fuseCombine: true,
         minStepsPerSplit: 5,
       },
-      { workgroupSize: 256 as const, fuseCombine: true, prefetchIndices: true },
       { select: 'radix5' as const },
       { fusePool: true },
       { inlineStepLoads: true, prefetchIndices: true },

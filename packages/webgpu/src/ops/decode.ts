@@ -25,7 +25,6 @@ export function teamsLayout(
   headDim: number,
   dtype: 'f32' | 'f16',
   pieceBytes: 8 | 16 = 16,
-  maxWorkgroup = 128,
 ): { WG: number; TW: number; PPL: number; PV: number } | null {
   const sizes = gpu.info.subgroupSizes;
   if (!gpu.info.hasSubgroups || !sizes) return null;
@@ -36,7 +35,8 @@ export function teamsLayout(
   if ((gpu.limits?.maxStorageBuffersPerShaderStage ?? 10) < 10) return null;
   const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / pieceBytes;
   const TW = Math.min(pieces, sizes.min);
-  const WG = Math.min(maxWorkgroup, 16 * TW, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256);
+  // Workgroups of up to 128 invocations (256, tried in sessions 5 and 6, was slower for every pass).
+  const WG = Math.min(128, 16 * TW, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256);
   if (sizes.max > WG) return null;
   return { WG, TW, PPL: pieces / TW, PV: dtype === 'f16' && pieceBytes === 16 ? 2 : 1 };
 }
@@ -116,8 +116,6 @@ export interface DecodeArgs {
    * half the registers per lane for the query and the accumulators). Default: `TEAM_DEFAULTS`.
    */
   readonly pieceBytes?: 8 | 16;
-  /** `teams` only: the most invocations of a workgroup (default 128; 256 doubles the teams per workgroup; for tuning). */
-  readonly workgroupSize?: 64 | 128 | 256;
   /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
   /**
@@ -458,9 +456,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
   }
-  if (a.workgroupSize !== undefined && ![64, 128, 256].includes(a.workgroupSize)) {
-    throw new WebGPUShapeError(`workgroupSize must be 64, 128 or 256, got ${a.workgroupSize}`);
-  }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
   const tuned = (kind: TeamPass) => {
@@ -469,9 +464,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
     const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
-    const layout =
-      teamsLayout(gpu, headDim, kv.dtype, pieceBytes, a.workgroupSize ?? 128) ??
-      teamsLayout(gpu, headDim, kv.dtype)!;
+    const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     return {
       layout,
