@@ -25,9 +25,13 @@
 // written once and read twice (L2 at batch 1), the candidates. The candidate list lies after the logits
 // in the workspace (workspace_layout): the logits stay intact for the anchor's sparse pass (the ws
 // gather's logits mode reads them instead of K rows).
-// Tuning knobs, read per call: KASCADE_B1_HIST=warp adds phase 1's histogram through warp-aggregated
-// shared atomics (warp_hist_add) instead of one atomic per key; KASCADE_B1_SELECT_TRACE=1 prints CTA 0's
-// phase ends (globaltimer, ns).
+// Shared memory (sixth session; call B's trace at 128k batch 1 put phase 2 at 6.3 us and phase 3 at 13.0 of
+// ~30, both waiting on one L2 round trip after another): each CTA keeps its segment's pooled scores from
+// phase 1 (seg, up to kB1Seg keys; longer segments are read back from L2), and phase 3 first loads the
+// row's candidates (index and score bits, up to kB1Cand; longer lists are read from L2 in every pass) into
+// shared memory, so its two digit passes and the final pass run on chip.
+// Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
+// its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 6, call A: a cluster select, one 16-CTA cluster per row with the row's pooled scores in shared
 // memory and the digits merged through distributed shared memory, took 106 us for the anchor at 32k batch
 // 1 against this kernel's 60, and 46 against 39 at 8k (8-CTA clusters); removed. The third session saw
@@ -48,6 +52,9 @@ namespace kascade {
 
 constexpr int kB1Threads = 512;
 constexpr int kB1Bins = kHistBins;  // 2048: the first digit, S's bits 30..20 (select_radix's first digit)
+constexpr int kB1Seg = 8192;        // a CTA's segment kept in shared memory (128k batch 1: 3972 keys per CTA)
+constexpr int kB1Cand = 6144;       // a row's candidates kept in shared memory (index and score bits)
+constexpr size_t kB1Smem = sizeof(float) * kB1Seg + 2 * sizeof(int) * kB1Cand;  // dynamic: 80 KB
 
 // State per row (kStateInts ints): [0] indices written, [1] candidates listed.
 struct B1SelectArgs {
@@ -60,7 +67,8 @@ struct B1SelectArgs {
   int* state;            // [rows][kStateInts], zero on entry
   int* cand;             // [rows][n] candidate keys (after the logits in the workspace)
   int* out;              // [rows][topk]
-  int warpHist;          // phase 1's histogram by warp-aggregated atomics
+  int segInSmem;         // every CTA's segment fits kB1Seg
+  int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
 };
 
@@ -83,8 +91,13 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2], wcount[32];
   __shared__ int wbase[2], tie;
+  extern __shared__ __align__(16) unsigned char b1_smem[];
+  float* seg = reinterpret_cast<float*>(b1_smem);          // [kB1Seg] this CTA's pooled scores, key t at t - t0
+  unsigned* ccv = reinterpret_cast<unsigned*>(seg + kB1Seg);  // [kB1Cand] phase 3: the candidates' score bits
+  int* ccx = reinterpret_cast<int*>(ccv + kB1Cand);           // [kB1Cand] and their keys
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int n = a.n, G = a.kvHeads;
+  int traceCnt = -1;
   unsigned long long tr[6];
   auto mark = [&](int i) {
     if (a.trace && blockIdx.x == 0 && tid == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[i]));
@@ -118,11 +131,11 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
         float S = 0.f;
 #pragma unroll
         for (int h = 0; h < GS; ++h) S += exp2f(lg[u][h] - Mh[h]) * iL[h];
-        if (in) a.pooled[r * n + x] = S;
-        if (a.warpHist)
-          warp_hist_add(sh, __float_as_uint(S) >> 20, in);
-        else if (in)
+        if (in) {
+          a.pooled[r * n + x] = S;
+          if (a.segInSmem) seg[r * n + x - t0] = S;
           atomicAdd(&sh[__float_as_uint(S) >> 20], 1u);
+        }
       }
     }
     __syncthreads();
@@ -151,7 +164,8 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     auto walk = [&](auto emit) {
       for (int base = x0 + warp * 32; base < x1; base += kB1Threads) {
         const int x = base + lane;
-        const unsigned bin = x < x1 ? (__float_as_uint(__ldcg(&a.pooled[r * n + x])) >> 20) : 0u;
+        const float S = x >= x1 ? 0.f : a.segInSmem ? seg[r * n + x - t0] : __ldcg(&a.pooled[r * n + x]);
+        const unsigned bin = x < x1 ? (__float_as_uint(S) >> 20) : 0u;
         emit(x, __ballot_sync(0xffffffffu, x < x1 && bin > b1), __ballot_sync(0xffffffffu, x < x1 && bin == b1));
       }
     };
@@ -201,20 +215,50 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
     const unsigned b1 = res[0], krem = res[1];  // the rank still wanted inside bin b1 (>= 1)
     const int cnt = __ldcg(st + 1);
+    if (r == blockIdx.x) traceCnt = cnt;
     const int* cand = a.cand + r * n;
     const float* pooled = a.pooled + r * n;
-    __syncthreads();  // res is read before select_radix writes it
+    const bool cached = a.candInSmem && cnt <= kB1Cand;
+    if (cached) {
+      // The list into shared memory in one pass: four candidates per thread at a time, their key loads and
+      // then their score loads in flight together.
+      for (int i0 = 0; i0 < cnt; i0 += 4 * kB1Threads) {
+        int xs[4];
+        unsigned us[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int i = i0 + u * kB1Threads + tid;
+          xs[u] = i < cnt ? __ldcg(cand + i) : 0;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int i = i0 + u * kB1Threads + tid;
+          us[u] = i < cnt ? __float_as_uint(__ldcg(pooled + xs[u])) : 0u;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+          const int i = i0 + u * kB1Threads + tid;
+          if (i < cnt) {
+            ccx[i] = xs[u];
+            ccv[i] = us[u];
+          }
+        }
+      }
+    }
+    __syncthreads();  // res is read before select_radix writes it; the cached list is complete
+    auto key_of = [&](int i) { return cached ? ccx[i] : __ldcg(cand + i); };
+    auto bits_of = [&](int i, int x) { return cached ? ccv[i] : __float_as_uint(__ldcg(pooled + x)); };
     // Digits 2 (bits 19..9) and 3 (bits 8..0) among the candidates (all share b1's bits 30..20).
-    select_radix<kB1Threads>([&](int i) { return __float_as_uint(__ldcg(pooled + __ldcg(cand + i))); }, cnt, krem,
-                             sh, res, 1, b1);
+    select_radix<kB1Threads>([&](int i) { return bits_of(i, cached ? 0 : __ldcg(cand + i)); }, cnt, krem, sh, res,
+                             1, b1);
     const unsigned prefix = res[0], want = res[1];
     // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted.
     if (tid == 0) tie = 0;
     __syncthreads();
     for (int base = warp * 32; base < cnt; base += kB1Threads) {
       const int i = base + lane;
-      const int x = i < cnt ? __ldcg(cand + i) : 0;
-      const unsigned u = i < cnt ? __float_as_uint(__ldcg(pooled + x)) : 0u;
+      const int x = i < cnt ? key_of(i) : 0;
+      const unsigned u = i < cnt ? bits_of(i, x) : 0u;
       const bool above = i < cnt && u > prefix;
       bool eq = i < cnt && u == prefix;
       if (eq) eq = atomicAdd(&tie, 1) < static_cast<int>(want);
@@ -228,8 +272,9 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   }
   mark(5);
   if (a.trace && blockIdx.x == 0 && tid == 0)
-    printf("[b1_select trace] ctas %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, phase3 %llu\n", a.ctas,
-           tr[1] - tr[0], tr[2] - tr[1], tr[3] - tr[2], tr[4] - tr[3], tr[5] - tr[4]);
+    printf("[b1_select trace] ctas %d, row 0 candidates %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, "
+           "phase3 %llu\n",
+           a.ctas, traceCnt, tr[1] - tr[0], tr[2] - tr[1], tr[3] - tr[2], tr[4] - tr[3], tr[5] - tr[4]);
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
@@ -250,9 +295,10 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.state = w.state;
   a.cand = reinterpret_cast<int*>(w.logits + static_cast<size_t>(s.batch) * s.heads * s.n);  // after the logits
   a.out = indices;
-  const char* hist = std::getenv("KASCADE_B1_HIST");
+  const char* l2 = std::getenv("KASCADE_B1_SELECT_L2");
   const char* trace = std::getenv("KASCADE_B1_SELECT_TRACE");
-  a.warpHist = hist && std::strcmp(hist, "warp") == 0;
+  const bool fromL2 = l2 && l2[0] == '1';
+  a.candInSmem = !fromL2;
   a.trace = trace && trace[0] == '1';
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
@@ -264,7 +310,10 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     static int perSm = 0;  // CTAs resident per SM, queried once per instance
     if (perSm == 0) {
       int nb = 0;
-      cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, 0);
+      cudaError_t e = cudaFuncSetAttribute(b1_select_kernel<GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(kB1Smem));
+      if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, kB1Smem);
       if (e != cudaSuccess) return e;
       if (nb < 1) return cudaErrorNotSupported;
       perSm = nb;
@@ -272,9 +321,10 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     long long ctas = static_cast<long long>(perSm) * device_sm_count();
     if (ctas > a.work) ctas = a.work;
     a.ctas = static_cast<int>(ctas);
+    a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
     void* args[] = {&a};
     cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
-                                                dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, 0, st);
+                                                dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);
     if (e == cudaSuccess) e = cudaGetLastError();
     return e;
   });

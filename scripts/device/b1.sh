@@ -11,7 +11,7 @@
 #  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 164028: the b1 select
 #     of bit 131072) -> anchor-ncu.csv; the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace-*.log.
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
-#     tuning knobs (the b1 select's warp-aggregated histogram, the K-row sparse pass).
+#     tuning knobs (the b1 select from L2 as in call B, the K-row sparse pass).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 32800).
 set -u
@@ -23,7 +23,7 @@ export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,252,8252,32800}
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028}
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_HIST=warp,KASCADE_SPARSE_LOGITS=0}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0}
 probe=packages/cuda/dist-device/b1-probe.mjs
 export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
@@ -41,11 +41,12 @@ say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
-# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), both first histograms, 2 calls each.
-for hist in plain warp; do
-  KASCADE_B1_SELECT_TRACE=1 KASCADE_B1_HIST=$hist B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=164028 \
-    timeout 20 node "$probe" > "$JOB_OUT/select-trace-$hist.log" 2>&1
-  say "select trace ($hist histogram) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-$hist.log" | head -4
+# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), with its shared-memory caches and
+# without (KASCADE_B1_SELECT_L2=1, call B's kernel), 2 calls each, at 128k and 32k.
+for l2 in 0 1; do
+  KASCADE_B1_SELECT_TRACE=1 KASCADE_B1_SELECT_L2=$l2 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
+    B1_ANCHOR_VARIANTS=164028 timeout 20 node "$probe" > "$JOB_OUT/select-trace-l2-$l2.log" 2>&1
+  say "select trace (KASCADE_B1_SELECT_L2=$l2) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-l2-$l2.log" | head -4
 done
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-164028} timeout 40 "$NCU" \

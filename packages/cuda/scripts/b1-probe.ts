@@ -15,7 +15,7 @@
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced
  * splits), B1_NCU=1 (only a few reuse calls, for ncu; with
  * B1_NCU_ANCHOR=1 the anchor's calls too), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
- * with as well; default KASCADE_B1_HIST=warp,KASCADE_SPARSE_LOGITS=0).
+ * with as well; default KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0).
  */
 import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -387,11 +387,11 @@ for (const [batch, n] of shapes as [number, number][]) {
     timeOps(ops.filter(([op]) => op === 'anchor' || op === 'layer0'));
     save();
     // The anchors' tuning knobs (read by the addon per call) on the anchor variants with bit 131072, e.g.
-    // KASCADE_B1_HIST=warp (the b1 select's first histogram by warp-aggregated atomics),
+    // KASCADE_B1_SELECT_L2=1 (the b1 select's phases 2 and 3 read from L2, without its shared-memory caches),
     // KASCADE_SPARSE_LOGITS=0 (the sparse pass copies K rows instead of reading the logits). Cross-checked
     // against 188, then timed as
     // `anchor-<knob>-<value>` / `layer0-<knob>-<value>`.
-    const knobs = (process.env.B1_ANCHOR_KNOBS ?? 'KASCADE_B1_HIST=warp,KASCADE_SPARSE_LOGITS=0')
+    const knobs = (process.env.B1_ANCHOR_KNOBS ?? 'KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0')
       .split(',')
       .filter((m) => m.includes('='));
     for (const knob of knobs) {
