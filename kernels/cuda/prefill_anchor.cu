@@ -132,23 +132,18 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
   }
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape) and v19 (the default since session 5): four
-// consumer warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass
-// (prefill_pool_v17.cu; head dim 128, g = 4, else v1). Every pool is followed by select v3 (prefill_select_v3.cu);
-// session 6's v32: v19 with the select's two-pass finish (the third digit and the ties from the candidates one
-// pass keeps in shared memory: three passes over the row instead of four), v33: v32 with four 16-byte loads in
-// flight per select thread instead of two, v34: v33 with pooled passes of 4 GiB instead of 2 (half the pool and
-// select launches at 128k), v35: v33 whose pool reads its row constants as float4. Call A's v23 (FMA-pipe
-// exponentials) and v27 / v28 / v31 (the pool counting the select's first digit) lost and are gone, as are sessions
-// 2-5's pools v2-v18 and v20-v22.
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v19 (session 5's default): four consumer
+// warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass (prefill_pool_v17.cu;
+// head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu); v32 (the default since session 6's call B):
+// the same pool, then select v3 with its one-pass finish after the second digit (three passes over the row
+// instead of four; 128k: the anchor 296.5 against 301.6 ms, layer 0 362.1 against 365.1). Session 6 also timed
+// FMA-pipe exponentials (v23), the pool counting the select's first digit (v27 / v28 / v31), four loads in flight
+// per select thread (v33), 4 GiB pooled passes (v34) and float4 row constants (v35): all slower, all gone, as are
+// sessions 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  const bool known = v == 1 || (v >= 32 && v <= 35);
-  return known ? v : 19;  // else the default (DEFAULT_PREFILL_KERNELS, v37)
+  return v == 1 || v == 19 ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, preset v48)
 }
-
-// Bytes of one pass's pooled rows (pairs go through the pool and the select in passes of this much).
-static size_t pooled_budget_bytes() { return pool_variant() == 34 ? kPooledBudgetBytes * 2 : kPooledBudgetBytes; }
 
 struct PrefillWorkspace {
   float* stats;
@@ -166,7 +161,7 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const int pairs = s.batch * s.kvHeads;
   w.perPair = packed_offset(s.queryStart, tiles);
   const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
-  size_t ppp = w.perPair ? pooled_budget_bytes() / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
+  size_t ppp = w.perPair ? kPooledBudgetBytes / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
   if (ppp < 1) ppp = 1;
   if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
   if (ppp > 65535) ppp = 65535;  // grid.y
@@ -201,8 +196,7 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                cudaStream_t st) {
   if (pool_variant() != 1 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, pool_variant() == 35,
-                           st);
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -232,8 +226,8 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
       return e;
-    const int pv = pool_variant();
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, pv >= 32, pv >= 33, st)) !=
+    const bool finish2 = pool_variant() == 32;
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, finish2, st)) !=
         cudaSuccess)
       return e;
   }

@@ -295,18 +295,18 @@ int prefill_variant_number(const char* name) {
   return *end == '\0' && n < 1000 ? static_cast<int>(n) : 0;
 }
 
-// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v37): dense v17 (dense
-// v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu) and sparse v12 (sparse
-// v9's 3-stage ring), the fastest on the H200 in session 5's call B (apps/bench/results/cuda-prefill.json); where
-// they do not apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
+// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v48): dense v22 (dense
+// v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu without a per-step row
+// max) and sparse v12 (sparse v9's 3-stage ring), the fastest on the H200 in session 6's call B; where they do not
+// apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
 // Attention variants: v1, v12 (dense v9 for dense and dense + statistics, the four-warpgroup statistics pass,
-// sparse v9 with its 3-stage ring) and v17 (the same with sparse v9's 2-stage ring for sparse; the default for the
-// dense modes); session 6's v22 (v17 with the statistics-only pass against each thread's previous offset, no
-// per-step row max; call A's v24, v22 with FMA-pipe exponentials, lost and is gone). Sessions 2-5's v2-v8 (mma.sync
-// with 32 rows per warp, the first wgmma kernels, dense v6's two-warpgroup overlap), v9-v11, v13-v16 and v18-v20
-// lost to them and are gone.
+// sparse v9 with its 3-stage ring) and v17 (the same with sparse v9's 2-stage ring for sparse; session 5's default
+// for the dense modes); session 6's v22 (the default: v17 with the statistics-only pass against each thread's
+// previous offset, no per-step row max; call A's v24, v22 with FMA-pipe exponentials, lost and is gone). Sessions
+// 2-5's v2-v8 (mma.sync with 32 rows per warp, the first wgmma kernels, dense v6's two-warpgroup overlap), v9-v11,
+// v13-v16 and v18-v20 lost to them and are gone.
 int prefill_variant(PrefillMode mode) {
-  const int fallback = mode == kSparse ? 12 : 17;
+  const int fallback = mode == kSparse ? 12 : 22;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
   const bool known = v == 1 || v == 12 || v == 17 || v == 22;
   return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it

@@ -40,21 +40,18 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 }
 
 // Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
-// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1. c4 (pool v35): the row
-// constants read as float4.
+// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1.
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool c4,
-                            cudaStream_t st);
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
 
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
-// finish2 (pools v32-v34): the third digit and the ties from the candidates one pass keeps in shared memory
-// (three passes over the row instead of four); wide (pools v33, v34): four 16-byte loads in flight per thread.
+// finish2 (pool v32, the default): the third digit and the ties from the candidates one pass keeps in shared
+// memory (three passes over the row instead of four).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, bool wide,
-                             cudaStream_t st);
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);
@@ -75,7 +72,7 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
 // previous (max, sum) offset, no per-step row max (re-based only when a step's sum reaches 2^64); else v17.
 cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
                                      int variant = 17);
-// The variant the environment selects for a mode: 1, 12, 17, 22 (defaults: dense 17, sparse 12).
+// The variant the environment selects for a mode: 1, 12, 17, 22 (defaults: dense 22, sparse 12).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

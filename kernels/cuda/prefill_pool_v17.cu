@@ -1,6 +1,8 @@
 // The anchors' pooling pass, variant v19 (KASCADE_PREFILL_POOL=v19, the default: head dim 128, g = 4, statistics
-// from the attention pass; elsewhere pool v1), followed by select v3 (prefill_select_v3.cu); v35 (session 6, C4
-// below) reads the row constants as float4. Session 6's call A
+// from the attention pass; elsewhere pool v1), followed by select v3 (prefill_select_v3.cu); the same kernel runs
+// as pool v32 (the default since session 6: the select finishes in one pass after its second digit). Session 6's
+// call B timed v35 (the row constants read as float4, stored per thread quad: 4-way bank conflicts; layer 0 392.4
+// against 362.1 ms at 128k): gone. Session 6's call A
 // timed v23 (a quarter of the exponentials on the FMA pipe, a degree-3 polynomial: 7.91 against 7.01 ms at 32k,
 // ncu) and v27 (the pool also counting the select's first radix digit: layer 0 374.7 against 360.1 ms at 128k):
 // both slower, both gone. Session 5's calls also timed three consumer warpgroups (v17: 7.76 against 6.93 ms at
@@ -62,9 +64,7 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// C4 (pool v35): the row constants stored per quad (quad q's 32 in a row: columns 8 nb + 2 q + e at 32 q + 2 nb + e)
-// and read as float4, 8 shared loads per step instead of 16.
-template <typename T, int NC, bool C4>
+template <typename T, int NC>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
       c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
     }
-    Cs[C4 ? (rr % 8) / 2 * 32 + rr / 8 * 2 + rr % 2 : rr] = c;
+    Cs[rr] = c;
   }
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
@@ -152,19 +152,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   // Step i's pooled scores from its completed product.
   auto pool_step = [&](const float* acc, int i) {
     float p0, p1;
-    if constexpr (C4) {
-      const float4* cq = reinterpret_cast<const float4*>(Cs + quad * 32);
-      pooled_pair<16>(
-          acc,
-          [&](int nb) {
-            const float4 c4 = cq[nb >> 1];
-            return nb & 1 ? make_float2(c4.z, c4.w) : make_float2(c4.x, c4.y);
-          },
-          qscale, p0, p1);
-    } else {
-      pooled_pair<16>(
-          acc, [&](int nb) { return *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2); }, qscale, p0, p1);
-    }
+    pooled_pair<16>(acc, Cs, qscale, quad, p0, p1);
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) rowp[x0] = p0;
@@ -184,13 +172,13 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, bool C4>
+template <typename T, int NC>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, C4>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -200,7 +188,7 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, C4>
+  pool_v17_kernel<T, NC>
       <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
   return cudaGetLastError();
 }
@@ -210,12 +198,10 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, bool c4,
-                            cudaStream_t st) {
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (c4) return launch_p17_t<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
-    return launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
   });
 }
 

@@ -9,8 +9,8 @@
 // scores (>= 0, so their f32 bit patterns order like the values; s_t a multiple of 32; rows start 64-byte aligned
 // in the packed layout), k = counts[t] of them selected. Writes the k indices in indices[pair, t, 0 .. k) (order
 // free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction), three
-// with FINISH2 (below). PER scores per thread and trip: 8 (two 16-byte loads in flight) or 16 (four: pools v33,
-// v34).
+// with FINISH2 (below; pool v32, the default since session 6's call B). Call B also timed four 16-byte loads in
+// flight per thread instead of two (pool v33: the anchor 298.2 against 296.5 ms at 128k): gone.
 #include "prefill_attention.cuh"
 #include "select_common.cuh"
 
@@ -21,29 +21,22 @@ namespace {
 
 constexpr int kSel3Threads = 256;
 
-// The row's scores x .. x + PER - 1 (x a multiple of PER; past st: 0, never counted), PER / 4 16-byte loads.
-template <int PER>
-__device__ __forceinline__ void load_scores(const unsigned* u, int x, int st, unsigned (&v)[PER]) {
-  uint4 r[PER / 4];
-#pragma unroll
-  for (int i = 0; i < PER / 4; ++i)
-    r[i] = x + 4 * i < st ? __ldg(reinterpret_cast<const uint4*>(u + x + 4 * i)) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-  for (int i = 0; i < PER / 4; ++i) {
-    v[4 * i] = r[i].x;
-    v[4 * i + 1] = r[i].y;
-    v[4 * i + 2] = r[i].z;
-    v[4 * i + 3] = r[i].w;
-  }
+constexpr int PER = 8;  // scores per thread and trip (two 16-byte loads)
+
+// The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted).
+__device__ __forceinline__ void load8(const unsigned* u, int x, int st, unsigned (&v)[PER]) {
+  const uint4 a = x < st ? __ldg(reinterpret_cast<const uint4*>(u + x)) : make_uint4(0, 0, 0, 0);
+  const uint4 b = x + 4 < st ? __ldg(reinterpret_cast<const uint4*>(u + x + 4)) : make_uint4(0, 0, 0, 0);
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
 constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest's top 22 bits kept in shared memory
 
-// FINISH2 (pools v32-v34): after the second digit, one pass over the row writes every score whose top 22 bits
+// FINISH2 (pool v32): after the second digit, one pass over the row writes every score whose top 22 bits
 // are above the k-th largest's and keeps those equal to them (a bin 2^-13 wide: a few dozen at 128k) in shared
 // memory, where the third digit and the ties are resolved; more than kSel3Cand candidates fall back to the
 // third pass and the compaction. The row is read three times.
-template <bool FINISH2, int PER>
+template <bool FINISH2>
 __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(KascadePrefillShape s,
                                                                          const float* __restrict__ pooled,
                                                                          size_t perPair, const int* __restrict__ counts,
@@ -89,7 +82,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
       for (int base = 0; base < st; base += kStride) {
         const int x = base + tid * PER;
         unsigned v[PER];
-        load_scores<PER>(u, x, st, v);
+        load8(u, x, st, v);
 #pragma unroll
         for (int e = 0; e < PER; ++e) {
           if (x + e >= st) continue;
@@ -133,7 +126,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
     for (int base = 0; base < st; base += kStride) {
       const int x = base + tid * PER;
       unsigned v[PER];
-      load_scores<PER>(u, x, st, v);
+      load8(u, x, st, v);
 #pragma unroll
       for (int e = 0; e < PER; ++e)
         warp_hist_add(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
@@ -155,7 +148,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
   for (int base = 0; base < st; base += kStride) {
     const int x = base + tid * PER;
     unsigned v[PER];
-    load_scores<PER>(u, x, st, v);
+    load8(u, x, st, v);
     unsigned ties = 0;
 #pragma unroll
     for (int e = 0; e < PER; ++e) {
@@ -190,18 +183,12 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, bool wide,
-                             cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  auto run = [&](auto kernel) {
-    kernel<<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
-  };
-  if (!finish2)
-    run(select_prefill_v3_kernel<false, 8>);
-  else if (wide)
-    run(select_prefill_v3_kernel<true, 16>);
+  if (finish2)
+    select_prefill_v3_kernel<true><<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
   else
-    run(select_prefill_v3_kernel<true, 8>);
+    select_prefill_v3_kernel<false><<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
   return cudaGetLastError();
 }
 

@@ -49,15 +49,15 @@ __device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, floa
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 // The pools' step (S^T = K Q^T: rows = keys, columns = query rows): the two keys' pooled scores, sum over the NB
-// column blocks and the quad of exp2(s * qscale - c_column); cpair(nb) returns the row constants (M + log2 L) of the
-// thread's columns 8 nb + 2 quad and + 1.
-template <int NB, typename CPair>
-__device__ __forceinline__ void pooled_pair(const float* acc, CPair cpair, float qscale, float& p0, float& p1) {
+// column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L).
+template <int NB>
+__device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
+                                            float& p1) {
   p0 = 0.f;
   p1 = 0.f;
 #pragma unroll
   for (int nb = 0; nb < NB; ++nb) {
-    const float2 c = cpair(nb);
+    const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
     p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
     p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
   }

@@ -2,11 +2,9 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 6: v37 (the defaults since session 5: dense v17, sparse v12, pool v19;
-# its parity covers the v1 kernels too, which run where v37's do not apply: head dim 64, g != 4) is the safe
-# group; PREFILL_RISKY names this call's candidates, each in its own parity process (default: call B's v42, call
-# A's fastest anchor: the statistics pass without a per-step max, and v48-v51: v42 with the select's finish in
-# one pass after its second digit, its wider loads, 4 GiB pooled passes, the pool's row constants as float4).
+# fails parity is never timed). Session 6, call C (final): v48 (the defaults since call B: dense v22, sparse v12,
+# pool v32; its parity covers the v1 kernels too, which run where v48's do not apply: head dim 64, g != 4) is the
+# safe group, v37 (session 5's defaults) the comparison row in its own parity process (PREFILL_RISKY).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
@@ -18,9 +16,9 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-safe=${PREFILL_SAFE:-v37}
+safe=${PREFILL_SAFE:-v48}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v42 v48 v49 v50 v51}
+risky=${PREFILL_RISKY-v37}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -307,8 +307,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
-      expect(prefillKernelPreset('v37')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v32' });
+      expect(prefillKernelPreset('v48')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];
@@ -323,16 +323,31 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v17, v22, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v19, v32, v33, v34, v35, got v9/,
+      /pool kernel must be one of v1, v19, v32, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v37, v42, v48, v49, v50, v51\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v37, v48\)/,
     );
     // Sessions 2-5's losing presets are gone.
-    for (const gone of ['v2', 'v8', 'v18', 'v19', 'v20', 'v30', 'v32', 'v36', 'v41', 'v43', 'v45', 'v47'])
+    for (const gone of [
+      'v2',
+      'v8',
+      'v18',
+      'v19',
+      'v20',
+      'v30',
+      'v32',
+      'v36',
+      'v41',
+      'v42',
+      'v45',
+      'v47',
+      'v49',
+      'v51',
+    ])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
-    expect(prefillKernelPreset('v50')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v34' });
+    expect(prefillKernelPreset('v48')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v32' });
     expect(prefillKernelPreset('v37')).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
   });
 

@@ -357,28 +357,27 @@ export function uploadPrefillSelection(
  *     structure: TMA copies into a 2-stage mbarrier ring, a producer warpgroup and two consumer warpgroups), the
  *     statistics-only pass on four consumer warpgroups taking turns (prefill_stats_v17.cu), sparse on the same
  *     skeleton gathering the selected rows with a 3-stage ring (prefill_sparse_v9.cu); head dim 128;
- *   - `v17` (dense default): v12 with sparse v9's 2-stage ring;
- *   - `v22` (session 6): v17 whose statistics-only pass exponentiates each step against the thread's previous
- *     max (no per-step row max; the step is redone only when its sum reaches 2^64), the quad's (max, sum) pairs
- *     merged at the end (call A, 128k: the anchor 297.7 against 304.4 ms).
+ *   - `v17` (session 5's dense default): v12 with sparse v9's 2-stage ring;
+ *   - `v22` (dense default since session 6's call B): v17 whose statistics-only pass exponentiates each step
+ *     against the thread's previous max (no per-step row max; the step is redone only when its sum reaches
+ *     2^64), the quad's (max, sum) pairs merged at the end (128k: the anchor 301.6 against 308.4 ms).
  *   (Sessions 2-5's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and call A's `v24`, FMA-pipe exponentials, are gone.)
- * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (the default) four
- *   consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
- *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1). Every pool is followed by the select
- *   (prefill_select_v3.cu: a radix select, 16-byte loads). Session 6: `v32` = v19 whose select finishes in one
- *   pass after its second digit (the third digit and the ties resolved among the candidates it keeps in shared
- *   memory: three passes over the row instead of four), `v33` = v32 with four 16-byte loads in flight per select
- *   thread instead of two, `v34` = v33 with pooled passes of 4 GiB instead of 2 (half the launches at 128k),
- *   `v35` = v33 whose pool reads its row constants as float4 (8 shared loads per step instead of 16).
- *   Call A's `v23` (FMA-pipe exponentials), `v27` / `v28` / `v31` (the pool counting the select's first digit)
- *   and sessions 2-5's `v2`-`v18`, `v20`-`v22` are gone.
+ * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (session 5's default)
+ *   four consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
+ *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), then the radix select (prefill_select_v3.cu, four
+ *   passes over each pooled row); `v32` (the default since session 6's call B): the same pool, then the select
+ *   finishing in one pass after its second digit (the third digit and the ties resolved among the candidates it
+ *   keeps in shared memory: three passes over the row; 128k: the anchor 296.5 against 301.6 ms, layer 0 362.1
+ *   against 365.1). Session 6 also timed FMA-pipe exponentials (`v23`), the pool counting the select's first digit
+ *   (`v27`, `v28`, `v31`), four loads in flight per select thread (`v33`), 4 GiB pooled passes (`v34`) and float4
+ *   row constants (`v35`): all slower, all gone, as are sessions 2-5's `v2`-`v18`, `v20`-`v22`.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v33' | 'v34' | 'v35';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v32';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v33', 'v34', 'v35'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -388,33 +387,26 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
- * attention and pool), `v37` = dense v17, sparse v12, pool v19 (the defaults since session 5's call B, 128k:
- * anchor 304 ms, layer 0 363). Sessions 2-5's presets v2-v36 and v38-v41 (every earlier combination, session 3's
- * defaults v18 and session 4's v30 among them) lost to v37 and are gone with their kernels. Session 6: `v42` = v37
- * with dense v22 (the statistics pass without a per-step max: call A's fastest anchor), `v48` / `v49` / `v50` =
- * v42 with pool v32 / v33 / v34 (the select's finish, its wider loads, 4 GiB pooled passes), `v51` = v42 with
- * pool v35 (v33 + the pool's row constants as float4). Call A's v43-v45
- * (FMA-pipe exponentials, the pool counting the select's first digit) were slower; v46 / v47 did not reach the
- * device; all five are gone.
+ * attention and pool), `v37` = dense v17, sparse v12, pool v19 (session 5's defaults, the comparison row), `v48` =
+ * dense v22, sparse v12, pool v32 (the defaults since session 6's call B). Sessions 2-5's presets v2-v36 and
+ * v38-v41 and session 6's v42-v47 and v49-v51 (call A: FMA-pipe exponentials, the pool counting the select's first
+ * digit; call B: v42 = dense v22 alone, wider select loads, 4 GiB pooled passes, float4 row constants) lost to v48
+ * or went into it and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
-  v42: { dense: 'v22', sparse: 'v12', pool: 'v19' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
-  v49: { dense: 'v22', sparse: 'v12', pool: 'v33' },
-  v50: { dense: 'v22', sparse: 'v12', pool: 'v34' },
-  v51: { dense: 'v22', sparse: 'v12', pool: 'v35' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v37`, the fastest measured in
- * session 5's call B (apps/bench/results/cuda-prefill.json): dense v17 (dense v9 for dense and layer 0's dense +
- * statistics pass; the anchors' statistics-only pass on four consumer warpgroups), sparse v12 (the anchors'
- * sparse pass and reuse) and pool v19 (four consumer warpgroups, then select v3). Where they do not apply (head dim
- * 64; sparse and the pool at g != 4) v1 runs.
+ * What runs when nothing is selected (the environment variables unset): preset `v48`, the fastest measured in
+ * session 6's call B (128k: the anchor 296.5 ms, layer 0 362.1): dense v22 (dense v9 for dense and layer 0's dense
+ * + statistics pass; the anchors' statistics-only pass on four consumer warpgroups without a per-step row max),
+ * sparse v12 (the anchors' sparse pass and reuse) and pool v32 (four consumer warpgroups, then the select with its
+ * one-pass finish). Where they do not apply (head dim 64; sparse and the pool at g != 4) v1 runs.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v17', sparse: 'v12', pool: 'v19' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v12', pool: 'v32' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
