@@ -21,15 +21,12 @@
 //  6. anchor only: attn_partial_kernel in gather mode over the selected rows, then combine.
 // Variant bits 256 / 512: steps 2-5 as one launch, a thread block cluster per row (select_decode.cu).
 // Variant bit 2048 (1024: over the f16 intermediate): steps 2-5 as one cooperative launch (select_decode.cu).
-// Variant bit 262144 (+ 524288 / 1048576): the batch in chunks, each chunk's steps 2-6 on a second stream beside the
-// next chunk's step 1 (anchor_run); bit 2097152: the chunk's f16 intermediate kept in L2 for its select (l2_hints.cuh).
 // (Bit 64, the candidate-list passes, was removed in session 5: no default reached it.)
 // Variant bit 8 (KASCADE_VARIANT_SELECT2): steps 2-5 take about 8 blocks per SM over all rows (chunks
 // of up to 16 x 1024 scores per block: fewer histogram clears and flushes per score), and the scores
 // pass zeroes the histogram and state rows instead of two memsets.
 // Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
 // pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
-#include <cstdio>
 #include <cstdlib>
 
 #include "decode_attention.cuh"
@@ -331,8 +328,6 @@ static int debug_no_logit_writes() {
 // the f16 rounding harmless): the shape the anchors run with sets bit 2048 with bit 1024.
 static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
   KascadeDecodeShape r = *s;
-  // KASCADE_VARIANT_L2_KEEP keeps the f16 intermediate in L2 for the stream select.
-  if (r.variant & KASCADE_VARIANT_L2_KEEP) r.variant |= KASCADE_VARIANT_U16;
   if (r.variant & KASCADE_VARIANT_U16) r.variant |= KASCADE_VARIANT_STREAM_SELECT;
   return r;
 }
@@ -346,7 +341,7 @@ static cudaError_t check_anchor_args(const KascadeDecodeShape* s, int topk, size
   return cudaSuccess;
 }
 
-// The device pointers of one anchor op call, or of one chunk of its batch.
+// The device pointers of one anchor op call.
 struct AnchorCall {
   const void* q;
   const void* k;
@@ -368,7 +363,6 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
   a.part_ml = w.part_ml;
   a.splits = attn_splits(s, s.n, &a.chunk, false);
   a.noLogitWrites = debug_no_logit_writes();
-  a.l2Keep = (s.variant & KASCADE_VARIANT_L2_KEEP) ? 1 : 0;
   if (s.variant & KASCADE_VARIANT_SELECT2) {
     // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
     a.clearHist = w.hist;
@@ -401,140 +395,21 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   return launch_attention(s, kGather, g, c.out, st);
 }
 
-// KASCADE_VARIANT_ANCHOR_CHUNKS (bit 262144; with 524288: 8, with 1048576: 16, with both: 32 chunks): how many
-// chunks of the batch the anchor ops pipeline (1: none; at most the batch).
-static int anchor_chunks(const KascadeDecodeShape& s) {
-  if (!(s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS)) return 1;
-  const int want = 4 << (((s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS8) ? 1 : 0) + ((s.variant & KASCADE_VARIANT_ANCHOR_CHUNKS16) ? 2 : 0));
-  return anchor_chunks_plan(s.batch, want).count;
-}
-
-// The shape of chunk i of nc (sequences ceil(batch / nc) each, the last one the rest) and its first sequence.
-static KascadeDecodeShape chunk_shape(const KascadeDecodeShape& s, int nc, int i, int* b0) {
-  const int per = anchor_chunks_plan(s.batch, nc).per;
-  KascadeDecodeShape r = s;
-  *b0 = i * per;
-  r.batch = min(per, s.batch - *b0);
-  return r;
-}
-
-// The pointers of the chunk that starts at sequence b0.
-static AnchorCall chunk_call(const KascadeDecodeShape& s, const AnchorCall& c, int b0, int topk) {
-  const size_t es = 2;  // f16 / bf16 elements
-  const size_t bq = static_cast<size_t>(b0) * s.heads * s.headDim * es;
-  const size_t bkv = static_cast<size_t>(b0) * s.kvHeads * s.capacity * s.headDim * es;
-  return AnchorCall{static_cast<const char*>(c.q) + bq, static_cast<const char*>(c.k) + bkv,
-                    static_cast<const char*>(c.v) + bkv, static_cast<char*>(c.out) + bq,
-                    c.indices + static_cast<size_t>(b0) * s.kvHeads * topk};
-}
-
-// One workspace per chunk, each of the first (largest) chunk's size.
-static size_t chunk_workspace_bytes(const KascadeDecodeShape& s, int nc, int topk) {
-  int b0;
-  return workspace_layout(chunk_shape(s, nc, 0, &b0), topk, nullptr, true).bytes;
-}
-
 size_t kascade::anchor_workspace_bytes(const KascadeDecodeShape& caller, int topk) {
   const KascadeDecodeShape s = anchor_shape(&caller);
-  const size_t whole = workspace_layout(s, topk, nullptr, true).bytes;
-  const int nc = anchor_chunks(s);
-  return nc > 1 ? max(whole, nc * chunk_workspace_bytes(s, nc, topk)) : whole;
+  return workspace_layout(s, topk, nullptr, true).bytes;
 }
 
-// The second stream of the chunk pipeline (non-blocking, the highest priority: its select CTAs take SM slots
-// first as the passes' CTAs retire) and its events, made once per device on first use.
-struct ChunkStreams {
-  cudaStream_t side = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
-  cudaEvent_t passDone[32] = {};
-  // KASCADE_ANCHOR_CHUNK_TRACE=1 (tuning runs only: it synchronizes after the op): timing events at the start
-  // and after each stage, [0] the start, [1 + 2 i] / [2 + 2 i] after chunk i's pass / select (+ sparse pass).
-  cudaEvent_t trace[65] = {};
-};
-static bool chunk_trace() {
-  static const bool on = [] {
-    const char* e = std::getenv("KASCADE_ANCHOR_CHUNK_TRACE");
-    return e && e[0] == '1';
-  }();
-  return on;
-}
-static cudaError_t chunk_streams(ChunkStreams** out) {
-  static ChunkStreams perDevice[16];
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
-  if (dev < 0 || dev >= 16) return cudaErrorInvalidDevice;
-  ChunkStreams& c = perDevice[dev];
-  if (!c.side) {
-    int least = 0, greatest = 0;
-    if ((e = cudaDeviceGetStreamPriorityRange(&least, &greatest)) != cudaSuccess) return e;
-    if ((e = cudaEventCreateWithFlags(&c.fork, cudaEventDisableTiming)) != cudaSuccess) return e;
-    if ((e = cudaEventCreateWithFlags(&c.join, cudaEventDisableTiming)) != cudaSuccess) return e;
-    for (cudaEvent_t& x : c.passDone)
-      if ((e = cudaEventCreateWithFlags(&x, cudaEventDisableTiming)) != cudaSuccess) return e;
-    if (chunk_trace())
-      for (cudaEvent_t& x : c.trace)
-        if ((e = cudaEventCreate(&x)) != cudaSuccess) return e;
-    if ((e = cudaStreamCreateWithPriority(&c.side, cudaStreamNonBlocking, greatest)) != cudaSuccess) return e;
-  }
-  *out = &c;
-  return cudaSuccess;
-}
-
-// Both anchor ops. Without the chunk bits: stage 1 then stage 2 on st. With them (bit 262144): the batch in nc
-// chunks; the passes of all chunks run back to back on st (bandwidth-bound), and chunk i's select (+ sparse pass)
-// runs on the side stream as soon as chunk i's pass is done, beside chunk i + 1's pass; st waits for the side
-// stream at the end, so the op is one call ordered on st like the others (and can be captured in a graph).
-// Each chunk has its own workspace, so no chunk waits for another's select.
+// Both anchor ops: the pass, then the select (+ the anchor's sparse pass), on st.
 static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, const AnchorCall& call, int topk,
                               void* workspace, size_t wsBytes, cudaStream_t st) {
   const KascadeDecodeShape s = anchor_shape(shape);
   const Workspace w = workspace_layout(s, topk, workspace, true);
   cudaError_t e = check_anchor_args(&s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
-  const int nc = anchor_chunks(s);
-  if (nc <= 1) {
-    int splits = 0;
-    if ((e = anchor_pass(s, layer0, call, w, &splits, st)) != cudaSuccess) return e;
-    return anchor_finish(s, layer0, call, topk, w, splits, st);
-  }
-  const size_t chunkBytes = chunk_workspace_bytes(s, nc, topk);
-  if (wsBytes < nc * chunkBytes) return cudaErrorInvalidValue;
-  // Bit 8388608: every stage on st, chunk after chunk (no second stream, no events).
-  const bool side = !(s.variant & KASCADE_VARIANT_CHUNKS_ONE_STREAM);
-  const bool trace = chunk_trace();
-  ChunkStreams* cs = nullptr;
-  if ((side || trace) && (e = chunk_streams(&cs)) != cudaSuccess) return e;
-  if (trace && (e = cudaEventRecord(cs->trace[0], st)) != cudaSuccess) return e;
-  if (side && (e = cudaEventRecord(cs->fork, st)) != cudaSuccess) return e;
-  if (side && (e = cudaStreamWaitEvent(cs->side, cs->fork, 0)) != cudaSuccess) return e;
-  for (int i = 0; i < nc; ++i) {
-    int b0 = 0;
-    const KascadeDecodeShape sc = chunk_shape(s, nc, i, &b0);
-    const AnchorCall cc = chunk_call(s, call, b0, topk);
-    const Workspace wc = workspace_layout(sc, topk, static_cast<char*>(workspace) + i * chunkBytes, true);
-    int splits = 0;
-    if ((e = anchor_pass(sc, layer0, cc, wc, &splits, st)) != cudaSuccess) return e;
-    if (side && (e = cudaEventRecord(cs->passDone[i], st)) != cudaSuccess) return e;
-    if (side && (e = cudaStreamWaitEvent(cs->side, cs->passDone[i], 0)) != cudaSuccess) return e;
-    if (trace && (e = cudaEventRecord(cs->trace[1 + 2 * i], st)) != cudaSuccess) return e;
-    if ((e = anchor_finish(sc, layer0, cc, topk, wc, splits, side ? cs->side : st)) != cudaSuccess) return e;
-    if (trace && (e = cudaEventRecord(cs->trace[2 + 2 * i], side ? cs->side : st)) != cudaSuccess) return e;
-  }
-  if (side && (e = cudaEventRecord(cs->join, cs->side)) != cudaSuccess) return e;
-  if (side && (e = cudaStreamWaitEvent(st, cs->join, 0)) != cudaSuccess) return e;
-  if (!trace) return cudaSuccess;
-  if ((e = cudaStreamSynchronize(st)) != cudaSuccess) return e;
-  std::fprintf(stderr, "[anchor chunks] %s b%d n%d v%d, %d chunks (us from the start): pass end / select end:",
-               layer0 ? "layer0" : "anchor", s.batch, s.n, s.variant, nc);
-  for (int i = 0; i < nc; ++i) {
-    float p = 0.f, f = 0.f;
-    cudaEventElapsedTime(&p, cs->trace[0], cs->trace[1 + 2 * i]);
-    cudaEventElapsedTime(&f, cs->trace[0], cs->trace[2 + 2 * i]);
-    std::fprintf(stderr, " %.0f / %.0f", 1e3 * p, 1e3 * f);
-  }
-  std::fprintf(stderr, "\n");
-  return cudaSuccess;
+  int splits = 0;
+  if ((e = anchor_pass(s, layer0, call, w, &splits, st)) != cudaSuccess) return e;
+  return anchor_finish(s, layer0, call, topk, w, splits, st);
 }
 
 extern "C" cudaError_t kascade_dense_anchor_decode(const KascadeDecodeShape* shape, const void* q, const void* k,

@@ -52,7 +52,6 @@
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
-#include "l2_hints.cuh"
 
 namespace kascade {
 
@@ -171,9 +170,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   bool pdlReleased = (a.variant & KASCADE_VARIANT_PDL) == 0;
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
-  // KASCADE_VARIANT_L2_KEEP (l2_hints.cuh): L2 policies for the K / V tiles and the f16 intermediate.
-  const bool l2Keep = kWriteLogits && a.l2Keep != 0;
-  const uint64_t l2First = l2Keep ? l2_policy_evict_first() : 0, l2Last = l2Keep ? l2_policy_evict_last() : 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
   const int listLen = kGatherMode ? a.topk : n;
   // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
@@ -271,18 +267,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              if (l2Keep) {  // KASCADE_VARIANT_L2_KEEP: K evict-first, the intermediate stays in L2
-                tma_load_3d_hint(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st, l2First);
-              } else {
-                tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
-              }
-              if constexpr (kWithV) {
-                if (l2Keep) {  // layer 0 under KASCADE_VARIANT_L2_KEEP: V evict-first too
-                  tma_load_3d_hint(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st, l2First);
-                } else {
-                  tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
-                }
-              }
+              tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+              if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
             }
           }
         } else if constexpr (LOAD == 1) {
@@ -404,14 +390,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               if (p0 >= 0) {
                 const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
                 // Streaming stores (evict-first in L2): the select reads them once, after this pass.
-                // KASCADE_VARIANT_L2_KEEP: evict-last instead (the chunk's select reads them next).
                 if (p1 >= 0) {
                   const __half2 h2 = __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
-                  if (l2Keep) {
-                    st_u32_hint(ur + p0, *reinterpret_cast<const unsigned*>(&h2), l2Last);
-                  } else {
-                    __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
-                  }
+                  __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
                 } else {
                   ur[p0] = __float2half_rn(u0);
                 }
@@ -419,11 +400,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             }
             if (quad == 0 && pv[0] >= 0) {
               float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-              if (l2Keep) {
-                st_u32_hint(m16p, __float_as_uint(tm), l2Last);
-              } else {
-                __stcs(m16p, tm);
-              }
+              __stcs(m16p, tm);
             }
           } else {
             float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
@@ -803,7 +780,7 @@ static bool encode_kv_map(CUtensorMap* m, const KascadeDecodeShape& s, const voi
   const cuuint32_t estr[3] = {1, 1, 1};
   const CUtensorMapDataType dt =
       s.dtype == KASCADE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  const CUtensorMapL2promotion promo = (s.variant & (KASCADE_VARIANT_LEAN | KASCADE_VARIANT_L2_KEEP))
+  const CUtensorMapL2promotion promo = (s.variant & (KASCADE_VARIANT_LEAN | KASCADE_VARIANT_NO_L2_PROMO))
                                            ? CU_TENSOR_MAP_L2_PROMOTION_NONE
                                            : CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
   return enc(m, dt, 3, const_cast<void*>(base), dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -956,7 +933,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..16777215 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..524287 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

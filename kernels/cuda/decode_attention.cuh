@@ -54,9 +54,6 @@ struct PartialArgs {
   long long leanWork;
   int leanTiles;
   int leanCtas;
-  // KASCADE_VARIANT_L2_KEEP (l2_hints.cuh; scores / layer-0 passes only): K (and V) tiles evict-first, the f16
-  // intermediate evict-last, so the intermediate of a small batch chunk is still in L2 when its select reads it.
-  int l2Keep;
 };
 
 // KASCADE_VARIANT_LEAN: the lean (stream-K) work partition. The key list of every (b, j) row is
@@ -191,7 +188,7 @@ struct Workspace {
 
 // `select`: include the anchor's logits and pooled-score buffers.
 Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select);
-// The anchors' workspace (anchor_decode.cu): workspace_layout's, or with the chunk bits one per chunk.
+// The anchors' workspace (anchor_decode.cu): workspace_layout's for the shape the anchor ops run (anchor_shape).
 size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the
 // scores pass's `splits` partial (m, l) per head, as one cooperative launch.

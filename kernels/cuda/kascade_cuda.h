@@ -83,25 +83,10 @@ enum KascadeDecodeVariant {
                                        // cooperative launch over the whole GPU for few rows (select_b1_decode.cu):
                                        // pooling + an 11-bit first digit over every CTA's share of all rows' keys,
                                        // the rank-k bin's keys listed, then an exact finish per row
-  KASCADE_VARIANT_ANCHOR_CHUNKS = 262144,  // anchors (cuda-anchor, session 6): the batch in 4 chunks; the scores /
-                                           // layer-0 passes of all chunks back to back on the caller's stream, each
-                                           // chunk's select (+ the anchor's sparse pass) on a second, high-priority
-                                           // stream as soon as its pass is done (events; the caller's stream waits
-                                           // for it at the end); one workspace per chunk
-  KASCADE_VARIANT_ANCHOR_CHUNKS8 = 524288,   // with 262144: 8 chunks (with 1048576 too: 32)
-  KASCADE_VARIANT_ANCHOR_CHUNKS16 = 1048576,  // with 262144: 16 chunks (with 524288 too: 32)
-  KASCADE_VARIANT_L2_KEEP = 2097152,  // anchors (cuda-anchor, session 6; implies 1024): the scores / layer-0 pass
-                                      // streams K (and V) evict-first and stores its f16 intermediate evict-last,
-                                      // and the stream select drops the intermediate's and its pooled rows' lines
-                                      // from L2 after reading them (no write-back): with small batch chunks the
-                                      // intermediate need not reach DRAM (l2_hints.cuh)
-  KASCADE_VARIANT_SELECT_NARROW = 4194304,  // anchors (cuda-anchor, session 6): the stream select's grid at one CTA
-                                            // per SM (with the batch chunks: the rest of each SM for the next chunk's
-                                            // pass on the other stream)
-  KASCADE_VARIANT_CHUNKS_ONE_STREAM = 8388608,  // with 262144: every chunk's pass, select and sparse pass in turn on the
-                                                // caller's stream (no second stream: the chunk's intermediate is read
-                                                // right after its pass)
-  KASCADE_VARIANT_ALL = 16777215,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_NO_L2_PROMO = 262144,  // cuda-anchor, session 6: the contiguous passes' K / V TMA maps (bit 16) ask for
+                                        // no L2 promotion (as the lean schedule's do), on the split schedule too (call B
+                                        // at 128k batch 32: dense 4040 -> 3805 us)
+  KASCADE_VARIANT_ALL = 524287,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -26,7 +26,6 @@
 #include <map>
 
 #include "decode_device.cuh"
-#include "l2_hints.cuh"
 #include "select_common.cuh"
 #include "select_decode.cuh"
 
@@ -419,7 +418,6 @@ __device__ unsigned g_stream_barrier[2];
 
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
-  int discard;  // KASCADE_VARIANT_L2_KEEP: drop the intermediate's / pooled rows' lines from L2 once read
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -484,8 +482,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
     const size_t bh0 = row_stats(row);
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
-    const int xs = static_cast<int>(t - row * a.tiles) * kStreamTile;  // this CTA's keys of the row: [xs, xe)
-    const int xe = min(n, static_cast<int>(tEnd - row * a.tiles) * kStreamTile);
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       if (x < n) {
@@ -528,13 +524,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
     for (int i = tid; i < kStreamBins; i += kStreamThreads)
       if (sh[i]) atomicAdd(gh + i, sh[i]);
-    if (u16 && a.discard && xs < xe) {  // every read of this range is done (the barrier above)
-      for (int h = 0; h < GS; ++h) {
-        l2_discard_range<kStreamThreads>(a.u + (bh0 + h) * nU + xs, sizeof(__half) * static_cast<size_t>(xe - xs));
-        l2_discard_range<kStreamThreads>(a.m16 + (bh0 + h) * (nU / 16) + xs / 16,
-                                         sizeof(float) * static_cast<size_t>((xe - xs) / 16));
-      }
-    }
     __syncthreads();
   }
   grid_barrier(g_stream_barrier);
@@ -572,8 +561,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     int* o = a.out + static_cast<size_t>(row) * k;
     int* cl = a.cand + static_cast<size_t>(row) * n;
     float* cv = a.candVal + static_cast<size_t>(row) * n;
-    const int xs = static_cast<int>(t - row * a.tiles) * kStreamTile;
-    const int xe = min(n, static_cast<int>(tEnd - row * a.tiles) * kStreamTile);
     // Two tiles a step: both tiles' loads are in flight before the step's counter atomics (one pair per warp).
     for (; t < tEnd; t += 2) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
@@ -638,10 +625,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       }
     }
     t = tEnd;
-    if (a.discard && xs < xe) {  // the pooled scores of [xs, xe) are read (only here)
-      __syncthreads();
-      l2_discard_range<kStreamThreads>(pr + xs, sizeof(float) * static_cast<size_t>(xe - xs));
-    }
   }
   grid_barrier(g_stream_barrier);
   STREAM_TRACE(4);
@@ -698,7 +681,6 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
   a.splits = splits;
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
-  a.discard = (s.variant & KASCADE_VARIANT_L2_KEEP) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;
@@ -745,10 +727,7 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
           if (nb < 1) return cudaErrorNotSupported;
           perSm = nb;
         }
-        // KASCADE_VARIANT_SELECT_NARROW (the batch chunks' selects): one CTA per SM, the rest of the SM for the
-        // next chunk's pass on the other stream.
-        const StreamPlan plan =
-            stream_plan(a.rows, s.n, (s.variant & KASCADE_VARIANT_SELECT_NARROW) ? 1 : perSm, device_sm_count());
+        const StreamPlan plan = stream_plan(a.rows, s.n, perSm, device_sm_count());
         a.tiles = plan.tiles;
         a.work = plan.work;
         void* args[] = {&a};

@@ -114,17 +114,4 @@ inline StreamPlan stream_plan(long long rows, int n, int perSm, int sms) {
 constexpr float kStreamWindow = 0.001953125f;           // W = 2^-9
 constexpr float kStreamWindowAbsPerHead = 3.637979e-12f;  // 2^-38
 
-// The anchors' batch chunks (anchor_decode.cu, variant bit 262144): `want` chunks asked for (4, 8, 16 or 32;
-// 1: none), `per` = ceil(batch / want) sequences each, so `count` = ceil(batch / per) <= min(want, batch) chunks;
-// chunk i starts at sequence i x per and holds min(per, batch - i x per) >= 1 sequences.
-struct AnchorChunks {
-  int count;
-  int per;
-};
-inline AnchorChunks anchor_chunks_plan(int batch, int want) {
-  const int b = batch < 1 ? 1 : batch, w = want < 1 ? 1 : want;
-  const int per = static_cast<int>(select_ceil_div(b, w));
-  return AnchorChunks{static_cast<int>(select_ceil_div(b, per)), per};
-}
-
 }  // namespace kascade

@@ -21,13 +21,11 @@
 #      3260, 7356, 19580 and 4156 dropped: no op or shape picked them) and the row select (bit 65536:
 #      65724 = 188 | 65536) and cuda-b1's warp-specialised gather (bit 32768: 32800, 32956) and batch-1 select
 #      (bit 131072: 164028). Call C of session 5 (final): the ops.ts defaults 148, 176, 188, 252, 636, 764, 3196,
-#      6332, 8252, 19644, 32800 + those candidates). Session 6: the ops.ts defaults (148, 176, 188, 252, 764,
-#      3196, 8252, 19644, 32800, 32956, 164028; call A lost every lean one to a bug in 4fc0640, fixed in call B)
-#      and the anchors' batch chunks (bit 262144; 524288: 8 chunks, 1048576: 16) with the intermediate kept in L2
-#      (2097152), the stream select on one CTA per SM (4194304) or the chunks on one stream (8388608). Call B:
-#      3427516 = 19644 | 262144 | 1048576 | 2097152 (16 chunks, lean pass), 11816124 = 3427516 | 8388608 (one
-#      stream), 7621692 = 19516 (no lean) | 262144 | 1048576 | 2097152 | 4194304, 7605372 = 3196 | 262144 |
-#      1048576 | 2097152 | 4194304, 7081084 = the same with 8 chunks, 3411068 = 3196 | 262144 | 1048576 | 2097152.
+#      6332, 8252, 19644, 32800 + those candidates). Session 6, call C (final): the ops.ts defaults (148, 176,
+#      188, 252, 764, 3196, 8252, 19644, 32800, 32956, 164028) and one candidate, 265340 = 3196 | 262144 (the
+#      TMA maps without L2 promotion: call B's dense 4040 -> 3805 us at 128k b32 on the split schedule).
+#      Calls A and B timed the anchors' batch chunks on two streams and the intermediate kept in L2
+#      (bits 262144-8388608 then, removed after call B: they lost; see packages/cuda/README.md).
 #      (Session 5's row select 65724 was removed in session 6.), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -36,7 +34,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-0,148,176,188,252,764,3196,8252,19644,32800,32956,164028,3427516,11816124,7621692,7605372,7081084,3411068}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,3196,8252,19644,32800,32956,164028,265340}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -75,13 +73,13 @@ fi
 # Parity in up to five processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
-# cuda-b1's bits 4096/8192/32768/131072, those with both, and the row select (bit 65536) or the anchors'
-# batch chunks, L2 keep and the narrow select (bits 262144-8388608) on their own.
+# cuda-b1's bits 4096/8192/32768/131072, those with both, and the TMA maps without L2 promotion (bit 262144) on
+# their own.
 # Their JSONs are merged into one cuda-parity.json.
 groups=("" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  if [ $((v & 16580608)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  if [ $((v & 262144)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
 say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
@@ -137,23 +135,18 @@ if [ -z "$ok" ]; then
   exit 1
 fi
 
-# The session-4/5/6 variants (bits 1024-8388608) once more at the bench's large shapes (128k b1 / b32, 512k b1),
+# The session-4/5/6 variants (bits 1024-262144) once more at the bench's large shapes (128k b1 / b32, 512k b1),
 # one process each (17 GB of K/V at 128k b32: not side by side) under a timeout (parity runs small
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 15727616)) -ne 0 ]; then
+  if [ $((v & 523264)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
-    # KASCADE_ANCHOR_CHUNK_TRACE=1: the batch chunks (bits 262144 + 524288 / 1048576) print when each chunk's pass and
-    # select (+ sparse pass) ended (without the stream select's trace: it waits for each select).
-    sst=1
-    [ $((v & 1835008)) -ne 0 ] && sst=0
-    PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=$sst \
-      KASCADE_ANCHOR_CHUNK_TRACE=1 \
+    PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \
       timeout --kill-after=3 25 node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/probe.log" 2>&1
     prc=$?
-    grep -E "^\[stream select\]|^\[anchor chunks\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
+    grep -E "^\[stream select\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
     if [ "$prc" != 0 ]; then
       say "large-shape probe of variant $v: exit $prc, left out of the bench"
       tail -4 "$JOB_OUT/probe.log"

@@ -3,9 +3,8 @@
 # DRAM bytes and throughput, L2 hit rate, at 128k batch 32 and 1, for the variants in
 # PROFILE_ANCHOR_VARIANTS (default 19644, session 4's anchor default at 128k b32), each once as is and once with
 # KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its intermediate writes: wrong selections, timing diagnosis
-# only). For the L2-keep variants (bit 2097152) the DRAM bytes written say whether the intermediate stayed in L2
-# (ncu runs the kernels one at a time, so the chunks' passes are serialized here). Run by scripts/device/session.sh
-# with $JOB_OUT; limit 60 s (90 with a chunk variant). Leaves anchor-<v>.csv and anchor-<v>-nowrites.csv.
+# only). Run by scripts/device/session.sh with $JOB_OUT; limit 60 s. Leaves anchor-<v>.csv and
+# anchor-<v>-nowrites.csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
@@ -14,17 +13,10 @@ metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__
 list=${PROFILE_ANCHOR_VARIANTS:-19644}
 for v in ${list//,/ }; do
   modes=("" nowrites)
-  # The L2-keep variants (bit 2097152) are profiled as is only (their point is the writes).
-  [ $((v & 2097152)) -ne 0 ] && modes=("")
-  # The batch chunks (bit 262144) launch a pass (and a sparse pass) per chunk: only round 0 of batch 32 (the first
-  # 1 + 2 x 16 + 16 attention kernels at 16 chunks) under a longer timeout.
-  extra=()
-  limit=25
-  if [ $((v & 262144)) -ne 0 ]; then extra=(--launch-count 49); limit=45; fi
   for mode in "${modes[@]}"; do
     out="$JOB_OUT/anchor-$v${mode:+-$mode}.csv"
     KASCADE_DEBUG_NO_LOGIT_WRITES=$([ -n "$mode" ] && echo 1 || echo 0) PROFILE_SHAPES=32x131072,1x131072 \
-      PROFILE_VARIANTS="176,$v,$v,176" timeout "$limit" "$NCU" --clock-control none -k regex:attn_partial ${extra[@]+"${extra[@]}"} \
+      PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:attn_partial \
       --metrics "$metrics" --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
     echo "variant $v ${mode:-as is}: rc=$?"
   done

@@ -4,7 +4,7 @@ import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
 /** The largest decode kernel variant value: bits 1..131072 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 16777215;
+export const DECODE_VARIANT_MAX = 524287;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -45,12 +45,15 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 764 },
   { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 164028 },
   { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
+  // Batch > 4 (session 6, call B at 855f416): layer 0 764 at 8k, 3196 at 32k (1173 against 1191 us) and
+  // 128k; the anchor 164028 (cuda-b1's select) at 8k / 32k (220 / 768 against 764's 227 / 775 us), 3196 at
+  // 128k (2844 against 19644's 2932 us).
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 764 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3196 },
   { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 164028 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 19644 },
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 164028 },
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3196 },
   // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5, call C's bench; figures in the README's
   // batch-1 sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768
   // with 16-bit P: 32800, the same kernel as 32956) beyond: call C's fastest reuse at 32k and 512k; at
@@ -96,10 +99,8 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
    * 65536 retired (no effect), 131072 the anchors' select as one launch over the whole GPU (few rows),
-   * 262144 the anchors over the batch in 4 chunks on two streams (each chunk's select and sparse pass
-   * beside the next chunk's scores pass; with 524288: 8 chunks, with 1048576: 16, with both: 32), 2097152
-   * the anchors' f16 intermediate kept in L2 for the select (K evict-first, no write-back), 4194304 their
-   * stream select on one CTA per SM, 8388608 the chunks in turn on one stream; the rest in kascade_cuda.h. 0 or absent: the first kernels.
+   * 262144 the contiguous passes' TMA maps without L2 promotion (as the lean schedule's); the rest in
+   * kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
 }
