@@ -23,9 +23,7 @@
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
-// `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `LOGITS` (with TRED and
-// GATHER: each lane reads its (key, head) scaled logit from `scores`, which the anchor's scores pass
-// wrote, instead of loading K rows and reducing dot products: only V rows are read), `PREFETCH`, `INLINE_STEP` (the step's loads pasted into the key loop instead of a call of loadStep), `FUSED`,
+// `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`,
 // `TRED` (U * GROUP == TW: the transposing reduction), `SGM` with `MSG` (the subgroup team merge, below),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
@@ -37,15 +35,11 @@
 // subgroup by shuffles (partners TW, 2 TW, .. lanes apart, the same bits on both sides), then the
 // subgroups through workgroup memory, every head at once. MSG: the most subgroups a workgroup has (WG /
 // the smallest subgroup size).
-// FUSED: no teams_combine dispatch; the last workgroup of each (sequence, KV head) to finish (an atomic
-// counter per row, reset by that workgroup) merges the splits of the group's query heads itself.
-// WGSL has no device-scope fence: the merge relies on the other workgroups' partials being visible
-// once their counter increments are (a storageBarrier orders them within each workgroup), which is
-// what the H200's Vulkan driver was checked to give (repeated runs bit-identical, parity); it is an
-// option, not the portable path.
+// The splits are merged by teams_combine, a dispatch of its own: merging them in the last workgroup
+// of each row to finish (an atomic counter; sessions 3-6) needs a device-scope fence that WGSL lacks,
+// and on the H200 it read a split's partials before they landed (session 6, call B).
 
 //#include decode_bindings KP
-@group(0) @binding(10) var<storage, read_write> counters: array<atomic<u32>>;  // FUSED
 
 const NT: u32 = WG / TW;              // teams per workgroup
 const D4: u32 = HEAD_DIM / 4u;        // vec4s per row
@@ -54,9 +48,7 @@ const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 
 var<workgroup> sgCounter: atomic<u32>;
 const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
-const MU: u32 = 16u;                  // splits merged per round of loads (FUSED)
 var<workgroup> idx: array<u32, IB>;
-var<workgroup> lastFlag: u32;
 var<workgroup> xm: array<f32, NT>;
 var<workgroup> xl: array<f32, NT>;
 var<workgroup> xo: array<vec4<f32>, NT * D4>;
@@ -85,8 +77,8 @@ struct StepData {
   valid: array<bool, U>,
 }
 
-// The body of loadStep (into `d`), pasted into the key loop itself with INLINE_STEP.
-//#snippet load_step_body
+fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
+  var d: StepData;
   for (var u = 0u; u < U; u++) {
     let c = first + u;
     d.valid[u] = c < end;
@@ -101,19 +93,12 @@ struct StepData {
     d.xs[u] = x;
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
-      if (!LOGITS) {
-        d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
-      }
+      d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
       if (ACCUM_V) {
         d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
       }
     }
   }
-//#end
-
-fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
-  var d: StepData;
-//#include load_step_body
   return d;
 }
 
@@ -164,26 +149,14 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       workgroupBarrier();
     }
     // Issue every load of the step first.
-//#if INLINE_STEP
-    var cur: StepData;
-    {
-      let first = start + (s * NT + tm) * U;
-      let useIdx = PREFETCH;
-      let idxOff = (s % SB) * NT * U + tm * U;
-      var d: StepData;
-//#include load_step_body
-      cur = d;
-    }
-//#else
     let cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
-//#endif
     var valid = cur.valid;
     var kp = cur.kp;
     var vp = cur.vp;
     var xs = cur.xs;
     // Partial dot products over this lane's pieces, finished across the team.
     var sc: array<f32, U * GROUP>;
-    for (var u = 0u; u < select(U, 0u, LOGITS); u++) {
+    for (var u = 0u; u < U; u++) {
       for (var h = 0u; h < GROUP; h++) {
         var d = 0.0;
         for (var pp = 0u; pp < PPL; pp++) {
@@ -195,6 +168,15 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       }
     }
     if (TRED) {
+      // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
+      // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
+      // instead of log2(TW) per value, and one exp per lane for the probabilities.
+//#include tred_round 16
+//#include tred_round 8
+//#include tred_round 4
+//#include tred_round 2
+//#include tred_round 1
+      let sv = sc[0];
       let myh = lane % GROUP;
       let myu = lane / GROUP;
       var okv = false;
@@ -204,21 +186,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
           okv = valid[u];
           xv = xs[u];
         }
-      }
-      var sv = 0.0;
-      if (LOGITS) {
-        // The scores pass's scaled logit of this lane's (key, head): no K row read.
-        sv = scores[(b * H + j * GROUP + myh) * P.scoreStride + xv];
-      } else {
-        // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
-        // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
-        // instead of log2(TW) per value, and one exp per lane for the probabilities.
-//#include tred_round 16
-//#include tred_round 8
-//#include tred_round 4
-//#include tred_round 2
-//#include tred_round 1
-        sv = sc[0];
       }
       if (WRITE_SCORES && okv) {
         scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
@@ -415,60 +382,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       partO[(rowBase + h * P.splits) * D4 + t] = o;
     }
     workgroupBarrier();
-  }
-  if (FUSED) {
-    storageBarrier();
-    if (t == 0u) {
-      let done = atomicAdd(&counters[b * P.kvHeads + j], 1u);
-      lastFlag = select(0u, 1u, done == P.splits - 1u);
-    }
-    if (workgroupUniformLoad(&lastFlag) == 1u) {
-      // One invocation per (query head of the group, vec4 of the output row), the splits in order.
-      for (var w = t; w < GROUP * D4; w += WG) {
-        let hr = b * H + j * GROUP + w / D4;
-        let e = w % D4;
-        let row = hr * P.splits;
-        var M = NEG;
-        var L = 0.0;
-        var o = vec4<f32>(0.0);
-        // MU splits at a time, their loads issued before any is used.
-        for (var s0 = 0u; s0 < P.splits; s0 += MU) {
-          var ms: array<f32, MU>;
-          var ls: array<f32, MU>;
-          var os: array<vec4<f32>, MU>;
-          for (var i = 0u; i < MU; i++) {
-            let s = min(s0 + i, P.splits - 1u);
-            ms[i] = partML[(row + s) * 2u];
-            ls[i] = partML[(row + s) * 2u + 1u];
-            if (ACCUM_V) {
-              os[i] = partO[(row + s) * D4 + e];
-            }
-          }
-          for (var i = 0u; i < MU; i++) {
-            if (s0 + i < P.splits) {
-              let mn = max(M, ms[i]);
-              let ca = exp(M - mn);
-              let cs = exp(ms[i] - mn);
-              L = L * ca + ls[i] * cs;
-              if (ACCUM_V) {
-                o = o * ca + os[i] * cs;
-              }
-              M = mn;
-            }
-          }
-        }
-        if (ACCUM_V) {
-          outO[hr * D4 + e] = o / L;
-        }
-        if (e == 0u) {
-          stats[hr * 2u] = M;
-          stats[hr * 2u + 1u] = L;
-        }
-      }
-      if (t == 0u) {
-        atomicStore(&counters[b * P.kvHeads + j], 0u);
-      }
-    }
   }
 }
 

@@ -50,28 +50,6 @@ struct Params {
 const NEG: f32 = -3.0e38;
 //#end
 
-// The Top-k selects' bindings (topk_select.wgsl, topk_radix.wgsl): vals bound `$1` (read or
-// read_write), binding 5 named $2; the 2048-bin digit histogram in workgroup memory; `rowOf`, the row
-// of a workgroup of a (chunks, rows) grid whose rows may be reshaped over y and z.
-//#snippet select_bindings
-// rowInfo[r] = (offset of the row's values, length, k, offset of the row's output)
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> rowInfo: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, $1> vals: array<u32>;
-@group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>;
-@group(0) @binding(4) var<storage, read_write> state: array<vec2<u32>>;
-@group(0) @binding(5) var<storage, read_write> $2: array<vec2<u32>>;
-@group(0) @binding(6) var<storage, read_write> outIdx: array<u32>;
-
-const BINS: u32 = 2048u;
-
-var<workgroup> lh: array<atomic<u32>, BINS>;
-
-fn rowOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return wid.y + wid.z * nwg.y;
-}
-//#end
-
 // Numbers the subgroups of a workgroup 0, 1, .. into sgIndex (no assumption about how invocations are
 // grouped): needs `var<workgroup> sgCounter: atomic<u32>`, invocation index t, subgroup lane $1.
 //#snippet subgroup_index
@@ -84,25 +62,6 @@ fn rowOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     mine = atomicAdd(&sgCounter, 1u);
   }
   let sgIndex = subgroupBroadcast(mine, 0u);
-//#end
-
-// Clears the workgroup's histogram lh.
-//#snippet clear_lh
-  for (var i = t; i < BINS; i += WG) {
-    atomicStore(&lh[i], 0u);
-  }
-  workgroupBarrier();
-//#end
-
-// Adds the workgroup's histogram lh into the global one at row $1 of hist (2048 bins a row).
-//#snippet flush_hist
-  workgroupBarrier();
-  for (var i = t; i < BINS; i += WG) {
-    let c = atomicLoad(&lh[i]);
-    if (c > 0u) {
-      atomicAdd(&hist[($1) * BINS + i], c);
-    }
-  }
 //#end
 
 // Inclusive scan (Hillis-Steele) of the workgroup array $1 of WG entries, in place; invocation t.

@@ -16,7 +16,23 @@ struct Params {
   _pad1: u32,
 }
 
-//#include select_bindings read chunkCounts
+// rowInfo[r] = (offset of the row's values, length, k, offset of the row's output)
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> rowInfo: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> vals: array<u32>;
+@group(0) @binding(3) var<storage, read_write> hist: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> state: array<vec2<u32>>;
+@group(0) @binding(5) var<storage, read_write> chunkCounts: array<vec2<u32>>;
+@group(0) @binding(6) var<storage, read_write> outIdx: array<u32>;
+
+const BINS: u32 = 2048u;
+
+var<workgroup> lh: array<atomic<u32>, BINS>;
+
+fn rowOf(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.y + wid.z * nwg.y;
+}
+
 const CHUNK: u32 = WG * PER;
 
 fn shiftOf(phase: u32) -> u32 {
@@ -34,7 +50,10 @@ fn prefixMask(phase: u32) -> u32 {
 fn select_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
-//#include clear_lh
+  for (var i = t; i < BINS; i += WG) {
+    atomicStore(&lh[i], 0u);
+  }
+  workgroupBarrier();
   let info = rowInfo[row];
   let st = state[row];
   let shift = shiftOf(P.phase);
@@ -52,7 +71,13 @@ fn select_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
       }
     }
   }
-//#include flush_hist row
+  workgroupBarrier();
+  for (var i = t; i < BINS; i += WG) {
+    let c = atomicLoad(&lh[i]);
+    if (c > 0u) {
+      atomicAdd(&hist[row * BINS + i], c);
+    }
+  }
 }
 
 var<workgroup> part: array<u32, WG>;

@@ -29,10 +29,7 @@ export {
 } from './ops/decode.js';
 export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillArgs } from './ops/prefill.js';
 export {
-  canRadixSelect,
-  encodeRadixSelect,
   encodeSelect,
-  type RadixPool,
   type SelectRow,
 } from './ops/select.js';
 export { encodeCopy, encodeFillRandom } from './ops/util.js';

@@ -260,8 +260,6 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
             keysPerStep,
             pieceBytes: 16,
             transposedReduce: true,
-            // The anchor's sparse pass from the scores pass's logits (no K rows read).
-            sparseFromLogits: role === 'anchor',
           }),
         );
         if (role === 'anchor') {
@@ -290,7 +288,6 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       expect(gpu.pipelineKeys.some((k) => k.includes('TRED=true') && k.includes('WRITE_SCORES=true'))).toBe(
         true,
       );
-      expect(gpu.pipelineKeys.some((k) => k.includes('LOGITS=true') && k.includes('GATHER=true'))).toBe(true);
       expect(() =>
         encodeDecode(gpu, {} as GPUComputePassEncoder, {
           role: 'dense',
@@ -468,27 +465,18 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
 });
 
 describe.skipIf(!probe.context)(
-  'team kernel options: fused combine, index prefetch, short splits, radix/classic select',
+  'team kernel options: index prefetch, short splits, select chunk, subgroup team merge',
   () => {
     const OPTIONS = [
-      { fuseCombine: true },
       { prefetchIndices: true },
-      { fuseCombine: true, prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
-      { select: 'classic' as const, fuseCombine: true },
+      { prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
+      { selectValuesPerInvocation: 16 as const },
       { pieceBytes: 8 as const, prefetchIndices: true },
-      { fuseCombine: true, minStepsPerSplit: 3, subgroupTeamMerge: true },
-      { streamPass: { keysPerStep: 16, targetWorkgroups: 64 }, fuseCombine: true },
+      { minStepsPerSplit: 3, subgroupTeamMerge: true },
+      { streamPass: { keysPerStep: 16, targetWorkgroups: 64 } },
       // keysPerStep x group = the team width on this device (SwiftShader: subgroups of 4).
       { transposedReduce: true, keysPerStep: 1, prefetchIndices: true },
-      {
-        prefetchIndices: true,
-        pieceBytes: 8 as const,
-        fuseCombine: true,
-        minStepsPerSplit: 5,
-      },
-      { select: 'radix5' as const },
-      { fusePool: true },
-      { inlineStepLoads: true, prefetchIndices: true },
+      { prefetchIndices: true, pieceBytes: 8 as const, minStepsPerSplit: 5 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -526,7 +514,7 @@ describe.skipIf(!probe.context)(
       let sels: DecodeSelection[] = [];
       for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
         const outs: Float32Array[] = [];
-        // Twice: a fused merge must give the same bits every run (no partial read before it landed).
+        // Twice: every run must give the same bits.
         for (let rep = 0; rep < 2; rep++) {
           gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
           await run(gpu, (pass) =>
@@ -568,11 +556,8 @@ describe.skipIf(!probe.context)(
         }
       }
       const keys = gpu.pipelineKeys;
-      if (opts.fuseCombine) expect(keys.some((k) => k.includes('FUSED=true'))).toBe(true);
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
-      if ('inlineStepLoads' in opts) expect(keys.some((k) => k.includes('INLINE_STEP=true'))).toBe(true);
-      if ('fusePool' in opts) expect(keys.some((k) => k.startsWith('topk_radix:radix_hist0:'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

@@ -17,12 +17,14 @@
  * batch 2, K/V read back), `parityMaxRelErr`.
  *
  * A `pass-floor` row times a pass of one tiny dispatch (what every timed op pays at least);
- * `stage-select` rows the anchor's Top-k alone at the longest context (radix and classic selects),
- * and a `parity-select` row compares their outputs index for index.
+ * `stage-select` rows the anchor's Top-k alone at the longest context (4, 8 and 16 values per
+ * invocation), and `parity-select` rows compare their outputs index for index.
  * At the longest context the team kernel's options are timed per role (`sweep-*` rows, `options`
- * column: keysPerStep, targetWorkgroups, minStepsPerSplit, prefetchIndices, fuseCombine, select;
- * `SWEEPS`), each checked on the device first (parity rows with `options`, three runs per role that
- * must agree bit for bit), and the fused merge is run 20 times at full size (`parity-fused` rows).
+ * column: keysPerStep, targetWorkgroups, minStepsPerSplit, prefetchIndices, subgroupTeamMerge,
+ * streamPass; `SWEEPS`), each checked on the device first (parity rows with `options`, three runs per
+ * role that must agree bit for bit, the anchors' Top-k checked against the float64 pooled scores),
+ * and every role of the defaults is run 30 times at full size, its split partials NaN-poisoned before
+ * each run, compared bit for bit with the first run (`parity-repeat` rows).
  *
  * `whole-model-one-pass` rows: the default kernel's 32 layers of the layout (anchors 2, 8, 13, 14)
  * encoded in one pass against 32 dense layers in one pass, four K/V copies in turn
@@ -31,7 +33,7 @@
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
  * `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only` (no main rows and no one-pass: the
- * sweep, the select rows and the fused checks alone, so a device job can run them in a part of their own),
+ * sweep, the select rows and the repeat checks alone, so a device job can run them in a part of their own),
  * `--deadline-s=N` (sweep rows not started after N seconds are skipped, so the results still get written).
  */
 import {
@@ -43,7 +45,6 @@ import {
   topkBudget,
 } from '@kascade/core';
 import {
-  canRadixSelect,
   createDecodeSlot,
   createDeviceKV,
   type DecodeArgs,
@@ -53,7 +54,6 @@ import {
   encodeCopy,
   encodeDecode,
   encodeFillRandom,
-  encodeRadixSelect,
   encodeSelect,
   type KascadeGPU,
   type LayerRole,
@@ -80,51 +80,30 @@ type Tuning = Pick<
   | 'keysPerStep'
   | 'minStepsPerSplit'
   | 'prefetchIndices'
-  | 'fuseCombine'
-  | 'select'
   | 'pieceBytes'
   | 'selectValuesPerInvocation'
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
-  | 'sparseFromLogits'
-  | 'fusePool'
-  | 'inlineStepLoads'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
-/** The split merge in the last workgroup (the default of gathers and layer 0 until session 6's call A). */
-const FUSED: Tuning = { fuseCombine: true };
-/** The per-step loads pasted into the key loop (no loadStep call). */
-const INLINE: Tuning = { inlineStepLoads: true };
-
-/** The fused merges checked at full size (against the two-dispatch merge, and run to run). */
-const FUSED_CHECKS: { role: 'dense' | 'dense-anchor' | 'reuse'; options: Tuning }[] = [
-  { role: 'dense', options: FUSED },
-  { role: 'dense-anchor', options: FUSED },
-  { role: 'reuse', options: FUSED },
-  { role: 'reuse', options: { ...FUSED, subgroupTeamMerge: false } },
-];
-/** Runs of the fused merge at full size compared bit for bit with the two-dispatch merge. */
-const FUSED_RUNS = 30;
+/** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
+const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
 const RUNS = 3;
 const PARITY_OPTIONS: Tuning[] = [
-  { fuseCombine: true, prefetchIndices: true },
-  { fuseCombine: false, prefetchIndices: false, pieceBytes: 16 },
-  { select: 'classic', keysPerStep: 4, selectValuesPerInvocation: 4 },
+  { prefetchIndices: true },
+  { prefetchIndices: false, pieceBytes: 16 },
+  { keysPerStep: 4, selectValuesPerInvocation: 4 },
   { selectValuesPerInvocation: 16 },
-  { select: 'radix5' },
   { streamPass: { keysPerStep: 16 } },
   { transposedReduce: true, pieceBytes: 8 },
   { transposedReduce: true, pieceBytes: 16, keysPerStep: 4 },
   SGM,
-  { ...SGM, fuseCombine: true, pieceBytes: 16 },
-  FUSED,
-  { sparseFromLogits: true, fusePool: true },
-  { ...INLINE, sparseFromLogits: true },
-  { ...INLINE, ...FUSED, prefetchIndices: false },
+  { ...SGM, pieceBytes: 16 },
+  { subgroupTeamMerge: false },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -146,16 +125,17 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 6, call B: the unfused split merge (the new default) against the fused one (call A: a race
-  // at batch 8), and the candidates: logits in the anchors' sparse pass, pooling fused into the select,
-  // inlined step loads (call A's 8-team workgroups lost everywhere: webgpu-decode-s6a.json).
-  reuse: alternate(2, {}, FUSED, INLINE),
-  anchor: alternate(2, {}, FUSED, { sparseFromLogits: true }, { fusePool: true }, INLINE),
-  'dense-anchor': alternate(2, {}, FUSED, { fusePool: true }, INLINE),
-  dense: alternate(2, {}, INLINE),
+  // Session 6, call C: the final defaults against the choices they replaced, twice in turn (calls A and
+  // B, webgpu-decode-s6a.json and -s6b.json, hold the candidates that lost: 256-invocation workgroups,
+  // the fused split merge, logits in the anchors' sparse pass, pooling fused into the select, inlined
+  // step loads, all removed).
+  reuse: alternate(2, {}, SGM),
+  anchor: alternate(2, {}, { streamPass: { targetWorkgroups: 2048 } }),
+  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }),
+  dense: [],
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
-const ONE_PASS_REUSE_OPTIONS: Tuning = FUSED;
+const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
 
 const bench: Bench = {
   name: 'webgpu-decode',
@@ -182,7 +162,7 @@ const bench: Bench = {
         options: {},
       }));
       if (kernels.includes('teams')) {
-        // Every option the sweep times, checked here first (fused twice: runs must agree bit for bit).
+        // Every option the sweep times, checked here first (runs must agree bit for bit).
         for (const options of PARITY_OPTIONS) checks.push({ kernel: 'teams', options });
       }
       for (const { kernel, options } of checks) {
@@ -269,7 +249,7 @@ const bench: Bench = {
         const out = gpu.device.createBuffer({
           label: 'bench.out',
           size: batch * H * D * 4,
-          usage: usage | GPUBufferUsage.COPY_DST, // NaN-poisoned by the fused checks
+          usage: usage | GPUBufferUsage.COPY_DST, // NaN-poisoned by the repeat checks
         });
         for (const [i, part] of kv.parts.entries()) {
           fillBuffer(gpu, part.k, 1 + 2 * i, true);
@@ -456,8 +436,8 @@ const bench: Bench = {
           }
         }
         if (args.sweep && !args.probeOnly && n === Math.max(...contexts)) {
-          // The anchor's Top-k alone, both selects, on the pooled scores the last anchor left; and the
-          // two selects' outputs compared (they must be equal, order included).
+          // The anchor's Top-k alone, at 4, 8 and 16 values per invocation, on the pooled scores the last
+          // anchor left; the outputs compared (they must be equal, order included).
           const rowsN = batch * G;
           const rowInfo = gpu.scratchBuffer('bench.rowInfo', rowsN * 16);
           const info = new Uint32Array(rowsN * 4);
@@ -465,9 +445,7 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          for (const variant of ['radix5', 'classic', 'classic8', 'classic16'] as const) {
-            const classic = variant.startsWith('classic');
-            if (!classic && !canRadixSelect(gpu)) continue;
+          for (const variant of ['classic', 'classic8', 'classic16'] as const) {
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;
             const selectArgs = {
@@ -483,12 +461,10 @@ const bench: Bench = {
               ctx,
               `select ${variant} ${rowsN} rows of ${n}, k ${k}`,
               (pass) =>
-                classic
-                  ? encodeSelect(gpu, pass, {
-                      ...selectArgs,
-                      valuesPerInvocation: variant === 'classic8' ? 8 : variant === 'classic16' ? 16 : 4,
-                    })
-                  : encodeRadixSelect(gpu, pass, selectArgs),
+                encodeSelect(gpu, pass, {
+                  ...selectArgs,
+                  valuesPerInvocation: variant === 'classic8' ? 8 : variant === 'classic16' ? 16 : 4,
+                }),
               flush,
             );
             rows.push({
@@ -503,7 +479,7 @@ const bench: Bench = {
               timing: s.source,
             });
           }
-          for (const variant of ['radix5', 'classic8', 'classic16'] as const) {
+          for (const variant of ['classic8', 'classic16'] as const) {
             if (!(outs[variant] && outs.classic)) continue;
             const a = new Int32Array(await readBuffer(gpu, outs[variant], rowsN * slot.kStride * 4));
             const b = new Int32Array(await readBuffer(gpu, outs.classic, rowsN * slot.kStride * 4));
@@ -514,7 +490,6 @@ const bench: Bench = {
             rows.push({ kernel: 'parity-select', variant, context: n, batch, k, rowsChecked: rowsN, differ });
             ctx.progress(`select ${variant} vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
             const key = {
-              radix5: 'selectRadix5Mismatches',
               classic8: 'selectClassic8Mismatches',
               classic16: 'selectClassic16Mismatches',
             }[variant];
@@ -583,11 +558,17 @@ const bench: Bench = {
           }
         }
         if (args.sweep && !args.probeOnly && n === Math.max(...contexts) && kernels.includes('teams')) {
-          // At full size: the fused merge run many times must give the same bits, and agree with the
-          // two-dispatch merge (relative error).
-          for (const { role, options: check } of FUSED_CHECKS) {
-            const once = async (options: Tuning) => {
-              const enc = gpu.device.createCommandEncoder({ label: 'bench.fused-check' });
+          // At full size: every role of the defaults run REPEAT_RUNS times must give the same bits (the
+          // output and the split partials NaN-poisoned before each run, so a merge that read a partial
+          // before it landed would show as NaN, not as the last run's equal value).
+          for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+            const once = async () => {
+              gpu.device.queue.writeBuffer(out, 0, new Float32Array(batch * H * D).fill(Number.NaN));
+              for (const name of ['decode.partML', 'decode.partO']) {
+                const buf = gpu.scratchBuffer(name, 16);
+                gpu.device.queue.writeBuffer(buf, 0, new Float32Array(buf.size / 4).fill(Number.NaN));
+              }
+              const enc = gpu.device.createCommandEncoder({ label: 'bench.repeat-check' });
               const pass = enc.beginComputePass();
               encodeDecode(gpu, pass, {
                 role,
@@ -600,55 +581,39 @@ const bench: Bench = {
                 headMap,
                 budget,
                 kernel: 'teams',
-                ...options,
               });
               pass.end();
               gpu.flushParams();
               gpu.device.queue.submit([enc.finish()]);
               return new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
             };
-            // Before each run the output and the split partials are NaN-poisoned, so a merge that
-            // reads a partial before it landed shows as NaN (not as last run's equal value).
-            const poison = () => {
-              gpu.device.queue.writeBuffer(out, 0, new Float32Array(batch * H * D).fill(Number.NaN));
-              for (const name of ['decode.partML', 'decode.partO']) {
-                const buf = gpu.scratchBuffer(name, 16);
-                gpu.device.queue.writeBuffer(buf, 0, new Float32Array(buf.size / 4).fill(Number.NaN));
-              }
-            };
-            poison();
-            const base = await once({ ...check, fuseCombine: false });
+            const first = await once();
             let differ = 0;
             let runsDiffering = 0;
-            let worst = 0;
-            for (let r = 0; r < FUSED_RUNS; r++) {
-              poison();
-              const o = await once(check);
+            for (let r = 1; r < REPEAT_RUNS; r++) {
+              const o = await once();
               let d = 0;
-              let num = 0;
-              let den = 0;
-              for (let i = 0; i < o.length; i++) {
-                if (!Object.is(o[i], base[i])) d++;
-                num += Number.isFinite(o[i]) ? (o[i] - base[i]) ** 2 : Number.POSITIVE_INFINITY;
-                den += base[i] ** 2;
-              }
+              for (let i = 0; i < o.length; i++) if (!Object.is(o[i], first[i])) d++;
               differ += d;
               if (d > 0) runsDiffering++;
-              worst = Math.max(worst, Math.sqrt(num / den));
             }
+            const nonFinite = first.filter((x) => !Number.isFinite(x)).length;
             rows.push({
-              kernel: 'parity-fused',
+              kernel: 'parity-repeat',
               role,
-              options: JSON.stringify(check),
               context: n,
               batch,
-              runs: FUSED_RUNS,
+              runs: REPEAT_RUNS,
               runToRun: differ,
               runsDiffering,
-              relErrVsTwoDispatch: Number.isFinite(worst) ? worst : 1e30,
+              nonFinite,
             });
+            summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] =
+              (summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] ?? 0) +
+              differ +
+              nonFinite;
             ctx.progress(
-              `fused ${role} ${JSON.stringify(check)} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${FUSED_RUNS} runs differ from the two-dispatch merge (partials NaN-poisoned), worst relErr ${worst.toExponential(2)}`,
+              `repeat ${role} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite`,
             );
           }
         }
@@ -797,7 +762,7 @@ async function parity(
   const rows: Row[] = [];
   let sels: DecodeSelection[] = [];
   for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
-    // Run RUNS times; every run must give the same bits (a fused merge reading a partial too early
+    // Run RUNS times; every run must give the same bits (a merge reading a partial too early
     // would not).
     const runs: Float32Array[] = [];
     for (let rep = 0; rep < RUNS; rep++) {

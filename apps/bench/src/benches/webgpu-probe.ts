@@ -5,7 +5,7 @@
  * - `probe-floor`: passes of 1, 4 and 16 tiny dispatches (the pass and per-dispatch cost), and the
  *   gather-only kernel's grid with nothing to read (`empty`);
  * - `probe-reuse`: the reuse op with k = 64 .. the budget (fixed vs per-row cost), on contiguous
- *   and on shuffled indices (the gather pattern), with the split merge fused or not, more or fewer
+ *   and on shuffled indices (the gather pattern), with the subgroup team merge or not, more or fewer
  *   workgroups, and 1, 2 or 8 reuse ops in one pass over two K/V copies (`perOpUs`: what an op adds
  *   inside a pass, which the whole model encoded in one pass pays);
  * - `probe-dense`: 1 and 8 dense ops in one pass, the same way (`perOpUs`);
@@ -50,7 +50,6 @@ export interface ProbeInputs {
 
 type Options = Pick<
   DecodeArgs,
-  | 'fuseCombine'
   | 'targetWorkgroups'
   | 'minStepsPerSplit'
   | 'prefetchIndices'
@@ -58,13 +57,10 @@ type Options = Pick<
   | 'pieceBytes'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
-  | 'inlineStepLoads'
 >;
 
-/** The split merge in the last workgroup (the gathers' default until session 6's call A). */
-const FUSED: Options = { fuseCombine: true };
-/** The step's K/V loads pasted into the key loop (session 6's candidate). */
-const INLINE: Options = { inlineStepLoads: true };
+/** The subgroup team merge (the gathers' default at many rows). */
+const SGM: Options = { subgroupTeamMerge: true };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -252,7 +248,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
     for (const [what, o] of [
       ['defaults', {}],
-      ['fused merge', FUSED],
+      ['subgroup team merge', SGM],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -274,7 +270,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       useSet(set);
       for (const [what, o] of [
         ['defaults', {}],
-        ['fused merge', FUSED],
+        ['subgroup team merge', SGM],
       ] as const) {
         const s = await timeOp(
           gpu,
@@ -291,11 +287,9 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     useSet('anchor');
     const tunings: Options[] = [
-      INLINE,
       { targetWorkgroups: 1024 },
       { targetWorkgroups: 256 },
-      { ...FUSED, targetWorkgroups: 1024 },
-      { ...INLINE, targetWorkgroups: 1024 },
+      { ...SGM, targetWorkgroups: 1024 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -306,7 +300,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     for (const [what, o] of [
       ['defaults', {}],
-      ['inlined step loads', INLINE],
+      ['subgroup team merge', SGM],
     ] as const) {
       for (const count of full ? [1, 2, 8] : []) {
         const s = await timeOp(
@@ -483,9 +477,8 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     const streamOptions: Options[] = [
       { targetWorkgroups: 2048 },
       { targetWorkgroups: 8192 },
-      FUSED,
-      INLINE,
-      { ...INLINE, targetWorkgroups: 2048 },
+      { subgroupTeamMerge: false },
+      { subgroupTeamMerge: true },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

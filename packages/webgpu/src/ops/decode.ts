@@ -4,7 +4,7 @@ import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
 import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
-import { canRadixSelect, encodeRadixSelect, encodeSelect } from './select.js';
+import { encodeSelect } from './select.js';
 
 /** The layer roles of Kascade (plus plain dense, the baseline). */
 export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse';
@@ -134,33 +134,10 @@ export interface DecodeArgs {
    */
   readonly subgroupTeamMerge?: boolean;
   /**
-   * `teams` only: merge the splits in the last workgroup of each (sequence, KV head) instead of a
-   * second dispatch (default: `TEAM_DEFAULTS`, on for gathering passes; see `decode_teams.wgsl` for
-   * what it relies on).
-   */
-  readonly fuseCombine?: boolean;
-  /**
-   * Anchors' Top-k: `classic` (default: `pool.wgsl` + `topk_select.wgsl`, ten dispatches, every
-   * device) or `radix5` (`topk_radix.wgsl`, pooling fused into the first of five parallel
-   * dispatches; needs `subgroups`: on the H200 as fast as classic at batch 1, slower at batch 8).
-   */
-  readonly select?: 'radix5' | 'classic';
-  /**
    * The classic select's values per invocation in its per-chunk passes: 4, 8 (default in decode) or
    * 16 (for tuning).
    */
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
-  /**
-   * The classic select, with `subgroups`: the pooling computed inside its first histogram pass
-   * (`radix_hist0`) instead of a dispatch of its own (nine dispatches instead of ten). Default off (a
-   * candidate, for tuning); `untilStage: 'pool'` then stops after the scores pass.
-   */
-  readonly fusePool?: boolean;
-  /**
-   * `teams` only: every pass's per-step K/V loads pasted into the key loop instead of a call of
-   * `loadStep` that returns the step's arrays. Default off (a candidate, for tuning).
-   */
-  readonly inlineStepLoads?: boolean;
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
@@ -172,13 +149,6 @@ export interface DecodeArgs {
    * or the anchor's scores pass) over the call's own, which then apply to the sparse pass only.
    */
   readonly streamPass?: Partial<TeamSettings>;
-  /**
-   * `teams`, `anchor` role: the sparse pass takes each selected key's scaled logits from the scores
-   * pass's output instead of reading its K row again (only V rows are read), where the gather pass's
-   * layout allows the transposed reduction (`keysPerStep x group` = the team width); else ignored.
-   * Default off (a candidate, for tuning).
-   */
-  readonly sparseFromLogits?: boolean;
   /** Names this call's host-written scratch apart from other calls in the same submission (internal). */
   readonly scratchTag?: string;
 }
@@ -194,7 +164,6 @@ const PARTIAL_BINDINGS = [
   [6, 'write'],
   [7, 'write'],
 ] as const;
-const PARTIAL_TEAMS_BINDINGS = [...PARTIAL_BINDINGS, [8, 'write'], [9, 'write'], [10, 'write']] as const;
 const COMBINE_BINDINGS = [
   [0, 'uniform'],
   [5, 'write'],
@@ -216,7 +185,6 @@ export interface TeamSettings {
   readonly targetWorkgroups: number;
   readonly pieceBytes: 8 | 16;
   readonly prefetchIndices: boolean;
-  readonly fuseCombine: boolean;
   readonly transposedReduce: boolean;
   readonly subgroupTeamMerge: boolean;
 }
@@ -235,7 +203,6 @@ const STREAM_FEW: TeamSettings = {
   targetWorkgroups: 1024,
   pieceBytes: 16,
   prefetchIndices: false,
-  fuseCombine: false,
   transposedReduce: false,
   subgroupTeamMerge: false,
 };
@@ -247,8 +214,7 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * The team kernel's settings where a call does not give them, per kind of pass ({@link TeamPass})
  * with few (at most 16: batch 1 or 2 at 8 KV heads) or many rows (sequence x KV head).
  * Chosen from the H200 sweeps at 128k (`apps/bench/results/webgpu-decode*.json`, `sweep-*` rows):
- * few rows want fewer, fuller workgroups; layer 0's pass merges its splits in its last workgroup
- * (call D of session 3: 325 against 350 us at batch 1, 2101 against 2190 at batch 8); dense and the
+ * few rows want fewer, fuller workgroups; dense and the
  * anchors' scores pass take the transposed reduction where it fits (call A3 of session 4, three
  * runs in turn: dense 201 against 220 us at batch 1, 1274 against 1524 at batch 8; the scores pass
  * 1343 against 1375 at batch 8, equal at batch 1), layer 0's pass does not (337 against 285 us);
@@ -258,11 +224,9 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * against 1782 at batch 8; reuse at batch 8 193 against 209; slower elsewhere: reuse at batch 1 57
  * against 47, the anchor 289 against 227, dense 224 against 201); the anchors' scores pass takes 4096
  * workgroups (call A of session 6, twice in turn: the anchor 225.5 and 224.0 against 228.1 and 227.2
- * us at batch 1, 1274 and 1273 against 1310 and 1308 at batch 8). No pass merges its splits in its last
- * workgroup by default (`fuseCombine`): WGSL has no device-scope fence, and in call A of session 6
- * twenty runs at 128k batch 8 of the fused reuse gave 256 differing output values (1536 with workgroups
- * of 256), where sessions 4-5 had seen none; unfused, the reuse cost the same at batch 1 (46.8 against
- * 47.5 us);
+ * us at batch 1, 1274 and 1273 against 1310 and 1308 at batch 8). Every pass merges its splits with
+ * `teams_combine` (the merge in the last workgroup to finish, sessions 3-6, was removed: see
+ * `decode_teams.wgsl`);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
@@ -475,7 +439,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       minSteps: o.minStepsPerSplit ?? d.minStepsPerSplit,
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
-      fused: o.fuseCombine ?? d.fuseCombine,
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
@@ -503,7 +466,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const most = Math.max(splitsFor(n, streamKind).splits, splitsFor(Math.max(1, k), 'gather').splits);
   partML(most);
   partO(most);
-  const counters = gpu.scratchBuffer('decode.counters', batch * kvHeads * 4);
 
   const attend = (opts: {
     gather: boolean;
@@ -511,16 +473,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     writeScores: boolean;
     keys: number;
     scores?: GPUBuffer;
-    /** Gathers: read the selected keys' logits from this scores buffer (see `sparseFromLogits`). */
-    logits?: GPUBuffer;
   }) => {
     const kind: TeamPass = opts.gather ? 'gather' : streamKind;
     const { span, splits } = splitsFor(opts.keys, kind);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
-    const t0 = teams ? tuned(kind) : null;
-    const logits = opts.logits !== undefined && t0 !== null && t0.U * group === t0.layout.TW;
-    const t = t0 && logits ? { ...t0, tred: true } : t0;
-    const fused = t?.fused === true;
+    const t = teams ? tuned(kind) : null;
     const ml = partML(splits);
     const po = opts.accumV ? partO(splits) : null;
     const params = gpu.params(
@@ -568,19 +525,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SGM: sgm,
       MSG,
       TRED: t.tred,
-      LOGITS: logits,
-      INLINE_STEP: a.inlineStepLoads === true,
-      FUSED: fused,
       KP: t.pieceType,
       SUBGROUPS: true,
     };
     const p1 = teamDefs
-      ? gpu.pipeline(
-          'decode_teams',
-          'teams_partial',
-          teamDefs,
-          PARTIAL_TEAMS_BINDINGS, // the merge's bindings are declared (statically used) either way
-        )
+      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
@@ -594,18 +543,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         5: ml,
         ...(po ? { 6: po } : {}),
         ...(opts.scores ? { 7: opts.scores } : {}),
-        ...(logits && opts.logits ? { 7: opts.logits } : {}),
-        ...(fused
-          ? {
-              ...(opts.accumV ? { 8: a.out } : {}),
-              9: stats,
-              10: counters,
-            }
-          : {}),
       }),
     );
     pass.dispatchWorkgroups(splits, kvHeads, batch);
-    if (fused) return;
     const p2 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_combine', teamDefs, COMBINE_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
@@ -639,60 +579,35 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const info = new Uint32Array(rows * 4);
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
-  const selectKind = a.select ?? 'classic';
-  const radix = selectKind === 'radix5' && canRadixSelect(gpu);
   // Size the select's scratch before anything binds it.
-  gpu.scratchBuffer(radix ? 'radix.hist' : 'select.hist', (radix ? 3 : 1) * rows * 2048 * 4);
+  gpu.scratchBuffer('select.hist', rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
   if (a.untilStage === 'scores') return;
-  if (radix) {
-    encodeRadixSelect(gpu, pass, {
-      vals: pooled,
-      rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
-      rows,
-      maxLength: n,
-      out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
-      tag: 'decode',
-      pool: { scores, stats, heads, kvHeads, group, scoreStride: n },
-    });
-  }
-  const fusePool = !radix && a.fusePool === true && canRadixSelect(gpu);
-  if (!radix && !fusePool) {
-    const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
-    pass.setPipeline(pp.pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.bindGroup(pp, 'kascade:decode.pool', {
-        0: gpu.params(packParams([n, heads, kvHeads, kv.capacity, n, n, 0, 0, 0, 0, { f32: scale }, 0])),
-        1: scores,
-        2: stats,
-        3: pooled,
-      }),
-    );
-    pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
-  }
-  if (!radix) {
-    if (a.untilStage === 'pool') return;
-    encodeSelect(gpu, pass, {
-      vals: pooled,
-      rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
-      rows,
-      maxLength: n,
-      out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
-      tag: 'decode',
-      valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
-      ...(fusePool ? { pool: { scores, stats, heads, kvHeads, group, scoreStride: n } } : {}),
-    });
-  }
+  const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
+  pass.setPipeline(pp.pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.bindGroup(pp, 'kascade:decode.pool', {
+      0: gpu.params(packParams([n, heads, kvHeads, kv.capacity, n, n, 0, 0, 0, 0, { f32: scale }, 0])),
+      1: scores,
+      2: stats,
+      3: pooled,
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(n / WG), kvHeads, batch);
+  if (a.untilStage === 'pool') return;
+  encodeSelect(gpu, pass, {
+    vals: pooled,
+    rowInfo: { buffer: rowInfo, offset: 0, size: rows * 16 },
+    rows,
+    maxLength: n,
+    out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
+    tag: 'decode',
+    valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
+  });
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {
-    attend({
-      gather: true,
-      accumV: true,
-      writeScores: false,
-      keys: k,
-      ...(a.sparseFromLogits === true ? { logits: scores } : {}),
-    });
+    attend({ gather: true, accumV: true, writeScores: false, keys: k });
   }
 }
