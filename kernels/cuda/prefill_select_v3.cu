@@ -19,7 +19,12 @@ namespace pf {
 
 namespace {
 
-constexpr int kSel3Threads = 256;
+// NT threads per block: 256, or 128 with at most 32 registers (pool v36: one block fits beside a pool CTA, whose
+// 640 threads hold 61440 of an SM's 65536 registers).
+template <int NT>
+constexpr int sel3_min_blocks() {
+  return NT == 128 ? 16 : 1;
+}
 
 constexpr int PER = 8;  // scores per thread and trip (two 16-byte loads)
 
@@ -36,14 +41,12 @@ constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest
 // are above the k-th largest's and keeps those equal to them (a bin 2^-13 wide: a few dozen at 128k) in shared
 // memory, where the third digit and the ties are resolved; more than kSel3Cand candidates fall back to the
 // third pass and the compaction. The row is read three times.
-template <bool FINISH2>
-__global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(KascadePrefillShape s,
-                                                                         const float* __restrict__ pooled,
-                                                                         size_t perPair, const int* __restrict__ counts,
-                                                                         int kMax, int* __restrict__ indices,
-                                                                         int pairBase) {
+template <bool FINISH2, int NT>
+__global__ void __launch_bounds__(NT, sel3_min_blocks<NT>())
+    select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
+                             const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase) {
   __shared__ unsigned hist[2048];
-  __shared__ unsigned wsum[8];
+  __shared__ unsigned wsum[NT / 32];
   __shared__ unsigned res[2];
   __shared__ int cntGt;
   __shared__ int nCand;
@@ -56,15 +59,15 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int k = min(max(__ldg(counts + t), 0), min(st, kMax));
   int* out = indices + (static_cast<size_t>(pair) * tiles + t) * kMax;
-  for (int i = k + tid; i < kMax; i += kSel3Threads) out[i] = -1;
+  for (int i = k + tid; i < kMax; i += NT) out[i] = -1;
   if (k == 0) return;
   if (k == st) {  // early tiles: every earlier key
-    for (int i = tid; i < st; i += kSel3Threads) out[i] = i;
+    for (int i = tid; i < st; i += NT) out[i] = i;
     return;
   }
   const unsigned* u =
       reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
-  constexpr int kStride = kSel3Threads * PER;
+  constexpr int kStride = NT * PER;
 
   // Scores are >= 0, so their bit patterns order like the values: radix select on 11 + 11 + 10 bits.
   unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
@@ -98,16 +101,16 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
           }
         }
       }
-      for (int i = tid; i < 1024; i += kSel3Threads) hist[i] = 0;
+      for (int i = tid; i < 1024; i += NT) hist[i] = 0;
       __syncthreads();
       const int nc = nCand;
       if (nc <= kSel3Cand) {
-        for (int i = tid; i < nc; i += kSel3Threads) atomicAdd(&hist[candV[i] & 1023u], 1u);
+        for (int i = tid; i < nc; i += NT) atomicAdd(&hist[candV[i] & 1023u], 1u);
         __syncthreads();
-        select_rank_bin<kSel3Threads>([&](int bin) { return hist[bin]; }, 1024, krem, wsum, res);
+        select_rank_bin<NT>([&](int bin) { return hist[bin]; }, 1024, krem, wsum, res);
         const unsigned thr = prefix | res[0], take = res[1], nTies = hist[res[0]];
         // Above the k-th: all; at it: the take lowest indices (ranked among the ties when some are left out).
-        for (int i = tid; i < nc; i += kSel3Threads) {
+        for (int i = tid; i < nc; i += NT) {
           const unsigned v = candV[i];
           bool in = v > thr;
           if (v == thr) {
@@ -121,7 +124,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
         return;
       }
     }
-    for (int i = tid; i < nbins; i += kSel3Threads) hist[i] = 0;
+    for (int i = tid; i < nbins; i += NT) hist[i] = 0;
     __syncthreads();
     for (int base = 0; base < st; base += kStride) {
       const int x = base + tid * PER;
@@ -133,7 +136,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
     }
     __syncthreads();
     // The bin holding rank krem from the top (select_common.cuh's block scan, shared with the decode selects).
-    select_rank_bin<kSel3Threads>([&](int bin) { return hist[bin]; }, nbins, krem, wsum, res);
+    select_rank_bin<NT>([&](int bin) { return hist[bin]; }, nbins, krem, wsum, res);
     prefix |= res[0] << shift;
     krem = res[1];
     mask |= static_cast<unsigned>(nbins - 1) << shift;
@@ -164,7 +167,7 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
     if (lane == 31) wsum[warp] = inc;
     __syncthreads();
     unsigned off = inc - ties, total = 0;
-    for (int w = 0; w < 8; ++w) {
+    for (int w = 0; w < NT / 32; ++w) {
       if (w < warp) off += wsum[w];
       total += wsum[w];
     }
@@ -183,12 +186,18 @@ __global__ void __launch_bounds__(kSel3Threads) select_prefill_v3_kernel(Kascade
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, bool narrow,
+                             cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  if (finish2)
-    select_prefill_v3_kernel<true><<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
+  auto run = [&](auto kernel, int nt) {
+    kernel<<<grid, nt, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
+  };
+  if (narrow)
+    run(select_prefill_v3_kernel<true, 128>, 128);
+  else if (finish2)
+    run(select_prefill_v3_kernel<true, 256>, 256);
   else
-    select_prefill_v3_kernel<false><<<grid, kSel3Threads, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
+    run(select_prefill_v3_kernel<false, 256>, 256);
   return cudaGetLastError();
 }
 
