@@ -41,5 +41,6 @@ export {
   destroyDeviceKV,
   kvBytes,
   packKV,
+  sequenceInputs,
 } from './tensors.js';
 export { timeGPU } from './timing.js';

@@ -1,25 +1,17 @@
-import {
-  type DecodeInputs,
-  type DecodeSelection,
-  denseDecodeAttention,
-  fromF16,
-  sparseDecodeAttention,
-  toF16,
-  topkBudget,
-} from '@kascade/core';
+import { type DecodeSelection, denseDecodeAttention, sparseDecodeAttention, topkBudget } from '@kascade/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readBuffer, uploadBuffer } from './backend.js';
 import type { KascadeGPU } from './context.js';
 import { createDecodeSlot, encodeDecode, teamsWorkgroupBytes } from './ops/decode.js';
-import type { KVDType } from './program.js';
-import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
+import { destroyDeviceKV } from './tensors.js';
 import {
   allFinite,
+  type DecodeCase,
   openTestBackends,
-  randomFloats,
   readCheckedSelections,
   relError,
   runComputePass,
+  uploadDecodeCase,
 } from './test-gpu.js';
 
 // The team kernel's subgroup team merge (`subgroupTeamMerge`): every role against the float64 core
@@ -32,17 +24,8 @@ afterAll(() => probe.context?.destroy());
 const run = (gpu: KascadeGPU, encode: (pass: GPUComputePassEncoder) => void): Promise<void> =>
   runComputePass(gpu, 'merge test', encode);
 
-interface Case {
-  dtype: KVDType;
-  batch: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  n: number;
-}
-
 // Shapes whose merge buffers fit 16 KiB of workgroup memory with 4-lane subgroups.
-const CASES: Case[] = [
+const CASES: DecodeCase[] = [
   { dtype: 'f16', batch: 2, heads: 4, kvHeads: 2, headDim: 64, n: 1500 },
   { dtype: 'f32', batch: 1, heads: 2, kvHeads: 2, headDim: 64, n: 900 },
 ];
@@ -57,87 +40,67 @@ describe('team workgroup memory', () => {
 });
 
 describe.skipIf(!probe.context)('subgroup team merge against the reference', () => {
-  it.each(CASES)('every role, $dtype, batch $batch, $heads/$kvHeads heads, d $headDim', async (c) => {
-    const gpu = probe.context!;
-    const { batch: B, heads: H, kvHeads: G, headDim: d, n } = c;
-    const per = G * n * d;
-    const kh = randomFloats(B * per, n + 1);
-    const vh = randomFloats(B * per, n + 2);
-    const qh = randomFloats(B * H * d, n + 3, 3);
-    const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: d, dtype: c.dtype });
-    for (const [buf, host] of [
-      [kv.parts[0].k, packKV(kh, c.dtype)],
-      [kv.parts[0].v, packKV(vh, c.dtype)],
-    ] as const) {
-      gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
-    }
-    const stored = (x: Float32Array) => (c.dtype === 'f32' ? x : fromF16(toF16(x)));
-    const ks = stored(kh);
-    const vs = stored(vh);
-    const ref = (b: number): DecodeInputs => ({
-      heads: H,
-      kvHeads: G,
-      headDim: d,
-      n,
-      q: qh.subarray(b * H * d, (b + 1) * H * d),
-      k: ks.subarray(b * per, (b + 1) * per),
-      v: vs.subarray(b * per, (b + 1) * per),
-    });
-    const q = uploadBuffer(gpu, qh, 'q');
-    const size = B * H * d;
-    const out = uploadBuffer(gpu, new Float32Array(size), 'out');
-    const budget = { percent: 10, kMin: 16 };
-    const kk = topkBudget(n, budget);
-    const kStride = Math.ceil(kk / 64) * 64;
-    const slot = createDecodeSlot(gpu, B, G, kStride);
-    const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
-    let sels: DecodeSelection[] = [];
-    for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
-      const outs: Float32Array[] = [];
-      for (let rep = 0; rep < 2; rep++) {
-        gpu.device.queue.writeBuffer(out, 0, new Float32Array(size).fill(Number.NaN));
-        await run(gpu, (pass) =>
-          encodeDecode(gpu, pass, {
-            role,
-            heads: H,
-            q,
-            kv,
-            n,
-            out,
-            slot,
-            headMap,
-            budget,
-            kernel: 'teams',
-            subgroupTeamMerge: true,
-          }),
-        );
-        outs.push(new Float32Array(await readBuffer(gpu, out, size * 4)));
+  it.each(CASES)(
+    'every role, $dtype, batch $batch, $heads/$kvHeads heads, d $headDim, teams merged by subgroups',
+    async (c) => {
+      const gpu = probe.context!;
+      const { batch: B, heads: H, kvHeads: G, headDim: d, n } = c;
+      const { kv, q, ref } = uploadDecodeCase(gpu, c, n + 1, 3);
+      const size = B * H * d;
+      const out = uploadBuffer(gpu, new Float32Array(size), 'out');
+      const budget = { percent: 10, kMin: 16 };
+      const kk = topkBudget(n, budget);
+      const kStride = Math.ceil(kk / 64) * 64;
+      const slot = createDecodeSlot(gpu, B, G, kStride);
+      const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
+      let sels: DecodeSelection[] = [];
+      for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+        const outs: Float32Array[] = [];
+        for (let rep = 0; rep < 2; rep++) {
+          gpu.device.queue.writeBuffer(out, 0, new Float32Array(size).fill(Number.NaN));
+          await run(gpu, (pass) =>
+            encodeDecode(gpu, pass, {
+              role,
+              heads: H,
+              q,
+              kv,
+              n,
+              out,
+              slot,
+              headMap,
+              budget,
+              kernel: 'teams',
+              subgroupTeamMerge: true,
+            }),
+          );
+          outs.push(new Float32Array(await readBuffer(gpu, out, size * 4)));
+        }
+        expect(allFinite(outs[0]), role).toBe(true);
+        expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
+        if (role === 'dense-anchor' || role === 'anchor') {
+          sels = await readCheckedSelections(
+            gpu,
+            slot.indices,
+            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
+            ref,
+          );
+        }
+        for (let b = 0; b < B; b++) {
+          const want =
+            role === 'dense' || role === 'dense-anchor'
+              ? denseDecodeAttention(ref(b))
+              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
+          expect(
+            relError(outs[0].subarray(b * H * d, (b + 1) * H * d), want),
+            `${role}, sequence ${b}`,
+          ).toBeLessThan(1e-5);
+        }
       }
-      expect(allFinite(outs[0]), role).toBe(true);
-      expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
-      if (role === 'dense-anchor' || role === 'anchor') {
-        sels = await readCheckedSelections(
-          gpu,
-          slot.indices,
-          { batch: B, kvHeads: G, k: kk, stride: kStride, n },
-          ref,
-        );
-      }
-      for (let b = 0; b < B; b++) {
-        const want =
-          role === 'dense' || role === 'dense-anchor'
-            ? denseDecodeAttention(ref(b))
-            : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
-        expect(
-          relError(outs[0].subarray(b * H * d, (b + 1) * H * d), want),
-          `${role}, sequence ${b}`,
-        ).toBeLessThan(1e-5);
-      }
-    }
-    expect(gpu.pipelineKeys.some((key) => key.includes(':teams_partial:') && key.includes('SGM=true'))).toBe(
-      true,
-    );
-    destroyDeviceKV(kv);
-    for (const buf of [q, out, slot.indices]) buf.destroy();
-  });
+      expect(
+        gpu.pipelineKeys.some((key) => key.includes(':teams_partial:') && key.includes('SGM=true')),
+      ).toBe(true);
+      destroyDeviceKV(kv);
+      for (const buf of [q, out, slot.indices]) buf.destroy();
+    },
+  );
 });

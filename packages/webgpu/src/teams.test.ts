@@ -20,16 +20,17 @@ import {
   teamSplits,
   teamsLayout,
 } from './ops/decode.js';
-import type { KVDType } from './program.js';
-import { createDeviceKV, destroyDeviceKV, packKV } from './tensors.js';
+import { createDeviceKV, destroyDeviceKV, packKV, sequenceInputs } from './tensors.js';
 import {
   allFinite,
   checkTopk,
+  type DecodeCase,
   openTestBackends,
   randomFloats,
   readCheckedSelections,
   relError,
   runComputePass,
+  uploadDecodeCase,
 } from './test-gpu.js';
 
 // Both decode kernels on the same device, batched, through encodeDecode (what an engine calls).
@@ -74,14 +75,8 @@ describe('decode kernel choice', () => {
   });
 });
 
-interface Case {
-  dtype: KVDType;
-  batch: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  n: number;
-  capacity: number;
+interface Case extends DecodeCase {
+  readonly capacity: number;
 }
 // Group sizes 4 (four keys per team step) and 8 (two), both dtypes and head dims, n not a
 // multiple of a step, capacity > n, a batch.
@@ -100,33 +95,9 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
   for (const kernel of kernels) {
     it.each(CASES)(`${kernel}: $dtype, batch $batch, $heads/$kvHeads heads, d $headDim, n $n`, async (c) => {
       const gpu = probe.context!;
-      const { batch: B, heads: H, kvHeads: G, headDim: d, n, capacity: cap } = c;
-      const per = G * cap * d;
+      const { batch: B, heads: H, kvHeads: G, headDim: d, n } = c;
       const seed = n + H + (kernel === 'teams' ? 0 : 100);
-      const kh = randomFloats(B * per, seed, 1);
-      const vh = randomFloats(B * per, seed + 1, 1);
-      const qh = randomFloats(B * H * d, seed + 2, 2.5);
-      const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: cap, headDim: d, dtype: c.dtype });
-      for (const [buf, host] of [
-        [kv.parts[0].k, packKV(kh, c.dtype)],
-        [kv.parts[0].v, packKV(vh, c.dtype)],
-      ] as const) {
-        gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
-      }
-      const stored = (x: Float32Array) => (c.dtype === 'f32' ? x : fromF16(toF16(x)));
-      const ks = stored(kh);
-      const vs = stored(vh);
-      const ref = (b: number): DecodeInputs => ({
-        heads: H,
-        kvHeads: G,
-        headDim: d,
-        n,
-        capacity: cap,
-        q: qh.subarray(b * H * d, (b + 1) * H * d),
-        k: ks.subarray(b * per, (b + 1) * per),
-        v: vs.subarray(b * per, (b + 1) * per),
-      });
-      const q = uploadBuffer(gpu, qh, 'q');
+      const { kv, q, ref } = uploadDecodeCase(gpu, c, seed, 2.5);
       const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
       const budget = { percent: 10, kMin: 4 };
       const kk = topkBudget(n, budget);
@@ -384,18 +355,13 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
           gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
         }
       }
-      const ks = fromF16(toF16(kh));
-      const vs = fromF16(toF16(vh));
       const qh = randomFloats(B * H * d, 63, 3);
-      const ref = (b: number): DecodeInputs => ({
-        heads: H,
-        kvHeads: G,
-        headDim: d,
-        n,
-        q: qh.subarray(b * H * d, (b + 1) * H * d),
-        k: ks.subarray(b * per, (b + 1) * per),
-        v: vs.subarray(b * per, (b + 1) * per),
-      });
+      const ref = sequenceInputs(
+        { heads: H, kvHeads: G, headDim: d, n },
+        qh,
+        fromF16(toF16(kh)),
+        fromF16(toF16(vh)),
+      );
       const q = uploadBuffer(gpu, qh, 'q');
       const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
       const budget = { percent: 10, kMin: 16 };

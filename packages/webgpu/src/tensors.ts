@@ -1,4 +1,4 @@
-import { toF16 } from '@kascade/core';
+import { type DecodeInputs, toF16 } from '@kascade/core';
 import type { KascadeGPU } from './context.js';
 import { WebGPUShapeError } from './errors.js';
 import type { KVDType } from './program.js';
@@ -87,4 +87,28 @@ export function packKV(data: ArrayLike<number>, dtype: KVDType): Uint32Array | F
   const out = new Uint16Array(Math.ceil(data.length / 2) * 2);
   out.set(toF16(data));
   return new Uint32Array(out.buffer);
+}
+
+/**
+ * The core reference's inputs of sequence `b` of batched host arrays: `q [batch, heads, headDim]`,
+ * `k` and `v` `[batch, kvHeads, capacity, headDim]` (capacity defaults to `n`).
+ */
+export function sequenceInputs(
+  shape: { heads: number; kvHeads: number; headDim: number; n: number; capacity?: number },
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+): (b: number) => DecodeInputs {
+  const { heads: H, kvHeads: G, headDim: d, n } = shape;
+  const per = G * (shape.capacity ?? n) * d;
+  return (b) => ({
+    heads: H,
+    kvHeads: G,
+    headDim: d,
+    n,
+    ...(shape.capacity !== undefined ? { capacity: shape.capacity } : {}),
+    q: q.subarray(b * H * d, (b + 1) * H * d),
+    k: k.subarray(b * per, (b + 1) * per),
+    v: v.subarray(b * per, (b + 1) * per),
+  });
 }

@@ -4,11 +4,19 @@
  * fails them.
  */
 import { existsSync } from 'node:fs';
-import { type DecodeInputs, type DecodeSelection, pooledDecodeScores } from '@kascade/core';
+import {
+  type AttentionShape,
+  type DecodeInputs,
+  type DecodeSelection,
+  fromF16,
+  pooledDecodeScores,
+  toF16,
+} from '@kascade/core';
 import { expect } from 'vitest';
-import { readBuffer, WebGPUBackend } from './backend.js';
+import { readBuffer, uploadBuffer, WebGPUBackend } from './backend.js';
 import { KascadeGPU } from './context.js';
 import type { KVDType } from './program.js';
+import { createDeviceKV, type DeviceKV, packKV, sequenceInputs } from './tensors.js';
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -158,4 +166,41 @@ export async function readCheckedSelections(
     expect(rows).toBe(kvHeads);
   });
   return sels;
+}
+
+/** A decode test shape: `batch` sequences of `n` keys in K/V of `capacity` rows (default `n`). */
+export interface DecodeCase extends AttentionShape {
+  readonly dtype: KVDType;
+  readonly batch: number;
+  readonly n: number;
+  readonly capacity?: number;
+}
+
+/**
+ * Random K/V (seeds `seed`, `seed + 1`, amplitude 1) and queries (`seed + 2`, `qAmplitude`) of `batch`
+ * sequences, uploaded to a new device K/V of `capacity` rows (default `n`) and a query buffer, with
+ * the reference inputs of each sequence over the values as stored (f16-rounded for f16 K/V).
+ */
+export function uploadDecodeCase(
+  gpu: KascadeGPU,
+  c: DecodeCase,
+  seed: number,
+  qAmplitude: number,
+): { kv: DeviceKV; q: GPUBuffer; ref: (b: number) => DecodeInputs } {
+  const { batch: B, heads: H, kvHeads: G, headDim: d, n } = c;
+  const cap = c.capacity ?? n;
+  const per = G * cap * d;
+  const kh = randomFloats(B * per, seed, 1);
+  const vh = randomFloats(B * per, seed + 1, 1);
+  const qh = randomFloats(B * H * d, seed + 2, qAmplitude);
+  const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: cap, headDim: d, dtype: c.dtype });
+  for (const [buf, host] of [
+    [kv.parts[0].k, packKV(kh, c.dtype)],
+    [kv.parts[0].v, packKV(vh, c.dtype)],
+  ] as const) {
+    gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
+  }
+  const stored = (x: Float32Array) => (c.dtype === 'f32' ? x : fromF16(toF16(x)));
+  const ref = sequenceInputs({ ...c, capacity: cap }, qh, stored(kh), stored(vh));
+  return { kv, q: uploadBuffer(gpu, qh, 'q'), ref };
 }

@@ -58,6 +58,7 @@ import {
   type KascadeGPU,
   type LayerRole,
   readBuffer,
+  sequenceInputs,
   TEAM_DEFAULTS,
   teamsLayout,
   WebGPUShapeError,
@@ -746,15 +747,7 @@ async function parity(
   const kh = fromF16(new Uint16Array(await readBuffer(gpu, kv.k, B * per * 2)));
   const vh = fromF16(new Uint16Array(await readBuffer(gpu, kv.v, B * per * 2)));
   const qh = new Float32Array(await readBuffer(gpu, q, B * H * D * 4));
-  const ref = (b: number) => ({
-    heads: H,
-    kvHeads: G,
-    headDim: D,
-    n,
-    q: qh.subarray(b * H * D, (b + 1) * H * D),
-    k: kh.subarray(b * per, (b + 1) * per),
-    v: vh.subarray(b * per, (b + 1) * per),
-  });
+  const ref = sequenceInputs({ heads: H, kvHeads: G, headDim: D, n }, qh, kh, vh);
   const k = topkBudget(n, budget);
   const kStride = Math.ceil(k / 64) * 64;
   const slot = createDecodeSlot(gpu, B, G, kStride);
