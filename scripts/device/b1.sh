@@ -32,6 +32,7 @@ say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
 # 512k batch 1 (the defaults beyond 256k): the anchors with and without the b1 select, reuse 32800, dense 764.
 B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= \
+  B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
