@@ -24,16 +24,12 @@ describe('siluMul on the SIMD kernel', () => {
 });
 
 /** `||a - b|| / ||b||`, after checking every value of `a` is finite. */
-function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    if (!Number.isFinite(a[i]!)) throw new Error(`non-finite value ${a[i]} at ${i}`);
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
+function relDiff(a: Float32Array, b: Float64Array): number {
+  const bad = a.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) throw new Error(`non-finite value ${a[bad]} at ${bad}`);
+  const den = b.reduce((sum, y) => sum + y * y, 0);
   expect(den).toBeGreaterThan(0);
-  return Math.sqrt(num / den);
+  return Math.sqrt(b.reduce((sum, y, i) => sum + (a[i]! - y) ** 2, 0) / den);
 }
 
 /** The block's outputs and pooled probabilities in float64, straight from the definition. */
