@@ -32,7 +32,10 @@ export interface DecodeVariantRule {
 export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'dense', maxBatch: 4, maxN: 16384, variant: 148 },
   { op: 'dense', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 252 },
-  { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 176 },
+  // Batch > 4 (session 6, call C at f3cc0d9): the lean schedule; 176 at 8k / 32k, 148 at 128k (3774.7 us
+  // against 176's 3779.8; bit 262144 on the split schedule: 3814.0).
+  { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 176 },
+  { op: 'dense', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 148 },
   // Layer 0 and the anchor at batch > 4 (session 4, call B at cd03a04, `cuda-decode.json`): the fastest
   // variant at each measured context (8k, 32k, 128k at batch 32). The stream select with the f16
   // intermediate wins at 128k batch 32 (layer 0 3196: 1.2 % faster than the next without it; the
@@ -45,15 +48,17 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 764 },
   { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 164028 },
   { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
-  // Batch > 4 (session 6, call B at 855f416): layer 0 764 at 8k, 3196 at 32k (1173 against 1191 us) and
-  // 128k; the anchor 164028 (cuda-b1's select) at 8k / 32k (220 / 768 against 764's 227 / 775 us), 3196 at
-  // 128k (2844 against 19644's 2932 us).
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 764 },
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3196 },
+  // Batch > 4 (session 6, call C at f3cc0d9, the fastest at 8k / 32k / 128k batch 32): layer 0 164028
+  // (cuda-b1's select; 317.1 against 764's 317.9 us), 764 (1152.6 against 1163.7), then 265340 (3196 with
+  // the TMA maps unpromoted in L2: 4431.0 against 3196's 4444.5); the anchor 164028 (214.0 against 764's
+  // 221.7), then 265340 (751.4 against 764's 754.8; 2791.0 against 3196's 2831.7 and 19644's 2851.7).
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 265340 },
   { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 164028 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 164028 },
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3196 },
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 265340 },
   // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5, call C's bench; figures in the README's
   // batch-1 sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768
   // with 16-bit P: 32800, the same kernel as 32956) beyond: call C's fastest reuse at 32k and 512k; at
