@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-6): per attention kernel its time,
 # DRAM bytes and throughput, L2 hit rate, at 128k batch 32 and 1, for the variants in
-# PROFILE_ANCHOR_VARIANTS (default 19644, session 4's anchor default at 128k b32), each once as is and once with
+# PROFILE_ANCHOR_VARIANTS (default 265340, the anchor default at 128k batch > 4 since session 6), each once as is and once with
 # KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its intermediate writes: wrong selections, timing diagnosis
 # only). Run by scripts/device/session.sh with $JOB_OUT; limit 60 s. Leaves anchor-<v>.csv and
 # anchor-<v>-nowrites.csv.
@@ -10,7 +10,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct
-list=${PROFILE_ANCHOR_VARIANTS:-19644}
+list=${PROFILE_ANCHOR_VARIANTS:-265340}
 for v in ${list//,/ }; do
   modes=("" nowrites)
   for mode in "${modes[@]}"; do
