@@ -139,17 +139,17 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // instead of four; 128k: the anchor 296.5 against 301.6 ms, layer 0 362.1 against 365.1). Session 6 also timed
 // FMA-pipe exponentials (v23), the pool counting the select's first digit (v27 / v28 / v31), four loads in flight
 // per select thread (v33), 4 GiB pooled passes (v34) and float4 row constants (v35): all slower, all gone, as are
-// sessions 2-5's pools v2-v18 and v20-v22. v36 (session 6's last candidate): v32 with the select of each pooled
-// pass overlapping the next pass's pool (anchor_prefill below).
+// sessions 2-5's pools v2-v18 and v20-v22. Call D's v36 (each pooled pass's select on a second stream, in
+// 128-thread blocks beside the next pass's pool CTAs) was not faster than v32 and is gone too.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 19 || v == 36 ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, preset v48)
+  return v == 1 || v == 19 ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, preset v48)
 }
 
 struct PrefillWorkspace {
   float* stats;
-  float* pooled[2];  // pool v36: two buffers of half the budget, passes alternating; else one
-  size_t perPair;    // floats of one pair's packed pooled rows
+  float* pooled;
+  size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
   size_t bytes;
 };
@@ -162,10 +162,7 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const int pairs = s.batch * s.kvHeads;
   w.perPair = packed_offset(s.queryStart, tiles);
   const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
-  // Pool v36 alternates two buffers of half the budget when the pairs take more than one pass.
-  const size_t perPairBytes = w.perPair * sizeof(float);
-  const int nbuf = pool_variant() == 36 && perPairBytes * pairs > kPooledBudgetBytes ? 2 : 1;
-  size_t ppp = w.perPair ? kPooledBudgetBytes / nbuf / perPairBytes : static_cast<size_t>(pairs);
+  size_t ppp = w.perPair ? kPooledBudgetBytes / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
   if (ppp < 1) ppp = 1;
   if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
   if (ppp > 65535) ppp = 65535;  // grid.y
@@ -173,9 +170,8 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
-  w.pooled[0] = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
-  w.pooled[1] = p ? reinterpret_cast<float*>(p + statsBytes + (nbuf - 1) * pooledBytes) : nullptr;
-  w.bytes = statsBytes + nbuf * pooledBytes;
+  w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
+  w.bytes = statsBytes + pooledBytes;
   return w;
 }
 
@@ -209,44 +205,6 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
   });
 }
 
-// Pool v36: steps 2-3 with pass p's select (128-thread blocks on a low-priority stream, so one block fits on an SM
-// beside a pool CTA) running under pass p + 1's pool (on a high-priority stream), the passes alternating between
-// two pooled buffers; pass p + 2's pool waits for pass p's select. Both streams fork from and join `st`.
-static cudaError_t pool_select_overlapped(const KascadePrefillShape& s, const void* q, const void* k,
-                                          const PrefillWorkspace& w, const int* counts, int kMax, int* indices,
-                                          cudaStream_t st) {
-  static cudaStream_t sPool = nullptr, sSel = nullptr;
-  static cudaEvent_t evFork, evPool[2], evSel[2];
-  cudaError_t e = cudaSuccess;
-  if (!sPool) {
-    int least = 0, greatest = 0;
-    if ((e = cudaDeviceGetStreamPriorityRange(&least, &greatest)) != cudaSuccess) return e;
-    if ((e = cudaStreamCreateWithPriority(&sPool, cudaStreamNonBlocking, greatest)) != cudaSuccess) return e;
-    if ((e = cudaStreamCreateWithPriority(&sSel, cudaStreamNonBlocking, least)) != cudaSuccess) return e;
-    for (cudaEvent_t* ev : {&evFork, &evPool[0], &evPool[1], &evSel[0], &evSel[1]})
-      if ((e = cudaEventCreateWithFlags(ev, cudaEventDisableTiming)) != cudaSuccess) return e;
-  }
-  if ((e = cudaEventRecord(evFork, st)) != cudaSuccess || (e = cudaStreamWaitEvent(sPool, evFork, 0)) != cudaSuccess ||
-      (e = cudaStreamWaitEvent(sSel, evFork, 0)) != cudaSuccess)
-    return e;
-  const int pairs = s.batch * s.kvHeads;
-  int pass = 0;
-  for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass, ++pass) {
-    const int np = min(w.pairsPerPass, pairs - p0), b = pass & 1;
-    if (pass >= 2 && (e = cudaStreamWaitEvent(sPool, evSel[b], 0)) != cudaSuccess) return e;
-    if ((e = launch_pool(s, q, k, w.stats, w.pooled[b], p0, np, w.perPair, 0, sPool)) != cudaSuccess) return e;
-    if ((e = cudaEventRecord(evPool[b], sPool)) != cudaSuccess || (e = cudaStreamWaitEvent(sSel, evPool[b], 0)) !=
-        cudaSuccess)
-      return e;
-    if ((e = launch_select_v3(s, w.pooled[b], p0, np, w.perPair, counts, kMax, indices, true, true, sSel)) !=
-        cudaSuccess)
-      return e;
-    if ((e = cudaEventRecord(evSel[b], sSel)) != cudaSuccess) return e;
-  }
-  // Join: the last select follows every pool (through the events), so st waits for sSel's last record.
-  return cudaStreamWaitEvent(st, evSel[(pass - 1) & 1], 0);
-}
-
 // Steps 1-4 above; layer0 = dense output in step 1 and no step 4.
 static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, const void* q, const void* k,
                                   const void* v, void* out, const int* counts, int kMax, int* indices,
@@ -264,20 +222,14 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads;
-  const int pv = pool_variant();
-  if (pv == 36 && w.perPair > 0 && w.pairsPerPass < pairs) {
-    if ((e = pool_select_overlapped(*s, q, k, w, counts, kMax, indices, st)) != cudaSuccess) return e;
-  } else {
-    for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
-      const int np = min(w.pairsPerPass, pairs - p0);
-      if (w.perPair > 0 &&
-          (e = launch_pool(*s, q, k, w.stats, w.pooled[0], p0, np, w.perPair, 0, st)) != cudaSuccess)
-        return e;
-      const bool finish2 = pv == 32 || pv == 36;
-      if ((e = launch_select_v3(*s, w.pooled[0], p0, np, w.perPair, counts, kMax, indices, finish2, false, st)) !=
-          cudaSuccess)
-        return e;
-    }
+  const bool finish2 = pool_variant() == 32;
+  for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
+    const int np = min(w.pairsPerPass, pairs - p0);
+    if (w.perPair > 0 &&
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
+      return e;
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, finish2, st)) != cudaSuccess)
+      return e;
   }
   if (layer0) return cudaSuccess;
   a.counts = counts;
@@ -327,5 +279,5 @@ extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* 
   a.k = k;
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
-  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);  // (v36: as v32 here)
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
 }

@@ -49,11 +49,9 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
 // finish2 (pool v32, the default): the third digit and the ties from the candidates one pass keeps in shared
-// memory (three passes over the row instead of four); narrow (pool v36, implies finish2): 128-thread blocks of at
-// most 32 registers, so one fits on an SM beside a pool CTA.
+// memory (three passes over the row instead of four).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, bool narrow,
-                             cudaStream_t st);
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

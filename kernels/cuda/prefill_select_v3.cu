@@ -19,12 +19,7 @@ namespace pf {
 
 namespace {
 
-// NT threads per block: 256, or 128 with at most 32 registers (pool v36: one block fits beside a pool CTA, whose
-// 640 threads hold 61440 of an SM's 65536 registers).
-template <int NT>
-constexpr int sel3_min_blocks() {
-  return NT == 128 ? 16 : 1;
-}
+constexpr int NT = 256;  // threads per block
 
 constexpr int PER = 8;  // scores per thread and trip (two 16-byte loads)
 
@@ -41,8 +36,8 @@ constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest
 // are above the k-th largest's and keeps those equal to them (a bin 2^-13 wide: a few dozen at 128k) in shared
 // memory, where the third digit and the ties are resolved; more than kSel3Cand candidates fall back to the
 // third pass and the compaction. The row is read three times.
-template <bool FINISH2, int NT>
-__global__ void __launch_bounds__(NT, sel3_min_blocks<NT>())
+template <bool FINISH2>
+__global__ void __launch_bounds__(NT)
     select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
                              const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase) {
   __shared__ unsigned hist[2048];
@@ -186,18 +181,12 @@ __global__ void __launch_bounds__(NT, sel3_min_blocks<NT>())
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, bool narrow,
-                             cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  auto run = [&](auto kernel, int nt) {
-    kernel<<<grid, nt, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
-  };
-  if (narrow)
-    run(select_prefill_v3_kernel<true, 128>, 128);
-  else if (finish2)
-    run(select_prefill_v3_kernel<true, 256>, 256);
+  if (finish2)
+    select_prefill_v3_kernel<true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
   else
-    run(select_prefill_v3_kernel<false, 256>, 256);
+    select_prefill_v3_kernel<false><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
   return cudaGetLastError();
 }
 

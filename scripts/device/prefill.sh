@@ -4,8 +4,7 @@
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
 # fails parity is never timed). Session 6, call C (final): v48 (the defaults since call B: dense v22, sparse v12,
 # pool v32; its parity covers the v1 kernels too, which run where v48's do not apply: head dim 64, g != 4) is the
-# safe group, v37 (session 5's defaults) the comparison row in its own parity process (PREFILL_RISKY; call D adds
-# v52: v48 with each pooled pass's select running under the next pass's pool).
+# safe group, v37 (session 5's defaults) the comparison row in its own parity process (PREFILL_RISKY).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
@@ -19,7 +18,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v48}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v52 v37}
+risky=${PREFILL_RISKY-v37}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

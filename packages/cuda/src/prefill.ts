@@ -370,17 +370,16 @@ export function uploadPrefillSelection(
  *   keeps in shared memory: three passes over the row; 128k: the anchor 296.5 against 301.6 ms, layer 0 362.1
  *   against 365.1). Session 6 also timed FMA-pipe exponentials (`v23`), the pool counting the select's first digit
  *   (`v27`, `v28`, `v31`), four loads in flight per select thread (`v33`), 4 GiB pooled passes (`v34`) and float4
- *   row constants (`v35`): all slower, all gone, as are sessions 2-5's `v2`-`v18`, `v20`-`v22`. `v36`: v32 whose
- *   select of each pooled pass (128-thread blocks that fit on an SM beside a pool CTA, on a low-priority stream)
- *   runs under the next pass's pool (on a high-priority stream), the passes alternating two pooled buffers of half
- *   the budget.
+ *   row constants (`v35`): all slower, all gone, as are sessions 2-5's `v2`-`v18`, `v20`-`v22`. Call D's `v36`
+ *   (each pooled pass's select on a second stream, in 128-thread blocks beside the next pass's pool CTAs) was
+ *   not faster than v32 and is gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v36';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v32';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v36'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -394,13 +393,12 @@ export interface PrefillKernelSelection {
  * dense v22, sparse v12, pool v32 (the defaults since session 6's call B). Sessions 2-5's presets v2-v36 and
  * v38-v41 and session 6's v42-v47 and v49-v51 (call A: FMA-pipe exponentials, the pool counting the select's first
  * digit; call B: v42 = dense v22 alone, wider select loads, 4 GiB pooled passes, float4 row constants) lost to v48
- * or went into it and are gone. `v52` = v48 with pool v36 (each pass's select under the next pass's pool).
+ * or went into it and are gone, as is call D's v52 (v48 with pool v36: not faster).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
-  v52: { dense: 'v22', sparse: 'v12', pool: 'v36' },
 };
 
 /**
