@@ -1,8 +1,8 @@
 /**
  * Prefill ops on the device (kernels/cuda/prefill_*.cu): dense causal attention, layer-0 anchor,
  * anchor (tile-pooled post-softmax Top-k with the rolling budget, then sparse tile attention) and
- * reuse (sparse tile attention through a head map). Written and compiled; NOT yet run on a GPU
- * (see the README's "Prefill (untested on GPU yet)" section).
+ * reuse (sparse tile attention through a head map). Checked and timed on the H200 by the device jobs
+ * (scripts/device/prefill.sh; figures in the README's "Prefill" section and apps/bench/results/cuda-prefill.json).
  */
 import { type BudgetOptions, prefillTileBudget } from '@kascade/core';
 import type { NativePrefillShape } from './binding.types.js';
