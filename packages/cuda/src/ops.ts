@@ -3,7 +3,7 @@ import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
-/** The largest decode kernel variant value: bits 1..131072 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
+/** The largest decode kernel variant value: bits 1..262144 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
 export const DECODE_VARIANT_MAX = 524287;
 
 /** The decode ops, as the default-variant table names them. */
