@@ -25,6 +25,7 @@ import {
   allFinite,
   checkTopk,
   type DecodeCase,
+  expectDecodeOutputs,
   openTestBackends,
   randomFloats,
   readCheckedSelections,
@@ -104,15 +105,6 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       const kStride = Math.ceil(kk / 64) * 64;
       const slot = createDecodeSlot(gpu, B, G, kStride);
       const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
-      const selOf = async (): Promise<DecodeSelection[]> => {
-        const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * kStride * 4));
-        return Array.from({ length: B }, (_, b) => {
-          const indices = new Int32Array(G * kk);
-          for (let j = 0; j < G; j++)
-            indices.set(all.subarray((b * G + j) * kStride, (b * G + j) * kStride + kk), j * kk);
-          return { kvHeads: G, k: kk, indices };
-        });
-      };
       let sels: DecodeSelection[] = [];
       for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
         gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
@@ -122,30 +114,14 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
         const o = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
         expect(allFinite(o), role).toBe(true);
         if (role === 'dense-anchor' || role === 'anchor') {
-          sels = await selOf();
-          for (let b = 0; b < B; b++) {
-            const pooled = pooledDecodeScores(ref(b));
-            const rows = checkTopk(
-              sels[b],
-              (r) => r * kk,
-              G,
-              () => n,
-              () => kk,
-              (r) => pooled.subarray(r * n, (r + 1) * n),
-            );
-            expect(rows).toBe(G);
-          }
+          sels = await readCheckedSelections(
+            gpu,
+            slot.indices,
+            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
+            ref,
+          );
         }
-        for (let b = 0; b < B; b++) {
-          const want =
-            role === 'dense' || role === 'dense-anchor'
-              ? denseDecodeAttention(ref(b))
-              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
-          expect(
-            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
-            `${role}, sequence ${b}`,
-          ).toBeLessThan(1e-5);
-        }
+        expectDecodeOutputs(role, o, c, ref, sels, headMap);
       }
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();

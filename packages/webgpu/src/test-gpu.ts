@@ -8,8 +8,10 @@ import {
   type AttentionShape,
   type DecodeInputs,
   type DecodeSelection,
+  denseDecodeAttention,
   fromF16,
   pooledDecodeScores,
+  sparseDecodeAttention,
   toF16,
 } from '@kascade/core';
 import { expect } from 'vitest';
@@ -166,6 +168,32 @@ export async function readCheckedSelections(
     expect(rows).toBe(kvHeads);
   });
   return sels;
+}
+
+/**
+ * Checks one decode role's output (`out`: `batch x heads x headDim` floats) against the float64 core
+ * reference of each sequence: dense attention for `dense` / `dense-anchor`, sparse attention over
+ * `sels[b]` (through `headMap` for `reuse`) otherwise; relErr < 1e-5 per sequence.
+ */
+export function expectDecodeOutputs(
+  role: 'dense' | 'dense-anchor' | 'anchor' | 'reuse',
+  out: Float32Array,
+  shape: { batch: number; heads: number; headDim: number },
+  reference: (b: number) => DecodeInputs,
+  sels: readonly DecodeSelection[],
+  headMap: readonly number[],
+): void {
+  const { batch, heads, headDim: d } = shape;
+  for (let b = 0; b < batch; b++) {
+    const want =
+      role === 'dense' || role === 'dense-anchor'
+        ? denseDecodeAttention(reference(b))
+        : sparseDecodeAttention(reference(b), sels[b]!, role === 'reuse' ? headMap : undefined);
+    expect(
+      relError(out.subarray(b * heads * d, (b + 1) * heads * d), want),
+      `${role}, sequence ${b}`,
+    ).toBeLessThan(1e-5);
+  }
 }
 
 /** A decode test shape: `batch` sequences of `n` keys in K/V of `capacity` rows (default `n`). */
