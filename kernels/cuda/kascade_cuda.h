@@ -73,8 +73,9 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_DEEP_SCORES = 16384,  // anchors (cuda-anchor, session 4): with bit 16 (TMA tiles), the scores pass
                                         // keeps a 6-stage ring per warp (two CTAs per SM instead of three; call A:
                                         // the pass ran 85 % of DRAM peak at 396 CTAs, the anchor 1 % faster at 264)
-  KASCADE_VARIANT_ROW_SELECT_RETIRED = 65536,  // retired in session 6 (no effect): session 5's select inside the
-                                               // scores / layer-0 pass (it lost in all three calls)
+  KASCADE_VARIANT_WS_REGS = 65536,  // cuda-b1, session 7 (retired in session 6 as session 5's select inside the scores
+                                    // pass): with 32768 at head dim 128 (K rows), the ws gather's producer warpgroup
+                                    // gives registers to its consumer warpgroup (setmaxnreg 40 / 216): no spills
   KASCADE_VARIANT_GATHER_WS = 32768,  // gathers (reuse, the anchors' sparse pass; cuda-b1, session 5): the
                                       // warp-specialised gather (reuse_b1_decode.cu): a producer warp per CTA
                                       // issues one cp.async.bulk per 256-byte K/V row into a shared 64-row ring,

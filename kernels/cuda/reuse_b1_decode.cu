@@ -76,7 +76,15 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
 
-template <typename T, int D, int GS, bool LG>
+// KASCADE_VARIANT_WS_REGS (session 7): at two CTAs per SM a thread may hold 128 registers, and the D 128
+// consumers (Q's operand, the accumulators, a step's fragments) spilled 40 bytes per thread (ptxas; ncu at 128k
+// batch 1: 76k local-memory requests per launch). With RG the producers' warpgroup gives registers back
+// (setmaxnreg.dec to kWsProducerRegs) and the consumers' warpgroup takes them (setmaxnreg.inc): the same
+// 256 x 128 per CTA.
+constexpr int kWsProducerRegs = 40;
+constexpr int kWsConsumerRegs = 2 * 128 - kWsProducerRegs;  // 216
+
+template <typename T, int D, int GS, bool LG, bool RG = false>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
   using C = WsCfg<D>;
@@ -116,6 +124,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
 
   if (warp >= NC) {
+    if constexpr (RG) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kWsProducerRegs));
     // Producer pr: rows [16 pr, 16 pr + 16) of every stage, lane l the K row (l < 16; LG: the entry's
     // logits) or the V row (l >= 16) l % 16. Its lanes keep the raw indices of the next NS stages in
     // registers (q[u]: stage i with i % NS == u; the loop is unrolled by NS so no register move waits on a
@@ -166,8 +175,11 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
         }
       }
     }
+    // Back to 128 for the merge below (setmaxnreg.inc waits until the consumers have given theirs back).
+    if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 128;\n" ::);
   } else {
     // Consumers.
+    if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
     uint32_t qa[D / 16][4];
     if (!LG) load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
     const float qscale = s.scale * kLog2e;
@@ -189,6 +201,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     }
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if constexpr (RG) asm volatile("setmaxnreg.dec.sync.aligned.u32 128;\n" ::);
   }
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
 
@@ -210,16 +223,17 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG>
+template <typename T, int D, int GS, bool LG, bool RG>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG>, WsCfg<D>::kThreads, smem);
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG>, WsCfg<D>::kThreads,
+                                                        smem);
     if (e != cudaSuccess) {
       *err = e;
       return 0;
@@ -229,16 +243,16 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG>
+template <typename T, int D, int GS, bool LG, bool RG = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-  gather_ws_kernel<T, D, GS, LG><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
-                                        ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
+  gather_ws_kernel<T, D, GS, LG, RG><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
+                                            ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
   e = cudaGetLastError();
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
@@ -264,6 +278,10 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
         if (lg) return launch_ws<T, D, GS, true>(s, a, out, st);
+        // Bit 65536 (the register split) where the consumers spill without it: D 128, K rows (the logits mode
+        // fits in 128).
+        if constexpr (D == 128)
+          if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true>(s, a, out, st);
         return launch_ws<T, D, GS, false>(s, a, out, st);
       });
     });

@@ -252,8 +252,13 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     select_radix<kB1Threads>([&](int i) { return bits_of(i, cached ? 0 : __ldcg(cand + i)); }, cnt, krem, sh, res,
                              1, b1);
     const unsigned prefix = res[0], want = res[1];
-    // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted.
-    if (tid == 0) tie = 0;
+    // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted. Only this CTA writes
+    // the row now (phase 2's count st[0] is final after the barrier): its slots come from a shared counter
+    // (session 7; one global atomic per warp and iteration, one after another, took ~4-5 us at 128k).
+    if (tid == 0) {
+      tie = 0;
+      wbase[0] = __ldcg(st + 0);
+    }
     __syncthreads();
     for (int base = warp * 32; base < cnt; base += kB1Threads) {
       const int i = base + lane;
@@ -262,7 +267,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
       const bool above = i < cnt && u > prefix;
       bool eq = i < cnt && u == prefix;
       if (eq) eq = atomicAdd(&tie, 1) < static_cast<int>(want);
-      const int so = b1_slot(st + 0, above || eq);
+      const int so = b1_slot(&wbase[0], above || eq);
       if (above || eq) a.out[r * a.topk + so] = x;
     }
     __syncthreads();

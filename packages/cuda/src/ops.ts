@@ -103,7 +103,7 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * an equal share of all key tiles, and a wider combine; 256 / 512 the anchors' cluster select,
    * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
-   * 65536 retired (no effect), 131072 the anchors' select as one launch over the whole GPU (few rows),
+   * 65536 with 32768 the gather's producer warps giving registers to its consumers (head dim 128), 131072 the anchors' select as one launch over the whole GPU (few rows),
    * 262144 the contiguous passes' TMA maps without L2 promotion (as the lean schedule's); the rest in
    * kascade_cuda.h. 0 or absent: the first kernels.
    */
