@@ -31,6 +31,7 @@ export { createPrefillSlot, type DevicePrefillSlot, encodePrefill, type PrefillA
 export {
   encodeSelect,
   type SelectRow,
+  type SelectSchedule,
 } from './ops/select.js';
 export { encodeCopy, encodeFillRandom } from './ops/util.js';
 export { buildShader, type KVDType } from './program.js';

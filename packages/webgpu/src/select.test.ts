@@ -4,7 +4,7 @@ import type { KascadeGPU } from './context.js';
 import { encodeSelect } from './ops/select.js';
 import { openTestBackends, randomFloats } from './test-gpu.js';
 
-// The classic radix select (topk_select.wgsl) at 4, 8 and 16 values per invocation against an exact
+// The radix select (topk_select.wgsl), classic at 4, 8 and 16 values per invocation and folded, against an exact
 // CPU Top-k: the same indices in the same order (values > T by index, then the lowest-index copies of T).
 const probe = await openTestBackends(['f32']);
 afterAll(() => probe.context?.destroy());
@@ -41,7 +41,7 @@ const ROWS: Row[] = [
 
 async function runSelect(
   gpu: KascadeGPU,
-  variant: 'classic' | 'classic8' | 'classic16',
+  variant: 'classic' | 'classic8' | 'classic16' | 'folded' | 'folded8',
   vals: GPUBuffer,
   info: Uint32Array,
   rows: number,
@@ -61,9 +61,9 @@ async function runSelect(
       out,
       tag: 'test',
     };
-    if (variant === 'classic8') encodeSelect(gpu, pass, { ...args, valuesPerInvocation: 8 });
-    else if (variant === 'classic16') encodeSelect(gpu, pass, { ...args, valuesPerInvocation: 16 });
-    else encodeSelect(gpu, pass, args);
+    const per = variant.endsWith('16') ? 16 : variant.endsWith('8') ? 8 : undefined;
+    const schedule = variant.startsWith('folded') ? ('folded' as const) : undefined;
+    encodeSelect(gpu, pass, { ...args, valuesPerInvocation: per, schedule });
     pass.end();
     gpu.flushParams();
     gpu.device.queue.submit([enc.finish()]);
@@ -76,7 +76,7 @@ async function runSelect(
 }
 
 describe.skipIf(!probe.context)('radix select (topk_select.wgsl)', () => {
-  it('equals the exact Top-k at 4, 8 and 16 values per invocation, many rows at once, ties and k = 0 / 1 / n', async () => {
+  it('equals the exact Top-k at 4, 8 and 16 values per invocation and folded, many rows at once, ties and k = 0 / 1 / n', async () => {
     const gpu = probe.context!;
     const offsets: number[] = [];
     const outOffsets: number[] = [];
@@ -103,8 +103,9 @@ describe.skipIf(!probe.context)('radix select (topk_select.wgsl)', () => {
     const vals = uploadBuffer(gpu, host, 'vals');
     const maxLength = Math.max(...ROWS.map((r) => r.length));
     const classic = await runSelect(gpu, 'classic', vals, info, ROWS.length, maxLength, outTotal);
-    // Larger chunks (8 and 16 values per invocation): the same output.
-    for (const variant of ['classic8', 'classic16'] as const) {
+    // Larger chunks (8 and 16 values per invocation) and the folded schedule: the same output; the
+    // folded one twice (its three histograms must have been cleared by its own write pass).
+    for (const variant of ['classic8', 'classic16', 'folded', 'folded8', 'folded'] as const) {
       const wide = await runSelect(gpu, variant, vals, info, ROWS.length, maxLength, outTotal);
       expect(Array.from(wide), variant).toEqual(Array.from(classic));
     }

@@ -83,6 +83,7 @@ type Tuning = Pick<
   | 'prefetchIndices'
   | 'pieceBytes'
   | 'selectValuesPerInvocation'
+  | 'selectSchedule'
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
@@ -90,6 +91,8 @@ type Tuning = Pick<
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
+/** The select in five dispatches instead of nine (session 7's candidate). */
+const FOLDED: Tuning = { selectSchedule: 'folded' };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -105,6 +108,8 @@ const PARITY_OPTIONS: Tuning[] = [
   SGM,
   { ...SGM, pieceBytes: 16 },
   { subgroupTeamMerge: false },
+  FOLDED,
+  { ...FOLDED, selectValuesPerInvocation: 16 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -131,8 +136,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // the fused split merge, logits in the anchors' sparse pass, pooling fused into the select, inlined
   // step loads, all removed).
   reuse: alternate(2, {}, SGM),
-  anchor: alternate(2, {}, { streamPass: { targetWorkgroups: 2048 } }),
-  'dense-anchor': alternate(2, {}, { subgroupTeamMerge: false }),
+  anchor: alternate(2, {}, FOLDED),
+  'dense-anchor': alternate(2, {}, FOLDED),
   dense: [],
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
@@ -437,8 +442,8 @@ const bench: Bench = {
           }
         }
         if (args.sweep && !args.probeOnly && n === Math.max(...contexts)) {
-          // The anchor's Top-k alone, at 4, 8 and 16 values per invocation, on the pooled scores the last
-          // anchor left; the outputs compared (they must be equal, order included).
+          // The anchor's Top-k alone, classic at 4 and 8 values per invocation and folded at 8 and 16, on
+          // the pooled scores the last anchor left; the outputs compared (they must be equal, order included).
           const rowsN = batch * G;
           const rowInfo = gpu.scratchBuffer('bench.rowInfo', rowsN * 16);
           const info = new Uint32Array(rowsN * 4);
@@ -446,7 +451,13 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          for (const variant of ['classic', 'classic8', 'classic16'] as const) {
+          const SELECT_VARIANTS = {
+            classic: { valuesPerInvocation: 4 },
+            classic8: { valuesPerInvocation: 8 },
+            folded8: { valuesPerInvocation: 8, schedule: 'folded' },
+            folded16: { valuesPerInvocation: 16, schedule: 'folded' },
+          } as const;
+          for (const [variant, options] of Object.entries(SELECT_VARIANTS)) {
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;
             const selectArgs = {
@@ -461,11 +472,7 @@ const bench: Bench = {
               gpu,
               ctx,
               `select ${variant} ${rowsN} rows of ${n}, k ${k}`,
-              (pass) =>
-                encodeSelect(gpu, pass, {
-                  ...selectArgs,
-                  valuesPerInvocation: variant === 'classic8' ? 8 : variant === 'classic16' ? 16 : 4,
-                }),
+              (pass) => encodeSelect(gpu, pass, { ...selectArgs, ...options }),
               flush,
             );
             rows.push({
@@ -480,7 +487,7 @@ const bench: Bench = {
               timing: s.source,
             });
           }
-          for (const variant of ['classic8', 'classic16'] as const) {
+          for (const variant of Object.keys(SELECT_VARIANTS).slice(1)) {
             if (!(outs[variant] && outs.classic)) continue;
             const a = new Int32Array(await readBuffer(gpu, outs[variant], rowsN * slot.kStride * 4));
             const b = new Int32Array(await readBuffer(gpu, outs.classic, rowsN * slot.kStride * 4));
@@ -490,10 +497,7 @@ const bench: Bench = {
             }
             rows.push({ kernel: 'parity-select', variant, context: n, batch, k, rowsChecked: rowsN, differ });
             ctx.progress(`select ${variant} vs classic, ${rowsN} rows of ${n}: ${differ} indices differ`);
-            const key = {
-              classic8: 'selectClassic8Mismatches',
-              classic16: 'selectClassic16Mismatches',
-            }[variant];
+            const key = `select${variant[0].toUpperCase()}${variant.slice(1)}Mismatches`;
             summary[`${key}_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] = differ;
           }
         }
@@ -562,13 +566,25 @@ const bench: Bench = {
           // At full size: every role of the defaults run REPEAT_RUNS times must give the same bits (the
           // output and the split partials NaN-poisoned before each run, so a merge that read a partial
           // before it landed would show as NaN, not as the last run's equal value).
-          for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+          const repeated: [LayerRole, Tuning][] = [
+            ['dense', {}],
+            ['dense-anchor', {}],
+            ['anchor', {}],
+            ['reuse', {}],
+            ['dense-anchor', FOLDED],
+            ['anchor', FOLDED],
+          ];
+          for (const [role, tuning] of repeated) {
+            const slotWords = batch * G * slot.kStride;
             const once = async () => {
               gpu.device.queue.writeBuffer(out, 0, new Float32Array(batch * H * D).fill(Number.NaN));
               for (const name of ['decode.partML', 'decode.partO']) {
                 const buf = gpu.scratchBuffer(name, 16);
                 gpu.device.queue.writeBuffer(buf, 0, new Float32Array(buf.size / 4).fill(Number.NaN));
               }
+              const selects = role === 'anchor' || role === 'dense-anchor';
+              // Anchors: the slot poisoned too, and compared (layer 0's output does not depend on it).
+              if (selects) gpu.device.queue.writeBuffer(slot.indices, 0, new Int32Array(slotWords).fill(-5));
               const enc = gpu.device.createCommandEncoder({ label: 'bench.repeat-check' });
               const pass = enc.beginComputePass();
               encodeDecode(gpu, pass, {
@@ -582,11 +598,24 @@ const bench: Bench = {
                 headMap,
                 budget,
                 kernel: 'teams',
+                ...tuning,
               });
               pass.end();
               gpu.flushParams();
               gpu.device.queue.submit([enc.finish()]);
-              return new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
+              const o = new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
+              if (!selects) return o;
+              // The first k indices of each row, as numbers; one still poisoned counts as non-finite.
+              const picked = new Int32Array(await readBuffer(gpu, slot.indices, slotWords * 4));
+              const both = new Float32Array(o.length + batch * G * k);
+              both.set(o);
+              for (let r = 0; r < batch * G; r++) {
+                for (let i = 0; i < k; i++) {
+                  const v = picked[r * slot.kStride + i];
+                  both[o.length + r * k + i] = v === -5 ? Number.NaN : v;
+                }
+              }
+              return both;
             };
             const first = await once();
             let differ = 0;
@@ -602,6 +631,7 @@ const bench: Bench = {
             rows.push({
               kernel: 'parity-repeat',
               role,
+              ...(Object.keys(tuning).length > 0 ? { options: JSON.stringify(tuning) } : {}),
               context: n,
               batch,
               runs: REPEAT_RUNS,
@@ -614,7 +644,7 @@ const bench: Bench = {
               differ +
               nonFinite;
             ctx.progress(
-              `repeat ${role} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite`,
+              `repeat ${role} ${JSON.stringify(tuning)} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite`,
             );
           }
         }

@@ -4,7 +4,7 @@ import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
 import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
-import { encodeSelect } from './select.js';
+import { encodeSelect, type SelectSchedule } from './select.js';
 
 /** The layer roles of Kascade (plus plain dense, the baseline). */
 export type LayerRole = 'dense' | 'dense-anchor' | 'anchor' | 'reuse';
@@ -138,6 +138,8 @@ export interface DecodeArgs {
    * 16 (for tuning).
    */
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
+  /** Anchors: how the select's passes are dispatched ({@link SelectSchedule}; default `classic`). */
+  readonly selectSchedule?: SelectSchedule;
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
@@ -580,7 +582,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
   // Size the select's scratch before anything binds it.
-  gpu.scratchBuffer('select.hist', rows * 2048 * 4);
+  if (a.selectSchedule === 'folded') gpu.scratchBuffer('select.hist3', rows * 3 * 2048 * 4);
+  else gpu.scratchBuffer('select.hist', rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
   if (a.untilStage === 'scores') return;
@@ -605,6 +608,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
     tag: 'decode',
     valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
+    schedule: a.selectSchedule,
   });
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {

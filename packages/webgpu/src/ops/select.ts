@@ -14,6 +14,13 @@ export interface SelectRow {
 }
 
 /**
+ * How the select's passes are dispatched: `classic`, nine dispatches (a scan dispatch after each of the
+ * three histogram passes, a count, an offsets scan, the write); `folded`, five (each pass repeats the
+ * scan it depends on in every workgroup, and the write sums the earlier chunks' counts itself).
+ */
+export type SelectSchedule = 'classic' | 'folded';
+
+/**
  * Encodes an exact Top-k (radix select, ties to the lower index) of many rows of non-negative f32
  * values. `rowInfo` must already hold the rows as `vec4<u32>(offset, length, k, outOffset)` at
  * `rowInfoOffset` (256-byte aligned); `tag` names the scratch buffers so independent selects in one
@@ -35,6 +42,8 @@ export function encodeSelect(
      * for more values.
      */
     valuesPerInvocation?: 4 | 8 | 16;
+    /** `classic` (default) or `folded` ({@link SelectSchedule}); both give the same output. */
+    schedule?: SelectSchedule;
   },
 ): void {
   const { rows, maxLength } = args;
@@ -53,9 +62,15 @@ export function encodeSelect(
       'too many Top-k rows in one select',
     );
   }
+  const folded = args.schedule === 'folded';
+  if (args.schedule !== undefined && !folded && args.schedule !== 'classic') {
+    throw new WebGPUShapeError(`schedule must be 'classic' or 'folded', got ${String(args.schedule)}`);
+  }
   const chunks = Math.ceil(maxLength / CHUNK);
-  const hist = gpu.scratchBuffer(`select.hist`, rows * BINS * 4);
-  const state = gpu.scratchBuffer(`select.state.${args.tag}`, rows * 8);
+  // Folded: three histograms and three (prefix, remaining) per row.
+  const perRow = folded ? 3 : 1;
+  const hist = gpu.scratchBuffer(folded ? 'select.hist3' : 'select.hist', rows * perRow * BINS * 4);
+  const state = gpu.scratchBuffer(`select.state${folded ? '3' : ''}.${args.tag}`, rows * perRow * 8);
   const counts = gpu.scratchBuffer(`select.counts.${args.tag}`, rows * chunks * 8);
   const defines = { WG, PER: per };
   const B = [
@@ -82,6 +97,12 @@ export function encodeSelect(
     pass.setBindGroup(0, gpu.bindGroup(p, `kascade:${entry}`, { 0: params, ...buffers }));
     pass.dispatchWorkgroups(x, rows, 1);
   };
+  if (folded) {
+    for (let k = 0; k < 3; k++) run('fold_hist', k, chunks);
+    run('fold_count', 0, chunks);
+    run('fold_write', 0, chunks);
+    return;
+  }
   for (let k = 0; k < 3; k++) {
     run('select_hist', k, chunks);
     run('select_scan', k, 1);
