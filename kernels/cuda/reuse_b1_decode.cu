@@ -84,7 +84,10 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 constexpr int kWsProducerRegs = 40;
 constexpr int kWsConsumerRegs = 2 * 128 - kWsProducerRegs;  // 216
 
-template <typename T, int D, int GS, bool LG, bool RG = false>
+// KASCADE_VARIANT_WS_VCP (session 7): with VC the producers copy V rows by 16-byte cp.async (the whole warp,
+// two rows per instruction at D 128, arriving on `full` through cp.async.mbarrier.arrive) and only K rows by
+// bulk copies: half as many bulk copies per SM for its TMA unit, the other half through the load pipe.
+template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
   using C = WsCfg<D>;
@@ -165,11 +168,22 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
           cp_async_mbar_arrive(fb);
         }
         // A masked row (out of range, or past the list inside the group) copies row 0: finite, probability 0.
+        if constexpr (VC) {
+          constexpr int kChunks = kRowBytes / 16, kRowsPer = 32 / kChunks;  // per row; rows per instruction
+          const int c = lane % kChunks, g0 = u * SK + pr * 16;
+#pragma unroll
+          for (int it = 0; it < 16 / kRowsPer; ++it) {
+            const int rr = it * kRowsPer + lane / kChunks;
+            const int pv = __shfl_sync(0xffffffffu, p, rr);  // lane rr holds row rr's position
+            cp_async16(Vs + (g0 + rr) * R + c * 8, vg + static_cast<size_t>(pv < 0 ? 0 : pv) * D + c * 8, 16);
+          }
+          cp_async_mbar_arrive(fb);
+        }
         __syncwarp();
-        if (lane == 0) mbar_arrive_expect_tx(fb, (LG ? 16u : 32u) * kRowBytes);
+        if (lane == 0) mbar_arrive_expect_tx(fb, (LG || VC ? 16u : 32u) * kRowBytes);
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
         if (lane >= 16) {
-          bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
+          if (!VC) bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
         } else if (!LG) {
           bulk_g2s(Ks + e0 * R, kg + off, kRowBytes, fb);
         }
@@ -223,16 +237,16 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG>
+template <typename T, int D, int GS, bool LG, bool RG, bool VC>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, VC>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG>, WsCfg<D>::kThreads,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, VC>, WsCfg<D>::kThreads,
                                                         smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -243,16 +257,16 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, VC>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-  gather_ws_kernel<T, D, GS, LG, RG><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
-                                            ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
+  gather_ws_kernel<T, D, GS, LG, RG, VC><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
+                                                ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
   e = cudaGetLastError();
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
@@ -278,10 +292,14 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
         if (lg) return launch_ws<T, D, GS, true>(s, a, out, st);
-        // Bit 65536 (the register split) where the consumers spill without it: D 128, K rows (the logits mode
-        // fits in 128).
-        if constexpr (D == 128)
-          if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true>(s, a, out, st);
+        // Bits 65536 (the register split, where the consumers spill without it: D 128 with K rows; the logits
+        // mode fits in 128) and 64 (V rows by cp.async), at D 128.
+        if constexpr (D == 128) {
+          const bool rg = (s.variant & KASCADE_VARIANT_WS_REGS) != 0, vc = (s.variant & KASCADE_VARIANT_WS_VCP) != 0;
+          if (rg && vc) return launch_ws<T, D, GS, false, true, true>(s, a, out, st);
+          if (rg) return launch_ws<T, D, GS, false, true>(s, a, out, st);
+          if (vc) return launch_ws<T, D, GS, false, false, true>(s, a, out, st);
+        }
         return launch_ws<T, D, GS, false>(s, a, out, st);
       });
     });
