@@ -141,9 +141,20 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // per select thread (v33), 4 GiB pooled passes (v34) and float4 row constants (v35): all slower, all gone, as are
 // sessions 2-5's pools v2-v18 and v20-v22. Call D's v36 (each pooled pass's select on a second stream, in
 // 128-thread blocks beside the next pass's pool CTAs) was not faster than v32 and is gone too.
+// v53 (session 7): pool v32's kernel over every pair in one launch, each CTA selecting the row it has just pooled
+// (read back from L2, no select launch); the rows live in one slot per SM (workspace: stats + SMs x n floats,
+// 66 MB at 128k on the H200 instead of 2 GiB), so there are no pooled passes.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 19 ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, preset v48)
+  return v == 1 || v == 19 || v == 53 ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, preset v48)
+}
+
+// The current device's SM count (pool v53's row slots); 0 when it cannot be read.
+static int device_sms() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 0;
+  return sms;
 }
 
 struct PrefillWorkspace {
@@ -151,6 +162,8 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
+  int slots;         // pool v53: rows of rowStride floats, one per SM (0: the pooled passes above)
+  size_t rowStride;
   size_t bytes;
 };
 
@@ -162,6 +175,14 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const int pairs = s.batch * s.kvHeads;
   w.perPair = packed_offset(s.queryStart, tiles);
   const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
+  if (pool_variant() == 53 && pool_v17_supports(s) && (w.slots = device_sms()) > 0) {
+    w.rowStride = (static_cast<size_t>(s.queryStart) + s.queries + 63) & ~static_cast<size_t>(63);
+    char* p = static_cast<char*>(base);
+    w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
+    w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
+    w.bytes = statsBytes + align256(static_cast<size_t>(w.slots) * w.rowStride * sizeof(float));
+    return w;
+  }
   size_t ppp = w.perPair ? kPooledBudgetBytes / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
   if (ppp < 1) ppp = 1;
   if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
@@ -223,7 +244,11 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads;
   const bool finish2 = pool_variant() == 32;
-  for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
+  if (w.slots > 0 &&
+      (e = launch_pool_select_v17(*s, q, k, w.stats, w.pooled, w.slots, w.rowStride, counts, kMax, indices, st)) !=
+          cudaSuccess)
+    return e;
+  for (int p0 = 0; w.slots == 0 && p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)

@@ -44,6 +44,12 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
+// Pool v53: the same pool over every pair in one launch, each CTA's row in its SM's slot of `rows` (slots rows of
+// rowStride >= n floats; slots >= the device's SM count), then the CTA's own select of the row (select v3's
+// FINISH2 body, prefill_select.cuh) into indices [pair, t, 0 .. counts[t]), -1 in the rest.
+cudaError_t launch_pool_select_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                                   float* rows, int slots, size_t rowStride, const int* counts, int kMax,
+                                   int* indices, cudaStream_t st);
 
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest

@@ -28,6 +28,7 @@
 //     released once the product is done, then the exponentials and row sums, one pooled score per key.
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
+#include "prefill_select.cuh"
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
@@ -64,10 +65,30 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-template <typename T, int NC>
+// Pool v53's select (FUSED): where each CTA's pooled row goes (one row of rowStride floats per SM: one CTA per
+// SM, so the SM's id names a row no other running CTA uses) and the selection it writes.
+struct P17Select {
+  const int* counts;  // [tiles]
+  int kMax;
+  int* indices;  // [pairs, tiles, kMax]
+  int slots;     // rows in `pooled` (the device's SM count)
+  size_t rowStride;
+};
+
+__device__ __forceinline__ unsigned sm_id() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%smid;\n" : "=r"(r));
+  return r;
+}
+
+// FUSED (pool v53): the producer is the last warpgroup (so the consumers are threads 0 .. 128 NC - 1, what
+// select_pooled_row's block scan indexes), the row goes to the SM's slot and, once pooled, the consumers select
+// its counts[t] largest (prefill_select.cuh, FINISH2) in the K ring's shared memory; tiles whose selection is
+// every earlier key (or none) skip the pool.
+template <typename T, int NC, bool FUSED = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
-                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout) {
+                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout, P17Select sel) {
   constexpr int D = 128;
   constexpr int STAGES = p17_stages<NC>();
   constexpr int TILE = kP17Keys * D;
@@ -89,9 +110,17 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   const int t = tiles - 1 - static_cast<int>(blockIdx.x);
   const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
   const int st = s.queryStart + t * kT;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+  constexpr int kProducer = FUSED ? NC : 0;  // the producer warpgroup's index
+  int selK = 0;
+  int* selOut = nullptr;
+  if (FUSED) {
+    selK = min(max(__ldg(sel.counts + t), 0), min(st, sel.kMax));
+    selOut = sel.indices + (static_cast<size_t>(pair) * tiles + t) * sel.kMax;
+    if (select_trivial_row(selOut, selK, st, sel.kMax, tid, blockDim.x)) return;
+  }
   if (st == 0) return;
   const int steps = (st + kP17Keys - 1) / kP17Keys;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
 
   if (tid == 0) {
     tma::mbar_init(qFull, 1);
@@ -103,9 +132,9 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
   __syncthreads();
 
-  if (wgi == 0) {
+  if (wgi == kProducer) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
-    if (warp == 0 && lane == 0) {
+    if (warp == kProducer * 4 && lane == 0) {
       tma::mbar_arrive_expect_tx(qFull, kP17Rows * D * sizeof(T));
       for (int hh = 0; hh < 4; ++hh)
         for (int c = 0; c < 2; ++c)
@@ -122,7 +151,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(p17_consumer_regs<NC>()) : "memory");
-  const int cw = wgi - 1, ctid = tid - 128, wl = warp & 3;
+  const int cw = FUSED ? wgi : wgi - 1, ctid = FUSED ? tid : tid - 128, wl = warp & 3;
   const int row = lane >> 2, quad = lane & 3;
   // Row constants c = M + log2(L) (+inf past the chunk: those rows add nothing).
   if (ctid < kP17Rows) {
@@ -137,6 +166,11 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
+  if (FUSED) {
+    const unsigned slot = sm_id();
+    if (slot >= static_cast<unsigned>(sel.slots)) __trap();  // more SM ids than the workspace has rows for
+    rowp = pooled + slot * sel.rowStride;
+  }
   const float qscale = s.scale * kLog2e;
   const tma::Turns turns(2, cw, NC);
 
@@ -170,15 +204,24 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     tma::mbar_arrive(empty + i % STAGES);
     pool_step(acc, i);
   }
+  if (FUSED) {
+    // The K ring is idle now (every step's copy was consumed); the select begins with a CTA barrier, after
+    // which the row's writes are visible to every consumer (the producer warps have exited).
+    unsigned* w = reinterpret_cast<unsigned*>(Ks);
+    const SelectShared sh{w, w + 2048, w + 2048 + 16, reinterpret_cast<int*>(w + 2048 + 18), w + 4096,
+                          reinterpret_cast<int*>(w + 4096 + kSel3Cand)};
+    select_pooled_row<128 * NC, true, false>(reinterpret_cast<const unsigned*>(rowp), st, selK, selOut, sh);
+  }
 }
 
-template <typename T, int NC>
+template <typename T, int NC, bool FUSED>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, const P17Select& sel,
+                         cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, FUSED>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -188,8 +231,8 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC>
-      <<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout);
+  pool_v17_kernel<T, NC, FUSED><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
+      s, maps, stats, pooled, pairBase, perPair, denseLayout, sel);
   return cudaGetLastError();
 }
 
@@ -201,7 +244,18 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return launch_p17_t<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    return launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, P17Select{}, st);
+  });
+}
+
+cudaError_t launch_pool_select_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                                   float* rows, int slots, size_t rowStride, const int* counts, int kMax,
+                                   int* indices, cudaStream_t st) {
+  if (!pool_v17_supports(s) || slots < 1 || rowStride < static_cast<size_t>(s.queryStart + s.queries))
+    return cudaErrorInvalidValue;
+  const P17Select sel{counts, kMax, indices, slots, rowStride};
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    return launch_p17_t<T, 4, true>(s, q, k, stats, rows, 0, s.batch * s.kvHeads, 0, 0, sel, st);
   });
 }
 

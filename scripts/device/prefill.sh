@@ -2,9 +2,12 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 6, call C (final): v48 (the defaults since call B: dense v22, sparse v12,
+# fails parity is never timed). Session 7: v48 (the defaults since session 6's call B: dense v22, sparse v12,
 # pool v32; its parity covers the v1 kernels too, which run where v48's do not apply: head dim 64, g != 4) is the
-# safe group, v37 (session 5's defaults) the comparison row in its own parity process (PREFILL_RISKY).
+# safe group, v53 (v48 with the select fused into the pool's CTAs) the candidate in its own parity process
+# (PREFILL_RISKY). The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks).
+# While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
+# (clocks.csv; the log says the median SM clock and the share of busy samples under the SW power cap).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
@@ -18,7 +21,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v48}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v37}
+risky=${PREFILL_RISKY-v53}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)
@@ -88,6 +91,10 @@ for part in $parts; do
   [ -s "$JOB_OUT/parity-$part.json" ] && rm -f "$JOB_OUT/parity-$part.json" "$JOB_OUT/parity-$part.log"
 done
 
+# SM clock / power sampling beside the bench (started once, stopped at the end).
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv,nounits -lms 100 \
+  > "$JOB_OUT/clocks.csv" 2> /dev/null &
+smi_pid=$!
 bench() { # presets
   say "bench cuda-prefill (8k/32k/128k) over $1"
   # Presets predicted to end past t0 + 215 s are skipped by the bench (it says which).
@@ -105,5 +112,16 @@ if ! bench "$ok" || [ ! -s "$JOB_OUT/cuda-prefill.json" ]; then
     bench "$fallback"
   fi
 fi
+kill "$smi_pid" 2> /dev/null
+# Busy samples (power > 300 W): median SM clock and the share with reason 0x4 (SW power cap) set.
+node -e '
+const rows = require("node:fs").readFileSync(process.argv[1], "utf8").trim().split("\n").slice(1)
+  .map((l) => l.split(",").map((x) => x.trim()))
+  .filter((r) => Number(r[2]) > 300);
+if (!rows.length) { console.log("clocks: no busy samples"); process.exit(0); }
+const c = rows.map((r) => Number(r[1])).sort((a, b) => a - b);
+const cap = rows.filter((r) => (Number(BigInt(r[3])) & 4) !== 0).length;
+console.log(`clocks: ${rows.length} busy samples, SM clock median ${c[(c.length - 1) >> 1]} MHz (min ${c[0]}, max ${c[c.length - 1]}), SW power cap in ${cap}`);
+' "$JOB_OUT/clocks.csv" 2>&1 | tee "$JOB_OUT/clocks-summary.txt"
 rm -f "$JOB_OUT/cuda-prefill.md" "$JOB_OUT/cuda-prefill.svg"
 say done

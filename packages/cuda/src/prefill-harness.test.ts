@@ -29,7 +29,8 @@ type Fault =
   | 'drop-top'
   | 'anchor-dense'
   | 'reuse-ignores-map'
-  | 'unwritten-tail';
+  | 'unwritten-tail'
+  | 'ties-last';
 const state: { fault: Fault } = { fault: 'none' };
 
 class FakeBuffer implements NativeDeviceBuffer {
@@ -146,6 +147,14 @@ function select(
           const at = chosen.indexOf(best);
           if (rest.length > 0 && at >= 0) chosen[at] = rest[0] as number;
         }
+        if (state.fault === 'ties-last' && kt > 0 && kt < st) {
+          // Ties at the k-th score highest index first.
+          let kth = Number.POSITIVE_INFINITY;
+          for (const x of chosen) kth = Math.min(kth, scores[x] as number);
+          const above = [...chosen].filter((x) => (scores[x] as number) > kth);
+          const tied = Array.from({ length: st }, (_, x) => x).filter((x) => scores[x] === kth);
+          chosen.set([...above, ...tied.slice(tied.length - (kt - above.length))]);
+        }
         if (state.fault === 'unwritten-tail') kt = Math.max(0, kt - 1);
         for (let a = 0; a < kMax; a++)
           idx[row + a] =
@@ -234,7 +243,12 @@ const fake: Partial<NativeBinding> = {
 
 vi.mock('./load.js', () => ({ loadNative: () => ({ binding: fake, tried: [] }) }));
 
-function run(fault: Fault, both = false, variants?: Parameters<typeof runPrefillCase>[4]): PrefillRow[] {
+function run(
+  fault: Fault,
+  both = false,
+  variants?: Parameters<typeof runPrefillCase>[4],
+  keys?: 'ties',
+): PrefillRow[] {
   state.fault = fault;
   let seed = 12345;
   const rand = () => {
@@ -268,7 +282,7 @@ function run(fault: Fault, both = false, variants?: Parameters<typeof runPrefill
       batch: 2,
       budget: { kMin: 8, percent: 25 },
     },
-  ].map((c) => ({ ...c, capacity: c.queryStart + c.queries + 3 }));
+  ].map((c) => ({ ...c, capacity: c.queryStart + c.queries + 3, ...(keys ? { keys } : {}) }));
   for (const c of both ? cases : cases.slice(0, 1)) runPrefillCase(c, rows, rand, gauss, variants);
   log.mockRestore();
   return rows;
@@ -323,10 +337,10 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v17, v22, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v19, v32, got v9/,
+      /pool kernel must be one of v1, v19, v32, v53, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v37, v48\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v37, v48, v53\)/,
     );
     // Sessions 2-5's losing presets are gone.
     for (const gone of [
@@ -349,6 +363,20 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     expect(prefillKernelPreset('v48')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v32' });
     expect(prefillKernelPreset('v37')).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
+    expect(prefillKernelPreset('v53')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v53' });
+  });
+
+  it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {
+    const good = run('none', false, undefined, 'ties');
+    const sel = good.filter((r) => r.op === 'anchor' || r.op === 'denseAnchor');
+    expect(sel).toHaveLength(2);
+    for (const r of sel) {
+      expect(r.pass, `${r.op}: ${r.why}`).toBe(true);
+      expect(r.tieRowsCut).toBeGreaterThan(0);
+    }
+    const bad = run('ties-last', false, undefined, 'ties').filter((r) => !r.pass);
+    expect(bad.map((r) => r.op).sort()).toEqual(['anchor', 'denseAnchor']);
+    expect(bad[0]?.why).toMatch(/not in the reference's set, ties at the k-th/);
   });
 
   it.each([

@@ -12,6 +12,9 @@
  * - Top-k per (sequence, KV head, tile), FlashInfer style: exactly counts[t] distinct indices in
  *   0..s_t-1, -1 after them, every selected reference score >= the reference k-th minus a tolerance,
  *   captured mass >= (1 - 1e-3) x the reference set's, and a guard that rows were checked;
+ * - a case of tied pooled scores (`keys: 'ties'`): its selections must be exactly the reference's, ties at the
+ *   k-th score lowest index first, and some row must cut ties (the select's in-shared-memory tie ranking and,
+ *   past 2048 tied candidates, its third pass and compaction);
  * - the anchor's output against sparsePrefillAttention over the indices the GPU selected;
  * - reuse against sparsePrefillAttention over a random selection (some entries inside the diagonal
  *   tile, which must not count twice) through a random head map.
@@ -60,6 +63,12 @@ export interface PrefillCase {
   capacity: number;
   qSpread: number;
   budget: BudgetOptions;
+  /**
+   * K rows: random (default), or `ties`: every 16th key random and the others one shared row per KV head (0.05 x
+   * a random one), so those keys' pooled scores are equal, below most random keys', and the k-th score of most
+   * rows is tied.
+   */
+  keys?: 'ties';
 }
 
 export interface PrefillRow {
@@ -73,12 +82,15 @@ export interface PrefillRow {
   queries: number;
   queryStart: number;
   batch: number;
+  keys?: 'ties';
   kMax?: number;
   relErr?: number;
   naiveRelErr?: number;
   rowsChecked?: number;
   minMassShare?: number;
   worstScoreGap?: number;
+  /** `keys: 'ties'`: rows whose k-th score is shared by more keys than were taken. */
+  tieRowsCut?: number;
   pass: boolean;
   why?: string;
 }
@@ -149,6 +161,22 @@ export function prefillCases(quick: boolean, long = false): PrefillCase[] {
       budget: {},
     });
   }
+  if (!quick || long) {
+    // Tied pooled scores (default budget): from s = 2208 on more than 2048 keys share the k-th score.
+    cases.push({
+      dtype: 'bf16',
+      g: 4,
+      kvHeads: 1,
+      headDim: 128,
+      queries: 2400,
+      queryStart: 0,
+      batch: 1,
+      capacity: 2400,
+      qSpread: 1,
+      budget: {},
+      keys: 'ties',
+    });
+  }
   if (!quick) {
     // A peaky query (skewed pooled scores) in a later chunk.
     cases.push({
@@ -204,6 +232,11 @@ export function runPrefillCase(
     k[i] = gauss();
     v[i] = gauss();
   }
+  if (c.keys === 'ties')
+    for (let r = 0; r < c.batch * c.kvHeads; r++) {
+      const shared = k.slice(r * c.capacity * d, (r * c.capacity + 1) * d).map((x) => 0.05 * x);
+      for (let x = 0; x < c.capacity; x++) if (x % 16 !== 0) k.set(shared, (r * c.capacity + x) * d);
+    }
   const qb = encode(q);
   const kb = encode(k);
   const vb = encode(v);
@@ -246,14 +279,16 @@ export function runPrefillCase(
     queries: c.queries,
     queryStart: c.queryStart,
     batch: c.batch,
+    ...(c.keys ? { keys: c.keys } : {}),
   };
   const push = (r: PrefillRow) => {
     rows.push(r);
     console.log(
       `${r.pass ? 'ok  ' : 'FAIL'} prefill ${r.op.padEnd(12)} [${r.kernels}] ${c.dtype} g${c.g} G${c.kvHeads} d${d} q${c.queries}` +
-        `@${c.queryStart} b${c.batch}${r.kMax ? ` kMax${r.kMax}` : ''} err ${r.relErr?.toExponential(2) ?? '-'}` +
+        `@${c.queryStart} b${c.batch}${c.keys ? ` ${c.keys}` : ''}${r.kMax ? ` kMax${r.kMax}` : ''} err ${r.relErr?.toExponential(2) ?? '-'}` +
         ` naive ${r.naiveRelErr?.toExponential(2) ?? '-'}` +
-        `${r.minMassShare !== undefined ? ` mass ${r.minMassShare.toFixed(6)}` : ''}${r.why ? `  ${r.why}` : ''}`,
+        `${r.minMassShare !== undefined ? ` mass ${r.minMassShare.toFixed(6)}` : ''}` +
+        `${r.tieRowsCut !== undefined ? ` tie-cut rows ${r.tieRowsCut}` : ''}${r.why ? `  ${r.why}` : ''}`,
     );
   };
   const guard = (op: string, f: () => void) => {
@@ -358,11 +393,13 @@ export function runPrefillCase(
     rowsChecked: number;
     minMassShare: number;
     worstScoreGap: number;
+    tieRowsCut?: number;
   }
   const checkTopk = (idx: Int32Array): TopkResult => {
     let rowsChecked = 0;
     let minMassShare = 1;
     let worstScoreGap = 0;
+    let tieRowsCut = 0;
     const fail = (why: string): TopkResult => ({
       pass: false,
       why,
@@ -418,13 +455,34 @@ export function runPrefillCase(
           minMassShare = Math.min(minMassShare, share);
           if (share < 1 - 1e-3)
             return fail(`captured mass share ${share} < 1 - 1e-3 (b ${b}, j ${j}, t ${t})`);
+          if (c.keys === 'ties') {
+            let tied = 0;
+            for (let x = 0; x < s; x++) if (scores[x] === kth) tied++;
+            let takenAtKth = 0;
+            for (const x of refSet) if (scores[x] === kth) takenAtKth++;
+            if (tied > takenAtKth) tieRowsCut++;
+            const want = new Set(refSet);
+            for (let a = 0; a < kt; a++)
+              if (!want.has(sel[a] as number))
+                return fail(
+                  `key ${sel[a]} (score ${scores[sel[a] as number]}) is not in the reference's set, ties at the ` +
+                    `k-th ${kth} lowest index first (${tied} tied, ${takenAtKth} taken; b ${b}, j ${j}, t ${t})`,
+                );
+          }
           rowsChecked++;
         }
       }
     }
     if (rowsChecked !== c.batch * c.kvHeads * tiles || rowsChecked === 0)
       return fail(`checked ${rowsChecked} rows`);
-    return { pass: true, rowsChecked, minMassShare, worstScoreGap };
+    if (c.keys === 'ties' && tieRowsCut === 0) return fail('no row cut ties at its k-th score');
+    return {
+      pass: true,
+      rowsChecked,
+      minMassShare,
+      worstScoreGap,
+      ...(c.keys === 'ties' ? { tieRowsCut } : {}),
+    };
   };
   /** Per-sequence results computed once for every variant. */
   const memo = (f: (s: PrefillInputs, b: number) => Float64Array) => {
@@ -517,6 +575,7 @@ export function runPrefillCase(
         rowsChecked: sel.rowsChecked,
         minMassShare: sel.minMassShare,
         worstScoreGap: sel.worstScoreGap,
+        ...(sel.tieRowsCut !== undefined ? { tieRowsCut: sel.tieRowsCut } : {}),
         pass: o.pass && sel.pass,
         ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
       });
@@ -545,6 +604,7 @@ export function runPrefillCase(
         rowsChecked: sel.rowsChecked,
         minMassShare: sel.minMassShare,
         worstScoreGap: sel.worstScoreGap,
+        ...(sel.tieRowsCut !== undefined ? { tieRowsCut: sel.tieRowsCut } : {}),
         pass: o.pass && sel.pass,
         ...(o.why || sel.why ? { why: [o.why, sel.why].filter(Boolean).join('; ') } : {}),
       });

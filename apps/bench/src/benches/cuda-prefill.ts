@@ -273,6 +273,9 @@ const bench: Bench = {
             ...(key === 'dense' || key === 'denseStats'
               ? { tflopPerS: Math.round((flops / (s.median * 1e6)) * 10) / 10 }
               : {}),
+            ...(key === 'layer0' || key === 'anchor'
+              ? { anchorWorkspaceMB: Math.round(prefillWorkspaceBytes(chunk) / 1e6) }
+              : {}),
             relErrVsFirst: Number.isFinite(err) ? Number(err.toPrecision(3)) : -1,
             consistent,
           });
@@ -311,8 +314,11 @@ const bench: Bench = {
         batch: 1,
         medianUs: Math.round(LAYERS * t.dense.median),
       });
-      // Device memory of one Kascade layer at this context.
+      // Device memory of one Kascade layer at this context (the workspace of the preset chosen for the anchor).
+      const anchorChosen = chosen[`anchor_${label(n)}`];
+      setPrefillKernels(variants.find((x) => x.name === anchorChosen)?.kernels ?? before);
       const ws = prefillWorkspaceBytes(chunk);
+      setPrefillKernels(before);
       const selBytes = sel.indices.bytes + sel.countsDevice.bytes;
       const ioBytes = q.bytes + k.bytes + v.bytes + out.bytes;
       rows.push({

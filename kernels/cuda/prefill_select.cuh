@@ -1,0 +1,180 @@
+// The anchors' exact Top-k of one pooled row (select v3's body): a radix select of the k largest of a row of
+// st scores (>= 0, so their f32 bit patterns order like the values; st a multiple of 32; the row 16-byte
+// aligned), 11 + 11 + 10 bits through shared-memory histograms (warp-aggregated increments, select_common.cuh's
+// block scan finds the bin holding the wanted rank), then one compaction pass: every score above the k-th
+// largest, and ties at it lowest index first (the spec's rule, kept exactly). 16-byte loads, two in flight per
+// thread. Run by NT threads (threadIdx.x 0 .. NT - 1; any threads past them must have exited).
+// Callers: select_prefill_v3_kernel (prefill_select_v3.cu, one 256-thread block per row, after the pool's
+// launch) and pool_v17_kernel's fused select (prefill_pool_v17.cu, pool v53: the CTA's four consumer warpgroups
+// select the row they have just pooled, read back from L2). Not part of the public C API.
+#pragma once
+#include "prefill_attention.cuh"
+#include "select_common.cuh"
+
+namespace kascade {
+namespace pf {
+
+constexpr int kSelPer = 8;       // scores per thread and trip (two 16-byte loads)
+constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest's top 22 bits kept in shared memory
+
+// The shared memory one row's select works in (NT / 32 words of wsum).
+struct SelectShared {
+  unsigned* hist;   // 2048 bins
+  unsigned* wsum;   // NT / 32
+  unsigned* res;    // 2
+  int* cnt;         // 2: scores written so far, candidates kept
+  unsigned* candV;  // FINISH2: kSel3Cand
+  int* candX;       // FINISH2: kSel3Cand
+};
+
+// The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted). RO: read-only for the kernel's
+// lifetime (the non-coherent path); else written earlier by this CTA (read through L2).
+template <bool RO>
+__device__ __forceinline__ void sel_load8(const unsigned* u, int x, int st, unsigned (&v)[kSelPer]) {
+  const uint4* p = reinterpret_cast<const uint4*>(u + x);
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  const uint4 a = x < st ? (RO ? __ldg(p) : __ldcg(p)) : z;
+  const uint4 b = x + 4 < st ? (RO ? __ldg(p + 1) : __ldcg(p + 1)) : z;
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+
+// The k (1 <= k < st) largest of row u[0 .. st) into out[0 .. k) (order free). FINISH2: after the second digit,
+// one pass over the row writes every score whose top 22 bits are above the k-th largest's and keeps those equal
+// to them (a bin 2^-13 wide: a few dozen at 128k) in shared memory, where the third digit and the ties are
+// resolved; more than kSel3Cand candidates fall back to the third pass and the compaction. The row is read three
+// times with FINISH2, else four. Begins with a CTA barrier (earlier shared-memory users and the row's writers
+// are done).
+template <int NT, bool FINISH2, bool RO>
+__device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, const SelectShared& sh) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  constexpr int kStride = NT * kSelPer;
+  unsigned* hist = sh.hist;
+  int& cntGt = sh.cnt[0];
+  int& nCand = sh.cnt[1];
+
+  unsigned prefix = 0, mask = 0, krem = static_cast<unsigned>(k);
+  for (int level = 0; level < 3; ++level) {
+    const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
+    const int nbins = level < 2 ? 2048 : 1024;
+    if (FINISH2 && level == 2) {
+      // prefix = bits 31..10 of the k-th largest, krem = the rank wanted among the scores sharing them.
+      const unsigned hi = prefix >> 10;
+      if (tid == 0) {
+        cntGt = 0;
+        nCand = 0;
+      }
+      __syncthreads();
+      for (int base = 0; base < st; base += kStride) {
+        const int x = base + tid * kSelPer;
+        unsigned v[kSelPer];
+        sel_load8<RO>(u, x, st, v);
+#pragma unroll
+        for (int e = 0; e < kSelPer; ++e) {
+          if (x + e >= st) continue;
+          const unsigned h = v[e] >> 10;
+          if (h > hi) {
+            out[atomicAdd(&cntGt, 1)] = x + e;
+          } else if (h == hi) {
+            const int c = atomicAdd(&nCand, 1);
+            if (c < kSel3Cand) {
+              sh.candV[c] = v[e];
+              sh.candX[c] = x + e;
+            }
+          }
+        }
+      }
+      for (int i = tid; i < 1024; i += NT) hist[i] = 0;
+      __syncthreads();
+      const int nc = nCand;
+      if (nc <= kSel3Cand) {
+        for (int i = tid; i < nc; i += NT) atomicAdd(&hist[sh.candV[i] & 1023u], 1u);
+        __syncthreads();
+        select_rank_bin<NT>([&](int bin) { return hist[bin]; }, 1024, krem, sh.wsum, sh.res);
+        const unsigned thr = prefix | sh.res[0], take = sh.res[1], nTies = hist[sh.res[0]];
+        // Above the k-th: all; at it: the take lowest indices (ranked among the ties when some are left out).
+        for (int i = tid; i < nc; i += NT) {
+          const unsigned v = sh.candV[i];
+          bool in = v > thr;
+          if (v == thr) {
+            unsigned rank = 0;
+            if (nTies > take)
+              for (int c = 0; c < nc; ++c) rank += sh.candV[c] == thr && sh.candX[c] < sh.candX[i] ? 1u : 0u;
+            in = rank < take;
+          }
+          if (in) out[atomicAdd(&cntGt, 1)] = sh.candX[i];
+        }
+        return;
+      }
+      // More than kSel3Cand candidates: the third digit and the compaction below (which writes the scores above
+      // the k-th again, over the ones written here).
+    }
+    for (int i = tid; i < nbins; i += NT) hist[i] = 0;
+    __syncthreads();
+    for (int base = 0; base < st; base += kStride) {
+      const int x = base + tid * kSelPer;
+      unsigned v[kSelPer];
+      sel_load8<RO>(u, x, st, v);
+#pragma unroll
+      for (int e = 0; e < kSelPer; ++e)
+        warp_hist_add(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
+    }
+    __syncthreads();
+    // The bin holding rank krem from the top (select_common.cuh's block scan, shared with the decode selects).
+    select_rank_bin<NT>([&](int bin) { return hist[bin]; }, nbins, krem, sh.wsum, sh.res);
+    prefix |= sh.res[0] << shift;
+    krem = sh.res[1];
+    mask |= static_cast<unsigned>(nbins - 1) << shift;
+  }
+  // prefix is now the exact bit pattern of the k-th largest; take every score above it and the first krem
+  // scores equal to it in index order (thread tid holds scores base + kSelPer tid ..: an exclusive scan of the
+  // threads' tie counts ranks them).
+  const unsigned thr = prefix, take = krem, gtCount = static_cast<unsigned>(k) - take;
+  if (tid == 0) cntGt = 0;
+  __syncthreads();
+  unsigned tieBase = 0;
+  for (int base = 0; base < st; base += kStride) {
+    const int x = base + tid * kSelPer;
+    unsigned v[kSelPer];
+    sel_load8<RO>(u, x, st, v);
+    unsigned ties = 0;
+#pragma unroll
+    for (int e = 0; e < kSelPer; ++e) {
+      if (x + e < st && v[e] > thr) out[atomicAdd(&cntGt, 1)] = x + e;
+      ties += x + e < st && v[e] == thr ? 1u : 0u;
+    }
+    unsigned inc = ties;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
+      if (lane >= o) inc += y;
+    }
+    if (lane == 31) sh.wsum[warp] = inc;
+    __syncthreads();
+    unsigned off = inc - ties, total = 0;
+    for (int w = 0; w < NT / 32; ++w) {
+      if (w < warp) off += sh.wsum[w];
+      total += sh.wsum[w];
+    }
+    unsigned rank = tieBase + off;
+#pragma unroll
+    for (int e = 0; e < kSelPer; ++e)
+      if (x + e < st && v[e] == thr) {
+        if (rank < take) out[gtCount + rank] = x + e;
+        ++rank;
+      }
+    tieBase += total;
+    __syncthreads();
+  }
+}
+
+// A tile's selection when it needs no select: -1 in out[k .. kMax), and with k == st every earlier key. True
+// when the row is done (k == 0 or k == st). Every thread of the CTA calls it (nt threads from tid).
+__device__ __forceinline__ bool select_trivial_row(int* out, int k, int st, int kMax, int tid, int nt) {
+  for (int i = k + tid; i < kMax; i += nt) out[i] = -1;
+  if (k == st)
+    for (int i = tid; i < st; i += nt) out[i] = i;
+  return k == 0 || k == st;
+}
+
+}  // namespace pf
+}  // namespace kascade
