@@ -205,8 +205,10 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_step(acc, i);
   }
   if (FUSED) {
-    // The K ring is idle now (every step's copy was consumed); the select begins with a CTA barrier, after
-    // which the row's writes are visible to every consumer (the producer warps have exited).
+    // After this barrier every step's copy has been consumed (the K ring is free for the select's shared
+    // memory) and the row's writes are visible to every consumer; the producer warps have exited (a barrier
+    // waits for non-exited threads only).
+    __syncthreads();
     unsigned* w = reinterpret_cast<unsigned*>(Ks);
     const SelectShared sh{w, w + 2048, w + 2048 + 16, reinterpret_cast<int*>(w + 2048 + 18), w + 4096,
                           reinterpret_cast<int*>(w + 4096 + kSel3Cand)};

@@ -42,8 +42,8 @@ __device__ __forceinline__ void sel_load8(const unsigned* u, int x, int st, unsi
 // one pass over the row writes every score whose top 22 bits are above the k-th largest's and keeps those equal
 // to them (a bin 2^-13 wide: a few dozen at 128k) in shared memory, where the third digit and the ties are
 // resolved; more than kSel3Cand candidates fall back to the third pass and the compaction. The row is read three
-// times with FINISH2, else four. Begins with a CTA barrier (earlier shared-memory users and the row's writers
-// are done).
+// times with FINISH2, else four. The caller makes the row's writes visible and `sh` free first (a CTA barrier
+// where both happened in the same kernel).
 template <int NT, bool FINISH2, bool RO>
 __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, const SelectShared& sh) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
