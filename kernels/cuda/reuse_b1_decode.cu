@@ -30,7 +30,10 @@
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
 //   Honoured variant bits: 32 (16-bit P). The other bits do not change this kernel.
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
@@ -76,6 +79,27 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
 
+// Tuning knob KASCADE_WS_TRACE=1 (session 7): each CTA (up to kWsTraceCtas) records globaltimer at its start, when
+// its first stage has landed, when its loop ends and at its exit (after the fused merge, for the row's last CTA),
+// and its SM; the host prints a summary of the launch after it (where the kernel's time goes: start spread, the
+// first rows' latency, the loop's spread over CTAs, the merge).
+constexpr int kWsTraceCtas = 4096;
+__device__ unsigned long long g_ws_trace[kWsTraceCtas][5];
+// Entry k of this CTA's trace row: globaltimer (k < 4) or the SM id (k = 4); no register held between marks.
+__device__ __noinline__ void ws_mark(int k) {
+  const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  if (cta >= static_cast<unsigned>(kWsTraceCtas)) return;
+  unsigned long long t;
+  if (k < 4) {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  } else {
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    t = sm;
+  }
+  g_ws_trace[cta][k] = t;
+}
+
 // KASCADE_VARIANT_WS_REGS (session 7): at two CTAs per SM a thread may hold 128 registers, and the D 128
 // consumers (Q's operand, the accumulators, a step's fragments) spilled 40 bytes per thread (ptxas; ncu at 128k
 // batch 1: 76k local-memory requests per launch). With RG the producers' warpgroup gives registers back
@@ -89,7 +113,7 @@ constexpr int kWsConsumerRegs = 2 * 128 - kWsProducerRegs;  // 216
 // bulk copies: half as many bulk copies per SM for its TMA unit, the other half through the load pipe.
 template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
-    gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused) {
+    gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused, int trace) {
   using C = WsCfg<D>;
   constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, NP = C::kProducers;
   constexpr unsigned kRowBytes = D * sizeof(T);
@@ -103,6 +127,10 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
   uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  if (trace && tid == 0) {
+    ws_mark(0);
+    ws_mark(4);
+  }
   if (tid == 0) {
     for (int i = 0; i < NS * NP; ++i) {
       mbar_init(full + i, 1);
@@ -202,6 +230,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     for (int i = 0; i < stages; ++i) {
       const int st = i % NS;
       mbar_wait(full + st * NP + pw, static_cast<unsigned>(i / NS) & 1u);
+      if (trace && i == 0 && tid == 0) ws_mark(1);
       __syncwarp();
       if (begin + i * SK + warp * 16 < end) {
         const int r0 = st * SK + warp * 16;
@@ -218,6 +247,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     if constexpr (RG) asm volatile("setmaxnreg.dec.sync.aligned.u32 128;\n" ::);
   }
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
+  if (trace && tid == 0) ws_mark(2);
 
   float* red_o = reinterpret_cast<float*>(smem_raw);
   float* red_ml = red_o + NC * GS * D;
@@ -233,6 +263,30 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   if (fused)
     merge_row_if_last<T, D, GS, C::kThreads>(g_ws_done + (static_cast<size_t>(b) * G + j), a.splits, a.splits,
                                              a.part_o, a.part_ml, bh0, static_cast<T*>(a.out), red_o, true);
+  if (trace && tid == 0) ws_mark(3);
+}
+
+// KASCADE_WS_TRACE=1: one line per launch on stderr, times in ns from the first CTA's start.
+static void ws_trace_print(int ctas, cudaStream_t st) {
+  if (cudaStreamSynchronize(st) != cudaSuccess) return;
+  const int n = ctas < kWsTraceCtas ? ctas : kWsTraceCtas;
+  std::vector<unsigned long long> h(static_cast<size_t>(n) * 5);
+  if (cudaMemcpyFromSymbol(h.data(), g_ws_trace, h.size() * sizeof(unsigned long long)) != cudaSuccess) return;
+  unsigned long long base = ~0ull;
+  for (int c = 0; c < n; ++c) base = std::min(base, h[c * 5]);
+  auto col = [&](int k) {
+    std::vector<long long> v(n);
+    for (int c = 0; c < n; ++c) v[c] = static_cast<long long>(h[c * 5 + k] - base);
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  const auto start = col(0), first = col(1), loop = col(2), exit = col(3);
+  auto q = [&](const std::vector<long long>& v, double f) { return v[static_cast<size_t>(f * (n - 1))]; };
+  std::fprintf(stderr,
+               "[ws trace] ctas %d (ns from the first start): start p50 %lld max %lld | first stage p50 %lld max %lld | "
+               "loop end min %lld p10 %lld p50 %lld p90 %lld max %lld | exit max %lld\n",
+               n, q(start, 0.5), q(start, 1), q(first, 0.5), q(first, 1), q(loop, 0), q(loop, 0.1), q(loop, 0.5),
+               q(loop, 0.9), q(loop, 1), q(exit, 1));
 }
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
@@ -263,11 +317,14 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, VC>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
+  const char* tenv = std::getenv("KASCADE_WS_TRACE");
+  const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
   gather_ws_kernel<T, D, GS, LG, RG, VC><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
-                                                ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0);
+                                                ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0, trace);
   e = cudaGetLastError();
+  if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
