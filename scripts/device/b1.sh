@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4, batch 1 (cuda-b1, sessions 4-6): where a batch-1 decode op's time goes, and the reuse kernel's
+# Issue 4, batch 1 (cuda-b1, sessions 4-7): where a batch-1 decode op's time goes, and the reuse kernel's
 # own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 150 s.
 #  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1 (and 512k ->
 #     b1-probe-512k.json), the same call
@@ -11,7 +11,10 @@
 #  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 164028: the b1 select
 #     of bit 131072) -> anchor-ncu.csv; the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace-*.log.
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
-#     tuning knobs (the b1 select from L2 as in call B, the K-row sparse pass).
+#     tuning knobs (the b1 select from L2 as in call B, the K-row sparse pass);
+#  4. (session 7) the ws gather's per-CTA timeline at 128k batch 1 (KASCADE_WS_TRACE=1: start, first landed stage,
+#     loop end, exit; 2 calls per variant) -> ws-trace.log, and ncu's per-instruction stall samples (SASS) of
+#     one ws gather launch per variant in B1_SASS_VARIANTS -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 32800).
 set -u
@@ -19,7 +22,8 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,252,8252,32800}
+# Session 7: 32800 (the default) against its register split (65536: 98336), V rows by cp.async (64: 32864), both (98400).
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400}
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028}
@@ -36,8 +40,11 @@ B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_ANCHOR_VARIANTS=188,32956,1640
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=${B1_NCU_VARIANTS:-32800}
+ncu_variants=${B1_NCU_VARIANTS:-32800,98336,98400}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
+say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
+KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
+say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
@@ -56,5 +63,12 @@ say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
 say "ncu full exit $?"
+# Per-instruction stall samples of one ws gather launch (its second call) per variant.
+for v in ${B1_SASS_VARIANTS:-32800,98400}; do
+  B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$v timeout 30 "$NCU" --clock-control none --cache-control none \
+    -k regex:gather_ws -s 1 -c 1 --section WarpStateStats --section SourceCounters --page source --print-source sass --csv \
+    node "$probe" > "$JOB_OUT/reuse-sass-$v.csv" 2> "$JOB_OUT/reuse-sass-$v.err"
+  say "ncu sass $v exit $? ($(wc -l < "$JOB_OUT/reuse-sass-$v.csv") lines)"
+done
 grep -E "attn_partial|gather_ws|Duration|DRAM Throughput|L2 Hit|Stall|Warp Cycles|Achieved Occupancy|Cluster" "$JOB_OUT/reuse-ncu.txt" | head -60
 say done
