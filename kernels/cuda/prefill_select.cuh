@@ -38,6 +38,18 @@ __device__ __forceinline__ void sel_load8(const unsigned* u, int x, int st, unsi
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
+// f(x, v) for each of the thread's trips over the row: v = scores x .. x + 7 (past st: 0). Every thread makes
+// the same number of trips, so f may hold a CTA barrier.
+template <int NT, bool RO, typename F>
+__device__ __forceinline__ void sel_row_trips(const unsigned* u, int st, F f) {
+  for (int base = 0; base < st; base += NT * kSelPer) {
+    const int x = base + static_cast<int>(threadIdx.x) * kSelPer;
+    unsigned v[kSelPer];
+    sel_load8<RO>(u, x, st, v);
+    f(x, v);
+  }
+}
+
 // The k (1 <= k < st) largest of row u[0 .. st) into out[0 .. k) (order free). FINISH2: after the second digit,
 // one pass over the row writes every score whose top 22 bits are above the k-th largest's and keeps those equal
 // to them (a bin 2^-13 wide: a few dozen at 128k) in shared memory, where the third digit and the ties are
@@ -47,7 +59,6 @@ __device__ __forceinline__ void sel_load8(const unsigned* u, int x, int st, unsi
 template <int NT, bool FINISH2, bool RO>
 __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, const SelectShared& sh) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  constexpr int kStride = NT * kSelPer;
   unsigned* hist = sh.hist;
   int& cntGt = sh.cnt[0];
   int& nCand = sh.cnt[1];
@@ -64,10 +75,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
         nCand = 0;
       }
       __syncthreads();
-      for (int base = 0; base < st; base += kStride) {
-        const int x = base + tid * kSelPer;
-        unsigned v[kSelPer];
-        sel_load8<RO>(u, x, st, v);
+      sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
 #pragma unroll
         for (int e = 0; e < kSelPer; ++e) {
           if (x + e >= st) continue;
@@ -82,7 +90,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
             }
           }
         }
-      }
+      });
       for (int i = tid; i < 1024; i += NT) hist[i] = 0;
       __syncthreads();
       const int nc = nCand;
@@ -110,14 +118,11 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
     }
     for (int i = tid; i < nbins; i += NT) hist[i] = 0;
     __syncthreads();
-    for (int base = 0; base < st; base += kStride) {
-      const int x = base + tid * kSelPer;
-      unsigned v[kSelPer];
-      sel_load8<RO>(u, x, st, v);
+    sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
 #pragma unroll
       for (int e = 0; e < kSelPer; ++e)
         warp_hist_add(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
-    }
+    });
     __syncthreads();
     // The bin holding rank krem from the top (select_common.cuh's block scan, shared with the decode selects).
     select_rank_bin<NT>([&](int bin) { return hist[bin]; }, nbins, krem, sh.wsum, sh.res);
@@ -132,10 +137,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
   if (tid == 0) cntGt = 0;
   __syncthreads();
   unsigned tieBase = 0;
-  for (int base = 0; base < st; base += kStride) {
-    const int x = base + tid * kSelPer;
-    unsigned v[kSelPer];
-    sel_load8<RO>(u, x, st, v);
+  sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
     unsigned ties = 0;
 #pragma unroll
     for (int e = 0; e < kSelPer; ++e) {
@@ -164,7 +166,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
       }
     tieBase += total;
     __syncthreads();
-  }
+  });
 }
 
 // A tile's selection when it needs no select: -1 in out[k .. kMax), and with k == st every earlier key. True
