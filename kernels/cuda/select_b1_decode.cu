@@ -30,6 +30,11 @@
 // phase 1 (seg, up to kB1Seg keys; longer segments are read back from L2), and phase 3 first loads the
 // row's candidates (index and score bits, up to kB1Cand; longer lists are read from L2 in every pass) into
 // shared memory, so its two digit passes and the final pass run on chip.
+// Session 7: when every CTA's segment fits in shared memory, phase 1 no longer writes the pooled row; phase 2
+// writes each candidate's score at its list slot there instead (pooled[r][i] beside cand[r][i]), so phase 3
+// loads its list in one coalesced round trip (not the keys, then their scores by key); and phase 3's final pass
+// takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
+// warp and iteration.
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
 // its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 6, call A: a cluster select, one 16-CTA cluster per row with the row's pooled scores in shared
@@ -132,8 +137,12 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
 #pragma unroll
         for (int h = 0; h < GS; ++h) S += exp2f(lg[u][h] - Mh[h]) * iL[h];
         if (in) {
-          a.pooled[r * n + x] = S;
-          if (a.segInSmem) seg[r * n + x - t0] = S;
+          // With every segment in shared memory nothing reads the pooled row back by key: phase 2 lists the
+          // candidates' scores there instead (session 7).
+          if (a.segInSmem)
+            seg[r * n + x - t0] = S;
+          else
+            a.pooled[r * n + x] = S;
           atomicAdd(&sh[__float_as_uint(S) >> 20], 1u);
         }
       }
@@ -196,7 +205,12 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     const unsigned below = (1u << lane) - 1u;
     walk([&](int x, unsigned ma, unsigned mi) {
       if (ma >> lane & 1u) a.out[r * a.topk + oa + __popc(ma & below)] = x;
-      if (mi >> lane & 1u) a.cand[r * n + oi + __popc(mi & below)] = x;
+      if (mi >> lane & 1u) {
+        const int slot = oi + __popc(mi & below);
+        a.cand[r * n + slot] = x;
+        // segInSmem: the candidate's score at its list slot (the pooled row holds the list's scores).
+        if (a.segInSmem) a.pooled[r * n + slot] = seg[r * n + x - t0];
+      }
       oa += __popc(ma);
       oi += __popc(mi);
     });
@@ -219,6 +233,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     const int* cand = a.cand + r * n;
     const float* pooled = a.pooled + r * n;
     const bool cached = a.candInSmem && cnt <= kB1Cand;
+    const bool listed = a.segInSmem != 0;  // pooled[i]: candidate i's score (else pooled[key])
     if (cached) {
       // The list into shared memory in one pass: four candidates per thread at a time, their key loads and
       // then their score loads in flight together.
@@ -233,7 +248,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
           const int i = i0 + u * kB1Threads + tid;
-          us[u] = i < cnt ? __float_as_uint(__ldcg(pooled + xs[u])) : 0u;
+          us[u] = i < cnt ? __float_as_uint(__ldcg(pooled + (listed ? i : xs[u]))) : 0u;
         }
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
@@ -247,9 +262,11 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     }
     __syncthreads();  // res is read before select_radix writes it; the cached list is complete
     auto key_of = [&](int i) { return cached ? ccx[i] : __ldcg(cand + i); };
-    auto bits_of = [&](int i, int x) { return cached ? ccv[i] : __float_as_uint(__ldcg(pooled + x)); };
+    auto bits_of = [&](int i, int x) {
+      return cached ? ccv[i] : __float_as_uint(__ldcg(pooled + (listed ? i : x)));
+    };
     // Digits 2 (bits 19..9) and 3 (bits 8..0) among the candidates (all share b1's bits 30..20).
-    select_radix<kB1Threads>([&](int i) { return bits_of(i, cached ? 0 : __ldcg(cand + i)); }, cnt, krem, sh, res,
+    select_radix<kB1Threads>([&](int i) { return bits_of(i, cached || listed ? 0 : __ldcg(cand + i)); }, cnt, krem, sh, res,
                              1, b1);
     const unsigned prefix = res[0], want = res[1];
     // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted. Only this CTA writes
