@@ -110,7 +110,8 @@ constexpr int kWsConsumerRegs = 2 * 128 - kWsProducerRegs;  // 216
 
 // KASCADE_VARIANT_WS_VCP (session 7): with VC the producers copy V rows by 16-byte cp.async (the whole warp,
 // two rows per instruction at D 128, arriving on `full` through cp.async.mbarrier.arrive) and only K rows by
-// bulk copies: half as many bulk copies per SM for its TMA unit, the other half through the load pipe.
+// bulk copies: half as many bulk copies per SM for its TMA unit, the other half through the load pipe (in the
+// logits mode, no bulk copy is left).
 template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused, int trace) {
@@ -208,7 +209,7 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
           cp_async_mbar_arrive(fb);
         }
         __syncwarp();
-        if (lane == 0) mbar_arrive_expect_tx(fb, (LG || VC ? 16u : 32u) * kRowBytes);
+        if (lane == 0) mbar_arrive_expect_tx(fb, ((LG ? 0u : 16u) + (VC ? 0u : 16u)) * kRowBytes);  // bulk rows
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
         if (lane >= 16) {
           if (!VC) bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
@@ -348,7 +349,11 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        if (lg) return launch_ws<T, D, GS, true>(s, a, out, st);
+        if (lg) {
+          if constexpr (D == 128)  // bit 64 in the logits mode: every copy by cp.async (V rows and the logits)
+            if (s.variant & KASCADE_VARIANT_WS_VCP) return launch_ws<T, D, GS, true, false, true>(s, a, out, st);
+          return launch_ws<T, D, GS, true>(s, a, out, st);
+        }
         // Bits 65536 (the register split, where the consumers spill without it: D 128 with K rows; the logits
         // mode fits in 128) and 64 (V rows by cp.async), at D 128.
         if constexpr (D == 128) {
