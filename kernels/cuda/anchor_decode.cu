@@ -391,6 +391,11 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   // The b1 select (bit 131072, not with 1024) leaves the scores pass's f32 logits intact: the ws gather (bit 32768)
   // takes the scores from them and copies only V rows (reuse_b1_decode.cu, logits mode).
   if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) g.logits = w.logits;
+  // KASCADE_VARIANT_SPARSE_U16 (with 1024): the scores from the f16 intermediate, V rows only (anchor_sparse_decode.cu).
+  if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16)) {
+    g.logits = w.logits;
+    return launch_u16_sparse(s, g, c.out, st);
+  }
   g.splits = attn_splits(s, topk, &g.chunk, true);
   return launch_attention(s, kGather, g, c.out, st);
 }

@@ -144,6 +144,9 @@ bool fused_combine_fits(const KascadeDecodeShape& s, int splits);
 cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st);
 // Its split count for a list of listLen entries at perSm CTAs per SM (a forced `splits` wins).
 int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk);
+// KASCADE_VARIANT_SPARSE_U16 (anchor_sparse_decode.cu): the anchor's sparse pass over a.indices with the scores
+// from the f16 intermediate at a.logits (u16 layout) and only V rows copied; sets a.splits / a.chunk, merges.
+cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st);
 // Launches the partial kernel, then the combine unless the fused variant merged already.
 cudaError_t launch_attention(const KascadeDecodeShape& s, AttnMode mode, PartialArgs& a, void* out,
                              cudaStream_t st);

@@ -88,7 +88,12 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_NO_L2_PROMO = 262144,  // cuda-anchor, session 6: the contiguous passes' K / V TMA maps (bit 16) ask for
                                         // no L2 promotion (as the lean schedule's do), on the split schedule too (call B
                                         // at 128k batch 32: dense 4040 -> 3805 us)
-  KASCADE_VARIANT_ALL = 524287,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_SPARSE_U16 = 524288,  // cuda-anchor, session 7 (anchors with bit 1024; no effect without it): the
+                                        // anchor's sparse pass takes the selected keys' scores from the f16
+                                        // intermediate (u, m16) and copies only their V rows
+                                        // (anchor_sparse_decode.cu); the stream select's list moves past the
+                                        // intermediate so that it survives the select
+  KASCADE_VARIANT_ALL = 1048575,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -697,8 +697,11 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
   a.state = w.state;
   // The list lives in the logits buffer, free once pooled (phase 1 is over before phase 3 writes it):
   // keys [rows][n], then their scores [rows][n] (the workspace holds both).
-  a.cand = reinterpret_cast<int*>(w.logits);
-  a.candVal = w.logits + static_cast<size_t>(a.rows) * s.n;
+  // KASCADE_VARIANT_SPARSE_U16: past the f16 intermediate instead (the anchor's sparse pass reads it after the select).
+  char* list = reinterpret_cast<char*>(w.logits);
+  if (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16)) list += u16_list_offset(bh, s.n);
+  a.cand = reinterpret_cast<int*>(list);
+  a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;
   // KASCADE_STREAM_SELECT_TRACE=1 (tuning runs only: it synchronizes after each launch): CTA 0's phase
   // times to stderr.

@@ -84,6 +84,9 @@ KASCADE_HD inline size_t u16_m16_offset(size_t rows, int n) { return rows * stat
 KASCADE_HD inline size_t u16_bytes(size_t rows, int n) {
   return u16_m16_offset(rows, n) + rows * static_cast<size_t>(u16_stride(n) / 16) * 4;
 }
+// KASCADE_VARIANT_SPARSE_U16: the stream select's list (keys, then their scores) starts here, past u and m16
+// (256-byte aligned), so the anchor's sparse pass still finds the intermediate after the select.
+KASCADE_HD inline size_t u16_list_offset(size_t rows, int n) { return (u16_bytes(rows, n) + 255) & ~static_cast<size_t>(255); }
 
 // The stream select's schedule: each (sequence, KV head) row cut into kStreamTile-key tiles, rows laid
 // end to end (work tiles in all), CTA c of `ctas` taking tiles [c work / ctas, (c + 1) work / ctas):

@@ -26,7 +26,8 @@
 #      TMA maps without L2 promotion: call B's dense 4040 -> 3805 us at 128k b32 on the split schedule).
 #      Calls A and B timed the anchors' batch chunks on two streams and the intermediate kept in L2
 #      (bits 262144-8388608 then, removed after call B: they lost; see packages/cuda/README.md).
-#      (Session 5's row select 65724 was removed in session 6.), DECODE_PARITY_LIMIT
+#      (Session 5's row select 65724 was removed in session 6.) Session 7: the ops.ts defaults and 789628 =
+#      265340 | 524288 (the anchor's sparse pass from the f16 intermediate, V rows only), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -34,7 +35,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,3196,8252,19644,32800,32956,164028,265340}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,3196,8252,19644,32800,32956,164028,265340,789628}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

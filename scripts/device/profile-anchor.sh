@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-6): per attention kernel its time,
+# ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-7): per attention kernel (and, session 7,
+# the sparse pass from the f16 intermediate, u16_sparse_kernel) its time,
 # DRAM bytes and throughput, L2 hit rate, at 128k batch 32 and 1, for the variants in
 # PROFILE_ANCHOR_VARIANTS (default 265340, the anchor default at 128k batch > 4 since session 6), each once as is and once with
 # KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its intermediate writes: wrong selections, timing diagnosis
@@ -16,7 +17,7 @@ for v in ${list//,/ }; do
   for mode in "${modes[@]}"; do
     out="$JOB_OUT/anchor-$v${mode:+-$mode}.csv"
     KASCADE_DEBUG_NO_LOGIT_WRITES=$([ -n "$mode" ] && echo 1 || echo 0) PROFILE_SHAPES=32x131072,1x131072 \
-      PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:attn_partial \
+      PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse' \
       --metrics "$metrics" --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
     echo "variant $v ${mode:-as is}: rc=$?"
   done

@@ -1,0 +1,186 @@
+// The anchor's sparse pass from the scores pass's f16 intermediate (KASCADE_VARIANT_SPARSE_U16, bit 65536, with
+// bit 1024; cuda-anchor, session 7): the selected keys' scores come from u and m16 (select_plan.h) instead of
+// their K rows, so the pass reads the V rows, GS u values and GS step maxima per selected key (at 128k batch 32:
+// ~0.86 GB of V plus at most the 0.30 GB intermediate, where the K-row gather reads 1.72 GB).
+//
+// Kernel u16_sparse_kernel<T, D, GS>
+//   grid (splits, kvHeads, batch) (attn_splits of the index list, as the K-row gather), block 128 threads = 4
+//   warps; warp w takes the block's 16-entry groups w, w + 4, ... Per group, into the warp's own ring stage
+//   (kU16SparseStages deep), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
+//   chunks), and for lanes 0..15 (entry `lane`) the 4-byte word of u holding the key's value and the key's
+//   step maximum m16, per query head. When the stage lands, lane e turns its GS pairs into the log2-domain
+//   score l = m16 + log2(u) - 15 (the value the scores pass rounded, within f16's 2^-11 relative rounding
+//   of u, i.e. |dl| <= 2^-11 / ln 2 ~ 7e-4 in the log2 domain) and the warp runs the gathers' step
+//   (attend16_logits: online softmax and P V on the tensor cores). A masked entry (an index out of range,
+//   or past the list) copies nothing (zero-fill) and scores -inf.
+//   A u of 0 (l more than ~39 octaves below its 16-key step's max: f16 underflow) scores -inf: such a key
+//   weighs < 2^-39 of its step's max, which the K-row pass would also nearly ignore; only a head whose
+//   selected keys ALL underflowed would differ (its output 0 / 0), which needs every selected key 2^39
+//   below an unselected neighbour for that head.
+//   End: the 4 warps merge (merge_warps), the block stores its partial, and with bit 4 the row's last block
+//   merges the splits (its own counters), else the combine kernel runs.
+// Shared memory per block at D 128: 4 warps x 4 stages x (16 x 136 x 2 B + 16 x GS x 8 B): 78 KB at GS 4.
+#include "decode_attention.cuh"
+#include "decode_device.cuh"
+
+namespace kascade {
+
+constexpr int kU16SparseStages = 4;
+constexpr int kU16SparseWarps = 4;
+
+// One ring stage: 16 padded V rows, then per entry GS u words and GS step maxima (turned into scores in place).
+template <typename T, int D, int GS>
+__host__ __device__ constexpr size_t u16_sparse_stage_bytes() {
+  return size_t(16) * (D + 8) * sizeof(T) + size_t(16) * GS * 8;
+}
+template <typename T, int D, int GS>
+__host__ __device__ constexpr size_t u16_sparse_smem_bytes() {
+  return size_t(kU16SparseWarps) * kU16SparseStages * u16_sparse_stage_bytes<T, D, GS>();
+}
+// merge_warps's red_o / red_ml reuse the ring.
+static_assert(u16_sparse_smem_bytes<__half, 64, 8>() >= sizeof(float) * kU16SparseWarps * 8 * (64 + 2),
+              "the warps' merge fits the ring");
+
+// A 4-byte cp.async that zero-fills when src_bytes is 0.
+__device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
+               : "memory");
+}
+
+// Completion counters of the fused merge (bit 4): zero at module load, reset by the block that merges.
+__device__ unsigned g_u16_sparse_done[kMaxFusedRows];
+
+template <typename T, int D, int GS>
+__global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
+    u16_sparse_kernel(KascadeDecodeShape s, PartialArgs a, const __half* __restrict__ u, const float* __restrict__ m16,
+                      int fused) {
+  constexpr int NS = kU16SparseStages, R = D + 8;
+  constexpr size_t SB = u16_sparse_stage_bytes<T, D, GS>();
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ int posS[kU16SparseWarps][NS][16];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
+  const int G = s.kvHeads, n = s.n, nU = u16_stride(n);
+  const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
+  const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
+  const T* vg = static_cast<const T*>(a.v) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+  const int* idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
+  unsigned char* ring = smem_raw + static_cast<size_t>(warp) * NS * SB;
+  auto stage_v = [&](int st) { return reinterpret_cast<T*>(ring + st * SB); };
+  auto stage_u = [&](int st) { return reinterpret_cast<unsigned*>(ring + st * SB + size_t(16) * R * sizeof(T)); };
+  auto stage_lg = [&](int st) { return reinterpret_cast<float*>(stage_u(st) + 16 * GS); };
+
+  const int groups = end > begin ? (end - begin + 15) / 16 : 0;
+  const int steps = groups > warp ? (groups - warp + kU16SparseWarps - 1) / kU16SparseWarps : 0;
+  // Entry `lane` (< 16) of step i: its raw index, read NS steps before its copies are issued.
+  auto raw_pos = [&](int i) -> int {
+    const int e = begin + (warp + kU16SparseWarps * i) * 16 + lane;
+    return (lane < 16 && i < steps && e < end) ? __ldg(idx + e) : -1;
+  };
+  int pq[NS];
+#pragma unroll
+  for (int t = 0; t < NS; ++t) pq[t] = raw_pos(t);
+  auto issue = [&](int i) {
+    if (i < steps) {
+      const int st = i % NS;
+      const int p = (pq[0] >= 0 && pq[0] < n) ? pq[0] : -1;  // out of range: masked, never read
+#pragma unroll
+      for (int t = 0; t + 1 < NS; ++t) pq[t] = pq[t + 1];
+      pq[NS - 1] = raw_pos(i + NS);
+      if (lane < 16) {
+        posS[warp][st][lane] = p;
+        const int pc = p < 0 ? 0 : p, bytes = p < 0 ? 0 : 4;
+        unsigned* uw = stage_u(st) + lane * GS;
+        float* mw = stage_lg(st) + lane * GS;
+#pragma unroll
+        for (int h = 0; h < GS; ++h) {
+          cp_async4_zfill(uw + h, u + (bh0 + h) * nU + (pc & ~1), bytes);
+          cp_async4_zfill(mw + h, m16 + (bh0 + h) * (nU / 16) + pc / 16, bytes);
+        }
+      }
+      // V row r by lanes 2r and 2r + 1 (alternate 16-byte chunks).
+      const int r = lane >> 1, half = lane & 1;
+      const int pr = __shfl_sync(0xffffffffu, p, r);
+      const T* src = vg + static_cast<size_t>(pr < 0 ? 0 : pr) * D;
+      T* dst = stage_v(st) + r * R;
+#pragma unroll
+      for (int c = half; c < D / 8; c += 2) cp_async16(dst + c * 8, src + c * 8, pr < 0 ? 0 : 16);
+    }
+    cp_async_commit();
+  };
+
+  float m = -INFINITY, l = 0.f;
+  float acc[D / 8][2];
+#pragma unroll
+  for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
+  const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
+#pragma unroll
+  for (int t = 0; t < NS - 1; ++t) issue(t);
+  for (int i = 0; i < steps; ++i) {
+    issue(i + NS - 1);
+    cp_async_wait<NS - 1>();
+    __syncwarp();
+    const int st = i % NS;
+    if (lane < 16) {
+      const int p = posS[warp][st][lane];
+      const unsigned* uw = stage_u(st) + lane * GS;
+      float* lg = stage_lg(st) + lane * GS;
+#pragma unroll
+      for (int h = 0; h < GS; ++h) {
+        const unsigned w = uw[h];
+        const unsigned short bits = static_cast<unsigned short>((p & 1) ? (w >> 16) : (w & 0xffffu));
+        const float uf = __half2float(__ushort_as_half(bits));
+        lg[h] = uf > 0.f ? lg[h] + __log2f(uf) - kU16ScaleLog2 : -INFINITY;
+      }
+    }
+    __syncwarp();
+    attend16_logits<T, D, GS, R>(stage_lg(st), stage_v(st), posS[warp][st], p16, m, l, acc);
+    __syncwarp();
+  }
+  cp_async_wait<0>();
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  __syncthreads();  // every warp is done with its ring: the merge reuses it
+
+  float* red_o = reinterpret_cast<float*>(smem_raw);
+  merge_warps<D, GS, kU16SparseWarps, 32 * kU16SparseWarps>(
+      red_o, red_o + kU16SparseWarps * GS * D, m, l, acc,
+      [&](int h, float M, float L) {
+        float* ml = a.part_ml + ((bh0 + h) * a.splits + split) * 2;
+        ml[0] = M;
+        ml[1] = L;
+      },
+      [&](int e, float o) { a.part_o[((bh0 + e / D) * a.splits + split) * D + e % D] = o; });
+  if (fused)
+    merge_row_if_last<T, D, GS, 32 * kU16SparseWarps>(g_u16_sparse_done + (static_cast<size_t>(b) * G + j), a.splits,
+                                                      a.splits, a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
+                                                      red_o, false);
+}
+
+cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  a.out = out;
+  a.variant = s.variant;
+  a.splits = attn_splits(s, a.topk, &a.chunk, true);
+  const __half* u = static_cast<const __half*>(static_cast<const void*>(a.logits));
+  const float* m16 = u16_m16(a.logits, static_cast<size_t>(s.batch) * s.heads, s.n);
+  const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
+                     fused_combine_fits(s, a.splits);
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
+      return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+        constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS>();
+        static const cudaError_t attr = cudaFuncSetAttribute(
+            u16_sparse_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (attr != cudaSuccess) return attr;
+        u16_sparse_kernel<T, D, GS><<<dim3(a.splits, s.kvHeads, s.batch), 32 * kU16SparseWarps, smem, st>>>(
+            s, a, u, m16, fused ? 1 : 0);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess || fused) return e;
+        return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
+      });
+    });
+  });
+}
+
+}  // namespace kascade
