@@ -141,12 +141,14 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // per select thread (v33), 4 GiB pooled passes (v34) and float4 row constants (v35): all slower, all gone, as are
 // sessions 2-5's pools v2-v18 and v20-v22. Call D's v36 (each pooled pass's select on a second stream, in
 // 128-thread blocks beside the next pass's pool CTAs) was not faster than v32 and is gone too.
-// v53 (session 7): pool v32's kernel over every pair in one launch, each CTA selecting the row it has just pooled
+// Session 7: v53: pool v32's kernel over every pair in one launch, each CTA selecting the row it has just pooled
 // (read back from L2, no select launch); the rows live in one slot per SM (workspace: stats + SMs x n floats,
-// 66 MB at 128k on the H200 instead of 2 GiB), so there are no pooled passes.
+// 66 MB at 128k on the H200 instead of 2 GiB), so there are no pooled passes. v54: v53 whose select bins the
+// row under its largest score (tracked while pooling): two passes over the row instead of three. v55: v32's
+// passes, the pool also writing each row's largest score, the select binning under it (two passes from DRAM).
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 19 || v == 53 ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, preset v48)
+  return v == 1 || v == 19 || (v >= 53 && v <= 55) ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, v48)
 }
 
 // The current device's SM count (pool v53's row slots); 0 when it cannot be read.
@@ -162,8 +164,9 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
-  int slots;         // pool v53: rows of rowStride floats, one per SM (0: the pooled passes above)
+  int slots;         // pools v53 / v54: rows of rowStride floats, one per SM (0: the pooled passes above)
   size_t rowStride;
+  float* rowMax;     // pool v55: [pairs, tiles], each pooled row's largest score
   size_t bytes;
 };
 
@@ -175,7 +178,8 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const int pairs = s.batch * s.kvHeads;
   w.perPair = packed_offset(s.queryStart, tiles);
   const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
-  if (pool_variant() == 53 && pool_v17_supports(s) && (w.slots = device_sms()) > 0) {
+  const int pv = pool_variant();
+  if ((pv == 53 || pv == 54) && pool_v17_supports(s) && (w.slots = device_sms()) > 0) {
     w.rowStride = (static_cast<size_t>(s.queryStart) + s.queries + 63) & ~static_cast<size_t>(63);
     char* p = static_cast<char*>(base);
     w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
@@ -189,10 +193,12 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   if (ppp > 65535) ppp = 65535;  // grid.y
   w.pairsPerPass = static_cast<int>(ppp);
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
+  const size_t maxBytes = pv == 55 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * 4) : 0;
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
-  w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
-  w.bytes = statsBytes + pooledBytes;
+  w.rowMax = p && maxBytes ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
+  w.pooled = p ? reinterpret_cast<float*>(p + statsBytes + maxBytes) : nullptr;
+  w.bytes = statsBytes + maxBytes + pooledBytes;
   return w;
 }
 
@@ -216,9 +222,9 @@ static cudaError_t launch_pool_t(const KascadePrefillShape& s, const void* q, co
 
 static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
-                               cudaStream_t st) {
+                               float* rowMax, cudaStream_t st) {
   if (pool_variant() != 1 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);
@@ -243,17 +249,18 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads;
-  const bool finish2 = pool_variant() == 32;
-  if (w.slots > 0 &&
-      (e = launch_pool_select_v17(*s, q, k, w.stats, w.pooled, w.slots, w.rowStride, counts, kMax, indices, st)) !=
-          cudaSuccess)
+  const int pv = pool_variant();
+  const bool finish2 = pv == 32;
+  if (w.slots > 0 && (e = launch_pool_select_v17(*s, q, k, w.stats, w.pooled, w.slots, w.rowStride, counts, kMax,
+                                                 indices, pv == 54, st)) != cudaSuccess)
     return e;
   for (int p0 = 0; w.slots == 0 && p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
-        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, st)) != cudaSuccess)
+        (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.rowMax, st)) != cudaSuccess)
       return e;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, finish2, st)) != cudaSuccess)
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, finish2, w.rowMax, st)) !=
+        cudaSuccess)
       return e;
   }
   if (layer0) return cudaSuccess;
@@ -304,5 +311,5 @@ extern "C" cudaError_t kascade_pooled_prefill_scores(const KascadePrefillShape* 
   a.k = k;
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, kStats, a, st)) != cudaSuccess) return e;
-  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, st);
+  return launch_pool(*s, q, k, w.stats, pooled, 0, pairs, 0, 1, nullptr, st);
 }

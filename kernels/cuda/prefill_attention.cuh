@@ -40,24 +40,29 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 }
 
 // Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
-// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1.
+// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1; with rowMax (pool
+// v55) also each row's largest score in rowMax[pair, t].
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st);
-// Pool v53: the same pool over every pair in one launch, each CTA's row in its SM's slot of `rows` (slots rows of
-// rowStride >= n floats; slots >= the device's SM count), then the CTA's own select of the row (select v3's
-// FINISH2 body, prefill_select.cuh) into indices [pair, t, 0 .. counts[t]), -1 in the rest.
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
+                            cudaStream_t st);
+// Pools v53 / v54: the same pool over every pair in one launch, each CTA's row in its SM's slot of `rows` (slots
+// rows of rowStride >= n floats; slots >= the device's SM count), then the CTA's own select of the row into
+// indices [pair, t, 0 .. counts[t]), -1 in the rest: select v3's FINISH2 body (v53) or, byMax, the bins under the
+// row's largest score (v54; prefill_select.cuh).
 cudaError_t launch_pool_select_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                    float* rows, int slots, size_t rowStride, const int* counts, int kMax,
-                                   int* indices, cudaStream_t st);
+                                   int* indices, bool byMax, cudaStream_t st);
 
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
 // finish2 (pool v32, the default): the third digit and the ties from the candidates one pass keeps in shared
-// memory (three passes over the row instead of four).
+// memory (three passes over the row instead of four). rowMax (pool v55; [pairs, tiles], from the pool): bins under
+// each row's largest score instead (two passes).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st);
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2,
+                             const float* rowMax, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

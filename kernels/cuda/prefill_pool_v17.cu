@@ -1,3 +1,6 @@
+// Session 7: the same kernel also runs as pools v53 / v54 (the select fused into each CTA: it selects the row it
+// has just pooled) and v55 (each row's largest score written beside it for the select's bins); see PoolSel below.
+//
 // The anchors' pooling pass, variant v19 (KASCADE_PREFILL_POOL=v19, the default: head dim 128, g = 4, statistics
 // from the attention pass; elsewhere pool v1), followed by select v3 (prefill_select_v3.cu); the same kernel runs
 // as pool v32 (the default since session 6: the select finishes in one pass after its second digit). Session 6's
@@ -65,14 +68,22 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// Pool v53's select (FUSED): where each CTA's pooled row goes (one row of rowStride floats per SM: one CTA per
-// SM, so the SM's id names a row no other running CTA uses) and the selection it writes.
+// What a pool CTA does besides pooling its row (template argument SEL):
+//  - kPoolOnly (pools v19 / v32): writes the row, the select runs as its own launch;
+//  - kPoolRowMax (pool v55): also writes the row's largest score to rowMax[pair, t] (for the select's bins);
+//  - kFusedRadix (pool v53) / kFusedMax (pool v54): selects its own row right after pooling it (below), by the
+//    radix select (select_pooled_row) or by bins under the row's largest score (select_pooled_row_max).
+enum PoolSel : int { kPoolOnly = 0, kPoolRowMax = 1, kFusedRadix = 2, kFusedMax = 3 };
+
+// The fused pools' select: where each CTA's pooled row goes (one row of rowStride floats per SM: one CTA per SM,
+// so the SM's id names a row no other running CTA uses) and the selection it writes; pool v55's row maxima.
 struct P17Select {
   const int* counts;  // [tiles]
   int kMax;
   int* indices;  // [pairs, tiles, kMax]
   int slots;     // rows in `pooled` (the device's SM count)
   size_t rowStride;
+  float* rowMax;  // kPoolRowMax: [pairs, tiles]
 };
 
 __device__ __forceinline__ unsigned sm_id() {
@@ -81,11 +92,12 @@ __device__ __forceinline__ unsigned sm_id() {
   return r;
 }
 
-// FUSED (pool v53): the producer is the last warpgroup (so the consumers are threads 0 .. 128 NC - 1, what
-// select_pooled_row's block scan indexes), the row goes to the SM's slot and, once pooled, the consumers select
-// its counts[t] largest (prefill_select.cuh, FINISH2) in the K ring's shared memory; tiles whose selection is
-// every earlier key (or none) skip the pool.
-template <typename T, int NC, bool FUSED = false>
+// Fused (pools v53 / v54): the producer is the last warpgroup (so the consumers are threads 0 .. 128 NC - 1,
+// what the select's block scan indexes), the row goes to the SM's slot and, once pooled, the consumers select its
+// counts[t] largest (prefill_select.cuh) in the K ring's shared memory; tiles whose selection is every earlier key
+// (or none) skip the pool. With the row maximum (v54 / v55) each thread keeps the largest score it wrote; the
+// CTA's is an atomicMax over their bit patterns (scores >= 0 order like them).
+template <typename T, int NC, int SEL = kPoolOnly>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout, P17Select sel) {
@@ -111,7 +123,10 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
   const int st = s.queryStart + t * kT;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+  constexpr bool FUSED = SEL == kFusedRadix || SEL == kFusedMax;
+  constexpr bool ROWMAX = SEL == kPoolRowMax || SEL == kFusedMax;
   constexpr int kProducer = FUSED ? NC : 0;  // the producer warpgroup's index
+  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: the CTA's largest score (bits)
   int selK = 0;
   int* selOut = nullptr;
   if (FUSED) {
@@ -129,6 +144,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       tma::mbar_init(empty + x, 128);  // the step's one consumer warpgroup
     }
     tma::mbar_fence_init();
+    if (ROWMAX) *cmax = 0u;
   }
   __syncthreads();
 
@@ -184,13 +200,20 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     turns.end(i, steps);
   };
   // Step i's pooled scores from its completed product.
+  float vmax = 0.f;  // ROWMAX: the largest score this thread wrote
   auto pool_step = [&](const float* acc, int i) {
     float p0, p1;
     pooled_pair<16>(acc, Cs, qscale, quad, p0, p1);
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
-      if (x0 < st) rowp[x0] = p0;
-      if (x1 < st) rowp[x1] = p1;
+      if (x0 < st) {
+        rowp[x0] = p0;
+        if (ROWMAX) vmax = fmaxf(vmax, p0);
+      }
+      if (x1 < st) {
+        rowp[x1] = p1;
+        if (ROWMAX) vmax = fmaxf(vmax, p1);
+      }
     }
   };
 
@@ -204,26 +227,40 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     tma::mbar_arrive(empty + i % STAGES);
     pool_step(acc, i);
   }
+  if (ROWMAX) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, o));
+    if (lane == 0) atomicMax(cmax, __float_as_uint(vmax));
+  }
+  if (SEL == kPoolRowMax) {
+    asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // every consumer's atomicMax is in
+    if (ctid == 0) sel.rowMax[static_cast<size_t>(pair) * tiles + t] = __uint_as_float(*cmax);
+  }
   if (FUSED) {
     // After this barrier every step's copy has been consumed (the K ring is free for the select's shared
     // memory) and the row's writes are visible to every consumer; the producer warps have exited (a barrier
     // waits for non-exited threads only).
     __syncthreads();
     unsigned* w = reinterpret_cast<unsigned*>(Ks);
-    const SelectShared sh{w, w + 2048, w + 2048 + 16, reinterpret_cast<int*>(w + 2048 + 18), w + 4096,
-                          reinterpret_cast<int*>(w + 4096 + kSel3Cand)};
-    select_pooled_row<128 * NC, true, false>(reinterpret_cast<const unsigned*>(rowp), st, selK, selOut, sh);
+    constexpr int kH = kSelMaxBins;  // histogram words (2048 used by the radix select)
+    const SelectShared sh{w, w + kH, w + kH + 16, reinterpret_cast<int*>(w + kH + 18), w + kH + 32,
+                          reinterpret_cast<int*>(w + kH + 32 + kSel3Cand)};
+    const unsigned* u = reinterpret_cast<const unsigned*>(rowp);
+    if (SEL == kFusedMax)
+      select_pooled_row_max<128 * NC, false>(u, st, selK, selOut, sh, *cmax);
+    else
+      select_pooled_row<128 * NC, true, false>(u, st, selK, selOut, sh);
   }
 }
 
-template <typename T, int NC, bool FUSED>
+template <typename T, int NC, int SEL>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, const P17Select& sel,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, FUSED>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, SEL>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -233,7 +270,7 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, FUSED><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, SEL><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, sel);
   return cudaGetLastError();
 }
@@ -243,21 +280,27 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
 bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, cudaStream_t st) {
+                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
+                            cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
+  P17Select sel{};
+  sel.rowMax = rowMax;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, P17Select{}, st);
+    return rowMax ? launch_p17_t<T, 4, kPoolRowMax>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, sel, st)
+                  : launch_p17_t<T, 4, kPoolOnly>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, sel, st);
   });
 }
 
 cudaError_t launch_pool_select_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                                    float* rows, int slots, size_t rowStride, const int* counts, int kMax,
-                                   int* indices, cudaStream_t st) {
+                                   int* indices, bool byMax, cudaStream_t st) {
   if (!pool_v17_supports(s) || slots < 1 || rowStride < static_cast<size_t>(s.queryStart + s.queries))
     return cudaErrorInvalidValue;
-  const P17Select sel{counts, kMax, indices, slots, rowStride};
+  const P17Select sel{counts, kMax, indices, slots, rowStride, nullptr};
+  const int pairs = s.batch * s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return launch_p17_t<T, 4, true>(s, q, k, stats, rows, 0, s.batch * s.kvHeads, 0, 0, sel, st);
+    return byMax ? launch_p17_t<T, 4, kFusedMax>(s, q, k, stats, rows, 0, pairs, 0, 0, sel, st)
+                 : launch_p17_t<T, 4, kFusedRadix>(s, q, k, stats, rows, 0, pairs, 0, 0, sel, st);
   });
 }
 

@@ -169,6 +169,76 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
   });
 }
 
+// The k (1 <= k < st) largest of row u[0 .. st) as select_pooled_row, knowing the row's largest score (its f32
+// bit pattern mb): one pass counts the scores in 4096 bins of 1/256 octave over [mb 2^-16, mb] (bin 0 takes
+// everything at or below the range), one pass writes the scores above the bin B holding the k-th largest and keeps
+// B's in shared memory (a few hundred at 128k on random inputs), where each candidate's rank (greater scores,
+// then equal ones at lower indices) decides the rest. Two passes over the row. Where B is the catch-all bin 0
+// or holds more than kSel3Cand scores, select_pooled_row runs instead (exact either way). sh.hist must hold
+// 4096 bins. The caller makes the row's writes visible and `sh` free first.
+constexpr int kSelMaxBins = 4096;
+template <int NT, bool RO>
+__device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out, const SelectShared& sh,
+                                      unsigned mb) {
+  const int tid = threadIdx.x;
+  unsigned* hist = sh.hist;
+  int& cntGt = sh.cnt[0];
+  int& nCand = sh.cnt[1];
+  const unsigned lo = mb > (16u << 23) ? mb - (16u << 23) : 0u;  // 16 octaves below the largest
+  const auto bin_of = [lo](unsigned v) {
+    return v <= lo ? 0u : min((v - lo) >> 15, static_cast<unsigned>(kSelMaxBins - 1));
+  };
+  for (int i = tid; i < kSelMaxBins; i += NT) hist[i] = 0;
+  if (tid == 0) {
+    cntGt = 0;
+    nCand = 0;
+  }
+  __syncthreads();
+  sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+#pragma unroll
+    for (int e = 0; e < kSelPer; ++e)
+      if (x + e < st) atomicAdd(&hist[bin_of(v[e])], 1u);
+  });
+  __syncthreads();
+  select_rank_bin<NT>([&](int bin) { return hist[bin]; }, kSelMaxBins, static_cast<unsigned>(k), sh.wsum, sh.res);
+  const unsigned b = sh.res[0], krem = sh.res[1];
+  if (b > 0) {
+    sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+#pragma unroll
+      for (int e = 0; e < kSelPer; ++e) {
+        if (x + e >= st) continue;
+        const unsigned h = bin_of(v[e]);
+        if (h > b) {
+          out[atomicAdd(&cntGt, 1)] = x + e;
+        } else if (h == b) {
+          const int c = atomicAdd(&nCand, 1);
+          if (c < kSel3Cand) {
+            sh.candV[c] = v[e];
+            sh.candX[c] = x + e;
+          }
+        }
+      }
+    });
+    __syncthreads();
+    const int nc = nCand;
+    if (nc <= kSel3Cand) {
+      for (int i = tid; i < nc; i += NT) {
+        const unsigned v = sh.candV[i];
+        const int xi = sh.candX[i];
+        unsigned rank = 0;
+        for (int c = 0; c < nc; ++c) {
+          const unsigned w = sh.candV[c];
+          rank += w > v || (w == v && sh.candX[c] < xi) ? 1u : 0u;
+        }
+        if (rank < krem) out[atomicAdd(&cntGt, 1)] = xi;
+      }
+      return;
+    }
+  }
+  __syncthreads();  // every thread is past the bins and counters before the full select reuses them
+  select_pooled_row<NT, true, RO>(u, st, k, out, sh);
+}
+
 // A tile's selection when it needs no select: -1 in out[k .. kMax), and with k == st every earlier key. True
 // when the row is done (k == 0 or k == st). Every thread of the CTA calls it (nt threads from tid).
 __device__ __forceinline__ bool select_trivial_row(int* out, int k, int st, int kMax, int tid, int nt) {

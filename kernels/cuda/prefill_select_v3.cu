@@ -20,11 +20,13 @@ namespace {
 
 constexpr int NT = 256;  // threads per block
 
-template <bool FINISH2>
+// BYMAX (pool v55): select_pooled_row_max under rowMax[pair, t] (written by the pool).
+template <bool FINISH2, bool BYMAX = false>
 __global__ void __launch_bounds__(NT)
     select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
-                             const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase) {
-  __shared__ unsigned hist[2048];
+                             const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase,
+                             const float* __restrict__ rowMax) {
+  __shared__ unsigned hist[BYMAX ? kSelMaxBins : 2048];
   __shared__ unsigned wsum[NT / 32];
   __shared__ unsigned res[2];
   __shared__ int cnt[2];
@@ -39,18 +41,26 @@ __global__ void __launch_bounds__(NT)
   if (select_trivial_row(out, k, st, kMax, threadIdx.x, NT)) return;
   const unsigned* u =
       reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
-  select_pooled_row<NT, FINISH2, true>(u, st, k, out, SelectShared{hist, wsum, res, cnt, candV, candX});
+  const SelectShared sh{hist, wsum, res, cnt, candV, candX};
+  if (BYMAX)
+    select_pooled_row_max<NT, true>(u, st, k, out, sh, __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t)));
+  else
+    select_pooled_row<NT, FINISH2, true>(u, st, k, out, sh);
 }
 
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2, cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2,
+                             const float* rowMax, cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  if (finish2)
-    select_prefill_v3_kernel<true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
+  if (rowMax)
+    select_prefill_v3_kernel<true, true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase,
+                                                              rowMax);
+  else if (finish2)
+    select_prefill_v3_kernel<true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
   else
-    select_prefill_v3_kernel<false><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase);
+    select_prefill_v3_kernel<false><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
   return cudaGetLastError();
 }
 

@@ -337,10 +337,10 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v17, v22, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v19, v32, v53, got v9/,
+      /pool kernel must be one of v1, v19, v32, v53, v54, v55, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v37, v48, v53\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v37, v48, v53, v54, v55\)/,
     );
     // Sessions 2-5's losing presets are gone.
     for (const gone of [

@@ -374,14 +374,18 @@ export function uploadPrefillSelection(
  *   (each pooled pass's select on a second stream, in 128-thread blocks beside the next pass's pool CTAs) was
  *   not faster than v32 and is gone. `v53` (session 7): v32's pool and select fused in one launch: each CTA selects
  *   the row it has just pooled (read back from L2), the rows in one slot per SM (anchor workspace: statistics +
- *   SMs x n floats, 66 MB at 128k on the H200, instead of 2 GiB), no pooled passes and no select launches.
+ *   SMs x n floats, 66 MB at 128k on the H200, instead of 2 GiB), no pooled passes and no select launches;
+ *   `v54`: v53 whose select counts each row in 4096 bins of 1/256 octave under the row's largest score (kept
+ *   while pooling), then keeps the k-th's bin in shared memory: two passes over the row instead of three;
+ *   `v55`: v32's pooled passes and select launches, the pool also writing each row's largest score and the select
+ *   binning under it (two passes from DRAM instead of three).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v53';
+export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v53' | 'v54' | 'v55';
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v53'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v53', 'v54', 'v55'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillKernelVariant;
@@ -395,14 +399,17 @@ export interface PrefillKernelSelection {
  * dense v22, sparse v12, pool v32 (the defaults since session 6's call B). Sessions 2-5's presets v2-v36 and
  * v38-v41 and session 6's v42-v47 and v49-v51 (call A: FMA-pipe exponentials, the pool counting the select's first
  * digit; call B: v42 = dense v22 alone, wider select loads, 4 GiB pooled passes, float4 row constants) lost to v48
- * or went into it and are gone, as is call D's v52 (v48 with pool v36: not faster). `v53` (session 7) = v48 with
- * pool v53 (the select fused into the pool's CTAs).
+ * or went into it and are gone, as is call D's v52 (v48 with pool v36: not faster). Session 7's candidates: `v53`,
+ * `v54`, `v55` = v48 with pool v53 (the select fused into the pool's CTAs), v54 (fused, binned under the row's
+ * largest score) or v55 (separate select launches binned under it).
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
   v53: { dense: 'v22', sparse: 'v12', pool: 'v53' },
+  v54: { dense: 'v22', sparse: 'v12', pool: 'v54' },
+  v55: { dense: 'v22', sparse: 'v12', pool: 'v55' },
 };
 
 /**
