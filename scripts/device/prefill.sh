@@ -92,8 +92,8 @@ for part in $parts; do
   [ -s "$JOB_OUT/parity-$part.json" ] && rm -f "$JOB_OUT/parity-$part.json" "$JOB_OUT/parity-$part.log"
 done
 
-# SM clock / power sampling beside the bench (started once, stopped at the end).
-nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv,nounits -lms 100 \
+# SM clock / power sampling beside the bench (stopped at the end; at most 200 s if the job is cut short).
+timeout 200 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,clocks_event_reasons.active --format=csv,nounits -lms 100 \
   > "$JOB_OUT/clocks.csv" 2> /dev/null &
 smi_pid=$!
 bench() { # presets
