@@ -172,8 +172,9 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
 // The k (1 <= k < st) largest of row u[0 .. st) as select_pooled_row, knowing the row's largest score (its f32
 // bit pattern mb): one pass counts the scores in 4096 bins of 1/256 octave over [mb 2^-16, mb] (bin 0 takes
 // everything at or below the range), one pass writes the scores above the bin B holding the k-th largest and keeps
-// B's in shared memory (a few hundred at 128k on random inputs), where each candidate's rank (greater scores,
-// then equal ones at lower indices) decides the rest. Two passes over the row. Where B is the catch-all bin 0
+// B's in shared memory (a few hundred at 128k on random inputs), where 1024 sub-bins of B and, inside the sub-bin
+// holding the k-th, each candidate's rank (greater scores, then equal ones at lower indices) decide the rest.
+// Two passes over the row. Where B is the catch-all bin 0
 // or holds more than kSel3Cand scores, select_pooled_row runs instead (exact either way). sh.hist must hold
 // 4096 bins. The caller makes the row's writes visible and `sh` free first.
 constexpr int kSelMaxBins = 4096;
@@ -219,18 +220,32 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
         }
       }
     });
+    for (int i = tid; i < 1024; i += NT) hist[i] = 0;
     __syncthreads();
     const int nc = nCand;
     if (nc <= kSel3Cand) {
+      // The candidates' bit patterns lie in [base, base + 2^15): 1024 sub-bins of 32 patterns; the sub-bin s
+      // holding rank krem, then each of s's candidates ranked among s's (greater, or equal at a lower index).
+      // (The largest score sits 2^27 patterns above lo: bin 4096 and sub-bin 1024 clamp to the last ones.)
+      const unsigned base = lo + (b << 15);
+      const auto sub_of = [base](unsigned v) { return min((v - base) >> 5, 1023u); };
+      for (int i = tid; i < nc; i += NT) atomicAdd(&hist[sub_of(sh.candV[i])], 1u);
+      __syncthreads();
+      select_rank_bin<NT>([&](int bin) { return hist[bin]; }, 1024, krem, sh.wsum, sh.res);
+      const unsigned sb = sh.res[0], take = sh.res[1];
       for (int i = tid; i < nc; i += NT) {
-        const unsigned v = sh.candV[i];
+        const unsigned v = sh.candV[i], h = sub_of(v);
         const int xi = sh.candX[i];
-        unsigned rank = 0;
-        for (int c = 0; c < nc; ++c) {
-          const unsigned w = sh.candV[c];
-          rank += w > v || (w == v && sh.candX[c] < xi) ? 1u : 0u;
+        bool in = h > sb;
+        if (h == sb) {
+          unsigned rank = 0;
+          for (int c = 0; c < nc; ++c) {
+            const unsigned w = sh.candV[c];
+            rank += sub_of(w) == sb && (w > v || (w == v && sh.candX[c] < xi)) ? 1u : 0u;
+          }
+          in = rank < take;
         }
-        if (rank < krem) out[atomicAdd(&cntGt, 1)] = xi;
+        if (in) out[atomicAdd(&cntGt, 1)] = xi;
       }
       return;
     }
