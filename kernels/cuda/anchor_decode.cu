@@ -313,15 +313,16 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
 
 using namespace kascade;
 
-// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1 makes the scores / layer-0 pass skip its logit (or f16
-// intermediate) writes, so a profile can time the pass without them. The selection is then WRONG; the
-// decode job sets it only in its ncu run, never for parity or the bench.
-static int debug_no_logit_writes() {
-  static const int on = [] {
+// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1..4 (PartialArgs::writeProbe) changes the scores / layer-0 pass's
+// intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2), without
+// m16 (3), or with u by 8-byte stores (4). Modes 1-3 make the selection WRONG; the profile job sets them only in
+// its ncu runs, never for parity or the bench.
+static int debug_write_probe() {
+  static const int mode = [] {
     const char* e = std::getenv("KASCADE_DEBUG_NO_LOGIT_WRITES");
-    return e && e[0] == '1' ? 1 : 0;
+    return e && e[0] >= '1' && e[0] <= '4' && e[1] == 0 ? e[0] - '0' : 0;
   }();
-  return on;
+  return mode;
 }
 
 // KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes
@@ -362,7 +363,7 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(s, s.n, &a.chunk, false);
-  a.noLogitWrites = debug_no_logit_writes();
+  a.writeProbe = debug_write_probe();
   if (s.variant & KASCADE_VARIANT_SELECT2) {
     // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
     a.clearHist = w.hist;

@@ -376,38 +376,65 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
       if constexpr (kWriteLogits) {
-        if (row < GS && !a.noLogitWrites) {
-          if (a.variant & KASCADE_VARIANT_U16) {
-            // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
-            // aligned in the 16-aligned rows), and m16 = tm, the row's max over the step's 16 keys. The 2^15
-            // scale keeps u in f16's normal range down to 2^-29 (select_plan.h, kU16ScaleLog2).
-            const size_t r = bh0 + row;
-            const int nU = u16_stride(n);
-            __half* ur = reinterpret_cast<__half*>(a.logits) + r * nU;
+        // a.writeProbe (diagnosis only, env KASCADE_DEBUG_NO_LOGIT_WRITES; 0 in every op a user runs): 1 no
+        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 4 u stored as one 8-byte
+        // store per lane (each head row's 32-byte sector of the step in one instruction) instead of two 4-byte.
+        const int probe = a.writeProbe;
+        if ((a.variant & KASCADE_VARIANT_U16) && probe != 1) {
+          // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
+          // aligned in the 16-aligned rows), and m16 = tm, the row's max over the step's 16 keys. The 2^15
+          // scale keeps u in f16's normal range down to 2^-29 (select_plan.h, kU16ScaleLog2).
+          unsigned h2[2];
+  #pragma unroll
+          for (int nb = 0; nb < 2; ++nb) {
+            const __half2 h = __floats2half2_rn(exp2f(sv[nb * 2] - tm + kU16ScaleLog2),
+                                                exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
+            h2[nb] = *reinterpret_cast<const unsigned*>(&h);
+          }
+          const size_t r = bh0 + row;
+          const int nU = u16_stride(n);
+          __half* ur = reinterpret_cast<__half*>(a.logits) + r * nU;
+          if (probe == 4) {
+            // Lane quad q takes keys 4 q .. 4 q + 3 of its row: pairs (2 q) % 4 and (2 q) % 4 + 1 of step half
+            // q / 2 (all lanes shuffle; rows >= GS store nothing).
+            const int srcA = (lane & ~3) | ((2 * quad) & 3);
+            const unsigned a0 = __shfl_sync(0xffffffffu, h2[0], srcA), b0 = __shfl_sync(0xffffffffu, h2[0], srcA + 1);
+            const unsigned a1 = __shfl_sync(0xffffffffu, h2[1], srcA), b1 = __shfl_sync(0xffffffffu, h2[1], srcA + 1);
+            const int p0 = posS[st * KW + 4 * quad];
+            if (row < GS && p0 >= 0) {
+              if (posS[st * KW + 4 * quad + 3] >= 0) {
+                __stcs(reinterpret_cast<uint2*>(ur + p0), quad < 2 ? make_uint2(a0, b0) : make_uint2(a1, b1));
+              } else {
+                const unsigned w[2] = {quad < 2 ? a0 : a1, quad < 2 ? b0 : b1};
+  #pragma unroll
+                for (int e = 0; e < 4; ++e)
+                  if (posS[st * KW + 4 * quad + e] >= 0)
+                    ur[p0 + e] = __ushort_as_half(static_cast<unsigned short>(w[e >> 1] >> (16 * (e & 1))));
+              }
+            }
+          } else if (row < GS && probe != 2) {
   #pragma unroll
             for (int nb = 0; nb < 2; ++nb) {
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
-              if (p0 >= 0) {
-                const float u0 = exp2f(sv[nb * 2] - tm + kU16ScaleLog2);
-                // Streaming stores (evict-first in L2): the select reads them once, after this pass.
-                if (p1 >= 0) {
-                  const __half2 h2 = __floats2half2_rn(u0, exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
-                  __stcs(reinterpret_cast<unsigned*>(ur + p0), *reinterpret_cast<const unsigned*>(&h2));
-                } else {
-                  ur[p0] = __float2half_rn(u0);
-                }
+              // Streaming stores (evict-first in L2): the select reads them once, after this pass.
+              if (p0 >= 0 && p1 >= 0) {
+                __stcs(reinterpret_cast<unsigned*>(ur + p0), h2[nb]);
+              } else if (p0 >= 0) {
+                ur[p0] = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
               }
             }
-            if (quad == 0 && pv[0] >= 0) {
-              float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-              __stcs(m16p, tm);
-            }
-          } else {
-            float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
-  #pragma unroll
-            for (int t = 0; t < 4; ++t)
-              if (pv[t] >= 0) lg[pv[t]] = sv[t];
+          } else if (probe == 2) {
+            asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
+          if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3) {
+            float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
+            __stcs(m16p, tm);
+          }
+        } else if (row < GS && probe != 1) {
+          float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
+  #pragma unroll
+          for (int t = 0; t < 4; ++t)
+            if (pv[t] >= 0) lg[pv[t]] = sv[t];
         }
       }
       float pr[4], al;

@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # ncu of the anchors' scores and layer-0 passes (cuda-anchor, sessions 4-7): per attention kernel (and, session 7,
-# the sparse pass from the f16 intermediate, u16_sparse_kernel) its time,
-# DRAM bytes and throughput, L2 hit rate, at 128k batch 32 and 1, for the variants in
-# PROFILE_ANCHOR_VARIANTS (default 265340, the anchor default at 128k batch > 4 since session 6), each once as is and once with
-# KASCADE_DEBUG_NO_LOGIT_WRITES=1 (the pass skips its intermediate writes: wrong selections, timing diagnosis
-# only). Run by scripts/device/session.sh with $JOB_OUT; limit 60 s. Leaves anchor-<v>.csv and
-# anchor-<v>-nowrites.csv.
+# the sparse pass from the f16 intermediate, u16_sparse_kernel) its time, DRAM bytes and throughput, L2 hit rate
+# and L2 write sectors, at 128k batch 32 and 1, for the variants in PROFILE_ANCHOR_VARIANTS (default 265340, the
+# anchor default at 128k batch > 4 since session 6), each under the write probes of PROFILE_ANCHOR_MODES (default
+# "0 1 2 3 4": KASCADE_DEBUG_NO_LOGIT_WRITES, kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes,
+# 2 u computed but not stored, 3 u without m16, 4 u by 8-byte stores; 1-3 give wrong selections: timing diagnosis
+# only). Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
+# anchor-<v>-p<mode>.csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct
+metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
 list=${PROFILE_ANCHOR_VARIANTS:-265340}
+modes=${PROFILE_ANCHOR_MODES:-0 1 2 3 4}
 for v in ${list//,/ }; do
-  modes=("" nowrites)
-  for mode in "${modes[@]}"; do
-    out="$JOB_OUT/anchor-$v${mode:+-$mode}.csv"
-    KASCADE_DEBUG_NO_LOGIT_WRITES=$([ -n "$mode" ] && echo 1 || echo 0) PROFILE_SHAPES=32x131072,1x131072 \
+  for mode in ${modes//,/ }; do
+    out="$JOB_OUT/anchor-$v-p$mode.csv"
+    KASCADE_DEBUG_NO_LOGIT_WRITES=$mode PROFILE_SHAPES=32x131072,1x131072 \
       PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse' \
       --metrics "$metrics" --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
-    echo "variant $v ${mode:-as is}: rc=$?"
+    echo "variant $v probe $mode: rc=$?"
   done
 done
 echo done
