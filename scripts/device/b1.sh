@@ -24,7 +24,9 @@ say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 # Session 7: 32800 (the default) against its register split (65536: 98336), V rows by cp.async (64: 32864), both (98400).
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400}
-export B1_SWEEP=${B1_SWEEP-}
+# Session 7: more CTAs than fit at once (66 / 99 splits per row at 8 KV heads: two / three waves of 264), so SMs that
+# finish early take the later CTAs (the block scheduler as the dynamic schedule), against 33 (one wave).
+export B1_SWEEP=${B1_SWEEP-32800:33:50:66:99,98400:33:50:66:99}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 164092 = 164028 | 64: the anchors' sparse pass (logits mode) with V rows by cp.async.
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,164092}
