@@ -41,8 +41,10 @@
 // memory and the digits merged through distributed shared memory, took 106 us for the anchor at 32k batch
 // 1 against this kernel's 60, and 46 against 39 at 8k (8-CTA clusters); removed. The third session saw
 // 16-CTA clusters lose to 8-CTA ones in the cluster select of bit 512 as well.)
-// The grid barrier counts in g_b1_barrier (zero at module load, back to zero after each barrier);
-// ops on one stream run one at a time (as for g_split_done).
+// The grid barriers count arrivals in g_b1_barrier[0] (zero at module load): barrier i (1, 2) waits until it
+// reads i x P, so the release is the last arrival itself (session 7; grid_barrier's last CTA resets its counter
+// and then bumps a generation: two more round trips); the last CTA out of barrier 2 (g_b1_barrier[1]) zeroes both
+// for the next launch. Ops on one stream run one at a time (as for g_split_done).
 #include <cooperative_groups.h>
 
 #include <cstdio>
@@ -78,6 +80,24 @@ struct B1SelectArgs {
 };
 
 __device__ unsigned g_b1_barrier[2];
+
+// Grid barrier `i` (1 or 2) of a launch of P CTAs: arrive, then wait until all i x P arrivals of barriers 1..i.
+__device__ __forceinline__ void b1_grid_sync(unsigned i, unsigned P) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* c = g_b1_barrier;
+    __threadfence();
+    atomicAdd(g_b1_barrier, 1u);
+    while (*c < i * P) __nanosleep(20);
+    __threadfence();
+    // Everyone has arrived at the last barrier once P CTAs got here: the last one out resets the counters.
+    if (i == 2 && atomicAdd(g_b1_barrier + 1, 1u) == P - 1) {
+      atomicExch(g_b1_barrier, 0u);
+      atomicExch(g_b1_barrier + 1, 0u);
+    }
+  }
+  __syncthreads();
+}
 
 // A warp-aggregated slot: every lane with `take` gets a distinct index from *ctr (one atomic per warp).
 __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
@@ -154,7 +174,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     t = (r + 1) * n;
   }
   mark(1);
-  grid_barrier(g_b1_barrier);
+  b1_grid_sync(1u, gridDim.x);
   mark(2);
 
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
@@ -218,7 +238,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     t = (r + 1) * n;
   }
   mark(3);
-  grid_barrier(g_b1_barrier);
+  b1_grid_sync(2u, gridDim.x);
   mark(4);
 
   // Phase 3: per row, the exact threshold among the candidates.
