@@ -4,7 +4,14 @@
  * WebGPU copy bandwidth, an L2 flush between timed runs, and filling buffers with random data.
  */
 import { createRequire } from 'node:module';
-import { encodeCopy, encodeFillRandom, KascadeGPU, timeGPU } from '@kascade/webgpu';
+import {
+  type DecodeArgs,
+  encodeCopy,
+  encodeFillRandom,
+  KascadeGPU,
+  type LayerRole,
+  timeGPU,
+} from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import { type BenchResults, type MachineInfo, type Row, validateResults } from '../results.js';
 import { type Stats, summarize } from '../stats.js';
@@ -15,6 +22,18 @@ interface DawnModule {
 }
 
 /** Opens the device: `$DAWN_NODE_PATH`'s `dawn.node` if set, else the `webgpu` package. */
+/** The inputs every decode op of a bench run shares (one context and batch). */
+export type DecodeInputs = Pick<
+  DecodeArgs,
+  'heads' | 'q' | 'kv' | 'n' | 'out' | 'slot' | 'headMap' | 'budget'
+>;
+
+/** The arguments of one decode op on the shared inputs: the team kernel unless `extra` says otherwise. */
+export function decodeCall(on: DecodeInputs, role: LayerRole, extra: Partial<DecodeArgs> = {}): DecodeArgs {
+  const { heads, q, kv, n, out, slot, headMap, budget } = on;
+  return { role, heads, q, kv, n, out, slot, headMap, budget, kernel: 'teams', ...extra };
+}
+
 export async function openGPU(): Promise<KascadeGPU> {
   let gpu: GPU | undefined;
   const flags = ['disable-dawn-features=timestamp_quantization'];

@@ -65,7 +65,17 @@ import {
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
 import type { Row } from '../results.js';
-import { copyBandwidth, fillBuffer, l2Flusher, machineOf, openGPU, round, timeOp } from './webgpu-common.js';
+import {
+  copyBandwidth,
+  type DecodeInputs,
+  decodeCall,
+  fillBuffer,
+  l2Flusher,
+  machineOf,
+  openGPU,
+  round,
+  timeOp,
+} from './webgpu-common.js';
 import { reuseProbe } from './webgpu-probe.js';
 
 const H = 32;
@@ -131,11 +141,12 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 6, call C: the final defaults against the choices they replaced, twice in turn (calls A and
-  // B, webgpu-decode-s6a.json and -s6b.json, hold the candidates that lost: 256-invocation workgroups,
-  // the fused split merge, logits in the anchors' sparse pass, pooling fused into the select, inlined
-  // step loads, all removed).
-  reuse: alternate(2, {}, SGM),
+  // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; 16 keys per
+  // team step for the gathers (twice the bytes in flight per step, more registers), timed last (heavy).
+  // Session 6's calls (webgpu-decode-s6a.json, -s6b.json, webgpu-decode.json) hold the candidates that
+  // lost then: 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass,
+  // pooling fused into the select, inlined step loads, all removed.
+  reuse: alternate(2, {}, { keysPerStep: 16 }, { keysPerStep: 16, minStepsPerSplit: 1 }),
   anchor: alternate(2, {}, FOLDED),
   'dense-anchor': alternate(2, {}, FOLDED),
   dense: [],
@@ -265,6 +276,7 @@ const bench: Bench = {
         // kStride a multiple of 64 so a K/V split by sequence can address each sequence's rows.
         const slot = createDecodeSlot(gpu, batch, G, Math.ceil(k / 64) * 64);
         const headMap = [1, 0, 3, 2, 5, 4, 7, 6];
+        const inputs: DecodeInputs = { heads: H, q, kv, n, out, slot, headMap, budget };
         const kvRow = 2 * D * 2; // K + V bytes per token and head
         const minBytes: Record<LayerRole, number> = {
           dense: batch * G * n * kvRow,
@@ -278,7 +290,7 @@ const bench: Bench = {
           await gpu.checked('sweep-only anchor', async () => {
             const enc = gpu.device.createCommandEncoder({ label: 'bench.anchor' });
             const pass = enc.beginComputePass();
-            encodeDecode(gpu, pass, { role: 'anchor', heads: H, q, kv, n, out, slot, headMap, budget });
+            encodeDecode(gpu, pass, decodeCall(inputs, 'anchor'));
             pass.end();
             gpu.flushParams();
             gpu.device.queue.submit([enc.finish()]);
@@ -294,8 +306,7 @@ const bench: Bench = {
                 gpu,
                 ctx,
                 label,
-                (pass) =>
-                  encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel }),
+                (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, { kernel })),
                 flush,
               );
               times[role] = s.median;
@@ -374,20 +385,15 @@ const bench: Bench = {
                 `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch} ${JSON.stringify(reuseOptions)}`,
                 (pass) => {
                   for (let l = 0; l < 32; l++) {
-                    encodeDecode(gpu, pass, {
-                      role: sparse ? roleOf(l) : 'dense',
-                      heads: H,
-                      q,
-                      kv: kvs[l % 4],
-                      n,
-                      out,
-                      slot,
-                      headMap,
-                      budget,
-                      kernel,
-                      scratchTag: `.layer${l}`,
-                      ...(sparse && roleOf(l) === 'reuse' ? reuseOptions : {}),
-                    });
+                    encodeDecode(
+                      gpu,
+                      pass,
+                      decodeCall({ ...inputs, kv: kvs[l % 4] }, sparse ? roleOf(l) : 'dense', {
+                        kernel,
+                        scratchTag: `.layer${l}`,
+                        ...(sparse && roleOf(l) === 'reuse' ? reuseOptions : {}),
+                      }),
+                    );
                   }
                 },
                 flush,
@@ -525,20 +531,7 @@ const bench: Bench = {
                   gpu,
                   ctx,
                   label,
-                  (pass) =>
-                    encodeDecode(gpu, pass, {
-                      role,
-                      heads: H,
-                      q,
-                      kv,
-                      n,
-                      out,
-                      slot,
-                      headMap,
-                      budget,
-                      kernel: 'teams',
-                      ...tuning,
-                    }),
+                  (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, tuning)),
                   flush,
                   Math.min(ctx.repeats, 10),
                   Math.min(ctx.warmup, 2),
@@ -587,19 +580,7 @@ const bench: Bench = {
               if (selects) gpu.device.queue.writeBuffer(slot.indices, 0, new Int32Array(slotWords).fill(-5));
               const enc = gpu.device.createCommandEncoder({ label: 'bench.repeat-check' });
               const pass = enc.beginComputePass();
-              encodeDecode(gpu, pass, {
-                role,
-                heads: H,
-                q,
-                kv,
-                n,
-                out,
-                slot,
-                headMap,
-                budget,
-                kernel: 'teams',
-                ...tuning,
-              });
+              encodeDecode(gpu, pass, decodeCall(inputs, role, tuning));
               pass.end();
               gpu.flushParams();
               gpu.device.queue.submit([enc.finish()]);
@@ -793,7 +774,11 @@ async function parity(
         gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * D).fill(Number.NaN));
         const enc = gpu.device.createCommandEncoder({ label: 'parity' });
         const pass = enc.beginComputePass();
-        encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel, ...options });
+        encodeDecode(
+          gpu,
+          pass,
+          decodeCall({ heads: H, q, kv, n, out, slot, headMap, budget }, role, { kernel, ...options }),
+        );
         pass.end();
         gpu.flushParams();
         gpu.device.queue.submit([enc.finish()]);

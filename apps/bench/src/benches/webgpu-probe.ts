@@ -31,7 +31,7 @@ import {
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
-import { fillBuffer, round, timeOp } from './webgpu-common.js';
+import { decodeCall, fillBuffer, round, timeOp } from './webgpu-common.js';
 
 export interface ProbeInputs {
   readonly gpu: KascadeGPU;
@@ -57,10 +57,16 @@ type Options = Pick<
   | 'pieceBytes'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
+  | 'untilStage'
+  | 'selectSchedule'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
 const SGM: Options = { subgroupTeamMerge: true };
+/** The op's split pass alone, without the dispatch that merges its splits. */
+const SPLIT_ONLY: Options = { untilStage: 'split' };
+/** The select in five dispatches. */
+const FOLDED: Options = { selectSchedule: 'folded' };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -128,7 +134,8 @@ function shuffled(xs: Int32Array, seed: number): Int32Array<ArrayBuffer> {
 }
 
 export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
-  const { gpu, ctx, flush, heads, n, kv, q, out, slot, headMap, budget } = p;
+  const { gpu, ctx, flush, n, kv, slot } = p;
+  const inputs = p;
   const { batch, kvHeads } = kv;
   const rowsN = batch * kvHeads;
   const k = slot.k;
@@ -194,20 +201,11 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     ctx.progress(`probe: no second K/V (${e instanceof Error ? e.message : String(e)})`);
   }
   const reuse = (pass: GPUComputePassEncoder, o: Options = {}, onKv = kv, tag = '') =>
-    encodeDecode(gpu, pass, {
-      role: 'reuse',
-      heads,
-      q,
-      kv: onKv,
-      n,
-      out,
-      slot: probeSlot,
-      headMap,
-      budget,
-      kernel: 'teams',
-      scratchTag: tag,
-      ...o,
-    });
+    encodeDecode(
+      gpu,
+      pass,
+      decodeCall({ ...inputs, kv: onKv, slot: probeSlot }, 'reuse', { scratchTag: tag, ...o }),
+    );
   try {
     // 1. Floors: a pass of 1, 4, 16 tiny dispatches; the gather-only grid with nothing to read.
     const a = gpu.scratchBuffer('bench.tinyA', 256);
@@ -248,7 +246,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // 2. The reuse op: fixed vs per-row cost (k), the index pattern, the merge and the split count.
     for (const [what, o] of [
       ['defaults', {}],
-      ['subgroup team merge', SGM],
+      ['split pass alone (no merge dispatch)', SPLIT_ONLY],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -327,16 +325,13 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         `probe: ${count} dense ops in one pass`,
         (pass) => {
           for (let i = 0; i < count; i++) {
-            encodeDecode(gpu, pass, {
-              role: 'dense',
-              heads,
-              q,
-              kv: i % 2 === 1 && kv2 ? kv2 : kv,
-              n,
-              out,
-              kernel: 'teams',
-              scratchTag: `.probe${i}`,
-            });
+            encodeDecode(
+              gpu,
+              pass,
+              decodeCall({ ...inputs, kv: i % 2 === 1 && kv2 ? kv2 : kv }, 'dense', {
+                scratchTag: `.probe${i}`,
+              }),
+            );
           }
         },
         flush,
@@ -442,33 +437,35 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       });
     }
     // 4. The anchors' stages: the streaming pass alone, + pooling, + Top-k, the whole op.
+    //    `split`: the streaming pass without the merge of its splits; the folded select's stages too.
+    const stages = [
+      ['split', {}],
+      ['scores', {}],
+      ['pool', {}],
+      ['select', {}],
+      [undefined, {}],
+      ['select', FOLDED],
+      [undefined, FOLDED],
+    ] as const;
     for (const role of ['dense-anchor', 'anchor'] as const) {
-      for (const stage of ['scores', 'pool', 'select', undefined] as const) {
+      for (const [stage, o] of stages) {
         const s = await timeOp(
           gpu,
           ctx,
-          `probe: ${role} until ${stage ?? 'the end'}`,
+          `probe: ${role} until ${stage ?? 'the end'} ${JSON.stringify(o)}`,
           (pass) =>
-            encodeDecode(gpu, pass, {
-              role,
-              heads,
-              q,
-              kv,
-              n,
-              out,
-              slot,
-              headMap,
-              budget,
-              kernel: 'teams',
-              ...(stage ? { untilStage: stage } : {}),
-            }),
+            encodeDecode(
+              gpu,
+              pass,
+              decodeCall(inputs, role, { ...(stage ? { untilStage: stage } : {}), ...o }),
+            ),
           flush,
         );
         push(
           'probe-stages',
           `${role === 'dense-anchor' ? 'layer0' : role} until ${stage ?? 'the end'}`,
           s,
-          {},
+          Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {},
         );
       }
     }
@@ -486,21 +483,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
           gpu,
           ctx,
           `probe: ${role} until scores ${JSON.stringify(o)}`,
-          (pass) =>
-            encodeDecode(gpu, pass, {
-              role,
-              heads,
-              q,
-              kv,
-              n,
-              out,
-              slot,
-              headMap,
-              budget,
-              kernel: 'teams',
-              untilStage: 'scores',
-              ...o,
-            }),
+          (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, { untilStage: 'scores', ...o })),
           flush,
         );
         push('probe-stages', `${role === 'dense-anchor' ? 'layer0' : role} until scores, options`, s, {

@@ -143,9 +143,10 @@ export interface DecodeArgs {
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
-   * `select`: and the Top-k, without the sparse pass.
+   * `select`: and the Top-k, without the sparse pass. `split` (any role): the first split pass alone,
+   * without the merge of its splits (the output is then not written).
    */
-  readonly untilStage?: 'scores' | 'pool' | 'select';
+  readonly untilStage?: 'split' | 'scores' | 'pool' | 'select';
   /**
    * Anchors (`dense-anchor`, `anchor`), for tuning: team options for the streaming pass (layer 0's,
    * or the anchor's scores pass) over the call's own, which then apply to the sparse pass only.
@@ -548,6 +549,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       }),
     );
     pass.dispatchWorkgroups(splits, kvHeads, batch);
+    if (a.untilStage === 'split') return;
     const p2 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_combine', teamDefs, COMBINE_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
@@ -586,7 +588,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   else gpu.scratchBuffer('select.hist', rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
-  if (a.untilStage === 'scores') return;
+  if (a.untilStage === 'scores' || a.untilStage === 'split') return;
   const pp = gpu.pipeline('pool', 'pool_decode', { ...base, TILE: 1, RB: 1 }, POOL_BINDINGS);
   pass.setPipeline(pp.pipeline);
   pass.setBindGroup(
