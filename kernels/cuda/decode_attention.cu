@@ -375,20 +375,29 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       float tm = fmaxf(fmaxf(sv[0], sv[1]), fmaxf(sv[2], sv[3]));
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 1));
       tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, 2));
+      float pr[4], al;
+      softmax16(sv, tm, m, l, pr, al);
       if constexpr (kWriteLogits) {
         // a.writeProbe (diagnosis only, env KASCADE_DEBUG_NO_LOGIT_WRITES; 0 in every op a user runs): 1 no
         // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 4 u stored as one 8-byte
-        // store per lane (each head row's 32-byte sector of the step in one instruction) instead of two 4-byte.
+        // store per lane (each head row's 32-byte sector of the step in one instruction) instead of two 4-byte,
+        // 5 u from the softmax's pr (below).
         const int probe = a.writeProbe;
         if ((a.variant & KASCADE_VARIANT_U16) && probe != 1) {
           // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
           // aligned in the 16-aligned rows), and m16 = tm, the row's max over the step's 16 keys. The 2^15
           // scale keeps u in f16's normal range down to 2^-29 (select_plan.h, kU16ScaleLog2).
+          // Probe 5: u = pr 2^(m - tm + 15) with the running max m >= tm, one exp2 per thread instead of four (pr
+          // carries fp32's 2^-24 rounding; keys more than 100 octaves below the running max get a smaller u,
+          // and ex2's flush to zero drops those 126 octaves below it: both far inside the select's absolute
+          // bound, select_plan.h).
           unsigned h2[2];
+          const float c = probe == 5 ? exp2f(fminf(m - tm, 100.f) + kU16ScaleLog2) : 0.f;
   #pragma unroll
           for (int nb = 0; nb < 2; ++nb) {
-            const __half2 h = __floats2half2_rn(exp2f(sv[nb * 2] - tm + kU16ScaleLog2),
-                                                exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
+            const __half2 h = probe == 5 ? __floats2half2_rn(pr[nb * 2] * c, pr[nb * 2 + 1] * c)
+                                         : __floats2half2_rn(exp2f(sv[nb * 2] - tm + kU16ScaleLog2),
+                                                             exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
             h2[nb] = *reinterpret_cast<const unsigned*>(&h);
           }
           const size_t r = bh0 + row;
@@ -437,8 +446,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             if (pv[t] >= 0) lg[pv[t]] = sv[t];
         }
       }
-      float pr[4], al;
-      softmax16(sv, tm, m, l, pr, al);
       if constexpr (kWithV) {
         // O = al O + P V over the D/16 column chunks (P as hi + lo halves, or hi alone with bit 32).
         const T* vs = Vs + st * C::kStageElems;

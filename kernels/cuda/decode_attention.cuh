@@ -1,6 +1,8 @@
 // Internal interface between the decode attention kernels (decode_attention.cu) and the
 // anchor ops (anchor_decode.cu). Not part of the public C API.
 #pragma once
+#include <utility>  // std::forward (launch_maybe_pdl)
+
 #include <cuda.h>  // CUtensorMap (TMA descriptors; the driver entry point is fetched at run time)
 
 #include "common.cuh"
@@ -46,9 +48,9 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
-  int writeProbe;       // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1..4, wrong results unless 4): the
+  int writeProbe;       // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1..5, wrong results unless 4 / 5): the
                         // scores / layer-0 pass's intermediate writes: 1 none, 2 u computed but not stored,
-                        // 3 u without m16, 4 u by 8-byte stores (decode_attention.cu); 0 in every user op
+                        // 3 u without m16, 4 u by 8-byte stores, 5 u from pr (decode_attention.cu); 0 in user ops
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).
@@ -136,6 +138,29 @@ constexpr int kMaxFusedRows = 1 << 16;
 
 // Lean grids never exceed this many CTAs per SM (the workspace is sized for it).
 constexpr int kLeanMaxCtasPerSm = 4;
+
+// Launches `kernel` on `st`; with `pdl` (KASCADE_VARIANT_PDL) as a programmatic dependent launch, so
+// it may begin while the previous kernel of the stream finishes (the kernel waits with
+// griddepcontrol.wait before it touches global memory).
+template <typename... Params, typename... Args>
+inline cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block,
+                                    size_t smem, cudaStream_t st, Args&&... args) {
+  if (!pdl) {
+    kernel<<<grid, block, smem, st>>>(std::forward<Args>(args)...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 // KASCADE_VARIANT_FUSED merges in the partial kernel when it can: one completion counter per
 // (sequence, KV head) and the group's split weights in shared memory.
