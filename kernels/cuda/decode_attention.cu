@@ -685,29 +685,6 @@ int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long wor
   return max(1, min(want, cap));
 }
 
-// Launches `kernel` on `st`; with `pdl` (KASCADE_VARIANT_PDL) as a programmatic dependent launch, so
-// it may begin while the previous kernel of the stream finishes (the kernel waits with
-// griddepcontrol.wait before it touches global memory).
-template <typename... Params, typename... Args>
-static cudaError_t launch_maybe_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block,
-                                    size_t smem, cudaStream_t st, Args&&... args) {
-  if (!pdl) {
-    kernel<<<grid, block, smem, st>>>(std::forward<Args>(args)...);
-    return cudaGetLastError();
-  }
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
 template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
