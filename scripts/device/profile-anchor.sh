@@ -3,9 +3,10 @@
 # the sparse pass from the f16 intermediate, u16_sparse_kernel) its time, DRAM bytes and throughput, L2 hit rate
 # and L2 write sectors, at 128k batch 32 and 1, for the variants in PROFILE_ANCHOR_VARIANTS (default 265340, the
 # anchor default at 128k batch > 4 since session 6), each under the write probes of PROFILE_ANCHOR_MODES (default
-# "0 1 2 3 4": KASCADE_DEBUG_NO_LOGIT_WRITES, kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes,
-# 2 u computed but not stored, 3 u without m16, 4 u by 8-byte stores; 1-3 give wrong selections: timing diagnosis
-# only). Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
+# "0 1 2 3 4 5"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
+# kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16,
+# 4 u by 8-byte stores, 5 u from the softmax's probabilities; 1-3 give wrong selections: timing diagnosis only).
+# Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
 # anchor-<v>-p<mode>.csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
@@ -13,9 +14,12 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
 list=${PROFILE_ANCHOR_VARIANTS:-265340}
-modes=${PROFILE_ANCHOR_MODES:-0 1 2 3 4}
-for v in ${list//,/ }; do
-  for mode in ${modes//,/ }; do
+for entry in ${list//,/ }; do
+  # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
+  v=${entry%%:*}
+  modes=${PROFILE_ANCHOR_MODES:-0 1 2 3 4 5}
+  [ "$entry" != "$v" ] && modes=${entry#*:}
+  for mode in ${modes//\// }; do
     out="$JOB_OUT/anchor-$v-p$mode.csv"
     KASCADE_DEBUG_NO_LOGIT_WRITES=$mode PROFILE_SHAPES=32x131072,1x131072 \
       PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse' \
