@@ -29,7 +29,8 @@
 //   (m, l, o) in slot `split`, and the row's last block to finish merges the slots (merge_row_if_last,
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
-//   Honoured variant bits: 32 (16-bit P). The other bits do not change this kernel.
+//   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 64 and 65536 (below).
+//   The other bits do not change this kernel.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -140,6 +141,9 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   }
   mbar_fence_init();
   __syncthreads();
+  // Bit 4096 (session 7): launched as a programmatic dependent launch, the grid may start while the kernel before
+  // it (the anchors' select) finishes; nothing global is read before that kernel is done.
+  if (s.variant & KASCADE_VARIANT_PDL) pdl_wait_and_release();
 
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n;
@@ -322,9 +326,9 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-  gather_ws_kernel<T, D, GS, LG, RG, VC><<<dim3(a.splits, s.kvHeads, s.batch), WsCfg<D>::kThreads,
-                                                ws_smem_bytes<T, D, GS>(), st>>>(s, a, fused ? 1 : 0, trace);
-  e = cudaGetLastError();
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, VC>,
+                       dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D>::kThreads), ws_smem_bytes<T, D, GS>(), st, s,
+                       a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);

@@ -240,6 +240,9 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   mark(3);
   b1_grid_sync(2u, gridDim.x);
   mark(4);
+  // A programmatic dependent launch after this one (the anchor's sparse pass with bit 4096) may start now: most
+  // CTAs exit here, the rows' CTAs finish phase 3 (the dependent waits for the whole grid before it reads).
+  pdl_release();
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
