@@ -22,14 +22,16 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 7: 32800 (the default) against its register split (65536: 98336), V rows by cp.async (64: 32864), both (98400).
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400}
+# Session 7: 32800 (the default) against its register split (65536: 98336), V rows by cp.async (64: 32864), both (98400),
+# and programmatic dependent launch (4096: 36896; events between calls hide it, the graph column shows it).
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400,36896}
 # Session 7: more CTAs than fit at once (66 / 99 splits per row at 8 KV heads: two / three waves of 264), so SMs that
 # finish early take the later CTAs (the block scheduler as the dynamic schedule), against 33 (one wave).
 export B1_SWEEP=${B1_SWEEP-32800:33:50:66:99,98400:33:50:66:99}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 164092 = 164028 | 64: the anchors' sparse pass (logits mode) with V rows by cp.async.
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,164092}
+# 164092 = 164028 | 64: the anchors' sparse pass (logits mode) with V rows by cp.async; 168124 = 164028 | 4096: the
+# sparse pass launched during the select's phase 3 (programmatic dependent launch).
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,164092,168124}
 export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0}
 probe=packages/cuda/dist-device/b1-probe.mjs
 export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS node $probe b1-probe.json"
