@@ -284,10 +284,13 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       }
     }
     useSet('anchor');
+    // More workgroups, whole and without the merge dispatch (does the split pass gain what the merge loses?).
     const tunings: Options[] = [
       { targetWorkgroups: 1024 },
-      { targetWorkgroups: 256 },
-      { ...SGM, targetWorkgroups: 1024 },
+      { targetWorkgroups: 2048 },
+      { ...SPLIT_ONLY, targetWorkgroups: 1024 },
+      { ...SPLIT_ONLY, targetWorkgroups: 2048 },
+      { ...SPLIT_ONLY, targetWorkgroups: 2048, minStepsPerSplit: 1 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
