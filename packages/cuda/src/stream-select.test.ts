@@ -1,7 +1,8 @@
 // Host-side pieces of the stream select and its f16 intermediate (kernels/cuda/select_plan.h, variant
 // bits 1024 / 2048): the real C++ header compiled with the machine's C++ compiler (no CUDA needed),
 // the u16 layout and the stream schedule checked over a grid of shapes, and the exact window's bound
-// (f16 rounding of u against the 2^-9 window) checked on random pooled scores in TypeScript.
+// (f16 rounding of u against the 2^-9 window) checked on random pooled scores in TypeScript; and the anchor's
+// sparse pass from the intermediate (bit 524288): its scores m16 + log2(u) - 15 against the exact logits.
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromF16, toF16 } from '@kascade/core';
@@ -21,6 +22,7 @@ interface Layout {
   stride: number;
   m16Offset: number;
   bytes: number;
+  listOffset: number;
 }
 interface Plan {
   n: number;
@@ -42,8 +44,8 @@ int main() {
   const int perSmList[] = {${PER_SM.join(', ')}};
   for (int n : ns)
     for (long long rows : rowsList) {
-      std::printf("L %d %lld %d %zu %zu\\n", n, rows, kascade::u16_stride(n), kascade::u16_m16_offset(rows, n),
-                  kascade::u16_bytes(rows, n));
+      std::printf("L %d %lld %d %zu %zu %zu\\n", n, rows, kascade::u16_stride(n), kascade::u16_m16_offset(rows, n),
+                  kascade::u16_bytes(rows, n), kascade::u16_list_offset(rows, n));
       for (int sms : smsList)
         for (int perSm : perSmList) {
           const kascade::StreamPlan p = kascade::stream_plan(rows, n, perSm, sms);
@@ -67,8 +69,15 @@ beforeAll(() => {
     const [tag, ...rest] = line.split(' ');
     const v = rest.map(Number);
     if (tag === 'L') {
-      const [n, rows, stride, m16Offset, bytes] = v as [number, number, number, number, number];
-      layouts.push({ n, rows, stride, m16Offset, bytes });
+      const [n, rows, stride, m16Offset, bytes, listOffset] = v as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ];
+      layouts.push({ n, rows, stride, m16Offset, bytes, listOffset });
     } else if (tag === 'P') {
       const [n, rows, perSm, sms, tiles, work, ctas] = v as [
         number,
@@ -101,6 +110,10 @@ describe.skipIf(!hostCompiler)('stream select host plan (select_plan.h, host C++
       expect(l.bytes, at).toBe(l.m16Offset + l.rows * (l.stride / 16) * 4);
       // 2.25 bytes per key and head: under the f32 logits' 4 except for tiny rows.
       if (l.n >= 64) expect(l.bytes, at).toBeLessThan(l.rows * l.n * 4);
+      // Bit 524288: the select's list starts past u and m16, 256-byte aligned (nothing of them overwritten).
+      expect(l.listOffset % 256, at).toBe(0);
+      expect(l.listOffset, at).toBeGreaterThanOrEqual(l.bytes);
+      expect(l.listOffset, at).toBeLessThan(l.bytes + 256);
     }
   });
 
@@ -224,6 +237,62 @@ describe('the exact window of the f16 intermediate (variant bit 1024)', () => {
       expect(picked.size).toBe(k);
       const kth = exact[order(exact)[k - 1] as number] as number;
       for (const x of picked) expect(exact[x] as number).toBeGreaterThanOrEqual(kth);
+    }
+  });
+});
+
+describe('the sparse pass from the f16 intermediate (variant bit 524288)', () => {
+  it('reads back every selected key score within f16 rounding, and attends within 1e-3 of the exact output', () => {
+    let seed = 777;
+    const rand = () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = seed;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const n = 2048;
+    const d = 8;
+    for (let trial = 0; trial < 6; trial++) {
+      const spread = 1 + 5 * trial;
+      // One head's log2-domain logits, V rows, and a 10 % selection (every 10th key, plus the row's best).
+      const l = Float64Array.from({ length: n }, () => spread * (rand() * 2 - 1) ** 3);
+      const v = Array.from({ length: n }, () => Float64Array.from({ length: d }, () => rand() * 2 - 1));
+      const best = l.indexOf(Math.max(...l));
+      const sel = [...Array(n).keys()].filter((x) => x % 10 === 3 || x === best);
+      const exactOut = new Float64Array(d);
+      const readOut = new Float64Array(d);
+      let exactSum = 0;
+      let readSum = 0;
+      const M = Math.max(...sel.map((x) => l[x] as number));
+      for (const x of sel) {
+        const s0 = Math.floor(x / 16) * 16;
+        let m16 = Number.NEGATIVE_INFINITY;
+        for (let y = s0; y < s0 + 16; y++) m16 = Math.max(m16, l[y] as number);
+        // The scores pass stores u = 2^15 exp2(l - m16) in f16; the sparse pass reads l' = m16 + log2(u) - 15.
+        const u = fromF16(toF16([2 ** ((l[x] as number) - m16 + 15)]))[0] as number;
+        const lx = l[x] as number;
+        if (u === 0) continue; // f16 underflow: the kernel scores -inf (a key ~2^39 below its step's max)
+        const back = m16 + Math.log2(u) - 15;
+        // Normal range: |dl| <= log2(1 + 2^-11); below it f16's absolute step bounds u's error.
+        if (u >= 2 ** -14) expect(Math.abs(back - lx)).toBeLessThanOrEqual(Math.log2(1 + 2 ** -11) + 1e-12);
+        const we = 2 ** (lx - M);
+        const wr = 2 ** (back - M);
+        exactSum += we;
+        readSum += wr;
+        for (let i = 0; i < d; i++) {
+          exactOut[i] = (exactOut[i] as number) + we * ((v[x] as Float64Array)[i] as number);
+          readOut[i] = (readOut[i] as number) + wr * ((v[x] as Float64Array)[i] as number);
+        }
+      }
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < d; i++) {
+        const e = (exactOut[i] as number) / exactSum;
+        num += ((readOut[i] as number) / readSum - e) ** 2;
+        den += e * e;
+      }
+      expect(Math.sqrt(num / den)).toBeLessThan(1e-3);
     }
   });
 });
