@@ -104,10 +104,12 @@ __device__ __noinline__ void ws_mark(int k) {
 // KASCADE_VARIANT_WS_REGS (session 7): at two CTAs per SM a thread may hold 128 registers, and the D 128
 // consumers (Q's operand, the accumulators, a step's fragments) spilled 40 bytes per thread (ptxas; ncu at 128k
 // batch 1: 76k local-memory requests per launch). With RG the producers' warpgroup gives registers back
-// (setmaxnreg.dec to kWsProducerRegs) and the consumers' warpgroup takes them (setmaxnreg.inc): the same
-// 256 x 128 per CTA.
+// (setmaxnreg.dec to kWsProducerRegs) and the consumers' warpgroup takes them (setmaxnreg.inc to kWsConsumerRegs):
+// within the CTA's 256 x R registers when ptxas gives the kernel R >= kWsRegsNeeded (128 at present; checked at
+// launch, else the kernel without the split runs: a setmaxnreg.inc beyond the pool would wait for ever).
 constexpr int kWsProducerRegs = 40;
-constexpr int kWsConsumerRegs = 2 * 128 - kWsProducerRegs;  // 216
+constexpr int kWsConsumerRegs = 208;
+constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 
 // KASCADE_VARIANT_WS_VCP (session 7): with VC the producers copy V rows by 16-byte cp.async (the whole warp,
 // two rows per instruction at D 128, arriving on `full` through cp.async.mbarrier.arrive) and only K rows by
@@ -319,6 +321,16 @@ static int ws_ctas_per_sm(cudaError_t* err) {
 template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
+  if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
+    static int regs = -1;
+    if (regs < 0) {
+      cudaFuncAttributes fa{};
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, VC>);
+      if (e != cudaSuccess) return e;
+      regs = fa.numRegs;
+    }
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, VC>(s, a, out, st);
+  }
   const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, VC>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
