@@ -106,6 +106,11 @@ fn prefixMask(phase: u32) -> u32 {
 
 // Per chunk: how many values are > T and == T, stored to chunkCounts. Needs t, wid, info, T.
 //#snippet count_chunk
+  if (t == 0u) {
+    atomicStore(&cgt, 0u);
+    atomicStore(&ceq, 0u);
+  }
+  workgroupBarrier();
   var gt = 0u;
   var eq = 0u;
   if (info.z > 0u) {
@@ -127,9 +132,11 @@ fn prefixMask(phase: u32) -> u32 {
 //#end
 
 // Writes the chunk's selected key indices: values > T at their rank, then the lowest-index copies of T
-// after them; $1 is the chunk's (values > T, copies of T) in the chunks before it. Needs t, wid, info,
-// T, above (how many values of the row are > T).
+// after them; $1 is the chunk's (values > T, copies of T) in the chunks before it, state[$2] the row's
+// (T, copies of T kept). Needs t, wid, info.
 //#snippet write_chunk
+  let T = state[$2].x;
+  let above = info.z - state[$2].y;  // how many values of the row are > T
   var flags: array<vec2<u32>, PER>;
   var mine = vec2<u32>(0u);
   for (var e = 0u; e < PER; e++) {
@@ -209,11 +216,6 @@ fn select_scan(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
 fn select_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
-  if (t == 0u) {
-    atomicStore(&cgt, 0u);
-    atomicStore(&ceq, 0u);
-  }
-  workgroupBarrier();
   let info = rowInfo[row];
   let T = state[row].x;
 //#include count_chunk
@@ -250,9 +252,7 @@ fn select_write(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) 
                 @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
   let info = rowInfo[row];
-  let T = state[row].x;
-  let above = info.z - state[row].y;  // how many values are > T
-//#include write_chunk chunkCounts[row*P.chunks+wid.x]
+//#include write_chunk chunkCounts[row*P.chunks+wid.x] row
 }
 
 // ---- The folded select: five dispatches (fold_hist for digits 0, 1, 2, fold_count, fold_write). Each
@@ -303,10 +303,6 @@ fn fold_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid
 fn fold_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
-  if (t == 0u) {
-    atomicStore(&cgt, 0u);
-    atomicStore(&ceq, 0u);
-  }
   let info = rowInfo[row];
   let before = state[row * 3u + 1u];
   let prefix = before.x;
@@ -328,9 +324,6 @@ fn fold_write(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wi
               @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
   let info = rowInfo[row];
-  let st = state[row * 3u + 2u];
-  let T = st.x;
-  let above = info.z - st.y;  // how many values are > T
   var earlier = vec2<u32>(0u);
   for (var c = t; c < wid.x; c += WG) {
     earlier += chunkCounts[row * P.chunks + c];
@@ -340,7 +333,7 @@ fn fold_write(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wi
 //#include wg_scan part2
   let base = part2[WG - 1u];
   workgroupBarrier();
-//#include write_chunk base
+//#include write_chunk base row*3u+2u
   for (var i = wid.x * WG + t; i < 3u * BINS; i += P.chunks * WG) {
     atomicStore(&hist[row * 3u * BINS + i], 0u);
   }
