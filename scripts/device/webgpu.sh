@@ -2,9 +2,10 @@
 # WebGPU job of scripts/device/session.sh (issue 5): kascade-bench webgpu-decode on the H200 through
 # Dawn/Vulkan, the 'teams' decode kernel (the 'chunked' one is no longer timed: it lost by 2.4-2.9x at
 # af4b1c8), after a parity check against the float64 core reference on the H200 of the defaults and of
-# every option the sweep times (index prefetch, subgroup team merge, select chunk), each role run three
+# every option the sweep times (index prefetch, subgroup team merge, select chunk and schedule), each role run three
 # times (bits must agree) and the anchors' Top-k checked against the float64 pooled scores; at 128k
-# every role of the defaults run 30 times with NaN-poisoned split partials (bits must agree).
+# every role of the defaults (and the anchors with the folded select) run 30 times with NaN-poisoned
+# split partials and slot (bits and selections must agree).
 #
 # Build here first (bundles the benches with @kascade/core and @kascade/webgpu, ~125 KB, no node_modules):
 #   node packages/webgpu/scripts/bundle-bench.mjs        -> packages/webgpu/.bench/webgpu-device.mjs
