@@ -1,15 +1,15 @@
-import { type DecodeSelection, topkBudget } from '@kascade/core';
+import type { DecodeSelection } from '@kascade/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readBuffer, uploadBuffer } from './backend.js';
 import type { KascadeGPU } from './context.js';
-import { createDecodeSlot, encodeDecode, teamsWorkgroupBytes } from './ops/decode.js';
+import { encodeDecode, teamsWorkgroupBytes } from './ops/decode.js';
 import { destroyDeviceKV } from './tensors.js';
 import {
-  allFinite,
+  checkDecodeRole,
   type DecodeCase,
-  expectDecodeOutputs,
+  decodeOp,
+  decodeSlotCase,
   openTestBackends,
-  readCheckedSelections,
   runComputePass,
   uploadDecodeCase,
 } from './test-gpu.js';
@@ -48,44 +48,23 @@ describe.skipIf(!probe.context)('subgroup team merge against the reference', () 
       const { kv, q, ref } = uploadDecodeCase(gpu, c, n + 1, 3);
       const size = B * H * d;
       const out = uploadBuffer(gpu, new Float32Array(size), 'out');
-      const budget = { percent: 10, kMin: 16 };
-      const kk = topkBudget(n, budget);
-      const kStride = Math.ceil(kk / 64) * 64;
-      const slot = createDecodeSlot(gpu, B, G, kStride);
-      const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
+      const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
       let sels: DecodeSelection[] = [];
       for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
         const outs: Float32Array[] = [];
         for (let rep = 0; rep < 2; rep++) {
           gpu.device.queue.writeBuffer(out, 0, new Float32Array(size).fill(Number.NaN));
           await run(gpu, (pass) =>
-            encodeDecode(gpu, pass, {
-              role,
-              heads: H,
-              q,
-              kv,
-              n,
-              out,
-              slot,
-              headMap,
-              budget,
-              kernel: 'teams',
-              subgroupTeamMerge: true,
-            }),
+            encodeDecode(
+              gpu,
+              pass,
+              decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, { subgroupTeamMerge: true }),
+            ),
           );
           outs.push(new Float32Array(await readBuffer(gpu, out, size * 4)));
         }
-        expect(allFinite(outs[0]), role).toBe(true);
         expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
-        if (role === 'dense-anchor' || role === 'anchor') {
-          sels = await readCheckedSelections(
-            gpu,
-            slot.indices,
-            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
-            ref,
-          );
-        }
-        expectDecodeOutputs(role, outs[0]!, c, ref, sels, headMap);
+        sels = await checkDecodeRole(gpu, role, outs[0]!, c, ref, slot, headMap, sels);
       }
       expect(
         gpu.pipelineKeys.some((key) => key.includes(':teams_partial:') && key.includes('SGM=true')),

@@ -1,20 +1,26 @@
 import {
   type DecodeSelection,
   denseCausalPrefillAttention,
-  denseDecodeAttention,
   type PrefillSelection,
   prefillTileBudget,
-  sparseDecodeAttention,
   sparsePrefillAttention,
-  topkBudget,
 } from '@kascade/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readBuffer, uploadBuffer } from './backend.js';
 import type { KascadeGPU } from './context.js';
-import { createDecodeSlot, encodeDecode, type LayerRole } from './ops/decode.js';
+import { encodeDecode, type LayerRole } from './ops/decode.js';
 import { createPrefillSlot, encodePrefill } from './ops/prefill.js';
 import { createDeviceKV, type DeviceKV, destroyDeviceKV } from './tensors.js';
-import { allFinite, openTestBackends, randomFloats, relError, runComputePass } from './test-gpu.js';
+import {
+  allFinite,
+  checkDecodeRole,
+  decodeOp,
+  decodeSlotCase,
+  openTestBackends,
+  randomFloats,
+  relError,
+  runComputePass,
+} from './test-gpu.js';
 
 // Without subgroups, so the portable decode path is covered too (decode.test.ts uses them when offered).
 const probe = await openTestBackends(['f32'], { subgroups: false });
@@ -59,9 +65,8 @@ describe.skipIf(!probe.context)('K/V split by sequence past the storage binding 
       const qh = randomFloats(B * H * d, 5, 2.5);
       const q = uploadBuffer(gpu, qh, 'q');
       const out = uploadBuffer(gpu, new Float32Array(B * H * d).fill(Number.NaN), 'out');
-      const budget = { percent: 10, kMin: 16 };
-      const kk = topkBudget(n, budget);
-      const slot = createDecodeSlot(gpu, B, G, 64);
+      const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
+      expect(slot.kStride).toBe(64);
       const ref = (b: number) => ({
         heads: H,
         kvHeads: G,
@@ -72,35 +77,27 @@ describe.skipIf(!probe.context)('K/V split by sequence past the storage binding 
         v: v[b],
       });
       const outOf = async () => new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
-      const selOf = async (): Promise<DecodeSelection[]> => {
-        const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * 64 * 4));
-        return Array.from({ length: B }, (_, b) => {
-          const indices = new Int32Array(G * kk);
-          for (let j = 0; j < G; j++)
-            indices.set(all.subarray((b * G + j) * 64, (b * G + j) * 64 + kk), j * kk);
-          return { kvHeads: G, k: kk, indices };
-        });
-      };
       const roles: LayerRole[] = ['dense', 'anchor', 'reuse'];
-      const headMap = [1, 0];
       let sels: DecodeSelection[] = [];
       for (const role of roles) {
         await run(gpu, (pass) =>
-          encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget }),
+          encodeDecode(
+            gpu,
+            pass,
+            decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, { kernel: undefined }),
+          ),
         );
         const o = await outOf();
-        expect(allFinite(o)).toBe(true);
-        if (role === 'anchor') sels = await selOf();
-        for (let b = 0; b < B; b++) {
-          const want =
-            role === 'dense'
-              ? denseDecodeAttention(ref(b))
-              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
-          expect(
-            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
-            `${role}, sequence ${b}`,
-          ).toBeLessThan(1e-5);
-        }
+        sels = await checkDecodeRole(
+          gpu,
+          role,
+          o,
+          { batch: B, heads: H, kvHeads: G, headDim: d, n },
+          ref,
+          slot,
+          headMap,
+          sels,
+        );
       }
       destroyDeviceKV(kv);
     } finally {

@@ -6,7 +6,6 @@ import {
   pooledDecodeScores,
   sparseDecodeAttention,
   toF16,
-  topkBudget,
 } from '@kascade/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readBuffer, uploadBuffer } from './backend.js';
@@ -22,13 +21,13 @@ import {
 } from './ops/decode.js';
 import { createDeviceKV, destroyDeviceKV, packKV, sequenceInputs } from './tensors.js';
 import {
-  allFinite,
+  checkDecodeRole,
   checkTopk,
   type DecodeCase,
-  expectDecodeOutputs,
+  decodeOp,
+  decodeSlotCase,
   openTestBackends,
   randomFloats,
-  readCheckedSelections,
   relError,
   runComputePass,
   uploadDecodeCase,
@@ -100,28 +99,23 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       const seed = n + H + (kernel === 'teams' ? 0 : 100);
       const { kv, q, ref } = uploadDecodeCase(gpu, c, seed, 2.5);
       const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
-      const budget = { percent: 10, kMin: 4 };
-      const kk = topkBudget(n, budget);
-      const kStride = Math.ceil(kk / 64) * 64;
-      const slot = createDecodeSlot(gpu, B, G, kStride);
-      const headMap = Array.from({ length: G }, (_, j) => (j + 1) % G);
+      const { budget, slot, headMap } = decodeSlotCase(
+        gpu,
+        { batch: B, kvHeads: G, n },
+        { percent: 10, kMin: 4 },
+      );
       let sels: DecodeSelection[] = [];
       for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
         gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
         await run(gpu, (pass) =>
-          encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel }),
+          encodeDecode(
+            gpu,
+            pass,
+            decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, { kernel }),
+          ),
         );
         const o = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
-        expect(allFinite(o), role).toBe(true);
-        if (role === 'dense-anchor' || role === 'anchor') {
-          sels = await readCheckedSelections(
-            gpu,
-            slot.indices,
-            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
-            ref,
-          );
-        }
-        expectDecodeOutputs(role, o, c, ref, sels, headMap);
+        sels = await checkDecodeRole(gpu, role, o, c, ref, slot, headMap, sels);
       }
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
@@ -185,34 +179,31 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       };
       const q = uploadBuffer(gpu, qh, 'q');
       const out = uploadBuffer(gpu, new Float32Array(H * d).fill(Number.NaN), 'out');
-      const budget = { percent: 10, kMin: 16 };
-      const kk = topkBudget(n, budget);
-      const slot = createDecodeSlot(gpu, 1, G, 64);
-      const headMap = G === 2 ? [1, 0] : [0, 1];
+      const {
+        budget,
+        k: kk,
+        slot,
+        headMap,
+      } = decodeSlotCase(gpu, { batch: 1, kvHeads: G, n }, undefined, G === 2 ? [1, 0] : [0, 1]);
       let sel: DecodeSelection = { kvHeads: G, k: 0, indices: new Int32Array(0) };
       for (const role of ['dense', 'anchor', 'reuse'] as const) {
         gpu.device.queue.writeBuffer(out, 0, new Float32Array(H * d).fill(Number.NaN));
         await run(gpu, (pass) =>
-          encodeDecode(gpu, pass, {
-            role,
-            heads: H,
-            q,
-            kv,
-            n,
-            out,
-            slot,
-            headMap,
-            budget,
-            kernel: 'teams',
-            keysPerStep,
-            pieceBytes: 16,
-            transposedReduce: true,
-          }),
+          encodeDecode(
+            gpu,
+            pass,
+            decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, {
+              keysPerStep,
+              pieceBytes: 16,
+              transposedReduce: true,
+            }),
+          ),
         );
         if (role === 'anchor') {
-          const all = new Int32Array(await readBuffer(gpu, slot.indices, G * 64 * 4));
+          const ks = slot.kStride;
+          const all = new Int32Array(await readBuffer(gpu, slot.indices, G * ks * 4));
           const indices = new Int32Array(G * kk);
-          for (let j = 0; j < G; j++) indices.set(all.subarray(j * 64, j * 64 + kk), j * kk);
+          for (let j = 0; j < G; j++) indices.set(all.subarray(j * ks, j * ks + kk), j * kk);
           sel = { kvHeads: G, k: kk, indices };
           const pooled = pooledDecodeScores(ref);
           const rows = checkTopk(
@@ -340,36 +331,25 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       );
       const q = uploadBuffer(gpu, qh, 'q');
       const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
-      const budget = { percent: 10, kMin: 16 };
-      const kk = topkBudget(n, budget);
-      const slot = createDecodeSlot(gpu, B, G, 64);
-      const headMap = [1, 0];
+      const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
+      expect(slot.kStride).toBe(64);
       let sels: DecodeSelection[] = [];
       for (const role of ['dense', 'anchor', 'reuse'] as const) {
         gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
         await run(gpu, (pass) =>
-          encodeDecode(gpu, pass, { role, heads: H, q, kv, n, out, slot, headMap, budget, kernel: 'teams' }),
+          encodeDecode(gpu, pass, decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role)),
         );
         const o = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
-        if (role === 'anchor') {
-          const all = new Int32Array(await readBuffer(gpu, slot.indices, B * G * 64 * 4));
-          sels = Array.from({ length: B }, (_, b) => {
-            const indices = new Int32Array(G * kk);
-            for (let j = 0; j < G; j++)
-              indices.set(all.subarray((b * G + j) * 64, (b * G + j) * 64 + kk), j * kk);
-            return { kvHeads: G, k: kk, indices };
-          });
-        }
-        for (let b = 0; b < B; b++) {
-          const want =
-            role === 'dense'
-              ? denseDecodeAttention(ref(b))
-              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
-          expect(
-            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
-            `${role}, sequence ${b}`,
-          ).toBeLessThan(1e-5);
-        }
+        sels = await checkDecodeRole(
+          gpu,
+          role,
+          o,
+          { batch: B, heads: H, kvHeads: G, headDim: d, n },
+          ref,
+          slot,
+          headMap,
+          sels,
+        );
       }
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
@@ -449,11 +429,7 @@ describe.skipIf(!probe.context)(
       });
       const q = uploadBuffer(gpu, qh, 'q');
       const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
-      const budget = { percent: 10, kMin: 16 };
-      const kk = topkBudget(n, budget);
-      const kStride = Math.ceil(kk / 64) * 64;
-      const slot = createDecodeSlot(gpu, B, G, kStride);
-      const headMap = [1, 0];
+      const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
       let sels: DecodeSelection[] = [];
       for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
         const outs: Float32Array[] = [];
@@ -461,42 +437,21 @@ describe.skipIf(!probe.context)(
         for (let rep = 0; rep < 2; rep++) {
           gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
           await run(gpu, (pass) =>
-            encodeDecode(gpu, pass, {
-              role,
-              heads: H,
-              q,
-              kv,
-              n,
-              out,
-              slot,
-              headMap,
-              budget,
-              kernel: 'teams',
-              ...opts,
-            }),
+            encodeDecode(gpu, pass, decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, opts)),
           );
           outs.push(new Float32Array(await readBuffer(gpu, out, B * H * d * 4)));
         }
         expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
-        const o = outs[0];
-        if (role === 'dense-anchor' || role === 'anchor') {
-          sels = await readCheckedSelections(
-            gpu,
-            slot.indices,
-            { batch: B, kvHeads: G, k: kk, stride: kStride, n },
-            ref,
-          );
-        }
-        for (let b = 0; b < B; b++) {
-          const want =
-            role === 'dense' || role === 'dense-anchor'
-              ? denseDecodeAttention(ref(b))
-              : sparseDecodeAttention(ref(b), sels[b], role === 'reuse' ? headMap : undefined);
-          expect(
-            relError(o.subarray(b * H * d, (b + 1) * H * d), want),
-            `${role}, sequence ${b}`,
-          ).toBeLessThan(1e-5);
-        }
+        sels = await checkDecodeRole(
+          gpu,
+          role,
+          outs[0],
+          { batch: B, heads: H, kvHeads: G, headDim: d, n },
+          ref,
+          slot,
+          headMap,
+          sels,
+        );
       }
       const keys = gpu.pipelineKeys;
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import {
   type AttentionShape,
+  type BudgetOptions,
   type DecodeInputs,
   type DecodeSelection,
   denseDecodeAttention,
@@ -13,10 +14,12 @@ import {
   pooledDecodeScores,
   sparseDecodeAttention,
   toF16,
+  topkBudget,
 } from '@kascade/core';
 import { expect } from 'vitest';
 import { readBuffer, uploadBuffer, WebGPUBackend } from './backend.js';
 import { KascadeGPU } from './context.js';
+import { createDecodeSlot, type DecodeArgs, type DeviceDecodeSlot, type LayerRole } from './ops/decode.js';
 import type { KVDType } from './program.js';
 import { createDeviceKV, type DeviceKV, packKV, sequenceInputs } from './tensors.js';
 
@@ -231,4 +234,64 @@ export function uploadDecodeCase(
   const stored = (x: Float32Array) => (c.dtype === 'f32' ? x : fromF16(toF16(x)));
   const ref = sequenceInputs({ ...c, capacity: cap }, qh, stored(kh), stored(vh));
   return { kv, q: uploadBuffer(gpu, qh, 'q'), ref };
+}
+
+/**
+ * A decode test's selection setup: the budget's k for `n` keys, a slot whose kStride is k rounded up to
+ * 64, and a reuse head map (KV head j reads row j + 1, cyclically, unless given).
+ */
+export function decodeSlotCase(
+  gpu: KascadeGPU,
+  shape: { batch: number; kvHeads: number; n: number },
+  budget: BudgetOptions = { percent: 10, kMin: 16 },
+  headMap?: number[],
+): { budget: BudgetOptions; k: number; slot: DeviceDecodeSlot; headMap: number[] } {
+  const { batch, kvHeads, n } = shape;
+  const k = topkBudget(n, budget);
+  const slot = createDecodeSlot(gpu, batch, kvHeads, Math.ceil(k / 64) * 64);
+  return {
+    budget,
+    k,
+    slot,
+    headMap: headMap ?? Array.from({ length: kvHeads }, (_, j) => (j + 1) % kvHeads),
+  };
+}
+
+/** The arguments of one decode op of a test on shared inputs (the team kernel unless `extra` says otherwise). */
+export function decodeOp(
+  on: Pick<DecodeArgs, 'heads' | 'q' | 'kv' | 'n' | 'out' | 'slot' | 'headMap' | 'budget'>,
+  role: LayerRole,
+  extra: Partial<DecodeArgs> = {},
+): DecodeArgs {
+  return { ...on, role, kernel: 'teams', ...extra };
+}
+
+/**
+ * One decode role's output after it ran: finite; for an anchor role, the slot's selections read and
+ * checked FlashInfer-style (`readCheckedSelections`, k = `slot.k`); the output against the float64
+ * reference (`expectDecodeOutputs`). Returns the selections the later roles are checked with.
+ */
+export async function checkDecodeRole(
+  gpu: KascadeGPU,
+  role: LayerRole,
+  out: Float32Array,
+  shape: { batch: number; heads: number; kvHeads: number; headDim: number; n: number },
+  reference: (b: number) => DecodeInputs,
+  slot: DeviceDecodeSlot,
+  headMap: readonly number[],
+  sels: DecodeSelection[],
+): Promise<DecodeSelection[]> {
+  expect(allFinite(out), role).toBe(true);
+  const { batch, kvHeads, n } = shape;
+  const picked =
+    role === 'anchor' || role === 'dense-anchor'
+      ? await readCheckedSelections(
+          gpu,
+          slot.indices,
+          { batch, kvHeads, k: slot.k, stride: slot.kStride, n },
+          reference,
+        )
+      : sels;
+  expectDecodeOutputs(role, out, shape, reference, picked, headMap);
+  return picked;
 }
