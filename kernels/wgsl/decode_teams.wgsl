@@ -460,3 +460,75 @@ fn teams_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
   }
 }
+
+// teams_merge: the same merge in one pass over the splits (the `onlineMerge` option): invocation
+// (g, e) walks splits g, g + CG, .. four at a time (all loads of a round issued before any is used)
+// with its own running (max, sum, weighted V), so no reduction waits for the global maximum first;
+// the CG running states of each vec4 e are merged through workgroup memory after one barrier.
+// Dispatch and bytes as teams_combine.
+
+const MU: u32 = 4u;                   // splits per round
+var<workgroup> cml: array<vec2<f32>, CWG>;
+
+@compute @workgroup_size(CWG)
+fn teams_merge(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let h = wid.x;
+  let b = wid.y;
+  let row = (b * P.heads + h) * P.splits;
+  let e = t % D4;
+  let g = t / D4;
+  var m = NEG;
+  var l = 0.0;
+  var o = vec4<f32>(0.0);
+  for (var s0 = g; s0 < P.splits; s0 += CG * MU) {
+    var pm: array<vec2<f32>, MU>;
+    var po: array<vec4<f32>, MU>;
+    for (var i = 0u; i < MU; i++) {
+      let s = s0 + i * CG;
+      pm[i] = vec2<f32>(NEG, 0.0);
+      po[i] = vec4<f32>(0.0);
+      if (s < P.splits) {
+        pm[i] = vec2<f32>(partML[(row + s) * 2u], partML[(row + s) * 2u + 1u]);
+        if (ACCUM_V) {
+          po[i] = partO[(row + s) * D4 + e];
+        }
+      }
+    }
+    var mx = m;
+    for (var i = 0u; i < MU; i++) {
+      mx = max(mx, pm[i].x);
+    }
+    let c = exp(m - mx);
+    l *= c;
+    o *= c;
+    for (var i = 0u; i < MU; i++) {
+      let ci = exp(pm[i].x - mx);
+      l += pm[i].y * ci;
+      o += po[i] * ci;
+    }
+    m = mx;
+  }
+  cml[t] = vec2<f32>(m, l);
+  cvec[t] = o;
+  workgroupBarrier();
+  if (t < D4) {
+    var M = NEG;
+    for (var i = 0u; i < CG; i++) {
+      M = max(M, cml[i * D4 + t].x);
+    }
+    var L = 0.0;
+    var O = vec4<f32>(0.0);
+    for (var i = 0u; i < CG; i++) {
+      let c = exp(cml[i * D4 + t].x - M);
+      L += cml[i * D4 + t].y * c;
+      O += cvec[i * D4 + t] * c;
+    }
+    if (t == 0u) {
+      stats[(b * P.heads + h) * 2u] = M;
+      stats[(b * P.heads + h) * 2u + 1u] = L;
+    }
+    if (ACCUM_V) {
+      outO[(b * P.heads + h) * D4 + t] = O / L;
+    }
+  }
+}

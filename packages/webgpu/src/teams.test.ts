@@ -387,13 +387,14 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
 });
 
 describe.skipIf(!probe.context)(
-  'team kernel options: index prefetch, short splits, select chunk and schedule, subgroup team merge',
+  'team kernel options: index prefetch, short splits, select chunk and schedule, online merge, subgroup team merge',
   () => {
     const OPTIONS = [
       { prefetchIndices: true },
       { prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { selectValuesPerInvocation: 16 as const },
       { selectSchedule: 'folded' as const },
+      { onlineMerge: true, minStepsPerSplit: 1, keysPerStep: 2 },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { minStepsPerSplit: 3, subgroupTeamMerge: true },
       { streamPass: { keysPerStep: 16, targetWorkgroups: 64 } },

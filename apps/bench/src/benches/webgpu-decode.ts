@@ -94,6 +94,7 @@ type Tuning = Pick<
   | 'pieceBytes'
   | 'selectValuesPerInvocation'
   | 'selectSchedule'
+  | 'onlineMerge'
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
@@ -103,6 +104,8 @@ type Tuning = Pick<
 const SGM: Tuning = { subgroupTeamMerge: true };
 /** The select in five dispatches instead of nine (session 7's candidate). */
 const FOLDED: Tuning = { selectSchedule: 'folded' };
+/** The splits merged in one pass over them (session 7's candidate). */
+const ONLINE: Tuning = { onlineMerge: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -120,6 +123,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { subgroupTeamMerge: false },
   FOLDED,
   { ...FOLDED, selectValuesPerInvocation: 16 },
+  ONLINE,
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -141,15 +145,16 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; 16 keys per
-  // team step for the gathers (twice the bytes in flight per step, more registers), timed last (heavy).
+  // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; the online split
+  // merge (teams_merge) for every role; 16 keys per team step for the gathers (twice the bytes in flight
+  // per step, more registers), timed last (heavy).
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json, webgpu-decode.json) hold the candidates that
   // lost then: 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass,
   // pooling fused into the select, inlined step loads, all removed.
-  reuse: alternate(2, {}, { keysPerStep: 16 }, { keysPerStep: 16, minStepsPerSplit: 1 }),
-  anchor: alternate(2, {}, FOLDED),
-  'dense-anchor': alternate(2, {}, FOLDED),
-  dense: [],
+  reuse: alternate(2, {}, ONLINE, { keysPerStep: 16 }, { keysPerStep: 16, minStepsPerSplit: 1 }),
+  anchor: alternate(2, {}, FOLDED, { ...FOLDED, ...ONLINE }),
+  'dense-anchor': alternate(2, {}, FOLDED, { ...FOLDED, ...ONLINE }),
+  dense: alternate(2, {}, ONLINE),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
 const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
@@ -566,6 +571,9 @@ const bench: Bench = {
             ['reuse', {}],
             ['dense-anchor', FOLDED],
             ['anchor', FOLDED],
+            ['dense', ONLINE],
+            ['reuse', ONLINE],
+            ['anchor', { ...FOLDED, ...ONLINE }],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;

@@ -138,6 +138,11 @@ export interface DecodeArgs {
    * 16 (for tuning).
    */
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
+  /**
+   * `teams` only: merge each pass's splits with `teams_merge` (one pass over the splits, four at a time,
+   * each invocation with its own running softmax state) instead of `teams_combine` (default off).
+   */
+  readonly onlineMerge?: boolean;
   /** Anchors: how the select's passes are dispatched ({@link SelectSchedule}; default `classic`). */
   readonly selectSchedule?: SelectSchedule;
   /**
@@ -551,7 +556,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     pass.dispatchWorkgroups(splits, kvHeads, batch);
     if (a.untilStage === 'split') return;
     const p2 = teamDefs
-      ? gpu.pipeline('decode_teams', 'teams_combine', teamDefs, COMBINE_BINDINGS)
+      ? gpu.pipeline(
+          'decode_teams',
+          a.onlineMerge ? 'teams_merge' : 'teams_combine',
+          teamDefs,
+          COMBINE_BINDINGS,
+        )
       : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
     pass.setPipeline(p2.pipeline);
     pass.setBindGroup(
