@@ -59,6 +59,7 @@ type Options = Pick<
   | 'subgroupTeamMerge'
   | 'untilStage'
   | 'selectSchedule'
+  | 'onlineMerge'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -247,6 +248,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     for (const [what, o] of [
       ['defaults', {}],
       ['split pass alone (no merge dispatch)', SPLIT_ONLY],
+      ['online split merge', { onlineMerge: true }],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
