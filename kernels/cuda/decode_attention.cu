@@ -503,6 +503,15 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                  (a.variant & KASCADE_VARIANT_GATHER_B1) != 0);
       }
     }
+    if constexpr (kWriteLogits) {
+      // KASCADE_VARIANT_ROW_WORKERS: this CTA's share of row (b, j)'s intermediate and its partial statistics are
+      // written; the row's worker (anchor_rows_decode.cu) starts once all `splits` CTAs of the row have counted.
+      if (a.rowDone) {
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) atomicAdd(a.rowDone + static_cast<size_t>(b) * G + j, 1u);
+      }
+    }
     ringBase += steps;
     __syncthreads();  // the next segment's loads reuse the shared memory the merges read
   } while (lean && tile < tileEnd);
@@ -900,8 +909,9 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   if (select && (s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) sizes[2] += BG * n * 4;
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
-    // KASCADE_VARIANT_SPARSE_U16 (with 1024): the list after the intermediate, which the sparse pass reads.
-    if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16))
+    // KASCADE_VARIANT_SPARSE_U16 / ROW_WORKERS (with 1024): the list after the intermediate, which the sparse pass
+    // (or the other rows' workers) still read.
+    if ((s.variant & (KASCADE_VARIANT_SPARSE_U16 | KASCADE_VARIANT_ROW_WORKERS)) && (s.variant & KASCADE_VARIANT_U16))
       sizes[2] = u16_list_offset(BH, s.n) + 2 * BG * n * 4;
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
@@ -947,7 +957,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1048575 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..2097151 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -90,6 +90,92 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
   __syncthreads();
 }
 
+// The stream selects' pooling (select_decode.cu's phase 1, anchor_rows_decode.cu's row workers): the
+// post-softmax, group-pooled scores S[e] of keys x + e (e < 8; x a multiple of 8 below n) of the KV-head row whose
+// query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU) or the f32
+// log2-domain logits (rows of n); Mh / iL: the heads' softmax max and 1 / sum. Keys past n (the row's padding) get 0.
+template <int GS>
+__device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const float* m16, const float* logits,
+                                             size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
+                                             float (&S)[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) S[e] = 0.f;
+  if (u16) {
+#pragma unroll
+    for (int h = 0; h < GS; ++h) {
+      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + (bh0 + h) * nU + x));
+      const float c = exp2f(__ldcg(m16 + (bh0 + h) * (nU / 16) + x / 16) - Mh[h] - kU16ScaleLog2) * iL[h];
+      const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[q]));
+        S[2 * q] = fmaf(f.x, c, S[2 * q]);
+        S[2 * q + 1] = fmaf(f.y, c, S[2 * q + 1]);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int h = 0; h < GS; ++h) {
+      const float* lg = logits + (bh0 + h) * n + x;
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (x + e < n) S[e] += exp2f(__ldcs(lg + e) - Mh[h]) * iL[h];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
+}
+
+// The stream selects' classification step (phase 3): pooled scores v[8 u + e] of keys xt + u kStreamTile + e
+// (u < tiles2, key < n); a key whose first digit (bits 30..19) is above binHi goes to o, one in [binLo, binHi]
+// to the list (key cl, score cv). Slots: one atomic per warp on *cntA / *cntC (global or shared memory), in
+// lane order within the warp. All 32 lanes of the warp call it.
+__device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
+                                                  unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  unsigned mA = 0u, mC = 0u;  // bit 8 u + e: key xt + u kStreamTile + e
+#pragma unroll
+  for (int u = 0; u < 2; ++u) {
+    const int x = xt + u * kStreamTile;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const unsigned d = __float_as_uint(v[8 * u + e]) >> 19;
+      if (u < tiles2 && x + e < n) {
+        if (d > binHi) mA |= 1u << (8 * u + e);
+        else if (d >= binLo) mC |= 1u << (8 * u + e);
+      }
+    }
+  }
+  const int ca = __popc(mA), cc = __popc(mC);
+  int ia = ca, ic = cc;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const int ya = __shfl_up_sync(0xffffffffu, ia, off);
+    const int yc = __shfl_up_sync(0xffffffffu, ic, off);
+    if (lane >= off) {
+      ia += ya;
+      ic += yc;
+    }
+  }
+  int baseA = 0, baseC = 0;
+  if (lane == 31) {
+    if (ia > 0) baseA = atomicAdd(cntA, ia);
+    if (ic > 0) baseC = atomicAdd(cntC, ic);
+  }
+  baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - ca;
+  baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const int x = xt + (i >> 3) * kStreamTile + (i & 7);
+    if (mA & (1u << i)) o[baseA++] = x;
+    if (mC & (1u << i)) {
+      cl[baseC] = x;
+      cv[baseC++] = v[i];
+    }
+  }
+}
+
 // The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose
 // members are listed around the bin b1 holding rank k: every bin the exact window (select_plan.h) around
 // any score of b1 can reach, usually b1 - 1 .. b1 + 1. krem (the rank still wanted inside b1) grows by the

@@ -485,37 +485,11 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       if (x < n) {
-        float S[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (u16) {
+        float S[8];
+        stream_pool8<GS>(u16, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
-          for (int h = 0; h < GS; ++h) {
-            const uint4 w = __ldcs(reinterpret_cast<const uint4*>(a.u + (bh0 + h) * nU + x));
-            const float c = exp2f(a.m16[(bh0 + h) * (nU / 16) + x / 16] - Mh[h] - kU16ScaleLog2) * iL[h];
-            const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-            for (int q = 0; q < 4; ++q) {
-              const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[q]));
-              S[2 * q] = fmaf(f.x, c, S[2 * q]);
-              S[2 * q + 1] = fmaf(f.y, c, S[2 * q + 1]);
-            }
-          }
-        } else {
-#pragma unroll
-          for (int h = 0; h < GS; ++h) {
-            const float* lg = a.logits + (bh0 + h) * n + x;
-#pragma unroll
-            for (int e = 0; e < 8; ++e)
-              if (x + e < n) S[e] += exp2f(__ldcs(lg + e) - Mh[h]) * iL[h];
-          }
-        }
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          if (x + e < n) {
-            atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
-          } else {
-            S[e] = 0.f;  // the row's padding: defined, never counted
-          }
-        }
+        for (int e = 0; e < 8; ++e)
+          if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
         reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
         reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
       }
@@ -583,7 +557,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int buf = 0; t < tEnd; t += 2, buf ^= 1) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
-      unsigned mA = 0u, mC = 0u;  // bit 8 u + e: key xt + u kStreamTile + e
       issue(t + 2, buf ^ 1);
       cp_async_wait<1>();
       float v[16];
@@ -600,45 +573,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
         v[8 * u + 6] = v1.z;
         v[8 * u + 7] = v1.w;
       }
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int x = xt + u * kStreamTile;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const unsigned d = __float_as_uint(v[8 * u + e]) >> 19;
-          if (u < tiles2 && x + e < n) {
-            if (d > binHi) mA |= 1u << (8 * u + e);
-            else if (d >= binLo) mC |= 1u << (8 * u + e);
-          }
-        }
-      }
-      const int ca = __popc(mA), cc = __popc(mC);
-      int ia = ca, ic = cc;
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const int ya = __shfl_up_sync(0xffffffffu, ia, off);
-        const int yc = __shfl_up_sync(0xffffffffu, ic, off);
-        if (lane >= off) {
-          ia += ya;
-          ic += yc;
-        }
-      }
-      int baseA = 0, baseC = 0;
-      if (lane == 31) {
-        if (ia > 0) baseA = atomicAdd(st + 2, ia);
-        if (ic > 0) baseC = atomicAdd(st + 3, ic);
-      }
-      baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - ca;
-      baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        const int x = xt + (i >> 3) * kStreamTile + (i & 7);
-        if (mA & (1u << i)) o[baseA++] = x;
-        if (mC & (1u << i)) {
-          cl[baseC] = x;
-          cv[baseC++] = v[i];
-        }
-      }
+      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
     }
     cp_async_wait<0>();
     t = tEnd;

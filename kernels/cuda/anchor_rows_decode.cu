@@ -1,0 +1,181 @@
+// Row workers (KASCADE_VARIANT_ROW_WORKERS, bit 1048576, with bit 1024 on the split schedule; cuda-anchor, session 7):
+// the anchors' Top-k select beside the scores / layer-0 pass instead of after it.
+//
+// The pass's CTAs of (sequence, KV head) row r add 1 to g_row_done[r] once their share of the row's f16
+// intermediate and their partial softmax statistics are written (decode_attention.cu); the pass's grid is
+// (splits, kvHeads, batch), so rows finish roughly in order. Before the pass, anchor_decode.cu launches
+// row_select_kernel on a second, high-priority stream: W resident CTAs (kRowWorkers at most, 256 threads, 16 KB
+// of shared memory and <= 80 registers: they fit beside the pass's CTAs), CTA c taking rows c, c + W, ... Per row:
+//   wait until all `splits` CTAs of the row have counted (thread 0 polls with an acquire load, then resets the
+//   counter for the next launch); the heads' softmax max and sum from the row's partials; the pooled scores and
+//   a 12-bit first-digit histogram in shared memory (stream_pool8, as the stream select's phase 1), the pooled row
+//   written to the workspace; the rank-k bin and the bins the exact window can reach (u16_list_bins); the row
+//   classified (stream_classify16, as phase 3, slots from shared counters); the exact finish over the listed keys
+//   (u16_window_finish, as phase 4). The same selection as the stream select (ties at the k-th value: any).
+// The select's latency then hides under the pass; what remains is the last rows' select after the pass ends.
+// The list of each row lives past the intermediate (u16_list_offset), which the other rows' workers still read.
+// Not under a profiler that serialises kernels (ncu): the workers would wait for a pass that cannot start.
+#include "decode_attention.cuh"
+#include "decode_device.cuh"
+#include "select_common.cuh"
+#include "select_decode.cuh"
+
+namespace kascade {
+
+constexpr int kRowWorkers = 32;
+
+// Zero at module load; each row's worker resets its counter after reading it.
+__device__ unsigned g_row_done[kMaxFusedRows];
+
+struct RowWorkerArgs {
+  int n, nU, heads, kvHeads, splits, topk, capacity;
+  float qscale;  // softmax scale x log2(e)
+  long long rows;
+  const __half* u;  // [batch x heads][nU]
+  const float* m16;
+  const void* q;
+  const void* k;
+  const float* part_ml;  // the pass's partial (max, sum) per head and split
+  float* pooled;         // [rows][nU]
+  int* cand;             // [rows][n] listed keys
+  float* candVal;        // [rows][n] their pooled (then exact) scores
+  int* out;              // [rows][topk]
+  unsigned* rowDone;
+};
+
+__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+template <typename T, int D, int GS>
+__global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const RowWorkerArgs a) {
+  __shared__ unsigned sh[kStreamBins];
+  __shared__ float Mh[GS], iL[GS];
+  __shared__ unsigned res[2], bins[3];  // binLo, binHi, the rank still wanted among the listed keys
+  __shared__ int cnt[3], listed;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int n = a.n, nU = a.nU, G = a.kvHeads, k = a.topk;
+  const int tiles = (n + kStreamTile - 1) / kStreamTile;
+  for (long long row = blockIdx.x; row < a.rows; row += gridDim.x) {
+    __syncthreads();  // the previous row's shared state is no longer read
+    if (tid == 0) {
+      // Bounded (~4 s at 2 GHz): a pass that never ran (a failed launch, a serialising profiler) leaves this row's
+      // indices unwritten instead of hanging the stream.
+      const long long t0 = clock64();
+      while (ld_acquire_gpu(a.rowDone + row) < static_cast<unsigned>(a.splits) && clock64() - t0 < (1LL << 33))
+        __nanosleep(200);
+      a.rowDone[row] = 0u;
+    }
+    __syncthreads();
+    __threadfence();
+    const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
+    const size_t bh0 = static_cast<size_t>(b) * a.heads + static_cast<size_t>(j) * GS;
+    for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
+    head_softmax_stats<GS, kStreamThreads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);  // ends with a barrier
+    float* pr = a.pooled + static_cast<size_t>(row) * nU;
+    for (int t = 0; t < tiles; ++t) {
+      const int x = t * kStreamTile + 8 * tid;
+      if (x >= n) continue;
+      float S[8];
+      stream_pool8<GS>(true, a.u, a.m16, nullptr, bh0, n, nU, x, Mh, iL, S);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
+      reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
+      reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
+    }
+    __syncthreads();
+    select_find_from_top<kStreamThreads>(sh, kStreamBins, static_cast<unsigned>(k), res);
+    if (tid == 0) {
+      unsigned krem = res[1], binLo = res[0], binHi = res[0];
+      u16_list_bins(res[0], sh, GS, &binLo, &binHi, &krem);
+      bins[0] = binLo;
+      bins[1] = binHi;
+      bins[2] = krem;
+      cnt[0] = 0;
+      listed = 0;
+    }
+    __syncthreads();
+    int* o = a.out + static_cast<size_t>(row) * k;
+    int* cl = a.cand + static_cast<size_t>(row) * n;
+    float* cv = a.candVal + static_cast<size_t>(row) * n;
+    for (int t = 0; t < tiles; t += 2) {
+      const int xt = t * kStreamTile + 8 * tid;
+      const int tiles2 = t + 1 < tiles ? 2 : 1;
+      float v[16];
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        const int x = xt + u * kStreamTile;
+        float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
+        if (u < tiles2 && x < n) {
+          v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
+          v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
+        }
+        const float w[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+        for (int e = 0; e < 8; ++e) v[8 * u + e] = w[e];
+      }
+      stream_classify16(v, xt, tiles2, n, bins[0], bins[1], &cnt[0], &listed, o, cl, cv);
+    }
+    __threadfence();
+    __syncthreads();
+    const int C = listed;
+    const unsigned krem = bins[2];
+    if (tid == 0) {
+      cnt[1] = 0;
+      cnt[2] = 0;
+    }
+    __syncthreads();
+    const T* kg = static_cast<const T*>(a.k) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(a.capacity) * D;
+    u16_window_finish<T, D, GS, kStreamThreads>([&](int i) -> unsigned { return __float_as_uint(__ldcg(cv + i)); }, C,
+                                                krem, cl, cv, o, cnt, sh, res, Mh, iL, kg,
+                                                static_cast<const T*>(a.q) + bh0 * D, a.qscale);
+  }
+}
+
+unsigned* row_done_counters() {
+  static unsigned* p = nullptr;
+  if (!p && cudaGetSymbolAddress(reinterpret_cast<void**>(&p), g_row_done) != cudaSuccess) p = nullptr;
+  return p;
+}
+
+cudaError_t launch_row_workers(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                               const void* q, const void* k, cudaStream_t side) {
+  const int g = s.heads / s.kvHeads;
+  RowWorkerArgs a{};
+  a.n = s.n;
+  a.nU = u16_stride(s.n);
+  a.heads = s.heads;
+  a.kvHeads = s.kvHeads;
+  a.splits = splits;
+  a.topk = topk;
+  a.capacity = s.capacity;
+  a.qscale = s.scale * kLog2e;
+  a.rows = static_cast<long long>(s.batch) * s.kvHeads;
+  const size_t bh = static_cast<size_t>(s.batch) * s.heads;
+  a.u = static_cast<const __half*>(static_cast<const void*>(w.logits));
+  a.m16 = u16_m16(w.logits, bh, s.n);
+  a.q = q;
+  a.k = k;
+  a.part_ml = w.part_ml;
+  a.pooled = w.pooled;
+  char* list = reinterpret_cast<char*>(w.logits) + u16_list_offset(bh, s.n);
+  a.cand = reinterpret_cast<int*>(list);
+  a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
+  a.out = indices;
+  a.rowDone = row_done_counters();
+  if (!a.rowDone) return cudaErrorInvalidSymbol;
+  const unsigned ctas = static_cast<unsigned>(a.rows < kRowWorkers ? a.rows : kRowWorkers);
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
+    return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
+      return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
+        row_select_kernel<T, D, GS><<<ctas, kStreamThreads, 0, side>>>(a);
+        return cudaGetLastError();
+      });
+    });
+  });
+}
+
+}  // namespace kascade
