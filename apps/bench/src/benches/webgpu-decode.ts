@@ -146,12 +146,20 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
   // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; the online split
-  // merge (teams_merge) for every role; 16 keys per team step for the gathers (twice the bytes in flight
+  // merge (teams_merge) for every role, for the reuse also with more workgroups; 16 keys per team step for the gathers (twice the bytes in flight
   // per step, more registers), timed last (heavy).
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json, webgpu-decode.json) hold the candidates that
   // lost then: 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass,
   // pooling fused into the select, inlined step loads, all removed.
-  reuse: alternate(2, {}, ONLINE, { keysPerStep: 16 }, { keysPerStep: 16, minStepsPerSplit: 1 }),
+  reuse: alternate(
+    2,
+    {},
+    ONLINE,
+    { ...ONLINE, targetWorkgroups: 1024 },
+    { ...ONLINE, targetWorkgroups: 2048 },
+    { keysPerStep: 16 },
+    { keysPerStep: 16, minStepsPerSplit: 1 },
+  ),
   anchor: alternate(2, {}, FOLDED, { ...FOLDED, ...ONLINE }),
   'dense-anchor': alternate(2, {}, FOLDED, { ...FOLDED, ...ONLINE }),
   dense: alternate(2, {}, ONLINE),
