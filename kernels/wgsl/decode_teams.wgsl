@@ -374,12 +374,14 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       partML[(rowBase + h * P.splits) * 2u] = M;
       partML[(rowBase + h * P.splits) * 2u + 1u] = L;
     }
-    if (ACCUM_V && t < D4) {
-      var o = vec4<f32>(0.0);
-      for (var e = 0u; e < NT; e++) {
-        o += xo[e * D4 + t] * exp(xm[e] - M);
+    if (ACCUM_V) {
+      for (var c = t; c < D4; c += WG) {  // one pass unless the workgroup is narrower than a row
+        var o = vec4<f32>(0.0);
+        for (var e = 0u; e < NT; e++) {
+          o += xo[e * D4 + c] * exp(xm[e] - M);
+        }
+        partO[(rowBase + h * P.splits) * D4 + c] = o;
       }
-      partO[(rowBase + h * P.splits) * D4 + t] = o;
     }
     workgroupBarrier();
   }

@@ -297,6 +297,13 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
         keysPerStep: 17,
       }),
     ).toThrow(/keysPerStep must be an integer in 1..16/);
+    const dense = { role: 'dense', heads: H, q, kv, n, out } as const;
+    expect(() => encodeDecode(gpu, {} as GPUComputePassEncoder, { ...dense, teamsPerWorkgroup: 0 })).toThrow(
+      /teamsPerWorkgroup/,
+    );
+    expect(() =>
+      encodeDecode(gpu, {} as GPUComputePassEncoder, { ...dense, teamsPerWorkgroup: 1024 }),
+    ).toThrow(/teamsPerWorkgroup 1024 .* above the device's limit/);
     destroyDeviceKV(kv);
     for (const b of [q, out, slot.indices]) b.destroy();
   });
@@ -395,6 +402,7 @@ describe.skipIf(!probe.context)(
       { selectValuesPerInvocation: 16 as const },
       { selectSchedule: 'folded' as const },
       { onlineMerge: true, minStepsPerSplit: 1, keysPerStep: 2 },
+      { teamsPerWorkgroup: 1, onlineMerge: true, prefetchIndices: true, minStepsPerSplit: 3 },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { minStepsPerSplit: 3, subgroupTeamMerge: true },
       { streamPass: { keysPerStep: 16, targetWorkgroups: 64 } },

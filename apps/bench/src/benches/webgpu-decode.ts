@@ -95,6 +95,7 @@ type Tuning = Pick<
   | 'selectValuesPerInvocation'
   | 'selectSchedule'
   | 'onlineMerge'
+  | 'teamsPerWorkgroup'
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
@@ -106,6 +107,8 @@ const SGM: Tuning = { subgroupTeamMerge: true };
 const FOLDED: Tuning = { selectSchedule: 'folded' };
 /** The splits merged in one pass over them (session 7's candidate). */
 const ONLINE: Tuning = { onlineMerge: true };
+/** Gathers by workgroups of one team (nothing to merge inside a workgroup), four times as many (session 7). */
+const SOLO: Tuning = { ...ONLINE, teamsPerWorkgroup: 1, targetWorkgroups: 2048 };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -124,6 +127,7 @@ const PARITY_OPTIONS: Tuning[] = [
   FOLDED,
   { ...FOLDED, selectValuesPerInvocation: 16 },
   ONLINE,
+  SOLO,
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -146,7 +150,8 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
   // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; the online split
-  // merge (teams_merge) for every role, for the reuse also with more workgroups; 16 keys per team step for the gathers (twice the bytes in flight
+  // merge (teams_merge) for every role, for the reuse also with more workgroups and with workgroups of
+  // one team; 16 keys per team step for the gathers (twice the bytes in flight
   // per step, more registers), timed last (heavy).
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json, webgpu-decode.json) hold the candidates that
   // lost then: 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass,
@@ -157,6 +162,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     ONLINE,
     { ...ONLINE, targetWorkgroups: 1024 },
     { ...ONLINE, targetWorkgroups: 2048 },
+    SOLO,
+    { ...SOLO, targetWorkgroups: 4096 },
     { keysPerStep: 16 },
     { keysPerStep: 16, minStepsPerSplit: 1 },
   ),
@@ -581,6 +588,7 @@ const bench: Bench = {
             ['anchor', FOLDED],
             ['dense', ONLINE],
             ['reuse', ONLINE],
+            ['reuse', SOLO],
             ['anchor', { ...FOLDED, ...ONLINE }],
           ];
           for (const [role, tuning] of repeated) {

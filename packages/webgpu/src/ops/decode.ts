@@ -118,6 +118,8 @@ export interface DecodeArgs {
   readonly pieceBytes?: 8 | 16;
   /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
+  /** `teams` only: teams per workgroup ({@link TeamSettings}; for tuning). */
+  readonly teamsPerWorkgroup?: number;
   /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
@@ -195,6 +197,12 @@ export interface TeamSettings {
   readonly prefetchIndices: boolean;
   readonly transposedReduce: boolean;
   readonly subgroupTeamMerge: boolean;
+  /**
+   * Teams per workgroup (for tuning; default: as many as make 128 invocations, at most 16), raised to
+   * fill one subgroup where teams are narrower; the workgroup must hold whole subgroups. One team per
+   * workgroup leaves nothing to merge inside it.
+   */
+  readonly teamsPerWorkgroup?: number;
 }
 
 /**
@@ -427,6 +435,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
+    if (o.teamsPerWorkgroup !== undefined) positiveInt('teamsPerWorkgroup', o.teamsPerWorkgroup);
   }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
@@ -436,7 +445,18 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
     const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
-    const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    let layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    if (o.teamsPerWorkgroup !== undefined) {
+      // At least one subgroup's worth of teams.
+      const sgMax = gpu.info.subgroupSizes?.max ?? layout.TW;
+      const WG = Math.max(layout.TW * o.teamsPerWorkgroup, sgMax);
+      if (WG % sgMax !== 0 || WG > (gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256)) {
+        throw new WebGPUShapeError(
+          `teamsPerWorkgroup ${o.teamsPerWorkgroup} x team width ${layout.TW} = ${WG} invocations: not whole subgroups of ${sgMax} or above the device's limit`,
+        );
+      }
+      layout = { ...layout, WG };
+    }
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     return {
       layout,
@@ -450,6 +470,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
+      teamsPerWorkgroup: o.teamsPerWorkgroup,
     };
   };
   const teams = kernel === 'teams';
@@ -515,7 +536,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
-    const SB = Math.max(1, Math.floor(512 / stepKeys));
+    // Steps whose indices are staged at a time (at most 512 indices; with teamsPerWorkgroup given, at most
+    // the split's steps, so a small workgroup does not stage indices it never reads).
+    const splitSteps =
+      t?.teamsPerWorkgroup !== undefined ? Math.ceil(span / stepKeys) : Number.POSITIVE_INFINITY;
+    const SB = Math.max(1, Math.min(Math.floor(512 / stepKeys), splitSteps));
     const sgm =
       t?.sgMerge === true &&
       teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
