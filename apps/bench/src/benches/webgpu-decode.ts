@@ -150,8 +150,8 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
   // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; the online split
-  // merge (teams_merge) for every role, for the reuse also with more workgroups and with workgroups of
-  // one team; 16 keys per team step for the gathers (twice the bytes in flight
+  // merge (teams_merge) for every role; workgroups of one team (nothing to merge inside a workgroup) for
+  // the gathers, the streaming passes and dense; for the reuse also more workgroups; 16 keys per team step for the gathers (twice the bytes in flight
   // per step, more registers), timed last (heavy).
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json, webgpu-decode.json) hold the candidates that
   // lost then: 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass,
@@ -167,9 +167,22 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { keysPerStep: 16 },
     { keysPerStep: 16, minStepsPerSplit: 1 },
   ),
-  anchor: alternate(2, {}, FOLDED, { ...FOLDED, ...ONLINE }),
-  'dense-anchor': alternate(2, {}, FOLDED, { ...FOLDED, ...ONLINE }),
-  dense: alternate(2, {}, ONLINE),
+  anchor: alternate(
+    2,
+    {},
+    FOLDED,
+    { ...FOLDED, ...ONLINE },
+    { ...FOLDED, ...ONLINE, streamPass: { teamsPerWorkgroup: 1 } },
+    { ...FOLDED, ...ONLINE, streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 16384 } },
+  ),
+  'dense-anchor': alternate(
+    2,
+    {},
+    FOLDED,
+    { ...FOLDED, ...ONLINE },
+    { ...FOLDED, ...ONLINE, streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 4096 } },
+  ),
+  dense: alternate(2, {}, ONLINE, { ...ONLINE, teamsPerWorkgroup: 1, targetWorkgroups: 4096 }),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
 const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;

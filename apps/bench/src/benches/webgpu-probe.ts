@@ -60,6 +60,7 @@ type Options = Pick<
   | 'untilStage'
   | 'selectSchedule'
   | 'onlineMerge'
+  | 'teamsPerWorkgroup'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -476,11 +477,12 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
+    // Session 7: the online split merge, and workgroups of one team (the grid alone moved it by < 3%
+    // in session 6: 2048 and 8192 workgroups, the subgroup team merge on and off).
     const streamOptions: Options[] = [
-      { targetWorkgroups: 2048 },
-      { targetWorkgroups: 8192 },
-      { subgroupTeamMerge: false },
-      { subgroupTeamMerge: true },
+      { onlineMerge: true },
+      { onlineMerge: true, teamsPerWorkgroup: 1 },
+      { onlineMerge: true, teamsPerWorkgroup: 1, targetWorkgroups: 16384 },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {
