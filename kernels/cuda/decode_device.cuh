@@ -367,21 +367,28 @@ __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m
 // the GS query heads from bh0 on into `out`. `wts` is shared scratch of GS x nslots floats. Per output
 // float4: even slots into o0, odd into o1, in slot order, `deep` ? 16 : 8 slots' loads in flight at a time
 // (the same sums in the same order either way).
-template <typename T, int D, int GS, int NT>
-__device__ void merge_row_if_last(unsigned* ctr, int nslots, int SS, const float* part_o, const float* part_ml,
-                                  size_t bh0, T* out, float* wts, bool deep) {
+// The arrival of one of a row's `nslots` CTAs on its counter *ctr (threadfence-reduction pattern): every thread of
+// the CTA calls it after storing its part; true in every thread of the last CTA to arrive, which then sees the
+// others' parts (and has reset the counter for the next launch).
+__device__ __forceinline__ bool row_last_block(unsigned* ctr, int nslots) {
   __shared__ bool lastBlock;
-  __shared__ float Lh[GS];
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   __threadfence();
   __syncthreads();
-  if (tid == 0) {
+  if (threadIdx.x == 0) {
     lastBlock = atomicAdd(ctr, 1u) == static_cast<unsigned>(nslots) - 1u;
     if (lastBlock) *ctr = 0u;
   }
   __syncthreads();
-  if (!lastBlock) return;
+  if (!lastBlock) return false;
   __threadfence();
+  return true;
+}
+template <typename T, int D, int GS, int NT>
+__device__ void merge_row_if_last(unsigned* ctr, int nslots, int SS, const float* part_o, const float* part_ml,
+                                  size_t bh0, T* out, float* wts, bool deep) {
+  __shared__ float Lh[GS];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  if (!row_last_block(ctr, nslots)) return;
   const int S = nslots;
   for (int h = warp; h < GS; h += NT / 32) {
     const float* ml = part_ml + (bh0 + h) * SS * 2;

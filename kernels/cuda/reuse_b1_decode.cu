@@ -111,11 +111,59 @@ constexpr int kWsProducerRegs = 40;
 constexpr int kWsConsumerRegs = 208;
 constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 
-// KASCADE_VARIANT_WS_VCP (session 7): with VC the producers copy V rows by 16-byte cp.async (the whole warp,
-// two rows per instruction at D 128, arriving on `full` through cp.async.mbarrier.arrive) and only K rows by
-// bulk copies: half as many bulk copies per SM for its TMA unit, the other half through the load pipe (in the
-// logits mode, no bulk copy is left).
-template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
+// KASCADE_VARIANT_WS_SMEM_MERGE (bit 64, session 7): the row's last CTA merges the splits from shared memory.
+// Session 7's call A traced the kernel at 128k batch 1 (KASCADE_WS_TRACE=1): the last CTA's loop ended ~4.5 us
+// before the last exit, the merge_row_if_last chain (a fence, the counter's atomic, the slots' (m, l) twice, then
+// their o, 16 slots in flight per thread with half the threads idle: five L2 round trips one after another).
+// Here the last CTA copies every slot's (m, l) and o of its GS heads into the free ring with 16-byte cp.async in
+// one round trip and merges there. The slots fit when GS x splits x (D + 2) floats fit the ring (else
+// merge_row_if_last). sm: the ring; out: the GS heads' rows from bh0 on.
+template <typename T, int D, int GS, int NT>
+__device__ void ws_merge_row_smem(unsigned* ctr, int S, const float* part_o, const float* part_ml, size_t bh0,
+                                  T* out, float* sm) {
+  if (!row_last_block(ctr, S)) return;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  float* so = sm;                 // [GS][S][D]: part_o's slots of heads bh0.. (contiguous there)
+  float* sml = sm + GS * S * D;   // [GS][S][2]
+  __shared__ float iL[GS];
+  const float* go = part_o + bh0 * S * D;
+  const float* gml = part_ml + bh0 * S * 2;
+  for (int i = tid; i < GS * S * D / 4; i += NT) cp_async16(so + 4 * i, go + 4 * i, 16);
+  cp_async_commit();
+  for (int i = tid; i < GS * S * 2; i += NT) sml[i] = __ldcg(gml + i);  // in flight beside the copies
+  cp_async_wait<0>();
+  __syncthreads();
+  // Per head (one warp each): the max M, the weights 2^(m - M) in place of m, and 1 / sum of w l.
+  for (int h = warp; h < GS; h += NT / 32) {
+    float* ml = sml + h * S * 2;
+    float M = -INFINITY;
+    for (int x = lane; x < S; x += 32) M = fmaxf(M, ml[2 * x]);
+    M = warp_max(M);
+    float L = 0.f;
+    for (int x = lane; x < S; x += 32) {
+      const float w = ml[2 * x] == -INFINITY ? 0.f : exp2f(ml[2 * x] - M);
+      ml[2 * x] = w;
+      L += w * ml[2 * x + 1];
+    }
+    L = warp_sum(L);
+    if (lane == 0) iL[h] = 1.f / L;
+  }
+  __syncthreads();
+  for (int e = tid; e < GS * D; e += NT) {
+    const int h = e / D, d = e % D;
+    const float* w = sml + h * S * 2;
+    const float* o = so + h * S * D + d;
+    float acc = 0.f;
+    for (int x = 0; x < S; ++x) acc = fmaf(w[2 * x], o[x * D], acc);
+    out[(bh0 + h) * D + d] = from_float<T>(acc * iL[h]);
+  }
+}
+template <typename T, int D, int GS>
+__host__ __device__ constexpr bool ws_smem_merge_fits(int splits) {
+  return sizeof(float) * GS * static_cast<size_t>(splits) * (D + 2) <= ws_region_bytes<T, D, GS>();
+}
+
+template <typename T, int D, int GS, bool LG, bool RG = false>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused, int trace) {
   using C = WsCfg<D>;
@@ -203,22 +251,11 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
           cp_async_mbar_arrive(fb);
         }
         // A masked row (out of range, or past the list inside the group) copies row 0: finite, probability 0.
-        if constexpr (VC) {
-          constexpr int kChunks = kRowBytes / 16, kRowsPer = 32 / kChunks;  // per row; rows per instruction
-          const int c = lane % kChunks, g0 = u * SK + pr * 16;
-#pragma unroll
-          for (int it = 0; it < 16 / kRowsPer; ++it) {
-            const int rr = it * kRowsPer + lane / kChunks;
-            const int pv = __shfl_sync(0xffffffffu, p, rr);  // lane rr holds row rr's position
-            cp_async16(Vs + (g0 + rr) * R + c * 8, vg + static_cast<size_t>(pv < 0 ? 0 : pv) * D + c * 8, 16);
-          }
-          cp_async_mbar_arrive(fb);
-        }
         __syncwarp();
-        if (lane == 0) mbar_arrive_expect_tx(fb, ((LG ? 0u : 16u) + (VC ? 0u : 16u)) * kRowBytes);  // bulk rows
+        if (lane == 0) mbar_arrive_expect_tx(fb, (LG ? 16u : 32u) * kRowBytes);
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
         if (lane >= 16) {
-          if (!VC) bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
+          bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
         } else if (!LG) {
           bulk_g2s(Ks + e0 * R, kg + off, kRowBytes, fb);
         }
@@ -266,8 +303,11 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
         ml[1] = L;
       },
       [&](int e, float o) { a.part_o[((bh0 + e / D) * a.splits + split) * D + e % D] = o; });
-  // The weights reuse red_o (merge_row_if_last's barriers come after every thread's reads above).
-  if (fused)
+  // The weights (or, fused == 2, the slots) reuse red_o (the merges' barriers come after every thread's reads above).
+  if (fused == 2)
+    ws_merge_row_smem<T, D, GS, C::kThreads>(g_ws_done + (static_cast<size_t>(b) * G + j), a.splits, a.part_o,
+                                             a.part_ml, bh0, static_cast<T*>(a.out), red_o);
+  else if (fused)
     merge_row_if_last<T, D, GS, C::kThreads>(g_ws_done + (static_cast<size_t>(b) * G + j), a.splits, a.splits,
                                              a.part_o, a.part_ml, bh0, static_cast<T*>(a.out), red_o, true);
   if (trace && tid == 0) ws_mark(3);
@@ -298,16 +338,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool VC>
+template <typename T, int D, int GS, bool LG, bool RG>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, VC>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, VC>, WsCfg<D>::kThreads,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG>, WsCfg<D>::kThreads,
                                                         smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -318,29 +358,31 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool VC = false>
+template <typename T, int D, int GS, bool LG, bool RG = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, VC>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, VC>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, VC>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
+  // The merge: 2 = from shared memory (bit 64, where the slots fit), 1 = merge_row_if_last, 0 = the combine kernel.
+  const bool smemMerge = (s.variant & KASCADE_VARIANT_WS_SMEM_MERGE) && ws_smem_merge_fits<T, D, GS>(a.splits);
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, VC>,
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D>::kThreads), ws_smem_bytes<T, D, GS>(), st, s,
-                       a, fused ? 1 : 0, trace);
+                       a, fused ? (smemMerge ? 2 : 1) : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
@@ -365,19 +407,11 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        if (lg) {
-          if constexpr (D == 128)  // bit 64 in the logits mode: every copy by cp.async (V rows and the logits)
-            if (s.variant & KASCADE_VARIANT_WS_VCP) return launch_ws<T, D, GS, true, false, true>(s, a, out, st);
-          return launch_ws<T, D, GS, true>(s, a, out, st);
-        }
-        // Bits 65536 (the register split, where the consumers spill without it: D 128 with K rows; the logits
-        // mode fits in 128) and 64 (V rows by cp.async), at D 128.
-        if constexpr (D == 128) {
-          const bool rg = (s.variant & KASCADE_VARIANT_WS_REGS) != 0, vc = (s.variant & KASCADE_VARIANT_WS_VCP) != 0;
-          if (rg && vc) return launch_ws<T, D, GS, false, true, true>(s, a, out, st);
-          if (rg) return launch_ws<T, D, GS, false, true>(s, a, out, st);
-          if (vc) return launch_ws<T, D, GS, false, false, true>(s, a, out, st);
-        }
+        if (lg) return launch_ws<T, D, GS, true>(s, a, out, st);
+        // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
+        // fits in 128).
+        if constexpr (D == 128)
+          if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true>(s, a, out, st);
         return launch_ws<T, D, GS, false>(s, a, out, st);
       });
     });
