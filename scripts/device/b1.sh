@@ -13,8 +13,8 @@
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
 #     tuning knobs (the b1 select from L2 as in call B, the K-row sparse pass);
 #  4. (session 7) the ws gather's per-CTA timeline at 128k batch 1 (KASCADE_WS_TRACE=1: start, first landed stage,
-#     loop end, exit; 2 calls per variant) -> ws-trace.log, and ncu's per-instruction stall samples (SASS) of
-#     one ws gather launch per variant in B1_SASS_VARIANTS -> reuse-sass-<v>.csv.
+#     loop end, exit; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
+#     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 32800).
 set -u
@@ -22,16 +22,16 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 7: 32800 (the default) against its register split (65536: 98336), V rows by cp.async (64: 32864), both (98400),
-# and programmatic dependent launch (4096: 36896; events between calls hide it, the graph column shows it).
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400,36896}
-# Session 7: more CTAs than fit at once (66 / 99 splits per row at 8 KV heads: two / three waves of 264), so SMs that
-# finish early take the later CTAs (the block scheduler as the dynamic schedule), against 33 (one wave).
-export B1_SWEEP=${B1_SWEEP-32800:33:50:66:99,98400:33:50:66:99}
+# Session 7: 32800 (session 6's default) against the register split (65536: 98336, call A's best), the splits merged
+# from shared memory (64: 32864, 98400) and programmatic dependent launch (4096: 102496 = 98400 | 4096; events between
+# calls hide it, the graph and rot columns show it).
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400,102496}
+# (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
+export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 164092 = 164028 | 64: the anchors' sparse pass (logits mode) with V rows by cp.async; 168124 = 164028 | 4096: the
-# sparse pass launched during the select's phase 3 (programmatic dependent launch).
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,164092,168124}
+# 168124 = 164028 | 4096: the sparse pass launched during the select's phase 3 (programmatic dependent launch; call
+# A's best); 168188 = 168124 | 64: its splits merged from shared memory.
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,168124,168188}
 export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0}
 probe=packages/cuda/dist-device/b1-probe.mjs
 export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS node $probe b1-probe.json"
@@ -45,7 +45,7 @@ B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_ANCHOR_VARIANTS=188,32956,1640
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=${B1_NCU_VARIANTS:-32800,98336,98400}
+ncu_variants=${B1_NCU_VARIANTS:-98336,98400,32864}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
@@ -62,14 +62,15 @@ for l2 in 0 1; do
   say "select trace (KASCADE_B1_SELECT_L2=$l2) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-l2-$l2.log" | head -4
 done
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-164028,164092} timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-168124,168188} timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
 say "ncu full exit $?"
 # Per-instruction stall samples of one ws gather launch (its second call) per variant.
-for v in ${B1_SASS_VARIANTS:-32800,98400}; do
+sass=${B1_SASS_VARIANTS:-}
+for v in ${sass//,/ }; do
   B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$v timeout 30 "$NCU" --clock-control none --cache-control none \
     -k regex:gather_ws -s 1 -c 1 --section WarpStateStats --section SourceCounters --page source --print-source sass --csv \
     node "$probe" > "$JOB_OUT/reuse-sass-$v.csv" 2> "$JOB_OUT/reuse-sass-$v.err"
