@@ -14,16 +14,18 @@
 //     tile is attended on top and never competes.
 //  3. select_prefill_v3_kernel (prefill_select_v3.cu)  grid (tiles, pairs in this pass), 256 threads, one block
 //     per pooled row:
-//     exact radix select of the counts[t] largest (11 + 11 + 10 bits of the f32 pattern, shared-memory
-//     histograms, warp-aggregated increments, a block scan finds the bin holding the wanted rank), then
-//     one compaction pass: every score above the threshold, and ties at it lowest index first (the spec's
-//     rule, kept exactly). Writes indices [batch, kvHeads, tiles, kMax], -1 in unused entries.
+//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pool v55, the
+//     default) a count in 4096 bins under it, then one pass keeping the k-th's bin in shared memory; else (and
+//     as the fallback) a radix select over the f32 pattern (11 + 11 bits, then the candidates sharing the
+//     k-th's 22-bit prefix). Ties at the k-th lowest index first (the spec's rule, kept exactly). Writes indices
+//     [batch, kvHeads, tiles, kMax], -1 in unused entries.
 //  4. anchor only: prefill_attn_kernel in sparse mode over the selection plus the diagonal tile.
 // Memory: the pooled rows of one pair take sum_t s_t floats (T n^2 / 2 / 32 f32 = 1.07 GB at n = 128k);
 // pairs go through steps 2-3 in passes sized to a 2 GiB pooled buffer (2 pairs per pass at 128k), so the
-// workspace is stats (8 B per query row per head) + at most ~2 GiB, never [tiles x n] per head.
+// workspace is stats (8 B per query row per head) + at most ~2 GiB (+ 4 B per pooled row for v55's maxima),
+// never [tiles x n] per head.
 // Bytes: step 2 reads K (from L2 mostly: each block re-reads its pair's keys before the tile) and writes
-// the pooled rows once; step 3 reads each row four times (three histogram passes + compaction).
+// the pooled rows once; step 3 reads each row twice (v55; three times under pool v32).
 #include <cstdlib>
 #include <cstring>
 
@@ -132,31 +134,23 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
   }
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v19 (session 5's default): four consumer
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v32 (session 6's default): four consumer
 // warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass (prefill_pool_v17.cu;
-// head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu); v32 (the default since session 6's call B):
-// the same pool, then select v3 with its one-pass finish after the second digit (three passes over the row
-// instead of four; 128k: the anchor 296.5 against 301.6 ms, layer 0 362.1 against 365.1). Session 6 also timed
-// FMA-pipe exponentials (v23), the pool counting the select's first digit (v27 / v28 / v31), four loads in flight
-// per select thread (v33), 4 GiB pooled passes (v34) and float4 row constants (v35): all slower, all gone, as are
-// sessions 2-5's pools v2-v18 and v20-v22. Call D's v36 (each pooled pass's select on a second stream, in
-// 128-thread blocks beside the next pass's pool CTAs) was not faster than v32 and is gone too.
-// Session 7: v53: pool v32's kernel over every pair in one launch, each CTA selecting the row it has just pooled
-// (read back from L2, no select launch); the rows live in one slot per SM (workspace: stats + SMs x n floats,
-// 66 MB at 128k on the H200 instead of 2 GiB), so there are no pooled passes. v54: v53 whose select bins the
-// row under its largest score (tracked while pooling): two passes over the row instead of three. v55: v32's
-// passes, the pool also writing each row's largest score, the select binning under it (two passes from DRAM).
+// head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu) with its one-pass finish after the second
+// digit (three passes over each pooled row); v55 (the default since session 7's call A): the same pool also writing
+// each row's largest score, the select counting the row in bins under it and keeping the k-th's bin (two passes;
+// 128k: the anchor 288.8 against 294.7 ms, layer 0 355.9 against 357.4; select 1.46-1.55 against 2.71-2.96 ms per
+// launch, ncu). Session 7's call A also timed the select inside the pool's CTAs, each selecting the row it had
+// just pooled, read back from L2 (v53: select v3's body, v54: v55's; rows in one slot per SM, a 103 MB workspace
+// at 128k instead of 2.18 GB): 303.9 and 296.2 ms (anchor), 369.0 and 361.4 (layer 0), gone. Session 5's v19
+// (the four-pass select) is gone; session 6 also timed FMA-pipe exponentials (v23), the pool counting the select's
+// first digit (v27 / v28 / v31), four loads in flight per select thread (v33), 4 GiB pooled passes (v34), float4
+// row constants (v35) and the select on a second stream under the next pass's pool (v36): all slower, all gone, as
+// are sessions 2-5's pools v2-v18 and v20-v22. v56 (session 7's call B candidate): v55 with leaner select loops
+// (one end-of-row check per 8 scores, the second pass comparing the patterns with the k-th bin's bounds).
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 19 || (v >= 53 && v <= 55) ? v : 32;  // else the default (DEFAULT_PREFILL_KERNELS, v48)
-}
-
-// The current device's SM count (pool v53's row slots); 0 when it cannot be read.
-static int device_sms() {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 0;
-  return sms;
+  return v == 1 || v == 32 || v == 56 ? v : 55;  // else the default (DEFAULT_PREFILL_KERNELS, preset v55)
 }
 
 struct PrefillWorkspace {
@@ -164,9 +158,7 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
-  int slots;         // pools v53 / v54: rows of rowStride floats, one per SM (0: the pooled passes above)
-  size_t rowStride;
-  float* rowMax;     // pool v55: [pairs, tiles], each pooled row's largest score
+  float* rowMax;   // pool v55: [pairs, tiles], each pooled row's largest score (null otherwise)
   size_t bytes;
 };
 
@@ -178,22 +170,14 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   const int pairs = s.batch * s.kvHeads;
   w.perPair = packed_offset(s.queryStart, tiles);
   const size_t statsBytes = align256(static_cast<size_t>(s.batch) * s.heads * s.queries * 2 * sizeof(float));
-  const int pv = pool_variant();
-  if ((pv == 53 || pv == 54) && pool_v17_supports(s) && (w.slots = device_sms()) > 0) {
-    w.rowStride = (static_cast<size_t>(s.queryStart) + s.queries + 63) & ~static_cast<size_t>(63);
-    char* p = static_cast<char*>(base);
-    w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
-    w.pooled = p ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
-    w.bytes = statsBytes + align256(static_cast<size_t>(w.slots) * w.rowStride * sizeof(float));
-    return w;
-  }
   size_t ppp = w.perPair ? kPooledBudgetBytes / (w.perPair * sizeof(float)) : static_cast<size_t>(pairs);
   if (ppp < 1) ppp = 1;
   if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
   if (ppp > 65535) ppp = 65535;  // grid.y
   w.pairsPerPass = static_cast<int>(ppp);
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
-  const size_t maxBytes = pv == 55 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * 4) : 0;
+  const size_t maxBytes =
+      pool_variant() >= 55 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * sizeof(float)) : 0;
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
   w.rowMax = p && maxBytes ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
@@ -249,18 +233,13 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads;
-  const int pv = pool_variant();
-  const bool finish2 = pv == 32;
-  if (w.slots > 0 && (e = launch_pool_select_v17(*s, q, k, w.stats, w.pooled, w.slots, w.rowStride, counts, kMax,
-                                                 indices, pv == 54, st)) != cudaSuccess)
-    return e;
-  for (int p0 = 0; w.slots == 0 && p0 < pairs; p0 += w.pairsPerPass) {
+  for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.rowMax, st)) != cudaSuccess)
       return e;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, finish2, w.rowMax, st)) !=
-        cudaSuccess)
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, w.rowMax, pool_variant() == 56,
+                              st)) != cudaSuccess)
       return e;
   }
   if (layer0) return cudaSuccess;

@@ -299,29 +299,26 @@ int prefill_variant_number(const char* name) {
 // v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu without a per-step row
 // max) and sparse v12 (sparse v9's 3-stage ring), the fastest on the H200 in session 6's call B; where they do not
 // apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
-// Attention variants: v1, v12 (dense v9 for dense and dense + statistics, the four-warpgroup statistics pass,
-// sparse v9 with its 3-stage ring) and v17 (the same with sparse v9's 2-stage ring for sparse; session 5's default
-// for the dense modes); session 6's v22 (the default: v17 with the statistics-only pass against each thread's
-// previous offset, no per-step row max; call A's v24, v22 with FMA-pipe exponentials, lost and is gone). Sessions
-// 2-5's v2-v8 (mma.sync with 32 rows per warp, the first wgmma kernels, dense v6's two-warpgroup overlap), v9-v11,
-// v13-v16 and v18-v20 lost to them and are gone.
+// Attention variants: dense v1 and v22 (the default: dense v9 for dense and dense + statistics, the four-warpgroup
+// statistics-only pass of prefill_stats_v17.cu against each thread's previous offset, no per-step row max); sparse
+// v1 and v12 (the default: sparse v9 with its 3-stage ring). Session 7 removed dense v12 / v17 (session 5's
+// statistics pass with a per-step row max) and sparse v17 (a 2-stage ring); sessions 2-6's v2-v11, v13-v16, v18-v20
+// and v24 lost earlier and are gone.
 int prefill_variant(PrefillMode mode) {
-  const int fallback = mode == kSparse ? 12 : 22;
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
-  const bool known = v == 1 || v == 12 || v == 17 || v == 22;
-  return known ? v : fallback;  // unset or unknown: the default, as prefillKernels() reports it
+  const int best = mode == kSparse ? 12 : 22;
+  return v == 1 || v == best ? v : best;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st) {
   const int variant = prefill_variant(mode);
-  // v12 / v17: the TMA + warp-specialised kernels at head dim 128 (dense v9 for dense and dense + statistics,
-  // prefill_stats_v17.cu for the statistics-only pass, sparse v9 for sparse at g = 4: v12 its 3-stage ring).
+  // v22 / v12: the TMA + warp-specialised kernels at head dim 128 (dense v9 for dense and dense + statistics,
+  // prefill_stats_v17.cu for the statistics-only pass, sparse v9 with its 3-stage ring for sparse at g = 4).
   if (variant >= 12) {
-    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st, variant);
+    if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st);
     if (prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
-    if (mode == kSparse && prefill_sparse_v9_supports(s))
-      return launch_prefill_sparse_v9(s, a, st, variant == 12 ? 3 : 2);
+    if (mode == kSparse && prefill_sparse_v9_supports(s)) return launch_prefill_sparse_v9(s, a, st);
   }
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

@@ -39,51 +39,41 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
   return static_cast<size_t>(t) * queryStart + static_cast<size_t>(kT) * t * (t - 1) / 2;
 }
 
-// Pool variant v19 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
+// Pools v32 / v55 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
 // their products in step order; head dim 128, g = 4. Same arguments and output as pool v1; with rowMax (pool
 // v55) also each row's largest score in rowMax[pair, t].
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                             cudaStream_t st);
-// Pools v53 / v54: the same pool over every pair in one launch, each CTA's row in its SM's slot of `rows` (slots
-// rows of rowStride >= n floats; slots >= the device's SM count), then the CTA's own select of the row into
-// indices [pair, t, 0 .. counts[t]), -1 in the rest: select v3's FINISH2 body (v53) or, byMax, the bins under the
-// row's largest score (v54; prefill_select.cuh).
-cudaError_t launch_pool_select_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                                   float* rows, int slots, size_t rowStride, const int* counts, int kMax,
-                                   int* indices, bool byMax, cudaStream_t st);
-
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
-// finish2 (pool v32, the default): the third digit and the ties from the candidates one pass keeps in shared
-// memory (three passes over the row instead of four). rowMax (pool v55; [pairs, tiles], from the pool): bins under
-// each row's largest score instead (two passes).
+// The third digit and the ties come from the candidates one pass keeps in shared memory (pool v32's finish: three
+// passes over the row). rowMax (pools v55 / v56; [pairs, tiles], from the pool): bins under each row's largest
+// score instead (two passes); lean: pool v56's loops (prefill_select.cuh).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2,
-                             const float* rowMax, cudaStream_t st);
+                             size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
+                             bool lean, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);
-// The dense kernel v9 (prefill_dense_v9.cu; variants v12 and v17 run it in their dense modes): dense and dense +
-// statistics at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer warpgroups
-// (FlashAttention-3 style), a 2-stage K/V ring.
+// The dense kernel v9 (prefill_dense_v9.cu; variant v22 runs it in its dense modes): dense and dense + statistics
+// at head dim 128 with TMA tensor copies, a producer warpgroup and two consumer warpgroups (FlashAttention-3
+// style), a 2-stage K/V ring.
 bool prefill_dense_v9_supports(const KascadePrefillShape& s, PrefillMode mode);
 cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                     cudaStream_t st);
-// Sparse variants v9 / v12 (prefill_sparse_v9.cu, KASCADE_PREFILL_SPARSE=v9 / v12): dense v9's warp-specialised
-// loop over the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 2- / 3-stage
-// ring; head dim 128, g = 4 (else v1).
+// Sparse variant v12 (prefill_sparse_v9.cu, KASCADE_PREFILL_SPARSE=v12): dense v9's warp-specialised loop over
+// the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 3-stage ring; head dim 128,
+// g = 4 (else v1).
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s);
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
-                                     int stages = 2);
-// Dense variant v17's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
-// parities) issuing their products in turns; head dim 128. variant 22: each thread's exponentials against its
-// previous (max, sum) offset, no per-step row max (re-based only when a step's sum reaches 2^64); else v17.
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
-                                     int variant = 17);
-// The variant the environment selects for a mode: 1, 12, 17, 22 (defaults: dense 22, sparse 12).
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+// Dense variant v22's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
+// parities) issuing their products in turns, each thread's exponentials against its previous (max, sum) offset,
+// no per-step row max (re-based only when a step's sum reaches 2^64); head dim 128.
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+// The variant the environment selects for a mode: dense 1 or 22 (the default), sparse 1 or 12 (the default).
 int prefill_variant(PrefillMode mode);
 // The number N of a variant name "vN" (N >= 1, nothing after it); 0 for null or anything else.
 int prefill_variant_number(const char* name);

@@ -1,9 +1,10 @@
-// Session 7: the same kernel also runs as pools v53 / v54 (the select fused into each CTA: it selects the row it
-// has just pooled) and v55 (each row's largest score written beside it for the select's bins); see PoolSel below.
-//
-// The anchors' pooling pass, variant v19 (KASCADE_PREFILL_POOL=v19, the default: head dim 128, g = 4, statistics
-// from the attention pass; elsewhere pool v1), followed by select v3 (prefill_select_v3.cu); the same kernel runs
-// as pool v32 (the default since session 6: the select finishes in one pass after its second digit). Session 6's
+// The anchors' pooling pass of pools v32 and v55 (KASCADE_PREFILL_POOL=v32 / v55; v55 the default since session 7:
+// head dim 128, g = 4, statistics from the attention pass; elsewhere pool v1), followed by select v3
+// (prefill_select_v3.cu). v55 (ROWMAX below) also writes each row's largest score, under which its select bins the
+// row (two passes over it instead of v32's three). Session 5's v19 (the same pool, a four-pass select) is gone.
+// Session 7 also timed this kernel selecting its own row right after pooling it (pools v53 / v54: the rows in one
+// slot per SM, read back from L2; 128k, ncu: 137-149 ms per op for pool + select against v32's 112 + 11.5): lost,
+// gone. Session 6's
 // call B timed v35 (the row constants read as float4, stored per thread quad: 4-way bank conflicts; layer 0 392.4
 // against 362.1 ms at 128k): gone. Session 6's call A
 // timed v23 (a quarter of the exponentials on the FMA pipe, a degree-3 polynomial: 7.91 against 7.01 ms at 32k,
@@ -31,7 +32,6 @@
 //     released once the product is done, then the exponentials and row sums, one pooled score per key.
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
-#include "prefill_select.cuh"
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
@@ -68,39 +68,13 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// What a pool CTA does besides pooling its row (template argument SEL):
-//  - kPoolOnly (pools v19 / v32): writes the row, the select runs as its own launch;
-//  - kPoolRowMax (pool v55): also writes the row's largest score to rowMax[pair, t] (for the select's bins);
-//  - kFusedRadix (pool v53) / kFusedMax (pool v54): selects its own row right after pooling it (below), by the
-//    radix select (select_pooled_row) or by bins under the row's largest score (select_pooled_row_max).
-enum PoolSel : int { kPoolOnly = 0, kPoolRowMax = 1, kFusedRadix = 2, kFusedMax = 3 };
-
-// The fused pools' select: where each CTA's pooled row goes (one row of rowStride floats per SM: one CTA per SM,
-// so the SM's id names a row no other running CTA uses) and the selection it writes; pool v55's row maxima.
-struct P17Select {
-  const int* counts;  // [tiles]
-  int kMax;
-  int* indices;  // [pairs, tiles, kMax]
-  int slots;     // rows in `pooled` (the device's SM count)
-  size_t rowStride;
-  float* rowMax;  // kPoolRowMax: [pairs, tiles]
-};
-
-__device__ __forceinline__ unsigned sm_id() {
-  unsigned r;
-  asm volatile("mov.u32 %0, %%smid;\n" : "=r"(r));
-  return r;
-}
-
-// Fused (pools v53 / v54): the producer is the last warpgroup (so the consumers are threads 0 .. 128 NC - 1,
-// what the select's block scan indexes), the row goes to the SM's slot and, once pooled, the consumers select its
-// counts[t] largest (prefill_select.cuh) in the K ring's shared memory; tiles whose selection is every earlier key
-// (or none) skip the pool. With the row maximum (v54 / v55) each thread keeps the largest score it wrote; the
-// CTA's is an atomicMax over their bit patterns (scores >= 0 order like them).
-template <typename T, int NC, int SEL = kPoolOnly>
+// ROWMAX (pool v55): each thread keeps the largest score it wrote; the CTA's is an atomicMax over their bit
+// patterns (scores >= 0 order like them), written to rowMax[pair, t] for the select's bins.
+template <typename T, int NC, bool ROWMAX>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
-                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout, P17Select sel) {
+                    float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
+                    float* __restrict__ rowMax) {
   constexpr int D = 128;
   constexpr int STAGES = p17_stages<NC>();
   constexpr int TILE = kP17Keys * D;
@@ -122,20 +96,10 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   const int t = tiles - 1 - static_cast<int>(blockIdx.x);
   const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
   const int st = s.queryStart + t * kT;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
-  constexpr bool FUSED = SEL == kFusedRadix || SEL == kFusedMax;
-  constexpr bool ROWMAX = SEL == kPoolRowMax || SEL == kFusedMax;
-  constexpr int kProducer = FUSED ? NC : 0;  // the producer warpgroup's index
-  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: the CTA's largest score (bits)
-  int selK = 0;
-  int* selOut = nullptr;
-  if (FUSED) {
-    selK = min(max(__ldg(sel.counts + t), 0), min(st, sel.kMax));
-    selOut = sel.indices + (static_cast<size_t>(pair) * tiles + t) * sel.kMax;
-    if (select_trivial_row(selOut, selK, st, sel.kMax, tid, blockDim.x)) return;
-  }
   if (st == 0) return;
   const int steps = (st + kP17Keys - 1) / kP17Keys;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: the CTA's largest score (bits)
 
   if (tid == 0) {
     tma::mbar_init(qFull, 1);
@@ -148,9 +112,9 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
   __syncthreads();
 
-  if (wgi == kProducer) {
+  if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
-    if (warp == kProducer * 4 && lane == 0) {
+    if (warp == 0 && lane == 0) {
       tma::mbar_arrive_expect_tx(qFull, kP17Rows * D * sizeof(T));
       for (int hh = 0; hh < 4; ++hh)
         for (int c = 0; c < 2; ++c)
@@ -167,7 +131,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(p17_consumer_regs<NC>()) : "memory");
-  const int cw = FUSED ? wgi : wgi - 1, ctid = FUSED ? tid : tid - 128, wl = warp & 3;
+  const int cw = wgi - 1, ctid = tid - 128, wl = warp & 3;
   const int row = lane >> 2, quad = lane & 3;
   // Row constants c = M + log2(L) (+inf past the chunk: those rows add nothing).
   if (ctid < kP17Rows) {
@@ -182,11 +146,6 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
-  if (FUSED) {
-    const unsigned slot = sm_id();
-    if (slot >= static_cast<unsigned>(sel.slots)) __trap();  // more SM ids than the workspace has rows for
-    rowp = pooled + slot * sel.rowStride;
-  }
   const float qscale = s.scale * kLog2e;
   const tma::Turns turns(2, cw, NC);
 
@@ -231,36 +190,19 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, o));
     if (lane == 0) atomicMax(cmax, __float_as_uint(vmax));
-  }
-  if (SEL == kPoolRowMax) {
     asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // every consumer's atomicMax is in
-    if (ctid == 0) sel.rowMax[static_cast<size_t>(pair) * tiles + t] = __uint_as_float(*cmax);
-  }
-  if (FUSED) {
-    // After this barrier every step's copy has been consumed (the K ring is free for the select's shared
-    // memory) and the row's writes are visible to every consumer; the producer warps have exited (a barrier
-    // waits for non-exited threads only).
-    __syncthreads();
-    unsigned* w = reinterpret_cast<unsigned*>(Ks);
-    constexpr int kH = kSelMaxBins;  // histogram words (2048 used by the radix select)
-    const SelectShared sh{w, w + kH, w + kH + 16, reinterpret_cast<int*>(w + kH + 18), w + kH + 32,
-                          reinterpret_cast<int*>(w + kH + 32 + kSel3Cand)};
-    const unsigned* u = reinterpret_cast<const unsigned*>(rowp);
-    if (SEL == kFusedMax)
-      select_pooled_row_max<128 * NC, false>(u, st, selK, selOut, sh, *cmax);
-    else
-      select_pooled_row<128 * NC, true, false>(u, st, selK, selOut, sh);
+    if (ctid == 0) rowMax[static_cast<size_t>(pair) * tiles + t] = __uint_as_float(*cmax);
   }
 }
 
-template <typename T, int NC, int SEL>
+template <typename T, int NC, bool ROWMAX>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, const P17Select& sel,
+                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, SEL>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, ROWMAX>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -270,8 +212,8 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, SEL><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
-      s, maps, stats, pooled, pairBase, perPair, denseLayout, sel);
+  pool_v17_kernel<T, NC, ROWMAX><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
+      s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
@@ -283,24 +225,10 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                             cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
-  P17Select sel{};
-  sel.rowMax = rowMax;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return rowMax ? launch_p17_t<T, 4, kPoolRowMax>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, sel, st)
-                  : launch_p17_t<T, 4, kPoolOnly>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, sel, st);
-  });
-}
-
-cudaError_t launch_pool_select_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                                   float* rows, int slots, size_t rowStride, const int* counts, int kMax,
-                                   int* indices, bool byMax, cudaStream_t st) {
-  if (!pool_v17_supports(s) || slots < 1 || rowStride < static_cast<size_t>(s.queryStart + s.queries))
-    return cudaErrorInvalidValue;
-  const P17Select sel{counts, kMax, indices, slots, rowStride, nullptr};
-  const int pairs = s.batch * s.kvHeads;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return byMax ? launch_p17_t<T, 4, kFusedMax>(s, q, k, stats, rows, 0, pairs, 0, 0, sel, st)
-                 : launch_p17_t<T, 4, kFusedRadix>(s, q, k, stats, rows, 0, pairs, 0, 0, sel, st);
+    return rowMax ? launch_p17_t<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st)
+                  : launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
+                                              st);
   });
 }
 

@@ -3,10 +3,9 @@
 // aligned), 11 + 11 + 10 bits through shared-memory histograms (warp-aggregated increments, select_common.cuh's
 // block scan finds the bin holding the wanted rank), then one compaction pass: every score above the k-th
 // largest, and ties at it lowest index first (the spec's rule, kept exactly). 16-byte loads, two in flight per
-// thread. Run by NT threads (threadIdx.x 0 .. NT - 1; any threads past them must have exited).
-// Callers: select_prefill_v3_kernel (prefill_select_v3.cu, one 256-thread block per row, after the pool's
-// launch) and pool_v17_kernel's fused select (prefill_pool_v17.cu, pool v53: the CTA's four consumer warpgroups
-// select the row they have just pooled, read back from L2). Not part of the public C API.
+// thread. Run by the NT threads of a CTA (select_prefill_v3_kernel, prefill_select_v3.cu: one 256-thread block
+// per row). Session 7 also ran it inside the pool's CTAs (pools v53 / v54: slower, gone). Not part of the public
+// C API.
 #pragma once
 #include "prefill_attention.cuh"
 #include "select_common.cuh"
@@ -15,7 +14,7 @@ namespace kascade {
 namespace pf {
 
 constexpr int kSelPer = 8;       // scores per thread and trip (two 16-byte loads)
-constexpr int kSel3Cand = 2048;  // FINISH2: candidates sharing the k-th largest's top 22 bits kept in shared memory
+constexpr int kSel3Cand = 2048;  // candidates sharing the k-th largest's top 22 bits kept in shared memory
 
 // The shared memory one row's select works in (NT / 32 words of wsum).
 struct SelectShared {
@@ -23,40 +22,37 @@ struct SelectShared {
   unsigned* wsum;   // NT / 32
   unsigned* res;    // 2
   int* cnt;         // 2: scores written so far, candidates kept
-  unsigned* candV;  // FINISH2: kSel3Cand
-  int* candX;       // FINISH2: kSel3Cand
+  unsigned* candV;  // kSel3Cand
+  int* candX;       // kSel3Cand
 };
 
-// The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted). RO: read-only for the kernel's
-// lifetime (the non-coherent path); else written earlier by this CTA (read through L2).
-template <bool RO>
+// The row's scores x .. x + 7 (x a multiple of 8; past st: 0, never counted).
 __device__ __forceinline__ void sel_load8(const unsigned* u, int x, int st, unsigned (&v)[kSelPer]) {
   const uint4* p = reinterpret_cast<const uint4*>(u + x);
   const uint4 z = make_uint4(0, 0, 0, 0);
-  const uint4 a = x < st ? (RO ? __ldg(p) : __ldcg(p)) : z;
-  const uint4 b = x + 4 < st ? (RO ? __ldg(p + 1) : __ldcg(p + 1)) : z;
+  const uint4 a = x < st ? __ldg(p) : z;
+  const uint4 b = x + 4 < st ? __ldg(p + 1) : z;
   v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
 }
 
 // f(x, v) for each of the thread's trips over the row: v = scores x .. x + 7 (past st: 0). Every thread makes
 // the same number of trips, so f may hold a CTA barrier.
-template <int NT, bool RO, typename F>
+template <int NT, typename F>
 __device__ __forceinline__ void sel_row_trips(const unsigned* u, int st, F f) {
   for (int base = 0; base < st; base += NT * kSelPer) {
     const int x = base + static_cast<int>(threadIdx.x) * kSelPer;
     unsigned v[kSelPer];
-    sel_load8<RO>(u, x, st, v);
+    sel_load8(u, x, st, v);
     f(x, v);
   }
 }
 
-// The k (1 <= k < st) largest of row u[0 .. st) into out[0 .. k) (order free). FINISH2: after the second digit,
-// one pass over the row writes every score whose top 22 bits are above the k-th largest's and keeps those equal
+// The k (1 <= k < st) largest of row u[0 .. st) into out[0 .. k) (order free). After the second digit, one
+// pass over the row writes every score whose top 22 bits are above the k-th largest's and keeps those equal
 // to them (a bin 2^-13 wide: a few dozen at 128k) in shared memory, where the third digit and the ties are
 // resolved; more than kSel3Cand candidates fall back to the third pass and the compaction. The row is read three
-// times with FINISH2, else four. The caller makes the row's writes visible and `sh` free first (a CTA barrier
-// where both happened in the same kernel).
-template <int NT, bool FINISH2, bool RO>
+// times (four on the fallback).
+template <int NT>
 __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, const SelectShared& sh) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   unsigned* hist = sh.hist;
@@ -67,7 +63,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
   for (int level = 0; level < 3; ++level) {
     const int shift = level == 0 ? 21 : level == 1 ? 10 : 0;
     const int nbins = level < 2 ? 2048 : 1024;
-    if (FINISH2 && level == 2) {
+    if (level == 2) {
       // prefix = bits 31..10 of the k-th largest, krem = the rank wanted among the scores sharing them.
       const unsigned hi = prefix >> 10;
       if (tid == 0) {
@@ -75,7 +71,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
         nCand = 0;
       }
       __syncthreads();
-      sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+      sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
 #pragma unroll
         for (int e = 0; e < kSelPer; ++e) {
           if (x + e >= st) continue;
@@ -118,7 +114,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
     }
     for (int i = tid; i < nbins; i += NT) hist[i] = 0;
     __syncthreads();
-    sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+    sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
 #pragma unroll
       for (int e = 0; e < kSelPer; ++e)
         warp_hist_add(hist, (v[e] >> shift) & static_cast<unsigned>(nbins - 1), x + e < st && (v[e] & mask) == prefix);
@@ -137,7 +133,7 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
   if (tid == 0) cntGt = 0;
   __syncthreads();
   unsigned tieBase = 0;
-  sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+  sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
     unsigned ties = 0;
 #pragma unroll
     for (int e = 0; e < kSelPer; ++e) {
@@ -176,9 +172,11 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
 // holding the k-th, each candidate's rank (greater scores, then equal ones at lower indices) decide the rest.
 // Two passes over the row. Where B is the catch-all bin 0
 // or holds more than kSel3Cand scores, select_pooled_row runs instead (exact either way). sh.hist must hold
-// 4096 bins. The caller makes the row's writes visible and `sh` free first.
+// 4096 bins.
+// LEAN (pool v56): each trip's 8 scores are checked against the row's end once (st and the trip's first index are
+// multiples of 8), the first pass bins by clamping, the second compares the patterns with the k-th bin's bounds.
 constexpr int kSelMaxBins = 4096;
-template <int NT, bool RO>
+template <int NT, bool LEAN = false>
 __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out, const SelectShared& sh,
                                       unsigned mb) {
   const int tid = threadIdx.x;
@@ -195,27 +193,53 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
     nCand = 0;
   }
   __syncthreads();
-  sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+  sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+    if constexpr (LEAN) {
+      if (x < st)
 #pragma unroll
-    for (int e = 0; e < kSelPer; ++e)
-      if (x + e < st) atomicAdd(&hist[bin_of(v[e])], 1u);
+        for (int e = 0; e < kSelPer; ++e)
+          atomicAdd(&hist[min((max(v[e], lo) - lo) >> 15, static_cast<unsigned>(kSelMaxBins - 1))], 1u);
+    } else {
+#pragma unroll
+      for (int e = 0; e < kSelPer; ++e)
+        if (x + e < st) atomicAdd(&hist[bin_of(v[e])], 1u);
+    }
   });
   __syncthreads();
   select_rank_bin<NT>([&](int bin) { return hist[bin]; }, kSelMaxBins, static_cast<unsigned>(k), sh.wsum, sh.res);
   const unsigned b = sh.res[0], krem = sh.res[1];
   if (b > 0) {
-    sel_row_trips<NT, RO>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+    // Bin b holds the patterns [candLo, candHi) (the last bin everything from candLo up).
+    const unsigned candLo = lo + (b << 15);
+    const unsigned candHi = b + 1 < static_cast<unsigned>(kSelMaxBins) ? candLo + (1u << 15) : 0xffffffffu;
+    sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+      if constexpr (LEAN) {
+        if (x < st)
 #pragma unroll
-      for (int e = 0; e < kSelPer; ++e) {
-        if (x + e >= st) continue;
-        const unsigned h = bin_of(v[e]);
-        if (h > b) {
-          out[atomicAdd(&cntGt, 1)] = x + e;
-        } else if (h == b) {
-          const int c = atomicAdd(&nCand, 1);
-          if (c < kSel3Cand) {
-            sh.candV[c] = v[e];
-            sh.candX[c] = x + e;
+          for (int e = 0; e < kSelPer; ++e) {
+            if (v[e] >= candHi) {
+              out[atomicAdd(&cntGt, 1)] = x + e;
+            } else if (v[e] >= candLo) {
+              const int c = atomicAdd(&nCand, 1);
+              if (c < kSel3Cand) {
+                sh.candV[c] = v[e];
+                sh.candX[c] = x + e;
+              }
+            }
+          }
+      } else {
+#pragma unroll
+        for (int e = 0; e < kSelPer; ++e) {
+          if (x + e >= st) continue;
+          const unsigned h = bin_of(v[e]);
+          if (h > b) {
+            out[atomicAdd(&cntGt, 1)] = x + e;
+          } else if (h == b) {
+            const int c = atomicAdd(&nCand, 1);
+            if (c < kSel3Cand) {
+              sh.candV[c] = v[e];
+              sh.candX[c] = x + e;
+            }
           }
         }
       }
@@ -224,11 +248,10 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
     __syncthreads();
     const int nc = nCand;
     if (nc <= kSel3Cand) {
-      // The candidates' bit patterns lie in [base, base + 2^15): 1024 sub-bins of 32 patterns; the sub-bin s
+      // The candidates' bit patterns lie in [candLo, candLo + 2^15): 1024 sub-bins of 32 patterns; the sub-bin s
       // holding rank krem, then each of s's candidates ranked among s's (greater, or equal at a lower index).
       // (The largest score sits 2^27 patterns above lo: bin 4096 and sub-bin 1024 clamp to the last ones.)
-      const unsigned base = lo + (b << 15);
-      const auto sub_of = [base](unsigned v) { return min((v - base) >> 5, 1023u); };
+      const auto sub_of = [candLo](unsigned v) { return min((v - candLo) >> 5, 1023u); };
       for (int i = tid; i < nc; i += NT) atomicAdd(&hist[sub_of(sh.candV[i])], 1u);
       __syncthreads();
       select_rank_bin<NT>([&](int bin) { return hist[bin]; }, 1024, krem, sh.wsum, sh.res);
@@ -251,7 +274,7 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
     }
   }
   __syncthreads();  // every thread is past the bins and counters before the full select reuses them
-  select_pooled_row<NT, true, RO>(u, st, k, out, sh);
+  select_pooled_row<NT>(u, st, k, out, sh);
 }
 
 // A tile's selection when it needs no select: -1 in out[k .. kMax), and with k == st every earlier key. True

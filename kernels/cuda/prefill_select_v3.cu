@@ -8,9 +8,11 @@
 // select_prefill_v3_kernel: grid (tiles, pairs in this pass), 256 threads, one block per pooled row of s_t
 // scores (>= 0, so their f32 bit patterns order like the values; s_t a multiple of 32; rows start 64-byte aligned
 // in the packed layout), k = counts[t] of them selected. Writes the k indices in indices[pair, t, 0 .. k) (order
-// free), -1 in the unused entries. Bytes: the row four times (three histogram passes and the compaction), three
-// with FINISH2 (below; pool v32, the default since session 6's call B). Call B also timed four 16-byte loads in
-// flight per thread instead of two (pool v33: the anchor 298.2 against 296.5 ms at 128k): gone.
+// free), -1 in the unused entries. Bytes: the row three times (two histogram passes, then one pass writing the
+// scores above the k-th's 22-bit prefix and keeping those sharing it; pool v32's finish, the default since session
+// 6's call B; four times on its fallback). Session 5's four-pass select (pool v19) is gone (session 7); session
+// 6's call B also timed four 16-byte loads in flight per thread instead of two (pool v33: the anchor 298.2 against
+// 296.5 ms at 128k): gone.
 #include "prefill_select.cuh"
 
 namespace kascade {
@@ -20,8 +22,8 @@ namespace {
 
 constexpr int NT = 256;  // threads per block
 
-// BYMAX (pool v55): select_pooled_row_max under rowMax[pair, t] (written by the pool).
-template <bool FINISH2, bool BYMAX = false>
+// BYMAX (pools v55 / v56): select_pooled_row_max under rowMax[pair, t] (written by the pool); LEAN: v56's loops.
+template <bool BYMAX, bool LEAN = false>
 __global__ void __launch_bounds__(NT)
     select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
                              const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase,
@@ -30,8 +32,8 @@ __global__ void __launch_bounds__(NT)
   __shared__ unsigned wsum[NT / 32];
   __shared__ unsigned res[2];
   __shared__ int cnt[2];
-  __shared__ unsigned candV[FINISH2 ? kSel3Cand : 1];
-  __shared__ int candX[FINISH2 ? kSel3Cand : 1];
+  __shared__ unsigned candV[kSel3Cand];
+  __shared__ int candX[kSel3Cand];
   const int tiles = tiles_of(s);
   const int t = tiles - 1 - static_cast<int>(blockIdx.x);
   const int pair = pairBase + blockIdx.y;
@@ -43,21 +45,22 @@ __global__ void __launch_bounds__(NT)
       reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
   const SelectShared sh{hist, wsum, res, cnt, candV, candX};
   if (BYMAX)
-    select_pooled_row_max<NT, true>(u, st, k, out, sh, __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t)));
+    select_pooled_row_max<NT, LEAN>(u, st, k, out, sh,
+                                    __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t)));
   else
-    select_pooled_row<NT, FINISH2, true>(u, st, k, out, sh);
+    select_pooled_row<NT>(u, st, k, out, sh);
 }
 
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
-                             size_t perPair, const int* counts, int kMax, int* indices, bool finish2,
-                             const float* rowMax, cudaStream_t st) {
+                             size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
+                             bool lean, cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  if (rowMax)
-    select_prefill_v3_kernel<true, true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase,
-                                                              rowMax);
-  else if (finish2)
+  if (rowMax && lean)
+    select_prefill_v3_kernel<true, true>
+        <<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
+  else if (rowMax)
     select_prefill_v3_kernel<true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
   else
     select_prefill_v3_kernel<false><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);

@@ -1,5 +1,5 @@
-// Prefill sparse tile attention, variants v9 / v12 (KASCADE_PREFILL_SPARSE=v9 / v12: the anchors' sparse pass and
-// reuse at head dim 128 and g = 4; elsewhere as v8): dense v9's warp-specialised structure (prefill_dense_v9.cu) over a
+// Prefill sparse tile attention, variant v12 (KASCADE_PREFILL_SPARSE=v12, the default: the anchors' sparse pass and
+// reuse at head dim 128 and g = 4; elsewhere v1; session 5's v17, this kernel with a 2-stage ring, is gone): dense v9's warp-specialised structure (prefill_dense_v9.cu) over a
 // gathered key list. The rows are arbitrary positions, which a TMA tensor copy cannot gather, so a producer
 // warpgroup gathers them with 16-byte cp.async straight into v8's 128-byte swizzled layout.
 //
@@ -20,8 +20,8 @@
 //   - warpgroups 1 and 2, the consumers (setmaxnreg 224): heads 2 (w - 1), 2 (w - 1) + 1, dense v9's loop
 //     (S(i) issued, then P(i - 1) V(i - 1); the masked softmax of S(i) under P V; the stage of step i - 1
 //     released once its P V is done). Masks only on steps with a diagonal, past-the-list or invalid entry.
-// Shared memory: Q 32 KB + STAGES x (K + V) 64 KB + positions + 1 KB alignment: 2 stages (sparse v9) 162 KB, 3
-// stages (sparse v12: a step more of the gather's latency hidden) 226.8 KB of the 227 KB.
+// Shared memory: Q 32 KB + STAGES x (K + V) 64 KB + positions + 1 KB alignment: 3 stages (sparse v12: a step more
+// of the gather's latency hidden than the 2 stages, 162 KB, of sessions 4-5's v9 / v17) 226.8 KB of the 227 KB.
 // Bytes: Q 32 KB, the list's K and V rows (256 B each, L2 mostly), out 32 KB per CTA.
 #include <type_traits>
 
@@ -234,12 +234,9 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
-                                     int stages) {
-  if (!prefill_sparse_v9_supports(s) || (stages != 2 && stages != 3)) return cudaErrorInvalidValue;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return stages == 3 ? launch_s9_t<T, 3>(s, a, st) : launch_s9_t<T, 2>(s, a, st);
-  });
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  if (!prefill_sparse_v9_supports(s)) return cudaErrorInvalidValue;
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s9_t<T, 3>(s, a, st); });
 }
 
 }  // namespace pf

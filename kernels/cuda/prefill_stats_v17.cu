@@ -1,10 +1,10 @@
-// The anchors' statistics-only pass, dense variant v17 (KASCADE_PREFILL_DENSE=v17, the default; its dense and
+// The anchors' statistics-only pass of dense variant v22 (KASCADE_PREFILL_DENSE=v22, the default; its dense and
 // dense + statistics modes run dense v9): for every query row the max (log2 domain) and sum of its full causal
-// softmax, written to stats [batch, heads, queries, 2] as dense v9's statistics-only mode does. (Call B of session
-// 5 also timed v18 without the turns, v19 with an eighth of the exponentials on the FMA pipe and v20 with a lazy
-// thread-local max: none faster at 128k; they are gone.) Session 6: v22 (STALE below: no per-step row max at all;
-// call A: 7.13 against 7.51 ms at 32k, ncu; the anchor 297.7 against 304.4 ms at 128k). Call A's v24 (v22 with a
-// quarter of the exponentials on the FMA pipe) was slower (anchor 327.3 ms) and is gone.
+// softmax, written to stats [batch, heads, queries, 2] as dense v9's statistics-only mode does. Session 5's v17
+// (this kernel with a per-step row max and rescale) lost to v22 in session 6 (call A: 7.51 against 7.13 ms at 32k,
+// ncu; the anchor 304.4 against 297.7 ms at 128k) and is gone (session 7), as are session 5's v18-v20 (no turns,
+// FMA-pipe exponentials, a lazy thread-local max) and session 6's v24 (v22 with a quarter of the exponentials on
+// the FMA pipe: anchor 327.3 ms).
 //
 // Why: per 128-key step of 64 query rows the pass is 8 wgmma m64n128k16 (about 512 tensor-core cycles of an SM)
 // against 8192 exponentials (about 512 MUFU cycles of one warpgroup's four warps); dense v9's two consumer
@@ -83,11 +83,11 @@ struct S17Maps {
   CUtensorMap k;
 };
 
-// STALE (variant 22): every thread keeps its own (max, sum) per row and exponentiates a step against its
-// previous max, with no per-step row max (FMNMX per score, shuffles, the rescale): the step's sum is kept unless it
-// reaches 2^64 (a score 64 above the held max; inf / NaN while nothing was held), and only then the step is redone
-// against its own thread-local max. The quad's pairs are merged at the end.
-template <typename T, bool STALE>
+// Every thread keeps its own (max, sum) per row and exponentiates a step against its previous max, with no
+// per-step row max (FMNMX per score, shuffles, the rescale): the step's sum is kept unless it reaches 2^64 (a
+// score 64 above the held max; inf / NaN while nothing was held), and only then the step is redone against its
+// own thread-local max. The quad's pairs are merged at the end.
+template <typename T>
 __global__ void __launch_bounds__(kS17Threads, 1)
     prefill_stats_v17_kernel(const KascadePrefillShape s, float* __restrict__ statsOut,
                              const __grid_constant__ S17Maps maps) {
@@ -172,38 +172,14 @@ __global__ void __launch_bounds__(kS17Threads, 1)
     const int kFirst = i * kS17Keys;
     if (kFirst + kS17Keys - 1 > warpFirst || kFirst + kS17Keys > listLen)
       mask_causal<16>(sacc, kFirst, quad, pos0, pos1, listLen);
-    if constexpr (STALE) {
-      stale_row(sacc, 0, qscale, m0, l0);
-      stale_row(sacc, 2, qscale, m1, l1);
-    } else {
-      float mx0, mx1;
-      row_max_quad<16>(sacc, mx0, mx1);
-      const float mn0 = fmaxf(m0, mx0 * qscale), mn1 = fmaxf(m1, mx1 * qscale);
-      const float c0 = mn0 == -INFINITY ? 1.f : ex2f(m0 - mn0), c1 = mn1 == -INFINITY ? 1.f : ex2f(m1 - mn1);
-      const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
-      float rs0 = 0.f, rs1 = 0.f;
-#pragma unroll
-      for (int nb = 0; nb < 16; ++nb) {
-        rs0 += ex2f(fmaf(sacc[nb * 4 + 0], qscale, -b0)) + ex2f(fmaf(sacc[nb * 4 + 1], qscale, -b0));
-        rs1 += ex2f(fmaf(sacc[nb * 4 + 2], qscale, -b1)) + ex2f(fmaf(sacc[nb * 4 + 3], qscale, -b1));
-      }
-      l0 = l0 * c0 + rs0;
-      l1 = l1 * c1 + rs1;
-      m0 = mn0;
-      m1 = mn1;
-    }
+    stale_row(sacc, 0, qscale, m0, l0);
+    stale_row(sacc, 2, qscale, m1, l1);
   }
-  if constexpr (STALE) {  // the quad's thread-local pairs
+  // The quad's thread-local pairs.
 #pragma unroll
-    for (int o = 1; o <= 2; o <<= 1) {
-      merge_ml(m0, l0, __shfl_xor_sync(0xffffffffu, m0, o), __shfl_xor_sync(0xffffffffu, l0, o));
-      merge_ml(m1, l1, __shfl_xor_sync(0xffffffffu, m1, o), __shfl_xor_sync(0xffffffffu, l1, o));
-    }
-  } else {
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  for (int o = 1; o <= 2; o <<= 1) {
+    merge_ml(m0, l0, __shfl_xor_sync(0xffffffffu, m0, o), __shfl_xor_sync(0xffffffffu, l0, o));
+    merge_ml(m1, l1, __shfl_xor_sync(0xffffffffu, m1, o), __shfl_xor_sync(0xffffffffu, l1, o));
   }
   // Parity 1 hands its (max, sum) to parity 0 (named barrier 1: the four consumer warpgroups).
   if (kp == 1 && quad == 0) {
@@ -227,12 +203,12 @@ __global__ void __launch_bounds__(kS17Threads, 1)
   }
 }
 
-template <typename T, bool STALE>
+template <typename T>
 cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s17_smem_bytes<T>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T, STALE>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_stats_v17_kernel<T>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -243,20 +219,16 @@ cudaError_t launch_s17_t(const KascadePrefillShape& s, const PrefillArgs& a, cud
       !tma_encode(&maps.k, s.dtype, a.k, n, s.capacity, s.batch * s.kvHeads, kS17Keys))
     return cudaErrorNotSupported;
   const PrefillGrid grid = prefill_v9_grid(s);
-  prefill_stats_v17_kernel<T, STALE>
+  prefill_stats_v17_kernel<T>
       <<<dim3(grid.x, grid.y, grid.z), kS17Threads, smem, st>>>(s, a.stats, maps);
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st,
-                                     int variant) {
+cudaError_t launch_prefill_stats_v17(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   if (s.headDim != 128) return cudaErrorInvalidValue;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (variant == 22) return launch_s17_t<T, true>(s, a, st);
-    return launch_s17_t<T, false>(s, a, st);
-  });
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s17_t<T>(s, a, st); });
 }
 
 }  // namespace pf

@@ -25,7 +25,7 @@ import { type PrefillRow, runPrefillCase } from './prefill-parity.js';
 type Fault =
   | 'none'
   | 'dense-shift'
-  | 'dense-shift-v17'
+  | 'dense-shift-v22'
   | 'drop-top'
   | 'anchor-dense'
   | 'reuse-ignores-map'
@@ -113,8 +113,8 @@ function writeOut(
   const perQ = s.heads * s.queries * s.headDim;
   ins.forEach((inp, b) => {
     const r = per(inp, b);
-    const v17 = process.env.KASCADE_PREFILL_DENSE === 'v17';
-    if (state.fault === 'dense-shift' || (state.fault === 'dense-shift-v17' && v17))
+    const v22 = process.env.KASCADE_PREFILL_DENSE === 'v22';
+    if (state.fault === 'dense-shift' || (state.fault === 'dense-shift-v22' && v22))
       r[0] = (r[0] as number) + 1;
     o.set(narrow(s, r), b * perQ);
   });
@@ -301,13 +301,13 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
 
   it('checks every kernel variant, tags its rows, and restores the selection', { timeout: 60_000 }, () => {
     setPrefillKernels({ dense: 'v1', sparse: 'v1', pool: 'v1' });
-    const rows = run('dense-shift-v17', false, [
+    const rows = run('dense-shift-v22', false, [
       { name: 'v1', kernels: prefillKernelPreset('v1') },
-      { name: 'v37', kernels: prefillKernelPreset('v37') },
+      { name: 'v48', kernels: prefillKernelPreset('v48') },
     ]);
     expect(rows.map((r) => r.kernels)).toEqual([
       ...Array(5).fill('v1: dense v1 sparse v1 pool v1'),
-      ...Array(5).fill('v37: dense v17 sparse v12 pool v19'),
+      ...Array(5).fill('v48: dense v22 sparse v12 pool v32'),
     ]);
     for (const r of rows.slice(0, 5)) expect(r.pass, `${r.op} v1: ${r.why}`).toBe(true);
     const bad = rows.slice(5).filter((r) => !r.pass);
@@ -321,8 +321,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v32' });
-      expect(prefillKernelPreset('v48')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v55' });
+      expect(prefillKernelPreset('v55')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];
@@ -331,18 +331,18 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
 
   it('rejects an unknown kernel variant or preset by name', () => {
     expect(() => setPrefillKernels({ dense: 'v10' as 'v1' })).toThrow(
-      /dense kernel must be one of v1, v12, v17, v22, got v10/,
+      /dense kernel must be one of v1, v22, got v10/,
     );
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v12, v17, v22, got fast/,
+      /sparse kernel must be one of v1, v12, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v19, v32, v53, v54, v55, got v9/,
+      /pool kernel must be one of v1, v32, v55, v56, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v37, v48, v53, v54, v55\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v48, v55, v56\)/,
     );
-    // Sessions 2-5's losing presets are gone.
+    // Sessions 2-7's losing presets are gone.
     for (const gone of [
       'v2',
       'v8',
@@ -352,18 +352,21 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       'v30',
       'v32',
       'v36',
+      'v37',
       'v41',
       'v42',
       'v45',
       'v47',
       'v49',
       'v51',
+      'v52',
+      'v53',
+      'v54',
     ])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     expect(prefillKernelPreset('v48')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v32' });
-    expect(prefillKernelPreset('v37')).toEqual({ dense: 'v17', sparse: 'v12', pool: 'v19' });
-    expect(prefillKernelPreset('v53')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v53' });
+    expect(prefillKernelPreset('v55')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v55' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

@@ -73,7 +73,7 @@ export interface PrefillCase {
 
 export interface PrefillRow {
   op: string;
-  /** The kernels that ran, e.g. 'v37: dense v17 sparse v12 pool v19' (see setPrefillKernels). */
+  /** The kernels that ran, e.g. 'v55: dense v22 sparse v12 pool v55' (see setPrefillKernels). */
   kernels: string;
   dtype: string;
   g: number;

@@ -351,75 +351,72 @@ export function uploadPrefillSelection(
  * Which prefill kernels run (kernels/cuda/prefill_*.cu), per part:
  * - attention (`dense`: dense, dense + statistics for layer 0, the anchor's statistics pass;
  *   `sparse`: the anchor's and reuse's sparse tile attention):
- *   - `v1`: mma.sync, 16 query rows per warp (the first version; every shape, and where v12 / v17 do not
- *     apply: head dim 64, sparse at g != 4);
- *   - `v12` (sparse default): dense and dense + statistics on dense v9 (prefill_dense_v9.cu, FlashAttention-3's
- *     structure: TMA copies into a 2-stage mbarrier ring, a producer warpgroup and two consumer warpgroups), the
- *     statistics-only pass on four consumer warpgroups taking turns (prefill_stats_v17.cu), sparse on the same
- *     skeleton gathering the selected rows with a 3-stage ring (prefill_sparse_v9.cu); head dim 128;
- *   - `v17` (session 5's dense default): v12 with sparse v9's 2-stage ring;
- *   - `v22` (dense default since session 6's call B): v17 whose statistics-only pass exponentiates each step
- *     against the thread's previous max (no per-step row max; the step is redone only when its sum reaches
- *     2^64), the quad's (max, sum) pairs merged at the end (128k: the anchor 301.6 against 308.4 ms).
- *   (Sessions 2-5's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and call A's `v24`, FMA-pipe exponentials, are gone.)
- * - `pool` (the anchors' pooled post-softmax scores): `v1` mma.sync (every shape), `v19` (session 5's default)
- *   four consumer warpgroups taking 64-key steps round-robin and issuing their products in step order
- *   (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), then the radix select (prefill_select_v3.cu, four
- *   passes over each pooled row); `v32` (the default since session 6's call B): the same pool, then the select
- *   finishing in one pass after its second digit (the third digit and the ties resolved among the candidates it
- *   keeps in shared memory: three passes over the row; 128k: the anchor 296.5 against 301.6 ms, layer 0 362.1
- *   against 365.1). Session 6 also timed FMA-pipe exponentials (`v23`), the pool counting the select's first digit
- *   (`v27`, `v28`, `v31`), four loads in flight per select thread (`v33`), 4 GiB pooled passes (`v34`) and float4
- *   row constants (`v35`): all slower, all gone, as are sessions 2-5's `v2`-`v18`, `v20`-`v22`. Call D's `v36`
- *   (each pooled pass's select on a second stream, in 128-thread blocks beside the next pass's pool CTAs) was
- *   not faster than v32 and is gone. `v53` (session 7): v32's pool and select fused in one launch: each CTA selects
- *   the row it has just pooled (read back from L2), the rows in one slot per SM (anchor workspace: statistics +
- *   SMs x n floats, 66 MB at 128k on the H200, instead of 2 GiB), no pooled passes and no select launches;
- *   `v54`: v53 whose select counts each row in 4096 bins of 1/256 octave under the row's largest score (kept
- *   while pooling), then keeps the k-th's bin in shared memory: two passes over the row instead of three;
- *   `v55`: v32's pooled passes and select launches, the pool also writing each row's largest score and the select
- *   binning under it (two passes from DRAM instead of three).
+ *   - `v1` (dense and sparse): mma.sync, 16 query rows per warp (the first version; every shape, and where the
+ *     defaults do not apply: head dim 64, sparse at g != 4);
+ *   - dense `v22` (the default since session 6's call B): dense and dense + statistics on dense v9
+ *     (prefill_dense_v9.cu, FlashAttention-3's structure: TMA copies into a 2-stage mbarrier ring, a producer
+ *     warpgroup and two consumer warpgroups); the statistics-only pass on four consumer warpgroups taking turns
+ *     (prefill_stats_v17.cu), each thread exponentiating a step against its previous max (no per-step row max;
+ *     the step is redone only when its sum reaches 2^64), the quad's (max, sum) pairs merged at the end (128k:
+ *     the anchor 301.6 against 308.4 ms with session 5's per-step max);
+ *   - sparse `v12` (the default): the dense v9 skeleton gathering the selected rows into a 3-stage ring
+ *     (prefill_sparse_v9.cu); head dim 128, g = 4.
+ *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
+ *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
+ * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v32` (session
+ *   6's default) four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
+ *   order (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), then the radix select (prefill_select_v3.cu)
+ *   finishing in one pass after its second digit (three passes over each pooled row); `v55` (the default since
+ *   session 7's call A): the same pool also writing each row's largest score, the select counting the row in 4096
+ *   bins of 1/256 octave under it and keeping the k-th's bin in shared memory (two passes; 128k: the anchor 288.8
+ *   against 294.7 ms, layer 0 355.9 against 357.4). Session 7's call A also timed the select inside the pool's
+ *   CTAs (`v53`, `v54`: each CTA selecting the row it had just pooled, read back from L2): slower (anchor 303.9 and
+ *   296.2 ms), gone. Session 5's `v19` (a four-pass select) is gone too, as are session 6's `v23`, `v27`, `v28`,
+ *   `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`, `v20`-`v22`. `v56` (call B's candidate): v55 with leaner
+ *   select loops (one end-of-row check per 8 scores; the second pass compares each score's bits with the k-th
+ *   bin's bounds).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
-export type PrefillKernelVariant = 'v1' | 'v12' | 'v17' | 'v22';
-export type PrefillPoolVariant = 'v1' | 'v19' | 'v32' | 'v53' | 'v54' | 'v55';
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v17', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v19', 'v32', 'v53', 'v54', 'v55'];
+export type PrefillDenseVariant = 'v1' | 'v22';
+export type PrefillSparseVariant = 'v1' | 'v12';
+/** Any attention variant name (dense or sparse). */
+export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
+export type PrefillPoolVariant = 'v1' | 'v32' | 'v55' | 'v56';
+export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
+export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12'];
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v55', 'v56'];
 
 export interface PrefillKernelSelection {
-  readonly dense: PrefillKernelVariant;
-  readonly sparse: PrefillKernelVariant;
+  readonly dense: PrefillDenseVariant;
+  readonly sparse: PrefillSparseVariant;
   readonly pool: PrefillPoolVariant;
 }
 
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
- * attention and pool), `v37` = dense v17, sparse v12, pool v19 (session 5's defaults, the comparison row), `v48` =
- * dense v22, sparse v12, pool v32 (the defaults since session 6's call B). Sessions 2-5's presets v2-v36 and
- * v38-v41 and session 6's v42-v47 and v49-v51 (call A: FMA-pipe exponentials, the pool counting the select's first
- * digit; call B: v42 = dense v22 alone, wider select loads, 4 GiB pooled passes, float4 row constants) lost to v48
- * or went into it and are gone, as is call D's v52 (v48 with pool v36: not faster). Session 7's candidates: `v53`,
- * `v54`, `v55` = v48 with pool v53 (the select fused into the pool's CTAs), v54 (fused, binned under the row's
- * largest score) or v55 (separate select launches binned under it).
+ * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v55` =
+ * dense v22, sparse v12, pool v55 (the defaults since session 7's call A). Sessions 2-6's other presets (v2-v47,
+ * v49-v52; v37 = session 5's defaults) and session 7's v53 / v54 (the select inside the pool's CTAs) lost or went
+ * into these and are gone. `v56` = v55 with pool v56 (leaner select loops), session 7's call B candidate.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
-  v37: { dense: 'v17', sparse: 'v12', pool: 'v19' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
-  v53: { dense: 'v22', sparse: 'v12', pool: 'v53' },
-  v54: { dense: 'v22', sparse: 'v12', pool: 'v54' },
   v55: { dense: 'v22', sparse: 'v12', pool: 'v55' },
+  v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v48`, the fastest measured in
- * session 6's call B (128k: the anchor 296.5 ms, layer 0 362.1): dense v22 (dense v9 for dense and layer 0's dense
+ * What runs when nothing is selected (the environment variables unset): preset `v55`, the fastest measured in
+ * session 7's call A (128k: the anchor 288.8 ms, layer 0 355.9): dense v22 (dense v9 for dense and layer 0's dense
  * + statistics pass; the anchors' statistics-only pass on four consumer warpgroups without a per-step row max),
- * sparse v12 (the anchors' sparse pass and reuse) and pool v32 (four consumer warpgroups, then the select with its
- * one-pass finish). Where they do not apply (head dim 64; sparse and the pool at g != 4) v1 runs.
+ * sparse v12 (the anchors' sparse pass and reuse) and pool v55 (four consumer warpgroups writing each row's
+ * largest score, then the select binning under it). Where they do not apply (head dim 64; sparse and the pool at
+ * g != 4) v1 runs.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v12', pool: 'v32' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v12', pool: 'v55' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
@@ -444,8 +441,8 @@ function variantOf<V extends string>(value: string | undefined, known: readonly 
 /** The prefill kernels the next launches use. */
 export function prefillKernels(): PrefillKernelSelection {
   return {
-    dense: variantOf(process.env[ENV.dense], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.dense),
-    sparse: variantOf(process.env[ENV.sparse], PREFILL_KERNEL_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
+    dense: variantOf(process.env[ENV.dense], PREFILL_DENSE_VARIANTS, DEFAULT_PREFILL_KERNELS.dense),
+    sparse: variantOf(process.env[ENV.sparse], PREFILL_SPARSE_VARIANTS, DEFAULT_PREFILL_KERNELS.sparse),
     pool: variantOf(process.env[ENV.pool], PREFILL_POOL_VARIANTS, DEFAULT_PREFILL_KERNELS.pool),
   };
 }
@@ -459,8 +456,8 @@ export function setPrefillKernels(sel: Partial<PrefillKernelSelection>): void {
         `prefill ${key} kernel must be one of ${known.join(', ')}, got ${String(v)}`,
       );
   };
-  check('dense', PREFILL_KERNEL_VARIANTS);
-  check('sparse', PREFILL_KERNEL_VARIANTS);
+  check('dense', PREFILL_DENSE_VARIANTS);
+  check('sparse', PREFILL_SPARSE_VARIANTS);
   check('pool', PREFILL_POOL_VARIANTS);
   for (const key of ['dense', 'sparse', 'pool'] as const) {
     const v = sel[key];
