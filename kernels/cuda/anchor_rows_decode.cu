@@ -14,11 +14,15 @@
 //   (u16_window_finish, as phase 4). The same selection as the stream select (ties at the k-th value: any).
 // The select's latency then hides under the pass; what remains is the last rows' select after the pass ends.
 // The list of each row lives past the intermediate (u16_list_offset), which the other rows' workers still read.
+// L2 (l2_hints.cuh): the pass stores the intermediate evict-last and streams K / V evict-first; after a row's select
+// its worker discards the row's pooled scores and (unless the anchor's sparse pass reads it, bit 524288) its
+// intermediate from L2, so a row consumed while in L2 never goes to DRAM.
 // Not under a profiler that serialises kernels (ncu): the workers would wait for a pass that cannot start.
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 #include "select_common.cuh"
 #include "select_decode.cuh"
+#include "l2_hints.cuh"
 
 namespace kascade {
 
@@ -41,6 +45,7 @@ struct RowWorkerArgs {
   float* candVal;        // [rows][n] their pooled (then exact) scores
   int* out;              // [rows][topk]
   unsigned* rowDone;
+  int discardIntermediate;  // drop each row's u and m16 from L2 after its select (nothing else reads them)
 };
 
 __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
@@ -72,14 +77,25 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
     __threadfence();
     const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
     const size_t bh0 = static_cast<size_t>(b) * a.heads + static_cast<size_t>(j) * GS;
+    // The heads' softmax max and 1 / sum from the row's partials, copied through L2 into shared memory first (an L1
+    // copy of a line that other rows' partials share could be stale: the pass writes them meanwhile).
+    const float* ml = a.part_ml + bh0 * a.splits * 2;
+    const int mlCount = GS * a.splits * 2;
+    if (mlCount <= kStreamBins) {
+      float* mls = reinterpret_cast<float*>(sh);
+      for (int i = tid; i < mlCount; i += kStreamThreads) mls[i] = __ldcg(ml + i);
+      __syncthreads();
+      ml = mls;
+    }
+    head_softmax_stats<GS, kStreamThreads>(ml, a.splits, Mh, iL);  // ends with a barrier
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
-    head_softmax_stats<GS, kStreamThreads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);  // ends with a barrier
+    __syncthreads();
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
     for (int t = 0; t < tiles; ++t) {
       const int x = t * kStreamTile + 8 * tid;
       if (x >= n) continue;
       float S[8];
-      stream_pool8<GS>(true, a.u, a.m16, nullptr, bh0, n, nU, x, Mh, iL, S);
+      stream_pool8<GS, true>(true, a.u, a.m16, nullptr, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
       for (int e = 0; e < 8; ++e)
         if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
@@ -105,18 +121,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
       const int xt = t * kStreamTile + 8 * tid;
       const int tiles2 = t + 1 < tiles ? 2 : 1;
       float v[16];
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        const int x = xt + u * kStreamTile;
-        float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
-        if (u < tiles2 && x < n) {
-          v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
-          v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
-        }
-        const float w[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-#pragma unroll
-        for (int e = 0; e < 8; ++e) v[8 * u + e] = w[e];
-      }
+      stream_load16(pr, xt, tiles2, n, v);
       stream_classify16(v, xt, tiles2, n, bins[0], bins[1], &cnt[0], &listed, o, cl, cv);
     }
     __threadfence();
@@ -132,6 +137,14 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
     u16_window_finish<T, D, GS, kStreamThreads>([&](int i) -> unsigned { return __float_as_uint(__ldcg(cv + i)); }, C,
                                                 krem, cl, cv, o, cnt, sh, res, Mh, iL, kg,
                                                 static_cast<const T*>(a.q) + bh0 * D, a.qscale);
+    // The row's pooled scores, and (unless the anchor's sparse pass reads it: bit 524288) its intermediate, leave L2
+    // without a write-back: nobody reads them again.
+    __syncthreads();
+    l2_discard_range<kStreamThreads>(pr, sizeof(float) * static_cast<size_t>(nU));
+    if (a.discardIntermediate) {
+      l2_discard_range<kStreamThreads>(a.u + bh0 * nU, sizeof(__half) * GS * static_cast<size_t>(nU));
+      l2_discard_range<kStreamThreads>(a.m16 + bh0 * (nU / 16), sizeof(float) * GS * static_cast<size_t>(nU / 16));
+    }
   }
 }
 
@@ -166,6 +179,7 @@ cudaError_t launch_row_workers(const KascadeDecodeShape& s, int splits, const Wo
   a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;
   a.rowDone = row_done_counters();
+  a.discardIntermediate = (s.variant & KASCADE_VARIANT_SPARSE_U16) ? 0 : 1;
   if (!a.rowDone) return cudaErrorInvalidSymbol;
   const unsigned ctas = static_cast<unsigned>(a.rows < kRowWorkers ? a.rows : kRowWorkers);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

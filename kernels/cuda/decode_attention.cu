@@ -52,6 +52,7 @@
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
+#include "l2_hints.cuh"
 
 namespace kascade {
 
@@ -168,6 +169,14 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   // its waiting CTAs sat beside this kernel's and the 128k reuse ran 11 % slower in a graph (call A).
   if (a.variant & KASCADE_VARIANT_PDL) pdl_wait();
   bool pdlReleased = (a.variant & KASCADE_VARIANT_PDL) == 0;
+  // KASCADE_VARIANT_ROW_WORKERS (the anchors' scores / layer-0 pass with row workers): K / V tiles evict-first, the
+  // f16 intermediate evict-last in L2, for the rows' workers to read before it leaves (l2_hints.cuh).
+  const bool l2Keep = kWriteLogits && a.rowDone != nullptr;
+  uint64_t polFirst = 0, polLast = 0;
+  if (l2Keep) {
+    polFirst = l2_policy_evict_first();
+    polLast = l2_policy_evict_last();
+  }
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
@@ -267,8 +276,14 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
-              if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
+              if (l2Keep) {
+                tma_load_3d_hint(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st, polFirst);
+                if constexpr (kWithV)
+                  tma_load_3d_hint(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st, polFirst);
+              } else {
+                tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+                if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
+              }
             }
           }
         } else if constexpr (LOAD == 1) {
@@ -427,7 +442,11 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
               // Streaming stores (evict-first in L2): the select reads them once, after this pass.
               if (p0 >= 0 && p1 >= 0) {
-                __stcs(reinterpret_cast<unsigned*>(ur + p0), h2[nb]);
+                if (l2Keep) {
+                  st_u32_hint(ur + p0, h2[nb], polLast);
+                } else {
+                  __stcs(reinterpret_cast<unsigned*>(ur + p0), h2[nb]);
+                }
               } else if (p0 >= 0) {
                 ur[p0] = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
               }
@@ -437,7 +456,11 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3) {
             float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-            __stcs(m16p, tm);
+            if (l2Keep) {
+              st_u32_hint(m16p, __float_as_uint(tm), polLast);
+            } else {
+              __stcs(m16p, tm);
+            }
           }
         } else if (row < GS && probe != 1) {
           float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);

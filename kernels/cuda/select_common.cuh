@@ -94,7 +94,9 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
 // post-softmax, group-pooled scores S[e] of keys x + e (e < 8; x a multiple of 8 below n) of the KV-head row whose
 // query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU) or the f32
 // log2-domain logits (rows of n); Mh / iL: the heads' softmax max and 1 / sum. Keys past n (the row's padding) get 0.
-template <int GS>
+// kL2Only: u by ld.global.cg (no L1 copy: the row workers read rows that another kernel writes meanwhile), else
+// streaming loads.
+template <int GS, bool kL2Only = false>
 __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const float* m16, const float* logits,
                                              size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                              float (&S)[8]) {
@@ -103,7 +105,8 @@ __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const fl
   if (u16) {
 #pragma unroll
     for (int h = 0; h < GS; ++h) {
-      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + (bh0 + h) * nU + x));
+      const uint4* up = reinterpret_cast<const uint4*>(u + (bh0 + h) * nU + x);
+      const uint4 w = kL2Only ? __ldcg(up) : __ldcs(up);
       const float c = exp2f(__ldcg(m16 + (bh0 + h) * (nU / 16) + x / 16) - Mh[h] - kU16ScaleLog2) * iL[h];
       const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
@@ -125,6 +128,28 @@ __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const fl
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
+}
+
+// The stream selects' phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
+// pooled row pr into v[8 u + e] (both tiles' loads issued before any is used; zeros past n).
+__device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles2, int n, float (&v)[16]) {
+#pragma unroll
+  for (int u = 0; u < 2; ++u) {
+    const int x = xt + u * kStreamTile;
+    float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
+    if (u < tiles2 && x < n) {
+      v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
+      v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
+    }
+    v[8 * u + 0] = v0.x;
+    v[8 * u + 1] = v0.y;
+    v[8 * u + 2] = v0.z;
+    v[8 * u + 3] = v0.w;
+    v[8 * u + 4] = v1.x;
+    v[8 * u + 5] = v1.y;
+    v[8 * u + 6] = v1.z;
+    v[8 * u + 7] = v1.w;
+  }
 }
 
 // The stream selects' classification step (phase 3): pooled scores v[8 u + e] of keys xt + u kStreamTile + e
