@@ -78,18 +78,19 @@ fi
 # Parity in up to five processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
-# cuda-b1's bits 4096/8192/32768/131072, those with both, and the TMA maps without L2 promotion (bit 262144) on
-# their own.
+# cuda-b1's bits 4096/8192/32768/131072, those with both, the TMA maps without L2 promotion (bit 262144) on
+# their own, and the row workers (bit 1048576) on theirs.
 # Their JSONs are merged into one cuda-parity.json.
-groups=("" "" "" "" "")
+groups=("" "" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  if [ $((v & 262144)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  # Bit 1048576 (row workers on a second stream) in a group of its own: a hang there cannot cost the others parity.
+  if [ $((v & 1048576)) -ne 0 ]; then gi=5; elif [ $((v & 262144)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
-say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
+say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}' '${groups[5]}', limit ${parity_limit} s ${parity_args}"
 parts=()
-for gi in 0 1 2 3 4; do
+for gi in 0 1 2 3 4 5; do
   [ -z "${groups[$gi]}" ] && continue
   # shellcheck disable=SC2086
   timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/parity-$gi.json" --no-prefill \
@@ -97,7 +98,7 @@ for gi in 0 1 2 3 4; do
   parts+=("$JOB_OUT/parity-$gi.json")
 done
 wait
-for gi in 0 1 2 3 4; do
+for gi in 0 1 2 3 4 5; do
   [ -f "$JOB_OUT/parity-$gi.log" ] || continue
   say "parity group $gi (${groups[$gi]}):"
   grep -E "^FAIL|checks,|^device|rror" "$JOB_OUT/parity-$gi.log" | head -30
