@@ -247,11 +247,17 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
     int* st = a.state + r * kStateInts;
+    // One L2 round trip: the row's histogram, how many indices phase 2 wrote (final after the barrier: the
+    // output slots' shared counter below starts there) and how many candidates it listed.
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = __ldcg(&a.hist[r * kB1Bins + i]);
+    if (tid == 0) {
+      wbase[0] = __ldcg(st + 0);
+      wbase[1] = __ldcg(st + 1);
+    }
     __syncthreads();
     select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
     const unsigned b1 = res[0], krem = res[1];  // the rank still wanted inside bin b1 (>= 1)
-    const int cnt = __ldcg(st + 1);
+    const int cnt = wbase[1];
     if (r == blockIdx.x) traceCnt = cnt;
     const int* cand = a.cand + r * n;
     const float* pooled = a.pooled + r * n;
@@ -293,12 +299,9 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
                              1, b1);
     const unsigned prefix = res[0], want = res[1];
     // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted. Only this CTA writes
-    // the row now (phase 2's count st[0] is final after the barrier): its slots come from a shared counter
-    // (session 7; one global atomic per warp and iteration, one after another, took ~4-5 us at 128k).
-    if (tid == 0) {
-      tie = 0;
-      wbase[0] = __ldcg(st + 0);
-    }
+    // the row now: its slots come from the shared counter wbase[0] (session 7; one global atomic per warp and
+    // iteration, one after another, took ~4-5 us at 128k).
+    if (tid == 0) tie = 0;
     __syncthreads();
     for (int base = warp * 32; base < cnt; base += kB1Threads) {
       const int i = base + lane;
