@@ -454,6 +454,7 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
     if ((e = anchor_pass(s, layer0, call, w, &splits, st, row_done_counters())) != cudaSuccess) return e;
     if ((e = cudaEventRecord(side->join, side->st)) != cudaSuccess) return e;
     if ((e = cudaStreamWaitEvent(st, side->join, 0)) != cudaSuccess) return e;
+    if ((e = row_workers_report(st)) != cudaSuccess) return e;
     return anchor_finish(s, layer0, call, topk, w, splits, st, true);
   }
   if ((e = anchor_pass(s, layer0, call, w, &splits, st)) != cudaSuccess) return e;

@@ -18,6 +18,11 @@
 // its worker discards the row's pooled scores and (unless the anchor's sparse pass reads it, bit 524288) its
 // intermediate from L2, so a row consumed while in L2 never goes to DRAM.
 // Not under a profiler that serialises kernels (ncu): the workers would wait for a pass that cannot start.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 #include "select_common.cuh"
@@ -45,6 +50,7 @@ struct RowWorkerArgs {
   float* candVal;        // [rows][n] their pooled (then exact) scores
   int* out;              // [rows][topk]
   unsigned* rowDone;
+  unsigned long long* trace;  // KASCADE_ROW_WORKER_TRACE: per row the global timer (ns) when its wait ended and when done
   int discardIntermediate;  // drop each row's u and m16 from L2 after its select (nothing else reads them)
 };
 
@@ -52,6 +58,12 @@ __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
   return v;
+}
+
+__device__ __forceinline__ unsigned long long globaltimer_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
 }
 
 template <typename T, int D, int GS>
@@ -73,6 +85,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
       while (ld_acquire_gpu(a.rowDone + row) < static_cast<unsigned>(a.splits) && clock64() - t0 < (1LL << 28))
         __nanosleep(200);
       a.rowDone[row] = 0u;
+      if (a.trace) a.trace[2 * row] = globaltimer_ns();
     }
     __syncthreads();
     __threadfence();
@@ -141,12 +154,65 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
     // The row's pooled scores, and (unless the anchor's sparse pass reads it: bit 524288) its intermediate, leave L2
     // without a write-back: nobody reads them again.
     __syncthreads();
+    if (a.trace && tid == 0) a.trace[2 * row + 1] = globaltimer_ns();
     l2_discard_range<kStreamThreads>(pr, sizeof(float) * static_cast<size_t>(nU));
     if (a.discardIntermediate) {
       l2_discard_range<kStreamThreads>(a.u + bh0 * nU, sizeof(__half) * GS * static_cast<size_t>(nU));
       l2_discard_range<kStreamThreads>(a.m16 + bh0 * (nU / 16), sizeof(float) * GS * static_cast<size_t>(nU / 16));
     }
   }
+}
+
+// KASCADE_ROW_WORKER_TRACE=1 (tuning runs only: row_workers_report synchronizes): per launch to stderr, from the
+// global timer, how long after the first row's wait ended the last row's did (the pass's span as the workers saw
+// it), the tail after that to the last row's select, and the mean time a worker spent on one row.
+static bool row_trace_on() {
+  static const bool on = [] {
+    const char* e = std::getenv("KASCADE_ROW_WORKER_TRACE");
+    return e && e[0] == '1';
+  }();
+  return on;
+}
+static unsigned long long* g_traceBuf = nullptr;
+static long long g_traceCap = 0, g_traceRows = 0;
+static unsigned g_traceCtas = 0;
+static int g_traceN = 0;
+static unsigned long long* row_trace_buffer(long long rows) {
+  if (!row_trace_on()) return nullptr;
+  if (g_traceCap < rows) {
+    if (g_traceBuf) cudaFree(g_traceBuf);
+    g_traceBuf = nullptr;
+    g_traceCap = 0;
+    if (cudaMalloc(&g_traceBuf, sizeof(unsigned long long) * 2 * rows) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    g_traceCap = rows;
+  }
+  return g_traceBuf;
+}
+
+cudaError_t row_workers_report(cudaStream_t st) {
+  if (g_traceRows == 0) return cudaSuccess;
+  std::vector<unsigned long long> t(2 * static_cast<size_t>(g_traceRows));
+  cudaError_t e = cudaMemcpyAsync(t.data(), g_traceBuf, sizeof(unsigned long long) * t.size(), cudaMemcpyDeviceToHost, st);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+  if (e != cudaSuccess) return e;
+  unsigned long long first = ~0ull, lastWait = 0, lastDone = 0;
+  double busy = 0.0;
+  for (long long r = 0; r < g_traceRows; ++r) {
+    first = std::min(first, t[2 * r]);
+    lastWait = std::max(lastWait, t[2 * r]);
+    lastDone = std::max(lastDone, t[2 * r + 1]);
+    busy += static_cast<double>(t[2 * r + 1] - t[2 * r]);
+  }
+  std::fprintf(stderr,
+               "[row workers] rows %lld n %d ctas %u: rows' waits ended over %.1f us, last select %.1f us after, "
+               "%.1f us per row\n",
+               g_traceRows, g_traceN, g_traceCtas, (lastWait - first) * 1e-3, (lastDone - lastWait) * 1e-3,
+               busy / static_cast<double>(g_traceRows) * 1e-3);
+  g_traceRows = 0;
+  return cudaSuccess;
 }
 
 unsigned* row_done_counters() {
@@ -183,6 +249,10 @@ cudaError_t launch_row_workers(const KascadeDecodeShape& s, int splits, const Wo
   a.discardIntermediate = (s.variant & KASCADE_VARIANT_SPARSE_U16) ? 0 : 1;
   if (!a.rowDone) return cudaErrorInvalidSymbol;
   const unsigned ctas = static_cast<unsigned>(a.rows < kRowWorkers ? a.rows : kRowWorkers);
+  a.trace = row_trace_buffer(a.rows);
+  g_traceRows = a.trace ? a.rows : 0;
+  g_traceCtas = ctas;
+  g_traceN = a.n;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {

@@ -225,6 +225,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
 cudaError_t launch_row_workers(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
                                const void* q, const void* k, cudaStream_t side);
 unsigned* row_done_counters();
+// KASCADE_ROW_WORKER_TRACE=1: after the join, prints the last launch's row timings (synchronizes st).
+cudaError_t row_workers_report(cudaStream_t st);
 // The anchors' workspace (anchor_decode.cu): workspace_layout's for the shape the anchor ops run (anchor_shape).
 size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the

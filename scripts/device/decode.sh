@@ -148,11 +148,13 @@ kept=""
 for v in ${ok//,/ }; do
   if [ $((v & 523264)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
-    # clock) to stderr; kept in the log for tuning.
+    # clock) to stderr, KASCADE_ROW_WORKER_TRACE=1 the row workers (bit 1048576) their rows' timings; kept in the
+    # log for tuning.
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \
+      KASCADE_ROW_WORKER_TRACE=1 \
       timeout --kill-after=3 25 node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/probe.log" 2>&1
     prc=$?
-    grep -E "^\[stream select\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
+    grep -E "^\[stream select\]|^\[row workers\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
     if [ "$prc" != 0 ]; then
       say "large-shape probe of variant $v: exit $prc, left out of the bench"
       tail -4 "$JOB_OUT/probe.log"
