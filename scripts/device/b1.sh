@@ -34,6 +34,29 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,168124,168188}
 export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0}
 probe=packages/cuda/dist-device/b1-probe.mjs
+# Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
+# a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
+keep_passing() { # comma list in, the variants whose smoke check exited 0 out
+  local v out=""
+  for v in ${1//,/ }; do
+    timeout --kill-after=3 30 node packages/cuda/dist-device/device-check.mjs "$JOB_OUT/smoke-$v.json" --no-prefill \
+      --smoke --variants "$v" > "$JOB_OUT/smoke-$v.log" 2>&1 && touch "$JOB_OUT/smoke-$v.ok" &
+  done
+  wait
+  for v in ${1//,/ }; do
+    if [ -f "$JOB_OUT/smoke-$v.ok" ]; then out="${out:+$out,}$v"; else echo "[b1] screen dropped $v" >&2; fi
+  done
+  rm -f "$JOB_OUT"/smoke-*.json
+  echo "$out"
+}
+B1_REUSE_VARIANTS=$(keep_passing "$B1_REUSE_VARIANTS")
+B1_ANCHOR_VARIANTS=$(keep_passing "$B1_ANCHOR_VARIANTS")
+say "screened: reuse $B1_REUSE_VARIANTS, anchors $B1_ANCHOR_VARIANTS"
+only_screened() { # the entries of list $1 that are in list $2
+  local v out=""
+  for v in ${1//,/ }; do case ",$2," in *",$v,"*) out="${out:+$out,}$v" ;; esac; done
+  echo "$out"
+}
 export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
@@ -45,7 +68,7 @@ B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_ANCHOR_VARIANTS=188,32956,1640
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=${B1_NCU_VARIANTS:-98336,98400,32864}
+ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98336,98400,32864}" "$B1_REUSE_VARIANTS")
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
@@ -62,7 +85,7 @@ for l2 in 0 1; do
   say "select trace (KASCADE_B1_SELECT_L2=$l2) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-l2-$l2.log" | head -4
 done
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=${B1_NCU_ANCHOR_VARIANTS:-168124,168188} timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124,168188}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
