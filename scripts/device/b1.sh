@@ -32,7 +32,8 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 168124 = 164028 | 4096: the sparse pass launched during the select's phase 3 (programmatic dependent launch; call
 # A's best); 168188 = 168124 | 64: its splits merged from shared memory.
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,168124,168188}
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0}
+# Session 7: the anchors with bit 4096 but the b1 select launched without it (its sparse pass keeps it).
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_PDL=0}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
