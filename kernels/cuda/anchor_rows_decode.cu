@@ -36,24 +36,6 @@ constexpr int kRowWorkers = 32;
 // Zero at module load; each row's worker resets its counter after reading it.
 __device__ unsigned g_row_done[kMaxFusedRows];
 
-struct RowWorkerArgs {
-  int n, nU, heads, kvHeads, splits, topk, capacity;
-  float qscale;  // softmax scale x log2(e)
-  long long rows;
-  const __half* u;  // [batch x heads][nU]
-  const float* m16;
-  const void* q;
-  const void* k;
-  const float* part_ml;  // the pass's partial (max, sum) per head and split
-  float* pooled;         // [rows][nU]
-  int* cand;             // [rows][n] listed keys
-  float* candVal;        // [rows][n] their pooled (then exact) scores
-  int* out;              // [rows][topk]
-  unsigned* rowDone;
-  unsigned long long* trace;  // KASCADE_ROW_WORKER_TRACE: per row the global timer (ns) when its wait ended and when done
-  int discardIntermediate;  // drop each row's u and m16 from L2 after its select (nothing else reads them)
-};
-
 __device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned* p) {
   unsigned v;
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
@@ -67,7 +49,7 @@ __device__ __forceinline__ unsigned long long globaltimer_ns() {
 }
 
 template <typename T, int D, int GS>
-__global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const RowWorkerArgs a) {
+__global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const StreamSelectArgs a) {
   __shared__ unsigned sh[kStreamBins];
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2], bins[3];  // binLo, binHi, the rank still wanted among the listed keys
@@ -85,7 +67,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
       while (ld_acquire_gpu(a.rowDone + row) < static_cast<unsigned>(a.splits) && clock64() - t0 < (1LL << 28))
         __nanosleep(200);
       a.rowDone[row] = 0u;
-      if (a.trace) a.trace[2 * row] = globaltimer_ns();
+      if (a.rowTrace) a.rowTrace[2 * row] = globaltimer_ns();
     }
     __syncthreads();
     __threadfence();
@@ -107,14 +89,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
     for (int t = 0; t < tiles; ++t) {
       const int x = t * kStreamTile + 8 * tid;
-      if (x >= n) continue;
-      float S[8];
-      stream_pool8<GS, true>(true, a.u, a.m16, nullptr, bh0, n, nU, x, Mh, iL, S);
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
-      reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
-      reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
+      if (x < n) stream_pool8_hist<GS, true>(true, a.u, a.m16, nullptr, bh0, n, nU, x, Mh, iL, sh, pr);
     }
     __syncthreads();
     select_find_from_top<kStreamThreads>(sh, kStreamBins, static_cast<unsigned>(k), res);
@@ -154,7 +129,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Row
     // The row's pooled scores, and (unless the anchor's sparse pass reads it: bit 524288) its intermediate, leave L2
     // without a write-back: nobody reads them again.
     __syncthreads();
-    if (a.trace && tid == 0) a.trace[2 * row + 1] = globaltimer_ns();
+    if (a.rowTrace && tid == 0) a.rowTrace[2 * row + 1] = globaltimer_ns();
     l2_discard_range<kStreamThreads>(pr, sizeof(float) * static_cast<size_t>(nU));
     if (a.discardIntermediate) {
       l2_discard_range<kStreamThreads>(a.u + bh0 * nU, sizeof(__half) * GS * static_cast<size_t>(nU));
@@ -224,33 +199,13 @@ unsigned* row_done_counters() {
 cudaError_t launch_row_workers(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
                                const void* q, const void* k, cudaStream_t side) {
   const int g = s.heads / s.kvHeads;
-  RowWorkerArgs a{};
-  a.n = s.n;
-  a.nU = u16_stride(s.n);
-  a.heads = s.heads;
-  a.kvHeads = s.kvHeads;
-  a.splits = splits;
-  a.topk = topk;
-  a.capacity = s.capacity;
-  a.qscale = s.scale * kLog2e;
-  a.rows = static_cast<long long>(s.batch) * s.kvHeads;
-  const size_t bh = static_cast<size_t>(s.batch) * s.heads;
-  a.u = static_cast<const __half*>(static_cast<const void*>(w.logits));
-  a.m16 = u16_m16(w.logits, bh, s.n);
-  a.q = q;
-  a.k = k;
-  a.part_ml = w.part_ml;
-  a.pooled = w.pooled;
-  char* list = reinterpret_cast<char*>(w.logits) + u16_list_offset(bh, s.n);
-  a.cand = reinterpret_cast<int*>(list);
-  a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
-  a.out = indices;
+  StreamSelectArgs a = stream_select_args(s, splits, w, topk, indices, q, k);
   a.rowDone = row_done_counters();
   a.discardIntermediate = (s.variant & KASCADE_VARIANT_SPARSE_U16) ? 0 : 1;
   if (!a.rowDone) return cudaErrorInvalidSymbol;
   const unsigned ctas = static_cast<unsigned>(a.rows < kRowWorkers ? a.rows : kRowWorkers);
-  a.trace = row_trace_buffer(a.rows);
-  g_traceRows = a.trace ? a.rows : 0;
+  a.rowTrace = row_trace_buffer(a.rows);
+  g_traceRows = a.rowTrace ? a.rows : 0;
   g_traceCtas = ctas;
   g_traceN = a.n;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

@@ -129,6 +129,19 @@ __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const fl
   for (int e = 0; e < 8; ++e)
     if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
 }
+// stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
+template <int GS, bool kL2Only = false>
+__device__ __forceinline__ void stream_pool8_hist(bool u16, const __half* u, const float* m16, const float* logits,
+                                                  size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
+                                                  unsigned* sh, float* pr) {
+  float S[8];
+  stream_pool8<GS, kL2Only>(u16, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
+  reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
+  reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
+}
 
 // The stream selects' phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
 // pooled row pr into v[8 u + e] (both tiles' loads issued before any is used; zeros past n).

@@ -416,24 +416,6 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
 
-struct StreamSelectArgs {
-  int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
-  float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
-  long long rows, work;
-  const float* logits;  // [batch x heads][n] (without bit 1024)
-  const __half* u;      // bit 1024: [batch x heads][nU]
-  const float* m16;     // bit 1024: [batch x heads][nU / 16]
-  const void* q;        // bit 1024's exact recompute: [batch, heads, D]
-  const void* k;        // [batch, kvHeads, capacity, D]
-  const float* part_ml;
-  float* pooled;    // [rows][nU]
-  unsigned* hist;   // [rows][kStreamBins]
-  int* state;       // [rows][kStateInts]
-  int* cand;        // [rows][n] list keys
-  float* candVal;   // [rows][n] their pooled scores (phase 4: the window's exact scores)
-  int* out;         // [rows][topk]
-  long long* trace;  // KASCADE_STREAM_SELECT_TRACE: CTA 0's clock64 at the start and after each phase
-};
 // The trace's slots: start, after phases 0, 1, 2, 3, and CTA 0's end of phase 4.
 constexpr int kStreamTraceSlots = 6;
 
@@ -484,15 +466,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (x < n) {
-        float S[8];
-        stream_pool8<GS>(u16, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, S);
-#pragma unroll
-        for (int e = 0; e < 8; ++e)
-          if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
-        reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
-        reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
-      }
+      if (x < n) stream_pool8_hist<GS>(u16, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
@@ -591,9 +565,8 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   STREAM_TRACE(5);
 }
 
-cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                          const void* q, const void* k, cudaStream_t st) {
-  const int g = s.heads / s.kvHeads;
+StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
+                                    int* indices, const void* q, const void* k) {
   StreamSelectArgs a{};
   a.n = s.n;
   a.nU = u16_stride(s.n);
@@ -605,7 +578,6 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;
-
   const size_t bh = static_cast<size_t>(s.batch) * s.heads;
   a.logits = w.logits;
   a.u = static_cast<const __half*>(static_cast<const void*>(w.logits));
@@ -617,13 +589,20 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
   a.hist = w.hist;
   a.state = w.state;
   // The list lives in the logits buffer, free once pooled (phase 1 is over before phase 3 writes it):
-  // keys [rows][n], then their scores [rows][n] (the workspace holds both).
-  // KASCADE_VARIANT_SPARSE_U16: past the f16 intermediate instead (the anchor's sparse pass reads it after the select).
+  // keys [rows][n], then their scores [rows][n] (the workspace holds both). Bits 524288 / 1048576 (with 1024): past
+  // the f16 intermediate instead (the anchor's sparse pass, or the other rows' workers, read it after a row's select).
   char* list = reinterpret_cast<char*>(w.logits);
-  if (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16)) list += u16_list_offset(bh, s.n);
+  if (a.u16 && (s.variant & (KASCADE_VARIANT_SPARSE_U16 | KASCADE_VARIANT_ROW_WORKERS))) list += u16_list_offset(bh, s.n);
   a.cand = reinterpret_cast<int*>(list);
   a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;
+  return a;
+}
+
+cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
+                          const void* q, const void* k, cudaStream_t st) {
+  const int g = s.heads / s.kvHeads;
+  StreamSelectArgs a = stream_select_args(s, splits, w, topk, indices, q, k);
   // KASCADE_STREAM_SELECT_TRACE=1 (tuning runs only: it synchronizes after each launch): CTA 0's phase
   // times to stderr.
   static const bool trace = [] {

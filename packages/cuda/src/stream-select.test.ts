@@ -11,6 +11,18 @@ import { hostCompiler, runHostDriver } from './host-cpp.js';
 
 const header = resolve(dirname(fileURLToPath(import.meta.url)), '../../../kernels/cuda/select_plan.h');
 
+/** mulberry32: a small seeded generator of uniform [0, 1) numbers. */
+function mulberry32(seed0: number): () => number {
+  let seed = seed0;
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 const NS = [1, 2, 15, 16, 17, 113, 1023, 2048, 2049, 4097, 8192, 20000, 65537, 131072, 340000, 524288];
 const ROWS = [1, 2, 8, 16, 80, 256, 640];
 const SMS = [1, 78, 132];
@@ -68,27 +80,18 @@ beforeAll(() => {
   for (const line of stdout.trim().split('\n')) {
     const [tag, ...rest] = line.split(' ');
     const v = rest.map(Number);
+    const at = (i: number) => v[i] as number;
     if (tag === 'L') {
-      const [n, rows, stride, m16Offset, bytes, listOffset] = v as [
-        number,
-        number,
-        number,
-        number,
-        number,
-        number,
-      ];
-      layouts.push({ n, rows, stride, m16Offset, bytes, listOffset });
+      layouts.push({
+        n: at(0),
+        rows: at(1),
+        stride: at(2),
+        m16Offset: at(3),
+        bytes: at(4),
+        listOffset: at(5),
+      });
     } else if (tag === 'P') {
-      const [n, rows, perSm, sms, tiles, work, ctas] = v as [
-        number,
-        number,
-        number,
-        number,
-        number,
-        number,
-        number,
-      ];
-      plans.push({ n, rows, perSm, sms, tiles, work, ctas });
+      plans.push({ n: at(0), rows: at(1), perSm: at(2), sms: at(3), tiles: at(4), work: at(5), ctas: at(6) });
     } else if (tag === 'W') {
       window = v[0] as number;
       tile = v[1] as number;
@@ -172,15 +175,8 @@ describe.skipIf(!hostCompiler)('stream select host plan (select_plan.h, host C++
 });
 
 describe('the exact window of the f16 intermediate (variant bit 1024)', () => {
-  // mulberry32, fixed seed: reproducible random pooled rows.
-  let seed = 12345;
-  const rand = () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  // Fixed seed: reproducible random pooled rows.
+  const rand = mulberry32(12345);
 
   it('keeps every key whose order against the k-th score f16 rounding could flip', () => {
     const W = 0.001953125; // kStreamWindow (2^-9), also read from the header above when a compiler exists
@@ -243,14 +239,7 @@ describe('the exact window of the f16 intermediate (variant bit 1024)', () => {
 
 describe('the sparse pass from the f16 intermediate (variant bit 524288)', () => {
   it('reads back every selected key score within f16 rounding, and attends within 1e-3 of the exact output', () => {
-    let seed = 777;
-    const rand = () => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let t = seed;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    const rand = mulberry32(777);
     const n = 2048;
     const d = 8;
     for (let trial = 0; trial < 6; trial++) {
