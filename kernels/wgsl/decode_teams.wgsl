@@ -463,30 +463,34 @@ fn teams_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
 }
 
-// teams_merge: the same merge in one pass over the splits (the `onlineMerge` option): invocation
-// (g, e) walks splits g, g + CG, .. four at a time (all loads of a round issued before any is used)
-// with its own running (max, sum, weighted V), so no reduction waits for the global maximum first;
-// the CG running states of each vec4 e are merged through workgroup memory after one barrier.
-// Dispatch and bytes as teams_combine.
+// teams_merge: the same merge in one pass over the splits (the `onlineMerge` option), by MWG invocations
+// (host-prepended, 512 where the device allows): with V, invocation (g, e) walks splits g, g + MG, ..
+// for vec4 e (MG = MWG / D4 groups); without V (the anchors' scores pass), every invocation walks its
+// own splits t, t + MWG, ..; four splits a round (all loads of a round issued before any is used), each
+// invocation with its own running (max, sum, weighted V), so nothing waits for a global maximum first.
+// The running states are then merged through workgroup memory. Dispatch and bytes as teams_combine.
 
-const MU: u32 = 4u;                   // splits per round
-var<workgroup> cml: array<vec2<f32>, CWG>;
+const MU: u32 = 4u;                          // splits per round
+const ML: u32 = select(1u, D4, ACCUM_V);     // invocations per split
+const MG: u32 = MWG / ML;                    // invocations walking different splits
+var<workgroup> cml: array<vec2<f32>, MWG>;
+var<workgroup> mvec: array<vec4<f32>, select(1u, MWG, ACCUM_V)>;
 
-@compute @workgroup_size(CWG)
+@compute @workgroup_size(MWG)
 fn teams_merge(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let h = wid.x;
   let b = wid.y;
   let row = (b * P.heads + h) * P.splits;
-  let e = t % D4;
-  let g = t / D4;
+  let e = t % ML;
+  let g = t / ML;
   var m = NEG;
   var l = 0.0;
   var o = vec4<f32>(0.0);
-  for (var s0 = g; s0 < P.splits; s0 += CG * MU) {
+  for (var s0 = g; s0 < P.splits; s0 += MG * MU) {
     var pm: array<vec2<f32>, MU>;
     var po: array<vec4<f32>, MU>;
     for (var i = 0u; i < MU; i++) {
-      let s = s0 + i * CG;
+      let s = s0 + i * MG;
       pm[i] = vec2<f32>(NEG, 0.0);
       po[i] = vec4<f32>(0.0);
       if (s < P.splits) {
@@ -511,26 +515,48 @@ fn teams_merge(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
     m = mx;
   }
   cml[t] = vec2<f32>(m, l);
-  cvec[t] = o;
+  if (ACCUM_V) {
+    mvec[t] = o;
+  }
   workgroupBarrier();
+  // Invocation t < D4 merges states t, t + D4, ..: with V, the states of vec4 t; without, a share of all.
+  var M = NEG;
+  var L = 0.0;
+  var O = vec4<f32>(0.0);
   if (t < D4) {
-    var M = NEG;
-    for (var i = 0u; i < CG; i++) {
+    for (var i = 0u; i < MWG / D4; i++) {
       M = max(M, cml[i * D4 + t].x);
     }
-    var L = 0.0;
-    var O = vec4<f32>(0.0);
-    for (var i = 0u; i < CG; i++) {
+    for (var i = 0u; i < MWG / D4; i++) {
       let c = exp(cml[i * D4 + t].x - M);
       L += cml[i * D4 + t].y * c;
-      O += cvec[i * D4 + t] * c;
+      if (ACCUM_V) {
+        O += mvec[i * D4 + t] * c;
+      }
     }
+  }
+  if (!ACCUM_V) {
+    workgroupBarrier();
+    if (t < D4) {
+      cml[t] = vec2<f32>(M, L);
+    }
+    workgroupBarrier();
     if (t == 0u) {
-      stats[(b * P.heads + h) * 2u] = M;
-      stats[(b * P.heads + h) * 2u + 1u] = L;
+      M = NEG;
+      for (var i = 0u; i < D4; i++) {
+        M = max(M, cml[i].x);
+      }
+      L = 0.0;
+      for (var i = 0u; i < D4; i++) {
+        L += cml[i].y * exp(cml[i].x - M);
+      }
     }
-    if (ACCUM_V) {
-      outO[(b * P.heads + h) * D4 + t] = O / L;
-    }
+  }
+  if (t == 0u) {
+    stats[(b * P.heads + h) * 2u] = M;
+    stats[(b * P.heads + h) * 2u + 1u] = L;
+  }
+  if (ACCUM_V && t < D4) {
+    outO[(b * P.heads + h) * D4 + t] = O / L;
   }
 }

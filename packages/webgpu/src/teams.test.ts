@@ -401,7 +401,7 @@ describe.skipIf(!probe.context)(
       { prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { selectValuesPerInvocation: 16 as const },
       { selectSchedule: 'folded' as const },
-      { onlineMerge: true, minStepsPerSplit: 1, keysPerStep: 2 },
+      { onlineMerge: false, minStepsPerSplit: 1, keysPerStep: 2 },
       { teamsPerWorkgroup: 1, onlineMerge: true, prefetchIndices: true, minStepsPerSplit: 3 },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { minStepsPerSplit: 3, subgroupTeamMerge: true },

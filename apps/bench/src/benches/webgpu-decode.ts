@@ -103,12 +103,13 @@ type Tuning = Pick<
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
-/** The select in five dispatches instead of nine (session 7's candidate). */
-const FOLDED: Tuning = { selectSchedule: 'folded' };
-/** The splits merged in one pass over them (session 7's candidate). */
-const ONLINE: Tuning = { onlineMerge: true };
+/** The previous defaults (session 6): the classic select, the splits merged by teams_combine. */
+const CLASSIC: Tuning = { selectSchedule: 'classic' };
+const COMBINE: Tuning = { onlineMerge: false };
 /** Gathers by workgroups of one team (nothing to merge inside a workgroup), four times as many (session 7). */
-const SOLO: Tuning = { ...ONLINE, teamsPerWorkgroup: 1, targetWorkgroups: 2048 };
+const SOLO: Tuning = { teamsPerWorkgroup: 1, targetWorkgroups: 2048 };
+/** The anchors' scores pass by workgroups of one team. */
+const SOLO_SCORES: Tuning = { streamPass: { teamsPerWorkgroup: 1 } };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -124,10 +125,11 @@ const PARITY_OPTIONS: Tuning[] = [
   SGM,
   { ...SGM, pieceBytes: 16 },
   { subgroupTeamMerge: false },
-  FOLDED,
-  { ...FOLDED, selectValuesPerInvocation: 16 },
-  ONLINE,
+  CLASSIC,
+  { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
+  COMBINE,
   SOLO,
+  SOLO_SCORES,
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -149,40 +151,28 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 7, call A: the folded select (five dispatches) for the anchors and layer 0; the online split
-  // merge (teams_merge) for every role; workgroups of one team (nothing to merge inside a workgroup) for
-  // the gathers, the streaming passes and dense; for the reuse also more workgroups; 16 keys per team step for the gathers (twice the bytes in flight
-  // per step, more registers), timed last (heavy).
-  // Session 6's calls (webgpu-decode-s6a.json, -s6b.json, webgpu-decode.json) hold the candidates that
-  // lost then: 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass,
-  // pooling fused into the select, inlined step loads, all removed.
+  // Session 7, call B: the new defaults (the folded select up to 16 rows, teams_merge for every pass)
+  // against session 6's (CLASSIC, COMBINE), and workgroups of one team for the gathers, the anchors'
+  // scores pass, layer 0's pass and dense. Call A (webgpu-decode-s7a.json) also timed the gathers at
+  // 16 keys per step (188-189 against 46-47 us at batch 1, removed from the sweep).
+  // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then:
+  // 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass, pooling fused
+  // into the select, inlined step loads, all removed.
   reuse: alternate(
     2,
     {},
-    ONLINE,
-    { ...ONLINE, targetWorkgroups: 1024 },
-    { ...ONLINE, targetWorkgroups: 2048 },
+    COMBINE,
     SOLO,
     { ...SOLO, targetWorkgroups: 4096 },
-    { keysPerStep: 16 },
-    { keysPerStep: 16, minStepsPerSplit: 1 },
+    { ...SOLO, minStepsPerSplit: 4 },
   ),
-  anchor: alternate(
-    2,
-    {},
-    FOLDED,
-    { ...FOLDED, ...ONLINE },
-    { ...FOLDED, ...ONLINE, streamPass: { teamsPerWorkgroup: 1 } },
-    { ...FOLDED, ...ONLINE, streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 16384 } },
-  ),
-  'dense-anchor': alternate(
-    2,
-    {},
-    FOLDED,
-    { ...FOLDED, ...ONLINE },
-    { ...FOLDED, ...ONLINE, streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 4096 } },
-  ),
-  dense: alternate(2, {}, ONLINE, { ...ONLINE, teamsPerWorkgroup: 1, targetWorkgroups: 4096 }),
+  anchor: alternate(2, {}, CLASSIC, COMBINE, SOLO_SCORES, {
+    streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 16384 },
+  }),
+  'dense-anchor': alternate(2, {}, CLASSIC, COMBINE, {
+    streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 4096 },
+  }),
+  dense: alternate(2, {}, COMBINE, { teamsPerWorkgroup: 1, targetWorkgroups: 4096 }),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
 const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
@@ -597,12 +587,8 @@ const bench: Bench = {
             ['dense-anchor', {}],
             ['anchor', {}],
             ['reuse', {}],
-            ['dense-anchor', FOLDED],
-            ['anchor', FOLDED],
-            ['dense', ONLINE],
-            ['reuse', ONLINE],
             ['reuse', SOLO],
-            ['anchor', { ...FOLDED, ...ONLINE }],
+            ['anchor', SOLO_SCORES],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;

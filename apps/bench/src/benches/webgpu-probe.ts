@@ -67,8 +67,8 @@ type Options = Pick<
 const SGM: Options = { subgroupTeamMerge: true };
 /** The op's split pass alone, without the dispatch that merges its splits. */
 const SPLIT_ONLY: Options = { untilStage: 'split' };
-/** The select in five dispatches. */
-const FOLDED: Options = { selectSchedule: 'folded' };
+/** Session 6's select (nine dispatches; the folded one is the default up to 16 rows since session 7). */
+const CLASSIC: Options = { selectSchedule: 'classic' };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -249,7 +249,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     for (const [what, o] of [
       ['defaults', {}],
       ['split pass alone (no merge dispatch)', SPLIT_ONLY],
-      ['online split merge', { onlineMerge: true }],
+      ['splits merged by teams_combine', { onlineMerge: false }],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -290,10 +290,10 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // More workgroups, whole and without the merge dispatch (does the split pass gain what the merge loses?).
     const tunings: Options[] = [
       { targetWorkgroups: 1024 },
-      { targetWorkgroups: 2048 },
+      { teamsPerWorkgroup: 1, targetWorkgroups: 2048 },
       { ...SPLIT_ONLY, targetWorkgroups: 1024 },
-      { ...SPLIT_ONLY, targetWorkgroups: 2048 },
-      { ...SPLIT_ONLY, targetWorkgroups: 2048, minStepsPerSplit: 1 },
+      { ...SPLIT_ONLY, teamsPerWorkgroup: 1, targetWorkgroups: 2048 },
+      { ...SPLIT_ONLY, teamsPerWorkgroup: 1, targetWorkgroups: 512 },
     ];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
@@ -443,15 +443,15 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       });
     }
     // 4. The anchors' stages: the streaming pass alone, + pooling, + Top-k, the whole op.
-    //    `split`: the streaming pass without the merge of its splits; the folded select's stages too.
+    //    `split`: the streaming pass without the merge of its splits; the classic select's stages too.
     const stages = [
       ['split', {}],
       ['scores', {}],
       ['pool', {}],
       ['select', {}],
       [undefined, {}],
-      ['select', FOLDED],
-      [undefined, FOLDED],
+      ['select', CLASSIC],
+      [undefined, CLASSIC],
     ] as const;
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const [stage, o] of stages) {
@@ -477,12 +477,13 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
-    // Session 7: the online split merge, and workgroups of one team (the grid alone moved it by < 3%
-    // in session 6: 2048 and 8192 workgroups, the subgroup team merge on and off).
+    // Session 7: teams_combine (the merge before teams_merge), workgroups of one team, and the split pass
+    // of one-team workgroups alone (the grid alone moved it by < 3% in session 6: 2048 and 8192 workgroups).
     const streamOptions: Options[] = [
-      { onlineMerge: true },
-      { onlineMerge: true, teamsPerWorkgroup: 1 },
-      { onlineMerge: true, teamsPerWorkgroup: 1, targetWorkgroups: 16384 },
+      { onlineMerge: false },
+      { teamsPerWorkgroup: 1 },
+      { teamsPerWorkgroup: 1, targetWorkgroups: 16384 },
+      { ...SPLIT_ONLY, teamsPerWorkgroup: 1 },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

@@ -142,10 +142,17 @@ export interface DecodeArgs {
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
   /**
    * `teams` only: merge each pass's splits with `teams_merge` (one pass over the splits, four at a time,
-   * each invocation with its own running softmax state) instead of `teams_combine` (default off).
+   * each invocation with its own running softmax state; default) or with `teams_combine` (`false`).
+   * On the H200 (call A of session 7, 128k batch 1, twice in turn, the first merge): dense 196.7 and
+   * 195.9 against 201.4 and 201.9 us, reuse 45.9 and 45.4 against 46.4 and 46.9.
    */
   readonly onlineMerge?: boolean;
-  /** Anchors: how the select's passes are dispatched ({@link SelectSchedule}; default `classic`). */
+  /**
+   * Anchors: how the select's passes are dispatched ({@link SelectSchedule}). Default: `folded` up to
+   * {@link FEW_ROWS} rows (sequence x KV head), `classic` above: on the H200 (call A of session 7, 128k)
+   * the select alone took 49.7 against 55.1 us at batch 1 (8 rows) but 219.7 against 151.6 at batch 8
+   * (64 rows: every workgroup of a folded pass repeats the scan of its row's 2048 bins).
+   */
   readonly selectSchedule?: SelectSchedule;
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
@@ -558,6 +565,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SGM: sgm,
       MSG,
       TRED: t.tred,
+      // teams_merge's workgroup: 512 invocations where the device allows.
+      MWG: Math.min(512, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256),
       KP: t.pieceType,
       SUBGROUPS: true,
     };
@@ -583,7 +592,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const p2 = teamDefs
       ? gpu.pipeline(
           'decode_teams',
-          a.onlineMerge ? 'teams_merge' : 'teams_combine',
+          (a.onlineMerge ?? true) ? 'teams_merge' : 'teams_combine',
           teamDefs,
           COMBINE_BINDINGS,
         )
@@ -619,7 +628,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   for (let r = 0; r < rows; r++) info.set([r * n, n, k, r * slot!.kStride], r * 4);
   gpu.device.queue.writeBuffer(rowInfo, 0, info);
   // Size the select's scratch before anything binds it.
-  if (a.selectSchedule === 'folded') gpu.scratchBuffer('select.hist3', rows * 3 * 2048 * 4);
+  const schedule = a.selectSchedule ?? (rows <= FEW_ROWS ? 'folded' : 'classic');
+  if (schedule === 'folded') gpu.scratchBuffer('select.hist3', rows * 3 * 2048 * 4);
   else gpu.scratchBuffer('select.hist', rows * 2048 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
@@ -645,7 +655,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     out: slotBinding(slot!, batch * kvHeads * slot!.kStride * 4),
     tag: 'decode',
     valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
-    schedule: a.selectSchedule,
+    schedule,
   });
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {
