@@ -30,8 +30,8 @@
 #      265340 | 524288 (the anchor's sparse pass from the f16 intermediate, V rows only), call B also 1313916 =
 #      265340 | 1048576 and 1838204 = 789628 | 1048576 (the select beside the pass: row workers on a second stream,
 #      the intermediate kept in L2); cuda-b1's list
-#      (/work/prompts/s7/decode-variants-cuda-b1: 32864, 98336, 98400 = 32800 with bits 64 / 65536 / both, 164092 =
-#      164028 | 64, 168124 = 164028 | 4096), DECODE_PARITY_LIMIT
+#      (/work/prompts/s7/decode-variants-cuda-b1, call B: 32864, 98336, 98400 = 32800 with bits 64 / 65536 / both,
+#      168124 = 164028 | 4096, 168188 = 168124 | 64), DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -39,7 +39,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,3196,8252,19644,32800,32956,164028,265340,789628,1313916,1838204,32864,98336,98400,164092,168124}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,3196,8252,19644,32800,32956,164028,265340,789628,1313916,1838204,32864,98336,98400,168124,168188}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
