@@ -453,13 +453,14 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
     const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
     let layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
-    if (o.teamsPerWorkgroup !== undefined) {
+    const teamsPerWorkgroup = o.teamsPerWorkgroup ?? d.teamsPerWorkgroup;
+    if (teamsPerWorkgroup !== undefined) {
       // At least one subgroup's worth of teams.
       const sgMax = gpu.info.subgroupSizes?.max ?? layout.TW;
-      const WG = Math.max(layout.TW * o.teamsPerWorkgroup, sgMax);
+      const WG = Math.max(layout.TW * teamsPerWorkgroup, sgMax);
       if (WG % sgMax !== 0 || WG > (gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256)) {
         throw new WebGPUShapeError(
-          `teamsPerWorkgroup ${o.teamsPerWorkgroup} x team width ${layout.TW} = ${WG} invocations: not whole subgroups of ${sgMax} or above the device's limit`,
+          `teamsPerWorkgroup ${teamsPerWorkgroup} x team width ${layout.TW} = ${WG} invocations: not whole subgroups of ${sgMax} or above the device's limit`,
         );
       }
       layout = { ...layout, WG };
@@ -477,7 +478,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
-      teamsPerWorkgroup: o.teamsPerWorkgroup,
+      teamsPerWorkgroup,
     };
   };
   const teams = kernel === 'teams';
