@@ -1,5 +1,4 @@
 import {
-  type DecodeSelection,
   denseCausalPrefillAttention,
   type PrefillSelection,
   prefillTileBudget,
@@ -8,18 +7,16 @@ import {
 import { afterAll, describe, expect, it } from 'vitest';
 import { readBuffer, uploadBuffer } from './backend.js';
 import type { KascadeGPU } from './context.js';
-import { encodeDecode, type LayerRole } from './ops/decode.js';
 import { createPrefillSlot, encodePrefill } from './ops/prefill.js';
 import { createDeviceKV, type DeviceKV, destroyDeviceKV } from './tensors.js';
 import {
   allFinite,
-  checkDecodeRole,
-  decodeOp,
   decodeSlotCase,
   openTestBackends,
   randomFloats,
   relError,
   runComputePass,
+  runDecodeRoles,
 } from './test-gpu.js';
 
 // Without subgroups, so the portable decode path is covered too (decode.test.ts uses them when offered).
@@ -76,29 +73,15 @@ describe.skipIf(!probe.context)('K/V split by sequence past the storage binding 
         k: k[b],
         v: v[b],
       });
-      const outOf = async () => new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
-      const roles: LayerRole[] = ['dense', 'anchor', 'reuse'];
-      let sels: DecodeSelection[] = [];
-      for (const role of roles) {
-        await run(gpu, (pass) =>
-          encodeDecode(
-            gpu,
-            pass,
-            decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, { kernel: undefined }),
-          ),
-        );
-        const o = await outOf();
-        sels = await checkDecodeRole(
-          gpu,
-          role,
-          o,
-          { batch: B, heads: H, kvHeads: G, headDim: d, n },
-          ref,
-          slot,
-          headMap,
-          sels,
-        );
-      }
+      const _outOf = async () => new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
+      await runDecodeRoles(
+        gpu,
+        ['dense', 'anchor', 'reuse'],
+        { heads: H, q, kv, n, out, slot, headMap, budget },
+        { kernel: undefined },
+        { batch: B, heads: H, kvHeads: G, headDim: d, n },
+        ref,
+      );
       destroyDeviceKV(kv);
     } finally {
       gpu.maxBindingBytes = saved;

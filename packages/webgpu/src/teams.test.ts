@@ -30,6 +30,7 @@ import {
   randomFloats,
   relError,
   runComputePass,
+  runDecodeRoles,
   uploadDecodeCase,
 } from './test-gpu.js';
 
@@ -340,24 +341,14 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
       const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
       const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
       expect(slot.kStride).toBe(64);
-      let sels: DecodeSelection[] = [];
-      for (const role of ['dense', 'anchor', 'reuse'] as const) {
-        gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
-        await run(gpu, (pass) =>
-          encodeDecode(gpu, pass, decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role)),
-        );
-        const o = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
-        sels = await checkDecodeRole(
-          gpu,
-          role,
-          o,
-          { batch: B, heads: H, kvHeads: G, headDim: d, n },
-          ref,
-          slot,
-          headMap,
-          sels,
-        );
-      }
+      await runDecodeRoles(
+        gpu,
+        ['dense', 'anchor', 'reuse'],
+        { heads: H, q, kv, n, out, slot, headMap, budget },
+        {},
+        { batch: B, heads: H, kvHeads: G, headDim: d, n },
+        ref,
+      );
       destroyDeviceKV(kv);
       for (const buf of [q, out, slot.indices]) buf.destroy();
     } finally {

@@ -19,7 +19,13 @@ import {
 import { expect } from 'vitest';
 import { readBuffer, uploadBuffer, WebGPUBackend } from './backend.js';
 import { KascadeGPU } from './context.js';
-import { createDecodeSlot, type DecodeArgs, type DeviceDecodeSlot, type LayerRole } from './ops/decode.js';
+import {
+  createDecodeSlot,
+  type DecodeArgs,
+  type DeviceDecodeSlot,
+  encodeDecode,
+  type LayerRole,
+} from './ops/decode.js';
 import type { KVDType } from './program.js';
 import { createDeviceKV, type DeviceKV, packKV, sequenceInputs } from './tensors.js';
 
@@ -294,4 +300,30 @@ export async function checkDecodeRole(
       : sels;
   expectDecodeOutputs(role, out, shape, reference, picked, headMap);
   return picked;
+}
+
+/**
+ * Runs `roles` in order on shared inputs (the output NaN-poisoned before each) and checks each with
+ * `checkDecodeRole` (the anchors' selections carried to the reuse role).
+ */
+export async function runDecodeRoles(
+  gpu: KascadeGPU,
+  roles: readonly LayerRole[],
+  on: Pick<DecodeArgs, 'heads' | 'q' | 'kv' | 'n' | 'headMap' | 'budget'> & {
+    out: GPUBuffer;
+    slot: DeviceDecodeSlot;
+    headMap: readonly number[];
+  },
+  extra: Partial<DecodeArgs>,
+  shape: { batch: number; heads: number; kvHeads: number; headDim: number; n: number },
+  reference: (b: number) => DecodeInputs,
+): Promise<void> {
+  const size = shape.batch * shape.heads * shape.headDim;
+  let sels: DecodeSelection[] = [];
+  for (const role of roles) {
+    gpu.device.queue.writeBuffer(on.out, 0, new Float32Array(size).fill(Number.NaN));
+    await runComputePass(gpu, `decode ${role}`, (pass) => encodeDecode(gpu, pass, decodeOp(on, role, extra)));
+    const o = new Float32Array(await readBuffer(gpu, on.out, size * 4));
+    sels = await checkDecodeRole(gpu, role, o, shape, reference, on.slot, on.headMap, sels);
+  }
 }
