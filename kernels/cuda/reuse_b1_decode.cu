@@ -29,7 +29,7 @@
 //   (m, l, o) in slot `split`, and the row's last block to finish merges the slots (merge_row_if_last,
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
-//   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 64 and 65536 (below).
+//   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 65536 (below).
 //   The other bits do not change this kernel.
 #include <algorithm>
 #include <cstdio>
@@ -77,10 +77,8 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
          size_t(2) * C::kStages * C::kProducers * sizeof(uint64_t);
 }
 
-// Completion counters of the fused merge: zero at module load, reset by the block that merges (bit 64: the
-// arrivals in g_ws_done, the stored partials in g_ws_stored).
+// Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
-__device__ unsigned g_ws_stored[kMaxFusedRows];
 
 // Tuning knob KASCADE_WS_TRACE=1 (session 7): each CTA (up to kWsTraceCtas) records globaltimer at its start, when
 // its first stage has landed, when its loop ends and at its exit (after the fused merge, for the row's last CTA),
@@ -112,85 +110,6 @@ __device__ __noinline__ void ws_mark(int k) {
 constexpr int kWsProducerRegs = 40;
 constexpr int kWsConsumerRegs = 208;
 constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
-
-// KASCADE_VARIANT_WS_SMEM_MERGE (bit 64, session 7): the row's last CTA merges the splits from shared memory.
-// Session 7's call A traced the kernel at 128k batch 1 (KASCADE_WS_TRACE=1): the last CTA's loop ended ~4.5 us
-// before the last exit, the merge_row_if_last chain (a fence, the counter's atomic, the slots' (m, l) twice, then
-// their o, 16 slots in flight per thread with half the threads idle: five L2 round trips one after another).
-// Here each CTA takes its arrival ticket (arrive: the row's counter) when its loop ends, while its warps merge;
-// the CTAs before the last store their partial, fence, and count it in `stored`; the last one keeps its own
-// partial in shared memory (so / sml at its slot, written by merge_warps' emits beside the global ones), waits
-// until `stored` reaches S - 1 (they arrived before it, so their stores are on the way), resets both counters
-// for the next launch, copies the other slots' (m, l) and o into the free ring in one round trip and merges
-// there. sm: the ring past merge_warps' scratch; it fits when ws_smem_merge_fits. out: the GS heads from bh0 on.
-template <typename T, int D, int GS, int NT>
-__device__ void ws_merge_row_smem(unsigned ticket, unsigned* arrive, unsigned* stored, int S, int split,
-                                  const float* part_o, const float* part_ml, size_t bh0, T* out, float* sm) {
-  __shared__ bool last;
-  __shared__ float iL[GS];
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  if (tid == 0) last = ticket == static_cast<unsigned>(S) - 1u;
-  __syncthreads();  // `last` is set; the emits above are done
-  if (!last) {
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) atomicAdd(stored, 1u);
-    return;
-  }
-  if (tid == 0) {
-    volatile unsigned* v = stored;
-    while (*v < static_cast<unsigned>(S) - 1u) __nanosleep(20);
-    __threadfence();
-    *v = 0u;
-    *arrive = 0u;
-  }
-  __syncthreads();
-  float* so = sm;                // [GS][S][D]: part_o's slots of heads bh0.. (contiguous there)
-  float* sml = sm + GS * S * D;  // [GS][S][2]
-  const float* go = part_o + bh0 * S * D;
-  const float* gml = part_ml + bh0 * S * 2;
-  for (int i = tid; i < GS * S * D / 4; i += NT)
-    if ((i / (D / 4)) % S != split) cp_async16(so + 4 * i, go + 4 * i, 16);
-  cp_async_commit();
-  for (int i = tid; i < GS * S * 2; i += NT)  // in flight beside the copies
-    if ((i / 2) % S != split) sml[i] = __ldcg(gml + i);
-  cp_async_wait<0>();
-  __syncthreads();
-  // Per head (one warp each): the max M, the weights 2^(m - M) in place of m, and 1 / sum of w l.
-  for (int h = warp; h < GS; h += NT / 32) {
-    float* ml = sml + h * S * 2;
-    float M = -INFINITY;
-    for (int x = lane; x < S; x += 32) M = fmaxf(M, ml[2 * x]);
-    M = warp_max(M);
-    float L = 0.f;
-    for (int x = lane; x < S; x += 32) {
-      const float w = ml[2 * x] == -INFINITY ? 0.f : exp2f(ml[2 * x] - M);
-      ml[2 * x] = w;
-      L += w * ml[2 * x + 1];
-    }
-    L = warp_sum(L);
-    if (lane == 0) iL[h] = 1.f / L;
-  }
-  __syncthreads();
-  for (int e = tid; e < GS * D; e += NT) {
-    const int h = e / D, d = e % D;
-    const float* w = sml + h * S * 2;
-    const float* o = so + h * S * D + d;
-    float acc = 0.f;
-    for (int x = 0; x < S; ++x) acc = fmaf(w[2 * x], o[x * D], acc);
-    out[(bh0 + h) * D + d] = from_float<T>(acc * iL[h]);
-  }
-}
-// merge_warps' scratch (NC x GS x (D + 2) floats) and then the S slots' o and (m, l) within the ring.
-template <typename T, int D, int GS>
-__host__ __device__ constexpr size_t ws_smem_merge_offset() {
-  return size_t(WsCfg<D>::kConsumers) * GS * (D + 2);
-}
-template <typename T, int D, int GS>
-__host__ __device__ constexpr bool ws_smem_merge_fits(int splits) {
-  return sizeof(float) * (ws_smem_merge_offset<T, D, GS>() + GS * static_cast<size_t>(splits) * (D + 2)) <=
-         ws_region_bytes<T, D, GS>();
-}
 
 template <typename T, int D, int GS, bool LG, bool RG = false>
 __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
@@ -324,34 +243,16 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
 
   float* red_o = reinterpret_cast<float*>(smem_raw);
   float* red_ml = red_o + NC * GS * D;
-  const size_t rowId = static_cast<size_t>(b) * G + j;
-  // fused == 2 (bit 64): the arrival ticket, its atomic in flight while the warps merge; this CTA's partial also
-  // goes to its slot of the shared-memory merge area (ws_merge_row_smem).
-  unsigned ticket = 0;
-  if (fused == 2 && tid == 0) ticket = atomicAdd(g_ws_done + rowId, 1u);
-  const int S = a.splits;
-  float* mo = red_o + ws_smem_merge_offset<T, D, GS>();
-  float* mml = mo + GS * S * D;
   merge_warps<D, GS, NC, C::kThreads>(
       red_o, red_ml, m, l, acc,
       [&](int h, float M, float L) {
-        float* ml = a.part_ml + ((bh0 + h) * S + split) * 2;
+        float* ml = a.part_ml + ((bh0 + h) * a.splits + split) * 2;
         ml[0] = M;
         ml[1] = L;
-        if (fused == 2) {
-          mml[(h * S + split) * 2] = M;
-          mml[(h * S + split) * 2 + 1] = L;
-        }
       },
-      [&](int e, float o) {
-        a.part_o[((bh0 + e / D) * S + split) * D + e % D] = o;
-        if (fused == 2) mo[((e / D) * S + split) * D + e % D] = o;
-      });
-  // The weights (fused == 1) reuse red_o (the merge's barriers come after every thread's reads above).
-  if (fused == 2)
-    ws_merge_row_smem<T, D, GS, C::kThreads>(ticket, g_ws_done + rowId, g_ws_stored + rowId, S, split, a.part_o,
-                                             a.part_ml, bh0, static_cast<T*>(a.out), mo);
-  else if (fused)
+      [&](int e, float o) { a.part_o[((bh0 + e / D) * a.splits + split) * D + e % D] = o; });
+  // The weights reuse red_o (merge_row_if_last's barriers come after every thread's reads above).
+  if (fused)
     merge_row_if_last<T, D, GS, C::kThreads>(g_ws_done + (static_cast<size_t>(b) * G + j), a.splits, a.splits,
                                              a.part_o, a.part_ml, bh0, static_cast<T*>(a.out), red_o, true);
   if (trace && tid == 0) ws_mark(3);
@@ -420,13 +321,11 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
-  // The merge: 2 = from shared memory (bit 64, where the slots fit), 1 = merge_row_if_last, 0 = the combine kernel.
-  const bool smemMerge = (s.variant & KASCADE_VARIANT_WS_SMEM_MERGE) && ws_smem_merge_fits<T, D, GS>(a.splits);
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D>::kThreads), ws_smem_bytes<T, D, GS>(), st, s,
-                       a, fused ? (smemMerge ? 2 : 1) : 0, trace);
+                       a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);

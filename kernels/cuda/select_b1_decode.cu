@@ -36,8 +36,9 @@
 // takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
 // warp and iteration.
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
-// its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B;
-// KASCADE_B1_SELECT_PDL=0 launches the select without bit 4096's programmatic dependent launch (session 7).
+// its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
+// (Session 7, call B: launched as a programmatic dependent launch beside the scores pass (with bit 4096), the
+// anchor took 122.78 us at 128k batch 1 against 123.10 without: removed.)
 // (Session 6, call A: a cluster select, one 16-CTA cluster per row with the row's pooled scores in shared
 // memory and the digits merged through distributed shared memory, took 106 us for the anchor at 32k batch
 // 1 against this kernel's 60, and 46 against 39 at 8k (8-CTA clusters); removed. The third session saw
@@ -78,7 +79,6 @@ struct B1SelectArgs {
   int segInSmem;         // every CTA's segment fits kB1Seg
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
-  int pdl;               // launched as a programmatic dependent launch (bit 4096): wait for the scores pass
 };
 
 __device__ unsigned g_b1_barrier[2];
@@ -129,10 +129,6 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   auto mark = [&](int i) {
     if (a.trace && blockIdx.x == 0 && tid == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[i]));
   };
-  // Bit 4096 (session 7): the grid may launch while the scores pass finishes (its CTAs take the SMs as the pass's
-  // leave; all are resident before the first grid barrier, as the pass never waits on this grid); nothing global
-  // is read before the pass is done.
-  if (a.pdl) pdl_wait();
   mark(0);
   const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
   const long long t1 = (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas;
@@ -376,25 +372,6 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (ctas > a.work) ctas = a.work;
     a.ctas = static_cast<int>(ctas);
     a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
-    const char* sp = std::getenv("KASCADE_B1_SELECT_PDL");  // tuning: =0 launches it without bit 4096's overlap
-    a.pdl = (s.variant & KASCADE_VARIANT_PDL) != 0 && !(sp && sp[0] == '0');
-    if (a.pdl) {  // cooperative and programmatic dependent; where the runtime refuses the pair, cooperative alone
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(static_cast<unsigned>(a.ctas));
-      cfg.blockDim = dim3(kB1Threads);
-      cfg.dynamicSmemBytes = kB1Smem;
-      cfg.stream = st;
-      cudaLaunchAttribute attr[2];
-      attr[0].id = cudaLaunchAttributeCooperative;
-      attr[0].val.cooperative = 1;
-      attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      attr[1].val.programmaticStreamSerializationAllowed = 1;
-      cfg.attrs = attr;
-      cfg.numAttrs = 2;
-      if (cudaLaunchKernelEx(&cfg, b1_select_kernel<GS>, a) == cudaSuccess) return cudaGetLastError();
-      (void)cudaGetLastError();
-      a.pdl = 0;
-    }
     void* args[] = {&a};
     cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
                                                 dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);

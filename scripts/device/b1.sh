@@ -22,18 +22,15 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 7: 32800 (session 6's default) against the register split (65536: 98336, call A's best), the splits merged
-# from shared memory (64: 32864, 98400) and programmatic dependent launch (4096: 102496 = 98400 | 4096; events between
-# calls hide it, the graph and rot columns show it).
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,32864,98336,98400,102496}
+# Session 7 (call C): the new default 98336 (= 32800 | 65536, the register split) against session 6's 32800 and 124.
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,98336}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 168124 = 164028 | 4096: the sparse pass launched during the select's phase 3 (programmatic dependent launch; call
-# A's best); 168188 = 168124 | 64: its splits merged from shared memory.
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,168124,168188}
-# Session 7: the anchors with bit 4096 but the b1 select launched without it (its sparse pass keeps it).
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_PDL=0}
+# 168124 = 164028 | 4096 (the new anchor default): the sparse pass launched during the select's phase 3
+# (programmatic dependent launch).
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,168124}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -63,13 +60,13 @@ say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
-# 512k batch 1 (the defaults beyond 256k): the anchors with and without the b1 select, reuse 32800, dense 764.
-B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= \
-  B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
+# 512k batch 1 (the defaults beyond 256k): the anchors with and without the b1 select, reuse 32800 and 98336, dense 764.
+B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800,98336 B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= \
+  B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800,98336 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98336,98400,32864}" "$B1_REUSE_VARIANTS")
+ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98336,32800}" "$B1_REUSE_VARIANTS")
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
@@ -86,7 +83,7 @@ for l2 in 0 1; do
   say "select trace (KASCADE_B1_SELECT_L2=$l2) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-l2-$l2.log" | head -4
 done
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124,168188}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \

@@ -55,7 +55,10 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 265340 },
-  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 164028 },
+  // Batch <= 4, session 7 (b1 probe, calls A and B at 128k batch 1): 168124 = 164028 | 4096, the anchor's sparse
+  // pass launched while the b1 select's rows finish (programmatic dependent launch): 122.05 / 122.78 us against
+  // 124.90 / 125.22 (32k: 55.55 against 56.86; 8k: 33.98 against 35.07); layer 0 has no sparse pass (the same).
+  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 168124 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 265340 },
@@ -64,8 +67,11 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // with 16-bit P: 32800, the same kernel as 32956) beyond: call C's fastest reuse at 32k and 512k; at
   // 128k within 2 % of the split gather (124: 22.56 against 23.01 us per call with events, 19.89
   // against 20.43 in a graph, 24.56 against 24.14 over 4 layers in turn).
+  // Session 7 beyond 16k: 98336 = 32800 | 65536, the ws gather's producers give registers to its consumers (no
+  // spills): 22.53 / 23.52 us against 32800's 23.10 / 23.78 at 128k (b1 probe, calls A / B; graph 20.01 / 20.53
+  // against 20.69 / 21.14).
   { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 8252 },
-  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32800 },
+  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 98336 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
 
@@ -99,7 +105,7 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * bulk copies, 2 an L2 256-byte prefetch hint on the 16-byte copies, 4 the last split block
    * merges the splits (no combine kernel), 8 anchors' Top-k passes over wider chunks with no
    * memsets, 16 contiguous passes by TMA tensor tiles, 32 P as one 16-bit value in P V (half
-   * the MMAs), 64 with 32768 the gather's splits merged from shared memory, 128 the lean (stream-K) schedule: a persistent grid, each CTA
+   * the MMAs), 64 retired (no effect), 128 the lean (stream-K) schedule: a persistent grid, each CTA
    * an equal share of all key tiles, and a wider combine; 256 / 512 the anchors' cluster select,
    * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
