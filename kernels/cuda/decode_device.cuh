@@ -451,4 +451,24 @@ __device__ void merge_row_if_last(unsigned* ctr, int nslots, int SS, const float
   }
 }
 
+// A split CTA's end (the gathers' epilogue): its NW warps' online-softmax states merged (merge_warps) into its partial
+// (m, l, o), stored in slot `split` of the row's `splits` slots (part_ml [.., splits, 2], part_o [.., splits, D],
+// heads bh0 ..), then, with a counter `ctr`, the row's last CTA merges the slots into `out` (merge_row_if_last,
+// `deep` as there). red_o: shared scratch of NW x GS x (D + 2) floats (also the merge's weights).
+template <typename T, int D, int GS, int NW, int NT>
+__device__ __forceinline__ void store_split_and_merge(float* red_o, float m, float l, const float (&acc)[D / 8][2],
+                                                      float* part_o, float* part_ml, int splits, int split,
+                                                      size_t bh0, T* out, unsigned* ctr, bool deep) {
+  merge_warps<D, GS, NW, NT>(
+      red_o, red_o + NW * GS * D, m, l, acc,
+      [&](int h, float M, float L) {
+        float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
+        ml[0] = M;
+        ml[1] = L;
+      },
+      [&](int e, float o) { part_o[((bh0 + e / D) * splits + split) * D + e % D] = o; });
+  // The weights reuse red_o (merge_row_if_last's barriers come after every thread's reads above).
+  if (ctr) merge_row_if_last<T, D, GS, NT>(ctr, splits, splits, part_o, part_ml, bh0, out, red_o, deep);
+}
+
 }  // namespace kascade

@@ -241,20 +241,9 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
   if (trace && tid == 0) ws_mark(2);
 
-  float* red_o = reinterpret_cast<float*>(smem_raw);
-  float* red_ml = red_o + NC * GS * D;
-  merge_warps<D, GS, NC, C::kThreads>(
-      red_o, red_ml, m, l, acc,
-      [&](int h, float M, float L) {
-        float* ml = a.part_ml + ((bh0 + h) * a.splits + split) * 2;
-        ml[0] = M;
-        ml[1] = L;
-      },
-      [&](int e, float o) { a.part_o[((bh0 + e / D) * a.splits + split) * D + e % D] = o; });
-  // The weights reuse red_o (merge_row_if_last's barriers come after every thread's reads above).
-  if (fused)
-    merge_row_if_last<T, D, GS, C::kThreads>(g_ws_done + (static_cast<size_t>(b) * G + j), a.splits, a.splits,
-                                             a.part_o, a.part_ml, bh0, static_cast<T*>(a.out), red_o, true);
+  store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o,
+                                                   a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
+                                                   fused ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr, true);
   if (trace && tid == 0) ws_mark(3);
 }
 
