@@ -262,12 +262,23 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
     return v;
   };
   const auto start = col(0), first = col(1), loop = col(2), exit = col(3);
+  // Per CTA, exit - loop end (the epilogue: its warps' merge, the partial's stores, the fence and the counter's
+  // atomic; the row's last CTA also merges the slots), and the last-exiting CTA's own.
+  std::vector<long long> tail(n);
+  int lastCta = 0;
+  for (int c = 0; c < n; ++c) {
+    tail[c] = static_cast<long long>(h[c * 5 + 3] - h[c * 5 + 2]);
+    if (h[c * 5 + 3] > h[lastCta * 5 + 3]) lastCta = c;
+  }
+  const long long lastTail = tail[lastCta];
+  std::sort(tail.begin(), tail.end());
   auto q = [&](const std::vector<long long>& v, double f) { return v[static_cast<size_t>(f * (n - 1))]; };
   std::fprintf(stderr,
                "[ws trace] ctas %d (ns from the first start): start p50 %lld max %lld | first stage p50 %lld max %lld | "
-               "loop end min %lld p10 %lld p50 %lld p90 %lld max %lld | exit max %lld\n",
+               "loop end min %lld p10 %lld p50 %lld p90 %lld max %lld | exit max %lld | epilogue p50 %lld max %lld, "
+               "the last exit's %lld\n",
                n, q(start, 0.5), q(start, 1), q(first, 0.5), q(first, 1), q(loop, 0), q(loop, 0.1), q(loop, 0.5),
-               q(loop, 0.9), q(loop, 1), q(exit, 1));
+               q(loop, 0.9), q(loop, 1), q(exit, 1), q(tail, 0.5), q(tail, 1), lastTail);
 }
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
