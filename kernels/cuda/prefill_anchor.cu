@@ -14,7 +14,7 @@
 //     tile is attended on top and never competes.
 //  3. select_prefill_v3_kernel (prefill_select_v3.cu)  grid (tiles, pairs in this pass), 256 threads, one block
 //     per pooled row:
-//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pool v55, the
+//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pool v56, the
 //     default) a count in 4096 bins under it, then one pass keeping the k-th's bin in shared memory; else (and
 //     as the fallback) a radix select over the f32 pattern (11 + 11 bits, then the candidates sharing the
 //     k-th's 22-bit prefix). Ties at the k-th lowest index first (the spec's rule, kept exactly). Writes indices
@@ -22,10 +22,10 @@
 //  4. anchor only: prefill_attn_kernel in sparse mode over the selection plus the diagonal tile.
 // Memory: the pooled rows of one pair take sum_t s_t floats (T n^2 / 2 / 32 f32 = 1.07 GB at n = 128k);
 // pairs go through steps 2-3 in passes sized to a 2 GiB pooled buffer (2 pairs per pass at 128k), so the
-// workspace is stats (8 B per query row per head) + at most ~2 GiB (+ 4 B per pooled row for v55's maxima),
+// workspace is stats (8 B per query row per head) + at most ~2 GiB (+ 4 B per pooled row for v56's maxima),
 // never [tiles x n] per head.
 // Bytes: step 2 reads K (from L2 mostly: each block re-reads its pair's keys before the tile) and writes
-// the pooled rows once; step 3 reads each row twice (v55; three times under pool v32).
+// the pooled rows once; step 3 reads each row twice (v56; three times under pool v32).
 #include <cstdlib>
 #include <cstring>
 
@@ -137,20 +137,21 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v32 (session 6's default): four consumer
 // warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass (prefill_pool_v17.cu;
 // head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu) with its one-pass finish after the second
-// digit (three passes over each pooled row); v55 (the default since session 7's call A): the same pool also writing
-// each row's largest score, the select counting the row in bins under it and keeping the k-th's bin (two passes;
-// 128k: the anchor 288.8 against 294.7 ms, layer 0 355.9 against 357.4; select 1.46-1.55 against 2.71-2.96 ms per
-// launch, ncu). Session 7's call A also timed the select inside the pool's CTAs, each selecting the row it had
-// just pooled, read back from L2 (v53: select v3's body, v54: v55's; rows in one slot per SM, a 103 MB workspace
-// at 128k instead of 2.18 GB): 303.9 and 296.2 ms (anchor), 369.0 and 361.4 (layer 0), gone. Session 5's v19
-// (the four-pass select) is gone; session 6 also timed FMA-pipe exponentials (v23), the pool counting the select's
-// first digit (v27 / v28 / v31), four loads in flight per select thread (v33), 4 GiB pooled passes (v34), float4
-// row constants (v35) and the select on a second stream under the next pass's pool (v36): all slower, all gone, as
-// are sessions 2-5's pools v2-v18 and v20-v22. v56 (session 7's call B candidate): v55 with leaner select loops
-// (one end-of-row check per 8 scores, the second pass comparing the patterns with the k-th bin's bounds).
+// digit (three passes over each pooled row); v56 (the default since session 7's call B): the same pool also writing
+// each row's largest score, the select counting the row in bins under it and keeping the k-th's bin (two passes).
+// 128k, call B: the anchor 287.2 against v32's 293.9 ms, layer 0 351.7 against 363.7; select 1.43-1.51 ms per
+// launch against 2.71-2.96 (ncu). Call A's v55 was the same select checking every score against the row's end and
+// binning it again in its second pass (0.41 against v56's 0.38 ms at 32k, ncu; the ops within noise): superseded,
+// gone. Call A also timed the select inside the pool's CTAs, each selecting the row it had just pooled, read back
+// from L2 (v53: select v3's body, v54: v55's; rows in one slot per SM, a 103 MB workspace at 128k instead of
+// 2.18 GB): anchor 303.9 and 296.2 ms against v55's 288.8, gone. Session 5's v19 (the four-pass select) is gone;
+// session 6 also timed FMA-pipe exponentials (v23), the pool counting the select's first digit (v27 / v28 / v31),
+// four loads in flight per select thread (v33), 4 GiB pooled passes (v34), float4 row constants (v35) and the
+// select on a second stream under the next pass's pool (v36): all slower, all gone, as are sessions 2-5's pools
+// v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 32 || v == 56 ? v : 55;  // else the default (DEFAULT_PREFILL_KERNELS, preset v55)
+  return v == 1 || v == 32 ? v : 56;  // else the default (DEFAULT_PREFILL_KERNELS, preset v56)
 }
 
 struct PrefillWorkspace {
@@ -158,7 +159,7 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
-  float* rowMax;   // pool v55: [pairs, tiles], each pooled row's largest score (null otherwise)
+  float* rowMax;   // pool v56: [pairs, tiles], each pooled row's largest score (null otherwise)
   size_t bytes;
 };
 
@@ -177,7 +178,7 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   w.pairsPerPass = static_cast<int>(ppp);
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
   const size_t maxBytes =
-      pool_variant() >= 55 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * sizeof(float)) : 0;
+      pool_variant() == 56 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * sizeof(float)) : 0;
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
   w.rowMax = p && maxBytes ? reinterpret_cast<float*>(p + statsBytes) : nullptr;
@@ -238,8 +239,7 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.rowMax, st)) != cudaSuccess)
       return e;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, w.rowMax, pool_variant() == 56,
-                              st)) != cudaSuccess)
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, w.rowMax, st)) != cudaSuccess)
       return e;
   }
   if (layer0) return cudaSuccess;

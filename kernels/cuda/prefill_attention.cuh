@@ -39,9 +39,9 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
   return static_cast<size_t>(t) * queryStart + static_cast<size_t>(kT) * t * (t - 1) / 2;
 }
 
-// Pools v32 / v55 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
+// Pools v32 / v56 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
 // their products in step order; head dim 128, g = 4. Same arguments and output as pool v1; with rowMax (pool
-// v55) also each row's largest score in rowMax[pair, t].
+// v56) also each row's largest score in rowMax[pair, t].
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
@@ -50,11 +50,11 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
 // The third digit and the ties come from the candidates one pass keeps in shared memory (pool v32's finish: three
-// passes over the row). rowMax (pools v55 / v56; [pairs, tiles], from the pool): bins under each row's largest
-// score instead (two passes); lean: pool v56's loops (prefill_select.cuh).
+// passes over the row). rowMax (pool v56; [pairs, tiles], from the pool): bins under each row's largest score
+// instead (two passes; prefill_select.cuh).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
-                             bool lean, cudaStream_t st);
+                             cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

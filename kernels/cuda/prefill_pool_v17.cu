@@ -1,6 +1,6 @@
-// The anchors' pooling pass of pools v32 and v55 (KASCADE_PREFILL_POOL=v32 / v55; v55 the default since session 7:
+// The anchors' pooling pass of pools v32 and v56 (KASCADE_PREFILL_POOL=v32 / v56; v56 the default since session 7:
 // head dim 128, g = 4, statistics from the attention pass; elsewhere pool v1), followed by select v3
-// (prefill_select_v3.cu). v55 (ROWMAX below) also writes each row's largest score, under which its select bins the
+// (prefill_select_v3.cu). v56 (ROWMAX below) also writes each row's largest score, under which its select bins the
 // row (two passes over it instead of v32's three). Session 5's v19 (the same pool, a four-pass select) is gone.
 // Session 7 also timed this kernel selecting its own row right after pooling it (pools v53 / v54: the rows in one
 // slot per SM, read back from L2; 128k, ncu: 137-149 ms per op for pool + select against v32's 112 + 11.5): lost,
@@ -68,7 +68,7 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// ROWMAX (pool v55): each thread keeps the largest score it wrote; the CTA's is an atomicMax over their bit
+// ROWMAX (pool v56): each thread keeps the largest score it wrote; the CTA's is an atomicMax over their bit
 // patterns (scores >= 0 order like them), written to rowMax[pair, t] for the select's bins.
 template <typename T, int NC, bool ROWMAX>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)

@@ -22,8 +22,8 @@ namespace {
 
 constexpr int NT = 256;  // threads per block
 
-// BYMAX (pools v55 / v56): select_pooled_row_max under rowMax[pair, t] (written by the pool); LEAN: v56's loops.
-template <bool BYMAX, bool LEAN = false>
+// BYMAX (pool v56): select_pooled_row_max under rowMax[pair, t] (written by the pool).
+template <bool BYMAX>
 __global__ void __launch_bounds__(NT)
     select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
                              const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase,
@@ -45,8 +45,7 @@ __global__ void __launch_bounds__(NT)
       reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
   const SelectShared sh{hist, wsum, res, cnt, candV, candX};
   if (BYMAX)
-    select_pooled_row_max<NT, LEAN>(u, st, k, out, sh,
-                                    __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t)));
+    select_pooled_row_max<NT>(u, st, k, out, sh, __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t)));
   else
     select_pooled_row<NT>(u, st, k, out, sh);
 }
@@ -55,12 +54,9 @@ __global__ void __launch_bounds__(NT)
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
-                             bool lean, cudaStream_t st) {
+                             cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  if (rowMax && lean)
-    select_prefill_v3_kernel<true, true>
-        <<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
-  else if (rowMax)
+  if (rowMax)
     select_prefill_v3_kernel<true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
   else
     select_prefill_v3_kernel<false><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);

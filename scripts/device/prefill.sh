@@ -2,11 +2,10 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 7 (since call B): v55 (the defaults since call A: dense v22, sparse v12,
-# pool v55, the select binning each pooled row under its largest score; its parity covers the v1 kernels too, which
-# run where v55's do not apply: head dim 64, g != 4) is the safe group, v48 (session 6's defaults, pool v32) the
-# comparison row in its own parity process (PREFILL_RISKY), and call B's candidate v56 (v55 with leaner select
-# loops) in another. The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks).
+# fails parity is never timed). Session 7 (call C): v56 (the defaults since call B: dense v22, sparse v12, pool
+# v56, the select binning each pooled row under its largest score; its parity covers the v1 kernels too, which run
+# where v56's do not apply: head dim 64, g != 4) is the safe group, v48 (session 6's defaults, pool v32) the
+# comparison row in its own parity process (PREFILL_RISKY). The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
 # (clocks.csv; the log says the median SM clock and the share of busy samples under the SW power cap).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
@@ -20,9 +19,9 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-safe=${PREFILL_SAFE:-v55}
+safe=${PREFILL_SAFE:-v56}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v48 v56}
+risky=${PREFILL_RISKY-v48}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

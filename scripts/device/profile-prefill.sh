@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select) and how the kernels use the GPU. Run by scripts/device/session.sh with $JOB_OUT
-# (limit 100 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under preset v55 (the
-# defaults since session 7's call A: the select binning each pooled row under its largest score) and v48 (session
+# (limit 100 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under preset v56 (the
+# defaults since session 7's call B: the select binning each pooled row under its largest score) and v48 (session
 # 6's defaults): the dense v9 kernel (dense, dense + statistics), the statistics and pool kernels and the select
 # timed by ncu (the fill and sparse kernels, the same under every preset, are left out):
 # kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape), then the
@@ -13,7 +13,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v55,v56,v48}
+presets=${PROFILE_PREFILL_PRESETS:-v56,v48}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill" \
@@ -22,11 +22,11 @@ timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pref
   --out "$JOB_OUT/bench-under-ncu.json" > "$JOB_OUT/kernels.csv" 2> "$JOB_OUT/kernels.err"
 echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
 # name:kernel regex:launches skipped:launches profiled:preset. The bench first runs one anchor under the defaults
-# (v55: a prefill_stats_v17, a pool_v17 and a select_prefill_v3 launch) for the reuse selection; then under a
+# (v56: a prefill_stats_v17, a pool_v17 and a select_prefill_v3 launch) for the reuse selection; then under a
 # preset run alone the anchor's statistics pass is prefill_stats_v17 launch 1, layer 0's pool pool_v17 launch 1 and
 # the anchor's 2 (one launch per op at 32k: every pair fits one pooled pass); select_prefill_v3 launch 1 is layer
 # 0's. Each detail file names the kernel it caught (template arguments included).
-for spec in select-v56:select_prefill_v3:1:1:v56 select-v55:select_prefill_v3:1:1:v55 pool-v55:pool_v17_kernel:2:1:v55 stats-v22:prefill_stats_v17:1:1:v55; do
+for spec in pool-v56:pool_v17_kernel:2:1:v56 select-v56:select_prefill_v3:1:1:v56 stats-v22:prefill_stats_v17:1:1:v56 pool-v32:pool_v17_kernel:2:1:v48; do
   IFS=: read -r name k skip c preset <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 50 ] && { echo "skipping detail-$name (time)"; continue; }
   timeout 15 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats -k "regex:$k" --launch-skip "$skip" -c "$c" \
@@ -36,9 +36,9 @@ for spec in select-v56:select_prefill_v3:1:1:v56 select-v55:select_prefill_v3:1:
   echo "detail-$name rc=$? after $(($(date +%s) - t0)) s"
 done
 # Where the anchor's and layer 0's time goes at 128k (issue 8): the duration of every statistics, pool, select and
-# sparse launch of one bench pass at 128k under v55 (kernels-128k-v55.csv; the selection anchor, then layer 0's and
-# the anchor's: four pooled passes each), and the select launches under v56. Time only (one pass, no replay).
-for spec in v55:"prefill_stats_v17|pool_v17|select_prefill|sparse_v9":40 v56:"select_prefill":12; do
+# sparse launch of one bench pass at 128k under v56 (kernels-128k-v56.csv; the selection anchor, then layer 0's and
+# the anchor's: four pooled passes each). Time only (one pass, no replay).
+for spec in v56:"prefill_stats_v17|pool_v17|select_prefill|sparse_v9":40; do
   IFS=: read -r preset regex count <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 70 ] && { echo "skipping kernels-128k-$preset (time)"; continue; }
   timeout 25 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:$regex" -c "$count" \

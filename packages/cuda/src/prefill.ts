@@ -366,15 +366,15 @@ export function uploadPrefillSelection(
  * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v32` (session
  *   6's default) four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
  *   order (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), then the radix select (prefill_select_v3.cu)
- *   finishing in one pass after its second digit (three passes over each pooled row); `v55` (the default since
- *   session 7's call A): the same pool also writing each row's largest score, the select counting the row in 4096
- *   bins of 1/256 octave under it and keeping the k-th's bin in shared memory (two passes; 128k: the anchor 288.8
- *   against 294.7 ms, layer 0 355.9 against 357.4). Session 7's call A also timed the select inside the pool's
- *   CTAs (`v53`, `v54`: each CTA selecting the row it had just pooled, read back from L2): slower (anchor 303.9 and
- *   296.2 ms), gone. Session 5's `v19` (a four-pass select) is gone too, as are session 6's `v23`, `v27`, `v28`,
- *   `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`, `v20`-`v22`. `v56` (call B's candidate): v55 with leaner
- *   select loops (one end-of-row check per 8 scores; the second pass compares each score's bits with the k-th
- *   bin's bounds).
+ *   finishing in one pass after its second digit (three passes over each pooled row); `v56` (the default since
+ *   session 7's call B): the same pool also writing each row's largest score, the select counting the row in 4096
+ *   bins of 1/256 octave under it and keeping the k-th's bin in shared memory (two passes; 128k, call B: the anchor
+ *   287.2 against 293.9 ms, layer 0 351.7 against 363.7). Session 7 also timed `v55` (v56 checking every score
+ *   against the row's end and binning it again in its second pass: the ops within noise, its select 0.41 against
+ *   0.38 ms at 32k) and the select inside the pool's CTAs (`v53`, `v54`: each CTA selecting the row it had just
+ *   pooled, read back from L2; anchor 303.9 and 296.2 ms against v55's 288.8 in call A): gone. Session 5's `v19`
+ *   (a four-pass select) is gone too, as are session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions
+ *   2-5's `v2`-`v18`, `v20`-`v22`.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -382,11 +382,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v32' | 'v55' | 'v56';
+export type PrefillPoolVariant = 'v1' | 'v32' | 'v56';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v55', 'v56'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -396,27 +396,25 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
- * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v55` =
- * dense v22, sparse v12, pool v55 (the defaults since session 7's call A). Sessions 2-6's other presets (v2-v47,
- * v49-v52; v37 = session 5's defaults) and session 7's v53 / v54 (the select inside the pool's CTAs) lost or went
- * into these and are gone. `v56` = v55 with pool v56 (leaner select loops), session 7's call B candidate.
+ * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v56` =
+ * dense v22, sparse v12, pool v56 (the defaults since session 7's call B). Sessions 2-6's other presets (v2-v47,
+ * v49-v52; v37 = session 5's defaults) and session 7's v53-v55 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
-  v55: { dense: 'v22', sparse: 'v12', pool: 'v55' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v55`, the fastest measured in
- * session 7's call A (128k: the anchor 288.8 ms, layer 0 355.9): dense v22 (dense v9 for dense and layer 0's dense
+ * What runs when nothing is selected (the environment variables unset): preset `v56`, the fastest measured in
+ * session 7's call B (128k: the anchor 287.2 ms, layer 0 351.7): dense v22 (dense v9 for dense and layer 0's dense
  * + statistics pass; the anchors' statistics-only pass on four consumer warpgroups without a per-step row max),
- * sparse v12 (the anchors' sparse pass and reuse) and pool v55 (four consumer warpgroups writing each row's
+ * sparse v12 (the anchors' sparse pass and reuse) and pool v56 (four consumer warpgroups writing each row's
  * largest score, then the select binning under it). Where they do not apply (head dim 64; sparse and the pool at
  * g != 4) v1 runs.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v12', pool: 'v55' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v12', pool: 'v56' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
