@@ -47,6 +47,20 @@ __device__ __forceinline__ void sel_row_trips(const unsigned* u, int st, F f) {
   }
 }
 
+// Score x (bit pattern v) in a pass that keeps a candidate bucket: above it, written to out at the next place
+// (sh.cnt[0]); in it, kept as a candidate (sh.cnt[1] counts them, the first kSel3Cand are stored).
+__device__ __forceinline__ void sel_keep(bool above, bool in, unsigned v, int x, int* out, const SelectShared& sh) {
+  if (above) {
+    out[atomicAdd(&sh.cnt[0], 1)] = x;
+  } else if (in) {
+    const int c = atomicAdd(&sh.cnt[1], 1);
+    if (c < kSel3Cand) {
+      sh.candV[c] = v;
+      sh.candX[c] = x;
+    }
+  }
+}
+
 // The k (1 <= k < st) largest of row u[0 .. st) into out[0 .. k) (order free). After the second digit, one
 // pass over the row writes every score whose top 22 bits are above the k-th largest's and keeps those equal
 // to them (a bin 2^-13 wide: a few dozen at 128k) in shared memory, where the third digit and the ties are
@@ -73,19 +87,8 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
       __syncthreads();
       sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
 #pragma unroll
-        for (int e = 0; e < kSelPer; ++e) {
-          if (x + e >= st) continue;
-          const unsigned h = v[e] >> 10;
-          if (h > hi) {
-            out[atomicAdd(&cntGt, 1)] = x + e;
-          } else if (h == hi) {
-            const int c = atomicAdd(&nCand, 1);
-            if (c < kSel3Cand) {
-              sh.candV[c] = v[e];
-              sh.candX[c] = x + e;
-            }
-          }
-        }
+        for (int e = 0; e < kSelPer; ++e)
+          if (x + e < st) sel_keep(v[e] >> 10 > hi, v[e] >> 10 == hi, v[e], x + e, out, sh);
       });
       for (int i = tid; i < 1024; i += NT) hist[i] = 0;
       __syncthreads();
@@ -207,17 +210,7 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
     sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
       if (x < st)
 #pragma unroll
-        for (int e = 0; e < kSelPer; ++e) {
-          if (v[e] >= candHi) {
-            out[atomicAdd(&cntGt, 1)] = x + e;
-          } else if (v[e] >= candLo) {
-            const int c = atomicAdd(&nCand, 1);
-            if (c < kSel3Cand) {
-              sh.candV[c] = v[e];
-              sh.candX[c] = x + e;
-            }
-          }
-        }
+        for (int e = 0; e < kSelPer; ++e) sel_keep(v[e] >= candHi, v[e] >= candLo, v[e], x + e, out, sh);
     });
     for (int i = tid; i < 1024; i += NT) hist[i] = 0;
     __syncthreads();
