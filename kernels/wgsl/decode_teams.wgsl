@@ -7,7 +7,7 @@
 // 16-byte pieces of a row (coalesced), all loads of a step issued before any is used; the dot
 // products are finished with subgroupShuffleXor inside the team, and each team keeps its own online
 // softmax (max, sum, weighted V) in registers: no barrier in the key loop. The teams of a workgroup
-// merge once at the end, then teams_combine merges the splits.
+// merge once at the end, then teams_merge merges the splits.
 //
 // Layout: as decode_attend.wgsl. q `[batch, heads, HEAD_DIM]` f32; K and V `[batch, kvHeads,
 // capacity, HEAD_DIM]` read as 16-byte pieces `KP` (f32: vec4<f32>; f16: vec4<u32>, eight f16 packed);
@@ -35,7 +35,7 @@
 // subgroup by shuffles (partners TW, 2 TW, .. lanes apart, the same bits on both sides), then the
 // subgroups through workgroup memory, every head at once. MSG: the most subgroups a workgroup has (WG /
 // the smallest subgroup size).
-// The splits are merged by teams_combine, a dispatch of its own: merging them in the last workgroup
+// The splits are merged by teams_merge, a dispatch of its own: merging them in the last workgroup
 // of each row to finish (an atomic counter; sessions 3-6) needs a device-scope fence that WGSL lacks,
 // and on the H200 it read a split's partials before they landed (session 6, call B).
 
@@ -374,101 +374,29 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       partML[(rowBase + h * P.splits) * 2u] = M;
       partML[(rowBase + h * P.splits) * 2u + 1u] = L;
     }
-    if (ACCUM_V) {
-      for (var c = t; c < D4; c += WG) {  // one pass unless the workgroup is narrower than a row
-        var o = vec4<f32>(0.0);
-        for (var e = 0u; e < NT; e++) {
-          o += xo[e * D4 + c] * exp(xm[e] - M);
-        }
-        partO[(rowBase + h * P.splits) * D4 + c] = o;
+    if (ACCUM_V && t < D4) {
+      var o = vec4<f32>(0.0);
+      for (var e = 0u; e < NT; e++) {
+        o += xo[e * D4 + t] * exp(xm[e] - M);
       }
+      partO[(rowBase + h * P.splits) * D4 + t] = o;
     }
     workgroupBarrier();
   }
 }
 
-// teams_combine: merges the splits of one query head, one workgroup of CWG invocations per (query
-// head, sequence), the splits read in parallel (attend_combine walks them serially). Writes the
-// normalised output (ACCUM_V) and the row's softmax statistics (max, sum) that the anchor's pooling
-// needs. Dispatch `(heads, batch)`. Bytes: `splits * (HEAD_DIM + 2) * 4` per query head.
-
-const CWG: u32 = 256u;
-const CG: u32 = CWG / D4;             // groups of D4 invocations, each walking every CG-th split
-var<workgroup> cred: array<f32, CWG>;
-var<workgroup> cvec: array<vec4<f32>, CWG>;
-
-fn reduceMax(t: u32, v: f32) -> f32 {
-  cred[t] = v;
-  workgroupBarrier();
-  for (var w = CWG / 2u; w > 0u; w = w / 2u) {
-    if (t < w) {
-      cred[t] = max(cred[t], cred[t + w]);
-    }
-    workgroupBarrier();
-  }
-  let r = cred[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduceSum(t: u32, v: f32) -> f32 {
-  cred[t] = v;
-  workgroupBarrier();
-  for (var w = CWG / 2u; w > 0u; w = w / 2u) {
-    if (t < w) {
-      cred[t] = cred[t] + cred[t + w];
-    }
-    workgroupBarrier();
-  }
-  let r = cred[0];
-  workgroupBarrier();
-  return r;
-}
-
-@compute @workgroup_size(CWG)
-fn teams_combine(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-  let h = wid.x;
-  let b = wid.y;
-  let row = (b * P.heads + h) * P.splits;
-  var m = NEG;
-  for (var s = t; s < P.splits; s += CWG) {
-    m = max(m, partML[(row + s) * 2u]);
-  }
-  let M = reduceMax(t, m);
-  var l = 0.0;
-  for (var s = t; s < P.splits; s += CWG) {
-    l += partML[(row + s) * 2u + 1u] * exp(partML[(row + s) * 2u] - M);
-  }
-  let L = reduceSum(t, l);
-  if (t == 0u) {
-    stats[(b * P.heads + h) * 2u] = M;
-    stats[(b * P.heads + h) * 2u + 1u] = L;
-  }
-  if (ACCUM_V) {
-    let e = t % D4;
-    let g = t / D4;
-    var o = vec4<f32>(0.0);
-    for (var s = g; s < P.splits; s += CG) {
-      o += partO[(row + s) * D4 + e] * exp(partML[(row + s) * 2u] - M);
-    }
-    cvec[t] = o;
-    workgroupBarrier();
-    if (t < D4) {
-      var sum = vec4<f32>(0.0);
-      for (var i = 0u; i < CG; i++) {
-        sum += cvec[i * D4 + t];
-      }
-      outO[(b * P.heads + h) * D4 + t] = sum / L;
-    }
-  }
-}
-
-// teams_merge: the same merge in one pass over the splits (the `onlineMerge` option), by MWG invocations
-// (host-prepended, 512 where the device allows): with V, invocation (g, e) walks splits g, g + MG, ..
-// for vec4 e (MG = MWG / D4 groups); without V (the anchors' scores pass), every invocation walks its
-// own splits t, t + MWG, ..; four splits a round (all loads of a round issued before any is used), each
-// invocation with its own running (max, sum, weighted V), so nothing waits for a global maximum first.
-// The running states are then merged through workgroup memory. Dispatch and bytes as teams_combine.
+// teams_merge: merges the splits of one query head in one pass over them, one workgroup of MWG
+// invocations (host-prepended, 512 where the device allows) per (query head, sequence). With V,
+// invocation (g, e) walks splits g, g + MG, .. for vec4 e (MG = MWG / D4 groups); without V (the
+// anchors' scores pass), every invocation walks its own splits t, t + MWG, ..; four splits a round (all
+// loads of a round issued before any is used), each invocation with its own running (max, sum, weighted
+// V), so nothing waits for a global maximum first. The running states are then merged through
+// workgroup memory. Writes the normalised output (ACCUM_V) and the row's softmax statistics (max, sum)
+// that the anchor's pooling needs. Dispatch `(heads, batch)`. Bytes: `splits * (HEAD_DIM + 2) * 4` per
+// query head. (Until session 7, teams_combine reduced the maximum first, then the sums, then V: on the
+// H200 at 128k batch 1, twice in turn, it took dense 201.4 and 201.9 us against 196.7 and 195.9 (call A,
+// this merge at 256 invocations), layer 0 252.9 and 252.6 against 246.2 and 246.7, reuse 46.6 and 46.7
+// against 45.2 and 45.1 (call B).)
 
 const MU: u32 = 4u;                          // splits per round
 const ML: u32 = select(1u, D4, ACCUM_V);     // invocations per split

@@ -298,13 +298,6 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
         keysPerStep: 17,
       }),
     ).toThrow(/keysPerStep must be an integer in 1..16/);
-    const dense = { role: 'dense', heads: H, q, kv, n, out } as const;
-    expect(() => encodeDecode(gpu, {} as GPUComputePassEncoder, { ...dense, teamsPerWorkgroup: 0 })).toThrow(
-      /teamsPerWorkgroup/,
-    );
-    expect(() =>
-      encodeDecode(gpu, {} as GPUComputePassEncoder, { ...dense, teamsPerWorkgroup: 1024 }),
-    ).toThrow(/teamsPerWorkgroup 1024 .* above the device's limit/);
     destroyDeviceKV(kv);
     for (const b of [q, out, slot.indices]) b.destroy();
   });
@@ -385,15 +378,14 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
 });
 
 describe.skipIf(!probe.context)(
-  'team kernel options: index prefetch, short splits, select chunk and schedule, online merge, subgroup team merge',
+  'team kernel options: index prefetch, short splits, select chunk and schedule, subgroup team merge',
   () => {
     const OPTIONS = [
       { prefetchIndices: true },
       { prefetchIndices: true, minStepsPerSplit: 1, keysPerStep: 8 },
       { selectValuesPerInvocation: 16 as const },
       { selectSchedule: 'folded' as const },
-      { onlineMerge: false, minStepsPerSplit: 1, keysPerStep: 2 },
-      { teamsPerWorkgroup: 1, onlineMerge: true, prefetchIndices: true, minStepsPerSplit: 3 },
+      { minStepsPerSplit: 1, keysPerStep: 2 },
       { pieceBytes: 8 as const, prefetchIndices: true },
       { minStepsPerSplit: 3, subgroupTeamMerge: true },
       { streamPass: { keysPerStep: 16, targetWorkgroups: 64 } },

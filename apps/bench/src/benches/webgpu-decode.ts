@@ -94,8 +94,6 @@ type Tuning = Pick<
   | 'pieceBytes'
   | 'selectValuesPerInvocation'
   | 'selectSchedule'
-  | 'onlineMerge'
-  | 'teamsPerWorkgroup'
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
@@ -103,13 +101,8 @@ type Tuning = Pick<
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
-/** The previous defaults (session 6): the classic select, the splits merged by teams_combine. */
+/** Session 6's select (nine dispatches; the folded one is the default up to 16 rows since session 7). */
 const CLASSIC: Tuning = { selectSchedule: 'classic' };
-const COMBINE: Tuning = { onlineMerge: false };
-/** Gathers by workgroups of one team (nothing to merge inside a workgroup), four times as many (session 7). */
-const SOLO: Tuning = { teamsPerWorkgroup: 1, targetWorkgroups: 2048 };
-/** The anchors' scores pass by workgroups of one team. */
-const SOLO_SCORES: Tuning = { streamPass: { teamsPerWorkgroup: 1 } };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -127,9 +120,6 @@ const PARITY_OPTIONS: Tuning[] = [
   { subgroupTeamMerge: false },
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
-  COMBINE,
-  SOLO,
-  SOLO_SCORES,
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -151,28 +141,15 @@ function alternate(times: number, ...sets: Tuning[]): Tuning[] {
  * grids over the team kernel's options (the device runs the whole job in well under a minute).
  */
 const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = {
-  // Session 7, call B: the new defaults (the folded select up to 16 rows, teams_merge for every pass)
-  // against session 6's (CLASSIC, COMBINE), and workgroups of one team for the gathers, the anchors'
-  // scores pass, layer 0's pass and dense. Call A (webgpu-decode-s7a.json) also timed the gathers at
-  // 16 keys per step (188-189 against 46-47 us at batch 1, removed from the sweep).
-  // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then:
-  // 256-invocation workgroups, the fused split merge, logits in the anchors' sparse pass, pooling fused
-  // into the select, inlined step loads, all removed.
-  reuse: alternate(
-    2,
-    {},
-    COMBINE,
-    SOLO,
-    { ...SOLO, targetWorkgroups: 4096 },
-    { ...SOLO, minStepsPerSplit: 4 },
-  ),
-  anchor: alternate(2, {}, CLASSIC, COMBINE, SOLO_SCORES, {
-    streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 16384 },
-  }),
-  'dense-anchor': alternate(2, {}, CLASSIC, COMBINE, {
-    streamPass: { teamsPerWorkgroup: 1, targetWorkgroups: 4096 },
-  }),
-  dense: alternate(2, {}, COMBINE, { teamsPerWorkgroup: 1, targetWorkgroups: 4096 }),
+  // Session 7, call C: the final defaults against session 6's select, twice in turn. Calls A and B
+  // (webgpu-decode-s7a.json, -s7b.json) hold what lost: gathers at 16 keys per step (188-189 against
+  // 46-47 us), workgroups of one team for the gathers, the streaming passes and dense, teams_combine
+  // (all removed); the folded select at batch 8.
+  // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then.
+  reuse: [],
+  anchor: alternate(2, {}, CLASSIC),
+  'dense-anchor': alternate(2, {}, CLASSIC),
+  dense: [],
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
 const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
@@ -587,8 +564,6 @@ const bench: Bench = {
             ['dense-anchor', {}],
             ['anchor', {}],
             ['reuse', {}],
-            ['reuse', SOLO],
-            ['anchor', SOLO_SCORES],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;

@@ -59,8 +59,6 @@ type Options = Pick<
   | 'subgroupTeamMerge'
   | 'untilStage'
   | 'selectSchedule'
-  | 'onlineMerge'
-  | 'teamsPerWorkgroup'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -249,7 +247,6 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     for (const [what, o] of [
       ['defaults', {}],
       ['split pass alone (no merge dispatch)', SPLIT_ONLY],
-      ['splits merged by teams_combine', { onlineMerge: false }],
     ] as const) {
       for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
         probeSlot.k = kk;
@@ -288,13 +285,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     useSet('anchor');
     // More workgroups, whole and without the merge dispatch (does the split pass gain what the merge loses?).
-    const tunings: Options[] = [
-      { targetWorkgroups: 1024 },
-      { teamsPerWorkgroup: 1, targetWorkgroups: 2048 },
-      { ...SPLIT_ONLY, targetWorkgroups: 1024 },
-      { ...SPLIT_ONLY, teamsPerWorkgroup: 1, targetWorkgroups: 2048 },
-      { ...SPLIT_ONLY, teamsPerWorkgroup: 1, targetWorkgroups: 512 },
-    ];
+    const tunings: Options[] = [{ targetWorkgroups: 1024 }, { ...SPLIT_ONLY, targetWorkgroups: 1024 }];
     for (const o of full ? tunings : []) {
       const s = await timeOp(gpu, ctx, `probe: reuse ${JSON.stringify(o)}`, (pass) => reuse(pass, o), flush);
       push('probe-reuse', 'options, anchor indices', s, {
@@ -477,14 +468,9 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
     // the sparse pass that the anchor sweep's options also change).
-    // Session 7: teams_combine (the merge before teams_merge), workgroups of one team, and the split pass
-    // of one-team workgroups alone (the grid alone moved it by < 3% in session 6: 2048 and 8192 workgroups).
-    const streamOptions: Options[] = [
-      { onlineMerge: false },
-      { teamsPerWorkgroup: 1 },
-      { teamsPerWorkgroup: 1, targetWorkgroups: 16384 },
-      { ...SPLIT_ONLY, teamsPerWorkgroup: 1 },
-    ];
+    // The streaming pass without the merge of its splits (the grid moved it by < 3% in session 6: 2048 and
+    // 8192 workgroups; workgroups of one team were slower in session 7).
+    const streamOptions: Options[] = [SPLIT_ONLY];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {
         const s = await timeOp(

@@ -118,8 +118,6 @@ export interface DecodeArgs {
   readonly pieceBytes?: 8 | 16;
   /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
-  /** `teams` only: teams per workgroup ({@link TeamSettings}; for tuning). */
-  readonly teamsPerWorkgroup?: number;
   /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
@@ -140,13 +138,6 @@ export interface DecodeArgs {
    * 16 (for tuning).
    */
   readonly selectValuesPerInvocation?: 4 | 8 | 16;
-  /**
-   * `teams` only: merge each pass's splits with `teams_merge` (one pass over the splits, four at a time,
-   * each invocation with its own running softmax state; default) or with `teams_combine` (`false`).
-   * On the H200 (call A of session 7, 128k batch 1, twice in turn, the first merge): dense 196.7 and
-   * 195.9 against 201.4 and 201.9 us, reuse 45.9 and 45.4 against 46.4 and 46.9.
-   */
-  readonly onlineMerge?: boolean;
   /**
    * Anchors: how the select's passes are dispatched ({@link SelectSchedule}). Default: `folded` up to
    * {@link FEW_ROWS} rows (sequence x KV head), `classic` above: on the H200 (call A of session 7, 128k)
@@ -204,12 +195,6 @@ export interface TeamSettings {
   readonly prefetchIndices: boolean;
   readonly transposedReduce: boolean;
   readonly subgroupTeamMerge: boolean;
-  /**
-   * Teams per workgroup (for tuning; default: as many as make 128 invocations, at most 16), raised to
-   * fill one subgroup where teams are narrower; the workgroup must hold whole subgroups. One team per
-   * workgroup leaves nothing to merge inside it.
-   */
-  readonly teamsPerWorkgroup?: number;
 }
 
 /**
@@ -248,7 +233,7 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * against 47, the anchor 289 against 227, dense 224 against 201); the anchors' scores pass takes 4096
  * workgroups (call A of session 6, twice in turn: the anchor 225.5 and 224.0 against 228.1 and 227.2
  * us at batch 1, 1274 and 1273 against 1310 and 1308 at batch 8). Every pass merges its splits with
- * `teams_combine` (the merge in the last workgroup to finish, sessions 3-6, was removed: see
+ * `teams_merge` (the merge in the last workgroup to finish, sessions 3-6, was removed: see
  * `decode_teams.wgsl`);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
@@ -442,7 +427,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
-    if (o.teamsPerWorkgroup !== undefined) positiveInt('teamsPerWorkgroup', o.teamsPerWorkgroup);
   }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
@@ -452,19 +436,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
     const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
-    let layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
-    const teamsPerWorkgroup = o.teamsPerWorkgroup ?? d.teamsPerWorkgroup;
-    if (teamsPerWorkgroup !== undefined) {
-      // At least one subgroup's worth of teams.
-      const sgMax = gpu.info.subgroupSizes?.max ?? layout.TW;
-      const WG = Math.max(layout.TW * teamsPerWorkgroup, sgMax);
-      if (WG % sgMax !== 0 || WG > (gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256)) {
-        throw new WebGPUShapeError(
-          `teamsPerWorkgroup ${teamsPerWorkgroup} x team width ${layout.TW} = ${WG} invocations: not whole subgroups of ${sgMax} or above the device's limit`,
-        );
-      }
-      layout = { ...layout, WG };
-    }
+    const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     return {
       layout,
@@ -478,7 +450,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
-      teamsPerWorkgroup,
     };
   };
   const teams = kernel === 'teams';
@@ -544,11 +515,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
-    // Steps whose indices are staged at a time (at most 512 indices; with teamsPerWorkgroup given, at most
-    // the split's steps, so a small workgroup does not stage indices it never reads).
-    const splitSteps =
-      t?.teamsPerWorkgroup !== undefined ? Math.ceil(span / stepKeys) : Number.POSITIVE_INFINITY;
-    const SB = Math.max(1, Math.min(Math.floor(512 / stepKeys), splitSteps));
+    const SB = Math.max(1, Math.floor(512 / stepKeys));
     const sgm =
       t?.sgMerge === true &&
       teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
@@ -591,12 +558,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     pass.dispatchWorkgroups(splits, kvHeads, batch);
     if (a.untilStage === 'split') return;
     const p2 = teamDefs
-      ? gpu.pipeline(
-          'decode_teams',
-          (a.onlineMerge ?? true) ? 'teams_merge' : 'teams_combine',
-          teamDefs,
-          COMBINE_BINDINGS,
-        )
+      ? gpu.pipeline('decode_teams', 'teams_merge', teamDefs, COMBINE_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
     pass.setPipeline(p2.pipeline);
     pass.setBindGroup(
