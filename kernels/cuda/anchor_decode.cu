@@ -434,8 +434,9 @@ static bool row_workers_apply(const KascadeDecodeShape& s) {
          !(s.variant & KASCADE_VARIANT_LEAN) && static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows;
 }
 
-// Both anchor ops: the pass, then the select (+ the anchor's sparse pass), on st. Bit 1048576: the row workers on
-// the side stream first (forked from st), the pass on st, st joined to the side stream before the sparse pass.
+// Both anchor ops: the pass, then the select (+ the anchor's sparse pass), on st. Bit 1048576: the pass on st, the
+// row workers on the side stream (forked from st before the pass), st joined to the side stream before the sparse
+// pass.
 static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, const AnchorCall& call, int topk,
                               void* workspace, size_t wsBytes, cudaStream_t st) {
   const KascadeDecodeShape s = anchor_shape(shape);
@@ -450,8 +451,11 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
     splits = attn_splits(s, s.n, &chunk, false);  // the pass's split count (anchor_pass)
     if ((e = cudaEventRecord(side->fork, st)) != cudaSuccess) return e;
     if ((e = cudaStreamWaitEvent(side->st, side->fork, 0)) != cudaSuccess) return e;
-    if ((e = launch_row_workers(s, splits, w, topk, call.indices, call.q, call.k, side->st)) != cudaSuccess) return e;
+    // The pass first (its host-side launch work, e.g. a first call's module load, happens before any worker waits;
+    // call B launched the workers first and their bounded wait ran out during it under six parity processes), then
+    // the workers on the side stream: they take the SM slots the pass's retiring CTAs free, before its later CTAs.
     if ((e = anchor_pass(s, layer0, call, w, &splits, st, row_done_counters())) != cudaSuccess) return e;
+    if ((e = launch_row_workers(s, splits, w, topk, call.indices, call.q, call.k, side->st)) != cudaSuccess) return e;
     if ((e = cudaEventRecord(side->join, side->st)) != cudaSuccess) return e;
     if ((e = cudaStreamWaitEvent(st, side->join, 0)) != cudaSuccess) return e;
     if ((e = row_workers_report(st)) != cudaSuccess) return e;

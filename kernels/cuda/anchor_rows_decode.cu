@@ -17,7 +17,7 @@
 // L2 (l2_hints.cuh): the pass stores the intermediate evict-last and streams K / V evict-first; after a row's select
 // its worker discards the row's pooled scores and (unless the anchor's sparse pass reads it, bit 524288) its
 // intermediate from L2, so a row consumed while in L2 never goes to DRAM.
-// Not under a profiler that serialises kernels (ncu): the workers would wait for a pass that cannot start.
+// The op enqueues the pass before the workers (a serialising profiler such as ncu then runs the whole pass first).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -60,11 +60,11 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Str
   for (long long row = blockIdx.x; row < a.rows; row += gridDim.x) {
     __syncthreads();  // the previous row's shared state is no longer read
     if (tid == 0) {
-      // Bounded (2^28 clocks, ~0.14 s at 1.98 GHz; a row of the largest pass that fits in memory finishes well
-      // within it): a pass that never ran (a failed launch, a serialising profiler) leaves wrong indices instead
-      // of hanging the stream.
+      // The pass is enqueued before the workers, so a serialising profiler runs it first and a failed pass launch
+      // never starts them. The wait is still bounded (2^36 clocks, ~35 s at 1.98 GHz) against a hang; call B's
+      // bound of 2^28 ran out under six processes sharing the GPU by time slices (the workers then launched first).
       const long long t0 = clock64();
-      while (ld_acquire_gpu(a.rowDone + row) < static_cast<unsigned>(a.splits) && clock64() - t0 < (1LL << 28))
+      while (ld_acquire_gpu(a.rowDone + row) < static_cast<unsigned>(a.splits) && clock64() - t0 < (1LL << 36))
         __nanosleep(200);
       a.rowDone[row] = 0u;
       if (a.rowTrace) a.rowTrace[2 * row] = globaltimer_ns();
@@ -91,6 +91,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) row_select_kernel(const Str
       const int x = t * kStreamTile + 8 * tid;
       if (x < n) stream_pool8_hist<GS, true>(true, a.u, a.m16, nullptr, bh0, n, nU, x, Mh, iL, sh, pr);
     }
+    __threadfence();  // the pooled row is read back through L2 (ld.cg) by other threads
     __syncthreads();
     select_find_from_top<kStreamThreads>(sh, kStreamBins, static_cast<unsigned>(k), res);
     if (tid == 0) {

@@ -138,7 +138,7 @@ __device__ __forceinline__ void stream_pool8_hist(bool u16, const __half* u, con
   stream_pool8<GS, kL2Only>(u16, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
-    if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
+    if (x + e < n) atomicAdd(&sh[__float_as_uint(fabsf(S[e])) >> 19], 1u);  // S >= 0 (fabsf: a bin < 4096 always)
   reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
 }
