@@ -142,19 +142,9 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   __syncthreads();  // every warp is done with its ring: the merge reuses it
 
-  float* red_o = reinterpret_cast<float*>(smem_raw);
-  merge_warps<D, GS, kU16SparseWarps, 32 * kU16SparseWarps>(
-      red_o, red_o + kU16SparseWarps * GS * D, m, l, acc,
-      [&](int h, float M, float L) {
-        float* ml = a.part_ml + ((bh0 + h) * a.splits + split) * 2;
-        ml[0] = M;
-        ml[1] = L;
-      },
-      [&](int e, float o) { a.part_o[((bh0 + e / D) * a.splits + split) * D + e % D] = o; });
-  if (fused)
-    merge_row_if_last<T, D, GS, 32 * kU16SparseWarps>(g_u16_sparse_done + (static_cast<size_t>(b) * G + j), a.splits,
-                                                      a.splits, a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
-                                                      red_o, false);
+  store_split_and_merge<T, D, GS, kU16SparseWarps, 32 * kU16SparseWarps>(
+      reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
+      fused ? g_u16_sparse_done + (static_cast<size_t>(b) * G + j) : nullptr, false);
 }
 
 cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {

@@ -8,7 +8,7 @@
 #  3. the cuda-decode bench over the variants with no failed check (never a failed one; nothing is
 #     timed if none passed). If the bench dies (no JSON), it runs again on variant 0 alone.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
+# Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json (and cuda-decode-all.json, see the bench below) only (progress goes to the job's log.txt;
 # the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
 # returned-file count).
 # Env: DECODE_VARIANTS (default: 0; the variants some op or shape picked in session 4's call A (4db2959)
@@ -31,7 +31,8 @@
 #      265340 | 1048576 and 1838204 = 789628 | 1048576 (the select beside the pass: row workers on a second stream,
 #      the intermediate kept in L2); cuda-b1's list
 #      (/work/prompts/s7/decode-variants-cuda-b1, call B: 32864, 98336, 98400 = 32800 with bits 64 / 65536 / both,
-#      168124 = 164028 | 4096, 168188 = 168124 | 64), DECODE_PARITY_LIMIT
+#      168124 = 164028 | 4096, 168188 = 168124 | 64). Call C (final): the ops.ts defaults (148, 176, 188, 252, 764,
+#      8252, 32956, 98336, 164028, 168124, 265340, 789628) and the row workers 1313916 / 1838204, DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -39,7 +40,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,3196,8252,19644,32800,32956,164028,265340,789628,1313916,1838204,32864,98336,98400,168124,168188}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,8252,32956,98336,164028,168124,265340,789628,1313916,1838204}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -170,14 +171,26 @@ say "large-shape probes done: bench variants '${kept}'"
 # Repeats: the bench's defaults (warm-up 10, 50 timed) unless parity left under ~140 s.
 reps=()
 [ $(($(date +%s) - t0)) -gt 120 ] && reps=(--warmup 5 --repeats 20)
-say "bench cuda-decode (8k/32k/128k b1/b32, 512k b1) over variants $ok ${reps[*]}"
-node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" ${reps[@]+"${reps[@]}"} -- --variants "$ok"
+# The row-worker variants (bit 1048576, new in session 7) are benched in a second run with all the others, after a
+# first run without them (cuda-decode.json), so that a fault of theirs cannot cost the call its results; the second
+# run's file (cuda-decode-all.json) replaces the first only when it completes.
+base=""
+for v in ${ok//,/ }; do [ $((v & 1048576)) -eq 0 ] && base="${base:+$base,}$v"; done
+[ -z "$base" ] && base=$ok
+say "bench cuda-decode (8k/32k/128k b1/b32, 512k b1) over variants $base ${reps[*]}"
+node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" ${reps[@]+"${reps[@]}"} -- --variants "$base"
 rc=$?
 say "bench exit $rc"
 if [ ! -s "$JOB_OUT/cuda-decode.json" ] && [ "$ok" != 0 ] && [ $(($(date +%s) - t0)) -lt 200 ]; then
   say "no bench results: again on variant 0 alone"
   node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" -- --variants 0
   say "bench (variant 0) exit $?"
+elif [ "$base" != "$ok" ]; then
+  say "bench cuda-decode again with the row workers: variants $ok"
+  node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode-all.json" ${reps[@]+"${reps[@]}"} \
+    -- --variants "$ok"
+  say "bench (with the row workers) exit $?"
+  rm -f "$JOB_OUT/cuda-decode-all.md" "$JOB_OUT/cuda-decode-all.svg"
 fi
 rm -f "$JOB_OUT/cuda-decode.md" "$JOB_OUT/cuda-decode.svg"
 say done
