@@ -392,12 +392,13 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 // loads of a round issued before any is used), each invocation with its own running (max, sum, weighted
 // V), so nothing waits for a global maximum first. The running states are then merged through
 // workgroup memory. Writes the normalised output (ACCUM_V) and the row's softmax statistics (max, sum)
-// that the anchor's pooling needs. Dispatch `(heads, batch)`. Bytes: `splits * (HEAD_DIM + 2) * 4` per
+// that the anchor's pooling needs. Compiled only with MERGE (so teams_partial's module has none of it). Dispatch `(heads, batch)`. Bytes: `splits * (HEAD_DIM + 2) * 4` per
 // query head. (Until session 7, teams_combine reduced the maximum first, then the sums, then V: on the
 // H200 at 128k batch 1, twice in turn, it took dense 201.4 and 201.9 us against 196.7 and 195.9 (call A,
 // this merge at 256 invocations), layer 0 252.9 and 252.6 against 246.2 and 246.7, reuse 46.6 and 46.7
 // against 45.2 and 45.1 (call B).)
 
+//#if MERGE
 const MU: u32 = 4u;                          // splits per round
 const ML: u32 = select(1u, D4, ACCUM_V);     // invocations per split
 const MG: u32 = MWG / ML;                    // invocations walking different splits
@@ -488,3 +489,4 @@ fn teams_merge(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
     outO[(b * P.heads + h) * D4 + t] = O / L;
   }
 }
+//#endif

@@ -533,8 +533,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SGM: sgm,
       MSG,
       TRED: t.tred,
-      // teams_merge's workgroup: 512 invocations where the device allows.
-      MWG: Math.min(512, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256),
       KP: t.pieceType,
       SUBGROUPS: true,
     };
@@ -558,7 +556,17 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     pass.dispatchWorkgroups(splits, kvHeads, batch);
     if (a.untilStage === 'split') return;
     const p2 = teamDefs
-      ? gpu.pipeline('decode_teams', 'teams_merge', teamDefs, COMBINE_BINDINGS)
+      ? gpu.pipeline(
+          'decode_teams',
+          'teams_merge',
+          // teams_merge's workgroup: 512 invocations where the device allows.
+          {
+            ...teamDefs,
+            MERGE: true,
+            MWG: Math.min(512, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256),
+          },
+          COMBINE_BINDINGS,
+        )
       : gpu.pipeline('decode_attend', 'attend_combine', defs, COMBINE_BINDINGS);
     pass.setPipeline(p2.pipeline);
     pass.setBindGroup(
