@@ -354,9 +354,8 @@ struct AnchorCall {
 // Stage 1 of an anchor op over the batch of s: the scores pass (anchor: reads K once) or the dense pass with
 // the logits (layer 0: writes out). Sets *splits (the select reads the per-split softmax statistics).
 static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, const Workspace& w,
-                               int* splits, cudaStream_t st, unsigned* rowDone = nullptr) {
+                               int* splits, cudaStream_t st) {
   PartialArgs a{};
-  a.rowDone = rowDone;  // KASCADE_VARIANT_ROW_WORKERS: each CTA counts its row done
   a.q = c.q;
   a.k = c.k;
   a.v = c.v;
@@ -376,10 +375,9 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
 }
 
 // Stage 2: the Top-k select from stage 1's logits, and for the anchor the sparse pass over the selected keys.
-// `selected`: the row workers (bit 1048576) have written the indices already.
 static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, int topk,
-                                 const Workspace& w, int splits, cudaStream_t st, bool selected = false) {
-  cudaError_t e = selected ? cudaSuccess : pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
+                                 const Workspace& w, int splits, cudaStream_t st) {
+  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
   if (e != cudaSuccess || layer0) return e;
   PartialArgs g{};
   g.q = c.q;
@@ -408,35 +406,7 @@ size_t kascade::anchor_workspace_bytes(const KascadeDecodeShape& caller, int top
   return workspace_layout(s, topk, nullptr, true).bytes;
 }
 
-// KASCADE_VARIANT_ROW_WORKERS: the second stream the row workers run on (the highest priority) and the events that
-// fork it from the op's stream and join it back (created on first use, on the current device).
-struct SideStream {
-  cudaStream_t st = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
-};
-static cudaError_t side_stream(SideStream** out) {
-  static SideStream side;
-  static const cudaError_t made = [] {
-    int least = 0, greatest = 0;
-    cudaError_t e = cudaDeviceGetStreamPriorityRange(&least, &greatest);
-    if (e == cudaSuccess) e = cudaStreamCreateWithPriority(&side.st, cudaStreamNonBlocking, greatest);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&side.fork, cudaEventDisableTiming);
-    if (e == cudaSuccess) e = cudaEventCreateWithFlags(&side.join, cudaEventDisableTiming);
-    return e;
-  }();
-  *out = &side;
-  return made;
-}
-
-// Bit 1048576 applies with the f16 intermediate on the split schedule (one pass CTA per split and row).
-static bool row_workers_apply(const KascadeDecodeShape& s) {
-  return (s.variant & KASCADE_VARIANT_ROW_WORKERS) && (s.variant & KASCADE_VARIANT_U16) &&
-         !(s.variant & KASCADE_VARIANT_LEAN) && static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows;
-}
-
-// Both anchor ops: the pass, then the select (+ the anchor's sparse pass), on st. Bit 1048576: the pass on st, the
-// row workers on the side stream (forked from st before the pass), st joined to the side stream before the sparse
-// pass.
+// Both anchor ops: the pass, then the select (+ the anchor's sparse pass), on st.
 static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, const AnchorCall& call, int topk,
                               void* workspace, size_t wsBytes, cudaStream_t st) {
   const KascadeDecodeShape s = anchor_shape(shape);
@@ -444,23 +414,6 @@ static cudaError_t anchor_run(const KascadeDecodeShape* shape, bool layer0, cons
   cudaError_t e = check_anchor_args(&s, topk, wsBytes, w);
   if (e != cudaSuccess) return e;
   int splits = 0;
-  if (row_workers_apply(s)) {
-    SideStream* side = nullptr;
-    if ((e = side_stream(&side)) != cudaSuccess) return e;
-    int chunk = 0;
-    splits = attn_splits(s, s.n, &chunk, false);  // the pass's split count (anchor_pass)
-    if ((e = cudaEventRecord(side->fork, st)) != cudaSuccess) return e;
-    if ((e = cudaStreamWaitEvent(side->st, side->fork, 0)) != cudaSuccess) return e;
-    // The pass first (its host-side launch work, e.g. a first call's module load, happens before any worker waits;
-    // call B launched the workers first and their bounded wait ran out during it under six parity processes), then
-    // the workers on the side stream: they take the SM slots the pass's retiring CTAs free, before its later CTAs.
-    if ((e = anchor_pass(s, layer0, call, w, &splits, st, row_done_counters())) != cudaSuccess) return e;
-    if ((e = launch_row_workers(s, splits, w, topk, call.indices, call.q, call.k, side->st)) != cudaSuccess) return e;
-    if ((e = cudaEventRecord(side->join, side->st)) != cudaSuccess) return e;
-    if ((e = cudaStreamWaitEvent(st, side->join, 0)) != cudaSuccess) return e;
-    if ((e = row_workers_report(st)) != cudaSuccess) return e;
-    return anchor_finish(s, layer0, call, topk, w, splits, st, true);
-  }
   if ((e = anchor_pass(s, layer0, call, w, &splits, st)) != cudaSuccess) return e;
   return anchor_finish(s, layer0, call, topk, w, splits, st);
 }

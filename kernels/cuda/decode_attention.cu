@@ -52,7 +52,6 @@
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
-#include "l2_hints.cuh"
 
 namespace kascade {
 
@@ -169,14 +168,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   // its waiting CTAs sat beside this kernel's and the 128k reuse ran 11 % slower in a graph (call A).
   if (a.variant & KASCADE_VARIANT_PDL) pdl_wait();
   bool pdlReleased = (a.variant & KASCADE_VARIANT_PDL) == 0;
-  // KASCADE_VARIANT_ROW_WORKERS (the anchors' scores / layer-0 pass with row workers): K / V tiles evict-first, the
-  // f16 intermediate evict-last in L2, for the rows' workers to read before it leaves (l2_hints.cuh).
-  const bool l2Keep = kWriteLogits && a.rowDone != nullptr;
-  uint64_t polFirst = 0, polLast = 0;
-  if (l2Keep) {
-    polFirst = l2_policy_evict_first();
-    polLast = l2_policy_evict_last();
-  }
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
@@ -276,14 +267,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
-              if (l2Keep) {
-                tma_load_3d_hint(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st, polFirst);
-                if constexpr (kWithV)
-                  tma_load_3d_hint(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st, polFirst);
-              } else {
-                tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
-                if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
-              }
+              tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
+              if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
             }
           }
         } else if constexpr (LOAD == 1) {
@@ -442,11 +427,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
               // Streaming stores (evict-first in L2): the select reads them once, after this pass.
               if (p0 >= 0 && p1 >= 0) {
-                if (l2Keep) {
-                  st_u32_hint(ur + p0, h2[nb], polLast);
-                } else {
-                  __stcs(reinterpret_cast<unsigned*>(ur + p0), h2[nb]);
-                }
+                __stcs(reinterpret_cast<unsigned*>(ur + p0), h2[nb]);
               } else if (p0 >= 0) {
                 ur[p0] = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
               }
@@ -456,11 +437,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3) {
             float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-            if (l2Keep) {
-              st_u32_hint(m16p, __float_as_uint(tm), polLast);
-            } else {
-              __stcs(m16p, tm);
-            }
+            __stcs(m16p, tm);
           }
         } else if (row < GS && probe != 1) {
           float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
@@ -524,15 +501,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                  a.part_o, a.part_ml, bh0, static_cast<T*>(a.out),
                                                  reinterpret_cast<float*>(smem_raw),
                                                  (a.variant & KASCADE_VARIANT_GATHER_B1) != 0);
-      }
-    }
-    if constexpr (kWriteLogits) {
-      // KASCADE_VARIANT_ROW_WORKERS: this CTA's share of row (b, j)'s intermediate and its partial statistics are
-      // written; the row's worker (anchor_rows_decode.cu) starts once all `splits` CTAs of the row have counted.
-      if (a.rowDone) {
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) atomicAdd(a.rowDone + static_cast<size_t>(b) * G + j, 1u);
       }
     }
     ringBase += steps;
@@ -932,9 +900,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   if (select && (s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) sizes[2] += BG * n * 4;
   if (select && (s.variant & KASCADE_VARIANT_STREAM_SELECT)) {
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
-    // KASCADE_VARIANT_SPARSE_U16 / ROW_WORKERS (with 1024): the list after the intermediate, which the sparse pass
-    // (or the other rows' workers) still read.
-    if ((s.variant & (KASCADE_VARIANT_SPARSE_U16 | KASCADE_VARIANT_ROW_WORKERS)) && (s.variant & KASCADE_VARIANT_U16))
+    // KASCADE_VARIANT_SPARSE_U16 (with 1024): the list after the intermediate, which the sparse pass reads.
+    if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16))
       sizes[2] = u16_list_offset(BH, s.n) + 2 * BG * n * 4;
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
@@ -980,7 +947,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..2097151 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1048575 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -48,8 +48,6 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
-  unsigned* rowDone;    // KASCADE_VARIANT_ROW_WORKERS (scores / layer-0 pass): per (b, j) row, each CTA adds 1 once its
-                        // share of the row's intermediate and statistics is written (anchor_rows_decode.cu)
   int writeProbe;       // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1..5, wrong results unless 4 / 5): the
                         // scores / layer-0 pass's intermediate writes: 1 none, 2 u computed but not stored,
                         // 3 u without m16, 4 u by 8-byte stores, 5 u from pr (decode_attention.cu); 0 in user ops
@@ -219,14 +217,6 @@ struct Workspace {
 
 // `select`: include the anchor's logits and pooled-score buffers.
 Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bool select);
-// KASCADE_VARIANT_ROW_WORKERS (anchor_rows_decode.cu): launches the Top-k row workers on `side` (they wait for
-// each row's `splits` CTAs of the pass to count in *rowDone, which row_done_counters() gives), from the f16
-// intermediate of w; indices as the stream select writes them.
-cudaError_t launch_row_workers(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                               const void* q, const void* k, cudaStream_t side);
-unsigned* row_done_counters();
-// KASCADE_ROW_WORKER_TRACE=1: after the join, prints the last launch's row timings (synchronizes st).
-cudaError_t row_workers_report(cudaStream_t st);
 // The anchors' workspace (anchor_decode.cu): workspace_layout's for the shape the anchor ops run (anchor_shape).
 size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the

@@ -93,12 +93,7 @@ enum KascadeDecodeVariant {
                                         // intermediate (u, m16) and copies only their V rows
                                         // (anchor_sparse_decode.cu); the stream select's list moves past the
                                         // intermediate so that it survives the select
-  KASCADE_VARIANT_ROW_WORKERS = 1048576,  // cuda-anchor, session 7 (anchors with bit 1024, split schedule; no effect
-                                          // otherwise): the Top-k select runs beside the scores / layer-0 pass, on a
-                                          // second high-priority stream: a few resident CTAs take the (sequence, KV
-                                          // head) rows in order, each row as soon as all of its pass CTAs have counted
-                                          // on a per-row device counter (anchor_rows_decode.cu)
-  KASCADE_VARIANT_ALL = 2097151,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_ALL = 1048575,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -90,13 +90,11 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
   __syncthreads();
 }
 
-// The stream selects' pooling (select_decode.cu's phase 1, anchor_rows_decode.cu's row workers): the
+// The stream select's pooling (select_decode.cu's phase 1): the
 // post-softmax, group-pooled scores S[e] of keys x + e (e < 8; x a multiple of 8 below n) of the KV-head row whose
 // query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU) or the f32
 // log2-domain logits (rows of n); Mh / iL: the heads' softmax max and 1 / sum. Keys past n (the row's padding) get 0.
-// kL2Only: u by ld.global.cg (no L1 copy: the row workers read rows that another kernel writes meanwhile), else
-// streaming loads.
-template <int GS, bool kL2Only = false>
+template <int GS>
 __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const float* m16, const float* logits,
                                              size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                              float (&S)[8]) {
@@ -105,8 +103,7 @@ __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const fl
   if (u16) {
 #pragma unroll
     for (int h = 0; h < GS; ++h) {
-      const uint4* up = reinterpret_cast<const uint4*>(u + (bh0 + h) * nU + x);
-      const uint4 w = kL2Only ? __ldcg(up) : __ldcs(up);
+      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + (bh0 + h) * nU + x));
       const float c = exp2f(__ldcg(m16 + (bh0 + h) * (nU / 16) + x / 16) - Mh[h] - kU16ScaleLog2) * iL[h];
       const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
@@ -130,20 +127,20 @@ __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const fl
     if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
 }
 // stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
-template <int GS, bool kL2Only = false>
+template <int GS>
 __device__ __forceinline__ void stream_pool8_hist(bool u16, const __half* u, const float* m16, const float* logits,
                                                   size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                                   unsigned* sh, float* pr) {
   float S[8];
-  stream_pool8<GS, kL2Only>(u16, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
+  stream_pool8<GS>(u16, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
-    if (x + e < n) atomicAdd(&sh[__float_as_uint(fabsf(S[e])) >> 19], 1u);  // S >= 0 (fabsf: a bin < 4096 always)
+    if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
   reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
 }
 
-// The stream selects' phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
+// The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
 // pooled row pr into v[8 u + e] (both tiles' loads issued before any is used; zeros past n).
 __device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles2, int n, float (&v)[16]) {
 #pragma unroll
@@ -165,7 +162,7 @@ __device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles
   }
 }
 
-// The stream selects' classification step (phase 3): pooled scores v[8 u + e] of keys xt + u kStreamTile + e
+// The stream select's classification step (phase 3): pooled scores v[8 u + e] of keys xt + u kStreamTile + e
 // (u < tiles2, key < n); a key whose first digit (bits 30..19) is above binHi goes to o, one in [binLo, binHi]
 // to the list (key cl, score cv). Slots: one atomic per warp on *cntA / *cntC (global or shared memory), in
 // lane order within the warp. All 32 lanes of the warp call it.

@@ -589,10 +589,10 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.hist = w.hist;
   a.state = w.state;
   // The list lives in the logits buffer, free once pooled (phase 1 is over before phase 3 writes it):
-  // keys [rows][n], then their scores [rows][n] (the workspace holds both). Bits 524288 / 1048576 (with 1024): past
-  // the f16 intermediate instead (the anchor's sparse pass, or the other rows' workers, read it after a row's select).
+  // keys [rows][n], then their scores [rows][n] (the workspace holds both). Bit 524288 (with 1024): past the f16
+  // intermediate instead (the anchor's sparse pass reads it after the select).
   char* list = reinterpret_cast<char*>(w.logits);
-  if (a.u16 && (s.variant & (KASCADE_VARIANT_SPARSE_U16 | KASCADE_VARIANT_ROW_WORKERS))) list += u16_list_offset(bh, s.n);
+  if (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16)) list += u16_list_offset(bh, s.n);
   a.cand = reinterpret_cast<int*>(list);
   a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;

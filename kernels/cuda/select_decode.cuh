@@ -29,7 +29,7 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
                           const void* q, const void* k, cudaStream_t st);
 
-// The arguments of the stream select's kernel (and of bit 1048576's row workers, which run its phases per row).
+// The arguments of the stream select's kernel.
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
@@ -47,12 +47,8 @@ struct StreamSelectArgs {
   float* candVal;   // [rows][n] their pooled scores (phase 4: the window's exact scores)
   int* out;         // [rows][topk]
   long long* trace;  // KASCADE_STREAM_SELECT_TRACE: CTA 0's clock64 at the start and after each phase
-  // Bit 1048576's row workers (anchor_rows_decode.cu) only:
-  unsigned* rowDone;             // per row, the pass's CTAs that have counted it done
-  unsigned long long* rowTrace;  // KASCADE_ROW_WORKER_TRACE: per row the global timer when its wait ended / it was done
-  int discardIntermediate;       // drop each row's u and m16 from L2 after its select (nothing else reads them)
 };
-// Fills every field but the trace and row-worker ones from the shape, the scores pass's `splits` and the workspace.
+// Fills every field but the trace from the shape, the scores pass's `splits` and the workspace.
 StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
                                     int* indices, const void* q, const void* k);
 

@@ -8,7 +8,7 @@
 #  3. the cuda-decode bench over the variants with no failed check (never a failed one; nothing is
 #     timed if none passed). If the bench dies (no JSON), it runs again on variant 0 alone.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json (and cuda-decode-all.json, see the bench below) only (progress goes to the job's log.txt;
+# Leaves in $JOB_OUT: cuda-parity.json and cuda-decode.json only (progress goes to the job's log.txt;
 # the .md/.svg are made here afterwards with `kascade-bench render`, so they do not use up the call's
 # returned-file count).
 # Env: DECODE_VARIANTS (default: 0; the variants some op or shape picked in session 4's call A (4db2959)
@@ -27,12 +27,13 @@
 #      Calls A and B timed the anchors' batch chunks on two streams and the intermediate kept in L2
 #      (bits 262144-8388608 then, removed after call B: they lost; see packages/cuda/README.md).
 #      (Session 5's row select 65724 was removed in session 6.) Session 7: the ops.ts defaults and 789628 =
-#      265340 | 524288 (the anchor's sparse pass from the f16 intermediate, V rows only), call B also 1313916 =
-#      265340 | 1048576 and 1838204 = 789628 | 1048576 (the select beside the pass: row workers on a second stream,
-#      the intermediate kept in L2); cuda-b1's list
+#      265340 | 524288 (the anchor's sparse pass from the f16 intermediate, V rows only), calls B and C also
+#      1313916 and 1838204 (bit 1048576 then: the select beside the pass by row workers on a second stream; it lost
+#      in C and was removed, packages/cuda/README.md); cuda-b1's list
 #      (/work/prompts/s7/decode-variants-cuda-b1, call B: 32864, 98336, 98400 = 32800 with bits 64 / 65536 / both,
 #      168124 = 164028 | 4096, 168188 = 168124 | 64). Call C (final): the ops.ts defaults (148, 176, 188, 252, 764,
-#      8252, 32956, 98336, 164028, 168124, 265340, 789628) and the row workers 1313916 / 1838204, DECODE_PARITY_LIMIT
+#      8252, 32956, 98336, 164028, 168124, 265340, 789628) and the row workers; after C: the ops.ts defaults,
+#      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
 set -u
@@ -40,7 +41,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,8252,32956,98336,164028,168124,265340,789628,1313916,1838204}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,8252,32956,98336,164028,168124,265340,789628}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -79,19 +80,18 @@ fi
 # Parity in up to five processes at once (the float64 references are CPU work; the host has 16 cores),
 # so a fault in a new variant (a sticky CUDA error poisons its process) cannot take the others down:
 # the variants without session-4/5 bits, those with the anchors' bits 1024/2048/16384/65536, those with
-# cuda-b1's bits 4096/8192/32768/131072, those with both, the TMA maps without L2 promotion (bit 262144) on
-# their own, and the row workers (bit 1048576) on theirs.
+# cuda-b1's bits 4096/8192/32768/131072, those with both, and the TMA maps without L2 promotion (bit 262144) on
+# their own.
 # Their JSONs are merged into one cuda-parity.json.
-groups=("" "" "" "" "" "")
+groups=("" "" "" "" "")
 for v in ${screened//,/ }; do
   a=$((v & 84992)) b=$((v & 176128))
-  # Bit 1048576 (row workers on a second stream) in a group of its own: a hang there cannot cost the others parity.
-  if [ $((v & 1048576)) -ne 0 ]; then gi=5; elif [ $((v & 262144)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
+  if [ $((v & 262144)) -ne 0 ]; then gi=4; elif [ $a -ne 0 ] && [ $b -ne 0 ]; then gi=3; elif [ $a -ne 0 ]; then gi=1; elif [ $b -ne 0 ]; then gi=2; else gi=0; fi
   groups[$gi]="${groups[$gi]:+${groups[$gi]},}$v"
 done
-say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}' '${groups[5]}', limit ${parity_limit} s ${parity_args}"
+say "parity: groups '${groups[0]}' '${groups[1]}' '${groups[2]}' '${groups[3]}' '${groups[4]}', limit ${parity_limit} s ${parity_args}"
 parts=()
-for gi in 0 1 2 3 4 5; do
+for gi in 0 1 2 3 4; do
   [ -z "${groups[$gi]}" ] && continue
   # shellcheck disable=SC2086
   timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/parity-$gi.json" --no-prefill \
@@ -99,7 +99,7 @@ for gi in 0 1 2 3 4 5; do
   parts+=("$JOB_OUT/parity-$gi.json")
 done
 wait
-for gi in 0 1 2 3 4 5; do
+for gi in 0 1 2 3 4; do
   [ -f "$JOB_OUT/parity-$gi.log" ] || continue
   say "parity group $gi (${groups[$gi]}):"
   grep -E "^FAIL|checks,|^device|rror" "$JOB_OUT/parity-$gi.log" | head -30
@@ -149,13 +149,11 @@ kept=""
 for v in ${ok//,/ }; do
   if [ $((v & 523264)) -ne 0 ]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
-    # clock) to stderr, KASCADE_ROW_WORKER_TRACE=1 the row workers (bit 1048576) their rows' timings; kept in the
-    # log for tuning.
+    # clock) to stderr; kept in the log for tuning.
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \
-      KASCADE_ROW_WORKER_TRACE=1 \
       timeout --kill-after=3 25 node packages/cuda/dist-device/profile-ops.mjs > "$JOB_OUT/probe.log" 2>&1
     prc=$?
-    grep -E "^\[stream select\]|^\[row workers\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
+    grep -E "^\[stream select\]|^--- batch" "$JOB_OUT/probe.log" | sed "s/^/  v$v /"
     if [ "$prc" != 0 ]; then
       say "large-shape probe of variant $v: exit $prc, left out of the bench"
       tail -4 "$JOB_OUT/probe.log"
@@ -171,26 +169,14 @@ say "large-shape probes done: bench variants '${kept}'"
 # Repeats: the bench's defaults (warm-up 10, 50 timed) unless parity left under ~140 s.
 reps=()
 [ $(($(date +%s) - t0)) -gt 120 ] && reps=(--warmup 5 --repeats 20)
-# The row-worker variants (bit 1048576, new in session 7) are benched in a second run with all the others, after a
-# first run without them (cuda-decode.json), so that a fault of theirs cannot cost the call its results; the second
-# run's file (cuda-decode-all.json) replaces the first only when it completes.
-base=""
-for v in ${ok//,/ }; do [ $((v & 1048576)) -eq 0 ] && base="${base:+$base,}$v"; done
-[ -z "$base" ] && base=$ok
-say "bench cuda-decode (8k/32k/128k b1/b32, 512k b1) over variants $base ${reps[*]}"
-node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" ${reps[@]+"${reps[@]}"} -- --variants "$base"
+say "bench cuda-decode (8k/32k/128k b1/b32, 512k b1) over variants $ok ${reps[*]}"
+node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" ${reps[@]+"${reps[@]}"} -- --variants "$ok"
 rc=$?
 say "bench exit $rc"
 if [ ! -s "$JOB_OUT/cuda-decode.json" ] && [ "$ok" != 0 ] && [ $(($(date +%s) - t0)) -lt 200 ]; then
   say "no bench results: again on variant 0 alone"
   node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" -- --variants 0
   say "bench (variant 0) exit $?"
-elif [ "$base" != "$ok" ]; then
-  say "bench cuda-decode again with the row workers: variants $ok"
-  node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode-all.json" ${reps[@]+"${reps[@]}"} \
-    -- --variants "$ok"
-  say "bench (with the row workers) exit $?"
-  rm -f "$JOB_OUT/cuda-decode-all.md" "$JOB_OUT/cuda-decode-all.svg"
 fi
 rm -f "$JOB_OUT/cuda-decode.md" "$JOB_OUT/cuda-decode.svg"
 say done

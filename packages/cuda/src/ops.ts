@@ -3,8 +3,8 @@ import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
-/** The largest decode kernel variant value: bits 1..1048576 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 2097151;
+/** The largest decode kernel variant value: bits 1..524288 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
+export const DECODE_VARIANT_MAX = 1048575;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -114,8 +114,7 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
    * 65536 with 32768 the gather's producer warps giving registers to its consumers (head dim 128), 131072 the anchors' select as one launch over the whole GPU (few rows),
    * 262144 the contiguous passes' TMA maps without L2 promotion (as the lean schedule's), 524288 with
-   * 1024 the anchor's sparse pass reading the scores from the f16 intermediate (V rows only), 1048576
-   * with 1024 the anchors' select beside their pass (row workers on a second stream); the rest in
+   * 1024 the anchor's sparse pass reading the scores from the f16 intermediate (V rows only); the rest in
    * kascade_cuda.h. 0 or absent: the first kernels.
    */
   readonly variant?: number;
