@@ -62,8 +62,8 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   // Session 7: beyond 16k the anchor's sparse pass reads the scores from the f16 intermediate (789628 = 265340 |
-  // 524288): call B at 0ad8f76, 128k batch 32 2774 against 265340's 2792 us, 32k 749 against 754 (call A: 2725
-  // against 2745).
+  // 524288): call C at daaa4e2, 128k batch 32 2717.4 against 265340's 2737.9 us, 32k 737.4 against 742.6 (calls A
+  // and B: the same order).
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 789628 },
   // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5, call C's bench; figures in the README's
   // batch-1 sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768
