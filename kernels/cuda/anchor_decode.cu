@@ -313,14 +313,14 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
 
 using namespace kascade;
 
-// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1..5 (PartialArgs::writeProbe) changes the scores / layer-0 pass's
-// intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2), without
-// m16 (3), with u by 8-byte stores (4), or with u from the softmax's probabilities (5). Modes 1-3 make the selection WRONG; the profile job sets them only in
+// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1..3 (PartialArgs::writeProbe) changes the scores / layer-0 pass's
+// intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2), or
+// without m16 (3). Modes 1-3 make the selection WRONG; the profile job sets them only in
 // its ncu runs, never for parity or the bench.
 static int debug_write_probe() {
   static const int mode = [] {
     const char* e = std::getenv("KASCADE_DEBUG_NO_LOGIT_WRITES");
-    return e && e[0] >= '1' && e[0] <= '5' && e[1] == 0 ? e[0] - '0' : 0;
+    return e && e[0] >= '1' && e[0] <= '3' && e[1] == 0 ? e[0] - '0' : 0;
   }();
   return mode;
 }

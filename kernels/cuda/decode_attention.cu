@@ -379,49 +379,25 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       softmax16(sv, tm, m, l, pr, al);
       if constexpr (kWriteLogits) {
         // a.writeProbe (diagnosis only, env KASCADE_DEBUG_NO_LOGIT_WRITES; 0 in every op a user runs): 1 no
-        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 4 u stored as one 8-byte
-        // store per lane (each head row's 32-byte sector of the step in one instruction) instead of two 4-byte,
-        // 5 u from the softmax's pr (below).
+        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16. (Session 7, call A: the writes
+        // cost what their bytes cost in DRAM; one 8-byte store per lane, or u from the softmax's probabilities,
+        // gained nothing and were removed.)
         const int probe = a.writeProbe;
         if ((a.variant & KASCADE_VARIANT_U16) && probe != 1) {
           // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
           // aligned in the 16-aligned rows), and m16 = tm, the row's max over the step's 16 keys. The 2^15
           // scale keeps u in f16's normal range down to 2^-29 (select_plan.h, kU16ScaleLog2).
-          // Probe 5: u = pr 2^(m - tm + 15) with the running max m >= tm, one exp2 per thread instead of four (pr
-          // carries fp32's 2^-24 rounding; keys more than 100 octaves below the running max get a smaller u,
-          // and ex2's flush to zero drops those 126 octaves below it: both far inside the select's absolute
-          // bound, select_plan.h).
           unsigned h2[2];
-          const float c = probe == 5 ? exp2f(fminf(m - tm, 100.f) + kU16ScaleLog2) : 0.f;
   #pragma unroll
           for (int nb = 0; nb < 2; ++nb) {
-            const __half2 h = probe == 5 ? __floats2half2_rn(pr[nb * 2] * c, pr[nb * 2 + 1] * c)
-                                         : __floats2half2_rn(exp2f(sv[nb * 2] - tm + kU16ScaleLog2),
-                                                             exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
+            const __half2 h = __floats2half2_rn(exp2f(sv[nb * 2] - tm + kU16ScaleLog2),
+                                                exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
             h2[nb] = *reinterpret_cast<const unsigned*>(&h);
           }
           const size_t r = bh0 + row;
           const int nU = u16_stride(n);
           __half* ur = reinterpret_cast<__half*>(a.logits) + r * nU;
-          if (probe == 4) {
-            // Lane quad q takes keys 4 q .. 4 q + 3 of its row: pairs (2 q) % 4 and (2 q) % 4 + 1 of step half
-            // q / 2 (all lanes shuffle; rows >= GS store nothing).
-            const int srcA = (lane & ~3) | ((2 * quad) & 3);
-            const unsigned a0 = __shfl_sync(0xffffffffu, h2[0], srcA), b0 = __shfl_sync(0xffffffffu, h2[0], srcA + 1);
-            const unsigned a1 = __shfl_sync(0xffffffffu, h2[1], srcA), b1 = __shfl_sync(0xffffffffu, h2[1], srcA + 1);
-            const int p0 = posS[st * KW + 4 * quad];
-            if (row < GS && p0 >= 0) {
-              if (posS[st * KW + 4 * quad + 3] >= 0) {
-                __stcs(reinterpret_cast<uint2*>(ur + p0), quad < 2 ? make_uint2(a0, b0) : make_uint2(a1, b1));
-              } else {
-                const unsigned w[2] = {quad < 2 ? a0 : a1, quad < 2 ? b0 : b1};
-  #pragma unroll
-                for (int e = 0; e < 4; ++e)
-                  if (posS[st * KW + 4 * quad + e] >= 0)
-                    ur[p0 + e] = __ushort_as_half(static_cast<unsigned short>(w[e >> 1] >> (16 * (e & 1))));
-              }
-            }
-          } else if (row < GS && probe != 2) {
+          if (row < GS && probe != 2) {
   #pragma unroll
             for (int nb = 0; nb < 2; ++nb) {
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];

@@ -3,9 +3,9 @@
 # the sparse pass from the f16 intermediate, u16_sparse_kernel) its time, DRAM bytes and throughput, L2 hit rate
 # and L2 write sectors, at 128k batch 32 and 1, for the variants in PROFILE_ANCHOR_VARIANTS (default 265340, the
 # anchor default at 128k batch > 4 since session 6), each under the write probes of PROFILE_ANCHOR_MODES (default
-# "0 1 2 3 4 5"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
-# kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16,
-# 4 u by 8-byte stores, 5 u from the softmax's probabilities; 1-3 give wrong selections: timing diagnosis only).
+# "0 1 2 3"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
+# kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16;
+# 1-3 give wrong selections: timing diagnosis only; session 7's probes 4 and 5 lost and were removed).
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
 # anchor-<v>-p<mode>.csv.
 set -u
@@ -17,7 +17,7 @@ list=${PROFILE_ANCHOR_VARIANTS:-265340}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
-  modes=${PROFILE_ANCHOR_MODES:-0 1 2 3 4 5}
+  modes=${PROFILE_ANCHOR_MODES:-0 1 2 3}
   [ "$entry" != "$v" ] && modes=${entry#*:}
   for mode in ${modes//\// }; do
     out="$JOB_OUT/anchor-$v-p$mode.csv"
