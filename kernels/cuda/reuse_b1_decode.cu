@@ -29,8 +29,13 @@
 //   (m, l, o) in slot `split`, and the row's last block to finish merges the slots (merge_row_if_last,
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
-//   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 65536 (below).
+//   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 65536 (below),
+//   64 (session 8, head dim 128, where every row's cluster fits at once): 8 consumer + 8 producer warps in one
+//   CTA per SM, 16 CTAs per row as one thread block cluster, the CTAs' partials merged through distributed shared
+//   memory between two cluster barriers (ws_cluster_merge) instead of the global slots and counter.
 //   The other bits do not change this kernel.
+#include <cooperative_groups.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -50,31 +55,73 @@ namespace kascade {
 // Session 6, call A (128k batch 1, event-timed reuse): taking 16-entry groups from a per-row counter instead
 // of fixed ranges (against the SMs' uneven finish) ran 27.4 us against 22.6 (8k: 14.9 against 10.3); removed.
 
-template <int D>
+// CL (KASCADE_VARIANT_WS_CLUSTER, session 8): twice the warps and the ring in one CTA per SM (the same rows in flight
+// per SM), kWsCluster CTAs per row as one thread block cluster.
+template <int D, bool CL = false>
 struct WsCfg {
-  static constexpr int kConsumers = 4;
-  static constexpr int kProducers = 4;
+  static constexpr int kConsumers = CL ? 8 : 4;
+  static constexpr int kProducers = kConsumers;
   static constexpr int kThreads = 32 * (kConsumers + kProducers);
   static constexpr int kStageKeys = 16 * kConsumers;  // list entries per ring stage
   static constexpr int kRow = D + 8;                  // padded row (elements): ldmatrix rows on distinct banks
   static constexpr int kStages = D == 128 ? 3 : 6;
-  static constexpr int kMinBlocks = 2;
+  static constexpr int kMinBlocks = CL ? 1 : 2;
 };
+// The cluster of one row (CL): 16 CTAs (a non-portable size), 8 rows at batch 1 on 128 of the H200's 132 SMs.
+constexpr int kWsCluster = 16;
 
 // Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the consumers' partials
-// reuse it at the end), then the positions [kStages][kStageKeys] and the full / empty mbarriers.
-template <typename T, int D, int GS>
+// reuse it at the end; CL: then the CTA's merged partial, o [GS][D] and (m, l) [GS][2], which the cluster reads),
+// then the positions [kStages][kStageKeys] and the full / empty mbarriers.
+template <typename T, int D, int GS, bool CL = false>
 __host__ __device__ constexpr size_t ws_region_bytes() {
-  using C = WsCfg<D>;
+  using C = WsCfg<D, CL>;
   const size_t ring = size_t(2) * C::kStages * C::kStageKeys * C::kRow * sizeof(T);
-  const size_t red = sizeof(float) * (size_t(C::kConsumers) * GS * (D + 2));
+  const size_t red = sizeof(float) * (size_t(C::kConsumers + (CL ? 1 : 0)) * GS * (D + 2));
   return ((ring > red ? ring : red) + 15) / 16 * 16;
 }
-template <typename T, int D, int GS>
+template <typename T, int D, int GS, bool CL = false>
 __host__ __device__ constexpr size_t ws_smem_bytes() {
-  using C = WsCfg<D>;
-  return ws_region_bytes<T, D, GS>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
+  using C = WsCfg<D, CL>;
+  return ws_region_bytes<T, D, GS, CL>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
          size_t(2) * C::kStages * C::kProducers * sizeof(uint64_t);
+}
+
+// The cluster's merge (CL): every CTA of the row's cluster holds its merged partial in shared memory (`part`: o
+// [GS][D] unnormalised, then (m, l) [GS][2], log2 domain; an empty range m = -inf); after a cluster barrier, CTA r
+// merges elements [r, r + 1) x GS D / kWsCluster of the row's output from the kWsCluster partials, read through
+// distributed shared memory, and stores them; a second barrier keeps every CTA's shared memory alive until all
+// have read it.
+template <typename T, int D, int GS, int NT>
+__device__ __forceinline__ void ws_cluster_merge(const float* part, T* out) {
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  constexpr int kPer = GS * D / kWsCluster;  // output elements per CTA
+  cluster.sync();
+  const int r = static_cast<int>(cluster.block_rank());
+  for (int t = static_cast<int>(threadIdx.x); t < kPer; t += NT) {
+    const int e = r * kPer + t, h = e / D;
+    float mc[kWsCluster], lc[kWsCluster], oc[kWsCluster];
+#pragma unroll
+    for (int c = 0; c < kWsCluster; ++c) {
+      const float* rp = cluster.map_shared_rank(part, c);
+      mc[c] = rp[GS * D + 2 * h];
+      lc[c] = rp[GS * D + 2 * h + 1];
+      oc[c] = rp[e];
+    }
+    float M = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < kWsCluster; ++c) M = fmaxf(M, mc[c]);
+    float L = 0.f, o = 0.f;
+#pragma unroll
+    for (int c = 0; c < kWsCluster; ++c) {
+      const float w = mc[c] == -INFINITY ? 0.f : exp2f(mc[c] - M);
+      L = fmaf(lc[c], w, L);
+      o = fmaf(oc[c], w, o);
+    }
+    out[e] = from_float<T>(o / L);
+  }
+  cluster.sync();
 }
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
@@ -111,17 +158,17 @@ constexpr int kWsProducerRegs = 40;
 constexpr int kWsConsumerRegs = 208;
 constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 
-template <typename T, int D, int GS, bool LG, bool RG = false>
-__global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
+template <typename T, int D, int GS, bool LG, bool RG = false, bool CL = false>
+__global__ void __launch_bounds__(WsCfg<D, CL>::kThreads, WsCfg<D, CL>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused, int trace) {
-  using C = WsCfg<D>;
+  using C = WsCfg<D, CL>;
   constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, NP = C::kProducers;
   constexpr unsigned kRowBytes = D * sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* Ks = reinterpret_cast<T*>(smem_raw);
   T* Vs = Ks + NS * SK * R;
   float* lgS = reinterpret_cast<float*>(Ks);  // LG: [stage][entry][GS] logits where the K ring would be
-  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS>());
+  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS, CL>());
   // Barriers [stage][producer]: `full` completes when the producer's 16 rows of the stage have landed,
   // `empty` when its consumer has read them.
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
@@ -241,9 +288,24 @@ __global__ void __launch_bounds__(WsCfg<D>::kThreads, WsCfg<D>::kMinBlocks)
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
   if (trace && tid == 0) ws_mark(2);
 
-  store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o,
-                                                   a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
-                                                   fused ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr, true);
+  if constexpr (CL) {
+    // The CTA's warps merge into its partial (after the warps' scratch), then the cluster merges the row.
+    float* red = reinterpret_cast<float*>(smem_raw);
+    float* part = red + NC * GS * (D + 2);
+    merge_warps<D, GS, NC, C::kThreads>(
+        red, red + NC * GS * D, m, l, acc,
+        [&](int h, float M, float L) {
+          part[GS * D + 2 * h] = M;
+          part[GS * D + 2 * h + 1] = L;
+        },
+        [&](int e, float o) { part[e] = o; });
+    ws_cluster_merge<T, D, GS, C::kThreads>(part, static_cast<T*>(a.out) + bh0 * D);
+  } else {
+    store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o,
+                                                     a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
+                                                     fused ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr,
+                                                     true);
+  }
   if (trace && tid == 0) ws_mark(3);
 }
 
@@ -303,6 +365,9 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
+template <typename T, int D, int GS, bool LG, bool RG>
+static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaStream_t st, cudaError_t* err);
+
 template <typename T, int D, int GS, bool LG, bool RG = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
@@ -315,6 +380,10 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
       regs = fa.numRegs;
     }
     if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false>(s, a, out, st);
+  }
+  if constexpr (D == 128) {
+    if (s.variant & KASCADE_VARIANT_WS_CLUSTER)
+      if (launch_ws_cluster<T, D, GS, LG, RG>(s, a, st, &e)) return e;
   }
   const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG>(&e);
   if (e != cudaSuccess) return e;
@@ -329,6 +398,58 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
+}
+
+// KASCADE_VARIANT_WS_CLUSTER: one kWsCluster-CTA cluster per (sequence, KV head) row, each CTA an equal share of
+// the row's list in whole 16-entry groups, where every row's cluster is resident at once (cudaOccupancyMaxActive-
+// Clusters, queried once per instantiation); false (nothing launched) otherwise: the caller runs the plain gather.
+template <typename T, int D, int GS, bool LG, bool RG>
+static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaStream_t st, cudaError_t* err) {
+  auto kernel = gather_ws_kernel<T, D, GS, LG, RG, true>;
+  constexpr size_t smem = ws_smem_bytes<T, D, GS, true>();
+  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(kWsCluster, s.kvHeads, s.batch);
+  cfg.blockDim = dim3(WsCfg<D, true>::kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = kWsCluster;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  static int maxClusters = -1;
+  if (maxClusters < 0) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    int nc = 0;
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveClusters(&nc, kernel, &cfg);
+    if constexpr (RG) {  // the register split needs kWsRegsNeeded registers per thread here too (launch_ws)
+      cudaFuncAttributes fa{};
+      if (e == cudaSuccess) e = cudaFuncGetAttributes(&fa, kernel);
+      if (e == cudaSuccess && fa.numRegs < kWsRegsNeeded) nc = 0;
+    }
+    if (e != cudaSuccess) {  // no 16-CTA clusters here (the query's error is cleared): the plain gather
+      (void)cudaGetLastError();
+      nc = 0;
+    }
+    maxClusters = nc;
+    const char* tenv = std::getenv("KASCADE_WS_TRACE");
+    if (tenv && tenv[0] == '1') std::fprintf(stderr, "[ws cluster] %d clusters of %d resident at once\n", nc, kWsCluster);
+  }
+  if (rows > maxClusters || s.splits > 0 || a.topk < 1) return false;
+  a.splits = kWsCluster;
+  a.chunk = (a.topk + kWsCluster * kWsGroup - 1) / (kWsCluster * kWsGroup) * kWsGroup;
+  if (s.variant & KASCADE_VARIANT_PDL) cfg.numAttrs = 2;
+  const char* tenv = std::getenv("KASCADE_WS_TRACE");
+  const int trace = tenv && tenv[0] == '1' ? 1 : 0;
+  *err = cudaLaunchKernelEx(&cfg, kernel, s, a, 0, trace);
+  if (*err == cudaSuccess && trace) ws_trace_print(kWsCluster * static_cast<int>(rows), st);
+  return true;
 }
 
 int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {

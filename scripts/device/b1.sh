@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4, batch 1 (cuda-b1, sessions 4-7): where a batch-1 decode op's time goes, and the reuse kernel's
+# Issue 4, batch 1 (cuda-b1, sessions 4-8): where a batch-1 decode op's time goes, and the reuse kernel's
 # own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 150 s.
 #  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1 (and 512k ->
 #     b1-probe-512k.json), the same call
@@ -16,20 +16,21 @@
 #     loop end, exit; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 32800).
+# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 98336,98400).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 7 (call C): the new default 98336 (= 32800 | 65536, the register split) against session 6's 32800 and 124.
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,32800,98336}
+# Session 8: 98400 = 98336 | 64 (the ws gather as one 16-CTA cluster per row, merged in distributed shared memory)
+# against the default 98336 and the split gather 124.
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,98336,98400}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 168124 = 164028 | 4096 (the new anchor default): the sparse pass launched during the select's phase 3
-# (programmatic dependent launch).
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-188,164028,168124}
+# 168124 = 164028 | 4096 (the anchor default): the sparse pass launched during the select's phase 3
+# (programmatic dependent launch); 168188 = 168124 | 64 (session 8): its sparse pass as the cluster gather.
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-164028,168124,168188}
 export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
@@ -60,13 +61,16 @@ say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
-# 512k batch 1 (the defaults beyond 256k): the anchors with and without the b1 select, reuse 32800 and 98336, dense 764.
-B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800,98336 B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= \
-  B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=124,32800,98336 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=188,32956,164028 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
+# 512k batch 1 (the defaults beyond 256k): the anchor default 32956 and 33020 (+ bit 64), reuse 98336 and 98400.
+r512=$(only_screened 98336,98400 "$B1_REUSE_VARIANTS")
+a512=$(keep_passing 33020)
+a512=32956${a512:+,$a512}
+B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= \
+  B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98336,32800}" "$B1_REUSE_VARIANTS")
+ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98336,98400}" "$B1_REUSE_VARIANTS")
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
@@ -83,7 +87,7 @@ for l2 in 0 1; do
   say "select trace (KASCADE_B1_SELECT_L2=$l2) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-l2-$l2.log" | head -4
 done
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124,168188}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
