@@ -442,8 +442,10 @@ static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaS
     if (tenv && tenv[0] == '1') std::fprintf(stderr, "[ws cluster] %d clusters of %d resident at once\n", nc, kWsCluster);
   }
   if (rows > maxClusters || s.splits > 0 || a.topk < 1) return false;
+  // Each row's list over kWsCluster CTAs in whole groups (lean.ts's liteSplits(1, topk, 16, 16) is the twin); CTAs
+  // past the last group have an empty range (m = -inf, weight 0 in the merge).
   a.splits = kWsCluster;
-  a.chunk = (a.topk + kWsCluster * kWsGroup - 1) / (kWsCluster * kWsGroup) * kWsGroup;
+  (void)grain_split_count(1, a.topk, kWsCluster, kWsGroup, &a.chunk);
   if (s.variant & KASCADE_VARIANT_PDL) cfg.numAttrs = 2;
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
