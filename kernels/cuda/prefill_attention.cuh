@@ -51,10 +51,11 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
 // The third digit and the ties come from the candidates one pass keeps in shared memory (pool v32's finish: three
 // passes over the row). rowMax (pool v56; [pairs, tiles], from the pool): bins under each row's largest score
-// instead (two passes; prefill_select.cuh).
+// instead (two passes; prefill_select.cuh); with sampled (pool v57) a sampled band first, then one pass (one and an
+// eighth passes; the two-pass select where the band misses).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
-                             cudaStream_t st);
+                             bool sampled, cudaStream_t st);
 
 cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode mode, const PrefillArgs& a,
                                      cudaStream_t st);

@@ -245,6 +245,134 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
   select_pooled_row<NT>(u, st, k, out, sh);
 }
 
+// Pool v57's select: the k (1 <= k < st) largest of row u[0 .. st) as select_pooled_row_max, with the row read
+// one and an eighth times instead of twice. A sample (the first 128 scores of every 1024: an eighth, in whole 512-byte
+// runs) is counted in select_pooled_row_max's 4096 bins under the row's largest score; the bins holding the
+// sample's ranks ks -/+ d (ks = k ns / st, the k-th's expected rank among the ns sampled scores, d = 3.5 standard
+// deviations of it + 8) bound a band. One pass over the row then writes every score above the band and keeps the
+// band's scores in shared memory (kSelSampleCand), where 1024 sub-bins and, inside the sub-bin holding the k-th,
+// each candidate's rank (greater scores, then equal ones at lower indices) pick the rest. Exact either way: if the
+// band missed the k-th (more than k scores above it, fewer than k above its bottom) or overflowed the candidates,
+// select_pooled_row_max runs (two more passes). Rows shorter than kSelSampleMinRow run select_pooled_row_max.
+// sh.hist must hold 4096 bins, sh.candV / candX kSelSampleCand.
+constexpr int kSelSampleCand = 3584;
+constexpr int kSelSampleMinRow = 1024;  // (the parity list's rows reach 2400: the tied-scores chunk runs here)
+template <int NT>
+__device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int* out, const SelectShared& sh,
+                                          unsigned mb) {
+  if (st < kSelSampleMinRow) {
+    select_pooled_row_max<NT>(u, st, k, out, sh, mb);
+    return;
+  }
+  const int tid = threadIdx.x;
+  unsigned* hist = sh.hist;
+  int& cntGt = sh.cnt[0];
+  int& nCand = sh.cnt[1];
+  const unsigned lo = mb > (16u << 23) ? mb - (16u << 23) : 0u;
+  const auto bin_of = [lo](unsigned v) { return min((max(v, lo) - lo) >> 15, static_cast<unsigned>(kSelMaxBins - 1)); };
+  for (int i = tid; i < kSelMaxBins; i += NT) hist[i] = 0;
+  if (tid == 0) {
+    cntGt = 0;
+    nCand = 0;
+  }
+  __syncthreads();
+  // The sample: chunk c (8 scores) = scores 1024 (c / 16) + 8 (c % 16) ..; the row holds ns of them.
+  for (int c = tid;; c += NT) {
+    const int x = (c >> 4) * 1024 + (c & 15) * kSelPer;
+    if (x >= st) break;
+    unsigned v[kSelPer];
+    sel_load8(u, x, st, v);
+#pragma unroll
+    for (int e = 0; e < kSelPer; ++e) atomicAdd(&hist[bin_of(v[e])], 1u);
+  }
+  __syncthreads();
+  const int ns = (st >> 10) * 128 + min(st & 1023, 128);
+  const float ks = static_cast<float>(k) * static_cast<float>(ns) / static_cast<float>(st);
+  const float d = 3.5f * sqrtf(ks * (1.f - static_cast<float>(k) / static_cast<float>(st))) + 8.f;
+  const int rTop = static_cast<int>(floorf(ks - d));
+  const int rBot = min(ns, static_cast<int>(ceilf(ks + d)));
+  const auto count = [&](int bin) { return hist[bin]; };
+  select_rank_bin<NT>(count, kSelMaxBins, static_cast<unsigned>(rBot), sh.wsum, sh.res);
+  const unsigned bLo = sh.res[0];
+  unsigned bHi = kSelMaxBins - 1;
+  if (rTop >= 1) {
+    select_rank_bin<NT>(count, kSelMaxBins, static_cast<unsigned>(rTop), sh.wsum, sh.res);
+    bHi = sh.res[0];
+  }
+  // The band: patterns [candLo, candHi) (bin 0 reaches down to 0, the last bin up to everything).
+  const unsigned candLo = bLo == 0 ? 0u : lo + (bLo << 15);
+  const unsigned candHi = bHi + 1 < static_cast<unsigned>(kSelMaxBins) ? lo + ((bHi + 1) << 15) : 0xffffffffu;
+  sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+    if (x < st)
+#pragma unroll
+      for (int e = 0; e < kSelPer; ++e) {
+        if (v[e] >= candHi) {
+          const int c = atomicAdd(&cntGt, 1);
+          if (c < k) out[c] = x + e;
+        } else if (v[e] >= candLo) {
+          const int c = atomicAdd(&nCand, 1);
+          if (c < kSelSampleCand) {
+            sh.candV[c] = v[e];
+            sh.candX[c] = x + e;
+          }
+        }
+      }
+  });
+  __syncthreads();
+  const int nAbove = cntGt, nc = nCand;
+  if (nAbove <= k && nAbove + nc >= k && nc <= kSelSampleCand) {
+    const unsigned krem = static_cast<unsigned>(k - nAbove);
+    if (krem == 0) return;
+    int shift = 0;
+    while (((candHi - candLo - 1u) >> shift) >= 1024u) ++shift;
+    const auto sub_of = [candLo, shift](unsigned v) { return (v - candLo) >> shift; };
+    for (int i = tid; i < 1024; i += NT) hist[i] = 0;
+    __syncthreads();
+    for (int i = tid; i < nc; i += NT) atomicAdd(&hist[sub_of(sh.candV[i])], 1u);
+    __syncthreads();
+    select_rank_bin<NT>(count, 1024, krem, sh.wsum, sh.res);
+    const unsigned sb = sh.res[0], take = sh.res[1];
+    // The sub-bin's candidates listed in hist[1024 ..) (pairs), so each ranks against them alone.
+    constexpr int kList = (kSelMaxBins - 1024) / 2;
+    if (tid == 0) nCand = 0;
+    __syncthreads();
+    for (int i = tid; i < nc; i += NT)
+      if (sub_of(sh.candV[i]) == sb) {
+        const int c = atomicAdd(&nCand, 1);
+        if (c < kList) {
+          hist[1024 + 2 * c] = sh.candV[i];
+          hist[1024 + 2 * c + 1] = static_cast<unsigned>(sh.candX[i]);
+        }
+      }
+    __syncthreads();
+    const int nl = nCand;
+    for (int i = tid; i < nc; i += NT) {
+      const unsigned v = sh.candV[i], h = sub_of(v);
+      const int xi = sh.candX[i];
+      bool in = h > sb;
+      if (h == sb) {
+        unsigned rank = 0;
+        if (nl <= kList) {
+          for (int c = 0; c < nl; ++c) {
+            const unsigned w = hist[1024 + 2 * c];
+            rank += w > v || (w == v && static_cast<int>(hist[1024 + 2 * c + 1]) < xi) ? 1u : 0u;
+          }
+        } else {
+          for (int c = 0; c < nc; ++c) {
+            const unsigned w = sh.candV[c];
+            rank += sub_of(w) == sb && (w > v || (w == v && sh.candX[c] < xi)) ? 1u : 0u;
+          }
+        }
+        in = rank < take;
+      }
+      if (in) out[atomicAdd(&cntGt, 1)] = xi;
+    }
+    return;
+  }
+  __syncthreads();  // every thread has read the counters before the two-pass select resets them
+  select_pooled_row_max<NT>(u, st, k, out, sh, mb);
+}
+
 // A tile's selection when it needs no select: -1 in out[k .. kMax), and with k == st every earlier key. True
 // when the row is done (k == 0 or k == st). Every thread of the CTA calls it (nt threads from tid).
 __device__ __forceinline__ bool select_trivial_row(int* out, int k, int st, int kMax, int tid, int nt) {

@@ -20,46 +20,57 @@ namespace pf {
 
 namespace {
 
-constexpr int NT = 256;  // threads per block
+constexpr int NT = 256;  // threads per block (pool v57's select: 512)
 
-// BYMAX (pool v56): select_pooled_row_max under rowMax[pair, t] (written by the pool).
-template <bool BYMAX>
-__global__ void __launch_bounds__(NT)
+// MODE 0: select_pooled_row (pool v32); 1 (BYMAX, pool v56): select_pooled_row_max under rowMax[pair, t] (written
+// by the pool); 2 (pool v57): select_pooled_row_sampled under it (512 threads, 3584 candidates: 45 KB of shared
+// memory, four blocks per SM).
+template <int MODE, int NTB>
+__global__ void __launch_bounds__(NTB)
     select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
                              const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase,
                              const float* __restrict__ rowMax) {
-  __shared__ unsigned hist[BYMAX ? kSelMaxBins : 2048];
-  __shared__ unsigned wsum[NT / 32];
+  constexpr int kCand = MODE == 2 ? kSelSampleCand : kSel3Cand;
+  __shared__ unsigned hist[MODE > 0 ? kSelMaxBins : 2048];
+  __shared__ unsigned wsum[NTB / 32];
   __shared__ unsigned res[2];
   __shared__ int cnt[2];
-  __shared__ unsigned candV[kSel3Cand];
-  __shared__ int candX[kSel3Cand];
+  __shared__ unsigned candV[kCand];
+  __shared__ int candX[kCand];
   const int tiles = tiles_of(s);
   const int t = tiles - 1 - static_cast<int>(blockIdx.x);
   const int pair = pairBase + blockIdx.y;
   const int st = s.queryStart + t * kT;
   const int k = min(max(__ldg(counts + t), 0), min(st, kMax));
   int* out = indices + (static_cast<size_t>(pair) * tiles + t) * kMax;
-  if (select_trivial_row(out, k, st, kMax, threadIdx.x, NT)) return;
+  if (select_trivial_row(out, k, st, kMax, threadIdx.x, NTB)) return;
   const unsigned* u =
       reinterpret_cast<const unsigned*>(pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t));
   const SelectShared sh{hist, wsum, res, cnt, candV, candX};
-  if (BYMAX)
-    select_pooled_row_max<NT>(u, st, k, out, sh, __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t)));
+  if (MODE == 0) {
+    select_pooled_row<NTB>(u, st, k, out, sh);
+    return;
+  }
+  const unsigned mb = __float_as_uint(__ldg(rowMax + static_cast<size_t>(pair) * tiles + t));
+  if (MODE == 1)
+    select_pooled_row_max<NTB>(u, st, k, out, sh, mb);
   else
-    select_pooled_row<NT>(u, st, k, out, sh);
+    select_pooled_row_sampled<NTB>(u, st, k, out, sh, mb);
 }
 
 }  // namespace
 
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
-                             cudaStream_t st) {
+                             bool sampled, cudaStream_t st) {
   const dim3 grid(tiles_of(s), pairs);
-  if (rowMax)
-    select_prefill_v3_kernel<true><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
+  if (rowMax && sampled)
+    select_prefill_v3_kernel<2, 512>
+        <<<grid, 512, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
+  else if (rowMax)
+    select_prefill_v3_kernel<1, NT><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
   else
-    select_prefill_v3_kernel<false><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
+    select_prefill_v3_kernel<0, NT><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
   return cudaGetLastError();
 }
 

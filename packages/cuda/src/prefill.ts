@@ -374,7 +374,9 @@ export function uploadPrefillSelection(
  *   0.38 ms at 32k) and the select inside the pool's CTAs (`v53`, `v54`: each CTA selecting the row it had just
  *   pooled, read back from L2; anchor 303.9 and 296.2 ms against v55's 288.8 in call A): gone. Session 5's `v19`
  *   (a four-pass select) is gone too, as are session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions
- *   2-5's `v2`-`v18`, `v20`-`v22`.
+ *   2-5's `v2`-`v18`, `v20`-`v22`. `v57` (session 8's candidate): v56's pool, then a select that counts a sample
+ *   (an eighth of the row) under the row's largest score and keeps a band around the k-th in one pass (one and an
+ *   eighth passes over the row; v56's select where the band misses the k-th or overflows).
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -382,11 +384,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v32' | 'v56';
+export type PrefillPoolVariant = 'v1' | 'v32' | 'v56' | 'v57';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56', 'v57'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -397,13 +399,15 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v56` =
- * dense v22, sparse v12, pool v56 (the defaults since session 7's call B). Sessions 2-6's other presets (v2-v47,
+ * dense v22, sparse v12, pool v56 (the defaults since session 7's call B), `v57` = v56 with pool v57 (the sampled
+ * select, session 8's candidate). Sessions 2-6's other presets (v2-v47,
  * v49-v52; v37 = session 5's defaults) and session 7's v53-v55 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
+  v57: { dense: 'v22', sparse: 'v12', pool: 'v57' },
 };
 
 /**
