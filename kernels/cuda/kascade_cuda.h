@@ -47,10 +47,10 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_P16 = 32,      // P enters P V as one 16-bit value (default: hi + lo halves, ~16 bits)
   KASCADE_VARIANT_WS_CLUSTER = 64,  // cuda-b1, session 8 (retired before: session 5's candidate lists of the multi-pass
                                     // select; session 7's V rows by cp.async and merge from shared memory): with
-                                    // 32768 at head dim 128, the ws gather as one 16-CTA thread block cluster per
-                                    // (sequence, KV head) row, one 512-thread CTA per SM, the splits merged through
-                                    // distributed shared memory (no global round trip); where the rows' clusters do
-                                    // not all fit at once, the plain ws gather runs
+                                    // 32768 at head dim 128, the ws gather as one thread block cluster per
+                                    // (sequence, KV head) row (16 CTAs, fewer where 16 do not all fit at once),
+                                    // one 512-thread CTA per SM, the splits merged through distributed shared
+                                    // memory (no global round trip); where even 4 do not fit, the plain ws gather
   KASCADE_VARIANT_LEAN = 128,  // lean (stream-K) schedule: a persistent grid of the CTAs that fit at once, each an
                                // equal contiguous share of the flattened (sequence, KV head, key tile) space,
                                // partials at head boundaries; a wider combine merges them
@@ -96,7 +96,11 @@ enum KascadeDecodeVariant {
                                         // intermediate (u, m16) and copies only their V rows
                                         // (anchor_sparse_decode.cu); the stream select's list moves past the
                                         // intermediate so that it survives the select
-  KASCADE_VARIANT_ALL = 1048575,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_U16_STEP_MAJOR = 1048576,  // cuda-anchor, session 8 (anchors with bit 1024; no effect without it):
+                                             // the f16 intermediate in step-major order (select_plan.h, u16_index):
+                                             // each 16-key step's u of the group's heads side by side, so a warp step
+                                             // writes whole 128-byte lines of one contiguous stream per CTA
+  KASCADE_VARIANT_ALL = 2097151,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

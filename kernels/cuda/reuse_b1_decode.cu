@@ -31,8 +31,9 @@
 //   ring) the combine kernel merges instead.
 //   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 65536 (below),
 //   64 (session 8, head dim 128, where every row's cluster fits at once): 8 consumer + 8 producer warps in one
-//   CTA per SM, 16 CTAs per row as one thread block cluster, the CTAs' partials merged through distributed shared
-//   memory between two cluster barriers (ws_cluster_merge) instead of the global slots and counter.
+//   CTA per SM, 16 CTAs per row (4..15 where 16-CTA clusters for every row do not fit) as one thread block
+//   cluster, the CTAs' partials merged through distributed shared memory between two cluster barriers
+//   (ws_cluster_merge) instead of the global slots and counter.
 //   The other bits do not change this kernel.
 #include <cooperative_groups.h>
 
@@ -56,7 +57,7 @@ namespace kascade {
 // of fixed ranges (against the SMs' uneven finish) ran 27.4 us against 22.6 (8k: 14.9 against 10.3); removed.
 
 // CL (KASCADE_VARIANT_WS_CLUSTER, session 8): twice the warps and the ring in one CTA per SM (the same rows in flight
-// per SM), kWsCluster CTAs per row as one thread block cluster.
+// per SM), the CTAs of a row as one thread block cluster.
 template <int D, bool CL = false>
 struct WsCfg {
   static constexpr int kConsumers = CL ? 8 : 4;
@@ -67,8 +68,11 @@ struct WsCfg {
   static constexpr int kStages = D == 128 ? 3 : 6;
   static constexpr int kMinBlocks = CL ? 1 : 2;
 };
-// The cluster of one row (CL): 16 CTAs (a non-portable size), 8 rows at batch 1 on 128 of the H200's 132 SMs.
-constexpr int kWsCluster = 16;
+// The cluster of one row (CL): the largest size from kWsClusterMax (16, a non-portable size: 8 rows at batch 1 on 128
+// of the H200's 132 SMs) down to kWsClusterMin whose clusters are all resident at once (a GPC holds a cluster;
+// the H200's GPCs have different SM counts).
+constexpr int kWsClusterMax = 16;
+constexpr int kWsClusterMin = 4;
 
 // Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the consumers' partials
 // reuse it at the end; CL: then the CTA's merged partial, o [GS][D] and (m, l) [GS][2], which the cluster reads),
@@ -89,32 +93,37 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
 
 // The cluster's merge (CL): every CTA of the row's cluster holds its merged partial in shared memory (`part`: o
 // [GS][D] unnormalised, then (m, l) [GS][2], log2 domain; an empty range m = -inf); after a cluster barrier, CTA r
-// merges elements [r, r + 1) x GS D / kWsCluster of the row's output from the kWsCluster partials, read through
-// distributed shared memory, and stores them; a second barrier keeps every CTA's shared memory alive until all
-// have read it.
+// of the cs merges elements [r per, (r + 1) per) (per = ceil(GS D / cs)) of the row's output from the cs partials,
+// read through distributed shared memory, and stores them; a second barrier keeps every CTA's shared memory alive
+// until all have read it.
 template <typename T, int D, int GS, int NT>
 __device__ __forceinline__ void ws_cluster_merge(const float* part, T* out) {
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
-  constexpr int kPer = GS * D / kWsCluster;  // output elements per CTA
+  const int cs = static_cast<int>(cluster.num_blocks());
+  const int per = (GS * D + cs - 1) / cs;  // output elements per CTA
   cluster.sync();
   const int r = static_cast<int>(cluster.block_rank());
-  for (int t = static_cast<int>(threadIdx.x); t < kPer; t += NT) {
-    const int e = r * kPer + t, h = e / D;
-    float mc[kWsCluster], lc[kWsCluster], oc[kWsCluster];
+  for (int t = static_cast<int>(threadIdx.x); t < per && r * per + t < GS * D; t += NT) {
+    const int e = r * per + t, h = e / D;
+    float mc[kWsClusterMax], lc[kWsClusterMax], oc[kWsClusterMax];
 #pragma unroll
-    for (int c = 0; c < kWsCluster; ++c) {
-      const float* rp = cluster.map_shared_rank(part, c);
-      mc[c] = rp[GS * D + 2 * h];
-      lc[c] = rp[GS * D + 2 * h + 1];
-      oc[c] = rp[e];
+    for (int c = 0; c < kWsClusterMax; ++c) {
+      mc[c] = -INFINITY;
+      lc[c] = oc[c] = 0.f;
+      if (c < cs) {
+        const float* rp = cluster.map_shared_rank(part, c);
+        mc[c] = rp[GS * D + 2 * h];
+        lc[c] = rp[GS * D + 2 * h + 1];
+        oc[c] = rp[e];
+      }
     }
     float M = -INFINITY;
 #pragma unroll
-    for (int c = 0; c < kWsCluster; ++c) M = fmaxf(M, mc[c]);
+    for (int c = 0; c < kWsClusterMax; ++c) M = fmaxf(M, mc[c]);
     float L = 0.f, o = 0.f;
 #pragma unroll
-    for (int c = 0; c < kWsCluster; ++c) {
+    for (int c = 0; c < kWsClusterMax; ++c) {
       const float w = mc[c] == -INFINITY ? 0.f : exp2f(mc[c] - M);
       L = fmaf(lc[c], w, L);
       o = fmaf(oc[c], w, o);
@@ -400,57 +409,63 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
 
-// KASCADE_VARIANT_WS_CLUSTER: one kWsCluster-CTA cluster per (sequence, KV head) row, each CTA an equal share of
-// the row's list in whole 16-entry groups, where every row's cluster is resident at once (cudaOccupancyMaxActive-
-// Clusters, queried once per instantiation); false (nothing launched) otherwise: the caller runs the plain gather.
+// KASCADE_VARIANT_WS_CLUSTER: one cluster of cs CTAs per (sequence, KV head) row, each CTA an equal share of the
+// row's list in whole 16-entry groups, cs the largest size (kWsClusterMax .. kWsClusterMin) at which every row's
+// cluster is resident at once (cudaOccupancyMaxActiveClusters per size, queried once per instantiation); false
+// (nothing launched) where no size fits: the caller runs the plain gather.
 template <typename T, int D, int GS, bool LG, bool RG>
 static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaStream_t st, cudaError_t* err) {
   auto kernel = gather_ws_kernel<T, D, GS, LG, RG, true>;
   constexpr size_t smem = ws_smem_bytes<T, D, GS, true>();
   const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(kWsCluster, s.kvHeads, s.batch);
+  cfg.gridDim = dim3(kWsClusterMax, s.kvHeads, s.batch);
   cfg.blockDim = dim3(WsCfg<D, true>::kThreads);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = st;
   cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = kWsCluster;
+  attr[0].val.clusterDim.x = kWsClusterMax;
   attr[0].val.clusterDim.y = 1;
   attr[0].val.clusterDim.z = 1;
   attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  static int maxClusters = -1;
-  if (maxClusters < 0) {
+  const char* tenv = std::getenv("KASCADE_WS_TRACE");
+  const int trace = tenv && tenv[0] == '1' ? 1 : 0;
+  static int maxClusters[kWsClusterMax + 1];  // per size; maxClusters[0] = 1 once queried
+  if (maxClusters[0] == 0) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    int nc = 0;
-    if (e == cudaSuccess) e = cudaOccupancyMaxActiveClusters(&nc, kernel, &cfg);
     if constexpr (RG) {  // the register split needs kWsRegsNeeded registers per thread here too (launch_ws)
       cudaFuncAttributes fa{};
       if (e == cudaSuccess) e = cudaFuncGetAttributes(&fa, kernel);
-      if (e == cudaSuccess && fa.numRegs < kWsRegsNeeded) nc = 0;
+      if (e == cudaSuccess && fa.numRegs < kWsRegsNeeded) e = cudaErrorNotSupported;
     }
-    if (e != cudaSuccess) {  // no 16-CTA clusters here (the query's error is cleared): the plain gather
-      (void)cudaGetLastError();
-      nc = 0;
+    for (int cs = kWsClusterMin; cs <= kWsClusterMax && e == cudaSuccess; ++cs) {
+      cfg.gridDim = dim3(cs, 132, 1);  // a grid of more clusters than fit (the answer is the device's limit)
+      attr[0].val.clusterDim.x = cs;
+      int nc = 0;
+      if (cudaOccupancyMaxActiveClusters(&nc, kernel, &cfg) != cudaSuccess) nc = 0;
+      maxClusters[cs] = nc;
+      if (trace) std::fprintf(stderr, "[ws cluster] %d clusters of %d resident at once\n", nc, cs);
     }
-    maxClusters = nc;
-    const char* tenv = std::getenv("KASCADE_WS_TRACE");
-    if (tenv && tenv[0] == '1') std::fprintf(stderr, "[ws cluster] %d clusters of %d resident at once\n", nc, kWsCluster);
+    (void)cudaGetLastError();  // a size the device refuses is only skipped (its query's error cleared)
+    maxClusters[0] = 1;
   }
-  if (rows > maxClusters || s.splits > 0 || a.topk < 1) return false;
-  // Each row's list over kWsCluster CTAs in whole groups (lean.ts's liteSplits(1, topk, 16, 16) is the twin); CTAs
-  // past the last group have an empty range (m = -inf, weight 0 in the merge).
-  a.splits = kWsCluster;
-  (void)grain_split_count(1, a.topk, kWsCluster, kWsGroup, &a.chunk);
+  int cs = kWsClusterMax;
+  while (cs >= kWsClusterMin && rows > maxClusters[cs]) --cs;
+  if (cs < kWsClusterMin || s.splits > 0 || a.topk < 1) return false;
+  cfg.gridDim = dim3(cs, s.kvHeads, s.batch);
+  attr[0].val.clusterDim.x = cs;
+  // Each row's list over cs CTAs in whole groups (lean.ts's liteSplits(1, topk, cs, 16) is the twin); CTAs past the
+  // last group have an empty range (m = -inf, weight 0 in the merge).
+  a.splits = cs;
+  (void)grain_split_count(1, a.topk, cs, kWsGroup, &a.chunk);
   if (s.variant & KASCADE_VARIANT_PDL) cfg.numAttrs = 2;
-  const char* tenv = std::getenv("KASCADE_WS_TRACE");
-  const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   *err = cudaLaunchKernelEx(&cfg, kernel, s, a, 0, trace);
-  if (*err == cudaSuccess && trace) ws_trace_print(kWsCluster * static_cast<int>(rows), st);
+  if (*err == cudaSuccess && trace) ws_trace_print(cs * static_cast<int>(rows), st);
   return true;
 }
 

@@ -22,7 +22,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 8: 98400 = 98336 | 64 (the ws gather as one 16-CTA cluster per row, merged in distributed shared memory)
+# Session 8: 98400 = 98336 | 64 (the ws gather as one cluster of up to 16 CTAs per row, merged in distributed shared memory)
 # against the default 98336 and the split gather 124.
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,98336,98400}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
