@@ -8,10 +8,10 @@
 #     output against variant 124's (crossRelErrVs124_* in its summary; the device check is the parity);
 #  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
 #     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv;
-#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 164028: the b1 select
-#     of bit 131072) -> anchor-ncu.csv; the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace-*.log.
+#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 168124,168188)
+#     -> anchor-ncu.csv; the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace-*.log.
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
-#     tuning knobs (the b1 select from L2 as in call B, the K-row sparse pass);
+#     tuning knobs (session 8: KASCADE_B1_SELECT_BARRIER=1, the select's relaxed grid barriers);
 #  4. (session 7) the ws gather's per-CTA timeline at 128k batch 1 (KASCADE_WS_TRACE=1: start, first landed stage,
 #     loop end, exit; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
@@ -31,7 +31,9 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 168124 = 164028 | 4096 (the anchor default): the sparse pass launched during the select's phase 3
 # (programmatic dependent launch); 168188 = 168124 | 64 (session 8): its sparse pass as the cluster gather.
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-164028,168124,168188}
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
+# Session 8: the b1 select's grid barriers by release reduction / acquire polling (tuning knob), cross-checked against
+# 188 and timed on the anchor variants with bit 131072.
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_BARRIER=1}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -79,12 +81,12 @@ say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
-# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), with its shared-memory caches and
-# without (KASCADE_B1_SELECT_L2=1, call B's kernel), 2 calls each, at 128k and 32k.
-for l2 in 0 1; do
-  KASCADE_B1_SELECT_TRACE=1 KASCADE_B1_SELECT_L2=$l2 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
-    B1_ANCHOR_VARIANTS=164028 timeout 20 node "$probe" > "$JOB_OUT/select-trace-l2-$l2.log" 2>&1
-  say "select trace (KASCADE_B1_SELECT_L2=$l2) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-l2-$l2.log" | head -4
+# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), with its grid barriers as they are and
+# by release reduction / acquire polling (KASCADE_B1_SELECT_BARRIER=1, session 8), 2 calls each, at 128k and 32k.
+for bar in 0 1; do
+  KASCADE_B1_SELECT_TRACE=1 KASCADE_B1_SELECT_BARRIER=$bar B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
+    B1_ANCHOR_VARIANTS=168124 B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace-barrier-$bar.log" 2>&1
+  say "select trace (KASCADE_B1_SELECT_BARRIER=$bar) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-barrier-$bar.log" | head -4
 done
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124,168188}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
