@@ -69,7 +69,9 @@ cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mo
 // the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 3-stage ring; head dim 128,
 // g = 4 (else v1).
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s);
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st);
+// persist (sparse v58): one CTA per SM walking the work items, the ring running on across them.
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, bool persist,
+                                     cudaStream_t st);
 // Dense variant v22's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
 // parities) issuing their products in turns, each thread's exponentials against its previous (max, sum) offset,
 // no per-step row max (re-based only when a step's sum reaches 2^64); head dim 128.

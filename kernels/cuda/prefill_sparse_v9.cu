@@ -47,7 +47,13 @@ constexpr size_t s9_smem_bytes() {
          STAGES * (kS9Keys + 4) * sizeof(int) + 256;
 }
 
-template <typename T, int STAGES>
+// PERSIST (sparse v58, session 8's candidate): one CTA per SM walks the work items (the grid's (tile, KV head,
+// sequence) in its order) w = blockIdx.x, + gridDim.x, ..; the ring's stages and phases run on across items, so the
+// producer gathers the next item's first step while the consumers finish the current one, and loads its Q once the
+// consumers' last Q K^T is done (barrier qEmpty), under their last softmax, P V and output store. Without it
+// (sparse v12) a CTA's first gather, Q load and last store are exposed: about 5 us of a CTA's 33 us at 32k and
+// 115 us at 128k (ncu, sessions 4 and 7).
+template <typename T, int STAGES, bool PERSIST>
 __global__ void __launch_bounds__(kS9Threads, 1)
     prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
   constexpr int D = 128;
@@ -65,19 +71,32 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   uint64_t* qFull = bars;
   uint64_t* full = bars + 1;
   uint64_t* empty = full + STAGES;
+  uint64_t* qEmpty = empty + STAGES;  // PERSIST: the consumers are done with Q
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wgi = warp >> 2;
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
   const int tiles = tiles_of(s);
-  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
-  const int j = blockIdx.y, b = blockIdx.z;
-  const int tileStart = s.queryStart + t * kT;
-  const int diag = min(kT, n - tileStart);
-  const int cnt = min(max(__ldg(a.counts + t), 0), a.kMax);
-  const int listLen = cnt + diag;
-  const int steps = (listLen + kS9Keys - 1) / kS9Keys;
+  const int items = tiles * G * s.batch;
+  const int w0 = PERSIST ? static_cast<int>(blockIdx.x)
+                         : static_cast<int>(blockIdx.x + tiles * (blockIdx.y + G * blockIdx.z));
+  const int wStride = PERSIST ? static_cast<int>(gridDim.x) : items;
+  // Work item w: tile t = tiles - 1 - w % tiles (the longest lists first), KV head j, sequence b.
+  struct Item {
+    int t, j, b, tileStart, cnt, listLen, steps;
+  };
+  const auto item_of = [&](int w) {
+    Item it;
+    it.t = tiles - 1 - w % tiles;
+    it.j = (w / tiles) % G;
+    it.b = w / (tiles * G);
+    it.tileStart = s.queryStart + it.t * kT;
+    it.cnt = min(max(__ldg(a.counts + it.t), 0), a.kMax);
+    it.listLen = it.cnt + min(kT, n - it.tileStart);
+    it.steps = (it.listLen + kS9Keys - 1) / kS9Keys;
+    return it;
+  };
 
   if (tid == 0) {
     tma::mbar_init(qFull, kS9Producers);
@@ -85,57 +104,70 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       tma::mbar_init(full + x, 2 * kS9Producers);
       tma::mbar_init(empty + x, kS9Consumers);
     }
+    if (PERSIST) tma::mbar_init(qEmpty, kS9Consumers);
     tma::mbar_fence_init();
   }
   __syncthreads();
 
   if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
-    const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
-    const T* kg = static_cast<const T*>(a.k) + kvBase;
-    const T* vg = static_cast<const T*>(a.v) + kvBase;
-    const int* idx = a.indices + ((static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * tiles + t) * a.kMax;
-    // Q: thread r copies row r (16 chunks), zeros past the chunk's end.
-    {
-      const int r = tid;
-      const int qi = t * kT + (r & (kT - 1));
-      const bool valid = qi < Q;
-      const size_t qrow = (static_cast<size_t>(b) * H + j * GS + (r >> 5)) * static_cast<size_t>(Q) + (valid ? qi : 0);
-      const T* src = static_cast<const T*>(a.q) + qrow * D;
+    int gBase = 0;  // ring steps of the earlier items
+    for (int w = w0, iter = 0; w < items; w += wStride, ++iter) {
+      const Item it = item_of(w);
+      const int t = it.t, j = it.j, b = it.b, tileStart = it.tileStart, cnt = it.cnt, listLen = it.listLen;
+      const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
+      const T* kg = static_cast<const T*>(a.k) + kvBase;
+      const T* vg = static_cast<const T*>(a.v) + kvBase;
+      const int* idx = a.indices + ((static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * tiles + t) * a.kMax;
+      // Q: thread r copies row r (16 chunks), zeros past the chunk's end (PERSIST: after the item's first gather,
+      // once the consumers are done with the previous item's Q).
+      const auto load_q = [&]() {
+        if (PERSIST && iter > 0) tma::mbar_wait(qEmpty, static_cast<unsigned>(iter - 1) & 1);
+        const int r = tid;
+        const int qi = t * kT + (r & (kT - 1));
+        const bool valid = qi < Q;
+        const size_t qrow =
+            (static_cast<size_t>(b) * H + j * GS + (r >> 5)) * static_cast<size_t>(Q) + (valid ? qi : 0);
+        const T* src = static_cast<const T*>(a.q) + qrow * D;
 #pragma unroll
-      for (int cc = 0; cc < 16; ++cc) cp_async16(Qs + tma::sw_offset(kS9Rows, r, cc), src + cc * 8, valid ? 16 : 0);
-      tma::mbar_arrive_copies(qFull);
-    }
-    for (int i = 0; i < steps; ++i) {
-      const int st = i % STAGES;
-      const unsigned u = static_cast<unsigned>(i / STAGES);
-      const int li = i * kS9Keys + tid;
-      int p = -1;
-      if (li < cnt) {
-        const int x = __ldg(idx + li);
-        p = (x >= 0 && x < tileStart) ? x : -1;
-      } else if (li < listLen) {
-        p = tileStart + (li - cnt);
-      }
-      const bool bad = __any_sync(0xffffffffu, p < 0 || li >= cnt);
-      if (i >= STAGES) tma::mbar_wait(empty + st, (u - 1) & 1);
-      posS[st * kS9Keys + tid] = p;
-      if (lane == 0) badS[st * 4 + warp] = bad ? 1 : 0;
-      asm volatile("bar.sync 1, 128;\n" ::: "memory");  // the producers' positions, for each other
-      // Copy c = 128 it + tid is chunk c % 16 of row c / 16: 16 lanes cover a row's 256 bytes (whole sectors).
-      T* kd = Ks + st * TILE;
-      T* vd = Vs + st * TILE;
-      const int* ps = posS + st * kS9Keys;
+        for (int cc = 0; cc < 16; ++cc) cp_async16(Qs + tma::sw_offset(kS9Rows, r, cc), src + cc * 8, valid ? 16 : 0);
+        tma::mbar_arrive_copies(qFull);
+      };
+      if (!PERSIST) load_q();
+      for (int i = 0; i < it.steps; ++i) {
+        const int g = gBase + i;
+        const int st = g % STAGES;
+        const unsigned u = static_cast<unsigned>(g / STAGES);
+        const int li = i * kS9Keys + tid;
+        int p = -1;
+        if (li < cnt) {
+          const int x = __ldg(idx + li);
+          p = (x >= 0 && x < tileStart) ? x : -1;
+        } else if (li < listLen) {
+          p = tileStart + (li - cnt);
+        }
+        const bool bad = __any_sync(0xffffffffu, p < 0 || li >= cnt);
+        if (g >= STAGES) tma::mbar_wait(empty + st, (u - 1) & 1);
+        posS[st * kS9Keys + tid] = p;
+        if (lane == 0) badS[st * 4 + warp] = bad ? 1 : 0;
+        asm volatile("bar.sync 1, 128;\n" ::: "memory");  // the producers' positions, for each other
+        // Copy c = 128 it + tid is chunk c % 16 of row c / 16: 16 lanes cover a row's 256 bytes (whole sectors).
+        T* kd = Ks + st * TILE;
+        T* vd = Vs + st * TILE;
+        const int* ps = posS + st * kS9Keys;
 #pragma unroll 4
-      for (int it = 0; it < 16; ++it) {
-        const int r = it * 8 + (tid >> 4), cc = tid & 15;
-        const int pr = ps[r];
-        const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + cc * 8;
-        cp_async16(kd + tma::sw_offset(kS9Keys, r, cc), kg + off, pr < 0 ? 0 : 16);
-        cp_async16(vd + tma::sw_offset(kS9Keys, r, cc), vg + off, pr < 0 ? 0 : 16);
+        for (int rr = 0; rr < 16; ++rr) {
+          const int r = rr * 8 + (tid >> 4), cc = tid & 15;
+          const int pr = ps[r];
+          const size_t off = static_cast<size_t>(pr < 0 ? 0 : pr) * D + cc * 8;
+          cp_async16(kd + tma::sw_offset(kS9Keys, r, cc), kg + off, pr < 0 ? 0 : 16);
+          cp_async16(vd + tma::sw_offset(kS9Keys, r, cc), vg + off, pr < 0 ? 0 : 16);
+        }
+        tma::mbar_arrive_copies(full + st);
+        tma::mbar_arrive(full + st);  // releases the position stores
+        if (PERSIST && i == 0) load_q();
       }
-      tma::mbar_arrive_copies(full + st);
-      tma::mbar_arrive(full + st);  // releases the position stores
+      gBase += it.steps;
     }
     return;
   }
@@ -144,89 +176,105 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   const int cw = wgi - 1, wl = warp & 3;
   const int row = lane >> 2, quad = lane & 3;
   const int r0 = cw * 64 + wl * 16 + row;  // rows r0, r0 + 8 (the same head)
-  const int qi0 = t * kT + (r0 & (kT - 1)), qi1 = qi0 + 8;
-  const int pos0 = tileStart + (r0 & (kT - 1)), pos1 = pos0 + 8;
-  const size_t qBase = (static_cast<size_t>(b) * H + j * GS + (r0 >> 5)) * static_cast<size_t>(Q);
   const float qscale = s.scale * kLog2e;
   const T* qw = Qs + cw * 64 * 64;
+  int gBase = 0;
+  for (int w = w0, iter = 0; w < items; w += wStride, ++iter) {
+    const Item it = item_of(w);
+    const int steps = it.steps;
+    const int qi0 = it.t * kT + (r0 & (kT - 1)), qi1 = qi0 + 8;
+    const int pos0 = it.tileStart + (r0 & (kT - 1)), pos1 = pos0 + 8;
+    const size_t qBase = (static_cast<size_t>(it.b) * H + it.j * GS + (r0 >> 5)) * static_cast<size_t>(Q);
 
-  auto issue_s = [&](float* sacc, int i) {
-    const int st = i % STAGES;
-    tma::mbar_spin(full + st, static_cast<unsigned>(i / STAGES) & 1);
-    fence_proxy_async();  // the gathered rows were written by cp.async (generic proxy); wgmma reads async
-    const T* ks = Ks + st * TILE;
-    issue_ab(sacc, qw, kS9Rows, ks, kS9Keys);
-  };
-  auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
-    const T* vs = Vs + (i % STAGES) * TILE;
-    issue_pv_rs(o, pa, vs, kS9Keys);
-  };
-  auto mask_step = [&](float* sacc, int i) {
-    const int st = i % STAGES;
-    if (badS[st * 4] | badS[st * 4 + 1] | badS[st * 4 + 2] | badS[st * 4 + 3]) {
-      const int* ps = posS + st * kS9Keys;
+    auto issue_s = [&](float* sacc, int i) {
+      const int st = (gBase + i) % STAGES;
+      tma::mbar_spin(full + st, static_cast<unsigned>((gBase + i) / STAGES) & 1);
+      fence_proxy_async();  // the gathered rows were written by cp.async (generic proxy); wgmma reads async
+      const T* ks = Ks + st * TILE;
+      issue_ab(sacc, qw, kS9Rows, ks, kS9Keys);
+    };
+    auto issue_pv = [&](float* o, const uint32_t (*pa)[4], int i) {
+      const T* vs = Vs + ((gBase + i) % STAGES) * TILE;
+      issue_pv_rs(o, pa, vs, kS9Keys);
+    };
+    auto mask_step = [&](float* sacc, int i) {
+      const int st = (gBase + i) % STAGES;
+      if (badS[st * 4] | badS[st * 4 + 1] | badS[st * 4 + 2] | badS[st * 4 + 3]) {
+        const int* ps = posS + st * kS9Keys;
 #pragma unroll
-      for (int nb = 0; nb < 16; ++nb)
+        for (int nb = 0; nb < 16; ++nb)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int p = ps[nb * 8 + quad * 2 + e];
-          if (p < 0 || p > pos0) sacc[nb * 4 + e] = -INFINITY;
-          if (p < 0 || p > pos1) sacc[nb * 4 + 2 + e] = -INFINITY;
-        }
-    }
-  };
+          for (int e = 0; e < 2; ++e) {
+            const int p = ps[nb * 8 + quad * 2 + e];
+            if (p < 0 || p > pos0) sacc[nb * 4 + e] = -INFINITY;
+            if (p < 0 || p > pos1) sacc[nb * 4 + 2 + e] = -INFINITY;
+          }
+      }
+    };
 
-  float o[NA], sacc[NA];
-  uint32_t pa[8][4];
+    float o[NA], sacc[NA];
+    uint32_t pa[8][4];
 #pragma unroll
-  for (int x = 0; x < NA; ++x) o[x] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-  float al0 = 1.f, al1 = 1.f;
-  auto softmax = [&]() { online_softmax(sacc, qscale, m0, m1, l0, l1, al0, al1); };
-  auto rescale_pack = [&]() { pf::wg::rescale_pack<T>(o, sacc, al0, al1, pa); };
+    for (int x = 0; x < NA; ++x) o[x] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float al0 = 1.f, al1 = 1.f;
+    auto softmax = [&]() { online_softmax(sacc, qscale, m0, m1, l0, l1, al0, al1); };
+    auto rescale_pack = [&]() { pf::wg::rescale_pack<T>(o, sacc, al0, al1, pa); };
 
-  tma::mbar_wait(qFull, 0);  // (issue_s's proxy fence covers Q too)
-  issue_s(sacc, 0);
-  wait0();
-  pin<NA>(sacc);
-  mask_step(sacc, 0);
-  softmax();
-  rescale_pack();
-#pragma unroll 1
-  for (int i = 1; i < steps; ++i) {
-    issue_s(sacc, i);
-    issue_pv(o, pa, i - 1);
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    tma::mbar_wait(qFull, static_cast<unsigned>(iter) & 1);  // (issue_s's proxy fence covers Q too)
+    issue_s(sacc, 0);
+    wait0();
     pin<NA>(sacc);
-    mask_step(sacc, i);
+    if (PERSIST && steps == 1) tma::mbar_arrive(qEmpty);
+    mask_step(sacc, 0);
     softmax();
+    rescale_pack();
+#pragma unroll 1
+    for (int i = 1; i < steps; ++i) {
+      issue_s(sacc, i);
+      issue_pv(o, pa, i - 1);
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      pin<NA>(sacc);
+      if (PERSIST && i == steps - 1) tma::mbar_arrive(qEmpty);  // the item's last Q K^T is done
+      mask_step(sacc, i);
+      softmax();
+      wait0();
+      pin<NA>(o);
+      tma::mbar_arrive(empty + (gBase + i - 1) % STAGES);  // step i - 1's K, V and positions are done with
+      rescale_pack();
+    }
+    issue_pv(o, pa, steps - 1);
     wait0();
     pin<NA>(o);
-    tma::mbar_arrive(empty + (i - 1) % STAGES);  // step i - 1's K, V and positions are done with
-    rescale_pack();
-  }
-  issue_pv(o, pa, steps - 1);
-  wait0();
-  pin<NA>(o);
+    if (PERSIST) tma::mbar_arrive(empty + (gBase + steps - 1) % STAGES);
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  store_o_rows(static_cast<T*>(a.out), o, l0, l1, qBase, qi0, qi1, Q, quad);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    store_o_rows(static_cast<T*>(a.out), o, l0, l1, qBase, qi0, qi1, Q, quad);
+    gBase += steps;
+  }
 }
 
-template <typename T, int STAGES>
+template <typename T, int STAGES, bool PERSIST>
 cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s9_smem_bytes<T, STAGES>();
   static bool configured = false;
+  static int sms = 0;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES, PERSIST>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
+    int dev = 0;
+    if (PERSIST && (cudaGetDevice(&dev) != cudaSuccess ||
+                    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1))
+      return cudaErrorUnknown;
     configured = true;
   }
-  prefill_sparse_v9_kernel<T, STAGES><<<dim3(tiles_of(s), s.kvHeads, s.batch), kS9Threads, smem, st>>>(s, a);
+  const int items = tiles_of(s) * s.kvHeads * s.batch;
+  const dim3 grid = PERSIST ? dim3(min(sms, items)) : dim3(tiles_of(s), s.kvHeads, s.batch);
+  prefill_sparse_v9_kernel<T, STAGES, PERSIST><<<grid, kS9Threads, smem, st>>>(s, a);
   return cudaGetLastError();
 }
 
@@ -234,9 +282,12 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, bool persist,
+                                     cudaStream_t st) {
   if (!prefill_sparse_v9_supports(s)) return cudaErrorInvalidValue;
-  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t { return launch_s9_t<T, 3>(s, a, st); });
+  return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    return persist ? launch_s9_t<T, 3, true>(s, a, st) : launch_s9_t<T, 3, false>(s, a, st);
+  });
 }
 
 }  // namespace pf

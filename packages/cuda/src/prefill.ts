@@ -360,7 +360,9 @@ export function uploadPrefillSelection(
  *     the step is redone only when its sum reaches 2^64), the quad's (max, sum) pairs merged at the end (128k:
  *     the anchor 301.6 against 308.4 ms with session 5's per-step max);
  *   - sparse `v12` (the default): the dense v9 skeleton gathering the selected rows into a 3-stage ring
- *     (prefill_sparse_v9.cu); head dim 128, g = 4.
+ *     (prefill_sparse_v9.cu); head dim 128, g = 4. `v58` (session 8's candidate): the same kernel persistent, one
+ *     CTA per SM walking the (tile, KV head) items with the ring running on across them, so an item's first gather
+ *     and Q load overlap the previous item's last steps and output store.
  *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
  *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
  * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v32` (session
@@ -381,13 +383,13 @@ export function uploadPrefillSelection(
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillDenseVariant = 'v1' | 'v22';
-export type PrefillSparseVariant = 'v1' | 'v12';
+export type PrefillSparseVariant = 'v1' | 'v12' | 'v58';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
 export type PrefillPoolVariant = 'v1' | 'v32' | 'v56' | 'v57';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
-export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12'];
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22'];
+export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v58'];
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v58'];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56', 'v57'];
 
 export interface PrefillKernelSelection {
@@ -400,7 +402,7 @@ export interface PrefillKernelSelection {
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v56` =
  * dense v22, sparse v12, pool v56 (the defaults since session 7's call B), `v57` = v56 with pool v57 (the sampled
- * select, session 8's candidate). Sessions 2-6's other presets (v2-v47,
+ * select, session 8's candidate), `v58` = v56 with sparse v58 (persistent, session 8's candidate). Sessions 2-6's other presets (v2-v47,
  * v49-v52; v37 = session 5's defaults) and session 7's v53-v55 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
@@ -408,6 +410,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
   v57: { dense: 'v22', sparse: 'v12', pool: 'v57' },
+  v58: { dense: 'v22', sparse: 'v58', pool: 'v56' },
 };
 
 /**
