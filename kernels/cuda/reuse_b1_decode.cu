@@ -454,7 +454,10 @@ static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaS
     (void)cudaGetLastError();  // a size the device refuses is only skipped (its query's error cleared)
     maxClusters[0] = 1;
   }
-  int cs = kWsClusterMax;
+  // Tuning knob KASCADE_WS_CLUSTER_MAX=N (read per call): clusters of at most N CTAs (fewer SMs per row).
+  const char* capEnv = std::getenv("KASCADE_WS_CLUSTER_MAX");
+  const int cap = capEnv ? std::atoi(capEnv) : 0;
+  int cs = cap >= kWsClusterMin && cap < kWsClusterMax ? cap : kWsClusterMax;
   while (cs >= kWsClusterMin && rows > maxClusters[cs]) --cs;
   if (cs < kWsClusterMin || s.splits > 0 || a.topk < 1) return false;
   cfg.gridDim = dim3(cs, s.kvHeads, s.batch);

@@ -77,6 +77,15 @@ metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
+# Session 8: the cluster gather with clusters of at most 8 / 12 CTAs per row (KASCADE_WS_CLUSTER_MAX; 64 / 96 SMs at
+# 128k batch 1): does the stream need every SM?
+if case ",$B1_REUSE_VARIANTS," in *,98400,*) true ;; *) false ;; esac; then
+  for cap in 8 12; do
+    KASCADE_WS_CLUSTER_MAX=$cap B1_SHAPES=1x131072 B1_REUSE_VARIANTS=98400 B1_ANCHOR_VARIANTS= B1_ANCHOR_KNOBS= \
+      timeout 30 node "$probe" "$JOB_OUT/b1-probe-cluster-max-$cap.json" > "$JOB_OUT/probe-cluster-max-$cap.log" 2>&1
+    say "cluster max $cap exit $?"; grep '"op":"reuse"' "$JOB_OUT/probe-cluster-max-$cap.log" | head -4
+  done
+fi
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
