@@ -18,7 +18,8 @@
  * preset (named in `config.chosen`), so the whole-model figure selects kernels per layer role. Each op's
  * output (poisoned with NaN before the timing loop) is sampled after it (the first 32 and last 64 query
  * rows of every head) and compared with the first preset's: a preset that differs by 2e-2 or more
- * (`relErrVsFirst`, `consistent: false`) is never chosen.
+ * (`relErrVsFirst`, `consistent: false`) is never chosen. So is one whose layer 0 or anchor selected other key sets
+ * than the first preset's in a sample of tiles (`selectionMismatch`: rows that differ).
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -220,6 +221,8 @@ const bench: Bench = {
       const before = prefillKernels();
       // Output samples of the first preset, per op: every other preset's output must agree with them.
       const refSamples = new Map<keyof Timed, Float32Array>();
+      // Selection samples of the first preset (layer 0, anchor): every other preset's must hold the same key sets.
+      const refSelections = new Map<keyof Timed, Int32Array[]>();
       for (const [vi, variant] of variants.entries()) {
         // Guards (the device job has a hard time limit): a preset whose ops took SLOWER x the first
         // preset's at the previous context (32k or more), or whose predicted time (n^2 scaling) would
@@ -262,7 +265,14 @@ const bench: Bench = {
             : smp.some((x) => Number.isNaN(x))
               ? Number.POSITIVE_INFINITY
               : 0;
-          const consistent = err < CONSISTENT;
+          let selectionMismatch: number | undefined;
+          if (key === 'layer0' || key === 'anchor') {
+            const rowsNow = sampleSelection(sel);
+            const refRows = refSelections.get(key);
+            if (vi === 0) refSelections.set(key, rowsNow);
+            else if (refRows) selectionMismatch = refRows.filter((r, i) => !sameInts(r, rowsNow[i])).length;
+          }
+          const consistent = err < CONSISTENT && !selectionMismatch;
           rows.push({
             kernel: key,
             variant: variant.name,
@@ -277,6 +287,7 @@ const bench: Bench = {
               ? { anchorWorkspaceMB: Math.round(prefillWorkspaceBytes(chunk) / 1e6) }
               : {}),
             relErrVsFirst: Number.isFinite(err) ? Number(err.toPrecision(3)) : -1,
+            ...(selectionMismatch !== undefined ? { selectionMismatch } : {}),
             consistent,
           });
           if (!consistent)
@@ -421,6 +432,30 @@ function sampleOutput(t: DeviceTensor<'bf16'>, n: number): Float32Array {
     o += p.length;
   }
   return outArr;
+}
+
+/**
+ * Sorted selection rows of a sample of tiles (every 61st tile and the last two, every KV head): the key sets a
+ * preset's layer 0 or anchor chose, to compare with the first preset's (the selects are exact, so the sets must be
+ * equal; the order inside a row is free).
+ */
+function sampleSelection(sel: ReturnType<typeof prefillSelectionSlot>): Int32Array[] {
+  const out: Int32Array[] = [];
+  const tiles = sel.tiles;
+  const picked = new Set<number>([tiles - 1, tiles - 2].filter((t) => t >= 0));
+  for (let t = 0; t < tiles; t += 61) picked.add(t);
+  for (let j = 0; j < G; j++)
+    for (const t of [...picked].sort((a, b) => a - b)) {
+      const c = sel.counts[t] as number;
+      const row = new Int32Array(c);
+      if (c > 0) sel.indices.buffer.download(row, (j * tiles + t) * sel.kMax * 4);
+      out.push(row.sort());
+    }
+  return out;
+}
+
+function sameInts(a: Int32Array, b: Int32Array | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** ||a - ref|| / ||ref||; infinite when either holds a NaN. */
