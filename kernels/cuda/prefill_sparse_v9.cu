@@ -23,6 +23,7 @@
 // Shared memory: Q 32 KB + STAGES x (K + V) 64 KB + positions + 1 KB alignment: 3 stages (sparse v12: a step more
 // of the gather's latency hidden than the 2 stages, 162 KB, of sessions 4-5's v9 / v17) 226.8 KB of the 227 KB.
 // Bytes: Q 32 KB, the list's K and V rows (256 B each, L2 mostly), out 32 KB per CTA.
+#include <cstdlib>
 #include <type_traits>
 
 #include "prefill_tma.cuh"
@@ -273,7 +274,15 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
     configured = true;
   }
   const int items = tiles_of(s) * s.kvHeads * s.batch;
-  const dim3 grid = PERSIST ? dim3(min(sms, items)) : dim3(tiles_of(s), s.kvHeads, s.batch);
+  // KASCADE_PREFILL_SPARSE_CTAS (read at every launch) caps the persistent grid: the parity job sets it low, so
+  // its small chunks run several items per CTA too.
+  int ctas = sms;
+  if (PERSIST) {
+    const char* cap = getenv("KASCADE_PREFILL_SPARSE_CTAS");
+    const int c = cap ? atoi(cap) : 0;
+    if (c > 0 && c < ctas) ctas = c;
+  }
+  const dim3 grid = PERSIST ? dim3(min(ctas, items)) : dim3(tiles_of(s), s.kvHeads, s.batch);
   prefill_sparse_v9_kernel<T, STAGES, PERSIST><<<grid, kS9Threads, smem, st>>>(s, a);
   return cudaGetLastError();
 }

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 230 s with node start and the
+# Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 240 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 7 (call C): v56 (the defaults since call B: dense v22, sparse v12, pool
-# v56, the select binning each pooled row under its largest score; its parity covers the v1 kernels too, which run
-# where v56's do not apply: head dim 64, g != 4) is the safe group, v48 (session 6's defaults, pool v32) the
-# comparison row in its own parity process (PREFILL_RISKY). The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks).
+# fails parity is never timed). Session 8 (call A): v56 (the defaults since session 7's call B: dense v22, sparse
+# v12, pool v56; its parity covers the v1 kernels too, which run where v56's do not apply: head dim 64, g != 4) is
+# the safe group; the candidates each in their own parity process (PREFILL_RISKY, space-separated groups): v57 (the
+# sampled select) and v58 (the persistent sparse pass). The parity cases include the tied-scores chunk (the
+# select's tie rule and its fallbacks); the bench also compares layer 0's and the anchor's key sets with v56's on a
+# sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
 # (clocks.csv; the log says the median SM clock and the share of busy samples under the SW power cap).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
+# Parity runs with KASCADE_PREFILL_SPARSE_CTAS=5: the persistent sparse pass (v58) on at most 5 CTAs, so the
+# small parity chunks run several work items per CTA (the ring's phases across items).
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
 # group's checks with it. If the bench dies, it runs again on
@@ -21,13 +25,14 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v56}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v48}
+risky=${PREFILL_RISKY-v57 v58}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)
 parity_limit=${PREFILL_PARITY_LIMIT:-100}
 
 parity() { # part presets
+  KASCADE_PREFILL_SPARSE_CTAS=${PREFILL_PARITY_SPARSE_CTAS:-5} \
   timeout --kill-after=5 "$parity_limit" node packages/cuda/dist-device/device-check.mjs \
     "$JOB_OUT/parity-$1.json" --prefill-only --quick --prefill-long --prefill-variants="$2" \
     > "$JOB_OUT/parity-$1.log" 2>&1
