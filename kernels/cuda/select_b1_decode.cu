@@ -53,6 +53,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
@@ -278,24 +279,28 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     const float* pooled = a.pooled + r * n;
     const bool cached = a.candInSmem && cnt <= kB1Cand;
     const bool listed = a.segInSmem != 0;  // pooled[i]: candidate i's score (else pooled[key])
-    if (cached) {
-      // The list into shared memory in one pass: four candidates per thread at a time, their key loads and
-      // then their score loads in flight together.
-      for (int i0 = 0; i0 < cnt; i0 += 4 * kB1Threads) {
-        int xs[4];
-        unsigned us[4];
+    // The list into shared memory: kU candidates per thread at a time, their key loads and then their score loads in
+    // flight together. Listed (the score at the candidate's slot), the score loads do not wait for the keys (session 8:
+    // `listed` was a run-time select on the loaded key, so each round took two L2 round trips), and 8 per thread take
+    // 128k batch 1's ~3100 candidates in one round.
+    auto load_list = [&](auto listedTag) {
+      constexpr bool kListed = decltype(listedTag)::value;
+      constexpr int kU = kListed ? 8 : 4;
+      for (int i0 = 0; i0 < cnt; i0 += kU * kB1Threads) {
+        int xs[kU];
+        unsigned us[kU];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kU; ++u) {
           const int i = i0 + u * kB1Threads + tid;
           xs[u] = i < cnt ? __ldcg(cand + i) : 0;
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kU; ++u) {
           const int i = i0 + u * kB1Threads + tid;
-          us[u] = i < cnt ? __float_as_uint(__ldcg(pooled + (listed ? i : xs[u]))) : 0u;
+          us[u] = i < cnt ? __float_as_uint(__ldcg(pooled + (kListed ? i : xs[u]))) : 0u;
         }
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < kU; ++u) {
           const int i = i0 + u * kB1Threads + tid;
           if (i < cnt) {
             ccx[i] = xs[u];
@@ -303,6 +308,12 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
           }
         }
       }
+    };
+    if (cached) {
+      if (listed)
+        load_list(std::true_type{});
+      else
+        load_list(std::false_type{});
     }
     __syncthreads();  // res is read before select_radix writes it; the cached list is complete
     auto key_of = [&](int i) { return cached ? ccx[i] : __ldcg(cand + i); };
