@@ -139,9 +139,13 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int n = a.n, G = a.kvHeads;
   int traceCnt = -1;
-  unsigned long long tr[6];
+  __shared__ unsigned long long tr[11];  // CTA 0's trace marks (shared: no registers held across the phases)
   auto mark = [&](int i) {
-    if (a.trace && blockIdx.x == 0 && tid == 0) asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(tr[i]));
+    if (a.trace && blockIdx.x == 0 && tid == 0) {
+      unsigned long long t;
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+      tr[i] = t;
+    }
   };
   mark(0);
   const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
@@ -202,6 +206,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     __syncthreads();
     select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
     const unsigned b1 = res[0];
+    mark(6);
     int* st = a.state + r * kStateInts;
     // Two walks over the segment by whole warps: count each warp's keys above b1 and in it, reserve the
     // CTA's output and candidate ranges with one atomic each (33 CTAs per row at batch 1 128k: per-warp
@@ -237,6 +242,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
       wbase[1] = ti ? atomicAdd(st + 1, static_cast<int>(ti)) : 0;
     }
     __syncthreads();
+    mark(7);
     int oa = wbase[0] + static_cast<int>(wcount[warp]), oi = wbase[1] + static_cast<int>(wcount[16 + warp]);
     const unsigned below = (1u << lane) - 1u;
     walk([&](int x, unsigned ma, unsigned mi) {
@@ -273,6 +279,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     __syncthreads();
     select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
     const unsigned b1 = res[0], krem = res[1];  // the rank still wanted inside bin b1 (>= 1)
+    mark(8);
     const int cnt = wbase[1];
     if (r == blockIdx.x) traceCnt = cnt;
     const int* cand = a.cand + r * n;
@@ -316,6 +323,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
         load_list(std::false_type{});
     }
     __syncthreads();  // res is read before select_radix writes it; the cached list is complete
+    mark(9);
     auto key_of = [&](int i) { return cached ? ccx[i] : __ldcg(cand + i); };
     auto bits_of = [&](int i, int x) {
       return cached ? ccv[i] : __float_as_uint(__ldcg(pooled + (listed ? i : x)));
@@ -324,6 +332,7 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     select_radix<kB1Threads>([&](int i) { return bits_of(i, cached || listed ? 0 : __ldcg(cand + i)); }, cnt, krem, sh, res,
                              1, b1);
     const unsigned prefix = res[0], want = res[1];
+    mark(10);
     // prefix is the k-th score's bit pattern; `want` keys equal to it are still wanted. Only this CTA writes
     // the row now: its slots come from the shared counter wbase[0] (session 7; one global atomic per warp and
     // iteration, one after another, took ~4-5 us at 128k).
@@ -347,8 +356,10 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
   mark(5);
   if (a.trace && blockIdx.x == 0 && tid == 0)
     printf("[b1_select trace] ctas %d, row 0 candidates %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, "
-           "phase3 %llu\n",
-           a.ctas, traceCnt, tr[1] - tr[0], tr[2] - tr[1], tr[3] - tr[2], tr[4] - tr[3], tr[5] - tr[4]);
+           "phase3 %llu (phase 2: histogram + bin %llu, reserve %llu; phase 3: histogram + bin %llu, list %llu, digits "
+           "%llu)\n",
+           a.ctas, traceCnt, tr[1] - tr[0], tr[2] - tr[1], tr[3] - tr[2], tr[4] - tr[3], tr[5] - tr[4], tr[6] - tr[2],
+           tr[7] - tr[6], tr[8] - tr[4], tr[9] - tr[8], tr[10] - tr[9]);
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
