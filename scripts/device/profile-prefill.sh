@@ -22,16 +22,18 @@ timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pref
   node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 \
   --out "$JOB_OUT/bench-under-ncu.json" > "$JOB_OUT/kernels.csv" 2> "$JOB_OUT/kernels.err"
 echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
-# name:kernel regex:launches skipped:launches profiled:preset[:context]. The bench first runs one anchor under the
+# name:kernel regex:launches skipped:launches profiled:preset[:context[:raw]]. The bench first runs one anchor under the
 # defaults (v56: a prefill_stats_v17, a pool_v17, a select_prefill_v3 and a sparse_v9 launch) for the reuse
 # selection; then under a preset run alone select_prefill_v3 launch 1 is layer 0's (one launch per op at 32k: every
 # pair fits one pooled pass) and sparse_v9 launch 1 the anchor's sparse pass. Each detail file names the kernel it
 # caught (template arguments included).
-for spec in select-v57:select_prefill_v3:1:1:v57 sparse-v12:sparse_v9:1:1:v56 sparse-v58:sparse_v9:1:1:v58 \
+# A "raw" spec prints every metric the sections collected (the warp stall reasons among them) as one CSV row.
+for spec in select-v57:select_prefill_v3:1:1:v57 sparse-v12:sparse_v9:1:1:v56:32768:raw sparse-v58:sparse_v9:1:1:v58 \
   sparse-v12-128k:sparse_v9:1:1:v56:131072; do
-  IFS=: read -r name k skip c preset ctx <<< "$spec"
+  IFS=: read -r name k skip c preset ctx page <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 50 ] && { echo "skipping detail-$name (time)"; continue; }
-  timeout 20 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats -k "regex:$k" --launch-skip "$skip" -c "$c" \
+  timeout 20 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats \
+    ${page:+--page raw --csv} -k "regex:$k" --launch-skip "$skip" -c "$c" \
     env KASCADE_PREFILL_CONTEXTS="${ctx:-$n}" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$preset" \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp.json \
     > "$JOB_OUT/detail-$name.txt" 2>&1
