@@ -126,8 +126,10 @@ __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
   return take ? base + __popc(m & ((1u << lane) - 1u)) : -1;
 }
 
+// Two CTAs per SM at every group size (session 8: with 8 keys per thread in phase 1 ptxas gave GS 4 84 registers,
+// one CTA per SM; GS 8 had 99 before): no spills at 64 registers (ptxas -v).
 template <int GS>
-__global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArgs a) {
+__global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2], wcount[32];
@@ -159,18 +161,20 @@ __global__ void __launch_bounds__(kB1Threads) b1_select_kernel(const B1SelectArg
     const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = 0u;
     head_softmax_stats<GS, kB1Threads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
-    // Four keys per thread at a time: their GS x 4 logit loads in flight together.
-    for (int xb0 = x0; xb0 < x1; xb0 += 4 * kB1Threads) {  // the same trip count for every thread
+    // kKeys keys per thread at a time: their GS x kKeys logit loads in flight together (session 8: 8 up to GS 4, so
+    // 128k batch 1's ~3970-key segments take one round trip, not two).
+    constexpr int kKeys = GS <= 4 ? 8 : 4;
+    for (int xb0 = x0; xb0 < x1; xb0 += kKeys * kB1Threads) {  // the same trip count for every thread
       const int xb = xb0 + tid;
-      float lg[4][GS];
+      float lg[kKeys][GS];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
+      for (int u = 0; u < kKeys; ++u) {
         const int x = xb + u * kB1Threads;
 #pragma unroll
         for (int h = 0; h < GS; ++h) lg[u][h] = x < x1 ? __ldg(a.logits + (bh0 + h) * n + x) : 0.f;
       }
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
+      for (int u = 0; u < kKeys; ++u) {
         const int x = xb + u * kB1Threads;
         const bool in = x < x1;
         float S = 0.f;
