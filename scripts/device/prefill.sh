@@ -5,7 +5,7 @@
 # fails parity is never timed). Session 8 (call A): v56 (the defaults since session 7's call B: dense v22, sparse
 # v12, pool v56; its parity covers the v1 kernels too, which run where v56's do not apply: head dim 64, g != 4) is
 # the safe group; the candidates each in their own parity process (PREFILL_RISKY, space-separated groups): v57 (the
-# sampled select) and v58 (the persistent sparse pass). The parity cases include the tied-scores chunk (the
+# sampled select), v58 (the persistent sparse pass) and v59 (both). The parity cases include the tied-scores chunk (the
 # select's tie rule and its fallbacks); the bench also compares layer 0's and the anchor's key sets with v56's on a
 # sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -25,7 +25,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v56}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v57 v58}
+risky=${PREFILL_RISKY-v57 v58 v59}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

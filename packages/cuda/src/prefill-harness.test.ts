@@ -340,7 +340,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /pool kernel must be one of v1, v32, v56, v57, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v48, v56, v57, v58\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v48, v56, v57, v58, v59\)/,
     );
     // Sessions 2-7's losing presets are gone.
     for (const gone of [
@@ -370,6 +370,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v56')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v56' });
     expect(prefillKernelPreset('v57')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v57' });
     expect(prefillKernelPreset('v58')).toEqual({ dense: 'v22', sparse: 'v58', pool: 'v56' });
+    expect(prefillKernelPreset('v59')).toEqual({ dense: 'v22', sparse: 'v58', pool: 'v57' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

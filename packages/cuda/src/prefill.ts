@@ -402,7 +402,8 @@ export interface PrefillKernelSelection {
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v56` =
  * dense v22, sparse v12, pool v56 (the defaults since session 7's call B), `v57` = v56 with pool v57 (the sampled
- * select, session 8's candidate), `v58` = v56 with sparse v58 (persistent, session 8's candidate). Sessions 2-6's other presets (v2-v47,
+ * select, session 8's candidate), `v58` = v56 with sparse v58 (persistent, session 8's candidate), `v59` = both (pool v57, sparse
+ * v58). Sessions 2-6's other presets (v2-v47,
  * v49-v52; v37 = session 5's defaults) and session 7's v53-v55 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
@@ -411,6 +412,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
   v57: { dense: 'v22', sparse: 'v12', pool: 'v57' },
   v58: { dense: 'v22', sparse: 'v58', pool: 'v56' },
+  v59: { dense: 'v22', sparse: 'v58', pool: 'v57' },
 };
 
 /**
