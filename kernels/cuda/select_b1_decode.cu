@@ -273,6 +273,22 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
     int* st = a.state + r * kStateInts;
+    const int* cand = a.cand + r * n;
+    const float* pooled = a.pooled + r * n;
+    const bool listed = a.segInSmem != 0;  // pooled[i]: candidate i's score (else pooled[key])
+    // Session 8: a listed list's first kSpec x 512 entries (keys and scores) are loaded beside the histogram, before
+    // the count is known (entries past it are stale and dropped), so a list of up to 4096 costs no round trip of its own.
+    constexpr int kSpec = 8;
+    const bool spec = a.candInSmem && listed;
+    int sx[kSpec];
+    unsigned su[kSpec];
+#pragma unroll
+    for (int u = 0; u < kSpec; ++u) {
+      const int i = u * kB1Threads + tid;
+      const bool ok = spec && i < n && i < kB1Cand;
+      sx[u] = ok ? __ldcg(cand + i) : 0;
+      su[u] = ok ? __float_as_uint(__ldcg(pooled + i)) : 0u;
+    }
     // One L2 round trip: the row's histogram, how many indices phase 2 wrote (final after the barrier: the
     // output slots' shared counter below starts there) and how many candidates it listed.
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = __ldcg(&a.hist[r * kB1Bins + i]);
@@ -286,10 +302,19 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     mark(8);
     const int cnt = wbase[1];
     if (r == blockIdx.x) traceCnt = cnt;
-    const int* cand = a.cand + r * n;
-    const float* pooled = a.pooled + r * n;
     const bool cached = a.candInSmem && cnt <= kB1Cand;
-    const bool listed = a.segInSmem != 0;  // pooled[i]: candidate i's score (else pooled[key])
+    int from = 0;  // the first entry load_list loads (the speculative ones are kept)
+    if (cached && spec) {
+#pragma unroll
+      for (int u = 0; u < kSpec; ++u) {
+        const int i = u * kB1Threads + tid;
+        if (i < cnt) {
+          ccx[i] = sx[u];
+          ccv[i] = su[u];
+        }
+      }
+      from = kSpec * kB1Threads;
+    }
     // The list into shared memory: kU candidates per thread at a time, their key loads and then their score loads in
     // flight together. Listed (the score at the candidate's slot), the score loads do not wait for the keys (session 8:
     // `listed` was a run-time select on the loaded key, so each round took two L2 round trips), and 8 per thread take
@@ -297,7 +322,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     auto load_list = [&](auto listedTag) {
       constexpr bool kListed = decltype(listedTag)::value;
       constexpr int kU = kListed ? 8 : 4;
-      for (int i0 = 0; i0 < cnt; i0 += kU * kB1Threads) {
+      for (int i0 = from; i0 < cnt; i0 += kU * kB1Threads) {
         int xs[kU];
         unsigned us[kU];
 #pragma unroll
