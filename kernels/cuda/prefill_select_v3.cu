@@ -12,7 +12,8 @@
 // scores above the k-th's 22-bit prefix and keeping those sharing it; pool v32's finish, the default since session
 // 6's call B; four times on its fallback). Session 5's four-pass select (pool v19) is gone (session 7); session
 // 6's call B also timed four 16-byte loads in flight per thread instead of two (pool v33: the anchor 298.2 against
-// 296.5 ms at 128k): gone.
+// 296.5 ms at 128k): gone. Under pool v56 (the default) each row is read twice (select_pooled_row_max); under pool
+// v57 (session 8's candidate) one and an eighth times (select_pooled_row_sampled, 512 threads per block).
 #include "prefill_select.cuh"
 
 namespace kascade {
