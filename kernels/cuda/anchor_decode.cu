@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H,
 }
 
 // KASCADE_VARIANT_U16: the same pooled scores and first-digit histogram from the f16 intermediate
-// (u16 layout, decode_attention.cuh): each thread takes 4 consecutive keys (one 8-byte load of u per
+// (u16 layout, select_plan.h; either order): each thread takes 4 consecutive keys (one 8-byte load of u per
 // head, inside one 16-key step: one step-max coefficient per head), so a block covers 1024 keys a
 // round (chunks are multiples of 1024).
 template <int GS>
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
                                                             int* state, const void* __restrict__ inter,
                                                             const float* __restrict__ part_ml,
                                                             float* __restrict__ pooled, unsigned* __restrict__ hist,
-                                                            int batch) {
+                                                            int batch, bool stepMajor) {
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
   const int row = blockIdx.y, b = row / G, j = row % G;
@@ -97,8 +97,8 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
     if (x < x1) {
 #pragma unroll
       for (int h = 0; h < GS; ++h) {
-        const uint2 w = __ldcs(reinterpret_cast<const uint2*>(u + (bh0 + h) * nU + x));
-        const float c = exp2f(__ldg(m16 + (bh0 + h) * (nU / 16) + x / 16) - Mh[h] - kU16ScaleLog2) * iL[h];
+        const uint2 w = __ldcs(reinterpret_cast<const uint2*>(u + u16_index(bh0, h, x, nU, GS, stepMajor)));
+        const float c = exp2f(__ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, stepMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
         const float2 a0 = __half22float2(*reinterpret_cast<const __half2*>(&w.x));
         const float2 a1 = __half22float2(*reinterpret_cast<const __half2*>(&w.y));
         S[0] = fmaf(a0.x, c, S[0]);
@@ -133,7 +133,8 @@ static cudaError_t launch_pool(const KascadeDecodeShape& s, int splits, const Wo
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
     if (s.variant & KASCADE_VARIANT_U16) {
       pool_hist_u16_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
-                                                     w.part_ml, pooled, hist, s.batch);
+                                                     w.part_ml, pooled, hist, s.batch,
+                                                     (s.variant & KASCADE_VARIANT_U16_STEP_MAJOR) != 0);
     } else {
       pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
                                                  w.part_ml, pooled, hist);
@@ -313,14 +314,14 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
 
 using namespace kascade;
 
-// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1..3 (PartialArgs::writeProbe) changes the scores / layer-0 pass's
-// intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2), or
-// without m16 (3). Modes 1-3 make the selection WRONG; the profile job sets them only in
-// its ncu runs, never for parity or the bench.
+// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1..4 (PartialArgs::writeProbe) changes the scores / layer-0 pass's
+// intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2),
+// without m16 (3), or (session 8) with u and m16 stored under the default L2 policy instead of evict-first (4).
+// Modes 1-3 make the selection WRONG; the profile job sets them only in its ncu runs, never for parity or the bench.
 static int debug_write_probe() {
   static const int mode = [] {
     const char* e = std::getenv("KASCADE_DEBUG_NO_LOGIT_WRITES");
-    return e && e[0] >= '1' && e[0] <= '3' && e[1] == 0 ? e[0] - '0' : 0;
+    return e && e[0] >= '1' && e[0] <= '4' && e[1] == 0 ? e[0] - '0' : 0;
   }();
   return mode;
 }

@@ -1,4 +1,4 @@
-// The anchor's sparse pass from the scores pass's f16 intermediate (KASCADE_VARIANT_SPARSE_U16, bit 65536, with
+// The anchor's sparse pass from the scores pass's f16 intermediate (KASCADE_VARIANT_SPARSE_U16, bit 524288, with
 // bit 1024; cuda-anchor, session 7): the selected keys' scores come from u and m16 (select_plan.h) instead of
 // their K rows, so the pass reads the V rows, GS u values and GS step maxima per selected key (at 128k batch 32:
 // ~0.86 GB of V plus at most the 0.30 GB intermediate, where the K-row gather reads 1.72 GB).
@@ -61,6 +61,7 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n, nU = u16_stride(n);
+  const bool stepMajor = (s.variant & KASCADE_VARIANT_U16_STEP_MAJOR) != 0;  // bit 1048576: u16_index's order
   const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
   const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
   const T* vg = static_cast<const T*>(a.v) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -93,9 +94,15 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
         unsigned* uw = stage_u(st) + lane * GS;
         float* mw = stage_lg(st) + lane * GS;
 #pragma unroll
-        for (int h = 0; h < GS; ++h) {
-          cp_async4_zfill(uw + h, u + (bh0 + h) * nU + (pc & ~1), bytes);
-          cp_async4_zfill(mw + h, m16 + (bh0 + h) * (nU / 16) + pc / 16, bytes);
+        for (int h = 0; h < GS; ++h) cp_async4_zfill(uw + h, u + u16_index(bh0, h, pc & ~1, nU, GS, stepMajor), bytes);
+        if (GS >= 4 && stepMajor) {
+          // Step-major: the key's GS step maxima are adjacent (16-byte aligned at GS >= 4): GS / 4 16-byte copies.
+          const float* ms = m16 + u16_m16_index(bh0, 0, pc, nU, GS, true);
+#pragma unroll
+          for (int q = 0; q < GS / 4; ++q) cp_async16(mw + 4 * q, ms + 4 * q, bytes * 4);
+        } else {
+#pragma unroll
+          for (int h = 0; h < GS; ++h) cp_async4_zfill(mw + h, m16 + u16_m16_index(bh0, h, pc, nU, GS, stepMajor), bytes);
         }
       }
       // V row r by lanes 2r and 2r + 1 (alternate 16-byte chunks).

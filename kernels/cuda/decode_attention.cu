@@ -379,7 +379,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       softmax16(sv, tm, m, l, pr, al);
       if constexpr (kWriteLogits) {
         // a.writeProbe (diagnosis only, env KASCADE_DEBUG_NO_LOGIT_WRITES; 0 in every op a user runs): 1 no
-        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16. (Session 7, call A: the writes
+        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 4 (session 8) u and m16 stored under
+        // the default L2 policy instead of evict-first. (Session 7, call A: the writes
         // cost what their bytes cost in DRAM; one 8-byte store per lane, or u from the softmax's probabilities,
         // gained nothing and were removed.)
         const int probe = a.writeProbe;
@@ -394,26 +395,37 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                 exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
             h2[nb] = *reinterpret_cast<const unsigned*>(&h);
           }
-          const size_t r = bh0 + row;
+          // Bit 1048576: step-major order (select_plan.h, u16_index): the GS rows' sectors of this step side by side.
+          const bool stepMajor = (a.variant & KASCADE_VARIANT_U16_STEP_MAJOR) != 0;
           const int nU = u16_stride(n);
-          __half* ur = reinterpret_cast<__half*>(a.logits) + r * nU;
+          __half* ur = reinterpret_cast<__half*>(a.logits);
           if (row < GS && probe != 2) {
   #pragma unroll
             for (int nb = 0; nb < 2; ++nb) {
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
               // Streaming stores (evict-first in L2): the select reads them once, after this pass.
-              if (p0 >= 0 && p1 >= 0) {
-                __stcs(reinterpret_cast<unsigned*>(ur + p0), h2[nb]);
-              } else if (p0 >= 0) {
-                ur[p0] = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
+              if (p0 >= 0) {
+                __half* up = ur + u16_index(bh0, row, p0, nU, GS, stepMajor);
+                if (p1 >= 0 && probe == 4) {
+                  *reinterpret_cast<unsigned*>(up) = h2[nb];
+                } else if (p1 >= 0) {
+                  __stcs(reinterpret_cast<unsigned*>(up), h2[nb]);
+                } else {
+                  *up = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
+                }
               }
             }
           } else if (probe == 2) {
             asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3) {
-            float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + r * (nU / 16) + pv[0] / 16;
-            __stcs(m16p, tm);
+            float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) +
+                          u16_m16_index(bh0, row, pv[0], nU, GS, stepMajor);
+            if (probe == 4) {
+              *m16p = tm;
+            } else {
+              __stcs(m16p, tm);
+            }
           }
         } else if (row < GS && probe != 1) {
           float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
@@ -923,7 +935,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1048575 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..4194303 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -100,7 +100,10 @@ enum KascadeDecodeVariant {
                                              // the f16 intermediate in step-major order (select_plan.h, u16_index):
                                              // each 16-key step's u of the group's heads side by side, so a warp step
                                              // writes whole 128-byte lines of one contiguous stream per CTA
-  KASCADE_VARIANT_ALL = 2097151,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_PHASE3_PREFETCH = 2097152,  // cuda-anchor, session 8 (anchors with bit 2048): the stream select's
+                                              // phase 3 has the pooled scores of its next two steps prefetched into
+                                              // L2 (cp.async.bulk.prefetch) while a step waits on its slot atomics
+  KASCADE_VARIANT_ALL = 4194303,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

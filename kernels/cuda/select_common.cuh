@@ -92,19 +92,20 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
 
 // The stream select's pooling (select_decode.cu's phase 1): the
 // post-softmax, group-pooled scores S[e] of keys x + e (e < 8; x a multiple of 8 below n) of the KV-head row whose
-// query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU) or the f32
+// query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU; stepMajor:
+// bit 1048576's order, select_plan.h) or the f32
 // log2-domain logits (rows of n); Mh / iL: the heads' softmax max and 1 / sum. Keys past n (the row's padding) get 0.
 template <int GS>
-__device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const float* m16, const float* logits,
-                                             size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
+__device__ __forceinline__ void stream_pool8(bool u16, bool stepMajor, const __half* u, const float* m16,
+                                             const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                              float (&S)[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) S[e] = 0.f;
   if (u16) {
 #pragma unroll
     for (int h = 0; h < GS; ++h) {
-      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + (bh0 + h) * nU + x));
-      const float c = exp2f(__ldcg(m16 + (bh0 + h) * (nU / 16) + x / 16) - Mh[h] - kU16ScaleLog2) * iL[h];
+      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + u16_index(bh0, h, x, nU, GS, stepMajor)));
+      const float c = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, stepMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
       const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
@@ -128,16 +129,28 @@ __device__ __forceinline__ void stream_pool8(bool u16, const __half* u, const fl
 }
 // stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
 template <int GS>
-__device__ __forceinline__ void stream_pool8_hist(bool u16, const __half* u, const float* m16, const float* logits,
-                                                  size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
+__device__ __forceinline__ void stream_pool8_hist(bool u16, bool stepMajor, const __half* u, const float* m16,
+                                                  const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                                   unsigned* sh, float* pr) {
   float S[8];
-  stream_pool8<GS>(u16, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
+  stream_pool8<GS>(u16, stepMajor, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
   reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
+}
+
+// Bit 2097152: the pooled scores of tiles [t, t + min(2, left)) of a pooled row pr (nU entries) prefetched into L2 by
+// one bulk prefetch (nothing when left <= 0).
+__device__ __forceinline__ void stream_prefetch_tiles(const float* pr, int t, long long left, int nU) {
+  if (left <= 0) return;
+  const long long x0 = static_cast<long long>(t) * kStreamTile;
+  const long long x1 = min(static_cast<long long>(nU), x0 + (left < 2 ? left : 2) * kStreamTile);
+  if (x1 <= x0) return;
+  // Rows of nU (a multiple of 16) floats: 64-byte aligned start, a multiple of 64 bytes.
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(pr + x0), "r"(static_cast<unsigned>((x1 - x0) * 4))
+               : "memory");
 }
 
 // The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the

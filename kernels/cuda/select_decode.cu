@@ -431,7 +431,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2];
   __shared__ int cnt[3];
-  const int tid = threadIdx.x, lane = tid & 31;
+  const int tid = threadIdx.x;
   const int n = a.n, nU = a.nU, G = a.kvHeads, H = a.heads, k = a.topk;
   const long long P = gridDim.x;
   const bool u16 = a.u16 != 0;
@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (x < n) stream_pool8_hist<GS>(u16, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
+      if (x < n) stream_pool8_hist<GS>(u16, a.stepMajor != 0, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
@@ -511,9 +511,13 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* cv = a.candVal + static_cast<size_t>(row) * n;
     // Two tiles a step: both tiles' loads are in flight before the step's counter atomics (one pair per warp).
     // (Session 7, call A: loading them by cp.async into a two-stage buffer, the next step's in flight during the
-    // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted.)
+    // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted.) Bit 2097152: thread 0 has the pooled
+    // scores two and four tiles ahead prefetched into L2, so a step's loads find them there while the warps wait on
+    // their slot atomics (each warp waits for its loads, then its atomic: ~2 TB/s when both come from DRAM).
+    if (a.prefetch3 && tid == 0) stream_prefetch_tiles(pr, static_cast<int>(t - row * a.tiles) + 2, tEnd - t - 2, nU);
     for (; t < tEnd; t += 2) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+      if (a.prefetch3 && tid == 0) stream_prefetch_tiles(pr, static_cast<int>(t - row * a.tiles) + 4, tEnd - t - 4, nU);
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
       float v[16];
       stream_load16(pr, xt, tiles2, n, v);
@@ -575,6 +579,8 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.splits = splits;
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
+  a.stepMajor = (s.variant & KASCADE_VARIANT_U16_STEP_MAJOR) ? 1 : 0;
+  a.prefetch3 = (s.variant & KASCADE_VARIANT_PHASE3_PREFETCH) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;

@@ -32,7 +32,10 @@
 #      in C and was removed, packages/cuda/README.md); cuda-b1's list
 #      (/work/prompts/s7/decode-variants-cuda-b1, call B: 32864, 98336, 98400 = 32800 with bits 64 / 65536 / both,
 #      168124 = 164028 | 4096, 168188 = 168124 | 64). Call C (final): the ops.ts defaults (148, 176, 188, 252, 764,
-#      8252, 32956, 98336, 164028, 168124, 265340, 789628) and the row workers; after C: the ops.ts defaults,
+#      8252, 32956, 98336, 164028, 168124, 265340, 789628) and the row workers; after C: the ops.ts defaults.
+#      Session 8: the ops.ts defaults, 1838204 = 789628 | 1048576 (bit 1048576 now: the f16 intermediate in
+#      step-major order, select_plan.h u16_index) and 3935356 = 1838204 | 2097152 (the stream select's phase 3
+#      with its next tiles prefetched into L2),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -41,7 +44,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,8252,32956,98336,164028,168124,265340,789628}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,8252,32956,98336,164028,168124,265340,789628,1838204,3935356}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

@@ -4,8 +4,12 @@
 # and L2 write sectors, at 128k batch 32 and 1, for the variants in PROFILE_ANCHOR_VARIANTS (default 265340, the
 # anchor default at 128k batch > 4 since session 6), each under the write probes of PROFILE_ANCHOR_MODES (default
 # "0 1 2 3"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
-# kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16;
-# 1-3 give wrong selections: timing diagnosis only; session 7's probes 4 and 5 lost and were removed).
+# kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16,
+# 4 (session 8) u and m16 stored under the default L2 policy instead of evict-first; 1-3 give wrong selections:
+# timing diagnosis only; session 7's probes 4 and 5 lost and were removed). Session 8's default list compares the
+# anchor default 789628 with 1838204 (the same with bit 1048576: the f16 intermediate step-major) and 3935356 (and
+# bit 2097152: phase 3 of the stream select with its next tiles prefetched into L2), and adds the stream select
+# (stream_select_kernel) to the profiled kernels.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
 # anchor-<v>-p<mode>.csv.
 set -u
@@ -13,7 +17,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
-list=${PROFILE_ANCHOR_VARIANTS:-265340}
+list=${PROFILE_ANCHOR_VARIANTS:-789628:0/1/4,1838204:0/4,3935356:0}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
@@ -22,7 +26,7 @@ for entry in ${list//,/ }; do
   for mode in ${modes//\// }; do
     out="$JOB_OUT/anchor-$v-p$mode.csv"
     KASCADE_DEBUG_NO_LOGIT_WRITES=$mode PROFILE_SHAPES=32x131072,1x131072 \
-      PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse' \
+      PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse|stream_select' \
       --metrics "$metrics" --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
     echo "variant $v probe $mode: rc=$?"
   done

@@ -1,0 +1,147 @@
+// The f16 intermediate's two orders (kernels/cuda/select_plan.h: u16_index / u16_m16_index; head-major, and the
+// step-major order of variant bit 1048576): the real header compiled with the host C++ compiler, every index
+// of a few rows enumerated, checked to be a bijection onto the same buffer, with the contiguity the kernels'
+// loads and stores rely on.
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hostCompiler, runHostDriver } from './host-cpp.js';
+
+const header = resolve(dirname(fileURLToPath(import.meta.url)), '../../../kernels/cuda/select_plan.h');
+
+// Per (order, GS, n): u indices [count, distinct, min, max], the 8-key groups whose 8 indices run consecutively,
+// the 16-key steps whose GS x 16 entries fill one consecutive block, and the same bijection figures for m16.
+const driver = `
+#include <cstdio>
+#include <vector>
+#include "${header}"
+using namespace kascade;
+int main() {
+  const int gsList[] = {1, 2, 4, 8};
+  const int nList[] = {1, 15, 16, 17, 100, 2049};
+  const int kvRows = 3;
+  for (int order = 0; order < 2; ++order)
+    for (int GS : gsList)
+      for (int n : nList) {
+        const int nU = u16_stride(n);
+        const size_t total = static_cast<size_t>(kvRows) * GS * nU, mTotal = total / 16;
+        std::vector<int> seen(total, 0), mSeen(mTotal, 0);
+        long long bad = 0, mBad = 0, groups8 = 0, steps = 0;
+        for (int r = 0; r < kvRows; ++r) {
+          const size_t bh0 = static_cast<size_t>(r) * GS;
+          for (int h = 0; h < GS; ++h)
+            for (int x = 0; x < nU; ++x) {
+              const size_t i = u16_index(bh0, h, x, nU, GS, order == 1);
+              if (i >= total) ++bad; else ++seen[i];
+              if (x % 16 == 0) {
+                const size_t m = u16_m16_index(bh0, h, x, nU, GS, order == 1);
+                if (m >= mTotal) ++mBad; else ++mSeen[m];
+                for (int e = 1; e < 16; ++e)
+                  if (u16_m16_index(bh0, h, x + e, nU, GS, order == 1) != m) ++mBad;
+              }
+              if (x % 8 == 0) {
+                bool run = true;
+                for (int e = 1; e < 8; ++e) run = run && u16_index(bh0, h, x + e, nU, GS, order == 1) == i + e;
+                groups8 += run ? 1 : 0;
+              }
+            }
+          for (int x = 0; x < nU; x += 16) {
+            const size_t first = u16_index(bh0, 0, x, nU, GS, order == 1);
+            bool block = true;
+            for (int h = 0; h < GS; ++h)
+              for (int e = 0; e < 16; ++e)
+                block = block && u16_index(bh0, h, x + e, nU, GS, order == 1) == first + h * 16 + e;
+            steps += block ? 1 : 0;
+          }
+        }
+        long long once = 0, mOnce = 0;
+        for (int c : seen) once += c == 1 ? 1 : 0;
+        for (int c : mSeen) mOnce += c == 1 ? 1 : 0;
+        std::printf("%d %d %d %zu %lld %lld %lld %lld %zu %lld %lld\\n", order, GS, n, total, bad, once, groups8, steps,
+                    mTotal, mBad, mOnce);
+      }
+  std::printf("probe %zu %zu %zu %zu\\n", u16_index(8, 2, 37, 48, 4, true), u16_m16_index(8, 2, 37, 48, 4, true),
+              u16_index(8, 2, 37, 48, 4, false), u16_m16_index(8, 2, 37, 48, 4, false));
+  return 0;
+}
+`;
+
+interface Case {
+  stepMajor: boolean;
+  gs: number;
+  n: number;
+  total: number;
+  bad: number;
+  once: number;
+  groups8: number;
+  steps: number;
+  mTotal: number;
+  mBad: number;
+  mOnce: number;
+}
+
+let cases: Case[] = [];
+let probe: number[] = [];
+
+beforeAll(() => {
+  if (!hostCompiler) return;
+  const lines = runHostDriver('select_plan.h (u16 orders)', driver).trim().split('\n');
+  probe = (lines.pop() ?? '').split(' ').slice(1).map(Number);
+  cases = lines.map((line) => {
+    const [order, gs, n, total, bad, once, groups8, steps, mTotal, mBad, mOnce] = line
+      .split(' ')
+      .map(Number) as number[];
+    return {
+      stepMajor: order === 1,
+      gs: gs as number,
+      n: n as number,
+      total: total as number,
+      bad: bad as number,
+      once: once as number,
+      groups8: groups8 as number,
+      steps: steps as number,
+      mTotal: mTotal as number,
+      mBad: mBad as number,
+      mOnce: mOnce as number,
+    };
+  });
+});
+
+describe.skipIf(!hostCompiler)(
+  'the f16 intermediate orders (select_plan.h, compiled with the host C++ compiler)',
+  () => {
+    it('maps every (row, head, key) and every step maximum to its own slot of the same buffer in both orders', () => {
+      expect(cases.length).toBe(2 * 4 * 6);
+      for (const c of cases) {
+        const at = JSON.stringify(c);
+        const nU = Math.ceil(c.n / 16) * 16;
+        expect(c.total, at).toBe(3 * c.gs * nU);
+        expect(c.bad, at).toBe(0);
+        expect(c.once, at).toBe(c.total); // a bijection: every slot hit exactly once
+        expect(c.mTotal, at).toBe(c.total / 16);
+        expect(c.mBad, at).toBe(0); // in range, and one maximum per 16-key step
+        expect(c.mOnce, at).toBe(c.mTotal);
+      }
+    });
+
+    it("keeps 8-key groups consecutive (the readers' 16-byte loads) and, step-major, each step one block", () => {
+      for (const c of cases) {
+        const at = JSON.stringify(c);
+        const nU = Math.ceil(c.n / 16) * 16;
+        expect(c.groups8, at).toBe((3 * c.gs * nU) / 8);
+        // Head-major: a step's heads are nU apart, one block per step only at GS = 1 or a one-step row (nU = 16).
+        expect(c.steps, at).toBe(c.stepMajor || c.gs === 1 || nU === 16 ? (3 * nU) / 16 : 0);
+      }
+    });
+
+    it('places a worked example where the layout comment says', () => {
+      // Query head 8 + 2 of a row with GS 4, key 37 (step 2, offset 5), nU 48.
+      expect(probe).toEqual([
+        8 * 48 + 2 * 64 + 2 * 16 + 5,
+        8 * 3 + 2 * 4 + 2,
+        (8 + 2) * 48 + 37,
+        (8 + 2) * 3 + 2,
+      ]);
+    });
+  },
+);
