@@ -31,4 +31,8 @@ for entry in ${list//,/ }; do
     echo "variant $v probe $mode: rc=$?"
   done
 done
+# The DRAM / L2 counters this ncu offers (names only), for choosing next call's metrics: why a written byte costs
+# several read bytes (turnarounds, partial sectors, evictions).
+"$NCU" --query-metrics 2>/dev/null | grep -E '^(dram__|fbpa__|lts__t_sectors_srcunit|lts__t_requests_srcunit_tex_op_write|lts__d_|ltc__)' \
+  > "$JOB_OUT/ncu-dram-metrics.txt" 2>&1
 echo done
