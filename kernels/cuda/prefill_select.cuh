@@ -246,15 +246,15 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
 }
 
 // Pool v57's select: the k (1 <= k < st) largest of row u[0 .. st) as select_pooled_row_max, with the row read
-// one and an eighth times instead of twice. A sample (the first 128 scores of every 1024: an eighth, in whole 512-byte
-// runs) is counted in select_pooled_row_max's 4096 bins under the row's largest score; the bins holding the
+// one and an eighth times instead of twice. A sample (the first 128 scores of every 1024: an eighth, in whole
+// 512-byte runs) is counted in select_pooled_row_max's 4096 bins under the row's largest score; the bins holding the
 // sample's ranks ks -/+ d (ks = k ns / st, the k-th's expected rank among the ns sampled scores, d = 3.5 standard
 // deviations of it + 8) bound a band. One pass over the row then writes every score above the band and keeps the
 // band's scores in shared memory (kSelSampleCand), where 1024 sub-bins and, inside the sub-bin holding the k-th,
 // each candidate's rank (greater scores, then equal ones at lower indices) pick the rest. Exact either way: if the
-// band missed the k-th (more than k scores above it, fewer than k above its bottom) or overflowed the candidates,
-// select_pooled_row_max runs (two more passes). Rows shorter than kSelSampleMinRow run select_pooled_row_max.
-// sh.hist must hold 4096 bins, sh.candV / candX kSelSampleCand.
+// band missed the k-th (more than k scores above it, fewer than k above its bottom), overflowed the candidates or
+// holds over 1536 in the k-th's sub-bin (ties), select_pooled_row_max runs (two more passes). Rows shorter than
+// kSelSampleMinRow run select_pooled_row_max. sh.hist must hold 4096 bins, sh.candV / candX kSelSampleCand.
 constexpr int kSelSampleCand = 3584;
 constexpr int kSelSampleMinRow = 1024;  // (the parity list's rows reach 2400: the tied-scores chunk runs here)
 template <int NT>
@@ -345,29 +345,23 @@ __device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int*
         }
       }
     __syncthreads();
-    const int nl = nCand;
-    for (int i = tid; i < nc; i += NT) {
-      const unsigned v = sh.candV[i], h = sub_of(v);
-      const int xi = sh.candX[i];
-      bool in = h > sb;
-      if (h == sb) {
-        unsigned rank = 0;
-        if (nl <= kList) {
-          for (int c = 0; c < nl; ++c) {
+    if (nCand <= kList) {  // (else, e.g. over 1536 tied scores, the two-pass select below)
+      for (int i = tid; i < nc; i += NT) {
+        const unsigned v = sh.candV[i], h = sub_of(v);
+        const int xi = sh.candX[i];
+        bool in = h > sb;
+        if (h == sb) {
+          unsigned rank = 0;
+          for (int c = 0; c < nCand; ++c) {
             const unsigned w = hist[1024 + 2 * c];
             rank += w > v || (w == v && static_cast<int>(hist[1024 + 2 * c + 1]) < xi) ? 1u : 0u;
           }
-        } else {
-          for (int c = 0; c < nc; ++c) {
-            const unsigned w = sh.candV[c];
-            rank += sub_of(w) == sb && (w > v || (w == v && sh.candX[c] < xi)) ? 1u : 0u;
-          }
+          in = rank < take;
         }
-        in = rank < take;
+        if (in) out[atomicAdd(&cntGt, 1)] = xi;
       }
-      if (in) out[atomicAdd(&cntGt, 1)] = xi;
+      return;
     }
-    return;
   }
   __syncthreads();  // every thread has read the counters before the two-pass select resets them
   select_pooled_row_max<NT>(u, st, k, out, sh, mb);
