@@ -168,6 +168,21 @@ __device__ void select_pooled_row(const unsigned* u, int st, int k, int* out, co
   });
 }
 
+// The candidates' share of a row's selection (sh.candV / candX, nc of them): every candidate whose sub-bin (sub_of)
+// is above sb, and those in sb whose rank (rank_of: greater scores, then equal ones at lower indices) is below take,
+// written at out[sh.cnt[0] ..].
+template <int NT, typename Sub, typename Rank>
+__device__ __forceinline__ void sel_take_candidates(int nc, unsigned sb, unsigned take, Sub sub_of, int* out,
+                                                    const SelectShared& sh, Rank rank_of) {
+  for (int i = threadIdx.x; i < nc; i += NT) {
+    const unsigned v = sh.candV[i], h = sub_of(v);
+    const int xi = sh.candX[i];
+    bool in = h > sb;
+    if (h == sb) in = rank_of(v, xi) < take;
+    if (in) out[atomicAdd(&sh.cnt[0], 1)] = xi;
+  }
+}
+
 // The k (1 <= k < st) largest of row u[0 .. st) as select_pooled_row, knowing the row's largest score (its f32
 // bit pattern mb): one pass counts the scores in 4096 bins of 1/256 octave over [mb 2^-16, mb] (bin 0 takes
 // everything at or below the range), one pass writes the scores above the bin B holding the k-th largest and keeps
@@ -224,20 +239,14 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
       __syncthreads();
       select_rank_bin<NT>([&](int bin) { return hist[bin]; }, 1024, krem, sh.wsum, sh.res);
       const unsigned sb = sh.res[0], take = sh.res[1];
-      for (int i = tid; i < nc; i += NT) {
-        const unsigned v = sh.candV[i], h = sub_of(v);
-        const int xi = sh.candX[i];
-        bool in = h > sb;
-        if (h == sb) {
-          unsigned rank = 0;
-          for (int c = 0; c < nc; ++c) {
-            const unsigned w = sh.candV[c];
-            rank += sub_of(w) == sb && (w > v || (w == v && sh.candX[c] < xi)) ? 1u : 0u;
-          }
-          in = rank < take;
+      sel_take_candidates<NT>(nc, sb, take, sub_of, out, sh, [&](unsigned v, int xi) {
+        unsigned rank = 0;
+        for (int c = 0; c < nc; ++c) {
+          const unsigned w = sh.candV[c];
+          rank += sub_of(w) == sb && (w > v || (w == v && sh.candX[c] < xi)) ? 1u : 0u;
         }
-        if (in) out[atomicAdd(&cntGt, 1)] = xi;
-      }
+        return rank;
+      });
       return;
     }
   }
@@ -346,20 +355,15 @@ __device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int*
       }
     __syncthreads();
     if (nCand <= kList) {  // (else, e.g. over 1536 tied scores, the two-pass select below)
-      for (int i = tid; i < nc; i += NT) {
-        const unsigned v = sh.candV[i], h = sub_of(v);
-        const int xi = sh.candX[i];
-        bool in = h > sb;
-        if (h == sb) {
-          unsigned rank = 0;
-          for (int c = 0; c < nCand; ++c) {
-            const unsigned w = hist[1024 + 2 * c];
-            rank += w > v || (w == v && static_cast<int>(hist[1024 + 2 * c + 1]) < xi) ? 1u : 0u;
-          }
-          in = rank < take;
+      const int nl = nCand;
+      sel_take_candidates<NT>(nc, sb, take, sub_of, out, sh, [&](unsigned v, int xi) {
+        unsigned rank = 0;
+        for (int c = 0; c < nl; ++c) {
+          const unsigned w = hist[1024 + 2 * c];
+          rank += w > v || (w == v && static_cast<int>(hist[1024 + 2 * c + 1]) < xi) ? 1u : 0u;
         }
-        if (in) out[atomicAdd(&cntGt, 1)] = xi;
-      }
+        return rank;
+      });
       return;
     }
   }
