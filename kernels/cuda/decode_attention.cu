@@ -380,7 +380,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       if constexpr (kWriteLogits) {
         // a.writeProbe (diagnosis only, env KASCADE_DEBUG_NO_LOGIT_WRITES; 0 in every op a user runs): 1 no
         // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 4 (session 8) u and m16 stored under
-        // the default L2 policy instead of evict-first. (Session 7, call A: the writes
+        // the default L2 policy instead of evict-first, 5 (session 8) every store folded into the buffer's first 2 MB
+        // (u) / 512 KB (m16): the same store traffic into L2, next to nothing reaching DRAM. (Session 7, call A: the writes
         // cost what their bytes cost in DRAM; one 8-byte store per lane, or u from the softmax's probabilities,
         // gained nothing and were removed.)
         const int probe = a.writeProbe;
@@ -405,7 +406,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
               // Streaming stores (evict-first in L2): the select reads them once, after this pass.
               if (p0 >= 0) {
-                __half* up = ur + u16_index(bh0, row, p0, nU, GS, stepMajor);
+                size_t ui = u16_index(bh0, row, p0, nU, GS, stepMajor);
+                if (probe == 5) ui &= (size_t(1) << 20) - 1;
+                __half* up = ur + ui;
                 if (p1 >= 0 && probe == 4) {
                   *reinterpret_cast<unsigned*>(up) = h2[nb];
                 } else if (p1 >= 0) {
@@ -419,8 +422,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3) {
-            float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) +
-                          u16_m16_index(bh0, row, pv[0], nU, GS, stepMajor);
+            size_t mi = u16_m16_index(bh0, row, pv[0], nU, GS, stepMajor);
+            if (probe == 5) mi &= (size_t(1) << 17) - 1;
+            float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + mi;
             if (probe == 4) {
               *m16p = tm;
             } else {

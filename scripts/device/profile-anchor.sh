@@ -5,7 +5,8 @@
 # anchor default at 128k batch > 4 since session 6), each under the write probes of PROFILE_ANCHOR_MODES (default
 # "0 1 2 3"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
 # kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16,
-# 4 (session 8) u and m16 stored under the default L2 policy instead of evict-first; 1-3 give wrong selections:
+# 4 (session 8) u and m16 stored under the default L2 policy instead of evict-first, 5 (session 8) every store folded
+# into the buffer's first few MB (L2-resident: the stores without their DRAM writes); 1-3 and 5 give wrong selections:
 # timing diagnosis only; session 7's probes 4 and 5 lost and were removed). Session 8's default list compares the
 # anchor default 789628 with 1838204 (the same with bit 1048576: the f16 intermediate step-major) and 3935356 (and
 # bit 2097152: phase 3 of the stream select with its next tiles prefetched into L2), and adds the stream select
@@ -17,7 +18,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
-list=${PROFILE_ANCHOR_VARIANTS:-789628:0/1/4,1838204:0/4,3935356:0}
+list=${PROFILE_ANCHOR_VARIANTS:-789628:0/1/4/5,1838204:0/4,3935356:0}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
