@@ -38,6 +38,26 @@ namespace kascade {
 
 __device__ void finish_row(int row, int level, int topk, unsigned* hist, int* state);
 
+// The pooling passes' start: the block's histogram sh cleared, the softmax max and 1 / sum of the group's heads of
+// row `row` in Mh / iL (ends with a CTA barrier); returns the row's first query-head row.
+template <int GS>
+__device__ __forceinline__ size_t pool_row_start(int row, int H, int G, int splits, const float* part_ml, unsigned* sh,
+                                                 float* Mh, float* iL) {
+  for (int i = threadIdx.x; i < kHistBins; i += blockDim.x) sh[i] = 0;
+  const size_t bh0 = static_cast<size_t>(row / G) * H + static_cast<size_t>(row % G) * GS;
+  head_softmax_stats<GS, 256>(part_ml + bh0 * splits * 2, splits, Mh, iL);  // ends with a CTA barrier
+  return bh0;
+}
+
+// The block's histogram sh added to row `row`'s global one, then the row's digit step (all threads call it).
+__device__ __forceinline__ void flush_hist_finish(int row, int level, int topk, const unsigned* sh, unsigned* hist,
+                                                  int* state) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < kHistBins; i += blockDim.x)
+    if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
+  finish_row(row, level, topk, hist, state);
+}
+
 template <int GS>
 __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H, int G, int splits, int topk, int* state,
                                                         const float* __restrict__ logits,
@@ -45,11 +65,8 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H,
                                                         float* __restrict__ pooled, unsigned* __restrict__ hist) {
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
-  const int row = blockIdx.y, b = row / G, j = row % G;
-  const int tid = threadIdx.x;
-  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
-  const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-  head_softmax_stats<GS, 256>(part_ml + bh0 * splits * 2, splits, Mh, iL);  // ends with a CTA barrier
+  const int row = blockIdx.y, tid = threadIdx.x;
+  const size_t bh0 = pool_row_start<GS>(row, H, G, splits, part_ml, sh, Mh, iL);
   const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
   for (int base = x0; base < x1; base += blockDim.x) {
     const int x = base + tid;
@@ -62,12 +79,7 @@ __global__ void __launch_bounds__(256) pool_hist_kernel(int n, int chunk, int H,
     }
     warp_hist_add(sh, __float_as_uint(S) >> 21, in);
   }
-  __syncthreads();
-  if (hist) {
-    for (int i = tid; i < kHistBins; i += blockDim.x)
-      if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
-    finish_row(row, 0, topk, hist, state);
-  }
+  if (hist) flush_hist_finish(row, 0, topk, sh, hist, state);  // hist: the same for the whole block
 }
 
 // KASCADE_VARIANT_U16: the same pooled scores and first-digit histogram from the f16 intermediate
@@ -82,11 +94,8 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
                                                             int batch, bool stepMajor) {
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
-  const int row = blockIdx.y, b = row / G, j = row % G;
-  const int tid = threadIdx.x;
-  for (int i = tid; i < kHistBins; i += blockDim.x) sh[i] = 0;
-  const size_t bh0 = static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-  head_softmax_stats<GS, 256>(part_ml + bh0 * splits * 2, splits, Mh, iL);  // ends with a CTA barrier
+  const int row = blockIdx.y, tid = threadIdx.x;
+  const size_t bh0 = pool_row_start<GS>(row, H, G, splits, part_ml, sh, Mh, iL);
   const int nU = u16_stride(n);
   const __half* u = static_cast<const __half*>(inter);
   const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n);
@@ -116,12 +125,7 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
 #pragma unroll
     for (int e = 0; e < 4; ++e) warp_hist_add(sh, __float_as_uint(S[e]) >> 21, x + e < x1);
   }
-  __syncthreads();
-  if (hist) {
-    for (int i = tid; i < kHistBins; i += blockDim.x)
-      if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
-    finish_row(row, 0, topk, hist, state);
-  }
+  if (hist) flush_hist_finish(row, 0, topk, sh, hist, state);  // hist: the same for the whole block
 }
 
 // The pooling pass (with the first digit's histogram when hist is set) over the scores pass's
@@ -203,10 +207,7 @@ __global__ void __launch_bounds__(256) refine_hist_kernel(int level, int n, int 
       warp_hist_add(sh, u & 0x3ffu, x < x1 && (u >> 10) == prefix);
     }
   }
-  __syncthreads();
-  for (int i = tid; i < kHistBins; i += blockDim.x)
-    if (sh[i]) atomicAdd(&hist[static_cast<size_t>(row) * kHistBins + i], sh[i]);
-  finish_row(row, level, topk, hist, state);
+  flush_hist_finish(row, level, topk, sh, hist, state);
 }
 
 __global__ void __launch_bounds__(256) compact_kernel(int n, int chunk, int topk, const float* __restrict__ pooled,
@@ -233,12 +234,7 @@ __global__ void __launch_bounds__(256) compact_kernel(int n, int chunk, int topk
       u[i] = x < x1 ? __float_as_uint(pr[x]) : 0u;
       cnt += (x < x1 && u[i] > thr) ? 1 : 0;
     }
-    int inc = cnt;
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      const int y = __shfl_up_sync(0xffffffffu, inc, off);
-      if (lane >= off) inc += y;
-    }
+    const int inc = warp_inclusive_sum(cnt);
     if (lane == 31) warpBase[warp] = inc;
     __syncthreads();
     if (tid == 0) {

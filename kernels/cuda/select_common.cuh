@@ -9,6 +9,18 @@
 
 namespace kascade {
 
+// Inclusive prefix sum of v over the warp's lanes (all 32 lanes call it).
+template <typename V>
+__device__ __forceinline__ V warp_inclusive_sum(V v) {
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const V y = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v += y;
+  }
+  return v;
+}
+
 // THE block scan of every select ("find the bin holding rank k"): the bin of an nb-bin histogram that
 // holds rank krem (1-based) counted from the top bin down, and the rank still wanted inside it: res[0] =
 // bin, res[1] = krem minus the counts of the bins above it. count(bin) returns a bin's count from any
@@ -23,12 +35,7 @@ __device__ __forceinline__ void select_rank_bin(Count count, int nb, unsigned kr
   const int per = nb / NT;
   unsigned cnt = 0;
   for (int e = 0; e < per; ++e) cnt += count(nb - 1 - (tid * per + e));
-  unsigned inc = cnt;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const unsigned y = __shfl_up_sync(0xffffffffu, inc, o);
-    if (lane >= o) inc += y;
-  }
+  const unsigned inc = warp_inclusive_sum(cnt);
   __syncthreads();  // earlier readers of wsum / res are done
   if (lane == 31) wsum[warp] = inc;
   __syncthreads();
