@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
                                                             int* state, const void* __restrict__ inter,
                                                             const float* __restrict__ part_ml,
                                                             float* __restrict__ pooled, unsigned* __restrict__ hist,
-                                                            int batch, bool stepMajor) {
+                                                            int batch, bool keyMajor) {
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
   const int row = blockIdx.y, tid = threadIdx.x;
@@ -103,11 +103,19 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
   for (int base = x0; base < x1; base += 4 * blockDim.x) {
     const int x = base + 4 * tid;
     float S[4] = {0.f, 0.f, 0.f, 0.f};
-    if (x < x1) {
+    if (x < x1 && keyMajor && GS > 1) {  // bit 1048576 (at GS = 1 both orders are the same)
+      if constexpr (GS > 1) {
+        float c[GS];
+#pragma unroll
+        for (int h = 0; h < GS; ++h)
+          c[h] = exp2f(__ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, true)) - Mh[h] - kU16ScaleLog2) * iL[h];
+        u16_key_major_pool<GS, 4>(u + u16_index(bh0, 0, x, nU, GS, true), c, S);
+      }
+    } else if (x < x1) {
 #pragma unroll
       for (int h = 0; h < GS; ++h) {
-        const uint2 w = __ldcs(reinterpret_cast<const uint2*>(u + u16_index(bh0, h, x, nU, GS, stepMajor)));
-        const float c = exp2f(__ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, stepMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
+        const uint2 w = __ldcs(reinterpret_cast<const uint2*>(u + u16_index(bh0, h, x, nU, GS, false)));
+        const float c = exp2f(__ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, false)) - Mh[h] - kU16ScaleLog2) * iL[h];
         const float2 a0 = __half22float2(*reinterpret_cast<const __half2*>(&w.x));
         const float2 a1 = __half22float2(*reinterpret_cast<const __half2*>(&w.y));
         S[0] = fmaf(a0.x, c, S[0]);
@@ -115,12 +123,12 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
         S[2] = fmaf(a1.x, c, S[2]);
         S[3] = fmaf(a1.y, c, S[3]);
       }
-      if (pooled) {
-        float* pr = pooled + static_cast<size_t>(row) * n;
+    }
+    if (x < x1 && pooled) {
+      float* pr = pooled + static_cast<size_t>(row) * n;
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (x + e < x1) pr[x + e] = S[e];
-      }
+      for (int e = 0; e < 4; ++e)
+        if (x + e < x1) pr[x + e] = S[e];
     }
 #pragma unroll
     for (int e = 0; e < 4; ++e) warp_hist_add(sh, __float_as_uint(S[e]) >> 21, x + e < x1);
@@ -138,7 +146,7 @@ static cudaError_t launch_pool(const KascadeDecodeShape& s, int splits, const Wo
     if (s.variant & KASCADE_VARIANT_U16) {
       pool_hist_u16_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
                                                      w.part_ml, pooled, hist, s.batch,
-                                                     (s.variant & KASCADE_VARIANT_U16_STEP_MAJOR) != 0);
+                                                     (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0);
     } else {
       pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
                                                  w.part_ml, pooled, hist);

@@ -8,7 +8,8 @@
 //   warps; warp w takes the block's 16-entry groups w, w + 4, ... Per group, into the warp's own ring stage
 //   (kU16SparseStages deep), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
 //   chunks), and for lanes 0..15 (entry `lane`) the 4-byte word of u holding the key's value and the key's
-//   step maximum m16, per query head. When the stage lands, lane e turns its GS pairs into the log2-domain
+//   step maximum m16, per query head (bit 1048576, the key-major intermediate: the key's GS values in one copy
+//   of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies at GS >= 4). When the stage lands, lane e turns its GS pairs into the log2-domain
 //   score l = m16 + log2(u) - 15 (the value the scores pass rounded, within f16's 2^-11 relative rounding
 //   of u, i.e. |dl| <= 2^-11 / ln 2 ~ 7e-4 in the log2 domain) and the warp runs the gathers' step
 //   (attend16_logits: online softmax and P V on the tensor cores). A masked entry (an index out of range,
@@ -47,6 +48,12 @@ __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, in
                : "memory");
 }
 
+// An 8-byte cp.async that zero-fills when src_bytes is 0.
+__device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
+               : "memory");
+}
+
 // Completion counters of the fused merge (bit 4): zero at module load, reset by the block that merges.
 __device__ unsigned g_u16_sparse_done[kMaxFusedRows];
 
@@ -61,7 +68,7 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n, nU = u16_stride(n);
-  const bool stepMajor = (s.variant & KASCADE_VARIANT_U16_STEP_MAJOR) != 0;  // bit 1048576: u16_index's order
+  const bool keyMajor = GS > 1 && (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0;  // bit 1048576 (same at GS 1)
   const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
   const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
   const T* vg = static_cast<const T*>(a.v) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -93,16 +100,24 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
         const int pc = p < 0 ? 0 : p, bytes = p < 0 ? 0 : 4;
         unsigned* uw = stage_u(st) + lane * GS;
         float* mw = stage_lg(st) + lane * GS;
+        if (keyMajor) {
+          // Key-major: the key's GS values side by side (GS x 2 bytes, aligned to that): one copy.
+          const __half* us = u + u16_index(bh0, 0, pc, nU, GS, true);
+          if constexpr (GS == 2) cp_async4_zfill(uw, us, bytes);
+          if constexpr (GS == 4) cp_async8_zfill(uw, us, bytes * 2);
+          if constexpr (GS == 8) cp_async16(uw, us, bytes * 4);
+        } else {
 #pragma unroll
-        for (int h = 0; h < GS; ++h) cp_async4_zfill(uw + h, u + u16_index(bh0, h, pc & ~1, nU, GS, stepMajor), bytes);
-        if (GS >= 4 && stepMajor) {
-          // Step-major: the key's GS step maxima are adjacent (16-byte aligned at GS >= 4): GS / 4 16-byte copies.
+          for (int h = 0; h < GS; ++h) cp_async4_zfill(uw + h, u + u16_index(bh0, h, pc & ~1, nU, GS, false), bytes);
+        }
+        if (GS >= 4 && keyMajor) {
+          // Key-major: the key's GS step maxima are adjacent (16-byte aligned at GS >= 4): GS / 4 16-byte copies.
           const float* ms = m16 + u16_m16_index(bh0, 0, pc, nU, GS, true);
 #pragma unroll
           for (int q = 0; q < GS / 4; ++q) cp_async16(mw + 4 * q, ms + 4 * q, bytes * 4);
         } else {
 #pragma unroll
-          for (int h = 0; h < GS; ++h) cp_async4_zfill(mw + h, m16 + u16_m16_index(bh0, h, pc, nU, GS, stepMajor), bytes);
+          for (int h = 0; h < GS; ++h) cp_async4_zfill(mw + h, m16 + u16_m16_index(bh0, h, pc, nU, GS, keyMajor), bytes);
         }
       }
       // V row r by lanes 2r and 2r + 1 (alternate 16-byte chunks).
@@ -135,7 +150,8 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
 #pragma unroll
       for (int h = 0; h < GS; ++h) {
         const unsigned w = uw[h];
-        const unsigned short bits = static_cast<unsigned short>((p & 1) ? (w >> 16) : (w & 0xffffu));
+        const unsigned short bits = keyMajor ? reinterpret_cast<const unsigned short*>(uw)[h]
+                                             : static_cast<unsigned short>((p & 1) ? (w >> 16) : (w & 0xffffu));
         const float uf = __half2float(__ushort_as_half(bits));
         lg[h] = uf > 0.f ? lg[h] + __log2f(uf) - kU16ScaleLog2 : -INFINITY;
       }

@@ -396,33 +396,48 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
                                                 exp2f(sv[nb * 2 + 1] - tm + kU16ScaleLog2));
             h2[nb] = *reinterpret_cast<const unsigned*>(&h);
           }
-          // Bit 1048576: step-major order (select_plan.h, u16_index): the GS rows' sectors of this step side by side.
-          const bool stepMajor = (a.variant & KASCADE_VARIANT_U16_STEP_MAJOR) != 0;
+          // Bit 1048576 (GS > 1; at GS 1 both orders are the same): key-major order (select_plan.h, u16_index): lanes
+          // of rows r and r ^ 1 (lane ^ 4: the same keys) swap halves, so that the even row holds key p0's pair of
+          // heads (r & ~1, r | 1) and the odd row key p1's: each lane stores one 4-byte pair, the warp the step's
+          // GS x 32 bytes in one piece.
+          const bool keyMajor = GS > 1 && (a.variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0;
+          if (keyMajor) {
+  #pragma unroll
+            for (int nb = 0; nb < 2; ++nb) {
+              const unsigned o = __shfl_xor_sync(0xffffffffu, h2[nb], 4);
+              h2[nb] = (row & 1) ? __byte_perm(o, h2[nb], 0x7632) : __byte_perm(h2[nb], o, 0x5410);
+            }
+          }
           const int nU = u16_stride(n);
           __half* ur = reinterpret_cast<__half*>(a.logits);
+          // Streaming stores (evict-first in L2): the select reads them once, after this pass. (Probes 4 and 5: above.)
+          auto store_pair = [&](size_t ui, unsigned w) {
+            if (probe == 5) ui &= (size_t(1) << 20) - 1;
+            unsigned* up = reinterpret_cast<unsigned*>(ur + ui);
+            if (probe == 4) {
+              *up = w;
+            } else {
+              __stcs(up, w);
+            }
+          };
           if (row < GS && probe != 2) {
   #pragma unroll
             for (int nb = 0; nb < 2; ++nb) {
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
-              // Streaming stores (evict-first in L2): the select reads them once, after this pass.
-              if (p0 >= 0) {
-                size_t ui = u16_index(bh0, row, p0, nU, GS, stepMajor);
-                if (probe == 5) ui &= (size_t(1) << 20) - 1;
-                __half* up = ur + ui;
-                if (p1 >= 0 && probe == 4) {
-                  *reinterpret_cast<unsigned*>(up) = h2[nb];
-                } else if (p1 >= 0) {
-                  __stcs(reinterpret_cast<unsigned*>(up), h2[nb]);
-                } else {
-                  *up = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
-                }
+              if (keyMajor) {
+                const int pk = (row & 1) ? p1 : p0;
+                if (pk >= 0) store_pair(u16_index(bh0, row & ~1, pk, nU, GS, true), h2[nb]);
+              } else if (p0 >= 0 && p1 >= 0) {
+                store_pair(u16_index(bh0, row, p0, nU, GS, false), h2[nb]);
+              } else if (p0 >= 0) {
+                ur[u16_index(bh0, row, p0, nU, GS, false)] = __ushort_as_half(static_cast<unsigned short>(h2[nb] & 0xffffu));
               }
             }
           } else if (probe == 2) {
             asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3) {
-            size_t mi = u16_m16_index(bh0, row, pv[0], nU, GS, stepMajor);
+            size_t mi = u16_m16_index(bh0, row, pv[0], nU, GS, keyMajor);
             if (probe == 5) mi &= (size_t(1) << 17) - 1;
             float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + mi;
             if (probe == 4) {

@@ -96,10 +96,11 @@ enum KascadeDecodeVariant {
                                         // intermediate (u, m16) and copies only their V rows
                                         // (anchor_sparse_decode.cu); the stream select's list moves past the
                                         // intermediate so that it survives the select
-  KASCADE_VARIANT_U16_STEP_MAJOR = 1048576,  // cuda-anchor, session 8 (anchors with bit 1024; no effect without it):
-                                             // the f16 intermediate in step-major order (select_plan.h, u16_index):
-                                             // each 16-key step's u of the group's heads side by side, so a warp step
-                                             // writes whole 128-byte lines of one contiguous stream per CTA
+  KASCADE_VARIANT_U16_KEY_MAJOR = 1048576,  // cuda-anchor, session 8 (anchors with bit 1024; no effect without it):
+                                            // the f16 intermediate key-major (select_plan.h, u16_index): per 16-key
+                                            // step, each key's u of the group's heads side by side, so a warp step
+                                            // writes whole 128-byte lines of one contiguous stream per CTA and the
+                                            // sparse pass copies a key's scores at once
   KASCADE_VARIANT_PHASE3_PREFETCH = 2097152,  // cuda-anchor, session 8 (anchors with bit 2048): the stream select's
                                               // phase 3 has the pooled scores of its next two steps prefetched into
                                               // L2 (cp.async.bulk.prefetch) while a step waits on its slot atomics

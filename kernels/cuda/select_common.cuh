@@ -97,22 +97,50 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
   __syncthreads();
 }
 
+// Bit 1048576 (the key-major f16 intermediate, GS > 1): S[e] += sum_h u_h(x + e) c[h] over the E keys x .. x + E - 1
+// of one 16-key step (x a multiple of E), read from src (u16_index(bh0, 0, x, ..., true)) as E x GS consecutive f16
+// values, E GS / 8 16-byte loads; heads in the same order as the head-major loops (the same sums).
+template <int GS, int E>
+__device__ __forceinline__ void u16_key_major_pool(const __half* src, const float* c, float (&S)[E]) {
+  static_assert(GS > 1 && GS % 2 == 0 && (E * GS) % 8 == 0, "whole 16-byte loads, head pairs");
+#pragma unroll
+  for (int q = 0; q < E * GS / 8; ++q) {
+    const uint4 w = __ldcs(reinterpret_cast<const uint4*>(src) + q);
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[p]));
+      const int i = q * 8 + p * 2;  // elements i, i + 1: key i / GS, heads i % GS and i % GS + 1
+      S[i / GS] = fmaf(f.x, c[i % GS], S[i / GS]);
+      S[i / GS] = fmaf(f.y, c[i % GS + 1], S[i / GS]);
+    }
+  }
+}
+
 // The stream select's pooling (select_decode.cu's phase 1): the
 // post-softmax, group-pooled scores S[e] of keys x + e (e < 8; x a multiple of 8 below n) of the KV-head row whose
-// query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU; stepMajor:
+// query-head rows start at bh0, from the f16 intermediate (u16: u and m16 in the u16 layout, rows of nU; keyMajor:
 // bit 1048576's order, select_plan.h) or the f32
 // log2-domain logits (rows of n); Mh / iL: the heads' softmax max and 1 / sum. Keys past n (the row's padding) get 0.
 template <int GS>
-__device__ __forceinline__ void stream_pool8(bool u16, bool stepMajor, const __half* u, const float* m16,
+__device__ __forceinline__ void stream_pool8(bool u16, bool keyMajor, const __half* u, const float* m16,
                                              const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                              float (&S)[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) S[e] = 0.f;
-  if (u16) {
+  if (u16 && keyMajor && GS > 1) {  // (at GS = 1 both orders are the same)
+    if constexpr (GS > 1) {
+      float c[GS];
+#pragma unroll
+      for (int h = 0; h < GS; ++h)
+        c[h] = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, true)) - Mh[h] - kU16ScaleLog2) * iL[h];
+      u16_key_major_pool<GS, 8>(u + u16_index(bh0, 0, x, nU, GS, true), c, S);
+    }
+  } else if (u16) {
 #pragma unroll
     for (int h = 0; h < GS; ++h) {
-      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + u16_index(bh0, h, x, nU, GS, stepMajor)));
-      const float c = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, stepMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
+      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + u16_index(bh0, h, x, nU, GS, keyMajor)));
+      const float c = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, keyMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
       const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
@@ -136,11 +164,11 @@ __device__ __forceinline__ void stream_pool8(bool u16, bool stepMajor, const __h
 }
 // stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
 template <int GS>
-__device__ __forceinline__ void stream_pool8_hist(bool u16, bool stepMajor, const __half* u, const float* m16,
+__device__ __forceinline__ void stream_pool8_hist(bool u16, bool keyMajor, const __half* u, const float* m16,
                                                   const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                                   unsigned* sh, float* pr) {
   float S[8];
-  stream_pool8<GS>(u16, stepMajor, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
+  stream_pool8<GS>(u16, keyMajor, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);

@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (x < n) stream_pool8_hist<GS>(u16, a.stepMajor != 0, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
+      if (x < n) stream_pool8_hist<GS>(u16, a.keyMajor != 0, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
@@ -579,7 +579,7 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.splits = splits;
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
-  a.stepMajor = (s.variant & KASCADE_VARIANT_U16_STEP_MAJOR) ? 1 : 0;
+  a.keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) ? 1 : 0;
   a.prefetch3 = (s.variant & KASCADE_VARIANT_PHASE3_PREFETCH) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;

@@ -32,7 +32,7 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
 // The arguments of the stream select's kernel.
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
-  int stepMajor;  // bit 1048576 (with u16): the intermediate in step-major order (select_plan.h, u16_index)
+  int keyMajor;   // bit 1048576 (with u16): the intermediate in key-major order (select_plan.h, u16_index)
   int prefetch3;  // bit 2097152: phase 3 prefetches its next steps' pooled scores into L2
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;

@@ -84,20 +84,22 @@ KASCADE_HD inline size_t u16_m16_offset(size_t rows, int n) { return rows * stat
 KASCADE_HD inline size_t u16_bytes(size_t rows, int n) {
   return u16_m16_offset(rows, n) + rows * static_cast<size_t>(u16_stride(n) / 16) * 4;
 }
-// KASCADE_VARIANT_U16_STEP_MAJOR (cuda-anchor, session 8): the same bytes in step-major order. Per (sequence, KV head)
-// row (its GS query-head rows start at bh0 = (b * kvHeads + j) * GS), each 16-key step holds its GS heads' 16 u
-// values one after the other (GS x 32 bytes: one full 128-byte line at GS = 4), and m16 its GS step maxima (GS
-// floats). A warp step of the scores / layer-0 pass then writes whole lines of one contiguous stream per CTA,
-// where the head-major order (below) puts its GS 32-byte sectors into GS rows nU x 2 bytes apart.
+// KASCADE_VARIANT_U16_KEY_MAJOR (cuda-anchor, session 8): the same bytes in key-major order. Per (sequence, KV head)
+// row (its GS query-head rows start at bh0 = (b * kvHeads + j) * GS), each 16-key step is one block of GS x 16 u
+// values, key by key, the GS heads' values of a key side by side (GS x 2 bytes), and m16 holds the step's GS maxima
+// side by side (GS floats). A warp step of the scores / layer-0 pass then writes whole 128-byte lines (GS = 4) of
+// one contiguous stream per CTA, where the head-major order puts its GS 32-byte sectors into GS rows nU x 2 bytes
+// apart; the anchor's sparse pass reads a selected key's GS values with one copy (and its GS step maxima with
+// another) instead of 2 GS.
 // Element index of u for query head bh0 + h at key x (x < nU), in either order:
-KASCADE_HD inline size_t u16_index(size_t bh0, int h, int x, int nU, int GS, bool stepMajor) {
-  return stepMajor ? bh0 * static_cast<size_t>(nU) + static_cast<size_t>(x >> 4) * (GS * 16) + h * 16 + (x & 15)
-                   : (bh0 + h) * static_cast<size_t>(nU) + x;
+KASCADE_HD inline size_t u16_index(size_t bh0, int h, int x, int nU, int GS, bool keyMajor) {
+  return keyMajor ? bh0 * static_cast<size_t>(nU) + static_cast<size_t>(x >> 4) * (GS * 16) + (x & 15) * GS + h
+                  : (bh0 + h) * static_cast<size_t>(nU) + x;
 }
 // Index of m16 (the step max of key x's 16-key step) for query head bh0 + h, in either order.
-KASCADE_HD inline size_t u16_m16_index(size_t bh0, int h, int x, int nU, int GS, bool stepMajor) {
-  return stepMajor ? bh0 * static_cast<size_t>(nU / 16) + static_cast<size_t>(x >> 4) * GS + h
-                   : (bh0 + h) * static_cast<size_t>(nU / 16) + (x >> 4);
+KASCADE_HD inline size_t u16_m16_index(size_t bh0, int h, int x, int nU, int GS, bool keyMajor) {
+  return keyMajor ? bh0 * static_cast<size_t>(nU / 16) + static_cast<size_t>(x >> 4) * GS + h
+                  : (bh0 + h) * static_cast<size_t>(nU / 16) + (x >> 4);
 }
 // KASCADE_VARIANT_SPARSE_U16: the stream select's list (keys, then their scores) starts here, past u and m16
 // (256-byte aligned), so the anchor's sparse pass still finds the intermediate after the select.

@@ -34,7 +34,7 @@
 #      168124 = 164028 | 4096, 168188 = 168124 | 64). Call C (final): the ops.ts defaults (148, 176, 188, 252, 764,
 #      8252, 32956, 98336, 164028, 168124, 265340, 789628) and the row workers; after C: the ops.ts defaults.
 #      Session 8: the ops.ts defaults, 1838204 = 789628 | 1048576 (bit 1048576 now: the f16 intermediate in
-#      step-major order, select_plan.h u16_index) and 3935356 = 1838204 | 2097152 (the stream select's phase 3
+#      key-major order, select_plan.h u16_index) and 3935356 = 1838204 | 2097152 (the stream select's phase 3
 #      with its next tiles prefetched into L2); cuda-b1's call-A list (/work/prompts/s8/decode-variants-cuda-b1: 98400 /
 #      168188 = 98336 / 168124 | 64, the ws gather as one cluster per row),
 #      DECODE_PARITY_LIMIT

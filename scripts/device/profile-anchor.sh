@@ -8,7 +8,7 @@
 # 4 (session 8) u and m16 stored under the default L2 policy instead of evict-first, 5 (session 8) every store folded
 # into the buffer's first few MB (L2-resident: the stores without their DRAM writes); 1-3 and 5 give wrong selections:
 # timing diagnosis only; session 7's probes 4 and 5 lost and were removed). Session 8's default list compares the
-# anchor default 789628 with 1838204 (the same with bit 1048576: the f16 intermediate step-major) and 3935356 (and
+# anchor default 789628 with 1838204 (the same with bit 1048576: the f16 intermediate key-major) and 3935356 (and
 # bit 2097152: phase 3 of the stream select with its next tiles prefetched into L2), and adds the stream select
 # (stream_select_kernel) to the profiled kernels.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves

@@ -1,5 +1,5 @@
 // The f16 intermediate's two orders (kernels/cuda/select_plan.h: u16_index / u16_m16_index; head-major, and the
-// step-major order of variant bit 1048576): the real header compiled with the host C++ compiler, every index
+// key-major order of variant bit 1048576): the real header compiled with the host C++ compiler, every index
 // of a few rows enumerated, checked to be a bijection onto the same buffer, with the contiguity the kernels'
 // loads and stores rely on.
 import { dirname, resolve } from 'node:path';
@@ -9,8 +9,10 @@ import { hostCompiler, runHostDriver } from './host-cpp.js';
 
 const header = resolve(dirname(fileURLToPath(import.meta.url)), '../../../kernels/cuda/select_plan.h');
 
-// Per (order, GS, n): u indices [count, distinct, min, max], the 8-key groups whose 8 indices run consecutively,
-// the 16-key steps whose GS x 16 entries fill one consecutive block, and the same bijection figures for m16.
+// Per (order, GS, n): the u slots of the buffer, indices out of range, slots hit exactly once, the 8-key groups
+// whose indices run consecutively (per head: head-major readers; all GS heads key by key: key-major readers), the
+// 16-key steps whose GS x 16 entries fill one block, the same bijection figures for m16, and (key-major) the keys
+// whose GS step maxima are adjacent.
 const driver = `
 #include <cstdio>
 #include <vector>
@@ -26,7 +28,7 @@ int main() {
         const int nU = u16_stride(n);
         const size_t total = static_cast<size_t>(kvRows) * GS * nU, mTotal = total / 16;
         std::vector<int> seen(total, 0), mSeen(mTotal, 0);
-        long long bad = 0, mBad = 0, groups8 = 0, steps = 0;
+        long long bad = 0, mBad = 0, groups8 = 0, steps = 0, mAdj = 0;
         for (int r = 0; r < kvRows; ++r) {
           const size_t bh0 = static_cast<size_t>(r) * GS;
           for (int h = 0; h < GS; ++h)
@@ -39,10 +41,23 @@ int main() {
                 for (int e = 1; e < 16; ++e)
                   if (u16_m16_index(bh0, h, x + e, nU, GS, order == 1) != m) ++mBad;
               }
-              if (x % 8 == 0) {
+              if (x % 8 == 0 && order == 0) {
                 bool run = true;
-                for (int e = 1; e < 8; ++e) run = run && u16_index(bh0, h, x + e, nU, GS, order == 1) == i + e;
+                for (int e = 1; e < 8; ++e) run = run && u16_index(bh0, h, x + e, nU, GS, false) == i + e;
                 groups8 += run ? 1 : 0;
+              }
+              if (x % 8 == 0 && order == 1 && h == 0) {
+                bool run = true;
+                for (int e = 0; e < 8; ++e)
+                  for (int g = 0; g < GS; ++g)
+                    run = run && u16_index(bh0, g, x + e, nU, GS, true) == i + e * GS + g;
+                groups8 += run ? 1 : 0;
+              }
+              if (order == 1 && h == 0) {
+                bool adj = true;
+                for (int g = 1; g < GS; ++g)
+                  adj = adj && u16_m16_index(bh0, g, x, nU, GS, true) == u16_m16_index(bh0, 0, x, nU, GS, true) + g;
+                mAdj += adj ? 1 : 0;
               }
             }
           for (int x = 0; x < nU; x += 16) {
@@ -50,15 +65,16 @@ int main() {
             bool block = true;
             for (int h = 0; h < GS; ++h)
               for (int e = 0; e < 16; ++e)
-                block = block && u16_index(bh0, h, x + e, nU, GS, order == 1) == first + h * 16 + e;
+                block = block && u16_index(bh0, h, x + e, nU, GS, order == 1) >= first &&
+                        u16_index(bh0, h, x + e, nU, GS, order == 1) < first + GS * 16;
             steps += block ? 1 : 0;
           }
         }
         long long once = 0, mOnce = 0;
         for (int c : seen) once += c == 1 ? 1 : 0;
         for (int c : mSeen) mOnce += c == 1 ? 1 : 0;
-        std::printf("%d %d %d %zu %lld %lld %lld %lld %zu %lld %lld\\n", order, GS, n, total, bad, once, groups8, steps,
-                    mTotal, mBad, mOnce);
+        std::printf("%d %d %d %zu %lld %lld %lld %lld %zu %lld %lld %lld\\n", order, GS, n, total, bad, once, groups8, steps,
+                    mTotal, mBad, mOnce, mAdj);
       }
   std::printf("probe %zu %zu %zu %zu\\n", u16_index(8, 2, 37, 48, 4, true), u16_m16_index(8, 2, 37, 48, 4, true),
               u16_index(8, 2, 37, 48, 4, false), u16_m16_index(8, 2, 37, 48, 4, false));
@@ -67,7 +83,7 @@ int main() {
 `;
 
 interface Case {
-  stepMajor: boolean;
+  keyMajor: boolean;
   gs: number;
   n: number;
   total: number;
@@ -78,6 +94,7 @@ interface Case {
   mTotal: number;
   mBad: number;
   mOnce: number;
+  mAdj: number;
 }
 
 let cases: Case[] = [];
@@ -88,11 +105,11 @@ beforeAll(() => {
   const lines = runHostDriver('select_plan.h (u16 orders)', driver).trim().split('\n');
   probe = (lines.pop() ?? '').split(' ').slice(1).map(Number);
   cases = lines.map((line) => {
-    const [order, gs, n, total, bad, once, groups8, steps, mTotal, mBad, mOnce] = line
+    const [order, gs, n, total, bad, once, groups8, steps, mTotal, mBad, mOnce, mAdj] = line
       .split(' ')
       .map(Number) as number[];
     return {
-      stepMajor: order === 1,
+      keyMajor: order === 1,
       gs: gs as number,
       n: n as number,
       total: total as number,
@@ -103,6 +120,7 @@ beforeAll(() => {
       mTotal: mTotal as number,
       mBad: mBad as number,
       mOnce: mOnce as number,
+      mAdj: mAdj as number,
     };
   });
 });
@@ -124,20 +142,23 @@ describe.skipIf(!hostCompiler)(
       }
     });
 
-    it("keeps 8-key groups consecutive (the readers' 16-byte loads) and, step-major, each step one block", () => {
+    it("keeps the readers' 8-key groups consecutive and, key-major, each step one block", () => {
       for (const c of cases) {
         const at = JSON.stringify(c);
         const nU = Math.ceil(c.n / 16) * 16;
-        expect(c.groups8, at).toBe((3 * c.gs * nU) / 8);
+        // Head-major: each head's 8 keys; key-major: the 8 keys' GS heads, key by key (one group per 8 keys).
+        expect(c.groups8, at).toBe(c.keyMajor ? (3 * nU) / 8 : (3 * c.gs * nU) / 8);
         // Head-major: a step's heads are nU apart, one block per step only at GS = 1 or a one-step row (nU = 16).
-        expect(c.steps, at).toBe(c.stepMajor || c.gs === 1 || nU === 16 ? (3 * nU) / 16 : 0);
+        expect(c.steps, at).toBe(c.keyMajor || c.gs === 1 || nU === 16 ? (3 * nU) / 16 : 0);
+        // Key-major: every key's GS step maxima side by side (the sparse pass's 16-byte copies).
+        expect(c.mAdj, at).toBe(c.keyMajor ? 3 * nU : 0);
       }
     });
 
     it('places a worked example where the layout comment says', () => {
       // Query head 8 + 2 of a row with GS 4, key 37 (step 2, offset 5), nU 48.
       expect(probe).toEqual([
-        8 * 48 + 2 * 64 + 2 * 16 + 5,
+        8 * 48 + 2 * 64 + 5 * 4 + 2,
         8 * 3 + 2 * 4 + 2,
         (8 + 2) * 48 + 37,
         (8 + 2) * 3 + 2,
