@@ -210,14 +210,17 @@ __device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles
   }
 }
 
-// The stream select's classification step (phase 3): pooled scores v[8 u + e] of keys xt + u kStreamTile + e
-// (u < tiles2, key < n); a key whose first digit (bits 30..19) is above binHi goes to o, one in [binLo, binHi]
-// to the list (key cl, score cv). Slots: one atomic per warp on *cntA / *cntC (global or shared memory), in
-// lane order within the warp. All 32 lanes of the warp call it.
-__device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
-                                                  unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  unsigned mA = 0u, mC = 0u;  // bit 8 u + e: key xt + u kStreamTile + e
+// The stream select's classification (phase 3) of pooled scores v[8 u + e] of keys xt + u kStreamTile + e
+// (u < tiles2, key < n): bit 8 u + e of mA when the key's first digit (bits 30..19) is above binHi (it goes to the
+// output), of mC when it is in [binLo, binHi] (to the list); ia / ic: the warp's inclusive scans of the lanes'
+// counts (lane 31: the warp's totals). All 32 lanes of the warp call it.
+struct StreamClass16 {
+  unsigned mA, mC;
+  int ia, ic;
+};
+__device__ __forceinline__ StreamClass16 stream_class16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
+                                                        unsigned binHi) {
+  StreamClass16 c{0u, 0u, 0, 0};
 #pragma unroll
   for (int u = 0; u < 2; ++u) {
     const int x = xt + u * kStreamTile;
@@ -225,38 +228,97 @@ __device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, 
     for (int e = 0; e < 8; ++e) {
       const unsigned d = __float_as_uint(v[8 * u + e]) >> 19;
       if (u < tiles2 && x + e < n) {
-        if (d > binHi) mA |= 1u << (8 * u + e);
-        else if (d >= binLo) mC |= 1u << (8 * u + e);
+        if (d > binHi) c.mA |= 1u << (8 * u + e);
+        else if (d >= binLo) c.mC |= 1u << (8 * u + e);
       }
     }
   }
-  const int ca = __popc(mA), cc = __popc(mC);
-  int ia = ca, ic = cc;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const int ya = __shfl_up_sync(0xffffffffu, ia, off);
-    const int yc = __shfl_up_sync(0xffffffffu, ic, off);
-    if (lane >= off) {
-      ia += ya;
-      ic += yc;
-    }
-  }
-  int baseA = 0, baseC = 0;
-  if (lane == 31) {
-    if (ia > 0) baseA = atomicAdd(cntA, ia);
-    if (ic > 0) baseC = atomicAdd(cntC, ic);
-  }
-  baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - ca;
-  baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - cc;
+  c.ia = warp_inclusive_sum(__popc(c.mA));
+  c.ic = warp_inclusive_sum(__popc(c.mC));
+  return c;
+}
+// The classified keys written from the warp's slot bases baseA (output o) and baseC (list: keys cl, scores cv), in
+// lane order (lane 31's bases broadcast; all 32 lanes call it).
+__device__ __forceinline__ void stream_emit16(const StreamClass16& c, const float (&v)[16], int xt, int baseA, int* o,
+                                              int baseC, int* cl, float* cv) {
+  baseA = __shfl_sync(0xffffffffu, baseA, 31) + c.ia - __popc(c.mA);
+  baseC = __shfl_sync(0xffffffffu, baseC, 31) + c.ic - __popc(c.mC);
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
     const int x = xt + (i >> 3) * kStreamTile + (i & 7);
-    if (mA & (1u << i)) o[baseA++] = x;
-    if (mC & (1u << i)) {
+    if (c.mA & (1u << i)) o[baseA++] = x;
+    if (c.mC & (1u << i)) {
       cl[baseC] = x;
       cv[baseC++] = v[i];
     }
   }
+}
+// The classification step: slots from one atomic per warp and list on the row's global counters *cntA / *cntC.
+__device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
+                                                  unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
+  const StreamClass16 c = stream_class16(v, xt, tiles2, n, binLo, binHi);
+  int baseA = 0, baseC = 0;
+  if ((threadIdx.x & 31) == 31) {
+    if (c.ia > 0) baseA = atomicAdd(cntA, c.ia);
+    if (c.ic > 0) baseC = atomicAdd(cntC, c.ic);
+  }
+  stream_emit16(c, v, xt, baseA, o, baseC, cl, cv);
+}
+// Bit 4194304: slots in the CTA's shared staging lists first (sA: capA keys; sCk / sCv: capC keys and scores;
+// counters *nA / *nC claimed by compare-and-swap, never past the capacity); a warp whose keys do not fit there
+// takes global slots (*cntA / *cntC) and writes o / cl / cv directly. stream_flush_staged moves the staged keys out.
+__device__ __forceinline__ int stream_claim(int* counter, int want, int cap) {
+  int old = *reinterpret_cast<volatile int*>(counter);
+  while (old + want <= cap) {
+    const int seen = atomicCAS(counter, old, old + want);
+    if (seen == old) return old;
+    old = seen;
+  }
+  return -1;
+}
+__device__ __forceinline__ void stream_classify16_staged(const float (&v)[16], int xt, int tiles2, int n,
+                                                         unsigned binLo, unsigned binHi, int* nA, int* nC, int* sA,
+                                                         int* sCk, float* sCv, int capA, int capC, int* cntA, int* cntC,
+                                                         int* o, int* cl, float* cv) {
+  const StreamClass16 c = stream_class16(v, xt, tiles2, n, binLo, binHi);
+  int baseA = 0, baseC = 0, localA = 1, localC = 1;
+  if ((threadIdx.x & 31) == 31) {
+    if (c.ia > 0 && (baseA = stream_claim(nA, c.ia, capA)) < 0) {
+      localA = 0;
+      baseA = atomicAdd(cntA, c.ia);
+    }
+    if (c.ic > 0 && (baseC = stream_claim(nC, c.ic, capC)) < 0) {
+      localC = 0;
+      baseC = atomicAdd(cntC, c.ic);
+    }
+  }
+  localA = __shfl_sync(0xffffffffu, localA, 31);
+  localC = __shfl_sync(0xffffffffu, localC, 31);
+  stream_emit16(c, v, xt, baseA, localA ? sA : o, baseC, localC ? sCk : cl, localC ? sCv : cv);
+}
+// The CTA's staged keys (counts *nA / *nC) appended to the row's output and list through one global atomic each,
+// the counters zeroed. All threads of the CTA (NT) call it; base: 2 shared ints.
+template <int NT>
+__device__ __forceinline__ void stream_flush_staged(int* nA, int* nC, const int* sA, const int* sCk, const float* sCv,
+                                                    int* cntA, int* cntC, int* o, int* cl, float* cv, int* base) {
+  __syncthreads();  // every warp's staged writes and claims are done
+  const int a = *nA, c = *nC;
+  if (threadIdx.x == 0) {
+    base[0] = a > 0 ? atomicAdd(cntA, a) : 0;
+    base[1] = c > 0 ? atomicAdd(cntC, c) : 0;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < a; i += NT) o[base[0] + i] = sA[i];
+  for (int i = threadIdx.x; i < c; i += NT) {
+    cl[base[1] + i] = sCk[i];
+    cv[base[1] + i] = sCv[i];
+  }
+  __syncthreads();  // all have read the counts and the staged keys
+  if (threadIdx.x == 0) {
+    *nA = 0;
+    *nC = 0;
+  }
+  __syncthreads();
 }
 
 // The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose

@@ -21,6 +21,7 @@
 // faster in the third session's call C and is the one every default names.)
 #include <cooperative_groups.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -431,6 +432,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2];
   __shared__ int cnt[3];
+  __shared__ int flushBase[2];
   const int tid = threadIdx.x;
   const int n = a.n, nU = a.nU, G = a.kvHeads, H = a.heads, k = a.topk;
   const long long P = gridDim.x;
@@ -499,7 +501,18 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   grid_barrier(g_stream_barrier);
   STREAM_TRACE(3);
 
-  // Phase 3.
+  // Phase 3. Bit 4194304: the output and list slots come from shared counters over staging lists in `cache` (free
+  // until phase 4), flushed to the row's global lists every kStage3Steps steps and at each row segment's end: one
+  // global atomic per list and flush instead of one per warp and step (a warp's step waited for its loads, then for
+  // its atomic's reply, before the next step's loads). A warp whose keys do not fit takes global slots directly.
+  const bool staged = a.staged3 != 0;
+  int* const sA = reinterpret_cast<int*>(cache);
+  int* const sCk = sA + kStage3A;
+  float* const sCv = cache + kStage3A + kStage3C;
+  if (staged) {
+    if (tid == 0) cnt[0] = cnt[1] = 0;
+    __syncthreads();
+  }
   for (long long t = t0; t < t1;) {
     const long long row = t / a.tiles;
     const long long tEnd = min(t1, (row + 1) * a.tiles);
@@ -521,7 +534,14 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
       float v[16];
       stream_load16(pr, xt, tiles2, n, v);
-      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+      if (!staged) {
+        stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+        continue;
+      }
+      stream_classify16_staged(v, xt, tiles2, n, binLo, binHi, &cnt[0], &cnt[1], sA, sCk, sCv, a.stage3CapA,
+                               a.stage3CapC, st + 2, st + 3, o, cl, cv);
+      if (t + 2 >= tEnd || ((t - t0) / 2) % kStage3Steps == kStage3Steps - 1)
+        stream_flush_staged<kStreamThreads>(&cnt[0], &cnt[1], sA, sCk, sCv, st + 2, st + 3, o, cl, cv, flushBase);
     }
     t = tEnd;
   }
@@ -581,6 +601,18 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) ? 1 : 0;
   a.prefetch3 = (s.variant & KASCADE_VARIANT_PHASE3_PREFETCH) ? 1 : 0;
+  a.staged3 = (s.variant & KASCADE_VARIANT_PHASE3_STAGED) ? 1 : 0;
+  a.stage3CapA = kStage3A;
+  a.stage3CapC = kStage3C;
+  // Test hook (the device check only): KASCADE_DEBUG_STAGE3_CAP=c cuts both staging lists to c keys, so that small
+  // cases take the overflow path (global slots) as well.
+  if (const char* e = std::getenv("KASCADE_DEBUG_STAGE3_CAP")) {
+    const int c = std::atoi(e);
+    if (c > 0) {
+      a.stage3CapA = std::min(c, kStage3A);
+      a.stage3CapC = std::min(c, kStage3C);
+    }
+  }
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;

@@ -448,7 +448,7 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
       });
     });
 
-    guard('anchor', () => {
+    const checkAnchor = (op: string) => {
       out.fill(0xff);
       selT.fill(0xff);
       anchorDecode(batch, k, { out, selection });
@@ -474,7 +474,7 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
         : { relErr: Number.NaN, naiveRelErr: Number.NaN, nan: false };
       const o = sel.pass ? judgeOut(e) : { pass: false };
       push({
-        op: 'anchor',
+        op,
         ...vbase,
         k,
         relErr: e.relErr,
@@ -487,7 +487,19 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
           ? {}
           : { why: ['why' in o ? o.why : undefined, sel.why, tie].filter(Boolean).join('; ') }),
       });
-    });
+    };
+    guard('anchor', () => checkAnchor('anchor'));
+    // Bit 4194304 (the stream select's phase 3 through shared staging lists): once more with the lists cut to 40
+    // keys (KASCADE_DEBUG_STAGE3_CAP, read at each call), so that the warps that overflow them take global slots.
+    if (variant & 4194304)
+      guard('anchorStage40', () => {
+        process.env.KASCADE_DEBUG_STAGE3_CAP = '40';
+        try {
+          checkAnchor('anchorStage40');
+        } finally {
+          delete process.env.KASCADE_DEBUG_STAGE3_CAP;
+        }
+      });
 
     guard('reuse', () => {
       out.fill(0xff);
