@@ -1,17 +1,20 @@
 // Measuring aids for the decode benchmarks (no attention math): what the memory system gives a
-// WGSL kernel that only reads the K/V rows a reuse layer gathers, so that the reuse kernel's time
-// can be split into the gather itself and everything else (`webgpu-decode --probe`).
+// WGSL kernel that only reads the K/V rows a reuse layer gathers (or every row, as dense and the
+// anchors' scores pass read them), so that an op's time can be split into the reading itself and
+// everything else (`webgpu-decode --probe`).
 //
-// gather_rows: teams of TW = 16 lanes read whole 256-byte rows (head dim 128, f16 packed in u32:
-// 16 pieces of 16 bytes), adjacent lanes on adjacent pieces, U rows per team step with every load
-// of a step issued before any is used; the values are folded with XOR into one word per lane,
-// written only if it equals a value it practically never takes (so the loads cannot be dropped).
+// gather_rows: teams of TW lanes read whole 256-byte rows (head dim 128, f16 packed in u32: TW pieces
+// `KP` of 256 / TW bytes, 16 (vec4<u32>) or 8 (vec2<u32>)), adjacent lanes on adjacent pieces, U rows
+// per team step with every load of a step issued before any is used; the values are folded with XOR
+// into one word per lane (through `kp4`, so every word of a piece counts), written only if it equals a
+// value it practically never takes (so the loads cannot be dropped).
 //
 // Layout: sel `[rows, kStride]` u32 key indices (INDEXED) or none (key c is row c: a contiguous
-// read); K, V `[rows, capacity, 16]` vec4<u32>. Dispatch `(splits, rows)` workgroups of WG
-// invocations; workgroup `split` reads keys `[split * span, min(k, (split + 1) * span))`.
+// read); K, V `[rows, capacity, TW]` KP. Dispatch `(splits, rows)` workgroups of WG invocations;
+// workgroup `split` reads keys `[split * span, min(k, (split + 1) * span))`.
 //
-// Prepended by the host: `const WG, U`, the flags `INDEXED`, `READ_V` (gather_rows; spin needs none).
+// Prepended by the host: `const WG, U, TW, PV`, the piece type `KP` with `kp4`, the flags `INDEXED`,
+// `READ_V` (gather_rows; spin needs none).
 
 struct Params {
   k: u32,          // keys per row to read (0: the dispatch alone)
@@ -22,12 +25,15 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> sel: array<u32>;
-@group(0) @binding(2) var<storage, read> kbuf: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> vbuf: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> kbuf: array<KP>;
+@group(0) @binding(3) var<storage, read> vbuf: array<KP>;
 @group(0) @binding(4) var<storage, read_write> sink: array<u32>;
 
-const TW: u32 = 16u;
 const NT: u32 = WG / TW;
+
+fn fold(e: KP) -> vec4<u32> {
+  return bitcast<vec4<u32>>(kp4(e, 0u)) ^ bitcast<vec4<u32>>(kp4(e, PV - 1u));
+}
 
 @compute @workgroup_size(WG)
 fn gather_rows(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -38,8 +44,8 @@ fn gather_rows(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
   let end = min(start + P.span, P.k);
   var acc = vec4<u32>(0u);
   for (var c0 = start + tm * U; c0 < end; c0 += NT * U) {
-    var kp: array<vec4<u32>, U>;
-    var vp: array<vec4<u32>, U>;
+    var kp: array<KP, U>;
+    var vp: array<KP, U>;
     for (var u = 0u; u < U; u++) {
       var x = min(c0 + u, end - 1u);
       if (INDEXED) {
@@ -52,9 +58,9 @@ fn gather_rows(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
       }
     }
     for (var u = 0u; u < U; u++) {
-      acc ^= kp[u];
+      acc ^= fold(kp[u]);
       if (READ_V) {
-        acc ^= vp[u];
+        acc ^= fold(vp[u]);
       }
     }
   }

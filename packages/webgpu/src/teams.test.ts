@@ -298,6 +298,17 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
         keysPerStep: 17,
       }),
     ).toThrow(/keysPerStep must be an integer in 1..16/);
+    expect(() =>
+      encodeDecode(gpu, {} as GPUComputePassEncoder, {
+        role: 'dense',
+        heads: H,
+        q,
+        kv,
+        n,
+        out,
+        stepsPerLoad: 5,
+      }),
+    ).toThrow(/stepsPerLoad must be an integer in 1..4/);
     destroyDeviceKV(kv);
     for (const b of [q, out, slot.indices]) b.destroy();
   });
@@ -392,6 +403,9 @@ describe.skipIf(!probe.context)(
       // keysPerStep x group = the team width on this device (SwiftShader: subgroups of 4).
       { transposedReduce: true, keysPerStep: 1, prefetchIndices: true },
       { prefetchIndices: true, pieceBytes: 8 as const, minStepsPerSplit: 5 },
+      // The loads of several team steps issued together (the math then one step after the other).
+      { stepsPerLoad: 2, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
+      { stepsPerLoad: 3, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -448,6 +462,7 @@ describe.skipIf(!probe.context)(
       const keys = gpu.pipelineKeys;
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
+      if ('stepsPerLoad' in opts) expect(keys.some((k) => k.includes(`,R=${opts.stepsPerLoad},`))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

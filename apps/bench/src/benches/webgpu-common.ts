@@ -92,7 +92,12 @@ export class ClockGuard {
 
   private async spinUs(): Promise<number> {
     const gpu = this.gpu;
-    const p = gpu.pipeline('probe', 'spin', { WG: 128, U: 1, INDEXED: false, READ_V: false }, SPIN_BINDINGS);
+    const p = gpu.pipeline(
+      'probe',
+      'spin',
+      { WG: 128, U: 1, TW: 16, PV: 2, KP: 'f16', INDEXED: false, READ_V: false },
+      SPIN_BINDINGS,
+    );
     const sink = gpu.scratchBuffer('probe.sink', 256);
     const { samplesUs } = await timeGPU(
       gpu,

@@ -89,6 +89,7 @@ type Tuning = Pick<
   DecodeArgs,
   | 'targetWorkgroups'
   | 'keysPerStep'
+  | 'stepsPerLoad'
   | 'minStepsPerSplit'
   | 'prefetchIndices'
   | 'pieceBytes'
@@ -120,6 +121,9 @@ const PARITY_OPTIONS: Tuning[] = [
   { subgroupTeamMerge: false },
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
+  { stepsPerLoad: 2 },
+  { streamPass: { stepsPerLoad: 2 } },
+  { transposedReduce: true, pieceBytes: 8, stepsPerLoad: 2 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -146,13 +150,23 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // 46-47 us), workgroups of one team for the gathers, the streaming passes and dense, teams_combine
   // (all removed); the folded select at batch 8.
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then.
-  reuse: [],
-  anchor: alternate(2, {}, CLASSIC),
-  'dense-anchor': alternate(2, {}, CLASSIC),
-  dense: [],
+  // Session 8, call A: the loads of two team steps in flight together (stepsPerLoad 2), per role;
+  // for the reuse also on twice the workgroups of one such step each, and the transposed reduction
+  // (slower in session 4, 51.7 against 46.9 us, before teams_merge and the index prefetch).
+  reuse: alternate(
+    2,
+    {},
+    { stepsPerLoad: 2 },
+    { stepsPerLoad: 2, minStepsPerSplit: 1, targetWorkgroups: 1024 },
+    { transposedReduce: true },
+    { transposedReduce: true, stepsPerLoad: 2 },
+  ),
+  anchor: alternate(2, {}, { streamPass: { stepsPerLoad: 2 } }),
+  'dense-anchor': alternate(2, {}, { streamPass: { stepsPerLoad: 2 } }),
+  dense: alternate(2, {}, { stepsPerLoad: 2 }),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
-const ONE_PASS_REUSE_OPTIONS: Tuning = SGM;
+const ONE_PASS_REUSE_OPTIONS: Tuning = { stepsPerLoad: 2 };
 
 const bench: Bench = {
   name: 'webgpu-decode',

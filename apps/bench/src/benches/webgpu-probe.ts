@@ -59,6 +59,8 @@ type Options = Pick<
   | 'subgroupTeamMerge'
   | 'untilStage'
   | 'selectSchedule'
+  | 'stepsPerLoad'
+  | 'streamPass'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -89,6 +91,8 @@ export function encodeGatherRows(
     keysPerStep: number;
     readV: boolean;
     workgroupSize?: number;
+    /** Bytes a lane loads per piece of a row: 16 (teams of 16 lanes, the default) or 8 (32 lanes). */
+    pieceBytes?: 8 | 16;
   },
 ): void {
   if (a.kv.headDim !== 128 || a.kv.dtype !== 'f16' || a.kv.parts.length !== 1) {
@@ -99,7 +103,15 @@ export function encodeGatherRows(
   const p = gpu.pipeline(
     'probe',
     'gather_rows',
-    { WG: a.workgroupSize ?? 128, U: a.keysPerStep, INDEXED: a.sel !== null, READ_V: a.readV },
+    {
+      WG: a.workgroupSize ?? 128,
+      U: a.keysPerStep,
+      TW: 256 / (a.pieceBytes ?? 16),
+      PV: a.pieceBytes === 8 ? 1 : 2,
+      KP: a.pieceBytes === 8 ? 'f16x4' : 'f16',
+      INDEXED: a.sel !== null,
+      READ_V: a.readV,
+    },
     GATHER_BINDINGS,
   );
   const params = new Uint32Array([a.k, a.kv.capacity, span, a.kStride]);
@@ -263,6 +275,22 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         }
       }
     }
+    // The reuse default's grid (59 workgroups per row at 128k) with one team step per workgroup (32
+    // keys on the H200: 4 teams of 8), whole and its split pass alone: the fixed cost of a workgroup
+    // against the empty grid's (section 1) and the 7 steps of the full k.
+    const oneStep = Math.min(k, 59 * 32);
+    for (const [what, o] of [
+      ['defaults, one step per workgroup', { minStepsPerSplit: 1 }],
+      ['split pass alone, one step per workgroup', { ...SPLIT_ONLY, minStepsPerSplit: 1 }],
+    ] as const) {
+      probeSlot.k = oneStep;
+      const s = await timeOp(gpu, ctx, `probe: reuse ${what} k=${oneStep}`, (pass) => reuse(pass, o), flush);
+      push('probe-reuse', `${what}, anchor indices, k ${oneStep}`, s, {
+        k: oneStep,
+        options: JSON.stringify(o),
+        gbPerS: Math.round((rowsN * oneStep * rowBytes) / (s.median * 1e3)),
+      });
+    }
     probeSlot.k = k;
     for (const set of ['contiguous', 'shuffled'] as const) {
       useSet(set);
@@ -338,27 +366,33 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         perOpUs: round(s.median / count),
       });
     }
-    // 3. The same rows read by a kernel that does nothing else.
+    // 3. The same rows read by a kernel that does nothing else: by load width (16-byte pieces, teams
+    //    of 16 lanes, or 8-byte pieces, teams of 32 lanes: the reuse default's), keys per team step,
+    //    workgroups, K only; session 7's index-pattern rows (contiguous and shuffled within 3%) dropped.
+    //    Then every row read in order (`stream`: what dense and the anchors' scores pass read) in the
+    //    grids of dense (1024 workgroups, 8-byte pieces, 8 keys per step) and of the scores pass (4096, K only).
     const gatherRuns: {
-      sel: 'anchor' | 'contiguous' | 'shuffled';
+      sel: 'anchor' | 'none';
       U: number;
       splits: number;
       readV: boolean;
+      pieceBytes: 8 | 16;
     }[] = [
-      { sel: 'anchor', U: 1, splits: 59, readV: true },
-      { sel: 'anchor', U: 4, splits: 59, readV: true },
-      { sel: 'anchor', U: 8, splits: 59, readV: true },
-      { sel: 'anchor', U: 4, splits: 16, readV: true },
-      { sel: 'anchor', U: 4, splits: 256, readV: true },
-      { sel: 'anchor', U: 4, splits: 1024, readV: true },
-      { sel: 'anchor', U: 8, splits: 256, readV: true },
-      { sel: 'anchor', U: 4, splits: 59, readV: false },
-      { sel: 'contiguous', U: 4, splits: 59, readV: true },
-      { sel: 'contiguous', U: 4, splits: 256, readV: true },
-      { sel: 'shuffled', U: 4, splits: 256, readV: true },
+      { sel: 'anchor', U: 4, splits: 59, readV: true, pieceBytes: 16 },
+      { sel: 'anchor', U: 8, splits: 59, readV: true, pieceBytes: 8 },
+      { sel: 'anchor', U: 4, splits: 59, readV: true, pieceBytes: 8 },
+      { sel: 'anchor', U: 4, splits: 256, readV: true, pieceBytes: 16 },
+      { sel: 'anchor', U: 8, splits: 256, readV: true, pieceBytes: 8 },
+      { sel: 'anchor', U: 4, splits: 59, readV: false, pieceBytes: 16 },
+      { sel: 'none', U: 8, splits: 128, readV: true, pieceBytes: 8 },
+      { sel: 'none', U: 4, splits: 256, readV: true, pieceBytes: 16 },
+      { sel: 'none', U: 8, splits: 512, readV: false, pieceBytes: 8 },
+      { sel: 'none', U: 4, splits: 512, readV: false, pieceBytes: 16 },
+      { sel: 'none', U: 16, splits: 512, readV: false, pieceBytes: 8 },
     ];
     for (const g of gatherRuns) {
-      useSet(g.sel);
+      if (g.sel === 'anchor') useSet('anchor');
+      const keys = g.sel === 'none' ? n : k;
       const s = await timeOp(
         gpu,
         ctx,
@@ -366,25 +400,28 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         (pass) =>
           encodeGatherRows(gpu, pass, {
             kv,
-            sel: probeSlot.indices,
+            sel: g.sel === 'none' ? null : probeSlot.indices,
             kStride: slot.kStride,
-            k,
+            k: keys,
             splits: g.splits,
             keysPerStep: g.U,
             readV: g.readV,
+            pieceBytes: g.pieceBytes,
           }),
         flush,
       );
-      push('probe-gather', `gather only, ${g.sel} indices${g.readV ? '' : ', K only'}`, s, {
+      const what = g.sel === 'none' ? `stream read, every row (k ${keys})` : 'gather only, anchor indices';
+      push('probe-gather', `${what}${g.readV ? '' : ', K only'}, ${g.pieceBytes}-byte pieces`, s, {
+        k: keys,
         keysPerStep: g.U,
         workgroups: g.splits * rowsN,
-        gbPerS: Math.round((rowsN * k * rowBytes * (g.readV ? 1 : 0.5)) / (s.median * 1e3)),
+        gbPerS: Math.round((rowsN * keys * rowBytes * (g.readV ? 1 : 0.5)) / (s.median * 1e3)),
       });
     }
     // The gather alone with the reuse default's shape at 128k batch 1 (224 keys per workgroup, 4 teams
-    // of 8 keys per step: 7 steps), by k: the per-step cost without the attention math.
+    // of 32 lanes, 8-byte pieces, 8 keys per step: 7 steps), by k: the per-step cost without the math.
     useSet('anchor');
-    for (const kk of [...[64, 1024, 4096].filter((x) => x < k), k]) {
+    for (const kk of [...[64, 1024].filter((x) => x < k), k]) {
       const splits = Math.ceil(kk / 224);
       const s = await timeOp(
         gpu,
@@ -399,38 +436,15 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
             splits,
             keysPerStep: 8,
             readV: true,
-            workgroupSize: 64,
+            pieceBytes: 8,
           }),
         flush,
       );
-      push('probe-gather', `gather only, reuse-default shape (64 invocations, 8 keys per step), k ${kk}`, s, {
+      push('probe-gather', `gather only, reuse-default shape (128 invocations, 8-byte pieces), k ${kk}`, s, {
         k: kk,
         keysPerStep: 8,
         workgroups: splits * rowsN,
         gbPerS: Math.round((rowsN * kk * rowBytes) / (s.median * 1e3)),
-      });
-    }
-    {
-      const s = await timeOp(
-        gpu,
-        ctx,
-        'probe: contiguous read of the same bytes (no indices)',
-        (pass) =>
-          encodeGatherRows(gpu, pass, {
-            kv,
-            sel: null,
-            kStride: slot.kStride,
-            k,
-            splits: 256,
-            keysPerStep: 4,
-            readV: true,
-          }),
-        flush,
-      );
-      push('probe-gather', 'read only, rows 0..k-1, no index loads', s, {
-        keysPerStep: 4,
-        workgroups: 256 * rowsN,
-        gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
       });
     }
     // 4. The anchors' stages: the streaming pass alone, + pooling, + Top-k, the whole op.
@@ -466,11 +480,25 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         );
       }
     }
-    // The anchors' streaming pass alone under the team kernel's options (its own defaults, apart from
-    // the sparse pass that the anchor sweep's options also change).
-    // The streaming pass without the merge of its splits (the grid moved it by < 3% in session 6: 2048 and
-    // 8192 workgroups; workgroups of one team were slower in session 7).
-    const streamOptions: Options[] = [SPLIT_ONLY];
+    // Dense's split pass alone (its stream against the stream reads of section 3), and with the loads
+    // of two team steps in flight together.
+    for (const o of [SPLIT_ONLY, { ...SPLIT_ONLY, stepsPerLoad: 2 }]) {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: dense ${JSON.stringify(o)}`,
+        (pass) => encodeDecode(gpu, pass, decodeCall(inputs, 'dense', o)),
+        flush,
+      );
+      push('probe-stages', 'dense until split', s, { options: JSON.stringify(o) });
+    }
+    // The anchors' streaming pass alone (without the merge of its splits) under team-kernel options:
+    // the loads of two team steps in flight together (the scores pass reads K only, so a step of 8
+    // keys has half the bytes of dense's in flight), at its 4096 workgroups and at 2048.
+    const streamOptions: Options[] = [
+      { ...SPLIT_ONLY, streamPass: { stepsPerLoad: 2 } },
+      { ...SPLIT_ONLY, streamPass: { stepsPerLoad: 2, targetWorkgroups: 2048 } },
+    ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {
         const s = await timeOp(
