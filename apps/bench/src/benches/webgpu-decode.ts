@@ -124,6 +124,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { stepsPerLoad: 2 },
   { streamPass: { stepsPerLoad: 2 } },
   { transposedReduce: true, pieceBytes: 8, stepsPerLoad: 2 },
+  { transposedReduce: true, pieceBytes: 16, keysPerStep: 4, stepsPerLoad: 2 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -160,6 +161,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { stepsPerLoad: 2, minStepsPerSplit: 1, targetWorkgroups: 1024 },
     { transposedReduce: true },
     { transposedReduce: true, stepsPerLoad: 2 },
+    { transposedReduce: true, pieceBytes: 16, keysPerStep: 4, stepsPerLoad: 2 },
   ),
   anchor: alternate(2, {}, { streamPass: { stepsPerLoad: 2 } }),
   'dense-anchor': alternate(2, {}, { streamPass: { stepsPerLoad: 2 } }),
