@@ -139,9 +139,11 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu) with its one-pass finish after the second
 // digit (three passes over each pooled row); v56 (the default since session 7's call B): the same pool also writing
 // each row's largest score, the select counting the row in bins under it and keeping the k-th's bin (two passes);
-// v57 (session 8's candidate): v56's pool, then the select counting a sample of an eighth of the row first and one
-// pass keeping a band around the k-th (select_pooled_row_sampled: one and an eighth passes, v56's select where the
-// band misses).
+// v60 (session 8's candidate): v56's pool, then for rows of 16384 scores or more the select counting a sample of an
+// eighth of the row first and one pass keeping a band around the k-th (select_pooled_row_sampled: one and an eighth
+// passes, v56's select where the band misses); shorter rows on v56's select. Call A's v57 (the same without the
+// warp-aggregated writes, every row sampled) lost at 8k and 32k (its select issue-bound, 0.43 against 0.38 ms at 32k)
+// and is gone.
 // 128k, call B: the anchor 287.2 against v32's 293.9 ms, layer 0 351.7 against 363.7; select 1.43-1.51 ms per
 // launch against 2.71-2.96 (ncu). Call A's v55 was the same select checking every score against the row's end and
 // binning it again in its second pass (0.41 against v56's 0.38 ms at 32k, ncu; the ops within noise): superseded,
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 32 || v == 57 ? v : 56;  // else the default (DEFAULT_PREFILL_KERNELS, preset v56)
+  return v == 1 || v == 32 || v == 60 ? v : 56;  // else the default (DEFAULT_PREFILL_KERNELS, preset v56)
 }
 
 struct PrefillWorkspace {
@@ -162,7 +164,7 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
-  float* rowMax;   // pools v56 / v57: [pairs, tiles], each pooled row's largest score (null otherwise)
+  float* rowMax;   // pools v56 / v60: [pairs, tiles], each pooled row's largest score (null otherwise)
   size_t bytes;
 };
 
@@ -237,7 +239,7 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.stats = w.stats;
   if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const int pairs = s->batch * s->kvHeads;
-  const bool sampled = pool_variant() == 57;
+  const bool sampled = pool_variant() == 60;
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
     if (w.perPair > 0 &&

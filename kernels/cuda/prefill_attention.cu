@@ -307,7 +307,7 @@ int prefill_variant_number(const char* name) {
 int prefill_variant(PrefillMode mode) {
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
   const int best = mode == kSparse ? 12 : 22;
-  if (mode == kSparse && v == 58) return v;  // sparse v58 (session 8's candidate): sparse v12, persistent
+  if (mode == kSparse && (v == 58 || v == 61)) return v;  // session 8's candidates: v12 persistent (+ entries ahead)
   return v == 1 || v == best ? v : best;  // unset or unknown: the default, as prefillKernels() reports it
 }
 
@@ -319,7 +319,7 @@ cudaError_t launch_prefill_attention(const KascadePrefillShape& s, PrefillMode m
   if (variant >= 12) {
     if (mode == kStats && s.headDim == 128) return launch_prefill_stats_v17(s, a, st);
     if (prefill_dense_v9_supports(s, mode)) return launch_prefill_dense_v9(s, mode, a, st);
-    if (mode == kSparse && prefill_sparse_v9_supports(s)) return launch_prefill_sparse_v9(s, a, variant == 58, st);
+    if (mode == kSparse && prefill_sparse_v9_supports(s)) return launch_prefill_sparse_v9(s, a, variant, st);
   }
   const int g = s.heads / s.kvHeads;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

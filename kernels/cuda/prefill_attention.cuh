@@ -51,7 +51,7 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.
 // The third digit and the ties come from the candidates one pass keeps in shared memory (pool v32's finish: three
 // passes over the row). rowMax (pool v56; [pairs, tiles], from the pool): bins under each row's largest score
-// instead (two passes; prefill_select.cuh); with sampled (pool v57) a sampled band first, then one pass (one and an
+// instead (two passes; prefill_select.cuh); with sampled (pool v60) a sampled band first, then one pass (one and an
 // eighth passes; the two-pass select where the band misses).
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
@@ -69,8 +69,9 @@ cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mo
 // the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 3-stage ring; head dim 128,
 // g = 4 (else v1).
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s);
-// persist (sparse v58): one CTA per SM walking the work items, the ring running on across them.
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, bool persist,
+// variant 12 (the default), 58 (one CTA per SM walking the work items, the ring running on across them) or 61 (58
+// with the next step's list entries loaded ahead).
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, int variant,
                                      cudaStream_t st);
 // Dense variant v22's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step
 // parities) issuing their products in turns, each thread's exponentials against its previous (max, sum) offset,

@@ -254,8 +254,8 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
   select_pooled_row<NT>(u, st, k, out, sh);
 }
 
-// Pool v57's select: the k (1 <= k < st) largest of row u[0 .. st) as select_pooled_row_max, with the row read
-// one and an eighth times instead of twice. A sample (the first 128 scores of every 1024: an eighth, in whole
+// Pool v60's select (session 8; call A's v57 without the warp-aggregated writes): the k (1 <= k < st) largest of
+// row u[0 .. st) as select_pooled_row_max, with the row read one and an eighth times instead of twice. A sample (the first 128 scores of every 1024: an eighth, in whole
 // 512-byte runs) is counted in select_pooled_row_max's 4096 bins under the row's largest score; the bins holding the
 // sample's ranks ks -/+ d (ks = k ns / st, the k-th's expected rank among the ns sampled scores, d = 3.5 standard
 // deviations of it + 8) bound a band. One pass over the row then writes every score above the band and keeps the
@@ -265,7 +265,8 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
 // holds over 1536 in the k-th's sub-bin (ties), select_pooled_row_max runs (two more passes). Rows shorter than
 // kSelSampleMinRow run select_pooled_row_max. sh.hist must hold 4096 bins, sh.candV / candX kSelSampleCand.
 constexpr int kSelSampleCand = 3584;
-constexpr int kSelSampleMinRow = 1024;  // (the parity list's rows reach 2400: the tied-scores chunk runs here)
+// (Pool v60 launches rows shorter than 16384 on v56's select instead, prefill_select_v3.cu: v57 lost at 8k and 32k.)
+constexpr int kSelSampleMinRow = 1024;
 template <int NT>
 __device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int* out, const SelectShared& sh,
                                           unsigned mb) {
@@ -311,20 +312,40 @@ __device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int*
   // The band: patterns [candLo, candHi) (bin 0 reaches down to 0, the last bin up to everything).
   const unsigned candLo = bLo == 0 ? 0u : lo + (bLo << 15);
   const unsigned candHi = bHi + 1 < static_cast<unsigned>(kSelMaxBins) ? lo + ((bHi + 1) << 15) : 0xffffffffu;
+  // Each trip's places come from one warp scan of the lanes' counts (above the band in the low half, in it in the
+  // high) and one atomic per counter and warp, so the writes take no divergent atomics (pool v57's did: 15 active
+  // threads per warp, issue-bound at 74 % of the slots, 0.43 ms at 32k against v56's 0.38).
+  const int lane = tid & 31;
   sel_row_trips<NT>(u, st, [&](int x, const unsigned(&v)[kSelPer]) {
+    unsigned am = 0u, cm = 0u;  // scores x + e above the band / in it
     if (x < st)
 #pragma unroll
       for (int e = 0; e < kSelPer; ++e) {
-        if (v[e] >= candHi) {
-          const int c = atomicAdd(&cntGt, 1);
-          if (c < k) out[c] = x + e;
-        } else if (v[e] >= candLo) {
-          const int c = atomicAdd(&nCand, 1);
-          if (c < kSelSampleCand) {
-            sh.candV[c] = v[e];
-            sh.candX[c] = x + e;
-          }
-        }
+        am |= (v[e] >= candHi ? 1u : 0u) << e;
+        cm |= (v[e] < candHi && v[e] >= candLo ? 1u : 0u) << e;
+      }
+    const unsigned mine = static_cast<unsigned>(__popc(am)) | (static_cast<unsigned>(__popc(cm)) << 16);
+    unsigned incl = mine;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += y;
+    }
+    int baseA = 0, baseC = 0;
+    if (lane == 31 && incl != 0u) {
+      baseA = atomicAdd(&cntGt, static_cast<int>(incl & 0xffffu));
+      baseC = atomicAdd(&nCand, static_cast<int>(incl >> 16));
+    }
+    const unsigned excl = incl - mine;
+    int pa = __shfl_sync(0xffffffffu, baseA, 31) + static_cast<int>(excl & 0xffffu);
+    int pc = __shfl_sync(0xffffffffu, baseC, 31) + static_cast<int>(excl >> 16);
+    for (; am; am &= am - 1, ++pa)
+      if (pa < k) out[pa] = x + __ffs(am) - 1;
+    for (; cm; cm &= cm - 1, ++pc)
+      if (pc < kSelSampleCand) {
+        const int xe = x + __ffs(cm) - 1;
+        sh.candV[pc] = __ldg(u + xe);  // (just loaded: an L1 hit)
+        sh.candX[pc] = xe;
       }
   });
   __syncthreads();

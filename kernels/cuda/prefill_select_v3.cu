@@ -13,7 +13,9 @@
 // 6's call B; four times on its fallback). Session 5's four-pass select (pool v19) is gone (session 7); session
 // 6's call B also timed four 16-byte loads in flight per thread instead of two (pool v33: the anchor 298.2 against
 // 296.5 ms at 128k): gone. Under pool v56 (the default) each row is read twice (select_pooled_row_max); under pool
-// v57 (session 8's candidate) one and an eighth times (select_pooled_row_sampled, 512 threads per block).
+// v60 (session 8's candidate) one and an eighth times (select_pooled_row_sampled, 512 threads per block).
+#include <cstdlib>
+
 #include "prefill_select.cuh"
 
 namespace kascade {
@@ -21,16 +23,16 @@ namespace pf {
 
 namespace {
 
-constexpr int NT = 256;  // threads per block (pool v57's select: 512)
+constexpr int NT = 256;  // threads per block (pool v60's sampled select: 512)
 
 // MODE 0: select_pooled_row (pool v32); 1 (BYMAX, pool v56): select_pooled_row_max under rowMax[pair, t] (written
-// by the pool); 2 (pool v57): select_pooled_row_sampled under it (512 threads, 3584 candidates: 45 KB of shared
-// memory, four blocks per SM).
+// by the pool); 2 (pool v60): select_pooled_row_sampled under it (512 threads, 3584 candidates: 45 KB of shared
+// memory, three blocks per SM). The block takes tile tileEnd - 1 - blockIdx.x (the longest rows first).
 template <int MODE, int NTB>
 __global__ void __launch_bounds__(NTB)
     select_prefill_v3_kernel(KascadePrefillShape s, const float* __restrict__ pooled, size_t perPair,
                              const int* __restrict__ counts, int kMax, int* __restrict__ indices, int pairBase,
-                             const float* __restrict__ rowMax) {
+                             const float* __restrict__ rowMax, int tileEnd) {
   constexpr int kCand = MODE == 2 ? kSelSampleCand : kSel3Cand;
   __shared__ unsigned hist[MODE > 0 ? kSelMaxBins : 2048];
   __shared__ unsigned wsum[NTB / 32];
@@ -39,7 +41,7 @@ __global__ void __launch_bounds__(NTB)
   __shared__ unsigned candV[kCand];
   __shared__ int candX[kCand];
   const int tiles = tiles_of(s);
-  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  const int t = tileEnd - 1 - static_cast<int>(blockIdx.x);
   const int pair = pairBase + blockIdx.y;
   const int st = s.queryStart + t * kT;
   const int k = min(max(__ldg(counts + t), 0), min(st, kMax));
@@ -64,14 +66,28 @@ __global__ void __launch_bounds__(NTB)
 cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, int pairBase, int pairs,
                              size_t perPair, const int* counts, int kMax, int* indices, const float* rowMax,
                              bool sampled, cudaStream_t st) {
-  const dim3 grid(tiles_of(s), pairs);
-  if (rowMax && sampled)
-    select_prefill_v3_kernel<2, 512>
-        <<<grid, 512, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
-  else if (rowMax)
-    select_prefill_v3_kernel<1, NT><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
+  const int tiles = tiles_of(s);
+  if (rowMax && sampled) {
+    // Pool v60: rows of at least KASCADE_PREFILL_SAMPLE_FROM scores (read at every launch; default 16384, the parity
+    // job sets 1024) on the sampled select, the shorter ones (tiles 0 .. t0 - 1) on v56's.
+    const char* from = getenv("KASCADE_PREFILL_SAMPLE_FROM");
+    const int rowsFrom = from && atoi(from) > 0 ? atoi(from) : 16384;
+    const int t0 = min(tiles, max(0, (rowsFrom - s.queryStart + kT - 1) / kT));
+    if (t0 < tiles)
+      select_prefill_v3_kernel<2, 512><<<dim3(tiles - t0, pairs), 512, 0, st>>>(s, pooled, perPair, counts, kMax,
+                                                                                 indices, pairBase, rowMax, tiles);
+    if (t0 > 0)
+      select_prefill_v3_kernel<1, NT>
+          <<<dim3(t0, pairs), NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax, t0);
+    return cudaGetLastError();
+  }
+  const dim3 grid(tiles, pairs);
+  if (rowMax)
+    select_prefill_v3_kernel<1, NT>
+        <<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax, tiles);
   else
-    select_prefill_v3_kernel<0, NT><<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax);
+    select_prefill_v3_kernel<0, NT>
+        <<<grid, NT, 0, st>>>(s, pooled, perPair, counts, kMax, indices, pairBase, rowMax, tiles);
   return cudaGetLastError();
 }
 

@@ -53,8 +53,10 @@ constexpr size_t s9_smem_bytes() {
 // producer gathers the next item's first step while the consumers finish the current one, and loads its Q once the
 // consumers' last Q K^T is done (barrier qEmpty), under their last softmax, P V and output store. Without it
 // (sparse v12) a CTA's first gather, Q load and last store are exposed: about 5 us of a CTA's 33 us at 32k and
-// 115 us at 128k (ncu, sessions 4 and 7).
-template <typename T, int STAGES, bool PERSIST>
+// 115 us at 128k (ncu, sessions 4 and 7); call A of session 8: 1.95 against 2.12 ms at 32k (ncu). PREFETCH (sparse
+// v61, with PERSIST): the producer loads the next step's list entries before gathering this step's rows, so the
+// entries' L2 latency is off its per-step path.
+template <typename T, int STAGES, bool PERSIST, bool PREFETCH>
 __global__ void __launch_bounds__(kS9Threads, 1)
     prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
   constexpr int D = 128;
@@ -135,14 +137,19 @@ __global__ void __launch_bounds__(kS9Threads, 1)
         tma::mbar_arrive_copies(qFull);
       };
       if (!PERSIST) load_q();
+      // PREFETCH: step i + 1's list entry is loaded while step i is gathered.
+      const auto entry = [&](int i) { return i * kS9Keys + tid < cnt ? __ldg(idx + i * kS9Keys + tid) : 0; };
+      int xNext = PREFETCH ? entry(0) : 0;
       for (int i = 0; i < it.steps; ++i) {
         const int g = gBase + i;
         const int st = g % STAGES;
         const unsigned u = static_cast<unsigned>(g / STAGES);
         const int li = i * kS9Keys + tid;
         int p = -1;
+        const int xe = PREFETCH ? xNext : 0;
+        if (PREFETCH && i + 1 < it.steps) xNext = entry(i + 1);
         if (li < cnt) {
-          const int x = __ldg(idx + li);
+          const int x = PREFETCH ? xe : __ldg(idx + li);
           p = (x >= 0 && x < tileStart) ? x : -1;
         } else if (li < listLen) {
           p = tileStart + (li - cnt);
@@ -258,13 +265,13 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   }
 }
 
-template <typename T, int STAGES, bool PERSIST>
+template <typename T, int STAGES, bool PERSIST, bool PREFETCH>
 cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
   constexpr size_t smem = s9_smem_bytes<T, STAGES>();
   static bool configured = false;
   static int sms = 0;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES, PERSIST>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES, PERSIST, PREFETCH>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     int dev = 0;
@@ -283,7 +290,7 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
     if (c > 0 && c < ctas) ctas = c;
   }
   const dim3 grid = PERSIST ? dim3(min(ctas, items)) : dim3(tiles_of(s), s.kvHeads, s.batch);
-  prefill_sparse_v9_kernel<T, STAGES, PERSIST><<<grid, kS9Threads, smem, st>>>(s, a);
+  prefill_sparse_v9_kernel<T, STAGES, PERSIST, PREFETCH><<<grid, kS9Threads, smem, st>>>(s, a);
   return cudaGetLastError();
 }
 
@@ -291,11 +298,13 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
 
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s) { return s.headDim == 128 && s.heads == 4 * s.kvHeads; }
 
-cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, bool persist,
+cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, int variant,
                                      cudaStream_t st) {
   if (!prefill_sparse_v9_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return persist ? launch_s9_t<T, 3, true>(s, a, st) : launch_s9_t<T, 3, false>(s, a, st);
+    if (variant == 61) return launch_s9_t<T, 3, true, true>(s, a, st);
+    if (variant == 58) return launch_s9_t<T, 3, true, false>(s, a, st);
+    return launch_s9_t<T, 3, false, false>(s, a, st);
   });
 }
 

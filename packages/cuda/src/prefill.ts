@@ -362,7 +362,8 @@ export function uploadPrefillSelection(
  *   - sparse `v12` (the default): the dense v9 skeleton gathering the selected rows into a 3-stage ring
  *     (prefill_sparse_v9.cu); head dim 128, g = 4. `v58` (session 8's candidate): the same kernel persistent, one
  *     CTA per SM walking the (tile, KV head) items with the ring running on across them, so an item's first gather
- *     and Q load overlap the previous item's last steps and output store.
+ *     and Q load overlap the previous item's last steps and output store (call A: 1.95 against 2.12 ms at 32k,
+ *     ncu); `v61`: v58 with the next step's list entries loaded ahead by the gathering warps.
  *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
  *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
  * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v32` (session
@@ -376,21 +377,23 @@ export function uploadPrefillSelection(
  *   0.38 ms at 32k) and the select inside the pool's CTAs (`v53`, `v54`: each CTA selecting the row it had just
  *   pooled, read back from L2; anchor 303.9 and 296.2 ms against v55's 288.8 in call A): gone. Session 5's `v19`
  *   (a four-pass select) is gone too, as are session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions
- *   2-5's `v2`-`v18`, `v20`-`v22`. `v57` (session 8's candidate): v56's pool, then a select that counts a sample
- *   (an eighth of the row) under the row's largest score and keeps a band around the k-th in one pass (one and an
- *   eighth passes over the row; v56's select where the band misses the k-th or overflows).
+ *   2-5's `v2`-`v18`, `v20`-`v22`. `v60` (session 8's candidate): v56's pool, then for rows of 16384 scores or
+ *   more a select that counts a sample (an eighth of the row) under the row's largest score and keeps a band around
+ *   the k-th in one pass, its writes placed by warp scans (one and an eighth passes over the row; v56's select where
+ *   the band misses the k-th or overflows, and for shorter rows). Call A's `v57` (every row sampled, one atomic per
+ *   written score) lost at 8k and 32k and is gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillDenseVariant = 'v1' | 'v22';
-export type PrefillSparseVariant = 'v1' | 'v12' | 'v58';
+export type PrefillSparseVariant = 'v1' | 'v12' | 'v58' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v32' | 'v56' | 'v57';
+export type PrefillPoolVariant = 'v1' | 'v32' | 'v56' | 'v60';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
-export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v58'];
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v58'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56', 'v57'];
+export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v58', 'v61'];
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v58', 'v61'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56', 'v60'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -401,18 +404,17 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v56` =
- * dense v22, sparse v12, pool v56 (the defaults since session 7's call B), `v57` = v56 with pool v57 (the sampled
- * select, session 8's candidate), `v58` = v56 with sparse v58 (persistent, session 8's candidate), `v59` = both (pool v57, sparse
- * v58). Sessions 2-6's other presets (v2-v47,
- * v49-v52; v37 = session 5's defaults) and session 7's v53-v55 lost or went into these and are gone.
+ * dense v22, sparse v12, pool v56 (the defaults since session 7's call B), `v58` = v56 with sparse v58 (persistent,
+ * session 8's candidate), `v60` = dense v22, sparse v61, pool v60 (session 8's candidates together). Sessions 2-6's
+ * other presets (v2-v47, v49-v52; v37 = session 5's defaults), session 7's v53-v55 and session 8's call-A v57 / v59
+ * (v57's select with sparse v12 / v58) lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
-  v57: { dense: 'v22', sparse: 'v12', pool: 'v57' },
   v58: { dense: 'v22', sparse: 'v58', pool: 'v56' },
-  v59: { dense: 'v22', sparse: 'v58', pool: 'v57' },
+  v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
 };
 
 /**
