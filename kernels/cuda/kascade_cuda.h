@@ -45,12 +45,11 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_TMA2D = 16,    // contiguous passes (dense, layer 0, anchor scores): 16-key K/V tiles by
                                  // TMA tensor copies (128-byte swizzle); gathers use the other bits' loader
   KASCADE_VARIANT_P16 = 32,      // P enters P V as one 16-bit value (default: hi + lo halves, ~16 bits)
-  KASCADE_VARIANT_WS_CLUSTER = 64,  // cuda-b1, session 8 (retired before: session 5's candidate lists of the multi-pass
-                                    // select; session 7's V rows by cp.async and merge from shared memory): with
-                                    // 32768 at head dim 128, the ws gather as one thread block cluster per
-                                    // (sequence, KV head) row (16 CTAs, fewer where 16 do not all fit at once),
-                                    // one 512-thread CTA per SM, the splits merged through distributed shared
-                                    // memory (no global round trip); where even 4 do not fit, the plain ws gather
+  KASCADE_VARIANT_WS_WIDE = 64,  // cuda-b1, session 8 (retired before: session 5's candidate lists of the multi-pass
+                                 // select; session 7's V rows by cp.async and merge from shared memory): with 32768
+                                 // at head dim 128, the ws gather as one 512-thread CTA per SM (8 producer + 8
+                                 // consumer warps): half the splits per row, the last CTA merging them with twice the
+                                 // threads (call A's cluster merge is a tuning knob: reuse_b1_decode.cu)
   KASCADE_VARIANT_LEAN = 128,  // lean (stream-K) schedule: a persistent grid of the CTAs that fit at once, each an
                                // equal contiguous share of the flattened (sequence, KV head, key tile) space,
                                // partials at head boundaries; a wider combine merges them

@@ -30,16 +30,17 @@
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
 //   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 65536 (below),
-//   64 (session 8, head dim 128, where every row's cluster fits at once): 8 consumer + 8 producer warps in one
-//   CTA per SM, 16 CTAs per row (4..15 where 16-CTA clusters for every row do not fit) as one thread block
-//   cluster, the CTAs' partials merged through distributed shared memory between two cluster barriers
-//   (ws_cluster_merge) instead of the global slots and counter.
+//   64 (session 8, head dim 128): 8 consumer + 8 producer warps in one CTA per SM (W): half the splits per row, so
+//   the row's last CTA merges half the slots with twice the threads. Tuning knob KASCADE_WS_CLUSTER=1 (call A's
+//   form of bit 64): the row's CTAs as one thread block cluster (where every row's cluster fits at once), their
+//   partials merged through distributed shared memory between two cluster barriers (ws_cluster_merge).
 //   The other bits do not change this kernel.
 #include <cooperative_groups.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "decode_attention.cuh"
@@ -56,42 +57,42 @@ namespace kascade {
 // Session 6, call A (128k batch 1, event-timed reuse): taking 16-entry groups from a per-row counter instead
 // of fixed ranges (against the SMs' uneven finish) ran 27.4 us against 22.6 (8k: 14.9 against 10.3); removed.
 
-// CL (KASCADE_VARIANT_WS_CLUSTER, session 8): twice the warps and the ring in one CTA per SM (the same rows in flight
-// per SM), the CTAs of a row as one thread block cluster.
-template <int D, bool CL = false>
+// W (KASCADE_VARIANT_WS_WIDE, session 8): twice the warps and the ring in one CTA per SM (the same rows in flight per
+// SM): half the splits per row, so the row's last CTA merges half the slots, with twice the threads.
+template <int D, bool W = false>
 struct WsCfg {
-  static constexpr int kConsumers = CL ? 8 : 4;
+  static constexpr int kConsumers = W ? 8 : 4;
   static constexpr int kProducers = kConsumers;
   static constexpr int kThreads = 32 * (kConsumers + kProducers);
   static constexpr int kStageKeys = 16 * kConsumers;  // list entries per ring stage
   static constexpr int kRow = D + 8;                  // padded row (elements): ldmatrix rows on distinct banks
   static constexpr int kStages = D == 128 ? 3 : 6;
-  static constexpr int kMinBlocks = CL ? 1 : 2;
+  static constexpr int kMinBlocks = W ? 1 : 2;
 };
-// The cluster of one row (CL): the largest size from kWsClusterMax (16, a non-portable size: 8 rows at batch 1 on 128
-// of the H200's 132 SMs) down to kWsClusterMin whose clusters are all resident at once (a GPC holds a cluster;
-// the H200's GPCs have different SM counts).
+// The cluster of one row (tuning knob KASCADE_WS_CLUSTER=1 with W): the largest size from kWsClusterMax (16, a
+// non-portable size) down to kWsClusterMin whose clusters are all resident at once (a GPC holds a cluster; session 8,
+// call A: the H200 holds 7 clusters of 10-16 CTAs at one CTA per SM, 9 of 9, 15 of 8, so 8 rows got 9-CTA clusters).
 constexpr int kWsClusterMax = 16;
 constexpr int kWsClusterMin = 4;
 
 // Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the consumers' partials
-// reuse it at the end; CL: then the CTA's merged partial, o [GS][D] and (m, l) [GS][2], which the cluster reads),
+// reuse it at the end; W: then the CTA's merged partial, o [GS][D] and (m, l) [GS][2], which a cluster reads),
 // then the positions [kStages][kStageKeys] and the full / empty mbarriers.
-template <typename T, int D, int GS, bool CL = false>
+template <typename T, int D, int GS, bool W = false>
 __host__ __device__ constexpr size_t ws_region_bytes() {
-  using C = WsCfg<D, CL>;
+  using C = WsCfg<D, W>;
   const size_t ring = size_t(2) * C::kStages * C::kStageKeys * C::kRow * sizeof(T);
-  const size_t red = sizeof(float) * (size_t(C::kConsumers + (CL ? 1 : 0)) * GS * (D + 2));
+  const size_t red = sizeof(float) * (size_t(C::kConsumers + (W ? 1 : 0)) * GS * (D + 2));
   return ((ring > red ? ring : red) + 15) / 16 * 16;
 }
-template <typename T, int D, int GS, bool CL = false>
+template <typename T, int D, int GS, bool W = false>
 __host__ __device__ constexpr size_t ws_smem_bytes() {
-  using C = WsCfg<D, CL>;
-  return ws_region_bytes<T, D, GS, CL>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
+  using C = WsCfg<D, W>;
+  return ws_region_bytes<T, D, GS, W>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
          size_t(2) * C::kStages * C::kProducers * sizeof(uint64_t);
 }
 
-// The cluster's merge (CL): every CTA of the row's cluster holds its merged partial in shared memory (`part`: o
+// The cluster's merge (W launched as clusters): every CTA of the row's cluster holds its merged partial in shared memory (`part`: o
 // [GS][D] unnormalised, then (m, l) [GS][2], log2 domain; an empty range m = -inf); after a cluster barrier, CTA r
 // of the cs merges elements [r per, (r + 1) per) (per = ceil(GS D / cs)) of the row's output from the cs partials,
 // read through distributed shared memory, and stores them; a second barrier keeps every CTA's shared memory alive
@@ -167,17 +168,19 @@ constexpr int kWsProducerRegs = 40;
 constexpr int kWsConsumerRegs = 208;
 constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool CL = false>
-__global__ void __launch_bounds__(WsCfg<D, CL>::kThreads, WsCfg<D, CL>::kMinBlocks)
-    gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int fused, int trace) {
-  using C = WsCfg<D, CL>;
+// merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
+// 2 (W only) the row's CTAs are one cluster and merge through distributed shared memory.
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
+__global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
+    gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
+  using C = WsCfg<D, W>;
   constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, NP = C::kProducers;
   constexpr unsigned kRowBytes = D * sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* Ks = reinterpret_cast<T*>(smem_raw);
   T* Vs = Ks + NS * SK * R;
   float* lgS = reinterpret_cast<float*>(Ks);  // LG: [stage][entry][GS] logits where the K ring would be
-  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS, CL>());
+  int* posS = reinterpret_cast<int*>(smem_raw + ws_region_bytes<T, D, GS, W>());
   // Barriers [stage][producer]: `full` completes when the producer's 16 rows of the stage have landed,
   // `empty` when its consumer has read them.
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
@@ -297,22 +300,24 @@ __global__ void __launch_bounds__(WsCfg<D, CL>::kThreads, WsCfg<D, CL>::kMinBloc
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
   if (trace && tid == 0) ws_mark(2);
 
-  if constexpr (CL) {
-    // The CTA's warps merge into its partial (after the warps' scratch), then the cluster merges the row.
-    float* red = reinterpret_cast<float*>(smem_raw);
-    float* part = red + NC * GS * (D + 2);
-    merge_warps<D, GS, NC, C::kThreads>(
-        red, red + NC * GS * D, m, l, acc,
-        [&](int h, float M, float L) {
-          part[GS * D + 2 * h] = M;
-          part[GS * D + 2 * h + 1] = L;
-        },
-        [&](int e, float o) { part[e] = o; });
-    ws_cluster_merge<T, D, GS, C::kThreads>(part, static_cast<T*>(a.out) + bh0 * D);
+  if (W && merge == 2) {
+    if constexpr (W) {
+      // The CTA's warps merge into its partial (after the warps' scratch), then the cluster merges the row.
+      float* red = reinterpret_cast<float*>(smem_raw);
+      float* part = red + NC * GS * (D + 2);
+      merge_warps<D, GS, NC, C::kThreads>(
+          red, red + NC * GS * D, m, l, acc,
+          [&](int h, float M, float L) {
+            part[GS * D + 2 * h] = M;
+            part[GS * D + 2 * h + 1] = L;
+          },
+          [&](int e, float o) { part[e] = o; });
+      ws_cluster_merge<T, D, GS, C::kThreads>(part, static_cast<T*>(a.out) + bh0 * D);
+    }
   } else {
     store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o,
                                                      a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
-                                                     fused ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr,
+                                                     merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr,
                                                      true);
   }
   if (trace && tid == 0) ws_mark(3);
@@ -354,17 +359,17 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG>
+template <typename T, int D, int GS, bool LG, bool RG, bool W>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
-    constexpr size_t smem = ws_smem_bytes<T, D, GS>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG>,
+    constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG>, WsCfg<D>::kThreads,
-                                                        smem);
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W>,
+                                                        WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
       return 0;
@@ -377,39 +382,40 @@ static int ws_ctas_per_sm(cudaError_t* err) {
 template <typename T, int D, int GS, bool LG, bool RG>
 static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaStream_t st, cudaError_t* err);
 
-template <typename T, int D, int GS, bool LG, bool RG = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W>(s, a, out, st);
   }
-  if constexpr (D == 128) {
-    if (s.variant & KASCADE_VARIANT_WS_CLUSTER)
-      if (launch_ws_cluster<T, D, GS, LG, RG>(s, a, st, &e)) return e;
+  if constexpr (W) {  // tuning knob KASCADE_WS_CLUSTER=1 (read per call): the rows' CTAs as clusters where they fit
+    const char* cenv = std::getenv("KASCADE_WS_CLUSTER");
+    if (cenv && cenv[0] == '1' && launch_ws_cluster<T, D, GS, LG, RG>(s, a, st, &e)) return e;
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
-                     sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS>();
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG>,
-                       dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D>::kThreads), ws_smem_bytes<T, D, GS>(), st, s,
-                       a, fused ? 1 : 0, trace);
+                     sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W>,
+                       dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
+                       st, s, a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
 }
 
-// KASCADE_VARIANT_WS_CLUSTER: one cluster of cs CTAs per (sequence, KV head) row, each CTA an equal share of the
+// KASCADE_WS_CLUSTER=1 with KASCADE_VARIANT_WS_WIDE (session 8, call A): one cluster of cs CTAs per (sequence, KV head)
+// row, each CTA an equal share of the
 // row's list in whole 16-entry groups, cs the largest size (kWsClusterMax .. kWsClusterMin) at which every row's
 // cluster is resident at once (cudaOccupancyMaxActiveClusters per size, queried once per instantiation); false
 // (nothing launched) where no size fits: the caller runs the plain gather.
@@ -454,10 +460,7 @@ static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaS
     (void)cudaGetLastError();  // a size the device refuses is only skipped (its query's error cleared)
     maxClusters[0] = 1;
   }
-  // Tuning knob KASCADE_WS_CLUSTER_MAX=N (read per call): clusters of at most N CTAs (fewer SMs per row).
-  const char* capEnv = std::getenv("KASCADE_WS_CLUSTER_MAX");
-  const int cap = capEnv ? std::atoi(capEnv) : 0;
-  int cs = cap >= kWsClusterMin && cap < kWsClusterMax ? cap : kWsClusterMax;
+  int cs = kWsClusterMax;
   while (cs >= kWsClusterMin && rows > maxClusters[cs]) --cs;
   if (cs < kWsClusterMin || s.splits > 0 || a.topk < 1) return false;
   cfg.gridDim = dim3(cs, s.kvHeads, s.batch);
@@ -467,7 +470,7 @@ static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaS
   a.splits = cs;
   (void)grain_split_count(1, a.topk, cs, kWsGroup, &a.chunk);
   if (s.variant & KASCADE_VARIANT_PDL) cfg.numAttrs = 2;
-  *err = cudaLaunchKernelEx(&cfg, kernel, s, a, 0, trace);
+  *err = cudaLaunchKernelEx(&cfg, kernel, s, a, 2, trace);
   if (*err == cudaSuccess && trace) ws_trace_print(cs * static_cast<int>(rows), st);
   return true;
 }
@@ -491,12 +494,19 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        if (lg) return launch_ws<T, D, GS, true>(s, a, out, st);
-        // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
-        // fits in 128).
+        auto go = [&](auto wideTag) -> cudaError_t {
+          constexpr bool kWide = decltype(wideTag)::value;
+          if (lg) return launch_ws<T, D, GS, true, false, kWide>(s, a, out, st);
+          // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
+          // fits in 128).
+          if constexpr (D == 128)
+            if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true, kWide>(s, a, out, st);
+          return launch_ws<T, D, GS, false, false, kWide>(s, a, out, st);
+        };
+        // Bit 64 (session 8): one wide CTA per SM, at head dim 128.
         if constexpr (D == 128)
-          if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true>(s, a, out, st);
-        return launch_ws<T, D, GS, false>(s, a, out, st);
+          if (s.variant & KASCADE_VARIANT_WS_WIDE) return go(std::true_type{});
+        return go(std::false_type{});
       });
     });
   });

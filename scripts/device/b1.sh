@@ -22,18 +22,19 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 8: 98400 = 98336 | 64 (the ws gather as one cluster of up to 16 CTAs per row, merged in distributed shared memory)
-# against the default 98336 and the split gather 124.
+# Session 8: 98400 = 98336 | 64 (the ws gather as one 512-thread CTA per SM: half the splits, merged by twice the
+# threads) against the default 98336 and the split gather 124.
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,98336,98400}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 168124 = 164028 | 4096 (the anchor default): the sparse pass launched during the select's phase 3
-# (programmatic dependent launch); 168188 = 168124 | 64 (session 8): its sparse pass as the cluster gather.
+# (programmatic dependent launch); 168188 = 168124 | 64 (session 8): its sparse pass with the wide CTAs.
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-164028,168124,168188}
-# Session 8: the b1 select's grid barriers by release reduction / acquire polling (tuning knob), cross-checked against
-# 188 and timed on the anchor variants with bit 131072.
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_BARRIER=1}
+# Session 8: the b1 select's grid barriers by release reduction / acquire polling (tuning knob), and 168188's sparse
+# pass as one cluster per row (call A's 98400 / 168188, KASCADE_WS_CLUSTER=1), cross-checked against 188 and timed on
+# the anchor variants with bit 131072.
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_BARRIER=1,KASCADE_WS_CLUSTER=1}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -77,14 +78,15 @@ metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
-# Session 8: the cluster gather with clusters of at most 8 / 12 CTAs per row (KASCADE_WS_CLUSTER_MAX; 64 / 96 SMs at
-# 128k batch 1): does the stream need every SM?
+# Session 8: 98400 as call A's cluster gather (KASCADE_WS_CLUSTER=1: one cluster per row where all fit, 9 CTAs at
+# 128k batch 1 on this H200) against the wide CTAs' global merge, and its trace.
 if case ",$B1_REUSE_VARIANTS," in *,98400,*) true ;; *) false ;; esac; then
-  for cap in 8 12; do
-    KASCADE_WS_CLUSTER_MAX=$cap B1_SHAPES=1x131072 B1_REUSE_VARIANTS=98400 B1_ANCHOR_VARIANTS= B1_ANCHOR_KNOBS= \
-      timeout 30 node "$probe" "$JOB_OUT/b1-probe-cluster-max-$cap.json" > "$JOB_OUT/probe-cluster-max-$cap.log" 2>&1
-    say "cluster max $cap exit $?"; grep '"op":"reuse"' "$JOB_OUT/probe-cluster-max-$cap.log" | head -4
-  done
+  KASCADE_WS_CLUSTER=1 B1_REUSE_VARIANTS=98400 B1_ANCHOR_VARIANTS= B1_ANCHOR_KNOBS= \
+    timeout 40 node "$probe" "$JOB_OUT/b1-probe-cluster.json" > "$JOB_OUT/probe-cluster.log" 2>&1
+  say "cluster probe exit $?"; grep '"op":"reuse"' "$JOB_OUT/probe-cluster.log" | head -4
+  KASCADE_WS_CLUSTER=1 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=98400 timeout 20 node "$probe" \
+    > "$JOB_OUT/ws-trace-cluster.log" 2>&1
+  say "cluster trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace-cluster.log" | head -4
 fi
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \

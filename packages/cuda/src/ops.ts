@@ -108,7 +108,7 @@ export interface DeviceDecodeBatch<D extends AttentionDType = AttentionDType> {
    * bulk copies, 2 an L2 256-byte prefetch hint on the 16-byte copies, 4 the last split block
    * merges the splits (no combine kernel), 8 anchors' Top-k passes over wider chunks with no
    * memsets, 16 contiguous passes by TMA tensor tiles, 32 P as one 16-bit value in P V (half
-   * the MMAs), 64 with 32768 the ws gather as one thread block cluster per row merging in distributed shared memory, 128 the lean (stream-K) schedule: a persistent grid, each CTA
+   * the MMAs), 64 with 32768 the ws gather as one 512-thread CTA per SM (half the splits per row), 128 the lean (stream-K) schedule: a persistent grid, each CTA
    * an equal share of all key tiles, and a wider combine; 256 / 512 the anchors' cluster select,
    * 1024 / 2048 their f16 intermediate and stream select, 4096 programmatic dependent launch, 8192
    * the 2-stage batch-1 gather, 32768 the warp-specialised gather (reuse, the anchors' sparse pass),
