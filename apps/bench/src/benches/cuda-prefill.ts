@@ -164,8 +164,9 @@ const bench: Bench = {
     const info = deviceInfo();
     // KASCADE_PREFILL_CONTEXTS=32768 (comma list) narrows the contexts (the profile job runs one).
     const contexts = contextsFromEnv() ?? (ctx.quick ? [4096, 8192] : [8192, 32768, 131072]);
-    // Fewer repeats at 128k (a dense layer there is hundreds of ms).
-    const repsFor = (n: number) => (n >= 131072 ? Math.max(3, Math.ceil(ctx.repeats / 2)) : ctx.repeats);
+    // At most 8 repeats at 128k (a dense layer there is hundreds of ms; session 8: 3 medians were as noisy as the
+    // candidates' differences, so the device job's 6 repeats now hold there too).
+    const repsFor = (n: number) => (n >= 131072 ? Math.max(3, Math.min(ctx.repeats, 8)) : ctx.repeats);
     const warmFor = (n: number) => (n >= 131072 ? Math.min(ctx.warmup, 1) : ctx.warmup);
 
     ctx.progress('PyTorch SDPA baselines');
