@@ -16,16 +16,16 @@
 // (WRITE_SCORES) `[batch, heads, scoreStride]` f32 scaled logits at their key positions.
 //
 // Dispatch: `(splits, kvHeads, batch)` workgroups of WG invocations, WG / TW teams. Team `tm` of a
-// workgroup takes, in step `s`, keys `start + (s * NT + tm) * U * R + u`, `u < U * R`: it issues the
-// loads of all of them first, then does the math in R sub-steps of U keys (R = 1: one sub-step). Lane
-// `lane` of the team reads pieces `pp * TW + lane` (`pp < PPL`) of each row.
+// workgroup takes, in step `s`, keys `start + (s * NT + tm) * U + u`, `u < U`. Lane `lane` of the team
+// reads pieces `pp * TW + lane` (`pp < PPL`) of each row.
 //
 // Bytes: K (and V when ACCUM_V) rows of the keys attended, once; partials `splits * GROUP * (HEAD_DIM +
 // 2) * 4` per workgroup row; scores when WRITE_SCORES.
 //
-// Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, R, SB`, the flags `GATHER`, `ACCUM_V`,
+// Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
 // `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`,
-// `TRED` (U * GROUP == TW: the transposing reduction), `SGM` with `MSG` (the subgroup team merge, below),
+// `TRED` (U * GROUP == TW: the transposing reduction), `AHEAD` (the next step's loads issued before a
+// step's math), `SGM` with `MSG` (the subgroup team merge, below),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
@@ -48,8 +48,7 @@ const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
 const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 
 var<workgroup> sgCounter: atomic<u32>;
-const UR: u32 = U * R;                // keys a team loads per step (R sub-steps of U)
-const IB: u32 = NT * UR * SB;         // key indices staged per block of SB steps (PREFETCH)
+const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
 var<workgroup> idx: array<u32, IB>;
 var<workgroup> xm: array<f32, NT>;
 var<workgroup> xl: array<f32, NT>;
@@ -70,18 +69,30 @@ var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
       }
 //#end
 
+// PREFETCH: stages the key indices of the block of SB steps that starts at step $1 (a multiple of SB)
+// in workgroup memory, between two barriers.
+//#snippet stage_indices
+    if (GATHER && PREFETCH && $1 % SB == 0u) {
+      workgroupBarrier();
+      for (var i = t; i < IB; i += WG) {
+        idx[i] = sel[selRow + min(start + $1 * NT * U + i, end - 1u)];
+      }
+      workgroupBarrier();
+    }
+//#end
+
 // The K (and V) pieces of one team step: U consecutive keys from `first` (gathered through `sel`, or
 // through the staged indices `idx[idxOff + u]` when `useIdx`), keys at or past `end` marked invalid.
 struct StepData {
-  kp: array<KP, UR * PPL>,
-  vp: array<KP, UR * PPL>,
-  xs: array<u32, UR>,
-  valid: array<bool, UR>,
+  kp: array<KP, U * PPL>,
+  vp: array<KP, U * PPL>,
+  xs: array<u32, U>,
+  valid: array<bool, U>,
 }
 
 fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
   var d: StepData;
-  for (var u = 0u; u < UR; u++) {
+  for (var u = 0u; u < U; u++) {
     let c = first + u;
     d.valid[u] = c < end;
     var x = min(c, end - 1u);
@@ -141,154 +152,160 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     acc[e] = vec4<f32>(0.0);
   }
 
-  let steps = (end - start + NT * UR - 1u) / (NT * UR);
+  let steps = (end - start + NT * U - 1u) / (NT * U);
+  // AHEAD: step s + 1's loads are issued before step s's math (two steps of rows in registers).
+  var ahead: StepData;
+  if (AHEAD && steps > 0u) {
+//#include stage_indices 0u
+    ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
+  }
   for (var s = 0u; s < steps; s++) {
-    if (GATHER && PREFETCH && s % SB == 0u) {
-      workgroupBarrier();
-      for (var i = t; i < IB; i += WG) {
-        idx[i] = sel[selRow + min(start + s * NT * UR + i, end - 1u)];
+    var cur: StepData;
+    if (AHEAD) {
+      cur = ahead;
+      let sn = s + 1u;
+      if (sn < steps) {
+//#include stage_indices sn
+        ahead = loadStep(start + (sn * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (sn % SB) * NT * U + tm * U);
       }
-      workgroupBarrier();
+    } else {
+//#include stage_indices s
+      // Issue every load of the step first.
+      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
     }
-    // Issue every load of the step (R sub-steps of U keys) first.
-    let cur = loadStep(start + (s * NT + tm) * UR, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * UR + tm * UR);
     var valid = cur.valid;
     var kp = cur.kp;
     var vp = cur.vp;
     var xs = cur.xs;
-    // The sub-steps of U keys, one after the other (their loads are all in flight).
-    for (var r = 0u; r < R; r++) {
-      let o = r * U;
-      // Partial dot products over this lane's pieces, finished across the team.
-      var sc: array<f32, U * GROUP>;
-      for (var u = 0u; u < U; u++) {
-        for (var h = 0u; h < GROUP; h++) {
-          var d = 0.0;
-          for (var pp = 0u; pp < PPL; pp++) {
-            for (var i = 0u; i < PV; i++) {
-              d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[(o + u) * PPL + pp], i));
-            }
+    // Partial dot products over this lane's pieces, finished across the team.
+    var sc: array<f32, U * GROUP>;
+    for (var u = 0u; u < U; u++) {
+      for (var h = 0u; h < GROUP; h++) {
+        var d = 0.0;
+        for (var pp = 0u; pp < PPL; pp++) {
+          for (var i = 0u; i < PV; i++) {
+            d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
           }
-          sc[u * GROUP + h] = d;
         }
+        sc[u * GROUP + h] = d;
       }
-      if (TRED) {
-        // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
-        // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
-        // instead of log2(TW) per value, and one exp per lane for the probabilities.
+    }
+    if (TRED) {
+      // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
+      // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
+      // instead of log2(TW) per value, and one exp per lane for the probabilities.
 //#include tred_round 16
 //#include tred_round 8
 //#include tred_round 4
 //#include tred_round 2
 //#include tred_round 1
-        let sv = sc[0];
-        let myh = lane % GROUP;
-        let myu = lane / GROUP;
-        var okv = false;
-        var xv = 0u;
-        for (var u = 0u; u < U; u++) {
-          if (u == myu) {
-            okv = valid[o + u];
-            xv = xs[o + u];
-          }
-        }
-        if (WRITE_SCORES && okv) {
-          scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
-        }
-        let teamBase = sgLane - lane;
-        // The step's maximum of each query head (a head's lanes are GROUP apart).
-        var gm = select(NEG, sv, okv);
-        for (var mk = GROUP; mk < TW; mk = mk * 2u) {
-          gm = max(gm, subgroupShuffleXor(gm, mk));
-        }
-        var corr: array<f32, GROUP>;
-        var mine = NEG;
-        for (var h = 0u; h < GROUP; h++) {
-          let mx = max(m[h], subgroupShuffle(gm, teamBase + h));
-          corr[h] = exp(m[h] - mx);
-          m[h] = mx;
-          mine = select(mine, mx, h == myh);
-        }
-        let pv = select(0.0, exp(sv - mine), okv);
-        var ps = pv;
-        for (var mk = GROUP; mk < TW; mk = mk * 2u) {
-          ps += subgroupShuffleXor(ps, mk);
-        }
-        for (var h = 0u; h < GROUP; h++) {
-          l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
-        }
-        if (ACCUM_V) {
-          for (var h = 0u; h < GROUP; h++) {
-            for (var e = 0u; e < PPL * PV; e++) {
-              acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
-            }
-            for (var u = 0u; u < U; u++) {
-              let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
-              for (var pp = 0u; pp < PPL; pp++) {
-                for (var i = 0u; i < PV; i++) {
-                  acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[(o + u) * PPL + pp], i);
-                }
-              }
-            }
-          }
-        }
-        continue;
-      }
-      for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
-        for (var e = 0u; e < U * GROUP; e++) {
-          sc[e] += subgroupShuffleXor(sc[e], mask);
+      let sv = sc[0];
+      let myh = lane % GROUP;
+      let myu = lane / GROUP;
+      var okv = false;
+      var xv = 0u;
+      for (var u = 0u; u < U; u++) {
+        if (u == myu) {
+          okv = valid[u];
+          xv = xs[u];
         }
       }
-      if (WRITE_SCORES) {
-        // Every lane holds every score: lane `w * TW + lane` takes key u of the sub-step, one store per
-        // query head, so the team's U consecutive keys of a head go out as one contiguous store.
-        for (var w = 0u; w < (U + TW - 1u) / TW; w++) {
-          let mu = w * TW + lane;
-          var x = 0u;
-          var ok = false;
-          for (var u = 0u; u < U; u++) {
-            if (u == mu) {
-              x = xs[o + u];
-              ok = valid[o + u];
-            }
-          }
-          for (var h = 0u; h < GROUP; h++) {
-            var v = 0.0;
-            for (var u = 0u; u < U; u++) {
-              v = select(v, sc[u * GROUP + h], u == mu);
-            }
-            if (ok) {
-              scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
-            }
-          }
-        }
+      if (WRITE_SCORES && okv) {
+        scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
       }
-      // Online softmax of the team (every lane holds the same scores).
+      let teamBase = sgLane - lane;
+      // The step's maximum of each query head (a head's lanes are GROUP apart).
+      var gm = select(NEG, sv, okv);
+      for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+        gm = max(gm, subgroupShuffleXor(gm, mk));
+      }
+      var corr: array<f32, GROUP>;
+      var mine = NEG;
       for (var h = 0u; h < GROUP; h++) {
-        var mx = m[h];
-        for (var u = 0u; u < U; u++) {
-          if (valid[o + u]) {
-            mx = max(mx, sc[u * GROUP + h]);
+        let mx = max(m[h], subgroupShuffle(gm, teamBase + h));
+        corr[h] = exp(m[h] - mx);
+        m[h] = mx;
+        mine = select(mine, mx, h == myh);
+      }
+      let pv = select(0.0, exp(sv - mine), okv);
+      var ps = pv;
+      for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+        ps += subgroupShuffleXor(ps, mk);
+      }
+      for (var h = 0u; h < GROUP; h++) {
+        l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
+      }
+      if (ACCUM_V) {
+        for (var h = 0u; h < GROUP; h++) {
+          for (var e = 0u; e < PPL * PV; e++) {
+            acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
+          }
+          for (var u = 0u; u < U; u++) {
+            let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
+            for (var pp = 0u; pp < PPL; pp++) {
+              for (var i = 0u; i < PV; i++) {
+                acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[u * PPL + pp], i);
+              }
+            }
           }
         }
-        let corr = exp(m[h] - mx);
-        m[h] = mx;
-        var ls = 0.0;
-        var p: array<f32, U>;
+      }
+      continue;
+    }
+    for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
+      for (var e = 0u; e < U * GROUP; e++) {
+        sc[e] += subgroupShuffleXor(sc[e], mask);
+      }
+    }
+    if (WRITE_SCORES) {
+      // Every lane holds every score: lane `r * TW + lane` takes key u of the step, one store per query
+      // head, so the team's U consecutive keys of a head go out as one contiguous store.
+      for (var r = 0u; r < (U + TW - 1u) / TW; r++) {
+        let mu = r * TW + lane;
+        var x = 0u;
+        var ok = false;
         for (var u = 0u; u < U; u++) {
-          p[u] = select(0.0, exp(sc[u * GROUP + h] - mx), valid[o + u]);
-          ls += p[u];
+          if (u == mu) {
+            x = xs[u];
+            ok = valid[u];
+          }
         }
-        l[h] = l[h] * corr + ls;
-        if (ACCUM_V) {
-          for (var pp = 0u; pp < PPL; pp++) {
-            for (var i = 0u; i < PV; i++) {
-              var a = acc[(h * PPL + pp) * PV + i] * corr;
-              for (var u = 0u; u < U; u++) {
-                a += p[u] * kp4(vp[(o + u) * PPL + pp], i);
-              }
-              acc[(h * PPL + pp) * PV + i] = a;
+        for (var h = 0u; h < GROUP; h++) {
+          var v = 0.0;
+          for (var u = 0u; u < U; u++) {
+            v = select(v, sc[u * GROUP + h], u == mu);
+          }
+          if (ok) {
+            scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
+          }
+        }
+      }
+    }
+    // Online softmax of the team (every lane holds the same scores).
+    for (var h = 0u; h < GROUP; h++) {
+      var mx = m[h];
+      for (var u = 0u; u < U; u++) {
+        if (valid[u]) {
+          mx = max(mx, sc[u * GROUP + h]);
+        }
+      }
+      let corr = exp(m[h] - mx);
+      m[h] = mx;
+      var ls = 0.0;
+      var p: array<f32, U>;
+      for (var u = 0u; u < U; u++) {
+        p[u] = select(0.0, exp(sc[u * GROUP + h] - mx), valid[u]);
+        ls += p[u];
+      }
+      l[h] = l[h] * corr + ls;
+      if (ACCUM_V) {
+        for (var pp = 0u; pp < PPL; pp++) {
+          for (var i = 0u; i < PV; i++) {
+            var a = acc[(h * PPL + pp) * PV + i] * corr;
+            for (var u = 0u; u < U; u++) {
+              a += p[u] * kp4(vp[u * PPL + pp], i);
             }
+            acc[(h * PPL + pp) * PV + i] = a;
           }
         }
       }

@@ -32,7 +32,11 @@ struct Params {
 const NT: u32 = WG / TW;
 
 fn fold(e: KP) -> vec4<u32> {
-  return bitcast<vec4<u32>>(kp4(e, 0u)) ^ bitcast<vec4<u32>>(kp4(e, PV - 1u));
+  var f = bitcast<vec4<u32>>(kp4(e, 0u));
+  if (PV > 1u) {
+    f ^= bitcast<vec4<u32>>(kp4(e, 1u));
+  }
+  return f;
 }
 
 @compute @workgroup_size(WG)

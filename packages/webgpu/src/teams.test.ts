@@ -245,9 +245,18 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     },
   );
 
-  it.each([1, 8, 16])('teams with %i keys per step (dense and reuse, f16)', async (keysPerStep) => {
+  // The last two: a team's next step loaded before this step's math, one workgroup per row, so that
+  // the reuse (1200 keys, index blocks of 512 keys with 2 keys per step) stages indices three times.
+  it.each([
+    { keysPerStep: 1, n: 301, k: 40 },
+    { keysPerStep: 8, n: 301, k: 40 },
+    { keysPerStep: 16, n: 301, k: 40 },
+    { keysPerStep: 2, n: 2000, k: 1200, loadsAhead: true, prefetchIndices: true, targetWorkgroups: 1 },
+    { keysPerStep: 8, n: 2000, k: 1200, loadsAhead: true, prefetchIndices: false },
+  ])('teams with $keysPerStep keys per step, loads ahead $loadsAhead (dense and reuse, f16)', async (c) => {
+    const { keysPerStep, n, k: kk, ...tuning } = c;
     const gpu = probe.context!;
-    const [H, G, d, n] = [4, 2, 128, 301];
+    const [H, G, d] = [4, 2, 128];
     const kh = randomFloats(G * n * d, 51 + keysPerStep);
     const vh = randomFloats(G * n * d, 52 + keysPerStep);
     const qh = randomFloats(H * d, 53, 3);
@@ -261,12 +270,13 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     const ref = { heads: H, kvHeads: G, headDim: d, n, q: qh, k: fromF16(toF16(kh)), v: fromF16(toF16(vh)) };
     const q = uploadBuffer(gpu, qh, 'q');
     const out = uploadBuffer(gpu, new Float32Array(H * d).fill(Number.NaN), 'out');
-    const sel = { kvHeads: G, k: 40, indices: Int32Array.from({ length: G * 40 }, (_, i) => (i * 7) % n) };
-    const slot = createDecodeSlot(gpu, 1, G, 64);
-    const rows = new Uint32Array(G * 64);
-    for (let j = 0; j < G; j++) rows.set(sel.indices.subarray(j * 40, (j + 1) * 40), j * 64);
+    const sel = { kvHeads: G, k: kk, indices: Int32Array.from({ length: G * kk }, (_, i) => (i * 7) % n) };
+    const ks = Math.ceil(kk / 64) * 64;
+    const slot = createDecodeSlot(gpu, 1, G, ks);
+    const rows = new Uint32Array(G * ks);
+    for (let j = 0; j < G; j++) rows.set(sel.indices.subarray(j * kk, (j + 1) * kk), j * ks);
     gpu.device.queue.writeBuffer(slot.indices, 0, rows);
-    slot.k = 40;
+    slot.k = kk;
     for (const role of ['dense', 'reuse'] as const) {
       gpu.device.queue.writeBuffer(out, 0, new Float32Array(H * d).fill(Number.NaN));
       await run(gpu, (pass) =>
@@ -281,6 +291,7 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
           headMap: [1, 0],
           kernel: 'teams',
           keysPerStep,
+          ...tuning,
         }),
       );
       const o = new Float32Array(await readBuffer(gpu, out, H * d * 4));
@@ -298,17 +309,6 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
         keysPerStep: 17,
       }),
     ).toThrow(/keysPerStep must be an integer in 1..16/);
-    expect(() =>
-      encodeDecode(gpu, {} as GPUComputePassEncoder, {
-        role: 'dense',
-        heads: H,
-        q,
-        kv,
-        n,
-        out,
-        stepsPerLoad: 5,
-      }),
-    ).toThrow(/stepsPerLoad must be an integer in 1..4/);
     destroyDeviceKV(kv);
     for (const b of [q, out, slot.indices]) b.destroy();
   });
@@ -403,9 +403,9 @@ describe.skipIf(!probe.context)(
       // keysPerStep x group = the team width on this device (SwiftShader: subgroups of 4).
       { transposedReduce: true, keysPerStep: 1, prefetchIndices: true },
       { prefetchIndices: true, pieceBytes: 8 as const, minStepsPerSplit: 5 },
-      // The loads of several team steps issued together (the math then one step after the other).
-      { stepsPerLoad: 2, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
-      { stepsPerLoad: 3, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
+      // The next team step's loads issued before this step's math.
+      { loadsAhead: true, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
+      { loadsAhead: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -462,7 +462,7 @@ describe.skipIf(!probe.context)(
       const keys = gpu.pipelineKeys;
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
-      if ('stepsPerLoad' in opts) expect(keys.some((k) => k.includes(`,R=${opts.stepsPerLoad},`))).toBe(true);
+      if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

@@ -89,7 +89,7 @@ type Tuning = Pick<
   DecodeArgs,
   | 'targetWorkgroups'
   | 'keysPerStep'
-  | 'stepsPerLoad'
+  | 'loadsAhead'
   | 'minStepsPerSplit'
   | 'prefetchIndices'
   | 'pieceBytes'
@@ -121,10 +121,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { subgroupTeamMerge: false },
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
-  { stepsPerLoad: 2 },
-  { streamPass: { stepsPerLoad: 2 } },
-  { transposedReduce: true, pieceBytes: 8, stepsPerLoad: 2 },
-  { transposedReduce: true, pieceBytes: 16, keysPerStep: 4, stepsPerLoad: 2 },
+  { loadsAhead: true },
+  { loadsAhead: true, transposedReduce: true, pieceBytes: 8 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -151,24 +149,23 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // 46-47 us), workgroups of one team for the gathers, the streaming passes and dense, teams_combine
   // (all removed); the folded select at batch 8.
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then.
-  // Session 8, call A: the loads of two team steps in flight together (stepsPerLoad 2), per role;
-  // for the reuse also on twice the workgroups of one such step each, and the transposed reduction
-  // (slower in session 4, 51.7 against 46.9 us, before teams_merge and the index prefetch).
+  // Session 8, call B: the next team step's loads issued before this step's math (loadsAhead),
+  // per role. Call A (webgpu-decode-s8a.json) holds what lost: the loads of two steps issued
+  // together with their math one after the other (stepsPerLoad 2: dense 960 against 196 us), the
+  // reuse with the transposed reduction (54.2 and 49.7 against 44.9).
   reuse: alternate(
     2,
     {},
-    { stepsPerLoad: 2 },
-    { stepsPerLoad: 2, minStepsPerSplit: 1, targetWorkgroups: 1024 },
-    { transposedReduce: true },
-    { transposedReduce: true, stepsPerLoad: 2 },
-    { transposedReduce: true, pieceBytes: 16, keysPerStep: 4, stepsPerLoad: 2 },
+    { loadsAhead: true },
+    { loadsAhead: true, prefetchIndices: false },
+    { loadsAhead: true, targetWorkgroups: 256, minStepsPerSplit: 4 },
   ),
-  anchor: alternate(2, {}, { streamPass: { stepsPerLoad: 2 } }),
-  'dense-anchor': alternate(2, {}, { streamPass: { stepsPerLoad: 2 } }),
-  dense: alternate(2, {}, { stepsPerLoad: 2 }),
+  anchor: alternate(2, {}, { streamPass: { loadsAhead: true } }, { loadsAhead: true }),
+  'dense-anchor': alternate(2, {}, { streamPass: { loadsAhead: true } }),
+  dense: alternate(2, {}, { loadsAhead: true }),
 };
 /** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
-const ONE_PASS_REUSE_OPTIONS: Tuning = { stepsPerLoad: 2 };
+const ONE_PASS_REUSE_OPTIONS: Tuning = { loadsAhead: true };
 
 const bench: Bench = {
   name: 'webgpu-decode',

@@ -59,7 +59,7 @@ type Options = Pick<
   | 'subgroupTeamMerge'
   | 'untilStage'
   | 'selectSchedule'
-  | 'stepsPerLoad'
+  | 'loadsAhead'
   | 'streamPass'
 >;
 
@@ -480,9 +480,9 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         );
       }
     }
-    // Dense's split pass alone (its stream against the stream reads of section 3), and with the loads
-    // of two team steps in flight together.
-    for (const o of [SPLIT_ONLY, { ...SPLIT_ONLY, stepsPerLoad: 2 }]) {
+    // Dense's split pass alone (its stream against the stream reads of section 3), and with the next
+    // team step's loads issued before this step's math.
+    for (const o of [SPLIT_ONLY, { ...SPLIT_ONLY, loadsAhead: true }]) {
       const s = await timeOp(
         gpu,
         ctx,
@@ -493,11 +493,10 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       push('probe-stages', 'dense until split', s, { options: JSON.stringify(o) });
     }
     // The anchors' streaming pass alone (without the merge of its splits) under team-kernel options:
-    // the loads of two team steps in flight together (the scores pass reads K only, so a step of 8
-    // keys has half the bytes of dense's in flight), at its 4096 workgroups and at 2048.
+    // the next team step's loads issued before this step's math, at its 4096 workgroups and at 2048.
     const streamOptions: Options[] = [
-      { ...SPLIT_ONLY, streamPass: { stepsPerLoad: 2 } },
-      { ...SPLIT_ONLY, streamPass: { stepsPerLoad: 2, targetWorkgroups: 2048 } },
+      { ...SPLIT_ONLY, streamPass: { loadsAhead: true } },
+      { ...SPLIT_ONLY, streamPass: { loadsAhead: true, targetWorkgroups: 2048 } },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

@@ -119,11 +119,11 @@ export interface DecodeArgs {
   /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
   /**
-   * `teams` only: team steps whose K/V loads a team issues together, 1..4 (the math then runs over
-   * them one after the other): `stepsPerLoad x keysPerStep` rows in flight per team, with the
-   * registers of one step's scores. Default: `TEAM_DEFAULTS` (1).
+   * `teams` only: a team issues the next step's K/V loads before the current step's math (two steps
+   * of rows in registers), so the math of one step overlaps the loads of the next. Default:
+   * `TEAM_DEFAULTS` (off).
    */
-  readonly stepsPerLoad?: number;
+  readonly loadsAhead?: boolean;
   /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
@@ -195,7 +195,7 @@ const POOL_BINDINGS = [
 /** The team kernel's settings of one pass (what {@link DecodeArgs} can override). */
 export interface TeamSettings {
   readonly keysPerStep: number;
-  readonly stepsPerLoad: number;
+  readonly loadsAhead: boolean;
   readonly minStepsPerSplit: number;
   readonly targetWorkgroups: number;
   readonly pieceBytes: 8 | 16;
@@ -214,7 +214,7 @@ export type TeamPass = 'stream' | 'layer0' | 'scores' | 'gather';
 
 const STREAM_FEW: TeamSettings = {
   keysPerStep: 8,
-  stepsPerLoad: 1,
+  loadsAhead: false,
   minStepsPerSplit: 4,
   targetWorkgroups: 1024,
   pieceBytes: 16,
@@ -435,12 +435,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
-    if (
-      o.stepsPerLoad !== undefined &&
-      !(Number.isInteger(o.stepsPerLoad) && o.stepsPerLoad >= 1 && o.stepsPerLoad <= 4)
-    ) {
-      throw new WebGPUShapeError(`stepsPerLoad must be an integer in 1..4, got ${o.stepsPerLoad}`);
-    }
   }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
@@ -458,7 +452,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         ? 'f16x4'
         : kv.dtype) as PieceType,
       U,
-      R: o.stepsPerLoad ?? d.stepsPerLoad,
+      ahead: o.loadsAhead ?? d.loadsAhead,
       minSteps: o.minStepsPerSplit ?? d.minStepsPerSplit,
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
@@ -475,7 +469,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       batch,
       kvHeads,
       keys,
-      (t.layout.WG / t.layout.TW) * t.U * t.R,
+      (t.layout.WG / t.layout.TW) * t.U,
       t.targetWorkgroups,
       t.minSteps,
     );
@@ -522,7 +516,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         headMap,
       ),
     );
-    const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U * t.R : 1;
+    const stepKeys = t ? (t.layout.WG / t.layout.TW) * t.U : 1;
     if (t?.tred && t.U * group !== t.layout.TW) {
       throw new WebGPUShapeError(
         `transposedReduce needs keysPerStep x group = the team width: ${t.U} x ${group} != ${t.layout.TW}`,
@@ -540,7 +534,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       GROUP: group,
       ...t.layout,
       U: t.U,
-      R: t.R,
+      AHEAD: t.ahead,
       SB,
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
