@@ -168,6 +168,74 @@ constexpr int kWsProducerRegs = 40;
 constexpr int kWsConsumerRegs = 208;
 constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 
+// The row's last CTA's merge of the W gather (session 8): every thread issues its share of the slots' (m, l) AND o
+// loads at once (one L2 round trip, where merge_row_if_last reads (m, l), then o), merging online: kTpo threads per
+// output float4, each over slots sub, sub + kTpo, ..., then combined across the kTpo lanes by shuffles.
+template <typename T, int D, int GS, int NT>
+__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out) {
+  constexpr int kOut4 = GS * D / 4;  // the row's output float4s
+  constexpr int kTpo = NT / kOut4;   // threads per output float4
+  static_assert(kTpo >= 1 && kTpo <= 32 && (kTpo & (kTpo - 1)) == 0, "threads per output: a power of two <= 32");
+  constexpr int kPer = 8;  // slots per thread per round
+  const int tid = static_cast<int>(threadIdx.x), o4 = tid / kTpo, sub = tid % kTpo;
+  const int h = o4 / (D / 4), d = (o4 % (D / 4)) * 4;
+  const float* ml = part_ml + (bh0 + h) * S * 2;
+  const float* po = part_o + (bh0 + h) * S * D + d;
+  float M = -INFINITY, L = 0.f;
+  float4 O = make_float4(0.f, 0.f, 0.f, 0.f);
+  auto fold = [](float4& o, float c, const float4& t, float w) {
+    o.x = fmaf(t.x, w, o.x * c);
+    o.y = fmaf(t.y, w, o.y * c);
+    o.z = fmaf(t.z, w, o.z * c);
+    o.w = fmaf(t.w, w, o.w * c);
+  };
+  for (int x0 = 0; x0 < S; x0 += kTpo * kPer) {
+    float mm[kPer], ll[kPer];
+    float4 oo[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int x = x0 + sub + kTpo * u;
+      const bool ok = x < S;
+      mm[u] = ok ? __ldcg(ml + 2 * x) : -INFINITY;
+      ll[u] = ok ? __ldcg(ml + 2 * x + 1) : 0.f;
+      oo[u] = ok ? __ldcg(reinterpret_cast<const float4*>(po + static_cast<size_t>(x) * D)) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    float Mr = M;
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) Mr = fmaxf(Mr, mm[u]);
+    if (Mr == -INFINITY) continue;  // every slot so far empty
+    const float c = M == -INFINITY ? 0.f : exp2f(M - Mr);
+    L *= c;
+    fold(O, c, O, 0.f);
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const float w = mm[u] == -INFINITY ? 0.f : exp2f(mm[u] - Mr);
+      L = fmaf(ll[u], w, L);
+      fold(O, 1.f, oo[u], w);
+    }
+    M = Mr;
+  }
+#pragma unroll
+  for (int off = 1; off < kTpo; off <<= 1) {
+    const float Mo = __shfl_xor_sync(0xffffffffu, M, off), Lo = __shfl_xor_sync(0xffffffffu, L, off);
+    const float4 Oo = make_float4(__shfl_xor_sync(0xffffffffu, O.x, off), __shfl_xor_sync(0xffffffffu, O.y, off),
+                                  __shfl_xor_sync(0xffffffffu, O.z, off), __shfl_xor_sync(0xffffffffu, O.w, off));
+    const float Mn = fmaxf(M, Mo);
+    if (Mn == -INFINITY) continue;
+    const float ca = M == -INFINITY ? 0.f : exp2f(M - Mn), cb = Mo == -INFINITY ? 0.f : exp2f(Mo - Mn);
+    L = L * ca + Lo * cb;
+    fold(O, ca, Oo, cb);
+    M = Mn;
+  }
+  if (sub == 0) {
+    T* op = out + (bh0 + h) * D + d;
+    op[0] = from_float<T>(O.x / L);
+    op[1] = from_float<T>(O.y / L);
+    op[2] = from_float<T>(O.z / L);
+    op[3] = from_float<T>(O.w / L);
+  }
+}
+
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
 // 2 (W only) the row's CTAs are one cluster and merge through distributed shared memory.
 template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
@@ -315,10 +383,14 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
       ws_cluster_merge<T, D, GS, C::kThreads>(part, static_cast<T*>(a.out) + bh0 * D);
     }
   } else {
+    unsigned* ctr = merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr;
+    // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots).
     store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o,
                                                      a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
-                                                     merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr,
-                                                     true);
+                                                     W ? nullptr : ctr, true);
+    if constexpr (W)
+      if (ctr && row_last_block(ctr, a.splits))
+        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
   }
   if (trace && tid == 0) ws_mark(3);
 }
