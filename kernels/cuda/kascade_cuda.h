@@ -100,13 +100,10 @@ enum KascadeDecodeVariant {
                                             // step, each key's u of the group's heads side by side, so a warp step
                                             // writes whole 128-byte lines of one contiguous stream per CTA and the
                                             // sparse pass copies a key's scores at once
-  KASCADE_VARIANT_PHASE3_PREFETCH = 2097152,  // cuda-anchor, session 8 (anchors with bit 2048): the stream select's
-                                              // phase 3 has the pooled scores of its next two steps prefetched into
-                                              // L2 (cp.async.bulk.prefetch) while a step waits on its slot atomics
-  KASCADE_VARIANT_PHASE3_STAGED = 4194304,  // cuda-anchor, session 8 (anchors with bit 2048): the stream select's phase 3
-                                            // claims its output / list slots in shared staging lists, flushed every 8
-                                            // steps with one global atomic per list (not one per warp and step)
-  KASCADE_VARIANT_ALL = 8388607,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_SPARSE_DEEP = 2097152,  // cuda-anchor, session 8 (with 524288 and 1024; call A's phase-3 prefetch and
+                                          // staging bits 2097152 / 4194304 lost and were removed): the anchor's sparse
+                                          // pass from the intermediate keeps a 5-stage ring per warp instead of 4
+  KASCADE_VARIANT_ALL = 4194303,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

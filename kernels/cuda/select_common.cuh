@@ -176,18 +176,6 @@ __device__ __forceinline__ void stream_pool8_hist(bool u16, bool keyMajor, const
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
 }
 
-// Bit 2097152: the pooled scores of tiles [t, t + min(2, left)) of a pooled row pr (nU entries) prefetched into L2 by
-// one bulk prefetch (nothing when left <= 0).
-__device__ __forceinline__ void stream_prefetch_tiles(const float* pr, int t, long long left, int nU) {
-  if (left <= 0) return;
-  const long long x0 = static_cast<long long>(t) * kStreamTile;
-  const long long x1 = min(static_cast<long long>(nU), x0 + (left < 2 ? left : 2) * kStreamTile);
-  if (x1 <= x0) return;
-  // Rows of nU (a multiple of 16) floats: 64-byte aligned start, a multiple of 64 bytes.
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(pr + x0), "r"(static_cast<unsigned>((x1 - x0) * 4))
-               : "memory");
-}
-
 // The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
 // pooled row pr into v[8 u + e] (both tiles' loads issued before any is used; zeros past n).
 __device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles2, int n, float (&v)[16]) {
@@ -264,63 +252,6 @@ __device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, 
   }
   stream_emit16(c, v, xt, baseA, o, baseC, cl, cv);
 }
-// Bit 4194304: slots in the CTA's shared staging lists first (sA: capA keys; sCk / sCv: capC keys and scores;
-// counters *nA / *nC claimed by compare-and-swap, never past the capacity); a warp whose keys do not fit there
-// takes global slots (*cntA / *cntC) and writes o / cl / cv directly. stream_flush_staged moves the staged keys out.
-__device__ __forceinline__ int stream_claim(int* counter, int want, int cap) {
-  int old = *reinterpret_cast<volatile int*>(counter);
-  while (old + want <= cap) {
-    const int seen = atomicCAS(counter, old, old + want);
-    if (seen == old) return old;
-    old = seen;
-  }
-  return -1;
-}
-__device__ __forceinline__ void stream_classify16_staged(const float (&v)[16], int xt, int tiles2, int n,
-                                                         unsigned binLo, unsigned binHi, int* nA, int* nC, int* sA,
-                                                         int* sCk, float* sCv, int capA, int capC, int* cntA, int* cntC,
-                                                         int* o, int* cl, float* cv) {
-  const StreamClass16 c = stream_class16(v, xt, tiles2, n, binLo, binHi);
-  int baseA = 0, baseC = 0, localA = 1, localC = 1;
-  if ((threadIdx.x & 31) == 31) {
-    if (c.ia > 0 && (baseA = stream_claim(nA, c.ia, capA)) < 0) {
-      localA = 0;
-      baseA = atomicAdd(cntA, c.ia);
-    }
-    if (c.ic > 0 && (baseC = stream_claim(nC, c.ic, capC)) < 0) {
-      localC = 0;
-      baseC = atomicAdd(cntC, c.ic);
-    }
-  }
-  localA = __shfl_sync(0xffffffffu, localA, 31);
-  localC = __shfl_sync(0xffffffffu, localC, 31);
-  stream_emit16(c, v, xt, baseA, localA ? sA : o, baseC, localC ? sCk : cl, localC ? sCv : cv);
-}
-// The CTA's staged keys (counts *nA / *nC) appended to the row's output and list through one global atomic each,
-// the counters zeroed. All threads of the CTA (NT) call it; base: 2 shared ints.
-template <int NT>
-__device__ __forceinline__ void stream_flush_staged(int* nA, int* nC, const int* sA, const int* sCk, const float* sCv,
-                                                    int* cntA, int* cntC, int* o, int* cl, float* cv, int* base) {
-  __syncthreads();  // every warp's staged writes and claims are done
-  const int a = *nA, c = *nC;
-  if (threadIdx.x == 0) {
-    base[0] = a > 0 ? atomicAdd(cntA, a) : 0;
-    base[1] = c > 0 ? atomicAdd(cntC, c) : 0;
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < a; i += NT) o[base[0] + i] = sA[i];
-  for (int i = threadIdx.x; i < c; i += NT) {
-    cl[base[1] + i] = sCk[i];
-    cv[base[1] + i] = sCv[i];
-  }
-  __syncthreads();  // all have read the counts and the staged keys
-  if (threadIdx.x == 0) {
-    *nA = 0;
-    *nC = 0;
-  }
-  __syncthreads();
-}
-
 // The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose
 // members are listed around the bin b1 holding rank k: every bin the exact window (select_plan.h) around
 // any score of b1 can reach, usually b1 - 1 .. b1 + 1. krem (the rank still wanted inside b1) grows by the

@@ -21,7 +21,6 @@
 // faster in the third session's call C and is the one every default names.)
 #include <cooperative_groups.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -432,7 +431,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   __shared__ float Mh[GS], iL[GS];
   __shared__ unsigned res[2];
   __shared__ int cnt[3];
-  __shared__ int flushBase[2];
   const int tid = threadIdx.x;
   const int n = a.n, nU = a.nU, G = a.kvHeads, H = a.heads, k = a.topk;
   const long long P = gridDim.x;
@@ -501,18 +499,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   grid_barrier(g_stream_barrier);
   STREAM_TRACE(3);
 
-  // Phase 3. Bit 4194304: the output and list slots come from shared counters over staging lists in `cache` (free
-  // until phase 4), flushed to the row's global lists every kStage3Steps steps and at each row segment's end: one
-  // global atomic per list and flush instead of one per warp and step (a warp's step waited for its loads, then for
-  // its atomic's reply, before the next step's loads). A warp whose keys do not fit takes global slots directly.
-  const bool staged = a.staged3 != 0;
-  int* const sA = reinterpret_cast<int*>(cache);
-  int* const sCk = sA + kStage3A;
-  float* const sCv = cache + kStage3A + kStage3C;
-  if (staged) {
-    if (tid == 0) cnt[0] = cnt[1] = 0;
-    __syncthreads();
-  }
+  // Phase 3.
   for (long long t = t0; t < t1;) {
     const long long row = t / a.tiles;
     const long long tEnd = min(t1, (row + 1) * a.tiles);
@@ -524,24 +511,15 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* cv = a.candVal + static_cast<size_t>(row) * n;
     // Two tiles a step: both tiles' loads are in flight before the step's counter atomics (one pair per warp).
     // (Session 7, call A: loading them by cp.async into a two-stage buffer, the next step's in flight during the
-    // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted.) Bit 2097152: thread 0 has the pooled
-    // scores two and four tiles ahead prefetched into L2, so a step's loads find them there while the warps wait on
-    // their slot atomics (each warp waits for its loads, then its atomic: ~2 TB/s when both come from DRAM).
-    if (a.prefetch3 && tid == 0) stream_prefetch_tiles(pr, static_cast<int>(t - row * a.tiles) + 2, tEnd - t - 2, nU);
+    // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted. Session 8, call A: the next tiles
+    // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
+    // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
     for (; t < tEnd; t += 2) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (a.prefetch3 && tid == 0) stream_prefetch_tiles(pr, static_cast<int>(t - row * a.tiles) + 4, tEnd - t - 4, nU);
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
       float v[16];
       stream_load16(pr, xt, tiles2, n, v);
-      if (!staged) {
-        stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
-        continue;
-      }
-      stream_classify16_staged(v, xt, tiles2, n, binLo, binHi, &cnt[0], &cnt[1], sA, sCk, sCv, a.stage3CapA,
-                               a.stage3CapC, st + 2, st + 3, o, cl, cv);
-      if (t + 2 >= tEnd || ((t - t0) / 2) % kStage3Steps == kStage3Steps - 1)
-        stream_flush_staged<kStreamThreads>(&cnt[0], &cnt[1], sA, sCk, sCv, st + 2, st + 3, o, cl, cv, flushBase);
+      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
     }
     t = tEnd;
   }
@@ -600,19 +578,6 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) ? 1 : 0;
-  a.prefetch3 = (s.variant & KASCADE_VARIANT_PHASE3_PREFETCH) ? 1 : 0;
-  a.staged3 = (s.variant & KASCADE_VARIANT_PHASE3_STAGED) ? 1 : 0;
-  a.stage3CapA = kStage3A;
-  a.stage3CapC = kStage3C;
-  // Test hook (the device check only): KASCADE_DEBUG_STAGE3_CAP=c cuts both staging lists to c keys, so that small
-  // cases take the overflow path (global slots) as well.
-  if (const char* e = std::getenv("KASCADE_DEBUG_STAGE3_CAP")) {
-    const int c = std::atoi(e);
-    if (c > 0) {
-      a.stage3CapA = std::min(c, kStage3A);
-      a.stage3CapC = std::min(c, kStage3C);
-    }
-  }
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;

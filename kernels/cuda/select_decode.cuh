@@ -33,9 +33,6 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
   int keyMajor;   // bit 1048576 (with u16): the intermediate in key-major order (select_plan.h, u16_index)
-  int prefetch3;  // bit 2097152: phase 3 prefetches its next steps' pooled scores into L2
-  int staged3;    // bit 4194304: phase 3 claims its slots in shared staging lists...
-  int stage3CapA, stage3CapC;  // ...of these many keys (kStage3A / kStage3C; less under KASCADE_DEBUG_STAGE3_CAP)
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -60,9 +57,5 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
 constexpr int kStreamThreads = 256;
 static_assert(kStreamTile == 8 * kStreamThreads, "stream select tiles: 8 keys per thread");
 constexpr int kStreamCache = 8192;               // list values kept in shared memory for the last digits
-// Bit 4194304: phase 3's staging lists in the same shared memory (kStage3A output keys, kStage3C list keys and
-// scores), flushed every kStage3Steps steps (8 x 4096 keys: ~3300 output keys at p = 10 %).
-constexpr int kStage3A = 4096, kStage3C = 2048, kStage3Steps = 8;
-static_assert(kStage3A + 2 * kStage3C <= kStreamCache, "the staging lists fit the cache");
 
 }  // namespace kascade

@@ -6,11 +6,12 @@
 # "0 1 2 3"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
 # kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16,
 # 4 (session 8) u and m16 stored under the default L2 policy instead of evict-first, 5 (session 8) every store folded
-# into the buffer's first few MB (L2-resident: the stores without their DRAM writes); 1-3 and 5 give wrong selections:
+# into the buffer's first few MB under the default policy (L2-resident: the stores without their DRAM writes), 6 / 7
+# (session 8) half the CTAs store: the batch's first half (the pass's first half in time) / the even splits (all along
+# the pass); 1-3 and 5-7 give wrong selections:
 # timing diagnosis only; session 7's probes 4 and 5 lost and were removed). Session 8's default list compares the
-# anchor default 789628 with 1838204 (the same with bit 1048576: the f16 intermediate key-major) and 3935356 (and
-# bit 2097152: phase 3 of the stream select with its next tiles prefetched into L2) and 8129660 (and bit 4194304:
-# phase 3's slots from shared staging lists), and adds the stream select
+# key-major intermediate (1838204 = 789628 | 1048576) under the probes and 3935356 (and bit 2097152: the sparse pass
+# with a 5-stage ring), and adds the stream select
 # (stream_select_kernel) to the profiled kernels.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
 # anchor-<v>-p<mode>.csv.
@@ -19,7 +20,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
-list=${PROFILE_ANCHOR_VARIANTS:-789628:0/1/4/5,1838204:0/4,3935356:0,8129660:0}
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1/5/6/7,3935356:0}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}

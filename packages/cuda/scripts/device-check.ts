@@ -489,17 +489,6 @@ function runCase(c: Case, rows: Row[], variants: readonly number[]): void {
       });
     };
     guard('anchor', () => checkAnchor('anchor'));
-    // Bit 4194304 (the stream select's phase 3 through shared staging lists): once more with the lists cut to 40
-    // keys (KASCADE_DEBUG_STAGE3_CAP, read at each call), so that the warps that overflow them take global slots.
-    if (variant & 4194304)
-      guard('anchorStage40', () => {
-        process.env.KASCADE_DEBUG_STAGE3_CAP = '40';
-        try {
-          checkAnchor('anchorStage40');
-        } finally {
-          delete process.env.KASCADE_DEBUG_STAGE3_CAP;
-        }
-      });
 
     guard('reuse', () => {
       out.fill(0xff);
