@@ -513,3 +513,95 @@ fn teams_merge(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
   }
 }
 //#endif
+
+// scores_keys: the anchors' scores pass (K only) with one key per invocation: invocation t of a
+// workgroup takes keys `start + t, start + t + WG, ..` of its split, loads the key's whole row
+// (HEAD_DIM / (4 PV) pieces, every load issued before any is used), and finishes the GROUP dot
+// products alone against the pre-scaled queries in workgroup memory (broadcast reads): no
+// cross-lane reduction, no shuffles, about half the instructions per key of teams_partial's
+// transposed reduction. Each invocation keeps a running (max, sum) per query head; the workgroup
+// merges them (subgroup max / sum, then across subgroups) into the split's partML, which
+// teams_merge reduces as for teams_partial. Scores are stored as teams_partial stores them, a
+// warp's consecutive keys of a head in one contiguous run. Compiled only with KEYS. Dispatch and
+// partials as teams_partial (`(splits, kvHeads, batch)`, span keys per split).
+
+//#if KEYS
+const RP: u32 = HEAD_DIM / (4u * PV);        // pieces per K row
+var<workgroup> qs: array<vec4<f32>, GROUP * D4>;
+var<workgroup> sgm: array<vec2<f32>, (WG / 4u) * GROUP>;  // per subgroup and head: (max, sum)
+
+@compute @workgroup_size(WG)
+fn scores_keys(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
+//#include subgroup_index sgLane
+  let split = wid.x;
+  let j = wid.y;
+  let b = wid.z;
+  let H = P.heads;
+  let start = split * P.span;
+  let end = min(start + P.span, P.n);
+  let kvBase = (b * P.kvHeads + j) * P.capacity;
+  for (var i = t; i < GROUP * D4; i += WG) {
+    qs[i] = q[(b * H + j * GROUP) * D4 + i] * P.scale;
+  }
+  workgroupBarrier();
+  var m: array<f32, GROUP>;
+  var l: array<f32, GROUP>;
+  for (var h = 0u; h < GROUP; h++) {
+    m[h] = NEG;
+    l[h] = 0.0;
+  }
+  for (var x0 = start; x0 < end; x0 += WG) {
+    let x = x0 + t;
+    let ok = x < end;
+    let at = (kvBase + min(x, end - 1u)) * RP;
+    var row: array<KP, RP>;
+    for (var p = 0u; p < RP; p++) {
+      row[p] = kbuf[at + p];
+    }
+    var d: array<f32, GROUP>;
+    for (var h = 0u; h < GROUP; h++) {
+      d[h] = 0.0;
+    }
+    for (var p = 0u; p < RP; p++) {
+      for (var i = 0u; i < PV; i++) {
+        let kv4 = kp4(row[p], i);
+        for (var h = 0u; h < GROUP; h++) {
+          d[h] += dot(qs[h * D4 + p * PV + i], kv4);
+        }
+      }
+    }
+    if (ok) {
+      for (var h = 0u; h < GROUP; h++) {
+        scores[(b * H + j * GROUP + h) * P.scoreStride + x] = d[h];
+        let mx = max(m[h], d[h]);
+        l[h] = l[h] * exp(m[h] - mx) + exp(d[h] - mx);
+        m[h] = mx;
+      }
+    }
+  }
+  // The workgroup's (max, sum) per query head: within each subgroup, then across the subgroups.
+  let nsg = WG / sgSize;
+  for (var h = 0u; h < GROUP; h++) {
+    let M = subgroupMax(m[h]);
+    let L = subgroupAdd(l[h] * exp(m[h] - M));
+    if (sgLane == 0u) {
+      sgm[sgIndex * GROUP + h] = vec2<f32>(M, L);
+    }
+  }
+  workgroupBarrier();
+  if (t < GROUP) {
+    var M = NEG;
+    for (var g = 0u; g < nsg; g++) {
+      M = max(M, sgm[g * GROUP + t].x);
+    }
+    var L = 0.0;
+    for (var g = 0u; g < nsg; g++) {
+      L += sgm[g * GROUP + t].y * exp(sgm[g * GROUP + t].x - M);
+    }
+    let at = ((b * H + j * GROUP + t) * P.splits + split) * 2u;
+    partML[at] = M;
+    partML[at + 1u] = L;
+  }
+}
+//#endif

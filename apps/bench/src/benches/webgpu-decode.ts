@@ -90,6 +90,7 @@ type Tuning = Pick<
   | 'targetWorkgroups'
   | 'keysPerStep'
   | 'loadsAhead'
+  | 'keyPerInvocation'
   | 'minStepsPerSplit'
   | 'prefetchIndices'
   | 'pieceBytes'
@@ -123,6 +124,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
   { loadsAhead: true },
   { loadsAhead: true, transposedReduce: true, pieceBytes: 8 },
+  { keyPerInvocation: true },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -160,7 +162,17 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { loadsAhead: true, prefetchIndices: false },
     { loadsAhead: true, targetWorkgroups: 256, minStepsPerSplit: 4 },
   ),
-  anchor: alternate(2, {}, { streamPass: { loadsAhead: true } }, { loadsAhead: true }),
+  // The anchors' scores pass with one key per invocation (keyPerInvocation) at 2048, 1024 and 512
+  // workgroups (4, 8 and 16 keys per invocation).
+  anchor: alternate(
+    2,
+    {},
+    { streamPass: { loadsAhead: true } },
+    { loadsAhead: true },
+    { keyPerInvocation: true },
+    { keyPerInvocation: true, streamPass: { minStepsPerSplit: 8 } },
+    { keyPerInvocation: true, streamPass: { minStepsPerSplit: 16 } },
+  ),
   'dense-anchor': alternate(2, {}, { streamPass: { loadsAhead: true } }),
   dense: alternate(2, {}, { loadsAhead: true }),
 };
