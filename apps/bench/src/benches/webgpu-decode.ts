@@ -589,6 +589,10 @@ const bench: Bench = {
             ['dense-anchor', {}],
             ['anchor', {}],
             ['reuse', {}],
+            // Session 8's candidates, at full size in the call that first times them.
+            ['anchor', { keyPerInvocation: true }],
+            ['dense', { loadsAhead: true }],
+            ['reuse', { loadsAhead: true }],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;
