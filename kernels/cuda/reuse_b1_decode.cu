@@ -30,13 +30,13 @@
 //   its own counters g_ws_done). Beyond kMaxFusedRows rows (or slots whose weights would not fit in the
 //   ring) the combine kernel merges instead.
 //   Honoured variant bits: 32 (16-bit P), 4096 (programmatic dependent launch; session 7), 65536 (below),
-//   64 (session 8, head dim 128): 8 consumer + 8 producer warps in one CTA per SM (W): half the splits per row, so
-//   the row's last CTA merges half the slots with twice the threads. Tuning knob KASCADE_WS_CLUSTER=1 (call A's
-//   form of bit 64): the row's CTAs as one thread block cluster (where every row's cluster fits at once), their
-//   partials merged through distributed shared memory between two cluster barriers (ws_cluster_merge).
+//   64 (session 8, head dim 128): 8 consumer + 8 producer warps in one CTA per SM (W): half the splits per row, and
+//   the row's last CTA merges them in one L2 round trip with twice the threads (ws_merge_slots).
+//   (Session 8, call A: bit 64 first made each row's CTAs one thread block cluster merging through distributed shared
+//   memory; this H200 holds only 7 clusters of 10-16 CTAs at one CTA per SM (9 of 9, 15 of 8), so 8 rows ran as
+//   9-CTA clusters on 72 SMs: reuse 25.25 against 22.46 us at 128k batch 1 (call B: 25.41 against the wide CTAs'
+//   21.73); removed.)
 //   The other bits do not change this kernel.
-#include <cooperative_groups.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -69,20 +69,14 @@ struct WsCfg {
   static constexpr int kStages = D == 128 ? 3 : 6;
   static constexpr int kMinBlocks = W ? 1 : 2;
 };
-// The cluster of one row (tuning knob KASCADE_WS_CLUSTER=1 with W): the largest size from kWsClusterMax (16, a
-// non-portable size) down to kWsClusterMin whose clusters are all resident at once (a GPC holds a cluster; session 8,
-// call A: the H200 holds 7 clusters of 10-16 CTAs at one CTA per SM, 9 of 9, 15 of 8, so 8 rows got 9-CTA clusters).
-constexpr int kWsClusterMax = 16;
-constexpr int kWsClusterMin = 4;
 
 // Shared memory: the K ring [kStages][kStageKeys][kRow], the V ring likewise (the consumers' partials
-// reuse it at the end; W: then the CTA's merged partial, o [GS][D] and (m, l) [GS][2], which a cluster reads),
-// then the positions [kStages][kStageKeys] and the full / empty mbarriers.
+// reuse it at the end), then the positions [kStages][kStageKeys] and the full / empty mbarriers.
 template <typename T, int D, int GS, bool W = false>
 __host__ __device__ constexpr size_t ws_region_bytes() {
   using C = WsCfg<D, W>;
   const size_t ring = size_t(2) * C::kStages * C::kStageKeys * C::kRow * sizeof(T);
-  const size_t red = sizeof(float) * (size_t(C::kConsumers + (W ? 1 : 0)) * GS * (D + 2));
+  const size_t red = sizeof(float) * (size_t(C::kConsumers) * GS * (D + 2));
   return ((ring > red ? ring : red) + 15) / 16 * 16;
 }
 template <typename T, int D, int GS, bool W = false>
@@ -90,48 +84,6 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
   using C = WsCfg<D, W>;
   return ws_region_bytes<T, D, GS, W>() + size_t(C::kStages) * C::kStageKeys * sizeof(int) +
          size_t(2) * C::kStages * C::kProducers * sizeof(uint64_t);
-}
-
-// The cluster's merge (W launched as clusters): every CTA of the row's cluster holds its merged partial in shared memory (`part`: o
-// [GS][D] unnormalised, then (m, l) [GS][2], log2 domain; an empty range m = -inf); after a cluster barrier, CTA r
-// of the cs merges elements [r per, (r + 1) per) (per = ceil(GS D / cs)) of the row's output from the cs partials,
-// read through distributed shared memory, and stores them; a second barrier keeps every CTA's shared memory alive
-// until all have read it.
-template <typename T, int D, int GS, int NT>
-__device__ __forceinline__ void ws_cluster_merge(const float* part, T* out) {
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  const int cs = static_cast<int>(cluster.num_blocks());
-  const int per = (GS * D + cs - 1) / cs;  // output elements per CTA
-  cluster.sync();
-  const int r = static_cast<int>(cluster.block_rank());
-  for (int t = static_cast<int>(threadIdx.x); t < per && r * per + t < GS * D; t += NT) {
-    const int e = r * per + t, h = e / D;
-    float mc[kWsClusterMax], lc[kWsClusterMax], oc[kWsClusterMax];
-#pragma unroll
-    for (int c = 0; c < kWsClusterMax; ++c) {
-      mc[c] = -INFINITY;
-      lc[c] = oc[c] = 0.f;
-      if (c < cs) {
-        const float* rp = cluster.map_shared_rank(part, c);
-        mc[c] = rp[GS * D + 2 * h];
-        lc[c] = rp[GS * D + 2 * h + 1];
-        oc[c] = rp[e];
-      }
-    }
-    float M = -INFINITY;
-#pragma unroll
-    for (int c = 0; c < kWsClusterMax; ++c) M = fmaxf(M, mc[c]);
-    float L = 0.f, o = 0.f;
-#pragma unroll
-    for (int c = 0; c < kWsClusterMax; ++c) {
-      const float w = mc[c] == -INFINITY ? 0.f : exp2f(mc[c] - M);
-      L = fmaf(lc[c], w, L);
-      o = fmaf(oc[c], w, o);
-    }
-    out[e] = from_float<T>(o / L);
-  }
-  cluster.sync();
 }
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
@@ -236,8 +188,7 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
   }
 }
 
-// merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
-// 2 (W only) the row's CTAs are one cluster and merge through distributed shared memory.
+// merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
 template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
@@ -368,30 +319,14 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
   if (trace && tid == 0) ws_mark(2);
 
-  if (W && merge == 2) {
-    if constexpr (W) {
-      // The CTA's warps merge into its partial (after the warps' scratch), then the cluster merges the row.
-      float* red = reinterpret_cast<float*>(smem_raw);
-      float* part = red + NC * GS * (D + 2);
-      merge_warps<D, GS, NC, C::kThreads>(
-          red, red + NC * GS * D, m, l, acc,
-          [&](int h, float M, float L) {
-            part[GS * D + 2 * h] = M;
-            part[GS * D + 2 * h + 1] = L;
-          },
-          [&](int e, float o) { part[e] = o; });
-      ws_cluster_merge<T, D, GS, C::kThreads>(part, static_cast<T*>(a.out) + bh0 * D);
-    }
-  } else {
-    unsigned* ctr = merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr;
-    // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots).
-    store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o,
-                                                     a.part_ml, a.splits, split, bh0, static_cast<T*>(a.out),
-                                                     W ? nullptr : ctr, true);
-    if constexpr (W)
-      if (ctr && row_last_block(ctr, a.splits))
-        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
-  }
+  unsigned* ctr = merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr;
+  // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots).
+  store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o, a.part_ml,
+                                                   a.splits, split, bh0, static_cast<T*>(a.out), W ? nullptr : ctr,
+                                                   true);
+  if constexpr (W)
+    if (ctr && row_last_block(ctr, a.splits))
+      ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
   if (trace && tid == 0) ws_mark(3);
 }
 
@@ -451,9 +386,6 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG>
-static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaStream_t st, cudaError_t* err);
-
 template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
@@ -466,10 +398,6 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
       regs = fa.numRegs;
     }
     if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W>(s, a, out, st);
-  }
-  if constexpr (W) {  // tuning knob KASCADE_WS_CLUSTER=1 (read per call): the rows' CTAs as clusters where they fit
-    const char* cenv = std::getenv("KASCADE_WS_CLUSTER");
-    if (cenv && cenv[0] == '1' && launch_ws_cluster<T, D, GS, LG, RG>(s, a, st, &e)) return e;
   }
   const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W>(&e);
   if (e != cudaSuccess) return e;
@@ -484,67 +412,6 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
-}
-
-// KASCADE_WS_CLUSTER=1 with KASCADE_VARIANT_WS_WIDE (session 8, call A): one cluster of cs CTAs per (sequence, KV head)
-// row, each CTA an equal share of the
-// row's list in whole 16-entry groups, cs the largest size (kWsClusterMax .. kWsClusterMin) at which every row's
-// cluster is resident at once (cudaOccupancyMaxActiveClusters per size, queried once per instantiation); false
-// (nothing launched) where no size fits: the caller runs the plain gather.
-template <typename T, int D, int GS, bool LG, bool RG>
-static bool launch_ws_cluster(const KascadeDecodeShape& s, PartialArgs& a, cudaStream_t st, cudaError_t* err) {
-  auto kernel = gather_ws_kernel<T, D, GS, LG, RG, true>;
-  constexpr size_t smem = ws_smem_bytes<T, D, GS, true>();
-  const long long rows = static_cast<long long>(s.batch) * s.kvHeads;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(kWsClusterMax, s.kvHeads, s.batch);
-  cfg.blockDim = dim3(WsCfg<D, true>::kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = kWsClusterMax;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  const char* tenv = std::getenv("KASCADE_WS_TRACE");
-  const int trace = tenv && tenv[0] == '1' ? 1 : 0;
-  static int maxClusters[kWsClusterMax + 1];  // per size; maxClusters[0] = 1 once queried
-  if (maxClusters[0] == 0) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if constexpr (RG) {  // the register split needs kWsRegsNeeded registers per thread here too (launch_ws)
-      cudaFuncAttributes fa{};
-      if (e == cudaSuccess) e = cudaFuncGetAttributes(&fa, kernel);
-      if (e == cudaSuccess && fa.numRegs < kWsRegsNeeded) e = cudaErrorNotSupported;
-    }
-    for (int cs = kWsClusterMin; cs <= kWsClusterMax && e == cudaSuccess; ++cs) {
-      cfg.gridDim = dim3(cs, 132, 1);  // a grid of more clusters than fit (the answer is the device's limit)
-      attr[0].val.clusterDim.x = cs;
-      int nc = 0;
-      if (cudaOccupancyMaxActiveClusters(&nc, kernel, &cfg) != cudaSuccess) nc = 0;
-      maxClusters[cs] = nc;
-      if (trace) std::fprintf(stderr, "[ws cluster] %d clusters of %d resident at once\n", nc, cs);
-    }
-    (void)cudaGetLastError();  // a size the device refuses is only skipped (its query's error cleared)
-    maxClusters[0] = 1;
-  }
-  int cs = kWsClusterMax;
-  while (cs >= kWsClusterMin && rows > maxClusters[cs]) --cs;
-  if (cs < kWsClusterMin || s.splits > 0 || a.topk < 1) return false;
-  cfg.gridDim = dim3(cs, s.kvHeads, s.batch);
-  attr[0].val.clusterDim.x = cs;
-  // Each row's list over cs CTAs in whole groups (lean.ts's liteSplits(1, topk, cs, 16) is the twin); CTAs past the
-  // last group have an empty range (m = -inf, weight 0 in the merge).
-  a.splits = cs;
-  (void)grain_split_count(1, a.topk, cs, kWsGroup, &a.chunk);
-  if (s.variant & KASCADE_VARIANT_PDL) cfg.numAttrs = 2;
-  *err = cudaLaunchKernelEx(&cfg, kernel, s, a, 2, trace);
-  if (*err == cudaSuccess && trace) ws_trace_print(cs * static_cast<int>(rows), st);
-  return true;
 }
 
 int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {

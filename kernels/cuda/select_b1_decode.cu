@@ -36,8 +36,7 @@
 // takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
 // warp and iteration.
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
-// its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B;
-// KASCADE_B1_SELECT_BARRIER=1 (session 8) the grid barriers by release reduction and acquire polling.
+// its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 7, call B: launched as a programmatic dependent launch beside the scores pass (with bit 4096), the
 // anchor took 122.78 us at 128k batch 1 against 123.10 without: removed.)
 // (Session 6, call A: a cluster select, one 16-CTA cluster per row with the row's pooled scores in shared
@@ -81,31 +80,23 @@ struct B1SelectArgs {
   int segInSmem;         // every CTA's segment fits kB1Seg
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
-  int relaxedBarrier;    // the grid barriers by release reduction / acquire polling (KASCADE_B1_SELECT_BARRIER=1)
 };
 
 __device__ unsigned g_b1_barrier[2];
 
 // Grid barrier `i` (1 or 2) of a launch of P CTAs: arrive, then wait until all i x P arrivals of barriers 1..i.
-// `relaxed` (tuning knob KASCADE_B1_SELECT_BARRIER=1, session 8): the arrival is a release reduction (no fence, no
-// returned value to wait for) and the wait polls with acquire loads (no trailing fence); the CTA's barrier before
-// the arrival orders its threads' writes before thread 0's release.
-__device__ __forceinline__ void b1_grid_sync(unsigned i, unsigned P, bool relaxed) {
+// Session 8: the arrival is a release reduction (no fence, no returned value to wait for) and the wait polls with
+// acquire loads (no trailing fence); the CTA's barrier before the arrival orders its threads' writes before thread
+// 0's release. CTA 0's trace (128k batch 1, calls A and B, 8 traced launches): barrier 1 1.7-2.3 us and barrier 2
+// 1.8-2.1 against 2.0-2.5 / 2.1-2.5 with a fence, an atomic and volatile polling.
+__device__ __forceinline__ void b1_grid_sync(unsigned i, unsigned P) {
   __syncthreads();
   if (threadIdx.x == 0) {
-    if (relaxed) {
-      asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(g_b1_barrier) : "memory");
-      unsigned v;
-      do {
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(g_b1_barrier) : "memory");
-      } while (v < i * P);
-    } else {
-      volatile unsigned* c = g_b1_barrier;
-      __threadfence();
-      atomicAdd(g_b1_barrier, 1u);
-      while (*c < i * P) __nanosleep(20);
-      __threadfence();
-    }
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(g_b1_barrier) : "memory");
+    unsigned v;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(g_b1_barrier) : "memory");
+    } while (v < i * P);
     // Everyone has arrived at the last barrier once P CTAs got here: the last one out resets the counters.
     if (i == 2 && atomicAdd(g_b1_barrier + 1, 1u) == P - 1) {
       atomicExch(g_b1_barrier, 0u);
@@ -198,7 +189,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     t = (r + 1) * n;
   }
   mark(1);
-  b1_grid_sync(1u, gridDim.x, a.relaxedBarrier);
+  b1_grid_sync(1u, gridDim.x);
   mark(2);
 
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
@@ -264,7 +255,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     t = (r + 1) * n;
   }
   mark(3);
-  b1_grid_sync(2u, gridDim.x, a.relaxedBarrier);
+  b1_grid_sync(2u, gridDim.x);
   mark(4);
   // A programmatic dependent launch after this one (the anchor's sparse pass with bit 4096) may start now: most
   // CTAs exit here, the rows' CTAs finish phase 3 (the dependent waits for the whole grid before it reads).
@@ -411,8 +402,6 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.out = indices;
   const char* l2 = std::getenv("KASCADE_B1_SELECT_L2");
   const char* trace = std::getenv("KASCADE_B1_SELECT_TRACE");
-  const char* barrier = std::getenv("KASCADE_B1_SELECT_BARRIER");
-  a.relaxedBarrier = barrier && barrier[0] == '1';
   const bool fromL2 = l2 && l2[0] == '1';
   a.candInSmem = !fromL2;
   a.trace = trace && trace[0] == '1';

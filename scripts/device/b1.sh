@@ -11,7 +11,7 @@
 #  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 168124,168188)
 #     -> anchor-ncu.csv; the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace-*.log.
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
-#     tuning knobs (session 8: KASCADE_B1_SELECT_BARRIER=1, the select's relaxed grid barriers);
+#     tuning knobs (none by default);
 #  4. (session 7) the ws gather's per-CTA timeline at 128k batch 1 (KASCADE_WS_TRACE=1: start, first landed stage,
 #     loop end, exit; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
@@ -22,19 +22,16 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 8: 98400 = 98336 | 64 (the ws gather as one 512-thread CTA per SM: half the splits, merged by twice the
-# threads) against the default 98336 and the split gather 124.
+# Session 8: the new default 98400 = 98336 | 64 (the ws gather as one 512-thread CTA per SM: half the splits, merged
+# in one round trip by twice the threads) against session 7's default 98336 and the split gather 124.
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,98336,98400}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 168124 = 164028 | 4096 (the anchor default): the sparse pass launched during the select's phase 3
-# (programmatic dependent launch); 168188 = 168124 | 64 (session 8): its sparse pass with the wide CTAs.
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-164028,168124,168188}
-# Session 8: the b1 select's grid barriers by release reduction / acquire polling (tuning knob), and 168188's sparse
-# pass as one cluster per row (call A's 98400 / 168188, KASCADE_WS_CLUSTER=1), cross-checked against 188 and timed on
-# the anchor variants with bit 131072.
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_BARRIER=1,KASCADE_WS_CLUSTER=1}
+# (programmatic dependent launch); 168188 = 168124 | 64 (session 8, the new default): its sparse pass with the wide CTAs.
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-168124,168188}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -64,10 +61,9 @@ say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
-# 512k batch 1 (the defaults beyond 256k): the anchor default 32956 and 33020 (+ bit 64), reuse 98336 and 98400.
+# 512k batch 1 (the defaults beyond 256k): the anchor default 32956, reuse 98336 and 98400.
 r512=$(only_screened 98336,98400 "$B1_REUSE_VARIANTS")
-a512=$(keep_passing 33020)
-a512=32956${a512:+,$a512}
+a512=32956
 B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= \
   B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
@@ -78,27 +74,14 @@ metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
-# Session 8: 98400 as call A's cluster gather (KASCADE_WS_CLUSTER=1: one cluster per row where all fit, 9 CTAs at
-# 128k batch 1 on this H200) against the wide CTAs' global merge, and its trace.
-if case ",$B1_REUSE_VARIANTS," in *,98400,*) true ;; *) false ;; esac; then
-  KASCADE_WS_CLUSTER=1 B1_REUSE_VARIANTS=98400 B1_ANCHOR_VARIANTS= B1_ANCHOR_KNOBS= \
-    timeout 40 node "$probe" "$JOB_OUT/b1-probe-cluster.json" > "$JOB_OUT/probe-cluster.log" 2>&1
-  say "cluster probe exit $?"; grep '"op":"reuse"' "$JOB_OUT/probe-cluster.log" | head -4
-  KASCADE_WS_CLUSTER=1 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=98400 timeout 20 node "$probe" \
-    > "$JOB_OUT/ws-trace-cluster.log" 2>&1
-  say "cluster trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace-cluster.log" | head -4
-fi
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
-# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), with its grid barriers as they are and
-# by release reduction / acquire polling (KASCADE_B1_SELECT_BARRIER=1, session 8), 2 calls each, at 128k and 32k.
-for bar in 0 1; do
-  KASCADE_B1_SELECT_TRACE=1 KASCADE_B1_SELECT_BARRIER=$bar B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
-    B1_ANCHOR_VARIANTS=168124 B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace-barrier-$bar.log" 2>&1
-  say "select trace (KASCADE_B1_SELECT_BARRIER=$bar) exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace-barrier-$bar.log" | head -4
-done
+# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
+KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
+  B1_ANCHOR_VARIANTS=168188 B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
+say "select trace exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace.log" | head -4
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124,168188}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"

@@ -58,7 +58,9 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Batch <= 4, session 7 (b1 probe, calls A and B at 128k batch 1): 168124 = 164028 | 4096, the anchor's sparse
   // pass launched while the b1 select's rows finish (programmatic dependent launch): 122.05 / 122.78 us against
   // 124.90 / 125.22 (32k: 55.55 against 56.86; 8k: 33.98 against 35.07); layer 0 has no sparse pass (the same).
-  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 168124 },
+  // Session 8: 168188 = 168124 | 64, the sparse pass with one wide ws-gather CTA per SM (call B's bench at 735f9ac:
+  // 8k 32.85 against 33.42 us, 32k 52.51 against 53.20, 128k 119.89 against 119.87).
+  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 168188 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   // Session 7: beyond 16k the anchor's sparse pass reads the scores from the f16 intermediate (789628 = 265340 |
@@ -73,8 +75,10 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Session 7 beyond 16k: 98336 = 32800 | 65536, the ws gather's producers give registers to its consumers (no
   // spills): 22.53 / 23.52 us against 32800's 23.10 / 23.78 at 128k (b1 probe, calls A / B; graph 20.01 / 20.53
   // against 20.69 / 21.14).
-  { op: 'reuse', maxBatch: 4, maxN: 16384, variant: 8252 },
-  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 98336 },
+  // Session 8 at every context: 98400 = 98336 | 64, one wide ws-gather CTA per SM (16 splits per row at batch 1, the
+  // last CTA merging them in one L2 round trip): call B's bench at 735f9ac, 8k 10.11 against 8252's 10.30 us, 32k
+  // 11.90 against 98336's 12.43, 128k 21.42 against 22.70, 512k 63.90 against 63.65.
+  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 98400 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
 
