@@ -134,12 +134,13 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
   }
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v32 (session 6's default): four consumer
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v32 (session 6's default; gone in session 8,
+// its select's MODE 0 path runs for pool v1 and as v56's fallback): four consumer
 // warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass (prefill_pool_v17.cu;
 // head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu) with its one-pass finish after the second
 // digit (three passes over each pooled row); v56 (the default since session 7's call B): the same pool also writing
 // each row's largest score, the select counting the row in bins under it and keeping the k-th's bin (two passes);
-// v60 (session 8's candidate): v56's pool, then for rows of 16384 scores or more the select counting a sample of an
+// v60 (the default since session 8's call B): v56's pool, then for rows of 16384 scores or more the select counting a sample of an
 // eighth of the row first and one pass keeping a band around the k-th (select_pooled_row_sampled: one and an eighth
 // passes, v56's select where the band misses); shorter rows on v56's select. Call A's v57 (the same without the
 // warp-aggregated writes, every row sampled) lost at 8k and 32k (its select issue-bound, 0.43 against 0.38 ms at 32k)
@@ -156,7 +157,7 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 32 || v == 60 ? v : 56;  // else the default (DEFAULT_PREFILL_KERNELS, preset v56)
+  return v == 1 || v == 56 ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, preset v60)
 }
 
 struct PrefillWorkspace {

@@ -55,10 +55,18 @@ constexpr size_t s9_smem_bytes() {
 // (sparse v12) a CTA's first gather, Q load and last store are exposed: about 5 us of a CTA's 33 us at 32k and
 // 115 us at 128k (ncu, sessions 4 and 7); call A of session 8: 1.95 against 2.12 ms at 32k (ncu). PREFETCH (sparse
 // v61, with PERSIST): the producer loads the next step's list entries before gathering this step's rows, so the
-// entries' L2 latency is off its per-step path.
-template <typename T, int STAGES, bool PERSIST, bool PREFETCH>
+// entries' L2 latency is off its per-step path (call B: 1.82 against v58's 1.96 ms at 32k, ncu). Call B also found
+// v58 slower at 128k (31.1-31.4 against v12's 27.5 ms, ncu): its static walk (CTA c takes items c, c + 132, ..)
+// loads the CTAs unevenly and lets them drift apart over the KV heads, whose K / V (64 MB each) exceed the L2;
+// the hardware hands v12's CTAs out in order as SMs free up. DYNAMIC (sparse v62, with PERSIST and PREFETCH): the
+// producer takes each next item from a global counter (next, zeroed before the launch) and hands it to the
+// consumers through a shared slot and the itemFull barrier, so the items go out in order as CTAs free up.
+// PM: 0 = v12, 2 = v61 (PERSIST + PREFETCH; the default since session 8's call B), 3 = v62 (+ DYNAMIC). (1, v58:
+// PERSIST alone, is gone.)
+template <typename T, int STAGES, int PM>
 __global__ void __launch_bounds__(kS9Threads, 1)
-    prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
+    prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, int* __restrict__ next) {
+  constexpr bool PERSIST = PM >= 1, PREFETCH = PM >= 2, DYNAMIC = PM >= 3;
   constexpr int D = 128;
   constexpr int TILE = kS9Keys * D;
   constexpr int NA = 64;
@@ -75,6 +83,8 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   uint64_t* full = bars + 1;
   uint64_t* empty = full + STAGES;
   uint64_t* qEmpty = empty + STAGES;  // PERSIST: the consumers are done with Q
+  uint64_t* itemFull = qEmpty + 1;    // DYNAMIC: the next item's index is in itemSlot[iter & 1]
+  int* itemSlot = reinterpret_cast<int*>(itemFull + 1);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wgi = warp >> 2;
@@ -108,6 +118,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       tma::mbar_init(empty + x, kS9Consumers);
     }
     if (PERSIST) tma::mbar_init(qEmpty, kS9Consumers);
+    if (DYNAMIC) tma::mbar_init(itemFull, 1);
     tma::mbar_fence_init();
   }
   __syncthreads();
@@ -115,7 +126,21 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
     int gBase = 0;  // ring steps of the earlier items
-    for (int w = w0, iter = 0; w < items; w += wStride, ++iter) {
+    // DYNAMIC: item iter's index from the counter, for the producers (here) and the consumers (itemFull, published
+    // once they are done with item iter - 2's slot: after item iter - 1's Q K^T, see load_q).
+    const auto fetch = [&](int iter) {
+      if (tid == 0) itemSlot[iter & 1] = atomicAdd(next, 1);
+      asm volatile("bar.sync 1, 128;\n" ::: "memory");
+      return itemSlot[iter & 1];
+    };
+    for (int iter = 0, w = DYNAMIC ? fetch(0) : w0;; ++iter) {
+      if (w >= items) {
+        if (DYNAMIC) {  // the consumers learn the end from the slot
+          if (iter > 0) tma::mbar_wait(qEmpty, static_cast<unsigned>(iter - 1) & 1);
+          if (tid == 0) tma::mbar_arrive(itemFull);
+        }
+        break;
+      }
       const Item it = item_of(w);
       const int t = it.t, j = it.j, b = it.b, tileStart = it.tileStart, cnt = it.cnt, listLen = it.listLen;
       const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -126,6 +151,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       // once the consumers are done with the previous item's Q).
       const auto load_q = [&]() {
         if (PERSIST && iter > 0) tma::mbar_wait(qEmpty, static_cast<unsigned>(iter - 1) & 1);
+        if (DYNAMIC && tid == 0) tma::mbar_arrive(itemFull);
         const int r = tid;
         const int qi = t * kT + (r & (kT - 1));
         const bool valid = qi < Q;
@@ -176,6 +202,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
         if (PERSIST && i == 0) load_q();
       }
       gBase += it.steps;
+      w = DYNAMIC ? fetch(iter + 1) : w + wStride;
     }
     return;
   }
@@ -187,7 +214,12 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   const float qscale = s.scale * kLog2e;
   const T* qw = Qs + cw * 64 * 64;
   int gBase = 0;
-  for (int w = w0, iter = 0; w < items; w += wStride, ++iter) {
+  for (int iter = 0, w = w0;; ++iter) {
+    if (DYNAMIC) {
+      tma::mbar_wait(itemFull, static_cast<unsigned>(iter) & 1);
+      w = itemSlot[iter & 1];
+    }
+    if (w >= items) break;
     const Item it = item_of(w);
     const int steps = it.steps;
     const int qi0 = it.t * kT + (r0 & (kT - 1)), qi1 = qi0 + 8;
@@ -262,16 +294,25 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     store_o_rows(static_cast<T*>(a.out), o, l0, l1, qBase, qi0, qi1, Q, quad);
     gBase += steps;
+    if (!DYNAMIC) w += wStride;
   }
 }
 
-template <typename T, int STAGES, bool PERSIST, bool PREFETCH>
+// The item counter of the DYNAMIC kernel (4 bytes, allocated at its first launch, zeroed before every launch).
+int* s9_item_counter() {
+  static int* counter = nullptr;
+  if (!counter && cudaMalloc(&counter, sizeof(int)) != cudaSuccess) counter = nullptr;
+  return counter;
+}
+
+template <typename T, int STAGES, int PM>
 cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cudaStream_t st) {
+  constexpr bool PERSIST = PM >= 1;
   constexpr size_t smem = s9_smem_bytes<T, STAGES>();
   static bool configured = false;
   static int sms = 0;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES, PERSIST, PREFETCH>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_sparse_v9_kernel<T, STAGES, PM>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     int dev = 0;
@@ -289,8 +330,14 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
     const int c = cap ? atoi(cap) : 0;
     if (c > 0 && c < ctas) ctas = c;
   }
+  int* next = nullptr;
+  if (PM >= 3) {
+    if (!(next = s9_item_counter())) return cudaErrorMemoryAllocation;
+    const cudaError_t e = cudaMemsetAsync(next, 0, sizeof(int), st);
+    if (e != cudaSuccess) return e;
+  }
   const dim3 grid = PERSIST ? dim3(min(ctas, items)) : dim3(tiles_of(s), s.kvHeads, s.batch);
-  prefill_sparse_v9_kernel<T, STAGES, PERSIST, PREFETCH><<<grid, kS9Threads, smem, st>>>(s, a);
+  prefill_sparse_v9_kernel<T, STAGES, PM><<<grid, kS9Threads, smem, st>>>(s, a, next);
   return cudaGetLastError();
 }
 
@@ -302,9 +349,9 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
                                      cudaStream_t st) {
   if (!prefill_sparse_v9_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (variant == 61) return launch_s9_t<T, 3, true, true>(s, a, st);
-    if (variant == 58) return launch_s9_t<T, 3, true, false>(s, a, st);
-    return launch_s9_t<T, 3, false, false>(s, a, st);
+    if (variant == 62) return launch_s9_t<T, 3, 3>(s, a, st);
+    if (variant == 61) return launch_s9_t<T, 3, 2>(s, a, st);
+    return launch_s9_t<T, 3, 0>(s, a, st);
   });
 }
 

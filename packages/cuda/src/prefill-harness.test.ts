@@ -303,11 +303,11 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     setPrefillKernels({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     const rows = run('dense-shift-v22', false, [
       { name: 'v1', kernels: prefillKernelPreset('v1') },
-      { name: 'v48', kernels: prefillKernelPreset('v48') },
+      { name: 'v56', kernels: prefillKernelPreset('v56') },
     ]);
     expect(rows.map((r) => r.kernels)).toEqual([
       ...Array(5).fill('v1: dense v1 sparse v1 pool v1'),
-      ...Array(5).fill('v48: dense v22 sparse v12 pool v32'),
+      ...Array(5).fill('v56: dense v22 sparse v12 pool v56'),
     ]);
     for (const r of rows.slice(0, 5)) expect(r.pass, `${r.op} v1: ${r.why}`).toBe(true);
     const bad = rows.slice(5).filter((r) => !r.pass);
@@ -321,8 +321,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v56' });
-      expect(prefillKernelPreset('v56')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
+      expect(prefillKernelPreset('v60')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];
@@ -334,13 +334,13 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /dense kernel must be one of v1, v22, got v10/,
     );
     expect(() => setPrefillKernels({ sparse: 'fast' as 'v1' })).toThrow(
-      /sparse kernel must be one of v1, v12, v58, v61, got fast/,
+      /sparse kernel must be one of v1, v12, v61, v62, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v32, v56, v60, got v9/,
+      /pool kernel must be one of v1, v56, v60, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v48, v56, v58, v60\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v56, v60, v62\)/,
     );
     // Sessions 2-7's losing presets are gone.
     for (const gone of [
@@ -363,15 +363,16 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       'v53',
       'v54',
       'v55',
+      'v48',
       'v57',
+      'v58',
       'v59',
     ])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
-    expect(prefillKernelPreset('v48')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v32' });
     expect(prefillKernelPreset('v56')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v56' });
-    expect(prefillKernelPreset('v58')).toEqual({ dense: 'v22', sparse: 'v58', pool: 'v56' });
     expect(prefillKernelPreset('v60')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
+    expect(prefillKernelPreset('v62')).toEqual({ dense: 'v22', sparse: 'v62', pool: 'v60' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

@@ -359,41 +359,39 @@ export function uploadPrefillSelection(
  *     (prefill_stats_v17.cu), each thread exponentiating a step against its previous max (no per-step row max;
  *     the step is redone only when its sum reaches 2^64), the quad's (max, sum) pairs merged at the end (128k:
  *     the anchor 301.6 against 308.4 ms with session 5's per-step max);
- *   - sparse `v12` (the default): the dense v9 skeleton gathering the selected rows into a 3-stage ring
- *     (prefill_sparse_v9.cu); head dim 128, g = 4. `v58` (session 8's candidate): the same kernel persistent, one
- *     CTA per SM walking the (tile, KV head) items with the ring running on across them, so an item's first gather
- *     and Q load overlap the previous item's last steps and output store (call A: 1.95 against 2.12 ms at 32k,
- *     ncu); `v61`: v58 with the next step's list entries loaded ahead by the gathering warps.
+ *   - sparse `v12`: the dense v9 skeleton gathering the selected rows into a 3-stage ring, one CTA per (tile, KV
+ *     head) item (prefill_sparse_v9.cu; head dim 128, g = 4); `v61` (the default since session 8's call B): the same
+ *     kernel persistent, one CTA per SM walking the items with the ring running on across them (an item's first
+ *     gather and Q load overlap the previous item's last steps and output store) and the next step's list entries
+ *     loaded ahead (call B, ncu at 32k: 1.82 against v12's 2.12 ms; reuse at 128k 29.3 against 30.4 ms); `v62`
+ *     (session 8's candidate): v61 taking the items from a global counter, in order as CTAs free up. Session 8's
+ *     `v58` (v61 without the entries ahead: 31.1 against 27.5 ms at 128k, ncu) is gone.
  *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
  *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
- * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v32` (session
- *   6's default) four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
- *   order (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), then the radix select (prefill_select_v3.cu)
- *   finishing in one pass after its second digit (three passes over each pooled row); `v56` (the default since
- *   session 7's call B): the same pool also writing each row's largest score, the select counting the row in 4096
- *   bins of 1/256 octave under it and keeping the k-th's bin in shared memory (two passes; 128k, call B: the anchor
- *   287.2 against 293.9 ms, layer 0 351.7 against 363.7). Session 7 also timed `v55` (v56 checking every score
- *   against the row's end and binning it again in its second pass: the ops within noise, its select 0.41 against
- *   0.38 ms at 32k) and the select inside the pool's CTAs (`v53`, `v54`: each CTA selecting the row it had just
- *   pooled, read back from L2; anchor 303.9 and 296.2 ms against v55's 288.8 in call A): gone. Session 5's `v19`
- *   (a four-pass select) is gone too, as are session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions
- *   2-5's `v2`-`v18`, `v20`-`v22`. `v60` (session 8's candidate): v56's pool, then for rows of 16384 scores or
- *   more a select that counts a sample (an eighth of the row) under the row's largest score and keeps a band around
- *   the k-th in one pass, its writes placed by warp scans (one and an eighth passes over the row; v56's select where
- *   the band misses the k-th or overflows, and for shorter rows). Call A's `v57` (every row sampled, one atomic per
- *   written score) lost at 8k and 32k and is gone.
+ * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v56` (session
+ *   7's default): four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
+ *   order (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), each row's largest score written beside it, then
+ *   a select counting the row in 4096 bins of 1/256 octave under it and keeping the k-th's bin in shared memory
+ *   (prefill_select_v3.cu: two passes); `v60` (the default since session 8's call B): v56's pool, then for rows of
+ *   16384 scores or more a select that counts a sample (an eighth of the row) under the row's largest score and
+ *   keeps a band around the k-th in one pass, its writes placed by warp scans (one and an eighth passes over the
+ *   row; v56's select where the band misses the k-th or overflows, and for shorter rows; call B, ncu at 128k: 0.93
+ *   against 1.41-1.46 ms per pooled pass). Session 8 removed `v32` (session 6's default, a three-pass select) and
+ *   call A's `v57` (every row sampled, one atomic per written score: lost at 8k and 32k). Session 7's `v53`-`v55`,
+ *   session 5's `v19`, session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`,
+ *   `v20`-`v22` are gone too.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillDenseVariant = 'v1' | 'v22';
-export type PrefillSparseVariant = 'v1' | 'v12' | 'v58' | 'v61';
+export type PrefillSparseVariant = 'v1' | 'v12' | 'v61' | 'v62';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v32' | 'v56' | 'v60';
+export type PrefillPoolVariant = 'v1' | 'v56' | 'v60';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
-export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v58', 'v61'];
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v58', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v32', 'v56', 'v60'];
+export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61', 'v62'];
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61', 'v62'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -403,29 +401,27 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
- * attention and pool), `v48` = dense v22, sparse v12, pool v32 (session 6's defaults, the comparison row), `v56` =
- * dense v22, sparse v12, pool v56 (the defaults since session 7's call B), `v58` = v56 with sparse v58 (persistent,
- * session 8's candidate), `v60` = dense v22, sparse v61, pool v60 (session 8's candidates together). Sessions 2-6's
- * other presets (v2-v47, v49-v52; v37 = session 5's defaults), session 7's v53-v55 and session 8's call-A v57 / v59
- * (v57's select with sparse v12 / v58) lost or went into these and are gone.
+ * attention and pool), `v56` = dense v22, sparse v12, pool v56 (session 7's defaults, the comparison row), `v60` =
+ * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v62` = v60 with sparse v62 (session 8's
+ * candidate). Sessions 2-6's other presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's
+ * defaults), session 7's v53-v55 and session 8's v57-v59 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
-  v48: { dense: 'v22', sparse: 'v12', pool: 'v32' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
-  v58: { dense: 'v22', sparse: 'v58', pool: 'v56' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
+  v62: { dense: 'v22', sparse: 'v62', pool: 'v60' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v56`, the fastest measured in
- * session 7's call B (128k: the anchor 287.2 ms, layer 0 351.7): dense v22 (dense v9 for dense and layer 0's dense
- * + statistics pass; the anchors' statistics-only pass on four consumer warpgroups without a per-step row max),
- * sparse v12 (the anchors' sparse pass and reuse) and pool v56 (four consumer warpgroups writing each row's
- * largest score, then the select binning under it). Where they do not apply (head dim 64; sparse and the pool at
- * g != 4) v1 runs.
+ * What runs when nothing is selected (the environment variables unset): preset `v60`, the fastest anchor and reuse
+ * in session 8's call B (128k: the anchor 286.0 against v56's 291.3 ms, reuse 29.3 against 30.4): dense v22 (dense
+ * v9 for dense and layer 0's dense + statistics pass; the anchors' statistics-only pass on four consumer
+ * warpgroups without a per-step row max), sparse v61 (the anchors' sparse pass and reuse, persistent) and pool v60
+ * (v56's pool, then the sampled select on rows of 16384 scores or more). Where they do not apply (head dim 64;
+ * sparse and the pool at g != 4) v1 runs.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v12', pool: 'v56' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v61', pool: 'v60' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
