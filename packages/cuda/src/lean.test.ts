@@ -239,6 +239,9 @@ describe('warp-specialised gather splits (variant bit 32768)', () => {
     // (64-key tiles would leave 24 idle: 30 splits of 448).
     expect(liteSplits(8, 13107, 264, WS_GROUP_KEYS)).toEqual({ splits: 33, chunk: 400 });
     expect(liteSplits(8, 13107, 264)).toEqual({ splits: 30, chunk: 448 });
+    // Bit 64 (one wide CTA per SM, session 8): 16 splits per row on 128 of the 132 CTAs, the last of a row's 16
+    // shorter (13107 - 15 x 832 = 627 keys); 820 groups over 16 CTAs leave some CTA 52 groups (832 keys) anyway.
+    expect(liteSplits(8, 13107, 132, WS_GROUP_KEYS)).toEqual({ splits: 16, chunk: 832 });
   });
 });
 
