@@ -180,30 +180,11 @@ __global__ void __launch_bounds__(kV9Threads, 1)
   auto rescale_pack = [&]() { pf::wg::rescale_pack<T>(o, sacc, al0, al1, pa); };
 
   tma::mbar_wait(qFull, 0);
-  issue_s(sacc, 0);
-  wait0();
-  pin<NA>(sacc);
-  tma::mbar_arrive(kEmpty);
-  mask_step(sacc, 0);
-  softmax();
-  rescale_pack();
-#pragma unroll 1
-  for (int i = 1; i < steps; ++i) {
-    issue_s(sacc, i);
-    issue_pv(o, pa, i - 1);
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-    pin<NA>(sacc);
-    tma::mbar_arrive(kEmpty + i % STAGES);
-    mask_step(sacc, i);
-    softmax();
-    wait0();
-    pin<NA>(o);
-    tma::mbar_arrive(vEmpty + (i - 1) % STAGES);
-    rescale_pack();
-  }
-  issue_pv(o, pa, steps - 1);
-  wait0();
-  pin<NA>(o);
+  attention_steps(
+      steps, sacc, o, pa, issue_s, issue_pv, [&](int i) { tma::mbar_arrive(kEmpty + i % STAGES); }, mask_step, softmax,
+      rescale_pack, [&](int i, bool last) {
+        if (!last) tma::mbar_arrive(vEmpty + i % STAGES);
+      });
 
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);

@@ -262,31 +262,17 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     auto rescale_pack = [&]() { pf::wg::rescale_pack<T>(o, sacc, al0, al1, pa); };
 
     tma::mbar_wait(qFull, static_cast<unsigned>(iter) & 1);  // (issue_s's proxy fence covers Q too)
-    issue_s(sacc, 0);
-    wait0();
-    pin<NA>(sacc);
-    if (PERSIST && steps == 1) tma::mbar_arrive(qEmpty);
-    mask_step(sacc, 0);
-    softmax();
-    rescale_pack();
-#pragma unroll 1
-    for (int i = 1; i < steps; ++i) {
-      issue_s(sacc, i);
-      issue_pv(o, pa, i - 1);
-      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-      pin<NA>(sacc);
-      if (PERSIST && i == steps - 1) tma::mbar_arrive(qEmpty);  // the item's last Q K^T is done
-      mask_step(sacc, i);
-      softmax();
-      wait0();
-      pin<NA>(o);
-      tma::mbar_arrive(empty + (gBase + i - 1) % STAGES);  // step i - 1's K, V and positions are done with
-      rescale_pack();
-    }
-    issue_pv(o, pa, steps - 1);
-    wait0();
-    pin<NA>(o);
-    if (PERSIST) tma::mbar_arrive(empty + (gBase + steps - 1) % STAGES);
+    // After S(i): with PERSIST the item's last Q K^T releases Q; after P(i) V(i): step i's K, V and positions are
+    // done with (the item's last step's too, with PERSIST: the ring runs on).
+    attention_steps(
+        steps, sacc, o, pa, issue_s, issue_pv,
+        [&](int i) {
+          if (PERSIST && i == steps - 1) tma::mbar_arrive(qEmpty);
+        },
+        mask_step, softmax, rescale_pack,
+        [&](int i, bool last) {
+          if (PERSIST || !last) tma::mbar_arrive(empty + (gBase + i) % STAGES);
+        });
 
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);

@@ -192,6 +192,41 @@ __device__ __forceinline__ void issue_pv_rs(float* o, const uint32_t (*pa)[4], c
   pin<64>(o);
 }
 
+// The consumer loop of dense v9 and sparse v9 (64 accumulator floats per thread): S(i) issued, then P(i - 1) V(i - 1)
+// on the tensor cores while S(i) is masked (mask_step) and its online softmax taken; after_s(i) runs once S(i) is
+// done, after_pv(i, last) once P(i) V(i) is (the last step's too, last = true), rescale_pack packs P(i) into pa
+// for the next P V.
+template <typename IS, typename IPV, typename AS, typename MS, typename SM, typename RP, typename APV>
+__device__ __forceinline__ void attention_steps(int steps, float* sacc, float* o, const uint32_t (*pa)[4], IS issue_s,
+                                                IPV issue_pv, AS after_s, MS mask_step, SM softmax, RP rescale_pack,
+                                                APV after_pv) {
+  issue_s(sacc, 0);
+  wait0();
+  pin<64>(sacc);
+  after_s(0);
+  mask_step(sacc, 0);
+  softmax();
+  rescale_pack();
+#pragma unroll 1
+  for (int i = 1; i < steps; ++i) {
+    issue_s(sacc, i);
+    issue_pv(o, pa, i - 1);
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    pin<64>(sacc);
+    after_s(i);
+    mask_step(sacc, i);
+    softmax();
+    wait0();
+    pin<64>(o);
+    after_pv(i - 1, false);
+    rescale_pack();
+  }
+  issue_pv(o, pa, steps - 1);
+  wait0();
+  pin<64>(o);
+  after_pv(steps - 1, true);
+}
+
 }  // namespace wg
 }  // namespace pf
 }  // namespace kascade
