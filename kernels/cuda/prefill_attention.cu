@@ -301,8 +301,8 @@ int prefill_variant_number(const char* name) {
 // do not apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
 // Attention variants: dense v1 and v22 (the default: dense v9 for dense and dense + statistics, the four-warpgroup
 // statistics-only pass of prefill_stats_v17.cu against each thread's previous offset, no per-step row max); sparse
-// v1, v12 (sparse v9 with its 3-stage ring, one CTA per item), v61 (the default) and v62 (v61 taking the items from a
-// global counter; session 8's candidate). Session 8 removed v58 (v61 without the entries ahead). Session 7 removed dense v12 / v17 (session 5's
+// v1, v12 (sparse v9 with its 3-stage ring, one CTA per item), v61 (the default) and v62 (v61 walking the items in a
+// snake order; session 8's candidate). Session 8 removed v58 (v61 without the entries ahead). Session 7 removed dense v12 / v17 (session 5's
 // statistics pass with a per-step row max) and sparse v17 (a 2-stage ring); sessions 2-6's v2-v11, v13-v16, v18-v20
 // and v24 lost earlier and are gone.
 int prefill_variant(PrefillMode mode) {

@@ -58,15 +58,16 @@ constexpr size_t s9_smem_bytes() {
 // entries' L2 latency is off its per-step path (call B: 1.82 against v58's 1.96 ms at 32k, ncu). Call B also found
 // v58 slower at 128k (31.1-31.4 against v12's 27.5 ms, ncu): its static walk (CTA c takes items c, c + 132, ..)
 // loads the CTAs unevenly and lets them drift apart over the KV heads, whose K / V (64 MB each) exceed the L2;
-// the hardware hands v12's CTAs out in order as SMs free up. DYNAMIC (sparse v62, with PERSIST and PREFETCH): the
-// producer takes each next item from a global counter (next, zeroed before the launch) and hands it to the
-// consumers through a shared slot and the itemFull barrier, so the items go out in order as CTAs free up.
-// PM: 0 = v12, 2 = v61 (PERSIST + PREFETCH; the default since session 8's call B), 3 = v62 (+ DYNAMIC). (1, v58:
+// the hardware hands v12's CTAs out in order as SMs free up. SNAKE (sparse v62, with PERSIST and PREFETCH): round r
+// of the walk (items r G .. r G + G - 1, G CTAs) goes to the CTAs in reverse order on odd rounds, so a CTA that
+// took a round's longer list takes the next round's shorter one and the CTAs stay in step. (Items taken from a
+// global counter instead made ptxas serialise the consumers' wgmma, C7512: gone before a device run.)
+// PM: 0 = v12, 2 = v61 (PERSIST + PREFETCH; the default since session 8's call B), 3 = v62 (+ SNAKE). (1, v58:
 // PERSIST alone, is gone.)
 template <typename T, int STAGES, int PM>
 __global__ void __launch_bounds__(kS9Threads, 1)
-    prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a, int* __restrict__ next) {
-  constexpr bool PERSIST = PM >= 1, PREFETCH = PM >= 2, DYNAMIC = PM >= 3;
+    prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
+  constexpr bool PERSIST = PM >= 1, PREFETCH = PM >= 2, SNAKE = PM >= 3;
   constexpr int D = 128;
   constexpr int TILE = kS9Keys * D;
   constexpr int NA = 64;
@@ -83,8 +84,6 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   uint64_t* full = bars + 1;
   uint64_t* empty = full + STAGES;
   uint64_t* qEmpty = empty + STAGES;  // PERSIST: the consumers are done with Q
-  uint64_t* itemFull = qEmpty + 1;    // DYNAMIC: the next item's index is in itemSlot[iter & 1]
-  int* itemSlot = reinterpret_cast<int*>(itemFull + 1);
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wgi = warp >> 2;
@@ -92,9 +91,12 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   const int n = s.queryStart + Q;
   const int tiles = tiles_of(s);
   const int items = tiles * G * s.batch;
-  const int w0 = PERSIST ? static_cast<int>(blockIdx.x)
-                         : static_cast<int>(blockIdx.x + tiles * (blockIdx.y + G * blockIdx.z));
-  const int wStride = PERSIST ? static_cast<int>(gridDim.x) : items;
+  // The CTA's iter-th work item (past the end: >= items).
+  const auto item_at = [&](int iter) {
+    if (!PERSIST) return iter == 0 ? static_cast<int>(blockIdx.x + tiles * (blockIdx.y + G * blockIdx.z)) : items;
+    const int c = static_cast<int>(blockIdx.x), nc = static_cast<int>(gridDim.x);
+    return iter * nc + (SNAKE && (iter & 1) ? nc - 1 - c : c);
+  };
   // Work item w: tile t = tiles - 1 - w % tiles (the longest lists first), KV head j, sequence b.
   struct Item {
     int t, j, b, tileStart, cnt, listLen, steps;
@@ -118,7 +120,6 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       tma::mbar_init(empty + x, kS9Consumers);
     }
     if (PERSIST) tma::mbar_init(qEmpty, kS9Consumers);
-    if (DYNAMIC) tma::mbar_init(itemFull, 1);
     tma::mbar_fence_init();
   }
   __syncthreads();
@@ -126,21 +127,9 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
     int gBase = 0;  // ring steps of the earlier items
-    // DYNAMIC: item iter's index from the counter, for the producers (here) and the consumers (itemFull, published
-    // once they are done with item iter - 2's slot: after item iter - 1's Q K^T, see load_q).
-    const auto fetch = [&](int iter) {
-      if (tid == 0) itemSlot[iter & 1] = atomicAdd(next, 1);
-      asm volatile("bar.sync 1, 128;\n" ::: "memory");
-      return itemSlot[iter & 1];
-    };
-    for (int iter = 0, w = DYNAMIC ? fetch(0) : w0;; ++iter) {
-      if (w >= items) {
-        if (DYNAMIC) {  // the consumers learn the end from the slot
-          if (iter > 0) tma::mbar_wait(qEmpty, static_cast<unsigned>(iter - 1) & 1);
-          if (tid == 0) tma::mbar_arrive(itemFull);
-        }
-        break;
-      }
+    for (int iter = 0;; ++iter) {
+      const int w = item_at(iter);
+      if (w >= items) break;
       const Item it = item_of(w);
       const int t = it.t, j = it.j, b = it.b, tileStart = it.tileStart, cnt = it.cnt, listLen = it.listLen;
       const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -151,7 +140,6 @@ __global__ void __launch_bounds__(kS9Threads, 1)
       // once the consumers are done with the previous item's Q).
       const auto load_q = [&]() {
         if (PERSIST && iter > 0) tma::mbar_wait(qEmpty, static_cast<unsigned>(iter - 1) & 1);
-        if (DYNAMIC && tid == 0) tma::mbar_arrive(itemFull);
         const int r = tid;
         const int qi = t * kT + (r & (kT - 1));
         const bool valid = qi < Q;
@@ -202,7 +190,6 @@ __global__ void __launch_bounds__(kS9Threads, 1)
         if (PERSIST && i == 0) load_q();
       }
       gBase += it.steps;
-      w = DYNAMIC ? fetch(iter + 1) : w + wStride;
     }
     return;
   }
@@ -214,11 +201,8 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   const float qscale = s.scale * kLog2e;
   const T* qw = Qs + cw * 64 * 64;
   int gBase = 0;
-  for (int iter = 0, w = w0;; ++iter) {
-    if (DYNAMIC) {
-      tma::mbar_wait(itemFull, static_cast<unsigned>(iter) & 1);
-      w = itemSlot[iter & 1];
-    }
+  for (int iter = 0;; ++iter) {
+    const int w = item_at(iter);
     if (w >= items) break;
     const Item it = item_of(w);
     const int steps = it.steps;
@@ -280,15 +264,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     store_o_rows(static_cast<T*>(a.out), o, l0, l1, qBase, qi0, qi1, Q, quad);
     gBase += steps;
-    if (!DYNAMIC) w += wStride;
   }
-}
-
-// The item counter of the DYNAMIC kernel (4 bytes, allocated at its first launch, zeroed before every launch).
-int* s9_item_counter() {
-  static int* counter = nullptr;
-  if (!counter && cudaMalloc(&counter, sizeof(int)) != cudaSuccess) counter = nullptr;
-  return counter;
 }
 
 template <typename T, int STAGES, int PM>
@@ -316,14 +292,8 @@ cudaError_t launch_s9_t(const KascadePrefillShape& s, const PrefillArgs& a, cuda
     const int c = cap ? atoi(cap) : 0;
     if (c > 0 && c < ctas) ctas = c;
   }
-  int* next = nullptr;
-  if (PM >= 3) {
-    if (!(next = s9_item_counter())) return cudaErrorMemoryAllocation;
-    const cudaError_t e = cudaMemsetAsync(next, 0, sizeof(int), st);
-    if (e != cudaSuccess) return e;
-  }
   const dim3 grid = PERSIST ? dim3(min(ctas, items)) : dim3(tiles_of(s), s.kvHeads, s.batch);
-  prefill_sparse_v9_kernel<T, STAGES, PM><<<grid, kS9Threads, smem, st>>>(s, a, next);
+  prefill_sparse_v9_kernel<T, STAGES, PM><<<grid, kS9Threads, smem, st>>>(s, a);
   return cudaGetLastError();
 }
 

@@ -5,7 +5,7 @@
 # fails parity is never timed). Session 8 (call C): v60 (the defaults since session 8's call B: dense v22, sparse
 # v61, pool v60; its parity covers the v1 kernels too, which run where v60's do not apply: head dim 64, g != 4) is
 # the safe group; in their own parity processes (PREFILL_RISKY, space-separated groups) v56 (session 7's defaults,
-# the comparison row) and v62 (v60 with the sparse pass taking its items from a global counter). The parity cases include the tied-scores chunk (the
+# the comparison row) and v62 (v60 with the sparse pass walking its items in a snake order). The parity cases include the tied-scores chunk (the
 # select's tie rule and its fallbacks); the bench also compares layer 0's and the anchor's key sets with v56's on a
 # sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms

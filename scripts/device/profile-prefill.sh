@@ -2,8 +2,7 @@
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select, sparse pass) and how the kernels use the GPU. Run by scripts/device/session.sh with
 # $JOB_OUT (limit 100 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under presets
-# v60 (the defaults since session 8's call B: the sampled select, sparse v61) and v62 (sparse v62: the items from a
-# global counter): the dense v9 kernel (dense, dense + statistics), the statistics, pool, select and sparse kernels
+# v60 (the defaults since session 8's call B: the sampled select, sparse v61) and v62 (sparse v62: the snake walk): the dense v9 kernel (dense, dense + statistics), the statistics, pool, select and sparse kernels
 # timed by ncu: kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape);
 # then the detailed sections of one launch of v62's sparse pass and v61's per-instruction warp stall samples
 # (detail-*.txt; the sass one CSV); then per-launch durations of the sparse pass at 128k under v56 (v12), v60 (v61)

@@ -364,7 +364,8 @@ export function uploadPrefillSelection(
  *     kernel persistent, one CTA per SM walking the items with the ring running on across them (an item's first
  *     gather and Q load overlap the previous item's last steps and output store) and the next step's list entries
  *     loaded ahead (call B, ncu at 32k: 1.82 against v12's 2.12 ms; reuse at 128k 29.3 against 30.4 ms); `v62`
- *     (session 8's candidate): v61 taking the items from a global counter, in order as CTAs free up. Session 8's
+ *     (session 8's candidate): v61 walking the items in a snake order (odd rounds of gridDim items reversed, so the
+ *     CTAs' loads even out and they stay in step over the KV heads). Session 8's
  *     `v58` (v61 without the entries ahead: 31.1 against 27.5 ms at 128k, ncu) is gone.
  *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
  *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
@@ -402,8 +403,8 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v56` = dense v22, sparse v12, pool v56 (session 7's defaults, the comparison row), `v60` =
- * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v62` = v60 with sparse v62 (session 8's
- * candidate). Sessions 2-6's other presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's
+ * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v62` = v60 with sparse v62 (the snake
+ * walk; session 8's candidate). Sessions 2-6's other presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's
  * defaults), session 7's v53-v55 and session 8's v57-v59 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
