@@ -318,17 +318,17 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
 
 using namespace kascade;
 
-// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1..7 (PartialArgs::writeProbe) changes the scores / layer-0 pass's
-// intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2),
-// without m16 (3), or (session 8) with u and m16 stored under the default L2 policy instead of evict-first (4), or
-// with every store folded into the buffer's first few MB, which stay in L2 (5: the stores' L2 traffic without
-// their DRAM writes), or with only half the CTAs storing: those of the batch's first half, which run first (6), or the
-// even splits, all along the pass (7). Modes 1-3 and 5-7 make the selection WRONG; the profile job sets them only in
-// its ncu runs, never for parity or the bench.
+// Diagnosis only: KASCADE_DEBUG_NO_LOGIT_WRITES=1, 2, 3, 6 or 7 (PartialArgs::writeProbe) changes the scores / layer-0
+// pass's intermediate writes, so a profile can time the pass without them (1), with u computed but not stored (2),
+// without m16 (3), or (session 8) with only half the CTAs storing: those of the batch's first half, which run first
+// (6), or the even splits, all along the pass (7). (Session 8's probes 4 and 5, the default L2 policy and stores
+// folded into a few MB, changed nothing and were removed.) They make the selection WRONG; the profile job sets them
+// only in its ncu runs, never for parity or the bench.
 static int debug_write_probe() {
   static const int mode = [] {
     const char* e = std::getenv("KASCADE_DEBUG_NO_LOGIT_WRITES");
-    return e && e[0] >= '1' && e[0] <= '7' && e[1] == 0 ? e[0] - '0' : 0;
+    const bool known = e && e[1] == 0 && ((e[0] >= '1' && e[0] <= '3') || e[0] == '6' || e[0] == '7');
+    return known ? e[0] - '0' : 0;
   }();
   return mode;
 }

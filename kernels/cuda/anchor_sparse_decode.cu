@@ -3,10 +3,10 @@
 // their K rows, so the pass reads the V rows, GS u values and GS step maxima per selected key (at 128k batch 32:
 // ~0.86 GB of V plus at most the 0.30 GB intermediate, where the K-row gather reads 1.72 GB).
 //
-// Kernel u16_sparse_kernel<T, D, GS, NS>
+// Kernel u16_sparse_kernel<T, D, GS>
 //   grid (splits, kvHeads, batch) (attn_splits of the index list, as the K-row gather), block 128 threads = 4
 //   warps; warp w takes the block's 16-entry groups w, w + 4, ... Per group, into the warp's own ring stage
-//   (NS deep: kU16SparseStages, or kU16SparseStagesDeep with bit 2097152), all by cp.async: the 16 V rows
+//   (kU16SparseStages deep), all by cp.async: the 16 V rows
 //   (lane pair 2r, 2r + 1 copies row r's 16-byte chunks), and for lanes 0..15 (entry `lane`) the 4-byte word
 //   of u holding the key's value and the key's step maximum m16, per query head (bit 1048576, the key-major
 //   intermediate: the key's GS values in one copy of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies
@@ -21,18 +21,15 @@
 //   below an unselected neighbour for that head.
 //   End: the 4 warps merge (merge_warps), the block stores its partial, and with bit 4 the row's last block
 //   merges the splits (its own counters), else the combine kernel runs.
-// Shared memory per block at D 128: 4 warps x NS stages x (16 x 136 x 2 B + 16 x GS x 8 B): 78 KB at GS 4 and NS 4
-// (97 KB at NS 5).
-#include <type_traits>
-
+// Shared memory per block at D 128: 4 warps x 4 stages x (16 x 136 x 2 B + 16 x GS x 8 B): 78 KB at GS 4.
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
 namespace kascade {
 
-// Ring stages per warp: 4, or 5 with KASCADE_VARIANT_SPARSE_DEEP (session 8: call A's ncu had the pass at 58-64 % of
-// DRAM peak with 3 stages in flight per warp and 8 warps per SM; 5 stages still fit two CTAs per SM).
-constexpr int kU16SparseStages = 4, kU16SparseStagesDeep = 5;
+// Ring stages per warp. (Session 8, call B: 5 stages, still two CTAs per SM, 384-386 us against 388-389 at 128k batch
+// 32: the pass is not short of loads in flight; removed.)
+constexpr int kU16SparseStages = 4;
 constexpr int kU16SparseWarps = 4;
 
 // One ring stage: 16 padded V rows, then per entry GS u words and GS step maxima (turned into scores in place).
@@ -40,15 +37,13 @@ template <typename T, int D, int GS>
 __host__ __device__ constexpr size_t u16_sparse_stage_bytes() {
   return size_t(16) * (D + 8) * sizeof(T) + size_t(16) * GS * 8;
 }
-template <typename T, int D, int GS, int NS>
+template <typename T, int D, int GS>
 __host__ __device__ constexpr size_t u16_sparse_smem_bytes() {
-  return size_t(kU16SparseWarps) * NS * u16_sparse_stage_bytes<T, D, GS>();
+  return size_t(kU16SparseWarps) * kU16SparseStages * u16_sparse_stage_bytes<T, D, GS>();
 }
 // merge_warps's red_o / red_ml reuse the ring.
-static_assert(u16_sparse_smem_bytes<__half, 64, 8, kU16SparseStages>() >= sizeof(float) * kU16SparseWarps * 8 * (64 + 2),
+static_assert(u16_sparse_smem_bytes<__half, 64, 8>() >= sizeof(float) * kU16SparseWarps * 8 * (64 + 2),
               "the warps' merge fits the ring");
-static_assert(2 * u16_sparse_smem_bytes<__half, 128, 8, kU16SparseStagesDeep>() <= 227 * 1024,
-              "the deep ring keeps two CTAs per SM");
 
 // A 4-byte cp.async that zero-fills when src_bytes is 0.
 __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, int src_bytes) {
@@ -65,11 +60,11 @@ __device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, in
 // Completion counters of the fused merge (bit 4): zero at module load, reset by the block that merges.
 __device__ unsigned g_u16_sparse_done[kMaxFusedRows];
 
-template <typename T, int D, int GS, int NS>
+template <typename T, int D, int GS>
 __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
     u16_sparse_kernel(KascadeDecodeShape s, PartialArgs a, const __half* __restrict__ u, const float* __restrict__ m16,
                       int fused) {
-  constexpr int R = D + 8;
+  constexpr int NS = kU16SparseStages, R = D + 8;
   constexpr size_t SB = u16_sparse_stage_bytes<T, D, GS>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int posS[kU16SparseWarps][NS][16];
@@ -190,19 +185,13 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        auto launch = [&](auto ns) -> cudaError_t {
-          constexpr int NS = decltype(ns)::value;
-          constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS, NS>();
-          static const cudaError_t attr = cudaFuncSetAttribute(
-              u16_sparse_kernel<T, D, GS, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-          if (attr != cudaSuccess) return attr;
-          u16_sparse_kernel<T, D, GS, NS><<<dim3(a.splits, s.kvHeads, s.batch), 32 * kU16SparseWarps, smem, st>>>(
-              s, a, u, m16, fused ? 1 : 0);
-          return cudaGetLastError();
-        };
-        cudaError_t e = (s.variant & KASCADE_VARIANT_SPARSE_DEEP)
-                            ? launch(std::integral_constant<int, kU16SparseStagesDeep>{})
-                            : launch(std::integral_constant<int, kU16SparseStages>{});
+        constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS>();
+        static const cudaError_t attr = cudaFuncSetAttribute(
+            u16_sparse_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (attr != cudaSuccess) return attr;
+        u16_sparse_kernel<T, D, GS><<<dim3(a.splits, s.kvHeads, s.batch), 32 * kU16SparseWarps, smem, st>>>(
+            s, a, u, m16, fused ? 1 : 0);
+        cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess || fused) return e;
         return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
       });

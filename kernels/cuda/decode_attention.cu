@@ -379,14 +379,11 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
       softmax16(sv, tm, m, l, pr, al);
       if constexpr (kWriteLogits) {
         // a.writeProbe (diagnosis only, env KASCADE_DEBUG_NO_LOGIT_WRITES; 0 in every op a user runs): 1 no
-        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 4 (session 8) u and m16 stored under
-        // the default L2 policy instead of evict-first, 5 (session 8) every store folded into the buffer's first 2 MB
-        // (u) / 512 KB (m16) under the default policy: the same store traffic into L2, next to nothing reaching DRAM
-        // (call A's version, with evict-first stores, still wrote 147 MB), 6 only the CTAs of sequences b < batch / 2
-        // store (half the bytes, in the pass's first half), 7 only the even splits store (half the bytes, all along
-        // the pass). (Session 7, call A: the writes
-        // cost what their bytes cost in DRAM; one 8-byte store per lane, or u from the softmax's probabilities,
-        // gained nothing and were removed.)
+        // intermediate at all, 2 u computed but not stored, 3 u stored but not m16, 6 (session 8) only the CTAs of
+        // sequences b < batch / 2 store (half the bytes, in the pass's first half), 7 (session 8) only the even splits
+        // store (half the bytes, all along the pass). (Session 7, call A: one 8-byte store per lane, or u from the
+        // softmax's probabilities, gained nothing and were removed; session 8: stores under the default L2 policy (4)
+        // and stores folded into a few MB (5) changed nothing, removed; see packages/cuda/README.md.)
         const int probe = a.writeProbe;
         if ((a.variant & KASCADE_VARIANT_U16) && probe != 1) {
           // u = 2^15 exp2(l - m16) as f16 pairs (positions 16 t + nb * 8 + quad * 2 + {0, 1}: even, so 4-byte
@@ -413,17 +410,9 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           }
           const int nU = u16_stride(n);
           __half* ur = reinterpret_cast<__half*>(a.logits);
-          // Streaming stores (evict-first in L2): the select reads them once, after this pass. (Probes 4 and 5: above.)
+          // Streaming stores (evict-first in L2): the select reads them once, after this pass.
           const bool storeOn = probe == 6 ? 2 * b < s.batch : (probe == 7 ? (split & 1) == 0 : true);
-          auto store_pair = [&](size_t ui, unsigned w) {
-            if (probe == 5) ui &= (size_t(1) << 20) - 1;
-            unsigned* up = reinterpret_cast<unsigned*>(ur + ui);
-            if (probe == 4 || probe == 5) {
-              *up = w;
-            } else {
-              __stcs(up, w);
-            }
-          };
+          auto store_pair = [&](size_t ui, unsigned w) { __stcs(reinterpret_cast<unsigned*>(ur + ui), w); };
           if (row < GS && probe != 2 && storeOn) {
   #pragma unroll
             for (int nb = 0; nb < 2; ++nb) {
@@ -441,14 +430,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3 && storeOn) {
-            size_t mi = u16_m16_index(bh0, row, pv[0], nU, GS, keyMajor);
-            if (probe == 5) mi &= (size_t(1) << 17) - 1;
-            float* m16p = u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + mi;
-            if (probe == 4 || probe == 5) {
-              *m16p = tm;
-            } else {
-              __stcs(m16p, tm);
-            }
+            __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + u16_m16_index(bh0, row, pv[0], nU, GS, keyMajor),
+                   tm);
           }
         } else if (row < GS && probe != 1) {
           float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
@@ -958,7 +941,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..4194303 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..2097151 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -48,9 +48,8 @@ struct PartialArgs {
   void* out;       // KASCADE_VARIANT_FUSED: [batch, heads, headDim], written by each KV head's last block
   unsigned* clearHist;  // KASCADE_VARIANT_SELECT2: split 0 of each (b, j) zeroes its histogram row...
   int* clearState;      // ...and its select state, for the Top-k passes that follow
-  int writeProbe;       // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1..4, wrong results for 1-3): the scores /
+  int writeProbe;       // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1..3, 6, 7; wrong results): the scores /
                         // layer-0 pass's intermediate writes: 1 none, 2 u computed but not stored, 3 u without m16,
-                        // 4 stores under the default L2 policy, 5 stores folded into a few MB that stay in L2,
                         // 6 / 7 half the CTAs store (decode_attention.cu); 0 in every user op
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the

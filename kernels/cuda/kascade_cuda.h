@@ -100,10 +100,9 @@ enum KascadeDecodeVariant {
                                             // step, each key's u of the group's heads side by side, so a warp step
                                             // writes whole 128-byte lines of one contiguous stream per CTA and the
                                             // sparse pass copies a key's scores at once
-  KASCADE_VARIANT_SPARSE_DEEP = 2097152,  // cuda-anchor, session 8 (with 524288 and 1024; call A's phase-3 prefetch and
-                                          // staging bits 2097152 / 4194304 lost and were removed): the anchor's sparse
-                                          // pass from the intermediate keeps a 5-stage ring per warp instead of 4
-  KASCADE_VARIANT_ALL = 4194303,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  // (Session 8: bits 2097152 and 4194304 were the stream select's phase-3 L2 prefetch / staging lists in call A, bit
+  // 2097152 the sparse pass's 5-stage ring in call B; all lost and were removed.)
+  KASCADE_VARIANT_ALL = 2097151,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -36,8 +36,10 @@
 #      Session 8: the ops.ts defaults, 1838204 = 789628 | 1048576 (bit 1048576 now: the f16 intermediate in
 #      key-major order, select_plan.h u16_index); call A also 3935356 and 8129660 (bits 2097152 / 4194304 then: the
 #      stream select's phase 3 with an L2 prefetch / shared staging lists; both lost and were removed), call B
-#      3935356 = 1838204 | 2097152 (bit 2097152 now: the anchor's sparse pass with a 5-stage ring); cuda-b1's list
-#      (/work/prompts/s8/decode-variants-cuda-b1: 98400 / 168188 = 98336 / 168124 | 64),
+#      3935356 = 1838204 | 2097152 (bit 2097152 then: the anchor's sparse pass with a 5-stage ring; lost, removed);
+#      cuda-b1's list (/work/prompts/s8/decode-variants-cuda-b1: 98400 / 168188 = 98336 / 168124 | 64). Call C
+#      (final): the ops.ts defaults (148, 176, 188, 252, 764, 32956, 98400, 164028, 168188, 1838204) and session 7's
+#      defaults 265340 / 789628 for comparison,
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -46,7 +48,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,8252,32956,98336,164028,168124,265340,789628,1838204,3935356,98400,168188}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,265340,789628}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

@@ -5,22 +5,22 @@
 # anchor default at 128k batch > 4 since session 6), each under the write probes of PROFILE_ANCHOR_MODES (default
 # "0 1 2 3"; an entry <variant>:<mode>/<mode> names its own): KASCADE_DEBUG_NO_LOGIT_WRITES,
 # kernels/cuda/anchor_decode.cu: 0 as is, 1 no intermediate writes, 2 u computed but not stored, 3 u without m16,
-# 4 (session 8) u and m16 stored under the default L2 policy instead of evict-first, 5 (session 8) every store folded
-# into the buffer's first few MB under the default policy (L2-resident: the stores without their DRAM writes), 6 / 7
-# (session 8) half the CTAs store: the batch's first half (the pass's first half in time) / the even splits (all along
-# the pass); 1-3 and 5-7 give wrong selections:
-# timing diagnosis only; session 7's probes 4 and 5 lost and were removed). Session 8's default list compares the
-# key-major intermediate (1838204 = 789628 | 1048576) under the probes and 3935356 (and bit 2097152: the sparse pass
-# with a 5-stage ring), and adds the stream select
-# (stream_select_kernel) to the profiled kernels.
+# 6 / 7 (session 8) half the CTAs store: the batch's first half (the pass's first half in time) / the even splits (all
+# along the pass); all give wrong selections: timing diagnosis only; session 7's probes 4 and 5 and session 8's 4 (the
+# default L2 policy) and 5 (stores folded into a few MB) changed nothing and were removed). Session 8's default: the
+# key-major intermediate (1838204 = 789628 | 1048576, the anchor / layer-0 default beyond 16k / 64k at batch > 4)
+# under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
 # anchor-<v>-p<mode>.csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
+# Session 8: the DRAM's active cycles (all, for reads, for writes) against its elapsed cycles (from call A's list of
+# this ncu's counters): how much DRAM time the writes take beyond their own transfer.
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
-list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1/5/6/7,3935356:0}
+metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1/6/7}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
@@ -34,8 +34,4 @@ for entry in ${list//,/ }; do
     echo "variant $v probe $mode: rc=$?"
   done
 done
-# The DRAM / L2 counters this ncu offers (names only), for choosing next call's metrics: why a written byte costs
-# several read bytes (turnarounds, partial sectors, evictions).
-"$NCU" --query-metrics 2>/dev/null | grep -E '^(dram__|fbpa__|lts__t_sectors_srcunit|lts__t_requests_srcunit_tex_op_write|lts__d_|ltc__)' \
-  > "$JOB_OUT/ncu-dram-metrics.txt" 2>&1
 echo done

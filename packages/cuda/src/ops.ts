@@ -3,8 +3,8 @@ import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
-/** The largest decode kernel variant value: bits 1..2097152 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 4194303;
+/** The largest decode kernel variant value: bits 1..1048576 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
+export const DECODE_VARIANT_MAX = 2097151;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';
@@ -54,7 +54,9 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // 221.7), then 265340 (751.4 against 764's 754.8; 2791.0 against 3196's 2831.7 and 19644's 2851.7).
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 265340 },
+  // Session 8: beyond 64k the key-major intermediate (1838204 = 789628 | 1048576; layer 0 runs 265340's kernels with
+  // bit 1048576): calls A / B at 128k batch 32 4407.4 / 4413.3 against 265340's 4438.6 / 4438.6 us.
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 1838204 },
   // Batch <= 4, session 7 (b1 probe, calls A and B at 128k batch 1): 168124 = 164028 | 4096, the anchor's sparse
   // pass launched while the b1 select's rows finish (programmatic dependent launch): 122.05 / 122.78 us against
   // 124.90 / 125.22 (32k: 55.55 against 56.86; 8k: 33.98 against 35.07); layer 0 has no sparse pass (the same).
@@ -66,7 +68,9 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Session 7: beyond 16k the anchor's sparse pass reads the scores from the f16 intermediate (789628 = 265340 |
   // 524288): call C at daaa4e2, 128k batch 32 2717.4 against 265340's 2737.9 us, 32k 737.4 against 742.6 (calls A
   // and B: the same order).
-  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 789628 },
+  // Session 8: the key-major intermediate (1838204 = 789628 | 1048576): calls A / B at 128k batch 32 2745.3 / 2742.2
+  // against 789628's 2783.5 / 2781.4 us, 32k 745.6 / 741.6 against 756.9 / 750.0.
+  { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 1838204 },
   // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5, call C's bench; figures in the README's
   // batch-1 sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768
   // with 16-bit P: 32800, the same kernel as 32956) beyond: call C's fastest reuse at 32k and 512k; at
