@@ -12,7 +12,7 @@
  * layer uses (inputs, output, selection slot, anchor workspace). Inputs are normal random
  * (device-side fill), never zeros.
  *
- * Kernel presets (`PREFILL_KERNEL_PRESETS` of @kascade/cuda): `KASCADE_PREFILL_VARIANTS=v56,v48` (the
+ * Kernel presets (`PREFILL_KERNEL_PRESETS` of @kascade/cuda): `KASCADE_PREFILL_VARIANTS=v60,v56` (the
  * presets that passed parity in the same device call; default: the current selection) times every op
  * under each, in the same run; rows carry `variant`, and the summary takes for each op the fastest
  * preset (named in `config.chosen`), so the whole-model figure selects kernels per layer role. Each op's
@@ -381,7 +381,7 @@ const bench: Bench = {
         kMin: 128,
         layers: LAYERS,
         anchors: ANCHORS,
-        timing: 'CUDA events around each call on the op stream, medians (fewer repeats at 128k)',
+        timing: 'CUDA events around each call on the op stream, medians (at most 8 repeats at 128k)',
         flops: '4 * heads * headDim * n(n+1)/2 (causal QK^T + PV)',
         torch: torch.version ?? 'not run',
         variants: variants
