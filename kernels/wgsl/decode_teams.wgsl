@@ -69,6 +69,17 @@ var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
       }
 //#end
 
+// The workgroup's split, KV head and sequence, its keys [start, end), and where its K/V rows begin.
+//#snippet split_keys
+  let split = wid.x;
+  let j = wid.y;
+  let b = wid.z;
+  let H = P.heads;
+  let start = split * P.span;
+  let end = min(start + P.span, P.n);
+  let kvBase = (b * P.kvHeads + j) * P.capacity;
+//#end
+
 // PREFETCH: stages the key indices of the block of SB steps that starts at step $1 (a multiple of SB)
 // in workgroup memory, between two barriers.
 //#snippet stage_indices
@@ -123,13 +134,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   let tm = sgIndex * (sgSize / TW) + sgLane / TW;
   let lane = sgLane % TW;
 
-  let split = wid.x;
-  let j = wid.y;
-  let b = wid.z;
-  let H = P.heads;
-  let start = split * P.span;
-  let end = min(start + P.span, P.n);
-  let kvBase = (b * P.kvHeads + j) * P.capacity;
+//#include split_keys
   let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
 
   // This lane's pieces of the group's query rows, pre-scaled.
@@ -534,13 +539,7 @@ var<workgroup> sgm: array<vec2<f32>, (WG / 4u) * GROUP>;  // per subgroup and he
 fn scores_keys(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
 //#include subgroup_index sgLane
-  let split = wid.x;
-  let j = wid.y;
-  let b = wid.z;
-  let H = P.heads;
-  let start = split * P.span;
-  let end = min(start + P.span, P.n);
-  let kvBase = (b * P.kvHeads + j) * P.capacity;
+//#include split_keys
   for (var i = t; i < GROUP * D4; i += WG) {
     qs[i] = q[(b * H + j * GROUP) * D4 + i] * P.scale;
   }

@@ -82,6 +82,23 @@ echo "128k b8 rc=$? after $(( $(date +%s) - start )) s"
 # 2. 32k and 8k with the defaults.
 timeout --kill-after=3 "$lim2" node "$bundle" "$out/p32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass
 echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
+# 2b. The same headline parts (128k at batch 1 and 8, 32k and 8k) with a candidate default for every op
+#     (WEBGPU_TUNING, team-kernel options as JSON; empty skips), merged into webgpu-decode-tuned.json:
+#     whichever of the two sets holds the final defaults becomes the results file.
+tuning=${WEBGPU_TUNING-'{"keyPerInvocation":true}'}
+if [ -n "$tuning" ]; then
+  timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity --tuning="$tuning"
+  timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity --tuning="$tuning"
+  timeout --kill-after=3 "$lim2" node "$bundle" "$out/t32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass --tuning="$tuning"
+  echo "tuned headline ($tuning) rc=$? after $(( $(date +%s) - start )) s"
+  tparts=()
+  for p in t128k1 t128k8 t32k; do
+    [ -s "$out/$p/webgpu-decode.json" ] && tparts+=("$out/$p/webgpu-decode.json")
+  done
+  if [ ${#tparts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode-tuned.json" "${tparts[@]}"; then
+    rm -rf "$out/t128k1" "$out/t128k8" "$out/t32k" "$out/webgpu-decode-tuned.svg"
+  fi
+fi
 # 3. The sweep of the team kernel's options at 128k, batch 1 then batch 8, in what time is left.
 for b in ${WEBGPU_SWEEP_BATCHES-1 8}; do
   l=$(left)

@@ -28,12 +28,15 @@ describe('webgpu-decode bench arguments', () => {
     expect(benchArgs(['--probe']).probe).toBe(true);
     expect(benchArgs(['--probe-only']).probeOnly).toBe(true);
     expect(benchArgs([]).probe).toBeUndefined();
+    expect(benchArgs(['--tuning={"keyPerInvocation":true}']).tuning).toEqual({ keyPerInvocation: true });
   });
 
   it('names what it rejects', () => {
     expect(() => benchArgs(['--contexts=8k'])).toThrow(/--contexts takes positive integers.*'8k'/);
     expect(() => benchArgs(['--kernels=teams,fast'])).toThrow(/unknown kernel 'fast'/);
     expect(() => benchArgs(['--repeat=3'])).toThrow(/unknown argument '--repeat=3'/);
+    expect(() => benchArgs(['--tuning=[1]'])).toThrow(/--tuning takes a JSON object/);
+    expect(() => benchArgs(['--tuning={x'])).toThrow(/--tuning takes a JSON object/);
   });
 });
 

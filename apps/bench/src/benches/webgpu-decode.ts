@@ -28,13 +28,13 @@
  *
  * `whole-model-one-pass` rows: the default kernel's 32 layers of the layout (anchors 2, 8, 13, 14)
  * encoded in one pass against 32 dense layers in one pass, four K/V copies in turn
- * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs); with the teams kernel, again with
- * `ONE_PASS_REUSE_OPTIONS` on the reuse layers (the `options` column), against the same dense model.
+ * (`wholeModelOnePassSpeedupVsDense_*`; 10 timed runs).
  *
  * Bench arguments (after `--`): `--contexts=8192,32768`, `--batches=1,8`, `--kernels=teams,chunked`,
  * `--no-parity`, `--no-sweep`, `--no-one-pass`, `--sweep-only` (no main rows and no one-pass: the
  * sweep, the select rows and the repeat checks alone, so a device job can run them in a part of their own),
- * `--deadline-s=N` (sweep rows not started after N seconds are skipped, so the results still get written).
+ * `--deadline-s=N` (sweep rows not started after N seconds are skipped, so the results still get written),
+ * `--tuning=<json>` (team-kernel options for every op of the main rows and the one-pass models).
  */
 import {
   type DecodeSelection,
@@ -123,7 +123,6 @@ const PARITY_OPTIONS: Tuning[] = [
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
   { loadsAhead: true },
-  { loadsAhead: true, transposedReduce: true, pieceBytes: 8 },
   { keyPerInvocation: true },
 ];
 
@@ -151,33 +150,19 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // 46-47 us), workgroups of one team for the gathers, the streaming passes and dense, teams_combine
   // (all removed); the folded select at batch 8.
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then.
-  // Session 8, call B: the next team step's loads issued before this step's math (loadsAhead),
-  // per role. Call A (webgpu-decode-s8a.json) holds what lost: the loads of two steps issued
-  // together with their math one after the other (stepsPerLoad 2: dense 960 against 196 us), the
-  // reuse with the transposed reduction (54.2 and 49.7 against 44.9).
-  reuse: alternate(
-    2,
-    {},
-    { loadsAhead: true },
-    { loadsAhead: true, prefetchIndices: false },
-    { loadsAhead: true, targetWorkgroups: 256, minStepsPerSplit: 4 },
-  ),
-  // The anchors' scores pass with one key per invocation (keyPerInvocation) at 2048, 1024 and 512
-  // workgroups (4, 8 and 16 keys per invocation).
-  anchor: alternate(
-    2,
-    {},
-    { streamPass: { loadsAhead: true } },
-    { loadsAhead: true },
-    { keyPerInvocation: true },
-    { keyPerInvocation: true, streamPass: { minStepsPerSplit: 8 } },
-    { keyPerInvocation: true, streamPass: { minStepsPerSplit: 16 } },
-  ),
-  'dense-anchor': alternate(2, {}, { streamPass: { loadsAhead: true } }),
-  dense: alternate(2, {}, { loadsAhead: true }),
+  // Session 8, call C: the anchors' scores pass with one key per invocation (first timed here);
+  // layer 0's pass without loadsAhead (its default at many rows since call B: 1517 and 1522 against
+  // 1568 and 1570 us at batch 8; 245.0 and 245.1 against 245.4 and 245.6 at batch 1, where it stays
+  // off). Calls A and B (webgpu-decode-s8a.json, -s8b.json) hold what lost: the loads of two steps
+  // issued together with their math one after the other (stepsPerLoad 2: dense 960 against 196 us),
+  // the next step's loads before this step's math elsewhere (loadsAhead: dense 288 against 195,
+  // reuse 54.6 against 44.8, the anchor's scores pass 221 against 215), the reuse with the
+  // transposed reduction (54.2 and 49.7 against 44.9).
+  reuse: [],
+  anchor: alternate(2, {}, { keyPerInvocation: true }),
+  'dense-anchor': alternate(2, {}, { streamPass: { loadsAhead: false } }),
+  dense: [],
 };
-/** The one-pass whole model with these options on its reuse layers (beside the defaults' rows). */
-const ONE_PASS_REUSE_OPTIONS: Tuning = { loadsAhead: true };
 
 const bench: Bench = {
   name: 'webgpu-decode',
@@ -188,6 +173,7 @@ const bench: Bench = {
     const started = performance.now();
     let skipped = 0;
     const args = benchArgs(ctx.benchArgs ?? []);
+    const tuning: Tuning = args.tuning ?? {};
     const gpu = await openGPU();
     const flush = l2Flusher(gpu, ctx.quick);
     const rows: Row[] = [];
@@ -331,7 +317,7 @@ const bench: Bench = {
                 gpu,
                 ctx,
                 label,
-                (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, { kernel })),
+                (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, { kernel, ...tuning })),
                 flush,
               );
               times[role] = s.median;
@@ -402,12 +388,11 @@ const bench: Bench = {
             const anchors = new Set([2, 8, 13, 14]);
             const roleOf = (l: number): LayerRole =>
               l === 0 ? 'dense-anchor' : anchors.has(l) ? 'anchor' : 'reuse';
-            // `reuseOptions` apply to the reuse layers alone (the other layers and dense keep the defaults).
-            const model = async (sparse: boolean, reuseOptions: Tuning = {}) =>
+            const model = async (sparse: boolean) =>
               timeOp(
                 gpu,
                 ctx,
-                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch} ${JSON.stringify(reuseOptions)}`,
+                `${kernel} ${sparse ? 'kascade' : 'dense'} model (32 layers, one pass) n=${n} b=${batch}`,
                 (pass) => {
                   for (let l = 0; l < 32; l++) {
                     encodeDecode(
@@ -416,7 +401,7 @@ const bench: Bench = {
                       decodeCall({ ...inputs, kv: kvs[l % 4] }, sparse ? roleOf(l) : 'dense', {
                         kernel,
                         scratchTag: `.layer${l}`,
-                        ...(sparse && roleOf(l) === 'reuse' ? reuseOptions : {}),
+                        ...tuning,
                       }),
                     );
                   }
@@ -445,25 +430,6 @@ const bench: Bench = {
               denseModel.median / sparseModel.median,
               3,
             );
-            if (kernel === 'teams') {
-              // The same with the candidate options on the reuse layers, against the same dense model.
-              const denseOpt = denseModel;
-              const sparseOpt = await model(true, ONE_PASS_REUSE_OPTIONS);
-              rows.push({
-                kernel: 'whole-model-one-pass',
-                variant: kernel,
-                options: JSON.stringify({ reuseLayers: ONE_PASS_REUSE_OPTIONS }),
-                context: n,
-                batch,
-                k,
-                medianUs: round(sparseOpt.median),
-                p10Us: round(sparseOpt.p10),
-                p90Us: round(sparseOpt.p90),
-                denseUs: round(denseOpt.median),
-                speedupVsDense: round(denseOpt.median / sparseOpt.median, 3),
-                timing: sparseOpt.source,
-              });
-            }
           } catch (e) {
             ctx.progress(
               `one-pass model n=${n} b=${batch} failed: ${e instanceof Error ? e.message : String(e)}`,
@@ -591,8 +557,6 @@ const bench: Bench = {
             ['reuse', {}],
             // Session 8's candidates, at full size in the call that first times them.
             ['anchor', { keyPerInvocation: true }],
-            ['dense', { loadsAhead: true }],
-            ['reuse', { loadsAhead: true }],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;
@@ -689,6 +653,7 @@ const bench: Bench = {
         kernels: kernels.join(','),
         defaultKernel: available[0],
         teamDefaults: JSON.stringify(TEAM_DEFAULTS),
+        ...(args.tuning ? { tuning: JSON.stringify(args.tuning) } : {}),
       },
       rows,
       summary,
@@ -707,10 +672,26 @@ function tagOf(n: number): string {
   return n === 131072 ? '128k' : n === 32768 ? '32k' : n === 8192 ? '8k' : `${n}`;
 }
 
+/** The JSON object of `--tuning=<json>` (team-kernel options, {@link Tuning}). */
+function tuningArg(json: string): Tuning {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    throw new RangeError(`--tuning takes a JSON object of team-kernel options, got '${json}'`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new RangeError(`--tuning takes a JSON object of team-kernel options, got '${json}'`);
+  }
+  return v as Tuning;
+}
+
 /**
  * Bench arguments: `--contexts=a,b`, `--batches=a,b`, `--kernels=teams,chunked`, `--no-parity`, `--no-sweep`,
  * `--no-one-pass`, `--sweep-only`, `--deadline-s=N`, `--probe` (the reuse probe at the longest context),
- * `--probe-only` (the probe alone: no main rows, sweep or one-pass).
+ * `--probe-only` (the probe alone: no main rows, sweep or one-pass), `--tuning=<json>` (team-kernel
+ * options for every op of the main rows and the one-pass models, e.g. a candidate default; the
+ * results' config names them).
  */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
@@ -724,6 +705,7 @@ export function benchArgs(argv: readonly string[]): {
   parityOnly?: boolean;
   probe?: boolean;
   probeOnly?: boolean;
+  tuning?: Tuning;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -751,6 +733,7 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'probe') out.probe = true;
     else if (name === 'probe-only') out.probeOnly = true;
     else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
+    else if (name === 'tuning') out.tuning = tuningArg(a.slice(a.indexOf('=') + 1));
     else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }
   return out;

@@ -250,7 +250,10 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * workgroups (call A of session 6, twice in turn: the anchor 225.5 and 224.0 against 228.1 and 227.2
  * us at batch 1, 1274 and 1273 against 1310 and 1308 at batch 8). Every pass merges its splits with
  * `teams_merge` (the merge in the last workgroup to finish, sessions 3-6, was removed: see
- * `decode_teams.wgsl`);
+ * `decode_teams.wgsl`); layer 0's pass at many rows issues the next step's loads before a step's
+ * math (call B of session 8, twice in turn at batch 8: 1517 and 1522 against 1568 and 1570 us; at
+ * batch 1 245.0 and 245.1 against 245.4 and 245.6, left off; slower for every other pass: dense 288
+ * against 195 us, the reuse 54.6 against 44.8 at batch 1);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
@@ -258,7 +261,7 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
   stream: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
   layer0: {
     few: { ...STREAM_FEW, subgroupTeamMerge: true },
-    many: { ...STREAM_MANY, subgroupTeamMerge: true },
+    many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true },
   },
   scores: {
     few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096 },
