@@ -104,13 +104,7 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
     const int x = base + 4 * tid;
     float S[4] = {0.f, 0.f, 0.f, 0.f};
     if (x < x1 && keyMajor && GS > 1) {  // bit 1048576 (at GS = 1 both orders are the same)
-      if constexpr (GS > 1) {
-        float c[GS];
-#pragma unroll
-        for (int h = 0; h < GS; ++h)
-          c[h] = exp2f(__ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, true)) - Mh[h] - kU16ScaleLog2) * iL[h];
-        u16_key_major_pool<GS, 4>(u + u16_index(bh0, 0, x, nU, GS, true), c, S);
-      }
+      if constexpr (GS > 1) u16_key_major_pool<GS, 4>(u, m16, bh0, x, nU, Mh, iL, S);
     } else if (x < x1) {
 #pragma unroll
       for (int h = 0; h < GS; ++h) {

@@ -97,12 +97,19 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
   __syncthreads();
 }
 
-// Bit 1048576 (the key-major f16 intermediate, GS > 1): S[e] += sum_h u_h(x + e) c[h] over the E keys x .. x + E - 1
-// of one 16-key step (x a multiple of E), read from src (u16_index(bh0, 0, x, ..., true)) as E x GS consecutive f16
-// values, E GS / 8 16-byte loads; heads in the same order as the head-major loops (the same sums).
+// Bit 1048576 (the key-major f16 intermediate, GS > 1): S[e] += sum_h u_h(x + e) c_h, c_h = 2^(m16_h - M_h - 15) / L_h,
+// over the E keys x .. x + E - 1 of one 16-key step (x a multiple of E) of the KV-head row whose query-head rows start
+// at bh0, read as E x GS consecutive f16 values (E GS / 8 16-byte loads); heads in the same order as the head-major
+// loops (the same sums). Mh / iL: the heads' softmax max and 1 / sum.
 template <int GS, int E>
-__device__ __forceinline__ void u16_key_major_pool(const __half* src, const float* c, float (&S)[E]) {
+__device__ __forceinline__ void u16_key_major_pool(const __half* u, const float* m16, size_t bh0, int x, int nU,
+                                                   const float* Mh, const float* iL, float (&S)[E]) {
   static_assert(GS > 1 && GS % 2 == 0 && (E * GS) % 8 == 0, "whole 16-byte loads, head pairs");
+  float c[GS];
+#pragma unroll
+  for (int h = 0; h < GS; ++h)
+    c[h] = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, true)) - Mh[h] - kU16ScaleLog2) * iL[h];
+  const __half* src = u + u16_index(bh0, 0, x, nU, GS, true);
 #pragma unroll
   for (int q = 0; q < E * GS / 8; ++q) {
     const uint4 w = __ldcs(reinterpret_cast<const uint4*>(src) + q);
@@ -129,13 +136,7 @@ __device__ __forceinline__ void stream_pool8(bool u16, bool keyMajor, const __ha
 #pragma unroll
   for (int e = 0; e < 8; ++e) S[e] = 0.f;
   if (u16 && keyMajor && GS > 1) {  // (at GS = 1 both orders are the same)
-    if constexpr (GS > 1) {
-      float c[GS];
-#pragma unroll
-      for (int h = 0; h < GS; ++h)
-        c[h] = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, true)) - Mh[h] - kU16ScaleLog2) * iL[h];
-      u16_key_major_pool<GS, 8>(u + u16_index(bh0, 0, x, nU, GS, true), c, S);
-    }
+    if constexpr (GS > 1) u16_key_major_pool<GS, 8>(u, m16, bh0, x, nU, Mh, iL, S);
   } else if (u16) {
 #pragma unroll
     for (int h = 0; h < GS; ++h) {
