@@ -6,11 +6,11 @@
 // Kernel u16_sparse_kernel<T, D, GS>
 //   grid (splits, kvHeads, batch) (attn_splits of the index list, as the K-row gather), block 128 threads = 4
 //   warps; warp w takes the block's 16-entry groups w, w + 4, ... Per group, into the warp's own ring stage
-//   (kU16SparseStages deep), all by cp.async: the 16 V rows
-//   (lane pair 2r, 2r + 1 copies row r's 16-byte chunks), and for lanes 0..15 (entry `lane`) the 4-byte word
-//   of u holding the key's value and the key's step maximum m16, per query head (bit 1048576, the key-major
-//   intermediate: the key's GS values in one copy of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies
-//   at GS >= 4). When the stage lands, lane e turns its GS pairs into the log2-domain
+//   (kU16SparseStages deep), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
+//   chunks), and for lanes 0..15 (entry `lane`) the 4-byte word of u holding the key's value and the key's
+//   step maximum m16, per query head (bit 1048576, the key-major intermediate: the key's GS values in one copy
+//   of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies at GS >= 4). When the stage lands, lane e
+//   turns its GS pairs into the log2-domain
 //   score l = m16 + log2(u) - 15 (the value the scores pass rounded, within f16's 2^-11 relative rounding
 //   of u, i.e. |dl| <= 2^-11 / ln 2 ~ 7e-4 in the log2 domain) and the warp runs the gathers' step
 //   (attend16_logits: online softmax and P V on the tensor cores). A masked entry (an index out of range,
