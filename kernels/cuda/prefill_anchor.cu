@@ -134,27 +134,25 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
   }
 }
 
-// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v32 (session 6's default; gone in session 8,
-// its select's MODE 0 path runs for pool v1 and as v56's fallback): four consumer
-// warpgroups taking 64-key steps round-robin, in turns, statistics from the attention pass (prefill_pool_v17.cu;
-// head dim 128, g = 4, else v1), then select v3 (prefill_select_v3.cu) with its one-pass finish after the second
-// digit (three passes over each pooled row); v56 (the default since session 7's call B): the same pool also writing
-// each row's largest score, the select counting the row in bins under it and keeping the k-th's bin (two passes);
-// v60 (the default since session 8's call B): v56's pool, then for rows of 16384 scores or more the select counting a sample of an
-// eighth of the row first and one pass keeping a band around the k-th (select_pooled_row_sampled: one and an eighth
-// passes, v56's select where the band misses); shorter rows on v56's select. Call A's v57 (the same without the
-// warp-aggregated writes, every row sampled) lost at 8k and 32k (its select issue-bound, 0.43 against 0.38 ms at 32k)
-// and is gone.
-// 128k, call B: the anchor 287.2 against v32's 293.9 ms, layer 0 351.7 against 363.7; select 1.43-1.51 ms per
-// launch against 2.71-2.96 (ncu). Call A's v55 was the same select checking every score against the row's end and
-// binning it again in its second pass (0.41 against v56's 0.38 ms at 32k, ncu; the ops within noise): superseded,
-// gone. Call A also timed the select inside the pool's CTAs, each selecting the row it had just pooled, read back
-// from L2 (v53: select v3's body, v54: v55's; rows in one slot per SM, a 103 MB workspace at 128k instead of
-// 2.18 GB): anchor 303.9 and 296.2 ms against v55's 288.8, gone. Session 5's v19 (the four-pass select) is gone;
-// session 6 also timed FMA-pipe exponentials (v23), the pool counting the select's first digit (v27 / v28 / v31),
-// four loads in flight per select thread (v33), 4 GiB pooled passes (v34), float4 row constants (v35) and the
-// select on a second stream under the next pass's pool (v36): all slower, all gone, as are sessions 2-5's pools
-// v2-v18 and v20-v22.
+// KASCADE_PREFILL_POOL: v1 (pool_prefill_kernel above; every shape), v32 (session 6's default; gone in session 8, its
+// select's MODE 0 path runs for pool v1 and as v56's fallback): four consumer warpgroups taking 64-key steps
+// round-robin, in turns, statistics from the attention pass (prefill_pool_v17.cu; head dim 128, g = 4, else v1), then
+// select v3 (prefill_select_v3.cu) with its one-pass finish after the second digit (three passes over each pooled row);
+// v56 (the default since session 7's call B): the same pool also writing each row's largest score, the select counting
+// the row in bins under it and keeping the k-th's bin (two passes); v60 (the default since session 8's call B): v56's
+// pool, then for rows of 16384 scores or more the select counting a sample of an eighth of the row first and one pass
+// keeping a band around the k-th (select_pooled_row_sampled: one and an eighth passes, v56's select where the band
+// misses); shorter rows on v56's select. Call A's v57 (the same without the warp-aggregated writes, every row sampled)
+// lost at 8k and 32k (its select issue-bound, 0.43 against 0.38 ms at 32k) and is gone. Session 7, call B, 128k: v56's
+// anchor 287.2 against v32's 293.9 ms, layer 0 351.7 against 363.7; select 1.43-1.51 ms per launch against 2.71-2.96 (ncu). Session 7's
+// v55 was the same select checking every score against the row's end and binning it again in its second pass (0.41
+// against v56's 0.38 ms at 32k, ncu; the ops within noise): superseded, gone. Session 7 also timed the select inside the
+// pool's CTAs, each selecting the row it had just pooled, read back from L2 (v53: select v3's body, v54: v55's; rows in
+// one slot per SM, a 103 MB workspace at 128k instead of 2.18 GB): anchor 303.9 and 296.2 ms against v55's 288.8, gone.
+// Session 5's v19 (the four-pass select) is gone; session 6 also timed FMA-pipe exponentials (v23), the pool counting
+// the select's first digit (v27 / v28 / v31), four loads in flight per select thread (v33), 4 GiB pooled passes (v34),
+// float4 row constants (v35) and the select on a second stream under the next pass's pool (v36): all slower, all gone,
+// as are sessions 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
   return v == 1 || v == 56 ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, preset v60)
@@ -246,7 +244,8 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.rowMax, st)) != cudaSuccess)
       return e;
-    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, w.rowMax, sampled, st)) != cudaSuccess)
+    if ((e = launch_select_v3(*s, w.pooled, p0, np, w.perPair, counts, kMax, indices, w.rowMax, sampled, st)) !=
+        cudaSuccess)
       return e;
   }
   if (layer0) return cudaSuccess;

@@ -295,20 +295,20 @@ int prefill_variant_number(const char* name) {
   return *end == '\0' && n < 1000 ? static_cast<int>(n) : 0;
 }
 
-// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v60): dense v22 (dense
-// v9 in the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu without a per-step row
-// max) and sparse v61 (sparse v9 persistent, loading the list entries a step ahead; session 8's call B); where they
-// do not apply (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above).
-// Attention variants: dense v1 and v22 (the default: dense v9 for dense and dense + statistics, the four-warpgroup
-// statistics-only pass of prefill_stats_v17.cu against each thread's previous offset, no per-step row max); sparse
-// v1, v12 (sparse v9 with its 3-stage ring, one CTA per item), v61 (the default) and v62 (v61 walking the items in a
-// snake order; session 8's candidate). Session 8 removed v58 (v61 without the entries ahead). Session 7 removed dense v12 / v17 (session 5's
-// statistics pass with a per-step row max) and sparse v17 (a 2-stage ring); sessions 2-6's v2-v11, v13-v16, v18-v20
-// and v24 lost earlier and are gone.
+// Defaults (DEFAULT_PREFILL_KERNELS in packages/cuda/src/prefill.ts says the same, preset v60): dense v22 (dense v9 in
+// the dense modes, the four-warpgroup statistics-only pass of prefill_stats_v17.cu without a per-step row max) and
+// sparse v61 (sparse v9 persistent, loading the list entries a step ahead; session 8's call B); where they do not apply
+// (head dim 64; sparse at g != 4) launch_prefill_attention runs v1 (the kernel above). Attention variants: dense v1 and
+// v22 (the default: dense v9 for dense and dense + statistics, the four-warpgroup statistics-only pass of
+// prefill_stats_v17.cu against each thread's previous offset, no per-step row max); sparse v1, v12 (sparse v9 with its
+// 3-stage ring, one CTA per item) and v61 (the default). Session 8 removed v58 (v61 without the entries ahead) and v62
+// (v61 walking its items in a snake order). Session 7 removed dense v12 / v17 (session 5's statistics pass with a
+// per-step row max) and sparse v17 (a 2-stage ring); sessions 2-6's v2-v11, v13-v16, v18-v20 and v24 lost earlier and
+// are gone.
 int prefill_variant(PrefillMode mode) {
   const int v = prefill_variant_number(getenv(mode == kSparse ? "KASCADE_PREFILL_SPARSE" : "KASCADE_PREFILL_DENSE"));
   const int best = mode == kSparse ? 61 : 22;
-  if (mode == kSparse && (v == 12 || v == 62)) return v;
+  if (mode == kSparse && v == 12) return v;
   return v == 1 || v == best ? v : best;  // unset or unknown: the default, as prefillKernels() reports it
 }
 

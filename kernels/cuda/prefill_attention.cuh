@@ -69,8 +69,8 @@ cudaError_t launch_prefill_dense_v9(const KascadePrefillShape& s, PrefillMode mo
 // the gathered key list, a producer warpgroup gathering K / V rows by cp.async into a 3-stage ring; head dim 128,
 // g = 4 (else v1).
 bool prefill_sparse_v9_supports(const KascadePrefillShape& s);
-// variant 12 (one CTA per item), 61 (the default: one CTA per SM walking the work items, the ring running on across
-// them, the next step's list entries loaded ahead) or 62 (61 walking the items in a snake order: odd rounds reversed).
+// variant 12 (one CTA per item) or 61 (the default: one CTA per SM walking the work items, the ring running on
+// across them, the next step's list entries loaded ahead).
 cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const PrefillArgs& a, int variant,
                                      cudaStream_t st);
 // Dense variant v22's statistics-only pass (prefill_stats_v17.cu): four consumer warpgroups (row halves x step

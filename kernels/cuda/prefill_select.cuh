@@ -254,16 +254,17 @@ __device__ void select_pooled_row_max(const unsigned* u, int st, int k, int* out
   select_pooled_row<NT>(u, st, k, out, sh);
 }
 
-// Pool v60's select (session 8; call A's v57 without the warp-aggregated writes): the k (1 <= k < st) largest of
-// row u[0 .. st) as select_pooled_row_max, with the row read one and an eighth times instead of twice. A sample (the first 128 scores of every 1024: an eighth, in whole
-// 512-byte runs) is counted in select_pooled_row_max's 4096 bins under the row's largest score; the bins holding the
-// sample's ranks ks -/+ d (ks = k ns / st, the k-th's expected rank among the ns sampled scores, d = 3.5 standard
-// deviations of it + 8) bound a band. One pass over the row then writes every score above the band and keeps the
-// band's scores in shared memory (kSelSampleCand), where 1024 sub-bins and, inside the sub-bin holding the k-th,
-// each candidate's rank (greater scores, then equal ones at lower indices) pick the rest. Exact either way: if the
-// band missed the k-th (more than k scores above it, fewer than k above its bottom), overflowed the candidates or
-// holds over 1536 in the k-th's sub-bin (ties), select_pooled_row_max runs (two more passes). Rows shorter than
-// kSelSampleMinRow run select_pooled_row_max. sh.hist must hold 4096 bins, sh.candV / candX kSelSampleCand.
+// Pool v60's select (session 8; call A's v57 without the warp-aggregated writes): the k (1 <= k < st) largest of row
+// u[0 .. st) as select_pooled_row_max, with the row read one and an eighth times instead of twice. A sample (the first
+// 128 scores of every 1024: an eighth, in whole 512-byte runs) is counted in select_pooled_row_max's 4096 bins under
+// the row's largest score; the bins holding the sample's ranks ks -/+ d (ks = k ns / st, the k-th's expected rank among
+// the ns sampled scores, d = 3.5 standard deviations of it + 8) bound a band. One pass over the row then writes every
+// score above the band and keeps the band's scores in shared memory (kSelSampleCand), where 1024 sub-bins and, inside
+// the sub-bin holding the k-th, each candidate's rank (greater scores, then equal ones at lower indices) pick the rest.
+// Exact either way: if the band missed the k-th (more than k scores above it, fewer than k above its bottom),
+// overflowed the candidates or holds over 1536 in the k-th's sub-bin (ties), select_pooled_row_max runs (two more
+// passes). Rows shorter than kSelSampleMinRow run select_pooled_row_max. sh.hist must hold 4096 bins, sh.candV / candX
+// kSelSampleCand.
 constexpr int kSelSampleCand = 3584;
 // (Pool v60 launches rows shorter than 16384 on v56's select instead, prefill_select_v3.cu: v57 lost at 8k and 32k.)
 constexpr int kSelSampleMinRow = 1024;

@@ -48,26 +48,23 @@ constexpr size_t s9_smem_bytes() {
          STAGES * (kS9Keys + 4) * sizeof(int) + 256;
 }
 
-// PERSIST (sparse v58, session 8's candidate): one CTA per SM walks the work items (the grid's (tile, KV head,
-// sequence) in its order) w = blockIdx.x, + gridDim.x, ..; the ring's stages and phases run on across items, so the
-// producer gathers the next item's first step while the consumers finish the current one, and loads its Q once the
-// consumers' last Q K^T is done (barrier qEmpty), under their last softmax, P V and output store. Without it
-// (sparse v12) a CTA's first gather, Q load and last store are exposed: about 5 us of a CTA's 33 us at 32k and
-// 115 us at 128k (ncu, sessions 4 and 7); call A of session 8: 1.95 against 2.12 ms at 32k (ncu). PREFETCH (sparse
-// v61, with PERSIST): the producer loads the next step's list entries before gathering this step's rows, so the
-// entries' L2 latency is off its per-step path (call B: 1.82 against v58's 1.96 ms at 32k, ncu). Call B also found
-// v58 slower at 128k (31.1-31.4 against v12's 27.5 ms, ncu): its static walk (CTA c takes items c, c + 132, ..)
-// loads the CTAs unevenly and lets them drift apart over the KV heads, whose K / V (64 MB each) exceed the L2;
-// the hardware hands v12's CTAs out in order as SMs free up. SNAKE (sparse v62, with PERSIST and PREFETCH): round r
-// of the walk (items r G .. r G + G - 1, G CTAs) goes to the CTAs in reverse order on odd rounds, so a CTA that
-// took a round's longer list takes the next round's shorter one and the CTAs stay in step. (Items taken from a
-// global counter instead made ptxas serialise the consumers' wgmma, C7512: gone before a device run.)
-// PM: 0 = v12, 2 = v61 (PERSIST + PREFETCH; the default since session 8's call B), 3 = v62 (+ SNAKE). (1, v58:
-// PERSIST alone, is gone.)
+// PERSIST (sparse v61 with PREFETCH, the default since session 8's call B; alone it was call A's v58): one CTA per SM
+// walks the work items (the grid's (tile, KV head, sequence) in its order) w = blockIdx.x, + gridDim.x, ..; the ring's
+// stages and phases run on across items, so the producer gathers the next item's first step while the consumers finish
+// the current one, and loads its Q once the consumers' last Q K^T is done (barrier qEmpty), under their last softmax, P
+// V and output store. Without it (sparse v12) a CTA's first gather, Q load and last store are exposed: about 5 us of a
+// CTA's 33 us at 32k and 115 us at 128k (ncu, sessions 4 and 7); call A of session 8: 1.95 against 2.12 ms at 32k
+// (ncu). PREFETCH (sparse v61, with PERSIST): the producer loads the next step's list entries before gathering this
+// step's rows, so the entries' L2 latency is off its per-step path (call B: 1.82 against v58's 1.96 ms at 32k; call C
+// at 128k, ncu, the anchor's sparse launches at the same places in the bench pass: 28.7 / 28.7 / 31.1 against v12's
+// 31.7 / 31.8 / 34.0 ms). Session 8 also timed v58 (PERSIST alone; gone) and v62 (v61 with every odd round of the walk
+// reversed: within the run's spread of v61 at 128k, reuse 0.25 against 0.21 ms at 8k; gone). A version taking the items
+// from a global counter made ptxas serialise the consumers' wgmma (C7512) and was never run. PM: 0 = v12, 2 = v61
+// (PERSIST + PREFETCH; the default since session 8's call B).
 template <typename T, int STAGES, int PM>
 __global__ void __launch_bounds__(kS9Threads, 1)
     prefill_sparse_v9_kernel(const KascadePrefillShape s, const PrefillArgs a) {
-  constexpr bool PERSIST = PM >= 1, PREFETCH = PM >= 2, SNAKE = PM >= 3;
+  constexpr bool PERSIST = PM >= 1, PREFETCH = PM >= 2;
   constexpr int D = 128;
   constexpr int TILE = kS9Keys * D;
   constexpr int NA = 64;
@@ -95,7 +92,7 @@ __global__ void __launch_bounds__(kS9Threads, 1)
   const auto item_at = [&](int iter) {
     if (!PERSIST) return iter == 0 ? static_cast<int>(blockIdx.x + tiles * (blockIdx.y + G * blockIdx.z)) : items;
     const int c = static_cast<int>(blockIdx.x), nc = static_cast<int>(gridDim.x);
-    return iter * nc + (SNAKE && (iter & 1) ? nc - 1 - c : c);
+    return iter * nc + c;
   };
   // Work item w: tile t = tiles - 1 - w % tiles (the longest lists first), KV head j, sequence b.
   struct Item {
@@ -305,7 +302,6 @@ cudaError_t launch_prefill_sparse_v9(const KascadePrefillShape& s, const Prefill
                                      cudaStream_t st) {
   if (!prefill_sparse_v9_supports(s)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (variant == 62) return launch_s9_t<T, 3, 3>(s, a, st);
     if (variant == 61) return launch_s9_t<T, 3, 2>(s, a, st);
     return launch_s9_t<T, 3, 0>(s, a, st);
   });

@@ -4,14 +4,15 @@
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
 # fails parity is never timed). Session 8 (call C): v60 (the defaults since session 8's call B: dense v22, sparse
 # v61, pool v60; its parity covers the v1 kernels too, which run where v60's do not apply: head dim 64, g != 4) is
-# the safe group; in their own parity processes (PREFILL_RISKY, space-separated groups) v56 (session 7's defaults,
-# the comparison row) and v62 (v60 with the sparse pass walking its items in a snake order). The parity cases include the tied-scores chunk (the
+# the safe group; v56 (session 7's defaults, the comparison row) in its own parity process (PREFILL_RISKY,
+# space-separated groups). (Call C also timed v62, v60 with the sparse pass walking its items in a snake order:
+# gone.) The parity cases include the tied-scores chunk (the
 # select's tie rule and its fallbacks); the bench also compares layer 0's and the anchor's key sets with v56's on a
 # sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
 # (clocks.csv; the log says the median SM clock and the share of busy samples under the SW power cap).
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Parity runs with KASCADE_PREFILL_SPARSE_CTAS=5: the persistent sparse pass (v61, v62) on at most 5 CTAs, so the
+# Parity runs with KASCADE_PREFILL_SPARSE_CTAS=5: the persistent sparse pass (v61) on at most 5 CTAs, so the
 # small parity chunks run several work items per CTA (the ring's phases across items); and with
 # KASCADE_PREFILL_SAMPLE_FROM=1024: pool v60's sampled select on rows from 1024 scores on (16384 in the bench), so
 # the parity chunks (rows up to 2400, the tied-scores chunk among them) run it.
@@ -27,7 +28,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v60}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v56 v62}
+risky=${PREFILL_RISKY-v56}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -2,18 +2,18 @@
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select, sparse pass) and how the kernels use the GPU. Run by scripts/device/session.sh with
 # $JOB_OUT (limit 100 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under presets
-# v60 (the defaults since session 8's call B: the sampled select, sparse v61) and v62 (sparse v62: the snake walk): the dense v9 kernel (dense, dense + statistics), the statistics, pool, select and sparse kernels
-# timed by ncu: kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape);
-# then the detailed sections of one launch of v62's sparse pass and v61's per-instruction warp stall samples
-# (detail-*.txt; the sass one CSV); then per-launch durations of the sparse pass at 128k under v56 (v12), v60 (v61)
-# and v62 (kernels-128k-*.csv). (nsys, for a trace
-# of the gaps between an op's launches, is not installed on the device: call A of session 8.)
+# v60 (the defaults since session 8's call B: the sampled select, sparse v61) and v56 (session 7's defaults): the
+# dense v9 kernel (dense, dense + statistics), the statistics, pool, select and sparse kernels timed by ncu:
+# kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU throughput, occupancy, launch shape); then v61's
+# per-instruction warp stall samples (detail-sparse-v61-sass.txt, CSV); then per-launch durations of the sparse pass
+# at 128k under v56 (v12) and v60 (v61) (kernels-128k-*.csv). (nsys, for a trace of the gaps between an op's
+# launches, is not installed on the device: call A of session 8.)
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v60,v62}
+presets=${PROFILE_PREFILL_PRESETS:-v60,v56}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 50 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \
@@ -27,7 +27,7 @@ echo "kernels.csv rc=$? after $(($(date +%s) - t0)) s"
 # pass; under v60 the sampled rows' launch comes first, then the short rows') and sparse_v9 launch 1 the anchor's
 # sparse pass. Each detail file names the kernel it caught (template arguments included).
 # page "raw": every metric the sections collected as one CSV row; "source": per-instruction stall samples (SASS, CSV).
-for spec in sparse-v62:sparse_v9:1:1:v62 sparse-v61-sass:sparse_v9:1:1:v60:32768:source; do
+for spec in sparse-v61-sass:sparse_v9:1:1:v60:32768:source; do
   IFS=: read -r name k skip c preset ctx page <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 50 ] && { echo "skipping detail-$name (time)"; continue; }
   case $page in
@@ -45,7 +45,7 @@ done
 # The sparse pass at 128k (issue 8): the duration of every sparse launch of one bench pass at 128k
 # (kernels-128k-<preset>.csv: the selection anchor's under the defaults (v61), then the anchor's three and reuse's
 # under the preset). Time only (one pass, no replay).
-for spec in v56:"sparse_v9":5 v60:"sparse_v9":5 v62:"sparse_v9":5; do
+for spec in v56:"sparse_v9":5 v60:"sparse_v9":5; do
   IFS=: read -r preset regex count <<< "$spec"
   [ $(($(date +%s) - t0)) -gt 70 ] && { echo "skipping kernels-128k-$preset (time)"; continue; }
   timeout 25 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:$regex" -c "$count" \

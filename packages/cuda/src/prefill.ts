@@ -363,10 +363,9 @@ export function uploadPrefillSelection(
  *     head) item (prefill_sparse_v9.cu; head dim 128, g = 4); `v61` (the default since session 8's call B): the same
  *     kernel persistent, one CTA per SM walking the items with the ring running on across them (an item's first
  *     gather and Q load overlap the previous item's last steps and output store) and the next step's list entries
- *     loaded ahead (call B, ncu at 32k: 1.82 against v12's 2.12 ms; reuse at 128k 29.3 against 30.4 ms); `v62`
- *     (session 8's candidate): v61 walking the items in a snake order (odd rounds of gridDim items reversed, so the
- *     CTAs' loads even out and they stay in step over the KV heads). Session 8's
- *     `v58` (v61 without the entries ahead: 31.1 against 27.5 ms at 128k, ncu) is gone.
+ *     loaded ahead (ncu: 1.82 against v12's 2.12 ms at 32k in call B, 28.7-31.1 against 31.7-34.0 at 128k in call C;
+ *     reuse at 128k 29.4 against 30.2 ms in call C). Session 8's `v58` (v61 without the entries ahead) and `v62`
+ *     (v61 walking the items in a snake order: within the run's spread at 128k, slower at 8k) are gone.
  *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
  *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
  * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v56` (session
@@ -385,13 +384,13 @@ export function uploadPrefillSelection(
  * read by the addon at every launch, so one process can time them side by side.
  */
 export type PrefillDenseVariant = 'v1' | 'v22';
-export type PrefillSparseVariant = 'v1' | 'v12' | 'v61' | 'v62';
+export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
 export type PrefillPoolVariant = 'v1' | 'v56' | 'v60';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
-export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61', 'v62'];
-export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61', 'v62'];
+export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
+export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
 export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60'];
 
 export interface PrefillKernelSelection {
@@ -403,15 +402,14 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v56` = dense v22, sparse v12, pool v56 (session 7's defaults, the comparison row), `v60` =
- * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v62` = v60 with sparse v62 (the snake
- * walk; session 8's candidate). Sessions 2-6's other presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's
- * defaults), session 7's v53-v55 and session 8's v57-v59 lost or went into these and are gone.
+ * dense v22, sparse v61, pool v60 (the defaults since session 8's call B). Sessions 2-6's other presets (v2-v47,
+ * v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v55 and session 8's v57-v59 and
+ * v62 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
-  v62: { dense: 'v22', sparse: 'v62', pool: 'v60' },
 };
 
 /**
