@@ -144,15 +144,15 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // keeping a band around the k-th (select_pooled_row_sampled: one and an eighth passes, v56's select where the band
 // misses); shorter rows on v56's select. Call A's v57 (the same without the warp-aggregated writes, every row sampled)
 // lost at 8k and 32k (its select issue-bound, 0.43 against 0.38 ms at 32k) and is gone. Session 7, call B, 128k: v56's
-// anchor 287.2 against v32's 293.9 ms, layer 0 351.7 against 363.7; select 1.43-1.51 ms per launch against 2.71-2.96 (ncu). Session 7's
-// v55 was the same select checking every score against the row's end and binning it again in its second pass (0.41
-// against v56's 0.38 ms at 32k, ncu; the ops within noise): superseded, gone. Session 7 also timed the select inside the
-// pool's CTAs, each selecting the row it had just pooled, read back from L2 (v53: select v3's body, v54: v55's; rows in
-// one slot per SM, a 103 MB workspace at 128k instead of 2.18 GB): anchor 303.9 and 296.2 ms against v55's 288.8, gone.
-// Session 5's v19 (the four-pass select) is gone; session 6 also timed FMA-pipe exponentials (v23), the pool counting
-// the select's first digit (v27 / v28 / v31), four loads in flight per select thread (v33), 4 GiB pooled passes (v34),
-// float4 row constants (v35) and the select on a second stream under the next pass's pool (v36): all slower, all gone,
-// as are sessions 2-5's pools v2-v18 and v20-v22.
+// anchor 287.2 against v32's 293.9 ms, layer 0 351.7 against 363.7; select 1.43-1.51 ms per launch against 2.71-2.96
+// (ncu). Session 7's v55 was the same select checking every score against the row's end and binning it again in its
+// second pass (0.41 against v56's 0.38 ms at 32k, ncu; the ops within noise): superseded, gone. Session 7 also timed
+// the select inside the pool's CTAs, each selecting the row it had just pooled, read back from L2 (v53: select v3's
+// body, v54: v55's; rows in one slot per SM, a 103 MB workspace at 128k instead of 2.18 GB): anchor 303.9 and 296.2 ms
+// against v55's 288.8, gone. Session 5's v19 (the four-pass select) is gone; session 6 also timed FMA-pipe exponentials
+// (v23), the pool counting the select's first digit (v27 / v28 / v31), four loads in flight per select thread (v33), 4
+// GiB pooled passes (v34), float4 row constants (v35) and the select on a second stream under the next pass's pool
+// (v36): all slower, all gone, as are sessions 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
   return v == 1 || v == 56 ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, preset v60)
