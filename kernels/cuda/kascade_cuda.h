@@ -48,8 +48,9 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_WS_WIDE = 64,  // cuda-b1, session 8 (retired before: session 5's candidate lists of the multi-pass
                                  // select; session 7's V rows by cp.async and merge from shared memory): with 32768
                                  // at head dim 128, the ws gather as one 512-thread CTA per SM (8 producer + 8
-                                 // consumer warps): half the splits per row, the last CTA merging them with twice the
-                                 // threads (call A's cluster merge is a tuning knob: reuse_b1_decode.cu)
+                                 // consumer warps): half the splits per row, the last CTA merging them in one round
+                                 // trip with twice the threads (session 8's first form, a cluster per row merging in
+                                 // distributed shared memory, lost: reuse_b1_decode.cu)
   KASCADE_VARIANT_LEAN = 128,  // lean (stream-K) schedule: a persistent grid of the CTAs that fit at once, each an
                                // equal contiguous share of the flattened (sequence, KV head, key tile) space,
                                // partials at head boundaries; a wider combine merges them
