@@ -15,7 +15,8 @@
 # is the script's own budget).
 #
 # Writes $JOB_OUT/webgpu-decode.{json,md}: parity, the reuse probe, 128k at batch 1, 128k at batch 8, with the
-# defaults (the targets), 32k and 8k, then the sweep at 128k batch 1 and 8 in the time left (call B of
+# defaults (the targets), 32k and 8k (with WEBGPU_TUNING set, the same again with those options into
+# webgpu-decode-tuned.{json,md}), then the sweep at 128k batch 1 and 8 in the time left (call B of
 # session 4: 49 s for all parts, the probe 18 of them), merged into one results file; then webgpu-prefill
 # (webgpu-prefill.{json,md}) if at least 40 s are left and WEBGPU_NO_PREFILL is unset. Back here, redraw the SVG with
 #   node packages/webgpu/.bench/webgpu-device.mjs --merge apps/bench/results/webgpu-decode.json <returned json>
@@ -85,7 +86,7 @@ echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 # 2b. The same headline parts (128k at batch 1 and 8, 32k and 8k) with a candidate default for every op
 #     (WEBGPU_TUNING, team-kernel options as JSON; empty skips), merged into webgpu-decode-tuned.json:
 #     whichever of the two sets holds the final defaults becomes the results file.
-tuning=${WEBGPU_TUNING-'{"keyPerInvocation":true}'}
+tuning=${WEBGPU_TUNING-}
 if [ -n "$tuning" ]; then
   timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity --tuning="$tuning"
   timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity --tuning="$tuning"

@@ -313,32 +313,6 @@ describe.skipIf(!probe.context)('decode kernels teams and chunked, batched, agai
     for (const b of [q, out, slot.indices]) b.destroy();
   });
 
-  // The anchors' scores pass with one key per invocation (scores_keys), f16 and f32, group sizes 4
-  // and 3, the last split short, a workgroup of several subgroups per split.
-  it.each(CASES)(
-    'scores pass with one key per invocation: $dtype, $heads/$kvHeads heads, d $headDim, n $n',
-    async (c) => {
-      const gpu = probe.context!;
-      const { kv, q, ref } = uploadDecodeCase(gpu, c, 91 + c.n, 2.5);
-      const out = uploadBuffer(gpu, new Float32Array(c.batch * c.heads * c.headDim), 'out');
-      const { budget, slot, headMap } = decodeSlotCase(gpu, c, { percent: 20, kMin: 4 });
-      const keysBefore = new Set(gpu.pipelineKeys);
-      await runDecodeRoles(
-        gpu,
-        ['anchor', 'reuse'],
-        { heads: c.heads, q, kv, n: c.n, out, slot, headMap, budget },
-        { keyPerInvocation: true, minStepsPerSplit: 1, targetWorkgroups: 4 },
-        c,
-        ref,
-      );
-      expect(gpu.pipelineKeys.filter((k) => !keysBefore.has(k)).some((k) => k.includes('KEYS=true'))).toBe(
-        true,
-      );
-      destroyDeviceKV(kv);
-      for (const b of [q, out, slot.indices]) b.destroy();
-    },
-  );
-
   it('teams on K/V split by sequence past the binding limit (what batch 8 at 128k needs)', async () => {
     const gpu = probe.context!;
     const saved = gpu.maxBindingBytes;
@@ -432,8 +406,6 @@ describe.skipIf(!probe.context)(
       // The next team step's loads issued before this step's math.
       { loadsAhead: true, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
       { loadsAhead: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
-      // The anchors' scores pass with one key per invocation.
-      { keyPerInvocation: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;

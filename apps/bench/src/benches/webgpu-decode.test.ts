@@ -28,7 +28,7 @@ describe('webgpu-decode bench arguments', () => {
     expect(benchArgs(['--probe']).probe).toBe(true);
     expect(benchArgs(['--probe-only']).probeOnly).toBe(true);
     expect(benchArgs([]).probe).toBeUndefined();
-    expect(benchArgs(['--tuning={"keyPerInvocation":true}']).tuning).toEqual({ keyPerInvocation: true });
+    expect(benchArgs(['--tuning={"loadsAhead":true}']).tuning).toEqual({ loadsAhead: true });
   });
 
   it('names what it rejects', () => {

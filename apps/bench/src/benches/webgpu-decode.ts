@@ -90,7 +90,6 @@ type Tuning = Pick<
   | 'targetWorkgroups'
   | 'keysPerStep'
   | 'loadsAhead'
-  | 'keyPerInvocation'
   | 'minStepsPerSplit'
   | 'prefetchIndices'
   | 'pieceBytes'
@@ -123,7 +122,6 @@ const PARITY_OPTIONS: Tuning[] = [
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
   { loadsAhead: true },
-  { keyPerInvocation: true },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -150,16 +148,17 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // 46-47 us), workgroups of one team for the gathers, the streaming passes and dense, teams_combine
   // (all removed); the folded select at batch 8.
   // Session 6's calls (webgpu-decode-s6a.json, -s6b.json) hold the candidates that lost then.
-  // Session 8, call C: the anchors' scores pass with one key per invocation (first timed here);
-  // layer 0's pass without loadsAhead (its default at many rows since call B: 1517 and 1522 against
-  // 1568 and 1570 us at batch 8; 245.0 and 245.1 against 245.4 and 245.6 at batch 1, where it stays
-  // off). Calls A and B (webgpu-decode-s8a.json, -s8b.json) hold what lost: the loads of two steps
-  // issued together with their math one after the other (stepsPerLoad 2: dense 960 against 196 us),
-  // the next step's loads before this step's math elsewhere (loadsAhead: dense 288 against 195,
-  // reuse 54.6 against 44.8, the anchor's scores pass 221 against 215), the reuse with the
-  // transposed reduction (54.2 and 49.7 against 44.9).
+  // Session 8, call C (final): the defaults against layer 0's pass without loadsAhead. Calls A to C
+  // (webgpu-decode-s8a.json, -s8b.json, -s8c-tuned.json and this file's sweep) hold what lost: the
+  // loads of two steps issued together with their math one after the other (stepsPerLoad 2: dense
+  // 960 against 196 us), the next step's loads before this step's math elsewhere (loadsAhead: dense
+  // 288 against 195, the reuse 54.6 against 44.8, the anchor's scores pass 221 against 215), the
+  // reuse with the transposed reduction (54.2 and 49.7 against 44.9), the anchors' scores pass with
+  // one key per invocation (keyPerInvocation: the anchor 239.7 and 238.9 against 216.0 and 216.1 at
+  // batch 1, 1528 and 1484 against 1267 at batch 8; its subgroup merge order followed an atomic
+  // counter while its keys followed the invocation index, so runs differed in the last bits).
   reuse: [],
-  anchor: alternate(2, {}, { keyPerInvocation: true }),
+  anchor: [],
   'dense-anchor': alternate(2, {}, { streamPass: { loadsAhead: false } }),
   dense: [],
 };
@@ -556,7 +555,6 @@ const bench: Bench = {
             ['anchor', {}],
             ['reuse', {}],
             // Session 8's candidates, at full size in the call that first times them.
-            ['anchor', { keyPerInvocation: true }],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;

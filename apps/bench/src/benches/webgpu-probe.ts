@@ -60,7 +60,6 @@ type Options = Pick<
   | 'untilStage'
   | 'selectSchedule'
   | 'loadsAhead'
-  | 'keyPerInvocation'
   | 'streamPass'
 >;
 
@@ -498,7 +497,6 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     const streamOptions: Options[] = [
       { ...SPLIT_ONLY, streamPass: { loadsAhead: true } },
       { ...SPLIT_ONLY, streamPass: { loadsAhead: true, targetWorkgroups: 2048 } },
-      { ...SPLIT_ONLY, streamPass: { keyPerInvocation: true } },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

@@ -125,12 +125,6 @@ export interface DecodeArgs {
    */
   readonly loadsAhead?: boolean;
   /**
-   * `teams` only, the anchors' scores pass (K only): one key per invocation (`scores_keys`: each
-   * invocation loads its key's whole row and finishes the dot products alone, no cross-lane
-   * reduction) instead of teams of lanes per row. Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly keyPerInvocation?: boolean;
-  /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
    * one full score (team width - 1 shuffles per lane instead of log2(width) per score), with one exp
@@ -202,7 +196,6 @@ const POOL_BINDINGS = [
 export interface TeamSettings {
   readonly keysPerStep: number;
   readonly loadsAhead: boolean;
-  readonly keyPerInvocation: boolean;
   readonly minStepsPerSplit: number;
   readonly targetWorkgroups: number;
   readonly pieceBytes: 8 | 16;
@@ -222,7 +215,6 @@ export type TeamPass = 'stream' | 'layer0' | 'scores' | 'gather';
 const STREAM_FEW: TeamSettings = {
   keysPerStep: 8,
   loadsAhead: false,
-  keyPerInvocation: false,
   minStepsPerSplit: 4,
   targetWorkgroups: 1024,
   pieceBytes: 16,
@@ -454,15 +446,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const d = TEAM_DEFAULTS[kind][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
-    // One key per invocation (the scores pass only) reads each row as 16-byte pieces.
-    const keys = kind === 'scores' && (o.keyPerInvocation ?? d.keyPerInvocation);
-    const pieceBytes = keys ? 16 : (o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16));
+    const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
     const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     return {
-      keys,
-      // Keys a workgroup takes per step: a team step of each team, or one key per invocation.
-      stepKeys: keys ? layout.WG : (layout.WG / layout.TW) * U,
+      // Keys a workgroup takes per step: a team step of each team.
+      stepKeys: (layout.WG / layout.TW) * U,
       layout,
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
         ? 'f16x4'
@@ -473,7 +462,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
       // Asked for, it must fit (checked below); as a default, only where it fits.
-      tred: !keys && (o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW)),
+      tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
     };
   };
@@ -556,9 +545,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SUBGROUPS: true,
     };
     const p1 = teamDefs
-      ? t.keys
-        ? gpu.pipeline('decode_teams', 'scores_keys', { ...teamDefs, KEYS: true }, PARTIAL_BINDINGS)
-        : gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
+      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
