@@ -45,15 +45,17 @@ using namespace wg;
 constexpr int kP17Keys = 64;   // keys per step (one consumer warpgroup's)
 constexpr int kP17Rows = 128;  // the tile's 4 heads x 32 queries
 
-template <int NC>
+// TPC tiles per CTA: 1 (pools v56 / v60: the consumers take a tile's steps round-robin) or NC (pool v63: consumer
+// warpgroup w pools tile t0 + w, all of them over every K step, which is loaded once for the NC tiles).
+template <int NC, int TPC>
 __host__ __device__ constexpr int p17_stages() {
-  return 2 * NC;
+  return TPC == 1 ? 2 * NC : 4;
 }
 
-template <typename T, int NC>
+template <typename T, int NC, int TPC>
 constexpr size_t p17_smem_bytes() {
-  return static_cast<size_t>(kP17Rows * 128 + p17_stages<NC>() * kP17Keys * 128) * sizeof(T) + 1024 +
-         kP17Rows * 4 + 256;
+  return static_cast<size_t>(TPC * kP17Rows * 128 + p17_stages<NC, TPC>() * kP17Keys * 128) * sizeof(T) + 1024 +
+         TPC * kP17Rows * 4 + 256;
 }
 
 // Registers: the producer gives all but 24 back; the consumers take no more than that frees (the block's own
@@ -68,24 +70,26 @@ struct P17Maps {
   CUtensorMap k;  // boxes of 64 x 64 rows
 };
 
-// ROWMAX (pool v56): each thread keeps the largest score it wrote; the CTA's is an atomicMax over their bit
+// ROWMAX (pool v56): each thread keeps the largest score it wrote; a tile's is an atomicMax over their bit
 // patterns (scores >= 0 order like them), written to rowMax[pair, t] for the select's bins.
-template <typename T, int NC, bool ROWMAX>
+template <typename T, int NC, int TPC, bool ROWMAX>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
                     float* __restrict__ rowMax) {
+  static_assert(TPC == 1 || TPC == NC, "one tile per CTA, or one per consumer warpgroup");
   constexpr int D = 128;
-  constexpr int STAGES = p17_stages<NC>();
+  constexpr int STAGES = p17_stages<NC, TPC>();
   constexpr int TILE = kP17Keys * D;
   constexpr int NA = 64;
+  constexpr int QROWS = TPC * kP17Rows;
   constexpr unsigned kTileBytes = TILE * sizeof(T);
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
-  T* Qs = reinterpret_cast<T*>(smem_base);
-  T* Ks = Qs + kP17Rows * D;
+  T* Qs = reinterpret_cast<T*>(smem_base);  // TPC tiles of [2 regions][128 rows][64]
+  T* Ks = Qs + QROWS * D;
   float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
-  uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + kP17Rows);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + QROWS);
   uint64_t* qFull = bars;
   uint64_t* full = bars + 1;
   uint64_t* empty = full + STAGES;
@@ -93,32 +97,37 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   const int H = s.heads, G = s.kvHeads, Q = s.queries;
   const int n = s.queryStart + Q;
   const int tiles = tiles_of(s);
-  const int t = tiles - 1 - static_cast<int>(blockIdx.x);
+  // This CTA's tiles t0 .. t0 + ntl - 1 (the longest first over the grid).
+  const int t0 = ((tiles + TPC - 1) / TPC - 1 - static_cast<int>(blockIdx.x)) * TPC;
+  const int ntl = min(TPC, tiles - t0);
   const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
-  const int st = s.queryStart + t * kT;
-  if (st == 0) return;
-  const int steps = (st + kP17Keys - 1) / kP17Keys;
+  const int stLast = s.queryStart + (t0 + ntl - 1) * kT;
+  if (stLast == 0) return;
+  const int steps = (stLast + kP17Keys - 1) / kP17Keys;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
-  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: the CTA's largest score (bits)
+  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: each tile's largest score (bits)
 
   if (tid == 0) {
     tma::mbar_init(qFull, 1);
     for (int x = 0; x < STAGES; ++x) {
       tma::mbar_init(full + x, 1);
-      tma::mbar_init(empty + x, 128);  // the step's one consumer warpgroup
+      tma::mbar_init(empty + x, TPC == 1 ? 128 : 128 * NC);  // the warpgroups that take the step
     }
     tma::mbar_fence_init();
-    if (ROWMAX) *cmax = 0u;
+    if (ROWMAX)
+      for (int u = 0; u < TPC; ++u) cmax[u] = 0u;
   }
   __syncthreads();
 
   if (wgi == 0) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
     if (warp == 0 && lane == 0) {
-      tma::mbar_arrive_expect_tx(qFull, kP17Rows * D * sizeof(T));
-      for (int hh = 0; hh < 4; ++hh)
-        for (int c = 0; c < 2; ++c)
-          tma::copy_3d(Qs + c * kP17Rows * 64 + hh * kT * 64, &maps.q, c * 64, t * kT, b * H + j * 4 + hh, qFull);
+      tma::mbar_arrive_expect_tx(qFull, ntl * kP17Rows * D * sizeof(T));
+      for (int u = 0; u < ntl; ++u)
+        for (int hh = 0; hh < 4; ++hh)
+          for (int c = 0; c < 2; ++c)
+            tma::copy_3d(Qs + (u * 2 + c) * kP17Rows * 64 + hh * kT * 64, &maps.q, c * 64, (t0 + u) * kT,
+                         b * H + j * 4 + hh, qFull);
       for (int i = 0; i < steps; ++i) {
         const int sg = i % STAGES;
         if (i >= STAGES) tma::mbar_wait(empty + sg, static_cast<unsigned>(i / STAGES - 1) & 1);
@@ -133,36 +142,48 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(p17_consumer_regs<NC>()) : "memory");
   const int cw = wgi - 1, ctid = tid - 128, wl = warp & 3;
   const int row = lane >> 2, quad = lane & 3;
-  // Row constants c = M + log2(L) (+inf past the chunk: those rows add nothing).
-  if (ctid < kP17Rows) {
-    const int rr = ctid, hh = rr / kT, qi = t * kT + rr % kT;
+  // Row constants c = M + log2(L) of the CTA's tiles (+inf past the chunk: those rows add nothing).
+  if (ctid < ntl * kP17Rows) {
+    const int rr = ctid % kP17Rows, hh = rr / kT, qi = (t0 + ctid / kP17Rows) * kT + rr % kT;
     float c = INFINITY;
     if (qi < Q) {
       const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
       c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
     }
-    Cs[rr] = c;
+    Cs[ctid] = c;
   }
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
+  // This warpgroup's tile: the CTA's (TPC = 1) or tile t0 + cw (TPC = NC; none past the chunk's last tile).
+  const int u = TPC == 1 ? 0 : cw;
+  const int t = t0 + u, st = s.queryStart + t * kT;
+  const int mySteps = u < ntl ? (st + kP17Keys - 1) / kP17Keys : 0;
+  const T* Qu = Qs + u * kP17Rows * D;
+  const float* Cu = Cs + u * kP17Rows;
   float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
                             : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
   const float qscale = s.scale * kLog2e;
   const tma::Turns turns(2, cw, NC);
 
-  // Step i's product into acc (waits for its K and, with TURNS, for step i - 1's issue).
-  auto issue = [&](float* acc, int i) {
-    const int sg = i % STAGES;
-    tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
-    const T* ks = Ks + sg * TILE;
-    turns.begin(i);
-    issue_ab(acc, ks, kP17Keys, Qs, kP17Rows);
-    turns.end(i, steps);
-  };
-  // Step i's pooled scores from its completed product.
   float vmax = 0.f;  // ROWMAX: the largest score this thread wrote
-  auto pool_step = [&](const float* acc, int i) {
+  float acc[NA];
+  tma::mbar_wait(qFull, 0);
+  // Step i (keys 64 i .. + 63) as turn `slot` of `slots`: S^T = K Q^T issued in turn order, the stage released once
+  // the product is done, then the step's pooled scores (on: this warpgroup's tile has the step; else the turn and
+  // the release only).
+  auto step = [&](int i, int slot, int slots, bool on) {
+    const int sg = i % STAGES;
+    if (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
+    turns.begin(slot);
+    if (on) issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
+    turns.end(slot, slots);
+    if (on) {
+      wait0();
+      pin<NA>(acc);
+    }
+    tma::mbar_arrive(empty + sg);
+    if (!on) return;
     float p0, p1;
-    pooled_pair<16>(acc, Cs, qscale, quad, p0, p1);
+    pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) {
@@ -175,34 +196,31 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       }
     }
   };
-
-  float acc[NA];
-  tma::mbar_wait(qFull, 0);
+  if constexpr (TPC == 1) {
 #pragma unroll 1
-  for (int i = cw; i < steps; i += NC) {
-    issue(acc, i);
-    wait0();
-    pin<NA>(acc);
-    tma::mbar_arrive(empty + i % STAGES);
-    pool_step(acc, i);
+    for (int i = cw; i < steps; i += NC) step(i, i, steps, true);
+  } else {
+#pragma unroll 1
+    for (int i = 0; i < steps; ++i) step(i, i * NC + cw, steps * NC, i < mySteps);
   }
   if (ROWMAX) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, o));
-    if (lane == 0) atomicMax(cmax, __float_as_uint(vmax));
+    if (lane == 0) atomicMax(cmax + u, __float_as_uint(vmax));
     asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // every consumer's atomicMax is in
-    if (ctid == 0) rowMax[static_cast<size_t>(pair) * tiles + t] = __uint_as_float(*cmax);
+    if (ctid < ntl && s.queryStart + (t0 + ctid) * kT > 0)
+      rowMax[static_cast<size_t>(pair) * tiles + t0 + ctid] = __uint_as_float(cmax[ctid]);
   }
 }
 
-template <typename T, int NC, bool ROWMAX>
+template <typename T, int NC, int TPC, bool ROWMAX>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
-  constexpr size_t smem = p17_smem_bytes<T, NC>();
+  constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, ROWMAX>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -212,9 +230,19 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, ROWMAX><<<dim3(tiles_of(s), pairs), 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX><<<dim3((tiles_of(s) + TPC - 1) / TPC, pairs), 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
+}
+
+template <typename T, int TPC>
+cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
+                              float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
+                              cudaStream_t st) {
+  return rowMax ? launch_p17_t<T, 4, TPC, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
+                                                st)
+                : launch_p17_t<T, 4, TPC, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                 rowMax, st);
 }
 
 }  // namespace
@@ -223,12 +251,12 @@ bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 &
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
-                            cudaStream_t st) {
-  if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
+                            int tilesPerCta, cudaStream_t st) {
+  if (!pool_v17_supports(s) || (tilesPerCta != 1 && tilesPerCta != 4)) return cudaErrorInvalidValue;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return rowMax ? launch_p17_t<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st)
-                  : launch_p17_t<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
-                                              st);
+    return tilesPerCta == 4
+               ? launch_p17_rowmax<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st)
+               : launch_p17_rowmax<T, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });
 }
 
