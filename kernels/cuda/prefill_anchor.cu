@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // (v36): all slower, all gone, as are sessions 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 56 || v == 63 ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, preset v60)
+  return v == 1 || v == 56 || v == 63 || v == 64 ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, preset v60)
 }
 
 struct PrefillWorkspace {
@@ -213,8 +213,8 @@ static cudaError_t launch_pool(const KascadePrefillShape& s, const void* q, cons
                                float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout,
                                float* rowMax, cudaStream_t st) {
   if (pool_variant() != 1 && pool_v17_supports(s))
-    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
-                           pool_variant() == 63 ? 4 : 1, st);
+    return launch_pool_v17(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, pool_variant(),
+                           st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return launch_pool_t<T, D>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, st);

@@ -41,12 +41,12 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 
 // Pools v32 / v56 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
 // their products in step order; head dim 128, g = 4. Same arguments and output as pool v1; with rowMax (pool
-// v56) also each row's largest score in rowMax[pair, t]. tilesPerCta 1 (pools v56 / v60) or 4 (pool v63: one tile
-// per consumer warpgroup, every K step loaded once for four tiles).
+// v56) also each row's largest score in rowMax[pair, t]. poolVariant 56 / 60 (one tile per CTA), 63 (one tile per
+// consumer warpgroup, every K step loaded once for four tiles) or 64 (v60 with the descriptors as constant offsets).
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
-                            int tilesPerCta, cudaStream_t st);
+                            int poolVariant, cudaStream_t st);
 // The anchors' Top-k select (prefill_select_v3.cu, after every pool since session 5): an exact radix select of
 // each pooled row's counts[t] largest (11 + 11 + 10 bits, then one compaction pass; ties at the k-th largest lowest
 // index first) with 16-byte loads, two in flight per thread. Writes indices [pair, t, 0 .. k), -1 in the rest.

@@ -22,7 +22,11 @@
 // (prefill_tma.cuh's Turns), so while one warpgroup exponentiates the others' products are queued on the tensor
 // cores, and each SM sub-partition's MUFU has NC warps to feed it.
 //
-// pool_v17_kernel<T, NC>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
+// Session 9's candidates: pool v63 (TPC = 4 below: consumer warpgroup w pools tile t0 + w over every step, each K
+// step loaded once for four tiles: a quarter of the K copies, L2 reads and shared-memory writes per pooled score,
+// 195 KB of shared memory) and pool v64 (LO below: v60 with fewer integer instructions per step).
+//
+// pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
 //   - warpgroup 0, the producer (setmaxnreg 24): one thread issues TMA tensor copies (128-byte swizzle) of the
 //     tile's query rows once (row r = head 4 j + r / 32, query 32 t + r % 32: 4 heads x 2 boxes of 64 x 32) and of
@@ -32,6 +36,8 @@
 //     released once the product is done, then the exponentials and row sums, one pooled score per key.
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
+#include <cstdlib>
+
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
 
@@ -72,7 +78,12 @@ struct P17Maps {
 
 // ROWMAX (pool v56): each thread keeps the largest score it wrote; a tile's is an atomicMax over their bit
 // patterns (scores >= 0 order like them), written to rowMax[pair, t] for the select's bins.
-template <typename T, int NC, int TPC, bool ROWMAX>
+// PROBE (measurement only, KASCADE_PREFILL_POOL_PROBE; the pooled scores are wrong): 1 = no exponentials (a step's
+// pooled pair is two accumulator entries: what the products, copies and turns take alone), 2 = no products (the
+// exponentials of a zero accumulator: what the MUFU and the consumers' instructions take alone).
+// LO (pool v64): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
+// address arithmetic of issue_ab per slice.
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -164,8 +175,11 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   const float qscale = s.scale * kLog2e;
   const tma::Turns turns(2, cw, NC);
 
+  const uint32_t kLo = tma::k_desc_lo(Ks), qLo = tma::k_desc_lo(Qu);  // LO: stage 0's and this tile's
   float vmax = 0.f;  // ROWMAX: the largest score this thread wrote
   float acc[NA];
+  if (PROBE == 2)
+    for (int x = 0; x < NA; ++x) acc[x] = 0.f;
   tma::mbar_wait(qFull, 0);
   // Step i (keys 64 i .. + 63) as turn `slot` of `slots`: S^T = K Q^T issued in turn order, the stage released once
   // the product is done, then the step's pooled scores (on: this warpgroup's tile has the step; else the turn and
@@ -174,7 +188,12 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     const int sg = i % STAGES;
     if (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     turns.begin(slot);
-    if (on) issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
+    if (on && PROBE != 2) {
+      if constexpr (LO)
+        issue_ab_lo<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
+      else
+        issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
+    }
     turns.end(slot, slots);
     if (on) {
       wait0();
@@ -183,7 +202,12 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     tma::mbar_arrive(empty + sg);
     if (!on) return;
     float p0, p1;
-    pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+    if (PROBE == 1) {
+      p0 = fabsf(acc[0]);
+      p1 = fabsf(acc[2]);
+    } else {
+      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+    }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) {
@@ -213,14 +237,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -230,19 +254,20 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
   if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
-  pool_v17_kernel<T, NC, TPC, ROWMAX><<<dim3((tiles_of(s) + TPC - 1) / TPC, pairs), 128 * (NC + 1), smem, st>>>(
-      s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
+  const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE><<<grid, 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase,
+                                                                                    perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC>
+template <typename T, int TPC, bool LO>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
-                                                st)
-                : launch_p17_t<T, 4, TPC, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                 rowMax, st);
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                    rowMax, st)
+                : launch_p17_t<T, 4, TPC, false, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                     rowMax, st);
 }
 
 }  // namespace
@@ -251,12 +276,22 @@ bool pool_v17_supports(const KascadePrefillShape& s) { return s.headDim == 128 &
 
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
-                            int tilesPerCta, cudaStream_t st) {
-  if (!pool_v17_supports(s) || (tilesPerCta != 1 && tilesPerCta != 4)) return cudaErrorInvalidValue;
+                            int poolVariant, cudaStream_t st) {
+  if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
+  // The probes (PROBE above): bf16, one tile per CTA, with the row maxima (pools v56 / v60) only.
+  const char* pe = getenv("KASCADE_PREFILL_POOL_PROBE");
+  const int probe = pe ? atoi(pe) : 0;
+  if ((probe == 1 || probe == 2) && (poolVariant == 56 || poolVariant == 60) && rowMax && s.dtype == KASCADE_BF16)
+    return probe == 1 ? launch_p17_t<__nv_bfloat16, 4, 1, true, false, 1>(s, q, k, stats, pooled, pairBase, pairs,
+                                                                          perPair, denseLayout, rowMax, st)
+                      : launch_p17_t<__nv_bfloat16, 4, 1, true, false, 2>(s, q, k, stats, pooled, pairBase, pairs,
+                                                                          perPair, denseLayout, rowMax, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    return tilesPerCta == 4
-               ? launch_p17_rowmax<T, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st)
-               : launch_p17_rowmax<T, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    if (poolVariant == 63)
+      return launch_p17_rowmax<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    if (poolVariant == 64)
+      return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });
 }
 

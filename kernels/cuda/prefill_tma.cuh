@@ -61,6 +61,16 @@ __device__ __forceinline__ uint64_t k_desc(const void* tile, int rows, int kc) {
   return static_cast<uint64_t>((a & 0x3FFFF) >> 4) | (static_cast<uint64_t>(1) << 16) |
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
+// The same descriptor split for loops that issue many (pool v64): its high word is the constant kDescHi, its low
+// word that of slice 0 plus the constant k_desc_step(rows, kc) (the 14-bit address field cannot carry: shared
+// addresses stay below 2^18), so a slice's descriptor is one add instead of the address arithmetic above.
+constexpr uint32_t kDescHi = (1024 >> 4) | (1u << 30);
+__device__ __forceinline__ uint32_t k_desc_lo(const void* tile) {
+  return ((smem_u32(tile) & 0x3FFFF) >> 4) | (1u << 16);
+}
+__host__ __device__ constexpr uint32_t k_desc_step(int rows, int kc) {
+  return static_cast<uint32_t>(((kc >> 2) * rows * 128 + (kc & 3) * 32) >> 4);
+}
 // V as a P V product's MN-major B operand: the kk-th 16-key slice of a swizzled [2 regions][keys][64] tile
 // (leading offset = the region stride, the next 64 columns of d; stride offset 1024 B, the next 8 keys).
 __device__ __forceinline__ uint64_t v_desc(const void* tile, int keys, int kk) {

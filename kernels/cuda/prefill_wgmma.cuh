@@ -180,6 +180,21 @@ __device__ __forceinline__ void issue_ab(float* acc, const T* a, int aRows, cons
   pin<64>(acc);
 }
 
+// issue_ab from the low descriptor words of A's and B's slice 0 (tma::k_desc_lo; A_ROWS / B_ROWS rows per 64-column
+// region, known at compile time): each slice's descriptors are one add each (pool v64).
+template <typename T, int A_ROWS, int B_ROWS>
+__device__ __forceinline__ void issue_ab_lo(float* acc, uint32_t aLo, uint32_t bLo) {
+  pin<64>(acc);
+  fence();
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc)
+    wgmma_m64n128k16_ss(acc, static_cast<uint64_t>(tma::kDescHi) << 32 | (aLo + tma::k_desc_step(A_ROWS, kc)),
+                        static_cast<uint64_t>(tma::kDescHi) << 32 | (bLo + tma::k_desc_step(B_ROWS, kc)),
+                        kc > 0 ? 1 : 0, T{});
+  commit();
+  pin<64>(acc);
+}
+
 // o += P V (m64n128, P as the 16-bit register operand pa, V a swizzled TMA tile of `keys` rows per 64-column region),
 // issued and committed, not waited for.
 template <typename T>

@@ -2,12 +2,14 @@
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select, sparse pass) and how the kernels use the GPU. Run by scripts/device/session.sh with
 # $JOB_OUT (limit 100 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under presets
-# v60 (the defaults since session 8's call B) and v63 (session 9's candidate: pool v63, four tiles per pool CTA):
+# v60 (the defaults since session 8's call B), v63 and v64 (session 9's candidates: pool v63, four tiles per pool
+# CTA; pool v64, the pool's descriptors as constant offsets):
 # the dense v9 kernel (dense, dense + statistics), the statistics, pool, select and sparse kernels timed by ncu:
 # kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU / L1 (shared memory) / issue throughput, occupancy,
 # launch shape); then layer 0's pool under each preset in detail (detail-pool-<preset>.txt: the sections, stall
 # reasons, scheduler statistics) and as per-instruction SASS with executed counts and warp stall samples
-# (detail-pool-<preset>-sass.txt, CSV: the instructions per pooled score); then per-launch durations of the pool at
+# (detail-pool-<preset>-sass.txt, CSV: the instructions per pooled score); the pool's two probes (probe-1.csv,
+# probe-2.csv: no exponentials, no products); then per-launch durations of the pool at
 # 128k (kernels-128k-pool.csv: the reuse selection anchor's four pooled passes under the defaults (v60), then
 # layer 0's four under v63). (nsys, for a trace of the gaps between an op's launches, is not installed on the device:
 # call A of session 8.)
@@ -16,7 +18,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v60,v63}
+presets=${PROFILE_PREFILL_PRESETS:-v60,v63,v64}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 45 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \
@@ -45,9 +47,20 @@ for spec in pool-v60:pool_v17:1:1:v60 pool-v63:pool_v17:1:1:v63 pool-v60-sass:po
     > "$JOB_OUT/detail-$name.txt" 2>&1
   echo "detail-$name rc=$? after $(($(date +%s) - t0)) s"
 done
+# The pool's probes (KASCADE_PREFILL_POOL_PROBE, measurement only: wrong pooled scores): layer 0's pool under v60 at
+# 32k with no exponentials (1: the products, copies and turns alone) and with no products (2: the exponentials and
+# the consumers' instructions alone), the kernels.csv metrics (probe-<n>.csv).
+for probe in 1 2; do
+  [ $(($(date +%s) - t0)) -gt 70 ] && { echo "skipping probe-$probe.csv (time)"; continue; }
+  timeout 12 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pool_v17" --launch-skip 1 -c 1 \
+    env KASCADE_PREFILL_POOL_PROBE=$probe KASCADE_PREFILL_CONTEXTS="$n" KASCADE_PREFILL_TORCH=0 \
+    KASCADE_PREFILL_VARIANTS=v60 node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 \
+    --out /tmp/pp-probe.json > "$JOB_OUT/probe-$probe.csv" 2>&1
+  echo "probe-$probe.csv rc=$? after $(($(date +%s) - t0)) s"
+done
 # The pool at 128k: the duration of the first eight pool launches of one bench pass under v63 (the defaults' anchor
 # for the reuse selection: four pooled passes of pool v60; then layer 0's four under v63). Time only (no replay).
-if [ $(($(date +%s) - t0)) -le 75 ]; then
+if [ $(($(date +%s) - t0)) -le 76 ]; then
   timeout 22 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:pool_v17" -c 8 \
     env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=v63 \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp128.json \
