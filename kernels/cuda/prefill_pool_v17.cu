@@ -24,7 +24,7 @@
 //
 // Session 9's candidates: pool v63 (TPC = 4 below: consumer warpgroup w pools tile t0 + w over every step, each K
 // step loaded once for four tiles: a quarter of the K copies, L2 reads and shared-memory writes per pooled score,
-// 195 KB of shared memory) and pool v64 (LO below: v60 with fewer integer instructions per step).
+// 195 KB of shared memory), pool v64 (LO below: v60 with fewer integer instructions per step) and pool v65 (both).
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -289,6 +289,8 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     if (poolVariant == 63)
       return launch_p17_rowmax<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    if (poolVariant == 65)
+      return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 64)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
