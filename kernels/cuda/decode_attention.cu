@@ -50,6 +50,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "b1_l2.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -267,6 +268,15 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             mbar_arrive_expect_tx(bars + st, kTmaStage);
   #pragma unroll
             for (int c = 0; c < D / 64; ++c) {
+              if (kWriteLogits && (a.variant & KASCADE_VARIANT_B1_L2_LOGITS)) {
+                // Bit 8388608 (cuda-b1, b1_l2.cuh): the tiles evict-first, so the logits stay in L2.
+                const uint64_t stream = l2_policy_evict_first();
+                tma_load_3d_policy(smem_u32(tk + c * 2048), &tm.k, c * 64, row0, bg, smem_u32(bars + st), stream);
+                if constexpr (kWithV)
+                  tma_load_3d_policy(smem_u32(tk + kTmaTileK + c * 2048), &tm.v, c * 64, row0, bg, smem_u32(bars + st),
+                                     stream);
+                continue;
+              }
               tma_load_3d(tk + c * 2048, &tm.k, c * 64, row0, bg, bars + st);
               if constexpr (kWithV) tma_load_3d(tk + kTmaTileK + c * 2048, &tm.v, c * 64, row0, bg, bars + st);
             }
@@ -437,7 +447,13 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           float* lg = a.logits + (bh0 + row) * static_cast<size_t>(n);
   #pragma unroll
           for (int t = 0; t < 4; ++t)
-            if (pv[t] >= 0) lg[pv[t]] = sv[t];
+            if (pv[t] >= 0) {
+              // Bit 8388608 (cuda-b1, b1_l2.cuh): evict-last, read back from L2 and dropped by their last reader.
+              if (a.variant & KASCADE_VARIANT_B1_L2_LOGITS)
+                st_global_l2_policy(lg + pv[t], sv[t], l2_policy_evict_last());
+              else
+                lg[pv[t]] = sv[t];
+            }
         }
       }
       if constexpr (kWithV) {
@@ -885,6 +901,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
+  // KASCADE_VARIANT_WS_TAGGED (reuse_b1_decode.cu): the wide gather's partials as 8-byte (value, tag) words, o then (m, l).
+  if ((s.variant & KASCADE_VARIANT_WS_TAGGED) && topk > 0) sizes[0] = max(sizes[0], BH * S * (s.headDim + 2) * 8);
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))

@@ -103,6 +103,14 @@ enum KascadeDecodeVariant {
                                             // sparse pass copies a key's scores at once
   // (Session 8: bits 2097152 and 4194304 were the stream select's phase-3 L2 prefetch / staging lists in call A, bit
   // 2097152 the sparse pass's 5-stage ring in call B; all lost and were removed.)
+  KASCADE_VARIANT_WS_TAGGED = 4194304,  // cuda-b1, session 9 (with bit 64): the wide ws gather's split merge without a
+                                        // fence or a counter round trip on the row's last CTA's path: each CTA stores
+                                        // its partial as (value, launch tag) 8-byte words and takes its arrival ticket
+                                        // as its loop ends; the last CTA loads the others' words at once and re-loads
+                                        // any not yet tagged (reuse_b1_decode.cu, ws_tagged_end)
+  KASCADE_VARIANT_B1_L2_LOGITS = 8388608,  // cuda-b1, session 9 (batch-1 anchors and layer 0: bit 131072, f32 logits):
+                                           // the pass stores its logits evict-last in L2 and streams its K / V tiles
+                                           // evict-first; their last reader drops the lines (discard.global.L2)
   KASCADE_VARIANT_ALL = 2097151,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 

@@ -54,6 +54,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "b1_l2.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 #include "select_common.cuh"
@@ -78,6 +79,7 @@ struct B1SelectArgs {
   int* cand;             // [rows][n] candidate keys (after the logits in the workspace)
   int* out;              // [rows][topk]
   int segInSmem;         // every CTA's segment fits kB1Seg
+  int dropLogits;        // bit 8388608 at layer 0 (b1_l2.cuh): past barrier 1, drop the segment's logit lines from L2
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
 };
@@ -191,6 +193,25 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   mark(1);
   b1_grid_sync(1u, gridDim.x);
   mark(2);
+  if (a.dropLogits) {
+    // Layer 0 (no sparse pass): nothing reads the logits past barrier 1. Each CTA drops the lines its segments touch
+    // (a line shared with a neighbour's segment is dropped twice, harmlessly), within the logits (the candidate list
+    // follows them).
+    const float* lgEnd = a.logits + static_cast<size_t>(a.rows / G) * a.heads * n;
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(a.logits) + 127) / 128, hi = reinterpret_cast<uintptr_t>(lgEnd) / 128;
+    for (long long t = t0; t < t1;) {
+      const long long r = t / n;
+      const int x0 = static_cast<int>(t - r * n);
+      const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
+      const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
+      for (int h = 0; h < GS; ++h) {
+        const uintptr_t b0 = reinterpret_cast<uintptr_t>(a.logits + (bh0 + h) * n + x0) / 128;
+        const uintptr_t b1 = (reinterpret_cast<uintptr_t>(a.logits + (bh0 + h) * n + x1) + 127) / 128;
+        l2_discard_lines(b0 > lo ? b0 : lo, b1 < hi ? b1 : hi, tid, kB1Threads);
+      }
+      t = (r + 1) * n;
+    }
+  }
 
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
   for (long long t = t0; t < t1;) {
@@ -383,7 +404,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                      cudaStream_t st) {
+                      cudaStream_t st, bool layer0) {
   const int g = s.heads / s.kvHeads;
   B1SelectArgs a{};
   a.n = s.n;
@@ -405,6 +426,7 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   const bool fromL2 = l2 && l2[0] == '1';
   a.candInSmem = !fromL2;
   a.trace = trace && trace[0] == '1';
+  a.dropLogits = layer0 && (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4, batch 1 (cuda-b1, sessions 4-8): where a batch-1 decode op's time goes, and the reuse kernel's
+# Issue 4, batch 1 (cuda-b1, sessions 4-9): where a batch-1 decode op's time goes, and the reuse kernel's
 # own profile. Run by scripts/device/session.sh with $JOB_OUT; limit 150 s.
 #  1. packages/cuda/dist-device/b1-probe.mjs: per op and variant at 8k/32k/128k batch 1 (and 512k ->
 #     b1-probe-512k.json), the same call
@@ -22,15 +22,16 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 8: the new default 98400 = 98336 | 64 (the ws gather as one 512-thread CTA per SM: half the splits, merged
-# in one round trip by twice the threads) against session 7's default 98336 and the split gather 124.
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-124,98336,98400}
+# Session 9: the default 98400 (session 8: the ws gather as one 512-thread CTA per SM) against 4292704 = 98400 | 4194304
+# (the tagged split merge: no fence or counter round trip on the row's last CTA's path).
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-98400,4292704}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 168124 = 164028 | 4096 (the anchor default): the sparse pass launched during the select's phase 3
-# (programmatic dependent launch); 168188 = 168124 | 64 (session 8, the new default): its sparse pass with the wide CTAs.
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-168124,168188}
+# 168188 (session 8's default: 164028 | 4096 | 64) against session 9's bits: 4362492 = 168188 | 4194304 (the sparse
+# pass's tagged merge), 8556796 = 168188 | 8388608 (the f32 logits kept in L2, dropped by their last reader) and
+# 12751100 = both. The probe times layer 0 with each too (bit 4194304 does not change layer 0).
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-168188,4362492,8556796,12751100}
 export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
@@ -69,8 +70,10 @@ B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KN
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
 say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98336,98400}" "$B1_REUSE_VARIANTS")
-metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
+ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98400,4292704}" "$B1_REUSE_VARIANTS")
+metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
+# Session 9: the DRAM's busy cycles (read / write) as session 8's profile-anchor measured them at batch 32.
+metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
@@ -79,13 +82,25 @@ B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
 # The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
+# Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
-  B1_ANCHOR_VARIANTS=168188 B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
+  B1_ANCHOR_VARIANTS=$(only_screened 168188,8556796 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
 say "select trace exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace.log" | head -4
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168124,168188}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168188,8556796,12751100}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
+# Session 9: the scores pass and layer 0's pass without their logit writes (KASCADE_DEBUG_NO_LOGIT_WRITES=1, diagnosis
+# only: wrong selections) at 128k batch 1, 168188, beside the rows above: is the pass's ~80 % of DRAM peak its writes?
+KASCADE_DEBUG_NO_LOGIT_WRITES=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_NCU_LAYER0=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= \
+  B1_ANCHOR_VARIANTS=168188 timeout 30 "$NCU" --clock-control none --cache-control none -k regex:attn_partial \
+  --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-nowrites-ncu.csv" 2> "$JOB_OUT/anchor-nowrites-ncu.err"
+say "ncu anchor without writes exit $?"
+# ...and layer 0 (its dense pass with the logits, the select) with and without bit 8388608.
+B1_NCU=1 B1_NCU_LAYER0=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened 168188,8556796 "$B1_ANCHOR_VARIANTS") \
+  timeout 30 "$NCU" --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" \
+  > "$JOB_OUT/layer0-ncu.csv" 2> "$JOB_OUT/layer0-ncu.err"
+say "ncu layer 0 metrics exit $?"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
 say "ncu full exit $?"

@@ -14,10 +14,11 @@
  * Usage: node dist-device/b1-probe.mjs out.json. Env: B1_SHAPES (default 1x8192,1x32768,1x131072),
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced
  * splits), B1_NCU=1 (only a few reuse calls, for ncu; with
- * B1_NCU_ANCHOR=1 the anchor's calls too), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
+ * B1_NCU_ANCHOR=1 the anchor's calls too, with B1_NCU_LAYER0=1 layer 0's), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
  * with as well; default KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0).
  */
 import { writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { bf16BitsToF32, topkBudget } from '@kascade/core';
 import {
@@ -115,6 +116,8 @@ function toResults(): Record<string, unknown> {
       cuda: `${Math.floor(info.runtimeVersion / 1000)}.${(info.runtimeVersion % 1000) / 10}`,
       driver: `CUDA driver API ${Math.floor(info.driverVersion / 1000)}.${(info.driverVersion % 1000) / 10}`,
       node: process.version,
+      cpu: os.cpus()[0]?.model.trim() || 'unknown',
+      cores: Math.max(1, os.availableParallelism?.() ?? os.cpus().length),
     },
     config: {
       dtype: 'bf16',
@@ -208,6 +211,12 @@ for (const [batch, n] of shapes as [number, number][]) {
     if (process.env.B1_NCU_ANCHOR === '1')
       for (const variant of anchorVariants) {
         for (let r = 0; r < 2; r++) anchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
+        synchronize();
+      }
+    // B1_NCU_LAYER0=1 (session 9): layer 0's kernels (the dense pass with the logits, the select), twice per variant.
+    if (process.env.B1_NCU_LAYER0 === '1')
+      for (const variant of anchorVariants) {
+        for (let r = 0; r < 2; r++) denseAnchorDecode({ ...base, variant }, kk, { out: o, selection: selA });
         synchronize();
       }
   } else {
