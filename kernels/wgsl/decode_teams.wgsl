@@ -38,7 +38,11 @@
 // the smallest subgroup size).
 // The splits are merged by teams_merge, a dispatch of its own: merging them in the last workgroup
 // of each row to finish (an atomic counter; sessions 3-6) needs a device-scope fence that WGSL lacks,
-// and on the H200 it read a split's partials before they landed (session 6, call B).
+// and on the H200 it read a split's partials before they landed (session 6, call B). FUSED (with
+// FANIN, KC, SPIN) merges them in this dispatch without relying on any ordering between locations:
+// atomic state words that carry their own arrival (a sentinel), merged by a tree (after the kernel).
+// CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
+// caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
 //#include decode_bindings KP
 
@@ -115,6 +119,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
       }
     }
     d.xs[u] = x;
+//#if CACHED_ROWS
+    x = x & 7u;
+//#endif
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
       d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
@@ -367,6 +374,14 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
           o += xsO[(g * GROUP + h) * D4 + e] * c;
         }
       }
+//#if FUSED
+      if (e == 0u) {
+        fml[h] = vec2<f32>(M, L);
+      }
+      if (ACCUM_V) {
+        fo[w] = o;
+      }
+//#else
       if (e == 0u) {
         partML[(rowBase + h * P.splits) * 2u] = M;
         partML[(rowBase + h * P.splits) * 2u + 1u] = L;
@@ -374,6 +389,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       if (ACCUM_V) {
         partO[(rowBase + h * P.splits) * D4 + e] = o;
       }
+//#endif
     }
     workgroupBarrier();
   }
@@ -399,19 +415,207 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       for (var e = 0u; e < NT; e++) {
         L += xl[e] * exp(xm[e] - M);
       }
+//#if FUSED
+      fml[h] = vec2<f32>(M, L);
+//#else
       partML[(rowBase + h * P.splits) * 2u] = M;
       partML[(rowBase + h * P.splits) * 2u + 1u] = L;
+//#endif
     }
     if (ACCUM_V && t < D4) {
       var o = vec4<f32>(0.0);
       for (var e = 0u; e < NT; e++) {
         o += xo[e * D4 + t] * exp(xm[e] - M);
       }
+//#if FUSED
+      fo[h * D4 + t] = o;
+//#else
       partO[(rowBase + h * P.splits) * D4 + t] = o;
+//#endif
     }
     workgroupBarrier();
   }
+//#if FUSED
+  // The split merge in this dispatch: a tree of fan-in FANIN over the row's splits (below).
+  workgroupBarrier();
+  var node = split;
+  var cnt = P.splits;    // nodes at this level
+  var slotOff = 0u;      // the level's first state slot in the row
+  var ctrOff = 0u;       // the level's first counter in the row
+  let r = b * P.kvHeads + j;
+  let spr = 2u * P.splits;
+  let mlRow = r * (P.splits + spr * GROUP * 2u);
+  let oRow = r * spr * GROUP * HEAD_DIM;
+  loop {
+    if (cnt == 1u) {
+      // The root: the row's output and softmax statistics.
+      for (var w = t; w < GROUP * DW; w += WG) {
+        let h = w / DW;
+        let st = fml[h];
+        if (w % DW == 0u) {
+          stats[(b * H + j * GROUP + h) * 2u] = st.x;
+          stats[(b * H + j * GROUP + h) * 2u + 1u] = st.y;
+        }
+        if (ACCUM_V) {
+          outO[(b * H + j * GROUP + h) * D4 + w % DW] = fo[w] / st.y;
+        }
+      }
+      break;
+    }
+    // Publish this node's state in its slot, then count it at its parent.
+    let slot = slotOff + node;
+    for (var w = t; w < GROUP * DW; w += WG) {
+      let h = w / DW;
+      if (w % DW == 0u) {
+        let am = mlRow + P.splits + (slot * GROUP + h) * 2u;
+        atomicStore(&partML[am], stateWord(fml[h].x));
+        atomicStore(&partML[am + 1u], stateWord(fml[h].y));
+      }
+      if (ACCUM_V) {
+        let ao = oRow + (slot * GROUP + h) * HEAD_DIM + (w % DW) * 4u;
+        let o = fo[w];
+        atomicStore(&partO[ao], stateWord(o.x));
+        atomicStore(&partO[ao + 1u], stateWord(o.y));
+        atomicStore(&partO[ao + 2u], stateWord(o.z));
+        atomicStore(&partO[ao + 3u], stateWord(o.w));
+      }
+    }
+    workgroupBarrier();
+    let parent = node / FANIN;
+    let kids = min(FANIN, cnt - parent * FANIN);
+    if (t == 0u) {
+      let seen = atomicAdd(&partML[mlRow + ctrOff + parent], 1u);
+      lastFlag = select(0u, 1u, seen == kids - 1u);
+    }
+    if (workgroupUniformLoad(&lastFlag) == 0u) {
+      break;
+    }
+    // The last of the parent's children to arrive merges them, in their order.
+    let first = slotOff + parent * FANIN;
+    for (var w = t; w < GROUP * DW; w += WG) {
+      let h = w / DW;
+      let e4 = (w % DW) * 4u;
+      var M = NEG;
+      var L = 0.0;
+      var O = vec4<f32>(0.0);
+      for (var c0 = 0u; c0 < kids; c0 += KC) {
+        // Every load of KC children first, then each word still at the sentinel awaited.
+        var rm: array<vec2<u32>, KC>;
+        var ro: array<vec4<u32>, KC>;
+        for (var c = 0u; c < KC; c++) {
+          let s = first + min(c0 + c, kids - 1u);
+          let am = mlRow + P.splits + (s * GROUP + h) * 2u;
+          rm[c] = vec2<u32>(atomicLoad(&partML[am]), atomicLoad(&partML[am + 1u]));
+          if (ACCUM_V) {
+            let ao = oRow + (s * GROUP + h) * HEAD_DIM + e4;
+            ro[c] = vec4<u32>(atomicLoad(&partO[ao]), atomicLoad(&partO[ao + 1u]), atomicLoad(&partO[ao + 2u]),
+                              atomicLoad(&partO[ao + 3u]));
+          }
+        }
+        for (var c = 0u; c < KC; c++) {
+          if (c0 + c < kids) {
+            let s = first + c0 + c;
+            let am = mlRow + P.splits + (s * GROUP + h) * 2u;
+            let mc = awaitML(am, rm[c].x);
+            let lc = awaitML(am + 1u, rm[c].y);
+            var oc = vec4<f32>(0.0);
+            if (ACCUM_V) {
+              let ao = oRow + (s * GROUP + h) * HEAD_DIM + e4;
+              oc = vec4<f32>(awaitO(ao, ro[c].x), awaitO(ao + 1u, ro[c].y), awaitO(ao + 2u, ro[c].z),
+                             awaitO(ao + 3u, ro[c].w));
+            }
+            let mn = max(M, mc);
+            let ca = exp(M - mn);
+            let cb = exp(mc - mn);
+            L = L * ca + lc * cb;
+            O = O * ca + oc * cb;
+            M = mn;
+          }
+        }
+      }
+      if (w % DW == 0u) {
+        fml[h] = vec2<f32>(M, L);
+      }
+      if (ACCUM_V) {
+        fo[w] = O;
+      }
+    }
+    workgroupBarrier();
+    // Every child read: their slots and the counter back to the sentinel 0 for the next dispatch.
+    for (var w = t; w < GROUP * DW; w += WG) {
+      let h = w / DW;
+      for (var c = 0u; c < kids; c++) {
+        let s = first + c;
+        if (w % DW == 0u) {
+          let am = mlRow + P.splits + (s * GROUP + h) * 2u;
+          atomicStore(&partML[am], 0u);
+          atomicStore(&partML[am + 1u], 0u);
+        }
+        if (ACCUM_V) {
+          let ao = oRow + (s * GROUP + h) * HEAD_DIM + (w % DW) * 4u;
+          for (var i = 0u; i < 4u; i++) {
+            atomicStore(&partO[ao + i], 0u);
+          }
+        }
+      }
+    }
+    if (t == 0u) {
+      atomicStore(&partML[mlRow + ctrOff + parent], 0u);
+    }
+    node = parent;
+    slotOff += cnt;
+    ctrOff += (cnt + FANIN - 1u) / FANIN;
+    cnt = (cnt + FANIN - 1u) / FANIN;
+  }
+//#endif
 }
+
+//#if FUSED
+// The split merge in the partial pass (FUSED, host-prepended FANIN, KC, SPIN), race-free without a
+// device-scope fence: every state word goes through a WGSL atomic, and a word is never trusted by its
+// arrival order but by its own value. The state buffers hold 0 (the sentinel) between dispatches; a
+// word is stored as its f32 bits, +0.0 as -0.0 (0x80000000), so no stored word is 0. Level 0's nodes
+// are the splits; a node's state (per query head: max, sum and, with V, the weighted V) is published
+// in its slot, then counted at its parent (an atomic counter); the child that counts last merges the
+// parent's children in their index order (deterministic), awaiting any word still at the sentinel
+// (coherence of one location makes each awaited word arrive; the writer has stored it before it
+// counted), resets their slots and the counter to 0, and climbs to the parent. The root writes the
+// output (ACCUM_V) and the statistics, as teams_merge does. A word still 0 after SPIN loads (a lost
+// write, never seen) reads as NaN, so the output shows it.
+// Layout per row r = (sequence, KV head), S = P.splits: partML `[rows, S + 2 S x GROUP x 2]` u32
+// (S counters, then 2 S slots of (max, sum) per query head), partO `[rows, 2 S x GROUP x HEAD_DIM]` u32.
+// Level l's nodes take slots from the sum of the levels below (at most 2 S in all) and counters from
+// the sum of the parents' counts (at most S).
+const DW: u32 = select(1u, D4, ACCUM_V);     // invocations per query head in the merge
+var<workgroup> lastFlag: u32;
+var<workgroup> fml: array<vec2<f32>, GROUP>;
+var<workgroup> fo: array<vec4<f32>, select(1u, GROUP * D4, ACCUM_V)>;
+
+fn stateWord(x: f32) -> u32 {
+  let u = bitcast<u32>(x);
+  return select(u, 0x80000000u, u == 0u);
+}
+
+fn stateValue(u: u32) -> f32 {
+  return bitcast<f32>(select(u, 0x7fc00000u, u == 0u));
+}
+
+fn awaitML(i: u32, first: u32) -> f32 {
+  var v = first;
+  for (var n = 0u; v == 0u && n < SPIN; n++) {
+    v = atomicLoad(&partML[i]);
+  }
+  return stateValue(v);
+}
+
+fn awaitO(i: u32, first: u32) -> f32 {
+  var v = first;
+  for (var n = 0u; v == 0u && n < SPIN; n++) {
+    v = atomicLoad(&partO[i]);
+  }
+  return stateValue(v);
+}
+//#endif
 
 // teams_merge: merges the splits of one query head in one pass over them, one workgroup of MWG
 // invocations (host-prepended, 512 where the device allows) per (query head, sequence). With V,

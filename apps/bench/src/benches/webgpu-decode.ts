@@ -98,12 +98,15 @@ type Tuning = Pick<
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
+  | 'splitMergeFanIn'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
 const SGM: Tuning = { subgroupTeamMerge: true };
 /** Session 6's select (nine dispatches; the folded one is the default up to 16 rows since session 7). */
 const CLASSIC: Tuning = { selectSchedule: 'classic' };
+/** Session 9's candidate: the splits merged in the split pass by a tree of fan-in 8 (no second dispatch). */
+const FUSED8: Tuning = { splitMergeFanIn: 8 };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -122,6 +125,9 @@ const PARITY_OPTIONS: Tuning[] = [
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
   { loadsAhead: true },
+  FUSED8,
+  { splitMergeFanIn: 64 },
+  { splitMergeFanIn: 2, subgroupTeamMerge: true },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -157,10 +163,20 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // one key per invocation (keyPerInvocation: the anchor 239.7 and 238.9 against 216.0 and 216.1 at
   // batch 1, 1528 and 1484 against 1267 at batch 8; its subgroup merge order followed an atomic
   // counter while its keys followed the invocation index, so runs differed in the last bits).
-  reuse: [],
-  anchor: [],
-  'dense-anchor': alternate(2, {}, { streamPass: { loadsAhead: false } }),
-  dense: [],
+  // Session 9, call A: the split merge in the split pass (fan-in 8: two levels at the reuse's 59
+  // splits per row at batch 1; 16 and 64; and with twice the workgroups) against the defaults
+  // (teams_merge, a second dispatch).
+  reuse: alternate(
+    2,
+    {},
+    FUSED8,
+    { splitMergeFanIn: 16 },
+    { splitMergeFanIn: 64 },
+    { ...FUSED8, targetWorkgroups: 1024 },
+  ),
+  anchor: alternate(2, {}, FUSED8),
+  'dense-anchor': alternate(2, {}, FUSED8),
+  dense: alternate(2, {}, FUSED8),
 };
 
 const bench: Bench = {
@@ -554,7 +570,13 @@ const bench: Bench = {
             ['dense-anchor', {}],
             ['anchor', {}],
             ['reuse', {}],
-            // Session 8's candidates, at full size in the call that first times them.
+            // Session 9's candidates, at full size in the call that first times them (their merge
+            // state is not poisoned: it must hold the sentinel 0; the output is).
+            ['reuse', FUSED8],
+            ['reuse', { splitMergeFanIn: 64 }],
+            ['dense', FUSED8],
+            ['dense-anchor', FUSED8],
+            ['anchor', FUSED8],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;
@@ -598,6 +620,15 @@ const bench: Bench = {
               if (d > 0) runsDiffering++;
             }
             const nonFinite = first.filter((x) => !Number.isFinite(x)).length;
+            // The split merge in the split pass must leave its state at the sentinel 0 after each run.
+            let stateNonZero = 0;
+            if ((tuning.splitMergeFanIn ?? 0) >= 2) {
+              for (const name of ['decode.mergeState', 'decode.mergeStateV']) {
+                const buf = gpu.scratchBuffer(name, 16);
+                const words = new Uint32Array(await readBuffer(gpu, buf, buf.size));
+                for (const w of words) if (w !== 0) stateNonZero++;
+              }
+            }
             rows.push({
               kernel: 'parity-repeat',
               role,
@@ -608,13 +639,15 @@ const bench: Bench = {
               runToRun: differ,
               runsDiffering,
               nonFinite,
+              ...((tuning.splitMergeFanIn ?? 0) >= 2 ? { stateNonZero } : {}),
             });
             summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] =
               (summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] ?? 0) +
               differ +
-              nonFinite;
+              nonFinite +
+              stateNonZero;
             ctx.progress(
-              `repeat ${role} ${JSON.stringify(tuning)} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite`,
+              `repeat ${role} ${JSON.stringify(tuning)} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite, ${stateNonZero} merge-state words left non-zero`,
             );
           }
         }

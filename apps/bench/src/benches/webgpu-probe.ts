@@ -59,8 +59,9 @@ type Options = Pick<
   | 'subgroupTeamMerge'
   | 'untilStage'
   | 'selectSchedule'
-  | 'loadsAhead'
   | 'streamPass'
+  | 'cachedRows'
+  | 'splitMergeFanIn'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -480,24 +481,33 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         );
       }
     }
-    // Dense's split pass alone (its stream against the stream reads of section 3), and with the next
-    // team step's loads issued before this step's math.
-    for (const o of [SPLIT_ONLY, { ...SPLIT_ONLY, loadsAhead: true }]) {
+    // Dense's and the reuse's split pass alone (against the reads of section 3), and each with every
+    // K/V load served by the caches (`cachedRows`: the attention math without the DRAM reads, so
+    // math + reads - the pass says how much of the math the loads hide); the reuse with its splits
+    // merged in the split pass (`splitMergeFanIn` 8: the whole op in one dispatch).
+    const splitOptions: ['dense' | 'reuse', Options][] = [
+      ['dense', SPLIT_ONLY],
+      ['dense', { ...SPLIT_ONLY, cachedRows: true }],
+      ['reuse', SPLIT_ONLY],
+      ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
+      ['reuse', { splitMergeFanIn: 8 }],
+      ['reuse', { splitMergeFanIn: 8, cachedRows: true }],
+    ];
+    for (const [role, o] of splitOptions) {
       const s = await timeOp(
         gpu,
         ctx,
-        `probe: dense ${JSON.stringify(o)}`,
-        (pass) => encodeDecode(gpu, pass, decodeCall(inputs, 'dense', o)),
+        `probe: ${role} ${JSON.stringify(o)}`,
+        (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
         flush,
       );
-      push('probe-stages', 'dense until split', s, { options: JSON.stringify(o) });
+      push('probe-stages', `${role} ${o.untilStage ? 'until split' : 'whole'}`, s, {
+        options: JSON.stringify(o),
+      });
     }
-    // The anchors' streaming pass alone (without the merge of its splits) under team-kernel options:
-    // the next team step's loads issued before this step's math, at its 4096 workgroups and at 2048.
-    const streamOptions: Options[] = [
-      { ...SPLIT_ONLY, streamPass: { loadsAhead: true } },
-      { ...SPLIT_ONLY, streamPass: { loadsAhead: true, targetWorkgroups: 2048 } },
-    ];
+    // The anchors' streaming pass alone (without the merge of its splits) with every K load served by
+    // the caches (its math without its DRAM reads).
+    const streamOptions: Options[] = [{ ...SPLIT_ONLY, cachedRows: true }];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {
         const s = await timeOp(
