@@ -8,6 +8,7 @@
 // C API.
 #pragma once
 #include "prefill_attention.cuh"
+#include "prefill_v9_plan.h"
 #include "select_common.cuh"
 
 namespace kascade {
@@ -287,9 +288,10 @@ __device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int*
     nCand = 0;
   }
   __syncthreads();
-  // The sample: chunk c (8 scores) = scores 1024 (c / 16) + 8 (c % 16) ..; the row holds ns of them.
+  // The sample (prefill_v9_plan.h): chunk c (8 scores) = scores 1024 (c / 16) + 8 (c % 16) ..
+  static_assert(kSelSampleRun == 16 * kSelPer && kSelSampleEvery == 1024, "the sample's chunk walk below");
   for (int c = tid;; c += NT) {
-    const int x = (c >> 4) * 1024 + (c & 15) * kSelPer;
+    const int x = (c >> 4) * kSelSampleEvery + (c & 15) * kSelPer;
     if (x >= st) break;
     unsigned v[kSelPer];
     sel_load8(u, x, st, v);
@@ -297,11 +299,9 @@ __device__ void select_pooled_row_sampled(const unsigned* u, int st, int k, int*
     for (int e = 0; e < kSelPer; ++e) atomicAdd(&hist[bin_of(v[e])], 1u);
   }
   __syncthreads();
-  const int ns = (st >> 10) * 128 + min(st & 1023, 128);
-  const float ks = static_cast<float>(k) * static_cast<float>(ns) / static_cast<float>(st);
-  const float d = 3.5f * sqrtf(ks * (1.f - static_cast<float>(k) / static_cast<float>(st))) + 8.f;
-  const int rTop = static_cast<int>(floorf(ks - d));
-  const int rBot = min(ns, static_cast<int>(ceilf(ks + d)));
+  const int ns = select_sample_count(st);
+  const SelectSampleBand band = select_sample_band(k, st, ns);
+  const int rTop = band.rTop, rBot = band.rBot;
   const auto count = [&](int bin) { return hist[bin]; };
   select_rank_bin<NT>(count, kSelMaxBins, static_cast<unsigned>(rBot), sh.wsum, sh.res);
   const unsigned bLo = sh.res[0];

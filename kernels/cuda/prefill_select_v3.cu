@@ -72,7 +72,7 @@ cudaError_t launch_select_v3(const KascadePrefillShape& s, const float* pooled, 
     // job sets 1024) on the sampled select, the shorter ones (tiles 0 .. t0 - 1) on v56's.
     const char* from = getenv("KASCADE_PREFILL_SAMPLE_FROM");
     const int rowsFrom = from && atoi(from) > 0 ? atoi(from) : 16384;
-    const int t0 = min(tiles, max(0, (rowsFrom - s.queryStart + kT - 1) / kT));
+    const int t0 = select_sampled_first_tile(s.queryStart, tiles, rowsFrom);
     if (t0 < tiles)
       select_prefill_v3_kernel<2, 512><<<dim3(tiles - t0, pairs), 512, 0, st>>>(s, pooled, perPair, counts, kMax,
                                                                                  indices, pairBase, rowMax, tiles);

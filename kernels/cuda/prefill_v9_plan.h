@@ -7,6 +7,7 @@
 //   - The TMA tensor maps: a 3D view [planes][rows][128] of 16-bit elements (row stride 256 B, plane
 //     stride planeRows rows), boxes of 64 elements (128 B, the 128-byte swizzle's span) x 128 rows x 1.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "prefill_api.h"
@@ -66,6 +67,39 @@ inline PrefillTensorMapParams prefill_tensor_map_params(int rows, int planeRows,
   p.box[1] = static_cast<uint32_t>(boxRows);
   p.box[2] = 1;
   return p;
+}
+
+// The sampled select's plan (pool v60's select_pooled_row_sampled in prefill_select.cuh, launched by
+// prefill_select_v3.cu), host and device, checked on the host by dev/prefill_select_plan_check.cu and
+// packages/cuda/src/prefill-select-plan.test.ts:
+//   - the sample of a row of st scores (st a multiple of 32): the first 128 scores of every 1024, ns of them;
+//   - the band of sample ranks [rTop, rBot] around the k-th's expected rank among them, ks = k ns / st, by 3.5
+//     standard deviations of that rank (binomial, p = k / st) + 8 on each side (rTop < 1: the band reaches the
+//     row's top; rBot at most ns);
+//   - the rows that take it: those of at least rowsFrom scores, tiles t0 .. tiles - 1 (s_t = queryStart + 32 t).
+constexpr int kSelSampleRun = 128;     // sampled scores at the start of every run
+constexpr int kSelSampleEvery = 1024;  // scores per run
+
+KASCADE_PLAN_FN int select_sample_count(int st) {
+  const int rest = st % kSelSampleEvery;
+  return st / kSelSampleEvery * kSelSampleRun + (rest < kSelSampleRun ? rest : kSelSampleRun);
+}
+
+struct SelectSampleBand {
+  int rTop;  // the band's highest sample rank (< 1: from the top)
+  int rBot;  // its lowest
+};
+
+KASCADE_PLAN_FN SelectSampleBand select_sample_band(int k, int st, int ns) {
+  const float ks = static_cast<float>(k) * static_cast<float>(ns) / static_cast<float>(st);
+  const float d = 3.5f * sqrtf(ks * (1.f - static_cast<float>(k) / static_cast<float>(st))) + 8.f;
+  const int bot = static_cast<int>(ceilf(ks + d));
+  return SelectSampleBand{static_cast<int>(floorf(ks - d)), bot < ns ? bot : ns};
+}
+
+KASCADE_PLAN_FN int select_sampled_first_tile(int queryStart, int tiles, int rowsFrom) {
+  const int t0 = (rowsFrom - queryStart + KASCADE_PREFILL_TILE - 1) / KASCADE_PREFILL_TILE;
+  return t0 < 0 ? 0 : t0 > tiles ? tiles : t0;
 }
 
 }  // namespace pf
