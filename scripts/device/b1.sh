@@ -62,8 +62,8 @@ say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
-# 512k batch 1 (the defaults beyond 256k): the anchor default 32956, reuse 98336 and 98400.
-r512=$(only_screened 98336,98400 "$B1_REUSE_VARIANTS")
+# 512k batch 1 (the defaults beyond 256k): the anchor default 32956, reuse 98400 and 4292704.
+r512=$(only_screened 98400,4292704 "$B1_REUSE_VARIANTS")
 a512=32956
 B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= \
   B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
