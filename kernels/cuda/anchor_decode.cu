@@ -27,6 +27,7 @@
 // pass zeroes the histogram and state rows instead of two memsets.
 // Bytes (anchor): K once + logits written and read (4*H/G/(2*D) of K: 6% at g=4, d=128) +
 // pooled scores written once and read 3 times (in L2 at batch 1) + the gathered K/V rows.
+#include <cstdio>
 #include <cstdlib>
 
 #include "decode_attention.cuh"
@@ -328,6 +329,33 @@ static int debug_write_probe() {
   return mode;
 }
 
+// KASCADE_VARIANT_BURST_WRITES: the write windows, 2^windowLog2 ns every 2^periodLog2 ns. Defaults per pass (layer 0
+// produces its intermediate at half the scores pass's rate: twice the period for the same stage fill); tuning:
+// KASCADE_BURST=<periodLog2>,<windowLog2> for both passes (periodLog2 10..24, windowLog2 6..periodLog2 - 1).
+struct BurstWindow {
+  int periodLog2;
+  int windowLog2;
+};
+static BurstWindow burst_window(bool layer0) {
+  static const BurstWindow forced = [] {
+    const char* e = std::getenv("KASCADE_BURST");
+    int p = 0, w = 0;
+    if (e && std::sscanf(e, "%d,%d", &p, &w) == 2 && p >= 10 && p <= 24 && w >= 6 && w < p) return BurstWindow{p, w};
+    return BurstWindow{0, 0};
+  }();
+  if (forced.periodLog2 > 0) return forced;
+  return layer0 ? BurstWindow{15, 12} : BurstWindow{14, 11};
+}
+// The pass's write windows when KASCADE_VARIANT_BURST_WRITES applies: with the f16 intermediate in key-major order (the
+// same as head-major at g 1).
+static void set_burst_window(const KascadeDecodeShape& s, bool layer0, PartialArgs& a) {
+  const bool keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) || s.heads == s.kvHeads;
+  if (!(s.variant & KASCADE_VARIANT_BURST_WRITES) || !(s.variant & KASCADE_VARIANT_U16) || !keyMajor) return;
+  const BurstWindow bw = burst_window(layer0);
+  a.burstPeriodLog2 = bw.periodLog2;
+  a.burstWindowLog2 = bw.windowLog2;
+}
+
 // KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes
 // the f16 rounding harmless): the shape the anchors run with sets bit 2048 with bit 1024.
 static KascadeDecodeShape anchor_shape(const KascadeDecodeShape* s) {
@@ -367,6 +395,7 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
   a.part_ml = w.part_ml;
   a.splits = attn_splits(s, s.n, &a.chunk, false);
   a.writeProbe = debug_write_probe();
+  set_burst_window(s, layer0, a);
   if (s.variant & KASCADE_VARIANT_SELECT2) {
     // The scores pass zeroes the multi-pass select's histogram and state rows (the stream select clears its own).
     a.clearHist = w.hist;
@@ -448,6 +477,7 @@ extern "C" cudaError_t kascade_pooled_scores(const KascadeDecodeShape* shape, co
   a.part_o = w.part_o;
   a.part_ml = w.part_ml;
   a.splits = attn_splits(*s, s->n, &a.chunk, false);
+  set_burst_window(*s, false, a);
   if ((e = launch_attention(*s, kScoresOnly, a, nullptr, st)) != cudaSuccess) return e;
   return launch_pool(*s, a.splits, w, kSelectChunk, 1, pooled, nullptr, st);
 }

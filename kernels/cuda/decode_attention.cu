@@ -51,6 +51,7 @@
 #include <utility>
 
 #include "b1_l2.cuh"
+#include "burst_writes.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -100,7 +101,7 @@ __host__ __device__ constexpr size_t tma_stage_bytes() {
   return size_t(Cfg<D, MODE>::kWarpKeys) * D * sizeof(T) * (Cfg<D, MODE>::kWithV ? 2 : 1);
 }
 template <typename T, int D, int GS, int MODE, int LOAD>
-constexpr size_t partial_smem_bytes() {
+__host__ __device__ constexpr size_t partial_smem_bytes() {
   using C = Cfg<D, MODE>;
   // K/V rings, row positions, and (bulk loaders) one 8-byte mbarrier per warp and stage.
   const size_t ring = size_t(4) * (C::kWarpElems * sizeof(T) + C::kStages * C::kWarpKeys * sizeof(int)) +
@@ -113,6 +114,22 @@ constexpr size_t partial_smem_bytes() {
   const size_t red = sizeof(float) * (4 * GS * D + 8 * GS);
   const size_t m = ring > red ? ring : red;
   return m > tma ? m : tma;
+}
+// KASCADE_VARIANT_BURST_WRITES (burst_writes.cuh): the u bytes of each warp's write stage, from the shared memory the
+// pass leaves over at its CTAs per SM (d 128, bf16 / f16; H200, 228 KB per SM, 1 KB reserved per CTA): the scores
+// pass (67.7 KB, three CTAs) ~9 KB per CTA, layer 0 (97.8 KB, two CTAs) ~15 KB.
+template <int MODE>
+__host__ __device__ constexpr int burst_u_bytes() {
+  return MODE == kDenseLogits ? 3072 : 1792;
+}
+// The stages sit past the pass's own shared memory (16-byte aligned), one per warp.
+template <typename T, int D, int GS, int MODE, int LOAD>
+__host__ __device__ constexpr size_t burst_stage_offset() {
+  return (partial_smem_bytes<T, D, GS, MODE, LOAD>() + 15) & ~static_cast<size_t>(15);
+}
+template <int GS, int MODE>
+__host__ __device__ constexpr size_t burst_stage_bytes() {
+  return size_t(4) * BurstStage<GS, burst_u_bytes<MODE>()>::kWarpBytes;
 }
 // Bytes of the ring region the fused combine may reuse for the group's split weights.
 template <typename T, int D, int MODE>
@@ -172,6 +189,13 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
 
   const bool lean = (a.variant & KASCADE_VARIANT_LEAN) != 0;
   const int H = s.heads, G = s.kvHeads, n = s.n;
+  // KASCADE_VARIANT_BURST_WRITES: the launch set burstPeriodLog2 (and the shared memory of the stages) only with the
+  // key-major f16 intermediate (or GS 1); records carry their own destinations across the lean schedule's segments.
+  constexpr int kBurstU = burst_u_bytes<MODE>();
+  const bool burst = kWriteLogits && a.burstPeriodLog2 > 0 && a.writeProbe == 0;
+  unsigned char* burstStage =
+      smem_raw + burst_stage_offset<T, D, GS, MODE, LOAD>() + warp * BurstStage<GS, kBurstU>::kWarpBytes;
+  int burstCount = 0;
   const int listLen = kGatherMode ? a.topk : n;
   // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
   long long tile = 0, tileEnd = 0;
@@ -420,10 +444,19 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           }
           const int nU = u16_stride(n);
           __half* ur = reinterpret_cast<__half*>(a.logits);
+          if (burst) {
+            // The step's record to this warp's stage; stored inside the next write window (burst_writes.cuh).
+            const unsigned long long gstep =
+                u16_burst_step(static_cast<size_t>(b) * G + j, begin + (warp + 4 * i) * KW, nU);
+            burst_record<GS, kBurstU>(burstStage, burstCount, row, quad, h2, tm, gstep);
+            burstCount = burst_after_step<GS, kBurstU>(burstStage, burstCount + 1, ur,
+                                                       u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n),
+                                                       a.burstPeriodLog2, a.burstWindowLog2);
+          }
           // Streaming stores (evict-first in L2): the select reads them once, after this pass.
           const bool storeOn = probe == 6 ? 2 * b < s.batch : (probe == 7 ? (split & 1) == 0 : true);
           auto store_pair = [&](size_t ui, unsigned w) { __stcs(reinterpret_cast<unsigned*>(ur + ui), w); };
-          if (row < GS && probe != 2 && storeOn) {
+          if (row < GS && probe != 2 && storeOn && !burst) {
   #pragma unroll
             for (int nb = 0; nb < 2; ++nb) {
               const int p0 = pv[nb * 2], p1 = pv[nb * 2 + 1];
@@ -439,7 +472,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           } else if (probe == 2) {
             asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
-          if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3 && storeOn) {
+          if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3 && storeOn && !burst) {
             __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + u16_m16_index(bh0, row, pv[0], nU, GS, keyMajor),
                    tm);
           }
@@ -516,6 +549,10 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     ringBase += steps;
     __syncthreads();  // the next segment's loads reuse the shared memory the merges read
   } while (lean && tile < tileEnd);
+  if (burst)
+    burst_drain<GS, kBurstU>(burstStage, burstCount, reinterpret_cast<__half*>(a.logits),
+                             u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n), a.burstPeriodLog2,
+                             a.burstWindowLog2);
 }
 
 template <typename T, int D>
@@ -698,15 +735,18 @@ int lean_ctas(const KascadeDecodeShape& s, int perSm, bool gather, long long wor
 template <typename T, int D, int GS, int MODE, int LOAD>
 static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a, const TmaMaps& tm,
                                     cudaStream_t st) {
-  constexpr size_t smem = partial_smem_bytes<T, D, GS, MODE, LOAD>();
-  static int perSm = 0;  // CTAs of this kernel resident per SM, queried once
+  constexpr size_t smemBase = partial_smem_bytes<T, D, GS, MODE, LOAD>();
+  // KASCADE_VARIANT_BURST_WRITES: the warps' write stages past the pass's own shared memory.
+  constexpr size_t smemBurst = burst_stage_offset<T, D, GS, MODE, LOAD>() + burst_stage_bytes<GS, MODE>();
+  const size_t smem = a.burstPeriodLog2 > 0 ? smemBurst : smemBase;
+  static int perSm = 0;  // CTAs of this kernel resident per SM (without the stages), queried once
   if (perSm == 0) {
     cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smemBurst));
     if (e != cudaSuccess) return e;
     int nb = 0;
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_partial_kernel<T, D, GS, MODE, LOAD>,
-                                                      Cfg<D, MODE>::kThreads, smem);
+                                                      Cfg<D, MODE>::kThreads, smemBase);
     if (e != cudaSuccess) return e;
     perSm = nb < 1 ? 1 : nb;
   }
@@ -959,7 +999,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..2097151 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..16777215 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -51,6 +51,10 @@ struct PartialArgs {
   int writeProbe;       // diagnosis only (env KASCADE_DEBUG_NO_LOGIT_WRITES=1..3, 6, 7; wrong results): the scores /
                         // layer-0 pass's intermediate writes: 1 none, 2 u computed but not stored, 3 u without m16,
                         // 6 / 7 half the CTAs store (decode_attention.cu); 0 in every user op
+  // KASCADE_VARIANT_BURST_WRITES (anchor_decode.cu sets them; 0 = direct stores): the scores / layer-0 pass stores its
+  // f16 intermediate only in the first 2^burstWindowLog2 ns of every 2^burstPeriodLog2 ns (burst_writes.cuh).
+  int burstPeriodLog2;
+  int burstWindowLog2;
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).

@@ -103,6 +103,10 @@ enum KascadeDecodeVariant {
                                             // sparse pass copies a key's scores at once
   // (Session 8: bits 2097152 and 4194304 were the stream select's phase-3 L2 prefetch / staging lists in call A, bit
   // 2097152 the sparse pass's 5-stage ring in call B; all lost and were removed.)
+  KASCADE_VARIANT_BURST_WRITES = 2097152,  // cuda-anchor, session 9 (anchors with bits 1024 and 1048576, or g 1): the
+                                           // scores / layer-0 pass keeps each warp's f16 intermediate records in
+                                           // shared memory and stores them only inside write windows of the GPU-wide
+                                           // clock (%globaltimer) that every SM shares (burst_writes.cuh)
   KASCADE_VARIANT_WS_TAGGED = 4194304,  // cuda-b1, session 9 (with bit 64): the wide ws gather's split merge without a
                                         // fence or a counter round trip on the row's last CTA's path: each CTA stores
                                         // its partial as (value, launch tag) 8-byte words and takes its arrival ticket
@@ -111,7 +115,7 @@ enum KascadeDecodeVariant {
   KASCADE_VARIANT_B1_L2_LOGITS = 8388608,  // cuda-b1, session 9 (batch-1 anchors and layer 0: bit 131072, f32 logits):
                                            // the pass stores its logits evict-last in L2 and streams its K / V tiles
                                            // evict-first; their last reader drops the lines (discard.global.L2)
-  KASCADE_VARIANT_ALL = 2097151,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_ALL = 16777215,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

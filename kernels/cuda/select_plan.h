@@ -101,6 +101,15 @@ KASCADE_HD inline size_t u16_m16_index(size_t bh0, int h, int x, int nU, int GS,
   return keyMajor ? bh0 * static_cast<size_t>(nU / 16) + static_cast<size_t>(x >> 4) * GS + h
                   : (bh0 + h) * static_cast<size_t>(nU / 16) + (x >> 4);
 }
+// KASCADE_VARIANT_BURST_WRITES (cuda-anchor, session 9; burst_writes.cuh): a pass's 16-key step is staged as one record
+// and stored later, so it carries its place: the step index gstep of key x of (sequence, KV head) row kvRow (its query
+// heads start at bh0 = kvRow GS). Key-major, the step's u block starts at element gstep GS 16 and its GS maxima at
+// gstep GS; key e of the step, head h, sits at e GS + h of the block.
+KASCADE_HD inline unsigned long long u16_burst_step(size_t kvRow, int x, int nU) {
+  return static_cast<unsigned long long>(kvRow) * static_cast<unsigned long long>(nU / 16) + static_cast<unsigned>(x >> 4);
+}
+KASCADE_HD inline int u16_burst_slot(int e, int h, int GS) { return e * GS + h; }
+
 // KASCADE_VARIANT_SPARSE_U16: the stream select's list (keys, then their scores) starts here, past u and m16
 // (256-byte aligned), so the anchor's sparse pass still finds the intermediate after the select.
 KASCADE_HD inline size_t u16_list_offset(size_t rows, int n) { return (u16_bytes(rows, n) + 255) & ~static_cast<size_t>(255); }

@@ -10,8 +10,13 @@
 # default L2 policy) and 5 (stores folded into a few MB) changed nothing and were removed). Session 8's default: the
 # key-major intermediate (1838204 = 789628 | 1048576, the anchor / layer-0 default beyond 16k / 64k at batch > 4)
 # under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
-# Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start). Leaves
-# anchor-<v>-p<mode>.csv.
+# Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run once per write window of
+# PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2> pairs as KASCADE_BURST takes them; default "default"
+# = the kernels' own windows), leaving anchor-<v>-p<mode>-b<period>_<window>.csv; first, globaltimer.txt: the
+# %globaltimer probe (scripts/device/globaltimer-probe.cu, built here with nvcc: how often the clock moves, what a read
+# costs, how far apart the SMs see it).
+# Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start; ~15 s for the probe's
+# build). Leaves anchor-<v>-p<mode>.csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
@@ -20,18 +25,36 @@ NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 # this ncu's counters): how much DRAM time the writes take beyond their own transfer.
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
 metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
-list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1/6/7}
+if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  "$NVCC" -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -o /tmp/globaltimer-probe \
+    scripts/device/globaltimer-probe.cu > "$JOB_OUT/globaltimer.txt" 2>&1 &&
+    timeout 20 /tmp/globaltimer-probe >> "$JOB_OUT/globaltimer.txt" 2>&1
+  echo "globaltimer probe: rc=$?"
+  cat "$JOB_OUT/globaltimer.txt"
+fi
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0}
+bursts=${PROFILE_ANCHOR_BURST:-default}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
   modes=${PROFILE_ANCHOR_MODES:-0 1 2 3}
   [ "$entry" != "$v" ] && modes=${entry#*:}
+  windows=none
+  [ $((v & 2097152)) -ne 0 ] && windows=$bursts
   for mode in ${modes//\// }; do
-    out="$JOB_OUT/anchor-$v-p$mode.csv"
-    KASCADE_DEBUG_NO_LOGIT_WRITES=$mode PROFILE_SHAPES=32x131072,1x131072 \
-      PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse|stream_select' \
-      --metrics "$metrics" --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
-    echo "variant $v probe $mode: rc=$?"
+    for win in $windows; do
+      out="$JOB_OUT/anchor-$v-p$mode.csv"
+      burst=""
+      if [ "$win" != none ]; then
+        out="$JOB_OUT/anchor-$v-p$mode-b${win/,/_}.csv"
+        [ "$win" != default ] && burst=$win
+      fi
+      KASCADE_BURST=$burst KASCADE_DEBUG_NO_LOGIT_WRITES=$mode PROFILE_SHAPES=32x131072,1x131072 \
+        PROFILE_VARIANTS="176,$v,$v,176" timeout 25 "$NCU" --clock-control none -k regex:'attn_partial|u16_sparse|stream_select' \
+        --metrics "$metrics" --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
+      echo "variant $v probe $mode window $win: rc=$?"
+    done
   done
 done
 echo done

@@ -166,3 +166,65 @@ describe.skipIf(!hostCompiler)(
     });
   },
 );
+
+// Variant bit 2097152 (burst_writes.cuh): a staged step's record lands where the direct key-major stores would put it,
+// and the pass's lanes fill every slot of the record once. Per GS: mismatches of the record's u / m16 places against
+// u16_index / u16_m16_index over a few rows and keys, then the lane map's slot coverage (slots hit once, of GS x 16).
+const burstDriver = `
+#include <cstdio>
+#include <vector>
+#include "${header}"
+using namespace kascade;
+int main() {
+  const int gsList[] = {1, 2, 4, 8};
+  const int nList[] = {17, 100, 2049};
+  for (int GS : gsList) {
+    long long bad = 0, mBad = 0, checked = 0;
+    for (int n : nList) {
+      const int nU = u16_stride(n);
+      for (size_t kvRow = 0; kvRow < 3; ++kvRow)
+        for (int x = 0; x < nU; ++x)
+          for (int h = 0; h < GS; ++h) {
+            const unsigned long long g = u16_burst_step(kvRow, x, nU);
+            bad += g * GS * 16 + u16_burst_slot(x & 15, h, GS) != u16_index(kvRow * GS, h, x, nU, GS, true);
+            mBad += g * GS + h != u16_m16_index(kvRow * GS, h, x, nU, GS, true);
+            ++checked;
+          }
+    }
+    // The kernel's lanes (row = lane / 4 < GS, quad = lane % 4; nb 0, 1) each store one 4-byte pair of slots.
+    std::vector<int> hit(GS * 16, 0);
+    for (int lane = 0; lane < 32; ++lane) {
+      const int row = lane >> 2, quad = lane & 3;
+      if (row >= GS) continue;
+      for (int nb = 0; nb < 2; ++nb) {
+        const int key = nb * 8 + quad * 2 + (GS > 1 ? (row & 1) : 0);
+        const int s = u16_burst_slot(key, GS > 1 ? (row & ~1) : 0, GS);
+        if (s >= 0 && s + 1 < GS * 16) { ++hit[s]; ++hit[s + 1]; }
+      }
+    }
+    long long once = 0;
+    for (int c : hit) once += c == 1;
+    std::printf("%d %lld %lld %lld %lld\\n", GS, checked, bad, mBad, once);
+  }
+  return 0;
+}
+`;
+
+describe.skipIf(!hostCompiler)(
+  'the burst records (variant bit 2097152, select_plan.h with the host compiler)',
+  () => {
+    it("puts every staged value where the key-major stores put it, and the lanes fill each record's slots once", () => {
+      const rows = runHostDriver('select_plan.h (burst records)', burstDriver)
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ').map(Number));
+      expect(rows.map((r) => r[0])).toEqual([1, 2, 4, 8]);
+      for (const [gs, checked, bad, mBad, once] of rows as number[][]) {
+        expect(checked, `GS ${gs}`).toBe(3 * gs * (32 + 112 + 2064));
+        expect(bad, `GS ${gs}`).toBe(0);
+        expect(mBad, `GS ${gs}`).toBe(0);
+        expect(once, `GS ${gs}`).toBe((gs as number) * 16);
+      }
+    });
+  },
+);
