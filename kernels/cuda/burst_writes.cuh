@@ -93,15 +93,15 @@ __device__ __forceinline__ int burst_after_step(const unsigned char* stage, int 
 }
 
 // At the end of the warp's work: wait for the next window (at most ~4 periods of the SM clock, so a clock that does
-// not move cannot hang the pass), then store what is left.
+// not move cannot hang the pass; `now`: no wait, tuning), then store what is left.
 template <int GS, int UBYTES>
 __device__ __forceinline__ void burst_drain(const unsigned char* stage, int count, __half* u, float* m16,
-                                            int periodLog2, int windowLog2) {
+                                            int periodLog2, int windowLog2, bool now) {
   if (count == 0) return;
   const long long c0 = clock64();
   const long long bound = 8ll << periodLog2;  // cycles: ~4 periods at 2 GHz
   // Lane 0 decides for the warp (the window's shuffle needs every lane).
-  while (!burst_window_open(periodLog2, windowLog2) && !__shfl_sync(0xffffffffu, clock64() - c0 >= bound, 0))
+  while (!now && !burst_window_open(periodLog2, windowLog2) && !__shfl_sync(0xffffffffu, clock64() - c0 >= bound, 0))
     __nanosleep(200);
   burst_store<GS, UBYTES>(stage, count, u, m16);
 }

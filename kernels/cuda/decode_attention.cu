@@ -552,7 +552,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   if (burst)
     burst_drain<GS, kBurstU>(burstStage, burstCount, reinterpret_cast<__half*>(a.logits),
                              u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n), a.burstPeriodLog2,
-                             a.burstWindowLog2);
+                             a.burstWindowLog2, a.burstDrainNow != 0);
 }
 
 template <typename T, int D>

@@ -55,6 +55,7 @@ struct PartialArgs {
   // f16 intermediate only in the first 2^burstWindowLog2 ns of every 2^burstPeriodLog2 ns (burst_writes.cuh).
   int burstPeriodLog2;
   int burstWindowLog2;
+  int burstDrainNow;  // tuning (KASCADE_BURST's third field): a warp's last records stored at its end, no window
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).

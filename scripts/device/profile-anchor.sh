@@ -11,8 +11,8 @@
 # key-major intermediate (1838204 = 789628 | 1048576, the anchor / layer-0 default beyond 16k / 64k at batch > 4)
 # under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
 # Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run once per write window of
-# PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2> pairs as KASCADE_BURST takes them; default "default"
-# = the kernels' own windows), leaving anchor-<v>-p<mode>-b<period>_<window>.csv; first, globaltimer.txt: the
+# PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2>[,1] as KASCADE_BURST takes them; "default" = the
+# kernels' own windows; call A's sweep by default), leaving anchor-<v>-p<mode>-b<period>_<window>.csv; first, globaltimer.txt: the
 # %globaltimer probe (scripts/device/globaltimer-probe.cu, built here with nvcc: how often the clock moves, what a read
 # costs, how far apart the SMs see it).
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start; ~15 s for the probe's
@@ -34,7 +34,7 @@ if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   cat "$JOB_OUT/globaltimer.txt"
 fi
 list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0}
-bursts=${PROFILE_ANCHOR_BURST:-default}
+bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1 13,10 14,12 15,12}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
@@ -47,7 +47,7 @@ for entry in ${list//,/ }; do
       out="$JOB_OUT/anchor-$v-p$mode.csv"
       burst=""
       if [ "$win" != none ]; then
-        out="$JOB_OUT/anchor-$v-p$mode-b${win/,/_}.csv"
+        out="$JOB_OUT/anchor-$v-p$mode-b${win//,/_}.csv"
         [ "$win" != default ] && burst=$win
       fi
       KASCADE_BURST=$burst KASCADE_DEBUG_NO_LOGIT_WRITES=$mode PROFILE_SHAPES=32x131072,1x131072 \
