@@ -41,6 +41,8 @@
 // and on the H200 it read a split's partials before they landed (session 6, call B). FUSED (with
 // FANIN, KC, SPIN) merges them in this dispatch without relying on any ordering between locations:
 // atomic state words that carry their own arrival (a sentinel), merged by a tree (after the kernel).
+// PING_PONG: the next step's loads issued before a step's math as AHEAD, from two sets of registers
+// used in turn (the key loop unrolled by two) instead of copying the next step's rows each step.
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -133,6 +135,149 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
   return d;
 }
 
+// The math of one team step on the StepData $1 (dot products, the team reduction, the online softmax,
+// V), in a block of its own.
+//#snippet step_math
+    {
+      var valid = $1.valid;
+      var kp = $1.kp;
+      var vp = $1.vp;
+      var xs = $1.xs;
+      // Partial dot products over this lane's pieces, finished across the team.
+      var sc: array<f32, U * GROUP>;
+      for (var u = 0u; u < U; u++) {
+        for (var h = 0u; h < GROUP; h++) {
+          var d = 0.0;
+          for (var pp = 0u; pp < PPL; pp++) {
+            for (var i = 0u; i < PV; i++) {
+              d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+            }
+          }
+          sc[u * GROUP + h] = d;
+        }
+      }
+      if (TRED) {
+        // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
+        // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
+        // instead of log2(TW) per value, and one exp per lane for the probabilities.
+  //#include tred_round 16
+  //#include tred_round 8
+  //#include tred_round 4
+  //#include tred_round 2
+  //#include tred_round 1
+        let sv = sc[0];
+        let myh = lane % GROUP;
+        let myu = lane / GROUP;
+        var okv = false;
+        var xv = 0u;
+        for (var u = 0u; u < U; u++) {
+          if (u == myu) {
+            okv = valid[u];
+            xv = xs[u];
+          }
+        }
+        if (WRITE_SCORES && okv) {
+          scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
+        }
+        let teamBase = sgLane - lane;
+        // The step's maximum of each query head (a head's lanes are GROUP apart).
+        var gm = select(NEG, sv, okv);
+        for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+          gm = max(gm, subgroupShuffleXor(gm, mk));
+        }
+        var corr: array<f32, GROUP>;
+        var mine = NEG;
+        for (var h = 0u; h < GROUP; h++) {
+          let mx = max(m[h], subgroupShuffle(gm, teamBase + h));
+          corr[h] = exp(m[h] - mx);
+          m[h] = mx;
+          mine = select(mine, mx, h == myh);
+        }
+        let pv = select(0.0, exp(sv - mine), okv);
+        var ps = pv;
+        for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+          ps += subgroupShuffleXor(ps, mk);
+        }
+        for (var h = 0u; h < GROUP; h++) {
+          l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
+        }
+        if (ACCUM_V) {
+          for (var h = 0u; h < GROUP; h++) {
+            for (var e = 0u; e < PPL * PV; e++) {
+              acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
+            }
+            for (var u = 0u; u < U; u++) {
+              let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
+              for (var pp = 0u; pp < PPL; pp++) {
+                for (var i = 0u; i < PV; i++) {
+                  acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[u * PPL + pp], i);
+                }
+              }
+            }
+          }
+        }
+      } else {
+        for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
+          for (var e = 0u; e < U * GROUP; e++) {
+            sc[e] += subgroupShuffleXor(sc[e], mask);
+          }
+        }
+        if (WRITE_SCORES) {
+          // Every lane holds every score: lane `r * TW + lane` takes key u of the step, one store per query
+          // head, so the team's U consecutive keys of a head go out as one contiguous store.
+          for (var r = 0u; r < (U + TW - 1u) / TW; r++) {
+            let mu = r * TW + lane;
+            var x = 0u;
+            var ok = false;
+            for (var u = 0u; u < U; u++) {
+              if (u == mu) {
+                x = xs[u];
+                ok = valid[u];
+              }
+            }
+            for (var h = 0u; h < GROUP; h++) {
+              var v = 0.0;
+              for (var u = 0u; u < U; u++) {
+                v = select(v, sc[u * GROUP + h], u == mu);
+              }
+              if (ok) {
+                scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
+              }
+            }
+          }
+        }
+        // Online softmax of the team (every lane holds the same scores).
+        for (var h = 0u; h < GROUP; h++) {
+          var mx = m[h];
+          for (var u = 0u; u < U; u++) {
+            if (valid[u]) {
+              mx = max(mx, sc[u * GROUP + h]);
+            }
+          }
+          let corr = exp(m[h] - mx);
+          m[h] = mx;
+          var ls = 0.0;
+          var p: array<f32, U>;
+          for (var u = 0u; u < U; u++) {
+            p[u] = select(0.0, exp(sc[u * GROUP + h] - mx), valid[u]);
+            ls += p[u];
+          }
+          l[h] = l[h] * corr + ls;
+          if (ACCUM_V) {
+            for (var pp = 0u; pp < PPL; pp++) {
+              for (var i = 0u; i < PV; i++) {
+                var a = acc[(h * PPL + pp) * PV + i] * corr;
+                for (var u = 0u; u < U; u++) {
+                  a += p[u] * kp4(vp[u * PPL + pp], i);
+                }
+                acc[(h * PPL + pp) * PV + i] = a;
+              }
+            }
+          }
+        }
+      }
+    }
+//#end
 @compute @workgroup_size(WG)
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
@@ -165,6 +310,31 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
 
   let steps = (end - start + NT * U - 1u) / (NT * U);
+//#if PING_PONG
+  // Two steps' rows in two sets used in turn (the loop unrolled by two, no copy of a step's rows):
+  // each step's loads are issued before the previous step's math. A step past the end loads clamped
+  // rows marked invalid, whose math changes nothing.
+  var sa: StepData;
+  var sb: StepData;
+  if (steps > 0u) {
+//#include stage_indices 0u
+    sa = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
+  }
+  for (var s = 0u; s < steps; s += 2u) {
+    let s1 = s + 1u;
+//#include stage_indices s1
+    sb = loadStep(start + (s1 * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s1 % SB) * NT * U + tm * U);
+//#include step_math sa
+    if (s1 < steps) {
+      let s2 = s + 2u;
+      if (s2 < steps) {
+//#include stage_indices s2
+        sa = loadStep(start + (s2 * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s2 % SB) * NT * U + tm * U);
+      }
+//#include step_math sb
+    }
+  }
+//#else
   // AHEAD: step s + 1's loads are issued before step s's math (two steps of rows in registers).
   var ahead: StepData;
   if (AHEAD && steps > 0u) {
@@ -185,144 +355,9 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       // Issue every load of the step first.
       cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
     }
-    var valid = cur.valid;
-    var kp = cur.kp;
-    var vp = cur.vp;
-    var xs = cur.xs;
-    // Partial dot products over this lane's pieces, finished across the team.
-    var sc: array<f32, U * GROUP>;
-    for (var u = 0u; u < U; u++) {
-      for (var h = 0u; h < GROUP; h++) {
-        var d = 0.0;
-        for (var pp = 0u; pp < PPL; pp++) {
-          for (var i = 0u; i < PV; i++) {
-            d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
-          }
-        }
-        sc[u * GROUP + h] = d;
-      }
-    }
-    if (TRED) {
-      // U * GROUP == TW: a transposing butterfly (each round keeps half of the values and adds the
-      // partner's other half) leaves lane e with the full score e = u * GROUP + h: TW - 1 shuffles
-      // instead of log2(TW) per value, and one exp per lane for the probabilities.
-//#include tred_round 16
-//#include tred_round 8
-//#include tred_round 4
-//#include tred_round 2
-//#include tred_round 1
-      let sv = sc[0];
-      let myh = lane % GROUP;
-      let myu = lane / GROUP;
-      var okv = false;
-      var xv = 0u;
-      for (var u = 0u; u < U; u++) {
-        if (u == myu) {
-          okv = valid[u];
-          xv = xs[u];
-        }
-      }
-      if (WRITE_SCORES && okv) {
-        scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
-      }
-      let teamBase = sgLane - lane;
-      // The step's maximum of each query head (a head's lanes are GROUP apart).
-      var gm = select(NEG, sv, okv);
-      for (var mk = GROUP; mk < TW; mk = mk * 2u) {
-        gm = max(gm, subgroupShuffleXor(gm, mk));
-      }
-      var corr: array<f32, GROUP>;
-      var mine = NEG;
-      for (var h = 0u; h < GROUP; h++) {
-        let mx = max(m[h], subgroupShuffle(gm, teamBase + h));
-        corr[h] = exp(m[h] - mx);
-        m[h] = mx;
-        mine = select(mine, mx, h == myh);
-      }
-      let pv = select(0.0, exp(sv - mine), okv);
-      var ps = pv;
-      for (var mk = GROUP; mk < TW; mk = mk * 2u) {
-        ps += subgroupShuffleXor(ps, mk);
-      }
-      for (var h = 0u; h < GROUP; h++) {
-        l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
-      }
-      if (ACCUM_V) {
-        for (var h = 0u; h < GROUP; h++) {
-          for (var e = 0u; e < PPL * PV; e++) {
-            acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
-          }
-          for (var u = 0u; u < U; u++) {
-            let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
-            for (var pp = 0u; pp < PPL; pp++) {
-              for (var i = 0u; i < PV; i++) {
-                acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[u * PPL + pp], i);
-              }
-            }
-          }
-        }
-      }
-      continue;
-    }
-    for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
-      for (var e = 0u; e < U * GROUP; e++) {
-        sc[e] += subgroupShuffleXor(sc[e], mask);
-      }
-    }
-    if (WRITE_SCORES) {
-      // Every lane holds every score: lane `r * TW + lane` takes key u of the step, one store per query
-      // head, so the team's U consecutive keys of a head go out as one contiguous store.
-      for (var r = 0u; r < (U + TW - 1u) / TW; r++) {
-        let mu = r * TW + lane;
-        var x = 0u;
-        var ok = false;
-        for (var u = 0u; u < U; u++) {
-          if (u == mu) {
-            x = xs[u];
-            ok = valid[u];
-          }
-        }
-        for (var h = 0u; h < GROUP; h++) {
-          var v = 0.0;
-          for (var u = 0u; u < U; u++) {
-            v = select(v, sc[u * GROUP + h], u == mu);
-          }
-          if (ok) {
-            scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
-          }
-        }
-      }
-    }
-    // Online softmax of the team (every lane holds the same scores).
-    for (var h = 0u; h < GROUP; h++) {
-      var mx = m[h];
-      for (var u = 0u; u < U; u++) {
-        if (valid[u]) {
-          mx = max(mx, sc[u * GROUP + h]);
-        }
-      }
-      let corr = exp(m[h] - mx);
-      m[h] = mx;
-      var ls = 0.0;
-      var p: array<f32, U>;
-      for (var u = 0u; u < U; u++) {
-        p[u] = select(0.0, exp(sc[u * GROUP + h] - mx), valid[u]);
-        ls += p[u];
-      }
-      l[h] = l[h] * corr + ls;
-      if (ACCUM_V) {
-        for (var pp = 0u; pp < PPL; pp++) {
-          for (var i = 0u; i < PV; i++) {
-            var a = acc[(h * PPL + pp) * PV + i] * corr;
-            for (var u = 0u; u < U; u++) {
-              a += p[u] * kp4(vp[u * PPL + pp], i);
-            }
-            acc[(h * PPL + pp) * PV + i] = a;
-          }
-        }
-      }
-    }
+//#include step_math cur
   }
+//#endif
 
   // Merge the teams into this split's partials.
   let rowBase = (b * H + j * GROUP) * P.splits + split;

@@ -410,6 +410,9 @@ describe.skipIf(!probe.context)(
       // the subgroup team merge: both ways a workgroup's state is formed).
       { splitMergeFanIn: 8, prefetchIndices: true },
       { splitMergeFanIn: 2, minStepsPerSplit: 1, subgroupTeamMerge: true },
+      // Two sets of step registers used in turn: odd step counts, index blocks, the transposed reduction.
+      { pingPongLoads: true, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
+      { pingPongLoads: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 3 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -467,6 +470,7 @@ describe.skipIf(!probe.context)(
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
+      if ('pingPongLoads' in opts) expect(keys.some((k) => k.includes('PING_PONG=true'))).toBe(true);
       if ('splitMergeFanIn' in opts) {
         expect(keys.some((k) => k.includes(`FANIN=${opts.splitMergeFanIn},`))).toBe(true);
         // Every merge state word and counter back at the sentinel 0 for the next dispatch.

@@ -99,6 +99,7 @@ type Tuning = Pick<
   | 'transposedReduce'
   | 'subgroupTeamMerge'
   | 'splitMergeFanIn'
+  | 'pingPongLoads'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -107,6 +108,8 @@ const SGM: Tuning = { subgroupTeamMerge: true };
 const CLASSIC: Tuning = { selectSchedule: 'classic' };
 /** Session 9's candidate: the splits merged in the split pass by a tree of fan-in 8 (no second dispatch). */
 const FUSED8: Tuning = { splitMergeFanIn: 8 };
+/** Session 9's candidate: each step's loads before the previous step's math, two register sets in turn. */
+const PING_PONG: Tuning = { pingPongLoads: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -128,6 +131,8 @@ const PARITY_OPTIONS: Tuning[] = [
   FUSED8,
   { splitMergeFanIn: 64 },
   { splitMergeFanIn: 2, subgroupTeamMerge: true },
+  PING_PONG,
+  { ...PING_PONG, ...FUSED8 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -164,8 +169,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // batch 1, 1528 and 1484 against 1267 at batch 8; its subgroup merge order followed an atomic
   // counter while its keys followed the invocation index, so runs differed in the last bits).
   // Session 9, call A: the split merge in the split pass (fan-in 8: two levels at the reuse's 59
-  // splits per row at batch 1; 16 and 64; and with twice the workgroups) against the defaults
-  // (teams_merge, a second dispatch).
+  // splits per row at batch 1; 16 and 64; and with twice the workgroups) and the step loads from two
+  // register sets in turn, alone and together, against the defaults (teams_merge, a second dispatch).
   reuse: alternate(
     2,
     {},
@@ -173,10 +178,14 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { splitMergeFanIn: 16 },
     { splitMergeFanIn: 64 },
     { ...FUSED8, targetWorkgroups: 1024 },
+    PING_PONG,
+    { ...PING_PONG, ...FUSED8 },
+    { ...PING_PONG, ...FUSED8, targetWorkgroups: 1024 },
+    { ...PING_PONG, minStepsPerSplit: 4 },
   ),
-  anchor: alternate(2, {}, FUSED8),
-  'dense-anchor': alternate(2, {}, FUSED8),
-  dense: alternate(2, {}, FUSED8),
+  anchor: alternate(2, {}, FUSED8, PING_PONG, { streamPass: PING_PONG }),
+  'dense-anchor': alternate(2, {}, FUSED8, PING_PONG),
+  dense: alternate(2, {}, FUSED8, PING_PONG),
 };
 
 const bench: Bench = {
@@ -577,6 +586,8 @@ const bench: Bench = {
             ['dense', FUSED8],
             ['dense-anchor', FUSED8],
             ['anchor', FUSED8],
+            ['reuse', PING_PONG],
+            ['dense', PING_PONG],
           ];
           for (const [role, tuning] of repeated) {
             const slotWords = batch * G * slot.kStride;

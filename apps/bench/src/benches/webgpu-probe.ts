@@ -62,6 +62,7 @@ type Options = Pick<
   | 'streamPass'
   | 'cachedRows'
   | 'splitMergeFanIn'
+  | 'pingPongLoads'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -484,12 +485,15 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // Dense's and the reuse's split pass alone (against the reads of section 3), and each with every
     // K/V load served by the caches (`cachedRows`: the attention math without the DRAM reads, so
     // math + reads - the pass says how much of the math the loads hide); the reuse with its splits
-    // merged in the split pass (`splitMergeFanIn` 8: the whole op in one dispatch).
+    // merged in the split pass (`splitMergeFanIn` 8: the whole op in one dispatch); both split passes
+    // with each step's loads issued before the previous step's math (`pingPongLoads`).
     const splitOptions: ['dense' | 'reuse', Options][] = [
       ['dense', SPLIT_ONLY],
       ['dense', { ...SPLIT_ONLY, cachedRows: true }],
+      ['dense', { ...SPLIT_ONLY, pingPongLoads: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
+      ['reuse', { ...SPLIT_ONLY, pingPongLoads: true }],
       ['reuse', { splitMergeFanIn: 8 }],
       ['reuse', { splitMergeFanIn: 8, cachedRows: true }],
     ];

@@ -125,6 +125,12 @@ export interface DecodeArgs {
    */
   readonly loadsAhead?: boolean;
   /**
+   * `teams` only: as `loadsAhead` (each step's loads issued before the previous step's math), from two
+   * sets of registers used in turn (the key loop unrolled by two) instead of copying the next step's
+   * rows every step. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly pingPongLoads?: boolean;
+  /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
    * one full score (team width - 1 shuffles per lane instead of log2(width) per score), with one exp
@@ -214,6 +220,7 @@ const POOL_BINDINGS = [
 export interface TeamSettings {
   readonly keysPerStep: number;
   readonly loadsAhead: boolean;
+  readonly pingPongLoads: boolean;
   readonly minStepsPerSplit: number;
   readonly targetWorkgroups: number;
   readonly pieceBytes: 8 | 16;
@@ -234,6 +241,7 @@ export type TeamPass = 'stream' | 'layer0' | 'scores' | 'gather';
 const STREAM_FEW: TeamSettings = {
   keysPerStep: 8,
   loadsAhead: false,
+  pingPongLoads: false,
   minStepsPerSplit: 4,
   targetWorkgroups: 1024,
   pieceBytes: 16,
@@ -482,6 +490,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         : kv.dtype) as PieceType,
       U,
       ahead: o.loadsAhead ?? d.loadsAhead,
+      pingPong: o.pingPongLoads ?? d.pingPongLoads,
       minSteps: o.minStepsPerSplit ?? d.minStepsPerSplit,
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
@@ -587,6 +596,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Only where on, so the default pipelines stay as they were.
       ...(fused ? { FUSED: true, FANIN: t.fanIn, KC: Math.min(8, t.fanIn), SPIN: 65536 } : {}),
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
+      ...(t.pingPong ? { PING_PONG: true } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, fused ? FUSED_BINDINGS : PARTIAL_BINDINGS)
