@@ -117,10 +117,11 @@ __host__ __device__ constexpr size_t partial_smem_bytes() {
 }
 // KASCADE_VARIANT_BURST_WRITES (burst_writes.cuh): the u bytes of each warp's write stage, from the shared memory the
 // pass leaves over at its CTAs per SM (d 128, bf16 / f16; H200, 228 KB per SM, 1 KB reserved per CTA): the scores
-// pass (67.7 KB, three CTAs) ~9 KB per CTA, layer 0 (97.8 KB, two CTAs) ~15 KB.
+// pass (67.7 KB, three CTAs) ~9 KB per CTA, its 6-stage form (bit 16384: 98.7 KB, two CTAs) and layer 0 (97.8 KB, two
+// CTAs) ~15 KB.
 template <int MODE>
 __host__ __device__ constexpr int burst_u_bytes() {
-  return MODE == kDenseLogits ? 3072 : 1792;
+  return MODE == kDenseLogits || MODE == kScoresDeep ? 3072 : 1792;
 }
 // The stages sit past the pass's own shared memory (16-byte aligned), one per warp.
 template <typename T, int D, int GS, int MODE, int LOAD>

@@ -10,8 +10,9 @@
 # default L2 policy) and 5 (stores folded into a few MB) changed nothing and were removed). Session 8's default: the
 # key-major intermediate (1838204 = 789628 | 1048576, the anchor / layer-0 default beyond 16k / 64k at batch > 4)
 # under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
-# Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run once per write window of
-# PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2>[,1] as KASCADE_BURST takes them; "default" = the
+# Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run with the kernels' windows,
+# and PROFILE_ANCHOR_SWEEP (default 3935356; 3951740 = 3935356 | 16384, the 6-stage scores pass, has more room for its
+# stages) once per write window of PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2>[,1] as KASCADE_BURST takes them; "default" = the
 # kernels' own windows; call A's sweep by default), leaving anchor-<v>-p<mode>-b<period>_<window>.csv; first, globaltimer.txt: the
 # %globaltimer probe (scripts/device/globaltimer-probe.cu, built here with nvcc: how often the clock moves, what a read
 # costs, how far apart the SMs see it).
@@ -25,6 +26,8 @@ NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 # this ncu's counters): how much DRAM time the writes take beyond their own transfer.
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,lts__t_sector_hit_rate.pct,lts__t_sectors_op_write.sum
 metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
+# Session 9: the CTAs per SM the launch's shared memory allows (the burst writes' stages must leave the pass's own).
+metrics=$metrics,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers,launch__shared_mem_per_block_dynamic
 if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   "$NVCC" -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -o /tmp/globaltimer-probe \
@@ -33,7 +36,7 @@ if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0}
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0,3951740:0}
 bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1 13,10 14,12 15,12}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
@@ -41,7 +44,8 @@ for entry in ${list//,/ }; do
   modes=${PROFILE_ANCHOR_MODES:-0 1 2 3}
   [ "$entry" != "$v" ] && modes=${entry#*:}
   windows=none
-  [ $((v & 2097152)) -ne 0 ] && windows=$bursts
+  [ $((v & 2097152)) -ne 0 ] && windows=default
+  [ "$v" = "${PROFILE_ANCHOR_SWEEP:-3935356}" ] && windows=$bursts
   for mode in ${modes//\// }; do
     for win in $windows; do
       out="$JOB_OUT/anchor-$v-p$mode.csv"
