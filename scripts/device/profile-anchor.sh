@@ -12,7 +12,7 @@
 # under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
 # Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run with the kernels' windows,
 # and PROFILE_ANCHOR_SWEEP (default 3935356; 3951740 = 3935356 | 16384, the 6-stage scores pass, has more room for its
-# stages) once per write window of PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2>[,1] as KASCADE_BURST takes them; "default" = the
+# stages; 3935484 = 3935356 | 128, the lean schedule, drains once per CTA at the pass's end) once per write window of PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2>[,1] as KASCADE_BURST takes them; "default" = the
 # kernels' own windows; call A's sweep by default), leaving anchor-<v>-p<mode>-b<period>_<window>.csv; first, globaltimer.txt: the
 # %globaltimer probe (scripts/device/globaltimer-probe.cu, built here with nvcc: how often the clock moves, what a read
 # costs, how far apart the SMs see it).
@@ -36,7 +36,7 @@ if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0,3951740:0}
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0,3951740:0,3935484:0}
 bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1 13,10 14,12 15,12}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
