@@ -357,7 +357,8 @@ static void set_burst_window(const KascadeDecodeShape& s, bool layer0, PartialAr
   const BurstWindow bw = burst_window(layer0);
   a.burstPeriodLog2 = bw.periodLog2;
   a.burstWindowLog2 = bw.windowLog2;
-  a.burstDrainNow = bw.drainNow;
+  // The lean schedule's CTAs all end with the pass: their last records go out together, no window to wait for.
+  a.burstDrainNow = (bw.drainNow || (s.variant & KASCADE_VARIANT_LEAN)) ? 1 : 0;
 }
 
 // KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes
