@@ -1,5 +1,6 @@
-// Utilities for benchmarks and tests: fill a buffer with pseudo-random values (never zeros), and a
-// plain vec4 copy whose time gives the WebGPU read + write bandwidth of this device.
+// Utilities for benchmarks and tests: fill a buffer with pseudo-random values (never zeros), a
+// plain vec4 copy whose time gives the WebGPU read + write bandwidth of this device, and a plain
+// vec4 read (the L2 flush that leaves no dirty lines behind).
 //
 // Prepended by the host: `const WG = 256u`.
 
@@ -52,5 +53,18 @@ fn copy_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = gid.x + gid.y * P.rowStride;
   if (i < P.words) {
     dst4[i] = src4[i];
+  }
+}
+
+// read_vec4: reads the vec4s of src4; dst4 gets one store only for a value src4 never holds (a
+// flush of the L2 cache that, unlike the copy, leaves no dirty lines for the next pass to write back).
+@compute @workgroup_size(WG)
+fn read_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * P.rowStride;
+  if (i < P.words) {
+    let v = src4[i];
+    if (v.x == 0x9E3779B1u && v.w == 0x7F4A7C15u) {
+      dst4[0] = v;
+    }
   }
 }

@@ -61,12 +61,20 @@ export function machineOf(gpu: KascadeGPU): Partial<MachineInfo> {
   };
 }
 
-/** A scratch buffer larger than the L2 cache, overwritten between timed runs. */
-export function l2Flusher(gpu: KascadeGPU, quick = false): (pass: GPUComputePassEncoder) => void {
+/**
+ * A scratch buffer larger than the L2 cache, overwritten between timed runs (`copy`, leaving the L2
+ * full of dirty lines that the timed pass's misses write back), or only read (`read`: the L2 full of
+ * clean lines, as the weight reads of a model's projections leave it before an attention op).
+ */
+export function l2Flusher(
+  gpu: KascadeGPU,
+  quick = false,
+  kind: 'copy' | 'read' = 'copy',
+): (pass: GPUComputePassEncoder) => void {
   const bytes = (quick ? 4 : 256) * 2 ** 20;
   const a = gpu.scratchBuffer('bench.flushA', bytes);
   const b = gpu.scratchBuffer('bench.flushB', bytes);
-  return (pass) => encodeCopy(gpu, pass, a, b, bytes);
+  return (pass) => encodeCopy(gpu, pass, a, b, bytes, kind === 'read');
 }
 
 const SPIN_BINDINGS = [

@@ -14,6 +14,9 @@
  *   index pattern, and with the reuse default's shape by k;
  * - `probe-stages`: layer 0 and the anchor stopped after the streaming pass, the pooling, the
  *   Top-k, or whole (`untilStage`), and the streaming pass alone under some team-kernel options.
+ * - `probe-flush`: every role after the benches' L2 flush (a 256 MiB copy: the L2 left full of dirty
+ *   lines, written back by the timed op's misses) and after a flush that only reads (clean lines, as
+ *   a model's weight reads leave the L2 before an attention op), twice in turn.
  * Rows carry `dawnToggles` when the process ran with `KASCADE_DAWN_ENABLE`.
  */
 import type { BudgetOptions } from '@kascade/core';
@@ -31,7 +34,7 @@ import {
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
-import { decodeCall, fillBuffer, round, timeOp } from './webgpu-common.js';
+import { decodeCall, fillBuffer, l2Flusher, round, timeOp } from './webgpu-common.js';
 
 export interface ProbeInputs {
   readonly gpu: KascadeGPU;
@@ -524,6 +527,27 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         push('probe-stages', `${role === 'dense-anchor' ? 'layer0' : role} until scores, options`, s, {
           options: JSON.stringify(o),
         });
+      }
+    }
+    // 5. The flush before each timed run: a copy (dirty lines) against a read (clean lines).
+    const readFlush = l2Flusher(gpu, ctx.quick, 'read');
+    for (const role of ['reuse', 'dense', 'anchor', 'dense-anchor'] as const) {
+      for (let i = 0; i < (full ? 2 : 0); i++) {
+        for (const [kind, f] of [
+          ['copy', flush],
+          ['read', readFlush],
+        ] as const) {
+          const s = await timeOp(
+            gpu,
+            ctx,
+            `probe: ${role} after a ${kind} flush`,
+            (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role)),
+            f,
+          );
+          push('probe-flush', `${role === 'dense-anchor' ? 'layer0' : role} after a ${kind} flush`, s, {
+            flush: kind,
+          });
+        }
       }
     }
   } finally {

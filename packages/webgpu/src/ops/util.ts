@@ -46,11 +46,21 @@ export function encodeFillRandom(
   pass.dispatchWorkgroups(g.x, g.y);
 }
 
-/** Copies `bytes` (a multiple of 16) from `src` to `dst` with a WGSL vec4 copy (read + write bandwidth). */
-export function encodeCopy(gpu: KascadeGPU, pass: Pass, src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
+/**
+ * Copies `bytes` (a multiple of 16) from `src` to `dst` with a WGSL vec4 copy (read + write bandwidth);
+ * `readOnly`: reads `src` only (`dst` is never written in practice), an L2 flush that leaves no dirty lines.
+ */
+export function encodeCopy(
+  gpu: KascadeGPU,
+  pass: Pass,
+  src: GPUBuffer,
+  dst: GPUBuffer,
+  bytes: number,
+  readOnly = false,
+): void {
   const n = Math.floor(bytes / 16);
   const g = grid(gpu, n);
-  const p = gpu.pipeline('bench_util', 'copy_vec4', { WG }, COPY_BINDINGS);
+  const p = gpu.pipeline('bench_util', readOnly ? 'read_vec4' : 'copy_vec4', { WG }, COPY_BINDINGS);
   pass.setPipeline(p.pipeline);
   pass.setBindGroup(
     0,
