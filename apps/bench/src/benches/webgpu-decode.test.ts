@@ -29,6 +29,7 @@ describe('webgpu-decode bench arguments', () => {
     expect(benchArgs(['--probe-only']).probeOnly).toBe(true);
     expect(benchArgs([]).probe).toBeUndefined();
     expect(benchArgs(['--tuning={"loadsAhead":true}']).tuning).toEqual({ loadsAhead: true });
+    expect(benchArgs(['--flush=read']).flush).toBe('read');
   });
 
   it('names what it rejects', () => {
@@ -37,6 +38,7 @@ describe('webgpu-decode bench arguments', () => {
     expect(() => benchArgs(['--repeat=3'])).toThrow(/unknown argument '--repeat=3'/);
     expect(() => benchArgs(['--tuning=[1]'])).toThrow(/--tuning takes a JSON object/);
     expect(() => benchArgs(['--tuning={x'])).toThrow(/--tuning takes a JSON object/);
+    expect(() => benchArgs(['--flush=none'])).toThrow(/--flush takes copy or read, got 'none'/);
   });
 });
 

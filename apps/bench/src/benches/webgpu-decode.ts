@@ -199,7 +199,8 @@ const bench: Bench = {
     const args = benchArgs(ctx.benchArgs ?? []);
     const tuning: Tuning = args.tuning ?? {};
     const gpu = await openGPU();
-    const flush = l2Flusher(gpu, ctx.quick);
+    const flushKind = args.flush ?? 'copy';
+    const flush = l2Flusher(gpu, ctx.quick, flushKind);
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
     const available: DecodeKernel[] = teamsLayout(gpu, D, 'f16') ? ['teams', 'chunked'] : ['chunked'];
@@ -696,6 +697,10 @@ const bench: Bench = {
         defaultKernel: available[0],
         teamDefaults: JSON.stringify(TEAM_DEFAULTS),
         ...(args.tuning ? { tuning: JSON.stringify(args.tuning) } : {}),
+        l2Flush:
+          flushKind === 'copy'
+            ? 'a 256 MiB copy before each timed run (the L2 left full of dirty lines)'
+            : 'a 256 MiB read before each timed run (the L2 left full of clean lines)',
       },
       rows,
       summary,
@@ -733,7 +738,8 @@ function tuningArg(json: string): Tuning {
  * `--no-one-pass`, `--sweep-only`, `--deadline-s=N`, `--probe` (the reuse probe at the longest context),
  * `--probe-only` (the probe alone: no main rows, sweep or one-pass), `--tuning=<json>` (team-kernel
  * options for every op of the main rows and the one-pass models, e.g. a candidate default; the
- * results' config names them).
+ * results' config names them), `--flush=copy|read` (the L2 flush before each timed run: a 256 MiB copy,
+ * the default, or a read that leaves no dirty lines; `config.l2Flush` names it).
  */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
@@ -748,6 +754,7 @@ export function benchArgs(argv: readonly string[]): {
   probe?: boolean;
   probeOnly?: boolean;
   tuning?: Tuning;
+  flush?: 'copy' | 'read';
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -776,7 +783,11 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'probe-only') out.probeOnly = true;
     else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
     else if (name === 'tuning') out.tuning = tuningArg(a.slice(a.indexOf('=') + 1));
-    else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
+    else if (name === 'flush') {
+      if (value !== 'copy' && value !== 'read')
+        throw new RangeError(`--flush takes copy or read, got '${value}'`);
+      out.flush = value;
+    } else throw new RangeError(`webgpu-decode: unknown argument '${a}'`);
   }
   return out;
 }
