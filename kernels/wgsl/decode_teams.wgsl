@@ -38,11 +38,14 @@
 // the smallest subgroup size).
 // The splits are merged by teams_merge, a dispatch of its own: merging them in the last workgroup
 // of each row to finish (an atomic counter; sessions 3-6) needs a device-scope fence that WGSL lacks,
-// and on the H200 it read a split's partials before they landed (session 6, call B). FUSED (with
-// FANIN, KC, SPIN) merges them in this dispatch without relying on any ordering between locations:
-// atomic state words that carry their own arrival (a sentinel), merged by a tree (after the kernel).
-// PING_PONG: the next step's loads issued before a step's math as AHEAD, from two sets of registers
-// used in turn (the key loop unrolled by two) instead of copying the next step's rows each step.
+// and on the H200 it read a split's partials before they landed (session 6, call B). A race-free
+// merge in the split pass (session 9: every state word a WGSL atomic carrying its own arrival, a
+// sentinel, merged by a tree of fan-in 8 with atomic counters) was bit-identical over 30 NaN-poisoned
+// runs on the H200 but far slower (call A: the reuse 61.2 against 44.7 us at 128k batch 1, dense 394
+// against 194) and was removed.
+// UNPACK_ONCE (with the const LAZY_RESCALE): each K and V piece unpacked once per key (not once per
+// query head), the V loop keys outermost; LAZY_RESCALE: a head's accumulator rescaled only where its
+// running maximum moved. Both give the same bits as without (session 9 candidates).
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -146,11 +149,21 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
       // Partial dot products over this lane's pieces, finished across the team.
       var sc: array<f32, U * GROUP>;
       for (var u = 0u; u < U; u++) {
+//#if UNPACK_ONCE
+        var kf: array<vec4<f32>, PPL * PV>;
+        for (var e = 0u; e < PPL * PV; e++) {
+          kf[e] = kp4(kp[u * PPL + e / PV], e % PV);
+        }
+//#endif
         for (var h = 0u; h < GROUP; h++) {
           var d = 0.0;
           for (var pp = 0u; pp < PPL; pp++) {
             for (var i = 0u; i < PV; i++) {
+//#if UNPACK_ONCE
+              d += dot(qr[(h * PPL + pp) * PV + i], kf[pp * PV + i]);
+//#else
               d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+//#endif
             }
           }
           sc[u * GROUP + h] = d;
@@ -202,6 +215,23 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
         }
         if (ACCUM_V) {
+//#if UNPACK_ONCE
+          // Each V piece unpacked once, the keys outermost (every accumulator sees the same operations
+          // in the same order as below).
+//#include rescale_acc corr[h]
+          for (var u = 0u; u < U; u++) {
+            var vf: array<vec4<f32>, PPL * PV>;
+            for (var e = 0u; e < PPL * PV; e++) {
+              vf[e] = kp4(vp[u * PPL + e / PV], e % PV);
+            }
+            for (var h = 0u; h < GROUP; h++) {
+              let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
+              for (var e = 0u; e < PPL * PV; e++) {
+                acc[h * PPL * PV + e] += pu * vf[e];
+              }
+            }
+          }
+//#else
           for (var h = 0u; h < GROUP; h++) {
             for (var e = 0u; e < PPL * PV; e++) {
               acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
@@ -215,6 +245,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
               }
             }
           }
+//#endif
         }
       } else {
         for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
@@ -247,6 +278,43 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           }
         }
         // Online softmax of the team (every lane holds the same scores).
+//#if UNPACK_ONCE
+        // The probabilities of every head first (in place of the scores), then V with each piece
+        // unpacked once, the keys outermost (every accumulator sees the same operations in the same
+        // order as below).
+        var corrs: array<f32, GROUP>;
+        for (var h = 0u; h < GROUP; h++) {
+          var mx = m[h];
+          for (var u = 0u; u < U; u++) {
+            if (valid[u]) {
+              mx = max(mx, sc[u * GROUP + h]);
+            }
+          }
+          corrs[h] = exp(m[h] - mx);
+          m[h] = mx;
+          var ls = 0.0;
+          for (var u = 0u; u < U; u++) {
+            let pu = select(0.0, exp(sc[u * GROUP + h] - mx), valid[u]);
+            sc[u * GROUP + h] = pu;
+            ls += pu;
+          }
+          l[h] = l[h] * corrs[h] + ls;
+        }
+        if (ACCUM_V) {
+//#include rescale_acc corrs[h]
+          for (var u = 0u; u < U; u++) {
+            var vf: array<vec4<f32>, PPL * PV>;
+            for (var e = 0u; e < PPL * PV; e++) {
+              vf[e] = kp4(vp[u * PPL + e / PV], e % PV);
+            }
+            for (var h = 0u; h < GROUP; h++) {
+              for (var e = 0u; e < PPL * PV; e++) {
+                acc[h * PPL * PV + e] += sc[u * GROUP + h] * vf[e];
+              }
+            }
+          }
+        }
+//#else
         for (var h = 0u; h < GROUP; h++) {
           var mx = m[h];
           for (var u = 0u; u < U; u++) {
@@ -275,8 +343,22 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
             }
           }
         }
+//#endif
       }
     }
+//#end
+
+// UNPACK_ONCE: every head's accumulator scaled by its correction $1 (h the head); with LAZY_RESCALE
+// (a const beside UNPACK_ONCE) only where that head's running maximum moved (a factor of exactly 1
+// otherwise: the same bits).
+//#snippet rescale_acc
+          for (var h = 0u; h < GROUP; h++) {
+            if (!LAZY_RESCALE || $1 != 1.0) {
+              for (var e = 0u; e < PPL * PV; e++) {
+                acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * $1;
+              }
+            }
+          }
 //#end
 @compute @workgroup_size(WG)
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -310,31 +392,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   }
 
   let steps = (end - start + NT * U - 1u) / (NT * U);
-//#if PING_PONG
-  // Two steps' rows in two sets used in turn (the loop unrolled by two, no copy of a step's rows):
-  // each step's loads are issued before the previous step's math. A step past the end loads clamped
-  // rows marked invalid, whose math changes nothing.
-  var sa: StepData;
-  var sb: StepData;
-  if (steps > 0u) {
-//#include stage_indices 0u
-    sa = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
-  }
-  for (var s = 0u; s < steps; s += 2u) {
-    let s1 = s + 1u;
-//#include stage_indices s1
-    sb = loadStep(start + (s1 * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s1 % SB) * NT * U + tm * U);
-//#include step_math sa
-    if (s1 < steps) {
-      let s2 = s + 2u;
-      if (s2 < steps) {
-//#include stage_indices s2
-        sa = loadStep(start + (s2 * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s2 % SB) * NT * U + tm * U);
-      }
-//#include step_math sb
-    }
-  }
-//#else
   // AHEAD: step s + 1's loads are issued before step s's math (two steps of rows in registers).
   var ahead: StepData;
   if (AHEAD && steps > 0u) {
@@ -357,7 +414,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
 //#include step_math cur
   }
-//#endif
 
   // Merge the teams into this split's partials.
   let rowBase = (b * H + j * GROUP) * P.splits + split;
@@ -409,14 +465,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
           o += xsO[(g * GROUP + h) * D4 + e] * c;
         }
       }
-//#if FUSED
-      if (e == 0u) {
-        fml[h] = vec2<f32>(M, L);
-      }
-      if (ACCUM_V) {
-        fo[w] = o;
-      }
-//#else
       if (e == 0u) {
         partML[(rowBase + h * P.splits) * 2u] = M;
         partML[(rowBase + h * P.splits) * 2u + 1u] = L;
@@ -424,7 +472,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       if (ACCUM_V) {
         partO[(rowBase + h * P.splits) * D4 + e] = o;
       }
-//#endif
     }
     workgroupBarrier();
   }
@@ -450,207 +497,19 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       for (var e = 0u; e < NT; e++) {
         L += xl[e] * exp(xm[e] - M);
       }
-//#if FUSED
-      fml[h] = vec2<f32>(M, L);
-//#else
       partML[(rowBase + h * P.splits) * 2u] = M;
       partML[(rowBase + h * P.splits) * 2u + 1u] = L;
-//#endif
     }
     if (ACCUM_V && t < D4) {
       var o = vec4<f32>(0.0);
       for (var e = 0u; e < NT; e++) {
         o += xo[e * D4 + t] * exp(xm[e] - M);
       }
-//#if FUSED
-      fo[h * D4 + t] = o;
-//#else
       partO[(rowBase + h * P.splits) * D4 + t] = o;
-//#endif
     }
     workgroupBarrier();
   }
-//#if FUSED
-  // The split merge in this dispatch: a tree of fan-in FANIN over the row's splits (below).
-  workgroupBarrier();
-  var node = split;
-  var cnt = P.splits;    // nodes at this level
-  var slotOff = 0u;      // the level's first state slot in the row
-  var ctrOff = 0u;       // the level's first counter in the row
-  let r = b * P.kvHeads + j;
-  let spr = 2u * P.splits;
-  let mlRow = r * (P.splits + spr * GROUP * 2u);
-  let oRow = r * spr * GROUP * HEAD_DIM;
-  loop {
-    if (cnt == 1u) {
-      // The root: the row's output and softmax statistics.
-      for (var w = t; w < GROUP * DW; w += WG) {
-        let h = w / DW;
-        let st = fml[h];
-        if (w % DW == 0u) {
-          stats[(b * H + j * GROUP + h) * 2u] = st.x;
-          stats[(b * H + j * GROUP + h) * 2u + 1u] = st.y;
-        }
-        if (ACCUM_V) {
-          outO[(b * H + j * GROUP + h) * D4 + w % DW] = fo[w] / st.y;
-        }
-      }
-      break;
-    }
-    // Publish this node's state in its slot, then count it at its parent.
-    let slot = slotOff + node;
-    for (var w = t; w < GROUP * DW; w += WG) {
-      let h = w / DW;
-      if (w % DW == 0u) {
-        let am = mlRow + P.splits + (slot * GROUP + h) * 2u;
-        atomicStore(&partML[am], stateWord(fml[h].x));
-        atomicStore(&partML[am + 1u], stateWord(fml[h].y));
-      }
-      if (ACCUM_V) {
-        let ao = oRow + (slot * GROUP + h) * HEAD_DIM + (w % DW) * 4u;
-        let o = fo[w];
-        atomicStore(&partO[ao], stateWord(o.x));
-        atomicStore(&partO[ao + 1u], stateWord(o.y));
-        atomicStore(&partO[ao + 2u], stateWord(o.z));
-        atomicStore(&partO[ao + 3u], stateWord(o.w));
-      }
-    }
-    workgroupBarrier();
-    let parent = node / FANIN;
-    let kids = min(FANIN, cnt - parent * FANIN);
-    if (t == 0u) {
-      let seen = atomicAdd(&partML[mlRow + ctrOff + parent], 1u);
-      lastFlag = select(0u, 1u, seen == kids - 1u);
-    }
-    if (workgroupUniformLoad(&lastFlag) == 0u) {
-      break;
-    }
-    // The last of the parent's children to arrive merges them, in their order.
-    let first = slotOff + parent * FANIN;
-    for (var w = t; w < GROUP * DW; w += WG) {
-      let h = w / DW;
-      let e4 = (w % DW) * 4u;
-      var M = NEG;
-      var L = 0.0;
-      var O = vec4<f32>(0.0);
-      for (var c0 = 0u; c0 < kids; c0 += KC) {
-        // Every load of KC children first, then each word still at the sentinel awaited.
-        var rm: array<vec2<u32>, KC>;
-        var ro: array<vec4<u32>, KC>;
-        for (var c = 0u; c < KC; c++) {
-          let s = first + min(c0 + c, kids - 1u);
-          let am = mlRow + P.splits + (s * GROUP + h) * 2u;
-          rm[c] = vec2<u32>(atomicLoad(&partML[am]), atomicLoad(&partML[am + 1u]));
-          if (ACCUM_V) {
-            let ao = oRow + (s * GROUP + h) * HEAD_DIM + e4;
-            ro[c] = vec4<u32>(atomicLoad(&partO[ao]), atomicLoad(&partO[ao + 1u]), atomicLoad(&partO[ao + 2u]),
-                              atomicLoad(&partO[ao + 3u]));
-          }
-        }
-        for (var c = 0u; c < KC; c++) {
-          if (c0 + c < kids) {
-            let s = first + c0 + c;
-            let am = mlRow + P.splits + (s * GROUP + h) * 2u;
-            let mc = awaitML(am, rm[c].x);
-            let lc = awaitML(am + 1u, rm[c].y);
-            var oc = vec4<f32>(0.0);
-            if (ACCUM_V) {
-              let ao = oRow + (s * GROUP + h) * HEAD_DIM + e4;
-              oc = vec4<f32>(awaitO(ao, ro[c].x), awaitO(ao + 1u, ro[c].y), awaitO(ao + 2u, ro[c].z),
-                             awaitO(ao + 3u, ro[c].w));
-            }
-            let mn = max(M, mc);
-            let ca = exp(M - mn);
-            let cb = exp(mc - mn);
-            L = L * ca + lc * cb;
-            O = O * ca + oc * cb;
-            M = mn;
-          }
-        }
-      }
-      if (w % DW == 0u) {
-        fml[h] = vec2<f32>(M, L);
-      }
-      if (ACCUM_V) {
-        fo[w] = O;
-      }
-    }
-    workgroupBarrier();
-    // Every child read: their slots and the counter back to the sentinel 0 for the next dispatch.
-    for (var w = t; w < GROUP * DW; w += WG) {
-      let h = w / DW;
-      for (var c = 0u; c < kids; c++) {
-        let s = first + c;
-        if (w % DW == 0u) {
-          let am = mlRow + P.splits + (s * GROUP + h) * 2u;
-          atomicStore(&partML[am], 0u);
-          atomicStore(&partML[am + 1u], 0u);
-        }
-        if (ACCUM_V) {
-          let ao = oRow + (s * GROUP + h) * HEAD_DIM + (w % DW) * 4u;
-          for (var i = 0u; i < 4u; i++) {
-            atomicStore(&partO[ao + i], 0u);
-          }
-        }
-      }
-    }
-    if (t == 0u) {
-      atomicStore(&partML[mlRow + ctrOff + parent], 0u);
-    }
-    node = parent;
-    slotOff += cnt;
-    ctrOff += (cnt + FANIN - 1u) / FANIN;
-    cnt = (cnt + FANIN - 1u) / FANIN;
-  }
-//#endif
 }
-
-//#if FUSED
-// The split merge in the partial pass (FUSED, host-prepended FANIN, KC, SPIN), race-free without a
-// device-scope fence: every state word goes through a WGSL atomic, and a word is never trusted by its
-// arrival order but by its own value. The state buffers hold 0 (the sentinel) between dispatches; a
-// word is stored as its f32 bits, +0.0 as -0.0 (0x80000000), so no stored word is 0. Level 0's nodes
-// are the splits; a node's state (per query head: max, sum and, with V, the weighted V) is published
-// in its slot, then counted at its parent (an atomic counter); the child that counts last merges the
-// parent's children in their index order (deterministic), awaiting any word still at the sentinel
-// (coherence of one location makes each awaited word arrive; the writer has stored it before it
-// counted), resets their slots and the counter to 0, and climbs to the parent. The root writes the
-// output (ACCUM_V) and the statistics, as teams_merge does. A word still 0 after SPIN loads (a lost
-// write, never seen) reads as NaN, so the output shows it.
-// Layout per row r = (sequence, KV head), S = P.splits: partML `[rows, S + 2 S x GROUP x 2]` u32
-// (S counters, then 2 S slots of (max, sum) per query head), partO `[rows, 2 S x GROUP x HEAD_DIM]` u32.
-// Level l's nodes take slots from the sum of the levels below (at most 2 S in all) and counters from
-// the sum of the parents' counts (at most S).
-const DW: u32 = select(1u, D4, ACCUM_V);     // invocations per query head in the merge
-var<workgroup> lastFlag: u32;
-var<workgroup> fml: array<vec2<f32>, GROUP>;
-var<workgroup> fo: array<vec4<f32>, select(1u, GROUP * D4, ACCUM_V)>;
-
-fn stateWord(x: f32) -> u32 {
-  let u = bitcast<u32>(x);
-  return select(u, 0x80000000u, u == 0u);
-}
-
-fn stateValue(u: u32) -> f32 {
-  return bitcast<f32>(select(u, 0x7fc00000u, u == 0u));
-}
-
-fn awaitML(i: u32, first: u32) -> f32 {
-  var v = first;
-  for (var n = 0u; v == 0u && n < SPIN; n++) {
-    v = atomicLoad(&partML[i]);
-  }
-  return stateValue(v);
-}
-
-fn awaitO(i: u32, first: u32) -> f32 {
-  var v = first;
-  for (var n = 0u; v == 0u && n < SPIN; n++) {
-    v = atomicLoad(&partO[i]);
-  }
-  return stateValue(v);
-}
-//#endif
 
 // teams_merge: merges the splits of one query head in one pass over them, one workgroup of MWG
 // invocations (host-prepended, 512 where the device allows) per (query head, sequence). With V,

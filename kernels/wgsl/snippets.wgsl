@@ -27,8 +27,6 @@ fn mapped(j: u32) -> u32 {
 //#end
 
 // The decode kernels' parameters and bindings (decode_attend.wgsl, decode_teams.wgsl); $1 as above.
-// With FUSED (decode_teams.wgsl's split merge in the partial pass), partML and partO hold the merge
-// tree's states and counters as atomic words instead of the split partials.
 //#snippet decode_bindings
 struct Params {
   n: u32,            // keys to attend: n (dense) or the selection's k (gather)
@@ -43,13 +41,8 @@ struct Params {
 }
 
 //#include kv_bindings $1
-//#if FUSED
-@group(0) @binding(5) var<storage, read_write> partML: array<atomic<u32>>;
-@group(0) @binding(6) var<storage, read_write> partO: array<atomic<u32>>;
-//#else
 @group(0) @binding(5) var<storage, read_write> partML: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partO: array<vec4<f32>>;
-//#endif
 @group(0) @binding(7) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(8) var<storage, read_write> outO: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> stats: array<f32>;

@@ -406,13 +406,10 @@ describe.skipIf(!probe.context)(
       // The next team step's loads issued before this step's math.
       { loadsAhead: true, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
       { loadsAhead: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
-      // The split merge in the split pass: trees of two levels (fan-in 8) and of many (fan-in 2, with
-      // the subgroup team merge: both ways a workgroup's state is formed).
-      { splitMergeFanIn: 8, prefetchIndices: true },
-      { splitMergeFanIn: 2, minStepsPerSplit: 1, subgroupTeamMerge: true },
-      // Two sets of step registers used in turn: odd step counts, index blocks, the transposed reduction.
-      { pingPongLoads: true, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
-      { pingPongLoads: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 3 },
+      // Each K/V piece unpacked once per key; with the lazy rescale (the transposed reduction's path too).
+      { unpackOnce: true, prefetchIndices: true },
+      { lazyRescale: true, subgroupTeamMerge: true, pieceBytes: 8 as const },
+      { lazyRescale: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -470,18 +467,8 @@ describe.skipIf(!probe.context)(
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
-      if ('pingPongLoads' in opts) expect(keys.some((k) => k.includes('PING_PONG=true'))).toBe(true);
-      if ('splitMergeFanIn' in opts) {
-        expect(keys.some((k) => k.includes(`FANIN=${opts.splitMergeFanIn},`))).toBe(true);
-        // Every merge state word and counter back at the sentinel 0 for the next dispatch.
-        for (const name of ['decode.mergeState', 'decode.mergeStateV']) {
-          const buf = gpu.scratchBuffer(name, 16);
-          const words = new Uint32Array(await readBuffer(gpu, buf, buf.size));
-          expect(
-            words.findIndex((w) => w !== 0),
-            name,
-          ).toBe(-1);
-        }
+      if ('unpackOnce' in opts || 'lazyRescale' in opts) {
+        expect(keys.some((k) => k.includes('UNPACK_ONCE=true'))).toBe(true);
       }
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.

@@ -64,8 +64,8 @@ type Options = Pick<
   | 'selectSchedule'
   | 'streamPass'
   | 'cachedRows'
-  | 'splitMergeFanIn'
-  | 'pingPongLoads'
+  | 'unpackOnce'
+  | 'lazyRescale'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -487,18 +487,15 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     // Dense's and the reuse's split pass alone (against the reads of section 3), and each with every
     // K/V load served by the caches (`cachedRows`: the attention math without the DRAM reads, so
-    // math + reads - the pass says how much of the math the loads hide); the reuse with its splits
-    // merged in the split pass (`splitMergeFanIn` 8: the whole op in one dispatch); both split passes
-    // with each step's loads issued before the previous step's math (`pingPongLoads`).
+    // math + reads - the pass says how much of the math the loads hide), also with session 9's
+    // candidates that cut the math's instructions (`unpackOnce`, `lazyRescale`).
     const splitOptions: ['dense' | 'reuse', Options][] = [
       ['dense', SPLIT_ONLY],
       ['dense', { ...SPLIT_ONLY, cachedRows: true }],
-      ['dense', { ...SPLIT_ONLY, pingPongLoads: true }],
+      ['dense', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
-      ['reuse', { ...SPLIT_ONLY, pingPongLoads: true }],
-      ['reuse', { splitMergeFanIn: 8 }],
-      ['reuse', { splitMergeFanIn: 8, cachedRows: true }],
+      ['reuse', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true }],
     ];
     for (const [role, o] of splitOptions) {
       const s = await timeOp(
@@ -508,13 +505,16 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
         flush,
       );
-      push('probe-stages', `${role} ${o.untilStage ? 'until split' : 'whole'}`, s, {
+      push('probe-stages', `${role} until split`, s, {
         options: JSON.stringify(o),
       });
     }
     // The anchors' streaming pass alone (without the merge of its splits) with every K load served by
     // the caches (its math without its DRAM reads).
-    const streamOptions: Options[] = [{ ...SPLIT_ONLY, cachedRows: true }];
+    const streamOptions: Options[] = [
+      { ...SPLIT_ONLY, cachedRows: true },
+      { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true },
+    ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {
         const s = await timeOp(

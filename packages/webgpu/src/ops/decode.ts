@@ -125,12 +125,6 @@ export interface DecodeArgs {
    */
   readonly loadsAhead?: boolean;
   /**
-   * `teams` only: as `loadsAhead` (each step's loads issued before the previous step's math), from two
-   * sets of registers used in turn (the key loop unrolled by two) instead of copying the next step's
-   * rows every step. Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly pingPongLoads?: boolean;
-  /**
    * `teams` only, where `keysPerStep x group` equals the team's width (e.g. 8 keys x group 4 with
    * 8-byte pieces): the dot products are finished by a transposing butterfly that leaves each lane
    * one full score (team width - 1 shuffles per lane instead of log2(width) per score), with one exp
@@ -138,17 +132,20 @@ export interface DecodeArgs {
    */
   readonly transposedReduce?: boolean;
   /**
-   * `teams` only: merge the splits in the split pass itself (no second dispatch) by a tree of this
-   * fan-in (2..64) over each row's splits, every merge state word a WGSL atomic that carries its own
-   * arrival (race-free without a device-scope fence; `decode_teams.wgsl`); 0: `teams_merge`, a
-   * dispatch of its own. Default: `TEAM_DEFAULTS` (0).
-   */
-  readonly splitMergeFanIn?: number;
-  /**
    * `teams` only, for measurements: every K/V load reads one of a head's first 8 rows (served by the
    * caches), so a pass runs its attention math without its DRAM reads. The output is then not attention.
    */
   readonly cachedRows?: boolean;
+  /**
+   * `teams` only: each K and V piece unpacked once per key, not once per query head, the V loop keys
+   * outermost (the same operations per accumulator, in the same order). Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly unpackOnce?: boolean;
+  /**
+   * `teams` only (implies `unpackOnce`): a head's accumulator rescaled only where its running maximum
+   * moved (the factor is exactly 1 otherwise: the same bits). Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly lazyRescale?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
@@ -196,12 +193,6 @@ const PARTIAL_BINDINGS = [
   [6, 'write'],
   [7, 'write'],
 ] as const;
-/** The split pass with its splits merged in the same dispatch (`splitMergeFanIn`): the output and statistics too. */
-const FUSED_BINDINGS = [...PARTIAL_BINDINGS, [8, 'write'], [9, 'write']] as const;
-/** Words of a row's merge state (`decode_teams.wgsl`, FUSED): counters and (max, sum) slots, and V slots. */
-export function fusedStateWords(splits: number, group: number, headDim: number): { ml: number; o: number } {
-  return { ml: splits + 2 * splits * group * 2, o: 2 * splits * group * headDim };
-}
 const COMBINE_BINDINGS = [
   [0, 'uniform'],
   [5, 'write'],
@@ -220,14 +211,14 @@ const POOL_BINDINGS = [
 export interface TeamSettings {
   readonly keysPerStep: number;
   readonly loadsAhead: boolean;
-  readonly pingPongLoads: boolean;
   readonly minStepsPerSplit: number;
   readonly targetWorkgroups: number;
   readonly pieceBytes: 8 | 16;
   readonly prefetchIndices: boolean;
   readonly transposedReduce: boolean;
   readonly subgroupTeamMerge: boolean;
-  readonly splitMergeFanIn: number;
+  readonly unpackOnce: boolean;
+  readonly lazyRescale: boolean;
 }
 
 /**
@@ -241,14 +232,14 @@ export type TeamPass = 'stream' | 'layer0' | 'scores' | 'gather';
 const STREAM_FEW: TeamSettings = {
   keysPerStep: 8,
   loadsAhead: false,
-  pingPongLoads: false,
   minStepsPerSplit: 4,
   targetWorkgroups: 1024,
   pieceBytes: 16,
   prefetchIndices: false,
   transposedReduce: false,
   subgroupTeamMerge: false,
-  splitMergeFanIn: 0,
+  unpackOnce: false,
+  lazyRescale: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -466,10 +457,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
-    const f = o.splitMergeFanIn;
-    if (f !== undefined && !(f === 0 || (Number.isInteger(f) && f >= 2 && f <= 64))) {
-      throw new WebGPUShapeError(`splitMergeFanIn must be 0 or an integer in 2..64, got ${f}`);
-    }
   }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
@@ -490,15 +477,15 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         : kv.dtype) as PieceType,
       U,
       ahead: o.loadsAhead ?? d.loadsAhead,
-      pingPong: o.pingPongLoads ?? d.pingPongLoads,
       minSteps: o.minStepsPerSplit ?? d.minStepsPerSplit,
       targetWorkgroups: o.targetWorkgroups ?? d.targetWorkgroups,
       prefetch: gather && (o.prefetchIndices ?? d.prefetchIndices),
       // Asked for, it must fit (checked below); as a default, only where it fits.
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
-      fanIn: o.splitMergeFanIn ?? d.splitMergeFanIn,
       cachedRows: a.cachedRows === true,
+      lazy: o.lazyRescale ?? d.lazyRescale,
+      unpackOnce: (o.unpackOnce ?? d.unpackOnce) || (o.lazyRescale ?? d.lazyRescale),
     };
   };
   const teams = kernel === 'teams';
@@ -516,11 +503,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const most = Math.max(splitsFor(n, streamKind).splits, splitsFor(Math.max(1, k), 'gather').splits);
   partML(most);
   partO(most);
-  if (teams && [streamKind, 'gather' as const].some((kind) => tuned(kind).fanIn >= 2)) {
-    const words = fusedStateWords(most, group, headDim);
-    gpu.scratchBuffer('decode.mergeState', batch * kvHeads * words.ml * 4);
-    gpu.scratchBuffer('decode.mergeStateV', batch * kvHeads * words.o * 4);
-  }
 
   const attend = (opts: {
     gather: boolean;
@@ -533,17 +515,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const { span, splits } = splitsFor(opts.keys, kind);
     const defs = { ...base, GATHER: opts.gather, ACCUM_V: opts.accumV, WRITE_SCORES: opts.writeScores };
     const t = teams ? tuned(kind) : null;
-    // The split merge in the split pass: its own state buffers (all 0 between dispatches: the sentinel).
-    const fused = t !== null && t.fanIn >= 2;
-    const words = fusedStateWords(splits, group, headDim);
-    const ml = fused
-      ? gpu.scratchBuffer('decode.mergeState', batch * kvHeads * words.ml * 4)
-      : partML(splits);
-    const po = !opts.accumV
-      ? null
-      : fused
-        ? gpu.scratchBuffer('decode.mergeStateV', batch * kvHeads * words.o * 4)
-        : partO(splits);
+    const ml = partML(splits);
+    const po = opts.accumV ? partO(splits) : null;
     const params = gpu.params(
       packParams(
         [
@@ -572,10 +545,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
     const SB = Math.max(1, Math.floor(512 / stepKeys));
-    const fusedBytes = fused ? 16 + group * 8 + (opts.accumV ? group * headDim * 4 : 0) : 0;
     const sgm =
       t?.sgMerge === true &&
-      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) + fusedBytes <=
+      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
         (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
     const teamDefs = t && {
       HEAD_DIM: headDim,
@@ -594,12 +566,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       KP: t.pieceType,
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
-      ...(fused ? { FUSED: true, FANIN: t.fanIn, KC: Math.min(8, t.fanIn), SPIN: 65536 } : {}),
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
-      ...(t.pingPong ? { PING_PONG: true } : {}),
+      ...(t.unpackOnce ? { UNPACK_ONCE: true, LAZY_RESCALE: t.lazy } : {}),
     };
     const p1 = teamDefs
-      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, fused ? FUSED_BINDINGS : PARTIAL_BINDINGS)
+      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
@@ -613,12 +584,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         5: ml,
         ...(po ? { 6: po } : {}),
         ...(opts.scores ? { 7: opts.scores } : {}),
-        ...(fused && opts.accumV ? { 8: a.out } : {}),
-        ...(fused ? { 9: stats } : {}),
       }),
     );
     pass.dispatchWorkgroups(splits, kvHeads, batch);
-    if (a.untilStage === 'split' || fused) return;
+    if (a.untilStage === 'split') return;
     const p2 = teamDefs
       ? gpu.pipeline(
           'decode_teams',
