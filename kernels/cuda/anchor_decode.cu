@@ -331,23 +331,25 @@ static int debug_write_probe() {
 
 // KASCADE_VARIANT_BURST_WRITES: the write windows, 2^windowLog2 ns every 2^periodLog2 ns. Defaults per pass (layer 0
 // produces its intermediate at half the scores pass's rate: twice the period for the same stage fill); tuning:
-// KASCADE_BURST=<periodLog2>,<windowLog2>[,1] for both passes (periodLog2 10..24, windowLog2 6..periodLog2 - 1; a third
-// field 1: each warp stores what is left at its end at once instead of waiting for a window).
+// KASCADE_BURST=<periodLog2>,<windowLog2>[,<drainNow>[,<sync>]] for both passes (periodLog2 10..24, windowLog2
+// 6..periodLog2 - 1; drainNow 1: each warp stores what is left at its end at once instead of waiting for a window;
+// sync 1: the warps' own stores, call A's form, instead of TMA bulk copies).
 struct BurstWindow {
   int periodLog2;
   int windowLog2;
   int drainNow;
+  int sync;
 };
 static BurstWindow burst_window(bool layer0) {
   static const BurstWindow forced = [] {
     const char* e = std::getenv("KASCADE_BURST");
-    int p = 0, w = 0, d = 0;
-    if (e && std::sscanf(e, "%d,%d,%d", &p, &w, &d) >= 2 && p >= 10 && p <= 24 && w >= 6 && w < p)
-      return BurstWindow{p, w, d == 1 ? 1 : 0};
-    return BurstWindow{0, 0, 0};
+    int p = 0, w = 0, d = 0, y = 0;
+    if (e && std::sscanf(e, "%d,%d,%d,%d", &p, &w, &d, &y) >= 2 && p >= 10 && p <= 24 && w >= 6 && w < p)
+      return BurstWindow{p, w, d == 1 ? 1 : 0, y == 1 ? 1 : 0};
+    return BurstWindow{0, 0, 0, 0};
   }();
   if (forced.periodLog2 > 0) return forced;
-  return layer0 ? BurstWindow{15, 12, 0} : BurstWindow{14, 11, 0};
+  return layer0 ? BurstWindow{15, 12, 0, 0} : BurstWindow{14, 11, 0, 0};
 }
 // The pass's write windows when KASCADE_VARIANT_BURST_WRITES applies: with the f16 intermediate in key-major order (the
 // same as head-major at g 1).
@@ -359,6 +361,7 @@ static void set_burst_window(const KascadeDecodeShape& s, bool layer0, PartialAr
   a.burstWindowLog2 = bw.windowLog2;
   // The lean schedule's CTAs all end with the pass: their last records go out together, no window to wait for.
   a.burstDrainNow = (bw.drainNow || (s.variant & KASCADE_VARIANT_LEAN)) ? 1 : 0;
+  a.burstSync = bw.sync;
 }
 
 // KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes

@@ -13,7 +13,8 @@
 #pragma once
 #include <cuda_fp16.h>
 
-#include "select_plan.h"  // u16_burst_step / u16_burst_slot: a record's place in the key-major intermediate
+#include "decode_device.cuh"  // smem_u32
+#include "select_plan.h"      // u16_burst_step / u16_burst_slot: a record's place in the key-major intermediate
 
 namespace kascade {
 
@@ -62,8 +63,46 @@ __device__ __forceinline__ void burst_record(unsigned char* stage, int slot, int
   if ((threadIdx.x & 31) == 0) reinterpret_cast<unsigned long long*>(stage + B::kDOffset)[slot] = gstep;
 }
 
+// Asynchronous form (session 9, after call A: the warps' own stores stalled the whole GPU's read stream at each
+// window): one TMA bulk copy shared -> global per record's u block (and its GS step maxima at GS >= 4: whole 16-byte
+// pieces) issued by the record's lane; the warp goes on at once and waits only before it next writes the stage
+// (burst_stage_ready). Smaller maxima (GS 1, 2) by plain stores.
+__device__ __forceinline__ void bulk_s2g(void* gmem, const void* smem, unsigned bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(gmem), "r"(smem_u32(smem)),
+               "r"(bytes)
+               : "memory");
+}
+template <int GS, int UBYTES>
+__device__ __forceinline__ void burst_store_async(const unsigned char* stage, int count, __half* u, float* m16) {
+  using B = BurstStage<GS, UBYTES>;
+  const int lane = threadIdx.x & 31;
+  // The lanes' generic-proxy writes of the records, visible to the bulk copies' async proxy.
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+  __syncwarp();
+  const unsigned long long* dst = reinterpret_cast<const unsigned long long*>(stage + B::kDOffset);
+  const float* ms = reinterpret_cast<const float*>(stage + B::kMOffset);
+  for (int r = lane; r < count; r += 32) {
+    bulk_s2g(u + dst[r] * (GS * 16), stage + r * B::kUBytes, B::kUBytes);
+    if constexpr (GS >= 4) bulk_s2g(m16 + dst[r] * GS, ms + r * GS, GS * 4);
+  }
+  if constexpr (GS < 4)
+    for (int c = lane; c < count * GS; c += 32) {
+      const int r = c / GS;
+      __stcs(m16 + dst[r] * GS + (c - r * GS), ms[c]);
+    }
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+// Before the warp writes its stage again: the bulk copies have read it.
+__device__ __forceinline__ void burst_stage_ready() {
+  asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+  __syncwarp();
+}
+// At the warp's end: its bulk copies are complete.
+__device__ __forceinline__ void burst_stores_done() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
 // Stores the stage's first `count` records (all lanes; streaming stores, evict-first in L2: the select reads them
-// once, after the pass) and leaves the stage free for the next records.
+// once, after the pass) and leaves the stage free for the next records (the synchronous form, KASCADE_BURST's fourth
+// field 1: call A's).
 template <int GS, int UBYTES>
 __device__ __forceinline__ void burst_store(const unsigned char* stage, int count, __half* u, float* m16) {
   using B = BurstStage<GS, UBYTES>;
@@ -83,12 +122,18 @@ __device__ __forceinline__ void burst_store(const unsigned char* stage, int coun
   __syncwarp();
 }
 
-// After a step's record: store the stage if a window is open or the stage is full. Returns the new count.
+// After a step's record: store the stage if a window is open or the stage is full (async: bulk copies in flight,
+// *pending set). Returns the new count.
 template <int GS, int UBYTES>
 __device__ __forceinline__ int burst_after_step(const unsigned char* stage, int count, __half* u, float* m16,
-                                                int periodLog2, int windowLog2) {
+                                                int periodLog2, int windowLog2, bool sync, bool* pending) {
   if (count < BurstStage<GS, UBYTES>::kRecords && !burst_window_open(periodLog2, windowLog2)) return count;
-  burst_store<GS, UBYTES>(stage, count, u, m16);
+  if (sync) {
+    burst_store<GS, UBYTES>(stage, count, u, m16);
+  } else {
+    burst_store_async<GS, UBYTES>(stage, count, u, m16);
+    *pending = true;
+  }
   return 0;
 }
 
@@ -96,14 +141,22 @@ __device__ __forceinline__ int burst_after_step(const unsigned char* stage, int 
 // not move cannot hang the pass; `now`: no wait, tuning), then store what is left.
 template <int GS, int UBYTES>
 __device__ __forceinline__ void burst_drain(const unsigned char* stage, int count, __half* u, float* m16,
-                                            int periodLog2, int windowLog2, bool now) {
-  if (count == 0) return;
+                                            int periodLog2, int windowLog2, bool now, bool sync) {
+  if (count == 0) {
+    if (!sync) burst_stores_done();
+    return;
+  }
   const long long c0 = clock64();
   const long long bound = 8ll << periodLog2;  // cycles: ~4 periods at 2 GHz
   // Lane 0 decides for the warp (the window's shuffle needs every lane).
   while (!now && !burst_window_open(periodLog2, windowLog2) && !__shfl_sync(0xffffffffu, clock64() - c0 >= bound, 0))
     __nanosleep(200);
-  burst_store<GS, UBYTES>(stage, count, u, m16);
+  if (sync) {
+    burst_store<GS, UBYTES>(stage, count, u, m16);
+  } else {
+    burst_store_async<GS, UBYTES>(stage, count, u, m16);
+    burst_stores_done();
+  }
 }
 
 }  // namespace kascade

@@ -197,6 +197,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   unsigned char* burstStage =
       smem_raw + burst_stage_offset<T, D, GS, MODE, LOAD>() + warp * BurstStage<GS, kBurstU>::kWarpBytes;
   int burstCount = 0;
+  const bool burstSync = a.burstSync != 0;
+  bool burstPending = false;  // async stores (default): bulk copies may still read the stage
   const int listLen = kGatherMode ? a.topk : n;
   // Lean schedule: this CTA's tiles of the flattened (b, j, key tile) space, one segment per row.
   long long tile = 0, tileEnd = 0;
@@ -449,10 +451,14 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             // The step's record to this warp's stage; stored inside the next write window (burst_writes.cuh).
             const unsigned long long gstep =
                 u16_burst_step(static_cast<size_t>(b) * G + j, begin + (warp + 4 * i) * KW, nU);
+            if (burstPending) {
+              burst_stage_ready();
+              burstPending = false;
+            }
             burst_record<GS, kBurstU>(burstStage, burstCount, row, quad, h2, tm, gstep);
             burstCount = burst_after_step<GS, kBurstU>(burstStage, burstCount + 1, ur,
                                                        u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n),
-                                                       a.burstPeriodLog2, a.burstWindowLog2);
+                                                       a.burstPeriodLog2, a.burstWindowLog2, burstSync, &burstPending);
           }
           // Streaming stores (evict-first in L2): the select reads them once, after this pass.
           const bool storeOn = probe == 6 ? 2 * b < s.batch : (probe == 7 ? (split & 1) == 0 : true);
@@ -550,10 +556,12 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     ringBase += steps;
     __syncthreads();  // the next segment's loads reuse the shared memory the merges read
   } while (lean && tile < tileEnd);
-  if (burst)
+  if (burst) {
+    if (burstPending) burst_stage_ready();
     burst_drain<GS, kBurstU>(burstStage, burstCount, reinterpret_cast<__half*>(a.logits),
                              u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n), a.burstPeriodLog2,
-                             a.burstWindowLog2, a.burstDrainNow != 0);
+                             a.burstWindowLog2, a.burstDrainNow != 0, burstSync);
+  }
 }
 
 template <typename T, int D>

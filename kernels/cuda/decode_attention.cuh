@@ -56,6 +56,7 @@ struct PartialArgs {
   int burstPeriodLog2;
   int burstWindowLog2;
   int burstDrainNow;  // tuning (KASCADE_BURST's third field): a warp's last records stored at its end, no window
+  int burstSync;      // tuning (KASCADE_BURST's fourth field): the warps' own stores instead of TMA bulk copies
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).

@@ -10,14 +10,15 @@
 # default L2 policy) and 5 (stores folded into a few MB) changed nothing and were removed). Session 8's default: the
 # key-major intermediate (1838204 = 789628 | 1048576, the anchor / layer-0 default beyond 16k / 64k at batch > 4)
 # under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
-# Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run with the kernels' windows,
-# and PROFILE_ANCHOR_SWEEP (default 3935356; 3951740 = 3935356 | 16384, the 6-stage scores pass, has more room for its
-# stages; 3935484 = 3935356 | 128, the lean schedule, drains once per CTA at the pass's end) once per write window of PROFILE_ANCHOR_BURST (space-separated <periodLog2>,<windowLog2>[,1] as KASCADE_BURST takes them; "default" = the
-# kernels' own windows; call A's sweep by default), leaving anchor-<v>-p<mode>-b<period>_<window>.csv; first, globaltimer.txt: the
-# %globaltimer probe (scripts/device/globaltimer-probe.cu, built here with nvcc: how often the clock moves, what a read
-# costs, how far apart the SMs see it).
-# Run by scripts/device/session.sh with $JOB_OUT; limit ~6 s per variant and mode (+ node start; ~15 s for the probe's
-# build). Leaves anchor-<v>-p<mode>.csv.
+# Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run with the kernels' own write
+# windows, and PROFILE_ANCHOR_SWEEP (default 3935484 = 3935356 | 128, the lean schedule, which stores a CTA's last
+# records once, at the pass's end) once per entry of PROFILE_ANCHOR_BURST (space-separated values of KASCADE_BURST,
+# <periodLog2>,<windowLog2>[,<drainNow>[,<sync>]]; "default" = the kernels' own), leaving
+# anchor-<v>-p<mode>-b<entry>.csv. PROFILE_ANCHOR_TIMER=1 first runs the %globaltimer probe
+# (scripts/device/globaltimer-probe.cu, built here with nvcc; call A: the clock moves every 32 ns, a read costs ~52 SM
+# cycles, the SMs' first reads after a common flag lie within 224 ns) into globaltimer.txt.
+# Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
+# anchor-<v>-p<mode>[-b<entry>].csv.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
@@ -28,7 +29,7 @@ metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__
 metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
 # Session 9: the CTAs per SM the launch's shared memory allows (the burst writes' stages must leave the pass's own).
 metrics=$metrics,launch__occupancy_limit_shared_mem,launch__occupancy_limit_registers,launch__shared_mem_per_block_dynamic
-if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+if [ "${PROFILE_ANCHOR_TIMER:-0}" = 1 ] && { command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; }; then
   NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   "$NVCC" -std=c++17 -O2 -gencode=arch=compute_90a,code=sm_90a -o /tmp/globaltimer-probe \
     scripts/device/globaltimer-probe.cu > "$JOB_OUT/globaltimer.txt" 2>&1 &&
@@ -36,8 +37,8 @@ if command -v nvcc > /dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0,3951740:0,3935484:0}
-bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1 13,10 14,12 15,12}
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,1838332:0,3935356:0,3951740:0,3935484:0}
+bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 15,12,1 12,9,1}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
@@ -45,7 +46,7 @@ for entry in ${list//,/ }; do
   [ "$entry" != "$v" ] && modes=${entry#*:}
   windows=none
   [ $((v & 2097152)) -ne 0 ] && windows=default
-  [ "$v" = "${PROFILE_ANCHOR_SWEEP:-3935356}" ] && windows=$bursts
+  [ "$v" = "${PROFILE_ANCHOR_SWEEP:-3935484}" ] && windows=$bursts
   for mode in ${modes//\// }; do
     for win in $windows; do
       out="$JOB_OUT/anchor-$v-p$mode.csv"
