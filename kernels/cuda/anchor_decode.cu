@@ -276,10 +276,9 @@ static int select_chunk(const KascadeDecodeShape& s) {
   return kSelectChunk * max(1, min(16, per));
 }
 
-// Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2). layer0: no sparse
-// pass follows (the b1 select drops the logits from L2 under bit 8388608).
+// Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2).
 static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
-                               int* indices, const void* q, const void* k, cudaStream_t st, bool layer0 = false) {
+                               int* indices, const void* q, const void* k, cudaStream_t st) {
   const int rows = s.batch * s.kvHeads;
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
@@ -288,7 +287,7 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   // failed parity and was reverted.
   // KASCADE_VARIANT_SELECT_B1 (cuda-b1, select_b1_decode.cu): one cooperative launch over the f32 logits.
   if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16))
-    return b1_select(s, splits, w, topk, indices, st, layer0);
+    return b1_select(s, splits, w, topk, indices, st);
   if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
@@ -331,25 +330,28 @@ static int debug_write_probe() {
 
 // KASCADE_VARIANT_BURST_WRITES: the write windows, 2^windowLog2 ns every 2^periodLog2 ns. Defaults per pass (layer 0
 // produces its intermediate at half the scores pass's rate: twice the period for the same stage fill); tuning:
-// KASCADE_BURST=<periodLog2>,<windowLog2>[,<drainNow>[,<sync>]] for both passes (periodLog2 10..24, windowLog2
-// 6..periodLog2 - 1; drainNow 1: each warp stores what is left at its end at once instead of waiting for a window;
-// sync 1: the warps' own stores, call A's form, instead of TMA bulk copies).
+// KASCADE_BURST=<periodLog2>,<windowLog2>[,<drainNow>[,<sync>[,<groupsLog2>]]] for both passes (periodLog2 10..24,
+// windowLog2 6..periodLog2 - 1; drainNow 1: each warp stores what is left at its end at once instead of waiting for a
+// window; sync 1: the warps' own stores, call A's form, instead of TMA bulk copies; groupsLog2 0..4: the SMs in 2^g
+// groups by SM id with windows shifted by 1 / 2^g period each).
 struct BurstWindow {
   int periodLog2;
   int windowLog2;
   int drainNow;
   int sync;
+  int groupsLog2;
 };
 static BurstWindow burst_window(bool layer0) {
   static const BurstWindow forced = [] {
     const char* e = std::getenv("KASCADE_BURST");
-    int p = 0, w = 0, d = 0, y = 0;
-    if (e && std::sscanf(e, "%d,%d,%d,%d", &p, &w, &d, &y) >= 2 && p >= 10 && p <= 24 && w >= 6 && w < p)
-      return BurstWindow{p, w, d == 1 ? 1 : 0, y == 1 ? 1 : 0};
-    return BurstWindow{0, 0, 0, 0};
+    int p = 0, w = 0, d = 0, y = 0, g = 0;
+    if (e && std::sscanf(e, "%d,%d,%d,%d,%d", &p, &w, &d, &y, &g) >= 2 && p >= 10 && p <= 24 && w >= 6 && w < p &&
+        g >= 0 && g <= 4 && p - g > w)
+      return BurstWindow{p, w, d == 1 ? 1 : 0, y == 1 ? 1 : 0, g};
+    return BurstWindow{0, 0, 0, 0, 0};
   }();
   if (forced.periodLog2 > 0) return forced;
-  return layer0 ? BurstWindow{15, 12, 0, 0} : BurstWindow{14, 11, 0, 0};
+  return layer0 ? BurstWindow{15, 12, 0, 0, 0} : BurstWindow{14, 11, 0, 0, 0};
 }
 // The pass's write windows when KASCADE_VARIANT_BURST_WRITES applies: with the f16 intermediate in key-major order (the
 // same as head-major at g 1).
@@ -362,6 +364,7 @@ static void set_burst_window(const KascadeDecodeShape& s, bool layer0, PartialAr
   // The lean schedule's CTAs all end with the pass: their last records go out together, no window to wait for.
   a.burstDrainNow = (bw.drainNow || (s.variant & KASCADE_VARIANT_LEAN)) ? 1 : 0;
   a.burstSync = bw.sync;
+  a.burstGroupsLog2 = bw.groupsLog2;
 }
 
 // KASCADE_VARIANT_U16's intermediate is read only by the stream select (its exact window recompute makes
@@ -417,7 +420,7 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
 // Stage 2: the Top-k select from stage 1's logits, and for the anchor the sparse pass over the selected keys.
 static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, int topk,
                                  const Workspace& w, int splits, cudaStream_t st) {
-  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st, layer0);
+  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
   if (e != cudaSuccess || layer0) return e;
   PartialArgs g{};
   g.q = c.q;
@@ -430,8 +433,11 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   g.part_o = w.part_o;
   g.part_ml = w.part_ml;
   // The b1 select (bit 131072, not with 1024) leaves the scores pass's f32 logits intact: the ws gather (bit 32768)
-  // takes the scores from them and copies only V rows (reuse_b1_decode.cu, logits mode).
-  if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) g.logits = w.logits;
+  // takes the scores from them and copies only V rows (reuse_b1_decode.cu, logits mode). Not with bit 8388608
+  // (b1_l2.cuh, cuda-b1): the select drops the logits from L2 once read, so the sparse pass copies K rows.
+  if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16) &&
+      !(s.variant & KASCADE_VARIANT_B1_L2_LOGITS))
+    g.logits = w.logits;
   // KASCADE_VARIANT_SPARSE_U16 (with 1024): the scores from the f16 intermediate, V rows only (anchor_sparse_decode.cu).
   if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16)) {
     g.logits = w.logits;

@@ -36,10 +36,18 @@ __device__ __forceinline__ unsigned long long global_timer_ns() {
   return t;
 }
 
-// The warp's common view of the clock (lane 0 reads it): inside a write window?
-__device__ __forceinline__ bool burst_window_open(int periodLog2, int windowLog2) {
+// The warp's common view of the clock (lane 0 reads it): inside a write window? groupsLog2 > 0 (tuning): the SMs in
+// 2^groupsLog2 groups by SM id, each group's windows shifted by its share of the period (smaller bursts, more often).
+__device__ __forceinline__ bool burst_window_open(int periodLog2, int windowLog2, int groupsLog2) {
   unsigned long long t = 0;
-  if ((threadIdx.x & 31) == 0) t = global_timer_ns();
+  if ((threadIdx.x & 31) == 0) {
+    t = global_timer_ns();
+    if (groupsLog2 > 0) {
+      unsigned sm;
+      asm("mov.u32 %0, %%smid;" : "=r"(sm));
+      t += static_cast<unsigned long long>(sm & ((1u << groupsLog2) - 1u)) << (periodLog2 - groupsLog2);
+    }
+  }
   t = __shfl_sync(0xffffffffu, t, 0);
   return ((t >> windowLog2) & ((1ull << (periodLog2 - windowLog2)) - 1ull)) == 0ull;
 }
@@ -126,8 +134,9 @@ __device__ __forceinline__ void burst_store(const unsigned char* stage, int coun
 // *pending set). Returns the new count.
 template <int GS, int UBYTES>
 __device__ __forceinline__ int burst_after_step(const unsigned char* stage, int count, __half* u, float* m16,
-                                                int periodLog2, int windowLog2, bool sync, bool* pending) {
-  if (count < BurstStage<GS, UBYTES>::kRecords && !burst_window_open(periodLog2, windowLog2)) return count;
+                                                int periodLog2, int windowLog2, int groupsLog2, bool sync,
+                                                bool* pending) {
+  if (count < BurstStage<GS, UBYTES>::kRecords && !burst_window_open(periodLog2, windowLog2, groupsLog2)) return count;
   if (sync) {
     burst_store<GS, UBYTES>(stage, count, u, m16);
   } else {
@@ -141,7 +150,7 @@ __device__ __forceinline__ int burst_after_step(const unsigned char* stage, int 
 // not move cannot hang the pass; `now`: no wait, tuning), then store what is left.
 template <int GS, int UBYTES>
 __device__ __forceinline__ void burst_drain(const unsigned char* stage, int count, __half* u, float* m16,
-                                            int periodLog2, int windowLog2, bool now, bool sync) {
+                                            int periodLog2, int windowLog2, int groupsLog2, bool now, bool sync) {
   if (count == 0) {
     if (!sync) burst_stores_done();
     return;
@@ -149,7 +158,8 @@ __device__ __forceinline__ void burst_drain(const unsigned char* stage, int coun
   const long long c0 = clock64();
   const long long bound = 8ll << periodLog2;  // cycles: ~4 periods at 2 GHz
   // Lane 0 decides for the warp (the window's shuffle needs every lane).
-  while (!now && !burst_window_open(periodLog2, windowLog2) && !__shfl_sync(0xffffffffu, clock64() - c0 >= bound, 0))
+  while (!now && !burst_window_open(periodLog2, windowLog2, groupsLog2) &&
+         !__shfl_sync(0xffffffffu, clock64() - c0 >= bound, 0))
     __nanosleep(200);
   if (sync) {
     burst_store<GS, UBYTES>(stage, count, u, m16);

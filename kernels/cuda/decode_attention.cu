@@ -458,7 +458,8 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             burst_record<GS, kBurstU>(burstStage, burstCount, row, quad, h2, tm, gstep);
             burstCount = burst_after_step<GS, kBurstU>(burstStage, burstCount + 1, ur,
                                                        u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n),
-                                                       a.burstPeriodLog2, a.burstWindowLog2, burstSync, &burstPending);
+                                                       a.burstPeriodLog2, a.burstWindowLog2, a.burstGroupsLog2, burstSync,
+                                                       &burstPending);
           }
           // Streaming stores (evict-first in L2): the select reads them once, after this pass.
           const bool storeOn = probe == 6 ? 2 * b < s.batch : (probe == 7 ? (split & 1) == 0 : true);
@@ -560,7 +561,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
     if (burstPending) burst_stage_ready();
     burst_drain<GS, kBurstU>(burstStage, burstCount, reinterpret_cast<__half*>(a.logits),
                              u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n), a.burstPeriodLog2,
-                             a.burstWindowLog2, a.burstDrainNow != 0, burstSync);
+                             a.burstWindowLog2, a.burstGroupsLog2, a.burstDrainNow != 0, burstSync);
   }
 }
 
@@ -950,8 +951,6 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
-  // KASCADE_VARIANT_WS_TAGGED (reuse_b1_decode.cu): the wide gather's partials as 8-byte (value, tag) words, o then (m, l).
-  if ((s.variant & KASCADE_VARIANT_WS_TAGGED) && topk > 0) sizes[0] = max(sizes[0], BH * S * (s.headDim + 2) * 8);
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))

@@ -57,6 +57,7 @@ struct PartialArgs {
   int burstWindowLog2;
   int burstDrainNow;  // tuning (KASCADE_BURST's third field): a warp's last records stored at its end, no window
   int burstSync;      // tuning (KASCADE_BURST's fourth field): the warps' own stores instead of TMA bulk copies
+  int burstGroupsLog2;  // tuning (KASCADE_BURST's fifth field): the SMs in 2^g groups with staggered windows
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).
@@ -227,8 +228,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
 size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the
 // scores pass's `splits` partial (m, l) per head, as one cooperative launch.
-// layer0: no sparse pass follows (bit 8388608: the select drops the logits from L2).
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                      cudaStream_t st, bool layer0 = false);
+                      cudaStream_t st);
 
 }  // namespace kascade

@@ -13,7 +13,7 @@
 # Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run with the kernels' own write
 # windows, and PROFILE_ANCHOR_SWEEP (default 3935484 = 3935356 | 128, the lean schedule, which stores a CTA's last
 # records once, at the pass's end) once per entry of PROFILE_ANCHOR_BURST (space-separated values of KASCADE_BURST,
-# <periodLog2>,<windowLog2>[,<drainNow>[,<sync>]]; "default" = the kernels' own), leaving
+# <periodLog2>,<windowLog2>[,<drainNow>[,<sync>[,<groupsLog2>]]]; "default" = the kernels' own), leaving
 # anchor-<v>-p<mode>-b<entry>.csv. PROFILE_ANCHOR_TIMER=1 first runs the %globaltimer probe
 # (scripts/device/globaltimer-probe.cu, built here with nvcc; call A: the clock moves every 32 ns, a read costs ~52 SM
 # cycles, the SMs' first reads after a common flag lie within 224 ns) into globaltimer.txt.
@@ -38,7 +38,7 @@ if [ "${PROFILE_ANCHOR_TIMER:-0}" = 1 ] && { command -v nvcc > /dev/null || [ -x
   cat "$JOB_OUT/globaltimer.txt"
 fi
 list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,1838332:0,3935356:0,3951740:0,3935484:0}
-bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 15,12,1 12,9,1}
+bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 15,12,1 14,11,1,0,2 15,11,1,0,3}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
