@@ -22,9 +22,10 @@
 // (prefill_tma.cuh's Turns), so while one warpgroup exponentiates the others' products are queued on the tensor
 // cores, and each SM sub-partition's MUFU has NC warps to feed it.
 //
-// Session 9's candidates: pool v63 (TPC = 4 below: consumer warpgroup w pools tile t0 + w over every step, each K
-// step loaded once for four tiles: a quarter of the K copies, L2 reads and shared-memory writes per pooled score,
-// 195 KB of shared memory), pool v64 (LO below: v60 with fewer integer instructions per step) and pool v65 (both).
+// Session 9's candidates: pool v64 (LO below: v60's wgmma descriptors as constant offsets, 11 % fewer instructions)
+// and pool v65 (v64 with TPC = 4 below: consumer warpgroup w pools tile t0 + w over every step, each K step loaded
+// once for four tiles: a quarter of the K copies, L2 reads and shared-memory writes per pooled score, 195 KB of
+// shared memory). Call A's v63 (TPC = 4 alone) ran with its products serialised by ptxas (below) and is gone.
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -37,6 +38,7 @@
 // Shared memory: Q 32 KB + 2 NC x 16 KB + 512 B of row constants + 1 KB alignment: 129.5 KB (NC = 3), 161.5 KB
 // (NC = 4); one CTA per SM.
 #include <cstdlib>
+#include <type_traits>
 
 #include "prefill_tma.cuh"
 #include "prefill_wgmma.cuh"
@@ -178,29 +180,32 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   const uint32_t kLo = tma::k_desc_lo(Ks), qLo = tma::k_desc_lo(Qu);  // LO: stage 0's and this tile's
   float vmax = 0.f;  // ROWMAX: the largest score this thread wrote
   float acc[NA];
-  if (PROBE == 2)
-    for (int x = 0; x < NA; ++x) acc[x] = 0.f;
+  if (PROBE == 2)  // distinct values, so the compiler cannot share one exponential between two of them
+    for (int x = 0; x < NA; ++x) acc[x] = static_cast<float>(ctid * NA + x) * -1e-3f;
   tma::mbar_wait(qFull, 0);
   // Step i (keys 64 i .. + 63) as turn `slot` of `slots`: S^T = K Q^T issued in turn order, the stage released once
-  // the product is done, then the step's pooled scores (on: this warpgroup's tile has the step; else the turn and
-  // the release only).
-  auto step = [&](int i, int slot, int slots, bool on) {
+  // the product is done, then the step's pooled scores (ON: this warpgroup's tile has the step; else the turn and
+  // the release only). ON is a compile-time constant: a wgmma under a run-time condition makes ptxas serialise
+  // every product (C7518: a wait after each of the eight; session 9's call A timed pool v63 that way, 9.64 against
+  // v60's 6.90 ms at 32k).
+  auto step = [&](int i, int slot, int slots, auto onTag) {
+    constexpr bool on = decltype(onTag)::value;
     const int sg = i % STAGES;
-    if (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
+    if constexpr (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     turns.begin(slot);
-    if (on && PROBE != 2) {
+    if constexpr (on && PROBE != 2) {
       if constexpr (LO)
         issue_ab_lo<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
       else
         issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
     }
     turns.end(slot, slots);
-    if (on) {
+    if constexpr (on) {
       wait0();
       pin<NA>(acc);
     }
     tma::mbar_arrive(empty + sg);
-    if (!on) return;
+    if constexpr (!on) return;
     float p0, p1;
     if (PROBE == 1) {
       p0 = fabsf(acc[0]);
@@ -222,10 +227,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   };
   if constexpr (TPC == 1) {
 #pragma unroll 1
-    for (int i = cw; i < steps; i += NC) step(i, i, steps, true);
+    for (int i = cw; i < steps; i += NC) step(i, i, steps, std::true_type{});
   } else {
+    // This tile's steps, then the turns and releases of the longer tiles' last steps.
+    int i = 0;
 #pragma unroll 1
-    for (int i = 0; i < steps; ++i) step(i, i * NC + cw, steps * NC, i < mySteps);
+    for (; i < mySteps; ++i) step(i, i * NC + cw, steps * NC, std::true_type{});
+#pragma unroll 1
+    for (; i < steps; ++i) step(i, i * NC + cw, steps * NC, std::false_type{});
   }
   if (ROWMAX) {
 #pragma unroll
@@ -287,8 +296,6 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
                       : launch_p17_t<__nv_bfloat16, 4, 1, true, false, 2>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, rowMax, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (poolVariant == 63)
-      return launch_p17_rowmax<T, 4, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 65)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 64)

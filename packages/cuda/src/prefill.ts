@@ -377,13 +377,12 @@ export function uploadPrefillSelection(
  *   keeps a band around the k-th in one pass, its writes placed by warp scans (one and an eighth passes over the
  *   row; v56's select where the band misses the k-th or overflows, and for shorter rows; call B, ncu at 128k: 0.93
  *   against 1.41-1.46 ms per pooled pass). Session 8 removed `v32` (session 6's default, a three-pass select) and
- *   call A's `v57` (every row sampled, one atomic per written score: lost at 8k and 32k); `v63` (session 9's
- *   candidate): v60 with four query tiles per pool CTA, consumer warpgroup w pooling tile t0 + w over every K step,
- *   so each step is loaded once for four tiles (a quarter of the K copies, L2 reads and shared-memory writes per
- *   pooled score, against v60's round-robin of one tile's steps); `v64` (session 9's candidate): v60 with each
- *   step's wgmma descriptors as constant offsets from two low words (fewer integer instructions per step); `v65`:
- *   both. Session
- *   7's `v53`-`v55`,
+ *   call A's `v57` (every row sampled, one atomic per written score: lost at 8k and 32k). Session 9's candidates:
+ *   `v64`, v60 with each step's wgmma descriptors as constant offsets from two low words (11 % fewer instructions;
+ *   call A, 128k: layer 0 350.3 against v60's 353.6 ms, the anchor 281.2 against 282.5); `v65`, v64 with four
+ *   query tiles per pool CTA, consumer warpgroup w pooling tile t0 + w over every K step, so each step is loaded
+ *   once for four tiles (a quarter of the K copies and L2 reads per pooled score). Call A's `v63` (the four tiles
+ *   without v64's descriptors) had its products serialised by ptxas and is gone. Session 7's `v53`-`v55`,
  *   session 5's `v19`, session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`,
  *   `v20`-`v22` are gone too.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
@@ -393,11 +392,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v56' | 'v60' | 'v63' | 'v64' | 'v65';
+export type PrefillPoolVariant = 'v1' | 'v56' | 'v60' | 'v64' | 'v65';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60', 'v63', 'v64', 'v65'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60', 'v64', 'v65'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -408,17 +407,15 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v56` = dense v22, sparse v12, pool v56 (session 7's defaults, the comparison row), `v60` =
- * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v63` = v60 with pool v63 (session 9's
- * candidate: four tiles per pool CTA), `v64` = v60 with pool v64 (session 9's candidate: the pool's descriptors
- * as constant offsets), `v65` = both. Sessions 2-6's other presets (v2-v47,
- * v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v55 and session 8's v57-v59 and
- * v62 lost or went into these and are gone.
+ * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v64` = v60 with pool v64 (session 9's
+ * candidate: the pool's descriptors as constant offsets), `v65` = v60 with pool v65 (v64 with four tiles per pool
+ * CTA). Sessions 2-6's other presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults),
+ * session 7's v53-v55, session 8's v57-v59 and v62 and session 9's v63 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
-  v63: { dense: 'v22', sparse: 'v61', pool: 'v63' },
   v64: { dense: 'v22', sparse: 'v61', pool: 'v64' },
   v65: { dense: 'v22', sparse: 'v61', pool: 'v65' },
 };
