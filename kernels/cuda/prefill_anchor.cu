@@ -155,7 +155,7 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // (v36): all slower, all gone, as are sessions 2-5's pools v2-v18 and v20-v22.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 56 || v == 64 || v == 65 ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, v60)
+  return v == 1 || v == 56 || (v >= 64 && v <= 66) ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, v60)
 }
 
 struct PrefillWorkspace {

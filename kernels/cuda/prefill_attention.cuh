@@ -42,8 +42,8 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
 // Pools v32 / v56 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
 // their products in step order; head dim 128, g = 4. Same arguments and output as pool v1; with rowMax (pool
 // v56) also each row's largest score in rowMax[pair, t]. poolVariant 56 / 60 (one tile per CTA), 64 (v60 with the
-// descriptors as constant offsets) or 65 (v64 with one tile per consumer warpgroup, every K step loaded once for four
-// tiles).
+// descriptors as constant offsets), 65 (v64 with one tile per consumer warpgroup, every K step loaded once for four
+// tiles) or 66 (v64 with the row constants read as float4).
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,

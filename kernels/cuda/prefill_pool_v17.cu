@@ -25,7 +25,9 @@
 // Session 9's candidates: pool v64 (LO below: v60's wgmma descriptors as constant offsets, 11 % fewer instructions)
 // and pool v65 (v64 with TPC = 4 below: consumer warpgroup w pools tile t0 + w over every step, each K step loaded
 // once for four tiles: a quarter of the K copies, L2 reads and shared-memory writes per pooled score, 195 KB of
-// shared memory). Call A's v63 (TPC = 4 alone) ran with its products serialised by ptxas (below) and is gone.
+// shared memory) and pool v66 (v64 with the row constants read as float4, C4 below: half the shared-memory loads of
+// the exponential phase, whose MUFU instructions wait on the same MIO queue: 11 % of v60's stall samples at 32k).
+// Call A's v63 (TPC = 4 alone) ran with its products serialised by ptxas (below) and is gone.
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -85,7 +87,7 @@ struct P17Maps {
 // exponentials of a zero accumulator: what the MUFU and the consumers' instructions take alone).
 // LO (pool v64): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
 // address arithmetic of issue_ab per slice.
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, bool C4 = false, int PROBE = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -163,7 +165,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
       c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
     }
-    Cs[ctid] = c;
+    Cs[ctid / kP17Rows * kP17Rows + (C4 ? pooled_c4_index(rr) : rr)] = c;
   }
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   // This warpgroup's tile: the CTA's (TPC = 1) or tile t0 + cw (TPC = NC; none past the chunk's last tile).
@@ -211,7 +213,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       p0 = fabsf(acc[0]);
       p1 = fabsf(acc[2]);
     } else {
-      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+      pooled_pair<16, C4>(acc, Cu, qscale, quad, p0, p1);
     }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
@@ -246,14 +248,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, bool C4 = false, int PROBE = 0>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, C4, PROBE>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -264,19 +266,19 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE><<<grid, 128 * (NC + 1), smem, st>>>(s, maps, stats, pooled, pairBase,
-                                                                                    perPair, denseLayout, rowMax);
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, C4, PROBE><<<grid, 128 * (NC + 1), smem, st>>>(
+      s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO>
+template <typename T, int TPC, bool LO, bool C4 = false>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                    rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                     rowMax, st);
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, C4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                        rowMax, st)
+                : launch_p17_t<T, 4, TPC, false, LO, C4>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                         denseLayout, rowMax, st);
 }
 
 }  // namespace
@@ -291,15 +293,19 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const char* pe = getenv("KASCADE_PREFILL_POOL_PROBE");
   const int probe = pe ? atoi(pe) : 0;
   if ((probe == 1 || probe == 2) && (poolVariant == 56 || poolVariant == 60) && rowMax && s.dtype == KASCADE_BF16)
-    return probe == 1 ? launch_p17_t<__nv_bfloat16, 4, 1, true, false, 1>(s, q, k, stats, pooled, pairBase, pairs,
+    return probe == 1
+               ? launch_p17_t<__nv_bfloat16, 4, 1, true, false, false, 1>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, rowMax, st)
-                      : launch_p17_t<__nv_bfloat16, 4, 1, true, false, 2>(s, q, k, stats, pooled, pairBase, pairs,
+               : launch_p17_t<__nv_bfloat16, 4, 1, true, false, false, 2>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, rowMax, st);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     if (poolVariant == 65)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 64)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    if (poolVariant == 66)
+      return launch_p17_rowmax<T, 1, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
+                                                 st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });
 }

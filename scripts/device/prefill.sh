@@ -4,9 +4,10 @@
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
 # fails parity is never timed). Session 9: v60 (the defaults since session 8's call B: dense v22, sparse
 # v61, pool v60; its parity covers the v1 kernels too, which run where v60's do not apply: head dim 64, g != 4) is
-# the safe group; v64 and v65 (session 9's candidates: pool v64, the pool's descriptors as constant offsets; pool v65,
-# v64 with four tiles per pool CTA) each in its own parity process (PREFILL_RISKY, space-separated groups; v56,
-# session 7's defaults and session 8's comparison row, is no longer timed).
+# the safe group; v64, v65 and v66 (session 9's candidates: pool v64, the pool's descriptors as constant offsets;
+# pool v65, v64 with four tiles per pool CTA; pool v66, v64 with float4 row constants) each in its own parity process
+# (PREFILL_RISKY, space-separated groups; v56, session 7's defaults and session 8's comparison row, is no longer
+# timed).
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -28,7 +29,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v60}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v64 v65}
+risky=${PREFILL_RISKY-v64 v65 v66}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -2,8 +2,9 @@
 # ncu per-kernel view of the prefill ops at 32k (issue 8): where layer 0's and the anchor's time goes
 # (statistics pass, pool, select, sparse pass) and how the kernels use the GPU. Run by scripts/device/session.sh with
 # $JOB_OUT (limit 100 s). One cuda-prefill bench pass at 32k, one call per op (no warm-up, no torch), under presets
-# v60 (the defaults since session 8's call B), v64 and v65 (session 9's candidates: pool v64, the pool's descriptors
-# as constant offsets; pool v65, v64 with four tiles per pool CTA):
+# v60 (the defaults since session 8's call B), v64, v65 and v66 (session 9's candidates: pool v64, the pool's
+# descriptors as constant offsets; pool v65, v64 with four tiles per pool CTA; pool v66, v64 with float4 row
+# constants):
 # the dense v9 kernel (dense, dense + statistics), the statistics, pool, select and sparse kernels timed by ncu:
 # kernels.csv (time, DRAM bytes, L2 hit rate, SM / tensor / MUFU / L1 (shared memory) / issue throughput, occupancy,
 # launch shape); then layer 0's pool under v65 in detail (detail-pool-v65.txt: the sections, stall reasons,
@@ -18,7 +19,7 @@ set -u
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
 n=${PROFILE_PREFILL_CONTEXT:-32768}
-presets=${PROFILE_PREFILL_PRESETS:-v60,v64,v65}
+presets=${PROFILE_PREFILL_PRESETS:-v60,v64,v65,v66}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 timeout 45 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \

@@ -337,10 +337,10 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v61, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v56, v60, v64, v65, got v9/,
+      /pool kernel must be one of v1, v56, v60, v64, v65, v66, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v56, v60, v64, v65\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v56, v60, v64, v65, v66\)/,
     );
     // Sessions 2-7's losing presets are gone.
     for (const gone of [
@@ -376,6 +376,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v60')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
     expect(prefillKernelPreset('v64')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v64' });
     expect(prefillKernelPreset('v65')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v65' });
+    expect(prefillKernelPreset('v66')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v66' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

@@ -381,7 +381,8 @@ export function uploadPrefillSelection(
  *   `v64`, v60 with each step's wgmma descriptors as constant offsets from two low words (11 % fewer instructions;
  *   call A, 128k: layer 0 350.3 against v60's 353.6 ms, the anchor 281.2 against 282.5); `v65`, v64 with four
  *   query tiles per pool CTA, consumer warpgroup w pooling tile t0 + w over every K step, so each step is loaded
- *   once for four tiles (a quarter of the K copies and L2 reads per pooled score). Call A's `v63` (the four tiles
+ *   once for four tiles (a quarter of the K copies and L2 reads per pooled score); `v66`, v64 with the row
+ *   constants read as float4 (half the shared-memory loads of the exponential phase). Call A's `v63` (the four tiles
  *   without v64's descriptors) had its products serialised by ptxas and is gone. Session 7's `v53`-`v55`,
  *   session 5's `v19`, session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`,
  *   `v20`-`v22` are gone too.
@@ -392,11 +393,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v56' | 'v60' | 'v64' | 'v65';
+export type PrefillPoolVariant = 'v1' | 'v56' | 'v60' | 'v64' | 'v65' | 'v66';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60', 'v64', 'v65'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60', 'v64', 'v65', 'v66'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -409,7 +410,8 @@ export interface PrefillKernelSelection {
  * attention and pool), `v56` = dense v22, sparse v12, pool v56 (session 7's defaults, the comparison row), `v60` =
  * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v64` = v60 with pool v64 (session 9's
  * candidate: the pool's descriptors as constant offsets), `v65` = v60 with pool v65 (v64 with four tiles per pool
- * CTA). Sessions 2-6's other presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults),
+ * CTA), `v66` = v60 with pool v66 (v64 with float4 row constants). Sessions 2-6's other presets (v2-v47, v48 =
+ * session 6's defaults, v49-v52; v37 = session 5's defaults),
  * session 7's v53-v55, session 8's v57-v59 and v62 and session 9's v63 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
@@ -418,6 +420,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
   v64: { dense: 'v22', sparse: 'v61', pool: 'v64' },
   v65: { dense: 'v22', sparse: 'v61', pool: 'v65' },
+  v66: { dense: 'v22', sparse: 'v61', pool: 'v66' },
 };
 
 /**
