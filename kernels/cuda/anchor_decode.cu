@@ -276,10 +276,9 @@ static int select_chunk(const KascadeDecodeShape& s) {
   return kSelectChunk * max(1, min(16, per));
 }
 
-// Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2). layer0: no sparse
-// pass follows (the b1 select drops the logits from L2 under bit 8388608).
+// Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2).
 static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
-                               int* indices, const void* q, const void* k, cudaStream_t st, bool layer0 = false) {
+                               int* indices, const void* q, const void* k, cudaStream_t st) {
   const int rows = s.batch * s.kvHeads;
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
@@ -288,7 +287,7 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   // failed parity and was reverted.
   // KASCADE_VARIANT_SELECT_B1 (cuda-b1, select_b1_decode.cu): one cooperative launch over the f32 logits.
   if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16))
-    return b1_select(s, splits, w, topk, indices, st, layer0);
+    return b1_select(s, splits, w, topk, indices, st);
   if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
@@ -421,7 +420,7 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
 // Stage 2: the Top-k select from stage 1's logits, and for the anchor the sparse pass over the selected keys.
 static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, int topk,
                                  const Workspace& w, int splits, cudaStream_t st) {
-  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st, layer0);
+  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
   if (e != cudaSuccess || layer0) return e;
   PartialArgs g{};
   g.q = c.q;
@@ -434,8 +433,11 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   g.part_o = w.part_o;
   g.part_ml = w.part_ml;
   // The b1 select (bit 131072, not with 1024) leaves the scores pass's f32 logits intact: the ws gather (bit 32768)
-  // takes the scores from them and copies only V rows (reuse_b1_decode.cu, logits mode).
-  if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) g.logits = w.logits;
+  // takes the scores from them and copies only V rows (reuse_b1_decode.cu, logits mode). Not with bit 8388608
+  // (b1_l2.cuh, cuda-b1): the select drops the logits from L2 once read, so the sparse pass copies K rows.
+  if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16) &&
+      !(s.variant & KASCADE_VARIANT_B1_L2_LOGITS))
+    g.logits = w.logits;
   // KASCADE_VARIANT_SPARSE_U16 (with 1024): the scores from the f16 intermediate, V rows only (anchor_sparse_decode.cu).
   if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16)) {
     g.logits = w.logits;

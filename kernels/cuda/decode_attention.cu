@@ -951,8 +951,6 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   const size_t BH = static_cast<size_t>(s.batch) * s.heads, BG = static_cast<size_t>(s.batch) * s.kvHeads;
   const size_t n = static_cast<size_t>(s.n);
   size_t sizes[6] = {BH * S * s.headDim * 4, BH * S * 2 * 4, select ? BH * n * 4 : 0, select ? BG * n * 4 : 0, BG * kHistBins * 4, BG * 8 * 4};
-  // KASCADE_VARIANT_WS_TAGGED (reuse_b1_decode.cu): the wide gather's partials as 8-byte (value, tag) words, o then (m, l).
-  if ((s.variant & KASCADE_VARIANT_WS_TAGGED) && topk > 0) sizes[0] = max(sizes[0], BH * S * (s.headDim + 2) * 8);
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))

@@ -228,8 +228,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
 size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the
 // scores pass's `splits` partial (m, l) per head, as one cooperative launch.
-// layer0: no sparse pass follows (bit 8388608: the select drops the logits from L2).
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                      cudaStream_t st, bool layer0 = false);
+                      cudaStream_t st);
 
 }  // namespace kascade

@@ -43,7 +43,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "b1_l2.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -93,15 +92,17 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 // Tuning knob KASCADE_WS_TRACE=1 (session 7): each CTA (up to kWsTraceCtas) records globaltimer at its start, when
 // its first stage has landed, when its loop ends and at its exit (after the fused merge, for the row's last CTA),
 // and its SM; the host prints a summary of the launch after it (where the kernel's time goes: start spread, the
-// first rows' latency, the loop's spread over CTAs, the merge).
+// first rows' latency, the loop's spread over CTAs, the merge). Session 9, W gather: also when its partial's stores are
+// issued (5) and, in the row's last CTA, when its arrival has told it so (6): the last exit's epilogue in three steps.
 constexpr int kWsTraceCtas = 4096;
-__device__ unsigned long long g_ws_trace[kWsTraceCtas][5];
-// Entry k of this CTA's trace row: globaltimer (k < 4) or the SM id (k = 4); no register held between marks.
+constexpr int kWsTraceCols = 7;
+__device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
+// Entry k of this CTA's trace row: globaltimer (k != 4) or the SM id (k = 4); no register held between marks.
 __device__ __noinline__ void ws_mark(int k) {
   const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
   if (cta >= static_cast<unsigned>(kWsTraceCtas)) return;
   unsigned long long t;
-  if (k < 4) {
+  if (k != 4) {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   } else {
     unsigned sm;
@@ -189,162 +190,29 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
   }
 }
 
-// KASCADE_VARIANT_WS_TAGGED (session 9, with bit 64): the split merge without a fence or a counter round trip on the
-// row's last CTA's path. Per (sequence, KV head) row one 64-bit word: the arrivals in its low half, the launch's
-// generation in its high half (zero at module load). Every CTA reads the word when it starts (the generation cannot
-// move before its own arrival: same-address coherence), takes its arrival ticket as its loop ends (the atomic's round
-// trip overlaps the warps' merge) and stores its partial as 8-byte words (value, tag), tag = a function of the
-// generation, with relaxed gpu-scope stores (each 8-byte word single-copy atomic); no fence. The CTA whose ticket is
-// the row's last loads the other slots' words at once and re-loads any whose tag is not this launch's (a slot whose
-// CTA took its ticket but has not stored yet), merges them with its own partial from shared memory, writes the
-// output and opens the next generation (arrivals 0). Tags are nonzero f32 subnormal bit patterns (1 .. 2^23 - 2):
-// never a zero or NaN-poisoned workspace, and a partial's (m, l, o) from this or another op is never subnormal-exact
-// (the running max keeps o and l at the scale of V and 1).
-__device__ unsigned long long g_ws_tagged[kMaxFusedRows];
-
-__device__ __forceinline__ unsigned long long ld_relaxed_u64(const unsigned long long* p) {
-  unsigned long long v;
-  asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];\n" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_relaxed_u64(unsigned long long* p, unsigned long long v) {
-  asm volatile("st.relaxed.gpu.global.b64 [%0], %1;\n" ::"l"(p), "l"(v) : "memory");
-}
-__device__ __forceinline__ ulonglong2 ld_relaxed_u64x2(const unsigned long long* p) {
-  ulonglong2 v;
-  asm volatile("ld.relaxed.gpu.global.v2.b64 {%0, %1}, [%2];\n" : "=l"(v.x), "=l"(v.y) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ unsigned ws_tag_of(unsigned long long word) {
-  return 1u + static_cast<unsigned>((word >> 32) % 0x7FFFFEull);
-}
-__device__ __forceinline__ unsigned long long ws_tagged(float x, unsigned tag) {
-  return (static_cast<unsigned long long>(tag) << 32) | __float_as_uint(x);
-}
-__device__ __forceinline__ bool ws_has_tag(unsigned long long w, unsigned tag) {
-  return static_cast<unsigned>(w >> 32) == tag;
-}
-__device__ __forceinline__ float ws_value(unsigned long long w) {
-  return __uint_as_float(static_cast<unsigned>(w));
-}
-// The tagged slots in the workspace's partial region (sized by workspace_layout for bit 4194304): o words
-// [BH][S][D], then (m, l) words [BH][S][2].
-struct WsTaggedSlots {
-  unsigned long long* o;
-  unsigned long long* ml;
-};
-__device__ __forceinline__ WsTaggedSlots ws_tagged_slots(float* part_o, size_t BH, int S, int D) {
-  unsigned long long* o = reinterpret_cast<unsigned long long*>(part_o);
-  return {o, o + BH * static_cast<size_t>(S) * D};
-}
-
-// The CTA's end under bit 4194304 (every thread calls it once its loop is over; `word` the row's ticket word, `tag`
-// this launch's tag): the warps merge (merge_warps) into shared memory (own_o / own_ml, past merge_warps' scratch)
-// while the ticket's atomic is in flight, each partial word is stored tagged, and the row's last CTA merges.
-// Per output pair (2 columns of one head) kTpp threads, thread sub over slots sub, sub + kTpp, ... (kPer at a time,
-// all their loads issued before the first is used), combined by shuffles.
-template <typename T, int D, int GS, int NW, int NT>
-__device__ bool ws_tagged_end(float* red, float m, float l, const float (&acc)[D / 8][2], unsigned long long* word,
-                              unsigned tag, const WsTaggedSlots& ts, int S, int split, size_t bh0, T* out) {
-  __shared__ unsigned long long sTicket;
-  float* own_o = red + NW * GS * (D + 2);
-  float* own_ml = own_o + GS * D;
-  const int tid = static_cast<int>(threadIdx.x);
-  unsigned long long ticket = 0;
-  if (tid == 0) ticket = atomicAdd(word, 1ull);  // its value is used after the merge below
-  merge_warps<D, GS, NW, NT>(
-      red, red + NW * GS * D, m, l, acc,
-      [&](int h, float M, float L) {
-        own_ml[2 * h] = M;
-        own_ml[2 * h + 1] = L;
-        unsigned long long* p = ts.ml + ((bh0 + h) * S + split) * 2;
-        st_relaxed_u64(p, ws_tagged(M, tag));
-        st_relaxed_u64(p + 1, ws_tagged(L, tag));
-      },
-      [&](int e, float o) {
-        own_o[e] = o;
-        st_relaxed_u64(ts.o + ((bh0 + e / D) * S + split) * D + e % D, ws_tagged(o, tag));
-      });
-  if (tid == 0) sTicket = ticket;
+// KASCADE_VARIANT_MERGE_ACQREL (session 9, W): the row's arrival counter as CUTLASS's generic barrier and cooperative
+// groups' grid sync take it: the CTA's barrier, then one thread's acq_rel atomic (its release covers the CTA's partial
+// stores ordered before it by the barrier; its acquire, passed on by the barrier after it, the other slots' loads),
+// instead of row_last_block's fence.sc by every thread before a relaxed atomic and again after it. True in every thread
+// of the row's last CTA (which resets the counter for the next launch).
+__device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots) {
+  __shared__ bool lastBlock;
   __syncthreads();
-  const unsigned long long t = sTicket;
-  if (static_cast<unsigned>(t) != static_cast<unsigned>(S) - 1u) return false;
-  // The row's last CTA.
-  constexpr int kPairs = GS * D / 2;
-  constexpr int kTpp = NT / kPairs;  // threads per output pair
-  static_assert(kTpp >= 1 && kTpp <= 32 && (kTpp & (kTpp - 1)) == 0, "threads per output pair: a power of two <= 32");
-  constexpr int kPer = 8;
-  const int pair = tid / kTpp, sub = tid % kTpp;
-  const int h = pair / (D / 2), d = (pair % (D / 2)) * 2;
-  float M = -INFINITY, L = 0.f, O0 = 0.f, O1 = 0.f;
-  if (sub == split % kTpp) {
-    M = own_ml[2 * h];
-    L = own_ml[2 * h + 1];
-    O0 = own_o[h * D + d];
-    O1 = own_o[h * D + d + 1];
+  if (threadIdx.x == 0) {
+    unsigned old;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(old) : "l"(ctr) : "memory");
+    lastBlock = old == static_cast<unsigned>(nslots) - 1u;
+    if (lastBlock) *ctr = 0u;
   }
-  const unsigned long long* po = ts.o + (bh0 + h) * S * D + d;
-  const unsigned long long* pml = ts.ml + (bh0 + h) * S * 2;
-  for (int x0 = 0; x0 < S; x0 += kTpp * kPer) {
-    ulonglong2 wo[kPer], wml[kPer];
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int x = x0 + sub + kTpp * u;
-      if (x < S && x != split) {
-        wo[u] = ld_relaxed_u64x2(po + static_cast<size_t>(x) * D);
-        wml[u] = ld_relaxed_u64x2(pml + 2 * x);
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int x = x0 + sub + kTpp * u;
-      if (x >= S || x == split) continue;
-      // A slot whose CTA has its ticket but not yet its stores: re-load until every word carries this launch's tag.
-      while (!(ws_has_tag(wo[u].x, tag) && ws_has_tag(wo[u].y, tag) && ws_has_tag(wml[u].x, tag) &&
-               ws_has_tag(wml[u].y, tag))) {
-        wo[u] = ld_relaxed_u64x2(po + static_cast<size_t>(x) * D);
-        wml[u] = ld_relaxed_u64x2(pml + 2 * x);
-      }
-      const float mx = ws_value(wml[u].x);
-      if (mx == -INFINITY) continue;  // an empty slot
-      const float Mn = fmaxf(M, mx);
-      const float c = M == -INFINITY ? 0.f : exp2f(M - Mn), w = exp2f(mx - Mn);
-      L = fmaf(ws_value(wml[u].y), w, L * c);
-      O0 = fmaf(ws_value(wo[u].x), w, O0 * c);
-      O1 = fmaf(ws_value(wo[u].y), w, O1 * c);
-      M = Mn;
-    }
-  }
-#pragma unroll
-  for (int off = 1; off < kTpp; off <<= 1) {
-    const float Mo = __shfl_xor_sync(0xffffffffu, M, off), Lo = __shfl_xor_sync(0xffffffffu, L, off);
-    const float O0o = __shfl_xor_sync(0xffffffffu, O0, off), O1o = __shfl_xor_sync(0xffffffffu, O1, off);
-    const float Mn = fmaxf(M, Mo);
-    if (Mn == -INFINITY) continue;
-    const float ca = M == -INFINITY ? 0.f : exp2f(M - Mn), cb = Mo == -INFINITY ? 0.f : exp2f(Mo - Mn);
-    L = L * ca + Lo * cb;
-    O0 = O0 * ca + O0o * cb;
-    O1 = O1 * ca + O1o * cb;
-    M = Mn;
-  }
-  if (sub == 0) {
-    T* op = out + (bh0 + h) * D + d;
-    op[0] = from_float<T>(O0 / L);
-    op[1] = from_float<T>(O1 / L);
-  }
-  // The next launch's generation, its arrivals at 0 (every CTA of this launch has read the word and arrived).
-  if (tid == 0) *word = ((t >> 32) + 1ull) << 32;
-  return true;
+  __syncthreads();
+  return lastBlock;
 }
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
-// TG (bit 4194304, with W): the tagged merge (ws_tagged_end) instead of store_split_and_merge + row_last_block.
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool TG = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
-  static_assert(!TG || sizeof(float) * (C::kConsumers + 1) * GS * (D + 2) <= ws_region_bytes<T, D, GS, W>(),
-                "the tagged merge's own partial fits past merge_warps' scratch");
   constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, NP = C::kProducers;
   constexpr unsigned kRowBytes = D * sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -381,10 +249,6 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   const T* kg = static_cast<const T*>(a.k) + kvBase;
   const T* vg = static_cast<const T*>(a.v) + kvBase;
   const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
-  // TG: this launch's tag, from the row's ticket word as the CTA starts (read before its own arrival).
-  __shared__ unsigned sTag;
-  if constexpr (TG)
-    if (merge && tid == 0) sTag = ws_tag_of(ld_relaxed_u64(g_ws_tagged + (static_cast<size_t>(b) * G + j)));
 
   float m = -INFINITY, l = 0.f;
   float acc[D / 8][2];
@@ -475,33 +339,19 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
   if (trace && tid == 0) ws_mark(2);
 
-  // LG under bit 8388608 (b1_l2.cuh): the row's last CTA drops its KV head's logits from L2 (every CTA of the row has
-  // finished reading them: they took their tickets after their last stage landed).
-  auto drop_logits = [&] {
-    if (LG && (a.variant & KASCADE_VARIANT_B1_L2_LOGITS))
-      l2_discard_inside(a.logits + bh0 * n, a.logits + (bh0 + GS) * n, tid, C::kThreads);
-  };
-  if constexpr (TG) {
-    if (merge) {
-      if (ws_tagged_end<T, D, GS, NC, C::kThreads>(
-              reinterpret_cast<float*>(smem_raw), m, l, acc, g_ws_tagged + (static_cast<size_t>(b) * G + j), sTag,
-              ws_tagged_slots(a.part_o, static_cast<size_t>(s.batch) * s.heads, a.splits, D), a.splits, split, bh0,
-              static_cast<T*>(a.out)))
-        drop_logits();
-      if (trace && tid == 0) ws_mark(3);
-      return;
-    }
-  }
   unsigned* ctr = merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr;
   // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots).
   store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o, a.part_ml,
                                                    a.splits, split, bh0, static_cast<T*>(a.out), W ? nullptr : ctr,
                                                    true);
-  if constexpr (W)
-    if (ctr && row_last_block(ctr, a.splits)) {
+  if constexpr (W) {
+    if (trace && tid == 0) ws_mark(5);
+    const bool acqRel = (a.variant & KASCADE_VARIANT_MERGE_ACQREL) != 0;
+    if (ctr && (acqRel ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
+      if (trace && tid == 0) ws_mark(6);
       ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
-      drop_logits();
     }
+  }
   if (trace && tid == 0) ws_mark(3);
 }
 
@@ -509,13 +359,13 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
 static void ws_trace_print(int ctas, cudaStream_t st) {
   if (cudaStreamSynchronize(st) != cudaSuccess) return;
   const int n = ctas < kWsTraceCtas ? ctas : kWsTraceCtas;
-  std::vector<unsigned long long> h(static_cast<size_t>(n) * 5);
+  std::vector<unsigned long long> h(static_cast<size_t>(n) * kWsTraceCols);
   if (cudaMemcpyFromSymbol(h.data(), g_ws_trace, h.size() * sizeof(unsigned long long)) != cudaSuccess) return;
   unsigned long long base = ~0ull;
-  for (int c = 0; c < n; ++c) base = std::min(base, h[c * 5]);
+  for (int c = 0; c < n; ++c) base = std::min(base, h[c * kWsTraceCols]);
   auto col = [&](int k) {
     std::vector<long long> v(n);
-    for (int c = 0; c < n; ++c) v[c] = static_cast<long long>(h[c * 5 + k] - base);
+    for (int c = 0; c < n; ++c) v[c] = static_cast<long long>(h[c * kWsTraceCols + k] - base);
     std::sort(v.begin(), v.end());
     return v;
   };
@@ -525,8 +375,8 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
   std::vector<long long> tail(n);
   int lastCta = 0;
   for (int c = 0; c < n; ++c) {
-    tail[c] = static_cast<long long>(h[c * 5 + 3] - h[c * 5 + 2]);
-    if (h[c * 5 + 3] > h[lastCta * 5 + 3]) lastCta = c;
+    tail[c] = static_cast<long long>(h[c * kWsTraceCols + 3] - h[c * kWsTraceCols + 2]);
+    if (h[c * kWsTraceCols + 3] > h[lastCta * kWsTraceCols + 3]) lastCta = c;
   }
   const long long lastTail = tail[lastCta];
   std::sort(tail.begin(), tail.end());
@@ -537,20 +387,27 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
                "the last exit's %lld\n",
                n, q(start, 0.5), q(start, 1), q(first, 0.5), q(first, 1), q(loop, 0), q(loop, 0.1), q(loop, 0.5),
                q(loop, 0.9), q(loop, 1), q(exit, 1), q(tail, 0.5), q(tail, 1), lastTail);
+  // W (marks 5 and 6): the last-exiting CTA's epilogue as its warps' merge and the partial's stores, the fence and the
+  // counter's atomic, the slots' merge.
+  const unsigned long long* L = h.data() + static_cast<size_t>(lastCta) * kWsTraceCols;
+  if (L[5] >= L[2] && L[6] >= L[5] && L[3] >= L[6] && L[5] > 0 && L[6] > 0)
+    std::fprintf(stderr, "[ws trace] last exit's epilogue: warps' merge + stores %lld ns, fence + atomic %lld, slots' merge %lld\n",
+                 static_cast<long long>(L[5] - L[2]), static_cast<long long>(L[6] - L[5]),
+                 static_cast<long long>(L[3] - L[6]));
 }
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W, bool TG>
+template <typename T, int D, int GS, bool LG, bool RG, bool W>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, TG>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, TG>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -561,27 +418,27 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool TG = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, TG>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, TG>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, TG>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, TG>,
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
@@ -608,23 +465,19 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        auto go = [&](auto wideTag, auto taggedTag) -> cudaError_t {
-          constexpr bool kWide = decltype(wideTag)::value, kTagged = decltype(taggedTag)::value;
-          if (lg) return launch_ws<T, D, GS, true, false, kWide, kTagged>(s, a, out, st);
+        auto go = [&](auto wideTag) -> cudaError_t {
+          constexpr bool kWide = decltype(wideTag)::value;
+          if (lg) return launch_ws<T, D, GS, true, false, kWide>(s, a, out, st);
           // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
           // fits in 128).
           if constexpr (D == 128)
-            if (s.variant & KASCADE_VARIANT_WS_REGS)
-              return launch_ws<T, D, GS, false, true, kWide, kTagged>(s, a, out, st);
-          return launch_ws<T, D, GS, false, false, kWide, kTagged>(s, a, out, st);
+            if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true, kWide>(s, a, out, st);
+          return launch_ws<T, D, GS, false, false, kWide>(s, a, out, st);
         };
-        // Bit 64 (session 8): one wide CTA per SM, at head dim 128; bit 4194304 (session 9) its tagged merge.
+        // Bit 64 (session 8): one wide CTA per SM, at head dim 128.
         if constexpr (D == 128)
-          if (s.variant & KASCADE_VARIANT_WS_WIDE) {
-            if (s.variant & KASCADE_VARIANT_WS_TAGGED) return go(std::true_type{}, std::true_type{});
-            return go(std::true_type{}, std::false_type{});
-          }
-        return go(std::false_type{}, std::false_type{});
+          if (s.variant & KASCADE_VARIANT_WS_WIDE) return go(std::true_type{});
+        return go(std::false_type{});
       });
     });
   });

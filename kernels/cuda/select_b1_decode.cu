@@ -79,7 +79,7 @@ struct B1SelectArgs {
   int* cand;             // [rows][n] candidate keys (after the logits in the workspace)
   int* out;              // [rows][topk]
   int segInSmem;         // every CTA's segment fits kB1Seg
-  int dropLogits;        // bit 8388608 at layer 0 (b1_l2.cuh): past barrier 1, drop the segment's logit lines from L2
+  int dropLogits;        // bit 8388608 (b1_l2.cuh): past barrier 2, drop the logits' lines from L2
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
 };
@@ -193,26 +193,6 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   mark(1);
   b1_grid_sync(1u, gridDim.x);
   mark(2);
-  if (a.dropLogits) {
-    // Layer 0 (no sparse pass): nothing reads the logits past barrier 1. Each CTA drops the lines its segments touch
-    // (a line shared with a neighbour's segment is dropped twice, harmlessly), within the logits (the candidate list
-    // follows them).
-    const float* lgEnd = a.logits + static_cast<size_t>(a.rows / G) * a.heads * n;
-    const uintptr_t lo = (reinterpret_cast<uintptr_t>(a.logits) + 127) / 128, hi = reinterpret_cast<uintptr_t>(lgEnd) / 128;
-    for (long long t = t0; t < t1;) {
-      const long long r = t / n;
-      const int x0 = static_cast<int>(t - r * n);
-      const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
-      const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
-      for (int h = 0; h < GS; ++h) {
-        const uintptr_t b0 = reinterpret_cast<uintptr_t>(a.logits + (bh0 + h) * n + x0) / 128;
-        const uintptr_t b1 = (reinterpret_cast<uintptr_t>(a.logits + (bh0 + h) * n + x1) + 127) / 128;
-        l2_discard_lines(b0 > lo ? b0 : lo, b1 < hi ? b1 : hi, tid, kB1Threads);
-      }
-      t = (r + 1) * n;
-    }
-  }
-
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
   for (long long t = t0; t < t1;) {
     const long long r = t / n;
@@ -281,6 +261,18 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // A programmatic dependent launch after this one (the anchor's sparse pass with bit 4096) may start now: most
   // CTAs exit here, the rows' CTAs finish phase 3 (the dependent waits for the whole grid before it reads).
   pdl_release();
+  // Bit 8388608 (b1_l2.cuh): past barrier 2 nothing reads the logits (phase 2 read the segments from shared memory or
+  // the pooled rows, phase 3 reads the candidate lists, and the anchor's sparse pass copies K rows under this bit), so
+  // their lines leave L2 without a write-back: the CTAs without a row in phase 3 drop them in equal shares while the
+  // rows' CTAs run phase 3 (a grid of no more CTAs than rows: every CTA after its phase 3, below).
+  const long long idleCtas = static_cast<long long>(gridDim.x) - a.rows;
+  auto drop_logits = [&](long long part, long long parts) {
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(a.logits) + 127) / 128;
+    const uintptr_t hi = reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n) / 128;
+    const uintptr_t len = hi > lo ? hi - lo : 0;
+    l2_discard_lines(lo + len * part / parts, lo + len * (part + 1) / parts, tid, kB1Threads);
+  };
+  if (a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) drop_logits(blockIdx.x - a.rows, idleCtas);
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
@@ -395,6 +387,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     if (tid < kStateInts) st[tid] = 0;
   }
   mark(5);
+  if (a.dropLogits && idleCtas <= 0) drop_logits(blockIdx.x, gridDim.x);
   if (a.trace && blockIdx.x == 0 && tid == 0)
     printf("[b1_select trace] ctas %d, row 0 candidates %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, "
            "phase3 %llu (phase 2: histogram + bin %llu, reserve %llu; phase 3: histogram + bin %llu, list %llu, digits "
@@ -404,7 +397,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                      cudaStream_t st, bool layer0) {
+                      cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   B1SelectArgs a{};
   a.n = s.n;
@@ -426,7 +419,7 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   const bool fromL2 = l2 && l2[0] == '1';
   a.candInSmem = !fromL2;
   a.trace = trace && trace[0] == '1';
-  a.dropLogits = layer0 && (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
+  a.dropLogits = (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);
