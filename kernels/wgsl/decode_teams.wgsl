@@ -46,6 +46,10 @@
 // UNPACK_ONCE (with the const LAZY_RESCALE): each K and V piece unpacked once per key (not once per
 // query head), the V loop keys outermost; LAZY_RESCALE: a head's accumulator rescaled only where its
 // running maximum moved. Both give the same bits as without (session 9 candidates).
+// TRED_XOR (with TRED, GROUP a power of two): lane L's slot e = u * GROUP + h holds element e ^ L
+// (key slot u holds the step's key u ^ (L / GROUP), query slot h head h ^ (L % GROUP)), so each round
+// of the transposing butterfly keeps the lower half and sends the upper one with no selects; the
+// scores are the same bits, V is accumulated in a lane-dependent key order (session 9 candidate).
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -67,13 +71,19 @@ var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
 
 // One round of the transposing butterfly (TRED) over lanes $1 apart: each lane keeps half of its $1 * 2
 // partial scores and adds the partner's other half.
+// With TRED_XOR (lane L's slot e holds element e ^ L: see loadStep) every lane keeps its lower half
+// and sends its upper half, no selects: its slot i and the partner's slot i + $1 hold the same element.
 //#snippet tred_round
       let hi$1 = (lane & $1u) != 0u;
       if (TW >= 2u * $1u) {
         for (var i = 0u; i < $1u; i++) {
-          let keep = select(sc[i], sc[i + $1u], hi$1);
-          let send = select(sc[i + $1u], sc[i], hi$1);
-          sc[i] = keep + subgroupShuffleXor(send, $1u);
+          if (TRED_XOR) {
+            sc[i] += subgroupShuffleXor(sc[i + $1u], $1u);
+          } else {
+            let keep = select(sc[i], sc[i + $1u], hi$1);
+            let send = select(sc[i + $1u], sc[i], hi$1);
+            sc[i] = keep + subgroupShuffleXor(send, $1u);
+          }
         }
       }
 //#end
@@ -112,13 +122,15 @@ struct StepData {
 
 fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
   var d: StepData;
+  // TRED_XOR: slot u of lane `lane` holds the step's key u ^ (lane / GROUP).
+  let perm = select(0u, lane / GROUP, TRED_XOR);
   for (var u = 0u; u < U; u++) {
-    let c = first + u;
+    let c = first + (u ^ perm);
     d.valid[u] = c < end;
     var x = min(c, end - 1u);
     if (GATHER) {
       if (useIdx) {
-        x = idx[idxOff + u];
+        x = idx[idxOff + (u ^ perm)];
       } else {
         x = sel[selRow + x];
       }
@@ -184,7 +196,8 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         var okv = false;
         var xv = 0u;
         for (var u = 0u; u < U; u++) {
-          if (u == myu) {
+          // TRED_XOR: this lane's own key (myu) sits in its slot 0.
+          if (select(u == myu, u == 0u, TRED_XOR)) {
             okv = valid[u];
             xv = xs[u];
           }
@@ -193,6 +206,8 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
         }
         let teamBase = sgLane - lane;
+        // The key in slot u is u ^ keyPerm (TRED_XOR).
+        let keyPerm = select(0u, myu, TRED_XOR);
         // The step's maximum of each query head (a head's lanes are GROUP apart).
         var gm = select(NEG, sv, okv);
         for (var mk = GROUP; mk < TW; mk = mk * 2u) {
@@ -225,7 +240,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
               vf[e] = kp4(vp[u * PPL + e / PV], e % PV);
             }
             for (var h = 0u; h < GROUP; h++) {
-              let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
+              let pu = subgroupShuffle(pv, teamBase + (u ^ keyPerm) * GROUP + h);
               for (var e = 0u; e < PPL * PV; e++) {
                 acc[h * PPL * PV + e] += pu * vf[e];
               }
@@ -237,7 +252,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
               acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
             }
             for (var u = 0u; u < U; u++) {
-              let pu = subgroupShuffle(pv, teamBase + u * GROUP + h);
+              let pu = subgroupShuffle(pv, teamBase + (u ^ keyPerm) * GROUP + h);
               for (var pp = 0u; pp < PPL; pp++) {
                 for (var i = 0u; i < PV; i++) {
                   acc[(h * PPL + pp) * PV + i] += pu * kp4(vp[u * PPL + pp], i);
@@ -376,7 +391,9 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   for (var h = 0u; h < GROUP; h++) {
     for (var pp = 0u; pp < PPL; pp++) {
       for (var i = 0u; i < PV; i++) {
-        qr[(h * PPL + pp) * PV + i] = q[(b * H + j * GROUP + h) * D4 + (pp * TW + lane) * PV + i] * P.scale;
+        // TRED_XOR: query slot h holds head h ^ (lane % GROUP).
+        let hq = select(h, h ^ (lane % GROUP), TRED_XOR);
+        qr[(h * PPL + pp) * PV + i] = q[(b * H + j * GROUP + hq) * D4 + (pp * TW + lane) * PV + i] * P.scale;
       }
     }
   }

@@ -410,6 +410,8 @@ describe.skipIf(!probe.context)(
       { unpackOnce: true, prefetchIndices: true },
       { lazyRescale: true, subgroupTeamMerge: true, pieceBytes: 8 as const },
       { lazyRescale: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
+      // The transposed reduction on lane-permuted slots (no selects), with staged indices and a short split.
+      { xorLayout: true, transposedReduce: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -467,6 +469,7 @@ describe.skipIf(!probe.context)(
       if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
+      if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
       if ('unpackOnce' in opts || 'lazyRescale' in opts) {
         expect(keys.some((k) => k.includes('UNPACK_ONCE=true'))).toBe(true);
       }

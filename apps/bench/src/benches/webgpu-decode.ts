@@ -100,6 +100,7 @@ type Tuning = Pick<
   | 'subgroupTeamMerge'
   | 'unpackOnce'
   | 'lazyRescale'
+  | 'xorLayout'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -109,6 +110,8 @@ const CLASSIC: Tuning = { selectSchedule: 'classic' };
 /** Session 9's candidates (the same bits as the defaults): fewer instructions per team step (LAZY implies UNPACK_ONCE). */
 const UNPACK_ONCE: Tuning = { unpackOnce: true };
 const LAZY: Tuning = { lazyRescale: true };
+/** Session 9's candidate: the transposed reduction on lane-permuted slots, no selects (V summed in another order). */
+const XOR: Tuning = { xorLayout: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -130,6 +133,8 @@ const PARITY_OPTIONS: Tuning[] = [
   UNPACK_ONCE,
   LAZY,
   { ...LAZY, pieceBytes: 16 },
+  XOR,
+  { ...XOR, ...LAZY, streamPass: { xorLayout: true, lazyRescale: true } },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -166,11 +171,12 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // batch 1, 1528 and 1484 against 1267 at batch 8; its subgroup merge order followed an atomic
   // counter while its keys followed the invocation index, so runs differed in the last bits).
   // Session 9, call B: K/V pieces unpacked once per key (not once per query head), and with it the
-  // rescale of a head's accumulator skipped while its running maximum stays.
+  // rescale of a head's accumulator skipped while its running maximum stays; the transposed
+  // reduction (dense, the anchors' scores pass) on lane-permuted slots.
   reuse: alternate(2, {}, UNPACK_ONCE, LAZY),
-  anchor: alternate(2, {}, UNPACK_ONCE, LAZY),
+  anchor: alternate(2, {}, UNPACK_ONCE, LAZY, XOR, { ...XOR, ...LAZY }),
   'dense-anchor': alternate(2, {}, UNPACK_ONCE, LAZY),
-  dense: alternate(2, {}, UNPACK_ONCE, LAZY),
+  dense: alternate(2, {}, UNPACK_ONCE, LAZY, XOR, { ...XOR, ...LAZY }),
 };
 
 const bench: Bench = {
@@ -570,6 +576,8 @@ const bench: Bench = {
             ['dense', LAZY],
             ['dense-anchor', LAZY],
             ['anchor', LAZY],
+            ['dense', { ...XOR, ...LAZY }],
+            ['anchor', { ...XOR, ...LAZY }],
           ];
           // Each role's first output with the defaults, for candidates that must give the same bits.
           const defaultsFirst = new Map<LayerRole, Float32Array>();
@@ -618,7 +626,12 @@ const bench: Bench = {
             const ref = defaultsFirst.get(role);
             if (Object.keys(tuning).length === 0) defaultsFirst.set(role, first);
             let vsDefaults: number | undefined;
-            if (ref && Object.keys(tuning).length > 0 && (tuning.unpackOnce || tuning.lazyRescale)) {
+            if (
+              ref &&
+              Object.keys(tuning).length > 0 &&
+              (tuning.unpackOnce || tuning.lazyRescale) &&
+              !tuning.xorLayout
+            ) {
               vsDefaults = 0;
               for (let i = 0; i < first.length; i++) if (!Object.is(first[i], ref[i])) vsDefaults++;
             }

@@ -66,6 +66,7 @@ type Options = Pick<
   | 'cachedRows'
   | 'unpackOnce'
   | 'lazyRescale'
+  | 'xorLayout'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -493,6 +494,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       ['dense', SPLIT_ONLY],
       ['dense', { ...SPLIT_ONLY, cachedRows: true }],
       ['dense', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true }],
+      ['dense', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true, xorLayout: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true }],
@@ -514,6 +516,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     const streamOptions: Options[] = [
       { ...SPLIT_ONLY, cachedRows: true },
       { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true },
+      { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true, xorLayout: true },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {

@@ -137,6 +137,13 @@ export interface DecodeArgs {
    */
   readonly cachedRows?: boolean;
   /**
+   * `teams` only, with the transposed reduction (group a power of two): lane L's slots hold the step's
+   * keys and the query heads permuted by L (slot e holds element e XOR L), so each round of the
+   * transposing butterfly needs no selects; the scores are the same bits, V is summed in a
+   * lane-dependent key order. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly xorLayout?: boolean;
+  /**
    * `teams` only: each K and V piece unpacked once per key, not once per query head, the V loop keys
    * outermost (the same operations per accumulator, in the same order). Default: `TEAM_DEFAULTS` (off).
    */
@@ -219,6 +226,7 @@ export interface TeamSettings {
   readonly subgroupTeamMerge: boolean;
   readonly unpackOnce: boolean;
   readonly lazyRescale: boolean;
+  readonly xorLayout: boolean;
 }
 
 /**
@@ -240,6 +248,7 @@ const STREAM_FEW: TeamSettings = {
   subgroupTeamMerge: false,
   unpackOnce: false,
   lazyRescale: false,
+  xorLayout: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -485,6 +494,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
       cachedRows: a.cachedRows === true,
       lazy: o.lazyRescale ?? d.lazyRescale,
+      xor: o.xorLayout ?? d.xorLayout,
       unpackOnce: (o.unpackOnce ?? d.unpackOnce) || (o.lazyRescale ?? d.lazyRescale),
     };
   };
@@ -563,6 +573,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SGM: sgm,
       MSG,
       TRED: t.tred,
+      // Only with the transposed reduction and a group that is a power of two.
+      TRED_XOR: t.tred && t.xor && (group & (group - 1)) === 0,
       KP: t.pieceType,
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
