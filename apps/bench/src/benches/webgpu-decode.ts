@@ -172,8 +172,15 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // counter while its keys followed the invocation index, so runs differed in the last bits).
   // Session 9, call B: K/V pieces unpacked once per key (not once per query head), and with it the
   // rescale of a head's accumulator skipped while its running maximum stays; the transposed
-  // reduction (dense, the anchors' scores pass) on lane-permuted slots.
-  reuse: alternate(2, {}, UNPACK_ONCE, LAZY),
+  // reduction (dense, the anchors' scores pass, and the reuse with it) on lane-permuted slots.
+  reuse: alternate(
+    2,
+    {},
+    UNPACK_ONCE,
+    LAZY,
+    { transposedReduce: true },
+    { transposedReduce: true, ...XOR, ...LAZY },
+  ),
   anchor: alternate(2, {}, UNPACK_ONCE, LAZY, XOR, { ...XOR, ...LAZY }),
   'dense-anchor': alternate(2, {}, UNPACK_ONCE, LAZY),
   dense: alternate(2, {}, UNPACK_ONCE, LAZY, XOR, { ...XOR, ...LAZY }),
