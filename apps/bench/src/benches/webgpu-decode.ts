@@ -135,6 +135,7 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...LAZY, pieceBytes: 16 },
   XOR,
   { ...XOR, ...LAZY, streamPass: { xorLayout: true, lazyRescale: true } },
+  { transposedReduce: true, pieceBytes: 8, ...XOR, ...LAZY },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -585,6 +586,7 @@ const bench: Bench = {
             ['anchor', LAZY],
             ['dense', { ...XOR, ...LAZY }],
             ['anchor', { ...XOR, ...LAZY }],
+            ['reuse', { transposedReduce: true, ...XOR, ...LAZY }],
           ];
           // Each role's first output with the defaults, for candidates that must give the same bits.
           const defaultsFirst = new Map<LayerRole, Float32Array>();
