@@ -12,7 +12,26 @@
 #pragma once
 #include <cstdint>
 
+#ifdef __CUDACC__
+#define KASCADE_B1_HD __host__ __device__
+#else
+#define KASCADE_B1_HD
+#endif
+
 namespace kascade {
+
+// Share `part` of `parts` of the 128-byte L2 lines wholly inside the bytes [begin, end) (the f32 logits: a line shared
+// with what follows them, the select's candidate list, is never dropped), as line indices [*first, *last) from address
+// 0; the shares of parts 0 .. parts - 1 cover those lines once each (checked on the host by src/b1-l2.test.ts).
+KASCADE_B1_HD inline void l2_line_share(uintptr_t begin, uintptr_t end, long long part, long long parts,
+                                        uintptr_t* first, uintptr_t* last) {
+  const uintptr_t lo = (begin + 127) / 128, hi = end / 128;
+  const uintptr_t len = hi > lo ? hi - lo : 0;
+  *first = lo + static_cast<uintptr_t>(static_cast<unsigned long long>(len) * part / parts);
+  *last = lo + static_cast<uintptr_t>(static_cast<unsigned long long>(len) * (part + 1) / parts);
+}
+
+#ifdef __CUDACC__
 
 // L2 cache policies (createpolicy; no side effect, so the compiler may hoist them).
 __device__ __forceinline__ uint64_t l2_policy_evict_last() {
@@ -47,5 +66,7 @@ __device__ __forceinline__ void l2_discard_lines(uintptr_t lineBegin, uintptr_t 
   for (uintptr_t l = lineBegin + static_cast<uintptr_t>(tid); l < lineEnd; l += static_cast<uintptr_t>(nt))
     asm volatile("discard.global.L2 [%0], 128;\n" ::"l"(l * 128) : "memory");
 }
+
+#endif  // __CUDACC__
 
 }  // namespace kascade

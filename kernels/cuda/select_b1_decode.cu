@@ -267,10 +267,11 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // rows' CTAs run phase 3 (a grid of no more CTAs than rows: every CTA after its phase 3, below).
   const long long idleCtas = static_cast<long long>(gridDim.x) - a.rows;
   auto drop_logits = [&](long long part, long long parts) {
-    const uintptr_t lo = (reinterpret_cast<uintptr_t>(a.logits) + 127) / 128;
-    const uintptr_t hi = reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n) / 128;
-    const uintptr_t len = hi > lo ? hi - lo : 0;
-    l2_discard_lines(lo + len * part / parts, lo + len * (part + 1) / parts, tid, kB1Threads);
+    uintptr_t first, last;
+    l2_line_share(reinterpret_cast<uintptr_t>(a.logits),
+                  reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n), part, parts,
+                  &first, &last);
+    l2_discard_lines(first, last, tid, kB1Threads);
   };
   if (a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) drop_logits(blockIdx.x - a.rows, idleCtas);
 
