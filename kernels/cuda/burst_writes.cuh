@@ -19,12 +19,13 @@
 namespace kascade {
 
 // One warp's stage: kRecords records of GS x 32 bytes of u, then their GS step maxima (f32), then their
-// destinations (u16_burst_step: u at gstep GS 16 halves, m16 at gstep GS floats). UBYTES: the u bytes a stage holds (the pass's shared memory left over, see
-// burst_stage_bytes).
+// destinations (u16_burst_step: u at gstep GS 16 halves, m16 at gstep GS floats). UBYTES: the stage's byte budget (each
+// record takes GS 36 + 8 bytes; the stage at most UBYTES + 16, from the pass's shared memory left over, see
+// burst_u_bytes in decode_attention.cu).
 template <int GS, int UBYTES>
 struct BurstStage {
   static constexpr int kUBytes = GS * 32;
-  static constexpr int kRecords = UBYTES / kUBytes;
+  static constexpr int kRecords = UBYTES / (GS * 36 + 8);
   static constexpr int kMOffset = kRecords * kUBytes;
   static constexpr int kDOffset = (kMOffset + kRecords * GS * 4 + 7) & ~7;
   static constexpr int kWarpBytes = (kDOffset + kRecords * 8 + 15) & ~15;

@@ -100,33 +100,39 @@ template <typename T, int D, int MODE>
 __host__ __device__ constexpr size_t tma_stage_bytes() {
   return size_t(Cfg<D, MODE>::kWarpKeys) * D * sizeof(T) * (Cfg<D, MODE>::kWithV ? 2 : 1);
 }
+// TMA2D: 1024 bytes of alignment slack, the swizzled rings, positions and barriers.
+template <typename T, int D, int MODE>
+__host__ __device__ constexpr size_t tma_smem_bytes() {
+  using C = Cfg<D, MODE>;
+  return 1024 + size_t(4) * C::kStages * (tma_stage_bytes<T, D, MODE>() + C::kWarpKeys * sizeof(int) + sizeof(uint64_t));
+}
 template <typename T, int D, int GS, int MODE, int LOAD>
 __host__ __device__ constexpr size_t partial_smem_bytes() {
   using C = Cfg<D, MODE>;
   // K/V rings, row positions, and (bulk loaders) one 8-byte mbarrier per warp and stage.
   const size_t ring = size_t(4) * (C::kWarpElems * sizeof(T) + C::kStages * C::kWarpKeys * sizeof(int)) +
                       (LOAD ? size_t(4) * C::kStages * sizeof(uint64_t) : 0);
-  // TMA2D: 1024 bytes of alignment slack, the swizzled rings, positions and barriers.
-  const size_t tma = LOAD == 2 ? 1024 + size_t(4) * C::kStages *
-                                            (tma_stage_bytes<T, D, MODE>() + C::kWarpKeys * sizeof(int) + sizeof(uint64_t))
-                               : 0;
+  const size_t tma = LOAD == 2 ? tma_smem_bytes<T, D, MODE>() : 0;
   // The 4 warps' partials.
   const size_t red = sizeof(float) * (4 * GS * D + 8 * GS);
   const size_t m = ring > red ? ring : red;
   return m > tma ? m : tma;
 }
-// KASCADE_VARIANT_BURST_WRITES (burst_writes.cuh): the u bytes of each warp's write stage, from the shared memory the
-// pass leaves over at its CTAs per SM (d 128, bf16 / f16; H200, 228 KB per SM, 1 KB reserved per CTA): the scores
-// pass (67.7 KB, three CTAs) ~9 KB per CTA, its 6-stage form (bit 16384: 98.7 KB, two CTAs) and layer 0 (97.8 KB, two
-// CTAs) ~15 KB.
+// KASCADE_VARIANT_BURST_WRITES (burst_writes.cuh): the byte budget of each warp's write stage, from the shared memory the
+// TMA pass leaves over at its CTAs per SM (d 128, bf16 / f16; H200, 228 KB per SM, 1 KB reserved per CTA): the scores
+// pass (its TMA layout 67.7 KB, three CTAs) ~9 KB per CTA, its 6-stage form (bit 16384: 98.7 KB, two CTAs) and layer 0
+// (97.8 KB, two CTAs) ~15 KB. (Calls A and B of session 9 placed the stages past the padded cp.async ring's size, 70.8
+// / 105.3 KB, which the TMA passes do not use: one CTA per SM fewer, and every burst variant ran 20-60 % slower.)
 template <int MODE>
 __host__ __device__ constexpr int burst_u_bytes() {
-  return MODE == kDenseLogits || MODE == kScoresDeep ? 3072 : 1792;
+  return MODE == kDenseLogits || MODE == kScoresDeep ? 3456 : 2016;
 }
-// The stages sit past the pass's own shared memory (16-byte aligned), one per warp.
+// The stages sit past the pass's own shared memory (16-byte aligned), one per warp: past the TMA layout (its 1024 bytes
+// of alignment slack cover any start of the aligned tiles), or past the cp.async ring.
 template <typename T, int D, int GS, int MODE, int LOAD>
 __host__ __device__ constexpr size_t burst_stage_offset() {
-  return (partial_smem_bytes<T, D, GS, MODE, LOAD>() + 15) & ~static_cast<size_t>(15);
+  return ((LOAD == 2 ? tma_smem_bytes<T, D, MODE>() : partial_smem_bytes<T, D, GS, MODE, LOAD>()) + 15) &
+         ~static_cast<size_t>(15);
 }
 template <int GS, int MODE>
 __host__ __device__ constexpr size_t burst_stage_bytes() {
@@ -747,9 +753,10 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
                                     cudaStream_t st) {
   constexpr size_t smemBase = partial_smem_bytes<T, D, GS, MODE, LOAD>();
   // KASCADE_VARIANT_BURST_WRITES: the warps' write stages past the pass's own shared memory.
-  constexpr size_t smemBurst = burst_stage_offset<T, D, GS, MODE, LOAD>() + burst_stage_bytes<GS, MODE>();
-  const size_t smem = a.burstPeriodLog2 > 0 ? smemBurst : smemBase;
-  static int perSm = 0;  // CTAs of this kernel resident per SM (without the stages), queried once
+  constexpr size_t smemStaged = burst_stage_offset<T, D, GS, MODE, LOAD>() + burst_stage_bytes<GS, MODE>();
+  constexpr size_t smemBurst = smemStaged > smemBase ? smemStaged : smemBase;
+  static int perSm = 0;       // CTAs of this kernel resident per SM (without the stages), queried once
+  static int perSmBurst = 0;  // ... and with them
   if (perSm == 0) {
     cudaError_t e = cudaFuncSetAttribute(attn_partial_kernel<T, D, GS, MODE, LOAD>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smemBurst));
@@ -758,8 +765,16 @@ static cudaError_t launch_partial_t(const KascadeDecodeShape& s, PartialArgs& a,
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, attn_partial_kernel<T, D, GS, MODE, LOAD>,
                                                       Cfg<D, MODE>::kThreads, smemBase);
     if (e != cudaSuccess) return e;
+    int nbBurst = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nbBurst, attn_partial_kernel<T, D, GS, MODE, LOAD>,
+                                                      Cfg<D, MODE>::kThreads, smemBurst);
+    if (e != cudaSuccess) return e;
     perSm = nb < 1 ? 1 : nb;
+    perSmBurst = nbBurst;
   }
+  // Stages that would cost a CTA per SM (another device, another shape) are not worth it: direct stores then.
+  if (perSmBurst < perSm) a.burstPeriodLog2 = 0;
+  const size_t smem = a.burstPeriodLog2 > 0 ? smemBurst : smemBase;
   dim3 grid(a.splits, s.kvHeads, s.batch);
   if (a.variant & KASCADE_VARIANT_LEAN) {
     const long long rows = static_cast<long long>(s.batch) * s.kvHeads;

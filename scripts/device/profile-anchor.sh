@@ -37,8 +37,8 @@ if [ "${PROFILE_ANCHOR_TIMER:-0}" = 1 ] && { command -v nvcc > /dev/null || [ -x
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,1838332:0,3935356:0,3951740:0,3935484:0}
-bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 15,12,1 14,11,1,0,2 15,11,1,0,3}
+list=${PROFILE_ANCHOR_VARIANTS:-1838204:0/1,3935356:0,3935484:0}
+bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 14,11,1,0,2}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
   v=${entry%%:*}
