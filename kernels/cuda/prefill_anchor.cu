@@ -14,18 +14,19 @@
 //     tile is attended on top and never competes.
 //  3. select_prefill_v3_kernel (prefill_select_v3.cu)  grid (tiles, pairs in this pass), 256 threads, one block
 //     per pooled row:
-//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pool v56, the
-//     default) a count in 4096 bins under it, then one pass keeping the k-th's bin in shared memory; else (and
+//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pools v60 / v67:
+//     rows of 16384 scores or more from a sampled band first) a count in 4096 bins under it, then one pass keeping
+//     the k-th's bin in shared memory; else (and
 //     as the fallback) a radix select over the f32 pattern (11 + 11 bits, then the candidates sharing the
 //     k-th's 22-bit prefix). Ties at the k-th lowest index first (the spec's rule, kept exactly). Writes indices
 //     [batch, kvHeads, tiles, kMax], -1 in unused entries.
 //  4. anchor only: prefill_attn_kernel in sparse mode over the selection plus the diagonal tile.
 // Memory: the pooled rows of one pair take sum_t s_t floats (T n^2 / 2 / 32 f32 = 1.07 GB at n = 128k);
 // pairs go through steps 2-3 in passes sized to a 2 GiB pooled buffer (2 pairs per pass at 128k), so the
-// workspace is stats (8 B per query row per head) + at most ~2 GiB (+ 4 B per pooled row for v56's maxima),
+// workspace is stats (8 B per query row per head) + at most ~2 GiB (+ 4 B per pooled row for the row maxima),
 // never [tiles x n] per head.
 // Bytes: step 2 reads K (from L2 mostly: each block re-reads its pair's keys before the tile) and writes
-// the pooled rows once; step 3 reads each row twice (v56; three times under pool v32).
+// the pooled rows once; step 3 reads each row one and an eighth times (sampled rows) or twice (shorter ones).
 #include <cstdlib>
 #include <cstring>
 
@@ -152,10 +153,13 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // against v55's 288.8, gone. Session 5's v19 (the four-pass select) is gone; session 6 also timed FMA-pipe exponentials
 // (v23), the pool counting the select's first digit (v27 / v28 / v31), four loads in flight per select thread (v33), 4
 // GiB pooled passes (v34), float4 row constants (v35) and the select on a second stream under the next pass's pool
-// (v36): all slower, all gone, as are sessions 2-5's pools v2-v18 and v20-v22.
+// (v36): all slower, all gone, as are sessions 2-5's pools v2-v18 and v20-v22. v67 (the default since session 9):
+// v60's select after pool v67 (prefill_pool_v17.cu: fewer instructions per step and, on launches of at least 2048
+// four-tile CTAs, four tiles per CTA, each K step loaded once for the four). v56 (session 7's default, the comparison
+// row until session 9's call A) and session 9's candidates v63-v66 are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 56 || (v >= 64 && v <= 66) ? v : 60;  // else the default (DEFAULT_PREFILL_KERNELS, v60)
+  return v == 1 || v == 60 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
 }
 
 struct PrefillWorkspace {
@@ -163,7 +167,7 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
-  float* rowMax;   // pools v56 / v60: [pairs, tiles], each pooled row's largest score (null otherwise)
+  float* rowMax;   // pools v60 / v67: [pairs, tiles], each pooled row's largest score (null otherwise)
   size_t bytes;
 };
 
@@ -182,7 +186,7 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   w.pairsPerPass = static_cast<int>(ppp);
   const size_t pooledBytes = align256(ppp * w.perPair * sizeof(float));
   const size_t maxBytes =
-      pool_variant() >= 56 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * sizeof(float)) : 0;
+      pool_variant() >= 60 && pool_v17_supports(s) ? align256(static_cast<size_t>(pairs) * tiles * sizeof(float)) : 0;
   char* p = static_cast<char*>(base);
   w.stats = p ? reinterpret_cast<float*>(p) : nullptr;
   w.rowMax = p && maxBytes ? reinterpret_cast<float*>(p + statsBytes) : nullptr;

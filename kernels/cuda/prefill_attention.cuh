@@ -39,11 +39,11 @@ __host__ __device__ __forceinline__ size_t packed_offset(int queryStart, int t) 
   return static_cast<size_t>(t) * queryStart + static_cast<size_t>(kT) * t * (t - 1) / 2;
 }
 
-// Pools v32 / v56 (prefill_pool_v17.cu): four consumer warpgroups taking 64-key steps round-robin and issuing
-// their products in step order; head dim 128, g = 4. Same arguments and output as pool v1; with rowMax (pool
-// v56) also each row's largest score in rowMax[pair, t]. poolVariant 56 / 60 (one tile per CTA), 64 (v60 with the
-// descriptors as constant offsets), 65 (v64 with one tile per consumer warpgroup, every K step loaded once for four
-// tiles) or 66 (v64 with the row constants read as float4).
+// Pools v60 / v67 (prefill_pool_v17.cu): four consumer warpgroups issuing their 64-key steps' products in turns;
+// head dim 128, g = 4. Same arguments and output as pool v1; with rowMax also each row's largest score in
+// rowMax[pair, t]. poolVariant 60 (one tile per CTA, its steps round-robin) or 67 (the descriptors as constant
+// offsets and, on launches of at least 2048 four-tile CTAs, one tile per consumer warpgroup, each K step loaded once
+// for the four).
 bool pool_v17_supports(const KascadePrefillShape& s);
 cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,

@@ -1,7 +1,8 @@
-// The anchors' pooling pass of pools v32 and v56 (KASCADE_PREFILL_POOL=v32 / v56; v56 the default since session 7:
+// The anchors' pooling pass of pools v60 and v67 (KASCADE_PREFILL_POOL=v60 / v67; v67 the default since session 9:
 // head dim 128, g = 4, statistics from the attention pass; elsewhere pool v1), followed by select v3
-// (prefill_select_v3.cu). v56 (ROWMAX below) also writes each row's largest score, under which its select bins the
-// row (two passes over it instead of v32's three). Session 5's v19 (the same pool, a four-pass select) is gone.
+// (prefill_select_v3.cu). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
+// select bins the row (session 6's v32 without it: three passes over the row). Session 5's v19 (the same pool, a
+// four-pass select) is gone.
 // Session 7 also timed this kernel selecting its own row right after pooling it (pools v53 / v54: the rows in one
 // slot per SM, read back from L2; 128k, ncu: 137-149 ms per op for pool + select against v32's 112 + 11.5): lost,
 // gone. Session 6's
@@ -22,12 +23,14 @@
 // (prefill_tma.cuh's Turns), so while one warpgroup exponentiates the others' products are queued on the tensor
 // cores, and each SM sub-partition's MUFU has NC warps to feed it.
 //
-// Session 9's candidates: pool v64 (LO below: v60's wgmma descriptors as constant offsets, 11 % fewer instructions)
-// and pool v65 (v64 with TPC = 4 below: consumer warpgroup w pools tile t0 + w over every step, each K step loaded
-// once for four tiles: a quarter of the K copies, L2 reads and shared-memory writes per pooled score, 195 KB of
-// shared memory) and pool v66 (v64 with the row constants read as float4, C4 below: half the shared-memory loads of
-// the exponential phase, whose MUFU instructions wait on the same MIO queue: 11 % of v60's stall samples at 32k).
-// Call A's v63 (TPC = 4 alone) ran with its products serialised by ptxas (below) and is gone.
+// Pool v67 (session 9's default): LO below (the wgmma descriptors as constant offsets from two
+// low words: 11 % fewer instructions than v60) and, where the launch has at least kP17WideCtas four-tile CTAs, TPC = 4
+// below (consumer warpgroup w pools tile t0 + w over every step, each K step loaded once for four tiles: a quarter of
+// the K copies and L2 reads per pooled score, 195 KB of shared memory; fewer CTAs run one tile each, as v60).
+// Session 9's call B, 32k (ncu): 6.75 ms against v60's 7.06 (11.74 against 11.95 M cycles, L2 bytes 9.3 against 32.9
+// GB); 8k (four-tile CTAs for every launch, 512 CTAs): layer 0 1448.7 against 1385.6 us, hence the threshold. Its
+// candidates v64 (LO alone: 6.98 ms), v65 (both, at every size) and v66 (v64 with the row constants read as float4:
+// 7.06 ms, slower than v64) are gone, as is call A's v63 (TPC = 4 alone, its products serialised by ptxas: see step).
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -54,9 +57,12 @@ using namespace wg;
 
 constexpr int kP17Keys = 64;   // keys per step (one consumer warpgroup's)
 constexpr int kP17Rows = 128;  // the tile's 4 heads x 32 queries
+// Pool v67: four tiles per CTA from this many four-tile CTAs per launch on (32k: 2048, a win in session 9's call B;
+// 8k: 512, a loss; 16k, 1024, and shorter contexts run one tile per CTA).
+constexpr long long kP17WideCtas = 2048;
 
-// TPC tiles per CTA: 1 (pools v56 / v60: the consumers take a tile's steps round-robin) or NC (pool v63: consumer
-// warpgroup w pools tile t0 + w, all of them over every K step, which is loaded once for the NC tiles).
+// TPC tiles per CTA: 1 (pool v60, and v67 on small launches: the consumers take a tile's steps round-robin) or NC
+// (pool v67: consumer warpgroup w pools tile t0 + w, all of them over every K step, loaded once for the NC tiles).
 template <int NC, int TPC>
 __host__ __device__ constexpr int p17_stages() {
   return TPC == 1 ? 2 * NC : 4;
@@ -85,9 +91,9 @@ struct P17Maps {
 // PROBE (measurement only, KASCADE_PREFILL_POOL_PROBE; the pooled scores are wrong): 1 = no exponentials (a step's
 // pooled pair is two accumulator entries: what the products, copies and turns take alone), 2 = no products (the
 // exponentials of a zero accumulator: what the MUFU and the consumers' instructions take alone).
-// LO (pool v64): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
+// LO (pool v67): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
 // address arithmetic of issue_ab per slice.
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, bool C4 = false, int PROBE = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -165,7 +171,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
       c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
     }
-    Cs[ctid / kP17Rows * kP17Rows + (C4 ? pooled_c4_index(rr) : rr)] = c;
+    Cs[ctid] = c;
   }
   asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // the consumers' Cs (barriers 2 ..: the turns)
   // This warpgroup's tile: the CTA's (TPC = 1) or tile t0 + cw (TPC = NC; none past the chunk's last tile).
@@ -213,7 +219,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       p0 = fabsf(acc[0]);
       p1 = fabsf(acc[2]);
     } else {
-      pooled_pair<16, C4>(acc, Cu, qscale, quad, p0, p1);
+      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
     }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
@@ -248,14 +254,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, bool C4 = false, int PROBE = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, C4, PROBE>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -266,19 +272,19 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, C4, PROBE><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO, bool C4 = false>
+template <typename T, int TPC, bool LO>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, C4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                        rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO, C4>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                         denseLayout, rowMax, st);
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                    rowMax, st)
+                : launch_p17_t<T, 4, TPC, false, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                     rowMax, st);
 }
 
 }  // namespace
@@ -289,23 +295,24 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
                             float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                             int poolVariant, cudaStream_t st) {
   if (!pool_v17_supports(s)) return cudaErrorInvalidValue;
-  // The probes (PROBE above): bf16, one tile per CTA, with the row maxima (pools v56 / v60) only.
+  // The probes (PROBE above): bf16, pool v60's kernel (one tile per CTA, the row maxima) only.
   const char* pe = getenv("KASCADE_PREFILL_POOL_PROBE");
   const int probe = pe ? atoi(pe) : 0;
-  if ((probe == 1 || probe == 2) && (poolVariant == 56 || poolVariant == 60) && rowMax && s.dtype == KASCADE_BF16)
-    return probe == 1
-               ? launch_p17_t<__nv_bfloat16, 4, 1, true, false, false, 1>(s, q, k, stats, pooled, pairBase, pairs,
+  if ((probe == 1 || probe == 2) && poolVariant == 60 && rowMax && s.dtype == KASCADE_BF16)
+    return probe == 1 ? launch_p17_t<__nv_bfloat16, 4, 1, true, false, 1>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, rowMax, st)
-               : launch_p17_t<__nv_bfloat16, 4, 1, true, false, false, 2>(s, q, k, stats, pooled, pairBase, pairs,
+                      : launch_p17_t<__nv_bfloat16, 4, 1, true, false, 2>(s, q, k, stats, pooled, pairBase, pairs,
                                                                           perPair, denseLayout, rowMax, st);
+  // Pool v67's threshold: KASCADE_PREFILL_WIDE_CTAS (read at every launch; the parity job sets 1, so its small
+  // chunks run four tiles per CTA too), else kP17WideCtas.
+  const char* we = getenv("KASCADE_PREFILL_WIDE_CTAS");
+  const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
+  const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (poolVariant == 65)
+    if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 64)
+    if (poolVariant == 67)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 66)
-      return launch_p17_rowmax<T, 1, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
-                                                 st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });
 }

@@ -33,10 +33,6 @@ __device__ __forceinline__ void mask_causal(float* sacc, int kFirst, int quad, i
       if (p > pos1 || p >= listLen) sacc[nb * 4 + 2 + e] = -INFINITY;
     }
 }
-// Where pooled_pair<NB, true> reads column col's constant: column block nb = col / 8 holds columns 8 nb + 2 quad + e.
-__host__ __device__ constexpr int pooled_c4_index(int col) {
-  return (col >> 4) * 16 + ((col & 7) >> 1) * 4 + ((col >> 3) & 1) * 2 + (col & 1);
-}
 // The two rows' maxima of a score tile over its NB column blocks and the thread quad.
 template <int NB>
 __device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, float& mx1) {
@@ -53,23 +49,15 @@ __device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, floa
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
 // The pools' step (S^T = K Q^T: rows = keys, columns = query rows): the two keys' pooled scores, sum over the NB
-// column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L). C4 (pool v66):
-// Cs in pooled_c4_index's order, a column-block pair's four constants of a quad side by side, read as one float4
-// (half the shared-memory loads; a warp's load is 64 contiguous bytes, no bank conflict); the sums are the same.
-template <int NB, bool C4 = false>
+// column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L).
+template <int NB>
 __device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
                                             float& p1) {
   p0 = 0.f;
   p1 = 0.f;
 #pragma unroll
   for (int nb = 0; nb < NB; ++nb) {
-    float2 c;
-    if constexpr (C4) {
-      const float4 c4 = *reinterpret_cast<const float4*>(Cs + (nb >> 1) * 16 + quad * 4);
-      c = (nb & 1) ? make_float2(c4.z, c4.w) : make_float2(c4.x, c4.y);
-    } else {
-      c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-    }
+    const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
     p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
     p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
   }

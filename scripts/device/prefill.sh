@@ -2,12 +2,10 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 240 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 9: v60 (the defaults since session 8's call B: dense v22, sparse
-# v61, pool v60; its parity covers the v1 kernels too, which run where v60's do not apply: head dim 64, g != 4) is
-# the safe group; v64, v65 and v66 (session 9's candidates: pool v64, the pool's descriptors as constant offsets;
-# pool v65, v64 with four tiles per pool CTA; pool v66, v64 with float4 row constants) each in its own parity process
-# (PREFILL_RISKY, space-separated groups; v56, session 7's defaults and session 8's comparison row, is no longer
-# timed).
+# fails parity is never timed). Session 9 (call C): v67 (the defaults since session 9: dense v22, sparse v61, pool
+# v67; its parity covers the v1 kernels too, which run where v67's do not apply: head dim 64, g != 4) is the safe
+# group; v60 (the defaults of session 8, the comparison row) in its own parity process (PREFILL_RISKY,
+# space-separated groups). Calls A and B timed session 9's candidates v63-v66 (gone).
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -16,7 +14,8 @@
 # Parity runs with KASCADE_PREFILL_SPARSE_CTAS=5: the persistent sparse pass (v61) on at most 5 CTAs, so the
 # small parity chunks run several work items per CTA (the ring's phases across items); and with
 # KASCADE_PREFILL_SAMPLE_FROM=1024: pool v60's sampled select on rows from 1024 scores on (16384 in the bench), so
-# the parity chunks (rows up to 2400, the tied-scores chunk among them) run it.
+# the parity chunks (rows up to 2400, the tied-scores chunk among them) run it; and with KASCADE_PREFILL_WIDE_CTAS=1:
+# pool v67's four tiles per CTA on every launch (from 2048 four-tile CTAs in the bench: 32k and longer).
 # Parity runs in one process per group of presets, side by side (the GPU idles while the host computes
 # references), so a kernel that faults (a sticky CUDA error poisons its process) cannot take another
 # group's checks with it. If the bench dies, it runs again on
@@ -27,9 +26,9 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-safe=${PREFILL_SAFE:-v60}
+safe=${PREFILL_SAFE:-v67}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v64 v65 v66}
+risky=${PREFILL_RISKY-v60}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)
@@ -37,6 +36,7 @@ parity_limit=${PREFILL_PARITY_LIMIT:-100}
 
 parity() { # part presets
   KASCADE_PREFILL_SPARSE_CTAS=${PREFILL_PARITY_SPARSE_CTAS:-5} KASCADE_PREFILL_SAMPLE_FROM=1024 \
+  KASCADE_PREFILL_WIDE_CTAS=${PREFILL_PARITY_WIDE_CTAS:-1} \
   timeout --kill-after=5 "$parity_limit" node packages/cuda/dist-device/device-check.mjs \
     "$JOB_OUT/parity-$1.json" --prefill-only --quick --prefill-long --prefill-variants="$2" \
     > "$JOB_OUT/parity-$1.log" 2>&1

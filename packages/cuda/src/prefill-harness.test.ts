@@ -303,11 +303,11 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     setPrefillKernels({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     const rows = run('dense-shift-v22', false, [
       { name: 'v1', kernels: prefillKernelPreset('v1') },
-      { name: 'v56', kernels: prefillKernelPreset('v56') },
+      { name: 'v67', kernels: prefillKernelPreset('v67') },
     ]);
     expect(rows.map((r) => r.kernels)).toEqual([
       ...Array(5).fill('v1: dense v1 sparse v1 pool v1'),
-      ...Array(5).fill('v56: dense v22 sparse v12 pool v56'),
+      ...Array(5).fill('v67: dense v22 sparse v61 pool v67'),
     ]);
     for (const r of rows.slice(0, 5)) expect(r.pass, `${r.op} v1: ${r.why}`).toBe(true);
     const bad = rows.slice(5).filter((r) => !r.pass);
@@ -321,8 +321,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
-      expect(prefillKernelPreset('v60')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v67' });
+      expect(prefillKernelPreset('v67')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];
@@ -337,12 +337,12 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v61, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v56, v60, v64, v65, v66, got v9/,
+      /pool kernel must be one of v1, v60, v67, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v56, v60, v64, v65, v66\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v60, v67\)/,
     );
-    // Sessions 2-7's losing presets are gone.
+    // Sessions 2-9's losing presets are gone.
     for (const gone of [
       'v2',
       'v8',
@@ -369,14 +369,15 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       'v59',
       'v62',
       'v63',
+      'v56',
+      'v64',
+      'v65',
+      'v66',
     ])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
-    expect(prefillKernelPreset('v56')).toEqual({ dense: 'v22', sparse: 'v12', pool: 'v56' });
     expect(prefillKernelPreset('v60')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
-    expect(prefillKernelPreset('v64')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v64' });
-    expect(prefillKernelPreset('v65')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v65' });
-    expect(prefillKernelPreset('v66')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v66' });
+    expect(prefillKernelPreset('v67')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v67' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

@@ -73,7 +73,7 @@ export interface PrefillCase {
 
 export interface PrefillRow {
   op: string;
-  /** The kernels that ran, e.g. 'v56: dense v22 sparse v12 pool v56' (see setPrefillKernels). */
+  /** The kernels that ran, e.g. 'v67: dense v22 sparse v61 pool v67' (see setPrefillKernels). */
   kernels: string;
   dtype: string;
   g: number;

@@ -368,24 +368,22 @@ export function uploadPrefillSelection(
  *     (v61 walking the items in a snake order: within the run's spread at 128k, slower at 8k) are gone.
  *   (Session 7 removed dense `v12` / `v17`, session 5's statistics pass with a per-step row max, and sparse `v17`,
  *   a 2-stage ring; sessions 2-6's `v2`-`v11`, `v13`-`v16`, `v18`-`v20` and `v24` lost earlier and are gone.)
- * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v56` (session
- *   7's default): four consumer warpgroups taking 64-key steps round-robin and issuing their products in step
- *   order (prefill_pool_v17.cu; head dim 128 and g = 4, else v1), each row's largest score written beside it, then
- *   a select counting the row in 4096 bins of 1/256 octave under it and keeping the k-th's bin in shared memory
- *   (prefill_select_v3.cu: two passes); `v60` (the default since session 8's call B): v56's pool, then for rows of
- *   16384 scores or more a select that counts a sample (an eighth of the row) under the row's largest score and
- *   keeps a band around the k-th in one pass, its writes placed by warp scans (one and an eighth passes over the
- *   row; v56's select where the band misses the k-th or overflows, and for shorter rows; call B, ncu at 128k: 0.93
- *   against 1.41-1.46 ms per pooled pass). Session 8 removed `v32` (session 6's default, a three-pass select) and
- *   call A's `v57` (every row sampled, one atomic per written score: lost at 8k and 32k). Session 9's candidates:
- *   `v64`, v60 with each step's wgmma descriptors as constant offsets from two low words (11 % fewer instructions;
- *   call A, 128k: layer 0 350.3 against v60's 353.6 ms, the anchor 281.2 against 282.5); `v65`, v64 with four
- *   query tiles per pool CTA, consumer warpgroup w pooling tile t0 + w over every K step, so each step is loaded
- *   once for four tiles (a quarter of the K copies and L2 reads per pooled score); `v66`, v64 with the row
- *   constants read as float4 (half the shared-memory loads of the exponential phase). Call A's `v63` (the four tiles
- *   without v64's descriptors) had its products serialised by ptxas and is gone. Session 7's `v53`-`v55`,
- *   session 5's `v19`, session 6's `v23`, `v27`, `v28`, `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`,
- *   `v20`-`v22` are gone too.
+ * - `pool` (the anchors' pooled post-softmax scores and their Top-k): `v1` mma.sync (every shape); `v60` (the
+ *   default from session 8's call B to session 9): four consumer warpgroups taking one tile's 64-key steps
+ *   round-robin and issuing their products in step order (prefill_pool_v17.cu; head dim 128 and g = 4, else v1),
+ *   each row's largest score written beside it, then for rows of 16384 scores or more a select that counts a sample
+ *   (an eighth of the row) under the row's largest score and keeps a band around the k-th in one pass, its writes
+ *   placed by warp scans (one and an eighth passes over the row), for shorter rows and where the band misses the
+ *   k-th or overflows a count in 4096 bins of 1/256 octave under the row's largest score keeping the k-th's bin
+ *   (two passes); `v67` (the default since session 9): v60's select after pool v67, whose steps' wgmma descriptors
+ *   are constant offsets from two low words (11 % fewer instructions than v60) and which, on launches of at least
+ *   2048 four-tile CTAs (32k and longer at batch 1), pools four query tiles per CTA, consumer warpgroup w tile
+ *   t0 + w over every K step, so each step is loaded once for four tiles (a quarter of the K copies and L2 reads
+ *   per pooled score; session 9's call B, 32k, ncu: 6.75 against v60's 7.06 ms; at 8k, 512 such CTAs lost: hence
+ *   the threshold). Session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
+ *   descriptors alone; both at every size; float4 row constants), session 7's `v56` (a two-pass select on every
+ *   row), session 8's `v32` and `v57`, session 7's `v53`-`v55`, session 5's `v19`, session 6's `v23`, `v27`,
+ *   `v28`, `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`, `v20`-`v22` are gone.
  * Held in the environment (`KASCADE_PREFILL_DENSE`, `KASCADE_PREFILL_SPARSE`, `KASCADE_PREFILL_POOL`),
  * read by the addon at every launch, so one process can time them side by side.
  */
@@ -393,11 +391,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v56' | 'v60' | 'v64' | 'v65' | 'v66';
+export type PrefillPoolVariant = 'v1' | 'v60' | 'v67';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v56', 'v60', 'v64', 'v65', 'v66'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -407,31 +405,26 @@ export interface PrefillKernelSelection {
 
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
- * attention and pool), `v56` = dense v22, sparse v12, pool v56 (session 7's defaults, the comparison row), `v60` =
- * dense v22, sparse v61, pool v60 (the defaults since session 8's call B), `v64` = v60 with pool v64 (session 9's
- * candidate: the pool's descriptors as constant offsets), `v65` = v60 with pool v65 (v64 with four tiles per pool
- * CTA), `v66` = v60 with pool v66 (v64 with float4 row constants). Sessions 2-6's other presets (v2-v47, v48 =
- * session 6's defaults, v49-v52; v37 = session 5's defaults),
- * session 7's v53-v55, session 8's v57-v59 and v62 and session 9's v63 lost or went into these and are gone.
+ * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
+ * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9). Sessions 2-6's other
+ * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
+ * 8's v57-v59 and v62 and session 9's v63-v66 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
-  v56: { dense: 'v22', sparse: 'v12', pool: 'v56' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
-  v64: { dense: 'v22', sparse: 'v61', pool: 'v64' },
-  v65: { dense: 'v22', sparse: 'v61', pool: 'v65' },
-  v66: { dense: 'v22', sparse: 'v61', pool: 'v66' },
+  v67: { dense: 'v22', sparse: 'v61', pool: 'v67' },
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v60`, the fastest anchor and reuse
- * in session 8's call B (128k: the anchor 286.0 against v56's 291.3 ms, reuse 29.3 against 30.4): dense v22 (dense
- * v9 for dense and layer 0's dense + statistics pass; the anchors' statistics-only pass on four consumer
- * warpgroups without a per-step row max), sparse v61 (the anchors' sparse pass and reuse, persistent) and pool v60
- * (v56's pool, then the sampled select on rows of 16384 scores or more). Where they do not apply (head dim 64;
- * sparse and the pool at g != 4) v1 runs.
+ * What runs when nothing is selected (the environment variables unset): preset `v67` (session 9's call B, 128k: the
+ * anchor 281.0 against v60's 288.8 ms, layer 0 356.2 against 360.0, with the pool of four tiles per CTA that v67
+ * runs from 32k on): dense v22 (dense v9 for dense and layer 0's dense + statistics pass; the anchors'
+ * statistics-only pass on four consumer warpgroups without a per-step row max), sparse v61 (the anchors' sparse
+ * pass and reuse, persistent) and pool v67 (above). Where they do not apply (head dim 64; sparse and the pool at
+ * g != 4) v1 runs.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v61', pool: 'v60' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v61', pool: 'v67' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {

@@ -12,7 +12,7 @@
  * layer uses (inputs, output, selection slot, anchor workspace). Inputs are normal random
  * (device-side fill), never zeros.
  *
- * Kernel presets (`PREFILL_KERNEL_PRESETS` of @kascade/cuda): `KASCADE_PREFILL_VARIANTS=v60,v56` (the
+ * Kernel presets (`PREFILL_KERNEL_PRESETS` of @kascade/cuda): `KASCADE_PREFILL_VARIANTS=v67,v60` (the
  * presets that passed parity in the same device call; default: the current selection) times every op
  * under each, in the same run; rows carry `variant`, and the summary takes for each op the fastest
  * preset (named in `config.chosen`), so the whole-model figure selects kernels per layer role. Each op's
