@@ -313,9 +313,13 @@ __device__ __forceinline__ void attend16_logits(const float* lg, const T* vs, co
 // after a barrier of all NT threads, emit_ml(h, M, L) runs once per head (threads 0..GS-1) and
 // emit_o(i, o) once per element i = h * D + d of the merged unnormalised output (threads stride NT).
 // Warps >= NW (a producer) only pass the barriers. Without kWithO (a scores-only pass) only (m, l) merge.
-template <int D, int GS, int NW, int NT, bool kWithO = true, typename EmitMl, typename EmitO>
+// kPad (session 9, the wide ws gather with bit 4194304): red_o's rows D + kPad floats apart and each lane's column pair
+// stored as one float2, so a warp's GS rows land on distinct banks (with kPad 0 its four rows share them: 4-way
+// conflicts on 32 scalar stores per lane); red_o then holds NW x GS x (D + kPad) floats. The same sums either way.
+template <int D, int GS, int NW, int NT, bool kWithO = true, int kPad = 0, typename EmitMl, typename EmitO>
 __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m, float l, const float (&acc)[D / 8][2],
                                             EmitMl emit_ml, EmitO emit_o) {
+  constexpr int RS = D + kPad;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, row = lane >> 2, quad = lane & 3;
   if (warp < NW && row < GS) {
     if (quad == 0) {
@@ -325,8 +329,13 @@ __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m
     if constexpr (kWithO) {
 #pragma unroll
       for (int nb = 0; nb < D / 8; ++nb) {
-        red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
-        red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+        if constexpr (kPad > 0) {
+          *reinterpret_cast<float2*>(red_o + (warp * GS + row) * RS + nb * 8 + quad * 2) =
+              make_float2(acc[nb][0], acc[nb][1]);
+        } else {
+          red_o[(warp * GS + row) * D + nb * 8 + quad * 2] = acc[nb][0];
+          red_o[(warp * GS + row) * D + nb * 8 + quad * 2 + 1] = acc[nb][1];
+        }
       }
     }
   }
@@ -353,7 +362,7 @@ __device__ __forceinline__ void merge_warps(float* red_o, float* red_ml, float m
   #pragma unroll
       for (int w = 0; w < NW; ++w) {
         const float mw = red_ml[(w * GS + h) * 2];
-        if (mw != -INFINITY) o += red_o[(w * GS + h) * D + d] * exp2f(mw - M);
+        if (mw != -INFINITY) o += red_o[(w * GS + h) * RS + d] * exp2f(mw - M);
       }
       emit_o(i, o);
     }
@@ -454,13 +463,14 @@ __device__ void merge_row_if_last(unsigned* ctr, int nslots, int SS, const float
 // A split CTA's end (the gathers' epilogue): its NW warps' online-softmax states merged (merge_warps) into its partial
 // (m, l, o), stored in slot `split` of the row's `splits` slots (part_ml [.., splits, 2], part_o [.., splits, D],
 // heads bh0 ..), then, with a counter `ctr`, the row's last CTA merges the slots into `out` (merge_row_if_last,
-// `deep` as there). red_o: shared scratch of NW x GS x (D + 2) floats (also the merge's weights).
-template <typename T, int D, int GS, int NW, int NT>
+// `deep` as there). red_o: shared scratch of NW x GS x (D + kPad + 2) floats (also the merge's weights); kPad as in
+// merge_warps.
+template <typename T, int D, int GS, int NW, int NT, int kPad = 0>
 __device__ __forceinline__ void store_split_and_merge(float* red_o, float m, float l, const float (&acc)[D / 8][2],
                                                       float* part_o, float* part_ml, int splits, int split,
                                                       size_t bh0, T* out, unsigned* ctr, bool deep) {
-  merge_warps<D, GS, NW, NT>(
-      red_o, red_o + NW * GS * D, m, l, acc,
+  merge_warps<D, GS, NW, NT, true, kPad>(
+      red_o, red_o + NW * GS * (D + kPad), m, l, acc,
       [&](int h, float M, float L) {
         float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
         ml[0] = M;

@@ -107,11 +107,13 @@ enum KascadeDecodeVariant {
                                            // scores / layer-0 pass keeps each warp's f16 intermediate records in
                                            // shared memory and stores them only inside write windows of the GPU-wide
                                            // clock (%globaltimer) that every SM shares (burst_writes.cuh)
-  KASCADE_VARIANT_MERGE_ACQREL = 4194304,  // cuda-b1, session 9 (with bit 64): the wide ws gather's split counter by the
-                                           // CTA's barrier and one acq_rel atomic (no fence.sc by every thread before
-                                           // and after it). (Call A's bit 4194304 was the tagged split merge: partials
-                                           // as (value, launch tag) words, no fence; it lost, reuse 22.05 against
-                                           // 21.57 us at 128k batch 1, and was removed.)
+  KASCADE_VARIANT_WS_EPILOGUE = 4194304,  // cuda-b1, session 9 (with bit 64): the wide ws gather's epilogue: the warps
+                                          // merge through bank-conflict-free shared rows (float2 stores, padded rows)
+                                          // and the split counter is taken by the CTA's barrier and one acq_rel atomic
+                                          // (no fence.sc by every thread before and after it; call B had only this
+                                          // part). (Call A's bit 4194304 was the tagged split merge: partials as
+                                          // (value, launch tag) words, no fence; it lost, reuse 22.05 against 21.57 us
+                                          // at 128k batch 1, and was removed.)
   KASCADE_VARIANT_B1_L2_LOGITS = 8388608,  // cuda-b1, session 9 (batch-1 anchors and layer 0: bit 131072, f32 logits):
                                            // the pass stores its logits evict-last in L2 and streams its K / V tiles
                                            // evict-first; the b1 select reads them from L2 and then drops their lines

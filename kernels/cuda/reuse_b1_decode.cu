@@ -190,11 +190,14 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
   }
 }
 
-// KASCADE_VARIANT_MERGE_ACQREL (session 9, W): the row's arrival counter as CUTLASS's generic barrier and cooperative
+// KASCADE_VARIANT_WS_EPILOGUE (session 9, W): the warps' merge with rows kWsMergePad floats longer (merge_warps: call
+// B's ws trace put the last CTA's warp merge and stores at 1.02 us, 4-way bank conflicts on 32 scalar stores per lane),
+// and the row's arrival counter as CUTLASS's generic barrier and cooperative
 // groups' grid sync take it: the CTA's barrier, then one thread's acq_rel atomic (its release covers the CTA's partial
 // stores ordered before it by the barrier; its acquire, passed on by the barrier after it, the other slots' loads),
 // instead of row_last_block's fence.sc by every thread before a relaxed atomic and again after it. True in every thread
 // of the row's last CTA (which resets the counter for the next launch).
+constexpr int kWsMergePad = 8;
 __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots) {
   __shared__ bool lastBlock;
   __syncthreads();
@@ -213,6 +216,8 @@ template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
+  static_assert(sizeof(float) * C::kConsumers * GS * (D + kWsMergePad + 2) <= ws_region_bytes<T, D, GS, W>(),
+                "the padded warp merge fits the ring");
   constexpr int NS = C::kStages, SK = C::kStageKeys, R = C::kRow, NC = C::kConsumers, NP = C::kProducers;
   constexpr unsigned kRowBytes = D * sizeof(T);
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -340,14 +345,20 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   if (trace && tid == 0) ws_mark(2);
 
   unsigned* ctr = merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr;
-  // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots).
-  store_split_and_merge<T, D, GS, NC, C::kThreads>(reinterpret_cast<float*>(smem_raw), m, l, acc, a.part_o, a.part_ml,
-                                                   a.splits, split, bh0, static_cast<T*>(a.out), W ? nullptr : ctr,
-                                                   true);
+  // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots). Bit 4194304
+  // (session 9): the warps merge through bank-conflict-free rows (merge_warps' kPad), and the split counter is taken
+  // by one acq_rel atomic (row_last_block_acq_rel).
+  const bool wsEpilogue = W && (a.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0;
+  float* red = reinterpret_cast<float*>(smem_raw);
+  if (wsEpilogue)
+    store_split_and_merge<T, D, GS, NC, C::kThreads, kWsMergePad>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split,
+                                                                  bh0, static_cast<T*>(a.out), nullptr, true);
+  else
+    store_split_and_merge<T, D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0,
+                                                     static_cast<T*>(a.out), W ? nullptr : ctr, true);
   if constexpr (W) {
     if (trace && tid == 0) ws_mark(5);
-    const bool acqRel = (a.variant & KASCADE_VARIANT_MERGE_ACQREL) != 0;
-    if (ctr && (acqRel ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
+    if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
       if (trace && tid == 0) ws_mark(6);
       ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
     }

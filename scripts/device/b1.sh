@@ -22,19 +22,19 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 9: the default 98400 (session 8: the ws gather as one 512-thread CTA per SM) against 4292704 = 98400 | 4194304
-# (call B: the split counter by one acq_rel atomic, no fence.sc; call A's 4194304, the tagged split merge, lost 22.05
-# against 21.57 us and was removed).
+# Session 9: session 8's default 98400 (the ws gather as one 512-thread CTA per SM) against the new default 4292704 = 98400
+# | 4194304 (the wide gather's epilogue: call B its split counter by one acq_rel atomic, no fence.sc; since call C also
+# the warps' merge through bank-conflict-free rows; call A's 4194304, the tagged split merge, lost and was removed).
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-98400,4292704}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 168188 (session 8's default: 164028 | 4096 | 64) against session 9's bit 8388608 (the f32 logits kept in L2, dropped
-# by the select past its barrier 2; the sparse pass copies K rows): 8556796 = 168188 | 8388608 and 8622332 = 8556796 |
-# 65536 (the K-row gather's register split), 12816636 = 8622332 | 4194304 (the acq_rel split counter). The probe times
-# layer 0 with each too. (Call A: the tagged merge lost and was removed; the logits dropped by the sparse pass's last CTAs
-# cost it ~8 us.)
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-168188,8556796,8622332,12816636}
+# 168188 (session 8's default: 164028 | 4096 | 64) against session 9's default 12816636 = 168188 | 65536 | 4194304 |
+# 8388608 (the f32 logits kept in L2, dropped by the select past its barrier 2; the sparse pass copies K rows with the
+# register split and the wide gather's epilogue). The probe times layer 0 with each too. (Call B: 8556796 / 8622332, the
+# same without bits 65536 / 4194304, within 1 us of it; call A: the logits dropped by the sparse pass's last CTAs cost it
+# ~8 us.)
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-168188,12816636}
 export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
@@ -87,10 +87,10 @@ say "ncu metrics exit $?"
 # The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
 # Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
-  B1_ANCHOR_VARIANTS=$(only_screened 168188,8622332 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
+  B1_ANCHOR_VARIANTS=$(only_screened 168188,12816636 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
 say "select trace exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace.log" | head -4
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168188,8622332,12816636}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168188,12816636}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 # Session 9, B1_NOWRITES=1 (call A ran it): the scores pass and layer 0's pass without their logit writes
@@ -102,7 +102,7 @@ if [ "${B1_NOWRITES:-0}" = 1 ]; then
   say "ncu anchor without writes exit $?"
 fi
 # ...and layer 0 (its dense pass with the logits, the select) with and without bit 8388608.
-B1_NCU=1 B1_NCU_LAYER0=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened 168188,8622332 "$B1_ANCHOR_VARIANTS") \
+B1_NCU=1 B1_NCU_LAYER0=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened 168188,12816636 "$B1_ANCHOR_VARIANTS") \
   timeout 30 "$NCU" --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" \
   > "$JOB_OUT/layer0-ncu.csv" 2> "$JOB_OUT/layer0-ncu.err"
 say "ncu layer 0 metrics exit $?"

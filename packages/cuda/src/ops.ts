@@ -45,8 +45,10 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // (164028 = 188 + 32768 + 131072) is the fastest layer 0 at 32k/128k and anchor at 8k/32k/128k; at
   // 512k the warp-specialised gather alone (32956 = 188 + 32768); the cluster select (764) for layer 0
   // at 8k.
-  { op: 'layer0', maxBatch: 4, maxN: 16384, variant: 764 },
-  { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 164028 },
+  // Session 9 up to 256k (call B's bench at 2b5dca9, batch 1): 12816636 = 168188 | 65536 | 4194304 | 8388608, the pass's
+  // f32 logits kept in L2 (bit 8388608; layer 0 has no sparse pass, so bits 65536 / 4194304 change nothing here): 8k 31.49
+  // against 164028's 31.55 and 764's 33.22 us, 32k 60.96 against 64.98, 128k 162.24 against 173.66.
+  { op: 'layer0', maxBatch: 4, maxN: 262144, variant: 12816636 },
   { op: 'layer0', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   // Batch > 4 (session 6, call C at f3cc0d9, the fastest at 8k / 32k / 128k batch 32): layer 0 164028
   // (cuda-b1's select; 317.1 against 764's 317.9 us), 764 (1152.6 against 1163.7), then 265340 (3196 with
@@ -62,7 +64,10 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // 124.90 / 125.22 (32k: 55.55 against 56.86; 8k: 33.98 against 35.07); layer 0 has no sparse pass (the same).
   // Session 8: 168188 = 168124 | 64, the sparse pass with one wide ws-gather CTA per SM (call B's bench at 735f9ac:
   // 8k 32.85 against 33.42 us, 32k 52.51 against 53.20, 128k 119.89 against 119.87).
-  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 168188 },
+  // Session 9 (call B's bench at 2b5dca9): 12816636 = 168188 | 65536 | 4194304 | 8388608, the logits kept in L2 and
+  // dropped by the select (the sparse pass copies K rows, with the register split and the wide gather's epilogue): 8k
+  // 33.50 against 168188's 33.33 us, 32k 49.82 against 53.71, 128k 113.55 against 121.44.
+  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 12816636 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   // Session 7: beyond 16k the anchor's sparse pass reads the scores from the f16 intermediate (789628 = 265340 |
@@ -82,7 +87,9 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Session 8 at every context: 98400 = 98336 | 64, one wide ws-gather CTA per SM (16 splits per row at batch 1, the
   // last CTA merging them in one L2 round trip): call B's bench at 735f9ac, 8k 10.11 against 8252's 10.30 us, 32k
   // 11.90 against 98336's 12.43, 128k 21.42 against 22.70, 512k 63.90 against 63.65.
-  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 98400 },
+  // Session 9 at every context: 4292704 = 98400 | 4194304, the wide gather's epilogue (call B: its acq_rel split counter
+  // alone; bench at 2b5dca9 32k 11.65 against 11.98 us, 128k 21.30 against 21.58; b1 probe 512k 63.55 against 63.87).
+  { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 4292704 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
 
