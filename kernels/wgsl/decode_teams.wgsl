@@ -43,13 +43,11 @@
 // sentinel, merged by a tree of fan-in 8 with atomic counters) was bit-identical over 30 NaN-poisoned
 // runs on the H200 but far slower (call A: the reuse 61.2 against 44.7 us at 128k batch 1, dense 394
 // against 194) and was removed.
-// UNPACK_ONCE (with the const LAZY_RESCALE): each K and V piece unpacked once per key (not once per
-// query head), the V loop keys outermost; LAZY_RESCALE: a head's accumulator rescaled only where its
-// running maximum moved. Both give the same bits as without (session 9 candidates).
 // TRED_XOR (with TRED, GROUP a power of two): lane L's slot e = u * GROUP + h holds element e ^ L
 // (key slot u holds the step's key u ^ (L / GROUP), query slot h head h ^ (L % GROUP)), so each round
 // of the transposing butterfly keeps the lower half and sends the upper one with no selects; the
-// scores are the same bits, V is accumulated in a lane-dependent key order (session 9 candidate).
+// scores are the same bits, V is accumulated in a lane-dependent key order (session 9: the default of
+// the anchors' scores pass at few rows).
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -161,21 +159,11 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
       // Partial dot products over this lane's pieces, finished across the team.
       var sc: array<f32, U * GROUP>;
       for (var u = 0u; u < U; u++) {
-//#if UNPACK_ONCE
-        var kf: array<vec4<f32>, PPL * PV>;
-        for (var e = 0u; e < PPL * PV; e++) {
-          kf[e] = kp4(kp[u * PPL + e / PV], e % PV);
-        }
-//#endif
         for (var h = 0u; h < GROUP; h++) {
           var d = 0.0;
           for (var pp = 0u; pp < PPL; pp++) {
             for (var i = 0u; i < PV; i++) {
-//#if UNPACK_ONCE
-              d += dot(qr[(h * PPL + pp) * PV + i], kf[pp * PV + i]);
-//#else
               d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
-//#endif
             }
           }
           sc[u * GROUP + h] = d;
@@ -230,23 +218,6 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
         }
         if (ACCUM_V) {
-//#if UNPACK_ONCE
-          // Each V piece unpacked once, the keys outermost (every accumulator sees the same operations
-          // in the same order as below).
-//#include rescale_acc corr[h]
-          for (var u = 0u; u < U; u++) {
-            var vf: array<vec4<f32>, PPL * PV>;
-            for (var e = 0u; e < PPL * PV; e++) {
-              vf[e] = kp4(vp[u * PPL + e / PV], e % PV);
-            }
-            for (var h = 0u; h < GROUP; h++) {
-              let pu = subgroupShuffle(pv, teamBase + (u ^ keyPerm) * GROUP + h);
-              for (var e = 0u; e < PPL * PV; e++) {
-                acc[h * PPL * PV + e] += pu * vf[e];
-              }
-            }
-          }
-//#else
           for (var h = 0u; h < GROUP; h++) {
             for (var e = 0u; e < PPL * PV; e++) {
               acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
@@ -260,7 +231,6 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
               }
             }
           }
-//#endif
         }
       } else {
         for (var mask = TW / 2u; mask > 0u; mask = mask / 2u) {
@@ -293,43 +263,6 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           }
         }
         // Online softmax of the team (every lane holds the same scores).
-//#if UNPACK_ONCE
-        // The probabilities of every head first (in place of the scores), then V with each piece
-        // unpacked once, the keys outermost (every accumulator sees the same operations in the same
-        // order as below).
-        var corrs: array<f32, GROUP>;
-        for (var h = 0u; h < GROUP; h++) {
-          var mx = m[h];
-          for (var u = 0u; u < U; u++) {
-            if (valid[u]) {
-              mx = max(mx, sc[u * GROUP + h]);
-            }
-          }
-          corrs[h] = exp(m[h] - mx);
-          m[h] = mx;
-          var ls = 0.0;
-          for (var u = 0u; u < U; u++) {
-            let pu = select(0.0, exp(sc[u * GROUP + h] - mx), valid[u]);
-            sc[u * GROUP + h] = pu;
-            ls += pu;
-          }
-          l[h] = l[h] * corrs[h] + ls;
-        }
-        if (ACCUM_V) {
-//#include rescale_acc corrs[h]
-          for (var u = 0u; u < U; u++) {
-            var vf: array<vec4<f32>, PPL * PV>;
-            for (var e = 0u; e < PPL * PV; e++) {
-              vf[e] = kp4(vp[u * PPL + e / PV], e % PV);
-            }
-            for (var h = 0u; h < GROUP; h++) {
-              for (var e = 0u; e < PPL * PV; e++) {
-                acc[h * PPL * PV + e] += sc[u * GROUP + h] * vf[e];
-              }
-            }
-          }
-        }
-//#else
         for (var h = 0u; h < GROUP; h++) {
           var mx = m[h];
           for (var u = 0u; u < U; u++) {
@@ -358,23 +291,10 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
             }
           }
         }
-//#endif
       }
     }
 //#end
 
-// UNPACK_ONCE: every head's accumulator scaled by its correction $1 (h the head); with LAZY_RESCALE
-// (a const beside UNPACK_ONCE) only where that head's running maximum moved (a factor of exactly 1
-// otherwise: the same bits).
-//#snippet rescale_acc
-          for (var h = 0u; h < GROUP; h++) {
-            if (!LAZY_RESCALE || $1 != 1.0) {
-              for (var e = 0u; e < PPL * PV; e++) {
-                acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * $1;
-              }
-            }
-          }
-//#end
 @compute @workgroup_size(WG)
 fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {

@@ -406,10 +406,6 @@ describe.skipIf(!probe.context)(
       // The next team step's loads issued before this step's math.
       { loadsAhead: true, keysPerStep: 3, prefetchIndices: true, minStepsPerSplit: 1 },
       { loadsAhead: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
-      // Each K/V piece unpacked once per key; with the lazy rescale (the transposed reduction's path too).
-      { unpackOnce: true, prefetchIndices: true },
-      { lazyRescale: true, subgroupTeamMerge: true, pieceBytes: 8 as const },
-      { lazyRescale: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
       // The transposed reduction on lane-permuted slots (no selects), with staged indices and a short split.
       { xorLayout: true, transposedReduce: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
     ];
@@ -470,9 +466,6 @@ describe.skipIf(!probe.context)(
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
       if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
-      if ('unpackOnce' in opts || 'lazyRescale' in opts) {
-        expect(keys.some((k) => k.includes('UNPACK_ONCE=true'))).toBe(true);
-      }
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

@@ -98,8 +98,6 @@ type Tuning = Pick<
   | 'streamPass'
   | 'transposedReduce'
   | 'subgroupTeamMerge'
-  | 'unpackOnce'
-  | 'lazyRescale'
   | 'xorLayout'
 >;
 
@@ -107,10 +105,7 @@ type Tuning = Pick<
 const SGM: Tuning = { subgroupTeamMerge: true };
 /** Session 6's select (nine dispatches; the folded one is the default up to 16 rows since session 7). */
 const CLASSIC: Tuning = { selectSchedule: 'classic' };
-/** Session 9's candidates (the same bits as the defaults): fewer instructions per team step (LAZY implies UNPACK_ONCE). */
-const UNPACK_ONCE: Tuning = { unpackOnce: true };
-const LAZY: Tuning = { lazyRescale: true };
-/** Session 9's candidate: the transposed reduction on lane-permuted slots, no selects (V summed in another order). */
+/** The transposed reduction on lane-permuted slots, no selects (session 9; the anchors' scores pass at few rows). */
 const XOR: Tuning = { xorLayout: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
@@ -130,12 +125,9 @@ const PARITY_OPTIONS: Tuning[] = [
   CLASSIC,
   { selectSchedule: 'folded', selectValuesPerInvocation: 16 },
   { loadsAhead: true },
-  UNPACK_ONCE,
-  LAZY,
-  { ...LAZY, pieceBytes: 16 },
   XOR,
-  { ...XOR, ...LAZY, streamPass: { xorLayout: true, lazyRescale: true } },
-  { transposedReduce: true, pieceBytes: 8, ...XOR, ...LAZY },
+  { streamPass: { xorLayout: false } },
+  { transposedReduce: true, pieceBytes: 8, ...XOR },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -171,20 +163,17 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // one key per invocation (keyPerInvocation: the anchor 239.7 and 238.9 against 216.0 and 216.1 at
   // batch 1, 1528 and 1484 against 1267 at batch 8; its subgroup merge order followed an atomic
   // counter while its keys followed the invocation index, so runs differed in the last bits).
-  // Session 9, call B: K/V pieces unpacked once per key (not once per query head), and with it the
-  // rescale of a head's accumulator skipped while its running maximum stays; the transposed
-  // reduction (dense, the anchors' scores pass, and the reuse with it) on lane-permuted slots.
-  reuse: alternate(
-    2,
-    {},
-    UNPACK_ONCE,
-    LAZY,
-    { transposedReduce: true },
-    { transposedReduce: true, ...XOR, ...LAZY },
-  ),
-  anchor: alternate(2, {}, UNPACK_ONCE, LAZY, XOR, { ...XOR, ...LAZY }),
-  'dense-anchor': alternate(2, {}, UNPACK_ONCE, LAZY),
-  dense: alternate(2, {}, UNPACK_ONCE, LAZY, XOR, { ...XOR, ...LAZY }),
+  // Session 9, call C (final): the defaults (the anchors' scores pass on lane-permuted slots at few
+  // rows) against that pass without them and with them, and dense with them, at batch 1 and 8 (at
+  // 8 rows the anchors' default has them off). Calls A and B (webgpu-decode-s9a.json, -s9b.json) hold
+  // what lost: the split merge in the split pass (the reuse 61.2 against 44.7 us), the ping-pong
+  // loads (65.7), each K/V piece unpacked once per key (45.0 against 44.7, dense 201 against 196),
+  // the lazy rescale (45.8, dense 203), the reuse with the transposed reduction (50.3 and 50.6) and
+  // with it on permuted slots (84.0 and 84.8).
+  reuse: [],
+  anchor: alternate(2, {}, { streamPass: { xorLayout: false } }, { streamPass: XOR }),
+  'dense-anchor': [],
+  dense: alternate(2, {}, XOR),
 };
 
 const bench: Bench = {
@@ -580,89 +569,77 @@ const bench: Bench = {
             ['anchor', {}],
             ['reuse', {}],
             // Session 9's candidates, at full size in the call that first times them.
-            ['reuse', LAZY],
-            ['dense', LAZY],
-            ['dense-anchor', LAZY],
-            ['anchor', LAZY],
-            ['dense', { ...XOR, ...LAZY }],
-            ['anchor', { ...XOR, ...LAZY }],
-            ['reuse', { transposedReduce: true, ...XOR, ...LAZY }],
+            ['dense', XOR],
+            ['anchor', { streamPass: XOR }],
           ];
-          // Each role's first output with the defaults, for candidates that must give the same bits.
-          const defaultsFirst = new Map<LayerRole, Float32Array>();
           for (const [role, tuning] of repeated) {
-            const slotWords = batch * G * slot.kStride;
-            const once = async () => {
-              gpu.device.queue.writeBuffer(out, 0, new Float32Array(batch * H * D).fill(Number.NaN));
-              for (const name of ['decode.partML', 'decode.partO']) {
-                const buf = gpu.scratchBuffer(name, 16);
-                gpu.device.queue.writeBuffer(buf, 0, new Float32Array(buf.size / 4).fill(Number.NaN));
-              }
-              const selects = role === 'anchor' || role === 'dense-anchor';
-              // Anchors: the slot poisoned too, and compared (layer 0's output does not depend on it).
-              if (selects) gpu.device.queue.writeBuffer(slot.indices, 0, new Int32Array(slotWords).fill(-5));
-              const enc = gpu.device.createCommandEncoder({ label: 'bench.repeat-check' });
-              const pass = enc.beginComputePass();
-              encodeDecode(gpu, pass, decodeCall(inputs, role, tuning));
-              pass.end();
-              gpu.flushParams();
-              gpu.device.queue.submit([enc.finish()]);
-              const o = new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
-              if (!selects) return o;
-              // The first k indices of each row, as numbers; one still poisoned counts as non-finite.
-              const picked = new Int32Array(await readBuffer(gpu, slot.indices, slotWords * 4));
-              const both = new Float32Array(o.length + batch * G * k);
-              both.set(o);
-              for (let r = 0; r < batch * G; r++) {
-                for (let i = 0; i < k; i++) {
-                  const v = picked[r * slot.kStride + i];
-                  both[o.length + r * k + i] = v === -5 ? Number.NaN : v;
+            // A check that throws (e.g. a shape this batch cannot run) costs only its own row.
+            try {
+              const slotWords = batch * G * slot.kStride;
+              const once = async () => {
+                gpu.device.queue.writeBuffer(out, 0, new Float32Array(batch * H * D).fill(Number.NaN));
+                for (const name of ['decode.partML', 'decode.partO']) {
+                  const buf = gpu.scratchBuffer(name, 16);
+                  gpu.device.queue.writeBuffer(buf, 0, new Float32Array(buf.size / 4).fill(Number.NaN));
                 }
+                const selects = role === 'anchor' || role === 'dense-anchor';
+                // Anchors: the slot poisoned too, and compared (layer 0's output does not depend on it).
+                if (selects)
+                  gpu.device.queue.writeBuffer(slot.indices, 0, new Int32Array(slotWords).fill(-5));
+                const enc = gpu.device.createCommandEncoder({ label: 'bench.repeat-check' });
+                const pass = enc.beginComputePass();
+                encodeDecode(gpu, pass, decodeCall(inputs, role, tuning));
+                pass.end();
+                gpu.flushParams();
+                gpu.device.queue.submit([enc.finish()]);
+                const o = new Float32Array(await readBuffer(gpu, out, batch * H * D * 4));
+                if (!selects) return o;
+                // The first k indices of each row, as numbers; one still poisoned counts as non-finite.
+                const picked = new Int32Array(await readBuffer(gpu, slot.indices, slotWords * 4));
+                const both = new Float32Array(o.length + batch * G * k);
+                both.set(o);
+                for (let r = 0; r < batch * G; r++) {
+                  for (let i = 0; i < k; i++) {
+                    const v = picked[r * slot.kStride + i];
+                    both[o.length + r * k + i] = v === -5 ? Number.NaN : v;
+                  }
+                }
+                return both;
+              };
+              const first = await once();
+              let differ = 0;
+              let runsDiffering = 0;
+              for (let r = 1; r < REPEAT_RUNS; r++) {
+                const o = await once();
+                let d = 0;
+                for (let i = 0; i < o.length; i++) if (!Object.is(o[i], first[i])) d++;
+                differ += d;
+                if (d > 0) runsDiffering++;
               }
-              return both;
-            };
-            const first = await once();
-            let differ = 0;
-            let runsDiffering = 0;
-            for (let r = 1; r < REPEAT_RUNS; r++) {
-              const o = await once();
-              let d = 0;
-              for (let i = 0; i < o.length; i++) if (!Object.is(o[i], first[i])) d++;
-              differ += d;
-              if (d > 0) runsDiffering++;
+              const nonFinite = first.filter((x) => !Number.isFinite(x)).length;
+              rows.push({
+                kernel: 'parity-repeat',
+                role,
+                ...(Object.keys(tuning).length > 0 ? { options: JSON.stringify(tuning) } : {}),
+                context: n,
+                batch,
+                runs: REPEAT_RUNS,
+                runToRun: differ,
+                runsDiffering,
+                nonFinite,
+              });
+              summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] =
+                (summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] ?? 0) +
+                differ +
+                nonFinite;
+              ctx.progress(
+                `repeat ${role} ${JSON.stringify(tuning)} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite`,
+              );
+            } catch (e) {
+              ctx.progress(
+                `repeat ${role} ${JSON.stringify(tuning)} n=${n} b=${batch} failed: ${e instanceof Error ? e.message : String(e)}`,
+              );
             }
-            const nonFinite = first.filter((x) => !Number.isFinite(x)).length;
-            const ref = defaultsFirst.get(role);
-            if (Object.keys(tuning).length === 0) defaultsFirst.set(role, first);
-            let vsDefaults: number | undefined;
-            if (
-              ref &&
-              Object.keys(tuning).length > 0 &&
-              (tuning.unpackOnce || tuning.lazyRescale) &&
-              !tuning.xorLayout
-            ) {
-              vsDefaults = 0;
-              for (let i = 0; i < first.length; i++) if (!Object.is(first[i], ref[i])) vsDefaults++;
-            }
-            rows.push({
-              kernel: 'parity-repeat',
-              role,
-              ...(Object.keys(tuning).length > 0 ? { options: JSON.stringify(tuning) } : {}),
-              context: n,
-              batch,
-              runs: REPEAT_RUNS,
-              runToRun: differ,
-              runsDiffering,
-              nonFinite,
-              ...(vsDefaults !== undefined ? { vsDefaults } : {}),
-            });
-            summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] =
-              (summary[`repeatMismatches_${tagOf(n)}${batch === 1 ? '' : `_b${batch}`}`] ?? 0) +
-              differ +
-              nonFinite;
-            ctx.progress(
-              `repeat ${role} ${JSON.stringify(tuning)} n=${n} b=${batch}: ${differ} values in ${runsDiffering} of ${REPEAT_RUNS - 1} runs differ from the first (partials NaN-poisoned), ${nonFinite} non-finite${vsDefaults !== undefined ? `, ${vsDefaults} values differ from the defaults' first run` : ''}`,
-            );
           }
         }
         if ((args.probe || args.probeOnly) && n === Math.max(...contexts) && kernels.includes('teams')) {

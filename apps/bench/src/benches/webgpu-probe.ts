@@ -14,9 +14,6 @@
  *   index pattern, and with the reuse default's shape by k;
  * - `probe-stages`: layer 0 and the anchor stopped after the streaming pass, the pooling, the
  *   Top-k, or whole (`untilStage`), and the streaming pass alone under some team-kernel options.
- * - `probe-flush`: every role after the benches' L2 flush (a 256 MiB copy: the L2 left full of dirty
- *   lines, written back by the timed op's misses) and after a flush that only reads (clean lines, as
- *   a model's weight reads leave the L2 before an attention op), twice in turn.
  * Rows carry `dawnToggles` when the process ran with `KASCADE_DAWN_ENABLE`.
  */
 import type { BudgetOptions } from '@kascade/core';
@@ -34,7 +31,7 @@ import {
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
-import { decodeCall, fillBuffer, l2Flusher, round, timeOp } from './webgpu-common.js';
+import { decodeCall, fillBuffer, round, timeOp } from './webgpu-common.js';
 
 export interface ProbeInputs {
   readonly gpu: KascadeGPU;
@@ -64,8 +61,6 @@ type Options = Pick<
   | 'selectSchedule'
   | 'streamPass'
   | 'cachedRows'
-  | 'unpackOnce'
-  | 'lazyRescale'
   | 'xorLayout'
 >;
 
@@ -488,16 +483,14 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     }
     // Dense's and the reuse's split pass alone (against the reads of section 3), and each with every
     // K/V load served by the caches (`cachedRows`: the attention math without the DRAM reads, so
-    // math + reads - the pass says how much of the math the loads hide), also with session 9's
-    // candidates that cut the math's instructions (`unpackOnce`, `lazyRescale`).
+    // math + reads - the pass says how much of the math the loads hide), dense's also with the
+    // transposed reduction on lane-permuted slots (`xorLayout`).
     const splitOptions: ['dense' | 'reuse', Options][] = [
       ['dense', SPLIT_ONLY],
       ['dense', { ...SPLIT_ONLY, cachedRows: true }],
-      ['dense', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true }],
-      ['dense', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true, xorLayout: true }],
+      ['dense', { ...SPLIT_ONLY, cachedRows: true, xorLayout: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
-      ['reuse', { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true }],
     ];
     for (const [role, o] of splitOptions) {
       const s = await timeOp(
@@ -512,11 +505,12 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       });
     }
     // The anchors' streaming pass alone (without the merge of its splits) with every K load served by
-    // the caches (its math without its DRAM reads).
+    // the caches (its math without its DRAM reads), and with and without lane-permuted slots (the
+    // scores pass's default at few rows; layer 0's pass has no transposed reduction, so no change).
     const streamOptions: Options[] = [
       { ...SPLIT_ONLY, cachedRows: true },
-      { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true },
-      { ...SPLIT_ONLY, cachedRows: true, lazyRescale: true, xorLayout: true },
+      { ...SPLIT_ONLY, cachedRows: true, streamPass: { xorLayout: false } },
+      { ...SPLIT_ONLY, streamPass: { xorLayout: false } },
     ];
     for (const role of ['dense-anchor', 'anchor'] as const) {
       for (const o of full ? streamOptions : []) {
@@ -530,27 +524,6 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         push('probe-stages', `${role === 'dense-anchor' ? 'layer0' : role} until scores, options`, s, {
           options: JSON.stringify(o),
         });
-      }
-    }
-    // 5. The flush before each timed run: a copy (dirty lines) against a read (clean lines).
-    const readFlush = l2Flusher(gpu, ctx.quick, 'read');
-    for (const role of ['reuse', 'dense', 'anchor', 'dense-anchor'] as const) {
-      for (let i = 0; i < (full ? 2 : 0); i++) {
-        for (const [kind, f] of [
-          ['copy', flush],
-          ['read', readFlush],
-        ] as const) {
-          const s = await timeOp(
-            gpu,
-            ctx,
-            `probe: ${role} after a ${kind} flush`,
-            (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role)),
-            f,
-          );
-          push('probe-flush', `${role === 'dense-anchor' ? 'layer0' : role} after a ${kind} flush`, s, {
-            flush: kind,
-          });
-        }
       }
     }
   } finally {

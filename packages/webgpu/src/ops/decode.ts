@@ -143,16 +143,6 @@ export interface DecodeArgs {
    * lane-dependent key order. Default: `TEAM_DEFAULTS` (off).
    */
   readonly xorLayout?: boolean;
-  /**
-   * `teams` only: each K and V piece unpacked once per key, not once per query head, the V loop keys
-   * outermost (the same operations per accumulator, in the same order). Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly unpackOnce?: boolean;
-  /**
-   * `teams` only (implies `unpackOnce`): a head's accumulator rescaled only where its running maximum
-   * moved (the factor is exactly 1 otherwise: the same bits). Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly lazyRescale?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
@@ -224,8 +214,6 @@ export interface TeamSettings {
   readonly prefetchIndices: boolean;
   readonly transposedReduce: boolean;
   readonly subgroupTeamMerge: boolean;
-  readonly unpackOnce: boolean;
-  readonly lazyRescale: boolean;
   readonly xorLayout: boolean;
 }
 
@@ -246,8 +234,6 @@ const STREAM_FEW: TeamSettings = {
   prefetchIndices: false,
   transposedReduce: false,
   subgroupTeamMerge: false,
-  unpackOnce: false,
-  lazyRescale: false,
   xorLayout: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
@@ -273,7 +259,10 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * `decode_teams.wgsl`); layer 0's pass at many rows issues the next step's loads before a step's
  * math (call B of session 8, twice in turn at batch 8: 1517 and 1522 against 1568 and 1570 us; at
  * batch 1 245.0 and 245.1 against 245.4 and 245.6, left off; slower for every other pass: dense 288
- * against 195 us, the reuse 54.6 against 44.8 at batch 1);
+ * against 195 us, the reuse 54.6 against 44.8 at batch 1); the anchors' scores pass at few rows
+ * takes the transposed reduction on lane-permuted slots (`xorLayout`: call B of session 9, twice in
+ * turn at batch 1: the anchor 205.3 and 205.7 against 216.7 and 216.9 us; dense 193.6 and 199.5
+ * against 196.3 and 196.7, within its spread);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
@@ -284,7 +273,7 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
     many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true },
   },
   scores: {
-    few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096 },
+    few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
     many: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096 },
   },
   gather: {
@@ -493,9 +482,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       tred: o.transposedReduce ?? (d.transposedReduce && U * group === layout.TW),
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
       cachedRows: a.cachedRows === true,
-      lazy: o.lazyRescale ?? d.lazyRescale,
       xor: o.xorLayout ?? d.xorLayout,
-      unpackOnce: (o.unpackOnce ?? d.unpackOnce) || (o.lazyRescale ?? d.lazyRescale),
     };
   };
   const teams = kernel === 'teams';
@@ -579,7 +566,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
-      ...(t.unpackOnce ? { UNPACK_ONCE: true, LAZY_RESCALE: t.lazy } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
