@@ -100,21 +100,6 @@ if [ -n "$tuning" ]; then
     rm -rf "$out/t128k1" "$out/t128k8" "$out/t32k" "$out/webgpu-decode-tuned.svg"
   fi
 fi
-# 2c. The same headline parts with the L2 flush that only reads (WEBGPU_READ_FLUSH=1; --flush=read: no
-#     dirty lines left for the timed op to write back), merged into webgpu-decode-read-flush.json.
-if [ -n "${WEBGPU_READ_FLUSH:-}" ]; then
-  timeout --kill-after=3 "$lim1" node "$bundle" "$out/r128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity --flush=read
-  timeout --kill-after=3 "$lim1" node "$bundle" "$out/r128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity --flush=read
-  timeout --kill-after=3 "$lim2" node "$bundle" "$out/r32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass --flush=read
-  echo "read-flush headline rc=$? after $(( $(date +%s) - start )) s"
-  rparts=()
-  for p in r128k1 r128k8 r32k; do
-    [ -s "$out/$p/webgpu-decode.json" ] && rparts+=("$out/$p/webgpu-decode.json")
-  done
-  if [ ${#rparts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode-read-flush.json" "${rparts[@]}"; then
-    rm -rf "$out/r128k1" "$out/r128k8" "$out/r32k" "$out/webgpu-decode-read-flush.svg"
-  fi
-fi
 # 3. The sweep of the team kernel's options at 128k, batch 1 then batch 8, in what time is left.
 for b in ${WEBGPU_SWEEP_BATCHES-1 8}; do
   l=$(left)
