@@ -259,22 +259,27 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * `decode_teams.wgsl`); layer 0's pass at many rows issues the next step's loads before a step's
  * math (call B of session 8, twice in turn at batch 8: 1517 and 1522 against 1568 and 1570 us; at
  * batch 1 245.0 and 245.1 against 245.4 and 245.6, left off; slower for every other pass: dense 288
- * against 195 us, the reuse 54.6 against 44.8 at batch 1); the anchors' scores pass at few rows
- * takes the transposed reduction on lane-permuted slots (`xorLayout`: call B of session 9, twice in
- * turn at batch 1: the anchor 205.3 and 205.7 against 216.7 and 216.9 us; dense 193.6 and 199.5
- * against 196.3 and 196.7, within its spread);
+ * against 195 us, the reuse 54.6 against 44.8 at batch 1); the anchors' scores pass takes the
+ * transposed reduction on lane-permuted slots (`xorLayout`), and dense does at many rows (call C of
+ * session 9, twice in turn at 128k: the anchor 204.5 and 204.1 against 217.8 and 217.0 us at batch
+ * 1, 1136.0 and 1136.9 against 1253.4 and 1253.5 at batch 8; dense 1207.1 and 1207.6 against 1262.0
+ * and 1260.4 at batch 8 but 202.7 and 203.5 against 194.7 and 195.3 at batch 1: its lanes then load
+ * 8 rows per instruction instead of one);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
 export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
-  stream: { few: { ...STREAM_FEW, ...TRANSPOSED }, many: { ...STREAM_MANY, ...TRANSPOSED } },
+  stream: {
+    few: { ...STREAM_FEW, ...TRANSPOSED },
+    many: { ...STREAM_MANY, ...TRANSPOSED, xorLayout: true },
+  },
   layer0: {
     few: { ...STREAM_FEW, subgroupTeamMerge: true },
     many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true },
   },
   scores: {
     few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
-    many: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096 },
+    many: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
   },
   gather: {
     few: {
