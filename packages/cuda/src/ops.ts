@@ -55,10 +55,13 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // the TMA maps unpromoted in L2: 4431.0 against 3196's 4444.5); the anchor 164028 (214.0 against 764's
   // 221.7), then 265340 (751.4 against 764's 754.8; 2791.0 against 3196's 2831.7 and 19644's 2851.7).
   { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: 65536, variant: 764 },
   // Session 8: beyond 64k the key-major intermediate (1838204 = 789628 | 1048576; layer 0 runs 265340's kernels with
   // bit 1048576): calls A / B at 128k batch 32 4407.4 / 4413.3 against 265340's 4438.6 / 4438.6 us.
-  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 1838204 },
+  // Session 9, call C at 1a87690 (`cuda-decode.json`): beyond 16k the burst writes on the lean schedule (3935484 =
+  // 1838204 | 128 | 2097152: the pass's f16 intermediate stored in GPU-wide %globaltimer windows by TMA bulk copies):
+  // 32k batch 32 1099.9 us against 764's 1139.3 and 1838204's 1146.1, 128k 4216.0 against 1838204's 4327.2 (8k:
+  // 324.5 against 164028's 313.2, so 164028 stays there).
+  { op: 'layer0', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 3935484 },
   // Batch <= 4, session 7 (b1 probe, calls A and B at 128k batch 1): 168124 = 164028 | 4096, the anchor's sparse
   // pass launched while the b1 select's rows finish (programmatic dependent launch): 122.05 / 122.78 us against
   // 124.90 / 125.22 (32k: 55.55 against 56.86; 8k: 33.98 against 35.07); layer 0 has no sparse pass (the same).
