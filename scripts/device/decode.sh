@@ -46,7 +46,8 @@
 #      (the lean schedule without the burst writes) and cuda-b1's 4292704, 8622332, 12816636 (through DECODE_VARIANTS).
 #      Calls A and B ran the burst variants with one CTA per SM fewer than the pass without them (their stages past the
 #      cp.async ring's size); call C: 3935356 and 3935484 with the stages inside the TMA pass's room, and cuda-b1's list
-#      (/work/prompts/s9/decode-variants-cuda-b1); 3951740 and 1838332 lost in call B and are no longer timed;
+#      (/work/prompts/s9/decode-variants-cuda-b1); 3951740 and 1838332 lost in call B and are no longer timed; after C:
+#      3935484 is layer 0's default beyond 16k at batch > 4, 3935356 (the split schedule) lost and is dropped;
 #      cuda-b1's list (/work/prompts/s9/decode-variants-cuda-b1: 4292704 = 98400 | 4194304, 12751100 = 168188 |
 #      4194304 | 8388608),
 #      DECODE_PARITY_LIMIT
@@ -57,7 +58,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935356,3935484,4292704,8622332,12816636}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
