@@ -8,15 +8,16 @@
 #     output against variant 124's (crossRelErrVs124_* in its summary; the device check is the parity);
 #  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
 #     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv;
-#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 168124,168188)
-#     -> anchor-ncu.csv; the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace-*.log.
+#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 168188,12816636)
+#     -> anchor-ncu.csv, and of layer 0's -> layer0-ncu.csv (session 9; with B1_NOWRITES=1 also both passes without
+#     their logit writes -> anchor-nowrites-ncu.csv); the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace.log.
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
 #     tuning knobs (none by default);
 #  4. (session 7) the ws gather's per-CTA timeline at 128k batch 1 (KASCADE_WS_TRACE=1: start, first landed stage,
-#     loop end, exit; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
+#     loop end, exit; session 9: the last CTA's epilogue in three steps; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 98336,98400).
+# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 98400,4292704).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
