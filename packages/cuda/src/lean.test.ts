@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { buildDevCheck, nvccPath } from './dev-check.test-support.js';
 import {
   LEAN_TILE_KEYS,
   type LeanPlan,
@@ -14,12 +14,6 @@ import {
   liteSplits,
   WS_GROUP_KEYS,
 } from './lean.js';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const nvcc = [
-  '/usr/local/cuda/bin/nvcc',
-  process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin', 'nvcc'),
-].find((p): p is string => !!p && existsSync(p));
 
 /** Every segment of every CTA, tagged with its CTA. */
 function allSegments(plan: LeanPlan, listLen: number): (LeanSegment & { cta: number })[] {
@@ -308,25 +302,12 @@ describe('split shares (variant bits 8192 and 32768)', () => {
 
 // The C++ partition the kernel runs (kernels/cuda/dev/lean_plan_check.cu, host code only) must
 // match this twin segment for segment.
-describe.skipIf(!nvcc)('lean partition: the C++ functions agree (nvcc found)', () => {
+describe.skipIf(!nvccPath)('lean partition: the C++ functions agree (nvcc found)', () => {
   it('gives the same plan and segments', { timeout: 120_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'lean-'));
     try {
-      const exe = join(dir, 'lean_plan_check');
-      const build = spawnSync(
-        nvcc as string,
-        [
-          '-std=c++17',
-          '-O1',
-          '-I',
-          join(root, 'kernels', 'cuda'),
-          join(root, 'kernels/cuda/dev/lean_plan_check.cu'),
-          '-o',
-          exe,
-        ],
-        { encoding: 'utf8' },
-      );
-      expect(build.status, `${build.stdout}\n${build.stderr}`).toBe(0);
+      const { exe, error } = buildDevCheck('lean_plan_check', dir);
+      expect(error, error).toBeUndefined();
       const cases: [number, number, number][] = [
         [1, 1, 1],
         [8, 131072, 264],

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { buildDevCheck, nvccPath } from './dev-check.test-support.js';
 import {
   PREFILL_V9_BLOCK_ROWS,
   type PrefillPlanShape,
@@ -12,12 +12,6 @@ import {
   prefillV9Grid,
   prefillV9QueryBlocks,
 } from './prefill-plan.js';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const nvcc = [
-  '/usr/local/cuda/bin/nvcc',
-  process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin', 'nvcc'),
-].find((p): p is string => !!p && existsSync(p));
 
 interface Case extends PrefillPlanShape {
   readonly queryStart: number;
@@ -99,25 +93,12 @@ describe('dense prefill v9 plan (CTA order and tensor maps)', () => {
 });
 
 // The C++ plan the kernel runs (kernels/cuda/dev/prefill_v9_plan_check.cu, host code only) must match the twin.
-describe.skipIf(!nvcc)('dense prefill v9 plan: the C++ functions agree (nvcc found)', () => {
+describe.skipIf(!nvccPath)('dense prefill v9 plan: the C++ functions agree (nvcc found)', () => {
   it('gives the same grid, CTA order and maps', { timeout: 120_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'pf-plan-'));
     try {
-      const exe = join(dir, 'prefill_v9_plan_check');
-      const build = spawnSync(
-        nvcc as string,
-        [
-          '-std=c++17',
-          '-O1',
-          '-I',
-          join(root, 'kernels', 'cuda'),
-          join(root, 'kernels/cuda/dev/prefill_v9_plan_check.cu'),
-          '-o',
-          exe,
-        ],
-        { encoding: 'utf8' },
-      );
-      expect(build.status, `${build.stdout}\n${build.stderr}`).toBe(0);
+      const { exe, error } = buildDevCheck('prefill_v9_plan_check', dir);
+      expect(error, error).toBeUndefined();
       const args = cases.flatMap((c) => [c.batch, c.heads, c.kvHeads, c.queries, c.queryStart, c.capacity]);
       const run = spawnSync(exe, args.map(String), { encoding: 'utf8', maxBuffer: 64 << 20 });
       expect(run.status, run.stderr).toBe(0);

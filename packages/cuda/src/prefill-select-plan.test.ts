@@ -1,19 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDevCheck, nvccPath } from './dev-check.test-support.js';
 
 // The sampled select's host-visible plan (kernels/cuda/prefill_v9_plan.h: the sample of a row, the band of sample
 // ranks around the k-th, the tiles whose rows take it), printed by kernels/cuda/dev/prefill_select_plan_check.cu
 // and checked against what it must be: the sample counted position by position, the band against the binomial
 // spread it claims, random rows whose k-th largest must fall inside it, the split of tiles against every row.
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const nvcc = [
-  '/usr/local/cuda/bin/nvcc',
-  process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'bin', 'nvcc'),
-].find((p): p is string => !!p && existsSync(p));
 
 interface Band {
   ns: number;
@@ -21,22 +16,19 @@ interface Band {
   rBot: number;
 }
 
-/** A seeded uniform generator (mulberry32), so the random rows are the same on every run. */
+/** Seeded uniform numbers in [0, 1) (a 32-bit LCG's high bits), so the random rows are the same on every run. */
 function uniform(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    return (a >>> 8) / 16777216;
   };
 }
 
 /** The sampled positions of a row of st scores: the first 128 of every 1024. */
 const sampled = (x: number) => x % 1024 < 128;
 
-describe.skipIf(!nvcc)('prefill sampled select plan: the C++ functions (nvcc found)', () => {
+describe.skipIf(!nvccPath)('prefill sampled select plan: the C++ functions (nvcc found)', () => {
   let dir = '';
   let exe = '';
   const run = (args: (string | number)[]): string[] => {
@@ -49,21 +41,9 @@ describe.skipIf(!nvcc)('prefill sampled select plan: the C++ functions (nvcc fou
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'pf-select-plan-'));
-    exe = join(dir, 'prefill_select_plan_check');
-    const build = spawnSync(
-      nvcc as string,
-      [
-        '-std=c++17',
-        '-O1',
-        '-I',
-        join(root, 'kernels', 'cuda'),
-        join(root, 'kernels/cuda/dev/prefill_select_plan_check.cu'),
-        '-o',
-        exe,
-      ],
-      { encoding: 'utf8' },
-    );
-    expect(build.status, `${build.stdout}\n${build.stderr}`).toBe(0);
+    const built = buildDevCheck('prefill_select_plan_check', dir);
+    expect(built.error, built.error).toBeUndefined();
+    exe = built.exe;
   }, 120_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
