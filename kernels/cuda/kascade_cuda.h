@@ -119,7 +119,13 @@ enum KascadeDecodeVariant {
                                            // evict-first; the b1 select reads them from L2 and then drops their lines
                                            // (discard.global.L2: never written back); the anchor's sparse pass copies
                                            // K rows (b1_l2.cuh)
-  KASCADE_VARIANT_ALL = 16777215,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_U16_STEP_BLOCKS = 16777216,  // cuda-anchor, session 10 (anchors with bits 1024 and 1048576, g > 1; no
+                                               // effect otherwise): the key-major intermediate's step maxima inside
+                                               // their step's block (select_plan.h, u16_layout): a step's GS x 16 u
+                                               // values, then its GS m16, in 32 (GS + 1) bytes, so the anchor's sparse
+                                               // pass finds a selected key's u and m16 in one place
+  // Bit 33554432 (1 << 25): reserved for cuda-b1 (session 10).
+  KASCADE_VARIANT_ALL = 67108863,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...
