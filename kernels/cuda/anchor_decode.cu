@@ -92,20 +92,20 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
                                                             int* state, const void* __restrict__ inter,
                                                             const float* __restrict__ part_ml,
                                                             float* __restrict__ pooled, unsigned* __restrict__ hist,
-                                                            int batch, bool keyMajor) {
+                                                            int batch, int layout) {
   __shared__ unsigned sh[kHistBins];
   __shared__ float Mh[GS], iL[GS];
   const int row = blockIdx.y, tid = threadIdx.x;
   const size_t bh0 = pool_row_start<GS>(row, H, G, splits, part_ml, sh, Mh, iL);
   const int nU = u16_stride(n);
   const __half* u = static_cast<const __half*>(inter);
-  const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n);
+  const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n, layout);
   const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
   for (int base = x0; base < x1; base += 4 * blockDim.x) {
     const int x = base + 4 * tid;
     float S[4] = {0.f, 0.f, 0.f, 0.f};
-    if (x < x1 && keyMajor && GS > 1) {  // bit 1048576 (at GS = 1 both orders are the same)
-      if constexpr (GS > 1) u16_key_major_pool<GS, 4>(u, m16, bh0, x, nU, Mh, iL, S);
+    if (x < x1 && layout != kU16HeadMajor && GS > 1) {  // bit 1048576 (at GS = 1 both orders are the same)
+      if constexpr (GS > 1) u16_key_major_pool<GS, 4>(u, m16, bh0, x, nU, layout, Mh, iL, S);
     } else if (x < x1) {
 #pragma unroll
       for (int h = 0; h < GS; ++h) {
@@ -141,7 +141,7 @@ static cudaError_t launch_pool(const KascadeDecodeShape& s, int splits, const Wo
     if (s.variant & KASCADE_VARIANT_U16) {
       pool_hist_u16_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
                                                      w.part_ml, pooled, hist, s.batch,
-                                                     (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0);
+                                                     u16_layout_of(s.variant, GS));
     } else {
       pool_hist_kernel<GS><<<grid, 256, 0, st>>>(s.n, chunk, s.heads, s.kvHeads, splits, topk, w.state, w.logits,
                                                  w.part_ml, pooled, hist);
@@ -358,6 +358,8 @@ static BurstWindow burst_window(bool layer0) {
 static void set_burst_window(const KascadeDecodeShape& s, bool layer0, PartialArgs& a) {
   const bool keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) || s.heads == s.kvHeads;
   if (!(s.variant & KASCADE_VARIANT_BURST_WRITES) || !(s.variant & KASCADE_VARIANT_U16) || !keyMajor) return;
+  // The bursts' records carry key-major places (u16_burst_step): step blocks (bit 16777216) store directly.
+  if ((s.variant & KASCADE_VARIANT_U16_STEP_BLOCKS) && s.heads > s.kvHeads) return;
   const BurstWindow bw = burst_window(layer0);
   a.burstPeriodLog2 = bw.periodLog2;
   a.burstWindowLog2 = bw.windowLog2;
@@ -420,7 +422,13 @@ static cudaError_t anchor_pass(const KascadeDecodeShape& s, bool layer0, const A
 // Stage 2: the Top-k select from stage 1's logits, and for the anchor the sparse pass over the selected keys.
 static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const AnchorCall& c, int topk,
                                  const Workspace& w, int splits, cudaStream_t st) {
-  cudaError_t e = pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
+  // KASCADE_VARIANT_B1_EARLY_SPARSE (cuda-b1, session 10): with the b1 select and the ws gather, the select publishes
+  // each row's ready count and the sparse pass reads the list as it is written (reuse_b1_decode.cu).
+  const bool early = !layer0 && (s.variant & KASCADE_VARIANT_B1_EARLY_SPARSE) &&
+                     (s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16) &&
+                     (s.variant & KASCADE_VARIANT_GATHER_WS);
+  cudaError_t e = early ? b1_select(s, splits, w, topk, c.indices, st, true)
+                        : pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
   if (e != cudaSuccess || layer0) return e;
   PartialArgs g{};
   g.q = c.q;
@@ -443,6 +451,7 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
     g.logits = w.logits;
     return launch_u16_sparse(s, g, c.out, st);
   }
+  if (early) g.early = w.state;
   g.splits = attn_splits(s, topk, &g.chunk, true);
   return launch_attention(s, kGather, g, c.out, st);
 }

@@ -71,7 +71,8 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n, nU = u16_stride(n);
-  const bool keyMajor = GS > 1 && (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0;  // bit 1048576 (same at GS 1)
+  const int layout = u16_layout_of(s.variant, GS);  // bits 1048576 / 16777216 (every order the same at GS 1)
+  const bool keyMajor = layout != kU16HeadMajor;
   const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
   const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
   const T* vg = static_cast<const T*>(a.v) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
@@ -105,7 +106,7 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
         float* mw = stage_lg(st) + lane * GS;
         if (keyMajor) {
           // Key-major: the key's GS values side by side (GS x 2 bytes, aligned to that): one copy.
-          const __half* us = u + u16_index(bh0, 0, pc, nU, GS, true);
+          const __half* us = u + u16_index(bh0, 0, pc, nU, GS, layout);
           if constexpr (GS == 2) cp_async4_zfill(uw, us, bytes);
           if constexpr (GS == 4) cp_async8_zfill(uw, us, bytes * 2);
           if constexpr (GS == 8) cp_async16(uw, us, bytes * 4);
@@ -115,12 +116,12 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
         }
         if (GS >= 4 && keyMajor) {
           // Key-major: the key's GS step maxima are adjacent (16-byte aligned at GS >= 4): GS / 4 16-byte copies.
-          const float* ms = m16 + u16_m16_index(bh0, 0, pc, nU, GS, true);
+          const float* ms = m16 + u16_m16_index(bh0, 0, pc, nU, GS, layout);
 #pragma unroll
           for (int q = 0; q < GS / 4; ++q) cp_async16(mw + 4 * q, ms + 4 * q, bytes * 4);
         } else {
 #pragma unroll
-          for (int h = 0; h < GS; ++h) cp_async4_zfill(mw + h, m16 + u16_m16_index(bh0, h, pc, nU, GS, keyMajor), bytes);
+          for (int h = 0; h < GS; ++h) cp_async4_zfill(mw + h, m16 + u16_m16_index(bh0, h, pc, nU, GS, layout), bytes);
         }
       }
       // V row r by lanes 2r and 2r + 1 (alternate 16-byte chunks).
@@ -179,7 +180,8 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
   a.variant = s.variant;
   a.splits = attn_splits(s, a.topk, &a.chunk, true);
   const __half* u = static_cast<const __half*>(static_cast<const void*>(a.logits));
-  const float* m16 = u16_m16(a.logits, static_cast<size_t>(s.batch) * s.heads, s.n);
+  const float* m16 =
+      u16_m16(a.logits, static_cast<size_t>(s.batch) * s.heads, s.n, u16_layout_of(s.variant, s.heads / s.kvHeads));
   const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      fused_combine_fits(s, a.splits);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

@@ -30,6 +30,7 @@ constexpr int kSelectChunk = 1024;     // pooled scores per block in the Top-k p
 constexpr int kHistBins = 2048;        // 11-bit radix digits (11, 11, 10)
 constexpr int kStreamBins = 4096;      // KASCADE_VARIANT_STREAM_SELECT: 12-bit first digit (histogram rows)
 constexpr int kStateInts = 8;          // select state per row: prefix, rank, out count, ties, blocks done
+constexpr int kB1ReadyInt = 7;         // KASCADE_VARIANT_B1_EARLY_SPARSE: the b1 select's ready count (+ 1)
 
 struct PartialArgs {
   const void* q;
@@ -58,6 +59,10 @@ struct PartialArgs {
   int burstDrainNow;  // tuning (KASCADE_BURST's third field): a warp's last records stored at its end, no window
   int burstSync;      // tuning (KASCADE_BURST's fourth field): the warps' own stores instead of TMA bulk copies
   int burstGroupsLog2;  // tuning (KASCADE_BURST's fifth field): the SMs in 2^g groups with staggered windows
+  // KASCADE_VARIANT_B1_EARLY_SPARSE (cuda-b1, session 10; the anchor's sparse pass after the b1 select, set by
+  // anchor_decode.cu, else null): the select's state rows [rows][kStateInts]; word kB1ReadyInt of a row counts the
+  // entries of its index list already written, plus one (0: none yet), so the ws gather starts before the select ends.
+  const int* early;
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).
@@ -207,8 +212,14 @@ cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const f
                                 const float* part_ml, void* out, cudaStream_t st);
 
 // KASCADE_VARIANT_U16 (the anchors' f16 intermediate): u16_stride, u16_bytes and the layout in select_plan.h.
-__host__ __device__ inline float* u16_m16(void* logits, size_t rows, int n) {
-  return reinterpret_cast<float*>(static_cast<char*>(logits) + u16_m16_offset(rows, n));
+// The layout (u16_layout) a variant gives a group of GS query heads per KV head.
+__host__ __device__ inline int u16_layout_of(int variant, int GS) {
+  return u16_layout((variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0, (variant & KASCADE_VARIANT_U16_STEP_BLOCKS) != 0,
+                    GS);
+}
+// The base u16_m16_index counts from (the m16 rows; step blocks: the intermediate's start).
+__host__ __device__ inline float* u16_m16(void* logits, size_t rows, int n, int layout) {
+  return reinterpret_cast<float*>(static_cast<char*>(logits) + u16_m16_offset(rows, n, layout));
 }
 
 // Workspace carve-up, shared by every op.
@@ -228,7 +239,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
 size_t anchor_workspace_bytes(const KascadeDecodeShape& s, int topk);
 // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): the anchors' Top-k select from the f32 logits and the
 // scores pass's `splits` partial (m, l) per head, as one cooperative launch.
+// publish (KASCADE_VARIANT_B1_EARLY_SPARSE): the rows' ready counts at state word kB1ReadyInt, for the sparse pass.
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                      cudaStream_t st);
+                      cudaStream_t st, bool publish = false);
 
 }  // namespace kascade

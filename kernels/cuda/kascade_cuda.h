@@ -124,7 +124,12 @@ enum KascadeDecodeVariant {
                                                // their step's block (select_plan.h, u16_layout): a step's GS x 16 u
                                                // values, then its GS m16, in 32 (GS + 1) bytes, so the anchor's sparse
                                                // pass finds a selected key's u and m16 in one place
-  // Bit 33554432 (1 << 25): reserved for cuda-b1 (session 10).
+  KASCADE_VARIANT_B1_EARLY_SPARSE = 33554432,  // cuda-b1, session 10 (batch-1 anchors with bits 131072 and 32768, f32
+                                               // logits): the anchor's sparse pass starts on the b1 select's phase-2
+                                               // indices while phase 3 still finishes the rows (a ready count per row
+                                               // in the select's state, release / acquire); the ws gather takes its
+                                               // split's 16-entry groups interleaved, so every split's late groups
+                                               // come last
   KASCADE_VARIANT_ALL = 67108863,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 

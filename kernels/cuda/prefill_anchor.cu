@@ -159,7 +159,7 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // row until session 9's call A) and session 9's candidates v63-v66 are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 60 || v == 68 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
+  return v == 1 || v == 60 || v == 68 || v == 69 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
 }
 
 struct PrefillWorkspace {

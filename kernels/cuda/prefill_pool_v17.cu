@@ -266,20 +266,19 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 // 0 the producer (K in 64-key steps, TMA, a 4-stage ring), warpgroups 1 .. 3 the consumers (setmaxnreg 160), each
 // pooling tile t0 + w over every K step (loaded once for the three), issuing in turns (prefill_tma.cuh).
 // Registers per consumer thread: Q 64, accumulators 2 x 32. Shared memory: 64 KB of K + 6 KB of sums.
-constexpr int kP68NC = 3;
 constexpr int kP68Stages = 4;
 
-template <typename T>
+template <typename T, int NC>
 constexpr size_t p68_smem_bytes() {
-  return static_cast<size_t>(kP68Stages * kP17Keys * 128) * sizeof(T) + 1024 + kP68NC * 2 * 4 * kP17Keys * 4 + 256;
+  return static_cast<size_t>(kP68Stages * kP17Keys * 128) * sizeof(T) + 1024 + NC * 2 * 4 * kP17Keys * 4 + 256;
 }
 
-template <typename T, bool ROWMAX>
-__global__ void __launch_bounds__(128 * (kP68NC + 1), 1)
+template <typename T, int NC, bool AHEAD, bool ROWMAX>
+__global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v68_kernel(const KascadePrefillShape s, const __grid_constant__ CUtensorMap kmap, const void* __restrict__ qv,
                     const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
                     int denseLayout, float* __restrict__ rowMax) {
-  constexpr int NC = kP68NC, TPC = NC, D = 128, STAGES = kP68Stages, TILE = kP17Keys * D;
+  constexpr int TPC = NC, D = 128, STAGES = kP68Stages, TILE = kP17Keys * D;
   constexpr unsigned kTileBytes = TILE * sizeof(T);
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
@@ -420,11 +419,11 @@ __global__ void __launch_bounds__(128 * (kP68NC + 1), 1)
       }
     }
   };
-  // Step i's two halves issued in one turn (slot i NC + cw); the first half's exponentials while the second half's
-  // products run.
-  const int slots = steps * NC;
   int i = 0;
-  {
+  if constexpr (!AHEAD) {
+    // Pool v68: step i's two halves issued in one turn (slot i NC + cw); the first half's exponentials while the
+    // second half's products run.
+    const int slots = steps * NC;
 #pragma unroll 1
     for (; i < mySteps; ++i) {
       const int sg = i % STAGES;
@@ -449,6 +448,57 @@ __global__ void __launch_bounds__(128 * (kP68NC + 1), 1)
       turns.end(i * NC + cw, slots);
       tma::mbar_arrive(empty + i % STAGES);
     }
+  } else {
+    // Pool v69: each half in a turn of its own (slots (2 i + h) NC + cw) and the next step's half issued as soon as
+    // this step's exponentials of that half are done, so the next step's first half runs under this step's second
+    // half's exponentials and its second half under this step's sums; every product is waited for by the step's end
+    // (groups in flight across the loop's back edge make ptxas serialise them, C7514). Every wgmma sits outside
+    // run-time conditions (C7518): step 0 is issued by every warpgroup, and the last step issues one more, on the
+    // next step's stage when there is one (a step of a longer tile, its turns taken and its release below), else on
+    // the stale stage (no turn, no copy in flight); its results are not used.
+    const int slots = 2 * steps * NC;
+    tma::mbar_spin(full, 0);
+    turns.begin(cw);
+    issue_half(acc0, qa[0], 0);
+    turns.end(cw, slots);
+    turns.begin(NC + cw);
+    issue_half(acc1, qa[1], 0);
+    turns.end(NC + cw, slots);
+    wait0();
+    pin<32>(acc0);
+    pin<32>(acc1);
+#pragma unroll 1
+    for (; i < mySteps; ++i) {
+      const int sg = i % STAGES, sn = (i + 1) % STAGES;
+      const bool more = i + 1 < steps;
+      tma::mbar_arrive(empty + sg);  // step i's products are done
+      float part[16];
+      exps(part, acc0, 0, std::false_type{});
+      if (more) {
+        tma::mbar_spin(full + sn, static_cast<unsigned>((i + 1) / STAGES) & 1);
+        turns.begin(2 * (i + 1) * NC + cw);
+      }
+      issue_half(acc0, qa[0], sn);
+      if (more) turns.end(2 * (i + 1) * NC + cw, slots);
+      exps(part, acc1, 1, std::true_type{});
+      if (more) turns.begin((2 * (i + 1) + 1) * NC + cw);
+      issue_half(acc1, qa[1], sn);
+      if (more) turns.end((2 * (i + 1) + 1) * NC + cw, slots);
+      pool_write(i, part);
+      wait0();
+      pin<32>(acc0);
+      pin<32>(acc1);
+    }
+    // Step mySteps (issued above when it exists: its turns are taken), then the longer tiles' last steps.
+    if (i < steps) tma::mbar_arrive(empty + i % STAGES);
+#pragma unroll 1
+    for (++i; i < steps; ++i) {
+      turns.begin(2 * i * NC + cw);
+      turns.end(2 * i * NC + cw, slots);
+      turns.begin((2 * i + 1) * NC + cw);
+      turns.end((2 * i + 1) * NC + cw, slots);
+      tma::mbar_arrive(empty + i % STAGES);
+    }
   }
   if (ROWMAX) {
 #pragma unroll
@@ -461,25 +511,35 @@ __global__ void __launch_bounds__(128 * (kP68NC + 1), 1)
   }
 }
 
-template <typename T, bool ROWMAX>
+template <typename T, int NC, bool AHEAD, bool ROWMAX>
 cudaError_t launch_p68_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
-  constexpr size_t smem = p68_smem_bytes<T>();
+  constexpr size_t smem = p68_smem_bytes<T, NC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v68_kernel<T, ROWMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(pool_v68_kernel<T, NC, AHEAD, ROWMAX>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
   }
   CUtensorMap kmap;
   const int n = s.queryStart + s.queries;
   if (!tma_encode(&kmap, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys)) return cudaErrorNotSupported;
-  const dim3 grid((tiles_of(s) + kP68NC - 1) / kP68NC, pairs);
-  pool_v68_kernel<T, ROWMAX><<<grid, 128 * (kP68NC + 1), smem, st>>>(s, kmap, q, stats, pooled, pairBase, perPair,
-                                                                     denseLayout, rowMax);
+  const dim3 grid((tiles_of(s) + NC - 1) / NC, pairs);
+  pool_v68_kernel<T, NC, AHEAD, ROWMAX><<<grid, 128 * (NC + 1), smem, st>>>(s, kmap, q, stats, pooled, pairBase,
+                                                                            perPair, denseLayout, rowMax);
   return cudaGetLastError();
+}
+
+// Pool v68 (NC = 3) or v69 (NC = 2, AHEAD), with or without the row maxima.
+template <typename T, int NC, bool AHEAD>
+cudaError_t launch_p68(const KascadePrefillShape& s, const void* q, const void* k, const float* stats, float* pooled,
+                       int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax, cudaStream_t st) {
+  return rowMax ? launch_p68_t<T, NC, AHEAD, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                   rowMax, st)
+                : launch_p68_t<T, NC, AHEAD, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                    rowMax, st);
 }
 
 template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
@@ -536,15 +596,16 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const char* we = getenv("KASCADE_PREFILL_WIDE_CTAS");
   const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
   const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
-  const bool wide68 = (tiles_of(s) + kP68NC - 1) / kP68NC * static_cast<long long>(pairs) >= wideFrom;
+  const long long tl = tiles_of(s);
+  const bool wide68 = (tl + 2) / 3 * pairs >= wideFrom, wide69 = (tl + 1) / 2 * pairs >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     if (poolVariant == 68 && wide68)
-      return rowMax ? launch_p68_t<T, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st)
-                    : launch_p68_t<T, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
-                                             st);
+      return launch_p68<T, 3, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    if (poolVariant == 69 && wide69)
+      return launch_p68<T, 2, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 67 || poolVariant == 68)
+    if (poolVariant == 67 || poolVariant == 68 || poolVariant == 69)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });

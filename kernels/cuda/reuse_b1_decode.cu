@@ -212,7 +212,8 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
 }
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
+// E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
@@ -243,13 +244,28 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   mbar_fence_init();
   __syncthreads();
   // Bit 4096 (session 7): launched as a programmatic dependent launch, the grid may start while the kernel before
-  // it (the anchors' select) finishes; nothing global is read before that kernel is done.
-  if (s.variant & KASCADE_VARIANT_PDL) pdl_wait_and_release();
+  // it (the anchors' select) finishes; nothing global is read before that kernel is done. Early (bit 33554432,
+  // session 10): the index list is read as the select's ready count allows (below), and the kernel waits for the
+  // select's grid only at its end (so that whatever follows this grid also follows the select).
+  constexpr bool early = E;
+  if (s.variant & KASCADE_VARIANT_PDL) {
+    if (!early) pdl_wait();
+    pdl_release();
+  }
 
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n;
-  const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
-  const int stages = end > begin ? (end - begin + SK - 1) / SK : 0;
+  // The split's list entries: [begin, end) in stages of SK entries; early, its 16-entry groups split, split + splits,
+  // ... (`ngroups` of them, NC per stage), so that the groups past the select's phase-2 count come last in every split.
+  const int begin = early ? 0 : split * a.chunk, end = early ? a.topk : min(a.topk, begin + a.chunk);
+  const int listGroups = (a.topk + 15) / 16;
+  const int ngroups = listGroups > split ? (listGroups - 1 - split) / a.splits + 1 : 0;
+  const int stages = early ? (ngroups + NC - 1) / NC : end > begin ? (end - begin + SK - 1) / SK : 0;
+  // Group w (0..NC-1) of stage i: live (it has entries), and the list entry of its row `row`.
+  auto group_live = [&](int i, int w) { return early ? i * NC + w < ngroups : begin + i * SK + w * 16 < end; };
+  auto entry_of = [&](int i, int w, int row) {
+    return early ? ((i * NC + w) * a.splits + split) * 16 + row : begin + i * SK + w * 16 + row;
+  };
   const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
   const T* kg = static_cast<const T*>(a.k) + kvBase;
   const T* vg = static_cast<const T*>(a.v) + kvBase;
@@ -267,10 +283,28 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     // registers (q[u]: stage i with i % NS == u; the loop is unrolled by NS so no register move waits on a
     // load); the range check happens when a stage is issued.
     const int pr = warp - NC, row = lane & 15;
-    const int* idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
+    const size_t selRow = static_cast<size_t>(b) * a.selKvHeads + a.headMap[j];
+    const int* idx = a.indices + selRow * a.topk;
+    // Early: the row's ready count (entries written + 1) as the select publishes it (st.release after its barrier 2,
+    // then after its phase 3); an entry at or past it is loaded only at its stage's issue (kPending until then), after
+    // an acquire load has seen it covered. The list is then read through L2 (__ldcg: the select writes it meanwhile).
+    const int* readyWord = early ? a.early + selRow * kStateInts + kB1ReadyInt : nullptr;
+    constexpr int kPending = -2;
+    int ready = 0;  // entries known written (this lane's view)
+    auto poll_ready = [&]() {
+      int v;
+      asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(readyWord) : "memory");
+      ready = max(ready, v - 1);
+    };
     auto load_raw = [&](int i) -> int {
-      const int e = begin + i * SK + pr * 16 + row;
-      return (i < stages && e < end) ? __ldg(idx + e) : -1;
+      const int e = entry_of(i, pr, row);
+      if (!(i < stages && e < end)) return -1;
+      if (!early) return __ldg(idx + e);
+      if (e >= ready) {
+        poll_ready();
+        if (e >= ready) return kPending;
+      }
+      return __ldcg(idx + e);
     };
     int q[NS];
 #pragma unroll
@@ -282,11 +316,16 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
         if (i >= stages) break;
         uint64_t* fb = full + u * NP + pr;
         if (i >= NS) mbar_wait(empty + u * NP + pr, static_cast<unsigned>(i / NS - 1) & 1u);
-        const int raw = q[u];
+        int raw = q[u];
+        if (early && raw == kPending) {  // wait until the select has written this entry
+          const int e = entry_of(i, pr, row);
+          for (poll_ready(); e >= ready; poll_ready()) __nanosleep(128);
+          raw = __ldcg(idx + e);
+        }
         const int p = (raw >= 0 && raw < n) ? raw : -1;  // an out-of-range index is masked, never read
         q[u] = load_raw(i + NS);
         // A group wholly past the range is neither copied nor computed (its consumer skips it).
-        if (begin + i * SK + pr * 16 >= end) {
+        if (!group_live(i, pr)) {
           __syncwarp();
           if (lane == 0) mbar_arrive_expect_tx(fb, 0u);
           continue;
@@ -327,7 +366,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
       mbar_wait(full + st * NP + pw, static_cast<unsigned>(i / NS) & 1u);
       if (trace && i == 0 && tid == 0) ws_mark(1);
       __syncwarp();
-      if (begin + i * SK + warp * 16 < end) {
+      if (group_live(i, warp)) {
         const int r0 = st * SK + warp * 16;
         if (LG)
           attend16_logits<T, D, GS, R>(lgS + r0 * GS, Vs + r0 * R, posS + r0, p16, m, l, acc);
@@ -364,6 +403,9 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     }
   }
   if (trace && tid == 0) ws_mark(3);
+  // Early with bit 4096: the select's grid has finished by now (this CTA read its last entries); waiting for it here
+  // keeps the stream's order for the kernels after this one.
+  if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
 }
 
 // KASCADE_WS_TRACE=1: one line per launch on stderr, times in ns from the first CTA's start.
@@ -409,16 +451,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W>
+template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -429,27 +471,34 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
+  // Tuning knob KASCADE_B1_EARLY_SPLITS=N (early mode, bit 33554432): N splits per row (at most one per 16-entry
+  // group; fewer than the default only), e.g. fewer CTAs than the SMs the select's phase-3 CTAs leave free.
+  if (E) {
+    const char* es = std::getenv("KASCADE_B1_EARLY_SPLITS");
+    const int forced = es ? std::atoi(es) : 0;
+    if (forced > 0 && forced < a.splits) a.splits = forced;  // never more slots than the workspace holds
+  }
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W>,
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
@@ -478,9 +527,18 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
         auto go = [&](auto wideTag) -> cudaError_t {
           constexpr bool kWide = decltype(wideTag)::value;
+          // The early sparse pass (bit 33554432, a.early set by anchor_decode.cu) with K rows and wide CTAs only;
+          // otherwise the kernel waits for the select as before (the select's published counts go unread).
+          const bool early = kWide && !lg && a.early != nullptr;
+          if (!early) a.early = nullptr;
           if (lg) return launch_ws<T, D, GS, true, false, kWide>(s, a, out, st);
           // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
           // fits in 128).
+          if constexpr (D == 128 && kWide) {
+            if (early && (s.variant & KASCADE_VARIANT_WS_REGS))
+              return launch_ws<T, D, GS, false, true, true, true>(s, a, out, st);
+            if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);
+          }
           if constexpr (D == 128)
             if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true, kWide>(s, a, out, st);
           return launch_ws<T, D, GS, false, false, kWide>(s, a, out, st);

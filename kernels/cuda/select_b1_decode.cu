@@ -82,7 +82,15 @@ struct B1SelectArgs {
   int dropLogits;        // bit 8388608 (b1_l2.cuh): past barrier 2, drop the logits' lines from L2
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
+  int publish;           // bit 33554432: each row's ready count (entries written + 1) at state word kB1ReadyInt
 };
+
+// KASCADE_VARIANT_B1_EARLY_SPARSE (session 10): the row's ready count, stored with release semantics (thread 0 of the
+// row's CTA, after it has acquired the writes it covers: phase 2's through barrier 2, phase 3's through the CTA's
+// barrier); the anchor's sparse pass reads it with acquire loads (reuse_b1_decode.cu).
+__device__ __forceinline__ void b1_publish_ready(int* st, int count) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(st + kB1ReadyInt), "r"(count + 1) : "memory");
+}
 
 __device__ unsigned g_b1_barrier[2];
 
@@ -300,6 +308,8 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     if (tid == 0) {
       wbase[0] = __ldcg(st + 0);
       wbase[1] = __ldcg(st + 1);
+      // Early sparse pass: the first wbase[0] entries (phase 2's, above the rank-k bin) are final.
+      if (a.publish) b1_publish_ready(st, wbase[0]);
     }
     __syncthreads();
     select_find_from_top<kB1Threads>(sh, kB1Bins, static_cast<unsigned>(a.topk), res);
@@ -383,9 +393,11 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
       if (above || eq) a.out[r * a.topk + so] = x;
     }
     __syncthreads();
-    // Clean for the next launch: this row's histogram and counters.
+    if (a.publish && tid == 0) b1_publish_ready(st, a.topk);  // the whole list
+    // Clean for the next launch: this row's histogram and counters (not the ready count, which the sparse pass reads
+    // meanwhile: the next scores pass (bit 8) or the next select's memset zeroes it).
     for (int i = tid; i < kB1Bins; i += kB1Threads) a.hist[r * kB1Bins + i] = 0u;
-    if (tid < kStateInts) st[tid] = 0;
+    if (tid < kStateInts && !(a.publish && tid == kB1ReadyInt)) st[tid] = 0;
   }
   mark(5);
   if (a.dropLogits && idleCtas <= 0) drop_logits(blockIdx.x, gridDim.x);
@@ -398,7 +410,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                      cudaStream_t st) {
+                      cudaStream_t st, bool publish) {
   const int g = s.heads / s.kvHeads;
   B1SelectArgs a{};
   a.n = s.n;
@@ -421,6 +433,7 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.candInSmem = !fromL2;
   a.trace = trace && trace[0] == '1';
   a.dropLogits = (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
+  a.publish = publish ? 1 : 0;
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);

@@ -103,13 +103,13 @@ __device__ void select_radix(F value, int count, unsigned krem, unsigned* sh, un
 // loops (the same sums). Mh / iL: the heads' softmax max and 1 / sum.
 template <int GS, int E>
 __device__ __forceinline__ void u16_key_major_pool(const __half* u, const float* m16, size_t bh0, int x, int nU,
-                                                   const float* Mh, const float* iL, float (&S)[E]) {
+                                                   int layout, const float* Mh, const float* iL, float (&S)[E]) {
   static_assert(GS > 1 && GS % 2 == 0 && (E * GS) % 8 == 0, "whole 16-byte loads, head pairs");
   float c[GS];
 #pragma unroll
   for (int h = 0; h < GS; ++h)
-    c[h] = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, true)) - Mh[h] - kU16ScaleLog2) * iL[h];
-  const __half* src = u + u16_index(bh0, 0, x, nU, GS, true);
+    c[h] = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, layout)) - Mh[h] - kU16ScaleLog2) * iL[h];
+  const __half* src = u + u16_index(bh0, 0, x, nU, GS, layout);
 #pragma unroll
   for (int q = 0; q < E * GS / 8; ++q) {
     const uint4 w = __ldcs(reinterpret_cast<const uint4*>(src) + q);
@@ -130,18 +130,18 @@ __device__ __forceinline__ void u16_key_major_pool(const __half* u, const float*
 // bit 1048576's order, select_plan.h) or the f32
 // log2-domain logits (rows of n); Mh / iL: the heads' softmax max and 1 / sum. Keys past n (the row's padding) get 0.
 template <int GS>
-__device__ __forceinline__ void stream_pool8(bool u16, bool keyMajor, const __half* u, const float* m16,
+__device__ __forceinline__ void stream_pool8(bool u16, int layout, const __half* u, const float* m16,
                                              const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                              float (&S)[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) S[e] = 0.f;
-  if (u16 && keyMajor && GS > 1) {  // (at GS = 1 both orders are the same)
-    if constexpr (GS > 1) u16_key_major_pool<GS, 8>(u, m16, bh0, x, nU, Mh, iL, S);
+  if (u16 && layout != kU16HeadMajor && GS > 1) {  // (at GS = 1 both orders are the same)
+    if constexpr (GS > 1) u16_key_major_pool<GS, 8>(u, m16, bh0, x, nU, layout, Mh, iL, S);
   } else if (u16) {
 #pragma unroll
     for (int h = 0; h < GS; ++h) {
-      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + u16_index(bh0, h, x, nU, GS, keyMajor)));
-      const float c = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, keyMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
+      const uint4 w = __ldcs(reinterpret_cast<const uint4*>(u + u16_index(bh0, h, x, nU, GS, kU16HeadMajor)));
+      const float c = exp2f(__ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, kU16HeadMajor)) - Mh[h] - kU16ScaleLog2) * iL[h];
       const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
@@ -165,11 +165,11 @@ __device__ __forceinline__ void stream_pool8(bool u16, bool keyMajor, const __ha
 }
 // stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
 template <int GS>
-__device__ __forceinline__ void stream_pool8_hist(bool u16, bool keyMajor, const __half* u, const float* m16,
+__device__ __forceinline__ void stream_pool8_hist(bool u16, int layout, const __half* u, const float* m16,
                                                   const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
                                                   unsigned* sh, float* pr) {
   float S[8];
-  stream_pool8<GS>(u16, keyMajor, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
+  stream_pool8<GS>(u16, layout, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);

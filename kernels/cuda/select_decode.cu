@@ -466,7 +466,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (x < n) stream_pool8_hist<GS>(u16, a.keyMajor != 0, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
+      if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
@@ -577,14 +577,14 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.splits = splits;
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
-  a.keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) ? 1 : 0;
+  a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;
   const size_t bh = static_cast<size_t>(s.batch) * s.heads;
   a.logits = w.logits;
   a.u = static_cast<const __half*>(static_cast<const void*>(w.logits));
-  a.m16 = u16_m16(w.logits, bh, s.n);
+  a.m16 = u16_m16(w.logits, bh, s.n, a.layout);
   a.q = q;
   a.k = k;
   a.part_ml = w.part_ml;
@@ -595,7 +595,7 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   // keys [rows][n], then their scores [rows][n] (the workspace holds both). Bit 524288 (with 1024): past the f16
   // intermediate instead (the anchor's sparse pass reads it after the select).
   char* list = reinterpret_cast<char*>(w.logits);
-  if (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16)) list += u16_list_offset(bh, s.n);
+  if (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16)) list += u16_list_offset(bh, s.n, a.layout, s.heads / s.kvHeads);
   a.cand = reinterpret_cast<int*>(list);
   a.candVal = reinterpret_cast<float*>(list) + static_cast<size_t>(a.rows) * s.n;
   a.out = indices;

@@ -32,7 +32,7 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
 // The arguments of the stream select's kernel.
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
-  int keyMajor;   // bit 1048576 (with u16): the intermediate in key-major order (select_plan.h, u16_index)
+  int layout;     // bits 1048576 / 16777216 (with u16): the intermediate's order (select_plan.h, u16_layout)
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)

@@ -49,7 +49,9 @@
 #      (/work/prompts/s9/decode-variants-cuda-b1); 3951740 and 1838332 lost in call B and are no longer timed; after C:
 #      3935484 is layer 0's default beyond 16k at batch > 4, 3935356 (the split schedule) lost and is dropped;
 #      cuda-b1's list (/work/prompts/s9/decode-variants-cuda-b1: 4292704 = 98400 | 4194304, 12751100 = 168188 |
-#      4194304 | 8388608),
+#      4194304 | 8388608). Session 10: the ops.ts defaults and 18615420 = 1838204 | 16777216 (bit 16777216: the
+#      key-major intermediate's step maxima inside each step's block, select_plan.h u16_layout, for the anchor's sparse
+#      pass),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -58,7 +60,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,18615420}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

@@ -4,8 +4,9 @@
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
 # fails parity is never timed). Session 10: v67 (the defaults since session 9: dense v22, sparse v61, pool
 # v67; its parity covers the v1 kernels too, which run where v67's do not apply: head dim 64, g != 4) is the safe
-# group; the candidate v68 (pool v68: S = Q K^T with Q in registers, three tiles per CTA) in its own parity process
-# (PREFILL_RISKY, space-separated groups; v60, session 8's defaults, by PREFILL_RISKY="v68 v60").
+# group; the candidates v68 (pool v68: S = Q K^T with Q in registers, three tiles per CTA) and v69 (the same on two
+# warpgroups, each half's next products issued early) each in its own parity process (PREFILL_RISKY, space-separated
+# groups; v60, session 8's defaults, by adding it there).
 # Session 9's calls A and B timed its candidates v63-v66 (gone).
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
@@ -29,7 +30,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v67}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v68}
+risky=${PREFILL_RISKY-v68 v69}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -228,3 +228,98 @@ describe.skipIf(!hostCompiler)(
     });
   },
 );
+
+// Variant bit 16777216 (with 1048576, g > 1; cuda-anchor, session 10): the step blocks (select_plan.h, layout 2). Per GS
+// and n: the bytes of every u value and step maximum of a few KV-head rows, checked to overlap nowhere and to lie inside
+// u16_bytes; each step one block of 32 (GS + 1) bytes (its u values key by key, then its GS maxima at byte 32 GS), the
+// alignments the kernels' copies and loads rely on, and the workspace offsets.
+const blockDriver = `
+#include <cstdio>
+#include <vector>
+#include "${header}"
+using namespace kascade;
+int main() {
+  const int gsList[] = {2, 4, 8};
+  const int nList[] = {1, 16, 17, 100, 2049};
+  const int kvRows = 3;
+  for (int GS : gsList)
+    for (int n : nList) {
+      const int nU = u16_stride(n);
+      const size_t rows = static_cast<size_t>(kvRows) * GS, bytes = u16_bytes(rows, n, kU16StepBlocks, GS);
+      std::vector<int> hit(bytes + 64, 0);
+      long long out = 0, blocks = 0, aligned = 0, groups8 = 0;
+      for (int r = 0; r < kvRows; ++r) {
+        const size_t bh0 = static_cast<size_t>(r) * GS;
+        for (int x = 0; x < nU; ++x)
+          for (int h = 0; h < GS; ++h) {
+            const size_t b = 2 * u16_index(bh0, h, x, nU, GS, kU16StepBlocks);
+            if (b + 2 > bytes) ++out; else { ++hit[b]; ++hit[b + 1]; }
+            if (x % 16 == 0) {
+              const size_t m = 4 * u16_m16_index(bh0, h, x, nU, GS, kU16StepBlocks);
+              if (m + 4 > bytes) ++out; else for (int i = 0; i < 4; ++i) ++hit[m + i];
+            }
+          }
+        for (int x = 0; x < nU; x += 16) {
+          // The step's block: u of key e, head h at 2 (e GS + h) bytes from its start, maxima at 32 GS + 4 h.
+          const size_t start = 2 * u16_index(bh0, 0, x, nU, GS, kU16StepBlocks);
+          bool ok = start % 32 == 0;
+          for (int e = 0; e < 16; ++e)
+            for (int h = 0; h < GS; ++h) ok = ok && 2 * u16_index(bh0, h, x + e, nU, GS, kU16StepBlocks) == start + 2 * (e * GS + h);
+          for (int h = 0; h < GS; ++h)
+            for (int e = 0; e < 16; ++e)
+              ok = ok && 4 * u16_m16_index(bh0, h, x + e, nU, GS, kU16StepBlocks) == start + 32 * GS + 4 * h;
+          blocks += ok ? 1 : 0;
+        }
+        for (int x = 0; x < nU; ++x) {
+          // A key's GS values aligned to their size (one copy); its maxima 16-byte aligned at GS >= 4.
+          const size_t b = 2 * u16_index(bh0, 0, x, nU, GS, kU16StepBlocks);
+          const size_t m = 4 * u16_m16_index(bh0, 0, x, nU, GS, kU16StepBlocks);
+          aligned += (b % (2 * GS) == 0 && (GS < 4 || m % 16 == 0)) ? 1 : 0;
+          // The pooling's 16-byte loads of keys x .. x + 7 (x % 8 == 0): consecutive, 16-byte aligned.
+          if (x % 8 == 0) {
+            bool run = b % 16 == 0;
+            for (int e = 0; e < 8; ++e)
+              for (int h = 0; h < GS; ++h) run = run && 2 * u16_index(bh0, h, x + e, nU, GS, kU16StepBlocks) == b + 2 * (e * GS + h);
+            groups8 += run ? 1 : 0;
+          }
+        }
+      }
+      long long twice = 0, used = 0;
+      for (int c : hit) { twice += c > 1 ? 1 : 0; used += c > 0 ? 1 : 0; }
+      std::printf("%d %d %zu %lld %lld %lld %lld %lld %lld %zu %zu %d %d %d\\n", GS, n, bytes, out, twice, used, blocks,
+                  aligned, groups8, u16_m16_offset(rows, n, kU16StepBlocks), u16_list_offset(rows, n, kU16StepBlocks, GS),
+                  u16_layout(true, true, GS), u16_layout(true, true, 1), u16_layout(false, true, GS));
+    }
+  return 0;
+}
+`;
+
+describe.skipIf(!hostCompiler)(
+  'the step blocks (variant bit 16777216, select_plan.h with the host compiler)',
+  () => {
+    it('gives every u value and step maximum its own bytes, each step one aligned block with its maxima', () => {
+      const rows = runHostDriver('select_plan.h (step blocks)', blockDriver)
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ').map(Number));
+      expect(rows.length).toBe(3 * 5);
+      for (const r of rows) {
+        const [gs, n, bytes, out, twice, used, blocks, aligned, groups8, mOff, listOff, lay, lay1, layNoKm] =
+          r as number[];
+        const at = `GS ${gs} n ${n}`;
+        const nU = Math.ceil((n as number) / 16) * 16;
+        expect(bytes, at).toBe((3 * nU * 32 * ((gs as number) + 1)) / 16);
+        expect(out, at).toBe(0);
+        expect(twice, at).toBe(0);
+        // u (2 GS bytes a key) and the maxima (4 GS a step) of every row: the block's padding is the only gap.
+        expect(used, at).toBe(3 * nU * 2 * (gs as number) + ((3 * nU) / 16) * 4 * (gs as number));
+        expect(blocks, at).toBe((3 * nU) / 16);
+        expect(aligned, at).toBe(3 * nU);
+        expect(groups8, at).toBe((3 * nU) / 8);
+        expect(mOff, at).toBe(0);
+        expect(listOff, at).toBe(Math.ceil((bytes as number) / 256) * 256);
+        expect([lay, lay1, layNoKm], at).toEqual([2, 0, 0]);
+      }
+    });
+  },
+);
