@@ -15,7 +15,8 @@
 // (max, sum of one split), partO `[batch, heads, splits, HEAD_DIM]` f32 (unnormalised); scores
 // (WRITE_SCORES) `[batch, heads, scoreStride]` f32 scaled logits at their key positions.
 //
-// Dispatch: `(splits, kvHeads, batch)` workgroups of WG invocations, WG / TW teams. Team `tm` of a
+// Dispatch: `(splits, kvHeads, batch)` workgroups of WG invocations, WG / TW teams (TW: the widest
+// the row and the smallest subgroup allow, or narrower: `teamWidth`). Team `tm` of a
 // workgroup takes, in step `s`, keys `start + (s * NT + tm) * U + u`, `u < U`. Lane `lane` of the team
 // reads pieces `pp * TW + lane` (`pp < PPL`) of each row.
 //
@@ -48,6 +49,12 @@
 // of the transposing butterfly keeps the lower half and sends the upper one with no selects; the
 // scores are the same bits, V is accumulated in a lane-dependent key order (session 9: the default of
 // the anchors' scores pass at few rows).
+// LAZY_RESCALE: a head's accumulator is rescaled only when its running maximum moved (corr != 1; a
+// factor of exactly 1 changes no bit), so a step whose keys do not raise the maximum skips it (session
+// 10's candidate, with narrow teams: at 2 keys per step the rescale is half of the V work).
+// QSHARED: the group's query rows live in workgroup memory (read by the dot products) instead of each
+// lane's registers (GROUP x its pieces), for narrow teams whose lanes hold many pieces of a row
+// (session 10's candidate).
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -66,6 +73,9 @@ var<workgroup> xl: array<f32, NT>;
 var<workgroup> xo: array<vec4<f32>, NT * D4>;
 var<workgroup> xsO: array<vec4<f32>, select(1u, MSG * GROUP * D4, SGM)>;  // SGM
 var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
+//#if QSHARED
+var<workgroup> qs: array<vec4<f32>, GROUP * D4>;
+//#endif
 
 // One round of the transposing butterfly (TRED) over lanes $1 apart: each lane keeps half of its $1 * 2
 // partial scores and adds the partner's other half.
@@ -163,7 +173,12 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           var d = 0.0;
           for (var pp = 0u; pp < PPL; pp++) {
             for (var i = 0u; i < PV; i++) {
+//#if QSHARED
+              let hq = select(h, h ^ (lane % GROUP), TRED_XOR);
+              d += dot(qs[hq * D4 + (pp * TW + lane) * PV + i], kp4(kp[u * PPL + pp], i));
+//#else
               d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
+//#endif
             }
           }
           sc[u * GROUP + h] = d;
@@ -219,9 +234,15 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         }
         if (ACCUM_V) {
           for (var h = 0u; h < GROUP; h++) {
+//#if LAZY_RESCALE
+            if (corr[h] != 1.0) {
+//#endif
             for (var e = 0u; e < PPL * PV; e++) {
               acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
             }
+//#if LAZY_RESCALE
+            }
+//#endif
             for (var u = 0u; u < U; u++) {
               let pu = subgroupShuffle(pv, teamBase + (u ^ keyPerm) * GROUP + h);
               for (var pp = 0u; pp < PPL; pp++) {
@@ -280,9 +301,20 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           }
           l[h] = l[h] * corr + ls;
           if (ACCUM_V) {
+//#if LAZY_RESCALE
+            if (corr != 1.0) {
+              for (var e = 0u; e < PPL * PV; e++) {
+                acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr;
+              }
+            }
+//#endif
             for (var pp = 0u; pp < PPL; pp++) {
               for (var i = 0u; i < PV; i++) {
+//#if LAZY_RESCALE
+                var a = acc[(h * PPL + pp) * PV + i];
+//#else
                 var a = acc[(h * PPL + pp) * PV + i] * corr;
+//#endif
                 for (var u = 0u; u < U; u++) {
                   a += p[u] * kp4(vp[u * PPL + pp], i);
                 }
@@ -306,6 +338,13 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 //#include split_keys
   let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
 
+//#if QSHARED
+  // The group's query rows, pre-scaled, in workgroup memory.
+  for (var w = t; w < GROUP * D4; w += WG) {
+    qs[w] = q[(b * H + j * GROUP) * D4 + w] * P.scale;
+  }
+  workgroupBarrier();
+//#else
   // This lane's pieces of the group's query rows, pre-scaled.
   var qr: array<vec4<f32>, GROUP * QV>;
   for (var h = 0u; h < GROUP; h++) {
@@ -317,6 +356,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       }
     }
   }
+//#endif
   var m: array<f32, GROUP>;
   var l: array<f32, GROUP>;
   var acc: array<vec4<f32>, GROUP * QV>;

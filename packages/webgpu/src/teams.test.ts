@@ -58,6 +58,9 @@ describe('decode kernel choice', () => {
     expect(teamsLayout(nvidia, 128, 'f32')).toEqual({ WG: 128, TW: 32, PPL: 1, PV: 1 });
     expect(teamsLayout(nvidia, 64, 'f16')).toEqual({ WG: 128, TW: 8, PPL: 1, PV: 2 });
     expect(teamsLayout(nvidia, 128, 'f16', 8)).toEqual({ WG: 128, TW: 32, PPL: 1, PV: 1 });
+    expect(teamsLayout(nvidia, 128, 'f16', 16, 8)).toEqual({ WG: 128, TW: 8, PPL: 2, PV: 2 });
+    expect(teamsLayout(nvidia, 128, 'f16', 8, 4)).toEqual({ WG: 64, TW: 4, PPL: 8, PV: 1 });
+    expect(teamsLayout(nvidia, 128, 'f16', 16, 1)).toBeNull();
     expect(teamsLayout(nvidia, 128, 'f32', 8)).toBeNull();
     const small = fake({ hasSubgroups: true, subgroupSizes: { min: 4, max: 4 } });
     expect(teamsLayout(small, 128, 'f32')).toEqual({ WG: 64, TW: 4, PPL: 8, PV: 1 });
@@ -408,6 +411,31 @@ describe.skipIf(!probe.context)(
       { loadsAhead: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
       // The transposed reduction on lane-permuted slots (no selects), with staged indices and a short split.
       { xorLayout: true, transposedReduce: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
+      // Teams narrower than the subgroup (here 2 of its 4 lanes), several pieces of a row per lane.
+      {
+        teamWidth: 2,
+        prefetchIndices: true,
+        queryInWorkgroup: true,
+        streamPass: { teamWidth: 2, keysPerStep: 16 },
+      },
+      {
+        teamWidth: 2,
+        pieceBytes: 8 as const,
+        keysPerStep: 3,
+        subgroupTeamMerge: true,
+        minStepsPerSplit: 1,
+        skipUnitRescale: true,
+      },
+      // The rescale skipped where the maximum stays, on the transposed reduction's path.
+      // and the query in workgroup memory on lane-permuted slots.
+      {
+        transposedReduce: true,
+        keysPerStep: 1,
+        skipUnitRescale: true,
+        xorLayout: true,
+        queryInWorkgroup: true,
+        minStepsPerSplit: 2,
+      },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -466,6 +494,9 @@ describe.skipIf(!probe.context)(
       if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
       if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
       if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
+      if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
+      if ('skipUnitRescale' in opts) expect(keys.some((k) => k.includes('LAZY_RESCALE=true'))).toBe(true);
+      if ('queryInWorkgroup' in opts) expect(keys.some((k) => k.includes('QSHARED=true'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

@@ -99,6 +99,9 @@ type Tuning = Pick<
   | 'transposedReduce'
   | 'subgroupTeamMerge'
   | 'xorLayout'
+  | 'teamWidth'
+  | 'skipUnitRescale'
+  | 'queryInWorkgroup'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -107,6 +110,20 @@ const SGM: Tuning = { subgroupTeamMerge: true };
 const CLASSIC: Tuning = { selectSchedule: 'classic' };
 /** The transposed reduction on lane-permuted slots, no selects (session 9; the anchors' scores pass, dense at many rows). */
 const XOR: Tuning = { xorLayout: true };
+/**
+ * Session 10's candidates: teams of 8 lanes (16-byte pieces, each lane two pieces of a row), 2 keys
+ * per step (x group 4 = the team width: the transposed reduction fits): 3 shuffle rounds per dot
+ * product instead of 5, four teams per subgroup, each with its own softmax.
+ */
+const TW8: Tuning = { teamWidth: 8, keysPerStep: 2, pieceBytes: 16 };
+const TW8T: Tuning = { ...TW8, transposedReduce: true };
+const TW8X: Tuning = { ...TW8T, xorLayout: true };
+/** A head's accumulator rescaled only in steps that raise its maximum (session 10). */
+const LAZY: Tuning = { skipUnitRescale: true };
+/** The group's query rows in workgroup memory instead of registers (session 10, for narrow teams). */
+const QS: Tuning = { queryInWorkgroup: true };
+/** Teams of 4 lanes, one key per step (x group 4 = the width): each lane a quarter of a row. */
+const TW4T: Tuning = { teamWidth: 4, keysPerStep: 1, pieceBytes: 16, transposedReduce: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -128,6 +145,24 @@ const PARITY_OPTIONS: Tuning[] = [
   XOR,
   { streamPass: { xorLayout: false } },
   { transposedReduce: true, pieceBytes: 8, ...XOR },
+  TW8,
+  TW8T,
+  TW8X,
+  { ...TW8, keysPerStep: 4 },
+  { ...TW8, ...LAZY },
+  { ...TW8T, ...LAZY },
+  LAZY,
+  { pieceBytes: 16, keysPerStep: 4, transposedReduce: true },
+  TW4T,
+  { ...TW8, ...QS },
+  { ...TW8T, ...LAZY, ...QS },
+  { ...TW4T, ...QS },
+  { pieceBytes: 16, keysPerStep: 4 },
+  { ...TW8T, streamPass: TW8X },
+  { streamPass: { ...TW8X, ...QS } },
+  { streamPass: TW8T },
+  { streamPass: { ...TW8, subgroupTeamMerge: true } },
+  { streamPass: { ...TW8, ...LAZY } },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -170,10 +205,42 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // K/V piece unpacked once per key (45.0 against 44.7, dense 201 against 196), the lazy rescale
   // (45.8, dense 203), the reuse with the transposed reduction (50.3 and 50.6) and with it on
   // permuted slots (84.0 and 84.8).
-  reuse: [],
-  anchor: alternate(2, {}, { streamPass: { xorLayout: false } }),
-  'dense-anchor': [],
-  dense: alternate(2, {}, { xorLayout: false }, XOR),
+  // Session 10, call A: teams of 8 lanes (TW8*) for every kind of pass.
+  reuse: [
+    ...alternate(
+      2,
+      {},
+      TW8,
+      TW8T,
+      TW8X,
+      { ...TW8, keysPerStep: 4 },
+      { ...TW8, ...LAZY },
+      { ...TW8T, ...LAZY },
+      LAZY,
+      { pieceBytes: 16, keysPerStep: 4, transposedReduce: true },
+      { pieceBytes: 16, keysPerStep: 4 },
+      { ...TW8, ...QS },
+      { ...TW8T, ...LAZY, ...QS },
+    ),
+    TW4T,
+    { ...TW4T, ...QS },
+  ],
+  anchor: alternate(
+    2,
+    {},
+    { streamPass: TW8X },
+    { streamPass: TW8T },
+    { ...TW8T, streamPass: TW8X },
+    { streamPass: { ...TW8X, ...QS } },
+  ),
+  'dense-anchor': alternate(
+    2,
+    {},
+    { streamPass: { ...TW8, subgroupTeamMerge: true } },
+    { streamPass: TW8T },
+    { streamPass: { ...TW8, ...LAZY } },
+  ),
+  dense: alternate(2, {}, TW8T, TW8X, { ...TW8T, ...LAZY }, { ...TW8T, ...LAZY, ...QS }),
 };
 
 const bench: Bench = {
@@ -516,7 +583,8 @@ const bench: Bench = {
           // Reuse first (27 of the 32 layers), dense last; a deadline (--deadline-s) cuts the rest.
           // Tunings with very many registers per invocation (16 keys per step) last: in call C of
           // session 3 everything timed after them in the same process ran 2.6x slow.
-          const heavy = (t: Tuning) => (t.keysPerStep ?? 0) >= 16 || (t.streamPass?.keysPerStep ?? 0) >= 16;
+          const heavy = (t: Tuning) =>
+            (t.keysPerStep ?? 0) >= 16 || (t.streamPass?.keysPerStep ?? 0) >= 16 || (t.teamWidth ?? 32) <= 4;
           const order = (['reuse', 'anchor', 'dense-anchor', 'dense'] as const).flatMap((role) =>
             SWEEPS[role].filter((t) => !heavy(t)).map((tuning) => ({ role, tuning })),
           );
@@ -568,8 +636,9 @@ const bench: Bench = {
             ['dense-anchor', {}],
             ['anchor', {}],
             ['reuse', {}],
-            // Session 9's candidates, at full size in the call that first times them.
-            ['dense', XOR],
+            // Session 10's candidates, at full size in the call that first times them.
+            ['reuse', TW8],
+            ['reuse', TW8T],
           ];
           for (const [role, tuning] of repeated) {
             // A check that throws (e.g. a shape this batch cannot run) costs only its own row.

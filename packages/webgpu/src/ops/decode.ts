@@ -25,6 +25,7 @@ export function teamsLayout(
   headDim: number,
   dtype: 'f32' | 'f16',
   pieceBytes: 8 | 16 = 16,
+  teamWidth?: number,
 ): { WG: number; TW: number; PPL: number; PV: number } | null {
   const sizes = gpu.info.subgroupSizes;
   if (!gpu.info.hasSubgroups || !sizes) return null;
@@ -34,7 +35,8 @@ export function teamsLayout(
   // teams_partial binds 10 storage buffers (the split merge's among them).
   if ((gpu.limits?.maxStorageBuffersPerShaderStage ?? 10) < 10) return null;
   const pieces = (headDim * (dtype === 'f16' ? 2 : 4)) / pieceBytes;
-  const TW = Math.min(pieces, sizes.min);
+  // teamWidth (a power of two): narrower teams, each lane more pieces of a row.
+  const TW = Math.min(pieces, sizes.min, teamWidth ?? pieces);
   // Workgroups of up to 128 invocations (256, tried in sessions 5 and 6, was slower for every pass).
   const WG = Math.min(128, 16 * TW, gpu.limits?.maxComputeInvocationsPerWorkgroup ?? 256);
   if (sizes.max > WG) return null;
@@ -118,6 +120,24 @@ export interface DecodeArgs {
   readonly pieceBytes?: 8 | 16;
   /** `teams` only: the fewest team steps a workgroup takes (default: `TEAM_DEFAULTS`; for tuning). */
   readonly minStepsPerSplit?: number;
+  /**
+   * `teams` only: lanes per team, a power of two (at most the pieces per row and the smallest
+   * subgroup size, the default width). A narrower team holds more pieces of a row per lane (more query
+   * and accumulator registers) and finishes each dot product in fewer shuffle rounds; its workgroup
+   * has more teams. Default: `TEAM_DEFAULTS` (the widest).
+   */
+  readonly teamWidth?: number;
+  /**
+   * `teams` only, passes that accumulate V: a head's accumulator is rescaled only in steps that raise
+   * its running maximum (the factor is then not exactly 1). Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly skipUnitRescale?: boolean;
+  /**
+   * `teams` only: the group's query rows in workgroup memory, read by the dot products, instead of
+   * each lane's registers (for narrow teams, whose lanes hold many pieces of a row). Default:
+   * `TEAM_DEFAULTS` (off).
+   */
+  readonly queryInWorkgroup?: boolean;
   /**
    * `teams` only: a team issues the next step's K/V loads before the current step's math (two steps
    * of rows in registers), so the math of one step overlaps the loads of the next. Default:
@@ -215,6 +235,10 @@ export interface TeamSettings {
   readonly transposedReduce: boolean;
   readonly subgroupTeamMerge: boolean;
   readonly xorLayout: boolean;
+  /** Lanes per team (0: the widest the row and the subgroup allow). */
+  readonly teamWidth: number;
+  readonly skipUnitRescale: boolean;
+  readonly queryInWorkgroup: boolean;
 }
 
 /**
@@ -235,6 +259,9 @@ const STREAM_FEW: TeamSettings = {
   transposedReduce: false,
   subgroupTeamMerge: false,
   xorLayout: false,
+  teamWidth: 0,
+  skipUnitRescale: false,
+  queryInWorkgroup: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -460,6 +487,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       throw new WebGPUShapeError(`keysPerStep must be an integer in 1..16, got ${o.keysPerStep}`);
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
+    if (
+      o.teamWidth !== undefined &&
+      !(Number.isInteger(o.teamWidth) && o.teamWidth >= 1 && (o.teamWidth & (o.teamWidth - 1)) === 0)
+    ) {
+      throw new WebGPUShapeError(`teamWidth must be a power of two, got ${o.teamWidth}`);
+    }
   }
   // The team kernel's settings of one pass: the call's options, else the defaults for streaming
   // (every key) or gathering (the slot's keys) passes.
@@ -469,7 +502,14 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
     const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
-    const layout = teamsLayout(gpu, headDim, kv.dtype, pieceBytes) ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    const width = o.teamWidth ?? (d.teamWidth || undefined);
+    const narrow = teamsLayout(gpu, headDim, kv.dtype, pieceBytes, width);
+    if (!narrow && o.teamWidth !== undefined) {
+      throw new WebGPUShapeError(
+        `teamWidth ${o.teamWidth} with ${pieceBytes}-byte pieces does not fit this device (workgroup of 16 teams below the largest subgroup)`,
+      );
+    }
+    const layout = narrow ?? teamsLayout(gpu, headDim, kv.dtype)!;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     return {
       // Keys a workgroup takes per step: a team step of each team.
@@ -488,6 +528,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
       cachedRows: a.cachedRows === true,
       xor: o.xorLayout ?? d.xorLayout,
+      lazy: o.skipUnitRescale ?? d.skipUnitRescale,
+      qShared: o.queryInWorkgroup ?? d.queryInWorkgroup,
     };
   };
   const teams = kernel === 'teams';
@@ -549,7 +591,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const SB = Math.max(1, Math.floor(512 / stepKeys));
     const sgm =
       t?.sgMerge === true &&
-      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
+      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) +
+        (t.qShared ? group * headDim * 4 : 0) <=
         (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
     const teamDefs = t && {
       HEAD_DIM: headDim,
@@ -571,6 +614,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
+      ...(t.lazy && opts.accumV ? { LAZY_RESCALE: true } : {}),
+      ...(t.qShared ? { QSHARED: true } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
