@@ -37,8 +37,9 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
   source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
 mkdir -p "$out"
-long=131072 short=32768,8192 quick= lim1=30 lim2=15 total=${WEBGPU_TOTAL_S:-100}
-if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim1=300 lim2=150 total=540; fi
+# lim0: the parity part (session 10: 36 option sets x 4 roles, ~30 s on the H200).
+long=131072 short=32768,8192 quick= lim0=50 lim1=30 lim2=15 total=${WEBGPU_TOTAL_S:-100}
+if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim0=900 lim1=300 lim2=150 total=1500; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"
 start=$(date +%s)
 # The GPU's clocks and power every 250 ms while the job runs (calls B and C of session 3 and call A of
@@ -60,7 +61,7 @@ echo "warm-up done after $(( $(date +%s) - start )) s"
 # 0. Parity on the device, in a process of its own: in calls B and C the process that had run it
 #    (11 option sets, some with very many registers per invocation) timed everything after it 2.6x
 #    slow (copy 1520 GB/s), so no timing shares a process with unusual pipelines.
-timeout --kill-after=3 "$lim1" node "$bundle" "$out/parity" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --parity-only
+timeout --kill-after=3 "$lim0" node "$bundle" "$out/parity" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --parity-only
 echo "parity rc=$? after $(( $(date +%s) - start )) s"
 # 0b. The reuse probe at 128k batch 1 (rows probe-*: floors, k scan of the defaults and of the
 #     subgroup team merge, index patterns, merge, ops per pass, a gather-only kernel, the anchors'
