@@ -125,8 +125,10 @@ constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 // The row's last CTA's merge of the W gather (session 8): every thread issues its share of the slots' (m, l) AND o
 // loads at once (one L2 round trip, where merge_row_if_last reads (m, l), then o), merging online: kTpo threads per
 // output float4, each over slots sub, sub + kTpo, ..., then combined across the kTpo lanes by shuffles.
+// dry (KASCADE_WS_WARM, below): no load, no store, every step's instructions run.
 template <typename T, int D, int GS, int NT>
-__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out) {
+__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out,
+                                               bool dry) {
   constexpr int kOut4 = GS * D / 4;  // the row's output float4s
   constexpr int kTpo = NT / kOut4;   // threads per output float4
   static_assert(kTpo >= 1 && kTpo <= 32 && (kTpo & (kTpo - 1)) == 0, "threads per output: a power of two <= 32");
@@ -149,8 +151,8 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
       const int x = x0 + sub + kTpo * u;
-      const bool ok = x < S;
-      mm[u] = ok ? __ldcg(ml + 2 * x) : -INFINITY;
+      const bool ok = x < S && !dry;
+      mm[u] = ok ? __ldcg(ml + 2 * x) : dry ? 0.f : -INFINITY;  // dry: finite, so every step runs
       ll[u] = ok ? __ldcg(ml + 2 * x + 1) : 0.f;
       oo[u] = ok ? __ldcg(reinterpret_cast<const float4*>(po + static_cast<size_t>(x) * D)) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
@@ -181,13 +183,24 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
     fold(O, ca, Oo, cb);
     M = Mn;
   }
-  if (sub == 0) {
+  if (sub == 0 && !dry) {
     T* op = out + (bh0 + h) * D + d;
     op[0] = from_float<T>(O.x / L);
     op[1] = from_float<T>(O.y / L);
     op[2] = from_float<T>(O.z / L);
     op[3] = from_float<T>(O.w / L);
   }
+}
+
+// Tuning knob KASCADE_WS_WARM=1 (session 10; reuse's wide gather with the register split, template flag WM): consumer
+// warp 0 of every CTA first runs the slots' merge dry while its first stage is in flight, through this one noinline
+// copy of the code, so that the row's last CTA finds the merge's instructions in its SM's instruction cache at the end
+// (by then the K / V stream has evicted them from L2: a guess from session 9's call C trace, where this merge's one L2
+// round trip took 1.7 us).
+template <typename T, int D, int GS, int NT>
+__device__ __noinline__ void ws_merge_slots_shared(const float* part_o, const float* part_ml, int S, size_t bh0, T* out,
+                                                   bool dry) {
+  ws_merge_slots<T, D, GS, NT>(part_o, part_ml, S, bh0, out, dry);
 }
 
 // KASCADE_VARIANT_WS_EPILOGUE (session 9, W): the warps' merge with rows kWsMergePad floats longer (merge_warps: call
@@ -212,8 +225,9 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
 }
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
-// E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
+// E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below). WM (session 10, tuning knob
+// KASCADE_WS_WARM=1): the slots' merge warmed (ws_merge_slots_shared).
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
@@ -231,7 +245,8 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
   uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  if (trace && tid == 0) {
+  const bool marks = trace != 0;
+  if (marks && tid == 0) {
     ws_mark(0);
     ws_mark(4);
   }
@@ -356,6 +371,10 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   } else {
     // Consumers.
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
+    // WM: the slots' merge run dry, its instructions cached for the end (ws_merge_slots_shared).
+    if constexpr (WM)
+      if (warp == 0)
+        ws_merge_slots_shared<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), true);
     uint32_t qa[D / 16][4];
     if (!LG) load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
     const float qscale = s.scale * kLog2e;
@@ -364,7 +383,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     for (int i = 0; i < stages; ++i) {
       const int st = i % NS;
       mbar_wait(full + st * NP + pw, static_cast<unsigned>(i / NS) & 1u);
-      if (trace && i == 0 && tid == 0) ws_mark(1);
+      if (marks && i == 0 && tid == 0) ws_mark(1);
       __syncwarp();
       if (group_live(i, warp)) {
         const int r0 = st * SK + warp * 16;
@@ -381,7 +400,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     if constexpr (RG) asm volatile("setmaxnreg.dec.sync.aligned.u32 128;\n" ::);
   }
   __syncthreads();  // every copy has landed (the consumers waited on each stage): the ring is free
-  if (trace && tid == 0) ws_mark(2);
+  if (marks && tid == 0) ws_mark(2);
 
   unsigned* ctr = merge ? g_ws_done + (static_cast<size_t>(b) * G + j) : nullptr;
   // W: the partial's stores only here; the row's last CTA then merges in one round trip (ws_merge_slots). Bit 4194304
@@ -396,13 +415,16 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     store_split_and_merge<T, D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0,
                                                      static_cast<T*>(a.out), W ? nullptr : ctr, true);
   if constexpr (W) {
-    if (trace && tid == 0) ws_mark(5);
+    if (marks && tid == 0) ws_mark(5);
     if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
-      if (trace && tid == 0) ws_mark(6);
-      ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
+      if (marks && tid == 0) ws_mark(6);
+      if constexpr (WM)
+        ws_merge_slots_shared<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), false);
+      else
+        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), false);
     }
   }
-  if (trace && tid == 0) ws_mark(3);
+  if (marks && tid == 0) ws_mark(3);
   // Early with bit 4096: the select's grid has finished by now (this CTA read its last entries); waiting for it here
   // keeps the stream's order for the kernels after this one.
   if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
@@ -451,16 +473,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E>
+template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E, bool WM>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -471,20 +493,20 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E, WM>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E, WM>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   // Tuning knob KASCADE_B1_EARLY_SPLITS=N (early mode, bit 33554432): N splits per row (at most one per 16-entry
@@ -498,7 +520,7 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
@@ -513,6 +535,11 @@ int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
     return grain_split_count(rows, listLen, forced, kWsGroup, chunk);
   }
   return grain_split_count(rows, listLen, static_cast<long long>(perSm) * device_sm_count(), kWsGroup, chunk);
+}
+
+static bool ws_warm_knob() {  // KASCADE_WS_WARM=1, read per call
+  const char* e = std::getenv("KASCADE_WS_WARM");
+  return e && e[0] == '1';
 }
 
 cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
@@ -539,8 +566,13 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
               return launch_ws<T, D, GS, false, true, true, true>(s, a, out, st);
             if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);
           }
-          if constexpr (D == 128)
+          if constexpr (D == 128) {
+            // KASCADE_WS_WARM=1 (tuning, session 10): the slots' merge warmed (WM), wide CTAs with the register split.
+            if constexpr (kWide)
+              if ((s.variant & KASCADE_VARIANT_WS_REGS) && ws_warm_knob())
+                return launch_ws<T, D, GS, false, true, true, false, true>(s, a, out, st);
             if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true, kWide>(s, a, out, st);
+          }
           return launch_ws<T, D, GS, false, false, kWide>(s, a, out, st);
         };
         // Bit 64 (session 8): one wide CTA per SM, at head dim 128.

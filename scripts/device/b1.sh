@@ -17,26 +17,32 @@
 #     loop end, exit; session 9: the last CTA's epilogue in three steps; 2 calls per variant) -> ws-trace.log, and with B1_SASS_VARIANTS (a comma list; none by
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
-# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 98400,4292704).
+# Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 4292704).
+# Session 10: B1_REUSE_KNOBS (reuse timed under tuning knobs too, default KASCADE_WS_WARM=1), B1_ANCHOR_KNOBS with
+# B1_KNOB_VARIANTS / B1_KNOB_OPS (default KASCADE_B1_EARLY_SPLITS=15 on 46371068's anchor only), B1_512K=1 (the 512k probe,
+# off by default), B1_FULL_NCU=1 (ncu's full set of the reuse kernel, off by default); the anchor's sparse pass traced
+# (KASCADE_WS_TRACE=1) per anchor variant -> anchor-ws-trace.log.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 9: session 8's default 98400 (the ws gather as one 512-thread CTA per SM) against the new default 4292704 = 98400
-# | 4194304 (the wide gather's epilogue: call B its split counter by one acq_rel atomic, no fence.sc; since call C also
-# the warps' merge through bank-conflict-free rows; call A's 4194304, the tagged split merge, lost and was removed).
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-98400,4292704}
+# Session 10: the default 4292704 (98400 | 4194304: the wide gather with session 9's epilogue), timed as is and with
+# KASCADE_WS_WARM=1 (its slots' merge run dry at the start by one consumer warp per CTA, so the row's last CTA finds the
+# merge's instructions cached at the end; reuse_b1_decode.cu).
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704}
+export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_WARM=1}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# 168188 (session 8's default: 164028 | 4096 | 64) against session 9's default 12816636 = 168188 | 65536 | 4194304 |
-# 8388608 (the f32 logits kept in L2, dropped by the select past its barrier 2; the sparse pass copies K rows with the
-# register split and the wide gather's epilogue). The probe times layer 0 with each too. (Call B: 8556796 / 8622332, the
-# same without bits 65536 / 4194304, within 1 us of it; call A: the logits dropped by the sparse pass's last CTAs cost it
-# ~8 us.)
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-168188,12816636}
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
+# Session 10: session 9's default 12816636 = 168188 | 65536 | 4194304 | 8388608 against 46371068 = 12816636 | 33554432
+# (the anchor's sparse pass started on the b1 select's phase-2 indices while its phase 3 finishes the rows), the latter
+# also with KASCADE_B1_EARLY_SPLITS=15 (15 splits per row: 120 CTAs, inside the SMs the select's 8 phase-3 CTAs leave
+# free). The probe times layer 0 with each too (bit 33554432 does not change layer 0).
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-12816636,46371068}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_EARLY_SPLITS=15}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068}
+export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -61,39 +67,55 @@ only_screened() { # the entries of list $1 that are in list $2
   for v in ${1//,/ }; do case ",$2," in *",$v,"*) out="${out:+$out,}$v" ;; esac; done
   echo "$out"
 }
-export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS node $probe b1-probe.json"
+export B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_REUSE_VARIANTS=$B1_REUSE_VARIANTS B1_REUSE_KNOBS=$B1_REUSE_KNOBS B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_SWEEP=$B1_SWEEP B1_ANCHOR_VARIANTS=$B1_ANCHOR_VARIANTS B1_ANCHOR_KNOBS=$B1_ANCHOR_KNOBS B1_KNOB_VARIANTS=$B1_KNOB_VARIANTS B1_KNOB_OPS=$B1_KNOB_OPS node $probe b1-probe.json"
 say "probe: reuse $B1_REUSE_VARIANTS, dense $B1_DENSE_VARIANTS"
 timeout --kill-after=5 75 node "$probe" "$JOB_OUT/b1-probe.json" > "$JOB_OUT/probe.log" 2>&1
 say "probe exit $?"
 tail -40 "$JOB_OUT/probe.log"
-# 512k batch 1 (the defaults beyond 256k): the anchor default 32956, reuse 98400 and 4292704.
+# 512k batch 1 (the defaults beyond 256k; B1_512K=1): the anchor default 32956, reuse 98400 and 4292704.
 r512=$(only_screened 98400,4292704 "$B1_REUSE_VARIANTS")
 a512=32956
-B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= \
+[ "${B1_512K:-0}" = 1 ] && B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= \
   B1_COMMAND="bash scripts/device/session.sh ${KASCADE_GIT_COMMIT:-?} b1 -> B1_SHAPES=1x524288 B1_REUSE_VARIANTS=$r512 B1_DENSE_VARIANTS=$B1_DENSE_VARIANTS B1_ANCHOR_VARIANTS=$a512 B1_ANCHOR_KNOBS= node $probe b1-probe-512k.json" \
-  timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1
-say "probe 512k exit $?"
+  timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1 &&
+  say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-98400,4292704}" "$B1_REUSE_VARIANTS")
+ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-4292704}" "$B1_REUSE_VARIANTS")
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 # Session 9: the DRAM's busy cycles (read / write) as session 8's profile-anchor measured them at batch 32.
 metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
+# Session 10: the anchors' sparse pass traced (2 calls per variant), first.
+for v in ${B1_ANCHOR_VARIANTS//,/ }; do
+  echo "== anchor $v" >> "$JOB_OUT/anchor-ws-trace.log"
+  KASCADE_WS_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$v timeout 20 \
+    node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
+done
+say "anchor ws trace done"; grep "ws trace\|== anchor" "$JOB_OUT/anchor-ws-trace.log" | head -12
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
+# Session 10: the same with KASCADE_WS_WARM=1 (the slots' merge warmed).
+KASCADE_WS_WARM=1 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" \
+  > "$JOB_OUT/ws-trace-warm.log" 2>&1
+say "ws trace (warm) exit $?"; grep "ws trace" "$JOB_OUT/ws-trace-warm.log" | head -8
+# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
+# Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
+KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
+  B1_ANCHOR_VARIANTS=$(only_screened 12816636 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
+say "select trace exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace.log" | head -4
+# The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-12816636,46371068}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
+  --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
+say "ncu anchor metrics exit $?"
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
-# The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
-# Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
-KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
-  B1_ANCHOR_VARIANTS=$(only_screened 168188,12816636 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
-say "select trace exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace.log" | head -4
-# The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-168188,12816636}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
-  --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
-say "ncu anchor metrics exit $?"
+# Session 10: ...and with KASCADE_WS_WARM=1.
+KASCADE_WS_WARM=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none \
+  --cache-control none -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" \
+  > "$JOB_OUT/reuse-warm-ncu.csv" 2> "$JOB_OUT/reuse-warm-ncu.err"
+say "ncu metrics (warm) exit $?"
 # Session 9, B1_NOWRITES=1 (call A ran it): the scores pass and layer 0's pass without their logit writes
 # (KASCADE_DEBUG_NO_LOGIT_WRITES=1, diagnosis only: wrong selections) at 128k batch 1, 168188.
 if [ "${B1_NOWRITES:-0}" = 1 ]; then
@@ -102,14 +124,14 @@ if [ "${B1_NOWRITES:-0}" = 1 ]; then
     --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-nowrites-ncu.csv" 2> "$JOB_OUT/anchor-nowrites-ncu.err"
   say "ncu anchor without writes exit $?"
 fi
-# ...and layer 0 (its dense pass with the logits, the select) with and without bit 8388608.
-B1_NCU=1 B1_NCU_LAYER0=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened 168188,12816636 "$B1_ANCHOR_VARIANTS") \
+# ...and layer 0 (its dense pass with the logits, the select), with B1_LAYER0_NCU=1 (session 10: off by default).
+[ "${B1_LAYER0_NCU:-0}" = 1 ] && B1_NCU=1 B1_NCU_LAYER0=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened 168188,12816636 "$B1_ANCHOR_VARIANTS") \
   timeout 30 "$NCU" --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" \
-  > "$JOB_OUT/layer0-ncu.csv" 2> "$JOB_OUT/layer0-ncu.err"
-say "ncu layer 0 metrics exit $?"
-B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none --cache-control none \
-  -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1
-say "ncu full exit $?"
+  > "$JOB_OUT/layer0-ncu.csv" 2> "$JOB_OUT/layer0-ncu.err" && say "ncu layer 0 metrics exit $?"
+# ncu's full set of the reuse kernel (B1_FULL_NCU=1; session 10: off by default).
+[ "${B1_FULL_NCU:-0}" = 1 ] && B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 40 "$NCU" --clock-control none \
+  --cache-control none -k regex:'attn_partial|gather_ws' --set full -c 4 node "$probe" > "$JOB_OUT/reuse-ncu.txt" 2>&1 &&
+  say "ncu full exit $?"
 # Per-instruction stall samples of one ws gather launch (its second call) per variant.
 sass=${B1_SASS_VARIANTS:-}
 for v in ${sass//,/ }; do
@@ -118,5 +140,6 @@ for v in ${sass//,/ }; do
     node "$probe" > "$JOB_OUT/reuse-sass-$v.csv" 2> "$JOB_OUT/reuse-sass-$v.err"
   say "ncu sass $v exit $? ($(wc -l < "$JOB_OUT/reuse-sass-$v.csv") lines)"
 done
-grep -E "attn_partial|gather_ws|Duration|DRAM Throughput|L2 Hit|Stall|Warp Cycles|Achieved Occupancy|Cluster" "$JOB_OUT/reuse-ncu.txt" | head -60
+[ -f "$JOB_OUT/reuse-ncu.txt" ] &&
+  grep -E "attn_partial|gather_ws|Duration|DRAM Throughput|L2 Hit|Stall|Warp Cycles|Achieved Occupancy|Cluster" "$JOB_OUT/reuse-ncu.txt" | head -60
 say done

@@ -15,7 +15,9 @@
  * B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS (anchor and layer 0; comma lists), B1_SWEEP (forced
  * splits), B1_NCU=1 (only a few reuse calls, for ncu; with
  * B1_NCU_ANCHOR=1 the anchor's calls too, with B1_NCU_LAYER0=1 layer 0's), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
- * with as well; default KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0).
+ * with as well; default KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0; session 10: B1_KNOB_VARIANTS limits them to these
+ * anchor variants, B1_KNOB_OPS to these ops, default anchor,layer0), B1_REUSE_KNOBS (session 10: NAME=VALUE tuning knobs
+ * the reuse variants are timed with as well, rows `reuse-<knob>-<value>`, each cross-checked against 124 first).
  */
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -323,6 +325,42 @@ for (const [batch, n] of shapes as [number, number][]) {
     };
     // Dense and reuse first; the anchors (a hang there must not cost the rest) last, after their cross-check.
     timeOps(ops.filter(([op]) => op === 'dense' || op === 'reuse'));
+    // Session 10: the reuse variants under each of B1_REUSE_KNOBS (read by the addon per call).
+    for (const knob of (process.env.B1_REUSE_KNOBS ?? '').split(',').filter((m) => m.includes('='))) {
+      const [name, value] = knob.split('=') as [string, string];
+      process.env[name] = value;
+      const tagName = `${name.replace(/^KASCADE_/, '').toLowerCase()}-${value}`;
+      for (const variant of reuseVariants) {
+        try {
+          const got = reuseOut(variant);
+          let num = 0;
+          let den = 0;
+          for (let i = 0; i < got.length; i++) {
+            num += ((got[i] as number) - (ref124[i] as number)) ** 2;
+            den += (ref124[i] as number) ** 2;
+          }
+          const rel = Math.sqrt(num / den);
+          extra[`crossRelErrVs124_v${variant}_${tagName}_${Math.round(n / 1024)}k_b${batch}`] = Number.isNaN(
+            rel,
+          )
+            ? -1
+            : rel;
+          if (!(rel < 1e-2))
+            errors.push(`cross-check v${variant} ${tagName} n ${n}: rel err ${rel} against v124`);
+        } catch (e) {
+          errors.push(`cross-check v${variant} ${tagName} n ${n}: ${String(e).slice(0, 300)}`);
+        }
+      }
+      timeOps(
+        ops
+          .filter(([op]) => op === 'reuse')
+          .map(
+            ([op, v, make]) => [`${op}-${tagName}`, v, make] as [string, number, (l: number) => () => void],
+          ),
+      );
+      delete process.env[name];
+      save();
+    }
     // Grid sweeps (forced `splits`).
     {
       const sweep = (process.env.B1_SWEEP ?? '').split(',').filter((x) => x !== '');
@@ -403,15 +441,22 @@ for (const [batch, n] of shapes as [number, number][]) {
     const knobs = (process.env.B1_ANCHOR_KNOBS ?? 'KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0')
       .split(',')
       .filter((m) => m.includes('='));
+    const knobVariants = list(process.env.B1_KNOB_VARIANTS ?? '');
+    const knobOps = (process.env.B1_KNOB_OPS ?? 'anchor,layer0').split(',');
     for (const knob of knobs) {
       const [name, value] = knob.split('=') as [string, string];
       process.env[name] = value;
       const tagName = `${name.replace(/^KASCADE_/, '').toLowerCase()}-${value}`;
-      const b1Variants = anchorVariants.filter((v) => (v & 131072) !== 0);
+      const b1Variants = anchorVariants.filter(
+        (v) => (v & 131072) !== 0 && (knobVariants.length === 0 || knobVariants.includes(v)),
+      );
       crossCheck(b1Variants, `_${tagName}`);
       timeOps(
         ops
-          .filter(([op, v]) => (op === 'anchor' || op === 'layer0') && b1Variants.includes(v))
+          .filter(
+            ([op, v]) =>
+              (op === 'anchor' || op === 'layer0') && knobOps.includes(op) && b1Variants.includes(v),
+          )
           .map(
             ([op, v, make]) => [`${op}-${tagName}`, v, make] as [string, number, (l: number) => () => void],
           ),
