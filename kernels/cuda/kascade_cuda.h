@@ -130,7 +130,12 @@ enum KascadeDecodeVariant {
                                                // in the select's state, release / acquire); the ws gather takes its
                                                // split's 16-entry groups interleaved, so every split's late groups
                                                // come last
-  KASCADE_VARIANT_ALL = 67108863,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_POOLED16 = 67108864,  // cuda-anchor, session 10 (anchors with bit 1024): the stream select keeps its
+                                        // pooled rows as the top 16 bits of each f32 score (the 12-bit first digit
+                                        // exact: half the bytes written in phase 1 and read in phase 3, which takes
+                                        // four tiles a step), and phase 4 recomputes its listed keys' scores from the
+                                        // intermediate (select_common.cuh, u16_pool_keys)
+  KASCADE_VARIANT_ALL = 134217727,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -163,18 +163,75 @@ __device__ __forceinline__ void stream_pool8(bool u16, int layout, const __half*
   for (int e = 0; e < 8; ++e)
     if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
 }
-// stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
+// stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..]
+// (f32), or (pr16 set, bit 67108864) as their top 16 bits at pr16[x ..] (truncated: the first digit stays exact).
 template <int GS>
 __device__ __forceinline__ void stream_pool8_hist(bool u16, int layout, const __half* u, const float* m16,
                                                   const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
-                                                  unsigned* sh, float* pr) {
+                                                  unsigned* sh, float* pr, unsigned short* pr16 = nullptr) {
   float S[8];
   stream_pool8<GS>(u16, layout, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
+  if (pr16) {
+    auto top2 = [&](int e) { return (__float_as_uint(S[e]) >> 16) | (__float_as_uint(S[e + 1]) & 0xffff0000u); };
+    *reinterpret_cast<uint4*>(pr16 + x) = make_uint4(top2(0), top2(2), top2(4), top2(6));
+    return;
+  }
   reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
+}
+
+// Bit 67108864's phase-3 loads: the pooled rows' top halves of keys xt + u kStreamTile + e (u < tiles <= 4, e < 8),
+// eight a 16-byte word w[u] (all four tiles' loads issued before any is used; zeros past n), ...
+__device__ __forceinline__ void stream_load_top16(const unsigned short* pr16, int xt, int tiles, int n, uint4 (&w)[4]) {
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int x = xt + u * kStreamTile;
+    w[u] = (u < tiles && x < n) ? __ldcg(reinterpret_cast<const uint4*>(pr16 + x)) : make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+// ... and those of tiles 2 h, 2 h + 1 as f32 scores with zero low bits, v[8 u + e] for tile 2 h + u.
+__device__ __forceinline__ void stream_top16_pair(const uint4 (&w)[4], int h, float (&v)[16]) {
+#pragma unroll
+  for (int u = 0; u < 2; ++u) {
+    const unsigned ws[4] = {w[2 * h + u].x, w[2 * h + u].y, w[2 * h + u].z, w[2 * h + u].w};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      v[8 * u + 2 * p] = __uint_as_float(ws[p] << 16);
+      v[8 * u + 2 * p + 1] = __uint_as_float(ws[p] & 0xffff0000u);
+    }
+  }
+}
+
+// Bit 67108864's phase 4: the pooled scores S[i] of the U keys xs[i] (< 0: none, S 0) of the KV-head row whose query-head
+// rows start at bh0, from the f16 intermediate (any layout) with the arithmetic of stream_pool8 (per head in order,
+// c_h = 2^(m16_h - M_h - 15) / L_h, S = fma(u_h, c_h, S)); every key's loads are issued before any is used.
+template <int GS, int U>
+__device__ __forceinline__ void u16_pool_keys(const __half* u, const float* m16, size_t bh0, const int (&xs)[U], int nU,
+                                              int layout, const float* Mh, const float* iL, float (&S)[U]) {
+  float mv[U][GS];
+  __half uv[U][GS];
+#pragma unroll
+  for (int k = 0; k < U; ++k) {
+    const int x = xs[k] < 0 ? 0 : xs[k];
+#pragma unroll
+    for (int h = 0; h < GS; ++h) {
+      mv[k][h] = __ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, layout));
+      uv[k][h] = __ldg(u + u16_index(bh0, h, x, nU, GS, layout));
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < U; ++k) {
+    S[k] = 0.f;
+#pragma unroll
+    for (int h = 0; h < GS; ++h) {
+      const float c = exp2f(mv[k][h] - Mh[h] - kU16ScaleLog2) * iL[h];
+      S[k] = fmaf(__half2float(uv[k][h]), c, S[k]);
+    }
+    if (xs[k] < 0) S[k] = 0.f;
+  }
 }
 
 // The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the

@@ -464,9 +464,12 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
     const size_t bh0 = row_stats(row);
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
+    // Bit 67108864: the rows as u16 (the scores' top halves).
+    unsigned short* pr16 =
+        a.pooled16 ? reinterpret_cast<unsigned short*>(a.pooled) + static_cast<size_t>(row) * nU : nullptr;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
+      if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr, pr16);
     }
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
@@ -514,12 +517,32 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted. Session 8, call A: the next tiles
     // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
     // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
-    for (; t < tEnd; t += 2) {
-      const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      const int tiles2 = t + 1 < tEnd ? 2 : 1;
-      float v[16];
-      stream_load16(pr, xt, tiles2, n, v);
-      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+    if (a.pooled16) {
+      // Bit 67108864: the rows' top halves, four tiles' loads a step (the same 64 bytes per thread in flight as two f32
+      // tiles), classified two tiles at a time; the listed keys' scores are recomputed in phase 4.
+      const unsigned short* pr16 = reinterpret_cast<const unsigned short*>(a.pooled) + static_cast<size_t>(row) * nU;
+      for (; t < tEnd; t += 4) {
+        const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+        const int tiles4 = static_cast<int>(min(4LL, tEnd - t));
+        uint4 w[4];
+        stream_load_top16(pr16, xt, tiles4, n, w);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if (2 * h >= tiles4) break;
+          float v[16];
+          stream_top16_pair(w, h, v);
+          stream_classify16(v, xt + 2 * h * kStreamTile, min(2, tiles4 - 2 * h), n, binLo, binHi, st + 2, st + 3, o,
+                            cl, cv);
+        }
+      }
+    } else {
+      for (; t < tEnd; t += 2) {
+        const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+        const int tiles2 = t + 1 < tEnd ? 2 : 1;
+        float v[16];
+        stream_load16(pr, xt, tiles2, n, v);
+        stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+      }
     }
     t = tEnd;
   }
@@ -535,7 +558,23 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* cv = a.candVal + static_cast<size_t>(r) * n;
     int* o = a.out + static_cast<size_t>(r) * k;
     const bool cached = C <= kStreamCache;
-    __syncthreads();  // the previous row's use of sh / cache / cnt is done
+    if (a.pooled16) {
+      // Bit 67108864: phase 3 listed the keys with their scores' top halves only; their pooled scores again, from the
+      // intermediate (row_stats: this row's heads' max and 1 / sum; it starts with a barrier).
+      const size_t bh0 = row_stats(r);
+      constexpr int U = GS >= 8 ? 1 : (GS >= 4 ? 2 : 4);  // 8 heads' loads in flight per thread (registers)
+      for (int i0 = tid; i0 < C; i0 += U * kStreamThreads) {
+        int xs[U];
+#pragma unroll
+        for (int q = 0; q < U; ++q) xs[q] = i0 + q * kStreamThreads < C ? __ldcg(cl + i0 + q * kStreamThreads) : -1;
+        float S[U];
+        u16_pool_keys<GS, U>(a.u, a.m16, bh0, xs, nU, a.layout, Mh, iL, S);
+#pragma unroll
+        for (int q = 0; q < U; ++q)
+          if (xs[q] >= 0) cv[i0 + q * kStreamThreads] = S[q];
+      }
+    }
+    __syncthreads();  // the previous row's use of sh / cache / cnt is done (bit 67108864: cv rewritten)
     if (cached)
       for (int i = tid; i < C; i += kStreamThreads) cache[i] = __ldcg(cv + i);
     if (tid == 0) {
@@ -578,6 +617,7 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
+  a.pooled16 = (a.u16 && (s.variant & KASCADE_VARIANT_POOLED16)) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;

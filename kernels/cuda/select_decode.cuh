@@ -33,6 +33,7 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
   int layout;     // bits 1048576 / 16777216 (with u16): the intermediate's order (select_plan.h, u16_layout)
+  int pooled16;   // bit 67108864 (with u16): pooled rows as u16 (the f32 score's top half), [rows][nU] u16
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -41,7 +42,7 @@ struct StreamSelectArgs {
   const void* q;        // bit 1024's exact recompute: [batch, heads, D]
   const void* k;        // [batch, kvHeads, capacity, D]
   const float* part_ml;
-  float* pooled;    // [rows][nU]
+  float* pooled;    // [rows][nU] (pooled16: [rows][nU] u16)
   unsigned* hist;   // [rows][kStreamBins]
   int* state;       // [rows][kStateInts]
   int* cand;        // [rows][n] list keys

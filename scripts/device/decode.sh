@@ -49,9 +49,11 @@
 #      (/work/prompts/s9/decode-variants-cuda-b1); 3951740 and 1838332 lost in call B and are no longer timed; after C:
 #      3935484 is layer 0's default beyond 16k at batch > 4, 3935356 (the split schedule) lost and is dropped;
 #      cuda-b1's list (/work/prompts/s9/decode-variants-cuda-b1: 4292704 = 98400 | 4194304, 12751100 = 168188 |
-#      4194304 | 8388608). Session 10: the ops.ts defaults and 18615420 = 1838204 | 16777216 (bit 16777216: the
+#      4194304 | 8388608). Session 10: the ops.ts defaults, 18615420 = 1838204 | 16777216 (bit 16777216: the
 #      key-major intermediate's step maxima inside each step's block, select_plan.h u16_layout, for the anchor's sparse
-#      pass),
+#      pass), 85724284 = 18615420 | 67108864 (bit 67108864: the stream select's pooled rows as 16-bit top halves, phase 3
+#      four tiles a step, phase 4 recomputing its list's scores) and 71044348 = 3935484 | 67108864 (layer 0),
+#      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
 #      DECODE_PARITY_ARGS (extra device-check arguments, e.g. --quick).
@@ -60,7 +62,10 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,18615420}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,18615420,85724284,71044348}
+# Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
+# each; 1838204 stays probed: its stream-select trace is the select's baseline for this session's candidates).
+proven=${DECODE_PROVEN:-32956,98400,164028,168188,3935484,4292704,8622332,12816636}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -166,7 +171,7 @@ fi
 # shapes only): one that faults or hangs there is left out of the bench instead of taking it down.
 kept=""
 for v in ${ok//,/ }; do
-  if [ $((v & 523264)) -ne 0 ]; then
+  if [ $((v & 523264)) -ne 0 ] && [[ ",$proven," != *",$v,"* ]]; then
     # KASCADE_STREAM_SELECT_TRACE=1: the stream select (bits 1024/2048) prints its phase times (CTA 0's
     # clock) to stderr; kept in the log for tuning.
     PROFILE_SHAPES=1x131072,32x131072,1x524288 PROFILE_VARIANTS="$v,$v,$v,$v" KASCADE_STREAM_SELECT_TRACE=1 \
