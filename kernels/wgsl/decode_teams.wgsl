@@ -55,6 +55,12 @@
 // QSHARED: the group's query rows live in workgroup memory (read by the dot products) instead of each
 // lane's registers (GROUP x its pieces), for narrow teams whose lanes hold many pieces of a row
 // (session 10's candidate).
+// MIXED (gathers with TRED, V pieces of one vec4, one subgroup size VW): the scores are computed by
+// teams as above, but the online softmax is the whole subgroup's and V is accumulated across the
+// subgroup: lane sgLane loads pieces pq * VW + sgLane of every V row of the subgroup's step (all KSUB
+// keys: coalesced, VW lanes per row) and takes each key's probabilities from the lanes that hold them
+// (one shuffle per key and head), so a lane holds GROUP x PPLV accumulator vec4s instead of GROUP x
+// PPL x PV and nothing is merged inside a subgroup (needs SGM). Session 10's candidate.
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -64,6 +70,16 @@ const NT: u32 = WG / TW;              // teams per workgroup
 const D4: u32 = HEAD_DIM / 4u;        // vec4s per row
 const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
 const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
+// WIDE (MIXED, gathers): the scores by teams of TW lanes, V accumulated by the whole subgroup of VW lanes.
+//#if MIXED
+const WIDE: bool = true;
+//#else
+const WIDE: bool = false;
+const VW: u32 = TW;
+//#endif
+const PPLV: u32 = PIECES / VW;        // WIDE: V pieces of a row per lane
+const KSUB: u32 = (VW / TW) * U;      // WIDE: keys of a subgroup's step
+const AQ: u32 = select(QV, PPLV, WIDE); // accumulator vec4s per query head
 
 var<workgroup> sgCounter: atomic<u32>;
 const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
@@ -126,10 +142,28 @@ struct StepData {
   vp: array<KP, U * PPL>,
   xs: array<u32, U>,
   valid: array<bool, U>,
+  wv: array<KP, select(1u, KSUB * PPLV, WIDE)>,
 }
 
-fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
+fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32,
+            sgLane: u32) -> StepData {
   var d: StepData;
+  if (WIDE) {
+    // The V pieces of every key of the subgroup's step (its teams' keys in order), lane sgLane taking
+    // pieces pq * VW + sgLane of each row (VW adjacent lanes on adjacent pieces).
+    let t0 = (sgLane / TW) * U;
+    for (var w = 0u; w < KSUB; w++) {
+      var x = min(first - t0 + w, end - 1u);
+      if (useIdx) {
+        x = idx[idxOff - t0 + w];
+      } else {
+        x = sel[selRow + x];
+      }
+      for (var pq = 0u; pq < PPLV; pq++) {
+        d.wv[w * PPLV + pq] = vbuf[(kvBase + x) * PIECES + pq * VW + sgLane];
+      }
+    }
+  }
   // TRED_XOR: slot u of lane `lane` holds the step's key u ^ (lane / GROUP).
   let perm = select(0u, lane / GROUP, TRED_XOR);
   for (var u = 0u; u < U; u++) {
@@ -150,7 +184,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
       d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
-      if (ACCUM_V) {
+      if (ACCUM_V && !WIDE) {
         d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
       }
     }
@@ -208,12 +242,14 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         if (WRITE_SCORES && okv) {
           scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
         }
-        let teamBase = sgLane - lane;
+        // WIDE: the softmax state is the subgroup's (every team's keys), not the team's.
+        let teamBase = select(sgLane - lane, 0u, WIDE);
+        let swid = select(TW, sgSize, WIDE);
         // The key in slot u is u ^ keyPerm (TRED_XOR).
         let keyPerm = select(0u, myu, TRED_XOR);
         // The step's maximum of each query head (a head's lanes are GROUP apart).
         var gm = select(NEG, sv, okv);
-        for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+        for (var mk = GROUP; mk < swid; mk = mk * 2u) {
           gm = max(gm, subgroupShuffleXor(gm, mk));
         }
         var corr: array<f32, GROUP>;
@@ -226,13 +262,29 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         }
         let pv = select(0.0, exp(sv - mine), okv);
         var ps = pv;
-        for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+        for (var mk = GROUP; mk < swid; mk = mk * 2u) {
           ps += subgroupShuffleXor(ps, mk);
         }
         for (var h = 0u; h < GROUP; h++) {
           l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
         }
-        if (ACCUM_V) {
+        if (ACCUM_V && WIDE) {
+          let wv = $1.wv;
+          for (var h = 0u; h < GROUP; h++) {
+            for (var e = 0u; e < AQ; e++) {
+              acc[h * AQ + e] = acc[h * AQ + e] * corr[h];
+            }
+            for (var w = 0u; w < KSUB; w++) {
+              // Key w of the subgroup's step: team w / U's key w % U, its head-h score in lane
+              // (w / U) * TW + (w % U) * GROUP + h.
+              let pu = subgroupShuffle(pv, (w / U) * TW + (w % U) * GROUP + h);
+              for (var e = 0u; e < AQ; e++) {
+                acc[h * AQ + e] += pu * kp4(wv[w * PPLV + e], 0u);
+              }
+            }
+          }
+        }
+        if (ACCUM_V && !WIDE) {
           for (var h = 0u; h < GROUP; h++) {
 //#if LAZY_RESCALE
             if (corr[h] != 1.0) {
@@ -359,12 +411,12 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 //#endif
   var m: array<f32, GROUP>;
   var l: array<f32, GROUP>;
-  var acc: array<vec4<f32>, GROUP * QV>;
+  var acc: array<vec4<f32>, GROUP * AQ>;
   for (var h = 0u; h < GROUP; h++) {
     m[h] = NEG;
     l[h] = 0.0;
   }
-  for (var e = 0u; e < GROUP * QV; e++) {
+  for (var e = 0u; e < GROUP * AQ; e++) {
     acc[e] = vec4<f32>(0.0);
   }
 
@@ -373,7 +425,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   var ahead: StepData;
   if (AHEAD && steps > 0u) {
 //#include stage_indices 0u
-    ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
+    ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U, sgLane);
   }
   for (var s = 0u; s < steps; s++) {
     var cur: StepData;
@@ -382,12 +434,12 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       let sn = s + 1u;
       if (sn < steps) {
 //#include stage_indices sn
-        ahead = loadStep(start + (sn * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (sn % SB) * NT * U + tm * U);
+        ahead = loadStep(start + (sn * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (sn % SB) * NT * U + tm * U, sgLane);
       }
     } else {
 //#include stage_indices s
       // Issue every load of the step first.
-      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
+      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U, sgLane);
     }
 //#include step_math cur
   }
@@ -395,7 +447,8 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   // Merge the teams into this split's partials.
   let rowBase = (b * H + j * GROUP) * P.splits + split;
   if (SGM) {
-    for (var mk = TW; mk < sgSize; mk = mk * 2u) {
+    // WIDE: a subgroup's lanes already share one state (nothing to merge inside it).
+    for (var mk = select(TW, sgSize, WIDE); mk < sgSize; mk = mk * 2u) {
       for (var h = 0u; h < GROUP; h++) {
         let om = subgroupShuffleXor(m[h], mk);
         let ol = subgroupShuffleXor(l[h], mk);
@@ -404,15 +457,25 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
         let cb = exp(om - mn);
         l[h] = l[h] * ca + ol * cb;
         if (ACCUM_V) {
-          for (var e = 0u; e < QV; e++) {
-            let oa = subgroupShuffleXor(acc[h * QV + e], mk);
-            acc[h * QV + e] = acc[h * QV + e] * ca + oa * cb;
+          for (var e = 0u; e < AQ; e++) {
+            let oa = subgroupShuffleXor(acc[h * AQ + e], mk);
+            acc[h * AQ + e] = acc[h * AQ + e] * ca + oa * cb;
           }
         }
         m[h] = mn;
       }
     }
-    if (sgLane < TW) {
+    if (WIDE) {
+      // Every lane holds pieces pq * VW + sgLane of the subgroup's accumulators (PV is 1).
+      for (var h = 0u; h < GROUP; h++) {
+        if (sgLane == 0u) {
+          xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);
+        }
+        for (var e = 0u; e < AQ; e++) {
+          xsO[(sgIndex * GROUP + h) * D4 + e * VW + sgLane] = acc[h * AQ + e];
+        }
+      }
+    } else if (sgLane < TW) {
       for (var h = 0u; h < GROUP; h++) {
         if (lane == 0u) {
           xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);

@@ -436,11 +436,33 @@ describe.skipIf(!probe.context)(
         queryInWorkgroup: true,
         minStepsPerSplit: 2,
       },
+      // V accumulated across the subgroup (the gathers): two teams of 2 lanes per subgroup (group 2,
+      // `heads: 4`), with and without staged indices.
+      {
+        heads: 4,
+        wideAccumulate: true,
+        transposedReduce: true,
+        teamWidth: 2,
+        keysPerStep: 1,
+        pieceBytes: 8 as const,
+        prefetchIndices: false,
+        minStepsPerSplit: 3,
+      },
+      {
+        heads: 4,
+        wideAccumulate: true,
+        transposedReduce: true,
+        teamWidth: 2,
+        keysPerStep: 1,
+        pieceBytes: 8 as const,
+        prefetchIndices: true,
+        queryInWorkgroup: true,
+      },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
       const keysBefore = new Set(gpu.pipelineKeys);
-      const [B, H, G, d, n] = [2, 8, 2, 128, 3001];
+      const [B, H, G, d, n] = [2, (opts as { heads?: number }).heads ?? 8, 2, 128, 3001];
       const per = G * n * d;
       const kh = randomFloats(B * per, 71);
       const vh = randomFloats(B * per, 72);
@@ -497,6 +519,7 @@ describe.skipIf(!probe.context)(
       if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
       if ('skipUnitRescale' in opts) expect(keys.some((k) => k.includes('LAZY_RESCALE=true'))).toBe(true);
       if ('queryInWorkgroup' in opts) expect(keys.some((k) => k.includes('QSHARED=true'))).toBe(true);
+      if ('wideAccumulate' in opts) expect(keys.some((k) => k.includes('MIXED=true'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

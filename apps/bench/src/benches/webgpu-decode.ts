@@ -102,6 +102,7 @@ type Tuning = Pick<
   | 'teamWidth'
   | 'skipUnitRescale'
   | 'queryInWorkgroup'
+  | 'wideAccumulate'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -122,6 +123,25 @@ const TW8X: Tuning = { ...TW8T, xorLayout: true };
 const LAZY: Tuning = { skipUnitRescale: true };
 /** The group's query rows in workgroup memory instead of registers (session 10, for narrow teams). */
 const QS: Tuning = { queryInWorkgroup: true };
+/**
+ * Gathers: scores by teams of 8 lanes (8-byte pieces, 2 keys per step, the transposed reduction), the
+ * softmax per subgroup and V accumulated across the subgroup (4 accumulator floats per head per lane).
+ */
+const W8: Tuning = {
+  teamWidth: 8,
+  keysPerStep: 2,
+  pieceBytes: 8,
+  transposedReduce: true,
+  wideAccumulate: true,
+};
+/** The anchors' scores pass as its defaults where the call's own options would change it. */
+const SCORES_DEFAULT: Tuning['streamPass'] = {
+  teamWidth: 32,
+  keysPerStep: 8,
+  pieceBytes: 8,
+  transposedReduce: true,
+  xorLayout: true,
+};
 /** Teams of 4 lanes, one key per step (x group 4 = the width): each lane a quarter of a row. */
 const TW4T: Tuning = { teamWidth: 4, keysPerStep: 1, pieceBytes: 16, transposedReduce: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
@@ -160,6 +180,12 @@ const PARITY_OPTIONS: Tuning[] = [
   { pieceBytes: 16, keysPerStep: 4 },
   { ...TW8, ...SGM },
   { ...TW8T, ...LAZY, ...QS, ...SGM },
+  W8,
+  { ...W8, ...QS },
+  { ...W8, teamWidth: 16, keysPerStep: 4 },
+  { ...W8, teamWidth: 32, keysPerStep: 8 },
+  { ...W8, teamWidth: 4, keysPerStep: 1, ...QS },
+  { ...W8, streamPass: SCORES_DEFAULT },
   { ...TW8T, streamPass: TW8X },
   { streamPass: { ...TW8X, ...QS } },
   { streamPass: TW8T },
@@ -225,6 +251,11 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       { ...TW8T, ...LAZY, ...QS },
       { ...TW8, ...SGM },
       { ...TW8T, ...LAZY, ...QS, ...SGM },
+      W8,
+      { ...W8, ...QS },
+      { ...W8, teamWidth: 16, keysPerStep: 4 },
+      { ...W8, teamWidth: 32, keysPerStep: 8 },
+      { ...W8, teamWidth: 4, keysPerStep: 1, ...QS },
     ),
     TW4T,
     { ...TW4T, ...QS },
@@ -236,6 +267,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { streamPass: TW8T },
     { ...TW8T, streamPass: TW8X },
     { streamPass: { ...TW8X, ...QS } },
+    { ...W8, streamPass: SCORES_DEFAULT },
   ),
   'dense-anchor': alternate(
     2,
@@ -643,6 +675,7 @@ const bench: Bench = {
             // Session 10's candidates, at full size in the call that first times them.
             ['reuse', TW8],
             ['reuse', TW8T],
+            ['reuse', W8],
           ];
           for (const [role, tuning] of repeated) {
             // A check that throws (e.g. a shape this batch cannot run) costs only its own row.

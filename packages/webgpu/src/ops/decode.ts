@@ -1,6 +1,6 @@
 import { type BudgetOptions, topkBudget } from '@kascade/core';
 import type { KascadeGPU } from '../context.js';
-import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
+import { WebGPUFeatureError, WebGPULimitError, WebGPUShapeError } from '../errors.js';
 import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
@@ -139,6 +139,15 @@ export interface DecodeArgs {
    */
   readonly queryInWorkgroup?: boolean;
   /**
+   * `teams` only, gathering passes (reuse, the anchors' sparse pass) with the transposed reduction
+   * and pieces of one vec4 (`pieceBytes: 8` with f16): the scores by teams, but the online softmax
+   * kept per subgroup and V accumulated across the whole subgroup (each lane a piece of every V row of
+   * the subgroup's step, the probabilities shuffled from the lanes that hold them), so a lane holds
+   * few accumulators whatever the team width; the subgroup team merge is then always on. Needs one
+   * subgroup size. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly wideAccumulate?: boolean;
+  /**
    * `teams` only: a team issues the next step's K/V loads before the current step's math (two steps
    * of rows in registers), so the math of one step overlaps the loads of the next. Default:
    * `TEAM_DEFAULTS` (off).
@@ -239,6 +248,7 @@ export interface TeamSettings {
   readonly teamWidth: number;
   readonly skipUnitRescale: boolean;
   readonly queryInWorkgroup: boolean;
+  readonly wideAccumulate: boolean;
 }
 
 /**
@@ -262,6 +272,7 @@ const STREAM_FEW: TeamSettings = {
   teamWidth: 0,
   skipUnitRescale: false,
   queryInWorkgroup: false,
+  wideAccumulate: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -530,6 +541,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       xor: o.xorLayout ?? d.xorLayout,
       lazy: o.skipUnitRescale ?? d.skipUnitRescale,
       qShared: o.queryInWorkgroup ?? d.queryInWorkgroup,
+      wide: gather && (o.wideAccumulate ?? d.wideAccumulate),
     };
   };
   const teams = kernel === 'teams';
@@ -589,11 +601,38 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
     const SB = Math.max(1, Math.floor(512 / stepKeys));
+    const sizes = gpu.info.subgroupSizes;
+    const wide = t?.wide === true && opts.accumV;
+    const tredXor = t?.tred === true && t.xor && (group & (group - 1)) === 0;
+    if (
+      t &&
+      wide &&
+      !(
+        t.tred &&
+        !tredXor &&
+        t.layout.PV === 1 &&
+        sizes &&
+        sizes.min === sizes.max &&
+        (t.layout.TW * t.layout.PPL) % sizes.min === 0
+      )
+    ) {
+      throw new WebGPUShapeError(
+        'wideAccumulate needs the transposed reduction without lane-permuted slots, pieces of one vec4 (pieceBytes 8 with f16) and one subgroup size',
+      );
+    }
     const sgm =
-      t?.sgMerge === true &&
+      (t?.sgMerge === true || wide) &&
       teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) +
         (t.qShared ? group * headDim * 4 : 0) <=
         (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
+    if (wide && !sgm) {
+      throw new WebGPULimitError(
+        'maxComputeWorkgroupStorageSize',
+        teamsWorkgroupBytes(t!.layout, stepKeys * SB, group, headDim, MSG),
+        gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384,
+        'wideAccumulate merges the subgroups through workgroup memory',
+      );
+    }
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
@@ -609,13 +648,14 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       MSG,
       TRED: t.tred,
       // Only with the transposed reduction and a group that is a power of two.
-      TRED_XOR: t.tred && t.xor && (group & (group - 1)) === 0,
+      TRED_XOR: tredXor,
       KP: t.pieceType,
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
       ...(t.lazy && opts.accumV ? { LAZY_RESCALE: true } : {}),
       ...(t.qShared ? { QSHARED: true } : {}),
+      ...(wide ? { MIXED: true, VW: sizes!.min } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
