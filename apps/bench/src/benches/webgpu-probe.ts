@@ -62,6 +62,8 @@ type Options = Pick<
   | 'streamPass'
   | 'cachedRows'
   | 'xorLayout'
+  | 'teamWidth'
+  | 'wideAccumulate'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -491,6 +493,17 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       ['dense', { ...SPLIT_ONLY, cachedRows: true, xorLayout: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
+      // Session 10's candidates: teams of 8 lanes (2 keys per step, the transposed reduction), with V
+      // accumulated by the team or across the subgroup (wideAccumulate).
+      ...(
+        [
+          { teamWidth: 8, keysPerStep: 2, pieceBytes: 16, transposedReduce: true },
+          { teamWidth: 8, keysPerStep: 2, pieceBytes: 8, transposedReduce: true, wideAccumulate: true },
+        ] as Options[]
+      ).flatMap((c): ['reuse', Options][] => [
+        ['reuse', { ...SPLIT_ONLY, ...c }],
+        ['reuse', { ...SPLIT_ONLY, ...c, cachedRows: true }],
+      ]),
     ];
     for (const [role, o] of splitOptions) {
       const s = await timeOp(
