@@ -18,7 +18,8 @@
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 4292704).
-# Session 10: B1_REUSE_KNOBS (reuse timed under tuning knobs too, default KASCADE_WS_WARM=1), B1_ANCHOR_KNOBS with
+# Session 10: B1_REUSE_KNOBS (reuse timed under tuning knobs too, default KASCADE_WS_WARM=1, KASCADE_WS_STEAL=15 and
+# both; an entry joins several knobs by '+'), B1_ANCHOR_KNOBS with
 # B1_KNOB_VARIANTS / B1_KNOB_OPS (default KASCADE_B1_EARLY_SPLITS=15 on 46371068's anchor only), B1_512K=1 (the 512k probe,
 # off by default), B1_FULL_NCU=1 (ncu's full set of the reuse kernel, off by default); the anchor's sparse pass traced
 # (KASCADE_WS_TRACE=1) per anchor variant -> anchor-ws-trace.log.
@@ -31,7 +32,9 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 # KASCADE_WS_WARM=1 (its slots' merge run dry at the start by one consumer warp per CTA, so the row's last CTA finds the
 # merge's instructions cached at the end; reuse_b1_decode.cu).
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704}
-export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_WARM=1}
+# Also KASCADE_WS_STEAL=15 (each split's own groups, ~85 % of the list in whole stages; the last ~15 % claimed one
+# 16-entry group at a time from a per-row counter by whichever producer is free) and both knobs together.
+export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_WARM=1,KASCADE_WS_STEAL=15,KASCADE_WS_WARM=1+KASCADE_WS_STEAL=15}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
@@ -98,6 +101,9 @@ say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
 KASCADE_WS_WARM=1 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" \
   > "$JOB_OUT/ws-trace-warm.log" 2>&1
 say "ws trace (warm) exit $?"; grep "ws trace" "$JOB_OUT/ws-trace-warm.log" | head -8
+KASCADE_WS_STEAL=15 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" \
+  > "$JOB_OUT/ws-trace-steal.log" 2>&1
+say "ws trace (steal 15) exit $?"; grep "ws trace" "$JOB_OUT/ws-trace-steal.log" | head -8
 # The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
 # Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
