@@ -28,6 +28,7 @@ import {
   encodeDecode,
   type KascadeGPU,
   readBuffer,
+  WebGPUShapeError,
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
@@ -506,13 +507,22 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       ]),
     ];
     for (const [role, o] of splitOptions) {
-      const s = await timeOp(
-        gpu,
-        ctx,
-        `probe: ${role} ${JSON.stringify(o)}`,
-        (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
-        flush,
-      );
+      let s: Awaited<ReturnType<typeof timeOp>>;
+      try {
+        s = await timeOp(
+          gpu,
+          ctx,
+          `probe: ${role} ${JSON.stringify(o)}`,
+          (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
+          flush,
+        );
+      } catch (e) {
+        // A shape this device cannot run (e.g. a transposed reduction on another subgroup size).
+        if (!(e instanceof WebGPUShapeError)) throw e;
+        gpu.resetParams();
+        ctx.progress(`probe: ${role} ${JSON.stringify(o)} not run here (${e.message})`);
+        continue;
+      }
       push('probe-stages', `${role} until split`, s, {
         options: JSON.stringify(o),
       });
