@@ -71,15 +71,20 @@ const D4: u32 = HEAD_DIM / 4u;        // vec4s per row
 const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
 const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 // WIDE (MIXED, gathers): the scores by teams of TW lanes, V accumulated by the whole subgroup of VW lanes.
+// WHEAD (with MIXED): lane l of the subgroup accumulates head l % GROUP only, over slice l / GROUP of
+// the row (pieces c * NS + l / GROUP), so it takes one probability per key instead of GROUP.
 //#if MIXED
 const WIDE: bool = true;
 //#else
 const WIDE: bool = false;
 const VW: u32 = TW;
+const WHEAD: bool = false;
 //#endif
-const PPLV: u32 = PIECES / VW;        // WIDE: V pieces of a row per lane
+const NS: u32 = select(VW, VW / GROUP, WHEAD); // WIDE: lanes that split a row
+const PPLV: u32 = PIECES / NS;        // WIDE: V pieces of a row per lane
 const KSUB: u32 = (VW / TW) * U;      // WIDE: keys of a subgroup's step
 const AQ: u32 = select(QV, PPLV, WIDE); // accumulator vec4s per query head
+const AH: u32 = select(GROUP, 1u, WHEAD); // query heads a lane accumulates
 
 var<workgroup> sgCounter: atomic<u32>;
 const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
@@ -152,6 +157,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
     // The V pieces of every key of the subgroup's step (its teams' keys in order), lane sgLane taking
     // pieces pq * VW + sgLane of each row (VW adjacent lanes on adjacent pieces).
     let t0 = (sgLane / TW) * U;
+    let slice = select(sgLane, sgLane / GROUP, WHEAD);
     for (var w = 0u; w < KSUB; w++) {
       var x = min(first - t0 + w, end - 1u);
       if (useIdx) {
@@ -160,7 +166,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         x = sel[selRow + x];
       }
       for (var pq = 0u; pq < PPLV; pq++) {
-        d.wv[w * PPLV + pq] = vbuf[(kvBase + x) * PIECES + pq * VW + sgLane];
+        d.wv[w * PPLV + pq] = vbuf[(kvBase + x) * PIECES + pq * NS + slice];
       }
     }
   }
@@ -270,16 +276,22 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         }
         if (ACCUM_V && WIDE) {
           let wv = $1.wv;
-          for (var h = 0u; h < GROUP; h++) {
+          for (var a = 0u; a < AH; a++) {
+            // WHEAD: this lane's one head.
+            let h = select(a, sgLane % GROUP, WHEAD);
+            var ch = corr[0];
+            for (var g = 1u; g < GROUP; g++) {
+              ch = select(ch, corr[g], g == h);
+            }
             for (var e = 0u; e < AQ; e++) {
-              acc[h * AQ + e] = acc[h * AQ + e] * corr[h];
+              acc[a * AQ + e] = acc[a * AQ + e] * ch;
             }
             for (var w = 0u; w < KSUB; w++) {
               // Key w of the subgroup's step: team w / U's key w % U, its head-h score in lane
               // (w / U) * TW + (w % U) * GROUP + h.
               let pu = subgroupShuffle(pv, (w / U) * TW + (w % U) * GROUP + h);
               for (var e = 0u; e < AQ; e++) {
-                acc[h * AQ + e] += pu * kp4(wv[w * PPLV + e], 0u);
+                acc[a * AQ + e] += pu * kp4(wv[w * PPLV + e], 0u);
               }
             }
           }
@@ -466,13 +478,18 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       }
     }
     if (WIDE) {
-      // Every lane holds pieces pq * VW + sgLane of the subgroup's accumulators (PV is 1).
+      // Every lane holds pieces e * NS + slice of the subgroup's accumulators (PV is 1): of every
+      // head, or (WHEAD) of its head sgLane % GROUP.
       for (var h = 0u; h < GROUP; h++) {
         if (sgLane == 0u) {
           xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);
         }
+      }
+      for (var a = 0u; a < AH; a++) {
+        let h = select(a, sgLane % GROUP, WHEAD);
+        let slice = select(sgLane, sgLane / GROUP, WHEAD);
         for (var e = 0u; e < AQ; e++) {
-          xsO[(sgIndex * GROUP + h) * D4 + e * VW + sgLane] = acc[h * AQ + e];
+          xsO[(sgIndex * GROUP + h) * D4 + e * NS + slice] = acc[a * AQ + e];
         }
       }
     } else if (sgLane < TW) {

@@ -458,6 +458,18 @@ describe.skipIf(!probe.context)(
         prefetchIndices: true,
         queryInWorkgroup: true,
       },
+      // and each lane accumulating one head over a slice of the row.
+      {
+        heads: 4,
+        wideAccumulate: true,
+        wideByHead: true,
+        transposedReduce: true,
+        teamWidth: 2,
+        keysPerStep: 1,
+        pieceBytes: 8 as const,
+        prefetchIndices: true,
+        minStepsPerSplit: 2,
+      },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -520,6 +532,7 @@ describe.skipIf(!probe.context)(
       if ('skipUnitRescale' in opts) expect(keys.some((k) => k.includes('LAZY_RESCALE=true'))).toBe(true);
       if ('queryInWorkgroup' in opts) expect(keys.some((k) => k.includes('QSHARED=true'))).toBe(true);
       if ('wideAccumulate' in opts) expect(keys.some((k) => k.includes('MIXED=true'))).toBe(true);
+      if ('wideByHead' in opts) expect(keys.some((k) => k.includes('WHEAD=true'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

@@ -103,6 +103,7 @@ type Tuning = Pick<
   | 'skipUnitRescale'
   | 'queryInWorkgroup'
   | 'wideAccumulate'
+  | 'wideByHead'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -134,6 +135,8 @@ const W8: Tuning = {
   transposedReduce: true,
   wideAccumulate: true,
 };
+/** W8 with each lane accumulating one head over a slice of the row (one probability per key). */
+const W8H: Tuning = { ...W8, wideByHead: true };
 /** The anchors' scores pass as its defaults where the call's own options would change it. */
 const SCORES_DEFAULT: Tuning['streamPass'] = {
   teamWidth: 32,
@@ -186,6 +189,12 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...W8, teamWidth: 32, keysPerStep: 8 },
   { ...W8, teamWidth: 4, keysPerStep: 1, ...QS },
   { ...W8, streamPass: SCORES_DEFAULT },
+  W8H,
+  { ...W8H, ...QS },
+  { ...W8H, teamWidth: 16, keysPerStep: 4 },
+  { ...W8H, teamWidth: 32, keysPerStep: 8 },
+  { ...W8H, teamWidth: 4, keysPerStep: 1, ...QS },
+  { ...W8H, streamPass: SCORES_DEFAULT },
   { ...TW8T, streamPass: TW8X },
   { streamPass: { ...TW8X, ...QS } },
   { streamPass: TW8T },
@@ -256,6 +265,12 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       { ...W8, teamWidth: 16, keysPerStep: 4 },
       { ...W8, teamWidth: 32, keysPerStep: 8 },
       { ...W8, teamWidth: 4, keysPerStep: 1, ...QS },
+      W8H,
+      { ...W8H, ...QS },
+      { ...W8H, teamWidth: 16, keysPerStep: 4 },
+      { ...W8H, teamWidth: 32, keysPerStep: 8 },
+      { ...W8H, teamWidth: 4, keysPerStep: 1, ...QS },
+      { ...W8H, targetWorkgroups: 1024 },
     ),
     TW4T,
     { ...TW4T, ...QS },
@@ -268,6 +283,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { ...TW8T, streamPass: TW8X },
     { streamPass: { ...TW8X, ...QS } },
     { ...W8, streamPass: SCORES_DEFAULT },
+    { ...W8H, streamPass: SCORES_DEFAULT },
   ),
   'dense-anchor': alternate(
     2,
@@ -676,6 +692,7 @@ const bench: Bench = {
             ['reuse', TW8],
             ['reuse', TW8T],
             ['reuse', W8],
+            ['reuse', W8H],
           ];
           for (const [role, tuning] of repeated) {
             // A check that throws (e.g. a shape this batch cannot run) costs only its own row.

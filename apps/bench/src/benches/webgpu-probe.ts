@@ -65,6 +65,7 @@ type Options = Pick<
   | 'xorLayout'
   | 'teamWidth'
   | 'wideAccumulate'
+  | 'wideByHead'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -500,6 +501,14 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         [
           { teamWidth: 8, keysPerStep: 2, pieceBytes: 16, transposedReduce: true },
           { teamWidth: 8, keysPerStep: 2, pieceBytes: 8, transposedReduce: true, wideAccumulate: true },
+          {
+            teamWidth: 8,
+            keysPerStep: 2,
+            pieceBytes: 8,
+            transposedReduce: true,
+            wideAccumulate: true,
+            wideByHead: true,
+          },
         ] as Options[]
       ).flatMap((c): ['reuse', Options][] => [
         ['reuse', { ...SPLIT_ONLY, ...c }],

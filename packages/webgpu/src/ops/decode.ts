@@ -148,6 +148,11 @@ export interface DecodeArgs {
    */
   readonly wideAccumulate?: boolean;
   /**
+   * With `wideAccumulate`: each lane of the subgroup accumulates one query head (lane mod group)
+   * over a slice of the row, so it takes one probability per key instead of one per head.
+   */
+  readonly wideByHead?: boolean;
+  /**
    * `teams` only: a team issues the next step's K/V loads before the current step's math (two steps
    * of rows in registers), so the math of one step overlaps the loads of the next. Default:
    * `TEAM_DEFAULTS` (off).
@@ -249,6 +254,7 @@ export interface TeamSettings {
   readonly skipUnitRescale: boolean;
   readonly queryInWorkgroup: boolean;
   readonly wideAccumulate: boolean;
+  readonly wideByHead: boolean;
 }
 
 /**
@@ -273,6 +279,7 @@ const STREAM_FEW: TeamSettings = {
   skipUnitRescale: false,
   queryInWorkgroup: false,
   wideAccumulate: false,
+  wideByHead: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -542,6 +549,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       lazy: o.skipUnitRescale ?? d.skipUnitRescale,
       qShared: o.queryInWorkgroup ?? d.queryInWorkgroup,
       wide: gather && (o.wideAccumulate ?? d.wideAccumulate),
+      wideByHead: o.wideByHead ?? d.wideByHead,
     };
   };
   const teams = kernel === 'teams';
@@ -613,7 +621,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         t.layout.PV === 1 &&
         sizes &&
         sizes.min === sizes.max &&
-        (t.layout.TW * t.layout.PPL) % sizes.min === 0
+        (t.layout.TW * t.layout.PPL) % sizes.min === 0 &&
+        (!t.wideByHead ||
+          (sizes.min % group === 0 && (t.layout.TW * t.layout.PPL) % (sizes.min / group) === 0))
       )
     ) {
       throw new WebGPUShapeError(
@@ -655,7 +665,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
       ...(t.lazy && opts.accumV ? { LAZY_RESCALE: true } : {}),
       ...(t.qShared ? { QSHARED: true } : {}),
-      ...(wide ? { MIXED: true, VW: sizes!.min } : {}),
+      ...(wide ? { MIXED: true, VW: sizes!.min, WHEAD: t.wideByHead } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
