@@ -61,6 +61,10 @@
 // keys: coalesced, VW lanes per row) and takes each key's probabilities from the lanes that hold them
 // (one shuffle per key and head), so a lane holds GROUP x PPLV accumulator vec4s instead of GROUP x
 // PPL x PV and nothing is merged inside a subgroup (needs SGM). Session 10's candidate.
+// LANE_STATS (the anchors' scores pass: TRED, no V): each lane keeps the running (max, sum) of its own
+// scores (one key and head per step), merged across the team once after the key loop, instead of the
+// team's per-step maximum, probabilities and sums (14 shuffles and 5 exps per lane per step). The sums
+// are then added in another order (not the default's bits). Session 10's candidate.
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -85,6 +89,11 @@ const PPLV: u32 = PIECES / NS;        // WIDE: V pieces of a row per lane
 const KSUB: u32 = (VW / TW) * U;      // WIDE: keys of a subgroup's step
 const AQ: u32 = select(QV, PPLV, WIDE); // accumulator vec4s per query head
 const AH: u32 = select(GROUP, 1u, WHEAD); // query heads a lane accumulates
+//#if LANE_STATS
+const LSTATS: bool = true;
+//#else
+const LSTATS: bool = false;
+//#endif
 
 var<workgroup> sgCounter: atomic<u32>;
 const IB: u32 = NT * U * SB;          // key indices staged per block of SB steps (PREFETCH)
@@ -253,14 +262,22 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         let swid = select(TW, sgSize, WIDE);
         // The key in slot u is u ^ keyPerm (TRED_XOR).
         let keyPerm = select(0u, myu, TRED_XOR);
+        // LSTATS: this lane's own running (max, sum) of its head's scores, merged across the team
+        // once after the key loop; the team's per-step softmax below is then skipped (no loop runs).
+        if (LSTATS && okv) {
+          let mn = max(lm, sv);
+          ll = ll * exp(lm - mn) + exp(sv - mn);
+          lm = mn;
+        }
+        let rw = select(swid, GROUP, LSTATS);
         // The step's maximum of each query head (a head's lanes are GROUP apart).
         var gm = select(NEG, sv, okv);
-        for (var mk = GROUP; mk < swid; mk = mk * 2u) {
+        for (var mk = GROUP; mk < rw; mk = mk * 2u) {
           gm = max(gm, subgroupShuffleXor(gm, mk));
         }
         var corr: array<f32, GROUP>;
         var mine = NEG;
-        for (var h = 0u; h < GROUP; h++) {
+        for (var h = 0u; h < select(GROUP, 0u, LSTATS); h++) {
           let mx = max(m[h], subgroupShuffle(gm, teamBase + h));
           corr[h] = exp(m[h] - mx);
           m[h] = mx;
@@ -268,10 +285,10 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         }
         let pv = select(0.0, exp(sv - mine), okv);
         var ps = pv;
-        for (var mk = GROUP; mk < swid; mk = mk * 2u) {
+        for (var mk = GROUP; mk < rw; mk = mk * 2u) {
           ps += subgroupShuffleXor(ps, mk);
         }
-        for (var h = 0u; h < GROUP; h++) {
+        for (var h = 0u; h < select(GROUP, 0u, LSTATS); h++) {
           l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
         }
         if (ACCUM_V && WIDE) {
@@ -432,6 +449,9 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     acc[e] = vec4<f32>(0.0);
   }
 
+  // LSTATS: this lane's running (max, sum) of its own scores.
+  var lm = NEG;
+  var ll = 0.0;
   let steps = (end - start + NT * U - 1u) / (NT * U);
   // AHEAD: step s + 1's loads are issued before step s's math (two steps of rows in registers).
   var ahead: StepData;
@@ -454,6 +474,21 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U, sgLane);
     }
 //#include step_math cur
+  }
+
+  if (LSTATS) {
+    // The lanes' states of each head (GROUP apart) merged across the team, then every lane takes all.
+    for (var mk = GROUP; mk < TW; mk = mk * 2u) {
+      let om = subgroupShuffleXor(lm, mk);
+      let ol = subgroupShuffleXor(ll, mk);
+      let mn = max(lm, om);
+      ll = ll * exp(lm - mn) + ol * exp(om - mn);
+      lm = mn;
+    }
+    for (var h = 0u; h < GROUP; h++) {
+      m[h] = subgroupShuffle(lm, sgLane - lane + h);
+      l[h] = subgroupShuffle(ll, sgLane - lane + h);
+    }
   }
 
   // Merge the teams into this split's partials.

@@ -470,6 +470,9 @@ describe.skipIf(!probe.context)(
         prefetchIndices: true,
         minStepsPerSplit: 2,
       },
+      // The anchors' scores pass with each lane's own softmax statistics, merged after the key loop.
+      { transposedReduce: true, keysPerStep: 1, laneStats: true, xorLayout: true, minStepsPerSplit: 2 },
+      { transposedReduce: true, keysPerStep: 1, laneStats: true },
     ];
     it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
       const gpu = probe.context!;
@@ -533,6 +536,7 @@ describe.skipIf(!probe.context)(
       if ('queryInWorkgroup' in opts) expect(keys.some((k) => k.includes('QSHARED=true'))).toBe(true);
       if ('wideAccumulate' in opts) expect(keys.some((k) => k.includes('MIXED=true'))).toBe(true);
       if ('wideByHead' in opts) expect(keys.some((k) => k.includes('WHEAD=true'))).toBe(true);
+      if ('laneStats' in opts) expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);
       if ('streamPass' in opts) {
         // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
         const added = keys.filter((k) => !keysBefore.has(k));

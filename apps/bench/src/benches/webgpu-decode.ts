@@ -104,6 +104,7 @@ type Tuning = Pick<
   | 'queryInWorkgroup'
   | 'wideAccumulate'
   | 'wideByHead'
+  | 'laneStats'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -195,6 +196,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...W8H, teamWidth: 32, keysPerStep: 8 },
   { ...W8H, teamWidth: 4, keysPerStep: 1, ...QS },
   { ...W8H, streamPass: SCORES_DEFAULT },
+  { streamPass: { laneStats: true } },
+  { streamPass: { ...TW8X, laneStats: true } },
   { ...TW8T, streamPass: TW8X },
   { streamPass: { ...TW8X, ...QS } },
   { streamPass: TW8T },
@@ -284,6 +287,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { streamPass: { ...TW8X, ...QS } },
     { ...W8, streamPass: SCORES_DEFAULT },
     { ...W8H, streamPass: SCORES_DEFAULT },
+    { streamPass: { laneStats: true } },
+    { streamPass: { ...TW8X, laneStats: true } },
   ),
   'dense-anchor': alternate(
     2,

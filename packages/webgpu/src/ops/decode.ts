@@ -153,6 +153,13 @@ export interface DecodeArgs {
    */
   readonly wideByHead?: boolean;
   /**
+   * `teams` only, passes without V on the transposed reduction (the anchors' scores pass; ignored
+   * elsewhere): each lane keeps the running softmax statistics of its own scores, merged across the
+   * team once after the key loop, instead of the team's per-step maximum and sums. Default:
+   * `TEAM_DEFAULTS` (off).
+   */
+  readonly laneStats?: boolean;
+  /**
    * `teams` only: a team issues the next step's K/V loads before the current step's math (two steps
    * of rows in registers), so the math of one step overlaps the loads of the next. Default:
    * `TEAM_DEFAULTS` (off).
@@ -255,6 +262,7 @@ export interface TeamSettings {
   readonly queryInWorkgroup: boolean;
   readonly wideAccumulate: boolean;
   readonly wideByHead: boolean;
+  readonly laneStats: boolean;
 }
 
 /**
@@ -280,6 +288,7 @@ const STREAM_FEW: TeamSettings = {
   queryInWorkgroup: false,
   wideAccumulate: false,
   wideByHead: false,
+  laneStats: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
@@ -550,6 +559,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       qShared: o.queryInWorkgroup ?? d.queryInWorkgroup,
       wide: gather && (o.wideAccumulate ?? d.wideAccumulate),
       wideByHead: o.wideByHead ?? d.wideByHead,
+      laneStats: o.laneStats ?? d.laneStats,
     };
   };
   const teams = kernel === 'teams';
@@ -666,6 +676,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       ...(t.lazy && opts.accumV ? { LAZY_RESCALE: true } : {}),
       ...(t.qShared ? { QSHARED: true } : {}),
       ...(wide ? { MIXED: true, VW: sizes!.min, WHEAD: t.wideByHead } : {}),
+      ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
