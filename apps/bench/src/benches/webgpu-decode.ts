@@ -61,6 +61,7 @@ import {
   sequenceInputs,
   TEAM_DEFAULTS,
   teamsLayout,
+  WebGPULimitError,
   WebGPUShapeError,
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
@@ -333,7 +334,7 @@ const bench: Bench = {
         } catch (e) {
           // Only a shape this device cannot run (e.g. a transposed reduction on another subgroup
           // size) is skipped; anything else is a failure.
-          if (!(e instanceof WebGPUShapeError)) throw e;
+          if (!(e instanceof WebGPUShapeError || e instanceof WebGPULimitError)) throw e;
           gpu.resetParams();
           ctx.progress(`parity ${kernel} ${JSON.stringify(options)}: not run here (${e.message})`);
           continue;

@@ -28,6 +28,7 @@ import {
   encodeDecode,
   type KascadeGPU,
   readBuffer,
+  WebGPULimitError,
   WebGPUShapeError,
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
@@ -527,7 +528,7 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         );
       } catch (e) {
         // A shape this device cannot run (e.g. a transposed reduction on another subgroup size).
-        if (!(e instanceof WebGPUShapeError)) throw e;
+        if (!(e instanceof WebGPUShapeError || e instanceof WebGPULimitError)) throw e;
         gpu.resetParams();
         ctx.progress(`probe: ${role} ${JSON.stringify(o)} not run here (${e.message})`);
         continue;
