@@ -449,6 +449,8 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   // KASCADE_VARIANT_SPARSE_U16 (with 1024): the scores from the f16 intermediate, V rows only (anchor_sparse_decode.cu).
   if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16)) {
     g.logits = w.logits;
+    // KASCADE_VARIANT_U16_EARLY_SPARSE (cuda-anchor, session 10): beside the stream select's phase 4 (its ready counts).
+    if (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE) g.early = w.state;
     return launch_u16_sparse(s, g, c.out, st);
   }
   if (early) g.early = w.state;

@@ -84,10 +84,28 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
 
   const int groups = end > begin ? (end - begin + 15) / 16 : 0;
   const int steps = groups > warp ? (groups - warp + kU16SparseWarps - 1) / kU16SparseWarps : 0;
+  // Bit 134217728 (a.early: the stream select's state rows): this pass runs beside the select's phase 4, which
+  // publishes the row's ready count (entries written + 1, st.release) at word kB1ReadyInt; an entry not yet covered is
+  // kPending until its copies are issued, then waited for (acquire loads) and read through L2.
+  const int* readyWord = a.early ? a.early + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * kStateInts + kB1ReadyInt
+                                 : nullptr;
+  constexpr int kPending = -2;
+  int ready = 0;  // entries this lane knows written
+  auto poll_ready = [&]() {
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(readyWord) : "memory");
+    ready = max(ready, v - 1);
+  };
   // Entry `lane` (< 16) of step i: its raw index, read NS steps before its copies are issued.
   auto raw_pos = [&](int i) -> int {
     const int e = begin + (warp + kU16SparseWarps * i) * 16 + lane;
-    return (lane < 16 && i < steps && e < end) ? __ldg(idx + e) : -1;
+    if (!(lane < 16 && i < steps && e < end)) return -1;
+    if (!readyWord) return __ldg(idx + e);
+    if (e >= ready) {
+      poll_ready();
+      if (e >= ready) return kPending;
+    }
+    return __ldcg(idx + e);
   };
   int pq[NS];
 #pragma unroll
@@ -95,6 +113,11 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   auto issue = [&](int i) {
     if (i < steps) {
       const int st = i % NS;
+      if (pq[0] == kPending) {  // bit 134217728: wait until the select has written this entry
+        const int e = begin + (warp + kU16SparseWarps * i) * 16 + lane;
+        for (poll_ready(); e >= ready; poll_ready()) __nanosleep(256);
+        pq[0] = __ldcg(idx + e);
+      }
       const int p = (pq[0] >= 0 && pq[0] < n) ? pq[0] : -1;  // out of range: masked, never read
 #pragma unroll
       for (int t = 0; t + 1 < NS; ++t) pq[t] = pq[t + 1];
@@ -191,9 +214,11 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
         static const cudaError_t attr = cudaFuncSetAttribute(
             u16_sparse_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
         if (attr != cudaSuccess) return attr;
-        u16_sparse_kernel<T, D, GS><<<dim3(a.splits, s.kvHeads, s.batch), 32 * kU16SparseWarps, smem, st>>>(
-            s, a, u, m16, fused ? 1 : 0);
-        cudaError_t e = cudaGetLastError();
+        // Bit 134217728 (a.early set): launched programmatic-dependent on the stream select, which releases it after
+        // its phase 3; it never waits for the select's end (the ready counts order its reads of the list).
+        cudaError_t e = launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS>,
+                                         dim3(a.splits, s.kvHeads, s.batch), dim3(32 * kU16SparseWarps), smem, st, s, a,
+                                         u, m16, fused ? 1 : 0);
         if (e != cudaSuccess || fused) return e;
         return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
       });

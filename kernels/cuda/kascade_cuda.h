@@ -135,7 +135,13 @@ enum KascadeDecodeVariant {
                                         // exact: half the bytes written in phase 1 and read in phase 3, which takes
                                         // four tiles a step), and phase 4 recomputes its listed keys' scores from the
                                         // intermediate (select_common.cuh, u16_pool_keys)
-  KASCADE_VARIANT_ALL = 134217727,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_U16_EARLY_SPARSE = 134217728,  // cuda-anchor, session 10 (the anchor with bits 1024 and 524288): the
+                                                 // stream select publishes each row's written index count after its
+                                                 // phase 3 and releases the sparse pass (programmatic dependent launch),
+                                                 // which reads the list as far as published while phase 4 finishes the
+                                                 // rows (their softmax statistics kept from phase 2: the sparse pass
+                                                 // reuses the partials' buffer)
+  KASCADE_VARIANT_ALL = 268435455,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -452,6 +452,10 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (size_t i = static_cast<size_t>(blockIdx.x) * kStreamThreads + tid; i < total;
          i += static_cast<size_t>(P) * kStreamThreads)
       a.hist[i] = 0u;
+    // Bit 134217728: no entry of this call's lists is ready yet (the last call's counts are stale).
+    if (a.early)
+      for (long long r = static_cast<long long>(blockIdx.x) * kStreamThreads + tid; r < a.rows; r += P * kStreamThreads)
+        a.state[r * kStateInts + kB1ReadyInt] = 0;
   }
   grid_barrier(g_stream_barrier);
   STREAM_TRACE(1);
@@ -497,6 +501,16 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       st[3] = 0;
       st[4] = static_cast<int>(binLo);
       st[5] = static_cast<int>(binHi);
+    }
+    if (a.early) {
+      // Bit 134217728: the sparse pass overwrites the partials (part_ml) while phase 4 still runs, so the row's heads'
+      // softmax max and 1 / sum are kept in its histogram row (read above; not needed again).
+      row_stats(r);
+      float* keep = reinterpret_cast<float*>(a.hist + r * kStreamBins);
+      if (tid < GS) {
+        keep[tid] = Mh[tid];
+        keep[GS + tid] = iL[tid];
+      }
     }
   }
   grid_barrier(g_stream_barrier);
@@ -548,6 +562,27 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   }
   grid_barrier(g_stream_barrier);
   STREAM_TRACE(4);
+  if (a.early) {
+    // Bit 134217728: the keys phase 3 wrote are final; publish each of this CTA's phase-4 rows' count, then let the
+    // sparse pass launch (it reads an entry once a count covers it).
+    if (tid == 0)
+      for (long long r = blockIdx.x; r < a.rows; r += P)
+        stream_publish_ready(a.state + r * kStateInts, __ldcg(a.state + r * kStateInts + 2));
+    pdl_release();
+  }
+  // The row's heads' softmax statistics for phase 4 (bit 134217728: as phase 2 kept them).
+  auto row_stats4 = [&](long long row) -> size_t {
+    if (!a.early) return row_stats(row);
+    const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
+    __syncthreads();
+    if (tid < GS) {
+      const float* keep = reinterpret_cast<const float*>(a.hist + row * kStreamBins);
+      Mh[tid] = __ldcg(keep + tid);
+      iL[tid] = __ldcg(keep + GS + tid);
+    }
+    __syncthreads();
+    return static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
+  };
 
   // Phase 4.
   for (long long r = blockIdx.x; r < a.rows; r += P) {
@@ -560,8 +595,8 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     const bool cached = C <= kStreamCache;
     if (a.pooled16) {
       // Bit 67108864: phase 3 listed the keys with their scores' top halves only; their pooled scores again, from the
-      // intermediate (row_stats: this row's heads' max and 1 / sum; it starts with a barrier).
-      const size_t bh0 = row_stats(r);
+      // intermediate (row_stats4: this row's heads' max and 1 / sum; it starts with a barrier).
+      const size_t bh0 = row_stats4(r);
       constexpr int U = GS >= 8 ? 1 : (GS >= 4 ? 2 : 4);  // 8 heads' loads in flight per thread (registers)
       for (int i0 = tid; i0 < C; i0 += U * kStreamThreads) {
         int xs[U];
@@ -597,11 +632,19 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       continue;
     }
     // Bit 1024: the exact finish around the listed k-th score (select_common.cuh).
-    const size_t bh0 = row_stats(r);
+    const size_t bh0 = row_stats4(r);
     const int b = static_cast<int>(r / G), j = static_cast<int>(r % G);
     const T* kg = static_cast<const T*>(a.k) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(a.capacity) * D;
     u16_window_finish<T, D, GS, kStreamThreads>(listed, C, krem, cl, cv, o, cnt, sh, res, Mh, iL, kg,
                                                 static_cast<const T*>(a.q) + bh0 * D, a.qscale);
+    if (a.early) {
+      // Bit 134217728: the row's whole list is written.
+      __syncthreads();
+      if (tid == 0) {
+        __threadfence();
+        stream_publish_ready(const_cast<int*>(st), k);
+      }
+    }
   }
   STREAM_TRACE(5);
 }
@@ -618,6 +661,7 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
   a.pooled16 = (a.u16 && (s.variant & KASCADE_VARIANT_POOLED16)) ? 1 : 0;
+  a.early = (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE)) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;

@@ -34,6 +34,8 @@ struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
   int layout;     // bits 1048576 / 16777216 (with u16): the intermediate's order (select_plan.h, u16_layout)
   int pooled16;   // bit 67108864 (with u16): pooled rows as u16 (the f32 score's top half), [rows][nU] u16
+  int early;      // bit 134217728 (with u16 and 524288): ready counts at state word kB1ReadyInt, the sparse pass released
+                  // after phase 3, the rows' softmax statistics kept in their histogram rows from phase 2
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -50,6 +52,10 @@ struct StreamSelectArgs {
   int* out;         // [rows][topk]
   long long* trace;  // KASCADE_STREAM_SELECT_TRACE: CTA 0's clock64 at the start and after each phase
 };
+// Bit 134217728: the ready count of a row (its index list's entries written, plus one) at state word kB1ReadyInt.
+__device__ __forceinline__ void stream_publish_ready(int* st, int count) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(st + kB1ReadyInt), "r"(count + 1) : "memory");
+}
 // Fills every field but the trace from the shape, the scores pass's `splits` and the workspace.
 StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
                                     int* indices, const void* q, const void* k);

@@ -52,7 +52,9 @@
 #      4194304 | 8388608). Session 10: the ops.ts defaults, 18615420 = 1838204 | 16777216 (bit 16777216: the
 #      key-major intermediate's step maxima inside each step's block, select_plan.h u16_layout, for the anchor's sparse
 #      pass), 85724284 = 18615420 | 67108864 (bit 67108864: the stream select's pooled rows as 16-bit top halves, phase 3
-#      four tiles a step, phase 4 recomputing its list's scores) and 71044348 = 3935484 | 67108864 (layer 0); cuda-b1's
+#      four tiles a step, phase 4 recomputing its list's scores), 219942012 = 85724284 | 134217728 (bit 134217728: the
+#      sparse pass released after the select's phase 3, reading the lists as their ready counts allow) and 71044348 =
+#      3935484 | 67108864 (layer 0); cuda-b1's
 #      46371068 = 12816636 | 33554432 (bit 33554432: the b1 anchor's sparse pass reading the select's list early),
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
@@ -63,7 +65,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,18615420,85724284,71044348,46371068}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,18615420,85724284,71044348,46371068,219942012}
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each; 1838204 stays probed: its stream-select trace is the select's baseline for this session's candidates).
 proven=${DECODE_PROVEN:-32956,98400,164028,168188,3935484,4292704,8622332,12816636}

@@ -11,9 +11,9 @@ describe('cuda-decode --variants', () => {
     ]);
   });
 
-  it.each([['134217728'], ['-1'], ['1.5'], ['a'], ['']])('rejects %j', (list) => {
+  it.each([['268435456'], ['-1'], ['1.5'], ['a'], ['']])('rejects %j', (list) => {
     expect(() => parseVariants(['--variants', list])).toThrow(
-      /--variants takes a comma list of integers in 0\.\.134217727/,
+      /--variants takes a comma list of integers in 0\.\.268435455/,
     );
   });
 });
