@@ -106,6 +106,7 @@ type Tuning = Pick<
   | 'wideAccumulate'
   | 'wideByHead'
   | 'laneStats'
+  | 'selectAggregate'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -199,6 +200,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...W8H, streamPass: SCORES_DEFAULT },
   { streamPass: { laneStats: true } },
   { streamPass: { ...TW8X, laneStats: true } },
+  { selectAggregate: 4 },
+  { selectAggregate: 2, selectSchedule: 'classic' },
   { ...TW8T, streamPass: TW8X },
   { streamPass: { ...TW8X, ...QS } },
   { streamPass: TW8T },
@@ -286,6 +289,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { ...W8H, streamPass: SCORES_DEFAULT },
     { streamPass: { laneStats: true } },
     { streamPass: { ...TW8X, laneStats: true } },
+    { selectAggregate: 4 },
   ),
   'dense-anchor': alternate(
     2,
@@ -293,6 +297,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
     { streamPass: { ...TW8, subgroupTeamMerge: true } },
     { streamPass: TW8T },
     { streamPass: { ...TW8, ...LAZY } },
+    { selectAggregate: 4 },
   ),
   dense: alternate(2, {}, TW8T, TW8X, { ...TW8T, ...LAZY }, { ...TW8T, ...LAZY, ...QS }),
 };
@@ -582,12 +587,24 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          const SELECT_VARIANTS = {
+          // Session 10: the histogram atomics aggregated per subgroup and bin (`agg<rounds>`).
+          const SELECT_VARIANTS: Record<
+            string,
+            { valuesPerInvocation: 4 | 8 | 16; schedule?: 'classic' | 'folded'; aggregateRounds?: number }
+          > = {
             classic: { valuesPerInvocation: 4 },
             classic8: { valuesPerInvocation: 8 },
             folded8: { valuesPerInvocation: 8, schedule: 'folded' },
             folded16: { valuesPerInvocation: 16, schedule: 'folded' },
-          } as const;
+            ...(gpu.info.hasSubgroups
+              ? {
+                  classic8agg4: { valuesPerInvocation: 8, aggregateRounds: 4 },
+                  classic8agg2: { valuesPerInvocation: 8, aggregateRounds: 2 },
+                  folded8agg4: { valuesPerInvocation: 8, schedule: 'folded', aggregateRounds: 4 },
+                  folded8agg2: { valuesPerInvocation: 8, schedule: 'folded', aggregateRounds: 2 },
+                }
+              : {}),
+          };
           for (const [variant, options] of Object.entries(SELECT_VARIANTS)) {
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;
