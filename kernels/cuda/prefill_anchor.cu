@@ -156,10 +156,11 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // (v36): all slower, all gone, as are sessions 2-5's pools v2-v18 and v20-v22. v67 (the default since session 9):
 // v60's select after pool v67 (prefill_pool_v17.cu: fewer instructions per step and, on launches of at least 2048
 // four-tile CTAs, four tiles per CTA, each K step loaded once for the four). v56 (session 7's default, the comparison
-// row until session 9's call A) and session 9's candidates v63-v66 are gone.
+// row until session 9's call A), session 9's candidates v63-v66 and session 10's v68 / v69 (the query rows in
+// registers, three / two consumer warpgroups: prefill_pool_v17.cu) are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 60 || v == 68 || v == 69 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
+  return v == 1 || v == 60 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
 }
 
 struct PrefillWorkspace {

@@ -31,6 +31,14 @@
 // GB); 8k (four-tile CTAs for every launch, 512 CTAs): layer 0 1448.7 against 1385.6 us, hence the threshold. Its
 // candidates v64 (LO alone: 6.98 ms), v65 (both, at every size) and v66 (v64 with the row constants read as float4:
 // 7.06 ms, slower than v64) are gone, as is call A's v63 (TPC = 4 alone, its products serialised by ptxas: see step).
+// Session 10's call A (eae88d3) timed pool v68 (S = Q K^T with the tile's 128 query rows held in registers as the
+// wgmma A operand, K the only shared-memory operand, two m64n64 halves per step, the pooled sums reduced across lanes
+// and warps; three consumer warpgroups, the most that 64 registers of Q allow) and v69 (the same on two warpgroups,
+// each half's next products issued early). 32k, ncu: v68 13.54 M cycles, tensor and MUFU 60.1 %, L1 43 % (v67: 11.66 M,
+// 69.8 %, 73.8 %); v69 18.86 M, 43.3 %. Layer 0 at 128k 361.0 (v68) and 394.7 ms (v69) against v67's 348.3: fewer
+// warpgroups, less overlap, whatever the shared-memory traffic. Both gone. Five consumer warpgroups (NC = 5) do not
+// compile: 21 warps put six on one SM sub-partition (16k registers), 80 registers each, too few for the m64n128
+// accumulator (ptxas C7602).
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -254,294 +262,6 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-// Pool v68 (session 10's candidate): S = Q K^T with the tile's 128 query rows as the register operand (Q loaded
-// into registers once per CTA, the mma.sync A layout; K the only shared-memory operand), in two halves of 64 rows
-// (m64n64k16, one commit group each: the first half's exponentials run while the second half's products do).
-// Against v67's S^T = K Q^T with both operands in shared memory, a step reads 32 instead of 48 KB of shared memory
-// (the products alone were 75 % of its bandwidth at 97 % of the tensor pipe, session 9) and no row constants (four
-// per thread, in registers); the pooled sums over the rows cross threads instead: each thread adds its four rows
-// per key, a reduce-scatter over the eight lanes of a quad column (14 shuffles) leaves lane l keys 2 l, 2 l + 1,
-// and the four warps' sums meet in shared memory (one named barrier per step, a double buffer).
-// pool_v68_kernel<T>: grid (ceil(tiles / 3), pairs in this pass), the longest tiles first; 512 threads: warpgroup
-// 0 the producer (K in 64-key steps, TMA, a 4-stage ring), warpgroups 1 .. 3 the consumers (setmaxnreg 160), each
-// pooling tile t0 + w over every K step (loaded once for the three), issuing in turns (prefill_tma.cuh).
-// Registers per consumer thread: Q 64, accumulators 2 x 32. Shared memory: 64 KB of K + 6 KB of sums.
-constexpr int kP68Stages = 4;
-
-template <typename T, int NC>
-constexpr size_t p68_smem_bytes() {
-  return static_cast<size_t>(kP68Stages * kP17Keys * 128) * sizeof(T) + 1024 + NC * 2 * 4 * kP17Keys * 4 + 256;
-}
-
-template <typename T, int NC, bool AHEAD, bool ROWMAX>
-__global__ void __launch_bounds__(128 * (NC + 1), 1)
-    pool_v68_kernel(const KascadePrefillShape s, const __grid_constant__ CUtensorMap kmap, const void* __restrict__ qv,
-                    const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
-                    int denseLayout, float* __restrict__ rowMax) {
-  constexpr int TPC = NC, D = 128, STAGES = kP68Stages, TILE = kP17Keys * D;
-  constexpr unsigned kTileBytes = TILE * sizeof(T);
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
-  T* Ks = reinterpret_cast<T*>(smem_base);
-  float* red = reinterpret_cast<float*>(Ks + STAGES * TILE);  // [NC][2 buffers][4 warps][64 keys]
-  uint64_t* full = reinterpret_cast<uint64_t*>(red + NC * 2 * 4 * kP17Keys);
-  uint64_t* empty = full + STAGES;
-  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: each tile's largest score (bits)
-
-  const int H = s.heads, G = s.kvHeads, Q = s.queries;
-  const int n = s.queryStart + Q;
-  const int tiles = tiles_of(s);
-  const int t0 = ((tiles + TPC - 1) / TPC - 1 - static_cast<int>(blockIdx.x)) * TPC;
-  const int ntl = min(TPC, tiles - t0);
-  const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
-  const int stLast = s.queryStart + (t0 + ntl - 1) * kT;
-  if (stLast == 0) return;
-  const int steps = (stLast + kP17Keys - 1) / kP17Keys;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
-
-  if (tid == 0) {
-    for (int x = 0; x < STAGES; ++x) {
-      tma::mbar_init(full + x, 1);
-      tma::mbar_init(empty + x, 128 * NC);
-    }
-    tma::mbar_fence_init();
-    if (ROWMAX)
-      for (int u = 0; u < TPC; ++u) cmax[u] = 0u;
-  }
-  __syncthreads();
-
-  if (wgi == 0) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n" ::: "memory");
-    if (warp == 0 && lane == 0) {
-      for (int i = 0; i < steps; ++i) {
-        const int sg = i % STAGES;
-        if (i >= STAGES) tma::mbar_wait(empty + sg, static_cast<unsigned>(i / STAGES - 1) & 1);
-        tma::mbar_arrive_expect_tx(full + sg, kTileBytes);
-        tma::copy_3d(Ks + sg * TILE, &kmap, 0, i * kP17Keys, b * G + j, full + sg);
-        tma::copy_3d(Ks + sg * TILE + kP17Keys * 64, &kmap, 64, i * kP17Keys, b * G + j, full + sg);
-      }
-    }
-    return;
-  }
-
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(p17_consumer_regs<NC>()) : "memory");
-  const int cw = wgi - 1, wl = warp & 3, g = lane >> 2, quad = lane & 3;
-  const int u = cw, t = t0 + u, st = s.queryStart + t * kT;
-  const int mySteps = u < ntl ? (st + kP17Keys - 1) / kP17Keys : 0;
-  // Half h (rows 64 h .. + 63: heads 4 j + 2 h, + 1), warp wl: rows 64 h + 16 wl + g (+ 8) = head 4 j + 2 h + wl / 2,
-  // queries 32 t + 16 (wl & 1) + g (+ 8). qa[h][kc] = the mma.sync A fragment of d slice kc; c = M + log2 L per row
-  // (+inf past the chunk: those rows add nothing).
-  uint32_t qa[2][8][4];
-  float c[2][2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const size_t head = static_cast<size_t>(b) * H + j * 4 + 2 * h + (wl >> 1);
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int qi = t * kT + 16 * (wl & 1) + g + 8 * e;
-      const bool ok = u < ntl && qi < Q;
-      const size_t qrow = head * static_cast<size_t>(Q) + (ok ? qi : 0);
-      const T* qp = static_cast<const T*>(qv) + qrow * D + quad * 2;
-#pragma unroll
-      for (int kc = 0; kc < 8; ++kc) {
-        qa[h][kc][e] = ok ? ld32g(qp + kc * 16) : 0u;
-        qa[h][kc][2 + e] = ok ? ld32g(qp + kc * 16 + 8) : 0u;
-      }
-      c[h][e] = ok ? stats[qrow * 2] + log2f(stats[qrow * 2 + 1]) : INFINITY;
-    }
-  }
-  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
-                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
-  const float qscale = s.scale * kLog2e;
-  const tma::Turns turns(2, cw, NC);
-  const int redBar = 2 + NC + cw;  // this warpgroup's barrier (1: all consumers, 2 .. 1 + NC: the turns)
-  float* myRed = red + cw * 2 * 4 * kP17Keys;
-  const uint32_t kLo = tma::k_desc_lo(Ks);
-  float vmax = 0.f;
-  float acc0[32], acc1[32];
-  // One half's products (8 wgmma m64n64k16: rows 64 h .. + 63 against the 64 keys of stage sg), one commit group.
-  auto issue_half = [&](float* acc, const uint32_t (*qh)[4], int sg) {
-    const uint32_t bLo = kLo + sg * (kTileBytes >> 4);
-    pin<32>(acc);
-    fence();
-#pragma unroll
-    for (int kc = 0; kc < 8; ++kc)
-      wgmma_m64n64k16_rs(acc, qh[kc],
-                         static_cast<uint64_t>(tma::kDescHi) << 32 | (bLo + tma::k_desc_step(kP17Keys, kc)),
-                         kc > 0 ? 1 : 0, T{});
-    commit();
-    pin<32>(acc);
-  };
-  // part[2 nb + e] (+)= the exponentials of key 8 nb + 2 quad + e over this thread's two rows of half h.
-  auto exps = [&](float* part, const float* acc, int h, auto addTag) {
-#pragma unroll
-    for (int nb = 0; nb < 8; ++nb)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float v =
-            ex2f(fmaf(acc[nb * 4 + e], qscale, -c[h][0])) + ex2f(fmaf(acc[nb * 4 + 2 + e], qscale, -c[h][1]));
-        if constexpr (decltype(addTag)::value)
-          part[nb * 2 + e] += v;
-        else
-          part[nb * 2 + e] = v;
-      }
-  };
-  // The step's pooled scores from part: a reduce-scatter over the eight lanes sharing `quad` (lane bits 4, 3, 2 = g)
-  // leaves lane l part[2 g + e] = keys 2 l + e summed over the warp's 32 rows; the four warps' sums meet in shared
-  // memory (double-buffered over the steps), and warp wl's lanes 0 .. 7 write keys 16 wl + 2 lane, + 1.
-  auto pool_write = [&](int i, const float* part) {
-    const bool b4 = lane & 16, b3 = lane & 8, b2 = lane & 4;
-    float r8[8], r4[4], r2[2];
-#pragma unroll
-    for (int k = 0; k < 8; ++k)
-      r8[k] = (b4 ? part[k + 8] : part[k]) + __shfl_xor_sync(0xffffffffu, b4 ? part[k] : part[k + 8], 16);
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-      r4[k] = (b3 ? r8[k + 4] : r8[k]) + __shfl_xor_sync(0xffffffffu, b3 ? r8[k] : r8[k + 4], 8);
-#pragma unroll
-    for (int k = 0; k < 2; ++k)
-      r2[k] = (b2 ? r4[k + 2] : r4[k]) + __shfl_xor_sync(0xffffffffu, b2 ? r4[k] : r4[k + 2], 4);
-    float* rb = myRed + (i & 1) * 4 * kP17Keys;  // [4 warps][64 keys]
-    *reinterpret_cast<float2*>(rb + wl * kP17Keys + 2 * lane) = make_float2(r2[0], r2[1]);
-    asm volatile("bar.sync %0, 128;\n" ::"r"(redBar) : "memory");
-    if (lane < 8) {
-      const int kk = wl * 16 + 2 * lane;
-      const float2 a0 = *reinterpret_cast<const float2*>(rb + kk);
-      const float2 a1 = *reinterpret_cast<const float2*>(rb + kP17Keys + kk);
-      const float2 a2 = *reinterpret_cast<const float2*>(rb + 2 * kP17Keys + kk);
-      const float2 a3 = *reinterpret_cast<const float2*>(rb + 3 * kP17Keys + kk);
-      const float p0 = (a0.x + a1.x) + (a2.x + a3.x), p1 = (a0.y + a1.y) + (a2.y + a3.y);
-      const int x = i * kP17Keys + kk;
-      if (x < st) {  // st and x are even: x + 1 < st too
-        rowp[x] = p0;
-        rowp[x + 1] = p1;
-        if (ROWMAX) vmax = fmaxf(vmax, fmaxf(p0, p1));
-      }
-    }
-  };
-  int i = 0;
-  if constexpr (!AHEAD) {
-    // Pool v68: step i's two halves issued in one turn (slot i NC + cw); the first half's exponentials while the
-    // second half's products run.
-    const int slots = steps * NC;
-#pragma unroll 1
-    for (; i < mySteps; ++i) {
-      const int sg = i % STAGES;
-      tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
-      turns.begin(i * NC + cw);
-      issue_half(acc0, qa[0], sg);
-      issue_half(acc1, qa[1], sg);
-      turns.end(i * NC + cw, slots);
-      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-      pin<32>(acc0);
-      float part[16];
-      exps(part, acc0, 0, std::false_type{});
-      wait0();
-      pin<32>(acc1);
-      tma::mbar_arrive(empty + sg);
-      exps(part, acc1, 1, std::true_type{});
-      pool_write(i, part);
-    }
-#pragma unroll 1
-    for (; i < steps; ++i) {  // the longer tiles' last steps: the turns and the releases only
-      turns.begin(i * NC + cw);
-      turns.end(i * NC + cw, slots);
-      tma::mbar_arrive(empty + i % STAGES);
-    }
-  } else {
-    // Pool v69: each half in a turn of its own (slots (2 i + h) NC + cw) and the next step's half issued as soon as
-    // this step's exponentials of that half are done, so the next step's first half runs under this step's second
-    // half's exponentials and its second half under this step's sums; every product is waited for by the step's end
-    // (groups in flight across the loop's back edge make ptxas serialise them, C7514). Every wgmma sits outside
-    // run-time conditions (C7518): step 0 is issued by every warpgroup, and the last step issues one more, on the
-    // next step's stage when there is one (a step of a longer tile, its turns taken and its release below), else on
-    // the stale stage (no turn, no copy in flight); its results are not used.
-    const int slots = 2 * steps * NC;
-    tma::mbar_spin(full, 0);
-    turns.begin(cw);
-    issue_half(acc0, qa[0], 0);
-    turns.end(cw, slots);
-    turns.begin(NC + cw);
-    issue_half(acc1, qa[1], 0);
-    turns.end(NC + cw, slots);
-    wait0();
-    pin<32>(acc0);
-    pin<32>(acc1);
-#pragma unroll 1
-    for (; i < mySteps; ++i) {
-      const int sg = i % STAGES, sn = (i + 1) % STAGES;
-      const bool more = i + 1 < steps;
-      tma::mbar_arrive(empty + sg);  // step i's products are done
-      float part[16];
-      exps(part, acc0, 0, std::false_type{});
-      if (more) {
-        tma::mbar_spin(full + sn, static_cast<unsigned>((i + 1) / STAGES) & 1);
-        turns.begin(2 * (i + 1) * NC + cw);
-      }
-      issue_half(acc0, qa[0], sn);
-      if (more) turns.end(2 * (i + 1) * NC + cw, slots);
-      exps(part, acc1, 1, std::true_type{});
-      if (more) turns.begin((2 * (i + 1) + 1) * NC + cw);
-      issue_half(acc1, qa[1], sn);
-      if (more) turns.end((2 * (i + 1) + 1) * NC + cw, slots);
-      pool_write(i, part);
-      wait0();
-      pin<32>(acc0);
-      pin<32>(acc1);
-    }
-    // Step mySteps (issued above when it exists: its turns are taken), then the longer tiles' last steps.
-    if (i < steps) tma::mbar_arrive(empty + i % STAGES);
-#pragma unroll 1
-    for (++i; i < steps; ++i) {
-      turns.begin(2 * i * NC + cw);
-      turns.end(2 * i * NC + cw, slots);
-      turns.begin((2 * i + 1) * NC + cw);
-      turns.end((2 * i + 1) * NC + cw, slots);
-      tma::mbar_arrive(empty + i % STAGES);
-    }
-  }
-  if (ROWMAX) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, o));
-    if (lane == 0) atomicMax(cmax + u, __float_as_uint(vmax));
-    asm volatile("bar.sync 1, %0;\n" ::"n"(128 * NC) : "memory");  // every consumer's atomicMax is in
-    const int ctid = tid - 128;
-    if (ctid < ntl && s.queryStart + (t0 + ctid) * kT > 0)
-      rowMax[static_cast<size_t>(pair) * tiles + t0 + ctid] = __uint_as_float(cmax[ctid]);
-  }
-}
-
-template <typename T, int NC, bool AHEAD, bool ROWMAX>
-cudaError_t launch_p68_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                         float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
-                         cudaStream_t st) {
-  constexpr size_t smem = p68_smem_bytes<T, NC>();
-  static bool configured = false;
-  if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v68_kernel<T, NC, AHEAD, ROWMAX>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-    configured = true;
-  }
-  CUtensorMap kmap;
-  const int n = s.queryStart + s.queries;
-  if (!tma_encode(&kmap, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys)) return cudaErrorNotSupported;
-  const dim3 grid((tiles_of(s) + NC - 1) / NC, pairs);
-  pool_v68_kernel<T, NC, AHEAD, ROWMAX><<<grid, 128 * (NC + 1), smem, st>>>(s, kmap, q, stats, pooled, pairBase,
-                                                                            perPair, denseLayout, rowMax);
-  return cudaGetLastError();
-}
-
-// Pool v68 (NC = 3) or v69 (NC = 2, AHEAD), with or without the row maxima.
-template <typename T, int NC, bool AHEAD>
-cudaError_t launch_p68(const KascadePrefillShape& s, const void* q, const void* k, const float* stats, float* pooled,
-                       int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax, cudaStream_t st) {
-  return rowMax ? launch_p68_t<T, NC, AHEAD, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                   rowMax, st)
-                : launch_p68_t<T, NC, AHEAD, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                    rowMax, st);
-}
-
 template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
@@ -596,16 +316,10 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const char* we = getenv("KASCADE_PREFILL_WIDE_CTAS");
   const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
   const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
-  const long long tl = tiles_of(s);
-  const bool wide68 = (tl + 2) / 3 * pairs >= wideFrom, wide69 = (tl + 1) / 2 * pairs >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if (poolVariant == 68 && wide68)
-      return launch_p68<T, 3, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 69 && wide69)
-      return launch_p68<T, 2, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 67 || poolVariant == 68 || poolVariant == 69)
+    if (poolVariant == 67)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });

@@ -167,24 +167,6 @@ KASCADE_WGMMA_M64N128K16(__half, "f16")
 #undef KASCADE_WGMMA_D64_OUT
 #undef KASCADE_WGMMA_D64
 
-// wgmma.mma_async m64n64k16, f32 accumulate, A from registers (4 per thread, the mma.sync m16n8k16 A layout per
-// warp), B K-major from shared memory (pool v68: S = Q K^T with Q held in registers). scaleD = 0: D = A B.
-#define KASCADE_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define KASCADE_WGMMA_D32_OUT \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define KASCADE_WGMMA_M64N64K16(T, PTX)                                                                            \
-  __device__ __forceinline__ void wgmma_m64n64k16_rs(float* d, const uint32_t* a, uint64_t desc, int scaleD, T) {  \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." PTX    \
-                 "." PTX " " KASCADE_WGMMA_D32 ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"                   \
-                 : KASCADE_WGMMA_D32_OUT                                                                           \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(scaleD));                          \
-  }
-KASCADE_WGMMA_M64N64K16(__nv_bfloat16, "bf16")
-KASCADE_WGMMA_M64N64K16(__half, "f16")
-#undef KASCADE_WGMMA_M64N64K16
-#undef KASCADE_WGMMA_D32_OUT
-#undef KASCADE_WGMMA_D32
-
 // acc = A B^T on the tensor cores (m64n128, K = 128 in eight k16 slices, both operands 128-byte-swizzled TMA tiles of
 // aRows / bRows rows per 64-column region: A's 64 rows from a, B's 128 from b), issued and committed, not waited for.
 template <typename T>

@@ -2,12 +2,12 @@
 # Issue 8 on the H200 (run by scripts/device/session.sh with $JOB_OUT; limit 240 s with node start and the
 # torch baseline): parity of every prefill kernel preset first (PREFILL_KERNEL_PRESETS in
 # packages/cuda/src/prefill.ts), then the cuda-prefill bench over the presets that passed (a preset that
-# fails parity is never timed). Session 10: v67 (the defaults since session 9: dense v22, sparse v61, pool
+# fails parity is never timed). Session 9 (call C): v67 (the defaults since session 9: dense v22, sparse v61, pool
 # v67; its parity covers the v1 kernels too, which run where v67's do not apply: head dim 64, g != 4) is the safe
-# group; the candidates v68 (pool v68: S = Q K^T with Q in registers, three tiles per CTA) and v69 (the same on two
-# warpgroups, each half's next products issued early) each in its own parity process (PREFILL_RISKY, space-separated
-# groups; v60, session 8's defaults, by adding it there).
-# Session 9's calls A and B timed its candidates v63-v66 (gone).
+# group; v60 (the defaults of session 8, the comparison row) in its own parity process (PREFILL_RISKY,
+# space-separated groups). Calls A and B timed session 9's candidates v63-v66 (gone). Session 10: call A (eae88d3) timed
+# v68 / v69 (pools with the query rows in registers, three / two consumer warpgroups: slower, gone); call B runs
+# this default list again (v67, v60) as the session's final numbers.
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -30,7 +30,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v67}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v68 v69}
+risky=${PREFILL_RISKY-v60}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

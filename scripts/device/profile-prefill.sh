@@ -12,30 +12,26 @@
 # launches of one bench pass at 128k under v67 (kernels-128k-pool.csv: the reuse selection anchor's four pooled
 # passes, then layer 0's four, all under v67, the defaults). Calls A and B of session 9 also took the pool's SASS source pages
 # (instructions per step, warp stall samples) under v60, v63, v64 and v65. (nsys is not installed on the device.)
-# Session 10: presets v67 and v68, then v69 (the candidate pools v68 / v69, kernel pool_v68_kernel); the probes only with
-# PROFILE_PREFILL_PROBES=1 (measured in session 9's calls A-C: 8.36 and 8.80 M cycles); the 128k pool launches
-# under PROFILE_PREFILL_128K (default v68).
+# Session 10's call A (eae88d3) ran v67, v68 and v69 here (the 32k passes; v68 / v69 are gone); call B this list.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v67,v68}
+presets=${PROFILE_PREFILL_PRESETS:-v67,v60}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
-# Session 10: the 8k pass (where v68 / v69 run v67's one-tile pool) gave way to a second 32k pass for v69.
-for spec in "kernels:32768:$presets" "kernels-v69:32768:${PROFILE_PREFILL_PRESETS2:-v69}"; do
-  IFS=: read -r name ctx pre <<< "$spec"
+for spec in kernels:32768 kernels-8k:8192; do
+  IFS=: read -r name ctx <<< "$spec"
   timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
-    -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|pool_v68|select_prefill|sparse_v9" \
-    env KASCADE_PREFILL_CONTEXTS="$ctx" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$pre" \
+    -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \
+    env KASCADE_PREFILL_CONTEXTS="$ctx" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$presets" \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 \
-    --out "$JOB_OUT/bench-under-ncu-$name.json" > "$JOB_OUT/$name.csv" 2> "$JOB_OUT/$name.err"
+    --out "$JOB_OUT/bench-under-ncu-$ctx.json" > "$JOB_OUT/$name.csv" 2> "$JOB_OUT/$name.err"
   echo "$name.csv rc=$? after $(($(date +%s) - t0)) s"
 done
 # The probes: layer 0's pool under v60 at 32k (pool_v17 launch 1: launch 0 is the reuse selection anchor's, under
 # the defaults; the probes apply to pool v60 alone).
 for probe in 1 2; do
-  [ "${PROFILE_PREFILL_PROBES:-0}" = 1 ] || break
   [ $(($(date +%s) - t0)) -gt 75 ] && { echo "skipping probe-$probe.csv (time)"; continue; }
   timeout 12 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pool_v17" --launch-skip 1 -c 1 \
     env KASCADE_PREFILL_POOL_PROBE=$probe KASCADE_PREFILL_CONTEXTS=32768 KASCADE_PREFILL_TORCH=0 \
@@ -44,8 +40,8 @@ for probe in 1 2; do
   echo "probe-$probe.csv rc=$? after $(($(date +%s) - t0)) s"
 done
 if [ $(($(date +%s) - t0)) -le 80 ]; then
-  timeout 12 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:pool_v17|pool_v68" -c 8 \
-    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v68} \
+  timeout 12 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:pool_v17" -c 8 \
+    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=v67 \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp128.json \
     > "$JOB_OUT/kernels-128k-pool.csv" 2>&1
   echo "kernels-128k-pool.csv rc=$? after $(($(date +%s) - t0)) s"

@@ -380,15 +380,8 @@ export function uploadPrefillSelection(
  *   2048 four-tile CTAs (32k and longer at batch 1), pools four query tiles per CTA, consumer warpgroup w tile
  *   t0 + w over every K step, so each step is loaded once for four tiles (a quarter of the K copies and L2 reads
  *   per pooled score; session 9's call B, 32k, ncu: 6.75 against v60's 7.06 ms; at 8k, 512 such CTAs lost: hence
- *   the threshold); `v68` (session 10's candidate): v67 with the pool computing S = Q K^T, the tile's query rows
- *   held in registers as the wgmma A operand (K the only shared-memory operand: 32 instead of 48 KB of shared-memory
- *   reads per step), three consumer warpgroups each pooling a tile over every K step, the products in two halves
- *   of 64 rows (the first half's exponentials under the second half's products), the pooled sums over the rows
- *   crossing lanes (a reduce-scatter of 14 shuffles) and warps (shared memory); on launches of at least 2048
- *   three-tile CTAs, else v67's one tile per CTA; `v69`: v68's pool on two consumer warpgroups (two tiles per CTA,
- *   240 registers) with each half's next products issued as soon as its exponentials are done (the next step's
- *   first half under this step's second half's exponentials, its second half under the step's sums). Session 9's
- *   candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
+ *   the threshold). Session 10's `v68` / `v69` (the query rows in registers, three / two consumer warpgroups: slower)
+ *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
  *   descriptors alone; both at every size; float4 row constants), session 7's `v56` (a two-pass select on every
  *   row), session 8's `v32` and `v57`, session 7's `v53`-`v55`, session 5's `v19`, session 6's `v23`, `v27`,
  *   `v28`, `v31`, `v33`-`v36` and sessions 2-5's `v2`-`v18`, `v20`-`v22` are gone.
@@ -399,11 +392,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v68' | 'v69';
+export type PrefillPoolVariant = 'v1' | 'v60' | 'v67';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67', 'v68', 'v69'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -414,17 +407,14 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
- * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9), `v68` = dense v22,
- * sparse v61, pool v68 and `v69` = the same with pool v69 (session 10's candidates). Sessions 2-6's other
+ * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9). Sessions 2-6's other
  * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
- * 8's v57-v59 and v62 and session 9's v63-v66 lost or went into these and are gone.
+ * 8's v57-v59 and v62, session 9's v63-v66 and session 10's v68 / v69 lost or went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
   v67: { dense: 'v22', sparse: 'v61', pool: 'v67' },
-  v68: { dense: 'v22', sparse: 'v61', pool: 'v68' },
-  v69: { dense: 'v22', sparse: 'v61', pool: 'v69' },
 };
 
 /**
