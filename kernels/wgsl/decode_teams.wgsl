@@ -49,22 +49,11 @@
 // of the transposing butterfly keeps the lower half and sends the upper one with no selects; the
 // scores are the same bits, V is accumulated in a lane-dependent key order (session 9: the default of
 // the anchors' scores pass at few rows).
-// LAZY_RESCALE: a head's accumulator is rescaled only when its running maximum moved (corr != 1; a
-// factor of exactly 1 changes no bit), so a step whose keys do not raise the maximum skips it (session
-// 10's candidate, with narrow teams: at 2 keys per step the rescale is half of the V work).
-// QSHARED: the group's query rows live in workgroup memory (read by the dot products) instead of each
-// lane's registers (GROUP x its pieces), for narrow teams whose lanes hold many pieces of a row
-// (session 10's candidate).
-// MIXED (gathers with TRED, V pieces of one vec4, one subgroup size VW): the scores are computed by
-// teams as above, but the online softmax is the whole subgroup's and V is accumulated across the
-// subgroup: lane sgLane loads pieces pq * VW + sgLane of every V row of the subgroup's step (all KSUB
-// keys: coalesced, VW lanes per row) and takes each key's probabilities from the lanes that hold them
-// (one shuffle per key and head), so a lane holds GROUP x PPLV accumulator vec4s instead of GROUP x
-// PPL x PV and nothing is merged inside a subgroup (needs SGM). Session 10's candidate.
-// LANE_STATS (the anchors' scores pass: TRED, no V): each lane keeps the running (max, sum) of its own
-// scores (one key and head per step), merged across the team once after the key loop, instead of the
-// team's per-step maximum, probabilities and sums (14 shuffles and 5 exps per lane per step). The sums
-// are then added in another order (not the default's bits). Session 10's candidate.
+// LANE_STATS (passes without V on the transposed reduction: the anchors' scores pass): each lane keeps
+// the running (max, sum) of its own scores (one key and head per step), merged across the team once
+// after the key loop, instead of the team's per-step maximum, probabilities and sums (14 shuffles and
+// 5 exps per lane per step less); the sums are then added in another order. Session 10: the default
+// of the anchors' scores pass at many rows.
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -74,21 +63,6 @@ const NT: u32 = WG / TW;              // teams per workgroup
 const D4: u32 = HEAD_DIM / 4u;        // vec4s per row
 const PIECES: u32 = TW * PPL;         // 16-byte pieces per row
 const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
-// WIDE (MIXED, gathers): the scores by teams of TW lanes, V accumulated by the whole subgroup of VW lanes.
-// WHEAD (with MIXED): lane l of the subgroup accumulates head l % GROUP only, over slice l / GROUP of
-// the row (pieces c * NS + l / GROUP), so it takes one probability per key instead of GROUP.
-//#if MIXED
-const WIDE: bool = true;
-//#else
-const WIDE: bool = false;
-const VW: u32 = TW;
-const WHEAD: bool = false;
-//#endif
-const NS: u32 = select(VW, VW / GROUP, WHEAD); // WIDE: lanes that split a row
-const PPLV: u32 = PIECES / NS;        // WIDE: V pieces of a row per lane
-const KSUB: u32 = (VW / TW) * U;      // WIDE: keys of a subgroup's step
-const AQ: u32 = select(QV, PPLV, WIDE); // accumulator vec4s per query head
-const AH: u32 = select(GROUP, 1u, WHEAD); // query heads a lane accumulates
 //#if LANE_STATS
 const LSTATS: bool = true;
 //#else
@@ -103,9 +77,6 @@ var<workgroup> xl: array<f32, NT>;
 var<workgroup> xo: array<vec4<f32>, NT * D4>;
 var<workgroup> xsO: array<vec4<f32>, select(1u, MSG * GROUP * D4, SGM)>;  // SGM
 var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
-//#if QSHARED
-var<workgroup> qs: array<vec4<f32>, GROUP * D4>;
-//#endif
 
 // One round of the transposing butterfly (TRED) over lanes $1 apart: each lane keeps half of its $1 * 2
 // partial scores and adds the partner's other half.
@@ -156,29 +127,10 @@ struct StepData {
   vp: array<KP, U * PPL>,
   xs: array<u32, U>,
   valid: array<bool, U>,
-  wv: array<KP, select(1u, KSUB * PPLV, WIDE)>,
 }
 
-fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32,
-            sgLane: u32) -> StepData {
+fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: bool, idxOff: u32) -> StepData {
   var d: StepData;
-  if (WIDE) {
-    // The V pieces of every key of the subgroup's step (its teams' keys in order), lane sgLane taking
-    // pieces pq * VW + sgLane of each row (VW adjacent lanes on adjacent pieces).
-    let t0 = (sgLane / TW) * U;
-    let slice = select(sgLane, sgLane / GROUP, WHEAD);
-    for (var w = 0u; w < KSUB; w++) {
-      var x = min(first - t0 + w, end - 1u);
-      if (useIdx) {
-        x = idx[idxOff - t0 + w];
-      } else {
-        x = sel[selRow + x];
-      }
-      for (var pq = 0u; pq < PPLV; pq++) {
-        d.wv[w * PPLV + pq] = vbuf[(kvBase + x) * PIECES + pq * NS + slice];
-      }
-    }
-  }
   // TRED_XOR: slot u of lane `lane` holds the step's key u ^ (lane / GROUP).
   let perm = select(0u, lane / GROUP, TRED_XOR);
   for (var u = 0u; u < U; u++) {
@@ -199,7 +151,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
       d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
-      if (ACCUM_V && !WIDE) {
+      if (ACCUM_V) {
         d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
       }
     }
@@ -222,12 +174,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           var d = 0.0;
           for (var pp = 0u; pp < PPL; pp++) {
             for (var i = 0u; i < PV; i++) {
-//#if QSHARED
-              let hq = select(h, h ^ (lane % GROUP), TRED_XOR);
-              d += dot(qs[hq * D4 + (pp * TW + lane) * PV + i], kp4(kp[u * PPL + pp], i));
-//#else
               d += dot(qr[(h * PPL + pp) * PV + i], kp4(kp[u * PPL + pp], i));
-//#endif
             }
           }
           sc[u * GROUP + h] = d;
@@ -257,9 +204,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         if (WRITE_SCORES && okv) {
           scores[(b * H + j * GROUP + myh) * P.scoreStride + xv] = sv;
         }
-        // WIDE: the softmax state is the subgroup's (every team's keys), not the team's.
-        let teamBase = select(sgLane - lane, 0u, WIDE);
-        let swid = select(TW, sgSize, WIDE);
+        let teamBase = sgLane - lane;
         // The key in slot u is u ^ keyPerm (TRED_XOR).
         let keyPerm = select(0u, myu, TRED_XOR);
         // LSTATS: this lane's own running (max, sum) of its head's scores, merged across the team
@@ -269,7 +214,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           ll = ll * exp(lm - mn) + exp(sv - mn);
           lm = mn;
         }
-        let rw = select(swid, GROUP, LSTATS);
+        let rw = select(TW, GROUP, LSTATS);
         // The step's maximum of each query head (a head's lanes are GROUP apart).
         var gm = select(NEG, sv, okv);
         for (var mk = GROUP; mk < rw; mk = mk * 2u) {
@@ -291,39 +236,11 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         for (var h = 0u; h < select(GROUP, 0u, LSTATS); h++) {
           l[h] = l[h] * corr[h] + subgroupShuffle(ps, teamBase + h);
         }
-        if (ACCUM_V && WIDE) {
-          let wv = $1.wv;
-          for (var a = 0u; a < AH; a++) {
-            // WHEAD: this lane's one head.
-            let h = select(a, sgLane % GROUP, WHEAD);
-            var ch = corr[0];
-            for (var g = 1u; g < GROUP; g++) {
-              ch = select(ch, corr[g], g == h);
-            }
-            for (var e = 0u; e < AQ; e++) {
-              acc[a * AQ + e] = acc[a * AQ + e] * ch;
-            }
-            for (var w = 0u; w < KSUB; w++) {
-              // Key w of the subgroup's step: team w / U's key w % U, its head-h score in lane
-              // (w / U) * TW + (w % U) * GROUP + h.
-              let pu = subgroupShuffle(pv, (w / U) * TW + (w % U) * GROUP + h);
-              for (var e = 0u; e < AQ; e++) {
-                acc[a * AQ + e] += pu * kp4(wv[w * PPLV + e], 0u);
-              }
-            }
-          }
-        }
-        if (ACCUM_V && !WIDE) {
+        if (ACCUM_V) {
           for (var h = 0u; h < GROUP; h++) {
-//#if LAZY_RESCALE
-            if (corr[h] != 1.0) {
-//#endif
             for (var e = 0u; e < PPL * PV; e++) {
               acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr[h];
             }
-//#if LAZY_RESCALE
-            }
-//#endif
             for (var u = 0u; u < U; u++) {
               let pu = subgroupShuffle(pv, teamBase + (u ^ keyPerm) * GROUP + h);
               for (var pp = 0u; pp < PPL; pp++) {
@@ -382,20 +299,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           }
           l[h] = l[h] * corr + ls;
           if (ACCUM_V) {
-//#if LAZY_RESCALE
-            if (corr != 1.0) {
-              for (var e = 0u; e < PPL * PV; e++) {
-                acc[h * PPL * PV + e] = acc[h * PPL * PV + e] * corr;
-              }
-            }
-//#endif
             for (var pp = 0u; pp < PPL; pp++) {
               for (var i = 0u; i < PV; i++) {
-//#if LAZY_RESCALE
-                var a = acc[(h * PPL + pp) * PV + i];
-//#else
                 var a = acc[(h * PPL + pp) * PV + i] * corr;
-//#endif
                 for (var u = 0u; u < U; u++) {
                   a += p[u] * kp4(vp[u * PPL + pp], i);
                 }
@@ -419,13 +325,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 //#include split_keys
   let selRow = (b * P.kvHeads + mapped(j)) * P.kStride;
 
-//#if QSHARED
-  // The group's query rows, pre-scaled, in workgroup memory.
-  for (var w = t; w < GROUP * D4; w += WG) {
-    qs[w] = q[(b * H + j * GROUP) * D4 + w] * P.scale;
-  }
-  workgroupBarrier();
-//#else
   // This lane's pieces of the group's query rows, pre-scaled.
   var qr: array<vec4<f32>, GROUP * QV>;
   for (var h = 0u; h < GROUP; h++) {
@@ -437,15 +336,14 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       }
     }
   }
-//#endif
   var m: array<f32, GROUP>;
   var l: array<f32, GROUP>;
-  var acc: array<vec4<f32>, GROUP * AQ>;
+  var acc: array<vec4<f32>, GROUP * QV>;
   for (var h = 0u; h < GROUP; h++) {
     m[h] = NEG;
     l[h] = 0.0;
   }
-  for (var e = 0u; e < GROUP * AQ; e++) {
+  for (var e = 0u; e < GROUP * QV; e++) {
     acc[e] = vec4<f32>(0.0);
   }
 
@@ -457,7 +355,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   var ahead: StepData;
   if (AHEAD && steps > 0u) {
 //#include stage_indices 0u
-    ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U, sgLane);
+    ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
   }
   for (var s = 0u; s < steps; s++) {
     var cur: StepData;
@@ -466,12 +364,12 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
       let sn = s + 1u;
       if (sn < steps) {
 //#include stage_indices sn
-        ahead = loadStep(start + (sn * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (sn % SB) * NT * U + tm * U, sgLane);
+        ahead = loadStep(start + (sn * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (sn % SB) * NT * U + tm * U);
       }
     } else {
 //#include stage_indices s
       // Issue every load of the step first.
-      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U, sgLane);
+      cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, PREFETCH, (s % SB) * NT * U + tm * U);
     }
 //#include step_math cur
   }
@@ -494,8 +392,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
   // Merge the teams into this split's partials.
   let rowBase = (b * H + j * GROUP) * P.splits + split;
   if (SGM) {
-    // WIDE: a subgroup's lanes already share one state (nothing to merge inside it).
-    for (var mk = select(TW, sgSize, WIDE); mk < sgSize; mk = mk * 2u) {
+    for (var mk = TW; mk < sgSize; mk = mk * 2u) {
       for (var h = 0u; h < GROUP; h++) {
         let om = subgroupShuffleXor(m[h], mk);
         let ol = subgroupShuffleXor(l[h], mk);
@@ -504,30 +401,15 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
         let cb = exp(om - mn);
         l[h] = l[h] * ca + ol * cb;
         if (ACCUM_V) {
-          for (var e = 0u; e < AQ; e++) {
-            let oa = subgroupShuffleXor(acc[h * AQ + e], mk);
-            acc[h * AQ + e] = acc[h * AQ + e] * ca + oa * cb;
+          for (var e = 0u; e < QV; e++) {
+            let oa = subgroupShuffleXor(acc[h * QV + e], mk);
+            acc[h * QV + e] = acc[h * QV + e] * ca + oa * cb;
           }
         }
         m[h] = mn;
       }
     }
-    if (WIDE) {
-      // Every lane holds pieces e * NS + slice of the subgroup's accumulators (PV is 1): of every
-      // head, or (WHEAD) of its head sgLane % GROUP.
-      for (var h = 0u; h < GROUP; h++) {
-        if (sgLane == 0u) {
-          xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);
-        }
-      }
-      for (var a = 0u; a < AH; a++) {
-        let h = select(a, sgLane % GROUP, WHEAD);
-        let slice = select(sgLane, sgLane / GROUP, WHEAD);
-        for (var e = 0u; e < AQ; e++) {
-          xsO[(sgIndex * GROUP + h) * D4 + e * NS + slice] = acc[a * AQ + e];
-        }
-      }
-    } else if (sgLane < TW) {
+    if (sgLane < TW) {
       for (var h = 0u; h < GROUP; h++) {
         if (lane == 0u) {
           xsML[sgIndex * GROUP + h] = vec2<f32>(m[h], l[h]);

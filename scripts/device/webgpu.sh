@@ -37,7 +37,7 @@ if [ -z "${DAWN_NODE_PATH:-}" ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -f .d
   source .device/preamble.sh # on the device when run alone (session.sh has sourced it already)
 fi
 mkdir -p "$out"
-# lim0: the parity part (session 10: ~45 option sets x 4 roles, ~40 s on the H200).
+# lim0: the parity part (its own limit: session 10's call A checked 51 option sets x 4 roles in 37 s).
 long=131072 short=32768,8192 quick= lim0=60 lim1=30 lim2=15 total=${WEBGPU_TOTAL_S:-100}
 if [ -n "${KASCADE_WEBGPU_SMOKE:-}" ]; then long=256 short=128 quick=--quick lim0=900 lim1=300 lim2=150 total=1500; fi
 echo "node $(node --version), DAWN_NODE_PATH=${DAWN_NODE_PATH:-unset}, commit $KASCADE_COMMIT"

@@ -411,140 +411,95 @@ describe.skipIf(!probe.context)(
       { loadsAhead: true, transposedReduce: true, keysPerStep: 1, minStepsPerSplit: 2 },
       // The transposed reduction on lane-permuted slots (no selects), with staged indices and a short split.
       { xorLayout: true, transposedReduce: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
-      // Teams narrower than the subgroup (here 2 of its 4 lanes), several pieces of a row per lane.
-      {
-        teamWidth: 2,
-        prefetchIndices: true,
-        queryInWorkgroup: true,
-        streamPass: { teamWidth: 2, keysPerStep: 16 },
-      },
-      {
-        teamWidth: 2,
-        pieceBytes: 8 as const,
-        keysPerStep: 3,
-        subgroupTeamMerge: true,
-        minStepsPerSplit: 1,
-        skipUnitRescale: true,
-      },
-      // The rescale skipped where the maximum stays, on the transposed reduction's path.
-      // and the query in workgroup memory on lane-permuted slots.
-      {
-        transposedReduce: true,
-        keysPerStep: 1,
-        skipUnitRescale: true,
-        xorLayout: true,
-        queryInWorkgroup: true,
-        minStepsPerSplit: 2,
-      },
-      // V accumulated across the subgroup (the gathers): two teams of 2 lanes per subgroup (group 2,
-      // `heads: 4`), with and without staged indices.
-      {
-        heads: 4,
-        wideAccumulate: true,
-        transposedReduce: true,
-        teamWidth: 2,
-        keysPerStep: 1,
-        pieceBytes: 8 as const,
-        prefetchIndices: false,
-        minStepsPerSplit: 3,
-      },
-      {
-        heads: 4,
-        wideAccumulate: true,
-        transposedReduce: true,
-        teamWidth: 2,
-        keysPerStep: 1,
-        pieceBytes: 8 as const,
-        prefetchIndices: true,
-        queryInWorkgroup: true,
-      },
-      // and each lane accumulating one head over a slice of the row.
-      {
-        heads: 4,
-        wideAccumulate: true,
-        wideByHead: true,
-        transposedReduce: true,
-        teamWidth: 2,
-        keysPerStep: 1,
-        pieceBytes: 8 as const,
-        prefetchIndices: true,
-        minStepsPerSplit: 2,
-      },
+      // Teams narrower than the subgroup (here 2 of its 4 lanes), several pieces of a row per lane;
+      // with the transposed reduction at group 2 (`heads: 4`: 1 key x 2 heads fill a team).
+      { teamWidth: 2, prefetchIndices: true, streamPass: { teamWidth: 2, keysPerStep: 16 } },
+      { teamWidth: 2, pieceBytes: 8 as const, keysPerStep: 3, subgroupTeamMerge: true, minStepsPerSplit: 1 },
+      { heads: 4, teamWidth: 2, keysPerStep: 1, transposedReduce: true, minStepsPerSplit: 2 },
       // The anchors' scores pass with each lane's own softmax statistics, merged after the key loop.
       { transposedReduce: true, keysPerStep: 1, laneStats: true, xorLayout: true, minStepsPerSplit: 2 },
       { transposedReduce: true, keysPerStep: 1, laneStats: true },
+      // The defaults at many rows (9 sequences x 2 KV heads > 16): layer 0's pass on narrow teams, the
+      // anchors' scores pass with each lane's own statistics.
+      { batch: 9 },
     ];
-    it.each(OPTIONS)('%o: every role against the reference, batch 2, f16, many splits', async (opts) => {
-      const gpu = probe.context!;
-      const keysBefore = new Set(gpu.pipelineKeys);
-      const [B, H, G, d, n] = [2, (opts as { heads?: number }).heads ?? 8, 2, 128, 3001];
-      const per = G * n * d;
-      const kh = randomFloats(B * per, 71);
-      const vh = randomFloats(B * per, 72);
-      const qh = randomFloats(B * H * d, 73, 3);
-      const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: d, dtype: 'f16' });
-      for (const [buf, host] of [
-        [kv.k, packKV(kh, 'f16')],
-        [kv.v, packKV(vh, 'f16')],
-      ] as const) {
-        gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
-      }
-      const ks = fromF16(toF16(kh));
-      const vs = fromF16(toF16(vh));
-      const ref = (b: number): DecodeInputs => ({
-        heads: H,
-        kvHeads: G,
-        headDim: d,
-        n,
-        q: qh.subarray(b * H * d, (b + 1) * H * d),
-        k: ks.subarray(b * per, (b + 1) * per),
-        v: vs.subarray(b * per, (b + 1) * per),
-      });
-      const q = uploadBuffer(gpu, qh, 'q');
-      const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
-      const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
-      let sels: DecodeSelection[] = [];
-      for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
-        const outs: Float32Array[] = [];
-        // Twice: every run must give the same bits.
-        for (let rep = 0; rep < 2; rep++) {
-          gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
-          await run(gpu, (pass) =>
-            encodeDecode(gpu, pass, decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, opts)),
-          );
-          outs.push(new Float32Array(await readBuffer(gpu, out, B * H * d * 4)));
+    it.each(OPTIONS)(
+      '%o: every role against the reference, f16, many splits (batch 2 unless given)',
+      async (opts) => {
+        const gpu = probe.context!;
+        const keysBefore = new Set(gpu.pipelineKeys);
+        const shape = opts as { heads?: number; batch?: number };
+        const [B, H, G, d, n] = [shape.batch ?? 2, shape.heads ?? 8, 2, 128, 3001];
+        const per = G * n * d;
+        const kh = randomFloats(B * per, 71);
+        const vh = randomFloats(B * per, 72);
+        const qh = randomFloats(B * H * d, 73, 3);
+        const kv = createDeviceKV(gpu, { batch: B, kvHeads: G, capacity: n, headDim: d, dtype: 'f16' });
+        for (const [buf, host] of [
+          [kv.k, packKV(kh, 'f16')],
+          [kv.v, packKV(vh, 'f16')],
+        ] as const) {
+          gpu.device.queue.writeBuffer(buf, 0, host.buffer as ArrayBuffer, host.byteOffset, host.byteLength);
         }
-        expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
-        sels = await checkDecodeRole(
-          gpu,
-          role,
-          outs[0],
-          { batch: B, heads: H, kvHeads: G, headDim: d, n },
-          ref,
-          slot,
-          headMap,
-          sels,
-        );
-      }
-      const keys = gpu.pipelineKeys;
-      if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
-      if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
-      if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
-      if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
-      if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
-      if ('skipUnitRescale' in opts) expect(keys.some((k) => k.includes('LAZY_RESCALE=true'))).toBe(true);
-      if ('queryInWorkgroup' in opts) expect(keys.some((k) => k.includes('QSHARED=true'))).toBe(true);
-      if ('wideAccumulate' in opts) expect(keys.some((k) => k.includes('MIXED=true'))).toBe(true);
-      if ('wideByHead' in opts) expect(keys.some((k) => k.includes('WHEAD=true'))).toBe(true);
-      if ('laneStats' in opts) expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);
-      if ('streamPass' in opts) {
-        // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
-        const added = keys.filter((k) => !keysBefore.has(k));
-        expect(added.some((k) => k.includes('U=16,') && k.includes('WRITE_SCORES=true'))).toBe(true);
-        expect(added.some((k) => k.includes('U=16,') && k.includes('GATHER=true'))).toBe(false);
-      }
-      destroyDeviceKV(kv);
-      for (const buf of [q, out, slot.indices]) buf.destroy();
-    });
+        const ks = fromF16(toF16(kh));
+        const vs = fromF16(toF16(vh));
+        const ref = (b: number): DecodeInputs => ({
+          heads: H,
+          kvHeads: G,
+          headDim: d,
+          n,
+          q: qh.subarray(b * H * d, (b + 1) * H * d),
+          k: ks.subarray(b * per, (b + 1) * per),
+          v: vs.subarray(b * per, (b + 1) * per),
+        });
+        const q = uploadBuffer(gpu, qh, 'q');
+        const out = uploadBuffer(gpu, new Float32Array(B * H * d), 'out');
+        const { budget, slot, headMap } = decodeSlotCase(gpu, { batch: B, kvHeads: G, n });
+        let sels: DecodeSelection[] = [];
+        for (const role of ['dense', 'dense-anchor', 'anchor', 'reuse'] as const) {
+          const outs: Float32Array[] = [];
+          // Twice: every run must give the same bits.
+          for (let rep = 0; rep < 2; rep++) {
+            gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
+            await run(gpu, (pass) =>
+              encodeDecode(
+                gpu,
+                pass,
+                decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, opts),
+              ),
+            );
+            outs.push(new Float32Array(await readBuffer(gpu, out, B * H * d * 4)));
+          }
+          expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
+          sels = await checkDecodeRole(
+            gpu,
+            role,
+            outs[0],
+            { batch: B, heads: H, kvHeads: G, headDim: d, n },
+            ref,
+            slot,
+            headMap,
+            sels,
+          );
+        }
+        const keys = gpu.pipelineKeys;
+        if (opts.prefetchIndices) expect(keys.some((k) => k.includes('PREFETCH=true'))).toBe(true);
+        if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
+        if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
+        if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
+        if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
+        if ('laneStats' in opts || 'batch' in opts) {
+          expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);
+        }
+        if ('streamPass' in opts) {
+          // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
+          const added = keys.filter((k) => !keysBefore.has(k));
+          expect(added.some((k) => k.includes('U=16,') && k.includes('WRITE_SCORES=true'))).toBe(true);
+          expect(added.some((k) => k.includes('U=16,') && k.includes('GATHER=true'))).toBe(false);
+        }
+        destroyDeviceKV(kv);
+        for (const buf of [q, out, slot.indices]) buf.destroy();
+      },
+    );
   },
 );

@@ -28,8 +28,6 @@ import {
   encodeDecode,
   type KascadeGPU,
   readBuffer,
-  WebGPULimitError,
-  WebGPUShapeError,
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
@@ -64,9 +62,6 @@ type Options = Pick<
   | 'streamPass'
   | 'cachedRows'
   | 'xorLayout'
-  | 'teamWidth'
-  | 'wideAccumulate'
-  | 'wideByHead'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -496,43 +491,15 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       ['dense', { ...SPLIT_ONLY, cachedRows: true, xorLayout: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
-      // Session 10's candidates: teams of 8 lanes (2 keys per step, the transposed reduction), with V
-      // accumulated by the team or across the subgroup (wideAccumulate).
-      ...(
-        [
-          { teamWidth: 8, keysPerStep: 2, pieceBytes: 16, transposedReduce: true },
-          { teamWidth: 8, keysPerStep: 2, pieceBytes: 8, transposedReduce: true, wideAccumulate: true },
-          {
-            teamWidth: 8,
-            keysPerStep: 2,
-            pieceBytes: 8,
-            transposedReduce: true,
-            wideAccumulate: true,
-            wideByHead: true,
-          },
-        ] as Options[]
-      ).flatMap((c): ['reuse', Options][] => [
-        ['reuse', { ...SPLIT_ONLY, ...c }],
-        ['reuse', { ...SPLIT_ONLY, ...c, cachedRows: true }],
-      ]),
     ];
     for (const [role, o] of splitOptions) {
-      let s: Awaited<ReturnType<typeof timeOp>>;
-      try {
-        s = await timeOp(
-          gpu,
-          ctx,
-          `probe: ${role} ${JSON.stringify(o)}`,
-          (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
-          flush,
-        );
-      } catch (e) {
-        // A shape this device cannot run (e.g. a transposed reduction on another subgroup size).
-        if (!(e instanceof WebGPUShapeError || e instanceof WebGPULimitError)) throw e;
-        gpu.resetParams();
-        ctx.progress(`probe: ${role} ${JSON.stringify(o)} not run here (${e.message})`);
-        continue;
-      }
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: ${role} ${JSON.stringify(o)}`,
+        (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
+        flush,
+      );
       push('probe-stages', `${role} until split`, s, {
         options: JSON.stringify(o),
       });

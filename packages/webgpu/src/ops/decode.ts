@@ -1,6 +1,6 @@
 import { type BudgetOptions, topkBudget } from '@kascade/core';
 import type { KascadeGPU } from '../context.js';
-import { WebGPUFeatureError, WebGPULimitError, WebGPUShapeError } from '../errors.js';
+import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
 import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
@@ -128,31 +128,6 @@ export interface DecodeArgs {
    */
   readonly teamWidth?: number;
   /**
-   * `teams` only, passes that accumulate V: a head's accumulator is rescaled only in steps that raise
-   * its running maximum (the factor is then not exactly 1). Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly skipUnitRescale?: boolean;
-  /**
-   * `teams` only: the group's query rows in workgroup memory, read by the dot products, instead of
-   * each lane's registers (for narrow teams, whose lanes hold many pieces of a row). Default:
-   * `TEAM_DEFAULTS` (off).
-   */
-  readonly queryInWorkgroup?: boolean;
-  /**
-   * `teams` only, gathering passes (reuse, the anchors' sparse pass) with the transposed reduction
-   * and pieces of one vec4 (`pieceBytes: 8` with f16): the scores by teams, but the online softmax
-   * kept per subgroup and V accumulated across the whole subgroup (each lane a piece of every V row of
-   * the subgroup's step, the probabilities shuffled from the lanes that hold them), so a lane holds
-   * few accumulators whatever the team width; the subgroup team merge is then always on. Needs one
-   * subgroup size. Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly wideAccumulate?: boolean;
-  /**
-   * With `wideAccumulate`: each lane of the subgroup accumulates one query head (lane mod group)
-   * over a slice of the row, so it takes one probability per key instead of one per head.
-   */
-  readonly wideByHead?: boolean;
-  /**
    * `teams` only, passes without V on the transposed reduction (the anchors' scores pass; ignored
    * elsewhere): each lane keeps the running softmax statistics of its own scores, merged across the
    * team once after the key loop, instead of the team's per-step maximum and sums. Default:
@@ -263,10 +238,6 @@ export interface TeamSettings {
   readonly xorLayout: boolean;
   /** Lanes per team (0: the widest the row and the subgroup allow). */
   readonly teamWidth: number;
-  readonly skipUnitRescale: boolean;
-  readonly queryInWorkgroup: boolean;
-  readonly wideAccumulate: boolean;
-  readonly wideByHead: boolean;
   readonly laneStats: boolean;
 }
 
@@ -289,13 +260,14 @@ const STREAM_FEW: TeamSettings = {
   subgroupTeamMerge: false,
   xorLayout: false,
   teamWidth: 0,
-  skipUnitRescale: false,
-  queryInWorkgroup: false,
-  wideAccumulate: false,
-  wideByHead: false,
   laneStats: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
+/**
+ * Teams of 8 lanes on 16-byte pieces (each lane two pieces of a row), 2 keys per step, the transposed
+ * reduction (2 keys x group 4 fill a team): layer 0's pass at many rows (session 10).
+ */
+const NARROW: Partial<TeamSettings> = { teamWidth: 8, keysPerStep: 2, transposedReduce: true };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
 const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: true };
 
@@ -323,7 +295,12 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  * session 9, twice in turn at 128k: the anchor 204.5 and 204.1 against 217.8 and 217.0 us at batch
  * 1, 1136.0 and 1136.9 against 1253.4 and 1253.5 at batch 8; dense 1207.1 and 1207.6 against 1262.0
  * and 1260.4 at batch 8 but 202.7 and 203.5 against 194.7 and 195.3 at batch 1: its lanes then load
- * 8 rows per instruction instead of one);
+ * 8 rows per instruction instead of one); layer 0's pass at many rows takes teams of 8 lanes
+ * (`NARROW`), and the anchors' scores pass at many rows each lane's own softmax statistics
+ * (`laneStats`) (call A of session 10, twice in turn at 128k batch 8: layer 0 1500.1 and 1499.3
+ * against 1532.7 and 1527.0 us, the anchor 1124.4 and 1124.8 against 1136.9 and 1133.9; at batch 1
+ * both slower: layer 0 272.6 and 273.2 against 245.6 and 245.8, the anchor 207.7 and 208.1 against
+ * 204.6 and 203.6);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
@@ -334,11 +311,11 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
   },
   layer0: {
     few: { ...STREAM_FEW, subgroupTeamMerge: true },
-    many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true },
+    many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true, ...NARROW },
   },
   scores: {
     few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
-    many: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
+    many: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true, laneStats: true },
   },
   gather: {
     few: {
@@ -560,10 +537,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       sgMerge: o.subgroupTeamMerge ?? d.subgroupTeamMerge,
       cachedRows: a.cachedRows === true,
       xor: o.xorLayout ?? d.xorLayout,
-      lazy: o.skipUnitRescale ?? d.skipUnitRescale,
-      qShared: o.queryInWorkgroup ?? d.queryInWorkgroup,
-      wide: gather && (o.wideAccumulate ?? d.wideAccumulate),
-      wideByHead: o.wideByHead ?? d.wideByHead,
       laneStats: o.laneStats ?? d.laneStats,
     };
   };
@@ -624,40 +597,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
     const SB = Math.max(1, Math.floor(512 / stepKeys));
-    const sizes = gpu.info.subgroupSizes;
-    const wide = t?.wide === true && opts.accumV;
-    const tredXor = t?.tred === true && t.xor && (group & (group - 1)) === 0;
-    if (
-      t &&
-      wide &&
-      !(
-        t.tred &&
-        !tredXor &&
-        t.layout.PV === 1 &&
-        sizes &&
-        sizes.min === sizes.max &&
-        (t.layout.TW * t.layout.PPL) % sizes.min === 0 &&
-        (!t.wideByHead ||
-          (sizes.min % group === 0 && (t.layout.TW * t.layout.PPL) % (sizes.min / group) === 0))
-      )
-    ) {
-      throw new WebGPUShapeError(
-        'wideAccumulate needs the transposed reduction without lane-permuted slots, pieces of one vec4 (pieceBytes 8 with f16) and one subgroup size',
-      );
-    }
     const sgm =
-      (t?.sgMerge === true || wide) &&
-      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) +
-        (t.qShared ? group * headDim * 4 : 0) <=
+      t?.sgMerge === true &&
+      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
         (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
-    if (wide && !sgm) {
-      throw new WebGPULimitError(
-        'maxComputeWorkgroupStorageSize',
-        teamsWorkgroupBytes(t!.layout, stepKeys * SB, group, headDim, MSG),
-        gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384,
-        'wideAccumulate merges the subgroups through workgroup memory',
-      );
-    }
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
@@ -673,14 +616,11 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       MSG,
       TRED: t.tred,
       // Only with the transposed reduction and a group that is a power of two.
-      TRED_XOR: tredXor,
+      TRED_XOR: t.tred && t.xor && (group & (group - 1)) === 0,
       KP: t.pieceType,
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
-      ...(t.lazy && opts.accumV ? { LAZY_RESCALE: true } : {}),
-      ...(t.qShared ? { QSHARED: true } : {}),
-      ...(wide ? { MIXED: true, VW: sizes!.min, WHEAD: t.wideByHead } : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
     };
     const p1 = teamDefs
