@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(256) pool_hist_u16_kernel(int n, int chunk, in
   const size_t bh0 = pool_row_start<GS>(row, H, G, splits, part_ml, sh, Mh, iL);
   const int nU = u16_stride(n);
   const __half* u = static_cast<const __half*>(inter);
-  const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n, layout);
+  const float* m16 = u16_m16(const_cast<void*>(inter), static_cast<size_t>(batch) * H, n);
   const int x0 = blockIdx.x * chunk, x1 = min(n, x0 + chunk);
   for (int base = x0; base < x1; base += 4 * blockDim.x) {
     const int x = base + 4 * tid;
@@ -358,8 +358,6 @@ static BurstWindow burst_window(bool layer0) {
 static void set_burst_window(const KascadeDecodeShape& s, bool layer0, PartialArgs& a) {
   const bool keyMajor = (s.variant & KASCADE_VARIANT_U16_KEY_MAJOR) || s.heads == s.kvHeads;
   if (!(s.variant & KASCADE_VARIANT_BURST_WRITES) || !(s.variant & KASCADE_VARIANT_U16) || !keyMajor) return;
-  // The bursts' records carry key-major places (u16_burst_step): step blocks (bit 16777216) store directly.
-  if ((s.variant & KASCADE_VARIANT_U16_STEP_BLOCKS) && s.heads > s.kvHeads) return;
   const BurstWindow bw = burst_window(layer0);
   a.burstPeriodLog2 = bw.periodLog2;
   a.burstWindowLog2 = bw.windowLog2;

@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n, nU = u16_stride(n);
-  const int layout = u16_layout_of(s.variant, GS);  // bits 1048576 / 16777216 (every order the same at GS 1)
+  const int layout = u16_layout_of(s.variant, GS);  // bit 1048576 (both orders the same at GS 1)
   const bool keyMajor = layout != kU16HeadMajor;
   const int begin = split * a.chunk, end = min(a.topk, begin + a.chunk);
   const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
@@ -203,8 +203,7 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
   a.variant = s.variant;
   a.splits = attn_splits(s, a.topk, &a.chunk, true);
   const __half* u = static_cast<const __half*>(static_cast<const void*>(a.logits));
-  const float* m16 =
-      u16_m16(a.logits, static_cast<size_t>(s.batch) * s.heads, s.n, u16_layout_of(s.variant, s.heads / s.kvHeads));
+  const float* m16 = u16_m16(a.logits, static_cast<size_t>(s.batch) * s.heads, s.n);
   const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      fused_combine_fits(s, a.splits);
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {

@@ -443,7 +443,6 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
           // of rows r and r ^ 1 (lane ^ 4: the same keys) swap halves, so that the even row holds key p0's pair of
           // heads (r & ~1, r | 1) and the odd row key p1's: each lane stores one 4-byte pair, the warp the step's
           // GS x 32 bytes in one piece.
-          // Bit 16777216 (with 1048576): the same stores, each step's maxima inside its u block (step blocks).
           const int layout = u16_layout_of(a.variant, GS);
           const bool keyMajor = layout != kU16HeadMajor;
           if (keyMajor) {
@@ -465,7 +464,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             }
             burst_record<GS, kBurstU>(burstStage, burstCount, row, quad, h2, tm, gstep);
             burstCount = burst_after_step<GS, kBurstU>(burstStage, burstCount + 1, ur,
-                                                       u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n, layout),
+                                                       u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n),
                                                        a.burstPeriodLog2, a.burstWindowLog2, a.burstGroupsLog2, burstSync,
                                                        &burstPending);
           }
@@ -489,7 +488,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
             asm volatile("" ::"r"(h2[0]), "r"(h2[1]));  // u's work kept, nothing stored
           }
           if (row < GS && quad == 0 && pv[0] >= 0 && probe != 2 && probe != 3 && storeOn && !burst) {
-            __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n, layout) + u16_m16_index(bh0, row, pv[0], nU, GS, layout),
+            __stcs(u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n) + u16_m16_index(bh0, row, pv[0], nU, GS, layout),
                    tm);
           }
         } else if (row < GS && probe != 1) {
@@ -568,7 +567,7 @@ __global__ void __launch_bounds__(128) attn_partial_kernel(KascadeDecodeShape s,
   if (burst) {
     if (burstPending) burst_stage_ready();
     burst_drain<GS, kBurstU>(burstStage, burstCount, reinterpret_cast<__half*>(a.logits),
-                             u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n, u16_layout_of(a.variant, GS)), a.burstPeriodLog2,
+                             u16_m16(a.logits, static_cast<size_t>(s.batch) * H, n), a.burstPeriodLog2,
                              a.burstWindowLog2, a.burstGroupsLog2, a.burstDrainNow != 0, burstSync);
   }
 }
@@ -971,7 +970,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
   // KASCADE_VARIANT_U16 (the anchors run it with STREAM_SELECT): the f16 intermediate and its step maxima
   // (larger than f32 logits only for tiny n). STREAM_SELECT: pooled rows padded to 16, 12-bit histogram rows.
   if (select && (s.variant & (KASCADE_VARIANT_U16 | KASCADE_VARIANT_STREAM_SELECT)))
-    sizes[2] = max(sizes[2], u16_bytes(BH, s.n, u16_layout_of(s.variant, s.heads / s.kvHeads), s.heads / s.kvHeads));
+    sizes[2] = max(sizes[2], u16_bytes(BH, s.n));
   // KASCADE_VARIANT_SELECT_B1 (select_b1_decode.cu): its candidate list after the logits, which stay intact for
   // the anchor's sparse pass.
   if (select && (s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16)) sizes[2] += BG * n * 4;
@@ -979,8 +978,7 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     sizes[2] = max(sizes[2], 2 * BG * n * 4);  // the select's list: keys and scores per row
     // KASCADE_VARIANT_SPARSE_U16 (with 1024): the list after the intermediate, which the sparse pass reads.
     if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16))
-      sizes[2] = u16_list_offset(BH, s.n, u16_layout_of(s.variant, s.heads / s.kvHeads), s.heads / s.kvHeads) +
-                 2 * BG * n * 4;
+      sizes[2] = u16_list_offset(BH, s.n) + 2 * BG * n * 4;
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }

@@ -214,12 +214,11 @@ cudaError_t launch_lean_combine(const KascadeDecodeShape& s, int splits, const f
 // KASCADE_VARIANT_U16 (the anchors' f16 intermediate): u16_stride, u16_bytes and the layout in select_plan.h.
 // The layout (u16_layout) a variant gives a group of GS query heads per KV head.
 __host__ __device__ inline int u16_layout_of(int variant, int GS) {
-  return u16_layout((variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0, (variant & KASCADE_VARIANT_U16_STEP_BLOCKS) != 0,
-                    GS);
+  return u16_layout((variant & KASCADE_VARIANT_U16_KEY_MAJOR) != 0, GS);
 }
-// The base u16_m16_index counts from (the m16 rows; step blocks: the intermediate's start).
-__host__ __device__ inline float* u16_m16(void* logits, size_t rows, int n, int layout) {
-  return reinterpret_cast<float*>(static_cast<char*>(logits) + u16_m16_offset(rows, n, layout));
+// The m16 rows (the base u16_m16_index counts from).
+__host__ __device__ inline float* u16_m16(void* logits, size_t rows, int n) {
+  return reinterpret_cast<float*>(static_cast<char*>(logits) + u16_m16_offset(rows, n));
 }
 
 // Workspace carve-up, shared by every op.

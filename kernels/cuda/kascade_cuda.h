@@ -119,11 +119,8 @@ enum KascadeDecodeVariant {
                                            // evict-first; the b1 select reads them from L2 and then drops their lines
                                            // (discard.global.L2: never written back); the anchor's sparse pass copies
                                            // K rows (b1_l2.cuh)
-  KASCADE_VARIANT_U16_STEP_BLOCKS = 16777216,  // cuda-anchor, session 10 (anchors with bits 1024 and 1048576, g > 1; no
-                                               // effect otherwise): the key-major intermediate's step maxima inside
-                                               // their step's block (select_plan.h, u16_layout): a step's GS x 16 u
-                                               // values, then its GS m16, in 32 (GS + 1) bytes, so the anchor's sparse
-                                               // pass finds a selected key's u and m16 in one place
+  // (Session 10: bit 16777216 was cuda-anchor's step blocks, each 16-key step's maxima inside its u block; it lost in call A
+  // and was removed.)
   KASCADE_VARIANT_B1_EARLY_SPARSE = 33554432,  // cuda-b1, session 10 (batch-1 anchors with bits 131072 and 32768, f32
                                                // logits): the anchor's sparse pass starts on the b1 select's phase-2
                                                // indices while phase 3 still finishes the rows (a ready count per row

@@ -32,7 +32,7 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
 // The arguments of the stream select's kernel.
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
-  int layout;     // bits 1048576 / 16777216 (with u16): the intermediate's order (select_plan.h, u16_layout)
+  int layout;     // bit 1048576 (with u16): the intermediate's order (select_plan.h, u16_layout)
   int pooled16;   // bit 67108864 (with u16): pooled rows as u16 (the f32 score's top half), [rows][nU] u16
   int early;      // bit 134217728 (with u16 and 524288): ready counts at state word kB1ReadyInt, the sparse pass released
                   // after phase 3, the rows' softmax statistics kept in their histogram rows from phase 2

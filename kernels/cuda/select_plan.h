@@ -78,24 +78,15 @@ inline SelectPlan select_plan(long long n, long long rows, int sms, const Select
 // (2^-39 unscaled, half of it in rounding) applies.
 constexpr float kU16ScaleLog2 = 15.f;
 KASCADE_HD inline int u16_stride(int n) { return (n + 15) & ~15; }
-// The intermediate's orders (`layout` below): 0 head-major; 1 key-major (bit 1048576, next comment); 2 step blocks
-// (bit 16777216 with 1048576, cuda-anchor, session 10): key-major u with each step's GS maxima right after the step's
-// u block, one block of 32 (GS + 1) bytes per 16-key step (the maxima padded to a 32-byte sector), so the anchor's
-// sparse pass finds a selected key's u and m16 in one place (one DRAM page) instead of two regions ~0.27 GB apart.
-// At GS 1 every order is head-major (u16_layout).
-constexpr int kU16HeadMajor = 0, kU16KeyMajor = 1, kU16StepBlocks = 2;
-KASCADE_HD inline int u16_layout(bool keyMajor, bool stepBlocks, int GS) {
-  return GS > 1 && keyMajor ? (stepBlocks ? kU16StepBlocks : kU16KeyMajor) : kU16HeadMajor;
-}
-// Byte offset of the m16 rows (rows = batch x heads) from the intermediate's start; step blocks: 0 (u16_m16_index
-// counts from the start).
-KASCADE_HD inline size_t u16_m16_offset(size_t rows, int n, int layout = kU16HeadMajor) {
-  return layout == kU16StepBlocks ? 0 : rows * static_cast<size_t>(u16_stride(n)) * 2;
-}
-// Bytes of u and m16 together (step blocks: rows / GS KV-head rows of nU / 16 blocks of 32 (GS + 1) bytes).
-KASCADE_HD inline size_t u16_bytes(size_t rows, int n, int layout = kU16HeadMajor, int GS = 1) {
-  if (layout == kU16StepBlocks)
-    return rows / static_cast<size_t>(GS) * static_cast<size_t>(u16_stride(n) / 16) * 32 * static_cast<size_t>(GS + 1);
+// The intermediate's orders (`layout` below): 0 head-major, 1 key-major (bit 1048576, next comment); at GS 1 both are
+// the same (u16_layout gives 0). (Session 10: a third order, each step's maxima inside its u block (bit 16777216, "step
+// blocks"), lost in call A and was removed: packages/cuda/README.md.)
+constexpr int kU16HeadMajor = 0, kU16KeyMajor = 1;
+KASCADE_HD inline int u16_layout(bool keyMajor, int GS) { return GS > 1 && keyMajor ? kU16KeyMajor : kU16HeadMajor; }
+// Byte offset of the m16 rows (rows = batch x heads).
+KASCADE_HD inline size_t u16_m16_offset(size_t rows, int n) { return rows * static_cast<size_t>(u16_stride(n)) * 2; }
+// Bytes of u and m16 together.
+KASCADE_HD inline size_t u16_bytes(size_t rows, int n) {
   return u16_m16_offset(rows, n) + rows * static_cast<size_t>(u16_stride(n) / 16) * 4;
 }
 // KASCADE_VARIANT_U16_KEY_MAJOR (cuda-anchor, session 8): the same bytes in key-major order. Per (sequence, KV head)
@@ -105,22 +96,15 @@ KASCADE_HD inline size_t u16_bytes(size_t rows, int n, int layout = kU16HeadMajo
 // one contiguous stream per CTA, where the head-major order puts its GS 32-byte sectors into GS rows nU x 2 bytes
 // apart; the anchor's sparse pass reads a selected key's GS values with one copy (and its GS step maxima with
 // another) instead of 2 GS.
-// Element index of u for query head bh0 + h at key x (x < nU), in any layout (a bool: key-major or head-major):
+// Element index of u for query head bh0 + h at key x (x < nU), in either layout (0 / false head-major, 1 / true
+// key-major):
 KASCADE_HD inline size_t u16_index(size_t bh0, int h, int x, int nU, int GS, int layout) {
-  if (layout == kU16StepBlocks) {
-    const size_t blk = static_cast<size_t>(16) * (GS + 1);  // halves per step block
-    return (bh0 / GS * static_cast<size_t>(nU / 16) + static_cast<size_t>(x >> 4)) * blk + (x & 15) * GS + h;
-  }
   return layout ? bh0 * static_cast<size_t>(nU) + static_cast<size_t>(x >> 4) * (GS * 16) + (x & 15) * GS + h
                 : (bh0 + h) * static_cast<size_t>(nU) + x;
 }
-// Index of m16 (the step max of key x's 16-key step) for query head bh0 + h, in any layout, from u16_m16 (the m16
-// rows; step blocks: the intermediate's start, as floats).
+// Index of m16 (the step max of key x's 16-key step) for query head bh0 + h, in either layout, from u16_m16 (the m16
+// rows).
 KASCADE_HD inline size_t u16_m16_index(size_t bh0, int h, int x, int nU, int GS, int layout) {
-  if (layout == kU16StepBlocks) {
-    const size_t blk = static_cast<size_t>(8) * (GS + 1);  // floats per step block
-    return (bh0 / GS * static_cast<size_t>(nU / 16) + static_cast<size_t>(x >> 4)) * blk + 8 * GS + h;
-  }
   return layout ? bh0 * static_cast<size_t>(nU / 16) + static_cast<size_t>(x >> 4) * GS + h
                 : (bh0 + h) * static_cast<size_t>(nU / 16) + (x >> 4);
 }
@@ -135,9 +119,7 @@ KASCADE_HD inline int u16_burst_slot(int e, int h, int GS) { return e * GS + h; 
 
 // KASCADE_VARIANT_SPARSE_U16: the stream select's list (keys, then their scores) starts here, past u and m16
 // (256-byte aligned), so the anchor's sparse pass still finds the intermediate after the select.
-KASCADE_HD inline size_t u16_list_offset(size_t rows, int n, int layout = kU16HeadMajor, int GS = 1) {
-  return (u16_bytes(rows, n, layout, GS) + 255) & ~static_cast<size_t>(255);
-}
+KASCADE_HD inline size_t u16_list_offset(size_t rows, int n) { return (u16_bytes(rows, n) + 255) & ~static_cast<size_t>(255); }
 
 // The stream select's schedule: each (sequence, KV head) row cut into kStreamTile-key tiles, rows laid
 // end to end (work tiles in all), CTA c of `ctas` taking tiles [c work / ctas, (c + 1) work / ctas):

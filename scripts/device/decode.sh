@@ -49,13 +49,13 @@
 #      (/work/prompts/s9/decode-variants-cuda-b1); 3951740 and 1838332 lost in call B and are no longer timed; after C:
 #      3935484 is layer 0's default beyond 16k at batch > 4, 3935356 (the split schedule) lost and is dropped;
 #      cuda-b1's list (/work/prompts/s9/decode-variants-cuda-b1: 4292704 = 98400 | 4194304, 12751100 = 168188 |
-#      4194304 | 8388608). Session 10: the ops.ts defaults, 18615420 = 1838204 | 16777216 (bit 16777216: the
-#      key-major intermediate's step maxima inside each step's block, select_plan.h u16_layout, for the anchor's sparse
-#      pass), 85724284 = 18615420 | 67108864 (bit 67108864: the stream select's pooled rows as 16-bit top halves, phase 3
-#      four tiles a step, phase 4 recomputing its list's scores), 219942012 = 85724284 | 134217728 (bit 134217728: the
-#      sparse pass released after the select's phase 3, reading the lists as their ready counts allow) and 71044348 =
-#      3935484 | 67108864 (layer 0); cuda-b1's
-#      46371068 = 12816636 | 33554432 (bit 33554432: the b1 anchor's sparse pass reading the select's list early),
+#      4194304 | 8388608). Session 10, call A: the ops.ts defaults, 18615420 = 1838204 | 16777216 (bit 16777216 then: the
+#      step maxima inside each step's u block; lost, removed), 85724284 = 18615420 | 67108864 and 71044348 = 3935484 |
+#      67108864 (bit 67108864: the stream select's pooled rows as 16-bit top halves), cuda-b1's 46371068 = 12816636 |
+#      33554432. Call B: the ops.ts defaults, 46371068, 68947068 = 1838204 | 67108864 and 71044348 (the pooled rows as
+#      16-bit top halves, phase 4's recompute pipelined), 136055932 = 1838204 | 134217728 (bit 134217728: the anchor's
+#      sparse pass released after the select's phase 3, reading the lists as their ready counts allow) and 203164796 =
+#      68947068 | 134217728,
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
@@ -65,7 +65,7 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,18615420,85724284,71044348,46371068,219942012}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,68947068,136055932,203164796,71044348}
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each; 1838204 stays probed: its stream-select trace is the select's baseline for this session's candidates).
 proven=${DECODE_PROVEN:-32956,98400,164028,168188,3935484,4292704,8622332,12816636}
