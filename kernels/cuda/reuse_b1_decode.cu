@@ -88,9 +88,6 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
-// Tuning knob KASCADE_WS_STEAL=<percent> (session 10, template flag DY): the rows' claim counters of their shared tail
-// groups; zero at module load, reset by the row's merging CTA.
-__device__ unsigned g_ws_claim[kMaxFusedRows];
 
 // Tuning knob KASCADE_WS_TRACE=1 (session 7): each CTA (up to kWsTraceCtas) records globaltimer at its start, when
 // its first stage has landed, when its loop ends and at its exit (after the fused merge, for the row's last CTA),
@@ -195,17 +192,6 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
   }
 }
 
-// Tuning knob KASCADE_WS_WARM=1 (session 10; reuse's wide gather with the register split, template flag WM): consumer
-// warp 0 of every CTA first runs the slots' merge dry while its first stage is in flight, through this one noinline
-// copy of the code, so that the row's last CTA finds the merge's instructions in its SM's instruction cache at the end
-// (by then the K / V stream has evicted them from L2: a guess from session 9's call C trace, where this merge's one L2
-// round trip took 1.7 us).
-template <typename T, int D, int GS, int NT>
-__device__ __noinline__ void ws_merge_slots_shared(const float* part_o, const float* part_ml, int S, size_t bh0, T* out,
-                                                   bool dry) {
-  ws_merge_slots<T, D, GS, NT>(part_o, part_ml, S, bh0, out, dry);
-}
-
 // KASCADE_VARIANT_WS_EPILOGUE (session 9, W): the warps' merge with rows kWsMergePad floats longer (merge_warps: call
 // B's ws trace put the last CTA's warp merge and stores at 1.02 us, 4-way bank conflicts on 32 scalar stores per lane),
 // and the row's arrival counter as CUTLASS's generic barrier and cooperative
@@ -229,15 +215,12 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below). WM (session 10, tuning knob
-// KASCADE_WS_WARM=1): the slots' merge warmed (ws_merge_slots_shared). DY (session 10, tuning knob KASCADE_WS_STEAL=p,
-// wide CTAs, fused merge): each split takes a.chunk / 16 groups of its own (a multiple of NC: whole stages), and the
-// row's remaining groups (about p % of them) are claimed one 16-entry group at a time from the row's counter
-// g_ws_claim by whichever producer is free (against the CTAs' uneven loop ends; session 9's trace: 13.2-14.9 us at
-// 128k batch 1); the claim for stage i + NS is taken after stage i's copies are issued. A producer whose claim comes
-// back empty marks its next slot's first position kWsEndPos, and its consumer stops there.
-constexpr int kWsEndPos = -2147483647 - 1;
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false,
-          bool DY = false>
+// KASCADE_WS_WARM=1; reuse's wide gather with the register split): every CTA of the row runs the slots' merge after its
+// arrival, dry (no load, no store: ws_merge_slots) unless it is the row's last, so the merge's instructions are in L2
+// when the last CTA needs them (a guess: they run once per row, at the very end, after 54 MB of K / V went through L2,
+// and this one L2 round trip took 1.7 us in session 9's trace; call A's first form, one dry run per CTA at its start
+// through a noinline copy, took 23.62 against 21.63 us, its merge 2.2 us: the call's spills).
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
@@ -285,17 +268,9 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   const int begin = early ? 0 : split * a.chunk, end = early ? a.topk : min(a.topk, begin + a.chunk);
   const int listGroups = (a.topk + 15) / 16;
   const int ngroups = listGroups > split ? (listGroups - 1 - split) / a.splits + 1 : 0;
-  // DY: ownStages stages of the split's own groups, then at most every shared group and one end stage per producer.
-  const int ownStages = DY ? a.chunk / SK : 0, sharedBase = DY ? a.splits * (a.chunk / 16) : 0;
-  const int stages = DY      ? ownStages + (listGroups - sharedBase) + 1
-                     : early ? (ngroups + NC - 1) / NC
-                     : end > begin ? (end - begin + SK - 1) / SK
-                                   : 0;
-  // Group w (0..NC-1) of stage i: live (it has entries), and the list entry of its row `row` (DY: a stage past the
-  // split's own groups is live unless its producer marked it the end).
-  auto group_live = [&](int i, int w) {
-    return DY ? true : early ? i * NC + w < ngroups : begin + i * SK + w * 16 < end;
-  };
+  const int stages = early ? (ngroups + NC - 1) / NC : end > begin ? (end - begin + SK - 1) / SK : 0;
+  // Group w (0..NC-1) of stage i: live (it has entries), and the list entry of its row `row`.
+  auto group_live = [&](int i, int w) { return early ? i * NC + w < ngroups : begin + i * SK + w * 16 < end; };
   auto entry_of = [&](int i, int w, int row) {
     return early ? ((i * NC + w) * a.splits + split) * 16 + row : begin + i * SK + w * 16 + row;
   };
@@ -329,25 +304,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
       asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(readyWord) : "memory");
       ready = max(ready, v - 1);
     };
-    // DY: a claimed group's raw index (kWsEnd once the row's shared groups are gone; warp-uniform).
-    constexpr int kWsEnd = -3;
-    bool claimsDone = false;
-    unsigned* claimCtr = DY ? g_ws_claim + (static_cast<size_t>(b) * G + j) : nullptr;
     auto load_raw = [&](int i) -> int {
-      if constexpr (DY) {
-        if (i >= ownStages) {
-          if (claimsDone) return kWsEnd;
-          int g = 0;
-          if (lane == 0) g = sharedBase + static_cast<int>(atomicAdd(claimCtr, 1u));
-          g = __shfl_sync(0xffffffffu, g, 0);
-          if (g >= listGroups) {
-            claimsDone = true;
-            return kWsEnd;
-          }
-          const int e = g * 16 + row;
-          return e < a.topk ? __ldg(idx + e) : -1;
-        }
-      }
       const int e = entry_of(i, pr, row);
       if (!(i < stages && e < end)) return -1;
       if (!early) return __ldg(idx + e);
@@ -360,8 +317,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     int q[NS];
 #pragma unroll
     for (int u = 0; u < NS; ++u) q[u] = load_raw(u);
-    bool ended = false;  // DY: this producer has marked its end stage
-    for (int i0 = 0; i0 < stages && !ended; i0 += NS) {
+    for (int i0 = 0; i0 < stages; i0 += NS) {
 #pragma unroll
       for (int u = 0; u < NS; ++u) {
         const int i = i0 + u;
@@ -369,22 +325,13 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
         uint64_t* fb = full + u * NP + pr;
         if (i >= NS) mbar_wait(empty + u * NP + pr, static_cast<unsigned>(i / NS - 1) & 1u);
         int raw = q[u];
-        if constexpr (DY) {
-          if (raw == kWsEnd) {  // warp-uniform: no more groups for this producer; its consumer stops at this stage
-            if (lane == 0) posS[u * SK + pr * 16] = kWsEndPos;
-            __syncwarp();
-            if (lane == 0) mbar_arrive_expect_tx(fb, 0u);
-            ended = true;
-            break;
-          }
-        }
         if (early && raw == kPending) {  // wait until the select has written this entry
           const int e = entry_of(i, pr, row);
           for (poll_ready(); e >= ready; poll_ready()) __nanosleep(128);
           raw = __ldcg(idx + e);
         }
         const int p = (raw >= 0 && raw < n) ? raw : -1;  // an out-of-range index is masked, never read
-        if constexpr (!DY) q[u] = load_raw(i + NS);  // DY: after this stage's copies (a claim waits for its atomic)
+        q[u] = load_raw(i + NS);
         // A group wholly past the range is neither copied nor computed (its consumer skips it).
         if (!group_live(i, pr)) {
           __syncwarp();
@@ -410,7 +357,6 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
         } else if (!LG) {
           bulk_g2s(Ks + e0 * R, kg + off, kRowBytes, fb);
         }
-        if constexpr (DY) q[u] = load_raw(i + NS);
       }
     }
     // Back to 128 for the merge below (setmaxnreg.inc waits until the consumers have given theirs back).
@@ -418,10 +364,6 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   } else {
     // Consumers.
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
-    // WM: the slots' merge run dry, its instructions cached for the end (ws_merge_slots_shared).
-    if constexpr (WM)
-      if (warp == 0)
-        ws_merge_slots_shared<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), true);
     uint32_t qa[D / 16][4];
     if (!LG) load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
     const float qscale = s.scale * kLog2e;
@@ -432,8 +374,6 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
       mbar_wait(full + st * NP + pw, static_cast<unsigned>(i / NS) & 1u);
       if (marks && i == 0 && tid == 0) ws_mark(1);
       __syncwarp();
-      if constexpr (DY)
-        if (posS[st * SK + warp * 16] == kWsEndPos) break;  // the producer's end stage
       if (group_live(i, warp)) {
         const int r0 = st * SK + warp * 16;
         if (LG)
@@ -465,15 +405,15 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
                                                      static_cast<T*>(a.out), W ? nullptr : ctr, true);
   if constexpr (W) {
     if (marks && tid == 0) ws_mark(5);
-    if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
+    if constexpr (WM) {
+      if (ctr) {
+        const bool last = wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits);
+        if (marks && last && tid == 0) ws_mark(6);
+        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), !last);
+      }
+    } else if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
       if (marks && tid == 0) ws_mark(6);
-      // DY: every CTA of the row has arrived, so no producer claims any more: the counter is clean for the next launch.
-      if constexpr (DY)
-        if (tid == 0) g_ws_claim[static_cast<size_t>(b) * G + j] = 0u;
-      if constexpr (WM)
-        ws_merge_slots_shared<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), false);
-      else
-        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), false);
+      ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), false);
     }
   }
   if (marks && tid == 0) ws_mark(3);
@@ -525,16 +465,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E, bool WM, bool DY>
+template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E, bool WM>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E, WM, DY>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM, DY>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -545,51 +485,35 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-static bool ws_warm_knob() {  // KASCADE_WS_WARM=1, read per call
-  const char* e = std::getenv("KASCADE_WS_WARM");
-  return e && e[0] == '1';
-}
-static int ws_steal_knob() {  // KASCADE_WS_STEAL=<percent of the list shared>, 1..100; 0 when unset; read per call
-  const char* e = std::getenv("KASCADE_WS_STEAL");
-  const int p = e ? std::atoi(e) : 0;
-  return p < 0 ? 0 : (p > 100 ? 100 : p);
-}
-
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false,
-          bool DY = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM, DY>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E, WM, DY>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E, WM>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E, WM, DY>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E, WM>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
-  // Tuning knob KASCADE_B1_EARLY_SPLITS=N (early mode, bit 33554432): N splits per row (at most one per 16-entry
-  // group; fewer than the default only), e.g. fewer CTAs than the SMs the select's phase-3 CTAs leave free.
-  if (E) {
-    const char* es = std::getenv("KASCADE_B1_EARLY_SPLITS");
-    const int forced = es ? std::atoi(es) : 0;
-    if (forced > 0 && forced < a.splits) a.splits = forced;  // never more slots than the workspace holds
+  // E (bit 33554432): the grid starts while the select's phase-3 CTAs (one per selection row) still hold their SMs, and
+  // a wide CTA does not fit beside one: the rows' splits fill the SMs left (at 128k batch 1 15 per row, 120 CTAs, where
+  // 16 left 4 CTAs to start ~7 us late: call A of session 10, anchor 117.95 against 113.63 us with 15, probe).
+  if (E && s.splits <= 0) {
+    const long long rows = static_cast<long long>(s.batch) * s.kvHeads, free = device_sm_count() - rows;
+    int c;
+    if (perSm == 1 && free >= rows) a.splits = std::min(a.splits, grain_split_count(rows, a.topk, free, kWsGroup, &c));
   }
   const char* tenv = std::getenv("KASCADE_WS_TRACE");
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
-  if constexpr (DY) {  // KASCADE_WS_STEAL=p: each split's own groups, whole stages; the rest shared (fused merge only)
-    if (!fused) return launch_ws<T, D, GS, LG, RG, W, E, WM, false>(s, a, out, st);
-    constexpr int NC = WsCfg<D, W>::kConsumers;
-    const long long listGroups = (a.topk + 15) / 16;
-    a.chunk = static_cast<int>(listGroups * (100 - ws_steal_knob()) / 100 / a.splits / NC * NC * 16);
-  }
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM, DY>,
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
@@ -606,6 +530,10 @@ int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
   return grain_split_count(rows, listLen, static_cast<long long>(perSm) * device_sm_count(), kWsGroup, chunk);
 }
 
+static bool ws_warm_knob() {  // KASCADE_WS_WARM=1, read per call
+  const char* e = std::getenv("KASCADE_WS_WARM");
+  return e && e[0] == '1';
+}
 
 cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
@@ -632,16 +560,11 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
             if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);
           }
           if constexpr (D == 128) {
-            // Tuning (session 10), wide CTAs with the register split: KASCADE_WS_WARM=1 the slots' merge warmed (WM);
-            // KASCADE_WS_STEAL=p (bf16, 4 query heads per KV head only) the shared tail groups (DY).
-            if constexpr (kWide)
-              if (s.variant & KASCADE_VARIANT_WS_REGS) {
-                if constexpr (std::is_same_v<T, __nv_bfloat16> && GS == 4)
-                  if (ws_steal_knob() > 0)
-                    return ws_warm_knob() ? launch_ws<T, D, GS, false, true, true, false, true, true>(s, a, out, st)
-                                          : launch_ws<T, D, GS, false, true, true, false, false, true>(s, a, out, st);
-                if (ws_warm_knob()) return launch_ws<T, D, GS, false, true, true, false, true>(s, a, out, st);
-              }
+            // KASCADE_WS_WARM=1 (tuning, session 10): the slots' merge warmed (WM), wide CTAs with the register split
+            // (bf16, 4 query heads per KV head: the benches' shape).
+            if constexpr (kWide && GS == 4 && std::is_same_v<T, __nv_bfloat16>)
+              if ((s.variant & KASCADE_VARIANT_WS_REGS) && ws_warm_knob())
+                return launch_ws<T, D, GS, false, true, true, false, true>(s, a, out, st);
             if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true, kWide>(s, a, out, st);
           }
           return launch_ws<T, D, GS, false, false, kWide>(s, a, out, st);
