@@ -215,7 +215,7 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below). WM (session 10, tuning knob
-// KASCADE_WS_WARM=1; reuse's wide gather with the register split): every CTA of the row runs the slots' merge after its
+// KASCADE_WS_WARM=1; wide gathers with the register split, bf16, GS 4): every CTA of the row runs the slots' merge after its
 // arrival, dry (no load, no store: ws_merge_slots) unless it is the row's last, so the merge's instructions are in L2
 // when the last CTA needs them (a guess: they run once per row, at the very end, after 54 MB of K / V went through L2,
 // and this one L2 round trip took 1.7 us in session 9's trace; call A's first form, one dry run per CTA at its start
@@ -555,6 +555,10 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
           // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
           // fits in 128).
           if constexpr (D == 128 && kWide) {
+            // KASCADE_WS_WARM=1 (tuning, session 10) with the early sparse pass too (bf16, 4 query heads per KV head).
+            if constexpr (GS == 4 && std::is_same_v<T, __nv_bfloat16>)
+              if (early && (s.variant & KASCADE_VARIANT_WS_REGS) && ws_warm_knob())
+                return launch_ws<T, D, GS, false, true, true, true, true>(s, a, out, st);
             if (early && (s.variant & KASCADE_VARIANT_WS_REGS))
               return launch_ws<T, D, GS, false, true, true, true>(s, a, out, st);
             if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);

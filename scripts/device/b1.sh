@@ -8,7 +8,7 @@
 #     output against variant 124's (crossRelErrVs124_* in its summary; the device check is the parity);
 #  2. ncu (warm L2: --cache-control none) of the reuse kernels at 128k batch 1 (attn_partial and the
 #     warp-specialised gather_ws, bit 32768), full set -> reuse-ncu.txt, per-kernel metrics -> reuse-ncu.csv;
-#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 168188,12816636)
+#  3. ncu of the anchor's kernels at 128k batch 1 (B1_NCU_ANCHOR_VARIANTS, default 12816636,46371068)
 #     -> anchor-ncu.csv, and of layer 0's -> layer0-ncu.csv (session 9; with B1_NOWRITES=1 also both passes without
 #     their logit writes -> anchor-nowrites-ncu.csv); the b1 select's phase times (KASCADE_B1_SELECT_TRACE=1) -> select-trace.log.
 #     B1_ANCHOR_KNOBS (NAME=VALUE list): the probe also times the anchor variants with bit 131072 under these
@@ -19,7 +19,8 @@
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 4292704).
 # Session 10: B1_REUSE_KNOBS (reuse timed under tuning knobs too, default KASCADE_WS_WARM=1; an entry joins several
-# knobs by '+'), B1_ANCHOR_KNOBS with B1_KNOB_VARIANTS / B1_KNOB_OPS (none by default), B1_512K=1 (the 512k probe,
+# knobs by '+'), B1_ANCHOR_KNOBS with B1_KNOB_VARIANTS / B1_KNOB_OPS (default KASCADE_WS_WARM=1 on 46371068's anchor),
+# B1_512K=1 (the 512k probe,
 # off by default), B1_FULL_NCU=1 (ncu's full set of the reuse kernel, off by default); the anchor's sparse pass traced
 # (KASCADE_WS_TRACE=1) per anchor variant -> anchor-ws-trace.log.
 set -u
@@ -42,8 +43,9 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # B its splits fill the SMs the phase-3 CTAs leave free: 15 per row at batch 1, as call A's KASCADE_B1_EARLY_SPLITS=15,
 # 113.63 us, where 16 took 117.95). The probe times layer 0 with each too (bit 33554432 does not change layer 0).
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-12816636,46371068}
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
-export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-}
+# 46371068's anchor also with KASCADE_WS_WARM=1 (its sparse pass's slots' merge warmed as reuse's, above).
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_WS_WARM=1}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068}
 export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
