@@ -192,16 +192,43 @@ __device__ __forceinline__ void stream_load_top16(const unsigned short* pr16, in
     w[u] = (u < tiles && x < n) ? __ldcg(reinterpret_cast<const uint4*>(pr16 + x)) : make_uint4(0u, 0u, 0u, 0u);
   }
 }
-// ... and those of tiles 2 h, 2 h + 1 as f32 scores with zero low bits, v[8 u + e] for tile 2 h + u.
-__device__ __forceinline__ void stream_top16_pair(const uint4 (&w)[4], int h, float (&v)[16]) {
+// ... and classified all 32 at once (the f32 score's top half, key i = 8 u + e at bits 16 (i & 1) of word (i & 7) / 2 of
+// w[u]: its first digit is bits 14..3 of that half), written from one pair of slot atomics per warp (as
+// stream_classify16 does for 16 keys): keys above binHi to o, the list's keys to cl (no scores: phase 4 computes them
+// from the intermediate).
+__device__ __forceinline__ unsigned top16_of(const uint4 (&w)[4], int i) {
+  const uint4 q = w[i >> 3];
+  const int p = (i & 7) >> 1;
+  const unsigned word = p == 0 ? q.x : (p == 1 ? q.y : (p == 2 ? q.z : q.w));
+  return (i & 1) ? (word >> 16) : (word & 0xffffu);
+}
+__device__ __forceinline__ void stream_classify_top16(const uint4 (&w)[4], int xt, int tiles, int n, unsigned binLo,
+                                                      unsigned binHi, int* cntA, int* cntC, int* o, int* cl) {
+  unsigned mA = 0u, mC = 0u;
 #pragma unroll
-  for (int u = 0; u < 2; ++u) {
-    const unsigned ws[4] = {w[2 * h + u].x, w[2 * h + u].y, w[2 * h + u].z, w[2 * h + u].w};
-#pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      v[8 * u + 2 * p] = __uint_as_float(ws[p] << 16);
-      v[8 * u + 2 * p + 1] = __uint_as_float(ws[p] & 0xffff0000u);
+  for (int i = 0; i < 32; ++i) {
+    const unsigned d = top16_of(w, i) >> 3;
+    const int x = xt + (i >> 3) * kStreamTile + (i & 7);
+    if ((i >> 3) < tiles && x < n) {
+      if (d > binHi) mA |= 1u << i;
+      else if (d >= binLo) mC |= 1u << i;
     }
+  }
+  const int ia = warp_inclusive_sum(__popc(mA)), ic = warp_inclusive_sum(__popc(mC));
+  int baseA = 0, baseC = 0;
+  if ((threadIdx.x & 31) == 31) {
+    if (ia > 0) baseA = atomicAdd(cntA, ia);
+    if (ic > 0) baseC = atomicAdd(cntC, ic);
+  }
+  baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - __popc(mA);
+  baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - __popc(mC);
+  for (unsigned m = mA; m; m &= m - 1) {
+    const int i = __ffs(m) - 1;
+    o[baseA++] = xt + (i >> 3) * kStreamTile + (i & 7);
+  }
+  for (unsigned m = mC; m; m &= m - 1) {
+    const int i = __ffs(m) - 1;
+    cl[baseC++] = xt + (i >> 3) * kStreamTile + (i & 7);
   }
 }
 

@@ -532,22 +532,16 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
     // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
     if (a.pooled16) {
-      // Bit 67108864: the rows' top halves, four tiles' loads a step (the same 64 bytes per thread in flight as two f32
-      // tiles), classified two tiles at a time; the listed keys' scores are recomputed in phase 4.
+      // Bit 67108864: the rows' top halves, four tiles a step (the same 64 bytes per thread in flight as two f32 tiles)
+      // and one pair of slot atomics per warp for all four; the listed keys' scores are recomputed in phase 4. (Call A:
+      // classified two tiles at a time, two atomic round trips a step, phase 3 took ~73 us against ~81.)
       const unsigned short* pr16 = reinterpret_cast<const unsigned short*>(a.pooled) + static_cast<size_t>(row) * nU;
       for (; t < tEnd; t += 4) {
         const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
         const int tiles4 = static_cast<int>(min(4LL, tEnd - t));
         uint4 w[4];
         stream_load_top16(pr16, xt, tiles4, n, w);
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          if (2 * h >= tiles4) break;
-          float v[16];
-          stream_top16_pair(w, h, v);
-          stream_classify16(v, xt + 2 * h * kStreamTile, min(2, tiles4 - 2 * h), n, binLo, binHi, st + 2, st + 3, o,
-                            cl, cv);
-        }
+        stream_classify_top16(w, xt, tiles4, n, binLo, binHi, st + 2, st + 3, o, cl);
       }
     } else {
       for (; t < tEnd; t += 2) {

@@ -53,7 +53,7 @@
 #      step maxima inside each step's u block; lost, removed), 85724284 = 18615420 | 67108864 and 71044348 = 3935484 |
 #      67108864 (bit 67108864: the stream select's pooled rows as 16-bit top halves), cuda-b1's 46371068 = 12816636 |
 #      33554432. Call B: the ops.ts defaults, 46371068, 68947068 = 1838204 | 67108864 and 71044348 (the pooled rows as
-#      16-bit top halves, phase 4's recompute pipelined), 136055932 = 1838204 | 134217728 (bit 134217728: the anchor's
+#      16-bit top halves, phase 3 one pair of slot atomics per four tiles, phase 4's recompute pipelined), 136055932 = 1838204 | 134217728 (bit 134217728: the anchor's
 #      sparse pass released after the select's phase 3, reading the lists as their ready counts allow) and 203164796 =
 #      68947068 | 134217728,
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
