@@ -43,6 +43,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "b1_early.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -267,12 +268,12 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   // ... (`ngroups` of them, NC per stage), so that the groups past the select's phase-2 count come last in every split.
   const int begin = early ? 0 : split * a.chunk, end = early ? a.topk : min(a.topk, begin + a.chunk);
   const int listGroups = (a.topk + 15) / 16;
-  const int ngroups = listGroups > split ? (listGroups - 1 - split) / a.splits + 1 : 0;
+  const int ngroups = b1_early_groups(listGroups, split, a.splits);  // early (b1_early.cuh)
   const int stages = early ? (ngroups + NC - 1) / NC : end > begin ? (end - begin + SK - 1) / SK : 0;
   // Group w (0..NC-1) of stage i: live (it has entries), and the list entry of its row `row`.
   auto group_live = [&](int i, int w) { return early ? i * NC + w < ngroups : begin + i * SK + w * 16 < end; };
   auto entry_of = [&](int i, int w, int row) {
-    return early ? ((i * NC + w) * a.splits + split) * 16 + row : begin + i * SK + w * 16 + row;
+    return early ? b1_early_group(i, w, NC, split, a.splits) * 16 + row : begin + i * SK + w * 16 + row;
   };
   const size_t kvBase = (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
   const T* kg = static_cast<const T*>(a.k) + kvBase;
