@@ -201,8 +201,23 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // (webgpu-decode-s10a.json) holds what lost (narrow teams, V accumulated across the subgroup, the
   // query in workgroup memory, the rescale skipped where the maximum stays).
   reuse: alternate(2, {}, { keysPerStep: 4 }, { keysPerStep: 4, targetWorkgroups: 1024 }, { keysPerStep: 6 }),
-  anchor: alternate(2, {}, SCORES_S9, { selectAggregate: 4 }, { selectAggregate: 2 }),
-  'dense-anchor': alternate(2, {}, LAYER0_S9, { selectAggregate: 4 }),
+  anchor: alternate(
+    2,
+    {},
+    SCORES_S9,
+    { selectAggregate: 4 },
+    { selectAggregate: 2 },
+    { streamPass: { targetWorkgroups: 8192 } },
+    { streamPass: { targetWorkgroups: 2048 } },
+  ),
+  'dense-anchor': alternate(
+    2,
+    {},
+    LAYER0_S9,
+    { selectAggregate: 4 },
+    { streamPass: { targetWorkgroups: 4096 } },
+    { streamPass: { targetWorkgroups: 1024 } },
+  ),
   dense: [],
 };
 
