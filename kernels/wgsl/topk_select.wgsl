@@ -9,9 +9,7 @@
 // histogram) and the folded one (five: each pass repeats the scan it depends on per workgroup).
 //
 // Prepended by the host: `const WG = 256u`, `const PER` (values per invocation in the per-chunk
-// passes: a chunk is WG * PER values); with `AGG` (rounds, needs subgroups) the histogram passes add
-// the lanes of a subgroup that share a bin with one workgroup atomic (session 10's candidate: random
-// pooled scores put most values of the first pass into a few bins, whose atomics serialise).
+// passes: a chunk is WG * PER values).
 
 struct Params {
   phase: u32,      // histogram pass 0, 1, 2
@@ -57,42 +55,12 @@ fn prefixMask(phase: u32) -> u32 {
   if (info.z > 0u) {
     for (var e = 0u; e < PER; e++) {
       let i = wid.x * CHUNK + e * WG + t;
-//#if AGG
-      // The subgroup's lanes of one bin add their count with one atomic: up to AGG rounds, each
-      // taking the smallest bin still pending (the first pass's values fall into a few bins), then
-      // one atomic per lane left.
-      var key = BINS;
-      if (i < info.y) {
-        let v = vals[info.x + i];
-        if ((v & pm) == prefix) {
-          key = (v >> shift) & dm;
-        }
-      }
-      var pending = key < BINS;
-      for (var r = 0u; r < AGG; r++) {
-        if (!subgroupAny(pending)) {
-          break;
-        }
-        let mb = subgroupMin(select(BINS, key, pending));
-        let hit = pending && key == mb;
-        let c = subgroupAdd(select(0u, 1u, hit));
-        let leader = subgroupMin(select(0xFFFFFFFFu, sgLane, hit));
-        if (sgLane == leader) {
-          atomicAdd(&lh[mb], c);
-        }
-        pending = pending && !hit;
-      }
-      if (pending) {
-        atomicAdd(&lh[key], 1u);
-      }
-//#else
       if (i < info.y) {
         let v = vals[info.x + i];
         if ((v & pm) == prefix) {
           atomicAdd(&lh[(v >> shift) & dm], 1u);
         }
       }
-//#endif
     }
   }
   workgroupBarrier();
@@ -212,9 +180,6 @@ var<workgroup> ceq: atomic<u32>;
 // Grid: (chunks, rows). Histogram of the current digit among the values that match the prefix.
 @compute @workgroup_size(WG)
 fn select_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
-//#if AGG
-               @builtin(subgroup_invocation_id) sgLane: u32,
-//#endif
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
   for (var i = t; i < BINS; i += WG) {
@@ -303,9 +268,6 @@ var<workgroup> found: vec2<u32>;
 // digit `phase` among the values that match the prefix.
 @compute @workgroup_size(WG)
 fn fold_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
-//#if AGG
-             @builtin(subgroup_invocation_id) sgLane: u32,
-//#endif
              @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = rowOf(wid, nwg);
   let hb = row * 3u * BINS;

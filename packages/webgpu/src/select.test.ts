@@ -41,7 +41,7 @@ const ROWS: Row[] = [
 
 async function runSelect(
   gpu: KascadeGPU,
-  variant: 'classic' | 'classic8' | 'classic16' | 'folded' | 'classicAgg4' | 'foldedAgg1',
+  variant: 'classic' | 'classic8' | 'classic16' | 'folded',
   vals: GPUBuffer,
   info: Uint32Array,
   rows: number,
@@ -63,9 +63,7 @@ async function runSelect(
     };
     const per = variant.endsWith('16') ? 16 : variant.endsWith('8') ? 8 : undefined;
     const schedule = variant.startsWith('folded') ? ('folded' as const) : undefined;
-    // ...Agg<n>: the subgroup-aggregated histogram atomics, n rounds.
-    const agg = variant.includes('Agg') ? Number(variant.slice(variant.indexOf('Agg') + 3)) : undefined;
-    encodeSelect(gpu, pass, { ...args, valuesPerInvocation: per, schedule, aggregateRounds: agg });
+    encodeSelect(gpu, pass, { ...args, valuesPerInvocation: per, schedule });
     pass.end();
     gpu.flushParams();
     gpu.device.queue.submit([enc.finish()]);
@@ -107,10 +105,7 @@ describe.skipIf(!probe.context)('radix select (topk_select.wgsl)', () => {
     const classic = await runSelect(gpu, 'classic', vals, info, ROWS.length, maxLength, outTotal);
     // Larger chunks (8 and 16 values per invocation) and the folded schedule: the same output; the
     // folded one twice (its three histograms must have been cleared by its own write pass).
-    // And the subgroup-aggregated histograms (4 rounds classic, 1 folded).
-    const variants = ['classic8', 'classic16', 'folded', 'folded'] as const;
-    const aggregated = gpu.info.hasSubgroups ? (['classicAgg4', 'foldedAgg1'] as const) : [];
-    for (const variant of [...variants, ...aggregated]) {
+    for (const variant of ['classic8', 'classic16', 'folded', 'folded'] as const) {
       const wide = await runSelect(gpu, variant, vals, info, ROWS.length, maxLength, outTotal);
       expect(Array.from(wide), variant).toEqual(Array.from(classic));
     }

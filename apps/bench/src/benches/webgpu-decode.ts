@@ -101,7 +101,6 @@ type Tuning = Pick<
   | 'xorLayout'
   | 'teamWidth'
   | 'laneStats'
-  | 'selectAggregate'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -151,8 +150,6 @@ const PARITY_OPTIONS: Tuning[] = [
   // Session 10.
   LAYER0_NARROW,
   { streamPass: { laneStats: true } },
-  { selectAggregate: 4 },
-  { selectAggregate: 2, selectSchedule: 'classic' },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -195,29 +192,15 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // K/V piece unpacked once per key (45.0 against 44.7, dense 201 against 196), the lazy rescale
   // (45.8, dense 203), the reuse with the transposed reduction (50.3 and 50.6) and with it on
   // permuted slots (84.0 and 84.8).
-  // Session 10, call B: the new defaults at many rows (layer 0's pass on teams of 8 lanes, the anchors'
-  // scores pass with each lane's own softmax statistics) against session 9's, the select's histogram
-  // atomics aggregated per subgroup, and the reuse at fewer keys per step (fewer registers). Call A
-  // (webgpu-decode-s10a.json) holds what lost (narrow teams, V accumulated across the subgroup, the
-  // query in workgroup memory, the rescale skipped where the maximum stays).
-  reuse: alternate(2, {}, { keysPerStep: 4 }, { keysPerStep: 4, targetWorkgroups: 1024 }, { keysPerStep: 6 }),
-  anchor: alternate(
-    2,
-    {},
-    SCORES_S9,
-    { selectAggregate: 4 },
-    { selectAggregate: 2 },
-    { streamPass: { targetWorkgroups: 8192 } },
-    { streamPass: { targetWorkgroups: 2048 } },
-  ),
-  'dense-anchor': alternate(
-    2,
-    {},
-    LAYER0_S9,
-    { selectAggregate: 4 },
-    { streamPass: { targetWorkgroups: 4096 } },
-    { streamPass: { targetWorkgroups: 1024 } },
-  ),
+  // Session 10, call C (final): the new defaults at many rows (layer 0's pass on teams of 8 lanes, the
+  // anchors' scores pass with each lane's own softmax statistics) against session 9's. Calls A and B
+  // (webgpu-decode-s10a.json, -s10b.json) hold what lost: narrow teams elsewhere, V accumulated
+  // across the subgroup (by head too), the query in workgroup memory, the rescale skipped where the
+  // maximum stays, the select's histogram atomics aggregated per subgroup, the reuse at 4 or 6 keys
+  // per step.
+  reuse: [],
+  anchor: alternate(2, {}, SCORES_S9),
+  'dense-anchor': alternate(2, {}, LAYER0_S9),
   dense: [],
 };
 
@@ -506,24 +489,12 @@ const bench: Bench = {
           gpu.device.queue.writeBuffer(rowInfo, 0, info);
           const pooled = gpu.scratchBuffer('decode.pooled', rowsN * n * 4);
           const outs: Record<string, GPUBuffer> = {};
-          // Session 10: the histogram atomics aggregated per subgroup and bin (`agg<rounds>`).
-          const SELECT_VARIANTS: Record<
-            string,
-            { valuesPerInvocation: 4 | 8 | 16; schedule?: 'classic' | 'folded'; aggregateRounds?: number }
-          > = {
+          const SELECT_VARIANTS = {
             classic: { valuesPerInvocation: 4 },
             classic8: { valuesPerInvocation: 8 },
             folded8: { valuesPerInvocation: 8, schedule: 'folded' },
             folded16: { valuesPerInvocation: 16, schedule: 'folded' },
-            ...(gpu.info.hasSubgroups
-              ? {
-                  classic8agg4: { valuesPerInvocation: 8, aggregateRounds: 4 },
-                  classic8agg2: { valuesPerInvocation: 8, aggregateRounds: 2 },
-                  folded8agg4: { valuesPerInvocation: 8, schedule: 'folded', aggregateRounds: 4 },
-                  folded8agg2: { valuesPerInvocation: 8, schedule: 'folded', aggregateRounds: 2 },
-                }
-              : {}),
-          };
+          } as const;
           for (const [variant, options] of Object.entries(SELECT_VARIANTS)) {
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);
             outs[variant] = selOut;

@@ -180,11 +180,6 @@ export interface DecodeArgs {
    */
   readonly selectSchedule?: SelectSchedule;
   /**
-   * Anchors, with subgroups: the select's histogram passes add a subgroup's lanes of one bin with one
-   * atomic, up to this many bins per subgroup and value (0: off, the default; for tuning).
-   */
-  readonly selectAggregate?: number;
-  /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
    * `select`: and the Top-k, without the sparse pass. `split` (any role): the first split pass alone,
@@ -714,7 +709,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     tag: 'decode',
     valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
     schedule,
-    aggregateRounds: a.selectAggregate ?? 0,
   });
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {

@@ -1,5 +1,5 @@
 import type { KascadeGPU } from '../context.js';
-import { WebGPUFeatureError, WebGPULimitError, WebGPUShapeError } from '../errors.js';
+import { WebGPULimitError, WebGPUShapeError } from '../errors.js';
 import { type Pass, packParams } from './common.js';
 
 const WG = 256;
@@ -44,11 +44,6 @@ export function encodeSelect(
     valuesPerInvocation?: 4 | 8 | 16;
     /** `classic` (default) or `folded` ({@link SelectSchedule}); both give the same output. */
     schedule?: SelectSchedule;
-    /**
-     * Subgroups only: the histogram passes add the lanes of a subgroup that share a bin with one
-     * workgroup atomic, up to this many bins per subgroup and value (0: off, the default).
-     */
-    aggregateRounds?: number;
   },
 ): void {
   const { rows, maxLength } = args;
@@ -77,14 +72,7 @@ export function encodeSelect(
   const hist = gpu.scratchBuffer(folded ? 'select.hist3' : 'select.hist', rows * perRow * BINS * 4);
   const state = gpu.scratchBuffer(`select.state${folded ? '3' : ''}.${args.tag}`, rows * perRow * 8);
   const counts = gpu.scratchBuffer(`select.counts.${args.tag}`, rows * chunks * 8);
-  const agg = args.aggregateRounds ?? 0;
-  if (!(Number.isInteger(agg) && agg >= 0 && agg <= 32)) {
-    throw new WebGPUShapeError(`aggregateRounds must be an integer in 0..32, got ${agg}`);
-  }
-  if (agg > 0 && !gpu.info.hasSubgroups) {
-    throw new WebGPUFeatureError('subgroups', 'the aggregated Top-k histogram needs the subgroups feature');
-  }
-  const defines = { WG, PER: per, ...(agg > 0 ? { AGG: agg, SUBGROUPS: true } : {}) };
+  const defines = { WG, PER: per };
   const B = [
     [0, 'uniform'],
     [1, 'read'],
