@@ -70,7 +70,10 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Session 9 (call B's bench at 2b5dca9): 12816636 = 168188 | 65536 | 4194304 | 8388608, the logits kept in L2 and
   // dropped by the select (the sparse pass copies K rows, with the register split and the wide gather's epilogue): 8k
   // 33.50 against 168188's 33.33 us, 32k 49.82 against 53.71, 128k 113.55 against 121.44.
-  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 12816636 },
+  // Session 10 (call B's bench at e5ca618): 46371068 = 12816636 | 33554432, the sparse pass started on the b1 select's
+  // phase-2 indices beside its phase 3 (its splits in the SMs the phase-3 CTAs leave free): 8k 33.62 against 33.65 us,
+  // 32k 48.58 against 49.92, 128k 109.84 against 114.00 (512k: 439.52 against 438.00; 32956 stays beyond 256k).
+  { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 46371068 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
   // Session 7: beyond 16k the anchor's sparse pass reads the scores from the f16 intermediate (789628 = 265340 |
