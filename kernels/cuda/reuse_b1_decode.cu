@@ -126,10 +126,8 @@ constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 // The row's last CTA's merge of the W gather (session 8): every thread issues its share of the slots' (m, l) AND o
 // loads at once (one L2 round trip, where merge_row_if_last reads (m, l), then o), merging online: kTpo threads per
 // output float4, each over slots sub, sub + kTpo, ..., then combined across the kTpo lanes by shuffles.
-// dry (KASCADE_WS_WARM, below): no load, no store, every step's instructions run.
 template <typename T, int D, int GS, int NT>
-__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out,
-                                               bool dry) {
+__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out) {
   constexpr int kOut4 = GS * D / 4;  // the row's output float4s
   constexpr int kTpo = NT / kOut4;   // threads per output float4
   static_assert(kTpo >= 1 && kTpo <= 32 && (kTpo & (kTpo - 1)) == 0, "threads per output: a power of two <= 32");
@@ -152,8 +150,8 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
 #pragma unroll
     for (int u = 0; u < kPer; ++u) {
       const int x = x0 + sub + kTpo * u;
-      const bool ok = x < S && !dry;
-      mm[u] = ok ? __ldcg(ml + 2 * x) : dry ? 0.f : -INFINITY;  // dry: finite, so every step runs
+      const bool ok = x < S;
+      mm[u] = ok ? __ldcg(ml + 2 * x) : -INFINITY;
       ll[u] = ok ? __ldcg(ml + 2 * x + 1) : 0.f;
       oo[u] = ok ? __ldcg(reinterpret_cast<const float4*>(po + static_cast<size_t>(x) * D)) : make_float4(0.f, 0.f, 0.f, 0.f);
     }
@@ -184,7 +182,7 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
     fold(O, ca, Oo, cb);
     M = Mn;
   }
-  if (sub == 0 && !dry) {
+  if (sub == 0) {
     T* op = out + (bh0 + h) * D + d;
     op[0] = from_float<T>(O.x / L);
     op[1] = from_float<T>(O.y / L);
@@ -215,13 +213,8 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
 }
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
-// E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below). WM (session 10, tuning knob
-// KASCADE_WS_WARM=1; wide gathers with the register split, bf16, GS 4): every CTA of the row runs the slots' merge after its
-// arrival, dry (no load, no store: ws_merge_slots) unless it is the row's last, so the merge's instructions are in L2
-// when the last CTA needs them (a guess: they run once per row, at the very end, after 54 MB of K / V went through L2,
-// and this one L2 round trip took 1.7 us in session 9's trace; call A's first form, one dry run per CTA at its start
-// through a noinline copy, took 23.62 against 21.63 us, its merge 2.2 us: the call's spills).
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
+// E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
@@ -406,15 +399,9 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
                                                      static_cast<T*>(a.out), W ? nullptr : ctr, true);
   if constexpr (W) {
     if (marks && tid == 0) ws_mark(5);
-    if constexpr (WM) {
-      if (ctr) {
-        const bool last = wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits);
-        if (marks && last && tid == 0) ws_mark(6);
-        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), !last);
-      }
-    } else if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
+    if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
       if (marks && tid == 0) ws_mark(6);
-      ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), false);
+      ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
     }
   }
   if (marks && tid == 0) ws_mark(3);
@@ -466,16 +453,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E, bool WM>
+template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -486,20 +473,20 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
-    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E, WM>(s, a, out, st);
+    if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E, WM>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   // E (bit 33554432): the grid starts while the select's phase-3 CTAs (one per selection row) still hold their SMs, and
@@ -514,7 +501,7 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
@@ -531,10 +518,6 @@ int ws_splits(const KascadeDecodeShape& s, int listLen, int perSm, int* chunk) {
   return grain_split_count(rows, listLen, static_cast<long long>(perSm) * device_sm_count(), kWsGroup, chunk);
 }
 
-static bool ws_warm_knob() {  // KASCADE_WS_WARM=1, read per call
-  const char* e = std::getenv("KASCADE_WS_WARM");
-  return e && e[0] == '1';
-}
 
 cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
@@ -556,22 +539,12 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
           // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
           // fits in 128).
           if constexpr (D == 128 && kWide) {
-            // KASCADE_WS_WARM=1 (tuning, session 10) with the early sparse pass too (bf16, 4 query heads per KV head).
-            if constexpr (GS == 4 && std::is_same_v<T, __nv_bfloat16>)
-              if (early && (s.variant & KASCADE_VARIANT_WS_REGS) && ws_warm_knob())
-                return launch_ws<T, D, GS, false, true, true, true, true>(s, a, out, st);
             if (early && (s.variant & KASCADE_VARIANT_WS_REGS))
               return launch_ws<T, D, GS, false, true, true, true>(s, a, out, st);
             if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);
           }
-          if constexpr (D == 128) {
-            // KASCADE_WS_WARM=1 (tuning, session 10): the slots' merge warmed (WM), wide CTAs with the register split
-            // (bf16, 4 query heads per KV head: the benches' shape).
-            if constexpr (kWide && GS == 4 && std::is_same_v<T, __nv_bfloat16>)
-              if ((s.variant & KASCADE_VARIANT_WS_REGS) && ws_warm_knob())
-                return launch_ws<T, D, GS, false, true, true, false, true>(s, a, out, st);
+          if constexpr (D == 128)
             if (s.variant & KASCADE_VARIANT_WS_REGS) return launch_ws<T, D, GS, false, true, kWide>(s, a, out, st);
-          }
           return launch_ws<T, D, GS, false, false, kWide>(s, a, out, st);
         };
         // Bit 64 (session 8): one wide CTA per SM, at head dim 128.

@@ -18,9 +18,8 @@
 #     default) ncu's per-instruction stall samples (SASS) of one ws gather launch per variant -> reuse-sass-<v>.csv.
 # Built here first: node packages/cuda/native/build.mjs --strict && node packages/cuda/scripts/bundle-device.mjs --core-from-git
 # Env: B1_REUSE_VARIANTS, B1_DENSE_VARIANTS, B1_ANCHOR_VARIANTS, B1_SWEEP (the probe's lists), B1_NCU_VARIANTS (default 4292704).
-# Session 10: B1_REUSE_KNOBS (reuse timed under tuning knobs too, default KASCADE_WS_WARM=1; an entry joins several
-# knobs by '+'), B1_ANCHOR_KNOBS with B1_KNOB_VARIANTS / B1_KNOB_OPS (default KASCADE_WS_WARM=1 on 46371068's anchor),
-# B1_512K=1 (the 512k probe,
+# Session 10: B1_REUSE_KNOBS (reuse timed under tuning knobs too, none by default; an entry joins several knobs by
+# '+'), B1_ANCHOR_KNOBS with B1_KNOB_VARIANTS / B1_KNOB_OPS (limits to those anchor variants / ops), B1_512K=1 (the 512k probe,
 # off by default), B1_FULL_NCU=1 (ncu's full set of the reuse kernel, off by default); the anchor's sparse pass traced
 # (KASCADE_WS_TRACE=1) per anchor variant -> anchor-ws-trace.log.
 set -u
@@ -28,24 +27,20 @@ set -u
 t0=$(date +%s)
 say() { echo "[b1 +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-# Session 10: the default 4292704 (98400 | 4194304: the wide gather with session 9's epilogue), timed as is and with
-# KASCADE_WS_WARM=1 (call B's form: every CTA runs the slots' merge after its arrival, dry unless the row's last, so the
-# merge's instructions are in L2 for the last CTA; reuse_b1_decode.cu). Call A: its first form (a dry run at each CTA's
-# start through a noinline copy) 23.62 against 21.63 us, and KASCADE_WS_STEAL=15 (the last 15 % of each row's groups
-# claimed from a per-row counter) 23.78: both removed.
+# Session 10: the default 4292704 (98400 | 4194304: the wide gather with session 9's epilogue). (Session 10's reuse knobs
+# lost and were removed: KASCADE_WS_WARM, the slots' merge run dry by every CTA, KASCADE_WS_STEAL, the rows' last groups
+# claimed from a per-row counter; packages/cuda/README.md, batch 1, tenth session.)
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704}
-export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_WARM=1}
+export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
-# Session 10: session 9's default 12816636 = 168188 | 65536 | 4194304 | 8388608 against 46371068 = 12816636 | 33554432
-# (the anchor's sparse pass started on the b1 select's phase-2 indices while its phase 3 finishes the rows; since call
-# B its splits fill the SMs the phase-3 CTAs leave free: 15 per row at batch 1, as call A's KASCADE_B1_EARLY_SPLITS=15,
-# 113.63 us, where 16 took 117.95). The probe times layer 0 with each too (bit 33554432 does not change layer 0).
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-12816636,46371068}
-# 46371068's anchor also with KASCADE_WS_WARM=1 (its sparse pass's slots' merge warmed as reuse's, above).
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_WS_WARM=1}
-export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068}
+# Session 10: the default 46371068 = 12816636 | 33554432 (the anchor's sparse pass started on the b1 select's phase-2
+# indices while its phase 3 finishes the rows, its splits in the SMs the phase-3 CTAs leave free) against session 9's
+# 12816636 = 168188 | 65536 | 4194304 | 8388608. The probe times layer 0 with each too (bit 33554432 does not change it).
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,12816636}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-}
 export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
@@ -98,10 +93,6 @@ say "anchor ws trace done"; grep "ws trace\|== anchor" "$JOB_OUT/anchor-ws-trace
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
-# Session 10: the same with KASCADE_WS_WARM=1 (the slots' merge warmed).
-KASCADE_WS_WARM=1 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" \
-  > "$JOB_OUT/ws-trace-warm.log" 2>&1
-say "ws trace (warm) exit $?"; grep "ws trace" "$JOB_OUT/ws-trace-warm.log" | head -8
 # The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
 # Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
@@ -115,11 +106,6 @@ say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none --cache-control none \
   -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/reuse-ncu.csv" 2> "$JOB_OUT/reuse-ncu.err"
 say "ncu metrics exit $?"
-# Session 10: ...and with KASCADE_WS_WARM=1.
-KASCADE_WS_WARM=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 30 "$NCU" --clock-control none \
-  --cache-control none -k regex:'attn_partial|gather_ws' --metrics "$metrics" --csv node "$probe" \
-  > "$JOB_OUT/reuse-warm-ncu.csv" 2> "$JOB_OUT/reuse-warm-ncu.err"
-say "ncu metrics (warm) exit $?"
 # Session 9, B1_NOWRITES=1 (call A ran it): the scores pass and layer 0's pass without their logit writes
 # (KASCADE_DEBUG_NO_LOGIT_WRITES=1, diagnosis only: wrong selections) at 128k batch 1, 168188.
 if [ "${B1_NOWRITES:-0}" = 1 ]; then
