@@ -126,12 +126,10 @@ enum KascadeDecodeVariant {
                                                // indices while phase 3 still finishes the rows (a ready count per row
                                                // in the select's state, release / acquire); the ws gather takes its
                                                // split's 16-entry groups interleaved, so every split's late groups
-                                               // come last
-  KASCADE_VARIANT_POOLED16 = 67108864,  // cuda-anchor, session 10 (anchors with bit 1024): the stream select keeps its
-                                        // pooled rows as the top 16 bits of each f32 score (the 12-bit first digit
-                                        // exact: half the bytes written in phase 1 and read in phase 3, which takes
-                                        // four tiles a step), and phase 4 recomputes its listed keys' scores from the
-                                        // intermediate (select_common.cuh, u16_pool_keys)
+                                               // come last, and its splits fill the SMs the select's phase-3 CTAs
+                                               // leave free (b1_early.cuh)
+  // (Session 10: bit 67108864 was cuda-anchor's pooled16, the stream select's pooled rows as 16-bit top halves with phase
+  // 4 recomputing its list's scores; it lost in calls A and B and was removed.)
   KASCADE_VARIANT_U16_EARLY_SPARSE = 134217728,  // cuda-anchor, session 10 (the anchor with bits 1024 and 524288): the
                                                  // stream select publishes each row's written index count after its
                                                  // phase 3 and releases the sparse pass (programmatic dependent launch),

@@ -36,6 +36,16 @@
 //   memory; this H200 holds only 7 clusters of 10-16 CTAs at one CTA per SM (9 of 9, 15 of 8), so 8 rows ran as
 //   9-CTA clusters on 72 SMs: reuse 25.25 against 22.46 us at 128k batch 1 (call B: 25.41 against the wide CTAs'
 //   21.73); removed.)
+//   33554432 (session 10; the anchor's sparse pass after the b1 select, K rows, W; template flag E): the early sparse
+//   pass. The grid starts after the select's barrier 2 (programmatic dependent launch) and reads the index list as the
+//   select's per-row ready count allows (a.early: state word kB1ReadyInt, ld.acquire; an entry past it is loaded at its
+//   stage's issue after polling), not after the select's grid; each split takes the row's 16-entry groups split,
+//   split + splits, ... (b1_early.cuh), so the groups phase 3 writes last come last in every split; the splits fill the
+//   SMs the select's phase-3 CTAs leave free; griddepcontrol.wait only at the end.
+//   (Session 10, lost and removed: tuning knobs KASCADE_WS_WARM, the slots' merge run dry first, once per CTA at its
+//   start through a noinline copy (call A: reuse 23.62 against 21.63 us at 128k batch 1) and then by every CTA after
+//   its arrival (call B: 21.41 against 21.63, the last CTA's merge unchanged at 1.7 us), and KASCADE_WS_STEAL=15, each
+//   row's last 15 % of groups claimed one group at a time from a per-row counter (call A: 23.78 against 21.63).)
 //   The other bits do not change this kernel.
 #include <algorithm>
 #include <cstdio>

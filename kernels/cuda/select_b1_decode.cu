@@ -21,6 +21,10 @@
 //            as the multi-pass select). The CTA then zeroes the row's histogram and counters for the
 //            next launch's phase 1 (the scores pass zeroes them too with bit 8; without it the host
 //            clears them first).
+// Bit 33554432 (session 10, the anchor's early sparse pass; publish): the row's phase-3 CTA stores the row's ready count
+// (entries written + 1) at state word kB1ReadyInt with release semantics, phase 2's count right after barrier 2 (it has
+// acquired those writes through the barrier) and the whole list after phase 3; it leaves that word for the next scores
+// pass (bit 8) or the next select's memset to clear.
 // Exactly k distinct indices per row, order free. Global traffic: the logits once, the pooled scores
 // written once and read twice (L2 at batch 1), the candidates. The candidate list lies after the logits
 // in the workspace (workspace_layout): the logits stay intact for the anchor's sparse pass (the ws
