@@ -163,102 +163,18 @@ __device__ __forceinline__ void stream_pool8(bool u16, int layout, const __half*
   for (int e = 0; e < 8; ++e)
     if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
 }
-// stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..]
-// (f32), or (pr16 set, bit 67108864) as their top 16 bits at pr16[x ..] (truncated: the first digit stays exact).
+// stream_pool8's scores counted in the shared 12-bit first-digit histogram sh (bits 30..19) and stored at pr[x ..].
 template <int GS>
 __device__ __forceinline__ void stream_pool8_hist(bool u16, int layout, const __half* u, const float* m16,
                                                   const float* logits, size_t bh0, int n, int nU, int x, const float* Mh, const float* iL,
-                                                  unsigned* sh, float* pr, unsigned short* pr16 = nullptr) {
+                                                  unsigned* sh, float* pr) {
   float S[8];
   stream_pool8<GS>(u16, layout, u, m16, logits, bh0, n, nU, x, Mh, iL, S);
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
-  if (pr16) {
-    auto top2 = [&](int e) { return (__float_as_uint(S[e]) >> 16) | (__float_as_uint(S[e + 1]) & 0xffff0000u); };
-    *reinterpret_cast<uint4*>(pr16 + x) = make_uint4(top2(0), top2(2), top2(4), top2(6));
-    return;
-  }
   reinterpret_cast<float4*>(pr + x)[0] = make_float4(S[0], S[1], S[2], S[3]);
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
-}
-
-// Bit 67108864's phase-3 loads: the pooled rows' top halves of keys xt + u kStreamTile + e (u < tiles <= 4, e < 8),
-// eight a 16-byte word w[u] (all four tiles' loads issued before any is used; zeros past n), ...
-__device__ __forceinline__ void stream_load_top16(const unsigned short* pr16, int xt, int tiles, int n, uint4 (&w)[4]) {
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int x = xt + u * kStreamTile;
-    w[u] = (u < tiles && x < n) ? __ldcg(reinterpret_cast<const uint4*>(pr16 + x)) : make_uint4(0u, 0u, 0u, 0u);
-  }
-}
-// ... and classified all 32 at once (the f32 score's top half, key i = 8 u + e at bits 16 (i & 1) of word (i & 7) / 2 of
-// w[u]: its first digit is bits 14..3 of that half), written from one pair of slot atomics per warp (as
-// stream_classify16 does for 16 keys): keys above binHi to o, the list's keys to cl (no scores: phase 4 computes them
-// from the intermediate).
-__device__ __forceinline__ unsigned top16_of(const uint4 (&w)[4], int i) {
-  const uint4 q = w[i >> 3];
-  const int p = (i & 7) >> 1;
-  const unsigned word = p == 0 ? q.x : (p == 1 ? q.y : (p == 2 ? q.z : q.w));
-  return (i & 1) ? (word >> 16) : (word & 0xffffu);
-}
-__device__ __forceinline__ void stream_classify_top16(const uint4 (&w)[4], int xt, int tiles, int n, unsigned binLo,
-                                                      unsigned binHi, int* cntA, int* cntC, int* o, int* cl) {
-  unsigned mA = 0u, mC = 0u;
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const unsigned d = top16_of(w, i) >> 3;
-    const int x = xt + (i >> 3) * kStreamTile + (i & 7);
-    if ((i >> 3) < tiles && x < n) {
-      if (d > binHi) mA |= 1u << i;
-      else if (d >= binLo) mC |= 1u << i;
-    }
-  }
-  const int ia = warp_inclusive_sum(__popc(mA)), ic = warp_inclusive_sum(__popc(mC));
-  int baseA = 0, baseC = 0;
-  if ((threadIdx.x & 31) == 31) {
-    if (ia > 0) baseA = atomicAdd(cntA, ia);
-    if (ic > 0) baseC = atomicAdd(cntC, ic);
-  }
-  baseA = __shfl_sync(0xffffffffu, baseA, 31) + ia - __popc(mA);
-  baseC = __shfl_sync(0xffffffffu, baseC, 31) + ic - __popc(mC);
-  for (unsigned m = mA; m; m &= m - 1) {
-    const int i = __ffs(m) - 1;
-    o[baseA++] = xt + (i >> 3) * kStreamTile + (i & 7);
-  }
-  for (unsigned m = mC; m; m &= m - 1) {
-    const int i = __ffs(m) - 1;
-    cl[baseC++] = xt + (i >> 3) * kStreamTile + (i & 7);
-  }
-}
-
-// Bit 67108864's phase 4: the pooled scores S[i] of the U keys xs[i] (< 0: none, S 0) of the KV-head row whose query-head
-// rows start at bh0, from the f16 intermediate (any layout) with the arithmetic of stream_pool8 (per head in order,
-// c_h = 2^(m16_h - M_h - 15) / L_h, S = fma(u_h, c_h, S)); every key's loads are issued before any is used.
-template <int GS, int U>
-__device__ __forceinline__ void u16_pool_keys(const __half* u, const float* m16, size_t bh0, const int (&xs)[U], int nU,
-                                              int layout, const float* Mh, const float* iL, float (&S)[U]) {
-  float mv[U][GS];
-  __half uv[U][GS];
-#pragma unroll
-  for (int k = 0; k < U; ++k) {
-    const int x = xs[k] < 0 ? 0 : xs[k];
-#pragma unroll
-    for (int h = 0; h < GS; ++h) {
-      mv[k][h] = __ldg(m16 + u16_m16_index(bh0, h, x, nU, GS, layout));
-      uv[k][h] = __ldg(u + u16_index(bh0, h, x, nU, GS, layout));
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < U; ++k) {
-    S[k] = 0.f;
-#pragma unroll
-    for (int h = 0; h < GS; ++h) {
-      const float c = exp2f(mv[k][h] - Mh[h] - kU16ScaleLog2) * iL[h];
-      S[k] = fmaf(__half2float(uv[k][h]), c, S[k]);
-    }
-    if (xs[k] < 0) S[k] = 0.f;
-  }
 }
 
 // The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the

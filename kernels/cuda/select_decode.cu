@@ -468,12 +468,9 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
     const size_t bh0 = row_stats(row);
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
-    // Bit 67108864: the rows as u16 (the scores' top halves).
-    unsigned short* pr16 =
-        a.pooled16 ? reinterpret_cast<unsigned short*>(a.pooled) + static_cast<size_t>(row) * nU : nullptr;
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-      if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr, pr16);
+      if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
@@ -531,26 +528,12 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted. Session 8, call A: the next tiles
     // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
     // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
-    if (a.pooled16) {
-      // Bit 67108864: the rows' top halves, four tiles a step (the same 64 bytes per thread in flight as two f32 tiles)
-      // and one pair of slot atomics per warp for all four; the listed keys' scores are recomputed in phase 4. (Call A:
-      // classified two tiles at a time, two atomic round trips a step, phase 3 took ~73 us against ~81.)
-      const unsigned short* pr16 = reinterpret_cast<const unsigned short*>(a.pooled) + static_cast<size_t>(row) * nU;
-      for (; t < tEnd; t += 4) {
-        const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-        const int tiles4 = static_cast<int>(min(4LL, tEnd - t));
-        uint4 w[4];
-        stream_load_top16(pr16, xt, tiles4, n, w);
-        stream_classify_top16(w, xt, tiles4, n, binLo, binHi, st + 2, st + 3, o, cl);
-      }
-    } else {
-      for (; t < tEnd; t += 2) {
-        const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-        const int tiles2 = t + 1 < tEnd ? 2 : 1;
-        float v[16];
-        stream_load16(pr, xt, tiles2, n, v);
-        stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
-      }
+    for (; t < tEnd; t += 2) {
+      const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+      const int tiles2 = t + 1 < tEnd ? 2 : 1;
+      float v[16];
+      stream_load16(pr, xt, tiles2, n, v);
+      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
     }
     t = tEnd;
   }
@@ -587,31 +570,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     float* cv = a.candVal + static_cast<size_t>(r) * n;
     int* o = a.out + static_cast<size_t>(r) * k;
     const bool cached = C <= kStreamCache;
-    if (a.pooled16) {
-      // Bit 67108864: phase 3 listed the keys with their scores' top halves only; their pooled scores again, from the
-      // intermediate (row_stats4: this row's heads' max and 1 / sum; it starts with a barrier).
-      const size_t bh0 = row_stats4(r);
-      // U keys a round per thread (16 heads' loads in flight), the next round's keys loaded during this one. (Call A:
-      // with 8 heads a round and each round's keys loaded before its u / m16, phase 4 took ~76 us against ~39.)
-      constexpr int U = GS >= 8 ? 2 : (GS >= 4 ? 4 : 8);
-      constexpr int R = U * kStreamThreads;
-      int xs[U];
-#pragma unroll
-      for (int q = 0; q < U; ++q) xs[q] = tid + q * kStreamThreads < C ? __ldcg(cl + tid + q * kStreamThreads) : -1;
-      for (int i0 = tid; i0 < C; i0 += R) {
-        int xn[U];
-#pragma unroll
-        for (int q = 0; q < U; ++q) xn[q] = i0 + R + q * kStreamThreads < C ? __ldcg(cl + i0 + R + q * kStreamThreads) : -1;
-        float S[U];
-        u16_pool_keys<GS, U>(a.u, a.m16, bh0, xs, nU, a.layout, Mh, iL, S);
-#pragma unroll
-        for (int q = 0; q < U; ++q) {
-          if (xs[q] >= 0) cv[i0 + q * kStreamThreads] = S[q];
-          xs[q] = xn[q];
-        }
-      }
-    }
-    __syncthreads();  // the previous row's use of sh / cache / cnt is done (bit 67108864: cv rewritten)
+    __syncthreads();  // the previous row's use of sh / cache / cnt is done
     if (cached)
       for (int i = tid; i < C; i += kStreamThreads) cache[i] = __ldcg(cv + i);
     if (tid == 0) {
@@ -662,7 +621,6 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.topk = topk;
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
-  a.pooled16 = (a.u16 && (s.variant & KASCADE_VARIANT_POOLED16)) ? 1 : 0;
   a.early = (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE)) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;

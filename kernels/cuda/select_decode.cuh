@@ -33,7 +33,6 @@ cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspa
 struct StreamSelectArgs {
   int n, nU, heads, kvHeads, splits, topk, tiles, u16, capacity;
   int layout;     // bit 1048576 (with u16): the intermediate's order (select_plan.h, u16_layout)
-  int pooled16;   // bit 67108864 (with u16): pooled rows as u16 (the f32 score's top half), [rows][nU] u16
   int early;      // bit 134217728 (with u16 and 524288): ready counts at state word kB1ReadyInt, the sparse pass released
                   // after phase 3, the rows' softmax statistics kept in their histogram rows from phase 2
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
@@ -44,7 +43,7 @@ struct StreamSelectArgs {
   const void* q;        // bit 1024's exact recompute: [batch, heads, D]
   const void* k;        // [batch, kvHeads, capacity, D]
   const float* part_ml;
-  float* pooled;    // [rows][nU] (pooled16: [rows][nU] u16)
+  float* pooled;    // [rows][nU]
   unsigned* hist;   // [rows][kStreamBins]
   int* state;       // [rows][kStateInts]
   int* cand;        // [rows][n] list keys

@@ -55,7 +55,8 @@
 #      33554432. Call B: the ops.ts defaults, 46371068, 68947068 = 1838204 | 67108864 and 71044348 (the pooled rows as
 #      16-bit top halves, phase 3 one pair of slot atomics per four tiles, phase 4's recompute pipelined), 136055932 = 1838204 | 134217728 (bit 134217728: the anchor's
 #      sparse pass released after the select's phase 3, reading the lists as their ready counts allow) and 203164796 =
-#      68947068 | 134217728,
+#      68947068 | 134217728 (bit 67108864 lost in A and B and was removed); call C (final): the ops.ts defaults (136055932
+#      the anchor's beyond 16k at batch > 4) and session 9's anchor default 1838204 for comparison,
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
@@ -65,10 +66,10 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,68947068,136055932,203164796,71044348}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932}
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
-# each; 1838204 stays probed: its stream-select trace is the select's baseline for this session's candidates).
-proven=${DECODE_PROVEN:-32956,98400,164028,168188,3935484,4292704,8622332,12816636}
+# each).
+proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
