@@ -21,6 +21,10 @@
 //   below an unselected neighbour for that head.
 //   End: the 4 warps merge (merge_warps), the block stores its partial, and with bit 4 the row's last block
 //   merges the splits (its own counters), else the combine kernel runs.
+//   Bit 134217728 (cuda-anchor, session 10; a.early = the stream select's state rows): launched programmatic-dependent
+//   on the stream select, which releases it after its phase 3; an index entry is read (through L2) only once the row's
+//   ready count (state word kB1ReadyInt: entries written + 1, st.release by the select) covers it (ld.acquire), so the
+//   pass runs beside the select's phase 4 (call B, 128k batch 32: anchor 2738.3 against 2748.6 us).
 // Shared memory per block at D 128: 4 warps x 4 stages x (16 x 136 x 2 B + 16 x GS x 8 B): 78 KB at GS 4.
 #include "decode_attention.cuh"
 #include "decode_device.cuh"

@@ -411,7 +411,11 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 //            picks the rest; keys above the window are in, keys below it out (provably, for any
 //            rounding within half the window).
 // State per row: [0] b1, [1] rank still wanted among the listed keys, [2] keys written, [3] list length,
-// [4] / [5] the lowest / highest list bin.
+// [4] / [5] the lowest / highest list bin; [7] (bit 134217728, cuda-anchor, session 10) the ready count of the row's
+// index list (entries written + 1; zeroed in phase 0, published after phase 3 and after the row's phase 4 with
+// st.release), read by the anchor's sparse pass, which phase 3's end releases (griddepcontrol.launch_dependents) to run
+// beside phase 4; the rows' softmax max / 1 / sum then come from their histogram rows, where phase 2 kept them (the
+// sparse pass overwrites part_ml).
 // The grid barrier (grid_barrier, decode_device.cuh) counts in g_stream_barrier;
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
