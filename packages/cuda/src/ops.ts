@@ -83,7 +83,7 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // against 789628's 2783.5 / 2781.4 us, 32k 745.6 / 741.6 against 756.9 / 750.0.
   // Session 10: the sparse pass beside the stream select's phase 4 (136055932 = 1838204 | 134217728: released after phase
   // 3, reading each row's list as its ready count allows): call B at e5ca618, 128k batch 32 2738.3 against 1838204's
-  // 2748.6 us, 32k 746.5 against 750.8.
+  // 2748.6 us, 32k 746.5 against 750.8; call C at b21e491 (final): 2690.5 against 2699.8, 32k 732.5 against 737.8.
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 136055932 },
   // Reuse at batch <= 4 (the batch-1 probe of sessions 4 and 5, call C's bench; figures in the README's
   // batch-1 sections): the 2-stage gather (bit 8192) up to 16k, the warp-specialised gather (bit 32768
