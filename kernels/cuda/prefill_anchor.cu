@@ -157,10 +157,12 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // v60's select after pool v67 (prefill_pool_v17.cu: fewer instructions per step and, on launches of at least 2048
 // four-tile CTAs, four tiles per CTA, each K step loaded once for the four). v56 (session 7's default, the comparison
 // row until session 9's call A), session 9's candidates v63-v66 and session 10's v68 / v69 (the query rows in
-// registers, three / two consumer warpgroups: prefill_pool_v17.cu) are gone.
+// registers, three / two consumer warpgroups: prefill_pool_v17.cu) and v70 (v67's kernels with layer 0's dense +
+// statistics pass split by pooled pass, each pass's KV heads right before their pool: call C at b21e491, 128k layer 0
+// 357.0 against v67's 356.3 ms) are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 60 || v == 70 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
+  return v == 1 || v == 60 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
 }
 
 struct PrefillWorkspace {
@@ -185,7 +187,7 @@ static PrefillWorkspace prefill_workspace(const KascadePrefillShape& s, void* ba
   if (ppp > static_cast<size_t>(pairs)) ppp = pairs;
   if (ppp > 65535) ppp = 65535;  // grid.y
   // KASCADE_PREFILL_PASS_PAIRS (the parity job: 1): at most that many pairs per pooled pass, so small chunks take the
-  // multi-pass paths too (layer 0's split dense pass of pool v70 among them). Read at every call (workspace size too).
+  // multi-pass paths that 128k takes. Read at every call (the workspace size too).
   const char* pe = getenv("KASCADE_PREFILL_PASS_PAIRS");
   if (pe && atoi(pe) > 0 && ppp > static_cast<size_t>(atoi(pe))) ppp = atoi(pe);
   w.pairsPerPass = static_cast<int>(ppp);
@@ -247,30 +249,10 @@ static cudaError_t anchor_prefill(const KascadePrefillShape* s, bool layer0, con
   a.out = out;
   a.stats = w.stats;
   const int pairs = s->batch * s->kvHeads;
-  // Pool v70 (session 10's candidate, layer 0 at batch 1 only): the dense + statistics pass split by pooled pass, each
-  // pass's KV heads (a subset shape over offset pointers) right before their pool and select, so the pool never
-  // follows the whole dense pass (under ncu, layer 0's first pool launches after it ran about 6 ms slower at 128k).
-  const bool split = layer0 && pool_variant() == 70 && s->batch == 1 && w.perPair > 0;
-  if (!split && (e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
+  if ((e = launch_prefill_attention(*s, layer0 ? kDenseStats : kStats, a, st)) != cudaSuccess) return e;
   const bool sampled = pool_variant() >= 60;
   for (int p0 = 0; p0 < pairs; p0 += w.pairsPerPass) {
     const int np = min(w.pairsPerPass, pairs - p0);
-    if (split) {
-      const int g = s->heads / s->kvHeads;
-      KascadePrefillShape sp = *s;
-      sp.heads = np * g;
-      sp.kvHeads = np;
-      const size_t elem = 2;  // bf16 / f16
-      const size_t qOff = static_cast<size_t>(p0) * g * s->queries * s->headDim * elem;
-      const size_t kOff = static_cast<size_t>(p0) * s->capacity * s->headDim * elem;
-      PrefillArgs ap = a;
-      ap.q = static_cast<const char*>(q) + qOff;
-      ap.k = static_cast<const char*>(k) + kOff;
-      ap.v = static_cast<const char*>(v) + kOff;
-      ap.out = static_cast<char*>(out) + qOff;
-      ap.stats = w.stats + static_cast<size_t>(p0) * g * s->queries * 2;
-      if ((e = launch_prefill_attention(sp, kDenseStats, ap, st)) != cudaSuccess) return e;
-    }
     if (w.perPair > 0 &&
         (e = launch_pool(*s, q, k, w.stats, w.pooled, p0, np, w.perPair, 0, w.rowMax, st)) != cudaSuccess)
       return e;

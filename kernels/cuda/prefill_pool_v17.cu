@@ -317,9 +317,9 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
   const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    if ((poolVariant == 67 || poolVariant == 70) && wide)  // v70: v67's kernels (layer 0's passes: prefill_anchor.cu)
+    if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 67 || poolVariant == 70)
+    if (poolVariant == 67)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });

@@ -7,9 +7,9 @@
 # group; v60 (the defaults of session 8, the comparison row) in its own parity process (PREFILL_RISKY,
 # space-separated groups). Calls A and B timed session 9's candidates v63-v66 (gone). Session 10: call A (eae88d3) timed
 # v68 / v69 (pools with the query rows in registers, three / two consumer warpgroups: slower, gone); call B runs
-# this default list again (v67, v60) as the session's final numbers. Call C (optional): v70 (layer 0's dense pass split
-# by pooled pass), by PREFILL_RISKY=v70. Parity runs one pair per pooled pass (KASCADE_PREFILL_PASS_PAIRS=1), so the
-# small chunks take the multi-pass paths that 128k takes.
+# this default list again (v67, v60); call C (b21e491, the session's final numbers) timed v67 beside v70 (layer 0's
+# dense pass split by pooled pass: no gain, gone). Since call C parity runs one pair per pooled pass
+# (KASCADE_PREFILL_PASS_PAIRS=1), so the small chunks take the multi-pass paths that 128k takes.
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
