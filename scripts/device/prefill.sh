@@ -36,7 +36,7 @@ risky=${PREFILL_RISKY-v60}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)
-parity_limit=${PREFILL_PARITY_LIMIT:-100}
+parity_limit=${PREFILL_PARITY_LIMIT:-140} # session 10 call B: 100 s cut v67 after 59 of 60 checks; call C: 60 checks in ~77 s with 140
 
 parity() { # part presets
   KASCADE_PREFILL_SPARSE_CTAS=${PREFILL_PARITY_SPARSE_CTAS:-5} KASCADE_PREFILL_SAMPLE_FROM=1024 \
