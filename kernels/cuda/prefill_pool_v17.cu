@@ -101,7 +101,10 @@ struct P17Maps {
 // exponentials of a zero accumulator: what the MUFU and the consumers' instructions take alone).
 // LO (pool v67): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
 // address arithmetic of issue_ab per slice.
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
+// HALVES (pool v71): each step's product as two m64n64 halves (query rows 0 .. 63 and 64 .. 127, one commit group
+// each, LO's descriptors); the first half's exponentials run while the second half is on the tensor cores, the
+// stage is released once the second half is done. The pooled sums are added in v67's order (the same bits).
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -210,24 +213,44 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     if constexpr (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
     turns.begin(slot);
     if constexpr (on && PROBE != 2) {
-      if constexpr (LO)
+      if constexpr (HALVES)
+        issue_ab_lo_halves<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
+      else if constexpr (LO)
         issue_ab_lo<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
       else
         issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
     }
     turns.end(slot, slots);
-    if constexpr (on) {
+    float p0 = 0.f, p1 = 0.f;
+    if constexpr (on && HALVES) {
+      wait1();
+      pin<NA / 2>(acc);
+      p0 = 0.f;
+      p1 = 0.f;
+      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
       wait0();
-      pin<NA>(acc);
-    }
-    tma::mbar_arrive(empty + sg);
-    if constexpr (!on) return;
-    float p0, p1;
-    if (PROBE == 1) {
-      p0 = fabsf(acc[0]);
-      p1 = fabsf(acc[2]);
+      pin<NA / 2>(acc + NA / 2);
+      tma::mbar_arrive(empty + sg);
+      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
+      p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+      p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+      p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+      p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
     } else {
-      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+      if constexpr (on) {
+        wait0();
+        pin<NA>(acc);
+      }
+      tma::mbar_arrive(empty + sg);
+    }
+    if constexpr (!on) return;
+    if constexpr (!HALVES) {
+      if (PROBE == 1) {
+        p0 = fabsf(acc[0]);
+        p1 = fabsf(acc[2]);
+      } else {
+        pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+      }
     }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
@@ -262,14 +285,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -280,19 +303,19 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO>
+template <typename T, int TPC, bool LO, bool HALVES = false>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                    rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                     rowMax, st);
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, HALVES>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                               denseLayout, rowMax, st)
+                : launch_p17_t<T, 4, TPC, false, LO, 0, HALVES>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                                denseLayout, rowMax, st);
 }
 
 }  // namespace
@@ -317,6 +340,12 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
   const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    if (poolVariant == 71 && wide)
+      return launch_p17_rowmax<T, 4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
+                                                 st);
+    if (poolVariant == 71)
+      return launch_p17_rowmax<T, 1, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
+                                                 st);
     if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 67)

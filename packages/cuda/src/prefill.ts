@@ -380,7 +380,10 @@ export function uploadPrefillSelection(
  *   2048 four-tile CTAs (32k and longer at batch 1), pools four query tiles per CTA, consumer warpgroup w tile
  *   t0 + w over every K step, so each step is loaded once for four tiles (a quarter of the K copies and L2 reads
  *   per pooled score; session 9's call B, 32k, ncu: 6.75 against v60's 7.06 ms; at 8k, 512 such CTAs lost: hence
- *   the threshold). Session 10's `v68` / `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
+ *   the threshold); `v71` (session 11's candidate): v67 with each step's product issued as two m64n64 halves (query
+ *   rows 0-63 and 64-127, one commit group each), the first half's exponentials under the second half's products
+ *   (K read from shared memory twice per step: 64 instead of 48 KB), the pooled sums added in v67's order (the same
+ *   bits). Session 10's `v68` / `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
  *   dense pass split by pooled pass: no gain)
  *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
  *   descriptors alone; both at every size; float4 row constants), session 7's `v56` (a two-pass select on every
@@ -393,11 +396,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v60' | 'v67';
+export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v71';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67', 'v71'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -408,7 +411,8 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
- * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9). Sessions 2-6's other
+ * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9), `v71` = dense v22,
+ * sparse v61, pool v71 (session 11's candidate). Sessions 2-6's other
  * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
  * 8's v57-v59 and v62, session 9's v63-v66 and session 10's v68-v70 lost or went into these and are gone.
  */
@@ -416,6 +420,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
   v67: { dense: 'v22', sparse: 'v61', pool: 'v67' },
+  v71: { dense: 'v22', sparse: 'v61', pool: 'v71' },
 };
 
 /**
