@@ -104,7 +104,10 @@ struct P17Maps {
 // HALVES (pool v71): each step's product as two m64n64 halves (query rows 0 .. 63 and 64 .. 127, one commit group
 // each, LO's descriptors); the first half's exponentials run while the second half is on the tensor cores, the
 // stage is released once the second half is done. The pooled sums are added in v67's order (the same bits).
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false>
+// DEFER (pools v72 = HALVES + DEFER, v73 = DEFER alone): a step's quad shuffles and stores wait until the next step's
+// product is issued, so they run under it instead of between this warpgroup's exponentials and its next turn.
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false,
+          bool DEFER = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -207,6 +210,29 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   // the release only). ON is a compile-time constant: a wgmma under a run-time condition makes ptxas serialise
   // every product (C7518: a wait after each of the eight; session 9's call A timed pool v63 that way, 9.64 against
   // v60's 6.90 ms at 32k).
+  // The two keys' pooled scores of step i (quad 0 writes them, ROWMAX keeps their maximum).
+  auto store_pair = [&](float p0, float p1, int i) {
+    const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
+    if (quad == 0) {
+      if (x0 < st) {
+        rowp[x0] = p0;
+        if (ROWMAX) vmax = fmaxf(vmax, p0);
+      }
+      if (x1 < st) {
+        rowp[x1] = p1;
+        if (ROWMAX) vmax = fmaxf(vmax, p1);
+      }
+    }
+  };
+  // The thread sums of a step added over the quad (pooled_pair's shuffles).
+  auto quad_sum = [&](float& p0, float& p1) {
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+  };
+  float pp0 = 0.f, pp1 = 0.f;  // DEFER: the previous step's thread sums, not yet added over the quad
+  int pi = -1;                 // DEFER: that step (-1: none)
   auto step = [&](int i, int slot, int slots, auto onTag) {
     constexpr bool on = decltype(onTag)::value;
     const int sg = i % STAGES;
@@ -221,21 +247,21 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
         issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
     }
     turns.end(slot, slots);
+    if constexpr (DEFER && on) {  // the previous step's shuffles and stores while this step's product runs
+      if (pi >= 0) {
+        quad_sum(pp0, pp1);
+        store_pair(pp0, pp1, pi);
+      }
+    }
     float p0 = 0.f, p1 = 0.f;
     if constexpr (on && HALVES) {
       wait1();
       pin<NA / 2>(acc);
-      p0 = 0.f;
-      p1 = 0.f;
       pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
       wait0();
       pin<NA / 2>(acc + NA / 2);
       tma::mbar_arrive(empty + sg);
       pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
-      p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
-      p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
-      p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
-      p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
     } else {
       if constexpr (on) {
         wait0();
@@ -244,25 +270,22 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       tma::mbar_arrive(empty + sg);
     }
     if constexpr (!on) return;
-    if constexpr (!HALVES) {
-      if (PROBE == 1) {
-        p0 = fabsf(acc[0]);
-        p1 = fabsf(acc[2]);
-      } else {
-        pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
-      }
+    if constexpr (DEFER) {
+      if constexpr (!HALVES) pooled_add<16>(acc, Cu, qscale, quad, p0, p1);
+      pp0 = p0;
+      pp1 = p1;
+      pi = i;
+      return;
     }
-    const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
-    if (quad == 0) {
-      if (x0 < st) {
-        rowp[x0] = p0;
-        if (ROWMAX) vmax = fmaxf(vmax, p0);
-      }
-      if (x1 < st) {
-        rowp[x1] = p1;
-        if (ROWMAX) vmax = fmaxf(vmax, p1);
-      }
+    if constexpr (HALVES) {
+      quad_sum(p0, p1);
+    } else if (PROBE == 1) {
+      p0 = fabsf(acc[0]);
+      p1 = fabsf(acc[2]);
+    } else {
+      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
     }
+    store_pair(p0, p1, i);
   };
   if constexpr (TPC == 1) {
 #pragma unroll 1
@@ -275,6 +298,12 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 #pragma unroll 1
     for (; i < steps; ++i) step(i, i * NC + cw, steps * NC, std::false_type{});
   }
+  if constexpr (DEFER) {  // the last step's
+    if (pi >= 0) {
+      quad_sum(pp0, pp1);
+      store_pair(pp0, pp1, pi);
+    }
+  }
   if (ROWMAX) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, o));
@@ -285,14 +314,15 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false,
+          bool DEFER = false>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -303,19 +333,19 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO, bool HALVES = false>
+template <typename T, int TPC, bool LO, bool HALVES = false, bool DEFER = false>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, HALVES>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                               denseLayout, rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO, 0, HALVES>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                                denseLayout, rowMax, st);
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, HALVES, DEFER>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                                      denseLayout, rowMax, st)
+                : launch_p17_t<T, 4, TPC, false, LO, 0, HALVES, DEFER>(s, q, k, stats, pooled, pairBase, pairs,
+                                                                       perPair, denseLayout, rowMax, st);
 }
 
 }  // namespace
@@ -340,6 +370,18 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
   const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
+    if (poolVariant == 72 && wide)
+      return launch_p17_rowmax<T, 4, true, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                       rowMax, st);
+    if (poolVariant == 72)
+      return launch_p17_rowmax<T, 1, true, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                       rowMax, st);
+    if (poolVariant == 73 && wide)
+      return launch_p17_rowmax<T, 4, true, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                        rowMax, st);
+    if (poolVariant == 73)
+      return launch_p17_rowmax<T, 1, true, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                        rowMax, st);
     if (poolVariant == 71 && wide)
       return launch_p17_rowmax<T, 4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
                                                  st);
