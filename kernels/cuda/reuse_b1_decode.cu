@@ -105,8 +105,10 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 // and its SM; the host prints a summary of the launch after it (where the kernel's time goes: start spread, the
 // first rows' latency, the loop's spread over CTAs, the merge). Session 9, W gather: also when its partial's stores are
 // issued (5) and, in the row's last CTA, when its arrival has told it so (6): the last exit's epilogue in three steps.
+// Session 11: (7) in the row's last CTA, when thread 0's slot loads of the merge have landed (a branch on their values
+// orders the mark after them): the slots' merge as its L2 round trip and the rest.
 constexpr int kWsTraceCtas = 4096;
-constexpr int kWsTraceCols = 7;
+constexpr int kWsTraceCols = 8;
 __device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
 // Entry k of this CTA's trace row: globaltimer (k != 4) or the SM id (k = 4); no register held between marks.
 __device__ __noinline__ void ws_mark(int k) {
@@ -137,7 +139,8 @@ constexpr int kWsRegsNeeded = (kWsProducerRegs + kWsConsumerRegs) / 2;  // 124
 // loads at once (one L2 round trip, where merge_row_if_last reads (m, l), then o), merging online: kTpo threads per
 // output float4, each over slots sub, sub + kTpo, ..., then combined across the kTpo lanes by shuffles.
 template <typename T, int D, int GS, int NT>
-__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out) {
+__device__ __forceinline__ void ws_merge_slots(const float* part_o, const float* part_ml, int S, size_t bh0, T* out,
+                                               bool marks = false) {
   constexpr int kOut4 = GS * D / 4;  // the row's output float4s
   constexpr int kTpo = NT / kOut4;   // threads per output float4
   static_assert(kTpo >= 1 && kTpo <= 32 && (kTpo & (kTpo - 1)) == 0, "threads per output: a power of two <= 32");
@@ -168,6 +171,10 @@ __device__ __forceinline__ void ws_merge_slots(const float* part_o, const float*
     float Mr = M;
 #pragma unroll
     for (int u = 0; u < kPer; ++u) Mr = fmaxf(Mr, mm[u]);
+    if (marks && tid == 0 && x0 == 0) {  // trace mark 7: thread 0's loads have landed (the branch waits for them)
+      const float chk = Mr + ll[0] + oo[0].x + oo[kPer - 1].w;
+      if (__float_as_uint(chk) != 0x7fbadbadu) ws_mark(7);
+    }
     if (Mr == -INFINITY) continue;  // every slot so far empty
     const float c = M == -INFINITY ? 0.f : exp2f(M - Mr);
     L *= c;
@@ -222,7 +229,96 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
   return lastBlock;
 }
 
-// merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done).
+// Tuning knob KASCADE_WS_ACC=1 (session 11, W with bit 4194304, at most kWsAccRows rows): the split merge by f64 sums.
+// Every CTA, beside storing its partial (m, l, o) in its slot as before, adds 2^m o and 2^m l to its row's f64
+// accumulator (red.global.add.f64; 2^m as ldexp(exp2f(frac m), floor m), exact in f64 for |m| <= kWsAccRange, so any
+// order of the adds gives the same sums up to f64 rounding), and the row's last CTA loads only the accumulator
+// (GS x (D + 1) doubles, one L2 round trip, where ws_merge_slots loads 16 slots' o and (m, l)), divides, and zeroes it
+// for the next launch. A CTA whose |m| exceeds kWsAccRange (or is NaN) adds nothing and raises the row's flag; the last
+// CTA then merges the slots instead (ws_merge_slots, as without the knob).
+constexpr int kWsAccRows = 64;
+constexpr int kWsAccCols = 8 * 128 + 8;  // GS x D sums of 2^m o, then GS sums of 2^m l (GS <= 8, D 128)
+constexpr float kWsAccRange = 768.f;
+__device__ double g_ws_acc[kWsAccRows][kWsAccCols];  // zero at module load, zeroed by the row's last CTA
+__device__ unsigned g_ws_acc_over[kWsAccRows];
+
+__device__ __forceinline__ bool ws_acc_ok(float M) { return fabsf(M) <= kWsAccRange; }  // false for NaN and +-inf
+__device__ __forceinline__ double ws_acc_scale(float M) {
+  const float f = floorf(M);
+  return ldexp(static_cast<double>(exp2f(M - f)), static_cast<int>(f));
+}
+
+// The W epilogue with the f64 accumulator: merge_warps (kWsMergePad rows, as bit 4194304), each head's (M, L) and each
+// element's o stored in slot `split` (as store_split_and_merge) and added to the row's accumulator.
+template <int D, int GS, int NW, int NT>
+__device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
+                                                        float* part_o, float* part_ml, int splits, int split,
+                                                        size_t bh0, int row) {
+  float* red_ml = red + NW * GS * (D + kWsMergePad);
+  double* accRow = g_ws_acc[row];
+  merge_warps<D, GS, NW, NT, true, kWsMergePad>(
+      red, red_ml, m, l, acc,
+      [&](int h, float M, float L) {
+        float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
+        ml[0] = M;
+        ml[1] = L;
+        if (M == -INFINITY) return;  // an empty split adds nothing
+        if (ws_acc_ok(M))
+          atomicAdd(accRow + GS * D + h, ws_acc_scale(M) * static_cast<double>(L));
+        else
+          g_ws_acc_over[row] = 1u;
+      },
+      [&](int e, float o) {
+        part_o[((bh0 + e / D) * splits + split) * D + e % D] = o;
+        const int h = e / D;
+        float M = -INFINITY;  // the head's merged max, as merge_warps computed it
+#pragma unroll
+        for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+        if (M != -INFINITY && ws_acc_ok(M)) atomicAdd(accRow + e, ws_acc_scale(M) * static_cast<double>(o));
+      });
+}
+
+// The row's last CTA with the f64 accumulator: one round trip for the sums and the flag; the output, or (flag) the
+// slots' merge; the accumulator and the flag zeroed for the next launch.
+template <typename T, int D, int GS, int NT>
+__device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, const float* part_ml, int S, size_t bh0,
+                                              T* out, bool marks) {
+  double* accRow = g_ws_acc[row];
+  const int tid = static_cast<int>(threadIdx.x);
+  constexpr int kPer = (GS * D + NT - 1) / NT;
+  const unsigned over = __ldcg(g_ws_acc_over + row);
+  double o[kPer], L[kPer];
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int e = tid + u * NT;
+    o[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
+    L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
+  }
+  if (marks && tid == 0) {  // trace mark 7: thread 0's loads have landed (the branch waits for them)
+    const double chk = o[0] + L[0];
+    if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
+  }
+  if (over) {
+    ws_merge_slots<T, D, GS, NT>(part_o, part_ml, S, bh0, out);
+  } else {
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int e = tid + u * NT;
+      if (e < GS * D) out[bh0 * D + e] = from_float<T>(static_cast<float>(o[u] / L[u]));
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int e = tid + u * NT;
+    if (e < GS * D) accRow[e] = 0.0;
+  }
+  __syncthreads();  // every thread has read its heads' sums of 2^m l and the flag
+  if (tid < GS) accRow[GS * D + tid] = 0.0;
+  if (tid == 0 && over) g_ws_acc_over[row] = 0u;
+}
+
+// merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
+// 2 (session 11, KASCADE_WS_ACC=1, W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
 template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
@@ -400,8 +496,12 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   // (session 9): the warps merge through bank-conflict-free rows (merge_warps' kPad), and the split counter is taken
   // by one acq_rel atomic (row_last_block_acq_rel).
   const bool wsEpilogue = W && (a.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0;
+  const bool wsAcc = wsEpilogue && merge == 2;
+  const int accRow = static_cast<int>(static_cast<size_t>(b) * G + j);
   float* red = reinterpret_cast<float*>(smem_raw);
-  if (wsEpilogue)
+  if (wsAcc)
+    ws_store_and_accumulate<D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, accRow);
+  else if (wsEpilogue)
     store_split_and_merge<T, D, GS, NC, C::kThreads, kWsMergePad>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split,
                                                                   bh0, static_cast<T*>(a.out), nullptr, true);
   else
@@ -411,7 +511,10 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     if (marks && tid == 0) ws_mark(5);
     if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
       if (marks && tid == 0) ws_mark(6);
-      ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out));
+      if (wsAcc)
+        ws_finish_acc<T, D, GS, C::kThreads>(accRow, a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks);
+      else
+        ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks);
     }
   }
   if (marks && tid == 0) ws_mark(3);
@@ -449,16 +552,17 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
   std::fprintf(stderr,
                "[ws trace] ctas %d (ns from the first start): start p50 %lld max %lld | first stage p50 %lld max %lld | "
                "loop end min %lld p10 %lld p50 %lld p90 %lld max %lld | exit max %lld | epilogue p50 %lld max %lld, "
-               "the last exit's %lld\n",
+               "the last exit's %lld | first start at globaltimer %llu\n",
                n, q(start, 0.5), q(start, 1), q(first, 0.5), q(first, 1), q(loop, 0), q(loop, 0.1), q(loop, 0.5),
-               q(loop, 0.9), q(loop, 1), q(exit, 1), q(tail, 0.5), q(tail, 1), lastTail);
+               q(loop, 0.9), q(loop, 1), q(exit, 1), q(tail, 0.5), q(tail, 1), lastTail, base);
   // W (marks 5 and 6): the last-exiting CTA's epilogue as its warps' merge and the partial's stores, the fence and the
   // counter's atomic, the slots' merge.
   const unsigned long long* L = h.data() + static_cast<size_t>(lastCta) * kWsTraceCols;
   if (L[5] >= L[2] && L[6] >= L[5] && L[3] >= L[6] && L[5] > 0 && L[6] > 0)
-    std::fprintf(stderr, "[ws trace] last exit's epilogue: warps' merge + stores %lld ns, fence + atomic %lld, slots' merge %lld\n",
+    std::fprintf(stderr, "[ws trace] last exit's epilogue: warps' merge + stores %lld ns, fence + atomic %lld, slots' merge %lld"
+                 " (its loads landed after %lld)\n",
                  static_cast<long long>(L[5] - L[2]), static_cast<long long>(L[6] - L[5]),
-                 static_cast<long long>(L[3] - L[6]));
+                 static_cast<long long>(L[3] - L[6]), L[7] >= L[6] && L[7] <= L[3] ? static_cast<long long>(L[7] - L[6]) : -1ll);
 }
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
@@ -511,9 +615,14 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
+  // KASCADE_WS_ACC=1 (session 11): the fused merge through the rows' f64 accumulators (W, bit 4194304, <= 64 rows).
+  const char* accEnv = std::getenv("KASCADE_WS_ACC");
+  const bool acc = fused && W && D == 128 && GS * D + GS <= kWsAccCols && accEnv && accEnv[0] == '1' &&
+                   (s.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0 &&
+                   static_cast<long long>(s.batch) * s.kvHeads <= kWsAccRows;
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
-                       st, s, a, fused ? 1 : 0, trace);
+                       st, s, a, acc ? 2 : fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);

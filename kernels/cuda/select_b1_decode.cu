@@ -87,6 +87,7 @@ struct B1SelectArgs {
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
   int publish;           // bit 33554432: each row's ready count (entries written + 1) at state word kB1ReadyInt
+  int trigger;           // session 11 (KASCADE_B1_SELECT_TRIGGER=1): the dependents' launch released at the start
 };
 
 // KASCADE_VARIANT_B1_EARLY_SPARSE (session 10): the row's ready count, stored with release semantics (thread 0 of the
@@ -133,7 +134,9 @@ __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
 
 // Two CTAs per SM at every group size (session 8: with 8 keys per thread in phase 1 ptxas gave GS 4 84 registers,
 // one CTA per SM; GS 8 had 99 before): no spills at 64 registers (ptxas -v).
-template <int GS>
+// PL (session 11, tuning knob KASCADE_B1_SELECT_PRELOAD=1): each segment's first kKeys x 512 keys' logits are loaded
+// before the heads' softmax statistics (their part_ml loads and theirs in one L2 round trip, not two after each other).
+template <int GS, bool PL = false>
 __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
@@ -155,6 +158,10 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     }
   };
   mark(0);
+  // Session 11 (KASCADE_B1_SELECT_TRIGGER=1): the programmatic dependent launch (the anchor's early sparse pass) released
+  // at the start rather than after barrier 2; its CTAs (210 KB) cannot start beside a select CTA, so they take the SMs
+  // as the select's CTAs leave them after barrier 2, with their launch already done.
+  if (a.trigger) pdl_release();
   const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
   const long long t1 = (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas;
 
@@ -165,19 +172,23 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
     const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = 0u;
-    head_softmax_stats<GS, kB1Threads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
     // kKeys keys per thread at a time: their GS x kKeys logit loads in flight together (session 8: 8 up to GS 4, so
     // 128k batch 1's ~3970-key segments take one round trip, not two).
     constexpr int kKeys = GS <= 4 ? 8 : 4;
-    for (int xb0 = x0; xb0 < x1; xb0 += kKeys * kB1Threads) {  // the same trip count for every thread
-      const int xb = xb0 + tid;
-      float lg[kKeys][GS];
+    float lg[kKeys][GS];
+    auto load_logits = [&](int xb) {
 #pragma unroll
       for (int u = 0; u < kKeys; ++u) {
         const int x = xb + u * kB1Threads;
 #pragma unroll
         for (int h = 0; h < GS; ++h) lg[u][h] = x < x1 ? __ldg(a.logits + (bh0 + h) * n + x) : 0.f;
       }
+    };
+    if constexpr (PL) load_logits(x0 + tid);  // beside head_softmax_stats' loads
+    head_softmax_stats<GS, kB1Threads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
+    for (int xb0 = x0; xb0 < x1; xb0 += kKeys * kB1Threads) {  // the same trip count for every thread
+      const int xb = xb0 + tid;
+      if (!PL || xb0 != x0) load_logits(xb);
 #pragma unroll
       for (int u = 0; u < kKeys; ++u) {
         const int x = xb + u * kB1Threads;
@@ -408,9 +419,9 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   if (a.trace && blockIdx.x == 0 && tid == 0)
     printf("[b1_select trace] ctas %d, row 0 candidates %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, "
            "phase3 %llu (phase 2: histogram + bin %llu, reserve %llu; phase 3: histogram + bin %llu, list %llu, digits "
-           "%llu)\n",
+           "%llu; session 11: barrier 2 left at globaltimer %llu)\n",
            a.ctas, traceCnt, tr[1] - tr[0], tr[2] - tr[1], tr[3] - tr[2], tr[4] - tr[3], tr[5] - tr[4], tr[6] - tr[2],
-           tr[7] - tr[6], tr[8] - tr[4], tr[9] - tr[8], tr[10] - tr[9]);
+           tr[7] - tr[6], tr[8] - tr[4], tr[9] - tr[8], tr[10] - tr[9], tr[4]);
 }
 
 cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
@@ -438,6 +449,10 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.trace = trace && trace[0] == '1';
   a.dropLogits = (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
   a.publish = publish ? 1 : 0;
+  const char* trig = std::getenv("KASCADE_B1_SELECT_TRIGGER");
+  const char* pre = std::getenv("KASCADE_B1_SELECT_PRELOAD");
+  a.trigger = trig && trig[0] == '1';
+  const bool preload = pre && pre[0] == '1';
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);
@@ -445,23 +460,25 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (e != cudaSuccess) return e;
   }
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    static int perSm = 0;  // CTAs resident per SM, queried once per instance
-    if (perSm == 0) {
+    auto kernel = preload ? b1_select_kernel<GS, true> : b1_select_kernel<GS, false>;
+    static int perSm[2] = {0, 0};  // CTAs resident per SM, queried once per instance
+    int& ps = perSm[preload ? 1 : 0];
+    if (ps == 0) {
       int nb = 0;
-      cudaError_t e = cudaFuncSetAttribute(b1_select_kernel<GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(kB1Smem));
-      if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, kB1Smem);
+      cudaError_t e =
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kB1Smem));
+      if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kB1Threads, kB1Smem);
       if (e != cudaSuccess) return e;
       if (nb < 1) return cudaErrorNotSupported;
-      perSm = nb;
+      ps = nb;
     }
-    long long ctas = static_cast<long long>(perSm) * device_sm_count();
+    const int perSmNow = ps;
+    long long ctas = static_cast<long long>(perSmNow) * device_sm_count();
     if (ctas > a.work) ctas = a.work;
     a.ctas = static_cast<int>(ctas);
     a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
     void* args[] = {&a};
-    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
+    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel),
                                                 dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);
     if (e == cudaSuccess) e = cudaGetLastError();
     return e;

@@ -31,7 +31,8 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 # lost and were removed: KASCADE_WS_WARM, the slots' merge run dry by every CTA, KASCADE_WS_STEAL, the rows' last groups
 # claimed from a per-row counter; packages/cuda/README.md, batch 1, tenth session.)
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704}
-export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-}
+# Session 11, call A: KASCADE_WS_ACC=1 (the split merge through the rows' f64 accumulators, reuse_b1_decode.cu).
+export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_ACC=1}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
@@ -39,9 +40,12 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # indices while its phase 3 finishes the rows, its splits in the SMs the phase-3 CTAs leave free) against session 9's
 # 12816636 = 168188 | 65536 | 4194304 | 8388608. The probe times layer 0 with each too (bit 33554432 does not change it).
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,12816636}
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
-export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-}
-export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
+# Session 11, call A: the b1 select's dependents released at its start (KASCADE_B1_SELECT_TRIGGER=1), its phase 1's
+# logits loaded beside the heads' statistics (KASCADE_B1_SELECT_PRELOAD=1), the f64-accumulator merge in the anchor's
+# sparse pass (KASCADE_WS_ACC=1), and all three, on the default anchor 46371068 (layer 0: the preload only acts there).
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_TRIGGER=1,KASCADE_B1_SELECT_PRELOAD=1,KASCADE_WS_ACC=1,KASCADE_B1_SELECT_TRIGGER=1+KASCADE_B1_SELECT_PRELOAD=1+KASCADE_WS_ACC=1}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068}
+export B1_KNOB_OPS=${B1_KNOB_OPS-anchor,layer0}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -89,10 +93,24 @@ for v in ${B1_ANCHOR_VARIANTS//,/ }; do
   KASCADE_WS_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$v timeout 20 \
     node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
 done
-say "anchor ws trace done"; grep "ws trace\|== anchor" "$JOB_OUT/anchor-ws-trace.log" | head -12
+# Session 11: the default anchor's sparse pass and select traced together (globaltimer: the select's barrier 2 against the
+# pass's first start), as is and under each of B1_TRACE_KNOBS ('+'-joined NAME=VALUE sets).
+for kn in "" ${B1_TRACE_KNOBS-KASCADE_B1_SELECT_TRIGGER=1 KASCADE_WS_ACC=1 KASCADE_B1_SELECT_PRELOAD=1}; do
+  echo "== anchor 46371068 with select trace ${kn:-(no knob)}" >> "$JOB_OUT/anchor-ws-trace.log"
+  env ${kn//+/ } KASCADE_WS_TRACE=1 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= \
+    B1_ANCHOR_VARIANTS=46371068 B1_ANCHOR_KNOBS= timeout 20 node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
+done
+say "anchor ws trace done"; grep "ws trace\|== anchor\|b1_select trace" "$JOB_OUT/anchor-ws-trace.log" | head -40
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
 KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants timeout 20 node "$probe" > "$JOB_OUT/ws-trace.log" 2>&1
 say "ws trace exit $?"; grep "ws trace" "$JOB_OUT/ws-trace.log" | head -8
+# Session 11: the same under each reuse knob (B1_REUSE_KNOBS entries, '+'-joined).
+for kn in ${B1_REUSE_KNOBS//,/ }; do
+  echo "== reuse with ${kn}" >> "$JOB_OUT/ws-trace-knobs.log"
+  env ${kn//+/ } KASCADE_WS_TRACE=1 B1_NCU=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS=$ncu_variants B1_REUSE_KNOBS= timeout 20 \
+    node "$probe" >> "$JOB_OUT/ws-trace-knobs.log" 2>&1
+done
+[ -f "$JOB_OUT/ws-trace-knobs.log" ] && grep "ws trace\|== reuse" "$JOB_OUT/ws-trace-knobs.log" | head -12
 # The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
 # Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \

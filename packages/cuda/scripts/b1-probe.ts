@@ -408,9 +408,12 @@ for (const [batch, n] of shapes as [number, number][]) {
     const knobVariants = list(process.env.B1_KNOB_VARIANTS ?? '');
     const knobOps = (process.env.B1_KNOB_OPS ?? 'anchor,layer0').split(',');
     for (const knob of knobs) {
-      const [name, value] = knob.split('=') as [string, string];
-      process.env[name] = value;
-      const tagName = `${name.replace(/^KASCADE_/, '').toLowerCase()}-${value}`;
+      // Session 11: an entry may set several knobs at once, joined by '+' (as B1_REUSE_KNOBS).
+      const pairs = knob.split('+').map((kv) => kv.split('=') as [string, string]);
+      for (const [name, value] of pairs) process.env[name] = value;
+      const tagName = pairs
+        .map(([name, value]) => `${name.replace(/^KASCADE_/, '').toLowerCase()}-${value}`)
+        .join('-');
       const b1Variants = anchorVariants.filter(
         (v) => (v & 131072) !== 0 && (knobVariants.length === 0 || knobVariants.includes(v)),
       );
@@ -425,7 +428,7 @@ for (const [batch, n] of shapes as [number, number][]) {
             ([op, v, make]) => [`${op}-${tagName}`, v, make] as [string, number, (l: number) => () => void],
           ),
       );
-      delete process.env[name];
+      for (const [name] of pairs) delete process.env[name];
       save();
     }
     // Session 10: the reuse variants under each of B1_REUSE_KNOBS (read by the addon per call), after the anchors (a
