@@ -54,6 +54,11 @@
 // after the key loop, instead of the team's per-step maximum, probabilities and sums (14 shuffles and
 // 5 exps per lane per step less); the sums are then added in another order. Session 10: the default
 // of the anchors' scores pass at many rows.
+// STAGED (gathering passes, session 11's candidate): the workgroup loads the K (and V) rows of its next
+// step (NT * U keys) with coalesced loads, adjacent invocations on adjacent pieces of a row (LPI = U *
+// PPL pieces each, issued before this step's math), does this step's math from workgroup memory, then
+// stores them: two buffers of NT * U rows used in turn, one barrier a step; workgroup memory 2 * NT *
+// U * row bytes for K and as much for V (at 128k batch 1: 32 KiB; Dawn offers 16, 32, 48 or 64 KiB).
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -67,6 +72,19 @@ const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 const LSTATS: bool = true;
 //#else
 const LSTATS: bool = false;
+//#endif
+//#if CACHED_ROWS
+const CROWS: bool = true;
+//#else
+const CROWS: bool = false;
+//#endif
+//#if STAGED
+// STAGED (gathering passes without scores): the rows of a workgroup step pass through workgroup memory,
+// two buffers used in turn. SK: pieces of K (and of V) per workgroup step; LPI: of them per invocation.
+const SK: u32 = NT * U * PIECES;
+const LPI: u32 = SK / WG;
+var<workgroup> stK: array<KP, 2u * SK>;
+var<workgroup> stV: array<KP, select(1u, 2u * SK, ACCUM_V)>;
 //#endif
 
 var<workgroup> sgCounter: atomic<u32>;
@@ -120,6 +138,41 @@ var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
     }
 //#end
 
+// STAGED: loads this invocation's LPI pieces of K (and V) of workgroup step $1 into ldK, ldV: piece i =
+// r * WG + t of the step is piece i % PIECES of its key i / PIECES (the keys of team tm at tm * U ..).
+//#snippet stage_load
+      for (var r = 0u; r < LPI; r++) {
+        let i = r * WG + t;
+        let key = i / PIECES;
+        var x = min(start + $1 * NT * U + key, end - 1u);
+        if (GATHER) {
+          if (PREFETCH) {
+            x = idx[($1 % SB) * NT * U + key];
+          } else {
+            x = sel[selRow + x];
+          }
+        }
+        if (CROWS) {
+          x = x & 7u;
+        }
+        let g = (kvBase + x) * PIECES + i % PIECES;
+        ldK[r] = kbuf[g];
+        if (ACCUM_V) {
+          ldV[r] = vbuf[g];
+        }
+      }
+//#end
+
+// STAGED: stores ldK, ldV (workgroup step $1) into buffer $1 % 2 of workgroup memory.
+//#snippet stage_store
+      for (var r = 0u; r < LPI; r++) {
+        stK[($1 % 2u) * SK + r * WG + t] = ldK[r];
+        if (ACCUM_V) {
+          stV[($1 % 2u) * SK + r * WG + t] = ldV[r];
+        }
+      }
+//#end
+
 // The K (and V) pieces of one team step: U consecutive keys from `first` (gathered through `sel`, or
 // through the staged indices `idx[idxOff + u]` when `useIdx`), keys at or past `end` marked invalid.
 struct StepData {
@@ -136,6 +189,16 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
   for (var u = 0u; u < U; u++) {
     let c = first + (u ^ perm);
     d.valid[u] = c < end;
+//#if STAGED
+    // The rows are in workgroup memory: idxOff is the team's first row there (buffer and team).
+    let sr = (idxOff + (u ^ perm)) * PIECES + lane;
+    for (var pp = 0u; pp < PPL; pp++) {
+      d.kp[u * PPL + pp] = stK[sr + pp * TW];
+      if (ACCUM_V) {
+        d.vp[u * PPL + pp] = stV[sr + pp * TW];
+      }
+    }
+//#else
     var x = min(c, end - 1u);
     if (GATHER) {
       if (useIdx) {
@@ -145,9 +208,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
       }
     }
     d.xs[u] = x;
-//#if CACHED_ROWS
-    x = x & 7u;
-//#endif
+    if (CROWS) {
+      x = x & 7u;
+    }
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
       d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
@@ -155,6 +218,7 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
       }
     }
+//#endif
   }
   return d;
 }
@@ -357,6 +421,32 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 //#include stage_indices 0u
     ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
   }
+  // STAGED: every invocation loads LPI pieces of K (and V) of the next workgroup step (adjacent
+  // invocations on adjacent pieces, whole rows) into registers before this step's math, which reads
+  // this step's rows from workgroup memory; the loads are stored after the math, one barrier a step.
+//#if STAGED
+  var ldK: array<KP, LPI>;
+  var ldV: array<KP, LPI>;
+  if (steps > 0u) {
+//#include stage_indices 0u
+//#include stage_load 0u
+//#include stage_store 0u
+  }
+  workgroupBarrier();
+  for (var s = 0u; s < steps; s++) {
+    let sn = s + 1u;
+    if (sn < steps) {
+//#include stage_indices sn
+//#include stage_load sn
+    }
+    var cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, false, (s % 2u) * NT * U + tm * U);
+//#include step_math cur
+    if (sn < steps) {
+//#include stage_store sn
+    }
+    workgroupBarrier();
+  }
+//#else
   for (var s = 0u; s < steps; s++) {
     var cur: StepData;
     if (AHEAD) {
@@ -373,6 +463,7 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
 //#include step_math cur
   }
+//#endif
 
   if (LSTATS) {
     // The lanes' states of each head (GROUP apart) merged across the team, then every lane takes all.

@@ -419,6 +419,17 @@ describe.skipIf(!probe.context)(
       // The anchors' scores pass with each lane's own softmax statistics, merged after the key loop.
       { transposedReduce: true, keysPerStep: 1, laneStats: true, xorLayout: true, minStepsPerSplit: 2 },
       { transposedReduce: true, keysPerStep: 1, laneStats: true },
+      // Gathers with the rows staged through workgroup memory a step ahead (SwiftShader: 16 teams of 4
+      // lanes, so 1 or 2 keys per team step keep the two buffers within its workgroup memory).
+      { stagedRows: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
+      {
+        stagedRows: true,
+        keysPerStep: 1,
+        pieceBytes: 8 as const,
+        prefetchIndices: false,
+        minStepsPerSplit: 1,
+      },
+      { stagedRows: true, keysPerStep: 1, transposedReduce: true, xorLayout: true, subgroupTeamMerge: true },
       // The defaults at many rows (9 sequences x 2 KV heads > 16): layer 0's pass on narrow teams, the
       // anchors' scores pass with each lane's own statistics.
       { batch: 9 },
@@ -487,6 +498,7 @@ describe.skipIf(!probe.context)(
         if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
         if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
         if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
+        if ('stagedRows' in opts) expect(keys.some((k) => k.includes('STAGED=true'))).toBe(true);
         if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
         if ('laneStats' in opts || 'batch' in opts) {
           expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);

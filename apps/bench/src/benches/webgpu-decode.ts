@@ -61,6 +61,7 @@ import {
   sequenceInputs,
   TEAM_DEFAULTS,
   teamsLayout,
+  WebGPULimitError,
   WebGPUShapeError,
 } from '@kascade/webgpu';
 import type { Bench } from '../harness.js';
@@ -101,6 +102,7 @@ type Tuning = Pick<
   | 'xorLayout'
   | 'teamWidth'
   | 'laneStats'
+  | 'stagedRows'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -126,6 +128,18 @@ const LAYER0_NARROW: Tuning = {
 };
 /** The anchors' scores pass without each lane's own softmax statistics (its default before session 10). */
 const SCORES_S9: Tuning = { streamPass: { laneStats: false } };
+/**
+ * Session 11's candidates: the gathers' rows staged through workgroup memory a step ahead of the math
+ * (`stagedRows`), at the defaults' keys per step (batch 1: 8-byte pieces, 36 KiB of workgroup memory;
+ * batch 8: 16-byte pieces, 64 KiB, more than the device allows), at 4 keys per step (batch 8: 46 KiB
+ * with the subgroup team merge), on 8-byte pieces (batch 8's shape at batch 1's piece size), and at
+ * other workgroup counts (batch 1: 236 and 944 workgroups against 472).
+ */
+const STAGED: Tuning = { stagedRows: true };
+const STAGED_U4: Tuning = { stagedRows: true, keysPerStep: 4 };
+const STAGED_P8: Tuning = { stagedRows: true, pieceBytes: 8 };
+const STAGED_W256: Tuning = { stagedRows: true, targetWorkgroups: 256 };
+const STAGED_W1024: Tuning = { stagedRows: true, targetWorkgroups: 1024 };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -150,6 +164,11 @@ const PARITY_OPTIONS: Tuning[] = [
   // Session 10.
   LAYER0_NARROW,
   { streamPass: { laneStats: true } },
+  // Session 11 (the gathers' settings at many rows asked for explicitly, so batch 2 checks them too).
+  STAGED,
+  STAGED_U4,
+  { ...STAGED_U4, pieceBytes: 16, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
+  { ...STAGED_P8, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -198,8 +217,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // across the subgroup (by head too), the query in workgroup memory, the rescale skipped where the
   // maximum stays, the select's histogram atomics aggregated per subgroup, the reuse at 4 or 6 keys
   // per step.
-  reuse: [],
-  anchor: alternate(2, {}, SCORES_S9),
+  reuse: alternate(2, {}, STAGED, STAGED_U4, STAGED_P8, STAGED_W256, STAGED_W1024),
+  anchor: [...alternate(2, {}, STAGED, STAGED_U4, STAGED_P8), ...alternate(2, {}, SCORES_S9)],
   'dense-anchor': alternate(2, {}, LAYER0_S9),
   dense: [],
 };
@@ -215,6 +234,7 @@ const bench: Bench = {
     const args = benchArgs(ctx.benchArgs ?? []);
     const tuning: Tuning = args.tuning ?? {};
     const gpu = await openGPU();
+    ctx.progress(`maxComputeWorkgroupStorageSize ${gpu.limits.maxComputeWorkgroupStorageSize}`);
     const flushKind = args.flush ?? 'copy';
     const flush = l2Flusher(gpu, ctx.quick, flushKind);
     const rows: Row[] = [];
@@ -241,7 +261,7 @@ const bench: Bench = {
         } catch (e) {
           // Only a shape this device cannot run (e.g. a transposed reduction on another subgroup
           // size) is skipped; anything else is a failure.
-          if (!(e instanceof WebGPUShapeError)) throw e;
+          if (!(e instanceof WebGPUShapeError || e instanceof WebGPULimitError)) throw e;
           gpu.resetParams();
           ctx.progress(`parity ${kernel} ${JSON.stringify(options)}: not run here (${e.message})`);
           continue;
@@ -686,6 +706,7 @@ const bench: Bench = {
       summary.sweepRowsSkipped = skipped;
     }
     const timing = rows.find((r) => typeof r.timing === 'string')?.timing ?? 'none';
+    const workgroupStorage = gpu.limits.maxComputeWorkgroupStorageSize;
     gpu.destroy();
     return {
       config: {
@@ -700,6 +721,7 @@ const bench: Bench = {
         kernels: kernels.join(','),
         defaultKernel: available[0],
         teamDefaults: JSON.stringify(TEAM_DEFAULTS),
+        workgroupStorageBytes: workgroupStorage,
         ...(args.tuning ? { tuning: JSON.stringify(args.tuning) } : {}),
         l2Flush:
           flushKind === 'copy'

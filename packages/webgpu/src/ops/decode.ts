@@ -1,6 +1,6 @@
 import { type BudgetOptions, topkBudget } from '@kascade/core';
 import type { KascadeGPU } from '../context.js';
-import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
+import { WebGPUFeatureError, WebGPULimitError, WebGPUShapeError } from '../errors.js';
 import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
@@ -162,6 +162,15 @@ export interface DecodeArgs {
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
+   * `teams` only, gathering passes (reuse, the anchors' sparse pass; ignored elsewhere): the K/V rows
+   * of a workgroup step pass through workgroup memory, loaded by the whole workgroup (adjacent
+   * invocations on adjacent pieces of a row) one step ahead of the math: each invocation issues the
+   * next step's loads, does this step's math from workgroup memory, then stores them (two buffers
+   * used in turn, one barrier a step). Needs `2 x keys per workgroup step x row bytes` (K and V) of
+   * workgroup memory besides the kernel's own. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly stagedRows?: boolean;
+  /**
    * `teams` only: the teams of a workgroup merge with one barrier instead of two per query head (the
    * teams of a subgroup by shuffles, then the subgroups through workgroup memory, every head at
    * once), where the workgroup memory allows. Default: `TEAM_DEFAULTS` (off).
@@ -234,6 +243,8 @@ export interface TeamSettings {
   /** Lanes per team (0: the widest the row and the subgroup allow). */
   readonly teamWidth: number;
   readonly laneStats: boolean;
+  /** Gathering passes: rows staged through workgroup memory one step ahead ({@link DecodeArgs.stagedRows}). */
+  readonly stagedRows: boolean;
 }
 
 /**
@@ -256,6 +267,7 @@ const STREAM_FEW: TeamSettings = {
   xorLayout: false,
   teamWidth: 0,
   laneStats: false,
+  stagedRows: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /**
@@ -533,6 +545,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       cachedRows: a.cachedRows === true,
       xor: o.xorLayout ?? d.xorLayout,
       laneStats: o.laneStats ?? d.laneStats,
+      staged: gather && (o.stagedRows ?? d.stagedRows),
     };
   };
   const teams = kernel === 'teams';
@@ -592,16 +605,30 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
     const SB = Math.max(1, Math.floor(512 / stepKeys));
+    const wgLimit = gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384;
+    // stagedRows: two buffers of a workgroup step's rows (K, and V when accumulated).
+    const rowBytes = headDim * (kv.dtype === 'f16' ? 2 : 4);
+    const stagedBytes = t?.staged === true ? 2 * stepKeys * rowBytes * (opts.accumV ? 2 : 1) : 0;
     const sgm =
       t?.sgMerge === true &&
-      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
-        (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
+      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) + stagedBytes <= wgLimit;
+    if (t?.staged) {
+      const need = teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, sgm ? MSG : 0) + stagedBytes;
+      if (need > wgLimit) {
+        throw new WebGPULimitError(
+          'maxComputeWorkgroupStorageSize',
+          need,
+          wgLimit,
+          `stagedRows at ${t.U} keys per team step (${stepKeys} per workgroup step) needs more workgroup memory`,
+        );
+      }
+    }
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
       ...t.layout,
       U: t.U,
-      AHEAD: t.ahead,
+      AHEAD: t.ahead && !t.staged,
       SB,
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
@@ -617,6 +644,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
+      ...(t.staged ? { STAGED: true } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
