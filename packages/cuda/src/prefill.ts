@@ -385,6 +385,7 @@ export function uploadPrefillSelection(
  *   (K read from shared memory twice per step: 64 instead of 48 KB), the pooled sums added in v67's order (the same
  *   bits); `v72` (session 11's candidate): v71 with each step's quad shuffles and stores deferred until the next
  *   step's product is issued (they run under it); `v73` (session 11's candidate): v67 with that deferral alone.
+ *   v71-v73 change the four-tile pool only; launches under 2048 four-tile CTAs run v67's one-tile pool.
  *   Session 10's `v68` / `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
  *   dense pass split by pooled pass: no gain)
  *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
