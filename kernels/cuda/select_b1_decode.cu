@@ -39,9 +39,6 @@
 // loads its list in one coalesced round trip (not the keys, then their scores by key); and phase 3's final pass
 // takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
 // warp and iteration.
-// Session 11 tuning knobs (call A): KASCADE_B1_SELECT_TRIGGER=1 (the dependent launch released at the start),
-// KASCADE_B1_SELECT_PRELOAD=1 (phase 1's logits loaded beside the heads' statistics), KASCADE_B1_SELECT_ALIGN=1 (each
-// CTA's segment inside one row).
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
 // its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 7, call B: launched as a programmatic dependent launch beside the scores pass (with bit 4096), the
@@ -91,7 +88,6 @@ struct B1SelectArgs {
   int trace;             // CTA 0 prints its phase ends
   int publish;           // bit 33554432: each row's ready count (entries written + 1) at state word kB1ReadyInt
   int trigger;           // session 11 (KASCADE_B1_SELECT_TRIGGER=1): the dependents' launch released at the start
-  int perRow;            // session 11 (KASCADE_B1_SELECT_ALIGN=1): CTAs per row, each segment inside one row (0: off)
 };
 
 // KASCADE_VARIANT_B1_EARLY_SPARSE (session 10): the row's ready count, stored with release semantics (thread 0 of the
@@ -140,9 +136,7 @@ __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
 // one CTA per SM; GS 8 had 99 before): no spills at 64 registers (ptxas -v).
 // PL (session 11, tuning knob KASCADE_B1_SELECT_PRELOAD=1): each segment's first kKeys x 512 keys' logits are loaded
 // before the heads' softmax statistics (their part_ml loads and theirs in one L2 round trip, not two after each other).
-// AL (session 11, tuning knob KASCADE_B1_SELECT_ALIGN=1): each CTA's segment inside one row (a.perRow, below). The knobs'
-// instances exist for GS 4 only (the bench's shape); other group sizes run <GS, false, false>.
-template <int GS, bool PL = false, bool AL = false>
+template <int GS, bool PL = false>
 __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
@@ -168,18 +162,8 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // at the start rather than after barrier 2; its CTAs (210 KB) cannot start beside a select CTA, so they take the SMs
   // as the select's CTAs leave them after barrier 2, with their launch already done.
   if (a.trigger) pdl_release();
-  // Session 11 (KASCADE_B1_SELECT_ALIGN=1): perRow CTAs per row, CTA c of row r keys [c n / perRow, (c + 1) n / perRow)
-  // of it (the CTAs past rows x perRow have no segment and only pass the barriers). Laid end to end over all rows, 7 of
-  // 128k batch 1's 264 CTAs took two rows' segments: twice the statistics' and the histogram's round trips in phase 1
-  // and twice phase 2's, which the grid barriers wait for.
-  const int alR = AL ? static_cast<int>(blockIdx.x) / a.perRow : 0;
-  const int alC = AL ? static_cast<int>(blockIdx.x) % a.perRow : 0;
-  const long long t0 = !AL ? static_cast<long long>(blockIdx.x) * a.work / a.ctas
-                       : alR < a.rows ? alR * static_cast<long long>(n) + static_cast<long long>(alC) * n / a.perRow
-                                      : a.work;
-  const long long t1 = !AL ? (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas
-                       : alR < a.rows ? alR * static_cast<long long>(n) + (alC + 1ll) * n / a.perRow
-                                      : a.work;
+  const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
+  const long long t1 = (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas;
 
   // Phase 1: pool and histogram, one segment per row.
   for (long long t = t0; t < t1;) {
@@ -476,21 +460,9 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (e != cudaSuccess) return e;
   }
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    const char* align = std::getenv("KASCADE_B1_SELECT_ALIGN");
-    bool aligned = GS == 4 && align && align[0] == '1';
-    const bool pl = GS == 4 && preload;
-    auto pick = [&](bool withPl, bool withAl) {
-      auto k = b1_select_kernel<GS, false, false>;
-      if constexpr (GS == 4) {
-        if (withPl && withAl) k = b1_select_kernel<GS, true, true>;
-        else if (withPl) k = b1_select_kernel<GS, true, false>;
-        else if (withAl) k = b1_select_kernel<GS, false, true>;
-      }
-      return k;
-    };
-    auto kernel = pick(pl, aligned);
-    static int perSm[4] = {0, 0, 0, 0};  // CTAs resident per SM, queried once per instance
-    int& ps = perSm[(pl ? 1 : 0) + (aligned ? 2 : 0)];
+    auto kernel = preload ? b1_select_kernel<GS, true> : b1_select_kernel<GS, false>;
+    static int perSm[2] = {0, 0};  // CTAs resident per SM, queried once per instance
+    int& ps = perSm[preload ? 1 : 0];
     if (ps == 0) {
       int nb = 0;
       cudaError_t e =
@@ -505,15 +477,6 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (ctas > a.work) ctas = a.work;
     a.ctas = static_cast<int>(ctas);
     a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
-    a.perRow = 0;
-    if (aligned && ctas < a.rows) {  // fewer CTAs than rows: laid end to end as without the knob
-      aligned = false;
-      kernel = pick(pl, false);
-    }
-    if (aligned) {
-      a.perRow = static_cast<int>(ctas / a.rows);
-      a.segInSmem = !fromL2 && (s.n + a.perRow - 1) / a.perRow <= kB1Seg;
-    }
     void* args[] = {&a};
     cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel),
                                                 dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);

@@ -41,10 +41,9 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 12816636 = 168188 | 65536 | 4194304 | 8388608. The probe times layer 0 with each too (bit 33554432 does not change it).
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,12816636}
 # Session 11, call A: the b1 select's dependents released at its start (KASCADE_B1_SELECT_TRIGGER=1), its phase 1's
-# logits loaded beside the heads' statistics (KASCADE_B1_SELECT_PRELOAD=1), its CTAs' segments inside one row each
-# (KASCADE_B1_SELECT_ALIGN=1), the f64-accumulator merge in the anchor's sparse pass (KASCADE_WS_ACC=1), and all four, on
-# the default anchor 46371068 (layer 0: only the preload and the alignment act there).
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_TRIGGER=1,KASCADE_B1_SELECT_PRELOAD=1,KASCADE_B1_SELECT_ALIGN=1,KASCADE_WS_ACC=1,KASCADE_B1_SELECT_TRIGGER=1+KASCADE_B1_SELECT_PRELOAD=1+KASCADE_B1_SELECT_ALIGN=1+KASCADE_WS_ACC=1}
+# logits loaded beside the heads' statistics (KASCADE_B1_SELECT_PRELOAD=1), the f64-accumulator merge in the anchor's
+# sparse pass (KASCADE_WS_ACC=1), and all three, on the default anchor 46371068 (layer 0: the preload only acts there).
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_TRIGGER=1,KASCADE_B1_SELECT_PRELOAD=1,KASCADE_WS_ACC=1,KASCADE_B1_SELECT_TRIGGER=1+KASCADE_B1_SELECT_PRELOAD=1+KASCADE_WS_ACC=1}
 export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068}
 export B1_KNOB_OPS=${B1_KNOB_OPS-anchor,layer0}
 probe=packages/cuda/dist-device/b1-probe.mjs
@@ -96,7 +95,7 @@ for v in ${B1_ANCHOR_VARIANTS//,/ }; do
 done
 # Session 11: the default anchor's sparse pass and select traced together (globaltimer: the select's barrier 2 against the
 # pass's first start), as is and under each of B1_TRACE_KNOBS ('+'-joined NAME=VALUE sets).
-for kn in "" ${B1_TRACE_KNOBS-KASCADE_B1_SELECT_TRIGGER=1 KASCADE_WS_ACC=1 KASCADE_B1_SELECT_PRELOAD=1 KASCADE_B1_SELECT_ALIGN=1}; do
+for kn in "" ${B1_TRACE_KNOBS-KASCADE_B1_SELECT_TRIGGER=1 KASCADE_WS_ACC=1 KASCADE_B1_SELECT_PRELOAD=1}; do
   echo "== anchor 46371068 with select trace ${kn:-(no knob)}" >> "$JOB_OUT/anchor-ws-trace.log"
   env ${kn//+/ } KASCADE_WS_TRACE=1 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= \
     B1_ANCHOR_VARIANTS=46371068 B1_ANCHOR_KNOBS= timeout 20 node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
