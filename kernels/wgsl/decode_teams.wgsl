@@ -54,7 +54,7 @@
 // after the key loop, instead of the team's per-step maximum, probabilities and sums (14 shuffles and
 // 5 exps per lane per step less); the sums are then added in another order. Session 10: the default
 // of the anchors' scores pass at many rows.
-// STAGED (gathering passes, session 11's candidate): the workgroup loads the K (and V) rows of its next
+// STAGED (session 11's candidate; with GATHER only without WRITE_SCORES): the workgroup loads the K (and V) rows of its next
 // step (NT * U keys) with coalesced loads, adjacent invocations on adjacent pieces of a row (LPI = U *
 // PPL pieces each, issued before this step's math), does this step's math from workgroup memory, then
 // stores them: two buffers of NT * U rows used in turn, one barrier a step; workgroup memory 2 * NT *
@@ -79,7 +79,7 @@ const CROWS: bool = true;
 const CROWS: bool = false;
 //#endif
 //#if STAGED
-// STAGED (gathering passes without scores): the rows of a workgroup step pass through workgroup memory,
+// STAGED: the rows of a workgroup step pass through workgroup memory,
 // two buffers used in turn. SK: pieces of K (and of V) per workgroup step; LPI: of them per invocation.
 const SK: u32 = NT * U * PIECES;
 const LPI: u32 = SK / WG;
@@ -190,7 +190,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
     let c = first + (u ^ perm);
     d.valid[u] = c < end;
 //#if STAGED
-    // The rows are in workgroup memory: idxOff is the team's first row there (buffer and team).
+    // The rows are in workgroup memory: idxOff is the team's first row there (buffer and team). The
+    // key positions (for WRITE_SCORES) are those of streaming passes: staged gathers write no scores.
+    d.xs[u] = min(c, end - 1u);
     let sr = (idxOff + (u ^ perm)) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
       d.kp[u * PPL + pp] = stK[sr + pp * TW];

@@ -419,8 +419,9 @@ describe.skipIf(!probe.context)(
       // The anchors' scores pass with each lane's own softmax statistics, merged after the key loop.
       { transposedReduce: true, keysPerStep: 1, laneStats: true, xorLayout: true, minStepsPerSplit: 2 },
       { transposedReduce: true, keysPerStep: 1, laneStats: true },
-      // Gathers with the rows staged through workgroup memory a step ahead (SwiftShader: 16 teams of 4
-      // lanes, so 1 or 2 keys per team step keep the two buffers within its workgroup memory).
+      // Every pass with its rows staged through workgroup memory a step ahead (SwiftShader: 16 teams of
+      // 4 lanes, so 1 key per team step keeps the two buffers within its 32 KiB of workgroup memory);
+      // with the transposed reduction on lane-permuted slots, and lane statistics (the scores pass).
       { stagedRows: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
       {
         stagedRows: true,
@@ -430,6 +431,7 @@ describe.skipIf(!probe.context)(
         minStepsPerSplit: 1,
       },
       { stagedRows: true, keysPerStep: 1, transposedReduce: true, xorLayout: true, subgroupTeamMerge: true },
+      { stagedRows: true, keysPerStep: 1, transposedReduce: true, laneStats: true, minStepsPerSplit: 2 },
       // The defaults at many rows (9 sequences x 2 KV heads > 16): layer 0's pass on narrow teams, the
       // anchors' scores pass with each lane's own statistics.
       { batch: 9 },

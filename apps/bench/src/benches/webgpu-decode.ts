@@ -111,11 +111,6 @@ const SGM: Tuning = { subgroupTeamMerge: true };
 const CLASSIC: Tuning = { selectSchedule: 'classic' };
 /** The transposed reduction on lane-permuted slots, no selects (session 9; the anchors' scores pass, dense at many rows). */
 const XOR: Tuning = { xorLayout: true };
-/**
- * Layer 0's pass as before session 10 at many rows (teams of 16 lanes, 8 keys per step, no transposed
- * reduction), against its default since (teams of 8 lanes, 2 keys per step, the transposed reduction).
- */
-const LAYER0_S9: Tuning = { streamPass: { teamWidth: 16, keysPerStep: 8, transposedReduce: false } };
 /** Layer 0's pass at many rows since session 10 (asked for explicitly, so batch 2 checks it too). */
 const LAYER0_NARROW: Tuning = {
   streamPass: {
@@ -126,20 +121,31 @@ const LAYER0_NARROW: Tuning = {
     subgroupTeamMerge: true,
   },
 };
-/** The anchors' scores pass without each lane's own softmax statistics (its default before session 10). */
-const SCORES_S9: Tuning = { streamPass: { laneStats: false } };
 /**
- * Session 11's candidates: the gathers' rows staged through workgroup memory a step ahead of the math
- * (`stagedRows`), at the defaults' keys per step (batch 1: 8-byte pieces, 36 KiB of workgroup memory;
- * batch 8: 16-byte pieces, 64 KiB, more than the device allows), at 4 keys per step (batch 8: 46 KiB
- * with the subgroup team merge), on 8-byte pieces (batch 8's shape at batch 1's piece size), and at
- * other workgroup counts (batch 1: 236 and 944 workgroups against 472).
+ * Session 11's candidates: K/V rows staged through workgroup memory a step ahead of the math
+ * (`stagedRows`, two buffers of a workgroup step's rows). For the reuse (and, with STAGED_SPARSE, the
+ * anchors' sparse pass alone): at the defaults' keys per step (batch 1: 8-byte pieces, 32 KiB of
+ * rows; batch 8: 16-byte pieces, 64 KiB, more than Dawn offers), at 4 keys per step (batch 8: 32 KiB
+ * with the subgroup team merge), on 8-byte pieces (batch 8's gathers at batch 1's piece size), and at
+ * 236 and 944 workgroups (batch 1) against 472. For the streaming passes: the anchors' scores pass
+ * (STAGED_SCORES), layer 0's pass (STAGED_L0: batch 8's narrow teams; STAGED_L0_U4: 4 keys per step,
+ * batch 1), dense (STAGED_DENSE), and the anchor with both of its passes staged.
  */
 const STAGED: Tuning = { stagedRows: true };
 const STAGED_U4: Tuning = { stagedRows: true, keysPerStep: 4 };
 const STAGED_P8: Tuning = { stagedRows: true, pieceBytes: 8 };
 const STAGED_W256: Tuning = { stagedRows: true, targetWorkgroups: 256 };
 const STAGED_W1024: Tuning = { stagedRows: true, targetWorkgroups: 1024 };
+const STAGED_SPARSE: Tuning = { stagedRows: true, streamPass: { stagedRows: false } };
+const STAGED_SPARSE_U4: Tuning = {
+  stagedRows: true,
+  keysPerStep: 4,
+  streamPass: { stagedRows: false, keysPerStep: 8 },
+};
+const STAGED_SCORES: Tuning = { streamPass: { stagedRows: true } };
+const STAGED_L0: Tuning = { streamPass: { stagedRows: true } };
+const STAGED_L0_U4: Tuning = { streamPass: { stagedRows: true, keysPerStep: 4 } };
+const STAGED_DENSE: Tuning = { stagedRows: true };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -164,11 +170,18 @@ const PARITY_OPTIONS: Tuning[] = [
   // Session 10.
   LAYER0_NARROW,
   { streamPass: { laneStats: true } },
-  // Session 11 (the gathers' settings at many rows asked for explicitly, so batch 2 checks them too).
-  STAGED,
+  // Session 11: staged rows (sets whose every pass fits the workgroup memory at batch 2; the settings
+  // at many rows asked for explicitly, so batch 2 checks them too).
+  STAGED_SPARSE,
   STAGED_U4,
+  STAGED_L0_U4,
+  { ...STAGED_SPARSE, targetWorkgroups: 256 },
+  { ...STAGED_SPARSE, targetWorkgroups: 1024 },
   { ...STAGED_U4, pieceBytes: 16, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
-  { ...STAGED_P8, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
+  { ...STAGED_SPARSE, pieceBytes: 8, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
+  { streamPass: { ...LAYER0_NARROW.streamPass, stagedRows: true } },
+  // The anchors' scores pass as at many rows (lane statistics), staged; layer 0's on 8-byte pieces to fit.
+  { streamPass: { stagedRows: true, pieceBytes: 8, laneStats: true } },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -218,9 +231,9 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // maximum stays, the select's histogram atomics aggregated per subgroup, the reuse at 4 or 6 keys
   // per step.
   reuse: alternate(2, {}, STAGED, STAGED_U4, STAGED_P8, STAGED_W256, STAGED_W1024),
-  anchor: [...alternate(2, {}, STAGED, STAGED_U4, STAGED_P8), ...alternate(2, {}, SCORES_S9)],
-  'dense-anchor': alternate(2, {}, LAYER0_S9),
-  dense: [],
+  anchor: alternate(2, {}, STAGED_SPARSE, STAGED_SPARSE_U4, STAGED_SCORES, STAGED),
+  'dense-anchor': alternate(2, {}, STAGED_L0, STAGED_L0_U4),
+  dense: alternate(2, {}, STAGED_DENSE),
 };
 
 const bench: Bench = {

@@ -162,8 +162,8 @@ export interface DecodeArgs {
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
-   * `teams` only, gathering passes (reuse, the anchors' sparse pass; ignored elsewhere): the K/V rows
-   * of a workgroup step pass through workgroup memory, loaded by the whole workgroup (adjacent
+   * `teams` only: the K/V rows of a workgroup step pass through workgroup memory (for the anchors'
+   * streaming pass alone: `streamPass: { stagedRows }`), loaded by the whole workgroup (adjacent
    * invocations on adjacent pieces of a row) one step ahead of the math: each invocation issues the
    * next step's loads, does this step's math from workgroup memory, then stores them (two buffers
    * used in turn, one barrier a step). Needs `2 x keys per workgroup step x row bytes` (K and V) of
@@ -243,7 +243,7 @@ export interface TeamSettings {
   /** Lanes per team (0: the widest the row and the subgroup allow). */
   readonly teamWidth: number;
   readonly laneStats: boolean;
-  /** Gathering passes: rows staged through workgroup memory one step ahead ({@link DecodeArgs.stagedRows}). */
+  /** Rows staged through workgroup memory one step ahead ({@link DecodeArgs.stagedRows}). */
   readonly stagedRows: boolean;
 }
 
@@ -545,7 +545,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       cachedRows: a.cachedRows === true,
       xor: o.xorLayout ?? d.xorLayout,
       laneStats: o.laneStats ?? d.laneStats,
-      staged: gather && (o.stagedRows ?? d.stagedRows),
+      staged: o.stagedRows ?? d.stagedRows,
     };
   };
   const teams = kernel === 'teams';
