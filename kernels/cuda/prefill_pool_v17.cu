@@ -106,8 +106,10 @@ struct P17Maps {
 // stage is released once the second half is done. The pooled sums are added in v67's order (the same bits).
 // DEFER (pools v72 = HALVES + DEFER, v73 = DEFER alone): a step's quad shuffles and stores wait until the next step's
 // product is issued, so they run under it instead of between this warpgroup's exponentials and its next turn.
+// ROT (pool v74): the halves of a pair of steps issued at different points, two turns per step (below); 32 bytes of
+// spills at 96 registers.
 template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false,
-          bool DEFER = false>
+          bool DEFER = false, bool ROT = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -290,6 +292,78 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   if constexpr (TPC == 1) {
 #pragma unroll 1
     for (int i = cw; i < steps; i += NC) step(i, i, steps, std::true_type{});
+  } else if constexpr (ROT) {
+    // Steps in pairs, two turns per step (the ring: every warpgroup's first half, then every second half): A(i),
+    // B(i) issued; A(i)'s exponentials; A(i + 1) issued; B(i)'s exponentials; B(i + 1) issued; A(i + 1)'s; B(i + 1)'s.
+    // Three of a pair's four halves are exponentiated under a product; nothing is in flight across the loop's back
+    // edge (ptxas serialises the wgmma otherwise: C7514). An odd last step runs as v71's.
+    const int slots = steps * 2 * NC;
+    auto sA = [&](int i) { return i * 2 * NC + cw; };
+    auto sB = [&](int i) { return i * 2 * NC + NC + cw; };
+    auto kl = [&](int i) { return kLo + (i % STAGES) * (kTileBytes >> 4); };
+    auto issueA = [&](int i) {
+      tma::mbar_spin(full + i % STAGES, static_cast<unsigned>(i / STAGES) & 1);
+      turns.begin(sA(i));
+      issue_ab_lo_half<T, kP17Keys, kP17Rows, 0>(acc, kl(i), qLo);
+      turns.end(sA(i), slots);
+    };
+    auto issueB = [&](int i) {
+      turns.begin(sB(i));
+      issue_ab_lo_half<T, kP17Keys, kP17Rows, 1>(acc + NA / 2, kl(i), qLo);
+      turns.end(sB(i), slots);
+    };
+    int i = 0;
+#pragma unroll 1
+    for (; i + 1 < mySteps; i += 2) {
+      float p0 = 0.f, p1 = 0.f;
+      issueA(i);
+      issueB(i);
+      wait1();
+      pin<NA / 2>(acc);
+      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
+      issueA(i + 1);
+      wait1();
+      pin<NA / 2>(acc + NA / 2);
+      tma::mbar_arrive(empty + i % STAGES);
+      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
+      quad_sum(p0, p1);
+      store_pair(p0, p1, i);
+      p0 = 0.f;
+      p1 = 0.f;
+      issueB(i + 1);
+      wait1();
+      pin<NA / 2>(acc);
+      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
+      wait0();
+      pin<NA / 2>(acc + NA / 2);
+      tma::mbar_arrive(empty + (i + 1) % STAGES);
+      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
+      quad_sum(p0, p1);
+      store_pair(p0, p1, i + 1);
+    }
+    if (i < mySteps) {
+      float p0 = 0.f, p1 = 0.f;
+      issueA(i);
+      issueB(i);
+      wait1();
+      pin<NA / 2>(acc);
+      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
+      wait0();
+      pin<NA / 2>(acc + NA / 2);
+      tma::mbar_arrive(empty + i % STAGES);
+      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
+      quad_sum(p0, p1);
+      store_pair(p0, p1, i);
+      ++i;
+    }
+#pragma unroll 1
+    for (; i < steps; ++i) {  // the longer tiles' last steps: the turns and the release only
+      turns.begin(sA(i));
+      turns.end(sA(i), slots);
+      turns.begin(sB(i));
+      turns.end(sB(i), slots);
+      tma::mbar_arrive(empty + i % STAGES);
+    }
   } else {
     // This tile's steps, then the turns and releases of the longer tiles' last steps.
     int i = 0;
@@ -315,14 +389,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 }
 
 template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false,
-          bool DEFER = false>
+          bool DEFER = false, bool ROT = false>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER, ROT>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -333,18 +407,18 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER, ROT><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO, bool HALVES = false, bool DEFER = false>
+template <typename T, int TPC, bool LO, bool HALVES = false, bool DEFER = false, bool ROT = false>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, HALVES, DEFER>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, HALVES, DEFER, ROT>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                                       denseLayout, rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO, 0, HALVES, DEFER>(s, q, k, stats, pooled, pairBase, pairs,
+                : launch_p17_t<T, 4, TPC, false, LO, 0, HALVES, DEFER, ROT>(s, q, k, stats, pooled, pairBase, pairs,
                                                                        perPair, denseLayout, rowMax, st);
 }
 
@@ -381,6 +455,9 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
     if (poolVariant == 73 && wide)
       return launch_p17_rowmax<T, 4, true, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
                                                         rowMax, st);
+    if (poolVariant == 74 && wide)
+      return launch_p17_rowmax<T, 4, true, false, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                               denseLayout, rowMax, st);
     if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     if (poolVariant == 67 || poolVariant >= 71)

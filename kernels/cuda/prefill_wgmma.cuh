@@ -247,6 +247,21 @@ __device__ __forceinline__ void issue_ab_lo_halves(float* acc, uint32_t aLo, uin
   pin<64>(acc);
 }
 __device__ __forceinline__ void wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
+// One of issue_ab_lo_halves' halves (H = 0 / 1: B's rows 0 .. 63 / 64 .. 127) into its 32 accumulator floats, one
+// commit group (pool v74: the halves of a step issued at different points).
+template <typename T, int A_ROWS, int B_ROWS, int H>
+__device__ __forceinline__ void issue_ab_lo_half(float* accHalf, uint32_t aLo, uint32_t bLo) {
+  pin<32>(accHalf);
+  fence();
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc)
+    wgmma_m64n64k16_ss(accHalf, static_cast<uint64_t>(tma::kDescHi) << 32 | (aLo + tma::k_desc_step(A_ROWS, kc)),
+                       static_cast<uint64_t>(tma::kDescHi) << 32 |
+                           (bLo + tma::k_desc_step(B_ROWS, kc) + ((H * (B_ROWS / 2) * 128) >> 4)),
+                       kc > 0 ? 1 : 0, T{});
+  commit();
+  pin<32>(accHalf);
+}
 
 // o += P V (m64n128, P as the 16-bit register operand pa, V a swizzled TMA tile of `keys` rows per 64-column region),
 // issued and committed, not waited for.

@@ -12,7 +12,8 @@
 # (KASCADE_PREFILL_PASS_PAIRS=1), so the small chunks take the multi-pass paths that 128k takes.
 # Session 11 (call A): v67 beside v71 (v67 with each pooling step's product as two m64n64 halves, the first half's
 # exponentials under the second half's products), v72 (v71 with each step's quad shuffles and stores deferred under
-# the next step's product) and v73 (v67 with that deferral alone); v60 only when PREFILL_RISKY names it.
+# the next step's product), v73 (v67 with that deferral alone) and v74 (the halves issued at different points of a
+# pair of steps, three of four halves exponentiated under a product); v60 only when PREFILL_RISKY names it.
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -35,7 +36,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v67}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v71 v72 v73}
+risky=${PREFILL_RISKY-v71 v72 v73 v74}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -14,14 +14,15 @@
 # (instructions per step, warp stall samples) under v60, v63, v64 and v65. (nsys is not installed on the device.)
 # Session 10's call A (eae88d3) ran v67, v68 and v69 here (the 32k passes; v68 / v69 are gone); call B this list.
 # Session 11 (call A): v67 against v71 (the pool's product as two m64n64 halves), v72 (v71 with each step's quad
-# shuffles and stores under the next step's product) and v73 (v67 with that deferral) at 32k (at 8k they run v67's
+# shuffles and stores under the next step's product), v73 (v67 with that deferral) and v74 (the halves issued at
+# different points of a pair of steps) at 32k (at 8k they run v67's
 # one-tile pool: v67 alone there), the 128k pool launches under v71 (PROFILE_PREFILL_128K), the probes only with
 # PROFILE_PREFILL_PROBES=1.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v67,v71,v72,v73}
+presets=${PROFILE_PREFILL_PRESETS:-v67,v71,v72,v73,v74}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v67}"; do

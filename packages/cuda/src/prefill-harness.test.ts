@@ -337,10 +337,10 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v61, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v60, v67, v71, v72, v73, got v9/,
+      /pool kernel must be one of v1, v60, v67, v71, v72, v73, v74, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v71, v72, v73\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v71, v72, v73, v74\)/,
     );
     // Sessions 2-10's losing presets are gone.
     for (const gone of [
@@ -384,6 +384,7 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v71')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v71' });
     expect(prefillKernelPreset('v72')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v72' });
     expect(prefillKernelPreset('v73')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v73' });
+    expect(prefillKernelPreset('v74')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v74' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

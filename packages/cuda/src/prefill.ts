@@ -385,7 +385,10 @@ export function uploadPrefillSelection(
  *   (K read from shared memory twice per step: 64 instead of 48 KB), the pooled sums added in v67's order (the same
  *   bits); `v72` (session 11's candidate): v71 with each step's quad shuffles and stores deferred until the next
  *   step's product is issued (they run under it); `v73` (session 11's candidate): v67 with that deferral alone.
- *   v71-v73 change the four-tile pool only; launches under 2048 four-tile CTAs run v67's one-tile pool.
+ *   `v74` (session 11's candidate): v67 with the halves issued at different points of a pair of steps (A(i), B(i);
+ *   A(i)'s exponentials; A(i + 1); B(i)'s; B(i + 1); A(i + 1)'s; B(i + 1)'s: three of four halves exponentiated under
+ *   a product), two turns per step. v71-v74 change the four-tile pool only; launches under 2048 four-tile CTAs run
+ *   v67's one-tile pool.
  *   Session 10's `v68` / `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
  *   dense pass split by pooled pass: no gain)
  *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
@@ -399,11 +402,19 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v71' | 'v72' | 'v73';
+export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v71' | 'v72' | 'v73' | 'v74';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67', 'v71', 'v72', 'v73'];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
+  'v1',
+  'v60',
+  'v67',
+  'v71',
+  'v72',
+  'v73',
+  'v74',
+];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -415,7 +426,7 @@ export interface PrefillKernelSelection {
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
  * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9), `v71` = dense v22,
- * sparse v61, pool v71, `v72` and `v73` likewise with pools v72 / v73 (session 11's candidates). Sessions 2-6's other
+ * sparse v61, pool v71, `v72`-`v74` likewise with pools v72-v74 (session 11's candidates). Sessions 2-6's other
  * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
  * 8's v57-v59 and v62, session 9's v63-v66 and session 10's v68-v70 lost or went into these and are gone.
  */
@@ -426,6 +437,7 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v71: { dense: 'v22', sparse: 'v61', pool: 'v71' },
   v72: { dense: 'v22', sparse: 'v61', pool: 'v72' },
   v73: { dense: 'v22', sparse: 'v61', pool: 'v73' },
+  v74: { dense: 'v22', sparse: 'v61', pool: 'v74' },
 };
 
 /**
