@@ -541,6 +541,28 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         });
       }
     }
+    // Session 11: the anchors' scores pass alone with its rows staged through workgroup memory a step
+    // ahead (`stagedRows`), as it runs and with cached rows.
+    const stagedScores: Options[] = [
+      { ...SPLIT_ONLY, streamPass: { stagedRows: true } },
+      { ...SPLIT_ONLY, cachedRows: true, streamPass: { stagedRows: true } },
+    ];
+    for (const o of full ? stagedScores : []) {
+      try {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: anchor until scores ${JSON.stringify(o)}`,
+          (pass) => encodeDecode(gpu, pass, decodeCall(inputs, 'anchor', { untilStage: 'scores', ...o })),
+          flush,
+        );
+        push('probe-stages', 'anchor until scores, options', s, { options: JSON.stringify(o) });
+      } catch (e) {
+        if (!(e instanceof WebGPULimitError)) throw e;
+        gpu.resetParams();
+        ctx.progress(`probe: anchor ${JSON.stringify(o)}: not run here (${e.message})`);
+      }
+    }
   } finally {
     probeSlot.indices.destroy();
     if (kv2) destroyDeviceKV(kv2);
