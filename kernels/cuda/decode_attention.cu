@@ -1023,7 +1023,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..268435455 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1073741823 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

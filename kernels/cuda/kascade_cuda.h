@@ -136,7 +136,13 @@ enum KascadeDecodeVariant {
                                                  // which reads the list as far as published while phase 4 finishes the
                                                  // rows (their softmax statistics kept from phase 2: the sparse pass
                                                  // reuses the partials' buffer)
-  KASCADE_VARIANT_ALL = 268435455,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_STREAM_WIDE = 268435456,  // cuda-anchor, session 11 (the stream select over the key-major f16
+                                            // intermediate, bits 1024 and 1048576): its streaming phases with more
+                                            // loads per round trip: phase 1 loads two tiles' u and m16 before pooling
+                                            // either, phase 3 classifies four tiles of pooled scores under one pair of
+                                            // slot atomics per warp (instead of two tiles per pair)
+  // Bit 536870912 (1 << 29): reserved for cuda-b1 (session 11).
+  KASCADE_VARIANT_ALL = 1073741823,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

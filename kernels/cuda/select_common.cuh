@@ -177,14 +177,66 @@ __device__ __forceinline__ void stream_pool8_hist(bool u16, int layout, const __
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
 }
 
-// The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
-// pooled row pr into v[8 u + e] (both tiles' loads issued before any is used; zeros past n).
-__device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles2, int n, float (&v)[16]) {
+// Bit 268435456 (the key-major f16 intermediate, 1 < GS <= 4): stream_pool8_hist over two tiles' keys x[0] and x[1]
+// (x[1] < 0: one tile), both tiles' u and m16 loaded before either is pooled (the same sums in the same order as
+// u16_key_major_pool, so the same pooled scores).
+template <int GS>
+__device__ __forceinline__ void stream_pool8x2_hist(int layout, const __half* u, const float* m16, size_t bh0, int n,
+                                                    int nU, const int (&x)[2], const float* Mh, const float* iL,
+                                                    unsigned* sh, float* pr) {
+  static_assert(GS > 1 && GS <= 4 && GS % 2 == 0, "two tiles' loads in registers");
+  constexpr int Q = 8 * GS / 8;  // 16-byte loads of u per tile
+  uint4 w[2][Q];
+  float mm[2][GS];
 #pragma unroll
-  for (int u = 0; u < 2; ++u) {
+  for (int t = 0; t < 2; ++t) {
+    const bool live = x[t] >= 0;
+    const int xt = live ? x[t] : x[0];
+#pragma unroll
+    for (int h = 0; h < GS; ++h) mm[t][h] = live ? __ldcg(m16 + u16_m16_index(bh0, h, xt, nU, GS, layout)) : 0.f;
+    const uint4* src = reinterpret_cast<const uint4*>(u + u16_index(bh0, 0, xt, nU, GS, layout));
+#pragma unroll
+    for (int q = 0; q < Q; ++q) w[t][q] = live ? __ldcs(src + q) : make_uint4(0u, 0u, 0u, 0u);
+  }
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    if (x[t] < 0) break;
+    float c[GS], S[8];
+#pragma unroll
+    for (int h = 0; h < GS; ++h) c[h] = exp2f(mm[t][h] - Mh[h] - kU16ScaleLog2) * iL[h];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) S[e] = 0.f;
+#pragma unroll
+    for (int q = 0; q < Q; ++q) {
+      const uint32_t ws[4] = {w[t][q].x, w[t][q].y, w[t][q].z, w[t][q].w};
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[p]));
+        const int i = q * 8 + p * 2;  // elements i, i + 1: key i / GS, heads i % GS and i % GS + 1
+        S[i / GS] = fmaf(f.x, c[i % GS], S[i / GS]);
+        S[i / GS] = fmaf(f.y, c[i % GS + 1], S[i / GS]);
+      }
+    }
+    const int xt = x[t];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      if (xt + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
+      else atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
+    }
+    reinterpret_cast<float4*>(pr + xt)[0] = make_float4(S[0], S[1], S[2], S[3]);
+    reinterpret_cast<float4*>(pr + xt)[1] = make_float4(S[4], S[5], S[6], S[7]);
+  }
+}
+
+// The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tilesU, e < 8) of the
+// row pr (0 past n) into v[8 u + e]: U tiles' loads in flight at once (U 2; bit 268435456: 4).
+template <int U>
+__device__ __forceinline__ void stream_load(const float* pr, int xt, int tilesU, int n, float (&v)[8 * U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
     const int x = xt + u * kStreamTile;
     float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
-    if (u < tiles2 && x < n) {
+    if (u < tilesU && x < n) {
       v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
       v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
     }
@@ -200,23 +252,25 @@ __device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles
 }
 
 // The stream select's classification (phase 3) of pooled scores v[8 u + e] of keys xt + u kStreamTile + e
-// (u < tiles2, key < n): bit 8 u + e of mA when the key's first digit (bits 30..19) is above binHi (it goes to the
+// (u < tilesU, key < n): bit 8 u + e of mA when the key's first digit (bits 30..19) is above binHi (it goes to the
 // output), of mC when it is in [binLo, binHi] (to the list); ia / ic: the warp's inclusive scans of the lanes'
-// counts (lane 31: the warp's totals). All 32 lanes of the warp call it.
-struct StreamClass16 {
+// counts (lane 31: the warp's totals). All 32 lanes of the warp call it. U <= 4 (32 mask bits).
+struct StreamClass {
   unsigned mA, mC;
   int ia, ic;
 };
-__device__ __forceinline__ StreamClass16 stream_class16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
-                                                        unsigned binHi) {
-  StreamClass16 c{0u, 0u, 0, 0};
+template <int U>
+__device__ __forceinline__ StreamClass stream_class(const float (&v)[8 * U], int xt, int tilesU, int n, unsigned binLo,
+                                                    unsigned binHi) {
+  static_assert(U >= 1 && U <= 4, "32 mask bits");
+  StreamClass c{0u, 0u, 0, 0};
 #pragma unroll
-  for (int u = 0; u < 2; ++u) {
+  for (int u = 0; u < U; ++u) {
     const int x = xt + u * kStreamTile;
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const unsigned d = __float_as_uint(v[8 * u + e]) >> 19;
-      if (u < tiles2 && x + e < n) {
+      if (u < tilesU && x + e < n) {
         if (d > binHi) c.mA |= 1u << (8 * u + e);
         else if (d >= binLo) c.mC |= 1u << (8 * u + e);
       }
@@ -228,12 +282,13 @@ __device__ __forceinline__ StreamClass16 stream_class16(const float (&v)[16], in
 }
 // The classified keys written from the warp's slot bases baseA (output o) and baseC (list: keys cl, scores cv), in
 // lane order (lane 31's bases broadcast; all 32 lanes call it).
-__device__ __forceinline__ void stream_emit16(const StreamClass16& c, const float (&v)[16], int xt, int baseA, int* o,
-                                              int baseC, int* cl, float* cv) {
+template <int U>
+__device__ __forceinline__ void stream_emit(const StreamClass& c, const float (&v)[8 * U], int xt, int baseA, int* o,
+                                            int baseC, int* cl, float* cv) {
   baseA = __shfl_sync(0xffffffffu, baseA, 31) + c.ia - __popc(c.mA);
   baseC = __shfl_sync(0xffffffffu, baseC, 31) + c.ic - __popc(c.mC);
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
+  for (int i = 0; i < 8 * U; ++i) {
     const int x = xt + (i >> 3) * kStreamTile + (i & 7);
     if (c.mA & (1u << i)) o[baseA++] = x;
     if (c.mC & (1u << i)) {
@@ -243,15 +298,16 @@ __device__ __forceinline__ void stream_emit16(const StreamClass16& c, const floa
   }
 }
 // The classification step: slots from one atomic per warp and list on the row's global counters *cntA / *cntC.
-__device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
-                                                  unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
-  const StreamClass16 c = stream_class16(v, xt, tiles2, n, binLo, binHi);
+template <int U>
+__device__ __forceinline__ void stream_classify(const float (&v)[8 * U], int xt, int tilesU, int n, unsigned binLo,
+                                                unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
+  const StreamClass c = stream_class<U>(v, xt, tilesU, n, binLo, binHi);
   int baseA = 0, baseC = 0;
   if ((threadIdx.x & 31) == 31) {
     if (c.ia > 0) baseA = atomicAdd(cntA, c.ia);
     if (c.ic > 0) baseC = atomicAdd(cntC, c.ic);
   }
-  stream_emit16(c, v, xt, baseA, o, baseC, cl, cv);
+  stream_emit<U>(c, v, xt, baseA, o, baseC, cl, cv);
 }
 // The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose
 // members are listed around the bin b1 holding rank k: every bin the exact window (select_plan.h) around

@@ -416,6 +416,9 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 // st.release), read by the anchor's sparse pass, which phase 3's end releases (griddepcontrol.launch_dependents) to run
 // beside phase 4; the rows' softmax max / 1 / sum then come from their histogram rows, where phase 2 kept them (the
 // sparse pass overwrites part_ml).
+// Bit 268435456 (cuda-anchor, session 11; key-major intermediate): phase 1 loads two tiles' u and m16 a step before
+// pooling either (1 < GS <= 4; stream_pool8x2_hist, the same sums), phase 3 loads four tiles of pooled scores a step and
+// classifies them under one pair of slot atomics per warp (instead of two tiles per pair).
 // The grid barrier (grid_barrier, decode_device.cuh) counts in g_stream_barrier;
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
@@ -472,10 +475,20 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
     const size_t bh0 = row_stats(row);
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
+    if constexpr (GS > 1 && GS <= 4) {
+      // Bit 268435456 (key-major u16): two tiles a step, both tiles' loads in flight before either is pooled.
+      if (a.wide)
+        for (; t < tEnd; t += 2) {
+          const int x0 = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid, x1 = x0 + kStreamTile;
+          const int x[2] = {x0 < n ? x0 : -1, (t + 1 < tEnd && x1 < n) ? x1 : -1};
+          if (x[0] >= 0) stream_pool8x2_hist<GS>(a.layout, a.u, a.m16, bh0, n, nU, x, Mh, iL, sh, pr);
+        }
+    }
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
+    t = tEnd;
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
     for (int i = tid; i < kStreamBins; i += kStreamThreads)
@@ -532,12 +545,22 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted. Session 8, call A: the next tiles
     // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
     // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
+    if (a.wide) {
+      // Bit 268435456: four tiles a step, all four tiles' loads in flight and one pair of slot atomics per warp.
+      for (; t < tEnd; t += 4) {
+        const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
+        const int tiles4 = static_cast<int>(min(4LL, tEnd - t));
+        float v[32];
+        stream_load<4>(pr, xt, tiles4, n, v);
+        stream_classify<4>(v, xt, tiles4, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+      }
+    }
     for (; t < tEnd; t += 2) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
       float v[16];
-      stream_load16(pr, xt, tiles2, n, v);
-      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+      stream_load<2>(pr, xt, tiles2, n, v);
+      stream_classify<2>(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
     }
     t = tEnd;
   }
@@ -626,6 +649,8 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
   a.early = (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE)) ? 1 : 0;
+  // Bit 268435456: phase 1's two tiles a step need the key-major intermediate (the kernel checks 1 < GS <= 4).
+  a.wide = (a.u16 && a.layout != kU16HeadMajor && (s.variant & KASCADE_VARIANT_STREAM_WIDE)) ? 1 : 0;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;

@@ -35,6 +35,8 @@ struct StreamSelectArgs {
   int layout;     // bit 1048576 (with u16): the intermediate's order (select_plan.h, u16_layout)
   int early;      // bit 134217728 (with u16 and 524288): ready counts at state word kB1ReadyInt, the sparse pass released
                   // after phase 3, the rows' softmax statistics kept in their histogram rows from phase 2
+  int wide;       // bit 268435456 (cuda-anchor, session 11): phase 1 two tiles a step (key-major u16, 1 < GS <= 4),
+                  // phase 3 four tiles under one pair of slot atomics per warp
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)

@@ -56,7 +56,10 @@
 #      16-bit top halves, phase 3 one pair of slot atomics per four tiles, phase 4's recompute pipelined), 136055932 = 1838204 | 134217728 (bit 134217728: the anchor's
 #      sparse pass released after the select's phase 3, reading the lists as their ready counts allow) and 203164796 =
 #      68947068 | 134217728 (bit 67108864 lost in A and B and was removed); call C (final): the ops.ts defaults (136055932
-#      the anchor's beyond 16k at batch > 4) and session 9's anchor default 1838204 for comparison,
+#      the anchor's beyond 16k at batch > 4) and session 9's anchor default 1838204 for comparison. Session 11 (cuda-anchor):
+#      the ops.ts defaults and bit 268435456 (the stream select's phase 1 two tiles a step, phase 3 four tiles per pair
+#      of slot atomics) on the batch-32 defaults: 404491388 = 136055932 | 268435456 (anchor), 272370940 = 3935484 |
+#      268435456 (layer 0); the large-shape probe prints both with their bases' stream-select phase times,
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
@@ -66,10 +69,10 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,3935484,4292704,8622332,12816636,46371068,136055932,272370940,404491388}
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
-proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636}
+proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,4292704,8622332,12816636}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
