@@ -26,7 +26,8 @@
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
 // `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`,
 // `TRED` (U * GROUP == TW: the transposing reduction), `AHEAD` (the next step's loads issued before a
-// step's math), `SGM` with `MSG` (the subgroup team merge, below),
+// step's math), `SGM` with `MSG` (the subgroup team merge, below), where on: `LANE_STATS`, `STAGED`,
+// `CACHED_ROWS` (below), `KEYS` (the entry point scores_keys, near the end), `MERGE` (teams_merge),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
 //
@@ -590,6 +591,137 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 // H200 at 128k batch 1, twice in turn, it took dense 201.4 and 201.9 us against 196.7 and 195.9 (call A,
 // this merge at 256 invocations), layer 0 252.9 and 252.6 against 246.2 and 246.7, reuse 46.6 and 46.7
 // against 45.2 and 45.1 (call B).)
+
+//#if KEYS
+// scores_keys (KEYS; session 11's candidate for the anchors' scores pass: no V, scores written, every key):
+// two invocations per key, each the dot products of half of the key's row with the group's query rows
+// (in workgroup memory), finished by one shuffle; no team reduction. The workgroup stages blocks of
+// KB = WG / 2 consecutive K rows in workgroup memory one block ahead of the math, as STAGED does
+// (coalesced 16-byte loads, adjacent invocations on adjacent pieces; two buffers, one barrier a block),
+// piece P of key row r stored at column P ^ (r % PIECES) so the row halves a subgroup reads spread over
+// all banks. Invocation `sgIndex * sgSize + sgLane` takes key / 2 and half % 2, so the keys follow the
+// subgroup numbering that the merge of the subgroups' (max, sum) follows: the same bits every run. The
+// lane of half `hf` keeps the running (max, sum) of heads h with h % 2 == hf; merged across the subgroup
+// by shuffles, then across subgroups in order. Needs KP of 16 bytes (PPL = 1 with TW = PIECES or not:
+// only PIECES is used). Dispatch and partials as teams_partial's. Bytes: K rows once, scores, partML.
+// Workgroup memory: 2 * KB * row bytes + the query rows (at head dim 128, f16: 34 KiB).
+const KB: u32 = WG / 2u;              // keys per block
+const HP: u32 = PIECES / 2u;          // pieces per half row
+const SKB: u32 = KB * PIECES;         // pieces per block
+const LPK: u32 = SKB / WG;            // pieces an invocation loads per block
+var<workgroup> kst: array<KP, 2u * SKB>;
+var<workgroup> qs: array<vec4<f32>, GROUP * D4>;
+var<workgroup> kml: array<vec2<f32>, MSG * GROUP>;
+
+@compute @workgroup_size(WG)
+fn scores_keys(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32) {
+//#include subgroup_index sgLane
+//#include split_keys
+  let id = sgIndex * sgSize + sgLane;
+  let kk = id / 2u;
+  let hf = id % 2u;
+  for (var i = t; i < GROUP * D4; i += WG) {
+    qs[i] = q[(b * H + j * GROUP) * D4 + i] * P.scale;
+  }
+  var m: array<f32, GROUP>;
+  var l: array<f32, GROUP>;
+  for (var h = 0u; h < GROUP; h++) {
+    m[h] = NEG;
+    l[h] = 0.0;
+  }
+  let blocks = (end - start + KB - 1u) / KB;
+  var ld: array<KP, LPK>;
+  for (var r = 0u; r < LPK; r++) {
+    let i = r * WG + t;
+    ld[r] = kbuf[(kvBase + min(start + i / PIECES, end - 1u)) * PIECES + i % PIECES];
+  }
+  for (var r = 0u; r < LPK; r++) {
+    let i = r * WG + t;
+    let key = i / PIECES;
+    kst[key * PIECES + ((i % PIECES) ^ (key % PIECES))] = ld[r];
+  }
+  workgroupBarrier();
+  for (var s = 0u; s < blocks; s++) {
+    let sn = s + 1u;
+    if (sn < blocks) {
+      for (var r = 0u; r < LPK; r++) {
+        let i = r * WG + t;
+        ld[r] = kbuf[(kvBase + min(start + sn * KB + i / PIECES, end - 1u)) * PIECES + i % PIECES];
+      }
+    }
+    let c = start + s * KB + kk;
+    let base = (s % 2u) * SKB + kk * PIECES;
+    // Zeroed explicitly: a `var` without initializer in a loop body was not zeroed again in every
+    // iteration on SwiftShader (the second block's scores came out as sums over both blocks).
+    var d: array<f32, GROUP>;
+    for (var h = 0u; h < GROUP; h++) {
+      d[h] = 0.0;
+    }
+    for (var p = 0u; p < HP; p++) {
+      let pc = hf * HP + p;
+      let e = kst[base + (pc ^ (kk % PIECES))];
+      for (var i = 0u; i < PV; i++) {
+        let kf = kp4(e, i);
+        for (var h = 0u; h < GROUP; h++) {
+          d[h] += dot(qs[h * D4 + pc * PV + i], kf);
+        }
+      }
+    }
+    for (var h = 0u; h < GROUP; h++) {
+      d[h] += subgroupShuffleXor(d[h], 1u);
+    }
+    if (c < end) {
+      for (var h = 0u; h < GROUP; h++) {
+        if (h % 2u == hf) {
+          scores[(b * H + j * GROUP + h) * P.scoreStride + c] = d[h];
+          let mn = max(m[h], d[h]);
+          l[h] = l[h] * exp(m[h] - mn) + exp(d[h] - mn);
+          m[h] = mn;
+        }
+      }
+    }
+    if (sn < blocks) {
+      for (var r = 0u; r < LPK; r++) {
+        let i = r * WG + t;
+        let key = i / PIECES;
+        kst[(sn % 2u) * SKB + key * PIECES + ((i % PIECES) ^ (key % PIECES))] = ld[r];
+      }
+    }
+    workgroupBarrier();
+  }
+  // Each head's (max, sum) merged across the subgroup (butterfly), then across subgroups in order.
+  for (var h = 0u; h < GROUP; h++) {
+    var mh = m[h];
+    var lh = l[h];
+    for (var mk = 1u; mk < sgSize; mk = mk * 2u) {
+      let om = subgroupShuffleXor(mh, mk);
+      let ol = subgroupShuffleXor(lh, mk);
+      let mn = max(mh, om);
+      lh = lh * exp(mh - mn) + ol * exp(om - mn);
+      mh = mn;
+    }
+    if (sgLane == 0u) {
+      kml[sgIndex * GROUP + h] = vec2<f32>(mh, lh);
+    }
+  }
+  workgroupBarrier();
+  let rowBase = (b * H + j * GROUP) * P.splits + split;
+  if (t < GROUP) {
+    let nsg = WG / sgSize;
+    var M = NEG;
+    for (var g = 0u; g < nsg; g++) {
+      M = max(M, kml[g * GROUP + t].x);
+    }
+    var L = 0.0;
+    for (var g = 0u; g < nsg; g++) {
+      L += kml[g * GROUP + t].y * exp(kml[g * GROUP + t].x - M);
+    }
+    partML[(rowBase + t * P.splits) * 2u] = M;
+    partML[(rowBase + t * P.splits) * 2u + 1u] = L;
+  }
+}
+//#endif
 
 //#if MERGE
 const MU: u32 = 4u;                          // splits per round

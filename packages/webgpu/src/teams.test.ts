@@ -432,6 +432,9 @@ describe.skipIf(!probe.context)(
       },
       { stagedRows: true, keysPerStep: 1, transposedReduce: true, xorLayout: true, subgroupTeamMerge: true },
       { stagedRows: true, keysPerStep: 1, transposedReduce: true, laneStats: true, minStepsPerSplit: 2 },
+      // The anchors' scores pass by scores_keys (two invocations per key, blocks of keys staged).
+      { stagedKeys: true, minStepsPerSplit: 3 },
+      { streamPass: { stagedKeys: true, targetWorkgroups: 8 } },
       // The defaults at many rows (9 sequences x 2 KV heads > 16): layer 0's pass on narrow teams, the
       // anchors' scores pass with each lane's own statistics.
       { batch: 9 },
@@ -500,12 +503,15 @@ describe.skipIf(!probe.context)(
         if ('pieceBytes' in opts) expect(keys.some((k) => k.includes('KP=f16x4'))).toBe(true);
         if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
         if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
+        if ('stagedKeys' in opts || JSON.stringify(opts).includes('stagedKeys')) {
+          expect(keys.some((k) => k.includes(':scores_keys:'))).toBe(true);
+        }
         if ('stagedRows' in opts) expect(keys.some((k) => k.includes('STAGED=true'))).toBe(true);
         if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
         if ('laneStats' in opts || 'batch' in opts) {
           expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);
         }
-        if ('streamPass' in opts) {
+        if ('streamPass' in opts && opts.streamPass && 'keysPerStep' in opts.streamPass) {
           // The anchors' streaming pass took its own keys per step; the sparse pass kept the default.
           const added = keys.filter((k) => !keysBefore.has(k));
           expect(added.some((k) => k.includes('U=16,') && k.includes('WRITE_SCORES=true'))).toBe(true);

@@ -103,6 +103,7 @@ type Tuning = Pick<
   | 'teamWidth'
   | 'laneStats'
   | 'stagedRows'
+  | 'stagedKeys'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -146,6 +147,14 @@ const STAGED_SCORES: Tuning = { streamPass: { stagedRows: true } };
 const STAGED_L0: Tuning = { streamPass: { stagedRows: true } };
 const STAGED_L0_U4: Tuning = { streamPass: { stagedRows: true, keysPerStep: 4 } };
 const STAGED_DENSE: Tuning = { stagedRows: true };
+/**
+ * Session 11: the anchors' scores pass by `scores_keys` (two invocations per key, blocks of 64 keys
+ * staged a block ahead), at its defaults' 4096 target workgroups (4 blocks each at 128k batch 1) and
+ * at 1024 and 2048.
+ */
+const STAGED_KEYS: Tuning = { streamPass: { stagedKeys: true } };
+const STAGED_KEYS_W1024: Tuning = { streamPass: { stagedKeys: true, targetWorkgroups: 1024 } };
+const STAGED_KEYS_W2048: Tuning = { streamPass: { stagedKeys: true, targetWorkgroups: 2048 } };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -182,6 +191,8 @@ const PARITY_OPTIONS: Tuning[] = [
   { streamPass: { ...LAYER0_NARROW.streamPass, stagedRows: true } },
   // The anchors' scores pass as at many rows (lane statistics), staged; layer 0's on 8-byte pieces to fit.
   { streamPass: { stagedRows: true, pieceBytes: 8, laneStats: true } },
+  STAGED_KEYS,
+  STAGED_KEYS_W1024,
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -231,7 +242,17 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // maximum stays, the select's histogram atomics aggregated per subgroup, the reuse at 4 or 6 keys
   // per step.
   reuse: alternate(2, {}, STAGED, STAGED_U4, STAGED_P8, STAGED_W256, STAGED_W1024),
-  anchor: alternate(2, {}, STAGED_SPARSE, STAGED_SPARSE_U4, STAGED_SCORES, STAGED),
+  anchor: alternate(
+    2,
+    {},
+    STAGED_KEYS,
+    STAGED_KEYS_W1024,
+    STAGED_KEYS_W2048,
+    STAGED_SPARSE,
+    STAGED_SPARSE_U4,
+    STAGED_SCORES,
+    STAGED,
+  ),
   'dense-anchor': alternate(2, {}, STAGED_L0, STAGED_L0_U4),
   dense: alternate(2, {}, STAGED_DENSE),
 };

@@ -64,6 +64,7 @@ type Options = Pick<
   | 'cachedRows'
   | 'xorLayout'
   | 'stagedRows'
+  | 'stagedKeys'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -542,10 +543,11 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       }
     }
     // Session 11: the anchors' scores pass alone with its rows staged through workgroup memory a step
-    // ahead (`stagedRows`), as it runs and with cached rows.
+    // ahead (`stagedRows`), as it runs and with cached rows, and by `scores_keys` (`stagedKeys`).
     const stagedScores: Options[] = [
       { ...SPLIT_ONLY, streamPass: { stagedRows: true } },
       { ...SPLIT_ONLY, cachedRows: true, streamPass: { stagedRows: true } },
+      { ...SPLIT_ONLY, streamPass: { stagedKeys: true } },
     ];
     for (const o of full ? stagedScores : []) {
       try {

@@ -171,6 +171,14 @@ export interface DecodeArgs {
    */
   readonly stagedRows?: boolean;
   /**
+   * `teams` only, the anchors' scores pass (ignored elsewhere; for it alone: `streamPass: {
+   * stagedKeys }`): `scores_keys` instead of the team kernel: two invocations per key, each the dot
+   * products of half of the key's row with the query rows (in workgroup memory), one shuffle, no team
+   * reduction; blocks of keys staged through workgroup memory a block ahead with coalesced 16-byte
+   * loads. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly stagedKeys?: boolean;
+  /**
    * `teams` only: the teams of a workgroup merge with one barrier instead of two per query head (the
    * teams of a subgroup by shuffles, then the subgroups through workgroup memory, every head at
    * once), where the workgroup memory allows. Default: `TEAM_DEFAULTS` (off).
@@ -245,6 +253,8 @@ export interface TeamSettings {
   readonly laneStats: boolean;
   /** Rows staged through workgroup memory one step ahead ({@link DecodeArgs.stagedRows}). */
   readonly stagedRows: boolean;
+  /** The anchors' scores pass by `scores_keys` ({@link DecodeArgs.stagedKeys}). */
+  readonly stagedKeys: boolean;
 }
 
 /**
@@ -268,6 +278,7 @@ const STREAM_FEW: TeamSettings = {
   teamWidth: 0,
   laneStats: false,
   stagedRows: false,
+  stagedKeys: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /**
@@ -517,8 +528,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const d = TEAM_DEFAULTS[kind][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
-    const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
-    const width = o.teamWidth ?? (d.teamWidth || undefined);
+    // stagedKeys: the anchors' scores pass by scores_keys (16-byte pieces, 2 invocations per key).
+    const keys = kind === 'scores' && (o.stagedKeys ?? d.stagedKeys);
+    const pieceBytes = keys ? 16 : (o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16));
+    const width = keys ? undefined : (o.teamWidth ?? (d.teamWidth || undefined));
     const narrow = teamsLayout(gpu, headDim, kv.dtype, pieceBytes, width);
     if (!narrow && o.teamWidth !== undefined) {
       throw new WebGPUShapeError(
@@ -527,9 +540,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     const layout = narrow ?? teamsLayout(gpu, headDim, kv.dtype)!;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
-    return {
-      // Keys a workgroup takes per step: a team step of each team.
-      stepKeys: (layout.WG / layout.TW) * U,
+    const t = {
+      // Keys a workgroup takes per step: a team step of each team (scores_keys: a block).
+      stepKeys: keys ? layout.WG / 2 : (layout.WG / layout.TW) * U,
+      keys,
       layout,
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
         ? 'f16x4'
@@ -547,6 +561,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       laneStats: o.laneStats ?? d.laneStats,
       staged: o.stagedRows ?? d.stagedRows,
     };
+    // scores_keys has none of the team kernel's options (its module's teams_partial is compiled plain).
+    return keys
+      ? { ...t, tred: false, xor: false, laneStats: false, staged: false, ahead: false, sgMerge: false }
+      : t;
   };
   const teams = kernel === 'teams';
   const splitsFor = (keys: number, kind: TeamPass) => {
@@ -612,6 +630,18 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const sgm =
       t?.sgMerge === true &&
       teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) + stagedBytes <= wgLimit;
+    if (t?.keys) {
+      // scores_keys: two buffers of a block's K rows, the query rows, the subgroups' (max, sum).
+      const need = 2 * stepKeys * rowBytes + group * headDim * 4 + MSG * group * 8 + 16;
+      if (need > wgLimit) {
+        throw new WebGPULimitError(
+          'maxComputeWorkgroupStorageSize',
+          need,
+          wgLimit,
+          `stagedKeys with blocks of ${stepKeys} keys needs more workgroup memory`,
+        );
+      }
+    }
     if (t?.staged) {
       const need = teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, sgm ? MSG : 0) + stagedBytes;
       if (need > wgLimit) {
@@ -645,9 +675,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
       ...(t.staged ? { STAGED: true } : {}),
+      ...(t.keys ? { KEYS: true } : {}),
     };
     const p1 = teamDefs
-      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
+      ? gpu.pipeline('decode_teams', t.keys ? 'scores_keys' : 'teams_partial', teamDefs, PARTIAL_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
