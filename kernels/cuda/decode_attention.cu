@@ -980,6 +980,8 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16))
       sizes[2] = u16_list_offset(BH, s.n) + 2 * BG * n * 4;
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
+    // KASCADE_VARIANT_LISTED_SCORES: the pooled rows' buffer holds the selected keys' scores (GS per index) instead.
+    if (listed_scores(s) && topk > 0) sizes[3] = max(sizes[3], BH * static_cast<size_t>(topk) * 4);
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
   Workspace w{};
@@ -1023,7 +1025,7 @@ extern "C" cudaError_t kascade_check_shape(const KascadeDecodeShape* s, char* wh
   if (s->capacity < s->n) return fail("capacity must be >= n");
   if (s->dtype != KASCADE_F16 && s->dtype != KASCADE_BF16) return fail("dtype must be f16 or bf16");
   if (!(s->scale > 0.f)) return fail("scale must be positive");
-  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..1073741823 (KascadeDecodeVariant bits)");
+  if (s->variant < 0 || s->variant > KASCADE_VARIANT_ALL) return fail("variant must be in 0..2147483647 (KascadeDecodeVariant bits)");
   if (s->splits < 0) return fail("splits must be >= 0 (0 = automatic)");
   return cudaSuccess;
 }

@@ -142,7 +142,14 @@ enum KascadeDecodeVariant {
                                             // either, phase 3 classifies four tiles of pooled scores under one pair of
                                             // slot atomics per warp (instead of two tiles per pair)
   // Bit 536870912 (1 << 29): reserved for cuda-b1 (session 11).
-  KASCADE_VARIANT_ALL = 1073741823,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
+  KASCADE_VARIANT_LISTED_SCORES = 1073741824,  // cuda-anchor, session 11 (the stream select over the f16 intermediate,
+                                               // key-major or GS 1): phase 1 stores no pooled rows, phase 3 recomputes
+                                               // the pooled scores from u and m16 (the same function, the same bits)
+                                               // and, for the anchor's sparse pass from the intermediate (bit 524288)
+                                               // at GS 4 / 8, writes each selected key's GS log2 scores beside its
+                                               // index (phase 4 those of the keys it adds), so the sparse pass copies
+                                               // them in list order instead of two scattered sectors per key
+  KASCADE_VARIANT_ALL = 2147483647,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 
 // Bytes of workspace the ops below need: dense (topk 0) or the anchors (topk > 0)...

@@ -309,6 +309,93 @@ __device__ __forceinline__ void stream_classify(const float (&v)[8 * U], int xt,
   }
   stream_emit<U>(c, v, xt, baseA, o, baseC, cl, cv);
 }
+// Bit 1073741824 (the f16 intermediate key-major, or GS 1): the pooled scores S[e] of keys x + e (e < 8; x a multiple
+// of 8 below n) of the KV-head row whose query-head rows start at bh0, the same sums in the same order as
+// u16_key_major_pool (GS > 1) and stream_pool8's GS-1 loop, keeping the loaded words: w[q] the keys' u (element
+// e GS + h is key x + e's value for head h), mm[h] the step maxima. Phases 1 and 3 both call it, so phase 3's scores
+// have the bits phase 1 counted. Keys past n get 0.
+template <int GS>
+__device__ __forceinline__ void stream_pool8_raw(int layout, const __half* u, const float* m16, size_t bh0, int n,
+                                                 int nU, int x, const float* Mh, const float* iL, float (&S)[8],
+                                                 uint4 (&w)[GS], float (&mm)[GS]) {
+  const uint4* src = reinterpret_cast<const uint4*>(u + u16_index(bh0, 0, x, nU, GS, layout));
+#pragma unroll
+  for (int h = 0; h < GS; ++h) mm[h] = __ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, layout));
+#pragma unroll
+  for (int q = 0; q < GS; ++q) w[q] = __ldcs(src + q);
+  float c[GS];
+#pragma unroll
+  for (int h = 0; h < GS; ++h) c[h] = exp2f(mm[h] - Mh[h] - kU16ScaleLog2) * iL[h];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) S[e] = 0.f;
+#pragma unroll
+  for (int q = 0; q < GS; ++q) {
+    const uint32_t ws[4] = {w[q].x, w[q].y, w[q].z, w[q].w};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[p]));
+      const int i = q * 8 + p * 2;  // elements i, i + 1 (GS 1: keys i, i + 1; GS even: key i / GS, two heads)
+      S[i / GS] = fmaf(f.x, c[i % GS], S[i / GS]);
+      S[(i + 1) / GS] = fmaf(f.y, c[(i + 1) % GS], S[(i + 1) / GS]);
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
+}
+
+// The log2-domain score of one u value (f16 bits) over its step maximum, exactly as the anchor's sparse pass turns them
+// (anchor_sparse_decode.cu): m16 + log2(u) - 15, -inf for a u of 0.
+__device__ __forceinline__ float u16_score(unsigned short bits, float m) {
+  const float uf = __half2float(__ushort_as_half(bits));
+  return uf > 0.f ? m + __log2f(uf) - kU16ScaleLog2 : -INFINITY;
+}
+// Bit 1073741824's record of key e (< 8) of a stream_pool8_raw load: its GS scores at r (16-byte aligned, GS % 4 == 0).
+template <int GS>
+__device__ __forceinline__ void stream_record(const uint4 (&w)[GS], const float (&mm)[GS], int e, float* r) {
+  static_assert(GS % 4 == 0, "whole 16-byte records");
+#pragma unroll
+  for (int h4 = 0; h4 < GS; h4 += 4) {
+    float l[4];
+#pragma unroll
+    for (int d = 0; d < 4; ++d) {
+      const int i = e * GS + h4 + d;  // element i: word i / 8 of the loads, half i % 2 of component (i % 8) / 2
+      const uint4 q = w[i >> 3];
+      const int c = (i & 7) >> 1;
+      const unsigned word = c == 0 ? q.x : (c == 1 ? q.y : (c == 2 ? q.z : q.w));
+      l[d] = u16_score(static_cast<unsigned short>((i & 1) ? (word >> 16) : (word & 0xffffu)), mm[h4 + d]);
+    }
+    *reinterpret_cast<float4*>(r + h4) = make_float4(l[0], l[1], l[2], l[3]);
+  }
+}
+// Bit 1073741824's phase 3 step (one tile): stream_classify's slots and writes for keys x + e with pooled scores S[e]
+// (live 0: none), and for each key written to o its record at rr + slot GS (rr null: no records).
+template <int GS>
+__device__ __forceinline__ void stream_classify_rec(const float (&S)[8], const uint4 (&w)[GS], const float (&mm)[GS],
+                                                    int x, int live, int n, unsigned binLo, unsigned binHi, int* cntA,
+                                                    int* cntC, int* o, int* cl, float* cv, float* rr) {
+  const StreamClass c = stream_class<1>(S, x, live, n, binLo, binHi);
+  int baseA = 0, baseC = 0;
+  if ((threadIdx.x & 31) == 31) {
+    if (c.ia > 0) baseA = atomicAdd(cntA, c.ia);
+    if (c.ic > 0) baseC = atomicAdd(cntC, c.ic);
+  }
+  baseA = __shfl_sync(0xffffffffu, baseA, 31) + c.ia - __popc(c.mA);
+  baseC = __shfl_sync(0xffffffffu, baseC, 31) + c.ic - __popc(c.mC);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    if (c.mA & (1u << e)) {
+      if constexpr (GS % 4 == 0)
+        if (rr) stream_record<GS>(w, mm, e, rr + static_cast<size_t>(baseA) * GS);
+      o[baseA++] = x + e;
+    }
+    if (c.mC & (1u << e)) {
+      cl[baseC] = x + e;
+      cv[baseC++] = S[e];
+    }
+  }
+}
+
 // The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose
 // members are listed around the bin b1 holding rank k: every bin the exact window (select_plan.h) around
 // any score of b1 can reach, usually b1 - 1 .. b1 + 1. krem (the rank still wanted inside b1) grows by the

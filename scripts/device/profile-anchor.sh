@@ -22,7 +22,8 @@
 # 68947068 = 1838204 | 67108864, 3935484 against 71044348.
 # Session 11: 136055932 (the anchor default beyond 16k at batch > 4) against 404491388 = 136055932 | 268435456 (the stream
 # select's phase 1 two tiles a step, phase 3 four tiles per pair of slot atomics), 3935484 against 272370940 = 3935484 |
-# 268435456.
+# 268435456, and 1209797756 = 136055932 | 1073741824 (phase 3 recomputes the pooled scores and writes the selected keys'
+# scores for the sparse pass), 1077677308 = 3935484 | 1073741824.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
 # anchor-<v>-p<mode>[-b<entry>].csv.
 set -u
@@ -43,7 +44,7 @@ if [ "${PROFILE_ANCHOR_TIMER:-0}" = 1 ] && { command -v nvcc > /dev/null || [ -x
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-136055932:0,404491388:0,3935484:0,272370940:0}
+list=${PROFILE_ANCHOR_VARIANTS:-136055932:0,404491388:0,1209797756:0,3935484:0,272370940:0,1077677308:0}
 bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 14,11,1,0,2}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).

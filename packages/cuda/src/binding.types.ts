@@ -17,7 +17,7 @@ export interface NativeDecodeShape {
   readonly dtype: 'bf16' | 'f16';
   /** Split-KV factor; 0 or absent chooses automatically. */
   readonly splits?: number;
-  /** Kernel variant bits 0..1073741823 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h); 0 or absent: the first kernels. */
+  /** Kernel variant bits 0..2147483647 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h); 0 or absent: the first kernels. */
   readonly variant?: number;
 }
 

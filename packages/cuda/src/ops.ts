@@ -3,8 +3,8 @@ import type { NativeDecodeShape, NativeGraph } from './binding.types.js';
 import { CudaArgumentError } from './errors.js';
 import { DeviceTensor, requireNative } from './tensor.js';
 
-/** The largest decode kernel variant value: bits 1..536870912 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
-export const DECODE_VARIANT_MAX = 1073741823;
+/** The largest decode kernel variant value: bits 1..1073741824 (KascadeDecodeVariant in kernels/cuda/kascade_cuda.h). */
+export const DECODE_VARIANT_MAX = 2147483647;
 
 /** The decode ops, as the default-variant table names them. */
 export type DecodeOp = 'dense' | 'layer0' | 'anchor' | 'reuse';

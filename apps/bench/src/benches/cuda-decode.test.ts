@@ -11,9 +11,9 @@ describe('cuda-decode --variants', () => {
     ]);
   });
 
-  it.each([['1073741824'], ['-1'], ['1.5'], ['a'], ['']])('rejects %j', (list) => {
+  it.each([['2147483648'], ['-1'], ['1.5'], ['a'], ['']])('rejects %j', (list) => {
     expect(() => parseVariants(['--variants', list])).toThrow(
-      /--variants takes a comma list of integers in 0\.\.1073741823/,
+      /--variants takes a comma list of integers in 0\.\.2147483647/,
     );
   });
 });
