@@ -159,10 +159,11 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // row until session 9's call A), session 9's candidates v63-v66 and session 10's v68 / v69 (the query rows in
 // registers, three / two consumer warpgroups: prefill_pool_v17.cu) and v70 (v67's kernels with layer 0's dense +
 // statistics pass split by pooled pass, each pass's KV heads right before their pool: call C at b21e491, 128k layer 0
-// 357.0 against v67's 356.3 ms) are gone.
+// 357.0 against v67's 356.3 ms) are gone, as are session 11's v71-v74 (each step's product as two m64n64 halves:
+// prefill_pool_v17.cu). v75 (session 11's candidate): v67 with some of the pool's row constants in registers.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 60 || (v >= 71 && v <= 74) ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
+  return v == 1 || v == 60 || v == 75 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
 }
 
 struct PrefillWorkspace {

@@ -39,6 +39,15 @@
 // warpgroups, less overlap, whatever the shared-memory traffic. Both gone. Five consumer warpgroups (NC = 5) do not
 // compile: 21 warps put six on one SM sub-partition (16k registers), 80 registers each, too few for the m64n128
 // accumulator (ptxas C7602).
+// Session 11's call A (b896e8b) timed four-tile pools that split each step's product into two m64n64 halves (query rows
+// 0-63 / 64-127, one commit group each, the first half's exponentials under the second half's product): v71 (per step),
+// v72 (v71 with each step's shuffles and stores deferred under the next step's product), v74 (the halves of a pair
+// of steps issued at different points, 3 of 4 halves exponentiated under a product, 32 bytes of spills), and v73 (v67
+// with v72's deferral alone). 32k, ncu: v71 14.46 M cycles, tensor and MUFU 56.1 %; v72 14.83 M, 54.8 %; v74 16.49 M,
+// 49.3 %; v73 11.79 M, 69.0 % (v67: 11.66 M, 69.8 %). Layer 0 at 128k: 365.3, 372.7, 385.8 and 352.1 ms against v67's
+// 350.7. An m64n64 product with both operands in shared memory reads 128 B per clock at the tensor pipe's rate, all
+// the shared memory has (L1 stayed at 73 % while the tensor pipe fell to 56 %); a fully rotating version (a half in
+// flight across the loop's back edge) made ptxas serialise the wgmma (C7514). All gone.
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -101,15 +110,10 @@ struct P17Maps {
 // exponentials of a zero accumulator: what the MUFU and the consumers' instructions take alone).
 // LO (pool v67): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
 // address arithmetic of issue_ab per slice.
-// HALVES (pool v71): each step's product as two m64n64 halves (query rows 0 .. 63 and 64 .. 127, one commit group
-// each, LO's descriptors); the first half's exponentials run while the second half is on the tensor cores, the
-// stage is released once the second half is done. The pooled sums are added in v67's order (the same bits).
-// DEFER (pools v72 = HALVES + DEFER, v73 = DEFER alone): a step's quad shuffles and stores wait until the next step's
-// product is issued, so they run under it instead of between this warpgroup's exponentials and its next turn.
-// ROT (pool v74): the halves of a pair of steps issued at different points, two turns per step (below); 32 bytes of
-// spills at 96 registers.
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false,
-          bool DEFER = false, bool ROT = false>
+// CREG (pool v75, four tiles per CTA only): each consumer thread holds the 32 row constants its quad needs (its
+// warpgroup's tile is fixed) in registers, loaded once: no shared-memory loads in the step (v67: 16 LDS.64 per warp
+// and step). The same sums in the same order.
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -203,6 +207,13 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 
   const uint32_t kLo = tma::k_desc_lo(Ks), qLo = tma::k_desc_lo(Qu);  // LO: stage 0's and this tile's
   float vmax = 0.f;  // ROWMAX: the largest score this thread wrote
+  constexpr int NR = CREG ? 6 : 1;  // CREG: column blocks whose constants stay in registers
+  float2 creg[NR];                   // CREG: Cu[nb * 8 + quad * 2 .. + 1], nb < NR
+  if constexpr (CREG) {
+    static_assert(TPC == NC, "the row constants in registers need this warpgroup's own tile");
+#pragma unroll
+    for (int nb = 0; nb < NR; ++nb) creg[nb] = *reinterpret_cast<const float2*>(Cu + nb * 8 + quad * 2);
+  }
   float acc[NA];
   if (PROBE == 2)  // distinct values, so the compiler cannot share one exponential between two of them
     for (int x = 0; x < NA; ++x) acc[x] = static_cast<float>(ctid * NA + x) * -1e-3f;
@@ -212,8 +223,33 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   // the release only). ON is a compile-time constant: a wgmma under a run-time condition makes ptxas serialise
   // every product (C7518: a wait after each of the eight; session 9's call A timed pool v63 that way, 9.64 against
   // v60's 6.90 ms at 32k).
-  // The two keys' pooled scores of step i (quad 0 writes them, ROWMAX keeps their maximum).
-  auto store_pair = [&](float p0, float p1, int i) {
+  auto step = [&](int i, int slot, int slots, auto onTag) {
+    constexpr bool on = decltype(onTag)::value;
+    const int sg = i % STAGES;
+    if constexpr (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
+    turns.begin(slot);
+    if constexpr (on && PROBE != 2) {
+      if constexpr (LO)
+        issue_ab_lo<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
+      else
+        issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
+    }
+    turns.end(slot, slots);
+    if constexpr (on) {
+      wait0();
+      pin<NA>(acc);
+    }
+    tma::mbar_arrive(empty + sg);
+    if constexpr (!on) return;
+    float p0, p1;
+    if (PROBE == 1) {
+      p0 = fabsf(acc[0]);
+      p1 = fabsf(acc[2]);
+    } else if constexpr (CREG) {
+      pooled_pair_reg<16, NR>(acc, creg, Cu, qscale, quad, p0, p1);
+    } else {
+      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+    }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
       if (x0 < st) {
@@ -226,144 +262,9 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       }
     }
   };
-  // The thread sums of a step added over the quad (pooled_pair's shuffles).
-  auto quad_sum = [&](float& p0, float& p1) {
-    p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
-    p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
-    p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
-    p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
-  };
-  float pp0 = 0.f, pp1 = 0.f;  // DEFER: the previous step's thread sums, not yet added over the quad
-  int pi = -1;                 // DEFER: that step (-1: none)
-  auto step = [&](int i, int slot, int slots, auto onTag) {
-    constexpr bool on = decltype(onTag)::value;
-    const int sg = i % STAGES;
-    if constexpr (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
-    turns.begin(slot);
-    if constexpr (on && PROBE != 2) {
-      if constexpr (HALVES)
-        issue_ab_lo_halves<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
-      else if constexpr (LO)
-        issue_ab_lo<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
-      else
-        issue_ab(acc, Ks + sg * TILE, kP17Keys, Qu, kP17Rows);
-    }
-    turns.end(slot, slots);
-    if constexpr (DEFER && on) {  // the previous step's shuffles and stores while this step's product runs
-      if (pi >= 0) {
-        quad_sum(pp0, pp1);
-        store_pair(pp0, pp1, pi);
-      }
-    }
-    float p0 = 0.f, p1 = 0.f;
-    if constexpr (on && HALVES) {
-      wait1();
-      pin<NA / 2>(acc);
-      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
-      wait0();
-      pin<NA / 2>(acc + NA / 2);
-      tma::mbar_arrive(empty + sg);
-      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
-    } else {
-      if constexpr (on) {
-        wait0();
-        pin<NA>(acc);
-      }
-      tma::mbar_arrive(empty + sg);
-    }
-    if constexpr (!on) return;
-    if constexpr (DEFER) {
-      if constexpr (!HALVES) pooled_add<16>(acc, Cu, qscale, quad, p0, p1);
-      pp0 = p0;
-      pp1 = p1;
-      pi = i;
-      return;
-    }
-    if constexpr (HALVES) {
-      quad_sum(p0, p1);
-    } else if (PROBE == 1) {
-      p0 = fabsf(acc[0]);
-      p1 = fabsf(acc[2]);
-    } else {
-      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
-    }
-    store_pair(p0, p1, i);
-  };
   if constexpr (TPC == 1) {
 #pragma unroll 1
     for (int i = cw; i < steps; i += NC) step(i, i, steps, std::true_type{});
-  } else if constexpr (ROT) {
-    // Steps in pairs, two turns per step (the ring: every warpgroup's first half, then every second half): A(i),
-    // B(i) issued; A(i)'s exponentials; A(i + 1) issued; B(i)'s exponentials; B(i + 1) issued; A(i + 1)'s; B(i + 1)'s.
-    // Three of a pair's four halves are exponentiated under a product; nothing is in flight across the loop's back
-    // edge (ptxas serialises the wgmma otherwise: C7514). An odd last step runs as v71's.
-    const int slots = steps * 2 * NC;
-    auto sA = [&](int i) { return i * 2 * NC + cw; };
-    auto sB = [&](int i) { return i * 2 * NC + NC + cw; };
-    auto kl = [&](int i) { return kLo + (i % STAGES) * (kTileBytes >> 4); };
-    auto issueA = [&](int i) {
-      tma::mbar_spin(full + i % STAGES, static_cast<unsigned>(i / STAGES) & 1);
-      turns.begin(sA(i));
-      issue_ab_lo_half<T, kP17Keys, kP17Rows, 0>(acc, kl(i), qLo);
-      turns.end(sA(i), slots);
-    };
-    auto issueB = [&](int i) {
-      turns.begin(sB(i));
-      issue_ab_lo_half<T, kP17Keys, kP17Rows, 1>(acc + NA / 2, kl(i), qLo);
-      turns.end(sB(i), slots);
-    };
-    int i = 0;
-#pragma unroll 1
-    for (; i + 1 < mySteps; i += 2) {
-      float p0 = 0.f, p1 = 0.f;
-      issueA(i);
-      issueB(i);
-      wait1();
-      pin<NA / 2>(acc);
-      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
-      issueA(i + 1);
-      wait1();
-      pin<NA / 2>(acc + NA / 2);
-      tma::mbar_arrive(empty + i % STAGES);
-      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
-      quad_sum(p0, p1);
-      store_pair(p0, p1, i);
-      p0 = 0.f;
-      p1 = 0.f;
-      issueB(i + 1);
-      wait1();
-      pin<NA / 2>(acc);
-      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
-      wait0();
-      pin<NA / 2>(acc + NA / 2);
-      tma::mbar_arrive(empty + (i + 1) % STAGES);
-      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
-      quad_sum(p0, p1);
-      store_pair(p0, p1, i + 1);
-    }
-    if (i < mySteps) {
-      float p0 = 0.f, p1 = 0.f;
-      issueA(i);
-      issueB(i);
-      wait1();
-      pin<NA / 2>(acc);
-      pooled_add<8>(acc, Cu, qscale, quad, p0, p1);
-      wait0();
-      pin<NA / 2>(acc + NA / 2);
-      tma::mbar_arrive(empty + i % STAGES);
-      pooled_add<8>(acc + NA / 2, Cu + 64, qscale, quad, p0, p1);
-      quad_sum(p0, p1);
-      store_pair(p0, p1, i);
-      ++i;
-    }
-#pragma unroll 1
-    for (; i < steps; ++i) {  // the longer tiles' last steps: the turns and the release only
-      turns.begin(sA(i));
-      turns.end(sA(i), slots);
-      turns.begin(sB(i));
-      turns.end(sB(i), slots);
-      tma::mbar_arrive(empty + i % STAGES);
-    }
   } else {
     // This tile's steps, then the turns and releases of the longer tiles' last steps.
     int i = 0;
@@ -371,12 +272,6 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     for (; i < mySteps; ++i) step(i, i * NC + cw, steps * NC, std::true_type{});
 #pragma unroll 1
     for (; i < steps; ++i) step(i, i * NC + cw, steps * NC, std::false_type{});
-  }
-  if constexpr (DEFER) {  // the last step's
-    if (pi >= 0) {
-      quad_sum(pp0, pp1);
-      store_pair(pp0, pp1, pi);
-    }
   }
   if (ROWMAX) {
 #pragma unroll
@@ -388,15 +283,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool HALVES = false,
-          bool DEFER = false, bool ROT = false>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER, ROT>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -407,19 +301,19 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, HALVES, DEFER, ROT><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO, bool HALVES = false, bool DEFER = false, bool ROT = false>
+template <typename T, int TPC, bool LO, bool CREG = false>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, HALVES, DEFER, ROT>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                                      denseLayout, rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO, 0, HALVES, DEFER, ROT>(s, q, k, stats, pooled, pairBase, pairs,
-                                                                       perPair, denseLayout, rowMax, st);
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, CREG>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                             denseLayout, rowMax, st)
+                : launch_p17_t<T, 4, TPC, false, LO, 0, CREG>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                                                              denseLayout, rowMax, st);
 }
 
 }  // namespace
@@ -444,23 +338,14 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   const long long wideFrom = we && atoll(we) > 0 ? atoll(we) : kP17WideCtas;
   const bool wide = (tiles_of(s) + 3) / 4 * static_cast<long long>(pairs) >= wideFrom;
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
-    // Pools v71-v73 change the four-tile pool only; smaller launches run v67's one-tile pool (the parity job forces
-    // four tiles per CTA onto every launch, so what parity checks is what the bench times at 32k and 128k).
-    if (poolVariant == 71 && wide)
+    // Pool v75 changes the four-tile pool only; smaller launches run v67's one-tile pool (the parity job forces four
+    // tiles per CTA onto every launch, so what parity checks is what the bench times at 32k and 128k).
+    if (poolVariant == 75 && wide)
       return launch_p17_rowmax<T, 4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
                                                  st);
-    if (poolVariant == 72 && wide)
-      return launch_p17_rowmax<T, 4, true, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                       rowMax, st);
-    if (poolVariant == 73 && wide)
-      return launch_p17_rowmax<T, 4, true, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                        rowMax, st);
-    if (poolVariant == 74 && wide)
-      return launch_p17_rowmax<T, 4, true, false, false, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                               denseLayout, rowMax, st);
     if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 67 || poolVariant >= 71)
+    if (poolVariant == 67 || poolVariant == 75)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });

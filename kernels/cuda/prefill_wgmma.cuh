@@ -67,17 +67,23 @@ __device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, f
   p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
 }
 
-// pooled_pair's sums over NB column blocks of acc, added on to p0 / p1 (no quad shuffles): pool v71 sums its two
-// halves in pooled_pair's order (the same bits).
-template <int NB>
-__device__ __forceinline__ void pooled_add(const float* acc, const float* Cs, float qscale, int quad, float& p0,
-                                           float& p1) {
+// pooled_pair with the row constants of the first NR column blocks in registers (pool v75): c[nb] = Cs[nb * 8 + quad * 2
+// .. + 1] for nb < NR, the rest from Cs; the same sums in the same order (the same bits).
+template <int NB, int NR>
+__device__ __forceinline__ void pooled_pair_reg(const float* acc, const float2* c, const float* Cs, float qscale,
+                                                int quad, float& p0, float& p1) {
+  p0 = 0.f;
+  p1 = 0.f;
 #pragma unroll
   for (int nb = 0; nb < NB; ++nb) {
-    const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-    p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-    p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
+    const float2 cc = nb < NR ? c[nb < NR ? nb : 0] : *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
+    p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -cc.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -cc.y));
+    p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -cc.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -cc.y));
   }
+  p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
+  p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
+  p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
+  p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
 }
 
 // Dense v9's and sparse v9's online softmax of the masked scores in sacc (16 column blocks): the new row maxima,
@@ -180,24 +186,6 @@ KASCADE_WGMMA_M64N128K16(__half, "f16")
 #undef KASCADE_WGMMA_D64_OUT
 #undef KASCADE_WGMMA_D64
 
-// wgmma.mma_async m64n64k16, both operands from shared memory (K-major), f32 accumulate (32 floats per thread, the
-// m64nNk16 layout above with NB = 8): pool v71's half products.
-#define KASCADE_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define KASCADE_WGMMA_D32_OUT \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-#define KASCADE_WGMMA_M64N64K16(T, PTX)                                                                          \
-  __device__ __forceinline__ void wgmma_m64n64k16_ss(float* d, uint64_t descA, uint64_t descB, int scaleD, T) {   \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." PTX    \
-                 "." PTX " " KASCADE_WGMMA_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                 \
-                 : KASCADE_WGMMA_D32_OUT                                                                           \
-                 : "l"(descA), "l"(descB), "r"(scaleD));                                                           \
-  }
-KASCADE_WGMMA_M64N64K16(__nv_bfloat16, "bf16")
-KASCADE_WGMMA_M64N64K16(__half, "f16")
-#undef KASCADE_WGMMA_M64N64K16
-#undef KASCADE_WGMMA_D32_OUT
-#undef KASCADE_WGMMA_D32
-
 // acc = A B^T on the tensor cores (m64n128, K = 128 in eight k16 slices, both operands 128-byte-swizzled TMA tiles of
 // aRows / bRows rows per 64-column region: A's 64 rows from a, B's 128 from b), issued and committed, not waited for.
 template <typename T>
@@ -224,43 +212,6 @@ __device__ __forceinline__ void issue_ab_lo(float* acc, uint32_t aLo, uint32_t b
                         kc > 0 ? 1 : 0, T{});
   commit();
   pin<64>(acc);
-}
-
-// Pool v71: issue_ab_lo's product as two m64n64 halves over B's rows 0 .. 63 and 64 .. 127 (two commit groups, the
-// first half into acc[0 .. 31], the second into acc[32 .. 63]: the m64n128 layout), so the first half's accumulator
-// can be read (wait_group 1) while the second half is on the tensor cores. A is read from shared memory twice.
-template <typename T, int A_ROWS, int B_ROWS>
-__device__ __forceinline__ void issue_ab_lo_halves(float* acc, uint32_t aLo, uint32_t bLo) {
-  pin<64>(acc);
-  fence();
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-#pragma unroll
-    for (int kc = 0; kc < 8; ++kc)
-      wgmma_m64n64k16_ss(acc + 32 * h,
-                         static_cast<uint64_t>(tma::kDescHi) << 32 | (aLo + tma::k_desc_step(A_ROWS, kc)),
-                         static_cast<uint64_t>(tma::kDescHi) << 32 |
-                             (bLo + tma::k_desc_step(B_ROWS, kc) + ((h * (B_ROWS / 2) * 128) >> 4)),
-                         kc > 0 ? 1 : 0, T{});
-    commit();
-  }
-  pin<64>(acc);
-}
-__device__ __forceinline__ void wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
-// One of issue_ab_lo_halves' halves (H = 0 / 1: B's rows 0 .. 63 / 64 .. 127) into its 32 accumulator floats, one
-// commit group (pool v74: the halves of a step issued at different points).
-template <typename T, int A_ROWS, int B_ROWS, int H>
-__device__ __forceinline__ void issue_ab_lo_half(float* accHalf, uint32_t aLo, uint32_t bLo) {
-  pin<32>(accHalf);
-  fence();
-#pragma unroll
-  for (int kc = 0; kc < 8; ++kc)
-    wgmma_m64n64k16_ss(accHalf, static_cast<uint64_t>(tma::kDescHi) << 32 | (aLo + tma::k_desc_step(A_ROWS, kc)),
-                       static_cast<uint64_t>(tma::kDescHi) << 32 |
-                           (bLo + tma::k_desc_step(B_ROWS, kc) + ((H * (B_ROWS / 2) * 128) >> 4)),
-                       kc > 0 ? 1 : 0, T{});
-  commit();
-  pin<32>(accHalf);
 }
 
 // o += P V (m64n128, P as the 16-bit register operand pa, V a swizzled TMA tile of `keys` rows per 64-column region),

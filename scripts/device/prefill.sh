@@ -10,10 +10,8 @@
 # this default list again (v67, v60); call C (b21e491, the session's final numbers) timed v67 beside v70 (layer 0's
 # dense pass split by pooled pass: no gain, gone). Since call C parity runs one pair per pooled pass
 # (KASCADE_PREFILL_PASS_PAIRS=1), so the small chunks take the multi-pass paths that 128k takes.
-# Session 11 (call A): v67 beside v71 (v67 with each pooling step's product as two m64n64 halves, the first half's
-# exponentials under the second half's products), v72 (v71 with each step's quad shuffles and stores deferred under
-# the next step's product), v73 (v67 with that deferral alone) and v74 (the halves issued at different points of a
-# pair of steps, three of four halves exponentiated under a product); v60 only when PREFILL_RISKY names it.
+# Session 11: call A (b896e8b) timed v71-v74 (each pooling step's product as two m64n64 halves: slower, gone) beside
+# v67; call B times v67, v75 (v67 with some of the four-tile pool's row constants in registers) and v60.
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -36,7 +34,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v67}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v71 v72 v73 v74}
+risky=${PREFILL_RISKY-v75 v60}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -13,21 +13,19 @@
 # passes, then layer 0's four, all under v67, the defaults). Calls A and B of session 9 also took the pool's SASS source pages
 # (instructions per step, warp stall samples) under v60, v63, v64 and v65. (nsys is not installed on the device.)
 # Session 10's call A (eae88d3) ran v67, v68 and v69 here (the 32k passes; v68 / v69 are gone); call B this list.
-# Session 11 (call A): v67 against v71 (the pool's product as two m64n64 halves), v72 (v71 with each step's quad
-# shuffles and stores under the next step's product), v73 (v67 with that deferral) and v74 (the halves issued at
-# different points of a pair of steps) at 32k (at 8k they run v67's
-# one-tile pool: v67 alone there), the 128k pool launches under v71 (PROFILE_PREFILL_128K), the probes only with
-# PROFILE_PREFILL_PROBES=1.
+# Session 11: call A (b896e8b) ran v67 and v71-v74 at 32k (v71-v74 are gone); call B runs v67, v75 and v60 at 32k
+# (PROFILE_PREFILL_PRESETS), v67 and v60 at 8k (PROFILE_PREFILL_PRESETS_8K: v75 runs v67's one-tile pool there) and
+# the 128k pool launches under v75 (PROFILE_PREFILL_128K).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v67,v71,v72,v73,v74}
+presets=${PROFILE_PREFILL_PRESETS:-v67,v75,v60}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
-for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v67}"; do
+for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v67,v60}"; do
   IFS=: read -r name ctx pre <<< "$spec"
-  timeout 45 "$NCU" --clock-control none --metrics "$metrics" --csv \
+  timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
     -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \
     env KASCADE_PREFILL_CONTEXTS="$ctx" KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$pre" \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 \
@@ -37,7 +35,6 @@ done
 # The probes: layer 0's pool under v60 at 32k (pool_v17 launch 1: launch 0 is the reuse selection anchor's, under
 # the defaults; the probes apply to pool v60 alone).
 for probe in 1 2; do
-  [ "${PROFILE_PREFILL_PROBES:-0}" = 1 ] || break
   [ $(($(date +%s) - t0)) -gt 75 ] && { echo "skipping probe-$probe.csv (time)"; continue; }
   timeout 12 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pool_v17" --launch-skip 1 -c 1 \
     env KASCADE_PREFILL_POOL_PROBE=$probe KASCADE_PREFILL_CONTEXTS=32768 KASCADE_PREFILL_TORCH=0 \
@@ -47,7 +44,7 @@ for probe in 1 2; do
 done
 if [ $(($(date +%s) - t0)) -le 80 ]; then
   timeout 12 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:pool_v17" -c 8 \
-    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v71} \
+    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v75} \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp128.json \
     > "$JOB_OUT/kernels-128k-pool.csv" 2>&1
   echo "kernels-128k-pool.csv rc=$? after $(($(date +%s) - t0)) s"

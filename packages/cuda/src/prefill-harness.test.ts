@@ -337,12 +337,12 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v61, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v60, v67, v71, v72, v73, v74, got v9/,
+      /pool kernel must be one of v1, v60, v67, v75, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v71, v72, v73, v74\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v75\)/,
     );
-    // Sessions 2-10's losing presets are gone.
+    // Sessions 2-11's losing presets are gone.
     for (const gone of [
       'v2',
       'v8',
@@ -376,15 +376,16 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       'v68',
       'v69',
       'v70',
+      'v71',
+      'v72',
+      'v73',
+      'v74',
     ])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     expect(prefillKernelPreset('v60')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
     expect(prefillKernelPreset('v67')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v67' });
-    expect(prefillKernelPreset('v71')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v71' });
-    expect(prefillKernelPreset('v72')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v72' });
-    expect(prefillKernelPreset('v73')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v73' });
-    expect(prefillKernelPreset('v74')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v74' });
+    expect(prefillKernelPreset('v75')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v75' });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {

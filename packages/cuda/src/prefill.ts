@@ -380,16 +380,10 @@ export function uploadPrefillSelection(
  *   2048 four-tile CTAs (32k and longer at batch 1), pools four query tiles per CTA, consumer warpgroup w tile
  *   t0 + w over every K step, so each step is loaded once for four tiles (a quarter of the K copies and L2 reads
  *   per pooled score; session 9's call B, 32k, ncu: 6.75 against v60's 7.06 ms; at 8k, 512 such CTAs lost: hence
- *   the threshold); `v71` (session 11's candidate): v67 with each step's product issued as two m64n64 halves (query
- *   rows 0-63 and 64-127, one commit group each), the first half's exponentials under the second half's products
- *   (K read from shared memory twice per step: 64 instead of 48 KB), the pooled sums added in v67's order (the same
- *   bits); `v72` (session 11's candidate): v71 with each step's quad shuffles and stores deferred until the next
- *   step's product is issued (they run under it); `v73` (session 11's candidate): v67 with that deferral alone.
- *   `v74` (session 11's candidate): v67 with the halves issued at different points of a pair of steps (A(i), B(i);
- *   A(i)'s exponentials; A(i + 1); B(i)'s; B(i + 1); A(i + 1)'s; B(i + 1)'s: three of four halves exponentiated under
- *   a product), two turns per step. v71-v74 change the four-tile pool only; launches under 2048 four-tile CTAs run
- *   v67's one-tile pool.
- *   Session 10's `v68` / `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
+ *   the threshold); `v75` (session 11's candidate): v67 with the four-tile pool holding the row constants of 6 of its
+ *   16 column blocks in registers (10 instead of 16 shared-memory loads per warp and step; holding all 16, or 7,
+ *   spills). Session 11's `v71`-`v74` (each step's product as two m64n64 halves: slower) and session 10's `v68` /
+ *   `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
  *   dense pass split by pooled pass: no gain)
  *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
  *   descriptors alone; both at every size; float4 row constants), session 7's `v56` (a two-pass select on every
@@ -402,19 +396,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v71' | 'v72' | 'v73' | 'v74';
+export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v75';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
-  'v1',
-  'v60',
-  'v67',
-  'v71',
-  'v72',
-  'v73',
-  'v74',
-];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67', 'v75'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -425,19 +411,17 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
- * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9), `v71` = dense v22,
- * sparse v61, pool v71, `v72`-`v74` likewise with pools v72-v74 (session 11's candidates). Sessions 2-6's other
+ * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9), `v75` = dense v22,
+ * sparse v61, pool v75 (session 11's candidate). Sessions 2-6's other
  * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
- * 8's v57-v59 and v62, session 9's v63-v66 and session 10's v68-v70 lost or went into these and are gone.
+ * 8's v57-v59 and v62, session 9's v63-v66, session 10's v68-v70 and session 11's v71-v74 lost or went into these and
+ * are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
   v1: { dense: 'v1', sparse: 'v1', pool: 'v1' },
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
   v67: { dense: 'v22', sparse: 'v61', pool: 'v67' },
-  v71: { dense: 'v22', sparse: 'v61', pool: 'v71' },
-  v72: { dense: 'v22', sparse: 'v61', pool: 'v72' },
-  v73: { dense: 'v22', sparse: 'v61', pool: 'v73' },
-  v74: { dense: 'v22', sparse: 'v61', pool: 'v74' },
+  v75: { dense: 'v22', sparse: 'v61', pool: 'v75' },
 };
 
 /**
