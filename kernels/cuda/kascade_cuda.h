@@ -136,11 +136,8 @@ enum KascadeDecodeVariant {
                                                  // which reads the list as far as published while phase 4 finishes the
                                                  // rows (their softmax statistics kept from phase 2: the sparse pass
                                                  // reuses the partials' buffer)
-  KASCADE_VARIANT_STREAM_WIDE = 268435456,  // cuda-anchor, session 11 (the stream select over the key-major f16
-                                            // intermediate, bits 1024 and 1048576): its streaming phases with more
-                                            // loads per round trip: phase 1 loads two tiles' u and m16 before pooling
-                                            // either, phase 3 classifies four tiles of pooled scores under one pair of
-                                            // slot atomics per warp (instead of two tiles per pair)
+  // (Session 11: bit 268435456 was cuda-anchor's stream select with two tiles' loads per phase-1 step and four tiles per
+  // phase-3 pair of slot atomics; it spilled and lost in call A, and was removed. Retired: do not reuse.)
   // Bit 536870912 (1 << 29): reserved for cuda-b1 (session 11).
   KASCADE_VARIANT_LISTED_SCORES = 1073741824,  // cuda-anchor, session 11 (the stream select over the f16 intermediate,
                                                // key-major or GS 1): phase 1 stores no pooled rows, phase 3 recomputes

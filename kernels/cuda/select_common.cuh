@@ -177,59 +177,8 @@ __device__ __forceinline__ void stream_pool8_hist(bool u16, int layout, const __
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
 }
 
-// Bit 268435456 (the key-major f16 intermediate, 1 < GS <= 4): stream_pool8_hist over two tiles' keys x[0] and x[1]
-// (x[1] < 0: one tile), both tiles' u and m16 loaded before either is pooled (the same sums in the same order as
-// u16_key_major_pool, so the same pooled scores).
-template <int GS>
-__device__ __forceinline__ void stream_pool8x2_hist(int layout, const __half* u, const float* m16, size_t bh0, int n,
-                                                    int nU, const int (&x)[2], const float* Mh, const float* iL,
-                                                    unsigned* sh, float* pr) {
-  static_assert(GS > 1 && GS <= 4 && GS % 2 == 0, "two tiles' loads in registers");
-  constexpr int Q = 8 * GS / 8;  // 16-byte loads of u per tile
-  uint4 w[2][Q];
-  float mm[2][GS];
-#pragma unroll
-  for (int t = 0; t < 2; ++t) {
-    const bool live = x[t] >= 0;
-    const int xt = live ? x[t] : x[0];
-#pragma unroll
-    for (int h = 0; h < GS; ++h) mm[t][h] = live ? __ldcg(m16 + u16_m16_index(bh0, h, xt, nU, GS, layout)) : 0.f;
-    const uint4* src = reinterpret_cast<const uint4*>(u + u16_index(bh0, 0, xt, nU, GS, layout));
-#pragma unroll
-    for (int q = 0; q < Q; ++q) w[t][q] = live ? __ldcs(src + q) : make_uint4(0u, 0u, 0u, 0u);
-  }
-#pragma unroll
-  for (int t = 0; t < 2; ++t) {
-    if (x[t] < 0) break;
-    float c[GS], S[8];
-#pragma unroll
-    for (int h = 0; h < GS; ++h) c[h] = exp2f(mm[t][h] - Mh[h] - kU16ScaleLog2) * iL[h];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) S[e] = 0.f;
-#pragma unroll
-    for (int q = 0; q < Q; ++q) {
-      const uint32_t ws[4] = {w[t][q].x, w[t][q].y, w[t][q].z, w[t][q].w};
-#pragma unroll
-      for (int p = 0; p < 4; ++p) {
-        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[p]));
-        const int i = q * 8 + p * 2;  // elements i, i + 1: key i / GS, heads i % GS and i % GS + 1
-        S[i / GS] = fmaf(f.x, c[i % GS], S[i / GS]);
-        S[i / GS] = fmaf(f.y, c[i % GS + 1], S[i / GS]);
-      }
-    }
-    const int xt = x[t];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      if (xt + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
-      else atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
-    }
-    reinterpret_cast<float4*>(pr + xt)[0] = make_float4(S[0], S[1], S[2], S[3]);
-    reinterpret_cast<float4*>(pr + xt)[1] = make_float4(S[4], S[5], S[6], S[7]);
-  }
-}
-
 // The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tilesU, e < 8) of the
-// row pr (0 past n) into v[8 u + e]: U tiles' loads in flight at once (U 2; bit 268435456: 4).
+// row pr (0 past n) into v[8 u + e]: U tiles' loads in flight at once (U 2).
 template <int U>
 __device__ __forceinline__ void stream_load(const float* pr, int xt, int tilesU, int n, float (&v)[8 * U]) {
 #pragma unroll
@@ -314,15 +263,20 @@ __device__ __forceinline__ void stream_classify(const float (&v)[8 * U], int xt,
 // u16_key_major_pool (GS > 1) and stream_pool8's GS-1 loop, keeping the loaded words: w[q] the keys' u (element
 // e GS + h is key x + e's value for head h), mm[h] the step maxima. Phases 1 and 3 both call it, so phase 3's scores
 // have the bits phase 1 counted. Keys past n get 0.
+// stream_pool8_raw's loads...
 template <int GS>
-__device__ __forceinline__ void stream_pool8_raw(int layout, const __half* u, const float* m16, size_t bh0, int n,
-                                                 int nU, int x, const float* Mh, const float* iL, float (&S)[8],
-                                                 uint4 (&w)[GS], float (&mm)[GS]) {
+__device__ __forceinline__ void stream_raw_load(int layout, const __half* u, const float* m16, size_t bh0, int nU,
+                                                int x, uint4 (&w)[GS], float (&mm)[GS]) {
   const uint4* src = reinterpret_cast<const uint4*>(u + u16_index(bh0, 0, x, nU, GS, layout));
 #pragma unroll
   for (int h = 0; h < GS; ++h) mm[h] = __ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, layout));
 #pragma unroll
   for (int q = 0; q < GS; ++q) w[q] = __ldcs(src + q);
+}
+// ...and its sums (every caller of either form gets the same bits for the same key).
+template <int GS>
+__device__ __forceinline__ void stream_raw_pool(const uint4 (&w)[GS], const float (&mm)[GS], int n, int x,
+                                                const float* Mh, const float* iL, float (&S)[8]) {
   float c[GS];
 #pragma unroll
   for (int h = 0; h < GS; ++h) c[h] = exp2f(mm[h] - Mh[h] - kU16ScaleLog2) * iL[h];
@@ -342,6 +296,13 @@ __device__ __forceinline__ void stream_pool8_raw(int layout, const __half* u, co
 #pragma unroll
   for (int e = 0; e < 8; ++e)
     if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
+}
+template <int GS>
+__device__ __forceinline__ void stream_pool8_raw(int layout, const __half* u, const float* m16, size_t bh0, int n,
+                                                 int nU, int x, const float* Mh, const float* iL, float (&S)[8],
+                                                 uint4 (&w)[GS], float (&mm)[GS]) {
+  stream_raw_load<GS>(layout, u, m16, bh0, nU, x, w, mm);
+  stream_raw_pool<GS>(w, mm, n, x, Mh, iL, S);
 }
 
 // The log2-domain score of one u value (f16 bits) over its step maximum, exactly as the anchor's sparse pass turns them
@@ -368,13 +329,15 @@ __device__ __forceinline__ void stream_record(const uint4 (&w)[GS], const float 
     *reinterpret_cast<float4*>(r + h4) = make_float4(l[0], l[1], l[2], l[3]);
   }
 }
-// Bit 1073741824's phase 3 step (one tile): stream_classify's slots and writes for keys x + e with pooled scores S[e]
-// (live 0: none), and for each key written to o its record at rr + slot GS (rr null: no records).
-template <int GS>
-__device__ __forceinline__ void stream_classify_rec(const float (&S)[8], const uint4 (&w)[GS], const float (&mm)[GS],
-                                                    int x, int live, int n, unsigned binLo, unsigned binHi, int* cntA,
-                                                    int* cntC, int* o, int* cl, float* cv, float* rr) {
-  const StreamClass c = stream_class<1>(S, x, live, n, binLo, binHi);
+// Bit 1073741824's phase 3 step (U tiles; phase 3 takes one a step): stream_classify's slots and writes for keys
+// x + u kStreamTile + e with pooled scores S[8 u + e] (u < live), and for each key written to o its record at
+// rr + slot GS from tile u's loads w[u] / mm[u] (rr null: no records).
+template <int GS, int U>
+__device__ __forceinline__ void stream_classify_rec(const float (&S)[8 * U], const uint4 (&w)[U][GS],
+                                                    const float (&mm)[U][GS], int x, int live, int n, unsigned binLo,
+                                                    unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv,
+                                                    float* rr) {
+  const StreamClass c = stream_class<U>(S, x, live, n, binLo, binHi);
   int baseA = 0, baseC = 0;
   if ((threadIdx.x & 31) == 31) {
     if (c.ia > 0) baseA = atomicAdd(cntA, c.ia);
@@ -383,15 +346,16 @@ __device__ __forceinline__ void stream_classify_rec(const float (&S)[8], const u
   baseA = __shfl_sync(0xffffffffu, baseA, 31) + c.ia - __popc(c.mA);
   baseC = __shfl_sync(0xffffffffu, baseC, 31) + c.ic - __popc(c.mC);
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    if (c.mA & (1u << e)) {
+  for (int i = 0; i < 8 * U; ++i) {
+    const int key = x + (i >> 3) * kStreamTile + (i & 7);
+    if (c.mA & (1u << i)) {
       if constexpr (GS % 4 == 0)
-        if (rr) stream_record<GS>(w, mm, e, rr + static_cast<size_t>(baseA) * GS);
-      o[baseA++] = x + e;
+        if (rr) stream_record<GS>(w[i >> 3], mm[i >> 3], i & 7, rr + static_cast<size_t>(baseA) * GS);
+      o[baseA++] = key;
     }
-    if (c.mC & (1u << e)) {
-      cl[baseC] = x + e;
-      cv[baseC++] = S[e];
+    if (c.mC & (1u << i)) {
+      cl[baseC] = key;
+      cv[baseC++] = S[i];
     }
   }
 }

@@ -416,9 +416,8 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 // st.release), read by the anchor's sparse pass, which phase 3's end releases (griddepcontrol.launch_dependents) to run
 // beside phase 4; the rows' softmax max / 1 / sum then come from their histogram rows, where phase 2 kept them (the
 // sparse pass overwrites part_ml).
-// Bit 268435456 (cuda-anchor, session 11; key-major intermediate): phase 1 loads two tiles' u and m16 a step before
-// pooling either (1 < GS <= 4; stream_pool8x2_hist, the same sums), phase 3 loads four tiles of pooled scores a step and
-// classifies them under one pair of slot atomics per warp (instead of two tiles per pair).
+// (Session 11: bit 268435456 was phase 1 with two tiles' loads a step and phase 3 with four tiles per pair of slot atomics;
+// at 80 registers both spilled, the select read ~80 MB more and took ~310 us against ~260 in call A; removed.)
 // Bit 1073741824 (cuda-anchor, session 11; key-major intermediate or GS 1): phase 1 only counts (no pooled rows); phase
 // 3 recomputes each tile's pooled scores with the same function (stream_pool8_raw: the bits phase 1 counted), one tile
 // a step, and with a.rec (the anchor's sparse pass, GS 4 / 8) writes each key it sends to the output its GS log2-domain
@@ -492,15 +491,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
         for (int e = 0; e < 8; ++e)
           if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
       }
-    }
-    if constexpr (GS > 1 && GS <= 4) {
-      // Bit 268435456 (key-major u16): two tiles a step, both tiles' loads in flight before either is pooled.
-      if (a.wide)
-        for (; t < tEnd; t += 2) {
-          const int x0 = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid, x1 = x0 + kStreamTile;
-          const int x[2] = {x0 < n ? x0 : -1, (t + 1 < tEnd && x1 < n) ? x1 : -1};
-          if (x[0] >= 0) stream_pool8x2_hist<GS>(a.layout, a.u, a.m16, bh0, n, nU, x, Mh, iL, sh, pr);
-        }
     }
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
@@ -579,15 +569,16 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
       float* rr = a.rec ? a.rec + static_cast<size_t>(row) * k * GS : nullptr;
       for (; t < tEnd; ++t) {
         const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-        float S[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, mm[GS];
-        uint4 w[GS];
+        float S[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        uint4 w[1][GS];
+        float mm[1][GS];
 #pragma unroll
         for (int h = 0; h < GS; ++h) {
-          mm[h] = 0.f;
-          w[h] = make_uint4(0u, 0u, 0u, 0u);
+          mm[0][h] = 0.f;
+          w[0][h] = make_uint4(0u, 0u, 0u, 0u);
         }
-        if (x < n) stream_pool8_raw<GS>(a.layout, a.u, a.m16, bh0, n, nU, x, Mh, iL, S, w, mm);
-        stream_classify_rec<GS>(S, w, mm, x, x < n ? 1 : 0, n, binLo, binHi, st + 2, st + 3, o, cl, cv, rr);
+        if (x < n) stream_pool8_raw<GS>(a.layout, a.u, a.m16, bh0, n, nU, x, Mh, iL, S, w[0], mm[0]);
+        stream_classify_rec<GS, 1>(S, w, mm, x, x < n ? 1 : 0, n, binLo, binHi, st + 2, st + 3, o, cl, cv, rr);
       }
     }
     // Two tiles a step: both tiles' loads are in flight before the step's counter atomics (one pair per warp).
@@ -595,16 +586,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted. Session 8, call A: the next tiles
     // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
     // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
-    if (a.wide) {
-      // Bit 268435456: four tiles a step, all four tiles' loads in flight and one pair of slot atomics per warp.
-      for (; t < tEnd; t += 4) {
-        const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-        const int tiles4 = static_cast<int>(min(4LL, tEnd - t));
-        float v[32];
-        stream_load<4>(pr, xt, tiles4, n, v);
-        stream_classify<4>(v, xt, tiles4, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
-      }
-    }
     for (; t < tEnd; t += 2) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
@@ -720,8 +701,6 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
   a.early = (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE)) ? 1 : 0;
-  // Bit 268435456: phase 1's two tiles a step need the key-major intermediate (the kernel checks 1 < GS <= 4).
-  a.wide = (a.u16 && a.layout != kU16HeadMajor && (s.variant & KASCADE_VARIANT_STREAM_WIDE)) ? 1 : 0;
   // Bit 1073741824: the recompute needs the key-major order (or GS 1, where both orders are one); records only at
   // GS % 4 == 0 (whole 16-byte records) and for a caller that asks (the anchor's sparse pass).
   const int g = s.heads / s.kvHeads;

@@ -36,8 +36,6 @@ struct StreamSelectArgs {
   int layout;     // bit 1048576 (with u16): the intermediate's order (select_plan.h, u16_layout)
   int early;      // bit 134217728 (with u16 and 524288): ready counts at state word kB1ReadyInt, the sparse pass released
                   // after phase 3, the rows' softmax statistics kept in their histogram rows from phase 2
-  int wide;       // bit 268435456 (cuda-anchor, session 11): phase 1 two tiles a step (key-major u16, 1 < GS <= 4),
-                  // phase 3 four tiles under one pair of slot atomics per warp
   int recompute;  // bit 1073741824 (cuda-anchor, session 11; u16, key-major or GS 1): phase 1 stores no pooled rows,
                   // phase 3 recomputes the pooled scores from the intermediate (stream_pool8_raw in both)
   float* rec;     // with recompute, for the anchor's sparse pass (GS % 4 == 0), else null: [rows][topk][GS] the GS

@@ -11,7 +11,7 @@
 # key-major intermediate (1838204 = 789628 | 1048576, the anchor / layer-0 default beyond 16k / 64k at batch > 4)
 # under probes 0/1/6/7; the stream select (stream_select_kernel) is profiled too.
 # Session 9: variants with bit 2097152 (the burst writes, kernels/cuda/burst_writes.cuh) run with the kernels' own write
-# windows, and PROFILE_ANCHOR_SWEEP (default 3935484 = 3935356 | 128, the lean schedule, which stores a CTA's last
+# windows, and PROFILE_ANCHOR_SWEEP (session 9: 3935484 = 3935356 | 128; since session 11 none by default, the lean schedule, which stores a CTA's last
 # records once, at the pass's end) once per entry of PROFILE_ANCHOR_BURST (space-separated values of KASCADE_BURST,
 # <periodLog2>,<windowLog2>[,<drainNow>[,<sync>[,<groupsLog2>]]]; "default" = the kernels' own), leaving
 # anchor-<v>-p<mode>-b<entry>.csv. PROFILE_ANCHOR_TIMER=1 first runs the %globaltimer probe
@@ -20,9 +20,9 @@
 # Session 10: call A ran 1838204, 18615420 (bit 16777216 then, the step blocks: lost, removed), 85724284, 3935484 and
 # 71044348 (bit 67108864: the select's pooled rows as 16-bit top halves) as is (probe 0); call B: 1838204 against
 # 68947068 = 1838204 | 67108864, 3935484 against 71044348.
-# Session 11: 136055932 (the anchor default beyond 16k at batch > 4) against 404491388 = 136055932 | 268435456 (the stream
-# select's phase 1 two tiles a step, phase 3 four tiles per pair of slot atomics), 3935484 against 272370940 = 3935484 |
-# 268435456, and 1209797756 = 136055932 | 1073741824 (phase 3 recomputes the pooled scores and writes the selected keys'
+# Session 11: call A 136055932 (the anchor default beyond 16k at batch > 4) against 404491388 = 136055932 | 268435456 (the
+# stream select's phase 1 two tiles a step, phase 3 four tiles per pair of slot atomics: it spilled, select ~310 us
+# against ~260; removed), 3935484 against 272370940 = 3935484 | 268435456; call B 1209797756 = 136055932 | 1073741824 (phase 3 recomputes the pooled scores and writes the selected keys'
 # scores for the sparse pass), 1077677308 = 3935484 | 1073741824.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
 # anchor-<v>-p<mode>[-b<entry>].csv.
@@ -44,7 +44,7 @@ if [ "${PROFILE_ANCHOR_TIMER:-0}" = 1 ] && { command -v nvcc > /dev/null || [ -x
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-136055932:0,404491388:0,1209797756:0,3935484:0,272370940:0,1077677308:0}
+list=${PROFILE_ANCHOR_VARIANTS:-136055932:0,1209797756:0,3935484:0,1077677308:0}
 bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 14,11,1,0,2}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
@@ -53,7 +53,7 @@ for entry in ${list//,/ }; do
   [ "$entry" != "$v" ] && modes=${entry#*:}
   windows=none
   [ $((v & 2097152)) -ne 0 ] && windows=default
-  [ "$v" = "${PROFILE_ANCHOR_SWEEP:-3935484}" ] && windows=$bursts
+  [ "$v" = "${PROFILE_ANCHOR_SWEEP:-none}" ] && windows=$bursts
   for mode in ${modes//\// }; do
     for win in $windows; do
       out="$JOB_OUT/anchor-$v-p$mode.csv"
