@@ -26,7 +26,7 @@
 // Prepended by the host: `const HEAD_DIM, GROUP, WG, TW, PPL, PV, U, SB`, the flags `GATHER`, `ACCUM_V`,
 // `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`,
 // `TRED` (U * GROUP == TW: the transposing reduction), `AHEAD` (the next step's loads issued before a
-// step's math), `SGM` with `MSG` (the subgroup team merge, below), where on: `LANE_STATS`, `STAGED`,
+// step's math), `SGM` with `MSG` (the subgroup team merge, below), where on: `LANE_STATS`,
 // `CACHED_ROWS` (below), `KEYS` (the entry point scores_keys, near the end), `MERGE` (teams_merge),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
@@ -55,11 +55,6 @@
 // after the key loop, instead of the team's per-step maximum, probabilities and sums (14 shuffles and
 // 5 exps per lane per step less); the sums are then added in another order. Session 10: the default
 // of the anchors' scores pass at many rows.
-// STAGED (session 11's candidate; with GATHER only without WRITE_SCORES): the workgroup loads the K (and V) rows of its next
-// step (NT * U keys) with coalesced loads, adjacent invocations on adjacent pieces of a row (LPI = U *
-// PPL pieces each, issued before this step's math), does this step's math from workgroup memory, then
-// stores them: two buffers of NT * U rows used in turn, one barrier a step; workgroup memory 2 * NT *
-// U * row bytes for K and as much for V (at 128k batch 1: 32 KiB; Dawn offers 16, 32, 48 or 64 KiB).
 // CACHED_ROWS (measurements only): every K/V load reads one of a head's first 8 rows (served by the
 // caches), so the pass runs its attention math without its DRAM reads; the output is then not attention.
 
@@ -73,19 +68,6 @@ const QV: u32 = PPL * PV;             // vec4s of a row one lane holds
 const LSTATS: bool = true;
 //#else
 const LSTATS: bool = false;
-//#endif
-//#if CACHED_ROWS
-const CROWS: bool = true;
-//#else
-const CROWS: bool = false;
-//#endif
-//#if STAGED
-// STAGED: the rows of a workgroup step pass through workgroup memory,
-// two buffers used in turn. SK: pieces of K (and of V) per workgroup step; LPI: of them per invocation.
-const SK: u32 = NT * U * PIECES;
-const LPI: u32 = SK / WG;
-var<workgroup> stK: array<KP, 2u * SK>;
-var<workgroup> stV: array<KP, select(1u, 2u * SK, ACCUM_V)>;
 //#endif
 
 var<workgroup> sgCounter: atomic<u32>;
@@ -139,41 +121,6 @@ var<workgroup> xsML: array<vec2<f32>, select(1u, MSG * GROUP, SGM)>;
     }
 //#end
 
-// STAGED: loads this invocation's LPI pieces of K (and V) of workgroup step $1 into ldK, ldV: piece i =
-// r * WG + t of the step is piece i % PIECES of its key i / PIECES (the keys of team tm at tm * U ..).
-//#snippet stage_load
-      for (var r = 0u; r < LPI; r++) {
-        let i = r * WG + t;
-        let key = i / PIECES;
-        var x = min(start + $1 * NT * U + key, end - 1u);
-        if (GATHER) {
-          if (PREFETCH) {
-            x = idx[($1 % SB) * NT * U + key];
-          } else {
-            x = sel[selRow + x];
-          }
-        }
-        if (CROWS) {
-          x = x & 7u;
-        }
-        let g = (kvBase + x) * PIECES + i % PIECES;
-        ldK[r] = kbuf[g];
-        if (ACCUM_V) {
-          ldV[r] = vbuf[g];
-        }
-      }
-//#end
-
-// STAGED: stores ldK, ldV (workgroup step $1) into buffer $1 % 2 of workgroup memory.
-//#snippet stage_store
-      for (var r = 0u; r < LPI; r++) {
-        stK[($1 % 2u) * SK + r * WG + t] = ldK[r];
-        if (ACCUM_V) {
-          stV[($1 % 2u) * SK + r * WG + t] = ldV[r];
-        }
-      }
-//#end
-
 // The K (and V) pieces of one team step: U consecutive keys from `first` (gathered through `sel`, or
 // through the staged indices `idx[idxOff + u]` when `useIdx`), keys at or past `end` marked invalid.
 struct StepData {
@@ -190,18 +137,6 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
   for (var u = 0u; u < U; u++) {
     let c = first + (u ^ perm);
     d.valid[u] = c < end;
-//#if STAGED
-    // The rows are in workgroup memory: idxOff is the team's first row there (buffer and team). The
-    // key positions (for WRITE_SCORES) are those of streaming passes: staged gathers write no scores.
-    d.xs[u] = min(c, end - 1u);
-    let sr = (idxOff + (u ^ perm)) * PIECES + lane;
-    for (var pp = 0u; pp < PPL; pp++) {
-      d.kp[u * PPL + pp] = stK[sr + pp * TW];
-      if (ACCUM_V) {
-        d.vp[u * PPL + pp] = stV[sr + pp * TW];
-      }
-    }
-//#else
     var x = min(c, end - 1u);
     if (GATHER) {
       if (useIdx) {
@@ -211,9 +146,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
       }
     }
     d.xs[u] = x;
-    if (CROWS) {
-      x = x & 7u;
-    }
+//#if CACHED_ROWS
+    x = x & 7u;
+//#endif
     let rb = (kvBase + x) * PIECES + lane;
     for (var pp = 0u; pp < PPL; pp++) {
       d.kp[u * PPL + pp] = kbuf[rb + pp * TW];
@@ -221,7 +156,6 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         d.vp[u * PPL + pp] = vbuf[rb + pp * TW];
       }
     }
-//#endif
   }
   return d;
 }
@@ -424,32 +358,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 //#include stage_indices 0u
     ahead = loadStep(start + tm * U, end, kvBase, selRow, lane, PREFETCH, tm * U);
   }
-  // STAGED: every invocation loads LPI pieces of K (and V) of the next workgroup step (adjacent
-  // invocations on adjacent pieces, whole rows) into registers before this step's math, which reads
-  // this step's rows from workgroup memory; the loads are stored after the math, one barrier a step.
-//#if STAGED
-  var ldK: array<KP, LPI>;
-  var ldV: array<KP, LPI>;
-  if (steps > 0u) {
-//#include stage_indices 0u
-//#include stage_load 0u
-//#include stage_store 0u
-  }
-  workgroupBarrier();
-  for (var s = 0u; s < steps; s++) {
-    let sn = s + 1u;
-    if (sn < steps) {
-//#include stage_indices sn
-//#include stage_load sn
-    }
-    var cur = loadStep(start + (s * NT + tm) * U, end, kvBase, selRow, lane, false, (s % 2u) * NT * U + tm * U);
-//#include step_math cur
-    if (sn < steps) {
-//#include stage_store sn
-    }
-    workgroupBarrier();
-  }
-//#else
   for (var s = 0u; s < steps; s++) {
     var cur: StepData;
     if (AHEAD) {
@@ -466,7 +374,6 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
     }
 //#include step_math cur
   }
-//#endif
 
   if (LSTATS) {
     // The lanes' states of each head (GROUP apart) merged across the team, then every lane takes all.
@@ -596,16 +503,19 @@ fn teams_partial(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id)
 // scores_keys (KEYS; session 11's candidate for the anchors' scores pass: no V, scores written, every key):
 // two invocations per key, each the dot products of half of the key's row with the group's query rows
 // (in workgroup memory), finished by one shuffle; no team reduction. The workgroup stages blocks of
-// KB = WG / 2 consecutive K rows in workgroup memory one block ahead of the math, as STAGED does
-// (coalesced 16-byte loads, adjacent invocations on adjacent pieces; two buffers, one barrier a block),
-// piece P of key row r stored at column P ^ (r % PIECES) so the row halves a subgroup reads spread over
-// all banks. Invocation `sgIndex * sgSize + sgLane` takes key / 2 and half % 2, so the keys follow the
-// subgroup numbering that the merge of the subgroups' (max, sum) follows: the same bits every run. The
-// lane of half `hf` keeps the running (max, sum) of heads h with h % 2 == hf; merged across the subgroup
-// by shuffles, then across subgroups in order. Needs KP of 16 bytes (PPL = 1 with TW = PIECES or not:
-// only PIECES is used). Dispatch and partials as teams_partial's. Bytes: K rows once, scores, partML.
-// Workgroup memory: 2 * KB * row bytes + the query rows (at head dim 128, f16: 34 KiB).
-const KB: u32 = WG / 2u;              // keys per block
+// KB = WG / 2 * KPL consecutive K rows in workgroup memory one block ahead of the math (each invocation
+// issues its loads of block s + 1 before block s's math and stores them after it; two buffers, one
+// barrier a block; coalesced 16-byte loads, adjacent invocations on adjacent pieces of a row), piece P of
+// key row r stored at column P ^ (r % PIECES) so the row halves a subgroup reads spread over the banks.
+// Invocation `sgIndex * sgSize + sgLane` takes keys id / 2 + x * WG / 2 (x < KPL: each query piece read
+// from workgroup memory serves KPL keys) and half id % 2, so the keys follow the subgroup numbering
+// that the merge of the subgroups' (max, sum) follows: the same bits every run. The lane of half `hf`
+// keeps the running (max, sum) of heads h with h % 2 == hf; merged across the subgroup by shuffles, then
+// across subgroups in order. Needs KP of 16 bytes (only PIECES, the 16-byte pieces per row, is used of
+// the team layout). Dispatch and partials as teams_partial's. Bytes: K rows once, scores, partML.
+// Workgroup memory: 2 * KB * row bytes + the query rows (head dim 128, f16, WG 128, KPL 1: 34 KiB).
+// Host-prepended besides the team kernel's: `KPL` (1 or 2).
+const KB: u32 = WG / 2u * KPL;        // keys per block
 const HP: u32 = PIECES / 2u;          // pieces per half row
 const SKB: u32 = KB * PIECES;         // pieces per block
 const LPK: u32 = SKB / WG;            // pieces an invocation loads per block
@@ -650,34 +560,42 @@ fn scores_keys(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
         ld[r] = kbuf[(kvBase + min(start + sn * KB + i / PIECES, end - 1u)) * PIECES + i % PIECES];
       }
     }
-    let c = start + s * KB + kk;
-    let base = (s % 2u) * SKB + kk * PIECES;
     // Zeroed explicitly: a `var` without initializer in a loop body was not zeroed again in every
     // iteration on SwiftShader (the second block's scores came out as sums over both blocks).
-    var d: array<f32, GROUP>;
-    for (var h = 0u; h < GROUP; h++) {
-      d[h] = 0.0;
+    var d: array<f32, KPL * GROUP>;
+    for (var e = 0u; e < KPL * GROUP; e++) {
+      d[e] = 0.0;
     }
     for (var p = 0u; p < HP; p++) {
       let pc = hf * HP + p;
-      let e = kst[base + (pc ^ (kk % PIECES))];
+      var kx: array<KP, KPL>;
+      for (var x = 0u; x < KPL; x++) {
+        let key = kk + x * (WG / 2u);
+        kx[x] = kst[(s % 2u) * SKB + key * PIECES + (pc ^ (key % PIECES))];
+      }
       for (var i = 0u; i < PV; i++) {
-        let kf = kp4(e, i);
         for (var h = 0u; h < GROUP; h++) {
-          d[h] += dot(qs[h * D4 + pc * PV + i], kf);
+          let qv = qs[h * D4 + pc * PV + i];
+          for (var x = 0u; x < KPL; x++) {
+            d[x * GROUP + h] += dot(qv, kp4(kx[x], i));
+          }
         }
       }
     }
-    for (var h = 0u; h < GROUP; h++) {
-      d[h] += subgroupShuffleXor(d[h], 1u);
+    for (var e = 0u; e < KPL * GROUP; e++) {
+      d[e] += subgroupShuffleXor(d[e], 1u);
     }
-    if (c < end) {
-      for (var h = 0u; h < GROUP; h++) {
-        if (h % 2u == hf) {
-          scores[(b * H + j * GROUP + h) * P.scoreStride + c] = d[h];
-          let mn = max(m[h], d[h]);
-          l[h] = l[h] * exp(m[h] - mn) + exp(d[h] - mn);
-          m[h] = mn;
+    for (var x = 0u; x < KPL; x++) {
+      let c = start + s * KB + kk + x * (WG / 2u);
+      if (c < end) {
+        for (var h = 0u; h < GROUP; h++) {
+          if (h % 2u == hf) {
+            let v = d[x * GROUP + h];
+            scores[(b * H + j * GROUP + h) * P.scoreStride + c] = v;
+            let mn = max(m[h], v);
+            l[h] = l[h] * exp(m[h] - mn) + exp(v - mn);
+            m[h] = mn;
+          }
         }
       }
     }

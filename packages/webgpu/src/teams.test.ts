@@ -419,22 +419,15 @@ describe.skipIf(!probe.context)(
       // The anchors' scores pass with each lane's own softmax statistics, merged after the key loop.
       { transposedReduce: true, keysPerStep: 1, laneStats: true, xorLayout: true, minStepsPerSplit: 2 },
       { transposedReduce: true, keysPerStep: 1, laneStats: true },
-      // Every pass with its rows staged through workgroup memory a step ahead (SwiftShader: 16 teams of
-      // 4 lanes, so 1 key per team step keeps the two buffers within its 32 KiB of workgroup memory);
-      // with the transposed reduction on lane-permuted slots, and lane statistics (the scores pass).
-      { stagedRows: true, keysPerStep: 1, prefetchIndices: true, minStepsPerSplit: 3 },
-      {
-        stagedRows: true,
-        keysPerStep: 1,
-        pieceBytes: 8 as const,
-        prefetchIndices: false,
-        minStepsPerSplit: 1,
-      },
-      { stagedRows: true, keysPerStep: 1, transposedReduce: true, xorLayout: true, subgroupTeamMerge: true },
-      { stagedRows: true, keysPerStep: 1, transposedReduce: true, laneStats: true, minStepsPerSplit: 2 },
       // The anchors' scores pass by scores_keys (two invocations per key, blocks of keys staged).
       { stagedKeys: true, minStepsPerSplit: 3 },
       { streamPass: { stagedKeys: true, targetWorkgroups: 8 } },
+      // Two keys per invocation pair (head dim 64: SwiftShader's 32 KiB hold blocks of 64 rows of it).
+      { headDim: 64, streamPass: { stagedKeys: true, stagedKeysPerLane: 2 as const, minStepsPerSplit: 2 } },
+      {
+        headDim: 64,
+        streamPass: { stagedKeys: true, stagedKeysWorkgroup: 64 as const, stagedKeysPerLane: 2 as const },
+      },
       // The defaults at many rows (9 sequences x 2 KV heads > 16): layer 0's pass on narrow teams, the
       // anchors' scores pass with each lane's own statistics.
       { batch: 9 },
@@ -444,8 +437,8 @@ describe.skipIf(!probe.context)(
       async (opts) => {
         const gpu = probe.context!;
         const keysBefore = new Set(gpu.pipelineKeys);
-        const shape = opts as { heads?: number; batch?: number };
-        const [B, H, G, d, n] = [shape.batch ?? 2, shape.heads ?? 8, 2, 128, 3001];
+        const shape = opts as { heads?: number; batch?: number; headDim?: number };
+        const [B, H, G, d, n] = [shape.batch ?? 2, shape.heads ?? 8, 2, shape.headDim ?? 128, 3001];
         const per = G * n * d;
         const kh = randomFloats(B * per, 71);
         const vh = randomFloats(B * per, 72);
@@ -506,7 +499,6 @@ describe.skipIf(!probe.context)(
         if ('stagedKeys' in opts || JSON.stringify(opts).includes('stagedKeys')) {
           expect(keys.some((k) => k.includes(':scores_keys:'))).toBe(true);
         }
-        if ('stagedRows' in opts) expect(keys.some((k) => k.includes('STAGED=true'))).toBe(true);
         if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
         if ('laneStats' in opts || 'batch' in opts) {
           expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);

@@ -102,8 +102,6 @@ type Tuning = Pick<
   | 'xorLayout'
   | 'teamWidth'
   | 'laneStats'
-  | 'stagedRows'
-  | 'stagedKeys'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -123,38 +121,18 @@ const LAYER0_NARROW: Tuning = {
   },
 };
 /**
- * Session 11's candidates: K/V rows staged through workgroup memory a step ahead of the math
- * (`stagedRows`, two buffers of a workgroup step's rows). For the reuse (and, with STAGED_SPARSE, the
- * anchors' sparse pass alone): at the defaults' keys per step (batch 1: 8-byte pieces, 32 KiB of
- * rows; batch 8: 16-byte pieces, 64 KiB, more than Dawn offers), at 4 keys per step (batch 8: 32 KiB
- * with the subgroup team merge), on 8-byte pieces (batch 8's gathers at batch 1's piece size), and at
- * 236 and 944 workgroups (batch 1) against 472. For the streaming passes: the anchors' scores pass
- * (STAGED_SCORES), layer 0's pass (STAGED_L0: batch 8's narrow teams; STAGED_L0_U4: 4 keys per step,
- * batch 1), dense (STAGED_DENSE), and the anchor with both of its passes staged.
+ * Session 11: the anchors' scores pass by `scores_keys` (`stagedKeys`: two invocations per key, blocks
+ * of K rows staged a block ahead in workgroup memory): workgroups of 128 (blocks of 64 keys) at the
+ * scores pass's 4096 target workgroups, at 1024 and 2048; workgroups of 64 (blocks of 32), and of 64
+ * with two keys per invocation pair (blocks of 64, each query piece serving two keys).
  */
-const STAGED: Tuning = { stagedRows: true };
-const STAGED_U4: Tuning = { stagedRows: true, keysPerStep: 4 };
-const STAGED_P8: Tuning = { stagedRows: true, pieceBytes: 8 };
-const STAGED_W256: Tuning = { stagedRows: true, targetWorkgroups: 256 };
-const STAGED_W1024: Tuning = { stagedRows: true, targetWorkgroups: 1024 };
-const STAGED_SPARSE: Tuning = { stagedRows: true, streamPass: { stagedRows: false } };
-const STAGED_SPARSE_U4: Tuning = {
-  stagedRows: true,
-  keysPerStep: 4,
-  streamPass: { stagedRows: false, keysPerStep: 8 },
+const KEYS: Tuning = { streamPass: { stagedKeys: true } };
+const KEYS_W1024: Tuning = { streamPass: { stagedKeys: true, targetWorkgroups: 1024 } };
+const KEYS_W2048: Tuning = { streamPass: { stagedKeys: true, targetWorkgroups: 2048 } };
+const KEYS_WG64: Tuning = { streamPass: { stagedKeys: true, stagedKeysWorkgroup: 64 } };
+const KEYS_WG64_L2: Tuning = {
+  streamPass: { stagedKeys: true, stagedKeysWorkgroup: 64, stagedKeysPerLane: 2 },
 };
-const STAGED_SCORES: Tuning = { streamPass: { stagedRows: true } };
-const STAGED_L0: Tuning = { streamPass: { stagedRows: true } };
-const STAGED_L0_U4: Tuning = { streamPass: { stagedRows: true, keysPerStep: 4 } };
-const STAGED_DENSE: Tuning = { stagedRows: true };
-/**
- * Session 11: the anchors' scores pass by `scores_keys` (two invocations per key, blocks of 64 keys
- * staged a block ahead), at its defaults' 4096 target workgroups (4 blocks each at 128k batch 1) and
- * at 1024 and 2048.
- */
-const STAGED_KEYS: Tuning = { streamPass: { stagedKeys: true } };
-const STAGED_KEYS_W1024: Tuning = { streamPass: { stagedKeys: true, targetWorkgroups: 1024 } };
-const STAGED_KEYS_W2048: Tuning = { streamPass: { stagedKeys: true, targetWorkgroups: 2048 } };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -179,20 +157,11 @@ const PARITY_OPTIONS: Tuning[] = [
   // Session 10.
   LAYER0_NARROW,
   { streamPass: { laneStats: true } },
-  // Session 11: staged rows (sets whose every pass fits the workgroup memory at batch 2; the settings
-  // at many rows asked for explicitly, so batch 2 checks them too).
-  STAGED_SPARSE,
-  STAGED_U4,
-  STAGED_L0_U4,
-  { ...STAGED_SPARSE, targetWorkgroups: 256 },
-  { ...STAGED_SPARSE, targetWorkgroups: 1024 },
-  { ...STAGED_U4, pieceBytes: 16, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
-  { ...STAGED_SPARSE, pieceBytes: 8, subgroupTeamMerge: true, targetWorkgroups: 2048, minStepsPerSplit: 4 },
-  { streamPass: { ...LAYER0_NARROW.streamPass, stagedRows: true } },
-  // The anchors' scores pass as at many rows (lane statistics), staged; layer 0's on 8-byte pieces to fit.
-  { streamPass: { stagedRows: true, pieceBytes: 8, laneStats: true } },
-  STAGED_KEYS,
-  STAGED_KEYS_W1024,
+  // Session 11.
+  KEYS,
+  KEYS_W1024,
+  KEYS_WG64,
+  KEYS_WG64_L2,
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -241,20 +210,10 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // across the subgroup (by head too), the query in workgroup memory, the rescale skipped where the
   // maximum stays, the select's histogram atomics aggregated per subgroup, the reuse at 4 or 6 keys
   // per step.
-  reuse: alternate(2, {}, STAGED, STAGED_U4, STAGED_P8, STAGED_W256, STAGED_W1024),
-  anchor: alternate(
-    2,
-    {},
-    STAGED_KEYS,
-    STAGED_KEYS_W1024,
-    STAGED_KEYS_W2048,
-    STAGED_SPARSE,
-    STAGED_SPARSE_U4,
-    STAGED_SCORES,
-    STAGED,
-  ),
-  'dense-anchor': alternate(2, {}, STAGED_L0, STAGED_L0_U4),
-  dense: alternate(2, {}, STAGED_DENSE),
+  reuse: [],
+  anchor: alternate(2, {}, KEYS, KEYS_W1024, KEYS_W2048, KEYS_WG64, KEYS_WG64_L2),
+  'dense-anchor': [],
+  dense: [],
 };
 
 const bench: Bench = {

@@ -63,8 +63,6 @@ type Options = Pick<
   | 'streamPass'
   | 'cachedRows'
   | 'xorLayout'
-  | 'stagedRows'
-  | 'stagedKeys'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -487,35 +485,22 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     // Dense's and the reuse's split pass alone (against the reads of section 3), and each with every
     // K/V load served by the caches (`cachedRows`: the attention math without the DRAM reads, so
     // math + reads - the pass says how much of the math the loads hide), dense's also with the
-    // transposed reduction on lane-permuted slots (`xorLayout`), the reuse's also with its rows staged
-    // through workgroup memory (`stagedRows`).
+    // transposed reduction on lane-permuted slots (`xorLayout`).
     const splitOptions: ['dense' | 'reuse', Options][] = [
       ['dense', SPLIT_ONLY],
       ['dense', { ...SPLIT_ONLY, cachedRows: true }],
       ['dense', { ...SPLIT_ONLY, cachedRows: true, xorLayout: true }],
       ['reuse', SPLIT_ONLY],
       ['reuse', { ...SPLIT_ONLY, cachedRows: true }],
-      // Session 11: the reuse's rows staged through workgroup memory a step ahead (`stagedRows`).
-      ['reuse', { ...SPLIT_ONLY, stagedRows: true }],
-      ['reuse', { ...SPLIT_ONLY, stagedRows: true, cachedRows: true }],
     ];
     for (const [role, o] of splitOptions) {
-      let s: Awaited<ReturnType<typeof timeOp>>;
-      try {
-        s = await timeOp(
-          gpu,
-          ctx,
-          `probe: ${role} ${JSON.stringify(o)}`,
-          (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
-          flush,
-        );
-      } catch (e) {
-        // Staged rows need more workgroup memory than some devices allow: say so, time the rest.
-        if (!(e instanceof WebGPULimitError)) throw e;
-        gpu.resetParams();
-        ctx.progress(`probe: ${role} ${JSON.stringify(o)}: not run here (${e.message})`);
-        continue;
-      }
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: ${role} ${JSON.stringify(o)}`,
+        (pass) => encodeDecode(gpu, pass, decodeCall(inputs, role, o)),
+        flush,
+      );
       push('probe-stages', `${role} until split`, s, {
         options: JSON.stringify(o),
       });
@@ -542,13 +527,8 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         });
       }
     }
-    // Session 11: the anchors' scores pass alone with its rows staged through workgroup memory a step
-    // ahead (`stagedRows`), as it runs and with cached rows, and by `scores_keys` (`stagedKeys`).
-    const stagedScores: Options[] = [
-      { ...SPLIT_ONLY, streamPass: { stagedRows: true } },
-      { ...SPLIT_ONLY, cachedRows: true, streamPass: { stagedRows: true } },
-      { ...SPLIT_ONLY, streamPass: { stagedKeys: true } },
-    ];
+    // Session 11: the anchors' scores pass alone by `scores_keys` (`stagedKeys`).
+    const stagedScores: Options[] = [{ ...SPLIT_ONLY, streamPass: { stagedKeys: true } }];
     for (const o of full ? stagedScores : []) {
       try {
         const s = await timeOp(

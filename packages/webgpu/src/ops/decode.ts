@@ -162,15 +162,6 @@ export interface DecodeArgs {
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
-   * `teams` only: the K/V rows of a workgroup step pass through workgroup memory (for the anchors'
-   * streaming pass alone: `streamPass: { stagedRows }`), loaded by the whole workgroup (adjacent
-   * invocations on adjacent pieces of a row) one step ahead of the math: each invocation issues the
-   * next step's loads, does this step's math from workgroup memory, then stores them (two buffers
-   * used in turn, one barrier a step). Needs `2 x keys per workgroup step x row bytes` (K and V) of
-   * workgroup memory besides the kernel's own. Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly stagedRows?: boolean;
-  /**
    * `teams` only, the anchors' scores pass (ignored elsewhere; for it alone: `streamPass: {
    * stagedKeys }`): `scores_keys` instead of the team kernel: two invocations per key, each the dot
    * products of half of the key's row with the query rows (in workgroup memory), one shuffle, no team
@@ -178,6 +169,13 @@ export interface DecodeArgs {
    * loads. Default: `TEAM_DEFAULTS` (off).
    */
   readonly stagedKeys?: boolean;
+  /** `stagedKeys`: invocations per workgroup, 64 or 128 (default: `TEAM_DEFAULTS`: the team kernel's, 128 where subgroups are 32 wide). */
+  readonly stagedKeysWorkgroup?: 64 | 128;
+  /**
+   * `stagedKeys`: keys per invocation pair and block, 1 or 2 (each query piece read from workgroup
+   * memory then serves 2 keys; blocks twice as long). Default: `TEAM_DEFAULTS` (1).
+   */
+  readonly stagedKeysPerLane?: 1 | 2;
   /**
    * `teams` only: the teams of a workgroup merge with one barrier instead of two per query head (the
    * teams of a subgroup by shuffles, then the subgroups through workgroup memory, every head at
@@ -251,10 +249,11 @@ export interface TeamSettings {
   /** Lanes per team (0: the widest the row and the subgroup allow). */
   readonly teamWidth: number;
   readonly laneStats: boolean;
-  /** Rows staged through workgroup memory one step ahead ({@link DecodeArgs.stagedRows}). */
-  readonly stagedRows: boolean;
-  /** The anchors' scores pass by `scores_keys` ({@link DecodeArgs.stagedKeys}). */
+  /** The anchors' scores pass by `scores_keys` ({@link DecodeArgs.stagedKeys}) and its shape. */
   readonly stagedKeys: boolean;
+  /** Unset: the team kernel's workgroup size. */
+  readonly stagedKeysWorkgroup?: 64 | 128;
+  readonly stagedKeysPerLane: 1 | 2;
 }
 
 /**
@@ -277,8 +276,8 @@ const STREAM_FEW: TeamSettings = {
   xorLayout: false,
   teamWidth: 0,
   laneStats: false,
-  stagedRows: false,
   stagedKeys: false,
+  stagedKeysPerLane: 1,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /**
@@ -515,6 +514,16 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
     if (
+      o.stagedKeysWorkgroup !== undefined &&
+      o.stagedKeysWorkgroup !== 64 &&
+      o.stagedKeysWorkgroup !== 128
+    ) {
+      throw new WebGPUShapeError(`stagedKeysWorkgroup must be 64 or 128, got ${o.stagedKeysWorkgroup}`);
+    }
+    if (o.stagedKeysPerLane !== undefined && o.stagedKeysPerLane !== 1 && o.stagedKeysPerLane !== 2) {
+      throw new WebGPUShapeError(`stagedKeysPerLane must be 1 or 2, got ${o.stagedKeysPerLane}`);
+    }
+    if (
       o.teamWidth !== undefined &&
       !(Number.isInteger(o.teamWidth) && o.teamWidth >= 1 && (o.teamWidth & (o.teamWidth - 1)) === 0)
     ) {
@@ -538,12 +547,20 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         `teamWidth ${o.teamWidth} with ${pieceBytes}-byte pieces does not fit this device (workgroup of 16 teams below the largest subgroup)`,
       );
     }
-    const layout = narrow ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    const teamLayout = narrow ?? teamsLayout(gpu, headDim, kv.dtype)!;
+    // scores_keys: its own workgroup size (the team layout's pieces per row kept).
+    const keysWG = o.stagedKeysWorkgroup ?? d.stagedKeysWorkgroup ?? teamLayout.WG;
+    if (keys && keysWG < (gpu.info.subgroupSizes?.max ?? keysWG)) {
+      throw new WebGPUShapeError(`stagedKeysWorkgroup ${keysWG} is below the device's largest subgroup`);
+    }
+    const layout = keys ? { ...teamLayout, WG: keysWG } : teamLayout;
+    const kpl = o.stagedKeysPerLane ?? d.stagedKeysPerLane;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
     const t = {
       // Keys a workgroup takes per step: a team step of each team (scores_keys: a block).
-      stepKeys: keys ? layout.WG / 2 : (layout.WG / layout.TW) * U,
+      stepKeys: keys ? (layout.WG / 2) * kpl : (layout.WG / layout.TW) * U,
       keys,
+      kpl,
       layout,
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
         ? 'f16x4'
@@ -559,12 +576,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       cachedRows: a.cachedRows === true,
       xor: o.xorLayout ?? d.xorLayout,
       laneStats: o.laneStats ?? d.laneStats,
-      staged: o.stagedRows ?? d.stagedRows,
     };
     // scores_keys has none of the team kernel's options (its module's teams_partial is compiled plain).
-    return keys
-      ? { ...t, tred: false, xor: false, laneStats: false, staged: false, ahead: false, sgMerge: false }
-      : t;
+    return keys ? { ...t, tred: false, xor: false, laneStats: false, ahead: false, sgMerge: false } : t;
   };
   const teams = kernel === 'teams';
   const splitsFor = (keys: number, kind: TeamPass) => {
@@ -624,15 +638,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
     const SB = Math.max(1, Math.floor(512 / stepKeys));
     const wgLimit = gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384;
-    // stagedRows: two buffers of a workgroup step's rows (K, and V when accumulated).
-    const rowBytes = headDim * (kv.dtype === 'f16' ? 2 : 4);
-    const stagedBytes = t?.staged === true ? 2 * stepKeys * rowBytes * (opts.accumV ? 2 : 1) : 0;
     const sgm =
-      t?.sgMerge === true &&
-      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) + stagedBytes <= wgLimit;
+      t?.sgMerge === true && teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <= wgLimit;
     if (t?.keys) {
       // scores_keys: two buffers of a block's K rows, the query rows, the subgroups' (max, sum).
-      const need = 2 * stepKeys * rowBytes + group * headDim * 4 + MSG * group * 8 + 16;
+      const need =
+        2 * stepKeys * headDim * (kv.dtype === 'f16' ? 2 : 4) + group * headDim * 4 + MSG * group * 8 + 16;
       if (need > wgLimit) {
         throw new WebGPULimitError(
           'maxComputeWorkgroupStorageSize',
@@ -642,23 +653,12 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
         );
       }
     }
-    if (t?.staged) {
-      const need = teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, sgm ? MSG : 0) + stagedBytes;
-      if (need > wgLimit) {
-        throw new WebGPULimitError(
-          'maxComputeWorkgroupStorageSize',
-          need,
-          wgLimit,
-          `stagedRows at ${t.U} keys per team step (${stepKeys} per workgroup step) needs more workgroup memory`,
-        );
-      }
-    }
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
       ...t.layout,
       U: t.U,
-      AHEAD: t.ahead && !t.staged,
+      AHEAD: t.ahead,
       SB,
       GATHER: opts.gather,
       ACCUM_V: opts.accumV,
@@ -674,8 +674,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
-      ...(t.staged ? { STAGED: true } : {}),
-      ...(t.keys ? { KEYS: true } : {}),
+      ...(t.keys ? { KEYS: true, KPL: t.kpl } : {}),
     };
     const p1 = teamDefs
       ? gpu.pipeline('decode_teams', t.keys ? 'scores_keys' : 'teams_partial', teamDefs, PARTIAL_BINDINGS)
