@@ -138,7 +138,11 @@ enum KascadeDecodeVariant {
                                                  // reuses the partials' buffer)
   // (Session 11: bit 268435456 was cuda-anchor's stream select with two tiles' loads per phase-1 step and four tiles per
   // phase-3 pair of slot atomics; it spilled and lost in call A, and was removed. Retired: do not reuse.)
-  // Bit 536870912 (1 << 29): reserved for cuda-b1 (session 11).
+  KASCADE_VARIANT_WS_ACC = 536870912,  // cuda-b1, session 11 (the wide ws gather with bits 64 and 4194304, batch x KV
+                                       // heads <= 64): the split merge through each row's f64 accumulator: every CTA
+                                       // adds 2^m o and 2^m l of its partial (red.add.f64), the row's last CTA loads
+                                       // those sums instead of its 16 slots (the slots stay as the fallback for
+                                       // |m| > 768)
   KASCADE_VARIANT_LISTED_SCORES = 1073741824,  // cuda-anchor, session 11 (the stream select over the f16 intermediate,
                                                // key-major or GS 1): phase 1 stores no pooled rows, phase 3 recomputes
                                                // the pooled scores from u and m16 (the same function, the same bits)

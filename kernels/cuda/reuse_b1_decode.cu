@@ -46,6 +46,8 @@
 //   start through a noinline copy (call A: reuse 23.62 against 21.63 us at 128k batch 1) and then by every CTA after
 //   its arrival (call B: 21.41 against 21.63, the last CTA's merge unchanged at 1.7 us), and KASCADE_WS_STEAL=15, each
 //   row's last 15 % of groups claimed one group at a time from a per-row counter (call A: 23.78 against 21.63).)
+//   536870912 (session 11, W with 4194304): the split merge through each row's f64 accumulator (ws_store_and_accumulate,
+//   ws_finish_acc): the row's last CTA loads GS x (D + 1) sums instead of its slots.
 //   The other bits do not change this kernel.
 #include <algorithm>
 #include <cstdio>
@@ -229,13 +231,14 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
   return lastBlock;
 }
 
-// Tuning knob KASCADE_WS_ACC=1 (session 11, W with bit 4194304, at most kWsAccRows rows): the split merge by f64 sums.
-// Every CTA, beside storing its partial (m, l, o) in its slot as before, adds 2^m o and 2^m l to its row's f64
-// accumulator (red.global.add.f64; 2^m as ldexp(exp2f(frac m), floor m), exact in f64 for |m| <= kWsAccRange, so any
-// order of the adds gives the same sums up to f64 rounding), and the row's last CTA loads only the accumulator
-// (GS x (D + 1) doubles, one L2 round trip, where ws_merge_slots loads 16 slots' o and (m, l)), divides, and zeroes it
-// for the next launch. A CTA whose |m| exceeds kWsAccRange (or is NaN) adds nothing and raises the row's flag; the last
-// CTA then merges the slots instead (ws_merge_slots, as without the knob).
+// KASCADE_VARIANT_WS_ACC (bit 536870912, session 11; W with bit 4194304, at most kWsAccRows rows): the split merge by
+// f64 sums. Every CTA, beside storing its partial (m, l, o) in its slot as before, adds 2^m o and 2^m l to its row's f64
+// accumulator (red.global.add.f64; 2^m as exp2f(m - floor m) times 2^floor m, exact in f64 for |m| <= kWsAccRange, so
+// the adds' order changes only f64 rounding), and the row's last CTA loads only the accumulator (GS x (D + 1) doubles,
+// one L2 round trip, where ws_merge_slots loads 16 slots' o and (m, l): call A's ws trace at 128k batch 1, those loads
+// landed after 1.15-1.25 us, the accumulator's after 0.35-0.5), divides, and zeroes it for the next launch. A CTA whose
+// |m| exceeds kWsAccRange (or is NaN) adds nothing and raises the row's flag; the last CTA then merges the slots instead
+// (ws_merge_slots, as without the bit).
 constexpr int kWsAccRows = 64;
 constexpr int kWsAccCols = 8 * 128 + 8;  // GS x D sums of 2^m o, then GS sums of 2^m l (GS <= 8, D 128)
 constexpr float kWsAccRange = 768.f;
@@ -243,39 +246,64 @@ __device__ double g_ws_acc[kWsAccRows][kWsAccCols];  // zero at module load, zer
 __device__ unsigned g_ws_acc_over[kWsAccRows];
 
 __device__ __forceinline__ bool ws_acc_ok(float M) { return fabsf(M) <= kWsAccRange; }  // false for NaN and +-inf
+// 2^M for |M| <= kWsAccRange: exp2f of the fraction times 2^floor(M) built from its exponent bits.
 __device__ __forceinline__ double ws_acc_scale(float M) {
   const float f = floorf(M);
-  return ldexp(static_cast<double>(exp2f(M - f)), static_cast<int>(f));
+  const long long e = static_cast<long long>(static_cast<int>(f) + 1023) << 52;
+  return static_cast<double>(exp2f(M - f)) * __longlong_as_double(e);
 }
 
-// The W epilogue with the f64 accumulator: merge_warps (kWsMergePad rows, as bit 4194304), each head's (M, L) and each
-// element's o stored in slot `split` (as store_split_and_merge) and added to the row's accumulator.
+// The W epilogue under bit 536870912: the consumer warps' states merged through shared memory (merge_warps' arithmetic
+// and kWsMergePad rows, as bit 4194304), each thread taking its elements' head max M and 2^M once: the partial (M, L, o)
+// stored in slot `split` (as store_split_and_merge) and 2^M o, 2^M L added to the row's accumulator.
 template <int D, int GS, int NW, int NT>
 __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
                                                         float* part_o, float* part_ml, int splits, int split,
                                                         size_t bh0, int row) {
-  float* red_ml = red + NW * GS * (D + kWsMergePad);
-  double* accRow = g_ws_acc[row];
-  merge_warps<D, GS, NW, NT, true, kWsMergePad>(
-      red, red_ml, m, l, acc,
-      [&](int h, float M, float L) {
-        float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
-        ml[0] = M;
-        ml[1] = L;
-        if (M == -INFINITY) return;  // an empty split adds nothing
-        if (ws_acc_ok(M))
-          atomicAdd(accRow + GS * D + h, ws_acc_scale(M) * static_cast<double>(L));
-        else
-          g_ws_acc_over[row] = 1u;
-      },
-      [&](int e, float o) {
-        part_o[((bh0 + e / D) * splits + split) * D + e % D] = o;
-        const int h = e / D;
-        float M = -INFINITY;  // the head's merged max, as merge_warps computed it
+  constexpr int RS = D + kWsMergePad;
+  float* red_ml = red + NW * GS * RS;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, r = lane >> 2, quad = lane & 3;
+  if (warp < NW && r < GS) {
+    if (quad == 0) {
+      red_ml[(warp * GS + r) * 2] = m;
+      red_ml[(warp * GS + r) * 2 + 1] = l;
+    }
 #pragma unroll
-        for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-        if (M != -INFINITY && ws_acc_ok(M)) atomicAdd(accRow + e, ws_acc_scale(M) * static_cast<double>(o));
-      });
+    for (int nb = 0; nb < D / 8; ++nb)
+      *reinterpret_cast<float2*>(red + (warp * GS + r) * RS + nb * 8 + quad * 2) = make_float2(acc[nb][0], acc[nb][1]);
+  }
+  __syncthreads();
+  double* accRow = g_ws_acc[row];
+  for (int i = tid; i < GS * D; i += NT) {
+    const int h = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+    float o = 0.f, L = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      const float mw = red_ml[(w * GS + h) * 2];
+      if (mw != -INFINITY) {
+        const float c = exp2f(mw - M);
+        L += red_ml[(w * GS + h) * 2 + 1] * c;
+        o += red[(w * GS + h) * RS + d] * c;
+      }
+    }
+    part_o[((bh0 + h) * splits + split) * D + d] = o;
+    if (d == 0) {
+      float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
+      ml[0] = M;
+      ml[1] = L;
+    }
+    if (M == -INFINITY) continue;  // an empty split adds nothing
+    if (ws_acc_ok(M)) {
+      const double sc = ws_acc_scale(M);
+      atomicAdd(accRow + i, sc * static_cast<double>(o));
+      if (d == 0) atomicAdd(accRow + GS * D + h, sc * static_cast<double>(L));
+    } else if (d == 0) {
+      g_ws_acc_over[row] = 1u;
+    }
+  }
 }
 
 // The row's last CTA with the f64 accumulator: one round trip for the sums and the flag; the output, or (flag) the
@@ -318,7 +346,7 @@ __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, cons
 }
 
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
-// 2 (session 11, KASCADE_WS_ACC=1, W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate).
+// 2 (bit 536870912, session 11; W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
 template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
@@ -615,9 +643,8 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const int trace = tenv && tenv[0] == '1' ? 1 : 0;
   const bool fused = static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
                      sizeof(float) * GS * static_cast<size_t>(a.splits) <= ws_region_bytes<T, D, GS, W>();
-  // KASCADE_WS_ACC=1 (session 11): the fused merge through the rows' f64 accumulators (W, bit 4194304, <= 64 rows).
-  const char* accEnv = std::getenv("KASCADE_WS_ACC");
-  const bool acc = fused && W && D == 128 && GS * D + GS <= kWsAccCols && accEnv && accEnv[0] == '1' &&
+  // Bit 536870912 (session 11): the fused merge through the rows' f64 accumulators (W, bit 4194304, <= 64 rows).
+  const bool acc = fused && W && D == 128 && GS * D + GS <= kWsAccCols && (s.variant & KASCADE_VARIANT_WS_ACC) != 0 &&
                    (s.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0 &&
                    static_cast<long long>(s.batch) * s.kvHeads <= kWsAccRows;
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,

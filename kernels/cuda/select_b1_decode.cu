@@ -39,6 +39,11 @@
 // loads its list in one coalesced round trip (not the keys, then their scores by key); and phase 3's final pass
 // takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
 // warp and iteration.
+// Session 11 tuning knob KASCADE_B1_SELECT_EARLY_DROP=1 (bit 8388608, the anchor's early sparse pass): the logits'
+// lines dropped in phase 2 by every CTA (beside its reservation atomics), not after barrier 2 by the idle CTAs.
+// (Session 11, call A, lost and removed: the dependent launch released at the select's start, anchor 110.85 against
+// 110.27 us at 128k batch 1, and phase 1's logits loaded beside the heads' statistics (24 bytes of spills at GS 4),
+// anchor 111.14 and layer 0 165.12 against 162.34; b1 probe, events.)
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
 // its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 7, call B: launched as a programmatic dependent launch beside the scores pass (with bit 4096), the
@@ -87,7 +92,7 @@ struct B1SelectArgs {
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
   int publish;           // bit 33554432: each row's ready count (entries written + 1) at state word kB1ReadyInt
-  int trigger;           // session 11 (KASCADE_B1_SELECT_TRIGGER=1): the dependents' launch released at the start
+  int earlyDrop;         // session 11 (KASCADE_B1_SELECT_EARLY_DROP=1): the logits' lines dropped in phase 2 (below)
 };
 
 // KASCADE_VARIANT_B1_EARLY_SPARSE (session 10): the row's ready count, stored with release semantics (thread 0 of the
@@ -134,9 +139,7 @@ __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
 
 // Two CTAs per SM at every group size (session 8: with 8 keys per thread in phase 1 ptxas gave GS 4 84 registers,
 // one CTA per SM; GS 8 had 99 before): no spills at 64 registers (ptxas -v).
-// PL (session 11, tuning knob KASCADE_B1_SELECT_PRELOAD=1): each segment's first kKeys x 512 keys' logits are loaded
-// before the heads' softmax statistics (their part_ml loads and theirs in one L2 round trip, not two after each other).
-template <int GS, bool PL = false>
+template <int GS>
 __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
@@ -158,10 +161,6 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     }
   };
   mark(0);
-  // Session 11 (KASCADE_B1_SELECT_TRIGGER=1): the programmatic dependent launch (the anchor's early sparse pass) released
-  // at the start rather than after barrier 2; its CTAs (210 KB) cannot start beside a select CTA, so they take the SMs
-  // as the select's CTAs leave them after barrier 2, with their launch already done.
-  if (a.trigger) pdl_release();
   const long long t0 = static_cast<long long>(blockIdx.x) * a.work / a.ctas;
   const long long t1 = (static_cast<long long>(blockIdx.x) + 1) * a.work / a.ctas;
 
@@ -172,23 +171,19 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     const int x1 = static_cast<int>(min(t1 - r * n, static_cast<long long>(n)));
     const size_t bh0 = static_cast<size_t>(r / G) * a.heads + static_cast<size_t>(r % G) * GS;
     for (int i = tid; i < kB1Bins; i += kB1Threads) sh[i] = 0u;
+    head_softmax_stats<GS, kB1Threads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
     // kKeys keys per thread at a time: their GS x kKeys logit loads in flight together (session 8: 8 up to GS 4, so
     // 128k batch 1's ~3970-key segments take one round trip, not two).
     constexpr int kKeys = GS <= 4 ? 8 : 4;
-    float lg[kKeys][GS];
-    auto load_logits = [&](int xb) {
+    for (int xb0 = x0; xb0 < x1; xb0 += kKeys * kB1Threads) {  // the same trip count for every thread
+      const int xb = xb0 + tid;
+      float lg[kKeys][GS];
 #pragma unroll
       for (int u = 0; u < kKeys; ++u) {
         const int x = xb + u * kB1Threads;
 #pragma unroll
         for (int h = 0; h < GS; ++h) lg[u][h] = x < x1 ? __ldg(a.logits + (bh0 + h) * n + x) : 0.f;
       }
-    };
-    if constexpr (PL) load_logits(x0 + tid);  // beside head_softmax_stats' loads
-    head_softmax_stats<GS, kB1Threads>(a.part_ml + bh0 * a.splits * 2, a.splits, Mh, iL);
-    for (int xb0 = x0; xb0 < x1; xb0 += kKeys * kB1Threads) {  // the same trip count for every thread
-      const int xb = xb0 + tid;
-      if (!PL || xb0 != x0) load_logits(xb);
 #pragma unroll
       for (int u = 0; u < kKeys; ++u) {
         const int x = xb + u * kB1Threads;
@@ -214,6 +209,14 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     t = (r + 1) * n;
   }
   mark(1);
+  // Bit 8388608: the CTA's equal share `part` of `parts` of the logits' L2 lines dropped (b1_l2.cuh).
+  auto drop_logits = [&](long long part, long long parts) {
+    uintptr_t first, last;
+    l2_line_share(reinterpret_cast<uintptr_t>(a.logits),
+                  reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n), part, parts,
+                  &first, &last);
+    l2_discard_lines(first, last, tid, kB1Threads);
+  };
   b1_grid_sync(1u, gridDim.x);
   mark(2);
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
@@ -248,6 +251,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
       wcount[16 + warp] = nIn;
     }
     __syncthreads();
+    int res0 = 0, res1 = 0;
     if (tid == 0) {
       unsigned ta = 0, ti = 0;
       for (int w = 0; w < kB1Threads / 32; ++w) {
@@ -257,8 +261,17 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
         ta += ca;
         ti += ci;
       }
-      wbase[0] = ta ? atomicAdd(st + 0, static_cast<int>(ta)) : 0;
-      wbase[1] = ti ? atomicAdd(st + 1, static_cast<int>(ti)) : 0;
+      res0 = ta ? atomicAdd(st + 0, static_cast<int>(ta)) : 0;
+      res1 = ti ? atomicAdd(st + 1, static_cast<int>(ti)) : 0;
+    }
+    // Session 11 (KASCADE_B1_SELECT_EARLY_DROP=1, with bit 8388608): every CTA drops its equal share of the logits'
+    // lines here, while thread 0 waits for the reservations (past barrier 1 nothing reads the logits: every CTA has
+    // pooled its segment), instead of the CTAs without a phase-3 row after barrier 2, where the anchor's sparse pass
+    // waited for their SMs (call A: the pass's first CTA started ~2.3 us after CTA 0 left barrier 2).
+    if (a.earlyDrop && t == t0) drop_logits(blockIdx.x, gridDim.x);
+    if (tid == 0) {
+      wbase[0] = res0;
+      wbase[1] = res1;
     }
     __syncthreads();
     mark(7);
@@ -289,14 +302,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // their lines leave L2 without a write-back: the CTAs without a row in phase 3 drop them in equal shares while the
   // rows' CTAs run phase 3 (a grid of no more CTAs than rows: every CTA after its phase 3, below).
   const long long idleCtas = static_cast<long long>(gridDim.x) - a.rows;
-  auto drop_logits = [&](long long part, long long parts) {
-    uintptr_t first, last;
-    l2_line_share(reinterpret_cast<uintptr_t>(a.logits),
-                  reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n), part, parts,
-                  &first, &last);
-    l2_discard_lines(first, last, tid, kB1Threads);
-  };
-  if (a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) drop_logits(blockIdx.x - a.rows, idleCtas);
+  if (a.dropLogits && !a.earlyDrop && idleCtas > 0 && blockIdx.x >= a.rows) drop_logits(blockIdx.x - a.rows, idleCtas);
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
@@ -415,7 +421,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     if (tid < kStateInts && !(a.publish && tid == kB1ReadyInt)) st[tid] = 0;
   }
   mark(5);
-  if (a.dropLogits && idleCtas <= 0) drop_logits(blockIdx.x, gridDim.x);
+  if (a.dropLogits && !a.earlyDrop && idleCtas <= 0) drop_logits(blockIdx.x, gridDim.x);
   if (a.trace && blockIdx.x == 0 && tid == 0)
     printf("[b1_select trace] ctas %d, row 0 candidates %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, "
            "phase3 %llu (phase 2: histogram + bin %llu, reserve %llu; phase 3: histogram + bin %llu, list %llu, digits "
@@ -449,10 +455,9 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.trace = trace && trace[0] == '1';
   a.dropLogits = (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
   a.publish = publish ? 1 : 0;
-  const char* trig = std::getenv("KASCADE_B1_SELECT_TRIGGER");
-  const char* pre = std::getenv("KASCADE_B1_SELECT_PRELOAD");
-  a.trigger = trig && trig[0] == '1';
-  const bool preload = pre && pre[0] == '1';
+  // Session 11 tuning knob: KASCADE_B1_SELECT_EARLY_DROP=1 (with bit 8388608 and the early sparse pass's publish).
+  const char* drop = std::getenv("KASCADE_B1_SELECT_EARLY_DROP");
+  a.earlyDrop = a.dropLogits && publish && drop && drop[0] == '1';
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);
@@ -460,25 +465,23 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (e != cudaSuccess) return e;
   }
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    auto kernel = preload ? b1_select_kernel<GS, true> : b1_select_kernel<GS, false>;
-    static int perSm[2] = {0, 0};  // CTAs resident per SM, queried once per instance
-    int& ps = perSm[preload ? 1 : 0];
-    if (ps == 0) {
+    static int perSm = 0;  // CTAs resident per SM, queried once per instance
+    if (perSm == 0) {
       int nb = 0;
-      cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kB1Smem));
-      if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kB1Threads, kB1Smem);
+      cudaError_t e = cudaFuncSetAttribute(b1_select_kernel<GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(kB1Smem));
+      if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, kB1Smem);
       if (e != cudaSuccess) return e;
       if (nb < 1) return cudaErrorNotSupported;
-      ps = nb;
+      perSm = nb;
     }
-    const int perSmNow = ps;
-    long long ctas = static_cast<long long>(perSmNow) * device_sm_count();
+    long long ctas = static_cast<long long>(perSm) * device_sm_count();
     if (ctas > a.work) ctas = a.work;
     a.ctas = static_cast<int>(ctas);
     a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
     void* args[] = {&a};
-    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel),
+    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
                                                 dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);
     if (e == cudaSuccess) e = cudaGetLastError();
     return e;

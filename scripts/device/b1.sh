@@ -30,22 +30,24 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 # Session 10: the default 4292704 (98400 | 4194304: the wide gather with session 9's epilogue). (Session 10's reuse knobs
 # lost and were removed: KASCADE_WS_WARM, the slots' merge run dry by every CTA, KASCADE_WS_STEAL, the rows' last groups
 # claimed from a per-row counter; packages/cuda/README.md, batch 1, tenth session.)
-export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704}
-# Session 11, call A: KASCADE_WS_ACC=1 (the split merge through the rows' f64 accumulators, reuse_b1_decode.cu).
-export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_ACC=1}
+# Session 11, call B: 541163616 = 4292704 | 536870912 (the split merge through the rows' f64 accumulators; call A's tuning
+# knob KASCADE_WS_ACC=1: reuse 20.86 against 21.79 us at 128k batch 1, b1 probe).
+export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704,541163616}
+export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # Session 10: the default 46371068 = 12816636 | 33554432 (the anchor's sparse pass started on the b1 select's phase-2
 # indices while its phase 3 finishes the rows, its splits in the SMs the phase-3 CTAs leave free) against session 9's
 # 12816636 = 168188 | 65536 | 4194304 | 8388608. The probe times layer 0 with each too (bit 33554432 does not change it).
-export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,12816636}
-# Session 11, call A: the b1 select's dependents released at its start (KASCADE_B1_SELECT_TRIGGER=1), its phase 1's
-# logits loaded beside the heads' statistics (KASCADE_B1_SELECT_PRELOAD=1), the f64-accumulator merge in the anchor's
-# sparse pass (KASCADE_WS_ACC=1), and all three, on the default anchor 46371068 (layer 0: the preload only acts there).
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_TRIGGER=1,KASCADE_B1_SELECT_PRELOAD=1,KASCADE_WS_ACC=1,KASCADE_B1_SELECT_TRIGGER=1+KASCADE_B1_SELECT_PRELOAD=1+KASCADE_WS_ACC=1}
-export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068}
-export B1_KNOB_OPS=${B1_KNOB_OPS-anchor,layer0}
+# Session 11, call B: 583241980 = 46371068 | 536870912 (the sparse pass's split merge through the f64 accumulators).
+export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,583241980}
+# Session 11, call B: the logits' L2 lines dropped in the select's phase 2 by every CTA (KASCADE_B1_SELECT_EARLY_DROP=1)
+# rather than after barrier 2, where the sparse pass's CTAs wait for those SMs. (Call A's knobs KASCADE_B1_SELECT_TRIGGER
+# and KASCADE_B1_SELECT_PRELOAD lost and were removed.)
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_EARLY_DROP=1}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-46371068,583241980}
+export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
 # a timeout (all at once); a variant that fails, faults or hangs leaves the lists before the probe runs.
@@ -83,7 +85,7 @@ a512=32956
   timeout --kill-after=5 60 node "$probe" "$JOB_OUT/b1-probe-512k.json" > "$JOB_OUT/probe-512k.log" 2>&1 &&
   say "probe 512k exit $?"
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-4292704}" "$B1_REUSE_VARIANTS")
+ncu_variants=$(only_screened "${B1_NCU_VARIANTS:-4292704,541163616}" "$B1_REUSE_VARIANTS")
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct,launch__grid_size,launch__cluster_dim_x,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_active.max,sm__cycles_active.min
 # Session 9: the DRAM's busy cycles (read / write) as session 8's profile-anchor measured them at batch 32.
 metrics=$metrics,dram__cycles_active.sum,dram__cycles_active_read.sum,dram__cycles_active_write.sum,dram__cycles_elapsed.sum
@@ -93,12 +95,14 @@ for v in ${B1_ANCHOR_VARIANTS//,/ }; do
   KASCADE_WS_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$v timeout 20 \
     node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
 done
-# Session 11: the default anchor's sparse pass and select traced together (globaltimer: the select's barrier 2 against the
-# pass's first start), as is and under each of B1_TRACE_KNOBS ('+'-joined NAME=VALUE sets).
-for kn in "" ${B1_TRACE_KNOBS-KASCADE_B1_SELECT_TRIGGER=1 KASCADE_WS_ACC=1 KASCADE_B1_SELECT_PRELOAD=1}; do
-  echo "== anchor 46371068 with select trace ${kn:-(no knob)}" >> "$JOB_OUT/anchor-ws-trace.log"
+# Session 11: the anchor's sparse pass and select traced together (globaltimer: the select's barrier 2 against the pass's
+# first start) for B1_TRACE_ANCHOR, as is and under each of B1_TRACE_KNOBS ('+'-joined NAME=VALUE sets).
+ta=$(only_screened "${B1_TRACE_ANCHOR:-583241980}" "$B1_ANCHOR_VARIANTS")
+for kn in "" ${B1_TRACE_KNOBS-KASCADE_B1_SELECT_EARLY_DROP=1}; do
+  [ -n "$ta" ] || break
+  echo "== anchor $ta with select trace ${kn:-(no knob)}" >> "$JOB_OUT/anchor-ws-trace.log"
   env ${kn//+/ } KASCADE_WS_TRACE=1 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= \
-    B1_ANCHOR_VARIANTS=46371068 B1_ANCHOR_KNOBS= timeout 20 node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
+    B1_ANCHOR_VARIANTS=$ta B1_ANCHOR_KNOBS= timeout 20 node "$probe" >> "$JOB_OUT/anchor-ws-trace.log" 2>&1
 done
 say "anchor ws trace done"; grep "ws trace\|== anchor\|b1_select trace" "$JOB_OUT/anchor-ws-trace.log" | head -40
 say "ws trace: reuse at 128k b1, variants $ncu_variants (2 calls each)"
@@ -114,10 +118,10 @@ done
 # The b1 select's phase ends (CTA 0's globaltimer, KASCADE_B1_SELECT_TRACE=1), 2 calls, at 128k and 32k.
 # Session 9: with and without bit 8388608 (phase 1 reads the logits from L2).
 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072,1x32768 B1_REUSE_VARIANTS= \
-  B1_ANCHOR_VARIANTS=$(only_screened 12816636 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
+  B1_ANCHOR_VARIANTS=$(only_screened 46371068 "$B1_ANCHOR_VARIANTS") B1_ANCHOR_KNOBS= timeout 20 node "$probe" > "$JOB_OUT/select-trace.log" 2>&1
 say "select trace exit $?"; grep "b1_select trace" "$JOB_OUT/select-trace.log" | head -4
 # The anchor at 128k b1, kernel by kernel (scores pass, select, sparse pass), for B1_ANCHOR_VARIANTS (2 calls each).
-B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-12816636,46371068}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
+B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= B1_ANCHOR_VARIANTS=$(only_screened "${B1_NCU_ANCHOR_VARIANTS:-46371068,583241980}" "$B1_ANCHOR_VARIANTS") timeout 40 "$NCU" \
   --clock-control none --cache-control none --metrics "$metrics" --csv node "$probe" > "$JOB_OUT/anchor-ncu.csv" 2> "$JOB_OUT/anchor-ncu.err"
 say "ncu anchor metrics exit $?"
 say "ncu metrics: reuse at 128k b1, variants $ncu_variants (2 calls each)"
