@@ -419,6 +419,8 @@ describe.skipIf(!probe.context)(
       // The anchors' scores pass with each lane's own softmax statistics, merged after the key loop.
       { transposedReduce: true, keysPerStep: 1, laneStats: true, xorLayout: true, minStepsPerSplit: 2 },
       { transposedReduce: true, keysPerStep: 1, laneStats: true },
+      // The folded select finding each digit from coarse histograms (the anchors' selections checked).
+      { selectCoarseScan: true },
       // The anchors' scores pass by scores_keys (two invocations per key, blocks of keys staged).
       { stagedKeys: true, minStepsPerSplit: 3 },
       { streamPass: { stagedKeys: true, targetWorkgroups: 8 } },
@@ -499,6 +501,7 @@ describe.skipIf(!probe.context)(
         if ('stagedKeys' in opts || JSON.stringify(opts).includes('stagedKeys')) {
           expect(keys.some((k) => k.includes(':scores_keys:'))).toBe(true);
         }
+        if ('selectCoarseScan' in opts) expect(keys.some((k) => k.includes('COARSE=true'))).toBe(true);
         if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
         if ('laneStats' in opts || 'batch' in opts) {
           expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);

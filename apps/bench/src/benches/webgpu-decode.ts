@@ -102,6 +102,7 @@ type Tuning = Pick<
   | 'xorLayout'
   | 'teamWidth'
   | 'laneStats'
+  | 'selectCoarseScan'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -133,6 +134,13 @@ const KEYS_WG64: Tuning = { streamPass: { stagedKeys: true, stagedKeysWorkgroup:
 const KEYS_WG64_L2: Tuning = {
   streamPass: { stagedKeys: true, stagedKeysWorkgroup: 64, stagedKeysPerLane: 2 },
 };
+/**
+ * Session 11: the folded select finding each digit from a coarse histogram of 64 bins (the folded
+ * schedule asked for, so batch 8, classic by default, times it too), and with the scores pass by
+ * `scores_keys`.
+ */
+const COARSE_FOLDED: Tuning = { selectSchedule: 'folded', selectCoarseScan: true };
+const KEYS_COARSE: Tuning = { ...KEYS, ...COARSE_FOLDED };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -162,6 +170,8 @@ const PARITY_OPTIONS: Tuning[] = [
   KEYS_W1024,
   KEYS_WG64,
   KEYS_WG64_L2,
+  { selectCoarseScan: true },
+  { ...COARSE_FOLDED, selectValuesPerInvocation: 16 },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -211,8 +221,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // maximum stays, the select's histogram atomics aggregated per subgroup, the reuse at 4 or 6 keys
   // per step.
   reuse: [],
-  anchor: alternate(2, {}, KEYS, KEYS_W1024, KEYS_W2048, KEYS_WG64, KEYS_WG64_L2),
-  'dense-anchor': [],
+  anchor: alternate(2, {}, KEYS, KEYS_W1024, KEYS_W2048, KEYS_WG64, KEYS_WG64_L2, COARSE_FOLDED, KEYS_COARSE),
+  'dense-anchor': alternate(2, {}, COARSE_FOLDED),
   dense: [],
 };
 
@@ -493,7 +503,8 @@ const bench: Bench = {
           }
         }
         if (args.sweep && !args.probeOnly && n === Math.max(...contexts)) {
-          // The anchor's Top-k alone, classic at 4 and 8 values per invocation and folded at 8 and 16, on
+          // The anchor's Top-k alone, classic at 4 and 8 values per invocation and folded at 8 and 16 (and
+          // at 8 with the coarse histograms, session 11), on
           // the pooled scores the last anchor left; the outputs compared (they must be equal, order included).
           const rowsN = batch * G;
           const rowInfo = gpu.scratchBuffer('bench.rowInfo', rowsN * 16);
@@ -507,6 +518,7 @@ const bench: Bench = {
             classic8: { valuesPerInvocation: 8 },
             folded8: { valuesPerInvocation: 8, schedule: 'folded' },
             folded16: { valuesPerInvocation: 16, schedule: 'folded' },
+            folded8c: { valuesPerInvocation: 8, schedule: 'folded', coarseScan: true },
           } as const;
           for (const [variant, options] of Object.entries(SELECT_VARIANTS)) {
             const selOut = gpu.scratchBuffer(`bench.selectOut.${variant}`, rowsN * slot.kStride * 4);

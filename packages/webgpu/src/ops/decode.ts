@@ -195,6 +195,12 @@ export interface DecodeArgs {
    */
   readonly selectSchedule?: SelectSchedule;
   /**
+   * Anchors, the folded select only: find each digit from a coarse histogram of 64 bins and the 32 fine
+   * bins of one of them instead of every workgroup scanning all 2048 ({@link encodeSelect}'s
+   * `coarseScan`). Default: off.
+   */
+  readonly selectCoarseScan?: boolean;
+  /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
    * `select`: and the Top-k, without the sparse pass. `split` (any role): the first split pass alone,
@@ -742,6 +748,8 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const schedule = a.selectSchedule ?? (rows <= FEW_ROWS ? 'folded' : 'classic');
   if (schedule === 'folded') gpu.scratchBuffer('select.hist3', rows * 3 * 2048 * 4);
   else gpu.scratchBuffer('select.hist', rows * 2048 * 4);
+  const coarseScan = schedule === 'folded' && a.selectCoarseScan === true;
+  if (coarseScan) gpu.scratchBuffer('select.coarse3', rows * 3 * 64 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
   if (a.untilStage === 'scores' || a.untilStage === 'split') return;
@@ -767,6 +775,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     tag: 'decode',
     valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
     schedule,
+    coarseScan,
   });
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {
