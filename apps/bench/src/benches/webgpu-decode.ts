@@ -621,6 +621,9 @@ const bench: Bench = {
             ['dense-anchor', {}],
             ['anchor', {}],
             ['reuse', {}],
+            // Session 11's candidates (the scores pass by scores_keys, the coarse folded select).
+            ['anchor', KEYS_COARSE],
+            ['dense-anchor', COARSE_FOLDED],
           ];
           for (const [role, tuning] of repeated) {
             // A check that throws (e.g. a shape this batch cannot run) costs only its own row.
