@@ -14,7 +14,7 @@
 //     tile is attended on top and never competes.
 //  3. select_prefill_v3_kernel (prefill_select_v3.cu)  grid (tiles, pairs in this pass), 256 threads, one block
 //     per pooled row:
-//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pools v60 / v67:
+//     exact select of the counts[t] largest (prefill_select.cuh): with the pool's row maximum (pools v60 / v67 / v75:
 //     rows of 16384 scores or more from a sampled band first) a count in 4096 bins under it, then one pass keeping
 //     the k-th's bin in shared memory; else (and
 //     as the fallback) a radix select over the f32 pattern (11 + 11 bits, then the candidates sharing the
@@ -160,10 +160,11 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // registers, three / two consumer warpgroups: prefill_pool_v17.cu) and v70 (v67's kernels with layer 0's dense +
 // statistics pass split by pooled pass, each pass's KV heads right before their pool: call C at b21e491, 128k layer 0
 // 357.0 against v67's 356.3 ms) are gone, as are session 11's v71-v74 (each step's product as two m64n64 halves:
-// prefill_pool_v17.cu). v75 (session 11's candidate): v67 with some of the pool's row constants in registers.
+// prefill_pool_v17.cu). v75 (the default since session 11's call B): v67 with 12 of each pool thread's 32 row
+// constants in registers (prefill_pool_v17.cu).
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  return v == 1 || v == 60 || v == 75 ? v : 67;  // else the default (DEFAULT_PREFILL_KERNELS, preset v67)
+  return v == 1 || v == 60 || v == 67 ? v : 75;  // else the default (DEFAULT_PREFILL_KERNELS, preset v75)
 }
 
 struct PrefillWorkspace {
@@ -171,7 +172,7 @@ struct PrefillWorkspace {
   float* pooled;
   size_t perPair;  // floats of one pair's packed pooled rows
   int pairsPerPass;
-  float* rowMax;   // pools v60 / v67: [pairs, tiles], each pooled row's largest score (null otherwise)
+  float* rowMax;   // pools v60 / v67 / v75: [pairs, tiles], each pooled row's largest score (null otherwise)
   size_t bytes;
 };
 

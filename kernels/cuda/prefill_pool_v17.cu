@@ -1,5 +1,6 @@
-// The anchors' pooling pass of pools v60 and v67 (KASCADE_PREFILL_POOL=v60 / v67; v67 the default since session 9:
-// head dim 128, g = 4, statistics from the attention pass; elsewhere pool v1), followed by select v3
+// The anchors' pooling pass of pools v60, v67 and v75 (KASCADE_PREFILL_POOL=v60 / v67 / v75; v75 the default since
+// session 11's call B, v67 from session 9 to then: head dim 128, g = 4, statistics from the attention pass; elsewhere
+// pool v1), followed by select v3
 // (prefill_select_v3.cu). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
 // select bins the row (session 6's v32 without it: three passes over the row). Session 5's v19 (the same pool, a
 // four-pass select) is gone.
@@ -110,9 +111,11 @@ struct P17Maps {
 // exponentials of a zero accumulator: what the MUFU and the consumers' instructions take alone).
 // LO (pool v67): each step's wgmma descriptors as constant offsets from two low words (issue_ab_lo) instead of the
 // address arithmetic of issue_ab per slice.
-// CREG (pool v75, four tiles per CTA only): each consumer thread holds the 32 row constants its quad needs (its
-// warpgroup's tile is fixed) in registers, loaded once: no shared-memory loads in the step (v67: 16 LDS.64 per warp
-// and step). The same sums in the same order.
+// CREG (pool v75, four tiles per CTA only): each consumer thread holds the row constants of the first 6 of its 16
+// column blocks (12 of the 32 its quad needs; its warpgroup's tile is fixed) in registers, loaded once, so a step
+// issues 10 instead of 16 LDS.64 per warp (7 blocks, or all 16, spill at the consumers' 112 registers). The same
+// sums in the same order. Session 11's call B (7e6e148), 32k, ncu: 11.57 against v67's 11.66 M cycles, tensor and
+// MUFU 70.3 against 69.8 %, L1 67.7 against 73.8 %; 128k layer 0 345.3 against 347.2 ms.
 template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,

@@ -11,7 +11,8 @@
 # dense pass split by pooled pass: no gain, gone). Since call C parity runs one pair per pooled pass
 # (KASCADE_PREFILL_PASS_PAIRS=1), so the small chunks take the multi-pass paths that 128k takes.
 # Session 11: call A (b896e8b) timed v71-v74 (each pooling step's product as two m64n64 halves: slower, gone) beside
-# v67; call B times v67, v75 (v67 with some of the four-tile pool's row constants in registers) and v60.
+# v67; call B (7e6e148) timed v67, v75 (v67 with 12 of each four-tile pool thread's 32 row constants in registers)
+# and v60; v75 is the default since, safe group here, with v67 (the previous defaults) as the comparison row.
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -32,9 +33,9 @@ set -u
 t0=$(date +%s)
 say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-safe=${PREFILL_SAFE:-v67}
+safe=${PREFILL_SAFE:-v75}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v75 v60}
+risky=${PREFILL_RISKY-v67}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

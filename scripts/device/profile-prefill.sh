@@ -13,17 +13,18 @@
 # passes, then layer 0's four, all under v67, the defaults). Calls A and B of session 9 also took the pool's SASS source pages
 # (instructions per step, warp stall samples) under v60, v63, v64 and v65. (nsys is not installed on the device.)
 # Session 10's call A (eae88d3) ran v67, v68 and v69 here (the 32k passes; v68 / v69 are gone); call B this list.
-# Session 11: call A (b896e8b) ran v67 and v71-v74 at 32k (v71-v74 are gone); call B runs v67, v75 and v60 at 32k
-# (PROFILE_PREFILL_PRESETS), v67 and v60 at 8k (PROFILE_PREFILL_PRESETS_8K: v75 runs v67's one-tile pool there) and
-# the 128k pool launches under v75 (PROFILE_PREFILL_128K).
+# Session 11: call A (b896e8b) ran v67 and v71-v74 at 32k (v71-v74 are gone); call B (7e6e148) v67, v75 and v60 at
+# 32k. Since then: v75 (the defaults) and v67 at 32k (PROFILE_PREFILL_PRESETS), v75 and v60 at 8k
+# (PROFILE_PREFILL_PRESETS_8K: v75 runs v67's one-tile pool there) and the 128k pool launches under v75
+# (PROFILE_PREFILL_128K).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v67,v75,v60}
+presets=${PROFILE_PREFILL_PRESETS:-v75,v67}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
-for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v67,v60}"; do
+for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v75,v60}"; do
   IFS=: read -r name ctx pre <<< "$spec"
   timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
     -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \

@@ -321,8 +321,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     delete process.env.KASCADE_PREFILL_SPARSE;
     delete process.env.KASCADE_PREFILL_POOL;
     try {
-      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v67' });
-      expect(prefillKernelPreset('v67')).toEqual(prefillKernels());
+      expect(prefillKernels()).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v75' });
+      expect(prefillKernelPreset('v75')).toEqual(prefillKernels());
     } finally {
       for (const k of ['KASCADE_PREFILL_DENSE', 'KASCADE_PREFILL_SPARSE', 'KASCADE_PREFILL_POOL'])
         if (saved[k] !== undefined) process.env[k] = saved[k];

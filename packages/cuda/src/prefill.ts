@@ -375,14 +375,15 @@ export function uploadPrefillSelection(
  *   (an eighth of the row) under the row's largest score and keeps a band around the k-th in one pass, its writes
  *   placed by warp scans (one and an eighth passes over the row), for shorter rows and where the band misses the
  *   k-th or overflows a count in 4096 bins of 1/256 octave under the row's largest score keeping the k-th's bin
- *   (two passes); `v67` (the default since session 9): v60's select after pool v67, whose steps' wgmma descriptors
+ *   (two passes); `v67` (the default from session 9 to session 11's call B): v60's select after pool v67, whose steps' wgmma descriptors
  *   are constant offsets from two low words (11 % fewer instructions than v60) and which, on launches of at least
  *   2048 four-tile CTAs (32k and longer at batch 1), pools four query tiles per CTA, consumer warpgroup w tile
  *   t0 + w over every K step, so each step is loaded once for four tiles (a quarter of the K copies and L2 reads
  *   per pooled score; session 9's call B, 32k, ncu: 6.75 against v60's 7.06 ms; at 8k, 512 such CTAs lost: hence
- *   the threshold); `v75` (session 11's candidate): v67 with the four-tile pool holding the row constants of 6 of its
- *   16 column blocks in registers (10 instead of 16 shared-memory loads per warp and step; holding all 16, or 7,
- *   spills). Session 11's `v71`-`v74` (each step's product as two m64n64 halves: slower) and session 10's `v68` /
+ *   the threshold); `v75` (the default since session 11's call B): v67 with the four-tile pool holding the row
+ *   constants of 6 of its 16 column blocks in registers, loaded once per warpgroup (10 instead of 16 shared-memory
+ *   loads per warp and step; holding 7, or all 16, spills; the same sums: the same bits). Session 11's call B, 32k,
+ *   ncu: 11.57 against v67's 11.66 M cycles, L1 67.7 against 73.8 %; 128k layer 0 345.3 against 347.2 ms. Session 11's `v71`-`v74` (each step's product as two m64n64 halves: slower) and session 10's `v68` /
  *   `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
  *   dense pass split by pooled pass: no gain)
  *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
@@ -411,8 +412,9 @@ export interface PrefillKernelSelection {
 /**
  * Named selections the device scripts check and time: `v1` = the first kernels of every part (mma.sync
  * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
- * the comparison row), `v67` = dense v22, sparse v61, pool v67 (the defaults since session 9), `v75` = dense v22,
- * sparse v61, pool v75 (session 11's candidate). Sessions 2-6's other
+ * the comparison row until session 10), `v67` = dense v22, sparse v61, pool v67 (the defaults from session 9 to
+ * session 11's call B, the comparison row), `v75` = dense v22, sparse v61, pool v75 (the defaults since session 11's
+ * call B). Sessions 2-6's other
  * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
  * 8's v57-v59 and v62, session 9's v63-v66, session 10's v68-v70 and session 11's v71-v74 lost or went into these and
  * are gone.
@@ -425,14 +427,14 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
 };
 
 /**
- * What runs when nothing is selected (the environment variables unset): preset `v67` (session 9's call B, 128k: the
- * anchor 281.0 against v60's 288.8 ms, layer 0 356.2 against 360.0, with the pool of four tiles per CTA that v67
- * runs from 32k on): dense v22 (dense v9 for dense and layer 0's dense + statistics pass; the anchors'
- * statistics-only pass on four consumer warpgroups without a per-step row max), sparse v61 (the anchors' sparse
- * pass and reuse, persistent) and pool v67 (above). Where they do not apply (head dim 64; sparse and the pool at
- * g != 4) v1 runs.
+ * What runs when nothing is selected (the environment variables unset): preset `v75` (session 11's call B, 128k:
+ * layer 0 345.3 against v67's 347.2 ms, the anchor 273.6 against 273.6; 32k, ncu: the pool 11.57 against 11.66 M
+ * cycles): dense v22 (dense v9 for dense and layer 0's dense + statistics pass; the anchors' statistics-only pass on
+ * four consumer warpgroups without a per-step row max), sparse v61 (the anchors' sparse pass and reuse, persistent)
+ * and pool v75 (above; v67's one-tile pool on launches under 2048 four-tile CTAs). Where they do not apply (head
+ * dim 64; sparse and the pool at g != 4) v1 runs.
  */
-export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v61', pool: 'v67' };
+export const DEFAULT_PREFILL_KERNELS: PrefillKernelSelection = { dense: 'v22', sparse: 'v61', pool: 'v75' };
 
 /** The preset of that name; throws a CudaArgumentError naming the known ones. */
 export function prefillKernelPreset(name: string): PrefillKernelSelection {
