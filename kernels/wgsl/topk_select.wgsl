@@ -9,15 +9,7 @@
 // histogram) and the folded one (five: each pass repeats the scan it depends on per workgroup).
 //
 // Prepended by the host: `const WG = 256u`, `const PER` (values per invocation in the per-chunk
-// passes: a chunk is WG * PER values); `COARSE` where on (the folded schedule only: below).
-//
-// COARSE (session 11's candidate, the folded schedule): beside each fine histogram of 2048 bins a
-// coarse one of CB = 64 bins (32 fine bins each) in `coarse` (binding 7, `[rows, 3, CB]` u32, zero
-// between selects: fold_write clears it). Each histogram pass adds its chunk's coarse counts too; a
-// pass that finds the previous digit then reads the 64 coarse counts (one per invocation), and the
-// invocation whose coarse bin holds the rank reads that bin's 32 fine counts and walks them, instead
-// of every workgroup loading all 2048 fine bins and scanning them (8 loads and a 256-entry scan with
-// 16 barriers per invocation, repeated by every workgroup of a row).
+// passes: a chunk is WG * PER values).
 
 struct Params {
   phase: u32,      // histogram pass 0, 1, 2
@@ -36,11 +28,6 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> outIdx: array<u32>;
 
 const BINS: u32 = 2048u;
-//#if COARSE
-const CB: u32 = BINS / 32u;
-@group(0) @binding(7) var<storage, read_write> coarse: array<atomic<u32>>;
-var<workgroup> cc: array<u32, CB>;
-//#endif
 
 var<workgroup> lh: array<atomic<u32>, BINS>;
 
@@ -113,50 +100,6 @@ fn prefixMask(phase: u32) -> u32 {
         break;
       }
       cum += c;
-    }
-  }
-//#end
-
-// COARSE: adds this chunk's coarse counts (from `lh`, complete after hist_chunk) to coarse[$1 ..].
-//#snippet coarse_add
-  if (info.z > 0u && t < CB) {
-    var cs = 0u;
-    for (var i = 0u; i < 32u; i++) {
-      cs += atomicLoad(&lh[t * 32u + i]);
-    }
-    if (cs > 0u) {
-      atomicAdd(&coarse[$1 + t], cs);
-    }
-  }
-//#end
-
-// COARSE: find_digit from the coarse histogram at coarse[$2 ..] and the fine one at hist[$1 ..]: the
-// invocation whose coarse bin (largest first) holds the rank walks that bin's 32 fine counts and stores
-// `(prefix | digit << shift, rank left within the digit's bin)` to $3. Needs t, info, `cc`.
-//#snippet find_digit_coarse
-  if (t < CB) {
-    cc[t] = atomicLoad(&coarse[$2 + CB - 1u - t]);
-  }
-  workgroupBarrier();
-  if (info.z > 0u && t < CB) {
-    var cexcl = 0u;
-    for (var i = 0u; i < t; i++) {
-      cexcl += cc[i];
-    }
-    if (cexcl < remaining && remaining <= cexcl + cc[t]) {
-      let cbin = CB - 1u - t;
-      var fine: array<u32, 32>;
-      for (var i = 0u; i < 32u; i++) {
-        fine[i] = atomicLoad(&hist[$1 + cbin * 32u + 31u - i]);
-      }
-      var cum = cexcl;
-      for (var i = 0u; i < 32u; i++) {
-        if (cum + fine[i] >= remaining) {
-          $3 = vec2<u32>(prefix | ((cbin * 32u + 31u - i) << shift), remaining - cum);
-          break;
-        }
-        cum += fine[i];
-      }
     }
   }
 //#end
@@ -339,11 +282,7 @@ fn fold_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid
     let prefix = select(0u, before.x, prev > 0u);
     let remaining = select(info.z, before.y, prev > 0u);
     let shift = shiftOf(prev);
-//#if COARSE
-//#include find_digit_coarse hb+prev*BINS row*3u*CB+prev*CB found
-//#else
 //#include find_digit hb+prev*BINS found
-//#endif
     workgroupBarrier();
     st = found;
     if (wid.x == 0u && t == 0u) {
@@ -356,9 +295,6 @@ fn fold_hist(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wid
   let dm = digitMask(P.phase);
   let prefix = st.x;
 //#include hist_chunk hb+P.phase*BINS
-//#if COARSE
-//#include coarse_add row*3u*CB+P.phase*CB
-//#endif
 }
 
 // Grid: (chunks, rows). Finds the last digit (T, the k-th largest value), then counts this chunk's
@@ -372,11 +308,7 @@ fn fold_count(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wi
   let prefix = before.x;
   let remaining = before.y;
   let shift = 0u;
-//#if COARSE
-//#include find_digit_coarse row*3u*BINS+2u*BINS row*3u*CB+2u*CB found
-//#else
 //#include find_digit row*3u*BINS+2u*BINS found
-//#endif
   workgroupBarrier();
   let T = found.x;
   if (wid.x == 0u && t == 0u) {
@@ -405,9 +337,4 @@ fn fold_write(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wi
   for (var i = wid.x * WG + t; i < 3u * BINS; i += P.chunks * WG) {
     atomicStore(&hist[row * 3u * BINS + i], 0u);
   }
-//#if COARSE
-  for (var i = wid.x * WG + t; i < 3u * CB; i += P.chunks * WG) {
-    atomicStore(&coarse[row * 3u * CB + i], 0u);
-  }
-//#endif
 }

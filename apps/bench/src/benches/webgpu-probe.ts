@@ -28,7 +28,6 @@ import {
   encodeDecode,
   type KascadeGPU,
   readBuffer,
-  WebGPULimitError,
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
@@ -525,24 +524,6 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
         push('probe-stages', `${role === 'dense-anchor' ? 'layer0' : role} until scores, options`, s, {
           options: JSON.stringify(o),
         });
-      }
-    }
-    // Session 11: the anchors' scores pass alone by `scores_keys` (`stagedKeys`).
-    const stagedScores: Options[] = [{ ...SPLIT_ONLY, streamPass: { stagedKeys: true } }];
-    for (const o of full ? stagedScores : []) {
-      try {
-        const s = await timeOp(
-          gpu,
-          ctx,
-          `probe: anchor until scores ${JSON.stringify(o)}`,
-          (pass) => encodeDecode(gpu, pass, decodeCall(inputs, 'anchor', { untilStage: 'scores', ...o })),
-          flush,
-        );
-        push('probe-stages', 'anchor until scores, options', s, { options: JSON.stringify(o) });
-      } catch (e) {
-        if (!(e instanceof WebGPULimitError)) throw e;
-        gpu.resetParams();
-        ctx.progress(`probe: anchor ${JSON.stringify(o)}: not run here (${e.message})`);
       }
     }
   } finally {

@@ -1,6 +1,6 @@
 import { type BudgetOptions, topkBudget } from '@kascade/core';
 import type { KascadeGPU } from '../context.js';
-import { WebGPUFeatureError, WebGPULimitError, WebGPUShapeError } from '../errors.js';
+import { WebGPUFeatureError, WebGPUShapeError } from '../errors.js';
 import type { PieceType } from '../program.js';
 import type { DeviceKV } from '../tensors.js';
 import { groupSize, type Pass, packParams, positiveInt, resolveHeadMap } from './common.js';
@@ -162,21 +162,6 @@ export interface DecodeArgs {
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
-   * `teams` only, the anchors' scores pass (ignored elsewhere; for it alone: `streamPass: {
-   * stagedKeys }`): `scores_keys` instead of the team kernel: two invocations per key, each the dot
-   * products of half of the key's row with the query rows (in workgroup memory), one shuffle, no team
-   * reduction; blocks of keys staged through workgroup memory a block ahead with coalesced 16-byte
-   * loads. Default: `TEAM_DEFAULTS` (off).
-   */
-  readonly stagedKeys?: boolean;
-  /** `stagedKeys`: invocations per workgroup, 64 or 128 (default: `TEAM_DEFAULTS`: the team kernel's, 128 where subgroups are 32 wide). */
-  readonly stagedKeysWorkgroup?: 64 | 128;
-  /**
-   * `stagedKeys`: keys per invocation pair and block, 1 or 2 (each query piece read from workgroup
-   * memory then serves 2 keys; blocks twice as long). Default: `TEAM_DEFAULTS` (1).
-   */
-  readonly stagedKeysPerLane?: 1 | 2;
-  /**
    * `teams` only: the teams of a workgroup merge with one barrier instead of two per query head (the
    * teams of a subgroup by shuffles, then the subgroups through workgroup memory, every head at
    * once), where the workgroup memory allows. Default: `TEAM_DEFAULTS` (off).
@@ -194,12 +179,6 @@ export interface DecodeArgs {
    * (64 rows: every workgroup of a folded pass repeats the scan of its row's 2048 bins).
    */
   readonly selectSchedule?: SelectSchedule;
-  /**
-   * Anchors, the folded select only: find each digit from a coarse histogram of 64 bins and the 32 fine
-   * bins of one of them instead of every workgroup scanning all 2048 ({@link encodeSelect}'s
-   * `coarseScan`). Default: off.
-   */
-  readonly selectCoarseScan?: boolean;
   /**
    * Anchors (for measurements): stop after this stage; the slot and the output are then not (fully)
    * written. `scores`: the streaming pass alone; `pool`: and the pooling (classic select only);
@@ -255,11 +234,6 @@ export interface TeamSettings {
   /** Lanes per team (0: the widest the row and the subgroup allow). */
   readonly teamWidth: number;
   readonly laneStats: boolean;
-  /** The anchors' scores pass by `scores_keys` ({@link DecodeArgs.stagedKeys}) and its shape. */
-  readonly stagedKeys: boolean;
-  /** Unset: the team kernel's workgroup size. */
-  readonly stagedKeysWorkgroup?: 64 | 128;
-  readonly stagedKeysPerLane: 1 | 2;
 }
 
 /**
@@ -282,8 +256,6 @@ const STREAM_FEW: TeamSettings = {
   xorLayout: false,
   teamWidth: 0,
   laneStats: false,
-  stagedKeys: false,
-  stagedKeysPerLane: 1,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /**
@@ -520,16 +492,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     }
     if (o.minStepsPerSplit !== undefined) positiveInt('minStepsPerSplit', o.minStepsPerSplit);
     if (
-      o.stagedKeysWorkgroup !== undefined &&
-      o.stagedKeysWorkgroup !== 64 &&
-      o.stagedKeysWorkgroup !== 128
-    ) {
-      throw new WebGPUShapeError(`stagedKeysWorkgroup must be 64 or 128, got ${o.stagedKeysWorkgroup}`);
-    }
-    if (o.stagedKeysPerLane !== undefined && o.stagedKeysPerLane !== 1 && o.stagedKeysPerLane !== 2) {
-      throw new WebGPUShapeError(`stagedKeysPerLane must be 1 or 2, got ${o.stagedKeysPerLane}`);
-    }
-    if (
       o.teamWidth !== undefined &&
       !(Number.isInteger(o.teamWidth) && o.teamWidth >= 1 && (o.teamWidth & (o.teamWidth - 1)) === 0)
     ) {
@@ -543,30 +505,19 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     const d = TEAM_DEFAULTS[kind][batch * kvHeads <= FEW_ROWS ? 'few' : 'many'];
     const o: Partial<TeamSettings> & DecodeArgs =
       kind === 'layer0' || kind === 'scores' ? { ...a, ...a.streamPass } : a;
-    // stagedKeys: the anchors' scores pass by scores_keys (16-byte pieces, 2 invocations per key).
-    const keys = kind === 'scores' && (o.stagedKeys ?? d.stagedKeys);
-    const pieceBytes = keys ? 16 : (o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16));
-    const width = keys ? undefined : (o.teamWidth ?? (d.teamWidth || undefined));
+    const pieceBytes = o.pieceBytes ?? (kv.dtype === 'f16' ? d.pieceBytes : 16);
+    const width = o.teamWidth ?? (d.teamWidth || undefined);
     const narrow = teamsLayout(gpu, headDim, kv.dtype, pieceBytes, width);
     if (!narrow && o.teamWidth !== undefined) {
       throw new WebGPUShapeError(
         `teamWidth ${o.teamWidth} with ${pieceBytes}-byte pieces does not fit this device (workgroup of 16 teams below the largest subgroup)`,
       );
     }
-    const teamLayout = narrow ?? teamsLayout(gpu, headDim, kv.dtype)!;
-    // scores_keys: its own workgroup size (the team layout's pieces per row kept).
-    const keysWG = o.stagedKeysWorkgroup ?? d.stagedKeysWorkgroup ?? teamLayout.WG;
-    if (keys && keysWG < (gpu.info.subgroupSizes?.max ?? keysWG)) {
-      throw new WebGPUShapeError(`stagedKeysWorkgroup ${keysWG} is below the device's largest subgroup`);
-    }
-    const layout = keys ? { ...teamLayout, WG: keysWG } : teamLayout;
-    const kpl = o.stagedKeysPerLane ?? d.stagedKeysPerLane;
+    const layout = narrow ?? teamsLayout(gpu, headDim, kv.dtype)!;
     const U = o.keysPerStep ?? (group <= 4 ? d.keysPerStep : 2);
-    const t = {
-      // Keys a workgroup takes per step: a team step of each team (scores_keys: a block).
-      stepKeys: keys ? (layout.WG / 2) * kpl : (layout.WG / layout.TW) * U,
-      keys,
-      kpl,
+    return {
+      // Keys a workgroup takes per step: a team step of each team.
+      stepKeys: (layout.WG / layout.TW) * U,
       layout,
       pieceType: (pieceBytes === 8 && layout.PV === 1 && kv.dtype === 'f16'
         ? 'f16x4'
@@ -583,8 +534,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       xor: o.xorLayout ?? d.xorLayout,
       laneStats: o.laneStats ?? d.laneStats,
     };
-    // scores_keys has none of the team kernel's options (its module's teams_partial is compiled plain).
-    return keys ? { ...t, tred: false, xor: false, laneStats: false, ahead: false, sgMerge: false } : t;
   };
   const teams = kernel === 'teams';
   const splitsFor = (keys: number, kind: TeamPass) => {
@@ -643,22 +592,10 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     // The most subgroups of a workgroup, and whether the subgroup team merge's workgroup memory fits.
     const MSG = t ? Math.max(1, t.layout.WG / (gpu.info.subgroupSizes?.min ?? t.layout.WG)) : 1;
     const SB = Math.max(1, Math.floor(512 / stepKeys));
-    const wgLimit = gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384;
     const sgm =
-      t?.sgMerge === true && teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <= wgLimit;
-    if (t?.keys) {
-      // scores_keys: two buffers of a block's K rows, the query rows, the subgroups' (max, sum).
-      const need =
-        2 * stepKeys * headDim * (kv.dtype === 'f16' ? 2 : 4) + group * headDim * 4 + MSG * group * 8 + 16;
-      if (need > wgLimit) {
-        throw new WebGPULimitError(
-          'maxComputeWorkgroupStorageSize',
-          need,
-          wgLimit,
-          `stagedKeys with blocks of ${stepKeys} keys needs more workgroup memory`,
-        );
-      }
-    }
+      t?.sgMerge === true &&
+      teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
+        (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
@@ -680,10 +617,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
-      ...(t.keys ? { KEYS: true, KPL: t.kpl } : {}),
     };
     const p1 = teamDefs
-      ? gpu.pipeline('decode_teams', t.keys ? 'scores_keys' : 'teams_partial', teamDefs, PARTIAL_BINDINGS)
+      ? gpu.pipeline('decode_teams', 'teams_partial', teamDefs, PARTIAL_BINDINGS)
       : gpu.pipeline('decode_attend', 'attend_partial', { ...defs, ...partialDefs }, PARTIAL_BINDINGS);
     pass.setPipeline(p1.pipeline);
     pass.setBindGroup(
@@ -748,8 +684,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
   const schedule = a.selectSchedule ?? (rows <= FEW_ROWS ? 'folded' : 'classic');
   if (schedule === 'folded') gpu.scratchBuffer('select.hist3', rows * 3 * 2048 * 4);
   else gpu.scratchBuffer('select.hist', rows * 2048 * 4);
-  const coarseScan = schedule === 'folded' && a.selectCoarseScan === true;
-  if (coarseScan) gpu.scratchBuffer('select.coarse3', rows * 3 * 64 * 4);
 
   attend({ gather: false, accumV: role === 'dense-anchor', writeScores: true, keys: n, scores });
   if (a.untilStage === 'scores' || a.untilStage === 'split') return;
@@ -775,7 +709,6 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
     tag: 'decode',
     valuesPerInvocation: a.selectValuesPerInvocation ?? DECODE_SELECT_VALUES_PER_INVOCATION,
     schedule,
-    coarseScan,
   });
   slot!.k = k;
   if (role === 'anchor' && a.untilStage !== 'select') {

@@ -44,12 +44,6 @@ export function encodeSelect(
     valuesPerInvocation?: 4 | 8 | 16;
     /** `classic` (default) or `folded` ({@link SelectSchedule}); both give the same output. */
     schedule?: SelectSchedule;
-    /**
-     * Folded schedule only (ignored by the classic one): a coarse histogram of 64 bins beside each fine
-     * one, so a pass finds the previous digit from 64 coarse counts and the 32 fine counts of one coarse
-     * bin instead of every workgroup scanning all 2048 bins. The same output.
-     */
-    coarseScan?: boolean;
   },
 ): void {
   const { rows, maxLength } = args;
@@ -78,10 +72,7 @@ export function encodeSelect(
   const hist = gpu.scratchBuffer(folded ? 'select.hist3' : 'select.hist', rows * perRow * BINS * 4);
   const state = gpu.scratchBuffer(`select.state${folded ? '3' : ''}.${args.tag}`, rows * perRow * 8);
   const counts = gpu.scratchBuffer(`select.counts.${args.tag}`, rows * chunks * 8);
-  // coarseScan: three coarse histograms of 64 bins per row (zero between selects, like select.hist3).
-  const coarse = folded && args.coarseScan === true;
-  const coarseHist = coarse ? gpu.scratchBuffer('select.coarse3', rows * 3 * (BINS / 32) * 4) : null;
-  const defines = { WG, PER: per, ...(coarse ? { COARSE: true } : {}) };
+  const defines = { WG, PER: per };
   const B = [
     [0, 'uniform'],
     [1, 'read'],
@@ -90,7 +81,6 @@ export function encodeSelect(
     [4, 'write'],
     [5, 'write'],
     [6, 'write'],
-    ...(coarse ? ([[7, 'write']] as const) : []),
   ] as const;
   const buffers = {
     1: args.rowInfo,
@@ -99,7 +89,6 @@ export function encodeSelect(
     4: { buffer: state },
     5: { buffer: counts },
     6: 'buffer' in args.out ? args.out : { buffer: args.out },
-    ...(coarseHist ? { 7: { buffer: coarseHist } } : {}),
   };
   const run = (entry: string, pass_: number, x: number) => {
     const p = gpu.pipeline('topk_select', entry, defines, B);
