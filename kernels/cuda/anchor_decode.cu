@@ -277,9 +277,8 @@ static int select_chunk(const KascadeDecodeShape& s) {
 }
 
 // Clears the histogram and state rows for the passes below, unless the scores pass did (SELECT2).
-// rec: bit 1073741824's records for the anchor's sparse pass (stream select only; null: none).
 static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
-                               int* indices, const void* q, const void* k, cudaStream_t st, float* rec = nullptr) {
+                               int* indices, const void* q, const void* k, cudaStream_t st) {
   const int rows = s.batch * s.kvHeads;
   const int chunk = select_chunk(s);
   const dim3 grid(ceil_div(s.n, chunk), rows);
@@ -289,7 +288,7 @@ static cudaError_t pooled_topk(const KascadeDecodeShape& s, int splits, const Wo
   // KASCADE_VARIANT_SELECT_B1 (cuda-b1, select_b1_decode.cu): one cooperative launch over the f32 logits.
   if ((s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16))
     return b1_select(s, splits, w, topk, indices, st);
-  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st, rec);
+  if (s.variant & KASCADE_VARIANT_STREAM_SELECT) return stream_select(s, splits, w, topk, indices, q, k, st);
   if (s.variant & (kVariantSelectCluster | kVariantSelectV2)) {
     // One launch (select_decode.cu); the passes below only if the device cannot place its clusters.
     e = cluster_select(s, splits, w, topk, indices, st);
@@ -426,11 +425,8 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
   const bool early = !layer0 && (s.variant & KASCADE_VARIANT_B1_EARLY_SPARSE) &&
                      (s.variant & KASCADE_VARIANT_SELECT_B1) && !(s.variant & KASCADE_VARIANT_U16) &&
                      (s.variant & KASCADE_VARIANT_GATHER_WS);
-  // KASCADE_VARIANT_LISTED_SCORES (cuda-anchor, session 11): the stream select writes the selected keys' scores beside
-  // their indices (in the pooled rows' buffer, which it then leaves unused) and the sparse pass copies them from there.
-  float* rec = !layer0 && listed_scores(s) ? w.pooled : nullptr;
   cudaError_t e = early ? b1_select(s, splits, w, topk, c.indices, st, true)
-                        : pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st, rec);
+                        : pooled_topk(s, splits, w, topk, c.indices, c.q, c.k, st);
   if (e != cudaSuccess || layer0) return e;
   PartialArgs g{};
   g.q = c.q;
@@ -453,7 +449,6 @@ static cudaError_t anchor_finish(const KascadeDecodeShape& s, bool layer0, const
     g.logits = w.logits;
     // KASCADE_VARIANT_U16_EARLY_SPARSE (cuda-anchor, session 10): beside the stream select's phase 4 (its ready counts).
     if (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE) g.early = w.state;
-    g.rec = rec;
     return launch_u16_sparse(s, g, c.out, st);
   }
   if (early) g.early = w.state;

@@ -25,9 +25,10 @@
 //   on the stream select, which releases it after its phase 3; an index entry is read (through L2) only once the row's
 //   ready count (state word kB1ReadyInt: entries written + 1, st.release by the select) covers it (ld.acquire), so the
 //   pass runs beside the select's phase 4 (call B, 128k batch 32: anchor 2738.3 against 2748.6 us).
-//   Bit 1073741824 (cuda-anchor, session 11; a.rec): the scores come from the stream select's records (GS log2-domain
-//   scores per index entry, written beside the index): lanes 0..15 copy their entry's GS floats (16-byte cp.async.cg,
-//   the group's 16 records one contiguous run), no u / m16 reads and no log2 here.
+//   (Session 11, call B: the selected keys' scores written by the stream select beside their indices and copied here in
+//   list order, no u / m16 reads: this pass 348-352 us for 926 MB against 392-394 us for 1083 MB, but the select took
+//   ~85 us more to write them; the anchor lost, 2733.2 against 2691.7 us at 128k batch 32, and it was removed. The V
+//   rows alone run at ~2.6 TB/s.)
 // Shared memory per block at D 128: 4 warps x 4 stages x (16 x 136 x 2 B + 16 x GS x 8 B): 78 KB at GS 4.
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
@@ -84,8 +85,6 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
   const size_t bh0 = static_cast<size_t>(b) * s.heads + static_cast<size_t>(j) * GS;
   const T* vg = static_cast<const T*>(a.v) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
   const int* idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
-  // Bit 1073741824 (a.rec): entry e's GS scores at recRow + e GS, written by the stream select beside the index.
-  const float* recRow = a.rec ? a.rec + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk * GS : nullptr;
   unsigned char* ring = smem_raw + static_cast<size_t>(warp) * NS * SB;
   auto stage_v = [&](int st) { return reinterpret_cast<T*>(ring + st * SB); };
   auto stage_u = [&](int st) { return reinterpret_cast<unsigned*>(ring + st * SB + size_t(16) * R * sizeof(T)); };
@@ -131,18 +130,7 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
 #pragma unroll
       for (int t = 0; t + 1 < NS; ++t) pq[t] = pq[t + 1];
       pq[NS - 1] = raw_pos(i + NS);
-      if (lane < 16 && recRow) {
-        // Bit 1073741824: the entry's GS scores, 16-byte copies of consecutive records (the warp's 16 entries are one
-        // contiguous run); read through L2 (cp.async.cg), after the ready count that covers the entry (bit 134217728).
-        posS[warp][st][lane] = p;
-        if constexpr (GS % 4 == 0) {
-          const int e = begin + (warp + kU16SparseWarps * i) * 16 + lane;
-          const float* rs = recRow + static_cast<size_t>(p < 0 ? begin : e) * GS;
-          float* mw = stage_lg(st) + lane * GS;
-#pragma unroll
-          for (int q = 0; q < GS / 4; ++q) cp_async16(mw + 4 * q, rs + 4 * q, p < 0 ? 0 : 16);
-        }
-      } else if (lane < 16) {
+      if (lane < 16) {
         posS[warp][st][lane] = p;
         const int pc = p < 0 ? 0 : p, bytes = p < 0 ? 0 : 4;
         unsigned* uw = stage_u(st) + lane * GS;
@@ -190,14 +178,7 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
     cp_async_wait<NS - 1>();
     __syncwarp();
     const int st = i % NS;
-    if (lane < 16 && recRow) {
-      // Bit 1073741824: the copied records are the scores; a masked entry (zero-filled) scores -inf.
-      if (posS[warp][st][lane] < 0) {
-        float* lg = stage_lg(st) + lane * GS;
-#pragma unroll
-        for (int h = 0; h < GS; ++h) lg[h] = -INFINITY;
-      }
-    } else if (lane < 16) {
+    if (lane < 16) {
       const int p = posS[warp][st][lane];
       const unsigned* uw = stage_u(st) + lane * GS;
       float* lg = stage_lg(st) + lane * GS;

@@ -980,8 +980,6 @@ Workspace workspace_layout(const KascadeDecodeShape& s, int topk, void* base, bo
     if ((s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16))
       sizes[2] = u16_list_offset(BH, s.n) + 2 * BG * n * 4;
     sizes[3] = BG * static_cast<size_t>(u16_stride(s.n)) * 4;
-    // KASCADE_VARIANT_LISTED_SCORES: the pooled rows' buffer holds the selected keys' scores (GS per index) instead.
-    if (listed_scores(s) && topk > 0) sizes[3] = max(sizes[3], BH * static_cast<size_t>(topk) * 4);
     sizes[4] = max(sizes[4], BG * kStreamBins * 4);
   }
   Workspace w{};

@@ -63,9 +63,6 @@ struct PartialArgs {
   // anchor_decode.cu, else null): the select's state rows [rows][kStateInts]; word kB1ReadyInt of a row counts the
   // entries of its index list already written, plus one (0: none yet), so the ws gather starts before the select ends.
   const int* early;
-  // KASCADE_VARIANT_LISTED_SCORES (cuda-anchor, session 11; the u16 sparse pass, set by anchor_decode.cu, else null):
-  // [batch x selKvHeads][topk][GS] the log2-domain scores of each index entry, written by the stream select.
-  const float* rec;
   // KASCADE_VARIANT_LEAN (filled by launch_partial): the flattened (b, j, key tile) space of
   // leanWork tiles, leanTiles per (b, j) row, shared by leanCtas CTAs; `splits` is then the
   // partial slots per row (LeanPlan::slots).
@@ -222,15 +219,6 @@ __host__ __device__ inline int u16_layout_of(int variant, int GS) {
 // The m16 rows (the base u16_m16_index counts from).
 __host__ __device__ inline float* u16_m16(void* logits, size_t rows, int n) {
   return reinterpret_cast<float*>(static_cast<char*>(logits) + u16_m16_offset(rows, n));
-}
-
-// KASCADE_VARIANT_LISTED_SCORES: the stream select writes the anchor's sparse pass its selected keys' scores (the f16
-// intermediate key-major at GS 4 or 8, the sparse pass from it); the select's stream_select_args applies the same rule.
-inline bool listed_scores(const KascadeDecodeShape& s) {
-  const int g = s.heads / s.kvHeads;
-  const int need = KASCADE_VARIANT_LISTED_SCORES | KASCADE_VARIANT_U16 | KASCADE_VARIANT_SPARSE_U16 |
-                   KASCADE_VARIANT_U16_KEY_MAJOR | KASCADE_VARIANT_STREAM_SELECT;
-  return (s.variant & need) == need && g % 4 == 0;
 }
 
 // Workspace carve-up, shared by every op.

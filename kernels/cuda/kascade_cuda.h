@@ -143,13 +143,9 @@ enum KascadeDecodeVariant {
                                        // adds 2^m o and 2^m l of its partial (red.add.f64), the row's last CTA loads
                                        // those sums instead of its 16 slots (the slots stay as the fallback for
                                        // |m| > 768)
-  KASCADE_VARIANT_LISTED_SCORES = 1073741824,  // cuda-anchor, session 11 (the stream select over the f16 intermediate,
-                                               // key-major or GS 1): phase 1 stores no pooled rows, phase 3 recomputes
-                                               // the pooled scores from u and m16 (the same function, the same bits)
-                                               // and, for the anchor's sparse pass from the intermediate (bit 524288)
-                                               // at GS 4 / 8, writes each selected key's GS log2 scores beside its
-                                               // index (phase 4 those of the keys it adds), so the sparse pass copies
-                                               // them in list order instead of two scattered sectors per key
+  // (Session 11: bit 1073741824 was cuda-anchor's stream select recomputing its pooled scores in phase 3 instead of
+  // storing them in phase 1, and writing the anchor's sparse pass each selected key's scores beside its index; it lost in
+  // call B and was removed. Retired: do not reuse.)
   KASCADE_VARIANT_ALL = 2147483647,  // the range of valid variant values is 0..KASCADE_VARIANT_ALL
 };
 

@@ -177,15 +177,14 @@ __device__ __forceinline__ void stream_pool8_hist(bool u16, int layout, const __
   reinterpret_cast<float4*>(pr + x)[1] = make_float4(S[4], S[5], S[6], S[7]);
 }
 
-// The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tilesU, e < 8) of the
-// row pr (0 past n) into v[8 u + e]: U tiles' loads in flight at once (U 2).
-template <int U>
-__device__ __forceinline__ void stream_load(const float* pr, int xt, int tilesU, int n, float (&v)[8 * U]) {
+// The stream select's phase-3 loads: the pooled scores of keys xt + u kStreamTile + e (u < tiles2, e < 8) of the
+// pooled row pr into v[8 u + e] (both tiles' loads issued before any is used; zeros past n).
+__device__ __forceinline__ void stream_load16(const float* pr, int xt, int tiles2, int n, float (&v)[16]) {
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
+  for (int u = 0; u < 2; ++u) {
     const int x = xt + u * kStreamTile;
     float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
-    if (u < tilesU && x < n) {
+    if (u < tiles2 && x < n) {
       v0 = __ldcg(reinterpret_cast<const float4*>(pr + x));
       v1 = __ldcg(reinterpret_cast<const float4*>(pr + x) + 1);
     }
@@ -201,25 +200,23 @@ __device__ __forceinline__ void stream_load(const float* pr, int xt, int tilesU,
 }
 
 // The stream select's classification (phase 3) of pooled scores v[8 u + e] of keys xt + u kStreamTile + e
-// (u < tilesU, key < n): bit 8 u + e of mA when the key's first digit (bits 30..19) is above binHi (it goes to the
+// (u < tiles2, key < n): bit 8 u + e of mA when the key's first digit (bits 30..19) is above binHi (it goes to the
 // output), of mC when it is in [binLo, binHi] (to the list); ia / ic: the warp's inclusive scans of the lanes'
-// counts (lane 31: the warp's totals). All 32 lanes of the warp call it. U <= 4 (32 mask bits).
-struct StreamClass {
+// counts (lane 31: the warp's totals). All 32 lanes of the warp call it.
+struct StreamClass16 {
   unsigned mA, mC;
   int ia, ic;
 };
-template <int U>
-__device__ __forceinline__ StreamClass stream_class(const float (&v)[8 * U], int xt, int tilesU, int n, unsigned binLo,
-                                                    unsigned binHi) {
-  static_assert(U >= 1 && U <= 4, "32 mask bits");
-  StreamClass c{0u, 0u, 0, 0};
+__device__ __forceinline__ StreamClass16 stream_class16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
+                                                        unsigned binHi) {
+  StreamClass16 c{0u, 0u, 0, 0};
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
+  for (int u = 0; u < 2; ++u) {
     const int x = xt + u * kStreamTile;
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const unsigned d = __float_as_uint(v[8 * u + e]) >> 19;
-      if (u < tilesU && x + e < n) {
+      if (u < tiles2 && x + e < n) {
         if (d > binHi) c.mA |= 1u << (8 * u + e);
         else if (d >= binLo) c.mC |= 1u << (8 * u + e);
       }
@@ -231,13 +228,12 @@ __device__ __forceinline__ StreamClass stream_class(const float (&v)[8 * U], int
 }
 // The classified keys written from the warp's slot bases baseA (output o) and baseC (list: keys cl, scores cv), in
 // lane order (lane 31's bases broadcast; all 32 lanes call it).
-template <int U>
-__device__ __forceinline__ void stream_emit(const StreamClass& c, const float (&v)[8 * U], int xt, int baseA, int* o,
-                                            int baseC, int* cl, float* cv) {
+__device__ __forceinline__ void stream_emit16(const StreamClass16& c, const float (&v)[16], int xt, int baseA, int* o,
+                                              int baseC, int* cl, float* cv) {
   baseA = __shfl_sync(0xffffffffu, baseA, 31) + c.ia - __popc(c.mA);
   baseC = __shfl_sync(0xffffffffu, baseC, 31) + c.ic - __popc(c.mC);
 #pragma unroll
-  for (int i = 0; i < 8 * U; ++i) {
+  for (int i = 0; i < 16; ++i) {
     const int x = xt + (i >> 3) * kStreamTile + (i & 7);
     if (c.mA & (1u << i)) o[baseA++] = x;
     if (c.mC & (1u << i)) {
@@ -247,119 +243,16 @@ __device__ __forceinline__ void stream_emit(const StreamClass& c, const float (&
   }
 }
 // The classification step: slots from one atomic per warp and list on the row's global counters *cntA / *cntC.
-template <int U>
-__device__ __forceinline__ void stream_classify(const float (&v)[8 * U], int xt, int tilesU, int n, unsigned binLo,
-                                                unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
-  const StreamClass c = stream_class<U>(v, xt, tilesU, n, binLo, binHi);
+__device__ __forceinline__ void stream_classify16(const float (&v)[16], int xt, int tiles2, int n, unsigned binLo,
+                                                  unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv) {
+  const StreamClass16 c = stream_class16(v, xt, tiles2, n, binLo, binHi);
   int baseA = 0, baseC = 0;
   if ((threadIdx.x & 31) == 31) {
     if (c.ia > 0) baseA = atomicAdd(cntA, c.ia);
     if (c.ic > 0) baseC = atomicAdd(cntC, c.ic);
   }
-  stream_emit<U>(c, v, xt, baseA, o, baseC, cl, cv);
+  stream_emit16(c, v, xt, baseA, o, baseC, cl, cv);
 }
-// Bit 1073741824 (the f16 intermediate key-major, or GS 1): the pooled scores S[e] of keys x + e (e < 8; x a multiple
-// of 8 below n) of the KV-head row whose query-head rows start at bh0, the same sums in the same order as
-// u16_key_major_pool (GS > 1) and stream_pool8's GS-1 loop, keeping the loaded words: w[q] the keys' u (element
-// e GS + h is key x + e's value for head h), mm[h] the step maxima. Phases 1 and 3 both call it, so phase 3's scores
-// have the bits phase 1 counted. Keys past n get 0.
-// stream_pool8_raw's loads...
-template <int GS>
-__device__ __forceinline__ void stream_raw_load(int layout, const __half* u, const float* m16, size_t bh0, int nU,
-                                                int x, uint4 (&w)[GS], float (&mm)[GS]) {
-  const uint4* src = reinterpret_cast<const uint4*>(u + u16_index(bh0, 0, x, nU, GS, layout));
-#pragma unroll
-  for (int h = 0; h < GS; ++h) mm[h] = __ldcg(m16 + u16_m16_index(bh0, h, x, nU, GS, layout));
-#pragma unroll
-  for (int q = 0; q < GS; ++q) w[q] = __ldcs(src + q);
-}
-// ...and its sums (every caller of either form gets the same bits for the same key).
-template <int GS>
-__device__ __forceinline__ void stream_raw_pool(const uint4 (&w)[GS], const float (&mm)[GS], int n, int x,
-                                                const float* Mh, const float* iL, float (&S)[8]) {
-  float c[GS];
-#pragma unroll
-  for (int h = 0; h < GS; ++h) c[h] = exp2f(mm[h] - Mh[h] - kU16ScaleLog2) * iL[h];
-#pragma unroll
-  for (int e = 0; e < 8; ++e) S[e] = 0.f;
-#pragma unroll
-  for (int q = 0; q < GS; ++q) {
-    const uint32_t ws[4] = {w[q].x, w[q].y, w[q].z, w[q].w};
-#pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&ws[p]));
-      const int i = q * 8 + p * 2;  // elements i, i + 1 (GS 1: keys i, i + 1; GS even: key i / GS, two heads)
-      S[i / GS] = fmaf(f.x, c[i % GS], S[i / GS]);
-      S[(i + 1) / GS] = fmaf(f.y, c[(i + 1) % GS], S[(i + 1) / GS]);
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e)
-    if (x + e >= n) S[e] = 0.f;  // the row's padding: defined, never counted
-}
-template <int GS>
-__device__ __forceinline__ void stream_pool8_raw(int layout, const __half* u, const float* m16, size_t bh0, int n,
-                                                 int nU, int x, const float* Mh, const float* iL, float (&S)[8],
-                                                 uint4 (&w)[GS], float (&mm)[GS]) {
-  stream_raw_load<GS>(layout, u, m16, bh0, nU, x, w, mm);
-  stream_raw_pool<GS>(w, mm, n, x, Mh, iL, S);
-}
-
-// The log2-domain score of one u value (f16 bits) over its step maximum, exactly as the anchor's sparse pass turns them
-// (anchor_sparse_decode.cu): m16 + log2(u) - 15, -inf for a u of 0.
-__device__ __forceinline__ float u16_score(unsigned short bits, float m) {
-  const float uf = __half2float(__ushort_as_half(bits));
-  return uf > 0.f ? m + __log2f(uf) - kU16ScaleLog2 : -INFINITY;
-}
-// Bit 1073741824's record of key e (< 8) of a stream_pool8_raw load: its GS scores at r (16-byte aligned, GS % 4 == 0).
-template <int GS>
-__device__ __forceinline__ void stream_record(const uint4 (&w)[GS], const float (&mm)[GS], int e, float* r) {
-  static_assert(GS % 4 == 0, "whole 16-byte records");
-#pragma unroll
-  for (int h4 = 0; h4 < GS; h4 += 4) {
-    float l[4];
-#pragma unroll
-    for (int d = 0; d < 4; ++d) {
-      const int i = e * GS + h4 + d;  // element i: word i / 8 of the loads, half i % 2 of component (i % 8) / 2
-      const uint4 q = w[i >> 3];
-      const int c = (i & 7) >> 1;
-      const unsigned word = c == 0 ? q.x : (c == 1 ? q.y : (c == 2 ? q.z : q.w));
-      l[d] = u16_score(static_cast<unsigned short>((i & 1) ? (word >> 16) : (word & 0xffffu)), mm[h4 + d]);
-    }
-    *reinterpret_cast<float4*>(r + h4) = make_float4(l[0], l[1], l[2], l[3]);
-  }
-}
-// Bit 1073741824's phase 3 step (U tiles; phase 3 takes one a step): stream_classify's slots and writes for keys
-// x + u kStreamTile + e with pooled scores S[8 u + e] (u < live), and for each key written to o its record at
-// rr + slot GS from tile u's loads w[u] / mm[u] (rr null: no records).
-template <int GS, int U>
-__device__ __forceinline__ void stream_classify_rec(const float (&S)[8 * U], const uint4 (&w)[U][GS],
-                                                    const float (&mm)[U][GS], int x, int live, int n, unsigned binLo,
-                                                    unsigned binHi, int* cntA, int* cntC, int* o, int* cl, float* cv,
-                                                    float* rr) {
-  const StreamClass c = stream_class<U>(S, x, live, n, binLo, binHi);
-  int baseA = 0, baseC = 0;
-  if ((threadIdx.x & 31) == 31) {
-    if (c.ia > 0) baseA = atomicAdd(cntA, c.ia);
-    if (c.ic > 0) baseC = atomicAdd(cntC, c.ic);
-  }
-  baseA = __shfl_sync(0xffffffffu, baseA, 31) + c.ia - __popc(c.mA);
-  baseC = __shfl_sync(0xffffffffu, baseC, 31) + c.ic - __popc(c.mC);
-#pragma unroll
-  for (int i = 0; i < 8 * U; ++i) {
-    const int key = x + (i >> 3) * kStreamTile + (i & 7);
-    if (c.mA & (1u << i)) {
-      if constexpr (GS % 4 == 0)
-        if (rr) stream_record<GS>(w[i >> 3], mm[i >> 3], i & 7, rr + static_cast<size_t>(baseA) * GS);
-      o[baseA++] = key;
-    }
-    if (c.mC & (1u << i)) {
-      cl[baseC] = key;
-      cv[baseC++] = S[i];
-    }
-  }
-}
-
 // The f16 intermediate (bit 1024): the first-digit bins (12-bit, bits 30..19 of the pooled score) whose
 // members are listed around the bin b1 holding rank k: every bin the exact window (select_plan.h) around
 // any score of b1 can reach, usually b1 - 1 .. b1 + 1. krem (the rank still wanted inside b1) grows by the

@@ -416,13 +416,6 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 // st.release), read by the anchor's sparse pass, which phase 3's end releases (griddepcontrol.launch_dependents) to run
 // beside phase 4; the rows' softmax max / 1 / sum then come from their histogram rows, where phase 2 kept them (the
 // sparse pass overwrites part_ml).
-// (Session 11: bit 268435456 was phase 1 with two tiles' loads a step and phase 3 with four tiles per pair of slot atomics;
-// at 80 registers both spilled, the select read ~80 MB more and took ~310 us against ~260 in call A; removed.)
-// Bit 1073741824 (cuda-anchor, session 11; key-major intermediate or GS 1): phase 1 only counts (no pooled rows); phase
-// 3 recomputes each tile's pooled scores with the same function (stream_pool8_raw: the bits phase 1 counted), one tile
-// a step, and with a.rec (the anchor's sparse pass, GS 4 / 8) writes each key it sends to the output its GS log2-domain
-// scores at the same slot (rec[row][slot][GS]); phase 4 writes those of the keys it adds from the intermediate. The
-// sparse pass then copies 16 bytes per entry in list order instead of a u sector and an m16 sector per key.
 // The grid barrier (grid_barrier, decode_device.cuh) counts in g_stream_barrier;
 // ops on one stream run one at a time (as for g_split_done).
 __device__ unsigned g_stream_barrier[2];
@@ -479,24 +472,10 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     for (int i = tid; i < kStreamBins; i += kStreamThreads) sh[i] = 0u;
     const size_t bh0 = row_stats(row);
     float* pr = a.pooled + static_cast<size_t>(row) * nU;
-    if (a.recompute) {
-      // Bit 1073741824: the histogram only (phase 3 recomputes the scores with the same function).
-      for (; t < tEnd; ++t) {
-        const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-        if (x >= n) continue;
-        float S[8], mm[GS];
-        uint4 w[GS];
-        stream_pool8_raw<GS>(a.layout, a.u, a.m16, bh0, n, nU, x, Mh, iL, S, w, mm);
-#pragma unroll
-        for (int e = 0; e < 8; ++e)
-          if (x + e < n) atomicAdd(&sh[__float_as_uint(S[e]) >> 19], 1u);
-      }
-    }
     for (; t < tEnd; ++t) {
       const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       if (x < n) stream_pool8_hist<GS>(u16, a.layout, a.u, a.m16, a.logits, bh0, n, nU, x, Mh, iL, sh, pr);
     }
-    t = tEnd;
     __syncthreads();
     unsigned* gh = a.hist + static_cast<size_t>(row) * kStreamBins;
     for (int i = tid; i < kStreamBins; i += kStreamThreads)
@@ -538,20 +517,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
   grid_barrier(g_stream_barrier);
   STREAM_TRACE(3);
 
-  // The row's heads' softmax statistics for phases 3 (bit 1073741824) and 4 (bit 134217728: as phase 2 kept them).
-  auto row_stats4 = [&](long long row) -> size_t {
-    if (!a.early) return row_stats(row);
-    const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
-    __syncthreads();
-    if (tid < GS) {
-      const float* keep = reinterpret_cast<const float*>(a.hist + row * kStreamBins);
-      Mh[tid] = __ldcg(keep + tid);
-      iL[tid] = __ldcg(keep + GS + tid);
-    }
-    __syncthreads();
-    return static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
-  };
-
   // Phase 3.
   for (long long t = t0; t < t1;) {
     const long long row = t / a.tiles;
@@ -562,36 +527,21 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     int* o = a.out + static_cast<size_t>(row) * k;
     int* cl = a.cand + static_cast<size_t>(row) * n;
     float* cv = a.candVal + static_cast<size_t>(row) * n;
-    if (a.recompute) {
-      // Bit 1073741824: the pooled scores again from the intermediate (stream_pool8_raw, the bits phase 1 counted), one
-      // tile a step; the keys written to o get their records (a.rec).
-      const size_t bh0 = row_stats4(row);
-      float* rr = a.rec ? a.rec + static_cast<size_t>(row) * k * GS : nullptr;
-      for (; t < tEnd; ++t) {
-        const int x = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
-        float S[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        uint4 w[1][GS];
-        float mm[1][GS];
-#pragma unroll
-        for (int h = 0; h < GS; ++h) {
-          mm[0][h] = 0.f;
-          w[0][h] = make_uint4(0u, 0u, 0u, 0u);
-        }
-        if (x < n) stream_pool8_raw<GS>(a.layout, a.u, a.m16, bh0, n, nU, x, Mh, iL, S, w[0], mm[0]);
-        stream_classify_rec<GS, 1>(S, w, mm, x, x < n ? 1 : 0, n, binLo, binHi, st + 2, st + 3, o, cl, cv, rr);
-      }
-    }
     // Two tiles a step: both tiles' loads are in flight before the step's counter atomics (one pair per warp).
     // (Session 7, call A: loading them by cp.async into a two-stage buffer, the next step's in flight during the
     // atomics, took phase 3 from ~78 to ~88 us at 128k batch 32; reverted. Session 8, call A: the next tiles
     // prefetched into L2 (cp.async.bulk.prefetch) 86 us against 80; the slots from shared staging lists flushed every
-    // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.)
+    // 8 steps, with the prefetch, 81-84 us: neither the loads' DRAM latency nor the slot atomics limit it; removed.
+    // Session 11: four tiles a step under one pair of slot atomics (and phase 1 with two tiles' loads a step) spilled at
+    // 80 registers, phase 3 104-109 us against 84-87 in call A; phase 3 recomputing the pooled scores from the
+    // intermediate instead of phase 1 storing them, phase 1 76-78 us against 112-115 but phase 3 127-128 us, 179-181
+    // with the sparse pass's scores written beside the indices (call B); both removed.)
     for (; t < tEnd; t += 2) {
       const int xt = static_cast<int>(t - row * a.tiles) * kStreamTile + 8 * tid;
       const int tiles2 = t + 1 < tEnd ? 2 : 1;
       float v[16];
-      stream_load<2>(pr, xt, tiles2, n, v);
-      stream_classify<2>(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
+      stream_load16(pr, xt, tiles2, n, v);
+      stream_classify16(v, xt, tiles2, n, binLo, binHi, st + 2, st + 3, o, cl, cv);
     }
     t = tEnd;
   }
@@ -605,6 +555,20 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
         stream_publish_ready(a.state + r * kStateInts, __ldcg(a.state + r * kStateInts + 2));
     pdl_release();
   }
+  // The row's heads' softmax statistics for phase 4 (bit 134217728: as phase 2 kept them).
+  auto row_stats4 = [&](long long row) -> size_t {
+    if (!a.early) return row_stats(row);
+    const int b = static_cast<int>(row / G), j = static_cast<int>(row % G);
+    __syncthreads();
+    if (tid < GS) {
+      const float* keep = reinterpret_cast<const float*>(a.hist + row * kStreamBins);
+      Mh[tid] = __ldcg(keep + tid);
+      iL[tid] = __ldcg(keep + GS + tid);
+    }
+    __syncthreads();
+    return static_cast<size_t>(b) * H + static_cast<size_t>(j) * GS;
+  };
+
   // Phase 4.
   for (long long r = blockIdx.x; r < a.rows; r += P) {
     const int* st = a.state + r * kStateInts;
@@ -642,41 +606,6 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
     const T* kg = static_cast<const T*>(a.k) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(a.capacity) * D;
     u16_window_finish<T, D, GS, kStreamThreads>(listed, C, krem, cl, cv, o, cnt, sh, res, Mh, iL, kg,
                                                 static_cast<const T*>(a.q) + bh0 * D, a.qscale);
-    if constexpr (GS % 4 == 0) {
-      if (a.rec) {
-        // Bit 1073741824: the records of the keys this phase wrote (o[written .. k)), from the intermediate.
-        __syncthreads();
-        float* rr = a.rec + static_cast<size_t>(r) * k * GS;
-        for (int i = written + tid; i < k; i += kStreamThreads) {
-          const int x = __ldcg(o + i);
-          uint4 w[GS];
-          float mm[GS];
-#pragma unroll
-          for (int h = 0; h < GS; ++h) w[h] = make_uint4(0u, 0u, 0u, 0u);
-          // The key's GS values side by side (key-major: 2 GS bytes, aligned to that) and its GS step maxima.
-          const __half* us = a.u + u16_index(bh0, 0, x, nU, GS, a.layout);
-#pragma unroll
-          for (int h = 0; h < GS; h += 4) {
-            const uint2 v2 = __ldcg(reinterpret_cast<const uint2*>(us + h));
-            const float4 m4 = __ldcg(reinterpret_cast<const float4*>(a.m16 + u16_m16_index(bh0, h, x, nU, GS, a.layout)));
-            // stream_record reads key 0's elements h .. h + 3 from w[h / 8]: component (h % 8) / 2 and the next.
-            uint4& q = w[h >> 3];
-            if ((h & 7) == 0) {
-              q.x = v2.x;
-              q.y = v2.y;
-            } else {
-              q.z = v2.x;
-              q.w = v2.y;
-            }
-            mm[h] = m4.x;
-            mm[h + 1] = m4.y;
-            mm[h + 2] = m4.z;
-            mm[h + 3] = m4.w;
-          }
-          stream_record<GS>(w, mm, 0, rr + static_cast<size_t>(i) * GS);
-        }
-      }
-    }
     if (a.early) {
       // Bit 134217728: the row's whole list is written.
       __syncthreads();
@@ -690,7 +619,7 @@ __global__ void __launch_bounds__(kStreamThreads, 3) stream_select_kernel(const 
 }
 
 StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
-                                    int* indices, const void* q, const void* k, float* rec) {
+                                    int* indices, const void* q, const void* k) {
   StreamSelectArgs a{};
   a.n = s.n;
   a.nU = u16_stride(s.n);
@@ -701,11 +630,6 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
   a.u16 = (s.variant & KASCADE_VARIANT_U16) ? 1 : 0;
   a.layout = u16_layout_of(s.variant, s.heads / s.kvHeads);
   a.early = (a.u16 && (s.variant & KASCADE_VARIANT_SPARSE_U16) && (s.variant & KASCADE_VARIANT_U16_EARLY_SPARSE)) ? 1 : 0;
-  // Bit 1073741824: the recompute needs the key-major order (or GS 1, where both orders are one); records only at
-  // GS % 4 == 0 (whole 16-byte records) and for a caller that asks (the anchor's sparse pass).
-  const int g = s.heads / s.kvHeads;
-  a.recompute = (a.u16 && (s.variant & KASCADE_VARIANT_LISTED_SCORES) && (a.layout != kU16HeadMajor || g == 1)) ? 1 : 0;
-  a.rec = (a.recompute && g % 4 == 0) ? rec : nullptr;
   a.capacity = s.capacity;
   a.qscale = s.scale * kLog2e;
   a.rows = static_cast<long long>(s.batch) * s.kvHeads;
@@ -731,9 +655,9 @@ StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, con
 }
 
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                          const void* q, const void* k, cudaStream_t st, float* rec) {
+                          const void* q, const void* k, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
-  StreamSelectArgs a = stream_select_args(s, splits, w, topk, indices, q, k, rec);
+  StreamSelectArgs a = stream_select_args(s, splits, w, topk, indices, q, k);
   // KASCADE_STREAM_SELECT_TRACE=1 (tuning runs only: it synchronizes after each launch): CTA 0's phase
   // times to stderr.
   static const bool trace = [] {

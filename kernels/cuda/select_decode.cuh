@@ -26,9 +26,8 @@ cudaError_t cluster_select(const KascadeDecodeShape& s, int splits, const Worksp
 // row finishes on its list (exactly: bit 1024 recomputes the keys near the k-th score). Ties at the k-th
 // value: any of them (order free).
 // q and k: the op's query and K cache (bit 1024 recomputes the keys near the k-th score exactly).
-// rec (bit 1073741824, the anchor's sparse pass from the intermediate at GS % 4 == 0; else null): StreamSelectArgs::rec.
 cudaError_t stream_select(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk, int* indices,
-                          const void* q, const void* k, cudaStream_t st, float* rec = nullptr);
+                          const void* q, const void* k, cudaStream_t st);
 
 // The arguments of the stream select's kernel.
 struct StreamSelectArgs {
@@ -36,10 +35,6 @@ struct StreamSelectArgs {
   int layout;     // bit 1048576 (with u16): the intermediate's order (select_plan.h, u16_layout)
   int early;      // bit 134217728 (with u16 and 524288): ready counts at state word kB1ReadyInt, the sparse pass released
                   // after phase 3, the rows' softmax statistics kept in their histogram rows from phase 2
-  int recompute;  // bit 1073741824 (cuda-anchor, session 11; u16, key-major or GS 1): phase 1 stores no pooled rows,
-                  // phase 3 recomputes the pooled scores from the intermediate (stream_pool8_raw in both)
-  float* rec;     // with recompute, for the anchor's sparse pass (GS % 4 == 0), else null: [rows][topk][GS] the GS
-                  // log2-domain scores of each index written to out (phase 3's keys and phase 4's)
   float qscale;  // softmax scale x log2(e): the scores pass's log2-domain logits
   long long rows, work;
   const float* logits;  // [batch x heads][n] (without bit 1024)
@@ -62,7 +57,7 @@ __device__ __forceinline__ void stream_publish_ready(int* st, int count) {
 }
 // Fills every field but the trace from the shape, the scores pass's `splits` and the workspace.
 StreamSelectArgs stream_select_args(const KascadeDecodeShape& s, int splits, const Workspace& w, int topk,
-                                    int* indices, const void* q, const void* k, float* rec = nullptr);
+                                    int* indices, const void* q, const void* k);
 
 // Stream select constants (the workspace carve-up sizes its histogram rows with kStreamBins).
 constexpr int kStreamThreads = 256;

@@ -58,11 +58,10 @@
 #      68947068 | 134217728 (bit 67108864 lost in A and B and was removed); call C (final): the ops.ts defaults (136055932
 #      the anchor's beyond 16k at batch > 4) and session 9's anchor default 1838204 for comparison. Session 11 (cuda-anchor):
 #      call A (df8958f) the ops.ts defaults and bit 268435456 (the stream select's phase 1 two tiles a step, phase 3 four
-#      tiles per pair of slot atomics; it spilled and lost, removed) on the batch-32 defaults: 404491388 = 136055932 |
-#      268435456 (anchor), 272370940 = 3935484 | 268435456 (layer 0); call B the defaults and bit 1073741824 (phase 1 stores no pooled rows, phase 3 recomputes them from the
-#      intermediate and writes the selected keys' scores beside their indices for the anchor's sparse pass):
-#      1209797756 = 136055932 | 1073741824, 1077677308 = 3935484 | 1073741824; the large-shape probe prints both with
-#      their bases' stream-select phase times,
+#      tiles per pair of slot atomics: 404491388 = 136055932 | 268435456, 272370940 = 3935484 | 268435456; it spilled and
+#      lost), call B (7e6e148) bit 1073741824 (phase 3 recomputing the pooled scores, the sparse pass's scores written
+#      beside the indices: 1209797756 = 136055932 | 1073741824, 1077677308 = 3935484 | 1073741824; lost); both removed,
+#      call C the ops.ts defaults (3935484 and 136055932 now in DECODE_PROVEN),
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
@@ -72,10 +71,10 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,3935484,4292704,8622332,12816636,46371068,136055932,1077677308,1209797756}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,3935484,4292704,8622332,12816636,46371068,136055932}
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
-proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,4292704,8622332,12816636}
+proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs

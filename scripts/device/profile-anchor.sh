@@ -22,8 +22,9 @@
 # 68947068 = 1838204 | 67108864, 3935484 against 71044348.
 # Session 11: call A 136055932 (the anchor default beyond 16k at batch > 4) against 404491388 = 136055932 | 268435456 (the
 # stream select's phase 1 two tiles a step, phase 3 four tiles per pair of slot atomics: it spilled, select ~310 us
-# against ~260; removed), 3935484 against 272370940 = 3935484 | 268435456; call B 1209797756 = 136055932 | 1073741824 (phase 3 recomputes the pooled scores and writes the selected keys'
-# scores for the sparse pass), 1077677308 = 3935484 | 1073741824.
+# against ~260), 3935484 against 272370940; call B 136055932 against 1209797756 = 136055932 | 1073741824 (phase 3
+# recomputing the pooled scores and writing the sparse pass's scores: select 341 us against 256, sparse pass 350 against
+# 393), 3935484 against 1077677308; both bits removed. Default now: the two batch-32 defaults.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
 # anchor-<v>-p<mode>[-b<entry>].csv.
 set -u
@@ -44,7 +45,7 @@ if [ "${PROFILE_ANCHOR_TIMER:-0}" = 1 ] && { command -v nvcc > /dev/null || [ -x
   echo "globaltimer probe: rc=$?"
   cat "$JOB_OUT/globaltimer.txt"
 fi
-list=${PROFILE_ANCHOR_VARIANTS:-136055932:0,1209797756:0,3935484:0,1077677308:0}
+list=${PROFILE_ANCHOR_VARIANTS:-136055932:0,3935484:0}
 bursts=${PROFILE_ANCHOR_BURST:-default 14,11,1,1 13,10,1 14,11,1,0,2}
 for entry in ${list//,/ }; do
   # <variant>[:<mode>/<mode>...]: the probes of one variant (default PROFILE_ANCHOR_MODES).
