@@ -61,7 +61,7 @@
 #      tiles per pair of slot atomics: 404491388 = 136055932 | 268435456, 272370940 = 3935484 | 268435456; it spilled and
 #      lost), call B (7e6e148) bit 1073741824 (phase 3 recomputing the pooled scores, the sparse pass's scores written
 #      beside the indices: 1209797756 = 136055932 | 1073741824, 1077677308 = 3935484 | 1073741824; lost); both removed,
-#      call C the ops.ts defaults (3935484 and 136055932 now in DECODE_PROVEN),
+#      call C the ops.ts defaults, with cuda-b1's 541163616 and 583241980 (3935484, 136055932 and those in DECODE_PROVEN),
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
@@ -71,10 +71,10 @@ set -u
 t0=$(date +%s)
 say() { echo "[decode +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
-variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,3935484,4292704,8622332,12816636,46371068,136055932}
+variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,3935484,4292704,8622332,12816636,46371068,136055932,541163616,583241980}
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
-proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932}
+proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932,541163616,583241980}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
