@@ -201,7 +201,16 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // Session 11 (calls A and B: webgpu-decode-s11a.json, -s11b.json): every candidate lost (rows staged
   // through workgroup memory, the scores pass by scores_keys, the folded select's coarse histograms), so
   // the defaults did not change; the final call keeps session 10's checks of its many-row choices.
-  reuse: [],
+  // Call C: the reuse at batch 8 (0.1505 of dense in call B) with other workgroup counts and piece sizes.
+  reuse: alternate(
+    2,
+    {},
+    { targetWorkgroups: 1024 },
+    { targetWorkgroups: 3072 },
+    { targetWorkgroups: 4096 },
+    { pieceBytes: 8 },
+    { pieceBytes: 8, targetWorkgroups: 4096 },
+  ),
   anchor: alternate(2, {}, SCORES_S9),
   'dense-anchor': alternate(2, {}, LAYER0_S9),
   dense: [],
