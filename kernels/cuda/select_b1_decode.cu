@@ -39,11 +39,14 @@
 // loads its list in one coalesced round trip (not the keys, then their scores by key); and phase 3's final pass
 // takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
 // warp and iteration.
-// Session 11 tuning knob KASCADE_B1_SELECT_EARLY_DROP=1 (bit 8388608, the anchor's early sparse pass): the logits'
-// lines dropped in phase 2 by every CTA (beside its reservation atomics), not after barrier 2 by the idle CTAs.
-// (Session 11, call A, lost and removed: the dependent launch released at the select's start, anchor 110.85 against
+// Session 11 tuning knob KASCADE_B1_SELECT_DROP_PARTNERS=1 (bit 8388608, the anchor's early sparse pass): past barrier
+// 2 only the CTAs that share an SM with a row's phase-3 CTA drop the logits' lines (one row's share each: those SMs stay
+// busy with phase 3 anyway), and the other CTAs exit at once, so the sparse pass's CTAs get their SMs sooner.
+// (Session 11, lost and removed: call A, the dependent launch released at the select's start, anchor 110.85 against
 // 110.27 us at 128k batch 1, and phase 1's logits loaded beside the heads' statistics (24 bytes of spills at GS 4),
-// anchor 111.14 and layer 0 165.12 against 162.34; b1 probe, events.)
+// anchor 111.14 and layer 0 165.12 against 162.34; call B, the lines dropped by every CTA in phase 2 beside its
+// reservation atomics (KASCADE_B1_SELECT_EARLY_DROP): the pass's first CTA started 1.15 us after barrier 2 instead of
+// 2.27, but the anchor took 109.77 us in one graph of 27 calls against 103.63 (events 109.22 against 110.02); b1 probe.)
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
 // its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 7, call B: launched as a programmatic dependent launch beside the scores pass (with bit 4096), the
@@ -92,7 +95,7 @@ struct B1SelectArgs {
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
   int publish;           // bit 33554432: each row's ready count (entries written + 1) at state word kB1ReadyInt
-  int earlyDrop;         // session 11 (KASCADE_B1_SELECT_EARLY_DROP=1): the logits' lines dropped in phase 2 (below)
+  int dropPartners;      // session 11 (KASCADE_B1_SELECT_DROP_PARTNERS=1): the lines dropped by the phase-3 CTAs' partners
 };
 
 // KASCADE_VARIANT_B1_EARLY_SPARSE (session 10): the row's ready count, stored with release semantics (thread 0 of the
@@ -103,6 +106,9 @@ __device__ __forceinline__ void b1_publish_ready(int* st, int count) {
 }
 
 __device__ unsigned g_b1_barrier[2];
+// Session 11 (KASCADE_B1_SELECT_DROP_PARTNERS=1): the SM of each row's phase-3 CTA, written before barrier 2.
+constexpr int kB1MaxPartnerRows = 64;
+__device__ int g_b1_row_sm[kB1MaxPartnerRows];
 
 // Grid barrier `i` (1 or 2) of a launch of P CTAs: arrive, then wait until all i x P arrivals of barriers 1..i.
 // Session 8: the arrival is a release reduction (no fence, no returned value to wait for) and the wait polls with
@@ -139,7 +145,8 @@ __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
 
 // Two CTAs per SM at every group size (session 8: with 8 keys per thread in phase 1 ptxas gave GS 4 84 registers,
 // one CTA per SM; GS 8 had 99 before): no spills at 64 registers (ptxas -v).
-template <int GS>
+// DP: a.dropPartners (session 11; an instance of its own at GS 4 only, so the others keep no spills).
+template <int GS, bool DP = false>
 __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
@@ -251,7 +258,6 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
       wcount[16 + warp] = nIn;
     }
     __syncthreads();
-    int res0 = 0, res1 = 0;
     if (tid == 0) {
       unsigned ta = 0, ti = 0;
       for (int w = 0; w < kB1Threads / 32; ++w) {
@@ -261,17 +267,8 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
         ta += ca;
         ti += ci;
       }
-      res0 = ta ? atomicAdd(st + 0, static_cast<int>(ta)) : 0;
-      res1 = ti ? atomicAdd(st + 1, static_cast<int>(ti)) : 0;
-    }
-    // Session 11 (KASCADE_B1_SELECT_EARLY_DROP=1, with bit 8388608): every CTA drops its equal share of the logits'
-    // lines here, while thread 0 waits for the reservations (past barrier 1 nothing reads the logits: every CTA has
-    // pooled its segment), instead of the CTAs without a phase-3 row after barrier 2, where the anchor's sparse pass
-    // waited for their SMs (call A: the pass's first CTA started ~2.3 us after CTA 0 left barrier 2).
-    if (a.earlyDrop && t == t0) drop_logits(blockIdx.x, gridDim.x);
-    if (tid == 0) {
-      wbase[0] = res0;
-      wbase[1] = res1;
+      wbase[0] = ta ? atomicAdd(st + 0, static_cast<int>(ta)) : 0;
+      wbase[1] = ti ? atomicAdd(st + 1, static_cast<int>(ti)) : 0;
     }
     __syncthreads();
     mark(7);
@@ -292,6 +289,12 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     t = (r + 1) * n;
   }
   mark(3);
+  // Session 11 (drop partners): the rows' phase-3 CTAs note their SMs before barrier 2.
+  if (DP && blockIdx.x < a.rows && blockIdx.x < kB1MaxPartnerRows && tid == 0) {
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    g_b1_row_sm[blockIdx.x] = static_cast<int>(sm);
+  }
   b1_grid_sync(2u, gridDim.x);
   mark(4);
   // A programmatic dependent launch after this one (the anchor's sparse pass with bit 4096) may start now: most
@@ -302,7 +305,25 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // their lines leave L2 without a write-back: the CTAs without a row in phase 3 drop them in equal shares while the
   // rows' CTAs run phase 3 (a grid of no more CTAs than rows: every CTA after its phase 3, below).
   const long long idleCtas = static_cast<long long>(gridDim.x) - a.rows;
-  if (a.dropLogits && !a.earlyDrop && idleCtas > 0 && blockIdx.x >= a.rows) drop_logits(blockIdx.x - a.rows, idleCtas);
+  if (DP && a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) {
+    // Drop partners: the CTA on the SM of row j's phase-3 CTA drops share j of a.rows (the first such row); the others
+    // drop nothing and exit. (A row whose SM holds no partner leaves its share in L2: only a later write-back.)
+    __shared__ int partnerRow;
+    if (tid == 0) {
+      unsigned sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      partnerRow = -1;
+      for (int j = 0; j < static_cast<int>(a.rows); ++j)
+        if (__ldcg(g_b1_row_sm + j) == static_cast<int>(sm)) {
+          partnerRow = j;
+          break;
+        }
+    }
+    __syncthreads();
+    if (partnerRow >= 0) drop_logits(partnerRow, a.rows);
+  } else if (a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) {
+    drop_logits(blockIdx.x - a.rows, idleCtas);
+  }
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
@@ -421,7 +442,7 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     if (tid < kStateInts && !(a.publish && tid == kB1ReadyInt)) st[tid] = 0;
   }
   mark(5);
-  if (a.dropLogits && !a.earlyDrop && idleCtas <= 0) drop_logits(blockIdx.x, gridDim.x);
+  if (a.dropLogits && idleCtas <= 0) drop_logits(blockIdx.x, gridDim.x);
   if (a.trace && blockIdx.x == 0 && tid == 0)
     printf("[b1_select trace] ctas %d, row 0 candidates %d: phase1 %llu ns, barrier1 %llu, phase2 %llu, barrier2 %llu, "
            "phase3 %llu (phase 2: histogram + bin %llu, reserve %llu; phase 3: histogram + bin %llu, list %llu, digits "
@@ -455,9 +476,10 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.trace = trace && trace[0] == '1';
   a.dropLogits = (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
   a.publish = publish ? 1 : 0;
-  // Session 11 tuning knob: KASCADE_B1_SELECT_EARLY_DROP=1 (with bit 8388608 and the early sparse pass's publish).
-  const char* drop = std::getenv("KASCADE_B1_SELECT_EARLY_DROP");
-  a.earlyDrop = a.dropLogits && publish && drop && drop[0] == '1';
+  // Session 11 tuning knob: KASCADE_B1_SELECT_DROP_PARTNERS=1 (with bit 8388608 and the early sparse pass's publish; at
+  // most kB1MaxPartnerRows rows).
+  const char* drop = std::getenv("KASCADE_B1_SELECT_DROP_PARTNERS");
+  a.dropPartners = a.dropLogits && publish && a.rows <= kB1MaxPartnerRows && g == 4 && drop && drop[0] == '1';
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);
@@ -465,13 +487,15 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (e != cudaSuccess) return e;
   }
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    static int perSm = 0;  // CTAs resident per SM, queried once per instance
+    auto kernel = b1_select_kernel<GS, false>;
+    if constexpr (GS == 4)
+      if (a.dropPartners) kernel = b1_select_kernel<GS, true>;
+    static int perSm = 0;  // CTAs resident per SM, queried once per group size (the DP instance has the same bounds)
     if (perSm == 0) {
       int nb = 0;
-      cudaError_t e = cudaFuncSetAttribute(b1_select_kernel<GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(kB1Smem));
-      if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, kB1Smem);
+      cudaError_t e =
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kB1Smem));
+      if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kB1Threads, kB1Smem);
       if (e != cudaSuccess) return e;
       if (nb < 1) return cudaErrorNotSupported;
       perSm = nb;
@@ -481,7 +505,7 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     a.ctas = static_cast<int>(ctas);
     a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
     void* args[] = {&a};
-    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
+    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel),
                                                 dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);
     if (e == cudaSuccess) e = cudaGetLastError();
     return e;
