@@ -73,8 +73,8 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Session 10 (call B's bench at e5ca618): 46371068 = 12816636 | 33554432, the sparse pass started on the b1 select's
   // phase-2 indices beside its phase 3 (its splits in the SMs the phase-3 CTAs leave free): 8k 33.62 against 33.65 us,
   // 32k 48.58 against 49.92, 128k 109.84 against 114.00 (512k: 439.52 against 438.00; 32956 stays beyond 256k).
-  // Session 11 (call A's b1 probe with the tuning knob, call B's bench with the bit): 583241980 = 46371068 | 536870912,
-  // the sparse pass's split merge through each row's f64 accumulator (128k: 109.06 against 110.27 us, probe).
+  // Session 11 (call B's bench at 7e6e148): 583241980 = 46371068 | 536870912, the sparse pass's split merge through each
+  // row's f64 accumulator: 8k 32.53 against 33.71 us, 32k 47.62 against 48.32, 128k 108.74 against 109.92.
   { op: 'anchor', maxBatch: 4, maxN: 262144, variant: 583241980 },
   { op: 'anchor', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 32956 },
   { op: 'anchor', maxBatch: Number.POSITIVE_INFINITY, maxN: 16384, variant: 164028 },
@@ -101,8 +101,8 @@ export const DEFAULT_DECODE_VARIANTS: readonly DecodeVariantRule[] = [
   // Session 9 at every context: 4292704 = 98400 | 4194304, the wide gather's epilogue (call B: its acq_rel split counter
   // alone; bench at 2b5dca9 32k 11.65 against 11.98 us, 128k 21.30 against 21.58; b1 probe 512k 63.55 against 63.87).
   // Session 11 at every context: 541163616 = 4292704 | 536870912, the split merge through each row's f64 accumulator (the
-  // row's last CTA loads GS x (D + 1) sums instead of 16 slots; call A's b1 probe with the tuning knob at 128k: 20.86
-  // against 21.79 us, one graph 17.96 against 18.74).
+  // row's last CTA loads GS x (D + 1) sums instead of 16 slots; call B's bench at 7e6e148: 8k 10.53 against 12.19 us,
+  // 32k 10.66 against 14.51, 128k 20.54 against 21.34, 512k 61.60 against 62.56).
   { op: 'reuse', maxBatch: 4, maxN: Number.POSITIVE_INFINITY, variant: 541163616 },
   { op: 'reuse', maxBatch: Number.POSITIVE_INFINITY, maxN: Number.POSITIVE_INFINITY, variant: 188 },
 ];
