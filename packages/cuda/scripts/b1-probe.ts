@@ -16,7 +16,8 @@
  * splits), B1_NCU=1 (only a few reuse calls, for ncu; with
  * B1_NCU_ANCHOR=1 the anchor's calls too, with B1_NCU_LAYER0=1 layer 0's), B1_ANCHOR_KNOBS (NAME=VALUE tuning knobs the anchors are timed
  * with as well; default KASCADE_B1_SELECT_L2=1,KASCADE_SPARSE_LOGITS=0; session 10: B1_KNOB_VARIANTS limits them to these
- * anchor variants, B1_KNOB_OPS to these ops, default anchor,layer0), B1_REUSE_KNOBS (session 10: NAME=VALUE tuning knobs
+ * anchor variants, B1_KNOB_OPS to these ops, default anchor,layer0; session 11: an entry may join several knobs by '+'),
+ * B1_REUSE_KNOBS (session 10: NAME=VALUE tuning knobs
  * the reuse variants are timed with as well, rows `reuse-<knob>-<value>`, each cross-checked against 124 first).
  */
 import { writeFileSync } from 'node:fs';
