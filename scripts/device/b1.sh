@@ -22,6 +22,9 @@
 # '+'), B1_ANCHOR_KNOBS with B1_KNOB_VARIANTS / B1_KNOB_OPS (limits to those anchor variants / ops), B1_512K=1 (the 512k probe,
 # off by default), B1_FULL_NCU=1 (ncu's full set of the reuse kernel, off by default); the anchor's sparse pass traced
 # (KASCADE_WS_TRACE=1) per anchor variant -> anchor-ws-trace.log.
+# Session 11: the defaults 541163616 (reuse) and 583241980 (anchor) with bit 536870912 against 4292704 / 46371068;
+# B1_TRACE_ANCHOR (default 583241980) traced with the select's trace (barrier 2's globaltimer against the sparse pass's
+# first start) as is and under B1_TRACE_KNOBS; B1_REUSE_KNOBS entries traced too (ws-trace-knobs.log).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
