@@ -39,14 +39,14 @@
 // loads its list in one coalesced round trip (not the keys, then their scores by key); and phase 3's final pass
 // takes its output slots from a shared counter (one CTA writes the row then) instead of one global atomic per
 // warp and iteration.
-// Session 11 tuning knob KASCADE_B1_SELECT_DROP_PARTNERS=1 (bit 8388608, the anchor's early sparse pass): past barrier
-// 2 only the CTAs that share an SM with a row's phase-3 CTA drop the logits' lines (one row's share each: those SMs stay
-// busy with phase 3 anyway), and the other CTAs exit at once, so the sparse pass's CTAs get their SMs sooner.
 // (Session 11, lost and removed: call A, the dependent launch released at the select's start, anchor 110.85 against
 // 110.27 us at 128k batch 1, and phase 1's logits loaded beside the heads' statistics (24 bytes of spills at GS 4),
 // anchor 111.14 and layer 0 165.12 against 162.34; call B, the lines dropped by every CTA in phase 2 beside its
 // reservation atomics (KASCADE_B1_SELECT_EARLY_DROP): the pass's first CTA started 1.15 us after barrier 2 instead of
-// 2.27, but the anchor took 109.77 us in one graph of 27 calls against 103.63 (events 109.22 against 110.02); b1 probe.)
+// 2.27, but the anchor took 109.77 us in one graph of 27 calls against 103.63 (events 109.22 against 110.02); b1 probe.
+// Call C, the lines dropped past barrier 2 only by the CTAs sharing an SM with a row's phase-3 CTA, the others exiting
+// at once (KASCADE_B1_SELECT_DROP_PARTNERS): the pass's first CTA still started 2.46 us after barrier 2, and phase 3
+// took 15.0-18.5 us against 8.0-9.6 beside its partner's drops; ws and select traces.)
 // Tuning knobs, read per call: KASCADE_B1_SELECT_TRACE=1 prints CTA 0's phase ends (globaltimer, ns) and
 // its first row's candidate count; KASCADE_B1_SELECT_L2=1 reads phases 2 and 3 from L2 as in call B.
 // (Session 7, call B: launched as a programmatic dependent launch beside the scores pass (with bit 4096), the
@@ -95,7 +95,6 @@ struct B1SelectArgs {
   int candInSmem;        // phase 3 may cache its candidates (else it reads them from L2 in every pass)
   int trace;             // CTA 0 prints its phase ends
   int publish;           // bit 33554432: each row's ready count (entries written + 1) at state word kB1ReadyInt
-  int dropPartners;      // session 11 (KASCADE_B1_SELECT_DROP_PARTNERS=1): the lines dropped by the phase-3 CTAs' partners
 };
 
 // KASCADE_VARIANT_B1_EARLY_SPARSE (session 10): the row's ready count, stored with release semantics (thread 0 of the
@@ -106,9 +105,6 @@ __device__ __forceinline__ void b1_publish_ready(int* st, int count) {
 }
 
 __device__ unsigned g_b1_barrier[2];
-// Session 11 (KASCADE_B1_SELECT_DROP_PARTNERS=1): the SM of each row's phase-3 CTA, written before barrier 2.
-constexpr int kB1MaxPartnerRows = 64;
-__device__ int g_b1_row_sm[kB1MaxPartnerRows];
 
 // Grid barrier `i` (1 or 2) of a launch of P CTAs: arrive, then wait until all i x P arrivals of barriers 1..i.
 // Session 8: the arrival is a release reduction (no fence, no returned value to wait for) and the wait polls with
@@ -145,8 +141,7 @@ __device__ __forceinline__ int b1_slot(int* ctr, bool take) {
 
 // Two CTAs per SM at every group size (session 8: with 8 keys per thread in phase 1 ptxas gave GS 4 84 registers,
 // one CTA per SM; GS 8 had 99 before): no spills at 64 registers (ptxas -v).
-// DP: a.dropPartners (session 11; an instance of its own at GS 4 only, so the others keep no spills).
-template <int GS, bool DP = false>
+template <int GS>
 __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1SelectArgs a) {
   __shared__ unsigned sh[kB1Bins];
   __shared__ float Mh[GS], iL[GS];
@@ -216,14 +211,6 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     t = (r + 1) * n;
   }
   mark(1);
-  // Bit 8388608: the CTA's equal share `part` of `parts` of the logits' L2 lines dropped (b1_l2.cuh).
-  auto drop_logits = [&](long long part, long long parts) {
-    uintptr_t first, last;
-    l2_line_share(reinterpret_cast<uintptr_t>(a.logits),
-                  reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n), part, parts,
-                  &first, &last);
-    l2_discard_lines(first, last, tid, kB1Threads);
-  };
   b1_grid_sync(1u, gridDim.x);
   mark(2);
   // Phase 2: keys above the rank-k bin -> indices, keys in it -> the candidate list.
@@ -289,12 +276,6 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
     t = (r + 1) * n;
   }
   mark(3);
-  // Session 11 (drop partners): the rows' phase-3 CTAs note their SMs before barrier 2.
-  if (DP && blockIdx.x < a.rows && blockIdx.x < kB1MaxPartnerRows && tid == 0) {
-    unsigned sm;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    g_b1_row_sm[blockIdx.x] = static_cast<int>(sm);
-  }
   b1_grid_sync(2u, gridDim.x);
   mark(4);
   // A programmatic dependent launch after this one (the anchor's sparse pass with bit 4096) may start now: most
@@ -305,25 +286,14 @@ __global__ void __launch_bounds__(kB1Threads, 2) b1_select_kernel(const B1Select
   // their lines leave L2 without a write-back: the CTAs without a row in phase 3 drop them in equal shares while the
   // rows' CTAs run phase 3 (a grid of no more CTAs than rows: every CTA after its phase 3, below).
   const long long idleCtas = static_cast<long long>(gridDim.x) - a.rows;
-  if (DP && a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) {
-    // Drop partners: the CTA on the SM of row j's phase-3 CTA drops share j of a.rows (the first such row); the others
-    // drop nothing and exit. (A row whose SM holds no partner leaves its share in L2: only a later write-back.)
-    __shared__ int partnerRow;
-    if (tid == 0) {
-      unsigned sm;
-      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-      partnerRow = -1;
-      for (int j = 0; j < static_cast<int>(a.rows); ++j)
-        if (__ldcg(g_b1_row_sm + j) == static_cast<int>(sm)) {
-          partnerRow = j;
-          break;
-        }
-    }
-    __syncthreads();
-    if (partnerRow >= 0) drop_logits(partnerRow, a.rows);
-  } else if (a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) {
-    drop_logits(blockIdx.x - a.rows, idleCtas);
-  }
+  auto drop_logits = [&](long long part, long long parts) {
+    uintptr_t first, last;
+    l2_line_share(reinterpret_cast<uintptr_t>(a.logits),
+                  reinterpret_cast<uintptr_t>(a.logits + static_cast<size_t>(a.rows / G) * a.heads * n), part, parts,
+                  &first, &last);
+    l2_discard_lines(first, last, tid, kB1Threads);
+  };
+  if (a.dropLogits && idleCtas > 0 && blockIdx.x >= a.rows) drop_logits(blockIdx.x - a.rows, idleCtas);
 
   // Phase 3: per row, the exact threshold among the candidates.
   for (long long r = blockIdx.x; r < a.rows; r += gridDim.x) {
@@ -476,10 +446,6 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
   a.trace = trace && trace[0] == '1';
   a.dropLogits = (s.variant & KASCADE_VARIANT_B1_L2_LOGITS) != 0;
   a.publish = publish ? 1 : 0;
-  // Session 11 tuning knob: KASCADE_B1_SELECT_DROP_PARTNERS=1 (with bit 8388608 and the early sparse pass's publish; at
-  // most kB1MaxPartnerRows rows).
-  const char* drop = std::getenv("KASCADE_B1_SELECT_DROP_PARTNERS");
-  a.dropPartners = a.dropLogits && publish && a.rows <= kB1MaxPartnerRows && g == 4 && drop && drop[0] == '1';
   // Bit 8: the scores pass zeroed the histogram and state rows; otherwise clear them here.
   if (!(s.variant & KASCADE_VARIANT_SELECT2)) {
     cudaError_t e = cudaMemsetAsync(w.hist, 0, sizeof(unsigned) * kB1Bins * a.rows, st);
@@ -487,15 +453,13 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     if (e != cudaSuccess) return e;
   }
   return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-    auto kernel = b1_select_kernel<GS, false>;
-    if constexpr (GS == 4)
-      if (a.dropPartners) kernel = b1_select_kernel<GS, true>;
-    static int perSm = 0;  // CTAs resident per SM, queried once per group size (the DP instance has the same bounds)
+    static int perSm = 0;  // CTAs resident per SM, queried once per instance
     if (perSm == 0) {
       int nb = 0;
-      cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kB1Smem));
-      if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, kB1Threads, kB1Smem);
+      cudaError_t e = cudaFuncSetAttribute(b1_select_kernel<GS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(kB1Smem));
+      if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, b1_select_kernel<GS>, kB1Threads, kB1Smem);
       if (e != cudaSuccess) return e;
       if (nb < 1) return cudaErrorNotSupported;
       perSm = nb;
@@ -505,7 +469,7 @@ cudaError_t b1_select(const KascadeDecodeShape& s, int splits, const Workspace& 
     a.ctas = static_cast<int>(ctas);
     a.segInSmem = !fromL2 && (a.work + ctas - 1) / ctas <= kB1Seg;
     void* args[] = {&a};
-    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel),
+    cudaError_t e = cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(b1_select_kernel<GS>),
                                                 dim3(static_cast<unsigned>(a.ctas)), dim3(kB1Threads), args, kB1Smem, st);
     if (e == cudaSuccess) e = cudaGetLastError();
     return e;

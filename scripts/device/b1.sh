@@ -45,11 +45,10 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 # 12816636 = 168188 | 65536 | 4194304 | 8388608. The probe times layer 0 with each too (bit 33554432 does not change it).
 # Session 11, call B: 583241980 = 46371068 | 536870912 (the sparse pass's split merge through the f64 accumulators).
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,583241980}
-# Session 11, call C: past barrier 2 only the CTAs beside the rows' phase-3 CTAs drop the logits' L2 lines
-# (KASCADE_B1_SELECT_DROP_PARTNERS=1), the others exit at once, so the sparse pass gets their SMs sooner. (Call A's knobs
-# KASCADE_B1_SELECT_TRIGGER and KASCADE_B1_SELECT_PRELOAD and call B's KASCADE_B1_SELECT_EARLY_DROP lost and were removed.)
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_B1_SELECT_DROP_PARTNERS=1}
-export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-583241980}
+# Session 11: no anchor knobs by default (call A's KASCADE_B1_SELECT_TRIGGER and KASCADE_B1_SELECT_PRELOAD, call B's
+# KASCADE_B1_SELECT_EARLY_DROP and call C's KASCADE_B1_SELECT_DROP_PARTNERS lost and were removed).
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-}
 export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
 probe=packages/cuda/dist-device/b1-probe.mjs
 # Screen (session 7): every listed variant alone on device-check's four small cases, each in its own process under
@@ -101,7 +100,7 @@ done
 # Session 11: the anchor's sparse pass and select traced together (globaltimer: the select's barrier 2 against the pass's
 # first start) for B1_TRACE_ANCHOR, as is and under each of B1_TRACE_KNOBS ('+'-joined NAME=VALUE sets).
 ta=$(only_screened "${B1_TRACE_ANCHOR:-583241980}" "$B1_ANCHOR_VARIANTS")
-for kn in "" ${B1_TRACE_KNOBS-KASCADE_B1_SELECT_DROP_PARTNERS=1}; do
+for kn in "" ${B1_TRACE_KNOBS-}; do
   [ -n "$ta" ] || break
   echo "== anchor $ta with select trace ${kn:-(no knob)}" >> "$JOB_OUT/anchor-ws-trace.log"
   env ${kn//+/ } KASCADE_WS_TRACE=1 KASCADE_B1_SELECT_TRACE=1 B1_NCU=1 B1_NCU_ANCHOR=1 B1_SHAPES=1x131072 B1_REUSE_VARIANTS= \
