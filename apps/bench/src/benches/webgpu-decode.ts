@@ -201,7 +201,8 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // Session 11 (calls A and B: webgpu-decode-s11a.json, -s11b.json): every candidate lost (rows staged
   // through workgroup memory, the scores pass by scores_keys, the folded select's coarse histograms), so
   // the defaults did not change; the final call keeps session 10's checks of its many-row choices.
-  // Call C: the reuse at batch 8 (0.1505 of dense in call B) with other workgroup counts and piece sizes.
+  // Call C: the reuse at batch 8 (0.1505 of dense in call B) with other workgroup counts and piece sizes
+  // (all slower at batch 1 and 8: the package README).
   reuse: alternate(
     2,
     {},
