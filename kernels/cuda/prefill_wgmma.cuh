@@ -50,25 +50,9 @@ __device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, floa
 }
 // The pools' step (S^T = K Q^T: rows = keys, columns = query rows): the two keys' pooled scores, sum over the NB
 // column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L).
-template <int NB>
-__device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
-                                            float& p1) {
-  p0 = 0.f;
-  p1 = 0.f;
-#pragma unroll
-  for (int nb = 0; nb < NB; ++nb) {
-    const float2 c = *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-    p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -c.y));
-    p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -c.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -c.y));
-  }
-  p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
-  p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
-  p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
-  p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
-}
-
-// pooled_pair with the row constants of the first NR column blocks in registers (pool v75): c[nb] = Cs[nb * 8 + quad * 2
-// .. + 1] for nb < NR, the rest from Cs; the same sums in the same order (the same bits).
+// With the row constants of the first NR column blocks in registers (pool v75): c[nb] = Cs[nb * 8 + quad * 2 .. + 1]
+// for nb < NR, the rest from Cs; the same sums in the same order (the same bits) for every NR. NR = 0 (c unused) is
+// pooled_pair.
 template <int NB, int NR>
 __device__ __forceinline__ void pooled_pair_reg(const float* acc, const float2* c, const float* Cs, float qscale,
                                                 int quad, float& p0, float& p1) {
@@ -84,6 +68,12 @@ __device__ __forceinline__ void pooled_pair_reg(const float* acc, const float2* 
   p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
   p1 += __shfl_xor_sync(0xffffffffu, p1, 1);
   p1 += __shfl_xor_sync(0xffffffffu, p1, 2);
+}
+
+template <int NB>
+__device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
+                                            float& p1) {
+  pooled_pair_reg<NB, 0>(acc, nullptr, Cs, qscale, quad, p0, p1);
 }
 
 // Dense v9's and sparse v9's online softmax of the masked scores in sacc (16 column blocks): the new row maxima,
