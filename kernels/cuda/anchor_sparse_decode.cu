@@ -3,10 +3,11 @@
 // their K rows, so the pass reads the V rows, GS u values and GS step maxima per selected key (at 128k batch 32:
 // ~0.86 GB of V plus at most the 0.30 GB intermediate, where the K-row gather reads 1.72 GB).
 //
-// Kernel u16_sparse_kernel<T, D, GS>
+// Kernel u16_sparse_kernel<T, D, GS, NS>
 //   grid (splits, kvHeads, batch) (attn_splits of the index list, as the K-row gather), block 128 threads = 4
 //   warps; warp w takes the block's 16-entry groups w, w + 4, ... Per group, into the warp's own ring stage
-//   (kU16SparseStages deep), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
+//   (NS deep: kU16SparseStages = 4, two CTAs per SM; session 12's tuning knob KASCADE_SPARSE_RING times 3 and 2
+//   stages at three and four CTAs per SM, with a split count fitted to them), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
 //   chunks), and for lanes 0..15 (entry `lane`) the 4-byte word of u holding the key's value and the key's
 //   step maximum m16, per query head (bit 1048576, the key-major intermediate: the key's GS values in one copy
 //   of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies at GS >= 4). When the stage lands, lane e
@@ -30,6 +31,10 @@
 //   ~85 us more to write them; the anchor lost, 2733.2 against 2691.7 us at 128k batch 32, and it was removed. The V
 //   rows alone run at ~2.6 TB/s.)
 // Shared memory per block at D 128: 4 warps x 4 stages x (16 x 136 x 2 B + 16 x GS x 8 B): 78 KB at GS 4.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -39,19 +44,29 @@ namespace kascade {
 // 32: the pass is not short of loads in flight; removed.)
 constexpr int kU16SparseStages = 4;
 constexpr int kU16SparseWarps = 4;
+// Session 12 (cuda-anchor, tuning knob KASCADE_SPARSE_RING=<stages>[,<splits>]): the ring 3 or 2 stages deep, so that
+// 3 or 4 CTAs fit per SM (12 / 16 warps instead of 8: more warps to hide each step's latency), and the split count
+// fitted to the resident CTAs (u16_sparse_splits).
+template <int NS>
+constexpr int u16_sparse_ctas_per_sm() {
+  return NS >= 4 ? 2 : NS == 3 ? 3 : 4;
+}
 
 // One ring stage: 16 padded V rows, then per entry GS u words and GS step maxima (turned into scores in place).
 template <typename T, int D, int GS>
 __host__ __device__ constexpr size_t u16_sparse_stage_bytes() {
   return size_t(16) * (D + 8) * sizeof(T) + size_t(16) * GS * 8;
 }
-template <typename T, int D, int GS>
+template <typename T, int D, int GS, int NS = kU16SparseStages>
 __host__ __device__ constexpr size_t u16_sparse_smem_bytes() {
-  return size_t(kU16SparseWarps) * kU16SparseStages * u16_sparse_stage_bytes<T, D, GS>();
+  return size_t(kU16SparseWarps) * NS * u16_sparse_stage_bytes<T, D, GS>();
 }
-// merge_warps's red_o / red_ml reuse the ring.
-static_assert(u16_sparse_smem_bytes<__half, 64, 8>() >= sizeof(float) * kU16SparseWarps * 8 * (64 + 2),
+// merge_warps's red_o / red_ml reuse the ring (at its shallowest).
+static_assert(u16_sparse_smem_bytes<__half, 64, 8, 2>() >= sizeof(float) * kU16SparseWarps * 8 * (64 + 2),
               "the warps' merge fits the ring");
+static_assert(u16_sparse_smem_bytes<__half, 128, 8, 3>() * 3 <= 227 * 1024 &&
+                  u16_sparse_smem_bytes<__half, 128, 8, 2>() * 4 <= 227 * 1024,
+              "the shallow rings fit 3 / 4 CTAs per SM");
 
 // A 4-byte cp.async that zero-fills when src_bytes is 0.
 __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, int src_bytes) {
@@ -68,11 +83,11 @@ __device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, in
 // Completion counters of the fused merge (bit 4): zero at module load, reset by the block that merges.
 __device__ unsigned g_u16_sparse_done[kMaxFusedRows];
 
-template <typename T, int D, int GS>
-__global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
+template <typename T, int D, int GS, int NS>
+__global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<NS>())
     u16_sparse_kernel(KascadeDecodeShape s, PartialArgs a, const __half* __restrict__ u, const float* __restrict__ m16,
                       int fused) {
-  constexpr int NS = kU16SparseStages, R = D + 8;
+  constexpr int R = D + 8;
   constexpr size_t SB = u16_sparse_stage_bytes<T, D, GS>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int posS[kU16SparseWarps][NS][16];
@@ -205,11 +220,83 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, 2)
       fused ? g_u16_sparse_done + (static_cast<size_t>(b) * G + j) : nullptr, false);
 }
 
+// KASCADE_SPARSE_RING (tuning, read once): "<stages>[,<splits>]", stages 4 (the default), 3 or 2; splits 0 (the default
+// with the knob) fits the count to the resident CTAs (u16_sparse_splits), -1 keeps attn_splits, > 0 forces it. Unset:
+// 4 stages and attn_splits, as before.
+struct U16SparseRing {
+  int stages = kU16SparseStages;
+  int splits = -1;
+};
+static U16SparseRing u16_sparse_ring() {
+  static const U16SparseRing ring = [] {
+    U16SparseRing r;
+    const char* e = std::getenv("KASCADE_SPARSE_RING");
+    if (e && *e) {
+      int st = kU16SparseStages, sp = 0;
+      const int got = std::sscanf(e, "%d,%d", &st, &sp);
+      if (got >= 1 && st >= 2 && st <= 4) {
+        r.stages = st;
+        r.splits = got >= 2 ? sp : 0;
+      }
+    }
+    return r;
+  }();
+  return ring;
+}
+
+// Splits per (sequence, KV head) row so that the rows' blocks fill whole waves of the `slots` resident CTAs: the count
+// in 1..maxSplits with the least idle share of its last wave (the smallest such), entries cut in whole 16-key groups;
+// writes the entries per split to *chunk and returns the split count.
+static int u16_sparse_splits(long long rows, int topk, long long slots, int maxSplits, int* chunk) {
+  const int most = std::max(1, std::min(maxSplits, ceil_div(topk, kMinKeysPerSplit)));
+  int best = 1;
+  double bestEff = -1.0;
+  for (int S = 1; S <= most; ++S) {
+    const long long blocks = rows * S, waves = (blocks + slots - 1) / slots;
+    const double eff = static_cast<double>(blocks) / static_cast<double>(waves * slots);
+    if (eff > bestEff + 1e-9) {
+      bestEff = eff;
+      best = S;
+    }
+  }
+  const int c = ceil_div(ceil_div(topk, best), kTile) * kTile;
+  *chunk = c;
+  return ceil_div(topk, c);
+}
+
+template <typename T, int D, int GS, int NS>
+static cudaError_t launch_u16_sparse_t(const KascadeDecodeShape& s, PartialArgs& a, const __half* u, const float* m16,
+                                       bool fused, cudaStream_t st) {
+  constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS, NS>();
+  static const cudaError_t attr = cudaFuncSetAttribute(u16_sparse_kernel<T, D, GS, NS>,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (attr != cudaSuccess) return attr;
+  // Bit 134217728 (a.early set): launched programmatic-dependent on the stream select, which releases it after its
+  // phase 3; it never waits for the select's end (the ready counts order its reads of the list).
+  return launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS, NS>, dim3(a.splits, s.kvHeads, s.batch),
+                          dim3(32 * kU16SparseWarps), smem, st, s, a, u, m16, fused ? 1 : 0);
+}
+
 cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   const int g = s.heads / s.kvHeads;
   a.out = out;
   a.variant = s.variant;
   a.splits = attn_splits(s, a.topk, &a.chunk, true);
+  const U16SparseRing ring = u16_sparse_ring();
+  if (ring.splits >= 0 && s.splits <= 0) {
+    // The workspace holds attn_splits' counts of the context and of the list (workspace_layout): stay within them.
+    int c;
+    const int room = std::max(attn_splits(s, s.n, &c, false), a.splits);
+    const long long slots = static_cast<long long>(device_sm_count()) *
+                            (ring.stages >= 4 ? 2 : ring.stages == 3 ? 3 : 4);
+    if (ring.splits > 0) {
+      const int S = std::min(ring.splits, room);
+      a.chunk = ceil_div(ceil_div(a.topk, S), kTile) * kTile;
+      a.splits = ceil_div(a.topk, a.chunk);
+    } else {
+      a.splits = u16_sparse_splits(static_cast<long long>(s.batch) * s.kvHeads, a.topk, slots, room, &a.chunk);
+    }
+  }
   const __half* u = static_cast<const __half*>(static_cast<const void*>(a.logits));
   const float* m16 = u16_m16(a.logits, static_cast<size_t>(s.batch) * s.heads, s.n);
   const bool fused = (s.variant & KASCADE_VARIANT_FUSED) && static_cast<long long>(s.batch) * s.kvHeads <= kMaxFusedRows &&
@@ -217,15 +304,9 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS>();
-        static const cudaError_t attr = cudaFuncSetAttribute(
-            u16_sparse_kernel<T, D, GS>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-        if (attr != cudaSuccess) return attr;
-        // Bit 134217728 (a.early set): launched programmatic-dependent on the stream select, which releases it after
-        // its phase 3; it never waits for the select's end (the ready counts order its reads of the list).
-        cudaError_t e = launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS>,
-                                         dim3(a.splits, s.kvHeads, s.batch), dim3(32 * kU16SparseWarps), smem, st, s, a,
-                                         u, m16, fused ? 1 : 0);
+        cudaError_t e = ring.stages == 3   ? launch_u16_sparse_t<T, D, GS, 3>(s, a, u, m16, fused, st)
+                        : ring.stages == 2 ? launch_u16_sparse_t<T, D, GS, 2>(s, a, u, m16, fused, st)
+                                           : launch_u16_sparse_t<T, D, GS, 4>(s, a, u, m16, fused, st);
         if (e != cudaSuccess || fused) return e;
         return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
       });

@@ -25,6 +25,12 @@
 # against ~260), 3935484 against 272370940; call B 136055932 against 1209797756 = 136055932 | 1073741824 (phase 3
 # recomputing the pooled scores and writing the sparse pass's scores: select 341 us against 256, sparse pass 350 against
 # 393), 3935484 against 1077677308; both bits removed. Default now: the two batch-32 defaults.
+# Session 12 (cuda-anchor): the candidates are tuning env knobs (no variant bits are left). PROFILE_ANCHOR_KNOBS (space-
+# separated NAME=value entries; default the sparse-pass ring knob KASCADE_SPARSE_RING at 3 and 2 stages and the 4-stage
+# ring with the fitted split count) each run the anchor default 136055932 (probe 0, 128k batch 32, the sparse pass only)
+# into anchor-knob<i>.csv, with the metrics above; and PROFILE_ANCHOR_STALLS=1 (default) runs ncu's WarpStateStats,
+# Occupancy, SchedulerStats and SpeedOfLight sections on the sparse pass and the reuse gather (attn_partial) at 128k
+# batch 32, as is and under each knob, into stalls-default.csv / stalls-knob<i>.csv: where the sparse pass's warps wait.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
 # anchor-<v>-p<mode>[-b<entry>].csv.
 set -u
@@ -70,4 +76,23 @@ for entry in ${list//,/ }; do
     done
   done
 done
+read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
+stalls() { # <label> <kernel regex> [NAME=value]: ncu's sections on 128k batch 32 into stalls-<label>.csv
+  local out="$JOB_OUT/stalls-$1.csv"
+  env ${3:+"$3"} PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,188" timeout 20 "$NCU" --clock-control none \
+    -k regex:"$2" --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats --csv \
+    node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
+  echo "stalls $1 ${3:-}: rc=$?"
+}
+[ "${PROFILE_ANCHOR_STALLS:-1}" = 1 ] && stalls default 'u16_sparse|attn_partial'
+for ki in "${!knobs[@]}"; do
+  out="$JOB_OUT/anchor-knob$ki.csv"
+  env "${knobs[$ki]}" KASCADE_DEBUG_NO_LOGIT_WRITES=0 PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,176" \
+    timeout 20 "$NCU" --clock-control none -k regex:'u16_sparse' --metrics "$metrics" --csv \
+    node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
+  echo "knob ${knobs[$ki]}: rc=$? (anchor-knob$ki.csv)"
+done
+if [ "${PROFILE_ANCHOR_STALLS:-1}" = 1 ]; then
+  for ki in "${!knobs[@]}"; do stalls "knob$ki" u16_sparse "${knobs[$ki]}"; done
+fi
 echo done

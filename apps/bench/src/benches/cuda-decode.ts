@@ -70,6 +70,8 @@ interface TorchRow {
 }
 
 function torchScript(): string | null {
+  // KASCADE_TORCH_SCRIPT=none: no PyTorch baselines (a second bench run of one call, e.g. under a tuning knob).
+  if (process.env.KASCADE_TORCH_SCRIPT === 'none') return null;
   const candidates = [
     process.env.KASCADE_TORCH_SCRIPT,
     path.join(path.dirname(fileURLToPath(import.meta.url)), 'cuda-decode-torch.py'),
