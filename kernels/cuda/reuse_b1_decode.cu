@@ -101,6 +101,9 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
+// KASCADE_WS_TICKET=1 (session 12): the rows' tickets (who merges), taken as a CTA's copies are all issued; zero at module
+// load, reset by the last ticket's holder.
+__device__ unsigned g_ws_ticket[kMaxFusedRows];
 
 // Tuning knob KASCADE_WS_TRACE=1 (session 7): each CTA (up to kWsTraceCtas) records globaltimer at its start, when
 // its first stage has landed, when its loop ends and at its exit (after the fused merge, for the row's last CTA),
@@ -109,8 +112,10 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 // issued (5) and, in the row's last CTA, when its arrival has told it so (6): the last exit's epilogue in three steps.
 // Session 11: (7) in the row's last CTA, when thread 0's slot loads of the merge have landed (a branch on their values
 // orders the mark after them): the slots' merge as its L2 round trip and the rest.
+// Session 12 (bit 536870912): (8) when the warps' states are in shared memory (after the merge's first barrier) and (9)
+// when thread 0's merged element is computed, before its slot store and f64 adds: the warps' merge in three steps.
 constexpr int kWsTraceCtas = 4096;
-constexpr int kWsTraceCols = 8;
+constexpr int kWsTraceCols = 10;
 __device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
 // Entry k of this CTA's trace row: globaltimer (k != 4) or the SM id (k = 4); no register held between marks.
 __device__ __noinline__ void ws_mark(int k) {
@@ -256,10 +261,16 @@ __device__ __forceinline__ double ws_acc_scale(float M) {
 // The W epilogue under bit 536870912: the consumer warps' states merged through shared memory (merge_warps' arithmetic
 // and kWsMergePad rows, as bit 4194304), each thread taking its elements' head max M and 2^M once: the partial (M, L, o)
 // stored in slot `split` (as store_split_and_merge) and 2^M o, 2^M L added to the row's accumulator.
-template <int D, int GS, int NW, int NT>
+// Tuning knob KASCADE_WS_TICKET=1 (session 12, TK): `own` (the CTA holding the row's last ticket, below) adds nothing:
+// it keeps its elements' 2^M o and 2^M L in ownO / ownL (kWsAccPer per thread) and raises ownOver where |M| > kWsAccRange.
+template <int GS, int D, int NT>
+constexpr int kWsAccPer = (GS * D + NT - 1) / NT;
+template <int D, int GS, int NW, int NT, bool TK = false>
 __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
                                                         float* part_o, float* part_ml, int splits, int split,
-                                                        size_t bh0, int row) {
+                                                        size_t bh0, int row, bool marks = false, bool own = false,
+                                                        double* ownO = nullptr, double* ownL = nullptr,
+                                                        bool* ownOver = nullptr) {
   constexpr int RS = D + kWsMergePad;
   float* red_ml = red + NW * GS * RS;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, r = lane >> 2, quad = lane & 3;
@@ -273,8 +284,12 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
       *reinterpret_cast<float2*>(red + (warp * GS + r) * RS + nb * 8 + quad * 2) = make_float2(acc[nb][0], acc[nb][1]);
   }
   __syncthreads();
+  if (marks && tid == 0) ws_mark(8);
   double* accRow = g_ws_acc[row];
-  for (int i = tid; i < GS * D; i += NT) {
+#pragma unroll
+  for (int u = 0; u < kWsAccPer<GS, D, NT>; ++u) {
+    const int i = tid + u * NT;
+    if (i >= GS * D) break;
     const int h = i / D, d = i % D;
     float M = -INFINITY;
 #pragma unroll
@@ -289,11 +304,24 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
         o += red[(w * GS + h) * RS + d] * c;
       }
     }
+    if (marks && i == 0) {  // trace mark 9: thread 0's element merged (a branch on it orders the mark after it)
+      if (__float_as_uint(o + L + M) != 0x7fbadbadu) ws_mark(9);
+    }
     part_o[((bh0 + h) * splits + split) * D + d] = o;
     if (d == 0) {
       float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
       ml[0] = M;
       ml[1] = L;
+    }
+    if constexpr (TK) {
+      if (own) {  // the ticket's holder keeps its share: no adds, no round trip
+        const bool ok = ws_acc_ok(M);
+        const double sc = ok ? ws_acc_scale(M) : 0.0;
+        ownO[u] = M == -INFINITY ? 0.0 : sc * static_cast<double>(o);
+        ownL[u] = M == -INFINITY ? 0.0 : sc * static_cast<double>(L);
+        if (M != -INFINITY && !ok) *ownOver = true;
+        continue;
+      }
     }
     if (M == -INFINITY) continue;  // an empty split adds nothing
     if (ws_acc_ok(M)) {
@@ -308,25 +336,38 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
 
 // The row's last CTA with the f64 accumulator: one round trip for the sums and the flag; the output, or (flag) the
 // slots' merge; the accumulator and the flag zeroed for the next launch.
-template <typename T, int D, int GS, int NT>
+// TK (KASCADE_WS_TICKET=1): the flag comes in `overIn` (read after the arrivals' acquire, or'ed with the CTA's own), and
+// the CTA's own shares (ownO, ownL) are added to the loaded sums.
+template <typename T, int D, int GS, int NT, bool TK = false>
 __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, const float* part_ml, int S, size_t bh0,
-                                              T* out, bool marks) {
+                                              T* out, bool marks, const double* ownO = nullptr,
+                                              const double* ownL = nullptr, bool overIn = false) {
   double* accRow = g_ws_acc[row];
   const int tid = static_cast<int>(threadIdx.x);
-  constexpr int kPer = (GS * D + NT - 1) / NT;
-  const unsigned over = __ldcg(g_ws_acc_over + row);
+  constexpr int kPer = kWsAccPer<GS, D, NT>;
+  const unsigned over = TK ? (overIn ? 1u : 0u) : __ldcg(g_ws_acc_over + row);
   double o[kPer], L[kPer];
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int e = tid + u * NT;
     o[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
     L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
+    if constexpr (TK) {
+      if (e < GS * D) {
+        o[u] += ownO[u];
+        L[u] += ownL[u];
+      }
+    }
   }
   if (marks && tid == 0) {  // trace mark 7: thread 0's loads have landed (the branch waits for them)
     const double chk = o[0] + L[0];
     if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
   }
   if (over) {
+    if constexpr (TK) {  // the CTA's own slot stores, then its threads' loads of every slot (no release on this path)
+      __threadfence();
+      __syncthreads();
+    }
     ws_merge_slots<T, D, GS, NT>(part_o, part_ml, S, bh0, out);
   } else {
 #pragma unroll
@@ -345,8 +386,57 @@ __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, cons
   if (tid == 0 && over) g_ws_acc_over[row] = 0u;
 }
 
+// KASCADE_WS_TICKET=1 (session 12; merge 3, W with bits 4194304 and 536870912): the split merge through the f64
+// accumulators without the last CTA's own adds and their release. Session 11's traces put the last CTA's tail at ~3.0 us
+// after its loop: the warps' merge and its adds, then the counter's acq_rel atomic (0.7-0.86 us: its release waits
+// for the CTA's adds to land, then the atomic's round trip), then the sums' loads. Here each CTA takes a ticket as its
+// copies are all issued (g_ws_ticket, relaxed; the first producer, hidden behind the consumers' last stages): the
+// holder of the row's last ticket adds nothing (it keeps its own 2^M o, 2^M L in registers), the others add as before
+// and then count themselves in g_ws_done by one release reduction (no return to wait for). The holder polls g_ws_done
+// (acquire) until the other splits - resident, since they took tickets - have arrived, loads the sums, adds its own
+// share, divides and resets the counters. One round trip less when the holder is the row's last CTA to finish (the
+// usual case: tickets come in issue order); otherwise its poll waits for the last arrival.
+template <typename T, int D, int GS, int NW, int NT>
+__device__ __forceinline__ void ws_ticket_epilogue(float* red, float m, float l, const float (&acc)[D / 8][2],
+                                                   const PartialArgs& a, int split, size_t bh0, int row,
+                                                   unsigned& sTicket, int& sOver, bool marks) {
+  const int tid = static_cast<int>(threadIdx.x);
+  const bool own = sTicket == static_cast<unsigned>(a.splits) - 1u;  // written before the loop's end barrier
+  constexpr int kPer = kWsAccPer<GS, D, NT>;
+  double ownO[kPer], ownL[kPer];
+  bool ownOver = false;
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) ownO[u] = ownL[u] = 0.0;
+  ws_store_and_accumulate<D, GS, NW, NT, true>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, row, marks,
+                                               own, ownO, ownL, &ownOver);
+  if (marks && tid == 0) ws_mark(5);
+  unsigned* done = g_ws_done + row;
+  if (!own) {
+    __syncthreads();  // the CTA's slot stores and adds, then thread 0's release covers them
+    if (tid == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;\n" ::"l"(done) : "memory");
+    return;
+  }
+  const int anyOver = __syncthreads_or(ownOver ? 1 : 0);
+  if (tid == 0) {
+    g_ws_ticket[row] = 0u;  // every split has taken its ticket
+    const unsigned want = static_cast<unsigned>(a.splits) - 1u;
+    unsigned v;
+    for (;;) {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(done) : "memory");
+      if (v >= want) break;
+    }
+    *done = 0u;
+    sOver = anyOver || __ldcg(g_ws_acc_over + row) != 0u;
+  }
+  __syncthreads();
+  if (marks && tid == 0) ws_mark(6);
+  ws_finish_acc<T, D, GS, NT, true>(row, a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks, ownO, ownL,
+                                    sOver != 0);
+}
+
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
-// 2 (bit 536870912, session 11; W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate).
+// 2 (bit 536870912, session 11; W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate),
+// 3 as 2 under KASCADE_WS_TICKET=1 (ws_ticket_epilogue).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
 template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
@@ -367,6 +457,8 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const bool marks = trace != 0;
+  __shared__ unsigned sTicket;  // merge 3: this CTA's ticket (the first producer's lane 0)
+  __shared__ int sOver;         // merge 3, the ticket's holder: some split's |m| > kWsAccRange
   if (marks && tid == 0) {
     ws_mark(0);
     ws_mark(4);
@@ -487,6 +579,16 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
         }
       }
     }
+    // KASCADE_WS_TICKET=1 (merge 3): the row's ticket, taken once this CTA's copies are all issued (its round trip
+    // hidden behind the consumers' last stages); its holder merges the row (below).
+    if (merge == 3 && pr == 0 && lane == 0) {
+      unsigned t;
+      asm volatile("atom.relaxed.gpu.global.add.u32 %0, [%1], 1;\n"
+                   : "=r"(t)
+                   : "l"(g_ws_ticket + (static_cast<size_t>(b) * G + j))
+                   : "memory");
+      sTicket = t;
+    }
     // Back to 128 for the merge below (setmaxnreg.inc waits until the consumers have given theirs back).
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 128;\n" ::);
   } else {
@@ -524,11 +626,20 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   // (session 9): the warps merge through bank-conflict-free rows (merge_warps' kPad), and the split counter is taken
   // by one acq_rel atomic (row_last_block_acq_rel).
   const bool wsEpilogue = W && (a.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0;
-  const bool wsAcc = wsEpilogue && merge == 2;
+  const bool wsAcc = wsEpilogue && merge >= 2;
   const int accRow = static_cast<int>(static_cast<size_t>(b) * G + j);
   float* red = reinterpret_cast<float*>(smem_raw);
+  if constexpr (W) {
+    if (wsAcc && merge == 3) {  // KASCADE_WS_TICKET=1
+      ws_ticket_epilogue<T, D, GS, NC, C::kThreads>(red, m, l, acc, a, split, bh0, accRow, sTicket, sOver, marks);
+      if (marks && tid == 0) ws_mark(3);
+      if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
+      return;
+    }
+  }
   if (wsAcc)
-    ws_store_and_accumulate<D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, accRow);
+    ws_store_and_accumulate<D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, accRow,
+                                                    marks);
   else if (wsEpilogue)
     store_split_and_merge<T, D, GS, NC, C::kThreads, kWsMergePad>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split,
                                                                   bh0, static_cast<T*>(a.out), nullptr, true);
@@ -591,6 +702,26 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
                  " (its loads landed after %lld)\n",
                  static_cast<long long>(L[5] - L[2]), static_cast<long long>(L[6] - L[5]),
                  static_cast<long long>(L[3] - L[6]), L[7] >= L[6] && L[7] <= L[3] ? static_cast<long long>(L[7] - L[6]) : -1ll);
+  // Session 12 (bit 536870912): the warps' merge in three steps (marks 8 and 9), for the last exit and the median CTA.
+  if (L[8] >= L[2] && L[9] >= L[8] && L[5] >= L[9] && L[8] > 0) {
+    std::vector<long long> s1, s2, s3;
+    for (int c = 0; c < n; ++c) {
+      const unsigned long long* R = h.data() + static_cast<size_t>(c) * kWsTraceCols;
+      if (!(R[8] >= R[2] && R[9] >= R[8] && R[5] >= R[9] && R[8] > 0)) continue;
+      s1.push_back(static_cast<long long>(R[8] - R[2]));
+      s2.push_back(static_cast<long long>(R[9] - R[8]));
+      s3.push_back(static_cast<long long>(R[5] - R[9]));
+    }
+    std::sort(s1.begin(), s1.end());
+    std::sort(s2.begin(), s2.end());
+    std::sort(s3.begin(), s3.end());
+    const size_t mid = s1.size() / 2;
+    std::fprintf(stderr,
+                 "[ws trace] warps' merge: to the states in shared memory %lld ns, the element merged %lld, its stores and"
+                 " adds issued %lld (the last exit's); p50 over %zu CTAs %lld / %lld / %lld\n",
+                 static_cast<long long>(L[8] - L[2]), static_cast<long long>(L[9] - L[8]),
+                 static_cast<long long>(L[5] - L[9]), s1.size(), s1[mid], s2[mid], s3[mid]);
+  }
 }
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
@@ -647,9 +778,12 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const bool acc = fused && W && D == 128 && GS * D + GS <= kWsAccCols && (s.variant & KASCADE_VARIANT_WS_ACC) != 0 &&
                    (s.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0 &&
                    static_cast<long long>(s.batch) * s.kvHeads <= kWsAccRows;
+  // Tuning knob KASCADE_WS_TICKET=1 (session 12): with bit 536870912, the ticket's holder merges (ws_ticket_epilogue).
+  const char* tenvTicket = std::getenv("KASCADE_WS_TICKET");  // read per call (the b1 probe sets it between calls)
+  const bool ticket = tenvTicket != nullptr && tenvTicket[0] == '1';
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
-                       st, s, a, acc ? 2 : fused ? 1 : 0, trace);
+                       st, s, a, acc ? (ticket ? 3 : 2) : fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
