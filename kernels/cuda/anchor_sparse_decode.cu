@@ -83,7 +83,7 @@ __device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, in
 // Completion counters of the fused merge (bit 4): zero at module load, reset by the block that merges.
 __device__ unsigned g_u16_sparse_done[kMaxFusedRows];
 
-template <typename T, int D, int GS, int NS>
+template <typename T, int D, int GS, int NS, bool BULK>
 __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<NS>())
     u16_sparse_kernel(KascadeDecodeShape s, PartialArgs a, const __half* __restrict__ u, const float* __restrict__ m16,
                       int fused) {
@@ -91,6 +91,10 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
   constexpr size_t SB = u16_sparse_stage_bytes<T, D, GS>();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ int posS[kU16SparseWarps][NS][16];
+  // BULK (session 12, tuning knob KASCADE_SPARSE_RING's third field): a stage's 16 V rows as 16 TMA bulk copies of one
+  // row each (lanes 0..15; a masked entry copies row 0, finite, at probability 0), completing on the stage's mbarrier,
+  // instead of 16 16-byte cp.async per row through the LSU; u and m16 stay cp.async.
+  __shared__ __align__(8) uint64_t barS[kU16SparseWarps][NS];
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const int split = blockIdx.x, j = blockIdx.y, b = blockIdx.z;
   const int G = s.kvHeads, n = s.n, nU = u16_stride(n);
@@ -101,6 +105,12 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
   const T* vg = static_cast<const T*>(a.v) + (static_cast<size_t>(b) * G + j) * static_cast<size_t>(s.capacity) * D;
   const int* idx = a.indices + (static_cast<size_t>(b) * a.selKvHeads + a.headMap[j]) * a.topk;
   unsigned char* ring = smem_raw + static_cast<size_t>(warp) * NS * SB;
+  if constexpr (BULK) {
+    if (lane == 0)
+      for (int t = 0; t < NS; ++t) mbar_init(&barS[warp][t], 1);
+    mbar_fence_init();
+    __syncwarp();
+  }
   auto stage_v = [&](int st) { return reinterpret_cast<T*>(ring + st * SB); };
   auto stage_u = [&](int st) { return reinterpret_cast<unsigned*>(ring + st * SB + size_t(16) * R * sizeof(T)); };
   auto stage_lg = [&](int st) { return reinterpret_cast<float*>(stage_u(st) + 16 * GS); };
@@ -170,13 +180,20 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
           for (int h = 0; h < GS; ++h) cp_async4_zfill(mw + h, m16 + u16_m16_index(bh0, h, pc, nU, GS, layout), bytes);
         }
       }
-      // V row r by lanes 2r and 2r + 1 (alternate 16-byte chunks).
-      const int r = lane >> 1, half = lane & 1;
-      const int pr = __shfl_sync(0xffffffffu, p, r);
-      const T* src = vg + static_cast<size_t>(pr < 0 ? 0 : pr) * D;
-      T* dst = stage_v(st) + r * R;
+      if constexpr (BULK) {
+        // V row `lane` by lane `lane` < 16: one bulk copy of D x sizeof(T) bytes (rows 16-byte aligned in the stage).
+        if (lane == 0) mbar_arrive_expect_tx(&barS[warp][st], 16u * D * sizeof(T));
+        if (lane < 16)
+          bulk_g2s(stage_v(st) + lane * R, vg + static_cast<size_t>(p < 0 ? 0 : p) * D, D * sizeof(T), &barS[warp][st]);
+      } else {
+        // V row r by lanes 2r and 2r + 1 (alternate 16-byte chunks).
+        const int r = lane >> 1, half = lane & 1;
+        const int pr = __shfl_sync(0xffffffffu, p, r);
+        const T* src = vg + static_cast<size_t>(pr < 0 ? 0 : pr) * D;
+        T* dst = stage_v(st) + r * R;
 #pragma unroll
-      for (int c = half; c < D / 8; c += 2) cp_async16(dst + c * 8, src + c * 8, pr < 0 ? 0 : 16);
+        for (int c = half; c < D / 8; c += 2) cp_async16(dst + c * 8, src + c * 8, pr < 0 ? 0 : 16);
+      }
     }
     cp_async_commit();
   };
@@ -191,8 +208,9 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
   for (int i = 0; i < steps; ++i) {
     issue(i + NS - 1);
     cp_async_wait<NS - 1>();
-    __syncwarp();
     const int st = i % NS;
+    if constexpr (BULK) mbar_wait(&barS[warp][st], static_cast<unsigned>(i / NS) & 1u);
+    __syncwarp();
     if (lane < 16) {
       const int p = posS[warp][st][lane];
       const unsigned* uw = stage_u(st) + lane * GS;
@@ -220,23 +238,25 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
       fused ? g_u16_sparse_done + (static_cast<size_t>(b) * G + j) : nullptr, false);
 }
 
-// KASCADE_SPARSE_RING (tuning, read once): "<stages>[,<splits>]", stages 4 (the default), 3 or 2; splits 0 (the default
-// with the knob) fits the count to the resident CTAs (u16_sparse_splits), -1 keeps attn_splits, > 0 forces it. Unset:
-// 4 stages and attn_splits, as before.
+// KASCADE_SPARSE_RING (tuning, read once): "<stages>[,<splits>[,<bulk>]]", stages 4 (the default), 3 or 2; splits 0 (the
+// default with the knob) fits the count to the resident CTAs (u16_sparse_splits), -1 keeps attn_splits, > 0 forces it;
+// bulk 1 (with 3 or 4 stages): the V rows by TMA bulk copies. Unset: 4 stages, attn_splits and cp.async, as before.
 struct U16SparseRing {
   int stages = kU16SparseStages;
   int splits = -1;
+  int bulk = 0;
 };
 static U16SparseRing u16_sparse_ring() {
   static const U16SparseRing ring = [] {
     U16SparseRing r;
     const char* e = std::getenv("KASCADE_SPARSE_RING");
     if (e && *e) {
-      int st = kU16SparseStages, sp = 0;
-      const int got = std::sscanf(e, "%d,%d", &st, &sp);
+      int st = kU16SparseStages, sp = 0, bu = 0;
+      const int got = std::sscanf(e, "%d,%d,%d", &st, &sp, &bu);
       if (got >= 1 && st >= 2 && st <= 4) {
         r.stages = st;
         r.splits = got >= 2 ? sp : 0;
+        r.bulk = got >= 3 && bu != 0 && st >= 3 ? 1 : 0;
       }
     }
     return r;
@@ -264,16 +284,16 @@ static int u16_sparse_splits(long long rows, int topk, long long slots, int maxS
   return ceil_div(topk, c);
 }
 
-template <typename T, int D, int GS, int NS>
+template <typename T, int D, int GS, int NS, bool BULK>
 static cudaError_t launch_u16_sparse_t(const KascadeDecodeShape& s, PartialArgs& a, const __half* u, const float* m16,
                                        bool fused, cudaStream_t st) {
   constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS, NS>();
-  static const cudaError_t attr = cudaFuncSetAttribute(u16_sparse_kernel<T, D, GS, NS>,
+  static const cudaError_t attr = cudaFuncSetAttribute(u16_sparse_kernel<T, D, GS, NS, BULK>,
                                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (attr != cudaSuccess) return attr;
   // Bit 134217728 (a.early set): launched programmatic-dependent on the stream select, which releases it after its
   // phase 3; it never waits for the select's end (the ready counts order its reads of the list).
-  return launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS, NS>, dim3(a.splits, s.kvHeads, s.batch),
+  return launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS, NS, BULK>, dim3(a.splits, s.kvHeads, s.batch),
                           dim3(32 * kU16SparseWarps), smem, st, s, a, u, m16, fused ? 1 : 0);
 }
 
@@ -304,9 +324,15 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&] {
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
-        cudaError_t e = ring.stages == 3   ? launch_u16_sparse_t<T, D, GS, 3>(s, a, u, m16, fused, st)
-                        : ring.stages == 2 ? launch_u16_sparse_t<T, D, GS, 2>(s, a, u, m16, fused, st)
-                                           : launch_u16_sparse_t<T, D, GS, 4>(s, a, u, m16, fused, st);
+        cudaError_t e;
+        if (ring.bulk) {
+          e = ring.stages == 3 ? launch_u16_sparse_t<T, D, GS, 3, true>(s, a, u, m16, fused, st)
+                               : launch_u16_sparse_t<T, D, GS, 4, true>(s, a, u, m16, fused, st);
+        } else {
+          e = ring.stages == 3   ? launch_u16_sparse_t<T, D, GS, 3, false>(s, a, u, m16, fused, st)
+              : ring.stages == 2 ? launch_u16_sparse_t<T, D, GS, 2, false>(s, a, u, m16, fused, st)
+                                 : launch_u16_sparse_t<T, D, GS, 4, false>(s, a, u, m16, fused, st);
+        }
         if (e != cudaSuccess || fused) return e;
         return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
       });

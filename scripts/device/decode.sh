@@ -64,10 +64,11 @@
 #      call C the ops.ts defaults, with cuda-b1's 541163616 and 583241980 (3935484, 136055932 and those in DECODE_PROVEN),
 #      Session 12 (cuda-anchor): no variant bits are left, so candidates are tuning env knobs: DECODE_KNOBS (space-
 #      separated NAME=value entries, default below: KASCADE_SPARSE_RING, the anchor's sparse pass with a 3- or 2-stage
-#      ring per warp at 3 / 4 CTAs per SM and a split count fitted to them, or the 4-stage ring with the fitted count)
+#      ring per warp at 3 / 4 CTAs per SM and a split count fitted to them, the 3-stage ring with its V rows by TMA bulk
+#      copies, or the 4-stage ring with the fitted count)
 #      each get a parity process of their own (DECODE_KNOB_VARIANTS, default the anchor's batch-32 default 136055932 and
 #      1838204 without the early sparse pass), beside the groups below, and those that pass a bench run of their own over
-#      DECODE_KNOB_VARIANTS after the main one (cuda-decode-knob-<i>.json; the rows that matter in the log),
+#      DECODE_KNOB_BENCH_VARIANTS (default 136055932) after the main one (cuda-decode-knob-<i>.json; the rows that matter in the log),
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
 #      (s, default 180),
@@ -81,8 +82,10 @@ variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,393548
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
 proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932,541163616,583241980}
-read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
+read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
 knob_variants=${DECODE_KNOB_VARIANTS:-136055932,1838204}
+knob_bench=${DECODE_KNOB_BENCH_VARIANTS:-136055932}
+knob_limit=${DECODE_KNOB_PARITY_LIMIT:-120}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
@@ -142,7 +145,7 @@ done
 # The knobs' parity processes (their JSONs stay out of the merged cuda-parity.json).
 for ki in "${!knobs[@]}"; do
   # shellcheck disable=SC2086
-  env "${knobs[$ki]}" timeout --kill-after=5 "$parity_limit" node "$check" "$JOB_OUT/knob-parity-$ki.json" --no-prefill \
+  env "${knobs[$ki]}" timeout --kill-after=5 "$knob_limit" node "$check" "$JOB_OUT/knob-parity-$ki.json" --no-prefill \
     --variants "$knob_variants" $parity_args > "$JOB_OUT/knob-parity-$ki.log" 2>&1 &
 done
 wait
@@ -233,7 +236,7 @@ if [ ! -s "$JOB_OUT/cuda-decode.json" ] && [ "$ok" != 0 ] && [ $(($(date +%s) - 
   node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode.json" -- --variants 0
   say "bench (variant 0) exit $?"
 fi
-# The knobs that passed parity, each in a bench run of its own over DECODE_KNOB_VARIANTS (the env is read once per
+# The knobs that passed parity, each in a bench run of its own over DECODE_KNOB_BENCH_VARIANTS (the env is read once per
 # process); their 32k / 128k batch-32 anchor rows (and the main run's, same call) into the log.
 knob_rows() { # <json> <label>: the anchor / layer-0 rows at batch 32, 32k and 128k
   node -e '
@@ -252,9 +255,9 @@ for ki in "${!knobs_ok[@]}"; do
     say "no time left for the bench under ${knobs_ok[$ki]}"
     continue
   fi
-  say "bench cuda-decode under ${knobs_ok[$ki]} over variants $knob_variants"
-  env "${knobs_ok[$ki]}" KASCADE_TORCH_SCRIPT=none node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode-knob-$ki.json" \
-    ${reps[@]+"${reps[@]}"} -- --variants "$knob_variants" > "$JOB_OUT/knob-bench.log" 2>&1
+  say "bench cuda-decode under ${knobs_ok[$ki]} over variants $knob_bench"
+  env "${knobs_ok[$ki]}" KASCADE_TORCH_SCRIPT=none timeout --kill-after=3 45 node packages/cuda/dist-device/bench-cli.mjs cuda-decode --out "$JOB_OUT/cuda-decode-knob-$ki.json" \
+    ${reps[@]+"${reps[@]}"} -- --variants "$knob_bench" > "$JOB_OUT/knob-bench.log" 2>&1
   say "bench under ${knobs_ok[$ki]}: exit $?"
   knob_rows "$JOB_OUT/cuda-decode-knob-$ki.json" "${knobs_ok[$ki]}"
   rm -f "$JOB_OUT/knob-bench.log" "$JOB_OUT/cuda-decode-knob-$ki.md" "$JOB_OUT/cuda-decode-knob-$ki.svg"

@@ -26,11 +26,13 @@
 # recomputing the pooled scores and writing the sparse pass's scores: select 341 us against 256, sparse pass 350 against
 # 393), 3935484 against 1077677308; both bits removed. Default now: the two batch-32 defaults.
 # Session 12 (cuda-anchor): the candidates are tuning env knobs (no variant bits are left). PROFILE_ANCHOR_KNOBS (space-
-# separated NAME=value entries; default the sparse-pass ring knob KASCADE_SPARSE_RING at 3 and 2 stages and the 4-stage
-# ring with the fitted split count) each run the anchor default 136055932 (probe 0, 128k batch 32, the sparse pass only)
-# into anchor-knob<i>.csv, with the metrics above; and PROFILE_ANCHOR_STALLS=1 (default) runs ncu's WarpStateStats,
-# Occupancy, SchedulerStats and SpeedOfLight sections on the sparse pass and the reuse gather (attn_partial) at 128k
-# batch 32, as is and under each knob, into stalls-default.csv / stalls-knob<i>.csv: where the sparse pass's warps wait.
+# separated NAME=value entries; default the sparse-pass ring knob KASCADE_SPARSE_RING at 3 stages, 3 stages with the V
+# rows by TMA bulk copies, 2 stages, and the 4-stage ring with the fitted split count) each run the anchor default
+# 136055932 (probe 0, 128k batch 32, the sparse pass only) into anchor-knob<i>.csv, with the metrics above; and
+# PROFILE_ANCHOR_STALLS=1 (default) runs ncu's WarpStateStats, Occupancy, SchedulerStats and SpeedOfLight sections on
+# the sparse pass and the attention passes (attn_partial: the reuse gather among them) at 128k batch 32, as is
+# (stalls-default.csv) and under the knobs numbered in PROFILE_ANCHOR_STALL_KNOBS (default "0 1": stalls-knob<i>.csv):
+# where the sparse pass's warps wait.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
 # anchor-<v>-p<mode>[-b<entry>].csv.
 set -u
@@ -76,7 +78,7 @@ for entry in ${list//,/ }; do
     done
   done
 done
-read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
+read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
 stalls() { # <label> <kernel regex> [NAME=value]: ncu's sections on 128k batch 32 into stalls-<label>.csv
   local out="$JOB_OUT/stalls-$1.csv"
   env ${3:+"$3"} PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,188" timeout 20 "$NCU" --clock-control none \
@@ -93,6 +95,6 @@ for ki in "${!knobs[@]}"; do
   echo "knob ${knobs[$ki]}: rc=$? (anchor-knob$ki.csv)"
 done
 if [ "${PROFILE_ANCHOR_STALLS:-1}" = 1 ]; then
-  for ki in "${!knobs[@]}"; do stalls "knob$ki" u16_sparse "${knobs[$ki]}"; done
+  for ki in ${PROFILE_ANCHOR_STALL_KNOBS-0 1}; do stalls "knob$ki" u16_sparse "${knobs[$ki]}"; done
 fi
 echo done
