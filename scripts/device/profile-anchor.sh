@@ -79,14 +79,14 @@ for entry in ${list//,/ }; do
   done
 done
 read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
-stalls() { # <label> <kernel regex> [NAME=value]: ncu's sections on 128k batch 32 into stalls-<label>.csv
+stalls() { # <label> <kernel regex> [NAME=value [section]]: ncu's sections on 128k batch 32 into stalls-<label>.csv
   local out="$JOB_OUT/stalls-$1.csv"
-  env ${3:+"$3"} PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,188" timeout 20 "$NCU" --clock-control none \
-    -k regex:"$2" --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats --csv \
-    node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
+  env ${3:+"$3"} PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,188" timeout 25 "$NCU" --clock-control none \
+    -k regex:"$2" --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
+    ${4:+--section "$4"} --csv node packages/cuda/dist-device/profile-ops.mjs > "$out" 2> "$out.err"
   echo "stalls $1 ${3:-}: rc=$?"
 }
-[ "${PROFILE_ANCHOR_STALLS:-1}" = 1 ] && stalls default 'u16_sparse|attn_partial'
+[ "${PROFILE_ANCHOR_STALLS:-1}" = 1 ] && stalls default 'u16_sparse|attn_partial' KASCADE_PROFILE_NONE=1 MemoryWorkloadAnalysis
 for ki in "${!knobs[@]}"; do
   out="$JOB_OUT/anchor-knob$ki.csv"
   env "${knobs[$ki]}" KASCADE_DEBUG_NO_LOGIT_WRITES=0 PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,176" \
