@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "b1_early.cuh"
+#include "b1_l2.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -114,6 +115,12 @@ __device__ unsigned g_ws_ticket[kMaxFusedRows];
 // orders the mark after them): the slots' merge as its L2 round trip and the rest.
 // Session 12 (bit 536870912): (8) when the warps' states are in shared memory (after the merge's first barrier) and (9)
 // when thread 0's merged element is computed, before its slot store and f64 adds: the warps' merge in three steps.
+// The kernel's `trace` argument: flags. kWsFlagTrace: KASCADE_WS_TRACE=1 (below). kWsFlagEvictFirst (session 12, tuning
+// knob KASCADE_WS_EVICT_FIRST=1): the producers' K / V row copies under an L2 evict-first policy, so the 54 MB stream
+// (at 128k batch 1) does not push out of L2 what the launch reads again: the index list, the rows' accumulators, slots
+// and counters, the kernel's code (the epilogue runs once per CTA at its very end).
+constexpr int kWsFlagTrace = 1;
+constexpr int kWsFlagEvictFirst = 2;
 constexpr int kWsTraceCtas = 4096;
 constexpr int kWsTraceCols = 10;
 __device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
@@ -456,7 +463,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
   uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  const bool marks = trace != 0;
+  const bool marks = (trace & kWsFlagTrace) != 0;
   __shared__ unsigned sTicket;  // merge 3: this CTA's ticket (the first producer's lane 0)
   __shared__ int sOver;         // merge 3, the ticket's holder: some split's |m| > kWsAccRange
   if (marks && tid == 0) {
@@ -517,6 +524,8 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     // then after its phase 3); an entry at or past it is loaded only at its stage's issue (kPending until then), after
     // an acquire load has seen it covered. The list is then read through L2 (__ldcg: the select writes it meanwhile).
     const int* readyWord = early ? a.early + selRow * kStateInts + kB1ReadyInt : nullptr;
+    const bool evictFirst = (trace & kWsFlagEvictFirst) != 0;
+    const uint64_t streamPolicy = l2_policy_evict_first();
     constexpr int kPending = -2;
     int ready = 0;  // entries known written (this lane's view)
     auto poll_ready = [&]() {
@@ -572,7 +581,13 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
         __syncwarp();
         if (lane == 0) mbar_arrive_expect_tx(fb, (LG ? 16u : 32u) * kRowBytes);
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
-        if (lane >= 16) {
+        if (evictFirst) {  // KASCADE_WS_EVICT_FIRST=1 (session 12): the rows streamed evict-first
+          if (lane >= 16) {
+            bulk_g2s_policy(smem_u32(Vs + e0 * R), vg + off, kRowBytes, smem_u32(fb), streamPolicy);
+          } else if (!LG) {
+            bulk_g2s_policy(smem_u32(Ks + e0 * R), kg + off, kRowBytes, smem_u32(fb), streamPolicy);
+          }
+        } else if (lane >= 16) {
           bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
         } else if (!LG) {
           bulk_g2s(Ks + e0 * R, kg + off, kRowBytes, fb);
@@ -781,9 +796,11 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   // Tuning knob KASCADE_WS_TICKET=1 (session 12): with bit 536870912, the ticket's holder merges (ws_ticket_epilogue).
   const char* tenvTicket = std::getenv("KASCADE_WS_TICKET");  // read per call (the b1 probe sets it between calls)
   const bool ticket = tenvTicket != nullptr && tenvTicket[0] == '1';
+  const char* tenvEvict = std::getenv("KASCADE_WS_EVICT_FIRST");  // tuning knob (session 12), read per call
+  const bool evictFirst = tenvEvict != nullptr && tenvEvict[0] == '1';
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
-                       st, s, a, acc ? (ticket ? 3 : 2) : fused ? 1 : 0, trace);
+                       st, s, a, acc ? (ticket ? 3 : 2) : fused ? 1 : 0, trace | (evictFirst ? kWsFlagEvictFirst : 0));
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
