@@ -67,9 +67,14 @@ echo "parity rc=$? after $(( $(date +%s) - start )) s"
 #     subgroup team merge, index patterns, merge, ops per pass, a gather-only kernel, the anchors'
 #     stages) in a process of its own; WEBGPU_NO_PROBE=1 skips it. WEBGPU_PROBE_NR=1 runs it again
 #     with Dawn's bounds clamps off (rows with dawnToggles; call A of session 4: nothing got faster).
+#     Since session 12 the probe starts with the split passes taken apart (rows probe-split: as they run,
+#     math alone, loads alone), and 0c runs those at batch 8 too.
 if [ -z "${WEBGPU_NO_PROBE:-}" ]; then
   timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
   echo "probe rc=$? after $(( $(date +%s) - start )) s"
+  # 0c. The split passes taken apart at batch 8 (rows probe-split and the gather in the reuse's grid).
+  timeout --kill-after=3 "$lim2" node "$bundle" "$out/probe8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-parity --probe-only
+  echo "probe b8 rc=$? after $(( $(date +%s) - start )) s"
   if [ -n "${WEBGPU_PROBE_NR:-}" ]; then
     KASCADE_DAWN_ENABLE=disable_robustness timeout --kill-after=3 "$lim1" node "$bundle" "$out/probe-nr" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-parity --probe-only
     echo "probe (disable_robustness) rc=$? after $(( $(date +%s) - start )) s"
@@ -120,13 +125,13 @@ if [ "$l" -gt 40 ] && [ -z "${KASCADE_WEBGPU_SMOKE:-}" ] && [ -z "${WEBGPU_NO_PR
   rm -rf "$out/prefill"
 fi
 parts=()
-for p in p128k1 probe probe-nr p128k8 p32k s128k1 s128k8 parity; do
+for p in p128k1 probe probe8 probe-nr p128k8 p32k s128k1 s128k8 parity; do
   [ -s "$out/$p/webgpu-decode.json" ] && parts+=("$out/$p/webgpu-decode.json")
 done
 # Few files come back from a device call: keep the merged JSON and Markdown (the SVG is redrawn
 # here with --merge of the one file), or the parts' JSON when the merge fails.
 if [ ${#parts[@]} -gt 0 ] && node "$bundle" --merge "$out/webgpu-decode.json" "${parts[@]}"; then
-  rm -rf "$out/parity" "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/probe" "$out/probe-nr" "$out/webgpu-decode.svg"
+  rm -rf "$out/parity" "$out/p128k1" "$out/p128k8" "$out/p32k" "$out/s128k1" "$out/s128k8" "$out/probe" "$out/probe8" "$out/probe-nr" "$out/webgpu-decode.svg"
 else
   rm -f "$out"/[ps]*/webgpu-decode.md "$out"/[ps]*/webgpu-decode.svg
 fi

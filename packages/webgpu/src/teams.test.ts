@@ -422,6 +422,22 @@ describe.skipIf(!probe.context)(
       // The defaults at many rows (9 sequences x 2 KV heads > 16): layer 0's pass on narrow teams, the
       // anchors' scores pass with each lane's own statistics.
       { batch: 9 },
+      // The butterfly's first round transposing (session 12): every pass with V and no transposed
+      // reduction here (the gathers, layer 0's pass, dense: 8 keys x group 2 do not fill a team of 4).
+      { halfTransposedReduce: true, prefetchIndices: true },
+      { halfTransposedReduce: true, teamWidth: 2, keysPerStep: 2, minStepsPerSplit: 1 },
+      { halfTransposedReduce: true, batch: 9 },
+      { halfTransposedReduce: true, loadsAhead: true, keysPerStep: 4, minStepsPerSplit: 2 },
+      // The lane-permuted slots filled after in-order loads (session 12): group 2 x 2 keys fill a team.
+      {
+        heads: 4,
+        transposedReduce: true,
+        xorLayout: true,
+        permuteAfterLoad: true,
+        keysPerStep: 2,
+        prefetchIndices: true,
+        minStepsPerSplit: 2,
+      },
     ];
     it.each(OPTIONS)(
       '%o: every role against the reference, f16, many splits (batch 2 unless given)',
@@ -471,6 +487,20 @@ describe.skipIf(!probe.context)(
             outs.push(new Float32Array(await readBuffer(gpu, out, B * H * d * 4)));
           }
           expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
+          if ('halfTransposedReduce' in opts) {
+            // The same bits as the full butterfly.
+            const { halfTransposedReduce: _, ...plain } = opts;
+            gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
+            await run(gpu, (pass) =>
+              encodeDecode(
+                gpu,
+                pass,
+                decodeOp({ heads: H, q, kv, n, out, slot, headMap, budget }, role, plain),
+              ),
+            );
+            const full = new Float32Array(await readBuffer(gpu, out, B * H * d * 4));
+            expect(Array.from(full), `${role}: against the full butterfly`).toEqual(Array.from(outs[0]));
+          }
           sels = await checkDecodeRole(
             gpu,
             role,
@@ -488,7 +518,16 @@ describe.skipIf(!probe.context)(
         if ('loadsAhead' in opts) expect(keys.some((k) => k.includes('AHEAD=true'))).toBe(true);
         if ('xorLayout' in opts) expect(keys.some((k) => k.includes('TRED_XOR=true'))).toBe(true);
         if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
-        if ('laneStats' in opts || 'batch' in opts) {
+        if ('permuteAfterLoad' in opts) {
+          expect(keys.some((k) => k.includes('PERMUTE_AFTER_LOAD=true') && k.includes('U=2,'))).toBe(true);
+        }
+        if ('halfTransposedReduce' in opts) {
+          // Layer 0's pass at many rows takes the transposed reduction (2 keys x group 2 fill a team of 4).
+          for (const pass of 'batch' in opts ? ['GATHER=true'] : ['GATHER=true', 'WRITE_SCORES=true']) {
+            expect(keys.some((k) => k.includes('HALF_TRED=true') && k.includes(pass))).toBe(true);
+          }
+        }
+        if ('laneStats' in opts || ('batch' in opts && Object.keys(opts).length === 1)) {
           expect(keys.some((k) => k.includes('LANE_STATS=true'))).toBe(true);
         }
         if ('streamPass' in opts) {

@@ -101,6 +101,8 @@ type Tuning = Pick<
   | 'xorLayout'
   | 'teamWidth'
   | 'laneStats'
+  | 'halfTransposedReduce'
+  | 'permuteAfterLoad'
 >;
 
 /** The subgroup team merge (session 5's candidate). */
@@ -124,8 +126,27 @@ const LAYER0_NARROW: Tuning = {
     subgroupTeamMerge: true,
   },
 };
-/** The anchors' scores pass without each lane's own softmax statistics (its default before session 10). */
-const SCORES_S9: Tuning = { streamPass: { laneStats: false } };
+/**
+ * The butterfly's first round transposing (session 12): the gathers, layer 0's pass where it takes no
+ * transposed reduction (few rows), dense where its transposed reduction is off.
+ */
+const HALF: Tuning = { halfTransposedReduce: true };
+/** Layer 0's pass at many rows on teams of 16 lanes, 8 keys per step (session 9's), with HALF. */
+const LAYER0_HALF: Tuning = { ...HALF, ...LAYER0_S9 };
+/** Dense without the transposed reduction, with HALF, on 8- or 16-byte pieces. */
+const DENSE_HALF8: Tuning = { ...HALF, transposedReduce: false, xorLayout: false, pieceBytes: 8 };
+const DENSE_HALF16: Tuning = { ...HALF, transposedReduce: false, xorLayout: false, pieceBytes: 16 };
+/**
+ * The lane-permuted slots filled after in-order loads (session 12): wherever `xorLayout` is on (the
+ * anchors' scores pass; dense at many rows), and dense at few rows with it.
+ */
+const PAL: Tuning = { permuteAfterLoad: true };
+const SCORES_PAL: Tuning = { streamPass: PAL };
+const DENSE_PAL: Tuning = { xorLayout: true, permuteAfterLoad: true };
+/** The reuse with the transposed reduction on lane-permuted slots filled after in-order loads. */
+const REUSE_PAL: Tuning = { transposedReduce: true, xorLayout: true, permuteAfterLoad: true, pieceBytes: 8 };
+/** Layer 0's pass at many rows (teams of 8 lanes, 2 keys per step, transposed) on such slots. */
+const LAYER0_PAL: Tuning = { streamPass: { xorLayout: true, permuteAfterLoad: true } };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -150,6 +171,18 @@ const PARITY_OPTIONS: Tuning[] = [
   // Session 10.
   LAYER0_NARROW,
   { streamPass: { laneStats: true } },
+  // Session 12: the gathers' first butterfly round transposing, at the few-row shape (8-byte pieces)
+  // and the many-row one (16-byte pieces, the subgroup team merge); layer 0's pass and dense with it.
+  HALF,
+  { ...HALF, pieceBytes: 16, subgroupTeamMerge: true },
+  LAYER0_HALF,
+  { ...LAYER0_HALF, loadsAhead: true },
+  DENSE_HALF8,
+  DENSE_HALF16,
+  PAL,
+  { transposedReduce: true, pieceBytes: 8, ...DENSE_PAL },
+  REUSE_PAL,
+  { ...LAYER0_NARROW, streamPass: { ...LAYER0_NARROW.streamPass, xorLayout: true, permuteAfterLoad: true } },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -203,18 +236,22 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // the defaults did not change; the final call keeps session 10's checks of its many-row choices.
   // Call C: the reuse at batch 8 (0.1505 of dense in call B) with other workgroup counts and piece sizes
   // (all slower at batch 1 and 8: the package README).
-  reuse: alternate(
-    2,
-    {},
-    { targetWorkgroups: 1024 },
-    { targetWorkgroups: 3072 },
-    { targetWorkgroups: 4096 },
-    { pieceBytes: 8 },
-    { pieceBytes: 8, targetWorkgroups: 4096 },
-  ),
-  anchor: alternate(2, {}, SCORES_S9),
-  'dense-anchor': alternate(2, {}, LAYER0_S9),
-  dense: [],
+  // Session 12: the first butterfly round transposing (HALF), three times in turn with the defaults,
+  // then with other workgroup counts, piece sizes and keys per step.
+  reuse: [
+    ...alternate(3, {}, HALF),
+    ...alternate(
+      2,
+      { ...HALF, targetWorkgroups: 1024 },
+      { ...HALF, pieceBytes: 8 },
+      { ...HALF, pieceBytes: 16 },
+      { ...HALF, keysPerStep: 6 },
+      REUSE_PAL,
+    ),
+  ],
+  anchor: alternate(3, {}, HALF, SCORES_PAL),
+  'dense-anchor': alternate(3, {}, HALF, LAYER0_HALF, LAYER0_PAL),
+  dense: alternate(2, {}, DENSE_HALF8, DENSE_HALF16, DENSE_PAL),
 };
 
 const bench: Bench = {

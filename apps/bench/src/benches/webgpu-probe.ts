@@ -2,6 +2,10 @@
  * The reuse probe of `webgpu-decode --probe` (issue 5): where the batch-1 reuse op's time goes.
  * Rows `probe-*` (column `probe` says what ran), all at one context and batch, on the anchor's own
  * selection unless the row says otherwise:
+ * - `probe-split` (session 12; the only rows at more than one sequence, with the gather alone in the
+ *   reuse's grid there): the reuse's and dense's split pass as it runs, with its loads served by the
+ *   caches (`cachedRows`: the math alone) and with its loads but no math (`loadsOnly`), with the
+ *   candidate `halfTransposedReduce`, and the reuse's split pass by k with and without its math;
  * - `probe-floor`: passes of 1, 4 and 16 tiny dispatches (the pass and per-dispatch cost), and the
  *   gather-only kernel's grid with nothing to read (`empty`);
  * - `probe-reuse`: the reuse op with k = 64 .. the budget (fixed vs per-row cost), on contiguous
@@ -28,6 +32,7 @@ import {
   encodeDecode,
   type KascadeGPU,
   readBuffer,
+  teamSplits,
 } from '@kascade/webgpu';
 import type { BenchContext } from '../harness.js';
 import type { Row } from '../results.js';
@@ -62,6 +67,8 @@ type Options = Pick<
   | 'streamPass'
   | 'cachedRows'
   | 'xorLayout'
+  | 'loadsOnly'
+  | 'halfTransposedReduce'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -70,6 +77,8 @@ const SGM: Options = { subgroupTeamMerge: true };
 const SPLIT_ONLY: Options = { untilStage: 'split' };
 /** Session 6's select (nine dispatches; the folded one is the default up to 16 rows since session 7). */
 const CLASSIC: Options = { selectSchedule: 'classic' };
+/** Session 12's candidate: the butterfly's first round transposing (gathers, few-row layer 0). */
+const HALF: Options = { halfTransposedReduce: true };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -220,6 +229,79 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       decodeCall({ ...inputs, kv: onKv, slot: probeSlot }, 'reuse', { scratchTag: tag, ...o }),
     );
   try {
+    // 0. The split passes taken apart (session 12), at any batch: the reuse's and dense's split pass
+    //    as it runs, with its loads served by the caches (`cachedRows`: the math alone), with its loads
+    //    and no math (`loadsOnly`), and with the candidate HALF; the reuse whole; the reuse's split
+    //    pass by k; the gather alone in the reuse's grid. Rows `probe-split`.
+    const splitParts: [string, 'reuse' | 'dense', Options][] = [
+      ['reuse whole', 'reuse', {}],
+      ['reuse whole', 'reuse', HALF],
+      ['reuse split', 'reuse', SPLIT_ONLY],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, cachedRows: true }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, loadsOnly: true }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...HALF }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...HALF, cachedRows: true }],
+      ['dense split', 'dense', SPLIT_ONLY],
+      ['dense split', 'dense', { ...SPLIT_ONLY, cachedRows: true }],
+      ['dense split', 'dense', { ...SPLIT_ONLY, loadsOnly: true }],
+    ];
+    for (const [what, role, o] of splitParts) {
+      const s = await timeOp(
+        gpu,
+        ctx,
+        `probe: ${what} ${JSON.stringify(o)}`,
+        (pass) => (role === 'reuse' ? reuse(pass, o) : encodeDecode(gpu, pass, decodeCall(inputs, role, o))),
+        flush,
+      );
+      push('probe-split', what, s, {
+        ...(Object.keys(o).length > 0 ? { options: JSON.stringify(o) } : {}),
+        ...(role === 'reuse' ? { gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)) } : {}),
+      });
+    }
+    for (const kk of [1024, 4096].filter((x) => x < k)) {
+      probeSlot.k = kk;
+      for (const o of [SPLIT_ONLY, { ...SPLIT_ONLY, loadsOnly: true }]) {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: reuse split k=${kk} ${JSON.stringify(o)}`,
+          (pass) => reuse(pass, o),
+          flush,
+        );
+        push('probe-split', `reuse split, k ${kk}`, s, { k: kk, options: JSON.stringify(o) });
+      }
+    }
+    probeSlot.k = k;
+    if (batch > 1) {
+      // The gather alone in the reuse's grid at many rows (16-byte pieces, teams of 16, 8 keys per step,
+      // the reuse's splits per row).
+      const splits = teamSplits(batch, kvHeads, k, 64, 2048, 4).splits;
+      for (const pieceBytes of [16, 8] as const) {
+        const s = await timeOp(
+          gpu,
+          ctx,
+          `probe: gather_rows like the reuse default, ${splits} per row, ${pieceBytes}-byte pieces`,
+          (pass) =>
+            encodeGatherRows(gpu, pass, {
+              kv,
+              sel: probeSlot.indices,
+              kStride: slot.kStride,
+              k,
+              splits,
+              keysPerStep: 8,
+              readV: true,
+              pieceBytes,
+            }),
+          flush,
+        );
+        push('probe-gather', `gather only, reuse-default grid at many rows, ${pieceBytes}-byte pieces`, s, {
+          keysPerStep: 8,
+          workgroups: splits * rowsN,
+          gbPerS: Math.round((rowsN * k * rowBytes) / (s.median * 1e3)),
+        });
+      }
+      return rows;
+    }
     // 1. Floors: a pass of 1, 4, 16 tiny dispatches; the gather-only grid with nothing to read.
     const a = gpu.scratchBuffer('bench.tinyA', 256);
     const b = gpu.scratchBuffer('bench.tinyB', 256);

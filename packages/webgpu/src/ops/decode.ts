@@ -153,12 +153,33 @@ export interface DecodeArgs {
    */
   readonly cachedRows?: boolean;
   /**
+   * `teams` only, for measurements: the split pass issues its K/V loads but skips the attention math
+   * (the loaded pieces are summed into one register so the loads stay). The output is then not attention.
+   */
+  readonly loadsOnly?: boolean;
+  /**
+   * `teams` only, passes with V and without the transposed reduction (the gathers, layer 0's pass at
+   * few rows, dense where its transposed reduction is off), `keysPerStep` even: the butterfly's first
+   * round transposes (each half of the team keeps the scores of its half of the step's keys), the other
+   * rounds reduce half as many scores, each half takes the exps of its own keys and the partner half's
+   * probabilities by one shuffle each: the same bits as the full butterfly with fewer shuffles and exps.
+   * Ignored on other passes. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly halfTransposedReduce?: boolean;
+  /**
    * `teams` only, with the transposed reduction (group a power of two): lane L's slots hold the step's
    * keys and the query heads permuted by L (slot e holds element e XOR L), so each round of the
    * transposing butterfly needs no selects; the scores are the same bits, V is summed in a
    * lane-dependent key order. Default: `TEAM_DEFAULTS` (off).
    */
   readonly xorLayout?: boolean;
+  /**
+   * `teams` only, with `xorLayout`: a team loads the step's keys in order (each load instruction on one
+   * row) and moves them to the lane-permuted slots afterwards by selects in registers (log2 of the
+   * keys per step rounds of swaps); the scores are the bits of `xorLayout`, V is summed in key order.
+   * Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly permuteAfterLoad?: boolean;
   /** `teams` only, gathering passes: stage the key indices in workgroup memory first (default: `TEAM_DEFAULTS`, on). */
   readonly prefetchIndices?: boolean;
   /**
@@ -234,6 +255,8 @@ export interface TeamSettings {
   /** Lanes per team (0: the widest the row and the subgroup allow). */
   readonly teamWidth: number;
   readonly laneStats: boolean;
+  readonly halfTransposedReduce: boolean;
+  readonly permuteAfterLoad: boolean;
 }
 
 /**
@@ -256,6 +279,8 @@ const STREAM_FEW: TeamSettings = {
   xorLayout: false,
   teamWidth: 0,
   laneStats: false,
+  halfTransposedReduce: false,
+  permuteAfterLoad: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
 /**
@@ -533,6 +558,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       cachedRows: a.cachedRows === true,
       xor: o.xorLayout ?? d.xorLayout,
       laneStats: o.laneStats ?? d.laneStats,
+      halfTred: o.halfTransposedReduce ?? d.halfTransposedReduce,
+      permuteAfterLoad: o.permuteAfterLoad ?? d.permuteAfterLoad,
+      loadsOnly: a.loadsOnly === true,
     };
   };
   const teams = kernel === 'teams';
@@ -596,6 +624,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       t?.sgMerge === true &&
       teamsWorkgroupBytes(t.layout, stepKeys * SB, group, headDim, MSG) <=
         (gpu.limits?.maxComputeWorkgroupStorageSize ?? 16384);
+    const tredXor = t?.tred === true && t.xor && (group & (group - 1)) === 0;
     const teamDefs = t && {
       HEAD_DIM: headDim,
       GROUP: group,
@@ -611,11 +640,17 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       MSG,
       TRED: t.tred,
       // Only with the transposed reduction and a group that is a power of two.
-      TRED_XOR: t.tred && t.xor && (group & (group - 1)) === 0,
+      TRED_XOR: tredXor,
       KP: t.pieceType,
       SUBGROUPS: true,
       // Only where on, so the default pipelines stay as they were.
       ...(t.cachedRows ? { CACHED_ROWS: true } : {}),
+      ...(t.loadsOnly ? { LOADS_ONLY: true } : {}),
+      ...(tredXor && t.permuteAfterLoad ? { PERMUTE_AFTER_LOAD: true } : {}),
+      // Where it applies (no transposed reduction, V accumulated, an even step, teams of 2+ lanes).
+      ...(t.halfTred && !t.tred && opts.accumV && t.U % 2 === 0 && t.layout.TW >= 2
+        ? { HALF_TRED: true }
+        : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
     };
     const p1 = teamDefs
