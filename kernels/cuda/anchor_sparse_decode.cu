@@ -7,7 +7,8 @@
 //   grid (splits, kvHeads, batch) (attn_splits of the index list, as the K-row gather), block 128 threads = 4
 //   warps; warp w takes the block's 16-entry groups w, w + 4, ... Per group, into the warp's own ring stage
 //   (NS deep: kU16SparseStages = 4, two CTAs per SM; session 12's tuning knob KASCADE_SPARSE_RING times 3 and 2
-//   stages at three and four CTAs per SM, with a split count fitted to them), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
+//   stages at three and four CTAs per SM with a split count fitted to them, the V rows by TMA bulk copies (BULK) and
+//   the index slots as fixed registers of a loop unrolled by NS (UNR); see the knob below), all by cp.async: the 16 V rows (lane pair 2r, 2r + 1 copies row r's 16-byte
 //   chunks), and for lanes 0..15 (entry `lane`) the 4-byte word of u holding the key's value and the key's
 //   step maximum m16, per query head (bit 1048576, the key-major intermediate: the key's GS values in one copy
 //   of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies at GS >= 4). When the stage lands, lane e
@@ -34,6 +35,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <type_traits>
+#include <utility>
 
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
@@ -68,6 +71,16 @@ static_assert(u16_sparse_smem_bytes<__half, 128, 8, 3>() * 3 <= 227 * 1024 &&
                   u16_sparse_smem_bytes<__half, 128, 8, 2>() * 4 <= 227 * 1024,
               "the shallow rings fit 3 / 4 CTAs per SM");
 
+// f(std::integral_constant<int, 0>{}) ... f(std::integral_constant<int, N - 1>{}), in order.
+template <int N, typename F, int... I>
+__device__ __forceinline__ void const_for_impl(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, typename F>
+__device__ __forceinline__ void const_for(F&& f) {
+  const_for_impl<N>(f, std::make_integer_sequence<int, N>{});
+}
+
 // A 4-byte cp.async that zero-fills when src_bytes is 0.
 __device__ __forceinline__ void cp_async4_zfill(void* smem, const void* gmem, int src_bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes)
@@ -83,7 +96,7 @@ __device__ __forceinline__ void cp_async8_zfill(void* smem, const void* gmem, in
 // Completion counters of the fused merge (bit 4): zero at module load, reset by the block that merges.
 __device__ unsigned g_u16_sparse_done[kMaxFusedRows];
 
-template <typename T, int D, int GS, int NS, bool BULK>
+template <typename T, int D, int GS, int NS, bool BULK, bool UNR>
 __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<NS>())
     u16_sparse_kernel(KascadeDecodeShape s, PartialArgs a, const __half* __restrict__ u, const float* __restrict__ m16,
                       int fused) {
@@ -140,21 +153,22 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
     }
     return __ldcg(idx + e);
   };
+  // pq: the raw indices of the next NS steps. UNR = false: pq[0] is the next step's, shifted down at each issue (the
+  // moves read the index loaded one step before, so each step waits for that load). UNR (session 12, tuning knob
+  // KASCADE_SPARSE_RING's fourth field): pq[i % NS] is step i's, its slot refilled with step i + NS's, and the main
+  // loop unrolled by NS so that every slot is a fixed register: each index load has NS steps to land.
   int pq[NS];
 #pragma unroll
   for (int t = 0; t < NS; ++t) pq[t] = raw_pos(t);
-  auto issue = [&](int i) {
+  // Step i's copies into stage st from its raw index `raw` (taken from its pq slot).
+  auto issue_raw = [&](int i, int st, int raw) {
     if (i < steps) {
-      const int st = i % NS;
-      if (pq[0] == kPending) {  // bit 134217728: wait until the select has written this entry
+      if (raw == kPending) {  // bit 134217728: wait until the select has written this entry
         const int e = begin + (warp + kU16SparseWarps * i) * 16 + lane;
         for (poll_ready(); e >= ready; poll_ready()) __nanosleep(256);
-        pq[0] = __ldcg(idx + e);
+        raw = __ldcg(idx + e);
       }
-      const int p = (pq[0] >= 0 && pq[0] < n) ? pq[0] : -1;  // out of range: masked, never read
-#pragma unroll
-      for (int t = 0; t + 1 < NS; ++t) pq[t] = pq[t + 1];
-      pq[NS - 1] = raw_pos(i + NS);
+      const int p = (raw >= 0 && raw < n) ? raw : -1;  // out of range: masked, never read
       if (lane < 16) {
         posS[warp][st][lane] = p;
         const int pc = p < 0 ? 0 : p, bytes = p < 0 ? 0 : 4;
@@ -197,18 +211,36 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
     }
     cp_async_commit();
   };
+  // UNR = false: step i's index is pq[0]; the slots shift down and the last takes step i + NS's.
+  auto issue = [&](int i) {
+    int raw = -1;
+    if (i < steps) {
+      raw = pq[0];
+#pragma unroll
+      for (int t = 0; t + 1 < NS; ++t) pq[t] = pq[t + 1];
+      pq[NS - 1] = raw_pos(i + NS);
+    }
+    issue_raw(i, i % NS, raw);
+  };
+  // UNR: step i (i % NS == SLOT) from slot SLOT, refilled with step i + NS's index.
+  auto issue_slot = [&](int i, auto slot) {
+    constexpr int SLOT = decltype(slot)::value;
+    int raw = -1;
+    if (i < steps) {
+      raw = pq[SLOT];
+      pq[SLOT] = raw_pos(i + NS);
+    }
+    issue_raw(i, SLOT, raw);
+  };
 
   float m = -INFINITY, l = 0.f;
   float acc[D / 8][2];
 #pragma unroll
   for (int nb = 0; nb < D / 8; ++nb) acc[nb][0] = acc[nb][1] = 0.f;
   const bool p16 = (a.variant & KASCADE_VARIANT_P16) != 0;
-#pragma unroll
-  for (int t = 0; t < NS - 1; ++t) issue(t);
-  for (int i = 0; i < steps; ++i) {
-    issue(i + NS - 1);
+  // Step i's stage once its copies have landed: the scores from u and m16, then the softmax and P V.
+  auto consume = [&](int i, int st) {
     cp_async_wait<NS - 1>();
-    const int st = i % NS;
     if constexpr (BULK) mbar_wait(&barS[warp][st], static_cast<unsigned>(i / NS) & 1u);
     __syncwarp();
     if (lane < 16) {
@@ -227,6 +259,26 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
     __syncwarp();
     attend16_logits<T, D, GS, R>(stage_lg(st), stage_v(st), posS[warp][st], p16, m, l, acc);
     __syncwarp();
+  };
+  if constexpr (UNR) {
+    const_for<NS - 1>([&](auto t) { issue_slot(decltype(t)::value, t); });
+    for (int i0 = 0; i0 < steps; i0 += NS) {
+      const_for<NS>([&](auto u) {
+        constexpr int U = decltype(u)::value;
+        const int i = i0 + U;
+        if (i < steps) {
+          issue_slot(i + NS - 1, std::integral_constant<int, (U + NS - 1) % NS>{});
+          consume(i, U);
+        }
+      });
+    }
+  } else {
+#pragma unroll
+    for (int t = 0; t < NS - 1; ++t) issue(t);
+    for (int i = 0; i < steps; ++i) {
+      issue(i + NS - 1);
+      consume(i, i % NS);
+    }
   }
   cp_async_wait<0>();
   l += __shfl_xor_sync(0xffffffffu, l, 1);
@@ -238,25 +290,28 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
       fused ? g_u16_sparse_done + (static_cast<size_t>(b) * G + j) : nullptr, false);
 }
 
-// KASCADE_SPARSE_RING (tuning, read once): "<stages>[,<splits>[,<bulk>]]", stages 4 (the default), 3 or 2; splits 0 (the
-// default with the knob) fits the count to the resident CTAs (u16_sparse_splits), -1 keeps attn_splits, > 0 forces it;
-// bulk 1 (with 3 or 4 stages): the V rows by TMA bulk copies. Unset: 4 stages, attn_splits and cp.async, as before.
+// KASCADE_SPARSE_RING (tuning, read once): "<stages>[,<splits>[,<bulk>[,<unroll>]]]", stages 4 (the default), 3 or 2;
+// splits 0 (the default with the knob) fits the count to the resident CTAs (u16_sparse_splits), -1 keeps attn_splits,
+// > 0 forces it; bulk 1 (with 3 or 4 stages, not with unroll): the V rows by TMA bulk copies; unroll 1 (with 3 or 4
+// stages): the index slots as fixed registers (UNR). Unset: 4 stages, attn_splits, cp.async and shifted slots, as before.
 struct U16SparseRing {
   int stages = kU16SparseStages;
   int splits = -1;
   int bulk = 0;
+  int unroll = 0;
 };
 static U16SparseRing u16_sparse_ring() {
   static const U16SparseRing ring = [] {
     U16SparseRing r;
     const char* e = std::getenv("KASCADE_SPARSE_RING");
     if (e && *e) {
-      int st = kU16SparseStages, sp = 0, bu = 0;
-      const int got = std::sscanf(e, "%d,%d,%d", &st, &sp, &bu);
+      int st = kU16SparseStages, sp = 0, bu = 0, un = 0;
+      const int got = std::sscanf(e, "%d,%d,%d,%d", &st, &sp, &bu, &un);
       if (got >= 1 && st >= 2 && st <= 4) {
         r.stages = st;
         r.splits = got >= 2 ? sp : 0;
-        r.bulk = got >= 3 && bu != 0 && st >= 3 ? 1 : 0;
+        r.unroll = got >= 4 && un != 0 && st >= 3 ? 1 : 0;  // at 2 stages the unrolled loop spills
+        r.bulk = got >= 3 && bu != 0 && st >= 3 && !r.unroll ? 1 : 0;  // the bulk copies only with the shifted slots
       }
     }
     return r;
@@ -284,16 +339,16 @@ static int u16_sparse_splits(long long rows, int topk, long long slots, int maxS
   return ceil_div(topk, c);
 }
 
-template <typename T, int D, int GS, int NS, bool BULK>
+template <typename T, int D, int GS, int NS, bool BULK, bool UNR>
 static cudaError_t launch_u16_sparse_t(const KascadeDecodeShape& s, PartialArgs& a, const __half* u, const float* m16,
                                        bool fused, cudaStream_t st) {
   constexpr size_t smem = u16_sparse_smem_bytes<T, D, GS, NS>();
-  static const cudaError_t attr = cudaFuncSetAttribute(u16_sparse_kernel<T, D, GS, NS, BULK>,
+  static const cudaError_t attr = cudaFuncSetAttribute(u16_sparse_kernel<T, D, GS, NS, BULK, UNR>,
                                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (attr != cudaSuccess) return attr;
   // Bit 134217728 (a.early set): launched programmatic-dependent on the stream select, which releases it after its
   // phase 3; it never waits for the select's end (the ready counts order its reads of the list).
-  return launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS, NS, BULK>, dim3(a.splits, s.kvHeads, s.batch),
+  return launch_maybe_pdl(a.early != nullptr, u16_sparse_kernel<T, D, GS, NS, BULK, UNR>, dim3(a.splits, s.kvHeads, s.batch),
                           dim3(32 * kU16SparseWarps), smem, st, s, a, u, m16, fused ? 1 : 0);
 }
 
@@ -325,13 +380,16 @@ cudaError_t launch_u16_sparse(const KascadeDecodeShape& s, PartialArgs& a, void*
     return KASCADE_HEADDIM_SWITCH(s.headDim, D, [&] {
       return KASCADE_GROUP_SWITCH(g, GS, [&]() -> cudaError_t {
         cudaError_t e;
-        if (ring.bulk) {
-          e = ring.stages == 3 ? launch_u16_sparse_t<T, D, GS, 3, true>(s, a, u, m16, fused, st)
-                               : launch_u16_sparse_t<T, D, GS, 4, true>(s, a, u, m16, fused, st);
+        if (ring.unroll) {
+          e = ring.stages == 3 ? launch_u16_sparse_t<T, D, GS, 3, false, true>(s, a, u, m16, fused, st)
+                               : launch_u16_sparse_t<T, D, GS, 4, false, true>(s, a, u, m16, fused, st);
+        } else if (ring.bulk) {
+          e = ring.stages == 3 ? launch_u16_sparse_t<T, D, GS, 3, true, false>(s, a, u, m16, fused, st)
+                               : launch_u16_sparse_t<T, D, GS, 4, true, false>(s, a, u, m16, fused, st);
         } else {
-          e = ring.stages == 3   ? launch_u16_sparse_t<T, D, GS, 3, false>(s, a, u, m16, fused, st)
-              : ring.stages == 2 ? launch_u16_sparse_t<T, D, GS, 2, false>(s, a, u, m16, fused, st)
-                                 : launch_u16_sparse_t<T, D, GS, 4, false>(s, a, u, m16, fused, st);
+          e = ring.stages == 3   ? launch_u16_sparse_t<T, D, GS, 3, false, false>(s, a, u, m16, fused, st)
+              : ring.stages == 2 ? launch_u16_sparse_t<T, D, GS, 2, false, false>(s, a, u, m16, fused, st)
+                                 : launch_u16_sparse_t<T, D, GS, 4, false, false>(s, a, u, m16, fused, st);
         }
         if (e != cudaSuccess || fused) return e;
         return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);

@@ -63,11 +63,12 @@
 #      beside the indices: 1209797756 = 136055932 | 1073741824, 1077677308 = 3935484 | 1073741824; lost); both removed,
 #      call C the ops.ts defaults, with cuda-b1's 541163616 and 583241980 (3935484, 136055932 and those in DECODE_PROVEN),
 #      Session 12 (cuda-anchor): no variant bits are left, so candidates are tuning env knobs: DECODE_KNOBS (space-
-#      separated NAME=value entries, default below: KASCADE_SPARSE_RING, the anchor's sparse pass with a 3- or 2-stage
-#      ring per warp at 3 / 4 CTAs per SM and a split count fitted to them, the 3-stage ring with its V rows by TMA bulk
-#      copies, or the 4-stage ring with the fitted count)
-#      each get a parity process of their own (DECODE_KNOB_VARIANTS, default the anchor's batch-32 default 136055932 and
-#      1838204 without the early sparse pass), beside the groups below, and those that pass a bench run of their own over
+#      separated NAME=value entries, default below: KASCADE_SPARSE_RING=<stages>[,<splits>[,<bulk>[,<unroll>]]], the
+#      anchor's sparse pass with a 3- or 2-stage ring per warp at 3 / 4 CTAs per SM and a split count fitted to them,
+#      its index slots as fixed registers (unroll), its V rows by TMA bulk copies, or the 4-stage ring with the fitted
+#      count; kernels/cuda/anchor_sparse_decode.cu)
+#      each get a parity process of their own (DECODE_KNOB_VARIANTS, default the anchor's batch-32 default 136055932;
+#      DECODE_KNOB_PARITY_LIMIT s, default 140), beside the groups below, and those that pass a bench run of their own over
 #      DECODE_KNOB_BENCH_VARIANTS (default 136055932) after the main one (cuda-decode-knob-<i>.json; the rows that matter in the log),
 #      DECODE_PROVEN (variants the large-shape probe skips, default below),
 #      DECODE_PARITY_LIMIT
@@ -82,10 +83,10 @@ variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,393548
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
 proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932,541163616,583241980}
-read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=4,0}"
-knob_variants=${DECODE_KNOB_VARIANTS:-136055932,1838204}
+read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=3,0,0,1 KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=4,-1,0,1 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=4,0}"
+knob_variants=${DECODE_KNOB_VARIANTS:-136055932}
 knob_bench=${DECODE_KNOB_BENCH_VARIANTS:-136055932}
-knob_limit=${DECODE_KNOB_PARITY_LIMIT:-120}
+knob_limit=${DECODE_KNOB_PARITY_LIMIT:-140}
 parity_limit=${DECODE_PARITY_LIMIT:-180}
 parity_args=${DECODE_PARITY_ARGS:-}
 check=packages/cuda/dist-device/device-check.mjs
