@@ -17,14 +17,19 @@
 # 32k. Since then: v75 (the defaults) and v67 at 32k (PROFILE_PREFILL_PRESETS), v75 and v60 at 8k
 # (PROFILE_PREFILL_PRESETS_8K: v75 runs v67's one-tile pool there) and the 128k pool launches under v75
 # (PROFILE_PREFILL_128K).
+# Session 12 (call A): v75 and the candidates v76-v78 (the four-tile pool with no producer warpgroup: five consumer
+# warpgroups, or all row constants in registers) at 32k; v75 at 8k; layer 0's pool at 32k under v75 and v76 as
+# per-instruction SASS with executed counts and warp stall samples (detail-pool-<preset>-sass.txt,
+# PROFILE_PREFILL_SASS: which warps wait on what while products and exponentials overlap); no probes (their figures
+# do not move: 8.36 / 8.80 M cycles in sessions 9-11); the 128k pool launches under v76.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v75,v67}
+presets=${PROFILE_PREFILL_PRESETS:-v75,v76,v77,v78}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
-for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v75,v60}"; do
+for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v75}"; do
   IFS=: read -r name ctx pre <<< "$spec"
   timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
     -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \
@@ -33,9 +38,20 @@ for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_
     --out "$JOB_OUT/bench-under-ncu-$ctx.json" > "$JOB_OUT/$name.csv" 2> "$JOB_OUT/$name.err"
   echo "$name.csv rc=$? after $(($(date +%s) - t0)) s"
 done
-# The probes: layer 0's pool under v60 at 32k (pool_v17 launch 1: launch 0 is the reuse selection anchor's, under
-# the defaults; the probes apply to pool v60 alone).
-for probe in 1 2; do
+# Layer 0's pool at 32k (pool_v17 launch 1: launch 0 is the reuse selection anchor's, under the defaults) as
+# per-instruction SASS: executed instructions and warp stall samples per instruction (ncu's source page, CSV).
+for preset in ${PROFILE_PREFILL_SASS-v75 v76}; do
+  [ $(($(date +%s) - t0)) -gt 62 ] && { echo "skipping detail-pool-$preset-sass.txt (time)"; continue; }
+  timeout 16 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats \
+    --section SourceCounters --page source --print-source sass --csv -k "regex:pool_v17" --launch-skip 1 -c 1 \
+    env KASCADE_PREFILL_CONTEXTS=32768 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS="$preset" \
+    node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp-sass.json \
+    > "$JOB_OUT/detail-pool-$preset-sass.txt" 2>&1
+  echo "detail-pool-$preset-sass.txt rc=$? after $(($(date +%s) - t0)) s"
+done
+# The pool's probes (PROFILE_PREFILL_PROBES=1 2; none by default since session 12): layer 0's pool under v60 at 32k
+# (pool_v17 launch 1: launch 0 is the reuse selection anchor's, under the defaults; the probes apply to pool v60 alone).
+for probe in ${PROFILE_PREFILL_PROBES-}; do
   [ $(($(date +%s) - t0)) -gt 75 ] && { echo "skipping probe-$probe.csv (time)"; continue; }
   timeout 12 "$NCU" --clock-control none --metrics "$metrics" --csv -k "regex:pool_v17" --launch-skip 1 -c 1 \
     env KASCADE_PREFILL_POOL_PROBE=$probe KASCADE_PREFILL_CONTEXTS=32768 KASCADE_PREFILL_TORCH=0 \
@@ -43,9 +59,9 @@ for probe in 1 2; do
     --out /tmp/pp-probe.json > "$JOB_OUT/probe-$probe.csv" 2>&1
   echo "probe-$probe.csv rc=$? after $(($(date +%s) - t0)) s"
 done
-if [ $(($(date +%s) - t0)) -le 80 ]; then
+if [ $(($(date +%s) - t0)) -le 84 ]; then
   timeout 12 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:pool_v17" -c 8 \
-    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v75} \
+    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v76} \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp128.json \
     > "$JOB_OUT/kernels-128k-pool.csv" 2>&1
   echo "kernels-128k-pool.csv rc=$? after $(($(date +%s) - t0)) s"

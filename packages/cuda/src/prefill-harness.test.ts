@@ -337,10 +337,10 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v61, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v60, v67, v75, got v9/,
+      /pool kernel must be one of v1, v60, v67, v75, v76, v77, v78, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v75\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v75, v76, v77, v78\)/,
     );
     // Sessions 2-11's losing presets are gone.
     for (const gone of [
@@ -386,6 +386,8 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
     expect(prefillKernelPreset('v60')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
     expect(prefillKernelPreset('v67')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v67' });
     expect(prefillKernelPreset('v75')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v75' });
+    for (const v of ['v76', 'v77', 'v78'] as const)
+      expect(prefillKernelPreset(v)).toEqual({ dense: 'v22', sparse: 'v61', pool: v });
   });
 
   it('checks tied pooled scores exactly: ties at the k-th lowest index first', { timeout: 60_000 }, () => {
