@@ -268,16 +268,9 @@ __device__ __forceinline__ double ws_acc_scale(float M) {
 // The W epilogue under bit 536870912: the consumer warps' states merged through shared memory (merge_warps' arithmetic
 // and kWsMergePad rows, as bit 4194304), each thread taking its elements' head max M and 2^M once: the partial (M, L, o)
 // stored in slot `split` (as store_split_and_merge) and 2^M o, 2^M L added to the row's accumulator.
-// Tuning knob KASCADE_WS_TICKET=1 (session 12, TK): `own` (the CTA holding the row's last ticket, below) adds nothing:
-// it keeps its elements' 2^M o and 2^M L in ownO / ownL (kWsAccPer per thread) and raises ownOver where |M| > kWsAccRange.
-template <int GS, int D, int NT>
-constexpr int kWsAccPer = (GS * D + NT - 1) / NT;
-template <int D, int GS, int NW, int NT, bool TK = false>
-__device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
-                                                        float* part_o, float* part_ml, int splits, int split,
-                                                        size_t bh0, int row, bool marks = false, bool own = false,
-                                                        double* ownO = nullptr, double* ownL = nullptr,
-                                                        bool* ownOver = nullptr) {
+// The consumer warps' states (m, l, o) into the merge rows (kWsMergePad floats longer than D: bank-conflict free).
+template <int D, int GS, int NW>
+__device__ __forceinline__ void ws_write_warp_states(float* red, float m, float l, const float (&acc)[D / 8][2]) {
   constexpr int RS = D + kWsMergePad;
   float* red_ml = red + NW * GS * RS;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, r = lane >> 2, quad = lane & 3;
@@ -290,6 +283,22 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
     for (int nb = 0; nb < D / 8; ++nb)
       *reinterpret_cast<float2*>(red + (warp * GS + r) * RS + nb * 8 + quad * 2) = make_float2(acc[nb][0], acc[nb][1]);
   }
+}
+
+// Tuning knob KASCADE_WS_TICKET=1 (session 12, TK): `own` (the CTA holding the row's last ticket, below) adds nothing:
+// it keeps its elements' 2^M o and 2^M L in ownO / ownL (kWsAccPer per thread) and raises ownOver where |M| > kWsAccRange.
+template <int GS, int D, int NT>
+constexpr int kWsAccPer = (GS * D + NT - 1) / NT;
+template <int D, int GS, int NW, int NT, bool TK = false>
+__device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
+                                                        float* part_o, float* part_ml, int splits, int split,
+                                                        size_t bh0, int row, bool marks = false, bool own = false,
+                                                        double* ownO = nullptr, double* ownL = nullptr,
+                                                        bool* ownOver = nullptr) {
+  constexpr int RS = D + kWsMergePad;
+  float* red_ml = red + NW * GS * RS;
+  const int tid = static_cast<int>(threadIdx.x);
+  ws_write_warp_states<D, GS, NW>(red, m, l, acc);
   __syncthreads();
   if (marks && tid == 0) ws_mark(8);
   double* accRow = g_ws_acc[row];
@@ -393,6 +402,117 @@ __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, cons
   if (tid == 0 && over) g_ws_acc_over[row] = 0u;
 }
 
+// Tuning knob KASCADE_WS_WARM_TAIL=1 (session 12, template flag WM; merge 2): the guess that the last CTA's warps' merge
+// (1.3 us in session 11's traces for a few hundred instructions) waits on instruction fetch: the epilogue runs once per
+// CTA at its very end, when this SM has never run its code (one CTA per SM) and the 54 MB stream has been through L2.
+// The epilogue after the warps' state writes is this one noinline function (one copy of its code): the consumer warps
+// run it dry at their start (named barrier 1 over their 256 threads, no global store, atomic or output; the sums' loads
+// are real but unused) while their first stage is in flight (~4 us), so its code is in the SM's instruction caches when
+// every thread runs it for real at the end (barrier 0). flags: 1 dry, 2 trace marks.
+__device__ __forceinline__ void ws_bar(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+template <typename T, int D, int GS, int NW, int NT>
+__device__ __noinline__ void ws_acc_tail(const float* red, float* part_o, float* part_ml, int splits, int split,
+                                         size_t bh0, int row, T* out, unsigned* ctr, int flags) {
+  __shared__ bool lastBlock;
+  constexpr int RS = D + kWsMergePad;
+  constexpr int kPer = kWsAccPer<GS, D, NT>;
+  const bool dry = (flags & 1) != 0, marks = (flags & 2) != 0;
+  const int barId = dry ? 1 : 0, barCount = dry ? 32 * NW : NT;
+  const float* red_ml = red + NW * GS * RS;
+  const int tid = static_cast<int>(threadIdx.x);
+  ws_bar(barId, barCount);
+  if (marks && tid == 0) ws_mark(8);
+  double* accRow = g_ws_acc[row];
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = tid + u * NT;
+    if (i >= GS * D) break;
+    const int h = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
+    float o = 0.f, L = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+      const float mw = red_ml[(w * GS + h) * 2];
+      if (mw != -INFINITY) {
+        const float c = exp2f(mw - M);
+        L += red_ml[(w * GS + h) * 2 + 1] * c;
+        o += red[(w * GS + h) * RS + d] * c;
+      }
+    }
+    if (marks && i == 0) {  // trace mark 9
+      if (__float_as_uint(o + L + M) != 0x7fbadbadu) ws_mark(9);
+    }
+    if (dry) continue;
+    part_o[((bh0 + h) * splits + split) * D + d] = o;
+    if (d == 0) {
+      float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
+      ml[0] = M;
+      ml[1] = L;
+    }
+    if (M == -INFINITY) continue;  // an empty split adds nothing
+    if (ws_acc_ok(M)) {
+      const double sc = ws_acc_scale(M);
+      atomicAdd(accRow + i, sc * static_cast<double>(o));
+      if (d == 0) atomicAdd(accRow + GS * D + h, sc * static_cast<double>(L));
+    } else if (d == 0) {
+      g_ws_acc_over[row] = 1u;
+    }
+  }
+  if (marks && tid == 0) ws_mark(5);
+  // The split counter (row_last_block_acq_rel); dry: as the row's last CTA.
+  ws_bar(barId, barCount);
+  if (tid == 0) {
+    if (dry) {
+      lastBlock = true;
+    } else {
+      unsigned old;
+      asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(old) : "l"(ctr) : "memory");
+      lastBlock = old == static_cast<unsigned>(splits) - 1u;
+      if (lastBlock) *ctr = 0u;
+    }
+  }
+  ws_bar(barId, barCount);
+  if (!lastBlock) return;
+  if (marks && tid == 0) ws_mark(6);
+  // ws_finish_acc.
+  const unsigned over = dry ? 0u : __ldcg(g_ws_acc_over + row);
+  double ov[kPer], Lv[kPer];
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int e = tid + u * NT;
+    ov[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
+    Lv[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
+  }
+  if (marks && tid == 0) {  // trace mark 7
+    const double chk = ov[0] + Lv[0];
+    if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
+  }
+  if (over) {
+    ws_merge_slots<T, D, GS, NT>(part_o, part_ml, splits, bh0, out);
+  } else if (!dry) {
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int e = tid + u * NT;
+      if (e < GS * D) out[bh0 * D + e] = from_float<T>(static_cast<float>(ov[u] / Lv[u]));
+    }
+  }
+  if (!dry) {
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int e = tid + u * NT;
+      if (e < GS * D) accRow[e] = 0.0;
+    }
+  }
+  ws_bar(barId, barCount);  // every thread has read its heads' sums of 2^m l and the flag
+  if (dry) return;
+  if (tid < GS) accRow[GS * D + tid] = 0.0;
+  if (tid == 0 && over) g_ws_acc_over[row] = 0u;
+}
+
 // KASCADE_WS_TICKET=1 (session 12; merge 3, W with bits 4194304 and 536870912): the split merge through the f64
 // accumulators without the last CTA's own adds and their release. Session 11's traces put the last CTA's tail at ~3.0 us
 // after its loop: the warps' merge and its adds, then the counter's acq_rel atomic (0.7-0.86 us: its release waits
@@ -445,7 +565,8 @@ __device__ __forceinline__ void ws_ticket_epilogue(float* red, float m, float l,
 // 2 (bit 536870912, session 11; W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate),
 // 3 as 2 under KASCADE_WS_TICKET=1 (ws_ticket_epilogue).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
+// WM (session 12, KASCADE_WS_WARM_TAIL=1; RG and W at head dim 128): the epilogue as ws_acc_tail, run dry first.
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
@@ -608,6 +729,11 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 128;\n" ::);
   } else {
     // Consumers.
+    if constexpr (WM) {  // KASCADE_WS_WARM_TAIL=1: the epilogue's code run dry (ws_acc_tail) while stage 0 is in flight
+      ws_acc_tail<T, D, GS, NC, C::kThreads>(reinterpret_cast<const float*>(smem_raw), a.part_o, a.part_ml, a.splits,
+                                             split, bh0, static_cast<int>(static_cast<size_t>(b) * G + j),
+                                             static_cast<T*>(a.out), nullptr, 1);
+    }
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
     uint32_t qa[D / 16][4];
     if (!LG) load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
@@ -647,6 +773,16 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   if constexpr (W) {
     if (wsAcc && merge == 3) {  // KASCADE_WS_TICKET=1
       ws_ticket_epilogue<T, D, GS, NC, C::kThreads>(red, m, l, acc, a, split, bh0, accRow, sTicket, sOver, marks);
+      if (marks && tid == 0) ws_mark(3);
+      if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
+      return;
+    }
+  }
+  if constexpr (WM) {
+    if (wsAcc && merge == 2) {  // KASCADE_WS_WARM_TAIL=1
+      ws_write_warp_states<D, GS, NC>(red, m, l, acc);
+      ws_acc_tail<T, D, GS, NC, C::kThreads>(red, a.part_o, a.part_ml, a.splits, split, bh0, accRow,
+                                             static_cast<T*>(a.out), ctr, marks ? 2 : 0);
       if (marks && tid == 0) ws_mark(3);
       if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
       return;
@@ -741,16 +877,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E>
+template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E, bool WM = false>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -761,20 +897,20 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
     if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E, WM>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   // E (bit 33554432): the grid starts while the select's phase-3 CTAs (one per selection row) still hold their SMs, and
@@ -798,7 +934,10 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const bool ticket = tenvTicket != nullptr && tenvTicket[0] == '1';
   const char* tenvEvict = std::getenv("KASCADE_WS_EVICT_FIRST");  // tuning knob (session 12), read per call
   const bool evictFirst = tenvEvict != nullptr && tenvEvict[0] == '1';
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
+  // WM (KASCADE_WS_WARM_TAIL=1) serves the accumulators' merge (merge 2) only; otherwise the instance without it.
+  if constexpr (WM)
+    if (!acc || ticket) return launch_ws<T, D, GS, LG, RG, W, E, false>(s, a, out, st);
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, acc ? (ticket ? 3 : 2) : fused ? 1 : 0, trace | (evictFirst ? kWsFlagEvictFirst : 0));
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
@@ -835,7 +974,12 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
           if (lg) return launch_ws<T, D, GS, true, false, kWide>(s, a, out, st);
           // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
           // fits in 128).
+          // Tuning knob KASCADE_WS_WARM_TAIL=1 (session 12, read per call): the instances with WM (RG and W).
+          const char* wenv = std::getenv("KASCADE_WS_WARM_TAIL");
+          const bool warm = wenv != nullptr && wenv[0] == '1' && (s.variant & KASCADE_VARIANT_WS_REGS) != 0;
           if constexpr (D == 128 && kWide) {
+            if (early && warm) return launch_ws<T, D, GS, false, true, true, true, true>(s, a, out, st);
+            if (warm) return launch_ws<T, D, GS, false, true, true, false, true>(s, a, out, st);
             if (early && (s.variant & KASCADE_VARIANT_WS_REGS))
               return launch_ws<T, D, GS, false, true, true, true>(s, a, out, st);
             if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);
