@@ -27,7 +27,7 @@
 // `WRITE_SCORES` (each head's scores of a team step stored as one contiguous run), `PREFETCH`,
 // `TRED` (U * GROUP == TW: the transposing reduction), `AHEAD` (the next step's loads issued before a
 // step's math), `SGM` with `MSG` (the subgroup team merge, below), where on: `LANE_STATS`,
-// `CACHED_ROWS` and `LOADS_ONLY` (below), `HALF_TRED` (step_math), `PERMUTE_AFTER_LOAD` (with
+// `CACHED_ROWS` and `LOADS_ONLY` (below), `HALF_TRED` and `QUARTER_TRED` (step_math), `PERMUTE_AFTER_LOAD` (with
 // TRED_XOR, below), `MERGE` (teams_merge),
 // and the piece type `KP` with `fn kp4(e: KP, i: u32) -> vec4<f32>` (i < PV). It needs the subgroups feature, a subgroup size that is a multiple of TW, and WG a
 // multiple of it.
@@ -77,6 +77,11 @@ const PERMUTE_KEYS: bool = TRED_XOR;
 //#else
 const KEY_XOR: bool = TRED_XOR;
 const PERMUTE_KEYS: bool = false;
+//#endif
+//#if QUARTER_TRED
+const QTRED: bool = true;
+//#else
+const QTRED: bool = false;
 //#endif
 //#if LOADS_ONLY
 const LONLY: bool = true;
@@ -299,78 +304,177 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         }
       } else {
 //#if HALF_TRED
-        // HALF_TRED (with V; U even): the butterfly's first round transposes (each half of the team
-        // keeps the scores of its half of the step's keys and adds the partner's), the other rounds
-        // reduce that half only; each half takes the exps of its own keys and fetches the partner
-        // half's probabilities with one shuffle each. The same bits as the full butterfly.
-        const HU: u32 = U / 2u;
-        const HE: u32 = HU * GROUP;
-        let hiH = (lane & (TW / 2u)) != 0u;
-        var s2: array<f32, HE>;
-        for (var i = 0u; i < HE; i++) {
-          let keep = select(sc[i], sc[i + HE], hiH);
-          let send = select(sc[i + HE], sc[i], hiH);
-          s2[i] = keep + subgroupShuffleXor(send, TW / 2u);
-        }
-        for (var mask = TW / 4u; mask > 0u; mask = mask / 2u) {
+        // QTRED (QUARTER_TRED, U a multiple of 4): the second round transposes too, so each quarter of
+        // the team reduces a quarter of the scores and takes the exps of its own keys; the probabilities
+        // are gathered back over the quarters (TW / 4 apart) and the halves (TW / 2 apart). The same bits.
+        if (QTRED) {
+          const QU: u32 = max(1u, U / 4u);  // (compiled but not run where U < 4)
+          const QE: u32 = QU * GROUP;
+          const HU: u32 = U / 2u;
+          const HE: u32 = HU * GROUP;
+          let hiH = (lane & (TW / 2u)) != 0u;
+          let hiQ = (lane & (TW / 4u)) != 0u;
+          var s2: array<f32, HE>;
           for (var i = 0u; i < HE; i++) {
-            s2[i] += subgroupShuffleXor(s2[i], mask);
+            let keep = select(sc[i], sc[i + HE], hiH);
+            let send = select(sc[i + HE], sc[i], hiH);
+            s2[i] = keep + subgroupShuffleXor(send, TW / 2u);
           }
-        }
-        if (WRITE_SCORES) {
-          // Lane `r * TW / 2 + hl` of each half takes key r * TW / 2 + hl of its half, one store per
-          // query head: the step's U consecutive keys of a head still go out as one store.
-          let hl = lane % (TW / 2u);
-          for (var r = 0u; r < (HU + TW / 2u - 1u) / (TW / 2u); r++) {
-            let mu = r * (TW / 2u) + hl;
-            var x = 0u;
-            var ok = false;
+          var s4: array<f32, QE>;
+          for (var i = 0u; i < QE; i++) {
+            let keep = select(s2[i], s2[i + QE], hiQ);
+            let send = select(s2[i + QE], s2[i], hiQ);
+            s4[i] = keep + subgroupShuffleXor(send, TW / 4u);
+          }
+          for (var mask = TW / 8u; mask > 0u; mask = mask / 2u) {
+            for (var i = 0u; i < QE; i++) {
+              s4[i] += subgroupShuffleXor(s4[i], mask);
+            }
+          }
+          // This lane's keys are (hiH ? HU : 0) + (hiQ ? QU : 0) + u, u < QU.
+          var ovalid: array<bool, QU>;
+          var oxs: array<u32, QU>;
+          for (var u = 0u; u < QU; u++) {
+            ovalid[u] = select(select(valid[u], valid[u + QU], hiQ), select(valid[u + HU], valid[u + HU + QU], hiQ), hiH);
+            oxs[u] = select(select(xs[u], xs[u + QU], hiQ), select(xs[u + HU], xs[u + HU + QU], hiQ), hiH);
+          }
+          if (WRITE_SCORES) {
+            // Lane `r * TW / 4 + ql` of each quarter takes key r * TW / 4 + ql of its quarter.
+            let ql = lane % (TW / 4u);
+            for (var r = 0u; r < (QU + TW / 4u - 1u) / (TW / 4u); r++) {
+              let mu = r * (TW / 4u) + ql;
+              var x = 0u;
+              var ok = false;
+              for (var u = 0u; u < QU; u++) {
+                if (u == mu) {
+                  x = oxs[u];
+                  ok = ovalid[u];
+                }
+              }
+              for (var h = 0u; h < GROUP; h++) {
+                var v = 0.0;
+                for (var u = 0u; u < QU; u++) {
+                  v = select(v, s4[u * GROUP + h], u == mu);
+                }
+                if (ok) {
+                  scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
+                }
+              }
+            }
+          }
+          for (var h = 0u; h < GROUP; h++) {
+            var mx = m[h];
+            for (var u = 0u; u < QU; u++) {
+              if (ovalid[u]) {
+                mx = max(mx, s4[u * GROUP + h]);
+              }
+            }
+            mx = max(mx, subgroupShuffleXor(mx, TW / 4u));
+            mx = max(mx, subgroupShuffleXor(mx, TW / 2u));
+            let corr = exp(m[h] - mx);
+            m[h] = mx;
+            var hp: array<f32, HU>;
+            for (var u = 0u; u < QU; u++) {
+              let mp = select(0.0, exp(s4[u * GROUP + h] - mx), ovalid[u]);
+              let op = subgroupShuffleXor(mp, TW / 4u);
+              hp[u] = select(mp, op, hiQ);
+              hp[u + QU] = select(op, mp, hiQ);
+            }
+            var p: array<f32, U>;
             for (var u = 0u; u < HU; u++) {
-              if (u == mu) {
-                x = select(xs[u], xs[u + HU], hiH);
-                ok = select(valid[u], valid[u + HU], hiH);
+              let op = subgroupShuffleXor(hp[u], TW / 2u);
+              p[u] = select(hp[u], op, hiH);
+              p[u + HU] = select(op, hp[u], hiH);
+            }
+            var ls = 0.0;
+            for (var u = 0u; u < U; u++) {
+              ls += p[u];
+            }
+            l[h] = l[h] * corr + ls;
+            for (var pp = 0u; pp < PPL; pp++) {
+              for (var i = 0u; i < PV; i++) {
+                var a = acc[(h * PPL + pp) * PV + i] * corr;
+                for (var u = 0u; u < U; u++) {
+                  a += p[u] * kp4(vp[u * PPL + pp], i);
+                }
+                acc[(h * PPL + pp) * PV + i] = a;
               }
             }
-            for (var h = 0u; h < GROUP; h++) {
-              var v = 0.0;
+          }
+        } else {
+          // HALF_TRED (with V; U even): the butterfly's first round transposes (each half of the team
+          // keeps the scores of its half of the step's keys and adds the partner's), the other rounds
+          // reduce that half only; each half takes the exps of its own keys and fetches the partner
+          // half's probabilities with one shuffle each. The same bits as the full butterfly.
+          const HU: u32 = U / 2u;
+          const HE: u32 = HU * GROUP;
+          let hiH = (lane & (TW / 2u)) != 0u;
+          var s2: array<f32, HE>;
+          for (var i = 0u; i < HE; i++) {
+            let keep = select(sc[i], sc[i + HE], hiH);
+            let send = select(sc[i + HE], sc[i], hiH);
+            s2[i] = keep + subgroupShuffleXor(send, TW / 2u);
+          }
+          for (var mask = TW / 4u; mask > 0u; mask = mask / 2u) {
+            for (var i = 0u; i < HE; i++) {
+              s2[i] += subgroupShuffleXor(s2[i], mask);
+            }
+          }
+          if (WRITE_SCORES) {
+            // Lane `r * TW / 2 + hl` of each half takes key r * TW / 2 + hl of its half, one store per
+            // query head: the step's U consecutive keys of a head still go out as one store.
+            let hl = lane % (TW / 2u);
+            for (var r = 0u; r < (HU + TW / 2u - 1u) / (TW / 2u); r++) {
+              let mu = r * (TW / 2u) + hl;
+              var x = 0u;
+              var ok = false;
               for (var u = 0u; u < HU; u++) {
-                v = select(v, s2[u * GROUP + h], u == mu);
+                if (u == mu) {
+                  x = select(xs[u], xs[u + HU], hiH);
+                  ok = select(valid[u], valid[u + HU], hiH);
+                }
               }
-              if (ok) {
-                scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
+              for (var h = 0u; h < GROUP; h++) {
+                var v = 0.0;
+                for (var u = 0u; u < HU; u++) {
+                  v = select(v, s2[u * GROUP + h], u == mu);
+                }
+                if (ok) {
+                  scores[(b * H + j * GROUP + h) * P.scoreStride + x] = v;
+                }
               }
             }
           }
-        }
-        for (var h = 0u; h < GROUP; h++) {
-          var mx = m[h];
-          for (var u = 0u; u < HU; u++) {
-            if (select(valid[u], valid[u + HU], hiH)) {
-              mx = max(mx, s2[u * GROUP + h]);
-            }
-          }
-          mx = max(mx, subgroupShuffleXor(mx, TW / 2u));
-          let corr = exp(m[h] - mx);
-          m[h] = mx;
-          var p: array<f32, U>;
-          for (var u = 0u; u < HU; u++) {
-            let mp = select(0.0, exp(s2[u * GROUP + h] - mx), select(valid[u], valid[u + HU], hiH));
-            let op = subgroupShuffleXor(mp, TW / 2u);
-            p[u] = select(mp, op, hiH);
-            p[u + HU] = select(op, mp, hiH);
-          }
-          var ls = 0.0;
-          for (var u = 0u; u < U; u++) {
-            ls += p[u];
-          }
-          l[h] = l[h] * corr + ls;
-          for (var pp = 0u; pp < PPL; pp++) {
-            for (var i = 0u; i < PV; i++) {
-              var a = acc[(h * PPL + pp) * PV + i] * corr;
-              for (var u = 0u; u < U; u++) {
-                a += p[u] * kp4(vp[u * PPL + pp], i);
+          for (var h = 0u; h < GROUP; h++) {
+            var mx = m[h];
+            for (var u = 0u; u < HU; u++) {
+              if (select(valid[u], valid[u + HU], hiH)) {
+                mx = max(mx, s2[u * GROUP + h]);
               }
-              acc[(h * PPL + pp) * PV + i] = a;
+            }
+            mx = max(mx, subgroupShuffleXor(mx, TW / 2u));
+            let corr = exp(m[h] - mx);
+            m[h] = mx;
+            var p: array<f32, U>;
+            for (var u = 0u; u < HU; u++) {
+              let mp = select(0.0, exp(s2[u * GROUP + h] - mx), select(valid[u], valid[u + HU], hiH));
+              let op = subgroupShuffleXor(mp, TW / 2u);
+              p[u] = select(mp, op, hiH);
+              p[u + HU] = select(op, mp, hiH);
+            }
+            var ls = 0.0;
+            for (var u = 0u; u < U; u++) {
+              ls += p[u];
+            }
+            l[h] = l[h] * corr + ls;
+            for (var pp = 0u; pp < PPL; pp++) {
+              for (var i = 0u; i < PV; i++) {
+                var a = acc[(h * PPL + pp) * PV + i] * corr;
+                for (var u = 0u; u < U; u++) {
+                  a += p[u] * kp4(vp[u * PPL + pp], i);
+                }
+                acc[(h * PPL + pp) * PV + i] = a;
+              }
             }
           }
         }

@@ -13,6 +13,7 @@ import type { KascadeGPU } from './context.js';
 import { WebGPUFeatureError } from './errors.js';
 import {
   createDecodeSlot,
+  type DecodeArgs,
   type DecodeKernel,
   encodeDecode,
   resolveDecodeKernel,
@@ -428,6 +429,9 @@ describe.skipIf(!probe.context)(
       { halfTransposedReduce: true, teamWidth: 2, keysPerStep: 2, minStepsPerSplit: 1 },
       { halfTransposedReduce: true, batch: 9 },
       { halfTransposedReduce: true, loadsAhead: true, keysPerStep: 4, minStepsPerSplit: 2 },
+      // The second round transposing too (here teams of 4 lanes: one round left after the two).
+      { quarterTransposedReduce: true, prefetchIndices: true, minStepsPerSplit: 3 },
+      { quarterTransposedReduce: true, batch: 9 },
       // The lane-permuted slots filled after in-order loads (session 12): group 2 x 2 keys fill a team.
       {
         heads: 4,
@@ -487,9 +491,13 @@ describe.skipIf(!probe.context)(
             outs.push(new Float32Array(await readBuffer(gpu, out, B * H * d * 4)));
           }
           expect(Array.from(outs[1]), `${role}: run to run`).toEqual(Array.from(outs[0]));
-          if ('halfTransposedReduce' in opts) {
+          if ('halfTransposedReduce' in opts || 'quarterTransposedReduce' in opts) {
             // The same bits as the full butterfly.
-            const { halfTransposedReduce: _, ...plain } = opts;
+            const {
+              halfTransposedReduce: _h,
+              quarterTransposedReduce: _q,
+              ...plain
+            } = opts as Partial<DecodeArgs>;
             gpu.device.queue.writeBuffer(out, 0, new Float32Array(B * H * d).fill(Number.NaN));
             await run(gpu, (pass) =>
               encodeDecode(
@@ -520,6 +528,9 @@ describe.skipIf(!probe.context)(
         if ('teamWidth' in opts) expect(keys.some((k) => k.includes('TW=2,'))).toBe(true);
         if ('permuteAfterLoad' in opts) {
           expect(keys.some((k) => k.includes('PERMUTE_AFTER_LOAD=true') && k.includes('U=2,'))).toBe(true);
+        }
+        if ('quarterTransposedReduce' in opts) {
+          expect(keys.some((k) => k.includes('QUARTER_TRED=true') && k.includes('GATHER=true'))).toBe(true);
         }
         if ('halfTransposedReduce' in opts) {
           // Layer 0's pass at many rows takes the transposed reduction (2 keys x group 2 fill a team of 4).

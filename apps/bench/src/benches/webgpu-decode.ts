@@ -102,6 +102,7 @@ type Tuning = Pick<
   | 'teamWidth'
   | 'laneStats'
   | 'halfTransposedReduce'
+  | 'quarterTransposedReduce'
   | 'permuteAfterLoad'
 >;
 
@@ -131,11 +132,17 @@ const LAYER0_NARROW: Tuning = {
  * transposed reduction (few rows), dense where its transposed reduction is off.
  */
 const HALF: Tuning = { halfTransposedReduce: true };
-/** Layer 0's pass at many rows on teams of 16 lanes, 8 keys per step (session 9's), with HALF. */
+/** The same with the second round transposing too (each quarter of a team a quarter of the scores). */
+const QUARTER: Tuning = { quarterTransposedReduce: true };
+/** Layer 0's pass at many rows on teams of 16 lanes, 8 keys per step (session 9's), with HALF / QUARTER. */
 const LAYER0_HALF: Tuning = { ...HALF, ...LAYER0_S9 };
-/** Dense without the transposed reduction, with HALF, on 8- or 16-byte pieces. */
-const DENSE_HALF8: Tuning = { ...HALF, transposedReduce: false, xorLayout: false, pieceBytes: 8 };
-const DENSE_HALF16: Tuning = { ...HALF, transposedReduce: false, xorLayout: false, pieceBytes: 16 };
+const LAYER0_QUARTER: Tuning = { ...QUARTER, ...LAYER0_S9 };
+/** Dense without the transposed reduction, with HALF or QUARTER, on 8- or 16-byte pieces. */
+const NO_TRED: Tuning = { transposedReduce: false, xorLayout: false };
+const DENSE_HALF8: Tuning = { ...HALF, ...NO_TRED, pieceBytes: 8 };
+const DENSE_HALF16: Tuning = { ...HALF, ...NO_TRED, pieceBytes: 16 };
+const DENSE_QUARTER8: Tuning = { ...QUARTER, ...NO_TRED, pieceBytes: 8 };
+const DENSE_QUARTER16: Tuning = { ...QUARTER, ...NO_TRED, pieceBytes: 16 };
 /**
  * The lane-permuted slots filled after in-order loads (session 12): wherever `xorLayout` is on (the
  * anchors' scores pass; dense at many rows), and dense at few rows with it.
@@ -179,6 +186,10 @@ const PARITY_OPTIONS: Tuning[] = [
   { ...LAYER0_HALF, loadsAhead: true },
   DENSE_HALF8,
   DENSE_HALF16,
+  QUARTER,
+  { ...QUARTER, pieceBytes: 16, subgroupTeamMerge: true },
+  { ...LAYER0_QUARTER, loadsAhead: true },
+  DENSE_QUARTER8,
   PAL,
   { transposedReduce: true, pieceBytes: 8, ...DENSE_PAL },
   REUSE_PAL,
@@ -236,22 +247,24 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // the defaults did not change; the final call keeps session 10's checks of its many-row choices.
   // Call C: the reuse at batch 8 (0.1505 of dense in call B) with other workgroup counts and piece sizes
   // (all slower at batch 1 and 8: the package README).
-  // Session 12: the first butterfly round transposing (HALF), three times in turn with the defaults,
-  // then with other workgroup counts, piece sizes and keys per step.
+  // Session 12: the first (HALF) or first two (QUARTER) butterfly rounds transposing, three times in
+  // turn with the defaults, then with other workgroup counts, piece sizes and keys per step; the
+  // lane-permuted slots filled after in-order loads (PAL) where the transposed reduction runs.
   reuse: [
-    ...alternate(3, {}, HALF),
+    ...alternate(3, {}, HALF, QUARTER),
     ...alternate(
       2,
-      { ...HALF, targetWorkgroups: 1024 },
-      { ...HALF, pieceBytes: 8 },
-      { ...HALF, pieceBytes: 16 },
+      {},
+      { ...QUARTER, targetWorkgroups: 1024 },
+      { ...QUARTER, pieceBytes: 8 },
+      { ...QUARTER, pieceBytes: 16 },
       { ...HALF, keysPerStep: 6 },
       REUSE_PAL,
     ),
   ],
-  anchor: alternate(3, {}, HALF, SCORES_PAL),
-  'dense-anchor': alternate(3, {}, HALF, LAYER0_HALF, LAYER0_PAL),
-  dense: alternate(2, {}, DENSE_HALF8, DENSE_HALF16, DENSE_PAL),
+  anchor: alternate(3, {}, HALF, QUARTER, SCORES_PAL),
+  'dense-anchor': alternate(3, {}, HALF, QUARTER, LAYER0_HALF, LAYER0_QUARTER, LAYER0_PAL),
+  dense: alternate(2, {}, DENSE_HALF8, DENSE_QUARTER8, DENSE_HALF16, DENSE_QUARTER16, DENSE_PAL),
 };
 
 const bench: Bench = {

@@ -5,7 +5,7 @@
  * - `probe-split` (session 12; the only rows at more than one sequence, with the gather alone in the
  *   reuse's grid there): the reuse's and dense's split pass as it runs, with its loads served by the
  *   caches (`cachedRows`: the math alone) and with its loads but no math (`loadsOnly`), with the
- *   candidate `halfTransposedReduce`, and the reuse's split pass by k with and without its math;
+ *   candidates `halfTransposedReduce` and `quarterTransposedReduce`, and the reuse's split pass by k with and without its math;
  * - `probe-floor`: passes of 1, 4 and 16 tiny dispatches (the pass and per-dispatch cost), and the
  *   gather-only kernel's grid with nothing to read (`empty`);
  * - `probe-reuse`: the reuse op with k = 64 .. the budget (fixed vs per-row cost), on contiguous
@@ -69,6 +69,7 @@ type Options = Pick<
   | 'xorLayout'
   | 'loadsOnly'
   | 'halfTransposedReduce'
+  | 'quarterTransposedReduce'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -79,6 +80,7 @@ const SPLIT_ONLY: Options = { untilStage: 'split' };
 const CLASSIC: Options = { selectSchedule: 'classic' };
 /** Session 12's candidate: the butterfly's first round transposing (gathers, few-row layer 0). */
 const HALF: Options = { halfTransposedReduce: true };
+const QUARTER: Options = { quarterTransposedReduce: true };
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -236,11 +238,14 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
     const splitParts: [string, 'reuse' | 'dense', Options][] = [
       ['reuse whole', 'reuse', {}],
       ['reuse whole', 'reuse', HALF],
+      ['reuse whole', 'reuse', QUARTER],
       ['reuse split', 'reuse', SPLIT_ONLY],
       ['reuse split', 'reuse', { ...SPLIT_ONLY, cachedRows: true }],
       ['reuse split', 'reuse', { ...SPLIT_ONLY, loadsOnly: true }],
       ['reuse split', 'reuse', { ...SPLIT_ONLY, ...HALF }],
       ['reuse split', 'reuse', { ...SPLIT_ONLY, ...HALF, cachedRows: true }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...QUARTER }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...QUARTER, cachedRows: true }],
       ['dense split', 'dense', SPLIT_ONLY],
       ['dense split', 'dense', { ...SPLIT_ONLY, cachedRows: true }],
       ['dense split', 'dense', { ...SPLIT_ONLY, loadsOnly: true }],

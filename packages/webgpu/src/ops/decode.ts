@@ -167,6 +167,12 @@ export interface DecodeArgs {
    */
   readonly halfTransposedReduce?: boolean;
   /**
+   * `teams` only, like `halfTransposedReduce` with the second butterfly round transposing too (each
+   * quarter of the team reduces a quarter of the scores), `keysPerStep` a multiple of 4 and teams of at
+   * least 4 lanes (else `halfTransposedReduce` where that applies). The same bits. Default: `TEAM_DEFAULTS` (off).
+   */
+  readonly quarterTransposedReduce?: boolean;
+  /**
    * `teams` only, with the transposed reduction (group a power of two): lane L's slots hold the step's
    * keys and the query heads permuted by L (slot e holds element e XOR L), so each round of the
    * transposing butterfly needs no selects; the scores are the same bits, V is summed in a
@@ -256,6 +262,7 @@ export interface TeamSettings {
   readonly teamWidth: number;
   readonly laneStats: boolean;
   readonly halfTransposedReduce: boolean;
+  readonly quarterTransposedReduce: boolean;
   readonly permuteAfterLoad: boolean;
 }
 
@@ -280,6 +287,7 @@ const STREAM_FEW: TeamSettings = {
   teamWidth: 0,
   laneStats: false,
   halfTransposedReduce: false,
+  quarterTransposedReduce: false,
   permuteAfterLoad: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
@@ -559,6 +567,7 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       xor: o.xorLayout ?? d.xorLayout,
       laneStats: o.laneStats ?? d.laneStats,
       halfTred: o.halfTransposedReduce ?? d.halfTransposedReduce,
+      quarterTred: o.quarterTransposedReduce ?? d.quarterTransposedReduce,
       permuteAfterLoad: o.permuteAfterLoad ?? d.permuteAfterLoad,
       loadsOnly: a.loadsOnly === true,
     };
@@ -650,6 +659,9 @@ function encodeDecodePart(gpu: KascadeGPU, pass: Pass, a: DecodeArgs): void {
       // Where it applies (no transposed reduction, V accumulated, an even step, teams of 2+ lanes).
       ...(t.halfTred && !t.tred && opts.accumV && t.U % 2 === 0 && t.layout.TW >= 2
         ? { HALF_TRED: true }
+        : {}),
+      ...(t.quarterTred && !t.tred && opts.accumV && t.U % 4 === 0 && t.layout.TW >= 4
+        ? { HALF_TRED: true, QUARTER_TRED: true }
         : {}),
       ...(t.laneStats && t.tred && !opts.accumV ? { LANE_STATS: true } : {}),
     };
