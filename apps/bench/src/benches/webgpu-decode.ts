@@ -259,6 +259,7 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
       { ...QUARTER, pieceBytes: 8 },
       { ...QUARTER, pieceBytes: 16 },
       { ...HALF, keysPerStep: 6 },
+      { ...QUARTER, loadsAhead: true },
       REUSE_PAL,
     ),
   ],
