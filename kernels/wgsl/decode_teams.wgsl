@@ -308,12 +308,14 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
         // the team reduces a quarter of the scores and takes the exps of its own keys; the probabilities
         // are gathered back over the quarters (TW / 4 apart) and the halves (TW / 2 apart). The same bits.
         if (QTRED) {
-          const QU: u32 = max(1u, U / 4u);  // (compiled but not run where U < 4)
+          // (Compiled but not run where U < 4 or TW < 4: the sizes are kept valid.)
+          const QU: u32 = max(1u, U / 4u);
+          const TQ: u32 = max(1u, TW / 4u);
           const QE: u32 = QU * GROUP;
           const HU: u32 = U / 2u;
           const HE: u32 = HU * GROUP;
           let hiH = (lane & (TW / 2u)) != 0u;
-          let hiQ = (lane & (TW / 4u)) != 0u;
+          let hiQ = (lane & TQ) != 0u;
           var s2: array<f32, HE>;
           for (var i = 0u; i < HE; i++) {
             let keep = select(sc[i], sc[i + HE], hiH);
@@ -324,9 +326,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           for (var i = 0u; i < QE; i++) {
             let keep = select(s2[i], s2[i + QE], hiQ);
             let send = select(s2[i + QE], s2[i], hiQ);
-            s4[i] = keep + subgroupShuffleXor(send, TW / 4u);
+            s4[i] = keep + subgroupShuffleXor(send, TQ);
           }
-          for (var mask = TW / 8u; mask > 0u; mask = mask / 2u) {
+          for (var mask = TQ / 2u; mask > 0u; mask = mask / 2u) {
             for (var i = 0u; i < QE; i++) {
               s4[i] += subgroupShuffleXor(s4[i], mask);
             }
@@ -340,9 +342,9 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
           }
           if (WRITE_SCORES) {
             // Lane `r * TW / 4 + ql` of each quarter takes key r * TW / 4 + ql of its quarter.
-            let ql = lane % (TW / 4u);
-            for (var r = 0u; r < (QU + TW / 4u - 1u) / (TW / 4u); r++) {
-              let mu = r * (TW / 4u) + ql;
+            let ql = lane % TQ;
+            for (var r = 0u; r < (QU + TQ - 1u) / TQ; r++) {
+              let mu = r * TQ + ql;
               var x = 0u;
               var ok = false;
               for (var u = 0u; u < QU; u++) {
@@ -369,14 +371,14 @@ fn loadStep(first: u32, end: u32, kvBase: u32, selRow: u32, lane: u32, useIdx: b
                 mx = max(mx, s4[u * GROUP + h]);
               }
             }
-            mx = max(mx, subgroupShuffleXor(mx, TW / 4u));
+            mx = max(mx, subgroupShuffleXor(mx, TQ));
             mx = max(mx, subgroupShuffleXor(mx, TW / 2u));
             let corr = exp(m[h] - mx);
             m[h] = mx;
             var hp: array<f32, HU>;
             for (var u = 0u; u < QU; u++) {
               let mp = select(0.0, exp(s4[u * GROUP + h] - mx), ovalid[u]);
-              let op = subgroupShuffleXor(mp, TW / 4u);
+              let op = subgroupShuffleXor(mp, TQ);
               hp[u] = select(mp, op, hiQ);
               hp[u + QU] = select(op, mp, hiQ);
             }
