@@ -63,10 +63,11 @@
 #      beside the indices: 1209797756 = 136055932 | 1073741824, 1077677308 = 3935484 | 1073741824; lost); both removed,
 #      call C the ops.ts defaults, with cuda-b1's 541163616 and 583241980 (3935484, 136055932 and those in DECODE_PROVEN),
 #      Session 12 (cuda-anchor): no variant bits are left, so candidates are tuning env knobs: DECODE_KNOBS (space-
-#      separated NAME=value entries, default below: KASCADE_SPARSE_RING=<stages>[,<splits>[,<bulk>[,<unroll>]]], the
-#      anchor's sparse pass with a 3- or 2-stage ring per warp at 3 / 4 CTAs per SM and a split count fitted to them,
-#      its index slots as fixed registers (unroll), its V rows by TMA bulk copies, or the 4-stage ring with the fitted
-#      count; kernels/cuda/anchor_sparse_decode.cu)
+#      separated NAME=value entries, default below: KASCADE_SPARSE_RING, kernels/cuda/anchor_sparse_decode.cu; call A
+#      (ab9822f): the anchor's sparse pass with a 3- or 2-stage ring per warp at 3 / 4 CTAs per SM and a split count
+#      fitted to them, its index slots as fixed registers, its V rows by TMA bulk copies (the winner: now the default),
+#      the 4-stage ring with the fitted count; call B: "old" (session 11's kernel), the V rows by whole-row cp.async
+#      (form 2) at 3 stages / at session 11's 4 stages and splits, the bulk copies with attn_splits / at 4 stages)
 #      each get a parity process of their own (DECODE_KNOB_VARIANTS, default the anchor's batch-32 default 136055932;
 #      DECODE_KNOB_PARITY_LIMIT s, default 140), beside the groups below, and those that pass a bench run of their own over
 #      DECODE_KNOB_BENCH_VARIANTS (default 136055932) after the main one (cuda-decode-knob-<i>.json; the rows that matter in the log),
@@ -83,7 +84,7 @@ variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,393548
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
 proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932,541163616,583241980}
-read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=3,0,0,1 KASCADE_SPARSE_RING=3 KASCADE_SPARSE_RING=4,-1,0,1 KASCADE_SPARSE_RING=2 KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=4,0}"
+read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=old KASCADE_SPARSE_RING=3,0,2 KASCADE_SPARSE_RING=3,-1,1 KASCADE_SPARSE_RING=4,0,1 KASCADE_SPARSE_RING=4,-1,2}"
 knob_variants=${DECODE_KNOB_VARIANTS:-136055932}
 knob_bench=${DECODE_KNOB_BENCH_VARIANTS:-136055932}
 knob_limit=${DECODE_KNOB_PARITY_LIMIT:-140}
@@ -245,7 +246,7 @@ const fs = require("node:fs");
 try {
   const d = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
   for (const r of d.rows)
-    if (r.batch === 32 && (r.context === 32768 || r.context === 131072) && /^(anchor|layer0)-v/.test(r.kernel))
+    if (r.batch === 32 && (r.context === 32768 || r.context === 131072) && /^(anchor|layer0)(-v|$)/.test(r.kernel))
       console.log(`  ${process.argv[2]} ${r.kernel} ${r.context}: ${r.medianUs} us (p10 ${r.p10Us}, p90 ${r.p90Us})`);
 } catch (e) { console.log(`  ${process.argv[2]}: unreadable (${e.message})`); }
 ' "$1" "$2"
