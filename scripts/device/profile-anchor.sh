@@ -79,7 +79,7 @@ for entry in ${list//,/ }; do
     done
   done
 done
-read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=old KASCADE_SPARSE_RING=3,0,2 KASCADE_SPARSE_RING=3,-1,1 KASCADE_SPARSE_RING=4,0,1 KASCADE_SPARSE_RING=4,-1,2}"
+read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=old KASCADE_SPARSE_RING=3,0,2 KASCADE_SPARSE_RING=3,-1,1 KASCADE_SPARSE_RING=4,0,1 KASCADE_SPARSE_RING=4,-1,2 KASCADE_SPARSE_RING=3,3,1}"
 stalls() { # <label> <kernel regex> [NAME=value [section]]: ncu's sections on 128k batch 32 into stalls-<label>.csv
   local out="$JOB_OUT/stalls-$1.csv"
   env ${3:+"$3"} PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,188" timeout 25 "$NCU" --clock-control none \
