@@ -1,7 +1,7 @@
 // The anchors' pooling pass of pools v60, v67 and v75 (KASCADE_PREFILL_POOL=v60 / v67 / v75; v75 the default since
 // session 11's call B, v67 from session 9 to then: head dim 128, g = 4, statistics from the attention pass; elsewhere
-// pool v1), followed by select v3 (prefill_select_v3.cu); session 12's candidates v76-v78 (pool_v17_np_kernel
-// below: no producer warpgroup). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
+// pool v1), followed by select v3 (prefill_select_v3.cu); session 12's candidates v79-v81 (v75 / v67 with the
+// pooled sums as trees: SUM below). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
 // select bins the row (session 6's v32 without it: three passes over the row). Session 5's v19 (the same pool, a
 // four-pass select) is gone.
 // Session 7 also timed this kernel selecting its own row right after pooling it (pools v53 / v54: the rows in one
@@ -116,7 +116,12 @@ struct P17Maps {
 // issues 10 instead of 16 LDS.64 per warp (7 blocks, or all 16, spill at the consumers' 112 registers). The same
 // sums in the same order. Session 11's call B (7e6e148), 32k, ncu: 11.57 against v67's 11.66 M cycles, tensor and
 // MUFU 70.3 against 69.8 %, L1 67.7 against 73.8 %; 128k layer 0 345.3 against 347.2 ms.
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
+// SUM (pools v79-v81, session 12's candidates): pooled_pair_reg's SUM: v79 (v75's CREG) exponentiates every term
+// first and adds each key's 32 as a pairwise tree (depth 5) instead of one chain of 16 dependent adds between the
+// MUFUs (session 12's call A, ncu SASS page of v75: 11.5 % of the warps' stall samples are fixed-latency waits at
+// MUFUs issued behind chain adds); v80 also pins the step's 64 exponentials before the first add; v81 is v79 without
+// CREG (v67's row constants, all from shared memory).
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false, int SUM = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -249,9 +254,9 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       p0 = fabsf(acc[0]);
       p1 = fabsf(acc[2]);
     } else if constexpr (CREG) {
-      pooled_pair_reg<16, NR>(acc, creg, Cu, qscale, quad, p0, p1);
+      pooled_pair_reg<16, NR, SUM>(acc, creg, Cu, qscale, quad, p0, p1);
     } else {
-      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
+      pooled_pair_reg<16, 0, SUM>(acc, creg, Cu, qscale, quad, p0, p1);  // SUM 0: pooled_pair
     }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
@@ -286,206 +291,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-// Session 12's candidates v76 / v77 (pool_v17_np_kernel<T, NC, STAGES, NR, ROWMAX>): v67's NC-tile pool with no
-// producer warpgroup. The block is the NC consumer warpgroups alone (128 NC threads, one CTA per SM), so every
-// thread keeps the registers the producer's warpgroup took (65536 / (128 NC): NC = 4: 128, NC = 5: 96, with no
-// setmaxnreg). Thread 0 copies the tiles' query rows and the first STAGES K steps; after that the last warpgroup in
-// turn order (NC - 1: its product of step i is the step's last) refills stage i % STAGES with step i + STAGES once
-// every warpgroup has released step i (its first thread waits on the stage's empty barrier right after its own
-// release; the others' products were issued, and finish, before its own).
-//   - v76: NC = 5 consumer warpgroups, five tiles per CTA (one per warpgroup, each K step loaded once for five),
-//     a 3-stage K ring (5 x 32 KB of query rows + 3 x 16 KB = 212 KB): five accumulators in flight per SM instead
-//     of four (session 10: four, three and two warpgroups reached 69.8, 60.1 and 43.3 % of each pipe); the row
-//     constants from shared memory (16 LDS.64 per warp and step, as v67).
-//   - v77: NC = 4, four tiles per CTA, a 4-stage ring, and all 32 of each thread's row constants in registers
-//     (NR = 16: no shared-memory loads in the step; v75 holds 12 at 112 registers).
-//   - v78: v76 with the row constants of 4 of the 16 column blocks in registers (NR = 4: 12 LDS.64 per warp and
-//     step; 95 of the 96 registers; 6 blocks spill).
-// The same sums in the same order as v67 / v75 (the same bits).
-template <typename T, int NC, int STAGES, int NR, bool ROWMAX>
-__global__ void __launch_bounds__(128 * NC, 1)
-    pool_v17_np_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps,
-                       const float* __restrict__ stats, float* __restrict__ pooled, int pairBase, size_t perPair,
-                       int denseLayout, float* __restrict__ rowMax) {
-  constexpr int D = 128;
-  constexpr int TILE = kP17Keys * D;
-  constexpr int NA = 64;
-  constexpr int QROWS = NC * kP17Rows;
-  constexpr unsigned kTileBytes = TILE * sizeof(T);
-  extern __shared__ __align__(128) unsigned char smem_raw[];
-  unsigned char* smem_base = smem_raw + ((1024 - (tma::smem_u32(smem_raw) & 1023)) & 1023);
-  T* Qs = reinterpret_cast<T*>(smem_base);  // NC tiles of [2 regions][128 rows][64]
-  T* Ks = Qs + QROWS * D;
-  float* Cs = reinterpret_cast<float*>(Ks + STAGES * TILE);
-  uint64_t* bars = reinterpret_cast<uint64_t*>(Cs + QROWS);
-  uint64_t* qFull = bars;
-  uint64_t* full = bars + 1;
-  uint64_t* empty = full + STAGES;
-  unsigned* cmax = reinterpret_cast<unsigned*>(empty + STAGES);  // ROWMAX: each tile's largest score (bits)
-
-  const int H = s.heads, G = s.kvHeads, Q = s.queries;
-  const int n = s.queryStart + Q;
-  const int tiles = tiles_of(s);
-  const int t0 = ((tiles + NC - 1) / NC - 1 - static_cast<int>(blockIdx.x)) * NC;
-  const int ntl = min(NC, tiles - t0);
-  const int pair = pairBase + blockIdx.y, b = pair / G, j = pair % G;
-  const int stLast = s.queryStart + (t0 + ntl - 1) * kT;
-  if (stLast == 0) return;
-  const int steps = (stLast + kP17Keys - 1) / kP17Keys;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, cw = warp >> 2, wl = warp & 3;
-  const int row = lane >> 2, quad = lane & 3;
-
-  if (tid == 0) {
-    tma::mbar_init(qFull, 1);
-    for (int x = 0; x < STAGES; ++x) {
-      tma::mbar_init(full + x, 1);
-      tma::mbar_init(empty + x, 128 * NC);
-    }
-    tma::mbar_fence_init();
-    if (ROWMAX)
-      for (int u = 0; u < NC; ++u) cmax[u] = 0u;
-  }
-  __syncthreads();
-  // Step i's K copies into stage i % STAGES (the thread that issues them).
-  auto load_k = [&](int i) {
-    const int sg = i % STAGES;
-    tma::mbar_arrive_expect_tx(full + sg, kTileBytes);
-    tma::copy_3d(Ks + sg * TILE, &maps.k, 0, i * kP17Keys, b * G + j, full + sg);
-    tma::copy_3d(Ks + sg * TILE + kP17Keys * 64, &maps.k, 64, i * kP17Keys, b * G + j, full + sg);
-  };
-  if (tid == 0) {
-    tma::mbar_arrive_expect_tx(qFull, ntl * kP17Rows * D * sizeof(T));
-    for (int u = 0; u < ntl; ++u)
-      for (int hh = 0; hh < 4; ++hh)
-        for (int c = 0; c < 2; ++c)
-          tma::copy_3d(Qs + (u * 2 + c) * kP17Rows * 64 + hh * kT * 64, &maps.q, c * 64, (t0 + u) * kT,
-                       b * H + j * 4 + hh, qFull);
-    for (int i = 0; i < STAGES && i < steps; ++i) load_k(i);
-  }
-  // Row constants c = M + log2(L) of the CTA's tiles (+inf past the chunk: those rows add nothing).
-  if (tid < ntl * kP17Rows) {
-    const int rr = tid % kP17Rows, hh = rr / kT, qi = (t0 + tid / kP17Rows) * kT + rr % kT;
-    float c = INFINITY;
-    if (qi < Q) {
-      const size_t qrow = (static_cast<size_t>(b) * H + j * 4 + hh) * static_cast<size_t>(Q) + qi;
-      c = stats[qrow * 2] + log2f(stats[qrow * 2 + 1]);
-    }
-    Cs[tid] = c;
-  }
-  __syncthreads();
-  // This warpgroup's tile t0 + cw (none past the chunk's last tile).
-  const int u = cw;
-  const int t = t0 + u, st = s.queryStart + t * kT;
-  const int mySteps = u < ntl ? (st + kP17Keys - 1) / kP17Keys : 0;
-  const T* Qu = Qs + u * kP17Rows * D;
-  const float* Cu = Cs + u * kP17Rows;
-  float* rowp = denseLayout ? pooled + (static_cast<size_t>(pair) * tiles + t) * n
-                            : pooled + blockIdx.y * perPair + packed_offset(s.queryStart, t);
-  const float qscale = s.scale * kLog2e;
-  const tma::Turns turns(2, cw, NC);
-  const bool refills = cw == NC - 1 && (tid & 127) == 0;  // the last warpgroup's first thread
-
-  const uint32_t kLo = tma::k_desc_lo(Ks), qLo = tma::k_desc_lo(Qu);
-  float vmax = 0.f;
-  float2 creg[NR > 0 ? NR : 1];
-#pragma unroll
-  for (int nb = 0; nb < NR; ++nb) creg[nb] = *reinterpret_cast<const float2*>(Cu + nb * 8 + quad * 2);
-  float acc[NA];
-  tma::mbar_wait(qFull, 0);
-  auto step = [&](int i, int slot, int slots, auto onTag) {
-    constexpr bool on = decltype(onTag)::value;
-    const int sg = i % STAGES;
-    if constexpr (on) tma::mbar_spin(full + sg, static_cast<unsigned>(i / STAGES) & 1);
-    turns.begin(slot);
-    if constexpr (on) issue_ab_lo<T, kP17Keys, kP17Rows>(acc, kLo + sg * (kTileBytes >> 4), qLo);
-    turns.end(slot, slots);
-    if constexpr (on) {
-      wait0();
-      pin<NA>(acc);
-    }
-    tma::mbar_arrive(empty + sg);
-    if (refills && i + STAGES < steps) {
-      tma::mbar_wait(empty + sg, static_cast<unsigned>(i / STAGES) & 1);
-      load_k(i + STAGES);
-    }
-    if constexpr (!on) return;
-    float p0, p1;
-    pooled_pair_reg<16, NR>(acc, creg, Cu, qscale, quad, p0, p1);
-    const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
-    if (quad == 0) {
-      if (x0 < st) {
-        rowp[x0] = p0;
-        if (ROWMAX) vmax = fmaxf(vmax, p0);
-      }
-      if (x1 < st) {
-        rowp[x1] = p1;
-        if (ROWMAX) vmax = fmaxf(vmax, p1);
-      }
-    }
-  };
-  int i = 0;
-#pragma unroll 1
-  for (; i < mySteps; ++i) step(i, i * NC + cw, steps * NC, std::true_type{});
-#pragma unroll 1
-  for (; i < steps; ++i) step(i, i * NC + cw, steps * NC, std::false_type{});
-  if (ROWMAX) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, o));
-    if (lane == 0) atomicMax(cmax + u, __float_as_uint(vmax));
-    __syncthreads();  // every warpgroup's atomicMax is in
-    if (tid < ntl && s.queryStart + (t0 + tid) * kT > 0)
-      rowMax[static_cast<size_t>(pair) * tiles + t0 + tid] = __uint_as_float(cmax[tid]);
-  }
-}
-
-template <typename T, int NC, int STAGES>
-constexpr size_t p17_np_smem_bytes() {
-  return static_cast<size_t>(NC * kP17Rows * 128 + STAGES * kP17Keys * 128) * sizeof(T) + 1024 + NC * kP17Rows * 4 +
-         256;
-}
-
-template <typename T, int NC, int STAGES, int NR, bool ROWMAX>
-cudaError_t launch_p17_np_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                            float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
-                            cudaStream_t st) {
-  constexpr size_t smem = p17_np_smem_bytes<T, NC, STAGES>();
-  static_assert(smem <= 232448, "one CTA per SM: at most 227 KB of shared memory");
-  static bool configured = false;
-  if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_np_kernel<T, NC, STAGES, NR, ROWMAX>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-    configured = true;
-  }
-  P17Maps maps;
-  const int n = s.queryStart + s.queries;
-  if (!tma_encode(&maps.q, s.dtype, q, s.queries, s.queries, s.batch * s.heads, kT) ||
-      !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
-    return cudaErrorNotSupported;
-  const dim3 grid((tiles_of(s) + NC - 1) / NC, pairs);
-  pool_v17_np_kernel<T, NC, STAGES, NR, ROWMAX>
-      <<<grid, 128 * NC, smem, st>>>(s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
-  return cudaGetLastError();
-}
-
-template <typename T, int NC, int STAGES, int NR>
-cudaError_t launch_p17_np(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
-                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
-                          cudaStream_t st) {
-  return rowMax ? launch_p17_np_t<T, NC, STAGES, NR, true>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                          denseLayout, rowMax, st)
-                : launch_p17_np_t<T, NC, STAGES, NR, false>(s, q, k, stats, pooled, pairBase, pairs, perPair,
-                                                           denseLayout, rowMax, st);
-}
-
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false, int SUM = 0>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG, SUM>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -496,18 +309,18 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG, SUM><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO, bool CREG = false>
+template <typename T, int TPC, bool LO, bool CREG = false, int SUM = 0>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, CREG>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, CREG, SUM>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                              denseLayout, rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO, 0, CREG>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                : launch_p17_t<T, 4, TPC, false, LO, 0, CREG, SUM>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                               denseLayout, rowMax, st);
 }
 
@@ -535,12 +348,17 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     // Pool v75 changes the four-tile pool only; smaller launches run v67's one-tile pool (the parity job forces four
     // tiles per CTA onto every launch, so what parity checks is what the bench times at 32k and 128k).
-    if (poolVariant == 76 && wide)
-      return launch_p17_np<T, 5, 3, 0>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 78 && wide)
-      return launch_p17_np<T, 5, 3, 4>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 77 && wide)
-      return launch_p17_np<T, 4, 4, 16>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
+    // Session 12's candidates (four-tile launches): v79 = v75 with the pooled sums as trees, v80 = v79 with the
+    // exponentials pinned before the adds, v81 = v67 with v79's trees.
+    if (poolVariant == 79 && wide)
+      return launch_p17_rowmax<T, 4, true, true, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                    rowMax, st);
+    if (poolVariant == 80 && wide)
+      return launch_p17_rowmax<T, 4, true, true, 2>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                    rowMax, st);
+    if (poolVariant == 81 && wide)
+      return launch_p17_rowmax<T, 4, true, false, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                     rowMax, st);
     if (poolVariant == 75 && wide)
       return launch_p17_rowmax<T, 4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
                                                  st);

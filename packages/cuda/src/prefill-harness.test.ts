@@ -337,12 +337,12 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       /sparse kernel must be one of v1, v12, v61, got fast/,
     );
     expect(() => setPrefillKernels({ pool: 'v9' as 'v1' })).toThrow(
-      /pool kernel must be one of v1, v60, v67, v75, v76, v77, v78, got v9/,
+      /pool kernel must be one of v1, v60, v67, v75, v79, v80, v81, got v9/,
     );
     expect(() => prefillKernelPreset('v99')).toThrow(
-      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v75, v76, v77, v78\)/,
+      /unknown prefill kernel preset v99 \(known: v1, v60, v67, v75, v79, v80, v81\)/,
     );
-    // Sessions 2-11's losing presets are gone.
+    // Sessions 2-12's losing presets are gone.
     for (const gone of [
       'v2',
       'v8',
@@ -380,13 +380,16 @@ describe('prefill parity harness on a CPU fake of the addon', () => {
       'v72',
       'v73',
       'v74',
+      'v76',
+      'v77',
+      'v78',
     ])
       expect(() => prefillKernelPreset(gone)).toThrow(CudaArgumentError);
     expect(prefillKernelPreset('v1')).toEqual({ dense: 'v1', sparse: 'v1', pool: 'v1' });
     expect(prefillKernelPreset('v60')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v60' });
     expect(prefillKernelPreset('v67')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v67' });
     expect(prefillKernelPreset('v75')).toEqual({ dense: 'v22', sparse: 'v61', pool: 'v75' });
-    for (const v of ['v76', 'v77', 'v78'] as const)
+    for (const v of ['v79', 'v80', 'v81'] as const)
       expect(prefillKernelPreset(v)).toEqual({ dense: 'v22', sparse: 'v61', pool: v });
   });
 
