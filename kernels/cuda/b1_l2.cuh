@@ -60,17 +60,6 @@ __device__ __forceinline__ void tma_load_3d_policy(uint32_t smem, const void* ma
       : "memory");
 }
 
-// A bulk copy global -> shared (decode_device.cuh's bulk_g2s) under an L2 cache policy (session 12, the ws gather's
-// tuning knob KASCADE_WS_EVICT_FIRST=1).
-__device__ __forceinline__ void bulk_g2s_policy(uint32_t smem, const void* gmem, unsigned bytes, uint32_t bar,
-                                                uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(
-          smem),
-      "l"(gmem), "r"(bytes), "r"(bar), "l"(policy)
-      : "memory");
-}
-
 // Drops the L2 lines [lineBegin, lineEnd) (128-byte line indices from address 0), threads tid, tid + nt, ... of the
 // caller; their data is undefined afterwards and never written back.
 __device__ __forceinline__ void l2_discard_lines(uintptr_t lineBegin, uintptr_t lineEnd, int tid, int nt) {

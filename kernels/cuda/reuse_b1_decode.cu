@@ -47,7 +47,10 @@
 //   its arrival (call B: 21.41 against 21.63, the last CTA's merge unchanged at 1.7 us), and KASCADE_WS_STEAL=15, each
 //   row's last 15 % of groups claimed one group at a time from a per-row counter (call A: 23.78 against 21.63).)
 //   536870912 (session 11, W with 4194304): the split merge through each row's f64 accumulator (ws_store_and_accumulate,
-//   ws_finish_acc): the row's last CTA loads GS x (D + 1) sums instead of its slots.
+//   ws_finish_acc): the row's last CTA loads GS x (D + 1) sums instead of its slots. Session 12: its warps' merge loads
+//   every warp's state first and sums by trees with one ex2.approx per warp (tuning knob KASCADE_WS_MERGE_V11=1: session
+//   11's loop). (Session 12, call A, lost and removed: tuning knobs KASCADE_WS_TICKET, KASCADE_WS_EVICT_FIRST and
+//   KASCADE_WS_WARM_TAIL; packages/cuda/README.md, batch 1, twelfth session.)
 //   The other bits do not change this kernel.
 #include <algorithm>
 #include <cstdio>
@@ -56,7 +59,6 @@
 #include <vector>
 
 #include "b1_early.cuh"
-#include "b1_l2.cuh"
 #include "decode_attention.cuh"
 #include "decode_device.cuh"
 
@@ -102,9 +104,6 @@ __host__ __device__ constexpr size_t ws_smem_bytes() {
 
 // Completion counters of the fused merge: zero at module load, reset by the block that merges.
 __device__ unsigned g_ws_done[kMaxFusedRows];
-// KASCADE_WS_TICKET=1 (session 12): the rows' tickets (who merges), taken as a CTA's copies are all issued; zero at module
-// load, reset by the last ticket's holder.
-__device__ unsigned g_ws_ticket[kMaxFusedRows];
 
 // Tuning knob KASCADE_WS_TRACE=1 (session 7): each CTA (up to kWsTraceCtas) records globaltimer at its start, when
 // its first stage has landed, when its loop ends and at its exit (after the fused merge, for the row's last CTA),
@@ -115,12 +114,10 @@ __device__ unsigned g_ws_ticket[kMaxFusedRows];
 // orders the mark after them): the slots' merge as its L2 round trip and the rest.
 // Session 12 (bit 536870912): (8) when the warps' states are in shared memory (after the merge's first barrier) and (9)
 // when thread 0's merged element is computed, before its slot store and f64 adds: the warps' merge in three steps.
-// The kernel's `trace` argument: flags. kWsFlagTrace: KASCADE_WS_TRACE=1 (below). kWsFlagEvictFirst (session 12, tuning
-// knob KASCADE_WS_EVICT_FIRST=1): the producers' K / V row copies under an L2 evict-first policy, so the 54 MB stream
-// (at 128k batch 1) does not push out of L2 what the launch reads again: the index list, the rows' accumulators, slots
-// and counters, the kernel's code (the epilogue runs once per CTA at its very end).
+// The kernel's `trace` argument: flags. kWsFlagTrace: KASCADE_WS_TRACE=1 (below). kWsFlagMergeV11: tuning knob
+// KASCADE_WS_MERGE_V11=1 (session 12), bit 536870912's warps' merge as session 11 ran it (ws_store_and_accumulate).
 constexpr int kWsFlagTrace = 1;
-constexpr int kWsFlagEvictFirst = 2;
+constexpr int kWsFlagMergeV11 = 2;
 constexpr int kWsTraceCtas = 4096;
 constexpr int kWsTraceCols = 10;
 __device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
@@ -268,9 +265,16 @@ __device__ __forceinline__ double ws_acc_scale(float M) {
 // The W epilogue under bit 536870912: the consumer warps' states merged through shared memory (merge_warps' arithmetic
 // and kWsMergePad rows, as bit 4194304), each thread taking its elements' head max M and 2^M once: the partial (M, L, o)
 // stored in slot `split` (as store_split_and_merge) and 2^M o, 2^M L added to the row's accumulator.
-// The consumer warps' states (m, l, o) into the merge rows (kWsMergePad floats longer than D: bank-conflict free).
-template <int D, int GS, int NW>
-__device__ __forceinline__ void ws_write_warp_states(float* red, float m, float l, const float (&acc)[D / 8][2]) {
+// 2^x by one MUFU.EX2 (ex2.approx.ftz: results below 2^-126 flush to 0; exp2(-inf) = 0).
+__device__ __forceinline__ float ex2_approx_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+template <int D, int GS, int NW, int NT>
+__device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
+                                                        float* part_o, float* part_ml, int splits, int split,
+                                                        size_t bh0, int row, bool marks, bool v11) {
   constexpr int RS = D + kWsMergePad;
   float* red_ml = red + NW * GS * RS;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, r = lane >> 2, quad = lane & 3;
@@ -283,42 +287,61 @@ __device__ __forceinline__ void ws_write_warp_states(float* red, float m, float 
     for (int nb = 0; nb < D / 8; ++nb)
       *reinterpret_cast<float2*>(red + (warp * GS + r) * RS + nb * 8 + quad * 2) = make_float2(acc[nb][0], acc[nb][1]);
   }
-}
-
-// Tuning knob KASCADE_WS_TICKET=1 (session 12, TK): `own` (the CTA holding the row's last ticket, below) adds nothing:
-// it keeps its elements' 2^M o and 2^M L in ownO / ownL (kWsAccPer per thread) and raises ownOver where |M| > kWsAccRange.
-template <int GS, int D, int NT>
-constexpr int kWsAccPer = (GS * D + NT - 1) / NT;
-template <int D, int GS, int NW, int NT, bool TK = false>
-__device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
-                                                        float* part_o, float* part_ml, int splits, int split,
-                                                        size_t bh0, int row, bool marks = false, bool own = false,
-                                                        double* ownO = nullptr, double* ownL = nullptr,
-                                                        bool* ownOver = nullptr) {
-  constexpr int RS = D + kWsMergePad;
-  float* red_ml = red + NW * GS * RS;
-  const int tid = static_cast<int>(threadIdx.x);
-  ws_write_warp_states<D, GS, NW>(red, m, l, acc);
   __syncthreads();
   if (marks && tid == 0) ws_mark(8);
   double* accRow = g_ws_acc[row];
-#pragma unroll
-  for (int u = 0; u < kWsAccPer<GS, D, NT>; ++u) {
-    const int i = tid + u * NT;
-    if (i >= GS * D) break;
+  for (int i = tid; i < GS * D; i += NT) {
     const int h = i / D, d = i % D;
-    float M = -INFINITY;
+    float M = -INFINITY, o = 0.f, L = 0.f;
+    if (v11) {  // KASCADE_WS_MERGE_V11=1: session 11's loop (one warp after the other, exp2f, a branch per warp)
 #pragma unroll
-    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-    float o = 0.f, L = 0.f;
+      for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
 #pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      const float mw = red_ml[(w * GS + h) * 2];
-      if (mw != -INFINITY) {
-        const float c = exp2f(mw - M);
-        L += red_ml[(w * GS + h) * 2 + 1] * c;
-        o += red[(w * GS + h) * RS + d] * c;
+      for (int w = 0; w < NW; ++w) {
+        const float mw = red_ml[(w * GS + h) * 2];
+        if (mw != -INFINITY) {
+          const float c = exp2f(mw - M);
+          L += red_ml[(w * GS + h) * 2 + 1] * c;
+          o += red[(w * GS + h) * RS + d] * c;
+        }
       }
+    } else {
+      // Session 12: every warp's (m, l) and o loaded first, the head max and the sums as trees, one ex2.approx per warp
+      // (a warp with m = -inf weighs exp2(-inf) = 0; all empty: M = -inf, o = L = 0 as before). Call A's trace (marks
+      // 8, 9) put session 11's loop at ~0.6 us in every CTA: a chain of dependent shared loads, exp2f's range fix-ups
+      // and one branch per warp.
+      float2 mlw[NW];
+      float ow[NW];
+#pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        mlw[w] = *reinterpret_cast<const float2*>(red_ml + (w * GS + h) * 2);
+        ow[w] = red[(w * GS + h) * RS + d];
+      }
+      float mx[NW];
+#pragma unroll
+      for (int w = 0; w < NW; ++w) mx[w] = mlw[w].x;
+#pragma unroll
+      for (int step = 1; step < NW; step *= 2)
+#pragma unroll
+        for (int w = 0; w + step < NW; w += 2 * step) mx[w] = fmaxf(mx[w], mx[w + step]);
+      M = mx[0];
+      const float Mref = M == -INFINITY ? 0.f : M;
+      float lw[NW], pw[NW];
+#pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        const float c = ex2_approx_ftz(mlw[w].x - Mref);
+        lw[w] = mlw[w].y * c;
+        pw[w] = ow[w] * c;
+      }
+#pragma unroll
+      for (int step = 1; step < NW; step *= 2)
+#pragma unroll
+        for (int w = 0; w + step < NW; w += 2 * step) {
+          lw[w] += lw[w + step];
+          pw[w] += pw[w + step];
+        }
+      L = lw[0];
+      o = pw[0];
     }
     if (marks && i == 0) {  // trace mark 9: thread 0's element merged (a branch on it orders the mark after it)
       if (__float_as_uint(o + L + M) != 0x7fbadbadu) ws_mark(9);
@@ -329,18 +352,15 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
       ml[0] = M;
       ml[1] = L;
     }
-    if constexpr (TK) {
-      if (own) {  // the ticket's holder keeps its share: no adds, no round trip
-        const bool ok = ws_acc_ok(M);
-        const double sc = ok ? ws_acc_scale(M) : 0.0;
-        ownO[u] = M == -INFINITY ? 0.0 : sc * static_cast<double>(o);
-        ownL[u] = M == -INFINITY ? 0.0 : sc * static_cast<double>(L);
-        if (M != -INFINITY && !ok) *ownOver = true;
-        continue;
-      }
-    }
     if (M == -INFINITY) continue;  // an empty split adds nothing
-    if (ws_acc_ok(M)) {
+    if (ws_acc_ok(M) && !v11) {
+      // Session 12: 2^M o as (2^(M - floor M) o) in f32 (one rounding) times 2^floor M (exact in f64).
+      const float f = floorf(M);
+      const float s2 = ex2_approx_ftz(M - f);
+      const double p2 = __longlong_as_double(static_cast<long long>(static_cast<int>(f) + 1023) << 52);
+      atomicAdd(accRow + i, static_cast<double>(o * s2) * p2);
+      if (d == 0) atomicAdd(accRow + GS * D + h, static_cast<double>(L * s2) * p2);
+    } else if (ws_acc_ok(M)) {
       const double sc = ws_acc_scale(M);
       atomicAdd(accRow + i, sc * static_cast<double>(o));
       if (d == 0) atomicAdd(accRow + GS * D + h, sc * static_cast<double>(L));
@@ -352,38 +372,25 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
 
 // The row's last CTA with the f64 accumulator: one round trip for the sums and the flag; the output, or (flag) the
 // slots' merge; the accumulator and the flag zeroed for the next launch.
-// TK (KASCADE_WS_TICKET=1): the flag comes in `overIn` (read after the arrivals' acquire, or'ed with the CTA's own), and
-// the CTA's own shares (ownO, ownL) are added to the loaded sums.
-template <typename T, int D, int GS, int NT, bool TK = false>
+template <typename T, int D, int GS, int NT>
 __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, const float* part_ml, int S, size_t bh0,
-                                              T* out, bool marks, const double* ownO = nullptr,
-                                              const double* ownL = nullptr, bool overIn = false) {
+                                              T* out, bool marks) {
   double* accRow = g_ws_acc[row];
   const int tid = static_cast<int>(threadIdx.x);
-  constexpr int kPer = kWsAccPer<GS, D, NT>;
-  const unsigned over = TK ? (overIn ? 1u : 0u) : __ldcg(g_ws_acc_over + row);
+  constexpr int kPer = (GS * D + NT - 1) / NT;
+  const unsigned over = __ldcg(g_ws_acc_over + row);
   double o[kPer], L[kPer];
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int e = tid + u * NT;
     o[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
     L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
-    if constexpr (TK) {
-      if (e < GS * D) {
-        o[u] += ownO[u];
-        L[u] += ownL[u];
-      }
-    }
   }
   if (marks && tid == 0) {  // trace mark 7: thread 0's loads have landed (the branch waits for them)
     const double chk = o[0] + L[0];
     if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
   }
   if (over) {
-    if constexpr (TK) {  // the CTA's own slot stores, then its threads' loads of every slot (no release on this path)
-      __threadfence();
-      __syncthreads();
-    }
     ws_merge_slots<T, D, GS, NT>(part_o, part_ml, S, bh0, out);
   } else {
 #pragma unroll
@@ -402,171 +409,10 @@ __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, cons
   if (tid == 0 && over) g_ws_acc_over[row] = 0u;
 }
 
-// Tuning knob KASCADE_WS_WARM_TAIL=1 (session 12, template flag WM; merge 2): the guess that the last CTA's warps' merge
-// (1.3 us in session 11's traces for a few hundred instructions) waits on instruction fetch: the epilogue runs once per
-// CTA at its very end, when this SM has never run its code (one CTA per SM) and the 54 MB stream has been through L2.
-// The epilogue after the warps' state writes is this one noinline function (one copy of its code): the consumer warps
-// run it dry at their start (named barrier 1 over their 256 threads, no global store, atomic or output; the sums' loads
-// are real but unused) while their first stage is in flight (~4 us), so its code is in the SM's instruction caches when
-// every thread runs it for real at the end (barrier 0). flags: 1 dry, 2 trace marks.
-__device__ __forceinline__ void ws_bar(int id, int count) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
-}
-template <typename T, int D, int GS, int NW, int NT>
-__device__ __noinline__ void ws_acc_tail(const float* red, float* part_o, float* part_ml, int splits, int split,
-                                         size_t bh0, int row, T* out, unsigned* ctr, int flags) {
-  __shared__ bool lastBlock;
-  constexpr int RS = D + kWsMergePad;
-  constexpr int kPer = kWsAccPer<GS, D, NT>;
-  const bool dry = (flags & 1) != 0, marks = (flags & 2) != 0;
-  const int barId = dry ? 1 : 0, barCount = dry ? 32 * NW : NT;
-  const float* red_ml = red + NW * GS * RS;
-  const int tid = static_cast<int>(threadIdx.x);
-  ws_bar(barId, barCount);
-  if (marks && tid == 0) ws_mark(8);
-  double* accRow = g_ws_acc[row];
-#pragma unroll
-  for (int u = 0; u < kPer; ++u) {
-    const int i = tid + u * NT;
-    if (i >= GS * D) break;
-    const int h = i / D, d = i % D;
-    float M = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-    float o = 0.f, L = 0.f;
-#pragma unroll
-    for (int w = 0; w < NW; ++w) {
-      const float mw = red_ml[(w * GS + h) * 2];
-      if (mw != -INFINITY) {
-        const float c = exp2f(mw - M);
-        L += red_ml[(w * GS + h) * 2 + 1] * c;
-        o += red[(w * GS + h) * RS + d] * c;
-      }
-    }
-    if (marks && i == 0) {  // trace mark 9
-      if (__float_as_uint(o + L + M) != 0x7fbadbadu) ws_mark(9);
-    }
-    if (dry) continue;
-    part_o[((bh0 + h) * splits + split) * D + d] = o;
-    if (d == 0) {
-      float* ml = part_ml + ((bh0 + h) * splits + split) * 2;
-      ml[0] = M;
-      ml[1] = L;
-    }
-    if (M == -INFINITY) continue;  // an empty split adds nothing
-    if (ws_acc_ok(M)) {
-      const double sc = ws_acc_scale(M);
-      atomicAdd(accRow + i, sc * static_cast<double>(o));
-      if (d == 0) atomicAdd(accRow + GS * D + h, sc * static_cast<double>(L));
-    } else if (d == 0) {
-      g_ws_acc_over[row] = 1u;
-    }
-  }
-  if (marks && tid == 0) ws_mark(5);
-  // The split counter (row_last_block_acq_rel); dry: as the row's last CTA.
-  ws_bar(barId, barCount);
-  if (tid == 0) {
-    if (dry) {
-      lastBlock = true;
-    } else {
-      unsigned old;
-      asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;\n" : "=r"(old) : "l"(ctr) : "memory");
-      lastBlock = old == static_cast<unsigned>(splits) - 1u;
-      if (lastBlock) *ctr = 0u;
-    }
-  }
-  ws_bar(barId, barCount);
-  if (!lastBlock) return;
-  if (marks && tid == 0) ws_mark(6);
-  // ws_finish_acc.
-  const unsigned over = dry ? 0u : __ldcg(g_ws_acc_over + row);
-  double ov[kPer], Lv[kPer];
-#pragma unroll
-  for (int u = 0; u < kPer; ++u) {
-    const int e = tid + u * NT;
-    ov[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
-    Lv[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
-  }
-  if (marks && tid == 0) {  // trace mark 7
-    const double chk = ov[0] + Lv[0];
-    if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
-  }
-  if (over) {
-    ws_merge_slots<T, D, GS, NT>(part_o, part_ml, splits, bh0, out);
-  } else if (!dry) {
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int e = tid + u * NT;
-      if (e < GS * D) out[bh0 * D + e] = from_float<T>(static_cast<float>(ov[u] / Lv[u]));
-    }
-  }
-  if (!dry) {
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int e = tid + u * NT;
-      if (e < GS * D) accRow[e] = 0.0;
-    }
-  }
-  ws_bar(barId, barCount);  // every thread has read its heads' sums of 2^m l and the flag
-  if (dry) return;
-  if (tid < GS) accRow[GS * D + tid] = 0.0;
-  if (tid == 0 && over) g_ws_acc_over[row] = 0u;
-}
-
-// KASCADE_WS_TICKET=1 (session 12; merge 3, W with bits 4194304 and 536870912): the split merge through the f64
-// accumulators without the last CTA's own adds and their release. Session 11's traces put the last CTA's tail at ~3.0 us
-// after its loop: the warps' merge and its adds, then the counter's acq_rel atomic (0.7-0.86 us: its release waits
-// for the CTA's adds to land, then the atomic's round trip), then the sums' loads. Here each CTA takes a ticket as its
-// copies are all issued (g_ws_ticket, relaxed; the first producer, hidden behind the consumers' last stages): the
-// holder of the row's last ticket adds nothing (it keeps its own 2^M o, 2^M L in registers), the others add as before
-// and then count themselves in g_ws_done by one release reduction (no return to wait for). The holder polls g_ws_done
-// (acquire) until the other splits - resident, since they took tickets - have arrived, loads the sums, adds its own
-// share, divides and resets the counters. One round trip less when the holder is the row's last CTA to finish (the
-// usual case: tickets come in issue order); otherwise its poll waits for the last arrival.
-template <typename T, int D, int GS, int NW, int NT>
-__device__ __forceinline__ void ws_ticket_epilogue(float* red, float m, float l, const float (&acc)[D / 8][2],
-                                                   const PartialArgs& a, int split, size_t bh0, int row,
-                                                   unsigned& sTicket, int& sOver, bool marks) {
-  const int tid = static_cast<int>(threadIdx.x);
-  const bool own = sTicket == static_cast<unsigned>(a.splits) - 1u;  // written before the loop's end barrier
-  constexpr int kPer = kWsAccPer<GS, D, NT>;
-  double ownO[kPer], ownL[kPer];
-  bool ownOver = false;
-#pragma unroll
-  for (int u = 0; u < kPer; ++u) ownO[u] = ownL[u] = 0.0;
-  ws_store_and_accumulate<D, GS, NW, NT, true>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, row, marks,
-                                               own, ownO, ownL, &ownOver);
-  if (marks && tid == 0) ws_mark(5);
-  unsigned* done = g_ws_done + row;
-  if (!own) {
-    __syncthreads();  // the CTA's slot stores and adds, then thread 0's release covers them
-    if (tid == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;\n" ::"l"(done) : "memory");
-    return;
-  }
-  const int anyOver = __syncthreads_or(ownOver ? 1 : 0);
-  if (tid == 0) {
-    g_ws_ticket[row] = 0u;  // every split has taken its ticket
-    const unsigned want = static_cast<unsigned>(a.splits) - 1u;
-    unsigned v;
-    for (;;) {
-      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(done) : "memory");
-      if (v >= want) break;
-    }
-    *done = 0u;
-    sOver = anyOver || __ldcg(g_ws_acc_over + row) != 0u;
-  }
-  __syncthreads();
-  if (marks && tid == 0) ws_mark(6);
-  ws_finish_acc<T, D, GS, NT, true>(row, a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks, ownO, ownL,
-                                    sOver != 0);
-}
-
 // merge: 0 the combine kernel merges the slots after this one, 1 the row's last CTA merges them (counter g_ws_done),
-// 2 (bit 536870912, session 11; W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate),
-// 3 as 2 under KASCADE_WS_TICKET=1 (ws_ticket_epilogue).
+// 2 (bit 536870912, session 11; W with bit 4194304) as 1 through the row's f64 accumulator (ws_store_and_accumulate).
 // E (bit 33554432, session 10; K rows, wide CTAs): the early sparse pass (a.early, below).
-// WM (session 12, KASCADE_WS_WARM_TAIL=1; RG and W at head dim 128): the epilogue as ws_acc_tail, run dry first.
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks)
     gather_ws_kernel(KascadeDecodeShape s, PartialArgs a, int merge, int trace) {
   using C = WsCfg<D, W>;
@@ -585,8 +431,6 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   const bool marks = (trace & kWsFlagTrace) != 0;
-  __shared__ unsigned sTicket;  // merge 3: this CTA's ticket (the first producer's lane 0)
-  __shared__ int sOver;         // merge 3, the ticket's holder: some split's |m| > kWsAccRange
   if (marks && tid == 0) {
     ws_mark(0);
     ws_mark(4);
@@ -645,8 +489,6 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     // then after its phase 3); an entry at or past it is loaded only at its stage's issue (kPending until then), after
     // an acquire load has seen it covered. The list is then read through L2 (__ldcg: the select writes it meanwhile).
     const int* readyWord = early ? a.early + selRow * kStateInts + kB1ReadyInt : nullptr;
-    const bool evictFirst = (trace & kWsFlagEvictFirst) != 0;
-    const uint64_t streamPolicy = l2_policy_evict_first();
     constexpr int kPending = -2;
     int ready = 0;  // entries known written (this lane's view)
     auto poll_ready = [&]() {
@@ -702,38 +544,17 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
         __syncwarp();
         if (lane == 0) mbar_arrive_expect_tx(fb, (LG ? 16u : 32u) * kRowBytes);
         const size_t off = static_cast<size_t>(p < 0 ? 0 : p) * D;
-        if (evictFirst) {  // KASCADE_WS_EVICT_FIRST=1 (session 12): the rows streamed evict-first
-          if (lane >= 16) {
-            bulk_g2s_policy(smem_u32(Vs + e0 * R), vg + off, kRowBytes, smem_u32(fb), streamPolicy);
-          } else if (!LG) {
-            bulk_g2s_policy(smem_u32(Ks + e0 * R), kg + off, kRowBytes, smem_u32(fb), streamPolicy);
-          }
-        } else if (lane >= 16) {
+        if (lane >= 16) {
           bulk_g2s(Vs + e0 * R, vg + off, kRowBytes, fb);
         } else if (!LG) {
           bulk_g2s(Ks + e0 * R, kg + off, kRowBytes, fb);
         }
       }
     }
-    // KASCADE_WS_TICKET=1 (merge 3): the row's ticket, taken once this CTA's copies are all issued (its round trip
-    // hidden behind the consumers' last stages); its holder merges the row (below).
-    if (merge == 3 && pr == 0 && lane == 0) {
-      unsigned t;
-      asm volatile("atom.relaxed.gpu.global.add.u32 %0, [%1], 1;\n"
-                   : "=r"(t)
-                   : "l"(g_ws_ticket + (static_cast<size_t>(b) * G + j))
-                   : "memory");
-      sTicket = t;
-    }
     // Back to 128 for the merge below (setmaxnreg.inc waits until the consumers have given theirs back).
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 128;\n" ::);
   } else {
     // Consumers.
-    if constexpr (WM) {  // KASCADE_WS_WARM_TAIL=1: the epilogue's code run dry (ws_acc_tail) while stage 0 is in flight
-      ws_acc_tail<T, D, GS, NC, C::kThreads>(reinterpret_cast<const float*>(smem_raw), a.part_o, a.part_ml, a.splits,
-                                             split, bh0, static_cast<int>(static_cast<size_t>(b) * G + j),
-                                             static_cast<T*>(a.out), nullptr, 1);
-    }
     if constexpr (RG) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
     uint32_t qa[D / 16][4];
     if (!LG) load_q_operand<T, D, GS>(static_cast<const T*>(a.q) + bh0 * D, qa);
@@ -767,30 +588,12 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   // (session 9): the warps merge through bank-conflict-free rows (merge_warps' kPad), and the split counter is taken
   // by one acq_rel atomic (row_last_block_acq_rel).
   const bool wsEpilogue = W && (a.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0;
-  const bool wsAcc = wsEpilogue && merge >= 2;
+  const bool wsAcc = wsEpilogue && merge == 2;
   const int accRow = static_cast<int>(static_cast<size_t>(b) * G + j);
   float* red = reinterpret_cast<float*>(smem_raw);
-  if constexpr (W) {
-    if (wsAcc && merge == 3) {  // KASCADE_WS_TICKET=1
-      ws_ticket_epilogue<T, D, GS, NC, C::kThreads>(red, m, l, acc, a, split, bh0, accRow, sTicket, sOver, marks);
-      if (marks && tid == 0) ws_mark(3);
-      if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
-      return;
-    }
-  }
-  if constexpr (WM) {
-    if (wsAcc && merge == 2) {  // KASCADE_WS_WARM_TAIL=1
-      ws_write_warp_states<D, GS, NC>(red, m, l, acc);
-      ws_acc_tail<T, D, GS, NC, C::kThreads>(red, a.part_o, a.part_ml, a.splits, split, bh0, accRow,
-                                             static_cast<T*>(a.out), ctr, marks ? 2 : 0);
-      if (marks && tid == 0) ws_mark(3);
-      if (early && (s.variant & KASCADE_VARIANT_PDL)) pdl_wait();
-      return;
-    }
-  }
   if (wsAcc)
     ws_store_and_accumulate<D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, accRow,
-                                                    marks);
+                                                    marks, (trace & kWsFlagMergeV11) != 0);
   else if (wsEpilogue)
     store_split_and_merge<T, D, GS, NC, C::kThreads, kWsMergePad>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split,
                                                                   bh0, static_cast<T*>(a.out), nullptr, true);
@@ -877,16 +680,16 @@ static void ws_trace_print(int ctas, cudaStream_t st) {
 
 // CTAs of the warp-specialised gather resident per SM (occupancy, queried once per instantiation),
 // capped at kLeanMaxCtasPerSm (the workspace's partial slots are sized for that).
-template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E, bool WM = false>
+template <typename T, int D, int GS, bool LG, bool RG, bool W, bool E>
 static int ws_ctas_per_sm(cudaError_t* err) {
   static int perSm = 0;
   if (perSm == 0) {
     constexpr size_t smem = ws_smem_bytes<T, D, GS, W>();
-    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
+    cudaError_t e = cudaFuncSetAttribute(gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     int nb = 0;
     if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                                                         WsCfg<D, W>::kThreads, smem);
     if (e != cudaSuccess) {
       *err = e;
@@ -897,20 +700,20 @@ static int ws_ctas_per_sm(cudaError_t* err) {
   return perSm;
 }
 
-template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false, bool WM = false>
+template <typename T, int D, int GS, bool LG, bool RG = false, bool W = false, bool E = false>
 static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* out, cudaStream_t st) {
   cudaError_t e = cudaSuccess;
   if constexpr (RG) {  // the register split only where the kernel holds enough registers for it (above)
     static int regs = -1;
     if (regs < 0) {
       cudaFuncAttributes fa{};
-      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>);
+      e = cudaFuncGetAttributes(&fa, gather_ws_kernel<T, D, GS, LG, RG, W, E>);
       if (e != cudaSuccess) return e;
       regs = fa.numRegs;
     }
     if (regs < kWsRegsNeeded) return launch_ws<T, D, GS, LG, false, W, E>(s, a, out, st);
   }
-  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E, WM>(&e);
+  const int perSm = ws_ctas_per_sm<T, D, GS, LG, RG, W, E>(&e);
   if (e != cudaSuccess) return e;
   a.splits = ws_splits(s, a.topk, perSm, &a.chunk);
   // E (bit 33554432): the grid starts while the select's phase-3 CTAs (one per selection row) still hold their SMs, and
@@ -929,17 +732,12 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const bool acc = fused && W && D == 128 && GS * D + GS <= kWsAccCols && (s.variant & KASCADE_VARIANT_WS_ACC) != 0 &&
                    (s.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0 &&
                    static_cast<long long>(s.batch) * s.kvHeads <= kWsAccRows;
-  // Tuning knob KASCADE_WS_TICKET=1 (session 12): with bit 536870912, the ticket's holder merges (ws_ticket_epilogue).
-  const char* tenvTicket = std::getenv("KASCADE_WS_TICKET");  // read per call (the b1 probe sets it between calls)
-  const bool ticket = tenvTicket != nullptr && tenvTicket[0] == '1';
-  const char* tenvEvict = std::getenv("KASCADE_WS_EVICT_FIRST");  // tuning knob (session 12), read per call
-  const bool evictFirst = tenvEvict != nullptr && tenvEvict[0] == '1';
-  // WM (KASCADE_WS_WARM_TAIL=1) serves the accumulators' merge (merge 2) only; otherwise the instance without it.
-  if constexpr (WM)
-    if (!acc || ticket) return launch_ws<T, D, GS, LG, RG, W, E, false>(s, a, out, st);
-  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E, WM>,
+  // Tuning knob KASCADE_WS_MERGE_V11=1 (session 12, read per call): bit 536870912's warps' merge as in session 11.
+  const char* v11env = std::getenv("KASCADE_WS_MERGE_V11");
+  const int flags = trace | (v11env != nullptr && v11env[0] == '1' ? kWsFlagMergeV11 : 0);
+  e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
-                       st, s, a, acc ? (ticket ? 3 : 2) : fused ? 1 : 0, trace | (evictFirst ? kWsFlagEvictFirst : 0));
+                       st, s, a, acc ? 2 : fused ? 1 : 0, flags);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);
@@ -974,12 +772,7 @@ cudaError_t launch_gather_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
           if (lg) return launch_ws<T, D, GS, true, false, kWide>(s, a, out, st);
           // Bit 65536 (the register split) where the consumers spill without it: D 128 with K rows (the logits mode
           // fits in 128).
-          // Tuning knob KASCADE_WS_WARM_TAIL=1 (session 12, read per call): the instances with WM (RG and W).
-          const char* wenv = std::getenv("KASCADE_WS_WARM_TAIL");
-          const bool warm = wenv != nullptr && wenv[0] == '1' && (s.variant & KASCADE_VARIANT_WS_REGS) != 0;
           if constexpr (D == 128 && kWide) {
-            if (early && warm) return launch_ws<T, D, GS, false, true, true, true, true>(s, a, out, st);
-            if (warm) return launch_ws<T, D, GS, false, true, true, false, true>(s, a, out, st);
             if (early && (s.variant & KASCADE_VARIANT_WS_REGS))
               return launch_ws<T, D, GS, false, true, true, true>(s, a, out, st);
             if (early) return launch_ws<T, D, GS, false, false, true, true>(s, a, out, st);
