@@ -49,7 +49,7 @@
 //   536870912 (session 11, W with 4194304): the split merge through each row's f64 accumulator (ws_store_and_accumulate,
 //   ws_finish_acc): the row's last CTA loads GS x (D + 1) sums instead of its slots. Session 12: its warps' merge loads
 //   every warp's state first and sums by trees with one ex2.approx per warp (tuning knob KASCADE_WS_MERGE_V11=1: session
-//   11's loop). (Session 12, call A, lost and removed: tuning knobs KASCADE_WS_TICKET, KASCADE_WS_EVICT_FIRST and
+//   11's loop; tuning knob KASCADE_WS_ACC32=1: the sums in f32, g_ws_acc32). (Session 12, call A, lost and removed: tuning knobs KASCADE_WS_TICKET, KASCADE_WS_EVICT_FIRST and
 //   KASCADE_WS_WARM_TAIL; packages/cuda/README.md, batch 1, twelfth session.)
 //   The other bits do not change this kernel.
 #include <algorithm>
@@ -116,8 +116,10 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 // when thread 0's merged element is computed, before its slot store and f64 adds: the warps' merge in three steps.
 // The kernel's `trace` argument: flags. kWsFlagTrace: KASCADE_WS_TRACE=1 (below). kWsFlagMergeV11: tuning knob
 // KASCADE_WS_MERGE_V11=1 (session 12), bit 536870912's warps' merge as session 11 ran it (ws_store_and_accumulate).
+// kWsFlagAcc32: tuning knob KASCADE_WS_ACC32=1 (session 12), the rows' accumulators in f32 (g_ws_acc32, below).
 constexpr int kWsFlagTrace = 1;
 constexpr int kWsFlagMergeV11 = 2;
+constexpr int kWsFlagAcc32 = 4;
 constexpr int kWsTraceCtas = 4096;
 constexpr int kWsTraceCols = 10;
 __device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
@@ -253,6 +255,11 @@ constexpr int kWsAccCols = 8 * 128 + 8;  // GS x D sums of 2^m o, then GS sums o
 constexpr float kWsAccRange = 768.f;
 __device__ double g_ws_acc[kWsAccRows][kWsAccCols];  // zero at module load, zeroed by the row's last CTA
 __device__ unsigned g_ws_acc_over[kWsAccRows];
+// Tuning knob KASCADE_WS_ACC32=1 (session 12): the sums in f32, 2^M o and 2^M L by one ex2.approx and f32 reductions
+// (half the bytes, no f64 conversions, an f32 division at the end) for |M| <= kWsAcc32Range (2^48 times o or L stays far
+// inside f32's range); beyond it the flag and the slots' merge as with the f64 sums.
+constexpr float kWsAcc32Range = 48.f;
+__device__ float g_ws_acc32[kWsAccRows][kWsAccCols];  // zero at module load, zeroed by the row's last CTA
 
 __device__ __forceinline__ bool ws_acc_ok(float M) { return fabsf(M) <= kWsAccRange; }  // false for NaN and +-inf
 // 2^M for |M| <= kWsAccRange: exp2f of the fraction times 2^floor(M) built from its exponent bits.
@@ -274,7 +281,7 @@ __device__ __forceinline__ float ex2_approx_ftz(float x) {
 template <int D, int GS, int NW, int NT>
 __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
                                                         float* part_o, float* part_ml, int splits, int split,
-                                                        size_t bh0, int row, bool marks, bool v11) {
+                                                        size_t bh0, int row, bool marks, bool v11, bool acc32) {
   constexpr int RS = D + kWsMergePad;
   float* red_ml = red + NW * GS * RS;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, r = lane >> 2, quad = lane & 3;
@@ -353,7 +360,15 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
       ml[1] = L;
     }
     if (M == -INFINITY) continue;  // an empty split adds nothing
-    if (ws_acc_ok(M) && !v11) {
+    if (acc32) {  // KASCADE_WS_ACC32=1
+      if (fabsf(M) <= kWsAcc32Range) {  // false for NaN
+        const float sc = ex2_approx_ftz(M);
+        atomicAdd(&g_ws_acc32[row][i], o * sc);
+        if (d == 0) atomicAdd(&g_ws_acc32[row][GS * D + h], L * sc);
+      } else if (d == 0) {
+        g_ws_acc_over[row] = 1u;
+      }
+    } else if (ws_acc_ok(M) && !v11) {
       // Session 12: 2^M o as (2^(M - floor M) o) in f32 (one rounding) times 2^floor M (exact in f64).
       const float f = floorf(M);
       const float s2 = ex2_approx_ftz(M - f);
@@ -372,22 +387,22 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
 
 // The row's last CTA with the f64 accumulator: one round trip for the sums and the flag; the output, or (flag) the
 // slots' merge; the accumulator and the flag zeroed for the next launch.
-template <typename T, int D, int GS, int NT>
-__device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, const float* part_ml, int S, size_t bh0,
-                                              T* out, bool marks) {
-  double* accRow = g_ws_acc[row];
+// A: double (g_ws_acc) or float (KASCADE_WS_ACC32=1, g_ws_acc32); accRow is the row's sums.
+template <typename T, int D, int GS, int NT, typename A = double>
+__device__ __forceinline__ void ws_finish_acc(A* accRow, int row, const float* part_o, const float* part_ml, int S,
+                                              size_t bh0, T* out, bool marks) {
   const int tid = static_cast<int>(threadIdx.x);
   constexpr int kPer = (GS * D + NT - 1) / NT;
   const unsigned over = __ldcg(g_ws_acc_over + row);
-  double o[kPer], L[kPer];
+  A o[kPer], L[kPer];
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int e = tid + u * NT;
-    o[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
-    L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
+    o[u] = e < GS * D ? __ldcg(accRow + e) : A(0);
+    L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : A(1);
   }
   if (marks && tid == 0) {  // trace mark 7: thread 0's loads have landed (the branch waits for them)
-    const double chk = o[0] + L[0];
+    const double chk = static_cast<double>(o[0] + L[0]);
     if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
   }
   if (over) {
@@ -402,10 +417,10 @@ __device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, cons
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int e = tid + u * NT;
-    if (e < GS * D) accRow[e] = 0.0;
+    if (e < GS * D) accRow[e] = A(0);
   }
   __syncthreads();  // every thread has read its heads' sums of 2^m l and the flag
-  if (tid < GS) accRow[GS * D + tid] = 0.0;
+  if (tid < GS) accRow[GS * D + tid] = A(0);
   if (tid == 0 && over) g_ws_acc_over[row] = 0u;
 }
 
@@ -593,7 +608,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   float* red = reinterpret_cast<float*>(smem_raw);
   if (wsAcc)
     ws_store_and_accumulate<D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, accRow,
-                                                    marks, (trace & kWsFlagMergeV11) != 0);
+                                                    marks, (trace & kWsFlagMergeV11) != 0, (trace & kWsFlagAcc32) != 0);
   else if (wsEpilogue)
     store_split_and_merge<T, D, GS, NC, C::kThreads, kWsMergePad>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split,
                                                                   bh0, static_cast<T*>(a.out), nullptr, true);
@@ -604,8 +619,12 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     if (marks && tid == 0) ws_mark(5);
     if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
       if (marks && tid == 0) ws_mark(6);
-      if (wsAcc)
-        ws_finish_acc<T, D, GS, C::kThreads>(accRow, a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks);
+      if (wsAcc && (trace & kWsFlagAcc32))
+        ws_finish_acc<T, D, GS, C::kThreads, float>(g_ws_acc32[accRow], accRow, a.part_o, a.part_ml, a.splits, bh0,
+                                                    static_cast<T*>(a.out), marks);
+      else if (wsAcc)
+        ws_finish_acc<T, D, GS, C::kThreads>(g_ws_acc[accRow], accRow, a.part_o, a.part_ml, a.splits, bh0,
+                                             static_cast<T*>(a.out), marks);
       else
         ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks);
     }
@@ -734,7 +753,9 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
                    static_cast<long long>(s.batch) * s.kvHeads <= kWsAccRows;
   // Tuning knob KASCADE_WS_MERGE_V11=1 (session 12, read per call): bit 536870912's warps' merge as in session 11.
   const char* v11env = std::getenv("KASCADE_WS_MERGE_V11");
-  const int flags = trace | (v11env != nullptr && v11env[0] == '1' ? kWsFlagMergeV11 : 0);
+  const char* a32env = std::getenv("KASCADE_WS_ACC32");  // tuning knob (session 12), read per call
+  const int flags = trace | (v11env != nullptr && v11env[0] == '1' ? kWsFlagMergeV11 : 0) |
+                    (a32env != nullptr && a32env[0] == '1' ? kWsFlagAcc32 : 0);
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
                        st, s, a, acc ? 2 : fused ? 1 : 0, flags);
