@@ -92,12 +92,16 @@ echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 # 2b. The same headline parts (128k at batch 1 and 8, 32k and 8k) with a candidate default for every op
 #     (WEBGPU_TUNING, team-kernel options as JSON; empty skips), merged into webgpu-decode-tuned.json:
 #     whichever of the two sets holds the final defaults becomes the results file.
+#     WEBGPU_TUNED_ARGS: more bench arguments for those parts only (e.g. --kv-partition=fill, session 12);
+#     with it alone (WEBGPU_TUNING unset or empty) the parts run with --tuning={}.
 tuning=${WEBGPU_TUNING-}
+targs=${WEBGPU_TUNED_ARGS-}
+[ -z "$tuning" ] && [ -n "$targs" ] && tuning='{}'
 if [ -n "$tuning" ]; then
-  timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity --tuning="$tuning"
-  timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity --tuning="$tuning"
-  timeout --kill-after=3 "$lim2" node "$bundle" "$out/t32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass --tuning="$tuning"
-  echo "tuned headline ($tuning) rc=$? after $(( $(date +%s) - start )) s"
+  timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k1" $quick webgpu-decode -- --contexts=$long --batches=1 --kernels=teams --no-sweep --no-parity --tuning="$tuning" $targs
+  timeout --kill-after=3 "$lim1" node "$bundle" "$out/t128k8" $quick webgpu-decode -- --contexts=$long --batches=8 --kernels=teams --no-sweep --no-parity --tuning="$tuning" $targs
+  timeout --kill-after=3 "$lim2" node "$bundle" "$out/t32k" $quick webgpu-decode -- --contexts=$short --batches=1,8 --kernels=teams --no-parity --no-sweep --no-one-pass --tuning="$tuning" $targs
+  echo "tuned headline ($tuning $targs) rc=$? after $(( $(date +%s) - start )) s"
   tparts=()
   for p in t128k1 t128k8 t32k; do
     [ -s "$out/$p/webgpu-decode.json" ] && tparts+=("$out/$p/webgpu-decode.json")

@@ -40,6 +40,7 @@ export {
   type DeviceKV,
   type DeviceKVPart,
   destroyDeviceKV,
+  type KVPartition,
   kvBytes,
   packKV,
   sequenceInputs,

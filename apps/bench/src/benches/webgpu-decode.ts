@@ -56,6 +56,7 @@ import {
   encodeFillRandom,
   encodeSelect,
   type KascadeGPU,
+  type KVPartition,
   type LayerRole,
   readBuffer,
   sequenceInputs,
@@ -128,32 +129,39 @@ const LAYER0_NARROW: Tuning = {
   },
 };
 /**
- * The butterfly's first round transposing (session 12): the gathers, layer 0's pass where it takes no
- * transposed reduction (few rows), dense where its transposed reduction is off.
+ * Session 12 (call A: webgpu-decode-s12a.json): the butterfly's first round transposing (HALF; since
+ * call B the default of layer 0's pass and of the gathers at many rows), the first two (QUARTER), and
+ * the lane-permuted slots filled after in-order loads (PAL; since call B the default of dense and the
+ * gathers at few rows).
  */
 const HALF: Tuning = { halfTransposedReduce: true };
-/** The same with the second round transposing too (each quarter of a team a quarter of the scores). */
 const QUARTER: Tuning = { quarterTransposedReduce: true };
-/** Layer 0's pass at many rows on teams of 16 lanes, 8 keys per step (session 9's), with HALF / QUARTER. */
-const LAYER0_HALF: Tuning = { ...HALF, ...LAYER0_S9 };
-const LAYER0_QUARTER: Tuning = { ...QUARTER, ...LAYER0_S9 };
-/** Dense without the transposed reduction, with HALF or QUARTER, on 8- or 16-byte pieces. */
-const NO_TRED: Tuning = { transposedReduce: false, xorLayout: false };
-const DENSE_HALF8: Tuning = { ...HALF, ...NO_TRED, pieceBytes: 8 };
-const DENSE_HALF16: Tuning = { ...HALF, ...NO_TRED, pieceBytes: 16 };
-const DENSE_QUARTER8: Tuning = { ...QUARTER, ...NO_TRED, pieceBytes: 8 };
-const DENSE_QUARTER16: Tuning = { ...QUARTER, ...NO_TRED, pieceBytes: 16 };
-/**
- * The lane-permuted slots filled after in-order loads (session 12): wherever `xorLayout` is on (the
- * anchors' scores pass; dense at many rows), and dense at few rows with it.
- */
 const PAL: Tuning = { permuteAfterLoad: true };
-const SCORES_PAL: Tuning = { streamPass: PAL };
-const DENSE_PAL: Tuning = { xorLayout: true, permuteAfterLoad: true };
-/** The reuse with the transposed reduction on lane-permuted slots filled after in-order loads. */
-const REUSE_PAL: Tuning = { transposedReduce: true, xorLayout: true, permuteAfterLoad: true, pieceBytes: 8 };
-/** Layer 0's pass at many rows (teams of 8 lanes, 2 keys per step, transposed) on such slots. */
-const LAYER0_PAL: Tuning = { streamPass: { xorLayout: true, permuteAfterLoad: true } };
+/** Layer 0's pass at many rows on teams of 16 lanes, 8 keys per step (session 9's), with QUARTER. */
+const LAYER0_QUARTER: Tuning = { ...QUARTER, ...LAYER0_S9 };
+/** Session 12, call B: the gathers' old defaults (before session 12: 8 keys per step, full butterfly). */
+const NO_TRED_GATHER: Tuning = { transposedReduce: false, xorLayout: false, permuteAfterLoad: false };
+const OLD_GATHER: Tuning = { ...NO_TRED_GATHER, halfTransposedReduce: false, keysPerStep: 8 };
+const GATHER_HALF6: Tuning = { ...NO_TRED_GATHER, ...HALF, keysPerStep: 6 };
+const GATHER_HALF10: Tuning = { ...NO_TRED_GATHER, ...HALF, keysPerStep: 10 };
+const GATHER_QUARTER8: Tuning = { ...NO_TRED_GATHER, ...QUARTER, keysPerStep: 8 };
+const GATHER_QUARTER12: Tuning = { ...NO_TRED_GATHER, ...QUARTER, keysPerStep: 12 };
+/** The transposed reduction on 16-byte pieces (4 keys x group 4 fill a team of 16) on permuted slots. */
+const GATHER_PAL16: Tuning = {
+  ...PAL,
+  transposedReduce: true,
+  xorLayout: true,
+  pieceBytes: 16,
+  keysPerStep: 4,
+};
+/** Layer 0's pass as before session 12: at few rows without HALF, at many rows on teams of 8 lanes. */
+const OLD_LAYER0_FEW: Tuning = { streamPass: { halfTransposedReduce: false } };
+const OLD_LAYER0_MANY: Tuning = {
+  streamPass: { teamWidth: 8, keysPerStep: 2, transposedReduce: true, halfTransposedReduce: false },
+};
+const LAYER0_QUARTER_B: Tuning = { streamPass: { quarterTransposedReduce: true } };
+/** Dense at few rows as before session 12 (slots not permuted). */
+const OLD_DENSE_FEW: Tuning = { xorLayout: false, permuteAfterLoad: false };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
 const REPEAT_RUNS = 30;
 /** Parity runs per role (bit-identical outputs expected). */
@@ -180,20 +188,17 @@ const PARITY_OPTIONS: Tuning[] = [
   { streamPass: { laneStats: true } },
   // Session 12: the gathers' first butterfly round transposing, at the few-row shape (8-byte pieces)
   // and the many-row one (16-byte pieces, the subgroup team merge); layer 0's pass and dense with it.
-  HALF,
+  // (Call A: HALF, LAYER0_HALF with loadsAhead, dense with HALF, PAL and the reuse on PAL passed.)
   { ...HALF, pieceBytes: 16, subgroupTeamMerge: true },
-  LAYER0_HALF,
-  { ...LAYER0_HALF, loadsAhead: true },
-  DENSE_HALF8,
-  DENSE_HALF16,
-  QUARTER,
-  { ...QUARTER, pieceBytes: 16, subgroupTeamMerge: true },
+  // Call B: the old defaults of the gathers and of layer 0, the gathers' and layer 0's other candidates.
+  OLD_GATHER,
+  OLD_LAYER0_MANY,
+  GATHER_HALF10,
+  { ...GATHER_QUARTER8, pieceBytes: 16, subgroupTeamMerge: true },
+  GATHER_QUARTER12,
+  GATHER_PAL16,
+  LAYER0_QUARTER_B,
   { ...LAYER0_QUARTER, loadsAhead: true },
-  DENSE_QUARTER8,
-  PAL,
-  { transposedReduce: true, pieceBytes: 8, ...DENSE_PAL },
-  REUSE_PAL,
-  { ...LAYER0_NARROW, streamPass: { ...LAYER0_NARROW.streamPass, xorLayout: true, permuteAfterLoad: true } },
 ];
 
 /** Every combination of the given option values (a grid for the sweep). */
@@ -247,25 +252,19 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // the defaults did not change; the final call keeps session 10's checks of its many-row choices.
   // Call C: the reuse at batch 8 (0.1505 of dense in call B) with other workgroup counts and piece sizes
   // (all slower at batch 1 and 8: the package README).
-  // Session 12: the first (HALF) or first two (QUARTER) butterfly rounds transposing, three times in
-  // turn with the defaults, then with other workgroup counts, piece sizes and keys per step; the
-  // lane-permuted slots filled after in-order loads (PAL) where the transposed reduction runs.
+  // Session 12, call A (webgpu-decode-s12a.json): the first (HALF) butterfly round transposing, the
+  // lane-permuted slots filled after in-order loads (PAL), with other workgroup counts, piece sizes and
+  // keys per step; the winners are call B's defaults.
+  // Call B: the new defaults (the gathers on permuted slots at few rows, HALF at 6 keys per step at
+  // many; layer 0 with HALF; dense at few rows on permuted slots) against the old ones, three times in
+  // turn, then the other candidates twice.
   reuse: [
-    ...alternate(3, {}, HALF, QUARTER),
-    ...alternate(
-      2,
-      {},
-      { ...QUARTER, targetWorkgroups: 1024 },
-      { ...QUARTER, pieceBytes: 8 },
-      { ...QUARTER, pieceBytes: 16 },
-      { ...HALF, keysPerStep: 6 },
-      { ...QUARTER, loadsAhead: true },
-      REUSE_PAL,
-    ),
+    ...alternate(3, {}, OLD_GATHER),
+    ...alternate(2, GATHER_HALF6, GATHER_QUARTER8, GATHER_QUARTER12, GATHER_HALF10, GATHER_PAL16),
   ],
-  anchor: alternate(3, {}, HALF, QUARTER, SCORES_PAL),
-  'dense-anchor': alternate(3, {}, HALF, QUARTER, LAYER0_HALF, LAYER0_QUARTER, LAYER0_PAL),
-  dense: alternate(2, {}, DENSE_HALF8, DENSE_QUARTER8, DENSE_HALF16, DENSE_QUARTER16, DENSE_PAL),
+  anchor: alternate(3, {}, OLD_GATHER),
+  'dense-anchor': alternate(3, {}, OLD_LAYER0_FEW, OLD_LAYER0_MANY, LAYER0_QUARTER_B),
+  dense: alternate(2, {}, OLD_DENSE_FEW),
 };
 
 const bench: Bench = {
@@ -373,7 +372,17 @@ const bench: Bench = {
         const k = topkBudget(n, budget);
         let kv: ReturnType<typeof createDeviceKV>;
         try {
-          kv = createDeviceKV(gpu, { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' }, 'bench.kv');
+          kv = createDeviceKV(
+            gpu,
+            { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' },
+            'bench.kv',
+            args.kvPartition,
+          );
+          if (kv.parts.length > 1) {
+            ctx.progress(
+              `n=${n} b=${batch}: K/V in parts of ${kv.parts.map((p) => p.batch).join(' + ')} sequences`,
+            );
+          }
         } catch (e) {
           ctx.progress(`skip n=${n} batch=${batch}: ${e instanceof Error ? e.message : String(e)}`);
           continue;
@@ -484,6 +493,7 @@ const bench: Bench = {
                 gpu,
                 { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' },
                 'bench.kv',
+                args.kvPartition,
               );
               for (const [i, part] of extra.parts.entries()) {
                 fillBuffer(gpu, part.k, 100 * c + 2 * i, true);
@@ -768,6 +778,7 @@ const bench: Bench = {
         teamDefaults: JSON.stringify(TEAM_DEFAULTS),
         workgroupStorageBytes: workgroupStorage,
         ...(args.tuning ? { tuning: JSON.stringify(args.tuning) } : {}),
+        kvPartition: args.kvPartition ?? 'even',
         l2Flush:
           flushKind === 'copy'
             ? 'a 256 MiB copy before each timed run (the L2 left full of dirty lines)'
@@ -810,7 +821,8 @@ function tuningArg(json: string): Tuning {
  * `--probe-only` (the probe alone: no main rows, sweep or one-pass), `--tuning=<json>` (team-kernel
  * options for every op of the main rows and the one-pass models, e.g. a candidate default; the
  * results' config names them), `--flush=copy|read` (the L2 flush before each timed run: a 256 MiB copy,
- * the default, or a read that leaves no dirty lines; `config.l2Flush` names it).
+ * the default, or a read that leaves no dirty lines; `config.l2Flush` names it), `--kv-partition=even|fill`
+ * (how K/V past one storage binding is split by sequence: `KVPartition`, default even; `config.kvPartition`).
  */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
@@ -826,6 +838,7 @@ export function benchArgs(argv: readonly string[]): {
   probeOnly?: boolean;
   tuning?: Tuning;
   flush?: 'copy' | 'read';
+  kvPartition?: KVPartition;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -854,7 +867,12 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'probe-only') out.probeOnly = true;
     else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
     else if (name === 'tuning') out.tuning = tuningArg(a.slice(a.indexOf('=') + 1));
-    else if (name === 'flush') {
+    else if (name === 'kv-partition') {
+      if (value !== 'even' && value !== 'fill') {
+        throw new RangeError(`--kv-partition takes even or fill, got '${value}'`);
+      }
+      out.kvPartition = value;
+    } else if (name === 'flush') {
       if (value !== 'copy' && value !== 'read')
         throw new RangeError(`--flush takes copy or read, got '${value}'`);
       out.flush = value;

@@ -4,8 +4,8 @@
  * selection unless the row says otherwise:
  * - `probe-split` (session 12; the only rows at more than one sequence, with the gather alone in the
  *   reuse's grid there): the reuse's and dense's split pass as it runs, with its loads served by the
- *   caches (`cachedRows`: the math alone) and with its loads but no math (`loadsOnly`), with the
- *   candidates `halfTransposedReduce` and `quarterTransposedReduce`, and the reuse's split pass by k with and without its math;
+ *   caches (`cachedRows`: the math alone) and with its loads but no math (`loadsOnly`), the reuse also
+ *   with the gathers' settings before session 12, and the reuse's split pass by k with and without its math;
  * - `probe-floor`: passes of 1, 4 and 16 tiny dispatches (the pass and per-dispatch cost), and the
  *   gather-only kernel's grid with nothing to read (`empty`);
  * - `probe-reuse`: the reuse op with k = 64 .. the budget (fixed vs per-row cost), on contiguous
@@ -69,7 +69,7 @@ type Options = Pick<
   | 'xorLayout'
   | 'loadsOnly'
   | 'halfTransposedReduce'
-  | 'quarterTransposedReduce'
+  | 'permuteAfterLoad'
 >;
 
 /** The subgroup team merge (the gathers' default at many rows). */
@@ -78,9 +78,14 @@ const SGM: Options = { subgroupTeamMerge: true };
 const SPLIT_ONLY: Options = { untilStage: 'split' };
 /** Session 6's select (nine dispatches; the folded one is the default up to 16 rows since session 7). */
 const CLASSIC: Options = { selectSchedule: 'classic' };
-/** Session 12's candidate: the butterfly's first round transposing (gathers, few-row layer 0). */
-const HALF: Options = { halfTransposedReduce: true };
-const QUARTER: Options = { quarterTransposedReduce: true };
+/** The gathers' settings before session 12 (8 keys per step, the full butterfly, slots in order). */
+const OLD_GATHER: Options = {
+  transposedReduce: false,
+  xorLayout: false,
+  permuteAfterLoad: false,
+  halfTransposedReduce: false,
+  keysPerStep: 8,
+};
 
 const GATHER_BINDINGS = [
   [0, 'uniform'],
@@ -233,19 +238,16 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
   try {
     // 0. The split passes taken apart (session 12), at any batch: the reuse's and dense's split pass
     //    as it runs, with its loads served by the caches (`cachedRows`: the math alone), with its loads
-    //    and no math (`loadsOnly`), and with the candidate HALF; the reuse whole; the reuse's split
+    //    and no math (`loadsOnly`), the reuse with its settings before session 12; the reuse's split
     //    pass by k; the gather alone in the reuse's grid. Rows `probe-split`.
     const splitParts: [string, 'reuse' | 'dense', Options][] = [
       ['reuse whole', 'reuse', {}],
-      ['reuse whole', 'reuse', HALF],
-      ['reuse whole', 'reuse', QUARTER],
+      ['reuse whole', 'reuse', OLD_GATHER],
       ['reuse split', 'reuse', SPLIT_ONLY],
       ['reuse split', 'reuse', { ...SPLIT_ONLY, cachedRows: true }],
       ['reuse split', 'reuse', { ...SPLIT_ONLY, loadsOnly: true }],
-      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...HALF }],
-      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...HALF, cachedRows: true }],
-      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...QUARTER }],
-      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...QUARTER, cachedRows: true }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...OLD_GATHER }],
+      ['reuse split', 'reuse', { ...SPLIT_ONLY, ...OLD_GATHER, cachedRows: true }],
       ['dense split', 'dense', SPLIT_ONLY],
       ['dense split', 'dense', { ...SPLIT_ONLY, cachedRows: true }],
       ['dense split', 'dense', { ...SPLIT_ONLY, loadsOnly: true }],
@@ -281,7 +283,8 @@ export async function reuseProbe(p: ProbeInputs): Promise<Row[]> {
       // The gather alone in the reuse's grid at many rows (16-byte pieces, teams of 16, 8 keys per step,
       // the reuse's splits per row).
       const splits = teamSplits(batch, kvHeads, k, 64, 2048, 4).splits;
-      for (const pieceBytes of [16, 8] as const) {
+      // (gather_rows reads one part of K/V: not at 128k batch 8 on the H200, which splits it in two.)
+      for (const pieceBytes of kv.parts.length === 1 ? ([16, 8] as const) : []) {
         const s = await timeOp(
           gpu,
           ctx,

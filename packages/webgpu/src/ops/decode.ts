@@ -291,13 +291,10 @@ const STREAM_FEW: TeamSettings = {
   permuteAfterLoad: false,
 };
 const STREAM_MANY: TeamSettings = { ...STREAM_FEW, targetWorkgroups: 2048 };
-/**
- * Teams of 8 lanes on 16-byte pieces (each lane two pieces of a row), 2 keys per step, the transposed
- * reduction (2 keys x group 4 fill a team): layer 0's pass at many rows (session 10).
- */
-const NARROW: Partial<TeamSettings> = { teamWidth: 8, keysPerStep: 2, transposedReduce: true };
 /** 8-byte pieces (teams of 32 lanes) with the transposed reduction: 8 keys x group 4 fill a team. */
 const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: true };
+/** Lane-permuted slots filled after in-order loads (session 12). */
+const PERMUTED: Partial<TeamSettings> = { xorLayout: true, permuteAfterLoad: true };
 
 /**
  * The team kernel's settings where a call does not give them, per kind of pass ({@link TeamPass})
@@ -334,12 +331,12 @@ const TRANSPOSED: Partial<TeamSettings> = { pieceBytes: 8, transposedReduce: tru
  */
 export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'many', TeamSettings>>>> = {
   stream: {
-    few: { ...STREAM_FEW, ...TRANSPOSED },
+    few: { ...STREAM_FEW, ...TRANSPOSED, ...PERMUTED },
     many: { ...STREAM_MANY, ...TRANSPOSED, xorLayout: true },
   },
   layer0: {
-    few: { ...STREAM_FEW, subgroupTeamMerge: true },
-    many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true, ...NARROW },
+    few: { ...STREAM_FEW, subgroupTeamMerge: true, halfTransposedReduce: true },
+    many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true, halfTransposedReduce: true },
   },
   scores: {
     few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
@@ -350,10 +347,17 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
       ...STREAM_FEW,
       minStepsPerSplit: 2,
       targetWorkgroups: 512,
-      pieceBytes: 8,
+      ...TRANSPOSED,
+      ...PERMUTED,
       prefetchIndices: true,
     },
-    many: { ...STREAM_MANY, prefetchIndices: true, subgroupTeamMerge: true },
+    many: {
+      ...STREAM_MANY,
+      prefetchIndices: true,
+      subgroupTeamMerge: true,
+      keysPerStep: 6,
+      halfTransposedReduce: true,
+    },
   },
 };
 
