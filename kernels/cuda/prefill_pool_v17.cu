@@ -1,6 +1,6 @@
 // The anchors' pooling pass of pools v60, v67 and v75 (KASCADE_PREFILL_POOL=v60 / v67 / v75; v75 the default since
 // session 11's call B, v67 from session 9 to then: head dim 128, g = 4, statistics from the attention pass; elsewhere
-// pool v1), followed by select v3 (prefill_select_v3.cu); session 12's candidates v79-v81 (v75 / v67 with the
+// pool v1), followed by select v3 (prefill_select_v3.cu); session 12's candidates v79-v82 (v75 / v67 with the
 // pooled sums as trees: SUM below). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
 // select bins the row (session 6's v32 without it: three passes over the row). Session 5's v19 (the same pool, a
 // four-pass select) is gone.
@@ -119,8 +119,8 @@ struct P17Maps {
 // SUM (pools v79-v81, session 12's candidates): pooled_pair_reg's SUM: v79 (v75's CREG) exponentiates every term
 // first and adds each key's 32 as a pairwise tree (depth 5) instead of one chain of 16 dependent adds between the
 // MUFUs (session 12's call A, ncu SASS page of v75: 11.5 % of the warps' stall samples are fixed-latency waits at
-// MUFUs issued behind chain adds); v80 also pins the step's 64 exponentials before the first add; v81 is v79 without
-// CREG (v67's row constants, all from shared memory).
+// MUFUs issued behind chain adds); v80 also pins the step's 64 exponentials before the first add; v81 / v82 are v79 /
+// v80 without CREG (v67's row constants, all from shared memory).
 template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false, int SUM = 0>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
@@ -349,7 +349,7 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
     // Pool v75 changes the four-tile pool only; smaller launches run v67's one-tile pool (the parity job forces four
     // tiles per CTA onto every launch, so what parity checks is what the bench times at 32k and 128k).
     // Session 12's candidates (four-tile launches): v79 = v75 with the pooled sums as trees, v80 = v79 with the
-    // exponentials pinned before the adds, v81 = v67 with v79's trees.
+    // exponentials pinned before the adds, v81 / v82 = v67 with v79's / v80's sums.
     if (poolVariant == 79 && wide)
       return launch_p17_rowmax<T, 4, true, true, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
                                                     rowMax, st);
@@ -358,6 +358,9 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
                                                     rowMax, st);
     if (poolVariant == 81 && wide)
       return launch_p17_rowmax<T, 4, true, false, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
+                                                     rowMax, st);
+    if (poolVariant == 82 && wide)
+      return launch_p17_rowmax<T, 4, true, false, 2>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
                                                      rowMax, st);
     if (poolVariant == 75 && wide)
       return launch_p17_rowmax<T, 4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,

@@ -17,7 +17,7 @@
 # consumer warpgroups and five tiles per CTA), v77 (no producer, four warpgroups at 128 registers, all row constants
 # in registers) and v78 (v76 with 8 of the 32 row constants in registers), each in its own parity process: all
 # slower, gone. Call B: v75 beside v79 (v75 with each key's pooled terms added as a tree after all its
-# exponentials), v80 (v79 with the exponentials pinned before the adds) and v81 (v67 with v79's trees).
+# exponentials), v80 (v79 with the exponentials pinned before the adds), v81 and v82 (v67 with v79's / v80's sums).
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -40,7 +40,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v75}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v79 v80 v81}
+risky=${PREFILL_RISKY-v79 v80 v81 v82}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

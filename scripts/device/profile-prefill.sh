@@ -22,13 +22,13 @@
 # per-instruction SASS with executed counts and warp stall samples (detail-pool-<preset>-sass.txt,
 # PROFILE_PREFILL_SASS: which warps wait on what while products and exponentials overlap); no probes (their figures
 # do not move: 8.36 / 8.80 M cycles in sessions 9-11); the 128k pool launches under v76 (v76-v78 lost, gone).
-# Call B: v75 and the candidates v79-v81 (the pooled sums as trees) at 32k, v75 at 8k, SASS pages under v79 and v80,
+# Call B: v75 and the candidates v79-v82 (the pooled sums as trees) at 32k, v75 at 8k, SASS pages under v79 and v80,
 # the 128k pool launches under v79.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v75,v79,v80,v81}
+presets=${PROFILE_PREFILL_PRESETS:-v75,v79,v80,v81,v82}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
 for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v75}"; do
