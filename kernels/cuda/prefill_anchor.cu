@@ -162,12 +162,10 @@ __global__ void __launch_bounds__(128) pool_prefill_kernel(KascadePrefillShape s
 // 357.0 against v67's 356.3 ms) are gone, as are session 11's v71-v74 (each step's product as two m64n64 halves:
 // prefill_pool_v17.cu). v75 (the default since session 11's call B): v67 with 12 of each pool thread's 32 row
 // constants in registers (prefill_pool_v17.cu). Session 12's v76-v78 (the four-tile pool with no producer
-// warpgroup: slower) are gone; v79-v82 (session 12's candidates): v75 / v67 with the pooled sums as
-// trees.
+// warpgroup) and v79-v82 (the pooled sums as trees) did not beat it and are gone.
 static int pool_variant() {
   const int v = prefill_variant_number(getenv("KASCADE_PREFILL_POOL"));
-  // else the default (DEFAULT_PREFILL_KERNELS, preset v75)
-  return v == 1 || v == 60 || v == 67 || (v >= 79 && v <= 82) ? v : 75;
+  return v == 1 || v == 60 || v == 67 ? v : 75;  // else the default (DEFAULT_PREFILL_KERNELS, preset v75)
 }
 
 struct PrefillWorkspace {

@@ -1,7 +1,7 @@
 // The anchors' pooling pass of pools v60, v67 and v75 (KASCADE_PREFILL_POOL=v60 / v67 / v75; v75 the default since
 // session 11's call B, v67 from session 9 to then: head dim 128, g = 4, statistics from the attention pass; elsewhere
-// pool v1), followed by select v3 (prefill_select_v3.cu); session 12's candidates v79-v82 (v75 / v67 with the
-// pooled sums as trees: SUM below). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
+// pool v1), followed by select v3
+// (prefill_select_v3.cu). Both write each row's largest score (ROWMAX below, session 7's v56), under which the
 // select bins the row (session 6's v32 without it: three passes over the row). Session 5's v19 (the same pool, a
 // four-pass select) is gone.
 // Session 7 also timed this kernel selecting its own row right after pooling it (pools v53 / v54: the rows in one
@@ -49,6 +49,16 @@
 // 350.7. An m64n64 product with both operands in shared memory reads 128 B per clock at the tensor pipe's rate, all
 // the shared memory has (L1 stayed at 73 % while the tensor pipe fell to 56 %); a fully rotating version (a half in
 // flight across the loop's back edge) made ptxas serialise the wgmma (C7514). All gone.
+// Session 12's call A (8aa10f0) timed the four-tile pool with no producer warpgroup (the consumer warpgroups alone, so
+// each thread kept the producer's registers; thread 0 copied Q and the first stages, the last warpgroup in turn order
+// refilled the ring): v76 (five consumer warpgroups and five tiles per CTA, 96 registers, a 3-stage ring), v77 (four
+// at 128 registers with all 32 row constants in registers), v78 (v76 with 8 constants in registers). 32k, ncu: 12.26,
+// 12.92 and 12.72 M cycles against v75's 11.56 (tensor 66.4, 62.9, 64.0 against 70.3 %); layer 0 at 128k 353.7,
+// 360.1, 355.9 ms against 347.0 (with five warpgroups the turn barrier held 10.3 % of the warps' stall samples against
+// 4.5 %). Call B (f827b59) timed v75 / v67 with each key's pooled terms exponentiated first and added as a pairwise
+// tree (v79 / v81) and with the exponentials pinned before the adds (v80 / v82): 11.58 and 11.61 M cycles against
+// 11.57 (v75; ptxas issues v79's and v80's MUFUs back to back, the same code), layer 0 350.4-353.2 ms against 352.3.
+// All gone.
 //
 // pool_v17_kernel<T, NC, TPC = 1>: grid (tiles, pairs in this pass), the last (longest) tiles first; one CTA = a
 // (sequence, KV head) pair's tile t; 128 (NC + 1) threads:
@@ -116,12 +126,7 @@ struct P17Maps {
 // issues 10 instead of 16 LDS.64 per warp (7 blocks, or all 16, spill at the consumers' 112 registers). The same
 // sums in the same order. Session 11's call B (7e6e148), 32k, ncu: 11.57 against v67's 11.66 M cycles, tensor and
 // MUFU 70.3 against 69.8 %, L1 67.7 against 73.8 %; 128k layer 0 345.3 against 347.2 ms.
-// SUM (pools v79-v81, session 12's candidates): pooled_pair_reg's SUM: v79 (v75's CREG) exponentiates every term
-// first and adds each key's 32 as a pairwise tree (depth 5) instead of one chain of 16 dependent adds between the
-// MUFUs (session 12's call A, ncu SASS page of v75: 11.5 % of the warps' stall samples are fixed-latency waits at
-// MUFUs issued behind chain adds); v80 also pins the step's 64 exponentials before the first add; v81 / v82 are v79 /
-// v80 without CREG (v67's row constants, all from shared memory).
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false, int SUM = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     pool_v17_kernel(const KascadePrefillShape s, const __grid_constant__ P17Maps maps, const float* __restrict__ stats,
                     float* __restrict__ pooled, int pairBase, size_t perPair, int denseLayout,
@@ -254,9 +259,9 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
       p0 = fabsf(acc[0]);
       p1 = fabsf(acc[2]);
     } else if constexpr (CREG) {
-      pooled_pair_reg<16, NR, SUM>(acc, creg, Cu, qscale, quad, p0, p1);
+      pooled_pair_reg<16, NR>(acc, creg, Cu, qscale, quad, p0, p1);
     } else {
-      pooled_pair_reg<16, 0, SUM>(acc, creg, Cu, qscale, quad, p0, p1);  // SUM 0: pooled_pair
+      pooled_pair<16>(acc, Cu, qscale, quad, p0, p1);
     }
     const int x0 = i * kP17Keys + wl * 16 + row, x1 = x0 + 8;
     if (quad == 0) {
@@ -291,14 +296,14 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
   }
 }
 
-template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false, int SUM = 0>
+template <typename T, int NC, int TPC, bool ROWMAX, bool LO = false, int PROBE = 0, bool CREG = false>
 cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                          float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                          cudaStream_t st) {
   constexpr size_t smem = p17_smem_bytes<T, NC, TPC>();
   static bool configured = false;
   if (!configured) {
-    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG, SUM>,
+    const cudaError_t e = cudaFuncSetAttribute(pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured = true;
@@ -309,18 +314,18 @@ cudaError_t launch_p17_t(const KascadePrefillShape& s, const void* q, const void
       !tma_encode(&maps.k, s.dtype, k, n, s.capacity, s.batch * s.kvHeads, kP17Keys))
     return cudaErrorNotSupported;
   const dim3 grid((tiles_of(s) + TPC - 1) / TPC, pairs);
-  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG, SUM><<<grid, 128 * (NC + 1), smem, st>>>(
+  pool_v17_kernel<T, NC, TPC, ROWMAX, LO, PROBE, CREG><<<grid, 128 * (NC + 1), smem, st>>>(
       s, maps, stats, pooled, pairBase, perPair, denseLayout, rowMax);
   return cudaGetLastError();
 }
 
-template <typename T, int TPC, bool LO, bool CREG = false, int SUM = 0>
+template <typename T, int TPC, bool LO, bool CREG = false>
 cudaError_t launch_p17_rowmax(const KascadePrefillShape& s, const void* q, const void* k, const float* stats,
                               float* pooled, int pairBase, int pairs, size_t perPair, int denseLayout, float* rowMax,
                               cudaStream_t st) {
-  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, CREG, SUM>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+  return rowMax ? launch_p17_t<T, 4, TPC, true, LO, 0, CREG>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                              denseLayout, rowMax, st)
-                : launch_p17_t<T, 4, TPC, false, LO, 0, CREG, SUM>(s, q, k, stats, pooled, pairBase, pairs, perPair,
+                : launch_p17_t<T, 4, TPC, false, LO, 0, CREG>(s, q, k, stats, pooled, pairBase, pairs, perPair,
                                                               denseLayout, rowMax, st);
 }
 
@@ -348,26 +353,12 @@ cudaError_t launch_pool_v17(const KascadePrefillShape& s, const void* q, const v
   return KASCADE_DTYPE_SWITCH(s.dtype, T, [&]() -> cudaError_t {
     // Pool v75 changes the four-tile pool only; smaller launches run v67's one-tile pool (the parity job forces four
     // tiles per CTA onto every launch, so what parity checks is what the bench times at 32k and 128k).
-    // Session 12's candidates (four-tile launches): v79 = v75 with the pooled sums as trees, v80 = v79 with the
-    // exponentials pinned before the adds, v81 / v82 = v67 with v79's / v80's sums.
-    if (poolVariant == 79 && wide)
-      return launch_p17_rowmax<T, 4, true, true, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                    rowMax, st);
-    if (poolVariant == 80 && wide)
-      return launch_p17_rowmax<T, 4, true, true, 2>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                    rowMax, st);
-    if (poolVariant == 81 && wide)
-      return launch_p17_rowmax<T, 4, true, false, 1>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                     rowMax, st);
-    if (poolVariant == 82 && wide)
-      return launch_p17_rowmax<T, 4, true, false, 2>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout,
-                                                     rowMax, st);
     if (poolVariant == 75 && wide)
       return launch_p17_rowmax<T, 4, true, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax,
                                                  st);
     if (poolVariant == 67 && wide)
       return launch_p17_rowmax<T, 4, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
-    if (poolVariant == 67 || poolVariant >= 75)
+    if (poolVariant == 67 || poolVariant == 75)
       return launch_p17_rowmax<T, 1, true>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
     return launch_p17_rowmax<T, 1, false>(s, q, k, stats, pooled, pairBase, pairs, perPair, denseLayout, rowMax, st);
   });

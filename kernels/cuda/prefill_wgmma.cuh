@@ -48,60 +48,21 @@ __device__ __forceinline__ void row_max_quad(const float* sacc, float& mx0, floa
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
 }
-// pooled_pair_reg's SUM 1 / 2: e[nb * 4 + 0] += e[(nb + W) * 4 + 0] (and + 2) for nb < W, then W / 2 .. 1.
-template <int W>
-__device__ __forceinline__ void pooled_tree(float* e) {
-#pragma unroll
-  for (int nb = 0; nb < W; ++nb) {
-    e[nb * 4 + 0] += e[(nb + W) * 4 + 0];
-    e[nb * 4 + 2] += e[(nb + W) * 4 + 2];
-  }
-  if constexpr (W > 1) pooled_tree<W / 2>(e);
-}
 // The pools' step (S^T = K Q^T: rows = keys, columns = query rows): the two keys' pooled scores, sum over the NB
 // column blocks and the quad of exp2(s * qscale - c_column), c from the row constants Cs (M + log2 L).
 // With the row constants of the first NR column blocks in registers (pool v75): c[nb] = Cs[nb * 8 + quad * 2 .. + 1]
 // for nb < NR, the rest from Cs; the same sums in the same order (the same bits) for every NR. NR = 0 (c unused) is
 // pooled_pair.
-// SUM (session 12's candidates): 0 = each key's terms added in one chain (p += e0 + e1 per column block: a warp's
-// next MUFU waits, in issue order, behind chain adds that wait on the MUFU results just before); 1 = every term
-// exponentiated first (in place, column block order), then a pairwise tree per key (depth 5 instead of 16 dependent
-// adds; another order of the same sums, not the same bits; the accumulator holds the exponentials); 2 = SUM 1 with the 64 exponentials pinned before the
-// first add (a warp issues its step's MUFUs back to back, then its adds).
-template <int NB, int NR, int SUM = 0>
-__device__ __forceinline__ void pooled_pair_reg(float* acc, const float2* c, const float* Cs, float qscale, int quad,
-                                                float& p0, float& p1) {
-  if constexpr (SUM == 0) {
-    p0 = 0.f;
-    p1 = 0.f;
+template <int NB, int NR>
+__device__ __forceinline__ void pooled_pair_reg(const float* acc, const float2* c, const float* Cs, float qscale,
+                                                int quad, float& p0, float& p1) {
+  p0 = 0.f;
+  p1 = 0.f;
 #pragma unroll
-    for (int nb = 0; nb < NB; ++nb) {
-      const float2 cc = nb < NR ? c[nb < NR ? nb : 0] : *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -cc.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -cc.y));
-      p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -cc.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -cc.y));
-    }
-  } else {
-    float* e = acc;  // in place: the accumulator is dead until the next step's product
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb) {
-      const float2 cc = nb < NR ? c[nb < NR ? nb : 0] : *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
-      e[nb * 4 + 0] = ex2f(fmaf(acc[nb * 4 + 0], qscale, -cc.x));
-      e[nb * 4 + 1] = ex2f(fmaf(acc[nb * 4 + 1], qscale, -cc.y));
-      e[nb * 4 + 2] = ex2f(fmaf(acc[nb * 4 + 2], qscale, -cc.x));
-      e[nb * 4 + 3] = ex2f(fmaf(acc[nb * 4 + 3], qscale, -cc.y));
-    }
-    if constexpr (SUM == 2) {
-#pragma unroll
-      for (int i = 0; i < NB * 4; ++i) asm volatile("" : "+f"(e[i])::"memory");
-    }
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb) {
-      e[nb * 4 + 0] += e[nb * 4 + 1];
-      e[nb * 4 + 2] += e[nb * 4 + 3];
-    }
-    pooled_tree<NB / 2>(e);
-    p0 = e[0];
-    p1 = e[2];
+  for (int nb = 0; nb < NB; ++nb) {
+    const float2 cc = nb < NR ? c[nb < NR ? nb : 0] : *reinterpret_cast<const float2*>(Cs + nb * 8 + quad * 2);
+    p0 += ex2f(fmaf(acc[nb * 4 + 0], qscale, -cc.x)) + ex2f(fmaf(acc[nb * 4 + 1], qscale, -cc.y));
+    p1 += ex2f(fmaf(acc[nb * 4 + 2], qscale, -cc.x)) + ex2f(fmaf(acc[nb * 4 + 3], qscale, -cc.y));
   }
   p0 += __shfl_xor_sync(0xffffffffu, p0, 1);
   p0 += __shfl_xor_sync(0xffffffffu, p0, 2);
@@ -110,7 +71,7 @@ __device__ __forceinline__ void pooled_pair_reg(float* acc, const float2* c, con
 }
 
 template <int NB>
-__device__ __forceinline__ void pooled_pair(float* acc, const float* Cs, float qscale, int quad, float& p0,
+__device__ __forceinline__ void pooled_pair(const float* acc, const float* Cs, float qscale, int quad, float& p0,
                                             float& p1) {
   pooled_pair_reg<NB, 0>(acc, nullptr, Cs, qscale, quad, p0, p1);
 }

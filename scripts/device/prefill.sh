@@ -13,11 +13,9 @@
 # Session 11: call A (b896e8b) timed v71-v74 (each pooling step's product as two m64n64 halves: slower, gone) beside
 # v67; call B (7e6e148) timed v67, v75 (v67 with 12 of each four-tile pool thread's 32 row constants in registers)
 # and v60; v75 is the default since, safe group here, with v67 (the previous defaults) as the comparison row.
-# Session 12 (call A): v75 (safe) beside the candidates v76 (the four-tile pool with no producer warpgroup, five
-# consumer warpgroups and five tiles per CTA), v77 (no producer, four warpgroups at 128 registers, all row constants
-# in registers) and v78 (v76 with 8 of the 32 row constants in registers), each in its own parity process: all
-# slower, gone. Call B: v75 beside v79 (v75 with each key's pooled terms added as a tree after all its
-# exponentials), v80 (v79 with the exponentials pinned before the adds), v81 and v82 (v67 with v79's / v80's sums).
+# Session 12: call A (8aa10f0) timed v76-v78 (the four-tile pool with no producer warpgroup: five consumer warpgroups,
+# or all row constants in registers) and call B (f827b59) v79-v82 (the pooled sums as trees) beside v75: none won, all
+# gone; the default list is again v75 (safe) | v67 (the comparison row).
 # The parity cases include the tied-scores chunk (the select's tie rule and its fallbacks); the bench also compares layer 0's and the
 # anchor's key sets with the first preset's on a sample of tiles at 8k, 32k and 128k (selectionMismatch).
 # While the bench runs, nvidia-smi samples the SM clock, power and clock-event reasons every 100 ms
@@ -40,7 +38,7 @@ say() { echo "[prefill +$(($(date +%s) - t0)) s] $*"; }
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 safe=${PREFILL_SAFE:-v75}
 # Parity processes: the safe presets in one, then each space-separated group of risky presets in its own.
-risky=${PREFILL_RISKY-v79 v80 v81 v82}
+risky=${PREFILL_RISKY-v67}
 groups="$safe${risky:+ $risky}"               # one parity process per group
 presets=$(echo "$groups" | tr ' ' ',')        # every preset, comma-separated
 parts=$(echo "$groups" | tr ',' '+')          # part names (files parity-<part>.json / .log)

@@ -17,21 +17,19 @@
 # 32k. Since then: v75 (the defaults) and v67 at 32k (PROFILE_PREFILL_PRESETS), v75 and v60 at 8k
 # (PROFILE_PREFILL_PRESETS_8K: v75 runs v67's one-tile pool there) and the 128k pool launches under v75
 # (PROFILE_PREFILL_128K).
-# Session 12 (call A): v75 and the candidates v76-v78 (the four-tile pool with no producer warpgroup: five consumer
-# warpgroups, or all row constants in registers) at 32k; v75 at 8k; layer 0's pool at 32k under v75 and v76 as
-# per-instruction SASS with executed counts and warp stall samples (detail-pool-<preset>-sass.txt,
-# PROFILE_PREFILL_SASS: which warps wait on what while products and exponentials overlap); no probes (their figures
-# do not move: 8.36 / 8.80 M cycles in sessions 9-11); the 128k pool launches under v76 (v76-v78 lost, gone).
-# Call B: v75 and the candidates v79-v82 (the pooled sums as trees) at 32k, v75 at 8k, SASS pages under v79 and v80,
-# the 128k pool launches under v79.
+# Session 12: call A (8aa10f0) ran v75 and v76-v78 at 32k, call B (f827b59) v75 and v79-v82 (all gone), each with
+# layer 0's pool at 32k as per-instruction SASS with warp stall samples (detail-pool-<preset>-sass.txt; set
+# PROFILE_PREFILL_SASS to the presets, none by default). The probes are off unless PROFILE_PREFILL_PROBES names them
+# (their figures do not move: 8.36 / 8.80 M cycles in sessions 9-11). The defaults are session 11's list again: v75
+# and v67 at 32k, v75 and v60 at 8k, the 128k pool launches under v75.
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade_cuda.node}
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || echo ncu)
-presets=${PROFILE_PREFILL_PRESETS:-v75,v79,v80,v81,v82}
+presets=${PROFILE_PREFILL_PRESETS:-v75,v67}
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_bytes.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,sm__inst_issued.avg.pct_of_peak_sustained_active,sm__inst_executed.sum,smsp__cycles_active.avg,sm__warps_active.avg.pct_of_peak_sustained_active,launch__grid_size,launch__block_size,launch__registers_per_thread,launch__shared_mem_per_block_dynamic
 t0=$(date +%s)
-for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v75}"; do
+for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_8K:-v75,v60}"; do
   IFS=: read -r name ctx pre <<< "$spec"
   timeout 40 "$NCU" --clock-control none --metrics "$metrics" --csv \
     -k "regex:prefill_dense_v9|prefill_stats_v17|pool_v17|select_prefill|sparse_v9" \
@@ -42,7 +40,7 @@ for spec in "kernels:32768:$presets" "kernels-8k:8192:${PROFILE_PREFILL_PRESETS_
 done
 # Layer 0's pool at 32k (pool_v17 launch 1: launch 0 is the reuse selection anchor's, under the defaults) as
 # per-instruction SASS: executed instructions and warp stall samples per instruction (ncu's source page, CSV).
-for preset in ${PROFILE_PREFILL_SASS-v79 v80}; do
+for preset in ${PROFILE_PREFILL_SASS-}; do
   [ $(($(date +%s) - t0)) -gt 62 ] && { echo "skipping detail-pool-$preset-sass.txt (time)"; continue; }
   timeout 16 "$NCU" --clock-control none --set detailed --section WarpStateStats --section SchedulerStats \
     --section SourceCounters --page source --print-source sass --csv -k "regex:pool_v17" --launch-skip 1 -c 1 \
@@ -63,7 +61,7 @@ for probe in ${PROFILE_PREFILL_PROBES-}; do
 done
 if [ $(($(date +%s) - t0)) -le 84 ]; then
   timeout 12 "$NCU" --clock-control none --metrics gpu__time_duration.sum --csv -k "regex:pool_v17" -c 8 \
-    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v79} \
+    env KASCADE_PREFILL_CONTEXTS=131072 KASCADE_PREFILL_TORCH=0 KASCADE_PREFILL_VARIANTS=${PROFILE_PREFILL_128K:-v75} \
     node packages/cuda/dist-device/bench-cli.mjs cuda-prefill --warmup 0 --repeats 1 --out /tmp/pp128.json \
     > "$JOB_OUT/kernels-128k-pool.csv" 2>&1
   echo "kernels-128k-pool.csv rc=$? after $(($(date +%s) - t0)) s"

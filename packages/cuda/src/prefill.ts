@@ -384,12 +384,9 @@ export function uploadPrefillSelection(
  *   constants of 6 of its 16 column blocks in registers, loaded once per warpgroup (10 instead of 16 shared-memory
  *   loads per warp and step; holding 7, or all 16, spills; the same sums: the same bits). Session 11's call B, 32k,
  *   ncu: 11.57 against v67's 11.66 M cycles, L1 67.7 against 73.8 %; 128k layer 0 345.3 against 347.2 ms. Session 12's
- *   candidates `v79`-`v82`: `v79` = v75 with each key's 32 pooled terms per thread exponentiated first (in place) and added
- *   as a pairwise tree (depth 5, not a chain of 16 dependent adds between the MUFUs: another order of the same sums),
- *   `v80` with the step's 64 exponentials pinned before the first add, `v81` / `v82` = v67 with v79's / v80's sums (the
- *   row constants all from shared memory). Session 12's `v76`-`v78` (the four-tile pool
- *   with no producer warpgroup: five consumer warpgroups, or all row constants in registers: slower) are gone.
- *   Session 11's `v71`-`v74` (each step's product as two m64n64 halves: slower) and session 10's `v68` /
+ *   `v76`-`v78` (the four-tile pool with no producer warpgroup: five consumer warpgroups, or all row constants in
+ *   registers: 6-12 % more cycles) and `v79`-`v82` (v75 / v67 with each key's pooled terms added as a tree after its
+ *   exponentials: the same cycles) are gone. Session 11's `v71`-`v74` (each step's product as two m64n64 halves: slower) and session 10's `v68` /
  *   `v69` (the query rows in registers, three / two consumer warpgroups: slower), `v70` (layer 0's
  *   dense pass split by pooled pass: no gain)
  *   and session 9's candidates `v63`-`v66` (the four tiles alone, serialised by ptxas; the
@@ -403,20 +400,11 @@ export type PrefillDenseVariant = 'v1' | 'v22';
 export type PrefillSparseVariant = 'v1' | 'v12' | 'v61';
 /** Any attention variant name (dense or sparse). */
 export type PrefillKernelVariant = PrefillDenseVariant | PrefillSparseVariant;
-export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v75' | 'v79' | 'v80' | 'v81' | 'v82';
+export type PrefillPoolVariant = 'v1' | 'v60' | 'v67' | 'v75';
 export const PREFILL_DENSE_VARIANTS: readonly PrefillDenseVariant[] = ['v1', 'v22'];
 export const PREFILL_SPARSE_VARIANTS: readonly PrefillSparseVariant[] = ['v1', 'v12', 'v61'];
 export const PREFILL_KERNEL_VARIANTS: readonly PrefillKernelVariant[] = ['v1', 'v12', 'v22', 'v61'];
-export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = [
-  'v1',
-  'v60',
-  'v67',
-  'v75',
-  'v79',
-  'v80',
-  'v81',
-  'v82',
-];
+export const PREFILL_POOL_VARIANTS: readonly PrefillPoolVariant[] = ['v1', 'v60', 'v67', 'v75'];
 
 export interface PrefillKernelSelection {
   readonly dense: PrefillDenseVariant;
@@ -429,9 +417,9 @@ export interface PrefillKernelSelection {
  * attention and pool), `v60` = dense v22, sparse v61, pool v60 (the defaults from session 8's call B to session 9,
  * the comparison row until session 10), `v67` = dense v22, sparse v61, pool v67 (the defaults from session 9 to
  * session 11's call B, the comparison row), `v75` = dense v22, sparse v61, pool v75 (the defaults since session 11's
- * call B), `v79`-`v82` = dense v22, sparse v61, pool v79-v82 (session 12's candidates). Sessions 2-6's other
+ * call B). Sessions 2-6's other
  * presets (v2-v47, v48 = session 6's defaults, v49-v52; v37 = session 5's defaults), session 7's v53-v56, session
- * 8's v57-v59 and v62, session 9's v63-v66, session 10's v68-v70, session 11's v71-v74 and session 12's v76-v78 lost or
+ * 8's v57-v59 and v62, session 9's v63-v66, session 10's v68-v70, session 11's v71-v74 and session 12's v76-v82 lost or
  * went into these and are gone.
  */
 export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelection>> = {
@@ -439,10 +427,6 @@ export const PREFILL_KERNEL_PRESETS: Readonly<Record<string, PrefillKernelSelect
   v60: { dense: 'v22', sparse: 'v61', pool: 'v60' },
   v67: { dense: 'v22', sparse: 'v61', pool: 'v67' },
   v75: { dense: 'v22', sparse: 'v61', pool: 'v75' },
-  v79: { dense: 'v22', sparse: 'v61', pool: 'v79' },
-  v80: { dense: 'v22', sparse: 'v61', pool: 'v80' },
-  v81: { dense: 'v22', sparse: 'v61', pool: 'v81' },
-  v82: { dense: 'v22', sparse: 'v61', pool: 'v82' },
 };
 
 /**
