@@ -6,10 +6,10 @@
 // Kernel u16_sparse_kernel<T, D, GS, NS, FORM>
 //   grid (splits, kvHeads, batch), block 128 threads = 4 warps; warp w takes the block's 16-entry groups w, w + 4, ...
 //   Per group, into the warp's own ring stage (NS deep; session 12: 3 stages, three CTAs per SM, the split count fitted
-//   to the resident CTAs by u16_sparse_splits; session 11: 4 stages, two CTAs, attn_splits): the 16 V rows by one TMA
-//   bulk copy per row on the stage's mbarrier (FORM kU16FormBulk; session 11: 16-byte cp.async, lane pair 2r, 2r + 1
-//   copying row r's 16-byte
-//   chunks, one 32-byte sector of each of 16 rows per instruction), and by cp.async, for lanes 0..15 (entry `lane`), the
+//   to the resident CTAs by u16_sparse_splits; session 11: 4 stages, two CTAs, attn_splits): the 16 V rows by 16-byte
+//   cp.async, lane c % 32 copying the stage's chunk c (row c / (D / 8)), so that each instruction covers whole rows
+//   (FORM kU16FormLines; session 11: lane pair 2r, 2r + 1 copying row r's chunks, one 32-byte sector of each of 16 rows
+//   per instruction; FORM kU16FormBulk: one TMA bulk copy per row), and, for lanes 0..15 (entry `lane`), the
 //   4-byte word of u holding the key's value and the key's
 //   step maximum m16, per query head (bit 1048576, the key-major intermediate: the key's GS values in one copy
 //   of GS x 2 bytes, its GS step maxima in GS / 4 16-byte copies at GS >= 4). When the stage lands, lane e
@@ -401,11 +401,11 @@ __global__ void __launch_bounds__(32 * kU16SparseWarps, u16_sparse_ctas_per_sm<N
 // KASCADE_SPARSE_RING (tuning, read once; session 12): "old" runs session 11's kernel (u16_sparse_kernel_s11: 4 stages,
 // attn_splits, lane pairs per row); "<stages>[,<splits>[,<form>]]": stages 3 or 4, splits 0 fits the count to the
 // resident CTAs (u16_sparse_splits), -1 keeps attn_splits, > 0 forces it; form 1 bulk copies, 2 whole-row cp.async.
-// Unset: 3 stages, the fitted count, bulk copies.
+// Unset: 3 stages, the fitted count, whole-row cp.async (call B: 299 us under ncu against 326 for the bulk copies).
 struct U16SparseRing {
   int stages = 3;
   int splits = 0;
-  int form = kU16FormBulk;
+  int form = kU16FormLines;
   bool old = false;
 };
 static U16SparseRing u16_sparse_ring() {
@@ -415,12 +415,12 @@ static U16SparseRing u16_sparse_ring() {
     if (e && std::strcmp(e, "old") == 0) {
       r.old = true;
     } else if (e && *e) {
-      int st = 3, sp = 0, fo = kU16FormBulk;
+      int st = 3, sp = 0, fo = kU16FormLines;
       const int got = std::sscanf(e, "%d,%d,%d", &st, &sp, &fo);
       if (got >= 1 && (st == 3 || st == 4)) {
         r.stages = st;
         r.splits = got >= 2 ? sp : 0;
-        r.form = got >= 3 && fo == kU16FormLines ? kU16FormLines : kU16FormBulk;
+        r.form = got >= 3 && fo == kU16FormBulk ? kU16FormBulk : kU16FormLines;
       }
     }
     return r;
