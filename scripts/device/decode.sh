@@ -68,8 +68,9 @@
 #      fitted to them, its index slots as fixed registers, its V rows by TMA bulk copies (the winner: now the default),
 #      the 4-stage ring with the fitted count; call B: "old" (session 11's kernel), the V rows by whole-row cp.async
 #      (form 2) at 3 stages / at session 11's 4 stages and splits, the bulk copies with attn_splits / at 4 stages / with 3
-#      splits; and 1838204 (136055932 without the early sparse pass) in the main list, for comparison); call C: the
-#      whole-row cp.async (B's fastest under ncu, 299 us) is the default, the bulk copies (3,0,1) and "old" beside it
+#      splits; and 1838204 (136055932 without the early sparse pass) in the main list, for comparison); after B the
+#      whole-row cp.async (B's fastest under ncu, 299 us) is the sparse pass's only form and the knob is gone: call C runs
+#      the defaults, with 1838204; DECODE_KNOBS is empty by default (the mechanism stays for later candidates)
 #      each get a parity process of their own (DECODE_KNOB_VARIANTS, default the anchor's batch-32 default 136055932;
 #      DECODE_KNOB_PARITY_LIMIT s, default 140), beside the groups below, and those that pass a bench run of their own over
 #      DECODE_KNOB_BENCH_VARIANTS (default 136055932) after the main one (cuda-decode-knob-<i>.json; the rows that matter in the log),
@@ -86,7 +87,7 @@ variants=${DECODE_VARIANTS:-148,176,188,252,764,32956,98400,164028,168188,183820
 # Variants already run at the large shapes in earlier sessions' final calls: not probed again (one process of ~10-15 s
 # each).
 proven=${DECODE_PROVEN:-32956,98400,164028,168188,1838204,3935484,4292704,8622332,12816636,46371068,136055932,541163616,583241980}
-read -r -a knobs <<< "${DECODE_KNOBS-KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=old}"
+read -r -a knobs <<< "${DECODE_KNOBS-}"
 knob_variants=${DECODE_KNOB_VARIANTS:-136055932}
 knob_bench=${DECODE_KNOB_BENCH_VARIANTS:-136055932}
 knob_limit=${DECODE_KNOB_PARITY_LIMIT:-140}

@@ -28,12 +28,12 @@
 # Session 12 (cuda-anchor): the candidates are tuning env knobs (no variant bits are left). PROFILE_ANCHOR_KNOBS (space-
 # separated NAME=value entries; default the sparse-pass ring knob KASCADE_SPARSE_RING, decode.sh's list: call B "old"
 # (session 11's kernel), whole-row cp.async at 3 stages, bulk copies with attn_splits, bulk at 4 stages, whole-row
-# cp.async at session 11's 4 stages and splits, bulk with 3 splits; call C bulk (3,0,1) and "old") each run the anchor
-# default
+# cp.async at session 11's 4 stages and splits, bulk with 3 splits; the knob was removed after B, so the list is empty
+# by default now) each run the anchor default
 # 136055932 (probe 0, 128k batch 32, the sparse pass only) into anchor-knob<i>.csv, with the metrics above; and
 # PROFILE_ANCHOR_STALLS=1 (default) runs ncu's WarpStateStats, Occupancy, SchedulerStats and SpeedOfLight sections on
 # the sparse pass and the attention passes (attn_partial: the reuse gather among them) at 128k batch 32, as is
-# (stalls-default.csv) and under the knobs numbered in PROFILE_ANCHOR_STALL_KNOBS (default "0 1": stalls-knob<i>.csv):
+# (stalls-default.csv) and under the knobs numbered in PROFILE_ANCHOR_STALL_KNOBS (default none: stalls-knob<i>.csv):
 # where the sparse pass's warps wait.
 # Run by scripts/device/session.sh with $JOB_OUT; limit ~7 s per variant, mode and window (+ node start). Leaves
 # anchor-<v>-p<mode>[-b<entry>].csv.
@@ -80,7 +80,7 @@ for entry in ${list//,/ }; do
     done
   done
 done
-read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-KASCADE_SPARSE_RING=3,0,1 KASCADE_SPARSE_RING=old}"
+read -r -a knobs <<< "${PROFILE_ANCHOR_KNOBS-}"
 stalls() { # <label> <kernel regex> [NAME=value [section]]: ncu's sections on 128k batch 32 into stalls-<label>.csv
   local out="$JOB_OUT/stalls-$1.csv"
   env ${3:+"$3"} PROFILE_SHAPES=32x131072 PROFILE_VARIANTS="176,3935484,136055932,188" timeout 25 "$NCU" --clock-control none \
@@ -97,6 +97,6 @@ for ki in "${!knobs[@]}"; do
   echo "knob ${knobs[$ki]}: rc=$? (anchor-knob$ki.csv)"
 done
 if [ "${PROFILE_ANCHOR_STALLS:-1}" = 1 ]; then
-  for ki in ${PROFILE_ANCHOR_STALL_KNOBS-0 1}; do stalls "knob$ki" u16_sparse "${knobs[$ki]}"; done
+  for ki in ${PROFILE_ANCHOR_STALL_KNOBS-}; do stalls "knob$ki" u16_sparse "${knobs[$ki]}"; done
 fi
 echo done
