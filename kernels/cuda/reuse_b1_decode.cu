@@ -48,9 +48,10 @@
 //   row's last 15 % of groups claimed one group at a time from a per-row counter (call A: 23.78 against 21.63).)
 //   536870912 (session 11, W with 4194304): the split merge through each row's f64 accumulator (ws_store_and_accumulate,
 //   ws_finish_acc): the row's last CTA loads GS x (D + 1) sums instead of its slots. Session 12: its warps' merge loads
-//   every warp's state first and sums by trees with one ex2.approx per warp (tuning knob KASCADE_WS_MERGE_V11=1: session
-//   11's loop; tuning knob KASCADE_WS_ACC32=1: the sums in f32, g_ws_acc32). (Session 12, call A, lost and removed: tuning knobs KASCADE_WS_TICKET, KASCADE_WS_EVICT_FIRST and
-//   KASCADE_WS_WARM_TAIL; packages/cuda/README.md, batch 1, twelfth session.)
+//   every warp's state first and sums by trees with one ex2.approx per warp (call B at 128k batch 1: reuse 20.26 against
+//   session 11's loop's 20.83 us, b1 probe). (Session 12, lost and removed, tuning knobs: call A's KASCADE_WS_TICKET,
+//   KASCADE_WS_EVICT_FIRST and KASCADE_WS_WARM_TAIL, call B's KASCADE_WS_ACC32; packages/cuda/README.md, batch 1,
+//   twelfth session.)
 //   The other bits do not change this kernel.
 #include <algorithm>
 #include <cstdio>
@@ -114,12 +115,6 @@ __device__ unsigned g_ws_done[kMaxFusedRows];
 // orders the mark after them): the slots' merge as its L2 round trip and the rest.
 // Session 12 (bit 536870912): (8) when the warps' states are in shared memory (after the merge's first barrier) and (9)
 // when thread 0's merged element is computed, before its slot store and f64 adds: the warps' merge in three steps.
-// The kernel's `trace` argument: flags. kWsFlagTrace: KASCADE_WS_TRACE=1 (below). kWsFlagMergeV11: tuning knob
-// KASCADE_WS_MERGE_V11=1 (session 12), bit 536870912's warps' merge as session 11 ran it (ws_store_and_accumulate).
-// kWsFlagAcc32: tuning knob KASCADE_WS_ACC32=1 (session 12), the rows' accumulators in f32 (g_ws_acc32, below).
-constexpr int kWsFlagTrace = 1;
-constexpr int kWsFlagMergeV11 = 2;
-constexpr int kWsFlagAcc32 = 4;
 constexpr int kWsTraceCtas = 4096;
 constexpr int kWsTraceCols = 10;
 __device__ unsigned long long g_ws_trace[kWsTraceCtas][kWsTraceCols];
@@ -244,7 +239,7 @@ __device__ __forceinline__ bool row_last_block_acq_rel(unsigned* ctr, int nslots
 
 // KASCADE_VARIANT_WS_ACC (bit 536870912, session 11; W with bit 4194304, at most kWsAccRows rows): the split merge by
 // f64 sums. Every CTA, beside storing its partial (m, l, o) in its slot as before, adds 2^m o and 2^m l to its row's f64
-// accumulator (red.global.add.f64; 2^m as exp2f(m - floor m) times 2^floor m, exact in f64 for |m| <= kWsAccRange, so
+// accumulator (red.global.add.f64; 2^m as ex2(m - floor m) times 2^floor m, exact in f64 for |m| <= kWsAccRange, so
 // the adds' order changes only f64 rounding), and the row's last CTA loads only the accumulator (GS x (D + 1) doubles,
 // one L2 round trip, where ws_merge_slots loads 16 slots' o and (m, l): call A's ws trace at 128k batch 1, those loads
 // landed after 1.15-1.25 us, the accumulator's after 0.35-0.5), divides, and zeroes it for the next launch. A CTA whose
@@ -255,33 +250,23 @@ constexpr int kWsAccCols = 8 * 128 + 8;  // GS x D sums of 2^m o, then GS sums o
 constexpr float kWsAccRange = 768.f;
 __device__ double g_ws_acc[kWsAccRows][kWsAccCols];  // zero at module load, zeroed by the row's last CTA
 __device__ unsigned g_ws_acc_over[kWsAccRows];
-// Tuning knob KASCADE_WS_ACC32=1 (session 12): the sums in f32, 2^M o and 2^M L by one ex2.approx and f32 reductions
-// (half the bytes, no f64 conversions, an f32 division at the end) for |M| <= kWsAcc32Range (2^48 times o or L stays far
-// inside f32's range); beyond it the flag and the slots' merge as with the f64 sums.
-constexpr float kWsAcc32Range = 48.f;
-__device__ float g_ws_acc32[kWsAccRows][kWsAccCols];  // zero at module load, zeroed by the row's last CTA
 
 __device__ __forceinline__ bool ws_acc_ok(float M) { return fabsf(M) <= kWsAccRange; }  // false for NaN and +-inf
-// 2^M for |M| <= kWsAccRange: exp2f of the fraction times 2^floor(M) built from its exponent bits.
-__device__ __forceinline__ double ws_acc_scale(float M) {
-  const float f = floorf(M);
-  const long long e = static_cast<long long>(static_cast<int>(f) + 1023) << 52;
-  return static_cast<double>(exp2f(M - f)) * __longlong_as_double(e);
-}
 
-// The W epilogue under bit 536870912: the consumer warps' states merged through shared memory (merge_warps' arithmetic
-// and kWsMergePad rows, as bit 4194304), each thread taking its elements' head max M and 2^M once: the partial (M, L, o)
-// stored in slot `split` (as store_split_and_merge) and 2^M o, 2^M L added to the row's accumulator.
 // 2^x by one MUFU.EX2 (ex2.approx.ftz: results below 2^-126 flush to 0; exp2(-inf) = 0).
 __device__ __forceinline__ float ex2_approx_ftz(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+
+// The W epilogue under bit 536870912: the consumer warps' states merged through shared memory (kWsMergePad rows, as bit
+// 4194304; session 12: every warp's state loaded at once, tree sums), each thread taking its element's head max M once:
+// the partial (M, L, o) stored in slot `split` (as store_split_and_merge) and 2^M o, 2^M L added to the row's accumulator.
 template <int D, int GS, int NW, int NT>
 __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, float l, const float (&acc)[D / 8][2],
                                                         float* part_o, float* part_ml, int splits, int split,
-                                                        size_t bh0, int row, bool marks, bool v11, bool acc32) {
+                                                        size_t bh0, int row, bool marks) {
   constexpr int RS = D + kWsMergePad;
   float* red_ml = red + NW * GS * RS;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5, r = lane >> 2, quad = lane & 3;
@@ -299,24 +284,12 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
   double* accRow = g_ws_acc[row];
   for (int i = tid; i < GS * D; i += NT) {
     const int h = i / D, d = i % D;
-    float M = -INFINITY, o = 0.f, L = 0.f;
-    if (v11) {  // KASCADE_WS_MERGE_V11=1: session 11's loop (one warp after the other, exp2f, a branch per warp)
-#pragma unroll
-      for (int w = 0; w < NW; ++w) M = fmaxf(M, red_ml[(w * GS + h) * 2]);
-#pragma unroll
-      for (int w = 0; w < NW; ++w) {
-        const float mw = red_ml[(w * GS + h) * 2];
-        if (mw != -INFINITY) {
-          const float c = exp2f(mw - M);
-          L += red_ml[(w * GS + h) * 2 + 1] * c;
-          o += red[(w * GS + h) * RS + d] * c;
-        }
-      }
-    } else {
-      // Session 12: every warp's (m, l) and o loaded first, the head max and the sums as trees, one ex2.approx per warp
-      // (a warp with m = -inf weighs exp2(-inf) = 0; all empty: M = -inf, o = L = 0 as before). Call A's trace (marks
-      // 8, 9) put session 11's loop at ~0.6 us in every CTA: a chain of dependent shared loads, exp2f's range fix-ups
-      // and one branch per warp.
+    // Session 12: every warp's (m, l) and o loaded first, the head max and the sums as trees, one ex2.approx per warp (a
+    // warp with m = -inf weighs exp2(-inf) = 0; all empty: M = -inf, o = L = 0). Call A's trace (marks 8, 9) put session
+    // 11's loop (one warp after the other: a shared load, exp2f with its range fix-ups and a branch per warp) at
+    // 0.61-0.64 us in every CTA; call B's at 0.45 (B's trace: that loop 0.67-0.70).
+    float M, o, L;
+    {
       float2 mlw[NW];
       float ow[NW];
 #pragma unroll
@@ -360,25 +333,13 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
       ml[1] = L;
     }
     if (M == -INFINITY) continue;  // an empty split adds nothing
-    if (acc32) {  // KASCADE_WS_ACC32=1
-      if (fabsf(M) <= kWsAcc32Range) {  // false for NaN
-        const float sc = ex2_approx_ftz(M);
-        atomicAdd(&g_ws_acc32[row][i], o * sc);
-        if (d == 0) atomicAdd(&g_ws_acc32[row][GS * D + h], L * sc);
-      } else if (d == 0) {
-        g_ws_acc_over[row] = 1u;
-      }
-    } else if (ws_acc_ok(M) && !v11) {
+    if (ws_acc_ok(M)) {
       // Session 12: 2^M o as (2^(M - floor M) o) in f32 (one rounding) times 2^floor M (exact in f64).
       const float f = floorf(M);
       const float s2 = ex2_approx_ftz(M - f);
       const double p2 = __longlong_as_double(static_cast<long long>(static_cast<int>(f) + 1023) << 52);
       atomicAdd(accRow + i, static_cast<double>(o * s2) * p2);
       if (d == 0) atomicAdd(accRow + GS * D + h, static_cast<double>(L * s2) * p2);
-    } else if (ws_acc_ok(M)) {
-      const double sc = ws_acc_scale(M);
-      atomicAdd(accRow + i, sc * static_cast<double>(o));
-      if (d == 0) atomicAdd(accRow + GS * D + h, sc * static_cast<double>(L));
     } else if (d == 0) {
       g_ws_acc_over[row] = 1u;
     }
@@ -387,22 +348,22 @@ __device__ __forceinline__ void ws_store_and_accumulate(float* red, float m, flo
 
 // The row's last CTA with the f64 accumulator: one round trip for the sums and the flag; the output, or (flag) the
 // slots' merge; the accumulator and the flag zeroed for the next launch.
-// A: double (g_ws_acc) or float (KASCADE_WS_ACC32=1, g_ws_acc32); accRow is the row's sums.
-template <typename T, int D, int GS, int NT, typename A = double>
-__device__ __forceinline__ void ws_finish_acc(A* accRow, int row, const float* part_o, const float* part_ml, int S,
-                                              size_t bh0, T* out, bool marks) {
+template <typename T, int D, int GS, int NT>
+__device__ __forceinline__ void ws_finish_acc(int row, const float* part_o, const float* part_ml, int S, size_t bh0,
+                                              T* out, bool marks) {
+  double* accRow = g_ws_acc[row];
   const int tid = static_cast<int>(threadIdx.x);
   constexpr int kPer = (GS * D + NT - 1) / NT;
   const unsigned over = __ldcg(g_ws_acc_over + row);
-  A o[kPer], L[kPer];
+  double o[kPer], L[kPer];
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int e = tid + u * NT;
-    o[u] = e < GS * D ? __ldcg(accRow + e) : A(0);
-    L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : A(1);
+    o[u] = e < GS * D ? __ldcg(accRow + e) : 0.0;
+    L[u] = e < GS * D ? __ldcg(accRow + GS * D + e / D) : 1.0;
   }
   if (marks && tid == 0) {  // trace mark 7: thread 0's loads have landed (the branch waits for them)
-    const double chk = static_cast<double>(o[0] + L[0]);
+    const double chk = o[0] + L[0];
     if (__double_as_longlong(chk) != 0x7ff4badbadbadbadll) ws_mark(7);
   }
   if (over) {
@@ -417,10 +378,10 @@ __device__ __forceinline__ void ws_finish_acc(A* accRow, int row, const float* p
 #pragma unroll
   for (int u = 0; u < kPer; ++u) {
     const int e = tid + u * NT;
-    if (e < GS * D) accRow[e] = A(0);
+    if (e < GS * D) accRow[e] = 0.0;
   }
   __syncthreads();  // every thread has read its heads' sums of 2^m l and the flag
-  if (tid < GS) accRow[GS * D + tid] = A(0);
+  if (tid < GS) accRow[GS * D + tid] = 0.0;
   if (tid == 0 && over) g_ws_acc_over[row] = 0u;
 }
 
@@ -445,7 +406,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   uint64_t* full = reinterpret_cast<uint64_t*>(posS + NS * SK);
   uint64_t* empty = full + NS * NP;
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  const bool marks = (trace & kWsFlagTrace) != 0;
+  const bool marks = trace != 0;
   if (marks && tid == 0) {
     ws_mark(0);
     ws_mark(4);
@@ -608,7 +569,7 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
   float* red = reinterpret_cast<float*>(smem_raw);
   if (wsAcc)
     ws_store_and_accumulate<D, GS, NC, C::kThreads>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split, bh0, accRow,
-                                                    marks, (trace & kWsFlagMergeV11) != 0, (trace & kWsFlagAcc32) != 0);
+                                                    marks);
   else if (wsEpilogue)
     store_split_and_merge<T, D, GS, NC, C::kThreads, kWsMergePad>(red, m, l, acc, a.part_o, a.part_ml, a.splits, split,
                                                                   bh0, static_cast<T*>(a.out), nullptr, true);
@@ -619,12 +580,8 @@ __global__ void __launch_bounds__(WsCfg<D, W>::kThreads, WsCfg<D, W>::kMinBlocks
     if (marks && tid == 0) ws_mark(5);
     if (ctr && (wsEpilogue ? row_last_block_acq_rel(ctr, a.splits) : row_last_block(ctr, a.splits))) {
       if (marks && tid == 0) ws_mark(6);
-      if (wsAcc && (trace & kWsFlagAcc32))
-        ws_finish_acc<T, D, GS, C::kThreads, float>(g_ws_acc32[accRow], accRow, a.part_o, a.part_ml, a.splits, bh0,
-                                                    static_cast<T*>(a.out), marks);
-      else if (wsAcc)
-        ws_finish_acc<T, D, GS, C::kThreads>(g_ws_acc[accRow], accRow, a.part_o, a.part_ml, a.splits, bh0,
-                                             static_cast<T*>(a.out), marks);
+      if (wsAcc)
+        ws_finish_acc<T, D, GS, C::kThreads>(accRow, a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks);
       else
         ws_merge_slots<T, D, GS, C::kThreads>(a.part_o, a.part_ml, a.splits, bh0, static_cast<T*>(a.out), marks);
     }
@@ -751,14 +708,9 @@ static cudaError_t launch_ws(const KascadeDecodeShape& s, PartialArgs& a, void* 
   const bool acc = fused && W && D == 128 && GS * D + GS <= kWsAccCols && (s.variant & KASCADE_VARIANT_WS_ACC) != 0 &&
                    (s.variant & KASCADE_VARIANT_WS_EPILOGUE) != 0 &&
                    static_cast<long long>(s.batch) * s.kvHeads <= kWsAccRows;
-  // Tuning knob KASCADE_WS_MERGE_V11=1 (session 12, read per call): bit 536870912's warps' merge as in session 11.
-  const char* v11env = std::getenv("KASCADE_WS_MERGE_V11");
-  const char* a32env = std::getenv("KASCADE_WS_ACC32");  // tuning knob (session 12), read per call
-  const int flags = trace | (v11env != nullptr && v11env[0] == '1' ? kWsFlagMergeV11 : 0) |
-                    (a32env != nullptr && a32env[0] == '1' ? kWsFlagAcc32 : 0);
   e = launch_maybe_pdl((s.variant & KASCADE_VARIANT_PDL) != 0, gather_ws_kernel<T, D, GS, LG, RG, W, E>,
                        dim3(a.splits, s.kvHeads, s.batch), dim3(WsCfg<D, W>::kThreads), ws_smem_bytes<T, D, GS, W>(),
-                       st, s, a, acc ? 2 : fused ? 1 : 0, flags);
+                       st, s, a, acc ? 2 : fused ? 1 : 0, trace);
   if (e == cudaSuccess && trace) ws_trace_print(a.splits * s.kvHeads * s.batch, st);
   if (e != cudaSuccess || fused) return e;
   return launch_combine(s, a.splits, a.part_o, a.part_ml, out, st);

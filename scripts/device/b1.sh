@@ -25,12 +25,11 @@
 # Session 11: the defaults 541163616 (reuse) and 583241980 (anchor) with bit 536870912 against 4292704 / 46371068;
 # B1_TRACE_ANCHOR (default 583241980) traced with the select's trace (barrier 2's globaltimer against the sparse pass's
 # first start) as is and under B1_TRACE_KNOBS; B1_REUSE_KNOBS entries traced too (ws-trace-knobs.log).
-# Session 12: call A's tuning knobs KASCADE_WS_TICKET, KASCADE_WS_EVICT_FIRST and KASCADE_WS_WARM_TAIL lost and were
-# removed (packages/cuda/README.md, batch 1, twelfth session). Call B: bit 536870912's warps' merge with every warp's
-# state loaded first, tree sums and one ex2.approx per warp (the default) against session 11's loop under the knob
-# KASCADE_WS_MERGE_V11=1 (probe rows reuse-ws_merge_v11-1 / anchor-ws_merge_v11-1, traced), and the rows' sums in f32
-# under the knob KASCADE_WS_ACC32=1 (rows reuse-ws_acc32-1 / anchor-ws_acc32-1, traced); ncu's stall samples of
-# 541163616 (reuse-sass-541163616.csv); the ws trace splits the warps' merge in three (marks 8, 9).
+# Session 12: call A's tuning knobs KASCADE_WS_TICKET, KASCADE_WS_EVICT_FIRST and KASCADE_WS_WARM_TAIL and call B's
+# KASCADE_WS_MERGE_V11 (session 11's warps' merge, timed beside the new default) and KASCADE_WS_ACC32 were removed
+# (packages/cuda/README.md, batch 1, twelfth session); no knobs by default. B1_SASS_VARIANTS default 541163616 (ncu's
+# stall samples of one launch, reuse-sass-541163616.csv); the ws trace splits bit 536870912's warps' merge in three
+# (marks 8, 9).
 set -u
 : "${JOB_OUT:?JOB_OUT must name the output folder}"
 t0=$(date +%s)
@@ -42,7 +41,7 @@ export KASCADE_CUDA_ADDON=${KASCADE_CUDA_ADDON:-$PWD/packages/cuda/build/kascade
 # Session 11, call B: 541163616 = 4292704 | 536870912 (the split merge through the rows' f64 accumulators; call A's tuning
 # knob KASCADE_WS_ACC=1: reuse 20.86 against 21.79 us at 128k batch 1, b1 probe).
 export B1_REUSE_VARIANTS=${B1_REUSE_VARIANTS:-4292704,541163616}
-export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-KASCADE_WS_MERGE_V11=1,KASCADE_WS_ACC32=1}
+export B1_REUSE_KNOBS=${B1_REUSE_KNOBS-}
 # (Session 7, call A: 50 / 66 / 99 splits per row, two or three waves, took 28-34 us against 23 at 33.)
 export B1_SWEEP=${B1_SWEEP-}
 export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
@@ -53,9 +52,8 @@ export B1_DENSE_VARIANTS=${B1_DENSE_VARIANTS:-764}
 export B1_ANCHOR_VARIANTS=${B1_ANCHOR_VARIANTS-46371068,583241980}
 # Session 11: no anchor knobs by default (call A's KASCADE_B1_SELECT_TRIGGER and KASCADE_B1_SELECT_PRELOAD, call B's
 # KASCADE_B1_SELECT_EARLY_DROP and call C's KASCADE_B1_SELECT_DROP_PARTNERS lost and were removed).
-export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-KASCADE_WS_MERGE_V11=1,KASCADE_WS_ACC32=1}
-export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-583241980}
-export B1_TRACE_KNOBS=${B1_TRACE_KNOBS-KASCADE_WS_MERGE_V11=1 KASCADE_WS_ACC32=1}
+export B1_ANCHOR_KNOBS=${B1_ANCHOR_KNOBS-}
+export B1_KNOB_VARIANTS=${B1_KNOB_VARIANTS-}
 export B1_SASS_VARIANTS=${B1_SASS_VARIANTS-541163616}
 export B1_KNOB_OPS=${B1_KNOB_OPS-anchor}
 probe=packages/cuda/dist-device/b1-probe.mjs
