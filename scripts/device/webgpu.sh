@@ -92,7 +92,7 @@ echo "32k/8k rc=$? after $(( $(date +%s) - start )) s"
 # 2b. The same headline parts (128k at batch 1 and 8, 32k and 8k) with a candidate default for every op
 #     (WEBGPU_TUNING, team-kernel options as JSON; empty skips), merged into webgpu-decode-tuned.json:
 #     whichever of the two sets holds the final defaults becomes the results file.
-#     WEBGPU_TUNED_ARGS: more bench arguments for those parts only (e.g. --kv-partition=fill, session 12);
+#     WEBGPU_TUNED_ARGS: more bench arguments for those parts only (e.g. --flush=read; session 12);
 #     with it alone (WEBGPU_TUNING unset or empty) the parts run with --tuning={}.
 tuning=${WEBGPU_TUNING-}
 targs=${WEBGPU_TUNED_ARGS-}

@@ -40,7 +40,6 @@ export {
   type DeviceKV,
   type DeviceKVPart,
   destroyDeviceKV,
-  type KVPartition,
   kvBytes,
   packKV,
   sequenceInputs,

@@ -50,29 +50,6 @@ describe.skipIf(!probe.context)('K/V split by sequence past the storage binding 
     expect(probe.context!.info.hasSubgroups).toBe(false);
   });
 
-  it('splits a batch into parts as equal as they can be (even), or fills each part (fill)', () => {
-    const gpu = probe.context!;
-    const saved = gpu.maxBindingBytes;
-    const shape = { batch: 8, kvHeads: 2, capacity: 16, headDim: 64, dtype: 'f32' as const };
-    gpu.maxBindingBytes = 7 * 2 * 16 * 64 * 4; // seven sequences per binding (128k batch 8 on the H200)
-    try {
-      const even = createDeviceKV(gpu, shape);
-      const fill = createDeviceKV(gpu, shape, 'kv', 'fill');
-      expect(even.parts.map((p) => [p.batchStart, p.batch])).toEqual([
-        [0, 4],
-        [4, 4],
-      ]);
-      expect(fill.parts.map((p) => [p.batchStart, p.batch])).toEqual([
-        [0, 7],
-        [7, 1],
-      ]);
-      destroyDeviceKV(even);
-      destroyDeviceKV(fill);
-    } finally {
-      gpu.maxBindingBytes = saved;
-    }
-  });
-
   it('decode: every role matches the reference per sequence', async () => {
     const gpu = probe.context!;
     const saved = gpu.maxBindingBytes;

@@ -37,29 +37,22 @@ export function kvBytes(dtype: KVDType): number {
 }
 
 /**
- * How a batch too large for one storage binding is split by sequence: `even` (the default) into the
- * fewest parts, as equal as they can be (8 sequences at 128k on the H200: 4 + 4); `fill` fills each part
- * to the binding limit (7 + 1: the last part then runs an op at one sequence's parallelism).
- */
-export type KVPartition = 'even' | 'fill';
-
-/**
  * Allocates K/V for `batch x kvHeads x capacity` tokens. When the batch does not fit one storage
- * binding it is split by sequence into parts (each op then runs once per part; `partition`); a single
- * sequence larger than a binding throws {@link WebGPULimitError}.
+ * binding it is split by sequence into parts, each filled to the binding limit (each op then runs once
+ * per part; 128k at batch 8 on the H200: 7 + 1 sequences); a single sequence larger than a binding
+ * throws {@link WebGPULimitError}. (Session 12 timed parts as equal as they can be, 4 + 4: dense 1.7%
+ * faster, the reuse 6% and the anchor 2% slower at 128k batch 8; see the package README.)
  */
 export function createDeviceKV(
   gpu: KascadeGPU,
   shape: { batch: number; kvHeads: number; capacity: number; headDim: number; dtype: KVDType },
   label = 'kv',
-  partition: KVPartition = 'even',
 ): DeviceKV {
   const { batch, kvHeads, capacity, headDim, dtype } = shape;
   checkHeadDim(headDim);
   const perSeq = kvHeads * capacity * headDim * kvBytes(dtype);
   gpu.checkBinding(`${label}: one sequence (${kvHeads}x${capacity}x${headDim} ${dtype})`, perSeq);
-  const most = Math.max(1, Math.floor(gpu.maxBindingBytes / perSeq));
-  const perPart = partition === 'fill' ? most : Math.ceil(batch / Math.ceil(batch / most));
+  const perPart = Math.max(1, Math.floor(gpu.maxBindingBytes / perSeq));
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
   const parts: DeviceKVPart[] = [];
   for (let b0 = 0; b0 < batch; b0 += perPart) {

@@ -56,7 +56,6 @@ import {
   encodeFillRandom,
   encodeSelect,
   type KascadeGPU,
-  type KVPartition,
   type LayerRole,
   readBuffer,
   sequenceInputs,
@@ -129,37 +128,32 @@ const LAYER0_NARROW: Tuning = {
   },
 };
 /**
- * Session 12 (call A: webgpu-decode-s12a.json): the butterfly's first round transposing (HALF; since
- * call B the default of layer 0's pass and of the gathers at many rows), the first two (QUARTER), and
- * the lane-permuted slots filled after in-order loads (PAL; since call B the default of dense and the
- * gathers at few rows).
+ * Session 12 (calls A and B: webgpu-decode-s12a.json, -s12b.json): the butterfly's first round
+ * transposing (HALF: the default of layer 0's pass at few rows and of the gathers at many rows), the
+ * first two (QUARTER: layer 0's pass at many rows); the lane-permuted slots filled after in-order loads
+ * (`permuteAfterLoad`) are the default of dense and the gathers at few rows.
  */
 const HALF: Tuning = { halfTransposedReduce: true };
 const QUARTER: Tuning = { quarterTransposedReduce: true };
-const PAL: Tuning = { permuteAfterLoad: true };
 /** Layer 0's pass at many rows on teams of 16 lanes, 8 keys per step (session 9's), with QUARTER. */
 const LAYER0_QUARTER: Tuning = { ...QUARTER, ...LAYER0_S9 };
 /** Session 12, call B: the gathers' old defaults (before session 12: 8 keys per step, full butterfly). */
 const NO_TRED_GATHER: Tuning = { transposedReduce: false, xorLayout: false, permuteAfterLoad: false };
 const OLD_GATHER: Tuning = { ...NO_TRED_GATHER, halfTransposedReduce: false, keysPerStep: 8 };
-const GATHER_HALF6: Tuning = { ...NO_TRED_GATHER, ...HALF, keysPerStep: 6 };
-const GATHER_HALF10: Tuning = { ...NO_TRED_GATHER, ...HALF, keysPerStep: 10 };
 const GATHER_QUARTER8: Tuning = { ...NO_TRED_GATHER, ...QUARTER, keysPerStep: 8 };
-const GATHER_QUARTER12: Tuning = { ...NO_TRED_GATHER, ...QUARTER, keysPerStep: 12 };
-/** The transposed reduction on 16-byte pieces (4 keys x group 4 fill a team of 16) on permuted slots. */
-const GATHER_PAL16: Tuning = {
-  ...PAL,
-  transposedReduce: true,
-  xorLayout: true,
-  pieceBytes: 16,
-  keysPerStep: 4,
-};
 /** Layer 0's pass as before session 12: at few rows without HALF, at many rows on teams of 8 lanes. */
 const OLD_LAYER0_FEW: Tuning = { streamPass: { halfTransposedReduce: false } };
 const OLD_LAYER0_MANY: Tuning = {
   streamPass: { teamWidth: 8, keysPerStep: 2, transposedReduce: true, halfTransposedReduce: false },
 };
 const LAYER0_QUARTER_B: Tuning = { streamPass: { quarterTransposedReduce: true } };
+/** Layer 0's pass at many rows as in call B (HALF without QUARTER). */
+const LAYER0_HALF_MANY: Tuning = { streamPass: { quarterTransposedReduce: false } };
+/** The anchors' sparse pass with the gathers' old settings, their scores pass as it is. */
+const OLD_ANCHOR_SPARSE: Tuning = {
+  ...OLD_GATHER,
+  streamPass: { transposedReduce: true, xorLayout: true, permuteAfterLoad: false, keysPerStep: 8 },
+};
 /** Dense at few rows as before session 12 (slots not permuted). */
 const OLD_DENSE_FEW: Tuning = { xorLayout: false, permuteAfterLoad: false };
 /** Runs of each role at full size compared bit for bit (split partials NaN-poisoned before each). */
@@ -193,10 +187,7 @@ const PARITY_OPTIONS: Tuning[] = [
   // Call B: the old defaults of the gathers and of layer 0, the gathers' and layer 0's other candidates.
   OLD_GATHER,
   OLD_LAYER0_MANY,
-  GATHER_HALF10,
   { ...GATHER_QUARTER8, pieceBytes: 16, subgroupTeamMerge: true },
-  GATHER_QUARTER12,
-  GATHER_PAL16,
   LAYER0_QUARTER_B,
   { ...LAYER0_QUARTER, loadsAhead: true },
 ];
@@ -255,15 +246,13 @@ const SWEEPS: Record<'dense' | 'dense-anchor' | 'anchor' | 'reuse', Tuning[]> = 
   // Session 12, call A (webgpu-decode-s12a.json): the first (HALF) butterfly round transposing, the
   // lane-permuted slots filled after in-order loads (PAL), with other workgroup counts, piece sizes and
   // keys per step; the winners are call B's defaults.
-  // Call B: the new defaults (the gathers on permuted slots at few rows, HALF at 6 keys per step at
-  // many; layer 0 with HALF; dense at few rows on permuted slots) against the old ones, three times in
-  // turn, then the other candidates twice.
-  reuse: [
-    ...alternate(3, {}, OLD_GATHER),
-    ...alternate(2, GATHER_HALF6, GATHER_QUARTER8, GATHER_QUARTER12, GATHER_HALF10, GATHER_PAL16),
-  ],
-  anchor: alternate(3, {}, OLD_GATHER),
-  'dense-anchor': alternate(3, {}, OLD_LAYER0_FEW, OLD_LAYER0_MANY, LAYER0_QUARTER_B),
+  // Session 12, call B (webgpu-decode-s12b.json): the new defaults against the old settings, three
+  // times in turn (all kept but the K/V parts of 4 + 4 sequences, and the gathers at 10 or 12 keys per
+  // step and on 16-byte pieces with the transposed reduction). Call C (final): the same, twice, with
+  // layer 0's pass at many rows on QUARTER (call B: 1375-1377 against 1405-1408 us at batch 8).
+  reuse: alternate(2, {}, OLD_GATHER),
+  anchor: alternate(2, {}, OLD_ANCHOR_SPARSE),
+  'dense-anchor': alternate(2, {}, OLD_LAYER0_FEW, LAYER0_HALF_MANY, OLD_LAYER0_MANY),
   dense: alternate(2, {}, OLD_DENSE_FEW),
 };
 
@@ -372,12 +361,7 @@ const bench: Bench = {
         const k = topkBudget(n, budget);
         let kv: ReturnType<typeof createDeviceKV>;
         try {
-          kv = createDeviceKV(
-            gpu,
-            { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' },
-            'bench.kv',
-            args.kvPartition,
-          );
+          kv = createDeviceKV(gpu, { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' }, 'bench.kv');
           if (kv.parts.length > 1) {
             ctx.progress(
               `n=${n} b=${batch}: K/V in parts of ${kv.parts.map((p) => p.batch).join(' + ')} sequences`,
@@ -493,7 +477,6 @@ const bench: Bench = {
                 gpu,
                 { batch, kvHeads: G, capacity: n, headDim: D, dtype: 'f16' },
                 'bench.kv',
-                args.kvPartition,
               );
               for (const [i, part] of extra.parts.entries()) {
                 fillBuffer(gpu, part.k, 100 * c + 2 * i, true);
@@ -778,7 +761,6 @@ const bench: Bench = {
         teamDefaults: JSON.stringify(TEAM_DEFAULTS),
         workgroupStorageBytes: workgroupStorage,
         ...(args.tuning ? { tuning: JSON.stringify(args.tuning) } : {}),
-        kvPartition: args.kvPartition ?? 'even',
         l2Flush:
           flushKind === 'copy'
             ? 'a 256 MiB copy before each timed run (the L2 left full of dirty lines)'
@@ -821,8 +803,7 @@ function tuningArg(json: string): Tuning {
  * `--probe-only` (the probe alone: no main rows, sweep or one-pass), `--tuning=<json>` (team-kernel
  * options for every op of the main rows and the one-pass models, e.g. a candidate default; the
  * results' config names them), `--flush=copy|read` (the L2 flush before each timed run: a 256 MiB copy,
- * the default, or a read that leaves no dirty lines; `config.l2Flush` names it), `--kv-partition=even|fill`
- * (how K/V past one storage binding is split by sequence: `KVPartition`, default even; `config.kvPartition`).
+ * the default, or a read that leaves no dirty lines; `config.l2Flush` names it).
  */
 export function benchArgs(argv: readonly string[]): {
   contexts?: number[];
@@ -838,7 +819,6 @@ export function benchArgs(argv: readonly string[]): {
   probeOnly?: boolean;
   tuning?: Tuning;
   flush?: 'copy' | 'read';
-  kvPartition?: KVPartition;
 } {
   const out: ReturnType<typeof benchArgs> = { parity: true, sweep: true, onePass: true };
   const ints = (name: string, v: string) => {
@@ -867,12 +847,7 @@ export function benchArgs(argv: readonly string[]): {
     else if (name === 'probe-only') out.probeOnly = true;
     else if (name === 'deadline-s') out.deadlineS = ints(name, value)[0];
     else if (name === 'tuning') out.tuning = tuningArg(a.slice(a.indexOf('=') + 1));
-    else if (name === 'kv-partition') {
-      if (value !== 'even' && value !== 'fill') {
-        throw new RangeError(`--kv-partition takes even or fill, got '${value}'`);
-      }
-      out.kvPartition = value;
-    } else if (name === 'flush') {
+    else if (name === 'flush') {
       if (value !== 'copy' && value !== 'read')
         throw new RangeError(`--flush takes copy or read, got '${value}'`);
       out.flush = value;

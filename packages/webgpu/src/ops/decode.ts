@@ -321,11 +321,18 @@ const PERMUTED: Partial<TeamSettings> = { xorLayout: true, permuteAfterLoad: tru
  * 1, 1136.0 and 1136.9 against 1253.4 and 1253.5 at batch 8; dense 1207.1 and 1207.6 against 1262.0
  * and 1260.4 at batch 8 but 202.7 and 203.5 against 194.7 and 195.3 at batch 1: its lanes then load
  * 8 rows per instruction instead of one); layer 0's pass at many rows takes teams of 8 lanes
- * (`NARROW`), and the anchors' scores pass at many rows each lane's own softmax statistics
+ * (session 10 to 11), and the anchors' scores pass at many rows each lane's own softmax statistics
  * (`laneStats`) (call A of session 10, twice in turn at 128k batch 8: layer 0 1500.1 and 1499.3
  * against 1532.7 and 1527.0 us, the anchor 1124.4 and 1124.8 against 1136.9 and 1133.9; at batch 1
  * both slower: layer 0 272.6 and 273.2 against 245.6 and 245.8, the anchor 207.7 and 208.1 against
- * 204.6 and 203.6);
+ * 204.6 and 203.6); since session 12 layer 0's pass takes `halfTransposedReduce` (at many rows on
+ * teams of 16 lanes, 8 keys per step, with `quarterTransposedReduce`), the gathers at few rows and
+ * dense at few rows the transposed reduction on slots permuted after in-order loads
+ * (`permuteAfterLoad`), the gathers at many rows `halfTransposedReduce` at 6 keys per step (call B of
+ * session 12, three times in turn at 128k: layer 0 228.2, 228.9 and 227.9 against 246.6, 245.8 and
+ * 245.9 us at batch 1, with QUARTER at batch 8 1375.1, 1376.1 and 1377.2 against 1524-1528 without
+ * either and 1471.5-1472.6 on teams of 8 lanes; the reuse 42.2, 41.6 and 41.3 against 45.4, 45.3 and
+ * 45.5 at batch 1; dense 191.4 and 191.6 against 194.7 and 194.9 at batch 1; the package README);
  * `keysPerStep` applies to group sizes up to 4 (larger groups take 2; the transposed reduction then
  * stays off unless asked for).
  */
@@ -336,7 +343,13 @@ export const TEAM_DEFAULTS: Readonly<Record<TeamPass, Readonly<Record<'few' | 'm
   },
   layer0: {
     few: { ...STREAM_FEW, subgroupTeamMerge: true, halfTransposedReduce: true },
-    many: { ...STREAM_MANY, subgroupTeamMerge: true, loadsAhead: true, halfTransposedReduce: true },
+    many: {
+      ...STREAM_MANY,
+      subgroupTeamMerge: true,
+      loadsAhead: true,
+      halfTransposedReduce: true,
+      quarterTransposedReduce: true,
+    },
   },
   scores: {
     few: { ...STREAM_MANY, ...TRANSPOSED, targetWorkgroups: 4096, xorLayout: true },
